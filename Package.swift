@@ -1,0 +1,83 @@
+// swift-tools-version:6.1
+// turf: a peer-to-peer territory game for the terminal, and the engine under it.
+import PackageDescription
+
+// Swift 5 language mode: the networking code is single-threaded per event loop (NIO or the
+// simulated network) and annotating every closure as @Sendable would buy nothing here.
+let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "turf",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "turf", targets: ["turf"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // C libraries, wrapped.
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium",
+                       providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]),
+        .systemLibrary(name: "CNcursesw", pkgConfig: "ncursesw",
+                       providers: [.apt(["libncursesw5-dev"]), .brew(["ncurses"])]),
+        .target(name: "CursesShim", dependencies: ["CNcursesw"]),
+
+        // Deterministic building blocks shared by the engine and the network layers: seeded RNG,
+        // a stable hash, byte readers/writers that report offsets.
+        .target(name: "Determinism", swiftSettings: v5),
+
+        // Addresses, the datagram/timer interfaces, the simulated network and the real NIO UDP host.
+        .target(name: "NetCore", dependencies: [
+            "Determinism",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: v5),
+
+        // Crypto, Noise, sessions.
+        .target(name: "Sodium", dependencies: ["CSodium"], swiftSettings: v5),
+        .target(name: "Noise", dependencies: ["Sodium"], swiftSettings: v5),
+        .target(name: "Transport", dependencies: ["NetCore", "Noise", "Sodium", "Determinism",
+                                                  .product(name: "Logging", package: "swift-log")],
+                swiftSettings: v5),
+
+        // The Mainline DHT.
+        .target(name: "DHT", dependencies: ["NetCore", "Sodium", "Determinism",
+                                            .product(name: "Logging", package: "swift-log")],
+                swiftSettings: v5),
+
+        // The deterministic engine (generic over a game's rules) and turf's rules.
+        .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: v5),
+        .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: v5),
+
+        // The terminal front-end.
+        .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules",
+                                                   .product(name: "Logging", package: "swift-log")],
+                swiftSettings: v5),
+
+        // The `turf` command.
+        .executableTarget(name: "turf", dependencies: [
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "Sodium", "Noise", "Transport", "DHT",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: v5),
+
+        // Tests mirror Sources.
+        .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: v5),
+        .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: v5),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "TurfRules",
+                    .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: v5),
+        .testTarget(name: "TurfRulesTests", dependencies: ["TurfRules", "Engine",
+                    .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: v5),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"], swiftSettings: v5),
+        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules"], swiftSettings: v5),
+        .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: v5),
+        .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: v5),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium"],
+                    swiftSettings: v5),
+        .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore"], swiftSettings: v5),
+    ]
+)

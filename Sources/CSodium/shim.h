@@ -1,0 +1,4 @@
+#ifndef TURF_CSODIUM_SHIM_H
+#define TURF_CSODIUM_SHIM_H
+#include <sodium.h>
+#endif

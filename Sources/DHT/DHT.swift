@@ -1,0 +1,1 @@
+// DHT: see docs. (Filled in by its issue.)

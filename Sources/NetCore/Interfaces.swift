@@ -1,0 +1,46 @@
+/// The two things every network component needs from its host: a datagram socket and timers.
+///
+/// Components (DHT node, secure sessions, hole punching) are written against these protocols only,
+/// and are confined to the host's single thread: the NIO event loop for real UDP, or the caller's
+/// thread for the simulated network. Two implementations exist: `UDPHost` (NetCore, real sockets)
+/// and `SimNetwork` (in-memory, virtual time, seeded link conditioner).
+
+/// Nanoseconds on a monotonic clock (virtual on the simulated network).
+public typealias Nanos = UInt64
+
+public extension Nanos {
+    static func milliseconds(_ ms: Int) -> Nanos { Nanos(ms) * 1_000_000 }
+    static func seconds(_ s: Int) -> Nanos { Nanos(s) * 1_000_000_000 }
+}
+
+/// One bound, unconnected UDP socket (or its simulation).
+public protocol DatagramSocket: AnyObject {
+    /// The address this socket is bound to, as seen locally.
+    var localAddress: PeerAddress { get }
+    /// Sends one datagram. Never blocks; failures are counted, not thrown (UDP is best effort).
+    func send(_ payload: [UInt8], to destination: PeerAddress)
+    /// Called on the host's thread for every datagram received.
+    var onReceive: ((_ payload: [UInt8], _ source: PeerAddress) -> Void)? { get set }
+}
+
+/// A handle that cancels a scheduled timer.
+public final class TimerToken {
+    public private(set) var isCancelled = false
+    let cancelAction: (() -> Void)?
+    public init(cancel: (() -> Void)? = nil) { cancelAction = cancel }
+    public func cancel() {
+        guard !isCancelled else { return }
+        isCancelled = true
+        cancelAction?()
+    }
+}
+
+/// Time and timers, injected: real on the event loop, virtual in simulation.
+public protocol Scheduler: AnyObject {
+    var now: Nanos { get }
+    @discardableResult
+    func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken
+}
+
+/// A socket plus its scheduler: what a network component is constructed with.
+public protocol NetworkHost: DatagramSocket, Scheduler {}

@@ -1,0 +1,262 @@
+import Determinism
+
+/// Loss, duplication, reordering and latency for datagrams on a simulated link.
+public struct LinkConditions: Sendable, Equatable {
+    /// Probability that a datagram is dropped.
+    public var loss: Double
+    /// Probability that a delivered datagram is delivered twice.
+    public var duplicate: Double
+    /// Probability that a datagram is held back by an extra `reorderDelay`, so later ones overtake it.
+    public var reorder: Double
+    public var latency: Nanos
+    /// Uniform extra delay in 0...jitter.
+    public var jitter: Nanos
+    public var reorderDelay: Nanos
+
+    public init(loss: Double = 0, duplicate: Double = 0, reorder: Double = 0,
+                latency: Nanos = .milliseconds(1), jitter: Nanos = 0, reorderDelay: Nanos = .milliseconds(20)) {
+        self.loss = loss
+        self.duplicate = duplicate
+        self.reorder = reorder
+        self.latency = latency
+        self.jitter = jitter
+        self.reorderDelay = reorderDelay
+    }
+
+    public static let perfect = LinkConditions(latency: 0)
+}
+
+/// An in-memory network with virtual time: sockets bound to addresses, a seeded link conditioner,
+/// partitions, and an event queue that runs in (time, insertion) order. Same seed, same run.
+///
+/// Single-threaded: everything runs on the thread that calls `run`.
+public final class SimNetwork: Scheduler {
+    public struct Stats: Sendable, Equatable {
+        public var sent: UInt64 = 0
+        public var delivered: UInt64 = 0
+        public var lost: UInt64 = 0
+        public var duplicated: UInt64 = 0
+        public var partitioned: UInt64 = 0
+        public var unreachable: UInt64 = 0
+        public var bytesSent: UInt64 = 0
+    }
+
+    public private(set) var now: Nanos = 0
+    public var conditions: LinkConditions
+    public private(set) var stats = Stats()
+    private var rng: SplitMix64
+    private var sockets: [PeerAddress: SimSocket] = [:]
+    private var linkOverrides: [Pair: LinkConditions] = [:]
+    private var group: [UInt32: Int] = [:] // ip -> partition group; absent = group 0
+    private var queue = EventHeap()
+    private var sequence: UInt64 = 0
+    private var nextEphemeralPort: UInt16 = 40000
+
+    private struct Pair: Hashable { var from: UInt32; var to: UInt32 }
+
+    public init(seed: UInt64, conditions: LinkConditions = LinkConditions()) {
+        rng = SplitMix64(seed: seed, stream: 0x5E7)
+        self.conditions = conditions
+    }
+
+    // MARK: sockets
+
+    /// Binds a socket at `address`; port 0 picks a free ephemeral port.
+    public func bind(_ address: PeerAddress) -> SimSocket {
+        var a = address
+        if a.port == 0 {
+            repeat { a.port = nextEphemeralPort; nextEphemeralPort = nextEphemeralPort == 65535 ? 40000 : nextEphemeralPort + 1 }
+            while sockets[a] != nil
+        }
+        precondition(sockets[a] == nil, "address \(a) already bound")
+        let s = SimSocket(network: self, address: a)
+        sockets[a] = s
+        return s
+    }
+
+    func unbind(_ socket: SimSocket) {
+        if sockets[socket.localAddress] === socket { sockets[socket.localAddress] = nil }
+    }
+
+    public var boundCount: Int { sockets.count }
+
+    // MARK: link conditions and partitions
+
+    /// Conditions for datagrams from hosts with IP `from` to hosts with IP `to` (one direction).
+    public func setConditions(_ c: LinkConditions?, from: UInt32, to: UInt32) {
+        linkOverrides[Pair(from: from, to: to)] = c
+    }
+
+    /// Puts each listed host IP into partition group `id`. Hosts in different groups cannot talk.
+    public func partition(_ ips: [UInt32], into id: Int) { for ip in ips { group[ip] = id } }
+
+    /// Removes all partitions.
+    public func heal() { group.removeAll() }
+
+    // MARK: scheduling
+
+    @discardableResult
+    public func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
+        let token = TimerToken()
+        push(at: now &+ delay, Event(token: token, action: action))
+        return token
+    }
+
+    private func push(at time: Nanos, _ e: Event) {
+        sequence += 1
+        queue.push(time: time, seq: sequence, e)
+    }
+
+    /// Runs events until virtual time `deadline` (inclusive); time then stands at `deadline`.
+    /// `maxEvents` bounds the work so a runaway protocol cannot hang a test.
+    @discardableResult
+    public func run(until deadline: Nanos, maxEvents: Int = 50_000_000) -> Int {
+        var n = 0
+        while n < maxEvents, let t = queue.peekTime, t <= deadline {
+            let e = queue.pop()
+            now = max(now, t)
+            if e.token?.isCancelled == true { continue }
+            e.action()
+            n += 1
+        }
+        if n < maxEvents { now = max(now, deadline) }
+        return n
+    }
+
+    public func run(for duration: Nanos, maxEvents: Int = 50_000_000) -> Int {
+        run(until: now &+ duration, maxEvents: maxEvents)
+    }
+
+    /// Runs until no events remain (or the bound is hit); returns the number of events run.
+    @discardableResult
+    public func runUntilIdle(maxEvents: Int = 50_000_000) -> Int {
+        run(until: .max, maxEvents: maxEvents)
+    }
+
+    /// Runs until `condition` holds, time passes `deadline`, or the event bound is hit.
+    /// Returns whether the condition held.
+    public func run(until deadline: Nanos, maxEvents: Int = 50_000_000, while keepGoing: () -> Bool) -> Bool {
+        var n = 0
+        while keepGoing() {
+            guard n < maxEvents, let t = queue.peekTime, t <= deadline else { return !keepGoing() }
+            let e = queue.pop()
+            now = max(now, t)
+            if e.token?.isCancelled == true { continue }
+            e.action()
+            n += 1
+        }
+        return true
+    }
+
+    public var pendingEvents: Int { queue.count }
+
+    // MARK: delivery
+
+    func transmit(_ payload: [UInt8], from source: PeerAddress, to destination: PeerAddress) {
+        stats.sent += 1
+        stats.bytesSent += UInt64(payload.count)
+        let c = linkOverrides[Pair(from: source.ip, to: destination.ip)] ?? conditions
+        if c.loss > 0 && rng.unit() < c.loss { stats.lost += 1; return }
+        let copies = (c.duplicate > 0 && rng.unit() < c.duplicate) ? 2 : 1
+        if copies == 2 { stats.duplicated += 1 }
+        for _ in 0..<copies {
+            var delay = c.latency
+            if c.jitter > 0 { delay &+= rng.below(c.jitter &+ 1) }
+            if c.reorder > 0 && rng.unit() < c.reorder { delay &+= c.reorderDelay }
+            push(at: now &+ delay, Event(token: nil) { [weak self] in
+                self?.deliver(payload, from: source, to: destination)
+            })
+        }
+    }
+
+    private func deliver(_ payload: [UInt8], from source: PeerAddress, to destination: PeerAddress) {
+        // Partitions are checked at delivery, so a partition also eats datagrams in flight.
+        if group[source.ip, default: 0] != group[destination.ip, default: 0] { stats.partitioned += 1; return }
+        guard let s = sockets[destination], let h = s.onReceive else { stats.unreachable += 1; return }
+        stats.delivered += 1
+        h(payload, source)
+    }
+
+    // MARK: event heap
+
+    private struct Event {
+        var token: TimerToken?
+        var action: () -> Void
+    }
+
+    private struct EventHeap {
+        private var times: [Nanos] = []
+        private var seqs: [UInt64] = []
+        private var events: [Event] = []
+        var count: Int { events.count }
+        var peekTime: Nanos? { times.first }
+
+        private func less(_ i: Int, _ j: Int) -> Bool {
+            times[i] < times[j] || (times[i] == times[j] && seqs[i] < seqs[j])
+        }
+
+        private mutating func swapAt(_ i: Int, _ j: Int) {
+            times.swapAt(i, j); seqs.swapAt(i, j); events.swapAt(i, j)
+        }
+
+        mutating func push(time: Nanos, seq: UInt64, _ e: Event) {
+            times.append(time); seqs.append(seq); events.append(e)
+            var i = events.count - 1
+            while i > 0 {
+                let p = (i - 1) / 2
+                guard less(i, p) else { break }
+                swapAt(i, p)
+                i = p
+            }
+        }
+
+        mutating func pop() -> Event {
+            let last = events.count - 1
+            swapAt(0, last)
+            let e = events.removeLast()
+            times.removeLast(); seqs.removeLast()
+            var i = 0
+            let n = events.count
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < n && less(l, m) { m = l }
+                if r < n && less(r, m) { m = r }
+                if m == i { break }
+                swapAt(i, m)
+                i = m
+            }
+            return e
+        }
+    }
+}
+
+/// A socket on a `SimNetwork`. It is also a `NetworkHost`: its scheduler is the network's clock.
+public final class SimSocket: NetworkHost {
+    public let localAddress: PeerAddress
+    public var onReceive: (([UInt8], PeerAddress) -> Void)?
+    public private(set) weak var network: SimNetwork?
+
+    init(network: SimNetwork, address: PeerAddress) {
+        self.network = network
+        localAddress = address
+    }
+
+    public func send(_ payload: [UInt8], to destination: PeerAddress) {
+        network?.transmit(payload, from: localAddress, to: destination)
+    }
+
+    public var now: Nanos { network?.now ?? 0 }
+
+    @discardableResult
+    public func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
+        guard let network else { return TimerToken() }
+        return network.schedule(after: delay, action)
+    }
+
+    /// Unbinds: datagrams to this address are then counted as unreachable (a node leaving).
+    public func close() {
+        onReceive = nil
+        network?.unbind(self)
+    }
+}

@@ -1,0 +1,1 @@
+// Noise: see docs. (Filled in by its issue.)

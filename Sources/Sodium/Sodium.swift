@@ -1,0 +1,1 @@
+// Sodium: see docs. (Filled in by its issue.)

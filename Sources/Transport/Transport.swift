@@ -1,0 +1,1 @@
+// Transport: see docs. (Filled in by its issue.)
