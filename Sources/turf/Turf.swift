@@ -1,0 +1,28 @@
+import ArgumentParser
+
+/// The `turf` command. Each command group lives in its own file.
+@main
+struct Turf: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "turf",
+        abstract: "A peer-to-peer territory game for the terminal.",
+        version: "0.1.0",
+        subcommands: [
+            // Play and replay (Sources/turf/PlayCommands.swift, ReplayCommands.swift)
+            // Networking (IdCommand.swift, DHTCommands.swift)
+            Bench.self,
+        ]
+    )
+}
+
+/// `turf bench NAME --json`: benchmarks documented in docs/benchmarks.md. One file per benchmark.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure turf's figures (see docs/benchmarks.md).",
+        subcommands: [
+            // engine: BenchReplay.self, BenchLateOp.self
+            // transport: BenchCrypto.self, BenchSession.self
+            // dht: BenchDHT.self
+        ]
+    )
+}
