@@ -4,7 +4,10 @@ import PackageDescription
 
 // Swift 5 language mode: the networking code is single-threaded per event loop (NIO or the
 // simulated network) and annotating every closure as @Sendable would buy nothing here.
-let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+// Whole-program cross-module optimisation in release builds: the engine is generic over a game's
+// rules, and without it every op merged in a replay goes through unspecialised generic code.
+let v5: [SwiftSetting] = [.swiftLanguageMode(.v5),
+                          .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
 
 let package = Package(
     name: "turf",

@@ -1,5 +1,6 @@
 import ArgumentParser
 
+
 /// The `turf` command. Each command group lives in its own file.
 @main
 struct Turf: ParsableCommand {
@@ -9,6 +10,7 @@ struct Turf: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             // Play and replay (Sources/turf/PlayCommands.swift, ReplayCommands.swift)
+            ReplayCommand.self,
             // Networking (IdCommand.swift, DHTCommands.swift)
             Bench.self,
         ]
@@ -20,7 +22,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure turf's figures (see docs/benchmarks.md).",
         subcommands: [
-            // engine: BenchReplay.self, BenchLateOp.self
+            // engine (BenchEngine.swift)
+            BenchReplay.self, BenchLateOp.self,
             // transport: BenchCrypto.self, BenchSession.self
             // dht: BenchDHT.self
         ]

@@ -1,0 +1,57 @@
+/// Runs the ticks of a match on one peer, in a fixed order of systems:
+///
+/// 1. each local player's controller, in player-id order, makes its ops for the tick, which are
+///    applied at once (zero input delay) and queued for sending;
+/// 2. remote ops received since the last tick are merged, in arrival order (any order gives the
+///    same state);
+/// 3. the tick counter advances.
+///
+/// No clock and no I/O: the shell decides when a tick is due (`TickStepper`) and what to do with
+/// `outbox`.
+public struct LocalMatch<Controller: PlayerController> {
+    public typealias Game = Controller.Game
+    public private(set) var replica: Replica<Game>
+    /// Controllers of the players this peer owns, by player id.
+    public var controllers: [PlayerID: Controller]
+    private let order: [PlayerID]
+    /// The next tick to run.
+    public private(set) var tick: Tick = 0
+    /// Ops made here, for the networking layer to send (it drains this).
+    public var outbox: [Op<Game.Payload>] = []
+    public var recordOutbox = false
+    private var inbox: [Op<Game.Payload>] = []
+
+    public init(config: MatchConfig, controllers: [PlayerID: Controller]) throws {
+        replica = try Replica<Game>(config: config)
+        self.controllers = controllers
+        order = controllers.keys.sorted()
+    }
+
+    public var isOver: Bool { tick > replica.config.lengthTicks }
+
+    /// Queues a remote op for the next tick's merge.
+    public mutating func deliver(_ op: Op<Game.Payload>) { inbox.append(op) }
+
+    /// Runs one tick. Does nothing once the match is over.
+    public mutating func step() {
+        guard !isOver else { return }
+        for p in order {
+            let payloads = controllers[p]!.step(tick: tick, player: p, state: replica.state)
+            for payload in payloads {
+                let op = replica.local(payload, player: p, tick: tick)
+                if recordOutbox { outbox.append(op) }
+            }
+        }
+        for op in inbox { replica.receive(op) }
+        inbox.removeAll(keepingCapacity: true)
+        tick += 1
+    }
+
+    /// Runs to the end of the match.
+    public mutating func runToEnd() { while !isOver { step() } }
+
+    /// The recording of everything merged so far.
+    public func recording() throws -> Replay<Game> {
+        try Replay(config: replica.config, logs: replica.allLogs, equivocations: replica.equivocations)
+    }
+}

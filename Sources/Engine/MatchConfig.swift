@@ -1,0 +1,98 @@
+import Determinism
+
+/// Who plays, and how they are driven.
+public struct PlayerInfo: Equatable, Sendable {
+    public enum Kind: UInt8, Sendable { case human = 0, bot = 1, remote = 2 }
+    public var name: String
+    public var kind: Kind
+    /// Bot difficulty (0 = easy, 1 = hard, …); 0 for humans.
+    public var level: UInt8
+
+    public init(name: String, kind: Kind, level: UInt8 = 0) {
+        self.name = name
+        self.kind = kind
+        self.level = level
+    }
+}
+
+public enum ConfigError: Error, Equatable, CustomStringConvertible {
+    case invalid(String)
+    public var description: String {
+        switch self { case .invalid(let m): return "invalid match config: \(m)" }
+    }
+}
+
+/// Everything that determines a match besides the ops: recorded at the head of every replay.
+public struct MatchConfig: Equatable, Sendable {
+    public static let maxPlayers = 8
+
+    public var gameID: String
+    public var seed: UInt64
+    public var tickRate: UInt16
+    public var lengthTicks: Tick
+    /// A state hash is recorded every this many ticks.
+    public var checkpointInterval: Tick
+    public var players: [PlayerInfo]
+    /// The game's own settings (for turf: the map's name and text, and tunables), opaque here.
+    public var settings: [UInt8]
+
+    public init(gameID: String, seed: UInt64, tickRate: UInt16 = 30, lengthTicks: Tick,
+                checkpointInterval: Tick = 30, players: [PlayerInfo], settings: [UInt8]) {
+        self.gameID = gameID
+        self.seed = seed
+        self.tickRate = tickRate
+        self.lengthTicks = lengthTicks
+        self.checkpointInterval = checkpointInterval
+        self.players = players
+        self.settings = settings
+    }
+
+    public func validate() throws {
+        guard (1...MatchConfig.maxPlayers).contains(players.count) else {
+            throw ConfigError.invalid("\(players.count) players (1...\(MatchConfig.maxPlayers) allowed)")
+        }
+        guard (1...1000).contains(tickRate) else { throw ConfigError.invalid("tick rate \(tickRate) Hz") }
+        guard lengthTicks > 0 && lengthTicks <= 50_000_000 else { throw ConfigError.invalid("length \(lengthTicks) ticks") }
+        guard checkpointInterval > 0 else { throw ConfigError.invalid("checkpoint interval 0") }
+    }
+
+    public func encode(into w: inout ByteWriter) {
+        w.string(gameID)
+        w.u64(seed)
+        w.u16(tickRate)
+        w.u32(lengthTicks)
+        w.u32(checkpointInterval)
+        w.u8(UInt8(players.count))
+        for p in players {
+            w.string(p.name)
+            w.u8(p.kind.rawValue)
+            w.u8(p.level)
+        }
+        w.blob(settings)
+    }
+
+    public static func decode(from r: inout ByteReader) throws -> MatchConfig {
+        let gameID = try r.string("game id", limit: 64)
+        let seed = try r.u64("seed")
+        let rate = try r.u16("tick rate")
+        let length = try r.u32("length")
+        let interval = try r.u32("checkpoint interval")
+        let countAt = r.offset
+        let n = Int(try r.u8("player count"))
+        guard (1...maxPlayers).contains(n) else { throw ByteReadError(offset: countAt, "player count \(n) out of range") }
+        var players: [PlayerInfo] = []
+        for i in 0..<n {
+            let name = try r.string("player \(i) name", limit: 64)
+            let kindAt = r.offset
+            guard let kind = PlayerInfo.Kind(rawValue: try r.u8("player kind")) else {
+                throw ByteReadError(offset: kindAt, "unknown player kind")
+            }
+            players.append(PlayerInfo(name: name, kind: kind, level: try r.u8("bot level")))
+        }
+        let settings = try r.blob("game settings", limit: 1 << 22)
+        let c = MatchConfig(gameID: gameID, seed: seed, tickRate: rate, lengthTicks: length,
+                            checkpointInterval: interval, players: players, settings: settings)
+        do { try c.validate() } catch { throw ByteReadError(offset: countAt, "\(error)") }
+        return c
+    }
+}

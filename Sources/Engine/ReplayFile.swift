@@ -1,0 +1,290 @@
+import Determinism
+
+/// A replay that cannot be read: what is wrong and at which byte.
+public struct ReplayFormatError: Error, Equatable, CustomStringConvertible {
+    public var offset: Int
+    public var message: String
+    public var description: String { "\(message) (at byte \(offset))" }
+    public init(offset: Int, _ message: String) {
+        self.offset = offset
+        self.message = message
+    }
+}
+
+/// The binary replay format, version 1 (docs/replay-format.md).
+///
+///     file     = magic "TURFRPLY" · u16 version · section* · end-section
+///     section  = u8 tag · u32 length · body[length] · u64 checksum(tag, length, body)
+///
+/// Every section is checksummed, so a flipped bit anywhere is reported with the offset of the
+/// section it hit; a truncated file is reported with the offset where bytes ran out.
+public enum ReplayFile {
+    public static let magic: [UInt8] = Array("TURFRPLY".utf8)
+    public static let version: UInt16 = 1
+
+    enum Tag: UInt8 {
+        case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, end = 0xFF
+        var name: String {
+            switch self {
+            case .config: return "config"
+            case .log: return "op log"
+            case .checkpoints: return "checkpoints"
+            case .final: return "final hash"
+            case .equivocations: return "equivocations"
+            case .end: return "end"
+            }
+        }
+    }
+
+    static let maxSection = 1 << 30
+
+    // MARK: writing
+
+    public static func encode<Game: ReplicatedGame>(_ replay: Replay<Game>) -> [UInt8] {
+        var out = ByteWriter(capacity: 64 + replay.opCount * 4)
+        out.bytes(magic)
+        out.u16(version)
+
+        var w = ByteWriter()
+        replay.config.encode(into: &w)
+        section(.config, w.bytes, into: &out)
+
+        for (player, log) in replay.logs.enumerated() {
+            var w = ByteWriter(capacity: 16 + log.count * 4)
+            w.u8(UInt8(player))
+            w.varint(UInt64(log.count))
+            var prevSeq: Int64 = -1
+            var prevTick: Int64 = 0
+            for op in log {
+                w.varint(UInt64(Int64(op.seq) - prevSeq - 1))
+                w.varint(zigzag(Int64(op.tick) - prevTick))
+                Game.encode(op.payload, into: &w)
+                prevSeq = Int64(op.seq)
+                prevTick = Int64(op.tick)
+            }
+            section(.log, w.bytes, into: &out)
+        }
+
+        if !replay.equivocations.isEmpty {
+            var w = ByteWriter()
+            w.varint(UInt64(replay.equivocations.count))
+            for op in replay.equivocations {
+                w.u8(op.player)
+                w.varint(UInt64(op.seq))
+                w.varint(UInt64(op.tick))
+                Game.encode(op.payload, into: &w)
+            }
+            section(.equivocations, w.bytes, into: &out)
+        }
+
+        w = ByteWriter(capacity: 16 + replay.checkpoints.count * 10)
+        w.varint(UInt64(replay.checkpoints.count))
+        var prev: Tick = 0
+        for cp in replay.checkpoints {
+            w.varint(UInt64(cp.tick &- prev))
+            w.u64(cp.hash)
+            prev = cp.tick
+        }
+        section(.checkpoints, w.bytes, into: &out)
+
+        w = ByteWriter()
+        w.u64(replay.finalHash)
+        w.varint(UInt64(replay.opCount))
+        section(.final, w.bytes, into: &out)
+        section(.end, [], into: &out)
+        return out.bytes
+    }
+
+    private static func section(_ tag: Tag, _ body: [UInt8], into out: inout ByteWriter) {
+        out.u8(tag.rawValue)
+        out.u32(UInt32(body.count))
+        out.bytes(body)
+        out.u64(checksum(tag: tag.rawValue, body: body[...]))
+    }
+
+    static func checksum(tag: UInt8, body: ArraySlice<UInt8>) -> UInt64 {
+        StableHash.combine(StableHash.bytes(body, seed: UInt64(tag) << 56), UInt64(body.count))
+    }
+
+    @inline(__always) static func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
+    @inline(__always) static func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
+
+    // MARK: reading
+
+    /// Parses a replay. Never traps on bad input: every problem is a `ReplayFormatError` naming the
+    /// byte offset.
+    public static func decode<Game: ReplicatedGame>(_ bytes: [UInt8], as: Game.Type = Game.self) throws -> Replay<Game> {
+        do { return try decodeUnchecked(bytes) } catch let e as ByteReadError {
+            throw ReplayFormatError(offset: e.offset, e.message)
+        }
+    }
+
+    private static func decodeUnchecked<Game: ReplicatedGame>(_ bytes: [UInt8]) throws -> Replay<Game> {
+        var r = ByteReader(bytes)
+        guard bytes.count >= magic.count else {
+            throw ReplayFormatError(offset: bytes.count, "not a turf replay: file is \(bytes.count) bytes, shorter than the header")
+        }
+        guard Array(try r.take(magic.count, "magic")) == magic else {
+            throw ReplayFormatError(offset: 0, "not a turf replay: bad magic (expected \"TURFRPLY\")")
+        }
+        let versionAt = r.offset
+        let v = try r.u16("format version")
+        guard v == version else {
+            throw ReplayFormatError(offset: versionAt, "unsupported replay format version \(v) (this turf reads version \(version))")
+        }
+
+        var config: MatchConfig?
+        var logs: [[Op<Game.Payload>]?] = []
+        var equivocations: [Op<Game.Payload>] = []
+        var checkpoints: [Replay<Game>.Checkpoint]?
+        var final: (hash: UInt64, ops: Int)?
+
+        while true {
+            let sectionAt = r.offset
+            let tagByte = try r.u8("section tag")
+            guard let tag = Tag(rawValue: tagByte) else {
+                throw ReplayFormatError(offset: sectionAt, "unknown section tag 0x\(String(tagByte, radix: 16))")
+            }
+            let length = Int(try r.u32("\(tag.name) section length"))
+            guard length <= maxSection else {
+                throw ReplayFormatError(offset: sectionAt + 1, "\(tag.name) section length \(length) is implausible")
+            }
+            let bodyAt = r.offset
+            let body = try r.take(length, "\(tag.name) section (\(length) bytes)")
+            let sum = try r.u64("\(tag.name) section checksum")
+            guard sum == checksum(tag: tagByte, body: body) else {
+                throw ReplayFormatError(offset: sectionAt, "corrupt \(tag.name) section: checksum mismatch over bytes \(sectionAt)..<\(bodyAt + length + 8)")
+            }
+            var b = ByteReader(bytes, offset: bodyAt, end: bodyAt + length)
+            if tag != .config && tag != .end && config == nil {
+                throw ReplayFormatError(offset: sectionAt, "\(tag.name) section before the config section")
+            }
+            switch tag {
+            case .config:
+                guard config == nil else { throw ReplayFormatError(offset: sectionAt, "second config section") }
+                let c = try MatchConfig.decode(from: &b)
+                guard c.gameID == Game.gameID else {
+                    throw ReplayFormatError(offset: bodyAt, "replay is for game '\(c.gameID)', not '\(Game.gameID)'")
+                }
+                config = c
+                logs = Array(repeating: nil, count: c.players.count)
+            case .log:
+                let playerAt = b.offset
+                let p = Int(try b.u8("log player"))
+                guard p < logs.count else { throw ReplayFormatError(offset: playerAt, "op log for player \(p), but the match has \(logs.count)") }
+                guard logs[p] == nil else { throw ReplayFormatError(offset: playerAt, "second op log for player \(p)") }
+                let n = try b.count("op count", limit: length) // every op takes at least one byte
+                var log: [Op<Game.Payload>] = []
+                log.reserveCapacity(n)
+                var seq: Int64 = -1
+                var tick: Int64 = 0
+                for _ in 0..<n {
+                    let opAt = b.offset
+                    seq += Int64(try b.count("seq gap", limit: 1 << 28)) + 1
+                    tick += unzigzag(try b.varint("tick delta"))
+                    guard seq < (1 << 28), tick >= 0, tick <= Int64(config!.lengthTicks) else {
+                        throw ReplayFormatError(offset: opAt, "op \(p)/\(seq) has tick \(tick) outside the match (0...\(config!.lengthTicks))")
+                    }
+                    let payload = try Game.decode(from: &b)
+                    log.append(Op(player: PlayerID(p), seq: UInt32(seq), tick: Tick(tick), payload: payload))
+                }
+                try expectEnd(b, tag)
+                logs[p] = log
+            case .equivocations:
+                let n = try b.count("equivocation count", limit: length)
+                for _ in 0..<n {
+                    let opAt = b.offset
+                    let p = try b.u8("player")
+                    let seq = try b.count("seq", limit: 1 << 28)
+                    let tick = try b.count("tick", limit: Int(config!.lengthTicks))
+                    guard Int(p) < logs.count else { throw ReplayFormatError(offset: opAt, "equivocation by unknown player \(p)") }
+                    equivocations.append(Op(player: p, seq: UInt32(seq), tick: Tick(tick), payload: try Game.decode(from: &b)))
+                }
+                try expectEnd(b, tag)
+            case .checkpoints:
+                let n = try b.count("checkpoint count", limit: length / 9)
+                var cps: [Replay<Game>.Checkpoint] = []
+                cps.reserveCapacity(n)
+                var tick: UInt64 = 0
+                for _ in 0..<n {
+                    tick += try b.varint("checkpoint tick")
+                    guard tick <= UInt64(config!.lengthTicks) else { throw ReplayFormatError(offset: b.offset, "checkpoint tick \(tick) after the match end") }
+                    cps.append(.init(tick: Tick(tick), hash: try b.u64("checkpoint hash")))
+                }
+                try expectEnd(b, tag)
+                checkpoints = cps
+            case .final:
+                final = (try b.u64("final hash"), try b.count("op count", limit: Int.max))
+                try expectEnd(b, tag)
+            case .end:
+                guard let config, let checkpoints, let final else {
+                    throw ReplayFormatError(offset: sectionAt, "replay ends before its \(config == nil ? "config" : checkpoints == nil ? "checkpoints" : "final hash") section")
+                }
+                guard r.isAtEnd else { throw ReplayFormatError(offset: r.offset, "\(r.remaining) unexpected bytes after the end section") }
+                let replay = Replay<Game>(config: config, logs: logs.map { $0 ?? [] }, equivocations: equivocations,
+                                          checkpoints: checkpoints, finalHash: final.hash)
+                guard replay.opCount == final.ops else {
+                    throw ReplayFormatError(offset: sectionAt, "the final section promises \(final.ops) ops, the logs hold \(replay.opCount)")
+                }
+                return replay
+            }
+        }
+    }
+
+    private static func expectEnd(_ b: ByteReader, _ tag: Tag) throws {
+        guard b.isAtEnd else { throw ReplayFormatError(offset: b.offset, "\(b.remaining) stray bytes at the end of the \(tag.name) section") }
+    }
+}
+
+/// The outcome of re-deriving a replay and checking it against its recorded hashes.
+public struct ReplayVerification: Equatable, Sendable {
+    public var ticks: Tick
+    public var ops: Int
+    public var checkpointsChecked: Int
+    public var finalHash: UInt64
+    /// The first checkpoint tick whose hash differs, if any.
+    public var firstBadTick: Tick?
+    public var finalMatches: Bool
+    public var ok: Bool { firstBadTick == nil && finalMatches }
+}
+
+extension ReplayPlayer {
+    /// Re-derives the match in tick order (or shuffled with duplicates, given a seed) and compares
+    /// every checkpoint and the final hash with the recorded ones.
+    public func verify(shuffleSeed: UInt64? = nil, progress: (Int) -> Void = { _ in }) throws -> (ReplayVerification, Replica<Game>) {
+        let recorded = replay.checkpoints
+        var idx = 0
+        var firstBad: Tick?
+        var checked = 0
+        let expected = Array(Replay<Game>.checkpointTicks(replay.config))
+        let compare = { (tick: Tick, hash: UInt64) in
+            checked += 1
+            if checked & 63 == 0 { progress(checked) }
+            if firstBad == nil {
+                if idx >= recorded.count || recorded[idx].tick != tick || recorded[idx].hash != hash { firstBad = tick }
+            }
+            idx += 1
+        }
+        let final: Replica<Game>
+        var finalMatches: Bool
+        if let seed = shuffleSeed {
+            let (windowed, global) = try runShuffled(seed: seed, checkpoint: compare)
+            final = windowed
+            finalMatches = windowed.hash == replay.finalHash && global.hash == replay.finalHash
+            if global.canonicalState != windowed.canonicalState { finalMatches = false }
+        } else {
+            final = try run(checkpoint: compare)
+            finalMatches = final.hash == replay.finalHash
+        }
+        if firstBad == nil && recorded.count != expected.count {
+            firstBad = expected.count > recorded.count ? expected[recorded.count] : replay.config.lengthTicks
+        }
+        return (ReplayVerification(ticks: replay.config.lengthTicks, ops: ordered.count, checkpointsChecked: checked,
+                                   finalHash: final.hash, firstBadTick: firstBad, finalMatches: finalMatches), final)
+    }
+}
+
+extension Replica {
+    /// The game state's canonical bytes.
+    public var canonicalState: [UInt8] { state.canonicalBytes() }
+}

@@ -1,0 +1,113 @@
+import Determinism
+import Engine
+
+/// turf's part of a match config: the map and the tunables. Encoded into `MatchConfig.settings`.
+public struct TurfSettings: Equatable, Sendable {
+    public var map: ArenaMap
+    /// An avatar moves one cell every this many ticks (4 at 30 Hz = 7.5 cells/s).
+    public var moveEvery: UInt8
+    /// A pickup spawns every this many ticks (0: no pickups).
+    public var pickupInterval: Tick
+    /// A pickup can be collected for this many ticks after it spawns.
+    public var pickupLifetime: Tick
+    /// A collected pickup paints every floor cell within this Chebyshev radius.
+    public var splatRadius: UInt8
+
+    public init(map: ArenaMap, moveEvery: UInt8 = 4, pickupInterval: Tick = 300, pickupLifetime: Tick = 240, splatRadius: UInt8 = 2) {
+        self.map = map
+        self.moveEvery = moveEvery
+        self.pickupInterval = pickupInterval
+        self.pickupLifetime = pickupLifetime
+        self.splatRadius = splatRadius
+    }
+
+    static let formatVersion: UInt8 = 1
+
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter()
+        w.u8(TurfSettings.formatVersion)
+        w.string(map.source)
+        w.u8(moveEvery)
+        w.u32(pickupInterval)
+        w.u32(pickupLifetime)
+        w.u8(splatRadius)
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> TurfSettings {
+        var r = ByteReader(bytes)
+        let v = try r.u8("settings version")
+        guard v == formatVersion else { throw ConfigError.invalid("turf settings version \(v) (expected \(formatVersion))") }
+        let text = try r.string("map text", limit: 1 << 20)
+        let map = try ArenaMap(parsing: text, file: "<map recorded in the match>")
+        let s = TurfSettings(map: map, moveEvery: try r.u8("move interval"), pickupInterval: try r.u32("pickup interval"),
+                             pickupLifetime: try r.u32("pickup lifetime"), splatRadius: try r.u8("splat radius"))
+        guard s.moveEvery >= 1 else { throw ConfigError.invalid("move interval 0") }
+        guard s.splatRadius <= 8 else { throw ConfigError.invalid("splat radius \(s.splatRadius) (at most 8)") }
+        guard r.isAtEnd else { throw ConfigError.invalid("\(r.remaining) stray bytes after turf settings") }
+        return s
+    }
+
+    /// A match config for turf with these settings.
+    public func matchConfig(seed: UInt64, players: [PlayerInfo], seconds: Int = 90, tickRate: UInt16 = 30,
+                            checkpointInterval: Tick? = nil) -> MatchConfig {
+        MatchConfig(gameID: TurfWorld.gameID, seed: seed, tickRate: tickRate,
+                    lengthTicks: Tick(seconds) * Tick(tickRate), checkpointInterval: checkpointInterval ?? Tick(tickRate),
+                    players: players, settings: encoded())
+    }
+}
+
+/// Where and when pickups appear: a pure function of the match seed, the map and the length.
+public struct PickupSchedule: Sendable {
+    public struct Pickup: Equatable, Sendable {
+        public var cell: Int
+        public var spawn: Tick
+        public var expiry: Tick // exclusive
+        /// Floor cells painted when it is collected.
+        public var area: [Int]
+    }
+
+    public let pickups: [Pickup]
+    /// For each cell, the pickups that can be collected there (most cells: none).
+    public let atCell: [Int: [Int]]
+    /// For each cell, the pickups whose splat covers it.
+    public let covering: [Int: [Int]]
+
+    public init(seed: UInt64, settings: TurfSettings, lengthTicks: Tick) {
+        let map = settings.map
+        var rng = SplitMix64(seed: seed, stream: 0x9_1C4_0905)
+        var list: [Pickup] = []
+        let spawnSet = Set(map.spawns)
+        let candidates = map.floorCells.filter { !spawnSet.contains($0) }
+        if settings.pickupInterval > 0 && !candidates.isEmpty {
+            var t = settings.pickupInterval
+            while t < lengthTicks {
+                let cell = candidates[rng.below(candidates.count)]
+                let r = Int(settings.splatRadius)
+                var area: [Int] = []
+                let cx = map.x(cell), cy = map.y(cell)
+                for y in max(0, cy - r)...min(map.height - 1, cy + r) {
+                    for x in max(0, cx - r)...min(map.width - 1, cx + r) where map.isFloor(map.index(x, y)) {
+                        area.append(map.index(x, y))
+                    }
+                }
+                list.append(Pickup(cell: cell, spawn: t, expiry: min(lengthTicks + 1, t + settings.pickupLifetime), area: area))
+                t += settings.pickupInterval
+            }
+        }
+        pickups = list
+        var at: [Int: [Int]] = [:]
+        var cov: [Int: [Int]] = [:]
+        for (i, p) in list.enumerated() {
+            at[p.cell, default: []].append(i)
+            for c in p.area { cov[c, default: []].append(i) }
+        }
+        atCell = at
+        covering = cov
+    }
+
+    /// The pickup live at `cell` at `tick`, if any.
+    public func live(at cell: Int, tick: Tick) -> Int? {
+        atCell[cell]?.first { pickups[$0].spawn <= tick && tick < pickups[$0].expiry }
+    }
+}

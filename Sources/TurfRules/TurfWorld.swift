@@ -1,0 +1,246 @@
+import Determinism
+import Engine
+
+/// A turf op. Owners compute their own moves against the static map and publish where they went.
+public enum TurfOp: Equatable, Sendable {
+    /// The owner's avatar entered `cell` (an index into the map) at the op's tick. The first op of
+    /// every player is its arrival at its spawn point at tick 0.
+    case move(cell: UInt32)
+}
+
+/// turf's world: a join-semilattice over the union of all players' op logs (docs/engine.md).
+///
+/// Lattice state (everything else is derived from it):
+/// - per cell, the paint register `direct[c]`: the max over the move ops into c of the key
+///   (tick + 1, fair tie-break, player);
+/// - per pickup, the claim register `winner[p]`: the min over the move ops that entered its cell
+///   while it was live, of (tick + 1, fair tie-break, player);
+/// - per player, the position register: the max over its ops of (seq, tick, cell).
+/// Derived: a cell's owner is the player of the max of its paint register and the splat keys of the
+/// won pickups covering it; scores count owned cells. Every merge is O(1) in the op's lateness.
+public struct TurfWorld: ReplicatedGame {
+    public typealias Payload = TurfOp
+    public typealias Settings = TurfSettings
+
+    public static let gameID = "turf/1"
+    public static let noOwner: UInt8 = 0xFF
+
+    public let settings: TurfSettings
+    public let map: ArenaMap
+    public let schedule: PickupSchedule
+    public let seed: UInt64
+    public let playerCount: Int
+
+    /// Paint register per cell (0 = never painted).
+    public private(set) var direct: [UInt64]
+    /// Claim register per pickup (0 = unclaimed).
+    public private(set) var winner: [UInt64]
+    /// Position register per player: (seq << 32 | tick), and the cell (UInt32.max before spawning).
+    public private(set) var positionKey: [UInt64]
+    public private(set) var position: [UInt32]
+    /// Derived: owner per cell, cells per player.
+    public private(set) var owner: [UInt8]
+    public private(set) var scores: [Int]
+    private let hasPickup: [Bool]
+    private let covered: [Bool]
+    private var hashSum: UInt64 = 0
+
+    public static func settings(for config: MatchConfig) throws -> TurfSettings {
+        let s = try TurfSettings.decode(config.settings)
+        guard config.players.count <= s.map.spawns.count else {
+            throw ConfigError.invalid("\(config.players.count) players but map '\(s.map.name)' has \(s.map.spawns.count) spawn points")
+        }
+        return s
+    }
+
+    public init(config: MatchConfig, settings: TurfSettings) {
+        self.settings = settings
+        map = settings.map
+        seed = config.seed
+        playerCount = config.players.count
+        schedule = PickupSchedule(seed: config.seed, settings: settings, lengthTicks: config.lengthTicks)
+        let n = map.cells.count
+        direct = Array(repeating: 0, count: n)
+        owner = Array(repeating: TurfWorld.noOwner, count: n)
+        winner = Array(repeating: 0, count: schedule.pickups.count)
+        positionKey = Array(repeating: 0, count: playerCount)
+        position = Array(repeating: UInt32.max, count: playerCount)
+        scores = Array(repeating: 0, count: playerCount)
+        var hp = [Bool](repeating: false, count: n)
+        var cv = [Bool](repeating: false, count: n)
+        for c in schedule.atCell.keys { hp[c] = true }
+        for c in schedule.covering.keys { cv[c] = true }
+        hasPickup = hp
+        covered = cv
+    }
+
+    // MARK: keys
+
+    /// A paint key: later ticks win; at the same tick, a hash of (seed, cell, tick, player) decides,
+    /// so no player id is favoured; the player id in the low byte keeps keys distinct.
+    @inline(__always)
+    func paintKey(cell: Int, tick: Tick, player: PlayerID) -> UInt64 {
+        let tie = StableHash.mix(seed &+ UInt64(cell) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(tick) &* 0xC2B2_AE3D_27D4_EB4F &+ UInt64(player))
+        return (UInt64(tick) + 1) << 32 | (tie & 0xFF_FFFF) << 8 | UInt64(player)
+    }
+
+    @inline(__always)
+    func claimKey(pickup: Int, tick: Tick, player: PlayerID) -> UInt64 {
+        let tie = StableHash.mix(~seed &+ UInt64(pickup) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(tick) &* 0xC2B2_AE3D_27D4_EB4F &+ UInt64(player))
+        return (UInt64(tick) + 1) << 32 | (tie & 0xFF_FFFF) << 8 | UInt64(player)
+    }
+
+    @inline(__always) static func keyOwner(_ k: UInt64) -> UInt8 { k == 0 ? noOwner : UInt8(k & 0xFF) }
+    @inline(__always) static func keyTick(_ k: UInt64) -> Tick { Tick((k >> 32) - 1) }
+
+    // MARK: merge
+
+    public mutating func merge(_ op: Op<TurfOp>) -> Bool {
+        switch op.payload {
+        case .move(let cell32):
+            let cell = Int(cell32)
+            guard Int(op.player) < playerCount, cell < map.cells.count, map.isFloor(cell) else { return false }
+            // Position register: max (seq, tick, cell).
+            let pk = UInt64(op.seq) << 32 | UInt64(op.tick)
+            let p = Int(op.player)
+            if pk > positionKey[p] || (pk == positionKey[p] && (position[p] == .max || cell32 > position[p])) {
+                hashSum &-= positionComponent(p)
+                positionKey[p] = pk
+                position[p] = cell32
+                hashSum &+= positionComponent(p)
+            }
+            // Paint register.
+            let key = paintKey(cell: cell, tick: op.tick, player: op.player)
+            if key > direct[cell] {
+                hashSum &-= TurfWorld.component(direct[cell], UInt64(cell), tag: 1)
+                direct[cell] = key
+                hashSum &+= TurfWorld.component(key, UInt64(cell), tag: 1)
+                refreshOwner(cell)
+            }
+            // Pickup claim.
+            if hasPickup[cell], let i = schedule.live(at: cell, tick: op.tick) {
+                let k = claimKey(pickup: i, tick: op.tick, player: op.player)
+                if winner[i] == 0 || k < winner[i] {
+                    hashSum &-= TurfWorld.component(winner[i], UInt64(i), tag: 2)
+                    winner[i] = k
+                    hashSum &+= TurfWorld.component(k, UInt64(i), tag: 2)
+                    for c in schedule.pickups[i].area { refreshOwner(c) }
+                }
+            }
+            return true
+        }
+    }
+
+    public mutating func join(_ other: TurfWorld) {
+        precondition(other.direct.count == direct.count && other.playerCount == playerCount && other.seed == seed,
+                     "join of states from different matches")
+        for c in direct.indices where other.direct[c] > direct[c] { direct[c] = other.direct[c] }
+        for i in winner.indices where other.winner[i] != 0 && (winner[i] == 0 || other.winner[i] < winner[i]) {
+            winner[i] = other.winner[i]
+        }
+        for p in 0..<playerCount {
+            let mine = (positionKey[p], position[p] == .max ? -1 : Int64(position[p]))
+            let theirs = (other.positionKey[p], other.position[p] == .max ? -1 : Int64(other.position[p]))
+            if theirs > mine { positionKey[p] = other.positionKey[p]; position[p] = other.position[p] }
+        }
+        rederive()
+    }
+
+    /// Recomputes owners, scores and the hash from the registers (O(cells)).
+    private mutating func rederive() {
+        scores = Array(repeating: 0, count: playerCount)
+        hashSum = 0
+        for c in direct.indices {
+            let o = TurfWorld.keyOwner(effectiveKey(c))
+            owner[c] = o
+            if o != TurfWorld.noOwner { scores[Int(o)] += 1 }
+            hashSum &+= TurfWorld.component(direct[c], UInt64(c), tag: 1)
+        }
+        for i in winner.indices { hashSum &+= TurfWorld.component(winner[i], UInt64(i), tag: 2) }
+        for p in 0..<playerCount { hashSum &+= positionComponent(p) }
+    }
+
+    /// The key that decides a cell's owner: its paint register, or a covering splat that is later.
+    @inline(__always)
+    func effectiveKey(_ cell: Int) -> UInt64 {
+        var k = direct[cell]
+        if covered[cell], let list = schedule.covering[cell] {
+            for i in list where winner[i] != 0 {
+                let w = winner[i]
+                let splat = paintKey(cell: cell, tick: TurfWorld.keyTick(w), player: UInt8(w & 0xFF))
+                if splat > k { k = splat }
+            }
+        }
+        return k
+    }
+
+    @inline(__always)
+    private mutating func refreshOwner(_ cell: Int) {
+        let o = TurfWorld.keyOwner(effectiveKey(cell))
+        let old = owner[cell]
+        guard o != old else { return }
+        if old != TurfWorld.noOwner { scores[Int(old)] -= 1 }
+        if o != TurfWorld.noOwner { scores[Int(o)] += 1 }
+        owner[cell] = o
+    }
+
+    // MARK: hashing
+
+    /// Each register contributes mix(register, index, tag) to a sum, so a merge updates the hash in
+    /// O(1): subtract the old contribution, add the new one. An empty register contributes 0.
+    @inline(__always)
+    static func component(_ key: UInt64, _ index: UInt64, tag: UInt64) -> UInt64 {
+        key == 0 ? 0 : StableHash.mix(key ^ StableHash.mix(index &+ tag << 40))
+    }
+
+    @inline(__always)
+    private func positionComponent(_ p: Int) -> UInt64 {
+        position[p] == .max ? 0 : TurfWorld.component(positionKey[p] ^ UInt64(position[p]) << 20 | 1, UInt64(p), tag: 3)
+    }
+
+    public var stateHash: UInt64 { StableHash.combine(hashSum, UInt64(map.cells.count) << 8 | UInt64(playerCount)) }
+
+    public func canonicalBytes() -> [UInt8] {
+        var w = ByteWriter(capacity: direct.count * 8 + 64)
+        for k in direct { w.u64(k) }
+        for k in winner { w.u64(k) }
+        for p in 0..<playerCount { w.u64(positionKey[p]); w.u32(position[p]) }
+        return w.bytes
+    }
+
+    // MARK: queries
+
+    public func isLive(pickup i: Int, at tick: Tick) -> Bool {
+        let p = schedule.pickups[i]
+        guard p.spawn <= tick && tick < p.expiry else { return false }
+        return winner[i] == 0 || TurfWorld.keyTick(winner[i]) > tick
+    }
+
+    /// The player who collected pickup `i`, if anyone has yet.
+    public func collector(of i: Int) -> PlayerID? { winner[i] == 0 ? nil : PlayerID(winner[i] & 0xFF) }
+
+    public func position(of p: PlayerID) -> Int? {
+        let c = position[Int(p)]
+        return c == .max ? nil : Int(c)
+    }
+
+    // MARK: encoding
+
+    public static func hash(_ payload: TurfOp) -> UInt64 {
+        switch payload { case .move(let cell): return UInt64(cell) << 1 }
+    }
+
+    public static func encode(_ payload: TurfOp, into w: inout ByteWriter) {
+        switch payload {
+        case .move(let cell): w.varint(UInt64(cell) << 1) // low bit 0: move (room for more kinds)
+        }
+    }
+
+    public static func decode(from r: inout ByteReader) throws -> TurfOp {
+        let at = r.offset
+        let v = try r.varint("op payload")
+        guard v & 1 == 0 else { throw ByteReadError(offset: at, "unknown op kind \(v & 1)") }
+        guard v >> 1 <= UInt64(UInt32.max) else { throw ByteReadError(offset: at, "cell index out of range") }
+        return .move(cell: UInt32(v >> 1))
+    }
+}

@@ -1,0 +1,166 @@
+import ArgumentParser
+import Engine
+import Foundation
+import TerminalUI
+import TurfRules
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `turf replay FILE`: watch a recorded match; `--headless`: verify it and print JSON;
+/// `turf replay generate`: record a bot match.
+struct ReplayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Watch, verify or generate recorded matches.",
+        subcommands: [Watch.self, Generate.self],
+        defaultSubcommand: Watch.self
+    )
+}
+
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch",
+        abstract: "Watch a recorded match (the default), or verify it with --headless.",
+        discussion: """
+        In the viewer: space pauses, + and - change speed (x0.25 to x8), left/right seek 5 s, \
+        [ and ] step one tick, g jumps to a tick, Home/End go to the start/end, q quits.
+        """
+    )
+
+    @Argument(help: "The replay file (.turfreplay).")
+    var file: String
+
+    @Flag(help: "Re-derive the match without a screen, check every state hash, print one JSON object.")
+    var headless = false
+
+    @Option(help: "Delivery order for --headless: 'in-order' or 'shuffle:SEED' (seeded random order with duplicates).")
+    var delivery: String = "in-order"
+
+    func validate() throws {
+        if delivery != "in-order" && parseShuffleSeed(delivery) == nil {
+            throw ValidationError("--delivery must be 'in-order' or 'shuffle:SEED' with a numeric SEED")
+        }
+    }
+
+    func run() throws {
+        let decodeStart = monotonicNanos()
+        let bytes = try readFile(file)
+        let replay: TurfReplay
+        do { replay = try ReplayFile.decode(bytes, as: TurfWorld.self) } catch let e as ReplayFormatError {
+            throw CLIError("\(file): \(e)")
+        }
+        let player: ReplayPlayer<TurfWorld>
+        do { player = try ReplayPlayer(replay) } catch { throw CLIError("\(file): \(error)") }
+        let decodeNanos = monotonicNanos() - decodeStart
+
+        guard headless else {
+            Logs.bootstrap()
+            try ReplayViewer(player: player, title: URL(fileURLWithPath: file).lastPathComponent).run()
+            return
+        }
+
+        let seed = parseShuffleSeed(delivery)
+        let progress = ProgressBar(total: replay.checkpoints.count, enabled: isatty(2) == 1 && replay.opCount > 2_000_000)
+        let start = monotonicNanos()
+        let result: ReplayVerification
+        let final: Replica<TurfWorld>
+        do { (result, final) = try player.verify(shuffleSeed: seed, progress: { progress.update($0) }) } catch {
+            throw CLIError("\(file): \(error)")
+        }
+        let elapsed = Double(monotonicNanos() - start) / 1e9
+        progress.finish()
+
+        var j = JSONObject()
+        j.add("file", file)
+        j.add("ok", result.ok)
+        j.add("delivery", delivery)
+        j.add("final_hash", hex64(result.finalHash))
+        j.add("recorded_final_hash", hex64(replay.finalHash))
+        if let bad = result.firstBadTick { j.add("first_bad_tick", Int(bad)) } else { j.addNull("first_bad_tick") }
+        j.add("map", final.state.map.name)
+        j.addRaw("scores", "[" + replay.config.players.enumerated().map { i, p in
+            "{\"player\":\(i),\"name\":\"\(JSONObject.escape(p.name))\",\"cells\":\(final.state.scores[i])}"
+        }.joined(separator: ",") + "]")
+        j.add("ticks", Int(result.ticks))
+        j.add("ops", result.ops)
+        j.add("checkpoints", result.checkpointsChecked)
+        j.add("decode_s", Double(decodeNanos) / 1e9)
+        j.add("elapsed_s", elapsed)
+        j.add("ops_per_sec", Double(result.ops) / max(elapsed, 1e-9))
+        j.add("ticks_per_sec", Double(result.ticks) / max(elapsed, 1e-9))
+        print(j.text)
+        if !result.ok {
+            if let bad = result.firstBadTick {
+                throw CLIError("\(file): state hash mismatch at tick \(bad) (the first bad checkpoint)")
+            }
+            throw CLIError("\(file): final state hash mismatch")
+        }
+    }
+
+}
+
+extension ReplayCommand {
+    /// `turf replay generate`: a bot match simulated headlessly as fast as the CPU allows.
+    struct Generate: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Simulate a bot match headlessly and record it.")
+
+        @Option(help: "Number of bot players (2-8).") var players: Int = 8
+        @Option(help: "Match length in minutes (fractions allowed).") var minutes: Double = 1.5
+        @Option(help: "Match seed.") var seed: UInt64 = 1
+        @Option(help: "Map name or path (default: the largest map that has enough spawn points).") var map: String = "warren"
+        @Option(help: "Tick rate in Hz.") var tickRate: UInt16 = 30
+        @Option(name: .shortAndLong, help: "Output file.") var output: String
+
+        func validate() throws {
+            guard (2...8).contains(players) else { throw ValidationError("--players must be 2...8") }
+            guard minutes > 0 && minutes <= 24 * 60 else { throw ValidationError("--minutes must be in (0, 1440]") }
+        }
+
+        func run() throws {
+            let settings = TurfSettings(map: try MapLibrary.load(map))
+            let t0 = monotonicNanos()
+            let replay = try TurfMatch.generate(settings: settings, players: players, seconds: Int((minutes * 60).rounded()),
+                                                seed: seed, tickRate: tickRate)
+            let bytes = ReplayFile.encode(replay)
+            try writeAtomically(bytes, to: output)
+            var j = JSONObject()
+            j.add("file", output)
+            j.add("bytes", bytes.count)
+            j.add("players", players)
+            j.add("ticks", Int(replay.config.lengthTicks))
+            j.add("ops", replay.opCount)
+            j.add("final_hash", hex64(replay.finalHash))
+            j.add("elapsed_s", Double(monotonicNanos() - t0) / 1e9)
+            print(j.text)
+        }
+    }
+}
+
+func parseShuffleSeed(_ s: String) -> UInt64? {
+    guard s.hasPrefix("shuffle:") else { return nil }
+    return UInt64(s.dropFirst("shuffle:".count))
+}
+
+/// A progress bar on stderr, only when stderr is a terminal and the work is long.
+final class ProgressBar {
+    let total: Int
+    let enabled: Bool
+    private var last = -1
+    init(total: Int, enabled: Bool) {
+        self.total = max(1, total)
+        self.enabled = enabled
+    }
+    func update(_ done: Int) {
+        guard enabled else { return }
+        let pct = done * 100 / total
+        guard pct != last else { return }
+        last = pct
+        let width = 40
+        let filled = pct * width / 100
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        FileHandle.standardError.write("\r[\(bar)] \(pct)%".data(using: .utf8)!)
+    }
+    func finish() { if enabled && last >= 0 { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) } }
+}
