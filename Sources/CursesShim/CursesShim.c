@@ -1,6 +1,10 @@
 #define NCURSES_WIDECHAR 1
 #define _XOPEN_SOURCE_EXTENDED 1
+#include <locale.h>
 #include <ncursesw/curses.h>
+#include <termios.h>
+#include <unistd.h>
+#include <string.h>
 #include "CursesShim.h"
 
 int turf_attr_bold(void) { return (int)A_BOLD; }
@@ -8,3 +12,109 @@ int turf_attr_reverse(void) { return (int)A_REVERSE; }
 int turf_attr_dim(void) { return (int)A_DIM; }
 int turf_color_pair(int n) { return (int)COLOR_PAIR(n); }
 int turf_key_f(int n) { return KEY_F(n); }
+int turf_lines(void) { return LINES; }
+int turf_cols(void) { return COLS; }
+int turf_colors(void) { return COLORS; }
+
+static int started = 0;
+static struct termios saved;
+static int saved_ok = 0;
+
+void turf_save_termios(void) {
+    if (tcgetattr(STDIN_FILENO, &saved) == 0) saved_ok = 1;
+}
+
+int turf_curses_start(void) {
+    setlocale(LC_ALL, "");
+    turf_save_termios();
+    if (initscr() == NULL) return -1;
+    started = 1;
+    cbreak();
+    noecho();
+    nonl();
+    keypad(stdscr, TRUE);
+    nodelay(stdscr, TRUE);
+    set_escdelay(25);
+    curs_set(0);
+    return 0;
+}
+
+void turf_curses_stop(void) {
+    if (!started) return;
+    started = 0;
+    curs_set(1);
+    endwin();
+}
+
+int turf_curses_is_started(void) { return started; }
+
+void turf_draw(int y, int x, const wchar_t *s, int attrs, int pair) {
+    attr_set((attr_t)attrs, (short)pair, NULL);
+    mvaddwstr(y, x, s);
+}
+
+int turf_read_key(unsigned int *ch) {
+    wint_t w = 0;
+    int r = get_wch(&w);
+    if (r == ERR) return 0;
+    *ch = (unsigned int)w;
+    return r == KEY_CODE_YES ? 2 : 1;
+}
+
+void turf_refresh(void) { refresh(); }
+void turf_clear(void) { clear(); }
+int turf_init_pair(int pair, int fg, int bg) { return init_pair((short)pair, (short)fg, (short)bg); }
+
+int turf_key_up(void) { return KEY_UP; }
+int turf_key_down(void) { return KEY_DOWN; }
+int turf_key_left(void) { return KEY_LEFT; }
+int turf_key_right(void) { return KEY_RIGHT; }
+int turf_key_resize(void) { return KEY_RESIZE; }
+int turf_key_home(void) { return KEY_HOME; }
+int turf_key_end(void) { return KEY_END; }
+int turf_key_enter(void) { return KEY_ENTER; }
+int turf_key_backspace(void) { return KEY_BACKSPACE; }
+
+void turf_emergency_restore(void) {
+    static const char reset[] = "\033[0m\033[?25h\033[?1049l\r\n";
+    if (saved_ok) tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    ssize_t ignored = write(STDOUT_FILENO, reset, sizeof(reset) - 1);
+    (void)ignored;
+}
+
+#include <signal.h>
+#include <poll.h>
+
+static volatile sig_atomic_t quit_signal = 0;
+
+static void on_quit(int sig) { quit_signal = sig; }
+
+static void on_fatal(int sig) {
+    turf_emergency_restore();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void turf_install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_quit;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    struct sigaction fa;
+    memset(&fa, 0, sizeof fa);
+    fa.sa_handler = on_fatal;
+    sigemptyset(&fa.sa_mask);
+    fa.sa_flags = SA_RESETHAND;
+    int fatal[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP };
+    for (unsigned i = 0; i < sizeof fatal / sizeof fatal[0]; i++) sigaction(fatal[i], &fa, NULL);
+}
+
+int turf_quit_signal(void) { return (int)quit_signal; }
+
+int turf_wait_input(int timeout_ms) {
+    struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN, .revents = 0 };
+    return poll(&p, 1, timeout_ms);
+}

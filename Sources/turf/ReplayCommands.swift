@@ -35,6 +35,9 @@ struct Watch: ParsableCommand {
     @Flag(help: "Re-derive the match without a screen, check every state hash, print one JSON object.")
     var headless = false
 
+    @Flag(help: "Draw without colour (also: NO_COLOR=1).") var noColor = false
+    @Flag(help: "Draw with ASCII only.") var ascii = false
+
     @Option(help: "Delivery order for --headless: 'in-order' or 'shuffle:SEED' (seeded random order with duplicates).")
     var delivery: String = "in-order"
 
@@ -57,7 +60,10 @@ struct Watch: ParsableCommand {
 
         guard headless else {
             Logs.bootstrap()
-            try ReplayViewer(player: player, title: URL(fileURLWithPath: file).lastPathComponent).run()
+            let env = ProcessInfo.processInfo.environment
+            try ReplayViewer(player: player, title: URL(fileURLWithPath: file).lastPathComponent,
+                             wantColor: Theme.colorWanted(environment: env) && !noColor,
+                             unicode: localeIsUTF8(environment: env) && !ascii, now: monotonicNanos).run()
             return
         }
 

@@ -10,7 +10,7 @@ struct Turf: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             // Play and replay (Sources/turf/PlayCommands.swift, ReplayCommands.swift)
-            ReplayCommand.self,
+            Demo.self, ReplayCommand.self,
             // Networking (IdCommand.swift, DHTCommands.swift)
             Bench.self,
         ]

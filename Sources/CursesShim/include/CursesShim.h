@@ -1,9 +1,49 @@
 #ifndef TURF_CURSES_SHIM_H
 #define TURF_CURSES_SHIM_H
-/* Curses macros that do not import into Swift, exported as functions. */
+#include <wchar.h>
+/* Curses macros and globals that do not import into Swift (or that Swift 6 rejects as shared
+   mutable state), exported as plain functions. */
 int turf_attr_bold(void);
 int turf_attr_reverse(void);
 int turf_attr_dim(void);
 int turf_color_pair(int n);
 int turf_key_f(int n);
+int turf_lines(void);
+int turf_cols(void);
+int turf_colors(void);
+/* Starts curses on the terminal: locale, cbreak, no echo, keypad, non-blocking input, no cursor.
+   Returns 0 on success. */
+int turf_curses_start(void);
+void turf_curses_stop(void);
+int turf_curses_is_started(void);
+/* Draws a wide string at (y, x) with attributes and colour pair. */
+void turf_draw(int y, int x, const wchar_t *s, int attrs, int pair);
+/* Reads one key without blocking: returns 0 = none, 1 = character in *ch, 2 = key code in *ch. */
+int turf_read_key(unsigned int *ch);
+void turf_refresh(void);
+void turf_clear(void);
+int turf_init_pair(int pair, int fg, int bg);
+/* Key codes. */
+int turf_key_up(void);
+int turf_key_down(void);
+int turf_key_left(void);
+int turf_key_right(void);
+int turf_key_resize(void);
+int turf_key_home(void);
+int turf_key_end(void);
+int turf_key_enter(void);
+int turf_key_backspace(void);
+/* Async-signal-safe terminal restore for fatal signals: saved termios back, leave the alternate
+   screen, show the cursor, reset attributes. */
+void turf_save_termios(void);
+void turf_emergency_restore(void);
+#endif
+#ifndef TURF_SIGNALS_DECLARED
+#define TURF_SIGNALS_DECLARED
+/* SIGINT/SIGTERM/SIGHUP set a flag the main loop polls (so it can save the replay and restore the
+   terminal normally); fatal signals (a crash) restore the terminal, then die with the same signal. */
+void turf_install_signal_handlers(void);
+int turf_quit_signal(void);
+/* Waits up to timeout_ms for input on stdin; returns >0 if input is ready. */
+int turf_wait_input(int timeout_ms);
 #endif

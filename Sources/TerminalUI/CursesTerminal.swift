@@ -1,0 +1,170 @@
+import CNcursesw
+import CursesShim
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A key press, decoded.
+public enum Key: Equatable, Sendable {
+    case up, down, left, right, home, end, enter, backspace, escape, resize
+    case char(Character)
+}
+
+public struct TerminalError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// The one place that talks to ncursesw. Draws frames by sending only the cells that changed since
+/// the previous frame (and curses sends only what changed on the terminal); reads keys without
+/// blocking. Restores the terminal on `stop()`, on SIGINT/SIGTERM/SIGHUP (via the run loop) and on
+/// a crash (via the fatal-signal handler in CursesShim).
+public final class CursesTerminal {
+    public private(set) var theme: Theme
+    private var previous: Frame?
+    private var stopped = false
+    /// Cells written to curses since start: how much "only what changed" saves.
+    public private(set) var cellsWritten = 0
+
+    public init(wantColor: Bool, unicode: Bool) throws {
+        guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
+            throw TerminalError(description: "turf needs a terminal (stdin and stdout must be a TTY); for scripts use 'turf replay --headless'")
+        }
+        turf_install_signal_handlers()
+        guard turf_curses_start() == 0 else { throw TerminalError(description: "could not start curses (is TERM set?)") }
+        theme = Theme(color: false, unicode: unicode)
+        if wantColor && has_colors() {
+            start_color()
+            use_default_colors()
+            theme.color = setUpColors()
+        }
+    }
+
+    deinit { stop() }
+
+    /// Leaves curses and gives the terminal back as it was. Safe to call twice.
+    public func stop() {
+        guard !stopped else { return }
+        stopped = true
+        turf_curses_stop()
+    }
+
+    public var size: (width: Int, height: Int) { (Int(turf_cols()), Int(turf_lines())) }
+
+    /// The signal (SIGINT, SIGTERM, SIGHUP) that asked us to quit, or nil.
+    public var quitSignal: Int32? {
+        let s = turf_quit_signal()
+        return s == 0 ? nil : s
+    }
+
+    private func setUpColors() -> Bool {
+        let n = Int(turf_colors())
+        guard n >= 8 else { return false }
+        let bright = n >= 16
+        // Player colours: distinct hues first, brighter variants for players 7 and 8.
+        let hues: [Int32] = [Int32(COLOR_RED), Int32(COLOR_GREEN), Int32(COLOR_BLUE), Int32(COLOR_YELLOW),
+                             Int32(COLOR_MAGENTA), Int32(COLOR_CYAN), bright ? 9 : Int32(COLOR_WHITE), bright ? 14 : Int32(COLOR_WHITE)]
+        for (p, hue) in hues.enumerated() {
+            _ = turf_init_pair(Int32(Palette.player(p)), hue, -1)
+            _ = turf_init_pair(Int32(Palette.territory(p)), Int32(COLOR_BLACK), hue)
+        }
+        _ = turf_init_pair(Int32(Palette.wall), Int32(COLOR_BLACK), bright ? 8 : Int32(COLOR_WHITE))
+        _ = turf_init_pair(Int32(Palette.floor), -1, -1)
+        _ = turf_init_pair(Int32(Palette.pickup), Int32(COLOR_YELLOW), -1)
+        _ = turf_init_pair(Int32(Palette.hud), -1, -1)
+        return true
+    }
+
+    private func attrs(_ s: Style) -> (Int32, Int32) {
+        var a: Int32 = 0
+        if s.bold { a |= turf_attr_bold() }
+        if s.reverse { a |= turf_attr_reverse() }
+        if s.dim { a |= turf_attr_dim() }
+        return (a, theme.color ? Int32(s.color) : 0)
+    }
+
+    /// Forces the next `draw` to repaint everything (after a resize).
+    public func invalidate() {
+        previous = nil
+        turf_clear()
+    }
+
+    /// Shows a frame, writing only runs of cells that differ from the last frame shown.
+    public func draw(_ frame: Frame) {
+        if let p = previous, p.width != frame.width || p.height != frame.height { invalidate() }
+        let old = previous
+        for y in 0..<frame.height {
+            var x = 0
+            while x < frame.width {
+                let cell = frame[x, y]
+                if let old, old[x, y] == cell { x += 1; continue }
+                // A run of changed cells with the same style.
+                var run: [wchar_t] = []
+                let style = cell.style
+                let start = x
+                while x < frame.width, frame[x, y].style == style, old.map({ $0[x, y] != frame[x, y] }) ?? true {
+                    for u in frame[x, y].text.unicodeScalars.prefix(1) { run.append(wchar_t(bitPattern: u.value)) }
+                    x += 1
+                }
+                cellsWritten += run.count
+                run.append(0)
+                let (a, pair) = attrs(style)
+                // Writing the bottom-right cell makes some terminals scroll: curses handles it, but
+                // skip it to be safe.
+                if y == frame.height - 1 && x == frame.width { run.removeLast(2); run.append(0) }
+                run.withUnsafeBufferPointer { turf_draw(Int32(y), Int32(start), $0.baseAddress, a, pair) }
+            }
+        }
+        previous = frame
+        turf_refresh()
+    }
+
+    /// Every key waiting, without blocking.
+    public func readKeys() -> [Key] {
+        var keys: [Key] = []
+        var ch: UInt32 = 0
+        while keys.count < 64 {
+            let r = turf_read_key(&ch)
+            if r == 0 { break }
+            if r == 2 {
+                switch Int32(ch) {
+                case turf_key_up(): keys.append(.up)
+                case turf_key_down(): keys.append(.down)
+                case turf_key_left(): keys.append(.left)
+                case turf_key_right(): keys.append(.right)
+                case turf_key_home(): keys.append(.home)
+                case turf_key_end(): keys.append(.end)
+                case turf_key_enter(): keys.append(.enter)
+                case turf_key_backspace(): keys.append(.backspace)
+                case turf_key_resize(): keys.append(.resize)
+                case turf_key_f(1): keys.append(.char("?"))
+                default: break
+                }
+            } else {
+                switch ch {
+                case 27: keys.append(.escape)
+                case 10, 13: keys.append(.enter)
+                case 8, 127: keys.append(.backspace)
+                case 3: keys.append(.char("q")) // Ctrl-C in case ISIG is off
+                default:
+                    if let u = UnicodeScalar(ch) { keys.append(.char(Character(u))) }
+                }
+            }
+        }
+        return keys
+    }
+
+    /// Sleeps until input arrives or `nanos` pass, whichever is first.
+    public func wait(nanos: UInt64) {
+        let ms = Int32(min(1000, (nanos + 999_999) / 1_000_000))
+        if ms > 0 { _ = turf_wait_input(ms) }
+    }
+}
+
+/// Whether the terminal's locale is UTF-8 (else the ASCII look is used).
+public func localeIsUTF8(environment: [String: String]) -> Bool {
+    let v = environment["LC_ALL"].flatMap { $0.isEmpty ? nil : $0 } ?? environment["LC_CTYPE"].flatMap { $0.isEmpty ? nil : $0 }
+        ?? environment["LANG"] ?? ""
+    let u = v.uppercased()
+    return u.contains("UTF-8") || u.contains("UTF8")
+}

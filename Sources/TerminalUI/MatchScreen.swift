@@ -1,0 +1,187 @@
+import Engine
+import TurfRules
+
+/// Keys that steer: arrows, WASD and hjkl.
+public func steering(_ key: Key) -> Direction? {
+    switch key {
+    case .up, .char("w"), .char("W"), .char("k"), .char("K"): return .up
+    case .down, .char("s"), .char("S"), .char("j"), .char("J"): return .down
+    case .left, .char("a"), .char("A"), .char("h"), .char("H"): return .left
+    case .right, .char("d"), .char("D"), .char("l"), .char("L"): return .right
+    default: return nil
+    }
+}
+
+/// Reports pickups collected between two states, for the status line.
+struct PickupNews {
+    private var known: [PlayerID?] = []
+
+    mutating func update(world: TurfWorld, names: [String]) -> String? {
+        if known.count != world.schedule.pickups.count { known = Array(repeating: nil, count: world.schedule.pickups.count) }
+        var news: String?
+        for i in known.indices {
+            let c = world.collector(of: i)
+            if c != known[i], let p = c {
+                news = "Splat! \(names[Int(p)]) grabbed a pickup and painted the area around it."
+            }
+            known[i] = c
+        }
+        return news
+    }
+}
+
+/// A local match against bots in the terminal: the tick loop, input, rendering and the end screen.
+public final class DemoApp {
+    public struct Options {
+        public var config: MatchConfig
+        public var human: PlayerID
+        public var wantColor: Bool
+        public var unicode: Bool
+        /// Test hook: crash deliberately at this tick, to check the terminal is restored on a crash.
+        public var crashAtTick: Tick?
+        public init(config: MatchConfig, human: PlayerID = 0, wantColor: Bool, unicode: Bool, crashAtTick: Tick? = nil) {
+            self.config = config
+            self.human = human
+            self.wantColor = wantColor
+            self.unicode = unicode
+            self.crashAtTick = crashAtTick
+        }
+    }
+
+    public enum Outcome: Equatable { case finished, quit, signal(Int32) }
+
+    public static let helpLines = [
+        "turf: paint the arena, hold the most cells when time runs out",
+        "",
+        "  arrows / WASD / hjkl   steer (you keep moving)",
+        "  p or space             pause",
+        "  ? or F1                this help",
+        "  q                      quit (the match is saved)",
+        "",
+        "Every cell you enter becomes yours, even if it was someone else's.",
+        "Grab a pickup (✱ or *) to splat your colour around it.",
+        "Your avatar is the letter with @. Walls stop you.",
+        "",
+        "press any key",
+    ]
+
+    let options: Options
+    /// Called with the recording when the match ends or is abandoned (the shell saves it).
+    let record: (TurfReplay) -> String?
+    let now: () -> UInt64
+
+    public init(options: Options, now: @escaping () -> UInt64, record: @escaping (TurfReplay) -> String?) {
+        self.options = options
+        self.now = now
+        self.record = record
+    }
+
+    /// Runs matches until the player quits. Returns how it ended and where replays were saved.
+    public func run() throws -> (Outcome, [String]) {
+        let term = try CursesTerminal(wantColor: options.wantColor, unicode: options.unicode)
+        defer { term.stop() }
+        var saved: [String] = []
+        var config = options.config
+        while true {
+            let (outcome, replay) = try playRound(config: config, term: term)
+            if let replay, replay.opCount > 0, let path = record(replay) { saved.append(path) }
+            switch outcome {
+            case .rematch:
+                config.seed = config.seed &* 6364136223846793005 &+ 1442695040888963407
+            case .done(let o):
+                return (o, saved)
+            }
+        }
+    }
+
+    enum RoundEnd { case rematch, done(Outcome) }
+
+    private func playRound(config: MatchConfig, term: CursesTerminal) throws -> (RoundEnd, TurfReplay?) {
+        var match = try TurfMatch.local(config: config)
+        let human = options.human
+        let names = config.players.map(\.name)
+        let rate = UInt32(config.tickRate)
+        var stepper = TickStepper(clock: TickClock(tickRate: rate, origin: now()), maxCatchUp: 4)
+        let renderer = ArenaRenderer(theme: term.theme)
+        var history = TerritoryHistory()
+        var news = PickupNews()
+        var status = ""
+        var statusUntil: Tick = 0
+        var paused = false
+        var help = false
+        var dirty = true
+
+        func recording() -> TurfReplay? { try? match.recording() }
+
+        while !match.isOver {
+            if let sig = term.quitSignal { return (.done(.signal(sig)), recording()) }
+            for key in term.readKeys() {
+                if help { help = false; paused = false; stepper.restart(at: now(), tick: match.tick); dirty = true; continue }
+                if let d = steering(key) { match.controllers[human]?.steer(d); continue }
+                switch key {
+                case .char("q"), .char("Q"): return (.done(.quit), recording())
+                case .char("p"), .char("P"), .char(" "):
+                    paused.toggle()
+                    if !paused { stepper.restart(at: now(), tick: match.tick) }
+                    dirty = true
+                case .char("?"):
+                    help = true
+                    paused = true
+                    dirty = true
+                case .resize:
+                    term.invalidate()
+                    dirty = true
+                default: break
+                }
+            }
+            if !paused {
+                for _ in stepper.due(at: now()) {
+                    if let crash = options.crashAtTick, match.tick >= crash {
+                        fatalError("deliberate crash at tick \(match.tick) (TURF_DEBUG_CRASH_AT_TICK)")
+                    }
+                    match.step()
+                    if (match.tick - 1) % rate == 0 { history.record(tick: match.tick - 1, scores: match.replica.state.scores) }
+                    if let n = news.update(world: match.replica.state, names: names) {
+                        status = n
+                        statusUntil = match.tick + 3 * rate
+                    }
+                    dirty = true
+                    if match.isOver { break }
+                }
+            }
+            if match.tick > statusUntil { status = "" }
+            if dirty {
+                let (w, h) = term.size
+                let scene = ArenaScene(world: match.replica.state, tick: min(match.tick, config.lengthTicks), config: config,
+                                       focus: human, title: "turf", status: paused && !help ? "paused: p or space resumes" : status,
+                                       paused: paused, showHelp: help, helpLines: DemoApp.helpLines)
+                term.draw(renderer.render(scene, width: w, height: h))
+                dirty = false
+            }
+            term.wait(nanos: paused ? 100_000_000 : stepper.wait(from: now()))
+        }
+
+        history.record(tick: config.lengthTicks, scores: match.replica.state.scores)
+        let replay = recording()
+        let end = EndScreen(theme: term.theme)
+        var endDirty = true
+        while true {
+            if let sig = term.quitSignal { return (.done(.signal(sig)), replay) }
+            for key in term.readKeys() {
+                switch key {
+                case .char("q"), .char("Q"), .escape: return (.done(.finished), replay)
+                case .char("r"), .char("R"): return (.rematch, replay)
+                case .resize: term.invalidate(); endDirty = true
+                default: break
+                }
+            }
+            if endDirty {
+                let (w, h) = term.size
+                term.draw(end.render(world: match.replica.state, config: config, history: history, focus: human,
+                                     footer: " r: play again   q: quit", width: w, height: h))
+                endDirty = false
+            }
+            term.wait(nanos: 200_000_000)
+        }
+    }
+}

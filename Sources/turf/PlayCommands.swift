@@ -1,0 +1,79 @@
+import ArgumentParser
+import Engine
+import Foundation
+import TerminalUI
+import TurfRules
+
+/// `turf demo`: a local match against bots, at once: no network, no prompts.
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Play a local match against bots (no network needed).",
+        discussion: "Steer with arrows, WASD or hjkl; p pauses; ? shows help; q quits. Every match is saved under $XDG_STATE_HOME/turf/replays."
+    )
+
+    @Option(help: "Map name (\(MapLibrary.available().joined(separator: ", "))) or path. Default: the largest that fits the terminal.")
+    var map: String?
+    @Option(help: "Number of bots (1-7).") var bots: Int = 3
+    @Option(help: "Bot level: easy, hard or mixed.") var level: String = "mixed"
+    @Option(help: "Round length in seconds.") var seconds: Int = 90
+    @Option(help: "Match seed (default: from the clock).") var seed: UInt64?
+    @Option(help: "Your name.") var name: String = ProcessInfo.processInfo.environment["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "you"
+    @Flag(help: "Draw without colour (also: NO_COLOR=1).") var noColor = false
+    @Flag(help: "Draw with ASCII only.") var ascii = false
+    @Flag(help: "Do not save a replay.") var noRecord = false
+
+    func validate() throws {
+        guard (1...7).contains(bots) else { throw ValidationError("--bots must be 1...7") }
+        guard (5...3600).contains(seconds) else { throw ValidationError("--seconds must be 5...3600") }
+        guard ["easy", "hard", "mixed"].contains(level) else { throw ValidationError("--level must be easy, hard or mixed") }
+    }
+
+    func run() throws {
+        Logs.bootstrap()
+        let env = ProcessInfo.processInfo.environment
+        let arena = try map.map(MapLibrary.load) ?? Demo.mapFittingTerminal(players: bots + 1)
+        let botLevel: Bot.Level? = level == "easy" ? .easy : level == "hard" ? .hard : nil
+        let matchSeed = seed ?? monotonicNanos() ^ UInt64(UInt32(truncatingIfNeeded: getpid())) << 32
+        let settings = TurfSettings(map: arena)
+        let players = TurfMatch.players(humans: [String(name.prefix(12))], total: bots + 1, botLevel: botLevel)
+        guard players.count <= arena.spawns.count else {
+            throw CLIError("map '\(arena.name)' has \(arena.spawns.count) spawn points; use --bots \(arena.spawns.count - 1) or fewer")
+        }
+        let config = settings.matchConfig(seed: matchSeed, players: players, seconds: seconds)
+        let crash = env["TURF_DEBUG_CRASH_AT_TICK"].flatMap { Tick($0) }
+        let app = DemoApp(options: .init(config: config, wantColor: Theme.colorWanted(environment: env) && !noColor,
+                                         unicode: localeIsUTF8(environment: env) && !ascii, crashAtTick: crash),
+                          now: monotonicNanos, record: { replay in noRecord ? nil : Demo.save(replay) })
+        let (outcome, saved) = try app.run()
+        for path in saved { print("replay saved: \(path)") }
+        if case .signal(let s) = outcome { throw ExitCode(128 + s) }
+    }
+
+    /// Saves a recording under $XDG_STATE_HOME/turf/replays; returns the path, or nil on failure
+    /// (logged; a failed save never takes the game down).
+    static func save(_ replay: TurfReplay) -> String? {
+        do {
+            try StatePaths.ensure(StatePaths.replays)
+            let f = DateFormatter()
+            f.dateFormat = "yyyyMMdd-HHmmss"
+            let map = (try? TurfWorld.settings(for: replay.config).map.name.lowercased()) ?? "match"
+            let path = "\(StatePaths.replays)/\(f.string(from: Date()))-\(map)-\(hex64(replay.config.seed).prefix(6)).turfreplay"
+            try writeAtomically(ReplayFile.encode(replay), to: path)
+            return path
+        } catch {
+            printErr("could not save the replay: \(error)")
+            return nil
+        }
+    }
+
+    /// The largest map whose arena fits the terminal at two columns per cell, else the smallest.
+    static func mapFittingTerminal(players: Int) throws -> ArenaMap {
+        var ws = winsize()
+        let ok = ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &ws) == 0 && ws.ws_col > 0
+        let cols = ok ? Int(ws.ws_col) : 80, rows = ok ? Int(ws.ws_row) : 24
+        let maps = MapLibrary.available().compactMap { try? MapLibrary.load($0) }.filter { $0.spawns.count >= players }
+        guard !maps.isEmpty else { return try MapLibrary.load("dojo") }
+        let fitting = maps.filter { $0.width * 2 <= cols && $0.height <= rows - 3 }
+        return fitting.max { $0.floorCells.count < $1.floorCells.count } ?? maps.min { $0.floorCells.count < $1.floorCells.count }!
+    }
+}
