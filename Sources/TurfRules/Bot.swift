@@ -43,15 +43,39 @@ public struct Bot: Sendable {
                 for dist in 1...8 {
                     guard let s = map.step(c, d), map.isFloor(s) else { break }
                     c = s
-                    if world.owner[c] != player { score += 12 - dist }
-                    if let i = world.schedule.live(at: c, tick: tick), world.isLive(pickup: i, at: tick) {
-                        score += 60
-                    }
+                    let o = world.owner[c]
+                    if o != player { score += (12 - dist) + (o == TurfWorld.noOwner ? 0 : 3) }
+                    if let i = world.schedule.live(at: c, tick: tick), world.isLive(pickup: i, at: tick) { score += 60 }
                 }
                 if score > bestScore { bestScore = score; best = d }
             }
+            // Nothing worth taking in sight: head for the nearest cell that is not ours.
+            if bestScore < 12, let d = Bot.towardsNearest(from: here, player: player, world: world, limit: 800) {
+                best = d
+            }
             avatar.wanted = best
         }
+    }
+
+    /// The first step of a shortest path to the nearest floor cell not owned by `player`
+    /// (breadth-first, visiting at most `limit` cells).
+    static func towardsNearest(from start: Int, player: PlayerID, world: TurfWorld, limit: Int) -> Direction? {
+        let map = world.map
+        var firstStep: [Int: Direction] = [start: .up]
+        var queue = [start]
+        var head = 0
+        while head < queue.count && queue.count < limit {
+            let c = queue[head]
+            head += 1
+            for d in Direction.allCases {
+                guard let n = map.step(c, d), map.isFloor(n), firstStep[n] == nil else { continue }
+                let first = c == start ? d : firstStep[c]!
+                if world.owner[n] != player { return first }
+                firstStep[n] = first
+                queue.append(n)
+            }
+        }
+        return nil
     }
 }
 
