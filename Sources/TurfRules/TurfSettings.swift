@@ -68,10 +68,13 @@ public struct PickupSchedule: Sendable {
     }
 
     public let pickups: [Pickup]
-    /// For each cell, the pickups that can be collected there (most cells: none).
-    public let atCell: [Int: [Int]]
-    /// For each cell, the pickups whose splat covers it.
-    public let covering: [Int: [Int]]
+    /// For each cell, the pickups that can be collected there (most cells: none), as a compressed
+    /// sparse row: the pickups at cell c are atList[atStart[c] ..< atStart[c + 1]].
+    let atStart: [Int32]
+    let atList: [Int32]
+    /// For each cell, the pickups whose splat covers it, in the same layout.
+    let coverStart: [Int32]
+    let coverList: [Int32]
 
     public init(seed: UInt64, settings: TurfSettings, lengthTicks: Tick) {
         let map = settings.map
@@ -96,18 +99,38 @@ public struct PickupSchedule: Sendable {
             }
         }
         pickups = list
-        var at: [Int: [Int]] = [:]
-        var cov: [Int: [Int]] = [:]
-        for (i, p) in list.enumerated() {
-            at[p.cell, default: []].append(i)
-            for c in p.area { cov[c, default: []].append(i) }
-        }
-        atCell = at
-        covering = cov
+        (atStart, atList) = PickupSchedule.rows(cells: map.cells.count, list.enumerated().map { ($0.offset, [$0.element.cell]) })
+        (coverStart, coverList) = PickupSchedule.rows(cells: map.cells.count, list.enumerated().map { ($0.offset, $0.element.area) })
     }
 
+    private static func rows(cells: Int, _ entries: [(Int, [Int])]) -> ([Int32], [Int32]) {
+        var count = [Int32](repeating: 0, count: cells + 1)
+        for (_, cs) in entries { for c in cs { count[c + 1] += 1 } }
+        for i in 1...cells { count[i] += count[i - 1] }
+        var fill = count
+        var list = [Int32](repeating: 0, count: Int(count[cells]))
+        for (i, cs) in entries { for c in cs { list[Int(fill[c])] = Int32(i); fill[c] += 1 } }
+        return (count, list)
+    }
+
+    /// The pickups whose splat covers `cell`: `coveringPickup(j)` for j in this range. (Index
+    /// ranges rather than slices: no reference counting on the merge path.)
+    @inline(__always)
+    public func coveringRange(_ cell: Int) -> Range<Int> { Int(coverStart[cell])..<Int(coverStart[cell + 1]) }
+
+    @inline(__always)
+    public func coveringPickup(_ j: Int) -> Int { Int(coverList[j]) }
+
     /// The pickup live at `cell` at `tick`, if any.
+    @inline(__always)
     public func live(at cell: Int, tick: Tick) -> Int? {
-        atCell[cell]?.first { pickups[$0].spawn <= tick && tick < pickups[$0].expiry }
+        var j = Int(atStart[cell])
+        let end = Int(atStart[cell + 1])
+        while j < end {
+            let i = Int(atList[j])
+            if pickups[i].spawn <= tick && tick < pickups[i].expiry { return i }
+            j += 1
+        }
+        return nil
     }
 }

@@ -41,8 +41,6 @@ public struct TurfWorld: ReplicatedGame {
     /// Derived: owner per cell, cells per player.
     public private(set) var owner: [UInt8]
     public private(set) var scores: [Int]
-    private let hasPickup: [Bool]
-    private let covered: [Bool]
     private var hashSum: UInt64 = 0
 
     public static func settings(for config: MatchConfig) throws -> TurfSettings {
@@ -66,12 +64,6 @@ public struct TurfWorld: ReplicatedGame {
         positionKey = Array(repeating: 0, count: playerCount)
         position = Array(repeating: UInt32.max, count: playerCount)
         scores = Array(repeating: 0, count: playerCount)
-        var hp = [Bool](repeating: false, count: n)
-        var cv = [Bool](repeating: false, count: n)
-        for c in schedule.atCell.keys { hp[c] = true }
-        for c in schedule.covering.keys { cv[c] = true }
-        hasPickup = hp
-        covered = cv
     }
 
     // MARK: keys
@@ -118,7 +110,7 @@ public struct TurfWorld: ReplicatedGame {
                 refreshOwner(cell)
             }
             // Pickup claim.
-            if hasPickup[cell], let i = schedule.live(at: cell, tick: op.tick) {
+            if let i = schedule.live(at: cell, tick: op.tick) {
                 let k = claimKey(pickup: i, tick: op.tick, player: op.player)
                 if winner[i] == 0 || k < winner[i] {
                     hashSum &-= TurfWorld.component(winner[i], UInt64(i), tag: 2)
@@ -164,9 +156,9 @@ public struct TurfWorld: ReplicatedGame {
     @inline(__always)
     func effectiveKey(_ cell: Int) -> UInt64 {
         var k = direct[cell]
-        if covered[cell], let list = schedule.covering[cell] {
-            for i in list where winner[i] != 0 {
-                let w = winner[i]
+        for j in schedule.coveringRange(cell) {
+            let w = winner[schedule.coveringPickup(j)]
+            if w != 0 {
                 let splat = paintKey(cell: cell, tick: TurfWorld.keyTick(w), player: UInt8(w & 0xFF))
                 if splat > k { k = splat }
             }
