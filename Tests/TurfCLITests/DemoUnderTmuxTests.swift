@@ -50,6 +50,29 @@ import Testing
         #expect(end.contains("replay saved:"))
     }
 
+    @Test func resizingRedrawsForTheNewSize() throws {
+        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 30 --seed 8 --ascii --no-record --map dojo",
+                                environment: ["NO_COLOR": "1"])
+        defer { t.close() }
+        _ = t.waitFor(timeout: 10) { Self.showsArenaAndScores($0, map: "Dojo") }
+        t.resize(width: 120, height: 40)
+        // The HUD is right-aligned to the new width, and the arena is centred in it.
+        let (wide, ok) = t.waitFor(timeout: 5) { s in
+            let first = s.split(separator: "\n").first.map(String.init) ?? ""
+            return first.count > 100 && first.hasSuffix("q quit")
+        }
+        #expect(ok != nil, "no redraw at 120x40:\n\(wide)")
+        t.resize(width: 30, height: 10)
+        let (small, tooSmall) = t.waitFor(timeout: 5) { $0.contains("too small") }
+        #expect(tooSmall != nil, "no message in a tiny terminal:\n\(small)")
+        t.resize(width: 80, height: 24)
+        let (_, back) = t.waitFor(timeout: 5) { Self.showsArenaAndScores($0, map: "Dojo") }
+        #expect(back != nil)
+        t.send("q")
+        let (end, _) = t.waitFor(timeout: 10) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(Self.exitReport(end).status == 0)
+    }
+
     @Test func ctrlCRestoresTheTerminal() throws {
         let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 30 --seed 5 --ascii --no-record")
         defer { t.close() }

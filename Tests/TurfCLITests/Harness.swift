@@ -92,6 +92,10 @@ final class TmuxSession {
         _ = try? run(tmux, ["-S", socket, "send-keys", "-t", name] + keys, timeout: 10)
     }
 
+    func resize(width: Int, height: Int) {
+        _ = try? run(tmux, ["-S", socket, "resize-window", "-t", name, "-x", "\(width)", "-y", "\(height)"], timeout: 10)
+    }
+
     /// The pid of the program the pane's shell started (its first child).
     func programPid() -> Int32? {
         guard let shell = try? run(tmux, ["-S", socket, "display-message", "-p", "-t", name, "#{pane_pid}"], timeout: 10).stdout
