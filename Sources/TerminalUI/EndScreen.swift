@@ -56,7 +56,7 @@ public struct EndScreen {
         let best = max(1, world.scores[winner])
         for (rank, p) in ranking.enumerated() where 2 + rank < height - 4 {
             let y = 2 + rank
-            let you = focus == PlayerID(p) ? " (you)" : ""
+            let you = focus == PlayerID(p) && config.players[p].name != "you" ? " (you)" : ""
             var x = f.put(" \(rank + 1). \(Theme.letter(p)) \(pad(config.players[p].name + you, 12)) \(pad(String(world.scores[p]), 5, right: true)) ",
                           x: 0, y: y, style: Style(color: Palette.player(p), bold: rank == 0))
             let n = world.scores[p] * barWidth / best
@@ -95,7 +95,7 @@ public struct EndScreen {
             f.put(String(repeating: theme.unicode ? "─" : "-", count: plotW), x: x + labelW, y: axisY, style: Style(dim: true))
             let end = ArenaRenderer.clock(Int(h.ticks.last ?? 0), rate: rate)
             f.put(end, x: x + labelW + plotW - end.count, y: axisY, style: Style(dim: true))
-            f.put("0:00", x: x + labelW, y: axisY, style: Style(dim: true))
+            f.put("00:00", x: x + labelW, y: axisY, style: Style(dim: true))
         }
         for col in 0..<plotW {
             let si = col * (h.samples.count - 1) / max(1, plotW - 1)

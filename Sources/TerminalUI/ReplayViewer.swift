@@ -102,7 +102,7 @@ public final class ReplayViewer {
                 case .char("]"): paused = true; seek(to: shownTick + 1); position = Double(shownTick)
                 case .char("["): paused = true; seek(to: shownTick > 0 ? shownTick - 1 : 0); position = Double(shownTick)
                 case .home: seek(to: 0); position = 0
-                case .end: seek(to: length); position = Double(length)
+                case .end: seek(to: length); position = Double(length); showEnd = true
                 case .char("g"), .char("G"): goto = ""
                 case .char("\t"):
                     let n = config.players.count
