@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Logging
 import TerminalUI
 import TurfRules
 
@@ -44,7 +45,10 @@ struct Demo: ParsableCommand {
         let app = DemoApp(options: .init(config: config, wantColor: Theme.colorWanted(environment: env) && !noColor,
                                          unicode: localeIsUTF8(environment: env) && !ascii, crashAtTick: crash),
                           now: monotonicNanos, record: { replay in noRecord ? nil : Demo.save(replay) })
+        let log = Logger(label: "turf.demo")
+        log.info("match started: map \(arena.name), \(players.count) players, seed \(matchSeed), \(seconds) s")
         let (outcome, saved) = try app.run()
+        log.info("match ended: \(outcome); replays: \(saved)")
         for path in saved { print("replay saved: \(path)") }
         if case .signal(let s) = outcome { throw ExitCode(128 + s) }
     }
@@ -62,6 +66,7 @@ struct Demo: ParsableCommand {
             return path
         } catch {
             printErr("could not save the replay: \(error)")
+            Logger(label: "turf.demo").error("could not save the replay: \(error)")
             return nil
         }
     }
