@@ -22,7 +22,7 @@ struct Bench: ParsableCommand {
         subcommands: [
             // engine: BenchReplay.self, BenchLateOp.self
             // transport: BenchCrypto.self, BenchSession.self
-            // dht: BenchDHT.self
+            BenchDHT.self, // dht
         ]
     )
 }
