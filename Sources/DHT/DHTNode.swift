@@ -52,6 +52,7 @@ public struct DHTConfig: Sendable {
 
 /// Counters a node keeps about itself; bad input is counted here rather than crashing anything.
 public struct DHTStats: Sendable, Equatable {
+    public init() {}
     public var received: UInt64 = 0
     public var sent: UInt64 = 0
     public var oversized: UInt64 = 0
@@ -612,7 +613,11 @@ final class Lookup {
             switch candidates[i].state {
             case .failed: break
             case .answered: considered += 1
-            case .inFlight, .slow:
+            case .slow:
+                // Silent past `slowAfter`: likely gone. It no longer holds the lookup back; a late
+                // answer is still used if the lookup is running.
+                break
+            case .inFlight:
                 considered += 1
                 pendingInTopK = true
             case .fresh:

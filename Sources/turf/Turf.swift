@@ -10,6 +10,7 @@ struct Turf: ParsableCommand {
         subcommands: [
             // Play and replay (Sources/turf/PlayCommands.swift, ReplayCommands.swift)
             // Networking (IdCommand.swift, DHTCommands.swift)
+            DHTCommand.self,
             Bench.self,
         ]
     )
