@@ -199,9 +199,11 @@ public final class DHTNode {
     /// Joins the network: pings saved nodes, looks up our own id via the table or the bootstrap
     /// nodes, and starts maintenance. `completion` runs when the join lookup ends.
     public func start(savedNodes: [NodeInfo] = [], completion: ((LookupResult) -> Void)? = nil) {
-        for n in savedNodes { ping(n.address) { _ in } }
         scheduleMaintenance()
-        findNode(id) { r in completion?(r) }
+        // Saved nodes seed the join lookup; the ones that answer re-enter the table.
+        let l = Lookup(node: self, target: id, getPeers: false) { r in completion?(r) }
+        l.seeds = savedNodes
+        l.start()
     }
 
     /// Joins through `via` (instead of the configured bootstrap nodes) and starts maintenance.
@@ -559,6 +561,7 @@ final class Lookup {
     var finished = false
     let maxCandidates: Int
     lazy var bootstrap: [PeerAddress] = node.config.bootstrap
+    var seeds: [NodeInfo] = []
 
     init(node: DHTNode, target: NodeID, getPeers: Bool, completion: @escaping (LookupResult) -> Void) {
         self.node = node
@@ -572,6 +575,7 @@ final class Lookup {
     func start() {
         let initial = node.table.closest(to: target, count: node.config.k, now: node.now)
         for n in initial { add(n, depth: 1, unknownID: false) }
+        for n in seeds { add(n, depth: 1, unknownID: false) }
         if candidates.count < node.config.k {
             // Few known nodes: also ask the bootstrap routers (sorted last, ids unknown).
             for a in bootstrap where !seenAddresses.contains(a) {

@@ -189,21 +189,22 @@ public struct RoutingTable: Sendable {
     public func closest(to target: NodeID, count: Int, now: Nanos, includeQuestionable: Bool = true) -> [NodeInfo] {
         var out: [(NodeID, NodeInfo)] = []
         out.reserveCapacity(count + 8)
-        // Visit buckets from the one the target falls in outwards; stop when enough.
+        // XOR order by bucket: the target's own bucket is closest; every bucket nearer to our id
+        // comes next (those all differ from the target at the same bit, so they are taken as one
+        // group); then the buckets farther out, one at a time.
         let home = bucketIndex(for: target)
-        var order = [home]
-        var lo = home - 1, hi = home + 1
-        while lo >= 0 || hi < buckets.count {
-            if hi < buckets.count { order.append(hi); hi += 1 }
-            if lo >= 0 { order.append(lo); lo -= 1 }
-        }
-        for bi in order {
-            for e in buckets[bi].entries {
-                let s = e.status(now: now)
-                if s == .bad || (!includeQuestionable && s != .good) { continue }
-                out.append((e.info.id ^ target, e.info))
+        var groups: [[Int]] = [[home]]
+        if home + 1 < buckets.count { groups.append(Array((home + 1)..<buckets.count)) }
+        for j in stride(from: home - 1, through: 0, by: -1) { groups.append([j]) }
+        for g in groups {
+            for bi in g {
+                for e in buckets[bi].entries {
+                    let s = e.status(now: now)
+                    if s == .bad || (!includeQuestionable && s != .good) { continue }
+                    out.append((e.info.id ^ target, e.info))
+                }
             }
-            if out.count >= count * 2 { break }
+            if out.count >= count { break }
         }
         out.sort { $0.0 < $1.0 }
         return out.prefix(count).map(\.1)
