@@ -11,6 +11,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "turf", targets: ["turf"]),
+        // For the fuzz package (Fuzz/), which can only use products.
+        .library(name: "DHT", targets: ["DHT"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
