@@ -10,11 +10,15 @@ public struct DHTConfig: Sendable {
     /// Parallel queries in a lookup.
     public var alpha = 3
     /// A query unanswered this long frees its lookup slot (the answer is still accepted later).
+    /// The node adapts this to 3× its smoothed round-trip time, within `minSlowAfter...slowAfter`.
     public var slowAfter: Nanos = .milliseconds(1000)
+    public var minSlowAfter: Nanos = .milliseconds(250)
     /// A query unanswered this long has failed.
     public var queryTimeout: Nanos = .milliseconds(3000)
     /// Extra attempts for standalone queries (ping, announce_peer). Lookups route around instead.
     public var retries = 1
+    /// Attempts at joining before `start`'s completion reports an empty result.
+    public var joinAttempts = 3
     /// Where to start when the routing table is empty. Host names are resolved by the caller.
     public var bootstrap: [PeerAddress] = []
     /// BEP 43: send `ro=1`, do not answer queries.
@@ -121,6 +125,14 @@ public final class DHTNode {
     private var maintenanceTimer: TimerToken?
     private var announcements: [NodeID: Announcement] = [:]
     private var stopped = false
+    private var lastJoinVia: [PeerAddress] = []
+    /// Smoothed round-trip time of answered queries (0 until the first answer).
+    public private(set) var smoothedRTT: Nanos = 0
+
+    /// How long a lookup waits on a silent node before giving its slot to another.
+    var slowDelay: Nanos {
+        smoothedRTT == 0 ? config.slowAfter : min(config.slowAfter, max(config.minSlowAfter, smoothedRTT * 3))
+    }
 
     // External address votes: voter IP -> what it reported, and when.
     private var votes: [UInt32: (address: PeerAddress, at: Nanos)] = [:]
@@ -135,6 +147,7 @@ public final class DHTNode {
         var slowTimer: TimerToken?
         var timeoutTimer: TimerToken?
         var onSlow: (() -> Void)?
+        var sentAt: Nanos = 0
     }
 
     /// The end of one query.
@@ -196,21 +209,34 @@ public final class DHTNode {
 
     // MARK: life cycle
 
-    /// Joins the network: pings saved nodes, looks up our own id via the table or the bootstrap
+    /// Joins the network: looks up our own id, seeded by saved nodes, the table, or the bootstrap
     /// nodes, and starts maintenance. `completion` runs when the join lookup ends.
     public func start(savedNodes: [NodeInfo] = [], completion: ((LookupResult) -> Void)? = nil) {
         scheduleMaintenance()
-        // Saved nodes seed the join lookup; the ones that answer re-enter the table.
-        let l = Lookup(node: self, target: id, getPeers: false) { r in completion?(r) }
-        l.seeds = savedNodes
-        l.start()
+        joinLookup(via: nil, seeds: savedNodes, attempt: 0, completion: completion)
     }
 
     /// Joins through `via` (instead of the configured bootstrap nodes) and starts maintenance.
     public func join(via: [PeerAddress], completion: ((LookupResult) -> Void)? = nil) {
         scheduleMaintenance()
-        let l = Lookup(node: self, target: id, getPeers: false) { r in completion?(r) }
-        l.bootstrap = via
+        joinLookup(via: via, seeds: [], attempt: 0, completion: completion)
+    }
+
+    /// Looks up our own id. A join that reached nobody (every bootstrap datagram lost, say) is
+    /// retried a few times before giving up; maintenance tries again while the table is empty.
+    private func joinLookup(via: [PeerAddress]?, seeds: [NodeInfo], attempt: Int, completion: ((LookupResult) -> Void)?) {
+        let l = Lookup(node: self, target: id, getPeers: false) { [weak self] r in
+            guard let self, !self.stopped else { return }
+            if r.closest.isEmpty && attempt < self.config.joinAttempts - 1 {
+                self.scheduler.schedule(after: self.config.queryTimeout) { [weak self] in
+                    self?.joinLookup(via: via, seeds: seeds, attempt: attempt + 1, completion: completion)
+                }
+            } else {
+                completion?(r)
+            }
+        }
+        if let via { l.bootstrap = via; lastJoinVia = via }
+        l.seeds = seeds
         l.start()
     }
 
@@ -244,6 +270,10 @@ public final class DHTNode {
 
     func maintain() {
         let t = now
+        if table.count == 0 && (!config.bootstrap.isEmpty || !lastJoinVia.isEmpty) {
+            // Cut off (or never joined): try the bootstrap nodes again.
+            joinLookup(via: lastJoinVia.isEmpty ? nil : lastJoinVia, seeds: [], attempt: config.joinAttempts - 1, completion: nil)
+        }
         tokens.rotateIfDue(now: t) { freshSecret() }
         store.expire(now: t)
         var r = rng
@@ -276,8 +306,9 @@ public final class DHTNode {
         let t = newTransaction()
         let tid: [UInt8] = [UInt8(t >> 8), UInt8(t & 0xFF)]
         var p = Pending(destination: a, expectedID: expectedID, method: q.method, callback: callback, onSlow: onSlow)
+        p.sentAt = now
         if onSlow != nil {
-            p.slowTimer = scheduler.schedule(after: config.slowAfter) { [weak self] in
+            p.slowTimer = scheduler.schedule(after: slowDelay) { [weak self] in
                 guard let self, let s = self.pending[t]?.onSlow else { return }
                 self.pending[t]?.onSlow = nil
                 s()
@@ -364,6 +395,8 @@ public final class DHTNode {
         switch outcome {
         case .response:
             stats.responses += 1
+            let rtt = now &- p.sentAt
+            smoothedRTT = smoothedRTT == 0 ? rtt : (smoothedRTT * 7 + rtt) / 8
             if let rid = responderID {
                 if let e = p.expectedID, e != rid { table.remove(e) }
                 if let ip = m.ip { recordVote(ip, from: source) }

@@ -15,6 +15,8 @@ public struct DHTSimulation {
         /// Virtual time over which churn and lookups are spread.
         public var windowSeconds = 600
         public var seed: UInt64 = 1
+        /// Probability that any datagram is lost.
+        public var loss = 0.0
         public init() {}
     }
 
@@ -22,6 +24,7 @@ public struct DHTSimulation {
         public var nodes: Int
         public var churn: Double
         public var hop_ms: Int
+        public var loss: Double
         public var topics: Int
         public var lookups: Int
         public var lookups_completed: Int
@@ -41,7 +44,8 @@ public struct DHTSimulation {
     }
 
     public let p: Parameters
-    public init(_ p: Parameters) { self.p = p }
+    var debugFailures = false
+    public init(_ p: Parameters, debug: Bool = false) { self.p = p; debugFailures = debug }
 
     private static func address(_ i: Int) -> PeerAddress {
         // One node per /24 in 11.0.0.0/8: public addresses, so no exemptions apply.
@@ -50,7 +54,7 @@ public struct DHTSimulation {
 
     public func run() -> Report {
         let hop = Nanos.milliseconds(p.hopMs)
-        let net = SimNetwork(seed: p.seed, conditions: LinkConditions(latency: hop))
+        let net = SimNetwork(seed: p.seed, conditions: LinkConditions(loss: p.loss, latency: hop))
         var rng = SplitMix64(seed: p.seed, stream: 0xB0B)
         var config = DHTConfig()
         config.bep42NodeIDs = false // ids stay put so the prebuilt tables stay valid
@@ -174,7 +178,9 @@ public struct DHTSimulation {
                 let expected = nodes[announcer[topic]].localAddress
                 nodes[looker].getPeers(topicHashes[topic]) { res in
                     completed += 1
-                    if res.peers.contains(expected) { successes += 1 }
+                    if res.peers.contains(expected) { successes += 1 } else if debugFailures {
+                        print("FAIL topic \(topic) looker \(looker) closest \(res.closest.count) q \(res.queriesSent) r \(res.responsesReceived) rounds \(res.rounds) peers \(res.peers.count) dur \(res.duration / 1_000_000)")
+                    }
                     rounds.append(res.rounds)
                     messages.append(res.messages)
                     latencies.append(res.duration)
@@ -190,7 +196,7 @@ public struct DHTSimulation {
             return s[min(s.count - 1, Int((Double(s.count) * q).rounded(.up)) - 1 < 0 ? 0 : Int((Double(s.count) * q).rounded(.up)) - 1)]
         }
         return Report(
-            nodes: p.nodes, churn: p.churn, hop_ms: p.hopMs, topics: p.topics, lookups: p.lookups,
+            nodes: p.nodes, churn: p.churn, hop_ms: p.hopMs, loss: p.loss, topics: p.topics, lookups: p.lookups,
             lookups_completed: completed,
             success_rate: p.lookups == 0 ? 0 : Double(successes) / Double(p.lookups),
             rounds_p50: pct(rounds, 0.5) ?? 0, rounds_p99: pct(rounds, 0.99) ?? 0,

@@ -14,12 +14,14 @@ struct BenchDHT: ParsableCommand {
     @Option(help: "Topics announced before the lookups.") var topics = 100
     @Option(help: "Lookups measured.") var lookups = 2000
     @Option(help: "Virtual seconds over which churn and lookups are spread.") var window = 600
+    @Option(help: "Probability that any datagram is lost (0...0.5).") var loss = 0.0
     @Option(help: "Seed of the simulation (same seed, same figures).") var seed: UInt64 = 1
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
         guard nodes >= 20 else { throw ValidationError("--nodes must be at least 20") }
         guard (0...0.9).contains(churn) else { throw ValidationError("--churn must be in 0...0.9") }
+        guard (0...0.5).contains(loss) else { throw ValidationError("--loss must be in 0...0.5") }
         guard hopMs >= 0, topics >= 1, lookups >= 1, window >= 1 else { throw ValidationError("bad parameters") }
         guard topics * 2 < nodes else { throw ValidationError("--topics must be below half of --nodes") }
     }
@@ -33,6 +35,7 @@ struct BenchDHT: ParsableCommand {
         p.lookups = lookups
         p.windowSeconds = window
         p.seed = seed
+        p.loss = loss
         let t0 = Date()
         let r = DHTSimulation(p).run()
         let wall = Date().timeIntervalSince(t0)
