@@ -336,3 +336,28 @@ import Testing
                 "still findable 40 minutes in (30-minute expiry)")
     }
 }
+
+@Suite struct SharedSocketTests {
+    /// One socket shared by the DHT and other traffic: KRPC (first byte `d`) reaches the node,
+    /// everything else goes to its own handler.
+    @Test func demultiplexerRoutesKRPCToTheNode() {
+        let net = SimNetwork(seed: 12, conditions: .perfect)
+        let socket = net.bind(PeerAddress(198, 51, 100, 1, port: 6881))
+        let demux = Demultiplexer(socket: socket)
+        var c = DHTConfig()
+        c.seed = 12
+        let node = DHTNode(socket: socket, scheduler: socket, config: c)
+        node.attach(to: demux)
+        var game: [[UInt8]] = []
+        demux.route([0x01]) { p, _ in game.append(p) }
+        let peer = NodeTests.Probe(net, PeerAddress(203, 0, 113, 1, port: 1))
+        peer.query(KRPCQuery(method: "ping", id: NodeID(hex: "3300000000000000000000000000000000000000")!), t: [4], to: socket.localAddress)
+        peer.socket.send([0x01, 0xAA], to: socket.localAddress)
+        peer.socket.send([0x7F], to: socket.localAddress)
+        _ = net.run(for: .seconds(1))
+        #expect(peer.response([4]) != nil)
+        #expect(game == [[0x01, 0xAA]])
+        #expect(node.stats.received == 1)
+        #expect(demux.dropped == 1)
+    }
+}
