@@ -74,6 +74,8 @@ public struct DHTStats: Sendable, Equatable {
     public var peersStored: UInt64 = 0
     public var peersRejected: UInt64 = 0
     public var idChanges: UInt64 = 0
+    public var itemsStored: UInt64 = 0
+    public var itemsRejected: UInt64 = 0
 }
 
 /// NAT behaviour inferred from the addresses other nodes report back (BEP 42 `ip`).
@@ -100,6 +102,8 @@ public struct LookupResult: Sendable {
     /// Hops: depth of the deepest node that answered (nodes from the routing table are depth 1).
     public var rounds: Int
     public var duration: Nanos
+    /// A BEP 44 `get` lookup: the verified item found (for mutable items, the highest `seq`).
+    public var item: DHTItem? = nil
 }
 
 /// One Mainline DHT node (BEP 5, 42, 43), single-threaded on its host's thread.
@@ -113,6 +117,7 @@ public final class DHTNode {
     public private(set) var table: RoutingTable
     public private(set) var stats = DHTStats()
     public private(set) var store: PeerStore
+    var items = ItemStore()
     public var logger = Logger(label: "turf.dht")
 
     let socket: DatagramSocket
@@ -225,7 +230,7 @@ public final class DHTNode {
     /// Looks up our own id. A join that reached nobody (every bootstrap datagram lost, say) is
     /// retried a few times before giving up; maintenance tries again while the table is empty.
     private func joinLookup(via: [PeerAddress]?, seeds: [NodeInfo], attempt: Int, completion: ((LookupResult) -> Void)?) {
-        let l = Lookup(node: self, target: id, getPeers: false) { [weak self] r in
+        let l = Lookup(node: self, target: id, kind: .findNode) { [weak self] r in
             guard let self, !self.stopped else { return }
             if r.closest.isEmpty && attempt < self.config.joinAttempts - 1 {
                 self.scheduler.schedule(after: self.config.queryTimeout) { [weak self] in
@@ -276,6 +281,7 @@ public final class DHTNode {
         }
         tokens.rotateIfDue(now: t) { freshSecret() }
         store.expire(now: t)
+        items.expire(now: t)
         var r = rng
         let stale = table.staleBuckets(now: t, staleAfter: config.bucketRefresh, using: &r)
         rng = r
@@ -459,6 +465,77 @@ public final class DHTNode {
                 stats.peersRejected += 1
                 fail(KRPCErrorCode.server, "peer store full")
             }
+        case "get":
+            let target = q.target!
+            var extra: [(String, BValue)] = []
+            if let item = items.get(target, now: now) {
+                switch item {
+                case let .immutable(v):
+                    extra.append(("v", v))
+                case let .mutable(m):
+                    extra.append(("seq", .int(m.seq)))
+                    // A getter that already has this seq (or newer) needs only the number.
+                    if !(q.args["seq"]?.intValue.map { $0 >= m.seq } ?? false) {
+                        extra += [("k", .bytes(m.publicKey)), ("sig", .bytes(m.signature)), ("v", m.value)]
+                    }
+                }
+            }
+            reply(KRPCResponse(id: id, nodes: table.closest(to: target, count: config.k, now: now),
+                               token: tokens.token(for: source.ip), extra: extra))
+        case "put":
+            guard tokens.isValid(q.token!, for: source.ip) else {
+                stats.badTokens += 1
+                fail(KRPCErrorCode.protocolError, "bad token")
+                return
+            }
+            let v = q.args["v"]!
+            guard Bencode.encode(v).count <= DHTItem.maxValueSize else {
+                stats.itemsRejected += 1
+                fail(KRPCErrorCode.messageTooBig, "message (v field) too big")
+                return
+            }
+            let item: DHTItem
+            if let k = q.args["k"]?.bytesValue {
+                let salt = q.args["salt"]?.bytesValue ?? []
+                guard salt.count <= DHTItem.maxSaltSize else {
+                    stats.itemsRejected += 1
+                    fail(KRPCErrorCode.saltTooBig, "salt (salt field) too big")
+                    return
+                }
+                guard let sig = q.args["sig"]?.bytesValue, let seq = q.args["seq"]?.intValue else {
+                    stats.itemsRejected += 1
+                    fail(KRPCErrorCode.protocolError, "mutable put needs sig and seq")
+                    return
+                }
+                let m = MutableItem(publicKey: k, salt: salt, seq: seq, value: v, signature: sig)
+                guard m.isValid else {
+                    stats.itemsRejected += 1
+                    fail(KRPCErrorCode.invalidSignature, "invalid signature")
+                    return
+                }
+                if case let .mutable(old)? = items.get(m.target, now: now) {
+                    if let cas = q.args["cas"]?.intValue, cas != old.seq {
+                        stats.itemsRejected += 1
+                        fail(KRPCErrorCode.casMismatch, "CAS mismatch, re-read value and try again")
+                        return
+                    }
+                    if seq < old.seq {
+                        stats.itemsRejected += 1
+                        fail(KRPCErrorCode.sequenceTooLow, "sequence number less than current")
+                        return
+                    }
+                }
+                item = .mutable(m)
+            } else {
+                item = .immutable(v)
+            }
+            guard items.put(item, now: now) else {
+                stats.itemsRejected += 1
+                fail(KRPCErrorCode.server, "item store full")
+                return
+            }
+            stats.itemsStored += 1
+            reply(KRPCResponse(id: id))
         default:
             fail(KRPCErrorCode.methodUnknown, "method unknown")
         }
@@ -505,11 +582,51 @@ public final class DHTNode {
     // MARK: lookups
 
     public func findNode(_ target: NodeID, _ completion: @escaping (LookupResult) -> Void) {
-        Lookup(node: self, target: target, getPeers: false, completion: completion).start()
+        Lookup(node: self, target: target, kind: .findNode, completion: completion).start()
     }
 
     public func getPeers(_ infoHash: NodeID, _ completion: @escaping (LookupResult) -> Void) {
-        Lookup(node: self, target: infoHash, getPeers: true, completion: completion).start()
+        Lookup(node: self, target: infoHash, kind: .getPeers, completion: completion).start()
+    }
+
+    // MARK: BEP 44 items
+
+    /// Finds a mutable item by its public key and salt; the newest valid version wins.
+    public func getMutable(publicKey: [UInt8], salt: [UInt8] = [], _ completion: @escaping (MutableItem?) -> Void) {
+        let l = Lookup(node: self, target: MutableItem.target(publicKey: publicKey, salt: salt), kind: .getItem(salt: salt)) { r in
+            if case let .mutable(m)? = r.item { completion(m) } else { completion(nil) }
+        }
+        l.start()
+    }
+
+    /// Finds an immutable item by its target (SHA-1 of its bencoded value).
+    public func getImmutable(_ target: NodeID, _ completion: @escaping (BValue?) -> Void) {
+        Lookup(node: self, target: target, kind: .getItem(salt: [])) { r in completion(r.item?.value) }.start()
+    }
+
+    /// Stores an item on the closest nodes that hand out tokens. Calls back with how many stored it.
+    public func put(_ item: DHTItem, _ completion: @escaping (Int) -> Void) {
+        let salt: [UInt8]
+        if case let .mutable(m) = item { salt = m.salt } else { salt = [] }
+        Lookup(node: self, target: item.target, kind: .getItem(salt: salt)) { [weak self] result in
+            guard let self else { return }
+            let targets = result.closest.filter { result.tokens[$0] != nil }
+            if targets.isEmpty { completion(0); return }
+            var left = targets.count, stored = 0
+            for n in targets {
+                var extra: [(String, BValue)] = [("v", item.value)]
+                if case let .mutable(m) = item {
+                    extra += [("k", .bytes(m.publicKey)), ("seq", .int(m.seq)), ("sig", .bytes(m.signature))]
+                    if !m.salt.isEmpty { extra.append(("salt", .bytes(m.salt))) }
+                }
+                let q = KRPCQuery(method: "put", id: self.id, token: result.tokens[n], extra: extra)
+                self.queryWithRetries(q, to: n.address, expectedID: n.id) { outcome in
+                    if case .response = outcome { stored += 1 }
+                    left -= 1
+                    if left == 0 { completion(stored) }
+                }
+            }
+        }.start()
     }
 
     /// Looks `infoHash` up and announces `port` (or, with `impliedPort`, our source port as the
@@ -575,9 +692,12 @@ final class Lookup {
         var unknownID: Bool
     }
 
+    enum Kind { case findNode, getPeers, getItem(salt: [UInt8]) }
+
     unowned let node: DHTNode
     let target: NodeID
-    let getPeers: Bool
+    let kind: Kind
+    var item: DHTItem?
     let completion: (LookupResult) -> Void
     var candidates: [Candidate] = []
     var seenAddresses: Set<PeerAddress> = []
@@ -596,10 +716,10 @@ final class Lookup {
     lazy var bootstrap: [PeerAddress] = node.config.bootstrap
     var seeds: [NodeInfo] = []
 
-    init(node: DHTNode, target: NodeID, getPeers: Bool, completion: @escaping (LookupResult) -> Void) {
+    init(node: DHTNode, target: NodeID, kind: Kind, completion: @escaping (LookupResult) -> Void) {
         self.node = node
         self.target = target
-        self.getPeers = getPeers
+        self.kind = kind
         self.completion = completion
         started = node.now
         maxCandidates = node.config.k * 8
@@ -674,8 +794,12 @@ final class Lookup {
         queriesSent += 1
         let c = candidates[i]
         let addr = c.info.address
-        let q: KRPCQuery = getPeers ? KRPCQuery(method: "get_peers", id: node.id, infoHash: target)
-                                    : KRPCQuery(method: "find_node", id: node.id, target: target)
+        let q: KRPCQuery
+        switch kind {
+        case .findNode: q = KRPCQuery(method: "find_node", id: node.id, target: target)
+        case .getPeers: q = KRPCQuery(method: "get_peers", id: node.id, infoHash: target)
+        case .getItem: q = KRPCQuery(method: "get", id: node.id, target: target)
+        }
         node.query(q, to: addr, expectedID: c.unknownID ? nil : c.info.id, onSlow: { [self] in
             guard let j = index(of: addr), candidates[j].state == .inFlight else { return }
             candidates[j].state = .slow
@@ -707,6 +831,12 @@ final class Lookup {
                     if let tok = r.token { tokens[candidates[j].info] = tok }
                 }
                 maxDepth = max(maxDepth, c.depth)
+                if case let .getItem(salt) = kind, let found = r.item(for: target, salt: salt) {
+                    switch (item, found) {
+                    case let (.mutable(old)?, .mutable(new)) where new.seq <= old.seq: break
+                    default: item = found
+                    }
+                }
                 for p in r.values where !peerSet.contains(p) {
                     peerSet.insert(p)
                     peers.append(p)
@@ -727,6 +857,6 @@ final class Lookup {
         let closest = candidates.filter { $0.state == .answered && !$0.unknownID }.prefix(node.config.k).map(\.info)
         completion(LookupResult(target: target, closest: Array(closest), tokens: tokens.filter { closest.contains($0.key) },
                                 peers: peers, queriesSent: queriesSent, responsesReceived: responses,
-                                rounds: maxDepth, duration: node.now &- started))
+                                rounds: maxDepth, duration: node.now &- started, item: item))
     }
 }

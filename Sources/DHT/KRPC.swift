@@ -206,6 +206,11 @@ public struct KRPCMessage: Equatable, Sendable {
                 guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
                 guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
                 guard query.port != nil || query.impliedPort else { throw KRPCDecodeError(.missing("port"), transactionID: t) }
+            case "get":
+                guard query.target != nil else { throw KRPCDecodeError(.missing("target"), transactionID: t) }
+            case "put":
+                guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
+                guard a["v"] != nil else { throw KRPCDecodeError(.missing("v"), transactionID: t) }
             default: break
             }
             return KRPCMessage(transactionID: t, body: .query(query), ip: ip, version: version)
