@@ -80,6 +80,6 @@ let package = Package(
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: v5),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium"],
                     swiftSettings: v5),
-        .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore"], swiftSettings: v5),
+        .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
     ]
 )

@@ -2,6 +2,7 @@ import DHT
 import Dispatch
 import Foundation
 import NetCore
+import Sodium
 import Testing
 
 /// Interoperability with libtorrent's Mainline DHT (python3-libtorrent), on loopback only.
@@ -83,7 +84,8 @@ import Testing
         let input = Pipe(), output = Pipe()
         proc.standardInput = input
         proc.standardOutput = output
-        proc.standardError = FileHandle.nullDevice
+        proc.standardError = ProcessInfo.processInfo.environment["TURF_INTEROP_DEBUG"] != nil
+            ? FileHandle(forWritingAtPath: "/tmp/turf-interop-debug.log") : FileHandle.nullDevice
         try proc.run()
         defer {
             try? input.fileHandleForWriting.write(contentsOf: Data("quit\n".utf8))
@@ -132,6 +134,20 @@ import Testing
         let reply = try #require(reader.next(timeout: 40), "no lookup reply from libtorrent")
         let peers = (reply["peers"] as? [String]) ?? []
         #expect(peers.contains("127.0.0.1:\(hostB.localAddress.port)"), "libtorrent found turf's announce: \(peers)")
+
+        // BEP 44: libtorrent fetches and verifies a signed mutable item that turf stored.
+        let key = try Ed25519.KeyPair(seed: [UInt8](repeating: 7, count: 32))
+        let salt = Array("lobby".utf8)
+        let value = BValue.dictionary([("addr", .string("127.0.0.1:\(hostB.localAddress.port)")), ("v", .int(1))])
+        let item = MutableItem(signedBy: key, salt: salt, seq: 3, value: value)
+        let put = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in nodeB.put(.mutable(item)) { done($0) } }
+        #expect((put ?? 0) >= 3, "mutable item stored on libtorrent and turf nodes")
+        try input.fileHandleForWriting.write(contentsOf: Data("getmutable \(hex(key.publicKey)) \(hex(salt))\n".utf8))
+        let got = try #require(reader.next(timeout: 40), "no getmutable reply from libtorrent")
+        let gotItem = got["item"] as? [String: Any]
+        #expect(gotItem?["seq"] as? Int == 3, "libtorrent got turf's item: \(got)")
+        // libtorrent prints the item it verified, e.g. { 'addr': '127.0.0.1:PORT', 'v': 1 }.
+        #expect((gotItem?["value"] as? String)?.contains("'addr': '127.0.0.1:\(hostB.localAddress.port)'") == true, "\(got)")
 
         // libtorrent's nodes also queried turf's nodes, and turf answered them.
         let answered = try hostA.sync { nodeA.stats.queriesAnswered } + (try hostB.sync { nodeB.stats.queriesAnswered })
