@@ -68,8 +68,14 @@ public struct CipherState {
     /// Noise's REKEY: the new key is the first 32 bytes of ENCRYPT(k, 2^64-1, empty, zeros).
     public mutating func rekey() {
         guard let key else { return }
-        let out = ChaChaPoly.seal(key: key, counter: UInt64.max, ad: [UInt8](), plaintext: [UInt8](repeating: 0, count: 32))
-        self.key = SecretBytes(copying: out[0..<32])
+        self.key = CipherState.rekeyed(key)
+    }
+
+    /// REKEY(k) as a function, for transports that keep their own keys and counters.
+    public static func rekeyed(_ key: SecretBytes) -> SecretBytes {
+        var out = ChaChaPoly.seal(key: key, counter: UInt64.max, ad: [UInt8](), plaintext: [UInt8](repeating: 0, count: 32))
+        defer { Sodium.wipe(&out) }
+        return SecretBytes(copying: out[0..<32])
     }
 }
 
