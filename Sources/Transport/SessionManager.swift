@@ -101,6 +101,11 @@ public final class SessionManager {
         scheduleTick()
     }
 
+    deinit {
+        tickTimer?.cancel()
+        for s in sessions.values where !s.isClosed { s.state = .closed(.shutdown) }
+    }
+
     /// The 32-byte pre-shared key for a lobby passphrase: Argon2id, salted with the lobby's name
     /// (its topic), so a recorded handshake cannot be tested against a precomputed dictionary.
     public static func lobbyKey(passphrase: String, lobby: String) throws -> SecretBytes {
