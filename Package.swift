@@ -60,7 +60,7 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "CSodium", "Sodium", "Noise", "Transport", "DHT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),

@@ -118,6 +118,18 @@ struct CookieChecker {
     }
 }
 
+/// The mac fields of an initiation, for tools that build initiations themselves (benchmarks,
+/// load tests). Sessions fill them in automatically.
+public enum HandshakeMACs {
+    /// The initiation with a correct mac1 (and mac2, if a cookie is given).
+    public static func seal(_ initiation: [UInt8], cookie: [UInt8]? = nil) -> [UInt8] {
+        var p = initiation
+        p.replaceSubrange(Wire.mac1Offset..<Wire.mac2Offset, with: CookieChecker.mac1(p))
+        if let cookie { p.replaceSubrange(Wire.mac2Offset..<Wire.initiationLength, with: CookieChecker.mac2(p, cookie: cookie)) }
+        return p
+    }
+}
+
 /// Decides how much work an initiation is worth: the order of checks is cheapest first, and the
 /// expensive Diffie-Hellman work is bounded per source and overall.
 struct HandshakeGuard {
