@@ -208,8 +208,7 @@ public final class Session {
         var packet: [UInt8] = []
         packet.reserveCapacity(Wire.transportHeaderLength + payload.count + Wire.tagLength)
         TransportHeader(receiverIndex: remoteIndex, epoch: key.epoch, counter: key.counter).write(into: &packet)
-        let header = packet
-        ChaChaPoly.seal(key: key.key, counter: key.counter, ad: header, plaintext: payload, appendingTo: &packet)
+        ChaChaPoly.sealAppending(key: key.key, counter: key.counter, plaintext: payload, to: &packet)
         key.counter += 1
         send = key
         lastSent = now
@@ -225,24 +224,23 @@ public final class Session {
     /// next one (the peer rekeyed), which is adopted only once a packet authenticates under it.
     public func open(_ packet: [UInt8], header: TransportHeader, now: Nanos) -> [UInt8]? {
         guard let current = receive else { return nil }
-        let ad = packet[0..<Wire.transportHeaderLength]
-        let body = packet[Wire.transportHeaderLength...]
+        let h = Wire.transportHeaderLength
         var out: [UInt8] = []
-        out.reserveCapacity(body.count)
+        out.reserveCapacity(packet.count - h)
         if header.epoch == current.epoch {
             guard current.window.wouldAccept(header.counter) else { counters.replaysDropped += 1; return nil }
-            guard ChaChaPoly.open(key: current.key, counter: header.counter, ad: ad, ciphertext: body, appendingTo: &out) else {
+            guard ChaChaPoly.openPacket(key: current.key, counter: header.counter, packet: packet, headerLength: h, appendingTo: &out) else {
                 counters.authFailures += 1; return nil
             }
             guard receive!.window.accept(header.counter) else { counters.replaysDropped += 1; return nil }
         } else if var prev = previousReceive, header.epoch == prev.epoch {
             guard prev.window.wouldAccept(header.counter),
-                  ChaChaPoly.open(key: prev.key, counter: header.counter, ad: ad, ciphertext: body, appendingTo: &out),
+                  ChaChaPoly.openPacket(key: prev.key, counter: header.counter, packet: packet, headerLength: h, appendingTo: &out),
                   prev.window.accept(header.counter) else { counters.authFailures += 1; return nil }
             previousReceive = prev
         } else if header.epoch == current.epoch &+ 1 {
             var next = DirectionKey(key: CipherState.rekeyed(current.key), epoch: header.epoch, since: now)
-            guard ChaChaPoly.open(key: next.key, counter: header.counter, ad: ad, ciphertext: body, appendingTo: &out),
+            guard ChaChaPoly.openPacket(key: next.key, counter: header.counter, packet: packet, headerLength: h, appendingTo: &out),
                   next.window.accept(header.counter) else { counters.authFailures += 1; return nil }
             previousReceive = current
             receive = next

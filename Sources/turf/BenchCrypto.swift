@@ -100,7 +100,9 @@ struct BenchCrypto: ParsableCommand {
         mb.onInbound = { inbound = $0 }
         let s = ma.connect(to: sb.localAddress, mode: .discovered)
         _ = net.run(until: .seconds(5), while: { !(s.isEstablished && inbound != nil) })
-        guard s.isEstablished, let r = inbound else { throw ValidationError("handshake failed") }
+        guard s.isEstablished, let r = inbound else {
+            throw ValidationError("handshake failed: \(s.state) \(ma.stats) \(mb.stats) \(net.stats)")
+        }
         return (s, r, [net, sa, sb, da, db, ma, mb])
     }
 
