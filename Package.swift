@@ -11,7 +11,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "turf", targets: ["turf"]),
-        // For the fuzz package (Fuzz/), which can only use products.
+        // For the fuzzing package in Fuzz/, which depends on this one by path.
+        .library(name: "FuzzHarness", targets: ["FuzzHarness"]),
         .library(name: "DHT", targets: ["DHT"]),
     ],
     dependencies: [
@@ -46,6 +47,10 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
 
+        // Untrusted bytes into every network parser: shared by the libFuzzer targets (Fuzz/) and
+        // the corpus tests.
+        .target(name: "FuzzHarness", dependencies: ["Transport", "Noise", "Sodium", "NetCore"], swiftSettings: v5),
+
         // The Mainline DHT.
         .target(name: "DHT", dependencies: ["NetCore", "Sodium", "Determinism",
                                             .product(name: "Logging", package: "swift-log")],
@@ -62,7 +67,7 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "CSodium", "Sodium", "Noise", "Transport", "DHT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
@@ -78,7 +83,7 @@ let package = Package(
         .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules"], swiftSettings: v5),
         .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: v5),
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: v5),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium"],
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
                     swiftSettings: v5),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
     ]

@@ -16,7 +16,9 @@ public enum ChaChaPoly {
     }
 
     /// Encrypts `plaintext` with associated data `ad`, appending ciphertext and tag to `out`.
-    /// `key` must be 32 bytes.
+    /// `key` must be 32 bytes. `ad` must not be a copy of `out` itself: in release builds of
+    /// Swift 6.3 such a copy was seen to follow `out`'s growth, authenticating the wrong bytes.
+    /// To authenticate a header already in the buffer, use `sealAppending(key:counter:plaintext:to:)`.
     public static func seal<K: ContiguousBytes, A: ContiguousBytes, P: ContiguousBytes>(
         key: K, counter: UInt64, ad: A, plaintext: P, appendingTo out: inout [UInt8]) {
         let start = out.count
@@ -36,6 +38,50 @@ public enum ChaChaPoly {
                 }
             }
         }
+    }
+
+    /// Appends the ciphertext and tag of `plaintext` to `packet`, authenticating the bytes already
+    /// in `packet` (a cleartext header) as associated data. One buffer, no copy of the header.
+    public static func sealAppending<K: ContiguousBytes, P: ContiguousBytes>(
+        key: K, counter: UInt64, plaintext: P, to packet: inout [UInt8]) {
+        let adLength = packet.count
+        let n = plaintext.withBytes { $0.count }
+        packet.append(contentsOf: repeatElement(0, count: n + tagLength))
+        packet.withUnsafeMutableBytes { po in
+            let base = u8(po)
+            key.withBytes { pk in
+                precondition(pk.count == keyLength, "ChaChaPoly key must be 32 bytes")
+                plaintext.withBytes { pp in
+                    withNoiseNonce(counter) { nonce in
+                        _ = crypto_aead_chacha20poly1305_ietf_encrypt(
+                            base + adLength, nil, u8(pp), UInt64(pp.count), base, UInt64(adLength), nil, nonce, u8(pk))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a packet whose first `headerLength` bytes are the associated data and whose rest is
+    /// ciphertext and tag, appending the plaintext to `out`. False if it does not authenticate.
+    public static func openPacket<K: ContiguousBytes>(
+        key: K, counter: UInt64, packet: [UInt8], headerLength: Int, appendingTo out: inout [UInt8]) -> Bool {
+        let n = packet.count - headerLength
+        guard headerLength >= 0, n >= tagLength, key.withBytes({ $0.count }) == keyLength else { return false }
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: n - tagLength))
+        let rc: Int32 = out.withUnsafeMutableBytes { po in
+            packet.withUnsafeBytes { pc in
+                key.withBytes { pk in
+                    withNoiseNonce(counter) { nonce in
+                        crypto_aead_chacha20poly1305_ietf_decrypt(
+                            u8(po) + start, nil, nil, u8(pc) + headerLength, UInt64(n),
+                            u8(pc), UInt64(headerLength), nonce, u8(pk))
+                    }
+                }
+            }
+        }
+        if rc != 0 { out.removeLast(n - tagLength); return false }
+        return true
     }
 
     /// Encrypts `plaintext`, returning ciphertext followed by the 16-byte tag.

@@ -10,6 +10,7 @@ struct Turf: ParsableCommand {
         subcommands: [
             // Play and replay (Sources/turf/PlayCommands.swift, ReplayCommands.swift)
             // Networking (IdCommand.swift, DHTCommands.swift)
+            IdCommand.self,
             DHTCommand.self,
             Bench.self,
         ]
@@ -22,8 +23,10 @@ struct Bench: ParsableCommand {
         abstract: "Measure turf's figures (see docs/benchmarks.md).",
         subcommands: [
             // engine: BenchReplay.self, BenchLateOp.self
-            // transport: BenchCrypto.self, BenchSession.self
-            BenchDHT.self, // dht
+            // transport: BenchCrypto.self, BenchSession.self, BenchFlood.self
+            BenchCrypto.self, BenchSession.self, BenchFlood.self,
+            // dht
+            BenchDHT.self,
         ]
     )
 }
