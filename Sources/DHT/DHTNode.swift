@@ -17,6 +17,8 @@ public struct DHTConfig: Sendable {
     public var queryTimeout: Nanos = .milliseconds(3000)
     /// Extra attempts for standalone queries (ping, announce_peer). Lookups route around instead.
     public var retries = 1
+    /// Most unknown queriers being verified by ping at once.
+    public var maxVerifications = 64
     /// Attempts at joining before `start`'s completion reports an empty result.
     public var joinAttempts = 3
     /// Where to start when the routing table is empty. Host names are resolved by the caller.
@@ -131,6 +133,8 @@ public final class DHTNode {
     private var announcements: [NodeID: Announcement] = [:]
     private var stopped = false
     private var lastJoinVia: [PeerAddress] = []
+    /// Unknown nodes that queried us and are being pinged before they may enter the table.
+    private var verifying: Set<PeerAddress> = []
     /// Smoothed round-trip time of answered queries (0 until the first answer).
     public private(set) var smoothedRTT: Nanos = 0
 
@@ -278,6 +282,9 @@ public final class DHTNode {
         if table.count == 0 && (!config.bootstrap.isEmpty || !lastJoinVia.isEmpty) {
             // Cut off (or never joined): try the bootstrap nodes again.
             joinLookup(via: lastJoinVia.isEmpty ? nil : lastJoinVia, seeds: [], attempt: config.joinAttempts - 1, completion: nil)
+        } else if table.count < config.k {
+            // A sparse table (we joined a young network): look ourselves up again to fill it.
+            findNode(id) { _ in }
         }
         tokens.rotateIfDue(now: t) { freshSecret() }
         store.expire(now: t)
@@ -424,10 +431,25 @@ public final class DHTNode {
         }
     }
 
+    /// A node queried us. Known nodes are refreshed; an unknown one is pinged first and enters
+    /// the table only when it answers from that address, so spoofed queries cannot fill it.
+    private func heardFrom(_ n: NodeInfo) {
+        if let e = table.entry(for: n.id) {
+            if e.info.address == n.address { table.insert(n, responded: false, now: now) }
+            return
+        }
+        guard verifying.count < config.maxVerifications, !verifying.contains(n.address),
+              n.id != id, n.address.port != 0, table.hasRoom(for: n.id, now: now) else { return }
+        verifying.insert(n.address)
+        query(KRPCQuery(method: "ping", id: id), to: n.address, expectedID: n.id) { [weak self] _ in
+            self?.verifying.remove(n.address)
+        }
+    }
+
     private func handleQuery(_ q: KRPCQuery, transactionID t: [UInt8], from source: PeerAddress) {
         if config.readOnly { stats.queriesIgnoredReadOnly += 1; return }
         guard rateLimiter.allow(sourceKey(source), now: now) else { stats.rateLimited += 1; return }
-        if !q.readOnly { noteNode(NodeInfo(id: q.id, address: source), responded: false) }
+        if !q.readOnly { heardFrom(NodeInfo(id: q.id, address: source)) }
         func reply(_ r: KRPCResponse) {
             stats.queriesAnswered += 1
             send(KRPCMessage(transactionID: t, body: .response(r), ip: source, version: config.version), to: source)

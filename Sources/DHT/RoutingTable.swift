@@ -133,6 +133,15 @@ public struct RoutingTable: Sendable {
         return .cached(ping: questionable.min { $0.lastSeen < $1.lastSeen }?.info)
     }
 
+    /// Whether a new node with this id could enter the table now (room, a split, or a bad entry
+    /// to replace), so that verifying it is worth a ping.
+    public func hasRoom(for id: NodeID, now: Nanos) -> Bool {
+        let b = bucketIndex(for: id)
+        if buckets[b].entries.count < k { return true }
+        if b == buckets.count - 1 && buckets.count < 160 { return true }
+        return buckets[b].entries.contains { $0.status(now: now) == .bad }
+    }
+
     private func violatesIPLimits(_ a: PeerAddress, bucket b: Int) -> String? {
         if a.isLoopback { return nil }
         var sameSubnet = 0

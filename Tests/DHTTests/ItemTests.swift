@@ -40,7 +40,7 @@ import Testing
             c.bootstrap = i == 0 ? [] : [PeerAddress(198, 18, 0, 0, port: 6881)]
             nodes.append(DHTNode(host: net.bind(PeerAddress(198, 18, UInt8(i), 0, port: 6881)), config: c))
         }
-        for x in nodes { x.start() }
+        for (i, x) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { x.start() } }
         _ = net.run(for: .seconds(10))
         return (net, nodes)
     }

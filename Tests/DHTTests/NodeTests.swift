@@ -35,7 +35,8 @@ import Testing
             c.bootstrap = i == 0 ? [] : [PeerAddress(ip: base, port: 6881)]
             nodes.append(DHTNode(host: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
         }
-        for n in nodes { n.start() }
+        // Nodes arrive one after another, as in a real network.
+        for (i, n) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { n.start() } }
         _ = net.run(for: .seconds(10))
         return (net, nodes)
     }
@@ -55,10 +56,16 @@ import Testing
         #expect(r.id == node.id)
         let found = try #require(probe.response([2]))
         guard case let .response(fr) = found.body else { Issue.record("no response"); return }
-        #expect(fr.nodes.map(\.id) == [me], "the only node it knows is the querier")
+        #expect(fr.nodes.isEmpty, "an unverified querier is not handed out")
         #expect(probe.response([3])?.body == .error(KRPCErrorBody(code: 204, message: "method unknown")))
-        // The querier entered the routing table (unconfirmed).
-        #expect(node.table.entry(for: me) != nil)
+        // The unknown querier was pinged, not trusted: it enters the table only by answering.
+        let pings = probe.received.filter { if case let .query(q) = $0.0.body { return q.method == "ping" } else { return false } }
+        #expect(pings.count == 1)
+        #expect(node.table.entry(for: me) == nil)
+        let ping = try #require(pings.first)
+        probe.send(KRPCMessage(transactionID: ping.0.transactionID, body: .response(KRPCResponse(id: me))), to: node.localAddress)
+        _ = net.run(for: .seconds(1))
+        #expect(node.table.entry(for: me)?.lastResponse != nil)
     }
 
     @Test func tokensImpliedPortAndRotation() throws {
