@@ -61,6 +61,8 @@ public struct DHTStats: Sendable, Equatable {
     public init() {}
     public var received: UInt64 = 0
     public var sent: UInt64 = 0
+    /// Queries this node sent (a subset of `sent`).
+    public var queriesSent: UInt64 = 0
     public var oversized: UInt64 = 0
     public var malformed: UInt64 = 0
     public var rateLimited: UInt64 = 0
@@ -335,6 +337,7 @@ public final class DHTNode {
             p.callback(.timeout)
         }
         pending[t] = p
+        stats.queriesSent += 1
         send(KRPCMessage(transactionID: tid, body: .query(q), version: config.version), to: a)
     }
 

@@ -329,6 +329,31 @@ import Testing
         #expect(node.stats.unexpectedResponses == 1)
     }
 
+    @Test func staleBucketsAreRefreshed() {
+        let net = SimNetwork(seed: 13, conditions: LinkConditions(latency: .milliseconds(10)))
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 13))
+        var rng = SplitMixForTests(seed: 13)
+        // Known nodes that never say anything on their own: only our refreshes can reach them.
+        var probes: [Probe] = []
+        for i in 0..<24 {
+            let p = Probe(net, PeerAddress(192, 0, UInt8(i), 1, port: 6881))
+            probes.append(p)
+            node.addNode(NodeInfo(id: node.id.randomInBucket(prefix: i % 6, using: &rng), address: p.socket.localAddress))
+        }
+        node.startMaintenance()
+        _ = net.run(for: .seconds(14 * 60))
+        func findNodes() -> [KRPCQuery] {
+            probes.flatMap { $0.received.compactMap { if case let .query(q) = $0.0.body, q.method == "find_node" { return q } else { return nil } } }
+        }
+        #expect(findNodes().isEmpty, "nothing is stale before 15 minutes")
+        _ = net.run(for: .seconds(3 * 60))
+        let refreshes = findNodes()
+        #expect(refreshes.count >= 3, "stale buckets were refreshed with lookups")
+        // Each refresh targets a random id inside a stale bucket's range.
+        let buckets = Set(refreshes.compactMap { $0.target.map { min(node.id.commonPrefixLength(with: $0), node.table.buckets.count - 1) } })
+        #expect(buckets.count >= 3)
+    }
+
     @Test func reannouncesBeforeExpiry() {
         let (net, nodes) = makeNetwork(20, seed: 10)
         let h = Topic.infoHash("long lobby")
