@@ -22,7 +22,7 @@ struct DHTNodeOptions: ParsableArguments {
     @Option(name: .customLong("bootstrap"), parsing: .singleValue,
             help: "Bootstrap node HOST:PORT (repeatable). Default: $TURF_DHT_BOOTSTRAP, then the config file, then the public Mainline routers.")
     var bootstrap: [String] = []
-    @Option(help: "Routing table state file (default: $XDG_STATE_HOME/turf/dht-PORT.state).") var state: String?
+    @Option(help: "Routing table state file (default: $XDG_STATE_HOME/turf/dht-PORT.state, or dht.state without --port).") var state: String?
     @Flag(help: "Do not load or save the routing table.") var noState = false
     @Flag(name: .customLong("read-only"), help: "BEP 43 read-only mode: query, never answer.") var readOnly = false
 }
@@ -80,7 +80,8 @@ enum DHTCLI {
         if let s = o.state { return s }
         let env = ProcessInfo.processInfo.environment
         let stateHome = env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.local/state")
-        return stateHome + "/turf/dht-\(port).state"
+        // A fixed port keeps its own table; ephemeral-port runs (lookups) share one.
+        return stateHome + (o.port == 0 ? "/turf/dht.state" : "/turf/dht-\(o.port).state")
     }
 
     static func infoHash(topic: String?, infohash: String?) throws -> NodeID {
