@@ -148,7 +148,7 @@ enum DHTCLI {
         }
 
         /// Waits on the calling thread for `work`'s callback (bounded by `timeout`).
-        func await<T>(timeout: Double, _ work: @escaping (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
+        func waitFor<T>(timeout: Double, _ work: @escaping (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
             let sem = DispatchSemaphore(value: 0)
             let box = Box<T>()
             host.execute { [node] in
@@ -247,9 +247,9 @@ struct DHTLookup: ParsableCommand {
         let r = try DHTCLI.Running(node, verbose: !json)
         let started = Date()
         // Join first (the node's start lookup), then the get_peers lookup.
-        _ = r.await(timeout: timeout) { (n: DHTNode, done: @escaping (Bool) -> Void) in n.findNode(n.id) { _ in done(true) } }
+        _ = r.waitFor(timeout: timeout) { (n: DHTNode, done: @escaping (Bool) -> Void) in n.findNode(n.id) { _ in done(true) } }
         let left = max(1, timeout - Date().timeIntervalSince(started))
-        let result = r.await(timeout: left) { (n: DHTNode, done: @escaping (LookupResult) -> Void) in n.getPeers(h, done) }
+        let result = r.waitFor(timeout: left) { (n: DHTNode, done: @escaping (LookupResult) -> Void) in n.getPeers(h, done) }
         let s = r.snapshot()
         r.close()
         let peers = result?.peers ?? []
