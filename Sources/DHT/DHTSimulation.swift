@@ -136,7 +136,7 @@ public struct DHTSimulation {
         var stableLookers = Array(0..<p.nodes).filter { !leaverSet.contains($0) && !announcerSet.contains($0) }
         var joinedLookers: [Int] = []
         var joinsCompleted = 0
-        for (k, i) in leavers.enumerated() {
+        for i in leavers {
             let at = rng.below(window)
             let joinAt = rng.below(window)
             net.schedule(after: at) {
@@ -144,7 +144,6 @@ public struct DHTSimulation {
                 sockets[i].close()
                 alive[i] = false
             }
-            _ = k
             net.schedule(after: joinAt) {
                 let idx = nodes.count
                 let n = makeNode(idx)
@@ -162,7 +161,7 @@ public struct DHTSimulation {
         // Lookups at random times by random live nodes (never the topic's own announcer).
         var successes = 0, completed = 0
         var rounds: [Int] = [], messages: [Int] = [], latencies: [Nanos] = []
-        for l in 0..<p.lookups {
+        for _ in 0..<p.lookups {
             let at = rng.below(window)
             let topic = rng.below(p.topics)
             let pickJoined = rng.below(UInt64(10)) < 2
@@ -186,7 +185,6 @@ public struct DHTSimulation {
                     latencies.append(res.duration)
                 }
             }
-            _ = l
         }
         net.run(until: start &+ window &+ .seconds(30))
 
