@@ -145,8 +145,8 @@ public final class DHTNode {
         smoothedRTT == 0 ? config.slowAfter : min(config.slowAfter, max(config.minSlowAfter, smoothedRTT * 3))
     }
 
-    // External address votes: voter IP -> what it reported, and when.
-    private var votes: [UInt32: (address: PeerAddress, at: Nanos)] = [:]
+    // One vote per responder IP (per IP and port on loopback, where many nodes share an address).
+    private var votes: [UInt64: (address: PeerAddress, at: Nanos)] = [:]
     public private(set) var externalAddress: PeerAddress?
     public private(set) var natType: NATType = .unknown
 
@@ -569,7 +569,7 @@ public final class DHTNode {
     // MARK: external address and NAT type (BEP 42)
 
     private func recordVote(_ reported: PeerAddress, from voter: PeerAddress) {
-        votes[voter.ip] = (reported, now)
+        votes[sourceKey(voter)] = (reported, now)
         if votes.count > 64, let oldest = votes.min(by: { $0.value.at < $1.value.at }) { votes[oldest.key] = nil }
         // Majority IP, then classify its ports.
         var byIP: [UInt32: [UInt16]] = [:]

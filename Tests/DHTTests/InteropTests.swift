@@ -124,6 +124,8 @@ import Testing
         // libtorrent's responses carry BEP 42's `ip`: turf learned its address from them.
         let ext = try hostA.sync { nodeA.externalAddress }
         #expect(ext == hostA.localAddress.withIP(0x7F00_0001))
+        // Three libtorrent nodes saw the same port: a consistent mapping (no NAT here).
+        #expect(try hostA.sync { nodeA.natType } == .consistent)
 
         // Direction 2: libtorrent finds what turf announced (implied_port: our socket's port).
         let announced = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in
