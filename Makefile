@@ -26,6 +26,7 @@ test: deps
 bench: release
 	$(TURF_RELEASE) bench replay --json
 	$(TURF_RELEASE) bench late-op --json
+	$(TURF_RELEASE) bench dht --nodes 10000 --churn 0.2 --json
 
 clean:
 	rm -rf .build

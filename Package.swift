@@ -14,6 +14,9 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "turf", targets: ["turf"]),
+        // For the fuzzing package in Fuzz/, which depends on this one by path.
+        .library(name: "FuzzHarness", targets: ["FuzzHarness"]),
+        .library(name: "DHT", targets: ["DHT"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -47,6 +50,10 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
 
+        // Untrusted bytes into every network parser: shared by the libFuzzer targets (Fuzz/) and
+        // the corpus tests.
+        .target(name: "FuzzHarness", dependencies: ["Transport", "Noise", "Sodium", "NetCore"], swiftSettings: v5),
+
         // The Mainline DHT.
         .target(name: "DHT", dependencies: ["NetCore", "Sodium", "Determinism",
                                             .product(name: "Logging", package: "swift-log")],
@@ -63,7 +70,7 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "CSodium", "Sodium", "Noise", "Transport", "DHT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
@@ -79,8 +86,8 @@ let package = Package(
         .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules"], swiftSettings: v5),
         .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: v5),
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: v5),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium"],
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
                     swiftSettings: v5),
-        .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore"], swiftSettings: v5),
+        .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
     ]
 )

@@ -40,7 +40,7 @@ struct BenchReplay: ParsableCommand {
         let (shuffled, _) = try ReplayPlayer(try ReplayFile.decode(bytes, as: TurfWorld.self)).verify(shuffleSeed: seed)
         let shuffledS = Double(monotonicNanos() - s0) / 1e9
         let v = verification!
-        let replayS = median(replayTimes)
+        let replayS = BenchSupport.median(replayTimes)
         var j = JSONObject()
         j.add("benchmark", "replay")
         j.add("players", players)
@@ -51,9 +51,9 @@ struct BenchReplay: ParsableCommand {
         j.add("checkpoints_verified", v.checkpointsChecked)
         j.add("file_bytes", bytes.count)
         j.add("generate_s", generateS)
-        j.add("decode_s", median(decodeTimes))
+        j.add("decode_s", BenchSupport.median(decodeTimes))
         j.add("replay_s", replayS)
-        j.add("replay_with_decode_s", median(zip(decodeTimes, replayTimes).map { $0 + $1 }))
+        j.add("replay_with_decode_s", BenchSupport.median(zip(decodeTimes, replayTimes).map { $0 + $1 }))
         j.add("ops_per_sec", Double(v.ops) / replayS)
         j.add("ticks_per_sec", Double(v.ticks) / replayS)
         j.add("shuffled_s", shuffledS)
@@ -130,9 +130,4 @@ struct BenchLateOp: ParsableCommand {
         j.add("late_to_ontime_ratio", best.late / best.ontime)
         print(j.text)
     }
-}
-
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.isEmpty ? .nan : s[s.count / 2]
 }

@@ -1,6 +1,5 @@
 import ArgumentParser
 
-
 /// The `turf` command. Each command group lives in its own file.
 @main
 struct Turf: ParsableCommand {
@@ -12,6 +11,8 @@ struct Turf: ParsableCommand {
             // Play and replay (Sources/turf/PlayCommands.swift, ReplayCommands.swift)
             Demo.self, ReplayCommand.self,
             // Networking (IdCommand.swift, DHTCommands.swift)
+            IdCommand.self,
+            DHTCommand.self,
             Bench.self,
         ]
     )
@@ -24,8 +25,10 @@ struct Bench: ParsableCommand {
         subcommands: [
             // engine (BenchEngine.swift)
             BenchReplay.self, BenchLateOp.self,
-            // transport: BenchCrypto.self, BenchSession.self
-            // dht: BenchDHT.self
+            // transport (BenchCrypto.swift, BenchSession.swift, BenchFlood.swift)
+            BenchCrypto.self, BenchSession.self, BenchFlood.self,
+            // dht (BenchDHT.swift)
+            BenchDHT.self,
         ]
     )
 }

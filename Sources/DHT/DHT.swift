@@ -1,1 +1,0 @@
-// DHT: see docs. (Filled in by its issue.)

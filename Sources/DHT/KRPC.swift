@@ -1,0 +1,278 @@
+import NetCore
+
+/// A node as the DHT passes it around: id and UDP address (26 bytes in compact form).
+public struct NodeInfo: Hashable, Sendable, CustomStringConvertible {
+    public var id: NodeID
+    public var address: PeerAddress
+
+    public init(id: NodeID, address: PeerAddress) {
+        self.id = id
+        self.address = address
+    }
+
+    public var description: String { "\(id.hexString.prefix(8))@\(address)" }
+
+    public static func compact(_ nodes: [NodeInfo]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(nodes.count * 26)
+        for n in nodes {
+            out.append(contentsOf: n.id.bytes)
+            out.append(contentsOf: n.address.compact)
+        }
+        return out
+    }
+
+    /// Parses compact node info; nil unless the length is a multiple of 26.
+    public static func parseCompact(_ b: [UInt8]) -> [NodeInfo]? {
+        guard b.count % 26 == 0 else { return nil }
+        var out: [NodeInfo] = []
+        out.reserveCapacity(b.count / 26)
+        var i = 0
+        while i < b.count {
+            out.append(NodeInfo(id: NodeID(bytes: b[i..<(i + 20)])!, address: PeerAddress(compact: b[(i + 20)..<(i + 26)])!))
+            i += 26
+        }
+        return out
+    }
+}
+
+/// KRPC error codes (BEP 5, BEP 44).
+public enum KRPCErrorCode {
+    public static let generic = 201
+    public static let server = 202
+    public static let protocolError = 203
+    public static let methodUnknown = 204
+    public static let messageTooBig = 205
+    public static let invalidSignature = 206
+    public static let saltTooBig = 207
+    public static let casMismatch = 301
+    public static let sequenceTooLow = 302
+}
+
+/// One decoded KRPC query (`y` = `q`). Arguments beyond BEP 5's are kept in `args`.
+public struct KRPCQuery: Equatable, Sendable {
+    public var method: String
+    public var id: NodeID
+    /// find_node target, or BEP 44 get target.
+    public var target: NodeID?
+    /// get_peers / announce_peer info-hash.
+    public var infoHash: NodeID?
+    public var port: UInt16?
+    public var impliedPort: Bool
+    public var token: [UInt8]?
+    /// BEP 43: the sender is read-only and must not enter routing tables.
+    public var readOnly: Bool
+    public var args: BValue
+
+    public init(method: String, id: NodeID, target: NodeID? = nil, infoHash: NodeID? = nil, port: UInt16? = nil,
+                impliedPort: Bool = false, token: [UInt8]? = nil, readOnly: Bool = false, extra: [(String, BValue)] = []) {
+        self.method = method
+        self.id = id
+        self.target = target
+        self.infoHash = infoHash
+        self.port = port
+        self.impliedPort = impliedPort
+        self.token = token
+        self.readOnly = readOnly
+        var a: [(String, BValue)] = [("id", .bytes(id.bytes))]
+        if let target { a.append(("target", .bytes(target.bytes))) }
+        if let infoHash { a.append(("info_hash", .bytes(infoHash.bytes))) }
+        if let port { a.append(("port", .int(Int64(port)))) }
+        if impliedPort { a.append(("implied_port", .int(1))) }
+        if let token { a.append(("token", .bytes(token))) }
+        a.append(contentsOf: extra)
+        args = .dictionary(a)
+    }
+}
+
+public struct KRPCResponse: Equatable, Sendable {
+    public var id: NodeID
+    public var nodes: [NodeInfo]
+    public var values: [PeerAddress]
+    public var token: [UInt8]?
+    /// Everything in `r`, for extensions (BEP 44).
+    public var body: BValue
+
+    public init(id: NodeID, nodes: [NodeInfo] = [], values: [PeerAddress] = [], token: [UInt8]? = nil,
+                extra: [(String, BValue)] = []) {
+        self.id = id
+        self.nodes = nodes
+        self.values = values
+        self.token = token
+        var r: [(String, BValue)] = [("id", .bytes(id.bytes))]
+        if !nodes.isEmpty { r.append(("nodes", .bytes(NodeInfo.compact(nodes)))) }
+        if !values.isEmpty { r.append(("values", .list(values.map { .bytes($0.compact) }))) }
+        if let token { r.append(("token", .bytes(token))) }
+        r.append(contentsOf: extra)
+        body = .dictionary(r)
+    }
+}
+
+public struct KRPCErrorBody: Equatable, Sendable {
+    public var code: Int
+    public var message: String
+    public init(code: Int, message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+public struct KRPCMessage: Equatable, Sendable {
+    public enum Body: Equatable, Sendable {
+        case query(KRPCQuery)
+        case response(KRPCResponse)
+        case error(KRPCErrorBody)
+    }
+
+    public var transactionID: [UInt8]
+    public var body: Body
+    /// BEP 42: in responses, the requester's address as the responder saw it.
+    public var ip: PeerAddress?
+    /// The client version (`v`), if sent.
+    public var version: [UInt8]?
+
+    public init(transactionID: [UInt8], body: Body, ip: PeerAddress? = nil, version: [UInt8]? = nil) {
+        self.transactionID = transactionID
+        self.body = body
+        self.ip = ip
+        self.version = version
+    }
+
+    public func encoded() -> [UInt8] {
+        var d: [(String, BValue)] = [("t", .bytes(transactionID))]
+        switch body {
+        case let .query(q):
+            d.append(("y", .string("q")))
+            d.append(("q", .string(q.method)))
+            d.append(("a", q.args))
+            if q.readOnly { d.append(("ro", .int(1))) }
+        case let .response(r):
+            d.append(("y", .string("r")))
+            d.append(("r", r.body))
+        case let .error(e):
+            d.append(("y", .string("e")))
+            d.append(("e", .list([.int(Int64(e.code)), .string(e.message)])))
+        }
+        if let ip { d.append(("ip", .bytes(ip.compact))) }
+        if let version { d.append(("v", .bytes(version))) }
+        return Bencode.encode(.dictionary(d))
+    }
+
+    /// Decodes one datagram. Errors say what is wrong; `transactionID` is set on the error when
+    /// the message had one, so a malformed query can be answered with error 203.
+    public static func decode(_ bytes: [UInt8]) throws(KRPCDecodeError) -> KRPCMessage {
+        let v: BValue
+        do { v = try Bencode.decode(bytes, limits: .krpc) } catch { throw KRPCDecodeError(.bencode(error), transactionID: nil) }
+        guard case .dict = v else { throw KRPCDecodeError(.notADictionary, transactionID: nil) }
+        guard let t = v["t"]?.bytesValue else { throw KRPCDecodeError(.missing("t"), transactionID: nil) }
+        guard t.count <= 64 else { throw KRPCDecodeError(.invalid("t", "longer than 64 bytes"), transactionID: nil) }
+        guard let y = v["y"]?.bytesValue, y.count == 1 else { throw KRPCDecodeError(.missing("y"), transactionID: t) }
+        var ip: PeerAddress? = nil
+        if let ipb = v["ip"]?.bytesValue {
+            // BEP 42 allows 6 (IPv4) or 18 (IPv6) bytes; turf speaks IPv4 and ignores the rest.
+            if ipb.count == 6 { ip = PeerAddress(compact: ipb) }
+        }
+        let version = v["v"]?.bytesValue
+        func id(_ d: BValue, _ key: String = "id") throws(KRPCDecodeError) -> NodeID {
+            guard let b = d[key]?.bytesValue else { throw KRPCDecodeError(.missing(key), transactionID: t) }
+            guard let n = NodeID(bytes: b) else { throw KRPCDecodeError(.invalid(key, "must be 20 bytes, got \(b.count)"), transactionID: t) }
+            return n
+        }
+        switch y[0] {
+        case UInt8(ascii: "q"):
+            guard let q = v["q"]?.stringValue, !q.isEmpty, q.utf8.count <= 32 else { throw KRPCDecodeError(.missing("q"), transactionID: t) }
+            guard let a = v["a"], case .dict = a else { throw KRPCDecodeError(.missing("a"), transactionID: t) }
+            var query = KRPCQuery(method: q, id: try id(a))
+            query.args = a
+            if a["target"] != nil { query.target = try id(a, "target") }
+            if a["info_hash"] != nil { query.infoHash = try id(a, "info_hash") }
+            if let p = a["port"] {
+                guard let pi = p.intValue, (0...65535).contains(pi) else { throw KRPCDecodeError(.invalid("port", "not a port number"), transactionID: t) }
+                query.port = UInt16(pi)
+            }
+            if let ipv = a["implied_port"]?.intValue { query.impliedPort = ipv != 0 }
+            if let tok = a["token"] {
+                guard let tb = tok.bytesValue else { throw KRPCDecodeError(.invalid("token", "not a byte string"), transactionID: t) }
+                query.token = tb
+            }
+            if let ro = v["ro"]?.intValue { query.readOnly = ro == 1 }
+            // Method-specific required arguments.
+            switch q {
+            case "find_node":
+                guard query.target != nil else { throw KRPCDecodeError(.missing("target"), transactionID: t) }
+            case "get_peers":
+                guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
+            case "announce_peer":
+                guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
+                guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
+                guard query.port != nil || query.impliedPort else { throw KRPCDecodeError(.missing("port"), transactionID: t) }
+            case "get":
+                guard query.target != nil else { throw KRPCDecodeError(.missing("target"), transactionID: t) }
+            case "put":
+                guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
+                guard a["v"] != nil else { throw KRPCDecodeError(.missing("v"), transactionID: t) }
+            default: break
+            }
+            return KRPCMessage(transactionID: t, body: .query(query), ip: ip, version: version)
+        case UInt8(ascii: "r"):
+            guard let r = v["r"], case .dict = r else { throw KRPCDecodeError(.missing("r"), transactionID: t) }
+            var resp = KRPCResponse(id: try id(r))
+            resp.body = r
+            if let n = r["nodes"] {
+                guard let nb = n.bytesValue, let nodes = NodeInfo.parseCompact(nb) else {
+                    throw KRPCDecodeError(.invalid("nodes", "not compact node info (26-byte entries)"), transactionID: t)
+                }
+                resp.nodes = nodes
+            }
+            if let vals = r["values"] {
+                guard let list = vals.listValue else { throw KRPCDecodeError(.invalid("values", "not a list"), transactionID: t) }
+                for e in list {
+                    // 18-byte IPv6 peers are legal (BEP 32 style); turf keeps the IPv4 ones.
+                    guard let b = e.bytesValue, b.count == 6 || b.count == 18 else {
+                        throw KRPCDecodeError(.invalid("values", "entries must be compact peers"), transactionID: t)
+                    }
+                    if b.count == 6 { resp.values.append(PeerAddress(compact: b)!) }
+                }
+            }
+            if let tok = r["token"] {
+                guard let tb = tok.bytesValue else { throw KRPCDecodeError(.invalid("token", "not a byte string"), transactionID: t) }
+                resp.token = tb
+            }
+            return KRPCMessage(transactionID: t, body: .response(resp), ip: ip, version: version)
+        case UInt8(ascii: "e"):
+            guard let e = v["e"]?.listValue, e.count >= 2, let code = e[0].intValue, let msg = e[1].bytesValue else {
+                throw KRPCDecodeError(.invalid("e", "must be [code, message]"), transactionID: t)
+            }
+            let clamped = Int(clamping: code)
+            return KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: clamped, message: String(decoding: msg, as: UTF8.self))),
+                               ip: ip, version: version)
+        default:
+            throw KRPCDecodeError(.invalid("y", "must be q, r or e"), transactionID: t)
+        }
+    }
+}
+
+public struct KRPCDecodeError: Error, Equatable, CustomStringConvertible, Sendable {
+    public enum Reason: Equatable, Sendable {
+        case bencode(BencodeError)
+        case notADictionary
+        case missing(String)
+        case invalid(String, String)
+    }
+    public var reason: Reason
+    public var transactionID: [UInt8]?
+
+    public init(_ reason: Reason, transactionID: [UInt8]?) {
+        self.reason = reason
+        self.transactionID = transactionID
+    }
+
+    public var description: String {
+        switch reason {
+        case let .bencode(e): return "KRPC: \(e)"
+        case .notADictionary: return "KRPC: message is not a dictionary"
+        case let .missing(k): return "KRPC: missing or malformed key '\(k)'"
+        case let .invalid(k, why): return "KRPC: key '\(k)' \(why)"
+        }
+    }
+}

@@ -1,0 +1,258 @@
+import NetCore
+
+/// One routing-table entry and what we know of its liveness.
+public struct RoutingEntry: Sendable, Equatable {
+    public var info: NodeInfo
+    /// Last time it answered one of our queries (nil: never).
+    public var lastResponse: Nanos?
+    /// Last time we heard from it at all (query or response).
+    public var lastSeen: Nanos
+    /// Consecutive queries it failed to answer.
+    public var failures: Int
+
+    public init(info: NodeInfo, lastResponse: Nanos?, lastSeen: Nanos, failures: Int = 0) {
+        self.info = info
+        self.lastResponse = lastResponse
+        self.lastSeen = lastSeen
+        self.failures = failures
+    }
+
+    public enum Status: Sendable { case good, questionable, bad }
+
+    /// BEP 5: good if it answered within 15 minutes (or answered once and queried us within 15);
+    /// bad after repeated failures; questionable otherwise.
+    public func status(now: Nanos, goodFor: Nanos = .seconds(15 * 60)) -> Status {
+        if failures >= 2 || (failures >= 1 && lastResponse == nil) { return .bad }
+        guard let r = lastResponse else { return .questionable }
+        if now &- r <= goodFor || (now &- lastSeen <= goodFor && failures == 0) { return .good }
+        return .questionable
+    }
+}
+
+/// Kademlia routing table: 160-bit ids, buckets of `k` nodes, the bucket holding our own id split
+/// when full; a replacement cache per bucket; per-IP and per-/24 limits within a bucket.
+///
+/// Bucket `i` (for i < count-1) holds the nodes whose id shares exactly `i` leading bits with ours;
+/// the last bucket holds everything closer. This is the usual unbalanced split tree, flattened.
+public struct RoutingTable: Sendable {
+    public let ownID: NodeID
+    public let k: Int
+    public var restrictIPs: Bool
+    /// Nodes from one /24 allowed in one bucket (one node per IP).
+    public var maxPerSubnetInBucket: Int
+    public private(set) var buckets: [Bucket]
+
+    public struct Bucket: Sendable {
+        public var entries: [RoutingEntry] = []
+        public var replacements: [RoutingEntry] = []
+        public var lastChanged: Nanos
+    }
+
+    public enum InsertResult: Equatable, Sendable {
+        case added, updated, replacedBad
+        /// The bucket is full of live-looking nodes: the new node went to the replacement cache and
+        /// the caller should ping `ping` (the least recently seen questionable node) to make room.
+        case cached(ping: NodeInfo?)
+        case rejected(String)
+    }
+
+    public init(ownID: NodeID, k: Int = 8, restrictIPs: Bool = true, maxPerSubnetInBucket: Int = 2, now: Nanos = 0) {
+        self.ownID = ownID
+        self.k = k
+        self.restrictIPs = restrictIPs
+        self.maxPerSubnetInBucket = maxPerSubnetInBucket
+        buckets = [Bucket(lastChanged: now)]
+    }
+
+    public var count: Int { buckets.reduce(0) { $0 + $1.entries.count } }
+    public var allEntries: [RoutingEntry] { buckets.flatMap(\.entries) }
+
+    public func bucketIndex(for id: NodeID) -> Int {
+        min(ownID.commonPrefixLength(with: id), buckets.count - 1)
+    }
+
+    public func entry(for id: NodeID) -> RoutingEntry? {
+        let b = bucketIndex(for: id)
+        return buckets[b].entries.first { $0.info.id == id }
+    }
+
+    /// Loopback addresses are exempt from per-IP limits (many nodes per host is normal there);
+    /// each loopback port counts as its own source.
+    static func ipKey(_ a: PeerAddress) -> UInt64 {
+        a.isLoopback ? UInt64(a.ip) << 16 | UInt64(a.port) : UInt64(a.ip) << 16
+    }
+
+    /// Adds or refreshes a node. `responded`: it answered a query of ours just now (otherwise it
+    /// queried us, which proves less).
+    @discardableResult
+    public mutating func insert(_ node: NodeInfo, responded: Bool, now: Nanos) -> InsertResult {
+        if node.id == ownID { return .rejected("own id") }
+        if node.address.port == 0 { return .rejected("port 0") }
+        var b = bucketIndex(for: node.id)
+        if let i = buckets[b].entries.firstIndex(where: { $0.info.id == node.id }) {
+            guard buckets[b].entries[i].info.address == node.address else {
+                return .rejected("id already known at another address")
+            }
+            buckets[b].entries[i].lastSeen = now
+            if responded {
+                buckets[b].entries[i].lastResponse = now
+                buckets[b].entries[i].failures = 0
+            }
+            buckets[b].lastChanged = now
+            return .updated
+        }
+        let entry = RoutingEntry(info: node, lastResponse: responded ? now : nil, lastSeen: now)
+        while true {
+            if restrictIPs, let why = violatesIPLimits(node.address, bucket: b) { return .rejected(why) }
+            // Another id at the same address: the old one is stale or someone is lying.
+            if buckets[b].entries.contains(where: { $0.info.address == node.address }) {
+                return .rejected("address already in table under another id")
+            }
+            if buckets[b].entries.count < k {
+                buckets[b].entries.append(entry)
+                buckets[b].lastChanged = now
+                buckets[b].replacements.removeAll { $0.info.id == node.id }
+                return .added
+            }
+            if b == buckets.count - 1 && buckets.count < 160 {
+                split()
+                b = bucketIndex(for: node.id)
+                continue
+            }
+            break
+        }
+        if let i = buckets[b].entries.firstIndex(where: { $0.status(now: now) == .bad }) {
+            buckets[b].entries[i] = entry
+            buckets[b].lastChanged = now
+            return .replacedBad
+        }
+        // Unconfirmed nodes do not displace anyone; they wait in the cache.
+        addReplacement(entry, bucket: b)
+        guard responded else { return .cached(ping: nil) }
+        let questionable = buckets[b].entries.filter { $0.status(now: now) == .questionable }
+        return .cached(ping: questionable.min { $0.lastSeen < $1.lastSeen }?.info)
+    }
+
+    /// Whether a new node with this id could enter the table now (room, a split, or a bad entry
+    /// to replace), so that verifying it is worth a ping.
+    public func hasRoom(for id: NodeID, now: Nanos) -> Bool {
+        let b = bucketIndex(for: id)
+        if buckets[b].entries.count < k { return true }
+        if b == buckets.count - 1 && buckets.count < 160 { return true }
+        return buckets[b].entries.contains { $0.status(now: now) == .bad }
+    }
+
+    private func violatesIPLimits(_ a: PeerAddress, bucket b: Int) -> String? {
+        if a.isLoopback { return nil }
+        var sameSubnet = 0
+        for e in buckets[b].entries {
+            if e.info.address.ip == a.ip { return "IP already in bucket" }
+            if e.info.address.ip >> 8 == a.ip >> 8 { sameSubnet += 1 }
+        }
+        if sameSubnet >= maxPerSubnetInBucket { return "too many nodes from this /24 in bucket" }
+        return nil
+    }
+
+    private mutating func addReplacement(_ e: RoutingEntry, bucket b: Int) {
+        buckets[b].replacements.removeAll { $0.info.id == e.info.id || $0.info.address == e.info.address }
+        buckets[b].replacements.append(e)
+        if buckets[b].replacements.count > k { buckets[b].replacements.removeFirst() }
+    }
+
+    private mutating func split() {
+        let last = buckets.count - 1
+        let old = buckets[last]
+        buckets[last] = Bucket(lastChanged: old.lastChanged)
+        buckets.append(Bucket(lastChanged: old.lastChanged))
+        for e in old.entries { buckets[bucketIndex(for: e.info.id)].entries.append(e) }
+        for e in old.replacements {
+            let i = bucketIndex(for: e.info.id)
+            if buckets[i].entries.count < k { buckets[i].entries.append(e) } else { buckets[i].replacements.append(e) }
+        }
+    }
+
+    /// Records that `id` failed to answer. A bad node is replaced by the newest cached replacement.
+    public mutating func markFailed(_ id: NodeID, now: Nanos) {
+        let b = bucketIndex(for: id)
+        guard let i = buckets[b].entries.firstIndex(where: { $0.info.id == id }) else {
+            buckets[b].replacements.removeAll { $0.info.id == id }
+            return
+        }
+        buckets[b].entries[i].failures += 1
+        if buckets[b].entries[i].status(now: now) == .bad, let r = buckets[b].replacements.popLast() {
+            buckets[b].entries[i] = r
+            buckets[b].lastChanged = now
+        }
+    }
+
+    /// Removes a node outright (e.g. it answered with a different id).
+    public mutating func remove(_ id: NodeID) {
+        let b = bucketIndex(for: id)
+        if let i = buckets[b].entries.firstIndex(where: { $0.info.id == id }) {
+            buckets[b].entries.remove(at: i)
+            if let r = buckets[b].replacements.popLast() { buckets[b].entries.append(r) }
+        }
+    }
+
+    /// The `count` closest known nodes to `target` that are not bad, closest first.
+    public func closest(to target: NodeID, count: Int, now: Nanos, includeQuestionable: Bool = true) -> [NodeInfo] {
+        var out: [(NodeID, NodeInfo)] = []
+        out.reserveCapacity(count + 8)
+        // XOR order by bucket: the target's own bucket is closest; every bucket nearer to our id
+        // comes next (those all differ from the target at the same bit, so they are taken as one
+        // group); then the buckets farther out, one at a time.
+        let home = bucketIndex(for: target)
+        var groups: [[Int]] = [[home]]
+        if home + 1 < buckets.count { groups.append(Array((home + 1)..<buckets.count)) }
+        for j in stride(from: home - 1, through: 0, by: -1) { groups.append([j]) }
+        for g in groups {
+            for bi in g {
+                for e in buckets[bi].entries {
+                    let s = e.status(now: now)
+                    if s == .bad || (!includeQuestionable && s != .good) { continue }
+                    out.append((e.info.id ^ target, e.info))
+                }
+            }
+            if out.count >= count { break }
+        }
+        out.sort { $0.0 < $1.0 }
+        return out.prefix(count).map(\.1)
+    }
+
+    /// Buckets that have not changed for `staleAfter`: (index, a random id in that bucket's range).
+    public func staleBuckets<G: RandomNumberGenerator>(now: Nanos, staleAfter: Nanos, using g: inout G) -> [NodeID] {
+        var out: [NodeID] = []
+        for (i, b) in buckets.enumerated() where now &- b.lastChanged >= staleAfter {
+            out.append(i == buckets.count - 1 ? ownID.randomInBucket(prefix: min(i + 1, 160), using: &g)
+                                               : ownID.randomInBucket(prefix: i, using: &g))
+        }
+        return out
+    }
+
+    public mutating func touchBucket(for id: NodeID, now: Nanos) {
+        buckets[bucketIndex(for: id)].lastChanged = now
+    }
+
+    // MARK: persistence
+
+    /// Our id and the nodes worth keeping, bencoded: `{id: 20 bytes, nodes: compact node info}`.
+    public func serialized(now: Nanos) -> [UInt8] {
+        let keep = allEntries.filter { $0.status(now: now) != .bad }.map(\.info)
+        return Bencode.encode(.dictionary([("id", .bytes(ownID.bytes)), ("nodes", .bytes(NodeInfo.compact(keep))), ("v", .int(1))]))
+    }
+
+    /// Reads what `serialized` wrote: the saved id and nodes (which the caller pings back in).
+    public static func deserialize(_ bytes: [UInt8]) throws -> (id: NodeID, nodes: [NodeInfo]) {
+        let v = try Bencode.decode(bytes, limits: BencodeLimits(maxInput: 1 << 20, maxDepth: 2, maxString: 1 << 20, maxItems: 16))
+        guard let idb = v["id"]?.bytesValue, let id = NodeID(bytes: idb) else { throw StateFileError.malformed("id") }
+        guard let nb = v["nodes"]?.bytesValue, let nodes = NodeInfo.parseCompact(nb) else { throw StateFileError.malformed("nodes") }
+        return (id, nodes)
+    }
+}
+
+public enum StateFileError: Error, CustomStringConvertible {
+    case malformed(String)
+    public var description: String {
+        switch self { case let .malformed(what): return "DHT state file: malformed '\(what)'" }
+    }
+}

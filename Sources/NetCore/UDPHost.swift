@@ -1,0 +1,217 @@
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The real `NetworkHost`: one bound, unconnected IPv4 UDP socket on a SwiftNIO event loop.
+///
+/// Everything a component does with the host happens on `eventLoop`: `onReceive` is called there,
+/// timers fire there, and `send` from another thread hops there. ICMP errors (ECONNREFUSED after a
+/// send to a closed port), truncated or non-IPv4 datagrams and write failures are dropped and
+/// counted; none of them stops the receive loop.
+public final class UDPHost: NetworkHost {
+    public struct Stats: Sendable, Equatable {
+        public var received: UInt64 = 0
+        public var sent: UInt64 = 0
+        /// Errors raised on the channel (ICMP port unreachable and the like), swallowed.
+        public var channelErrors: UInt64 = 0
+        /// Sends that failed (no route, buffer full, refused), swallowed.
+        public var sendFailures: UInt64 = 0
+        /// Datagrams from a non-IPv4 source, dropped.
+        public var unsupportedSources: UInt64 = 0
+        /// Sends larger than `maxDatagram`, dropped.
+        public var oversizedSends: UInt64 = 0
+        /// Times the socket was closed by an error and bound again on the same address.
+        public var rebinds: UInt64 = 0
+        public var rebindFailures: UInt64 = 0
+    }
+
+    /// turf never sends datagrams larger than this, and the receive buffer is larger still, so
+    /// nothing is silently truncated (NIO does not check MSG_TRUNC).
+    public static let maxDatagram = 1472
+    static let receiveBufferSize = 2048
+
+    public let eventLoop: EventLoop
+    public let localAddress: PeerAddress
+    public var onReceive: (([UInt8], PeerAddress) -> Void)?
+    /// Read only on the event loop.
+    public internal(set) var stats = Stats()
+
+    /// Replaced by a fresh socket on the same address if the channel ever closes under us.
+    private var channel: Channel
+    private let group: EventLoopGroup
+    private let ownedGroup: MultiThreadedEventLoopGroup?
+    private let reportICMPErrors: Bool
+    private var closing = false
+
+    private init(channel: Channel, localAddress: PeerAddress, group: EventLoopGroup,
+                 ownedGroup: MultiThreadedEventLoopGroup?, reportICMPErrors: Bool) {
+        self.channel = channel
+        self.eventLoop = channel.eventLoop
+        self.localAddress = localAddress
+        self.group = group
+        self.ownedGroup = ownedGroup
+        self.reportICMPErrors = reportICMPErrors
+    }
+
+    /// Binds a UDP socket on `address` (port 0 picks a free port). With no `group`, the host owns a
+    /// one-thread event loop group and shuts it down in `close()`. Blocks until bound.
+    ///
+    /// `reportICMPErrors` sets IP_RECVERR so that ICMP errors reach the socket although it is
+    /// unconnected (Linux otherwise hides them from unconnected sockets). SwiftNIO then closes the
+    /// channel when a later `sendto` fails with ECONNREFUSED; the host rebinds the same address at
+    /// once and counts it in `stats.rebinds`. Off by default; tests use it to prove the host
+    /// survives such errors.
+    public static func bind(_ address: PeerAddress, group: EventLoopGroup? = nil,
+                            reportICMPErrors: Bool = false) throws -> UDPHost {
+        let owned = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        let g: EventLoopGroup = group ?? owned!
+        let handler = ReceiveHandler()
+        do {
+            let channel = try makeChannel(on: g.next(), address: address, handler: handler,
+                                          reportICMPErrors: reportICMPErrors).wait()
+            guard case .v4(let bound)? = channel.localAddress else {
+                try? channel.close().wait()
+                throw UDPHostError.notIPv4
+            }
+            let local = PeerAddress(ip: UInt32(bigEndian: bound.address.sin_addr.s_addr),
+                                    port: UInt16(bigEndian: bound.address.sin_port))
+            let host = UDPHost(channel: channel, localAddress: local, group: g, ownedGroup: owned,
+                               reportICMPErrors: reportICMPErrors)
+            try channel.eventLoop.submit { handler.host = host }.wait()
+            return host
+        } catch {
+            try? owned?.syncShutdownGracefully()
+            throw error
+        }
+    }
+
+    private static func makeChannel(on loop: EventLoop, address: PeerAddress, handler: ReceiveHandler,
+                                    reportICMPErrors: Bool) -> EventLoopFuture<Channel> {
+        var bootstrap = DatagramBootstrap(group: loop)
+            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(ChannelOptions.recvAllocator,
+                           value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferSize))
+            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
+        #if os(Linux)
+        if reportICMPErrors {
+            bootstrap = bootstrap.channelOption(
+                ChannelOptions.Types.SocketOption(level: .ip, name: .init(rawValue: IP_RECVERR)), value: 1)
+        }
+        #endif
+        return bootstrap.bind(to: socketAddress(address))
+    }
+
+    /// The channel closed without `close()`: bind a new socket on the same address and port.
+    fileprivate func channelDied(_ handler: ReceiveHandler) {
+        guard !closing else { return }
+        UDPHost.makeChannel(on: eventLoop, address: localAddress, handler: handler,
+                            reportICMPErrors: reportICMPErrors).whenComplete { result in
+            switch result {
+            case .success(let ch):
+                if self.closing { ch.close(promise: nil); return }
+                self.channel = ch
+                self.stats.rebinds += 1
+            case .failure:
+                self.stats.rebindFailures += 1
+            }
+        }
+    }
+
+    // MARK: DatagramSocket
+
+    public func send(_ payload: [UInt8], to destination: PeerAddress) {
+        guard eventLoop.inEventLoop else {
+            eventLoop.execute { self.send(payload, to: destination) }
+            return
+        }
+        guard payload.count <= UDPHost.maxDatagram else { stats.oversizedSends += 1; return }
+        var buffer = channel.allocator.buffer(capacity: payload.count)
+        buffer.writeBytes(payload)
+        let envelope = AddressedEnvelope(remoteAddress: UDPHost.socketAddress(destination), data: buffer)
+        stats.sent += 1
+        let promise = eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenFailure { [weak self] _ in self?.stats.sendFailures += 1 }
+        channel.writeAndFlush(envelope, promise: promise)
+    }
+
+    /// Whether the socket is open (on the event loop).
+    public var isActive: Bool { channel.isActive }
+
+    // MARK: Scheduler
+
+    /// Monotonic nanoseconds (CLOCK_MONOTONIC, via NIO's deadline clock).
+    public var now: Nanos { NIODeadline.now().uptimeNanoseconds }
+
+    @discardableResult
+    public func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
+        let clamped = Int64(min(delay, Nanos(Int64.max)))
+        let task = eventLoop.scheduleTask(in: .nanoseconds(clamped)) { action() }
+        return TimerToken { task.cancel() }
+    }
+
+    // MARK: life cycle
+
+    /// Runs `body` on the host's event loop and waits for its result. Must not be called from the
+    /// event loop itself.
+    public func sync<T>(_ body: @escaping () throws -> T) throws -> T {
+        try eventLoop.submit(body).wait()
+    }
+
+    /// Runs `body` on the host's event loop without waiting.
+    public func execute(_ body: @escaping () -> Void) {
+        eventLoop.execute(body)
+    }
+
+    /// Closes the socket (and the owned event loop group, if any). Not from the event loop.
+    public func close() {
+        let ch = try? eventLoop.submit { () -> Channel in self.closing = true; return self.channel }.wait()
+        try? ch?.close().wait()
+        try? ownedGroup?.syncShutdownGracefully()
+    }
+
+    static func socketAddress(_ a: PeerAddress) -> SocketAddress {
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = a.port.bigEndian
+        sin.sin_addr.s_addr = a.ip.bigEndian
+        return SocketAddress(sin, host: "")
+    }
+
+    fileprivate func received(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        guard case .v4(let src) = envelope.remoteAddress else { stats.unsupportedSources += 1; return }
+        stats.received += 1
+        let source = PeerAddress(ip: UInt32(bigEndian: src.address.sin_addr.s_addr),
+                                 port: UInt16(bigEndian: src.address.sin_port))
+        let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
+        onReceive?(bytes, source)
+    }
+}
+
+public enum UDPHostError: Error, CustomStringConvertible {
+    case notIPv4
+    public var description: String { "the UDP socket is not bound to an IPv4 address" }
+}
+
+/// Hands datagrams to the host and swallows every error, so the channel is never closed by one.
+/// The same instance is added to each replacement channel, so it is marked sharable.
+private final class ReceiveHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    weak var host: UDPHost?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        host?.received(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        host?.channelDied(self)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        host?.stats.channelErrors += 1
+        // Not forwarded: the tail of the pipeline would only log it, and nothing here should close.
+    }
+}

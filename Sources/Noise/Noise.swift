@@ -1,1 +1,0 @@
-// Noise: see docs. (Filled in by its issue.)

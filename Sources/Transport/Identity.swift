@@ -1,0 +1,200 @@
+import Foundation
+import Sodium
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A peer's long-term public key: 32 bytes of Ed25519. The text form for pasting to a friend is
+/// `turf1` followed by lowercase base32 (RFC 4648, no padding) of the key and a 2-byte BLAKE2b
+/// checksum, so a mistyped key is caught rather than dialled.
+public struct PeerKey: Hashable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == Ed25519.publicKeyLength else { return nil }
+        self.bytes = bytes
+    }
+
+    static let prefix = "turf1"
+    static let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
+
+    static func checksum(_ key: [UInt8]) -> [UInt8] {
+        Array((try? BLAKE2b.hash(Array("turf peer key".utf8) + key, outputLength: 16))!.prefix(2))
+    }
+
+    public var text: String {
+        let data = bytes + PeerKey.checksum(bytes)
+        var out = PeerKey.prefix
+        var buffer: UInt32 = 0, bits = 0
+        for b in data {
+            buffer = buffer << 8 | UInt32(b)
+            bits += 8
+            while bits >= 5 {
+                out.append(PeerKey.alphabet[Int((buffer >> UInt32(bits - 5)) & 31)])
+                bits -= 5
+            }
+        }
+        if bits > 0 { out.append(PeerKey.alphabet[Int((buffer << UInt32(5 - bits)) & 31)]) }
+        return out
+    }
+
+    public var description: String { text }
+
+    /// Parses the text form; whitespace around it and upper case are tolerated.
+    public init?(text raw: String) {
+        let t = raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        guard t.hasPrefix(PeerKey.prefix) else { return nil }
+        var buffer: UInt32 = 0, bits = 0
+        var data: [UInt8] = []
+        for ch in t.dropFirst(PeerKey.prefix.count) {
+            guard let v = PeerKey.alphabet.firstIndex(of: ch) else { return nil }
+            buffer = buffer << 5 | UInt32(v)
+            bits += 5
+            if bits >= 8 {
+                data.append(UInt8((buffer >> UInt32(bits - 8)) & 0xFF))
+                bits -= 8
+            }
+        }
+        guard data.count == 34 else { return nil }
+        let key = Array(data[0..<32])
+        guard Array(data[32..<34]) == PeerKey.checksum(key) else { return nil }
+        self.bytes = key
+    }
+
+    /// The X25519 public key Noise uses for this peer.
+    public func x25519() throws -> [UInt8] { try Ed25519.x25519PublicKey(from: bytes) }
+}
+
+/// This user's long-term identity: an Ed25519 key pair and the X25519 key pair derived from it
+/// for Noise handshakes.
+public struct Identity: @unchecked Sendable {
+    public let signing: Ed25519.KeyPair
+    public let agreement: X25519.KeyPair
+    public var publicKey: PeerKey { PeerKey(bytes: signing.publicKey)! }
+
+    public init(signing: Ed25519.KeyPair) throws {
+        self.signing = signing
+        agreement = try signing.x25519()
+    }
+
+    public static func generate() -> Identity { (try? Identity(signing: .generate()))! }
+}
+
+public enum IdentityStoreError: Error, CustomStringConvertible, Equatable {
+    case insecurePermissions(path: String, mode: UInt32)
+    case notOwned(path: String)
+    case malformed(path: String)
+    case io(path: String, errno: Int32, what: String)
+
+    public var description: String {
+        switch self {
+        case let .insecurePermissions(path, mode):
+            return "refusing to use the key file \(path): it is readable by group or others (mode \(String(mode & 0o777, radix: 8))). Run `chmod 600 \(path)` if it is really yours, or delete it to make a new identity."
+        case .notOwned(let path):
+            return "refusing to use the key file \(path): it belongs to another user"
+        case .malformed(let path):
+            return "the key file \(path) is not a turf identity (expected the line 'turf-identity-v1' and a 64-digit hex seed)"
+        case let .io(path, e, what):
+            return "\(what) \(path): \(String(cString: strerror(e)))"
+        }
+    }
+}
+
+/// The key file under `$XDG_CONFIG_HOME/turf/` (default `~/.config/turf/`).
+///
+/// Created on first use without a race: the seed is written to a private temporary file opened
+/// with O_CREAT|O_EXCL and mode 0600, synced, then hard-linked to the final name. `link` fails if
+/// another process got there first, in which case its key is read instead; a half-written key file
+/// is never visible. A key file readable by group or others is refused.
+public struct IdentityStore {
+    public let directory: String
+    public var path: String { directory + "/identity.key" }
+    static let header = "turf-identity-v1"
+
+    public init(directory: String) { self.directory = directory }
+
+    /// The default location from the environment.
+    public static func standard(environment: [String: String] = ProcessInfo.processInfo.environment) -> IdentityStore {
+        let base: String
+        if let x = environment["XDG_CONFIG_HOME"], x.hasPrefix("/") {
+            base = x
+        } else {
+            base = (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
+        }
+        return IdentityStore(directory: base + "/turf")
+    }
+
+    /// Loads the identity, creating it if there is none. `created` tells which happened.
+    public func loadOrCreate() throws -> (identity: Identity, created: Bool) {
+        if let id = try load() { return (id, false) }
+        try makeDirectories()
+        let identity = Identity.generate()
+        var text = Array("\(IdentityStore.header)\n\(identity.signing.seed.bytes.map { String(format2: $0) }.joined())\n".utf8)
+        defer { Sodium.wipe(&text) }
+        let tmp = directory + "/.identity.key.\(getpid()).\(Sodium.randomU64())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw IdentityStoreError.io(path: tmp, errno: errno, what: "cannot create") }
+        defer { unlink(tmp) }
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == text.count, synced == 0 else { throw IdentityStoreError.io(path: tmp, errno: errno, what: "cannot write") }
+        if link(tmp, path) != 0 {
+            let e = errno
+            if e == EEXIST, let other = try load() { return (other, false) }
+            throw IdentityStoreError.io(path: path, errno: e, what: "cannot create")
+        }
+        return (identity, true)
+    }
+
+    /// Loads the identity, or nil if the file does not exist.
+    public func load() throws -> Identity? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw IdentityStoreError.io(path: path, errno: errno, what: "cannot open")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw IdentityStoreError.io(path: path, errno: errno, what: "cannot stat") }
+        guard st.st_uid == geteuid() else { throw IdentityStoreError.notOwned(path: path) }
+        guard UInt32(st.st_mode) & 0o077 == 0 else {
+            throw IdentityStoreError.insecurePermissions(path: path, mode: UInt32(st.st_mode))
+        }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 256) }
+        defer { Sodium.wipe(&buf) }
+        guard n > 0 else { throw IdentityStoreError.malformed(path: path) }
+        let lines = String(decoding: buf[0..<n], as: UTF8.self).split(separator: "\n")
+        guard lines.count == 2, lines[0] == IdentityStore.header, lines[1].count == 64 else {
+            throw IdentityStoreError.malformed(path: path)
+        }
+        var seed: [UInt8] = []
+        var idx = lines[1].startIndex
+        while idx < lines[1].endIndex {
+            let next = lines[1].index(idx, offsetBy: 2)
+            guard let b = UInt8(lines[1][idx..<next], radix: 16) else { throw IdentityStoreError.malformed(path: path) }
+            seed.append(b)
+            idx = next
+        }
+        defer { Sodium.wipe(&seed) }
+        return try Identity(signing: Ed25519.KeyPair(seed: seed))
+    }
+
+    private func makeDirectories() throws {
+        var current = ""
+        for part in directory.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, 0o700) != 0 && errno != EEXIST {
+                throw IdentityStoreError.io(path: current, errno: errno, what: "cannot create directory")
+            }
+        }
+    }
+}
+
+extension String {
+    init(format2 v: UInt8) {
+        let d = Array("0123456789abcdef")
+        self = String([d[Int(v >> 4)], d[Int(v & 15)]])
+    }
+}

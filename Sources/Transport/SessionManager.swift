@@ -1,0 +1,464 @@
+import Logging
+import NetCore
+import Noise
+import Sodium
+
+/// How to authenticate a new session.
+public enum ConnectMode {
+    /// Noise XX: the peer was found by topic; its key is learned (and reported) in the handshake.
+    case discovered
+    /// Noise IK: we know the peer's key (joining a friend by key); anyone else fails the handshake.
+    case knownKey(PeerKey)
+    /// Noise XXpsk3: the lobby has a passphrase. Derive the key once with `SessionManager.lobbyKey`.
+    case passphrase(SecretBytes)
+}
+
+/// Owns turf's packet types on the shared socket: runs handshakes (as initiator and responder),
+/// defends against handshake floods, and routes transport packets to sessions.
+///
+/// Confined to the host's thread (the NIO event loop, or the simulated network's caller).
+public final class SessionManager {
+    public struct Config {
+        /// A ping (also the keepalive that holds NAT mappings open) is sent this often.
+        public var pingInterval: Nanos = .milliseconds(1000)
+        /// A session with nothing authenticated received for this long is closed.
+        public var sessionTimeout: Nanos = .seconds(20)
+        /// An initiation (or the XX final message) is resent after this, with up to 10% jitter.
+        public var handshakeRetry: Nanos = .milliseconds(1000)
+        public var handshakeAttempts = 10
+        /// A responder forgets a handshake that was not completed within this time.
+        public var pendingHandshakeTimeout: Nanos = .seconds(10)
+        /// Each direction ratchets its key (Noise REKEY) after this many packets or this long.
+        public var rekeyAfterMessages: UInt64 = 1 << 32
+        public var rekeyAfterTime: Nanos = .seconds(120)
+        /// How long after a rekey packets under the previous key are still accepted.
+        public var previousKeyGrace: Nanos = .seconds(10)
+        /// Responder-side handshakes kept at once (oldest dropped first).
+        public var maxPendingHandshakes = 1024
+        public var tickInterval: Nanos = .milliseconds(10)
+        var guardConfig = HandshakeGuard.Config()
+
+        public var underLoadThreshold: Int { get { guardConfig.underLoadThreshold } set { guardConfig.underLoadThreshold = newValue } }
+        public var perSourceHandshakesPerSecond: Double { get { guardConfig.perSourceRate } set { guardConfig.perSourceRate = newValue } }
+        public var perSourceHandshakeBurst: Double { get { guardConfig.perSourceBurst } set { guardConfig.perSourceBurst = newValue } }
+
+        public init() {}
+    }
+
+    public struct Stats: Sendable, Equatable {
+        public var initiationsReceived: UInt64 = 0
+        /// Initiations that reached Diffie-Hellman: the expensive work a flood tries to cause.
+        public var handshakesProcessed: UInt64 = 0
+        public var handshakesCompleted: UInt64 = 0
+        public var handshakeFailures: UInt64 = 0
+        /// XXpsk3 handshakes whose passphrase did not match ours.
+        public var passphraseRejected: UInt64 = 0
+        /// Initiations of a pattern we do not accept now (e.g. plain XX into a passphrase lobby).
+        public var patternRefused: UInt64 = 0
+        public var badMac1: UInt64 = 0
+        public var cookieRepliesSent: UInt64 = 0
+        public var cookieRepliesReceived: UInt64 = 0
+        public var rateLimited: UInt64 = 0
+        public var duplicateInitiations: UInt64 = 0
+        public var pendingEvicted: UInt64 = 0
+        public var malformed: UInt64 = 0
+        public var unknownIndex: UInt64 = 0
+        public var transportRejected: UInt64 = 0
+        public var sessionsTimedOut: UInt64 = 0
+        public var bytesReceivedUnauthenticated: UInt64 = 0
+        public var bytesSentUnauthenticated: UInt64 = 0
+    }
+
+    public let host: NetworkHost
+    public let identity: Identity
+    public let config: Config
+    public private(set) var stats = Stats()
+    /// Called when a session started by a peer is established.
+    public var onInbound: ((Session) -> Void)?
+    let logger: Logger
+
+    private var sessions: [UInt32: Session] = [:]
+    /// Responder-side handshakes by (source, initiator's index), to answer duplicates from cache.
+    private var pendingByInitiator: [PendingKey: UInt32] = [:]
+    private var pendingOrder: [UInt32] = []
+    private var handshakeGuard: HandshakeGuard
+    private var lobbyPSK: SecretBytes?
+    private var tickTimer: TimerToken?
+    private var protocols: [HandshakeKind: NoiseProtocol] = [:]
+
+    private struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
+
+    /// Registers turf's packet types on `demux` and starts the session timers.
+    public init(host: NetworkHost, demux: Demultiplexer, identity: Identity, config: Config = Config(),
+                logger: Logger = Logger(label: "turf.transport")) {
+        self.host = host
+        self.identity = identity
+        self.config = config
+        self.logger = logger
+        handshakeGuard = HandshakeGuard(config: config.guardConfig, now: host.now)
+        for k in HandshakeKind.allCases { protocols[k] = try! NoiseProtocol(name: k.noiseName) }
+        demux.route(PacketType.allFirstBytes) { [weak self] payload, source in self?.receive(payload, from: source) }
+        scheduleTick()
+    }
+
+    deinit {
+        tickTimer?.cancel()
+        for s in sessions.values where !s.isClosed { s.state = .closed(.shutdown) }
+    }
+
+    /// The 32-byte pre-shared key for a lobby passphrase: Argon2id, salted with the lobby's name
+    /// (its topic), so a recorded handshake cannot be tested against a precomputed dictionary.
+    public static func lobbyKey(passphrase: String, lobby: String) throws -> SecretBytes {
+        let salt = try BLAKE2b.hash(Array("turf lobby \(lobby)".utf8), outputLength: PasswordHash.saltLength)
+        return try PasswordHash.deriveKey(passphrase: Array(passphrase.utf8), salt: salt)
+    }
+
+    /// When set, this peer hosts a passphrase lobby: only XXpsk3 initiations with the same key are
+    /// accepted; plain XX and IK are refused and counted.
+    public func setLobbyKey(_ key: SecretBytes?) { lobbyPSK = key }
+
+    public var activeSessions: [Session] { sessions.values.filter { $0.isEstablished } }
+    public var sessionCount: Int { sessions.count }
+    public var pendingHandshakeCount: Int { pendingOrder.count }
+    var trackedSources: Int { handshakeGuard.trackedSources }
+
+    /// Stops timers and closes every session.
+    public func shutdown() {
+        tickTimer?.cancel()
+        tickTimer = nil
+        for s in Array(sessions.values) {
+            if s.isEstablished { s.sendFrames([.close(reason: 1)], includeAck: false) }
+            remove(s, reason: .shutdown)
+        }
+    }
+
+    // MARK: initiating
+
+    /// Starts a handshake with `address`. The session reports `.established` or `.closed` through
+    /// `onStateChange`.
+    @discardableResult
+    public func connect(to address: PeerAddress, mode: ConnectMode) -> Session {
+        let kind: HandshakeKind
+        switch mode {
+        case .discovered: kind = .xx
+        case .knownKey: kind = .ik
+        case .passphrase: kind = .xxpsk3
+        }
+        let s = Session(role: .initiator, kind: kind, localIndex: freshIndex(), peer: address, now: host.now)
+        s.manager = self
+        if case .knownKey(let k) = mode { s.expectedRemoteKey = k }
+        if case .passphrase(let p) = mode { s.psk = p }
+        sessions[s.localIndex] = s
+        sendInitiation(s)
+        return s
+    }
+
+    private func freshIndex() -> UInt32 {
+        while true {
+            let i = UInt32(truncatingIfNeeded: Sodium.randomU64())
+            if i != 0 && sessions[i] == nil { return i }
+        }
+    }
+
+    private func retryDelay() -> Nanos {
+        config.handshakeRetry + Nanos(Sodium.randomUniform(UInt32(min(config.handshakeRetry / 10, Nanos(UInt32.max - 1)) + 1)))
+    }
+
+    private func sendInitiation(_ s: Session) {
+        s.counters.handshakeAttempts += 1
+        s.cookieResendUsed = false
+        s.nextHandshakeAction = host.now + retryDelay()
+        do {
+            var remoteStatic: [UInt8]?
+            if let k = s.expectedRemoteKey { remoteStatic = try k.x25519() }
+            var hs = try HandshakeState(protocol: protocols[s.kind]!, initiator: true, prologue: prologue,
+                                        localStatic: identity.agreement, remoteStatic: remoteStatic,
+                                        psks: s.psk.map { [$0] } ?? [])
+            // IK carries our identity in the first message; XX sends it in the third.
+            let message = try hs.writeMessage(s.kind == .ik ? identity.signing.publicKey : [])
+            s.handshake = hs
+            var packet = HandshakeInitiation(kind: s.kind, senderIndex: s.localIndex, noiseMessage: message).encode()
+            let mac1 = CookieChecker.mac1(packet)
+            packet.replaceSubrange(Wire.mac1Offset..<Wire.mac2Offset, with: mac1)
+            if let c = s.cookie, host.now &- c.received < CookieChecker.cookieLifetime {
+                packet.replaceSubrange(Wire.mac2Offset..<Wire.initiationLength, with: CookieChecker.mac2(packet, cookie: c.value))
+            }
+            s.lastInitiationMac1 = mac1
+            host.send(packet, to: s.peerAddress)
+        } catch {
+            logger.debug("cannot start handshake with \(s.peerAddress): \(error)")
+            remove(s, reason: .handshakeFailed)
+        }
+    }
+
+    /// Bound into every handshake hash: a turf handshake cannot be confused with another protocol's.
+    private let prologue = Array("turf transport v1".utf8)
+
+    // MARK: receiving
+
+    /// Entry point for datagrams whose first byte is one of turf's packet types.
+    public func receive(_ packet: [UInt8], from source: PeerAddress) {
+        guard let type = packet.first.flatMap(PacketType.init(rawValue:)) else { stats.malformed += 1; return }
+        if type != .transportData { stats.bytesReceivedUnauthenticated += UInt64(packet.count) }
+        switch type {
+        case .transportData: receiveTransport(packet, from: source)
+        case .handshakeInitiation: receiveInitiation(packet, from: source)
+        case .handshakeResponse: receiveResponse(packet, from: source)
+        case .handshakeFinal: receiveFinal(packet, from: source)
+        case .cookieReply: receiveCookie(packet, from: source)
+        }
+    }
+
+    /// Sends a reply to an unauthenticated packet; never more bytes than the packet had.
+    private func reply(_ bytes: [UInt8], to packetLength: Int, at address: PeerAddress) {
+        guard bytes.count <= packetLength else { stats.malformed += 1; return }
+        stats.bytesSentUnauthenticated += UInt64(bytes.count)
+        host.send(bytes, to: address)
+    }
+
+    private func receiveTransport(_ packet: [UInt8], from source: PeerAddress) {
+        guard let header = try? TransportHeader.decode(packet) else { stats.malformed += 1; return }
+        guard let s = sessions[header.receiverIndex] else { stats.unknownIndex += 1; return }
+        let now = host.now
+        guard let payload = s.open(packet, header: header, now: now) else { stats.transportRejected += 1; return }
+        if source != s.peerAddress, header.counter >= (s.receive?.window.highest ?? 0) { s.peerAddress = source }
+        if s.state == .connecting { establish(s) }
+        if !payload.isEmpty { s.handle(frames: payload, from: source, now: now) }
+    }
+
+    private func receiveInitiation(_ packet: [UInt8], from source: PeerAddress) {
+        stats.initiationsReceived += 1
+        guard packet.count == Wire.initiationLength else { stats.malformed += 1; return }
+        switch handshakeGuard.check(packet, from: source, now: host.now) {
+        case .drop(.badMac1): stats.badMac1 += 1; return
+        case .drop: stats.rateLimited += 1; return
+        case .sendCookie:
+            let index = readU32(packet, 2)
+            stats.cookieRepliesSent += 1
+            reply(handshakeGuard.cookies.reply(to: packet, senderIndex: index, from: source, now: host.now),
+                  to: packet.count, at: source)
+            return
+        case .process: break
+        }
+        guard let initiation = try? HandshakeInitiation.decode(packet) else { stats.malformed += 1; return }
+        let key = PendingKey(source: source, index: initiation.senderIndex)
+        if let existing = pendingByInitiator[key].flatMap({ sessions[$0] }) {
+            if existing.initiationNoise == initiation.noiseMessage, let cached = existing.cachedResponse {
+                stats.duplicateInitiations += 1
+                reply(cached, to: packet.count, at: source)
+                return
+            }
+            // A retry with a new ephemeral key replaces the old attempt.
+            if existing.state == .connecting { remove(existing, reason: .handshakeFailed, countFailure: false) }
+        }
+        switch (initiation.kind, lobbyPSK) {
+        case (.xxpsk3, nil), (.xx, .some), (.ik, .some):
+            stats.patternRefused += 1
+            return
+        default: break
+        }
+        stats.handshakesProcessed += 1
+        let s = Session(role: .responder, kind: initiation.kind, localIndex: freshIndex(), peer: source, now: host.now)
+        s.manager = self
+        s.remoteIndex = initiation.senderIndex
+        do {
+            var hs = try HandshakeState(protocol: protocols[initiation.kind]!, initiator: false, prologue: prologue,
+                                        localStatic: identity.agreement,
+                                        psks: initiation.kind == .xxpsk3 ? [lobbyPSK!] : [])
+            let payload = try hs.readMessage(initiation.noiseMessage)
+            var responsePayload: [UInt8] = []
+            if initiation.kind == .ik {
+                s.remoteKey = try verifiedIdentity(payload, remoteStatic: hs.remoteStatic)
+            } else {
+                guard payload.isEmpty else { throw NoiseError.decryptionFailed }
+                responsePayload = identity.signing.publicKey
+            }
+            let message = try hs.writeMessage(responsePayload)
+            let response = HandshakeResponse(senderIndex: s.localIndex, receiverIndex: initiation.senderIndex,
+                                             noiseMessage: message).encode()
+            if initiation.kind == .ik {
+                // Complete on our side; established once the initiator's first packet proves it.
+                installKeys(s, try hs.split())
+            } else {
+                s.handshake = hs
+            }
+            s.cachedResponse = response
+            s.initiationNoise = initiation.noiseMessage
+            addPending(s, key: key)
+            reply(response, to: packet.count, at: source)
+        } catch {
+            stats.handshakeFailures += 1
+            logger.debug("initiation from \(source) rejected: \(error)")
+        }
+    }
+
+    private func verifiedIdentity(_ payload: [UInt8], remoteStatic: [UInt8]?) throws -> PeerKey {
+        guard let key = PeerKey(bytes: payload), let rs = remoteStatic,
+              (try? key.x25519()) == rs else { throw NoiseError.decryptionFailed }
+        return key
+    }
+
+    private func addPending(_ s: Session, key: PendingKey) {
+        while pendingOrder.count >= config.maxPendingHandshakes {
+            let oldest = pendingOrder.removeFirst()
+            if let o = sessions[oldest], o.state == .connecting {
+                stats.pendingEvicted += 1
+                remove(o, reason: .handshakeFailed, countFailure: false)
+            }
+        }
+        sessions[s.localIndex] = s
+        pendingByInitiator[key] = s.localIndex
+        pendingOrder.append(s.localIndex)
+    }
+
+    private func receiveResponse(_ packet: [UInt8], from source: PeerAddress) {
+        guard let response = try? HandshakeResponse.decode(packet) else { stats.malformed += 1; return }
+        guard let s = sessions[response.receiverIndex], s.role == .initiator, s.state == .connecting,
+              var hs = s.handshake, !hs.isMyTurn, hs.nextMessageIndex == 1, source == s.peerAddress else {
+            stats.unknownIndex += 1
+            return
+        }
+        do {
+            let payload = try hs.readMessage(response.noiseMessage)
+            s.remoteIndex = response.senderIndex
+            if s.kind == .ik {
+                guard payload.isEmpty else { throw NoiseError.decryptionFailed }
+                s.remoteKey = s.expectedRemoteKey
+                installKeys(s, try hs.split())
+                s.handshake = nil
+                establish(s)
+                s.sendPayload([]) // key confirmation for the responder
+            } else {
+                s.remoteKey = try verifiedIdentity(payload, remoteStatic: hs.remoteStatic)
+                let message = try hs.writeMessage(identity.signing.publicKey)
+                installKeys(s, try hs.split())
+                s.handshake = nil
+                let final = HandshakeFinal(receiverIndex: s.remoteIndex, noiseMessage: message).encode()
+                s.finalMessage = final
+                s.nextHandshakeAction = host.now + retryDelay()
+                host.send(final, to: s.peerAddress)
+            }
+        } catch {
+            // A stale or forged response: the handshake state is spent, so start a fresh attempt
+            // at the next retry rather than now (no reflection loop).
+            stats.handshakeFailures += 1
+            s.handshake = nil
+        }
+    }
+
+    private func receiveFinal(_ packet: [UInt8], from source: PeerAddress) {
+        guard let final = try? HandshakeFinal.decode(packet) else { stats.malformed += 1; return }
+        guard let s = sessions[final.receiverIndex], s.role == .responder, source == s.peerAddress else {
+            stats.unknownIndex += 1
+            return
+        }
+        if s.isEstablished {
+            // Our confirmation was lost and the initiator repeats its final message.
+            s.sendPayload([])
+            return
+        }
+        guard var hs = s.handshake, s.state == .connecting else { stats.unknownIndex += 1; return }
+        do {
+            let payload = try hs.readMessage(final.noiseMessage)
+            s.remoteKey = try verifiedIdentity(payload, remoteStatic: hs.remoteStatic)
+            installKeys(s, try hs.split())
+            s.handshake = nil
+            establish(s)
+            s.sendPayload([]) // confirmation: the initiator is established when this arrives
+        } catch {
+            if s.kind == .xxpsk3 { stats.passphraseRejected += 1 } else { stats.handshakeFailures += 1 }
+            logger.debug("handshake from \(source) rejected in its final message: \(error)")
+            remove(s, reason: .handshakeFailed, countFailure: false)
+        }
+    }
+
+    private func receiveCookie(_ packet: [UInt8], from source: PeerAddress) {
+        guard let reply = try? CookieReply.decode(packet) else { stats.malformed += 1; return }
+        guard let s = sessions[reply.receiverIndex], s.role == .initiator, s.state == .connecting,
+              s.finalMessage == nil, source == s.peerAddress,
+              let cookie = CookieChecker.openReply(reply, initiationMac1: s.lastInitiationMac1) else {
+            stats.unknownIndex += 1
+            return
+        }
+        stats.cookieRepliesReceived += 1
+        s.cookie = (cookie, host.now)
+        // Retry at once with the cookie, once per attempt.
+        if !s.cookieResendUsed {
+            s.cookieResendUsed = true
+            let attempts = s.counters.handshakeAttempts
+            sendInitiation(s)
+            s.counters.handshakeAttempts = attempts
+            s.cookieResendUsed = true
+        }
+    }
+
+    private func installKeys(_ s: Session, _ ciphers: (send: CipherState, receive: CipherState)) {
+        let now = host.now
+        s.send = DirectionKey(key: ciphers.send.key!, epoch: 0, since: now)
+        s.receive = DirectionKey(key: ciphers.receive.key!, epoch: 0, since: now)
+    }
+
+    private func establish(_ s: Session) {
+        guard s.state == .connecting else { return }
+        s.finalMessage = nil
+        s.cachedResponse = nil
+        s.lastReceived = host.now
+        s.lastPing = host.now &- config.pingInterval // ping at the next tick for a first RTT sample
+        if let i = pendingOrder.firstIndex(of: s.localIndex) { pendingOrder.remove(at: i) }
+        pendingByInitiator = pendingByInitiator.filter { $0.value != s.localIndex }
+        stats.handshakesCompleted += 1
+        s.state = .established
+        if s.role == .responder { onInbound?(s) }
+    }
+
+    func remove(_ s: Session, reason: CloseReason, countFailure: Bool = true) {
+        guard sessions[s.localIndex] === s else { return }
+        sessions[s.localIndex] = nil
+        if let i = pendingOrder.firstIndex(of: s.localIndex) {
+            pendingOrder.remove(at: i)
+            pendingByInitiator = pendingByInitiator.filter { $0.value != s.localIndex }
+        }
+        if reason == .timeout { stats.sessionsTimedOut += 1 }
+        s.send = nil
+        s.receive = nil
+        s.previousReceive = nil
+        s.handshake = nil
+        s.state = .closed(reason)
+    }
+
+    // MARK: timers
+
+    private func scheduleTick() {
+        tickTimer = host.schedule(after: config.tickInterval) { [weak self] in
+            guard let self, self.tickTimer != nil else { return }
+            self.tick()
+            self.scheduleTick()
+        }
+    }
+
+    func tick() {
+        let now = host.now
+        for s in Array(sessions.values) {
+            switch s.state {
+            case .established:
+                s.tick(now: now, config: config)
+            case .connecting:
+                if s.role == .responder {
+                    if now &- s.createdAt >= config.pendingHandshakeTimeout { remove(s, reason: .handshakeFailed, countFailure: false) }
+                } else if now >= s.nextHandshakeAction {
+                    if s.counters.handshakeAttempts >= config.handshakeAttempts {
+                        remove(s, reason: .handshakeTimeout)
+                    } else if let final = s.finalMessage {
+                        s.counters.handshakeAttempts += 1
+                        s.nextHandshakeAction = now + retryDelay()
+                        host.send(final, to: s.peerAddress)
+                    } else {
+                        sendInitiation(s)
+                    }
+                }
+            case .closed:
+                sessions[s.localIndex] = nil
+            }
+        }
+    }
+}

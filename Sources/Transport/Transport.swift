@@ -1,1 +1,0 @@
-// Transport: see docs. (Filled in by its issue.)

@@ -1,0 +1,288 @@
+import ArgumentParser
+import DHT
+import Dispatch
+import Foundation
+import NetCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `turf dht ...`: run a Mainline DHT node, announce or look up a topic (docs/dht.md).
+struct DHTCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dht",
+        abstract: "The Mainline DHT: serve, announce, look up, and compute topic info-hashes.",
+        subcommands: [DHTServe.self, DHTAnnounce.self, DHTLookup.self, DHTInfohash.self])
+}
+
+/// Options shared by the commands that run a node.
+struct DHTNodeOptions: ParsableArguments {
+    @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
+    @Option(help: "IPv4 address to bind.") var bind = "0.0.0.0"
+    @Option(name: .customLong("bootstrap"), parsing: .singleValue,
+            help: "Bootstrap node HOST:PORT (repeatable). Default: $TURF_DHT_BOOTSTRAP, then the config file, then the public Mainline routers.")
+    var bootstrap: [String] = []
+    @Option(help: "Routing table state file (default: $XDG_STATE_HOME/turf/dht-PORT.state, or dht.state without --port).") var state: String?
+    @Flag(help: "Do not load or save the routing table.") var noState = false
+    @Flag(name: .customLong("read-only"), help: "BEP 43 read-only mode: query, never answer.") var readOnly = false
+}
+
+enum DHTCLI {
+    /// The public Mainline routers, used when nothing else is configured.
+    static let defaultBootstrap = ["router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "router.utorrent.com:6881"]
+
+    /// Flags, else $TURF_DHT_BOOTSTRAP (comma or space separated), else `bootstrap = ...` in
+    /// $XDG_CONFIG_HOME/turf/dht.conf, else the public routers.
+    static func bootstrapSpecs(_ flags: [String]) -> [String] {
+        if !flags.isEmpty { return flags }
+        if let env = ProcessInfo.processInfo.environment["TURF_DHT_BOOTSTRAP"], !env.isEmpty {
+            return env.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+        }
+        let env = ProcessInfo.processInfo.environment
+        let configHome = env["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.config")
+        if let text = try? String(contentsOfFile: configHome + "/turf/dht.conf", encoding: .utf8) {
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                if parts.count == 2 && parts[0] == "bootstrap" {
+                    return parts[1].split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+                }
+            }
+        }
+        return defaultBootstrap
+    }
+
+    /// Resolves HOST:PORT to IPv4 addresses (here, in the shell: the DHT core never resolves names).
+    static func resolve(_ spec: String) -> [PeerAddress] {
+        if let a = PeerAddress(spec) { return [a] }
+        guard let colon = spec.lastIndex(of: ":"), let port = UInt16(spec[spec.index(after: colon)...]) else { return [] }
+        let host = String(spec[..<colon])
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &res) == 0, let first = res else { return [] }
+        defer { freeaddrinfo(first) }
+        var out: [PeerAddress] = []
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = p {
+            if ai.pointee.ai_family == AF_INET, let sa = ai.pointee.ai_addr {
+                let sin = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+                let a = PeerAddress(ip: UInt32(bigEndian: sin.sin_addr.s_addr), port: port)
+                if !out.contains(a) { out.append(a) }
+            }
+            p = ai.pointee.ai_next
+        }
+        return out
+    }
+
+    static func statePath(_ o: DHTNodeOptions, port: UInt16) -> String? {
+        if o.noState { return nil }
+        if let s = o.state { return s }
+        let env = ProcessInfo.processInfo.environment
+        let stateHome = env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.local/state")
+        // A fixed port keeps its own table; ephemeral-port runs (lookups) share one.
+        return stateHome + (o.port == 0 ? "/turf/dht.state" : "/turf/dht-\(o.port).state")
+    }
+
+    static func infoHash(topic: String?, infohash: String?) throws -> NodeID {
+        switch (topic, infohash) {
+        case let (t?, nil): return Topic.infoHash(t)
+        case let (nil, h?):
+            guard let id = NodeID(hex: h) else { throw ValidationError("--infohash must be 40 hex digits") }
+            return id
+        default: throw ValidationError("give exactly one of --topic and --infohash")
+        }
+    }
+
+    /// A running node on a real UDP socket, with its state file.
+    final class Running {
+        let host: UDPHost
+        let node: DHTNode
+        let statePath: String?
+
+        init(_ o: DHTNodeOptions, verbose: Bool) throws {
+            guard let ip = PeerAddress.parseIPv4(o.bind) else { throw ValidationError("--bind must be an IPv4 address") }
+            host = try UDPHost.bind(PeerAddress(ip: ip, port: o.port))
+            var config = DHTConfig()
+            config.readOnly = o.readOnly
+            config.bootstrap = bootstrapSpecs(o.bootstrap).flatMap(resolve)
+            if verbose {
+                FileHandle.standardError.write("dht: bound \(host.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))\n".data(using: .utf8)!)
+            }
+            statePath = DHTCLI.statePath(o, port: host.localAddress.port)
+            var saved: [NodeInfo] = []
+            if let path = statePath, let data = FileManager.default.contents(atPath: path),
+               let s = try? RoutingTable.deserialize(Array(data)) {
+                config.nodeID = s.id
+                saved = s.nodes
+            }
+            let c = config
+            let h = host
+            node = try host.sync { DHTNode(host: h, config: c) }
+            let n = node
+            let savedNodes = saved
+            host.execute { n.start(savedNodes: savedNodes) }
+            scheduleSave()
+        }
+
+        func scheduleSave() {
+            host.execute { [self] in
+                host.schedule(after: .seconds(30)) { [self] in
+                    save()
+                    scheduleSave()
+                }
+            }
+        }
+
+        /// Writes the routing table (from the event loop or outside it).
+        func save() {
+            guard let path = statePath else { return }
+            let bytes = host.eventLoop.inEventLoop ? node.serializedState() : ((try? host.sync { self.node.serializedState() }) ?? [])
+            guard !bytes.isEmpty else { return }
+            let dir = (path as NSString).deletingLastPathComponent
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let tmp = path + ".tmp"
+            if FileManager.default.createFile(atPath: tmp, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) {
+                _ = rename(tmp, path)
+            }
+        }
+
+        /// Waits on the calling thread for `work`'s callback (bounded by `timeout`).
+        func waitFor<T>(timeout: Double, _ work: @escaping (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
+            let sem = DispatchSemaphore(value: 0)
+            let box = Box<T>()
+            host.execute { [node] in
+                work(node) { v in
+                    box.value = v
+                    sem.signal()
+                }
+            }
+            _ = sem.wait(timeout: .now() + timeout)
+            return try? host.sync { box.value }
+        }
+
+        func snapshot() -> (external: PeerAddress?, nat: NATType, nodes: Int, stats: DHTStats, id: NodeID) {
+            (try? host.sync { [node] in (node.externalAddress, node.natType, node.table.count, node.stats, node.id) })
+                ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
+        }
+
+        func close() {
+            save()
+            try? host.sync { [node] in node.stop() }
+            host.close()
+        }
+    }
+
+    final class Box<T> { var value: T? }
+
+    static func waitForever(until deadline: Double?) {
+        if let d = deadline {
+            while Date().timeIntervalSince1970 < d { Thread.sleep(forTimeInterval: min(1, d - Date().timeIntervalSince1970)) }
+        } else {
+            while true { Thread.sleep(forTimeInterval: 3600) }
+        }
+    }
+}
+
+struct DHTServe: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run a long-lived DHT node (a LAN bootstrap or a helper for the public network).")
+    @OptionGroup var node: DHTNodeOptions
+    @Option(help: "Stop after this many seconds (default: run until killed).") var duration: Double?
+    @Option(help: "Print a status line every this many seconds (0: never).") var statusEvery: Double = 60
+
+    func run() throws {
+        let r = try DHTCLI.Running(node, verbose: true)
+        print("dht serve: listening on \(r.host.localAddress)")
+        let end = duration.map { Date().timeIntervalSince1970 + $0 }
+        while end.map({ Date().timeIntervalSince1970 < $0 }) ?? true {
+            let step = min(statusEvery > 0 ? statusEvery : 3600, end.map { $0 - Date().timeIntervalSince1970 } ?? 3600)
+            if step > 0 { Thread.sleep(forTimeInterval: step) }
+            let s = r.snapshot()
+            if statusEvery > 0 {
+                print("dht: \(s.nodes) nodes; external \(s.external?.description ?? "unknown") (\(s.nat.rawValue)); answered \(s.stats.queriesAnswered), dropped malformed \(s.stats.malformed) rate-limited \(s.stats.rateLimited)")
+            }
+        }
+        r.close()
+    }
+}
+
+struct DHTAnnounce: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "announce", abstract: "Join, announce a topic with implied_port, and keep re-announcing.")
+    @OptionGroup var node: DHTNodeOptions
+    @Option(help: "Topic to announce (hashed as docs/dht.md describes).") var topic: String?
+    @Option(help: "Info-hash to announce, 40 hex digits.") var infohash: String?
+    @Option(help: "Seconds to keep announcing.") var duration: Double = 1800
+    @Flag(help: "Print JSON lines.") var json = false
+
+    func run() throws {
+        let h = try DHTCLI.infoHash(topic: topic, infohash: infohash)
+        let r = try DHTCLI.Running(node, verbose: !json)
+        let port = r.host.localAddress.port
+        let durationNanos = Nanos(duration * 1e9)
+        r.host.execute { [node = r.node] in
+            node.keepAnnouncing(h, port: port, impliedPort: true, duration: durationNanos) { result, stored in
+                if json {
+                    print("{\"info_hash\":\"\(h.hexString)\",\"stored_on\":\(stored),\"closest\":\(result.closest.count),\"queries\":\(result.queriesSent),\"external_address\":\(node.externalAddress.map { "\"\($0)\"" } ?? "null")}")
+                } else {
+                    print("announced \(h.hexString) on \(stored) of \(result.closest.count) closest nodes (\(result.queriesSent) queries); external address \(node.externalAddress?.description ?? "unknown")")
+                }
+                fflush(stdout)
+            }
+        }
+        DHTCLI.waitForever(until: Date().timeIntervalSince1970 + duration)
+        r.close()
+    }
+}
+
+struct DHTLookup: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "lookup", abstract: "Find the peers announced on a topic, and this node's external address.")
+    @OptionGroup var node: DHTNodeOptions
+    @Option(help: "Topic to look up.") var topic: String?
+    @Option(help: "Info-hash to look up, 40 hex digits.") var infohash: String?
+    @Option(help: "Give up after this many seconds.") var timeout: Double = 30
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        let h = try DHTCLI.infoHash(topic: topic, infohash: infohash)
+        let r = try DHTCLI.Running(node, verbose: !json)
+        let started = Date()
+        // Join first (the node's start lookup), then the get_peers lookup.
+        _ = r.waitFor(timeout: timeout) { (n: DHTNode, done: @escaping (Bool) -> Void) in n.findNode(n.id) { _ in done(true) } }
+        let left = max(1, timeout - Date().timeIntervalSince(started))
+        let result = r.waitFor(timeout: left) { (n: DHTNode, done: @escaping (LookupResult) -> Void) in n.getPeers(h, done) }
+        let s = r.snapshot()
+        r.close()
+        let peers = result?.peers ?? []
+        if json {
+            struct Out: Encodable {
+                var info_hash: String
+                var peers: [String]
+                var external_address: String?
+                var nat: String
+                var nodes_answered: Int
+                var queries: Int
+                var completed: Bool
+            }
+            let out = Out(info_hash: h.hexString, peers: peers.map(\.description), external_address: s.external?.description,
+                          nat: s.nat.rawValue, nodes_answered: result?.closest.count ?? 0, queries: result?.queriesSent ?? 0,
+                          completed: result != nil)
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            print(String(decoding: try enc.encode(out), as: UTF8.self))
+        } else {
+            print("info-hash \(h.hexString): \(peers.count) peer\(peers.count == 1 ? "" : "s")\(result == nil ? " (lookup timed out)" : "")")
+            for p in peers { print("  \(p)") }
+            print("external address: \(s.external?.description ?? "unknown") (NAT \(s.nat.rawValue))")
+        }
+        if result == nil { throw ExitCode(2) }
+    }
+}
+
+struct DHTInfohash: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "infohash", abstract: "Print the info-hash of a topic.")
+    @Option(help: "The topic.") var topic: String
+
+    func run() {
+        print(Topic.infoHash(topic).hexString)
+    }
+}

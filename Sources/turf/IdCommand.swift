@@ -1,0 +1,32 @@
+import ArgumentParser
+import Foundation
+import Transport
+
+/// `turf id`: prints this user's public key, creating the identity on first use.
+struct IdCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "id",
+        abstract: "Print your public key (give it to a friend so they can join you by key).",
+        discussion: "The key file lives under $XDG_CONFIG_HOME/turf/ (default ~/.config/turf/), mode 0600.")
+
+    @Flag(help: "Print the key file's path instead of the key.")
+    var path = false
+
+    func run() throws {
+        let store = IdentityStore.standard()
+        if path {
+            print(store.path)
+            return
+        }
+        do {
+            let (identity, created) = try store.loadOrCreate()
+            if created {
+                FileHandle.standardError.write(Data("turf: created a new identity in \(store.path)\n".utf8))
+            }
+            print(identity.publicKey.text)
+        } catch let e as IdentityStoreError {
+            FileHandle.standardError.write(Data("turf: \(e.description)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,88 @@
+@testable import DHT
+import Determinism
+import NetCore
+import Testing
+
+/// The parsers over a corpus of valid KRPC messages plus seeded random mutations (the same check
+/// the libFuzzer target in Fuzz/ runs): no crash, and the strict codec's promises hold.
+@Suite struct FuzzCorpusTests {
+    static func corpus() -> [[UInt8]] {
+        let id = NodeID(hex: "0123456789abcdef0123456789abcdef01234567")!
+        let h = Topic.infoHash("corpus")
+        let nodes = (0..<4).map { NodeInfo(id: NodeID(bytes: [UInt8](repeating: UInt8($0 * 40), count: 20))!, address: PeerAddress(10, 0, 0, UInt8($0), port: 6881)) }
+        let msgs: [KRPCMessage] = [
+            KRPCMessage(transactionID: [1, 2], body: .query(KRPCQuery(method: "ping", id: id))),
+            KRPCMessage(transactionID: [1, 3], body: .query(KRPCQuery(method: "find_node", id: id, target: h)), version: Array("TF01".utf8)),
+            KRPCMessage(transactionID: [1, 4], body: .query(KRPCQuery(method: "get_peers", id: id, infoHash: h, readOnly: true))),
+            KRPCMessage(transactionID: [1, 5], body: .query(KRPCQuery(method: "announce_peer", id: id, infoHash: h, port: 6881, impliedPort: true, token: [1, 2, 3, 4, 5, 6, 7, 8]))),
+            KRPCMessage(transactionID: [1, 6], body: .response(KRPCResponse(id: id)), ip: PeerAddress(203, 0, 113, 1, port: 4000)),
+            KRPCMessage(transactionID: [1, 7], body: .response(KRPCResponse(id: id, nodes: nodes, token: [9, 9, 9]))),
+            KRPCMessage(transactionID: [1, 8], body: .response(KRPCResponse(id: id, values: [PeerAddress(1, 2, 3, 4, port: 5), PeerAddress(6, 7, 8, 9, port: 10)], token: [1]))),
+            KRPCMessage(transactionID: [1, 9], body: .error(KRPCErrorBody(code: 203, message: "bad token"))),
+        ]
+        return msgs.map { $0.encoded() } + [Array("li1ei-2e3:abcd1:ale1:bdeee".utf8), Array("i0e".utf8)]
+    }
+
+    @Test func corpusIsAccepted() {
+        for c in Self.corpus() {
+            #expect(DHTFuzz.check(c) == nil)
+            #expect((try? Bencode.decode(c)) != nil)
+        }
+    }
+
+    @Test func seededMutationsNeverBreakTheParsers() {
+        var rng = SplitMix64(seed: 0xF022)
+        let corpus = Self.corpus()
+        var accepted = 0, rejected = 0
+        let interesting: [UInt8] = Array("deil:0123456789-".utf8) + [0, 0xFF]
+        for _ in 0..<30_000 {
+            var x = corpus[rng.below(corpus.count)]
+            for _ in 0...rng.below(4) {
+                switch rng.below(7) {
+                case 0 where !x.isEmpty: x[rng.below(x.count)] ^= UInt8(1) << UInt8(rng.below(8))
+                case 1 where !x.isEmpty: x[rng.below(x.count)] = interesting[rng.below(interesting.count)]
+                case 2: x.insert(interesting[rng.below(interesting.count)], at: rng.below(x.count + 1))
+                case 3 where !x.isEmpty: x.remove(at: rng.below(x.count))
+                case 4: x = Array(x.prefix(rng.below(x.count + 1)))
+                case 5:
+                    let other = corpus[rng.below(corpus.count)]
+                    let cut = rng.below(x.count + 1), from = rng.below(other.count + 1)
+                    x = Array(x.prefix(cut)) + Array(other.suffix(from: from))
+                default:
+                    if !x.isEmpty {
+                        let i = rng.below(x.count), n = min(x.count - i, 1 + rng.below(8))
+                        x.insert(contentsOf: x[i..<(i + n)], at: i)
+                    }
+                }
+            }
+            if let problem = DHTFuzz.check(x) {
+                Issue.record("\(problem) for input \(hex(x))")
+                return
+            }
+            if (try? KRPCMessage.decode(x)) != nil { accepted += 1 } else { rejected += 1 }
+        }
+        // Both paths were exercised.
+        #expect(accepted > 100 && rejected > 10_000, "accepted \(accepted), rejected \(rejected)")
+    }
+
+    @Test func feedingMutationsToALiveNodeIsHarmless() {
+        let net = SimNetwork(seed: 1, conditions: .perfect)
+        var c = DHTConfig()
+        c.seed = 1
+        c.queryRate = 1e9
+        c.queryBurst = 1e9
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        var rng = SplitMix64(seed: 77)
+        let corpus = Self.corpus()
+        for i in 0..<5000 {
+            var x = corpus[rng.below(corpus.count)]
+            x[rng.below(x.count)] = UInt8(truncatingIfNeeded: rng.next())
+            node.receive(x, from: PeerAddress(ip: 0xCB00_7100 | UInt32(i % 200), port: UInt16(1000 + i % 7)))
+        }
+        _ = net.run(for: .seconds(5))
+        #expect(node.stats.received == 5000)
+        #expect(node.stats.malformed + node.stats.queriesAnswered + node.stats.errorsSent + node.stats.unexpectedResponses
+                + node.stats.badTokens >= 4000)
+        #expect(node.table.count <= 8 * 160)
+    }
+}

@@ -1,0 +1,166 @@
+import DHT
+import Dispatch
+import Foundation
+import NetCore
+import Sodium
+import Testing
+
+/// Interoperability with libtorrent's Mainline DHT (python3-libtorrent), on loopback only.
+/// scripts/dht_libtorrent_interop.py runs three libtorrent nodes; one announces an info-hash.
+@Suite(.serialized) struct InteropTests {
+    static let python = "/usr/bin/python3"
+
+    static var libtorrentAvailable: Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", "import libtorrent"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }
+
+    static var scriptPath: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("scripts/dht_libtorrent_interop.py").path
+    }
+
+    /// Lines from a child process's stdout, read on a background thread, taken with a deadline.
+    final class LineReader: @unchecked Sendable {
+        private var lines: [String] = []
+        private var buffer = Data()
+        private let lock = NSLock()
+        private let available = DispatchSemaphore(value: 0)
+
+        init(_ handle: FileHandle) {
+            handle.readabilityHandler = { [weak self] h in
+                let d = h.availableData
+                guard let self else { return }
+                if d.isEmpty { h.readabilityHandler = nil; return }
+                self.lock.lock()
+                self.buffer.append(d)
+                var found = 0
+                while let nl = self.buffer.firstIndex(of: 0x0A) {
+                    self.lines.append(String(decoding: self.buffer[self.buffer.startIndex..<nl], as: UTF8.self))
+                    self.buffer.removeSubrange(self.buffer.startIndex...nl)
+                    found += 1
+                }
+                self.lock.unlock()
+                for _ in 0..<found { self.available.signal() }
+            }
+        }
+
+        func next(timeout: Double) -> [String: Any]? {
+            guard available.wait(timeout: .now() + timeout) == .success else { return nil }
+            lock.lock()
+            let l = lines.removeFirst()
+            lock.unlock()
+            return (try? JSONSerialization.jsonObject(with: Data(l.utf8))) as? [String: Any]
+        }
+    }
+
+    /// Runs `body` on the host's loop and waits for the callback it is handed (bounded).
+    func waitFor<T>(_ host: UDPHost, timeout: Double, _ body: @escaping (@escaping (T) -> Void) -> Void) -> T? {
+        let sem = DispatchSemaphore(value: 0)
+        let box = ResultBox<T>()
+        host.execute { body { v in box.v = v; sem.signal() } }
+        guard sem.wait(timeout: .now() + timeout) == .success else { return nil }
+        return try? host.sync { box.v }
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func bothDirectionsWithLibtorrent() throws {
+        guard Self.libtorrentAvailable else {
+            print("SKIPPED: libtorrent is not importable by \(Self.python); install python3-libtorrent (make deps)")
+            return
+        }
+        let theirHash = Topic.infoHash("interop: libtorrent announces \(UUID().uuidString)")
+        let ourHash = Topic.infoHash("interop: turf announces \(UUID().uuidString)")
+
+        let proc = Process()
+        proc.executableURL = URL(fileURLWithPath: Self.python)
+        proc.arguments = [Self.scriptPath, "--announce-hash", theirHash.hexString, "--max-seconds", "90"]
+        let input = Pipe(), output = Pipe()
+        proc.standardInput = input
+        proc.standardOutput = output
+        proc.standardError = ProcessInfo.processInfo.environment["TURF_INTEROP_DEBUG"] != nil
+            ? FileHandle(forWritingAtPath: "/tmp/turf-interop-debug.log") : FileHandle.nullDevice
+        try proc.run()
+        defer {
+            try? input.fileHandleForWriting.write(contentsOf: Data("quit\n".utf8))
+            try? input.fileHandleForWriting.close()
+            let deadline = Date().addingTimeInterval(5)
+            while proc.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+            if proc.isRunning { proc.terminate() }
+            proc.waitUntilExit()
+        }
+        let reader = LineReader(output.fileHandleForReading)
+        let ready = try #require(reader.next(timeout: 40), "libtorrent helper did not start")
+        let ports = try #require(ready["ports"] as? [Int])
+        #expect(ports.count == 3)
+        let peerText = try #require(ready["announce_peer"] as? String)
+        let theirPeer = try #require(PeerAddress(peerText))
+
+        // Two turf nodes on loopback, bootstrapping from the libtorrent nodes.
+        let hostA = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        let hostB = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { hostA.close(); hostB.close() }
+        var config = DHTConfig()
+        config.bootstrap = ports.map { PeerAddress(127, 0, 0, 1, port: UInt16($0)) }
+        let cA = config, cB = config
+        let nodeA = try hostA.sync { DHTNode(host: hostA, config: cA) }
+        let nodeB = try hostB.sync { DHTNode(host: hostB, config: cB) }
+        defer { try? hostA.sync { nodeA.stop() }; try? hostB.sync { nodeB.stop() } }
+
+        let joinedA = waitFor(hostA, timeout: 15) { done in nodeA.start { done($0) } }
+        let joinedB = waitFor(hostB, timeout: 15) { done in nodeB.start { done($0) } }
+        #expect((joinedA?.closest.count ?? 0) >= 3, "turf joined through libtorrent nodes")
+        #expect((joinedB?.closest.count ?? 0) >= 3)
+
+        // Direction 1: turf finds what libtorrent announced.
+        let found = waitFor(hostA, timeout: 20) { done in nodeA.getPeers(theirHash) { done($0) } }
+        #expect(found?.peers.contains(theirPeer) == true, "turf found libtorrent's announce: \(found?.peers ?? [])")
+        // libtorrent's responses carry BEP 42's `ip`: turf learned its address from them.
+        let ext = try hostA.sync { nodeA.externalAddress }
+        #expect(ext == hostA.localAddress.withIP(0x7F00_0001))
+        // Three libtorrent nodes saw the same port: a consistent mapping (no NAT here).
+        #expect(try hostA.sync { nodeA.natType } == .consistent)
+
+        // Direction 2: libtorrent finds what turf announced (implied_port: our socket's port).
+        let announced = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in
+            nodeB.announce(ourHash, port: 1, impliedPort: true) { _, stored in done(stored) }
+        }
+        #expect((announced ?? 0) >= 3, "announce stored on libtorrent and turf nodes")
+        try input.fileHandleForWriting.write(contentsOf: Data("lookup \(ourHash.hexString)\n".utf8))
+        let reply = try #require(reader.next(timeout: 40), "no lookup reply from libtorrent")
+        let peers = (reply["peers"] as? [String]) ?? []
+        #expect(peers.contains("127.0.0.1:\(hostB.localAddress.port)"), "libtorrent found turf's announce: \(peers)")
+
+        // BEP 44: libtorrent fetches and verifies a signed mutable item that turf stored.
+        let key = try Ed25519.KeyPair(seed: [UInt8](repeating: 7, count: 32))
+        let salt = Array("lobby".utf8)
+        let value = BValue.dictionary([("addr", .string("127.0.0.1:\(hostB.localAddress.port)")), ("v", .int(1))])
+        let item = MutableItem(signedBy: key, salt: salt, seq: 3, value: value)
+        let put = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in nodeB.put(.mutable(item)) { done($0) } }
+        #expect((put ?? 0) >= 3, "mutable item stored on libtorrent and turf nodes")
+        try input.fileHandleForWriting.write(contentsOf: Data("getmutable \(hex(key.publicKey)) \(hex(salt))\n".utf8))
+        let got = try #require(reader.next(timeout: 40), "no getmutable reply from libtorrent")
+        let gotItem = got["item"] as? [String: Any]
+        #expect(gotItem?["seq"] as? Int == 3, "libtorrent got turf's item: \(got)")
+        // libtorrent prints the item it verified, e.g. { 'addr': '127.0.0.1:PORT', 'v': 1 }.
+        #expect((gotItem?["value"] as? String)?.contains("'addr': '127.0.0.1:\(hostB.localAddress.port)'") == true, "\(got)")
+
+        // libtorrent's nodes also queried turf's nodes, and turf answered them.
+        let answered = try hostA.sync { nodeA.stats.queriesAnswered } + (try hostB.sync { nodeB.stats.queriesAnswered })
+        let malformed = try hostA.sync { nodeA.stats.malformed } + (try hostB.sync { nodeB.stats.malformed })
+        #expect(answered > 0)
+        #expect(malformed == 0, "libtorrent's messages all parsed under the strict decoder")
+    }
+}
+
+final class ResultBox<T>: @unchecked Sendable { var v: T? }
+
+extension PeerAddress {
+    func withIP(_ ip: UInt32) -> PeerAddress { PeerAddress(ip: ip, port: port) }
+}

@@ -1,0 +1,101 @@
+import Testing
+import Foundation
+import NIOPosix
+@testable import NetCore
+
+/// Real UDP on 127.0.0.1 only.
+@Suite(.serialized) struct UDPHostTests {
+    /// Waits (bounded) on a condition checked on the host's event loop.
+    func wait(_ host: UDPHost, timeout: Double = 5, _ cond: @escaping () -> Bool) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try host.sync(cond) { return true }
+            usleep(2_000)
+        }
+        return false
+    }
+
+    @Test func loopbackExchange() throws {
+        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { a.close() }
+        let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { b.close() }
+        #expect(a.localAddress.port != 0 && a.localAddress.isLoopback)
+        var got: [([UInt8], PeerAddress)] = []
+        try b.sync { b.onReceive = { got.append(($0, $1)) } }
+        for i in 0..<10 { a.send([0x01, UInt8(i)], to: b.localAddress) }
+        #expect(try wait(b) { got.count == 10 })
+        let received = try b.sync { got }
+        #expect(Set(received.map { $0.0[1] }) == Set(0..<10))
+        #expect(received.allSatisfy { $0.1 == a.localAddress })
+    }
+
+    /// Sending to a closed port brings back ICMP port unreachable; with IP_RECVERR Linux reports it
+    /// as ECONNREFUSED on the socket. The error is counted and the socket keeps receiving.
+    @Test func refusedSendsDoNotStopReceiving() throws {
+        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0), reportICMPErrors: true)
+        defer { a.close() }
+        let closed = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        let deadPort = closed.localAddress
+        closed.close()
+        var got = 0
+        try a.sync { a.onReceive = { _, _ in got += 1 } }
+        for _ in 0..<20 { a.send([1, 2, 3], to: deadPort) }
+        // Wait until the sends have gone out (and errors had a chance to arrive).
+        #expect(try wait(a) { a.stats.sent == 20 })
+        usleep(50_000)
+        let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { b.close() }
+        for _ in 0..<5 { b.send([9], to: a.localAddress) }
+        #expect(try wait(a) { got == 5 })
+        let s = try a.sync { a.stats }
+        #expect(s.channelErrors + s.sendFailures > 0, "expected ICMP errors to be counted: \(s)")
+        #expect(try a.sync { a.isActive })
+        print("UDPHost after refused sends: \(s)")
+    }
+
+    @Test func timersFireOnTheLoopAndCancel() throws {
+        let h = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { h.close() }
+        var fired: [Int] = []
+        let start = h.now
+        var firedAt: Nanos = 0
+        try h.sync {
+            h.schedule(after: .milliseconds(5)) { fired.append(1); firedAt = h.now }
+            let t = h.schedule(after: .milliseconds(5)) { fired.append(2) }
+            t.cancel()
+        }
+        #expect(try wait(h) { fired == [1] })
+        usleep(20_000)
+        #expect(try h.sync { fired } == [1])
+        #expect(try h.sync { firedAt } - start >= Nanos.milliseconds(5))
+    }
+
+    @Test func oversizedSendIsDroppedAndCounted() throws {
+        let h = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { h.close() }
+        try h.sync { h.send([UInt8](repeating: 0, count: 5000), to: h.localAddress) }
+        #expect(try h.sync { h.stats.oversizedSends } == 1)
+    }
+
+    /// The demultiplexer on a real socket: KRPC-looking datagrams go one way, turf's another,
+    /// unknown first bytes are counted as dropped.
+    @Test func demultiplexerOnRealSocket() throws {
+        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { a.close() }
+        let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { b.close() }
+        var krpc = 0, turf = 0
+        let demux = try b.sync { () -> Demultiplexer in
+            let d = Demultiplexer(socket: b)
+            d.route([Demultiplexer.krpcFirstByte]) { _, _ in krpc += 1 }
+            d.route(0x01...0x05) { _, _ in turf += 1 }
+            return d
+        }
+        a.send(Array("d1:y1:qe".utf8), to: b.localAddress)
+        a.send([0x02, 0, 0], to: b.localAddress)
+        a.send([0xFF], to: b.localAddress)
+        a.send([], to: b.localAddress)
+        #expect(try wait(b) { krpc == 1 && turf == 1 && demux.dropped == 2 })
+    }
+}

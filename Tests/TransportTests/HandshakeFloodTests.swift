@@ -1,0 +1,121 @@
+import Testing
+import Foundation
+import NetCore
+import Noise
+import Sodium
+@testable import Transport
+
+/// An attacker on the simulated network: sends valid-looking initiations (real Noise first
+/// messages with a correct mac1) as fast as asked, optionally echoing cookies like a real client.
+final class Flooder {
+    let socket: SimSocket
+    var templates: [(packet: [UInt8], mac1: [UInt8], index: UInt32)] = []
+    var cookie: [UInt8]?
+    var bytesSent = 0
+    var bytesReceived = 0
+    var repliesReceived = 0
+    let echoCookies: Bool
+
+    init(_ net: SimNetwork, ip: UInt8, distinct: Int, echoCookies: Bool) throws {
+        socket = net.bind(PeerAddress(10, 0, 0, ip, port: 666))
+        self.echoCookies = echoCookies
+        let proto = try NoiseProtocol(name: HandshakeKind.xx.noiseName)
+        for i in 0..<distinct {
+            var hs = try HandshakeState(protocol: proto, initiator: true, prologue: Array("turf transport v1".utf8),
+                                        localStatic: X25519.KeyPair.generate())
+            var p = HandshakeInitiation(kind: .xx, senderIndex: UInt32(i + 1), noiseMessage: try hs.writeMessage()).encode()
+            let mac1 = CookieChecker.mac1(p)
+            p.replaceSubrange(Wire.mac1Offset..<Wire.mac2Offset, with: mac1)
+            templates.append((p, mac1, UInt32(i + 1)))
+        }
+        socket.onReceive = { [unowned self] payload, _ in
+            self.bytesReceived += payload.count
+            self.repliesReceived += 1
+            if self.echoCookies, let reply = try? CookieReply.decode(payload),
+               let t = self.templates.first(where: { $0.index == reply.receiverIndex }) {
+                self.cookie = CookieChecker.openReply(reply, initiationMac1: t.mac1)
+            }
+        }
+    }
+
+    func send(_ n: Int, to target: PeerAddress) {
+        let t = templates[n % templates.count]
+        var p = t.packet
+        if let cookie { p.replaceSubrange(Wire.mac2Offset..<Wire.initiationLength, with: CookieChecker.mac2(p, cookie: cookie)) }
+        bytesSent += p.count
+        socket.send(p, to: target)
+    }
+}
+
+@Suite struct HandshakeFloodTests {
+    /// 100,000 initiations from one source over 10 virtual seconds while a legitimate peer
+    /// connects. The expensive work (Diffie-Hellman) stays bounded by the per-source limit, memory
+    /// stays bounded, the attacker gets back fewer bytes than it sent, and the peer gets in.
+    @Test(arguments: [false, true])
+    func floodFromOneSource(echoCookies: Bool) throws {
+        let net = SimNetwork(seed: 99, conditions: LinkConditions(latency: .milliseconds(5)))
+        let responder = SimPeer(net, ip: 1)
+        let legit = SimPeer(net, ip: 2)
+        let attacker = try Flooder(net, ip: 66, distinct: 64, echoCookies: echoCookies)
+        let total = 100_000
+        let seconds = 10
+        let interval = Nanos.seconds(seconds) / Nanos(total)
+        var sent = 0
+        func sendNext() {
+            attacker.send(sent, to: responder.address)
+            sent += 1
+            if sent < total { net.schedule(after: interval, sendNext) }
+        }
+        net.schedule(after: 0, sendNext)
+        var session: Session?
+        net.schedule(after: .seconds(2)) { session = legit.manager.connect(to: responder.address, mode: .discovered) }
+        let cpuStart = clock()
+        net.run(for: .seconds(seconds) + .milliseconds(100))
+        let cpuMillis = Double(clock() - cpuStart) / Double(CLOCKS_PER_SEC) * 1000
+        let s = try #require(session)
+        #expect(runUntil(net, seconds: 5) { s.isEstablished })
+        let stats = responder.manager.stats
+        print("""
+            flood(echoCookies: \(echoCookies)): \(sent) initiations, responder processed \(stats.handshakesProcessed) \
+            (DH), cookies \(stats.cookieRepliesSent), rate-limited \(stats.rateLimited), pending \
+            \(responder.manager.pendingHandshakeCount), attacker sent \(attacker.bytesSent) B got \
+            \(attacker.bytesReceived) B, legit attempts \(s.counters.handshakeAttempts), whole simulation CPU \
+            \(Int(cpuMillis)) ms
+            """)
+        #expect(sent == total)
+        #expect(stats.initiationsReceived >= UInt64(total))
+        // At most the burst plus the per-source rate for the flood's duration, plus the legit peer.
+        let bound = UInt64(5 + 20 * (seconds + 1) + 4)
+        #expect(stats.handshakesProcessed <= bound)
+        #expect(responder.manager.pendingHandshakeCount <= responder.manager.config.maxPendingHandshakes)
+        #expect(responder.manager.trackedSources <= 4)
+        #expect(attacker.bytesReceived < attacker.bytesSent)
+        #expect(stats.bytesSentUnauthenticated <= stats.bytesReceivedUnauthenticated)
+        #expect(legit.inbound.isEmpty && responder.inbound.count == 1)
+        #expect(responder.inbound.first?.remoteKey == legit.identity.publicKey)
+        if echoCookies { #expect(stats.rateLimited > 0) } else { #expect(stats.cookieRepliesSent > 0) }
+    }
+
+    /// Garbage of every size, and initiations with a bad mac1, are dropped without any reply.
+    @Test func garbageGetsNoReply() throws {
+        let net = SimNetwork(seed: 7)
+        let responder = SimPeer(net, ip: 1)
+        let probe = net.bind(PeerAddress(10, 0, 0, 50, port: 1))
+        var replies = 0
+        probe.onReceive = { _, _ in replies += 1 }
+        var rng = SplitMix64Test(seed: 7)
+        for i in 0..<2000 {
+            var p = (0..<Int(rng.next() % 300)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            if !p.isEmpty { p[0] = UInt8(1 + i % 5) }
+            probe.send(p, to: responder.address)
+        }
+        var fake = HandshakeInitiation(kind: .xx, senderIndex: 1, noiseMessage: Sodium.randomBytes(32)).encode()
+        fake[Wire.mac1Offset] ^= 1
+        probe.send(fake, to: responder.address)
+        net.run(for: .seconds(1))
+        #expect(replies == 0)
+        #expect(responder.manager.stats.handshakesProcessed == 0)
+        #expect(responder.manager.stats.badMac1 >= 1)
+        #expect(responder.manager.sessionCount == 0)
+    }
+}

@@ -1,0 +1,83 @@
+import Testing
+import Foundation
+@testable import Transport
+
+@Suite struct IdentityStoreTests {
+    func tempDir() -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("turf-id-\(UUID().uuidString)").path
+        return d
+    }
+
+    @Test func createsPrivateFileOnceAndReloads() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let store = IdentityStore.standard(environment: ["XDG_CONFIG_HOME": base, "HOME": "/nonexistent"])
+        #expect(store.path == base + "/turf/identity.key")
+        let (first, created) = try store.loadOrCreate()
+        #expect(created)
+        let attrs = try FileManager.default.attributesOfItem(atPath: store.path)
+        #expect((attrs[.posixPermissions] as? Int) == 0o600)
+        let dirAttrs = try FileManager.default.attributesOfItem(atPath: base + "/turf")
+        #expect((dirAttrs[.posixPermissions] as? Int) == 0o700)
+        let (again, createdAgain) = try store.loadOrCreate()
+        #expect(!createdAgain)
+        #expect(again.publicKey == first.publicKey)
+        // No temporary files are left behind.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: base + "/turf") == ["identity.key"])
+    }
+
+    @Test func defaultsToHomeConfig() {
+        let store = IdentityStore.standard(environment: ["HOME": "/home/alice"])
+        #expect(store.path == "/home/alice/.config/turf/identity.key")
+        // A relative XDG_CONFIG_HOME is invalid per the spec and ignored.
+        #expect(IdentityStore.standard(environment: ["HOME": "/h", "XDG_CONFIG_HOME": "rel"]).path == "/h/.config/turf/identity.key")
+    }
+
+    @Test(arguments: [0o644, 0o640, 0o604, 0o660])
+    func refusesReadableByOthers(mode: Int) throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let store = IdentityStore(directory: base)
+        _ = try store.loadOrCreate()
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: store.path)
+        do {
+            _ = try store.loadOrCreate()
+            Issue.record("a key file with mode \(String(mode, radix: 8)) was accepted")
+        } catch let e as IdentityStoreError {
+            guard case .insecurePermissions = e else { Issue.record("wrong error \(e)"); return }
+            #expect(e.description.contains("chmod 600"))
+        }
+    }
+
+    @Test func malformedFileIsAClearError() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let store = IdentityStore(directory: base)
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: store.path, contents: Data("hello\n".utf8), attributes: [.posixPermissions: 0o600])
+        #expect(throws: IdentityStoreError.malformed(path: store.path)) { _ = try store.loadOrCreate() }
+    }
+
+    /// Many threads create the identity at once: exactly one key wins and everyone gets it.
+    @Test func concurrentCreationAgreesOnOneKey() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let store = IdentityStore(directory: base + "/deep/er")
+        let n = 16
+        let lock = NSLock()
+        var keys: [PeerKey] = []
+        var createdCount = 0
+        var errors: [String] = []
+        DispatchQueue.concurrentPerform(iterations: n) { _ in
+            do {
+                let (id, created) = try store.loadOrCreate()
+                lock.lock(); keys.append(id.publicKey); if created { createdCount += 1 }; lock.unlock()
+            } catch {
+                lock.lock(); errors.append("\(error)"); lock.unlock()
+            }
+        }
+        #expect(errors.isEmpty, "\(errors)")
+        #expect(Set(keys).count == 1 && keys.count == n)
+        #expect(createdCount == 1)
+    }
+}

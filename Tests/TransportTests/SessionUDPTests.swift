@@ -1,0 +1,88 @@
+import Testing
+import Foundation
+import NetCore
+@testable import Transport
+
+/// The same session code over real UDP on 127.0.0.1.
+@Suite(.serialized) struct SessionUDPTests {
+    final class Peer {
+        let host: UDPHost
+        var manager: SessionManager!
+        var demux: Demultiplexer!
+        let identity = Identity.generate()
+        var inbound: [Session] = []
+        init() throws {
+            host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+            try host.sync {
+                self.demux = Demultiplexer(socket: self.host)
+                self.manager = SessionManager(host: self.host, demux: self.demux, identity: self.identity)
+                self.manager.onInbound = { self.inbound.append($0) }
+            }
+        }
+        func stop() {
+            try? host.sync { self.manager.shutdown() }
+            host.close()
+        }
+    }
+
+    func wait(_ host: UDPHost, seconds: Double = 10, _ cond: @escaping () -> Bool) throws -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try host.sync(cond) { return true }
+            usleep(2_000)
+        }
+        return false
+    }
+
+    @Test(arguments: [0, 1, 2])
+    func handshakeAndChannelsOverLoopback(modeIndex: Int) throws {
+        let a = try Peer(), b = try Peer()
+        defer { a.stop(); b.stop() }
+        let key = SecretBytesFactory.random()
+        if modeIndex == 2 { try b.host.sync { b.manager.setLobbyKey(key) } }
+        let mode: ConnectMode = [.discovered, .knownKey(b.identity.publicKey), .passphrase(key)][modeIndex]
+        let s = try a.host.sync { a.manager.connect(to: b.host.localAddress, mode: mode) }
+        #expect(try wait(a.host) { s.isEstablished })
+        #expect(try wait(b.host) { b.inbound.first?.isEstablished == true })
+        let sb = try b.host.sync { b.inbound[0] }
+        #expect(try b.host.sync { sb.remoteKey } == a.identity.publicKey)
+
+        var reliableGot: [[UInt8]] = []
+        var unreliableGot: [[UInt8]] = []
+        try b.host.sync {
+            sb.reliable.onReceive = { reliableGot.append($0) }
+            sb.unreliable.onReceive = { unreliableGot.append($0) }
+        }
+        let big = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        try a.host.sync {
+            for i in 0..<50 { try s.reliable.send([UInt8(i)]) }
+            try s.reliable.send(big)
+            try s.unreliable.send([1, 2, 3])
+        }
+        #expect(try wait(b.host) { reliableGot.count == 51 && !unreliableGot.isEmpty })
+        let got = try b.host.sync { reliableGot }
+        #expect(Array(got.prefix(50)) == (0..<50).map { [UInt8($0)] })
+        #expect(got.last == big)
+        #expect(try b.host.sync { unreliableGot } == [[1, 2, 3]])
+        // A ping round trip gives an RTT sample (pings start right after the handshake).
+        #expect(try wait(a.host, seconds: 5) { s.metrics.smoothedRTT != nil })
+        // Clean close reaches the other side.
+        try a.host.sync { s.close() }
+        #expect(try wait(b.host) { sb.state == .closed(.remote) })
+    }
+
+    @Test func wrongPassphraseOverLoopbackIsRejectedAndCounted() throws {
+        let a = try Peer(), b = try Peer()
+        defer { a.stop(); b.stop() }
+        try b.host.sync { b.manager.setLobbyKey(SecretBytesFactory.random()) }
+        let s = try a.host.sync { a.manager.connect(to: b.host.localAddress, mode: .passphrase(SecretBytesFactory.random())) }
+        #expect(try wait(b.host) { b.manager.stats.passphraseRejected >= 1 })
+        #expect(try a.host.sync { !s.isEstablished })
+        #expect(try b.host.sync { b.inbound.isEmpty })
+    }
+}
+
+import Sodium
+enum SecretBytesFactory {
+    static func random() -> SecretBytes { SecretBytes.random(32) }
+}
