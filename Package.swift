@@ -17,6 +17,7 @@ let package = Package(
         // For the fuzzing package in Fuzz/, which depends on this one by path.
         .library(name: "FuzzHarness", targets: ["FuzzHarness"]),
         .library(name: "DHT", targets: ["DHT"]),
+        .library(name: "TurfRules", targets: ["TurfRules"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),

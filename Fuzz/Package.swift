@@ -12,5 +12,8 @@ let package = Package(
         // Bencode and KRPC (Sources/DHT): the DHT's parsers face the whole internet.
         .executableTarget(name: "FuzzKRPC", dependencies: [.product(name: "DHT", package: "turf")],
                           swiftSettings: [.swiftLanguageMode(.v5)]),
+        // Replay files (Sources/Engine/ReplayFile.swift): users share them; a bad one must never crash.
+        .executableTarget(name: "FuzzReplay", dependencies: [.product(name: "TurfRules", package: "turf")],
+                          swiftSettings: [.swiftLanguageMode(.v5)]),
     ]
 )

@@ -79,3 +79,33 @@ import TurfRules
         }
     }
 }
+
+@Suite struct ReplayFuzzCorpusTests {
+    /// The fuzz target's own check, over its seed corpus and seeded mutations of it (the libFuzzer
+    /// run itself is `make fuzz`).
+    @Test func corpusAndMutationsKeepEveryPromise() throws {
+        let dir = repoRoot.appendingPathComponent("Fuzz/Corpus/replay")
+        let seeds = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+            .map { [UInt8](try Data(contentsOf: dir.appendingPathComponent($0))) }
+        #expect(seeds.count >= 2)
+        var rng = SplitMix64(seed: 2026)
+        var checked = 0
+        for seed in seeds where !seed.isEmpty {
+            #expect(ReplayFuzz.check(seed) == nil)
+            for _ in 0..<1500 {
+                var m = seed
+                switch rng.below(4) {
+                case 0: m[rng.below(m.count)] ^= UInt8(1 + rng.below(255))
+                case 1: m = Array(m.prefix(rng.below(m.count + 1)))
+                case 2: m.insert(UInt8(truncatingIfNeeded: rng.next()), at: rng.below(m.count + 1))
+                default:
+                    let i = rng.below(m.count), j = rng.below(m.count)
+                    m.swapAt(i, j)
+                }
+                #expect(ReplayFuzz.check(m) == nil)
+                checked += 1
+            }
+        }
+        #expect(checked >= 3000)
+    }
+}
