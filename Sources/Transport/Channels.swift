@@ -54,15 +54,17 @@ public final class UnreliableChannel {
 
     /// Frames from one packet, delivered oldest first and only if newer than anything delivered.
     func receive(_ messages: [(UInt32, [UInt8])]) {
-        for (seq, data) in messages.sorted(by: { $0.0 < $1.0 }) {
-            if let latest = latestReceived, Int32(bitPattern: seq &- latest) <= 0 {
-                droppedStale += 1
-                continue
-            }
-            latestReceived = seq
-            delivered += 1
-            onReceive?(data)
+        for (seq, data) in messages.sorted(by: { $0.0 < $1.0 }) { receive(seq, data) }
+    }
+
+    func receive(_ seq: UInt32, _ data: [UInt8]) {
+        if let latest = latestReceived, Int32(bitPattern: seq &- latest) <= 0 {
+            droppedStale += 1
+            return
         }
+        latestReceived = seq
+        delivered += 1
+        onReceive?(data)
     }
 }
 

@@ -72,12 +72,12 @@ public final class SessionManager {
     public let host: NetworkHost
     public let identity: Identity
     public let config: Config
-    public private(set) var stats = Stats()
+    @exclusivity(unchecked) public private(set) var stats = Stats()
     /// Called when a session started by a peer is established.
     public var onInbound: ((Session) -> Void)?
     let logger: Logger
 
-    private var sessions: [UInt32: Session] = [:]
+    @exclusivity(unchecked) private var sessions: [UInt32: Session] = [:]
     /// Responder-side handshakes by (source, initiator's index), to answer duplicates from cache.
     private var pendingByInitiator: [PendingKey: UInt32] = [:]
     private var pendingOrder: [UInt32] = []
@@ -146,6 +146,8 @@ public final class SessionManager {
         }
         let s = Session(role: .initiator, kind: kind, localIndex: freshIndex(), peer: address, now: host.now)
         s.manager = self
+        s.rekeyAfterMessages = config.rekeyAfterMessages
+        s.rekeyAfterTime = config.rekeyAfterTime
         if case .knownKey(let k) = mode { s.expectedRemoteKey = k }
         if case .passphrase(let p) = mode { s.psk = p }
         sessions[s.localIndex] = s
@@ -220,10 +222,10 @@ public final class SessionManager {
         guard let header = try? TransportHeader.decode(packet) else { stats.malformed += 1; return }
         guard let s = sessions[header.receiverIndex] else { stats.unknownIndex += 1; return }
         let now = host.now
-        guard let payload = s.open(packet, header: header, now: now) else { stats.transportRejected += 1; return }
+        guard s.open(packet, header: header, now: now, into: &s.receiveBuffer) else { stats.transportRejected += 1; return }
         if source != s.peerAddress, header.counter >= (s.receive?.window.highest ?? 0) { s.peerAddress = source }
         if s.state == .connecting { establish(s) }
-        if !payload.isEmpty { s.handle(frames: payload, from: source, now: now) }
+        if !s.receiveBuffer.isEmpty { s.handle(frames: s.receiveBuffer, from: source, now: now) }
     }
 
     private func receiveInitiation(_ packet: [UInt8], from source: PeerAddress) {
@@ -260,6 +262,8 @@ public final class SessionManager {
         stats.handshakesProcessed += 1
         let s = Session(role: .responder, kind: initiation.kind, localIndex: freshIndex(), peer: source, now: host.now)
         s.manager = self
+        s.rekeyAfterMessages = config.rekeyAfterMessages
+        s.rekeyAfterTime = config.rekeyAfterTime
         s.remoteIndex = initiation.senderIndex
         do {
             var hs = try HandshakeState(protocol: protocols[initiation.kind]!, initiator: false, prologue: prologue,
