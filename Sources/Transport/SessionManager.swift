@@ -166,9 +166,12 @@ public final class SessionManager {
         config.handshakeRetry + Nanos(Sodium.randomUniform(UInt32(min(config.handshakeRetry / 10, Nanos(UInt32.max - 1)) + 1)))
     }
 
-    private func sendInitiation(_ s: Session) {
-        s.counters.handshakeAttempts += 1
-        s.cookieResendUsed = false
+    /// Sends a fresh initiation. A resend prompted by a cookie reply is not a new attempt.
+    private func sendInitiation(_ s: Session, cookieResend: Bool = false) {
+        if !cookieResend {
+            s.counters.handshakeAttempts += 1
+            s.cookieResendUsed = false
+        }
         s.nextHandshakeAction = host.now + retryDelay()
         do {
             var remoteStatic: [UInt8]?
@@ -251,7 +254,7 @@ public final class SessionManager {
                 return
             }
             // A retry with a new ephemeral key replaces the old attempt.
-            if existing.state == .connecting { remove(existing, reason: .handshakeFailed, countFailure: false) }
+            if existing.state == .connecting { remove(existing, reason: .handshakeFailed) }
         }
         switch (initiation.kind, lobbyPSK) {
         case (.xxpsk3, nil), (.xx, .some), (.ik, .some):
@@ -307,7 +310,7 @@ public final class SessionManager {
             let oldest = pendingOrder.removeFirst()
             if let o = sessions[oldest], o.state == .connecting {
                 stats.pendingEvicted += 1
-                remove(o, reason: .handshakeFailed, countFailure: false)
+                remove(o, reason: .handshakeFailed)
             }
         }
         sessions[s.localIndex] = s
@@ -372,7 +375,7 @@ public final class SessionManager {
         } catch {
             if s.kind == .xxpsk3 { stats.passphraseRejected += 1 } else { stats.handshakeFailures += 1 }
             logger.debug("handshake from \(source) rejected in its final message: \(error)")
-            remove(s, reason: .handshakeFailed, countFailure: false)
+            remove(s, reason: .handshakeFailed)
         }
     }
 
@@ -389,10 +392,7 @@ public final class SessionManager {
         // Retry at once with the cookie, once per attempt.
         if !s.cookieResendUsed {
             s.cookieResendUsed = true
-            let attempts = s.counters.handshakeAttempts
-            sendInitiation(s)
-            s.counters.handshakeAttempts = attempts
-            s.cookieResendUsed = true
+            sendInitiation(s, cookieResend: true)
         }
     }
 
@@ -415,7 +415,7 @@ public final class SessionManager {
         if s.role == .responder { onInbound?(s) }
     }
 
-    func remove(_ s: Session, reason: CloseReason, countFailure: Bool = true) {
+    func remove(_ s: Session, reason: CloseReason) {
         guard sessions[s.localIndex] === s else { return }
         sessions[s.localIndex] = nil
         if let i = pendingOrder.firstIndex(of: s.localIndex) {
@@ -448,7 +448,7 @@ public final class SessionManager {
                 s.tick(now: now, config: config)
             case .connecting:
                 if s.role == .responder {
-                    if now &- s.createdAt >= config.pendingHandshakeTimeout { remove(s, reason: .handshakeFailed, countFailure: false) }
+                    if now &- s.createdAt >= config.pendingHandshakeTimeout { remove(s, reason: .handshakeFailed) }
                 } else if now >= s.nextHandshakeAction {
                     if s.counters.handshakeAttempts >= config.handshakeAttempts {
                         remove(s, reason: .handshakeTimeout)
