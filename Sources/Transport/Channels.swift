@@ -2,11 +2,13 @@ import NetCore
 
 public enum ChannelError: Error, Equatable, CustomStringConvertible {
     case messageTooLarge(Int, limit: Int)
+    case notEstablished
     case sessionClosed
 
     public var description: String {
         switch self {
         case let .messageTooLarge(n, limit): return "message of \(n) bytes exceeds the channel limit of \(limit)"
+        case .notEstablished: return "the session is not established yet"
         case .sessionClosed: return "the session is closed"
         }
     }
@@ -36,7 +38,8 @@ public final class UnreliableChannel {
         guard message.count <= UnreliableChannel.maxMessageSize else {
             throw ChannelError.messageTooLarge(message.count, limit: UnreliableChannel.maxMessageSize)
         }
-        guard let session, session.isEstablished else { throw ChannelError.sessionClosed }
+        guard let session, !session.isClosed else { throw ChannelError.sessionClosed }
+        guard session.isEstablished else { throw ChannelError.notEstablished }
         let seq = nextSeq
         nextSeq &+= 1
         var frames = [Frame.unreliable(seq: seq, data: message)]

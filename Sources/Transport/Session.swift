@@ -123,6 +123,7 @@ public final class Session {
     var finalMessage: [UInt8]?          // initiator (XX): resent until the peer confirms
     var cachedResponse: [UInt8]?        // responder: resent for a duplicate initiation
     var initiationNoise: [UInt8] = []
+    var pendingKey: SessionManager.PendingKey?
     var nextHandshakeAction: Nanos = 0
     var cookieResendUsed = false
     let createdAt: Nanos

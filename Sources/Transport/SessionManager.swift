@@ -86,7 +86,7 @@ public final class SessionManager {
     private var tickTimer: TimerToken?
     private var protocols: [HandshakeKind: NoiseProtocol] = [:]
 
-    private struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
+    struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
 
     /// Registers turf's packet types on `demux` and starts the session timers.
     public init(host: NetworkHost, demux: Demultiplexer, identity: Identity, config: Config = Config(),
@@ -315,6 +315,7 @@ public final class SessionManager {
         }
         sessions[s.localIndex] = s
         pendingByInitiator[key] = s.localIndex
+        s.pendingKey = key
         pendingOrder.append(s.localIndex)
     }
 
@@ -409,10 +410,15 @@ public final class SessionManager {
         s.lastReceived = host.now
         s.lastPing = host.now &- config.pingInterval // ping at the next tick for a first RTT sample
         if let i = pendingOrder.firstIndex(of: s.localIndex) { pendingOrder.remove(at: i) }
-        pendingByInitiator = pendingByInitiator.filter { $0.value != s.localIndex }
+        forgetPending(s)
         stats.handshakesCompleted += 1
         s.state = .established
         if s.role == .responder { onInbound?(s) }
+    }
+
+    private func forgetPending(_ s: Session) {
+        if let key = s.pendingKey, pendingByInitiator[key] == s.localIndex { pendingByInitiator[key] = nil }
+        s.pendingKey = nil
     }
 
     func remove(_ s: Session, reason: CloseReason) {
@@ -420,7 +426,7 @@ public final class SessionManager {
         sessions[s.localIndex] = nil
         if let i = pendingOrder.firstIndex(of: s.localIndex) {
             pendingOrder.remove(at: i)
-            pendingByInitiator = pendingByInitiator.filter { $0.value != s.localIndex }
+            forgetPending(s)
         }
         if reason == .timeout { stats.sessionsTimedOut += 1 }
         s.send = nil

@@ -60,7 +60,7 @@ import Sodium
 
     /// The bar: 30% loss with duplication and reordering; every reliable message arrives
     /// exactly once and in order, including messages fragmented across many datagrams.
-    @Test(arguments: [UInt64(11), 12, 13])
+    @Test(arguments: [UInt64(11), 12, 13, 14, 15, 16, 17, 18])
     func reliableChannelUnderLossDuplicationReordering(seed: UInt64) throws {
         let net = SimNetwork(seed: seed)
         let (a, b, sa, sb) = try #require(connectedPair(net))
