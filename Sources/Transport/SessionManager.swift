@@ -347,10 +347,9 @@ public final class SessionManager {
                 host.send(final, to: s.peerAddress)
             }
         } catch {
-            // A stale or forged response: the handshake state is spent, so start a fresh attempt
-            // at the next retry rather than now (no reflection loop).
+            // A stale response (to an earlier attempt) or a forged one. The failed read ran on a
+            // copy, so the stored state is untouched and the genuine response can still be read.
             stats.handshakeFailures += 1
-            s.handshake = nil
         }
     }
 
@@ -374,9 +373,11 @@ public final class SessionManager {
             establish(s)
             s.sendPayload([]) // confirmation: the initiator is established when this arrives
         } catch {
+            // Wrong passphrase, wrong key, or a forged final message from someone who saw our
+            // index: counted; the pending handshake is left as it was (it expires on its own), so
+            // a forgery cannot cancel a genuine handshake.
             if s.kind == .xxpsk3 { stats.passphraseRejected += 1 } else { stats.handshakeFailures += 1 }
             logger.debug("handshake from \(source) rejected in its final message: \(error)")
-            remove(s, reason: .handshakeFailed)
         }
     }
 

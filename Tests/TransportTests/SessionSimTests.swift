@@ -50,6 +50,26 @@ import Sodium
         #expect(host.manager.stats.patternRefused >= 1)
     }
 
+    /// Someone who sees the responder's index (on path) forges a final message first: it is
+    /// counted, and the genuine final message still completes the handshake.
+    @Test func forgedFinalMessageDoesNotCancelHandshake() {
+        let net = SimNetwork(seed: 5, conditions: LinkConditions(latency: .milliseconds(5)))
+        let a = SimPeer(net, ip: 1), b = SimPeer(net, ip: 2)
+        let inner = a.socket.onReceive!
+        a.socket.onReceive = { p, src in
+            if let r = try? HandshakeResponse.decode(p) {
+                // Delivered ahead of the real final message, from A's own address as an on-path
+                // attacker could spoof it.
+                b.manager.receive(HandshakeFinal(receiverIndex: r.senderIndex, noiseMessage: [UInt8](repeating: 7, count: 96)).encode(),
+                                  from: a.address)
+            }
+            inner(p, src)
+        }
+        let s = a.manager.connect(to: b.address, mode: .discovered)
+        #expect(runUntil(net, seconds: 5) { s.isEstablished && b.inbound.first?.isEstablished == true })
+        #expect(b.manager.stats.handshakeFailures >= 1)
+    }
+
     @Test func lobbyKeyDependsOnPassphraseAndLobby() throws {
         let k1 = try SessionManager.lobbyKey(passphrase: "hunter2", lobby: "t1")
         let k2 = try SessionManager.lobbyKey(passphrase: "hunter2", lobby: "t1")
