@@ -19,8 +19,8 @@ public enum ChannelError: Error, Equatable, CustomStringConvertible {
 /// repeats up to `redundancy` of the previous messages, so a lost packet's message usually arrives
 /// with the next one (the netcode approach).
 public final class UnreliableChannel {
-    /// Largest message that fits one datagram alone.
-    public static let maxMessageSize = Wire.maxTransportPayload - 7
+    /// Largest message that fits one datagram with its frame header and a piggybacked ack.
+    public static let maxMessageSize = Wire.maxTransportPayload - 7 - 13
     public var redundancy = 1
     public var onReceive: (([UInt8]) -> Void)?
     public private(set) var delivered: UInt64 = 0
@@ -42,17 +42,20 @@ public final class UnreliableChannel {
         guard session.isEstablished else { throw ChannelError.notEstablished }
         let seq = nextSeq
         nextSeq &+= 1
-        var frames = [Frame.unreliable(seq: seq, data: message)]
-        var room = Wire.maxTransportPayload - frames[0].encodedLength - Frame.ack(next: 0, bits: 0).encodedLength
-        for (s, d) in recent.reversed() {
-            let f = Frame.unreliable(seq: s, data: d)
-            guard f.encodedLength <= room else { break }
-            room -= f.encodedLength
-            frames.append(f)
+        let recent = self.recent
+        session.sendBuilt { payload in
+            Frame.appendUnreliable(seq: seq, data: message, to: &payload)
+            for (s, d) in recent.reversed() {
+                guard payload.count + 7 + d.count <= Wire.maxTransportPayload else { break }
+                Frame.appendUnreliable(seq: s, data: d, to: &payload)
+            }
         }
-        recent.append((seq, message))
-        if recent.count > redundancy { recent.removeFirst(recent.count - redundancy) }
-        session.sendFrames(frames, includeAck: true)
+        if redundancy > 0 {
+            self.recent.append((seq, message))
+            if self.recent.count > redundancy { self.recent.removeFirst(self.recent.count - redundancy) }
+        } else if !self.recent.isEmpty {
+            self.recent.removeAll()
+        }
     }
 
     /// Frames from one packet, delivered oldest first and only if newer than anything delivered.

@@ -144,6 +144,7 @@ public final class Session {
     /// Reused packet buffers: the host copies what it sends, so these rarely reallocate.
     var sendBuffer: [UInt8] = []
     var receiveBuffer: [UInt8] = []
+    var payloadBuffer: [UInt8] = []
 
     init(role: Role, kind: HandshakeKind, localIndex: UInt32, peer: PeerAddress, now: Nanos) {
         self.role = role
@@ -154,6 +155,7 @@ public final class Session {
         lastReceived = now
         lossWindowStart = now
         sendBuffer.reserveCapacity(Wire.maxDatagram)
+        payloadBuffer.reserveCapacity(Wire.maxDatagram)
         receiveBuffer.reserveCapacity(Wire.maxDatagram)
         unreliable.session = self
         reliable.session = self
@@ -194,6 +196,19 @@ public final class Session {
     }
 
     /// Packs `frames` into packets of at most `Wire.maxTransportPayload` and sends them.
+    /// Builds one plaintext payload in the session's reused buffer (with an owed ack first) and
+    /// sends it: the allocation-free path for game traffic. `build` must stay within
+    /// `Wire.maxTransportPayload` minus 13 bytes for the ack.
+    func sendBuilt(_ build: (inout [UInt8]) -> Void) {
+        var payload = payloadBuffer
+        payloadBuffer = []
+        payload.removeAll(keepingCapacity: true)
+        if let ack = reliable.takeAck() { ack.encode(into: &payload) }
+        build(&payload)
+        sendPayload(payload)
+        payloadBuffer = payload
+    }
+
     func sendFrames(_ frames: [Frame], includeAck: Bool) {
         var payload: [UInt8] = []
         payload.reserveCapacity(Wire.maxTransportPayload)
@@ -322,6 +337,14 @@ public final class Session {
 
     /// Handles the frames of an authenticated packet.
     func handle(frames payload: [UInt8], from source: PeerAddress, now: Nanos) {
+        // Fast path for game traffic: exactly one unreliable message.
+        if payload.count >= 7, payload[0] == Frame.unreliableType {
+            let n = Int(payload[5]) | Int(payload[6]) << 8
+            if payload.count == 7 + n {
+                unreliable.receive(readU32(payload, 1), Array(payload[7...]))
+                return
+            }
+        }
         let frames: [Frame]
         do { frames = try Frame.decodeAll(payload) } catch {
             counters.malformedFrames += 1
