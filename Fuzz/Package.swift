@@ -7,7 +7,7 @@ import PackageDescription
 
 // The root package's identity is its directory name, whatever the checkout is called.
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-let harness = Target.Dependency.product(name: "FuzzHarness", package: root.lastPathComponent)
+let harness = Target.Dependency.product(name: "FuzzHarness", package: root.lastPathComponent.lowercased())
 
 let package = Package(
     name: "turf-fuzz",
