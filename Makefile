@@ -1,9 +1,11 @@
 # The two commands a newcomer needs: `make demo` and `make test` (see README.md).
 SWIFT ?= swift
+# bash, for PIPESTATUS in the test recipe.
+SHELL := /bin/bash
 TURF_DEBUG := .build/debug/turf
 TURF_RELEASE := .build/release/turf
 
-.PHONY: deps build release demo test bench fuzz clean
+.PHONY: deps build release demo test bench fuzz fuzz-build fuzz-merge clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -26,7 +28,34 @@ test: deps
 bench: release
 	$(TURF_RELEASE) bench replay --json
 	$(TURF_RELEASE) bench late-op --json
+	$(TURF_RELEASE) bench crypto --json
+	$(TURF_RELEASE) bench session --json
+	$(TURF_RELEASE) bench flood --json
 	$(TURF_RELEASE) bench dht --nodes 10000 --churn 0.2 --json
+
+# libFuzzer targets for every network parser (Fuzz/, a separate package so the game is never
+# instrumented). Runs each for FUZZ_SECONDS over the regression corpus in Fuzz/Corpus/; new inputs
+# go to .build/fuzz-corpus/, crashes to fuzz-artifacts/. `make fuzz-merge` folds the new inputs
+# into the committed corpus, minimised.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := noise transport frames krpc replay
+FUZZ_BUILD := --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
+
+fuzz-build:
+	cd Fuzz && $(SWIFT) build $(FUZZ_BUILD)
+
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .build/fuzz-corpus/$$t fuzz-artifacts/$$t; \
+	  echo "== fuzz-$$t for $(FUZZ_SECONDS) s"; \
+	  Fuzz/.build/debug/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=fuzz-artifacts/$$t/ .build/fuzz-corpus/$$t Fuzz/Corpus/$$t; \
+	done
+
+fuzz-merge: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  Fuzz/.build/debug/fuzz-$$t -merge=1 -rss_limit_mb=4096 Fuzz/Corpus/$$t .build/fuzz-corpus/$$t; \
+	done
 
 clean:
 	rm -rf .build

@@ -1,19 +1,27 @@
 // swift-tools-version:6.1
-// libFuzzer targets for turf's network parsers. Separate from the root package so that the
-// sanitizer flags never touch the normal build. Build and run, from this directory:
-//   swift build -c debug --sanitize=fuzzer --sanitize=address --product FuzzKRPC
-//   .build/debug/FuzzKRPC -max_total_time=60 Corpus/krpc
+// libFuzzer targets for every parser that reads untrusted bytes: Noise messages, transport packets,
+// reliable-channel frames, bencode/KRPC, and replay files. A separate package so the game itself is
+// never built with fuzzer instrumentation. Build and run with `make fuzz` from the repository root,
+// or: swift build --sanitize=fuzzer --sanitize=address (inside Fuzz/).
+import Foundation
 import PackageDescription
+
+// The root package's identity is its directory name, whatever the checkout is called.
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+let turf = root.lastPathComponent.lowercased()
+
+/// Each target: its name (fuzz-NAME, corpus Fuzz/Corpus/NAME) and the root product it fuzzes.
+let targets: [(String, String)] = [
+    ("noise", "FuzzHarness"), ("transport", "FuzzHarness"), ("frames", "FuzzHarness"),
+    ("krpc", "DHT"),          // the DHT's parsers face the whole internet
+    ("replay", "TurfRules"),  // users share replay files; a bad one must never crash
+]
 
 let package = Package(
     name: "turf-fuzz",
-    dependencies: [.package(name: "turf", path: "..")],
-    targets: [
-        // Bencode and KRPC (Sources/DHT): the DHT's parsers face the whole internet.
-        .executableTarget(name: "FuzzKRPC", dependencies: [.product(name: "DHT", package: "turf")],
-                          swiftSettings: [.swiftLanguageMode(.v5)]),
-        // Replay files (Sources/Engine/ReplayFile.swift): users share them; a bad one must never crash.
-        .executableTarget(name: "FuzzReplay", dependencies: [.product(name: "TurfRules", package: "turf")],
-                          swiftSettings: [.swiftLanguageMode(.v5)]),
-    ]
+    dependencies: [.package(path: "..")],
+    targets: targets.map { name, product in
+        .executableTarget(name: "fuzz-\(name)", dependencies: [.product(name: product, package: turf)],
+                          path: "Sources/fuzz-\(name)", swiftSettings: [.swiftLanguageMode(.v5)])
+    }
 )

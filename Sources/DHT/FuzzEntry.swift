@@ -1,4 +1,4 @@
-/// The body of the libFuzzer target for the DHT's parsers (Fuzz/Sources/FuzzKRPC) and of the
+/// The body of the libFuzzer target for the DHT's parsers (Fuzz/Sources/fuzz-krpc) and of the
 /// in-suite mutation test: parse, and check what the strict codec promises.
 public enum DHTFuzz {
     /// Feeds `data` to the bencode and KRPC decoders. Returns a description of a broken promise,

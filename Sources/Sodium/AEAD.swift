@@ -40,6 +40,36 @@ public enum ChaChaPoly {
         }
     }
 
+    /// Low level, for packet paths that manage their own buffers: encrypts `plaintext` with `ad`
+    /// into `output`, which must have room for `plaintext.count + 16` bytes.
+    @inline(__always)
+    public static func seal(key: SecretBytes, counter: UInt64, ad: UnsafeRawBufferPointer,
+                            plaintext: UnsafeRawBufferPointer, output: UnsafeMutableRawPointer) {
+        precondition(key.count == keyLength, "ChaChaPoly key must be 32 bytes")
+        key.withBytes { pk in
+            withNoiseNonce(counter) { nonce in
+                _ = crypto_aead_chacha20poly1305_ietf_encrypt(
+                    output.assumingMemoryBound(to: UInt8.self), nil, u8(plaintext), UInt64(plaintext.count),
+                    u8(ad), UInt64(ad.count), nil, nonce, u8(pk))
+            }
+        }
+    }
+
+    /// Low level: authenticates and decrypts `ciphertext` (with its tag) into `output`, which must
+    /// have room for `ciphertext.count - 16` bytes. False if it does not authenticate.
+    @inline(__always)
+    public static func open(key: SecretBytes, counter: UInt64, ad: UnsafeRawBufferPointer,
+                            ciphertext: UnsafeRawBufferPointer, output: UnsafeMutableRawPointer) -> Bool {
+        guard ciphertext.count >= tagLength, key.count == keyLength else { return false }
+        return key.withBytes { pk in
+            withNoiseNonce(counter) { nonce in
+                crypto_aead_chacha20poly1305_ietf_decrypt(
+                    output.assumingMemoryBound(to: UInt8.self), nil, nil, u8(ciphertext), UInt64(ciphertext.count),
+                    u8(ad), UInt64(ad.count), nonce, u8(pk)) == 0
+            }
+        }
+    }
+
     /// Appends the ciphertext and tag of `plaintext` to `packet`, authenticating the bytes already
     /// in `packet` (a cleartext header) as associated data. One buffer, no copy of the header.
     public static func sealAppending<K: ContiguousBytes, P: ContiguousBytes>(

@@ -2,11 +2,13 @@ import NetCore
 
 public enum ChannelError: Error, Equatable, CustomStringConvertible {
     case messageTooLarge(Int, limit: Int)
+    case notEstablished
     case sessionClosed
 
     public var description: String {
         switch self {
         case let .messageTooLarge(n, limit): return "message of \(n) bytes exceeds the channel limit of \(limit)"
+        case .notEstablished: return "the session is not established yet"
         case .sessionClosed: return "the session is closed"
         }
     }
@@ -17,8 +19,8 @@ public enum ChannelError: Error, Equatable, CustomStringConvertible {
 /// repeats up to `redundancy` of the previous messages, so a lost packet's message usually arrives
 /// with the next one (the netcode approach).
 public final class UnreliableChannel {
-    /// Largest message that fits one datagram alone.
-    public static let maxMessageSize = Wire.maxTransportPayload - 7
+    /// Largest message that fits one datagram with its frame header and a piggybacked ack.
+    public static let maxMessageSize = Wire.maxTransportPayload - 7 - 13
     public var redundancy = 1
     public var onReceive: (([UInt8]) -> Void)?
     public private(set) var delivered: UInt64 = 0
@@ -36,33 +38,39 @@ public final class UnreliableChannel {
         guard message.count <= UnreliableChannel.maxMessageSize else {
             throw ChannelError.messageTooLarge(message.count, limit: UnreliableChannel.maxMessageSize)
         }
-        guard let session, session.isEstablished else { throw ChannelError.sessionClosed }
+        guard let session, !session.isClosed else { throw ChannelError.sessionClosed }
+        guard session.isEstablished else { throw ChannelError.notEstablished }
         let seq = nextSeq
         nextSeq &+= 1
-        var frames = [Frame.unreliable(seq: seq, data: message)]
-        var room = Wire.maxTransportPayload - frames[0].encodedLength - Frame.ack(next: 0, bits: 0).encodedLength
-        for (s, d) in recent.reversed() {
-            let f = Frame.unreliable(seq: s, data: d)
-            guard f.encodedLength <= room else { break }
-            room -= f.encodedLength
-            frames.append(f)
+        let recent = self.recent
+        session.sendBuilt { payload in
+            Frame.appendUnreliable(seq: seq, data: message, to: &payload)
+            for (s, d) in recent.reversed() {
+                guard payload.count + 7 + d.count <= Wire.maxTransportPayload else { break }
+                Frame.appendUnreliable(seq: s, data: d, to: &payload)
+            }
         }
-        recent.append((seq, message))
-        if recent.count > redundancy { recent.removeFirst(recent.count - redundancy) }
-        session.sendFrames(frames, includeAck: true)
+        if redundancy > 0 {
+            self.recent.append((seq, message))
+            if self.recent.count > redundancy { self.recent.removeFirst(self.recent.count - redundancy) }
+        } else if !self.recent.isEmpty {
+            self.recent.removeAll()
+        }
     }
 
     /// Frames from one packet, delivered oldest first and only if newer than anything delivered.
     func receive(_ messages: [(UInt32, [UInt8])]) {
-        for (seq, data) in messages.sorted(by: { $0.0 < $1.0 }) {
-            if let latest = latestReceived, Int32(bitPattern: seq &- latest) <= 0 {
-                droppedStale += 1
-                continue
-            }
-            latestReceived = seq
-            delivered += 1
-            onReceive?(data)
+        for (seq, data) in messages.sorted(by: { $0.0 < $1.0 }) { receive(seq, data) }
+    }
+
+    func receive(_ seq: UInt32, _ data: [UInt8]) {
+        if let latest = latestReceived, Int32(bitPattern: seq &- latest) <= 0 {
+            droppedStale += 1
+            return
         }
+        latestReceived = seq
+        delivered += 1
+        onReceive?(data)
     }
 }
 

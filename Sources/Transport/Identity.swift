@@ -55,7 +55,9 @@ public struct PeerKey: Hashable, Sendable, CustomStringConvertible {
                 bits -= 8
             }
         }
-        guard data.count == 34 else { return nil }
+        // Exactly 34 bytes, and the 3 bits of padding in the last character must be zero, so
+        // every key has one text form.
+        guard data.count == 34, bits < 5, buffer & ((1 << UInt32(bits)) - 1) == 0 else { return nil }
         let key = Array(data[0..<32])
         guard Array(data[32..<34]) == PeerKey.checksum(key) else { return nil }
         self.bytes = key
@@ -89,7 +91,7 @@ public enum IdentityStoreError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .insecurePermissions(path, mode):
-            return "refusing to use the key file \(path): it is readable by group or others (mode \(String(mode & 0o777, radix: 8))). Run `chmod 600 \(path)` if it is really yours, or delete it to make a new identity."
+            return "refusing to use the key file \(path): group or others have access to it (mode \(String(mode & 0o777, radix: 8))). Run `chmod 600 \(path)` if it is really yours, or delete it to make a new identity."
         case .notOwned(let path):
             return "refusing to use the key file \(path): it belongs to another user"
         case .malformed(let path):

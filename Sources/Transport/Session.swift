@@ -57,13 +57,25 @@ public enum CloseReason: Equatable, Sendable {
     case shutdown
 }
 
-/// One key direction: a ChaChaPoly key, its epoch, and (receiving) its replay window.
-struct DirectionKey {
-    var key: SecretBytes
-    var epoch: UInt8
-    var since: Nanos
-    var counter: UInt64 = 0      // next counter to send
-    var window = ReplayWindow()  // counters received
+/// One key direction: a ChaChaPoly key, its epoch, and (receiving) its replay window. A class, so
+/// the per-packet path mutates it in place instead of copying the window.
+final class DirectionKey {
+    let key: SecretBytes
+    let epoch: UInt8
+    let since: Nanos
+    @exclusivity(unchecked) var counter: UInt64 = 0      // next counter to send
+    @exclusivity(unchecked) var window = ReplayWindow()  // counters received
+
+    init(key: SecretBytes, epoch: UInt8, since: Nanos) {
+        self.key = key
+        self.epoch = epoch
+        self.since = since
+    }
+
+    /// The key after this one: Noise's REKEY, next epoch, counters from zero.
+    func next(now: Nanos) -> DirectionKey {
+        DirectionKey(key: CipherState.rekeyed(key), epoch: epoch &+ 1, since: now)
+    }
 }
 
 /// A secure session with one peer: Noise handshake state while connecting, then transport keys,
@@ -98,7 +110,7 @@ public final class Session {
         public var rekeys: UInt64 = 0
         public var handshakeAttempts: Int = 0
     }
-    public internal(set) var counters = Counters()
+    @exclusivity(unchecked) public internal(set) var counters = Counters()
 
     weak var manager: SessionManager?
 
@@ -111,24 +123,28 @@ public final class Session {
     var finalMessage: [UInt8]?          // initiator (XX): resent until the peer confirms
     var cachedResponse: [UInt8]?        // responder: resent for a duplicate initiation
     var initiationNoise: [UInt8] = []
+    var pendingKey: SessionManager.PendingKey?
     var nextHandshakeAction: Nanos = 0
     var cookieResendUsed = false
     let createdAt: Nanos
 
     // Transport.
-    var send: DirectionKey?
-    var receive: DirectionKey?
-    var previousReceive: DirectionKey?
-    var lastReceived: Nanos
-    var lastSent: Nanos = 0
+    @exclusivity(unchecked) var send: DirectionKey?
+    @exclusivity(unchecked) var receive: DirectionKey?
+    @exclusivity(unchecked) var previousReceive: DirectionKey?
+    @exclusivity(unchecked) var lastReceived: Nanos
+    @exclusivity(unchecked) var lastSent: Nanos = 0
     var lastPing: Nanos = 0
     var nextPingID: UInt32 = 1
     var pingsInFlight: [(UInt32, Nanos)] = []
     var lossWindowStart: Nanos
     var lossWindowHighest: UInt64?
-    var lossWindowReceived: UInt64 = 0
+    @exclusivity(unchecked) var lossWindowReceived: UInt64 = 0
     var flushScheduled = false
-    var scratch: [UInt8] = []
+    /// Reused packet buffers: the host copies what it sends, so these rarely reallocate.
+    var sendBuffer: [UInt8] = []
+    var receiveBuffer: [UInt8] = []
+    var payloadBuffer: [UInt8] = []
 
     init(role: Role, kind: HandshakeKind, localIndex: UInt32, peer: PeerAddress, now: Nanos) {
         self.role = role
@@ -138,7 +154,9 @@ public final class Session {
         createdAt = now
         lastReceived = now
         lossWindowStart = now
-        scratch.reserveCapacity(Wire.maxDatagram)
+        sendBuffer.reserveCapacity(Wire.maxDatagram)
+        payloadBuffer.reserveCapacity(Wire.maxDatagram)
+        receiveBuffer.reserveCapacity(Wire.maxDatagram)
         unreliable.session = self
         reliable.session = self
     }
@@ -178,6 +196,19 @@ public final class Session {
     }
 
     /// Packs `frames` into packets of at most `Wire.maxTransportPayload` and sends them.
+    /// Builds one plaintext payload in the session's reused buffer (with an owed ack first) and
+    /// sends it: the allocation-free path for game traffic. `build` must stay within
+    /// `Wire.maxTransportPayload` minus 13 bytes for the ack.
+    func sendBuilt(_ build: (inout [UInt8]) -> Void) {
+        var payload = payloadBuffer
+        payloadBuffer = []
+        payload.removeAll(keepingCapacity: true)
+        if let ack = reliable.takeAck() { ack.encode(into: &payload) }
+        build(&payload)
+        sendPayload(payload)
+        payloadBuffer = payload
+    }
+
     func sendFrames(_ frames: [Frame], includeAck: Bool) {
         var payload: [UInt8] = []
         payload.reserveCapacity(Wire.maxTransportPayload)
@@ -194,28 +225,54 @@ public final class Session {
 
     /// Encrypts one plaintext payload into a transport packet and sends it.
     func sendPayload(_ payload: [UInt8]) {
-        guard let manager, let packet = seal(payload, now: manager.host.now) else { return }
-        manager.host.send(packet, to: peerAddress)
+        guard let manager, seal(payload, now: manager.host.now, into: &sendBuffer) else { return }
+        manager.host.send(sendBuffer, to: peerAddress)
     }
 
-    /// The transport packet for `payload` (the hot path measured by `turf bench crypto`).
+    /// The transport packet for `payload`, or nil if the session has no keys.
     public func seal(_ payload: [UInt8], now: Nanos) -> [UInt8]? {
-        guard var key = send else { return nil }
-        if let manager, key.counter >= manager.config.rekeyAfterMessages || now &- key.since >= manager.config.rekeyAfterTime {
-            key = DirectionKey(key: CipherState.rekeyed(key.key), epoch: key.epoch &+ 1, since: now)
+        var packet: [UInt8] = []
+        return seal(payload, now: now, into: &packet) ? packet : nil
+    }
+
+    /// Seals `payload` into `packet` (resized, its storage reused): the hot path measured by
+    /// `turf bench crypto`. False if the session has no keys.
+    public func seal(_ payload: [UInt8], now: Nanos, into packet: inout [UInt8]) -> Bool {
+        guard var key = send else { return false }
+        if key.counter >= rekeyAfterMessages || now &- key.since >= rekeyAfterTime {
+            key = key.next(now: now)
+            send = key
             counters.rekeys += 1
         }
-        var packet: [UInt8] = []
-        packet.reserveCapacity(Wire.transportHeaderLength + payload.count + Wire.tagLength)
-        TransportHeader(receiverIndex: remoteIndex, epoch: key.epoch, counter: key.counter).write(into: &packet)
-        ChaChaPoly.sealAppending(key: key.key, counter: key.counter, plaintext: payload, to: &packet)
+        let counter = key.counter
         key.counter += 1
-        send = key
+        let h = Wire.transportHeaderLength
+        let total = h + payload.count + Wire.tagLength
+        if packet.count != total {
+            packet.removeAll(keepingCapacity: true)
+            packet.append(contentsOf: repeatElement(0, count: total))
+        }
+        let index = remoteIndex, epoch = key.epoch, secret = key.key
+        packet.withUnsafeMutableBytes { buffer in
+            let base = buffer.baseAddress!
+            base.storeBytes(of: PacketType.transportData.rawValue, as: UInt8.self)
+            base.storeBytes(of: index.littleEndian, toByteOffset: 1, as: UInt32.self)
+            base.storeBytes(of: epoch, toByteOffset: 5, as: UInt8.self)
+            base.storeBytes(of: counter.littleEndian, toByteOffset: 6, as: UInt64.self)
+            payload.withUnsafeBytes { p in
+                ChaChaPoly.seal(key: secret, counter: counter, ad: UnsafeRawBufferPointer(start: base, count: h),
+                                plaintext: p, output: base + h)
+            }
+        }
         lastSent = now
         counters.packetsSent += 1
-        counters.bytesSent += UInt64(packet.count)
-        return packet
+        counters.bytesSent += UInt64(total)
+        return true
     }
+
+    /// Copied from the manager's configuration so the packet path needs no manager lookup.
+    var rekeyAfterMessages: UInt64 = 1 << 32
+    var rekeyAfterTime: Nanos = .seconds(120)
 
     // MARK: receiving
 
@@ -223,40 +280,71 @@ public final class Session {
     /// (counted). Handles epochs: the current key, the previous one for a grace period, and the
     /// next one (the peer rekeyed), which is adopted only once a packet authenticates under it.
     public func open(_ packet: [UInt8], header: TransportHeader, now: Nanos) -> [UInt8]? {
-        guard let current = receive else { return nil }
-        let h = Wire.transportHeaderLength
         var out: [UInt8] = []
-        out.reserveCapacity(packet.count - h)
+        return open(packet, header: header, now: now, into: &out) ? out : nil
+    }
+
+    /// Authenticates and decrypts into `plaintext` (resized, its storage reused); false if the
+    /// packet is rejected.
+    public func open(_ packet: [UInt8], header: TransportHeader, now: Nanos, into plaintext: inout [UInt8]) -> Bool {
+        let h = Wire.transportHeaderLength
+        guard let current = receive, packet.count >= h + Wire.tagLength else { return false }
         if header.epoch == current.epoch {
-            guard current.window.wouldAccept(header.counter) else { counters.replaysDropped += 1; return nil }
-            guard ChaChaPoly.openPacket(key: current.key, counter: header.counter, packet: packet, headerLength: h, appendingTo: &out) else {
-                counters.authFailures += 1; return nil
+            guard current.window.wouldAccept(header.counter) else { counters.replaysDropped += 1; return false }
+            guard Session.decrypt(packet, key: current.key, counter: header.counter, into: &plaintext) else {
+                counters.authFailures += 1; return false
             }
-            guard receive!.window.accept(header.counter) else { counters.replaysDropped += 1; return nil }
-        } else if var prev = previousReceive, header.epoch == prev.epoch {
-            guard prev.window.wouldAccept(header.counter),
-                  ChaChaPoly.openPacket(key: prev.key, counter: header.counter, packet: packet, headerLength: h, appendingTo: &out),
-                  prev.window.accept(header.counter) else { counters.authFailures += 1; return nil }
-            previousReceive = prev
+            guard current.window.accept(header.counter) else { counters.replaysDropped += 1; return false }
+        } else if let prev = previousReceive, header.epoch == prev.epoch {
+            guard prev.window.wouldAccept(header.counter) else { counters.replaysDropped += 1; return false }
+            guard Session.decrypt(packet, key: prev.key, counter: header.counter, into: &plaintext),
+                  prev.window.accept(header.counter) else { counters.authFailures += 1; return false }
         } else if header.epoch == current.epoch &+ 1 {
-            var next = DirectionKey(key: CipherState.rekeyed(current.key), epoch: header.epoch, since: now)
-            guard ChaChaPoly.openPacket(key: next.key, counter: header.counter, packet: packet, headerLength: h, appendingTo: &out),
-                  next.window.accept(header.counter) else { counters.authFailures += 1; return nil }
+            let next = current.next(now: now)
+            guard Session.decrypt(packet, key: next.key, counter: header.counter, into: &plaintext),
+                  next.window.accept(header.counter) else { counters.authFailures += 1; return false }
             previousReceive = current
             receive = next
             lossWindowHighest = nil
         } else {
             counters.authFailures += 1
-            return nil
+            return false
         }
         counters.packetsReceived += 1
         lossWindowReceived += 1
         lastReceived = now
-        return out
+        return true
+    }
+
+    /// Decrypts a transport packet (header as associated data) into `out`.
+    @inline(__always)
+    static func decrypt(_ packet: [UInt8], key: SecretBytes, counter: UInt64, into out: inout [UInt8]) -> Bool {
+        let h = Wire.transportHeaderLength
+        let n = packet.count - h - Wire.tagLength
+        if out.count != n {
+            out.removeAll(keepingCapacity: true)
+            out.append(contentsOf: repeatElement(0, count: n))
+        }
+        var scratch: UInt8 = 0
+        return out.withUnsafeMutableBytes { o in
+            packet.withUnsafeBytes { p in
+                ChaChaPoly.open(key: key, counter: counter, ad: UnsafeRawBufferPointer(rebasing: p[0..<h]),
+                                ciphertext: UnsafeRawBufferPointer(rebasing: p[h...]),
+                                output: o.baseAddress ?? withUnsafeMutableBytes(of: &scratch) { $0.baseAddress! })
+            }
+        }
     }
 
     /// Handles the frames of an authenticated packet.
     func handle(frames payload: [UInt8], from source: PeerAddress, now: Nanos) {
+        // Fast path for game traffic: exactly one unreliable message.
+        if payload.count >= 7, payload[0] == Frame.unreliableType {
+            let n = Int(payload[5]) | Int(payload[6]) << 8
+            if payload.count == 7 + n {
+                unreliable.receive(readU32(payload, 1), Array(payload[7...]))
+                return
+            }
+        }
         let frames: [Frame]
         do { frames = try Frame.decodeAll(payload) } catch {
             counters.malformedFrames += 1
@@ -284,7 +372,11 @@ public final class Session {
                 return
             }
         }
-        if !unreliableMessages.isEmpty { unreliable.receive(unreliableMessages) }
+        if unreliableMessages.count == 1 {
+            unreliable.receive(unreliableMessages[0].0, unreliableMessages[0].1)
+        } else if !unreliableMessages.isEmpty {
+            unreliable.receive(unreliableMessages)
+        }
     }
 
     // MARK: timers

@@ -72,12 +72,12 @@ public final class SessionManager {
     public let host: NetworkHost
     public let identity: Identity
     public let config: Config
-    public private(set) var stats = Stats()
+    @exclusivity(unchecked) public private(set) var stats = Stats()
     /// Called when a session started by a peer is established.
     public var onInbound: ((Session) -> Void)?
     let logger: Logger
 
-    private var sessions: [UInt32: Session] = [:]
+    @exclusivity(unchecked) private var sessions: [UInt32: Session] = [:]
     /// Responder-side handshakes by (source, initiator's index), to answer duplicates from cache.
     private var pendingByInitiator: [PendingKey: UInt32] = [:]
     private var pendingOrder: [UInt32] = []
@@ -86,7 +86,7 @@ public final class SessionManager {
     private var tickTimer: TimerToken?
     private var protocols: [HandshakeKind: NoiseProtocol] = [:]
 
-    private struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
+    struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
 
     /// Registers turf's packet types on `demux` and starts the session timers.
     public init(host: NetworkHost, demux: Demultiplexer, identity: Identity, config: Config = Config(),
@@ -146,6 +146,8 @@ public final class SessionManager {
         }
         let s = Session(role: .initiator, kind: kind, localIndex: freshIndex(), peer: address, now: host.now)
         s.manager = self
+        s.rekeyAfterMessages = config.rekeyAfterMessages
+        s.rekeyAfterTime = config.rekeyAfterTime
         if case .knownKey(let k) = mode { s.expectedRemoteKey = k }
         if case .passphrase(let p) = mode { s.psk = p }
         sessions[s.localIndex] = s
@@ -164,9 +166,12 @@ public final class SessionManager {
         config.handshakeRetry + Nanos(Sodium.randomUniform(UInt32(min(config.handshakeRetry / 10, Nanos(UInt32.max - 1)) + 1)))
     }
 
-    private func sendInitiation(_ s: Session) {
-        s.counters.handshakeAttempts += 1
-        s.cookieResendUsed = false
+    /// Sends a fresh initiation. A resend prompted by a cookie reply is not a new attempt.
+    private func sendInitiation(_ s: Session, cookieResend: Bool = false) {
+        if !cookieResend {
+            s.counters.handshakeAttempts += 1
+            s.cookieResendUsed = false
+        }
         s.nextHandshakeAction = host.now + retryDelay()
         do {
             var remoteStatic: [UInt8]?
@@ -220,10 +225,10 @@ public final class SessionManager {
         guard let header = try? TransportHeader.decode(packet) else { stats.malformed += 1; return }
         guard let s = sessions[header.receiverIndex] else { stats.unknownIndex += 1; return }
         let now = host.now
-        guard let payload = s.open(packet, header: header, now: now) else { stats.transportRejected += 1; return }
+        guard s.open(packet, header: header, now: now, into: &s.receiveBuffer) else { stats.transportRejected += 1; return }
         if source != s.peerAddress, header.counter >= (s.receive?.window.highest ?? 0) { s.peerAddress = source }
         if s.state == .connecting { establish(s) }
-        if !payload.isEmpty { s.handle(frames: payload, from: source, now: now) }
+        if !s.receiveBuffer.isEmpty { s.handle(frames: s.receiveBuffer, from: source, now: now) }
     }
 
     private func receiveInitiation(_ packet: [UInt8], from source: PeerAddress) {
@@ -249,7 +254,7 @@ public final class SessionManager {
                 return
             }
             // A retry with a new ephemeral key replaces the old attempt.
-            if existing.state == .connecting { remove(existing, reason: .handshakeFailed, countFailure: false) }
+            if existing.state == .connecting { remove(existing, reason: .handshakeFailed) }
         }
         switch (initiation.kind, lobbyPSK) {
         case (.xxpsk3, nil), (.xx, .some), (.ik, .some):
@@ -260,6 +265,8 @@ public final class SessionManager {
         stats.handshakesProcessed += 1
         let s = Session(role: .responder, kind: initiation.kind, localIndex: freshIndex(), peer: source, now: host.now)
         s.manager = self
+        s.rekeyAfterMessages = config.rekeyAfterMessages
+        s.rekeyAfterTime = config.rekeyAfterTime
         s.remoteIndex = initiation.senderIndex
         do {
             var hs = try HandshakeState(protocol: protocols[initiation.kind]!, initiator: false, prologue: prologue,
@@ -303,11 +310,12 @@ public final class SessionManager {
             let oldest = pendingOrder.removeFirst()
             if let o = sessions[oldest], o.state == .connecting {
                 stats.pendingEvicted += 1
-                remove(o, reason: .handshakeFailed, countFailure: false)
+                remove(o, reason: .handshakeFailed)
             }
         }
         sessions[s.localIndex] = s
         pendingByInitiator[key] = s.localIndex
+        s.pendingKey = key
         pendingOrder.append(s.localIndex)
     }
 
@@ -339,10 +347,9 @@ public final class SessionManager {
                 host.send(final, to: s.peerAddress)
             }
         } catch {
-            // A stale or forged response: the handshake state is spent, so start a fresh attempt
-            // at the next retry rather than now (no reflection loop).
+            // A stale response (to an earlier attempt) or a forged one. The failed read ran on a
+            // copy, so the stored state is untouched and the genuine response can still be read.
             stats.handshakeFailures += 1
-            s.handshake = nil
         }
     }
 
@@ -366,9 +373,11 @@ public final class SessionManager {
             establish(s)
             s.sendPayload([]) // confirmation: the initiator is established when this arrives
         } catch {
+            // Wrong passphrase, wrong key, or a forged final message from someone who saw our
+            // index: counted; the pending handshake is left as it was (it expires on its own), so
+            // a forgery cannot cancel a genuine handshake.
             if s.kind == .xxpsk3 { stats.passphraseRejected += 1 } else { stats.handshakeFailures += 1 }
             logger.debug("handshake from \(source) rejected in its final message: \(error)")
-            remove(s, reason: .handshakeFailed, countFailure: false)
         }
     }
 
@@ -385,10 +394,7 @@ public final class SessionManager {
         // Retry at once with the cookie, once per attempt.
         if !s.cookieResendUsed {
             s.cookieResendUsed = true
-            let attempts = s.counters.handshakeAttempts
-            sendInitiation(s)
-            s.counters.handshakeAttempts = attempts
-            s.cookieResendUsed = true
+            sendInitiation(s, cookieResend: true)
         }
     }
 
@@ -405,18 +411,23 @@ public final class SessionManager {
         s.lastReceived = host.now
         s.lastPing = host.now &- config.pingInterval // ping at the next tick for a first RTT sample
         if let i = pendingOrder.firstIndex(of: s.localIndex) { pendingOrder.remove(at: i) }
-        pendingByInitiator = pendingByInitiator.filter { $0.value != s.localIndex }
+        forgetPending(s)
         stats.handshakesCompleted += 1
         s.state = .established
         if s.role == .responder { onInbound?(s) }
     }
 
-    func remove(_ s: Session, reason: CloseReason, countFailure: Bool = true) {
+    private func forgetPending(_ s: Session) {
+        if let key = s.pendingKey, pendingByInitiator[key] == s.localIndex { pendingByInitiator[key] = nil }
+        s.pendingKey = nil
+    }
+
+    func remove(_ s: Session, reason: CloseReason) {
         guard sessions[s.localIndex] === s else { return }
         sessions[s.localIndex] = nil
         if let i = pendingOrder.firstIndex(of: s.localIndex) {
             pendingOrder.remove(at: i)
-            pendingByInitiator = pendingByInitiator.filter { $0.value != s.localIndex }
+            forgetPending(s)
         }
         if reason == .timeout { stats.sessionsTimedOut += 1 }
         s.send = nil
@@ -444,7 +455,7 @@ public final class SessionManager {
                 s.tick(now: now, config: config)
             case .connecting:
                 if s.role == .responder {
-                    if now &- s.createdAt >= config.pendingHandshakeTimeout { remove(s, reason: .handshakeFailed, countFailure: false) }
+                    if now &- s.createdAt >= config.pendingHandshakeTimeout { remove(s, reason: .handshakeFailed) }
                 } else if now >= s.nextHandshakeAction {
                     if s.counters.handshakeAttempts >= config.handshakeAttempts {
                         remove(s, reason: .handshakeTimeout)

@@ -275,6 +275,13 @@ public enum Frame: Equatable {
         }
     }
 
+    /// Encodes an unreliable message frame without building a `Frame`.
+    @inline(__always)
+    static func appendUnreliable(seq: UInt32, data: [UInt8], to out: inout [UInt8]) {
+        out.append(unreliableType); appendU32(&out, seq)
+        out.append(UInt8(data.count & 0xFF)); out.append(UInt8(data.count >> 8)); out += data
+    }
+
     public func encode(into out: inout [UInt8]) {
         switch self {
         case .ping(let id): out.append(Frame.pingType); appendU32(&out, id)

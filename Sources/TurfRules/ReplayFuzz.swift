@@ -1,6 +1,6 @@
 import Engine
 
-/// The body of the replay-parser fuzz target (Fuzz/Sources/FuzzReplay) and of the in-suite
+/// The body of the replay-parser fuzz target (Fuzz/Sources/fuzz-replay) and of the in-suite
 /// mutation tests: any bytes either fail to decode with a `ReplayFormatError`, or decode to a
 /// replay that re-encodes to a file decoding to the same replay and that can be re-derived.
 public enum ReplayFuzz {

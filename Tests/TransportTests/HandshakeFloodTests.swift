@@ -70,7 +70,7 @@ final class Flooder {
         var session: Session?
         net.schedule(after: .seconds(2)) { session = legit.manager.connect(to: responder.address, mode: .discovered) }
         let cpuStart = clock()
-        net.run(for: .seconds(seconds) + .milliseconds(100))
+        _ = net.run(for: .seconds(seconds) + .milliseconds(100))
         let cpuMillis = Double(clock() - cpuStart) / Double(CLOCKS_PER_SEC) * 1000
         let s = try #require(session)
         #expect(runUntil(net, seconds: 5) { s.isEstablished })
@@ -112,7 +112,7 @@ final class Flooder {
         var fake = HandshakeInitiation(kind: .xx, senderIndex: 1, noiseMessage: Sodium.randomBytes(32)).encode()
         fake[Wire.mac1Offset] ^= 1
         probe.send(fake, to: responder.address)
-        net.run(for: .seconds(1))
+        _ = net.run(for: .seconds(1))
         #expect(replies == 0)
         #expect(responder.manager.stats.handshakesProcessed == 0)
         #expect(responder.manager.stats.badMac1 >= 1)

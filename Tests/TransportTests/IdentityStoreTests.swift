@@ -54,7 +54,7 @@ import Foundation
         defer { try? FileManager.default.removeItem(atPath: base) }
         let store = IdentityStore(directory: base)
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: store.path, contents: Data("hello\n".utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: store.path, contents: Data("hello\n".utf8), attributes: [.posixPermissions: 0o600])
         #expect(throws: IdentityStoreError.malformed(path: store.path)) { _ = try store.loadOrCreate() }
     }
 

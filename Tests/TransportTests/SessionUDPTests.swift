@@ -71,6 +71,33 @@ import NetCore
         #expect(try wait(b.host) { sb.state == .closed(.remote) })
     }
 
+    /// A 3-second blackout on real sockets (the receiver drops everything): the session stays up
+    /// on the event loop's real timers, and reliable messages sent meanwhile arrive afterwards.
+    @Test func sessionSurvivesBlackoutOnRealSockets() throws {
+        let a = try Peer(), b = try Peer()
+        defer { a.stop(); b.stop() }
+        let s = try a.host.sync { a.manager.connect(to: b.host.localAddress, mode: .discovered) }
+        #expect(try wait(b.host) { b.inbound.first?.isEstablished == true })
+        let sb = try b.host.sync { b.inbound[0] }
+        var blackout = true
+        var got: [[UInt8]] = []
+        try b.host.sync {
+            let inner = b.host.onReceive!
+            b.host.onReceive = { p, src in if !blackout { inner(p, src) } }
+            sb.reliable.onReceive = { got.append($0) }
+        }
+        for i in 0..<10 {
+            try a.host.sync { try s.reliable.send([UInt8(i)]) }
+            usleep(300_000)
+        }
+        #expect(try b.host.sync { got.isEmpty })
+        try b.host.sync { blackout = false }
+        #expect(try wait(b.host, seconds: 5) { got.count == 10 })
+        #expect(try b.host.sync { got } == (0..<10).map { [UInt8($0)] })
+        #expect(try a.host.sync { s.isEstablished && s.reliable.stats.retransmissions > 0 })
+        #expect(try b.host.sync { sb.isEstablished })
+    }
+
     @Test func wrongPassphraseOverLoopbackIsRejectedAndCounted() throws {
         let a = try Peer(), b = try Peer()
         defer { a.stop(); b.stop() }

@@ -109,6 +109,12 @@ import Sodium
         #expect(PeerKey(text: String(chars)) == nil)
         #expect(PeerKey(text: String(text.dropLast())) == nil)
         #expect(PeerKey(text: "turf1!!!") == nil)
+        // The last character carries 3 padding bits; a non-zero padding is not the same key's text.
+        var last = Array(text)
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
+        let v = alphabet.firstIndex(of: last[last.count - 1])!
+        last[last.count - 1] = alphabet[v ^ 1]
+        #expect(PeerKey(text: String(last)) == nil)
         #expect(PeerKey(text: "") == nil)
         #expect(try id.publicKey.x25519() == id.agreement.publicKey)
     }

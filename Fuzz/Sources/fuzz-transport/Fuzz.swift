@@ -1,0 +1,8 @@
+import FuzzHarness
+
+/// libFuzzer entry point (libFuzzer supplies main).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    FuzzHarness.run(.transport, Array(UnsafeBufferPointer(start: data, count: size)))
+    return 0
+}
