@@ -206,16 +206,21 @@ struct DHTServe: ParsableCommand {
     }
 }
 
+/// What `announce` and `lookup` act on: a topic or a raw info-hash.
+struct DHTTargetOptions: ParsableArguments {
+    @Option(help: "Topic (hashed to an info-hash as docs/dht.md describes).") var topic: String?
+    @Option(help: "Info-hash, 40 hex digits.") var infohash: String?
+}
+
 struct DHTAnnounce: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "announce", abstract: "Join, announce a topic with implied_port, and keep re-announcing.")
     @OptionGroup var node: DHTNodeOptions
-    @Option(help: "Topic to announce (hashed as docs/dht.md describes).") var topic: String?
-    @Option(help: "Info-hash to announce, 40 hex digits.") var infohash: String?
+    @OptionGroup var target: DHTTargetOptions
     @Option(help: "Seconds to keep announcing.") var duration: Double = 1800
     @Flag(help: "Print JSON lines.") var json = false
 
     func run() throws {
-        let h = try DHTCLI.infoHash(topic: topic, infohash: infohash)
+        let h = try DHTCLI.infoHash(topic: target.topic, infohash: target.infohash)
         let r = try DHTCLI.Running(node, verbose: !json)
         let port = r.host.localAddress.port
         let durationNanos = Nanos(duration * 1e9)
@@ -237,13 +242,12 @@ struct DHTAnnounce: ParsableCommand {
 struct DHTLookup: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "lookup", abstract: "Find the peers announced on a topic, and this node's external address.")
     @OptionGroup var node: DHTNodeOptions
-    @Option(help: "Topic to look up.") var topic: String?
-    @Option(help: "Info-hash to look up, 40 hex digits.") var infohash: String?
+    @OptionGroup var target: DHTTargetOptions
     @Option(help: "Give up after this many seconds.") var timeout: Double = 30
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let h = try DHTCLI.infoHash(topic: topic, infohash: infohash)
+        let h = try DHTCLI.infoHash(topic: target.topic, infohash: target.infohash)
         let r = try DHTCLI.Running(node, verbose: !json)
         let started = Date()
         // Join first (the node's start lookup), then the get_peers lookup.
