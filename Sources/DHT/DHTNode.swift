@@ -173,7 +173,13 @@ public final class DHTNode {
         var impliedPort: Bool
         var until: Nanos?
         var timer: TimerToken?
+        /// Distinguishes this announcement from a later `keepAnnouncing` of the same info-hash.
+        var generation: UInt64
     }
+
+    private var announcementGeneration: UInt64 = 0
+    /// First retry delay for an announce that reached no node (doubling up to `reannounceInterval`).
+    static let announceRetry: Nanos = .seconds(5)
 
     /// A node on `socket`, with timers from `scheduler`. Feed it datagrams with `receive`, or use
     /// `attach(to:)` / `init(host:)` to wire a socket or a demultiplexer.
@@ -272,7 +278,9 @@ public final class DHTNode {
 
     private func scheduleMaintenance() {
         maintenanceTimer?.cancel()
-        maintenanceTimer = scheduler.schedule(after: config.maintenanceInterval) { [weak self] in
+        // With an empty table (bootstrap unreachable so far), try again soon rather than in a minute.
+        let delay = table.count == 0 ? min(config.maintenanceInterval, .seconds(5)) : config.maintenanceInterval
+        maintenanceTimer = scheduler.schedule(after: delay) { [weak self] in
             guard let self, !self.stopped else { return }
             self.maintain()
             self.scheduleMaintenance()
@@ -676,24 +684,33 @@ public final class DHTNode {
         }
     }
 
-    /// Announces now and every `reannounceInterval` until `duration` ends (forever if nil).
+    /// Announces now and every `reannounceInterval` until `duration` ends (forever if nil). An
+    /// announce that stored on no node (bootstrap unreachable yet, say) is retried after 5 s,
+    /// doubling, instead of waiting a whole re-announce interval.
     public func keepAnnouncing(_ infoHash: NodeID, port: UInt16, impliedPort: Bool = true, duration: Nanos? = nil,
                                onEach: ((LookupResult, Int) -> Void)? = nil) {
         announcements[infoHash]?.timer?.cancel()
-        announcements[infoHash] = Announcement(port: port, impliedPort: impliedPort, until: duration.map { now &+ $0 })
-        runAnnouncement(infoHash, onEach: onEach)
+        announcementGeneration &+= 1
+        announcements[infoHash] = Announcement(port: port, impliedPort: impliedPort, until: duration.map { now &+ $0 },
+                                               generation: announcementGeneration)
+        runAnnouncement(infoHash, retry: DHTNode.announceRetry, onEach: onEach)
     }
 
     public func stopAnnouncing(_ infoHash: NodeID) {
         announcements.removeValue(forKey: infoHash)?.timer?.cancel()
     }
 
-    private func runAnnouncement(_ h: NodeID, onEach: ((LookupResult, Int) -> Void)?) {
+    private func runAnnouncement(_ h: NodeID, retry: Nanos, onEach: ((LookupResult, Int) -> Void)?) {
         guard let a = announcements[h], !stopped else { return }
         if let until = a.until, now >= until { announcements[h] = nil; return }
-        announce(h, port: a.port, impliedPort: a.impliedPort) { r, n in onEach?(r, n) }
-        announcements[h]?.timer = scheduler.schedule(after: config.reannounceInterval) { [weak self] in
-            self?.runAnnouncement(h, onEach: onEach)
+        announce(h, port: a.port, impliedPort: a.impliedPort) { [weak self] r, stored in
+            onEach?(r, stored)
+            guard let self, !self.stopped, self.announcements[h]?.generation == a.generation else { return }
+            let failed = stored == 0
+            let delay = failed ? min(retry, self.config.reannounceInterval) : self.config.reannounceInterval
+            self.announcements[h]?.timer = self.scheduler.schedule(after: delay) { [weak self] in
+                self?.runAnnouncement(h, retry: failed ? retry &* 2 : DHTNode.announceRetry, onEach: onEach)
+            }
         }
     }
 

@@ -12,7 +12,7 @@ import Testing
         #expect(bad.stderr.contains("40 hex digits"))
     }
 
-    @Test func announceThenLookupThroughAServingNode() throws {
+    @Test func anAnnouncerStartedBeforeItsBootstrapIsStillFound() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-dht-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -22,10 +22,19 @@ import Testing
         let port = UInt16.random(in: 30000...39000)
         let boot = "127.0.0.1:\(port)"
         let topic = "turf-cli-test-\(UUID().uuidString.prefix(6))"
+        // The announcer starts first, while its bootstrap node is not up yet: it must recover on
+        // its own (join retried while the table is empty, a failed announce retried after 5 s).
+        let announcer = try spawnBackground(turfBinary, ["dht", "announce", "--bind", "127.0.0.1", "--topic", topic, "--bootstrap", boot,
+                                                         "--no-state", "--duration", "60", "--json"], environment: env)
+        usleep(300_000)
         let server = try spawnBackground(turfBinary, ["dht", "serve", "--bind", "127.0.0.1", "--port", "\(port)", "--no-state",
-                                                      "--duration", "40", "--status-every", "0"], environment: env)
-        // Wait until the serving node answers (a probe lookup hears from it), so the announcer's
-        // bootstrap does not race the server's bind.
+                                                      "--duration", "60", "--status-every", "0"], environment: env)
+        defer {
+            kill(server, SIGKILL); kill(announcer, SIGKILL)
+            var st: Int32 = 0
+            waitpid(server, &st, 0); waitpid(announcer, &st, 0)
+        }
+        // Wait until the serving node answers (a probe lookup hears from it).
         var up = false
         for _ in 0..<20 where !up {
             let probe = try run(turfBinary, ["dht", "lookup", "--bind", "127.0.0.1", "--topic", "probe", "--bootstrap", boot,
@@ -34,17 +43,10 @@ import Testing
             if !up { usleep(200_000) }
         }
         #expect(up, "the serving node never answered")
-        let announcer = try spawnBackground(turfBinary, ["dht", "announce", "--bind", "127.0.0.1", "--topic", topic, "--bootstrap", boot,
-                                                         "--no-state", "--duration", "40", "--json"], environment: env)
-        defer {
-            kill(server, SIGKILL); kill(announcer, SIGKILL)
-            var st: Int32 = 0
-            waitpid(server, &st, 0); waitpid(announcer, &st, 0)
-        }
-        // The announce lands within a few seconds; look up until it is found (bounded).
+        // The announcer recovers within seconds; look up until its peer is found (bounded).
         var found = false
         var last = ""
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(45)
         var attempts = 0
         while !found && Date() < deadline && attempts < 40 {
             attempts += 1
