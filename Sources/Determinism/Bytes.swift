@@ -37,9 +37,6 @@ public struct ByteWriter: Sendable {
         bytes.append(contentsOf: b)
     }
 
-    public mutating func patchU32(at offset: Int, _ v: UInt32) {
-        for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt32(i))) }
-    }
 
     private mutating func le(_ v: UInt64, _ n: Int) {
         for i in 0..<n { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }

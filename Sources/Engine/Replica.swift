@@ -37,8 +37,6 @@ public struct Replica<Game: ReplicatedGame> {
     /// The hash of the whole replica: the game state and the set of ops it was merged from.
     public var hash: UInt64 { StableHash.combine(state.stateHash, opSetHash) }
 
-    public var opCount: Int { logs.reduce(0) { $0 + $1.lazy.filter { $0 != nil }.count } }
-
     /// Makes and applies an op for a player this peer owns. Returns the op, to be sent to peers.
     @discardableResult
     public mutating func local(_ payload: Game.Payload, player: PlayerID, tick: Tick) -> Op<Game.Payload> {

@@ -23,8 +23,6 @@ public final class CursesTerminal {
     public private(set) var theme: Theme
     private var previous: Frame?
     private var stopped = false
-    /// Cells written to curses since start: how much "only what changed" saves.
-    public private(set) var cellsWritten = 0
 
     public init(wantColor: Bool, unicode: Bool) throws {
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
@@ -106,7 +104,6 @@ public final class CursesTerminal {
                     for u in frame[x, y].text.unicodeScalars.prefix(1) { run.append(wchar_t(bitPattern: u.value)) }
                     x += 1
                 }
-                cellsWritten += run.count
                 run.append(0)
                 let (a, pair) = attrs(style)
                 // Writing the bottom-right cell makes some terminals scroll: curses handles it, but

@@ -210,6 +210,8 @@ struct DHTServe: ParsableCommand {
 struct DHTTargetOptions: ParsableArguments {
     @Option(help: "Topic (hashed to an info-hash as docs/dht.md describes).") var topic: String?
     @Option(help: "Info-hash, 40 hex digits.") var infohash: String?
+
+    func infoHash() throws -> NodeID { try DHTCLI.infoHash(topic: topic, infohash: infohash) }
 }
 
 struct DHTAnnounce: ParsableCommand {
@@ -220,7 +222,7 @@ struct DHTAnnounce: ParsableCommand {
     @Flag(help: "Print JSON lines.") var json = false
 
     func run() throws {
-        let h = try DHTCLI.infoHash(topic: target.topic, infohash: target.infohash)
+        let h = try target.infoHash()
         let r = try DHTCLI.Running(node, verbose: !json)
         let port = r.host.localAddress.port
         let durationNanos = Nanos(duration * 1e9)
@@ -247,7 +249,7 @@ struct DHTLookup: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let h = try DHTCLI.infoHash(topic: target.topic, infohash: target.infohash)
+        let h = try target.infoHash()
         let r = try DHTCLI.Running(node, verbose: !json)
         let started = Date()
         // Join first (the node's start lookup), then the get_peers lookup.
