@@ -9,9 +9,8 @@ import Darwin
 /// The real `NetworkHost`: one bound, unconnected IPv4 UDP socket on a SwiftNIO event loop.
 ///
 /// Everything a component does with the host happens on `eventLoop`: `onReceive` is called there,
-/// timers fire there, and `send` from another thread hops there. ICMP errors (ECONNREFUSED after a
-/// send to a closed port), truncated or non-IPv4 datagrams and write failures are dropped and
-/// counted; none of them stops the receive loop.
+/// timers fire there, and `send` from another thread hops there. Sends to closed ports, non-IPv4
+/// datagrams and write failures are dropped and counted; none of them stops the receive loop.
 public final class UDPHost: NetworkHost {
     public struct Stats: Sendable, Equatable {
         public var received: UInt64 = 0
@@ -44,43 +43,38 @@ public final class UDPHost: NetworkHost {
     private var channel: Channel
     private let group: EventLoopGroup
     private let ownedGroup: MultiThreadedEventLoopGroup?
-    private let reportICMPErrors: Bool
     private var closing = false
 
     private init(channel: Channel, localAddress: PeerAddress, group: EventLoopGroup,
-                 ownedGroup: MultiThreadedEventLoopGroup?, reportICMPErrors: Bool) {
+                 ownedGroup: MultiThreadedEventLoopGroup?) {
         self.channel = channel
         self.eventLoop = channel.eventLoop
         self.localAddress = localAddress
         self.group = group
         self.ownedGroup = ownedGroup
-        self.reportICMPErrors = reportICMPErrors
     }
 
     /// Binds a UDP socket on `address` (port 0 picks a free port). With no `group`, the host owns a
     /// one-thread event loop group and shuts it down in `close()`. Blocks until bound.
     ///
-    /// `reportICMPErrors` sets IP_RECVERR so that ICMP errors reach the socket although it is
-    /// unconnected (Linux otherwise hides them from unconnected sockets). SwiftNIO then closes the
-    /// channel when a later `sendto` fails with ECONNREFUSED; the host rebinds the same address at
-    /// once and counts it in `stats.rebinds`. Off by default; tests use it to prove the host
-    /// survives such errors.
-    public static func bind(_ address: PeerAddress, group: EventLoopGroup? = nil,
-                            reportICMPErrors: Bool = false) throws -> UDPHost {
+    /// The socket never sets IP_RECVERR: Linux then keeps ICMP errors (port unreachable after a
+    /// send to a closed port) away from an unconnected socket, which is what a peer that talks to
+    /// many addresses through one socket wants. With IP_RECVERR the kernel queues every ICMP error
+    /// on the socket's error queue, which SwiftNIO never drains, so it closes the channel on the
+    /// next poll: half of the sends to a dead peer would cost a rebind and lose queued datagrams.
+    public static func bind(_ address: PeerAddress, group: EventLoopGroup? = nil) throws -> UDPHost {
         let owned = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         let g: EventLoopGroup = group ?? owned!
         let handler = ReceiveHandler()
         do {
-            let channel = try makeChannel(on: g.next(), address: address, handler: handler,
-                                          reportICMPErrors: reportICMPErrors).wait()
+            let channel = try makeChannel(on: g.next(), address: address, handler: handler).wait()
             guard case .v4(let bound)? = channel.localAddress else {
                 try? channel.close().wait()
                 throw UDPHostError.notIPv4
             }
             let local = PeerAddress(ip: UInt32(bigEndian: bound.address.sin_addr.s_addr),
                                     port: UInt16(bigEndian: bound.address.sin_port))
-            let host = UDPHost(channel: channel, localAddress: local, group: g, ownedGroup: owned,
-                               reportICMPErrors: reportICMPErrors)
+            let host = UDPHost(channel: channel, localAddress: local, group: g, ownedGroup: owned)
             try channel.eventLoop.submit { handler.host = host }.wait()
             return host
         } catch {
@@ -89,27 +83,20 @@ public final class UDPHost: NetworkHost {
         }
     }
 
-    private static func makeChannel(on loop: EventLoop, address: PeerAddress, handler: ReceiveHandler,
-                                    reportICMPErrors: Bool) -> EventLoopFuture<Channel> {
-        var bootstrap = DatagramBootstrap(group: loop)
+    private static func makeChannel(on loop: EventLoop, address: PeerAddress,
+                                    handler: ReceiveHandler) -> EventLoopFuture<Channel> {
+        DatagramBootstrap(group: loop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .channelOption(ChannelOptions.recvAllocator,
                            value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferSize))
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
-        #if os(Linux)
-        if reportICMPErrors {
-            bootstrap = bootstrap.channelOption(
-                ChannelOptions.Types.SocketOption(level: .ip, name: .init(rawValue: IP_RECVERR)), value: 1)
-        }
-        #endif
-        return bootstrap.bind(to: socketAddress(address))
+            .bind(to: socketAddress(address))
     }
 
     /// The channel closed without `close()`: bind a new socket on the same address and port.
     fileprivate func channelDied(_ handler: ReceiveHandler) {
         guard !closing else { return }
-        UDPHost.makeChannel(on: eventLoop, address: localAddress, handler: handler,
-                            reportICMPErrors: reportICMPErrors).whenComplete { result in
+        UDPHost.makeChannel(on: eventLoop, address: localAddress, handler: handler).whenComplete { result in
             switch result {
             case .success(let ch):
                 if self.closing { ch.close(promise: nil); return }
