@@ -19,6 +19,10 @@ public struct LocalMatch<Controller: PlayerController> {
     /// Ops made here, for the networking layer to send (it drains this).
     public var outbox: [Op<Game.Payload>] = []
     public var recordOutbox = false
+    /// Every op merged here that was new (local, and remote unless a duplicate or rejected), for
+    /// the shell to append to the match's journal (`ReplayJournal`); filled when `recordJournal`.
+    public var journal: [Op<Game.Payload>] = []
+    public var recordJournal = false
     private var inbox: [Op<Game.Payload>] = []
 
     public init(config: MatchConfig, controllers: [PlayerID: Controller]) throws {
@@ -40,9 +44,15 @@ public struct LocalMatch<Controller: PlayerController> {
             for payload in payloads {
                 let op = replica.local(payload, player: p, tick: tick)
                 if recordOutbox { outbox.append(op) }
+                if recordJournal { journal.append(op) }
             }
         }
-        for op in inbox { replica.receive(op) }
+        for op in inbox {
+            switch replica.receive(op) {
+            case .merged, .equivocation: if recordJournal { journal.append(op) }
+            case .duplicate, .rejected: break
+            }
+        }
         inbox.removeAll(keepingCapacity: true)
         tick += 1
     }

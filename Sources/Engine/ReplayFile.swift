@@ -23,7 +23,7 @@ public enum ReplayFile {
     public static let version: UInt16 = 1
 
     enum Tag: UInt8 {
-        case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, end = 0xFF
+        case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, journalOps = 6, end = 0xFF
         var name: String {
             switch self {
             case .config: return "config"
@@ -31,6 +31,7 @@ public enum ReplayFile {
             case .checkpoints: return "checkpoints"
             case .final: return "final hash"
             case .equivocations: return "equivocations"
+            case .journalOps: return "journal ops"
             case .end: return "end"
             }
         }
@@ -67,13 +68,7 @@ public enum ReplayFile {
 
         if !replay.equivocations.isEmpty {
             var w = ByteWriter()
-            w.varint(UInt64(replay.equivocations.count))
-            for op in replay.equivocations {
-                w.u8(op.player)
-                w.varint(UInt64(op.seq))
-                w.varint(UInt64(op.tick))
-                Game.encode(op.payload, into: &w)
-            }
+            encodeOps(replay.equivocations, as: Game.self, into: &w)
             section(.equivocations, w.bytes, into: &out)
         }
 
@@ -95,7 +90,35 @@ public enum ReplayFile {
         return out.bytes
     }
 
-    private static func section(_ tag: Tag, _ body: [UInt8], into out: inout ByteWriter) {
+    /// A list of ops, each stored whole (player, seq, tick, payload): for ops that are not one
+    /// player's log in seq order (equivocations, journal chunks).
+    static func encodeOps<Game: ReplicatedGame>(_ ops: [Op<Game.Payload>], as: Game.Type, into w: inout ByteWriter) {
+        w.varint(UInt64(ops.count))
+        for op in ops {
+            w.u8(op.player)
+            w.varint(UInt64(op.seq))
+            w.varint(UInt64(op.tick))
+            Game.encode(op.payload, into: &w)
+        }
+    }
+
+    static func decodeOps<Game: ReplicatedGame>(from b: inout ByteReader, as: Game.Type, config: MatchConfig,
+                                                limit: Int) throws -> [Op<Game.Payload>] {
+        let n = try b.count("op count", limit: limit)
+        var ops: [Op<Game.Payload>] = []
+        ops.reserveCapacity(n)
+        for _ in 0..<n {
+            let opAt = b.offset
+            let p = try b.u8("player")
+            let seq = try b.count("seq", limit: 1 << 28)
+            let tick = try b.count("tick", limit: Int(config.lengthTicks))
+            guard Int(p) < config.players.count else { throw ReplayFormatError(offset: opAt, "op by unknown player \(p)") }
+            ops.append(Op(player: p, seq: UInt32(seq), tick: Tick(tick), payload: try Game.decode(from: &b)))
+        }
+        return ops
+    }
+
+    static func section(_ tag: Tag, _ body: [UInt8], into out: inout ByteWriter) {
         out.u8(tag.rawValue)
         out.u32(UInt32(body.count))
         out.bytes(body)
@@ -191,15 +214,7 @@ public enum ReplayFile {
                 try expectEnd(b, tag)
                 logs[p] = log
             case .equivocations:
-                let n = try b.count("equivocation count", limit: length)
-                for _ in 0..<n {
-                    let opAt = b.offset
-                    let p = try b.u8("player")
-                    let seq = try b.count("seq", limit: 1 << 28)
-                    let tick = try b.count("tick", limit: Int(config!.lengthTicks))
-                    guard Int(p) < logs.count else { throw ReplayFormatError(offset: opAt, "equivocation by unknown player \(p)") }
-                    equivocations.append(Op(player: p, seq: UInt32(seq), tick: Tick(tick), payload: try Game.decode(from: &b)))
-                }
+                equivocations += try decodeOps(from: &b, as: Game.self, config: config!, limit: length)
                 try expectEnd(b, tag)
             case .checkpoints:
                 let n = try b.count("checkpoint count", limit: length / 9)
@@ -216,6 +231,8 @@ public enum ReplayFile {
             case .final:
                 final = (try b.u64("final hash"), try b.count("op count", limit: Int.max))
                 try expectEnd(b, tag)
+            case .journalOps:
+                throw ReplayFormatError(offset: sectionAt, "a journal section in a replay file")
             case .end:
                 guard let config, let checkpoints, let final else {
                     throw ReplayFormatError(offset: sectionAt, "replay ends before its \(config == nil ? "config" : checkpoints == nil ? "checkpoints" : "final hash") section")
@@ -231,7 +248,7 @@ public enum ReplayFile {
         }
     }
 
-    private static func expectEnd(_ b: ByteReader, _ tag: Tag) throws {
+    static func expectEnd(_ b: ByteReader, _ tag: Tag) throws {
         guard b.isAtEnd else { throw ReplayFormatError(offset: b.offset, "\(b.remaining) stray bytes at the end of the \(tag.name) section") }
     }
 }

@@ -30,6 +30,15 @@ struct PickupNews {
     }
 }
 
+/// The journal of one round, as the shell stores it: the demo hands it encoded `ReplayJournal`
+/// bytes; the shell appends them to a file.
+public protocol RoundJournal: AnyObject {
+    func append(_ bytes: [UInt8])
+    /// The round is over. `keep` is false once its replay is safely saved, true otherwise (then the
+    /// journal is all that is left of the match, and must stay for recovery).
+    func close(keep: Bool)
+}
+
 /// A local match against bots in the terminal: the tick loop, input, rendering and the end screen.
 public final class DemoApp {
     public struct Options {
@@ -68,12 +77,18 @@ public final class DemoApp {
     let options: Options
     /// Called with the recording when the match ends or is abandoned (the shell saves it).
     let record: (TurfReplay) -> String?
+    /// Opens the journal of a round that starts (nil: no journal).
+    let openJournal: (MatchConfig) -> RoundJournal?
     let now: () -> UInt64
+    /// Ticks between journal flushes: a crash loses at most this much play.
+    public static let journalEvery: Tick = 10
 
-    public init(options: Options, now: @escaping () -> UInt64, record: @escaping (TurfReplay) -> String?) {
+    public init(options: Options, now: @escaping () -> UInt64, record: @escaping (TurfReplay) -> String?,
+                journal: @escaping (MatchConfig) -> RoundJournal? = { _ in nil }) {
         self.options = options
         self.now = now
         self.record = record
+        self.openJournal = journal
     }
 
     /// Runs matches until the player quits. Returns how it ended and where replays were saved.
@@ -83,8 +98,12 @@ public final class DemoApp {
         var saved: [String] = []
         var config = options.config
         while true {
-            let (outcome, replay) = try playRound(config: config, term: term)
-            if let replay, replay.opCount > 0, let path = record(replay) { saved.append(path) }
+            let journal = openJournal(config)
+            let (outcome, replay) = try playRound(config: config, term: term, journal: journal)
+            var kept = true
+            if let replay, replay.opCount > 0, let path = record(replay) { saved.append(path); kept = false }
+            if let replay, replay.opCount == 0 { kept = false }
+            journal?.close(keep: kept)
             switch outcome {
             case .rematch:
                 config.seed = config.seed &* 6364136223846793005 &+ 1442695040888963407
@@ -96,8 +115,17 @@ public final class DemoApp {
 
     enum RoundEnd { case rematch, done(Outcome) }
 
-    private func playRound(config: MatchConfig, term: CursesTerminal) throws -> (RoundEnd, TurfReplay?) {
+    private func playRound(config: MatchConfig, term: CursesTerminal, journal: RoundJournal?) throws -> (RoundEnd, TurfReplay?) {
         var match = try TurfMatch.local(config: config)
+        if let journal {
+            match.recordJournal = true
+            journal.append(ReplayJournal.header(config))
+        }
+        func flushJournal() {
+            guard let journal, !match.journal.isEmpty else { return }
+            journal.append(ReplayJournal.chunk(match.journal, as: TurfWorld.self))
+            match.journal.removeAll(keepingCapacity: true)
+        }
         let human = options.human
         let names = config.players.map(\.name)
         let rate = UInt32(config.tickRate)
@@ -111,7 +139,7 @@ public final class DemoApp {
         var help = false
         var dirty = true
 
-        func recording() -> TurfReplay? { try? match.recording() }
+        func recording() -> TurfReplay? { flushJournal(); return try? match.recording() }
 
         while !match.isOver {
             if let sig = term.quitSignal { return (.done(.signal(sig)), recording()) }
@@ -140,6 +168,7 @@ public final class DemoApp {
                         fatalError("deliberate crash at tick \(match.tick) (TURF_DEBUG_CRASH_AT_TICK)")
                     }
                     match.step()
+                    if match.tick % DemoApp.journalEvery == 0 { flushJournal() }
                     if (match.tick - 1) % rate == 0 { history.record(tick: match.tick - 1, scores: match.replica.state.scores) }
                     if let n = news.update(world: match.replica.state, names: names) {
                         status = n

@@ -42,13 +42,17 @@ struct Demo: ParsableCommand {
         }
         let config = settings.matchConfig(seed: matchSeed, players: players, seconds: seconds)
         let crash = env["TURF_DEBUG_CRASH_AT_TICK"].flatMap { Tick($0) }
+        // Matches a crash interrupted earlier become replays before this one starts.
+        let recovered = noRecord ? [] : JournalRecovery.recoverAll()
         let app = DemoApp(options: .init(config: config, wantColor: Theme.colorWanted(environment: env) && !noColor,
                                          unicode: localeIsUTF8(environment: env) && !ascii, crashAtTick: crash),
-                          now: monotonicNanos, record: { replay in noRecord ? nil : Demo.save(replay) })
+                          now: monotonicNanos, record: { replay in noRecord ? nil : Demo.save(replay) },
+                          journal: { config in noRecord ? nil : JournalFile.open(config) })
         let log = Logger(label: "turf.demo")
         log.info("match started: map \(arena.name), \(players.count) players, seed \(matchSeed), \(seconds) s")
         let (outcome, saved) = try app.run()
         log.info("match ended: \(outcome); replays: \(saved)")
+        for r in recovered { print(RecoverCommand.describe(r)) }
         for path in saved { print("replay saved: \(path)") }
         if case .signal(let s) = outcome { throw ExitCode(128 + s) }
     }
@@ -58,10 +62,7 @@ struct Demo: ParsableCommand {
     static func save(_ replay: TurfReplay) -> String? {
         do {
             try StatePaths.ensure(StatePaths.replays)
-            let f = DateFormatter()
-            f.dateFormat = "yyyyMMdd-HHmmss"
-            let map = (try? TurfWorld.settings(for: replay.config).map.name.lowercased()) ?? "match"
-            let path = "\(StatePaths.replays)/\(f.string(from: Date()))-\(map)-\(hex64(replay.config.seed).prefix(6)).turfreplay"
+            let path = "\(StatePaths.replays)/\(ReplayNames.base(replay.config)).turfreplay"
             try writeAtomically(ReplayFile.encode(replay), to: path)
             return path
         } catch {

@@ -13,8 +13,8 @@ import Glibc
 struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
-        abstract: "Watch, verify or generate recorded matches.",
-        subcommands: [Watch.self, Generate.self],
+        abstract: "Watch, verify, generate or recover recorded matches.",
+        subcommands: [Watch.self, Generate.self, RecoverCommand.self],
         defaultSubcommand: Watch.self
     )
 }
@@ -169,4 +169,47 @@ final class ProgressBar {
         FileHandle.standardError.write("\r[\(bar)] \(pct)%".data(using: .utf8)!)
     }
     func finish() { if enabled && last >= 0 { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) } }
+}
+
+/// `turf replay recover`: turns the journals of matches that a crash interrupted into replays.
+/// `turf demo` does the same when it starts.
+struct RecoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recover",
+        abstract: "Turn the journals of interrupted matches into replays.",
+        discussion: "A match in progress is journaled to $XDG_STATE_HOME/turf/replays/*.turfjournal; if turf dies before saving it, this (or the next turf demo) rebuilds the replay from the journal. Journals of matches still running are left alone."
+    )
+
+    @Option(help: "The directory to look in (default: $XDG_STATE_HOME/turf/replays).") var dir: String?
+    @Flag(help: "Print one JSON object per journal.") var json = false
+
+    func run() throws {
+        Logs.bootstrap()
+        let results = JournalRecovery.recoverAll(in: dir ?? StatePaths.replays)
+        for r in results {
+            if json {
+                var j = JSONObject()
+                j.add("journal", r.journal)
+                if let replay = r.replay { j.add("replay", replay) } else { j.addNull("replay") }
+                j.add("ops", r.ops)
+                j.add("last_tick", Int(r.lastTick))
+                j.add("discarded_bytes", r.discardedBytes)
+                if let p = r.problem { j.add("problem", p) } else { j.addNull("problem") }
+                print(j.text)
+            } else {
+                print(RecoverCommand.describe(r))
+            }
+        }
+        if !json && results.isEmpty { print("no interrupted matches to recover") }
+        if results.contains(where: { $0.replay == nil && $0.ops == 0 && $0.problem != nil }) { throw ExitCode(1) }
+    }
+
+    static func describe(_ r: JournalRecovery.Result) -> String {
+        if let replay = r.replay {
+            let torn = r.discardedBytes > 0 ? " (a torn last write of \(r.discardedBytes) bytes dropped)" : ""
+            return "recovered an interrupted match: \(replay) (\(r.ops) ops, up to tick \(r.lastTick))\(torn)"
+        }
+        if let p = r.problem { return "could not recover \(r.journal): \(p)" }
+        return "removed an empty journal: \(r.journal)"
+    }
 }

@@ -78,10 +78,21 @@ enum StatePaths {
     }
 }
 
-/// Writes a file atomically: to a temporary name, then renamed over the target.
+/// Writes a file atomically and durably: to a temporary name, flushed to disk, then renamed over
+/// the target, so a crash leaves either the old file or the whole new one.
 func writeAtomically(_ bytes: [UInt8], to path: String) throws {
     let tmp = path + ".tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else { throw CLIError("cannot write \(tmp)") }
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw CLIError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
+    do {
+        try writeAll(fd, bytes)
+        guard fsync(fd) == 0 else { throw CLIError("cannot flush \(tmp): \(String(cString: strerror(errno)))") }
+    } catch {
+        close(fd)
+        unlink(tmp)
+        throw error
+    }
+    close(fd)
     guard rename(tmp, path) == 0 else {
         unlink(tmp)
         throw CLIError("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")

@@ -87,7 +87,8 @@ import TurfRules
         let dir = repoRoot.appendingPathComponent("Fuzz/Corpus/replay")
         let seeds = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
             .map { [UInt8](try Data(contentsOf: dir.appendingPathComponent($0))) }
-        #expect(seeds.count >= 2)
+        #expect(seeds.count >= 3)
+        #expect(seeds.contains { $0.starts(with: ReplayJournal.magic) }, "the corpus should hold a journal")
         var rng = SplitMix64(seed: 2026)
         var checked = 0
         for seed in seeds where !seed.isEmpty {
@@ -106,6 +107,6 @@ import TurfRules
                 checked += 1
             }
         }
-        #expect(checked >= 3000)
+        #expect(checked >= 4500)
     }
 }

@@ -99,14 +99,43 @@ import Testing
         #expect(end.contains("replay saved:"))
     }
 
-    @Test func aCrashRestoresTheTerminal() throws {
-        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 30 --seed 7 --ascii --no-record",
-                                environment: ["TURF_DEBUG_CRASH_AT_TICK": "20"])
+    /// A crash restores the terminal, and loses no more than the last few ticks of the match: the
+    /// journal it leaves behind becomes a replay that verifies, when the next `turf demo` starts.
+    @Test func aCrashRestoresTheTerminalAndTheNextDemoRecoversTheMatch() throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("turf-crash-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let replays = state.appendingPathComponent("turf/replays").path
+        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 30 --seed 7 --ascii",
+                                environment: ["TURF_DEBUG_CRASH_AT_TICK": "45", "XDG_STATE_HOME": state.path])
         defer { t.close() }
         let (end, ended) = t.waitFor(timeout: 15) { $0.contains("EXIT:") && $0.contains("icanon") }
         #expect(ended != nil, "no exit after the crash:\n\(end)")
         let r = Self.exitReport(end)
         #expect(r.status.map { $0 > 128 } ?? false, "expected death by signal, got \(String(describing: r.status))")
         #expect(r.restored, "terminal not restored after a crash:\n\(end)")
+        #expect(!end.contains("replay saved:"))
+        let left = try FileManager.default.contentsOfDirectory(atPath: replays)
+        #expect(left.count == 1 && left[0].hasSuffix(".turfjournal"), "expected one journal, found \(left)")
+
+        // The next demo recovers it before its own match starts, and says so when it exits.
+        let next = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 30 --seed 8 --ascii",
+                                   environment: ["XDG_STATE_HOME": state.path])
+        defer { next.close() }
+        _ = next.waitFor(timeout: 10) { Self.showsArenaAndScores($0, map: "Dojo") }
+        next.send("q")
+        let (after, done) = next.waitFor(timeout: 10) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(done != nil && Self.exitReport(after).status == 0, "second demo:\n\(after)")
+        #expect(after.contains("recovered an interrupted match:"), "no recovery reported:\n\(after)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: replays).sorted()
+        #expect(!files.contains { $0.hasSuffix(".turfjournal") }, "journal left behind: \(files)")
+        let recovered = try #require(files.first { $0.hasSuffix("-000007.turfreplay") }, "no recovered replay in \(files)")
+        let v = try run(turfBinary, ["replay", "--headless", "\(replays)/\(recovered)"])
+        #expect(v.status == 0, "recovered replay does not verify: \(v.stdout) \(v.stderr)")
+        #expect(v.stdout.contains("\"ok\":true"))
+        // Bots move from tick 0, so ticks up to the last flush before the crash hold ops.
+        let ops = v.stdout.split(separator: ",").first { $0.hasPrefix("\"ops\":") }.flatMap { Int($0.dropFirst(6)) } ?? 0
+        #expect(ops >= 4, "recovered replay holds \(ops) ops: \(v.stdout)")
+        let again = try run(turfBinary, ["replay", "recover"], environment: ["XDG_STATE_HOME": state.path, "PATH": "/usr/bin:/bin"])
+        #expect(again.status == 0 && again.stdout.contains("no interrupted matches"), "\(again.stdout) \(again.stderr)")
     }
 }
