@@ -164,21 +164,8 @@ public enum ReplayFile {
 
         while true {
             let sectionAt = r.offset
-            let tagByte = try r.u8("section tag")
-            guard let tag = Tag(rawValue: tagByte) else {
-                throw ReplayFormatError(offset: sectionAt, "unknown section tag 0x\(String(tagByte, radix: 16))")
-            }
-            let length = Int(try r.u32("\(tag.name) section length"))
-            guard length <= maxSection else {
-                throw ReplayFormatError(offset: sectionAt + 1, "\(tag.name) section length \(length) is implausible")
-            }
-            let bodyAt = r.offset
-            let body = try r.take(length, "\(tag.name) section (\(length) bytes)")
-            let sum = try r.u64("\(tag.name) section checksum")
-            guard sum == checksum(tag: tagByte, body: body) else {
-                throw ReplayFormatError(offset: sectionAt, "corrupt \(tag.name) section: checksum mismatch over bytes \(sectionAt)..<\(bodyAt + length + 8)")
-            }
-            var b = ByteReader(bytes, offset: bodyAt, end: bodyAt + length)
+            var (tag, b) = try readSection(&r)
+            let bodyAt = b.offset, length = b.remaining
             if tag != .config && tag != .end && config == nil {
                 throw ReplayFormatError(offset: sectionAt, "\(tag.name) section before the config section")
             }
@@ -246,6 +233,26 @@ public enum ReplayFile {
                 return replay
             }
         }
+    }
+
+    /// Reads one framed section and checks its checksum; returns its tag and a reader over its body.
+    static func readSection(_ r: inout ByteReader) throws -> (Tag, ByteReader) {
+        let at = r.offset
+        let tagByte = try r.u8("section tag")
+        guard let tag = Tag(rawValue: tagByte) else {
+            throw ReplayFormatError(offset: at, "unknown section tag 0x\(String(tagByte, radix: 16))")
+        }
+        let length = Int(try r.u32("\(tag.name) section length"))
+        guard length <= maxSection else {
+            throw ReplayFormatError(offset: at + 1, "\(tag.name) section length \(length) is implausible")
+        }
+        let bodyAt = r.offset
+        let body = try r.take(length, "\(tag.name) section (\(length) bytes)")
+        let sum = try r.u64("\(tag.name) section checksum")
+        guard sum == checksum(tag: tagByte, body: body) else {
+            throw ReplayFormatError(offset: at, "corrupt \(tag.name) section: checksum mismatch over bytes \(at)..<\(bodyAt + length + 8)")
+        }
+        return (tag, ByteReader(r.bytes, offset: bodyAt, end: bodyAt + length))
     }
 
     static func expectEnd(_ b: ByteReader, _ tag: Tag) throws {

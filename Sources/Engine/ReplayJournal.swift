@@ -62,7 +62,7 @@ public enum ReplayJournal {
         guard v == version else {
             throw ReplayFormatError(offset: magic.count, "unsupported journal version \(v) (this turf reads version \(version))")
         }
-        let (configTag, configBody) = try readable { try section(&r) }
+        let (configTag, configBody) = try readable { try ReplayFile.readSection(&r) }
         guard configTag == .config else { throw ReplayFormatError(offset: magic.count + 2, "journal does not start with its config") }
         var cb = configBody
         let config = try readable { try MatchConfig.decode(from: &cb) }
@@ -76,7 +76,7 @@ public enum ReplayJournal {
         while !r.isAtEnd {
             do {
                 let at = r.offset
-                let (tag, body) = try readable { try section(&r) }
+                let (tag, body) = try readable { try ReplayFile.readSection(&r) }
                 guard tag == .journalOps else { throw ReplayFormatError(offset: at, "unexpected \(tag.name) section in a journal") }
                 var b = body
                 let ops = try readable { try ReplayFile.decodeOps(from: &b, as: Game.self, config: config, limit: b.remaining) }
@@ -95,26 +95,6 @@ public enum ReplayJournal {
         let replay = try Replay<Game>(config: config, logs: replica.allLogs, equivocations: replica.equivocations)
         return Recovery(replay: replay, chunks: chunks, discardedBytes: bytes.count - goodEnd,
                         stoppedBy: stoppedBy, lastTick: lastTick)
-    }
-
-    /// Reads one checksummed section; returns its tag and a reader over its body.
-    private static func section(_ r: inout ByteReader) throws -> (ReplayFile.Tag, ByteReader) {
-        let at = r.offset
-        let tagByte = try r.u8("section tag")
-        guard let tag = ReplayFile.Tag(rawValue: tagByte) else {
-            throw ReplayFormatError(offset: at, "unknown section tag 0x\(String(tagByte, radix: 16))")
-        }
-        let length = Int(try r.u32("\(tag.name) section length"))
-        guard length <= ReplayFile.maxSection else {
-            throw ReplayFormatError(offset: at + 1, "\(tag.name) section length \(length) is implausible")
-        }
-        let bodyAt = r.offset
-        let body = try r.take(length, "\(tag.name) section (\(length) bytes)")
-        let sum = try r.u64("\(tag.name) section checksum")
-        guard sum == ReplayFile.checksum(tag: tagByte, body: body) else {
-            throw ReplayFormatError(offset: at, "corrupt \(tag.name) section: checksum mismatch over bytes \(at)..<\(bodyAt + length + 8)")
-        }
-        return (tag, ByteReader(r.bytes, offset: bodyAt, end: bodyAt + length))
     }
 
     /// Turns the byte reader's errors into format errors with the same offset.
