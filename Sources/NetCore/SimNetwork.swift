@@ -39,11 +39,18 @@ public final class SimNetwork: Scheduler {
         public var partitioned: UInt64 = 0
         public var unreachable: UInt64 = 0
         public var bytesSent: UInt64 = 0
+        /// Sends larger than `maxDatagram`, dropped at the sender (as `UDPHost` drops them).
+        public var oversized: UInt64 = 0
     }
 
     public private(set) var now: Nanos = 0
     public var conditions: LinkConditions
     public private(set) var stats = Stats()
+    /// Largest datagram a socket may send; larger ones are dropped and counted in
+    /// `stats.oversized`. Defaults to what `UDPHost` sends (1472 bytes, one unfragmented IPv4
+    /// datagram on a 1500-byte MTU); tests of a protocol with a stricter budget (turf's sessions:
+    /// 1200 bytes) lower it so a violation shows up as a lost datagram and a count.
+    public var maxDatagram = UDPHost.maxDatagram
     private var rng: SplitMix64
     private var sockets: [PeerAddress: SimSocket] = [:]
     private var linkOverrides: [Pair: LinkConditions] = [:]
@@ -153,6 +160,7 @@ public final class SimNetwork: Scheduler {
     // MARK: delivery
 
     func transmit(_ payload: [UInt8], from source: PeerAddress, to destination: PeerAddress) {
+        guard payload.count <= maxDatagram else { stats.oversized += 1; return }
         stats.sent += 1
         stats.bytesSent += UInt64(payload.count)
         let c = linkOverrides[Pair(from: source.ip, to: destination.ip)] ?? conditions

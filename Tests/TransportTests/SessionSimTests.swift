@@ -111,6 +111,7 @@ import Sodium
         #expect(sa.reliable.stats.retransmissions > 0)
         #expect(net.stats.lost > 0 && net.stats.duplicated > 0)
         #expect(sa.isEstablished && sb.isEstablished)
+        #expect(net.stats.oversized == 0, "a datagram over 1200 bytes")
     }
 
     @Test func unreliableChannelLatestWinsWithRedundancy() throws {
@@ -145,6 +146,7 @@ import Sodium
         _ = net.run(for: .milliseconds(50))
         // (An earlier lost message may ride along as redundancy and arrive first.)
         #expect(big.last.map(digest) == digest(maxMessage), "\(big.map { $0.count })")
+        #expect(net.stats.oversized == 0, "a datagram over 1200 bytes")
     }
 
     /// A 10-second partition: the session stays up, and what was sent during it arrives after.
