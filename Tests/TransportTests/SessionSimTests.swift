@@ -278,7 +278,10 @@ import Sodium
         moved.send(try #require(sa.seal(payload, now: net.now)), to: b.address)
         _ = net.run(for: .milliseconds(2))
         #expect(got == [[42]])
-        // B now answers at the new address (A's next packets from the old one would move it back).
+        // B challenged the new address; A (which got the challenge there) answered, so B now
+        // sends to the new address (A's next packets from the old one would move it back).
+        #expect(runUntil(net, seconds: 1) { b.manager.stats.pathsValidated == 1 })
+        #expect(b.manager.stats.pathChallengesSent == 1)
         #expect(sb.peerAddress == moved.localAddress)
     }
 }
