@@ -164,6 +164,22 @@ public final class SessionManager {
 
     // MARK: initiating
 
+    /// Adds a session that is established with the given transport keys, without a handshake:
+    /// for fuzzing and tests that need exactly the same session state every time.
+    @_spi(Testing) @discardableResult
+    public func adoptEstablishedSession(role: Session.Role, localIndex: UInt32, remoteIndex: UInt32, peer: PeerAddress,
+                                        remoteKey: PeerKey, sendKey: [UInt8], receiveKey: [UInt8]) -> Session {
+        let s = Session(role: role, kind: .xx, localIndex: localIndex, peer: peer, now: host.now)
+        attach(s)
+        s.remoteIndex = remoteIndex
+        s.remoteKey = remoteKey
+        s.send = DirectionKey(key: SecretBytes(copying: sendKey), epoch: 0, since: host.now)
+        s.receive = DirectionKey(key: SecretBytes(copying: receiveKey), epoch: 0, since: host.now)
+        sessions[localIndex] = s
+        establish(s)
+        return s
+    }
+
     /// Starts a handshake with `address`. The session reports `.established` or `.closed` through
     /// `onStateChange`.
     @discardableResult
