@@ -110,7 +110,10 @@ public final class SessionManager {
     private var handshakeGuard: HandshakeGuard
     private var lobbyPSK: SecretBytes?
     private var tickTimer: TimerToken?
-    private var protocols: [HandshakeKind: NoiseProtocol] = [:]
+    /// Parsed once per process: every manager uses the same three protocols.
+    private static let protocols: [HandshakeKind: NoiseProtocol] =
+        Dictionary(uniqueKeysWithValues: HandshakeKind.allCases.map { ($0, try! NoiseProtocol(name: $0.noiseName)) })
+    private var protocols: [HandshakeKind: NoiseProtocol] { SessionManager.protocols }
 
     struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
 
@@ -122,7 +125,6 @@ public final class SessionManager {
         self.config = config
         self.logger = logger
         handshakeGuard = HandshakeGuard(config: config.guardConfig, now: host.now)
-        for k in HandshakeKind.allCases { protocols[k] = try! NoiseProtocol(name: k.noiseName) }
         demux.route(PacketType.allFirstBytes) { [weak self] payload, source in self?.receive(payload, from: source) }
         scheduleTick()
     }
