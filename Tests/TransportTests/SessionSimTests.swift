@@ -293,7 +293,7 @@ func digest(_ b: [UInt8]) -> UInt64 {
 }
 
 /// Small deterministic generator for test data.
-struct SplitMix64Test {
+struct SplitMix64Test: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
