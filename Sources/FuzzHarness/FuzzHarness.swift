@@ -1,7 +1,7 @@
 import NetCore
 import Noise
 import Sodium
-import Transport
+@_spi(Testing) import Transport
 
 /// The entry points that feed untrusted bytes to every network parser, shared by the libFuzzer
 /// targets in `Fuzz/` and by the corpus tests in the normal suite. Each must return normally for
@@ -93,66 +93,90 @@ public enum FuzzHarness {
 
     // MARK: transport packets and frames
 
-    /// Two managers on a simulated network with one established session, built once.
+    /// Two managers on a fresh simulated network with one established session, built anew for
+    /// every input with fixed identities, fixed session indices and fixed transport keys (no
+    /// handshake, so no random ephemeral keys): an input always meets the same state and takes
+    /// the same path, whatever ran before it, so a crash found by libFuzzer reproduces alone.
     final class Environment {
+        static let identityA = try! Identity(signing: try! Ed25519.KeyPair(seed: [UInt8](repeating: 0xA1, count: 32)))
+        static let identityB = try! Identity(signing: try! Ed25519.KeyPair(seed: [UInt8](repeating: 0xB2, count: 32)))
+        static let keyAtoB = [UInt8](repeating: 0x3C, count: 32)
+        static let keyBtoA = [UInt8](repeating: 0x4D, count: 32)
+        static let indexA: UInt32 = 0x0A0A_0001, indexB: UInt32 = 0x0B0B_0001
+
         let net = SimNetwork(seed: 1, conditions: .perfect)
         let a: SimSocket, b: SimSocket
         let da: Demultiplexer, db: Demultiplexer
         let ma: SessionManager, mb: SessionManager
-        var sender: Session!
-        var receiver: Session!
+        let sender: Session
+        let receiver: Session
         let attacker = PeerAddress(10, 0, 0, 9, port: 9)
 
         init() {
+            net.maxDatagram = Wire.maxDatagram
             a = net.bind(PeerAddress(10, 0, 0, 1, port: 1))
             b = net.bind(PeerAddress(10, 0, 0, 2, port: 1))
             da = Demultiplexer(socket: a)
             db = Demultiplexer(socket: b)
-            ma = SessionManager(host: a, demux: da, identity: .generate())
-            mb = SessionManager(host: b, demux: db, identity: .generate())
-            connect()
+            ma = SessionManager(host: a, demux: da, identity: Environment.identityA)
+            mb = SessionManager(host: b, demux: db, identity: Environment.identityB)
+            // Indices of sessions created later (e.g. by an initiation in the input) are fixed too.
+            var nextA = Environment.indexA, nextB = Environment.indexB
+            ma.indexGenerator = { nextA &+= 1; return nextA }
+            mb.indexGenerator = { nextB &+= 1; return nextB }
+            sender = ma.adoptEstablishedSession(role: .initiator, localIndex: Environment.indexA, remoteIndex: Environment.indexB,
+                                                peer: b.localAddress, remoteKey: Environment.identityB.publicKey,
+                                                sendKey: Environment.keyAtoB, receiveKey: Environment.keyBtoA)
+            receiver = mb.adoptEstablishedSession(role: .responder, localIndex: Environment.indexB, remoteIndex: Environment.indexA,
+                                                  peer: a.localAddress, remoteKey: Environment.identityA.publicKey,
+                                                  sendKey: Environment.keyBtoA, receiveKey: Environment.keyAtoB)
+            var reliable: UInt64 = 0, unreliable: UInt64 = 0
+            receiver.reliable.onReceive = { _ in reliable += 1 }
+            receiver.unreliable.onReceive = { _ in unreliable += 1 }
+            delivered = { (reliable, unreliable) }
         }
 
-        /// (Re)establishes the session if a fuzz input closed it.
-        func connect() {
-            var inbound: Session?
-            mb.onInbound = { inbound = $0 }
-            let s = ma.connect(to: b.localAddress, mode: .discovered)
-            _ = net.run(until: net.now + .seconds(5), while: { !(s.isEstablished && inbound != nil) })
-            sender = s
-            receiver = inbound
-        }
+        private(set) var delivered: () -> (UInt64, UInt64) = { (0, 0) }
 
-        func ensureLive() {
-            if !sender.isEstablished || receiver?.isEstablished != true { connect() }
-        }
+        /// Lets the replies and flushes an input caused run (bounded). Stops before the managers'
+        /// first 10 ms tick, whose pings are the same for every input and would only cost time.
+        func settle() { _ = net.run(for: .milliseconds(5), maxEvents: 10_000) }
 
-        /// Lets timers and replies run briefly (bounded) after an input.
-        func settle() { _ = net.run(for: .milliseconds(20), maxEvents: 10_000) }
+        var outcome: Outcome {
+            let (r, u) = delivered()
+            return Outcome(datagramsSent: net.stats.sent, oversized: net.stats.oversized, reliableDelivered: r,
+                           unreliableDelivered: u, responderStats: mb.stats, receiverCounters: receiver.counters,
+                           receiverState: receiver.state)
+        }
     }
 
-    nonisolated(unsafe) static var environment: Environment?
-    static var env: Environment {
-        if let e = environment { return e }
-        let e = Environment()
-        environment = e
-        return e
+    /// What one input did, for checking that the harness is reproducible.
+    public struct Outcome: Equatable, Sendable {
+        public var datagramsSent: UInt64
+        public var oversized: UInt64
+        public var reliableDelivered: UInt64
+        public var unreliableDelivered: UInt64
+        public var responderStats: SessionManager.Stats
+        public var receiverCounters: Session.Counters
+        public var receiverState: SessionState
     }
 
     /// First byte: 0 = the rest is a datagram from a stranger; 1 = the same with the receiver
     /// index patched to the live session's (so it reaches authentication); 2 = the rest is
     /// replayed from the session's peer address.
-    public static func transport(_ data: [UInt8]) {
-        guard let mode = data.first else { return }
+    public static func transport(_ data: [UInt8]) { _ = transportOutcome(data) }
+
+    @discardableResult
+    public static func transportOutcome(_ data: [UInt8]) -> Outcome? {
+        guard let mode = data.first else { return nil }
         var packet = Array(data.dropFirst())
-        let e = env
-        e.ensureLive()
+        let e = Environment()
         switch mode % 3 {
         case 0:
             e.mb.receive(packet, from: e.attacker)
         case 1:
-            if packet.count >= 5, let r = e.receiver {
-                let idx = r.localIndex
+            if packet.count >= 5 {
+                let idx = e.receiver.localIndex
                 for k in 0..<4 { packet[1 + k] = UInt8(truncatingIfNeeded: idx >> (8 * UInt32(k))) }
             }
             e.mb.receive(packet, from: e.attacker)
@@ -165,17 +189,21 @@ public enum FuzzHarness {
         _ = try? CookieReply.decode(packet)
         _ = try? TransportHeader.decode(packet)
         e.settle()
+        return e.outcome
     }
 
     /// The input is the plaintext of a transport packet: parsed as frames, then sealed by the
     /// peer and delivered, so valid frames reach the channels.
-    public static func frames(_ data: [UInt8]) {
+    public static func frames(_ data: [UInt8]) { _ = framesOutcome(data) }
+
+    @discardableResult
+    public static func framesOutcome(_ data: [UInt8]) -> Outcome? {
         _ = try? Frame.decodeAll(data)
-        let e = env
-        e.ensureLive()
-        guard data.count <= Wire.maxTransportPayload, let packet = e.sender.seal(data, now: e.net.now) else { return }
+        let e = Environment()
+        guard data.count <= Wire.maxTransportPayload, let packet = e.sender.seal(data, now: e.net.now) else { return nil }
         e.mb.receive(packet, from: e.a.localAddress)
         e.settle()
+        return e.outcome
     }
 
     public static func transportSeeds() -> [[UInt8]] {
@@ -188,7 +216,7 @@ public enum FuzzHarness {
         var t: [UInt8] = []
         TransportHeader(receiverIndex: 1, epoch: 0, counter: 5).write(into: &t)
         seeds.append([1] + t + [UInt8](repeating: 0, count: 40))
-        let e = env
+        let e = Environment()
         if let p = e.sender.seal([1, 0, 0, 0, 0], now: e.net.now) { seeds.append([2] + p) }
         return seeds
     }

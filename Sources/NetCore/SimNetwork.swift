@@ -39,11 +39,20 @@ public final class SimNetwork: Scheduler {
         public var partitioned: UInt64 = 0
         public var unreachable: UInt64 = 0
         public var bytesSent: UInt64 = 0
+        /// Sends larger than `maxDatagram`, dropped at the sender (as `UDPHost` drops them).
+        public var oversized: UInt64 = 0
     }
 
     public private(set) var now: Nanos = 0
     public var conditions: LinkConditions
     public private(set) var stats = Stats()
+    /// Largest datagram a socket bound from now on may send (`SimSocket.maxDatagram`); larger
+    /// ones are dropped at the sender and counted in `stats.oversized`. Defaults to what `UDPHost`
+    /// sends (1472 bytes, one unfragmented IPv4 datagram on a 1500-byte MTU); tests of a protocol
+    /// with a stricter budget (turf's sessions: 1200 bytes) lower it so a violation shows up as a
+    /// lost datagram and a count, and a test's attacker raises its own socket's limit to send
+    /// what a raw socket could.
+    public var maxDatagram = UDPHost.maxDatagram
     private var rng: SplitMix64
     private var sockets: [PeerAddress: SimSocket] = [:]
     private var linkOverrides: [Pair: LinkConditions] = [:]
@@ -70,9 +79,12 @@ public final class SimNetwork: Scheduler {
         }
         precondition(sockets[a] == nil, "address \(a) already bound")
         let s = SimSocket(network: self, address: a)
+        s.maxDatagram = maxDatagram
         sockets[a] = s
         return s
     }
+
+    func countOversized() { stats.oversized += 1 }
 
     func unbind(_ socket: SimSocket) {
         if sockets[socket.localAddress] === socket { sockets[socket.localAddress] = nil }
@@ -236,6 +248,9 @@ public final class SimSocket: NetworkHost {
     public let localAddress: PeerAddress
     public var onReceive: (([UInt8], PeerAddress) -> Void)?
     public private(set) weak var network: SimNetwork?
+    /// Sends larger than this are dropped and counted (`SimNetwork.Stats.oversized`), as
+    /// `UDPHost` drops them. Set from `SimNetwork.maxDatagram` when bound.
+    public var maxDatagram = UDPHost.maxDatagram
 
     init(network: SimNetwork, address: PeerAddress) {
         self.network = network
@@ -243,6 +258,7 @@ public final class SimSocket: NetworkHost {
     }
 
     public func send(_ payload: [UInt8], to destination: PeerAddress) {
+        guard payload.count <= maxDatagram else { network?.countOversized(); return }
         network?.transmit(payload, from: localAddress, to: destination)
     }
 

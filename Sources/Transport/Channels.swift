@@ -85,6 +85,12 @@ public final class ReliableChannel {
     public static let sendWindow = 256
     /// Segments the receiver buffers beyond the next expected one.
     public static let receiveWindow = 1024
+    /// Bytes charged per buffered segment on top of its data, so that empty segments cost too.
+    static let segmentOverhead = 64
+    /// Default receive budget: the largest message being assembled plus a full send window of
+    /// segments buffered out of order. A peer running this code never exceeds it (its sender keeps
+    /// at most `sendWindow` segments beyond our next expected one).
+    public static let defaultReceiveBudget = maxMessageSize + sendWindow * (segmentSize + segmentOverhead)
     public static let minRTO: Nanos = .milliseconds(50)
     public static let maxRTO: Nanos = .milliseconds(1000)
 
@@ -96,6 +102,8 @@ public final class ReliableChannel {
         public var retransmissions: UInt64 = 0
         public var duplicatesDropped: UInt64 = 0
         public var outOfWindowDropped: UInt64 = 0
+        /// Messages over `maxMessageSize` whose segments were discarded (never delivered).
+        public var oversizedDropped: UInt64 = 0
     }
     public private(set) var stats = Stats()
 
@@ -119,6 +127,15 @@ public final class ReliableChannel {
     private var receiveNext: UInt32 = 0
     private var buffered: [UInt32: (Bool, [UInt8])] = [:]
     private var assembling: [UInt8] = []
+    /// Set while the rest of an oversized message is being thrown away, up to its last segment.
+    private var discarding = false
+    /// Bytes held for the receiver: buffered segments (with `segmentOverhead` each) plus
+    /// `assembling`. Limited by `receiveBudget`.
+    public private(set) var bufferedBytes = 0
+    /// Most bytes `bufferedBytes` may reach; a segment that would exceed it calls `onOverBudget`
+    /// (the session closes) and is dropped.
+    var receiveBudget = ReliableChannel.defaultReceiveBudget
+    var onOverBudget: (() -> Void)?
     private(set) var ackPending = false
 
     init() {}
@@ -215,17 +232,33 @@ public final class ReliableChannel {
             stats.outOfWindowDropped += 1
             return
         }
+        let cost = data.count + ReliableChannel.segmentOverhead
+        guard bufferedBytes + cost <= receiveBudget else {
+            onOverBudget?()
+            return
+        }
         buffered[seq] = (last, data)
+        bufferedBytes += cost
         while let (isLast, d) = buffered.removeValue(forKey: receiveNext) {
             receiveNext &+= 1
-            if assembling.count + d.count > ReliableChannel.maxMessageSize {
-                // A hostile peer can only hurt itself: drop the oversized message.
+            bufferedBytes -= d.count + ReliableChannel.segmentOverhead
+            if !discarding && assembling.count + d.count > ReliableChannel.maxMessageSize {
+                // Too large: drop what was assembled and everything up to the message's last
+                // segment, so no part of it is ever delivered as a message of its own.
+                stats.oversizedDropped += 1
+                bufferedBytes -= assembling.count
                 assembling = []
+                discarding = true
+            }
+            if discarding {
+                if isLast { discarding = false }
                 continue
             }
             assembling += d
+            bufferedBytes += d.count
             if isLast {
                 let message = assembling
+                bufferedBytes -= assembling.count
                 assembling = []
                 stats.messagesDelivered += 1
                 onReceive?(message)

@@ -51,6 +51,36 @@ struct SourceRateLimiter {
     }
 }
 
+/// When each source IP last had a handshake reach Diffie-Hellman, in a table of bounded size.
+struct RecentSources {
+    let window: Nanos
+    let capacity: Int
+    private var last: [UInt32: Nanos] = [:]
+
+    init(window: Nanos, capacity: Int) {
+        self.window = window
+        self.capacity = capacity
+    }
+
+    var count: Int { last.count }
+
+    /// No handshake from `ip` within the window.
+    func isFresh(_ ip: UInt32, now: Nanos) -> Bool {
+        guard let t = last[ip] else { return true }
+        return now &- t >= window
+    }
+
+    /// Records a handshake. When the table is full, entries older than the window go first; if
+    /// that frees nothing it is cleared, which at worst lets each source count as fresh once more.
+    mutating func note(_ ip: UInt32, now: Nanos) {
+        if last[ip] == nil, last.count >= capacity {
+            last = last.filter { now &- $0.value < window }
+            if last.count >= capacity { last.removeAll(keepingCapacity: true) }
+        }
+        last[ip] = now
+    }
+}
+
 /// WireGuard-style handshake protection: mac1 proves an initiation is a turf packet, and under
 /// load mac2 proves the initiator can receive at its source address (it must echo a cookie that
 /// the responder derived from that address with a secret rotated every two minutes). Cookies are
@@ -142,6 +172,12 @@ struct HandshakeGuard {
         /// Handshakes per second from all sources together that may reach Diffie-Hellman.
         var globalRate = 500.0
         var globalBurst = 100.0
+        /// A reserve on top of the global budget, only for sources with no handshake in the last
+        /// `freshWindow`: a flood from a few dozen busy sources (each within its own rate) can
+        /// drain the global bucket, but not this one, so a newcomer still gets in.
+        var freshRate = 100.0
+        var freshBurst = 20.0
+        var freshWindow: Nanos = .seconds(10)
         /// Cookie replies per second per source IP.
         var cookieRate = 10.0
         var cookieBurst = 10.0
@@ -156,6 +192,8 @@ struct HandshakeGuard {
     private var perSource: SourceRateLimiter
     private var cookieLimiter: SourceRateLimiter
     private var global: TokenBucket
+    private var freshReserve: TokenBucket
+    private var recent: RecentSources
     private var windowStart: Nanos
     private var windowCount = 0
     private var lastWindowCount = 0
@@ -166,6 +204,8 @@ struct HandshakeGuard {
         perSource = SourceRateLimiter(rate: config.perSourceRate, burst: config.perSourceBurst, capacity: config.tableCapacity)
         cookieLimiter = SourceRateLimiter(rate: config.cookieRate, burst: config.cookieBurst, capacity: config.tableCapacity)
         global = TokenBucket(burst: config.globalBurst, now: now)
+        freshReserve = TokenBucket(burst: config.freshBurst, now: now)
+        recent = RecentSources(window: config.freshWindow, capacity: config.tableCapacity)
         windowStart = now
     }
 
@@ -180,7 +220,7 @@ struct HandshakeGuard {
         return max(windowCount, lastWindowCount) > config.underLoadThreshold
     }
 
-    var trackedSources: Int { perSource.count + cookieLimiter.count }
+    var trackedSources: Int { perSource.count + cookieLimiter.count + recent.count }
 
     mutating func check(_ packet: [UInt8], from source: PeerAddress, now: Nanos) -> Verdict {
         guard CookieChecker.hasValidMac1(packet) else { return .drop(.badMac1) }
@@ -189,7 +229,12 @@ struct HandshakeGuard {
             return cookieLimiter.allow(source.ip, now: now) ? .sendCookie : .drop(.cookieLimit)
         }
         guard perSource.allow(source.ip, now: now) else { return .drop(.rateLimited) }
-        guard global.take(now: now, rate: config.globalRate, burst: config.globalBurst) else { return .drop(.globalLimit) }
+        let fresh = recent.isFresh(source.ip, now: now)
+        guard global.take(now: now, rate: config.globalRate, burst: config.globalBurst)
+                || (fresh && freshReserve.take(now: now, rate: config.freshRate, burst: config.freshBurst)) else {
+            return .drop(.globalLimit)
+        }
+        recent.note(source.ip, now: now)
         return .process
     }
 }

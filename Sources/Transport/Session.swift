@@ -55,6 +55,8 @@ public enum CloseReason: Equatable, Sendable {
     case handshakeFailed
     /// The session manager was shut down.
     case shutdown
+    /// The peer exceeded a resource limit (its reliable data overflowed the receive budget).
+    case limitExceeded
 }
 
 /// One key direction: a ChaChaPoly key, its epoch, and (receiving) its replay window. A class, so
@@ -87,7 +89,8 @@ public final class Session {
     public let kind: HandshakeKind
     public let localIndex: UInt32
     public internal(set) var remoteIndex: UInt32 = 0
-    /// Where the peer is; follows the peer if it roams (a newer authenticated packet from elsewhere).
+    /// Where the peer is. Follows the peer if it roams: a newer authenticated packet from
+    /// elsewhere starts a path challenge, and the new address is adopted once it is answered.
     public internal(set) var peerAddress: PeerAddress
     /// The peer's identity, known once the handshake authenticated it.
     public internal(set) var remoteKey: PeerKey?
@@ -126,7 +129,21 @@ public final class Session {
     var pendingKey: SessionManager.PendingKey?
     var nextHandshakeAction: Nanos = 0
     var cookieResendUsed = false
+    var finalResends = 0
     let createdAt: Nanos
+    /// Set while this is an established inbound session counted against the caps for this IP.
+    var countedInboundIP: UInt32?
+
+    /// A new address the peer's packets came from, not yet validated: it gets path challenges
+    /// only, never more bytes than it sent us, until one is answered.
+    struct PathProbe {
+        var address: PeerAddress
+        var challenge: UInt64
+        var bytesReceived = 0
+        var bytesSent = 0
+        var lastChallenge: Nanos?
+    }
+    var pathProbe: PathProbe?
 
     // Transport.
     @exclusivity(unchecked) var send: DirectionKey?
@@ -351,10 +368,24 @@ public final class Session {
             return
         }
         var unreliableMessages: [(UInt32, [UInt8])] = []
+        // However many pings and challenges a packet holds, it gets at most one pong and one path
+        // response, together in one packet: a packet never causes more than one packet back.
+        var pingToAnswer: UInt32?
+        var challengeToAnswer: UInt64?
         for f in frames {
             switch f {
             case .ping(let id):
-                sendFrames([.pong(id: id)], includeAck: true)
+                pingToAnswer = id
+            case .pathChallenge(let data):
+                challengeToAnswer = data
+            case .pathResponse(let data):
+                if let probe = pathProbe, probe.challenge == data {
+                    // Whichever address it comes from, the answer proves the peer received the
+                    // challenge at the new address (as in QUIC, RFC 9000 section 8.2.2).
+                    peerAddress = probe.address
+                    pathProbe = nil
+                    manager?.stats.pathsValidated += 1
+                }
             case .pong(let id):
                 if let i = pingsInFlight.firstIndex(where: { $0.0 == id }) {
                     metrics.addRTT(now &- pingsInFlight[i].1)
@@ -364,6 +395,7 @@ public final class Session {
                 unreliableMessages.append((seq, data))
             case let .segment(seq, last, data):
                 reliable.handleSegment(seq: seq, last: last, data: data)
+                if isClosed { return } // over its receive budget
                 requestFlush()
             case let .ack(next, bits):
                 reliable.handleAck(next: next, bits: bits)
@@ -372,11 +404,41 @@ public final class Session {
                 return
             }
         }
+        if pingToAnswer != nil || challengeToAnswer != nil {
+            var answer: [Frame] = []
+            if let id = pingToAnswer { answer.append(.pong(id: id)) }
+            if let data = challengeToAnswer { answer.append(.pathResponse(data: data)) }
+            sendFrames(answer, includeAck: true)
+        }
         if unreliableMessages.count == 1 {
             unreliable.receive(unreliableMessages[0].0, unreliableMessages[0].1)
         } else if !unreliableMessages.isEmpty {
             unreliable.receive(unreliableMessages)
         }
+    }
+
+    // MARK: path validation
+
+    /// An authenticated packet of `bytes` with a new highest counter came from `source`, which is
+    /// not the peer's validated address. Challenges it (again after an RTO, while its budget of
+    /// received bytes allows); traffic keeps going to the validated address meanwhile.
+    func observePath(_ source: PeerAddress, bytes: Int, now: Nanos) {
+        guard let manager else { return }
+        if pathProbe?.address != source {
+            pathProbe = PathProbe(address: source, challenge: manager.pathChallengeValue())
+        }
+        pathProbe!.bytesReceived += bytes
+        guard let probe = pathProbe, send != nil else { return }
+        if let last = probe.lastChallenge, now &- last < metrics.rto { return }
+        let size = Wire.transportHeaderLength + Frame.pathChallenge(data: 0).encodedLength + Wire.tagLength
+        guard probe.bytesSent + size <= probe.bytesReceived else { return }
+        var payload: [UInt8] = []
+        Frame.pathChallenge(data: probe.challenge).encode(into: &payload)
+        guard seal(payload, now: now, into: &sendBuffer) else { return }
+        pathProbe!.bytesSent += sendBuffer.count
+        pathProbe!.lastChallenge = now
+        manager.stats.pathChallengesSent += 1
+        manager.host.send(sendBuffer, to: source)
     }
 
     // MARK: timers

@@ -35,6 +35,20 @@ public final class SessionManager {
         public var previousKeyGrace: Nanos = .seconds(10)
         /// Responder-side handshakes kept at once (oldest dropped first).
         public var maxPendingHandshakes = 1024
+        /// Sessions started by peers (this side responded) that may be established at once, in
+        /// total and per source IP (ports ignored). When either is full, new initiations are
+        /// refused before any Diffie-Hellman work (`stats.inboundRefused`).
+        public var maxInboundSessions = 128
+        public var maxInboundSessionsPerIP = 8
+        /// Bytes of reliable data one session may hold for its receiver: segments buffered out of
+        /// order plus the message being assembled. A peer that exceeds it is disconnected
+        /// (`.closed(.limitExceeded)`, `stats.sessionsOverBudget`). The default fits one 1 MiB
+        /// message plus a full send window, which a well-behaved peer never exceeds.
+        public var reliableReceiveBudget = ReliableChannel.defaultReceiveBudget
+        /// An XX initiator whose final message went unconfirmed this many resends starts over
+        /// with a fresh initiation (the responder has lost the handshake: expired, evicted, or
+        /// restarted).
+        public var finalResendsBeforeRestart = 3
         public var tickInterval: Nanos = .milliseconds(10)
         var guardConfig = HandshakeGuard.Config()
 
@@ -67,12 +81,21 @@ public final class SessionManager {
         public var sessionsTimedOut: UInt64 = 0
         public var bytesReceivedUnauthenticated: UInt64 = 0
         public var bytesSentUnauthenticated: UInt64 = 0
+        /// Initiations refused because the inbound session caps (total or per IP) were reached.
+        public var inboundRefused: UInt64 = 0
+        /// Sessions closed because the peer's reliable data exceeded `reliableReceiveBudget`.
+        public var sessionsOverBudget: UInt64 = 0
+        /// XX initiations restarted after unanswered final messages.
+        public var handshakeRestarts: UInt64 = 0
+        /// Path challenges sent to a peer's new address, and new addresses that answered one.
+        public var pathChallengesSent: UInt64 = 0
+        public var pathsValidated: UInt64 = 0
     }
 
     public let host: NetworkHost
     public let identity: Identity
     public let config: Config
-    @exclusivity(unchecked) public private(set) var stats = Stats()
+    @exclusivity(unchecked) public internal(set) var stats = Stats()
     /// Called when a session started by a peer is established.
     public var onInbound: ((Session) -> Void)?
     let logger: Logger
@@ -81,10 +104,16 @@ public final class SessionManager {
     /// Responder-side handshakes by (source, initiator's index), to answer duplicates from cache.
     private var pendingByInitiator: [PendingKey: UInt32] = [:]
     private var pendingOrder: [UInt32] = []
+    /// Established inbound sessions, in total and per source IP (for the inbound caps).
+    private var inboundCount = 0
+    private var inboundByIP: [UInt32: Int] = [:]
     private var handshakeGuard: HandshakeGuard
     private var lobbyPSK: SecretBytes?
     private var tickTimer: TimerToken?
-    private var protocols: [HandshakeKind: NoiseProtocol] = [:]
+    /// Parsed once per process: every manager uses the same three protocols.
+    private static let protocols: [HandshakeKind: NoiseProtocol] =
+        Dictionary(uniqueKeysWithValues: HandshakeKind.allCases.map { ($0, try! NoiseProtocol(name: $0.noiseName)) })
+    private var protocols: [HandshakeKind: NoiseProtocol] { SessionManager.protocols }
 
     struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
 
@@ -96,7 +125,6 @@ public final class SessionManager {
         self.config = config
         self.logger = logger
         handshakeGuard = HandshakeGuard(config: config.guardConfig, now: host.now)
-        for k in HandshakeKind.allCases { protocols[k] = try! NoiseProtocol(name: k.noiseName) }
         demux.route(PacketType.allFirstBytes) { [weak self] payload, source in self?.receive(payload, from: source) }
         scheduleTick()
     }
@@ -120,6 +148,10 @@ public final class SessionManager {
     public var activeSessions: [Session] { sessions.values.filter { $0.isEstablished } }
     public var sessionCount: Int { sessions.count }
     public var pendingHandshakeCount: Int { pendingOrder.count }
+    var pendingMapCount: Int { pendingByInitiator.count }
+    public var inboundSessionCount: Int { inboundCount }
+    /// Where new session indices come from; random unless set (reproducible fuzzing and tests).
+    @_spi(Testing) public var indexGenerator: (() -> UInt32)?
     var trackedSources: Int { handshakeGuard.trackedSources }
 
     /// Stops timers and closes every session.
@@ -134,6 +166,22 @@ public final class SessionManager {
 
     // MARK: initiating
 
+    /// Adds a session that is established with the given transport keys, without a handshake:
+    /// for fuzzing and tests that need exactly the same session state every time.
+    @_spi(Testing) @discardableResult
+    public func adoptEstablishedSession(role: Session.Role, localIndex: UInt32, remoteIndex: UInt32, peer: PeerAddress,
+                                        remoteKey: PeerKey, sendKey: [UInt8], receiveKey: [UInt8]) -> Session {
+        let s = Session(role: role, kind: .xx, localIndex: localIndex, peer: peer, now: host.now)
+        attach(s)
+        s.remoteIndex = remoteIndex
+        s.remoteKey = remoteKey
+        s.send = DirectionKey(key: SecretBytes(copying: sendKey), epoch: 0, since: host.now)
+        s.receive = DirectionKey(key: SecretBytes(copying: receiveKey), epoch: 0, since: host.now)
+        sessions[localIndex] = s
+        establish(s)
+        return s
+    }
+
     /// Starts a handshake with `address`. The session reports `.established` or `.closed` through
     /// `onStateChange`.
     @discardableResult
@@ -145,9 +193,7 @@ public final class SessionManager {
         case .passphrase: kind = .xxpsk3
         }
         let s = Session(role: .initiator, kind: kind, localIndex: freshIndex(), peer: address, now: host.now)
-        s.manager = self
-        s.rekeyAfterMessages = config.rekeyAfterMessages
-        s.rekeyAfterTime = config.rekeyAfterTime
+        attach(s)
         if case .knownKey(let k) = mode { s.expectedRemoteKey = k }
         if case .passphrase(let p) = mode { s.psk = p }
         sessions[s.localIndex] = s
@@ -157,9 +203,31 @@ public final class SessionManager {
 
     private func freshIndex() -> UInt32 {
         while true {
-            let i = UInt32(truncatingIfNeeded: Sodium.randomU64())
+            let i = indexGenerator?() ?? UInt32(truncatingIfNeeded: Sodium.randomU64())
             if i != 0 && sessions[i] == nil { return i }
         }
+    }
+
+    /// Gives a new session its manager, limits and budget.
+    private func attach(_ s: Session) {
+        s.manager = self
+        s.rekeyAfterMessages = config.rekeyAfterMessages
+        s.rekeyAfterTime = config.rekeyAfterTime
+        s.reliable.receiveBudget = config.reliableReceiveBudget
+        s.reliable.onOverBudget = { [weak self, weak s] in
+            guard let self, let s, !s.isClosed else { return }
+            self.stats.sessionsOverBudget += 1
+            if s.isEstablished { s.sendFrames([.close(reason: 2)], includeAck: false) }
+            self.remove(s, reason: .limitExceeded)
+        }
+    }
+
+    /// The unpredictable data of a path challenge.
+    func pathChallengeValue() -> UInt64 { Sodium.randomU64() }
+
+    /// Whether another inbound session from `ip` fits under the caps.
+    private func inboundAllowed(from ip: UInt32) -> Bool {
+        inboundCount < config.maxInboundSessions && inboundByIP[ip, default: 0] < config.maxInboundSessionsPerIP
     }
 
     private func retryDelay() -> Nanos {
@@ -226,8 +294,15 @@ public final class SessionManager {
         guard let s = sessions[header.receiverIndex] else { stats.unknownIndex += 1; return }
         let now = host.now
         guard s.open(packet, header: header, now: now, into: &s.receiveBuffer) else { stats.transportRejected += 1; return }
-        if source != s.peerAddress, header.counter >= (s.receive?.window.highest ?? 0) { s.peerAddress = source }
-        if s.state == .connecting { establish(s) }
+        if source != s.peerAddress, header.counter >= (s.receive?.window.highest ?? 0) {
+            // Possibly the peer roamed (NAT rebinding), possibly a copied packet sent from a
+            // forged address: the new address must answer a challenge before anything else goes
+            // there, and until then it gets no more bytes than it sent.
+            s.observePath(source, bytes: packet.count, now: now)
+        }
+        if s.state == .connecting {
+            guard establish(s) else { return }
+        }
         if !s.receiveBuffer.isEmpty { s.handle(frames: s.receiveBuffer, from: source, now: now) }
     }
 
@@ -253,8 +328,10 @@ public final class SessionManager {
                 reply(cached, to: packet.count, at: source)
                 return
             }
-            // A retry with a new ephemeral key replaces the old attempt.
-            if existing.state == .connecting { remove(existing, reason: .handshakeFailed) }
+            // A different initiation under the same (source, index): the initiator's retry with
+            // a new ephemeral key, or a forgery by someone who knows the index (the source address
+            // can be spoofed). It is answered as its own handshake; the pending one is kept until
+            // it completes or expires, so a forgery cannot cancel a genuine handshake.
         }
         switch (initiation.kind, lobbyPSK) {
         case (.xxpsk3, nil), (.xx, .some), (.ik, .some):
@@ -262,11 +339,10 @@ public final class SessionManager {
             return
         default: break
         }
+        guard inboundAllowed(from: source.ip) else { stats.inboundRefused += 1; return }
         stats.handshakesProcessed += 1
         let s = Session(role: .responder, kind: initiation.kind, localIndex: freshIndex(), peer: source, now: host.now)
-        s.manager = self
-        s.rekeyAfterMessages = config.rekeyAfterMessages
-        s.rekeyAfterTime = config.rekeyAfterTime
+        attach(s)
         s.remoteIndex = initiation.senderIndex
         do {
             var hs = try HandshakeState(protocol: protocols[initiation.kind]!, initiator: false, prologue: prologue,
@@ -308,14 +384,19 @@ public final class SessionManager {
     private func addPending(_ s: Session, key: PendingKey) {
         while pendingOrder.count >= config.maxPendingHandshakes {
             let oldest = pendingOrder.removeFirst()
-            if let o = sessions[oldest], o.state == .connecting {
+            guard let o = sessions[oldest] else { continue }
+            forgetPending(o)
+            if o.state == .connecting {
                 stats.pendingEvicted += 1
                 remove(o, reason: .handshakeFailed)
             }
         }
         sessions[s.localIndex] = s
-        pendingByInitiator[key] = s.localIndex
-        s.pendingKey = key
+        // The first live handshake under this key keeps the entry (see receiveInitiation).
+        if pendingByInitiator[key].flatMap({ sessions[$0] })?.state != .connecting {
+            pendingByInitiator[key] = s.localIndex
+            s.pendingKey = key
+        }
         pendingOrder.append(s.localIndex)
     }
 
@@ -343,6 +424,7 @@ public final class SessionManager {
                 s.handshake = nil
                 let final = HandshakeFinal(receiverIndex: s.remoteIndex, noiseMessage: message).encode()
                 s.finalMessage = final
+                s.finalResends = 0
                 s.nextHandshakeAction = host.now + retryDelay()
                 host.send(final, to: s.peerAddress)
             }
@@ -370,7 +452,7 @@ public final class SessionManager {
             s.remoteKey = try verifiedIdentity(payload, remoteStatic: hs.remoteStatic)
             installKeys(s, try hs.split())
             s.handshake = nil
-            establish(s)
+            guard establish(s) else { return }
             s.sendPayload([]) // confirmation: the initiator is established when this arrives
         } catch {
             // Wrong passphrase, wrong key, or a forged final message from someone who saw our
@@ -404,8 +486,20 @@ public final class SessionManager {
         s.receive = DirectionKey(key: ciphers.receive.key!, epoch: 0, since: now)
     }
 
-    private func establish(_ s: Session) {
-        guard s.state == .connecting else { return }
+    /// Marks `s` established; false if it was an inbound session over the caps (then removed).
+    @discardableResult
+    private func establish(_ s: Session) -> Bool {
+        guard s.state == .connecting else { return s.isEstablished }
+        if s.role == .responder {
+            guard inboundAllowed(from: s.peerAddress.ip) else {
+                stats.inboundRefused += 1
+                remove(s, reason: .handshakeFailed)
+                return false
+            }
+            inboundCount += 1
+            inboundByIP[s.peerAddress.ip, default: 0] += 1
+            s.countedInboundIP = s.peerAddress.ip
+        }
         s.finalMessage = nil
         s.cachedResponse = nil
         s.lastReceived = host.now
@@ -415,6 +509,7 @@ public final class SessionManager {
         stats.handshakesCompleted += 1
         s.state = .established
         if s.role == .responder { onInbound?(s) }
+        return true
     }
 
     private func forgetPending(_ s: Session) {
@@ -425,9 +520,12 @@ public final class SessionManager {
     func remove(_ s: Session, reason: CloseReason) {
         guard sessions[s.localIndex] === s else { return }
         sessions[s.localIndex] = nil
-        if let i = pendingOrder.firstIndex(of: s.localIndex) {
-            pendingOrder.remove(at: i)
-            forgetPending(s)
+        if let i = pendingOrder.firstIndex(of: s.localIndex) { pendingOrder.remove(at: i) }
+        forgetPending(s)
+        if let ip = s.countedInboundIP {
+            s.countedInboundIP = nil
+            inboundCount -= 1
+            if let n = inboundByIP[ip], n > 1 { inboundByIP[ip] = n - 1 } else { inboundByIP[ip] = nil }
         }
         if reason == .timeout { stats.sessionsTimedOut += 1 }
         s.send = nil
@@ -459,8 +557,18 @@ public final class SessionManager {
                 } else if now >= s.nextHandshakeAction {
                     if s.counters.handshakeAttempts >= config.handshakeAttempts {
                         remove(s, reason: .handshakeTimeout)
+                    } else if s.finalMessage != nil, s.finalResends >= config.finalResendsBeforeRestart {
+                        // The responder has no record of the handshake: start over.
+                        stats.handshakeRestarts += 1
+                        s.finalMessage = nil
+                        s.send = nil
+                        s.receive = nil
+                        s.remoteIndex = 0
+                        s.remoteKey = nil
+                        sendInitiation(s)
                     } else if let final = s.finalMessage {
                         s.counters.handshakeAttempts += 1
+                        s.finalResends += 1
                         s.nextHandshakeAction = now + retryDelay()
                         host.send(final, to: s.peerAddress)
                     } else {

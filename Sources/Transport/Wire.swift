@@ -261,9 +261,13 @@ public enum Frame: Equatable {
     /// Reliable channel acknowledgement: every seq below `next`, and next+1+i for each bit i.
     case ack(next: UInt32, bits: UInt64)
     case close(reason: UInt8)
+    /// Sent to a peer's new, unvalidated address; the peer echoes the data in a path response.
+    case pathChallenge(data: UInt64)
+    case pathResponse(data: UInt64)
 
     static let pingType: UInt8 = 1, pongType: UInt8 = 2, unreliableType: UInt8 = 3
     static let segmentType: UInt8 = 4, ackType: UInt8 = 5, closeType: UInt8 = 6
+    static let pathChallengeType: UInt8 = 7, pathResponseType: UInt8 = 8
 
     public var encodedLength: Int {
         switch self {
@@ -272,6 +276,7 @@ public enum Frame: Equatable {
         case .segment(_, _, let d): return 8 + d.count
         case .ack: return 13
         case .close: return 2
+        case .pathChallenge, .pathResponse: return 9
         }
     }
 
@@ -295,6 +300,8 @@ public enum Frame: Equatable {
         case let .ack(next, bits):
             out.append(Frame.ackType); appendU32(&out, next); appendU64(&out, bits)
         case .close(let r): out.append(Frame.closeType); out.append(r)
+        case .pathChallenge(let d): out.append(Frame.pathChallengeType); appendU64(&out, d)
+        case .pathResponse(let d): out.append(Frame.pathResponseType); appendU64(&out, d)
         }
     }
 
@@ -321,6 +328,10 @@ public enum Frame: Equatable {
                 frames.append(.ack(next: try r.u32("ack next"), bits: try r.u64("ack bits")))
             case closeType:
                 frames.append(.close(reason: try r.u8("close reason")))
+            case pathChallengeType:
+                frames.append(.pathChallenge(data: try r.u64("path challenge")))
+            case pathResponseType:
+                frames.append(.pathResponse(data: try r.u64("path response")))
             default:
                 throw ByteReadError(offset: r.offset - 1, "unknown frame type \(type)")
             }

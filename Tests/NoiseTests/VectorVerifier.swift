@@ -35,6 +35,15 @@ enum VectorVerifier {
         return out
     }
 
+    /// Why a vector file (one named by NOISE_VECTORS_FILE) did not really test anything, or nil:
+    /// it had no vector this implementation supports, or more were skipped (unsupported
+    /// primitives) than checked, which usually means the wrong file was given.
+    static func coverageProblem(_ r: Result) -> String? {
+        if r.checked == 0 { return "no usable vector (\(r.skipped.count) skipped)" }
+        if r.skipped.count > r.checked { return "\(r.skipped.count) vectors skipped but only \(r.checked) checked" }
+        return nil
+    }
+
     static func verify(file: URL) throws -> Result {
         let data = try Data(contentsOf: file)
         guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],

@@ -111,6 +111,7 @@ import Sodium
         #expect(sa.reliable.stats.retransmissions > 0)
         #expect(net.stats.lost > 0 && net.stats.duplicated > 0)
         #expect(sa.isEstablished && sb.isEstablished)
+        #expect(net.stats.oversized == 0, "a datagram over 1200 bytes")
     }
 
     @Test func unreliableChannelLatestWinsWithRedundancy() throws {
@@ -145,6 +146,7 @@ import Sodium
         _ = net.run(for: .milliseconds(50))
         // (An earlier lost message may ride along as redundancy and arrive first.)
         #expect(big.last.map(digest) == digest(maxMessage), "\(big.map { $0.count })")
+        #expect(net.stats.oversized == 0, "a datagram over 1200 bytes")
     }
 
     /// A 10-second partition: the session stays up, and what was sent during it arrives after.
@@ -276,7 +278,10 @@ import Sodium
         moved.send(try #require(sa.seal(payload, now: net.now)), to: b.address)
         _ = net.run(for: .milliseconds(2))
         #expect(got == [[42]])
-        // B now answers at the new address (A's next packets from the old one would move it back).
+        // B challenged the new address; A (which got the challenge there) answered, so B now
+        // sends to the new address (A's next packets from the old one would move it back).
+        #expect(runUntil(net, seconds: 1) { b.manager.stats.pathsValidated == 1 })
+        #expect(b.manager.stats.pathChallengesSent == 1)
         #expect(sb.peerAddress == moved.localAddress)
     }
 }
@@ -288,7 +293,7 @@ func digest(_ b: [UInt8]) -> UInt64 {
 }
 
 /// Small deterministic generator for test data.
-struct SplitMix64Test {
+struct SplitMix64Test: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

@@ -57,13 +57,21 @@ import NetCore
         try a.host.sync {
             for i in 0..<50 { try s.reliable.send([UInt8(i)]) }
             try s.reliable.send(big)
-            try s.unreliable.send([1, 2, 3])
         }
-        #expect(try wait(b.host) { reliableGot.count == 51 && !unreliableGot.isEmpty })
+        #expect(try wait(b.host) { reliableGot.count == 51 })
         let got = try b.host.sync { reliableGot }
         #expect(Array(got.prefix(50)) == (0..<50).map { [UInt8($0)] })
         #expect(got.last == big)
-        #expect(try b.host.sync { unreliableGot } == [[1, 2, 3]])
+        // Unreliable means a datagram may be lost, even on loopback: resend until one arrives
+        // (bounded), then check what arrived.
+        var sends = 0
+        repeat {
+            try a.host.sync { try s.unreliable.send([1, 2, 3]) }
+            sends += 1
+        } while try !wait(b.host, seconds: 0.2, { !unreliableGot.isEmpty }) && sends < 25
+        let unreliable = try b.host.sync { unreliableGot }
+        #expect(!unreliable.isEmpty, "nothing arrived in \(sends) sends")
+        #expect(unreliable.count <= sends && unreliable.allSatisfy { $0 == [1, 2, 3] })
         // A ping round trip gives an RTT sample (pings start right after the handshake).
         #expect(try wait(a.host, seconds: 5) { s.metrics.smoothedRTT != nil })
         // Clean close reaches the other side.

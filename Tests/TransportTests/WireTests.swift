@@ -83,7 +83,7 @@ import Sodium
         var seen = Set<UInt64>()
         var highest: UInt64 = 0
         var any = false
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64Test(seed: 0x5EED_8128) // seeded: a failure reproduces
         var base: UInt64 = 0
         for _ in 0..<50_000 {
             base += UInt64.random(in: 0...3, using: &rng)
