@@ -40,7 +40,8 @@ public final class UDPHost: NetworkHost {
     public internal(set) var stats = Stats()
 
     /// Replaced by a fresh socket on the same address if the channel ever closes under us.
-    private var channel: Channel
+    /// Internal for the rebind test.
+    var channel: Channel
     private let group: EventLoopGroup
     private let ownedGroup: MultiThreadedEventLoopGroup?
     private var closing = false
@@ -85,8 +86,10 @@ public final class UDPHost: NetworkHost {
 
     private static func makeChannel(on loop: EventLoop, address: PeerAddress,
                                     handler: ReceiveHandler) -> EventLoopFuture<Channel> {
+        // No SO_REUSEADDR: on Linux it would let another process bind the same UDP port and take
+        // our unicast traffic. Rebinding after our own socket closed works without it (UDP has no
+        // TIME_WAIT).
         DatagramBootstrap(group: loop)
-            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .channelOption(ChannelOptions.recvAllocator,
                            value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferSize))
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }

@@ -15,6 +15,36 @@ import NIOPosix
         return false
     }
 
+    /// Without SO_REUSEADDR nobody else can bind our port and take our traffic; our own port is
+    /// free again as soon as we close it.
+    @Test func aBoundPortCannotBeSharedButIsFreeAfterClose() throws {
+        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        let port = a.localAddress.port
+        #expect(throws: (any Error).self, "a second socket on the same port") {
+            let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: port))
+            b.close()
+        }
+        a.close()
+        let again = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: port))
+        again.close()
+    }
+
+    /// The channel dying under the host: it rebinds the same port (without SO_REUSEADDR) and
+    /// keeps receiving.
+    @Test func aDeadChannelIsReboundOnTheSamePort() throws {
+        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { a.close() }
+        let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { b.close() }
+        var got = 0
+        try a.sync { a.onReceive = { _, _ in got += 1 } }
+        try a.sync { a.channel.close(promise: nil) }
+        #expect(try wait(a) { a.stats.rebinds == 1 }, "rebound: \(a.stats)")
+        #expect(a.stats.rebindFailures == 0)
+        b.send([0x01], to: a.localAddress)
+        #expect(try wait(a) { got == 1 })
+    }
+
     @Test func loopbackExchange() throws {
         let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { a.close() }
