@@ -76,7 +76,8 @@ public struct DHTStats: Sendable, Equatable {
     public var timeouts: UInt64 = 0
     public var badTokens: UInt64 = 0
     public var peersStored: UInt64 = 0
-    public var peersRejected: UInt64 = 0
+    /// Announces stored by evicting another entry (a full topic or store).
+    public var peersEvicted: UInt64 = 0
     public var idChanges: UInt64 = 0
     public var itemsStored: UInt64 = 0
     public var itemsRejected: UInt64 = 0
@@ -490,14 +491,12 @@ public final class DHTNode {
             }
             let port = q.impliedPort ? source.port : q.port!
             guard port != 0 else { fail(KRPCErrorCode.protocolError, "port 0"); return }
-            switch store.add(PeerAddress(ip: source.ip, port: port), for: q.infoHash!, now: now) {
-            case .stored, .refreshed:
-                stats.peersStored += 1
-                reply(KRPCResponse(id: id))
-            default:
-                stats.peersRejected += 1
-                fail(KRPCErrorCode.server, "peer store full")
-            }
+            var r = rng
+            let added = store.add(PeerAddress(ip: source.ip, port: port), for: q.infoHash!, now: now, using: &r)
+            rng = r
+            stats.peersStored += 1
+            if added == .storedEvicting { stats.peersEvicted += 1 }
+            reply(KRPCResponse(id: id))
         case "get":
             let target = q.target!
             var extra: [(String, BValue)] = []
