@@ -227,6 +227,21 @@ public final class DHTNode {
 
     // MARK: life cycle
 
+    /// Tokens follow the clock (5-minute epochs), not the maintenance timer.
+    private func issueToken(for ip: UInt32) -> [UInt8] {
+        var t = tokens
+        let tok = t.token(for: ip, now: now) { freshSecret() }
+        tokens = t
+        return tok
+    }
+
+    private func tokenIsValid(_ token: [UInt8], for ip: UInt32) -> Bool {
+        var t = tokens
+        let ok = t.isValid(token, for: ip, now: now) { freshSecret() }
+        tokens = t
+        return ok
+    }
+
     /// Joins the network: looks up our own id, seeded by saved nodes, the table, or the bootstrap
     /// nodes, and starts maintenance. `completion` runs when the join lookup ends.
     public func start(savedNodes: [NodeInfo] = [], completion: ((LookupResult) -> Void)? = nil) {
@@ -297,7 +312,6 @@ public final class DHTNode {
             // A sparse table (we joined a young network): look ourselves up again to fill it.
             findNode(id) { _ in }
         }
-        tokens.rotateIfDue(now: t) { freshSecret() }
         store.expire(now: t)
         items.expire(now: t)
         var r = rng
@@ -482,9 +496,9 @@ public final class DHTNode {
             let values = store.peers(for: h, now: now, max: config.maxValuesPerResponse, using: &r)
             rng = r
             reply(KRPCResponse(id: id, nodes: table.closest(to: h, count: config.k, now: now), values: values,
-                               token: tokens.token(for: source.ip)))
+                               token: issueToken(for: source.ip)))
         case "announce_peer":
-            guard tokens.isValid(q.token!, for: source.ip) else {
+            guard tokenIsValid(q.token!, for: source.ip) else {
                 stats.badTokens += 1
                 fail(KRPCErrorCode.protocolError, "bad token")
                 return
@@ -513,9 +527,9 @@ public final class DHTNode {
                 }
             }
             reply(KRPCResponse(id: id, nodes: table.closest(to: target, count: config.k, now: now),
-                               token: tokens.token(for: source.ip), extra: extra))
+                               token: issueToken(for: source.ip), extra: extra))
         case "put":
-            guard tokens.isValid(q.token!, for: source.ip) else {
+            guard tokenIsValid(q.token!, for: source.ip) else {
                 stats.badTokens += 1
                 fail(KRPCErrorCode.protocolError, "bad token")
                 return

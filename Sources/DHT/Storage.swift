@@ -143,31 +143,39 @@ public struct PeerStore: Sendable {
     }
 }
 
-/// announce_peer tokens (BEP 5): keyed BLAKE2b of the requester's IP under a secret that rotates
-/// every `rotation`; a token is accepted under the current or the previous secret, so it lives
-/// between one and two rotations (5 and 10 minutes by default).
+/// announce_peer tokens (BEP 5): keyed BLAKE2b of the requester's IP under a secret per time epoch
+/// of `rotation` (5 minutes). A token is accepted in the epoch it was issued and the next one only,
+/// so it lives between one and two rotations (5 to 10 minutes), whenever maintenance happens to
+/// run: the epoch is computed from the clock on every `token` and `isValid`, and after a gap of
+/// two or more epochs both secrets are replaced.
 public struct TokenIssuer: Sendable {
     public static let tokenLength = 8
     private var current: [UInt8]
     private var previous: [UInt8]
-    public private(set) var rotatedAt: Nanos
+    /// The epoch `current` belongs to (`previous` belongs to the one before).
+    public private(set) var epoch: UInt64
     public let rotation: Nanos
 
     public init(secret: [UInt8], previous: [UInt8], now: Nanos, rotation: Nanos = .seconds(300)) {
         current = secret
         self.previous = previous
-        rotatedAt = now
-        self.rotation = rotation
+        self.rotation = max(1, rotation)
+        epoch = TokenIssuer.epoch(of: now, rotation: self.rotation)
     }
 
-    /// Rotates if due; `fresh` supplies a new secret.
-    public mutating func rotateIfDue(now: Nanos, fresh: () -> [UInt8]) {
-        while now &- rotatedAt >= rotation {
+    static func epoch(of t: Nanos, rotation: Nanos) -> UInt64 { t / rotation }
+
+    /// Brings the secrets to `now`'s epoch; `fresh` supplies new secrets.
+    public mutating func advance(now: Nanos, fresh: () -> [UInt8]) {
+        let e = TokenIssuer.epoch(of: now, rotation: rotation)
+        guard e > epoch else { return }
+        if e == epoch + 1 {
             previous = current
-            current = fresh()
-            rotatedAt = rotatedAt &+ rotation
-            if now &- rotatedAt >= rotation { rotatedAt = now } // long gap: both secrets new enough
+        } else {
+            previous = fresh() // a gap: no secret from before it survives
         }
+        current = fresh()
+        epoch = e
     }
 
     static func token(secret: [UInt8], ip: UInt32) -> [UInt8] {
@@ -176,9 +184,13 @@ public struct TokenIssuer: Sendable {
         return Array(h.prefix(tokenLength))
     }
 
-    public func token(for ip: UInt32) -> [UInt8] { TokenIssuer.token(secret: current, ip: ip) }
+    public mutating func token(for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> [UInt8] {
+        advance(now: now, fresh: fresh)
+        return TokenIssuer.token(secret: current, ip: ip)
+    }
 
-    public func isValid(_ token: [UInt8], for ip: UInt32) -> Bool {
+    public mutating func isValid(_ token: [UInt8], for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> Bool {
+        advance(now: now, fresh: fresh)
         guard token.count == TokenIssuer.tokenLength else { return false }
         return Sodium.constantTimeEqual(token, TokenIssuer.token(secret: current, ip: ip))
             || Sodium.constantTimeEqual(token, TokenIssuer.token(secret: previous, ip: ip))

@@ -1,0 +1,66 @@
+@testable import DHT
+import Determinism
+import NetCore
+import Testing
+
+/// Tests for abuse and robustness fixes: token epochs, announce back-off, transaction ids, error
+/// replies to garbage, replacement-cache promotion, lenient key order, saved ids, bootstrap order.
+@Suite struct RobustnessTests {
+    typealias Probe = NodeTests.Probe
+
+    func config(seed: UInt64) -> DHTConfig {
+        var c = DHTConfig()
+        c.seed = seed
+        return c
+    }
+
+    /// Tokens follow the clock, not maintenance: with no maintenance at all, a token from epoch 0
+    /// is accepted in epoch 1 and refused from epoch 2 on.
+    @Test func tokensExpireByTheClockWithoutMaintenance() throws {
+        let net = SimNetwork(seed: 41, conditions: .perfect)
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 41))
+        let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 41000))
+        let me = NodeID(hex: "5500000000000000000000000000000000000000")!
+        let h = Topic.infoHash("epochs")
+        func getToken(_ t: UInt8) throws -> [UInt8] {
+            probe.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [t], to: node.localAddress)
+            _ = net.run(for: .milliseconds(10))
+            var tok: [UInt8]? = nil
+            if case let .response(r)? = probe.response([t])?.body { tok = r.token }
+            return try #require(tok)
+        }
+        func announce(_ tok: [UInt8], _ t: UInt8) -> Bool {
+            probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7000, token: tok), t: [t], to: node.localAddress)
+            _ = net.run(for: .milliseconds(10))
+            if case .response? = probe.response([t])?.body { return true }
+            return false
+        }
+        let early = try getToken(1) // epoch 0
+        _ = net.run(for: .seconds(4 * 60))
+        #expect(announce(early, 2))
+        _ = net.run(for: .seconds(5 * 60)) // 9 min: epoch 1
+        #expect(announce(early, 3), "previous epoch still accepted")
+        _ = net.run(for: .seconds(90)) // 10.5 min: epoch 2
+        #expect(!announce(early, 4), "two epochs old: refused")
+        // A gap of many epochs: neither secret from before it survives.
+        let before = try getToken(5) // epoch 2
+        _ = net.run(for: .seconds(60 * 60))
+        #expect(!announce(before, 6))
+        #expect(announce(try getToken(7), 8))
+        #expect(node.stats.badTokens == 2)
+    }
+
+    @Test func tokenIssuerEpochs() {
+        var secrets: UInt8 = 0
+        func fresh() -> [UInt8] { secrets += 1; return [UInt8](repeating: secrets, count: 32) }
+        var t = TokenIssuer(secret: fresh(), previous: fresh(), now: .seconds(299), rotation: .seconds(300))
+        func valid(_ tok: [UInt8], _ ip: UInt32, _ at: Nanos) -> Bool { t.isValid(tok, for: ip, now: at, fresh: fresh) }
+        let tok = t.token(for: 0x0A00_0001, now: .seconds(299), fresh: fresh)
+        #expect(valid(tok, 0x0A00_0001, .seconds(300)), "next epoch")
+        #expect(!valid(tok, 0x0A00_0002, .seconds(300)), "another IP")
+        #expect(valid(tok, 0x0A00_0001, .seconds(599)))
+        #expect(!valid(tok, 0x0A00_0001, .seconds(600)), "issued 301 s ago but two epochs back")
+        let tok2 = t.token(for: 0x0A00_0001, now: .seconds(600), fresh: fresh)
+        #expect(!valid(tok2, 0x0A00_0001, .seconds(1200)), "after a gap both secrets are new")
+    }
+}
