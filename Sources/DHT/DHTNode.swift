@@ -720,9 +720,12 @@ public final class DHTNode {
             onEach?(r, stored)
             guard let self, !self.stopped, self.announcements[h]?.generation == a.generation else { return }
             let failed = stored == 0
-            let delay = failed ? min(retry, self.config.reannounceInterval) : self.config.reannounceInterval
+            let interval = self.config.reannounceInterval
+            let delay = failed ? min(retry, interval) : interval
+            // Doubling stops at the re-announce interval, so any number of failures cannot overflow it.
+            let next = failed ? min(retry > interval / 2 ? interval : retry * 2, interval) : DHTNode.announceRetry
             self.announcements[h]?.timer = self.scheduler.schedule(after: delay) { [weak self] in
-                self?.runAnnouncement(h, retry: failed ? retry &* 2 : DHTNode.announceRetry, onEach: onEach)
+                self?.runAnnouncement(h, retry: next, onEach: onEach)
             }
         }
     }

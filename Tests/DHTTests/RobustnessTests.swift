@@ -63,4 +63,25 @@ import Testing
         let tok2 = t.token(for: 0x0A00_0001, now: .seconds(600), fresh: fresh)
         #expect(!valid(tok2, 0x0A00_0001, .seconds(1200)), "after a gap both secrets are new")
     }
+
+    /// An announcer that never reaches anyone backs off 5 s, 10 s, ... up to the re-announce
+    /// interval and stays there, however long it fails (the doubling used to wrap around).
+    @Test func announceRetryBackOffIsCapped() {
+        let net = SimNetwork(seed: 42, conditions: .perfect)
+        var c = config(seed: 42)
+        c.bootstrap = [PeerAddress(192, 0, 2, 1, port: 6881)] // nobody there
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        var times: [Nanos] = []
+        node.keepAnnouncing(Topic.infoHash("alone"), port: 1) { _, stored in
+            #expect(stored == 0)
+            times.append(net.now)
+        }
+        _ = net.run(for: .seconds(30 * 3600), maxEvents: 10_000_000)
+        let gaps = zip(times, times.dropFirst()).map { $1 - $0 }
+        let interval = c.reannounceInterval
+        #expect(times.count > 100 && times.count < 130, "\(times.count) attempts in 30 h")
+        #expect(gaps.allSatisfy { $0 <= interval + .seconds(10) })
+        #expect(gaps.suffix(80).allSatisfy { $0 >= interval }, "stays at the interval")
+        #expect(zip(gaps, gaps.dropFirst()).allSatisfy { $1 + .seconds(1) >= $0 }, "never shrinks")
+    }
 }
