@@ -130,8 +130,7 @@ public final class DHTNode {
     var rng: SplitMix64
     private var tokens: TokenIssuer
     private var rateLimiter: RateLimiter
-    private var nextTransaction: UInt16
-    private var pending: [UInt16: Pending] = [:]
+    private var pending: [UInt32: Pending] = [:]
     private var maintenanceTimer: TimerToken?
     private var announcements: [NodeID: Announcement] = [:]
     private var stopped = false
@@ -197,7 +196,6 @@ public final class DHTNode {
                              maxPerSubnetInBucket: config.maxPerSubnetInBucket, now: scheduler.now)
         store = config.peerStore
         rateLimiter = RateLimiter(ratePerSecond: config.queryRate, burst: config.queryBurst)
-        nextTransaction = UInt16(truncatingIfNeeded: rng.next())
         tokens = TokenIssuer(secret: [], previous: [], now: scheduler.now, rotation: config.tokenRotation)
         tokens = TokenIssuer(secret: freshSecret(), previous: freshSecret(), now: scheduler.now, rotation: config.tokenRotation)
     }
@@ -325,9 +323,15 @@ public final class DHTNode {
 
     // MARK: sending queries
 
-    private func newTransaction() -> UInt16 {
-        repeat { nextTransaction &+= 1 } while pending[nextTransaction] != nil
-        return nextTransaction
+    /// A random 4-byte transaction id not used by an outstanding query, so that an off-path
+    /// sender cannot guess the next one and forge an answer. From libsodium in production, from
+    /// the seeded generator in simulations (which must repeat).
+    private func newTransaction() -> UInt32 {
+        var t: UInt32
+        repeat {
+            t = config.seed != nil ? UInt32(truncatingIfNeeded: rng.next() >> 32) : UInt32(truncatingIfNeeded: Sodium.randomU64())
+        } while pending[t] != nil
+        return t
     }
 
     private func send(_ m: KRPCMessage, to a: PeerAddress) {
@@ -342,7 +346,7 @@ public final class DHTNode {
         var q = q
         q.readOnly = config.readOnly
         let t = newTransaction()
-        let tid: [UInt8] = [UInt8(t >> 8), UInt8(t & 0xFF)]
+        let tid: [UInt8] = [UInt8(t >> 24), UInt8((t >> 16) & 0xFF), UInt8((t >> 8) & 0xFF), UInt8(t & 0xFF)]
         var p = Pending(destination: a, expectedID: expectedID, method: q.method, callback: callback, onSlow: onSlow)
         p.sentAt = now
         if onSlow != nil {
@@ -425,8 +429,8 @@ public final class DHTNode {
     }
 
     private func handleReply(_ m: KRPCMessage, outcome: QueryOutcome, from source: PeerAddress, responderID: NodeID?) {
-        guard m.transactionID.count == 2 else { stats.unexpectedResponses += 1; return }
-        let t = UInt16(m.transactionID[0]) << 8 | UInt16(m.transactionID[1])
+        guard m.transactionID.count == 4 else { stats.unexpectedResponses += 1; return }
+        let t = m.transactionID.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         guard let p = pending[t], p.destination == source else { stats.unexpectedResponses += 1; return }
         pending[t] = nil
         p.slowTimer?.cancel()

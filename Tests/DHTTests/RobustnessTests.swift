@@ -84,4 +84,27 @@ import Testing
         #expect(gaps.suffix(80).allSatisfy { $0 >= interval }, "stays at the interval")
         #expect(zip(gaps, gaps.dropFirst()).allSatisfy { $1 + .seconds(1) >= $0 }, "never shrinks")
     }
+
+    /// Transaction ids are 4 random bytes, not a counter a spoofer can guess.
+    @Test func transactionIDsAreRandomFourBytes() {
+        let net = SimNetwork(seed: 43, conditions: .perfect)
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
+        let silent = Probe(net, PeerAddress(192, 0, 2, 1, port: 1))
+        for _ in 0..<16 { node.query(KRPCQuery(method: "ping", id: node.id), to: silent.socket.localAddress) { _ in } }
+        _ = net.run(for: .seconds(1))
+        let tids = silent.received.map { $0.0.transactionID }
+        #expect(tids.count == 16)
+        #expect(tids.allSatisfy { $0.count == 4 })
+        #expect(Set(tids.map { $0 }).count == 16)
+        let values = tids.map { $0.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
+        let consecutive = zip(values, values.dropFirst()).filter { $1 &- $0 == 1 }.count
+        #expect(consecutive == 0, "sequential ids: \(values)")
+        // The same seed gives the same ids (simulations repeat).
+        let net2 = SimNetwork(seed: 43, conditions: .perfect)
+        let node2 = DHTNode(host: net2.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
+        let silent2 = Probe(net2, PeerAddress(192, 0, 2, 1, port: 1))
+        for _ in 0..<16 { node2.query(KRPCQuery(method: "ping", id: node2.id), to: silent2.socket.localAddress) { _ in } }
+        _ = net2.run(for: .seconds(1))
+        #expect(silent2.received.map { $0.0.transactionID } == tids)
+    }
 }
