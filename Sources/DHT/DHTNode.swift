@@ -181,6 +181,8 @@ public final class DHTNode {
     /// First retry delay for an announce that reached no node (doubling up to `reannounceInterval`).
     static let announceRetry: Nanos = .seconds(5)
 
+    /// The whole text of the error 203 sent for a malformed query.
+    static let malformedMessage = "malformed"
     /// A node on `socket`, with timers from `scheduler`. Feed it datagrams with `receive`, or use
     /// `attach(to:)` / `init(host:)` to wire a socket or a demultiplexer.
     public init(socket: DatagramSocket, scheduler: Scheduler, config: DHTConfig = DHTConfig()) {
@@ -397,13 +399,17 @@ public final class DHTNode {
             m = try KRPCMessage.decode(payload)
         } catch {
             stats.malformed += 1
-            // Answer only plausible queries, and only within the rate limit, so that garbage
-            // cannot be turned into a reflection flood.
-            if let t = error.transactionID, payload.count > 12, rateLimiter.allow(sourceKey(source), now: now),
-               !config.readOnly, isQuery(payload) {
-                stats.errorsSent += 1
-                send(KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: KRPCErrorCode.protocolError, message: "\(error)")),
-                                 ip: source, version: config.version), to: source)
+            // Answer only plausible queries, within the rate limit, with a short fixed message and
+            // no larger than the query (no `ip`, no `v`), so that garbage cannot be turned into a
+            // reflection flood nor learn anything about the parser.
+            if let t = error.transactionID, payload.count > 12, !config.readOnly, isQuery(payload) {
+                let reply = KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: KRPCErrorCode.protocolError,
+                                                                                   message: DHTNode.malformedMessage))).encoded()
+                if reply.count <= payload.count, rateLimiter.allow(sourceKey(source), now: now) {
+                    stats.errorsSent += 1
+                    stats.sent += 1
+                    socket.send(reply, to: source)
+                }
             }
             return
         }

@@ -107,4 +107,26 @@ import Testing
         _ = net2.run(for: .seconds(1))
         #expect(silent2.received.map { $0.0.transactionID } == tids)
     }
+
+    /// A malformed query gets a short fixed error, never bigger than the query itself.
+    @Test func malformedQueriesGetASmallFixedError() throws {
+        let net = SimNetwork(seed: 44, conditions: .perfect)
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 44))
+        let raw = net.bind(PeerAddress(203, 0, 113, 9, port: 999))
+        var replies: [[UInt8]] = []
+        raw.onReceive = { p, _ in replies.append(p) }
+        // get_peers with a 19-byte info_hash: the decoder's own message would be long.
+        let bad = Array("d1:ad2:id20:abcdefghij01234567899:info_hash19:abcdefghij012345678e1:q9:get_peers1:t4:aaaa1:y1:qe".utf8)
+        raw.send(bad, to: node.localAddress)
+        // A tiny malformed query: a fixed error would still be larger, so nothing is sent.
+        raw.send(Array("d1:t1:x1:y1:q1:q1:ze".utf8), to: node.localAddress)
+        _ = net.run(for: .seconds(1))
+        #expect(node.stats.malformed == 2)
+        let reply = try #require(replies.first)
+        #expect(replies.count == 1)
+        #expect(reply.count <= bad.count, "reply \(reply.count) bytes for a \(bad.count)-byte query")
+        let m = try KRPCMessage.decode(reply)
+        #expect(m.transactionID == Array("aaaa".utf8))
+        #expect(m.body == .error(KRPCErrorBody(code: 203, message: "malformed")))
+    }
 }
