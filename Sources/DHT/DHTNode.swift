@@ -362,7 +362,7 @@ public final class DHTNode {
             guard let self, let p = self.pending.removeValue(forKey: t) else { return }
             p.slowTimer?.cancel()
             self.stats.timeouts += 1
-            if let id = p.expectedID { self.table.markFailed(id, now: self.now) }
+            if let id = p.expectedID, let promoted = self.table.markFailed(id, now: self.now) { self.pingPromoted(promoted) }
             p.callback(.timeout)
         }
         pending[t] = p
@@ -447,7 +447,7 @@ public final class DHTNode {
             let rtt = now &- p.sentAt
             smoothedRTT = smoothedRTT == 0 ? rtt : (smoothedRTT * 7 + rtt) / 8
             if let rid = responderID {
-                if let e = p.expectedID, e != rid { table.remove(e) }
+                if let e = p.expectedID, e != rid, let promoted = table.remove(e) { pingPromoted(promoted) }
                 if let ip = m.ip { recordVote(ip, from: source) }
                 noteNode(NodeInfo(id: rid, address: source), responded: true)
             }
@@ -457,6 +457,12 @@ public final class DHTNode {
             break
         }
         p.callback(outcome)
+    }
+
+    /// A node moved from a replacement cache into the table may be gone: check it.
+    private func pingPromoted(_ n: NodeInfo) {
+        guard !stopped else { return }
+        query(KRPCQuery(method: "ping", id: id), to: n.address, expectedID: n.id) { _ in }
     }
 
     private func noteNode(_ n: NodeInfo, responded: Bool) {

@@ -129,4 +129,67 @@ import Testing
         #expect(m.transactionID == Array("aaaa".utf8))
         #expect(m.body == .error(KRPCErrorBody(code: 203, message: "malformed")))
     }
+
+    /// Promotion from the replacement cache respects the per-/24 limit and yields questionable
+    /// entries (which the node pings), not good ones.
+    @Test func promotedReplacementsRespectIPLimitsAndAreQuestionable() {
+        let own = NodeID(hex: "8000000000000000000000000000000000000000")!
+        var t = RoutingTable(ownID: own, k: 8, now: 0)
+        var rng = SplitMixForTests(seed: 45)
+        // Split once so that bucket 0 (the far half) is not the last bucket, then fill it.
+        _ = t.insert(NodeInfo(id: own.randomInBucket(prefix: 3, using: &rng), address: PeerAddress(9, 9, 9, 9, port: 1)), responded: true, now: 0)
+        var far: [NodeInfo] = []
+        for i in 0..<8 {
+            far.append(NodeInfo(id: own.randomInBucket(prefix: 0, using: &rng), address: PeerAddress(11, 0, UInt8(i), 1, port: 1)))
+            _ = t.insert(far[i], responded: true, now: 0)
+        }
+        #expect(t.buckets[0].entries.count == 8)
+        // Three cached nodes from one /24 (each fine alone against the bucket as it was).
+        var cached: [NodeInfo] = []
+        for i in 0..<3 {
+            cached.append(NodeInfo(id: own.randomInBucket(prefix: 0, using: &rng), address: PeerAddress(12, 0, 0, UInt8(i + 1), port: 1)))
+            #expect(t.insert(cached[i], responded: true, now: 0) == .cached(ping: nil))
+        }
+        let later: Nanos = .seconds(20 * 60)
+        var promoted: [NodeInfo] = []
+        for f in far.prefix(3) {
+            t.markFailed(f.id, now: later)
+            if let p = t.markFailed(f.id, now: later) { promoted.append(p) }
+        }
+        let fromSubnet = t.buckets[0].entries.filter { $0.info.address.ip >> 8 == PeerAddress(12, 0, 0, 0, port: 0).ip >> 8 }
+        #expect(fromSubnet.count == 2, "at most 2 per /24 in a bucket, also on promotion")
+        #expect(promoted.count == 2)
+        #expect(fromSubnet.allSatisfy { $0.status(now: later) == .questionable && $0.lastResponse == nil })
+        // remove() promotes the same way: nothing left that the limits allow.
+        #expect(t.remove(far[5].id) == nil)
+        #expect(t.buckets[0].entries.count == 7)
+    }
+
+    /// The node pings a node it promoted from the cache.
+    @Test func theNodePingsAPromotedReplacement() {
+        let net = SimNetwork(seed: 46, conditions: .perfect)
+        var c = config(seed: 46)
+        c.retries = 0
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        var rng = SplitMixForTests(seed: 46)
+        _ = node.addNode(NodeInfo(id: node.id.randomInBucket(prefix: 4, using: &rng), address: PeerAddress(9, 9, 9, 9, port: 1)))
+        var far: [Probe] = []
+        var ids: [NodeID] = []
+        for i in 0..<8 {
+            far.append(Probe(net, PeerAddress(11, 0, UInt8(i), 1, port: 1)))
+            ids.append(node.id.randomInBucket(prefix: 0, using: &rng))
+            node.addNode(NodeInfo(id: ids[i], address: far[i].socket.localAddress))
+        }
+        let spare = Probe(net, PeerAddress(12, 0, 0, 1, port: 1))
+        let spareID = node.id.randomInBucket(prefix: 0, using: &rng)
+        #expect(node.addNode(NodeInfo(id: spareID, address: spare.socket.localAddress)) == .cached(ping: nil))
+        // far[0] never answers two pings: it goes bad, the spare is promoted and pinged.
+        node.query(KRPCQuery(method: "ping", id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
+        node.query(KRPCQuery(method: "ping", id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
+        _ = net.run(for: .seconds(5))
+        #expect(node.table.entry(for: ids[0]) == nil)
+        #expect(node.table.entry(for: spareID)?.lastResponse == nil)
+        let pings = spare.received.filter { if case let .query(q) = $0.0.body { return q.method == "ping" } else { return false } }
+        #expect(pings.count == 1, "the promoted node is checked")
+    }
 }
