@@ -192,4 +192,31 @@ import Testing
         let pings = spare.received.filter { if case let .query(q) = $0.0.body { return q.method == "ping" } else { return false } }
         #expect(pings.count == 1, "the promoted node is checked")
     }
+
+    /// Real clients sometimes send keys out of order: accepted on receive, still strict otherwise,
+    /// and re-encoded canonically.
+    @Test func unsortedKeysAreAcceptedOnReceive() throws {
+        let unsorted = Array("d1:y1:q1:t2:aa1:q4:ping1:ad2:id20:abcdefghij0123456789ee".utf8)
+        #expect(throws: BencodeError.self) { try Bencode.decode(unsorted) }
+        let m = try KRPCMessage.decode(unsorted)
+        guard case let .query(q) = m.body else { Issue.record("not a query"); return }
+        #expect(q.method == "ping" && m.transactionID == Array("aa".utf8))
+        #expect(m.encoded() == Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe".utf8))
+        // Still refused: duplicate keys (sorted or not), leading zeros, bad lengths.
+        for bad in ["d1:y1:q1:t2:aa1:y1:q1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
+                    "d1:t2:aa1:t2:bb1:y1:q1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
+                    "d1:y1:q1:t02:aa1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
+                    "d1:y1:q1:t2:aa1:q4:ping1:ad2:id19:abcdefghij012345678ee",
+                    "d1:y1:q1:t2:aa1:q4:ping1:ad2:id20:abcdefghij0123456789e1:vi01ee"] {
+            #expect(throws: KRPCDecodeError.self, "\(bad)") { try KRPCMessage.decode(Array(bad.utf8)) }
+        }
+        #expect(DHTFuzz.check(unsorted) == nil)
+        // A node answers such a query.
+        let net = SimNetwork(seed: 47, conditions: .perfect)
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 47))
+        let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 5))
+        probe.socket.send(unsorted, to: node.localAddress)
+        _ = net.run(for: .seconds(1))
+        guard case .response? = probe.response(Array("aa".utf8))?.body else { Issue.record("no answer"); return }
+    }
 }
