@@ -45,8 +45,11 @@ public struct DHTConfig: Sendable {
     public var bucketRefresh: Nanos = .seconds(15 * 60)
     /// How often maintenance (refresh, expiry, token rotation) runs.
     public var maintenanceInterval: Nanos = .seconds(60)
-    /// The node id to use (e.g. loaded from the state file); random (or BEP 42) when nil.
+    /// A node id pinned by the user: kept even when it does not match our external IP (BEP 42).
     public var nodeID: NodeID? = nil
+    /// The id loaded from the state file: used at start, and replaced by a BEP 42 id once the
+    /// learned public address shows that it does not match (unlike `nodeID`).
+    public var savedNodeID: NodeID? = nil
     /// Seed for ids, transaction ids and token secrets. nil in production: libsodium's CSPRNG.
     /// Set only in simulations, where runs must repeat.
     public var seed: UInt64? = nil
@@ -178,11 +181,11 @@ public final class DHTNode {
     }
 
     private var announcementGeneration: UInt64 = 0
+    /// The whole text of the error 203 sent for a malformed query.
+    static let malformedMessage = "malformed"
     /// First retry delay for an announce that reached no node (doubling up to `reannounceInterval`).
     static let announceRetry: Nanos = .seconds(5)
 
-    /// The whole text of the error 203 sent for a malformed query.
-    static let malformedMessage = "malformed"
     /// A node on `socket`, with timers from `scheduler`. Feed it datagrams with `receive`, or use
     /// `attach(to:)` / `init(host:)` to wire a socket or a demultiplexer.
     public init(socket: DatagramSocket, scheduler: Scheduler, config: DHTConfig = DHTConfig()) {
@@ -192,7 +195,7 @@ public final class DHTNode {
         let seed = config.seed ?? Sodium.randomU64()
         rng = SplitMix64(seed: seed, stream: 0xD47)
         var r = rng
-        id = config.nodeID ?? NodeID.random(using: &r)
+        id = config.nodeID ?? config.savedNodeID ?? NodeID.random(using: &r)
         rng = r
         table = RoutingTable(ownID: id, k: config.k, restrictIPs: config.restrictIPs,
                              maxPerSubnetInBucket: config.maxPerSubnetInBucket, now: scheduler.now)
@@ -223,9 +226,6 @@ public final class DHTNode {
     }
 
     public var now: Nanos { scheduler.now }
-    public var localAddress: PeerAddress { socket.localAddress }
-
-    // MARK: life cycle
 
     /// Tokens follow the clock (5-minute epochs), not the maintenance timer.
     private func issueToken(for ip: UInt32) -> [UInt8] {
@@ -241,6 +241,9 @@ public final class DHTNode {
         tokens = t
         return ok
     }
+    public var localAddress: PeerAddress { socket.localAddress }
+
+    // MARK: life cycle
 
     /// Joins the network: looks up our own id, seeded by saved nodes, the table, or the bootstrap
     /// nodes, and starts maintenance. `completion` runs when the join lookup ends.

@@ -219,4 +219,35 @@ import Testing
         _ = net.run(for: .seconds(1))
         guard case .response? = probe.response(Array("aa".utf8))?.body else { Issue.record("no answer"); return }
     }
+
+    /// An id loaded from the state file gives way to a BEP 42 id; a pinned one does not.
+    @Test func savedIDsAreReplacedByBEP42ButPinnedOnesAreNot() {
+        let net = SimNetwork(seed: 48, conditions: .perfect)
+        let saved = NodeID(hex: "6600000000000000000000000000000000000000")!
+        var responders: [Probe] = []
+        func run(_ configure: (inout DHTConfig) -> Void, at ip: UInt8) -> DHTNode {
+            var c = config(seed: 48)
+            configure(&c)
+            let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, ip, port: 6881)), config: c)
+            #expect(node.id == saved)
+            for i in 0..<4 {
+                let p = Probe(net, PeerAddress(192, 0, ip, UInt8(10 + i), port: 6881))
+                p.socket.onReceive = { [unowned p] payload, src in
+                    guard let m = try? KRPCMessage.decode(payload) else { return }
+                    let id = NodeID(bytes: [UInt8](repeating: UInt8(i + 1), count: 20))!
+                    p.send(KRPCMessage(transactionID: m.transactionID, body: .response(KRPCResponse(id: id)),
+                                       ip: PeerAddress(203, 0, 113, ip, port: 40000)), to: src)
+                }
+                responders.append(p)
+                node.ping(p.socket.localAddress) { _ in }
+            }
+            _ = net.run(for: .seconds(1))
+            return node
+        }
+        let loaded = run({ $0.savedNodeID = saved }, at: 1)
+        #expect(loaded.id != saved && loaded.stats.idChanges == 1)
+        #expect(BEP42.isValid(loaded.id, for: PeerAddress(203, 0, 113, 1, port: 0).ip))
+        let pinned = run({ $0.nodeID = saved }, at: 2)
+        #expect(pinned.id == saved && pinned.stats.idChanges == 0)
+    }
 }
