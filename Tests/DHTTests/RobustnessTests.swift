@@ -250,4 +250,24 @@ import Testing
         let pinned = run({ $0.nodeID = saved }, at: 2)
         #expect(pinned.id == saved && pinned.stats.idChanges == 0)
     }
+
+    /// Flag > $TURF_DHT_BOOTSTRAP > dht.conf > public routers; `none` means none on purpose.
+    @Test func bootstrapPrecedence() {
+        let conf = "# turf\nbootstrap = conf.example:1, conf2.example:2\n"
+        func specs(_ flags: [String], _ env: [String: String], _ files: [String: String]) -> [String] {
+            DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: "/home/u") { files[$0] }
+        }
+        let env = ["TURF_DHT_BOOTSTRAP": "env.example:1,env2.example:2", "XDG_CONFIG_HOME": "/cfg"]
+        let files = ["/cfg/turf/dht.conf": conf, "/home/u/.config/turf/dht.conf": "bootstrap=home.example:3"]
+        #expect(specs(["flag.example:1"], env, files) == ["flag.example:1"])
+        #expect(specs([], env, files) == ["env.example:1", "env2.example:2"])
+        #expect(specs([], ["TURF_DHT_BOOTSTRAP": "", "XDG_CONFIG_HOME": "/cfg"], files) == ["conf.example:1", "conf2.example:2"])
+        #expect(specs([], [:], files) == ["home.example:3"], "XDG_CONFIG_HOME defaults to ~/.config")
+        #expect(specs([], ["XDG_CONFIG_HOME": "/elsewhere"], files) == DHTBootstrap.publicRouters)
+        #expect(specs([], [:], ["/home/u/.config/turf/dht.conf": "other = 1\n"]) == DHTBootstrap.publicRouters)
+        // None on purpose.
+        #expect(specs(["none"], env, files).isEmpty)
+        #expect(specs([], ["TURF_DHT_BOOTSTRAP": "none"], files).isEmpty)
+        #expect(specs([], [:], ["/home/u/.config/turf/dht.conf": "bootstrap =\n"]).isEmpty)
+    }
 }
