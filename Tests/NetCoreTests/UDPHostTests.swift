@@ -29,6 +29,21 @@ import NIOPosix
         again.close()
     }
 
+    /// A process started while the socket is open does not inherit it (close-on-exec), so our
+    /// port is free again when we close it, even while that process runs.
+    @Test func aChildProcessDoesNotKeepThePort() throws {
+        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        let port = a.localAddress.port
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
+        defer { argv.forEach { free($0) } }
+        #expect(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, environ) == 0)
+        defer { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0) }
+        a.close()
+        let again = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: port))
+        again.close()
+    }
+
     /// The channel dying under the host: it rebinds the same port (without SO_REUSEADDR) and
     /// keeps receiving.
     @Test func aDeadChannelIsReboundOnTheSamePort() throws {
