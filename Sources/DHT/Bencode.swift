@@ -1,5 +1,6 @@
 /// Bencode (BEP 3), strict: the decoder accepts only canonical encodings and stops at bounds, so
 /// two different byte strings never decode to the same value and hostile input costs little.
+/// (KRPC decodes with `unsortedKeys`, the one relaxation: see `Bencode.decode`.)
 ///
 /// Canonical means: integers without leading zeros, `-0` or a leading `+`; string lengths without
 /// leading zeros; dictionary keys strictly ascending (raw byte order, so no duplicates); nothing
@@ -95,7 +96,7 @@ public func unhex(_ s: String) -> [UInt8]? {
 public struct BencodeError: Error, Equatable, CustomStringConvertible, Sendable {
     public enum Kind: String, Sendable {
         case truncated, unexpectedByte, leadingZero, negativeZero, integerOverflow, emptyInteger
-        case stringTooLong, tooDeep, tooManyItems, unsortedKeys, nonStringKey, trailingData, inputTooLong
+        case stringTooLong, tooDeep, tooManyItems, unsortedKeys, duplicateKey, nonStringKey, trailingData, inputTooLong
     }
     public var kind: Kind
     public var offset: Int
@@ -184,11 +185,15 @@ public enum Bencode {
         return true
     }
 
-    public static func decode(_ bytes: [UInt8], limits: BencodeLimits = BencodeLimits()) throws(BencodeError) -> BValue {
+    /// Decodes `bytes`. With `unsortedKeys`, dictionary keys may come in any order (as some
+    /// clients send them); they are sorted into the value, so it re-encodes canonically. Everything
+    /// else stays strict: duplicate keys, leading zeros, `-0`, trailing data are still refused.
+    public static func decode(_ bytes: [UInt8], limits: BencodeLimits = BencodeLimits(),
+                              unsortedKeys: Bool = false) throws(BencodeError) -> BValue {
         guard bytes.count <= limits.maxInput else {
             throw BencodeError(.inputTooLong, at: 0, "\(bytes.count) bytes, limit \(limits.maxInput)")
         }
-        var p = Parser(bytes: bytes, limits: limits)
+        var p = Parser(bytes: bytes, limits: limits, unsortedKeys: unsortedKeys)
         let v = try p.value(depth: 1)
         guard p.i == bytes.count else {
             throw BencodeError(.trailingData, at: p.i, "\(bytes.count - p.i) bytes after the value")
@@ -199,12 +204,14 @@ public enum Bencode {
     private struct Parser {
         let bytes: [UInt8]
         let limits: BencodeLimits
+        let unsortedKeys: Bool
         var i = 0
         var items = 0
 
-        init(bytes: [UInt8], limits: BencodeLimits) {
+        init(bytes: [UInt8], limits: BencodeLimits, unsortedKeys: Bool) {
             self.bytes = bytes
             self.limits = limits
+            self.unsortedKeys = unsortedKeys
         }
 
         mutating func count() throws(BencodeError) {
@@ -237,9 +244,14 @@ public enum Bencode {
                 guard depth <= limits.maxDepth else { throw BencodeError(.tooDeep, at: i, "nesting deeper than \(limits.maxDepth)") }
                 i += 1
                 var dict: [BEntry] = []
+                var sorted = true
                 while true {
                     guard i < bytes.count else { throw BencodeError(.truncated, at: i, "unterminated dictionary") }
-                    if bytes[i] == UInt8(ascii: "e") { i += 1; return .dict(dict) }
+                    if bytes[i] == UInt8(ascii: "e") {
+                        i += 1
+                        if !sorted { dict.sort { $0.key.lexicographicallyPrecedes($1.key) } }
+                        return .dict(dict)
+                    }
                     let keyAt = i
                     guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) else {
                         throw BencodeError(.nonStringKey, at: i, "dictionary key must be a byte string")
@@ -247,7 +259,14 @@ public enum Bencode {
                     try count()
                     let key = try byteString()
                     if let last = dict.last, !last.key.lexicographicallyPrecedes(key) {
-                        throw BencodeError(.unsortedKeys, at: keyAt, last.key == key ? "duplicate key" : "keys not in ascending order")
+                        if !unsortedKeys {
+                            throw BencodeError(.unsortedKeys, at: keyAt, last.key == key ? "duplicate key" : "keys not in ascending order")
+                        }
+                        if dict.contains(where: { $0.key == key }) { throw BencodeError(.duplicateKey, at: keyAt, "duplicate key") }
+                        sorted = false
+                    } else if !sorted, dict.contains(where: { $0.key == key }) {
+                        // Out of order earlier: the new key may repeat any of them.
+                        throw BencodeError(.duplicateKey, at: keyAt, "duplicate key")
                     }
                     let v = try value(depth: depth + 1)
                     dict.append(BEntry(key: key, value: v))

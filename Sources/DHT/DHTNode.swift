@@ -45,8 +45,11 @@ public struct DHTConfig: Sendable {
     public var bucketRefresh: Nanos = .seconds(15 * 60)
     /// How often maintenance (refresh, expiry, token rotation) runs.
     public var maintenanceInterval: Nanos = .seconds(60)
-    /// The node id to use (e.g. loaded from the state file); random (or BEP 42) when nil.
+    /// A node id pinned by the user: kept even when it does not match our external IP (BEP 42).
     public var nodeID: NodeID? = nil
+    /// The id loaded from the state file: used at start, and replaced by a BEP 42 id once the
+    /// learned public address shows that it does not match (unlike `nodeID`).
+    public var savedNodeID: NodeID? = nil
     /// Seed for ids, transaction ids and token secrets. nil in production: libsodium's CSPRNG.
     /// Set only in simulations, where runs must repeat.
     public var seed: UInt64? = nil
@@ -76,7 +79,8 @@ public struct DHTStats: Sendable, Equatable {
     public var timeouts: UInt64 = 0
     public var badTokens: UInt64 = 0
     public var peersStored: UInt64 = 0
-    public var peersRejected: UInt64 = 0
+    /// Announces stored by evicting another entry (a full topic or store).
+    public var peersEvicted: UInt64 = 0
     public var idChanges: UInt64 = 0
     public var itemsStored: UInt64 = 0
     public var itemsRejected: UInt64 = 0
@@ -129,8 +133,7 @@ public final class DHTNode {
     var rng: SplitMix64
     private var tokens: TokenIssuer
     private var rateLimiter: RateLimiter
-    private var nextTransaction: UInt16
-    private var pending: [UInt16: Pending] = [:]
+    private var pending: [UInt32: Pending] = [:]
     private var maintenanceTimer: TimerToken?
     private var announcements: [NodeID: Announcement] = [:]
     private var stopped = false
@@ -178,6 +181,8 @@ public final class DHTNode {
     }
 
     private var announcementGeneration: UInt64 = 0
+    /// The whole text of the error 203 sent for a malformed query.
+    static let malformedMessage = "malformed"
     /// First retry delay for an announce that reached no node (doubling up to `reannounceInterval`).
     static let announceRetry: Nanos = .seconds(5)
 
@@ -190,13 +195,12 @@ public final class DHTNode {
         let seed = config.seed ?? Sodium.randomU64()
         rng = SplitMix64(seed: seed, stream: 0xD47)
         var r = rng
-        id = config.nodeID ?? NodeID.random(using: &r)
+        id = config.nodeID ?? config.savedNodeID ?? NodeID.random(using: &r)
         rng = r
         table = RoutingTable(ownID: id, k: config.k, restrictIPs: config.restrictIPs,
                              maxPerSubnetInBucket: config.maxPerSubnetInBucket, now: scheduler.now)
         store = config.peerStore
         rateLimiter = RateLimiter(ratePerSecond: config.queryRate, burst: config.queryBurst)
-        nextTransaction = UInt16(truncatingIfNeeded: rng.next())
         tokens = TokenIssuer(secret: [], previous: [], now: scheduler.now, rotation: config.tokenRotation)
         tokens = TokenIssuer(secret: freshSecret(), previous: freshSecret(), now: scheduler.now, rotation: config.tokenRotation)
     }
@@ -222,6 +226,21 @@ public final class DHTNode {
     }
 
     public var now: Nanos { scheduler.now }
+
+    /// Tokens follow the clock (5-minute epochs), not the maintenance timer.
+    private func issueToken(for ip: UInt32) -> [UInt8] {
+        var t = tokens
+        let tok = t.token(for: ip, now: now) { freshSecret() }
+        tokens = t
+        return tok
+    }
+
+    private func tokenIsValid(_ token: [UInt8], for ip: UInt32) -> Bool {
+        var t = tokens
+        let ok = t.isValid(token, for: ip, now: now) { freshSecret() }
+        tokens = t
+        return ok
+    }
     public var localAddress: PeerAddress { socket.localAddress }
 
     // MARK: life cycle
@@ -296,7 +315,6 @@ public final class DHTNode {
             // A sparse table (we joined a young network): look ourselves up again to fill it.
             findNode(id) { _ in }
         }
-        tokens.rotateIfDue(now: t) { freshSecret() }
         store.expire(now: t)
         items.expire(now: t)
         var r = rng
@@ -310,9 +328,15 @@ public final class DHTNode {
 
     // MARK: sending queries
 
-    private func newTransaction() -> UInt16 {
-        repeat { nextTransaction &+= 1 } while pending[nextTransaction] != nil
-        return nextTransaction
+    /// A random 4-byte transaction id not used by an outstanding query, so that an off-path
+    /// sender cannot guess the next one and forge an answer. From libsodium in production, from
+    /// the seeded generator in simulations (which must repeat).
+    private func newTransaction() -> UInt32 {
+        var t: UInt32
+        repeat {
+            t = config.seed != nil ? UInt32(truncatingIfNeeded: rng.next() >> 32) : UInt32(truncatingIfNeeded: Sodium.randomU64())
+        } while pending[t] != nil
+        return t
     }
 
     private func send(_ m: KRPCMessage, to a: PeerAddress) {
@@ -327,7 +351,7 @@ public final class DHTNode {
         var q = q
         q.readOnly = config.readOnly
         let t = newTransaction()
-        let tid: [UInt8] = [UInt8(t >> 8), UInt8(t & 0xFF)]
+        let tid: [UInt8] = [UInt8(t >> 24), UInt8((t >> 16) & 0xFF), UInt8((t >> 8) & 0xFF), UInt8(t & 0xFF)]
         var p = Pending(destination: a, expectedID: expectedID, method: q.method, callback: callback, onSlow: onSlow)
         p.sentAt = now
         if onSlow != nil {
@@ -341,7 +365,7 @@ public final class DHTNode {
             guard let self, let p = self.pending.removeValue(forKey: t) else { return }
             p.slowTimer?.cancel()
             self.stats.timeouts += 1
-            if let id = p.expectedID { self.table.markFailed(id, now: self.now) }
+            if let id = p.expectedID, let promoted = self.table.markFailed(id, now: self.now) { self.pingPromoted(promoted) }
             p.callback(.timeout)
         }
         pending[t] = p
@@ -378,13 +402,17 @@ public final class DHTNode {
             m = try KRPCMessage.decode(payload)
         } catch {
             stats.malformed += 1
-            // Answer only plausible queries, and only within the rate limit, so that garbage
-            // cannot be turned into a reflection flood.
-            if let t = error.transactionID, payload.count > 12, rateLimiter.allow(sourceKey(source), now: now),
-               !config.readOnly, isQuery(payload) {
-                stats.errorsSent += 1
-                send(KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: KRPCErrorCode.protocolError, message: "\(error)")),
-                                 ip: source, version: config.version), to: source)
+            // Answer only plausible queries, within the rate limit, with a short fixed message and
+            // no larger than the query (no `ip`, no `v`), so that garbage cannot be turned into a
+            // reflection flood nor learn anything about the parser.
+            if let t = error.transactionID, payload.count > 12, !config.readOnly, isQuery(payload) {
+                let reply = KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: KRPCErrorCode.protocolError,
+                                                                                   message: DHTNode.malformedMessage))).encoded()
+                if reply.count <= payload.count, rateLimiter.allow(sourceKey(source), now: now) {
+                    stats.errorsSent += 1
+                    stats.sent += 1
+                    socket.send(reply, to: source)
+                }
             }
             return
         }
@@ -410,8 +438,8 @@ public final class DHTNode {
     }
 
     private func handleReply(_ m: KRPCMessage, outcome: QueryOutcome, from source: PeerAddress, responderID: NodeID?) {
-        guard m.transactionID.count == 2 else { stats.unexpectedResponses += 1; return }
-        let t = UInt16(m.transactionID[0]) << 8 | UInt16(m.transactionID[1])
+        guard m.transactionID.count == 4 else { stats.unexpectedResponses += 1; return }
+        let t = m.transactionID.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         guard let p = pending[t], p.destination == source else { stats.unexpectedResponses += 1; return }
         pending[t] = nil
         p.slowTimer?.cancel()
@@ -422,7 +450,7 @@ public final class DHTNode {
             let rtt = now &- p.sentAt
             smoothedRTT = smoothedRTT == 0 ? rtt : (smoothedRTT * 7 + rtt) / 8
             if let rid = responderID {
-                if let e = p.expectedID, e != rid { table.remove(e) }
+                if let e = p.expectedID, e != rid, let promoted = table.remove(e) { pingPromoted(promoted) }
                 if let ip = m.ip { recordVote(ip, from: source) }
                 noteNode(NodeInfo(id: rid, address: source), responded: true)
             }
@@ -432,6 +460,12 @@ public final class DHTNode {
             break
         }
         p.callback(outcome)
+    }
+
+    /// A node moved from a replacement cache into the table may be gone: check it.
+    private func pingPromoted(_ n: NodeInfo) {
+        guard !stopped else { return }
+        query(KRPCQuery(method: "ping", id: id), to: n.address, expectedID: n.id) { _ in }
     }
 
     private func noteNode(_ n: NodeInfo, responded: Bool) {
@@ -481,23 +515,21 @@ public final class DHTNode {
             let values = store.peers(for: h, now: now, max: config.maxValuesPerResponse, using: &r)
             rng = r
             reply(KRPCResponse(id: id, nodes: table.closest(to: h, count: config.k, now: now), values: values,
-                               token: tokens.token(for: source.ip)))
+                               token: issueToken(for: source.ip)))
         case "announce_peer":
-            guard tokens.isValid(q.token!, for: source.ip) else {
+            guard tokenIsValid(q.token!, for: source.ip) else {
                 stats.badTokens += 1
                 fail(KRPCErrorCode.protocolError, "bad token")
                 return
             }
             let port = q.impliedPort ? source.port : q.port!
             guard port != 0 else { fail(KRPCErrorCode.protocolError, "port 0"); return }
-            switch store.add(PeerAddress(ip: source.ip, port: port), for: q.infoHash!, now: now) {
-            case .stored, .refreshed:
-                stats.peersStored += 1
-                reply(KRPCResponse(id: id))
-            default:
-                stats.peersRejected += 1
-                fail(KRPCErrorCode.server, "peer store full")
-            }
+            var r = rng
+            let added = store.add(PeerAddress(ip: source.ip, port: port), for: q.infoHash!, now: now, using: &r)
+            rng = r
+            stats.peersStored += 1
+            if added == .storedEvicting { stats.peersEvicted += 1 }
+            reply(KRPCResponse(id: id))
         case "get":
             let target = q.target!
             var extra: [(String, BValue)] = []
@@ -514,9 +546,9 @@ public final class DHTNode {
                 }
             }
             reply(KRPCResponse(id: id, nodes: table.closest(to: target, count: config.k, now: now),
-                               token: tokens.token(for: source.ip), extra: extra))
+                               token: issueToken(for: source.ip), extra: extra))
         case "put":
-            guard tokens.isValid(q.token!, for: source.ip) else {
+            guard tokenIsValid(q.token!, for: source.ip) else {
                 stats.badTokens += 1
                 fail(KRPCErrorCode.protocolError, "bad token")
                 return
@@ -707,9 +739,12 @@ public final class DHTNode {
             onEach?(r, stored)
             guard let self, !self.stopped, self.announcements[h]?.generation == a.generation else { return }
             let failed = stored == 0
-            let delay = failed ? min(retry, self.config.reannounceInterval) : self.config.reannounceInterval
+            let interval = self.config.reannounceInterval
+            let delay = failed ? min(retry, interval) : interval
+            // Doubling stops at the re-announce interval, so any number of failures cannot overflow it.
+            let next = failed ? min(retry > interval / 2 ? interval : retry * 2, interval) : DHTNode.announceRetry
             self.announcements[h]?.timer = self.scheduler.schedule(after: delay) { [weak self] in
-                self?.runAnnouncement(h, retry: failed ? retry &* 2 : DHTNode.announceRetry, onEach: onEach)
+                self?.runAnnouncement(h, retry: next, onEach: onEach)
             }
         }
     }

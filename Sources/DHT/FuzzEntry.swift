@@ -12,7 +12,17 @@ public enum DHTFuzz {
             // A decoded message re-encodes to something that decodes to the same message.
             guard let again = try? KRPCMessage.decode(m.encoded()) else { return "re-encoded KRPC does not decode" }
             if again != m { return "KRPC round trip changed the message" }
-            if (try? Bencode.decode(data, limits: .krpc)) == nil { return "KRPC accepted what bencode refused" }
+            guard let lenient = try? Bencode.decode(data, limits: .krpc, unsortedKeys: true) else {
+                return "KRPC accepted what bencode refused"
+            }
+            // Unsorted keys are the only relaxation: the canonical form holds the same value.
+            if (try? Bencode.decode(Bencode.encode(lenient), limits: .krpc)) != lenient { return "lenient decode is not canonical" }
+        }
+        if let lenient = try? Bencode.decode(data, limits: .krpc, unsortedKeys: true) {
+            // The lenient decoder agrees with the strict one wherever the strict one accepts, and
+            // differs from the input only in key order (same length re-encoded).
+            if let strict = try? Bencode.decode(data, limits: .krpc), strict != lenient { return "lenient and strict decoders disagree" }
+            if Bencode.encode(lenient).count != data.count { return "lenient decode changed more than key order" }
         }
         _ = RoutingTable.self
         if data.count % 26 == 0, let nodes = NodeInfo.parseCompact(data), NodeInfo.compact(nodes) != data {

@@ -158,11 +158,13 @@ public struct KRPCMessage: Equatable, Sendable {
         return Bencode.encode(.dictionary(d))
     }
 
-    /// Decodes one datagram. Errors say what is wrong; `transactionID` is set on the error when
+    /// Decodes one datagram (dictionary keys in any order, otherwise strict bencode). Errors say what is wrong; `transactionID` is set on the error when
     /// the message had one, so a malformed query can be answered with error 203.
     public static func decode(_ bytes: [UInt8]) throws(KRPCDecodeError) -> KRPCMessage {
         let v: BValue
-        do { v = try Bencode.decode(bytes, limits: .krpc) } catch { throw KRPCDecodeError(.bencode(error), transactionID: nil) }
+        // Real clients sometimes send dictionary keys out of order: accepted (sorted on the way
+        // in; `encoded()` is always canonical). Everything else is strict.
+        do { v = try Bencode.decode(bytes, limits: .krpc, unsortedKeys: true) } catch { throw KRPCDecodeError(.bencode(error), transactionID: nil) }
         guard case .dict = v else { throw KRPCDecodeError(.notADictionary, transactionID: nil) }
         guard let t = v["t"]?.bytesValue else { throw KRPCDecodeError(.missing("t"), transactionID: nil) }
         guard t.count <= 64 else { throw KRPCDecodeError(.invalid("t", "longer than 64 bytes"), transactionID: nil) }

@@ -167,31 +167,55 @@ public struct RoutingTable: Sendable {
         for e in old.entries { buckets[bucketIndex(for: e.info.id)].entries.append(e) }
         for e in old.replacements {
             let i = bucketIndex(for: e.info.id)
-            if buckets[i].entries.count < k { buckets[i].entries.append(e) } else { buckets[i].replacements.append(e) }
+            buckets[i].replacements.append(e)
         }
+        for i in [last, last + 1] { while buckets[i].entries.count < k, promoteReplacement(bucket: i) != nil {} }
     }
 
-    /// Records that `id` failed to answer. A bad node is replaced by the newest cached replacement.
-    public mutating func markFailed(_ id: NodeID, now: Nanos) {
+    /// Moves the newest cached node that passes the bucket's IP limits into the bucket, as
+    /// questionable (it may have gone since it was cached; the caller should ping it). Returns it.
+    @discardableResult
+    private mutating func promoteReplacement(bucket b: Int) -> NodeInfo? {
+        guard buckets[b].entries.count < k else { return nil }
+        for j in buckets[b].replacements.indices.reversed() {
+            let r = buckets[b].replacements[j]
+            if restrictIPs, violatesIPLimits(r.info.address, bucket: b) != nil { continue }
+            if buckets[b].entries.contains(where: { $0.info.address == r.info.address || $0.info.id == r.info.id }) { continue }
+            buckets[b].replacements.remove(at: j)
+            buckets[b].entries.append(RoutingEntry(info: r.info, lastResponse: nil, lastSeen: r.lastSeen))
+            return r.info
+        }
+        return nil
+    }
+
+    /// Records that `id` failed to answer. A bad node is replaced by the newest cached replacement
+    /// that the bucket's IP limits allow, which is returned (questionable: ping it).
+    @discardableResult
+    public mutating func markFailed(_ id: NodeID, now: Nanos) -> NodeInfo? {
         let b = bucketIndex(for: id)
         guard let i = buckets[b].entries.firstIndex(where: { $0.info.id == id }) else {
             buckets[b].replacements.removeAll { $0.info.id == id }
-            return
+            return nil
         }
         buckets[b].entries[i].failures += 1
-        if buckets[b].entries[i].status(now: now) == .bad, let r = buckets[b].replacements.popLast() {
-            buckets[b].entries[i] = r
+        guard buckets[b].entries[i].status(now: now) == .bad, !buckets[b].replacements.isEmpty else { return nil }
+        let removed = buckets[b].entries.remove(at: i)
+        if let r = promoteReplacement(bucket: b) {
             buckets[b].lastChanged = now
+            return r
         }
+        buckets[b].entries.insert(removed, at: i) // nobody allowed in: keep the bad one until then
+        return nil
     }
 
-    /// Removes a node outright (e.g. it answered with a different id).
-    public mutating func remove(_ id: NodeID) {
+    /// Removes a node outright (e.g. it answered with a different id). Returns the cached node
+    /// promoted in its place, if any (questionable: ping it).
+    @discardableResult
+    public mutating func remove(_ id: NodeID) -> NodeInfo? {
         let b = bucketIndex(for: id)
-        if let i = buckets[b].entries.firstIndex(where: { $0.info.id == id }) {
-            buckets[b].entries.remove(at: i)
-            if let r = buckets[b].replacements.popLast() { buckets[b].entries.append(r) }
-        }
+        guard let i = buckets[b].entries.firstIndex(where: { $0.info.id == id }) else { return nil }
+        buckets[b].entries.remove(at: i)
+        return promoteReplacement(bucket: b)
     }
 
     /// The `count` closest known nodes to `target` that are not bad, closest first.

@@ -3,16 +3,45 @@ import NetCore
 import Sodium
 
 /// Peers announced to this node, per info-hash, with expiry and caps so that an attacker cannot
-/// make the node hold unbounded state.
+/// make the node hold unbounded state nor lock honest peers out.
+///
+/// One entry per source IP per info-hash (BEP 5 practice; the newest port wins), so one host cannot
+/// fill a topic. Loopback sources are keyed by IP and port, as in the routing table. A full topic
+/// or a full store evicts instead of refusing: an expired entry if the topic has one, else a random
+/// entry; a full set of info-hashes drops the smaller of two randomly chosen ones. Every add is
+/// O(peers of that info-hash) at worst, never a scan of the whole store.
 public struct PeerStore: Sendable {
     public var maxPeersPerInfoHash: Int
     public var maxInfoHashes: Int
     public var maxPeersTotal: Int
     public var ttl: Nanos
-    public private(set) var total = 0
-    private var byHash: [NodeID: [PeerAddress: Nanos]] = [:] // peer -> expiry
 
-    public enum AddResult: Equatable, Sendable { case stored, refreshed, fullForInfoHash, fullTotal, tooManyInfoHashes }
+    struct Slot: Sendable {
+        var peer: PeerAddress
+        var expiry: Nanos
+        /// Index in `all`.
+        var pos: Int
+    }
+    struct Swarm: Sendable {
+        var slots: [UInt64: Slot] = [:]
+        /// Index in `hashes`.
+        var pos: Int
+    }
+    private var swarms: [NodeID: Swarm] = [:]
+    /// Every stored peer, in no order (uniform random eviction at the total cap).
+    private var all: [(hash: NodeID, key: UInt64)] = []
+    /// Every info-hash held, in no order.
+    private var hashes: [NodeID] = []
+
+    public var total: Int { all.count }
+
+    public enum AddResult: Equatable, Sendable {
+        case stored
+        /// The same source announced again (its port replaced by the newest one).
+        case refreshed
+        /// Stored after evicting another entry (a cap was reached).
+        case storedEvicting
+    }
 
     public init(maxPeersPerInfoHash: Int = 200, maxInfoHashes: Int = 2000, maxPeersTotal: Int = 20_000,
                 ttl: Nanos = .seconds(30 * 60)) {
@@ -22,36 +51,78 @@ public struct PeerStore: Sendable {
         self.ttl = ttl
     }
 
-    public var infoHashCount: Int { byHash.count }
+    public var infoHashCount: Int { swarms.count }
+
+    /// Entries are per source: the IP, or the IP and port on loopback.
+    static func sourceKey(_ a: PeerAddress) -> UInt64 {
+        a.isLoopback ? UInt64(a.ip) << 16 | UInt64(a.port) : UInt64(a.ip) << 16
+    }
 
     @discardableResult
-    public mutating func add(_ peer: PeerAddress, for hash: NodeID, now: Nanos) -> AddResult {
-        if byHash[hash]?[peer] != nil {
-            byHash[hash]![peer] = now &+ ttl
+    public mutating func add<G: RandomNumberGenerator>(_ peer: PeerAddress, for hash: NodeID, now: Nanos,
+                                                       using g: inout G) -> AddResult {
+        let key = PeerStore.sourceKey(peer)
+        if swarms[hash]?.slots[key] != nil {
+            swarms[hash]!.slots[key]!.peer = peer
+            swarms[hash]!.slots[key]!.expiry = now &+ ttl
             return .refreshed
         }
-        if byHash[hash] == nil && byHash.count >= maxInfoHashes { expire(now: now) }
-        if byHash[hash] == nil && byHash.count >= maxInfoHashes { return .tooManyInfoHashes }
-        if total >= maxPeersTotal { expire(now: now) }
-        if total >= maxPeersTotal { return .fullTotal }
-        if (byHash[hash]?.count ?? 0) >= maxPeersPerInfoHash {
-            // Evict an expired one if possible.
-            if let old = byHash[hash]!.first(where: { $0.value <= now }) {
-                byHash[hash]![old.key] = nil
-                total -= 1
-            } else {
-                return .fullForInfoHash
+        var evicted = false
+        if all.count >= max(1, maxPeersTotal), !all.isEmpty {
+            let victim = all[Int.random(in: 0..<all.count, using: &g)]
+            removePeer(victim.hash, victim.key)
+            evicted = true
+        }
+        if swarms[hash] == nil {
+            if swarms.count >= max(1, maxInfoHashes), !hashes.isEmpty {
+                // Two random info-hashes, drop the smaller: floods of one-peer topics go first.
+                let a = hashes[Int.random(in: 0..<hashes.count, using: &g)]
+                let b = hashes[Int.random(in: 0..<hashes.count, using: &g)]
+                removeSwarm(swarms[a]!.slots.count <= swarms[b]!.slots.count ? a : b)
+                evicted = true
+            }
+            swarms[hash] = Swarm(pos: hashes.count)
+            hashes.append(hash)
+        } else if swarms[hash]!.slots.count >= max(1, maxPeersPerInfoHash) {
+            let slots = swarms[hash]!.slots
+            let victim = slots.first { $0.value.expiry <= now }?.key ?? slots.randomElement(using: &g)!.key
+            removePeer(hash, victim)
+            evicted = true
+            if swarms[hash] == nil {
+                swarms[hash] = Swarm(pos: hashes.count)
+                hashes.append(hash)
             }
         }
-        byHash[hash, default: [:]][peer] = now &+ ttl
-        total += 1
-        return .stored
+        swarms[hash]!.slots[key] = Slot(peer: peer, expiry: now &+ ttl, pos: all.count)
+        all.append((hash, key))
+        return evicted ? .storedEvicting : .stored
+    }
+
+    private mutating func removePeer(_ hash: NodeID, _ key: UInt64) {
+        guard let slot = swarms[hash]?.slots.removeValue(forKey: key) else { return }
+        let last = all.removeLast()
+        if slot.pos < all.count {
+            all[slot.pos] = last
+            swarms[last.hash]!.slots[last.key]!.pos = slot.pos
+        }
+        if swarms[hash]!.slots.isEmpty { removeSwarm(hash) }
+    }
+
+    private mutating func removeSwarm(_ hash: NodeID) {
+        guard let s = swarms[hash] else { return }
+        for k in s.slots.keys { removePeer(hash, k) } // ends by removing the emptied swarm
+        guard let pos = swarms.removeValue(forKey: hash)?.pos else { return }
+        let last = hashes.removeLast()
+        if pos < hashes.count {
+            hashes[pos] = last
+            swarms[last]!.pos = pos
+        }
     }
 
     /// Up to `max` unexpired peers for `hash`, chosen by `rng` when there are more.
     public func peers<G: RandomNumberGenerator>(for hash: NodeID, now: Nanos, max: Int, using g: inout G) -> [PeerAddress] {
-        guard let m = byHash[hash] else { return [] }
-        var live = m.filter { $0.value > now }.map(\.key).sorted()
+        guard let s = swarms[hash] else { return [] }
+        var live = s.slots.values.filter { $0.expiry > now }.map(\.peer).sorted()
         if live.count > max {
             live.shuffle(using: &g)
             live = Array(live.prefix(max))
@@ -59,40 +130,52 @@ public struct PeerStore: Sendable {
         return live
     }
 
+    /// Drops expired entries (maintenance, once a minute).
     public mutating func expire(now: Nanos) {
-        for (h, m) in byHash {
-            let kept = m.filter { $0.value > now }
-            total -= m.count - kept.count
-            byHash[h] = kept.isEmpty ? nil : kept
+        var i = all.count - 1
+        while i >= 0 {
+            if i < all.count {
+                let e = all[i]
+                if let s = swarms[e.hash]?.slots[e.key], s.expiry <= now { removePeer(e.hash, e.key) }
+            }
+            i -= 1
         }
     }
 }
 
-/// announce_peer tokens (BEP 5): keyed BLAKE2b of the requester's IP under a secret that rotates
-/// every `rotation`; a token is accepted under the current or the previous secret, so it lives
-/// between one and two rotations (5 and 10 minutes by default).
+/// announce_peer tokens (BEP 5): keyed BLAKE2b of the requester's IP under a secret per time epoch
+/// of `rotation` (5 minutes). A token is accepted in the epoch it was issued and the next one only,
+/// so it lives between one and two rotations (5 to 10 minutes), whenever maintenance happens to
+/// run: the epoch is computed from the clock on every `token` and `isValid`, and after a gap of
+/// two or more epochs both secrets are replaced.
 public struct TokenIssuer: Sendable {
     public static let tokenLength = 8
     private var current: [UInt8]
     private var previous: [UInt8]
-    public private(set) var rotatedAt: Nanos
+    /// The epoch `current` belongs to (`previous` belongs to the one before).
+    public private(set) var epoch: UInt64
     public let rotation: Nanos
 
     public init(secret: [UInt8], previous: [UInt8], now: Nanos, rotation: Nanos = .seconds(300)) {
         current = secret
         self.previous = previous
-        rotatedAt = now
-        self.rotation = rotation
+        self.rotation = max(1, rotation)
+        epoch = TokenIssuer.epoch(of: now, rotation: self.rotation)
     }
 
-    /// Rotates if due; `fresh` supplies a new secret.
-    public mutating func rotateIfDue(now: Nanos, fresh: () -> [UInt8]) {
-        while now &- rotatedAt >= rotation {
+    static func epoch(of t: Nanos, rotation: Nanos) -> UInt64 { t / rotation }
+
+    /// Brings the secrets to `now`'s epoch; `fresh` supplies new secrets.
+    public mutating func advance(now: Nanos, fresh: () -> [UInt8]) {
+        let e = TokenIssuer.epoch(of: now, rotation: rotation)
+        guard e > epoch else { return }
+        if e == epoch + 1 {
             previous = current
-            current = fresh()
-            rotatedAt = rotatedAt &+ rotation
-            if now &- rotatedAt >= rotation { rotatedAt = now } // long gap: both secrets new enough
+        } else {
+            previous = fresh() // a gap: no secret from before it survives
         }
+        current = fresh()
+        epoch = e
     }
 
     static func token(secret: [UInt8], ip: UInt32) -> [UInt8] {
@@ -101,9 +184,13 @@ public struct TokenIssuer: Sendable {
         return Array(h.prefix(tokenLength))
     }
 
-    public func token(for ip: UInt32) -> [UInt8] { TokenIssuer.token(secret: current, ip: ip) }
+    public mutating func token(for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> [UInt8] {
+        advance(now: now, fresh: fresh)
+        return TokenIssuer.token(secret: current, ip: ip)
+    }
 
-    public func isValid(_ token: [UInt8], for ip: UInt32) -> Bool {
+    public mutating func isValid(_ token: [UInt8], for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> Bool {
+        advance(now: now, fresh: fresh)
         guard token.count == TokenIssuer.tokenLength else { return false }
         return Sodium.constantTimeEqual(token, TokenIssuer.token(secret: current, ip: ip))
             || Sodium.constantTimeEqual(token, TokenIssuer.token(secret: previous, ip: ip))

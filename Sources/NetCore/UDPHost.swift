@@ -6,6 +6,10 @@ import Glibc
 import Darwin
 #endif
 
+// The C functions, where UDPHost's own `bind` and `close` hide them.
+private func sysBind(_ fd: CInt, _ a: UnsafePointer<sockaddr>, _ len: socklen_t) -> CInt { bind(fd, a, len) }
+private func sysClose(_ fd: CInt) { _ = close(fd) }
+
 /// The real `NetworkHost`: one bound, unconnected IPv4 UDP socket on a SwiftNIO event loop.
 ///
 /// Everything a component does with the host happens on `eventLoop`: `onReceive` is called there,
@@ -40,7 +44,8 @@ public final class UDPHost: NetworkHost {
     public internal(set) var stats = Stats()
 
     /// Replaced by a fresh socket on the same address if the channel ever closes under us.
-    private var channel: Channel
+    /// Internal for the rebind test.
+    var channel: Channel
     private let group: EventLoopGroup
     private let ownedGroup: MultiThreadedEventLoopGroup?
     private var closing = false
@@ -85,12 +90,41 @@ public final class UDPHost: NetworkHost {
 
     private static func makeChannel(on loop: EventLoop, address: PeerAddress,
                                     handler: ReceiveHandler) -> EventLoopFuture<Channel> {
-        DatagramBootstrap(group: loop)
-            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+        // No SO_REUSEADDR: on Linux it would let another process bind the same UDP port and take
+        // our unicast traffic. Rebinding after our own socket closed works without it (UDP has no
+        // TIME_WAIT), as long as no child process inherited the socket: hence close-on-exec.
+        let fd: CInt
+        do { fd = try boundSocket(address) } catch { return loop.makeFailedFuture(error) }
+        return DatagramBootstrap(group: loop)
             .channelOption(ChannelOptions.recvAllocator,
                            value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferSize))
             .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
-            .bind(to: socketAddress(address))
+            .withBoundSocket(fd)
+    }
+
+    /// An IPv4 UDP socket bound to `address`, close-on-exec (NIO's own sockets are not: a process
+    /// the program starts would keep the port bound after we close it).
+    static func boundSocket(_ address: PeerAddress) throws -> CInt {
+        #if os(Linux)
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, SOCK_DGRAM, 0)
+        if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        #endif
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = address.port.bigEndian
+        sin.sin_addr.s_addr = address.ip.bigEndian
+        let rc = withUnsafePointer(to: &sin) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sysBind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            let e = errno
+            sysClose(fd)
+            throw IOError(errnoCode: e, reason: "bind \(address)")
+        }
+        return fd
     }
 
     /// The channel closed without `close()`: bind a new socket on the same address and port.

@@ -20,36 +20,44 @@ struct DHTNodeOptions: ParsableArguments {
     @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
     @Option(help: "IPv4 address to bind.") var bind = "0.0.0.0"
     @Option(name: .customLong("bootstrap"), parsing: .singleValue,
-            help: "Bootstrap node HOST:PORT (repeatable). Default: $TURF_DHT_BOOTSTRAP, then the config file, then the public Mainline routers.")
+            help: "Bootstrap node HOST:PORT (repeatable; 'none': start a new network). Default: $TURF_DHT_BOOTSTRAP, then the config file, then the public Mainline routers.")
     var bootstrap: [String] = []
     @Option(help: "Routing table state file (default: $XDG_STATE_HOME/turf/dht-PORT.state, or dht.state without --port).") var state: String?
     @Flag(help: "Do not load or save the routing table.") var noState = false
     @Flag(name: .customLong("read-only"), help: "BEP 43 read-only mode: query, never answer.") var readOnly = false
 }
 
-enum DHTCLI {
-    /// The public Mainline routers, used when nothing else is configured.
-    static let defaultBootstrap = ["router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "router.utorrent.com:6881"]
+/// `close(2)`, callable where a method named `close` hides it.
+private func closeDescriptor(_ fd: Int32) { _ = close(fd) }
 
-    /// Flags, else $TURF_DHT_BOOTSTRAP (comma or space separated), else `bootstrap = ...` in
-    /// $XDG_CONFIG_HOME/turf/dht.conf, else the public routers.
+enum DHTCLI {
+    /// Flags, else $TURF_DHT_BOOTSTRAP, else the config file, else the public routers
+    /// (`DHTBootstrap.specs`, which the tests check without a network).
     static func bootstrapSpecs(_ flags: [String]) -> [String] {
-        if !flags.isEmpty { return flags }
-        if let env = ProcessInfo.processInfo.environment["TURF_DHT_BOOTSTRAP"], !env.isEmpty {
-            return env.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+        DHTBootstrap.specs(flags: flags, environment: ProcessInfo.processInfo.environment, homeDirectory: NSHomeDirectory()) {
+            try? String(contentsOfFile: $0, encoding: .utf8)
         }
-        let env = ProcessInfo.processInfo.environment
-        let configHome = env["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.config")
-        if let text = try? String(contentsOfFile: configHome + "/turf/dht.conf", encoding: .utf8) {
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                if parts.count == 2 && parts[0] == "bootstrap" {
-                    return parts[1].split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
-                }
-            }
-        }
-        return defaultBootstrap
     }
+
+    /// The bootstrap addresses; an error if nodes were configured and none of them resolves (a
+    /// node without any would sit alone). No nodes at all only when the user said `none`.
+    static func bootstrapAddresses(_ flags: [String]) throws -> [PeerAddress] {
+        let specs = bootstrapSpecs(flags)
+        let addresses = specs.flatMap(resolve)
+        if !specs.isEmpty && addresses.isEmpty {
+            throw ValidationError("no bootstrap node could be resolved (\(specs.joined(separator: ", "))); give --bootstrap HOST:PORT, or --bootstrap none to start a new network")
+        }
+        return addresses
+    }
+
+    /// Seconds given on the command line, as Nanos; refuses what would not fit.
+    static func checkSeconds(_ s: Double, _ option: String) throws {
+        guard s.isFinite, s >= 0, s <= maxSeconds else {
+            throw ValidationError("\(option) must be between 0 and \(Int(maxSeconds)) seconds")
+        }
+    }
+    /// About 31 years: far below what Nanos holds (584 years).
+    static let maxSeconds: Double = 1e9
 
     /// Resolves HOST:PORT to IPv4 addresses (here, in the shell: the DHT core never resolves names).
     static func resolve(_ spec: String) -> [PeerAddress] {
@@ -99,21 +107,37 @@ enum DHTCLI {
         let host: UDPHost
         let node: DHTNode
         let statePath: String?
+        /// Held (flock) while this run owns the state file.
+        private var lockFD: Int32 = -1
 
         init(_ o: DHTNodeOptions, verbose: Bool) throws {
             guard let ip = PeerAddress.parseIPv4(o.bind) else { throw ValidationError("--bind must be an IPv4 address") }
             host = try UDPHost.bind(PeerAddress(ip: ip, port: o.port))
             var config = DHTConfig()
             config.readOnly = o.readOnly
-            config.bootstrap = bootstrapSpecs(o.bootstrap).flatMap(resolve)
+            config.bootstrap = try bootstrapAddresses(o.bootstrap)
             if verbose {
                 FileHandle.standardError.write("dht: bound \(host.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))\n".data(using: .utf8)!)
             }
-            statePath = DHTCLI.statePath(o, port: host.localAddress.port)
+            // One run per state file owns it (its id and its saves): a second run sharing it (two
+            // lookups without --port, say) reads its nodes but takes a fresh id and saves nothing.
+            let path = DHTCLI.statePath(o, port: host.localAddress.port)
+            var owned = false
+            if let path {
+                let dir = (path as NSString).deletingLastPathComponent
+                try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+                owned = lockFD >= 0 && flock(lockFD, LOCK_EX | LOCK_NB) == 0
+                if !owned && verbose {
+                    FileHandle.standardError.write("dht: \(path) is in use by another run; using a fresh id and not saving\n".data(using: .utf8)!)
+                }
+            }
+            statePath = owned ? path : nil
             var saved: [NodeInfo] = []
-            if let path = statePath, let data = FileManager.default.contents(atPath: path),
+            if let path, let data = FileManager.default.contents(atPath: path),
                let s = try? RoutingTable.deserialize(Array(data)) {
-                config.nodeID = s.id
+                // Loaded, not pinned: a BEP 42 id replaces it if it does not fit our public IP.
+                if owned { config.savedNodeID = s.id }
                 saved = s.nodes
             }
             let c = config
@@ -170,6 +194,7 @@ enum DHTCLI {
             save()
             try? host.sync { [node] in node.stop() }
             host.close()
+            if lockFD >= 0 { closeDescriptor(lockFD); lockFD = -1 }
         }
     }
 
@@ -190,9 +215,15 @@ struct DHTServe: ParsableCommand {
     @Option(help: "Stop after this many seconds (default: run until killed).") var duration: Double?
     @Option(help: "Print a status line every this many seconds (0: never).") var statusEvery: Double = 60
 
+    func validate() throws {
+        if let d = duration { try DHTCLI.checkSeconds(d, "--duration") }
+        try DHTCLI.checkSeconds(statusEvery, "--status-every")
+    }
+
     func run() throws {
         let r = try DHTCLI.Running(node, verbose: true)
-        print("dht serve: listening on \(r.host.localAddress)")
+        print("dht serve: listening on \(r.host.localAddress) node id \(r.snapshot().id.hexString)")
+        fflush(stdout)
         let end = duration.map { Date().timeIntervalSince1970 + $0 }
         while end.map({ Date().timeIntervalSince1970 < $0 }) ?? true {
             let step = min(statusEvery > 0 ? statusEvery : 3600, end.map { $0 - Date().timeIntervalSince1970 } ?? 3600)
@@ -221,6 +252,8 @@ struct DHTAnnounce: ParsableCommand {
     @Option(help: "Seconds to keep announcing.") var duration: Double = 1800
     @Flag(help: "Print JSON lines.") var json = false
 
+    func validate() throws { try DHTCLI.checkSeconds(duration, "--duration") }
+
     func run() throws {
         let h = try target.infoHash()
         let r = try DHTCLI.Running(node, verbose: !json)
@@ -247,6 +280,8 @@ struct DHTLookup: ParsableCommand {
     @OptionGroup var target: DHTTargetOptions
     @Option(help: "Give up after this many seconds.") var timeout: Double = 30
     @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws { try DHTCLI.checkSeconds(timeout, "--timeout") }
 
     func run() throws {
         let h = try target.infoHash()

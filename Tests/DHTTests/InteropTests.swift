@@ -69,10 +69,19 @@ import Testing
         return try? host.sync { box.v }
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    /// The helper's own deadline (and the test's time limit, above it): longer than the sum of
+    /// the waits below (40 + 15 + 15 + 20 + 20 + 40 + 20 + 40 = 210 s), for a loaded CI machine.
+    static let helperSeconds = 300
+
+    @Test(.timeLimit(.minutes(6)))
     func bothDirectionsWithLibtorrent() throws {
         guard Self.libtorrentAvailable else {
-            print("SKIPPED: libtorrent is not importable by \(Self.python); install python3-libtorrent (make deps)")
+            // CI installs python3-libtorrent (scripts/install-deps.sh): there, a missing one is a failure.
+            if ProcessInfo.processInfo.environment["CI"].map({ !$0.isEmpty }) ?? false {
+                Issue.record("libtorrent is not importable by \(Self.python) on CI; scripts/install-deps.sh should install python3-libtorrent")
+            } else {
+                print("SKIPPED: libtorrent is not importable by \(Self.python); install python3-libtorrent (make deps)")
+            }
             return
         }
         let theirHash = Topic.infoHash("interop: libtorrent announces \(UUID().uuidString)")
@@ -80,7 +89,7 @@ import Testing
 
         let proc = Process()
         proc.executableURL = URL(fileURLWithPath: Self.python)
-        proc.arguments = [Self.scriptPath, "--announce-hash", theirHash.hexString, "--max-seconds", "90"]
+        proc.arguments = [Self.scriptPath, "--announce-hash", theirHash.hexString, "--max-seconds", "\(Self.helperSeconds)"]
         let input = Pipe(), output = Pipe()
         proc.standardInput = input
         proc.standardOutput = output

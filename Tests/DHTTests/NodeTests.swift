@@ -109,18 +109,89 @@ import Testing
     @Test func announcedPeersExpireAfterThirtyMinutes() {
         var store = PeerStore(maxPeersPerInfoHash: 2, maxInfoHashes: 2, maxPeersTotal: 3)
         var rng = SplitMixForTests(seed: 1)
-        let h1 = Topic.infoHash("a"), h2 = Topic.infoHash("b"), h3 = Topic.infoHash("c")
-        #expect(store.add(PeerAddress(1, 1, 1, 1, port: 1), for: h1, now: 0) == .stored)
-        #expect(store.add(PeerAddress(1, 1, 1, 1, port: 1), for: h1, now: 1) == .refreshed)
-        #expect(store.add(PeerAddress(1, 1, 1, 2, port: 1), for: h1, now: 0) == .stored)
-        #expect(store.add(PeerAddress(1, 1, 1, 3, port: 1), for: h1, now: 0) == .fullForInfoHash)
-        #expect(store.add(PeerAddress(1, 1, 1, 3, port: 1), for: h2, now: 0) == .stored)
-        #expect(store.add(PeerAddress(1, 1, 1, 4, port: 1), for: h3, now: 0) == .tooManyInfoHashes)
-        #expect(store.add(PeerAddress(1, 1, 1, 4, port: 1), for: h2, now: 0) == .fullTotal)
+        let h1 = Topic.infoHash("a"), h2 = Topic.infoHash("b")
+        #expect(store.add(PeerAddress(1, 1, 1, 1, port: 1), for: h1, now: 0, using: &rng) == .stored)
+        #expect(store.add(PeerAddress(1, 1, 1, 1, port: 1), for: h1, now: 1, using: &rng) == .refreshed)
+        #expect(store.add(PeerAddress(1, 1, 1, 2, port: 1), for: h1, now: 0, using: &rng) == .stored)
+        #expect(store.add(PeerAddress(1, 1, 1, 3, port: 1), for: h2, now: 0, using: &rng) == .stored)
         #expect(store.peers(for: h1, now: .seconds(29 * 60), max: 10, using: &rng).count == 2)
         #expect(store.peers(for: h1, now: .seconds(31 * 60), max: 10, using: &rng).isEmpty)
         store.expire(now: .seconds(31 * 60))
         #expect(store.total == 0 && store.infoHashCount == 0)
+    }
+
+    /// Full caps evict instead of refusing, so nobody can lock a topic or the store.
+    @Test func fullPeerStoreEvictsInsteadOfRefusing() {
+        var store = PeerStore(maxPeersPerInfoHash: 3, maxInfoHashes: 4, maxPeersTotal: 8)
+        var rng = SplitMixForTests(seed: 2)
+        let h = Topic.infoHash("full")
+        for i in 0..<3 { #expect(store.add(PeerAddress(10, 0, 0, UInt8(i), port: 1), for: h, now: 0, using: &rng) == .stored) }
+        // The topic is full: the newcomer is stored, one of the others goes.
+        let newcomer = PeerAddress(10, 0, 1, 1, port: 1)
+        #expect(store.add(newcomer, for: h, now: 0, using: &rng) == .storedEvicting)
+        var live = store.peers(for: h, now: 1, max: 10, using: &rng)
+        #expect(live.count == 3 && live.contains(newcomer))
+        // An expired entry is evicted first: the one refreshed at 29 minutes survives at 31.
+        let kept = live.first { $0 != newcomer }!
+        #expect(store.add(kept, for: h, now: .seconds(29 * 60), using: &rng) == .refreshed)
+        let late = PeerAddress(10, 0, 1, 2, port: 1)
+        #expect(store.add(late, for: h, now: .seconds(31 * 60), using: &rng) == .storedEvicting)
+        #expect(Set(store.peers(for: h, now: .seconds(31 * 60), max: 10, using: &rng)) == [kept, late])
+        store.expire(now: .seconds(60 * 60))
+        // Too many info-hashes: the new one still gets in.
+        for i in 0..<6 {
+            let r = store.add(PeerAddress(10, 1, 0, UInt8(i), port: 1), for: Topic.infoHash("t\(i)"), now: 0, using: &rng)
+            #expect(r != .refreshed)
+            #expect(store.peers(for: Topic.infoHash("t\(i)"), now: 1, max: 10, using: &rng).count == 1)
+        }
+        #expect(store.infoHashCount <= 4 && store.total <= 8)
+        // The total cap: adding keeps the total at the cap and stores the newcomer.
+        for i in 0..<20 {
+            let p = PeerAddress(10, 2, 0, UInt8(i), port: 1)
+            _ = store.add(p, for: Topic.infoHash("u\(i % 3)"), now: 0, using: &rng)
+            #expect(store.peers(for: Topic.infoHash("u\(i % 3)"), now: 1, max: 10, using: &rng).contains(p))
+            #expect(store.total <= 8 && store.infoHashCount <= 4)
+        }
+        live = []
+        // Expiry still accounts for everything.
+        store.expire(now: .seconds(31 * 60))
+        #expect(store.total == 0 && store.infoHashCount == 0 && live.isEmpty)
+    }
+
+    /// One IP with a valid token announcing many ports holds one entry; the real host still gets in.
+    @Test func oneIPCannotFillATopic() throws {
+        let net = SimNetwork(seed: 31, conditions: .perfect)
+        var c = config(seed: 31)
+        c.queryRate = 1000
+        c.queryBurst = 1000
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let attacker = Probe(net, PeerAddress(203, 0, 113, 66, port: 666))
+        let honest = Probe(net, PeerAddress(203, 0, 113, 77, port: 777))
+        let me = NodeID(hex: "4400000000000000000000000000000000000000")!
+        let h = Topic.infoHash("contested lobby")
+        func token(_ p: Probe, _ t: UInt8) throws -> [UInt8] {
+            p.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [t], to: node.localAddress)
+            _ = net.run(for: .milliseconds(10))
+            var tok: [UInt8]? = nil
+            if case let .response(r)? = p.response([t])?.body { tok = r.token }
+            return try #require(tok, "no get_peers answer")
+        }
+        let tok = try token(attacker, 0)
+        for i in 0..<300 {
+            attacker.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: UInt16(10_000 + i), token: tok),
+                           t: [1, UInt8(i >> 8), UInt8(i & 0xFF)], to: node.localAddress)
+            _ = net.run(for: .milliseconds(5))
+        }
+        #expect(node.store.total == 1, "one entry per IP per info-hash")
+        let htok = try token(honest, 2)
+        honest.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 4242, token: htok), t: [3], to: node.localAddress)
+        _ = net.run(for: .milliseconds(10))
+        guard case .response? = honest.response([3])?.body else { Issue.record("the real host was refused: \(String(describing: honest.response([3])))"); return }
+        attacker.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [4], to: node.localAddress)
+        _ = net.run(for: .milliseconds(10))
+        guard case let .response(r)? = attacker.response([4])?.body else { Issue.record("no answer"); return }
+        #expect(Set(r.values) == [PeerAddress(203, 0, 113, 66, port: 10_299), PeerAddress(203, 0, 113, 77, port: 4242)],
+                "the newest port wins")
     }
 
     @Test func hostileInputIsDroppedAndCountedWhileTheNodeKeepsServing() throws {

@@ -15,6 +15,51 @@ import NIOPosix
         return false
     }
 
+    /// Without SO_REUSEADDR nobody else can bind our port and take our traffic; our own port is
+    /// free again as soon as we close it.
+    @Test func aBoundPortCannotBeSharedButIsFreeAfterClose() throws {
+        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        let port = a.localAddress.port
+        #expect(throws: (any Error).self, "a second socket on the same port") {
+            let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: port))
+            b.close()
+        }
+        a.close()
+        let again = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: port))
+        again.close()
+    }
+
+    /// A process started while the socket is open does not inherit it (close-on-exec), so our
+    /// port is free again when we close it, even while that process runs.
+    @Test func aChildProcessDoesNotKeepThePort() throws {
+        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        let port = a.localAddress.port
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
+        defer { argv.forEach { free($0) } }
+        #expect(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, environ) == 0)
+        defer { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0) }
+        a.close()
+        let again = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: port))
+        again.close()
+    }
+
+    /// The channel dying under the host: it rebinds the same port (without SO_REUSEADDR) and
+    /// keeps receiving.
+    @Test func aDeadChannelIsReboundOnTheSamePort() throws {
+        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { a.close() }
+        let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { b.close() }
+        var got = 0
+        try a.sync { a.onReceive = { _, _ in got += 1 } }
+        try a.sync { a.channel.close(promise: nil) }
+        #expect(try wait(a) { a.stats.rebinds == 1 }, "rebound: \(a.stats)")
+        #expect(a.stats.rebindFailures == 0)
+        b.send([0x01], to: a.localAddress)
+        #expect(try wait(a) { got == 1 })
+    }
+
     @Test func loopbackExchange() throws {
         let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { a.close() }

@@ -12,6 +12,54 @@ import Testing
         #expect(bad.stderr.contains("40 hex digits"))
     }
 
+    /// Bad numbers are refused with a message instead of trapping.
+    @Test func durationsAreValidated() throws {
+        for (cmd, value) in [("announce", "-1"), ("announce", "1e300"), ("serve", "-5"), ("serve", "nan")] {
+            var args = ["dht", cmd, "--bind", "127.0.0.1", "--bootstrap", "127.0.0.1:1", "--no-state", "--duration=\(value)"]
+            if cmd == "announce" { args += ["--topic", "x"] }
+            let r = try run(turfBinary, args, timeout: 30)
+            #expect(r.status == 64, "\(cmd) --duration \(value): status \(r.status)")
+            #expect(r.stderr.contains("--duration must be between 0 and"), "\(r.stderr)")
+        }
+    }
+
+    /// Bootstrap nodes that do not resolve are an error, not a silent lonely node; `none` is the
+    /// way to start a new network on purpose.
+    @Test func unresolvableBootstrapIsAnError() throws {
+        let r = try run(turfBinary, ["dht", "lookup", "--bind", "127.0.0.1", "--topic", "x", "--bootstrap", "no-port-here",
+                                     "--no-state", "--timeout", "5"], timeout: 30)
+        #expect(r.status != 0 && r.status != 2, "status \(r.status)")
+        #expect(r.stderr.contains("no bootstrap node could be resolved"), "\(r.stderr)")
+        let alone = try run(turfBinary, ["dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--no-state",
+                                         "--duration", "0.2", "--status-every", "0"], timeout: 30)
+        #expect(alone.status == 0, "\(alone.stderr)")
+        #expect(alone.stdout.contains("dht serve: listening on 127.0.0.1:"))
+    }
+
+    /// Runs sharing one state file: the first owns its saved id; a concurrent one takes a fresh id.
+    @Test func concurrentRunsDoNotShareTheSavedID() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-dht-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("turf"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["XDG_STATE_HOME"] = dir.path
+        env["XDG_CONFIG_HOME"] = dir.path
+        let savedID = "turfturfturfturfturf"
+        let state = Data("d2:id20:\(savedID)5:nodes0:1:vi1ee".utf8)
+        try state.write(to: dir.appendingPathComponent("turf/dht.state"))
+        let hexID = savedID.utf8.map { String(format: "%02x", $0) }.joined()
+        let args = ["dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--duration", "3600", "--status-every", "0"]
+        let outA = dir.appendingPathComponent("a.out").path, outB = dir.appendingPathComponent("b.out").path
+        let a = try spawnBackground(turfBinary, args, environment: env, stdout: outA)
+        defer { kill(a, SIGKILL); var st: Int32 = 0; waitpid(a, &st, 0) }
+        let lineA = try #require(waitForLine(outA, containing: "listening on", timeout: 60))
+        let b = try spawnBackground(turfBinary, args, environment: env, stdout: outB)
+        defer { kill(b, SIGKILL); var st: Int32 = 0; waitpid(b, &st, 0) }
+        let lineB = try #require(waitForLine(outB, containing: "listening on", timeout: 60))
+        #expect(lineA.hasSuffix("node id \(hexID)"), "the first run uses the saved id: \(lineA)")
+        #expect(lineB.contains("node id ") && !lineB.hasSuffix(hexID), "the second does not share it: \(lineB)")
+    }
+
     @Test func anAnnouncerStartedBeforeItsBootstrapIsStillFound() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-dht-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -19,26 +67,32 @@ import Testing
         var env = ProcessInfo.processInfo.environment
         env["XDG_STATE_HOME"] = dir.path
         env["XDG_CONFIG_HOME"] = dir.path
-        let port = UInt16.random(in: 30000...39000)
+        // The bootstrap port comes from the kernel (port 0), held by a silent socket of ours
+        // until the serving node takes it over: no guess in the ephemeral range.
+        let holder = try UDPPortHolder()
+        let port = holder.port
         let boot = "127.0.0.1:\(port)"
         let topic = "turf-cli-test-\(UUID().uuidString.prefix(6))"
         // The announcer starts first, while its bootstrap node is not up yet: it must recover on
         // its own (join retried while the table is empty, a failed announce retried after 5 s).
+        // Long durations: the processes are killed at the end, whatever the machine's load.
         let announcer = try spawnBackground(turfBinary, ["dht", "announce", "--bind", "127.0.0.1", "--topic", topic, "--bootstrap", boot,
-                                                         "--no-state", "--duration", "60", "--json"], environment: env)
+                                                         "--no-state", "--duration", "3600", "--json"], environment: env)
+        defer { kill(announcer, SIGKILL); var st: Int32 = 0; waitpid(announcer, &st, 0) }
         usleep(300_000)
-        let server = try spawnBackground(turfBinary, ["dht", "serve", "--bind", "127.0.0.1", "--port", "\(port)", "--no-state",
-                                                      "--duration", "60", "--status-every", "0"], environment: env)
-        defer {
-            kill(server, SIGKILL); kill(announcer, SIGKILL)
-            var st: Int32 = 0
-            waitpid(server, &st, 0); waitpid(announcer, &st, 0)
-        }
+        holder.close()
+        let serverOut = dir.appendingPathComponent("serve.out").path
+        let server = try spawnBackground(turfBinary, ["dht", "serve", "--bind", "127.0.0.1", "--port", "\(port)", "--bootstrap", "none",
+                                                      "--no-state", "--duration", "3600", "--status-every", "0"],
+                                         environment: env, stdout: serverOut)
+        defer { kill(server, SIGKILL); var st: Int32 = 0; waitpid(server, &st, 0) }
+        let listening = try #require(waitForLine(serverOut, containing: "listening on", timeout: 60), "the serving node did not start")
+        #expect(listening.contains("listening on \(boot) "), "\(listening)")
         // Wait until the serving node answers (a probe lookup hears from it).
         var up = false
         for _ in 0..<20 where !up {
             let probe = try run(turfBinary, ["dht", "lookup", "--bind", "127.0.0.1", "--topic", "probe", "--bootstrap", boot,
-                                             "--no-state", "--timeout", "2", "--json"], environment: env, timeout: 10)
+                                             "--no-state", "--timeout", "2", "--json"], environment: env, timeout: 30)
             up = probe.stdout.contains("\"nodes_answered\":") && !probe.stdout.contains("\"nodes_answered\":0")
             if !up { usleep(200_000) }
         }
@@ -46,13 +100,13 @@ import Testing
         // The announcer recovers within seconds; look up until its peer is found (bounded).
         var found = false
         var last = ""
-        let deadline = Date().addingTimeInterval(45)
+        let deadline = Date().addingTimeInterval(90)
         var attempts = 0
-        while !found && Date() < deadline && attempts < 40 {
+        while !found && Date() < deadline && attempts < 60 {
             attempts += 1
             usleep(500_000)
             let r = try run(turfBinary, ["dht", "lookup", "--bind", "127.0.0.1", "--topic", topic, "--bootstrap", boot,
-                                         "--no-state", "--timeout", "5", "--json"], environment: env, timeout: 20)
+                                         "--no-state", "--timeout", "5", "--json"], environment: env, timeout: 30)
             last = r.stdout + r.stderr
             found = r.status == 0 && r.stdout.contains("127.0.0.1:")
                 && r.stdout.contains("\"peers\":[") && !r.stdout.contains("\"peers\":[]")
@@ -61,13 +115,61 @@ import Testing
     }
 }
 
-/// Starts a process and returns its pid without waiting (output discarded).
-func spawnBackground(_ executable: String, _ args: [String], environment: [String: String]) throws -> pid_t {
+/// A UDP socket on 127.0.0.1 with a kernel-chosen port, which says nothing, held until `close`.
+final class UDPPortHolder {
+    private var fd: Int32
+    let port: UInt16
+
+    init() throws {
+        // CLOEXEC: the processes the test starts must not inherit (and keep) the port.
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw CLIFailure("socket: \(String(cString: strerror(errno)))") }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
+            }
+        }
+        guard ok else { Glibc.close(fd); throw CLIFailure("bind: \(String(cString: strerror(errno)))") }
+        self.fd = fd
+        port = UInt16(bigEndian: addr.sin_port)
+    }
+
+    func close() {
+        if fd >= 0 { Glibc.close(fd); fd = -1 }
+    }
+
+    deinit { close() }
+}
+
+/// Polls a growing output file for a line containing `needle` (nil after `timeout` seconds).
+func waitForLine(_ path: String, containing needle: String, timeout: Double) -> String? {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if let text = try? String(contentsOfFile: path, encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.contains(needle) }) {
+            return String(line)
+        }
+        usleep(50_000)
+    }
+    return nil
+}
+
+/// Starts a process and returns its pid without waiting (stdout to `stdout` or discarded, stderr discarded).
+func spawnBackground(_ executable: String, _ args: [String], environment: [String: String], stdout: String? = nil) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    if let stdout {
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    }
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
     let argv = ([executable] + args).map { strdup($0) } + [nil]
     let envList = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
