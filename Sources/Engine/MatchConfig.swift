@@ -25,6 +25,10 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
 /// Everything that determines a match besides the ops: recorded at the head of every replay.
 public struct MatchConfig: Equatable, Sendable {
     public static let maxPlayers = 8
+    /// Bounds that keep what a config makes a peer allocate (per-tick tables, checkpoints) small,
+    /// whoever wrote the config: 10 M ticks is 92 hours at 30 Hz.
+    public static let maxLengthTicks: Tick = 10_000_000
+    public static let maxCheckpoints: Tick = 1_000_000
 
     public var gameID: String
     public var seed: UInt64
@@ -52,8 +56,13 @@ public struct MatchConfig: Equatable, Sendable {
             throw ConfigError.invalid("\(players.count) players (1...\(MatchConfig.maxPlayers) allowed)")
         }
         guard (1...1000).contains(tickRate) else { throw ConfigError.invalid("tick rate \(tickRate) Hz") }
-        guard lengthTicks > 0 && lengthTicks <= 50_000_000 else { throw ConfigError.invalid("length \(lengthTicks) ticks") }
+        guard lengthTicks > 0 && lengthTicks <= MatchConfig.maxLengthTicks else {
+            throw ConfigError.invalid("length \(lengthTicks) ticks (at most \(MatchConfig.maxLengthTicks))")
+        }
         guard checkpointInterval > 0 else { throw ConfigError.invalid("checkpoint interval 0") }
+        guard lengthTicks / checkpointInterval <= MatchConfig.maxCheckpoints else {
+            throw ConfigError.invalid("\(lengthTicks / checkpointInterval) checkpoints (at most \(MatchConfig.maxCheckpoints))")
+        }
     }
 
     public func encode(into w: inout ByteWriter) {

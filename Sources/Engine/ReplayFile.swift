@@ -118,6 +118,23 @@ public enum ReplayFile {
         return ops
     }
 
+    /// The same bytes with every section's checksum recomputed, as far as the framing can be
+    /// followed (replays and journals alike). For fuzzing: a random change to a section body would
+    /// otherwise be caught by its checksum and never reach the parser behind it.
+    public static func resealed(_ bytes: [UInt8]) -> [UInt8] {
+        var out = bytes
+        var at = magic.count + 2
+        while at + 5 <= out.count {
+            let length = Int(out[at + 1]) | Int(out[at + 2]) << 8 | Int(out[at + 3]) << 16 | Int(out[at + 4]) << 24
+            let bodyAt = at + 5
+            guard length <= out.count - bodyAt - 8 else { break }
+            let sum = checksum(tag: out[at], body: out[bodyAt..<(bodyAt + length)])
+            for i in 0..<8 { out[bodyAt + length + i] = UInt8(truncatingIfNeeded: sum >> (8 * UInt64(i))) }
+            at = bodyAt + length + 8
+        }
+        return out
+    }
+
     static func section(_ tag: Tag, _ body: [UInt8], into out: inout ByteWriter) {
         out.u8(tag.rawValue)
         out.u32(UInt32(body.count))
@@ -191,8 +208,9 @@ public enum ReplayFile {
                 for _ in 0..<n {
                     let opAt = b.offset
                     seq += Int64(try b.count("seq gap", limit: 1 << 28)) + 1
-                    tick += unzigzag(try b.varint("tick delta"))
-                    guard seq < (1 << 28), tick >= 0, tick <= Int64(config!.lengthTicks) else {
+                    let (t, overflow) = tick.addingReportingOverflow(unzigzag(try b.varint("tick delta")))
+                    tick = t
+                    guard !overflow, seq < (1 << 28), tick >= 0, tick <= Int64(config!.lengthTicks) else {
                         throw ReplayFormatError(offset: opAt, "op \(p)/\(seq) has tick \(tick) outside the match (0...\(config!.lengthTicks))")
                     }
                     let payload = try Game.decode(from: &b)
@@ -209,8 +227,9 @@ public enum ReplayFile {
                 cps.reserveCapacity(n)
                 var tick: UInt64 = 0
                 for _ in 0..<n {
-                    tick += try b.varint("checkpoint tick")
-                    guard tick <= UInt64(config!.lengthTicks) else { throw ReplayFormatError(offset: b.offset, "checkpoint tick \(tick) after the match end") }
+                    let (t, overflow) = tick.addingReportingOverflow(try b.varint("checkpoint tick"))
+                    tick = t
+                    guard !overflow, tick <= UInt64(config!.lengthTicks) else { throw ReplayFormatError(offset: b.offset, "checkpoint tick \(tick) after the match end") }
                     cps.append(.init(tick: Tick(tick), hash: try b.u64("checkpoint hash")))
                 }
                 try expectEnd(b, tag)

@@ -7,10 +7,17 @@ public struct Replica<Game: ReplicatedGame> {
     public let config: MatchConfig
     public private(set) var state: Game
     /// Per player, the ops received so far, indexed by seq (nil where a gap has not arrived yet).
-    public private(set) var logs: [[Op<Game.Payload>?]]
+    /// Kept dense only while a seq stays near the ops actually received (see `denseLimit`); a seq
+    /// far ahead of them goes to `far`, so one hostile op with a huge seq costs one entry, not a
+    /// gap of hundreds of millions of slots.
+    private var dense: [[Op<Game.Payload>?]]
+    private var far: [[UInt32: Op<Game.Payload>]]
+    private var received: [Int]
     /// Ops that reuse an already-received (player, seq) with different content: a buggy or hostile
     /// peer. They are merged too (the join does not care), so every replica still converges.
     public private(set) var equivocations: [Op<Game.Payload>] = []
+    /// Indices into `equivocations` by op hash, so a duplicate equivocation is found in O(1).
+    private var equivocationIndex: [UInt64: [Int]] = [:]
     public private(set) var stats = Stats()
     private var nextLocalSeq: [UInt32]
     /// Sum of a hash of every distinct op: the op set's contribution to `hash`.
@@ -30,7 +37,9 @@ public struct Replica<Game: ReplicatedGame> {
         }
         self.config = config
         state = Game(config: config, settings: try Game.settings(for: config))
-        logs = Array(repeating: [], count: config.players.count)
+        dense = Array(repeating: [], count: config.players.count)
+        far = Array(repeating: [:], count: config.players.count)
+        received = Array(repeating: 0, count: config.players.count)
         nextLocalSeq = Array(repeating: 0, count: config.players.count)
     }
 
@@ -51,47 +60,81 @@ public struct Replica<Game: ReplicatedGame> {
 
     public enum Outcome: Equatable { case merged, duplicate, rejected, equivocation }
 
-    /// Merges an op from anywhere. Idempotent; order-independent; O(1).
+    /// Merges an op from anywhere. Idempotent; order-independent; O(1) however late it arrives.
+    ///
+    /// Validity is decided first, from the op and the config alone, so an invalid op is rejected
+    /// by every replica whether or not another op with its (player, seq) arrived earlier.
     @discardableResult
     public mutating func receive(_ op: Op<Game.Payload>) -> Outcome {
         let p = Int(op.player)
-        guard p < logs.count, op.tick <= config.lengthTicks, op.seq < (1 << 28) else {
+        guard p < dense.count, op.tick <= config.lengthTicks, op.seq < (1 << 28), state.accepts(op) else {
             stats.rejected += 1
             return .rejected
         }
         let s = Int(op.seq)
-        if s < logs[p].count, let existing = logs[p][s] {
+        if let existing = s < dense[p].count ? dense[p][s] : far[p][op.seq] {
             if existing == op { stats.duplicates += 1; return .duplicate }
-            if equivocations.contains(op) { stats.duplicates += 1; return .duplicate }
+            let h = Replica.opHash(op)
+            if let seen = equivocationIndex[h], seen.contains(where: { equivocations[$0] == op }) {
+                stats.duplicates += 1
+                return .duplicate
+            }
             stats.equivocations += 1
+            equivocationIndex[h, default: []].append(equivocations.count)
             equivocations.append(op)
-            opSetHash &+= Replica.opHash(op)
+            opSetHash &+= h
             _ = state.merge(op)
             return .equivocation
         }
         guard state.merge(op) else { stats.rejected += 1; return .rejected }
-        if s >= logs[p].count {
-            while logs[p].count < s { logs[p].append(nil) }
-            logs[p].append(op)
-        } else {
-            logs[p][s] = op
-        }
+        store(op, player: p, seq: s)
         opSetHash &+= Replica.opHash(op)
         stats.merged += 1
         return .merged
     }
 
+    /// How far the dense log of a player may reach: twice the ops received from it, plus slack.
+    /// Honest logs are contiguous, so they always fit; memory stays O(ops received).
+    @inline(__always)
+    private func denseLimit(_ p: Int) -> Int { 2 * received[p] + 1024 }
+
+    private mutating func store(_ op: Op<Game.Payload>, player p: Int, seq s: Int) {
+        received[p] += 1
+        if s < dense[p].count {
+            dense[p][s] = op
+        } else if s < denseLimit(p) {
+            // Grow to s, pulling in any far entries the dense range now covers (each slot is
+            // looked up once over the replica's life: O(1) amortised per op).
+            let hasFar = !far[p].isEmpty
+            while dense[p].count < s {
+                let q = UInt32(dense[p].count)
+                dense[p].append(hasFar ? far[p].removeValue(forKey: q) : nil)
+            }
+            dense[p].append(op)
+        } else {
+            far[p][UInt32(s)] = op
+        }
+    }
+
     @inline(__always)
     private static func opHash(_ op: Op<Game.Payload>) -> UInt64 {
-        StableHash.mix(StableHash.mix(UInt64(op.player) << 32 | UInt64(op.seq)) ^ (UInt64(op.tick) &+ StableHash.mix(Game.hash(op.payload))))
+        // Constants keep an all-zero op (player 0, seq 0, tick 0, payload hash 0) from hashing to 0.
+        StableHash.mix(StableHash.mix((UInt64(op.player) << 32 | UInt64(op.seq)) &+ 0x9E37_79B9_7F4A_7C15)
+                       ^ (UInt64(op.tick) &+ StableHash.mix(Game.hash(op.payload) &+ 0xD6E8_FEB8_6659_FD93)))
     }
 
     /// The contiguous prefix of a player's log (what a peer can acknowledge).
     public func contiguousCount(for player: PlayerID) -> Int {
-        let log = logs[Int(player)]
+        let log = dense[Int(player)]
         return log.firstIndex(where: { $0 == nil }) ?? log.count
     }
 
     /// Every op received, grouped by player in seq order: what a replay records.
-    public var allLogs: [[Op<Game.Payload>]] { logs.map { $0.compactMap { $0 } } }
+    public var allLogs: [[Op<Game.Payload>]] {
+        (0..<dense.count).map { p in
+            let near = dense[p].compactMap { $0 }
+            guard !far[p].isEmpty else { return near }
+            return near + far[p].values.sorted { $0.seq < $1.seq }
+        }
+    }
 }

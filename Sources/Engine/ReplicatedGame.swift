@@ -23,7 +23,12 @@ public protocol ReplicatedGame {
 
     init(config: MatchConfig, settings: Settings)
 
-    /// Joins one op into the state. Returns false (and changes nothing) if the op is invalid.
+    /// Whether an op is valid: a pure function of the op and the match config (never of what has
+    /// been merged), so that every replica rejects the same ops. The replica asks before anything
+    /// else, so an invalid op is rejected the same way whether or not its (player, seq) was seen.
+    func accepts(_ op: Op<Payload>) -> Bool
+
+    /// Joins one valid op into the state. Returns false (and changes nothing) if the op is invalid.
     mutating func merge(_ op: Op<Payload>) -> Bool
 
     /// The lattice join of two states of the same match: commutative, associative, idempotent, and

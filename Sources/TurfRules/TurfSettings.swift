@@ -44,15 +44,26 @@ public struct TurfSettings: Equatable, Sendable {
                              pickupLifetime: try r.u32("pickup lifetime"), splatRadius: try r.u8("splat radius"))
         guard s.moveEvery >= 1 else { throw ConfigError.invalid("move interval 0") }
         guard s.splatRadius <= 8 else { throw ConfigError.invalid("splat radius \(s.splatRadius) (at most 8)") }
+        guard s.pickupInterval == 0 || s.pickupInterval >= TurfSettings.minPickupInterval else {
+            throw ConfigError.invalid("pickup interval \(s.pickupInterval) ticks (0 for none, else at least \(TurfSettings.minPickupInterval))")
+        }
+        guard s.pickupLifetime >= 1 else { throw ConfigError.invalid("pickup lifetime 0") }
         guard r.isAtEnd else { throw ConfigError.invalid("\(r.remaining) stray bytes after turf settings") }
         return s
     }
 
-    /// A match config for turf with these settings.
+    /// At most one pickup every this many ticks, so the schedule (one entry per pickup, built
+    /// when a match or replay is loaded) stays small whatever a replay file says.
+    public static let minPickupInterval: UInt32 = 10
+
+    /// A match config for turf with these settings. A length beyond what a config may hold is
+    /// clamped to a value that `validate()` then rejects, never wrapped round.
     public func matchConfig(seed: UInt64, players: [PlayerInfo], seconds: Int = 90, tickRate: UInt16 = 30,
                             checkpointInterval: Tick? = nil) -> MatchConfig {
-        MatchConfig(gameID: TurfWorld.gameID, seed: seed, tickRate: tickRate,
-                    lengthTicks: Tick(seconds) * Tick(tickRate), checkpointInterval: checkpointInterval ?? Tick(tickRate),
+        let ticks = UInt64(max(0, seconds)).multipliedReportingOverflow(by: UInt64(tickRate))
+        return MatchConfig(gameID: TurfWorld.gameID, seed: seed, tickRate: tickRate,
+                    lengthTicks: ticks.overflow ? .max : Tick(min(ticks.partialValue, UInt64(Tick.max))),
+                    checkpointInterval: checkpointInterval ?? Tick(tickRate),
                     players: players, settings: encoded())
     }
 }
@@ -94,8 +105,11 @@ public struct PickupSchedule: Sendable {
                         area.append(map.index(x, y))
                     }
                 }
-                list.append(Pickup(cell: cell, spawn: t, expiry: min(lengthTicks + 1, t + settings.pickupLifetime), area: area))
-                t += settings.pickupInterval
+                let expiry = min(UInt64(lengthTicks) + 1, UInt64(t) + UInt64(settings.pickupLifetime))
+                list.append(Pickup(cell: cell, spawn: t, expiry: Tick(expiry), area: area))
+                let (next, overflow) = t.addingReportingOverflow(settings.pickupInterval)
+                if overflow { break }
+                t = next
             }
         }
         pickups = list

@@ -22,7 +22,7 @@ public struct TurfWorld: ReplicatedGame {
     public typealias Payload = TurfOp
     public typealias Settings = TurfSettings
 
-    public static let gameID = "turf/1"
+    public static let gameID = "turf/2"
     public static let noOwner: UInt8 = 0xFF
 
     public let settings: TurfSettings
@@ -87,11 +87,19 @@ public struct TurfWorld: ReplicatedGame {
 
     // MARK: merge
 
+    /// A move is valid when its player exists and its cell is floor.
+    public func accepts(_ op: Op<TurfOp>) -> Bool {
+        switch op.payload {
+        case .move(let cell32):
+            return Int(op.player) < playerCount && Int(cell32) < map.cells.count && map.isFloor(Int(cell32))
+        }
+    }
+
     public mutating func merge(_ op: Op<TurfOp>) -> Bool {
+        guard accepts(op) else { return false }
         switch op.payload {
         case .move(let cell32):
             let cell = Int(cell32)
-            guard Int(op.player) < playerCount, cell < map.cells.count, map.isFloor(cell) else { return false }
             // Position register: max (seq, tick, cell).
             let pk = UInt64(op.seq) << 32 | UInt64(op.tick)
             let p = Int(op.player)
@@ -187,7 +195,9 @@ public struct TurfWorld: ReplicatedGame {
 
     @inline(__always)
     private func positionComponent(_ p: Int) -> UInt64 {
-        position[p] == .max ? 0 : TurfWorld.component(positionKey[p] ^ UInt64(position[p]) << 20 | 1, UInt64(p), tag: 3)
+        // The key (seq << 32 | tick) and the cell are hashed as separate words: no bit of either is
+        // lost or overlaps the other.
+        position[p] == .max ? 0 : TurfWorld.component(StableHash.combine(positionKey[p], UInt64(position[p]) &+ 1), UInt64(p), tag: 3)
     }
 
     public var stateHash: UInt64 { StableHash.combine(hashSum, UInt64(map.cells.count) << 8 | UInt64(playerCount)) }
