@@ -609,7 +609,14 @@ public final class DHTNode {
     // MARK: external address and NAT type (BEP 42)
 
     private func recordVote(_ reported: PeerAddress, from voter: PeerAddress) {
-        votes[sourceKey(voter)] = (reported, now)
+        let key = sourceKey(voter)
+        if votes[key]?.address == reported {
+            // The same voter saying the same again: only its time changes, and the tally below
+            // depends on the addresses alone, so it would come out as it did last time.
+            votes[key]!.at = now
+            return
+        }
+        votes[key] = (reported, now)
         if votes.count > 64, let oldest = votes.min(by: { $0.value.at < $1.value.at }) { votes[oldest.key] = nil }
         // Majority IP, then classify its ports.
         var byIP: [UInt32: [UInt16]] = [:]

@@ -5,22 +5,43 @@ import NetCore
 /// time, topics announced, a fraction of nodes replaced during the run, and lookups measured.
 /// `turf bench dht` prints its report; a smaller run is a test.
 public struct DHTSimulation {
+    /// How the network is built before the measured window.
+    public enum Bootstrap: String, Sendable, Codable, CaseIterable {
+        /// Every node starts with an empty table and joins through the protocol (find_node of its
+        /// own id via the router nodes) at a staggered time; maintenance runs throughout.
+        case `protocol`
+        /// Tables prebuilt as a converged network's would be (up to 2k random nodes per prefix,
+        /// all marked as having answered), one announce per topic, announcers never leave.
+        /// Kept for comparison: it flatters the figures.
+        case oracle
+    }
+
     public struct Parameters: Sendable {
+        public var bootstrap = Bootstrap.protocol
         public var nodes = 10_000
-        /// Fraction of nodes that leave during the run; as many new nodes join (via the protocol).
+        /// Fraction of nodes that leave during the window; as many new nodes join (via the protocol).
         public var churn = 0.2
         public var hopMs = 50
         public var topics = 100
         public var lookups = 2000
-        /// Virtual time over which churn and lookups are spread.
-        public var windowSeconds = 600
+        /// Virtual time over which churn and lookups are spread (nil: 3000 s in protocol mode,
+        /// 600 s in oracle mode).
+        public var windowSeconds: Int? = nil
+        /// Protocol mode: virtual time over which the initial nodes join, one after another.
+        public var joinSeconds = 1200
+        /// Protocol mode: the first nodes, which everyone else bootstraps from (like the public
+        /// router nodes). They join first and never leave.
+        public var routers = 3
         public var seed: UInt64 = 1
         /// Probability that any datagram is lost.
         public var loss = 0.0
         public init() {}
+
+        public var window: Int { windowSeconds ?? (bootstrap == .protocol ? 3000 : 600) }
     }
 
     public struct Report: Sendable, Codable {
+        public var mode: String
         public var nodes: Int
         public var churn: Double
         public var hop_ms: Int
@@ -28,6 +49,12 @@ public struct DHTSimulation {
         public var topics: Int
         public var lookups: Int
         public var lookups_completed: Int
+        /// Lookups counted in `success_rate`: those whose topic's announcer was still there.
+        public var lookups_measured: Int
+        /// Lookups of a topic whose announcer had left (not in `success_rate`).
+        public var lookups_announcer_gone: Int
+        /// Of those, lookups that still returned the departed announcer (its entry not yet expired).
+        public var stale_hits: Int
         public var success_rate: Double
         public var rounds_p50: Int
         public var rounds_p99: Int
@@ -36,9 +63,15 @@ public struct DHTSimulation {
         public var latency_ms_p50: Double
         public var latency_ms_p99: Double
         public var announces_stored_mean: Double
+        /// Announce rounds (first announces plus re-announces) that completed.
+        public var announce_rounds: Int
+        public var table_size_mean: Double
         public var nodes_left: Int
+        public var announcers_left: Int
         public var nodes_joined: Int
         public var joins_completed: Int
+        public var join_seconds: Int
+        public var window_seconds: Int
         public var datagrams_total: UInt64
         public var virtual_seconds: Double
     }
@@ -56,9 +89,14 @@ public struct DHTSimulation {
         let hop = Nanos.milliseconds(p.hopMs)
         let net = SimNetwork(seed: p.seed, conditions: LinkConditions(loss: p.loss, latency: hop))
         var rng = SplitMix64(seed: p.seed, stream: 0xB0B)
+        let honest = p.bootstrap == .protocol
         var config = DHTConfig()
-        config.bep42NodeIDs = false // ids stay put so the prebuilt tables stay valid
+        // Ids stay put (random, as a client with a saved id): the oracle's prebuilt tables stay
+        // valid, and both modes use the same ids.
+        config.bep42NodeIDs = false
         config.maintenanceInterval = .seconds(60)
+        let routerCount = honest ? min(max(1, p.routers), p.nodes / 4) : 0
+        config.bootstrap = (0..<routerCount).map { DHTSimulation.address($0) }
 
         var nodes: [DHTNode] = []
         var sockets: [SimSocket] = []
@@ -66,6 +104,7 @@ public struct DHTSimulation {
         func makeNode(_ i: Int) -> DHTNode {
             var c = config
             c.seed = StableHash.of(p.seed, UInt64(i))
+            if i < routerCount { c.bootstrap = (0..<i).map { DHTSimulation.address($0) } }
             let s = net.bind(DHTSimulation.address(i))
             let n = DHTNode(host: s, config: c)
             sockets.append(s)
@@ -74,9 +113,159 @@ public struct DHTSimulation {
             return n
         }
         for i in 0..<p.nodes { _ = makeNode(i) }
+        var joinsCompleted = 0
 
-        // Tables as a converged network would have them: for each node and each prefix length,
-        // up to k random nodes from the range of ids that share exactly that prefix.
+        if honest {
+            // Nodes join one by one at staggered times through the real protocol: `start()` looks
+            // up the node's own id via the routers (or the table once it has one), and maintenance
+            // (bucket refresh, re-join when cut off) runs from then on. The routers come first.
+            let joinWindow = Nanos.seconds(p.joinSeconds)
+            var times = (routerCount..<p.nodes).map { _ in Nanos.seconds(2 * routerCount) &+ rng.below(joinWindow) }
+            times.sort()
+            for i in 0..<p.nodes {
+                let at = i < routerCount ? Nanos.seconds(2 * i) : times[i - routerCount]
+                net.schedule(after: at) { nodes[i].start { _ in joinsCompleted += 1 } }
+            }
+            _ = net.run(until: Nanos.seconds(2 * routerCount) &+ joinWindow)
+        } else {
+            buildOracleTables(nodes, config: config, rng: &rng)
+            for n in nodes { n.startMaintenance() }
+        }
+
+        // Topics, each announced by its own node (never a router).
+        let topicHashes = (0..<p.topics).map { Topic.infoHash("bench-topic-\(p.seed)-\($0)") }
+        var announcer: [Int] = []
+        var announcerSet: Set<Int> = []
+        while announcer.count < p.topics {
+            let i = routerCount + rng.below(p.nodes - routerCount)
+            if announcerSet.insert(i).inserted { announcer.append(i) }
+        }
+        var stored: [Int] = Array(repeating: 0, count: p.topics)
+        var announceRounds = 0
+        if honest {
+            // Hosts: announce with the node's own keepAnnouncing (re-announce every 15 minutes,
+            // before the 30-minute expiry), starting at random times over a minute.
+            for (t, i) in announcer.enumerated() {
+                net.schedule(after: rng.below(.seconds(60))) {
+                    nodes[i].keepAnnouncing(topicHashes[t], port: 6881, impliedPort: true) { _, n in
+                        if stored[t] == 0 { stored[t] = n }
+                        announceRounds += 1
+                    }
+                }
+            }
+            _ = net.run(for: .seconds(120))
+        } else {
+            for (t, i) in announcer.enumerated() {
+                nodes[i].announce(topicHashes[t], port: 6881, impliedPort: true) { _, n in stored[t] = n; announceRounds += 1 }
+            }
+            _ = net.run(for: .seconds(30))
+        }
+        let tableSizeMean = Double(nodes.reduce(0) { $0 + $1.table.count }) / Double(nodes.count)
+        let start = net.now
+        let window = Nanos.seconds(p.window)
+
+        // Churn: nodes leave at random times; as many new nodes join at random times through the
+        // protocol. Routers never leave; in oracle mode announcers never leave either.
+        let leaving = min(Int((Double(p.nodes) * p.churn).rounded()), p.nodes - routerCount - (honest ? 0 : p.topics))
+        var candidates = Array(routerCount..<p.nodes).filter { honest || !announcerSet.contains($0) }
+        candidates.shuffle(using: &rng)
+        let leavers = Array(candidates.prefix(leaving))
+        let leaverSet = Set(leavers)
+        var stableLookers = Array(0..<p.nodes).filter { !leaverSet.contains($0) && !announcerSet.contains($0) }
+        var joinedLookers: [Int] = []
+        var announcerGoneAt: [Int: Nanos] = [:]
+        for i in leavers {
+            let at = rng.below(window)
+            let joinAt = rng.below(window)
+            net.schedule(after: at) {
+                nodes[i].stop()
+                sockets[i].close()
+                alive[i] = false
+                if announcerSet.contains(i) { announcerGoneAt[i] = net.now }
+            }
+            net.schedule(after: joinAt) {
+                let idx = nodes.count
+                let n = makeNode(idx)
+                let done: (LookupResult) -> Void = { _ in
+                    joinsCompleted += 1
+                    joinedLookers.append(idx)
+                }
+                if honest {
+                    n.start(completion: done)
+                } else {
+                    // Bootstrap from a random live stable node.
+                    var r = SplitMix64(seed: p.seed ^ UInt64(idx), stream: 7)
+                    let via = stableLookers[r.below(stableLookers.count)]
+                    n.join(via: [nodes[via].localAddress], completion: done)
+                }
+            }
+        }
+        stableLookers.shuffle(using: &rng)
+
+        // Lookups at random times by random live nodes that stay (never the topic's own
+        // announcer); 20% from nodes that joined during the window, once there are some.
+        var successes = 0, completed = 0, measured = 0, gone = 0, staleHits = 0
+        var rounds: [Int] = [], messages: [Int] = [], latencies: [Nanos] = []
+        for _ in 0..<p.lookups {
+            let at = rng.below(window)
+            let topic = rng.below(p.topics)
+            let pickJoined = rng.below(UInt64(10)) < 2
+            let pickSeed = rng.next()
+            net.schedule(after: at) {
+                var r = SplitMix64(seed: pickSeed)
+                let looker: Int
+                if pickJoined && !joinedLookers.isEmpty {
+                    looker = joinedLookers[r.below(joinedLookers.count)]
+                } else {
+                    looker = stableLookers[r.below(stableLookers.count)]
+                }
+                // A topic whose host has left is not expected to be found; counted apart.
+                let announcerGone = !alive[announcer[topic]]
+                if announcerGone { gone += 1 } else { measured += 1 }
+                let expected = nodes[announcer[topic]].localAddress
+                nodes[looker].getPeers(topicHashes[topic]) { res in
+                    completed += 1
+                    let found = res.peers.contains(expected)
+                    if announcerGone {
+                        if found { staleHits += 1 }
+                    } else if found {
+                        successes += 1
+                    } else if debugFailures {
+                        print("FAIL t=\(Double(net.now) / 1e9) topic \(topic) looker \(looker) closest \(res.closest.count) q \(res.queriesSent) r \(res.responsesReceived) rounds \(res.rounds) peers \(res.peers.count) dur \(res.duration / 1_000_000) table \(nodes[looker].table.count)")
+                    }
+                    rounds.append(res.rounds)
+                    messages.append(res.messages)
+                    latencies.append(res.duration)
+                }
+            }
+        }
+        net.run(until: start &+ window &+ .seconds(30))
+
+        func pct<T: Comparable>(_ xs: [T], _ q: Double) -> T? {
+            guard !xs.isEmpty else { return nil }
+            let s = xs.sorted()
+            return s[min(s.count - 1, max(0, Int((Double(s.count) * q).rounded(.up)) - 1))]
+        }
+        return Report(
+            mode: p.bootstrap.rawValue,
+            nodes: p.nodes, churn: p.churn, hop_ms: p.hopMs, loss: p.loss, topics: p.topics, lookups: p.lookups,
+            lookups_completed: completed, lookups_measured: measured, lookups_announcer_gone: gone, stale_hits: staleHits,
+            success_rate: measured == 0 ? 0 : Double(successes) / Double(measured),
+            rounds_p50: pct(rounds, 0.5) ?? 0, rounds_p99: pct(rounds, 0.99) ?? 0,
+            messages_per_lookup: messages.isEmpty ? 0 : Double(messages.reduce(0, +)) / Double(messages.count),
+            messages_p99: pct(messages, 0.99) ?? 0,
+            latency_ms_p50: Double(pct(latencies, 0.5) ?? 0) / 1e6, latency_ms_p99: Double(pct(latencies, 0.99) ?? 0) / 1e6,
+            announces_stored_mean: Double(stored.reduce(0, +)) / Double(max(1, p.topics)),
+            announce_rounds: announceRounds, table_size_mean: (tableSizeMean * 10).rounded() / 10,
+            nodes_left: leavers.count, announcers_left: leavers.filter { announcerSet.contains($0) }.count,
+            nodes_joined: nodes.count - p.nodes, joins_completed: joinsCompleted,
+            join_seconds: honest ? p.joinSeconds : 0, window_seconds: p.window,
+            datagrams_total: net.stats.sent, virtual_seconds: Double(net.now) / 1e9)
+    }
+
+    /// Oracle mode: tables as a converged network would have them: for each node and each prefix
+    /// length, up to 2k random nodes from the range of ids that share exactly that prefix.
+    private func buildOracleTables(_ nodes: [DHTNode], config: DHTConfig, rng: inout SplitMix64) {
         let sorted = nodes.indices.sorted { nodes[$0].id < nodes[$1].id }
         let sortedIDs = sorted.map { nodes[$0].id }
         func lowerBound(_ x: NodeID) -> Int {
@@ -108,102 +297,7 @@ public struct DHTSimulation {
                 if sameHi - sameLo <= 1 { break }
                 depth += 1
             }
-            n.startMaintenance()
         }
-
-        // Announce topics from distinct nodes, then wait for the announces to land.
-        let topicHashes = (0..<p.topics).map { Topic.infoHash("bench-topic-\(p.seed)-\($0)") }
-        var announcer: [Int] = []
-        var announcerSet: Set<Int> = []
-        while announcer.count < p.topics {
-            let i = rng.below(p.nodes)
-            if announcerSet.insert(i).inserted { announcer.append(i) }
-        }
-        var stored: [Int] = Array(repeating: 0, count: p.topics)
-        for (t, i) in announcer.enumerated() {
-            nodes[i].announce(topicHashes[t], port: 6881, impliedPort: true) { _, n in stored[t] = n }
-        }
-        _ = net.run(for: .seconds(30))
-        let start = net.now
-        let window = Nanos.seconds(p.windowSeconds)
-
-        // Churn: nodes leave at random times; as many new nodes join, bootstrapping from a live node.
-        let leaving = Int((Double(p.nodes) * p.churn).rounded())
-        var candidates = Array(0..<p.nodes).filter { !announcerSet.contains($0) }
-        candidates.shuffle(using: &rng)
-        let leavers = Array(candidates.prefix(leaving))
-        let leaverSet = Set(leavers)
-        var stableLookers = Array(0..<p.nodes).filter { !leaverSet.contains($0) && !announcerSet.contains($0) }
-        var joinedLookers: [Int] = []
-        var joinsCompleted = 0
-        for i in leavers {
-            let at = rng.below(window)
-            let joinAt = rng.below(window)
-            net.schedule(after: at) {
-                nodes[i].stop()
-                sockets[i].close()
-                alive[i] = false
-            }
-            net.schedule(after: joinAt) {
-                let idx = nodes.count
-                let n = makeNode(idx)
-                // Bootstrap from a random live stable node.
-                var r = SplitMix64(seed: p.seed ^ UInt64(idx), stream: 7)
-                let via = stableLookers[r.below(stableLookers.count)]
-                n.join(via: [nodes[via].localAddress]) { _ in
-                    joinsCompleted += 1
-                    joinedLookers.append(idx)
-                }
-            }
-        }
-        stableLookers.shuffle(using: &rng)
-
-        // Lookups at random times by random live nodes (never the topic's own announcer).
-        var successes = 0, completed = 0
-        var rounds: [Int] = [], messages: [Int] = [], latencies: [Nanos] = []
-        for _ in 0..<p.lookups {
-            let at = rng.below(window)
-            let topic = rng.below(p.topics)
-            let pickJoined = rng.below(UInt64(10)) < 2
-            let pickSeed = rng.next()
-            net.schedule(after: at) {
-                var r = SplitMix64(seed: pickSeed)
-                let looker: Int
-                if pickJoined && !joinedLookers.isEmpty {
-                    looker = joinedLookers[r.below(joinedLookers.count)]
-                } else {
-                    looker = stableLookers[r.below(stableLookers.count)]
-                }
-                let expected = nodes[announcer[topic]].localAddress
-                nodes[looker].getPeers(topicHashes[topic]) { res in
-                    completed += 1
-                    if res.peers.contains(expected) { successes += 1 } else if debugFailures {
-                        print("FAIL topic \(topic) looker \(looker) closest \(res.closest.count) q \(res.queriesSent) r \(res.responsesReceived) rounds \(res.rounds) peers \(res.peers.count) dur \(res.duration / 1_000_000)")
-                    }
-                    rounds.append(res.rounds)
-                    messages.append(res.messages)
-                    latencies.append(res.duration)
-                }
-            }
-        }
-        net.run(until: start &+ window &+ .seconds(30))
-
-        func pct<T: Comparable>(_ xs: [T], _ q: Double) -> T? {
-            guard !xs.isEmpty else { return nil }
-            let s = xs.sorted()
-            return s[min(s.count - 1, Int((Double(s.count) * q).rounded(.up)) - 1 < 0 ? 0 : Int((Double(s.count) * q).rounded(.up)) - 1)]
-        }
-        return Report(
-            nodes: p.nodes, churn: p.churn, hop_ms: p.hopMs, loss: p.loss, topics: p.topics, lookups: p.lookups,
-            lookups_completed: completed,
-            success_rate: p.lookups == 0 ? 0 : Double(successes) / Double(p.lookups),
-            rounds_p50: pct(rounds, 0.5) ?? 0, rounds_p99: pct(rounds, 0.99) ?? 0,
-            messages_per_lookup: messages.isEmpty ? 0 : Double(messages.reduce(0, +)) / Double(messages.count),
-            messages_p99: pct(messages, 0.99) ?? 0,
-            latency_ms_p50: Double(pct(latencies, 0.5) ?? 0) / 1e6, latency_ms_p99: Double(pct(latencies, 0.99) ?? 0) / 1e6,
-            announces_stored_mean: Double(stored.reduce(0, +)) / Double(max(1, p.topics)),
-            nodes_left: leavers.count, nodes_joined: nodes.count - p.nodes, joins_completed: joinsCompleted,
-            datagrams_total: net.stats.sent, virtual_seconds: Double(net.now) / 1e9)
     }
 
     static func mask(_ bits: Int) -> UInt64 { bits <= 0 ? 0 : (bits >= 64 ? ~0 : ~((~UInt64(0)) >> UInt64(bits))) }
