@@ -163,7 +163,14 @@ public final class DemoApp {
                 }
             }
             if !paused {
-                for _ in stepper.due(at: now()) {
+                let due = stepper.due(at: now())
+                // After a stall the stepper skips ticks (it keeps the clock, so our tick numbers stay
+                // everyone's): jump the match over them, nothing is made for the skipped ticks.
+                if due.lowerBound > match.tick {
+                    match.skip(to: due.lowerBound)
+                    dirty = true
+                }
+                for _ in due {
                     if let crash = options.crashAtTick, match.tick >= crash {
                         fatalError("deliberate crash at tick \(match.tick) (TURF_DEBUG_CRASH_AT_TICK)")
                     }
