@@ -69,7 +69,7 @@ public final class DemoApp {
         "",
         "Every cell you enter becomes yours, even if it was someone else's.",
         "Grab a pickup (✱ or *) to splat your colour around it.",
-        "Your avatar is the letter with @. Walls stop you.",
+        "Your avatar is the letter with @ (just @ on a crowded screen). Walls stop you.",
         "",
         "press any key",
     ]
