@@ -61,9 +61,11 @@ struct Watch: ParsableCommand {
         guard headless else {
             Logs.bootstrap()
             let env = ProcessInfo.processInfo.environment
-            try ReplayViewer(player: player, title: URL(fileURLWithPath: file).lastPathComponent,
-                             wantColor: Theme.colorWanted(environment: env) && !noColor,
-                             unicode: localeIsUTF8(environment: env) && !ascii, now: monotonicNanos).run()
+            let signal = try ReplayViewer(player: player, title: URL(fileURLWithPath: file).lastPathComponent,
+                                          wantColor: Theme.colorWanted(environment: env) && !noColor,
+                                          unicode: localeIsUTF8(environment: env) && !ascii, now: monotonicNanos).run()
+            // Interrupted (Ctrl-C, Ctrl-\\, SIGTERM): exit 128 + signal, like the demo and any shell tool.
+            if let s = signal { throw ExitCode(128 + s) }
             return
         }
 
