@@ -47,6 +47,16 @@ struct Watch: ParsableCommand {
         }
     }
 
+    /// Ops above which headless verification draws a progress bar on stderr (a terminal only).
+    /// Bots and humans make ~7.5 ops a second each, so a 60-minute 8-player match holds ~216k ops,
+    /// seconds of work in a debug build: it gets a bar; anything under ~30 such minutes finishes
+    /// before a bar would be read.
+    static let progressThresholdOps = 100_000
+
+    static func showsProgress(ops: Int, stderrIsTerminal: Bool) -> Bool {
+        stderrIsTerminal && ops > progressThresholdOps
+    }
+
     func run() throws {
         let decodeStart = monotonicNanos()
         let bytes = try readFile(file)
@@ -70,7 +80,8 @@ struct Watch: ParsableCommand {
         }
 
         let seed = parseShuffleSeed(delivery)
-        let progress = ProgressBar(total: replay.checkpoints.count, enabled: isatty(2) == 1 && replay.opCount > 2_000_000)
+        let progress = ProgressBar(total: replay.checkpoints.count,
+                                   enabled: Watch.showsProgress(ops: replay.opCount, stderrIsTerminal: isatty(2) == 1))
         let start = monotonicNanos()
         let result: ReplayVerification
         let final: Replica<TurfWorld>
