@@ -74,7 +74,7 @@ struct Watch: ParsableCommand {
             let signal = try ReplayViewer(player: player, title: URL(fileURLWithPath: file).lastPathComponent,
                                           wantColor: Theme.colorWanted(environment: env) && !noColor,
                                           unicode: localeIsUTF8(environment: env) && !ascii, now: monotonicNanos).run()
-            // Interrupted (Ctrl-C, Ctrl-\\, SIGTERM): exit 128 + signal, like the demo and any shell tool.
+            // Interrupted (Ctrl-C, Ctrl-\, SIGTERM): exit 128 + signal, like the demo and any shell tool.
             if let s = signal { throw ExitCode(128 + s) }
             return
         }
