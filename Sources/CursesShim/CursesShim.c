@@ -103,6 +103,9 @@ void turf_install_signal_handlers(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    /* Ctrl-\ (the terminal keeps ISIG in cbreak mode): by default it dumps core and leaves the
+       terminal raw, so it quits cleanly like Ctrl-C instead. */
+    sigaction(SIGQUIT, &sa, NULL);
     struct sigaction fa;
     memset(&fa, 0, sizeof fa);
     fa.sa_handler = on_fatal;

@@ -56,6 +56,8 @@ public struct ByteReadError: Error, Equatable, CustomStringConvertible, Sendable
 
 /// Reads what `ByteWriter` writes, with bounds checks on every read: bad input is an error
 /// naming the byte offset, never a crash.
+/// Varints are LEB128, at most 10 bytes, and must be minimal: overlong and overflowing ones are
+/// rejected.
 public struct ByteReader {
     public let bytes: [UInt8]
     public private(set) var offset: Int
@@ -104,7 +106,12 @@ public struct ByteReader {
             offset += 1
             if shift == 63 && b > 1 { throw ByteReadError(offset: start, "\(what): varint overflows 64 bits") }
             result |= UInt64(b & 0x7F) << shift
-            if b & 0x80 == 0 { return result }
+            if b & 0x80 == 0 {
+                // A zero last byte after others is an overlong encoding: every value has exactly one
+                // (the shortest), so equal values always encode to equal bytes.
+                if b == 0 && shift > 0 { throw ByteReadError(offset: start, "\(what): overlong varint (non-minimal encoding)") }
+                return result
+            }
             shift += 7
             if shift > 63 { throw ByteReadError(offset: start, "\(what): varint longer than 10 bytes") }
         }

@@ -6,6 +6,8 @@
 ///    same state);
 /// 3. the tick counter advances.
 ///
+/// After a stall the shell may `skip(to:)` ticks instead of running them (no ops are made for them).
+///
 /// No clock and no I/O: the shell decides when a tick is due (`TickStepper`) and what to do with
 /// `outbox`.
 public struct LocalMatch<Controller: PlayerController> {
@@ -55,6 +57,16 @@ public struct LocalMatch<Controller: PlayerController> {
         }
         inbox.removeAll(keepingCapacity: true)
         tick += 1
+    }
+
+    /// Advances the tick counter to `target` without running the ticks in between: after a stall
+    /// the shell's `TickStepper` skips ticks rather than falling behind the shared clock. Skipped
+    /// ticks produce no local ops (controllers are not called for them, so a local avatar makes no
+    /// moves and resumes at `target` from where it stood); remote ops already delivered stay queued
+    /// and are merged by the next `step()`. Never goes backwards, nor past the end of the match.
+    public mutating func skip(to target: Tick) {
+        guard target > tick else { return }
+        tick = min(target, replica.config.lengthTicks + 1)
     }
 
     /// Runs to the end of the match.

@@ -29,15 +29,20 @@ public struct TickClock: Equatable, Sendable {
     public mutating func shift(by offset: Int64) { origin += offset }
 }
 
-/// Fixed-timestep stepping with a cap on catch-up: after a stall, at most `maxCatchUp` ticks run
-/// per call and the rest of the backlog is dropped by moving the clock's origin, so a slow machine
+/// Fixed-timestep stepping with a cap on catch-up. After a stall longer than `maxCatchUp` ticks,
+/// only the last `maxCatchUp` due ticks run: the stepper jumps `nextTick` forward over the rest
+/// (counted in `skippedTicks`) and the clock is left alone, so tick numbers stay those of every
+/// other peer's clock (its origin is the one thing networking aligns; at the same cell the later
+/// tick wins, so a peer whose ticks fell behind would lose every paint). The caller advances its
+/// match over the skipped ticks without simulating them (`LocalMatch.skip(to:)`), so a slow machine
 /// never spirals into ever more ticks per frame.
 public struct TickStepper: Sendable {
     public private(set) var clock: TickClock
     /// The next tick to simulate.
     public private(set) var nextTick: Tick
     public let maxCatchUp: Int
-    public private(set) var droppedTicks: UInt64 = 0
+    /// Ticks jumped over after stalls, never simulated.
+    public private(set) var skippedTicks: UInt64 = 0
 
     public init(clock: TickClock, startTick: Tick = 0, maxCatchUp: Int = 4) {
         precondition(maxCatchUp > 0)
@@ -46,22 +51,20 @@ public struct TickStepper: Sendable {
         nextTick = startTick
     }
 
-    /// The ticks to simulate now, in order. Call once per frame with the current wall time.
+    /// The ticks to simulate now, in order. Call once per frame with the current wall time. After a
+    /// stall the range starts past the previous `nextTick`: the ticks in between are skipped, and
+    /// the caller must move its tick counter to the range's lower bound before running it.
     public mutating func due(at now: UInt64) -> Range<Tick> {
-        let nowI = Int64(clamping: now)
-        guard nowI >= clock.origin else { return nextTick..<nextTick }
+        guard Int64(clamping: now) >= clock.origin else { return nextTick..<nextTick }
         let target = clock.tick(at: now) + 1 // every tick whose start time has passed
         guard target > nextTick else { return nextTick..<nextTick }
-        var behind = Int(target - nextTick)
-        if behind > maxCatchUp {
-            let drop = behind - maxCatchUp
-            droppedTicks += UInt64(drop)
-            clock.origin += Int64(drop) * clock.nanosPerTick
-            behind = maxCatchUp
+        var start = nextTick
+        if Int(target - nextTick) > maxCatchUp {
+            start = target - Tick(maxCatchUp)
+            skippedTicks += UInt64(start - nextTick)
         }
-        let r = nextTick..<(nextTick + Tick(behind))
-        nextTick = r.upperBound
-        return r
+        nextTick = target
+        return start..<target
     }
 
     /// Nanoseconds from `now` until the next tick is due (0 if already due).
@@ -71,6 +74,8 @@ public struct TickStepper: Sendable {
     }
 
     /// Re-anchors after a pause or a seek: `tick` becomes the next tick, due one tick after `now`.
+    /// This moves the clock's origin, so it is for matches whose clock nobody shares (a local match
+    /// against bots, the replay viewer); a networked match never pauses.
     public mutating func restart(at now: UInt64, tick: Tick) {
         nextTick = tick
         clock.origin = Int64(clamping: now) + clock.nanosPerTick - Int64(tick) * clock.nanosPerTick

@@ -130,7 +130,8 @@ public struct ArenaRenderer {
                 let mx = ox + vx
                 let i = map.index(mx, my)
                 let sx = padCols + vx * cw
-                let (a, b, style) = glyphs(cell: i, map: map, world: w, avatar: avatarAt[i], pickup: pickupAt.contains(i), focus: s.focus)
+                let (a, b, style) = glyphs(cell: i, map: map, world: w, avatar: avatarAt[i], pickup: pickupAt.contains(i), focus: s.focus,
+                                           narrow: cw == 1)
                 if sx < f.width { f[sx, sy] = FrameCell(text: a, style: style) }
                 if cw == 2 && sx + 1 < f.width { f[sx + 1, sy] = FrameCell(text: b, style: style) }
             }
@@ -138,12 +139,14 @@ public struct ArenaRenderer {
     }
 
     /// The two characters (the second is used only at cell width 2) and style of one map cell.
-    func glyphs(cell i: Int, map: ArenaMap, world w: TurfWorld, avatar: Int?, pickup: Bool, focus: PlayerID?)
+    /// Your own avatar is your letter and `@`; at one column per cell (`narrow`) there is room for
+    /// one character only, so it is `@` alone, still in your colour.
+    func glyphs(cell i: Int, map: ArenaMap, world w: TurfWorld, avatar: Int?, pickup: Bool, focus: PlayerID?, narrow: Bool = false)
         -> (Character, Character, Style) {
         if let p = avatar {
             let you = focus == PlayerID(p)
             let l = Theme.letter(p)
-            return (l, you ? "@" : l, Style(color: Palette.player(p), bold: true, reverse: true))
+            return (you && narrow ? "@" : l, you ? "@" : l, Style(color: Palette.player(p), bold: true, reverse: true))
         }
         switch map.cells[i] {
         case .void: return (" ", " ", .plain)

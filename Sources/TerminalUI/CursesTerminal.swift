@@ -17,7 +17,7 @@ public struct TerminalError: Error, CustomStringConvertible {
 
 /// The one place that talks to ncursesw. Draws frames by sending only the cells that changed since
 /// the previous frame (and curses sends only what changed on the terminal); reads keys without
-/// blocking. Restores the terminal on `stop()`, on SIGINT/SIGTERM/SIGHUP (via the run loop) and on
+/// blocking. Restores the terminal on `stop()`, on SIGINT/SIGTERM/SIGHUP/SIGQUIT (via the run loop) and on
 /// a crash (via the fatal-signal handler in CursesShim).
 public final class CursesTerminal {
     public private(set) var theme: Theme
@@ -49,7 +49,7 @@ public final class CursesTerminal {
 
     public var size: (width: Int, height: Int) { (Int(turf_cols()), Int(turf_lines())) }
 
-    /// The signal (SIGINT, SIGTERM, SIGHUP) that asked us to quit, or nil.
+    /// The signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) that asked us to quit, or nil.
     public var quitSignal: Int32? {
         let s = turf_quit_signal()
         return s == 0 ? nil : s

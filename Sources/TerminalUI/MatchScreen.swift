@@ -69,7 +69,7 @@ public final class DemoApp {
         "",
         "Every cell you enter becomes yours, even if it was someone else's.",
         "Grab a pickup (✱ or *) to splat your colour around it.",
-        "Your avatar is the letter with @. Walls stop you.",
+        "Your avatar is the letter with @ (just @ on a crowded screen). Walls stop you.",
         "",
         "press any key",
     ]
@@ -163,7 +163,14 @@ public final class DemoApp {
                 }
             }
             if !paused {
-                for _ in stepper.due(at: now()) {
+                let due = stepper.due(at: now())
+                // After a stall the stepper skips ticks (it keeps the clock, so our tick numbers stay
+                // everyone's): jump the match over them, nothing is made for the skipped ticks.
+                if due.lowerBound > match.tick {
+                    match.skip(to: due.lowerBound)
+                    dirty = true
+                }
+                for _ in due {
                     if let crash = options.crashAtTick, match.tick >= crash {
                         fatalError("deliberate crash at tick \(match.tick) (TURF_DEBUG_CRASH_AT_TICK)")
                     }

@@ -57,7 +57,10 @@ public final class ReplayViewer {
 
     public var state: TurfWorld { replica.state }
 
-    public func run() throws {
+    /// Runs until the viewer quits. Returns the signal that ended it (the shell exits 128 + it, as
+    /// the demo does), or nil when the user quit with q.
+    @discardableResult
+    public func run() throws -> Int32? {
         let term = try CursesTerminal(wantColor: wantColor, unicode: unicode)
         defer { term.stop() }
         let config = player.replay.config
@@ -75,7 +78,7 @@ public final class ReplayViewer {
         var showEnd = false
 
         while true {
-            if term.quitSignal != nil { return }
+            if let sig = term.quitSignal { return sig }
             for key in term.readKeys() {
                 dirty = true
                 if help { help = false; continue }
@@ -93,7 +96,7 @@ public final class ReplayViewer {
                 }
                 showEnd = false
                 switch key {
-                case .char("q"), .char("Q"): return
+                case .char("q"), .char("Q"): return nil
                 case .char(" "), .char("p"): paused.toggle()
                 case .char("+"), .char("="): speedIndex = min(ReplayViewer.speeds.count - 1, speedIndex + 1)
                 case .char("-"), .char("_"): speedIndex = max(0, speedIndex - 1)

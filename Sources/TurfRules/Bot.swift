@@ -35,47 +35,98 @@ public struct Bot: Sendable {
                 avatar.wanted = choices[rng.below(choices.count)]
             }
         case .hard:
-            var best = choices[0]
-            var bestScore = Int.min
-            for d in choices {
-                var score = Int(rng.below(3)) + (d == avatar.heading ? 2 : 0)
-                var c = here
-                for dist in 1...8 {
-                    guard let s = map.step(c, d), map.isFloor(s) else { break }
-                    c = s
-                    let o = world.owner[c]
-                    if o != player { score += (12 - dist) + (o == TurfWorld.noOwner ? 0 : 3) }
-                    if let i = world.schedule.live(at: c, tick: tick), world.isLive(pickup: i, at: tick) { score += 60 }
-                }
-                if score > bestScore { bestScore = score; best = d }
-            }
-            // Nothing worth taking in sight: head for the nearest cell that is not ours.
-            if bestScore < 12, let d = Bot.towardsNearest(from: here, player: player, world: world, limit: 800) {
-                best = d
-            }
-            avatar.wanted = best
+            avatar.wanted = hardChoice(here: here, heading: avatar.heading, choices: choices, player: player, tick: tick, world: world)
         }
     }
 
-    /// The first step of a shortest path to the nearest floor cell not owned by `player`
-    /// (breadth-first, visiting at most `limit` cells).
-    static func towardsNearest(from start: Int, player: PlayerID, world: TurfWorld, limit: Int) -> Direction? {
+    /// How close another avatar must be (Manhattan) before a hard bot steers away from it.
+    static let crowdRadius = 6
+
+    /// The hard bot's choice. It scores each open direction by what an 8-cell ray would paint
+    /// (nearer cells worth more, live pickups far more), but discounts cells another avatar is
+    /// nearer to (it will likely get there first, and two bots on one strip waste each other's
+    /// moves), and steers away from avatars within `crowdRadius`, so bots spread over the arena
+    /// instead of chasing each other. Repainting another player's cell earns only a small bonus:
+    /// a large one made hard bots trail whoever had just painted. With nothing in sight it walks
+    /// towards the nearest cell it does not own, preferring cells away from the others.
+    /// Cost per move: 4 rays of 8 cells against at most 7 avatars, plus a bounded search.
+    private mutating func hardChoice(here: Int, heading: Direction, choices: [Direction], player: PlayerID, tick: Tick,
+                                     world: TurfWorld) -> Direction {
         let map = world.map
-        var firstStep: [Int: Direction] = [start: .up]
+        var others: [(x: Int, y: Int)] = []
+        for p in 0..<world.playerCount where p != Int(player) {
+            if let c = world.position(of: PlayerID(p)) { others.append((map.x(c), map.y(c))) }
+        }
+        func nearestOther(_ c: Int) -> Int {
+            let x = map.x(c), y = map.y(c)
+            var best = Int.max
+            for o in others { best = min(best, abs(o.x - x) + abs(o.y - y)) }
+            return best
+        }
+        var best = choices[0]
+        var bestScore = Int.min
+        var bestFresh = 0
+        let here0 = nearestOther(here)
+        for d in choices {
+            var gain = 0, fresh = 0
+            var c = here
+            for dist in 1...8 {
+                guard let s = map.step(c, d), map.isFloor(s) else { break }
+                c = s
+                let contested = nearestOther(c) < dist
+                let o = world.owner[c]
+                if o == TurfWorld.noOwner {
+                    let v = 12 - dist
+                    gain += contested ? v / 4 : v
+                    fresh += v
+                } else if o != player {
+                    gain += (12 - dist) / (contested ? 8 : 3)
+                }
+                if let i = world.schedule.live(at: c, tick: tick), world.isLive(pickup: i, at: tick) {
+                    gain += contested ? 15 : 60
+                }
+            }
+            var score = gain + Int(rng.below(3)) + (d == heading ? 2 : 0)
+            if here0 <= Bot.crowdRadius, let n = map.step(here, d), nearestOther(n) < here0 {
+                score -= 4 * (Bot.crowdRadius + 1 - here0)
+            }
+            if score > bestScore { bestScore = score; best = d; bestFresh = fresh }
+        }
+        // Nothing worth taking in sight: head for a cell that is not ours, near us and away from others.
+        if bestFresh < 12, let d = Bot.towardsOpenGround(from: here, player: player, world: world, limit: 800, nearestOther: nearestOther) {
+            best = d
+        }
+        return best
+    }
+
+    /// The first step of a shortest path to the floor cell not owned by `player` that minimises its
+    /// path length plus a penalty for being near another avatar (breadth-first, visiting at most
+    /// `limit` cells, stopping once no farther cell can do better).
+    static func towardsOpenGround(from start: Int, player: PlayerID, world: TurfWorld, limit: Int,
+                                  nearestOther: (Int) -> Int) -> Direction? {
+        let map = world.map
+        var firstStep: [Int: (Direction, Int)] = [start: (.up, 0)]
         var queue = [start]
         var head = 0
+        var best: (Direction, Int)?
         while head < queue.count && queue.count < limit {
             let c = queue[head]
             head += 1
+            let (_, dc) = firstStep[c]!
+            if let b = best, dc + 1 >= b.1 { break }
             for d in Direction.allCases {
                 guard let n = map.step(c, d), map.isFloor(n), firstStep[n] == nil else { continue }
-                let first = c == start ? d : firstStep[c]!
-                if world.owner[n] != player { return first }
-                firstStep[n] = first
-                queue.append(n)
+                let first = c == start ? d : firstStep[c]!.0
+                firstStep[n] = (first, dc + 1)
+                if world.owner[n] == TurfWorld.noOwner {
+                    let score = dc + 1 + 3 * max(0, 8 - nearestOther(n))
+                    if best == nil || score < best!.1 { best = (first, score) }
+                } else {
+                    queue.append(n)
+                }
             }
         }
-        return nil
+        return best?.0
     }
 }
 

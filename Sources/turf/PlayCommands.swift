@@ -44,9 +44,11 @@ struct Demo: ParsableCommand {
         let crash = env["TURF_DEBUG_CRASH_AT_TICK"].flatMap { Tick($0) }
         // Matches a crash interrupted earlier become replays before this one starts.
         let recovered = noRecord ? [] : JournalRecovery.recoverAll()
+        // Curses owns the screen while the app runs: save errors wait here and are printed after.
+        let saveFailures = SaveFailures()
         let app = DemoApp(options: .init(config: config, wantColor: Theme.colorWanted(environment: env) && !noColor,
                                          unicode: localeIsUTF8(environment: env) && !ascii, crashAtTick: crash),
-                          now: monotonicNanos, record: { replay in noRecord ? nil : Demo.save(replay) },
+                          now: monotonicNanos, record: { replay in noRecord ? nil : Demo.save(replay, failures: saveFailures) },
                           journal: { config in noRecord ? nil : JournalFile.open(config) })
         let log = Logger(label: "turf.demo")
         log.info("match started: map \(arena.name), \(players.count) players, seed \(matchSeed), \(seconds) s")
@@ -54,19 +56,26 @@ struct Demo: ParsableCommand {
         log.info("match ended: \(outcome); replays: \(saved)")
         for r in recovered { print(RecoverCommand.describe(r)) }
         for path in saved { print("replay saved: \(path)") }
+        for failure in saveFailures.messages { printErr(failure) }
         if case .signal(let s) = outcome { throw ExitCode(128 + s) }
     }
 
+    /// Messages about replays that could not be saved, kept until curses has given the screen back
+    /// (anything written to stderr while it runs lands on its screen and is wiped).
+    final class SaveFailures {
+        var messages: [String] = []
+    }
+
     /// Saves a recording under $XDG_STATE_HOME/turf/replays; returns the path, or nil on failure
-    /// (logged; a failed save never takes the game down).
-    static func save(_ replay: TurfReplay) -> String? {
+    /// (logged and added to `failures`; a failed save never takes the game down).
+    static func save(_ replay: TurfReplay, failures: SaveFailures) -> String? {
         do {
             try StatePaths.ensure(StatePaths.replays)
             let path = "\(StatePaths.replays)/\(ReplayNames.base(replay.config)).turfreplay"
             try writeAtomically(ReplayFile.encode(replay), to: path)
             return path
         } catch {
-            printErr("could not save the replay: \(error)")
+            failures.messages.append("could not save the replay: \(error)")
             Logger(label: "turf.demo").error("could not save the replay: \(error)")
             return nil
         }

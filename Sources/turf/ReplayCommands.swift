@@ -47,6 +47,16 @@ struct Watch: ParsableCommand {
         }
     }
 
+    /// Ops above which headless verification draws a progress bar on stderr (a terminal only).
+    /// Bots and humans make ~7.5 ops a second each, so a 60-minute 8-player match holds ~216k ops,
+    /// seconds of work in a debug build: it gets a bar; anything under ~30 such minutes finishes
+    /// before a bar would be read.
+    static let progressThresholdOps = 100_000
+
+    static func showsProgress(ops: Int, stderrIsTerminal: Bool) -> Bool {
+        stderrIsTerminal && ops > progressThresholdOps
+    }
+
     func run() throws {
         let decodeStart = monotonicNanos()
         let bytes = try readFile(file)
@@ -61,14 +71,17 @@ struct Watch: ParsableCommand {
         guard headless else {
             Logs.bootstrap()
             let env = ProcessInfo.processInfo.environment
-            try ReplayViewer(player: player, title: URL(fileURLWithPath: file).lastPathComponent,
-                             wantColor: Theme.colorWanted(environment: env) && !noColor,
-                             unicode: localeIsUTF8(environment: env) && !ascii, now: monotonicNanos).run()
+            let signal = try ReplayViewer(player: player, title: URL(fileURLWithPath: file).lastPathComponent,
+                                          wantColor: Theme.colorWanted(environment: env) && !noColor,
+                                          unicode: localeIsUTF8(environment: env) && !ascii, now: monotonicNanos).run()
+            // Interrupted (Ctrl-C, Ctrl-\, SIGTERM): exit 128 + signal, like the demo and any shell tool.
+            if let s = signal { throw ExitCode(128 + s) }
             return
         }
 
         let seed = parseShuffleSeed(delivery)
-        let progress = ProgressBar(total: replay.checkpoints.count, enabled: isatty(2) == 1 && replay.opCount > 2_000_000)
+        let progress = ProgressBar(total: replay.checkpoints.count,
+                                   enabled: Watch.showsProgress(ops: replay.opCount, stderrIsTerminal: isatty(2) == 1))
         let start = monotonicNanos()
         let result: ReplayVerification
         let final: Replica<TurfWorld>

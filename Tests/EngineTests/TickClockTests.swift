@@ -18,12 +18,64 @@ import Testing
         #expect(s.due(at: 10_000_000) == 1..<1)
         #expect(s.due(at: 34_000_000) == 1..<2)
         #expect(s.wait(from: 34_000_000) == 66_666_666 - 34_000_000)
-        // A 10-second stall: only 4 ticks run, the backlog is dropped, and stepping resumes evenly.
+        // A 10-second stall: only the last 4 due ticks run, the ones before are skipped, and
+        // stepping resumes evenly.
         let r = s.due(at: 10_034_000_000)
-        #expect(r == 2..<6)
-        #expect(s.droppedTicks > 290)
+        #expect(r == 298..<302)
+        #expect(s.skippedTicks == 296)
         #expect(s.due(at: 10_034_000_000).isEmpty)
-        #expect(s.due(at: 10_034_000_000 + 33_400_000) == 6..<7)
+        #expect(s.due(at: 10_034_000_000 + 33_400_000) == 302..<303)
+    }
+
+    /// The clock is what peers agree on: a stall must not move it, so the ticks this peer runs
+    /// after a stall are the ticks every other peer's clock shows at that time.
+    @Test func aStallKeepsTheSharedClockAndTicksStayAlignedWithPeers() {
+        let shared = TickClock(tickRate: 30, origin: 5_000_000_000)
+        var stalled = TickStepper(clock: shared, maxCatchUp: 4)
+        var steady = TickStepper(clock: shared, maxCatchUp: 4)
+        var now: UInt64 = 5_000_000_000
+        var lastStalled: Tick = 0, lastSteady: Tick = 0
+        for frame in 0..<600 {
+            now += 16_000_000 // 60 frames a second
+            if let t = steady.due(at: now).last { lastSteady = t }
+            // The stalled peer misses every frame from 2 s to 7 s (e.g. suspended), then runs again.
+            if !(125..<440).contains(frame), let t = stalled.due(at: now).last { lastStalled = t }
+        }
+        #expect(stalled.clock == shared)
+        #expect(stalled.skippedTicks > 100)
+        #expect(lastStalled == lastSteady)
+        #expect(lastStalled == shared.tick(at: now))
+        #expect(stalled.nextTick == steady.nextTick)
+    }
+
+    /// The demo's loop: after a stall the match jumps over the skipped ticks without making ops for
+    /// them, and resumes at the clock's tick.
+    @Test func aLocalMatchSkipsTheTicksTheStepperSkipped() throws {
+        var match = try maxBoardMatch(seed: 3, players: 2, ticks: 600)
+        var s = TickStepper(clock: TickClock(tickRate: 10, origin: 0), maxCatchUp: 4)
+        func frame(_ now: UInt64) {
+            let due = s.due(at: now)
+            if due.lowerBound > match.tick { match.skip(to: due.lowerBound) }
+            for t in due { #expect(match.tick == t); match.step() }
+        }
+        var now: UInt64 = 0
+        for _ in 0..<20 { frame(now); now += 100_000_000 }
+        #expect(match.tick == 20)
+        now += 30_000_000_000 // a 30-second stall
+        frame(now)
+        #expect(match.tick == 321) // the clock's tick 320 has run; 20..<317 were skipped
+        #expect(s.skippedTicks == 297)
+        for p: PlayerID in 0..<2 {
+            let asked = match.controllers[p]!.askedTicks
+            #expect(asked == Array(0..<20) + Array(317..<321))
+            #expect(match.replica.allLogs[Int(p)].allSatisfy { $0.tick < 20 || $0.tick >= 317 })
+        }
+        // Skipping never goes back, nor past the end of the match.
+        match.skip(to: 5)
+        #expect(match.tick == 321)
+        match.skip(to: 10_000)
+        #expect(match.tick == 601)
+        #expect(match.isOver)
     }
 
     @Test func restartAfterAPause() {

@@ -27,6 +27,27 @@ import TurfRules
         #expect(f.text.contains("a "))  // your territory, readable without colour
     }
 
+    /// At one column per cell there is no room for "A@": your avatar must still stand out from the
+    /// bots' (which show their letters), with or without colour.
+    @Test func yourAvatarIsMarkedAtOneColumnPerCell() throws {
+        let map = try ArenaMap(parsing: "name: Long\n---\n" + String(repeating: "#", count: 32) + "\n#1" + String(repeating: ".", count: 28)
+            + "2#\n#" + String(repeating: ".", count: 30) + "#\n#3" + String(repeating: ".", count: 28) + "4#\n" + String(repeating: "#", count: 32) + "\n")
+        var settings = TurfSettings(map: map)
+        settings.pickupInterval = 0
+        let config = settings.matchConfig(seed: 3, players: TurfMatch.players(humans: ["me"], total: 4), seconds: 20)
+        var m = try TurfMatch.local(config: config)
+        for _ in 0..<30 { m.step() }
+        for color in [false, true] {
+            let scene = ArenaScene(world: m.replica.state, tick: m.tick, config: config, focus: 0, title: "turf")
+            #expect(ArenaRenderer.cellWidth(mapWidth: map.width, screenWidth: 50) == 1)
+            let f = ArenaRenderer(theme: Theme(color: color, unicode: false)).render(scene, width: 50, height: 12)
+            let arenaRows = f.text.split(separator: "\n", omittingEmptySubsequences: false).dropFirst(2).dropLast().joined(separator: "\n")
+            #expect(arenaRows.filter { $0 == "@" }.count == 1, "\(f.text)")
+            for bot in ["B", "C", "D"] { #expect(arenaRows.contains(bot)) }
+            #expect(!arenaRows.contains("A")) // your letter gives way to the marker
+        }
+    }
+
     @Test func smallTerminalsGetAMessageNotACrash() throws {
         let (s, _) = try scene()
         for (w, h) in [(0, 0), (1, 1), (39, 30), (80, 11)] {

@@ -78,7 +78,7 @@ final class TmuxSession {
                    "XDG_CONFIG_HOME": dir.appendingPathComponent("config").path, "LANG": "C.UTF-8", "TERM": "xterm-256color"]
         for (k, v) in environment { env[k] = v }
         let exports = env.map { "\($0.key)='\($0.value)'" }.joined(separator: " ")
-        let script = "trap : INT; export \(exports); \(command); echo EXIT:$?; stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' '; echo; sleep 120"
+        let script = "trap : INT QUIT; export \(exports); \(command); echo EXIT:$?; stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' '; echo; sleep 120"
         let r = try run(tmux, ["-S", socket, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "\(width)", "-y", "\(height)", "/bin/sh", "-c", script],
                         timeout: 10)
         guard r.status == 0 else { throw CLIFailure("tmux new-session failed: \(r.stderr)") }

@@ -40,7 +40,7 @@ void turf_emergency_restore(void);
 #endif
 #ifndef TURF_SIGNALS_DECLARED
 #define TURF_SIGNALS_DECLARED
-/* SIGINT/SIGTERM/SIGHUP set a flag the main loop polls (so it can save the replay and restore the
+/* SIGINT/SIGTERM/SIGHUP/SIGQUIT set a flag the main loop polls (so it can save the replay and restore the
    terminal normally); fatal signals (a crash) restore the terminal, then die with the same signal. */
 void turf_install_signal_handlers(void);
 int turf_quit_signal(void);
