@@ -84,6 +84,7 @@ private struct OtherGame: ReplicatedGame {
     static let gameID = "other/1"
     static func settings(for config: MatchConfig) throws -> Int { 0 }
     init(config: MatchConfig, settings: Int) {}
+    func accepts(_ op: Op<UInt8>) -> Bool { true }
     mutating func merge(_ op: Op<UInt8>) -> Bool { true }
     mutating func join(_ other: OtherGame) {}
     var stateHash: UInt64 { 0 }

@@ -32,8 +32,12 @@ struct MaxBoard: ReplicatedGame, Equatable {
 
     init(config: MatchConfig, settings: Int) { slots = Array(repeating: 0, count: settings) }
 
+    func accepts(_ op: Op<Bid>) -> Bool {
+        Int(op.payload.slot) < slots.count && op.payload.value <= MaxBoard.maxValue
+    }
+
     mutating func merge(_ op: Op<Bid>) -> Bool {
-        guard Int(op.payload.slot) < slots.count, op.payload.value <= MaxBoard.maxValue else { return false }
+        guard accepts(op) else { return false }
         let key = UInt64(op.payload.value) << 8 | UInt64(op.player + 1)
         let i = Int(op.payload.slot)
         slots[i] = max(slots[i], key)
