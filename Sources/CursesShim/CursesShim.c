@@ -75,11 +75,62 @@ int turf_key_end(void) { return KEY_END; }
 int turf_key_enter(void) { return KEY_ENTER; }
 int turf_key_backspace(void) { return KEY_BACKSPACE; }
 
+#include <fcntl.h>
+
+/* While curses owns the screen, stderr goes to a file: anything written there (a Swift runtime
+   "Fatal error" message, a library's warning) would land on the game's screen and be wiped with
+   it. The file is given back to the real stderr when the terminal is restored, normally or in a
+   crash. */
+static int saved_stderr = -1;
+static char capture_path[1024];
+
+int turf_capture_stderr(const char *path) {
+    if (saved_stderr >= 0) return 0;
+    size_t n = strlen(path);
+    if (n >= sizeof capture_path) return -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return -1;
+    int keep = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (keep < 0) { close(fd); return -1; }
+    if (dup2(fd, STDERR_FILENO) < 0) { close(fd); close(keep); return -1; }
+    close(fd);
+    memcpy(capture_path, path, n + 1);
+    saved_stderr = keep;
+    return 0;
+}
+
+/* Puts the real stderr back and copies what was captured to it. Async-signal-safe (open, read,
+   write, dup2, close only), so the crash handler can call it too. Returns the bytes copied. */
+long turf_release_stderr(void) {
+    if (saved_stderr < 0) return 0;
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+    saved_stderr = -1;
+    long copied = 0;
+    int fd = open(capture_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[4096];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r <= 0) break;
+        ssize_t off = 0;
+        while (off < r) {
+            ssize_t w = write(STDERR_FILENO, buf + off, (size_t)(r - off));
+            if (w <= 0) { off = r; break; }
+            off += w;
+        }
+        copied += r;
+    }
+    close(fd);
+    return copied;
+}
+
 void turf_emergency_restore(void) {
     static const char reset[] = "\033[0m\033[?25h\033[?1049l\r\n";
     if (saved_ok) tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     ssize_t ignored = write(STDOUT_FILENO, reset, sizeof(reset) - 1);
     (void)ignored;
+    turf_release_stderr();
 }
 
 #include <signal.h>
@@ -106,11 +157,19 @@ void turf_install_signal_handlers(void) {
     /* Ctrl-\ (the terminal keeps ISIG in cbreak mode): by default it dumps core and leaves the
        terminal raw, so it quits cleanly like Ctrl-C instead. */
     sigaction(SIGQUIT, &sa, NULL);
+    /* The crash handler runs on its own stack, so a stack overflow (SIGSEGV on a full stack) still
+       gets the terminal restored. */
+    static char alt_stack[64 * 1024];
+    stack_t st;
+    memset(&st, 0, sizeof st);
+    st.ss_sp = alt_stack;
+    st.ss_size = sizeof alt_stack;
+    sigaltstack(&st, NULL);
     struct sigaction fa;
     memset(&fa, 0, sizeof fa);
     fa.sa_handler = on_fatal;
     sigemptyset(&fa.sa_mask);
-    fa.sa_flags = SA_RESETHAND;
+    fa.sa_flags = SA_RESETHAND | SA_ONSTACK;
     int fatal[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP };
     for (unsigned i = 0; i < sizeof fatal / sizeof fatal[0]; i++) sigaction(fatal[i], &fa, NULL);
 }

@@ -1,7 +1,8 @@
 import Determinism
 
-/// The journal of a match in progress: written as the match runs, so that a crash, a power cut or
-/// a kill -9 loses at most the last few ticks instead of the whole match.
+/// The journal of a match in progress: written as the match runs, so that a crash or a kill -9
+/// loses at most the last few ticks instead of the whole match (a power cut: what the shell had
+/// not yet flushed to disk; turf's shell flushes every 10 s).
 ///
 /// The file is the replay container (docs/replay-format.md) with its own magic, `TURFJRNL`: the
 /// header and the config section, then one `journalOps` section per flush, each holding the ops

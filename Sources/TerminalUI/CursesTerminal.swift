@@ -24,12 +24,18 @@ public final class CursesTerminal {
     private var previous: Frame?
     private var stopped = false
 
-    public init(wantColor: Bool, unicode: Bool) throws {
+    /// `stderrCapture`: a file that receives stderr while curses runs; its content is copied to
+    /// the real stderr when the terminal is restored, on `stop()` or in a crash.
+    public init(wantColor: Bool, unicode: Bool, stderrCapture: String? = nil) throws {
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
             throw TerminalError(description: "turf needs a terminal (stdin and stdout must be a TTY); for scripts use 'turf replay --headless'")
         }
         turf_install_signal_handlers()
-        guard turf_curses_start() == 0 else { throw TerminalError(description: "could not start curses (is TERM set?)") }
+        if let stderrCapture { _ = turf_capture_stderr(stderrCapture) }
+        guard turf_curses_start() == 0 else {
+            _ = turf_release_stderr()
+            throw TerminalError(description: "could not start curses (is TERM set?)")
+        }
         theme = Theme(color: false, unicode: unicode)
         if wantColor && has_colors() {
             start_color()
@@ -45,6 +51,7 @@ public final class CursesTerminal {
         guard !stopped else { return }
         stopped = true
         turf_curses_stop()
+        _ = turf_release_stderr()
     }
 
     public var size: (width: Int, height: Int) { (Int(turf_cols()), Int(turf_lines())) }

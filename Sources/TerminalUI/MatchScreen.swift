@@ -30,8 +30,8 @@ struct PickupNews {
     }
 }
 
-/// The journal of one round, as the shell stores it: the demo hands it encoded `ReplayJournal`
-/// bytes; the shell appends them to a file.
+/// The journal of one round, as the shell stores it: opened with the round's config (the shell
+/// writes the `ReplayJournal` header), then the demo hands it encoded chunks to append.
 public protocol RoundJournal: AnyObject {
     func append(_ bytes: [UInt8])
     /// The round is over. `keep` is false once its replay is safely saved, true otherwise (then the
@@ -48,7 +48,11 @@ public final class DemoApp {
         public var unicode: Bool
         /// Test hook: crash deliberately at this tick, to check the terminal is restored on a crash.
         public var crashAtTick: Tick?
-        public init(config: MatchConfig, human: PlayerID = 0, wantColor: Bool, unicode: Bool, crashAtTick: Tick? = nil) {
+        /// Where stderr goes while curses runs (copied back to the terminal afterwards, or after a crash).
+        public var stderrCapture: String?
+        public init(config: MatchConfig, human: PlayerID = 0, wantColor: Bool, unicode: Bool, crashAtTick: Tick? = nil,
+                    stderrCapture: String? = nil) {
+            self.stderrCapture = stderrCapture
             self.config = config
             self.human = human
             self.wantColor = wantColor
@@ -93,7 +97,7 @@ public final class DemoApp {
 
     /// Runs matches until the player quits. Returns how it ended and where replays were saved.
     public func run() throws -> (Outcome, [String]) {
-        let term = try CursesTerminal(wantColor: options.wantColor, unicode: options.unicode)
+        let term = try CursesTerminal(wantColor: options.wantColor, unicode: options.unicode, stderrCapture: options.stderrCapture)
         defer { term.stop() }
         var saved: [String] = []
         var config = options.config
@@ -117,10 +121,7 @@ public final class DemoApp {
 
     private func playRound(config: MatchConfig, term: CursesTerminal, journal: RoundJournal?) throws -> (RoundEnd, TurfReplay?) {
         var match = try TurfMatch.local(config: config)
-        if let journal {
-            match.recordJournal = true
-            journal.append(ReplayJournal.header(config))
-        }
+        if journal != nil { match.recordJournal = true }
         func flushJournal() {
             guard let journal, !match.journal.isEmpty else { return }
             journal.append(ReplayJournal.chunk(match.journal, as: TurfWorld.self))
@@ -161,6 +162,12 @@ public final class DemoApp {
                     dirty = true
                 default: break
                 }
+            }
+            // A local match shares its clock with nobody: when the process was stopped (Ctrl-Z) or
+            // stalled for over a second, pause rather than let the round's time run out unseen.
+            if !paused && stepper.clock.tick(at: now()) > stepper.nextTick + rate {
+                paused = true
+                dirty = true
             }
             if !paused {
                 let due = stepper.due(at: now())

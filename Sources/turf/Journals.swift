@@ -4,41 +4,47 @@ import Logging
 import TerminalUI
 import TurfRules
 
-/// The journal of a round in progress, `<replays>/<name>.turfjournal`: created exclusively with
-/// mode 0600, held under an exclusive flock while the round runs (so recovery never touches a live
-/// match), appended with write(2) as the demo flushes. The kernel keeps what was written when the
-/// process dies, so a crash loses at most the ticks since the last flush; a saved replay deletes it.
+/// The journal of a round in progress, `<replays>/<name>.turfjournal`. It is written under a
+/// temporary name, locked (exclusive flock) and given its header before it is linked under its
+/// real name, so recovery never sees a journal without its header or one that is not yet locked;
+/// the lock is held while the round runs, so recovery never touches a live match. Flushes are
+/// appended with write(2): the kernel keeps what was written when the process dies, so a crash
+/// loses at most the ticks since the last flush. Every `syncEvery` flushes the data is also
+/// flushed to disk (fdatasync), so a power cut loses at most that much more. A saved replay
+/// deletes the journal, only once the replay itself is on disk.
 final class JournalFile: RoundJournal {
     let path: String
     private var fd: Int32
     private var failed = false
+    private var flushes = 0
     private let log = Logger(label: "turf.journal")
+    /// Flushes between fdatasyncs: 30 flushes of 10 ticks, 10 s at 30 Hz.
+    static let syncEvery = 30
 
     private init(path: String, fd: Int32) {
         self.path = path
         self.fd = fd
     }
 
-    /// Opens a new journal for `config` (nil if it cannot: logged, and the match goes on without).
+    /// Opens a new journal for `config`, its header written (nil if it cannot: logged, and the
+    /// match goes on without one).
     static func open(_ config: MatchConfig) -> JournalFile? {
+        let dir = StatePaths.replays
+        let tmp = "\(dir)/.journal-\(getpid())-\(monotonicNanos()).tmp"
+        var fd: Int32 = -1
         do {
-            try StatePaths.ensure(StatePaths.replays)
-            let base = "\(StatePaths.replays)/\(ReplayNames.base(config))"
-            var path = base + ".turfjournal"
-            var fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
-            var n = 2
-            while fd < 0 && errno == EEXIST && n < 100 { // two matches started in the same second
-                path = "\(base)-\(n).turfjournal"
-                fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
-                n += 1
-            }
-            guard fd >= 0 else { throw CLIError("cannot create \(path): \(String(cString: strerror(errno)))") }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-                Glibc.close(fd)
-                throw CLIError("cannot lock \(path): \(String(cString: strerror(errno)))")
-            }
+            try StatePaths.ensure(dir)
+            fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw CLIError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { throw CLIError("cannot lock \(tmp): \(String(cString: strerror(errno)))") }
+            try writeAll(fd, ReplayJournal.header(config))
+            let path = try linkUnderFreeName(tmp, base: "\(dir)/\(ReplayNames.base(config))", ext: "turfjournal")
+            unlink(tmp)
+            syncDirectory(dir)
             return JournalFile(path: path, fd: fd)
         } catch {
+            if fd >= 0 { Glibc.close(fd) }
+            unlink(tmp)
             Logger(label: "turf.journal").error("no journal for this match: \(error)")
             return nil
         }
@@ -46,7 +52,11 @@ final class JournalFile: RoundJournal {
 
     func append(_ bytes: [UInt8]) {
         guard fd >= 0, !failed else { return }
-        do { try writeAll(fd, bytes) } catch {
+        do {
+            try writeAll(fd, bytes)
+            flushes += 1
+            if flushes % JournalFile.syncEvery == 0 { fdatasync(fd) }
+        } catch {
             failed = true
             log.error("journal \(path): \(error); the match goes on, and is saved at its end")
         }
@@ -76,41 +86,60 @@ enum JournalRecovery {
         var problem: String?
     }
 
-    /// Recovers every journal in `dir` that no running turf holds. A journal whose header is
-    /// unreadable is renamed `*.damaged` (kept, never deleted) so it is reported once.
+    /// Recovers every journal in `dir` that no running turf holds. A journal whose header or
+    /// config cannot be parsed is renamed `*.damaged` (kept, never deleted) so it is reported
+    /// once; one that cannot be read or whose replay cannot be written stays for the next try.
     static func recoverAll(in dir: String = StatePaths.replays) -> [Result] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
         return names.filter { $0.hasSuffix(".turfjournal") }.sorted().compactMap { recover("\(dir)/\($0)") }
     }
 
-    /// Nil when the journal is in use by a live match.
+    /// Nil when the journal is in use by a live match, or gone (another recovery took it).
     static func recover(_ path: String) -> Result? {
-        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: String(cString: strerror(errno))) }
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: String(cString: strerror(errno)))
+        }
         defer { Glibc.close(fd) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return nil }
+        // Another recovery may have finished with this file between our open and our lock.
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_nlink > 0 else { return nil }
         let log = Logger(label: "turf.journal")
+        let rec: ReplayJournal.Recovery<TurfWorld>
         do {
-            let bytes = try readFile(path)
-            let rec = try ReplayJournal.recover(bytes, as: TurfWorld.self)
-            var result = Result(journal: path, ops: rec.replay.opCount, lastTick: rec.lastTick,
-                                discardedBytes: rec.discardedBytes, problem: rec.stoppedBy.map { "\($0)" })
-            if rec.replay.opCount > 0 {
-                let base = String(path.dropLast(".turfjournal".count))
-                var target = base + ".turfreplay"
-                if FileManager.default.fileExists(atPath: target) { target = base + "-recovered.turfreplay" }
-                try writeAtomically(ReplayFile.encode(rec.replay), to: target)
-                result.replay = target
-            }
-            unlink(path)
-            log.notice("recovered \(path): \(result.ops) ops to tick \(result.lastTick) -> \(result.replay ?? "nothing to save")")
-            return result
+            rec = try ReplayJournal.recover(try readAll(fd), as: TurfWorld.self)
+        } catch let e as ReplayFormatError {
+            return markDamaged(path, problem: "\(e)")
+        } catch let e as ConfigError {
+            return markDamaged(path, problem: "\(e)")
         } catch {
-            let damaged = path + ".damaged"
-            rename(path, damaged)
-            log.error("journal \(path) is unreadable (\(error)); kept as \(damaged)")
-            return Result(journal: damaged, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(error)")
+            log.error("journal \(path) could not be read (\(error)); left for the next try")
+            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(error)")
         }
+        var result = Result(journal: path, ops: rec.replay.opCount, lastTick: rec.lastTick,
+                            discardedBytes: rec.discardedBytes, problem: rec.stoppedBy.map { "\($0)" })
+        if rec.replay.opCount > 0 {
+            do {
+                result.replay = try writeNewFile(ReplayFile.encode(rec.replay),
+                                                 base: String(path.dropLast(".turfjournal".count)), ext: "turfreplay")
+            } catch {
+                log.error("recovered \(path) but could not save it (\(error)); the journal stays")
+                result.problem = "could not save the recovered replay: \(error)"
+                return result
+            }
+        }
+        unlink(path)
+        log.notice("recovered \(path): \(result.ops) ops to tick \(result.lastTick) -> \(result.replay ?? "nothing to save")")
+        return result
+    }
+
+    private static func markDamaged(_ path: String, problem: String) -> Result {
+        let damaged = path + ".damaged"
+        rename(path, damaged)
+        Logger(label: "turf.journal").error("journal \(path) is unreadable (\(problem)); kept as \(damaged)")
+        return Result(journal: damaged, ops: 0, lastTick: 0, discardedBytes: 0, problem: problem)
     }
 }
 
@@ -135,4 +164,61 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         }
         done += n
     }
+}
+
+/// Reads a whole file through an open descriptor (from its start).
+func readAll(_ fd: Int32) throws -> [UInt8] {
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    var offset: off_t = 0
+    while true {
+        let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw CLIError("read failed: \(String(cString: strerror(errno)))")
+        }
+        if n == 0 { return out }
+        out += chunk[0..<n]
+        offset += off_t(n)
+    }
+}
+
+/// Hard-links `file` as `<base>.<ext>`, or `<base>-2.<ext>`, `-3`, … if taken: never replaces
+/// an existing file. Returns the name used.
+func linkUnderFreeName(_ file: String, base: String, ext: String) throws -> String {
+    for n in 1..<1000 {
+        let candidate = n == 1 ? "\(base).\(ext)" : "\(base)-\(n).\(ext)"
+        if link(file, candidate) == 0 { return candidate }
+        guard errno == EEXIST else { throw CLIError("cannot create \(candidate): \(String(cString: strerror(errno)))") }
+    }
+    throw CLIError("no free name for \(base).\(ext)")
+}
+
+/// Writes a new file durably under `<base>.<ext>` (or the first free `<base>-N.<ext>`): written
+/// and flushed under a temporary name, linked in, and the directory flushed. Returns its path.
+func writeNewFile(_ bytes: [UInt8], base: String, ext: String) throws -> String {
+    let dir = (base as NSString).deletingLastPathComponent
+    let tmp = "\(dir)/.new-\(getpid())-\(monotonicNanos()).tmp"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw CLIError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
+    defer { unlink(tmp) }
+    do {
+        try writeAll(fd, bytes)
+        guard fsync(fd) == 0 else { throw CLIError("cannot flush \(tmp): \(String(cString: strerror(errno)))") }
+    } catch {
+        close(fd)
+        throw error
+    }
+    close(fd)
+    let path = try linkUnderFreeName(tmp, base: base, ext: ext)
+    syncDirectory(dir)
+    return path
+}
+
+/// Flushes a directory's entries (a new or renamed file's name) to disk.
+func syncDirectory(_ dir: String) {
+    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    fsync(fd)
+    close(fd)
 }

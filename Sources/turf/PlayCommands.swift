@@ -42,22 +42,32 @@ struct Demo: ParsableCommand {
         }
         let config = settings.matchConfig(seed: matchSeed, players: players, seconds: seconds)
         let crash = env["TURF_DEBUG_CRASH_AT_TICK"].flatMap { Tick($0) }
-        // Matches a crash interrupted earlier become replays before this one starts.
-        let recovered = noRecord ? [] : JournalRecovery.recoverAll()
+        guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
+            throw CLIError("turf needs a terminal (stdin and stdout must be a TTY); for scripts use 'turf replay --headless'")
+        }
+        // Matches a crash interrupted earlier become replays before this one starts. Reported now:
+        // the lines stay on the terminal's main screen, under the game's, and are there after it.
+        if !noRecord { for r in JournalRecovery.recoverAll() { print(RecoverCommand.describe(r)) } }
         // Curses owns the screen while the app runs: save errors wait here and are printed after.
         let saveFailures = SaveFailures()
         let app = DemoApp(options: .init(config: config, wantColor: Theme.colorWanted(environment: env) && !noColor,
-                                         unicode: localeIsUTF8(environment: env) && !ascii, crashAtTick: crash),
+                                         unicode: localeIsUTF8(environment: env) && !ascii, crashAtTick: crash,
+                                         stderrCapture: Demo.stderrCapturePath()),
                           now: monotonicNanos, record: { replay in noRecord ? nil : Demo.save(replay, failures: saveFailures) },
                           journal: { config in noRecord ? nil : JournalFile.open(config) })
         let log = Logger(label: "turf.demo")
         log.info("match started: map \(arena.name), \(players.count) players, seed \(matchSeed), \(seconds) s")
         let (outcome, saved) = try app.run()
         log.info("match ended: \(outcome); replays: \(saved)")
-        for r in recovered { print(RecoverCommand.describe(r)) }
         for path in saved { print("replay saved: \(path)") }
         for failure in saveFailures.messages { printErr(failure) }
         if case .signal(let s) = outcome { throw ExitCode(128 + s) }
+    }
+
+    /// The file that holds stderr while the game owns the screen (nil if the state directory
+    /// cannot be made: stderr is then left alone).
+    static func stderrCapturePath() -> String? {
+        (try? StatePaths.ensure(StatePaths.root)).map { StatePaths.root + "/stderr-during-play.txt" }
     }
 
     /// Messages about replays that could not be saved, kept until curses has given the screen back
@@ -71,9 +81,8 @@ struct Demo: ParsableCommand {
     static func save(_ replay: TurfReplay, failures: SaveFailures) -> String? {
         do {
             try StatePaths.ensure(StatePaths.replays)
-            let path = "\(StatePaths.replays)/\(ReplayNames.base(replay.config)).turfreplay"
-            try writeAtomically(ReplayFile.encode(replay), to: path)
-            return path
+            return try writeNewFile(ReplayFile.encode(replay), base: "\(StatePaths.replays)/\(ReplayNames.base(replay.config))",
+                                    ext: "turfreplay")
         } catch {
             failures.messages.append("could not save the replay: \(error)")
             Logger(label: "turf.demo").error("could not save the replay: \(error)")

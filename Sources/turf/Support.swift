@@ -97,6 +97,7 @@ func writeAtomically(_ bytes: [UInt8], to path: String) throws {
         unlink(tmp)
         throw CLIError("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
     }
+    syncDirectory((path as NSString).deletingLastPathComponent)
 }
 
 func readFile(_ path: String) throws -> [UInt8] {

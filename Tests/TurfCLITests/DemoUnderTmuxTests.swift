@@ -144,6 +144,23 @@ import Testing
         #expect(end.contains("could not save the replay"), "save failure not reported:\n\(end)")
     }
 
+    /// A stopped process (Ctrl-Z, or any stall over a second) comes back paused, with the round's
+    /// time where it was, instead of finding the time run out.
+    @Test func aStoppedMatchResumesPaused() throws {
+        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii --no-record")
+        defer { t.close() }
+        _ = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") }
+        let pid = try #require(t.programPid())
+        kill(pid, SIGSTOP)
+        usleep(2_500_000)
+        kill(pid, SIGCONT)
+        let (paused, shown) = t.waitFor(timeout: Self.wait) { $0.contains("PAUSED") }
+        #expect(shown != nil, "no pause after the stop:\n\(paused)")
+        t.send("q")
+        let (end, _) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(Self.exitReport(end).status == 0)
+    }
+
     @Test func sigtermRestoresTheTerminalAndSavesTheMatch() throws {
         let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 30 --seed 6 --ascii")
         defer { t.close() }
@@ -173,6 +190,8 @@ import Testing
         #expect(r.status.map { $0 > 128 } ?? false, "expected death by signal, got \(String(describing: r.status))")
         #expect(r.restored, "terminal not restored after a crash:\n\(end)")
         #expect(!end.contains("replay saved:"))
+        // What the runtime said as it died was kept off the game's screen and shown after it.
+        #expect(end.contains("deliberate crash at tick"), "the crash message was lost:\n\(end)")
         let left = try FileManager.default.contentsOfDirectory(atPath: replays)
         #expect(left.count == 1 && left[0].hasSuffix(".turfjournal"), "expected one journal, found \(left)")
 
