@@ -80,28 +80,18 @@ import Testing
         #expect(Self.exitReport(end).status == 0)
     }
 
-    @Test func ctrlCRestoresTheTerminal() throws {
-        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 30 --seed 5 --ascii --no-record")
-        defer { t.close() }
-        _ = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") }
-        t.send("C-c")
-        let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
-        #expect(ended != nil, "no exit after Ctrl-C:\n\(end)")
-        let r = Self.exitReport(end)
-        #expect(r.status == 130)
-        #expect(r.restored)
-    }
-
-    /// Ctrl-\ sends SIGQUIT, which by default dumps core and leaves the terminal raw.
-    @Test func ctrlBackslashRestoresTheTerminal() throws {
+    /// Ctrl-C (SIGINT) and Ctrl-\ (SIGQUIT, which by default dumps core and leaves the terminal
+    /// raw) both quit with 128 + the signal and a restored terminal.
+    @Test(arguments: [("C-c", 130), ("C-\\", 131)])
+    func interruptKeysRestoreTheTerminal(key: String, status: Int) throws {
         let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 5 --ascii --no-record")
         defer { t.close() }
         _ = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") }
-        t.send("C-\\")
+        t.send(key)
         let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
-        #expect(ended != nil, "no exit after Ctrl-\\:\n\(end)")
+        #expect(ended != nil, "no exit after \(key):\n\(end)")
         let r = Self.exitReport(end)
-        #expect(r.status == 131)
+        #expect(r.status == status)
         #expect(r.restored)
     }
 
