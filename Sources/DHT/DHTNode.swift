@@ -260,6 +260,7 @@ public final class DHTNode {
 
     /// Looks up our own id. A join that reached nobody (every bootstrap datagram lost, say) is
     /// retried a few times before giving up; maintenance tries again while the table is empty.
+    /// A join that reached someone then fills the ranges farther out (`refreshFarRanges`).
     private func joinLookup(via: [PeerAddress]?, seeds: [NodeInfo], attempt: Int, completion: ((LookupResult) -> Void)?) {
         let l = Lookup(node: self, target: id, kind: .findNode) { [weak self] r in
             guard let self, !self.stopped else { return }
@@ -268,12 +269,42 @@ public final class DHTNode {
                     self?.joinLookup(via: via, seeds: seeds, attempt: attempt + 1, completion: completion)
                 }
             } else {
+                self.refreshFarRanges(after: r)
                 completion?(r)
             }
         }
         if let via { l.bootstrap = via; lastJoinVia = via }
         l.seeds = seeds
         l.start()
+    }
+
+    /// The second half of a join (Kademlia §2.3; libtorrent and other Mainline clients do the
+    /// same): the lookup of our own id meets only nodes ever closer to us, so it fills the buckets
+    /// near our id and leaves each farther range (half, a quarter, … of the network) with the one
+    /// or two nodes met on the way. For every prefix length shorter than the one we share with the
+    /// closest node found, a find_node of a random id at that distance fills that range now,
+    /// instead of 15 minutes later when its bucket goes stale. Ranges already holding k nodes are
+    /// skipped. The table may not have split that deep yet, so the ranges are taken by prefix
+    /// length, not from the buckets as they are: the answers split the table as they arrive.
+    /// `lookup` is a lookup of our own id; nothing happens if it found nobody or if our id changed
+    /// since (a BEP 42 id adopted meanwhile does its own lookup and refresh).
+    func refreshFarRanges(after lookup: LookupResult) {
+        guard lookup.target == id, let closest = lookup.closest.first else { return }
+        let depth = min(id.commonPrefixLength(with: closest.id), 159)
+        guard depth > 0 else { return }
+        var held = [Int](repeating: 0, count: depth)
+        for e in table.allEntries {
+            let p = id.commonPrefixLength(with: e.info.id)
+            if p < depth { held[p] += 1 }
+        }
+        var r = rng
+        var targets: [NodeID] = []
+        for p in 0..<depth where held[p] < config.k { targets.append(id.randomInBucket(prefix: p, using: &r)) }
+        rng = r
+        for t in targets {
+            table.touchBucket(for: t, now: now)
+            findNode(t) { _ in }
+        }
     }
 
     /// Starts maintenance only (for a node whose table was filled some other way).
@@ -648,7 +679,8 @@ public final class DHTNode {
         for e in old { table.insert(e.info, responded: e.lastResponse != nil, now: e.lastSeen) }
         stats.idChanges += 1
         logger.info("adopted BEP 42 node id \(newID) for external address")
-        findNode(newID) { _ in }
+        // A new id is a new place in the network: join it as at start (own id, then the far ranges).
+        findNode(newID) { [weak self] r in self?.refreshFarRanges(after: r) }
     }
 
     // MARK: lookups

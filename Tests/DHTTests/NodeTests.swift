@@ -426,6 +426,45 @@ import Testing
         #expect(buckets.count >= 3)
     }
 
+    /// A joining node looks up its own id and then refreshes every range farther out than its
+    /// closest neighbour, as Kademlia clients do: the own-id lookup alone only meets nodes ever
+    /// closer to us, which left the far buckets (half, a quarter, … of the network) with 1–3 nodes
+    /// each until the 15-minute refresh. The same holds after adopting a BEP 42 id mid-join (a new
+    /// id is a new place: its far ranges must be filled again). Virtual time only, well inside
+    /// those 15 minutes.
+    @Test(arguments: [false, true]) func aJoiningNodeFillsItsFarBucketsAtOnce(bep42: Bool) {
+        let n = 400, base: UInt32 = 0xCB00_7100
+        let net = SimNetwork(seed: 21, conditions: LinkConditions(latency: .milliseconds(10)))
+        var nodes: [DHTNode] = []
+        for i in 0..<n {
+            var c = config(seed: 21_000 + UInt64(i))
+            c.bep42NodeIDs = bep42
+            c.bootstrap = i == 0 ? [] : [PeerAddress(ip: base, port: 6881)]
+            nodes.append(DHTNode(host: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
+        }
+        var joined = 0
+        for (i, node) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { node.start { _ in joined += 1 } } }
+        _ = net.run(for: .seconds(70))
+        #expect(joined == n)
+        #expect(net.now < .seconds(5 * 60), "no periodic bucket refresh can have run yet")
+        let adopted = nodes.suffix(50).filter { $0.stats.idChanges > 0 }.count
+        #expect(bep42 ? adopted == 50 : adopted == 0)
+        // The last 50 nodes to join (each among ≥ 350 others): every bucket farther out than the
+        // closest holds what it can, k nodes or all the nodes of its range.
+        let ids = nodes.map(\.id)
+        var have = 0, want = 0
+        for node in nodes.suffix(50) {
+            let t = node.table
+            for b in 0..<(t.buckets.count - 1) {
+                let inRange = ids.filter { $0 != node.id && node.id.commonPrefixLength(with: $0) == b }.count
+                have += t.buckets[b].entries.count
+                want += min(t.k, inRange)
+            }
+        }
+        #expect(want >= 50 * 3 * 8, "each late joiner has several far buckets")
+        #expect(Double(have) >= 0.95 * Double(want), "far buckets filled: \(have) of \(want)")
+    }
+
     @Test func reannouncesBeforeExpiry() {
         let (net, nodes) = makeNetwork(20, seed: 10)
         let h = Topic.infoHash("long lobby")
