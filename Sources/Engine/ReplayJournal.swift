@@ -51,14 +51,13 @@ public enum ReplayJournal {
     /// Rebuilds the match from a journal. Throws only when the header or the config cannot be
     /// read (then there is no match to rebuild); damage after that ends the recovery there.
     public static func recover<Game: ReplicatedGame>(_ bytes: [UInt8], as: Game.Type = Game.self) throws -> Recovery<Game> {
-        var r = ByteReader(bytes)
         guard bytes.count >= magic.count + 2 else {
             throw ReplayFormatError(offset: bytes.count, "not a turf journal: file is \(bytes.count) bytes, shorter than the header")
         }
         guard Array(bytes[0..<magic.count]) == magic else {
             throw ReplayFormatError(offset: 0, "not a turf journal: bad magic (expected \"TURFJRNL\")")
         }
-        r = ByteReader(bytes, offset: magic.count, end: bytes.count)
+        var r = ByteReader(bytes, offset: magic.count)
         let v = try readable { try r.u16("journal version") }
         guard v == version else {
             throw ReplayFormatError(offset: magic.count, "unsupported journal version \(v) (this turf reads version \(version))")

@@ -153,19 +153,6 @@ enum ReplayNames {
     }
 }
 
-/// Writes every byte, retrying short writes and EINTR.
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
-    var done = 0
-    while done < bytes.count {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw CLIError("write failed: \(String(cString: strerror(errno)))")
-        }
-        done += n
-    }
-}
-
 /// Reads a whole file through an open descriptor (from its start).
 func readAll(_ fd: Int32) throws -> [UInt8] {
     var out: [UInt8] = []
@@ -181,44 +168,4 @@ func readAll(_ fd: Int32) throws -> [UInt8] {
         out += chunk[0..<n]
         offset += off_t(n)
     }
-}
-
-/// Hard-links `file` as `<base>.<ext>`, or `<base>-2.<ext>`, `-3`, … if taken: never replaces
-/// an existing file. Returns the name used.
-func linkUnderFreeName(_ file: String, base: String, ext: String) throws -> String {
-    for n in 1..<1000 {
-        let candidate = n == 1 ? "\(base).\(ext)" : "\(base)-\(n).\(ext)"
-        if link(file, candidate) == 0 { return candidate }
-        guard errno == EEXIST else { throw CLIError("cannot create \(candidate): \(String(cString: strerror(errno)))") }
-    }
-    throw CLIError("no free name for \(base).\(ext)")
-}
-
-/// Writes a new file durably under `<base>.<ext>` (or the first free `<base>-N.<ext>`): written
-/// and flushed under a temporary name, linked in, and the directory flushed. Returns its path.
-func writeNewFile(_ bytes: [UInt8], base: String, ext: String) throws -> String {
-    let dir = (base as NSString).deletingLastPathComponent
-    let tmp = "\(dir)/.new-\(getpid())-\(monotonicNanos()).tmp"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw CLIError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-    defer { unlink(tmp) }
-    do {
-        try writeAll(fd, bytes)
-        guard fsync(fd) == 0 else { throw CLIError("cannot flush \(tmp): \(String(cString: strerror(errno)))") }
-    } catch {
-        close(fd)
-        throw error
-    }
-    close(fd)
-    let path = try linkUnderFreeName(tmp, base: base, ext: ext)
-    syncDirectory(dir)
-    return path
-}
-
-/// Flushes a directory's entries (a new or renamed file's name) to disk.
-func syncDirectory(_ dir: String) {
-    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    fsync(fd)
-    close(fd)
 }

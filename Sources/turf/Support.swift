@@ -78,11 +78,11 @@ enum StatePaths {
     }
 }
 
-/// Writes a file atomically and durably: to a temporary name, flushed to disk, then renamed over
-/// the target, so a crash leaves either the old file or the whole new one.
-func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-    let tmp = path + ".tmp-\(getpid())"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+/// Writes `bytes` to a new, uniquely named temporary file in `dir` and flushes it to disk;
+/// returns its path. Nothing is left behind on failure.
+private func writeFlushedTemporary(_ bytes: [UInt8], in dir: String, mode: mode_t) throws -> String {
+    let tmp = "\(dir)/.new-\(getpid())-\(monotonicNanos()).tmp"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
     guard fd >= 0 else { throw CLIError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
     do {
         try writeAll(fd, bytes)
@@ -93,11 +93,62 @@ func writeAtomically(_ bytes: [UInt8], to path: String) throws {
         throw error
     }
     close(fd)
+    return tmp
+}
+
+/// Writes a file atomically and durably: to a temporary name, flushed to disk, then renamed over
+/// the target and the directory flushed, so a crash leaves either the old file or the whole new one.
+func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+    let dir = (path as NSString).deletingLastPathComponent
+    let tmp = try writeFlushedTemporary(bytes, in: dir.isEmpty ? "." : dir, mode: 0o600)
     guard rename(tmp, path) == 0 else {
         unlink(tmp)
         throw CLIError("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
     }
-    syncDirectory((path as NSString).deletingLastPathComponent)
+    syncDirectory(dir.isEmpty ? "." : dir)
+}
+
+/// Writes a new file durably under `<base>.<ext>` (or the first free `<base>-N.<ext>`): written
+/// and flushed under a temporary name, linked in, and the directory flushed. Returns its path.
+func writeNewFile(_ bytes: [UInt8], base: String, ext: String) throws -> String {
+    let dir = (base as NSString).deletingLastPathComponent
+    let tmp = try writeFlushedTemporary(bytes, in: dir, mode: 0o644)
+    defer { unlink(tmp) }
+    let path = try linkUnderFreeName(tmp, base: base, ext: ext)
+    syncDirectory(dir)
+    return path
+}
+
+/// Hard-links `file` as `<base>.<ext>`, or `<base>-2.<ext>`, `-3`, … if taken: never replaces
+/// an existing file. Returns the name used.
+func linkUnderFreeName(_ file: String, base: String, ext: String) throws -> String {
+    for n in 1..<1000 {
+        let candidate = n == 1 ? "\(base).\(ext)" : "\(base)-\(n).\(ext)"
+        if link(file, candidate) == 0 { return candidate }
+        guard errno == EEXIST else { throw CLIError("cannot create \(candidate): \(String(cString: strerror(errno)))") }
+    }
+    throw CLIError("no free name for \(base).\(ext)")
+}
+
+/// Flushes a directory's entries (a new or renamed file's name) to disk.
+func syncDirectory(_ dir: String) {
+    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    fsync(fd)
+    close(fd)
+}
+
+/// Writes every byte, retrying short writes and EINTR.
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw CLIError("write failed: \(String(cString: strerror(errno)))")
+        }
+        done += n
+    }
 }
 
 func readFile(_ path: String) throws -> [UInt8] {
