@@ -37,6 +37,9 @@ let package = Package(
         // a stable hash, byte readers/writers that report offsets.
         .target(name: "Determinism", swiftSettings: v5),
 
+        // Every file turf reads or writes: bounded reads of untrusted paths, durable writes, XDG paths.
+        .target(name: "LocalFiles", swiftSettings: v5),
+
         // Addresses, the datagram/timer interfaces, the simulated network and the real NIO UDP host.
         .target(name: "NetCore", dependencies: [
             "Determinism",
@@ -47,7 +50,7 @@ let package = Package(
         // Crypto, Noise, sessions.
         .target(name: "Sodium", dependencies: ["CSodium"], swiftSettings: v5),
         .target(name: "Noise", dependencies: ["Sodium"], swiftSettings: v5),
-        .target(name: "Transport", dependencies: ["NetCore", "Noise", "Sodium", "Determinism",
+        .target(name: "Transport", dependencies: ["NetCore", "Noise", "Sodium", "Determinism", "LocalFiles",
                                                   .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
 
@@ -56,7 +59,7 @@ let package = Package(
         .target(name: "FuzzHarness", dependencies: ["Transport", "Noise", "Sodium", "NetCore"], swiftSettings: v5),
 
         // The Mainline DHT.
-        .target(name: "DHT", dependencies: ["NetCore", "Sodium", "Determinism",
+        .target(name: "DHT", dependencies: ["NetCore", "Sodium", "Determinism", "LocalFiles",
                                             .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
 
@@ -71,13 +74,14 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "CSodium", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "CSodium", "Sodium", "Noise", "Transport", "DHT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
 
         // Tests mirror Sources.
         .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: v5),
+        .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: v5),
         .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TurfRules",
                     .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: v5),

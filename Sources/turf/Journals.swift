@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import LocalFiles
 import Logging
 import TerminalUI
 import TurfRules
@@ -37,10 +38,10 @@ final class JournalFile: RoundJournal {
             fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw CLIError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { throw CLIError("cannot lock \(tmp): \(String(cString: strerror(errno)))") }
-            try writeAll(fd, ReplayJournal.header(config))
-            let path = try linkUnderFreeName(tmp, base: "\(dir)/\(ReplayNames.base(config))", ext: "turfjournal")
+            try DurableFile.writeAll(fd, ReplayJournal.header(config))
+            let path = try DurableFile.linkUnderFreeName(tmp, base: "\(dir)/\(ReplayNames.base(config))", ext: "turfjournal")
             unlink(tmp)
-            syncDirectory(dir)
+            DurableFile.syncDirectory(dir)
             return JournalFile(path: path, fd: fd)
         } catch {
             if fd >= 0 { Glibc.close(fd) }
@@ -53,7 +54,7 @@ final class JournalFile: RoundJournal {
     func append(_ bytes: [UInt8]) {
         guard fd >= 0, !failed else { return }
         do {
-            try writeAll(fd, bytes)
+            try DurableFile.writeAll(fd, bytes)
             flushes += 1
             if flushes % JournalFile.syncEvery == 0 { fdatasync(fd) }
         } catch {
@@ -109,7 +110,8 @@ enum JournalRecovery {
         let log = Logger(label: "turf.journal")
         let rec: ReplayJournal.Recovery<TurfWorld>
         do {
-            rec = try ReplayJournal.recover(try readAll(fd), as: TurfWorld.self)
+            rec = try ReplayJournal.recover(
+                try UntrustedFile.readAll(fd, limit: FileLimits.journal, path: path, what: "journal"), as: TurfWorld.self)
         } catch let e as ReplayFormatError {
             return markDamaged(path, problem: "\(e)")
         } catch let e as ConfigError {
@@ -122,7 +124,7 @@ enum JournalRecovery {
                             discardedBytes: rec.discardedBytes, problem: rec.stoppedBy.map { "\($0)" })
         if rec.replay.opCount > 0 {
             do {
-                result.replay = try writeNewFile(ReplayFile.encode(rec.replay),
+                result.replay = try DurableFile.createNew(ReplayFile.encode(rec.replay),
                                                  base: String(path.dropLast(".turfjournal".count)), ext: "turfreplay")
             } catch {
                 log.error("recovered \(path) but could not save it (\(error)); the journal stays")
@@ -150,22 +152,5 @@ enum ReplayNames {
         f.dateFormat = "yyyyMMdd-HHmmss"
         let map = (try? TurfWorld.settings(for: config).map.name.lowercased()) ?? "match"
         return "\(f.string(from: date))-\(map)-\(hex64(config.seed).suffix(6))"
-    }
-}
-
-/// Reads a whole file through an open descriptor (from its start).
-func readAll(_ fd: Int32) throws -> [UInt8] {
-    var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
-    var offset: off_t = 0
-    while true {
-        let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw CLIError("read failed: \(String(cString: strerror(errno)))")
-        }
-        if n == 0 { return out }
-        out += chunk[0..<n]
-        offset += off_t(n)
     }
 }

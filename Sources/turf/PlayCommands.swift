@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import LocalFiles
 import Logging
 import TerminalUI
 import TurfRules
@@ -81,7 +82,7 @@ struct Demo: ParsableCommand {
     static func save(_ replay: TurfReplay, failures: SaveFailures) -> String? {
         do {
             try StatePaths.ensure(StatePaths.replays)
-            return try writeNewFile(ReplayFile.encode(replay), base: "\(StatePaths.replays)/\(ReplayNames.base(replay.config))",
+            return try DurableFile.createNew(ReplayFile.encode(replay), base: "\(StatePaths.replays)/\(ReplayNames.base(replay.config))",
                                     ext: "turfreplay")
         } catch {
             failures.messages.append("could not save the replay: \(error)")

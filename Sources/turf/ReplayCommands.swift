@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import LocalFiles
 import TerminalUI
 import TurfRules
 
@@ -59,7 +60,7 @@ struct Watch: ParsableCommand {
 
     func run() throws {
         let decodeStart = monotonicNanos()
-        let bytes = try readFile(file)
+        let bytes = try UntrustedFile.read(file, limit: FileLimits.replay, what: "replay")
         let replay: TurfReplay
         do { replay = try ReplayFile.decode(bytes, as: TurfWorld.self) } catch let e as ReplayFormatError {
             throw CLIError("\(file): \(e)")
@@ -143,7 +144,7 @@ extension ReplayCommand {
             let replay = try TurfMatch.generate(settings: settings, players: players, seconds: Int((minutes * 60).rounded()),
                                                 seed: seed, tickRate: tickRate)
             let bytes = ReplayFile.encode(replay)
-            try writeAtomically(bytes, to: output)
+            try DurableFile.write(bytes, to: output, mode: 0o644, overwrite: true)
             var j = JSONObject()
             j.add("file", output)
             j.add("bytes", bytes.count)

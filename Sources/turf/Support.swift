@@ -1,4 +1,5 @@
 import Foundation
+import LocalFiles
 import Logging
 import TurfRules
 
@@ -48,8 +49,7 @@ enum MapLibrary {
 
     static func load(_ nameOrPath: String) throws -> ArenaMap {
         let p = try path(for: nameOrPath)
-        guard let data = FileManager.default.contents(atPath: p) else { throw CLIError("cannot read map file \(p)") }
-        guard let text = String(data: data, encoding: .utf8) else { throw CLIError("\(p): not UTF-8 text") }
+        let text = try UntrustedFile.readText(p, limit: FileLimits.map, what: "map")
         return try ArenaMap(parsing: text, file: p)
     }
 
@@ -64,98 +64,21 @@ enum MapLibrary {
 }
 
 /// Where turf keeps its state: $XDG_STATE_HOME/turf (default ~/.local/state/turf).
+/// The size limits of the files turf reads (docs/untrusted-input.md): checked before reading.
+enum FileLimits {
+    /// A replay: a 60-minute 8-player match is about 1 MB.
+    static let replay = 64 << 20
+    /// A journal: the replay container, appended to as a match runs.
+    static let journal = 64 << 20
+    /// A map file.
+    static let map = 1 << 20
+}
+
 enum StatePaths {
-    static var root: String {
-        let env = ProcessInfo.processInfo.environment
-        if let x = env["XDG_STATE_HOME"], x.hasPrefix("/") { return x + "/turf" }
-        return (env["HOME"] ?? NSHomeDirectory()) + "/.local/state/turf"
-    }
+    static var root: String { XDGPaths().state }
+    static var replays: String { XDGPaths().replays }
 
-    static var replays: String { root + "/replays" }
-
-    static func ensure(_ dir: String) throws {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    }
-}
-
-/// Writes `bytes` to a new, uniquely named temporary file in `dir` and flushes it to disk;
-/// returns its path. Nothing is left behind on failure.
-private func writeFlushedTemporary(_ bytes: [UInt8], in dir: String, mode: mode_t) throws -> String {
-    let tmp = "\(dir)/.new-\(getpid())-\(monotonicNanos()).tmp"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-    guard fd >= 0 else { throw CLIError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-    do {
-        try writeAll(fd, bytes)
-        guard fsync(fd) == 0 else { throw CLIError("cannot flush \(tmp): \(String(cString: strerror(errno)))") }
-    } catch {
-        close(fd)
-        unlink(tmp)
-        throw error
-    }
-    close(fd)
-    return tmp
-}
-
-/// Writes a file atomically and durably: to a temporary name, flushed to disk, then renamed over
-/// the target and the directory flushed, so a crash leaves either the old file or the whole new one.
-func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-    let dir = (path as NSString).deletingLastPathComponent
-    let tmp = try writeFlushedTemporary(bytes, in: dir.isEmpty ? "." : dir, mode: 0o600)
-    guard rename(tmp, path) == 0 else {
-        unlink(tmp)
-        throw CLIError("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
-    }
-    syncDirectory(dir.isEmpty ? "." : dir)
-}
-
-/// Writes a new file durably under `<base>.<ext>` (or the first free `<base>-N.<ext>`): written
-/// and flushed under a temporary name, linked in, and the directory flushed. Returns its path.
-func writeNewFile(_ bytes: [UInt8], base: String, ext: String) throws -> String {
-    let dir = (base as NSString).deletingLastPathComponent
-    let tmp = try writeFlushedTemporary(bytes, in: dir, mode: 0o644)
-    defer { unlink(tmp) }
-    let path = try linkUnderFreeName(tmp, base: base, ext: ext)
-    syncDirectory(dir)
-    return path
-}
-
-/// Hard-links `file` as `<base>.<ext>`, or `<base>-2.<ext>`, `-3`, … if taken: never replaces
-/// an existing file. Returns the name used.
-func linkUnderFreeName(_ file: String, base: String, ext: String) throws -> String {
-    for n in 1..<1000 {
-        let candidate = n == 1 ? "\(base).\(ext)" : "\(base)-\(n).\(ext)"
-        if link(file, candidate) == 0 { return candidate }
-        guard errno == EEXIST else { throw CLIError("cannot create \(candidate): \(String(cString: strerror(errno)))") }
-    }
-    throw CLIError("no free name for \(base).\(ext)")
-}
-
-/// Flushes a directory's entries (a new or renamed file's name) to disk.
-func syncDirectory(_ dir: String) {
-    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    fsync(fd)
-    close(fd)
-}
-
-/// Writes every byte, retrying short writes and EINTR.
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
-    var done = 0
-    while done < bytes.count {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw CLIError("write failed: \(String(cString: strerror(errno)))")
-        }
-        done += n
-    }
-}
-
-func readFile(_ path: String) throws -> [UInt8] {
-    guard let d = FileManager.default.contents(atPath: path) else {
-        throw CLIError("cannot read \(path): \(FileManager.default.fileExists(atPath: path) ? "permission denied or not a file" : "no such file")")
-    }
-    return [UInt8](d)
+    static func ensure(_ dir: String) throws { try DurableFile.ensureDirectory(dir) }
 }
 
 /// Logs to $XDG_STATE_HOME/turf/turf.log, never to the screen (curses owns it while a match runs).

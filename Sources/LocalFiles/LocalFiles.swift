@@ -1,0 +1,242 @@
+// Every file turf reads or writes goes through this module: bounded reads of untrusted paths that
+// cannot block, durable writes that never replace anything but a regular file, and the XDG paths.
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file operation that failed: one line, naming the path.
+public struct FileError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+
+    static func errno(_ what: String, _ path: String, _ code: Int32 = Foundation.errno) -> FileError {
+        FileError("\(what) \(path): \(String(cString: strerror(code)))")
+    }
+}
+
+/// Reading files that a user, a download or a peer may have crafted: a FIFO, a device, a 4 GB
+/// sparse file or a directory gets a one-line error at once, never a hang and never more memory
+/// than `limit` bytes.
+public enum UntrustedFile {
+    /// Reads a whole regular file of at most `limit` bytes. `what` names the kind of file in errors
+    /// ("replay", "map"). Symlinks are followed (a user may link a map), but the file they reach
+    /// must be regular. Opened with O_NONBLOCK, so a FIFO cannot block the open.
+    public static func read(_ path: String, limit: Int, what: String) throws -> [UInt8] {
+        let fd = try open(path, what: what)
+        defer { close(fd) }
+        return try readAll(fd, limit: limit, path: path, what: what)
+    }
+
+    /// Reads a whole file as UTF-8 text (strict: invalid UTF-8 is an error, not replaced).
+    public static func readText(_ path: String, limit: Int, what: String) throws -> String {
+        let bytes = try read(path, limit: limit, what: what)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw FileError("\(what) \(path) is not UTF-8 text")
+        }
+        return text
+    }
+
+    /// Opens `path` read-only without blocking and checks that it is a regular file. The caller
+    /// closes the descriptor. `extraFlags` adds flags such as O_NOFOLLOW.
+    public static func open(_ path: String, what: String, extraFlags: Int32 = 0) throws -> Int32 {
+        let fd = Foundation.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | extraFlags)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw FileError("\(what) \(path) is a symbolic link; refusing it") }
+            throw FileError.errno("cannot open \(what)", path)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw FileError.errno("cannot stat \(what)", path, e)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw FileError("\(what) \(path) is not a regular file (\(fileKind(st.st_mode)))")
+        }
+        return fd
+    }
+
+    /// Reads an open regular file from its start, refusing it once it is over `limit` bytes (the
+    /// size is checked before reading, and again while reading, in case the file grows).
+    public static func readAll(_ fd: Int32, limit: Int, path: String, what: String) throws -> [UInt8] {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileError.errno("cannot stat \(what)", path) }
+        if Int64(st.st_size) > Int64(limit) { throw tooLarge(path, what: what, size: Int64(st.st_size), limit: limit) }
+        var out: [UInt8] = []
+        out.reserveCapacity(Int(st.st_size))
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var offset: off_t = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError.errno("cannot read \(what)", path)
+            }
+            if n == 0 { return out }
+            if out.count + n > limit { throw tooLarge(path, what: what, size: Int64(out.count + n), limit: limit) }
+            out += chunk[0..<n]
+            offset += off_t(n)
+        }
+    }
+
+    static func tooLarge(_ path: String, what: String, size: Int64, limit: Int) -> FileError {
+        FileError("\(what) \(path) is too large (\(size) bytes; the limit for a \(what) is \(limit) bytes)")
+    }
+
+    static func fileKind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFLNK: return "a symbolic link"
+        default: return "not a regular file"
+        }
+    }
+}
+
+/// Writing files so that a crash leaves either the old file or the whole new one, and so that
+/// nothing but a regular file is ever replaced.
+public enum DurableFile {
+    /// Writes `bytes` to `path` atomically and durably: to a temporary file in the same directory,
+    /// flushed, renamed over `path`, and the directory flushed. An existing `path` must be a
+    /// regular file (never a symlink, device, FIFO or directory), and is replaced only when
+    /// `overwrite` is true.
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600, overwrite: Bool) throws {
+        try checkTarget(path, overwrite: overwrite)
+        let dir = directory(of: path)
+        let tmp = try writeFlushedTemporary(bytes, in: dir, mode: mode)
+        guard rename(tmp, path) == 0 else {
+            let e = errno
+            unlink(tmp)
+            throw FileError.errno("cannot rename \(tmp) to", path, e)
+        }
+        syncDirectory(dir)
+    }
+
+    /// Refuses a target that exists and is not a regular file, or that exists when `overwrite` is
+    /// false. Checked before any work, so a bad `-o` fails at once.
+    public static func checkTarget(_ path: String, overwrite: Bool) throws {
+        var st = stat()
+        if lstat(path, &st) != 0 {
+            guard errno == ENOENT else { throw FileError.errno("cannot write", path) }
+            let dir = directory(of: path)
+            var dst = stat()
+            guard stat(dir, &dst) == 0 else { throw FileError.errno("cannot write into directory", dir) }
+            guard (dst.st_mode & S_IFMT) == S_IFDIR else { throw FileError("cannot write \(path): \(dir) is not a directory") }
+            guard access(dir, W_OK) == 0 else { throw FileError.errno("cannot write into directory", dir) }
+            return
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw FileError("refusing to replace \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file")
+        }
+        guard overwrite else { throw FileError("\(path) already exists (pass --force to replace it)") }
+    }
+
+    /// Writes a new file durably under `<base>.<ext>` (or the first free `<base>-N.<ext>`):
+    /// written and flushed under a temporary name, linked in, and the directory flushed. Never
+    /// replaces an existing file. Returns the path used.
+    public static func createNew(_ bytes: [UInt8], base: String, ext: String, mode: mode_t = 0o644) throws -> String {
+        let dir = directory(of: base)
+        let tmp = try writeFlushedTemporary(bytes, in: dir, mode: mode)
+        defer { unlink(tmp) }
+        let path = try linkUnderFreeName(tmp, base: base, ext: ext)
+        syncDirectory(dir)
+        return path
+    }
+
+    /// Hard-links `file` as `<base>.<ext>`, or `<base>-2.<ext>`, `-3`, … if taken: never replaces
+    /// an existing file. Returns the name used.
+    public static func linkUnderFreeName(_ file: String, base: String, ext: String) throws -> String {
+        for n in 1..<1000 {
+            let candidate = n == 1 ? "\(base).\(ext)" : "\(base)-\(n).\(ext)"
+            if link(file, candidate) == 0 { return candidate }
+            guard errno == EEXIST else { throw FileError.errno("cannot create", candidate) }
+        }
+        throw FileError("no free name for \(base).\(ext)")
+    }
+
+    /// Flushes a directory's entries (a new or renamed file's name) to disk.
+    public static func syncDirectory(_ dir: String) {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
+    }
+
+    /// Writes every byte, retrying short writes and EINTR.
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + done, bytes.count - done) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError("write failed: \(String(cString: strerror(errno)))")
+            }
+            done += n
+        }
+    }
+
+    /// Creates `dir` and its missing parents, mode 0700.
+    public static func ensureDirectory(_ dir: String) throws {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw FileError("cannot create directory \(dir): \(error.localizedDescription)")
+        }
+    }
+
+    static func directory(of path: String) -> String {
+        let dir = (path as NSString).deletingLastPathComponent
+        return dir.isEmpty ? "." : dir
+    }
+
+    /// Writes `bytes` to a new, uniquely named temporary file in `dir` and flushes it to disk;
+    /// returns its path. Nothing is left behind on failure.
+    private static func writeFlushedTemporary(_ bytes: [UInt8], in dir: String, mode: mode_t) throws -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        let tmp = "\(dir)/.new-\(getpid())-\(ts.tv_sec)\(ts.tv_nsec).tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw FileError.errno("cannot write", tmp) }
+        do {
+            try writeAll(fd, bytes)
+            guard fsync(fd) == 0 else { throw FileError.errno("cannot flush", tmp) }
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        close(fd)
+        return tmp
+    }
+}
+
+/// turf's directories, after the XDG Base Directory specification: `$XDG_CONFIG_HOME/turf`
+/// (default `~/.config/turf`) for keys and settings, `$XDG_STATE_HOME/turf` (default
+/// `~/.local/state/turf`) for replays, journals, logs and DHT state. A relative XDG value is
+/// ignored, as the specification says.
+public struct XDGPaths: Sendable {
+    public let config: String
+    public let state: String
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        func base(_ key: String, _ fallback: String) -> String {
+            if let v = environment[key], v.hasPrefix("/") { return v }
+            return home + fallback
+        }
+        config = base("XDG_CONFIG_HOME", "/.config") + "/turf"
+        state = base("XDG_STATE_HOME", "/.local/state") + "/turf"
+    }
+
+    public var replays: String { state + "/replays" }
+    public var log: String { state + "/turf.log" }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import LocalFiles
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fresh directory per test, removed afterwards.
+private func withTempDir(_ body: (String) throws -> Void) throws {
+    let dir = NSTemporaryDirectory() + "turf-files-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try body(dir)
+}
+
+@Suite struct UntrustedFileTests {
+    @Test func readsARegularFileWithinItsLimit() throws {
+        try withTempDir { dir in
+            let p = dir + "/a"
+            _ = FileManager.default.createFile(atPath: p, contents: Data([1, 2, 3]))
+            let got = try UntrustedFile.read(p, limit: 3, what: "test")
+            #expect(got == [1, 2, 3])
+        }
+    }
+
+    @Test func refusesAFileOverItsLimitBeforeReadingIt() throws {
+        try withTempDir { dir in
+            // A sparse 4 GB file: refused from its size alone, with no memory spent on it.
+            let p = dir + "/sparse"
+            let fd = open(p, O_WRONLY | O_CREAT, 0o600)
+            #expect(ftruncate(fd, 4 << 30) == 0)
+            close(fd)
+            let e = #expect(throws: FileError.self) { try UntrustedFile.read(p, limit: 1 << 20, what: "replay") }
+            #expect(e?.description.contains("too large") == true)
+        }
+    }
+
+    @Test func refusesAFIFOWithoutBlocking() throws {
+        try withTempDir { dir in
+            let p = dir + "/fifo"
+            #expect(mkfifo(p, 0o600) == 0)
+            let e = #expect(throws: FileError.self) { try UntrustedFile.read(p, limit: 100, what: "journal") }
+            #expect(e?.description.contains("FIFO") == true)
+        }
+    }
+
+    @Test func refusesADirectoryAndADevice() throws {
+        try withTempDir { dir in
+            #expect(throws: FileError.self) { try UntrustedFile.read(dir, limit: 100, what: "map") }
+        }
+        #expect(throws: FileError.self) { try UntrustedFile.read("/dev/zero", limit: 100, what: "map") }
+    }
+
+    @Test func refusesInvalidUTF8Text() throws {
+        try withTempDir { dir in
+            let p = dir + "/t"
+            _ = FileManager.default.createFile(atPath: p, contents: Data([0x61, 0xff, 0x62]))
+            #expect(throws: FileError.self) { try UntrustedFile.readText(p, limit: 100, what: "config") }
+        }
+    }
+}
+
+@Suite struct DurableFileTests {
+    @Test func refusesToReplaceANonRegularTarget() throws {
+        try withTempDir { dir in
+            let link = dir + "/link"
+            let victim = dir + "/victim"
+            _ = FileManager.default.createFile(atPath: victim, contents: Data([9]))
+            #expect(symlink(victim, link) == 0)
+            #expect(throws: FileError.self) { try DurableFile.write([1], to: link, overwrite: true) }
+            #expect(FileManager.default.contents(atPath: victim) == Data([9]))
+            let fifo = dir + "/fifo"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            #expect(throws: FileError.self) { try DurableFile.write([1], to: fifo, overwrite: true) }
+        }
+        #expect(throws: FileError.self) { try DurableFile.checkTarget("/dev/null", overwrite: true) }
+    }
+
+    @Test func replacesAnExistingRegularFileOnlyWhenAsked() throws {
+        try withTempDir { dir in
+            let p = dir + "/out"
+            try DurableFile.write([1], to: p, overwrite: false)
+            let e = #expect(throws: FileError.self) { try DurableFile.write([2], to: p, overwrite: false) }
+            #expect(e?.description.contains("--force") == true)
+            #expect(FileManager.default.contents(atPath: p) == Data([1]))
+            try DurableFile.write([2], to: p, overwrite: true)
+            #expect(FileManager.default.contents(atPath: p) == Data([2]))
+            let names = try FileManager.default.contentsOfDirectory(atPath: dir)
+            #expect(names == ["out"])
+        }
+    }
+
+    @Test func createNewNeverReplaces() throws {
+        try withTempDir { dir in
+            let a = try DurableFile.createNew([1], base: dir + "/m", ext: "x")
+            let b = try DurableFile.createNew([2], base: dir + "/m", ext: "x")
+            #expect(a == dir + "/m.x")
+            #expect(b == dir + "/m-2.x")
+            #expect(FileManager.default.contents(atPath: a) == Data([1]))
+        }
+    }
+}
+
+@Suite struct XDGPathsTests {
+    @Test func followsTheSpecification() {
+        let p = XDGPaths(environment: ["HOME": "/h", "XDG_STATE_HOME": "/s", "XDG_CONFIG_HOME": "relative"])
+        #expect(p.state == "/s/turf")
+        #expect(p.config == "/h/.config/turf")
+        #expect(p.replays == "/s/turf/replays")
+        #expect(XDGPaths(environment: ["HOME": "/h"]).state == "/h/.local/state/turf")
+    }
+}
