@@ -61,7 +61,7 @@ import TurfRules
         }
         let missing = try run(turfBinary, ["replay", "--headless", "/nonexistent/x.turfreplay"])
         #expect(missing.status != 0)
-        #expect(missing.stderr.contains("no such file"))
+        #expect(missing.stderr.lowercased().contains("no such file"))
     }
 
     @Test func aDesyncIsReportedWithTheFirstBadTick() throws {
