@@ -2,12 +2,12 @@
 // turf: a peer-to-peer territory game for the terminal, and the engine under it.
 import PackageDescription
 
-// Swift 5 language mode: the networking code is single-threaded per event loop (NIO or the
-// simulated network) and annotating every closure as @Sendable would buy nothing here.
+// Swift 6 language mode (complete concurrency checking) for every target: the tools-version
+// already defaults to it; it is spelled out so no target slips back to Swift 5.
 // Whole-program cross-module optimisation in release builds: the engine is generic over a game's
 // rules, and without it every op merged in a replay goes through unspecialised generic code.
-let v5: [SwiftSetting] = [.swiftLanguageMode(.v5),
-                          .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+let settings: [SwiftSetting] = [.swiftLanguageMode(.v6),
+                                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
 
 let package = Package(
     name: "turf",
@@ -35,64 +35,66 @@ let package = Package(
 
         // Deterministic building blocks shared by the engine and the network layers: seeded RNG,
         // a stable hash, byte readers/writers that report offsets.
-        .target(name: "Determinism", swiftSettings: v5),
+        .target(name: "Determinism", swiftSettings: settings),
 
         // Every file turf reads or writes: bounded reads of untrusted paths, durable writes, XDG paths.
-        .target(name: "LocalFiles", swiftSettings: v5),
+        .target(name: "LocalFiles", swiftSettings: settings),
 
         // Addresses, the datagram/timer interfaces, the simulated network and the real NIO UDP host.
         .target(name: "NetCore", dependencies: [
             "Determinism",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ], swiftSettings: v5),
+        ], swiftSettings: settings),
 
         // Crypto, Noise, sessions.
-        .target(name: "Sodium", dependencies: ["CSodium"], swiftSettings: v5),
-        .target(name: "Noise", dependencies: ["Sodium"], swiftSettings: v5),
+        .target(name: "Sodium", dependencies: ["CSodium"], swiftSettings: settings),
+        .target(name: "Noise", dependencies: ["Sodium"], swiftSettings: settings),
         .target(name: "Transport", dependencies: ["NetCore", "Noise", "Sodium", "Determinism", "LocalFiles",
                                                   .product(name: "Logging", package: "swift-log")],
-                swiftSettings: v5),
+                swiftSettings: settings),
 
         // Untrusted bytes into every network parser: shared by the libFuzzer targets (Fuzz/) and
         // the corpus tests.
-        .target(name: "FuzzHarness", dependencies: ["Transport", "Noise", "Sodium", "NetCore"], swiftSettings: v5),
+        .target(name: "FuzzHarness", dependencies: ["Transport", "Noise", "Sodium", "NetCore"], swiftSettings: settings),
 
         // The Mainline DHT.
         .target(name: "DHT", dependencies: ["NetCore", "Sodium", "Determinism", "LocalFiles",
                                             .product(name: "Logging", package: "swift-log")],
-                swiftSettings: v5),
+                swiftSettings: settings),
 
         // The deterministic engine (generic over a game's rules) and turf's rules.
-        .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: v5),
-        .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: v5),
+        .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: settings),
+        .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: settings),
 
         // The terminal front-end.
         .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules",
                                                    .product(name: "Logging", package: "swift-log")],
-                swiftSettings: v5),
+                swiftSettings: settings),
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
             "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "CSodium", "Sodium", "Noise", "Transport", "DHT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: v5),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: settings),
 
         // Tests mirror Sources.
-        .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: v5),
-        .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: v5),
-        .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: v5),
+        .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: settings),
+        .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: settings),
+        .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: settings),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TurfRules",
-                    .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: v5),
+                    .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: settings),
         .testTarget(name: "TurfRulesTests", dependencies: ["TurfRules", "Engine",
-                    .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: v5),
-        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"], swiftSettings: v5),
-        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules"], swiftSettings: v5),
-        .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: v5),
-        .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: v5),
+                    .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: settings),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"], swiftSettings: settings),
+        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules"], swiftSettings: settings),
+        .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: settings),
+        .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: settings),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
-                    swiftSettings: v5),
-        .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
+                    swiftSettings: settings),
+        .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: settings),
     ]
 )

@@ -35,8 +35,26 @@ public final class TimerToken {
     }
 }
 
-/// Time and timers, injected: real on the event loop, virtual in simulation.
-public protocol Scheduler: AnyObject {
+/// The thread a host confines its components to: the NIO event loop for `UDPHost`, the thread
+/// running the simulation for `SimNetwork`. Components (sessions, the DHT node, the demultiplexer)
+/// call `assertInLoop()` at their entry points, so a debug build traps at the first call from the
+/// wrong thread instead of racing silently (as NIO's `EventLoop.assertInEventLoop`).
+public protocol LoopConfinement: AnyObject {
+    /// Whether the calling thread may touch this host's components now. Safe to read from any thread.
+    var isInLoop: Bool { get }
+}
+
+extension LoopConfinement {
+    /// Traps in debug builds when called off the loop; compiled out of release builds.
+    @inlinable
+    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(isInLoop, "called off the network loop this component is confined to", file: file, line: line)
+    }
+}
+
+/// Time and timers, injected: real on the event loop, virtual in simulation. Timers fire on the
+/// loop, and `schedule` is called on it.
+public protocol Scheduler: LoopConfinement {
     var now: Nanos { get }
     @discardableResult
     func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken

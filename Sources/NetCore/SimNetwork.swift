@@ -1,4 +1,10 @@
 import Determinism
+import NIOConcurrencyHelpers
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Loss, duplication, reordering and latency for datagrams on a simulated link.
 public struct LinkConditions: Sendable, Equatable {
@@ -29,7 +35,9 @@ public struct LinkConditions: Sendable, Equatable {
 /// An in-memory network with virtual time: sockets bound to addresses, a seeded link conditioner,
 /// partitions, and an event queue that runs in (time, insertion) order. Same seed, same run.
 ///
-/// Single-threaded: everything runs on the thread that calls `run`.
+/// Single-threaded: everything runs on the thread that calls `run`. It has no thread of its own,
+/// so its "loop" is whichever thread is inside `run` now; while one is, `isInLoop` is false on every
+/// other thread (tracked in debug builds only, where components assert it).
 public final class SimNetwork: Scheduler {
     public struct Stats: Sendable, Equatable {
         public var sent: UInt64 = 0
@@ -62,6 +70,11 @@ public final class SimNetwork: Scheduler {
     private var nextEphemeralPort: UInt16 = 40000
 
     private struct Pair: Hashable { var from: UInt32; var to: UInt32 }
+
+    #if DEBUG
+    /// The thread inside `run`, if any. Read from any thread (by `isInLoop`), hence the lock.
+    private let driver = NIOLockedValueBox<pthread_t?>(nil)
+    #endif
 
     public init(seed: UInt64, conditions: LinkConditions = LinkConditions()) {
         rng = SplitMix64(seed: seed, stream: 0x5E7)
@@ -107,6 +120,39 @@ public final class SimNetwork: Scheduler {
 
     // MARK: scheduling
 
+    /// True on the thread inside `run`, and on every thread while none is (the caller that holds the
+    /// network between runs is its driver). Always true in release builds, where it is not tracked.
+    public var isInLoop: Bool {
+        #if DEBUG
+        let current = pthread_self()
+        return driver.withLockedValue { d in d.map { pthread_equal($0, current) != 0 } ?? true }
+        #else
+        return true
+        #endif
+    }
+
+    /// Marks the calling thread as the one running events; returns the previous driver for `leave`.
+    @inline(__always)
+    private func enter() -> pthread_t? {
+        #if DEBUG
+        let current = pthread_self()
+        return driver.withLockedValue { d in
+            if let other = d { precondition(pthread_equal(other, current) != 0, "SimNetwork run from two threads at once") }
+            defer { d = current }
+            return d
+        }
+        #else
+        return nil
+        #endif
+    }
+
+    @inline(__always)
+    private func leave(_ previous: pthread_t?) {
+        #if DEBUG
+        driver.withLockedValue { $0 = previous }
+        #endif
+    }
+
     @discardableResult
     public func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
         let token = TimerToken()
@@ -123,6 +169,8 @@ public final class SimNetwork: Scheduler {
     /// `maxEvents` bounds the work so a runaway protocol cannot hang a test.
     @discardableResult
     public func run(until deadline: Nanos, maxEvents: Int = 50_000_000) -> Int {
+        let previous = enter()
+        defer { leave(previous) }
         var n = 0
         while n < maxEvents, let t = queue.peekTime, t <= deadline {
             let e = queue.pop()
@@ -148,6 +196,8 @@ public final class SimNetwork: Scheduler {
     /// Runs until `condition` holds, time passes `deadline`, or the event bound is hit.
     /// Returns whether the condition held.
     public func run(until deadline: Nanos, maxEvents: Int = 50_000_000, while keepGoing: () -> Bool) -> Bool {
+        let previous = enter()
+        defer { leave(previous) }
         var n = 0
         while keepGoing() {
             guard n < maxEvents, let t = queue.peekTime, t <= deadline else { return !keepGoing() }
@@ -265,6 +315,8 @@ public final class SimSocket: NetworkHost {
     }
 
     public var now: Nanos { network?.now ?? 0 }
+
+    public var isInLoop: Bool { network?.isInLoop ?? true }
 
     @discardableResult
     public func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {

@@ -15,7 +15,13 @@ private func sysClose(_ fd: CInt) { _ = close(fd) }
 /// Everything a component does with the host happens on `eventLoop`: `onReceive` is called there,
 /// timers fire there, and `send` from another thread hops there. Sends to closed ports, non-IPv4
 /// datagrams and write failures are dropped and counted; none of them stops the receive loop.
-public final class UDPHost: NetworkHost {
+///
+/// Threads: `send`, `sync`, `execute`, `close` and the `let`s may be used from any thread; everything
+/// else (`onReceive`, `stats`, `schedule`, `isActive`) on `eventLoop` only. Code on another thread
+/// reaches loop-confined objects through `sync`/`execute` (or a `NetworkMailbox`).
+// @unchecked Sendable: mutable state is touched only on `eventLoop` (asserted in debug builds);
+// the methods meant for other threads hop there first.
+public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
     public struct Stats: Sendable, Equatable {
         public var received: UInt64 = 0
         public var sent: UInt64 = 0
@@ -39,7 +45,9 @@ public final class UDPHost: NetworkHost {
 
     public let eventLoop: EventLoop
     public let localAddress: PeerAddress
-    public var onReceive: (([UInt8], PeerAddress) -> Void)?
+    public var onReceive: (([UInt8], PeerAddress) -> Void)? {
+        didSet { assertInLoop() }
+    }
     /// Read only on the event loop.
     public internal(set) var stats = Stats()
 
@@ -129,6 +137,7 @@ public final class UDPHost: NetworkHost {
 
     /// The channel closed without `close()`: bind a new socket on the same address and port.
     fileprivate func channelDied(_ handler: ReceiveHandler) {
+        assertInLoop()
         guard !closing else { return }
         UDPHost.makeChannel(on: eventLoop, address: localAddress, handler: handler).whenComplete { result in
             switch result {
@@ -149,6 +158,7 @@ public final class UDPHost: NetworkHost {
             eventLoop.execute { self.send(payload, to: destination) }
             return
         }
+        assertInLoop()
         guard payload.count <= UDPHost.maxDatagram else { stats.oversizedSends += 1; return }
         var buffer = channel.allocator.buffer(capacity: payload.count)
         buffer.writeBytes(payload)
@@ -167,23 +177,26 @@ public final class UDPHost: NetworkHost {
     /// Monotonic nanoseconds (CLOCK_MONOTONIC, via NIO's deadline clock).
     public var now: Nanos { NIODeadline.now().uptimeNanoseconds }
 
+    public var isInLoop: Bool { eventLoop.inEventLoop }
+
+    /// On the event loop only (a precondition, in release builds too: `action` is not Sendable).
     @discardableResult
     public func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
         let clamped = Int64(min(delay, Nanos(Int64.max)))
-        let task = eventLoop.scheduleTask(in: .nanoseconds(clamped)) { action() }
+        let task = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(clamped)) { action() }
         return TimerToken { task.cancel() }
     }
 
     // MARK: life cycle
 
     /// Runs `body` on the host's event loop and waits for its result. Must not be called from the
-    /// event loop itself.
-    public func sync<T>(_ body: @escaping () throws -> T) throws -> T {
+    /// event loop itself. Loop-confined objects travel in and out of `body` in a `NIOLoopBound`.
+    public func sync<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
         try eventLoop.submit(body).wait()
     }
 
-    /// Runs `body` on the host's event loop without waiting.
-    public func execute(_ body: @escaping () -> Void) {
+    /// Runs `body` on the host's event loop without waiting, after the work posted before it.
+    public func execute(_ body: @escaping @Sendable () -> Void) {
         eventLoop.execute(body)
     }
 
@@ -203,6 +216,7 @@ public final class UDPHost: NetworkHost {
     }
 
     fileprivate func received(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        assertInLoop()
         guard case .v4(let src) = envelope.remoteAddress else { stats.unsupportedSources += 1; return }
         stats.received += 1
         let source = PeerAddress(ip: UInt32(bigEndian: src.address.sin_addr.s_addr),
@@ -218,20 +232,25 @@ public enum UDPHostError: Error, CustomStringConvertible {
 }
 
 /// Hands datagrams to the host and swallows every error, so the channel is never closed by one.
-/// The same instance is added to each replacement channel, so it is marked sharable.
+/// The same instance is added to each replacement channel (all made on the host's event loop).
+// @unchecked Sendable: `host` is written once on the event loop before the first read, and read only
+// in the handler callbacks, which NIO runs on that loop (asserted in debug builds).
 private final class ReceiveHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     weak var host: UDPHost?
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.eventLoop.assertInEventLoop()
         host?.received(unwrapInboundIn(data))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        context.eventLoop.assertInEventLoop()
         host?.channelDied(self)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.eventLoop.assertInEventLoop()
         host?.stats.channelErrors += 1
         // Not forwarded: the tail of the pipeline would only log it, and nothing here should close.
     }

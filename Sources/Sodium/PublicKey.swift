@@ -4,7 +4,7 @@ import CSodium
 public enum X25519 {
     public static let keyLength = 32
 
-    public struct KeyPair: @unchecked Sendable {
+    public struct KeyPair: Sendable {
         public let publicKey: [UInt8]
         public let secretKey: SecretBytes
 
@@ -49,7 +49,7 @@ public enum Ed25519 {
     public static let secretKeyLength = 64
     public static let signatureLength = 64
 
-    public struct KeyPair: @unchecked Sendable {
+    public struct KeyPair: Sendable {
         public let publicKey: [UInt8]
         /// libsodium's 64-byte secret key (seed followed by the public key).
         public let secretKey: SecretBytes

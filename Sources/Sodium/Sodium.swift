@@ -97,6 +97,10 @@ extension ArraySlice: ContiguousBytes where Element == UInt8 {
 ///
 /// Swift arrays may be copied freely by the runtime, so secrets live here instead; `bytes` makes
 /// an ordinary copy only when one is really needed (for example to write a key file).
+///
+/// Thread safety: the bytes are written only by this module, and only while a value is being made
+/// (before any other code can hold it); from then on they are read-only and may be read from any thread.
+// @unchecked Sendable: the storage pointer is immutable and its bytes are never written after construction.
 public final class SecretBytes: ContiguousBytes, @unchecked Sendable {
     public let count: Int
     private let storage: UnsafeMutableRawPointer
@@ -132,8 +136,10 @@ public final class SecretBytes: ContiguousBytes, @unchecked Sendable {
         try body(UnsafeRawBufferPointer(start: storage, count: count))
     }
 
+    /// Writes the bytes. Internal: only for filling a value this module has just made (see the type's
+    /// thread-safety note).
     @inline(__always)
-    public func withMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+    func withMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
         try body(UnsafeMutableRawBufferPointer(start: storage, count: count))
     }
 
@@ -149,7 +155,8 @@ func requireLength<C: ContiguousBytes>(_ c: C, _ n: Int, _ what: String) throws 
 
 /// libsodium declares its pointer parameters non-null; an empty buffer may have no base address,
 /// so it is given this one (never read, since the length passed with it is zero).
-private let emptyBuffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 64)
+// nonisolated(unsafe): the bytes behind this pointer are never read or written (every call passes length 0).
+nonisolated(unsafe) private let emptyBuffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 64)
 
 @inline(__always)
 func u8(_ p: UnsafeRawBufferPointer) -> UnsafePointer<UInt8> {

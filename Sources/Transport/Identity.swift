@@ -69,7 +69,7 @@ public struct PeerKey: Hashable, Sendable, CustomStringConvertible {
 
 /// This user's long-term identity: an Ed25519 key pair and the X25519 key pair derived from it
 /// for Noise handshakes.
-public struct Identity: @unchecked Sendable {
+public struct Identity: Sendable {
     public let signing: Ed25519.KeyPair
     public let agreement: X25519.KeyPair
     public var publicKey: PeerKey { PeerKey(bytes: signing.publicKey)! }
@@ -108,7 +108,7 @@ public enum IdentityStoreError: Error, CustomStringConvertible, Equatable {
 /// with O_CREAT|O_EXCL and mode 0600, synced, then hard-linked to the final name. `link` fails if
 /// another process got there first, in which case its key is read instead; a half-written key file
 /// is never visible. A key file readable by group or others is refused.
-public struct IdentityStore {
+public struct IdentityStore: Sendable {
     public let directory: String
     public var path: String { directory + "/identity.key" }
     static let header = "turf-identity-v1"

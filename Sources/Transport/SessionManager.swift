@@ -4,7 +4,7 @@ import Noise
 import Sodium
 
 /// How to authenticate a new session.
-public enum ConnectMode {
+public enum ConnectMode: Sendable {
     /// Noise XX: the peer was found by topic; its key is learned (and reported) in the handshake.
     case discovered
     /// Noise IK: we know the peer's key (joining a friend by key); anyone else fails the handshake.

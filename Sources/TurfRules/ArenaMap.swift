@@ -9,8 +9,8 @@
 ///
 /// Grid legend: `#` wall, `.` floor, ` ` void (outside the arena: impassable, not drawn),
 /// `1`–`8` floor with that player's spawn point. Rows shorter than the widest are padded with void.
-public final class ArenaMap: Equatable, @unchecked Sendable {
-    public enum Cell: UInt8 { case void = 0, wall = 1, floor = 2 }
+public final class ArenaMap: Equatable, Sendable {
+    public enum Cell: UInt8, Sendable { case void = 0, wall = 1, floor = 2 }
 
     public let name: String
     public let width: Int

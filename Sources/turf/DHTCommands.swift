@@ -3,8 +3,11 @@ import DHT
 import Dispatch
 import Foundation
 import NetCore
+import NIOCore
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// `turf dht ...`: run a Mainline DHT node, announce or look up a topic (docs/dht.md).
@@ -66,7 +69,11 @@ enum DHTCLI {
         let host = String(spec[..<colon])
         var hints = addrinfo()
         hints.ai_family = AF_INET
-        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        #if os(Linux)
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)  // an enum in Glibc
+        #else
+        hints.ai_socktype = SOCK_DGRAM  // an Int32 in Darwin
+        #endif
         var res: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, nil, &hints, &res) == 0, let first = res else { return [] }
         defer { freeaddrinfo(first) }
@@ -102,13 +109,15 @@ enum DHTCLI {
         }
     }
 
-    /// A running node on a real UDP socket, with its state file.
-    final class Running {
+    /// A running node on a real UDP socket, with its state file. Made and closed on the calling
+    /// thread; the node lives on the host's event loop and is reached there through `node`.
+    final class Running: Sendable {
         let host: UDPHost
-        let node: DHTNode
+        /// The node, confined to the host's event loop (`NIOLoopBound` checks that on every access).
+        let node: NIOLoopBound<DHTNode>
         let statePath: String?
-        /// Held (flock) while this run owns the state file.
-        private var lockFD: Int32 = -1
+        /// Held (flock) while this run owns the state file; closed by `close()`.
+        private let lockFD: Int32
 
         init(_ o: DHTNodeOptions, verbose: Bool) throws {
             guard let ip = PeerAddress.parseIPv4(o.bind) else { throw ValidationError("--bind must be an IPv4 address") }
@@ -117,21 +126,23 @@ enum DHTCLI {
             config.readOnly = o.readOnly
             config.bootstrap = try bootstrapAddresses(o.bootstrap)
             if verbose {
-                FileHandle.standardError.write("dht: bound \(host.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))\n".data(using: .utf8)!)
+                FileHandle.standardError.write(Data("dht: bound \(host.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))\n".utf8))
             }
             // One run per state file owns it (its id and its saves): a second run sharing it (two
             // lookups without --port, say) reads its nodes but takes a fresh id and saves nothing.
             let path = DHTCLI.statePath(o, port: host.localAddress.port)
             var owned = false
+            var fd: Int32 = -1
             if let path {
                 let dir = (path as NSString).deletingLastPathComponent
                 try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-                owned = lockFD >= 0 && flock(lockFD, LOCK_EX | LOCK_NB) == 0
+                fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+                owned = fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0
                 if !owned && verbose {
-                    FileHandle.standardError.write("dht: \(path) is in use by another run; using a fresh id and not saving\n".data(using: .utf8)!)
+                    FileHandle.standardError.write(Data("dht: \(path) is in use by another run; using a fresh id and not saving\n".utf8))
                 }
             }
+            lockFD = fd
             statePath = owned ? path : nil
             var saved: [NodeInfo] = []
             if let path, let data = FileManager.default.contents(atPath: path),
@@ -142,10 +153,10 @@ enum DHTCLI {
             }
             let c = config
             let h = host
-            node = try host.sync { DHTNode(host: h, config: c) }
+            node = try host.sync { NIOLoopBound(DHTNode(host: h, config: c), eventLoop: h.eventLoop) }
             let n = node
             let savedNodes = saved
-            host.execute { n.start(savedNodes: savedNodes) }
+            host.execute { n.value.start(savedNodes: savedNodes) }
             scheduleSave()
         }
 
@@ -161,7 +172,8 @@ enum DHTCLI {
         /// Writes the routing table (from the event loop or outside it).
         func save() {
             guard let path = statePath else { return }
-            let bytes = host.eventLoop.inEventLoop ? node.serializedState() : ((try? host.sync { self.node.serializedState() }) ?? [])
+            let node = self.node
+            let bytes = host.eventLoop.inEventLoop ? node.value.serializedState() : ((try? host.sync { node.value.serializedState() }) ?? [])
             guard !bytes.isEmpty else { return }
             let dir = (path as NSString).deletingLastPathComponent
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -172,11 +184,12 @@ enum DHTCLI {
         }
 
         /// Waits on the calling thread for `work`'s callback (bounded by `timeout`).
-        func waitFor<T>(timeout: Double, _ work: @escaping (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
+        func waitFor<T: Sendable>(timeout: Double, _ work: @escaping @Sendable (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
             let sem = DispatchSemaphore(value: 0)
-            let box = Box<T>()
+            // Written by the callback on the loop, read there by the `sync` below.
+            let box = NIOLoopBoundBox.makeEmptyBox(valueType: T.self, eventLoop: host.eventLoop)
             host.execute { [node] in
-                work(node) { v in
+                work(node.value) { v in
                     box.value = v
                     sem.signal()
                 }
@@ -186,19 +199,20 @@ enum DHTCLI {
         }
 
         func snapshot() -> (external: PeerAddress?, nat: NATType, nodes: Int, stats: DHTStats, id: NodeID) {
-            (try? host.sync { [node] in (node.externalAddress, node.natType, node.table.count, node.stats, node.id) })
-                ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
+            (try? host.sync { [node] in
+                let n = node.value
+                return (n.externalAddress, n.natType, n.table.count, n.stats, n.id)
+            }) ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
         }
 
+        /// Saves, stops the node and closes the socket. Once.
         func close() {
             save()
-            try? host.sync { [node] in node.stop() }
+            try? host.sync { [node] in node.value.stop() }
             host.close()
-            if lockFD >= 0 { closeDescriptor(lockFD); lockFD = -1 }
+            if lockFD >= 0 { closeDescriptor(lockFD) }
         }
     }
-
-    final class Box<T> { var value: T? }
 
     static func waitForever(until deadline: Double?) {
         if let d = deadline {
@@ -223,7 +237,7 @@ struct DHTServe: ParsableCommand {
     func run() throws {
         let r = try DHTCLI.Running(node, verbose: true)
         print("dht serve: listening on \(r.host.localAddress) node id \(r.snapshot().id.hexString)")
-        fflush(stdout)
+        fflush(nil)  // every output stream (naming `stdout` is shared mutable state to Swift 6)
         let end = duration.map { Date().timeIntervalSince1970 + $0 }
         while end.map({ Date().timeIntervalSince1970 < $0 }) ?? true {
             let step = min(statusEvery > 0 ? statusEvery : 3600, end.map { $0 - Date().timeIntervalSince1970 } ?? 3600)
@@ -259,14 +273,16 @@ struct DHTAnnounce: ParsableCommand {
         let r = try DHTCLI.Running(node, verbose: !json)
         let port = r.host.localAddress.port
         let durationNanos = Nanos(duration * 1e9)
+        let json = self.json
         r.host.execute { [node = r.node] in
+            let node = node.value
             node.keepAnnouncing(h, port: port, impliedPort: true, duration: durationNanos) { result, stored in
                 if json {
                     print("{\"info_hash\":\"\(h.hexString)\",\"stored_on\":\(stored),\"closest\":\(result.closest.count),\"queries\":\(result.queriesSent),\"external_address\":\(node.externalAddress.map { "\"\($0)\"" } ?? "null")}")
                 } else {
                     print("announced \(h.hexString) on \(stored) of \(result.closest.count) closest nodes (\(result.queriesSent) queries); external address \(node.externalAddress?.description ?? "unknown")")
                 }
-                fflush(stdout)
+                fflush(nil)
             }
         }
         DHTCLI.waitForever(until: Date().timeIntervalSince1970 + duration)

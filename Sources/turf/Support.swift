@@ -84,6 +84,7 @@ enum StatePaths {
 /// Logs to $XDG_STATE_HOME/turf/turf.log, never to the screen (curses owns it while a match runs).
 struct FileLogHandler: LogHandler {
     private static let lock = NSLock()
+    // nonisolated(unsafe): read and written only while holding `lock`.
     nonisolated(unsafe) private static var handle: FileHandle?
     let label: String
     var metadata: Logger.Metadata = [:]
@@ -93,7 +94,9 @@ struct FileLogHandler: LogHandler {
         do {
             try StatePaths.ensure(StatePaths.root)
             let p = StatePaths.root + "/turf.log"
-            if !FileManager.default.fileExists(atPath: p) { FileManager.default.createFile(atPath: p, contents: nil) }
+            if !FileManager.default.fileExists(atPath: p) { _ = FileManager.default.createFile(atPath: p, contents: nil) }
+            lock.lock()
+            defer { lock.unlock() }
             handle = FileHandle(forWritingAtPath: p)
             handle?.seekToEndOfFile()
             return handle != nil
@@ -105,16 +108,16 @@ struct FileLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
-        let line = "\(Date()) \(level) \(label): \(message)\n"
+    func log(event: LogEvent) {
+        let line = "\(Date()) \(event.level) \(label): \(event.message)\n"
         FileLogHandler.lock.lock()
         defer { FileLogHandler.lock.unlock() }
-        FileLogHandler.handle?.write(line.data(using: .utf8)!)
+        FileLogHandler.handle?.write(Data(line.utf8))
     }
 }
 
 enum Logs {
+    // nonisolated(unsafe): set once, on the main thread, before any other thread logs.
     nonisolated(unsafe) private static var bootstrapped = false
     static func bootstrap() {
         guard !bootstrapped else { return }

@@ -2,6 +2,7 @@ import DHT
 import Dispatch
 import Foundation
 import NetCore
+import NIOCore
 import Sodium
 import Testing
 
@@ -27,6 +28,7 @@ import Testing
     }
 
     /// Lines from a child process's stdout, read on a background thread, taken with a deadline.
+    // @unchecked Sendable: `lines` and `buffer` are touched only while holding `lock`.
     final class LineReader: @unchecked Sendable {
         private var lines: [String] = []
         private var buffer = Data()
@@ -61,12 +63,12 @@ import Testing
     }
 
     /// Runs `body` on the host's loop and waits for the callback it is handed (bounded).
-    func waitFor<T>(_ host: UDPHost, timeout: Double, _ body: @escaping (@escaping (T) -> Void) -> Void) -> T? {
+    func waitFor<T: Sendable>(_ host: UDPHost, timeout: Double, _ body: @escaping @Sendable (@escaping (T) -> Void) -> Void) -> T? {
         let sem = DispatchSemaphore(value: 0)
-        let box = ResultBox<T>()
-        host.execute { body { v in box.v = v; sem.signal() } }
+        let box = NIOLoopBoundBox.makeEmptyBox(valueType: T.self, eventLoop: host.eventLoop)
+        host.execute { body { v in box.value = v; sem.signal() } }
         guard sem.wait(timeout: .now() + timeout) == .success else { return nil }
-        return try? host.sync { box.v }
+        return try? host.sync { box.value }
     }
 
     /// The helper's own deadline (and the test's time limit, above it): longer than the sum of
@@ -118,27 +120,28 @@ import Testing
         var config = DHTConfig()
         config.bootstrap = ports.map { PeerAddress(127, 0, 0, 1, port: UInt16($0)) }
         let cA = config, cB = config
-        let nodeA = try hostA.sync { DHTNode(host: hostA, config: cA) }
-        let nodeB = try hostB.sync { DHTNode(host: hostB, config: cB) }
-        defer { try? hostA.sync { nodeA.stop() }; try? hostB.sync { nodeB.stop() } }
+        // Each node lives on its host's event loop; `NIOLoopBound` checks that on every access.
+        let nodeA = try hostA.sync { NIOLoopBound(DHTNode(host: hostA, config: cA), eventLoop: hostA.eventLoop) }
+        let nodeB = try hostB.sync { NIOLoopBound(DHTNode(host: hostB, config: cB), eventLoop: hostB.eventLoop) }
+        defer { try? hostA.sync { nodeA.value.stop() }; try? hostB.sync { nodeB.value.stop() } }
 
-        let joinedA = waitFor(hostA, timeout: 15) { done in nodeA.start { done($0) } }
-        let joinedB = waitFor(hostB, timeout: 15) { done in nodeB.start { done($0) } }
+        let joinedA = waitFor(hostA, timeout: 15) { done in nodeA.value.start { done($0) } }
+        let joinedB = waitFor(hostB, timeout: 15) { done in nodeB.value.start { done($0) } }
         #expect((joinedA?.closest.count ?? 0) >= 3, "turf joined through libtorrent nodes")
         #expect((joinedB?.closest.count ?? 0) >= 3)
 
         // Direction 1: turf finds what libtorrent announced.
-        let found = waitFor(hostA, timeout: 20) { done in nodeA.getPeers(theirHash) { done($0) } }
+        let found = waitFor(hostA, timeout: 20) { done in nodeA.value.getPeers(theirHash) { done($0) } }
         #expect(found?.peers.contains(theirPeer) == true, "turf found libtorrent's announce: \(found?.peers ?? [])")
         // libtorrent's responses carry BEP 42's `ip`: turf learned its address from them.
-        let ext = try hostA.sync { nodeA.externalAddress }
+        let ext = try hostA.sync { nodeA.value.externalAddress }
         #expect(ext == hostA.localAddress.withIP(0x7F00_0001))
         // Three libtorrent nodes saw the same port: a consistent mapping (no NAT here).
-        #expect(try hostA.sync { nodeA.natType } == .consistent)
+        #expect(try hostA.sync { nodeA.value.natType } == .consistent)
 
         // Direction 2: libtorrent finds what turf announced (implied_port: our socket's port).
         let announced = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in
-            nodeB.announce(ourHash, port: 1, impliedPort: true) { _, stored in done(stored) }
+            nodeB.value.announce(ourHash, port: 1, impliedPort: true) { _, stored in done(stored) }
         }
         #expect((announced ?? 0) >= 3, "announce stored on libtorrent and turf nodes")
         try input.fileHandleForWriting.write(contentsOf: Data("lookup \(ourHash.hexString)\n".utf8))
@@ -151,7 +154,7 @@ import Testing
         let salt = Array("lobby".utf8)
         let value = BValue.dictionary([("addr", .string("127.0.0.1:\(hostB.localAddress.port)")), ("v", .int(1))])
         let item = MutableItem(signedBy: key, salt: salt, seq: 3, value: value)
-        let put = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in nodeB.put(.mutable(item)) { done($0) } }
+        let put = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in nodeB.value.put(.mutable(item)) { done($0) } }
         #expect((put ?? 0) >= 3, "mutable item stored on libtorrent and turf nodes")
         try input.fileHandleForWriting.write(contentsOf: Data("getmutable \(hex(key.publicKey)) \(hex(salt))\n".utf8))
         let got = try #require(reader.next(timeout: 40), "no getmutable reply from libtorrent")
@@ -161,14 +164,12 @@ import Testing
         #expect((gotItem?["value"] as? String)?.contains("'addr': '127.0.0.1:\(hostB.localAddress.port)'") == true, "\(got)")
 
         // libtorrent's nodes also queried turf's nodes, and turf answered them.
-        let answered = try hostA.sync { nodeA.stats.queriesAnswered } + (try hostB.sync { nodeB.stats.queriesAnswered })
-        let malformed = try hostA.sync { nodeA.stats.malformed } + (try hostB.sync { nodeB.stats.malformed })
+        let answered = try hostA.sync { nodeA.value.stats.queriesAnswered } + (try hostB.sync { nodeB.value.stats.queriesAnswered })
+        let malformed = try hostA.sync { nodeA.value.stats.malformed } + (try hostB.sync { nodeB.value.stats.malformed })
         #expect(answered > 0)
         #expect(malformed == 0, "libtorrent's messages all parsed under the strict decoder")
     }
 }
-
-final class ResultBox<T>: @unchecked Sendable { var v: T? }
 
 extension PeerAddress {
     func withIP(_ ip: UInt32) -> PeerAddress { PeerAddress(ip: ip, port: port) }

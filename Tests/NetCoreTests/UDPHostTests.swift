@@ -1,18 +1,24 @@
 import Testing
 import Foundation
+import NIOCore
 import NIOPosix
 @testable import NetCore
 
 /// Real UDP on 127.0.0.1 only.
 @Suite(.serialized) struct UDPHostTests {
     /// Waits (bounded) on a condition checked on the host's event loop.
-    func wait(_ host: UDPHost, timeout: Double = 5, _ cond: @escaping () -> Bool) throws -> Bool {
+    func wait(_ host: UDPHost, timeout: Double = 5, _ cond: @escaping @Sendable () -> Bool) throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if try host.sync(cond) { return true }
             usleep(2_000)
         }
         return false
+    }
+
+    /// A value that lives on `host`'s event loop, for the callbacks there to write and `sync` to read.
+    func onLoop<T>(_ host: UDPHost, _ value: sending T) -> NIOLoopBoundBox<T> {
+        .makeBoxSendingValue(value, eventLoop: host.eventLoop)
     }
 
     /// Without SO_REUSEADDR nobody else can bind our port and take our traffic; our own port is
@@ -51,13 +57,13 @@ import NIOPosix
         defer { a.close() }
         let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { b.close() }
-        var got = 0
-        try a.sync { a.onReceive = { _, _ in got += 1 } }
+        let got = onLoop(a, 0)
+        try a.sync { a.onReceive = { _, _ in got.value += 1 } }
         try a.sync { a.channel.close(promise: nil) }
-        #expect(try wait(a) { a.stats.rebinds == 1 }, "rebound: \(a.stats)")
-        #expect(a.stats.rebindFailures == 0)
+        #expect(try wait(a) { a.stats.rebinds == 1 }, "no rebind")
+        #expect(try a.sync { a.stats.rebindFailures } == 0)
         b.send([0x01], to: a.localAddress)
-        #expect(try wait(a) { got == 1 })
+        #expect(try wait(a) { got.value == 1 })
     }
 
     @Test func loopbackExchange() throws {
@@ -66,13 +72,13 @@ import NIOPosix
         let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { b.close() }
         #expect(a.localAddress.port != 0 && a.localAddress.isLoopback)
-        var got: [([UInt8], PeerAddress)] = []
-        try b.sync { b.onReceive = { got.append(($0, $1)) } }
+        let got = onLoop(b, [([UInt8], PeerAddress)]())
+        try b.sync { b.onReceive = { got.value.append(($0, $1)) } }
         for i in 0..<10 { a.send([0x01, UInt8(i)], to: b.localAddress) }
-        #expect(try wait(b) { got.count == 10 })
-        let received = try b.sync { got }
-        #expect(Set(received.map { $0.0[1] }) == Set(0..<10))
-        #expect(received.allSatisfy { $0.1 == a.localAddress })
+        #expect(try wait(b) { got.value.count == 10 })
+        let received = try b.sync { got.value.map { Received(bytes: $0.0, source: $0.1) } }
+        #expect(Set(received.map { $0.bytes[1] }) == Set(0..<10))
+        #expect(received.allSatisfy { $0.source == a.localAddress })
     }
 
     /// Sending to a closed port brings back ICMP port unreachable. The unconnected socket never
@@ -86,37 +92,37 @@ import NIOPosix
         closed.close()
         let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { b.close() }
-        var got = 0
-        try a.sync { a.onReceive = { _, _ in got += 1 } }
+        let got = onLoop(a, 0)
+        try a.sync { a.onReceive = { _, _ in got.value += 1 } }
         // Interleave sends to the dead port with datagrams arriving from a live peer.
         for i in 0..<200 {
             a.send([1, 2, 3], to: deadPort)
             if i % 4 == 0 { b.send([9], to: a.localAddress) }
         }
         #expect(try wait(a) { a.stats.sent == 200 })
-        #expect(try wait(a) { got == 50 })
+        #expect(try wait(a) { got.value == 50 })
         usleep(20_000)
         let s = try a.sync { a.stats }
         #expect(s.rebinds == 0 && s.rebindFailures == 0, "\(s)")
-        #expect(try a.sync { got } == 50)
+        #expect(try a.sync { got.value } == 50)
         #expect(try a.sync { a.isActive })
     }
 
     @Test func timersFireOnTheLoopAndCancel() throws {
         let h = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { h.close() }
-        var fired: [Int] = []
+        let fired = onLoop(h, [Int]())
         let start = h.now
-        var firedAt: Nanos = 0
+        let firedAt = onLoop(h, Nanos(0))
         try h.sync {
-            h.schedule(after: .milliseconds(5)) { fired.append(1); firedAt = h.now }
-            let t = h.schedule(after: .milliseconds(5)) { fired.append(2) }
+            h.schedule(after: .milliseconds(5)) { fired.value.append(1); firedAt.value = h.now }
+            let t = h.schedule(after: .milliseconds(5)) { fired.value.append(2) }
             t.cancel()
         }
-        #expect(try wait(h) { fired == [1] })
+        #expect(try wait(h) { fired.value == [1] })
         usleep(20_000)
-        #expect(try h.sync { fired } == [1])
-        #expect(try h.sync { firedAt } - start >= Nanos.milliseconds(5))
+        #expect(try h.sync { fired.value } == [1])
+        #expect(try h.sync { firedAt.value } - start >= Nanos.milliseconds(5))
     }
 
     @Test func oversizedSendIsDroppedAndCounted() throws {
@@ -133,17 +139,23 @@ import NIOPosix
         defer { a.close() }
         let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { b.close() }
-        var krpc = 0, turf = 0
-        let demux = try b.sync { () -> Demultiplexer in
+        let krpc = onLoop(b, 0), turf = onLoop(b, 0)
+        let demux = try b.sync { () -> NIOLoopBound<Demultiplexer> in
             let d = Demultiplexer(socket: b)
-            d.route([Demultiplexer.krpcFirstByte]) { _, _ in krpc += 1 }
-            d.route(0x01...0x05) { _, _ in turf += 1 }
-            return d
+            d.route([Demultiplexer.krpcFirstByte]) { _, _ in krpc.value += 1 }
+            d.route(0x01...0x05) { _, _ in turf.value += 1 }
+            return NIOLoopBound(d, eventLoop: b.eventLoop)
         }
         a.send(Array("d1:y1:qe".utf8), to: b.localAddress)
         a.send([0x02, 0, 0], to: b.localAddress)
         a.send([0xFF], to: b.localAddress)
         a.send([], to: b.localAddress)
-        #expect(try wait(b) { krpc == 1 && turf == 1 && demux.dropped == 2 })
+        #expect(try wait(b) { krpc.value == 1 && turf.value == 1 && demux.value.dropped == 2 })
     }
+}
+
+/// One datagram a test received: what and from where.
+struct Received: Sendable {
+    var bytes: [UInt8]
+    var source: PeerAddress
 }

@@ -64,20 +64,19 @@ import Foundation
         defer { try? FileManager.default.removeItem(atPath: base) }
         let store = IdentityStore(directory: base + "/deep/er")
         let n = 16
-        let lock = NSLock()
-        var keys: [PeerKey] = []
-        var createdCount = 0
-        var errors: [String] = []
-        DispatchQueue.concurrentPerform(iterations: n) { _ in
-            do {
-                let (id, created) = try store.loadOrCreate()
-                lock.lock(); keys.append(id.publicKey); if created { createdCount += 1 }; lock.unlock()
-            } catch {
-                lock.lock(); errors.append("\(error)"); lock.unlock()
-            }
+        // One slot per thread: each writes only its own, and concurrentPerform returns after all.
+        let results = UnsafeMutableBufferPointer<Result<(PeerKey, Bool), any Error>?>.allocate(capacity: n)
+        results.initialize(repeating: nil)
+        defer { results.deallocate() }
+        nonisolated(unsafe) let slots = results  // nonisolated(unsafe): thread i touches only slots[i]
+        DispatchQueue.concurrentPerform(iterations: n) { i in
+            slots[i] = Result { try store.loadOrCreate() }.map { ($0.0.publicKey, $0.1) }
         }
+        let all = results.compactMap { $0 }
+        let keys = all.compactMap { try? $0.get().0 }
+        let errors = all.compactMap { r -> String? in if case .failure(let e) = r { "\(e)" } else { nil } }
         #expect(errors.isEmpty, "\(errors)")
         #expect(Set(keys).count == 1 && keys.count == n)
-        #expect(createdCount == 1)
+        #expect(all.filter { (try? $0.get().1) == true }.count == 1)
     }
 }

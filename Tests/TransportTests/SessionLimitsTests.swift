@@ -268,6 +268,7 @@ final class RebindingHost: NetworkHost {
     var localAddress: PeerAddress { socket.localAddress }
     func send(_ payload: [UInt8], to destination: PeerAddress) { socket.send(payload, to: destination) }
     var now: Nanos { net.now }
+    var isInLoop: Bool { net.isInLoop }
     @discardableResult
     func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken { net.schedule(after: delay, action) }
 }

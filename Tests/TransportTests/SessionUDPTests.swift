@@ -1,31 +1,53 @@
 import Testing
 import Foundation
 import NetCore
+import NIOCore
 @testable import Transport
 
 /// The same session code over real UDP on 127.0.0.1.
 @Suite(.serialized) struct SessionUDPTests {
-    final class Peer {
+    /// One side: a socket, and on its event loop the demultiplexer, the session manager and the
+    /// sessions others opened (`manager` and `inbound` only on that loop).
+    final class Peer: Sendable {
         let host: UDPHost
-        var manager: SessionManager!
-        var demux: Demultiplexer!
         let identity = Identity.generate()
-        var inbound: [Session] = []
+        private let state: NIOLoopBound<State>
+        final class State {
+            let demux: Demultiplexer
+            let manager: SessionManager
+            var inbound: [Session] = []
+            init(host: UDPHost, identity: Identity) {
+                demux = Demultiplexer(socket: host)
+                manager = SessionManager(host: host, demux: demux, identity: identity)
+            }
+        }
+        var manager: SessionManager { state.value.manager }
+        var inbound: [Session] { state.value.inbound }
+
         init() throws {
-            host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
-            try host.sync {
-                self.demux = Demultiplexer(socket: self.host)
-                self.manager = SessionManager(host: self.host, demux: self.demux, identity: self.identity)
-                self.manager.onInbound = { self.inbound.append($0) }
+            let h = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+            host = h
+            let id = identity
+            state = try h.sync {
+                let s = State(host: h, identity: id)
+                s.manager.onInbound = { s.inbound.append($0) }
+                return NIOLoopBound(s, eventLoop: h.eventLoop)
             }
         }
         func stop() {
             try? host.sync { self.manager.shutdown() }
             host.close()
         }
+        /// `make()` run on the loop, its result kept there.
+        func onLoop<T>(_ make: @escaping @Sendable () throws -> T) throws -> NIOLoopBound<T> {
+            let h = host
+            return try host.sync { NIOLoopBound(try make(), eventLoop: h.eventLoop) }
+        }
+        /// A value for callbacks on the loop to write and `host.sync` to read.
+        func box<T>(_ value: sending T) -> NIOLoopBoundBox<T> { .makeBoxSendingValue(value, eventLoop: host.eventLoop) }
     }
 
-    func wait(_ host: UDPHost, seconds: Double = 10, _ cond: @escaping () -> Bool) throws -> Bool {
+    func wait(_ host: UDPHost, seconds: Double = 10, _ cond: @escaping @Sendable () -> Bool) throws -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try host.sync(cond) { return true }
@@ -41,42 +63,43 @@ import NetCore
         let key = SecretBytesFactory.random()
         if modeIndex == 2 { try b.host.sync { b.manager.setLobbyKey(key) } }
         let mode: ConnectMode = [.discovered, .knownKey(b.identity.publicKey), .passphrase(key)][modeIndex]
-        let s = try a.host.sync { a.manager.connect(to: b.host.localAddress, mode: mode) }
-        #expect(try wait(a.host) { s.isEstablished })
+        let bAddress = b.host.localAddress
+        let s = try a.onLoop { a.manager.connect(to: bAddress, mode: mode) }
+        #expect(try wait(a.host) { s.value.isEstablished })
         #expect(try wait(b.host) { b.inbound.first?.isEstablished == true })
-        let sb = try b.host.sync { b.inbound[0] }
-        #expect(try b.host.sync { sb.remoteKey } == a.identity.publicKey)
+        let sb = try b.onLoop { b.inbound[0] }
+        #expect(try b.host.sync { sb.value.remoteKey } == a.identity.publicKey)
 
-        var reliableGot: [[UInt8]] = []
-        var unreliableGot: [[UInt8]] = []
+        let reliableGot = b.box([[UInt8]]())
+        let unreliableGot = b.box([[UInt8]]())
         try b.host.sync {
-            sb.reliable.onReceive = { reliableGot.append($0) }
-            sb.unreliable.onReceive = { unreliableGot.append($0) }
+            sb.value.reliable.onReceive = { reliableGot.value.append($0) }
+            sb.value.unreliable.onReceive = { unreliableGot.value.append($0) }
         }
         let big = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 * 7) }
         try a.host.sync {
-            for i in 0..<50 { try s.reliable.send([UInt8(i)]) }
-            try s.reliable.send(big)
+            for i in 0..<50 { try s.value.reliable.send([UInt8(i)]) }
+            try s.value.reliable.send(big)
         }
-        #expect(try wait(b.host) { reliableGot.count == 51 })
-        let got = try b.host.sync { reliableGot }
+        #expect(try wait(b.host) { reliableGot.value.count == 51 })
+        let got = try b.host.sync { reliableGot.value }
         #expect(Array(got.prefix(50)) == (0..<50).map { [UInt8($0)] })
         #expect(got.last == big)
         // Unreliable means a datagram may be lost, even on loopback: resend until one arrives
         // (bounded), then check what arrived.
         var sends = 0
         repeat {
-            try a.host.sync { try s.unreliable.send([1, 2, 3]) }
+            try a.host.sync { try s.value.unreliable.send([1, 2, 3]) }
             sends += 1
-        } while try !wait(b.host, seconds: 0.2, { !unreliableGot.isEmpty }) && sends < 25
-        let unreliable = try b.host.sync { unreliableGot }
+        } while try !wait(b.host, seconds: 0.2, { !unreliableGot.value.isEmpty }) && sends < 25
+        let unreliable = try b.host.sync { unreliableGot.value }
         #expect(!unreliable.isEmpty, "nothing arrived in \(sends) sends")
         #expect(unreliable.count <= sends && unreliable.allSatisfy { $0 == [1, 2, 3] })
         // A ping round trip gives an RTT sample (pings start right after the handshake).
-        #expect(try wait(a.host, seconds: 5) { s.metrics.smoothedRTT != nil })
+        #expect(try wait(a.host, seconds: 5) { s.value.metrics.smoothedRTT != nil })
         // Clean close reaches the other side.
-        try a.host.sync { s.close() }
-        #expect(try wait(b.host) { sb.state == .closed(.remote) })
+        try a.host.sync { s.value.close() }
+        #expect(try wait(b.host) { sb.value.state == .closed(.remote) })
     }
 
     /// A 3-second blackout on real sockets (the receiver drops everything): the session stays up
@@ -84,35 +107,37 @@ import NetCore
     @Test func sessionSurvivesBlackoutOnRealSockets() throws {
         let a = try Peer(), b = try Peer()
         defer { a.stop(); b.stop() }
-        let s = try a.host.sync { a.manager.connect(to: b.host.localAddress, mode: .discovered) }
+        let bAddress = b.host.localAddress
+        let s = try a.onLoop { a.manager.connect(to: bAddress, mode: .discovered) }
         #expect(try wait(b.host) { b.inbound.first?.isEstablished == true })
-        let sb = try b.host.sync { b.inbound[0] }
-        var blackout = true
-        var got: [[UInt8]] = []
+        let sb = try b.onLoop { b.inbound[0] }
+        let blackout = b.box(true)
+        let got = b.box([[UInt8]]())
         try b.host.sync {
-            let inner = b.host.onReceive!
-            b.host.onReceive = { p, src in if !blackout { inner(p, src) } }
-            sb.reliable.onReceive = { got.append($0) }
+            guard let inner = b.host.onReceive else { return }
+            b.host.onReceive = { p, src in if !blackout.value { inner(p, src) } }
+            sb.value.reliable.onReceive = { got.value.append($0) }
         }
         for i in 0..<10 {
-            try a.host.sync { try s.reliable.send([UInt8(i)]) }
+            try a.host.sync { try s.value.reliable.send([UInt8(i)]) }
             usleep(300_000)
         }
-        #expect(try b.host.sync { got.isEmpty })
-        try b.host.sync { blackout = false }
-        #expect(try wait(b.host, seconds: 5) { got.count == 10 })
-        #expect(try b.host.sync { got } == (0..<10).map { [UInt8($0)] })
-        #expect(try a.host.sync { s.isEstablished && s.reliable.stats.retransmissions > 0 })
-        #expect(try b.host.sync { sb.isEstablished })
+        #expect(try b.host.sync { got.value.isEmpty })
+        try b.host.sync { blackout.value = false }
+        #expect(try wait(b.host, seconds: 5) { got.value.count == 10 })
+        #expect(try b.host.sync { got.value } == (0..<10).map { [UInt8($0)] })
+        #expect(try a.host.sync { s.value.isEstablished && s.value.reliable.stats.retransmissions > 0 })
+        #expect(try b.host.sync { sb.value.isEstablished })
     }
 
     @Test func wrongPassphraseOverLoopbackIsRejectedAndCounted() throws {
         let a = try Peer(), b = try Peer()
         defer { a.stop(); b.stop() }
         try b.host.sync { b.manager.setLobbyKey(SecretBytesFactory.random()) }
-        let s = try a.host.sync { a.manager.connect(to: b.host.localAddress, mode: .passphrase(SecretBytesFactory.random())) }
+        let bAddress = b.host.localAddress
+        let s = try a.onLoop { a.manager.connect(to: bAddress, mode: .passphrase(SecretBytesFactory.random())) }
         #expect(try wait(b.host) { b.manager.stats.passphraseRejected >= 1 })
-        #expect(try a.host.sync { !s.isEstablished })
+        #expect(try a.host.sync { !s.value.isEstablished })
         #expect(try b.host.sync { b.inbound.isEmpty })
     }
 }
