@@ -1,0 +1,119 @@
+import Dispatch
+import Foundation
+import Testing
+@testable import NetCore
+
+/// The crossing point between the UI thread and the network loop, used from both at once: the
+/// test's thread plays the UI, a real UDPHost's event loop the network (no datagrams are sent).
+@Suite struct NetworkMailboxTests {
+    /// UI → loop → UI, many times while both threads run: each closure posted from the test thread
+    /// runs on the loop, in posting order, and the event it posts back arrives once, in order,
+    /// while the test thread keeps draining concurrently.
+    @Test func closuresRunOnTheLoopAndEventsComeBackInOrder() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        let mailbox = NetworkMailbox<Int>(loop: host, capacity: 1 << 20)
+        let n = 20_000
+        var got: [Int] = []
+        got.reserveCapacity(n)
+        for i in 0..<n {
+            // -1 marks a closure that ran anywhere but on the loop.
+            mailbox.onLoop { mailbox.post(host.isInLoop ? i : -1) }
+            if i % 64 == 0 { got += mailbox.drain() }
+        }
+        // A bound against a hang only: the loop finishes in milliseconds.
+        let deadline = Date().addingTimeInterval(30)
+        while got.count < n && Date() < deadline {
+            let batch = mailbox.drain()
+            if batch.isEmpty { usleep(200) } else { got += batch }
+        }
+        #expect(got == Array(0..<n))
+        #expect(mailbox.drain().isEmpty)
+        #expect(mailbox.dropped == 0)
+        #expect(!host.isInLoop, "the test's own thread is not the loop")
+    }
+
+    /// Posts from several threads at once (the loop and plain threads): nothing is lost or
+    /// duplicated, and each thread's events keep their order.
+    @Test func concurrentPostsAreNeitherLostNorReordered() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        let mailbox = NetworkMailbox<Posted>(loop: host, capacity: 1 << 20)
+        let threads = 4, each = 5_000
+        let loopDone = DispatchSemaphore(value: 0)
+        mailbox.onLoop {
+            for i in 0..<each { mailbox.post(Posted(thread: threads, index: i)) }
+            loopDone.signal()
+        }
+        var drained: [Posted] = []
+        DispatchQueue.concurrentPerform(iterations: threads + 1) { t in
+            if t == threads { return }  // this slot's work runs on the loop, above
+            for i in 0..<each { mailbox.post(Posted(thread: t, index: i)) }
+        }
+        #expect(loopDone.wait(timeout: .now() + 30) == .success)
+        drained += mailbox.drain()
+        #expect(drained.count == (threads + 1) * each)
+        for t in 0...threads {
+            #expect(drained.filter { $0.thread == t }.map(\.index) == Array(0..<each), "thread \(t)")
+        }
+    }
+
+    /// A full mailbox drops what is posted to it and counts it; draining makes room again.
+    @Test func aFullMailboxDropsAndCounts() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        let mailbox = NetworkMailbox<Int>(loop: host, capacity: 3)
+        let accepted = (0..<5).map { mailbox.post($0) }
+        #expect(accepted == [true, true, true, false, false])
+        #expect(mailbox.dropped == 2)
+        #expect(mailbox.drain() == [0, 1, 2])
+        #expect(mailbox.post(9))
+        #expect(mailbox.drain() == [9])
+    }
+
+    /// The loop checks components call: true on the event loop, false off it.
+    @Test func udpHostKnowsItsLoop() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        #expect(!host.isInLoop)
+        #expect(try host.sync { host.isInLoop })
+    }
+
+    #if DEBUG
+    /// SimNetwork's loop is the thread inside `run`: while one runs, another thread is off the loop.
+    @Test func simNetworkLoopIsTheThreadRunningIt() throws {
+        let net = SimNetwork(seed: 1)
+        let socket = net.bind(PeerAddress(10, 0, 0, 1, port: 1))
+        #expect(socket.isInLoop, "no run in progress: the holder is the driver")
+        let inside = DispatchSemaphore(value: 0), checked = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        // nonisolated(unsafe): written by the run on the other thread before `inside` is
+        // signalled, read here after waiting for it.
+        nonisolated(unsafe) var onRunner = false
+        net.schedule(after: 1) {
+            onRunner = socket.isInLoop
+            inside.signal()
+            _ = checked.wait(timeout: .now() + 30)
+        }
+        // nonisolated(unsafe): the network is handed to the other thread, and this one touches
+        // only `isInLoop` (thread-safe) until that thread has finished.
+        nonisolated(unsafe) let handed = net
+        Thread {
+            _ = handed.runUntilIdle()
+            finished.signal()
+        }.start()
+        #expect(inside.wait(timeout: .now() + 30) == .success)
+        let offLoop = socket.isInLoop
+        checked.signal()
+        #expect(finished.wait(timeout: .now() + 30) == .success)
+        #expect(onRunner)
+        #expect(!offLoop, "the test's thread while another runs the network")
+        #expect(socket.isInLoop, "the run is over")
+    }
+    #endif
+}
+
+struct Posted: Sendable, Equatable {
+    var thread: Int
+    var index: Int
+}
