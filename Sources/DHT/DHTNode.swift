@@ -114,7 +114,8 @@ public struct LookupResult: Sendable {
     public var item: DHTItem? = nil
 }
 
-/// One Mainline DHT node (BEP 5, 42, 43), single-threaded on its host's thread.
+/// One Mainline DHT node (BEP 5, 42, 43), single-threaded on its host's thread: its public entry
+/// points assert that in debug builds (`LoopConfinement.assertInLoop`).
 ///
 /// It is written against `DatagramSocket` and `Scheduler` only, so the same code runs on the real
 /// UDP host and on the simulated network. It answers queries, keeps a routing table and a peer
@@ -189,6 +190,7 @@ public final class DHTNode {
     /// A node on `socket`, with timers from `scheduler`. Feed it datagrams with `receive`, or use
     /// `attach(to:)` / `init(host:)` to wire a socket or a demultiplexer.
     public init(socket: DatagramSocket, scheduler: Scheduler, config: DHTConfig = DHTConfig()) {
+        scheduler.assertInLoop()
         self.config = config
         self.socket = socket
         self.scheduler = scheduler
@@ -213,6 +215,7 @@ public final class DHTNode {
 
     /// Routes datagrams starting with `d` (every KRPC message) from a shared socket to this node.
     public func attach(to demux: Demultiplexer) {
+        scheduler.assertInLoop()
         demux.route([Demultiplexer.krpcFirstByte]) { [weak self] payload, source in self?.receive(payload, from: source) }
     }
 
@@ -248,12 +251,14 @@ public final class DHTNode {
     /// Joins the network: looks up our own id, seeded by saved nodes, the table, or the bootstrap
     /// nodes, and starts maintenance. `completion` runs when the join lookup ends.
     public func start(savedNodes: [NodeInfo] = [], completion: ((LookupResult) -> Void)? = nil) {
+        scheduler.assertInLoop()
         scheduleMaintenance()
         joinLookup(via: nil, seeds: savedNodes, attempt: 0, completion: completion)
     }
 
     /// Joins through `via` (instead of the configured bootstrap nodes) and starts maintenance.
     public func join(via: [PeerAddress], completion: ((LookupResult) -> Void)? = nil) {
+        scheduler.assertInLoop()
         scheduleMaintenance()
         joinLookup(via: via, seeds: [], attempt: 0, completion: completion)
     }
@@ -313,11 +318,13 @@ public final class DHTNode {
     /// Adds a node as if it had just answered (simulations build tables directly with this).
     @discardableResult
     public func addNode(_ n: NodeInfo, responded: Bool = true) -> RoutingTable.InsertResult {
-        table.insert(n, responded: responded, now: now)
+        scheduler.assertInLoop()
+        return table.insert(n, responded: responded, now: now)
     }
 
     /// Stops timers and forgets pending queries (their callbacks do not run).
     public func stop() {
+        scheduler.assertInLoop()
         stopped = true
         maintenanceTimer?.cancel()
         for (_, p) in pending { p.slowTimer?.cancel(); p.timeoutTimer?.cancel() }
@@ -417,6 +424,7 @@ public final class DHTNode {
     }
 
     public func ping(_ a: PeerAddress, _ callback: @escaping (QueryOutcome) -> Void) {
+        scheduler.assertInLoop()
         queryWithRetries(KRPCQuery(method: "ping", id: id), to: a, callback)
     }
 
@@ -425,6 +433,7 @@ public final class DHTNode {
     /// Handles one datagram from `source`. Anything malformed is counted and dropped (a malformed
     /// query with a transaction id is answered with error 203).
     public func receive(_ payload: [UInt8], from source: PeerAddress) {
+        scheduler.assertInLoop()
         guard !stopped else { return }
         stats.received += 1
         guard payload.count <= config.maxDatagram else { stats.oversized += 1; return }
@@ -686,10 +695,12 @@ public final class DHTNode {
     // MARK: lookups
 
     public func findNode(_ target: NodeID, _ completion: @escaping (LookupResult) -> Void) {
+        scheduler.assertInLoop()
         Lookup(node: self, target: target, kind: .findNode, completion: completion).start()
     }
 
     public func getPeers(_ infoHash: NodeID, _ completion: @escaping (LookupResult) -> Void) {
+        scheduler.assertInLoop()
         Lookup(node: self, target: infoHash, kind: .getPeers, completion: completion).start()
     }
 
@@ -697,6 +708,7 @@ public final class DHTNode {
 
     /// Finds a mutable item by its public key and salt; the newest valid version wins.
     public func getMutable(publicKey: [UInt8], salt: [UInt8] = [], _ completion: @escaping (MutableItem?) -> Void) {
+        scheduler.assertInLoop()
         let l = Lookup(node: self, target: MutableItem.target(publicKey: publicKey, salt: salt), kind: .getItem(salt: salt)) { r in
             if case let .mutable(m)? = r.item { completion(m) } else { completion(nil) }
         }
@@ -705,11 +717,13 @@ public final class DHTNode {
 
     /// Finds an immutable item by its target (SHA-1 of its bencoded value).
     public func getImmutable(_ target: NodeID, _ completion: @escaping (BValue?) -> Void) {
+        scheduler.assertInLoop()
         Lookup(node: self, target: target, kind: .getItem(salt: [])) { r in completion(r.item?.value) }.start()
     }
 
     /// Stores an item on the closest nodes that hand out tokens. Calls back with how many stored it.
     public func put(_ item: DHTItem, _ completion: @escaping (Int) -> Void) {
+        scheduler.assertInLoop()
         let salt: [UInt8]
         if case let .mutable(m) = item { salt = m.salt } else { salt = [] }
         Lookup(node: self, target: item.target, kind: .getItem(salt: salt)) { [weak self] result in
@@ -738,6 +752,7 @@ public final class DHTNode {
     /// number of nodes that stored the announce.
     public func announce(_ infoHash: NodeID, port: UInt16, impliedPort: Bool = true,
                          _ completion: @escaping (LookupResult, Int) -> Void) {
+        scheduler.assertInLoop()
         getPeers(infoHash) { [weak self] result in
             guard let self else { return }
             let targets = result.closest.filter { result.tokens[$0] != nil }
@@ -760,6 +775,7 @@ public final class DHTNode {
     /// doubling, instead of waiting a whole re-announce interval.
     public func keepAnnouncing(_ infoHash: NodeID, port: UInt16, impliedPort: Bool = true, duration: Nanos? = nil,
                                onEach: ((LookupResult, Int) -> Void)? = nil) {
+        scheduler.assertInLoop()
         announcements[infoHash]?.timer?.cancel()
         announcementGeneration &+= 1
         announcements[infoHash] = Announcement(port: port, impliedPort: impliedPort, until: duration.map { now &+ $0 },
@@ -768,6 +784,7 @@ public final class DHTNode {
     }
 
     public func stopAnnouncing(_ infoHash: NodeID) {
+        scheduler.assertInLoop()
         announcements.removeValue(forKey: infoHash)?.timer?.cancel()
     }
 
@@ -791,7 +808,10 @@ public final class DHTNode {
     // MARK: persistence
 
     /// Our id and live nodes, for the state file.
-    public func serializedState() -> [UInt8] { table.serialized(now: now) }
+    public func serializedState() -> [UInt8] {
+        scheduler.assertInLoop()
+        return table.serialized(now: now)
+    }
 }
 
 /// An iterative Kademlia lookup: α queries in flight, converging on the k closest nodes that

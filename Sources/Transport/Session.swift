@@ -81,7 +81,8 @@ final class DirectionKey {
 }
 
 /// A secure session with one peer: Noise handshake state while connecting, then transport keys,
-/// timers, channels and path metrics. Created by `SessionManager`; confined to its host's thread.
+/// timers, channels and path metrics. Created by `SessionManager`; confined to its host's thread
+/// (asserted in debug builds where it sends or closes).
 public final class Session {
     public enum Role: Sendable { case initiator, responder }
 
@@ -183,6 +184,7 @@ public final class Session {
 
     /// Closes the session: tells the peer (twice, best effort) and forgets the keys.
     public func close() {
+        manager?.host.assertInLoop()
         guard !isClosed else { return }
         if isEstablished {
             sendFrames([.close(reason: 0)], includeAck: false)
@@ -242,7 +244,9 @@ public final class Session {
 
     /// Encrypts one plaintext payload into a transport packet and sends it.
     func sendPayload(_ payload: [UInt8]) {
-        guard let manager, seal(payload, now: manager.host.now, into: &sendBuffer) else { return }
+        guard let manager else { return }
+        manager.host.assertInLoop()
+        guard seal(payload, now: manager.host.now, into: &sendBuffer) else { return }
         manager.host.send(sendBuffer, to: peerAddress)
     }
 

@@ -16,7 +16,8 @@ public enum ConnectMode: Sendable {
 /// Owns turf's packet types on the shared socket: runs handshakes (as initiator and responder),
 /// defends against handshake floods, and routes transport packets to sessions.
 ///
-/// Confined to the host's thread (the NIO event loop, or the simulated network's caller).
+/// Confined to the host's thread (the NIO event loop, or the simulated network's caller); its entry
+/// points assert that in debug builds (`LoopConfinement.assertInLoop`).
 public final class SessionManager {
     public struct Config {
         /// A ping (also the keepalive that holds NAT mappings open) is sent this often.
@@ -120,6 +121,7 @@ public final class SessionManager {
     /// Registers turf's packet types on `demux` and starts the session timers.
     public init(host: NetworkHost, demux: Demultiplexer, identity: Identity, config: Config = Config(),
                 logger: Logger = Logger(label: "turf.transport")) {
+        host.assertInLoop()
         self.host = host
         self.identity = identity
         self.config = config
@@ -143,7 +145,10 @@ public final class SessionManager {
 
     /// When set, this peer hosts a passphrase lobby: only XXpsk3 initiations with the same key are
     /// accepted; plain XX and IK are refused and counted.
-    public func setLobbyKey(_ key: SecretBytes?) { lobbyPSK = key }
+    public func setLobbyKey(_ key: SecretBytes?) {
+        host.assertInLoop()
+        lobbyPSK = key
+    }
 
     public var activeSessions: [Session] { sessions.values.filter { $0.isEstablished } }
     public var sessionCount: Int { sessions.count }
@@ -156,6 +161,7 @@ public final class SessionManager {
 
     /// Stops timers and closes every session.
     public func shutdown() {
+        host.assertInLoop()
         tickTimer?.cancel()
         tickTimer = nil
         for s in Array(sessions.values) {
@@ -186,6 +192,7 @@ public final class SessionManager {
     /// `onStateChange`.
     @discardableResult
     public func connect(to address: PeerAddress, mode: ConnectMode) -> Session {
+        host.assertInLoop()
         let kind: HandshakeKind
         switch mode {
         case .discovered: kind = .xx
@@ -271,6 +278,7 @@ public final class SessionManager {
 
     /// Entry point for datagrams whose first byte is one of turf's packet types.
     public func receive(_ packet: [UInt8], from source: PeerAddress) {
+        host.assertInLoop()
         guard let type = packet.first.flatMap(PacketType.init(rawValue:)) else { stats.malformed += 1; return }
         if type != .transportData { stats.bytesReceivedUnauthenticated += UInt64(packet.count) }
         switch type {
@@ -546,6 +554,7 @@ public final class SessionManager {
     }
 
     func tick() {
+        host.assertInLoop()
         let now = host.now
         for s in Array(sessions.values) {
             switch s.state {
