@@ -20,9 +20,13 @@ release: deps
 demo: release
 	$(TURF_RELEASE) demo
 
-# Installs what is missing and runs every test (CI runs exactly this through .ci/run).
+# Installs what is missing and runs every test (CI runs exactly this through .ci/run). A warning from
+# Sources/ or Tests/ in the build fails it (scripts/check-warnings.sh; CI builds from scratch, so
+# every file is compiled and every warning seen).
 test: deps
-	$(SWIFT) build --build-tests
+	@mkdir -p .build
+	$(SWIFT) build --build-tests 2>&1 | tee .build/build.log; exit $${PIPESTATUS[0]}
+	@scripts/check-warnings.sh .build/build.log
 	$(SWIFT) test --skip-build --parallel --num-workers 2 2>&1 | tee .build/test.log | grep -vE '^(Test Case .* (started|passed)|◇ Test .* started)' ; exit $${PIPESTATUS[0]}
 
 bench: release

@@ -22,6 +22,6 @@ let package = Package(
     dependencies: [.package(path: "..")],
     targets: targets.map { name, product in
         .executableTarget(name: "fuzz-\(name)", dependencies: [.product(name: product, package: turf)],
-                          path: "Sources/fuzz-\(name)", swiftSettings: [.swiftLanguageMode(.v5)])
+                          path: "Sources/fuzz-\(name)", swiftSettings: [.swiftLanguageMode(.v6)])
     }
 )
