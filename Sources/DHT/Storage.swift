@@ -62,6 +62,8 @@ public struct PeerStore: Sendable {
     public mutating func add<G: RandomNumberGenerator>(_ peer: PeerAddress, for hash: NodeID, now: Nanos,
                                                        using g: inout G) -> AddResult {
         let key = PeerStore.sourceKey(peer)
+        // The `!`s below cannot fail: each follows a check (or an insertion) of the same key, and
+        // `all` and `hashes` hold exactly the keys of `swarms` and its slots (add/remove keep them so).
         if swarms[hash]?.slots[key] != nil {
             swarms[hash]!.slots[key]!.peer = peer
             swarms[hash]!.slots[key]!.expiry = now &+ ttl
@@ -100,6 +102,7 @@ public struct PeerStore: Sendable {
 
     private mutating func removePeer(_ hash: NodeID, _ key: UInt64) {
         guard let slot = swarms[hash]?.slots.removeValue(forKey: key) else { return }
+        // `!`: `all` mirrors every slot (so `last` has one) and `hash`'s swarm was found just above.
         let last = all.removeLast()
         if slot.pos < all.count {
             all[slot.pos] = last
@@ -115,7 +118,7 @@ public struct PeerStore: Sendable {
         let last = hashes.removeLast()
         if pos < hashes.count {
             hashes[pos] = last
-            swarms[last]!.pos = pos
+            swarms[last]!.pos = pos  // `!`: `hashes` mirrors the keys of `swarms`
         }
     }
 
@@ -180,7 +183,7 @@ public struct TokenIssuer: Sendable {
 
     static func token(secret: [UInt8], ip: UInt32) -> [UInt8] {
         let data: [UInt8] = [UInt8(ip >> 24), UInt8((ip >> 16) & 0xFF), UInt8((ip >> 8) & 0xFF), UInt8(ip & 0xFF)]
-        let h = (try? BLAKE2b.hash(data, outputLength: 16, key: secret)) ?? []
+        let h = BLAKE2b.hash(data, length: .bytes16, key: secret)
         return Array(h.prefix(tokenLength))
     }
 

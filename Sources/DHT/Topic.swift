@@ -13,7 +13,7 @@ public enum Topic {
 
     public static func infoHash(_ topic: String) -> NodeID {
         let input = Array(prefix.utf8) + Array(topic.utf8)
-        let h = try! BLAKE2b.hash(input, outputLength: 20)
-        return NodeID(bytes: h)!
+        let h = BLAKE2b.hash(input, length: .bytes20)
+        return NodeID(bytes: h)!  // cannot fail: the hash is 20 bytes, a node id's length
     }
 }

@@ -12,6 +12,7 @@ public enum ChaChaPoly {
         // Three 32-bit words are laid out contiguously: 12 bytes, no padding.
         var words: (UInt32, UInt32, UInt32) = (0, UInt32(truncatingIfNeeded: counter).littleEndian,
                                                UInt32(truncatingIfNeeded: counter >> 32).littleEndian)
+        // `!`: a tuple of words is never empty, so its bytes have an address.
         return withUnsafeBytes(of: &words) { body($0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
     }
 

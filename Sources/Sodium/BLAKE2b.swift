@@ -8,6 +8,25 @@ public enum BLAKE2b {
     /// The compression function's block size; HMAC-BLAKE2b pads keys to this.
     public static let blockLength = 128
 
+    /// An output length from a fixed set, every one in 16...64: hashing with one cannot fail, so
+    /// code with a fixed length calls the non-throwing `hash(_:length:)`.
+    public enum Length: Int, Sendable, CaseIterable {
+        case bytes16 = 16, bytes20 = 20, bytes32 = 32, bytes64 = 64
+    }
+
+    /// The hash of `data`, `length` bytes long. Never fails.
+    public static func hash<C: ContiguousBytes>(_ data: C, length: Length) -> [UInt8] {
+        generichash(data, outputLength: length.rawValue, key: [UInt8]())
+    }
+
+    /// The keyed hash (MAC) of `data`, `length` bytes long. Never fails: a key longer than 64 bytes
+    /// (none of turf's is) is first replaced by its 64-byte hash, as HMAC treats long keys.
+    public static func hash<C: ContiguousBytes, K: ContiguousBytes>(_ data: C, length: Length, key: K) -> [UInt8] {
+        let keyLength = key.withBytes { $0.count }
+        if keyLength > maxKeyLength { return generichash(data, outputLength: length.rawValue, key: hash(key, length: .bytes64)) }
+        return generichash(data, outputLength: length.rawValue, key: key)
+    }
+
     /// The hash of `data`. Throws if the output or key length is out of range.
     public static func hash<C: ContiguousBytes>(_ data: C, outputLength: Int = 64, key: [UInt8] = []) throws -> [UInt8] {
         guard (minOutputLength...maxOutputLength).contains(outputLength) else {
@@ -16,13 +35,18 @@ public enum BLAKE2b {
         guard key.count <= maxKeyLength else {
             throw SodiumError.wrongLength(what: "BLAKE2b key", expected: maxKeyLength, got: key.count)
         }
+        return generichash(data, outputLength: outputLength, key: key)
+    }
+
+    /// `crypto_generichash`, which fails only for lengths out of range: every caller checked them.
+    private static func generichash<C: ContiguousBytes, K: ContiguousBytes>(_ data: C, outputLength: Int, key: K) -> [UInt8] {
         Sodium.ensureInitialized()
         var out = [UInt8](repeating: 0, count: outputLength)
         out.withUnsafeMutableBytes { po in
             data.withBytes { pd in
-                key.withUnsafeBytes { pk in
+                key.withBytes { pk in
                     _ = crypto_generichash(u8(po), outputLength, u8(pd), UInt64(pd.count),
-                                           key.isEmpty ? nil : u8(pk), key.count)
+                                           pk.isEmpty ? nil : u8(pk), pk.count)
                 }
             }
         }
@@ -35,6 +59,6 @@ public enum BLAKE2b {
         all.reserveCapacity(parts.reduce(0) { $0 + $1.count })
         for p in parts { all.append(contentsOf: p) }
         defer { Sodium.wipe(&all) }
-        return (try? hash(all))!
+        return hash(all, length: .bytes64)
     }
 }

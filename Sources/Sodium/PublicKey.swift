@@ -10,6 +10,8 @@ public enum X25519 {
 
         /// A fresh random key pair.
         public static func generate() -> KeyPair {
+            // `!`: cannot fail: the key has the right length, and crypto_scalarmult_base fails only
+            // for an all-zero result, which a clamped scalar times the base point never gives.
             (try? KeyPair(secretKey: SecretBytes.random(keyLength)))!
         }
 
@@ -55,6 +57,7 @@ public enum Ed25519 {
         public let secretKey: SecretBytes
 
         public static func generate() -> KeyPair {
+            // `!`: cannot fail: the seed has the right length and crypto_sign_seed_keypair always succeeds.
             (try? KeyPair(seed: SecretBytes.random(seedLength)))!
         }
 

@@ -19,7 +19,7 @@ public enum Sodium {
         ensureInitialized()
         guard count > 0 else { return [] }
         var out = [UInt8](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, count) }
+        out.withUnsafeMutableBytes { randombytes_buf(u8($0), count) }
         return out
     }
 
@@ -43,7 +43,7 @@ public enum Sodium {
             b.withBytes { pb in
                 guard pa.count == pb.count else { return false }
                 if pa.count == 0 { return true }
-                return sodium_memcmp(pa.baseAddress!, pb.baseAddress!, pa.count) == 0
+                return sodium_memcmp(u8(pa), u8(pb), pa.count) == 0
             }
         }
     }
@@ -116,7 +116,7 @@ public final class SecretBytes: ContiguousBytes, @unchecked Sendable {
         let n = source.withBytes { $0.count }
         self.init(count: n)
         let dst = storage
-        source.withBytes { p in if n > 0 { dst.copyMemory(from: p.baseAddress!, byteCount: n) } }
+        source.withBytes { p in if n > 0, let base = p.baseAddress { dst.copyMemory(from: base, byteCount: n) } }
     }
 
     /// Fresh random secret bytes.

@@ -39,7 +39,7 @@ struct SourceRateLimiter {
             if buckets.count >= capacity { prune(now: now) }
             buckets[ip] = TokenBucket(burst: burst, now: now)
         }
-        return buckets[ip]!.take(now: now, rate: rate, burst: burst)
+        return buckets[ip]!.take(now: now, rate: rate, burst: burst)  // `!`: set just above if absent
     }
 
     /// Drops buckets that have refilled completely (they behave exactly like fresh ones); if that
@@ -89,8 +89,10 @@ struct CookieChecker {
     static let secretLifetime: Nanos = .seconds(120)
     /// An initiator uses a received cookie for a little less than the secret's lifetime.
     static let cookieLifetime: Nanos = .seconds(110)
+    /// `Wire.macLength` bytes (a test checks they agree).
+    static let macLength = BLAKE2b.Length.bytes16
 
-    private static let mac1Key: [UInt8] = (try? BLAKE2b.hash(Array("turf mac1 v1".utf8), outputLength: 32))!
+    private static let mac1Key: [UInt8] = BLAKE2b.hash(Array("turf mac1 v1".utf8), length: .bytes32)
 
     private var secret = Sodium.randomBytes(32)
     private var previousSecret = Sodium.randomBytes(32)
@@ -99,11 +101,11 @@ struct CookieChecker {
     init(now: Nanos) { secretBorn = now }
 
     static func mac1(_ packet: [UInt8]) -> [UInt8] {
-        (try? BLAKE2b.hash(packet[0..<Wire.mac1Offset], outputLength: Wire.macLength, key: mac1Key))!
+        BLAKE2b.hash(packet[0..<Wire.mac1Offset], length: macLength, key: mac1Key)
     }
 
     static func mac2(_ packet: [UInt8], cookie: [UInt8]) -> [UInt8] {
-        (try? BLAKE2b.hash(packet[0..<Wire.mac2Offset], outputLength: Wire.macLength, key: cookie))!
+        BLAKE2b.hash(packet[0..<Wire.mac2Offset], length: macLength, key: cookie)
     }
 
     static func hasValidMac1(_ packet: [UInt8]) -> Bool {
@@ -119,7 +121,7 @@ struct CookieChecker {
     }
 
     private static func cookie(secret: [UInt8], source: PeerAddress) -> [UInt8] {
-        (try? BLAKE2b.hash(source.compact, outputLength: Wire.macLength, key: secret))!
+        BLAKE2b.hash(source.compact, length: macLength, key: secret)
     }
 
     mutating func hasValidMac2(_ packet: [UInt8], from source: PeerAddress, now: Nanos) -> Bool {
@@ -130,7 +132,7 @@ struct CookieChecker {
     }
 
     static func replyKey(mac1: ArraySlice<UInt8>) -> [UInt8] {
-        (try? BLAKE2b.hash(Array("turf cookie v1".utf8) + mac1, outputLength: 32))!
+        BLAKE2b.hash(Array("turf cookie v1".utf8) + mac1, length: .bytes32)
     }
 
     /// The cookie reply to an initiation (smaller than the initiation: no amplification).

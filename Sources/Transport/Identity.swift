@@ -19,7 +19,7 @@ public struct PeerKey: Hashable, Sendable, CustomStringConvertible {
     static let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
 
     static func checksum(_ key: [UInt8]) -> [UInt8] {
-        Array((try? BLAKE2b.hash(Array("turf peer key".utf8) + key, outputLength: 16))!.prefix(2))
+        Array(BLAKE2b.hash(Array("turf peer key".utf8) + key, length: .bytes16).prefix(2))
     }
 
     public var text: String {
@@ -72,13 +72,14 @@ public struct PeerKey: Hashable, Sendable, CustomStringConvertible {
 public struct Identity: Sendable {
     public let signing: Ed25519.KeyPair
     public let agreement: X25519.KeyPair
-    public var publicKey: PeerKey { PeerKey(bytes: signing.publicKey)! }
+    public var publicKey: PeerKey { PeerKey(bytes: signing.publicKey)! }  // `!`: an Ed25519 public key is 32 bytes
 
     public init(signing: Ed25519.KeyPair) throws {
         self.signing = signing
         agreement = try signing.x25519()
     }
 
+    /// `!`: cannot fail: a generated Ed25519 key is a valid point, so its X25519 conversion succeeds.
     public static func generate() -> Identity { (try? Identity(signing: .generate()))! }
 }
 

@@ -139,6 +139,26 @@ private extension String {
         #expect(throws: SodiumError.self) { _ = try BLAKE2b.hash([UInt8](), outputLength: 8) }
         #expect(throws: SodiumError.self) { _ = try BLAKE2b.hash([UInt8](), key: [UInt8](repeating: 0, count: 65)) }
     }
+
+    /// The non-throwing form gives the throwing form's bytes for every fixed length, keyed or not.
+    @Test(arguments: BLAKE2b.Length.allCases)
+    func fixedLengthsMatchTheThrowingForm(length: BLAKE2b.Length) throws {
+        let data = Array("turf".utf8)
+        let key = [UInt8](repeating: 9, count: 32)
+        #expect(BLAKE2b.hash(data, length: length) == (try BLAKE2b.hash(data, outputLength: length.rawValue)))
+        #expect(BLAKE2b.hash(data, length: length, key: key) == (try BLAKE2b.hash(data, outputLength: length.rawValue, key: key)))
+        #expect(BLAKE2b.hash(data, length: length).count == length.rawValue)
+    }
+
+    /// A key over 64 bytes is replaced by its 64-byte hash instead of failing.
+    @Test func longKeysAreHashedFirst() throws {
+        let long = [UInt8](repeating: 5, count: 100)
+        let viaHash = try BLAKE2b.hash(Array("abc".utf8), outputLength: 32, key: try BLAKE2b.hash(long))
+        #expect(BLAKE2b.hash(Array("abc".utf8), length: .bytes32, key: long) == viaHash)
+        let exactly64 = [UInt8](repeating: 5, count: 64)
+        #expect(BLAKE2b.hash(Array("abc".utf8), length: .bytes32, key: exactly64)
+                == (try BLAKE2b.hash(Array("abc".utf8), outputLength: 32, key: exactly64)))
+    }
 }
 
 @Suite struct SodiumUtilityTests {
