@@ -22,10 +22,11 @@ public enum FuzzHarness {
     // MARK: Noise handshake messages
 
     static let kinds = HandshakeKind.allCases
-    static let prologue = Array("turf transport v1".utf8)
+    static let prologue = Wire.noisePrologue
 
     /// Fixed keys so that a given input always takes the same path.
     struct NoiseKeys {
+        // try!: fixed 32-byte keys, valid by construction (a wrong length is the only error).
         let initiatorStatic = try! X25519.KeyPair(secretKey: [UInt8](repeating: 1, count: 32))
         let responderStatic = try! X25519.KeyPair(secretKey: [UInt8](repeating: 2, count: 32))
         let initiatorEphemeral = try! X25519.KeyPair(secretKey: [UInt8](repeating: 3, count: 32))
@@ -98,6 +99,7 @@ public enum FuzzHarness {
     /// handshake, so no random ephemeral keys): an input always meets the same state and takes
     /// the same path, whatever ran before it, so a crash found by libFuzzer reproduces alone.
     final class Environment {
+        // try!: fixed 32-byte seeds of valid keys (a wrong length or an invalid point are the only errors).
         static let identityA = try! Identity(signing: try! Ed25519.KeyPair(seed: [UInt8](repeating: 0xA1, count: 32)))
         static let identityB = try! Identity(signing: try! Ed25519.KeyPair(seed: [UInt8](repeating: 0xB2, count: 32)))
         static let keyAtoB = [UInt8](repeating: 0x3C, count: 32)
@@ -224,7 +226,7 @@ public enum FuzzHarness {
     public static func frameSeeds() -> [[UInt8]] {
         let all: [Frame] = [.ping(id: 1), .pong(id: 2), .unreliable(seq: 3, data: [1, 2, 3]),
                             .segment(seq: 0, last: true, data: [4, 5]), .segment(seq: 1, last: false, data: [6]),
-                            .segment(seq: 2, last: true, data: [7]), .ack(next: 1, bits: 3), .close(reason: 0)]
+                            .segment(seq: 2, last: true, data: [7]), .ack(next: 1, bits: 3), .close(.closed)]
         var seeds: [[UInt8]] = []
         for f in all { var b: [UInt8] = []; f.encode(into: &b); seeds.append(b) }
         var mixed: [UInt8] = []

@@ -191,7 +191,7 @@ public final class ReliableChannel {
             seq &+= 1
         }
         while nextToSend != nextSeq, Int(nextToSend &- sendBase) < ReliableChannel.sendWindow {
-            var o = outgoing[nextToSend]!
+            var o = outgoing[nextToSend]!  // `!`: every seq in sendBase..<nextSeq has an entry
             o.lastSent = now
             o.sends = 1
             outgoing[nextToSend] = o

@@ -187,8 +187,8 @@ public final class Session {
         manager?.host.assertInLoop()
         guard !isClosed else { return }
         if isEstablished {
-            sendFrames([.close(reason: 0)], includeAck: false)
-            sendFrames([.close(reason: 0)], includeAck: false)
+            sendFrames([.close(.closed)], includeAck: false)
+            sendFrames([.close(.closed)], includeAck: false)
         }
         manager?.remove(self, reason: .local)
     }
@@ -275,7 +275,7 @@ public final class Session {
         }
         let index = remoteIndex, epoch = key.epoch, secret = key.key
         packet.withUnsafeMutableBytes { buffer in
-            let base = buffer.baseAddress!
+            let base = buffer.baseAddress!  // `!`: the packet was grown to its full length above
             base.storeBytes(of: PacketType.transportData.rawValue, as: UInt8.self)
             base.storeBytes(of: index.littleEndian, toByteOffset: 1, as: UInt32.self)
             base.storeBytes(of: epoch, toByteOffset: 5, as: UInt8.self)
@@ -351,7 +351,7 @@ public final class Session {
             packet.withUnsafeBytes { p in
                 ChaChaPoly.open(key: key, counter: counter, ad: UnsafeRawBufferPointer(rebasing: p[0..<h]),
                                 ciphertext: UnsafeRawBufferPointer(rebasing: p[h...]),
-                                output: o.baseAddress ?? withUnsafeMutableBytes(of: &scratch) { $0.baseAddress! })
+                                output: o.baseAddress ?? withUnsafeMutableBytes(of: &scratch) { $0.baseAddress! })  // a scalar's bytes have an address
             }
         }
     }
@@ -431,7 +431,7 @@ public final class Session {
         if pathProbe?.address != source {
             pathProbe = PathProbe(address: source, challenge: manager.pathChallengeValue())
         }
-        pathProbe!.bytesReceived += bytes
+        pathProbe?.bytesReceived += bytes
         guard let probe = pathProbe, send != nil else { return }
         if let last = probe.lastChallenge, now &- last < metrics.rto { return }
         let size = Wire.transportHeaderLength + Frame.pathChallenge(data: 0).encodedLength + Wire.tagLength
@@ -439,8 +439,8 @@ public final class Session {
         var payload: [UInt8] = []
         Frame.pathChallenge(data: probe.challenge).encode(into: &payload)
         guard seal(payload, now: now, into: &sendBuffer) else { return }
-        pathProbe!.bytesSent += sendBuffer.count
-        pathProbe!.lastChallenge = now
+        pathProbe?.bytesSent += sendBuffer.count
+        pathProbe?.lastChallenge = now
         manager.stats.pathChallengesSent += 1
         manager.host.send(sendBuffer, to: source)
     }

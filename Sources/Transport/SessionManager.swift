@@ -112,9 +112,11 @@ public final class SessionManager {
     private var lobbyPSK: SecretBytes?
     private var tickTimer: TimerToken?
     /// Parsed once per process: every manager uses the same three protocols.
+    // try!: the three names are constants that NoiseProtocol parses (every handshake test uses them).
     private static let protocols: [HandshakeKind: NoiseProtocol] =
         Dictionary(uniqueKeysWithValues: HandshakeKind.allCases.map { ($0, try! NoiseProtocol(name: $0.noiseName)) })
-    private var protocols: [HandshakeKind: NoiseProtocol] { SessionManager.protocols }
+    /// The parsed protocol of `kind`. The `!` cannot fail: `protocols` has every case of HandshakeKind.
+    private func noiseProtocol(_ kind: HandshakeKind) -> NoiseProtocol { SessionManager.protocols[kind]! }
 
     struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
 
@@ -165,7 +167,7 @@ public final class SessionManager {
         tickTimer?.cancel()
         tickTimer = nil
         for s in Array(sessions.values) {
-            if s.isEstablished { s.sendFrames([.close(reason: 1)], includeAck: false) }
+            if s.isEstablished { s.sendFrames([.close(.shutdown)], includeAck: false) }
             remove(s, reason: .shutdown)
         }
     }
@@ -224,7 +226,7 @@ public final class SessionManager {
         s.reliable.onOverBudget = { [weak self, weak s] in
             guard let self, let s, !s.isClosed else { return }
             self.stats.sessionsOverBudget += 1
-            if s.isEstablished { s.sendFrames([.close(reason: 2)], includeAck: false) }
+            if s.isEstablished { s.sendFrames([.close(.limitExceeded)], includeAck: false) }
             self.remove(s, reason: .limitExceeded)
         }
     }
@@ -251,7 +253,7 @@ public final class SessionManager {
         do {
             var remoteStatic: [UInt8]?
             if let k = s.expectedRemoteKey { remoteStatic = try k.x25519() }
-            var hs = try HandshakeState(protocol: protocols[s.kind]!, initiator: true, prologue: prologue,
+            var hs = try HandshakeState(protocol: noiseProtocol(s.kind), initiator: true, prologue: prologue,
                                         localStatic: identity.agreement, remoteStatic: remoteStatic,
                                         psks: s.psk.map { [$0] } ?? [])
             // IK carries our identity in the first message; XX sends it in the third.
@@ -271,8 +273,7 @@ public final class SessionManager {
         }
     }
 
-    /// Bound into every handshake hash: a turf handshake cannot be confused with another protocol's.
-    private let prologue = Array("turf transport v1".utf8)
+    private let prologue = Wire.noisePrologue
 
     // MARK: receiving
 
@@ -353,9 +354,10 @@ public final class SessionManager {
         attach(s)
         s.remoteIndex = initiation.senderIndex
         do {
-            var hs = try HandshakeState(protocol: protocols[initiation.kind]!, initiator: false, prologue: prologue,
+            // The pattern check above refused .xxpsk3 without a lobby key, so `psks` is never short.
+            var hs = try HandshakeState(protocol: noiseProtocol(initiation.kind), initiator: false, prologue: prologue,
                                         localStatic: identity.agreement,
-                                        psks: initiation.kind == .xxpsk3 ? [lobbyPSK!] : [])
+                                        psks: initiation.kind == .xxpsk3 ? lobbyPSK.map { [$0] } ?? [] : [])
             let payload = try hs.readMessage(initiation.noiseMessage)
             var responsePayload: [UInt8] = []
             if initiation.kind == .ik {
@@ -490,6 +492,7 @@ public final class SessionManager {
 
     private func installKeys(_ s: Session, _ ciphers: (send: CipherState, receive: CipherState)) {
         let now = host.now
+        // `!`: cannot fail: `split()` makes both cipher states with a key.
         s.send = DirectionKey(key: ciphers.send.key!, epoch: 0, since: now)
         s.receive = DirectionKey(key: ciphers.receive.key!, epoch: 0, since: now)
     }

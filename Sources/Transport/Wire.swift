@@ -54,6 +54,21 @@ public enum Wire {
     public static let tagLength = 16
     /// Plaintext room in one transport packet.
     public static let maxTransportPayload = maxDatagram - transportHeaderLength - tagLength
+
+    /// The Noise prologue of every turf handshake: bound into the handshake hash, so a turf
+    /// handshake cannot be confused with another protocol's (both sides must use the same bytes).
+    public static let noisePrologue: [UInt8] = Array("turf transport v1".utf8)
+}
+
+/// The reason byte of a close frame (docs/transport.md). Decoding keeps the raw byte (a newer peer
+/// may send a reason this one does not know; any close frame closes).
+public enum CloseCode: UInt8, Sendable, CaseIterable {
+    /// `close()` was called.
+    case closed = 0
+    /// The peer's session manager shut down.
+    case shutdown = 1
+    /// The receiver of this frame exceeded a resource limit (its reliable data overflowed the budget).
+    case limitExceeded = 2
 }
 
 public enum WireError: Error, Equatable, CustomStringConvertible {
@@ -268,6 +283,9 @@ public enum Frame: Equatable {
     static let pingType: UInt8 = 1, pongType: UInt8 = 2, unreliableType: UInt8 = 3
     static let segmentType: UInt8 = 4, ackType: UInt8 = 5, closeType: UInt8 = 6
     static let pathChallengeType: UInt8 = 7, pathResponseType: UInt8 = 8
+
+    /// A close frame with a known reason.
+    public static func close(_ code: CloseCode) -> Frame { .close(reason: code.rawValue) }
 
     public var encodedLength: Int {
         switch self {

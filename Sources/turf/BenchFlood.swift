@@ -24,7 +24,7 @@ struct BenchFlood: ParsableCommand {
         let responder = SessionManager(host: rSock, demux: rDemux, identity: .generate())
         // Time the responder's whole receive path, including the demultiplexer.
         var responderCPU: UInt64 = 0
-        let inner = rSock.onReceive!
+        let inner = rSock.onReceive!  // `!`: the demultiplexer set it when made, above
         rSock.onReceive = { p, s in
             let t = BenchSupport.cpuNanos()
             inner(p, s)
@@ -40,7 +40,7 @@ struct BenchFlood: ParsableCommand {
         let proto = try NoiseProtocol(name: HandshakeKind.xx.noiseName)
         var templates: [[UInt8]] = []
         for i in 0..<distinct {
-            var hs = try HandshakeState(protocol: proto, initiator: true, prologue: Array("turf transport v1".utf8),
+            var hs = try HandshakeState(protocol: proto, initiator: true, prologue: Wire.noisePrologue,
                                         localStatic: X25519.KeyPair.generate())
             templates.append(HandshakeMACs.seal(
                 HandshakeInitiation(kind: .xx, senderIndex: UInt32(i + 1), noiseMessage: try hs.writeMessage()).encode()))

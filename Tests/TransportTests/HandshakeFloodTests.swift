@@ -22,7 +22,7 @@ final class Flooder {
         self.echoCookies = echoCookies
         let proto = try NoiseProtocol(name: HandshakeKind.xx.noiseName)
         for i in 0..<distinct {
-            var hs = try HandshakeState(protocol: proto, initiator: true, prologue: Array("turf transport v1".utf8),
+            var hs = try HandshakeState(protocol: proto, initiator: true, prologue: Wire.noisePrologue,
                                         localStatic: X25519.KeyPair.generate())
             var p = HandshakeInitiation(kind: .xx, senderIndex: UInt32(i + 1), noiseMessage: try hs.writeMessage()).encode()
             let mac1 = CookieChecker.mac1(p)

@@ -10,7 +10,7 @@ import Sodium
     /// A valid-looking XX initiation (mac1 correct) from `index`, with a fresh ephemeral key.
     static func initiation(index: UInt32) throws -> [UInt8] {
         var hs = try HandshakeState(protocol: try NoiseProtocol(name: HandshakeKind.xx.noiseName), initiator: true,
-                                    prologue: Array("turf transport v1".utf8), localStatic: X25519.KeyPair.generate())
+                                    prologue: Wire.noisePrologue, localStatic: X25519.KeyPair.generate())
         return HandshakeMACs.seal(HandshakeInitiation(kind: .xx, senderIndex: index, noiseMessage: try hs.writeMessage()).encode())
     }
 

@@ -53,6 +53,27 @@ import Sodium
         #expect(throws: (any Error).self) { _ = try Frame.decodeAll([3, 0, 0, 0, 0, 10, 0, 1]) }
         #expect(throws: (any Error).self) { _ = try Frame.decodeAll([4, 0, 0, 0, 0, 2, 0, 0]) }
     }
+
+    /// The close reasons' bytes are wire format (docs/transport.md): they must not move. A reason
+    /// this peer does not know still decodes (and closes).
+    @Test func closeCodesAreFixedOnTheWire() throws {
+        #expect(CloseCode.allCases.map(\.rawValue) == [0, 1, 2])
+        var b: [UInt8] = []
+        Frame.close(.limitExceeded).encode(into: &b)
+        #expect(b == [6, 2])
+        #expect(try Frame.decodeAll([6, 200]) == [.close(reason: 200)])
+    }
+
+    /// The MAC length the cookie checker hashes to is the one the packet layout reserves.
+    @Test func macLengthAgreesWithTheLayout() {
+        #expect(CookieChecker.macLength.rawValue == Wire.macLength)
+        #expect(CookieChecker.mac1([UInt8](repeating: 1, count: Wire.initiationLength)).count == Wire.macLength)
+    }
+
+    /// The Noise prologue is part of the protocol: changing it splits turf versions apart.
+    @Test func noisePrologueIsFixed() {
+        #expect(Wire.noisePrologue == Array("turf transport v1".utf8))
+    }
 }
 
 @Suite struct ReplayWindowTests {
