@@ -23,6 +23,7 @@ public enum DHTItem: Equatable, Sendable {
         }
     }
 
+    /// `!`: a SHA-1 hash is 20 bytes, a node id's length.
     public static func immutableTarget(_ v: BValue) -> NodeID { NodeID(bytes: SHA1.hash(Bencode.encode(v)))! }
 
     /// Largest bencoded value BEP 44 allows.
@@ -54,6 +55,7 @@ public struct MutableItem: Equatable, Sendable {
         signature = key.sign(MutableItem.signable(salt: salt, seq: seq, value: value))
     }
 
+    /// `!`: a SHA-1 hash is 20 bytes, a node id's length.
     public static func target(publicKey: [UInt8], salt: [UInt8]) -> NodeID { NodeID(bytes: SHA1.hash(publicKey + salt))! }
     public var target: NodeID { MutableItem.target(publicKey: publicKey, salt: salt) }
 

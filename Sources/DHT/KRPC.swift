@@ -29,6 +29,7 @@ public struct NodeInfo: Hashable, Sendable, CustomStringConvertible {
         out.reserveCapacity(b.count / 26)
         var i = 0
         while i < b.count {
+            // `!`s: 20 and 6 bytes exactly (the length is a multiple of 26, checked above).
             out.append(NodeInfo(id: NodeID(bytes: b[i..<(i + 20)])!, address: PeerAddress(compact: b[(i + 20)..<(i + 26)])!))
             i += 26
         }
@@ -233,7 +234,7 @@ public struct KRPCMessage: Equatable, Sendable {
                     guard let b = e.bytesValue, b.count == 6 || b.count == 18 else {
                         throw KRPCDecodeError(.invalid("values", "entries must be compact peers"), transactionID: t)
                     }
-                    if b.count == 6 { resp.values.append(PeerAddress(compact: b)!) }
+                    if b.count == 6 { resp.values.append(PeerAddress(compact: b)!) }  // `!`: 6 bytes, checked
                 }
             }
             if let tok = r["token"] {

@@ -145,7 +145,7 @@ public enum BEP42 {
         bytes[1] = UInt8((crc >> 16) & 0xFF)
         bytes[2] = (UInt8((crc >> 8) & 0xF8)) | (bytes[2] & 0x07)
         bytes[19] = rand
-        return NodeID(bytes: bytes)!
+        return NodeID(bytes: bytes)!  // `!`: a node id's 20 bytes, edited in place
     }
 
     /// Whether `id` is valid for `ip` (always true for exempt addresses).

@@ -72,7 +72,7 @@ public enum UntrustedFile {
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var offset: off_t = 0
         while true {
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }  // `!`: 64 KiB, not empty
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileError.errno("cannot read \(what)", path)
@@ -174,7 +174,7 @@ public enum DurableFile {
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + done, bytes.count - done) }
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + done, bytes.count - done) }  // `!`: done < count, so not empty
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileError("write failed: \(String(cString: strerror(errno)))")

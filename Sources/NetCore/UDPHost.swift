@@ -76,8 +76,16 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
     /// on the socket's error queue, which SwiftNIO never drains, so it closes the channel on the
     /// next poll: half of the sends to a dead peer would cost a rebind and lose queued datagrams.
     public static func bind(_ address: PeerAddress, group: EventLoopGroup? = nil) throws -> UDPHost {
-        let owned = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
-        let g: EventLoopGroup = group ?? owned!
+        let owned: MultiThreadedEventLoopGroup?
+        let g: EventLoopGroup
+        if let group {
+            owned = nil
+            g = group
+        } else {
+            let own = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            owned = own
+            g = own
+        }
         let handler = ReceiveHandler()
         do {
             let channel = try makeChannel(on: g.next(), address: address, handler: handler).wait()

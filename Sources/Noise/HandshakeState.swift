@@ -111,8 +111,9 @@ public struct HandshakeState {
         for t in noiseProtocol.pattern.messages[messageIndex] {
             switch t {
             case .e:
-                if e == nil { e = X25519.KeyPair.generate() }
-                let pub = e!.publicKey
+                let ephemeral = e ?? X25519.KeyPair.generate()
+                e = ephemeral
+                let pub = ephemeral.publicKey
                 out += pub
                 symmetric.mixHash(pub)
                 if noiseProtocol.pattern.usesPSK { symmetric.mixKey(pub) }

@@ -77,7 +77,7 @@ public final class ArenaMap: Equatable, Sendable {
                 case ".": cells[i] = .floor
                 case " ": cells[i] = .void
                 case "1"..."8":
-                    let n = Int(ch.asciiValue! - UInt8(ascii: "1"))
+                    let n = Int(ch.asciiValue! - UInt8(ascii: "1"))  // `!`: "1"..."8" are ASCII
                     if spawnAt[n] != nil {
                         throw MapError(file: file, line: start + y + 1, column: x + 1, "spawn point '\(ch)' appears twice")
                     }
@@ -109,7 +109,7 @@ public final class ArenaMap: Equatable, Sendable {
         width = w
         height = rows.count
         self.cells = cells
-        spawns = spawnAt.prefix(count).map { $0! }
+        spawns = spawnAt.prefix(count).map { $0! }  // `!`: spawns 1...count were checked present above
         floorCells = cells.indices.filter { cells[$0] == .floor }
     }
 
@@ -134,6 +134,7 @@ public final class ArenaMap: Equatable, Sendable {
 
 public enum Direction: UInt8, CaseIterable, Sendable {
     case up = 0, right = 1, down = 2, left = 3
+    // `!`s: a raw value masked with 3 is 0...3, and all four are cases.
     public var opposite: Direction { Direction(rawValue: (rawValue + 2) & 3)! }
     public var turns: [Direction] { [Direction(rawValue: (rawValue + 1) & 3)!, Direction(rawValue: (rawValue + 3) & 3)!] }
 }

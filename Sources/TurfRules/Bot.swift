@@ -112,7 +112,7 @@ public struct Bot: Sendable {
         while head < queue.count && queue.count < limit {
             let c = queue[head]
             head += 1
-            let (_, dc) = firstStep[c]!
+            let (_, dc) = firstStep[c]!  // `!`s: every cell queued got its first step when queued
             if let b = best, dc + 1 >= b.1 { break }
             for d in Direction.allCases {
                 guard let n = map.step(c, d), map.isFloor(n), firstStep[n] == nil else { continue }
@@ -120,7 +120,7 @@ public struct Bot: Sendable {
                 firstStep[n] = (first, dc + 1)
                 if world.owner[n] == TurfWorld.noOwner {
                     let score = dc + 1 + 3 * max(0, 8 - nearestOther(n))
-                    if best == nil || score < best!.1 { best = (first, score) }
+                    if score < best?.1 ?? .max { best = (first, score) }
                 } else {
                     queue.append(n)
                 }
@@ -144,7 +144,7 @@ public struct TurfController: PlayerController {
     public mutating func steer(_ d: Direction) { avatar.wanted = d }
 
     public mutating func step(tick: Tick, player: PlayerID, state: TurfWorld) -> [TurfOp] {
-        if bot != nil { bot!.steer(&avatar, player: player, tick: tick, world: state) }
+        bot?.steer(&avatar, player: player, tick: tick, world: state)
         guard let op = avatar.step(tick: tick, player: player, map: state.map, moveEvery: state.settings.moveEvery) else { return [] }
         return [op]
     }

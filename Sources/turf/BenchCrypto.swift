@@ -18,6 +18,15 @@ struct BenchCrypto: ParsableCommand {
     @Option(help: "Rounds: raw and session alternate; each round's session/raw ratio is taken from adjacent runs and the median ratio is reported.") var rounds = 9
     @Option(help: "Handshakes to time.") var handshakes = 2000
 
+    func validate() throws {
+        guard (1...Wire.maxTransportPayload).contains(size) else {
+            throw ValidationError("--size must be between 1 and \(Wire.maxTransportPayload) bytes")
+        }
+        guard packets >= 1, rounds >= 1, handshakes >= 1 else {
+            throw ValidationError("--packets, --rounds and --handshakes must be at least 1")
+        }
+    }
+
     func run() throws {
         Sodium.ensureInitialized()
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0) }
@@ -58,6 +67,7 @@ struct BenchCrypto: ParsableCommand {
                         key.withUnsafeBufferPointer { k in
                             nonce.withUnsafeBufferPointer { n in
                                 ad.withUnsafeBufferPointer { a in
+                                    // `!`s: every buffer is at least 1 byte (validate() bounds --size).
                                     _ = crypto_aead_chacha20poly1305_ietf_encrypt(
                                         c.baseAddress!, nil, m.baseAddress!, UInt64(m.count), a.baseAddress!, UInt64(a.count),
                                         nil, n.baseAddress!, k.baseAddress!)

@@ -34,7 +34,7 @@ struct BenchDHT: ParsableCommand {
 
     func run() throws {
         var p = DHTSimulation.Parameters()
-        p.bootstrap = DHTSimulation.Bootstrap(rawValue: bootstrap)!
+        p.bootstrap = DHTSimulation.Bootstrap(rawValue: bootstrap)!  // `!`: validate() checked it
         p.nodes = nodes
         p.joinSeconds = joinSeconds
         p.churn = churn

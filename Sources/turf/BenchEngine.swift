@@ -39,7 +39,7 @@ struct BenchReplay: ParsableCommand {
         let s0 = monotonicNanos()
         let (shuffled, _) = try ReplayPlayer(try ReplayFile.decode(bytes, as: TurfWorld.self)).verify(shuffleSeed: seed)
         let shuffledS = Double(monotonicNanos() - s0) / 1e9
-        let v = verification!
+        let v = verification!  // `!`: the loop above ran at least once and set it
         let replayS = BenchSupport.median(replayTimes)
         var j = JSONObject()
         j.add("benchmark", "replay")

@@ -180,9 +180,9 @@ final class ProgressBar {
         let width = 40
         let filled = pct * width / 100
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        FileHandle.standardError.write("\r[\(bar)] \(pct)%".data(using: .utf8)!)
+        FileHandle.standardError.write(Data("\r[\(bar)] \(pct)%".utf8))
     }
-    func finish() { if enabled && last >= 0 { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) } }
+    func finish() { if enabled && last >= 0 { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) } }
 }
 
 /// `turf replay recover`: turns the journals of matches that a crash interrupted into replays.

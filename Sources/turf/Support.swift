@@ -165,5 +165,5 @@ func hex64(_ v: UInt64) -> String {
 }
 
 func printErr(_ s: String) {
-    FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
+    FileHandle.standardError.write(Data((s + "\n").utf8))
 }

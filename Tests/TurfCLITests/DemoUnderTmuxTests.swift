@@ -122,7 +122,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: state) }
         try FileManager.default.createDirectory(at: state.appendingPathComponent("turf"), withIntermediateDirectories: true)
         // A file where the replays directory should be: saving fails.
-        FileManager.default.createFile(atPath: state.appendingPathComponent("turf/replays").path, contents: Data("x".utf8))
+        #expect(FileManager.default.createFile(atPath: state.appendingPathComponent("turf/replays").path, contents: Data("x".utf8)))
         let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii",
                                 environment: ["XDG_STATE_HOME": state.path])
         defer { t.close() }
