@@ -4,6 +4,24 @@ import LocalFiles
 import Logging
 import TerminalUI
 import TurfRules
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// The C calls, where JournalFile's own `open` and `close` hide them.
+private func openFile(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 { open(path, flags, mode) }
+private func closeFile(_ fd: Int32) { _ = close(fd) }
+
+/// Flushes written data to the disk: fdatasync where there is one (Linux); macOS has only fsync.
+private func syncData(_ fd: Int32) {
+    #if os(Linux)
+    _ = fdatasync(fd)
+    #else
+    _ = fsync(fd)
+    #endif
+}
 
 /// The journal of a round in progress, `<replays>/<name>.turfjournal`. It is written under a
 /// temporary name, locked (exclusive flock) and given its header before it is linked under its
@@ -35,7 +53,7 @@ final class JournalFile: RoundJournal {
         var fd: Int32 = -1
         do {
             try StatePaths.ensure(dir)
-            fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
+            fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw CLIError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { throw CLIError("cannot lock \(tmp): \(String(cString: strerror(errno)))") }
             try DurableFile.writeAll(fd, ReplayJournal.header(config))
@@ -44,7 +62,7 @@ final class JournalFile: RoundJournal {
             DurableFile.syncDirectory(dir)
             return JournalFile(path: path, fd: fd)
         } catch {
-            if fd >= 0 { Glibc.close(fd) }
+            if fd >= 0 { closeFile(fd) }
             unlink(tmp)
             Logger(label: "turf.journal").error("no journal for this match: \(error)")
             return nil
@@ -56,7 +74,7 @@ final class JournalFile: RoundJournal {
         do {
             try DurableFile.writeAll(fd, bytes)
             flushes += 1
-            if flushes % JournalFile.syncEvery == 0 { fdatasync(fd) }
+            if flushes % JournalFile.syncEvery == 0 { syncData(fd) }
         } catch {
             failed = true
             log.error("journal \(path): \(error); the match goes on, and is saved at its end")
@@ -71,7 +89,7 @@ final class JournalFile: RoundJournal {
         } else {
             unlink(path)
         }
-        Glibc.close(fd)
+        closeFile(fd)
         fd = -1
     }
 }
@@ -97,12 +115,12 @@ enum JournalRecovery {
 
     /// Nil when the journal is in use by a live match, or gone (another recovery took it).
     static func recover(_ path: String) -> Result? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let fd = openFile(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
             return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: String(cString: strerror(errno)))
         }
-        defer { Glibc.close(fd) }
+        defer { closeFile(fd) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return nil }
         // Another recovery may have finished with this file between our open and our lock.
         var st = stat()

@@ -43,7 +43,7 @@ import NIOPosix
         var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
         defer { argv.forEach { free($0) } }
-        #expect(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, environ) == 0)
+        #expect(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, nil) == 0)  // an empty environment
         defer { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0) }
         a.close()
         let again = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: port))

@@ -122,7 +122,12 @@ final class UDPPortHolder {
 
     init() throws {
         // CLOEXEC: the processes the test starts must not inherit (and keep) the port.
+        #if os(Linux)
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #else
+        let fd = socket(AF_INET, SOCK_DGRAM, 0)
+        if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        #endif
         guard fd >= 0 else { throw CLIFailure("socket: \(String(cString: strerror(errno)))") }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
@@ -134,13 +139,13 @@ final class UDPPortHolder {
                 bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
             }
         }
-        guard ok else { Glibc.close(fd); throw CLIFailure("bind: \(String(cString: strerror(errno)))") }
+        guard ok else { closeDescriptor(fd); throw CLIFailure("bind: \(String(cString: strerror(errno)))") }
         self.fd = fd
         port = UInt16(bigEndian: addr.sin_port)
     }
 
     func close() {
-        if fd >= 0 { Glibc.close(fd); fd = -1 }
+        if fd >= 0 { closeDescriptor(fd); fd = -1 }
     }
 
     deinit { close() }
@@ -179,3 +184,6 @@ func spawnBackground(_ executable: String, _ args: [String], environment: [Strin
     guard rc == 0 else { throw CLIFailure("cannot start \(executable): \(String(cString: strerror(rc)))") }
     return pid
 }
+
+/// `close(2)`, where a method named `close` hides it.
+private func closeDescriptor(_ fd: Int32) { _ = close(fd) }
