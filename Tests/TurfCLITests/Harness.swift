@@ -25,7 +25,11 @@ func run(_ executable: String, _ args: [String], environment: [String: String]? 
     let tag = UUID().uuidString
     let outPath = "\(dir)/turf-run-\(tag).out", errPath = "\(dir)/turf-run-\(tag).err"
     defer { unlink(outPath); unlink(errPath) }
+    #if canImport(Darwin)
+    var actions: posix_spawn_file_actions_t?  // a pointer on Darwin, a struct in Glibc
+    #else
     var actions = posix_spawn_file_actions_t()
+    #endif
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
