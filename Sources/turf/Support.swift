@@ -1,6 +1,7 @@
 import Foundation
 import LocalFiles
 import Logging
+import NIOConcurrencyHelpers
 import TurfRules
 
 #if canImport(Glibc)
@@ -83,9 +84,8 @@ enum StatePaths {
 
 /// Logs to $XDG_STATE_HOME/turf/turf.log, never to the screen (curses owns it while a match runs).
 struct FileLogHandler: LogHandler {
-    private static let lock = NSLock()
-    // nonisolated(unsafe): read and written only while holding `lock`.
-    nonisolated(unsafe) private static var handle: FileHandle?
+    /// The log file, shared by every handler (one per logger label) and every thread.
+    private static let handle = NIOLockedValueBox<FileHandle?>(nil)
     let label: String
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .info
@@ -95,11 +95,11 @@ struct FileLogHandler: LogHandler {
             try StatePaths.ensure(StatePaths.root)
             let p = StatePaths.root + "/turf.log"
             if !FileManager.default.fileExists(atPath: p) { _ = FileManager.default.createFile(atPath: p, contents: nil) }
-            lock.lock()
-            defer { lock.unlock() }
-            handle = FileHandle(forWritingAtPath: p)
-            handle?.seekToEndOfFile()
-            return handle != nil
+            return handle.withLockedValue { h in
+                h = FileHandle(forWritingAtPath: p)
+                h?.seekToEndOfFile()
+                return h != nil
+            }
         } catch { return false }
     }
 
@@ -110,18 +110,18 @@ struct FileLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let line = "\(Date()) \(event.level) \(label): \(event.message)\n"
-        FileLogHandler.lock.lock()
-        defer { FileLogHandler.lock.unlock() }
-        FileLogHandler.handle?.write(Data(line.utf8))
+        FileLogHandler.handle.withLockedValue { $0?.write(Data(line.utf8)) }
     }
 }
 
 enum Logs {
-    // nonisolated(unsafe): set once, on the main thread, before any other thread logs.
-    nonisolated(unsafe) private static var bootstrapped = false
+    private static let bootstrapped = NIOLockedValueBox(false)
     static func bootstrap() {
-        guard !bootstrapped else { return }
-        bootstrapped = true
+        let first = bootstrapped.withLockedValue { done in
+            defer { done = true }
+            return !done
+        }
+        guard first else { return }
         if FileLogHandler.open() {
             LoggingSystem.bootstrap { FileLogHandler(label: $0) }
         } else {
