@@ -96,7 +96,7 @@ public final class SessionManager {
     public let host: NetworkHost
     public let identity: Identity
     public let config: Config
-    @exclusivity(unchecked) public internal(set) var stats = Stats()
+    @exclusivity(unchecked) public internal(set) var stats = Stats()  // per packet: see DirectionKey.counter
     /// Called when a session started by a peer is established.
     public var onInbound: ((Session) -> Void)?
     let logger: Logger
