@@ -11,10 +11,15 @@ import Darwin
 /// A file operation that failed: one line, naming the path.
 public struct FileError: Error, CustomStringConvertible, Equatable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The errno behind the error, when a system call failed.
+    public var code: Int32?
+    public init(_ description: String, code: Int32? = nil) {
+        self.description = description
+        self.code = code
+    }
 
     static func errno(_ what: String, _ path: String, _ code: Int32 = Foundation.errno) -> FileError {
-        FileError("\(what) \(path): \(String(cString: strerror(code)))")
+        FileError("\(what) \(path): \(String(cString: strerror(code)))", code: code)
     }
 }
 
@@ -59,6 +64,15 @@ public enum UntrustedFile {
             throw FileError("\(what) \(path) is not a regular file (\(fileKind(st.st_mode)))")
         }
         return fd
+    }
+
+    /// `open`, but nil when `path` does not exist (a key not yet created, a journal another
+    /// recovery has just taken).
+    public static func openIfExists(_ path: String, what: String, extraFlags: Int32 = 0) throws -> Int32? {
+        do { return try open(path, what: what, extraFlags: extraFlags) } catch let e as FileError {
+            if e.code == ENOENT { return nil }
+            throw e
+        }
     }
 
     /// Reads an open regular file from its start, refusing it once it is over `limit` bytes (the

@@ -52,6 +52,35 @@ public struct TurfSettings: Equatable, Sendable {
         return s
     }
 
+    /// The pickup schedule is built whole when a match or replay is loaded: one entry per pickup,
+    /// and per pickup the floor cells its splat paints (each stored twice: the pickup's area and
+    /// the per-cell index), so its memory is pickups × splat area; and every paint or claim of a
+    /// cell looks at each pickup whose splat covers it, at most every pickup. A 24-hour match at
+    /// 30 Hz with the default settings (one pickup every 300 ticks, splat radius 2) has 8,639
+    /// pickups and 216k splat cells; these bounds leave headroom above that and keep the schedule
+    /// under ~16 MB and a merge under 10k steps whatever a replay file says.
+    public static let maxPickups = 10_000
+    /// Bound on pickups × (2 × splatRadius + 1)², the splat cells the schedule may hold.
+    public static let maxSplatCells = 1_000_000
+
+    /// The number of pickups a match of `lengthTicks` ticks schedules.
+    public func pickupCount(lengthTicks: Tick) -> Int {
+        pickupInterval == 0 ? 0 : Int((max(lengthTicks, 1) - 1) / pickupInterval)
+    }
+
+    /// Refuses settings whose pickup schedule, for a match of this length, would be larger than
+    /// `maxPickups` / `maxSplatCells` (checked from the settings alone, before anything is built).
+    public func checkWork(lengthTicks: Tick) throws {
+        let pickups = pickupCount(lengthTicks: lengthTicks)
+        guard pickups <= TurfSettings.maxPickups else {
+            throw ConfigError.invalid("\(pickups) pickups in \(lengthTicks) ticks (one every \(pickupInterval) ticks; at most \(TurfSettings.maxPickups))")
+        }
+        let side = 2 * Int(splatRadius) + 1
+        guard pickups * side * side <= TurfSettings.maxSplatCells else {
+            throw ConfigError.invalid("\(pickups) pickups of splat radius \(splatRadius) cover up to \(pickups * side * side) cells (at most \(TurfSettings.maxSplatCells))")
+        }
+    }
+
     /// At most one pickup every this many ticks, so the schedule (one entry per pickup, built
     /// when a match or replay is loaded) stays small whatever a replay file says.
     public static let minPickupInterval: UInt32 = 10

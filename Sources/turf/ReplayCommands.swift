@@ -208,6 +208,7 @@ struct RecoverCommand: ParsableCommand {
                 j.add("ops", r.ops)
                 j.add("last_tick", Int(r.lastTick))
                 j.add("discarded_bytes", r.discardedBytes)
+                j.add("damaged", r.journal.hasSuffix(".damaged"))
                 if let p = r.problem { j.add("problem", p) } else { j.addNull("problem") }
                 print(j.text)
             } else {
@@ -215,10 +216,14 @@ struct RecoverCommand: ParsableCommand {
             }
         }
         if !json && results.isEmpty { print("no interrupted matches to recover") }
-        if results.contains(where: { $0.replay == nil && $0.ops == 0 && $0.problem != nil }) { throw ExitCode(1) }
+        // Damage is reported with status 1 even when part of the match was recovered.
+        if results.contains(where: { $0.failed }) { throw ExitCode(1) }
     }
 
     static func describe(_ r: JournalRecovery.Result) -> String {
+        if let replay = r.replay, r.salvaged {
+            return "recovered part of a damaged match: \(replay) (\(r.ops) ops, up to tick \(r.lastTick)); the journal is kept as \(r.journal): \(r.problem ?? "damaged")"
+        }
         if let replay = r.replay {
             let torn = r.discardedBytes > 0 ? " (a torn last write of \(r.discardedBytes) bytes dropped)" : ""
             return "recovered an interrupted match: \(replay) (\(r.ops) ops, up to tick \(r.lastTick))\(torn)"
