@@ -28,12 +28,12 @@ public struct MatchConfig: Equatable, Sendable {
     /// Bounds on the work a config implies, whoever wrote it (docs/untrusted-input.md). A replay
     /// or journal is a config plus ops, and the config alone decides the per-tick tables a peer
     /// builds (`ReplayPlayer.tickStart`: two arrays of lengthTicks + 2 words), the checkpoints it
-    /// takes and stores, and the simulation time of a live match (ticks × players). The longest
-    /// match turf records is `turf replay generate --minutes 1440`: 24 hours at 30 Hz, 2,592,000
-    /// ticks (41 MB of tick tables, 20.7 M player-ticks for 8 players), with a checkpoint a second,
-    /// 86,400 checkpoints. A real match is 90 s (2,700 ticks).
-    public static let maxLengthTicks: Tick = 2_592_000
-    public static let maxCheckpoints: Tick = 100_000
+    /// takes and stores, and the simulation time of a live match (ticks × players). A real match
+    /// is 90 s (2,700 ticks); the longest turf records is `turf replay generate --minutes 240`:
+    /// 4 hours at 30 Hz, 432,000 ticks (7 MB of tick tables, 3.5 M player-ticks for 8 players),
+    /// with a checkpoint a second, 14,400 checkpoints.
+    public static let maxLengthTicks: Tick = 432_000
+    public static let maxCheckpoints: Tick = 14_400
 
     public var gameID: String
     public var seed: UInt64
@@ -62,7 +62,7 @@ public struct MatchConfig: Equatable, Sendable {
         }
         guard (1...1000).contains(tickRate) else { throw ConfigError.invalid("tick rate \(tickRate) Hz") }
         guard lengthTicks > 0 && lengthTicks <= MatchConfig.maxLengthTicks else {
-            throw ConfigError.invalid("length \(lengthTicks) ticks (at most \(MatchConfig.maxLengthTicks), 24 hours at 30 Hz)")
+            throw ConfigError.invalid("length \(lengthTicks) ticks (at most \(MatchConfig.maxLengthTicks), 4 hours at 30 Hz)")
         }
         guard checkpointInterval > 0 else { throw ConfigError.invalid("checkpoint interval 0") }
         guard lengthTicks / checkpointInterval <= MatchConfig.maxCheckpoints else {

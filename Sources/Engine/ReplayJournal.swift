@@ -83,39 +83,56 @@ public enum ReplayJournal {
         guard config.gameID == Game.gameID else {
             throw ReplayFormatError(offset: magic.count + 2, "journal is for game '\(config.gameID)', not '\(Game.gameID)'")
         }
-        var replica = try Replica<Game>(config: config)
+        // The replica that merges the ops is gone before the replay re-derives its checkpoints
+        // (with a replica of its own): one copy of the match in memory at a time.
+        let scan = try merge(bytes, from: r.offset, config: config, as: Game.self)
+        let replay = try Replay<Game>(config: config, logs: scan.logs, equivocations: scan.equivocations)
+        return Recovery(replay: replay, chunks: scan.chunks, discardedBytes: scan.discarded, damaged: scan.damaged,
+                        stoppedBy: scan.stoppedBy, lastTick: scan.lastTick)
+    }
+
+    private struct Scan<Payload: Equatable & Sendable> {
+        var logs: [[Op<Payload>]] = []
+        var equivocations: [Op<Payload>] = []
         var chunks = 0, lastTick: Tick = 0, discarded = 0
         var damaged: [Range<Int>] = []
         var stoppedBy: ReplayFormatError?
+    }
+
+    /// Merges every section from `start` on that verifies into a fresh replica, skipping damage.
+    private static func merge<Game: ReplicatedGame>(_ bytes: [UInt8], from start: Int, config: MatchConfig,
+                                                    as: Game.Type) throws -> Scan<Game.Payload> {
+        var replica = try Replica<Game>(config: config)
+        var scan = Scan<Game.Payload>()
         var resyncBudget = bytes.count * resyncWorkFactor
-        var at = r.offset
+        var at = start
         while at < bytes.count {
             switch chunk(bytes, at: at, config: config, as: Game.self) {
             case .ops(let ops, let end):
                 for op in ops {
                     replica.receive(op)
-                    lastTick = max(lastTick, op.tick)
+                    scan.lastTick = max(scan.lastTick, op.tick)
                 }
-                chunks += 1
+                scan.chunks += 1
                 at = end
             case .bad(let error, let end):
                 // The frame holds (tag, length and checksum agree), the contents do not: skip it.
-                if stoppedBy == nil { stoppedBy = error }
-                damaged.append(at..<end)
-                discarded += end - at
+                if scan.stoppedBy == nil { scan.stoppedBy = error }
+                scan.damaged.append(at..<end)
+                scan.discarded += end - at
                 at = end
             case .unframed(let error):
                 // No whole section starts here: find the next one that does.
-                if stoppedBy == nil { stoppedBy = error }
+                if scan.stoppedBy == nil { scan.stoppedBy = error }
                 let next = nextSection(bytes, after: at, budget: &resyncBudget)
-                if next < bytes.count || !isTruncation(error) { damaged.append(at..<next) }
-                discarded += next - at
+                if next < bytes.count || !isTruncation(error) { scan.damaged.append(at..<next) }
+                scan.discarded += next - at
                 at = next
             }
         }
-        let replay = try Replay<Game>(config: config, logs: replica.allLogs, equivocations: replica.equivocations)
-        return Recovery(replay: replay, chunks: chunks, discardedBytes: discarded, damaged: damaged,
-                        stoppedBy: stoppedBy, lastTick: lastTick)
+        scan.logs = replica.allLogs
+        scan.equivocations = replica.equivocations
+        return scan
     }
 
     private enum Chunk<Payload: Equatable & Sendable> {

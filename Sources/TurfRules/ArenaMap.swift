@@ -24,6 +24,9 @@ public final class ArenaMap: Equatable, @unchecked Sendable {
     public let source: String
 
     public static let maxSide = 250
+    /// The largest map text, in UTF-8 bytes: a 250×250 grid with CRLF line ends is 63 KB, the
+    /// shipped maps are under 2 KB. Checked before parsing, wherever the text comes from.
+    public static let maxSourceBytes = 256 << 10
 
     /// Longest map name, in Unicode scalars (it is drawn in the title bar and the end screen).
     public static let maxNameLength = 40
@@ -37,6 +40,9 @@ public final class ArenaMap: Equatable, @unchecked Sendable {
     /// The grid is ASCII: anything outside its alphabet is an error at its line and column
     /// (columns count Unicode scalars, from 1).
     public init(parsing text: String, file: String = "<map>") throws {
+        guard text.utf8.count <= ArenaMap.maxSourceBytes else {
+            throw MapError(file: file, line: 1, column: 1, "the map is \(text.utf8.count) bytes (at most \(ArenaMap.maxSourceBytes))")
+        }
         source = text
         var name: String?
         var gridStart: Int?

@@ -38,7 +38,7 @@ public struct TurfSettings: Equatable, Sendable {
         var r = ByteReader(bytes)
         let v = try r.u8("settings version")
         guard v == formatVersion else { throw ConfigError.invalid("turf settings version \(v) (expected \(formatVersion))") }
-        let text = try r.string("map text", limit: 1 << 20)
+        let text = try r.string("map text", limit: ArenaMap.maxSourceBytes)
         let map = try ArenaMap(parsing: text, file: "<map recorded in the match>")
         let s = TurfSettings(map: map, moveEvery: try r.u8("move interval"), pickupInterval: try r.u32("pickup interval"),
                              pickupLifetime: try r.u32("pickup lifetime"), splatRadius: try r.u8("splat radius"))
@@ -55,10 +55,11 @@ public struct TurfSettings: Equatable, Sendable {
     /// The pickup schedule is built whole when a match or replay is loaded: one entry per pickup,
     /// and per pickup the floor cells its splat paints (each stored twice: the pickup's area and
     /// the per-cell index), so its memory is pickups × splat area; and every paint or claim of a
-    /// cell looks at each pickup whose splat covers it, at most every pickup. A 24-hour match at
-    /// 30 Hz with the default settings (one pickup every 300 ticks, splat radius 2) has 8,639
-    /// pickups and 216k splat cells; these bounds leave headroom above that and keep the schedule
-    /// under ~16 MB and a merge under 10k steps whatever a replay file says.
+    /// cell looks at each pickup whose splat covers it, at most every pickup. The longest match (4
+    /// hours at 30 Hz, `MatchConfig.maxLengthTicks`) with the default settings (one pickup every
+    /// 300 ticks, splat radius 2) has 1,439 pickups and 36k splat cells; these bounds leave
+    /// headroom for busier settings (a pickup every 44 ticks for 4 hours, or radius 8 every 125)
+    /// and keep the schedule under ~16 MB and a merge under 10k steps whatever a file says.
     public static let maxPickups = 10_000
     /// Bound on pickups × (2 × splatRadius + 1)², the splat cells the schedule may hold.
     public static let maxSplatCells = 1_000_000

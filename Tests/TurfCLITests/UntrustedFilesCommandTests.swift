@@ -114,7 +114,7 @@ import TurfRules
         var settings = TurfSettings(map: try ArenaMap(parsing: String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/warren.map"), encoding: .utf8)))
         settings.pickupInterval = 10
         settings.splatRadius = 8
-        let config = settings.matchConfig(seed: 1, players: TurfMatch.players(humans: [], total: 2), seconds: 24 * 3600)
+        let config = settings.matchConfig(seed: 1, players: TurfMatch.players(humans: [], total: 2), seconds: 4 * 3600)
         let bomb = TurfReplay(config: config, logs: [[], []], equivocations: [], checkpoints: [], finalHash: 0)
         try Data(ReplayFile.encode(bomb)).write(to: URL(fileURLWithPath: "\(dir)/bomb.turfreplay"))
         expectOneLineError(try run(turfBinary, ["replay", "--headless", "\(dir)/bomb.turfreplay"], timeout: 30),

@@ -111,13 +111,13 @@ import TurfRules
     @Test func aPickupScheduleBeyondTheBoundsIsRefused() throws {
         let s = try settings(10, radius: 8)
         let players = TurfMatch.players(humans: [], total: 2)
-        let long = s.matchConfig(seed: 1, players: players, seconds: 24 * 3600)
+        let long = s.matchConfig(seed: 1, players: players, seconds: 4 * 3600)
         #expect(throws: ConfigError.self) { try TurfWorld.settings(for: long) }
         #expect(throws: ConfigError.self) { try Replica<TurfWorld>(config: long) }
         // Each bound on its own: the count (radius 0), and the splat cells (few pickups, radius 8).
-        let many = try settings(10, radius: 0).matchConfig(seed: 1, players: players, seconds: 3600)
+        let many = try settings(20, radius: 0).matchConfig(seed: 1, players: players, seconds: 4 * 3600)
         #expect(throws: ConfigError.self) { try TurfWorld.settings(for: many) }
-        let wide = try settings(40, radius: 8).matchConfig(seed: 1, players: players, seconds: 7200)
+        let wide = try settings(100, radius: 8).matchConfig(seed: 1, players: players, seconds: 4 * 3600)
         #expect(throws: ConfigError.self) { try TurfWorld.settings(for: wide) }
         // Through a replay file: the config decodes, the replay is refused when it is loaded.
         let bomb = TurfReplay(config: long, logs: [[], []], equivocations: [], checkpoints: [], finalHash: 0)
@@ -125,21 +125,21 @@ import TurfRules
         #expect(throws: ConfigError.self) { try ReplayPlayer(decoded).run() }
     }
 
-    /// What real matches use stays well inside: the longest match turf records (24 h at 30 Hz)
+    /// What real matches use stays well inside: the longest match turf records (4 h at 30 Hz)
     /// with the default settings, and a real 90 s match with frequent wide pickups.
     @Test func realMatchesAreWithinTheBounds() throws {
         let players = TurfMatch.players(humans: [], total: 8)
-        let day = try settings(300, radius: 2).matchConfig(seed: 1, players: players, seconds: 24 * 3600)
+        let day = try settings(300, radius: 2).matchConfig(seed: 1, players: players, seconds: 4 * 3600)
         #expect(day.lengthTicks == MatchConfig.maxLengthTicks)
         _ = try TurfWorld.settings(for: day)
         try day.validate()
         let busy = try settings(10, radius: 8).matchConfig(seed: 1, players: players, seconds: 90)
         _ = try TurfWorld.settings(for: busy)
-        #expect(TurfSettings(map: try settings(300, radius: 2).map).pickupCount(lengthTicks: day.lengthTicks) == 8639)
+        #expect(TurfSettings(map: try settings(300, radius: 2).map).pickupCount(lengthTicks: day.lengthTicks) == 1439)
     }
 
     /// The engine's own bounds: a match longer than 24 h at 30 Hz, or with more checkpoints than
-    /// a day at one a second, is refused whatever its game.
+    /// 4 hours at one a second, is refused whatever its game.
     @Test func lengthAndCheckpointsAreBounded() throws {
         let s = try settings(0, radius: 0)
         let players = TurfMatch.players(humans: [], total: 2)
