@@ -183,7 +183,13 @@ enum ReplayNames {
     static func base(_ config: MatchConfig, date: Date = Date()) -> String {
         let f = DateFormatter()
         f.dateFormat = "yyyyMMdd-HHmmss"
-        let map = (try? TurfWorld.settings(for: config).map.name.lowercased()) ?? "match"
+        let name = (try? TurfWorld.settings(for: config).map.name.lowercased()) ?? "match"
+        // A map's name is text from a file: only letters, digits and '-' reach a file name (a
+        // name like "../x" must not pick the directory).
+        var map = String(String.UnicodeScalarView(name.unicodeScalars.map {
+            ("a"..."z").contains($0) || ("0"..."9").contains($0) ? $0 : "-"
+        }.prefix(40)))
+        if map.allSatisfy({ $0 == "-" }) { map = "match" }
         return "\(f.string(from: date))-\(map)-\(hex64(config.seed).suffix(6))"
     }
 }
