@@ -117,6 +117,13 @@ enum JournalRecovery {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_nlink > 0 else { return nil }
         let log = Logger(label: "turf.journal")
+        // The magic before the size: a file that is no journal is set aside whatever its size.
+        do { try UntrustedFile.expectMagic(fd, ReplayJournal.magic, path: path, what: "journal") } catch let e as FileError {
+            return e.code == nil ? markDamaged(path, problem: "\(e)")
+                : Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(e)")
+        } catch {
+            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(error)")
+        }
         let bytes: [UInt8]
         do {
             bytes = try UntrustedFile.readAll(fd, limit: FileLimits.journal, path: path, what: "journal")

@@ -59,6 +59,18 @@ import TurfRules
         #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
         #expect(r.stdout.contains("too large"), "\(r.stdout)")
         #expect(FileManager.default.fileExists(atPath: "\(journals)/huge.turfjournal"), "evidence is never deleted")
+        // A huge file that is no journal at all says so (its magic is read first) and is set aside.
+        try sparse("\(journals)/junk.turfjournal", size: 3 << 30, prefix: [])
+        let junk = try run(turfBinary, ["replay", "recover", "--dir", journals], environment: environment(dir), timeout: 30)
+        #expect(junk.status == 1 && junk.stdout.contains("does not start with \"TURFJRNL\""), "\(junk.stdout)")
+        #expect(FileManager.default.fileExists(atPath: "\(journals)/junk.turfjournal.damaged"))
+        let plain = try sparse4GBReplayWithoutMagic(dir)
+        expectOneLineError(plain, containing: "does not start with \"TURFRPLY\"", "4 GB non-replay")
+    }
+
+    func sparse4GBReplayWithoutMagic(_ dir: String) throws -> CommandResult {
+        try sparse("\(dir)/zeros.turfreplay", size: 4 << 30, prefix: [])
+        return try run(turfBinary, ["replay", "--headless", "\(dir)/zeros.turfreplay"], timeout: 30)
     }
 
     /// A FIFO where a key or a journal belongs would block an ordinary open forever.
