@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "TurfRulesTests", dependencies: ["TurfRules", "Engine",
                     .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: settings),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"], swiftSettings: settings),
-        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules"], swiftSettings: settings),
+        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules", "Determinism"], swiftSettings: settings),
         .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: settings),
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: settings),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
