@@ -40,6 +40,23 @@ public enum UntrustedFile {
         return text
     }
 
+    /// `read`, or nil when there is no such file (ENOENT): for optional files (settings, saved
+    /// state), whose absence is normal but whose unreadability is an error.
+    public static func readIfPresent(_ path: String, limit: Int, what: String) throws -> [UInt8]? {
+        var st = stat()
+        if stat(path, &st) != 0 && errno == ENOENT { return nil }
+        return try read(path, limit: limit, what: what)
+    }
+
+    /// `readText`, or nil when there is no such file.
+    public static func readTextIfPresent(_ path: String, limit: Int, what: String) throws -> String? {
+        guard let bytes = try readIfPresent(path, limit: limit, what: what) else { return nil }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw FileError("\(what) \(path) is not UTF-8 text")
+        }
+        return text
+    }
+
     /// Opens `path` read-only without blocking and checks that it is a regular file. The caller
     /// closes the descriptor. `extraFlags` adds flags such as O_NOFOLLOW.
     public static func open(_ path: String, what: String, extraFlags: Int32 = 0) throws -> Int32 {
@@ -193,7 +210,8 @@ public enum DurableFile {
         }
     }
 
-    static func directory(of path: String) -> String {
+    /// The directory a path's file is in ("." for a bare name).
+    public static func directory(of path: String) -> String {
         let dir = (path as NSString).deletingLastPathComponent
         return dir.isEmpty ? "." : dir
     }
@@ -239,4 +257,9 @@ public struct XDGPaths: Sendable {
 
     public var replays: String { state + "/replays" }
     public var log: String { state + "/turf.log" }
+    /// The DHT's bootstrap settings (docs/dht.md).
+    public var dhtConfig: String { config + "/dht.conf" }
+    /// The DHT routing table of a node on `port`: a fixed port keeps its own table; runs on an
+    /// ephemeral port (port 0: lookups) share `dht.state`.
+    public func dhtState(port: UInt16) -> String { state + (port == 0 ? "/dht.state" : "/dht-\(port).state") }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DHT
 import Foundation
+import TextOutput
 
 /// `turf bench dht`: the Mainline DHT at scale on the simulated network (docs/benchmarks.md).
 struct BenchDHT: ParsableCommand {
@@ -48,21 +49,11 @@ struct BenchDHT: ParsableCommand {
         let r = DHTSimulation(p).run()
         let wall = Date().timeIntervalSince(t0)
         if json {
-            struct Out: Encodable {
-                var benchmark = "dht"
-                var report: DHTSimulation.Report
-                var wall_seconds: Double
-                func encode(to e: Encoder) throws {
-                    try report.encode(to: e)
-                    var c = e.container(keyedBy: K.self)
-                    try c.encode(benchmark, forKey: .benchmark)
-                    try c.encode((wall_seconds * 100).rounded() / 100, forKey: .wall_seconds)
-                }
-                enum K: String, CodingKey { case benchmark, wall_seconds }
-            }
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(Out(report: r, wall_seconds: wall)), as: UTF8.self))
+            var j = JSONObject()
+            j.add("benchmark", "dht")
+            j.merge(try JSONObject(encoding: r))
+            j.add("wall_seconds", (wall * 100).rounded() / 100)
+            print(j.text)
         } else {
             print("""
             DHT simulation (\(r.mode) bootstrap): \(r.nodes) nodes, churn \(r.churn) (\(r.nodes_left) left, \(r.joins_completed)/\(r.nodes_joined) joined), \

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import TextOutput
 import TurfRules
 
 /// `turf bench replay --json`: headless replay throughput of a generated 8-player match.

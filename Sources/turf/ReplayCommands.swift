@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import TextOutput
 import LocalFiles
 import TerminalUI
 import TurfRules
@@ -100,9 +101,13 @@ struct Watch: ParsableCommand {
         j.add("recorded_final_hash", hex64(replay.finalHash))
         if let bad = result.firstBadTick { j.add("first_bad_tick", Int(bad)) } else { j.addNull("first_bad_tick") }
         j.add("map", final.state.map.name)
-        j.addRaw("scores", "[" + replay.config.players.enumerated().map { i, p in
-            "{\"player\":\(i),\"name\":\"\(JSONObject.escape(p.name))\",\"cells\":\(final.state.scores[i])}"
-        }.joined(separator: ",") + "]")
+        j.add("scores", replay.config.players.enumerated().map { i, p in
+            var s = JSONObject()
+            s.add("player", i)
+            s.add("name", p.name)
+            s.add("cells", final.state.scores[i])
+            return s
+        })
         j.add("ticks", Int(result.ticks))
         j.add("ops", result.ops)
         j.add("checkpoints", result.checkpointsChecked)

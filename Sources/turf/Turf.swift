@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import TextOutput
 
 /// The `turf` command. Each command group lives in its own file.
 @main
@@ -16,6 +18,25 @@ struct Turf: ParsableCommand {
             Bench.self,
         ]
     )
+
+    /// As ArgumentParser's `main`, but every error line is shown through `SafeText`: an error
+    /// may quote a file's or a peer's text (a replay's game id, a map's header key, a config
+    /// value), which must never reach the terminal as escape sequences.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            let message = fullMessage(for: error)
+            if !message.isEmpty {
+                printErr(message.split(separator: "\n", omittingEmptySubsequences: false)
+                    .map { SafeText.display(String($0), limit: 2000) }.joined(separator: "\n"))
+            }
+            Foundation.exit(code.rawValue)
+        }
+    }
 }
 
 /// `turf bench NAME --json`: benchmarks documented in docs/benchmarks.md. One file per benchmark.
