@@ -200,6 +200,15 @@ public enum DurableFile {
         }
     }
 
+    /// Creates `dir` if missing and proves a file can be written in it (a small file is written,
+    /// flushed and removed): checked before work whose result would otherwise be lost, such as a
+    /// match that is saved at its end. Throws a one-line reason.
+    public static func checkWritableDirectory(_ dir: String) throws {
+        try ensureDirectory(dir)
+        let probe = try writeFlushedTemporary(Array("turf".utf8), in: dir, mode: 0o600)
+        unlink(probe)
+    }
+
     /// Creates `dir` and its missing parents, mode 0700.
     public static func ensureDirectory(_ dir: String) throws {
         do {

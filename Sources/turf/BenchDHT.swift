@@ -3,39 +3,44 @@ import DHT
 import Foundation
 import TextOutput
 
+extension DHTSimulation.Bootstrap: ExpressibleByArgument {}
+
 /// `turf bench dht`: the Mainline DHT at scale on the simulated network (docs/benchmarks.md).
 struct BenchDHT: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dht",
         abstract: "Simulate N DHT nodes with churn; report lookup success, rounds, messages and latency.")
 
-    @Option(help: ArgumentHelp("How the network is built: 'protocol' (nodes join through the protocol with empty tables; hosts keep re-announcing) or 'oracle' (prebuilt converged tables, one announce; for comparison).", valueName: "protocol|oracle"))
-    var bootstrap = "protocol"
-    @Option(help: "Number of simulated nodes.") var nodes = 10_000
-    @Option(help: "Fraction of nodes replaced during the run (0...1).") var churn = 0.2
-    @Option(name: .customLong("hop-ms"), help: "One-way latency of every hop, in milliseconds.") var hopMs = 50
-    @Option(help: "Topics announced before the lookups.") var topics = 100
-    @Option(help: "Lookups measured.") var lookups = 2000
-    @Option(help: "Virtual seconds over which churn and lookups are spread (default 3000 in protocol mode, 600 in oracle mode).") var window: Int?
-    @Option(name: .customLong("join-seconds"), help: "Protocol mode: virtual seconds over which the initial nodes join.") var joinSeconds = 1200
-    @Option(help: "Probability that any datagram is lost (0...0.5).") var loss = 0.0
+    @Option(help: "How the network is built: 'protocol' (nodes join through the protocol with empty tables; hosts keep re-announcing) or 'oracle' (prebuilt converged tables, one announce; for comparison).")
+    var bootstrap: DHTSimulation.Bootstrap = .protocol
+    @Option(help: Limits.dhtNodes.help("Number of simulated nodes.", default: 10000), transform: Limits.dhtNodes.parse)
+    var nodes = 10_000
+    @Option(help: Limits.churn.help("Fraction of nodes replaced during the run.", default: 0.2), transform: Limits.churn.parse)
+    var churn = 0.2
+    @Option(name: .customLong("hop-ms"), help: Limits.hopMs.help("One-way latency of every hop.", default: 50), transform: Limits.hopMs.parse)
+    var hopMs = 50
+    @Option(help: Limits.topics.help("Topics announced before the lookups, below half of --nodes.", default: 100), transform: Limits.topics.parse)
+    var topics = 100
+    @Option(help: Limits.lookups.help("Lookups measured.", default: 2000), transform: Limits.lookups.parse)
+    var lookups = 2000
+    @Option(help: Limits.simSeconds.help("Virtual seconds over which churn and lookups are spread (default 3000 in protocol mode, 600 in oracle mode)."),
+            transform: Limits.simSeconds.parse)
+    var window: Int?
+    @Option(name: .customLong("join-seconds"), help: Limits.simSeconds.help("Protocol mode: virtual seconds over which the initial nodes join.", default: 1200),
+            transform: Limits.simSeconds.parse)
+    var joinSeconds = 1200
+    @Option(help: Limits.loss.help("Probability that any datagram is lost.", default: 0), transform: Limits.loss.parse)
+    var loss = 0.0
     @Option(help: "Seed of the simulation (same seed, same figures).") var seed: UInt64 = 1
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
-        guard nodes >= 20 else { throw ValidationError("--nodes must be at least 20") }
-        guard (0...0.9).contains(churn) else { throw ValidationError("--churn must be in 0...0.9") }
-        guard (0...0.5).contains(loss) else { throw ValidationError("--loss must be in 0...0.5") }
-        guard DHTSimulation.Bootstrap(rawValue: bootstrap) != nil else {
-            throw ValidationError("--bootstrap must be 'protocol' or 'oracle'")
-        }
-        guard hopMs >= 0, topics >= 1, lookups >= 1, (window ?? 1) >= 1, joinSeconds >= 1 else { throw ValidationError("bad parameters") }
         guard topics * 2 < nodes else { throw ValidationError("--topics must be below half of --nodes") }
     }
 
     func run() throws {
         var p = DHTSimulation.Parameters()
-        p.bootstrap = DHTSimulation.Bootstrap(rawValue: bootstrap)!
+        p.bootstrap = bootstrap
         p.nodes = nodes
         p.joinSeconds = joinSeconds
         p.churn = churn

@@ -303,7 +303,7 @@ struct DHTServe: ParsableCommand {
     @Option(help: Limits.dhtSeconds.help("Stop after this many seconds (default: run until stopped by SIGINT, SIGTERM or SIGHUP)."),
             transform: Limits.dhtSeconds.parse)
     var duration: Double?
-    @Option(help: Limits.dhtSeconds.help("Print a status line every this many seconds (0: never)."), transform: Limits.dhtSeconds.parse)
+    @Option(help: Limits.dhtSeconds.help("Print a status line every this many seconds (0: never).", default: 60), transform: Limits.dhtSeconds.parse)
     var statusEvery: Double = 60
 
     func run() throws {
@@ -337,7 +337,7 @@ struct DHTAnnounce: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "announce", abstract: "Join, announce a topic with implied_port, and keep re-announcing.")
     @OptionGroup var node: DHTNodeOptions
     @OptionGroup var target: DHTTargetOptions
-    @Option(help: Limits.dhtSeconds.help("Seconds to keep announcing."), transform: Limits.dhtSeconds.parse)
+    @Option(help: Limits.dhtSeconds.help("Seconds to keep announcing.", default: 1800), transform: Limits.dhtSeconds.parse)
     var duration: Double = 1800
     @Flag(help: "Print JSON lines.") var json = false
 
@@ -371,7 +371,7 @@ struct DHTLookup: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "lookup", abstract: "Find the peers announced on a topic, and this node's external address.")
     @OptionGroup var node: DHTNodeOptions
     @OptionGroup var target: DHTTargetOptions
-    @Option(help: Limits.dhtSeconds.help("Give up after this many seconds."), transform: Limits.dhtSeconds.parse)
+    @Option(help: Limits.dhtSeconds.help("Give up after this many seconds.", default: 30), transform: Limits.dhtSeconds.parse)
     var timeout: Double = 30
     @Flag(help: "Print one JSON object.") var json = false
 

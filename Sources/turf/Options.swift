@@ -21,10 +21,9 @@ struct OptionRange<T: Comparable & LosslessStringConvertible & Sendable>: Sendab
     /// "lower-upper unit", as help and errors show it.
     var text: String { "\(Self.show(range.lowerBound))-\(Self.show(range.upperBound))\(unit.isEmpty ? "" : " " + unit)" }
 
-    func help(_ abstract: String) -> ArgumentHelp { ArgumentHelp("\(abstract) (\(text))") }
-
-    func help(_ abstract: String, valueName: String) -> ArgumentHelp {
-        ArgumentHelp("\(abstract) (\(text))", valueName: valueName)
+    /// The option's help: its abstract, then the range (and the default, when given).
+    func help(_ abstract: String, default value: T? = nil) -> ArgumentHelp {
+        ArgumentHelp("\(abstract) (\(text)\(value.map { "; default \(Self.show($0))" } ?? ""))")
     }
 
     /// The option's transform.
@@ -59,7 +58,7 @@ enum Limits {
     static let benchPlayers = OptionRange(2...8)
     static let runs = OptionRange(1...100)
     static let lateness = OptionRange(1...100_000, unit: "ticks")
-    static let lateSamples = OptionRange(1...10_000)
+    static let lateSamples = OptionRange(1...1000)
     static let lateWindow = OptionRange(1...10_000, unit: "ticks")
     static let cryptoSize = OptionRange(1...Wire.maxTransportPayload, unit: "bytes")
     static let cryptoPackets = OptionRange(1...100_000_000)
