@@ -72,6 +72,10 @@ public struct DHTStats: Sendable, Equatable {
     public var queriesAnswered: UInt64 = 0
     public var queriesIgnoredReadOnly: UInt64 = 0
     public var errorsSent: UInt64 = 0
+    /// Queries of a method we do not know (answered with a short error, or not at all).
+    public var unknownMethods: UInt64 = 0
+    /// Error replies not sent because even their shortest form was larger than the query.
+    public var errorsSuppressed: UInt64 = 0
     public var responses: UInt64 = 0
     public var errorsReceived: UInt64 = 0
     /// Responses whose transaction id we did not issue or that came from the wrong address.
@@ -448,7 +452,7 @@ public final class DHTNode {
             return
         }
         switch m.body {
-        case let .query(q): handleQuery(q, transactionID: m.transactionID, from: source)
+        case let .query(q): handleQuery(q, transactionID: m.transactionID, from: source, requestSize: payload.count)
         case let .response(r): handleReply(m, outcome: .response(r, from: source), from: source, responderID: r.id)
         case let .error(e): handleReply(m, outcome: .error(e), from: source, responderID: nil)
         }
@@ -522,19 +526,36 @@ public final class DHTNode {
         }
     }
 
-    private func handleQuery(_ q: KRPCQuery, transactionID t: [UInt8], from source: PeerAddress) {
+    /// The query methods this node answers; any other gets a short error and nothing else.
+    static let knownMethods: Set<String> = ["ping", "find_node", "get_peers", "announce_peer", "get", "put"]
+
+    private func handleQuery(_ q: KRPCQuery, transactionID t: [UInt8], from source: PeerAddress, requestSize: Int) {
         if config.readOnly { stats.queriesIgnoredReadOnly += 1; return }
         guard rateLimiter.allow(sourceKey(source), now: now) else { stats.rateLimited += 1; return }
-        if !q.readOnly { heardFrom(NodeInfo(id: q.id, address: source)) }
         func reply(_ r: KRPCResponse) {
             stats.queriesAnswered += 1
             send(KRPCMessage(transactionID: t, body: .response(r), ip: source, version: config.version), to: source)
         }
+        // An error reply is never larger than the query it answers (no amplification): with
+        // `ip` and `v` if it fits, else without them, else not at all.
         func fail(_ code: Int, _ msg: String) {
+            let body = KRPCMessage.Body.error(KRPCErrorBody(code: code, message: msg))
+            var bytes = KRPCMessage(transactionID: t, body: body, ip: source, version: config.version).encoded()
+            if bytes.count > requestSize { bytes = KRPCMessage(transactionID: t, body: body).encoded() }
+            guard bytes.count <= requestSize else { stats.errorsSuppressed += 1; return }
             stats.errorsSent += 1
-            send(KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: code, message: msg)), ip: source,
-                             version: config.version), to: source)
+            stats.sent += 1
+            socket.send(bytes, to: source)
         }
+        // A query we cannot answer says nothing about its sender worth a ping: only the senders
+        // of queries we know are verified for the table (a ping to an unknown sender would be
+        // unsolicited traffic, and larger than what it answers).
+        guard DHTNode.knownMethods.contains(q.method) else {
+            stats.unknownMethods += 1
+            fail(KRPCErrorCode.methodUnknown, "method unknown")
+            return
+        }
+        if !q.readOnly { heardFrom(NodeInfo(id: q.id, address: source)) }
         switch q.method {
         case "ping":
             reply(KRPCResponse(id: id))

@@ -8,12 +8,15 @@ public enum SafeText {
 
     /// Whether `u` must never reach a terminal as it is: the C0 controls, DEL and the C1 controls
     /// (ESC and CSI start terminal commands), the format characters (Cf: bidi embeddings,
-    /// overrides and isolates, zero-width characters, the BOM, the soft hyphen) and the line and
-    /// paragraph separators.
+    /// overrides and isolates, the zero-width space, the BOM, the soft hyphen; not the joiners)
+    /// and the line and paragraph separators.
     public static func isUnsafe(_ u: Unicode.Scalar) -> Bool {
         switch u.value {
         case 0x00...0x1F, 0x7F...0x9F: return true
         case 0x2028, 0x2029: return true
+        // The zero-width joiner and non-joiner shape emoji sequences and several scripts, and
+        // move nothing: they pass.
+        case 0x200C, 0x200D: return false
         default: return u.properties.generalCategory == .format
         }
     }

@@ -239,7 +239,12 @@ struct RecoverCommand: ParsableCommand {
         if results.contains(where: { $0.replay == nil && $0.ops == 0 && $0.problem != nil }) { throw ExitCode(1) }
     }
 
+    /// One line about a journal, its file's text (a problem may quote it) shown through SafeText.
     static func describe(_ r: JournalRecovery.Result) -> String {
+        SafeText.display(describeRaw(r), limit: 400)
+    }
+
+    private static func describeRaw(_ r: JournalRecovery.Result) -> String {
         if let replay = r.replay {
             let torn = r.discardedBytes > 0 ? " (a torn last write of \(r.discardedBytes) bytes dropped)" : ""
             return "recovered an interrupted match: \(replay) (\(r.ops) ops, up to tick \(r.lastTick))\(torn)"

@@ -130,6 +130,36 @@ import Testing
         #expect(m.body == .error(KRPCErrorBody(code: 203, message: "malformed")))
     }
 
+    /// A well-formed query of an unknown method (51 bytes) gets one short error no larger than
+    /// itself, and its sender is not pinged (that ping was unsolicited traffic, 128 bytes).
+    @Test func unknownMethodsGetOneSmallErrorAndNoPing() throws {
+        let net = SimNetwork(seed: 46, conditions: .perfect)
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 46))
+        let raw = net.bind(PeerAddress(203, 0, 113, 9, port: 999))
+        var replies: [[UInt8]] = []
+        raw.onReceive = { p, _ in replies.append(p) }
+        let query = Array("d1:ad2:id20:abcdefghij0123456789e1:q3:foo1:t2:aa1:y1:qe".utf8)
+        raw.send(query, to: node.localAddress)
+        _ = net.run(for: .seconds(30))
+        #expect(node.stats.unknownMethods == 1)
+        let total = replies.reduce(0) { $0 + $1.count }
+        #expect(replies.count == 1 && total <= query.count, "\(replies.count) replies, \(total) bytes for a \(query.count)-byte query")
+        let m = try KRPCMessage.decode(try #require(replies.first))
+        guard case let .error(e) = m.body else { Issue.record("not an error: \(m.body)"); return }
+        #expect(e.code == 204 && m.transactionID == Array("aa".utf8))
+        // The shortest well-formed unknown query (51 bytes): its error still fits.
+        replies.removeAll()
+        let short = Array("d1:ad2:id20:abcdefghij0123456789e1:q1:x1:t0:1:y1:qe".utf8)
+        raw.send(short, to: node.localAddress)
+        _ = net.run(for: .seconds(30))
+        #expect(replies.count == 1 && replies.allSatisfy { $0.count <= short.count }, "\(replies.map(\.count)) for \(short.count) bytes")
+        // A known query from the same sender is answered and its sender verified by a ping.
+        raw.send(Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:bb1:y1:qe".utf8), to: node.localAddress)
+        _ = net.run(for: .seconds(1))
+        #expect(replies.contains { (try? KRPCMessage.decode($0))?.transactionID == Array("bb".utf8) })
+        #expect(replies.contains { if case let .query(q)? = (try? KRPCMessage.decode($0))?.body { return q.method == "ping" } else { return false } })
+    }
+
     /// Promotion from the replacement cache respects the per-/24 limit and yields questionable
     /// entries (which the node pings), not good ones.
     @Test func promotedReplacementsRespectIPLimitsAndAreQuestionable() {
