@@ -30,6 +30,10 @@ public struct DHTConfig: Sendable {
     public var maxPerSubnetInBucket = 2
     /// BEP 42: adopt an id derived from the external address once it is known and public.
     public var bep42NodeIDs = true
+    /// After adopting a BEP 42 id, the next id change waits at least this long: each change
+    /// rebuilds the table and rejoins, and a tally that wavers between two reported IPs (a
+    /// misreporting peer, stale votes) must not make the node hop ids on every flip.
+    public var minIDChangeInterval: Nanos = .seconds(15 * 60)
     /// Per-source query rate (queries per second, burst). Loopback sources are keyed by port.
     public var queryRate: Double = 20
     public var queryBurst: Double = 50
@@ -86,6 +90,8 @@ public struct DHTStats: Sendable, Equatable {
     /// Announces stored by evicting another entry (a full topic or store).
     public var peersEvicted: UInt64 = 0
     public var idChanges: UInt64 = 0
+    /// Id changes the majority asked for within `minIDChangeInterval` of the last one (not made).
+    public var idChangesDeferred: UInt64 = 0
     public var itemsStored: UInt64 = 0
     public var itemsRejected: UInt64 = 0
 }
@@ -155,6 +161,8 @@ public final class DHTNode {
     // One vote per responder IP (per IP and port on loopback, where many nodes share an address).
     private var votes: [UInt64: (address: PeerAddress, at: Nanos)] = [:]
     public private(set) var externalAddress: PeerAddress?
+    /// When the node last adopted a BEP 42 id.
+    private var lastIDChange: Nanos?
     public private(set) var natType: NATType = .unknown
 
     struct Pending {
@@ -685,7 +693,14 @@ public final class DHTNode {
         }
         if config.bep42NodeIDs, config.nodeID == nil, ports.count >= 3, ports.count * 2 > votes.count,
            !BEP42.isExempt(ip), !BEP42.isValid(id, for: ip) {
-            adoptID(for: ip)
+            // The tally is re-run on every new vote, and without this a majority that flips
+            // between two IPs and back (one stable public address, plus a few voters reporting
+            // another) adopted a new id, rebuilt the table and rejoined on every flip.
+            if let last = lastIDChange, now &- last < config.minIDChangeInterval {
+                stats.idChangesDeferred += 1
+            } else {
+                adoptID(for: ip)
+            }
         }
     }
 
@@ -699,6 +714,7 @@ public final class DHTNode {
                              maxPerSubnetInBucket: config.maxPerSubnetInBucket, now: now)
         for e in old { table.insert(e.info, responded: e.lastResponse != nil, now: e.lastSeen) }
         stats.idChanges += 1
+        lastIDChange = now
         logger.info("adopted BEP 42 node id \(newID) for external address")
         // A new id is a new place in the network: join it as at start (own id, then the far ranges).
         findNode(newID) { [weak self] r in self?.refreshFarRanges(after: r) }
