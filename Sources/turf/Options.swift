@@ -29,8 +29,7 @@ struct OptionRange<T: Comparable & LosslessStringConvertible & Sendable>: Sendab
     /// The option's transform.
     var parse: @Sendable (String) throws -> T {
         { [range, text] s in
-            guard let v = T(s) else { throw ValidationError("not a number") }
-            guard range.contains(v) else { throw ValidationError("must be \(text)") }
+            guard let v = T(s), range.contains(v) else { throw ValidationError("must be \(text)") }
             return v
         }
     }
