@@ -107,6 +107,7 @@ public enum UntrustedFile {
 
     static func fileKind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
+        case S_IFREG: return "a regular file"
         case S_IFDIR: return "a directory"
         case S_IFIFO: return "a FIFO"
         case S_IFCHR: return "a character device"
@@ -209,14 +210,19 @@ public enum DurableFile {
         unlink(probe)
     }
 
-    /// Creates `dir` and its missing parents, mode 0700.
+    /// Creates `dir` and its missing parents, mode 0700. Throws one line naming the real reason
+    /// (a file in the way, permission, a missing parent that cannot be made).
     public static func ensureDirectory(_ dir: String) throws {
-        do {
-            try FileManager.default.createDirectory(
-                atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw FileError("cannot create directory \(dir): \(error.localizedDescription)")
+        var st = stat()
+        if stat(dir, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw FileError("\(dir) is not a directory (it is \(UntrustedFile.fileKind(st.st_mode)))")
+            }
+            return
         }
+        let parent = directory(of: dir)
+        if parent != dir && parent != "." && parent != "/" { try ensureDirectory(parent) }
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST { throw FileError.errno("cannot create directory", dir) }
     }
 
     /// The directory a path's file is in ("." for a bare name).
