@@ -19,9 +19,10 @@ struct Turf: ParsableCommand {
         ]
     )
 
-    /// As ArgumentParser's `main`, but every error line is shown through `SafeText`: an error
-    /// may quote a file's or a peer's text (a replay's game id, a map's header key, a config
-    /// value), which must never reach the terminal as escape sequences.
+    /// As ArgumentParser's `main`, but every error is one line, shown through `SafeText`: an
+    /// error may quote a file's or a peer's text (a replay's game id, a map's header key, a
+    /// config value), which must never reach the terminal as escape sequences. A bad option gets
+    /// the parser's message and a pointer to `--help` (exit 64); help itself prints as usual.
     static func main() {
         do {
             var command = try parseAsRoot()
@@ -29,10 +30,10 @@ struct Turf: ParsableCommand {
         } catch {
             let code = exitCode(for: error)
             if code == .success { exit(withError: error) }
-            let message = fullMessage(for: error)
+            let message = message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
             if !message.isEmpty {
-                printErr(message.split(separator: "\n", omittingEmptySubsequences: false)
-                    .map { SafeText.display(String($0), limit: 2000) }.joined(separator: "\n"))
+                let hint = code == .validationFailure ? " (see --help)" : ""
+                printErr("Error: " + SafeText.display(message, limit: 2000) + hint)
             }
             Foundation.exit(code.rawValue)
         }
