@@ -43,6 +43,7 @@ struct OptionRange<T: Comparable & LosslessStringConvertible & Sendable>: Sendab
 }
 
 /// The ranges of turf's numeric options, in one place (docs/untrusted-input.md lists them).
+/// Seeds (`UInt64`) and ports (`UInt16`) take their type's whole range, which the parser enforces.
 enum Limits {
     // Play.
     static let bots = OptionRange(1...7)
