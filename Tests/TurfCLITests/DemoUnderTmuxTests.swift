@@ -122,7 +122,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: state) }
         try FileManager.default.createDirectory(at: state.appendingPathComponent("turf"), withIntermediateDirectories: true)
         // A file where the replays directory should be: saving would fail.
-        FileManager.default.createFile(atPath: state.appendingPathComponent("turf/replays").path, contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: state.appendingPathComponent("turf/replays").path, contents: Data("x".utf8))
         let t = try TmuxSession(width: 100, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii",
                                 environment: ["XDG_STATE_HOME": state.path])
         defer { t.close() }
@@ -146,7 +146,7 @@ import Testing
         defer { t.close() }
         _ = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") && $0.contains(" a ") }
         try FileManager.default.removeItem(at: replays)
-        FileManager.default.createFile(atPath: replays.path, contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: replays.path, contents: Data("x".utf8))
         t.send("q")
         let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
         #expect(ended != nil, "demo did not exit on q:\n\(end)")
