@@ -183,6 +183,21 @@ import TurfRules
         #expect(saved.starts(with: Data("d2:id20:".utf8)))
     }
 
+    /// The DHT commands log to the log file, never between their output lines (a log line once
+    /// followed `announce`'s result line on the same line), and each output line is whole.
+    @Test func dhtCommandsLogToTheLogFile() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try run(turfBinary, ["dht", "announce", "--bind", "127.0.0.1", "--topic", "x", "--bootstrap", "none", "--no-state",
+                                     "--duration", "0.5", "--json"], environment: Self.env(dir), timeout: 30)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("state/turf/turf.log").path))
+        for line in r.stdout.split(separator: "\n") {
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "not one JSON object: \(line)")
+        }
+        #expect(r.stdout.isEmpty || r.stdout.hasSuffix("\n"))
+    }
+
     // MARK: bootstrap settings
 
     /// A dht.conf that cannot be read or parsed is an error, never the public routers; CRLF
