@@ -49,12 +49,13 @@ enum Limits {
     static let bots = OptionRange(1...7)
     static let demoSeconds = OptionRange(5...3600, unit: "s")
     static let generatePlayers = OptionRange(2...8)
-    static let generateMinutes = OptionRange(0.1...1440.0)
+    /// MatchConfig.maxLengthTicks: 4 hours at 30 Hz.
+    static let generateMinutes = OptionRange(0.1...240.0)
     static let tickRate = OptionRange<UInt16>(1...240, unit: "Hz")
     // DHT commands: seconds that fit Nanos with room to spare (about 31 years).
     static let dhtSeconds = OptionRange(0.0...1e9, unit: "s")
     // Benchmarks: large enough for any figure in docs/benchmarks.md, small enough to finish.
-    static let benchMinutes = OptionRange(0.1...1440.0)
+    static let benchMinutes = OptionRange(0.1...240.0)
     static let benchPlayers = OptionRange(2...8)
     static let runs = OptionRange(1...100)
     static let lateness = OptionRange(1...100_000, unit: "ticks")

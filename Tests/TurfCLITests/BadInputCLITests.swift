@@ -61,7 +61,7 @@ import TurfRules
         Self.expectOneLineError(try run(turfBinary, gen + [dir.path, "--force"]), "it is a directory", status: 1)
         // A long match into an existing file: refused at once, not after the simulation.
         let start = Date()
-        Self.expectOneLineError(try run(turfBinary, ["replay", "generate", "--minutes", "600", "-o", existing], timeout: 60),
+        Self.expectOneLineError(try run(turfBinary, ["replay", "generate", "--minutes", "240", "-o", existing], timeout: 60),
                                 "already exists", status: 1)
         #expect(Date().timeIntervalSince(start) < 30)
     }
