@@ -37,6 +37,10 @@ let package = Package(
         // a stable hash, byte readers/writers that report offsets.
         .target(name: "Determinism", swiftSettings: settings),
 
+        // Text from files and peers shown to people (control characters escaped, length bounded)
+        // and the one JSON writer: pure code, for the terminal, the command and the network layers.
+        .target(name: "TextOutput", swiftSettings: settings),
+
         // Every file turf reads or writes: bounded reads of untrusted paths, durable writes, XDG paths.
         .target(name: "LocalFiles", swiftSettings: settings),
 
@@ -69,13 +73,13 @@ let package = Package(
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: settings),
 
         // The terminal front-end.
-        .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules",
+        .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules", "TextOutput",
                                                    .product(name: "Logging", package: "swift-log")],
                 swiftSettings: settings),
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "CSodium", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -84,6 +88,7 @@ let package = Package(
 
         // Tests mirror Sources.
         .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: settings),
+        .testTarget(name: "TextOutputTests", dependencies: ["TextOutput"], swiftSettings: settings),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: settings),
         .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: settings),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TurfRules",
