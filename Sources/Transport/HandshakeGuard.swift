@@ -165,7 +165,7 @@ public enum HandshakeMACs {
 /// Decides how much work an initiation is worth: the order of checks is cheapest first, and the
 /// expensive Diffie-Hellman work is bounded per source and overall.
 struct HandshakeGuard {
-    struct Config {
+    struct Config: Sendable {
         /// Initiations per second (all sources) above which mac2 (a cookie) is demanded.
         var underLoadThreshold = 64
         /// Handshakes per second per source IP that may reach Diffie-Hellman (WireGuard: 20, burst 5).

@@ -19,7 +19,7 @@ public enum ConnectMode: Sendable {
 /// Confined to the host's thread (the NIO event loop, or the simulated network's caller); its entry
 /// points assert that in debug builds (`LoopConfinement.assertInLoop`).
 public final class SessionManager {
-    public struct Config {
+    public struct Config: Sendable {
         /// A ping (also the keepalive that holds NAT mappings open) is sent this often.
         public var pingInterval: Nanos = .milliseconds(1000)
         /// A session with nothing authenticated received for this long is closed.
