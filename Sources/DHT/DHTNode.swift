@@ -186,9 +186,16 @@ public final class DHTNode {
     /// First retry delay for an announce that reached no node (doubling up to `reannounceInterval`).
     static let announceRetry: Nanos = .seconds(5)
 
-    /// A node on `socket`, with timers from `scheduler`. Feed it datagrams with `receive`, or use
-    /// `attach(to:)` / `init(host:)` to wire a socket or a demultiplexer.
-    public init(socket: DatagramSocket, scheduler: Scheduler, config: DHTConfig = DHTConfig()) {
+    /// A node on `host` that receives through `demux`: it claims the datagrams starting with `d`
+    /// (every KRPC message) and leaves the rest of the socket to the other components.
+    public convenience init(host: NetworkHost, demux: Demultiplexer, config: DHTConfig = DHTConfig()) {
+        self.init(socket: host, scheduler: host, config: config)
+        demux.route([Demultiplexer.krpcFirstByte]) { [weak self] payload, source in self?.receive(payload, from: source) }
+    }
+
+    /// A node that sends on `socket`, with timers from `scheduler`, and receives only what is fed
+    /// to `receive(_:from:)` (tests that drive it by hand).
+    init(socket: DatagramSocket, scheduler: Scheduler, config: DHTConfig = DHTConfig()) {
         self.config = config
         self.socket = socket
         self.scheduler = scheduler
@@ -203,17 +210,6 @@ public final class DHTNode {
         rateLimiter = RateLimiter(ratePerSecond: config.queryRate, burst: config.queryBurst)
         tokens = TokenIssuer(secret: [], previous: [], now: scheduler.now, rotation: config.tokenRotation)
         tokens = TokenIssuer(secret: freshSecret(), previous: freshSecret(), now: scheduler.now, rotation: config.tokenRotation)
-    }
-
-    /// A node that owns `host`'s receive callback.
-    public convenience init(host: NetworkHost, config: DHTConfig = DHTConfig()) {
-        self.init(socket: host, scheduler: host, config: config)
-        host.onReceive = { [weak self] payload, source in self?.receive(payload, from: source) }
-    }
-
-    /// Routes datagrams starting with `d` (every KRPC message) from a shared socket to this node.
-    public func attach(to demux: Demultiplexer) {
-        demux.route([Demultiplexer.krpcFirstByte]) { [weak self] payload, source in self?.receive(payload, from: source) }
     }
 
     private func freshSecret() -> [UInt8] {

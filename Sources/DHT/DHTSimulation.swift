@@ -106,7 +106,7 @@ public struct DHTSimulation {
             c.seed = StableHash.of(p.seed, UInt64(i))
             if i < routerCount { c.bootstrap = (0..<i).map { DHTSimulation.address($0) } }
             let s = net.bind(DHTSimulation.address(i))
-            let n = DHTNode(host: s, config: c)
+            let n = DHTNode(host: s, demux: Demultiplexer(socket: s), config: c)
             sockets.append(s)
             nodes.append(n)
             alive.append(true)

@@ -72,7 +72,7 @@ import Testing
         c.seed = 1
         c.queryRate = 1e9
         c.queryBurst = 1e9
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var rng = SplitMix64(seed: 77)
         let corpus = Self.corpus()
         for i in 0..<5000 {

@@ -38,7 +38,7 @@ import Testing
             var c = DHTConfig()
             c.seed = seed &* 100 &+ UInt64(i)
             c.bootstrap = i == 0 ? [] : [PeerAddress(198, 18, 0, 0, port: 6881)]
-            nodes.append(DHTNode(host: net.bind(PeerAddress(198, 18, UInt8(i), 0, port: 6881)), config: c))
+            nodes.append(DHTNode.alone(on: net.bind(PeerAddress(198, 18, UInt8(i), 0, port: 6881)), config: c))
         }
         for (i, x) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { x.start() } }
         _ = net.run(for: .seconds(10))
@@ -86,7 +86,7 @@ import Testing
         let net = SimNetwork(seed: 22, conditions: .perfect)
         var c = DHTConfig()
         c.seed = 22
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         let probe = NodeTests.Probe(net, PeerAddress(203, 0, 113, 5, port: 41000))
         let me = NodeID(hex: "4400000000000000000000000000000000000000")!
         let key = Ed25519.KeyPair.generate()

@@ -33,7 +33,7 @@ import Testing
         for i in 0..<n {
             var c = config(seed: seed * 1000 + UInt64(i))
             c.bootstrap = i == 0 ? [] : [PeerAddress(ip: base, port: 6881)]
-            nodes.append(DHTNode(host: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
+            nodes.append(DHTNode.alone(on: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
         }
         // Nodes arrive one after another, as in a real network.
         for (i, n) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { n.start() } }
@@ -43,7 +43,7 @@ import Testing
 
     @Test func answersQueriesWithTheRequestersAddress() throws {
         let net = SimNetwork(seed: 2, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 1))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 1))
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 5555))
         let me = NodeID(hex: "00000000000000000000000000000000000000ff")!
         probe.query(KRPCQuery(method: "ping", id: me), t: [1], to: node.localAddress)
@@ -72,7 +72,7 @@ import Testing
         let net = SimNetwork(seed: 3, conditions: .perfect)
         var c = config(seed: 2)
         c.maintenanceInterval = .seconds(30)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         node.startMaintenance()
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 41000))
         let other = Probe(net, PeerAddress(203, 0, 113, 6, port: 41000))
@@ -164,7 +164,7 @@ import Testing
         var c = config(seed: 31)
         c.queryRate = 1000
         c.queryBurst = 1000
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         let attacker = Probe(net, PeerAddress(203, 0, 113, 66, port: 666))
         let honest = Probe(net, PeerAddress(203, 0, 113, 77, port: 777))
         let me = NodeID(hex: "4400000000000000000000000000000000000000")!
@@ -237,7 +237,7 @@ import Testing
         var c = config(seed: 3)
         c.queryRate = 20
         c.queryBurst = 50
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         let flooder = Probe(net, PeerAddress(203, 0, 113, 66, port: 666))
         let honest = Probe(net, PeerAddress(203, 0, 113, 77, port: 777))
         let id = NodeID(hex: "2200000000000000000000000000000000000000")!
@@ -310,7 +310,7 @@ import Testing
         // A restarted node with the saved id and no bootstrap rejoins from the saved nodes.
         var c = config(seed: 777)
         c.nodeID = id
-        let restarted = DHTNode(host: net.bind(PeerAddress(203, 0, 113, 200, port: 6881)), config: c)
+        let restarted = DHTNode.alone(on: net.bind(PeerAddress(203, 0, 113, 200, port: 6881)), config: c)
         var joined = 0
         restarted.start(savedNodes: savedNodes) { joined = $0.closest.count }
         _ = net.run(for: .seconds(10))
@@ -323,7 +323,7 @@ import Testing
         var c = config(seed: 555)
         c.readOnly = true
         c.bootstrap = [nodes[0].localAddress]
-        let ro = DHTNode(host: net.bind(PeerAddress(203, 0, 113, 9, port: 6881)), config: c)
+        let ro = DHTNode.alone(on: net.bind(PeerAddress(203, 0, 113, 9, port: 6881)), config: c)
         let h = Topic.infoHash("ro")
         nodes[4].announce(h, port: 4444) { _, _ in }
         _ = net.run(for: .seconds(5))
@@ -342,7 +342,7 @@ import Testing
     /// A NAT in front of one node: the simulated network delivers from the NAT's public address.
     @Test func learnsExternalAddressClassifiesNATAndAdoptsABEP42ID() {
         let net = SimNetwork(seed: 8, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 8))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 8))
         #expect(node.externalAddress == nil && node.natType == .unknown)
         let originalID = node.id
         // Responders that report a consistent mapping 203.0.113.50:40000.
@@ -365,7 +365,7 @@ import Testing
         #expect(BEP42.isValid(node.id, for: PeerAddress.parseIPv4("203.0.113.50")!))
 
         // A symmetric NAT: each responder sees a different port.
-        let node2 = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 2, port: 6881)), config: config(seed: 9))
+        let node2 = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 2, port: 6881)), config: config(seed: 9))
         for i in 0..<4 {
             let p = Probe(net, PeerAddress(192, 0, 2, UInt8(50 + i), port: 6881))
             p.socket.onReceive = { [unowned p] payload, src in
@@ -387,7 +387,7 @@ import Testing
         let net = SimNetwork(seed: 9, conditions: .perfect)
         var c = config(seed: 10)
         c.retries = 2
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         let silent = Probe(net, PeerAddress(192, 0, 2, 1, port: 1))
         var outcome = ""
         node.ping(silent.socket.localAddress) { o in if case .timeout = o { outcome = "timeout" } }
@@ -403,7 +403,7 @@ import Testing
 
     @Test func staleBucketsAreRefreshed() {
         let net = SimNetwork(seed: 13, conditions: LinkConditions(latency: .milliseconds(10)))
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 13))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 13))
         var rng = SplitMixForTests(seed: 13)
         // Known nodes that never say anything on their own: only our refreshes can reach them.
         var probes: [Probe] = []
@@ -440,7 +440,7 @@ import Testing
             var c = config(seed: 21_000 + UInt64(i))
             c.bep42NodeIDs = bep42
             c.bootstrap = i == 0 ? [] : [PeerAddress(ip: base, port: 6881)]
-            nodes.append(DHTNode(host: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
+            nodes.append(DHTNode.alone(on: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
         }
         var joined = 0
         for (i, node) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { node.start { _ in joined += 1 } } }
@@ -489,8 +489,7 @@ import Testing
         let demux = Demultiplexer(socket: socket)
         var c = DHTConfig()
         c.seed = 12
-        let node = DHTNode(socket: socket, scheduler: socket, config: c)
-        node.attach(to: demux)
+        let node = DHTNode(host: socket, demux: demux, config: c)
         var game: [[UInt8]] = []
         demux.route([0x01]) { p, _ in game.append(p) }
         let peer = NodeTests.Probe(net, PeerAddress(203, 0, 113, 1, port: 1))

@@ -18,7 +18,7 @@ import Testing
     /// is accepted in epoch 1 and refused from epoch 2 on.
     @Test func tokensExpireByTheClockWithoutMaintenance() throws {
         let net = SimNetwork(seed: 41, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 41))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 41))
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 41000))
         let me = NodeID(hex: "5500000000000000000000000000000000000000")!
         let h = Topic.infoHash("epochs")
@@ -70,7 +70,7 @@ import Testing
         let net = SimNetwork(seed: 42, conditions: .perfect)
         var c = config(seed: 42)
         c.bootstrap = [PeerAddress(192, 0, 2, 1, port: 6881)] // nobody there
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var times: [Nanos] = []
         node.keepAnnouncing(Topic.infoHash("alone"), port: 1) { _, stored in
             #expect(stored == 0)
@@ -88,7 +88,7 @@ import Testing
     /// Transaction ids are 4 random bytes, not a counter a spoofer can guess.
     @Test func transactionIDsAreRandomFourBytes() {
         let net = SimNetwork(seed: 43, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
         let silent = Probe(net, PeerAddress(192, 0, 2, 1, port: 1))
         for _ in 0..<16 { node.query(KRPCQuery(method: "ping", id: node.id), to: silent.socket.localAddress) { _ in } }
         _ = net.run(for: .seconds(1))
@@ -101,7 +101,7 @@ import Testing
         #expect(consecutive == 0, "sequential ids: \(values)")
         // The same seed gives the same ids (simulations repeat).
         let net2 = SimNetwork(seed: 43, conditions: .perfect)
-        let node2 = DHTNode(host: net2.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
+        let node2 = DHTNode.alone(on: net2.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
         let silent2 = Probe(net2, PeerAddress(192, 0, 2, 1, port: 1))
         for _ in 0..<16 { node2.query(KRPCQuery(method: "ping", id: node2.id), to: silent2.socket.localAddress) { _ in } }
         _ = net2.run(for: .seconds(1))
@@ -111,7 +111,7 @@ import Testing
     /// A malformed query gets a short fixed error, never bigger than the query itself.
     @Test func malformedQueriesGetASmallFixedError() throws {
         let net = SimNetwork(seed: 44, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 44))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 44))
         let raw = net.bind(PeerAddress(203, 0, 113, 9, port: 999))
         var replies: [[UInt8]] = []
         raw.onReceive = { p, _ in replies.append(p) }
@@ -170,7 +170,7 @@ import Testing
         let net = SimNetwork(seed: 46, conditions: .perfect)
         var c = config(seed: 46)
         c.retries = 0
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var rng = SplitMixForTests(seed: 46)
         _ = node.addNode(NodeInfo(id: node.id.randomInBucket(prefix: 4, using: &rng), address: PeerAddress(9, 9, 9, 9, port: 1)))
         var far: [Probe] = []
@@ -213,7 +213,7 @@ import Testing
         #expect(DHTFuzz.check(unsorted) == nil)
         // A node answers such a query.
         let net = SimNetwork(seed: 47, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 47))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 47))
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 5))
         probe.socket.send(unsorted, to: node.localAddress)
         _ = net.run(for: .seconds(1))
@@ -228,7 +228,7 @@ import Testing
         func run(_ configure: (inout DHTConfig) -> Void, at ip: UInt8) -> DHTNode {
             var c = config(seed: 48)
             configure(&c)
-            let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, ip, port: 6881)), config: c)
+            let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, ip, port: 6881)), config: c)
             #expect(node.id == saved)
             for i in 0..<4 {
                 let p = Probe(net, PeerAddress(192, 0, ip, UInt8(10 + i), port: 6881))
