@@ -3,6 +3,7 @@ import DHT
 import Dispatch
 import Foundation
 import NetCore
+import NetStack
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -102,35 +103,28 @@ enum DHTCLI {
         }
     }
 
-    /// A running node on a real UDP socket, with its state file.
+    /// A node on a real UDP socket (a `LivePeer`: the socket, its demultiplexer and the DHT node;
+    /// no sessions, as these commands have no identity), with its state file.
     final class Running {
-        let host: UDPHost
-        let node: DHTNode
+        let live: LivePeer
         let statePath: String?
         /// Held (flock) while this run owns the state file.
         private var lockFD: Int32 = -1
 
         init(_ o: DHTNodeOptions, verbose: Bool) throws {
             guard let ip = PeerAddress.parseIPv4(o.bind) else { throw ValidationError("--bind must be an IPv4 address") }
-            host = try UDPHost.bind(PeerAddress(ip: ip, port: o.port))
             var config = DHTConfig()
             config.readOnly = o.readOnly
             config.bootstrap = try bootstrapAddresses(o.bootstrap)
-            if verbose {
-                FileHandle.standardError.write("dht: bound \(host.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))\n".data(using: .utf8)!)
-            }
             // One run per state file owns it (its id and its saves): a second run sharing it (two
             // lookups without --port, say) reads its nodes but takes a fresh id and saves nothing.
-            let path = DHTCLI.statePath(o, port: host.localAddress.port)
+            let path = DHTCLI.statePath(o, port: o.port)
             var owned = false
             if let path {
                 let dir = (path as NSString).deletingLastPathComponent
                 try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
                 owned = lockFD >= 0 && flock(lockFD, LOCK_EX | LOCK_NB) == 0
-                if !owned && verbose {
-                    FileHandle.standardError.write("dht: \(path) is in use by another run; using a fresh id and not saving\n".data(using: .utf8)!)
-                }
             }
             statePath = owned ? path : nil
             var saved: [NodeInfo] = []
@@ -140,18 +134,27 @@ enum DHTCLI {
                 if owned { config.savedNodeID = s.id }
                 saved = s.nodes
             }
-            let c = config
-            let h = host
-            node = try host.sync { DHTNode(host: h, config: c) }
-            let n = node
-            let savedNodes = saved
-            host.execute { n.start(savedNodes: savedNodes) }
+            do {
+                live = try LivePeer.bind(PeerAddress(ip: ip, port: o.port), dht: config)
+            } catch {
+                if lockFD >= 0 { closeDescriptor(lockFD); lockFD = -1 }
+                throw error
+            }
+            if verbose {
+                FileHandle.standardError.write("dht: bound \(live.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))\n".data(using: .utf8)!)
+                if let path, !owned {
+                    FileHandle.standardError.write("dht: \(path) is in use by another run; using a fresh id and not saving\n".data(using: .utf8)!)
+                }
+            }
+            live.start(savedNodes: saved)
             scheduleSave()
         }
 
+        var localAddress: PeerAddress { live.localAddress }
+
         func scheduleSave() {
-            host.execute { [self] in
-                host.schedule(after: .seconds(30)) { [self] in
+            live.execute { [self] peer in
+                peer.host.schedule(after: .seconds(30)) { [self] in
                     save()
                     scheduleSave()
                 }
@@ -161,7 +164,7 @@ enum DHTCLI {
         /// Writes the routing table (from the event loop or outside it).
         func save() {
             guard let path = statePath else { return }
-            let bytes = host.eventLoop.inEventLoop ? node.serializedState() : ((try? host.sync { self.node.serializedState() }) ?? [])
+            let bytes = live.onEventLoop ? live.peer.dht.serializedState() : ((try? live.sync { $0.dht.serializedState() }) ?? [])
             guard !bytes.isEmpty else { return }
             let dir = (path as NSString).deletingLastPathComponent
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -173,32 +176,21 @@ enum DHTCLI {
 
         /// Waits on the calling thread for `work`'s callback (bounded by `timeout`).
         func waitFor<T>(timeout: Double, _ work: @escaping (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
-            let sem = DispatchSemaphore(value: 0)
-            let box = Box<T>()
-            host.execute { [node] in
-                work(node) { v in
-                    box.value = v
-                    sem.signal()
-                }
-            }
-            _ = sem.wait(timeout: .now() + timeout)
-            return try? host.sync { box.value }
+            live.waitFor(timeout: timeout) { peer, done in work(peer.dht, done) }
         }
 
         func snapshot() -> (external: PeerAddress?, nat: NATType, nodes: Int, stats: DHTStats, id: NodeID) {
-            (try? host.sync { [node] in (node.externalAddress, node.natType, node.table.count, node.stats, node.id) })
+            (try? live.sync { p in (p.dht.externalAddress, p.dht.natType, p.dht.table.count, p.dht.stats, p.dht.id) })
                 ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
         }
 
         func close() {
             save()
-            try? host.sync { [node] in node.stop() }
-            host.close()
+            live.close()
             if lockFD >= 0 { closeDescriptor(lockFD); lockFD = -1 }
         }
     }
 
-    final class Box<T> { var value: T? }
 
     static func waitForever(until deadline: Double?) {
         if let d = deadline {
@@ -222,7 +214,7 @@ struct DHTServe: ParsableCommand {
 
     func run() throws {
         let r = try DHTCLI.Running(node, verbose: true)
-        print("dht serve: listening on \(r.host.localAddress) node id \(r.snapshot().id.hexString)")
+        print("dht serve: listening on \(r.localAddress) node id \(r.snapshot().id.hexString)")
         fflush(stdout)
         let end = duration.map { Date().timeIntervalSince1970 + $0 }
         while end.map({ Date().timeIntervalSince1970 < $0 }) ?? true {
@@ -257,9 +249,10 @@ struct DHTAnnounce: ParsableCommand {
     func run() throws {
         let h = try target.infoHash()
         let r = try DHTCLI.Running(node, verbose: !json)
-        let port = r.host.localAddress.port
+        let port = r.localAddress.port
         let durationNanos = Nanos(duration * 1e9)
-        r.host.execute { [node = r.node] in
+        r.live.execute { peer in
+            let node = peer.dht
             node.keepAnnouncing(h, port: port, impliedPort: true, duration: durationNanos) { result, stored in
                 if json {
                     print("{\"info_hash\":\"\(h.hexString)\",\"stored_on\":\(stored),\"closest\":\(result.closest.count),\"queries\":\(result.queriesSent),\"external_address\":\(node.externalAddress.map { "\"\($0)\"" } ?? "null")}")
