@@ -222,7 +222,7 @@ public enum FuzzHarness {
     }
 
     public static func frameSeeds() -> [[UInt8]] {
-        let all: [Frame] = [.ping(id: 1), .pong(id: 2), .unreliable(seq: 3, data: [1, 2, 3]),
+        let all: [Frame] = [.ping(id: 1, sent: 10), .pong(id: 2, echo: 10, received: 20, sent: 21), .unreliable(seq: 3, data: [1, 2, 3]),
                             .segment(seq: 0, last: true, data: [4, 5]), .segment(seq: 1, last: false, data: [6]),
                             .segment(seq: 2, last: true, data: [7]), .ack(next: 1, bits: 3), .close(reason: 0)]
         var seeds: [[UInt8]] = []
