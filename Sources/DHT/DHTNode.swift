@@ -35,7 +35,7 @@ public struct DHTConfig: Sendable {
     public var queryBurst: Double = 50
     /// Datagrams longer than this are dropped unparsed.
     public var maxDatagram = 1500
-    public var peerStore = PeerStore()
+    var peerStore = PeerStore()
     /// Most peers returned in one get_peers answer (keeps the answer under ~1000 bytes).
     public var maxValuesPerResponse = 50
     public var tokenRotation: Nanos = .seconds(300)
@@ -100,7 +100,7 @@ public struct LookupResult: Sendable {
     public var target: NodeID
     /// The closest nodes that answered, closest first, with the tokens they handed out.
     public var closest: [NodeInfo]
-    public var tokens: [NodeInfo: [UInt8]]
+    var tokens: [NodeInfo: [UInt8]]
     /// Peers collected by a get_peers lookup.
     public var peers: [PeerAddress]
     public var queriesSent: Int
@@ -122,9 +122,9 @@ public struct LookupResult: Sendable {
 public final class DHTNode {
     public let config: DHTConfig
     public private(set) var id: NodeID
-    public private(set) var table: RoutingTable
+    private(set) var table: RoutingTable
     public private(set) var stats = DHTStats()
-    public private(set) var store: PeerStore
+    private(set) var store: PeerStore
     var items = ItemStore()
     public var logger = Logger(label: "turf.dht")
 
@@ -165,7 +165,7 @@ public final class DHTNode {
     }
 
     /// The end of one query.
-    public enum QueryOutcome {
+    enum QueryOutcome {
         case response(KRPCResponse, from: PeerAddress)
         case error(KRPCErrorBody)
         case timeout
@@ -221,7 +221,7 @@ public final class DHTNode {
         return Sodium.randomBytes(32)
     }
 
-    public var now: Nanos { scheduler.now }
+    var now: Nanos { scheduler.now }
 
     /// Tokens follow the clock (5-minute epochs), not the maintenance timer.
     private func issueToken(for ip: UInt32) -> [UInt8] {
@@ -304,11 +304,11 @@ public final class DHTNode {
     }
 
     /// Starts maintenance only (for a node whose table was filled some other way).
-    public func startMaintenance() { scheduleMaintenance() }
+    func startMaintenance() { scheduleMaintenance() }
 
     /// Adds a node as if it had just answered (simulations build tables directly with this).
     @discardableResult
-    public func addNode(_ n: NodeInfo, responded: Bool = true) -> RoutingTable.InsertResult {
+    func addNode(_ n: NodeInfo, responded: Bool = true) -> RoutingTable.InsertResult {
         table.insert(n, responded: responded, now: now)
     }
 
@@ -412,7 +412,7 @@ public final class DHTNode {
         }
     }
 
-    public func ping(_ a: PeerAddress, _ callback: @escaping (QueryOutcome) -> Void) {
+    func ping(_ a: PeerAddress, _ callback: @escaping (QueryOutcome) -> Void) {
         queryWithRetries(KRPCQuery(method: "ping", id: id), to: a, callback)
     }
 
@@ -788,6 +788,14 @@ public final class DHTNode {
 
     /// Our id and live nodes, for the state file.
     public func serializedState() -> [UInt8] { table.serialized(now: now) }
+
+    /// The id and nodes of a state file written from `serializedState()`; throws if it is not one.
+    public static func savedState(_ bytes: [UInt8]) throws -> (id: NodeID, nodes: [NodeInfo]) {
+        try RoutingTable.deserialize(bytes)
+    }
+
+    /// Nodes in the routing table.
+    public var routingTableSize: Int { table.count }
 }
 
 /// An iterative Kademlia lookup: α queries in flight, converging on the k closest nodes that

@@ -1,5 +1,5 @@
 import ArgumentParser
-import DHT
+@_spi(Simulation) import DHT
 import Foundation
 
 /// `turf bench dht`: the Mainline DHT at scale on the simulated network (docs/benchmarks.md).

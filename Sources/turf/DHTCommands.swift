@@ -129,7 +129,7 @@ enum DHTCLI {
             statePath = owned ? path : nil
             var saved: [NodeInfo] = []
             if let path, let data = FileManager.default.contents(atPath: path),
-               let s = try? RoutingTable.deserialize(Array(data)) {
+               let s = try? DHTNode.savedState(Array(data)) {
                 // Loaded, not pinned: a BEP 42 id replaces it if it does not fit our public IP.
                 if owned { config.savedNodeID = s.id }
                 saved = s.nodes
@@ -180,7 +180,7 @@ enum DHTCLI {
         }
 
         func snapshot() -> (external: PeerAddress?, nat: NATType, nodes: Int, stats: DHTStats, id: NodeID) {
-            (try? live.sync { p in (p.dht.externalAddress, p.dht.natType, p.dht.table.count, p.dht.stats, p.dht.id) })
+            (try? live.sync { p in (p.dht.externalAddress, p.dht.natType, p.dht.routingTableSize, p.dht.stats, p.dht.id) })
                 ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
         }
 

@@ -1,4 +1,4 @@
-import DHT
+@testable import DHT
 import Dispatch
 import Foundation
 import NetCore

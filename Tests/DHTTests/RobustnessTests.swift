@@ -1,4 +1,4 @@
-@testable import DHT
+@_spi(Fuzzing) @testable import DHT
 import Determinism
 import NetCore
 import Testing

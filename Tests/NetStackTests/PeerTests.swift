@@ -74,16 +74,14 @@ import Transport
         let bare = try bind(bootstrap: [], identity: nil)
         defer { bare.close() }
         bare.start()
-        let other = try bind(bootstrap: [], identity: .generate())
+        let other = try bind(bootstrap: [bare.localAddress], identity: .generate())
         defer { other.close() }
         #expect(try bare.sync { $0.sessions == nil })
         try other.sync { p in _ = p.sessions?.connect(to: bare.localAddress, mode: .discovered) }
-        let pinged = other.waitFor(timeout: 10) { (p: Peer, done: @escaping (Bool) -> Void) in
-            p.dht.ping(bare.localAddress) { outcome in
-                if case .response = outcome { done(true) } else { done(false) }
-            }
+        let joined = other.waitFor(timeout: 10) { (p: Peer, done: @escaping ([NodeInfo]) -> Void) in
+            p.start { done($0.closest) }
         }
-        #expect(pinged == true)
+        #expect(joined?.map(\.address) == [bare.localAddress])
         #expect(try wait(bare) { $0.demux.dropped >= 1 })
     }
 
