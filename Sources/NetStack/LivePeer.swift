@@ -56,8 +56,10 @@ public final class LivePeer {
     }
 
     /// Starts `work` on the event loop and waits on the calling thread until it calls back, or
-    /// `timeout` seconds pass (then nil). Not from the loop.
-    public func waitFor<T>(timeout: Double, _ work: @escaping (Peer, @escaping (T) -> Void) -> Void) -> T? {
+    /// `timeout` seconds pass, or `interrupted` (checked every 0.1 s: a stop signal, say) returns
+    /// true; nil unless it called back. Not from the loop.
+    public func waitFor<T>(timeout: Double, interrupted: (() -> Bool)? = nil,
+                           _ work: @escaping (Peer, @escaping (T) -> Void) -> Void) -> T? {
         let sem = DispatchSemaphore(value: 0)
         let box = Box<T>()
         execute { p in
@@ -68,7 +70,14 @@ public final class LivePeer {
                 sem.signal()
             }
         }
-        _ = sem.wait(timeout: .now() + max(0, timeout))
+        let deadline = DispatchTime.now() + max(0, timeout)
+        if let interrupted {
+            while !interrupted() {
+                if sem.wait(timeout: min(deadline, .now() + 0.1)) == .success || DispatchTime.now() >= deadline { break }
+            }
+        } else {
+            _ = sem.wait(timeout: deadline)
+        }
         return try? udp.sync { box.value }
     }
 
