@@ -156,7 +156,7 @@ public final class DHTNode {
     struct Pending {
         var destination: PeerAddress
         var expectedID: NodeID?
-        var method: String
+        var method: KRPCMethod
         var callback: (QueryOutcome) -> Void
         var slowTimer: TimerToken?
         var timeoutTimer: TimerToken?
@@ -413,7 +413,7 @@ public final class DHTNode {
     }
 
     func ping(_ a: PeerAddress, _ callback: @escaping (QueryOutcome) -> Void) {
-        queryWithRetries(KRPCQuery(method: "ping", id: id), to: a, callback)
+        queryWithRetries(KRPCQuery(method: .ping, id: id), to: a, callback)
     }
 
     // MARK: receiving
@@ -492,14 +492,14 @@ public final class DHTNode {
     /// A node moved from a replacement cache into the table may be gone: check it.
     private func pingPromoted(_ n: NodeInfo) {
         guard !stopped else { return }
-        query(KRPCQuery(method: "ping", id: id), to: n.address, expectedID: n.id) { _ in }
+        query(KRPCQuery(method: .ping, id: id), to: n.address, expectedID: n.id) { _ in }
     }
 
     private func noteNode(_ n: NodeInfo, responded: Bool) {
         let r = table.insert(n, responded: responded, now: now)
         if case let .cached(ping: q?) = r {
             // Make room if the questionable node is gone; `query` marks it failed on timeout.
-            query(KRPCQuery(method: "ping", id: id), to: q.address, expectedID: q.id) { _ in }
+            query(KRPCQuery(method: .ping, id: id), to: q.address, expectedID: q.id) { _ in }
         }
     }
 
@@ -513,7 +513,7 @@ public final class DHTNode {
         guard verifying.count < config.maxVerifications, !verifying.contains(n.address),
               n.id != id, n.address.port != 0, table.hasRoom(for: n.id, now: now) else { return }
         verifying.insert(n.address)
-        query(KRPCQuery(method: "ping", id: id), to: n.address, expectedID: n.id) { [weak self] _ in
+        query(KRPCQuery(method: .ping, id: id), to: n.address, expectedID: n.id) { [weak self] _ in
             self?.verifying.remove(n.address)
         }
     }
@@ -531,34 +531,43 @@ public final class DHTNode {
             send(KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: code, message: msg)), ip: source,
                              version: config.version), to: source)
         }
+        // The decoder checks each method's arguments; a query without them never gets here, and
+        // would be answered as malformed if one did.
+        func malformed() {
+            stats.malformed += 1
+            fail(KRPCErrorCode.protocolError, DHTNode.malformedMessage)
+        }
         switch q.method {
-        case "ping":
+        case .ping:
             reply(KRPCResponse(id: id))
-        case "find_node":
-            reply(KRPCResponse(id: id, nodes: table.closest(to: q.target!, count: config.k, now: now)))
-        case "get_peers":
-            let h = q.infoHash!
+        case .findNode:
+            guard let target = q.target else { return malformed() }
+            reply(KRPCResponse(id: id, nodes: table.closest(to: target, count: config.k, now: now)))
+        case .getPeers:
+            guard let h = q.infoHash else { return malformed() }
             var r = rng
             let values = store.peers(for: h, now: now, max: config.maxValuesPerResponse, using: &r)
             rng = r
             reply(KRPCResponse(id: id, nodes: table.closest(to: h, count: config.k, now: now), values: values,
                                token: issueToken(for: source.ip)))
-        case "announce_peer":
-            guard tokenIsValid(q.token!, for: source.ip) else {
+        case .announcePeer:
+            guard let h = q.infoHash, let token = q.token, let port = q.impliedPort ? source.port : q.port else {
+                return malformed()
+            }
+            guard tokenIsValid(token, for: source.ip) else {
                 stats.badTokens += 1
                 fail(KRPCErrorCode.protocolError, "bad token")
                 return
             }
-            let port = q.impliedPort ? source.port : q.port!
             guard port != 0 else { fail(KRPCErrorCode.protocolError, "port 0"); return }
             var r = rng
-            let added = store.add(PeerAddress(ip: source.ip, port: port), for: q.infoHash!, now: now, using: &r)
+            let added = store.add(PeerAddress(ip: source.ip, port: port), for: h, now: now, using: &r)
             rng = r
             stats.peersStored += 1
             if added == .storedEvicting { stats.peersEvicted += 1 }
             reply(KRPCResponse(id: id))
-        case "get":
-            let target = q.target!
+        case .get:
+            guard let target = q.target else { return malformed() }
             var extra: [(String, BValue)] = []
             if let item = items.get(target, now: now) {
                 switch item {
@@ -574,13 +583,13 @@ public final class DHTNode {
             }
             reply(KRPCResponse(id: id, nodes: table.closest(to: target, count: config.k, now: now),
                                token: issueToken(for: source.ip), extra: extra))
-        case "put":
-            guard tokenIsValid(q.token!, for: source.ip) else {
+        case .put:
+            guard let token = q.token, let v = q.args["v"] else { return malformed() }
+            guard tokenIsValid(token, for: source.ip) else {
                 stats.badTokens += 1
                 fail(KRPCErrorCode.protocolError, "bad token")
                 return
             }
-            let v = q.args["v"]!
             guard Bencode.encode(v).count <= DHTItem.maxValueSize else {
                 stats.itemsRejected += 1
                 fail(KRPCErrorCode.messageTooBig, "message (v field) too big")
@@ -628,7 +637,7 @@ public final class DHTNode {
             }
             stats.itemsStored += 1
             reply(KRPCResponse(id: id))
-        default:
+        case .unknown:
             fail(KRPCErrorCode.methodUnknown, "method unknown")
         }
     }
@@ -719,7 +728,7 @@ public final class DHTNode {
                     extra += [("k", .bytes(m.publicKey)), ("seq", .int(m.seq)), ("sig", .bytes(m.signature))]
                     if !m.salt.isEmpty { extra.append(("salt", .bytes(m.salt))) }
                 }
-                let q = KRPCQuery(method: "put", id: self.id, token: result.tokens[n], extra: extra)
+                let q = KRPCQuery(method: .put, id: self.id, token: result.tokens[n], extra: extra)
                 self.queryWithRetries(q, to: n.address, expectedID: n.id) { outcome in
                     if case .response = outcome { stored += 1 }
                     left -= 1
@@ -740,7 +749,7 @@ public final class DHTNode {
             if targets.isEmpty { completion(result, 0); return }
             var left = targets.count, stored = 0
             for n in targets {
-                let q = KRPCQuery(method: "announce_peer", id: self.id, infoHash: infoHash, port: port,
+                let q = KRPCQuery(method: .announcePeer, id: self.id, infoHash: infoHash, port: port,
                                   impliedPort: impliedPort, token: result.tokens[n])
                 self.queryWithRetries(q, to: n.address, expectedID: n.id) { outcome in
                     if case .response = outcome { stored += 1 }
@@ -916,9 +925,9 @@ final class Lookup {
         let addr = c.info.address
         let q: KRPCQuery
         switch kind {
-        case .findNode: q = KRPCQuery(method: "find_node", id: node.id, target: target)
-        case .getPeers: q = KRPCQuery(method: "get_peers", id: node.id, infoHash: target)
-        case .getItem: q = KRPCQuery(method: "get", id: node.id, target: target)
+        case .findNode: q = KRPCQuery(method: .findNode, id: node.id, target: target)
+        case .getPeers: q = KRPCQuery(method: .getPeers, id: node.id, infoHash: target)
+        case .getItem: q = KRPCQuery(method: .get, id: node.id, target: target)
         }
         node.query(q, to: addr, expectedID: c.unknownID ? nil : c.info.id, onSlow: { [self] in
             guard let j = index(of: addr), candidates[j].state == .inFlight else { return }

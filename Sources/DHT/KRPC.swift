@@ -49,9 +49,42 @@ enum KRPCErrorCode {
     static let sequenceTooLow = 302
 }
 
-/// One decoded KRPC query (`y` = `q`). Arguments beyond BEP 5's are kept in `args`.
+/// A query's method: the five of BEP 5 and BEP 44 this node knows, or any other name.
+enum KRPCMethod: Hashable, Sendable {
+    case ping, findNode, getPeers, announcePeer, get, put
+    /// A method this node does not know (answered with error 204).
+    case unknown(String)
+
+    init(name: String) {
+        switch name {
+        case "ping": self = .ping
+        case "find_node": self = .findNode
+        case "get_peers": self = .getPeers
+        case "announce_peer": self = .announcePeer
+        case "get": self = .get
+        case "put": self = .put
+        default: self = .unknown(name)
+        }
+    }
+
+    /// The name on the wire (`q`).
+    var name: String {
+        switch self {
+        case .ping: return "ping"
+        case .findNode: return "find_node"
+        case .getPeers: return "get_peers"
+        case .announcePeer: return "announce_peer"
+        case .get: return "get"
+        case .put: return "put"
+        case let .unknown(name): return name
+        }
+    }
+}
+
+/// One decoded KRPC query (`y` = `q`). Arguments beyond BEP 5's are kept in `args`. The decoder
+/// checks that a known method has the arguments it needs (a target for find_node, …).
 struct KRPCQuery: Equatable, Sendable {
-    var method: String
+    var method: KRPCMethod
     var id: NodeID
     /// find_node target, or BEP 44 get target.
     var target: NodeID?
@@ -64,7 +97,7 @@ struct KRPCQuery: Equatable, Sendable {
     var readOnly: Bool
     var args: BValue
 
-    init(method: String, id: NodeID, target: NodeID? = nil, infoHash: NodeID? = nil, port: UInt16? = nil,
+    init(method: KRPCMethod, id: NodeID, target: NodeID? = nil, infoHash: NodeID? = nil, port: UInt16? = nil,
                 impliedPort: Bool = false, token: [UInt8]? = nil, readOnly: Bool = false, extra: [(String, BValue)] = []) {
         self.method = method
         self.id = id
@@ -143,7 +176,7 @@ struct KRPCMessage: Equatable, Sendable {
         switch body {
         case let .query(q):
             d.append(("y", .string("q")))
-            d.append(("q", .string(q.method)))
+            d.append(("q", .string(q.method.name)))
             d.append(("a", q.args))
             if q.readOnly { d.append(("ro", .int(1))) }
         case let .response(r):
@@ -184,7 +217,7 @@ struct KRPCMessage: Equatable, Sendable {
         case UInt8(ascii: "q"):
             guard let q = v["q"]?.stringValue, !q.isEmpty, q.utf8.count <= 32 else { throw KRPCDecodeError(.missing("q"), transactionID: t) }
             guard let a = v["a"], case .dict = a else { throw KRPCDecodeError(.missing("a"), transactionID: t) }
-            var query = KRPCQuery(method: q, id: try id(a))
+            var query = KRPCQuery(method: KRPCMethod(name: q), id: try id(a))
             query.args = a
             if a["target"] != nil { query.target = try id(a, "target") }
             if a["info_hash"] != nil { query.infoHash = try id(a, "info_hash") }
@@ -199,21 +232,21 @@ struct KRPCMessage: Equatable, Sendable {
             }
             if let ro = v["ro"]?.intValue { query.readOnly = ro == 1 }
             // Method-specific required arguments.
-            switch q {
-            case "find_node":
+            switch query.method {
+            case .ping, .unknown: break
+            case .findNode:
                 guard query.target != nil else { throw KRPCDecodeError(.missing("target"), transactionID: t) }
-            case "get_peers":
+            case .getPeers:
                 guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
-            case "announce_peer":
+            case .announcePeer:
                 guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
                 guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
                 guard query.port != nil || query.impliedPort else { throw KRPCDecodeError(.missing("port"), transactionID: t) }
-            case "get":
+            case .get:
                 guard query.target != nil else { throw KRPCDecodeError(.missing("target"), transactionID: t) }
-            case "put":
+            case .put:
                 guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
                 guard a["v"] != nil else { throw KRPCDecodeError(.missing("v"), transactionID: t) }
-            default: break
             }
             return KRPCMessage(transactionID: t, body: .query(query), ip: ip, version: version)
         case UInt8(ascii: "r"):

@@ -91,14 +91,14 @@ import Testing
         let me = NodeID(hex: "4400000000000000000000000000000000000000")!
         let key = Ed25519.KeyPair.generate()
         let good = MutableItem(signedBy: key, seq: 5, value: .string("x"))
-        probe.query(KRPCQuery(method: "get", id: me, target: good.target), t: [1], to: node.localAddress)
+        probe.query(KRPCQuery(method: .get, id: me, target: good.target), t: [1], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case let .response(r)? = probe.response([1])?.body, let token = r.token else { Issue.record("no token"); return }
         func put(_ t: UInt8, _ m: MutableItem, salt: [UInt8]? = nil, cas: Int64? = nil, v: BValue? = nil) -> KRPCErrorBody? {
             var extra: [(String, BValue)] = [("k", .bytes(m.publicKey)), ("seq", .int(m.seq)), ("sig", .bytes(m.signature)), ("v", v ?? m.value)]
             if let salt { extra.append(("salt", .bytes(salt))) }
             if let cas { extra.append(("cas", .int(cas))) }
-            probe.query(KRPCQuery(method: "put", id: me, token: token, extra: extra), t: [t], to: node.localAddress)
+            probe.query(KRPCQuery(method: .put, id: me, token: token, extra: extra), t: [t], to: node.localAddress)
             _ = net.run(for: .seconds(1))
             if case let .error(e)? = probe.response([t])?.body { return e }
             return nil
@@ -111,7 +111,7 @@ import Testing
         #expect(put(7, MutableItem(signedBy: key, seq: 7, value: .string("new")), cas: 3)?.code == 301)
         #expect(put(8, MutableItem(signedBy: key, seq: 7, value: .string("new")), cas: 5) == nil)
         // get with a seq we already have returns only the number.
-        probe.query(KRPCQuery(method: "get", id: me, target: good.target, extra: [("seq", .int(7))]), t: [9], to: node.localAddress)
+        probe.query(KRPCQuery(method: .get, id: me, target: good.target, extra: [("seq", .int(7))]), t: [9], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case let .response(r9)? = probe.response([9])?.body else { Issue.record("no answer"); return }
         #expect(r9.body["seq"]?.intValue == 7 && r9.body["v"] == nil)

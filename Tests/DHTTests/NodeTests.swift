@@ -46,9 +46,9 @@ import Testing
         let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 1))
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 5555))
         let me = NodeID(hex: "00000000000000000000000000000000000000ff")!
-        probe.query(KRPCQuery(method: "ping", id: me), t: [1], to: node.localAddress)
-        probe.query(KRPCQuery(method: "find_node", id: me, target: me), t: [2], to: node.localAddress)
-        probe.query(KRPCQuery(method: "nonsense", id: me), t: [3], to: node.localAddress)
+        probe.query(KRPCQuery(method: .ping, id: me), t: [1], to: node.localAddress)
+        probe.query(KRPCQuery(method: .findNode, id: me, target: me), t: [2], to: node.localAddress)
+        probe.query(KRPCQuery(method: .unknown("nonsense"), id: me), t: [3], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         let pong = try #require(probe.response([1]))
         #expect(pong.ip == probe.socket.localAddress, "BEP 42: every response carries the requester's address")
@@ -59,7 +59,7 @@ import Testing
         #expect(fr.nodes.isEmpty, "an unverified querier is not handed out")
         #expect(probe.response([3])?.body == .error(KRPCErrorBody(code: 204, message: "method unknown")))
         // The unknown querier was pinged, not trusted: it enters the table only by answering.
-        let pings = probe.received.filter { if case let .query(q) = $0.0.body { return q.method == "ping" } else { return false } }
+        let pings = probe.received.filter { if case let .query(q) = $0.0.body { return q.method == .ping } else { return false } }
         #expect(pings.count == 1)
         #expect(node.table.entry(for: me) == nil)
         let ping = try #require(pings.first)
@@ -78,30 +78,30 @@ import Testing
         let other = Probe(net, PeerAddress(203, 0, 113, 6, port: 41000))
         let me = NodeID(hex: "1100000000000000000000000000000000000000")!
         let h = Topic.infoHash("tokens")
-        probe.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [1], to: node.localAddress)
+        probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [1], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case let .response(r)? = probe.response([1])?.body else { Issue.record("no get_peers answer"); return }
         let token = try #require(r.token)
         // A token handed to one IP is refused from another.
-        other.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7000, token: token), t: [2], to: node.localAddress)
+        other.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, token: token), t: [2], to: node.localAddress)
         // implied_port: the source port is stored, not `port`.
-        probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7000, impliedPort: true, token: token), t: [3], to: node.localAddress)
+        probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, impliedPort: true, token: token), t: [3], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(other.response([2])?.body == .error(KRPCErrorBody(code: 203, message: "bad token")))
         guard case .response? = probe.response([3])?.body else { Issue.record("announce refused"); return }
         #expect(node.stats.badTokens == 1)
-        probe.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [4], to: node.localAddress)
+        probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [4], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case let .response(r2)? = probe.response([4])?.body else { Issue.record("no answer"); return }
         #expect(r2.values == [PeerAddress(203, 0, 113, 5, port: 41000)])
 
         // Still accepted 8 minutes later (within 10), refused after 11.
         _ = net.run(for: .seconds(8 * 60))
-        probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7001, token: token), t: [5], to: node.localAddress)
+        probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7001, token: token), t: [5], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case .response? = probe.response([5])?.body else { Issue.record("token refused within 10 minutes"); return }
         _ = net.run(for: .seconds(3 * 60))
-        probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7002, token: token), t: [6], to: node.localAddress)
+        probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7002, token: token), t: [6], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(probe.response([6])?.body == .error(KRPCErrorBody(code: 203, message: "bad token")))
     }
@@ -170,7 +170,7 @@ import Testing
         let me = NodeID(hex: "4400000000000000000000000000000000000000")!
         let h = Topic.infoHash("contested lobby")
         func token(_ p: Probe, _ t: UInt8) throws -> [UInt8] {
-            p.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [t], to: node.localAddress)
+            p.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             var tok: [UInt8]? = nil
             if case let .response(r)? = p.response([t])?.body { tok = r.token }
@@ -178,16 +178,16 @@ import Testing
         }
         let tok = try token(attacker, 0)
         for i in 0..<300 {
-            attacker.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: UInt16(10_000 + i), token: tok),
+            attacker.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: UInt16(10_000 + i), token: tok),
                            t: [1, UInt8(i >> 8), UInt8(i & 0xFF)], to: node.localAddress)
             _ = net.run(for: .milliseconds(5))
         }
         #expect(node.store.total == 1, "one entry per IP per info-hash")
         let htok = try token(honest, 2)
-        honest.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 4242, token: htok), t: [3], to: node.localAddress)
+        honest.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 4242, token: htok), t: [3], to: node.localAddress)
         _ = net.run(for: .milliseconds(10))
         guard case .response? = honest.response([3])?.body else { Issue.record("the real host was refused: \(String(describing: honest.response([3])))"); return }
-        attacker.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [4], to: node.localAddress)
+        attacker.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [4], to: node.localAddress)
         _ = net.run(for: .milliseconds(10))
         guard case let .response(r)? = attacker.response([4])?.body else { Issue.record("no answer"); return }
         #expect(Set(r.values) == [PeerAddress(203, 0, 113, 66, port: 10_299), PeerAddress(203, 0, 113, 77, port: 4242)],
@@ -200,7 +200,7 @@ import Testing
         let attacker = Probe(net, PeerAddress(203, 0, 113, 66, port: 666))
         var rng = SplitMix64(seed: 99)
         // Garbage, truncations and mutations of a valid query; an oversized datagram.
-        let valid = KRPCMessage(transactionID: [7, 7], body: .query(KRPCQuery(method: "get_peers", id: .zero, infoHash: .zero))).encoded()
+        let valid = KRPCMessage(transactionID: [7, 7], body: .query(KRPCQuery(method: .getPeers, id: .zero, infoHash: .zero))).encoded()
         var sent = 0
         for i in 0..<300 {
             var p: [UInt8]
@@ -243,8 +243,8 @@ import Testing
         let id = NodeID(hex: "2200000000000000000000000000000000000000")!
         // 5,000 queries in one second from one source, and one honest ping in the middle.
         for i in 0..<5000 {
-            flooder.query(KRPCQuery(method: "ping", id: id), t: [UInt8(i >> 8), UInt8(i & 0xFF)], to: node.localAddress)
-            if i == 2500 { honest.query(KRPCQuery(method: "ping", id: id), t: [9], to: node.localAddress) }
+            flooder.query(KRPCQuery(method: .ping, id: id), t: [UInt8(i >> 8), UInt8(i & 0xFF)], to: node.localAddress)
+            if i == 2500 { honest.query(KRPCQuery(method: .ping, id: id), t: [9], to: node.localAddress) }
             _ = net.run(for: Nanos(200_000))
         }
         _ = net.run(for: .seconds(1))
@@ -333,7 +333,7 @@ import Testing
         #expect(found.contains(nodes[4].localAddress), "a read-only node can look up")
         #expect(nodes.allSatisfy { $0.table.entry(for: ro.id) == nil }, "BEP 43: others do not add it")
         let probe = Probe(net, PeerAddress(203, 0, 113, 10, port: 1))
-        probe.query(KRPCQuery(method: "ping", id: .zero), t: [1], to: ro.localAddress)
+        probe.query(KRPCQuery(method: .ping, id: .zero), t: [1], to: ro.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(probe.received.isEmpty)
         #expect(ro.stats.queriesIgnoredReadOnly == 1)
@@ -350,7 +350,7 @@ import Testing
         for i in 0..<4 {
             let p = Probe(net, PeerAddress(192, 0, 2, UInt8(10 + i), port: 6881))
             p.socket.onReceive = { [unowned p] payload, src in
-                guard case let .query(q)? = try? KRPCMessage.decode(payload).body, q.method == "ping",
+                guard case let .query(q)? = try? KRPCMessage.decode(payload).body, q.method == .ping,
                       let t = try? KRPCMessage.decode(payload).transactionID else { return }
                 let id = NodeID(bytes: [UInt8](repeating: UInt8(i + 1), count: 20))!
                 p.send(KRPCMessage(transactionID: t, body: .response(KRPCResponse(id: id)), ip: PeerAddress(203, 0, 113, 50, port: 40000)), to: src)
@@ -415,7 +415,7 @@ import Testing
         node.startMaintenance()
         _ = net.run(for: .seconds(14 * 60))
         func findNodes() -> [KRPCQuery] {
-            probes.flatMap { $0.received.compactMap { if case let .query(q) = $0.0.body, q.method == "find_node" { return q } else { return nil } } }
+            probes.flatMap { $0.received.compactMap { if case let .query(q) = $0.0.body, q.method == .findNode { return q } else { return nil } } }
         }
         #expect(findNodes().isEmpty, "nothing is stale before 15 minutes")
         _ = net.run(for: .seconds(3 * 60))
@@ -493,7 +493,7 @@ import Testing
         var game: [[UInt8]] = []
         demux.route([0x01]) { p, _ in game.append(p) }
         let peer = NodeTests.Probe(net, PeerAddress(203, 0, 113, 1, port: 1))
-        peer.query(KRPCQuery(method: "ping", id: NodeID(hex: "3300000000000000000000000000000000000000")!), t: [4], to: socket.localAddress)
+        peer.query(KRPCQuery(method: .ping, id: NodeID(hex: "3300000000000000000000000000000000000000")!), t: [4], to: socket.localAddress)
         peer.socket.send([0x01, 0xAA], to: socket.localAddress)
         peer.socket.send([0x7F], to: socket.localAddress)
         _ = net.run(for: .seconds(1))

@@ -23,14 +23,14 @@ import Testing
         let me = NodeID(hex: "5500000000000000000000000000000000000000")!
         let h = Topic.infoHash("epochs")
         func getToken(_ t: UInt8) throws -> [UInt8] {
-            probe.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [t], to: node.localAddress)
+            probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             var tok: [UInt8]? = nil
             if case let .response(r)? = probe.response([t])?.body { tok = r.token }
             return try #require(tok)
         }
         func announce(_ tok: [UInt8], _ t: UInt8) -> Bool {
-            probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7000, token: tok), t: [t], to: node.localAddress)
+            probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, token: tok), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             if case .response? = probe.response([t])?.body { return true }
             return false
@@ -90,7 +90,7 @@ import Testing
         let net = SimNetwork(seed: 43, conditions: .perfect)
         let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
         let silent = Probe(net, PeerAddress(192, 0, 2, 1, port: 1))
-        for _ in 0..<16 { node.query(KRPCQuery(method: "ping", id: node.id), to: silent.socket.localAddress) { _ in } }
+        for _ in 0..<16 { node.query(KRPCQuery(method: .ping, id: node.id), to: silent.socket.localAddress) { _ in } }
         _ = net.run(for: .seconds(1))
         let tids = silent.received.map { $0.0.transactionID }
         #expect(tids.count == 16)
@@ -103,7 +103,7 @@ import Testing
         let net2 = SimNetwork(seed: 43, conditions: .perfect)
         let node2 = DHTNode.alone(on: net2.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
         let silent2 = Probe(net2, PeerAddress(192, 0, 2, 1, port: 1))
-        for _ in 0..<16 { node2.query(KRPCQuery(method: "ping", id: node2.id), to: silent2.socket.localAddress) { _ in } }
+        for _ in 0..<16 { node2.query(KRPCQuery(method: .ping, id: node2.id), to: silent2.socket.localAddress) { _ in } }
         _ = net2.run(for: .seconds(1))
         #expect(silent2.received.map { $0.0.transactionID } == tids)
     }
@@ -184,12 +184,12 @@ import Testing
         let spareID = node.id.randomInBucket(prefix: 0, using: &rng)
         #expect(node.addNode(NodeInfo(id: spareID, address: spare.socket.localAddress)) == .cached(ping: nil))
         // far[0] never answers two pings: it goes bad, the spare is promoted and pinged.
-        node.query(KRPCQuery(method: "ping", id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
-        node.query(KRPCQuery(method: "ping", id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
+        node.query(KRPCQuery(method: .ping, id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
+        node.query(KRPCQuery(method: .ping, id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
         _ = net.run(for: .seconds(5))
         #expect(node.table.entry(for: ids[0]) == nil)
         #expect(node.table.entry(for: spareID)?.lastResponse == nil)
-        let pings = spare.received.filter { if case let .query(q) = $0.0.body { return q.method == "ping" } else { return false } }
+        let pings = spare.received.filter { if case let .query(q) = $0.0.body { return q.method == .ping } else { return false } }
         #expect(pings.count == 1, "the promoted node is checked")
     }
 
@@ -200,7 +200,7 @@ import Testing
         #expect(throws: BencodeError.self) { try Bencode.decode(unsorted) }
         let m = try KRPCMessage.decode(unsorted)
         guard case let .query(q) = m.body else { Issue.record("not a query"); return }
-        #expect(q.method == "ping" && m.transactionID == Array("aa".utf8))
+        #expect(q.method == .ping && m.transactionID == Array("aa".utf8))
         #expect(m.encoded() == Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe".utf8))
         // Still refused: duplicate keys (sorted or not), leading zeros, bad lengths.
         for bad in ["d1:y1:q1:t2:aa1:y1:q1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
