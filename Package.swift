@@ -65,6 +65,7 @@ let package = Package(
 
         // This process on the network: one socket, its demultiplexer, the DHT node and the sessions.
         .target(name: "NetStack", dependencies: ["NetCore", "DHT", "Transport",
+                                                 .product(name: "NIOCore", package: "swift-nio"),
                                                  .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
 

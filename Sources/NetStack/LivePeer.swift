@@ -2,19 +2,24 @@ import Dispatch
 import DHT
 import Logging
 import NetCore
+import NIOCore
 import Transport
 
 /// A `Peer` on a real UDP socket, driven from other threads: the peer and its parts live on the
 /// socket's event loop, and every call here hops there (`sync`, `execute`, `waitFor`).
-public final class LivePeer {
+// @unchecked Sendable: `udp`'s methods used here hop to its event loop; the peer is reached only
+// through a NIOLoopBound, which checks the loop on every access.
+public final class LivePeer: @unchecked Sendable {
     public let udp: UDPHost
-    /// Touch only on the event loop: inside `sync`, `execute` or `waitFor`.
-    public let peer: Peer
+    private let bound: NIOLoopBound<Peer>
 
-    private init(udp: UDPHost, peer: Peer) {
+    private init(udp: UDPHost, bound: NIOLoopBound<Peer>) {
         self.udp = udp
-        self.peer = peer
+        self.bound = bound
     }
+
+    /// The peer: on the event loop only (inside `sync`, `execute`, `waitFor`, or a timer).
+    public var peer: Peer { bound.value }
 
     /// Binds a UDP socket on `address` (port 0: any free port) and wires a peer onto it. The DHT
     /// does not start until `start` (so a caller can load saved nodes first).
@@ -23,8 +28,11 @@ public final class LivePeer {
                             logger: Logger = Logger(label: "turf.peer")) throws -> LivePeer {
         let udp = try UDPHost.bind(address)
         do {
-            let peer = try udp.sync { Peer(host: udp, dht: dht, identity: identity, sessions: sessions, logger: logger) }
-            return LivePeer(udp: udp, peer: peer)
+            let bound = try udp.sync {
+                NIOLoopBound(Peer(host: udp, dht: dht, identity: identity, sessions: sessions, logger: logger),
+                             eventLoop: udp.eventLoop)
+            }
+            return LivePeer(udp: udp, bound: bound)
         } catch {
             udp.close()
             throw error
@@ -39,29 +47,28 @@ public final class LivePeer {
 
     /// Joins the DHT from the event loop (see `Peer.start`).
     public func start(savedNodes: [NodeInfo] = []) {
-        let p = peer
-        udp.execute { p.start(savedNodes: savedNodes) }
+        execute { $0.start(savedNodes: savedNodes) }
     }
 
     /// Runs `body` with the peer on its event loop and waits for the result. Not from the loop.
-    public func sync<T>(_ body: @escaping (Peer) throws -> T) throws -> T {
-        let p = peer
-        return try udp.sync { try body(p) }
+    public func sync<T>(_ body: @escaping @Sendable (Peer) throws -> T) throws -> T {
+        let b = bound
+        return try udp.sync { try body(b.value) }
     }
 
     /// Runs `body` with the peer on its event loop, without waiting.
-    public func execute(_ body: @escaping (Peer) -> Void) {
-        let p = peer
-        udp.execute { body(p) }
+    public func execute(_ body: @escaping @Sendable (Peer) -> Void) {
+        let b = bound
+        udp.execute { body(b.value) }
     }
 
     /// Starts `work` on the event loop and waits on the calling thread until it calls back, or
     /// `timeout` seconds pass, or `interrupted` (checked every 0.1 s: a stop signal, say) returns
     /// true; nil unless it called back. Not from the loop.
     public func waitFor<T>(timeout: Double, interrupted: (() -> Bool)? = nil,
-                           _ work: @escaping (Peer, @escaping (T) -> Void) -> Void) -> T? {
+                           _ work: @escaping @Sendable (Peer, @escaping (T) -> Void) -> Void) -> T? {
         let sem = DispatchSemaphore(value: 0)
-        let box = Box<T>()
+        let box = NIOLoopBoundBox.makeEmptyBox(valueType: T.self, eventLoop: udp.eventLoop)
         execute { p in
             work(p) { v in
                 // The first answer wins; the box is only touched on the event loop.
@@ -86,6 +93,4 @@ public final class LivePeer {
         try? sync { $0.stop() }
         udp.close()
     }
-
-    private final class Box<T> { var value: T? }
 }

@@ -5,6 +5,13 @@ import NetStack
 import Testing
 import Transport
 
+/// What the host's session callbacks saw.
+// @unchecked Sendable: written and read only on the host's event loop (in callbacks and `sync`).
+final class Seen: @unchecked Sendable {
+    var inbound: [Session] = []
+    var received: [[UInt8]] = []
+}
+
 /// Peers on loopback, each over its one UDP socket: the DHT and the sessions share it.
 @Suite(.serialized) struct PeerTests {
     func bind(bootstrap: [PeerAddress], identity: Identity?) throws -> LivePeer {
@@ -38,12 +45,11 @@ import Transport
         #expect(found == [host.localAddress])
         guard let address = found?.first else { return }
 
-        var inbound: [Session] = []
-        var received: [[UInt8]] = []
+        let seen = Seen()
         try host.sync { p in
             p.sessions?.onInbound = { s in
-                inbound.append(s)
-                s.reliable.onReceive = { received.append($0) }
+                seen.inbound.append(s)
+                s.reliable.onReceive = { seen.received.append($0) }
             }
         }
         let established = joiner.waitFor(timeout: 20) { (p: Peer, done: @escaping (Bool) -> Void) in
@@ -56,9 +62,9 @@ import Transport
             }
         }
         #expect(established == true)
-        let gotHello = try wait(host) { _ in received == [Array("hello".utf8)] }
+        let gotHello = try wait(host) { _ in seen.received == [Array("hello".utf8)] }
         #expect(gotHello)
-        #expect(try host.sync { _ in inbound.first?.remoteKey } == joinerKey.publicKey)
+        #expect(try host.sync { _ in seen.inbound.first?.remoteKey } == joinerKey.publicKey)
         // Both kinds of traffic arrived through the host's one demultiplexer; nothing was dropped.
         let (dhtReceived, handshakes, dropped) = try host.sync { p in
             (p.dht.stats.received, p.sessions?.stats.handshakesCompleted ?? 0, p.demux.dropped)
@@ -85,7 +91,7 @@ import Transport
         #expect(try wait(bare) { $0.demux.dropped >= 1 })
     }
 
-    func wait(_ live: LivePeer, seconds: Double = 10, _ cond: @escaping (Peer) -> Bool) throws -> Bool {
+    func wait(_ live: LivePeer, seconds: Double = 10, _ cond: @escaping @Sendable (Peer) -> Bool) throws -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try live.sync(cond) { return true }
