@@ -217,7 +217,10 @@ public enum FuzzHarness {
         TransportHeader(receiverIndex: 1, epoch: 0, counter: 5).write(into: &t)
         seeds.append([1] + t + [UInt8](repeating: 0, count: 40))
         let e = Environment()
-        if let p = e.sender.seal([1, 0, 0, 0, 0], now: e.net.now) { seeds.append([2] + p) }
+        // A sealed ping (frame type 1, id 0, sent at time 0).
+        var ping: [UInt8] = []
+        Frame.ping(id: 0, sent: 0).encode(into: &ping)
+        if let p = e.sender.seal(ping, now: e.net.now) { seeds.append([2] + p) }
         return seeds
     }
 
