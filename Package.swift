@@ -68,6 +68,12 @@ let package = Package(
                                             .product(name: "Logging", package: "swift-log")],
                 swiftSettings: settings),
 
+        // This process on the network: one socket, its demultiplexer, the DHT node and the sessions.
+        .target(name: "NetStack", dependencies: ["NetCore", "DHT", "Transport",
+                                                 .product(name: "NIOCore", package: "swift-nio"),
+                                                 .product(name: "Logging", package: "swift-log")],
+                swiftSettings: settings),
+
         // The deterministic engine (generic over a game's rules) and turf's rules.
         .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: settings),
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: settings),
@@ -79,7 +85,7 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -102,5 +108,6 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
                     swiftSettings: settings),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: settings),
+        .testTarget(name: "NetStackTests", dependencies: ["NetStack", "DHT", "Transport", "NetCore"], swiftSettings: settings),
     ]
 )

@@ -5,7 +5,7 @@ import Foundation
 import LocalFiles
 import Logging
 import NetCore
-import NIOCore
+import NetStack
 import TextOutput
 #if canImport(Glibc)
 import Glibc
@@ -125,13 +125,11 @@ enum DHTCLI {
         }
     }
 
-    /// A running node on a real UDP socket, with its state file.
-    /// Made and closed on the calling thread; the node lives on the host's event loop and is
-    /// reached there through `node`.
+    /// A node on a real UDP socket (a `LivePeer`: the socket, its demultiplexer and the DHT node;
+    /// no sessions, as these commands have no identity), with its state file. Made and closed on
+    /// the calling thread; Sendable so the save timer on the event loop can hold it.
     final class Running: Sendable {
-        let host: UDPHost
-        /// The node, confined to the host's event loop (`NIOLoopBound` checks that on every access).
-        let node: NIOLoopBound<DHTNode>
+        let live: LivePeer
         let statePath: String?
         /// Held (flock) while this run owns the state file; closed by `close()` (called once).
         private let lockFD: Int32
@@ -150,24 +148,24 @@ enum DHTCLI {
             let path = DHTCLI.statePath(o)
             var owned = false
             var saved: [NodeInfo] = []
-            var fd: Int32 = -1
+            var lockFD: Int32 = -1
             if let path {
                 try DurableFile.checkTarget(path, overwrite: true)
                 try DurableFile.ensureDirectory(DurableFile.directory(of: path))
-                fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
-                guard fd >= 0 else {
+                lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
+                guard lockFD >= 0 else {
                     throw CLIError("cannot use the DHT state file \(path): cannot open \(path).lock: \(String(cString: strerror(errno)))")
                 }
-                if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+                if flock(lockFD, LOCK_EX | LOCK_NB) == 0 {
                     owned = true
                 } else if errno == EWOULDBLOCK {
                     if verbose { printErr("dht: \(path) is in use by another run; using a fresh id and not saving") }
                 } else {
                     throw CLIError("cannot use the DHT state file \(path): cannot lock \(path).lock: \(String(cString: strerror(errno)))")
                 }
-                if let bytes = try UntrustedFile.readIfPresent(path, limit: RoutingTable.maxStateFileSize, what: "DHT state file") {
+                if let bytes = try UntrustedFile.readIfPresent(path, limit: DHTNode.maxStateFileSize, what: "DHT state file") {
                     let s: (id: NodeID, nodes: [NodeInfo])
-                    do { s = try RoutingTable.deserialize(bytes) } catch {
+                    do { s = try DHTNode.savedState(bytes) } catch {
                         throw CLIError("DHT state file \(path) is damaged (\(error)); remove it, or pass --no-state")
                     }
                     // Loaded, not pinned: a BEP 42 id replaces it if it does not fit our public IP.
@@ -175,24 +173,26 @@ enum DHTCLI {
                     saved = s.nodes
                 }
             }
-            lockFD = fd
             statePath = owned ? path : nil
-            host = try UDPHost.bind(PeerAddress(ip: ip, port: o.port))
-            if verbose {
-                printErr("dht: bound \(host.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))")
+            self.lockFD = lockFD
+            do {
+                live = try LivePeer.bind(PeerAddress(ip: ip, port: o.port), dht: config)
+            } catch {
+                if lockFD >= 0 { closeDescriptor(lockFD) }
+                throw error
             }
-            let c = config
-            let h = host
-            node = try host.sync { NIOLoopBound(DHTNode(host: h, config: c), eventLoop: h.eventLoop) }
-            let n = node
-            let savedNodes = saved
-            host.execute { n.value.start(savedNodes: savedNodes) }
+            if verbose {
+                printErr("dht: bound \(live.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))")
+            }
+            live.start(savedNodes: saved)
             scheduleSave()
         }
 
+        var localAddress: PeerAddress { live.localAddress }
+
         func scheduleSave() {
-            host.execute { [self] in
-                host.schedule(after: .seconds(30)) { [self] in
+            live.execute { [self] peer in
+                peer.host.schedule(after: .seconds(30)) { [self] in
                     do { try save() } catch { Logger(label: "turf.dht").error("could not save the routing table: \(error)") }
                     scheduleSave()
                 }
@@ -203,8 +203,7 @@ enum DHTCLI {
         /// could not (the periodic saves log it, the last one is reported).
         func save() throws {
             guard let path = statePath else { return }
-            let node = self.node
-            let bytes = host.eventLoop.inEventLoop ? node.value.serializedState() : ((try? host.sync { node.value.serializedState() }) ?? [])
+            let bytes = live.onEventLoop ? live.peer.dht.serializedState() : ((try? live.sync { $0.dht.serializedState() }) ?? [])
             guard !bytes.isEmpty else { return }
             try DurableFile.write(bytes, to: path, mode: 0o600, overwrite: true)
         }
@@ -213,28 +212,12 @@ enum DHTCLI {
         /// by a stop signal).
         func waitFor<T: Sendable>(timeout: Double, stop: StopSignals,
                                   _ work: @escaping @Sendable (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
-            let sem = DispatchSemaphore(value: 0)
-            // Written by the callback on the loop, read there by the `sync` below.
-            let box = NIOLoopBoundBox.makeEmptyBox(valueType: T.self, eventLoop: host.eventLoop)
-            host.execute { [node] in
-                work(node.value) { v in
-                    box.value = v
-                    sem.signal()
-                }
-            }
-            let deadline = DispatchTime.now() + timeout
-            while stop.caught == nil {
-                if sem.wait(timeout: min(deadline, .now() + 0.1)) == .success { break }
-                if DispatchTime.now() >= deadline { break }
-            }
-            return try? host.sync { box.value }
+            live.waitFor(timeout: timeout, interrupted: { stop.caught != nil }) { peer, done in work(peer.dht, done) }
         }
 
         func snapshot() -> (external: PeerAddress?, nat: NATType, nodes: Int, stats: DHTStats, id: NodeID) {
-            (try? host.sync { [node] in
-                let n = node.value
-                return (n.externalAddress, n.natType, n.table.count, n.stats, n.id)
-            }) ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
+            (try? live.sync { p in (p.dht.externalAddress, p.dht.natType, p.dht.routingTableSize, p.dht.stats, p.dht.id) })
+                ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
         }
 
         /// Saves the table, stops the node and closes the socket. A save that fails is reported
@@ -242,8 +225,7 @@ enum DHTCLI {
         func close() throws {
             var saveError: Error?
             do { try save() } catch { saveError = error }
-            try? host.sync { [node] in node.value.stop() }
-            host.close()
+            live.close()
             if lockFD >= 0 { closeDescriptor(lockFD) }
             if let saveError { throw CLIError("could not save the routing table: \(saveError)") }
         }
@@ -259,7 +241,6 @@ enum DHTCLI {
             if let signal { throw ExitCode(128 + signal) }
         }
     }
-
 }
 
 /// SIGINT, SIGTERM and SIGHUP turned into an event the main thread waits for: the signal's
@@ -325,7 +306,7 @@ struct DHTServe: ParsableCommand {
     func run() throws {
         let stop = StopSignals()
         let r = try DHTCLI.Running(node, verbose: true)
-        DHTCLI.emit("dht serve: listening on \(r.host.localAddress) node id \(r.snapshot().id.hexString)")
+        DHTCLI.emit("dht serve: listening on \(r.localAddress) node id \(r.snapshot().id.hexString)")
         let end = duration.map { DispatchTime.now() + $0 }
         while stop.caught == nil {
             let left = end.map { Double($0.uptimeNanoseconds &- min($0.uptimeNanoseconds, DispatchTime.now().uptimeNanoseconds)) / 1e9 }
@@ -361,11 +342,10 @@ struct DHTAnnounce: ParsableCommand {
         let h = try target.infoHash()
         let stop = StopSignals()
         let r = try DHTCLI.Running(node, verbose: !json)
-        let port = r.host.localAddress.port
+        let port = r.localAddress.port
         let durationNanos = Nanos(duration * 1e9)
-        let json = self.json
-        r.host.execute { [node = r.node] in
-            let node = node.value
+        r.live.execute { peer in
+            let node = peer.dht
             node.keepAnnouncing(h, port: port, impliedPort: true, duration: durationNanos) { result, stored in
                 if json {
                     var j = JSONObject()

@@ -10,7 +10,7 @@ import Testing
     @Test func aNodeMadeOffItsLoopTraps() async throws {
         let result = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
-            _ = DHTNode(host: host)  // on the test's thread, not the host's event loop
+            _ = DHTNode.alone(on: host)  // on the test's thread, not the host's event loop
         }
         #expect(String(decoding: result.standardErrorContent, as: UTF8.self).contains(Self.message))
     }
@@ -23,7 +23,7 @@ import Testing
         let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { host.close() }
         let id = try host.sync { () -> NodeID in
-            let node = DHTNode(host: host)
+            let node = DHTNode.alone(on: host)
             defer { node.stop() }
             return node.id
         }
@@ -34,7 +34,7 @@ import Testing
     @Test func aSimulatedNodeCalledWhileAnotherThreadRunsTheNetworkTraps() async throws {
         let result = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let net = SimNetwork(seed: 7)
-            let node = DHTNode(host: net.bind(PeerAddress(10, 0, 0, 1, port: 6881)))
+            let node = DHTNode.alone(on: net.bind(PeerAddress(10, 0, 0, 1, port: 6881)))
             let started = DispatchSemaphore(value: 0)
             net.schedule(after: 1) {
                 started.signal()

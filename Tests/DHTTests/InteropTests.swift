@@ -1,4 +1,4 @@
-import DHT
+@testable import DHT
 import Dispatch
 import Foundation
 import NetCore
@@ -121,8 +121,8 @@ import Testing
         config.bootstrap = ports.map { PeerAddress(127, 0, 0, 1, port: UInt16($0)) }
         let cA = config, cB = config
         // Each node lives on its host's event loop; `NIOLoopBound` checks that on every access.
-        let nodeA = try hostA.sync { NIOLoopBound(DHTNode(host: hostA, config: cA), eventLoop: hostA.eventLoop) }
-        let nodeB = try hostB.sync { NIOLoopBound(DHTNode(host: hostB, config: cB), eventLoop: hostB.eventLoop) }
+        let nodeA = try hostA.sync { NIOLoopBound(DHTNode.alone(on: hostA, config: cA), eventLoop: hostA.eventLoop) }
+        let nodeB = try hostB.sync { NIOLoopBound(DHTNode.alone(on: hostB, config: cB), eventLoop: hostB.eventLoop) }
         defer { try? hostA.sync { nodeA.value.stop() }; try? hostB.sync { nodeB.value.stop() } }
 
         let joinedA = waitFor(hostA, timeout: 15) { done in nodeA.value.start { done($0) } }
