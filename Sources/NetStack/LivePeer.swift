@@ -7,9 +7,9 @@ import Transport
 
 /// A `Peer` on a real UDP socket, driven from other threads: the peer and its parts live on the
 /// socket's event loop, and every call here hops there (`sync`, `execute`, `waitFor`).
-// @unchecked Sendable: `udp`'s methods used here hop to its event loop; the peer is reached only
-// through a NIOLoopBound, which checks the loop on every access.
-public final class LivePeer: @unchecked Sendable {
+// Sendable without `@unchecked`: `udp`'s methods used here hop to its event loop, and the peer is
+// reached only through a NIOLoopBound, which checks the loop on every access.
+public final class LivePeer: Sendable {
     public let udp: UDPHost
     private let bound: NIOLoopBound<Peer>
 
