@@ -4,6 +4,7 @@ import Foundation
 import LocalFiles
 import Logging
 import TerminalUI
+import TextOutput
 import TurfRules
 
 /// `--level`: the bots' strength; `mixed` alternates easy and hard.
@@ -76,8 +77,8 @@ struct Demo: ParsableCommand {
         log.info("match started: map \(arena.name), \(players.count) players, seed \(matchSeed), \(seconds) s")
         let (outcome, saved) = try app.run()
         log.info("match ended: \(outcome); replays: \(saved)")
-        for path in saved { print("replay saved: \(path)") }
-        for failure in saveFailures.messages { printErr(failure) }
+        for path in saved { print("replay saved: " + SafeText.display(path, limit: 400)) }
+        for failure in saveFailures.messages { printErr(SafeText.display(failure, limit: 2000)) }
         if case .signal(let s) = outcome { throw ExitCode(128 + s) }
         // A match that could not be saved is a failure, whatever else went well.
         if !saveFailures.messages.isEmpty { throw ExitCode(1) }

@@ -236,6 +236,20 @@ import TurfRules
         #expect(!Self.containsTerminalControls(log.replacingOccurrences(of: "\n", with: "")), "\(log)")
     }
 
+    /// `turf id`'s errors name the key file, whose path comes from the environment: escaped like
+    /// every other error line (they were written raw).
+    @Test func identityErrorsAreEscaped() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("e\u{1B}[31m")
+        try FileManager.default.createDirectory(at: config.appendingPathComponent("turf"), withIntermediateDirectories: true)
+        #expect(mkfifo(config.appendingPathComponent("turf/identity.key").path, 0o600) == 0)
+        let r = try run(turfBinary, ["id"], environment: Self.env(dir, ["XDG_CONFIG_HOME": config.path]), timeout: 30)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("e\\x1b[31m/turf/identity.key is not a regular file (a FIFO)"), "\(r.stderr)")
+        #expect(!Self.containsTerminalControls(r.stderr.replacingOccurrences(of: "\n", with: "")), "\(r.stderr)")
+    }
+
     // MARK: bootstrap settings
 
     /// A dht.conf that cannot be read or parsed is an error, never the public routers; CRLF
