@@ -2,6 +2,7 @@ import Foundation
 import LocalFiles
 import Logging
 import NIOConcurrencyHelpers
+import TextOutput
 import TurfRules
 
 #if canImport(Glibc)
@@ -93,17 +94,16 @@ struct FileLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .info
 
-    static func open() -> Bool {
+    /// Opens the log file for appending; nil when it can be, else why not. A FIFO, device or
+    /// symlink named turf.log is refused (`DurableFile.openForAppend`), never waited on or
+    /// written through.
+    static func open() -> String? {
         do {
             try StatePaths.ensure(StatePaths.root)
-            let p = StatePaths.root + "/turf.log"
-            if !FileManager.default.fileExists(atPath: p) { _ = FileManager.default.createFile(atPath: p, contents: nil) }
-            return handle.withLockedValue { h in
-                h = FileHandle(forWritingAtPath: p)
-                h?.seekToEndOfFile()
-                return h != nil
-            }
-        } catch { return false }
+            let fd = try DurableFile.openForAppend(XDGPaths().log)
+            handle.withLockedValue { $0 = FileHandle(fileDescriptor: fd, closeOnDealloc: true) }
+            return nil
+        } catch { return "\(error)" }
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -112,7 +112,9 @@ struct FileLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        let line = "\(Date()) \(event.level) \(label): \(event.message)\n"
+        // Messages quote file names, map headers and peers' text: escaped, so reading the log
+        // on a terminal (cat, tail -f) cannot run escape sequences.
+        let line = "\(Date()) \(event.level) \(label): \(SafeText.escaped("\(event.message)"))\n"
         FileLogHandler.handle.withLockedValue { $0?.write(Data(line.utf8)) }
     }
 }
@@ -125,10 +127,11 @@ enum Logs {
             return !done
         }
         guard first else { return }
-        if FileLogHandler.open() {
-            LoggingSystem.bootstrap { FileLogHandler(label: $0) }
-        } else {
+        if let problem = FileLogHandler.open() {
+            printErr("turf: not logging: " + SafeText.display(problem, limit: 400))
             LoggingSystem.bootstrap { _ in SwiftLogNoOpLogHandler() }
+        } else {
+            LoggingSystem.bootstrap { FileLogHandler(label: $0) }
         }
     }
 }
