@@ -24,6 +24,9 @@ public final class CursesTerminal {
     public private(set) var theme: Theme
     private var previous: Frame?
     private var stopped = false
+    private var onPseudoTerminal = false
+    /// Bytes curses wrote to the pseudo-terminal (set by `stop()`; for `turf bench render`).
+    public private(set) var pseudoTerminalBytes: Int64 = 0
 
     /// `stderrCapture`: a file that receives stderr while curses runs; its content is copied to
     /// the real stderr when the terminal is restored, on `stop()` or in a crash.
@@ -39,6 +42,24 @@ public final class CursesTerminal {
             _ = turf_release_stderr()
             throw TerminalError(description: CursesTerminal.describe(problem: started))
         }
+        theme = Theme(color: false, unicode: unicode)
+        if wantColor && has_colors() {
+            start_color()
+            use_default_colors()
+            theme.color = setUpColors()
+        }
+    }
+
+    /// Curses on a new pseudo-terminal of `columns`×`rows` instead of the real one, for measuring
+    /// (`turf bench render`): a thread reads what curses writes, as a terminal emulator would, and
+    /// nothing shows anywhere. No signal handlers are installed. One at a time per process.
+    public init(pseudoTerminalColumns columns: Int, rows: Int, termType: String = "xterm-256color",
+                wantColor: Bool, unicode: Bool) throws {
+        guard turf_pty_curses_start(Int32(columns), Int32(rows), termType) == 0 else {
+            _ = turf_pty_curses_stop()
+            throw TerminalError(description: "could not start curses on a pseudo-terminal (TERM type '\(termType)')")
+        }
+        onPseudoTerminal = true
         theme = Theme(color: false, unicode: unicode)
         if wantColor && has_colors() {
             start_color()
@@ -73,6 +94,10 @@ public final class CursesTerminal {
     public func stop() {
         guard !stopped else { return }
         stopped = true
+        if onPseudoTerminal {
+            pseudoTerminalBytes = turf_pty_curses_stop()
+            return
+        }
         turf_curses_stop()
         _ = turf_release_stderr()
     }

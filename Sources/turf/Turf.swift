@@ -51,6 +51,8 @@ struct Bench: ParsableCommand {
             BenchCrypto.self, BenchSession.self, BenchFlood.self,
             // dht (BenchDHT.swift)
             BenchDHT.self,
+            // terminal (BenchRender.swift)
+            BenchRender.self,
         ]
     )
 }

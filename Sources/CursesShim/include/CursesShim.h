@@ -52,3 +52,11 @@ int turf_quit_signal(void);
 /* Waits up to timeout_ms for input on stdin; returns >0 if input is ready. */
 int turf_wait_input(int timeout_ms);
 #endif
+#ifndef TURF_PTY_DECLARED
+#define TURF_PTY_DECLARED
+/* For benchmarks: starts curses on a new pseudo-terminal of cols x rows with terminal type
+   term_type, while a thread reads and discards its output. 0 on success, -1 on failure. */
+int turf_pty_curses_start(int cols, int rows, const char *term_type);
+/* Leaves curses, closes the pseudo-terminal; returns the bytes curses wrote to it. */
+long long turf_pty_curses_stop(void);
+#endif
