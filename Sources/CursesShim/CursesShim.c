@@ -218,6 +218,9 @@ static FILE *pty_out = NULL, *pty_in = NULL;
 static pthread_t pty_reader;
 static int pty_reader_running = 0;
 static volatile long long pty_bytes = 0;
+/* The first bytes written, kept for tests (read after turf_pty_curses_stop). */
+static char pty_kept[1 << 20];
+static size_t pty_kept_len = 0;
 
 static void *pty_drain(void *arg) {
     (void)arg;
@@ -225,9 +228,19 @@ static void *pty_drain(void *arg) {
     for (;;) {
         ssize_t r = read(pty_master, buf, sizeof buf);
         if (r <= 0) break;
+        size_t room = sizeof pty_kept - pty_kept_len;
+        size_t keep = (size_t)r < room ? (size_t)r : room;
+        memcpy(pty_kept + pty_kept_len, buf, keep);
+        pty_kept_len += keep;
         pty_bytes += r;
     }
     return NULL;
+}
+
+size_t turf_pty_kept(char *out, size_t capacity) {
+    size_t n = pty_kept_len < capacity ? pty_kept_len : capacity;
+    memcpy(out, pty_kept, n);
+    return n;
 }
 
 int turf_pty_curses_start(int cols, int rows, const char *term_type) {
@@ -247,6 +260,7 @@ int turf_pty_curses_start(int cols, int rows, const char *term_type) {
     ioctl(s, TIOCSWINSZ, &ws);
     pty_master = m;
     pty_bytes = 0;
+    pty_kept_len = 0;
     if (pthread_create(&pty_reader, NULL, pty_drain, NULL) != 0) { close(s); close(m); pty_master = -1; return -1; }
     pty_reader_running = 1;
     pty_out = fdopen(s, "w");

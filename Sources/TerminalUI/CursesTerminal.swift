@@ -68,6 +68,17 @@ public final class CursesTerminal {
         }
     }
 
+    /// The first bytes (at most 1 MiB) curses wrote to the pseudo-terminal, after `stop()` (for tests).
+    public var pseudoTerminalOutput: [UInt8] {
+        guard onPseudoTerminal && stopped else { return [] }
+        var out = [UInt8](repeating: 0, count: 1 << 20)
+        let n = out.withUnsafeMutableBufferPointer { b -> Int in
+            guard let base = b.baseAddress else { return 0 }
+            return base.withMemoryRebound(to: CChar.self, capacity: b.count) { turf_pty_kept($0, b.count) }
+        }
+        return Array(out.prefix(n))
+    }
+
     deinit { stop() }
 
     /// Why curses cannot run on this terminal (`TERM` unset, unknown or unable to move the

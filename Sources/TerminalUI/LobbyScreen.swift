@@ -4,7 +4,7 @@
 /// match length, and the roster; Enter starts. A joiner sees the same roster and "waiting for the
 /// host", or, when several lobbies share its topic, a list to pick one from (`selected` is the
 /// highlighted row). Every name and key is fitted with `CellText`.
-public struct LobbyScreen {
+public struct LobbyScreen: Sendable {
     public var theme: Theme
     public static let minWidth = 40
     public static let minHeight = 12

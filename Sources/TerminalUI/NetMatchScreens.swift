@@ -9,17 +9,13 @@ import TurfRules
 /// `A*alice 120 14% 45ms direct`, `A*alice 120 45ms`, `A*120 45ms`, `A*120`; a disconnected player
 /// shows `lost` (or `x`) instead of its ping, a relayed one `relayed` (or a trailing `r`), so it
 /// reads without colour. Names are fitted with `CellText`.
-public struct NetMatchRenderer {
+public struct NetMatchRenderer: Sendable {
     public var theme: Theme
-    let arena: ArenaRenderer
 
-    public init(theme: Theme) {
-        self.theme = theme
-        arena = ArenaRenderer(theme: theme)
-    }
+    public init(theme: Theme) { self.theme = theme }
 
     public func render(_ scene: ArenaScene, net: NetStatus, width: Int, height: Int) -> Frame {
-        var f = arena.render(scene, width: width, height: height)
+        var f = ArenaRenderer(theme: theme).render(scene, width: width, height: height)
         guard width >= ArenaRenderer.minWidth && height >= ArenaRenderer.minHeight else { return f }
         drawPlayers(scene, net: net, into: &f)
         if let warning = NetMatchRenderer.warning(net) {
@@ -95,7 +91,7 @@ public struct NetMatchRenderer {
 
 /// The end screen of a networked match: the local end screen (ranking, territory chart), then the
 /// final hash, where the replay was saved, desyncs and rejected ops, and one line per link.
-public struct NetEndScreen {
+public struct NetEndScreen: Sendable {
     public var theme: Theme
     public init(theme: Theme) { self.theme = theme }
 

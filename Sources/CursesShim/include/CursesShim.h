@@ -1,5 +1,6 @@
 #ifndef TURF_CURSES_SHIM_H
 #define TURF_CURSES_SHIM_H
+#include <stddef.h>
 #include <wchar.h>
 /* Curses macros and globals that do not import into Swift (or that Swift 6 rejects as shared
    mutable state), exported as plain functions. */
@@ -59,4 +60,7 @@ int turf_wait_input(int timeout_ms);
 int turf_pty_curses_start(int cols, int rows, const char *term_type);
 /* Leaves curses, closes the pseudo-terminal; returns the bytes curses wrote to it. */
 long long turf_pty_curses_stop(void);
+/* Copies up to capacity of the first (at most 1 MiB) bytes curses wrote to the last
+   pseudo-terminal; call after turf_pty_curses_stop. Returns the bytes copied. */
+size_t turf_pty_kept(char *out, size_t capacity);
 #endif
