@@ -14,10 +14,11 @@ import TextOutput
 ///   indicators, prepended characters), unassigned and private-use scalars become `?`;
 /// - in the ASCII look every non-ASCII scalar becomes `?`;
 /// - text longer than `width` ends in `…` (`~` in ASCII).
-/// Work is bounded too: at most `scanLimit` scalars of the input are looked at.
+/// Work is bounded too: at most `scanLimit(width)` scalars of the input are looked at (four per
+/// cell and 32 more: far more than any real name needs, so a cut name says so with its ellipsis).
 public enum CellText {
-    /// Scalars of one string looked at, whatever its length (a field is never wider than a screen).
-    public static let scanLimit = 4096
+    /// Scalars of one string looked at for a field of `width` cells, whatever the string's length.
+    public static func scanLimit(width: Int) -> Int { 4 * width + 32 }
 
     /// The cells of `text` in a field `width` columns wide: each element takes one column.
     public static func cells(_ text: String, width: Int, ascii: Bool = false) -> [Character] {
@@ -25,10 +26,11 @@ public enum CellText {
         var out: [Character] = []
         out.reserveCapacity(min(width + 1, 64))
         var scanned = 0
+        let limit = scanLimit(width: width)
         var truncated = false
         scan: for u in text.unicodeScalars {
             scanned += 1
-            if scanned > scanLimit { truncated = true; break }
+            if scanned > limit { truncated = true; break }
             let piece: [Character]
             if SafeText.isUnsafe(u) {
                 piece = SafeText.escaped(String(u)).map { $0 }

@@ -79,22 +79,32 @@ public struct LobbyScreen: Sendable {
         return y + 1
     }
 
-    static let columns = (name: 3, key: 22, ping: 40, path: 49, state: 59)
+    /// Roster columns: name, key fingerprint, ping, path, state (wide screens); name, ping, and path
+    /// or "lost" (narrow ones, under 72 columns).
+    struct Columns {
+        var name = 3, key: Int?, ping: Int, path: Int, state: Int?
+        init(width: Int) {
+            if width >= 72 {
+                (key, ping, path, state) = (22, 40, 49, 59)
+            } else {
+                (key, ping, path, state) = (nil, width - 18, width - 9, nil)
+            }
+        }
+        var nameWidth: Int { (key ?? ping) - name - 1 }
+    }
 
     func drawRoster(_ v: LobbyView, into f: inout Frame, y start: Int) {
         var y = start
-        let wide = f.width >= 72
-        let c = LobbyScreen.columns
-        let nameWidth = (wide ? c.key : c.ping) - c.name - 1
+        let c = Columns(width: f.width)
         let head = Style(bold: true, dim: true)
         f.put("Players \(v.roster.count)/\(v.maxPlayers)", x: 1, y: y, style: Style(bold: true))
         if v.rejectedJoins > 0 { f.put("  wrong passphrase: \(v.rejectedJoins)", x: 1 + 12 + 3, y: y, style: Style(dim: true)) }
         y += 1
         f.put("name", x: c.name, y: y, style: head)
-        if wide { f.put("key", x: c.key, y: y, style: head) }
-        f.put("ping", x: wide ? c.ping : c.ping - 0, y: y, style: head)
-        f.put("path", x: wide ? c.path : c.ping + 8, y: y, style: head)
-        if wide { f.put("state", x: c.state, y: y, style: head) }
+        if let k = c.key { f.put("key", x: k, y: y, style: head) }
+        f.put("ping", x: c.ping, y: y, style: head)
+        f.put("path", x: c.path, y: y, style: head)
+        if let s = c.state { f.put("state", x: s, y: y, style: head) }
         y += 1
         let last = f.height - 4
         for (i, row) in v.roster.enumerated() {
@@ -108,18 +118,19 @@ public struct LobbyScreen: Sendable {
             if row.isHost { tags.append("host") }
             if row.isYou { tags.append("you") }
             let tag = tags.isEmpty ? "" : " (" + tags.joined(separator: ", ") + ")"
-            let x = f.putField(row.name, x: c.name, y: y, width: max(1, nameWidth - tag.count), ascii: ascii, style: style)
+            let x = f.putField(row.name, x: c.name, y: y, width: max(1, c.nameWidth - tag.count), ascii: ascii, style: style)
             f.put(tag, x: x, y: y, style: Style(dim: true))
-            if wide { f.putField(LobbyScreen.fingerprint(row.key), x: c.key, y: y, width: c.ping - c.key - 1, ascii: ascii) }
+            if let k = c.key { f.putField(LobbyScreen.fingerprint(row.key), x: k, y: y, width: c.ping - k - 1, ascii: ascii) }
             let ping = row.isYou ? "-" : row.pingMs.map { "\($0) ms" } ?? "…"
-            f.put(ping, x: c.ping, y: y)
-            f.put(row.isYou ? "-" : row.path?.rawValue ?? "…", x: wide ? c.path : c.ping + 8, y: y)
-            if wide {
+            f.putField(ping, x: c.ping, y: y, width: c.path - c.ping - 1, ascii: ascii)
+            let path = row.isYou ? "-" : row.path?.rawValue ?? "…"
+            if let s = c.state {
+                f.put(path, x: c.path, y: y)
                 var state = row.isYou ? "here" : row.connected ? "connected" : "disconnected"
                 if let nat = row.natKind { state += " · " + nat }
-                f.putField(state, x: c.state, y: y, width: f.width - c.state - 1, ascii: ascii, style: Style(bold: !row.connected))
-            } else if !row.connected {
-                f.put("lost", x: c.ping + 17, y: y, style: Style(bold: true))
+                f.putField(state, x: s, y: y, width: f.width - s - 1, ascii: ascii, style: Style(bold: !row.connected))
+            } else {
+                f.put(row.connected ? path : "lost", x: c.path, y: y, style: Style(bold: !row.connected))
             }
             y += 1
         }

@@ -15,6 +15,12 @@ public struct NetMatchRenderer: Sendable {
     public init(theme: Theme) { self.theme = theme }
 
     public func render(_ scene: ArenaScene, net: NetStatus, width: Int, height: Int) -> Frame {
+        // The arena renderer draws names too (the score row, replaced below): give it fitted ones,
+        // so a hostile name costs no more there than here.
+        var scene = scene
+        for i in scene.config.players.indices {
+            scene.config.players[i].name = CellText.fit(scene.config.players[i].name, width: 12, ascii: !theme.unicode)
+        }
         var f = ArenaRenderer(theme: theme).render(scene, width: width, height: height)
         guard width >= ArenaRenderer.minWidth && height >= ArenaRenderer.minHeight else { return f }
         drawPlayers(scene, net: net, into: &f)

@@ -61,8 +61,8 @@ import TurfRules
                 }
             }
         }
-        #expect(CellText.fit("x" + String(repeating: "\u{0301}", count: 100), width: 12) == "x")
-        #expect(CellText.fit(String(repeating: "\u{0301}", count: 100), width: 12) == "")
+        #expect(CellText.fit("x" + String(repeating: "\u{0301}", count: 40), width: 12) == "x")
+        #expect(CellText.fit(String(repeating: "\u{0301}", count: 80), width: 12) == "")
         #expect(CellText.fit("ab\u{1100}\u{1161}\u{11A8}cd\u{0E33}", width: 12) == "ab?cd")
         // 10,000 marks: more than the scan limit, so the cut shows.
         #expect(CellText.fit("x" + String(repeating: "\u{0301}", count: 10_000), width: 12) == "x…")
@@ -76,6 +76,8 @@ import TurfRules
         #expect(CellText.fit("abcdefghijklm", width: 12, ascii: true) == "abcdefghijk~")
         // A name longer than the scan limit is cut, and says so.
         #expect(CellText.fit(String(repeating: "\u{0301}", count: 10_000) + "bob", width: 12) == "…")
+        #expect(CellText.fit(String(repeating: "\u{0301}", count: CellText.scanLimit(width: 12) - 3) + "bob", width: 12) == "bob")
+        #expect(CellText.fit(String(repeating: "\u{0301}", count: CellText.scanLimit(width: 12) - 2) + "bob", width: 12) == "bo…")
     }
 
     @Test func putFieldNeverWritesOutsideItsField() {
@@ -194,6 +196,23 @@ import TurfRules
                 }
             }
         }
+    }
+
+    @Test func narrowLobbyKeepsPingAndPath() throws {
+        for width in [40, 50, 71] {
+            let f = LobbyScreen(theme: Theme(color: false, unicode: true)).render(lobby(names: ["alice", "bob", "carol", "dave"]), width: width, height: 24)
+            let r = rows(f)
+            let bob = try #require(r.first { $0.hasPrefix(" B bob") }, "\(f.text)")
+            #expect(bob.contains("24 ms") && bob.contains("direct"), "\(f.text)")
+            #expect(try #require(r.first { $0.hasPrefix(" C carol") }).contains("relayed"))
+            #expect(try #require(r.first { $0.hasPrefix(" D dave") }).contains("lost"))
+            #expect(!f.text.contains("turf1bbbb…"))
+            expectSafeCells(f)
+        }
+        // A short screen says how many rows it could not show.
+        let short = LobbyScreen(theme: Theme(color: false, unicode: true)).render(lobby(names: ["a", "b", "c", "d", "e", "f", "g", "h"]),
+                                                                                 width: 80, height: 16)
+        #expect(short.text.contains("more"))
     }
 
     @Test func smallTerminalGetsAMessage() {
