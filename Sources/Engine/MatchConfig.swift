@@ -3,6 +3,10 @@ import Determinism
 /// Who plays, and how they are driven.
 public struct PlayerInfo: Equatable, Sendable {
     public enum Kind: UInt8, Sendable { case human = 0, bot = 1, remote = 2 }
+    /// The longest name, in UTF-8 bytes, that a replay or journal may hold (checked when one is
+    /// read, and by `MatchConfig.validate` before a match is played, so none is recorded that
+    /// could not be read back).
+    public static let maxNameBytes = 64
     public var name: String
     public var kind: Kind
     /// Bot difficulty (0 = easy, 1 = hard, …); 0 for humans.
@@ -60,6 +64,9 @@ public struct MatchConfig: Equatable, Sendable {
         guard (1...MatchConfig.maxPlayers).contains(players.count) else {
             throw ConfigError.invalid("\(players.count) players (1...\(MatchConfig.maxPlayers) allowed)")
         }
+        if let i = players.firstIndex(where: { $0.name.utf8.count > PlayerInfo.maxNameBytes }) {
+            throw ConfigError.invalid("player \(i)'s name is \(players[i].name.utf8.count) bytes (at most \(PlayerInfo.maxNameBytes))")
+        }
         guard (1...1000).contains(tickRate) else { throw ConfigError.invalid("tick rate \(tickRate) Hz") }
         guard lengthTicks > 0 && lengthTicks <= MatchConfig.maxLengthTicks else {
             throw ConfigError.invalid("length \(lengthTicks) ticks (at most \(MatchConfig.maxLengthTicks), 4 hours at 30 Hz)")
@@ -96,7 +103,7 @@ public struct MatchConfig: Equatable, Sendable {
         guard (1...maxPlayers).contains(n) else { throw ByteReadError(offset: countAt, "player count \(n) out of range") }
         var players: [PlayerInfo] = []
         for i in 0..<n {
-            let name = try r.string("player \(i) name", limit: 64)
+            let name = try r.string("player \(i) name", limit: PlayerInfo.maxNameBytes)
             let kindAt = r.offset
             guard let kind = PlayerInfo.Kind(rawValue: try r.u8("player kind")) else {
                 throw ByteReadError(offset: kindAt, "unknown player kind")

@@ -28,8 +28,9 @@ public final class CursesTerminal {
     /// Bytes curses wrote to the pseudo-terminal (set by `stop()`; for `turf bench render`).
     public private(set) var pseudoTerminalBytes: Int64 = 0
 
-    /// `stderrCapture`: a file that receives stderr while curses runs; its content is copied to
-    /// the real stderr when the terminal is restored, on `stop()` or in a crash.
+    /// `stderrCapture`: a directory where an unnamed file receives stderr while curses runs (no
+    /// file already there is ever opened); its content is copied to the real stderr when the
+    /// terminal is restored, on `stop()` or in a crash.
     public init(wantColor: Bool, unicode: Bool, stderrCapture: String? = nil) throws {
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
             throw TerminalError(description: "turf needs a terminal (stdin and stdout must be a TTY); for scripts use 'turf replay --headless'")
