@@ -60,7 +60,8 @@ struct BenchRender: ParsableCommand {
     func measure(width: Int, height: Int) throws -> Result {
         let arena = try BenchRender.map(width: width, height: height)
         var players = TurfMatch.players(humans: [], total: 8)
-        players[3].name = String(repeating: "\u{0301}", count: 10_000) // a hostile name costs no more than its cell width
+        // A hostile name: combining marks up to the byte limit of a name (each costs a lookup).
+        players[3].name = "x" + String(repeating: "\u{0301}", count: (PlayerInfo.maxNameBytes - 1) / 2)
         let config = TurfSettings(map: arena).matchConfig(seed: 7, players: players,
                                                           seconds: (frames + BenchRender.warmup) / 30 + 2)
         var match = try TurfMatch.local(config: config)

@@ -228,7 +228,16 @@ import TurfRules
         var s = TurfSettings(map: map)
         s.pickupInterval = 0
         var players = TurfMatch.players(humans: ["me"], total: names.count)
-        for (i, n) in names.enumerated() { players[i].name = n }
+        // A match config holds names of at most PlayerInfo.maxNameBytes (checked before play): the
+        // longest prefix of each hostile name that fits.
+        for (i, n) in names.enumerated() {
+            var name = String.UnicodeScalarView()
+            for u in n.unicodeScalars {
+                if String(name).utf8.count + String(u).utf8.count > PlayerInfo.maxNameBytes { break }
+                name.append(u)
+            }
+            players[i].name = String(name)
+        }
         let config = s.matchConfig(seed: 3, players: players, seconds: 20)
         var m = try TurfMatch.local(config: config)
         for _ in 0..<ticks { m.step() }
