@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import LocalFiles
 import TerminalUI
+import Transport
 import TurfRules
 
 #if canImport(Glibc)
@@ -101,7 +102,7 @@ struct Watch: ParsableCommand {
         if let bad = result.firstBadTick { j.add("first_bad_tick", Int(bad)) } else { j.addNull("first_bad_tick") }
         j.add("map", final.state.map.name)
         j.addRaw("scores", "[" + replay.config.players.enumerated().map { i, p in
-            "{\"player\":\(i),\"name\":\"\(JSONObject.escape(p.name))\",\"cells\":\(final.state.scores[i])}"
+            "{\"player\":\(i),\"name\":\"\(JSONObject.escape(p.name))\",\"owner\":\(ownerJSON(p.owner)),\"cells\":\(final.state.scores[i])}"
         }.joined(separator: ",") + "]")
         j.add("ticks", Int(result.ticks))
         j.add("ops", result.ops)
@@ -156,6 +157,12 @@ extension ReplayCommand {
             print(j.text)
         }
     }
+}
+
+/// Who owned a player, as JSON: its key as `turf id` prints it (`"turf1…"`), or null.
+func ownerJSON(_ owner: OwnerKey?) -> String {
+    guard let owner, let key = PeerKey(bytes: owner.bytes) else { return "null" }
+    return "\"\(key.text)\""
 }
 
 func parseShuffleSeed(_ s: String) -> UInt64? {
