@@ -70,7 +70,7 @@ public enum OpCodec<Game: ReplicatedGame> {
 
     /// Decodes a batch of at most `maxOps` ops (and never more than the bytes left could hold).
     public static func decodeBatch(from r: inout ByteReader, config: MatchConfig, maxOps: Int) throws -> [GameOp] {
-        let n = try r.count("op count", limit: min(maxOps, r.remaining))
+        let n = try r.count("op count", limit: max(0, min(maxOps, r.remaining)))
         var ops: [GameOp] = []
         ops.reserveCapacity(n)
         for _ in 0..<n { ops.append(try decode(from: &r, config: config)) }
@@ -108,7 +108,7 @@ public enum OpCodec<Game: ReplicatedGame> {
         guard p < config.players.count else {
             throw ByteReadError(offset: playerAt, "op log for player \(p), but the match has \(config.players.count)")
         }
-        let n = try r.count("op count", limit: min(maxOps, r.remaining)) // every op takes at least one byte
+        let n = try r.count("op count", limit: max(0, min(maxOps, r.remaining))) // every op takes at least one byte
         var log: [GameOp] = []
         log.reserveCapacity(n)
         var seq: Int64 = -1

@@ -58,6 +58,8 @@ import TurfRules
         #expect(throws: ByteReadError(offset: 1, "op by unknown player 2")) {
             try OpCodec<MaxBoard>.decodeBatch(unknownPlayer, config: config, maxOps: 10)
         }
+        // A negative bound is no bound to trap on: nothing is allowed.
+        #expect(throws: ByteReadError.self) { try OpCodec<MaxBoard>.decodeBatch(batch, config: config, maxOps: -1) }
         let late = OpCodec<MaxBoard>.encodeBatch([Op(player: 0, seq: 0, tick: 61, payload: MaxBoard.Bid(slot: 0, value: 1))])
         #expect(throws: ByteReadError.self) { try OpCodec<MaxBoard>.decodeBatch(late, config: config, maxOps: 10) }
     }
