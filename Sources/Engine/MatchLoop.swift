@@ -38,6 +38,9 @@ public struct NoHook<Controller: PlayerController>: MatchHook {
 /// under curses, headless in real time, headless as fast as the CPU allows (`runToEnd`), or in a
 /// test with a fake clock. Pausing and rematches are the front end's business: `resume(at:)`
 /// re-anchors a clock nobody shares after a pause.
+///
+/// A loop is a value confined to the thread that runs it (the UI's, or a headless peer's); the
+/// hook is where anything from another thread (the network's mailbox) crosses into the match.
 public struct MatchLoop<Controller: PlayerController> {
     public typealias Game = Controller.Game
 

@@ -37,7 +37,7 @@ public enum TurfMatch {
         return controllers
     }
 
-    /// A local match in which this peer owns every player.
+    /// A local match in which this peer owns every player (a config with no owner keys).
     public static func local(config: MatchConfig) throws -> TurfLocalMatch {
         try TurfLocalMatch(config: config, controllers: controllers(config: config))
     }
