@@ -99,6 +99,32 @@ import TurfRules
         #expect(throws: ByteReadError.self) { try MatchConfig.decode(from: &notV2) }
     }
 
+    /// A journal an older turf left behind (version 1, its config without owners) is still
+    /// recovered, into a version 2 replay of the same match.
+    @Test func aVersionOneJournalIsStillRecovered() throws {
+        let source = try smallReplay(seed: 12, players: 3, seconds: 4)
+        var body = ByteWriter()
+        body.string(source.config.gameID); body.u64(source.config.seed); body.u16(source.config.tickRate)
+        body.u32(source.config.lengthTicks); body.u32(source.config.checkpointInterval)
+        body.u8(UInt8(source.config.players.count))
+        for p in source.config.players { body.string(p.name); body.u8(p.kind.rawValue); body.u8(p.level) }
+        body.blob(source.config.settings)
+        var w = ByteWriter()
+        w.bytes(ReplayJournal.magic); w.u16(1)
+        w.u8(1); w.u32(UInt32(body.count)); w.bytes(body.bytes); w.u64(0) // config section, checksum resealed below
+        var journal = ReplayFile.resealed(w.bytes)
+        for log in source.logs { journal += ReplayJournal.chunk(log, as: TurfWorld.self) }
+        let rec = try ReplayJournal.recover(journal, as: TurfWorld.self)
+        #expect(rec.stoppedBy == nil)
+        #expect(rec.replay.config == source.config)
+        #expect(rec.replay.logs == source.logs)
+        #expect(rec.replay.finalHash == source.finalHash)
+        #expect(ReplayFile.encode(rec.replay)[8] == 2)
+        var v3 = journal
+        v3[8] = 3
+        #expect(throws: ReplayFormatError.self) { try ReplayJournal.recover(v3, as: TurfWorld.self) }
+    }
+
     /// The recorded match kept in format version 1 still reads and verifies, and re-encodes as
     /// version 2 with the same logs and hashes.
     @Test func theVersionOneReplayInReplaysStillVerifies() throws {
