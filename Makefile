@@ -33,12 +33,12 @@ bench: release
 	$(TURF_RELEASE) bench flood --json
 	$(TURF_RELEASE) bench dht --nodes 10000 --churn 0.2 --json
 
-# libFuzzer targets for every network parser (Fuzz/, a separate package so the game is never
+# libFuzzer targets for every parser of untrusted bytes (Fuzz/, a separate package so the game is never
 # instrumented). Runs each for FUZZ_SECONDS over the regression corpus in Fuzz/Corpus/; new inputs
 # go to .build/fuzz-corpus/, crashes to fuzz-artifacts/. `make fuzz-merge` folds the new inputs
 # into the committed corpus, minimised.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := noise transport frames krpc replay
+FUZZ_TARGETS := noise transport frames krpc replay map journal
 FUZZ_BUILD := --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp
 
 fuzz-build:

@@ -51,10 +51,15 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
 /// Everything that determines a match besides the ops: recorded at the head of every replay.
 public struct MatchConfig: Equatable, Sendable {
     public static let maxPlayers = 8
-    /// Bounds that keep what a config makes a peer allocate (per-tick tables, checkpoints) small,
-    /// whoever wrote the config: 10 M ticks is 92 hours at 30 Hz.
-    public static let maxLengthTicks: Tick = 10_000_000
-    public static let maxCheckpoints: Tick = 1_000_000
+    /// Bounds on the work a config implies, whoever wrote it (docs/untrusted-input.md). A replay
+    /// or journal is a config plus ops, and the config alone decides the per-tick tables a peer
+    /// builds (`ReplayPlayer.tickStart`: two arrays of lengthTicks + 2 words), the checkpoints it
+    /// takes and stores, and the simulation time of a live match (ticks × players). A real match
+    /// is 90 s (2,700 ticks); the longest turf records is `turf replay generate --minutes 240`:
+    /// 4 hours at 30 Hz, 432,000 ticks (7 MB of tick tables, 3.5 M player-ticks for 8 players),
+    /// with a checkpoint a second, 14,400 checkpoints.
+    public static let maxLengthTicks: Tick = 432_000
+    public static let maxCheckpoints: Tick = 14_400
 
     public var gameID: String
     public var seed: UInt64
@@ -83,7 +88,7 @@ public struct MatchConfig: Equatable, Sendable {
         }
         guard (1...1000).contains(tickRate) else { throw ConfigError.invalid("tick rate \(tickRate) Hz") }
         guard lengthTicks > 0 && lengthTicks <= MatchConfig.maxLengthTicks else {
-            throw ConfigError.invalid("length \(lengthTicks) ticks (at most \(MatchConfig.maxLengthTicks))")
+            throw ConfigError.invalid("length \(lengthTicks) ticks (at most \(MatchConfig.maxLengthTicks), 4 hours at 30 Hz)")
         }
         guard checkpointInterval > 0 else { throw ConfigError.invalid("checkpoint interval 0") }
         guard lengthTicks / checkpointInterval <= MatchConfig.maxCheckpoints else {

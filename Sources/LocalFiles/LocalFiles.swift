@@ -11,10 +11,15 @@ import Darwin
 /// A file operation that failed: one line, naming the path.
 public struct FileError: Error, CustomStringConvertible, Equatable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The errno behind the error, when a system call failed.
+    public var code: Int32?
+    public init(_ description: String, code: Int32? = nil) {
+        self.description = description
+        self.code = code
+    }
 
     static func errno(_ what: String, _ path: String, _ code: Int32 = Foundation.errno) -> FileError {
-        FileError("\(what) \(path): \(String(cString: strerror(code)))")
+        FileError("\(what) \(path): \(String(cString: strerror(code)))", code: code)
     }
 }
 
@@ -25,10 +30,32 @@ public enum UntrustedFile {
     /// Reads a whole regular file of at most `limit` bytes. `what` names the kind of file in errors
     /// ("replay", "map"). Symlinks are followed (a user may link a map), but the file they reach
     /// must be regular. Opened with O_NONBLOCK, so a FIFO cannot block the open.
-    public static func read(_ path: String, limit: Int, what: String) throws -> [UInt8] {
+    /// With `magic`, the file's first bytes are checked before its size, and before anything
+    /// else is read: a file that is not of this kind says so, however large it is.
+    public static func read(_ path: String, limit: Int, what: String, magic: [UInt8]? = nil) throws -> [UInt8] {
         let fd = try open(path, what: what)
         defer { close(fd) }
+        if let magic { try expectMagic(fd, magic, path: path, what: what) }
         return try readAll(fd, limit: limit, path: path, what: what)
+    }
+
+    /// Reads the first `magic.count` bytes of an open file and checks them.
+    public static func expectMagic(_ fd: Int32, _ magic: [UInt8], path: String, what: String) throws {
+        var head = [UInt8](repeating: 0, count: magic.count)
+        var got = 0
+        while got < magic.count {
+            let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, magic.count - got, off_t(got)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError.errno("cannot read \(what)", path)
+            }
+            if n == 0 { break }
+            got += n
+        }
+        guard got == magic.count, head == magic else {
+            let expected = String(decoding: magic, as: UTF8.self)
+            throw FileError("\(path) is not a turf \(what): it does not start with \"\(expected)\"")
+        }
     }
 
     /// Reads a whole file as UTF-8 text (strict: invalid UTF-8 is an error, not replaced).
@@ -59,6 +86,15 @@ public enum UntrustedFile {
             throw FileError("\(what) \(path) is not a regular file (\(fileKind(st.st_mode)))")
         }
         return fd
+    }
+
+    /// `open`, but nil when `path` does not exist (a key not yet created, a journal another
+    /// recovery has just taken).
+    public static func openIfExists(_ path: String, what: String, extraFlags: Int32 = 0) throws -> Int32? {
+        do { return try open(path, what: what, extraFlags: extraFlags) } catch let e as FileError {
+            if e.code == ENOENT { return nil }
+            throw e
+        }
     }
 
     /// Reads an open regular file from its start, refusing it once it is over `limit` bytes (the

@@ -1,4 +1,5 @@
 import Foundation
+import LocalFiles
 import Sodium
 #if canImport(Glibc)
 import Glibc
@@ -87,6 +88,8 @@ public enum IdentityStoreError: Error, CustomStringConvertible, Equatable {
     case notOwned(path: String)
     case malformed(path: String)
     case io(path: String, errno: Int32, what: String)
+    /// The key file is not a regular file, is too large or cannot be read (the whole line).
+    case unreadable(String)
 
     public var description: String {
         switch self {
@@ -96,6 +99,8 @@ public enum IdentityStoreError: Error, CustomStringConvertible, Equatable {
             return "refusing to use the key file \(path): it belongs to another user"
         case .malformed(let path):
             return "the key file \(path) is not a turf identity (expected the line 'turf-identity-v1' and a 64-digit hex seed)"
+        case .unreadable(let message):
+            return message
         case let .io(path, e, what):
             return "\(what) \(path): \(String(cString: strerror(e)))"
         }
@@ -149,12 +154,20 @@ public struct IdentityStore {
         return (identity, true)
     }
 
-    /// Loads the identity, or nil if the file does not exist.
+    /// The largest key file read: the key is 82 bytes ("turf-identity-v1", newline, 64 hex
+    /// digits, newline); anything over this is not a key.
+    public static let maxKeyFileSize = 256
+
+    /// Loads the identity, or nil if the file does not exist. Opened through `UntrustedFile`:
+    /// without blocking (a FIFO is refused at once, never waited on), regular files only, never
+    /// through a symlink, at most `maxKeyFileSize` bytes.
     public func load() throws -> Identity? {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            throw IdentityStoreError.io(path: path, errno: errno, what: "cannot open")
+        let fd: Int32
+        do {
+            guard let opened = try UntrustedFile.openIfExists(path, what: "key file", extraFlags: O_NOFOLLOW) else { return nil }
+            fd = opened
+        } catch let e as FileError {
+            throw IdentityStoreError.unreadable(e.description)
         }
         defer { close(fd) }
         var st = stat()
@@ -163,9 +176,14 @@ public struct IdentityStore {
         guard UInt32(st.st_mode) & 0o077 == 0 else {
             throw IdentityStoreError.insecurePermissions(path: path, mode: UInt32(st.st_mode))
         }
-        var buf = [UInt8](repeating: 0, count: 256)
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 256) }
+        var buf: [UInt8]
+        do {
+            buf = try UntrustedFile.readAll(fd, limit: IdentityStore.maxKeyFileSize, path: path, what: "key file")
+        } catch let e as FileError {
+            throw IdentityStoreError.unreadable(e.description)
+        }
         defer { Sodium.wipe(&buf) }
+        let n = buf.count
         guard n > 0 else { throw IdentityStoreError.malformed(path: path) }
         let lines = String(decoding: buf[0..<n], as: UTF8.self).split(separator: "\n")
         guard lines.count == 2, lines[0] == IdentityStore.header, lines[1].count == 64 else {

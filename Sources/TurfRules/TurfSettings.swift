@@ -38,7 +38,7 @@ public struct TurfSettings: Equatable, Sendable {
         var r = ByteReader(bytes)
         let v = try r.u8("settings version")
         guard v == formatVersion else { throw ConfigError.invalid("turf settings version \(v) (expected \(formatVersion))") }
-        let text = try r.string("map text", limit: 1 << 20)
+        let text = try r.string("map text", limit: ArenaMap.maxSourceBytes)
         let map = try ArenaMap(parsing: text, file: "<map recorded in the match>")
         let s = TurfSettings(map: map, moveEvery: try r.u8("move interval"), pickupInterval: try r.u32("pickup interval"),
                              pickupLifetime: try r.u32("pickup lifetime"), splatRadius: try r.u8("splat radius"))
@@ -50,6 +50,36 @@ public struct TurfSettings: Equatable, Sendable {
         guard s.pickupLifetime >= 1 else { throw ConfigError.invalid("pickup lifetime 0") }
         guard r.isAtEnd else { throw ConfigError.invalid("\(r.remaining) stray bytes after turf settings") }
         return s
+    }
+
+    /// The pickup schedule is built whole when a match or replay is loaded: one entry per pickup,
+    /// and per pickup the floor cells its splat paints (each stored twice: the pickup's area and
+    /// the per-cell index), so its memory is pickups × splat area; and every paint or claim of a
+    /// cell looks at each pickup whose splat covers it, at most every pickup. The longest match (4
+    /// hours at 30 Hz, `MatchConfig.maxLengthTicks`) with the default settings (one pickup every
+    /// 300 ticks, splat radius 2) has 1,439 pickups and 36k splat cells; these bounds leave
+    /// headroom for busier settings (a pickup every 44 ticks for 4 hours, or radius 8 every 125)
+    /// and keep the schedule under ~16 MB and a merge under 10k steps whatever a file says.
+    public static let maxPickups = 10_000
+    /// Bound on pickups × (2 × splatRadius + 1)², the splat cells the schedule may hold.
+    public static let maxSplatCells = 1_000_000
+
+    /// The number of pickups a match of `lengthTicks` ticks schedules.
+    public func pickupCount(lengthTicks: Tick) -> Int {
+        pickupInterval == 0 ? 0 : Int((max(lengthTicks, 1) - 1) / pickupInterval)
+    }
+
+    /// Refuses settings whose pickup schedule, for a match of this length, would be larger than
+    /// `maxPickups` / `maxSplatCells` (checked from the settings alone, before anything is built).
+    public func checkWork(lengthTicks: Tick) throws {
+        let pickups = pickupCount(lengthTicks: lengthTicks)
+        guard pickups <= TurfSettings.maxPickups else {
+            throw ConfigError.invalid("\(pickups) pickups in \(lengthTicks) ticks (one every \(pickupInterval) ticks; at most \(TurfSettings.maxPickups))")
+        }
+        let side = 2 * Int(splatRadius) + 1
+        guard pickups * side * side <= TurfSettings.maxSplatCells else {
+            throw ConfigError.invalid("\(pickups) pickups of splat radius \(splatRadius) cover up to \(pickups * side * side) cells (at most \(TurfSettings.maxSplatCells))")
+        }
     }
 
     /// At most one pickup every this many ticks, so the schedule (one entry per pickup, built

@@ -48,6 +48,7 @@ public struct TurfWorld: ReplicatedGame {
         guard config.players.count <= s.map.spawns.count else {
             throw ConfigError.invalid("\(config.players.count) players but map '\(s.map.name)' has \(s.map.spawns.count) spawn points")
         }
+        try s.checkWork(lengthTicks: config.lengthTicks)
         return s
     }
 

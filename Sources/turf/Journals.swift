@@ -85,22 +85,31 @@ enum JournalRecovery {
         var lastTick: Tick
         var discardedBytes: Int
         var problem: String?
+        /// The journal was damaged but part of it recovered; it is kept as `journal` (*.damaged).
+        var salvaged = false
+        /// Whether this result is an error to report (damage, or a journal that cannot be read).
+        var failed: Bool { salvaged || (replay == nil && ops == 0 && problem != nil) }
     }
 
-    /// Recovers every journal in `dir` that no running turf holds. A journal whose header or
-    /// config cannot be parsed is renamed `*.damaged` (kept, never deleted) so it is reported
-    /// once; one that cannot be read or whose replay cannot be written stays for the next try.
+    /// Recovers every journal in `dir` that no running turf holds. A journal with any damage (its
+    /// header or config unreadable, or any section that does not verify) is renamed `*.damaged`
+    /// (kept, never deleted) so it is reported once, after every section that verifies has been
+    /// recovered; one that cannot be read or whose replay cannot be written stays for the next try.
     static func recoverAll(in dir: String = StatePaths.replays) -> [Result] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
         return names.filter { $0.hasSuffix(".turfjournal") }.sorted().compactMap { recover("\(dir)/\($0)") }
     }
 
     /// Nil when the journal is in use by a live match, or gone (another recovery took it).
+    /// Opened through `UntrustedFile` (a FIFO or device named like a journal is refused at once,
+    /// never waited on) and read up to `FileLimits.journal` bytes.
     static func recover(_ path: String) -> Result? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT { return nil }
-            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: String(cString: strerror(errno)))
+        let fd: Int32
+        do {
+            guard let opened = try UntrustedFile.openIfExists(path, what: "journal") else { return nil }
+            fd = opened
+        } catch {
+            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(error)")
         }
         defer { Glibc.close(fd) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return nil }
@@ -108,17 +117,30 @@ enum JournalRecovery {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_nlink > 0 else { return nil }
         let log = Logger(label: "turf.journal")
+        // The magic before the size: a file that is no journal is set aside whatever its size.
+        do { try UntrustedFile.expectMagic(fd, ReplayJournal.magic, path: path, what: "journal") } catch let e as FileError {
+            return e.code == nil ? markDamaged(path, problem: "\(e)")
+                : Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(e)")
+        } catch {
+            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(error)")
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try UntrustedFile.readAll(fd, limit: FileLimits.journal, path: path, what: "journal")
+        } catch {
+            // Too large, or unreadable: nothing is known about it, and it is not ours to move.
+            log.error("journal \(path) could not be read (\(error)); left where it is")
+            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(error)")
+        }
         let rec: ReplayJournal.Recovery<TurfWorld>
         do {
-            rec = try ReplayJournal.recover(
-                try UntrustedFile.readAll(fd, limit: FileLimits.journal, path: path, what: "journal"), as: TurfWorld.self)
+            rec = try ReplayJournal.recover(bytes, as: TurfWorld.self)
         } catch let e as ReplayFormatError {
             return markDamaged(path, problem: "\(e)")
         } catch let e as ConfigError {
             return markDamaged(path, problem: "\(e)")
         } catch {
-            log.error("journal \(path) could not be read (\(error)); left for the next try")
-            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(error)")
+            return markDamaged(path, problem: "\(error)")
         }
         var result = Result(journal: path, ops: rec.replay.opCount, lastTick: rec.lastTick,
                             discardedBytes: rec.discardedBytes, problem: rec.stoppedBy.map { "\($0)" })
@@ -132,16 +154,34 @@ enum JournalRecovery {
                 return result
             }
         }
+        if rec.isDamaged {
+            // Never delete evidence: what could not be read is kept beside the recovered replay.
+            let ranges = rec.damaged.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")
+            var damaged = markDamaged(path, problem: "damaged bytes \(ranges) skipped (first: \(rec.stoppedBy.map { "\($0)" } ?? "?"))")
+            damaged.replay = result.replay
+            damaged.ops = result.ops
+            damaged.lastTick = result.lastTick
+            damaged.discardedBytes = result.discardedBytes
+            damaged.salvaged = true
+            return damaged
+        }
         unlink(path)
         log.notice("recovered \(path): \(result.ops) ops to tick \(result.lastTick) -> \(result.replay ?? "nothing to save")")
         return result
     }
 
+    /// Keeps a damaged journal as `<journal>.damaged` (or `-2.damaged`, …: never replacing a file).
     private static func markDamaged(_ path: String, problem: String) -> Result {
-        let damaged = path + ".damaged"
-        rename(path, damaged)
-        Logger(label: "turf.journal").error("journal \(path) is unreadable (\(problem)); kept as \(damaged)")
-        return Result(journal: damaged, ops: 0, lastTick: 0, discardedBytes: 0, problem: problem)
+        let log = Logger(label: "turf.journal")
+        do {
+            let damaged = try DurableFile.linkUnderFreeName(path, base: path, ext: "damaged")
+            unlink(path)
+            log.error("journal \(path) is damaged (\(problem)); kept as \(damaged)")
+            return Result(journal: damaged, ops: 0, lastTick: 0, discardedBytes: 0, problem: problem)
+        } catch {
+            log.error("journal \(path) is damaged (\(problem)) and could not be set aside (\(error)); left where it is")
+            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(problem); could not keep it as .damaged: \(error)")
+        }
     }
 }
 
@@ -150,7 +190,13 @@ enum ReplayNames {
     static func base(_ config: MatchConfig, date: Date = Date()) -> String {
         let f = DateFormatter()
         f.dateFormat = "yyyyMMdd-HHmmss"
-        let map = (try? TurfWorld.settings(for: config).map.name.lowercased()) ?? "match"
+        let name = (try? TurfWorld.settings(for: config).map.name.lowercased()) ?? "match"
+        // A map's name is text from a file: only letters, digits and '-' reach a file name (a
+        // name like "../x" must not pick the directory).
+        var map = String(String.UnicodeScalarView(name.unicodeScalars.map {
+            ("a"..."z").contains($0) || ("0"..."9").contains($0) ? $0 : "-"
+        }.prefix(40)))
+        if map.allSatisfy({ $0 == "-" }) { map = "match" }
         return "\(f.string(from: date))-\(map)-\(hex64(config.seed).suffix(6))"
     }
 }

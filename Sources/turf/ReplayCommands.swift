@@ -61,7 +61,7 @@ struct Watch: ParsableCommand {
 
     func run() throws {
         let decodeStart = monotonicNanos()
-        let bytes = try UntrustedFile.read(file, limit: FileLimits.replay, what: "replay")
+        let bytes = try UntrustedFile.read(file, limit: FileLimits.replay, what: "replay", magic: ReplayFile.magic)
         let replay: TurfReplay
         do { replay = try ReplayFile.decode(bytes, as: TurfWorld.self) } catch let e as ReplayFormatError {
             throw CLIError("\(file): \(e)")
@@ -136,7 +136,8 @@ extension ReplayCommand {
 
         func validate() throws {
             guard (2...8).contains(players) else { throw ValidationError("--players must be 2...8") }
-            guard minutes > 0 && minutes <= 24 * 60 else { throw ValidationError("--minutes must be in (0, 1440]") }
+            // MatchConfig.maxLengthTicks: 4 hours at 30 Hz.
+            guard minutes > 0 && minutes <= 240 else { throw ValidationError("--minutes must be in (0, 240]") }
         }
 
         func run() throws {
@@ -145,6 +146,10 @@ extension ReplayCommand {
             let replay = try TurfMatch.generate(settings: settings, players: players, seconds: Int((minutes * 60).rounded()),
                                                 seed: seed, tickRate: tickRate)
             let bytes = ReplayFile.encode(replay)
+            // Never write what turf would refuse to read.
+            guard bytes.count <= FileLimits.replay else {
+                throw CLIError("the recording is \(bytes.count) bytes, over the \(FileLimits.replay)-byte limit of a replay; record a shorter match or fewer players")
+            }
             try DurableFile.write(bytes, to: output, mode: 0o644, overwrite: true)
             var j = JSONObject()
             j.add("file", output)
@@ -215,6 +220,7 @@ struct RecoverCommand: ParsableCommand {
                 j.add("ops", r.ops)
                 j.add("last_tick", Int(r.lastTick))
                 j.add("discarded_bytes", r.discardedBytes)
+                j.add("damaged", r.journal.hasSuffix(".damaged"))
                 if let p = r.problem { j.add("problem", p) } else { j.addNull("problem") }
                 print(j.text)
             } else {
@@ -222,10 +228,14 @@ struct RecoverCommand: ParsableCommand {
             }
         }
         if !json && results.isEmpty { print("no interrupted matches to recover") }
-        if results.contains(where: { $0.replay == nil && $0.ops == 0 && $0.problem != nil }) { throw ExitCode(1) }
+        // Damage is reported with status 1 even when part of the match was recovered.
+        if results.contains(where: { $0.failed }) { throw ExitCode(1) }
     }
 
     static func describe(_ r: JournalRecovery.Result) -> String {
+        if let replay = r.replay, r.salvaged {
+            return "recovered part of a damaged match: \(replay) (\(r.ops) ops, up to tick \(r.lastTick)); the journal is kept as \(r.journal): \(r.problem ?? "damaged")"
+        }
         if let replay = r.replay {
             let torn = r.discardedBytes > 0 ? " (a torn last write of \(r.discardedBytes) bytes dropped)" : ""
             return "recovered an interrupted match: \(replay) (\(r.ops) ops, up to tick \(r.lastTick))\(torn)"

@@ -63,15 +63,18 @@ enum MapLibrary {
     }
 }
 
-/// Where turf keeps its state: $XDG_STATE_HOME/turf (default ~/.local/state/turf).
-/// The size limits of the files turf reads (docs/untrusted-input.md): checked before reading.
+/// The size limits of the files turf reads (docs/untrusted-input.md), checked before reading,
+/// chosen so that decoding and verifying a crafted file at the limit stays under 256 MB RSS.
 enum FileLimits {
-    /// A replay: a 60-minute 8-player match is about 1 MB.
-    static let replay = 64 << 20
-    /// A journal: the replay container, appended to as a match runs.
-    static let journal = 64 << 20
-    /// A map file.
-    static let map = 1 << 20
+    /// A replay. A 60-minute 8-player match is 0.9 MB (216k ops); a crafted 3 MiB replay of
+    /// the densest ops (3 bytes each, or 4-byte equivocations) with the largest config peaks at
+    /// 204 MB verifying with `--delivery shuffle:` (two replicas), 125 MB in order.
+    static let replay = 3 << 20
+    /// A journal: ops are stored whole, ~9 bytes each, so a 60-minute 8-player demo journals
+    /// ~2.1 MB. A crafted 4 MiB journal of equivocations peaks at 180 MB recovering.
+    static let journal = 4 << 20
+    /// A map file: the same bound as a map recorded in a match config.
+    static let map = ArenaMap.maxSourceBytes
 }
 
 enum StatePaths {

@@ -92,18 +92,57 @@ import TurfRules
         }
     }
 
-    /// Damage in the middle: the chunks before it are kept, the error names the offset.
-    @Test func aCorruptChunkEndsRecoveryThere() throws {
+    /// Damage in the middle: only the damaged chunk is lost; every chunk after it, each with its
+    /// own checksum, is still recovered, and the damaged range is reported.
+    @Test func aCorruptChunkIsSkippedAndEveryOtherChunkKept() throws {
         let (journal, boundaries, _, _) = try journaledMatch(every: 30)
         #expect(boundaries.count > 5)
+        let whole = try ReplayJournal.recover(journal, as: TurfWorld.self)
         var bad = journal
         bad[boundaries[3] + 20] ^= 0x40
         let rec = try ReplayJournal.recover(bad, as: TurfWorld.self)
-        #expect(rec.chunks == 3)
+        #expect(rec.chunks == boundaries.count - 2)
+        #expect(rec.damaged == [boundaries[3]..<boundaries[4]])
+        #expect(rec.isDamaged)
         #expect(rec.stoppedBy?.offset == boundaries[3])
         #expect(rec.stoppedBy?.description.contains("checksum") == true)
-        #expect(rec.discardedBytes == journal.count - boundaries[3])
+        #expect(rec.discardedBytes == boundaries[4] - boundaries[3])
+        #expect(rec.lastTick == whole.lastTick)
+        #expect(rec.replay.opCount < whole.replay.opCount)
         #expect(try ReplayPlayer(rec.replay).verify().0.ok)
+    }
+
+    /// A flipped bit in the first ops section, anywhere in it (its tag, its length, its body or
+    /// its checksum), loses that section only: recovery finds the next whole one and goes on.
+    @Test func aFlipInTheFirstChunkLosesOnlyThatChunk() throws {
+        let (journal, boundaries, _, _) = try journaledMatch(every: 30)
+        let first = boundaries[0]..<boundaries[1]
+        var rng = SplitMix64(seed: 7)
+        let positions = [first.lowerBound, first.lowerBound + 1, first.lowerBound + 3, first.lowerBound + 4,
+                         first.upperBound - 1] + (0..<12).map { _ in first.lowerBound + rng.below(first.count) }
+        for at in positions {
+            for bit in [0, 3, 7] {
+                var bad = journal
+                bad[at] ^= UInt8(1) << UInt8(bit)
+                let rec = try ReplayJournal.recover(bad, as: TurfWorld.self)
+                #expect(rec.chunks == boundaries.count - 2, "flip at \(at) bit \(bit): \(rec.chunks) chunks")
+                #expect(rec.damaged == [first], "flip at \(at) bit \(bit): \(rec.damaged)")
+                #expect(try ReplayPlayer(rec.replay).verify().0.ok)
+            }
+        }
+    }
+
+    /// Garbage between chunks (bytes that are no section) is skipped and reported as damage; a
+    /// torn tail alone is not damage.
+    @Test func garbageBetweenChunksIsSkippedAndATornTailIsNotDamage() throws {
+        let (journal, boundaries, _, _) = try journaledMatch(every: 30)
+        let garbage = [UInt8](repeating: 0xA5, count: 37)
+        let spliced = Array(journal[..<boundaries[2]]) + garbage + Array(journal[boundaries[2]...])
+        let rec = try ReplayJournal.recover(spliced, as: TurfWorld.self)
+        #expect(rec.chunks == boundaries.count - 1)
+        #expect(rec.damaged == [boundaries[2]..<(boundaries[2] + garbage.count)])
+        let torn = try ReplayJournal.recover(Array(journal.dropLast(3)), as: TurfWorld.self)
+        #expect(!torn.isDamaged && torn.discardedBytes > 0 && torn.stoppedBy != nil)
     }
 
     @Test func notAJournalIsAClearError() throws {
@@ -116,5 +155,36 @@ import TurfRules
             j += (0..<Int(rng.next() % 200)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             if let rec = try? ReplayJournal.recover(j, as: TurfWorld.self) { #expect(rec.chunks <= 1) }
         }
+    }
+}
+
+@Suite struct JournalFuzzCorpusTests {
+    /// The journal fuzz target's own check over its seed corpus (Fuzz/Corpus/journal) and seeded
+    /// mutations of it: flips, cuts, splices and repeated sections (the libFuzzer run is `make fuzz`).
+    @Test func corpusAndMutationsKeepEveryPromise() throws {
+        let dir = repoRoot.appendingPathComponent("Fuzz/Corpus/journal")
+        let seeds = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+            .map { [UInt8](try Data(contentsOf: dir.appendingPathComponent($0))) }
+        #expect(seeds.count >= 2)
+        var rng = SplitMix64(seed: 0x10A7)
+        var damaged = 0, checked = 0
+        for seed in seeds where !seed.isEmpty {
+            #expect(JournalFuzz.check(seed) == nil)
+            for _ in 0..<600 {
+                var m = seed
+                switch rng.below(4) {
+                case 0: m[rng.below(m.count)] ^= UInt8(1 + rng.below(255))
+                case 1: m = Array(m.prefix(rng.below(m.count + 1)))
+                case 2:
+                    let i = rng.below(m.count), n = min(m.count - i, 1 + rng.below(64))
+                    m.insert(contentsOf: m[i..<(i + n)], at: rng.below(m.count + 1))
+                default: m.insert(UInt8(truncatingIfNeeded: rng.next()), at: rng.below(m.count + 1))
+                }
+                #expect(JournalFuzz.check(m) == nil)
+                if (try? ReplayJournal.recover(m, as: TurfWorld.self))?.isDamaged == true { damaged += 1 }
+                checked += 1
+            }
+        }
+        #expect(checked >= 1200 && damaged > 100, "\(checked) checked, \(damaged) damaged")
     }
 }

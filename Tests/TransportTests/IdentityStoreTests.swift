@@ -26,6 +26,26 @@ import Foundation
         #expect(try FileManager.default.contentsOfDirectory(atPath: base + "/turf") == ["identity.key"])
     }
 
+    /// A FIFO as the key file would block an ordinary open forever; a file larger than any key
+    /// is not read whole. Both are one-line errors at once.
+    @Test func aFifoOrAnOversizedKeyFileIsRefusedAtOnce() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let store = IdentityStore(directory: base)
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        #expect(mkfifo(store.path, 0o600) == 0)
+        #expect(throws: IdentityStoreError.unreadable("key file \(store.path) is not a regular file (a FIFO)")) { try store.load() }
+        unlink(store.path)
+        let big = "turf-identity-v1\n" + String(repeating: "0", count: 64) + "\n" + String(repeating: " ", count: 400)
+        #expect(FileManager.default.createFile(atPath: store.path, contents: Data(big.utf8), attributes: [.posixPermissions: 0o600]))
+        do {
+            _ = try store.load()
+            Issue.record("an oversized key file was accepted")
+        } catch let e as IdentityStoreError {
+            #expect(e.description.contains("too large") && !e.description.contains("\n"), "\(e)")
+        }
+    }
+
     @Test func defaultsToHomeConfig() {
         let store = IdentityStore.standard(environment: ["HOME": "/home/alice"])
         #expect(store.path == "/home/alice/.config/turf/identity.key")
