@@ -37,6 +37,10 @@ let package = Package(
         // a stable hash, byte readers/writers that report offsets.
         .target(name: "Determinism", swiftSettings: v5),
 
+        // Text from files and peers shown to people (control characters escaped, length bounded)
+        // and the one JSON writer: pure code, for the terminal, the command and the network layers.
+        .target(name: "TextOutput", swiftSettings: v5),
+
         // Every file turf reads or writes: bounded reads of untrusted paths, durable writes, XDG paths.
         .target(name: "LocalFiles", swiftSettings: v5),
 
@@ -68,19 +72,20 @@ let package = Package(
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: v5),
 
         // The terminal front-end.
-        .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules",
+        .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules", "TextOutput",
                                                    .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "CSodium", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
 
         // Tests mirror Sources.
         .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: v5),
+        .testTarget(name: "TextOutputTests", dependencies: ["TextOutput"], swiftSettings: v5),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: v5),
         .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TurfRules",

@@ -30,6 +30,10 @@ public struct DHTConfig: Sendable {
     public var maxPerSubnetInBucket = 2
     /// BEP 42: adopt an id derived from the external address once it is known and public.
     public var bep42NodeIDs = true
+    /// After adopting a BEP 42 id, the next id change waits at least this long: each change
+    /// rebuilds the table and rejoins, and a tally that wavers between two reported IPs (a
+    /// misreporting peer, stale votes) must not make the node hop ids on every flip.
+    public var minIDChangeInterval: Nanos = .seconds(15 * 60)
     /// Per-source query rate (queries per second, burst). Loopback sources are keyed by port.
     public var queryRate: Double = 20
     public var queryBurst: Double = 50
@@ -72,6 +76,10 @@ public struct DHTStats: Sendable, Equatable {
     public var queriesAnswered: UInt64 = 0
     public var queriesIgnoredReadOnly: UInt64 = 0
     public var errorsSent: UInt64 = 0
+    /// Queries of a method we do not know (answered with a short error, or not at all).
+    public var unknownMethods: UInt64 = 0
+    /// Error replies not sent because even their shortest form was larger than the query.
+    public var errorsSuppressed: UInt64 = 0
     public var responses: UInt64 = 0
     public var errorsReceived: UInt64 = 0
     /// Responses whose transaction id we did not issue or that came from the wrong address.
@@ -82,6 +90,8 @@ public struct DHTStats: Sendable, Equatable {
     /// Announces stored by evicting another entry (a full topic or store).
     public var peersEvicted: UInt64 = 0
     public var idChanges: UInt64 = 0
+    /// Id changes the majority asked for within `minIDChangeInterval` of the last one (not made).
+    public var idChangesDeferred: UInt64 = 0
     public var itemsStored: UInt64 = 0
     public var itemsRejected: UInt64 = 0
 }
@@ -151,6 +161,8 @@ public final class DHTNode {
     // One vote per responder IP (per IP and port on loopback, where many nodes share an address).
     private var votes: [UInt64: (address: PeerAddress, at: Nanos)] = [:]
     public private(set) var externalAddress: PeerAddress?
+    /// When the node last adopted a BEP 42 id.
+    private var lastIDChange: Nanos?
     public private(set) var natType: NATType = .unknown
 
     struct Pending {
@@ -448,7 +460,7 @@ public final class DHTNode {
             return
         }
         switch m.body {
-        case let .query(q): handleQuery(q, transactionID: m.transactionID, from: source)
+        case let .query(q): handleQuery(q, transactionID: m.transactionID, from: source, requestSize: payload.count)
         case let .response(r): handleReply(m, outcome: .response(r, from: source), from: source, responderID: r.id)
         case let .error(e): handleReply(m, outcome: .error(e), from: source, responderID: nil)
         }
@@ -522,19 +534,36 @@ public final class DHTNode {
         }
     }
 
-    private func handleQuery(_ q: KRPCQuery, transactionID t: [UInt8], from source: PeerAddress) {
+    /// The query methods this node answers; any other gets a short error and nothing else.
+    static let knownMethods: Set<String> = ["ping", "find_node", "get_peers", "announce_peer", "get", "put"]
+
+    private func handleQuery(_ q: KRPCQuery, transactionID t: [UInt8], from source: PeerAddress, requestSize: Int) {
         if config.readOnly { stats.queriesIgnoredReadOnly += 1; return }
         guard rateLimiter.allow(sourceKey(source), now: now) else { stats.rateLimited += 1; return }
-        if !q.readOnly { heardFrom(NodeInfo(id: q.id, address: source)) }
         func reply(_ r: KRPCResponse) {
             stats.queriesAnswered += 1
             send(KRPCMessage(transactionID: t, body: .response(r), ip: source, version: config.version), to: source)
         }
+        // An error reply is never larger than the query it answers (no amplification): with
+        // `ip` and `v` if it fits, else without them, else not at all.
         func fail(_ code: Int, _ msg: String) {
+            let body = KRPCMessage.Body.error(KRPCErrorBody(code: code, message: msg))
+            var bytes = KRPCMessage(transactionID: t, body: body, ip: source, version: config.version).encoded()
+            if bytes.count > requestSize { bytes = KRPCMessage(transactionID: t, body: body).encoded() }
+            guard bytes.count <= requestSize else { stats.errorsSuppressed += 1; return }
             stats.errorsSent += 1
-            send(KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: code, message: msg)), ip: source,
-                             version: config.version), to: source)
+            stats.sent += 1
+            socket.send(bytes, to: source)
         }
+        // A query we cannot answer says nothing about its sender worth a ping: only the senders
+        // of queries we know are verified for the table (a ping to an unknown sender would be
+        // unsolicited traffic, and larger than what it answers).
+        guard DHTNode.knownMethods.contains(q.method) else {
+            stats.unknownMethods += 1
+            fail(KRPCErrorCode.methodUnknown, "method unknown")
+            return
+        }
+        if !q.readOnly { heardFrom(NodeInfo(id: q.id, address: source)) }
         switch q.method {
         case "ping":
             reply(KRPCResponse(id: id))
@@ -664,7 +693,14 @@ public final class DHTNode {
         }
         if config.bep42NodeIDs, config.nodeID == nil, ports.count >= 3, ports.count * 2 > votes.count,
            !BEP42.isExempt(ip), !BEP42.isValid(id, for: ip) {
-            adoptID(for: ip)
+            // The tally is re-run on every new vote, and without this a majority that flips
+            // between two IPs and back (one stable public address, plus a few voters reporting
+            // another) adopted a new id, rebuilt the table and rejoined on every flip.
+            if let last = lastIDChange, now &- last < config.minIDChangeInterval {
+                stats.idChangesDeferred += 1
+            } else {
+                adoptID(for: ip)
+            }
         }
     }
 
@@ -678,6 +714,7 @@ public final class DHTNode {
                              maxPerSubnetInBucket: config.maxPerSubnetInBucket, now: now)
         for e in old { table.insert(e.info, responded: e.lastResponse != nil, now: e.lastSeen) }
         stats.idChanges += 1
+        lastIDChange = now
         logger.info("adopted BEP 42 node id \(newID) for external address")
         // A new id is a new place in the network: join it as at start (own id, then the far ranges).
         findNode(newID) { [weak self] r in self?.refreshFarRanges(after: r) }

@@ -265,9 +265,12 @@ public struct RoutingTable: Sendable {
         return Bencode.encode(.dictionary([("id", .bytes(ownID.bytes)), ("nodes", .bytes(NodeInfo.compact(keep))), ("v", .int(1))]))
     }
 
+    /// The largest state file read: far above a full table (160 buckets of 8 nodes, 26 bytes each).
+    public static let maxStateFileSize = 1 << 20
+
     /// Reads what `serialized` wrote: the saved id and nodes (which the caller pings back in).
     public static func deserialize(_ bytes: [UInt8]) throws -> (id: NodeID, nodes: [NodeInfo]) {
-        let v = try Bencode.decode(bytes, limits: BencodeLimits(maxInput: 1 << 20, maxDepth: 2, maxString: 1 << 20, maxItems: 16))
+        let v = try Bencode.decode(bytes, limits: BencodeLimits(maxInput: maxStateFileSize, maxDepth: 2, maxString: 1 << 20, maxItems: 16))
         guard let idb = v["id"]?.bytesValue, let id = NodeID(bytes: idb) else { throw StateFileError.malformed("id") }
         guard let nb = v["nodes"]?.bytesValue, let nodes = NodeInfo.parseCompact(nb) else { throw StateFileError.malformed("nodes") }
         return (id, nodes)

@@ -130,35 +130,6 @@ enum Logs {
     }
 }
 
-/// JSON output without Foundation's key reordering surprises: keys in the order given.
-struct JSONObject {
-    private var parts: [String] = []
-    mutating func add(_ key: String, _ value: String) { parts.append("\"\(key)\":\"\(JSONObject.escape(value))\"") }
-    mutating func add(_ key: String, _ value: Int) { parts.append("\"\(key)\":\(value)") }
-    mutating func add(_ key: String, _ value: UInt64) { parts.append("\"\(key)\":\(value)") }
-    mutating func add(_ key: String, _ value: Bool) { parts.append("\"\(key)\":\(value)") }
-    mutating func add(_ key: String, _ value: Double) {
-        parts.append("\"\(key)\":\(value.isFinite ? String(format: "%.6g", value) : "null")")
-    }
-    mutating func addRaw(_ key: String, _ json: String) { parts.append("\"\(key)\":\(json)") }
-    mutating func addNull(_ key: String) { parts.append("\"\(key)\":null") }
-    var text: String { "{" + parts.joined(separator: ",") + "}" }
-
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out
-    }
-}
-
 func hex64(_ v: UInt64) -> String {
     let s = String(v, radix: 16)
     return String(repeating: "0", count: 16 - s.count) + s

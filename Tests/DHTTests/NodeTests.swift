@@ -383,6 +383,44 @@ import Testing
         #expect(node2.stats.idChanges == 0, "LAN addresses are exempt from BEP 42")
     }
 
+    /// One stable external address, and a few voters that report another: the majority flips
+    /// back and forth as their votes arrive. The node adopts a BEP 42 id once and keeps it while
+    /// the votes waver (it used to adopt, rebuild its table and rejoin on every flip: three ids in
+    /// seconds, as seen in the NAT lab); a change that lasts is followed after the interval.
+    @Test func aWaveringTallyDoesNotMakeTheNodeHopIDs() {
+        let net = SimNetwork(seed: 8, conditions: .perfect)
+        let node = DHTNode(host: net.bind(PeerAddress(10, 0, 0, 2, port: 6881)), config: config(seed: 8))
+        let stable = PeerAddress(203, 0, 113, 50, port: 40000), other = PeerAddress(198, 18, 0, 9, port: 40000)
+        var next: UInt8 = 10
+        var voters: [Probe] = []
+        func votes(_ n: Int, reporting reported: PeerAddress) {
+            for _ in 0..<n {
+                next += 1
+                let i = next
+                let p = Probe(net, PeerAddress(192, 0, 2, i, port: 6881))
+                p.socket.onReceive = { [unowned p] payload, src in
+                    guard let m = try? KRPCMessage.decode(payload), case .query = m.body else { return }
+                    p.send(KRPCMessage(transactionID: m.transactionID, body: .response(KRPCResponse(id: NodeID(bytes: [UInt8](repeating: i, count: 20))!)),
+                                       ip: reported), to: src)
+                }
+                voters.append(p)
+                node.ping(p.socket.localAddress) { _ in }
+                _ = net.run(for: .milliseconds(100))
+            }
+        }
+        votes(4, reporting: stable)
+        #expect(node.stats.idChanges == 1 && BEP42.isValid(node.id, for: stable.ip))
+        let adopted = node.id
+        votes(5, reporting: other)   // the majority flips to the other IP…
+        votes(2, reporting: stable)  // …and back
+        #expect(node.stats.idChanges == 1, "re-adopted \(node.stats.idChanges - 1) times while the tally wavered")
+        #expect(node.id == adopted && node.stats.idChangesDeferred >= 1)
+        // A majority that holds past the interval is followed.
+        _ = net.run(for: .seconds(16 * 60))
+        votes(3, reporting: other)
+        #expect(node.stats.idChanges == 2 && BEP42.isValid(node.id, for: other.ip))
+    }
+
     @Test func queriesTimeOutAndRetry() {
         let net = SimNetwork(seed: 9, conditions: .perfect)
         var c = config(seed: 10)

@@ -130,6 +130,36 @@ import Testing
         #expect(m.body == .error(KRPCErrorBody(code: 203, message: "malformed")))
     }
 
+    /// A well-formed query of an unknown method (51 bytes) gets one short error no larger than
+    /// itself, and its sender is not pinged (that ping was unsolicited traffic, 128 bytes).
+    @Test func unknownMethodsGetOneSmallErrorAndNoPing() throws {
+        let net = SimNetwork(seed: 46, conditions: .perfect)
+        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 46))
+        let raw = net.bind(PeerAddress(203, 0, 113, 9, port: 999))
+        var replies: [[UInt8]] = []
+        raw.onReceive = { p, _ in replies.append(p) }
+        let query = Array("d1:ad2:id20:abcdefghij0123456789e1:q3:foo1:t2:aa1:y1:qe".utf8)
+        raw.send(query, to: node.localAddress)
+        _ = net.run(for: .seconds(30))
+        #expect(node.stats.unknownMethods == 1)
+        let total = replies.reduce(0) { $0 + $1.count }
+        #expect(replies.count == 1 && total <= query.count, "\(replies.count) replies, \(total) bytes for a \(query.count)-byte query")
+        let m = try KRPCMessage.decode(try #require(replies.first))
+        guard case let .error(e) = m.body else { Issue.record("not an error: \(m.body)"); return }
+        #expect(e.code == 204 && m.transactionID == Array("aa".utf8))
+        // The shortest well-formed unknown query (51 bytes): its error still fits.
+        replies.removeAll()
+        let short = Array("d1:ad2:id20:abcdefghij0123456789e1:q1:x1:t0:1:y1:qe".utf8)
+        raw.send(short, to: node.localAddress)
+        _ = net.run(for: .seconds(30))
+        #expect(replies.count == 1 && replies.allSatisfy { $0.count <= short.count }, "\(replies.map(\.count)) for \(short.count) bytes")
+        // A known query from the same sender is answered and its sender verified by a ping.
+        raw.send(Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:bb1:y1:qe".utf8), to: node.localAddress)
+        _ = net.run(for: .seconds(1))
+        #expect(replies.contains { (try? KRPCMessage.decode($0))?.transactionID == Array("bb".utf8) })
+        #expect(replies.contains { if case let .query(q)? = (try? KRPCMessage.decode($0))?.body { return q.method == "ping" } else { return false } })
+    }
+
     /// Promotion from the replacement cache respects the per-/24 limit and yields questionable
     /// entries (which the node pings), not good ones.
     @Test func promotedReplacementsRespectIPLimitsAndAreQuestionable() {
@@ -252,22 +282,62 @@ import Testing
     }
 
     /// Flag > $TURF_DHT_BOOTSTRAP > dht.conf > public routers; `none` means none on purpose.
-    @Test func bootstrapPrecedence() {
+    @Test func bootstrapPrecedence() throws {
         let conf = "# turf\nbootstrap = conf.example:1, conf2.example:2\n"
-        func specs(_ flags: [String], _ env: [String: String], _ files: [String: String]) -> [String] {
-            DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: "/home/u") { files[$0] }
+        func specs(_ flags: [String], _ env: [String: String], _ files: [String: String]) throws -> [String] {
+            try DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: "/home/u") { files[$0] }
         }
         let env = ["TURF_DHT_BOOTSTRAP": "env.example:1,env2.example:2", "XDG_CONFIG_HOME": "/cfg"]
         let files = ["/cfg/turf/dht.conf": conf, "/home/u/.config/turf/dht.conf": "bootstrap=home.example:3"]
-        #expect(specs(["flag.example:1"], env, files) == ["flag.example:1"])
-        #expect(specs([], env, files) == ["env.example:1", "env2.example:2"])
-        #expect(specs([], ["TURF_DHT_BOOTSTRAP": "", "XDG_CONFIG_HOME": "/cfg"], files) == ["conf.example:1", "conf2.example:2"])
-        #expect(specs([], [:], files) == ["home.example:3"], "XDG_CONFIG_HOME defaults to ~/.config")
-        #expect(specs([], ["XDG_CONFIG_HOME": "/elsewhere"], files) == DHTBootstrap.publicRouters)
-        #expect(specs([], [:], ["/home/u/.config/turf/dht.conf": "other = 1\n"]) == DHTBootstrap.publicRouters)
+        #expect(try specs(["flag.example:1"], env, files) == ["flag.example:1"])
+        #expect(try specs([], env, files) == ["env.example:1", "env2.example:2"])
+        #expect(try specs([], ["TURF_DHT_BOOTSTRAP": "", "XDG_CONFIG_HOME": "/cfg"], files) == ["conf.example:1", "conf2.example:2"])
+        #expect(try specs([], [:], files) == ["home.example:3"], "XDG_CONFIG_HOME defaults to ~/.config")
+        #expect(try specs([], ["XDG_CONFIG_HOME": "/elsewhere"], files) == DHTBootstrap.publicRouters)
+        #expect(try specs([], [:], ["/home/u/.config/turf/dht.conf": "# nothing set\n\n"]) == DHTBootstrap.publicRouters)
         // None on purpose.
-        #expect(specs(["none"], env, files).isEmpty)
-        #expect(specs([], ["TURF_DHT_BOOTSTRAP": "none"], files).isEmpty)
-        #expect(specs([], [:], ["/home/u/.config/turf/dht.conf": "bootstrap =\n"]).isEmpty)
+        #expect(try specs(["none"], env, files).isEmpty)
+        #expect(try specs([], ["TURF_DHT_BOOTSTRAP": "none"], files).isEmpty)
+        #expect(try specs([], [:], ["/home/u/.config/turf/dht.conf": "bootstrap =\n"]).isEmpty)
+    }
+
+    /// A bootstrap setting that cannot be read or parsed is an error, never a silent fallback to
+    /// the public routers (a privacy defect: a LAN player would land on the public DHT). CRLF
+    /// line ends simply parse.
+    @Test func unusableBootstrapSettingsAreErrorsNotThePublicNetwork() throws {
+        let home = "/home/u", path = "/home/u/.config/turf/dht.conf"
+        func specs(env: [String: String] = [:], flags: [String] = [], conf: String? = nil,
+                   unreadable: String? = nil) throws -> [String] {
+            try DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: home) { p in
+                if let unreadable { throw DHTBootstrap.SettingError(unreadable) }
+                return p == path ? conf : nil
+            }
+        }
+        #expect(try specs(conf: "# LAN party\r\nbootstrap = 10.0.0.5:6881\r\n") == ["10.0.0.5:6881"])
+        #expect(try specs(conf: "bootstrap = 10.0.0.5:6881\r") == ["10.0.0.5:6881"])
+        func refused(_ f: () throws -> [String], _ needle: String) {
+            do {
+                let got = try f()
+                Issue.record("accepted: \(got)")
+            } catch {
+                #expect("\(error)".contains(needle), "\(error)")
+            }
+        }
+        // The file exists but cannot be read (not UTF-8, a directory, a FIFO, too large).
+        refused({ try specs(unreadable: "DHT config \(path) is not UTF-8 text") }, "not UTF-8")
+        refused({ try specs(unreadable: "DHT config \(path) is not a regular file (a FIFO)") }, "a FIFO")
+        // It cannot be parsed.
+        refused({ try specs(conf: "bootstap = 10.0.0.5:6881\n") }, "\(path):1: unknown setting 'bootstap'")
+        refused({ try specs(conf: "# x\nbootstrap 10.0.0.5:6881\n") }, "\(path):2: expected 'key = value'")
+        refused({ try specs(conf: "bootstrap = 10.0.0.5\n") }, "'10.0.0.5' is not HOST:PORT")
+        refused({ try specs(conf: "bootstrap = a:1\nbootstrap = b:2\n") }, "a second 'bootstrap' line")
+        refused({ try specs(conf: "bootstrap = none, a:1\n") }, "'none' cannot be combined")
+        // An environment variable that names nothing is not `none`.
+        refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": " "]) }, "TURF_DHT_BOOTSTRAP names no bootstrap node")
+        refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": " , "]) }, "names no bootstrap node")
+        refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": "host:99999"]) }, "is not HOST:PORT")
+        refused({ try specs(flags: ["host:0"]) }, "is not HOST:PORT")
+        #expect(DHTBootstrap.isHostPort("router.bittorrent.com:6881") && DHTBootstrap.isHostPort("127.0.0.1:1"))
+        #expect(!DHTBootstrap.isHostPort("x:") && !DHTBootstrap.isHostPort(":1") && !DHTBootstrap.isHostPort("h\u{1B}:1"))
     }
 }
