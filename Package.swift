@@ -67,6 +67,12 @@ let package = Package(
                                             .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
 
+        // This process on the network: one socket, its demultiplexer, the DHT node and the sessions.
+        .target(name: "NetStack", dependencies: ["NetCore", "DHT", "Transport",
+                                                 .product(name: "NIOCore", package: "swift-nio"),
+                                                 .product(name: "Logging", package: "swift-log")],
+                swiftSettings: v5),
+
         // The deterministic engine (generic over a game's rules) and turf's rules.
         .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: v5),
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: v5),
@@ -78,7 +84,7 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
@@ -99,5 +105,6 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
                     swiftSettings: v5),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
+        .testTarget(name: "NetStackTests", dependencies: ["NetStack", "DHT", "Transport", "NetCore"], swiftSettings: v5),
     ]
 )

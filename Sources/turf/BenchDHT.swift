@@ -1,5 +1,5 @@
 import ArgumentParser
-import DHT
+@_spi(Simulation) import DHT
 import Foundation
 import TextOutput
 

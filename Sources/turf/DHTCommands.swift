@@ -5,6 +5,7 @@ import Foundation
 import LocalFiles
 import Logging
 import NetCore
+import NetStack
 import TextOutput
 #if canImport(Glibc)
 import Glibc
@@ -118,10 +119,10 @@ enum DHTCLI {
         }
     }
 
-    /// A running node on a real UDP socket, with its state file.
+    /// A node on a real UDP socket (a `LivePeer`: the socket, its demultiplexer and the DHT node;
+    /// no sessions, as these commands have no identity), with its state file.
     final class Running {
-        let host: UDPHost
-        let node: DHTNode
+        let live: LivePeer
         let statePath: String?
         /// Held (flock) while this run owns the state file.
         private var lockFD: Int32 = -1
@@ -154,9 +155,9 @@ enum DHTCLI {
                 } else {
                     throw CLIError("cannot use the DHT state file \(path): cannot lock \(path).lock: \(String(cString: strerror(errno)))")
                 }
-                if let bytes = try UntrustedFile.readIfPresent(path, limit: RoutingTable.maxStateFileSize, what: "DHT state file") {
+                if let bytes = try UntrustedFile.readIfPresent(path, limit: DHTNode.maxStateFileSize, what: "DHT state file") {
                     let s: (id: NodeID, nodes: [NodeInfo])
-                    do { s = try RoutingTable.deserialize(bytes) } catch {
+                    do { s = try DHTNode.savedState(bytes) } catch {
                         throw CLIError("DHT state file \(path) is damaged (\(error)); remove it, or pass --no-state")
                     }
                     // Loaded, not pinned: a BEP 42 id replaces it if it does not fit our public IP.
@@ -165,22 +166,24 @@ enum DHTCLI {
                 }
             }
             statePath = owned ? path : nil
-            host = try UDPHost.bind(PeerAddress(ip: ip, port: o.port))
-            if verbose {
-                printErr("dht: bound \(host.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))")
+            do {
+                live = try LivePeer.bind(PeerAddress(ip: ip, port: o.port), dht: config)
+            } catch {
+                if lockFD >= 0 { closeDescriptor(lockFD); lockFD = -1 }
+                throw error
             }
-            let c = config
-            let h = host
-            node = try host.sync { DHTNode(host: h, config: c) }
-            let n = node
-            let savedNodes = saved
-            host.execute { n.start(savedNodes: savedNodes) }
+            if verbose {
+                printErr("dht: bound \(live.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))")
+            }
+            live.start(savedNodes: saved)
             scheduleSave()
         }
 
+        var localAddress: PeerAddress { live.localAddress }
+
         func scheduleSave() {
-            host.execute { [self] in
-                host.schedule(after: .seconds(30)) { [self] in
+            live.execute { [self] peer in
+                peer.host.schedule(after: .seconds(30)) { [self] in
                     do { try save() } catch { Logger(label: "turf.dht").error("could not save the routing table: \(error)") }
                     scheduleSave()
                 }
@@ -191,7 +194,7 @@ enum DHTCLI {
         /// could not (the periodic saves log it, the last one is reported).
         func save() throws {
             guard let path = statePath else { return }
-            let bytes = host.eventLoop.inEventLoop ? node.serializedState() : ((try? host.sync { self.node.serializedState() }) ?? [])
+            let bytes = live.onEventLoop ? live.peer.dht.serializedState() : ((try? live.sync { $0.dht.serializedState() }) ?? [])
             guard !bytes.isEmpty else { return }
             try DurableFile.write(bytes, to: path, mode: 0o600, overwrite: true)
         }
@@ -199,24 +202,11 @@ enum DHTCLI {
         /// Waits on the calling thread for `work`'s callback (bounded by `timeout`, and cut short
         /// by a stop signal).
         func waitFor<T>(timeout: Double, stop: StopSignals, _ work: @escaping (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
-            let sem = DispatchSemaphore(value: 0)
-            let box = Box<T>()
-            host.execute { [node] in
-                work(node) { v in
-                    box.value = v
-                    sem.signal()
-                }
-            }
-            let deadline = DispatchTime.now() + timeout
-            while stop.caught == nil {
-                if sem.wait(timeout: min(deadline, .now() + 0.1)) == .success { break }
-                if DispatchTime.now() >= deadline { break }
-            }
-            return try? host.sync { box.value }
+            live.waitFor(timeout: timeout, interrupted: { stop.caught != nil }) { peer, done in work(peer.dht, done) }
         }
 
         func snapshot() -> (external: PeerAddress?, nat: NATType, nodes: Int, stats: DHTStats, id: NodeID) {
-            (try? host.sync { [node] in (node.externalAddress, node.natType, node.table.count, node.stats, node.id) })
+            (try? live.sync { p in (p.dht.externalAddress, p.dht.natType, p.dht.routingTableSize, p.dht.stats, p.dht.id) })
                 ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
         }
 
@@ -225,8 +215,7 @@ enum DHTCLI {
         func close() throws {
             var saveError: Error?
             do { try save() } catch { saveError = error }
-            try? host.sync { [node] in node.stop() }
-            host.close()
+            live.close()
             if lockFD >= 0 { closeDescriptor(lockFD); lockFD = -1 }
             if let saveError { throw CLIError("could not save the routing table: \(saveError)") }
         }
@@ -242,8 +231,6 @@ enum DHTCLI {
             if let signal { throw ExitCode(128 + signal) }
         }
     }
-
-    final class Box<T> { var value: T? }
 }
 
 /// SIGINT, SIGTERM and SIGHUP turned into an event the main thread waits for: the signal's
@@ -309,7 +296,7 @@ struct DHTServe: ParsableCommand {
     func run() throws {
         let stop = StopSignals()
         let r = try DHTCLI.Running(node, verbose: true)
-        DHTCLI.emit("dht serve: listening on \(r.host.localAddress) node id \(r.snapshot().id.hexString)")
+        DHTCLI.emit("dht serve: listening on \(r.localAddress) node id \(r.snapshot().id.hexString)")
         let end = duration.map { DispatchTime.now() + $0 }
         while stop.caught == nil {
             let left = end.map { Double($0.uptimeNanoseconds &- min($0.uptimeNanoseconds, DispatchTime.now().uptimeNanoseconds)) / 1e9 }
@@ -345,9 +332,10 @@ struct DHTAnnounce: ParsableCommand {
         let h = try target.infoHash()
         let stop = StopSignals()
         let r = try DHTCLI.Running(node, verbose: !json)
-        let port = r.host.localAddress.port
+        let port = r.localAddress.port
         let durationNanos = Nanos(duration * 1e9)
-        r.host.execute { [node = r.node] in
+        r.live.execute { peer in
+            let node = peer.dht
             node.keepAnnouncing(h, port: port, impliedPort: true, duration: durationNanos) { result, stored in
                 if json {
                     var j = JSONObject()

@@ -1,4 +1,4 @@
-@testable import DHT
+@_spi(Fuzzing) @testable import DHT
 import Determinism
 import NetCore
 import Testing
@@ -18,19 +18,19 @@ import Testing
     /// is accepted in epoch 1 and refused from epoch 2 on.
     @Test func tokensExpireByTheClockWithoutMaintenance() throws {
         let net = SimNetwork(seed: 41, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 41))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 41))
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 41000))
         let me = NodeID(hex: "5500000000000000000000000000000000000000")!
         let h = Topic.infoHash("epochs")
         func getToken(_ t: UInt8) throws -> [UInt8] {
-            probe.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [t], to: node.localAddress)
+            probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             var tok: [UInt8]? = nil
             if case let .response(r)? = probe.response([t])?.body { tok = r.token }
             return try #require(tok)
         }
         func announce(_ tok: [UInt8], _ t: UInt8) -> Bool {
-            probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7000, token: tok), t: [t], to: node.localAddress)
+            probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, token: tok), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             if case .response? = probe.response([t])?.body { return true }
             return false
@@ -70,7 +70,7 @@ import Testing
         let net = SimNetwork(seed: 42, conditions: .perfect)
         var c = config(seed: 42)
         c.bootstrap = [PeerAddress(192, 0, 2, 1, port: 6881)] // nobody there
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var times: [Nanos] = []
         node.keepAnnouncing(Topic.infoHash("alone"), port: 1) { _, stored in
             #expect(stored == 0)
@@ -88,9 +88,9 @@ import Testing
     /// Transaction ids are 4 random bytes, not a counter a spoofer can guess.
     @Test func transactionIDsAreRandomFourBytes() {
         let net = SimNetwork(seed: 43, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
         let silent = Probe(net, PeerAddress(192, 0, 2, 1, port: 1))
-        for _ in 0..<16 { node.query(KRPCQuery(method: "ping", id: node.id), to: silent.socket.localAddress) { _ in } }
+        for _ in 0..<16 { node.query(KRPCQuery(method: .ping, id: node.id), to: silent.socket.localAddress) { _ in } }
         _ = net.run(for: .seconds(1))
         let tids = silent.received.map { $0.0.transactionID }
         #expect(tids.count == 16)
@@ -101,9 +101,9 @@ import Testing
         #expect(consecutive == 0, "sequential ids: \(values)")
         // The same seed gives the same ids (simulations repeat).
         let net2 = SimNetwork(seed: 43, conditions: .perfect)
-        let node2 = DHTNode(host: net2.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
+        let node2 = DHTNode.alone(on: net2.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
         let silent2 = Probe(net2, PeerAddress(192, 0, 2, 1, port: 1))
-        for _ in 0..<16 { node2.query(KRPCQuery(method: "ping", id: node2.id), to: silent2.socket.localAddress) { _ in } }
+        for _ in 0..<16 { node2.query(KRPCQuery(method: .ping, id: node2.id), to: silent2.socket.localAddress) { _ in } }
         _ = net2.run(for: .seconds(1))
         #expect(silent2.received.map { $0.0.transactionID } == tids)
     }
@@ -111,7 +111,7 @@ import Testing
     /// A malformed query gets a short fixed error, never bigger than the query itself.
     @Test func malformedQueriesGetASmallFixedError() throws {
         let net = SimNetwork(seed: 44, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 44))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 44))
         let raw = net.bind(PeerAddress(203, 0, 113, 9, port: 999))
         var replies: [[UInt8]] = []
         raw.onReceive = { p, _ in replies.append(p) }
@@ -134,7 +134,7 @@ import Testing
     /// itself, and its sender is not pinged (that ping was unsolicited traffic, 128 bytes).
     @Test func unknownMethodsGetOneSmallErrorAndNoPing() throws {
         let net = SimNetwork(seed: 46, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 46))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 46))
         let raw = net.bind(PeerAddress(203, 0, 113, 9, port: 999))
         var replies: [[UInt8]] = []
         raw.onReceive = { p, _ in replies.append(p) }
@@ -157,7 +157,7 @@ import Testing
         raw.send(Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:bb1:y1:qe".utf8), to: node.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(replies.contains { (try? KRPCMessage.decode($0))?.transactionID == Array("bb".utf8) })
-        #expect(replies.contains { if case let .query(q)? = (try? KRPCMessage.decode($0))?.body { return q.method == "ping" } else { return false } })
+        #expect(replies.contains { if case let .query(q)? = (try? KRPCMessage.decode($0))?.body { return q.method == .ping } else { return false } })
     }
 
     /// Promotion from the replacement cache respects the per-/24 limit and yields questionable
@@ -200,7 +200,7 @@ import Testing
         let net = SimNetwork(seed: 46, conditions: .perfect)
         var c = config(seed: 46)
         c.retries = 0
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var rng = SplitMixForTests(seed: 46)
         _ = node.addNode(NodeInfo(id: node.id.randomInBucket(prefix: 4, using: &rng), address: PeerAddress(9, 9, 9, 9, port: 1)))
         var far: [Probe] = []
@@ -214,12 +214,12 @@ import Testing
         let spareID = node.id.randomInBucket(prefix: 0, using: &rng)
         #expect(node.addNode(NodeInfo(id: spareID, address: spare.socket.localAddress)) == .cached(ping: nil))
         // far[0] never answers two pings: it goes bad, the spare is promoted and pinged.
-        node.query(KRPCQuery(method: "ping", id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
-        node.query(KRPCQuery(method: "ping", id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
+        node.query(KRPCQuery(method: .ping, id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
+        node.query(KRPCQuery(method: .ping, id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
         _ = net.run(for: .seconds(5))
         #expect(node.table.entry(for: ids[0]) == nil)
         #expect(node.table.entry(for: spareID)?.lastResponse == nil)
-        let pings = spare.received.filter { if case let .query(q) = $0.0.body { return q.method == "ping" } else { return false } }
+        let pings = spare.received.filter { if case let .query(q) = $0.0.body { return q.method == .ping } else { return false } }
         #expect(pings.count == 1, "the promoted node is checked")
     }
 
@@ -230,7 +230,7 @@ import Testing
         #expect(throws: BencodeError.self) { try Bencode.decode(unsorted) }
         let m = try KRPCMessage.decode(unsorted)
         guard case let .query(q) = m.body else { Issue.record("not a query"); return }
-        #expect(q.method == "ping" && m.transactionID == Array("aa".utf8))
+        #expect(q.method == .ping && m.transactionID == Array("aa".utf8))
         #expect(m.encoded() == Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe".utf8))
         // Still refused: duplicate keys (sorted or not), leading zeros, bad lengths.
         for bad in ["d1:y1:q1:t2:aa1:y1:q1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
@@ -243,7 +243,7 @@ import Testing
         #expect(DHTFuzz.check(unsorted) == nil)
         // A node answers such a query.
         let net = SimNetwork(seed: 47, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 47))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 47))
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 5))
         probe.socket.send(unsorted, to: node.localAddress)
         _ = net.run(for: .seconds(1))
@@ -258,7 +258,7 @@ import Testing
         func run(_ configure: (inout DHTConfig) -> Void, at ip: UInt8) -> DHTNode {
             var c = config(seed: 48)
             configure(&c)
-            let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, ip, port: 6881)), config: c)
+            let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, ip, port: 6881)), config: c)
             #expect(node.id == saved)
             for i in 0..<4 {
                 let p = Probe(net, PeerAddress(192, 0, ip, UInt8(10 + i), port: 6881))
