@@ -67,6 +67,12 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: v5),
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: v5),
 
+        // A networked match's replication: signed op logs, acks and relays, desync detection,
+        // liveness; speaks to links (any session, or an in-memory pipe), not to the transport.
+        .target(name: "NetMatch", dependencies: ["Engine", "Determinism", "Sodium"],
+                swiftSettings: [.swiftLanguageMode(.v6),
+                                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
+
         // The terminal front-end.
         .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules",
                                                    .product(name: "Logging", package: "swift-log")],
@@ -74,7 +80,7 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "CSodium", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "CSodium", "Sodium", "Noise", "Transport", "DHT",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
@@ -93,6 +99,8 @@ let package = Package(
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: v5),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
                     swiftSettings: v5),
+        .testTarget(name: "NetMatchTests", dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Determinism"],
+                    swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
     ]
 )
