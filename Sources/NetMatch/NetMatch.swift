@@ -281,6 +281,11 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// Per player, the verified statement with the highest count: what a replay records.
     public var statements: [SignedStatement] { bestStatement.compactMap { $0 } }
 
+    /// The statements in the form a replay records (`Replay.signatures`).
+    public var recordedSignatures: [Replay<Game>.Signature] {
+        statements.map { .init(player: $0.player, count: $0.count, asOfTick: $0.asOfTick, signature: $0.signature) }
+    }
+
     /// Per player, how many ops (from seq 0, no gaps) are authenticated here.
     public func acceptedCount(_ player: PlayerID) -> Int { accepted[Int(player)] }
 
@@ -456,11 +461,11 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// Whether to relay player `p`'s ops to link `l`: never the link's own players nor ours (ours
     /// go direct); a third player's ops only when the peer has not acknowledged them within about
     /// two round trips, or when we cannot hear the owner either (so healthy links carry no relays).
-    private func relayFrom(_ l: Int, player p: Int, now: UInt64) -> Int? {
+    private func relayFrom(_ link: Link, _ l: Int, player p: Int, now: UInt64) -> Int? {
         guard let o = ownerLink[p], o != l else { return nil }
-        let ack = links[l].peerAck[p]
+        let ack = link.peerAck[p]
         guard ack < accepted[p], let e = log[p][ack] else { return nil }
-        let wait = 2 * max(links[l].rtt, links[o].rtt) + 2 * tickNanos
+        let wait = 2 * max(link.rtt, links[o].rtt) + 2 * tickNanos
         return now >= e.acceptedAt + wait ? ack : nil
     }
 
@@ -482,7 +487,7 @@ public struct NetMatch<Game: ReplicatedGame> {
             ranges.append((p, ack, to))
         }
         for p in 0..<log.count where !mine.contains(PlayerID(p)) {
-            guard let from = relayFrom(l, player: p, now: now) else { continue }
+            guard let from = relayFrom(link, l, player: p, now: now) else { continue }
             if now >= link.lastRetransmit + rto { retransmit = true }
             ranges.append((p, from, accepted[p]))
         }

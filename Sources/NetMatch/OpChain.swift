@@ -95,6 +95,14 @@ public enum OpChain {
         return h
     }
 
+    /// Checks a replay's recorded signatures (`Replay.signatures`); see `check(config:logs:statements:as:)`.
+    public static func check<Game: ReplicatedGame>(config: MatchConfig, logs: [[Op<Game.Payload>]],
+                                                   signatures: [Replay<Game>.Signature], as: Game.Type) -> String? {
+        check(config: config, logs: logs, statements: signatures.map {
+            SignedStatement(player: $0.player, count: $0.count, asOfTick: $0.asOfTick, signature: $0.signature)
+        }, as: Game.self)
+    }
+
     /// Checks a recording's signatures: for each player that has an owner, `statements` must hold
     /// one whose count covers every op of its log, and it must verify. Returns nil if all is well
     /// or a description naming the first bad op.

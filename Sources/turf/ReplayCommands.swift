@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import LocalFiles
+import NetMatch
 import TerminalUI
 import Transport
 import TurfRules
@@ -104,6 +105,10 @@ struct Watch: ParsableCommand {
         j.addRaw("scores", "[" + replay.config.players.enumerated().map { i, p in
             "{\"player\":\(i),\"name\":\"\(JSONObject.escape(p.name))\",\"owner\":\(ownerJSON(p.owner)),\"cells\":\(final.state.scores[i])}"
         }.joined(separator: ",") + "]")
+        // Signed op logs (docs/netmatch.md): "none" for a match that recorded no signatures (local).
+        let signatureProblem = replay.signatures.isEmpty ? nil
+            : OpChain.check(config: replay.config, logs: replay.logs, signatures: replay.signatures, as: TurfWorld.self)
+        j.add("signatures", replay.signatures.isEmpty ? "none" : signatureProblem ?? "ok")
         j.add("ticks", Int(result.ticks))
         j.add("ops", result.ops)
         j.add("checkpoints", result.checkpointsChecked)
@@ -118,6 +123,7 @@ struct Watch: ParsableCommand {
             }
             throw CLIError("\(file): final state hash mismatch")
         }
+        if let signatureProblem { throw CLIError("\(file): \(signatureProblem)") }
     }
 
 }

@@ -29,6 +29,8 @@ struct Bench: ParsableCommand {
             BenchCrypto.self, BenchSession.self, BenchFlood.self,
             // dht (BenchDHT.swift)
             BenchDHT.self,
+            // networked match (BenchNetMatch.swift)
+            BenchNetMatch.self,
         ]
     )
 }
