@@ -18,6 +18,9 @@ public struct NetMatchOptions: Sendable {
     public var signEveryTicks: Tick = 15
     /// RTT assumed for a link until `noteRTT` says otherwise.
     public var defaultRTTNanos: UInt64 = 100_000_000
+    /// A datagram carrying ops never sent before is sent twice, back to back (else the second copy
+    /// goes out on the next tick).
+    public var duplicateFresh = true
     /// Ops of a player held beyond its contiguous count: more are dropped and counted.
     public var maxAheadOps = 2048
     /// Checkpoint hashes remembered for comparison with peers'.
@@ -261,10 +264,13 @@ public struct NetMatch<Game: ReplicatedGame> {
         var out: [(to: OwnerKey, bytes: [UInt8])] = []
         for l in links.indices {
             checkLiveness(l, now: now)
-            if let bytes = packet(for: l, now: now) {
-                links[l].stats.datagramsSent += 1
-                links[l].stats.bytesSent += UInt64(bytes.count + options.datagramOverhead)
-                out.append((peers[l], bytes))
+            if let (bytes, fresh) = packet(for: l, now: now) {
+                // A packet with ops never sent before goes out twice at once: one loss costs nothing.
+                for _ in 0..<(fresh && options.duplicateFresh ? 2 : 1) {
+                    links[l].stats.datagramsSent += 1
+                    links[l].stats.bytesSent += UInt64(bytes.count + options.datagramOverhead)
+                    out.append((peers[l], bytes))
+                }
             }
         }
         return out
@@ -471,7 +477,7 @@ public struct NetMatch<Game: ReplicatedGame> {
 
     private var tickNanos: UInt64 { 1_000_000_000 / UInt64(config.tickRate) }
 
-    private mutating func packet(for l: Int, now: UInt64) -> [UInt8]? {
+    private mutating func packet(for l: Int, now: UInt64) -> (bytes: [UInt8], fresh: Bool)? {
         var link = links[l]
         defer { links[l] = link }
         // What to send: own ops the peer lacks; relayed ops it has lacked for a while.
@@ -482,7 +488,7 @@ public struct NetMatch<Game: ReplicatedGame> {
             let to = log[p].count, ack = link.peerAck[p]
             guard ack < to else { continue }
             if link.sentOnce[p] < to { fresh = true }
-            if link.sentTwice[p] < link.sentOnce[p] { secondCopy = true }
+            if !options.duplicateFresh && link.sentTwice[p] < link.sentOnce[p] { secondCopy = true }
             if now >= link.lastRetransmit + rto { retransmit = true }
             ranges.append((p, ack, to))
         }
@@ -514,9 +520,9 @@ public struct NetMatch<Game: ReplicatedGame> {
         w.u8(Packet<Game>.magic)
         w.varint(UInt64(ticksRun))
         for p in mine { w.varint(UInt64(accepted[Int(p)])) }
-        // Acks: those that changed lately, and all of them every 8th packet.
+        // Acks: those that changed since the last packet, and all of them every 4th packet.
         var mask: UInt8 = 0
-        let all = link.packetsSent % 8 == 0
+        let all = link.packetsSent % 4 == 0
         for p in 0..<log.count where ownerLink[p] != nil && (all || link.ackSentAt[p] != accepted[p]) { mask |= 1 << UInt8(p) }
         w.u8(mask)
         for p in 0..<log.count where mask & (1 << UInt8(p)) != 0 {
@@ -568,7 +574,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         if retransmit || !ranges.isEmpty { link.lastRetransmit = now }
         link.lastSend = now
         link.packetsSent += 1
-        return w.bytes
+        return (w.bytes, fresh)
     }
 
     private func mineAcksChanged(_ link: Link) -> Bool {

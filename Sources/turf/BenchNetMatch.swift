@@ -72,7 +72,11 @@ struct BenchNetMatch: ParsableCommand {
         j.add("converged", main.converged)
         j.add("signatures_ok", main.signaturesOK)
         j.add("relayed_ops", Int(main.relayed))
-        j.add("sign_verify_ns_per_op", try signVerifyNanosPerOp(main))
+        let crypto = try signVerifyNanosPerOp(main)
+        j.add("sign_verify_ns_per_op", crypto.perOp)
+        j.add("chain_step_ns", crypto.chain)
+        j.add("sign_ns", crypto.sign)
+        j.add("verify_ns", crypto.verify)
         j.add("sim_wall_s", wallS)
         j.add("chaos_runs", chaosRuns)
         j.add("chaos_converged", chaosConverged)
@@ -93,7 +97,7 @@ struct BenchNetMatch: ParsableCommand {
     /// The crypto cost per op on the receiving side of a match like the main run: per op, one
     /// BLAKE2b chain step; per statement (every 15 ticks per player), one Ed25519 verification;
     /// divided by the ops it covers. Timed on this machine.
-    func signVerifyNanosPerOp(_ r: NetMatchSim<TurfController>.Result) throws -> Double {
+    func signVerifyNanosPerOp(_ r: NetMatchSim<TurfController>.Result) throws -> (perOp: Double, chain: Double, sign: Double, verify: Double) {
         let key = try Ed25519.KeyPair(seed: [UInt8](repeating: 9, count: 32))
         let op = [UInt8](repeating: 3, count: 9)
         var h = OpChain.initial
@@ -114,6 +118,6 @@ struct BenchNetMatch: ParsableCommand {
         precondition(ok == m)
         // Ops per statement: a bot moves every 4 ticks, a statement every 15 ticks.
         let opsPerStatement = 15.0 / 4.0
-        return chainNs * 2 + (verifyNs + signNs / Double(max(1, players - 1))) / opsPerStatement
+        return (chainNs * 2 + (verifyNs + signNs / Double(max(1, players - 1))) / opsPerStatement, chainNs, signNs, verifyNs)
     }
 }
