@@ -37,6 +37,10 @@ let package = Package(
         // a stable hash, byte readers/writers that report offsets.
         .target(name: "Determinism", swiftSettings: v5),
 
+        // Text from files and peers shown to people (control characters escaped, length bounded)
+        // and the one JSON writer: pure code, for the terminal, the command and the network layers.
+        .target(name: "TextOutput", swiftSettings: v5),
+
         // Every file turf reads or writes: bounded reads of untrusted paths, durable writes, XDG paths.
         .target(name: "LocalFiles", swiftSettings: v5),
 
@@ -63,6 +67,12 @@ let package = Package(
                                             .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
 
+        // This process on the network: one socket, its demultiplexer, the DHT node and the sessions.
+        .target(name: "NetStack", dependencies: ["NetCore", "DHT", "Transport",
+                                                 .product(name: "NIOCore", package: "swift-nio"),
+                                                 .product(name: "Logging", package: "swift-log")],
+                swiftSettings: v5),
+
         // The deterministic engine (generic over a game's rules) and turf's rules.
         .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: v5),
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: v5),
@@ -74,19 +84,20 @@ let package = Package(
                                 .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
 
         // The terminal front-end.
-        .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules",
+        .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules", "TextOutput",
                                                    .product(name: "Logging", package: "swift-log")],
                 swiftSettings: v5),
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "CSodium", "Sodium", "Noise", "Transport", "DHT",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
 
         // Tests mirror Sources.
         .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: v5),
+        .testTarget(name: "TextOutputTests", dependencies: ["TextOutput"], swiftSettings: v5),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: v5),
         .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: v5),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "TurfRules",
@@ -102,5 +113,6 @@ let package = Package(
         .testTarget(name: "NetMatchTests", dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Determinism"],
                     swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
+        .testTarget(name: "NetStackTests", dependencies: ["NetStack", "DHT", "Transport", "NetCore"], swiftSettings: v5),
     ]
 )

@@ -2,6 +2,9 @@
 #define _XOPEN_SOURCE_EXTENDED 1
 #include <locale.h>
 #include <ncursesw/curses.h>
+#include <ncursesw/term.h>
+#include <stdlib.h>
+#include <stdio.h>
 #include <termios.h>
 #include <unistd.h>
 #include <string.h>
@@ -24,10 +27,31 @@ void turf_save_termios(void) {
     if (tcgetattr(STDIN_FILENO, &saved) == 0) saved_ok = 1;
 }
 
+int turf_check_terminal(void) {
+    const char *term = getenv("TERM");
+    if (term == NULL || term[0] == 0) return 1;
+    int err = 0;
+    /* With an error pointer, setupterm reports instead of printing and exiting. */
+    if (setupterm(term, STDOUT_FILENO, &err) != OK) return err == -1 ? 3 : 2;
+    const char *cup = tigetstr("cup");
+    int usable = cup != NULL && cup != (char *)-1;
+    del_curterm(cur_term);
+    cur_term = NULL;
+    return usable ? 0 : 4;
+}
+
+static SCREEN *screen = NULL;
+
 int turf_curses_start(void) {
     setlocale(LC_ALL, "");
+    int problem = turf_check_terminal();
+    if (problem != 0) return problem;
     turf_save_termios();
-    if (initscr() == NULL) return -1;
+    /* newterm, not initscr: initscr prints its error to stderr (captured while we play) and
+       exits; newterm returns NULL and lets us say what is wrong. */
+    screen = newterm(NULL, stdout, stdin);
+    if (screen == NULL) return 2;
+    set_term(screen);
     started = 1;
     cbreak();
     noecho();
@@ -44,6 +68,7 @@ void turf_curses_stop(void) {
     started = 0;
     curs_set(1);
     endwin();
+    if (screen != NULL) { delscreen(screen); screen = NULL; }
 }
 
 int turf_curses_is_started(void) { return started; }

@@ -58,7 +58,7 @@ public struct BEntry: Equatable, Sendable {
 }
 
 /// Lower-case hexadecimal.
-public func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
     let digits = Array("0123456789abcdef".utf8)
     var out: [UInt8] = []
     out.reserveCapacity(bytes.count * 2)
@@ -70,7 +70,7 @@ public func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
 }
 
 /// Parses hexadecimal (either case); nil on odd length or a non-hex digit.
-public func unhex(_ s: String) -> [UInt8]? {
+func unhex(_ s: String) -> [UInt8]? {
     let u = Array(s.utf8)
     guard u.count % 2 == 0 else { return nil }
     func nib(_ c: UInt8) -> UInt8? {

@@ -1,4 +1,10 @@
+import LocalFiles
+
 /// Where `turf dht` finds its bootstrap nodes: pure logic, so it is testable without a network.
+///
+/// A bootstrap setting decides which network a node joins, so one that cannot be read or parsed is
+/// an error, never a silent fallback to the public routers (a player who set a LAN bootstrap must
+/// not end up on the public DHT).
 public enum DHTBootstrap {
     /// The public Mainline routers, used when nothing else is configured.
     public static let publicRouters = ["router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "router.utorrent.com:6881"]
@@ -6,33 +12,105 @@ public enum DHTBootstrap {
     /// The word that means "no bootstrap nodes, on purpose" (the first node of a new network).
     public static let none = "none"
 
+    /// The largest `dht.conf` read (it holds a line or two).
+    public static let configLimit = 64 << 10
+
+    /// A bootstrap setting that cannot be used: one line, naming where it came from.
+    public struct SettingError: Error, CustomStringConvertible, Equatable {
+        public var description: String
+        public init(_ description: String) { self.description = description }
+    }
+
     /// HOST:PORT specs, first source that applies: `flags`; `$TURF_DHT_BOOTSTRAP` (comma or space
-    /// separated); a `bootstrap = ...` line in `$XDG_CONFIG_HOME/turf/dht.conf` (default
-    /// `~/.config`); the public routers. An empty result means none on purpose: a source that says
-    /// `none`, or a `bootstrap =` line with nothing after it.
-    /// `readFile` returns a file's text, or nil if it cannot be read.
+    /// separated; unset or empty: not given); a `bootstrap = ...` line in
+    /// `$XDG_CONFIG_HOME/turf/dht.conf` (default `~/.config`); the public routers. An empty result
+    /// means none on purpose: a source that says `none`, or a `bootstrap =` line with nothing
+    /// after it. `readFile` returns a file's text, nil if there is no such file, and throws if it
+    /// exists but cannot be read (not UTF-8, too large, not a regular file…): that is an error here.
     public static func specs(flags: [String], environment: [String: String], homeDirectory: String,
-                             readFile: (String) -> String?) -> [String] {
-        func split(_ s: String) -> [String] {
-            let parts = s.split(whereSeparator: { (c: Character) in c == "," || c == " " || c == "\t" }).map(String.init)
-            return parts.filter { $0 != none }
+                             readFile: (String) throws -> String?) throws -> [String] {
+        if !flags.isEmpty {
+            var all: [String] = []
+            for f in flags { all += try parseList(f, source: "--bootstrap") }
+            return try checkNone(all, source: "--bootstrap")
         }
-        if !flags.isEmpty { return flags.flatMap { split($0) } }
-        if let env = environment["TURF_DHT_BOOTSTRAP"], !env.isEmpty { return split(env) }
-        if let path = configPath(environment: environment, homeDirectory: homeDirectory), let text = readFile(path) {
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                    .map { $0.trimmingCharacters(in: " \t\r") }
-                if parts.count == 2 && parts[0] == "bootstrap" { return split(parts[1]) }
-            }
+        if let env = environment["TURF_DHT_BOOTSTRAP"], !env.isEmpty {
+            return try parseList(env, source: "TURF_DHT_BOOTSTRAP")
         }
+        let path = configPath(environment: environment, homeDirectory: homeDirectory)
+        let text: String?
+        do { text = try readFile(path) } catch {
+            throw SettingError("cannot read the DHT config: \(error) (fix or remove it; the public DHT is not used instead)")
+        }
+        if let text, let specs = try parseConfig(text, path: path) { return specs }
         return publicRouters
     }
 
-    /// `$XDG_CONFIG_HOME/turf/dht.conf`, `$XDG_CONFIG_HOME` defaulting to `~/.config`.
-    public static func configPath(environment: [String: String], homeDirectory: String) -> String? {
-        let configHome = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (homeDirectory + "/.config")
-        return configHome + "/turf/dht.conf"
+    /// A list of HOST:PORT separated by commas or spaces, or `none`. Every entry must be well
+    /// formed; a list that names nothing at all (only spaces or commas) is an error, not `none`.
+    public static func parseList(_ s: String, source: String) throws -> [String] {
+        let parts = s.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }).map(String.init)
+        guard !parts.isEmpty else {
+            throw SettingError("\(source) names no bootstrap node; give HOST:PORT[,HOST:PORT…], or 'none' to start a new network")
+        }
+        for p in parts where p != none {
+            guard isHostPort(p) else {
+                throw SettingError("\(source): '\(p)' is not HOST:PORT (a host name or IPv4 address, a port 1-65535) or 'none'")
+            }
+        }
+        return try checkNone(parts, source: source)
+    }
+
+    /// `none` stands alone: mixed with nodes it is a contradiction, so an error.
+    static func checkNone(_ parts: [String], source: String) throws -> [String] {
+        guard parts.contains(none) else { return parts }
+        guard parts.allSatisfy({ $0 == none }) else {
+            throw SettingError("\(source): 'none' cannot be combined with bootstrap nodes")
+        }
+        return []
+    }
+
+    /// Whether `s` is HOST:PORT: a host name or dotted IPv4 address (letters, digits, '-', '.'),
+    /// and a decimal port 1-65535.
+    public static func isHostPort(_ s: String) -> Bool {
+        guard let colon = s.lastIndex(of: ":") else { return false }
+        let host = s[..<colon], port = s[s.index(after: colon)...]
+        guard !host.isEmpty, host.count <= 253,
+              host.unicodeScalars.allSatisfy({ ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "." }),
+              !port.isEmpty, port.count <= 5, port.allSatisfy(\.isASCII), let p = Int(port), (1...65535).contains(p) else { return false }
+        return true
+    }
+
+    /// The bootstrap nodes a `dht.conf` names: nil when it has no `bootstrap` line. Lines are
+    /// `key = value`; blank lines and lines starting with `#` are skipped; any line ending (LF,
+    /// CRLF, CR) is accepted. An unknown key, a line without `=`, a second `bootstrap` line or a
+    /// bad value is an error naming `path:line`.
+    public static func parseConfig(_ text: String, path: String) throws -> [String]? {
+        var result: [String]?
+        var lineNumber = 0
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+            lineNumber += 1
+            let trimmed = line.trimmingCharacters(in: " \t")
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            let parts = trimmed.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                .map { $0.trimmingCharacters(in: " \t") }
+            let at = "\(path):\(lineNumber)"
+            guard parts.count == 2 else { throw SettingError("\(at): expected 'key = value'") }
+            guard parts[0] == "bootstrap" else {
+                throw SettingError("\(at): unknown setting '\(parts[0].prefix(40))' (the one setting is 'bootstrap')")
+            }
+            guard result == nil else { throw SettingError("\(at): a second 'bootstrap' line") }
+            result = parts[1].isEmpty ? [] : try parseList(parts[1], source: at)
+        }
+        return result
+    }
+
+    /// `$XDG_CONFIG_HOME/turf/dht.conf`, by the rules of every turf path (`XDGPaths`): `$HOME`
+    /// (else `homeDirectory`) + `/.config` when `$XDG_CONFIG_HOME` is unset or relative.
+    public static func configPath(environment: [String: String], homeDirectory: String) -> String {
+        var env = environment
+        if env["HOME"]?.isEmpty ?? true { env["HOME"] = homeDirectory }
+        return XDGPaths(environment: env).dhtConfig
     }
 }
 

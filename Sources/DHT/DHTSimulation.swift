@@ -3,8 +3,9 @@ import NetCore
 
 /// The DHT at scale on the simulated network: N real `DHTNode`s on a `SimNetwork` with virtual
 /// time, topics announced, a fraction of nodes replaced during the run, and lookups measured.
-/// `turf bench dht` prints its report; a smaller run is a test.
-public struct DHTSimulation {
+/// `turf bench dht` prints its report; a smaller run is a test. Not part of the DHT's API: import
+/// it with `@_spi(Simulation) import DHT`.
+@_spi(Simulation) public struct DHTSimulation {
     /// How the network is built before the measured window.
     public enum Bootstrap: String, Sendable, Codable, CaseIterable {
         /// Every node starts with an empty table and joins through the protocol (find_node of its
@@ -106,7 +107,7 @@ public struct DHTSimulation {
             c.seed = StableHash.of(p.seed, UInt64(i))
             if i < routerCount { c.bootstrap = (0..<i).map { DHTSimulation.address($0) } }
             let s = net.bind(DHTSimulation.address(i))
-            let n = DHTNode(host: s, config: c)
+            let n = DHTNode(host: s, demux: Demultiplexer(socket: s), config: c)
             sockets.append(s)
             nodes.append(n)
             alive.append(true)

@@ -1,6 +1,7 @@
 /// The body of the libFuzzer target for the DHT's parsers (Fuzz/Sources/fuzz-krpc) and of the
-/// in-suite mutation test: parse, and check what the strict codec promises.
-public enum DHTFuzz {
+/// in-suite mutation test: parse, and check what the strict codec promises. Not part of the DHT's
+/// API: import it with `@_spi(Fuzzing) import DHT`.
+@_spi(Fuzzing) public enum DHTFuzz {
     /// Feeds `data` to the bencode and KRPC decoders. Returns a description of a broken promise,
     /// or nil. Never crashes on any input (that is the point).
     public static func check(_ data: [UInt8]) -> String? {

@@ -37,34 +37,67 @@ public struct NodeInfo: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// KRPC error codes (BEP 5, BEP 44).
-public enum KRPCErrorCode {
-    public static let generic = 201
-    public static let server = 202
-    public static let protocolError = 203
-    public static let methodUnknown = 204
-    public static let messageTooBig = 205
-    public static let invalidSignature = 206
-    public static let saltTooBig = 207
-    public static let casMismatch = 301
-    public static let sequenceTooLow = 302
+enum KRPCErrorCode {
+    static let generic = 201
+    static let server = 202
+    static let protocolError = 203
+    static let methodUnknown = 204
+    static let messageTooBig = 205
+    static let invalidSignature = 206
+    static let saltTooBig = 207
+    static let casMismatch = 301
+    static let sequenceTooLow = 302
 }
 
-/// One decoded KRPC query (`y` = `q`). Arguments beyond BEP 5's are kept in `args`.
-public struct KRPCQuery: Equatable, Sendable {
-    public var method: String
-    public var id: NodeID
-    /// find_node target, or BEP 44 get target.
-    public var target: NodeID?
-    /// get_peers / announce_peer info-hash.
-    public var infoHash: NodeID?
-    public var port: UInt16?
-    public var impliedPort: Bool
-    public var token: [UInt8]?
-    /// BEP 43: the sender is read-only and must not enter routing tables.
-    public var readOnly: Bool
-    public var args: BValue
+/// A query's method: the five of BEP 5 and BEP 44 this node knows, or any other name.
+enum KRPCMethod: Hashable, Sendable {
+    case ping, findNode, getPeers, announcePeer, get, put
+    /// A method this node does not know (answered with error 204).
+    case unknown(String)
 
-    public init(method: String, id: NodeID, target: NodeID? = nil, infoHash: NodeID? = nil, port: UInt16? = nil,
+    init(name: String) {
+        switch name {
+        case "ping": self = .ping
+        case "find_node": self = .findNode
+        case "get_peers": self = .getPeers
+        case "announce_peer": self = .announcePeer
+        case "get": self = .get
+        case "put": self = .put
+        default: self = .unknown(name)
+        }
+    }
+
+    /// The name on the wire (`q`).
+    var name: String {
+        switch self {
+        case .ping: return "ping"
+        case .findNode: return "find_node"
+        case .getPeers: return "get_peers"
+        case .announcePeer: return "announce_peer"
+        case .get: return "get"
+        case .put: return "put"
+        case let .unknown(name): return name
+        }
+    }
+}
+
+/// One decoded KRPC query (`y` = `q`). Arguments beyond BEP 5's are kept in `args`. The decoder
+/// checks that a known method has the arguments it needs (a target for find_node, …).
+struct KRPCQuery: Equatable, Sendable {
+    var method: KRPCMethod
+    var id: NodeID
+    /// find_node target, or BEP 44 get target.
+    var target: NodeID?
+    /// get_peers / announce_peer info-hash.
+    var infoHash: NodeID?
+    var port: UInt16?
+    var impliedPort: Bool
+    var token: [UInt8]?
+    /// BEP 43: the sender is read-only and must not enter routing tables.
+    var readOnly: Bool
+    var args: BValue
+
+    init(method: KRPCMethod, id: NodeID, target: NodeID? = nil, infoHash: NodeID? = nil, port: UInt16? = nil,
                 impliedPort: Bool = false, token: [UInt8]? = nil, readOnly: Bool = false, extra: [(String, BValue)] = []) {
         self.method = method
         self.id = id
@@ -85,15 +118,15 @@ public struct KRPCQuery: Equatable, Sendable {
     }
 }
 
-public struct KRPCResponse: Equatable, Sendable {
-    public var id: NodeID
-    public var nodes: [NodeInfo]
-    public var values: [PeerAddress]
-    public var token: [UInt8]?
+struct KRPCResponse: Equatable, Sendable {
+    var id: NodeID
+    var nodes: [NodeInfo]
+    var values: [PeerAddress]
+    var token: [UInt8]?
     /// Everything in `r`, for extensions (BEP 44).
-    public var body: BValue
+    var body: BValue
 
-    public init(id: NodeID, nodes: [NodeInfo] = [], values: [PeerAddress] = [], token: [UInt8]? = nil,
+    init(id: NodeID, nodes: [NodeInfo] = [], values: [PeerAddress] = [], token: [UInt8]? = nil,
                 extra: [(String, BValue)] = []) {
         self.id = id
         self.nodes = nodes
@@ -108,42 +141,42 @@ public struct KRPCResponse: Equatable, Sendable {
     }
 }
 
-public struct KRPCErrorBody: Equatable, Sendable {
-    public var code: Int
-    public var message: String
-    public init(code: Int, message: String) {
+struct KRPCErrorBody: Equatable, Sendable {
+    var code: Int
+    var message: String
+    init(code: Int, message: String) {
         self.code = code
         self.message = message
     }
 }
 
-public struct KRPCMessage: Equatable, Sendable {
-    public enum Body: Equatable, Sendable {
+struct KRPCMessage: Equatable, Sendable {
+    enum Body: Equatable, Sendable {
         case query(KRPCQuery)
         case response(KRPCResponse)
         case error(KRPCErrorBody)
     }
 
-    public var transactionID: [UInt8]
-    public var body: Body
+    var transactionID: [UInt8]
+    var body: Body
     /// BEP 42: in responses, the requester's address as the responder saw it.
-    public var ip: PeerAddress?
+    var ip: PeerAddress?
     /// The client version (`v`), if sent.
-    public var version: [UInt8]?
+    var version: [UInt8]?
 
-    public init(transactionID: [UInt8], body: Body, ip: PeerAddress? = nil, version: [UInt8]? = nil) {
+    init(transactionID: [UInt8], body: Body, ip: PeerAddress? = nil, version: [UInt8]? = nil) {
         self.transactionID = transactionID
         self.body = body
         self.ip = ip
         self.version = version
     }
 
-    public func encoded() -> [UInt8] {
+    func encoded() -> [UInt8] {
         var d: [(String, BValue)] = [("t", .bytes(transactionID))]
         switch body {
         case let .query(q):
             d.append(("y", .string("q")))
-            d.append(("q", .string(q.method)))
+            d.append(("q", .string(q.method.name)))
             d.append(("a", q.args))
             if q.readOnly { d.append(("ro", .int(1))) }
         case let .response(r):
@@ -160,7 +193,7 @@ public struct KRPCMessage: Equatable, Sendable {
 
     /// Decodes one datagram (dictionary keys in any order, otherwise strict bencode). Errors say what is wrong; `transactionID` is set on the error when
     /// the message had one, so a malformed query can be answered with error 203.
-    public static func decode(_ bytes: [UInt8]) throws(KRPCDecodeError) -> KRPCMessage {
+    static func decode(_ bytes: [UInt8]) throws(KRPCDecodeError) -> KRPCMessage {
         let v: BValue
         // Real clients sometimes send dictionary keys out of order: accepted (sorted on the way
         // in; `encoded()` is always canonical). Everything else is strict.
@@ -184,7 +217,7 @@ public struct KRPCMessage: Equatable, Sendable {
         case UInt8(ascii: "q"):
             guard let q = v["q"]?.stringValue, !q.isEmpty, q.utf8.count <= 32 else { throw KRPCDecodeError(.missing("q"), transactionID: t) }
             guard let a = v["a"], case .dict = a else { throw KRPCDecodeError(.missing("a"), transactionID: t) }
-            var query = KRPCQuery(method: q, id: try id(a))
+            var query = KRPCQuery(method: KRPCMethod(name: q), id: try id(a))
             query.args = a
             if a["target"] != nil { query.target = try id(a, "target") }
             if a["info_hash"] != nil { query.infoHash = try id(a, "info_hash") }
@@ -199,21 +232,21 @@ public struct KRPCMessage: Equatable, Sendable {
             }
             if let ro = v["ro"]?.intValue { query.readOnly = ro == 1 }
             // Method-specific required arguments.
-            switch q {
-            case "find_node":
+            switch query.method {
+            case .ping, .unknown: break
+            case .findNode:
                 guard query.target != nil else { throw KRPCDecodeError(.missing("target"), transactionID: t) }
-            case "get_peers":
+            case .getPeers:
                 guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
-            case "announce_peer":
+            case .announcePeer:
                 guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
                 guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
                 guard query.port != nil || query.impliedPort else { throw KRPCDecodeError(.missing("port"), transactionID: t) }
-            case "get":
+            case .get:
                 guard query.target != nil else { throw KRPCDecodeError(.missing("target"), transactionID: t) }
-            case "put":
+            case .put:
                 guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
                 guard a["v"] != nil else { throw KRPCDecodeError(.missing("v"), transactionID: t) }
-            default: break
             }
             return KRPCMessage(transactionID: t, body: .query(query), ip: ip, version: version)
         case UInt8(ascii: "r"):
@@ -254,22 +287,22 @@ public struct KRPCMessage: Equatable, Sendable {
     }
 }
 
-public struct KRPCDecodeError: Error, Equatable, CustomStringConvertible, Sendable {
-    public enum Reason: Equatable, Sendable {
+struct KRPCDecodeError: Error, Equatable, CustomStringConvertible, Sendable {
+    enum Reason: Equatable, Sendable {
         case bencode(BencodeError)
         case notADictionary
         case missing(String)
         case invalid(String, String)
     }
-    public var reason: Reason
-    public var transactionID: [UInt8]?
+    var reason: Reason
+    var transactionID: [UInt8]?
 
-    public init(_ reason: Reason, transactionID: [UInt8]?) {
+    init(_ reason: Reason, transactionID: [UInt8]?) {
         self.reason = reason
         self.transactionID = transactionID
     }
 
-    public var description: String {
+    var description: String {
         switch reason {
         case let .bencode(e): return "KRPC: \(e)"
         case .notADictionary: return "KRPC: message is not a dictionary"

@@ -5,14 +5,14 @@ import NetCore
 /// comparison cost a few instructions (the 10,000-node simulation compares ids millions of times).
 public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Bits 0-63 (most significant first), 64-127, and 128-159 in the high half of `c`.
-    public var a: UInt64
-    public var b: UInt64
-    public var c: UInt64 // low 32 bits always zero
+    var a: UInt64
+    var b: UInt64
+    var c: UInt64 // low 32 bits always zero
 
     public static let byteCount = 20
     public static let zero = NodeID(a: 0, b: 0, c: 0)
 
-    public init(a: UInt64, b: UInt64, c: UInt64) {
+    init(a: UInt64, b: UInt64, c: UInt64) {
         self.a = a
         self.b = b
         self.c = c & 0xFFFF_FFFF_0000_0000
@@ -59,7 +59,7 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     /// Number of leading zero bits (160 for zero).
     @inline(__always)
-    public var leadingZeroBitCount: Int {
+    var leadingZeroBitCount: Int {
         if a != 0 { return a.leadingZeroBitCount }
         if b != 0 { return 64 + b.leadingZeroBitCount }
         if c != 0 { return 128 + c.leadingZeroBitCount }
@@ -71,13 +71,13 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public func commonPrefixLength(with o: NodeID) -> Int { (self ^ o).leadingZeroBitCount }
 
     /// Bit `i` counting from the most significant (0...159).
-    public func bit(_ i: Int) -> Bool {
+    func bit(_ i: Int) -> Bool {
         let w = i < 64 ? a : (i < 128 ? b : c)
         return (w >> (63 - UInt64(i % 64))) & 1 == 1
     }
 
     /// This id with bit `i` set to `v`.
-    public func setting(bit i: Int, to v: Bool) -> NodeID {
+    func setting(bit i: Int, to v: Bool) -> NodeID {
         var x = self
         let m: UInt64 = 1 << (63 - UInt64(i % 64))
         switch i / 64 {
@@ -90,7 +90,7 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     /// A random id that shares exactly the first `prefix` bits with `self` and differs at bit `prefix`
     /// (or a random id sharing all `prefix` bits when prefix is 160).
-    public func randomInBucket<G: RandomNumberGenerator>(prefix: Int, using g: inout G) -> NodeID {
+    func randomInBucket<G: RandomNumberGenerator>(prefix: Int, using g: inout G) -> NodeID {
         let r = NodeID.random(using: &g)
         var x = NodeID.zero
         // Take the first `prefix` bits from self, the rest from r, then flip bit `prefix`.
@@ -106,17 +106,17 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
 /// Distance ordering: is `l` closer to `target` than `r`?
 @inline(__always)
-public func closer(_ l: NodeID, _ r: NodeID, to target: NodeID) -> Bool { (l ^ target) < (r ^ target) }
+func closer(_ l: NodeID, _ r: NodeID, to target: NodeID) -> Bool { (l ^ target) < (r ^ target) }
 
 /// CRC-32C (Castagnoli), as BEP 42 uses for node ids.
-public enum CRC32C {
+enum CRC32C {
     static let table: [UInt32] = (0..<256).map { i -> UInt32 in
         var c = UInt32(i)
         for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
         return c
     }
 
-    public static func checksum<C: Collection>(_ data: C) -> UInt32 where C.Element == UInt8 {
+    static func checksum<C: Collection>(_ data: C) -> UInt32 where C.Element == UInt8 {
         var crc: UInt32 = 0xFFFF_FFFF
         for b in data { crc = table[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
         return crc ^ 0xFFFF_FFFF
@@ -124,9 +124,9 @@ public enum CRC32C {
 }
 
 /// BEP 42: node ids bound to the node's external IPv4 address.
-public enum BEP42 {
+enum BEP42 {
     /// Addresses exempt from the rule (BEP 42's list: 10/8, 172.16/12, 192.168/16, 169.254/16, 127/8).
-    public static func isExempt(_ ip: UInt32) -> Bool {
+    static func isExempt(_ ip: UInt32) -> Bool {
         let a = ip >> 24, b = (ip >> 16) & 0xFF
         return a == 10 || a == 127 || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168) || (a == 169 && b == 254)
     }
@@ -137,7 +137,7 @@ public enum BEP42 {
     }
 
     /// A node id valid for `ip`: 21 bits from the CRC, random middle, last byte `rand`.
-    public static func nodeID<G: RandomNumberGenerator>(for ip: UInt32, using g: inout G) -> NodeID {
+    static func nodeID<G: RandomNumberGenerator>(for ip: UInt32, using g: inout G) -> NodeID {
         let rand = UInt8(truncatingIfNeeded: g.next())
         let crc = crc(ip: ip, r: rand)
         var bytes = NodeID.random(using: &g).bytes
@@ -149,7 +149,7 @@ public enum BEP42 {
     }
 
     /// Whether `id` is valid for `ip` (always true for exempt addresses).
-    public static func isValid(_ id: NodeID, for ip: UInt32) -> Bool {
+    static func isValid(_ id: NodeID, for ip: UInt32) -> Bool {
         if isExempt(ip) { return true }
         let bytes = id.bytes
         let crc = crc(ip: ip, r: bytes[19])

@@ -1,27 +1,27 @@
 import NetCore
 
 /// One routing-table entry and what we know of its liveness.
-public struct RoutingEntry: Sendable, Equatable {
-    public var info: NodeInfo
+struct RoutingEntry: Sendable, Equatable {
+    var info: NodeInfo
     /// Last time it answered one of our queries (nil: never).
-    public var lastResponse: Nanos?
+    var lastResponse: Nanos?
     /// Last time we heard from it at all (query or response).
-    public var lastSeen: Nanos
+    var lastSeen: Nanos
     /// Consecutive queries it failed to answer.
-    public var failures: Int
+    var failures: Int
 
-    public init(info: NodeInfo, lastResponse: Nanos?, lastSeen: Nanos, failures: Int = 0) {
+    init(info: NodeInfo, lastResponse: Nanos?, lastSeen: Nanos, failures: Int = 0) {
         self.info = info
         self.lastResponse = lastResponse
         self.lastSeen = lastSeen
         self.failures = failures
     }
 
-    public enum Status: Sendable { case good, questionable, bad }
+    enum Status: Sendable { case good, questionable, bad }
 
     /// BEP 5: good if it answered within 15 minutes (or answered once and queried us within 15);
     /// bad after repeated failures; questionable otherwise.
-    public func status(now: Nanos, goodFor: Nanos = .seconds(15 * 60)) -> Status {
+    func status(now: Nanos, goodFor: Nanos = .seconds(15 * 60)) -> Status {
         if failures >= 2 || (failures >= 1 && lastResponse == nil) { return .bad }
         guard let r = lastResponse else { return .questionable }
         if now &- r <= goodFor || (now &- lastSeen <= goodFor && failures == 0) { return .good }
@@ -34,21 +34,21 @@ public struct RoutingEntry: Sendable, Equatable {
 ///
 /// Bucket `i` (for i < count-1) holds the nodes whose id shares exactly `i` leading bits with ours;
 /// the last bucket holds everything closer. This is the usual unbalanced split tree, flattened.
-public struct RoutingTable: Sendable {
-    public let ownID: NodeID
-    public let k: Int
-    public var restrictIPs: Bool
+struct RoutingTable: Sendable {
+    let ownID: NodeID
+    let k: Int
+    var restrictIPs: Bool
     /// Nodes from one /24 allowed in one bucket (one node per IP).
-    public var maxPerSubnetInBucket: Int
-    public private(set) var buckets: [Bucket]
+    var maxPerSubnetInBucket: Int
+    private(set) var buckets: [Bucket]
 
-    public struct Bucket: Sendable {
-        public var entries: [RoutingEntry] = []
-        public var replacements: [RoutingEntry] = []
-        public var lastChanged: Nanos
+    struct Bucket: Sendable {
+        var entries: [RoutingEntry] = []
+        var replacements: [RoutingEntry] = []
+        var lastChanged: Nanos
     }
 
-    public enum InsertResult: Equatable, Sendable {
+    enum InsertResult: Equatable, Sendable {
         case added, updated, replacedBad
         /// The bucket is full of live-looking nodes: the new node went to the replacement cache and
         /// the caller should ping `ping` (the least recently seen questionable node) to make room.
@@ -56,7 +56,7 @@ public struct RoutingTable: Sendable {
         case rejected(String)
     }
 
-    public init(ownID: NodeID, k: Int = 8, restrictIPs: Bool = true, maxPerSubnetInBucket: Int = 2, now: Nanos = 0) {
+    init(ownID: NodeID, k: Int = 8, restrictIPs: Bool = true, maxPerSubnetInBucket: Int = 2, now: Nanos = 0) {
         self.ownID = ownID
         self.k = k
         self.restrictIPs = restrictIPs
@@ -64,14 +64,14 @@ public struct RoutingTable: Sendable {
         buckets = [Bucket(lastChanged: now)]
     }
 
-    public var count: Int { buckets.reduce(0) { $0 + $1.entries.count } }
-    public var allEntries: [RoutingEntry] { buckets.flatMap(\.entries) }
+    var count: Int { buckets.reduce(0) { $0 + $1.entries.count } }
+    var allEntries: [RoutingEntry] { buckets.flatMap(\.entries) }
 
-    public func bucketIndex(for id: NodeID) -> Int {
+    func bucketIndex(for id: NodeID) -> Int {
         min(ownID.commonPrefixLength(with: id), buckets.count - 1)
     }
 
-    public func entry(for id: NodeID) -> RoutingEntry? {
+    func entry(for id: NodeID) -> RoutingEntry? {
         let b = bucketIndex(for: id)
         return buckets[b].entries.first { $0.info.id == id }
     }
@@ -85,7 +85,7 @@ public struct RoutingTable: Sendable {
     /// Adds or refreshes a node. `responded`: it answered a query of ours just now (otherwise it
     /// queried us, which proves less).
     @discardableResult
-    public mutating func insert(_ node: NodeInfo, responded: Bool, now: Nanos) -> InsertResult {
+    mutating func insert(_ node: NodeInfo, responded: Bool, now: Nanos) -> InsertResult {
         if node.id == ownID { return .rejected("own id") }
         if node.address.port == 0 { return .rejected("port 0") }
         var b = bucketIndex(for: node.id)
@@ -135,7 +135,7 @@ public struct RoutingTable: Sendable {
 
     /// Whether a new node with this id could enter the table now (room, a split, or a bad entry
     /// to replace), so that verifying it is worth a ping.
-    public func hasRoom(for id: NodeID, now: Nanos) -> Bool {
+    func hasRoom(for id: NodeID, now: Nanos) -> Bool {
         let b = bucketIndex(for: id)
         if buckets[b].entries.count < k { return true }
         if b == buckets.count - 1 && buckets.count < 160 { return true }
@@ -191,7 +191,7 @@ public struct RoutingTable: Sendable {
     /// Records that `id` failed to answer. A bad node is replaced by the newest cached replacement
     /// that the bucket's IP limits allow, which is returned (questionable: ping it).
     @discardableResult
-    public mutating func markFailed(_ id: NodeID, now: Nanos) -> NodeInfo? {
+    mutating func markFailed(_ id: NodeID, now: Nanos) -> NodeInfo? {
         let b = bucketIndex(for: id)
         guard let i = buckets[b].entries.firstIndex(where: { $0.info.id == id }) else {
             buckets[b].replacements.removeAll { $0.info.id == id }
@@ -211,7 +211,7 @@ public struct RoutingTable: Sendable {
     /// Removes a node outright (e.g. it answered with a different id). Returns the cached node
     /// promoted in its place, if any (questionable: ping it).
     @discardableResult
-    public mutating func remove(_ id: NodeID) -> NodeInfo? {
+    mutating func remove(_ id: NodeID) -> NodeInfo? {
         let b = bucketIndex(for: id)
         guard let i = buckets[b].entries.firstIndex(where: { $0.info.id == id }) else { return nil }
         buckets[b].entries.remove(at: i)
@@ -219,7 +219,7 @@ public struct RoutingTable: Sendable {
     }
 
     /// The `count` closest known nodes to `target` that are not bad, closest first.
-    public func closest(to target: NodeID, count: Int, now: Nanos, includeQuestionable: Bool = true) -> [NodeInfo] {
+    func closest(to target: NodeID, count: Int, now: Nanos, includeQuestionable: Bool = true) -> [NodeInfo] {
         var out: [(NodeID, NodeInfo)] = []
         out.reserveCapacity(count + 8)
         // XOR order by bucket: the target's own bucket is closest; every bucket nearer to our id
@@ -244,7 +244,7 @@ public struct RoutingTable: Sendable {
     }
 
     /// Buckets that have not changed for `staleAfter`: (index, a random id in that bucket's range).
-    public func staleBuckets<G: RandomNumberGenerator>(now: Nanos, staleAfter: Nanos, using g: inout G) -> [NodeID] {
+    func staleBuckets<G: RandomNumberGenerator>(now: Nanos, staleAfter: Nanos, using g: inout G) -> [NodeID] {
         var out: [NodeID] = []
         for (i, b) in buckets.enumerated() where now &- b.lastChanged >= staleAfter {
             out.append(i == buckets.count - 1 ? ownID.randomInBucket(prefix: min(i + 1, 160), using: &g)
@@ -253,30 +253,33 @@ public struct RoutingTable: Sendable {
         return out
     }
 
-    public mutating func touchBucket(for id: NodeID, now: Nanos) {
+    mutating func touchBucket(for id: NodeID, now: Nanos) {
         buckets[bucketIndex(for: id)].lastChanged = now
     }
 
     // MARK: persistence
 
     /// Our id and the nodes worth keeping, bencoded: `{id: 20 bytes, nodes: compact node info}`.
-    public func serialized(now: Nanos) -> [UInt8] {
+    func serialized(now: Nanos) -> [UInt8] {
         let keep = allEntries.filter { $0.status(now: now) != .bad }.map(\.info)
         return Bencode.encode(.dictionary([("id", .bytes(ownID.bytes)), ("nodes", .bytes(NodeInfo.compact(keep))), ("v", .int(1))]))
     }
 
+    /// The largest state file read: far above a full table (160 buckets of 8 nodes, 26 bytes each).
+    static let maxStateFileSize = 1 << 20
+
     /// Reads what `serialized` wrote: the saved id and nodes (which the caller pings back in).
-    public static func deserialize(_ bytes: [UInt8]) throws -> (id: NodeID, nodes: [NodeInfo]) {
-        let v = try Bencode.decode(bytes, limits: BencodeLimits(maxInput: 1 << 20, maxDepth: 2, maxString: 1 << 20, maxItems: 16))
+    static func deserialize(_ bytes: [UInt8]) throws -> (id: NodeID, nodes: [NodeInfo]) {
+        let v = try Bencode.decode(bytes, limits: BencodeLimits(maxInput: maxStateFileSize, maxDepth: 2, maxString: 1 << 20, maxItems: 16))
         guard let idb = v["id"]?.bytesValue, let id = NodeID(bytes: idb) else { throw StateFileError.malformed("id") }
         guard let nb = v["nodes"]?.bytesValue, let nodes = NodeInfo.parseCompact(nb) else { throw StateFileError.malformed("nodes") }
         return (id, nodes)
     }
 }
 
-public enum StateFileError: Error, CustomStringConvertible {
+enum StateFileError: Error, CustomStringConvertible {
     case malformed(String)
-    public var description: String {
+    var description: String {
         switch self { case let .malformed(what): return "DHT state file: malformed '\(what)'" }
     }
 }

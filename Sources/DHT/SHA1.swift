@@ -1,8 +1,8 @@
 /// SHA-1 (FIPS 180-4). BEP 44 defines item targets with it (the DHT's 160-bit key space); it is not
 /// used for anything that needs collision resistance here: mutable items are authenticated by
 /// their Ed25519 signature, immutable ones by re-hashing the value on receipt.
-public enum SHA1 {
-    public static func hash(_ message: [UInt8]) -> [UInt8] {
+enum SHA1 {
+    static func hash(_ message: [UInt8]) -> [UInt8] {
         var h0: UInt32 = 0x6745_2301, h1: UInt32 = 0xEFCD_AB89, h2: UInt32 = 0x98BA_DCFE
         var h3: UInt32 = 0x1032_5476, h4: UInt32 = 0xC3D2_E1F0
         var m = message

@@ -10,11 +10,11 @@ import Sodium
 /// or a full store evicts instead of refusing: an expired entry if the topic has one, else a random
 /// entry; a full set of info-hashes drops the smaller of two randomly chosen ones. Every add is
 /// O(peers of that info-hash) at worst, never a scan of the whole store.
-public struct PeerStore: Sendable {
-    public var maxPeersPerInfoHash: Int
-    public var maxInfoHashes: Int
-    public var maxPeersTotal: Int
-    public var ttl: Nanos
+struct PeerStore: Sendable {
+    var maxPeersPerInfoHash: Int
+    var maxInfoHashes: Int
+    var maxPeersTotal: Int
+    var ttl: Nanos
 
     struct Slot: Sendable {
         var peer: PeerAddress
@@ -33,9 +33,9 @@ public struct PeerStore: Sendable {
     /// Every info-hash held, in no order.
     private var hashes: [NodeID] = []
 
-    public var total: Int { all.count }
+    var total: Int { all.count }
 
-    public enum AddResult: Equatable, Sendable {
+    enum AddResult: Equatable, Sendable {
         case stored
         /// The same source announced again (its port replaced by the newest one).
         case refreshed
@@ -43,7 +43,7 @@ public struct PeerStore: Sendable {
         case storedEvicting
     }
 
-    public init(maxPeersPerInfoHash: Int = 200, maxInfoHashes: Int = 2000, maxPeersTotal: Int = 20_000,
+    init(maxPeersPerInfoHash: Int = 200, maxInfoHashes: Int = 2000, maxPeersTotal: Int = 20_000,
                 ttl: Nanos = .seconds(30 * 60)) {
         self.maxPeersPerInfoHash = maxPeersPerInfoHash
         self.maxInfoHashes = maxInfoHashes
@@ -51,7 +51,7 @@ public struct PeerStore: Sendable {
         self.ttl = ttl
     }
 
-    public var infoHashCount: Int { swarms.count }
+    var infoHashCount: Int { swarms.count }
 
     /// Entries are per source: the IP, or the IP and port on loopback.
     static func sourceKey(_ a: PeerAddress) -> UInt64 {
@@ -59,7 +59,7 @@ public struct PeerStore: Sendable {
     }
 
     @discardableResult
-    public mutating func add<G: RandomNumberGenerator>(_ peer: PeerAddress, for hash: NodeID, now: Nanos,
+    mutating func add<G: RandomNumberGenerator>(_ peer: PeerAddress, for hash: NodeID, now: Nanos,
                                                        using g: inout G) -> AddResult {
         let key = PeerStore.sourceKey(peer)
         if swarms[hash]?.slots[key] != nil {
@@ -120,7 +120,7 @@ public struct PeerStore: Sendable {
     }
 
     /// Up to `max` unexpired peers for `hash`, chosen by `rng` when there are more.
-    public func peers<G: RandomNumberGenerator>(for hash: NodeID, now: Nanos, max: Int, using g: inout G) -> [PeerAddress] {
+    func peers<G: RandomNumberGenerator>(for hash: NodeID, now: Nanos, max: Int, using g: inout G) -> [PeerAddress] {
         guard let s = swarms[hash] else { return [] }
         var live = s.slots.values.filter { $0.expiry > now }.map(\.peer).sorted()
         if live.count > max {
@@ -131,7 +131,7 @@ public struct PeerStore: Sendable {
     }
 
     /// Drops expired entries (maintenance, once a minute).
-    public mutating func expire(now: Nanos) {
+    mutating func expire(now: Nanos) {
         var i = all.count - 1
         while i >= 0 {
             if i < all.count {
@@ -148,15 +148,15 @@ public struct PeerStore: Sendable {
 /// so it lives between one and two rotations (5 to 10 minutes), whenever maintenance happens to
 /// run: the epoch is computed from the clock on every `token` and `isValid`, and after a gap of
 /// two or more epochs both secrets are replaced.
-public struct TokenIssuer: Sendable {
-    public static let tokenLength = 8
+struct TokenIssuer: Sendable {
+    static let tokenLength = 8
     private var current: [UInt8]
     private var previous: [UInt8]
     /// The epoch `current` belongs to (`previous` belongs to the one before).
-    public private(set) var epoch: UInt64
-    public let rotation: Nanos
+    private(set) var epoch: UInt64
+    let rotation: Nanos
 
-    public init(secret: [UInt8], previous: [UInt8], now: Nanos, rotation: Nanos = .seconds(300)) {
+    init(secret: [UInt8], previous: [UInt8], now: Nanos, rotation: Nanos = .seconds(300)) {
         current = secret
         self.previous = previous
         self.rotation = max(1, rotation)
@@ -166,7 +166,7 @@ public struct TokenIssuer: Sendable {
     static func epoch(of t: Nanos, rotation: Nanos) -> UInt64 { t / rotation }
 
     /// Brings the secrets to `now`'s epoch; `fresh` supplies new secrets.
-    public mutating func advance(now: Nanos, fresh: () -> [UInt8]) {
+    mutating func advance(now: Nanos, fresh: () -> [UInt8]) {
         let e = TokenIssuer.epoch(of: now, rotation: rotation)
         guard e > epoch else { return }
         if e == epoch + 1 {
@@ -184,12 +184,12 @@ public struct TokenIssuer: Sendable {
         return Array(h.prefix(tokenLength))
     }
 
-    public mutating func token(for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> [UInt8] {
+    mutating func token(for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> [UInt8] {
         advance(now: now, fresh: fresh)
         return TokenIssuer.token(secret: current, ip: ip)
     }
 
-    public mutating func isValid(_ token: [UInt8], for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> Bool {
+    mutating func isValid(_ token: [UInt8], for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> Bool {
         advance(now: now, fresh: fresh)
         guard token.count == TokenIssuer.tokenLength else { return false }
         return Sodium.constantTimeEqual(token, TokenIssuer.token(secret: current, ip: ip))

@@ -217,12 +217,15 @@ public enum FuzzHarness {
         TransportHeader(receiverIndex: 1, epoch: 0, counter: 5).write(into: &t)
         seeds.append([1] + t + [UInt8](repeating: 0, count: 40))
         let e = Environment()
-        if let p = e.sender.seal([1, 0, 0, 0, 0], now: e.net.now) { seeds.append([2] + p) }
+        // A sealed ping (frame type 1, id 0, sent at time 0).
+        var ping: [UInt8] = []
+        Frame.ping(id: 0, sent: 0).encode(into: &ping)
+        if let p = e.sender.seal(ping, now: e.net.now) { seeds.append([2] + p) }
         return seeds
     }
 
     public static func frameSeeds() -> [[UInt8]] {
-        let all: [Frame] = [.ping(id: 1), .pong(id: 2), .unreliable(seq: 3, data: [1, 2, 3]),
+        let all: [Frame] = [.ping(id: 1, sent: 10), .pong(id: 2, echo: 10, received: 20, sent: 21), .unreliable(seq: 3, data: [1, 2, 3]),
                             .segment(seq: 0, last: true, data: [4, 5]), .segment(seq: 1, last: false, data: [6]),
                             .segment(seq: 2, last: true, data: [7]), .ack(next: 1, bits: 3), .close(reason: 0)]
         var seeds: [[UInt8]] = []

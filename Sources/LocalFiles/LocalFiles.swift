@@ -67,6 +67,23 @@ public enum UntrustedFile {
         return text
     }
 
+    /// `read`, or nil when there is no such file (ENOENT): for optional files (settings, saved
+    /// state), whose absence is normal but whose unreadability is an error.
+    public static func readIfPresent(_ path: String, limit: Int, what: String) throws -> [UInt8]? {
+        var st = stat()
+        if stat(path, &st) != 0 && errno == ENOENT { return nil }
+        return try read(path, limit: limit, what: what)
+    }
+
+    /// `readText`, or nil when there is no such file.
+    public static func readTextIfPresent(_ path: String, limit: Int, what: String) throws -> String? {
+        guard let bytes = try readIfPresent(path, limit: limit, what: what) else { return nil }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw FileError("\(what) \(path) is not UTF-8 text")
+        }
+        return text
+    }
+
     /// Opens `path` read-only without blocking and checks that it is a regular file. The caller
     /// closes the descriptor. `extraFlags` adds flags such as O_NOFOLLOW.
     public static func open(_ path: String, what: String, extraFlags: Int32 = 0) throws -> Int32 {
@@ -126,6 +143,7 @@ public enum UntrustedFile {
 
     static func fileKind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
+        case S_IFREG: return "a regular file"
         case S_IFDIR: return "a directory"
         case S_IFIFO: return "a FIFO"
         case S_IFCHR: return "a character device"
@@ -219,17 +237,32 @@ public enum DurableFile {
         }
     }
 
-    /// Creates `dir` and its missing parents, mode 0700.
-    public static func ensureDirectory(_ dir: String) throws {
-        do {
-            try FileManager.default.createDirectory(
-                atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw FileError("cannot create directory \(dir): \(error.localizedDescription)")
-        }
+    /// Creates `dir` if missing and proves a file can be written in it (a small file is written,
+    /// flushed and removed): checked before work whose result would otherwise be lost, such as a
+    /// match that is saved at its end. Throws a one-line reason.
+    public static func checkWritableDirectory(_ dir: String) throws {
+        try ensureDirectory(dir)
+        let probe = try writeFlushedTemporary(Array("turf".utf8), in: dir, mode: 0o600)
+        unlink(probe)
     }
 
-    static func directory(of path: String) -> String {
+    /// Creates `dir` and its missing parents, mode 0700. Throws one line naming the real reason
+    /// (a file in the way, permission, a missing parent that cannot be made).
+    public static func ensureDirectory(_ dir: String) throws {
+        var st = stat()
+        if stat(dir, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw FileError("\(dir) is not a directory (it is \(UntrustedFile.fileKind(st.st_mode)))")
+            }
+            return
+        }
+        let parent = directory(of: dir)
+        if parent != dir && parent != "." && parent != "/" { try ensureDirectory(parent) }
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST { throw FileError.errno("cannot create directory", dir) }
+    }
+
+    /// The directory a path's file is in ("." for a bare name).
+    public static func directory(of path: String) -> String {
         let dir = (path as NSString).deletingLastPathComponent
         return dir.isEmpty ? "." : dir
     }
@@ -275,4 +308,9 @@ public struct XDGPaths: Sendable {
 
     public var replays: String { state + "/replays" }
     public var log: String { state + "/turf.log" }
+    /// The DHT's bootstrap settings (docs/dht.md).
+    public var dhtConfig: String { config + "/dht.conf" }
+    /// The DHT routing table of a node on `port`: a fixed port keeps its own table; runs on an
+    /// ephemeral port (port 0: lookups) share `dht.state`.
+    public func dhtState(port: UInt16) -> String { state + (port == 0 ? "/dht.state" : "/dht-\(port).state") }
 }

@@ -19,7 +19,9 @@ public protocol DatagramSocket: AnyObject {
     var localAddress: PeerAddress { get }
     /// Sends one datagram. Never blocks; failures are counted, not thrown (UDP is best effort).
     func send(_ payload: [UInt8], to destination: PeerAddress)
-    /// Called on the host's thread for every datagram received.
+    /// Called on the host's thread for every datagram received: the socket's one receive slot.
+    /// A `Demultiplexer` takes it and shares the socket by first byte; network components
+    /// register with the demultiplexer and never set this (only a raw test probe does).
     var onReceive: ((_ payload: [UInt8], _ source: PeerAddress) -> Void)? { get set }
 }
 

@@ -264,7 +264,12 @@ public final class SimSocket: NetworkHost {
         network?.transmit(payload, from: localAddress, to: destination)
     }
 
-    public var now: Nanos { network?.now ?? 0 }
+    /// How far this host's clock reads ahead of the network's virtual time (wrapping: a "negative"
+    /// offset is a large one). Hosts' monotonic clocks start at unrelated points; a test of clock
+    /// estimation gives a peer its own. Timers are relative, so they are unaffected.
+    public var clockOffset: Nanos = 0
+
+    public var now: Nanos { (network?.now ?? 0) &+ clockOffset }
 
     @discardableResult
     public func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {

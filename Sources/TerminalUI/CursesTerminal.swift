@@ -1,5 +1,6 @@
 import CNcursesw
 import CursesShim
+import TextOutput
 
 #if canImport(Glibc)
 import Glibc
@@ -30,11 +31,13 @@ public final class CursesTerminal {
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
             throw TerminalError(description: "turf needs a terminal (stdin and stdout must be a TTY); for scripts use 'turf replay --headless'")
         }
+        if let problem = CursesTerminal.terminalProblem() { throw TerminalError(description: problem) }
         turf_install_signal_handlers()
         if let stderrCapture { _ = turf_capture_stderr(stderrCapture) }
-        guard turf_curses_start() == 0 else {
+        let started = turf_curses_start()
+        guard started == 0 else {
             _ = turf_release_stderr()
-            throw TerminalError(description: "could not start curses (is TERM set?)")
+            throw TerminalError(description: CursesTerminal.describe(problem: started))
         }
         theme = Theme(color: false, unicode: unicode)
         if wantColor && has_colors() {
@@ -45,6 +48,26 @@ public final class CursesTerminal {
     }
 
     deinit { stop() }
+
+    /// Why curses cannot run on this terminal (`TERM` unset, unknown or unable to move the
+    /// cursor), as one line saying what to set; nil when it can. Prints nothing, so callers can
+    /// check before a match starts and report on the real terminal.
+    public static func terminalProblem() -> String? {
+        let code = turf_check_terminal()
+        return code == 0 ? nil : describe(problem: code)
+    }
+
+    static func describe(problem: Int32) -> String {
+        let term = SafeText.display(getenv("TERM").map { String(cString: $0) } ?? "", limit: 40)
+        let fix = "set TERM to your terminal's type (e.g. export TERM=xterm-256color)"
+        switch problem {
+        case 1: return "TERM is not set, so turf cannot draw on this terminal: \(fix)"
+        case 2: return "unknown terminal type '\(term)' (no terminfo entry for TERM): \(fix), or install its terminfo (ncurses-term)"
+        case 3: return "no terminfo database found for TERM='\(term)': install ncurses-base (or ncurses-term), or \(fix)"
+        case 4: return "the terminal type '\(term)' cannot move the cursor, so turf cannot draw on it: \(fix)"
+        default: return "could not start curses on TERM='\(term)': \(fix)"
+        }
+    }
 
     /// Leaves curses and gives the terminal back as it was. Safe to call twice.
     public func stop() {

@@ -1,3 +1,5 @@
+import TextOutput
+
 /// What a screen shows, as plain data: the renderers draw into a `Frame`, the curses driver diffs
 /// frames and sends only the cells that changed. Tests read frames as text.
 public struct Style: Equatable, Hashable, Sendable {
@@ -52,9 +54,12 @@ public struct Frame: Equatable, Sendable {
         set { cells[y * width + x] = newValue }
     }
 
-    /// Writes `text` at (x, y), clipped to the frame. Returns the column after the text.
+    /// Writes `text` at (x, y), clipped to the frame. Returns the column after the text. Control
+    /// and format characters are shown escaped (`SafeText`): names and map headers come from
+    /// replays and, soon, from peers, and must never reach the terminal as commands.
     @discardableResult
     public mutating func put(_ text: String, x: Int, y: Int, style: Style = .plain) -> Int {
+        let text = SafeText.escaped(text)
         guard y >= 0 && y < height else { return x + text.count }
         var cx = x
         for ch in text {

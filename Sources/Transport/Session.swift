@@ -103,6 +103,13 @@ public final class Session {
     public let reliable = ReliableChannel()
     public internal(set) var metrics = PathMetrics()
 
+    /// Clock samples from the pings' pongs (offset θ and delay δ against the peer's clock), the
+    /// newest last, at most 32: what a clock estimator reads. Every ping gives one, the keepalive
+    /// every `pingInterval` included; `ping()` asks for one more now.
+    public var clockSamples: [ClockSample] { pings.samples }
+    /// Called with each new clock sample.
+    public var onClockSample: ((ClockSample) -> Void)?
+
     public struct Counters: Sendable, Equatable {
         public var packetsSent: UInt64 = 0
         public var packetsReceived: UInt64 = 0
@@ -116,23 +123,6 @@ public final class Session {
     @exclusivity(unchecked) public internal(set) var counters = Counters()
 
     weak var manager: SessionManager?
-
-    // Handshake.
-    var handshake: HandshakeState?
-    var expectedRemoteKey: PeerKey?
-    var psk: SecretBytes?
-    var lastInitiationMac1: [UInt8] = []
-    var cookie: (value: [UInt8], received: Nanos)?
-    var finalMessage: [UInt8]?          // initiator (XX): resent until the peer confirms
-    var cachedResponse: [UInt8]?        // responder: resent for a duplicate initiation
-    var initiationNoise: [UInt8] = []
-    var pendingKey: SessionManager.PendingKey?
-    var nextHandshakeAction: Nanos = 0
-    var cookieResendUsed = false
-    var finalResends = 0
-    let createdAt: Nanos
-    /// Set while this is an established inbound session counted against the caps for this IP.
-    var countedInboundIP: UInt32?
 
     /// A new address the peer's packets came from, not yet validated: it gets path challenges
     /// only, never more bytes than it sent us, until one is answered.
@@ -151,9 +141,7 @@ public final class Session {
     @exclusivity(unchecked) var previousReceive: DirectionKey?
     @exclusivity(unchecked) var lastReceived: Nanos
     @exclusivity(unchecked) var lastSent: Nanos = 0
-    var lastPing: Nanos = 0
-    var nextPingID: UInt32 = 1
-    var pingsInFlight: [(UInt32, Nanos)] = []
+    var pings = PingState()
     var lossWindowStart: Nanos
     var lossWindowHighest: UInt64?
     @exclusivity(unchecked) var lossWindowReceived: UInt64 = 0
@@ -168,7 +156,6 @@ public final class Session {
         self.kind = kind
         self.localIndex = localIndex
         peerAddress = peer
-        createdAt = now
         lastReceived = now
         lossWindowStart = now
         sendBuffer.reserveCapacity(Wire.maxDatagram)
@@ -192,6 +179,13 @@ public final class Session {
     }
 
     // MARK: sending
+
+    /// Sends a ping now, besides the keepalive's: its pong gives an RTT and a clock sample. A
+    /// clock estimator calls this to gather samples faster at the start of a match.
+    public func ping() {
+        guard isEstablished, let manager else { return }
+        sendFrames([pings.ping(now: manager.host.now)], includeAck: true)
+    }
 
     func requestFlush() {
         guard !flushScheduled, let host = manager?.host else { return }
@@ -370,12 +364,12 @@ public final class Session {
         var unreliableMessages: [(UInt32, [UInt8])] = []
         // However many pings and challenges a packet holds, it gets at most one pong and one path
         // response, together in one packet: a packet never causes more than one packet back.
-        var pingToAnswer: UInt32?
+        var pingToAnswer: (id: UInt32, sent: Nanos)?
         var challengeToAnswer: UInt64?
         for f in frames {
             switch f {
-            case .ping(let id):
-                pingToAnswer = id
+            case let .ping(id, sent):
+                pingToAnswer = (id, sent)
             case .pathChallenge(let data):
                 challengeToAnswer = data
             case .pathResponse(let data):
@@ -386,10 +380,13 @@ public final class Session {
                     pathProbe = nil
                     manager?.stats.pathsValidated += 1
                 }
-            case .pong(let id):
-                if let i = pingsInFlight.firstIndex(where: { $0.0 == id }) {
-                    metrics.addRTT(now &- pingsInFlight[i].1)
-                    pingsInFlight.remove(at: i)
+            case let .pong(id, echo, received, sent):
+                switch pings.pong(id: id, echo: echo, received: received, sent: sent, now: now) {
+                case let .sample(sample, rtt):
+                    metrics.addRTT(rtt)
+                    onClockSample?(sample)
+                case .malformed: counters.malformedFrames += 1
+                case .unknown: break
                 }
             case let .unreliable(seq, data):
                 unreliableMessages.append((seq, data))
@@ -406,7 +403,10 @@ public final class Session {
         }
         if pingToAnswer != nil || challengeToAnswer != nil {
             var answer: [Frame] = []
-            if let id = pingToAnswer { answer.append(.pong(id: id)) }
+            if let ping = pingToAnswer {
+                // T2 is when the packet arrived; T3 is read as late as possible, just before sealing.
+                answer.append(.pong(id: ping.id, echo: ping.sent, received: now, sent: manager?.host.now ?? now))
+            }
             if let data = challengeToAnswer { answer.append(.pathResponse(data: data)) }
             sendFrames(answer, includeAck: true)
         }
@@ -452,13 +452,8 @@ public final class Session {
         if let prev = previousReceive, now &- prev.since >= config.previousKeyGrace + config.rekeyAfterTime {
             previousReceive = nil
         }
-        if now &- lastPing >= config.pingInterval {
-            lastPing = now
-            let id = nextPingID
-            nextPingID &+= 1
-            pingsInFlight.append((id, now))
-            if pingsInFlight.count > 8 { pingsInFlight.removeFirst() }
-            sendFrames([.ping(id: id)], includeAck: true)
+        if now &- pings.lastPing >= config.pingInterval {
+            sendFrames([pings.ping(now: now)], includeAck: true)
         }
         if now &- lossWindowStart >= .seconds(1) {
             if let highest = receive?.window.highest {

@@ -117,6 +117,34 @@ public final class SessionManager {
 
     struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
 
+    /// What a connecting session needs until it is established: the Noise state and the messages
+    /// to resend or answer again. Owned here, by session index, and dropped at establishment.
+    final class Handshake {
+        var noise: HandshakeState?
+        /// IK: the key we expect the peer to prove. XXpsk3: the lobby's key.
+        var expectedRemoteKey: PeerKey?
+        var psk: SecretBytes?
+        var lastInitiationMac1: [UInt8] = []
+        var cookie: (value: [UInt8], received: Nanos)?
+        /// Initiator (XX): resent until the peer confirms.
+        var finalMessage: [UInt8]?
+        /// Responder: resent for a duplicate initiation.
+        var cachedResponse: [UInt8]?
+        var initiationNoise: [UInt8] = []
+        var pendingKey: PendingKey?
+        var nextAction: Nanos = 0
+        var cookieResendUsed = false
+        var finalResends = 0
+        let started: Nanos
+
+        init(started: Nanos) { self.started = started }
+    }
+
+    /// Handshakes of the sessions still connecting, by local index.
+    private var handshakes: [UInt32: Handshake] = [:]
+    /// Established inbound sessions counted against the caps, by local index: their source IP.
+    private var countedInboundIP: [UInt32: UInt32] = [:]
+
     /// Registers turf's packet types on `demux` and starts the session timers.
     public init(host: NetworkHost, demux: Demultiplexer, identity: Identity, config: Config = Config(),
                 logger: Logger = Logger(label: "turf.transport")) {
@@ -194,10 +222,12 @@ public final class SessionManager {
         }
         let s = Session(role: .initiator, kind: kind, localIndex: freshIndex(), peer: address, now: host.now)
         attach(s)
-        if case .knownKey(let k) = mode { s.expectedRemoteKey = k }
-        if case .passphrase(let p) = mode { s.psk = p }
+        let h = Handshake(started: host.now)
+        if case .knownKey(let k) = mode { h.expectedRemoteKey = k }
+        if case .passphrase(let p) = mode { h.psk = p }
         sessions[s.localIndex] = s
-        sendInitiation(s)
+        handshakes[s.localIndex] = h
+        sendInitiation(s, h)
         return s
     }
 
@@ -235,28 +265,28 @@ public final class SessionManager {
     }
 
     /// Sends a fresh initiation. A resend prompted by a cookie reply is not a new attempt.
-    private func sendInitiation(_ s: Session, cookieResend: Bool = false) {
+    private func sendInitiation(_ s: Session, _ h: Handshake, cookieResend: Bool = false) {
         if !cookieResend {
             s.counters.handshakeAttempts += 1
-            s.cookieResendUsed = false
+            h.cookieResendUsed = false
         }
-        s.nextHandshakeAction = host.now + retryDelay()
+        h.nextAction = host.now + retryDelay()
         do {
             var remoteStatic: [UInt8]?
-            if let k = s.expectedRemoteKey { remoteStatic = try k.x25519() }
+            if let k = h.expectedRemoteKey { remoteStatic = try k.x25519() }
             var hs = try HandshakeState(protocol: protocols[s.kind]!, initiator: true, prologue: prologue,
                                         localStatic: identity.agreement, remoteStatic: remoteStatic,
-                                        psks: s.psk.map { [$0] } ?? [])
+                                        psks: h.psk.map { [$0] } ?? [])
             // IK carries our identity in the first message; XX sends it in the third.
             let message = try hs.writeMessage(s.kind == .ik ? identity.signing.publicKey : [])
-            s.handshake = hs
+            h.noise = hs
             var packet = HandshakeInitiation(kind: s.kind, senderIndex: s.localIndex, noiseMessage: message).encode()
             let mac1 = CookieChecker.mac1(packet)
             packet.replaceSubrange(Wire.mac1Offset..<Wire.mac2Offset, with: mac1)
-            if let c = s.cookie, host.now &- c.received < CookieChecker.cookieLifetime {
+            if let c = h.cookie, host.now &- c.received < CookieChecker.cookieLifetime {
                 packet.replaceSubrange(Wire.mac2Offset..<Wire.initiationLength, with: CookieChecker.mac2(packet, cookie: c.value))
             }
-            s.lastInitiationMac1 = mac1
+            h.lastInitiationMac1 = mac1
             host.send(packet, to: s.peerAddress)
         } catch {
             logger.debug("cannot start handshake with \(s.peerAddress): \(error)")
@@ -322,7 +352,7 @@ public final class SessionManager {
         }
         guard let initiation = try? HandshakeInitiation.decode(packet) else { stats.malformed += 1; return }
         let key = PendingKey(source: source, index: initiation.senderIndex)
-        if let existing = pendingByInitiator[key].flatMap({ sessions[$0] }) {
+        if let existing = pendingByInitiator[key].flatMap({ handshakes[$0] }) {
             if existing.initiationNoise == initiation.noiseMessage, let cached = existing.cachedResponse {
                 stats.duplicateInitiations += 1
                 reply(cached, to: packet.count, at: source)
@@ -343,6 +373,7 @@ public final class SessionManager {
         stats.handshakesProcessed += 1
         let s = Session(role: .responder, kind: initiation.kind, localIndex: freshIndex(), peer: source, now: host.now)
         attach(s)
+        let h = Handshake(started: host.now)
         s.remoteIndex = initiation.senderIndex
         do {
             var hs = try HandshakeState(protocol: protocols[initiation.kind]!, initiator: false, prologue: prologue,
@@ -363,11 +394,11 @@ public final class SessionManager {
                 // Complete on our side; established once the initiator's first packet proves it.
                 installKeys(s, try hs.split())
             } else {
-                s.handshake = hs
+                h.noise = hs
             }
-            s.cachedResponse = response
-            s.initiationNoise = initiation.noiseMessage
-            addPending(s, key: key)
+            h.cachedResponse = response
+            h.initiationNoise = initiation.noiseMessage
+            addPending(s, h, key: key)
             reply(response, to: packet.count, at: source)
         } catch {
             stats.handshakeFailures += 1
@@ -381,7 +412,7 @@ public final class SessionManager {
         return key
     }
 
-    private func addPending(_ s: Session, key: PendingKey) {
+    private func addPending(_ s: Session, _ h: Handshake, key: PendingKey) {
         while pendingOrder.count >= config.maxPendingHandshakes {
             let oldest = pendingOrder.removeFirst()
             guard let o = sessions[oldest] else { continue }
@@ -392,10 +423,11 @@ public final class SessionManager {
             }
         }
         sessions[s.localIndex] = s
+        handshakes[s.localIndex] = h
         // The first live handshake under this key keeps the entry (see receiveInitiation).
         if pendingByInitiator[key].flatMap({ sessions[$0] })?.state != .connecting {
             pendingByInitiator[key] = s.localIndex
-            s.pendingKey = key
+            h.pendingKey = key
         }
         pendingOrder.append(s.localIndex)
     }
@@ -403,7 +435,7 @@ public final class SessionManager {
     private func receiveResponse(_ packet: [UInt8], from source: PeerAddress) {
         guard let response = try? HandshakeResponse.decode(packet) else { stats.malformed += 1; return }
         guard let s = sessions[response.receiverIndex], s.role == .initiator, s.state == .connecting,
-              var hs = s.handshake, !hs.isMyTurn, hs.nextMessageIndex == 1, source == s.peerAddress else {
+              let h = handshakes[s.localIndex], var hs = h.noise, !hs.isMyTurn, hs.nextMessageIndex == 1, source == s.peerAddress else {
             stats.unknownIndex += 1
             return
         }
@@ -412,20 +444,20 @@ public final class SessionManager {
             s.remoteIndex = response.senderIndex
             if s.kind == .ik {
                 guard payload.isEmpty else { throw NoiseError.decryptionFailed }
-                s.remoteKey = s.expectedRemoteKey
+                s.remoteKey = h.expectedRemoteKey
                 installKeys(s, try hs.split())
-                s.handshake = nil
+                h.noise = nil
                 establish(s)
                 s.sendPayload([]) // key confirmation for the responder
             } else {
                 s.remoteKey = try verifiedIdentity(payload, remoteStatic: hs.remoteStatic)
                 let message = try hs.writeMessage(identity.signing.publicKey)
                 installKeys(s, try hs.split())
-                s.handshake = nil
+                h.noise = nil
                 let final = HandshakeFinal(receiverIndex: s.remoteIndex, noiseMessage: message).encode()
-                s.finalMessage = final
-                s.finalResends = 0
-                s.nextHandshakeAction = host.now + retryDelay()
+                h.finalMessage = final
+                h.finalResends = 0
+                h.nextAction = host.now + retryDelay()
                 host.send(final, to: s.peerAddress)
             }
         } catch {
@@ -446,12 +478,15 @@ public final class SessionManager {
             s.sendPayload([])
             return
         }
-        guard var hs = s.handshake, s.state == .connecting else { stats.unknownIndex += 1; return }
+        guard let h = handshakes[s.localIndex], var hs = h.noise, s.state == .connecting else {
+            stats.unknownIndex += 1
+            return
+        }
         do {
             let payload = try hs.readMessage(final.noiseMessage)
             s.remoteKey = try verifiedIdentity(payload, remoteStatic: hs.remoteStatic)
             installKeys(s, try hs.split())
-            s.handshake = nil
+            h.noise = nil
             guard establish(s) else { return }
             s.sendPayload([]) // confirmation: the initiator is established when this arrives
         } catch {
@@ -466,17 +501,17 @@ public final class SessionManager {
     private func receiveCookie(_ packet: [UInt8], from source: PeerAddress) {
         guard let reply = try? CookieReply.decode(packet) else { stats.malformed += 1; return }
         guard let s = sessions[reply.receiverIndex], s.role == .initiator, s.state == .connecting,
-              s.finalMessage == nil, source == s.peerAddress,
-              let cookie = CookieChecker.openReply(reply, initiationMac1: s.lastInitiationMac1) else {
+              let h = handshakes[s.localIndex], h.finalMessage == nil, source == s.peerAddress,
+              let cookie = CookieChecker.openReply(reply, initiationMac1: h.lastInitiationMac1) else {
             stats.unknownIndex += 1
             return
         }
         stats.cookieRepliesReceived += 1
-        s.cookie = (cookie, host.now)
+        h.cookie = (cookie, host.now)
         // Retry at once with the cookie, once per attempt.
-        if !s.cookieResendUsed {
-            s.cookieResendUsed = true
-            sendInitiation(s, cookieResend: true)
+        if !h.cookieResendUsed {
+            h.cookieResendUsed = true
+            sendInitiation(s, h, cookieResend: true)
         }
     }
 
@@ -498,14 +533,13 @@ public final class SessionManager {
             }
             inboundCount += 1
             inboundByIP[s.peerAddress.ip, default: 0] += 1
-            s.countedInboundIP = s.peerAddress.ip
+            countedInboundIP[s.localIndex] = s.peerAddress.ip
         }
-        s.finalMessage = nil
-        s.cachedResponse = nil
         s.lastReceived = host.now
-        s.lastPing = host.now &- config.pingInterval // ping at the next tick for a first RTT sample
+        s.pings.lastPing = host.now &- config.pingInterval // ping at the next tick for a first RTT sample
         if let i = pendingOrder.firstIndex(of: s.localIndex) { pendingOrder.remove(at: i) }
         forgetPending(s)
+        handshakes[s.localIndex] = nil
         stats.handshakesCompleted += 1
         s.state = .established
         if s.role == .responder { onInbound?(s) }
@@ -513,8 +547,9 @@ public final class SessionManager {
     }
 
     private func forgetPending(_ s: Session) {
-        if let key = s.pendingKey, pendingByInitiator[key] == s.localIndex { pendingByInitiator[key] = nil }
-        s.pendingKey = nil
+        guard let h = handshakes[s.localIndex] else { return }
+        if let key = h.pendingKey, pendingByInitiator[key] == s.localIndex { pendingByInitiator[key] = nil }
+        h.pendingKey = nil
     }
 
     func remove(_ s: Session, reason: CloseReason) {
@@ -522,8 +557,8 @@ public final class SessionManager {
         sessions[s.localIndex] = nil
         if let i = pendingOrder.firstIndex(of: s.localIndex) { pendingOrder.remove(at: i) }
         forgetPending(s)
-        if let ip = s.countedInboundIP {
-            s.countedInboundIP = nil
+        handshakes[s.localIndex] = nil
+        if let ip = countedInboundIP.removeValue(forKey: s.localIndex) {
             inboundCount -= 1
             if let n = inboundByIP[ip], n > 1 { inboundByIP[ip] = n - 1 } else { inboundByIP[ip] = nil }
         }
@@ -531,7 +566,6 @@ public final class SessionManager {
         s.send = nil
         s.receive = nil
         s.previousReceive = nil
-        s.handshake = nil
         s.state = .closed(reason)
     }
 
@@ -552,27 +586,31 @@ public final class SessionManager {
             case .established:
                 s.tick(now: now, config: config)
             case .connecting:
+                guard let h = handshakes[s.localIndex] else {
+                    remove(s, reason: .handshakeFailed)
+                    continue
+                }
                 if s.role == .responder {
-                    if now &- s.createdAt >= config.pendingHandshakeTimeout { remove(s, reason: .handshakeFailed) }
-                } else if now >= s.nextHandshakeAction {
+                    if now &- h.started >= config.pendingHandshakeTimeout { remove(s, reason: .handshakeFailed) }
+                } else if now >= h.nextAction {
                     if s.counters.handshakeAttempts >= config.handshakeAttempts {
                         remove(s, reason: .handshakeTimeout)
-                    } else if s.finalMessage != nil, s.finalResends >= config.finalResendsBeforeRestart {
+                    } else if h.finalMessage != nil, h.finalResends >= config.finalResendsBeforeRestart {
                         // The responder has no record of the handshake: start over.
                         stats.handshakeRestarts += 1
-                        s.finalMessage = nil
+                        h.finalMessage = nil
                         s.send = nil
                         s.receive = nil
                         s.remoteIndex = 0
                         s.remoteKey = nil
-                        sendInitiation(s)
-                    } else if let final = s.finalMessage {
+                        sendInitiation(s, h)
+                    } else if let final = h.finalMessage {
                         s.counters.handshakeAttempts += 1
-                        s.finalResends += 1
-                        s.nextHandshakeAction = now + retryDelay()
+                        h.finalResends += 1
+                        h.nextAction = now + retryDelay()
                         host.send(final, to: s.peerAddress)
                     } else {
-                        sendInitiation(s)
+                        sendInitiation(s, h)
                     }
                 }
             case .closed:

@@ -252,8 +252,12 @@ public struct TransportHeader: Equatable {
 
 /// The frames inside a decrypted transport packet. An empty payload is a keepalive.
 public enum Frame: Equatable {
-    case ping(id: UInt32)
-    case pong(id: UInt32)
+    /// Asks for a pong (the keepalive, and an RTT and clock sample): `sent` is the sender's clock
+    /// when it left (T1 of docs/transport.md, "Clock samples").
+    case ping(id: UInt32, sent: Nanos)
+    /// Answers a ping: its id, its `sent` echoed (T1), and on the answering peer's clock when the
+    /// ping arrived (T2) and when this pong left (T3).
+    case pong(id: UInt32, echo: Nanos, received: Nanos, sent: Nanos)
     /// Unreliable channel message: latest wins.
     case unreliable(seq: UInt32, data: [UInt8])
     /// Reliable channel segment; `last` ends a (possibly fragmented) message.
@@ -271,7 +275,8 @@ public enum Frame: Equatable {
 
     public var encodedLength: Int {
         switch self {
-        case .ping, .pong: return 5
+        case .ping: return 13
+        case .pong: return 29
         case .unreliable(_, let d): return 7 + d.count
         case .segment(_, _, let d): return 8 + d.count
         case .ack: return 13
@@ -289,8 +294,10 @@ public enum Frame: Equatable {
 
     public func encode(into out: inout [UInt8]) {
         switch self {
-        case .ping(let id): out.append(Frame.pingType); appendU32(&out, id)
-        case .pong(let id): out.append(Frame.pongType); appendU32(&out, id)
+        case let .ping(id, sent): out.append(Frame.pingType); appendU32(&out, id); appendU64(&out, sent)
+        case let .pong(id, echo, received, sent):
+            out.append(Frame.pongType); appendU32(&out, id)
+            appendU64(&out, echo); appendU64(&out, received); appendU64(&out, sent)
         case let .unreliable(seq, d):
             out.append(Frame.unreliableType); appendU32(&out, seq)
             out.append(UInt8(d.count & 0xFF)); out.append(UInt8(d.count >> 8)); out += d
@@ -312,8 +319,10 @@ public enum Frame: Equatable {
         while !r.isAtEnd {
             let type = try r.u8("frame type")
             switch type {
-            case pingType: frames.append(.ping(id: try r.u32("ping id")))
-            case pongType: frames.append(.pong(id: try r.u32("pong id")))
+            case pingType: frames.append(.ping(id: try r.u32("ping id"), sent: try r.u64("ping time")))
+            case pongType:
+                frames.append(.pong(id: try r.u32("pong id"), echo: try r.u64("pong echo"),
+                                    received: try r.u64("pong receive time"), sent: try r.u64("pong send time")))
             case unreliableType:
                 let seq = try r.u32("unreliable seq")
                 let n = Int(try r.u16("unreliable length"))

@@ -13,10 +13,15 @@ struct BenchCrypto: ParsableCommand {
         commandName: "crypto", abstract: "Session packet crypto vs raw libsodium, and handshakes per second.")
 
     @Flag(help: "Print one JSON object.") var json = false
-    @Option(help: "Payload bytes per packet.") var size = 100
-    @Option(help: "Packets per round.") var packets = 100_000
-    @Option(help: "Rounds: raw and session alternate; each round's session/raw ratio is taken from adjacent runs and the median ratio is reported.") var rounds = 9
-    @Option(help: "Handshakes to time.") var handshakes = 2000
+    @Option(help: Limits.cryptoSize.help("Payload bytes per packet.", default: 100), transform: Limits.cryptoSize.parse)
+    var size = 100
+    @Option(help: Limits.cryptoPackets.help("Packets per round.", default: 100000), transform: Limits.cryptoPackets.parse)
+    var packets = 100_000
+    @Option(help: Limits.cryptoRounds.help("Rounds: raw and session alternate; each round's session/raw ratio is taken from adjacent runs and the median ratio is reported.", default: 9),
+            transform: Limits.cryptoRounds.parse)
+    var rounds = 9
+    @Option(help: Limits.handshakes.help("Handshakes to time.", default: 2000), transform: Limits.handshakes.parse)
+    var handshakes = 2000
 
     func run() throws {
         Sodium.ensureInitialized()

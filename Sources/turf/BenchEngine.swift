@@ -1,17 +1,21 @@
 import ArgumentParser
 import Engine
 import Foundation
+import TextOutput
 import TurfRules
 
 /// `turf bench replay --json`: headless replay throughput of a generated 8-player match.
 struct BenchReplay: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "replay", abstract: "Replay throughput: generate an 8-player match, verify it headlessly.")
 
-    @Option(help: "Match length in minutes.") var minutes: Double = 60
-    @Option(help: "Players.") var players: Int = 8
+    @Option(help: Limits.benchMinutes.help("Match length in minutes.", default: 60), transform: Limits.benchMinutes.parse)
+    var minutes: Double = 60
+    @Option(help: Limits.benchPlayers.help("Players.", default: 8), transform: Limits.benchPlayers.parse)
+    var players: Int = 8
     @Option(help: "Map name or path.") var map: String = "warren"
     @Option(help: "Seed.") var seed: UInt64 = 2026
-    @Option(help: "Timed runs (the median is reported).") var runs: Int = 5
+    @Option(help: Limits.runs.help("Timed runs, the median reported.", default: 5), transform: Limits.runs.parse)
+    var runs: Int = 5
     @Flag(help: "Print JSON (the only output format).") var json = false
 
     func run() throws {
@@ -73,11 +77,16 @@ struct BenchReplay: ParsableCommand {
 struct BenchLateOp: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "late-op", abstract: "Merge cost of an on-time op vs one 1000 ticks late.")
 
-    @Option(help: "Match length in minutes.") var minutes: Double = 10
-    @Option(help: "How late the late ops are, in ticks.") var lateness: Int = 1000
-    @Option(help: "Sample points.") var samples: Int = 60
-    @Option(help: "Window of held-back ops, in ticks.") var window: Int = 90
-    @Option(help: "Repetitions (the fastest is kept per scenario).") var runs: Int = 5
+    @Option(help: Limits.benchMinutes.help("Match length in minutes.", default: 10), transform: Limits.benchMinutes.parse)
+    var minutes: Double = 10
+    @Option(help: Limits.lateness.help("How late the late ops are.", default: 1000), transform: Limits.lateness.parse)
+    var lateness: Int = 1000
+    @Option(help: Limits.lateSamples.help("Sample points.", default: 60), transform: Limits.lateSamples.parse)
+    var samples: Int = 60
+    @Option(help: Limits.lateWindow.help("Window of held-back ops.", default: 90), transform: Limits.lateWindow.parse)
+    var window: Int = 90
+    @Option(help: Limits.runs.help("Repetitions, the fastest kept per scenario.", default: 5), transform: Limits.runs.parse)
+    var runs: Int = 5
     @Option(help: "Map name or path.") var map: String = "warren"
     @Flag(help: "Print JSON (the only output format).") var json = false
 

@@ -13,9 +13,12 @@ struct BenchFlood: ParsableCommand {
         commandName: "flood", abstract: "Handshake flood from one source: responder CPU and whether a peer still connects.")
 
     @Flag(help: "Print one JSON object.") var json = false
-    @Option(help: "Initiations sent by the attacker.") var initiations = 100_000
-    @Option(help: "Virtual seconds the flood lasts.") var seconds = 10
-    @Option(help: "Distinct valid initiations the attacker cycles through.") var distinct = 256
+    @Option(help: Limits.initiations.help("Initiations sent by the attacker.", default: 100000), transform: Limits.initiations.parse)
+    var initiations = 100_000
+    @Option(help: Limits.floodSeconds.help("Virtual seconds the flood lasts.", default: 10), transform: Limits.floodSeconds.parse)
+    var seconds = 10
+    @Option(help: Limits.distinct.help("Distinct valid initiations the attacker cycles through.", default: 256), transform: Limits.distinct.parse)
+    var distinct = 256
 
     func run() throws {
         let net = SimNetwork(seed: 42, conditions: LinkConditions(latency: .milliseconds(5)))

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import NetMatch
 import Sodium
+import TextOutput
 import TurfRules
 
 /// `turf bench netmatch --json`: a whole networked bot match, every peer running the real

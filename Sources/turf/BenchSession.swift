@@ -10,9 +10,12 @@ struct BenchSession: ParsableCommand {
         commandName: "session", abstract: "Encrypted session round trip vs raw UDP echo over loopback.")
 
     @Flag(help: "Print one JSON object.") var json = false
-    @Option(help: "Payload bytes per message.") var size = 100
-    @Option(help: "Round trips per round.") var samples = 2000
-    @Option(help: "Rounds (raw and session alternate).") var rounds = 5
+    @Option(help: Limits.sessionSize.help("Payload bytes per message.", default: 100), transform: Limits.sessionSize.parse)
+    var size = 100
+    @Option(help: Limits.sessionSamples.help("Round trips per round.", default: 2000), transform: Limits.sessionSamples.parse)
+    var samples = 2000
+    @Option(help: Limits.sessionRounds.help("Rounds, raw and session alternating.", default: 5), transform: Limits.sessionRounds.parse)
+    var rounds = 5
 
     /// A first byte outside turf's packet types, used only by this benchmark's raw echo.
     static let rawEchoByte: UInt8 = 0x1F

@@ -1,4 +1,5 @@
 import Foundation
+import TextOutput
 
 /// Shared helpers for `turf bench` commands.
 enum BenchSupport {
@@ -24,19 +25,20 @@ enum BenchSupport {
         return s[min(s.count - 1, Int(Double(s.count - 1) * p + 0.5))]
     }
 
-    /// Prints one JSON object with keys in the given order.
+    /// Prints one JSON object with keys in the given order (through the one JSON writer).
     static func printJSON(_ fields: [(String, Any)]) {
-        let body = fields.map { key, value -> String in
-            let v: String
+        var j = JSONObject()
+        for (key, value) in fields {
             switch value {
-            case let d as Double: v = d.isFinite ? String(format: "%.4g", d) : "null"
-            case let b as Bool: v = b ? "true" : "false"
-            case let s as String: v = "\"\(s)\""
-            default: v = "\(value)"
+            case let d as Double: j.add(key, d, digits: 4)
+            case let b as Bool: j.add(key, b)
+            case let s as String: j.add(key, s)
+            case let i as Int: j.add(key, i)
+            case let u as UInt64: j.add(key, u)
+            default: j.add(key, "\(value)")
             }
-            return "  \"\(key)\": \(v)"
         }
-        print("{\n" + body.joined(separator: ",\n") + "\n}")
+        print(j.text)
     }
 
     static func printText(_ fields: [(String, Any)]) {

@@ -2,7 +2,11 @@ import ArgumentParser
 import DHT
 import Dispatch
 import Foundation
+import LocalFiles
+import Logging
 import NetCore
+import NetStack
+import TextOutput
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,11 +24,22 @@ struct DHTNodeOptions: ParsableArguments {
     @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
     @Option(help: "IPv4 address to bind.") var bind = "0.0.0.0"
     @Option(name: .customLong("bootstrap"), parsing: .singleValue,
-            help: "Bootstrap node HOST:PORT (repeatable; 'none': start a new network). Default: $TURF_DHT_BOOTSTRAP, then the config file, then the public Mainline routers.")
-    var bootstrap: [String] = []
+            help: ArgumentHelp("Bootstrap node HOST:PORT (repeatable, or comma separated; 'none': start a new network). Default: $TURF_DHT_BOOTSTRAP, then the config file, then the public Mainline routers.",
+                               valueName: "host:port|none"))
+    var bootstrap: [BootstrapArgument] = []
     @Option(help: "Routing table state file (default: $XDG_STATE_HOME/turf/dht-PORT.state, or dht.state without --port).") var state: String?
     @Flag(help: "Do not load or save the routing table.") var noState = false
     @Flag(name: .customLong("read-only"), help: "BEP 43 read-only mode: query, never answer.") var readOnly = false
+}
+
+/// One `--bootstrap` value: `none`, or HOST:PORT[,HOST:PORT…]; anything else gets the parser's error.
+struct BootstrapArgument: ExpressibleByArgument {
+    let text: String
+    init?(argument: String) {
+        guard (try? DHTBootstrap.parseList(argument, source: "--bootstrap")) != nil else { return nil }
+        text = argument
+    }
+    static var defaultCompletionKind: CompletionKind { .default }
 }
 
 /// `close(2)`, callable where a method named `close` hides it.
@@ -32,32 +47,29 @@ private func closeDescriptor(_ fd: Int32) { _ = close(fd) }
 
 enum DHTCLI {
     /// Flags, else $TURF_DHT_BOOTSTRAP, else the config file, else the public routers
-    /// (`DHTBootstrap.specs`, which the tests check without a network).
-    static func bootstrapSpecs(_ flags: [String]) -> [String] {
-        DHTBootstrap.specs(flags: flags, environment: ProcessInfo.processInfo.environment, homeDirectory: NSHomeDirectory()) {
-            try? String(contentsOfFile: $0, encoding: .utf8)
+    /// (`DHTBootstrap.specs`, which the tests check without a network). A setting that cannot be
+    /// read or parsed is an error: never a silent fallback to the public network.
+    static func bootstrapSpecs(_ flags: [String]) throws -> [String] {
+        do {
+            return try DHTBootstrap.specs(flags: flags, environment: ProcessInfo.processInfo.environment,
+                                          homeDirectory: NSHomeDirectory()) {
+                try UntrustedFile.readTextIfPresent($0, limit: DHTBootstrap.configLimit, what: "DHT config")
+            }
+        } catch let e as DHTBootstrap.SettingError {
+            throw CLIError(SafeText.display(e.description, limit: 400))
         }
     }
 
     /// The bootstrap addresses; an error if nodes were configured and none of them resolves (a
     /// node without any would sit alone). No nodes at all only when the user said `none`.
     static func bootstrapAddresses(_ flags: [String]) throws -> [PeerAddress] {
-        let specs = bootstrapSpecs(flags)
+        let specs = try bootstrapSpecs(flags)
         let addresses = specs.flatMap(resolve)
         if !specs.isEmpty && addresses.isEmpty {
-            throw ValidationError("no bootstrap node could be resolved (\(specs.joined(separator: ", "))); give --bootstrap HOST:PORT, or --bootstrap none to start a new network")
+            throw CLIError("no bootstrap node could be resolved (\(specs.joined(separator: ", "))); give --bootstrap HOST:PORT, or --bootstrap none to start a new network")
         }
         return addresses
     }
-
-    /// Seconds given on the command line, as Nanos; refuses what would not fit.
-    static func checkSeconds(_ s: Double, _ option: String) throws {
-        guard s.isFinite, s >= 0, s <= maxSeconds else {
-            throw ValidationError("\(option) must be between 0 and \(Int(maxSeconds)) seconds")
-        }
-    }
-    /// About 31 years: far below what Nanos holds (584 years).
-    static let maxSeconds: Double = 1e9
 
     /// Resolves HOST:PORT to IPv4 addresses (here, in the shell: the DHT core never resolves names).
     static func resolve(_ spec: String) -> [PeerAddress] {
@@ -83,13 +95,18 @@ enum DHTCLI {
         return out
     }
 
-    static func statePath(_ o: DHTNodeOptions, port: UInt16) -> String? {
+    /// `--state`, else `XDGPaths.dhtState`: a fixed port keeps its own table; ephemeral-port runs
+    /// (lookups) share one.
+    static func statePath(_ o: DHTNodeOptions) -> String? {
         if o.noState { return nil }
-        if let s = o.state { return s }
-        let env = ProcessInfo.processInfo.environment
-        let stateHome = env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.local/state")
-        // A fixed port keeps its own table; ephemeral-port runs (lookups) share one.
-        return stateHome + (o.port == 0 ? "/turf/dht.state" : "/turf/dht-\(o.port).state")
+        return o.state ?? XDGPaths().dhtState(port: o.port)
+    }
+
+    /// Writes one line to stdout in one write(2), newline included: a line never merges with
+    /// anything else written to the same terminal or file.
+    static func emit(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        try? DurableFile.writeAll(STDOUT_FILENO, bytes)
     }
 
     static func infoHash(topic: String?, infohash: String?) throws -> NodeID {
@@ -102,138 +119,196 @@ enum DHTCLI {
         }
     }
 
-    /// A running node on a real UDP socket, with its state file.
+    /// A node on a real UDP socket (a `LivePeer`: the socket, its demultiplexer and the DHT node;
+    /// no sessions, as these commands have no identity), with its state file.
     final class Running {
-        let host: UDPHost
-        let node: DHTNode
+        let live: LivePeer
         let statePath: String?
         /// Held (flock) while this run owns the state file.
         private var lockFD: Int32 = -1
 
         init(_ o: DHTNodeOptions, verbose: Bool) throws {
+            // Logs go to the log file, never between the command's output lines.
+            Logs.bootstrap()
             guard let ip = PeerAddress.parseIPv4(o.bind) else { throw ValidationError("--bind must be an IPv4 address") }
-            host = try UDPHost.bind(PeerAddress(ip: ip, port: o.port))
             var config = DHTConfig()
             config.readOnly = o.readOnly
-            config.bootstrap = try bootstrapAddresses(o.bootstrap)
-            if verbose {
-                FileHandle.standardError.write("dht: bound \(host.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))\n".data(using: .utf8)!)
-            }
-            // One run per state file owns it (its id and its saves): a second run sharing it (two
-            // lookups without --port, say) reads its nodes but takes a fresh id and saves nothing.
-            let path = DHTCLI.statePath(o, port: host.localAddress.port)
+            config.bootstrap = try bootstrapAddresses(o.bootstrap.map(\.text))
+            // The state file is checked, locked and read before the socket is bound: a bad one is
+            // an error at once. One run per state file owns it (its id and its saves): a second
+            // run sharing it (two lookups without --port, say) reads its nodes but takes a fresh
+            // id and saves nothing.
+            let path = DHTCLI.statePath(o)
             var owned = false
+            var saved: [NodeInfo] = []
             if let path {
-                let dir = (path as NSString).deletingLastPathComponent
-                try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-                owned = lockFD >= 0 && flock(lockFD, LOCK_EX | LOCK_NB) == 0
-                if !owned && verbose {
-                    FileHandle.standardError.write("dht: \(path) is in use by another run; using a fresh id and not saving\n".data(using: .utf8)!)
+                try DurableFile.checkTarget(path, overwrite: true)
+                try DurableFile.ensureDirectory(DurableFile.directory(of: path))
+                lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
+                guard lockFD >= 0 else {
+                    throw CLIError("cannot use the DHT state file \(path): cannot open \(path).lock: \(String(cString: strerror(errno)))")
+                }
+                if flock(lockFD, LOCK_EX | LOCK_NB) == 0 {
+                    owned = true
+                } else if errno == EWOULDBLOCK {
+                    if verbose { printErr("dht: \(path) is in use by another run; using a fresh id and not saving") }
+                } else {
+                    throw CLIError("cannot use the DHT state file \(path): cannot lock \(path).lock: \(String(cString: strerror(errno)))")
+                }
+                if let bytes = try UntrustedFile.readIfPresent(path, limit: DHTNode.maxStateFileSize, what: "DHT state file") {
+                    let s: (id: NodeID, nodes: [NodeInfo])
+                    do { s = try DHTNode.savedState(bytes) } catch {
+                        throw CLIError("DHT state file \(path) is damaged (\(error)); remove it, or pass --no-state")
+                    }
+                    // Loaded, not pinned: a BEP 42 id replaces it if it does not fit our public IP.
+                    if owned { config.savedNodeID = s.id }
+                    saved = s.nodes
                 }
             }
             statePath = owned ? path : nil
-            var saved: [NodeInfo] = []
-            if let path, let data = FileManager.default.contents(atPath: path),
-               let s = try? RoutingTable.deserialize(Array(data)) {
-                // Loaded, not pinned: a BEP 42 id replaces it if it does not fit our public IP.
-                if owned { config.savedNodeID = s.id }
-                saved = s.nodes
+            do {
+                live = try LivePeer.bind(PeerAddress(ip: ip, port: o.port), dht: config)
+            } catch {
+                if lockFD >= 0 { closeDescriptor(lockFD); lockFD = -1 }
+                throw error
             }
-            let c = config
-            let h = host
-            node = try host.sync { DHTNode(host: h, config: c) }
-            let n = node
-            let savedNodes = saved
-            host.execute { n.start(savedNodes: savedNodes) }
+            if verbose {
+                printErr("dht: bound \(live.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))")
+            }
+            live.start(savedNodes: saved)
             scheduleSave()
         }
 
+        var localAddress: PeerAddress { live.localAddress }
+
         func scheduleSave() {
-            host.execute { [self] in
-                host.schedule(after: .seconds(30)) { [self] in
-                    save()
+            live.execute { [self] peer in
+                peer.host.schedule(after: .seconds(30)) { [self] in
+                    do { try save() } catch { Logger(label: "turf.dht").error("could not save the routing table: \(error)") }
                     scheduleSave()
                 }
             }
         }
 
-        /// Writes the routing table (from the event loop or outside it).
-        func save() {
+        /// Writes the routing table durably (from the event loop or outside it); throws if it
+        /// could not (the periodic saves log it, the last one is reported).
+        func save() throws {
             guard let path = statePath else { return }
-            let bytes = host.eventLoop.inEventLoop ? node.serializedState() : ((try? host.sync { self.node.serializedState() }) ?? [])
+            let bytes = live.onEventLoop ? live.peer.dht.serializedState() : ((try? live.sync { $0.dht.serializedState() }) ?? [])
             guard !bytes.isEmpty else { return }
-            let dir = (path as NSString).deletingLastPathComponent
-            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let tmp = path + ".tmp"
-            if FileManager.default.createFile(atPath: tmp, contents: Data(bytes), attributes: [.posixPermissions: 0o600]) {
-                _ = rename(tmp, path)
-            }
+            try DurableFile.write(bytes, to: path, mode: 0o600, overwrite: true)
         }
 
-        /// Waits on the calling thread for `work`'s callback (bounded by `timeout`).
-        func waitFor<T>(timeout: Double, _ work: @escaping (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
-            let sem = DispatchSemaphore(value: 0)
-            let box = Box<T>()
-            host.execute { [node] in
-                work(node) { v in
-                    box.value = v
-                    sem.signal()
-                }
-            }
-            _ = sem.wait(timeout: .now() + timeout)
-            return try? host.sync { box.value }
+        /// Waits on the calling thread for `work`'s callback (bounded by `timeout`, and cut short
+        /// by a stop signal).
+        func waitFor<T>(timeout: Double, stop: StopSignals, _ work: @escaping (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
+            live.waitFor(timeout: timeout, interrupted: { stop.caught != nil }) { peer, done in work(peer.dht, done) }
         }
 
         func snapshot() -> (external: PeerAddress?, nat: NATType, nodes: Int, stats: DHTStats, id: NodeID) {
-            (try? host.sync { [node] in (node.externalAddress, node.natType, node.table.count, node.stats, node.id) })
+            (try? live.sync { p in (p.dht.externalAddress, p.dht.natType, p.dht.routingTableSize, p.dht.stats, p.dht.id) })
                 ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
         }
 
-        func close() {
-            save()
-            try? host.sync { [node] in node.stop() }
-            host.close()
+        /// Saves the table, stops the node and closes the socket. A save that fails is reported
+        /// on stderr and makes the command exit 1 (unless a signal already sets the status).
+        func close() throws {
+            var saveError: Error?
+            do { try save() } catch { saveError = error }
+            live.close()
             if lockFD >= 0 { closeDescriptor(lockFD); lockFD = -1 }
+            if let saveError { throw CLIError("could not save the routing table: \(saveError)") }
+        }
+
+        /// Closes, then ends the command as the signal (if any) says: exit 128 + the signal, the
+        /// table saved first, as for any shell tool stopped by one.
+        func finish(_ stop: StopSignals) throws {
+            let signal = stop.caught
+            do { try close() } catch {
+                printErr("Error: \(error)")
+                throw ExitCode(signal.map { 128 + $0 } ?? 1)
+            }
+            if let signal { throw ExitCode(128 + signal) }
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP turned into an event the main thread waits for: the signal's
+/// default action (death) is ignored, and a dispatch source (not a signal handler: no work runs
+/// in signal context) records the signal and wakes the waiter, which saves and exits.
+final class StopSignals: @unchecked Sendable { // `caught` is guarded by `lock`; the sources are only touched in init.
+    static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+    private let lock = NSLock()
+    private var received: Int32?
+    private let wake = DispatchSemaphore(value: 0)
+    private var sources: [DispatchSourceSignal] = []
+    private let queue = DispatchQueue(label: "turf.signals")
+
+    init() {
+        for s in StopSignals.signals {
+            signal(s, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: s, queue: queue)
+            source.setEventHandler { [unowned self] in self.fire(s) }
+            source.resume()
+            sources.append(source)
         }
     }
 
-    final class Box<T> { var value: T? }
+    private func fire(_ s: Int32) {
+        lock.lock()
+        let first = received == nil
+        if first { received = s }
+        lock.unlock()
+        if first { wake.signal() }
+    }
 
-    static func waitForever(until deadline: Double?) {
-        if let d = deadline {
-            while Date().timeIntervalSince1970 < d { Thread.sleep(forTimeInterval: min(1, d - Date().timeIntervalSince1970)) }
+    /// The first stop signal that arrived, if any.
+    var caught: Int32? {
+        lock.lock()
+        defer { lock.unlock() }
+        return received
+    }
+
+    /// Sleeps until `seconds` pass (nil: forever) or a stop signal arrives; returns the signal.
+    @discardableResult
+    func sleep(_ seconds: Double?) -> Int32? {
+        if let s = caught { return s }
+        if let seconds {
+            guard seconds > 0 else { return nil }
+            if wake.wait(timeout: .now() + seconds) == .success { wake.signal() }
         } else {
-            while true { Thread.sleep(forTimeInterval: 3600) }
+            wake.wait()
+            wake.signal()
         }
+        return caught
     }
 }
 
 struct DHTServe: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run a long-lived DHT node (a LAN bootstrap or a helper for the public network).")
     @OptionGroup var node: DHTNodeOptions
-    @Option(help: "Stop after this many seconds (default: run until killed).") var duration: Double?
-    @Option(help: "Print a status line every this many seconds (0: never).") var statusEvery: Double = 60
-
-    func validate() throws {
-        if let d = duration { try DHTCLI.checkSeconds(d, "--duration") }
-        try DHTCLI.checkSeconds(statusEvery, "--status-every")
-    }
+    @Option(help: Limits.dhtSeconds.help("Stop after this many seconds (default: run until stopped by SIGINT, SIGTERM or SIGHUP)."),
+            transform: Limits.dhtSeconds.parse)
+    var duration: Double?
+    @Option(help: Limits.dhtSeconds.help("Print a status line every this many seconds (0: never).", default: 60), transform: Limits.dhtSeconds.parse)
+    var statusEvery: Double = 60
 
     func run() throws {
+        let stop = StopSignals()
         let r = try DHTCLI.Running(node, verbose: true)
-        print("dht serve: listening on \(r.host.localAddress) node id \(r.snapshot().id.hexString)")
-        fflush(stdout)
-        let end = duration.map { Date().timeIntervalSince1970 + $0 }
-        while end.map({ Date().timeIntervalSince1970 < $0 }) ?? true {
-            let step = min(statusEvery > 0 ? statusEvery : 3600, end.map { $0 - Date().timeIntervalSince1970 } ?? 3600)
-            if step > 0 { Thread.sleep(forTimeInterval: step) }
-            let s = r.snapshot()
-            if statusEvery > 0 {
-                print("dht: \(s.nodes) nodes; external \(s.external?.description ?? "unknown") (\(s.nat.rawValue)); answered \(s.stats.queriesAnswered), dropped malformed \(s.stats.malformed) rate-limited \(s.stats.rateLimited)")
+        DHTCLI.emit("dht serve: listening on \(r.localAddress) node id \(r.snapshot().id.hexString)")
+        let end = duration.map { DispatchTime.now() + $0 }
+        while stop.caught == nil {
+            let left = end.map { Double($0.uptimeNanoseconds &- min($0.uptimeNanoseconds, DispatchTime.now().uptimeNanoseconds)) / 1e9 }
+            if let left, left <= 0 { break }
+            let step = [statusEvery > 0 ? statusEvery : nil, left].compactMap { $0 }.min()
+            if stop.sleep(step) != nil { break }
+            if statusEvery > 0, left.map({ $0 > statusEvery }) ?? true {
+                let s = r.snapshot()
+                DHTCLI.emit("dht: \(s.nodes) nodes; external \(s.external?.description ?? "unknown") (\(s.nat.rawValue)); answered \(s.stats.queriesAnswered), dropped malformed \(s.stats.malformed) rate-limited \(s.stats.rateLimited)")
             }
         }
-        r.close()
+        try r.finish(stop)
     }
 }
 
@@ -249,28 +324,34 @@ struct DHTAnnounce: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "announce", abstract: "Join, announce a topic with implied_port, and keep re-announcing.")
     @OptionGroup var node: DHTNodeOptions
     @OptionGroup var target: DHTTargetOptions
-    @Option(help: "Seconds to keep announcing.") var duration: Double = 1800
+    @Option(help: Limits.dhtSeconds.help("Seconds to keep announcing.", default: 1800), transform: Limits.dhtSeconds.parse)
+    var duration: Double = 1800
     @Flag(help: "Print JSON lines.") var json = false
-
-    func validate() throws { try DHTCLI.checkSeconds(duration, "--duration") }
 
     func run() throws {
         let h = try target.infoHash()
+        let stop = StopSignals()
         let r = try DHTCLI.Running(node, verbose: !json)
-        let port = r.host.localAddress.port
+        let port = r.localAddress.port
         let durationNanos = Nanos(duration * 1e9)
-        r.host.execute { [node = r.node] in
+        r.live.execute { peer in
+            let node = peer.dht
             node.keepAnnouncing(h, port: port, impliedPort: true, duration: durationNanos) { result, stored in
                 if json {
-                    print("{\"info_hash\":\"\(h.hexString)\",\"stored_on\":\(stored),\"closest\":\(result.closest.count),\"queries\":\(result.queriesSent),\"external_address\":\(node.externalAddress.map { "\"\($0)\"" } ?? "null")}")
+                    var j = JSONObject()
+                    j.add("info_hash", h.hexString)
+                    j.add("stored_on", stored)
+                    j.add("closest", result.closest.count)
+                    j.add("queries", result.queriesSent)
+                    j.add("external_address", node.externalAddress?.description)
+                    DHTCLI.emit(j.text)
                 } else {
-                    print("announced \(h.hexString) on \(stored) of \(result.closest.count) closest nodes (\(result.queriesSent) queries); external address \(node.externalAddress?.description ?? "unknown")")
+                    DHTCLI.emit("announced \(h.hexString) on \(stored) of \(result.closest.count) closest nodes (\(result.queriesSent) queries); external address \(node.externalAddress?.description ?? "unknown")")
                 }
-                fflush(stdout)
             }
         }
-        DHTCLI.waitForever(until: Date().timeIntervalSince1970 + duration)
-        r.close()
+        stop.sleep(duration)
+        try r.finish(stop)
     }
 }
 
@@ -278,38 +359,33 @@ struct DHTLookup: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "lookup", abstract: "Find the peers announced on a topic, and this node's external address.")
     @OptionGroup var node: DHTNodeOptions
     @OptionGroup var target: DHTTargetOptions
-    @Option(help: "Give up after this many seconds.") var timeout: Double = 30
+    @Option(help: Limits.dhtSeconds.help("Give up after this many seconds.", default: 30), transform: Limits.dhtSeconds.parse)
+    var timeout: Double = 30
     @Flag(help: "Print one JSON object.") var json = false
-
-    func validate() throws { try DHTCLI.checkSeconds(timeout, "--timeout") }
 
     func run() throws {
         let h = try target.infoHash()
+        let stop = StopSignals()
         let r = try DHTCLI.Running(node, verbose: !json)
         let started = Date()
         // Join first (the node's start lookup), then the get_peers lookup.
-        _ = r.waitFor(timeout: timeout) { (n: DHTNode, done: @escaping (Bool) -> Void) in n.findNode(n.id) { _ in done(true) } }
+        _ = r.waitFor(timeout: timeout, stop: stop) { (n: DHTNode, done: @escaping (Bool) -> Void) in n.findNode(n.id) { _ in done(true) } }
         let left = max(1, timeout - Date().timeIntervalSince(started))
-        let result = r.waitFor(timeout: left) { (n: DHTNode, done: @escaping (LookupResult) -> Void) in n.getPeers(h, done) }
+        let result = stop.caught != nil ? nil
+            : r.waitFor(timeout: left, stop: stop) { (n: DHTNode, done: @escaping (LookupResult) -> Void) in n.getPeers(h, done) }
         let s = r.snapshot()
-        r.close()
+        try r.finish(stop)
         let peers = result?.peers ?? []
         if json {
-            struct Out: Encodable {
-                var info_hash: String
-                var peers: [String]
-                var external_address: String?
-                var nat: String
-                var nodes_answered: Int
-                var queries: Int
-                var completed: Bool
-            }
-            let out = Out(info_hash: h.hexString, peers: peers.map(\.description), external_address: s.external?.description,
-                          nat: s.nat.rawValue, nodes_answered: result?.closest.count ?? 0, queries: result?.queriesSent ?? 0,
-                          completed: result != nil)
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(out), as: UTF8.self))
+            var j = JSONObject()
+            j.add("completed", result != nil)
+            j.add("external_address", s.external?.description)
+            j.add("info_hash", h.hexString)
+            j.add("nat", s.nat.rawValue)
+            j.add("nodes_answered", result?.closest.count ?? 0)
+            j.add("peers", peers.map(\.description))
+            j.add("queries", result?.queriesSent ?? 0)
+            print(j.text)
         } else {
             print("info-hash \(h.hexString): \(peers.count) peer\(peers.count == 1 ? "" : "s")\(result == nil ? " (lookup timed out)" : "")")
             for p in peers { print("  \(p)") }

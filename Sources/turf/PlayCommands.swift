@@ -6,6 +6,18 @@ import Logging
 import TerminalUI
 import TurfRules
 
+/// `--level`: the bots' strength; `mixed` alternates easy and hard.
+enum BotLevelChoice: String, CaseIterable, ExpressibleByArgument {
+    case easy, hard, mixed
+    var level: Bot.Level? {
+        switch self {
+        case .easy: return .easy
+        case .hard: return .hard
+        case .mixed: return nil
+        }
+    }
+}
+
 /// `turf demo`: a local match against bots, at once: no network, no prompts.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,26 +27,20 @@ struct Demo: ParsableCommand {
 
     @Option(help: "Map name (\(MapLibrary.available().joined(separator: ", "))) or path. Default: the largest that fits the terminal.")
     var map: String?
-    @Option(help: "Number of bots (1-7).") var bots: Int = 3
-    @Option(help: "Bot level: easy, hard or mixed.") var level: String = "mixed"
-    @Option(help: "Round length in seconds.") var seconds: Int = 90
+    @Option(help: Limits.bots.help("Number of bots.", default: 3), transform: Limits.bots.parse) var bots: Int = 3
+    @Option(help: "Bot level.") var level: BotLevelChoice = .mixed
+    @Option(help: Limits.demoSeconds.help("Round length.", default: 90), transform: Limits.demoSeconds.parse) var seconds: Int = 90
     @Option(help: "Match seed (default: from the clock).") var seed: UInt64?
     @Option(help: "Your name.") var name: String = ProcessInfo.processInfo.environment["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "you"
     @Flag(help: "Draw without colour (also: NO_COLOR=1).") var noColor = false
     @Flag(help: "Draw with ASCII only.") var ascii = false
     @Flag(help: "Do not save a replay.") var noRecord = false
 
-    func validate() throws {
-        guard (1...7).contains(bots) else { throw ValidationError("--bots must be 1...7") }
-        guard (5...3600).contains(seconds) else { throw ValidationError("--seconds must be 5...3600") }
-        guard ["easy", "hard", "mixed"].contains(level) else { throw ValidationError("--level must be easy, hard or mixed") }
-    }
-
     func run() throws {
         Logs.bootstrap()
         let env = ProcessInfo.processInfo.environment
         let arena = try map.map(MapLibrary.load) ?? Demo.mapFittingTerminal(players: bots + 1)
-        let botLevel: Bot.Level? = level == "easy" ? .easy : level == "hard" ? .hard : nil
+        let botLevel = level.level
         let matchSeed = seed ?? monotonicNanos() ^ UInt64(UInt32(truncatingIfNeeded: getpid())) << 32
         let settings = TurfSettings(map: arena)
         let players = TurfMatch.players(humans: [String(name.prefix(12))], total: bots + 1, botLevel: botLevel)
@@ -45,6 +51,15 @@ struct Demo: ParsableCommand {
         let crash = env["TURF_DEBUG_CRASH_AT_TICK"].flatMap { Tick($0) }
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
             throw CLIError("turf needs a terminal (stdin and stdout must be a TTY); for scripts use 'turf replay --headless'")
+        }
+        // Everything that would stop the match or lose it is checked before it starts, while the
+        // terminal is still ours to report on: a terminal curses cannot drive, and a replay
+        // directory that cannot be written (the match would be played and then lost).
+        if let problem = CursesTerminal.terminalProblem() { throw CLIError(problem) }
+        if !noRecord {
+            do { try DurableFile.checkWritableDirectory(StatePaths.replays) } catch {
+                throw CLIError("cannot save replays: \(error); fix that, or pass --no-record to play without saving")
+            }
         }
         // Matches a crash interrupted earlier become replays before this one starts. Reported now:
         // the lines stay on the terminal's main screen, under the game's, and are there after it.
@@ -63,6 +78,8 @@ struct Demo: ParsableCommand {
         for path in saved { print("replay saved: \(path)") }
         for failure in saveFailures.messages { printErr(failure) }
         if case .signal(let s) = outcome { throw ExitCode(128 + s) }
+        // A match that could not be saved is a failure, whatever else went well.
+        if !saveFailures.messages.isEmpty { throw ExitCode(1) }
     }
 
     /// The file that holds stderr while the game owns the screen (nil if the state directory
@@ -85,7 +102,7 @@ struct Demo: ParsableCommand {
             return try DurableFile.createNew(ReplayFile.encode(replay), base: "\(StatePaths.replays)/\(ReplayNames.base(replay.config))",
                                     ext: "turfreplay")
         } catch {
-            failures.messages.append("could not save the replay: \(error)")
+            failures.messages.append("could not save the replay: \(error) (its journal, if one was written, stays in \(StatePaths.replays) for 'turf replay recover')")
             Logger(label: "turf.demo").error("could not save the replay: \(error)")
             return nil
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import TextOutput
 import LocalFiles
 import NetMatch
 import TerminalUI
@@ -41,14 +42,9 @@ struct Watch: ParsableCommand {
     @Flag(help: "Draw without colour (also: NO_COLOR=1).") var noColor = false
     @Flag(help: "Draw with ASCII only.") var ascii = false
 
-    @Option(help: "Delivery order for --headless: 'in-order' or 'shuffle:SEED' (seeded random order with duplicates).")
-    var delivery: String = "in-order"
-
-    func validate() throws {
-        if delivery != "in-order" && parseShuffleSeed(delivery) == nil {
-            throw ValidationError("--delivery must be 'in-order' or 'shuffle:SEED' with a numeric SEED")
-        }
-    }
+    @Option(help: ArgumentHelp("Delivery order for --headless: 'in-order', or 'shuffle:SEED' (seeded random order with duplicates).",
+                               valueName: "in-order|shuffle:SEED"))
+    var delivery: Delivery = .inOrder
 
     /// Ops above which headless verification draws a progress bar on stderr (a terminal only).
     /// Bots and humans make ~7.5 ops a second each, so a 60-minute 8-player match holds ~216k ops,
@@ -82,7 +78,7 @@ struct Watch: ParsableCommand {
             return
         }
 
-        let seed = parseShuffleSeed(delivery)
+        let seed = delivery.shuffleSeed
         let progress = ProgressBar(total: replay.checkpoints.count,
                                    enabled: Watch.showsProgress(ops: replay.opCount, stderrIsTerminal: isatty(2) == 1))
         let start = monotonicNanos()
@@ -97,14 +93,19 @@ struct Watch: ParsableCommand {
         var j = JSONObject()
         j.add("file", file)
         j.add("ok", result.ok)
-        j.add("delivery", delivery)
+        j.add("delivery", delivery.description)
         j.add("final_hash", hex64(result.finalHash))
         j.add("recorded_final_hash", hex64(replay.finalHash))
         if let bad = result.firstBadTick { j.add("first_bad_tick", Int(bad)) } else { j.addNull("first_bad_tick") }
         j.add("map", final.state.map.name)
-        j.addRaw("scores", "[" + replay.config.players.enumerated().map { i, p in
-            "{\"player\":\(i),\"name\":\"\(JSONObject.escape(p.name))\",\"owner\":\(ownerJSON(p.owner)),\"cells\":\(final.state.scores[i])}"
-        }.joined(separator: ",") + "]")
+        j.add("scores", replay.config.players.enumerated().map { i, p in
+            var s = JSONObject()
+            s.add("player", i)
+            s.add("name", p.name)
+            s.add("owner", ownerText(p.owner))
+            s.add("cells", final.state.scores[i])
+            return s
+        })
         // Signed op logs (docs/netmatch.md): "none" for a match that recorded no signatures (local).
         let signatureProblem = replay.signatures.isEmpty ? nil
             : OpChain.check(config: replay.config, logs: replay.logs, signatures: replay.signatures, as: TurfWorld.self)
@@ -133,20 +134,20 @@ extension ReplayCommand {
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Simulate a bot match headlessly and record it.")
 
-        @Option(help: "Number of bot players (2-8).") var players: Int = 8
-        @Option(help: "Match length in minutes (fractions allowed).") var minutes: Double = 1.5
+        @Option(help: Limits.generatePlayers.help("Number of bot players.", default: 8), transform: Limits.generatePlayers.parse)
+        var players: Int = 8
+        @Option(help: Limits.generateMinutes.help("Match length in minutes (fractions allowed).", default: 1.5), transform: Limits.generateMinutes.parse)
+        var minutes: Double = 1.5
         @Option(help: "Match seed.") var seed: UInt64 = 1
-        @Option(help: "Map name or path (default: the largest map that has enough spawn points).") var map: String = "warren"
-        @Option(help: "Tick rate in Hz.") var tickRate: UInt16 = 30
-        @Option(name: .shortAndLong, help: "Output file.") var output: String
-
-        func validate() throws {
-            guard (2...8).contains(players) else { throw ValidationError("--players must be 2...8") }
-            // MatchConfig.maxLengthTicks: 4 hours at 30 Hz.
-            guard minutes > 0 && minutes <= 240 else { throw ValidationError("--minutes must be in (0, 240]") }
-        }
+        @Option(help: "Map name or path.") var map: String = "warren"
+        @Option(help: Limits.tickRate.help("Tick rate.", default: 30), transform: Limits.tickRate.parse) var tickRate: UInt16 = 30
+        @Option(name: .shortAndLong, help: "Output file (a new file, or a regular file to replace with --force).") var output: String
+        @Flag(help: "Replace the output file if it exists.") var force = false
 
         func run() throws {
+            // Before any work: a symlink, device, FIFO or directory is never replaced, and an
+            // existing file only with --force.
+            try DurableFile.checkTarget(output, overwrite: force)
             let settings = TurfSettings(map: try MapLibrary.load(map))
             let t0 = monotonicNanos()
             let replay = try TurfMatch.generate(settings: settings, players: players, seconds: Int((minutes * 60).rounded()),
@@ -156,7 +157,7 @@ extension ReplayCommand {
             guard bytes.count <= FileLimits.replay else {
                 throw CLIError("the recording is \(bytes.count) bytes, over the \(FileLimits.replay)-byte limit of a replay; record a shorter match or fewer players")
             }
-            try DurableFile.write(bytes, to: output, mode: 0o644, overwrite: true)
+            try DurableFile.write(bytes, to: output, mode: 0o644, overwrite: force)
             var j = JSONObject()
             j.add("file", output)
             j.add("bytes", bytes.count)
@@ -170,15 +171,35 @@ extension ReplayCommand {
     }
 }
 
-/// Who owned a player, as JSON: its key as `turf id` prints it (`"turf1…"`), or null.
-func ownerJSON(_ owner: OwnerKey?) -> String {
-    guard let owner, let key = PeerKey(bytes: owner.bytes) else { return "null" }
-    return "\"\(key.text)\""
+/// Who owned a player: its key as `turf id` prints it (`turf1…`), or nil (JSON null).
+func ownerText(_ owner: OwnerKey?) -> String? {
+    guard let owner, let key = PeerKey(bytes: owner.bytes) else { return nil }
+    return key.text
 }
 
-func parseShuffleSeed(_ s: String) -> UInt64? {
-    guard s.hasPrefix("shuffle:") else { return nil }
-    return UInt64(s.dropFirst("shuffle:".count))
+/// `--delivery`: the order in which `--headless` feeds a replay's ops to the replica.
+enum Delivery: ExpressibleByArgument, CustomStringConvertible, Equatable {
+    case inOrder
+    /// A seeded random order, with duplicates.
+    case shuffle(UInt64)
+
+    init?(argument: String) {
+        if argument == "in-order" { self = .inOrder; return }
+        guard argument.hasPrefix("shuffle:"), let seed = UInt64(argument.dropFirst("shuffle:".count)) else { return nil }
+        self = .shuffle(seed)
+    }
+
+    var description: String {
+        switch self {
+        case .inOrder: return "in-order"
+        case .shuffle(let seed): return "shuffle:\(seed)"
+        }
+    }
+
+    var shuffleSeed: UInt64? {
+        if case .shuffle(let seed) = self { return seed }
+        return nil
+    }
 }
 
 /// A progress bar on stderr, only when stderr is a terminal and the work is long.
@@ -238,7 +259,12 @@ struct RecoverCommand: ParsableCommand {
         if results.contains(where: { $0.failed }) { throw ExitCode(1) }
     }
 
+    /// One line about a journal, its file's text (a problem may quote it) shown through SafeText.
     static func describe(_ r: JournalRecovery.Result) -> String {
+        SafeText.display(describeRaw(r), limit: 400)
+    }
+
+    private static func describeRaw(_ r: JournalRecovery.Result) -> String {
         if let replay = r.replay, r.salvaged {
             return "recovered part of a damaged match: \(replay) (\(r.ops) ops, up to tick \(r.lastTick)); the journal is kept as \(r.journal): \(r.problem ?? "damaged")"
         }

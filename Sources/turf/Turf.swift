@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import TextOutput
 
 /// The `turf` command. Each command group lives in its own file.
 @main
@@ -16,6 +18,26 @@ struct Turf: ParsableCommand {
             Bench.self,
         ]
     )
+
+    /// As ArgumentParser's `main`, but every error is one line, shown through `SafeText`: an
+    /// error may quote a file's or a peer's text (a replay's game id, a map's header key, a
+    /// config value), which must never reach the terminal as escape sequences. A bad option gets
+    /// the parser's message and a pointer to `--help` (exit 64); help itself prints as usual.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { exit(withError: error) }
+            let message = message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+            if !message.isEmpty {
+                let hint = code == .validationFailure ? " (see --help)" : ""
+                printErr("Error: " + SafeText.display(message, limit: 2000) + hint)
+            }
+            Foundation.exit(code.rawValue)
+        }
+    }
 }
 
 /// `turf bench NAME --json`: benchmarks documented in docs/benchmarks.md. One file per benchmark.

@@ -1,4 +1,4 @@
-@testable import DHT
+@_spi(Fuzzing) @testable import DHT
 import Determinism
 import NetCore
 import Testing
@@ -11,10 +11,10 @@ import Testing
         let h = Topic.infoHash("corpus")
         let nodes = (0..<4).map { NodeInfo(id: NodeID(bytes: [UInt8](repeating: UInt8($0 * 40), count: 20))!, address: PeerAddress(10, 0, 0, UInt8($0), port: 6881)) }
         let msgs: [KRPCMessage] = [
-            KRPCMessage(transactionID: [1, 2], body: .query(KRPCQuery(method: "ping", id: id))),
-            KRPCMessage(transactionID: [1, 3], body: .query(KRPCQuery(method: "find_node", id: id, target: h)), version: Array("TF01".utf8)),
-            KRPCMessage(transactionID: [1, 4], body: .query(KRPCQuery(method: "get_peers", id: id, infoHash: h, readOnly: true))),
-            KRPCMessage(transactionID: [1, 5], body: .query(KRPCQuery(method: "announce_peer", id: id, infoHash: h, port: 6881, impliedPort: true, token: [1, 2, 3, 4, 5, 6, 7, 8]))),
+            KRPCMessage(transactionID: [1, 2], body: .query(KRPCQuery(method: .ping, id: id))),
+            KRPCMessage(transactionID: [1, 3], body: .query(KRPCQuery(method: .findNode, id: id, target: h)), version: Array("TF01".utf8)),
+            KRPCMessage(transactionID: [1, 4], body: .query(KRPCQuery(method: .getPeers, id: id, infoHash: h, readOnly: true))),
+            KRPCMessage(transactionID: [1, 5], body: .query(KRPCQuery(method: .announcePeer, id: id, infoHash: h, port: 6881, impliedPort: true, token: [1, 2, 3, 4, 5, 6, 7, 8]))),
             KRPCMessage(transactionID: [1, 6], body: .response(KRPCResponse(id: id)), ip: PeerAddress(203, 0, 113, 1, port: 4000)),
             KRPCMessage(transactionID: [1, 7], body: .response(KRPCResponse(id: id, nodes: nodes, token: [9, 9, 9]))),
             KRPCMessage(transactionID: [1, 8], body: .response(KRPCResponse(id: id, values: [PeerAddress(1, 2, 3, 4, port: 5), PeerAddress(6, 7, 8, 9, port: 10)], token: [1]))),
@@ -72,7 +72,7 @@ import Testing
         c.seed = 1
         c.queryRate = 1e9
         c.queryBurst = 1e9
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var rng = SplitMix64(seed: 77)
         let corpus = Self.corpus()
         for i in 0..<5000 {

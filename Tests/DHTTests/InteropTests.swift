@@ -1,4 +1,4 @@
-import DHT
+@testable import DHT
 import Dispatch
 import Foundation
 import NetCore
@@ -118,8 +118,8 @@ import Testing
         var config = DHTConfig()
         config.bootstrap = ports.map { PeerAddress(127, 0, 0, 1, port: UInt16($0)) }
         let cA = config, cB = config
-        let nodeA = try hostA.sync { DHTNode(host: hostA, config: cA) }
-        let nodeB = try hostB.sync { DHTNode(host: hostB, config: cB) }
+        let nodeA = try hostA.sync { DHTNode.alone(on: hostA, config: cA) }
+        let nodeB = try hostB.sync { DHTNode.alone(on: hostB, config: cB) }
         defer { try? hostA.sync { nodeA.stop() }; try? hostB.sync { nodeB.stop() } }
 
         let joinedA = waitFor(hostA, timeout: 15) { done in nodeA.start { done($0) } }

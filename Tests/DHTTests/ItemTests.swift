@@ -38,7 +38,7 @@ import Testing
             var c = DHTConfig()
             c.seed = seed &* 100 &+ UInt64(i)
             c.bootstrap = i == 0 ? [] : [PeerAddress(198, 18, 0, 0, port: 6881)]
-            nodes.append(DHTNode(host: net.bind(PeerAddress(198, 18, UInt8(i), 0, port: 6881)), config: c))
+            nodes.append(DHTNode.alone(on: net.bind(PeerAddress(198, 18, UInt8(i), 0, port: 6881)), config: c))
         }
         for (i, x) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { x.start() } }
         _ = net.run(for: .seconds(10))
@@ -86,19 +86,19 @@ import Testing
         let net = SimNetwork(seed: 22, conditions: .perfect)
         var c = DHTConfig()
         c.seed = 22
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         let probe = NodeTests.Probe(net, PeerAddress(203, 0, 113, 5, port: 41000))
         let me = NodeID(hex: "4400000000000000000000000000000000000000")!
         let key = Ed25519.KeyPair.generate()
         let good = MutableItem(signedBy: key, seq: 5, value: .string("x"))
-        probe.query(KRPCQuery(method: "get", id: me, target: good.target), t: [1], to: node.localAddress)
+        probe.query(KRPCQuery(method: .get, id: me, target: good.target), t: [1], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case let .response(r)? = probe.response([1])?.body, let token = r.token else { Issue.record("no token"); return }
         func put(_ t: UInt8, _ m: MutableItem, salt: [UInt8]? = nil, cas: Int64? = nil, v: BValue? = nil) -> KRPCErrorBody? {
             var extra: [(String, BValue)] = [("k", .bytes(m.publicKey)), ("seq", .int(m.seq)), ("sig", .bytes(m.signature)), ("v", v ?? m.value)]
             if let salt { extra.append(("salt", .bytes(salt))) }
             if let cas { extra.append(("cas", .int(cas))) }
-            probe.query(KRPCQuery(method: "put", id: me, token: token, extra: extra), t: [t], to: node.localAddress)
+            probe.query(KRPCQuery(method: .put, id: me, token: token, extra: extra), t: [t], to: node.localAddress)
             _ = net.run(for: .seconds(1))
             if case let .error(e)? = probe.response([t])?.body { return e }
             return nil
@@ -111,7 +111,7 @@ import Testing
         #expect(put(7, MutableItem(signedBy: key, seq: 7, value: .string("new")), cas: 3)?.code == 301)
         #expect(put(8, MutableItem(signedBy: key, seq: 7, value: .string("new")), cas: 5) == nil)
         // get with a seq we already have returns only the number.
-        probe.query(KRPCQuery(method: "get", id: me, target: good.target, extra: [("seq", .int(7))]), t: [9], to: node.localAddress)
+        probe.query(KRPCQuery(method: .get, id: me, target: good.target, extra: [("seq", .int(7))]), t: [9], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case let .response(r9)? = probe.response([9])?.body else { Issue.record("no answer"); return }
         #expect(r9.body["seq"]?.intValue == 7 && r9.body["v"] == nil)

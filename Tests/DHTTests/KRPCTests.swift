@@ -10,7 +10,7 @@ import Testing
         let ping = try KRPCMessage.decode(b("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"))
         #expect(ping.transactionID == b("aa"))
         guard case let .query(q) = ping.body else { Issue.record("not a query"); return }
-        #expect(q.method == "ping")
+        #expect(q.method == .ping)
         #expect(q.id == NodeID(bytes: b("abcdefghij0123456789")))
 
         let announce = try KRPCMessage.decode(b("d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe"))
@@ -27,6 +27,25 @@ import Testing
         #expect(err.body == .error(KRPCErrorBody(code: 201, message: "A Generic Error Ocurred")))
     }
 
+    /// Method names map to the typed method and back; any other name is kept as unknown, and a
+    /// known method without its arguments is refused by the decoder (so the node never sees one).
+    @Test func methodsAreTyped() throws {
+        let names = ["ping": KRPCMethod.ping, "find_node": .findNode, "get_peers": .getPeers,
+                     "announce_peer": .announcePeer, "get": .get, "put": .put]
+        for (name, method) in names {
+            #expect(KRPCMethod(name: name) == method)
+            #expect(method.name == name)
+        }
+        #expect(KRPCMethod(name: "vote") == .unknown("vote"))
+        let unknown = try KRPCMessage.decode(b("d1:ad2:id20:abcdefghij0123456789e1:q4:vote1:t2:aa1:y1:qe"))
+        guard case let .query(q) = unknown.body else { Issue.record("not a query"); return }
+        #expect(q.method == .unknown("vote"))
+        #expect(try KRPCMessage.decode(unknown.encoded()) == unknown)
+        #expect(throws: KRPCDecodeError.self) {
+            _ = try KRPCMessage.decode(b("d1:ad2:id20:abcdefghij0123456789e1:q9:find_node1:t2:aa1:y1:qe"))
+        }
+    }
+
     @Test func encodesWhatItDecodes() throws {
         let id = NodeID(bytes: [UInt8](repeating: 7, count: 20))!
         let nodes = (0..<3).map { NodeInfo(id: NodeID(bytes: [UInt8](repeating: UInt8($0), count: 20))!, address: PeerAddress(10, 0, 0, UInt8($0), port: 6881)) }
@@ -35,7 +54,7 @@ import Testing
         let d = try KRPCMessage.decode(m.encoded())
         #expect(d == m)
         #expect(d.ip == PeerAddress(203, 0, 113, 9, port: 4000))
-        let q = KRPCMessage(transactionID: [3], body: .query(KRPCQuery(method: "announce_peer", id: id, infoHash: id, port: 0, impliedPort: true, token: [1], readOnly: true)))
+        let q = KRPCMessage(transactionID: [3], body: .query(KRPCQuery(method: .announcePeer, id: id, infoHash: id, port: 0, impliedPort: true, token: [1], readOnly: true)))
         let dq = try KRPCMessage.decode(q.encoded())
         guard case let .query(qq) = dq.body else { Issue.record("not a query"); return }
         #expect(qq.impliedPort && qq.readOnly && qq.token == [1])

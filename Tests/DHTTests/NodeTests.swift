@@ -33,7 +33,7 @@ import Testing
         for i in 0..<n {
             var c = config(seed: seed * 1000 + UInt64(i))
             c.bootstrap = i == 0 ? [] : [PeerAddress(ip: base, port: 6881)]
-            nodes.append(DHTNode(host: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
+            nodes.append(DHTNode.alone(on: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
         }
         // Nodes arrive one after another, as in a real network.
         for (i, n) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { n.start() } }
@@ -43,12 +43,12 @@ import Testing
 
     @Test func answersQueriesWithTheRequestersAddress() throws {
         let net = SimNetwork(seed: 2, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 1))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 1))
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 5555))
         let me = NodeID(hex: "00000000000000000000000000000000000000ff")!
-        probe.query(KRPCQuery(method: "ping", id: me), t: [1], to: node.localAddress)
-        probe.query(KRPCQuery(method: "find_node", id: me, target: me), t: [2], to: node.localAddress)
-        probe.query(KRPCQuery(method: "nonsense", id: me), t: [3], to: node.localAddress)
+        probe.query(KRPCQuery(method: .ping, id: me), t: [1], to: node.localAddress)
+        probe.query(KRPCQuery(method: .findNode, id: me, target: me), t: [2], to: node.localAddress)
+        probe.query(KRPCQuery(method: .unknown("nonsense"), id: me), t: [3], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         let pong = try #require(probe.response([1]))
         #expect(pong.ip == probe.socket.localAddress, "BEP 42: every response carries the requester's address")
@@ -59,7 +59,7 @@ import Testing
         #expect(fr.nodes.isEmpty, "an unverified querier is not handed out")
         #expect(probe.response([3])?.body == .error(KRPCErrorBody(code: 204, message: "method unknown")))
         // The unknown querier was pinged, not trusted: it enters the table only by answering.
-        let pings = probe.received.filter { if case let .query(q) = $0.0.body { return q.method == "ping" } else { return false } }
+        let pings = probe.received.filter { if case let .query(q) = $0.0.body { return q.method == .ping } else { return false } }
         #expect(pings.count == 1)
         #expect(node.table.entry(for: me) == nil)
         let ping = try #require(pings.first)
@@ -72,36 +72,36 @@ import Testing
         let net = SimNetwork(seed: 3, conditions: .perfect)
         var c = config(seed: 2)
         c.maintenanceInterval = .seconds(30)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         node.startMaintenance()
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 41000))
         let other = Probe(net, PeerAddress(203, 0, 113, 6, port: 41000))
         let me = NodeID(hex: "1100000000000000000000000000000000000000")!
         let h = Topic.infoHash("tokens")
-        probe.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [1], to: node.localAddress)
+        probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [1], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case let .response(r)? = probe.response([1])?.body else { Issue.record("no get_peers answer"); return }
         let token = try #require(r.token)
         // A token handed to one IP is refused from another.
-        other.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7000, token: token), t: [2], to: node.localAddress)
+        other.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, token: token), t: [2], to: node.localAddress)
         // implied_port: the source port is stored, not `port`.
-        probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7000, impliedPort: true, token: token), t: [3], to: node.localAddress)
+        probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, impliedPort: true, token: token), t: [3], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(other.response([2])?.body == .error(KRPCErrorBody(code: 203, message: "bad token")))
         guard case .response? = probe.response([3])?.body else { Issue.record("announce refused"); return }
         #expect(node.stats.badTokens == 1)
-        probe.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [4], to: node.localAddress)
+        probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [4], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case let .response(r2)? = probe.response([4])?.body else { Issue.record("no answer"); return }
         #expect(r2.values == [PeerAddress(203, 0, 113, 5, port: 41000)])
 
         // Still accepted 8 minutes later (within 10), refused after 11.
         _ = net.run(for: .seconds(8 * 60))
-        probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7001, token: token), t: [5], to: node.localAddress)
+        probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7001, token: token), t: [5], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         guard case .response? = probe.response([5])?.body else { Issue.record("token refused within 10 minutes"); return }
         _ = net.run(for: .seconds(3 * 60))
-        probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7002, token: token), t: [6], to: node.localAddress)
+        probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7002, token: token), t: [6], to: node.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(probe.response([6])?.body == .error(KRPCErrorBody(code: 203, message: "bad token")))
     }
@@ -164,13 +164,13 @@ import Testing
         var c = config(seed: 31)
         c.queryRate = 1000
         c.queryBurst = 1000
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         let attacker = Probe(net, PeerAddress(203, 0, 113, 66, port: 666))
         let honest = Probe(net, PeerAddress(203, 0, 113, 77, port: 777))
         let me = NodeID(hex: "4400000000000000000000000000000000000000")!
         let h = Topic.infoHash("contested lobby")
         func token(_ p: Probe, _ t: UInt8) throws -> [UInt8] {
-            p.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [t], to: node.localAddress)
+            p.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             var tok: [UInt8]? = nil
             if case let .response(r)? = p.response([t])?.body { tok = r.token }
@@ -178,16 +178,16 @@ import Testing
         }
         let tok = try token(attacker, 0)
         for i in 0..<300 {
-            attacker.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: UInt16(10_000 + i), token: tok),
+            attacker.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: UInt16(10_000 + i), token: tok),
                            t: [1, UInt8(i >> 8), UInt8(i & 0xFF)], to: node.localAddress)
             _ = net.run(for: .milliseconds(5))
         }
         #expect(node.store.total == 1, "one entry per IP per info-hash")
         let htok = try token(honest, 2)
-        honest.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 4242, token: htok), t: [3], to: node.localAddress)
+        honest.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 4242, token: htok), t: [3], to: node.localAddress)
         _ = net.run(for: .milliseconds(10))
         guard case .response? = honest.response([3])?.body else { Issue.record("the real host was refused: \(String(describing: honest.response([3])))"); return }
-        attacker.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [4], to: node.localAddress)
+        attacker.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [4], to: node.localAddress)
         _ = net.run(for: .milliseconds(10))
         guard case let .response(r)? = attacker.response([4])?.body else { Issue.record("no answer"); return }
         #expect(Set(r.values) == [PeerAddress(203, 0, 113, 66, port: 10_299), PeerAddress(203, 0, 113, 77, port: 4242)],
@@ -200,7 +200,7 @@ import Testing
         let attacker = Probe(net, PeerAddress(203, 0, 113, 66, port: 666))
         var rng = SplitMix64(seed: 99)
         // Garbage, truncations and mutations of a valid query; an oversized datagram.
-        let valid = KRPCMessage(transactionID: [7, 7], body: .query(KRPCQuery(method: "get_peers", id: .zero, infoHash: .zero))).encoded()
+        let valid = KRPCMessage(transactionID: [7, 7], body: .query(KRPCQuery(method: .getPeers, id: .zero, infoHash: .zero))).encoded()
         var sent = 0
         for i in 0..<300 {
             var p: [UInt8]
@@ -237,14 +237,14 @@ import Testing
         var c = config(seed: 3)
         c.queryRate = 20
         c.queryBurst = 50
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         let flooder = Probe(net, PeerAddress(203, 0, 113, 66, port: 666))
         let honest = Probe(net, PeerAddress(203, 0, 113, 77, port: 777))
         let id = NodeID(hex: "2200000000000000000000000000000000000000")!
         // 5,000 queries in one second from one source, and one honest ping in the middle.
         for i in 0..<5000 {
-            flooder.query(KRPCQuery(method: "ping", id: id), t: [UInt8(i >> 8), UInt8(i & 0xFF)], to: node.localAddress)
-            if i == 2500 { honest.query(KRPCQuery(method: "ping", id: id), t: [9], to: node.localAddress) }
+            flooder.query(KRPCQuery(method: .ping, id: id), t: [UInt8(i >> 8), UInt8(i & 0xFF)], to: node.localAddress)
+            if i == 2500 { honest.query(KRPCQuery(method: .ping, id: id), t: [9], to: node.localAddress) }
             _ = net.run(for: Nanos(200_000))
         }
         _ = net.run(for: .seconds(1))
@@ -310,7 +310,7 @@ import Testing
         // A restarted node with the saved id and no bootstrap rejoins from the saved nodes.
         var c = config(seed: 777)
         c.nodeID = id
-        let restarted = DHTNode(host: net.bind(PeerAddress(203, 0, 113, 200, port: 6881)), config: c)
+        let restarted = DHTNode.alone(on: net.bind(PeerAddress(203, 0, 113, 200, port: 6881)), config: c)
         var joined = 0
         restarted.start(savedNodes: savedNodes) { joined = $0.closest.count }
         _ = net.run(for: .seconds(10))
@@ -323,7 +323,7 @@ import Testing
         var c = config(seed: 555)
         c.readOnly = true
         c.bootstrap = [nodes[0].localAddress]
-        let ro = DHTNode(host: net.bind(PeerAddress(203, 0, 113, 9, port: 6881)), config: c)
+        let ro = DHTNode.alone(on: net.bind(PeerAddress(203, 0, 113, 9, port: 6881)), config: c)
         let h = Topic.infoHash("ro")
         nodes[4].announce(h, port: 4444) { _, _ in }
         _ = net.run(for: .seconds(5))
@@ -333,7 +333,7 @@ import Testing
         #expect(found.contains(nodes[4].localAddress), "a read-only node can look up")
         #expect(nodes.allSatisfy { $0.table.entry(for: ro.id) == nil }, "BEP 43: others do not add it")
         let probe = Probe(net, PeerAddress(203, 0, 113, 10, port: 1))
-        probe.query(KRPCQuery(method: "ping", id: .zero), t: [1], to: ro.localAddress)
+        probe.query(KRPCQuery(method: .ping, id: .zero), t: [1], to: ro.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(probe.received.isEmpty)
         #expect(ro.stats.queriesIgnoredReadOnly == 1)
@@ -342,7 +342,7 @@ import Testing
     /// A NAT in front of one node: the simulated network delivers from the NAT's public address.
     @Test func learnsExternalAddressClassifiesNATAndAdoptsABEP42ID() {
         let net = SimNetwork(seed: 8, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 8))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 8))
         #expect(node.externalAddress == nil && node.natType == .unknown)
         let originalID = node.id
         // Responders that report a consistent mapping 203.0.113.50:40000.
@@ -350,7 +350,7 @@ import Testing
         for i in 0..<4 {
             let p = Probe(net, PeerAddress(192, 0, 2, UInt8(10 + i), port: 6881))
             p.socket.onReceive = { [unowned p] payload, src in
-                guard case let .query(q)? = try? KRPCMessage.decode(payload).body, q.method == "ping",
+                guard case let .query(q)? = try? KRPCMessage.decode(payload).body, q.method == .ping,
                       let t = try? KRPCMessage.decode(payload).transactionID else { return }
                 let id = NodeID(bytes: [UInt8](repeating: UInt8(i + 1), count: 20))!
                 p.send(KRPCMessage(transactionID: t, body: .response(KRPCResponse(id: id)), ip: PeerAddress(203, 0, 113, 50, port: 40000)), to: src)
@@ -365,7 +365,7 @@ import Testing
         #expect(BEP42.isValid(node.id, for: PeerAddress.parseIPv4("203.0.113.50")!))
 
         // A symmetric NAT: each responder sees a different port.
-        let node2 = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 2, port: 6881)), config: config(seed: 9))
+        let node2 = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 2, port: 6881)), config: config(seed: 9))
         for i in 0..<4 {
             let p = Probe(net, PeerAddress(192, 0, 2, UInt8(50 + i), port: 6881))
             p.socket.onReceive = { [unowned p] payload, src in
@@ -383,11 +383,49 @@ import Testing
         #expect(node2.stats.idChanges == 0, "LAN addresses are exempt from BEP 42")
     }
 
+    /// One stable external address, and a few voters that report another: the majority flips
+    /// back and forth as their votes arrive. The node adopts a BEP 42 id once and keeps it while
+    /// the votes waver (it used to adopt, rebuild its table and rejoin on every flip: three ids in
+    /// seconds, as seen in the NAT lab); a change that lasts is followed after the interval.
+    @Test func aWaveringTallyDoesNotMakeTheNodeHopIDs() {
+        let net = SimNetwork(seed: 8, conditions: .perfect)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(10, 0, 0, 2, port: 6881)), config: config(seed: 8))
+        let stable = PeerAddress(203, 0, 113, 50, port: 40000), other = PeerAddress(198, 18, 0, 9, port: 40000)
+        var next: UInt8 = 10
+        var voters: [Probe] = []
+        func votes(_ n: Int, reporting reported: PeerAddress) {
+            for _ in 0..<n {
+                next += 1
+                let i = next
+                let p = Probe(net, PeerAddress(192, 0, 2, i, port: 6881))
+                p.socket.onReceive = { [unowned p] payload, src in
+                    guard let m = try? KRPCMessage.decode(payload), case .query = m.body else { return }
+                    p.send(KRPCMessage(transactionID: m.transactionID, body: .response(KRPCResponse(id: NodeID(bytes: [UInt8](repeating: i, count: 20))!)),
+                                       ip: reported), to: src)
+                }
+                voters.append(p)
+                node.ping(p.socket.localAddress) { _ in }
+                _ = net.run(for: .milliseconds(100))
+            }
+        }
+        votes(4, reporting: stable)
+        #expect(node.stats.idChanges == 1 && BEP42.isValid(node.id, for: stable.ip))
+        let adopted = node.id
+        votes(5, reporting: other)   // the majority flips to the other IP…
+        votes(2, reporting: stable)  // …and back
+        #expect(node.stats.idChanges == 1, "re-adopted \(node.stats.idChanges - 1) times while the tally wavered")
+        #expect(node.id == adopted && node.stats.idChangesDeferred >= 1)
+        // A majority that holds past the interval is followed.
+        _ = net.run(for: .seconds(16 * 60))
+        votes(3, reporting: other)
+        #expect(node.stats.idChanges == 2 && BEP42.isValid(node.id, for: other.ip))
+    }
+
     @Test func queriesTimeOutAndRetry() {
         let net = SimNetwork(seed: 9, conditions: .perfect)
         var c = config(seed: 10)
         c.retries = 2
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         let silent = Probe(net, PeerAddress(192, 0, 2, 1, port: 1))
         var outcome = ""
         node.ping(silent.socket.localAddress) { o in if case .timeout = o { outcome = "timeout" } }
@@ -403,7 +441,7 @@ import Testing
 
     @Test func staleBucketsAreRefreshed() {
         let net = SimNetwork(seed: 13, conditions: LinkConditions(latency: .milliseconds(10)))
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 13))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 13))
         var rng = SplitMixForTests(seed: 13)
         // Known nodes that never say anything on their own: only our refreshes can reach them.
         var probes: [Probe] = []
@@ -415,7 +453,7 @@ import Testing
         node.startMaintenance()
         _ = net.run(for: .seconds(14 * 60))
         func findNodes() -> [KRPCQuery] {
-            probes.flatMap { $0.received.compactMap { if case let .query(q) = $0.0.body, q.method == "find_node" { return q } else { return nil } } }
+            probes.flatMap { $0.received.compactMap { if case let .query(q) = $0.0.body, q.method == .findNode { return q } else { return nil } } }
         }
         #expect(findNodes().isEmpty, "nothing is stale before 15 minutes")
         _ = net.run(for: .seconds(3 * 60))
@@ -440,7 +478,7 @@ import Testing
             var c = config(seed: 21_000 + UInt64(i))
             c.bep42NodeIDs = bep42
             c.bootstrap = i == 0 ? [] : [PeerAddress(ip: base, port: 6881)]
-            nodes.append(DHTNode(host: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
+            nodes.append(DHTNode.alone(on: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
         }
         var joined = 0
         for (i, node) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { node.start { _ in joined += 1 } } }
@@ -489,12 +527,11 @@ import Testing
         let demux = Demultiplexer(socket: socket)
         var c = DHTConfig()
         c.seed = 12
-        let node = DHTNode(socket: socket, scheduler: socket, config: c)
-        node.attach(to: demux)
+        let node = DHTNode(host: socket, demux: demux, config: c)
         var game: [[UInt8]] = []
         demux.route([0x01]) { p, _ in game.append(p) }
         let peer = NodeTests.Probe(net, PeerAddress(203, 0, 113, 1, port: 1))
-        peer.query(KRPCQuery(method: "ping", id: NodeID(hex: "3300000000000000000000000000000000000000")!), t: [4], to: socket.localAddress)
+        peer.query(KRPCQuery(method: .ping, id: NodeID(hex: "3300000000000000000000000000000000000000")!), t: [4], to: socket.localAddress)
         peer.socket.send([0x01, 0xAA], to: socket.localAddress)
         peer.socket.send([0x7F], to: socket.localAddress)
         _ = net.run(for: .seconds(1))

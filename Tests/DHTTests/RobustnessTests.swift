@@ -1,4 +1,4 @@
-@testable import DHT
+@_spi(Fuzzing) @testable import DHT
 import Determinism
 import NetCore
 import Testing
@@ -18,19 +18,19 @@ import Testing
     /// is accepted in epoch 1 and refused from epoch 2 on.
     @Test func tokensExpireByTheClockWithoutMaintenance() throws {
         let net = SimNetwork(seed: 41, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 41))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 41))
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 41000))
         let me = NodeID(hex: "5500000000000000000000000000000000000000")!
         let h = Topic.infoHash("epochs")
         func getToken(_ t: UInt8) throws -> [UInt8] {
-            probe.query(KRPCQuery(method: "get_peers", id: me, infoHash: h), t: [t], to: node.localAddress)
+            probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             var tok: [UInt8]? = nil
             if case let .response(r)? = probe.response([t])?.body { tok = r.token }
             return try #require(tok)
         }
         func announce(_ tok: [UInt8], _ t: UInt8) -> Bool {
-            probe.query(KRPCQuery(method: "announce_peer", id: me, infoHash: h, port: 7000, token: tok), t: [t], to: node.localAddress)
+            probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, token: tok), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             if case .response? = probe.response([t])?.body { return true }
             return false
@@ -70,7 +70,7 @@ import Testing
         let net = SimNetwork(seed: 42, conditions: .perfect)
         var c = config(seed: 42)
         c.bootstrap = [PeerAddress(192, 0, 2, 1, port: 6881)] // nobody there
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var times: [Nanos] = []
         node.keepAnnouncing(Topic.infoHash("alone"), port: 1) { _, stored in
             #expect(stored == 0)
@@ -88,9 +88,9 @@ import Testing
     /// Transaction ids are 4 random bytes, not a counter a spoofer can guess.
     @Test func transactionIDsAreRandomFourBytes() {
         let net = SimNetwork(seed: 43, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
         let silent = Probe(net, PeerAddress(192, 0, 2, 1, port: 1))
-        for _ in 0..<16 { node.query(KRPCQuery(method: "ping", id: node.id), to: silent.socket.localAddress) { _ in } }
+        for _ in 0..<16 { node.query(KRPCQuery(method: .ping, id: node.id), to: silent.socket.localAddress) { _ in } }
         _ = net.run(for: .seconds(1))
         let tids = silent.received.map { $0.0.transactionID }
         #expect(tids.count == 16)
@@ -101,9 +101,9 @@ import Testing
         #expect(consecutive == 0, "sequential ids: \(values)")
         // The same seed gives the same ids (simulations repeat).
         let net2 = SimNetwork(seed: 43, conditions: .perfect)
-        let node2 = DHTNode(host: net2.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
+        let node2 = DHTNode.alone(on: net2.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
         let silent2 = Probe(net2, PeerAddress(192, 0, 2, 1, port: 1))
-        for _ in 0..<16 { node2.query(KRPCQuery(method: "ping", id: node2.id), to: silent2.socket.localAddress) { _ in } }
+        for _ in 0..<16 { node2.query(KRPCQuery(method: .ping, id: node2.id), to: silent2.socket.localAddress) { _ in } }
         _ = net2.run(for: .seconds(1))
         #expect(silent2.received.map { $0.0.transactionID } == tids)
     }
@@ -111,7 +111,7 @@ import Testing
     /// A malformed query gets a short fixed error, never bigger than the query itself.
     @Test func malformedQueriesGetASmallFixedError() throws {
         let net = SimNetwork(seed: 44, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 44))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 44))
         let raw = net.bind(PeerAddress(203, 0, 113, 9, port: 999))
         var replies: [[UInt8]] = []
         raw.onReceive = { p, _ in replies.append(p) }
@@ -128,6 +128,36 @@ import Testing
         let m = try KRPCMessage.decode(reply)
         #expect(m.transactionID == Array("aaaa".utf8))
         #expect(m.body == .error(KRPCErrorBody(code: 203, message: "malformed")))
+    }
+
+    /// A well-formed query of an unknown method (51 bytes) gets one short error no larger than
+    /// itself, and its sender is not pinged (that ping was unsolicited traffic, 128 bytes).
+    @Test func unknownMethodsGetOneSmallErrorAndNoPing() throws {
+        let net = SimNetwork(seed: 46, conditions: .perfect)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 46))
+        let raw = net.bind(PeerAddress(203, 0, 113, 9, port: 999))
+        var replies: [[UInt8]] = []
+        raw.onReceive = { p, _ in replies.append(p) }
+        let query = Array("d1:ad2:id20:abcdefghij0123456789e1:q3:foo1:t2:aa1:y1:qe".utf8)
+        raw.send(query, to: node.localAddress)
+        _ = net.run(for: .seconds(30))
+        #expect(node.stats.unknownMethods == 1)
+        let total = replies.reduce(0) { $0 + $1.count }
+        #expect(replies.count == 1 && total <= query.count, "\(replies.count) replies, \(total) bytes for a \(query.count)-byte query")
+        let m = try KRPCMessage.decode(try #require(replies.first))
+        guard case let .error(e) = m.body else { Issue.record("not an error: \(m.body)"); return }
+        #expect(e.code == 204 && m.transactionID == Array("aa".utf8))
+        // The shortest well-formed unknown query (51 bytes): its error still fits.
+        replies.removeAll()
+        let short = Array("d1:ad2:id20:abcdefghij0123456789e1:q1:x1:t0:1:y1:qe".utf8)
+        raw.send(short, to: node.localAddress)
+        _ = net.run(for: .seconds(30))
+        #expect(replies.count == 1 && replies.allSatisfy { $0.count <= short.count }, "\(replies.map(\.count)) for \(short.count) bytes")
+        // A known query from the same sender is answered and its sender verified by a ping.
+        raw.send(Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:bb1:y1:qe".utf8), to: node.localAddress)
+        _ = net.run(for: .seconds(1))
+        #expect(replies.contains { (try? KRPCMessage.decode($0))?.transactionID == Array("bb".utf8) })
+        #expect(replies.contains { if case let .query(q)? = (try? KRPCMessage.decode($0))?.body { return q.method == .ping } else { return false } })
     }
 
     /// Promotion from the replacement cache respects the per-/24 limit and yields questionable
@@ -170,7 +200,7 @@ import Testing
         let net = SimNetwork(seed: 46, conditions: .perfect)
         var c = config(seed: 46)
         c.retries = 0
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var rng = SplitMixForTests(seed: 46)
         _ = node.addNode(NodeInfo(id: node.id.randomInBucket(prefix: 4, using: &rng), address: PeerAddress(9, 9, 9, 9, port: 1)))
         var far: [Probe] = []
@@ -184,12 +214,12 @@ import Testing
         let spareID = node.id.randomInBucket(prefix: 0, using: &rng)
         #expect(node.addNode(NodeInfo(id: spareID, address: spare.socket.localAddress)) == .cached(ping: nil))
         // far[0] never answers two pings: it goes bad, the spare is promoted and pinged.
-        node.query(KRPCQuery(method: "ping", id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
-        node.query(KRPCQuery(method: "ping", id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
+        node.query(KRPCQuery(method: .ping, id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
+        node.query(KRPCQuery(method: .ping, id: node.id), to: far[0].socket.localAddress, expectedID: ids[0]) { _ in }
         _ = net.run(for: .seconds(5))
         #expect(node.table.entry(for: ids[0]) == nil)
         #expect(node.table.entry(for: spareID)?.lastResponse == nil)
-        let pings = spare.received.filter { if case let .query(q) = $0.0.body { return q.method == "ping" } else { return false } }
+        let pings = spare.received.filter { if case let .query(q) = $0.0.body { return q.method == .ping } else { return false } }
         #expect(pings.count == 1, "the promoted node is checked")
     }
 
@@ -200,7 +230,7 @@ import Testing
         #expect(throws: BencodeError.self) { try Bencode.decode(unsorted) }
         let m = try KRPCMessage.decode(unsorted)
         guard case let .query(q) = m.body else { Issue.record("not a query"); return }
-        #expect(q.method == "ping" && m.transactionID == Array("aa".utf8))
+        #expect(q.method == .ping && m.transactionID == Array("aa".utf8))
         #expect(m.encoded() == Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe".utf8))
         // Still refused: duplicate keys (sorted or not), leading zeros, bad lengths.
         for bad in ["d1:y1:q1:t2:aa1:y1:q1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
@@ -213,7 +243,7 @@ import Testing
         #expect(DHTFuzz.check(unsorted) == nil)
         // A node answers such a query.
         let net = SimNetwork(seed: 47, conditions: .perfect)
-        let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 47))
+        let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 47))
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 5))
         probe.socket.send(unsorted, to: node.localAddress)
         _ = net.run(for: .seconds(1))
@@ -228,7 +258,7 @@ import Testing
         func run(_ configure: (inout DHTConfig) -> Void, at ip: UInt8) -> DHTNode {
             var c = config(seed: 48)
             configure(&c)
-            let node = DHTNode(host: net.bind(PeerAddress(198, 51, 100, ip, port: 6881)), config: c)
+            let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, ip, port: 6881)), config: c)
             #expect(node.id == saved)
             for i in 0..<4 {
                 let p = Probe(net, PeerAddress(192, 0, ip, UInt8(10 + i), port: 6881))
@@ -252,22 +282,62 @@ import Testing
     }
 
     /// Flag > $TURF_DHT_BOOTSTRAP > dht.conf > public routers; `none` means none on purpose.
-    @Test func bootstrapPrecedence() {
+    @Test func bootstrapPrecedence() throws {
         let conf = "# turf\nbootstrap = conf.example:1, conf2.example:2\n"
-        func specs(_ flags: [String], _ env: [String: String], _ files: [String: String]) -> [String] {
-            DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: "/home/u") { files[$0] }
+        func specs(_ flags: [String], _ env: [String: String], _ files: [String: String]) throws -> [String] {
+            try DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: "/home/u") { files[$0] }
         }
         let env = ["TURF_DHT_BOOTSTRAP": "env.example:1,env2.example:2", "XDG_CONFIG_HOME": "/cfg"]
         let files = ["/cfg/turf/dht.conf": conf, "/home/u/.config/turf/dht.conf": "bootstrap=home.example:3"]
-        #expect(specs(["flag.example:1"], env, files) == ["flag.example:1"])
-        #expect(specs([], env, files) == ["env.example:1", "env2.example:2"])
-        #expect(specs([], ["TURF_DHT_BOOTSTRAP": "", "XDG_CONFIG_HOME": "/cfg"], files) == ["conf.example:1", "conf2.example:2"])
-        #expect(specs([], [:], files) == ["home.example:3"], "XDG_CONFIG_HOME defaults to ~/.config")
-        #expect(specs([], ["XDG_CONFIG_HOME": "/elsewhere"], files) == DHTBootstrap.publicRouters)
-        #expect(specs([], [:], ["/home/u/.config/turf/dht.conf": "other = 1\n"]) == DHTBootstrap.publicRouters)
+        #expect(try specs(["flag.example:1"], env, files) == ["flag.example:1"])
+        #expect(try specs([], env, files) == ["env.example:1", "env2.example:2"])
+        #expect(try specs([], ["TURF_DHT_BOOTSTRAP": "", "XDG_CONFIG_HOME": "/cfg"], files) == ["conf.example:1", "conf2.example:2"])
+        #expect(try specs([], [:], files) == ["home.example:3"], "XDG_CONFIG_HOME defaults to ~/.config")
+        #expect(try specs([], ["XDG_CONFIG_HOME": "/elsewhere"], files) == DHTBootstrap.publicRouters)
+        #expect(try specs([], [:], ["/home/u/.config/turf/dht.conf": "# nothing set\n\n"]) == DHTBootstrap.publicRouters)
         // None on purpose.
-        #expect(specs(["none"], env, files).isEmpty)
-        #expect(specs([], ["TURF_DHT_BOOTSTRAP": "none"], files).isEmpty)
-        #expect(specs([], [:], ["/home/u/.config/turf/dht.conf": "bootstrap =\n"]).isEmpty)
+        #expect(try specs(["none"], env, files).isEmpty)
+        #expect(try specs([], ["TURF_DHT_BOOTSTRAP": "none"], files).isEmpty)
+        #expect(try specs([], [:], ["/home/u/.config/turf/dht.conf": "bootstrap =\n"]).isEmpty)
+    }
+
+    /// A bootstrap setting that cannot be read or parsed is an error, never a silent fallback to
+    /// the public routers (a privacy defect: a LAN player would land on the public DHT). CRLF
+    /// line ends simply parse.
+    @Test func unusableBootstrapSettingsAreErrorsNotThePublicNetwork() throws {
+        let home = "/home/u", path = "/home/u/.config/turf/dht.conf"
+        func specs(env: [String: String] = [:], flags: [String] = [], conf: String? = nil,
+                   unreadable: String? = nil) throws -> [String] {
+            try DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: home) { p in
+                if let unreadable { throw DHTBootstrap.SettingError(unreadable) }
+                return p == path ? conf : nil
+            }
+        }
+        #expect(try specs(conf: "# LAN party\r\nbootstrap = 10.0.0.5:6881\r\n") == ["10.0.0.5:6881"])
+        #expect(try specs(conf: "bootstrap = 10.0.0.5:6881\r") == ["10.0.0.5:6881"])
+        func refused(_ f: () throws -> [String], _ needle: String) {
+            do {
+                let got = try f()
+                Issue.record("accepted: \(got)")
+            } catch {
+                #expect("\(error)".contains(needle), "\(error)")
+            }
+        }
+        // The file exists but cannot be read (not UTF-8, a directory, a FIFO, too large).
+        refused({ try specs(unreadable: "DHT config \(path) is not UTF-8 text") }, "not UTF-8")
+        refused({ try specs(unreadable: "DHT config \(path) is not a regular file (a FIFO)") }, "a FIFO")
+        // It cannot be parsed.
+        refused({ try specs(conf: "bootstap = 10.0.0.5:6881\n") }, "\(path):1: unknown setting 'bootstap'")
+        refused({ try specs(conf: "# x\nbootstrap 10.0.0.5:6881\n") }, "\(path):2: expected 'key = value'")
+        refused({ try specs(conf: "bootstrap = 10.0.0.5\n") }, "'10.0.0.5' is not HOST:PORT")
+        refused({ try specs(conf: "bootstrap = a:1\nbootstrap = b:2\n") }, "a second 'bootstrap' line")
+        refused({ try specs(conf: "bootstrap = none, a:1\n") }, "'none' cannot be combined")
+        // An environment variable that names nothing is not `none`.
+        refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": " "]) }, "TURF_DHT_BOOTSTRAP names no bootstrap node")
+        refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": " , "]) }, "names no bootstrap node")
+        refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": "host:99999"]) }, "is not HOST:PORT")
+        refused({ try specs(flags: ["host:0"]) }, "is not HOST:PORT")
+        #expect(DHTBootstrap.isHostPort("router.bittorrent.com:6881") && DHTBootstrap.isHostPort("127.0.0.1:1"))
+        #expect(!DHTBootstrap.isHostPort("x:") && !DHTBootstrap.isHostPort(":1") && !DHTBootstrap.isHostPort("h\u{1B}:1"))
     }
 }

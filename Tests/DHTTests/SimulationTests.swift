@@ -1,4 +1,4 @@
-import DHT
+@_spi(Simulation) import DHT
 import Testing
 
 @Suite struct SimulationTests {

@@ -111,3 +111,39 @@ private func withTempDir(_ body: (String) throws -> Void) throws {
         #expect(XDGPaths(environment: ["HOME": "/h"]).state == "/h/.local/state/turf")
     }
 }
+
+@Suite struct OptionalAndCheckedFilesTests {
+    /// Absent is nil; present but unusable (a FIFO, bad UTF-8) is an error, never nil.
+    @Test func readIfPresentTellsAbsentFromUnreadable() throws {
+        try withTempDir { (dir: String) throws in
+            #expect(try UntrustedFile.readTextIfPresent(dir + "/none", limit: 10, what: "conf") == nil)
+            _ = FileManager.default.createFile(atPath: dir + "/ok", contents: Data("a\r\nb".utf8))
+            #expect(try UntrustedFile.readTextIfPresent(dir + "/ok", limit: 10, what: "conf") == "a\r\nb")
+            _ = FileManager.default.createFile(atPath: dir + "/bad", contents: Data([0xFF]))
+            #expect(throws: FileError.self) { try UntrustedFile.readTextIfPresent(dir + "/bad", limit: 10, what: "conf") }
+            #expect(mkfifo(dir + "/fifo", 0o600) == 0)
+            #expect(throws: FileError.self) { try UntrustedFile.readIfPresent(dir + "/fifo", limit: 10, what: "conf") }
+        }
+    }
+
+    /// A directory that cannot take a file is found out before the work, with the real reason.
+    @Test func checkWritableDirectory() throws {
+        try withTempDir { (dir: String) throws in
+            try DurableFile.checkWritableDirectory(dir + "/new/replays")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/new/replays").isEmpty, "the probe is removed")
+            _ = FileManager.default.createFile(atPath: dir + "/file", contents: Data([1]))
+            #expect(throws: FileError("\(dir)/file is not a directory (it is a regular file)")) {
+                try DurableFile.checkWritableDirectory(dir + "/file")
+            }
+            #expect(throws: FileError.self) { try DurableFile.checkWritableDirectory(dir + "/file/below") }
+        }
+    }
+
+    /// The DHT's files follow the same XDG rules as every other turf path.
+    @Test func dhtPathsFollowXDG() {
+        let p = XDGPaths(environment: ["HOME": "/h", "XDG_STATE_HOME": "relative/s"])
+        #expect(p.dhtState(port: 0) == "/h/.local/state/turf/dht.state")
+        #expect(p.dhtState(port: 6881) == "/h/.local/state/turf/dht-6881.state")
+        #expect(p.dhtConfig == "/h/.config/turf/dht.conf")
+    }
+}

@@ -14,6 +14,15 @@ import TurfRules
         return (ArenaScene(world: m.replica.state, tick: m.tick, config: config, focus: 0, title: "turf"), m)
     }
 
+    /// Names and map titles from a replay (or a peer) are drawn with their control characters
+    /// escaped: no cell ever holds ESC, a C1 control or a bidi override.
+    @Test func textFromFilesIsDrawnEscaped() throws {
+        var f = Frame(width: 60, height: 2)
+        f.put("A \u{1B}]0;pwned\u{07} \u{202E}x", x: 0, y: 0)
+        #expect(f.text.hasPrefix("A \\x1b]0;pwned\\x07 \\u{202e}x"))
+        #expect(!f.cells.contains { $0.text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\u{202E}" } })
+    }
+
     @Test func drawsHudArenaAndScoresWithoutColour() throws {
         let (s, m) = try scene()
         let f = ArenaRenderer(theme: Theme(color: false, unicode: false)).render(s, width: 60, height: 14)

@@ -169,14 +169,14 @@ import Sodium
 
     // MARK: pings and paths
 
-    /// One packet full of pings (234 fit) gets exactly one packet back.
+    /// One packet full of pings (90 fit) gets exactly one packet back.
     @Test func packetOfPingsGetsOnePong() throws {
         let net = SimNetwork(seed: 107)
         let (a, b, sa, sb) = try #require(connectedPair(net))
         defer { withExtendedLifetime((a, b, sb)) {} }
         _ = net.run(for: .milliseconds(500))
         var payload: [UInt8] = []
-        for i in 0..<(Wire.maxTransportPayload / 5) { Frame.ping(id: UInt32(1000 + i)).encode(into: &payload) }
+        for i in 0..<(Wire.maxTransportPayload / 13) { Frame.ping(id: UInt32(1000 + i), sent: 7).encode(into: &payload) }
         #expect(payload.count == 1170)
         let before = net.stats.sent
         b.manager.receive(try #require(sa.seal(payload, now: net.now)), from: a.address)

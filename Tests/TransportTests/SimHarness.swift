@@ -10,11 +10,13 @@ final class SimPeer {
     let identity: Identity
     var inbound: [Session] = []
 
-    init(_ net: SimNetwork, ip: UInt8, port: UInt16 = 4000, config: SessionManager.Config = .init(), identity: Identity = .generate()) {
+    init(_ net: SimNetwork, ip: UInt8, port: UInt16 = 4000, config: SessionManager.Config = .init(), identity: Identity = .generate(),
+         clockOffset: Nanos = 0) {
         // Every datagram a session sends must fit netcode's 1200 bytes; larger ones are dropped
         // by the simulated network and counted in `net.stats.oversized`.
         net.maxDatagram = Wire.maxDatagram
         socket = net.bind(PeerAddress(10, 0, 0, ip, port: port))
+        socket.clockOffset = clockOffset
         demux = Demultiplexer(socket: socket)
         self.identity = identity
         manager = SessionManager(host: socket, demux: demux, identity: identity, config: config)

@@ -41,7 +41,7 @@ import Sodium
     }
 
     @Test func framesRoundTrip() throws {
-        let frames: [Frame] = [.ping(id: 1), .pong(id: 2), .unreliable(seq: 3, data: [1, 2]),
+        let frames: [Frame] = [.ping(id: 1, sent: 10), .pong(id: 2, echo: 10, received: 20, sent: 21), .unreliable(seq: 3, data: [1, 2]),
                                .segment(seq: 4, last: true, data: Array(repeating: 7, count: 1100)),
                                .ack(next: 5, bits: 0xF0F0), .close(reason: 0), .segment(seq: 6, last: false, data: [])]
         var b: [UInt8] = []

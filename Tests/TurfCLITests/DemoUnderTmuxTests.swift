@@ -115,23 +115,65 @@ import Testing
         #expect(r.restored)
     }
 
-    /// A replay that cannot be saved is reported after curses has given the screen back (written
-    /// while it ran, the message was wiped with curses' screen).
-    @Test func aFailedSaveIsReportedAfterTheScreenIsRestored() throws {
+    /// A replay directory that cannot be written is refused before the match starts (before
+    /// curses too), with exit 1: the match used to be played, then lost, with status 0.
+    @Test func anUnwritableReplayDirectoryIsRefusedBeforeTheMatch() throws {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("turf-nosave-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: state) }
         try FileManager.default.createDirectory(at: state.appendingPathComponent("turf"), withIntermediateDirectories: true)
-        // A file where the replays directory should be: saving fails.
-        FileManager.default.createFile(atPath: state.appendingPathComponent("turf/replays").path, contents: Data("x".utf8))
-        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii",
+        // A file where the replays directory should be: saving would fail.
+        _ = FileManager.default.createFile(atPath: state.appendingPathComponent("turf/replays").path, contents: Data("x".utf8))
+        let t = try TmuxSession(width: 100, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii",
+                                environment: ["XDG_STATE_HOME": state.path])
+        defer { t.close() }
+        let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(ended != nil, "demo did not exit:\n\(end)")
+        #expect(Self.exitReport(end).status == 1)
+        #expect(Self.exitReport(end).restored)
+        let joined = end.replacingOccurrences(of: "\n", with: "")
+        #expect(joined.contains("Error: cannot save replays:") && joined.contains("is not a directory") && joined.contains("--no-record"), "\(end)")
+        #expect(!end.contains("##########"), "the match must not start:\n\(end)")
+    }
+
+    /// A save that still fails at the end of the match (the directory went away during it) is
+    /// reported after the screen is restored, and the status is 1.
+    @Test func aSaveThatFailsAfterTheMatchExitsNonZero() throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("turf-lostsave-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let replays = state.appendingPathComponent("turf/replays")
+        let t = try TmuxSession(width: 100, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii",
                                 environment: ["XDG_STATE_HOME": state.path])
         defer { t.close() }
         _ = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") && $0.contains(" a ") }
+        try FileManager.default.removeItem(at: replays)
+        _ = FileManager.default.createFile(atPath: replays.path, contents: Data("x".utf8))
         t.send("q")
         let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
         #expect(ended != nil, "demo did not exit on q:\n\(end)")
-        #expect(Self.exitReport(end).status == 0)
+        #expect(Self.exitReport(end).status == 1)
         #expect(end.contains("could not save the replay"), "save failure not reported:\n\(end)")
+    }
+
+    /// With TERM unset, unknown or unable to move the cursor, the demo and the viewer say so on
+    /// the terminal, and what to set, and exit 1 (they used to show nothing: curses printed its
+    /// error into the captured stderr and exited).
+    @Test(arguments: ["TERM=nosuchterm", "env -u TERM", "TERM=dumb"])
+    func anUnusableTerminalIsExplained(prefix: String) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-term-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("v.turfreplay").path
+        let g = try run(turfBinary, ["replay", "generate", "--players", "2", "--minutes", "0.2", "--seed", "3", "--map", "dojo", "-o", file])
+        #expect(g.status == 0, "\(g.stderr)")
+        for command in ["demo --no-record", "replay \(file)"] {
+            let t = try TmuxSession(width: 160, height: 24, command: "\(prefix) \(turfBinary) \(command)")
+            defer { t.close() }
+            let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+            #expect(ended != nil, "\(command) did not exit:\n\(end)")
+            #expect(Self.exitReport(end).status == 1, "\(prefix) \(command):\n\(end)")
+            #expect(end.contains("Error: ") && end.contains("TERM") && end.contains("export TERM=xterm-256color"),
+                    "\(prefix) \(command): no explanation on the terminal:\n\(end)")
+        }
     }
 
     /// A stopped process (Ctrl-Z, or any stall over a second) comes back paused, with the round's

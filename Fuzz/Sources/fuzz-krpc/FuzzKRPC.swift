@@ -1,4 +1,4 @@
-import DHT
+@_spi(Fuzzing) import DHT
 
 /// libFuzzer entry point: every input goes through the bencode and KRPC decoders; a broken
 /// round-trip promise is a crash (so libFuzzer saves the input), as is any trap in the parsers.

@@ -11,8 +11,11 @@ int turf_key_f(int n);
 int turf_lines(void);
 int turf_cols(void);
 int turf_colors(void);
-/* Starts curses on the terminal: locale, cbreak, no echo, keypad, non-blocking input, no cursor.
-   Returns 0 on success. */
+/* Whether curses can run on $TERM: 0 yes; 1 TERM unset or empty; 2 no terminfo entry for TERM;
+   3 no terminfo database; 4 the terminal cannot move its cursor (dumb, hardcopy). Prints nothing. */
+int turf_check_terminal(void);
+/* Starts curses on the terminal (newterm): locale, cbreak, no echo, keypad, non-blocking input, no
+   cursor. Returns 0 on success, else turf_check_terminal's code (2 if newterm itself failed). */
 int turf_curses_start(void);
 void turf_curses_stop(void);
 int turf_curses_is_started(void);

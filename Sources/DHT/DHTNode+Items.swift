@@ -1,0 +1,45 @@
+import Determinism
+import Logging
+import NetCore
+import Sodium
+
+/// BEP 44: storing and finding immutable and mutable items.
+extension DHTNode {
+    /// Finds a mutable item by its public key and salt; the newest valid version wins.
+    public func getMutable(publicKey: [UInt8], salt: [UInt8] = [], _ completion: @escaping (MutableItem?) -> Void) {
+        let l = Lookup(node: self, target: MutableItem.target(publicKey: publicKey, salt: salt), kind: .getItem(salt: salt)) { r in
+            if case let .mutable(m)? = r.item { completion(m) } else { completion(nil) }
+        }
+        l.start()
+    }
+
+    /// Finds an immutable item by its target (SHA-1 of its bencoded value).
+    public func getImmutable(_ target: NodeID, _ completion: @escaping (BValue?) -> Void) {
+        Lookup(node: self, target: target, kind: .getItem(salt: [])) { r in completion(r.item?.value) }.start()
+    }
+
+    /// Stores an item on the closest nodes that hand out tokens. Calls back with how many stored it.
+    public func put(_ item: DHTItem, _ completion: @escaping (Int) -> Void) {
+        let salt: [UInt8]
+        if case let .mutable(m) = item { salt = m.salt } else { salt = [] }
+        Lookup(node: self, target: item.target, kind: .getItem(salt: salt)) { [weak self] result in
+            guard let self else { return }
+            let targets = result.closest.filter { result.tokens[$0] != nil }
+            if targets.isEmpty { completion(0); return }
+            var left = targets.count, stored = 0
+            for n in targets {
+                var extra: [(String, BValue)] = [("v", item.value)]
+                if case let .mutable(m) = item {
+                    extra += [("k", .bytes(m.publicKey)), ("seq", .int(m.seq)), ("sig", .bytes(m.signature))]
+                    if !m.salt.isEmpty { extra.append(("salt", .bytes(m.salt))) }
+                }
+                let q = KRPCQuery(method: .put, id: self.id, token: result.tokens[n], extra: extra)
+                self.queryWithRetries(q, to: n.address, expectedID: n.id) { outcome in
+                    if case .response = outcome { stored += 1 }
+                    left -= 1
+                    if left == 0 { completion(stored) }
+                }
+            }
+        }.start()
+    }
+}

@@ -1,0 +1,48 @@
+import DHT
+import Logging
+import NetCore
+import Transport
+
+/// This process on the network: one socket, its demultiplexer, the DHT node and (with an
+/// identity) the session manager, all on that one socket. So the port a DHT announce publishes
+/// with `implied_port` is the port sessions reach, and a NAT mapping opened by one serves both.
+///
+/// The demultiplexer is the socket's only receiver; the DHT takes datagrams starting with `d`,
+/// the sessions turf's packet types (docs/transport.md); hole punching and relaying will register
+/// their own first bytes the same way. Works on any `NetworkHost`: `UDPHost` (see `LivePeer`) or
+/// a `SimNetwork` socket. Confined to the host's thread, like its parts.
+public final class Peer {
+    public let host: NetworkHost
+    public let demux: Demultiplexer
+    public let dht: DHTNode
+    /// nil for a peer without an identity (the `turf dht` commands): turf's packet types then
+    /// have no receiver and are dropped and counted by the demultiplexer.
+    public let sessions: SessionManager?
+
+    /// Wires the parts onto `host`, which must have no receiver yet. Call on the host's thread.
+    public init(host: NetworkHost, dht dhtConfig: DHTConfig = DHTConfig(), identity: Identity? = nil,
+                sessions sessionConfig: SessionManager.Config = SessionManager.Config(),
+                logger: Logger = Logger(label: "turf.peer")) {
+        let demux = Demultiplexer(socket: host)
+        self.host = host
+        self.demux = demux
+        dht = DHTNode(host: host, demux: demux, config: dhtConfig)
+        sessions = identity.map {
+            SessionManager(host: host, demux: demux, identity: $0, config: sessionConfig, logger: logger)
+        }
+    }
+
+    public var localAddress: PeerAddress { host.localAddress }
+
+    /// Joins the DHT (seeded by `savedNodes`, then the configured bootstrap nodes) and starts its
+    /// maintenance. `completion` runs when the join lookup ends.
+    public func start(savedNodes: [NodeInfo] = [], completion: ((LookupResult) -> Void)? = nil) {
+        dht.start(savedNodes: savedNodes, completion: completion)
+    }
+
+    /// Stops the DHT's timers and closes every session (telling established peers).
+    public func stop() {
+        dht.stop()
+        sessions?.shutdown()
+    }
+}
