@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "TurfRulesTests", dependencies: ["TurfRules", "Engine",
                     .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: v5),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"], swiftSettings: v5),
-        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules", "Determinism"], swiftSettings: v5),
+        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules", "Determinism", "NetMatch", "Sodium"], swiftSettings: v5),
         .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: v5),
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: v5),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],

@@ -61,6 +61,9 @@ public struct NetMatchDrops: Equatable, Sendable {
     public var badSignatures: UInt64 = 0
     public var unverifiedDropped: UInt64 = 0
     public var staleStatements: UInt64 = 0
+    /// Not a drop: signatures checked and made (their cost is the replication's crypto budget).
+    public var verifications: UInt64 = 0
+    public var signings: UInt64 = 0
 }
 
 /// The replication of one networked match on one peer (docs/netmatch.md): generic over the game,
@@ -367,6 +370,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         lastSignedTick = tick
         for p in mine {
             let n = accepted[Int(p)]
+            drops.signings += 1
             let msg = SignedStatement.message(digest: digest, player: p, count: UInt32(n), asOfTick: tick, chain: chain[Int(p)][n])
             bestStatement[Int(p)] = SignedStatement(player: p, count: UInt32(n), asOfTick: tick, signature: identity.sign(msg))
         }
@@ -384,6 +388,7 @@ public struct NetMatch<Game: ReplicatedGame> {
                waitingStatement[p].map({ $0.0.count < st.count }) ?? true { waitingStatement[p] = (st, l) }
             return
         }
+        drops.verifications += 1
         guard st.verify(digest: digest, chain: chain[p][n], owner: owner) else {
             drops.badSignatures += 1
             events.append(.badSignature(player: PlayerID(p), from: l.map { peers[$0] } ?? me))

@@ -44,6 +44,7 @@ struct BenchNetMatch: ParsableCommand {
         let wallS = Double(monotonicNanos() - w0) / 1e9
 
         var chaosConverged = 0
+        var chaosVerifications: UInt64 = 0, chaosBad: UInt64 = 0
         let c0 = monotonicNanos()
         for run in 0..<chaosRuns {
             var cc = NetMatchSim<TurfController>.Conditions()
@@ -53,6 +54,8 @@ struct BenchNetMatch: ParsableCommand {
             cc.partition = (peer: run % players, from: 500_000_000, to: 5_500_000_000)
             let r = try sim(settings: settings, keys: keys, seconds: 7, seed: seed &+ UInt64(run), conditions: cc).run()
             if r.converged { chaosConverged += 1 }
+            chaosVerifications += r.drops.reduce(0) { $0 + $1.verifications }
+            chaosBad += r.drops.reduce(0) { $0 + $1.badSignatures }
         }
         let chaosS = Double(monotonicNanos() - c0) / 1e9
 
@@ -73,6 +76,8 @@ struct BenchNetMatch: ParsableCommand {
         j.add("converged", main.converged)
         j.add("signatures_ok", main.signaturesOK)
         j.add("relayed_ops", Int(main.relayed))
+        j.add("signatures_verified", main.drops.reduce(0) { $0 + $1.verifications })
+        j.add("signatures_made", main.drops.reduce(0) { $0 + $1.signings })
         let crypto = try signVerifyNanosPerOp(main)
         j.add("sign_verify_ns_per_op", crypto.perOp)
         j.add("chain_step_ns", crypto.chain)
@@ -82,6 +87,8 @@ struct BenchNetMatch: ParsableCommand {
         j.add("chaos_runs", chaosRuns)
         j.add("chaos_converged", chaosConverged)
         j.add("chaos_wall_s", chaosS)
+        j.add("chaos_signatures_verified", chaosVerifications)
+        j.add("chaos_bad_signatures", chaosBad)
         print(j.text)
     }
 

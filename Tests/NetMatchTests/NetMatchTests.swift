@@ -49,7 +49,7 @@ final class NetMatchTests: XCTestCase {
     /// Chaos: 8 peers, 30% loss, duplicates, reordering (jitter of 3 ticks), one peer partitioned
     /// from everyone for 5 s: every seeded run ends with identical hashes, signatures covering every op.
     func testChaosEightPeersConvergeInEverySeededRun() throws {
-        let runs = Int(ProcessInfo.processInfo.environment["NETMATCH_CHAOS_RUNS"] ?? "") ?? 40
+        let runs = Int(ProcessInfo.processInfo.environment["NETMATCH_CHAOS_RUNS"] ?? "") ?? 100
         var failed: [UInt64] = []
         for seed in 0..<UInt64(runs) {
             var c = NetMatchSim<TurfController>.Conditions()
@@ -57,7 +57,7 @@ final class NetMatchTests: XCTestCase {
             c.duplicate = 0.1
             c.jitterNanos = 100_000_000
             c.partition = (peer: Int(seed % 8), from: 500_000_000, to: 5_500_000_000)
-            let r = try Fixture.sim(peers: 8, seconds: 7, seed: seed, conditions: c).run()
+            let r = try Fixture.sim(peers: 8, seconds: 6, seed: seed, conditions: c).run()
             if !r.converged { failed.append(seed) }
         }
         XCTAssertEqual(failed, [], "seeds that did not converge")
