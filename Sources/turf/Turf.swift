@@ -53,6 +53,8 @@ struct Bench: ParsableCommand {
             BenchDHT.self,
             // terminal (BenchRender.swift)
             BenchRender.self,
+            // networked match (BenchNetMatch.swift)
+            BenchNetMatch.self,
         ]
     )
 }
