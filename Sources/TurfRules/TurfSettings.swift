@@ -54,12 +54,12 @@ public struct TurfSettings: Equatable, Sendable {
 
     /// The pickup schedule is built whole when a match or replay is loaded: one entry per pickup,
     /// and per pickup the floor cells its splat paints (each stored twice: the pickup's area and
-    /// the per-cell index), so its memory is pickups × splat area; and every paint or claim of a
-    /// cell looks at each pickup whose splat covers it, at most every pickup. The longest match (4
+    /// the per-cell index), so its memory is pickups × splat area; a paint or claim of a cell costs
+    /// O(log pickups) whatever the schedule (a binary search in `live`, TurfWorld's splat trees). The longest match (4
     /// hours at 30 Hz, `MatchConfig.maxLengthTicks`) with the default settings (one pickup every
     /// 300 ticks, splat radius 2) has 1,439 pickups and 36k splat cells; these bounds leave
     /// headroom for busier settings (a pickup every 44 ticks for 4 hours, or radius 8 every 125)
-    /// and keep the schedule under ~16 MB and a merge under 10k steps whatever a file says.
+    /// and keep the schedule and the world's splat trees under ~32 MB whatever a file says.
     public static let maxPickups = 10_000
     /// Bound on pickups × (2 × splatRadius + 1)², the splat cells the schedule may hold.
     public static let maxSplatCells = 1_000_000
