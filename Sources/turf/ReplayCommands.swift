@@ -3,7 +3,9 @@ import Engine
 import Foundation
 import TextOutput
 import LocalFiles
+import NetMatch
 import TerminalUI
+import Transport
 import TurfRules
 
 #if canImport(Glibc)
@@ -100,9 +102,14 @@ struct Watch: ParsableCommand {
             var s = JSONObject()
             s.add("player", i)
             s.add("name", p.name)
+            s.add("owner", ownerText(p.owner))
             s.add("cells", final.state.scores[i])
             return s
         })
+        // Signed op logs (docs/netmatch.md): "none" for a match that recorded no signatures (local).
+        let signatureProblem = replay.signatures.isEmpty ? nil
+            : OpChain.check(config: replay.config, logs: replay.logs, signatures: replay.signatures, as: TurfWorld.self)
+        j.add("signatures", replay.signatures.isEmpty ? "none" : signatureProblem ?? "ok")
         j.add("ticks", Int(result.ticks))
         j.add("ops", result.ops)
         j.add("checkpoints", result.checkpointsChecked)
@@ -117,6 +124,7 @@ struct Watch: ParsableCommand {
             }
             throw CLIError("\(file): final state hash mismatch")
         }
+        if let signatureProblem { throw CLIError("\(file): \(signatureProblem)") }
     }
 
 }
@@ -161,6 +169,12 @@ extension ReplayCommand {
             print(j.text)
         }
     }
+}
+
+/// Who owned a player: its key as `turf id` prints it (`turf1…`), or nil (JSON null).
+func ownerText(_ owner: OwnerKey?) -> String? {
+    guard let owner, let key = PeerKey(bytes: owner.bytes) else { return nil }
+    return key.text
 }
 
 /// `--delivery`: the order in which `--headless` feeds a replay's ops to the replica.
