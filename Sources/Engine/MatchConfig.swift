@@ -1,17 +1,43 @@
 import Determinism
 
-/// Who plays, and how they are driven.
+/// The public key of the peer that owns a player: the one peer that makes the player's ops. The
+/// engine treats it as 32 opaque bytes (turf puts a peer's Ed25519 identity key here); every peer
+/// holds the same config, so a replay says who played without anyone's point of view in it.
+public struct OwnerKey: Hashable, Sendable, CustomStringConvertible {
+    public static let length = 32
+    public let bytes: [UInt8]
+
+    /// Nil unless `bytes` is exactly `OwnerKey.length` bytes.
+    public init?(_ bytes: [UInt8]) {
+        guard bytes.count == OwnerKey.length else { return nil }
+        self.bytes = bytes
+    }
+
+    /// Lowercase hex.
+    public var description: String {
+        let digits = Array("0123456789abcdef")
+        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
+    }
+}
+
+/// Who plays: a name, whether a human or a bot drives the player, and which peer owns it.
 public struct PlayerInfo: Equatable, Sendable {
-    public enum Kind: UInt8, Sendable { case human = 0, bot = 1, remote = 2 }
+    /// What drives the player on its owner's peer. (Replay format version 1 also had `remote` = 2,
+    /// one peer's point of view; it is read as `human`.)
+    public enum Kind: UInt8, Sendable { case human = 0, bot = 1 }
     public var name: String
     public var kind: Kind
     /// Bot difficulty (0 = easy, 1 = hard, …); 0 for humans.
     public var level: UInt8
+    /// The public key of the peer that owns this player; nil in a local match (this peer owns
+    /// every player) and for players nobody else needs to tell apart.
+    public var owner: OwnerKey?
 
-    public init(name: String, kind: Kind, level: UInt8 = 0) {
+    public init(name: String, kind: Kind, level: UInt8 = 0, owner: OwnerKey? = nil) {
         self.name = name
         self.kind = kind
         self.level = level
+        self.owner = owner
     }
 }
 
@@ -70,6 +96,24 @@ public struct MatchConfig: Equatable, Sendable {
         }
     }
 
+    /// The players a peer owns: those whose owner is `key` (with `key` nil, the players that have
+    /// no owner: every player of a local match).
+    public func players(ownedBy key: OwnerKey?) -> [PlayerID] {
+        players.indices.filter { players[$0].owner == key }.map { PlayerID($0) }
+    }
+
+    /// The layout of the encoded config: the replay format's version (docs/replay-format.md).
+    /// Version 1 had no owners and a `remote` kind; version 2 records each player's owner key.
+    public static let encodingVersion: UInt16 = 2
+
+    /// A stable 64-bit digest of the encoded config: names the match (for a snapshot, a lobby).
+    public var digest: UInt64 {
+        var w = ByteWriter()
+        encode(into: &w)
+        return StableHash.bytes(w.bytes[...], seed: 0x7475_7266_6366_6721)
+    }
+
+    /// Encodes in the current layout (`encodingVersion`).
     public func encode(into w: inout ByteWriter) {
         w.string(gameID)
         w.u64(seed)
@@ -81,11 +125,19 @@ public struct MatchConfig: Equatable, Sendable {
             w.string(p.name)
             w.u8(p.kind.rawValue)
             w.u8(p.level)
+            if let owner = p.owner {
+                w.u8(UInt8(OwnerKey.length))
+                w.bytes(owner.bytes)
+            } else {
+                w.u8(0)
+            }
         }
         w.blob(settings)
     }
 
-    public static func decode(from r: inout ByteReader) throws -> MatchConfig {
+    /// Decodes a config encoded in layout `version` (1 or 2; see `encodingVersion`).
+    public static func decode(from r: inout ByteReader, version: UInt16 = encodingVersion) throws -> MatchConfig {
+        guard version == 1 || version == 2 else { throw ByteReadError(offset: r.offset, "unknown config layout \(version)") }
         let gameID = try r.string("game id", limit: 64)
         let seed = try r.u64("seed")
         let rate = try r.u16("tick rate")
@@ -98,10 +150,26 @@ public struct MatchConfig: Equatable, Sendable {
         for i in 0..<n {
             let name = try r.string("player \(i) name", limit: 64)
             let kindAt = r.offset
-            guard let kind = PlayerInfo.Kind(rawValue: try r.u8("player kind")) else {
-                throw ByteReadError(offset: kindAt, "unknown player kind")
+            let kindByte = try r.u8("player kind")
+            let kind: PlayerInfo.Kind
+            if let k = PlayerInfo.Kind(rawValue: kindByte) {
+                kind = k
+            } else if version == 1 && kindByte == 2 {
+                kind = .human // version 1's `remote`: a human on another peer
+            } else {
+                throw ByteReadError(offset: kindAt, "unknown player kind \(kindByte)")
             }
-            players.append(PlayerInfo(name: name, kind: kind, level: try r.u8("bot level")))
+            let level = try r.u8("bot level")
+            var owner: OwnerKey?
+            if version >= 2 {
+                let keyAt = r.offset
+                let n = Int(try r.u8("owner key length"))
+                guard n == 0 || n == OwnerKey.length else {
+                    throw ByteReadError(offset: keyAt, "owner key of \(n) bytes (0 or \(OwnerKey.length) allowed)")
+                }
+                if n > 0 { owner = OwnerKey(Array(try r.take(n, "owner key"))) }
+            }
+            players.append(PlayerInfo(name: name, kind: kind, level: level, owner: owner))
         }
         let settings = try r.blob("game settings", limit: 1 << 22)
         let c = MatchConfig(gameID: gameID, seed: seed, tickRate: rate, lengthTicks: length,

@@ -11,7 +11,8 @@ public struct ReplayFormatError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The binary replay format, version 1 (docs/replay-format.md).
+/// The binary replay format, version 2 (docs/replay-format.md). Version 1 files (whose config
+/// had no owner keys) are still read.
 ///
 ///     file     = magic "TURFRPLY" · u16 version · section* · end-section
 ///     section  = u8 tag · u32 length · body[length] · u64 checksum(tag, length, body)
@@ -20,7 +21,10 @@ public struct ReplayFormatError: Error, Equatable, CustomStringConvertible {
 /// section it hit; a truncated file is reported with the offset where bytes ran out.
 public enum ReplayFile {
     public static let magic: [UInt8] = Array("TURFRPLY".utf8)
-    public static let version: UInt16 = 1
+    /// The version written. Version 2 records each player's owner key in the config section.
+    public static let version: UInt16 = 2
+    /// Versions read: 1 differs only in its config section's player records.
+    public static let readableVersions: ClosedRange<UInt16> = 1...2
 
     enum Tag: UInt8 {
         case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, journalOps = 6, end = 0xFF
@@ -52,17 +56,7 @@ public enum ReplayFile {
 
         for (player, log) in replay.logs.enumerated() {
             var w = ByteWriter(capacity: 16 + log.count * 4)
-            w.u8(UInt8(player))
-            w.varint(UInt64(log.count))
-            var prevSeq: Int64 = -1
-            var prevTick: Int64 = 0
-            for op in log {
-                w.varint(UInt64(Int64(op.seq) - prevSeq - 1))
-                w.varint(zigzag(Int64(op.tick) - prevTick))
-                Game.encode(op.payload, into: &w)
-                prevSeq = Int64(op.seq)
-                prevTick = Int64(op.tick)
-            }
+            OpCodec<Game>.encodeLog(player: PlayerID(player), log, into: &w)
             section(.log, w.bytes, into: &out)
         }
 
@@ -90,32 +84,15 @@ public enum ReplayFile {
         return out.bytes
     }
 
-    /// A list of ops, each stored whole (player, seq, tick, payload): for ops that are not one
-    /// player's log in seq order (equivocations, journal chunks).
+    /// A list of ops, each stored whole (`OpCodec` batch): for ops that are not one player's log in
+    /// seq order (equivocations, journal chunks).
     static func encodeOps<Game: ReplicatedGame>(_ ops: [Op<Game.Payload>], as: Game.Type, into w: inout ByteWriter) {
-        w.varint(UInt64(ops.count))
-        for op in ops {
-            w.u8(op.player)
-            w.varint(UInt64(op.seq))
-            w.varint(UInt64(op.tick))
-            Game.encode(op.payload, into: &w)
-        }
+        OpCodec<Game>.encodeBatch(ops, into: &w)
     }
 
     static func decodeOps<Game: ReplicatedGame>(from b: inout ByteReader, as: Game.Type, config: MatchConfig,
                                                 limit: Int) throws -> [Op<Game.Payload>] {
-        let n = try b.count("op count", limit: limit)
-        var ops: [Op<Game.Payload>] = []
-        ops.reserveCapacity(n)
-        for _ in 0..<n {
-            let opAt = b.offset
-            let p = try b.u8("player")
-            let seq = try b.count("seq", limit: 1 << 28)
-            let tick = try b.count("tick", limit: Int(config.lengthTicks))
-            guard Int(p) < config.players.count else { throw ReplayFormatError(offset: opAt, "op by unknown player \(p)") }
-            ops.append(Op(player: p, seq: UInt32(seq), tick: Tick(tick), payload: try Game.decode(from: &b)))
-        }
-        return ops
+        try OpCodec<Game>.decodeBatch(from: &b, config: config, maxOps: limit)
     }
 
     /// The same bytes with every section's checksum recomputed, as far as the framing can be
@@ -146,9 +123,6 @@ public enum ReplayFile {
         StableHash.combine(StableHash.bytes(body, seed: UInt64(tag) << 56), UInt64(body.count))
     }
 
-    @inline(__always) static func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
-    @inline(__always) static func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
-
     // MARK: reading
 
     /// Parses a replay. Never traps on bad input: every problem is a `ReplayFormatError` naming the
@@ -169,8 +143,8 @@ public enum ReplayFile {
         }
         let versionAt = r.offset
         let v = try r.u16("format version")
-        guard v == version else {
-            throw ReplayFormatError(offset: versionAt, "unsupported replay format version \(v) (this turf reads version \(version))")
+        guard readableVersions.contains(v) else {
+            throw ReplayFormatError(offset: versionAt, "unsupported replay format version \(v) (this turf reads versions \(readableVersions.lowerBound) to \(readableVersions.upperBound))")
         }
 
         var config: MatchConfig?
@@ -189,7 +163,7 @@ public enum ReplayFile {
             switch tag {
             case .config:
                 guard config == nil else { throw ReplayFormatError(offset: sectionAt, "second config section") }
-                let c = try MatchConfig.decode(from: &b)
+                let c = try MatchConfig.decode(from: &b, version: v)
                 guard c.gameID == Game.gameID else {
                     throw ReplayFormatError(offset: bodyAt, "replay is for game '\(c.gameID)', not '\(Game.gameID)'")
                 }
@@ -197,27 +171,10 @@ public enum ReplayFile {
                 logs = Array(repeating: nil, count: c.players.count)
             case .log:
                 let playerAt = b.offset
-                let p = Int(try b.u8("log player"))
-                guard p < logs.count else { throw ReplayFormatError(offset: playerAt, "op log for player \(p), but the match has \(logs.count)") }
-                guard logs[p] == nil else { throw ReplayFormatError(offset: playerAt, "second op log for player \(p)") }
-                let n = try b.count("op count", limit: length) // every op takes at least one byte
-                var log: [Op<Game.Payload>] = []
-                log.reserveCapacity(n)
-                var seq: Int64 = -1
-                var tick: Int64 = 0
-                for _ in 0..<n {
-                    let opAt = b.offset
-                    seq += Int64(try b.count("seq gap", limit: 1 << 28)) + 1
-                    let (t, overflow) = tick.addingReportingOverflow(unzigzag(try b.varint("tick delta")))
-                    tick = t
-                    guard !overflow, seq < (1 << 28), tick >= 0, tick <= Int64(config!.lengthTicks) else {
-                        throw ReplayFormatError(offset: opAt, "op \(p)/\(seq) has tick \(tick) outside the match (0...\(config!.lengthTicks))")
-                    }
-                    let payload = try Game.decode(from: &b)
-                    log.append(Op(player: PlayerID(p), seq: UInt32(seq), tick: Tick(tick), payload: payload))
-                }
+                let (p, log) = try OpCodec<Game>.decodeLog(from: &b, config: config!, maxOps: length)
+                guard logs[Int(p)] == nil else { throw ReplayFormatError(offset: playerAt, "second op log for player \(p)") }
                 try expectEnd(b, tag)
-                logs[p] = log
+                logs[Int(p)] = log
             case .equivocations:
                 equivocations += try decodeOps(from: &b, as: Game.self, config: config!, limit: length)
                 try expectEnd(b, tag)

@@ -13,7 +13,10 @@ import Determinism
 /// live peer did.
 public enum ReplayJournal {
     public static let magic: [UInt8] = Array("TURFJRNL".utf8)
-    public static let version: UInt16 = 1
+    /// The version written; its config section follows `MatchConfig.encodingVersion`. Version 1
+    /// journals (config without owner keys) are still recovered.
+    public static let version: UInt16 = 2
+    public static let readableVersions: ClosedRange<UInt16> = 1...2
 
     /// The bytes a journal starts with.
     public static func header(_ config: MatchConfig) -> [UInt8] {
@@ -73,13 +76,13 @@ public enum ReplayJournal {
         }
         var r = ByteReader(bytes, offset: magic.count)
         let v = try readable { try r.u16("journal version") }
-        guard v == version else {
-            throw ReplayFormatError(offset: magic.count, "unsupported journal version \(v) (this turf reads version \(version))")
+        guard readableVersions.contains(v) else {
+            throw ReplayFormatError(offset: magic.count, "unsupported journal version \(v) (this turf reads versions \(readableVersions.lowerBound) to \(readableVersions.upperBound))")
         }
         let (configTag, configBody) = try readable { try ReplayFile.readSection(&r) }
         guard configTag == .config else { throw ReplayFormatError(offset: magic.count + 2, "journal does not start with its config") }
         var cb = configBody
-        let config = try readable { try MatchConfig.decode(from: &cb) }
+        let config = try readable { try MatchConfig.decode(from: &cb, version: v) }
         guard config.gameID == Game.gameID else {
             throw ReplayFormatError(offset: magic.count + 2, "journal is for game '\(config.gameID)', not '\(Game.gameID)'")
         }

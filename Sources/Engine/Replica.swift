@@ -58,6 +58,27 @@ public struct Replica<Game: ReplicatedGame> {
     /// The next seq this peer will use for `player` (for resuming a log).
     public func nextSeq(for player: PlayerID) -> UInt32 { nextLocalSeq[Int(player)] }
 
+    /// Merges every op of a snapshot of this match (ops already held are duplicates; the result is
+    /// the union, as for any delivery). The next local seq of every player moves past the highest
+    /// seq the snapshot holds for it, so a peer that rejoins after a crash resumes its own log
+    /// where it stopped and never reuses a seq (an equivocation). Throws if the snapshot is of
+    /// another match.
+    public mutating func merge(_ snapshot: ReplicaSnapshot<Game>) throws {
+        guard snapshot.configDigest == config.digest else {
+            throw ConfigError.invalid("snapshot of another match (config digest differs)")
+        }
+        guard snapshot.logs.count <= dense.count else {
+            throw ConfigError.invalid("snapshot has \(snapshot.logs.count) op logs, the match \(dense.count) players")
+        }
+        for log in snapshot.logs { for op in log { receive(op) } }
+        for op in snapshot.equivocations { receive(op) }
+        for log in snapshot.logs {
+            for op in log where Int(op.player) < dense.count && op.seq < (1 << 28) {
+                nextLocalSeq[Int(op.player)] = max(nextLocalSeq[Int(op.player)], op.seq + 1)
+            }
+        }
+    }
+
     public enum Outcome: Equatable { case merged, duplicate, rejected, equivocation }
 
     /// Merges an op from anywhere. Idempotent; order-independent; O(1) however late it arrives.
@@ -127,6 +148,33 @@ public struct Replica<Game: ReplicatedGame> {
     public func contiguousCount(for player: PlayerID) -> Int {
         let log = dense[Int(player)]
         return log.firstIndex(where: { $0 == nil }) ?? log.count
+    }
+
+    /// The ops held for `player` with seq ≥ `seq`, in seq order, at most `limit` of them: what to
+    /// (re)send to a peer that has acknowledged `seq` ops of this player. Gaps are skipped. Costs
+    /// O(ops returned) for the contiguous part of the log.
+    public func ops(of player: PlayerID, from seq: UInt32, limit: Int = .max) -> [Op<Game.Payload>] {
+        let p = Int(player)
+        guard p < dense.count, limit > 0 else { return [] }
+        var out: [Op<Game.Payload>] = []
+        var s = Int(seq)
+        while s < dense[p].count && out.count < limit {
+            if let op = dense[p][s] { out.append(op) }
+            s += 1
+        }
+        // Far entries all lie past the dense range (it pulls them in as it grows past them).
+        if out.count < limit && !far[p].isEmpty {
+            for op in far[p].values.filter({ $0.seq >= seq }).sorted(by: { $0.seq < $1.seq }) {
+                guard out.count < limit else { break }
+                out.append(op)
+            }
+        }
+        return out
+    }
+
+    /// How many ops of `player` are held (whatever their seqs).
+    public func heldCount(for player: PlayerID) -> Int {
+        Int(player) < received.count ? received[Int(player)] : 0
     }
 
     /// Every op received, grouped by player in seq order: what a replay records.

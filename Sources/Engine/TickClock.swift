@@ -73,6 +73,23 @@ public struct TickStepper: Sendable {
         return t > 0 ? UInt64(t) : 0
     }
 
+    /// Moves the running clock by `offset` ns (positive: later), as a networked peer's estimate of
+    /// its offset to the shared clock improves during a match. Tick numbers never go backwards:
+    /// `nextTick` is kept, so after a shift later nothing runs until the clock reaches `nextTick`
+    /// again (no tick runs twice), and after a shift earlier the ticks that became due run at the
+    /// next `due`, capped at `maxCatchUp` like after any stall (the rest are skipped and counted).
+    public mutating func shiftClock(by offset: Int64) { clock.shift(by: offset) }
+
+    /// Applies at most `maxStep` ns (≥ 0; in either direction) of a wanted correction of `offset` ns,
+    /// and returns the part still to apply: called once a tick, a large correction is spread over
+    /// several ticks, so the match neither freezes nor jumps when an estimate moves a lot.
+    public mutating func slewClock(by offset: Int64, maxStep: Int64) -> Int64 {
+        let m = max(0, maxStep)
+        let step = max(-m, min(m, offset))
+        clock.shift(by: step)
+        return offset - step
+    }
+
     /// Re-anchors after a pause or a seek: `tick` becomes the next tick, due one tick after `now`.
     /// This moves the clock's origin, so it is for matches whose clock nobody shares (a local match
     /// against bots, the replay viewer); a networked match never pauses.

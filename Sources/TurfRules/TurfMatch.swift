@@ -2,6 +2,7 @@ import Engine
 
 public typealias TurfReplay = Replay<TurfWorld>
 public typealias TurfLocalMatch = LocalMatch<TurfController>
+public typealias TurfMatchLoop = MatchLoop<TurfController>
 
 /// Setting up turf matches.
 public enum TurfMatch {
@@ -20,19 +21,25 @@ public enum TurfMatch {
         return list
     }
 
-    /// A local match in which this peer owns every player: humans get input-driven controllers,
-    /// bots get bots seeded from the match seed and their player id.
-    public static func local(config: MatchConfig) throws -> TurfLocalMatch {
+    /// The controllers of the players a peer owns (`MatchConfig.players(ownedBy:)`; with `owner`
+    /// nil, every player of a local match): humans get input-driven controllers, bots get bots
+    /// seeded from the match seed and their player id. Other peers' players get none: their ops
+    /// arrive over the network.
+    public static func controllers(config: MatchConfig, ownedBy owner: OwnerKey? = nil) -> [PlayerID: TurfController] {
         var controllers: [PlayerID: TurfController] = [:]
-        for (i, p) in config.players.enumerated() {
-            let id = PlayerID(i)
+        for id in config.players(ownedBy: owner) {
+            let p = config.players[Int(id)]
             switch p.kind {
             case .human: controllers[id] = .human()
             case .bot: controllers[id] = TurfController(bot: Bot(level: Bot.Level(rawValue: p.level) ?? .easy, seed: config.seed, player: id))
-            case .remote: break
             }
         }
-        return try TurfLocalMatch(config: config, controllers: controllers)
+        return controllers
+    }
+
+    /// A local match in which this peer owns every player (a config with no owner keys).
+    public static func local(config: MatchConfig) throws -> TurfLocalMatch {
+        try TurfLocalMatch(config: config, controllers: controllers(config: config))
     }
 
     /// A whole bot match, simulated headlessly as fast as the CPU allows, and its recording.
@@ -40,8 +47,8 @@ public enum TurfMatch {
                                 tickRate: UInt16 = 30) throws -> TurfReplay {
         let config = settings.matchConfig(seed: seed, players: self.players(humans: [], total: players),
                                           seconds: seconds, tickRate: tickRate)
-        var match = try local(config: config)
-        match.runToEnd()
-        return try match.recording()
+        var loop = TurfMatchLoop(match: try local(config: config), clock: TickClock(tickRate: UInt32(tickRate), origin: 0))
+        loop.runToEnd()
+        return try loop.recording()
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import TextOutput
 import LocalFiles
 import TerminalUI
+import Transport
 import TurfRules
 
 #if canImport(Glibc)
@@ -100,6 +101,7 @@ struct Watch: ParsableCommand {
             var s = JSONObject()
             s.add("player", i)
             s.add("name", p.name)
+            s.add("owner", ownerText(p.owner))
             s.add("cells", final.state.scores[i])
             return s
         })
@@ -161,6 +163,12 @@ extension ReplayCommand {
             print(j.text)
         }
     }
+}
+
+/// Who owned a player: its key as `turf id` prints it (`turf1…`), or nil (JSON null).
+func ownerText(_ owner: OwnerKey?) -> String? {
+    guard let owner, let key = PeerKey(bytes: owner.bytes) else { return nil }
+    return key.text
 }
 
 /// `--delivery`: the order in which `--headless` feeds a replay's ops to the replica.

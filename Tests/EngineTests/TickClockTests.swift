@@ -85,4 +85,59 @@ import Testing
         #expect(s.due(at: 5_050_000_000).isEmpty)
         #expect(s.due(at: 5_100_000_000) == 1..<2)
     }
+
+    /// A running stepper's clock moves as the offset estimate improves; the ticks it hands out
+    /// never repeat and never go back, whichever way the clock moves.
+    @Test func shiftingTheClockNeverMovesTicksBackwards() {
+        var s = TickStepper(clock: TickClock(tickRate: 30, origin: 0), maxCatchUp: 4)
+        var ran: [Tick] = []
+        var now: UInt64 = 0
+        func frames(_ n: Int) {
+            for _ in 0..<n {
+                ran += Array(s.due(at: now))
+                now += 10_000_000
+            }
+        }
+        frames(100) // 1 s: ticks 0...29
+        #expect(ran == Array(0...29))
+        // The clock moves 200 ms later: the stepper waits until the clock is back at its next tick.
+        s.shiftClock(by: 200_000_000)
+        #expect(s.clock.origin == 200_000_000)
+        #expect(s.nextTick == 30)
+        frames(20) // 200 ms: the shifted clock is still before tick 30
+        #expect(ran.count == 30)
+        frames(100)
+        #expect(ran == Array(0..<ran.count).map { Tick($0) })
+        #expect(s.nextTick == s.clock.tick(at: now - 10_000_000) + 1)
+        // The clock moves 100 ms earlier: four ticks are due at once (one was due anyway), run in
+        // one catch-up.
+        let before = s.nextTick
+        s.shiftClock(by: -100_000_000)
+        let burst = s.due(at: now)
+        #expect(burst.lowerBound == before && burst.count == 4)
+        #expect(s.skippedTicks == 0)
+        // A full second earlier: catch-up is capped, the rest skipped, still never backwards.
+        s.shiftClock(by: -1_000_000_000)
+        let jump = s.due(at: now)
+        #expect(jump.count == 4 && jump.lowerBound > burst.upperBound)
+        #expect(s.skippedTicks == UInt64(jump.lowerBound - burst.upperBound))
+        #expect(jump.upperBound == s.clock.tick(at: now) + 1)
+    }
+
+    /// A large correction applied a step at a time, so the match neither freezes nor jumps.
+    @Test func slewingSpreadsACorrection() {
+        var s = TickStepper(clock: TickClock(tickRate: 30, origin: 1_000_000_000), maxCatchUp: 4)
+        var left: Int64 = 10_000_000
+        var steps = 0
+        while left != 0 {
+            left = s.slewClock(by: left, maxStep: 3_000_000)
+            steps += 1
+        }
+        #expect(steps == 4)
+        #expect(s.clock.origin == 1_010_000_000)
+        #expect(s.slewClock(by: -5_000_000, maxStep: 2_000_000) == -3_000_000)
+        #expect(s.clock.origin == 1_008_000_000)
+        #expect(s.slewClock(by: 7, maxStep: 0) == 7) // a zero step moves nothing
+        #expect(s.clock.origin == 1_008_000_000)
+    }
 }

@@ -79,6 +79,23 @@ import TurfRules
         #expect(r.stderr.contains("mismatch at tick \(replay.checkpoints[9].tick)"))
     }
 
+    /// A replay says who played: `--headless` prints each player's owner key as `turf id` would
+    /// (`turf1…`), or null for a player nobody owns (a local bot).
+    @Test func headlessOutputNamesEachPlayersOwner() throws {
+        let source = try #require(Self.recorded.first { $0.contains("dojo-2p") } ?? Self.recorded.first)
+        var replay = try ReplayFile.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: source))), as: TurfWorld.self)
+        replay.config.players[0].owner = OwnerKey([UInt8](repeating: 7, count: 32))
+        let path = Self.tempPath("owned.turfreplay")
+        defer { unlink(path) }
+        try Data(ReplayFile.encode(replay)).write(to: URL(fileURLWithPath: path))
+        let r = try run(turfBinary, ["replay", "--headless", path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let owners = r.stdout.components(separatedBy: "\"owner\":").dropFirst().map { $0.prefix { $0 != "," } }
+        #expect(owners.count == 2)
+        #expect(owners.first?.hasPrefix("\"turf1") == true && owners.first?.count == 62)
+        #expect(owners.last == "null")
+    }
+
     @Test func generateThenVerify() throws {
         let path = Self.tempPath("gen.turfreplay")
         defer { unlink(path) }

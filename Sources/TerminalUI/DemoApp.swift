@@ -1,45 +1,8 @@
 import Engine
 import TurfRules
 
-/// Keys that steer: arrows, WASD and hjkl.
-public func steering(_ key: Key) -> Direction? {
-    switch key {
-    case .up, .char("w"), .char("W"), .char("k"), .char("K"): return .up
-    case .down, .char("s"), .char("S"), .char("j"), .char("J"): return .down
-    case .left, .char("a"), .char("A"), .char("h"), .char("H"): return .left
-    case .right, .char("d"), .char("D"), .char("l"), .char("L"): return .right
-    default: return nil
-    }
-}
-
-/// Reports pickups collected between two states, for the status line.
-struct PickupNews {
-    private var known: [PlayerID?] = []
-
-    mutating func update(world: TurfWorld, names: [String]) -> String? {
-        if known.count != world.schedule.pickups.count { known = Array(repeating: nil, count: world.schedule.pickups.count) }
-        var news: String?
-        for i in known.indices {
-            let c = world.collector(of: i)
-            if c != known[i], let p = c {
-                news = "Splat! \(names[Int(p)]) grabbed a pickup and painted the area around it."
-            }
-            known[i] = c
-        }
-        return news
-    }
-}
-
-/// The journal of one round, as the shell stores it: opened with the round's config (the shell
-/// writes the `ReplayJournal` header), then the demo hands it encoded chunks to append.
-public protocol RoundJournal: AnyObject {
-    func append(_ bytes: [UInt8])
-    /// The round is over. `keep` is false once its replay is safely saved, true otherwise (then the
-    /// journal is all that is left of the match, and must stay for recovery).
-    func close(keep: Bool)
-}
-
-/// A local match against bots in the terminal: the tick loop, input, rendering and the end screen.
+/// A local match against bots in the terminal: keys, pausing, help, rendering, the end screen and
+/// rematches, around the engine's `MatchLoop` (which runs the ticks, the journal and the recording).
 public final class DemoApp {
     public struct Options {
         public var config: MatchConfig
@@ -84,7 +47,7 @@ public final class DemoApp {
     /// Opens the journal of a round that starts (nil: no journal).
     let openJournal: (MatchConfig) -> RoundJournal?
     let now: () -> UInt64
-    /// Ticks between journal flushes: a crash loses at most this much play.
+    /// Ticks between journal flushes (the match loop flushes): a crash loses at most this much play.
     public static let journalEvery: Tick = 10
 
     public init(options: Options, now: @escaping () -> UInt64, record: @escaping (TurfReplay) -> String?,
@@ -120,90 +83,62 @@ public final class DemoApp {
     enum RoundEnd { case rematch, done(Outcome) }
 
     private func playRound(config: MatchConfig, term: CursesTerminal, journal: RoundJournal?) throws -> (RoundEnd, TurfReplay?) {
-        var match = try TurfMatch.local(config: config)
-        if journal != nil { match.recordJournal = true }
-        func flushJournal() {
-            guard let journal, !match.journal.isEmpty else { return }
-            journal.append(ReplayJournal.chunk(match.journal, as: TurfWorld.self))
-            match.journal.removeAll(keepingCapacity: true)
-        }
         let human = options.human
-        let names = config.players.map(\.name)
-        let rate = UInt32(config.tickRate)
-        var stepper = TickStepper(clock: TickClock(tickRate: rate, origin: now()), maxCatchUp: 4)
+        let rate = Tick(config.tickRate)
+        var loop = TurfMatchLoop(match: try TurfMatch.local(config: config),
+                                 clock: TickClock(tickRate: UInt32(rate), origin: now()), maxCatchUp: 4,
+                                 journal: journal, journalEvery: DemoApp.journalEvery)
+        var hook = DemoTickHook(crashAtTick: options.crashAtTick, names: config.players.map(\.name), rate: rate)
         let renderer = ArenaRenderer(theme: term.theme)
-        var history = TerritoryHistory()
-        var news = PickupNews()
-        var status = ""
-        var statusUntil: Tick = 0
         var paused = false
         var help = false
-        var dirty = true
 
-        func recording() -> TurfReplay? { flushJournal(); return try? match.recording() }
+        func recording() -> TurfReplay? { try? loop.recording() }
 
-        while !match.isOver {
+        while !loop.isOver {
             if let sig = term.quitSignal { return (.done(.signal(sig)), recording()) }
             for key in term.readKeys() {
-                if help { help = false; paused = false; stepper.restart(at: now(), tick: match.tick); dirty = true; continue }
-                if let d = steering(key) { match.controllers[human]?.steer(d); continue }
+                if help { help = false; paused = false; loop.resume(at: now()); hook.dirty = true; continue }
+                if let d = steering(key) { loop.controllers[human]?.steer(d); continue }
                 switch key {
                 case .char("q"), .char("Q"): return (.done(.quit), recording())
                 case .char("p"), .char("P"), .char(" "):
                     paused.toggle()
-                    if !paused { stepper.restart(at: now(), tick: match.tick) }
-                    dirty = true
+                    if !paused { loop.resume(at: now()) }
+                    hook.dirty = true
                 case .char("?"):
                     help = true
                     paused = true
-                    dirty = true
+                    hook.dirty = true
                 case .resize:
                     term.invalidate()
-                    dirty = true
+                    hook.dirty = true
                 default: break
                 }
             }
             // A local match shares its clock with nobody: when the process was stopped (Ctrl-Z) or
             // stalled for over a second, pause rather than let the round's time run out unseen.
-            if !paused && stepper.clock.tick(at: now()) > stepper.nextTick + rate {
+            if !paused && loop.lag(at: now()) > rate {
                 paused = true
-                dirty = true
+                hook.dirty = true
             }
-            if !paused {
-                let due = stepper.due(at: now())
-                // After a stall the stepper skips ticks (it keeps the clock, so our tick numbers stay
-                // everyone's): jump the match over them, nothing is made for the skipped ticks.
-                if due.lowerBound > match.tick {
-                    match.skip(to: due.lowerBound)
-                    dirty = true
-                }
-                for _ in due {
-                    if let crash = options.crashAtTick, match.tick >= crash {
-                        fatalError("deliberate crash at tick \(match.tick) (TURF_DEBUG_CRASH_AT_TICK)")
-                    }
-                    match.step()
-                    if match.tick % DemoApp.journalEvery == 0 { flushJournal() }
-                    if (match.tick - 1) % rate == 0 { history.record(tick: match.tick - 1, scores: match.replica.state.scores) }
-                    if let n = news.update(world: match.replica.state, names: names) {
-                        status = n
-                        statusUntil = match.tick + 3 * rate
-                    }
-                    dirty = true
-                    if match.isOver { break }
-                }
-            }
-            if match.tick > statusUntil { status = "" }
-            if dirty {
+            // After a shorter stall the loop skips ticks (it keeps the clock, so our tick numbers
+            // stay everyone's); nothing is made for the skipped ticks.
+            if !paused { loop.advance(now: now(), hook: &hook) }
+            if loop.tick > hook.statusUntil { hook.status = "" }
+            if hook.dirty {
                 let (w, h) = term.size
-                let scene = ArenaScene(world: match.replica.state, tick: min(match.tick, config.lengthTicks), config: config,
-                                       focus: human, title: "turf", status: paused && !help ? "paused: p or space resumes" : status,
+                let scene = ArenaScene(world: loop.replica.state, tick: min(loop.tick, config.lengthTicks), config: config,
+                                       focus: human, title: "turf", status: paused && !help ? "paused: p or space resumes" : hook.status,
                                        paused: paused, showHelp: help, helpLines: DemoApp.helpLines)
                 term.draw(renderer.render(scene, width: w, height: h))
-                dirty = false
+                hook.dirty = false
             }
-            term.wait(nanos: paused ? 100_000_000 : stepper.wait(from: now()))
+            term.wait(nanos: paused ? 100_000_000 : loop.wait(from: now()))
         }
 
+        var history = hook.history
+        let match = loop.match
         history.record(tick: config.lengthTicks, scores: match.replica.state.scores)
         let replay = recording()
         let end = EndScreen(theme: term.theme)
