@@ -77,6 +77,9 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: v5),
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: v5),
 
+        // The lobby protocol (docs/lobby.md): messages, their bounded codec, the seed's commit-reveal.
+        .target(name: "Lobby", dependencies: ["Engine", "Determinism", "Sodium"], swiftSettings: v5),
+
         // The terminal front-end.
         .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules", "TextOutput",
                                                    .product(name: "Logging", package: "swift-log")],
@@ -84,7 +87,7 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
@@ -105,6 +108,7 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
                     swiftSettings: v5),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
+        .testTarget(name: "LobbyTests", dependencies: ["Lobby", "Engine", "Determinism"], swiftSettings: v5),
         .testTarget(name: "NetStackTests", dependencies: ["NetStack", "DHT", "Transport", "NetCore"], swiftSettings: v5),
     ]
 )
