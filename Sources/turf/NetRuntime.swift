@@ -78,6 +78,16 @@ final class NetRuntime {
 
     static func displayName(_ raw: String) -> String { SafeText.display(raw, limit: 24) }
 
+    /// A name for hello: whole characters, at most `LobbyMessage.maxNameBytes` bytes of UTF-8.
+    static func boundedName(_ raw: String) -> String {
+        var out = ""
+        for c in raw.prefix(24) {
+            guard out.utf8.count + String(c).utf8.count <= LobbyMessage.maxNameBytes else { break }
+            out.append(c)
+        }
+        return out
+    }
+
     // MARK: Host
 
     struct Seat {
@@ -289,7 +299,7 @@ final class NetRuntime {
 
         let contribution = SeedMix.contribution()
         let commit = SeedMix.commit(contribution)
-        send(hostLink, .hello(.init(name: String(options.name.prefix(24)), key: identity.publicKey.bytes, commit: commit)))
+        send(hostLink, .hello(.init(name: Self.boundedName(options.name), key: identity.publicKey.bytes, commit: commit)))
         var roster: LobbyMessage.Roster?
         var known = Set<[UInt8]>([identity.publicKey.bytes])
         var joinedReported = false
