@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: v5),
 
         // The lobby protocol (docs/lobby.md): messages, their bounded codec, the seed's commit-reveal.
-        .target(name: "Lobby", dependencies: ["Engine", "Determinism", "Sodium"], swiftSettings: v5),
+        .target(name: "Lobby", dependencies: ["Engine", "Determinism", "Sodium", "NetCore", "DHT", "Transport"], swiftSettings: v5),
 
         // The terminal front-end.
         .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules", "TextOutput",
@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
                     swiftSettings: v5),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
-        .testTarget(name: "LobbyTests", dependencies: ["Lobby", "Engine", "Determinism"], swiftSettings: v5),
+        .testTarget(name: "LobbyTests", dependencies: ["Lobby", "Engine", "Determinism", "DHT", "NetCore", "Transport"], swiftSettings: v5),
         .testTarget(name: "NetStackTests", dependencies: ["NetStack", "DHT", "Transport", "NetCore"], swiftSettings: v5),
     ]
 )

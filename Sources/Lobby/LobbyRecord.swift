@@ -3,23 +3,26 @@ import Determinism
 import Foundation
 import NetCore
 import Transport
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The small record a host keeps in the DHT as a BEP 44 mutable item signed with its identity
 /// key (docs/lobby.md): joining by key reads it. Bencoded:
 ///
 ///     { "a": compact addresses (6 bytes each: IPv4, port), "n": players, "p": 0|1 passphrase,
 ///       "t": topic, "v": lobby protocol version }
-struct LobbyRecord: Equatable {
-    var version: Int
-    var addresses: [PeerAddress]
-    var passphrase: Bool
-    var players: Int
-    var topic: String
+public struct LobbyRecord: Equatable, Sendable {
+    public var version: Int
+    public var addresses: [PeerAddress]
+    public var passphrase: Bool
+    public var players: Int
+    public var topic: String
 
-    static let maxAddresses = 16
-    static let maxTopicBytes = 200
+    public static let maxAddresses = 16
+    public static let maxTopicBytes = 200
 
-    var value: BValue {
+    public var value: BValue {
         var a: [UInt8] = []
         for addr in addresses.prefix(Self.maxAddresses) { a += compact(addr) }
         return .dictionary([("a", .bytes(a)), ("n", .int(Int64(players))), ("p", .int(passphrase ? 1 : 0)),
@@ -27,7 +30,7 @@ struct LobbyRecord: Equatable {
     }
 
     /// Parses a record read from the DHT (signed, but by whoever holds the key: still bounded).
-    init?(_ v: BValue) {
+    public init?(_ v: BValue) {
         guard case .dict(let entries) = v else { return nil }
         func get(_ k: String) -> BValue? { entries.first { $0.key == Array(k.utf8) }?.value }
         guard case .int(let ver)? = get("v"), case .bytes(let a)? = get("a"), a.count % 6 == 0,
@@ -48,7 +51,7 @@ struct LobbyRecord: Equatable {
         self.topic = topic
     }
 
-    init(version: Int, addresses: [PeerAddress], passphrase: Bool, players: Int, topic: String) {
+    public init(version: Int, addresses: [PeerAddress], passphrase: Bool, players: Int, topic: String) {
         self.version = version
         self.addresses = addresses
         self.passphrase = passphrase
@@ -65,24 +68,24 @@ private func compact(_ a: PeerAddress) -> [UInt8] {
 /// salts the passphrase, the addresses to try), one word to paste:
 ///
 ///     turf-invite1.<turf1KEY>.<topic as hex>.<ip:port>,<ip:port>…
-struct Invite: Equatable {
-    static let prefix = "turf-invite1."
-    var key: PeerKey
-    var topic: String
-    var addresses: [PeerAddress]
+public struct Invite: Equatable, Sendable {
+    public static let prefix = "turf-invite1."
+    public var key: PeerKey
+    public var topic: String
+    public var addresses: [PeerAddress]
 
-    var text: String {
+    public var text: String {
         Self.prefix + key.text + "." + topic.utf8.map { String(format: "%02x", $0) }.joined() + "."
             + addresses.prefix(LobbyRecord.maxAddresses).map(\.description).joined(separator: ",")
     }
 
-    init(key: PeerKey, topic: String, addresses: [PeerAddress]) {
+    public init(key: PeerKey, topic: String, addresses: [PeerAddress]) {
         self.key = key
         self.topic = topic
         self.addresses = addresses
     }
 
-    init?(text: String) {
+    public init?(text: String) {
         guard text.hasPrefix(Self.prefix), text.utf8.count < 2000 else { return nil }
         let parts = text.dropFirst(Self.prefix.count).split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, let key = PeerKey(text: String(parts[0])), parts[1].count % 2 == 0,
@@ -102,7 +105,7 @@ struct Invite: Equatable {
 }
 
 /// This machine's IPv4 addresses (LAN and loopback), for the record and the invite.
-func localIPv4Addresses() -> [UInt32] {
+public func localIPv4Addresses() -> [UInt32] {
     var out: [UInt32] = []
     var list: UnsafeMutablePointer<ifaddrs>?
     guard getifaddrs(&list) == 0, let first = list else { return [0x7F00_0001] }
