@@ -78,7 +78,8 @@ let package = Package(
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: v5),
 
         // The lobby protocol (docs/lobby.md): messages, their bounded codec, the seed's commit-reveal.
-        .target(name: "Lobby", dependencies: ["Engine", "Determinism", "Sodium", "NetCore", "DHT", "Transport"], swiftSettings: v5),
+        .target(name: "Lobby", dependencies: ["Engine", "Determinism", "Sodium", "NetCore", "DHT", "Transport"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
 
         // The terminal front-end.
         .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules", "TextOutput",
