@@ -1,5 +1,6 @@
 import Determinism
 import Engine
+import NetCore
 import Sodium
 
 /// The lobby protocol: what peers say to each other on a session's reliable channel before and
@@ -46,6 +47,7 @@ public enum LobbyMessage: Equatable, Sendable {
     public static let maxMapNameBytes = 64
     public static let maxPlayers = MatchConfig.maxPlayers
     public static let contributionLength = 32
+    public static let maxMemberAddresses = 4
 
     public struct Hello: Equatable, Sendable {
         public var name: String
@@ -66,11 +68,14 @@ public enum LobbyMessage: Equatable, Sendable {
         public var name: String
         public var commit: [UInt8]
         public var path: Path
-        public init(key: [UInt8], name: String, commit: [UInt8], path: Path) {
+        /// Where the host sees this member (for the mesh: members open sessions to each other).
+        public var addresses: [PeerAddress]
+        public init(key: [UInt8], name: String, commit: [UInt8], path: Path, addresses: [PeerAddress] = []) {
             self.key = key
             self.name = name
             self.commit = commit
             self.path = path
+            self.addresses = addresses
         }
     }
 
@@ -140,6 +145,9 @@ public enum LobbyMessage: Equatable, Sendable {
                 w.string(m.name)
                 w.bytes(m.commit)
                 w.u8(m.path.rawValue)
+                let addrs = m.addresses.prefix(Self.maxMemberAddresses)
+                w.u8(UInt8(addrs.count))
+                for a in addrs { w.u32(a.ip); w.u16(a.port) }
             }
         case .settings(let s):
             w.u8(Kind.settings.rawValue)
@@ -213,7 +221,10 @@ public enum LobbyMessage: Equatable, Sendable {
                     let pathAt = r.offset
                     let pb = try r.u8("path")
                     guard let path = Member.Path(rawValue: pb) else { throw ByteReadError(offset: pathAt, "unknown path \(pb)") }
-                    members.append(Member(key: key, name: name, commit: commit, path: path))
+                    let nAddrs = try r.count("address count", limit: Self.maxMemberAddresses)
+                    var addrs: [PeerAddress] = []
+                    for _ in 0..<nAddrs { addrs.append(PeerAddress(ip: try r.u32("ip"), port: try r.u16("port"))) }
+                    members.append(Member(key: key, name: name, commit: commit, path: path, addresses: addrs))
                 }
                 m = .roster(Roster(members: members, maxPlayers: maxPlayers))
             case .settings:

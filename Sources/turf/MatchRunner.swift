@@ -11,9 +11,11 @@ import TurfRules
 /// The networked match on this peer, on the thread that runs the match loop: the minimal
 /// replication until the replication module of issue #9 part 5 replaces it (docs/lobby.md,
 /// "Match traffic"). Each peer sends its own ops as `ops` messages on the reliable channel: a
-/// member to the host, the host to every member; the host merges members' ops and forwards them
-/// to every other member. So every op reaches every peer exactly once per link, in order, and all
-/// replicas converge; member-to-member traffic is relayed by the host (path "relayed").
+/// member to the host and to every member it has a direct session with (the mesh), the host to
+/// every member; the host merges members' ops and forwards them to every other member. So every
+/// op reaches every peer at least once, in order per link, and all replicas converge (a second
+/// copy is a duplicate, which the replica ignores); where two members have no direct session,
+/// their traffic is relayed by the host (path "relayed").
 final class MatchRunner {
     typealias TurfOpT = Op<TurfWorld.Payload>
     unowned let rt: NetRuntime
@@ -22,6 +24,8 @@ final class MatchRunner {
     let hostLink: UInt32?
     /// Host: each member's current link, by key.
     var memberLinks: [PeerKey: UInt32] = [:]
+    /// Member: direct sessions to other members (the mesh), by key.
+    var directLinks: [PeerKey: UInt32] = [:]
     var pendingKeys: [UInt32: PeerKey] = [:]
     var startMessage: LobbyMessage.Start?
     var rosterMessage: LobbyMessage?
@@ -54,8 +58,9 @@ final class MatchRunner {
     func sendOn(_ m: LobbyMessage, except: UInt32? = nil) {
         if isHost {
             for l in memberLinks.values where l != except { rt.send(l, m) }
-        } else if let h = hostLink {
-            rt.send(h, m)
+        } else {
+            if let h = hostLink { rt.send(h, m) }
+            for l in directLinks.values { rt.send(l, m) }
         }
     }
 
@@ -67,36 +72,48 @@ final class MatchRunner {
     func handle(_ e: LinkEvent) {
         switch e {
         case .opened(let id, let key, _):
-            if isHost { pendingKeys[id] = key } else if id != hostLink { let links = rt.links; rt.live.execute { _ in links.close(id) } }
+            if isHost {
+                pendingKeys[id] = key
+            } else if id != hostLink {
+                // The mesh: a direct session from another player of this match.
+                if config.players.contains(where: { $0.owner?.bytes == key.bytes }) { directLinks[key] = id } else {
+                    let links = rt.links
+                    rt.live.execute { _ in links.close(id) }
+                }
+            }
         case .closed(let id, _):
             if isHost, let k = key(of: id) {
                 memberLinks[k] = nil
                 rt.event("peer") { $0.add("key", k.text); $0.add("state", "disconnected") }
             }
+            if let k = directKey(of: id) { directLinks[k] = nil }
         case .message(let id, let bytes):
+            let fromHost = !isHost && id == hostLink
+            let sender: PeerKey? = isHost ? key(of: id) : (fromHost ? nil : directKey(of: id))
+            if !isHost && !fromHost && sender == nil { rt.dropped += 1; return }
             guard let msg = try? LobbyMessage.decode(bytes) else { rt.dropped += 1; return }
-            if !isHost && id != hostLink { rt.dropped += 1; return }
-            let sender: PeerKey? = isHost ? key(of: id) : nil
             switch msg {
             case .ops(let b):
                 guard let ops = try? OpCodec<TurfWorld>.decodeBatch(b, config: config, maxOps: 4096) else {
                     rt.dropped += 1
                     return
                 }
-                if isHost {
-                    // A member may only send ops of the players it owns.
+                if fromHost {
+                    pending += ops // the host forwards every player's ops
+                } else {
+                    // A member (to the host, or directly to another member) sends only its own players' ops.
                     guard let sender else { rt.dropped += 1; return }
                     let own = ops.filter { owner(of: $0.player) == sender }
                     rejectedOps += ops.count - own.count
                     pending += own
-                    if !own.isEmpty { sendOn(.ops(own.count == ops.count ? b : OpCodec<TurfWorld>.encodeBatch(own)), except: id) }
-                } else {
-                    pending += ops
+                    if isHost && !own.isEmpty {
+                        sendOn(.ops(own.count == ops.count ? b : OpCodec<TurfWorld>.encodeBatch(own)), except: id)
+                    }
                 }
             case .done(let counts):
                 for (p, n) in counts where Int(p) < config.players.count {
                     let pid = PlayerID(p)
-                    if isHost { guard let sender, owner(of: pid) == sender else { rt.dropped += 1; continue } }
+                    if !fromHost { guard let sender, owner(of: pid) == sender else { rt.dropped += 1; continue } }
                     done[pid] = n
                 }
                 if isHost { sendOn(.done(counts), except: id) }
@@ -114,7 +131,7 @@ final class MatchRunner {
                 rt.send(id, .start(start))
                 snapshotWanted.append(id)
                 rt.event("peer") { $0.add("key", key.text); $0.add("state", "rejoined") }
-            case .snapshot(let b) where !isHost:
+            case .snapshot(let b) where fromHost:
                 guard let s = try? ReplicaSnapshot<TurfWorld>.decode(b, config: config) else { rt.dropped += 1; return }
                 snapshot = s
             case .leave:
@@ -126,6 +143,8 @@ final class MatchRunner {
             }
         }
     }
+
+    func directKey(of link: UInt32) -> PeerKey? { directLinks.first { $0.value == link }?.key }
 
     /// The ops this peer's players made, per player: what `done` announces.
     func ownCounts(_ replica: Replica<TurfWorld>) -> [UInt32: UInt32] {
@@ -242,8 +261,9 @@ extension NetRuntime {
         }
         let converged = runner.complete(final)
         var linkObjects: [JSONObject] = []
-        let linkIDs: [(PeerKey, UInt32)] = runner.isHost ? runner.memberLinks.map { ($0.key, $0.value) }
+        var linkIDs: [(PeerKey, UInt32)] = runner.isHost ? runner.memberLinks.map { ($0.key, $0.value) }
             : (hostLink.flatMap { h in config.players.first.flatMap { $0.owner }.flatMap { PeerKey(bytes: $0.bytes) }.map { [($0, h)] } } ?? [])
+        linkIDs += runner.directLinks.map { ($0.key, $0.value) }
         for (key, id) in linkIDs {
             let t = (try? live.sync { [links] _ in links.traffic(id) }) ?? LinkTraffic()
             var j = JSONObject()

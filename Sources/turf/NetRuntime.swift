@@ -96,6 +96,7 @@ final class NetRuntime {
         var commit: [UInt8]
         var link: UInt32?
         var reveal: [UInt8]?
+        var address: PeerAddress? = nil
     }
 
     func host(topic: String, settings: TurfSettings, mapName: String, seconds: Int, maxPlayers: Int, startWhen: Int) throws -> Int32 {
@@ -127,7 +128,8 @@ final class NetRuntime {
         let lobbySettings = LobbyMessage.Settings(map: mapName, seconds: UInt32(seconds))
         func roster() -> LobbyMessage {
             .roster(.init(members: seats.map { .init(key: $0.key.bytes, name: $0.name, commit: $0.commit,
-                                                       path: $0.link == nil ? .local : .direct) },
+                                                       path: $0.link == nil ? .local : .direct,
+                                                       addresses: $0.address.map { [$0] } ?? []) },
                           maxPlayers: UInt8(maxPlayers)))
         }
         func broadcast(_ m: LobbyMessage) { for s in seats { if let l = s.link { send(l, m) } } }
@@ -156,11 +158,12 @@ final class NetRuntime {
                             // The same key again (a restarted joiner): its new session replaces the old one.
                             if let old = seats[i].link, old != id { let links = self.links; live.execute { _ in links.close(old) } }
                             seats[i].link = id
+                            seats[i].address = addr
                             seats[i].commit = h.commit
                             seats[i].name = Self.displayName(h.name)
                         } else {
                             guard seats.count < maxPlayers else { send(id, .leave(.full)); continue }
-                            seats.append(Seat(key: key, name: Self.displayName(h.name), commit: h.commit, link: id))
+                            seats.append(Seat(key: key, name: Self.displayName(h.name), commit: h.commit, link: id, address: addr))
                         }
                         event("peer") { j in
                             j.add("key", key.text); j.add("name", Self.displayName(h.name)); j.add("state", "joined")
@@ -304,6 +307,8 @@ final class NetRuntime {
         var known = Set<[UInt8]>([identity.publicKey.bytes])
         var joinedReported = false
         var lastPing: UInt64 = 0
+        var direct: [PeerKey: UInt32] = [:]
+        var dialed = Set<[UInt8]>()
         while true {
             if monotonicNanos() - lastPing > 200_000_000 {
                 let links = self.links
@@ -313,9 +318,12 @@ final class NetRuntime {
             let batch = mailbox.wait(0.2)
             for (index, e) in batch.enumerated() {
                 switch e {
-                case .opened(let id, _, _): if id != hostLink { let links = self.links; live.execute { _ in links.close(id) } }
+                case .opened(let id, let key, _):
+                    // The mesh: another member's session (checked against the config at the start).
+                    if id != hostLink && key != hostKey { direct[key] = id }
                 case .closed(let id, let reason):
                     if id == hostLink { printErr("the host closed the session (\(reason))"); return 1 }
+                    direct = direct.filter { $0.value != id }
                 case .message(let id, let bytes):
                     guard id == hostLink, let msg = try? LobbyMessage.decode(bytes) else { dropped += 1; continue }
                     switch msg {
@@ -328,6 +336,19 @@ final class NetRuntime {
                                 j.add("key", identity.publicKey.text)
                                 j.add("join_ms", Double(monotonicNanos() - startedAt) / 1e6)
                                 j.add("players", r.members.count)
+                            }
+                        }
+                        // The mesh: the member with the greater key dials (each pair once), by IK.
+                        for m in r.members where m.path != .local && m.key != identity.publicKey.bytes
+                            && m.key.lexicographicallyPrecedes(identity.publicKey.bytes) && !dialed.contains(m.key) {
+                            guard let k = PeerKey(bytes: m.key) else { continue }
+                            dialed.insert(m.key)
+                            let links = self.links
+                            for addr in m.addresses {
+                                live.execute { peer in
+                                    guard let s = peer.sessions?.connect(to: addr, mode: .knownKey(k)) else { return }
+                                    links.adopt(s)
+                                }
                             }
                         }
                         for m in r.members where !known.contains(m.key) {
@@ -358,6 +379,11 @@ final class NetRuntime {
                         // What came after the start (a rejoiner's snapshot, ops) is the match's.
                         mailbox.requeue(Array(batch[(index + 1)...]))
                         var runner = MatchRunner(rt: self, config: s.config, isHost: false, hostLink: hostLink)
+                        for (k, id) in direct {
+                            if s.config.players.contains(where: { $0.owner?.bytes == k.bytes }) { runner.directLinks[k] = id } else {
+                                live.execute { _ in links.close(id) }
+                            }
+                        }
                         runner.clockDelay = est?.delay
                         runner.clockSamples = samples.count
                         return try play(runner: &runner, start: s, startLocal: local, offset: offset)

@@ -1,6 +1,7 @@
 import Determinism
 import Engine
 import Lobby
+import NetCore
 import Testing
 
 @Suite struct LobbyMessageTests {
@@ -18,7 +19,8 @@ import Testing
         let messages: [LobbyMessage] = [
             .hello(.init(name: "Bob", key: key, commit: commit, spectate: true)),
             .roster(.init(members: [.init(key: key, name: "Alice", commit: commit, path: .local),
-                                    .init(key: commit, name: "Bob", commit: key, path: .relayed)], maxPlayers: 8)),
+                                    .init(key: commit, name: "Bob", commit: key, path: .relayed,
+                                          addresses: [PeerAddress(10, 0, 0, 1, port: 5), PeerAddress(127, 0, 0, 1, port: 9)])], maxPlayers: 8)),
             .settings(.init(map: "warren", seconds: 90)),
             .revealRequest,
             .reveal(commit),

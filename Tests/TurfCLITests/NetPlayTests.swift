@@ -126,6 +126,11 @@ import Glibc
         let hostOut = try String(contentsOfFile: lab.outPath("host"), encoding: .utf8)
         #expect(!hostOut.contains("\u{1b}"))
         try expectConverged(lab, ["host", "topic", "key", "invite"])
+        // The mesh: on loopback every member reaches the host and the two others directly.
+        for p in ["topic", "key", "invite"] {
+            let links = try #require(lab.event(p, "end")?["links"] as? [[String: Any]])
+            #expect(links.count == 3 && links.allSatisfy { $0["path"] as? String == "direct" }, "\(p): \(links)")
+        }
     }
 
     @Test func aWrongPassphraseIsOneLineAndExitOne() throws {
