@@ -1,3 +1,4 @@
+#define _GNU_SOURCE 1
 #define NCURSES_WIDECHAR 1
 #define _XOPEN_SOURCE_EXTENDED 1
 #include <locale.h>
@@ -105,38 +106,51 @@ int turf_key_backspace(void) { return KEY_BACKSPACE; }
 /* While curses owns the screen, stderr goes to a file: anything written there (a Swift runtime
    "Fatal error" message, a library's warning) would land on the game's screen and be wiped with
    it. The file is given back to the real stderr when the terminal is restored, normally or in a
-   crash. */
+   crash. It is a file without a name, made in `dir` (O_TMPFILE, or a fresh O_EXCL file unlinked
+   at once): nothing already in the directory is opened, truncated or followed (a symlink, FIFO or
+   device planted there once made turf truncate its target, hang, or copy a device to the
+   terminal), and nothing is left behind. */
 static int saved_stderr = -1;
-static char capture_path[1024];
+static int capture_fd = -1;
 
-int turf_capture_stderr(const char *path) {
+static int open_unnamed(const char *dir) {
+#ifdef O_TMPFILE
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) return fd;
+#endif
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/.stderr-XXXXXX", dir);
+    if (n < 0 || (size_t)n >= sizeof path) return -1;
+    int tmp = mkostemp(path, O_CLOEXEC);
+    if (tmp < 0) return -1;
+    unlink(path);
+    return tmp;
+}
+
+int turf_capture_stderr(const char *dir) {
     if (saved_stderr >= 0) return 0;
-    size_t n = strlen(path);
-    if (n >= sizeof capture_path) return -1;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open_unnamed(dir);
     if (fd < 0) return -1;
     int keep = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     if (keep < 0) { close(fd); return -1; }
     if (dup2(fd, STDERR_FILENO) < 0) { close(fd); close(keep); return -1; }
-    close(fd);
-    memcpy(capture_path, path, n + 1);
+    capture_fd = fd;
     saved_stderr = keep;
     return 0;
 }
 
-/* Puts the real stderr back and copies what was captured to it. Async-signal-safe (open, read,
-   write, dup2, close only), so the crash handler can call it too. Returns the bytes copied. */
+/* Puts the real stderr back and copies what was captured to it (at most 64 KiB: it is turf's
+   own output). Async-signal-safe (pread, write, dup2, close only), so the crash handler can
+   call it too. Returns the bytes copied. */
 long turf_release_stderr(void) {
     if (saved_stderr < 0) return 0;
     dup2(saved_stderr, STDERR_FILENO);
     close(saved_stderr);
     saved_stderr = -1;
     long copied = 0;
-    int fd = open(capture_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
     char buf[4096];
-    for (;;) {
-        ssize_t r = read(fd, buf, sizeof buf);
+    while (copied < (64L << 10)) {
+        ssize_t r = pread(capture_fd, buf, sizeof buf, (off_t)copied);
         if (r <= 0) break;
         ssize_t off = 0;
         while (off < r) {
@@ -146,7 +160,8 @@ long turf_release_stderr(void) {
         }
         copied += r;
     }
-    close(fd);
+    close(capture_fd);
+    capture_fd = -1;
     return copied;
 }
 

@@ -25,6 +25,10 @@ public struct PlayerInfo: Equatable, Sendable {
     /// What drives the player on its owner's peer. (Replay format version 1 also had `remote` = 2,
     /// one peer's point of view; it is read as `human`.)
     public enum Kind: UInt8, Sendable { case human = 0, bot = 1 }
+    /// The longest name, in UTF-8 bytes, that a replay or journal may hold (checked when one is
+    /// read, and by `MatchConfig.validate` before a match is played, so none is recorded that
+    /// could not be read back).
+    public static let maxNameBytes = 64
     public var name: String
     public var kind: Kind
     /// Bot difficulty (0 = easy, 1 = hard, …); 0 for humans.
@@ -85,6 +89,9 @@ public struct MatchConfig: Equatable, Sendable {
     public func validate() throws {
         guard (1...MatchConfig.maxPlayers).contains(players.count) else {
             throw ConfigError.invalid("\(players.count) players (1...\(MatchConfig.maxPlayers) allowed)")
+        }
+        if let i = players.firstIndex(where: { $0.name.utf8.count > PlayerInfo.maxNameBytes }) {
+            throw ConfigError.invalid("player \(i)'s name is \(players[i].name.utf8.count) bytes (at most \(PlayerInfo.maxNameBytes))")
         }
         guard (1...1000).contains(tickRate) else { throw ConfigError.invalid("tick rate \(tickRate) Hz") }
         guard lengthTicks > 0 && lengthTicks <= MatchConfig.maxLengthTicks else {
@@ -148,7 +155,7 @@ public struct MatchConfig: Equatable, Sendable {
         guard (1...maxPlayers).contains(n) else { throw ByteReadError(offset: countAt, "player count \(n) out of range") }
         var players: [PlayerInfo] = []
         for i in 0..<n {
-            let name = try r.string("player \(i) name", limit: 64)
+            let name = try r.string("player \(i) name", limit: PlayerInfo.maxNameBytes)
             let kindAt = r.offset
             let kindByte = try r.u8("player kind")
             let kind: PlayerInfo.Kind

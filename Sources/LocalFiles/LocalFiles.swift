@@ -193,6 +193,38 @@ public enum DurableFile {
         guard overwrite else { throw FileError("\(path) already exists (pass --force to replace it)") }
     }
 
+    /// Opens `path` for appending (a log), creating it with `mode` if missing. Never blocks and
+    /// never writes through anything but a regular file this user owns: a symlink, FIFO, device,
+    /// socket or directory there, or another user's file, is refused with one line.
+    public static func openForAppend(_ path: String, mode: mode_t = 0o600) throws -> Int32 {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            let e = errno
+            if e == ELOOP { throw FileError("refusing to write \(path): it is a symbolic link") }
+            // A FIFO without a reader fails with ENXIO: name what is there, not the errno.
+            var st = stat()
+            if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
+                throw FileError("refusing to write \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file")
+            }
+            throw FileError.errno("cannot open", path, e)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            close(fd)
+            throw FileError.errno("cannot stat", path, e)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw FileError("refusing to write \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file")
+        }
+        guard st.st_uid == geteuid() else {
+            close(fd)
+            throw FileError("refusing to write \(path): it belongs to another user")
+        }
+        return fd
+    }
+
     /// Writes a new file durably under `<base>.<ext>` (or the first free `<base>-N.<ext>`):
     /// written and flushed under a temporary name, linked in, and the directory flushed. Never
     /// replaces an existing file. Returns the path used.

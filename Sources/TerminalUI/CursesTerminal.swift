@@ -25,8 +25,9 @@ public final class CursesTerminal {
     private var previous: Frame?
     private var stopped = false
 
-    /// `stderrCapture`: a file that receives stderr while curses runs; its content is copied to
-    /// the real stderr when the terminal is restored, on `stop()` or in a crash.
+    /// `stderrCapture`: a directory where an unnamed file receives stderr while curses runs (no
+    /// file already there is ever opened); its content is copied to the real stderr when the
+    /// terminal is restored, on `stop()` or in a crash.
     public init(wantColor: Bool, unicode: Bool, stderrCapture: String? = nil) throws {
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
             throw TerminalError(description: "turf needs a terminal (stdin and stdout must be a TTY); for scripts use 'turf replay --headless'")

@@ -151,7 +151,7 @@ enum DHTCLI {
                 if flock(lockFD, LOCK_EX | LOCK_NB) == 0 {
                     owned = true
                 } else if errno == EWOULDBLOCK {
-                    if verbose { printErr("dht: \(path) is in use by another run; using a fresh id and not saving") }
+                    if verbose { printErr("dht: \(SafeText.display(path, limit: 400)) is in use by another run; using a fresh id and not saving") }
                 } else {
                     throw CLIError("cannot use the DHT state file \(path): cannot lock \(path).lock: \(String(cString: strerror(errno)))")
                 }
@@ -225,7 +225,7 @@ enum DHTCLI {
         func finish(_ stop: StopSignals) throws {
             let signal = stop.caught
             do { try close() } catch {
-                printErr("Error: \(error)")
+                printErr("Error: " + SafeText.display("\(error)", limit: 2000))
                 throw ExitCode(signal.map { 128 + $0 } ?? 1)
             }
             if let signal { throw ExitCode(128 + signal) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TextOutput
 import Transport
 
 /// `turf id`: prints this user's public key, creating the identity on first use.
@@ -21,11 +22,12 @@ struct IdCommand: ParsableCommand {
         do {
             let (identity, created) = try store.loadOrCreate()
             if created {
-                FileHandle.standardError.write(Data("turf: created a new identity in \(store.path)\n".utf8))
+                printErr("turf: created a new identity in " + SafeText.display(store.path, limit: 400))
             }
             print(identity.publicKey.text)
         } catch let e as IdentityStoreError {
-            FileHandle.standardError.write(Data("turf: \(e.description)\n".utf8))
+            // The path comes from the environment: escaped, as every error line is.
+            printErr("turf: " + SafeText.display(e.description, limit: 2000))
             throw ExitCode(1)
         }
     }

@@ -1,5 +1,7 @@
 import Foundation
+import LocalFiles
 import Logging
+import TextOutput
 
 /// Logs to $XDG_STATE_HOME/turf/turf.log, never to the screen (curses owns it while a match runs).
 struct FileLogHandler: LogHandler {
@@ -9,15 +11,16 @@ struct FileLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .info
 
-    static func open() -> Bool {
+    /// Opens the log file for appending; nil when it can be, else why not. A FIFO, device or
+    /// symlink named turf.log is refused (`DurableFile.openForAppend`), never waited on or
+    /// written through.
+    static func open() -> String? {
         do {
             try StatePaths.ensure(StatePaths.root)
-            let p = StatePaths.root + "/turf.log"
-            if !FileManager.default.fileExists(atPath: p) { FileManager.default.createFile(atPath: p, contents: nil) }
-            handle = FileHandle(forWritingAtPath: p)
-            handle?.seekToEndOfFile()
-            return handle != nil
-        } catch { return false }
+            let fd = try DurableFile.openForAppend(XDGPaths().log)
+            handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+            return nil
+        } catch { return "\(error)" }
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -27,7 +30,9 @@ struct FileLogHandler: LogHandler {
 
     func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
              file: String, function: String, line: UInt) {
-        let line = "\(Date()) \(level) \(label): \(message)\n"
+        // Messages quote file names, map headers and peers' text: escaped, so reading the log
+        // on a terminal (cat, tail -f) cannot run escape sequences.
+        let line = "\(Date()) \(level) \(label): \(SafeText.escaped("\(message)"))\n"
         FileLogHandler.lock.lock()
         defer { FileLogHandler.lock.unlock() }
         FileLogHandler.handle?.write(line.data(using: .utf8)!)
@@ -39,10 +44,11 @@ enum Logs {
     static func bootstrap() {
         guard !bootstrapped else { return }
         bootstrapped = true
-        if FileLogHandler.open() {
-            LoggingSystem.bootstrap { FileLogHandler(label: $0) }
-        } else {
+        if let problem = FileLogHandler.open() {
+            printErr("turf: not logging: " + SafeText.display(problem, limit: 400))
             LoggingSystem.bootstrap { _ in SwiftLogNoOpLogHandler() }
+        } else {
+            LoggingSystem.bootstrap { FileLogHandler(label: $0) }
         }
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import LocalFiles
 import Logging
 import TerminalUI
+import TextOutput
 import TurfRules
 
 /// `--level`: the bots' strength; `mixed` alternates easy and hard.
@@ -31,7 +32,8 @@ struct Demo: ParsableCommand {
     @Option(help: "Bot level.") var level: BotLevelChoice = .mixed
     @Option(help: Limits.demoSeconds.help("Round length.", default: 90), transform: Limits.demoSeconds.parse) var seconds: Int = 90
     @Option(help: "Match seed (default: from the clock).") var seed: UInt64?
-    @Option(help: "Your name.") var name: String = ProcessInfo.processInfo.environment["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "you"
+    @Option(help: "Your name (cut to 12 characters and \(PlayerInfo.maxNameBytes) bytes).", transform: Demo.playerName)
+    var name: String = Demo.playerName(ProcessInfo.processInfo.environment["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "you")
     @Flag(help: "Draw without colour (also: NO_COLOR=1).") var noColor = false
     @Flag(help: "Draw with ASCII only.") var ascii = false
     @Flag(help: "Do not save a replay.") var noRecord = false
@@ -43,7 +45,7 @@ struct Demo: ParsableCommand {
         let botLevel = level.level
         let matchSeed = seed ?? monotonicNanos() ^ UInt64(UInt32(truncatingIfNeeded: getpid())) << 32
         let settings = TurfSettings(map: arena)
-        let players = TurfMatch.players(humans: [String(name.prefix(12))], total: bots + 1, botLevel: botLevel)
+        let players = TurfMatch.players(humans: [name], total: bots + 1, botLevel: botLevel)
         guard players.count <= arena.spawns.count else {
             throw CLIError("map '\(arena.name)' has \(arena.spawns.count) spawn points; use --bots \(arena.spawns.count - 1) or fewer")
         }
@@ -75,17 +77,26 @@ struct Demo: ParsableCommand {
         log.info("match started: map \(arena.name), \(players.count) players, seed \(matchSeed), \(seconds) s")
         let (outcome, saved) = try app.run()
         log.info("match ended: \(outcome); replays: \(saved)")
-        for path in saved { print("replay saved: \(path)") }
-        for failure in saveFailures.messages { printErr(failure) }
+        for path in saved { print("replay saved: " + SafeText.display(path, limit: 400)) }
+        for failure in saveFailures.messages { printErr(SafeText.display(failure, limit: 2000)) }
         if case .signal(let s) = outcome { throw ExitCode(128 + s) }
         // A match that could not be saved is a failure, whatever else went well.
         if !saveFailures.messages.isEmpty { throw ExitCode(1) }
     }
 
-    /// The file that holds stderr while the game owns the screen (nil if the state directory
-    /// cannot be made: stderr is then left alone).
+    /// A name as recorded: its first 12 characters, fewer if those are over the byte limit of a
+    /// name in a replay (12 emoji sequences can be 300 bytes, and a replay holding them could
+    /// not be read back: the match would be lost).
+    @Sendable static func playerName(_ s: String) -> String {
+        var name = String(s.prefix(12))
+        while name.utf8.count > PlayerInfo.maxNameBytes { name.removeLast() }
+        return name.isEmpty ? "you" : name
+    }
+
+    /// The directory of the unnamed file that holds stderr while the game owns the screen (nil
+    /// if the state directory cannot be made: stderr is then left alone).
     static func stderrCapturePath() -> String? {
-        (try? StatePaths.ensure(StatePaths.root)).map { StatePaths.root + "/stderr-during-play.txt" }
+        (try? StatePaths.ensure(StatePaths.root)).map { StatePaths.root }
     }
 
     /// Messages about replays that could not be saved, kept until curses has given the screen back

@@ -125,4 +125,19 @@ import TurfRules
         many.lengthTicks = 5_000_000
         #expect(throws: ConfigError.self) { try Replica<TurfWorld>(config: many) }
     }
+
+    /// A name longer than a replay may hold is refused before a match is played: `turf demo
+    /// --name` with 12 emoji sequences (300 bytes) used to play and save a replay that could not
+    /// be read back.
+    @Test func namesAReplayCouldNotHoldAreRefusedBeforeTheMatch() throws {
+        let settings = TurfSettings(map: try loadMap("dojo"))
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}"
+        let long = [PlayerInfo(name: String(repeating: family, count: 12), kind: .human), PlayerInfo(name: "b", kind: .bot)]
+        #expect(throws: ConfigError.self) { try Replica<TurfWorld>(config: settings.matchConfig(seed: 1, players: long)) }
+        let fits = [PlayerInfo(name: String(repeating: "é", count: 32), kind: .human), PlayerInfo(name: "b", kind: .bot)]
+        let config = settings.matchConfig(seed: 1, players: fits)
+        _ = try Replica<TurfWorld>(config: config)
+        let replay = try TurfReplay(config: config, logs: [[], []])
+        #expect(try ReplayFile.decode(ReplayFile.encode(replay), as: TurfWorld.self).config == config)
+    }
 }

@@ -147,3 +147,47 @@ private func withTempDir(_ body: (String) throws -> Void) throws {
         #expect(p.dhtConfig == "/h/.config/turf/dht.conf")
     }
 }
+
+/// The log file is opened through `DurableFile.openForAppend`: it used to be opened with
+/// FileHandle(forWritingAtPath:), which blocked forever on a FIFO and wrote through a symlink.
+@Suite struct AppendFileTests {
+    @Test func appendsToARegularFileItCreatesOrOwns() throws {
+        try withTempDir { dir in
+            let p = dir + "/turf.log"
+            for line in ["one\n", "two\n"] {
+                let fd = try DurableFile.openForAppend(p)
+                try DurableFile.writeAll(fd, Array(line.utf8))
+                close(fd)
+            }
+            let text = try String(contentsOfFile: p, encoding: .utf8)
+            #expect(text == "one\ntwo\n")
+            var st = stat()
+            #expect(stat(p, &st) == 0 && st.st_mode & 0o077 == 0)
+        }
+    }
+
+    @Test func refusesAFIFOWithoutBlocking() throws {
+        try withTempDir { dir in
+            let p = dir + "/turf.log"
+            #expect(mkfifo(p, 0o600) == 0)
+            let e = #expect(throws: FileError.self) { _ = try DurableFile.openForAppend(p) }
+            #expect(e?.description.contains("a FIFO") == true)
+        }
+    }
+
+    @Test func neverWritesThroughASymlink() throws {
+        try withTempDir { dir in
+            let victim = dir + "/victim"
+            _ = FileManager.default.createFile(atPath: victim, contents: Data("precious".utf8))
+            #expect(symlink(victim, dir + "/turf.log") == 0)
+            let e = #expect(throws: FileError.self) { _ = try DurableFile.openForAppend(dir + "/turf.log") }
+            #expect(e?.description.contains("symbolic link") == true)
+            let text = try String(contentsOfFile: victim, encoding: .utf8)
+            #expect(text == "precious")
+        }
+    }
+
+    @Test func refusesADevice() throws {
+        #expect(throws: FileError.self) { _ = try DurableFile.openForAppend("/dev/null") }
+    }
+}

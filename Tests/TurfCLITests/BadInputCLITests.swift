@@ -198,6 +198,58 @@ import TurfRules
         #expect(r.stdout.isEmpty || r.stdout.hasSuffix("\n"))
     }
 
+    /// The log file is never waited on or written through: a FIFO named turf.log used to hang
+    /// every command that logs (open blocked), a symlink had log lines appended to its target.
+    /// Logging is then off, said in one line, and the command does its work. Log lines quote file
+    /// names and text from files: they are escaped, so `cat turf.log` cannot drive the terminal.
+    @Test(arguments: ["fifo", "symlink"])
+    func aLogFileThatIsNotARegularFileIsRefused(kind: String) throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let turfState = dir.appendingPathComponent("state/turf")
+        let replays = turfState.appendingPathComponent("replays")
+        try FileManager.default.createDirectory(at: replays, withIntermediateDirectories: true)
+        let victim = dir.appendingPathComponent("victim")
+        _ = FileManager.default.createFile(atPath: victim.path, contents: Data("precious\n".utf8))
+        let log = turfState.appendingPathComponent("turf.log").path
+        if kind == "fifo" { #expect(mkfifo(log, 0o600) == 0) } else { #expect(symlink(victim.path, log) == 0) }
+        // A journal that is no journal: recovery logs an error about it.
+        _ = FileManager.default.createFile(atPath: replays.appendingPathComponent("x.turfjournal").path, contents: Data("junk".utf8))
+        let r = try run(turfBinary, ["replay", "recover"], environment: Self.env(dir), timeout: 60)
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("turf: not logging: refusing to write \(log)"), "\(r.stderr)")
+        #expect(r.stdout.contains("x.turfjournal"), "\(r.stdout)")
+        #expect(try String(contentsOf: victim, encoding: .utf8) == "precious\n")
+    }
+
+    @Test func logLinesAreEscaped() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let replays = dir.appendingPathComponent("state/turf/replays")
+        try FileManager.default.createDirectory(at: replays, withIntermediateDirectories: true)
+        let name = "x\u{1B}]0;owned\u{07}\u{1B}[31m.turfjournal"
+        _ = FileManager.default.createFile(atPath: replays.appendingPathComponent(name).path, contents: Data("junk".utf8))
+        let r = try run(turfBinary, ["replay", "recover"], environment: Self.env(dir), timeout: 60)
+        #expect(r.status == 1, "\(r.stderr)")
+        let log = try String(contentsOf: dir.appendingPathComponent("state/turf/turf.log"), encoding: .utf8)
+        #expect(log.contains("x\\x1b]0;owned\\x07\\x1b[31m.turfjournal"), "\(log)")
+        #expect(!Self.containsTerminalControls(log.replacingOccurrences(of: "\n", with: "")), "\(log)")
+    }
+
+    /// `turf id`'s errors name the key file, whose path comes from the environment: escaped like
+    /// every other error line (they were written raw).
+    @Test func identityErrorsAreEscaped() throws {
+        let dir = try Self.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("e\u{1B}[31m")
+        try FileManager.default.createDirectory(at: config.appendingPathComponent("turf"), withIntermediateDirectories: true)
+        #expect(mkfifo(config.appendingPathComponent("turf/identity.key").path, 0o600) == 0)
+        let r = try run(turfBinary, ["id"], environment: Self.env(dir, ["XDG_CONFIG_HOME": config.path]), timeout: 30)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("e\\x1b[31m/turf/identity.key is not a regular file (a FIFO)"), "\(r.stderr)")
+        #expect(!Self.containsTerminalControls(r.stderr.replacingOccurrences(of: "\n", with: "")), "\(r.stderr)")
+    }
+
     // MARK: bootstrap settings
 
     /// A dht.conf that cannot be read or parsed is an error, never the public routers; CRLF

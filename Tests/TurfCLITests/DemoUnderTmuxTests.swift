@@ -207,6 +207,43 @@ import Testing
         #expect(end.contains("replay saved:"))
     }
 
+    /// While the match runs stderr goes to a file without a name: a symlink or a FIFO left in
+    /// the state directory under the old name (stderr-during-play.txt) used to be opened
+    /// (O_TRUNC, following links: the symlink's target was emptied; a FIFO hung the demo before
+    /// its first frame). And a name of 12 emoji sequences (300 bytes) is cut to what a replay
+    /// holds: the saved replay used to be unreadable, the match lost.
+    @Test(arguments: ["symlink", "fifo"])
+    func nothingInTheStateDirectoryIsTruncatedOrWaitedOn(kind: String) throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("turf-capture-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let turfState = state.appendingPathComponent("turf")
+        try FileManager.default.createDirectory(at: turfState, withIntermediateDirectories: true)
+        let victim = state.appendingPathComponent("victim").path
+        _ = FileManager.default.createFile(atPath: victim, contents: Data("precious\n".utf8))
+        let old = turfState.appendingPathComponent("stderr-during-play.txt").path
+        if kind == "fifo" { #expect(mkfifo(old, 0o600) == 0) } else { #expect(symlink(victim, old) == 0) }
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}"
+        let t = try TmuxSession(width: 80, height: 24,
+                                command: "\(turfBinary) demo --seconds 120 --seed 5 --ascii --name '\(String(repeating: family, count: 12))'",
+                                environment: ["XDG_STATE_HOME": state.path, "LANG": "C.UTF-8"])
+        defer { t.close() }
+        let (shown, took) = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") }
+        #expect(took != nil, "the match never started:\n\(shown)")
+        t.send("q")
+        let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(ended != nil && Self.exitReport(end).status == 0, "\(end)")
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        let replays = try FileManager.default.contentsOfDirectory(atPath: turfState.appendingPathComponent("replays").path)
+        #expect(replays.count == 1, "\(replays)")
+        for f in replays {
+            let r = try run(turfBinary, ["replay", "--headless", turfState.appendingPathComponent("replays/\(f)").path])
+            #expect(r.status == 0, "the saved replay does not read back: \(r.stderr)")
+        }
+        // Nothing but the log, the replays and what was planted is left in the state directory.
+        let left = Set(try FileManager.default.contentsOfDirectory(atPath: turfState.path))
+        #expect(left == ["replays", "turf.log", "stderr-during-play.txt"], "\(left)")
+    }
+
     /// A crash restores the terminal, and loses no more than the last few ticks of the match: the
     /// journal it leaves behind becomes a replay that verifies, when the next `turf demo` starts.
     @Test func aCrashRestoresTheTerminalAndTheNextDemoRecoversTheMatch() throws {

@@ -40,7 +40,8 @@ int turf_key_backspace(void);
    screen, show the cursor, reset attributes. */
 void turf_save_termios(void);
 void turf_emergency_restore(void);
-int turf_capture_stderr(const char *path);
+/* Sends stderr to an unnamed file in `dir` until turf_release_stderr copies it back. */
+int turf_capture_stderr(const char *dir);
 long turf_release_stderr(void);
 #endif
 #ifndef TURF_SIGNALS_DECLARED
