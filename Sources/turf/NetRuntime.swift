@@ -76,7 +76,9 @@ final class NetRuntime {
         return out.filter { seen.insert($0).inserted }
     }
 
-    static func displayName(_ raw: String) -> String { SafeText.display(raw, limit: 24) }
+    /// A peer's name as shown and as the config records it: escaped, at most 24 characters and
+    /// 48 bytes (a replay holds 64).
+    static func displayName(_ raw: String) -> String { boundedName(SafeText.display(raw, limit: 24)) }
 
     /// A name for hello: whole characters, at most `LobbyMessage.maxNameBytes` bytes of UTF-8.
     static func boundedName(_ raw: String) -> String {

@@ -110,7 +110,7 @@ import Glibc
         let invite = try #require(lobby["invite"] as? String)
         #expect(key.hasPrefix("turf1"))
         let a = try lab.start("topic", ["join", "--topic", "quad", "--name", "Bob\u{1b}[31m"])
-        let b = try lab.start("key", ["join", key, "--name", "Carol"])
+        let b = try lab.start("key", ["join", key, "--name", String(repeating: "🎉", count: 30)]) // 120 bytes: cut to fit
         let c = try lab.start("invite", ["join", invite, "--name", "Dan", "--bot", "hard"])
         for (pid, name) in [(host, "host"), (a, "topic"), (b, "key"), (c, "invite")] {
             #expect(lab.wait(pid) == 0, "\(name) failed: \(lab.events(name))")
