@@ -219,6 +219,8 @@ extension NetRuntime {
             j.add("clock_samples", runner.clockSamples)
             j.add("late_ms", Double(max(0, lateBy)) / 1e6)
             j.add("resumed_seq", config.players(ownedBy: me).first.map { Int(loop.replica.nextSeq(for: $0)) })
+            // From process start until the match runs here (for a rejoin: until it plays on).
+            if let t0 = processStart { j.add("playing_ms", Double(monotonicNanos() - t0) / 1e6) }
         }
         let began = monotonicNanos()
         var hook = NetHook(runner: runner)

@@ -26,6 +26,8 @@ final class NetRuntime {
     let log = Logger(label: "turf.net")
     /// Lobby messages from peers that were malformed, out of place or hostile: dropped and counted.
     var dropped = 0
+    /// When this process started (a joiner's `join_ms` and `playing_ms` count from it).
+    var processStart: UInt64?
 
     init(options: NetPlayOptions, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()
@@ -227,6 +229,7 @@ final class NetRuntime {
 
     /// Finds the host, connects (verifying its key in the handshake), and plays.
     func join(_ target: JoinTarget, startedAt: UInt64) throws -> Int32 {
+        processStart = startedAt
         // Where to try, which key to expect, and the topic that salts a passphrase.
         var candidates: [PeerAddress] = []
         var expected: PeerKey?

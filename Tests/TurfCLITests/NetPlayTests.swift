@@ -173,6 +173,7 @@ import Glibc
         let start = try #require(lab.event("joiner", "start"))
         #expect((start["late_ms"] as? Double ?? 0) > 0, "\(start)")
         #expect((start["resumed_seq"] as? Int ?? 0) > 0, "the rejoiner did not resume its log: \(start)")
+        #expect(start["playing_ms"] as? Double != nil, "\(start)")
         #expect(lab.event("host", "end")?["rejoins"] as? Int == 1)
         try expectConverged(lab, ["host", "joiner"])
     }
