@@ -40,6 +40,27 @@ final class MatchRunner {
     var clockDelay: UInt64?
     var clockSamples = 0
     var rejoins = 0
+    /// Host: members shown as disconnected (silent for `silentAfter`); their avatars stay.
+    var silent: Set<PeerKey> = []
+    static let silentAfter: UInt64 = 5_000_000_000
+
+    /// Host, once a second: a member silent for 5 s shows as disconnected, and as connected again
+    /// when it is heard from (a rejoin is announced as such).
+    func checkSilence() {
+        guard isHost else { return }
+        let links = rt.links
+        let current = memberLinks
+        let quiet = (try? rt.live.sync { _ in current.compactMapValues { links.silence($0) } }) ?? [:]
+        for (k, ns) in quiet {
+            if ns >= Self.silentAfter && !silent.contains(k) && !left.contains(k) {
+                silent.insert(k)
+                rt.event("peer") { $0.add("key", k.text); $0.add("state", "disconnected") }
+            } else if ns < Self.silentAfter && silent.contains(k) {
+                silent.remove(k)
+                rt.event("peer") { $0.add("key", k.text); $0.add("state", "connected") }
+            }
+        }
+    }
 
     init(rt: NetRuntime, config: MatchConfig, isHost: Bool, hostLink: UInt32?) {
         self.rt = rt
@@ -84,7 +105,9 @@ final class MatchRunner {
         case .closed(let id, _):
             if isHost, let k = key(of: id) {
                 memberLinks[k] = nil
-                rt.event("peer") { $0.add("key", k.text); $0.add("state", "disconnected") }
+                if silent.insert(k).inserted && !left.contains(k) {
+                    rt.event("peer") { $0.add("key", k.text); $0.add("state", "disconnected") }
+                }
             }
             if let k = directKey(of: id) { directLinks[k] = nil }
         case .message(let id, let bytes):
@@ -126,6 +149,7 @@ final class MatchRunner {
                 }
                 if let old = memberLinks[key], old != id { let links = rt.links; rt.live.execute { _ in links.close(old) } }
                 memberLinks[key] = id
+                silent.remove(key)
                 rejoins += 1
                 rt.send(id, roster)
                 rt.send(id, .start(start))
@@ -230,8 +254,13 @@ extension NetRuntime {
         var owed: Int64 = 0
         var lastEstimate = monotonicNanos()
         let hostLink = runner.hostLink
+        var lastSilenceCheck = monotonicNanos()
         while !loop.isOver {
             loop.advance(now: monotonicNanos(), hook: &hook)
+            if monotonicNanos() - lastSilenceCheck > 1_000_000_000 {
+                lastSilenceCheck = monotonicNanos()
+                runner.checkSilence()
+            }
             if let hostLink, monotonicNanos() - lastEstimate > 1_000_000_000 {
                 lastEstimate = monotonicNanos()
                 let links = self.links

@@ -71,6 +71,8 @@ final class Links: @unchecked Sendable { // touched only on the LivePeer's event
     /// as an estimate from the reliable channel's segments (see `traffic`).
     private var sent: [UInt32: UInt64] = [:]
     private var received: [UInt32: UInt64] = [:]
+    /// When each link last showed the peer alive (a message or a pong), monotonic ns.
+    private var heard: [UInt32: UInt64] = [:]
 
     init(mailbox: LinkMailbox) { self.mailbox = mailbox }
 
@@ -81,8 +83,13 @@ final class Links: @unchecked Sendable { // touched only on the LivePeer's event
         let mailbox = self.mailbox
         s.reliable.onReceive = { [weak self] bytes in
             self?.received[id, default: 0] += UInt64(bytes.count)
+            self?.heard[id] = DispatchTime.now().uptimeNanoseconds
             mailbox.post(.message(id: id, bytes: bytes))
         }
+        // A pong answers our keepalive ping every second: the peer is alive even when it has
+        // nothing to say.
+        s.onClockSample = { [weak self] _ in self?.heard[id] = DispatchTime.now().uptimeNanoseconds }
+        heard[id] = DispatchTime.now().uptimeNanoseconds
         s.onStateChange = { [weak self, weak s] state in
             switch state {
             case .established:
@@ -105,6 +112,11 @@ final class Links: @unchecked Sendable { // touched only on the LivePeer's event
     func close(_ id: UInt32) { sessions.removeValue(forKey: id)?.close() }
 
     func ping(_ id: UInt32) { sessions[id]?.ping() }
+
+    /// Nanoseconds since the peer on `id` was last heard from (nil for an unknown link).
+    func silence(_ id: UInt32) -> UInt64? {
+        heard[id].map { DispatchTime.now().uptimeNanoseconds &- min($0, DispatchTime.now().uptimeNanoseconds) }
+    }
 
     func traffic(_ id: UInt32) -> LinkTraffic {
         guard let s = sessions[id] else { return LinkTraffic() }

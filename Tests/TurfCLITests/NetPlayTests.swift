@@ -158,7 +158,7 @@ import Glibc
 
     @Test func aPeerKilledMidMatchRejoinsAndTheMatchConverges() throws {
         let lab = try Lab()
-        let host = try lab.start("host", ["host", "--topic", "phoenix", "--seconds", "8", "--start-when", "2"])
+        let host = try lab.start("host", ["host", "--topic", "phoenix", "--seconds", "12", "--start-when", "2"])
         let lobby = try #require(lab.waitForEvent("host", "lobby"))
         let key = try #require(lobby["key"] as? String)
         let first = try lab.start("joiner", ["join", key])
@@ -166,6 +166,9 @@ import Glibc
         usleep(2_000_000)
         kill(first, SIGKILL)
         _ = lab.wait(first)
+        // Silent for 5 s: the host shows it disconnected (its avatar stays).
+        _ = waitForLine(lab.outPath("host"), containing: "\"state\":\"disconnected\"", timeout: 30)
+        #expect(lab.events("host").contains { $0["event"] as? String == "peer" && $0["state"] as? String == "disconnected" })
         // The same identity (same XDG dirs) joins again and resumes its own op log.
         let again = try lab.start("joiner", ["join", key])
         #expect(lab.wait(again) == 0, "\(lab.events("joiner"))")
