@@ -108,7 +108,7 @@ struct JoinCommand: ParsableCommand {
     @Argument(help: "An invite (turf-invite1.…) or the host's key (turf1…).") var target: String?
     @Option(help: "Join the lobby announced on this topic.") var topic: String?
     @Option(help: "With --topic: the host's key, when several lobbies share the topic.") var lobby: String?
-    @Flag(help: "Watch the match without playing (not built yet).") var spectate = false
+    @Flag(help: "Watch the match without playing: merge everyone's ops, send none.") var spectate = false
     @OptionGroup var net: NetPlayOptions
 
     func validate() throws {
@@ -121,7 +121,6 @@ struct JoinCommand: ParsableCommand {
 
     func run() throws {
         try net.requireHeadless()
-        if spectate { throw CLIError("spectating is not built yet") }
         let started = processStartNanos()
         let how: NetRuntime.JoinTarget
         if let topic {
@@ -134,7 +133,7 @@ struct JoinCommand: ParsableCommand {
         let pass = try net.readPassphrase()
         let rt = try NetRuntime(options: net, topicForPSK: nil, passphrase: pass)
         defer { rt.close() }
-        let code = try rt.join(how, startedAt: started)
+        let code = try rt.join(how, startedAt: started, spectate: spectate)
         if code != 0 { throw ExitCode(code) }
     }
 }

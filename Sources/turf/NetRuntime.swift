@@ -80,6 +80,8 @@ final class NetRuntime {
 
     /// A peer's name as shown and as the config records it: escaped, at most 24 characters and
     /// 48 bytes (a replay holds 64).
+    static let maxSpectators = 8
+
     static func displayName(_ raw: String) -> String { boundedName(SafeText.display(raw, limit: 24)) }
 
     /// A name for hello: whole characters, at most `LobbyMessage.maxNameBytes` bytes of UTF-8.
@@ -136,7 +138,11 @@ final class NetRuntime {
                                                        addresses: $0.address.map { [$0] } ?? []) },
                           maxPlayers: UInt8(maxPlayers)))
         }
-        func broadcast(_ m: LobbyMessage) { for s in seats { if let l = s.link { send(l, m) } } }
+        var spectators: [PeerKey: UInt32] = [:]
+        func broadcast(_ m: LobbyMessage) {
+            for s in seats { if let l = s.link { send(l, m) } }
+            for l in spectators.values { send(l, m) }
+        }
         var lastPut = monotonicNanos()
 
         // The lobby: until enough players are in.
@@ -155,8 +161,20 @@ final class NetRuntime {
                     guard let msg = try? LobbyMessage.decode(bytes) else { dropped += 1; continue }
                     switch msg {
                     case .hello(let h):
-                        guard let (key, addr) = pendingKeys[id], h.key == key.bytes, !h.spectate else {
+                        guard let (key, addr) = pendingKeys[id], h.key == key.bytes else {
                             dropped += 1; send(id, .leave(.refused)); continue
+                        }
+                        if h.spectate {
+                            // A spectator: no seat; it gets the roster, the settings and the start.
+                            guard spectators.count < Self.maxSpectators || spectators[key] != nil else { send(id, .leave(.full)); continue }
+                            spectators[key] = id
+                            send(id, roster())
+                            send(id, .settings(lobbySettings))
+                            event("peer") { j in
+                                j.add("key", key.text); j.add("name", Self.displayName(h.name)); j.add("state", "spectating")
+                                j.add("address", addr.description)
+                            }
+                            continue
                         }
                         if let i = seats.firstIndex(where: { $0.key == key }) {
                             // The same key again (a restarted joiner): its new session replaces the old one.
@@ -190,7 +208,7 @@ final class NetRuntime {
         }
 
         // Commit–reveal: the roster is final; every member reveals its contribution.
-        broadcast(.revealRequest)
+        for s in seats { if let l = s.link { send(l, .revealRequest) } }
         let revealDeadline = monotonicNanos() + 10_000_000_000
         while seats.contains(where: { $0.reveal == nil }) && monotonicNanos() < revealDeadline {
             for e in mailbox.wait(0.2) {
@@ -214,6 +232,9 @@ final class NetRuntime {
         broadcast(.start(start))
         var runner = MatchRunner(rt: self, config: config, isHost: true, hostLink: nil)
         for s in seats { if let l = s.link { runner.memberLinks[s.key] = l } }
+        // Spectators get every op forwarded like members; they own no player, so any op they
+        // send is refused.
+        for (k, l) in spectators { runner.memberLinks[k] = l }
         runner.startMessage = start
         runner.rosterMessage = finalRoster
         return try play(runner: &runner, start: start, startLocal: startAt, offset: 0)
@@ -228,7 +249,7 @@ final class NetRuntime {
     }
 
     /// Finds the host, connects (verifying its key in the handshake), and plays.
-    func join(_ target: JoinTarget, startedAt: UInt64) throws -> Int32 {
+    func join(_ target: JoinTarget, startedAt: UInt64, spectate: Bool = false) throws -> Int32 {
         processStart = startedAt
         // Where to try, which key to expect, and the topic that salts a passphrase.
         var candidates: [PeerAddress] = []
@@ -307,7 +328,8 @@ final class NetRuntime {
 
         let contribution = SeedMix.contribution()
         let commit = SeedMix.commit(contribution)
-        send(hostLink, .hello(.init(name: Self.boundedName(options.name), key: identity.publicKey.bytes, commit: commit)))
+        send(hostLink, .hello(.init(name: Self.boundedName(options.name), key: identity.publicKey.bytes, commit: commit,
+                                           spectate: spectate)))
         var roster: LobbyMessage.Roster?
         var known = Set<[UInt8]>([identity.publicKey.bytes])
         var joinedReported = false
@@ -334,13 +356,14 @@ final class NetRuntime {
                     switch msg {
                     case .roster(let r):
                         roster = r
-                        if !joinedReported, r.members.contains(where: { $0.key == identity.publicKey.bytes }) {
+                        if !joinedReported, spectate || r.members.contains(where: { $0.key == identity.publicKey.bytes }) {
                             joinedReported = true
                             event("joined") { j in
                                 j.add("host", hostKey.text)
                                 j.add("key", identity.publicKey.text)
                                 j.add("join_ms", Double(monotonicNanos() - startedAt) / 1e6)
                                 j.add("players", r.members.count)
+                                j.add("spectating", spectate)
                             }
                         }
                         // The mesh: the member with the greater key dials (each pair once), by IK.

@@ -133,7 +133,7 @@ import Glibc
         }
     }
 
-    @Test func aWrongPassphraseIsOneLineAndExitOne() throws {
+    @Test func aWrongPassphraseIsOneLineAndExitOneAndASpectatorWatches() throws {
         let lab = try Lab()
         let pass = lab.dir.appendingPathComponent("right.pass").path
         let wrong = lab.dir.appendingPathComponent("wrong.pass").path
@@ -148,12 +148,17 @@ import Glibc
         #expect(bad.stdout.isEmpty || !bad.stdout.contains("\"joined\""))
         let lines = bad.stderr.split(separator: "\n")
         #expect(lines.count == 1 && lines[0].contains("passphrase"), "\(bad.stderr)")
+        // A spectator (it knows the passphrase) watches: no seat, every op, the same replay.
+        let watcher = try lab.start("spectator", ["join", "--topic", "secret", "--passphrase-file", pass, "--spectate"])
+        _ = try #require(lab.waitForEvent("spectator", "joined"), "the spectator never got in")
         let good = try lab.start("good", ["join", "--topic", "secret", "--passphrase-file", pass])
         #expect(lab.wait(good) == 0, "\(lab.events("good"))")
+        #expect(lab.wait(watcher) == 0, "\(lab.events("spectator"))")
+        #expect(lab.event("spectator", "start")?["players"] as? Int == 2)
         #expect(lab.wait(host) == 0, "\(lab.events("host"))")
         let end = try #require(lab.event("host", "end"))
         #expect((end["passphrase_rejected"] as? Int ?? 0) >= 1, "\(end)")
-        try expectConverged(lab, ["host", "good"])
+        try expectConverged(lab, ["host", "good", "spectator"])
     }
 
     @Test func aPeerKilledMidMatchRejoinsAndTheMatchConverges() throws {
