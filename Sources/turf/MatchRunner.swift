@@ -253,6 +253,10 @@ extension NetRuntime {
         var applied = offset
         var owed: Int64 = 0
         var lastEstimate = monotonicNanos()
+        var lastUncertainty: UInt64? = runner.clockDelay.map { $0 / 2 }
+        // Each second: how far this peer's tick clock stood from the host's as best estimated then
+        // (the correction still owed when a new estimate came in), ns.
+        var skewSamples: [Int64] = []
         let hostLink = runner.hostLink
         var lastSilenceCheck = monotonicNanos()
         while !loop.isOver {
@@ -268,6 +272,8 @@ extension NetRuntime {
                 if let est = ClockEstimate.offset((try? live.sync { _ in links.traffic(hostLink).clock }) ?? []) {
                     owed += applied - est.offset
                     applied = est.offset
+                    lastUncertainty = est.delay / 2
+                    skewSamples.append(abs(owed))
                 }
             }
             if owed != 0 { owed = loop.slewClock(by: owed, maxStep: 1_000_000) }
@@ -344,6 +350,12 @@ extension NetRuntime {
             j.add("dropped_messages", dropped)
             j.add("ops", replay.opCount)
             j.add("rejoins", runner.rejoins)
+            if !runner.isHost {
+                // Tick skew to the host: the largest gap between our tick clock and the host's
+                // estimated one, and the estimate's own uncertainty (half the best round trip).
+                j.add("tick_skew_ms_max", Double(skewSamples.max() ?? 0) / 1e6)
+                if let u = lastUncertainty { j.add("clock_uncertainty_ms", Double(u) / 1e6) } else { j.addNull("clock_uncertainty_ms") }
+            }
             if runner.isHost {
                 let refused = (try? live.sync { $0.sessions?.stats.passphraseRejected ?? 0 }) ?? 0
                 j.add("passphrase_rejected", refused)

@@ -286,10 +286,11 @@ final class NetRuntime {
         var hostKey: PeerKey?
         var failedOnPassphrase = false
         for addr in candidates {
-            let mode: ConnectMode
-            if let psk { mode = .passphrase(psk) } else if let expected { mode = .knownKey(expected) } else { mode = .discovered }
             let links = self.links
+            let expectedKey = expected
             live.execute { peer in
+                // Made here from Sendable parts: the mode itself stays on the loop.
+                let mode: ConnectMode = psk.map { .passphrase($0) } ?? expectedKey.map { .knownKey($0) } ?? .discovered
                 guard let s = peer.sessions?.connect(to: addr, mode: mode) else { return }
                 links.adopt(s)
             }
