@@ -81,6 +81,12 @@ let package = Package(
         .target(name: "Lobby", dependencies: ["Engine", "Determinism", "Sodium", "NetCore", "DHT", "Transport"],
                 swiftSettings: [.swiftLanguageMode(.v6)]),
 
+        // A networked match's replication: signed op logs, acks and relays, desync detection,
+        // liveness; speaks to links (any session, or an in-memory pipe), not to the transport.
+        .target(name: "NetMatch", dependencies: ["Engine", "Determinism", "Sodium"],
+                swiftSettings: [.swiftLanguageMode(.v6),
+                                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
+
         // The terminal front-end.
         .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules", "TextOutput",
                                                    .product(name: "Logging", package: "swift-log")],
@@ -88,7 +94,7 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: v5),
@@ -103,11 +109,13 @@ let package = Package(
         .testTarget(name: "TurfRulesTests", dependencies: ["TurfRules", "Engine",
                     .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: v5),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"], swiftSettings: v5),
-        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules", "Determinism"], swiftSettings: v5),
+        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules", "Determinism", "NetMatch", "Sodium"], swiftSettings: v5),
         .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: v5),
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: v5),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
                     swiftSettings: v5),
+        .testTarget(name: "NetMatchTests", dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Determinism"],
+                    swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: v5),
         .testTarget(name: "LobbyTests", dependencies: ["Lobby", "Engine", "Determinism", "DHT", "NetCore", "Transport"], swiftSettings: v5),
         .testTarget(name: "NetStackTests", dependencies: ["NetStack", "DHT", "Transport", "NetCore"], swiftSettings: v5),

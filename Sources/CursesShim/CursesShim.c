@@ -1,3 +1,5 @@
+/* O_TMPFILE and mkostemp (the stderr capture), posix_openpt, grantpt, unlockpt and ptsname (the
+   benchmark's pseudo-terminal). */
 #define _GNU_SOURCE 1
 #define NCURSES_WIDECHAR 1
 #define _XOPEN_SOURCE_EXTENDED 1
@@ -219,4 +221,85 @@ int turf_quit_signal(void) { return (int)quit_signal; }
 int turf_wait_input(int timeout_ms) {
     struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN, .revents = 0 };
     return poll(&p, 1, timeout_ms);
+}
+
+/* A pseudo-terminal for `turf bench render`: curses draws into its slave side while a thread
+   reads (and discards) what arrives on the master side, as a terminal emulator would. */
+#include <pthread.h>
+#include <sys/ioctl.h>
+
+static int pty_master = -1;
+static FILE *pty_out = NULL, *pty_in = NULL;
+static pthread_t pty_reader;
+static int pty_reader_running = 0;
+static volatile long long pty_bytes = 0;
+/* The first bytes written, kept for tests (read after turf_pty_curses_stop). */
+static char pty_kept[1 << 20];
+static size_t pty_kept_len = 0;
+
+static void *pty_drain(void *arg) {
+    (void)arg;
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(pty_master, buf, sizeof buf);
+        if (r <= 0) break;
+        size_t room = sizeof pty_kept - pty_kept_len;
+        size_t keep = (size_t)r < room ? (size_t)r : room;
+        memcpy(pty_kept + pty_kept_len, buf, keep);
+        pty_kept_len += keep;
+        pty_bytes += r;
+    }
+    return NULL;
+}
+
+size_t turf_pty_kept(char *out, size_t capacity) {
+    size_t n = pty_kept_len < capacity ? pty_kept_len : capacity;
+    memcpy(out, pty_kept, n);
+    return n;
+}
+
+int turf_pty_curses_start(int cols, int rows, const char *term_type) {
+    if (started || pty_master >= 0) return -1;
+    setlocale(LC_ALL, "");
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    if (grantpt(m) != 0 || unlockpt(m) != 0) { close(m); return -1; }
+    const char *name = ptsname(m);
+    if (name == NULL) { close(m); return -1; }
+    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) { close(m); return -1; }
+    struct winsize ws;
+    memset(&ws, 0, sizeof ws);
+    ws.ws_col = (unsigned short)cols;
+    ws.ws_row = (unsigned short)rows;
+    ioctl(s, TIOCSWINSZ, &ws);
+    pty_master = m;
+    pty_bytes = 0;
+    pty_kept_len = 0;
+    if (pthread_create(&pty_reader, NULL, pty_drain, NULL) != 0) { close(s); close(m); pty_master = -1; return -1; }
+    pty_reader_running = 1;
+    pty_out = fdopen(s, "w");
+    pty_in = fdopen(dup(s), "r");
+    if (pty_out == NULL || pty_in == NULL) return -1;
+    screen = newterm(term_type, pty_out, pty_in);
+    if (screen == NULL) return -1;
+    set_term(screen);
+    started = 1;
+    cbreak();
+    noecho();
+    nonl();
+    keypad(stdscr, TRUE);
+    nodelay(stdscr, TRUE);
+    curs_set(0);
+    return 0;
+}
+
+long long turf_pty_curses_stop(void) {
+    turf_curses_stop();
+    if (pty_out != NULL) { fclose(pty_out); pty_out = NULL; }
+    if (pty_in != NULL) { fclose(pty_in); pty_in = NULL; }
+    /* With the slave closed, the reader sees EOF (or EIO) and ends. */
+    if (pty_reader_running) { pthread_join(pty_reader, NULL); pty_reader_running = 0; }
+    if (pty_master >= 0) { close(pty_master); pty_master = -1; }
+    return pty_bytes;
 }

@@ -10,6 +10,26 @@ public struct Replay<Game: ReplicatedGame> {
     public var equivocations: [Op<Game.Payload>]
     public var checkpoints: [Checkpoint]
     public var finalHash: UInt64
+    /// A networked match's signed op-log statements, at most one per player (the owner's
+    /// signature over its log's running hash; checked by `NetMatch.OpChain.check`). Empty for a
+    /// local match. Recorded in the optional signatures section (docs/replay-format.md).
+    public var signatures: [Signature] = []
+
+    /// One player's signed statement: its first `count` ops are every op it made at ticks ≤
+    /// `asOfTick`, signed (64 bytes, Ed25519) by the player's owner. Opaque to the engine.
+    public struct Signature: Equatable, Sendable {
+        public var player: PlayerID
+        public var count: UInt32
+        public var asOfTick: Tick
+        public var signature: [UInt8]
+        public static var signatureLength: Int { 64 }
+        public init(player: PlayerID, count: UInt32, asOfTick: Tick, signature: [UInt8]) {
+            self.player = player
+            self.count = count
+            self.asOfTick = asOfTick
+            self.signature = signature
+        }
+    }
 
     public struct Checkpoint: Equatable, Sendable {
         public var tick: Tick

@@ -27,7 +27,7 @@ public enum ReplayFile {
     public static let readableVersions: ClosedRange<UInt16> = 1...2
 
     enum Tag: UInt8 {
-        case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, journalOps = 6, end = 0xFF
+        case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, journalOps = 6, signatures = 7, end = 0xFF
         var name: String {
             switch self {
             case .config: return "config"
@@ -36,6 +36,7 @@ public enum ReplayFile {
             case .final: return "final hash"
             case .equivocations: return "equivocations"
             case .journalOps: return "journal ops"
+            case .signatures: return "signatures"
             case .end: return "end"
             }
         }
@@ -64,6 +65,18 @@ public enum ReplayFile {
             var w = ByteWriter()
             encodeOps(replay.equivocations, as: Game.self, into: &w)
             section(.equivocations, w.bytes, into: &out)
+        }
+
+        if !replay.signatures.isEmpty {
+            var w = ByteWriter()
+            w.varint(UInt64(replay.signatures.count))
+            for s in replay.signatures {
+                w.u8(s.player)
+                w.varint(UInt64(s.count))
+                w.varint(UInt64(s.asOfTick))
+                w.bytes(s.signature)
+            }
+            section(.signatures, w.bytes, into: &out)
         }
 
         w = ByteWriter(capacity: 16 + replay.checkpoints.count * 10)
@@ -152,6 +165,7 @@ public enum ReplayFile {
         var equivocations: [Op<Game.Payload>] = []
         var checkpoints: [Replay<Game>.Checkpoint]?
         var final: (hash: UInt64, ops: Int)?
+        var signatures: [Replay<Game>.Signature] = []
 
         while true {
             let sectionAt = r.offset
@@ -178,6 +192,22 @@ public enum ReplayFile {
             case .equivocations:
                 equivocations += try decodeOps(from: &b, as: Game.self, config: config!, limit: length)
                 try expectEnd(b, tag)
+            case .signatures:
+                guard signatures.isEmpty else { throw ReplayFormatError(offset: sectionAt, "second signatures section") }
+                let n = try b.count("signature count", limit: config!.players.count)
+                var seen = Set<PlayerID>()
+                for _ in 0..<n {
+                    let at = b.offset
+                    let p = try b.u8("signature player")
+                    guard Int(p) < config!.players.count, seen.insert(p).inserted else {
+                        throw ReplayFormatError(offset: at, "signature for player \(p): unknown or repeated")
+                    }
+                    let count = try b.count("signed op count", limit: 1 << 28)
+                    let tick = try b.count("signed as-of tick", limit: Int(config!.lengthTicks))
+                    let sig = Array(try b.take(Replay<Game>.Signature.signatureLength, "signature"))
+                    signatures.append(.init(player: p, count: UInt32(count), asOfTick: Tick(tick), signature: sig))
+                }
+                try expectEnd(b, tag)
             case .checkpoints:
                 let n = try b.count("checkpoint count", limit: length / 9)
                 var cps: [Replay<Game>.Checkpoint] = []
@@ -201,8 +231,9 @@ public enum ReplayFile {
                     throw ReplayFormatError(offset: sectionAt, "replay ends before its \(config == nil ? "config" : checkpoints == nil ? "checkpoints" : "final hash") section")
                 }
                 guard r.isAtEnd else { throw ReplayFormatError(offset: r.offset, "\(r.remaining) unexpected bytes after the end section") }
-                let replay = Replay<Game>(config: config, logs: logs.map { $0 ?? [] }, equivocations: equivocations,
+                var replay = Replay<Game>(config: config, logs: logs.map { $0 ?? [] }, equivocations: equivocations,
                                           checkpoints: checkpoints, finalHash: final.hash)
+                replay.signatures = signatures
                 guard replay.opCount == final.ops else {
                     throw ReplayFormatError(offset: sectionAt, "the final section promises \(final.ops) ops, the logs hold \(replay.opCount)")
                 }

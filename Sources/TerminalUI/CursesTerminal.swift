@@ -24,6 +24,9 @@ public final class CursesTerminal {
     public private(set) var theme: Theme
     private var previous: Frame?
     private var stopped = false
+    private var onPseudoTerminal = false
+    /// Bytes curses wrote to the pseudo-terminal (set by `stop()`; for `turf bench render`).
+    public private(set) var pseudoTerminalBytes: Int64 = 0
 
     /// `stderrCapture`: a directory where an unnamed file receives stderr while curses runs (no
     /// file already there is ever opened); its content is copied to the real stderr when the
@@ -46,6 +49,35 @@ public final class CursesTerminal {
             use_default_colors()
             theme.color = setUpColors()
         }
+    }
+
+    /// Curses on a new pseudo-terminal of `columns`×`rows` instead of the real one, for measuring
+    /// (`turf bench render`): a thread reads what curses writes, as a terminal emulator would, and
+    /// nothing shows anywhere. No signal handlers are installed. One at a time per process.
+    public init(pseudoTerminalColumns columns: Int, rows: Int, termType: String = "xterm-256color",
+                wantColor: Bool, unicode: Bool) throws {
+        guard turf_pty_curses_start(Int32(columns), Int32(rows), termType) == 0 else {
+            _ = turf_pty_curses_stop()
+            throw TerminalError(description: "could not start curses on a pseudo-terminal (TERM type '\(termType)')")
+        }
+        onPseudoTerminal = true
+        theme = Theme(color: false, unicode: unicode)
+        if wantColor && has_colors() {
+            start_color()
+            use_default_colors()
+            theme.color = setUpColors()
+        }
+    }
+
+    /// The first bytes (at most 1 MiB) curses wrote to the pseudo-terminal, after `stop()` (for tests).
+    public var pseudoTerminalOutput: [UInt8] {
+        guard onPseudoTerminal && stopped else { return [] }
+        var out = [UInt8](repeating: 0, count: 1 << 20)
+        let n = out.withUnsafeMutableBufferPointer { b -> Int in
+            guard let base = b.baseAddress else { return 0 }
+            return base.withMemoryRebound(to: CChar.self, capacity: b.count) { turf_pty_kept($0, b.count) }
+        }
+        return Array(out.prefix(n))
     }
 
     deinit { stop() }
@@ -74,6 +106,10 @@ public final class CursesTerminal {
     public func stop() {
         guard !stopped else { return }
         stopped = true
+        if onPseudoTerminal {
+            pseudoTerminalBytes = turf_pty_curses_stop()
+            return
+        }
         turf_curses_stop()
         _ = turf_release_stderr()
     }

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import TextOutput
 import LocalFiles
+import NetMatch
 import TerminalUI
 import Transport
 import TurfRules
@@ -105,6 +106,10 @@ struct Watch: ParsableCommand {
             s.add("cells", final.state.scores[i])
             return s
         })
+        // Signed op logs (docs/netmatch.md): "none" for a match that recorded no signatures (local).
+        let signatureProblem = replay.signatures.isEmpty ? nil
+            : OpChain.check(config: replay.config, logs: replay.logs, signatures: replay.signatures, as: TurfWorld.self)
+        j.add("signatures", replay.signatures.isEmpty ? "none" : signatureProblem ?? "ok")
         j.add("ticks", Int(result.ticks))
         j.add("ops", result.ops)
         j.add("checkpoints", result.checkpointsChecked)
@@ -119,6 +124,7 @@ struct Watch: ParsableCommand {
             }
             throw CLIError("\(file): final state hash mismatch")
         }
+        if let signatureProblem { throw CLIError("\(file): \(signatureProblem)") }
     }
 
 }

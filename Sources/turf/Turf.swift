@@ -53,6 +53,10 @@ struct Bench: ParsableCommand {
             BenchCrypto.self, BenchSession.self, BenchFlood.self,
             // dht (BenchDHT.swift)
             BenchDHT.self,
+            // terminal (BenchRender.swift)
+            BenchRender.self,
+            // networked match (BenchNetMatch.swift)
+            BenchNetMatch.self,
         ]
     )
 }

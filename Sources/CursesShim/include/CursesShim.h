@@ -1,5 +1,6 @@
 #ifndef TURF_CURSES_SHIM_H
 #define TURF_CURSES_SHIM_H
+#include <stddef.h>
 #include <wchar.h>
 /* Curses macros and globals that do not import into Swift (or that Swift 6 rejects as shared
    mutable state), exported as plain functions. */
@@ -52,4 +53,15 @@ void turf_install_signal_handlers(void);
 int turf_quit_signal(void);
 /* Waits up to timeout_ms for input on stdin; returns >0 if input is ready. */
 int turf_wait_input(int timeout_ms);
+#endif
+#ifndef TURF_PTY_DECLARED
+#define TURF_PTY_DECLARED
+/* For benchmarks: starts curses on a new pseudo-terminal of cols x rows with terminal type
+   term_type, while a thread reads and discards its output. 0 on success, -1 on failure. */
+int turf_pty_curses_start(int cols, int rows, const char *term_type);
+/* Leaves curses, closes the pseudo-terminal; returns the bytes curses wrote to it. */
+long long turf_pty_curses_stop(void);
+/* Copies up to capacity of the first (at most 1 MiB) bytes curses wrote to the last
+   pseudo-terminal; call after turf_pty_curses_stop. Returns the bytes copied. */
+size_t turf_pty_kept(char *out, size_t capacity);
 #endif

@@ -1,0 +1,212 @@
+import Determinism
+import Engine
+import Sodium
+
+/// A whole networked match in one process, in virtual time, over an in-memory network with a
+/// seeded link conditioner: every peer runs the real `NetMatch` and its own `LocalMatch`. Used by
+/// the chaos tests and `turf bench netmatch`. Deterministic for a seed.
+public struct NetMatchSim<Controller: PlayerController> {
+    public typealias Game = Controller.Game
+
+    public struct Conditions: Sendable {
+        /// Base one-way delay (half the RTT).
+        public var oneWayNanos: UInt64 = 40_000_000
+        /// Added to each datagram's delay: uniform in 0...jitterNanos (so datagrams reorder).
+        public var jitterNanos: UInt64 = 10_000_000
+        public var loss: Double = 0
+        public var duplicate: Double = 0
+        /// One peer (by index) cut off from every other between these times (ns).
+        public var partition: (peer: Int, from: UInt64, to: UInt64)?
+        /// Pairs of peers (by index) whose direct link is down for the whole match.
+        public var cutPairs: [(Int, Int)] = []
+        /// Ticks the sim runs on after the match end for delivery to finish.
+        public var settleTicks: Tick = 300
+        public init() {}
+    }
+
+    public struct Result: Sendable {
+        public var finalHashes: [UInt64]
+        /// Every peer ended with the same replica hash, equal to the union of every owner's log,
+        /// with a verified signature covering every op.
+        public var converged: Bool
+        public var signaturesOK: Bool
+        /// Max over directed links of bytes sent per second of match (headers included).
+        public var maxBytesPerSecPerLink: Double
+        /// Per remote op merged into a peer's match: merge time − make time − base one-way (ms).
+        public var opLagMs: [Double]
+        /// The same, when the op was accepted (arrival), before waiting for the next tick.
+        public var opLagAtArrivalMs: [Double]
+        public var events: [[NetMatchEvent]]
+        public var drops: [NetMatchDrops]
+        public var maxTickSkewMs: Double
+        /// Ops sent by a peer other than their owner, over all links.
+        public var relayed: UInt64
+    }
+
+    public let config: MatchConfig
+    public let keys: [Ed25519.KeyPair]
+    public var conditions: Conditions
+    public var options: NetMatchOptions
+    public var seed: UInt64
+    /// Test hook: called once per peer after it is built (e.g. to force a desync).
+    public var prepare: (Int, inout NetMatch<Game>) -> Void = { _, _ in }
+
+    private let makeControllers: (OwnerKey) -> [PlayerID: Controller]
+
+    public init(config: MatchConfig, keys: [Ed25519.KeyPair], conditions: Conditions, seed: UInt64,
+                options: NetMatchOptions = NetMatchOptions(), controllers: @escaping (OwnerKey) -> [PlayerID: Controller]) {
+        self.config = config
+        self.keys = keys
+        self.conditions = conditions
+        self.seed = seed
+        self.options = options
+        self.makeControllers = controllers
+    }
+
+    private struct Datagram {
+        var time: UInt64
+        var order: UInt64
+        var from: Int
+        var to: Int
+        var bytes: [UInt8]
+    }
+
+    public func run() throws -> Result {
+        let n = keys.count
+        let ownerKeys = keys.map { OwnerKey($0.publicKey)! }
+        var rng = SplitMix64(seed: seed, stream: 0x6E65_746D)
+        var nets: [NetMatch<Game>] = []
+        var matches: [LocalMatch<Controller>] = []
+        for i in 0..<n {
+            var net = try NetMatch<Game>(config: config, identity: keys[i], now: 0, options: options)
+            prepare(i, &net)
+            nets.append(net)
+            var m = try LocalMatch(config: config, controllers: makeControllers(ownerKeys[i]))
+            m.recordOutbox = true
+            matches.append(m)
+        }
+        let index = Dictionary(uniqueKeysWithValues: ownerKeys.enumerated().map { ($1, $0) })
+        var heap = Heap<Datagram>(less: { ($0.time, $0.order) < ($1.time, $1.order) })
+        var order: UInt64 = 0
+        var inbox = [[Op<Game.Payload>]](repeating: [], count: n)
+        var leftovers = [[Op<Game.Payload>]](repeating: [], count: n)
+        var bytes = [[UInt64]](repeating: [UInt64](repeating: 0, count: n), count: n)
+        var events = [[NetMatchEvent]](repeating: [], count: n)
+        var lag: [Double] = [], lagArrival: [Double] = []
+        let tickNs = UInt64(1_000_000_000 / UInt64(config.tickRate))
+        let oneWayMs = Double(conditions.oneWayNanos) / 1e6
+        let matchEnd = UInt64(config.lengthTicks + 1) * tickNs
+
+        func partitioned(_ a: Int, _ b: Int, _ t: UInt64) -> Bool {
+            guard let p = conditions.partition else { return false }
+            return (a == p.peer || b == p.peer) && t >= p.from && t < p.to
+        }
+        func cut(_ a: Int, _ b: Int, _ t: UInt64) -> Bool {
+            partitioned(a, b, t) || conditions.cutPairs.contains { ($0.0 == a && $0.1 == b) || ($0.0 == b && $0.1 == a) }
+        }
+
+        let lastTick = config.lengthTicks + 1 + conditions.settleTicks
+        var tick: Tick = 0
+        while tick <= lastTick {
+            let now = UInt64(tick) * tickNs
+            while let d = heap.peek, d.time <= now {
+                _ = heap.pop()
+                let to = d.to
+                nets[to].receive(d.bytes, from: ownerKeys[d.from], now: d.time)
+                for op in nets[to].takeAccepted() {
+                    lagArrival.append(Double(d.time) / 1e6 - Double(UInt64(op.tick) * tickNs) / 1e6 - oneWayMs)
+                    if matches[to].isOver { leftovers[to].append(op) } else { inbox[to].append(op) }
+                }
+            }
+            for i in 0..<n {
+                if !matches[i].isOver {
+                    for op in inbox[i] {
+                        matches[i].deliver(op)
+                        lag.append(Double(now) / 1e6 - Double(UInt64(op.tick) * tickNs) / 1e6 - oneWayMs)
+                    }
+                    inbox[i].removeAll()
+                    let ran = matches[i].tick
+                    matches[i].step()
+                    let ops = matches[i].outbox
+                    matches[i].outbox.removeAll()
+                    nets[i].addLocal(ops, ranTick: ran, now: now)
+                } else if !inbox[i].isEmpty {
+                    leftovers[i].append(contentsOf: inbox[i])
+                    inbox[i].removeAll()
+                }
+                for d in nets[i].poll(now: now) {
+                    let j = index[d.to]!
+                    if now < matchEnd { bytes[i][j] += UInt64(d.bytes.count + options.datagramOverhead) }
+                    if cut(i, j, now) || rng.unit() < conditions.loss { continue }
+                    let copies = rng.unit() < conditions.duplicate ? 2 : 1
+                    for _ in 0..<copies {
+                        let delay = conditions.oneWayNanos + (conditions.jitterNanos > 0 ? rng.below(conditions.jitterNanos + 1) : 0)
+                        order += 1
+                        heap.push(Datagram(time: now + delay, order: order, from: i, to: j, bytes: d.bytes))
+                    }
+                }
+                events[i].append(contentsOf: nets[i].takeEvents())
+            }
+            if tick > config.lengthTicks && nets.allSatisfy({ $0.isSettled }) { break }
+            tick += 1
+        }
+
+        // Final replicas: what each match merged plus what arrived after its end.
+        var hashes: [UInt64] = []
+        var sigsOK = true
+        for i in 0..<n {
+            var r = matches[i].replica
+            for op in inbox[i] + leftovers[i] { r.receive(op) }
+            hashes.append(r.hash)
+            if OpChain.check(config: config, logs: r.allLogs, statements: nets[i].statements, as: Game.self) != nil { sigsOK = false }
+        }
+        // The union of every owner's own log.
+        var union = try Replica<Game>(config: config)
+        for i in 0..<n {
+            for p in config.players(ownedBy: ownerKeys[i]) { for op in matches[i].replica.ops(of: p, from: 0) { union.receive(op) } }
+        }
+        let converged = sigsOK && hashes.allSatisfy { $0 == union.hash }
+        let seconds = Double(matchEnd) / 1e9
+        let maxBytes = bytes.flatMap { $0 }.max() ?? 0
+        return Result(finalHashes: hashes, converged: converged, signaturesOK: sigsOK,
+                      maxBytesPerSecPerLink: Double(maxBytes) / seconds, opLagMs: lag, opLagAtArrivalMs: lagArrival,
+                      events: events, drops: nets.map { $0.drops }, maxTickSkewMs: 0,
+                      relayed: (0..<n).reduce(0) { acc, i in
+                          acc + ownerKeys.reduce(0) { $0 + (nets[i].stats(for: $1)?.opsForwarded ?? 0) } })
+    }
+}
+
+/// A binary min-heap.
+struct Heap<Element> {
+    private var items: [Element] = []
+    private let less: (Element, Element) -> Bool
+    init(less: @escaping (Element, Element) -> Bool) { self.less = less }
+    var isEmpty: Bool { items.isEmpty }
+    var peek: Element? { items.first }
+    mutating func push(_ e: Element) {
+        items.append(e)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard less(items[i], items[parent]) else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+    mutating func pop() -> Element? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < items.count && less(items[l], items[m]) { m = l }
+            if r < items.count && less(items[r], items[m]) { m = r }
+            if m == i { break }
+            items.swapAt(i, m)
+            i = m
+        }
+        return top
+    }
+}

@@ -1,0 +1,213 @@
+import Engine
+
+// The view models of a networked match's screens: plain values the network side fills and the
+// terminal side draws (`LobbyScreen`, `NetHUD`, `NetEndScreen`). They cross from the network loop
+// to the UI thread by value (through `NetworkMailbox` or a closure returning the current one), so
+// they hold no references and are `Sendable`.
+//
+// Every string here that a peer chose (names, and anything else a peer sent) is untrusted: the
+// renderers escape it (`SafeText`) and fit it to its cell width (`CellText`). Fill them with the
+// text as received; do not pre-format it.
+
+/// How a link's packets travel: straight to the peer, or through another peer (issue #9, part 3).
+public enum LinkPath: String, Sendable, Equatable, CaseIterable {
+    case direct
+    case relayed
+}
+
+/// One player in a lobby's roster.
+public struct RosterRow: Sendable, Equatable {
+    /// The name the player gave (untrusted: escaped and width-bounded when drawn).
+    public var name: String
+    /// The player's public key as `turf id` prints it (`turf1…`); the screen shows a fingerprint of it.
+    public var key: String
+    /// Round-trip time to this player in milliseconds; nil until measured (and for yourself).
+    public var pingMs: Int?
+    /// nil for yourself, or while no session exists yet.
+    public var path: LinkPath?
+    public var connected: Bool
+    public var isHost: Bool
+    public var isYou: Bool
+    /// The player's NAT as classified by the NAT work (#8), e.g. "full cone"; nil when unknown.
+    public var natKind: String?
+
+    public init(name: String, key: String, pingMs: Int? = nil, path: LinkPath? = nil, connected: Bool = true,
+                isHost: Bool = false, isYou: Bool = false, natKind: String? = nil) {
+        self.name = name
+        self.key = key
+        self.pingMs = pingMs
+        self.path = path
+        self.connected = connected
+        self.isHost = isHost
+        self.isYou = isYou
+        self.natKind = natKind
+    }
+}
+
+/// One lobby found on a topic, offered to a joiner when several hosts share it.
+public struct LobbyListing: Sendable, Equatable {
+    /// The host's key (`turf1…`): what the joiner picks, and what `--lobby` names.
+    public var hostKey: String
+    /// The host's name (untrusted).
+    public var hostName: String
+    public var players: Int
+    public var maxPlayers: Int
+    public var passphrase: Bool
+    public var pingMs: Int?
+
+    public init(hostKey: String, hostName: String, players: Int, maxPlayers: Int, passphrase: Bool, pingMs: Int? = nil) {
+        self.hostKey = hostKey
+        self.hostName = hostName
+        self.players = players
+        self.maxPlayers = maxPlayers
+        self.passphrase = passphrase
+        self.pingMs = pingMs
+    }
+}
+
+/// Everything the lobby screen shows at one moment.
+public struct LobbyView: Sendable, Equatable {
+    public enum Role: Sendable, Equatable {
+        /// Hosts the lobby: Enter starts the match.
+        case host
+        /// Joined (or is joining) someone's lobby: waits for the host to start.
+        case joiner
+    }
+
+    public enum Phase: Sendable, Equatable {
+        /// A joiner looking for lobbies (DHT lookup, connecting). `detail` says what it is doing.
+        case searching(detail: String)
+        /// A joiner choosing one of several lobbies on its topic (↑/↓, Enter).
+        case choosing([LobbyListing])
+        /// In a lobby: the roster shows, the host may start.
+        case waiting
+        /// The host started: the match begins in `secondsLeft` (rounded up).
+        case starting(secondsLeft: Int)
+        /// The match begins: the interactive lobby loop returns `.started`.
+        case started
+        /// The lobby is gone or could not be reached; the screen shows why (untrusted if it quotes a peer).
+        case failed(reason: String)
+    }
+
+    public var role: Role
+    public var phase: Phase
+    /// The DHT topic (nil when joining by key or invite).
+    public var topic: String?
+    /// Your own key, `turf1…` (`turf id`).
+    public var ownKey: String
+    /// The invite string a host gives to friends (nil for joiners).
+    public var invite: String?
+    /// The map's name (from the map file's header: untrusted) and the match length.
+    public var mapName: String
+    public var matchSeconds: Int
+    public var passphrase: Bool
+    public var maxPlayers: Int
+    public var roster: [RosterRow]
+    /// Wrong-passphrase attempts seen by a host (it shows the count, nothing else).
+    public var rejectedJoins: Int
+    /// One line of news ("carol joined", "bob left"); may quote names, so it is escaped when drawn.
+    public var notice: String
+
+    public init(role: Role, phase: Phase = .waiting, topic: String? = nil, ownKey: String, invite: String? = nil,
+                mapName: String, matchSeconds: Int, passphrase: Bool = false, maxPlayers: Int = 8,
+                roster: [RosterRow] = [], rejectedJoins: Int = 0, notice: String = "") {
+        self.role = role
+        self.phase = phase
+        self.topic = topic
+        self.ownKey = ownKey
+        self.invite = invite
+        self.mapName = mapName
+        self.matchSeconds = matchSeconds
+        self.passphrase = passphrase
+        self.maxPlayers = maxPlayers
+        self.roster = roster
+        self.rejectedJoins = rejectedJoins
+        self.notice = notice
+    }
+}
+
+/// What the player did in the lobby, for the network side to act on.
+public enum LobbyAction: Sendable, Equatable {
+    /// The host pressed Enter: start the match.
+    case start
+    /// The joiner picked this lobby (its host's key) from the list.
+    case pick(hostKey: String)
+    /// q or Esc: leave the lobby.
+    case leave
+}
+
+/// One player's link as the in-match HUD shows it. The player is identified by its index in the
+/// match's `MatchConfig.players`; the name and score come from there and from the world.
+public struct PeerStatus: Sendable, Equatable {
+    public var player: Int
+    /// nil for yourself, or while not measured.
+    public var pingMs: Int?
+    /// nil for yourself.
+    public var path: LinkPath?
+    /// false once the peer said it left or was silent for 5 s (its avatar stays).
+    public var connected: Bool
+
+    public init(player: Int, pingMs: Int? = nil, path: LinkPath? = nil, connected: Bool = true) {
+        self.player = player
+        self.pingMs = pingMs
+        self.path = path
+        self.connected = connected
+    }
+}
+
+/// The network half of the in-match HUD: every player's link, and a desync warning if one was seen.
+public struct NetStatus: Sendable, Equatable {
+    public var peers: [PeerStatus]
+    /// The first tick whose checkpoint hashes disagreed, if any (the HUD shows a warning line).
+    public var desyncTick: Tick?
+    /// Ops rejected (bad signature, unknown player); shown with the desync line when non-zero.
+    public var rejectedOps: Int
+
+    public init(peers: [PeerStatus] = [], desyncTick: Tick? = nil, rejectedOps: Int = 0) {
+        self.peers = peers
+        self.desyncTick = desyncTick
+        self.rejectedOps = rejectedOps
+    }
+
+    public func status(of player: Int) -> PeerStatus? { peers.first { $0.player == player } }
+}
+
+/// One link's totals at the end of a networked match (the `links` of the headless `end` event).
+public struct LinkSummary: Sendable, Equatable {
+    public var name: String
+    public var key: String
+    public var path: LinkPath
+    public var rttMsP50: Double?
+    public var bytesSent: UInt64
+    public var bytesReceived: UInt64
+    public var seconds: Double
+
+    public init(name: String, key: String, path: LinkPath, rttMsP50: Double?, bytesSent: UInt64, bytesReceived: UInt64, seconds: Double) {
+        self.name = name
+        self.key = key
+        self.path = path
+        self.rttMsP50 = rttMsP50
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+        self.seconds = seconds
+    }
+}
+
+/// What the end screen of a networked match adds to the local one.
+public struct NetEndSummary: Sendable, Equatable {
+    /// The final state hash, as the headless `end` event prints it (hex).
+    public var finalHash: String
+    /// Where this peer saved the replay; nil if saving failed (the screen says so).
+    public var replayPath: String?
+    public var desyncs: Int
+    public var rejectedOps: Int
+    public var links: [LinkSummary]
+
+    public init(finalHash: String, replayPath: String?, desyncs: Int = 0, rejectedOps: Int = 0, links: [LinkSummary] = []) {
+        self.finalHash = finalHash
+        self.replayPath = replayPath
+        self.desyncs = desyncs
+        self.rejectedOps = rejectedOps
+        self.links = links
+    }
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import Engine
+import Foundation
+import NetMatch
+import Sodium
+import TextOutput
+import TurfRules
+
+/// `turf bench netmatch --json`: a whole networked bot match, every peer running the real
+/// `NetMatch`, over the in-memory network in virtual time (seeded loss, jitter); then, with
+/// `--chaos-runs N`, N short chaos matches (30% loss, duplicates, reordering, a 5 s partition).
+struct BenchNetMatch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "netmatch", abstract: "Replication: bytes per link, op lag, convergence, chaos runs (virtual time).")
+
+    @Option(help: "Players, one per peer (2...8).") var players: Int = 8
+    @Option(help: "Match length in minutes (0.1...60).") var minutes: Double = 5
+    @Option(help: "Round-trip time in ms (0...2000).") var rttMs: Double = 80
+    @Option(help: "Jitter in ms, added uniformly to each datagram's one-way delay (0...1000).") var jitterMs: Double = 10
+    @Option(help: "Loss rate per datagram (0...0.9).") var loss: Double = 0.05
+    @Option(help: "Chaos runs after the main run (0...100000).") var chaosRuns: Int = 0
+    @Option(help: "Map name or path.") var map: String = "warren"
+    @Option(help: "Seed.") var seed: UInt64 = 2026
+    @Flag(help: "Print JSON (the only output format).") var json = false
+
+    func validate() throws {
+        guard (2...8).contains(players) else { throw ValidationError("--players must be 2...8") }
+        guard minutes >= 0.1 && minutes <= 60 else { throw ValidationError("--minutes must be 0.1...60") }
+        guard rttMs >= 0 && rttMs <= 2000 else { throw ValidationError("--rtt-ms must be 0...2000") }
+        guard jitterMs >= 0 && jitterMs <= 1000 else { throw ValidationError("--jitter-ms must be 0...1000") }
+        guard loss >= 0 && loss <= 0.9 else { throw ValidationError("--loss must be 0...0.9") }
+        guard (0...100_000).contains(chaosRuns) else { throw ValidationError("--chaos-runs must be 0...100000") }
+    }
+
+    func run() throws {
+        let settings = TurfSettings(map: try MapLibrary.load(map))
+        let keys = (0..<players).map { i in try! Ed25519.KeyPair(seed: [UInt8](repeating: UInt8(i + 1), count: 32)) }
+        var c = NetMatchSim<TurfController>.Conditions()
+        c.oneWayNanos = UInt64(rttMs / 2 * 1e6)
+        c.jitterNanos = UInt64(jitterMs * 1e6)
+        c.loss = loss
+        let w0 = monotonicNanos()
+        let main = try sim(settings: settings, keys: keys, seconds: Int(minutes * 60), seed: seed, conditions: c).run()
+        let wallS = Double(monotonicNanos() - w0) / 1e9
+
+        var chaosConverged = 0
+        var chaosVerifications: UInt64 = 0, chaosBad: UInt64 = 0
+        let c0 = monotonicNanos()
+        for run in 0..<chaosRuns {
+            var cc = NetMatchSim<TurfController>.Conditions()
+            cc.loss = 0.3
+            cc.duplicate = 0.1
+            cc.jitterNanos = 100_000_000
+            cc.partition = (peer: run % players, from: 500_000_000, to: 5_500_000_000)
+            let r = try sim(settings: settings, keys: keys, seconds: 7, seed: seed &+ UInt64(run), conditions: cc).run()
+            if r.converged { chaosConverged += 1 }
+            chaosVerifications += r.drops.reduce(0) { $0 + $1.verifications }
+            chaosBad += r.drops.reduce(0) { $0 + $1.badSignatures }
+        }
+        let chaosS = Double(monotonicNanos() - c0) / 1e9
+
+        var j = JSONObject()
+        j.add("benchmark", "netmatch")
+        j.add("players", players)
+        j.add("minutes", minutes)
+        j.add("rtt_ms", rttMs)
+        j.add("jitter_ms", jitterMs)
+        j.add("loss", loss)
+        j.add("bytes_per_sec_per_link", main.maxBytesPerSecPerLink)
+        j.add("op_lag_over_oneway_ms_p50", BenchSupport.percentile(main.opLagMs, 0.5))
+        j.add("op_lag_over_oneway_ms_p99", BenchSupport.percentile(main.opLagMs, 0.99))
+        j.add("op_lag_at_arrival_over_oneway_ms_p50", BenchSupport.percentile(main.opLagAtArrivalMs, 0.5))
+        j.add("op_lag_at_arrival_over_oneway_ms_p99", BenchSupport.percentile(main.opLagAtArrivalMs, 0.99))
+        j.add("remote_ops_merged", main.opLagMs.count)
+        j.add("tick_skew_ms_max", main.maxTickSkewMs)
+        j.add("converged", main.converged)
+        j.add("signatures_ok", main.signaturesOK)
+        j.add("relayed_ops", Int(main.relayed))
+        j.add("signatures_verified", main.drops.reduce(0) { $0 + $1.verifications })
+        j.add("signatures_made", main.drops.reduce(0) { $0 + $1.signings })
+        let crypto = try signVerifyNanosPerOp(main)
+        j.add("sign_verify_ns_per_op", crypto.perOp)
+        j.add("chain_step_ns", crypto.chain)
+        j.add("sign_ns", crypto.sign)
+        j.add("verify_ns", crypto.verify)
+        j.add("sim_wall_s", wallS)
+        j.add("chaos_runs", chaosRuns)
+        j.add("chaos_converged", chaosConverged)
+        j.add("chaos_wall_s", chaosS)
+        j.add("chaos_signatures_verified", chaosVerifications)
+        j.add("chaos_bad_signatures", chaosBad)
+        print(j.text)
+    }
+
+    func sim(settings: TurfSettings, keys: [Ed25519.KeyPair], seconds: Int, seed: UInt64,
+             conditions: NetMatchSim<TurfController>.Conditions) throws -> NetMatchSim<TurfController> {
+        var list = TurfMatch.players(humans: [], total: keys.count)
+        for i in list.indices { list[i].owner = OwnerKey(keys[i].publicKey) }
+        let config = settings.matchConfig(seed: seed, players: list, seconds: seconds)
+        return NetMatchSim(config: config, keys: keys, conditions: conditions, seed: seed) { owner in
+            TurfMatch.controllers(config: config, ownedBy: owner)
+        }
+    }
+
+    /// The crypto cost per op on the receiving side of a match like the main run: per op, one
+    /// BLAKE2b chain step; per statement (every 15 ticks per player), one Ed25519 verification;
+    /// divided by the ops it covers. Timed on this machine.
+    func signVerifyNanosPerOp(_ r: NetMatchSim<TurfController>.Result) throws -> (perOp: Double, chain: Double, sign: Double, verify: Double) {
+        let key = try Ed25519.KeyPair(seed: [UInt8](repeating: 9, count: 32))
+        let op = [UInt8](repeating: 3, count: 9)
+        var h = OpChain.initial
+        let n = 20_000
+        let t0 = monotonicNanos()
+        for _ in 0..<n { h = OpChain.next(h, opBytes: op) }
+        let chainNs = Double(monotonicNanos() - t0) / Double(n)
+        let msg = SignedStatement.message(digest: 1, player: 0, count: 5, asOfTick: 5, chain: h)
+        let sig = key.sign(msg)
+        let m = 2000
+        var ok = 0
+        let t1 = monotonicNanos()
+        for _ in 0..<m where Ed25519.verify(signature: sig, message: msg, publicKey: key.publicKey) { ok += 1 }
+        let verifyNs = Double(monotonicNanos() - t1) / Double(m)
+        let t2 = monotonicNanos()
+        for _ in 0..<m { _ = key.sign(msg) }
+        let signNs = Double(monotonicNanos() - t2) / Double(m)
+        precondition(ok == m)
+        // Ops per statement: a bot moves every 4 ticks, a statement every 15 ticks.
+        let opsPerStatement = 15.0 / 4.0
+        return (chainNs * 2 + (verifyNs + signNs / Double(max(1, players - 1))) / opsPerStatement, chainNs, signNs, verifyNs)
+    }
+}

@@ -1,0 +1,225 @@
+import Determinism
+import Engine
+import Foundation
+import Sodium
+import TurfRules
+import Testing
+@testable import NetMatch
+
+/// Fixtures: turf matches whose players are owned by generated keys, one player per peer.
+enum Fixture {
+    static let mapText: String = {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Assets/maps/dojo.map")
+        return (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    }()
+
+    static func keys(_ n: Int, seed: UInt8 = 1) -> [Ed25519.KeyPair] {
+        (0..<n).map { i in try! Ed25519.KeyPair(seed: [UInt8](repeating: seed &+ UInt8(i) &* 7, count: 31) + [UInt8(i)]) }
+    }
+
+    static func config(keys: [Ed25519.KeyPair], seconds: Int, seed: UInt64 = 7) throws -> MatchConfig {
+        let settings = TurfSettings(map: try ArenaMap(parsing: mapText, file: "dojo.map"))
+        var players = TurfMatch.players(humans: [], total: keys.count)
+        for i in players.indices { players[i].owner = OwnerKey(keys[i].publicKey) }
+        return settings.matchConfig(seed: seed, players: players, seconds: seconds)
+    }
+
+    static func sim(peers: Int, seconds: Int, seed: UInt64, conditions: NetMatchSim<TurfController>.Conditions)
+        throws -> NetMatchSim<TurfController> {
+        let keys = keys(peers)
+        let config = try config(keys: keys, seconds: seconds)
+        return NetMatchSim(config: config, keys: keys, conditions: conditions, seed: seed) { owner in
+            TurfMatch.controllers(config: config, ownedBy: owner)
+        }
+    }
+}
+
+@Suite struct NetMatchTests {
+    @Test func testTwoPeersOnAPerfectLinkConvergeWithSignatures() throws {
+        var c = NetMatchSim<TurfController>.Conditions()
+        c.jitterNanos = 0
+        let r = try Fixture.sim(peers: 2, seconds: 4, seed: 1, conditions: c).run()
+        #expect(r.signaturesOK)
+        #expect(r.converged, "\(r.finalHashes)")
+        #expect(!(r.opLagMs.isEmpty))
+        #expect(r.events.flatMap { $0 } == [])
+    }
+
+    /// Chaos: 8 peers, 30% loss, 10% duplicates, reordering (jitter of 0–100 ms, three ticks), one
+    /// peer (in turn) partitioned from everyone for 5 s: every seeded run ends with identical
+    /// hashes equal to the union of the owners' logs, with signatures covering every op. One test
+    /// case per seed (`turf bench netmatch --chaos-runs 1000` runs a thousand).
+    @Test(arguments: 0..<UInt64(100))
+    func chaosEightPeersConverge(seed: UInt64) throws {
+        var c = NetMatchSim<TurfController>.Conditions()
+        c.loss = 0.3
+        c.duplicate = 0.1
+        c.jitterNanos = 100_000_000
+        c.partition = (peer: Int(seed % 8), from: 500_000_000, to: 5_500_000_000)
+        let r = try Fixture.sim(peers: 8, seconds: 6, seed: seed, conditions: c).run()
+        #expect(r.converged, "seed \(seed): \(r.finalHashes)")
+        #expect(r.events[Int(seed % 8)].contains { if case .linkDown = $0 { return true } else { return false } })
+    }
+
+    @Test func testRelayCarriesOpsWhenADirectLinkIsDown() throws {
+        var c = NetMatchSim<TurfController>.Conditions()
+        c.cutPairs = [(0, 2)]
+        let r = try Fixture.sim(peers: 3, seconds: 5, seed: 3, conditions: c).run()
+        #expect(r.converged, "\(r.finalHashes)")
+        #expect(r.events[0].contains(.linkDown(OwnerKey(Fixture.keys(3)[2].publicKey)!)))
+        #expect(r.relayed > 0)
+    }
+
+    @Test func testAForcedDesyncIsCaughtAtItsTick() throws {
+        var sim = try Fixture.sim(peers: 3, seconds: 5, seed: 4, conditions: .init())
+        sim.prepare = { i, net in if i == 1 { net.testingCorruptCheckpoint = 60 } }
+        let r = try sim.run()
+        let peer1 = OwnerKey(Fixture.keys(3)[1].publicKey)!
+        let seen = r.events[0].compactMap { e -> (Tick, OwnerKey)? in
+            if case .desync(let t, let p, _, _) = e { return (t, p) } else { return nil }
+        }
+        #expect(seen.map { $0.0 } == [60])
+        #expect(seen.map { $0.1 } == [peer1])
+        // Without the hook, nobody reports one.
+        let clean = try Fixture.sim(peers: 3, seconds: 5, seed: 4, conditions: .init()).run()
+        #expect(!(clean.events.flatMap { $0 }.contains { if case .desync = $0 { return true } else { return false } }))
+    }
+
+    /// A relay that alters an op of a third player: the covering signature fails, the op is
+    /// dropped and counted, and the real op sent directly by its owner still merges.
+    @Test func testForgedRelayedOpIsRejected() throws {
+        let keys = Fixture.keys(3)
+        let config = try Fixture.config(keys: keys, seconds: 5)
+        let owners = keys.map { OwnerKey($0.publicKey)! }
+        var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
+        var c = try NetMatch<TurfWorld>(config: config, identity: keys[2], now: 0)
+        let real = Op<TurfWorld.Payload>(player: 0, seq: 0, tick: 0, payload: TurfOp.move(cell: 5))
+        a.addLocal([real], ranTick: 0, now: 0) // signs: count 1 as of tick 0
+        let st = a.statements[0]
+        #expect(st.count == 1)
+        var forged = real
+        forged.payload = .move(cell: 6)
+        // B relays the forged op and A's genuine statement to C.
+        c.receive(packet(config: config, ops: [forged], statements: [st]), from: owners[1], now: 1)
+        #expect(c.takeAccepted() == [])
+        #expect(c.drops.badSignatures == 1)
+        #expect(c.takeEvents() == [.badSignature(player: 0, from: owners[1])])
+        // The genuine op relayed with the statement verifies.
+        c.receive(packet(config: config, ops: [real], statements: [st]), from: owners[1], now: 2)
+        #expect(c.takeAccepted() == [real])
+        #expect(c.statements == [st])
+        // A relayed op with no statement waits; it is never merged unsigned.
+        var d = try NetMatch<TurfWorld>(config: config, identity: keys[2], now: 0)
+        d.receive(packet(config: config, ops: [real], statements: []), from: owners[1], now: 1)
+        #expect(d.takeAccepted() == [])
+        // Directly from its owner, the op merges at once.
+        for (to, bytes) in a.poll(now: 3) where to == owners[2] { d.receive(bytes, from: owners[0], now: 3) }
+        #expect(d.takeAccepted() == [real])
+    }
+
+    @Test func testHostileBytesAreDroppedAndCounted() throws {
+        let keys = Fixture.keys(2)
+        let config = try Fixture.config(keys: keys, seconds: 5)
+        let owners = keys.map { OwnerKey($0.publicKey)! }
+        var b = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
+        var rng = SplitMix64(seed: 9)
+        for _ in 0..<2000 {
+            let bytes = (0..<rng.below(60)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            b.receive(bytes, from: owners[0], now: 0)
+        }
+        #expect(b.drops.malformed > 1900)
+        // An unknown peer.
+        b.receive([0xA7, 0], from: OwnerKey([UInt8](repeating: 9, count: 32))!, now: 0)
+        #expect(b.drops.unknownPeer == 1)
+        // Ops far ahead of what is held: dropped, not stored.
+        let far = Op<TurfWorld.Payload>(player: 0, seq: 100_000, tick: 0, payload: TurfOp.move(cell: 5))
+        b.receive(packet(config: config, ops: [far], statements: [], frontier: [0]), from: owners[0], now: 0)
+        #expect(b.drops.farAhead == 1)
+        // Our own player's ops echoed back are ignored.
+        let mine = Op<TurfWorld.Payload>(player: 1, seq: 0, tick: 0, payload: TurfOp.move(cell: 5))
+        b.receive(packet(config: config, ops: [mine], statements: [], frontier: [0]), from: owners[0], now: 0)
+        #expect(b.drops.ownOpsEchoed == 1)
+        #expect(b.takeAccepted() == [])
+    }
+
+    @Test func testSilentLinkGoesDownAfterFiveSecondsAndComesBack() throws {
+        let keys = Fixture.keys(2)
+        let config = try Fixture.config(keys: keys, seconds: 30)
+        let owners = keys.map { OwnerKey($0.publicKey)! }
+        var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
+        var b = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
+        _ = a.poll(now: 4_900_000_000)
+        #expect(a.takeEvents() == [])
+        let out = a.poll(now: 5_000_000_001)
+        #expect(a.takeEvents() == [.linkDown(owners[1])])
+        #expect(!(a.isConnected(owners[1])))
+        for (_, bytes) in b.poll(now: 5_000_000_001) { a.receive(bytes, from: owners[1], now: 5_000_000_002) }
+        #expect(a.takeEvents() == [.linkUp(owners[1])])
+        // Stats count every datagram with its headers.
+        let s = a.stats(for: owners[1])!
+        #expect(s.datagramsSent == UInt64(out.count) + 1)
+        #expect(s.datagramsReceived == 1)
+        #expect(s.bytesReceived > 65)
+    }
+
+    @Test func testSignatureCheckOfARecording() throws {
+        let keys = Fixture.keys(2)
+        let config = try Fixture.config(keys: keys, seconds: 5)
+        var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
+        let ops = (0..<5).map { Op<TurfWorld.Payload>(player: 0, seq: UInt32($0), tick: Tick($0), payload: TurfOp.move(cell: 5 + UInt32($0))) }
+        for op in ops { a.addLocal([op], ranTick: op.tick, now: 0) }
+        a.addLocal([], ranTick: 15, now: 0)
+        let sts = a.statements
+        #expect(OpChain.check(config: config, logs: [ops, []], statements: sts, as: TurfWorld.self) == nil)
+        var bad = ops
+        bad[2].payload = .move(cell: 40)
+        #expect(OpChain.check(config: config, logs: [bad, []], statements: sts, as: TurfWorld.self) != nil)
+        #expect(OpChain.check(config: config, logs: [ops + [Op(player: 0, seq: 5, tick: 16, payload: .move(cell: 3))], []],
+                                      statements: sts, as: TurfWorld.self) != nil)
+    }
+
+    private func packet(config: MatchConfig, ops: [Op<TurfWorld.Payload>], statements: [SignedStatement],
+                        frontier: [Int] = [0]) -> [UInt8] {
+        var w = ByteWriter()
+        w.u8(0xA7)
+        w.varint(0)
+        for f in frontier { w.varint(UInt64(f)) }
+        w.u8(0)
+        OpCodec<TurfWorld>.encodeBatch(ops, into: &w)
+        w.u8(UInt8(statements.count))
+        for s in statements { s.encode(into: &w) }
+        w.u8(0)
+        return w.bytes
+    }
+}
+
+@Suite struct NetMatchReplayTests {
+    /// A networked match's replay records the signatures; they survive the file format and verify;
+    /// a tampered op is named.
+    @Test func testReplayRecordsAndChecksSignatures() throws {
+        let keys = Fixture.keys(2)
+        let config = try Fixture.config(keys: keys, seconds: 2)
+        var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
+        var match = try LocalMatch(config: config, controllers: TurfMatch.controllers(config: config, ownedBy: OwnerKey(keys[0].publicKey)))
+        match.recordOutbox = true
+        while !match.isOver {
+            let t = match.tick
+            match.step()
+            a.addLocal(match.outbox, ranTick: t, now: 0)
+            match.outbox.removeAll()
+        }
+        var replay = try match.recording()
+        replay.signatures = a.recordedSignatures
+        #expect(replay.signatures.count == 1)
+        let decoded = try ReplayFile.decode(ReplayFile.encode(replay), as: TurfWorld.self)
+        #expect(decoded.signatures == replay.signatures)
+        #expect(OpChain.check(config: config, logs: decoded.logs, signatures: decoded.signatures, as: TurfWorld.self) == nil)
+        var tampered = decoded.logs
+        tampered[0][3].payload = .move(cell: 1)
+        #expect(OpChain.check(config: config, logs: tampered, signatures: decoded.signatures, as: TurfWorld.self) == "op 0/\(decoded.logs[0].count - 1): signature of player 0 does not verify")
+        // A replay without the section reads with no signatures.
+        replay.signatures = []
+        #expect(try ReplayFile.decode(ReplayFile.encode(replay), as: TurfWorld.self).signatures.isEmpty)
+    }
+}
