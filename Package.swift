@@ -78,6 +78,10 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: settings),
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: settings),
 
+        // The lobby protocol (docs/lobby.md): messages, their bounded codec, the seed's commit-reveal.
+        .target(name: "Lobby", dependencies: ["Engine", "Determinism", "Sodium", "NetCore", "DHT", "Transport"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
+
         // A networked match's replication: signed op logs, acks and relays, desync detection,
         // liveness; speaks to links (any session, or an in-memory pipe), not to the transport.
         .target(name: "NetMatch", dependencies: ["Engine", "Determinism", "Sodium"],
@@ -91,7 +95,7 @@ let package = Package(
 
         // The `turf` command.
         .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack",
+            "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -116,6 +120,7 @@ let package = Package(
         .testTarget(name: "NetMatchTests", dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Determinism"],
                     swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: settings),
+        .testTarget(name: "LobbyTests", dependencies: ["Lobby", "Engine", "Determinism", "DHT", "NetCore", "Transport"], swiftSettings: settings),
         .testTarget(name: "NetStackTests", dependencies: ["NetStack", "DHT", "Transport", "NetCore"], swiftSettings: settings),
     ]
 )

@@ -69,6 +69,19 @@ public struct LocalMatch<Controller: PlayerController> {
         tick = min(target, replica.config.lengthTicks + 1)
     }
 
+    /// Merges a snapshot of this match (`ReplicaSnapshot`): a peer that rejoins after a crash
+    /// takes every op the others hold, its own included, so its own log resumes after the highest
+    /// seq it had sent and never reuses one (`Replica.merge`). New ops go to the journal.
+    public mutating func merge(_ snapshot: ReplicaSnapshot<Game>) throws {
+        let before = replica.snapshot()
+        try replica.merge(snapshot)
+        guard recordJournal else { return }
+        for (p, log) in snapshot.logs.enumerated() {
+            let had = Set(before.logs[p].map(\.seq))
+            journal += log.filter { !had.contains($0.seq) }
+        }
+    }
+
     /// Runs to the end of the match.
     public mutating func runToEnd() { while !isOver { step() } }
 

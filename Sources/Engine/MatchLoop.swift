@@ -182,6 +182,9 @@ public struct MatchLoop<Controller: PlayerController> {
         stepper.slewClock(by: offset, maxStep: maxStep)
     }
 
+    /// Merges a snapshot of this match before resuming it (a rejoining peer; `LocalMatch.merge`).
+    public mutating func merge(_ snapshot: ReplicaSnapshot<Game>) throws { try match.merge(snapshot) }
+
     /// Appends the ops merged since the last flush to the journal, as one chunk.
     public mutating func flushJournal() {
         guard let journal, !match.journal.isEmpty else { return }

@@ -54,12 +54,12 @@ public struct TurfSettings: Equatable, Sendable {
 
     /// The pickup schedule is built whole when a match or replay is loaded: one entry per pickup,
     /// and per pickup the floor cells its splat paints (each stored twice: the pickup's area and
-    /// the per-cell index), so its memory is pickups × splat area; and every paint or claim of a
-    /// cell looks at each pickup whose splat covers it, at most every pickup. The longest match (4
+    /// the per-cell index), so its memory is pickups × splat area; a paint or claim of a cell costs
+    /// O(log pickups) whatever the schedule (a binary search in `live`, TurfWorld's splat trees). The longest match (4
     /// hours at 30 Hz, `MatchConfig.maxLengthTicks`) with the default settings (one pickup every
     /// 300 ticks, splat radius 2) has 1,439 pickups and 36k splat cells; these bounds leave
     /// headroom for busier settings (a pickup every 44 ticks for 4 hours, or radius 8 every 125)
-    /// and keep the schedule under ~16 MB and a merge under 10k steps whatever a file says.
+    /// and keep the schedule and the world's splat trees under ~32 MB whatever a file says.
     public static let maxPickups = 10_000
     /// Bound on pickups × (2 × splatRadius + 1)², the splat cells the schedule may hold.
     public static let maxSplatCells = 1_000_000
@@ -116,6 +116,11 @@ public struct PickupSchedule: Sendable {
     /// For each cell, the pickups whose splat covers it, in the same layout.
     let coverStart: [Int32]
     let coverList: [Int32]
+    /// For each pickup i and each m < pickups[i].area.count, the index j into coverList of pickup
+    /// i in the covering list of area[m]: areaSlot[areaStart[i] + m]. Lets a claim update the
+    /// per-cell splat trees (TurfWorld) without searching.
+    let areaStart: [Int32]
+    let areaSlot: [Int32]
 
     public init(seed: UInt64, settings: TurfSettings, lengthTicks: Tick) {
         let map = settings.map
@@ -145,6 +150,19 @@ public struct PickupSchedule: Sendable {
         pickups = list
         (atStart, atList) = PickupSchedule.rows(cells: map.cells.count, list.enumerated().map { ($0.offset, [$0.element.cell]) })
         (coverStart, coverList) = PickupSchedule.rows(cells: map.cells.count, list.enumerated().map { ($0.offset, $0.element.area) })
+        // Where each (pickup, area cell) sits in coverList: cells' covering lists are filled in
+        // pickup order, so walking the pickups in order and counting per cell finds each slot.
+        var next = coverStart
+        var slots = [Int32](repeating: 0, count: coverList.count)
+        var starts = [Int32](repeating: 0, count: list.count + 1)
+        var n = 0
+        for (i, p) in list.enumerated() {
+            starts[i] = Int32(n)
+            for c in p.area { slots[n] = next[c]; next[c] += 1; n += 1 }
+        }
+        starts[list.count] = Int32(n)
+        areaStart = starts
+        areaSlot = slots
     }
 
     private static func rows(cells: Int, _ entries: [(Int, [Int])]) -> ([Int32], [Int32]) {
@@ -165,16 +183,34 @@ public struct PickupSchedule: Sendable {
     @inline(__always)
     public func coveringPickup(_ j: Int) -> Int { Int(coverList[j]) }
 
-    /// The pickup live at `cell` at `tick`, if any.
+    /// The number of (pickup, covered cell) pairs: coverList.count.
+    public var coverCount: Int { coverList.count }
+
+    /// The start of cell's covering range, and the slot in coverList of pickup i's m-th area cell.
+    @inline(__always) func coverBase(_ cell: Int) -> Int { Int(coverStart[cell]) }
+    @inline(__always) func slot(pickup i: Int, areaIndex m: Int) -> Int { Int(areaSlot[Int(areaStart[i]) + m]) }
+
+    /// The pickup live at `cell` at `tick`, if any: the first at the cell (in spawn order) with
+    /// spawn <= tick < expiry. Spawns rise with the pickup index and expiries never fall, so the
+    /// pickups at a cell not yet expired are a suffix of its list and those spawned a prefix: the
+    /// answer is the first not expired, if it has spawned. Binary search, so a cell holding
+    /// thousands of pickups costs a dozen steps (`steps` counts them, for the work tests).
     @inline(__always)
-    public func live(at cell: Int, tick: Tick) -> Int? {
-        var j = Int(atStart[cell])
-        let end = Int(atStart[cell + 1])
-        while j < end {
-            let i = Int(atList[j])
-            if pickups[i].spawn <= tick && tick < pickups[i].expiry { return i }
-            j += 1
+    public func live(at cell: Int, tick: Tick, steps: inout Int) -> Int? {
+        var lo = Int(atStart[cell])
+        var hi = Int(atStart[cell + 1])
+        while lo < hi {
+            steps += 1
+            let mid = (lo + hi) >> 1
+            if pickups[Int(atList[mid])].expiry > tick { hi = mid } else { lo = mid + 1 }
         }
-        return nil
+        guard lo < Int(atStart[cell + 1]) else { return nil }
+        let i = Int(atList[lo])
+        return pickups[i].spawn <= tick ? i : nil
+    }
+
+    public func live(at cell: Int, tick: Tick) -> Int? {
+        var steps = 0
+        return live(at: cell, tick: tick, steps: &steps)
     }
 }

@@ -42,6 +42,17 @@ public struct TurfWorld: ReplicatedGame {
     public private(set) var owner: [UInt8]
     public private(set) var scores: [Int]
     private var hashSum: UInt64 = 0
+    /// Derived: per cell, a max tree over the splat keys the pickups covering it would paint there
+    /// (0 while unclaimed), so a cell's owner is found in O(1) and a claim updates each cell of
+    /// its area in O(log covering). Cell c's tree has k = its covering count leaves; its node n
+    /// (1 ≤ n < 2k: root 1, leaves k ..< 2k in covering order, node n = max(2n, 2n + 1)) is at
+    /// splatTree[2 × coverBase(c) + n]. Without it a merge scanned every pickup covering its cell
+    /// and a claim every pickup covering each cell of its area: with thousands of pickups piled
+    /// up, a crafted file of a million ops took minutes (docs/untrusted-input.md).
+    private var splatTree: [UInt64]
+    /// Steps done by merges: binary-search probes and splat-tree nodes visited. Only read by
+    /// tests, which bound the work a crafted worst case costs per op.
+    public private(set) var mergeSteps: Int = 0
 
     public static func settings(for config: MatchConfig) throws -> TurfSettings {
         let s = try TurfSettings.decode(config.settings)
@@ -65,6 +76,7 @@ public struct TurfWorld: ReplicatedGame {
         positionKey = Array(repeating: 0, count: playerCount)
         position = Array(repeating: UInt32.max, count: playerCount)
         scores = Array(repeating: 0, count: playerCount)
+        splatTree = Array(repeating: 0, count: 2 * schedule.coverCount)
     }
 
     // MARK: keys
@@ -119,13 +131,18 @@ public struct TurfWorld: ReplicatedGame {
                 refreshOwner(cell)
             }
             // Pickup claim.
-            if let i = schedule.live(at: cell, tick: op.tick) {
+            if let i = schedule.live(at: cell, tick: op.tick, steps: &mergeSteps) {
                 let k = claimKey(pickup: i, tick: op.tick, player: op.player)
                 if winner[i] == 0 || k < winner[i] {
                     hashSum &-= TurfWorld.component(winner[i], UInt64(i), tag: 2)
                     winner[i] = k
                     hashSum &+= TurfWorld.component(k, UInt64(i), tag: 2)
-                    for c in schedule.pickups[i].area { refreshOwner(c) }
+                    let area = schedule.pickups[i].area
+                    for m in area.indices {
+                        let c = area[m]
+                        setSplat(cell: c, slot: schedule.slot(pickup: i, areaIndex: m), key: splatKey(cell: c, winner: k))
+                        refreshOwner(c)
+                    }
                 }
             }
             return true
@@ -147,10 +164,22 @@ public struct TurfWorld: ReplicatedGame {
         rederive()
     }
 
-    /// Recomputes owners, scores and the hash from the registers (O(cells)).
+    /// Recomputes the splat trees, owners, scores and the hash from the registers (O(cells +
+    /// covered cells)).
     private mutating func rederive() {
         scores = Array(repeating: 0, count: playerCount)
         hashSum = 0
+        for c in direct.indices {
+            let base = schedule.coverBase(c), k = schedule.coveringRange(c).count
+            for j in 0..<k {
+                splatTree[2 * base + k + j] = splatKey(cell: c, winner: winner[schedule.coveringPickup(base + j)])
+            }
+            var n = k - 1
+            while n >= 1 {
+                splatTree[2 * base + n] = max(splatTree[2 * base + 2 * n], splatTree[2 * base + 2 * n + 1])
+                n -= 1
+            }
+        }
         for c in direct.indices {
             let o = TurfWorld.keyOwner(effectiveKey(c))
             owner[c] = o
@@ -161,18 +190,36 @@ public struct TurfWorld: ReplicatedGame {
         for p in 0..<playerCount { hashSum &+= positionComponent(p) }
     }
 
-    /// The key that decides a cell's owner: its paint register, or a covering splat that is later.
+    /// The key pickup claim `w` paints on a cell of its splat (0: unclaimed, paints nothing).
+    @inline(__always)
+    func splatKey(cell: Int, winner w: UInt64) -> UInt64 {
+        w == 0 ? 0 : paintKey(cell: cell, tick: TurfWorld.keyTick(w), player: UInt8(w & 0xFF))
+    }
+
+    /// The key that decides a cell's owner: its paint register, or a covering splat that is later
+    /// (the root of the cell's splat tree: the latest splat of the pickups covering it).
     @inline(__always)
     func effectiveKey(_ cell: Int) -> UInt64 {
-        var k = direct[cell]
-        for j in schedule.coveringRange(cell) {
-            let w = winner[schedule.coveringPickup(j)]
-            if w != 0 {
-                let splat = paintKey(cell: cell, tick: TurfWorld.keyTick(w), player: UInt8(w & 0xFF))
-                if splat > k { k = splat }
-            }
+        let k = schedule.coveringRange(cell).count
+        return k == 0 ? direct[cell] : max(direct[cell], splatTree[2 * schedule.coverBase(cell) + 1])
+    }
+
+    /// Sets the leaf of coverList slot `slot` in cell's splat tree and recomputes its ancestors,
+    /// stopping where a node keeps its value (those above keep theirs too).
+    @inline(__always)
+    private mutating func setSplat(cell: Int, slot: Int, key: UInt64) {
+        let base = 2 * schedule.coverBase(cell)
+        let k = schedule.coveringRange(cell).count
+        var n = k + slot - schedule.coverBase(cell)
+        splatTree[base + n] = key
+        mergeSteps += 1
+        while n > 1 {
+            n >>= 1
+            mergeSteps += 1
+            let v = max(splatTree[base + 2 * n], splatTree[base + 2 * n + 1])
+            if splatTree[base + n] == v { break }
+            splatTree[base + n] = v
         }
-        return k
     }
 
     @inline(__always)

@@ -12,6 +12,8 @@ struct Turf: ParsableCommand {
         subcommands: [
             // Play and replay (Sources/turf/PlayCommands.swift, ReplayCommands.swift)
             Demo.self, ReplayCommand.self,
+            // Play together (NetPlayCommands.swift, NetRuntime.swift, MatchRunner.swift)
+            HostCommand.self, JoinCommand.self,
             // Networking (IdCommand.swift, DHTCommands.swift)
             IdCommand.self,
             DHTCommand.self,

@@ -153,3 +153,79 @@ import TurfRules
         try c.validate()
     }
 }
+
+/// The pickup bounds cap the schedule's size; these cap the work a merge does with it. Before the
+/// splat trees and the binary search in `PickupSchedule.live`, each op scanned every pickup at its
+/// cell and every pickup covering it, and each change of a claim rescanned its whole area against
+/// every pickup covering each cell: thousands of steps per op, minutes for a crafted file of a
+/// million ops (docs/untrusted-input.md). `mergeSteps` counts binary-search probes and splat-tree
+/// nodes visited; the old code would have counted a pickup per scanned entry.
+@Suite struct MergeWorkTests {
+    func world(_ map: String, interval: Tick, lifetime: Tick, radius: UInt8) throws -> TurfWorld {
+        var s = TurfSettings(map: try ArenaMap(parsing: map))
+        s.pickupInterval = interval
+        s.pickupLifetime = lifetime
+        s.splatRadius = radius
+        let c = s.matchConfig(seed: 7, players: TurfMatch.players(humans: [], total: 2), seconds: 4 * 3600)
+        return TurfWorld(config: c, settings: try TurfWorld.settings(for: c))
+    }
+
+    /// The incremental state equals the one derived from the registers alone, and the same ops in
+    /// another order give the same state.
+    func expectConsistent(_ w: TurfWorld, ops: [Op<TurfOp>], fresh: TurfWorld) {
+        var rebuilt = fresh
+        rebuilt.join(w)
+        #expect(rebuilt.owner == w.owner && rebuilt.scores == w.scores && rebuilt.stateHash == w.stateHash)
+        var rng = SystemRandomNumberGenerator()
+        var shuffled = fresh
+        for op in ops.shuffled(using: &rng) { _ = shuffled.merge(op) }
+        #expect(shuffled.owner == w.owner && shuffled.scores == w.scores && shuffled.stateHash == w.stateHash)
+    }
+
+    static func log2(_ n: Int) -> Int { Int.bitWidth - n.leadingZeroBitCount }
+
+    /// 9,818 short-lived pickups on the one free cell of a 5 × 3 map, each claimed by ops arriving
+    /// in falling tick order: the live pickup is found among thousands, every claim is a new winner.
+    @Test func pickupsPiledOnOneCellCostLogarithmicWork() throws {
+        let fresh = try world("name: P\n---\n#####\n#1.2#\n#####\n", interval: 44, lifetime: 44, radius: 4)
+        let pickups = fresh.schedule.pickups
+        #expect(pickups.count == 9818)
+        var ops: [Op<TurfOp>] = []
+        for (k, p) in pickups.enumerated().reversed() where k % 3 == 0 {
+            for d: Tick in [40, 20, 1] {
+                ops.append(Op(player: UInt8(ops.count % 2), seq: UInt32(ops.count), tick: p.spawn + d, payload: .move(cell: UInt32(p.cell))))
+            }
+        }
+        var w = fresh
+        for op in ops { _ = w.merge(op) }
+        #expect(pickups.indices.allSatisfy { w.collector(of: $0) != nil || $0 % 3 != 0 })
+        // Per op: a binary search over the cell's pickups, and per cell of the splat (3 here) a
+        // path up a tree over the pickups covering it. The old scans: ~10k steps per op.
+        let perOp = Self.log2(pickups.count) + 3 * (Self.log2(2 * pickups.count) + 1)
+        #expect(w.mergeSteps <= ops.count * perOp, "\(w.mergeSteps) steps for \(ops.count) ops")
+        expectConsistent(w, ops: ops, fresh: fresh)
+    }
+
+    /// 3,455 pickups of radius 8 on a 17 × 17 floor, so that every cell is covered by hundreds to
+    /// thousands of them, and one claimed again and again in falling tick order: each claim
+    /// repaints up to 289 cells.
+    @Test func overlappingSplatsCostLogarithmicWorkPerCell() throws {
+        let wall = String(repeating: "#", count: 19)
+        let rows = (0..<17).map { r in "#" + (r == 0 ? "1" : ".") + String(repeating: ".", count: 15) + (r == 16 ? "2" : ".") + "#" }
+        let fresh = try world("name: O\n---\n" + ([wall] + rows + [wall]).joined(separator: "\n") + "\n", interval: 125, lifetime: 500_000, radius: 8)
+        let pickups = fresh.schedule.pickups
+        #expect(pickups.count == 3455)
+        let p = pickups[0]
+        var ops: [Op<TurfOp>] = []
+        var t = MatchConfig.maxLengthTicks - 1
+        while t > p.spawn && ops.count < 600 {
+            ops.append(Op(player: UInt8(ops.count % 2), seq: UInt32(ops.count), tick: t, payload: .move(cell: UInt32(p.cell))))
+            t -= 97
+        }
+        var w = fresh
+        for op in ops { _ = w.merge(op) }
+        let perOp = Self.log2(pickups.count) + p.area.count * (Self.log2(2 * pickups.count) + 1)
+        #expect(w.mergeSteps <= ops.count * perOp, "\(w.mergeSteps) steps for \(ops.count) ops")
+        expectConsistent(w, ops: ops, fresh: fresh)
+    }
+}

@@ -1,0 +1,319 @@
+import Determinism
+import Engine
+import NetCore
+import Sodium
+
+/// The lobby protocol: what peers say to each other on a session's reliable channel before and
+/// around a match (docs/lobby.md). Every message is
+///
+///     message = u8 protocolVersion (1) · u8 type · body
+///
+/// and is decoded from hostile bytes: each field is bounded, every problem is a `LobbyError` (the
+/// caller drops the message and counts it), nothing is trusted for display until escaped.
+public enum LobbyMessage: Equatable, Sendable {
+    /// Joiner → host, first message on a new session. `key` must be the key the session
+    /// authenticated (a peer claiming another's key is refused). `commit` is BLAKE2b-256 of the
+    /// joiner's secret seed contribution (commit–reveal: `SeedMix`).
+    case hello(Hello)
+    /// Host → everyone: who is in the lobby, in player order (the host first).
+    case roster(Roster)
+    /// Host → everyone: the match settings.
+    case settings(Settings)
+    /// Host → members: the roster is final; reveal your seed contribution.
+    case revealRequest
+    /// Member → host: the contribution whose commit was in its hello.
+    case reveal([UInt8])
+    /// Host → everyone: the match (players owned by keys, the mixed seed), when tick 0 starts on
+    /// the host's monotonic clock (ns), and every player's reveal so each member checks the seed.
+    case start(Start)
+    /// Either way: this peer is leaving (or the host refuses a joiner: `reason`).
+    case leave(LeaveReason)
+    /// Ops of the running match (an `OpCodec` batch; decoded by the match layer, which knows the
+    /// config). The minimal replication: each member sends its own to the host, which merges them
+    /// and forwards them to every other member.
+    case ops([UInt8])
+    /// Host → a rejoining member: every op the host holds (`ReplicaSnapshot` bytes).
+    case snapshot([UInt8])
+    /// A peer's match ended: how many ops each player it owns made (player id → count), so peers
+    /// know when they hold every op.
+    case done([UInt32: UInt32])
+
+    public static let protocolVersion: UInt8 = 1
+    /// The most bytes any message may have: a snapshot of a long match (about 4 bytes an op).
+    public static let maxSize = 1 << 20
+    /// Bound for every other message.
+    public static let maxSmallSize = 64 << 10
+    public static let maxNameBytes = 48
+    public static let maxMapNameBytes = 64
+    public static let maxPlayers = MatchConfig.maxPlayers
+    public static let contributionLength = 32
+    public static let maxMemberAddresses = 4
+
+    public struct Hello: Equatable, Sendable {
+        public var name: String
+        public var key: [UInt8]
+        public var commit: [UInt8]
+        public var spectate: Bool
+        public init(name: String, key: [UInt8], commit: [UInt8], spectate: Bool = false) {
+            self.name = name
+            self.key = key
+            self.commit = commit
+            self.spectate = spectate
+        }
+    }
+
+    public struct Member: Equatable, Sendable {
+        public enum Path: UInt8, Sendable { case local = 0, direct = 1, relayed = 2 }
+        public var key: [UInt8]
+        public var name: String
+        public var commit: [UInt8]
+        public var path: Path
+        /// Where the host sees this member (for the mesh: members open sessions to each other).
+        public var addresses: [PeerAddress]
+        public init(key: [UInt8], name: String, commit: [UInt8], path: Path, addresses: [PeerAddress] = []) {
+            self.key = key
+            self.name = name
+            self.commit = commit
+            self.path = path
+            self.addresses = addresses
+        }
+    }
+
+    public struct Roster: Equatable, Sendable {
+        public var members: [Member]
+        public var maxPlayers: UInt8
+        public init(members: [Member], maxPlayers: UInt8) {
+            self.members = members
+            self.maxPlayers = maxPlayers
+        }
+    }
+
+    public struct Settings: Equatable, Sendable {
+        public var map: String
+        public var seconds: UInt32
+        public init(map: String, seconds: UInt32) {
+            self.map = map
+            self.seconds = seconds
+        }
+    }
+
+    public struct Start: Equatable, Sendable {
+        public var config: MatchConfig
+        public var startAt: UInt64
+        /// (key, contribution) of every player, in player order.
+        public var reveals: [[UInt8]]
+        public init(config: MatchConfig, startAt: UInt64, reveals: [[UInt8]]) {
+            self.config = config
+            self.startAt = startAt
+            self.reveals = reveals
+        }
+    }
+
+    public enum LeaveReason: UInt8, Sendable {
+        case quit = 0, full = 1, started = 2, badVersion = 3, refused = 4
+        public var text: String {
+            switch self {
+            case .quit: return "left"
+            case .full: return "the lobby is full"
+            case .started: return "the match has started"
+            case .badVersion: return "the lobby speaks another protocol version"
+            case .refused: return "refused by the host"
+            }
+        }
+    }
+
+    enum Kind: UInt8 {
+        case hello = 1, roster, settings, revealRequest, reveal, start, leave, ops, snapshot, done
+    }
+
+    public func encode() -> [UInt8] {
+        var w = ByteWriter()
+        w.u8(Self.protocolVersion)
+        switch self {
+        case .hello(let h):
+            w.u8(Kind.hello.rawValue)
+            w.string(h.name)
+            w.bytes(h.key)
+            w.bytes(h.commit)
+            w.u8(h.spectate ? 1 : 0)
+        case .roster(let r):
+            w.u8(Kind.roster.rawValue)
+            w.u8(r.maxPlayers)
+            w.u8(UInt8(r.members.count))
+            for m in r.members {
+                w.bytes(m.key)
+                w.string(m.name)
+                w.bytes(m.commit)
+                w.u8(m.path.rawValue)
+                let addrs = m.addresses.prefix(Self.maxMemberAddresses)
+                w.u8(UInt8(addrs.count))
+                for a in addrs { w.u32(a.ip); w.u16(a.port) }
+            }
+        case .settings(let s):
+            w.u8(Kind.settings.rawValue)
+            w.string(s.map)
+            w.u32(s.seconds)
+        case .revealRequest:
+            w.u8(Kind.revealRequest.rawValue)
+        case .reveal(let c):
+            w.u8(Kind.reveal.rawValue)
+            w.bytes(c)
+        case .start(let s):
+            w.u8(Kind.start.rawValue)
+            var c = ByteWriter()
+            s.config.encode(into: &c)
+            w.blob(c.bytes)
+            w.u64(s.startAt)
+            w.u8(UInt8(s.reveals.count))
+            for r in s.reveals { w.bytes(r) }
+        case .leave(let reason):
+            w.u8(Kind.leave.rawValue)
+            w.u8(reason.rawValue)
+        case .ops(let b):
+            w.u8(Kind.ops.rawValue)
+            w.bytes(b)
+        case .snapshot(let b):
+            w.u8(Kind.snapshot.rawValue)
+            w.bytes(b)
+        case .done(let counts):
+            w.u8(Kind.done.rawValue)
+            w.u8(UInt8(counts.count))
+            for (p, n) in counts.sorted(by: { $0.key < $1.key }) {
+                w.u8(UInt8(p))
+                w.u32(n)
+            }
+        }
+        return w.bytes
+    }
+
+    /// Decodes one message from a peer. Throws `LobbyError` for anything malformed, oversized or
+    /// of another protocol version.
+    public static func decode(_ bytes: [UInt8]) throws -> LobbyMessage {
+        guard bytes.count <= maxSize else { throw LobbyError.tooLarge(bytes.count) }
+        var r = ByteReader(bytes)
+        do {
+            let v = try r.u8("version")
+            guard v == protocolVersion else { throw LobbyError.version(v) }
+            let kindByte = try r.u8("type")
+            guard let kind = Kind(rawValue: kindByte) else { throw LobbyError.unknownType(kindByte) }
+            if kind != .snapshot && bytes.count > maxSmallSize { throw LobbyError.tooLarge(bytes.count) }
+            let m: LobbyMessage
+            switch kind {
+            case .hello:
+                let name = try r.string("name", limit: maxNameBytes)
+                let key = Array(try r.take(32, "key"))
+                let commit = Array(try r.take(32, "commit"))
+                let flags = try r.u8("flags")
+                guard flags <= 1 else { throw ByteReadError(offset: r.offset - 1, "unknown hello flags \(flags)") }
+                m = .hello(Hello(name: name, key: key, commit: commit, spectate: flags == 1))
+            case .roster:
+                let maxAt = r.offset
+                let maxPlayers = try r.u8("max players")
+                guard (1...UInt8(Self.maxPlayers)).contains(maxPlayers) else {
+                    throw ByteReadError(offset: maxAt, "max players \(maxPlayers) out of range")
+                }
+                let n = try r.count("member count", limit: Self.maxPlayers)
+                var members: [Member] = []
+                for _ in 0..<n {
+                    let key = Array(try r.take(32, "member key"))
+                    let name = try r.string("member name", limit: maxNameBytes)
+                    let commit = Array(try r.take(32, "member commit"))
+                    let pathAt = r.offset
+                    let pb = try r.u8("path")
+                    guard let path = Member.Path(rawValue: pb) else { throw ByteReadError(offset: pathAt, "unknown path \(pb)") }
+                    let nAddrs = try r.count("address count", limit: Self.maxMemberAddresses)
+                    var addrs: [PeerAddress] = []
+                    for _ in 0..<nAddrs { addrs.append(PeerAddress(ip: try r.u32("ip"), port: try r.u16("port"))) }
+                    members.append(Member(key: key, name: name, commit: commit, path: path, addresses: addrs))
+                }
+                m = .roster(Roster(members: members, maxPlayers: maxPlayers))
+            case .settings:
+                let map = try r.string("map", limit: maxMapNameBytes)
+                let seconds = try r.u32("seconds")
+                m = .settings(Settings(map: map, seconds: seconds))
+            case .revealRequest:
+                m = .revealRequest
+            case .reveal:
+                m = .reveal(Array(try r.take(contributionLength, "contribution")))
+            case .start:
+                let configBytes = try r.blob("config", limit: maxSmallSize)
+                var cr = ByteReader(configBytes)
+                let config = try MatchConfig.decode(from: &cr)
+                guard cr.isAtEnd else { throw ByteReadError(offset: r.offset, "stray bytes after the config") }
+                let startAt = try r.u64("start time")
+                let n = try r.count("reveal count", limit: Self.maxPlayers)
+                guard n == config.players.count else {
+                    throw ByteReadError(offset: r.offset, "\(n) reveals for \(config.players.count) players")
+                }
+                var reveals: [[UInt8]] = []
+                for _ in 0..<n { reveals.append(Array(try r.take(contributionLength, "reveal"))) }
+                m = .start(Start(config: config, startAt: startAt, reveals: reveals))
+            case .leave:
+                let at = r.offset
+                let b = try r.u8("reason")
+                guard let reason = LeaveReason(rawValue: b) else { throw ByteReadError(offset: at, "unknown leave reason \(b)") }
+                m = .leave(reason)
+            case .ops:
+                m = .ops(Array(try r.take(r.remaining, "ops")))
+            case .snapshot:
+                m = .snapshot(Array(try r.take(r.remaining, "snapshot")))
+            case .done:
+                let n = try r.count("done count", limit: Self.maxPlayers)
+                var counts: [UInt32: UInt32] = [:]
+                for _ in 0..<n {
+                    let at = r.offset
+                    let p = UInt32(try r.u8("player"))
+                    guard p < UInt32(Self.maxPlayers), counts[p] == nil else { throw ByteReadError(offset: at, "bad player \(p) in done") }
+                    counts[p] = try r.u32("op count")
+                }
+                m = .done(counts)
+            }
+            guard r.isAtEnd else { throw ByteReadError(offset: r.offset, "\(r.remaining) stray bytes") }
+            return m
+        } catch let e as ByteReadError {
+            throw LobbyError.malformed(e.description)
+        }
+    }
+}
+
+public enum LobbyError: Error, Equatable, CustomStringConvertible {
+    case tooLarge(Int)
+    case version(UInt8)
+    case unknownType(UInt8)
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .tooLarge(let n): return "lobby message of \(n) bytes is too large"
+        case .version(let v): return "lobby protocol version \(v) (this speaks \(LobbyMessage.protocolVersion))"
+        case .unknownType(let t): return "unknown lobby message type \(t)"
+        case .malformed(let m): return "malformed lobby message: \(m)"
+        }
+    }
+}
+
+/// The match seed, mixed from a secret contribution of every player (commit–reveal): each player
+/// commits to BLAKE2b-256(contribution) in its hello (the host in its first roster) before seeing
+/// anyone's contribution, and reveals it only when the roster is final. The seed is the first 8
+/// bytes of BLAKE2b over every contribution in player order, so no one chooses it alone, and every
+/// member checks every reveal against its commit.
+public enum SeedMix {
+    public static func contribution() -> [UInt8] { Sodium.randomBytes(LobbyMessage.contributionLength) }
+
+    public static func commit(_ contribution: [UInt8]) -> [UInt8] {
+        BLAKE2b.hash(concatenating: [Array("turf:seed-commit:v1".utf8), contribution])
+            .prefix(32).map { $0 }
+    }
+
+    /// Whether `reveal` opens `commit`.
+    public static func opens(_ reveal: [UInt8], _ commit: [UInt8]) -> Bool {
+        reveal.count == LobbyMessage.contributionLength && commit.count == 32 && Self.commit(reveal) == commit
+    }
+
+    public static func seed(_ reveals: [[UInt8]]) -> UInt64 {
+        let h = BLAKE2b.hash(concatenating: [Array("turf:seed-mix:v1".utf8)] + reveals)
+        var s: UInt64 = 0
+        for i in 0..<8 { s |= UInt64(h[i]) << (8 * UInt64(i)) }
+        return s
+    }
+}

@@ -1,0 +1,124 @@
+import DHT
+import Determinism
+import Foundation
+import NetCore
+import Transport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The small record a host keeps in the DHT as a BEP 44 mutable item signed with its identity
+/// key (docs/lobby.md): joining by key reads it. Bencoded:
+///
+///     { "a": compact addresses (6 bytes each: IPv4, port), "n": players, "p": 0|1 passphrase,
+///       "t": topic, "v": lobby protocol version }
+public struct LobbyRecord: Equatable, Sendable {
+    public var version: Int
+    public var addresses: [PeerAddress]
+    public var passphrase: Bool
+    public var players: Int
+    public var topic: String
+
+    public static let maxAddresses = 16
+    public static let maxTopicBytes = 200
+
+    public var value: BValue {
+        var a: [UInt8] = []
+        for addr in addresses.prefix(Self.maxAddresses) { a += compact(addr) }
+        return .dictionary([("a", .bytes(a)), ("n", .int(Int64(players))), ("p", .int(passphrase ? 1 : 0)),
+                            ("t", .string(topic)), ("v", .int(Int64(version)))])
+    }
+
+    /// Parses a record read from the DHT (signed, but by whoever holds the key: still bounded).
+    public init?(_ v: BValue) {
+        guard case .dict(let entries) = v else { return nil }
+        func get(_ k: String) -> BValue? { entries.first { $0.key == Array(k.utf8) }?.value }
+        guard case .int(let ver)? = get("v"), case .bytes(let a)? = get("a"), a.count % 6 == 0,
+              a.count / 6 <= Self.maxAddresses, case .int(let p)? = get("p"), case .int(let n)? = get("n"),
+              case .bytes(let t)? = get("t"), t.count <= Self.maxTopicBytes, let topic = String(validating: t, as: UTF8.self)
+        else { return nil }
+        version = Int(clamping: ver)
+        var addrs: [PeerAddress] = []
+        for i in stride(from: 0, to: a.count, by: 6) {
+            var ip: UInt32 = 0
+            for b in a[i..<i + 4] { ip = ip << 8 | UInt32(b) }
+            let port = UInt16(a[i + 4]) << 8 | UInt16(a[i + 5])
+            addrs.append(PeerAddress(ip: ip, port: port))
+        }
+        addresses = addrs
+        passphrase = p != 0
+        players = Int(clamping: n)
+        self.topic = topic
+    }
+
+    public init(version: Int, addresses: [PeerAddress], passphrase: Bool, players: Int, topic: String) {
+        self.version = version
+        self.addresses = addresses
+        self.passphrase = passphrase
+        self.players = players
+        self.topic = topic
+    }
+}
+
+private func compact(_ a: PeerAddress) -> [UInt8] {
+    [UInt8(a.ip >> 24), UInt8(a.ip >> 16 & 255), UInt8(a.ip >> 8 & 255), UInt8(a.ip & 255), UInt8(a.port >> 8), UInt8(a.port & 255)]
+}
+
+/// An invite: everything a friend needs to join without the DHT (the host's key, the topic that
+/// salts the passphrase, the addresses to try), one word to paste:
+///
+///     turf-invite1.<turf1KEY>.<topic as hex>.<ip:port>,<ip:port>…
+public struct Invite: Equatable, Sendable {
+    public static let prefix = "turf-invite1."
+    public var key: PeerKey
+    public var topic: String
+    public var addresses: [PeerAddress]
+
+    public var text: String {
+        Self.prefix + key.text + "." + topic.utf8.map { String(format: "%02x", $0) }.joined() + "."
+            + addresses.prefix(LobbyRecord.maxAddresses).map(\.description).joined(separator: ",")
+    }
+
+    public init(key: PeerKey, topic: String, addresses: [PeerAddress]) {
+        self.key = key
+        self.topic = topic
+        self.addresses = addresses
+    }
+
+    public init?(text: String) {
+        guard text.hasPrefix(Self.prefix), text.utf8.count < 2000 else { return nil }
+        let parts = text.dropFirst(Self.prefix.count).split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, let key = PeerKey(text: String(parts[0])), parts[1].count % 2 == 0,
+              parts[1].count / 2 <= LobbyRecord.maxTopicBytes else { return nil }
+        var bytes: [UInt8] = []
+        var hex = parts[1][...]
+        while !hex.isEmpty {
+            guard let b = UInt8(hex.prefix(2), radix: 16) else { return nil }
+            bytes.append(b)
+            hex = hex.dropFirst(2)
+        }
+        guard let topic = String(validating: bytes, as: UTF8.self) else { return nil }
+        let addrs = parts[2].split(separator: ",").compactMap { PeerAddress(String($0)) }
+        guard !addrs.isEmpty, addrs.count <= LobbyRecord.maxAddresses else { return nil }
+        self.init(key: key, topic: topic, addresses: addrs)
+    }
+}
+
+/// This machine's IPv4 addresses (LAN and loopback), for the record and the invite.
+public func localIPv4Addresses() -> [UInt32] {
+    var out: [UInt32] = []
+    var list: UnsafeMutablePointer<ifaddrs>?
+    guard getifaddrs(&list) == 0, let first = list else { return [0x7F00_0001] }
+    defer { freeifaddrs(first) }
+    var p: UnsafeMutablePointer<ifaddrs>? = first
+    while let ifa = p {
+        if let sa = ifa.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET) {
+            let sin = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+            let ip = UInt32(bigEndian: sin.sin_addr.s_addr)
+            if !out.contains(ip) { out.append(ip) }
+        }
+        p = ifa.pointee.ifa_next
+    }
+    // Loopback last: a friend on another machine tries the LAN addresses first.
+    return out.filter { $0 >> 24 != 127 } + [0x7F00_0001]
+}

@@ -1,0 +1,158 @@
+import ArgumentParser
+import DHT
+import Engine
+import Foundation
+import LocalFiles
+import Lobby
+import NetCore
+import NetStack
+import TextOutput
+import Transport
+import TurfRules
+
+/// Options shared by `turf host` and `turf join`.
+struct NetPlayOptions: ParsableArguments {
+    @Option(help: "Your name in the lobby (shown to others escaped, at most 24 characters).")
+    var name: String = ProcessInfo.processInfo.environment["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "player"
+    @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
+    @Option(help: "IPv4 address to bind.") var bind = "0.0.0.0"
+    @Option(name: .customLong("bootstrap"), parsing: .singleValue,
+            help: ArgumentHelp("DHT bootstrap node HOST:PORT (repeatable; default as for 'turf dht').", valueName: "host:port|none"))
+    var bootstrap: [BootstrapArgument] = []
+    @Option(help: "Read the lobby's passphrase from this file (also: $TURF_PASSPHRASE, or a prompt with --passphrase).")
+    var passphraseFile: String?
+    @Flag(help: "Ask for a passphrase at the terminal.") var passphrase = false
+    @Flag(help: "No screen: a bot plays, one JSON object per line on stdout (docs/lobby.md).") var headless = false
+    @Option(help: "The bot that plays for you with --headless.") var bot: BotChoice = .easy
+
+    enum BotChoice: String, CaseIterable, ExpressibleByArgument {
+        case easy, hard
+        var level: Bot.Level { self == .easy ? .easy : .hard }
+    }
+
+    /// The passphrase, if the lobby has one: the file, else $TURF_PASSPHRASE, else a prompt.
+    func readPassphrase() throws -> String? {
+        if let f = passphraseFile {
+            let text = try UntrustedFile.readText(f, limit: 4096, what: "passphrase file")
+            let p = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            guard !p.isEmpty else { throw CLIError("the passphrase file \(f) is empty") }
+            return p
+        }
+        if let p = ProcessInfo.processInfo.environment["TURF_PASSPHRASE"], !p.isEmpty { return p }
+        if passphrase {
+            guard let raw = getpass("Passphrase: ") else { throw CLIError("no passphrase read") }
+            let p = String(cString: raw)
+            guard !p.isEmpty else { throw CLIError("empty passphrase") }
+            return p
+        }
+        return nil
+    }
+
+    func requireHeadless() throws {
+        guard headless else {
+            throw CLIError("the lobby screen is not built yet: run with --headless --bot easy|hard (docs/lobby.md)")
+        }
+    }
+}
+
+enum NetPlayLimits {
+    static let seconds = OptionRange(5...3600, unit: "s")
+    static let maxPlayers = OptionRange(2...8)
+    static let startWhen = OptionRange(1...8)
+}
+
+/// `turf host`: open a lobby on a DHT topic and host the match.
+struct HostCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "host",
+        abstract: "Host a lobby on a DHT topic; friends join by topic, key or invite (docs/lobby.md).")
+
+    @Option(help: "The lobby's topic (what friends type after --topic).") var topic: String
+    @Option(help: "Map name (\(MapLibrary.available().joined(separator: ", "))) or path.") var map: String = "dojo"
+    @Option(help: NetPlayLimits.seconds.help("Match length.", default: 90), transform: NetPlayLimits.seconds.parse) var seconds: Int = 90
+    @Option(help: NetPlayLimits.maxPlayers.help("Most players, you included.", default: 8), transform: NetPlayLimits.maxPlayers.parse)
+    var maxPlayers: Int = 8
+    @Option(help: NetPlayLimits.startWhen.help("With --headless: start when this many players (you included) are in.", default: 2),
+            transform: NetPlayLimits.startWhen.parse)
+    var startWhen: Int = 2
+    @OptionGroup var net: NetPlayOptions
+
+    func validate() throws {
+        guard !topic.isEmpty, topic.utf8.count <= LobbyRecord.maxTopicBytes else {
+            throw ValidationError("--topic must be 1-\(LobbyRecord.maxTopicBytes) bytes")
+        }
+        guard startWhen <= maxPlayers else { throw ValidationError("--start-when must not exceed --max-players") }
+    }
+
+    func run() throws {
+        try net.requireHeadless()
+        let arena = try MapLibrary.load(map)
+        guard arena.spawns.count >= startWhen else {
+            throw CLIError("map '\(arena.name)' has \(arena.spawns.count) spawn points, fewer than --start-when \(startWhen)")
+        }
+        let pass = try net.readPassphrase()
+        let rt = try NetRuntime(options: net, topicForPSK: topic, passphrase: pass)
+        defer { rt.close() }
+        let code = try rt.host(topic: topic, settings: TurfSettings(map: arena), mapName: map, seconds: seconds,
+                               maxPlayers: min(maxPlayers, arena.spawns.count), startWhen: startWhen)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// `turf join`: join a lobby by topic, key or invite.
+struct JoinCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "join",
+        abstract: "Join a lobby: by --topic, by the host's key (turf1…) or by an invite (docs/lobby.md).")
+
+    @Argument(help: "An invite (turf-invite1.…) or the host's key (turf1…).") var target: String?
+    @Option(help: "Join the lobby announced on this topic.") var topic: String?
+    @Option(help: "With --topic: the host's key, when several lobbies share the topic.") var lobby: String?
+    @Flag(help: "Watch the match without playing: merge everyone's ops, send none.") var spectate = false
+    @OptionGroup var net: NetPlayOptions
+
+    func validate() throws {
+        guard (topic == nil) != (target == nil) else { throw ValidationError("give exactly one of --topic T, an invite, or a key") }
+        if let t = target, Invite(text: t) == nil, PeerKey(text: t) == nil {
+            throw ValidationError("'\(SafeText.display(t, limit: 80))' is neither an invite (turf-invite1.…) nor a key (turf1…)")
+        }
+        if let l = lobby, PeerKey(text: l) == nil { throw ValidationError("--lobby must be a key (turf1…)") }
+    }
+
+    func run() throws {
+        try net.requireHeadless()
+        let started = processStartNanos()
+        let how: NetRuntime.JoinTarget
+        if let topic {
+            how = .topic(topic, expected: lobby.flatMap { PeerKey(text: $0) })
+        } else if let t = target, let invite = Invite(text: t) {
+            how = .invite(invite)
+        } else {
+            how = .key(PeerKey(text: target!)!)
+        }
+        let pass = try net.readPassphrase()
+        let rt = try NetRuntime(options: net, topicForPSK: nil, passphrase: pass)
+        defer { rt.close() }
+        let code = try rt.join(how, startedAt: started, spectate: spectate)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// When this process started, on the monotonic clock (for `join_ms`): /proc/self/stat's start
+/// time in clock ticks, else now.
+func processStartNanos() -> UInt64 {
+    let now = monotonicNanos()
+    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return now }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    // Field 22 (starttime) is the 20th after the command name.
+    guard fields.count > 19, let ticks = UInt64(fields[19]) else { return now }
+    let hz = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+    var ts = timespec()
+    clock_gettime(CLOCK_BOOTTIME, &ts)
+    let bootNow = UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    let startBoot = ticks * 1_000_000_000 / hz
+    guard bootNow > startBoot else { return now }
+    let age = bootNow - startBoot
+    return now > age ? now - age : now
+}

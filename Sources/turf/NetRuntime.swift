@@ -1,0 +1,460 @@
+import ArgumentParser
+import DHT
+import Determinism
+import Engine
+import Foundation
+import LocalFiles
+import Lobby
+import Logging
+import NetCore
+import NetStack
+import Sodium
+import TextOutput
+import Transport
+import TurfRules
+
+/// One `turf host` or `turf join` process: its socket (DHT and sessions, a `LivePeer`), and the
+/// lobby and match run on the calling thread, which talks to the event loop only through `Links`
+/// (commands in) and the `LinkMailbox` (events out).
+final class NetRuntime {
+    let live: LivePeer
+    let links: Links
+    let mailbox = LinkMailbox()
+    let identity: Identity
+    let options: NetPlayOptions
+    let passphrase: String?
+    let log = Logger(label: "turf.net")
+    /// Lobby messages from peers that were malformed, out of place or hostile: dropped and counted.
+    var dropped = 0
+    /// When this process started (a joiner's `join_ms` and `playing_ms` count from it).
+    var processStart: UInt64?
+
+    init(options: NetPlayOptions, topicForPSK: String?, passphrase: String?) throws {
+        Logs.bootstrap()
+        self.options = options
+        self.passphrase = passphrase
+        guard let ip = PeerAddress.parseIPv4(options.bind) else { throw ValidationError("--bind must be an IPv4 address") }
+        identity = try IdentityStore.standard().loadOrCreate().identity
+        var dht = DHTConfig()
+        dht.bootstrap = try DHTCLI.bootstrapAddresses(options.bootstrap.map(\.text))
+        live = try LivePeer.bind(PeerAddress(ip: ip, port: options.port), dht: dht, identity: identity)
+        links = Links(mailbox: mailbox)
+        let links = self.links
+        live.execute { peer in peer.sessions?.onInbound = { s in links.adopt(s) } }
+        live.start()
+    }
+
+    func close() { live.close() }
+
+    func emit(_ j: JSONObject) { DHTCLI.emit(j.text) }
+
+    func event(_ name: String, _ fill: (inout JSONObject) -> Void = { _ in }) {
+        var j = JSONObject()
+        j.add("event", name)
+        fill(&j)
+        emit(j)
+    }
+
+    func send(_ id: UInt32, _ m: LobbyMessage) {
+        let bytes = m.encode()
+        let links = self.links
+        live.execute { _ in links.send(id, bytes) }
+    }
+
+    func psk(topic: String) throws -> SecretBytes? {
+        try passphrase.map { try SessionManager.lobbyKey(passphrase: $0, lobby: topic) }
+    }
+
+    /// The addresses friends can reach us at: the external one DHT nodes report, the bound one
+    /// (if specific), else every local IPv4 address, with our port.
+    func reachableAddresses() -> [PeerAddress] {
+        let bound = live.localAddress
+        var out: [PeerAddress] = []
+        if let ext = (try? live.sync({ $0.dht.externalAddress })) ?? nil { out.append(ext) }
+        if bound.ip != 0 { out.append(bound) } else {
+            for ip in localIPv4Addresses() { out.append(PeerAddress(ip: ip, port: bound.port)) }
+        }
+        var seen = Set<PeerAddress>()
+        return out.filter { seen.insert($0).inserted }
+    }
+
+    /// A peer's name as shown and as the config records it: escaped, at most 24 characters and
+    /// 48 bytes (a replay holds 64).
+    static let maxSpectators = 8
+
+    static func displayName(_ raw: String) -> String { boundedName(SafeText.display(raw, limit: 24)) }
+
+    /// A name for hello: whole characters, at most `LobbyMessage.maxNameBytes` bytes of UTF-8.
+    static func boundedName(_ raw: String) -> String {
+        var out = ""
+        for c in raw.prefix(24) {
+            guard out.utf8.count + String(c).utf8.count <= LobbyMessage.maxNameBytes else { break }
+            out.append(c)
+        }
+        return out
+    }
+
+    // MARK: Host
+
+    struct Seat {
+        var key: PeerKey
+        var name: String
+        var commit: [UInt8]
+        var link: UInt32?
+        var reveal: [UInt8]?
+        var address: PeerAddress? = nil
+    }
+
+    func host(topic: String, settings: TurfSettings, mapName: String, seconds: Int, maxPlayers: Int, startWhen: Int) throws -> Int32 {
+        let infoHash = Topic.infoHash(topic)
+        if let key = try psk(topic: topic) { live.execute { $0.sessions?.setLobbyKey(key) } }
+        let port = live.localAddress.port
+        live.execute { $0.dht.keepAnnouncing(infoHash, port: port, impliedPort: true) }
+        let myContribution = SeedMix.contribution()
+        var seats = [Seat(key: identity.publicKey, name: Self.displayName(options.name), commit: SeedMix.commit(myContribution),
+                          link: nil, reveal: myContribution)]
+        var recordSeq: Int64 = Int64(Date().timeIntervalSince1970 * 1000)
+        func putRecord() {
+            recordSeq += 1
+            let record = LobbyRecord(version: Int(LobbyMessage.protocolVersion), addresses: reachableAddresses(),
+                                     passphrase: passphrase != nil, players: seats.count, topic: topic)
+            let item = DHTItem.mutable(MutableItem(signedBy: identity.signing, seq: recordSeq, value: record.value))
+            live.execute { $0.dht.put(item) { _ in } }
+        }
+        putRecord()
+        let invite = Invite(key: identity.publicKey, topic: topic, addresses: reachableAddresses())
+        event("lobby") { j in
+            j.add("topic", SafeText.display(topic, limit: 200))
+            j.add("key", identity.publicKey.text)
+            j.add("invite", invite.text)
+            j.add("address", live.localAddress.description)
+            j.add("passphrase", passphrase != nil)
+        }
+        var pendingKeys: [UInt32: (PeerKey, PeerAddress)] = [:]
+        let lobbySettings = LobbyMessage.Settings(map: mapName, seconds: UInt32(seconds))
+        func roster() -> LobbyMessage {
+            .roster(.init(members: seats.map { .init(key: $0.key.bytes, name: $0.name, commit: $0.commit,
+                                                       path: $0.link == nil ? .local : .direct,
+                                                       addresses: $0.address.map { [$0] } ?? []) },
+                          maxPlayers: UInt8(maxPlayers)))
+        }
+        var spectators: [PeerKey: UInt32] = [:]
+        func broadcast(_ m: LobbyMessage) {
+            for s in seats { if let l = s.link { send(l, m) } }
+            for l in spectators.values { send(l, m) }
+        }
+        var lastPut = monotonicNanos()
+
+        // The lobby: until enough players are in.
+        while seats.count < startWhen {
+            for e in mailbox.wait(0.2) {
+                switch e {
+                case .opened(let id, let key, let addr): pendingKeys[id] = (key, addr)
+                case .closed(let id, _):
+                    pendingKeys[id] = nil
+                    if let i = seats.firstIndex(where: { $0.link == id }) {
+                        let gone = seats.remove(at: i)
+                        event("peer") { $0.add("key", gone.key.text); $0.add("name", gone.name); $0.add("state", "left") }
+                        broadcast(roster())
+                    }
+                case .message(let id, let bytes):
+                    guard let msg = try? LobbyMessage.decode(bytes) else { dropped += 1; continue }
+                    switch msg {
+                    case .hello(let h):
+                        guard let (key, addr) = pendingKeys[id], h.key == key.bytes else {
+                            dropped += 1; send(id, .leave(.refused)); continue
+                        }
+                        if h.spectate {
+                            // A spectator: no seat; it gets the roster, the settings and the start.
+                            guard spectators.count < Self.maxSpectators || spectators[key] != nil else { send(id, .leave(.full)); continue }
+                            spectators[key] = id
+                            send(id, roster())
+                            send(id, .settings(lobbySettings))
+                            event("peer") { j in
+                                j.add("key", key.text); j.add("name", Self.displayName(h.name)); j.add("state", "spectating")
+                                j.add("address", addr.description)
+                            }
+                            continue
+                        }
+                        if let i = seats.firstIndex(where: { $0.key == key }) {
+                            // The same key again (a restarted joiner): its new session replaces the old one.
+                            if let old = seats[i].link, old != id { let links = self.links; live.execute { _ in links.close(old) } }
+                            seats[i].link = id
+                            seats[i].address = addr
+                            seats[i].commit = h.commit
+                            seats[i].name = Self.displayName(h.name)
+                        } else {
+                            guard seats.count < maxPlayers else { send(id, .leave(.full)); continue }
+                            seats.append(Seat(key: key, name: Self.displayName(h.name), commit: h.commit, link: id, address: addr))
+                        }
+                        event("peer") { j in
+                            j.add("key", key.text); j.add("name", Self.displayName(h.name)); j.add("state", "joined")
+                            j.add("address", addr.description); j.add("path", "direct")
+                        }
+                        broadcast(roster())
+                        broadcast(.settings(lobbySettings))
+                        putRecord()
+                    case .leave:
+                        if let i = seats.firstIndex(where: { $0.link == id }) {
+                            let gone = seats.remove(at: i)
+                            event("peer") { $0.add("key", gone.key.text); $0.add("name", gone.name); $0.add("state", "left") }
+                            broadcast(roster())
+                        }
+                    default: dropped += 1
+                    }
+                }
+            }
+            if monotonicNanos() - lastPut > 60_000_000_000 { putRecord(); lastPut = monotonicNanos() }
+        }
+
+        // Commit–reveal: the roster is final; every member reveals its contribution.
+        for s in seats { if let l = s.link { send(l, .revealRequest) } }
+        let revealDeadline = monotonicNanos() + 10_000_000_000
+        while seats.contains(where: { $0.reveal == nil }) && monotonicNanos() < revealDeadline {
+            for e in mailbox.wait(0.2) {
+                guard case .message(let id, let bytes) = e else { continue }
+                guard case .reveal(let r)? = try? LobbyMessage.decode(bytes),
+                      let i = seats.firstIndex(where: { $0.link == id }), SeedMix.opens(r, seats[i].commit) else { dropped += 1; continue }
+                seats[i].reveal = r
+            }
+        }
+        let missing = seats.filter { $0.reveal == nil }
+        if !missing.isEmpty {
+            for s in missing { if let l = s.link { send(l, .leave(.refused)) } }
+            seats.removeAll { $0.reveal == nil }
+        }
+        let reveals = seats.map { $0.reveal! }
+        let players = seats.map { PlayerInfo(name: $0.name, kind: .human, owner: OwnerKey($0.key.bytes)) }
+        let config = settings.matchConfig(seed: SeedMix.seed(reveals), players: players, seconds: seconds)
+        let startAt = monotonicNanos() + 1_000_000_000
+        let start = LobbyMessage.Start(config: config, startAt: startAt, reveals: reveals)
+        let finalRoster = roster()
+        broadcast(.start(start))
+        var runner = MatchRunner(rt: self, config: config, isHost: true, hostLink: nil)
+        for s in seats { if let l = s.link { runner.memberLinks[s.key] = l } }
+        // Spectators get every op forwarded like members; they own no player, so any op they
+        // send is refused.
+        for (k, l) in spectators { runner.memberLinks[k] = l }
+        runner.startMessage = start
+        runner.rosterMessage = finalRoster
+        return try play(runner: &runner, start: start, startLocal: startAt, offset: 0)
+    }
+
+    // MARK: Join
+
+    enum JoinTarget {
+        case topic(String, expected: PeerKey?)
+        case key(PeerKey)
+        case invite(Invite)
+    }
+
+    /// Finds the host, connects (verifying its key in the handshake), and plays.
+    func join(_ target: JoinTarget, startedAt: UInt64, spectate: Bool = false) throws -> Int32 {
+        processStart = startedAt
+        // Where to try, which key to expect, and the topic that salts a passphrase.
+        var candidates: [PeerAddress] = []
+        var expected: PeerKey?
+        var topic: String
+        switch target {
+        case .invite(let i):
+            candidates = i.addresses
+            expected = i.key
+            topic = i.topic
+        case .key(let k):
+            expected = k
+            guard let record = findRecord(k) else {
+                printErr("no lobby record found for \(k.text) in the DHT")
+                return 1
+            }
+            candidates = record.addresses
+            topic = record.topic
+        case .topic(let t, let k):
+            topic = t
+            expected = k
+            candidates = findAnnounced(t)
+            if candidates.isEmpty {
+                printErr("no lobby found on topic '\(SafeText.display(t, limit: 80))'")
+                return 1
+            }
+        }
+        let psk = try self.psk(topic: topic)
+        let mine = live.localAddress
+        candidates.removeAll { $0.port == mine.port && ($0.ip == mine.ip || mine.ip == 0 || $0.ip >> 24 == 127) }
+
+        // Try each address until a session is up with the right key.
+        var hostLink: UInt32?
+        var hostKey: PeerKey?
+        var failedOnPassphrase = false
+        for addr in candidates {
+            let links = self.links
+            let expectedKey = expected
+            live.execute { peer in
+                // Made here from Sendable parts: the mode itself stays on the loop.
+                let mode: ConnectMode = psk.map { .passphrase($0) } ?? expectedKey.map { .knownKey($0) } ?? .discovered
+                guard let s = peer.sessions?.connect(to: addr, mode: mode) else { return }
+                links.adopt(s)
+            }
+            let deadline = monotonicNanos() + 6_000_000_000 // a handshake retries every second
+            var outcome: Bool?
+            while outcome == nil && monotonicNanos() < deadline {
+                for e in mailbox.wait(0.2) {
+                    switch e {
+                    case .opened(let id, let key, _):
+                        if let expected, key != expected {
+                            live.execute { _ in links.close(id) }
+                            outcome = false
+                        } else if hostLink == nil {
+                            hostLink = id
+                            hostKey = key
+                            outcome = true
+                        }
+                    case .closed(_, let reason):
+                        if psk != nil && (reason == .handshakeFailed || reason == .handshakeTimeout) { failedOnPassphrase = true }
+                        outcome = false
+                    case .message: break
+                    }
+                }
+            }
+            if outcome == nil && psk != nil { failedOnPassphrase = true }
+            if hostLink != nil { break }
+        }
+        guard let hostLink, let hostKey else {
+            if failedOnPassphrase {
+                printErr("the lobby did not accept the passphrase (or it is gone)")
+            } else {
+                printErr("could not reach the lobby's host (\(candidates.count) address\(candidates.count == 1 ? "" : "es") tried)")
+            }
+            return 1
+        }
+
+        let contribution = SeedMix.contribution()
+        let commit = SeedMix.commit(contribution)
+        send(hostLink, .hello(.init(name: Self.boundedName(options.name), key: identity.publicKey.bytes, commit: commit,
+                                           spectate: spectate)))
+        var roster: LobbyMessage.Roster?
+        var known = Set<[UInt8]>([identity.publicKey.bytes])
+        var joinedReported = false
+        var lastPing: UInt64 = 0
+        var direct: [PeerKey: UInt32] = [:]
+        var dialed = Set<[UInt8]>()
+        while true {
+            if monotonicNanos() - lastPing > 200_000_000 {
+                let links = self.links
+                live.execute { _ in links.ping(hostLink) }
+                lastPing = monotonicNanos()
+            }
+            let batch = mailbox.wait(0.2)
+            for (index, e) in batch.enumerated() {
+                switch e {
+                case .opened(let id, let key, _):
+                    // The mesh: another member's session (checked against the config at the start).
+                    if id != hostLink && key != hostKey { direct[key] = id }
+                case .closed(let id, let reason):
+                    if id == hostLink { printErr("the host closed the session (\(reason))"); return 1 }
+                    direct = direct.filter { $0.value != id }
+                case .message(let id, let bytes):
+                    guard id == hostLink, let msg = try? LobbyMessage.decode(bytes) else { dropped += 1; continue }
+                    switch msg {
+                    case .roster(let r):
+                        roster = r
+                        if !joinedReported, spectate || r.members.contains(where: { $0.key == identity.publicKey.bytes }) {
+                            joinedReported = true
+                            event("joined") { j in
+                                j.add("host", hostKey.text)
+                                j.add("key", identity.publicKey.text)
+                                j.add("join_ms", Double(monotonicNanos() - startedAt) / 1e6)
+                                j.add("players", r.members.count)
+                                j.add("spectating", spectate)
+                            }
+                        }
+                        // The mesh: the member with the greater key dials (each pair once), by IK.
+                        for m in r.members where m.path != .local && m.key != identity.publicKey.bytes
+                            && m.key.lexicographicallyPrecedes(identity.publicKey.bytes) && !dialed.contains(m.key) {
+                            guard let k = PeerKey(bytes: m.key) else { continue }
+                            dialed.insert(m.key)
+                            let links = self.links
+                            for addr in m.addresses {
+                                live.execute { peer in
+                                    guard let s = peer.sessions?.connect(to: addr, mode: .knownKey(k)) else { return }
+                                    links.adopt(s)
+                                }
+                            }
+                        }
+                        for m in r.members where !known.contains(m.key) {
+                            known.insert(m.key)
+                            event("peer") { j in
+                                j.add("key", PeerKey(bytes: m.key)?.text ?? "?")
+                                j.add("name", Self.displayName(m.name))
+                                j.add("state", "joined")
+                                j.add("path", m.path == .local ? "direct" : "relayed")
+                            }
+                        }
+                    case .settings: break
+                    case .revealRequest: send(hostLink, .reveal(contribution))
+                    case .leave(let reason):
+                        printErr("the host refused: \(reason.text)")
+                        return 1
+                    case .start(let s):
+                        guard let r = roster, verifySeed(s, roster: r, myKey: identity.publicKey.bytes, myContribution: contribution) else {
+                            printErr("the host's match seed does not match the players' commitments; leaving")
+                            send(hostLink, .leave(.quit))
+                            return 1
+                        }
+                        let links = self.links
+                        let samples = (try? live.sync { _ in links.traffic(hostLink).clock }) ?? []
+                        let est = ClockEstimate.offset(samples)
+                        let offset = est?.offset ?? 0
+                        let local = UInt64(max(0, Int64(clamping: s.startAt) - offset))
+                        // What came after the start (a rejoiner's snapshot, ops) is the match's.
+                        mailbox.requeue(Array(batch[(index + 1)...]))
+                        var runner = MatchRunner(rt: self, config: s.config, isHost: false, hostLink: hostLink)
+                        for (k, id) in direct {
+                            if s.config.players.contains(where: { $0.owner?.bytes == k.bytes }) { runner.directLinks[k] = id } else {
+                                live.execute { _ in links.close(id) }
+                            }
+                        }
+                        runner.clockDelay = est?.delay
+                        runner.clockSamples = samples.count
+                        return try play(runner: &runner, start: s, startLocal: local, offset: offset)
+                    default: dropped += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every player's reveal opens the commit the roster showed for it, and the seed is their mix.
+    /// A rejoining peer (its hello's commit is new) checks the others and trusts its own seat.
+    func verifySeed(_ s: LobbyMessage.Start, roster: LobbyMessage.Roster, myKey: [UInt8], myContribution: [UInt8]) -> Bool {
+        guard s.reveals.count == s.config.players.count, SeedMix.seed(s.reveals) == s.config.seed else { return false }
+        for (i, p) in s.config.players.enumerated() {
+            guard let owner = p.owner, let m = roster.members.first(where: { $0.key == owner.bytes }) else { return false }
+            if owner.bytes == myKey { continue }
+            guard SeedMix.opens(s.reveals[i], m.commit) else { return false }
+        }
+        return true
+    }
+
+    func findAnnounced(_ topic: String) -> [PeerAddress] {
+        let h = Topic.infoHash(topic)
+        _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in p.dht.findNode(p.dht.id) { _ in done(true) } }
+        for _ in 0..<3 {
+            let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in p.dht.getPeers(h) { done($0.peers) } }
+            if let r, !r.isEmpty { return r }
+            Thread.sleep(forTimeInterval: 1)
+        }
+        return []
+    }
+
+    func findRecord(_ key: PeerKey) -> LobbyRecord? {
+        _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in p.dht.findNode(p.dht.id) { _ in done(true) } }
+        for _ in 0..<3 {
+            let item = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (MutableItem?) -> Void) in
+                p.dht.getMutable(publicKey: key.bytes) { done($0) }
+            }
+            if let item = item ?? nil, let record = LobbyRecord(item.value) { return record }
+            Thread.sleep(forTimeInterval: 1)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `turf host` / `turf join` as real processes on loopback, through a local DHT of one
+/// `turf dht serve` node (never the public routers); each peer has its own XDG directories, so
+/// its own identity and replays. Matches are a few seconds long.
+@Suite(.serialized) struct NetPlayTests {
+    /// A scratch directory with a DHT node; peers get sub-directories.
+    final class Lab {
+        let dir: URL
+        let boot: String
+        private var pids: [pid_t] = []
+
+        init() throws {
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-net-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let out = dir.appendingPathComponent("dht.out").path
+            let pid = try spawnBackground(turfBinary, ["dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--no-state",
+                                                       "--duration", "300", "--status-every", "0"],
+                                          environment: Lab.env(dir, "dht"), stdout: out)
+            pids.append(pid)
+            let line = try #require(waitForLine(out, containing: "listening on", timeout: 60), "the DHT node did not start")
+            boot = String(try #require(line.split(separator: " ").first { $0.hasPrefix("127.0.0.1:") }))
+        }
+
+        func env(_ peer: String) -> [String: String] { Lab.env(dir, peer) }
+
+        static func env(_ dir: URL, _ peer: String) -> [String: String] {
+            var e = ProcessInfo.processInfo.environment
+            e["XDG_CONFIG_HOME"] = dir.appendingPathComponent("\(peer)/config").path
+            e["XDG_STATE_HOME"] = dir.appendingPathComponent("\(peer)/state").path
+            e["TURF_DHT_BOOTSTRAP"] = nil
+            e["TURF_PASSPHRASE"] = nil
+            return e
+        }
+
+        func outPath(_ peer: String) -> String { dir.appendingPathComponent("\(peer).out").path }
+
+        /// Starts `turf ARGS --headless --bind 127.0.0.1 --bootstrap BOOT` as `peer`.
+        @discardableResult
+        func start(_ peer: String, _ args: [String], extraEnv: [String: String] = [:]) throws -> pid_t {
+            var e = env(peer)
+            for (k, v) in extraEnv { e[k] = v }
+            let pid = try spawnBackground(turfBinary, args + ["--headless", "--bind", "127.0.0.1", "--bootstrap", boot],
+                                          environment: e, stdout: outPath(peer))
+            pids.append(pid)
+            return pid
+        }
+
+        /// Waits for a process (bounded); its exit status.
+        func wait(_ pid: pid_t, timeout: Double = 90) -> Int32 {
+            var status: Int32 = 0
+            let deadline = Date().addingTimeInterval(timeout)
+            while waitpid(pid, &status, WNOHANG) == 0 {
+                if Date() > deadline { kill(pid, SIGKILL); waitpid(pid, &status, 0); return -1 }
+                usleep(20_000)
+            }
+            pids.removeAll { $0 == pid }
+            return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        }
+
+        /// The JSON events a peer printed.
+        func events(_ peer: String) -> [[String: Any]] {
+            let text = (try? String(contentsOfFile: outPath(peer), encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+            }
+        }
+
+        func event(_ peer: String, _ name: String) -> [String: Any]? { events(peer).last { $0["event"] as? String == name } }
+
+        func waitForEvent(_ peer: String, _ name: String, timeout: Double = 60) -> [String: Any]? {
+            _ = waitForLine(outPath(peer), containing: "\"event\":\"\(name)\"", timeout: timeout)
+            return event(peer, name)
+        }
+
+        deinit {
+            for p in pids { kill(p, SIGKILL); var st: Int32 = 0; waitpid(p, &st, 0) }
+            try? FileManager.default.removeItem(at: dir)
+        }
+    }
+
+    /// Every peer's end event has the same final hash, and its replay verifies with that hash.
+    func expectConverged(_ lab: Lab, _ peers: [String]) throws {
+        var hashes = Set<String>()
+        for p in peers {
+            let end = try #require(lab.event(p, "end"), "\(p) printed no end event: \(lab.events(p))")
+            #expect(end["converged"] as? Bool == true, "\(p): \(end)")
+            #expect(end["rejected_ops"] as? Int == 0, "\(p): \(end)")
+            let hash = try #require(end["final_hash"] as? String)
+            hashes.insert(hash)
+            let replay = try #require(end["replay"] as? String, "\(p) saved no replay")
+            #expect(replay.hasPrefix(lab.dir.appendingPathComponent(p).path), "\(p)'s replay is outside its XDG dirs: \(replay)")
+            let v = try run(turfBinary, ["replay", "--headless", replay])
+            #expect(v.status == 0, "\(p): \(v.stderr)")
+            #expect(v.stdout.contains("\"final_hash\":\"\(hash)\""), "\(p): \(v.stdout)")
+        }
+        #expect(hashes.count == 1, "final hashes differ: \(hashes)")
+    }
+
+    @Test func fourPlayersJoinByTopicKeyAndInvite() throws {
+        let lab = try Lab()
+        let host = try lab.start("host", ["host", "--topic", "quad", "--seconds", "5", "--start-when", "4", "--bot", "hard",
+                                          "--name", "Alice"])
+        let lobby = try #require(lab.waitForEvent("host", "lobby"), "no lobby event")
+        let key = try #require(lobby["key"] as? String)
+        let invite = try #require(lobby["invite"] as? String)
+        #expect(key.hasPrefix("turf1"))
+        let a = try lab.start("topic", ["join", "--topic", "quad", "--name", "Bob\u{1b}[31m"])
+        let b = try lab.start("key", ["join", key, "--name", String(repeating: "🎉", count: 30)]) // 120 bytes: cut to fit
+        let c = try lab.start("invite", ["join", invite, "--name", "Dan", "--bot", "hard"])
+        for (pid, name) in [(host, "host"), (a, "topic"), (b, "key"), (c, "invite")] {
+            #expect(lab.wait(pid) == 0, "\(name) failed: \(lab.events(name))")
+        }
+        let start = try #require(lab.event("host", "start"))
+        #expect(start["players"] as? Int == 4)
+        for p in ["topic", "key", "invite"] {
+            let joined = try #require(lab.event(p, "joined"), "\(p) never joined")
+            #expect(joined["join_ms"] as? Double != nil)
+            #expect(lab.event(p, "start")?["seed"] as? String == start["seed"] as? String)
+        }
+        // The escape sequence in Bob's name reached nobody's output raw.
+        let hostOut = try String(contentsOfFile: lab.outPath("host"), encoding: .utf8)
+        #expect(!hostOut.contains("\u{1b}"))
+        try expectConverged(lab, ["host", "topic", "key", "invite"])
+        // The mesh: on loopback every member reaches the host and the two others directly.
+        for p in ["topic", "key", "invite"] {
+            let links = try #require(lab.event(p, "end")?["links"] as? [[String: Any]])
+            #expect(links.count == 3 && links.allSatisfy { $0["path"] as? String == "direct" }, "\(p): \(links)")
+        }
+    }
+
+    @Test func aWrongPassphraseIsOneLineAndExitOneAndASpectatorWatches() throws {
+        let lab = try Lab()
+        let pass = lab.dir.appendingPathComponent("right.pass").path
+        let wrong = lab.dir.appendingPathComponent("wrong.pass").path
+        try "open sesame\n".write(toFile: pass, atomically: true, encoding: .utf8)
+        try "open says me\n".write(toFile: wrong, atomically: true, encoding: .utf8)
+        let host = try lab.start("host", ["host", "--topic", "secret", "--seconds", "5", "--start-when", "2", "--passphrase-file", pass])
+        _ = try #require(lab.waitForEvent("host", "lobby"))
+        // The wrong passphrase first: it must not take a seat.
+        let bad = try run(turfBinary, ["join", "--topic", "secret", "--headless", "--bind", "127.0.0.1", "--bootstrap", lab.boot,
+                                       "--passphrase-file", wrong], environment: lab.env("wrong"))
+        #expect(bad.status == 1)
+        #expect(bad.stdout.isEmpty || !bad.stdout.contains("\"joined\""))
+        let lines = bad.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("passphrase"), "\(bad.stderr)")
+        // A spectator (it knows the passphrase) watches: no seat, every op, the same replay.
+        let watcher = try lab.start("spectator", ["join", "--topic", "secret", "--passphrase-file", pass, "--spectate"])
+        _ = try #require(lab.waitForEvent("spectator", "joined"), "the spectator never got in")
+        let good = try lab.start("good", ["join", "--topic", "secret", "--passphrase-file", pass])
+        #expect(lab.wait(good) == 0, "\(lab.events("good"))")
+        #expect(lab.wait(watcher) == 0, "\(lab.events("spectator"))")
+        #expect(lab.event("spectator", "start")?["players"] as? Int == 2)
+        #expect(lab.wait(host) == 0, "\(lab.events("host"))")
+        let end = try #require(lab.event("host", "end"))
+        #expect((end["passphrase_rejected"] as? Int ?? 0) >= 1, "\(end)")
+        try expectConverged(lab, ["host", "good", "spectator"])
+    }
+
+    @Test func aPeerKilledMidMatchRejoinsAndTheMatchConverges() throws {
+        let lab = try Lab()
+        let host = try lab.start("host", ["host", "--topic", "phoenix", "--seconds", "12", "--start-when", "2"])
+        let lobby = try #require(lab.waitForEvent("host", "lobby"))
+        let key = try #require(lobby["key"] as? String)
+        let first = try lab.start("joiner", ["join", key])
+        _ = try #require(lab.waitForEvent("joiner", "start"), "the match did not start")
+        usleep(2_000_000)
+        kill(first, SIGKILL)
+        _ = lab.wait(first)
+        // Silent for 5 s: the host shows it disconnected (its avatar stays).
+        _ = waitForLine(lab.outPath("host"), containing: "\"state\":\"disconnected\"", timeout: 30)
+        #expect(lab.events("host").contains { $0["event"] as? String == "peer" && $0["state"] as? String == "disconnected" })
+        // The same identity (same XDG dirs) joins again and resumes its own op log.
+        let again = try lab.start("joiner", ["join", key])
+        #expect(lab.wait(again) == 0, "\(lab.events("joiner"))")
+        #expect(lab.wait(host) == 0, "\(lab.events("host"))")
+        let start = try #require(lab.event("joiner", "start"))
+        #expect((start["late_ms"] as? Double ?? 0) > 0, "\(start)")
+        #expect((start["resumed_seq"] as? Int ?? 0) > 0, "the rejoiner did not resume its log: \(start)")
+        #expect(start["playing_ms"] as? Double != nil, "\(start)")
+        #expect(lab.event("host", "end")?["rejoins"] as? Int == 1)
+        try expectConverged(lab, ["host", "joiner"])
+    }
+}
