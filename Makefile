@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TURF_DEBUG := .build/debug/turf
 TURF_RELEASE := .build/release/turf
 
-.PHONY: deps build release demo test bench fuzz fuzz-build fuzz-merge clean
+.PHONY: deps build release demo test format lint bench fuzz fuzz-build fuzz-merge clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -23,7 +23,17 @@ demo: release
 # Installs what is missing and runs every test (CI runs exactly this through .ci/run). A warning from
 # Sources/ or Tests/ in the build fails it (scripts/check-warnings.sh; CI builds from scratch, so
 # every file is compiled and every warning seen).
-test: deps
+# The style is the formatter's (.swift-format: 4 spaces, 120 columns): `make format` applies it,
+# `make lint` (part of `make test`) fails when a file does not follow it.
+FORMAT_PATHS := Sources Tests Package.swift Fuzz/Sources Fuzz/Package.swift
+
+format:
+	$(SWIFT) format format --in-place --recursive --parallel $(FORMAT_PATHS)
+
+lint:
+	$(SWIFT) format lint --strict --recursive --parallel $(FORMAT_PATHS)
+
+test: deps lint
 	@mkdir -p .build
 	$(SWIFT) build --build-tests 2>&1 | tee .build/build.log; exit $${PIPESTATUS[0]}
 	@scripts/check-warnings.sh .build/build.log
@@ -36,6 +46,8 @@ bench: release
 	$(TURF_RELEASE) bench session --json
 	$(TURF_RELEASE) bench flood --json
 	$(TURF_RELEASE) bench dht --nodes 10000 --churn 0.2 --json
+	$(TURF_RELEASE) bench render --json
+	$(TURF_RELEASE) bench netmatch --json
 
 # libFuzzer targets for every parser of untrusted bytes (Fuzz/, a separate package so the game is never
 # instrumented). Runs each for FUZZ_SECONDS over the regression corpus in Fuzz/Corpus/; new inputs

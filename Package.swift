@@ -6,8 +6,10 @@ import PackageDescription
 // already defaults to it; it is spelled out so no target slips back to Swift 5.
 // Whole-program cross-module optimisation in release builds: the engine is generic over a game's
 // rules, and without it every op merged in a replay goes through unspecialised generic code.
-let settings: [SwiftSetting] = [.swiftLanguageMode(.v6),
-                                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+let settings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+]
 
 let package = Package(
     name: "turf",
@@ -27,10 +29,16 @@ let package = Package(
     ],
     targets: [
         // C libraries, wrapped.
-        .systemLibrary(name: "CSodium", pkgConfig: "libsodium",
-                       providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]),
-        .systemLibrary(name: "CNcursesw", pkgConfig: "ncursesw",
-                       providers: [.apt(["libncursesw5-dev"]), .brew(["ncurses"])]),
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]
+        ),
+        .systemLibrary(
+            name: "CNcursesw",
+            pkgConfig: "ncursesw",
+            providers: [.apt(["libncursesw5-dev"]), .brew(["ncurses"])]
+        ),
         .target(name: "CursesShim", dependencies: ["CNcursesw"]),
 
         // Deterministic building blocks shared by the engine and the network layers: seeded RNG,
@@ -45,82 +53,153 @@ let package = Package(
         .target(name: "LocalFiles", swiftSettings: settings),
 
         // Addresses, the datagram/timer interfaces, the simulated network and the real NIO UDP host.
-        .target(name: "NetCore", dependencies: [
-            "Determinism",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-        ], swiftSettings: settings),
+        .target(
+            name: "NetCore",
+            dependencies: [
+                "Determinism",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: settings
+        ),
 
         // Crypto, Noise, sessions.
         .target(name: "Sodium", dependencies: ["CSodium"], swiftSettings: settings),
         .target(name: "Noise", dependencies: ["Sodium"], swiftSettings: settings),
-        .target(name: "Transport", dependencies: ["NetCore", "Noise", "Sodium", "Determinism", "LocalFiles",
-                                                  .product(name: "Logging", package: "swift-log")],
-                swiftSettings: settings),
+        .target(
+            name: "Transport",
+            dependencies: [
+                "NetCore", "Noise", "Sodium", "Determinism", "LocalFiles",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: settings
+        ),
 
         // Untrusted bytes into every network parser: shared by the libFuzzer targets (Fuzz/) and
         // the corpus tests.
-        .target(name: "FuzzHarness", dependencies: ["Transport", "Noise", "Sodium", "NetCore"], swiftSettings: settings),
+        .target(
+            name: "FuzzHarness",
+            dependencies: ["Transport", "Noise", "Sodium", "NetCore"],
+            swiftSettings: settings
+        ),
 
         // The Mainline DHT.
-        .target(name: "DHT", dependencies: ["NetCore", "Sodium", "Determinism", "LocalFiles",
-                                            .product(name: "Logging", package: "swift-log")],
-                swiftSettings: settings),
+        .target(
+            name: "DHT",
+            dependencies: [
+                "NetCore", "Sodium", "Determinism", "LocalFiles",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: settings
+        ),
 
         // This process on the network: one socket, its demultiplexer, the DHT node and the sessions.
-        .target(name: "NetStack", dependencies: ["NetCore", "DHT", "Transport",
-                                                 .product(name: "NIOCore", package: "swift-nio"),
-                                                 .product(name: "Logging", package: "swift-log")],
-                swiftSettings: settings),
+        .target(
+            name: "NetStack",
+            dependencies: [
+                "NetCore", "DHT", "Transport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: settings
+        ),
 
         // The deterministic engine (generic over a game's rules) and turf's rules.
         .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: settings),
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: settings),
 
         // The lobby protocol (docs/lobby.md): messages, their bounded codec, the seed's commit-reveal.
-        .target(name: "Lobby", dependencies: ["Engine", "Determinism", "Sodium", "NetCore", "DHT", "Transport"],
-                swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(
+            name: "Lobby",
+            dependencies: ["Engine", "Determinism", "Sodium", "NetCore", "DHT", "Transport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
 
         // A networked match's replication: signed op logs, acks and relays, desync detection,
         // liveness; speaks to links (any session, or an in-memory pipe), not to the transport.
-        .target(name: "NetMatch", dependencies: ["Engine", "Determinism", "Sodium"],
-                swiftSettings: [.swiftLanguageMode(.v6),
-                                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]),
+        .target(
+            name: "NetMatch",
+            dependencies: ["Engine", "Determinism", "Sodium"],
+            swiftSettings: [
+                .swiftLanguageMode(.v6),
+                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+            ]
+        ),
 
         // The terminal front-end.
-        .target(name: "TerminalUI", dependencies: ["CNcursesw", "CursesShim", "Engine", "TurfRules", "TextOutput",
-                                                   .product(name: "Logging", package: "swift-log")],
-                swiftSettings: settings),
+        .target(
+            name: "TerminalUI",
+            dependencies: [
+                "CNcursesw", "CursesShim", "Engine", "TurfRules", "TextOutput",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: settings
+        ),
 
         // The `turf` command.
-        .executableTarget(name: "turf", dependencies: [
-            "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        ], swiftSettings: settings),
+        .executableTarget(
+            name: "turf",
+            dependencies: [
+                "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium",
+                "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: settings
+        ),
 
         // Tests mirror Sources.
         .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: settings),
         .testTarget(name: "TextOutputTests", dependencies: ["TextOutput"], swiftSettings: settings),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: settings),
         .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: settings),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "TurfRules",
-                    .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: settings),
-        .testTarget(name: "TurfRulesTests", dependencies: ["TurfRules", "Engine",
-                    .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: settings),
+        .testTarget(
+            name: "EngineTests",
+            dependencies: [
+                "Engine", "TurfRules",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "TurfRulesTests",
+            dependencies: [
+                "TurfRules", "Engine",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: settings
+        ),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"], swiftSettings: settings),
-        .testTarget(name: "TurfCLITests", dependencies: ["Engine", "TurfRules", "Determinism", "NetMatch", "Sodium"], swiftSettings: settings),
+        .testTarget(
+            name: "TurfCLITests",
+            dependencies: ["Engine", "TurfRules", "Determinism", "NetMatch", "Sodium"],
+            swiftSettings: settings
+        ),
         .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: settings),
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: settings),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
-                    swiftSettings: settings),
-        .testTarget(name: "NetMatchTests", dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Determinism"],
-                    swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(
+            name: "TransportTests",
+            dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "NetMatchTests",
+            dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Determinism"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: settings),
-        .testTarget(name: "LobbyTests", dependencies: ["Lobby", "Engine", "Determinism", "DHT", "NetCore", "Transport"], swiftSettings: settings),
-        .testTarget(name: "NetStackTests", dependencies: ["NetStack", "DHT", "Transport", "NetCore"], swiftSettings: settings),
+        .testTarget(
+            name: "LobbyTests",
+            dependencies: ["Lobby", "Engine", "Determinism", "DHT", "NetCore", "Transport"],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "NetStackTests",
+            dependencies: ["NetStack", "DHT", "Transport", "NetCore"],
+            swiftSettings: settings
+        ),
     ]
 )

@@ -13,17 +13,21 @@ let turf = root.lastPathComponent.lowercased()
 /// Each target: its name (fuzz-NAME, corpus Fuzz/Corpus/NAME) and the root product it fuzzes.
 let targets: [(String, String)] = [
     ("noise", "FuzzHarness"), ("transport", "FuzzHarness"), ("frames", "FuzzHarness"),
-    ("krpc", "DHT"),          // the DHT's parsers face the whole internet
+    ("krpc", "DHT"),  // the DHT's parsers face the whole internet
     ("replay", "TurfRules"),  // users share replay files; a bad one must never crash
-    ("map", "TurfRules"),     // maps travel inside every replay and journal
-    ("journal", "TurfRules"), // `turf demo` recovers every journal it finds at startup
+    ("map", "TurfRules"),  // maps travel inside every replay and journal
+    ("journal", "TurfRules"),  // `turf demo` recovers every journal it finds at startup
 ]
 
 let package = Package(
     name: "turf-fuzz",
     dependencies: [.package(path: "..")],
     targets: targets.map { name, product in
-        .executableTarget(name: "fuzz-\(name)", dependencies: [.product(name: product, package: turf)],
-                          path: "Sources/fuzz-\(name)", swiftSettings: [.swiftLanguageMode(.v6)])
+        .executableTarget(
+            name: "fuzz-\(name)",
+            dependencies: [.product(name: product, package: turf)],
+            path: "Sources/fuzz-\(name)",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        )
     }
 )

@@ -22,27 +22,29 @@ public enum BValue: Equatable, Sendable, CustomStringConvertible {
     }
 
     public subscript(key: String) -> BValue? {
-        guard case let .dict(items) = self else { return nil }
+        guard case .dict(let items) = self else { return nil }
         let k = Array(key.utf8)
         for item in items where item.key == k { return item.value }
         return nil
     }
 
-    public var bytesValue: [UInt8]? { if case let .bytes(b) = self { return b } else { return nil } }
-    public var intValue: Int64? { if case let .int(i) = self { return i } else { return nil } }
-    public var listValue: [BValue]? { if case let .list(l) = self { return l } else { return nil } }
+    public var bytesValue: [UInt8]? { if case .bytes(let b) = self { return b } else { return nil } }
+    public var intValue: Int64? { if case .int(let i) = self { return i } else { return nil } }
+    public var listValue: [BValue]? { if case .list(let l) = self { return l } else { return nil } }
     public var stringValue: String? { bytesValue.flatMap { String(validating: $0, as: UTF8.self) } }
 
     public var description: String {
         switch self {
-        case let .int(i): return "\(i)"
-        case let .bytes(b):
-            if let s = String(validating: b, as: UTF8.self), s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F }) {
+        case .int(let i): return "\(i)"
+        case .bytes(let b):
+            if let s = String(validating: b, as: UTF8.self),
+                s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F })
+            {
                 return "\"\(s)\""
             }
             return "0x" + hex(b)
-        case let .list(l): return "[" + l.map(\.description).joined(separator: ", ") + "]"
-        case let .dict(d):
+        case .list(let l): return "[" + l.map(\.description).joined(separator: ", ") + "]"
+        case .dict(let d):
             return "{" + d.map { "\(BValue.bytes($0.key)): \($0.value)" }.joined(separator: ", ") + "}"
         }
     }
@@ -142,25 +144,26 @@ public enum Bencode {
 
     public static func encode(_ v: BValue, into out: inout [UInt8]) {
         switch v {
-        case let .int(i):
+        case .int(let i):
             out.append(UInt8(ascii: "i"))
             out.append(contentsOf: String(i).utf8)
             out.append(UInt8(ascii: "e"))
-        case let .bytes(b):
+        case .bytes(let b):
             out.append(contentsOf: String(b.count).utf8)
             out.append(UInt8(ascii: ":"))
             out.append(contentsOf: b)
-        case let .list(l):
+        case .list(let l):
             out.append(UInt8(ascii: "l"))
             for x in l { encode(x, into: &out) }
             out.append(UInt8(ascii: "e"))
-        case let .dict(d):
+        case .dict(let d):
             out.append(UInt8(ascii: "d"))
             // Canonical regardless of how the value was built: sorted, first of duplicates wins.
             var sorted = d
             if !isStrictlySorted(d) {
                 sorted = d.enumerated().sorted { a, b in
-                    a.element.key == b.element.key ? a.offset < b.offset : a.element.key.lexicographicallyPrecedes(b.element.key)
+                    a.element.key == b.element.key
+                        ? a.offset < b.offset : a.element.key.lexicographicallyPrecedes(b.element.key)
                 }.map(\.element)
             }
             var previous: [UInt8]? = nil
@@ -188,8 +191,11 @@ public enum Bencode {
     /// Decodes `bytes`. With `unsortedKeys`, dictionary keys may come in any order (as some
     /// clients send them); they are sorted into the value, so it re-encodes canonically. Everything
     /// else stays strict: duplicate keys, leading zeros, `-0`, trailing data are still refused.
-    public static func decode(_ bytes: [UInt8], limits: BencodeLimits = BencodeLimits(),
-                              unsortedKeys: Bool = false) throws(BencodeError) -> BValue {
+    public static func decode(
+        _ bytes: [UInt8],
+        limits: BencodeLimits = BencodeLimits(),
+        unsortedKeys: Bool = false
+    ) throws(BencodeError) -> BValue {
         guard bytes.count <= limits.maxInput else {
             throw BencodeError(.inputTooLong, at: 0, "\(bytes.count) bytes, limit \(limits.maxInput)")
         }
@@ -232,16 +238,23 @@ public enum Bencode {
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
                 return .bytes(try byteString())
             case UInt8(ascii: "l"):
-                guard depth <= limits.maxDepth else { throw BencodeError(.tooDeep, at: i, "nesting deeper than \(limits.maxDepth)") }
+                guard depth <= limits.maxDepth else {
+                    throw BencodeError(.tooDeep, at: i, "nesting deeper than \(limits.maxDepth)")
+                }
                 i += 1
                 var list: [BValue] = []
                 while true {
                     guard i < bytes.count else { throw BencodeError(.truncated, at: i, "unterminated list") }
-                    if bytes[i] == UInt8(ascii: "e") { i += 1; return .list(list) }
+                    if bytes[i] == UInt8(ascii: "e") {
+                        i += 1
+                        return .list(list)
+                    }
                     list.append(try value(depth: depth + 1))
                 }
             case UInt8(ascii: "d"):
-                guard depth <= limits.maxDepth else { throw BencodeError(.tooDeep, at: i, "nesting deeper than \(limits.maxDepth)") }
+                guard depth <= limits.maxDepth else {
+                    throw BencodeError(.tooDeep, at: i, "nesting deeper than \(limits.maxDepth)")
+                }
                 i += 1
                 var dict: [BEntry] = []
                 var sorted = true
@@ -260,9 +273,15 @@ public enum Bencode {
                     let key = try byteString()
                     if let last = dict.last, !last.key.lexicographicallyPrecedes(key) {
                         if !unsortedKeys {
-                            throw BencodeError(.unsortedKeys, at: keyAt, last.key == key ? "duplicate key" : "keys not in ascending order")
+                            throw BencodeError(
+                                .unsortedKeys,
+                                at: keyAt,
+                                last.key == key ? "duplicate key" : "keys not in ascending order"
+                            )
                         }
-                        if dict.contains(where: { $0.key == key }) { throw BencodeError(.duplicateKey, at: keyAt, "duplicate key") }
+                        if dict.contains(where: { $0.key == key }) {
+                            throw BencodeError(.duplicateKey, at: keyAt, "duplicate key")
+                        }
                         sorted = false
                     } else if !sorted, dict.contains(where: { $0.key == key }) {
                         // Out of order earlier: the new key may repeat any of them.
@@ -294,7 +313,10 @@ public enum Bencode {
         mutating func integer(terminator: UInt8, allowNegative: Bool, what: String) throws(BencodeError) -> Int64 {
             let start = i
             var negative = false
-            if allowNegative, i < bytes.count, bytes[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+            if allowNegative, i < bytes.count, bytes[i] == UInt8(ascii: "-") {
+                negative = true
+                i += 1
+            }
             let digitsStart = i
             var v: Int64 = 0
             while true {
@@ -307,17 +329,21 @@ public enum Bencode {
                 let d = Int64(c - UInt8(ascii: "0"))
                 let (m, o1) = v.multipliedReportingOverflow(by: 10)
                 let (s, o2) = negative ? m.subtractingReportingOverflow(d) : m.addingReportingOverflow(d)
-                guard !o1, !o2 else { throw BencodeError(.integerOverflow, at: start, "\(what) does not fit in 64 bits") }
+                guard !o1, !o2 else {
+                    throw BencodeError(.integerOverflow, at: start, "\(what) does not fit in 64 bits")
+                }
                 v = s
                 i += 1
             }
             let nDigits = i - digitsStart
             guard nDigits > 0 else { throw BencodeError(.emptyInteger, at: digitsStart, "\(what) has no digits") }
             if bytes[digitsStart] == UInt8(ascii: "0") {
-                if negative { throw BencodeError(.negativeZero, at: start, "\(what) is negative zero or has a leading zero") }
+                if negative {
+                    throw BencodeError(.negativeZero, at: start, "\(what) is negative zero or has a leading zero")
+                }
                 if nDigits > 1 { throw BencodeError(.leadingZero, at: digitsStart, "\(what) has a leading zero") }
             }
-            i += 1 // terminator
+            i += 1  // terminator
             return v
         }
     }

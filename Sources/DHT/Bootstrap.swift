@@ -7,7 +7,9 @@ import LocalFiles
 /// not end up on the public DHT).
 public enum DHTBootstrap {
     /// The public Mainline routers, used when nothing else is configured.
-    public static let publicRouters = ["router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "router.utorrent.com:6881"]
+    public static let publicRouters = [
+        "router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "router.utorrent.com:6881",
+    ]
 
     /// The word that means "no bootstrap nodes, on purpose" (the first node of a new network).
     public static let none = "none"
@@ -27,8 +29,12 @@ public enum DHTBootstrap {
     /// means none on purpose: a source that says `none`, or a `bootstrap =` line with nothing
     /// after it. `readFile` returns a file's text, nil if there is no such file, and throws if it
     /// exists but cannot be read (not UTF-8, too large, not a regular file…): that is an error here.
-    public static func specs(flags: [String], environment: [String: String], homeDirectory: String,
-                             readFile: (String) throws -> String?) throws -> [String] {
+    public static func specs(
+        flags: [String],
+        environment: [String: String],
+        homeDirectory: String,
+        readFile: (String) throws -> String?
+    ) throws -> [String] {
         if !flags.isEmpty {
             var all: [String] = []
             for f in flags { all += try parseList(f, source: "--bootstrap") }
@@ -40,7 +46,9 @@ public enum DHTBootstrap {
         let path = configPath(environment: environment, homeDirectory: homeDirectory)
         let text: String?
         do { text = try readFile(path) } catch {
-            throw SettingError("cannot read the DHT config: \(error) (fix or remove it; the public DHT is not used instead)")
+            throw SettingError(
+                "cannot read the DHT config: \(error) (fix or remove it; the public DHT is not used instead)"
+            )
         }
         if let text, let specs = try parseConfig(text, path: path) { return specs }
         return publicRouters
@@ -51,11 +59,15 @@ public enum DHTBootstrap {
     public static func parseList(_ s: String, source: String) throws -> [String] {
         let parts = s.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }).map(String.init)
         guard !parts.isEmpty else {
-            throw SettingError("\(source) names no bootstrap node; give HOST:PORT[,HOST:PORT…], or 'none' to start a new network")
+            throw SettingError(
+                "\(source) names no bootstrap node; give HOST:PORT[,HOST:PORT…], or 'none' to start a new network"
+            )
         }
         for p in parts where p != none {
             guard isHostPort(p) else {
-                throw SettingError("\(source): '\(p)' is not HOST:PORT (a host name or IPv4 address, a port 1-65535) or 'none'")
+                throw SettingError(
+                    "\(source): '\(p)' is not HOST:PORT (a host name or IPv4 address, a port 1-65535) or 'none'"
+                )
             }
         }
         return try checkNone(parts, source: source)
@@ -74,10 +86,14 @@ public enum DHTBootstrap {
     /// and a decimal port 1-65535.
     public static func isHostPort(_ s: String) -> Bool {
         guard let colon = s.lastIndex(of: ":") else { return false }
-        let host = s[..<colon], port = s[s.index(after: colon)...]
+        let host = s[..<colon]
+        let port = s[s.index(after: colon)...]
         guard !host.isEmpty, host.count <= 253,
-              host.unicodeScalars.allSatisfy({ ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "." }),
-              !port.isEmpty, port.count <= 5, port.allSatisfy(\.isASCII), let p = Int(port), (1...65535).contains(p) else { return false }
+            host.unicodeScalars.allSatisfy({
+                ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" || $0 == "."
+            }),
+            !port.isEmpty, port.count <= 5, port.allSatisfy(\.isASCII), let p = Int(port), (1...65535).contains(p)
+        else { return false }
         return true
     }
 

@@ -19,18 +19,27 @@ extension DHTNode {
         // Majority IP, then classify its ports.
         var byIP: [UInt32: [UInt16]] = [:]
         for (_, v) in votes { byIP[v.address.ip, default: []].append(v.address.port) }
-        guard let (ip, ports) = byIP.max(by: { $0.value.count < $1.value.count || ($0.value.count == $1.value.count && $0.key > $1.key) }) else { return }
+        guard
+            let (ip, ports) = byIP.max(by: {
+                $0.value.count < $1.value.count || ($0.value.count == $1.value.count && $0.key > $1.key)
+            })
+        else { return }
         var counts: [UInt16: Int] = [:]
         for p in ports { counts[p, default: 0] += 1 }
         let top = counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!
         externalAddress = PeerAddress(ip: ip, port: top.key)
         if ports.count >= 3 {
-            if top.value >= 3 && top.value * 3 >= ports.count * 2 { natType = .consistent }
-            else if top.value == 1 { natType = .random }
-            else { natType = .unknown }
+            if top.value >= 3 && top.value * 3 >= ports.count * 2 {
+                natType = .consistent
+            } else if top.value == 1 {
+                natType = .random
+            } else {
+                natType = .unknown
+            }
         }
         if config.bep42NodeIDs, config.nodeID == nil, ports.count >= 3, ports.count * 2 > votes.count,
-           !BEP42.isExempt(ip), !BEP42.isValid(id, for: ip) {
+            !BEP42.isExempt(ip), !BEP42.isValid(id, for: ip)
+        {
             // The tally is re-run on every new vote, and without this a majority that flips
             // between two IPs and back (one stable public address, plus a few voters reporting
             // another) adopted a new id, rebuilt the table and rejoined on every flip.
@@ -48,8 +57,13 @@ extension DHTNode {
         rng = r
         let old = table.allEntries
         id = newID
-        table = RoutingTable(ownID: newID, k: config.k, restrictIPs: config.restrictIPs,
-                             maxPerSubnetInBucket: config.maxPerSubnetInBucket, now: now)
+        table = RoutingTable(
+            ownID: newID,
+            k: config.k,
+            restrictIPs: config.restrictIPs,
+            maxPerSubnetInBucket: config.maxPerSubnetInBucket,
+            now: now
+        )
         for e in old { table.insert(e.info, responded: e.lastResponse != nil, now: e.lastSeen) }
         stats.idChanges += 1
         lastIDChange = now

@@ -8,8 +8,12 @@ extension DHTNode {
     /// Finds a mutable item by its public key and salt; the newest valid version wins.
     public func getMutable(publicKey: [UInt8], salt: [UInt8] = [], _ completion: @escaping (MutableItem?) -> Void) {
         scheduler.assertInLoop()
-        let l = Lookup(node: self, target: MutableItem.target(publicKey: publicKey, salt: salt), kind: .getItem(salt: salt)) { r in
-            if case let .mutable(m)? = r.item { completion(m) } else { completion(nil) }
+        let l = Lookup(
+            node: self,
+            target: MutableItem.target(publicKey: publicKey, salt: salt),
+            kind: .getItem(salt: salt)
+        ) { r in
+            if case .mutable(let m)? = r.item { completion(m) } else { completion(nil) }
         }
         l.start()
     }
@@ -24,15 +28,19 @@ extension DHTNode {
     public func put(_ item: DHTItem, _ completion: @escaping (Int) -> Void) {
         scheduler.assertInLoop()
         let salt: [UInt8]
-        if case let .mutable(m) = item { salt = m.salt } else { salt = [] }
+        if case .mutable(let m) = item { salt = m.salt } else { salt = [] }
         Lookup(node: self, target: item.target, kind: .getItem(salt: salt)) { [weak self] result in
             guard let self else { return }
             let targets = result.closest.filter { result.tokens[$0] != nil }
-            if targets.isEmpty { completion(0); return }
-            var left = targets.count, stored = 0
+            if targets.isEmpty {
+                completion(0)
+                return
+            }
+            var left = targets.count
+            var stored = 0
             for n in targets {
                 var extra: [(String, BValue)] = [("v", item.value)]
-                if case let .mutable(m) = item {
+                if case .mutable(let m) = item {
                     extra += [("k", .bytes(m.publicKey)), ("seq", .int(m.seq)), ("sig", .bytes(m.signature))]
                     if !m.salt.isEmpty { extra.append(("salt", .bytes(m.salt))) }
                 }

@@ -30,7 +30,10 @@ final class Lookup {
         var unknownID: Bool
     }
 
-    enum Kind { case findNode, getPeers, getItem(salt: [UInt8]) }
+    enum Kind {
+        case findNode, getPeers
+        case getItem(salt: [UInt8])
+    }
 
     unowned let node: DHTNode
     let target: NodeID
@@ -40,8 +43,8 @@ final class Lookup {
     var candidates: [Candidate] = []
     var seenAddresses: Set<PeerAddress> = []
     var seenIDs: Set<NodeID> = []
-    var inFlight = 0 // holding a slot
-    var outstanding = 0 // not yet answered or failed
+    var inFlight = 0  // holding a slot
+    var outstanding = 0  // not yet answered or failed
     var tokens: [NodeInfo: [UInt8]] = [:]
     var peers: [PeerAddress] = []
     var peerSet: Set<PeerAddress> = []
@@ -71,20 +74,30 @@ final class Lookup {
             // Few known nodes: also ask the bootstrap routers (sorted last, ids unknown).
             for a in bootstrap where !seenAddresses.contains(a) {
                 seenAddresses.insert(a)
-                candidates.append(Candidate(info: NodeInfo(id: target ^ NodeID(a: ~0, b: ~0, c: ~0), address: a),
-                                            distance: NodeID(a: ~0, b: ~0, c: ~0), state: .fresh, depth: 1, unknownID: true))
+                candidates.append(
+                    Candidate(
+                        info: NodeInfo(id: target ^ NodeID(a: ~0, b: ~0, c: ~0), address: a),
+                        distance: NodeID(a: ~0, b: ~0, c: ~0),
+                        state: .fresh,
+                        depth: 1,
+                        unknownID: true
+                    )
+                )
             }
         }
         step()
     }
 
     private func add(_ n: NodeInfo, depth: Int, unknownID: Bool) {
-        guard n.id != node.id, n.address.port != 0, !seenAddresses.contains(n.address), !seenIDs.contains(n.id) else { return }
+        guard n.id != node.id, n.address.port != 0, !seenAddresses.contains(n.address), !seenIDs.contains(n.id) else {
+            return
+        }
         seenAddresses.insert(n.address)
         seenIDs.insert(n.id)
         let c = Candidate(info: n, distance: n.id ^ target, state: .fresh, depth: depth, unknownID: unknownID)
         // Insert in distance order (candidates stays sorted).
-        var lo = 0, hi = candidates.count
+        var lo = 0
+        var hi = candidates.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if candidates[mid].distance < c.distance { lo = mid + 1 } else { hi = mid }
@@ -138,18 +151,23 @@ final class Lookup {
         case .getPeers: q = KRPCQuery(method: .getPeers, id: node.id, infoHash: target)
         case .getItem: q = KRPCQuery(method: .get, id: node.id, target: target)
         }
-        node.query(q, to: addr, expectedID: c.unknownID ? nil : c.info.id, onSlow: { [self] in
-            guard let j = index(of: addr), candidates[j].state == .inFlight else { return }
-            candidates[j].state = .slow
-            inFlight -= 1
-            step()
-        }) { [self] outcome in
+        node.query(
+            q,
+            to: addr,
+            expectedID: c.unknownID ? nil : c.info.id,
+            onSlow: { [self] in
+                guard let j = index(of: addr), candidates[j].state == .inFlight else { return }
+                candidates[j].state = .slow
+                inFlight -= 1
+                step()
+            }
+        ) { [self] outcome in
             guard let j = index(of: addr) else { return }
             let wasHoldingSlot = candidates[j].state == .inFlight
             if wasHoldingSlot { inFlight -= 1 }
             outstanding -= 1
             switch outcome {
-            case let .response(r, _):
+            case .response(let r, _):
                 responses += 1
                 if candidates[j].unknownID {
                     // A bootstrap node told us its id: re-place it by distance.
@@ -169,9 +187,9 @@ final class Lookup {
                     if let tok = r.token { tokens[candidates[j].info] = tok }
                 }
                 maxDepth = max(maxDepth, c.depth)
-                if case let .getItem(salt) = kind, let found = r.item(for: target, salt: salt) {
+                if case .getItem(let salt) = kind, let found = r.item(for: target, salt: salt) {
                     switch (item, found) {
-                    case let (.mutable(old)?, .mutable(new)) where new.seq <= old.seq: break
+                    case (.mutable(let old)?, .mutable(let new)) where new.seq <= old.seq: break
                     default: item = found
                     }
                 }
@@ -193,8 +211,18 @@ final class Lookup {
         guard !finished else { return }
         finished = true
         let closest = candidates.filter { $0.state == .answered && !$0.unknownID }.prefix(node.config.k).map(\.info)
-        completion(LookupResult(target: target, closest: Array(closest), tokens: tokens.filter { closest.contains($0.key) },
-                                peers: peers, queriesSent: queriesSent, responsesReceived: responses,
-                                rounds: maxDepth, duration: node.now &- started, item: item))
+        completion(
+            LookupResult(
+                target: target,
+                closest: Array(closest),
+                tokens: tokens.filter { closest.contains($0.key) },
+                peers: peers,
+                queriesSent: queriesSent,
+                responsesReceived: responses,
+                rounds: maxDepth,
+                duration: node.now &- started,
+                item: item
+            )
+        )
     }
 }

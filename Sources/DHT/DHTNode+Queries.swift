@@ -11,7 +11,9 @@ extension DHTNode {
     func newTransaction() -> UInt32 {
         var t: UInt32
         repeat {
-            t = config.seed != nil ? UInt32(truncatingIfNeeded: rng.next() >> 32) : UInt32(truncatingIfNeeded: Sodium.randomU64())
+            t =
+                config.seed != nil
+                ? UInt32(truncatingIfNeeded: rng.next() >> 32) : UInt32(truncatingIfNeeded: Sodium.randomU64())
         } while pending[t] != nil
         return t
     }
@@ -23,8 +25,13 @@ extension DHTNode {
 
     /// Sends one query; `callback` runs exactly once (unless the node stops). `onSlow` runs if no
     /// answer came within `slowAfter`.
-    func query(_ q: KRPCQuery, to a: PeerAddress, expectedID: NodeID? = nil, onSlow: (() -> Void)? = nil,
-               _ callback: @escaping (QueryOutcome) -> Void) {
+    func query(
+        _ q: KRPCQuery,
+        to a: PeerAddress,
+        expectedID: NodeID? = nil,
+        onSlow: (() -> Void)? = nil,
+        _ callback: @escaping (QueryOutcome) -> Void
+    ) {
         var q = q
         q.readOnly = config.readOnly
         let t = newTransaction()
@@ -42,7 +49,9 @@ extension DHTNode {
             guard let self, let p = self.pending.removeValue(forKey: t) else { return }
             p.slowTimer?.cancel()
             self.stats.timeouts += 1
-            if let id = p.expectedID, let promoted = self.table.markFailed(id, now: self.now) { self.pingPromoted(promoted) }
+            if let id = p.expectedID, let promoted = self.table.markFailed(id, now: self.now) {
+                self.pingPromoted(promoted)
+            }
             p.callback(.timeout)
         }
         pending[t] = p
@@ -51,8 +60,13 @@ extension DHTNode {
     }
 
     /// A query retried up to `config.retries` times on timeout.
-    func queryWithRetries(_ q: KRPCQuery, to a: PeerAddress, expectedID: NodeID? = nil, attempt: Int = 0,
-                          _ callback: @escaping (QueryOutcome) -> Void) {
+    func queryWithRetries(
+        _ q: KRPCQuery,
+        to a: PeerAddress,
+        expectedID: NodeID? = nil,
+        attempt: Int = 0,
+        _ callback: @escaping (QueryOutcome) -> Void
+    ) {
         query(q, to: a, expectedID: expectedID) { [weak self] outcome in
             if case .timeout = outcome, let self, attempt < self.config.retries {
                 self.queryWithRetries(q, to: a, expectedID: expectedID, attempt: attempt + 1, callback)

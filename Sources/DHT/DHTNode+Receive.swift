@@ -12,7 +12,10 @@ extension DHTNode {
         scheduler.assertInLoop()
         guard !stopped else { return }
         stats.received += 1
-        guard payload.count <= config.maxDatagram else { stats.oversized += 1; return }
+        guard payload.count <= config.maxDatagram else {
+            stats.oversized += 1
+            return
+        }
         let m: KRPCMessage
         do {
             m = try KRPCMessage.decode(payload)
@@ -22,8 +25,15 @@ extension DHTNode {
             // no larger than the query (no `ip`, no `v`), so that garbage cannot be turned into a
             // reflection flood nor learn anything about the parser.
             if let t = error.transactionID, payload.count > 12, !config.readOnly, isQuery(payload) {
-                let reply = KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: KRPCErrorCode.protocolError,
-                                                                                   message: DHTNode.malformedMessage))).encoded()
+                let reply = KRPCMessage(
+                    transactionID: t,
+                    body: .error(
+                        KRPCErrorBody(
+                            code: KRPCErrorCode.protocolError,
+                            message: DHTNode.malformedMessage
+                        )
+                    )
+                ).encoded()
                 if reply.count <= payload.count, rateLimiter.allow(sourceKey(source), now: now) {
                     stats.errorsSent += 1
                     stats.sent += 1
@@ -33,9 +43,9 @@ extension DHTNode {
             return
         }
         switch m.body {
-        case let .query(q): handleQuery(q, transactionID: m.transactionID, from: source, requestSize: payload.count)
-        case let .response(r): handleReply(m, outcome: .response(r, from: source), from: source, responderID: r.id)
-        case let .error(e): handleReply(m, outcome: .error(e), from: source, responderID: nil)
+        case .query(let q): handleQuery(q, transactionID: m.transactionID, from: source, requestSize: payload.count)
+        case .response(let r): handleReply(m, outcome: .response(r, from: source), from: source, responderID: r.id)
+        case .error(let e): handleReply(m, outcome: .error(e), from: source, responderID: nil)
         }
     }
 
@@ -54,9 +64,15 @@ extension DHTNode {
     }
 
     func handleReply(_ m: KRPCMessage, outcome: QueryOutcome, from source: PeerAddress, responderID: NodeID?) {
-        guard m.transactionID.count == 4 else { stats.unexpectedResponses += 1; return }
+        guard m.transactionID.count == 4 else {
+            stats.unexpectedResponses += 1
+            return
+        }
         let t = m.transactionID.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-        guard let p = pending[t], p.destination == source else { stats.unexpectedResponses += 1; return }
+        guard let p = pending[t], p.destination == source else {
+            stats.unexpectedResponses += 1
+            return
+        }
         pending[t] = nil
         p.slowTimer?.cancel()
         p.timeoutTimer?.cancel()
@@ -86,7 +102,7 @@ extension DHTNode {
 
     func noteNode(_ n: NodeInfo, responded: Bool) {
         let r = table.insert(n, responded: responded, now: now)
-        if case let .cached(ping: q?) = r {
+        if case .cached(ping: let q?) = r {
             // Make room if the questionable node is gone; `query` marks it failed on timeout.
             query(KRPCQuery(method: .ping, id: id), to: q.address, expectedID: q.id) { _ in }
         }
@@ -100,7 +116,8 @@ extension DHTNode {
             return
         }
         guard verifying.count < config.maxVerifications, !verifying.contains(n.address),
-              n.id != id, n.address.port != 0, table.hasRoom(for: n.id, now: now) else { return }
+            n.id != id, n.address.port != 0, table.hasRoom(for: n.id, now: now)
+        else { return }
         verifying.insert(n.address)
         query(KRPCQuery(method: .ping, id: id), to: n.address, expectedID: n.id) { [weak self] _ in
             self?.verifying.remove(n.address)

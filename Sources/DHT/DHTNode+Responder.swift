@@ -7,8 +7,14 @@ import Sodium
 extension DHTNode {
     /// Answers one decoded query from `source` (`requestSize` bytes), by its typed method.
     func handleQuery(_ q: KRPCQuery, transactionID t: [UInt8], from source: PeerAddress, requestSize: Int) {
-        if config.readOnly { stats.queriesIgnoredReadOnly += 1; return }
-        guard rateLimiter.allow(sourceKey(source), now: now) else { stats.rateLimited += 1; return }
+        if config.readOnly {
+            stats.queriesIgnoredReadOnly += 1
+            return
+        }
+        guard rateLimiter.allow(sourceKey(source), now: now) else {
+            stats.rateLimited += 1
+            return
+        }
         func reply(_ r: KRPCResponse) {
             stats.queriesAnswered += 1
             send(KRPCMessage(transactionID: t, body: .response(r), ip: source, version: config.version), to: source)
@@ -19,7 +25,10 @@ extension DHTNode {
             let body = KRPCMessage.Body.error(KRPCErrorBody(code: code, message: msg))
             var bytes = KRPCMessage(transactionID: t, body: body, ip: source, version: config.version).encoded()
             if bytes.count > requestSize { bytes = KRPCMessage(transactionID: t, body: body).encoded() }
-            guard bytes.count <= requestSize else { stats.errorsSuppressed += 1; return }
+            guard bytes.count <= requestSize else {
+                stats.errorsSuppressed += 1
+                return
+            }
             stats.errorsSent += 1
             stats.sent += 1
             socket.send(bytes, to: source)
@@ -50,8 +59,14 @@ extension DHTNode {
             var r = rng
             let values = store.peers(for: h, now: now, max: config.maxValuesPerResponse, using: &r)
             rng = r
-            reply(KRPCResponse(id: id, nodes: table.closest(to: h, count: config.k, now: now), values: values,
-                               token: issueToken(for: source.ip)))
+            reply(
+                KRPCResponse(
+                    id: id,
+                    nodes: table.closest(to: h, count: config.k, now: now),
+                    values: values,
+                    token: issueToken(for: source.ip)
+                )
+            )
         case .announcePeer:
             guard let h = q.infoHash, let token = q.token, let port = q.impliedPort ? source.port : q.port else {
                 return malformed()
@@ -61,7 +76,10 @@ extension DHTNode {
                 fail(KRPCErrorCode.protocolError, "bad token")
                 return
             }
-            guard port != 0 else { fail(KRPCErrorCode.protocolError, "port 0"); return }
+            guard port != 0 else {
+                fail(KRPCErrorCode.protocolError, "port 0")
+                return
+            }
             var r = rng
             let added = store.add(PeerAddress(ip: source.ip, port: port), for: h, now: now, using: &r)
             rng = r
@@ -73,9 +91,9 @@ extension DHTNode {
             var extra: [(String, BValue)] = []
             if let item = items.get(target, now: now) {
                 switch item {
-                case let .immutable(v):
+                case .immutable(let v):
                     extra.append(("v", v))
-                case let .mutable(m):
+                case .mutable(let m):
                     extra.append(("seq", .int(m.seq)))
                     // A getter that already has this seq (or newer) needs only the number.
                     if !(q.args["seq"]?.intValue.map { $0 >= m.seq } ?? false) {
@@ -83,8 +101,14 @@ extension DHTNode {
                     }
                 }
             }
-            reply(KRPCResponse(id: id, nodes: table.closest(to: target, count: config.k, now: now),
-                               token: issueToken(for: source.ip), extra: extra))
+            reply(
+                KRPCResponse(
+                    id: id,
+                    nodes: table.closest(to: target, count: config.k, now: now),
+                    token: issueToken(for: source.ip),
+                    extra: extra
+                )
+            )
         case .put:
             guard let token = q.token, let v = q.args["v"] else { return malformed() }
             guard tokenIsValid(token, for: source.ip) else {
@@ -116,7 +140,7 @@ extension DHTNode {
                     fail(KRPCErrorCode.invalidSignature, "invalid signature")
                     return
                 }
-                if case let .mutable(old)? = items.get(m.target, now: now) {
+                if case .mutable(let old)? = items.get(m.target, now: now) {
                     if let cas = q.args["cas"]?.intValue, cas != old.seq {
                         stats.itemsRejected += 1
                         fail(KRPCErrorCode.casMismatch, "CAS mismatch, re-read value and try again")
@@ -140,7 +164,7 @@ extension DHTNode {
             stats.itemsStored += 1
             reply(KRPCResponse(id: id))
         case .unknown:
-            return // answered above
+            return  // answered above
         }
     }
 }

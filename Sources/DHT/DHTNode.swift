@@ -87,7 +87,8 @@ public final class DHTNode {
     /// (every KRPC message) and leaves the rest of the socket to the other components.
     public convenience init(host: NetworkHost, demux: Demultiplexer, config: DHTConfig = DHTConfig()) {
         self.init(socket: host, scheduler: host, config: config)
-        demux.route([Demultiplexer.krpcFirstByte]) { [weak self] payload, source in self?.receive(payload, from: source) }
+        demux.route([Demultiplexer.krpcFirstByte]) { [weak self] payload, source in self?.receive(payload, from: source)
+        }
     }
 
     /// A node that sends on `socket`, with timers from `scheduler`, and receives only what is fed
@@ -102,18 +103,31 @@ public final class DHTNode {
         var r = rng
         id = config.nodeID ?? config.savedNodeID ?? NodeID.random(using: &r)
         rng = r
-        table = RoutingTable(ownID: id, k: config.k, restrictIPs: config.restrictIPs,
-                             maxPerSubnetInBucket: config.maxPerSubnetInBucket, now: scheduler.now)
+        table = RoutingTable(
+            ownID: id,
+            k: config.k,
+            restrictIPs: config.restrictIPs,
+            maxPerSubnetInBucket: config.maxPerSubnetInBucket,
+            now: scheduler.now
+        )
         store = config.peerStore
         rateLimiter = RateLimiter(ratePerSecond: config.queryRate, burst: config.queryBurst)
         tokens = TokenIssuer(secret: [], previous: [], now: scheduler.now, rotation: config.tokenRotation)
-        tokens = TokenIssuer(secret: freshSecret(), previous: freshSecret(), now: scheduler.now, rotation: config.tokenRotation)
+        tokens = TokenIssuer(
+            secret: freshSecret(),
+            previous: freshSecret(),
+            now: scheduler.now,
+            rotation: config.tokenRotation
+        )
     }
 
     func freshSecret() -> [UInt8] {
         if config.seed != nil {
             var out: [UInt8] = []
-            for _ in 0..<4 { let w = rng.next(); for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: w >> (8 * UInt64(i)))) } }
+            for _ in 0..<4 {
+                let w = rng.next()
+                for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: w >> (8 * UInt64(i)))) }
+            }
             return out
         }
         return Sodium.randomBytes(32)
@@ -169,7 +183,10 @@ public final class DHTNode {
                 completion?(r)
             }
         }
-        if let via { l.bootstrap = via; lastJoinVia = via }
+        if let via {
+            l.bootstrap = via
+            lastJoinVia = via
+        }
         l.seeds = seeds
         l.start()
     }
@@ -217,7 +234,10 @@ public final class DHTNode {
         scheduler.assertInLoop()
         stopped = true
         maintenanceTimer?.cancel()
-        for (_, p) in pending { p.slowTimer?.cancel(); p.timeoutTimer?.cancel() }
+        for (_, p) in pending {
+            p.slowTimer?.cancel()
+            p.timeoutTimer?.cancel()
+        }
         pending.removeAll()
         for (_, a) in announcements { a.timer?.cancel() }
         announcements.removeAll()
@@ -238,7 +258,12 @@ public final class DHTNode {
         let t = now
         if table.count == 0 && (!config.bootstrap.isEmpty || !lastJoinVia.isEmpty) {
             // Cut off (or never joined): try the bootstrap nodes again.
-            joinLookup(via: lastJoinVia.isEmpty ? nil : lastJoinVia, seeds: [], attempt: config.joinAttempts - 1, completion: nil)
+            joinLookup(
+                via: lastJoinVia.isEmpty ? nil : lastJoinVia,
+                seeds: [],
+                attempt: config.joinAttempts - 1,
+                completion: nil
+            )
         } else if table.count < config.k {
             // A sparse table (we joined a young network): look ourselves up again to fill it.
             findNode(id) { _ in }

@@ -79,7 +79,10 @@ import NetCore
 
     public let p: Parameters
     var debugFailures = false
-    public init(_ p: Parameters, debug: Bool = false) { self.p = p; debugFailures = debug }
+    public init(_ p: Parameters, debug: Bool = false) {
+        self.p = p
+        debugFailures = debug
+    }
 
     private static func address(_ i: Int) -> PeerAddress {
         // One node per /24 in 11.0.0.0/8: public addresses, so no exemptions apply.
@@ -157,7 +160,10 @@ import NetCore
             _ = net.run(for: .seconds(120))
         } else {
             for (t, i) in announcer.enumerated() {
-                nodes[i].announce(topicHashes[t], port: 6881, impliedPort: true) { _, n in stored[t] = n; announceRounds += 1 }
+                nodes[i].announce(topicHashes[t], port: 6881, impliedPort: true) { _, n in
+                    stored[t] = n
+                    announceRounds += 1
+                }
             }
             _ = net.run(for: .seconds(30))
         }
@@ -205,8 +211,14 @@ import NetCore
 
         // Lookups at random times by random live nodes that stay (never the topic's own
         // announcer); 20% from nodes that joined during the window, once there are some.
-        var successes = 0, completed = 0, measured = 0, gone = 0, staleHits = 0
-        var rounds: [Int] = [], messages: [Int] = [], latencies: [Nanos] = []
+        var successes = 0
+        var completed = 0
+        var measured = 0
+        var gone = 0
+        var staleHits = 0
+        var rounds: [Int] = []
+        var messages: [Int] = []
+        var latencies: [Nanos] = []
         for _ in 0..<p.lookups {
             let at = rng.below(window)
             let topic = rng.below(p.topics)
@@ -232,7 +244,9 @@ import NetCore
                     } else if found {
                         successes += 1
                     } else if debugFailures {
-                        print("FAIL t=\(Double(net.now) / 1e9) topic \(topic) looker \(looker) closest \(res.closest.count) q \(res.queriesSent) r \(res.responsesReceived) rounds \(res.rounds) peers \(res.peers.count) dur \(res.duration / 1_000_000) table \(nodes[looker].table.count)")
+                        print(
+                            "FAIL t=\(Double(net.now) / 1e9) topic \(topic) looker \(looker) closest \(res.closest.count) q \(res.queriesSent) r \(res.responsesReceived) rounds \(res.rounds) peers \(res.peers.count) dur \(res.duration / 1_000_000) table \(nodes[looker].table.count)"
+                        )
                     }
                     rounds.append(res.rounds)
                     messages.append(res.messages)
@@ -249,19 +263,35 @@ import NetCore
         }
         return Report(
             mode: p.bootstrap.rawValue,
-            nodes: p.nodes, churn: p.churn, hop_ms: p.hopMs, loss: p.loss, topics: p.topics, lookups: p.lookups,
-            lookups_completed: completed, lookups_measured: measured, lookups_announcer_gone: gone, stale_hits: staleHits,
+            nodes: p.nodes,
+            churn: p.churn,
+            hop_ms: p.hopMs,
+            loss: p.loss,
+            topics: p.topics,
+            lookups: p.lookups,
+            lookups_completed: completed,
+            lookups_measured: measured,
+            lookups_announcer_gone: gone,
+            stale_hits: staleHits,
             success_rate: measured == 0 ? 0 : Double(successes) / Double(measured),
-            rounds_p50: pct(rounds, 0.5) ?? 0, rounds_p99: pct(rounds, 0.99) ?? 0,
+            rounds_p50: pct(rounds, 0.5) ?? 0,
+            rounds_p99: pct(rounds, 0.99) ?? 0,
             messages_per_lookup: messages.isEmpty ? 0 : Double(messages.reduce(0, +)) / Double(messages.count),
             messages_p99: pct(messages, 0.99) ?? 0,
-            latency_ms_p50: Double(pct(latencies, 0.5) ?? 0) / 1e6, latency_ms_p99: Double(pct(latencies, 0.99) ?? 0) / 1e6,
+            latency_ms_p50: Double(pct(latencies, 0.5) ?? 0) / 1e6,
+            latency_ms_p99: Double(pct(latencies, 0.99) ?? 0) / 1e6,
             announces_stored_mean: Double(stored.reduce(0, +)) / Double(max(1, p.topics)),
-            announce_rounds: announceRounds, table_size_mean: (tableSizeMean * 10).rounded() / 10,
-            nodes_left: leavers.count, announcers_left: leavers.filter { announcerSet.contains($0) }.count,
-            nodes_joined: nodes.count - p.nodes, joins_completed: joinsCompleted,
-            join_seconds: honest ? p.joinSeconds : 0, window_seconds: p.window,
-            datagrams_total: net.stats.sent, virtual_seconds: Double(net.now) / 1e9)
+            announce_rounds: announceRounds,
+            table_size_mean: (tableSizeMean * 10).rounded() / 10,
+            nodes_left: leavers.count,
+            announcers_left: leavers.filter { announcerSet.contains($0) }.count,
+            nodes_joined: nodes.count - p.nodes,
+            joins_completed: joinsCompleted,
+            join_seconds: honest ? p.joinSeconds : 0,
+            window_seconds: p.window,
+            datagrams_total: net.stats.sent,
+            virtual_seconds: Double(net.now) / 1e9
+        )
     }
 
     /// Oracle mode: tables as a converged network would have them: for each node and each prefix
@@ -270,8 +300,12 @@ import NetCore
         let sorted = nodes.indices.sorted { nodes[$0].id < nodes[$1].id }
         let sortedIDs = sorted.map { nodes[$0].id }
         func lowerBound(_ x: NodeID) -> Int {
-            var lo = 0, hi = sortedIDs.count
-            while lo < hi { let m = (lo + hi) / 2; if sortedIDs[m] < x { lo = m + 1 } else { hi = m } }
+            var lo = 0
+            var hi = sortedIDs.count
+            while lo < hi {
+                let m = (lo + hi) / 2
+                if sortedIDs[m] < x { lo = m + 1 } else { hi = m }
+            }
             return lo
         }
         for n in nodes {
@@ -284,7 +318,9 @@ import NetCore
                 let count = hi - lo
                 if count > 0 {
                     if count <= config.k * 2 {
-                        for j in lo..<hi { n.addNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress)) }
+                        for j in lo..<hi {
+                            n.addNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress))
+                        }
                     } else {
                         for _ in 0..<(config.k * 2) {
                             let j = lo + rng.below(count)
@@ -313,7 +349,12 @@ import NetCore
         var y = prefixFloor(x, bits: bits)
         var i = bits - 1
         while i >= 0 {
-            if y.bit(i) { y = y.setting(bit: i, to: false); i -= 1 } else { return y.setting(bit: i, to: true) }
+            if y.bit(i) {
+                y = y.setting(bit: i, to: false)
+                i -= 1
+            } else {
+                return y.setting(bit: i, to: true)
+            }
         }
         return NodeID(a: ~0, b: ~0, c: ~0)
     }

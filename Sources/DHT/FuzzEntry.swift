@@ -17,12 +17,16 @@
                 return "KRPC accepted what bencode refused"
             }
             // Unsorted keys are the only relaxation: the canonical form holds the same value.
-            if (try? Bencode.decode(Bencode.encode(lenient), limits: .krpc)) != lenient { return "lenient decode is not canonical" }
+            if (try? Bencode.decode(Bencode.encode(lenient), limits: .krpc)) != lenient {
+                return "lenient decode is not canonical"
+            }
         }
         if let lenient = try? Bencode.decode(data, limits: .krpc, unsortedKeys: true) {
             // The lenient decoder agrees with the strict one wherever the strict one accepts, and
             // differs from the input only in key order (same length re-encoded).
-            if let strict = try? Bencode.decode(data, limits: .krpc), strict != lenient { return "lenient and strict decoders disagree" }
+            if let strict = try? Bencode.decode(data, limits: .krpc), strict != lenient {
+                return "lenient and strict decoders disagree"
+            }
             if Bencode.encode(lenient).count != data.count { return "lenient decode changed more than key order" }
         }
         _ = RoutingTable.self

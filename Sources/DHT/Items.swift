@@ -11,15 +11,15 @@ public enum DHTItem: Equatable, Sendable {
 
     public var value: BValue {
         switch self {
-        case let .immutable(v): return v
-        case let .mutable(m): return m.value
+        case .immutable(let v): return v
+        case .mutable(let m): return m.value
         }
     }
 
     public var target: NodeID {
         switch self {
-        case let .immutable(v): return DHTItem.immutableTarget(v)
-        case let .mutable(m): return m.target
+        case .immutable(let v): return DHTItem.immutableTarget(v)
+        case .mutable(let m): return m.target
         }
     }
 
@@ -56,7 +56,9 @@ public struct MutableItem: Equatable, Sendable {
     }
 
     /// `!`: a SHA-1 hash is 20 bytes, a node id's length.
-    public static func target(publicKey: [UInt8], salt: [UInt8]) -> NodeID { NodeID(bytes: SHA1.hash(publicKey + salt))! }
+    public static func target(publicKey: [UInt8], salt: [UInt8]) -> NodeID {
+        NodeID(bytes: SHA1.hash(publicKey + salt))!
+    }
     public var target: NodeID { MutableItem.target(publicKey: publicKey, salt: salt) }
 
     /// The bytes BEP 44 signs.
@@ -74,7 +76,11 @@ public struct MutableItem: Equatable, Sendable {
     public var isValid: Bool {
         publicKey.count == Ed25519.publicKeyLength && signature.count == Ed25519.signatureLength
             && salt.count <= DHTItem.maxSaltSize
-            && Ed25519.verify(signature: signature, message: MutableItem.signable(salt: salt, seq: seq, value: value), publicKey: publicKey)
+            && Ed25519.verify(
+                signature: signature,
+                message: MutableItem.signable(salt: salt, seq: seq, value: value),
+                publicKey: publicKey
+            )
     }
 }
 

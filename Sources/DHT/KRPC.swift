@@ -30,7 +30,9 @@ public struct NodeInfo: Hashable, Sendable, CustomStringConvertible {
         var i = 0
         while i < b.count {
             // `!`s: 20 and 6 bytes exactly (the length is a multiple of 26, checked above).
-            out.append(NodeInfo(id: NodeID(bytes: b[i..<(i + 20)])!, address: PeerAddress(compact: b[(i + 20)..<(i + 26)])!))
+            out.append(
+                NodeInfo(id: NodeID(bytes: b[i..<(i + 20)])!, address: PeerAddress(compact: b[(i + 20)..<(i + 26)])!)
+            )
             i += 26
         }
         return out
@@ -77,7 +79,7 @@ enum KRPCMethod: Hashable, Sendable {
         case .announcePeer: return "announce_peer"
         case .get: return "get"
         case .put: return "put"
-        case let .unknown(name): return name
+        case .unknown(let name): return name
         }
     }
 }
@@ -98,8 +100,17 @@ struct KRPCQuery: Equatable, Sendable {
     var readOnly: Bool
     var args: BValue
 
-    init(method: KRPCMethod, id: NodeID, target: NodeID? = nil, infoHash: NodeID? = nil, port: UInt16? = nil,
-                impliedPort: Bool = false, token: [UInt8]? = nil, readOnly: Bool = false, extra: [(String, BValue)] = []) {
+    init(
+        method: KRPCMethod,
+        id: NodeID,
+        target: NodeID? = nil,
+        infoHash: NodeID? = nil,
+        port: UInt16? = nil,
+        impliedPort: Bool = false,
+        token: [UInt8]? = nil,
+        readOnly: Bool = false,
+        extra: [(String, BValue)] = []
+    ) {
         self.method = method
         self.id = id
         self.target = target
@@ -127,8 +138,13 @@ struct KRPCResponse: Equatable, Sendable {
     /// Everything in `r`, for extensions (BEP 44).
     var body: BValue
 
-    init(id: NodeID, nodes: [NodeInfo] = [], values: [PeerAddress] = [], token: [UInt8]? = nil,
-                extra: [(String, BValue)] = []) {
+    init(
+        id: NodeID,
+        nodes: [NodeInfo] = [],
+        values: [PeerAddress] = [],
+        token: [UInt8]? = nil,
+        extra: [(String, BValue)] = []
+    ) {
         self.id = id
         self.nodes = nodes
         self.values = values
@@ -175,15 +191,15 @@ struct KRPCMessage: Equatable, Sendable {
     func encoded() -> [UInt8] {
         var d: [(String, BValue)] = [("t", .bytes(transactionID))]
         switch body {
-        case let .query(q):
+        case .query(let q):
             d.append(("y", .string("q")))
             d.append(("q", .string(q.method.name)))
             d.append(("a", q.args))
             if q.readOnly { d.append(("ro", .int(1))) }
-        case let .response(r):
+        case .response(let r):
             d.append(("y", .string("r")))
             d.append(("r", r.body))
-        case let .error(e):
+        case .error(let e):
             d.append(("y", .string("e")))
             d.append(("e", .list([.int(Int64(e.code)), .string(e.message)])))
         }
@@ -198,7 +214,9 @@ struct KRPCMessage: Equatable, Sendable {
         let v: BValue
         // Real clients sometimes send dictionary keys out of order: accepted (sorted on the way
         // in; `encoded()` is always canonical). Everything else is strict.
-        do { v = try Bencode.decode(bytes, limits: .krpc, unsortedKeys: true) } catch { throw KRPCDecodeError(.bencode(error), transactionID: nil) }
+        do { v = try Bencode.decode(bytes, limits: .krpc, unsortedKeys: true) } catch {
+            throw KRPCDecodeError(.bencode(error), transactionID: nil)
+        }
         guard case .dict = v else { throw KRPCDecodeError(.notADictionary, transactionID: nil) }
         guard let t = v["t"]?.bytesValue else { throw KRPCDecodeError(.missing("t"), transactionID: nil) }
         guard t.count <= 64 else { throw KRPCDecodeError(.invalid("t", "longer than 64 bytes"), transactionID: nil) }
@@ -211,24 +229,32 @@ struct KRPCMessage: Equatable, Sendable {
         let version = v["v"]?.bytesValue
         func id(_ d: BValue, _ key: String = "id") throws(KRPCDecodeError) -> NodeID {
             guard let b = d[key]?.bytesValue else { throw KRPCDecodeError(.missing(key), transactionID: t) }
-            guard let n = NodeID(bytes: b) else { throw KRPCDecodeError(.invalid(key, "must be 20 bytes, got \(b.count)"), transactionID: t) }
+            guard let n = NodeID(bytes: b) else {
+                throw KRPCDecodeError(.invalid(key, "must be 20 bytes, got \(b.count)"), transactionID: t)
+            }
             return n
         }
         switch y[0] {
         case UInt8(ascii: "q"):
-            guard let q = v["q"]?.stringValue, !q.isEmpty, q.utf8.count <= 32 else { throw KRPCDecodeError(.missing("q"), transactionID: t) }
+            guard let q = v["q"]?.stringValue, !q.isEmpty, q.utf8.count <= 32 else {
+                throw KRPCDecodeError(.missing("q"), transactionID: t)
+            }
             guard let a = v["a"], case .dict = a else { throw KRPCDecodeError(.missing("a"), transactionID: t) }
             var query = KRPCQuery(method: KRPCMethod(name: q), id: try id(a))
             query.args = a
             if a["target"] != nil { query.target = try id(a, "target") }
             if a["info_hash"] != nil { query.infoHash = try id(a, "info_hash") }
             if let p = a["port"] {
-                guard let pi = p.intValue, (0...65535).contains(pi) else { throw KRPCDecodeError(.invalid("port", "not a port number"), transactionID: t) }
+                guard let pi = p.intValue, (0...65535).contains(pi) else {
+                    throw KRPCDecodeError(.invalid("port", "not a port number"), transactionID: t)
+                }
                 query.port = UInt16(pi)
             }
             if let ipv = a["implied_port"]?.intValue { query.impliedPort = ipv != 0 }
             if let tok = a["token"] {
-                guard let tb = tok.bytesValue else { throw KRPCDecodeError(.invalid("token", "not a byte string"), transactionID: t) }
+                guard let tb = tok.bytesValue else {
+                    throw KRPCDecodeError(.invalid("token", "not a byte string"), transactionID: t)
+                }
                 query.token = tb
             }
             if let ro = v["ro"]?.intValue { query.readOnly = ro == 1 }
@@ -242,7 +268,9 @@ struct KRPCMessage: Equatable, Sendable {
             case .announcePeer:
                 guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
                 guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
-                guard query.port != nil || query.impliedPort else { throw KRPCDecodeError(.missing("port"), transactionID: t) }
+                guard query.port != nil || query.impliedPort else {
+                    throw KRPCDecodeError(.missing("port"), transactionID: t)
+                }
             case .get:
                 guard query.target != nil else { throw KRPCDecodeError(.missing("target"), transactionID: t) }
             case .put:
@@ -256,12 +284,17 @@ struct KRPCMessage: Equatable, Sendable {
             resp.body = r
             if let n = r["nodes"] {
                 guard let nb = n.bytesValue, let nodes = NodeInfo.parseCompact(nb) else {
-                    throw KRPCDecodeError(.invalid("nodes", "not compact node info (26-byte entries)"), transactionID: t)
+                    throw KRPCDecodeError(
+                        .invalid("nodes", "not compact node info (26-byte entries)"),
+                        transactionID: t
+                    )
                 }
                 resp.nodes = nodes
             }
             if let vals = r["values"] {
-                guard let list = vals.listValue else { throw KRPCDecodeError(.invalid("values", "not a list"), transactionID: t) }
+                guard let list = vals.listValue else {
+                    throw KRPCDecodeError(.invalid("values", "not a list"), transactionID: t)
+                }
                 for e in list {
                     // 18-byte IPv6 peers are legal (BEP 32 style); turf keeps the IPv4 ones.
                     guard let b = e.bytesValue, b.count == 6 || b.count == 18 else {
@@ -271,7 +304,9 @@ struct KRPCMessage: Equatable, Sendable {
                 }
             }
             if let tok = r["token"] {
-                guard let tb = tok.bytesValue else { throw KRPCDecodeError(.invalid("token", "not a byte string"), transactionID: t) }
+                guard let tb = tok.bytesValue else {
+                    throw KRPCDecodeError(.invalid("token", "not a byte string"), transactionID: t)
+                }
                 resp.token = tb
             }
             return KRPCMessage(transactionID: t, body: .response(resp), ip: ip, version: version)
@@ -280,8 +315,12 @@ struct KRPCMessage: Equatable, Sendable {
                 throw KRPCDecodeError(.invalid("e", "must be [code, message]"), transactionID: t)
             }
             let clamped = Int(clamping: code)
-            return KRPCMessage(transactionID: t, body: .error(KRPCErrorBody(code: clamped, message: String(decoding: msg, as: UTF8.self))),
-                               ip: ip, version: version)
+            return KRPCMessage(
+                transactionID: t,
+                body: .error(KRPCErrorBody(code: clamped, message: String(decoding: msg, as: UTF8.self))),
+                ip: ip,
+                version: version
+            )
         default:
             throw KRPCDecodeError(.invalid("y", "must be q, r or e"), transactionID: t)
         }
@@ -305,10 +344,10 @@ struct KRPCDecodeError: Error, Equatable, CustomStringConvertible, Sendable {
 
     var description: String {
         switch reason {
-        case let .bencode(e): return "KRPC: \(e)"
+        case .bencode(let e): return "KRPC: \(e)"
         case .notADictionary: return "KRPC: message is not a dictionary"
-        case let .missing(k): return "KRPC: missing or malformed key '\(k)'"
-        case let .invalid(k, why): return "KRPC: key '\(k)' \(why)"
+        case .missing(let k): return "KRPC: missing or malformed key '\(k)'"
+        case .invalid(let k, let why): return "KRPC: key '\(k)' \(why)"
         }
     }
 }

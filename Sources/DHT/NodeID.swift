@@ -7,7 +7,7 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Bits 0-63 (most significant first), 64-127, and 128-159 in the high half of `c`.
     var a: UInt64
     var b: UInt64
-    var c: UInt64 // low 32 bits always zero
+    var c: UInt64  // low 32 bits always zero
 
     public static let byteCount = 20
     public static let zero = NodeID(a: 0, b: 0, c: 0)
@@ -95,7 +95,9 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
         var x = NodeID.zero
         // Take the first `prefix` bits from self, the rest from r, then flip bit `prefix`.
         func mask(_ bits: Int) -> UInt64 { bits <= 0 ? 0 : (bits >= 64 ? ~0 : ~((~UInt64(0)) >> UInt64(bits))) }
-        let ma = mask(prefix), mb = mask(prefix - 64), mc = mask(prefix - 128)
+        let ma = mask(prefix)
+        let mb = mask(prefix - 64)
+        let mc = mask(prefix - 128)
         x.a = (a & ma) | (r.a & ~ma)
         x.b = (b & mb) | (r.b & ~mb)
         x.c = ((c & mc) | (r.c & ~mc)) & 0xFFFF_FFFF_0000_0000
@@ -127,13 +129,17 @@ enum CRC32C {
 enum BEP42 {
     /// Addresses exempt from the rule (BEP 42's list: 10/8, 172.16/12, 192.168/16, 169.254/16, 127/8).
     static func isExempt(_ ip: UInt32) -> Bool {
-        let a = ip >> 24, b = (ip >> 16) & 0xFF
-        return a == 10 || a == 127 || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168) || (a == 169 && b == 254)
+        let a = ip >> 24
+        let b = (ip >> 16) & 0xFF
+        return a == 10 || a == 127 || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168)
+            || (a == 169 && b == 254)
     }
 
     static func crc(ip: UInt32, r: UInt8) -> UInt32 {
         let masked = (ip & 0x030F_3FFF) | (UInt32(r & 7) << 29)
-        return CRC32C.checksum([UInt8(masked >> 24), UInt8((masked >> 16) & 0xFF), UInt8((masked >> 8) & 0xFF), UInt8(masked & 0xFF)])
+        return CRC32C.checksum([
+            UInt8(masked >> 24), UInt8((masked >> 16) & 0xFF), UInt8((masked >> 8) & 0xFF), UInt8(masked & 0xFF),
+        ])
     }
 
     /// A node id valid for `ip`: 21 bits from the CRC, random middle, last byte `rand`.

@@ -180,7 +180,9 @@ struct RoutingTable: Sendable {
         for j in buckets[b].replacements.indices.reversed() {
             let r = buckets[b].replacements[j]
             if restrictIPs, violatesIPLimits(r.info.address, bucket: b) != nil { continue }
-            if buckets[b].entries.contains(where: { $0.info.address == r.info.address || $0.info.id == r.info.id }) { continue }
+            if buckets[b].entries.contains(where: { $0.info.address == r.info.address || $0.info.id == r.info.id }) {
+                continue
+            }
             buckets[b].replacements.remove(at: j)
             buckets[b].entries.append(RoutingEntry(info: r.info, lastResponse: nil, lastSeen: r.lastSeen))
             return r.info
@@ -204,7 +206,7 @@ struct RoutingTable: Sendable {
             buckets[b].lastChanged = now
             return r
         }
-        buckets[b].entries.insert(removed, at: i) // nobody allowed in: keep the bad one until then
+        buckets[b].entries.insert(removed, at: i)  // nobody allowed in: keep the bad one until then
         return nil
     }
 
@@ -247,8 +249,11 @@ struct RoutingTable: Sendable {
     func staleBuckets<G: RandomNumberGenerator>(now: Nanos, staleAfter: Nanos, using g: inout G) -> [NodeID] {
         var out: [NodeID] = []
         for (i, b) in buckets.enumerated() where now &- b.lastChanged >= staleAfter {
-            out.append(i == buckets.count - 1 ? ownID.randomInBucket(prefix: min(i + 1, 160), using: &g)
-                                               : ownID.randomInBucket(prefix: i, using: &g))
+            out.append(
+                i == buckets.count - 1
+                    ? ownID.randomInBucket(prefix: min(i + 1, 160), using: &g)
+                    : ownID.randomInBucket(prefix: i, using: &g)
+            )
         }
         return out
     }
@@ -262,7 +267,9 @@ struct RoutingTable: Sendable {
     /// Our id and the nodes worth keeping, bencoded: `{id: 20 bytes, nodes: compact node info}`.
     func serialized(now: Nanos) -> [UInt8] {
         let keep = allEntries.filter { $0.status(now: now) != .bad }.map(\.info)
-        return Bencode.encode(.dictionary([("id", .bytes(ownID.bytes)), ("nodes", .bytes(NodeInfo.compact(keep))), ("v", .int(1))]))
+        return Bencode.encode(
+            .dictionary([("id", .bytes(ownID.bytes)), ("nodes", .bytes(NodeInfo.compact(keep))), ("v", .int(1))])
+        )
     }
 
     /// The largest state file read: far above a full table (160 buckets of 8 nodes, 26 bytes each).
@@ -270,9 +277,14 @@ struct RoutingTable: Sendable {
 
     /// Reads what `serialized` wrote: the saved id and nodes (which the caller pings back in).
     static func deserialize(_ bytes: [UInt8]) throws -> (id: NodeID, nodes: [NodeInfo]) {
-        let v = try Bencode.decode(bytes, limits: BencodeLimits(maxInput: maxStateFileSize, maxDepth: 2, maxString: 1 << 20, maxItems: 16))
+        let v = try Bencode.decode(
+            bytes,
+            limits: BencodeLimits(maxInput: maxStateFileSize, maxDepth: 2, maxString: 1 << 20, maxItems: 16)
+        )
         guard let idb = v["id"]?.bytesValue, let id = NodeID(bytes: idb) else { throw StateFileError.malformed("id") }
-        guard let nb = v["nodes"]?.bytesValue, let nodes = NodeInfo.parseCompact(nb) else { throw StateFileError.malformed("nodes") }
+        guard let nb = v["nodes"]?.bytesValue, let nodes = NodeInfo.parseCompact(nb) else {
+            throw StateFileError.malformed("nodes")
+        }
         return (id, nodes)
     }
 }
@@ -280,6 +292,8 @@ struct RoutingTable: Sendable {
 enum StateFileError: Error, CustomStringConvertible {
     case malformed(String)
     var description: String {
-        switch self { case let .malformed(what): return "DHT state file: malformed '\(what)'" }
+        switch self {
+        case .malformed(let what): return "DHT state file: malformed '\(what)'"
+        }
     }
 }

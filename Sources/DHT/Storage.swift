@@ -43,8 +43,12 @@ struct PeerStore: Sendable {
         case storedEvicting
     }
 
-    init(maxPeersPerInfoHash: Int = 200, maxInfoHashes: Int = 2000, maxPeersTotal: Int = 20_000,
-                ttl: Nanos = .seconds(30 * 60)) {
+    init(
+        maxPeersPerInfoHash: Int = 200,
+        maxInfoHashes: Int = 2000,
+        maxPeersTotal: Int = 20_000,
+        ttl: Nanos = .seconds(30 * 60)
+    ) {
         self.maxPeersPerInfoHash = maxPeersPerInfoHash
         self.maxInfoHashes = maxInfoHashes
         self.maxPeersTotal = maxPeersTotal
@@ -59,8 +63,12 @@ struct PeerStore: Sendable {
     }
 
     @discardableResult
-    mutating func add<G: RandomNumberGenerator>(_ peer: PeerAddress, for hash: NodeID, now: Nanos,
-                                                       using g: inout G) -> AddResult {
+    mutating func add<G: RandomNumberGenerator>(
+        _ peer: PeerAddress,
+        for hash: NodeID,
+        now: Nanos,
+        using g: inout G
+    ) -> AddResult {
         let key = PeerStore.sourceKey(peer)
         // The `!`s below cannot fail: each follows a check (or an insertion) of the same key, and
         // `all` and `hashes` hold exactly the keys of `swarms` and its slots (add/remove keep them so).
@@ -113,7 +121,7 @@ struct PeerStore: Sendable {
 
     private mutating func removeSwarm(_ hash: NodeID) {
         guard let s = swarms[hash] else { return }
-        for k in s.slots.keys { removePeer(hash, k) } // ends by removing the emptied swarm
+        for k in s.slots.keys { removePeer(hash, k) }  // ends by removing the emptied swarm
         guard let pos = swarms.removeValue(forKey: hash)?.pos else { return }
         let last = hashes.removeLast()
         if pos < hashes.count {
@@ -175,7 +183,7 @@ struct TokenIssuer: Sendable {
         if e == epoch + 1 {
             previous = current
         } else {
-            previous = fresh() // a gap: no secret from before it survives
+            previous = fresh()  // a gap: no secret from before it survives
         }
         current = fresh()
         epoch = e

@@ -37,7 +37,6 @@ public struct ByteWriter: Sendable {
         bytes.append(contentsOf: b)
     }
 
-
     private mutating func le(_ v: UInt64, _ n: Int) {
         for i in 0..<n { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
     }
@@ -75,7 +74,10 @@ public struct ByteReader {
     @inline(__always)
     private func need(_ n: Int, _ what: String) throws {
         if n > end - offset {
-            throw ByteReadError(offset: offset, "truncated: \(what) needs \(n) byte\(n == 1 ? "" : "s"), \(max(0, end - offset)) left")
+            throw ByteReadError(
+                offset: offset,
+                "truncated: \(what) needs \(n) byte\(n == 1 ? "" : "s"), \(max(0, end - offset)) left"
+            )
         }
     }
 
@@ -101,7 +103,9 @@ public struct ByteReader {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
-            guard offset < end else { throw ByteReadError(offset: start, "truncated: \(what) (varint) runs past the end") }
+            guard offset < end else {
+                throw ByteReadError(offset: start, "truncated: \(what) (varint) runs past the end")
+            }
             let b = bytes[offset]
             offset += 1
             if shift == 63 && b > 1 { throw ByteReadError(offset: start, "\(what): varint overflows 64 bits") }
@@ -109,7 +113,9 @@ public struct ByteReader {
             if b & 0x80 == 0 {
                 // A zero last byte after others is an overlong encoding: every value has exactly one
                 // (the shortest), so equal values always encode to equal bytes.
-                if b == 0 && shift > 0 { throw ByteReadError(offset: start, "\(what): overlong varint (non-minimal encoding)") }
+                if b == 0 && shift > 0 {
+                    throw ByteReadError(offset: start, "\(what): overlong varint (non-minimal encoding)")
+                }
                 return result
             }
             shift += 7

@@ -42,7 +42,8 @@ public struct LocalMatch<Controller: PlayerController> {
     public mutating func step() {
         guard !isOver else { return }
         for p in order {
-            let payloads = controllers[p]!.step(tick: tick, player: p, state: replica.state)
+            // A controller taken out of `controllers` since (it is settable) makes no more ops.
+            guard let payloads = controllers[p]?.step(tick: tick, player: p, state: replica.state) else { continue }
             for payload in payloads {
                 let op = replica.local(payload, player: p, tick: tick)
                 if recordOutbox { outbox.append(op) }

@@ -24,7 +24,10 @@ public struct OwnerKey: Hashable, Sendable, CustomStringConvertible {
 public struct PlayerInfo: Equatable, Sendable {
     /// What drives the player on its owner's peer. (Replay format version 1 also had `remote` = 2,
     /// one peer's point of view; it is read as `human`.)
-    public enum Kind: UInt8, Sendable { case human = 0, bot = 1 }
+    public enum Kind: UInt8, Sendable {
+        case human = 0
+        case bot = 1
+    }
     /// The longest name, in UTF-8 bytes, that a replay or journal may hold (checked when one is
     /// read, and by `MatchConfig.validate` before a match is played, so none is recorded that
     /// could not be read back).
@@ -48,7 +51,9 @@ public struct PlayerInfo: Equatable, Sendable {
 public enum ConfigError: Error, Equatable, CustomStringConvertible {
     case invalid(String)
     public var description: String {
-        switch self { case .invalid(let m): return "invalid match config: \(m)" }
+        switch self {
+        case .invalid(let m): return "invalid match config: \(m)"
+        }
     }
 }
 
@@ -75,8 +80,15 @@ public struct MatchConfig: Equatable, Sendable {
     /// The game's own settings (for turf: the map's name and text, and tunables), opaque here.
     public var settings: [UInt8]
 
-    public init(gameID: String, seed: UInt64, tickRate: UInt16 = 30, lengthTicks: Tick,
-                checkpointInterval: Tick = 30, players: [PlayerInfo], settings: [UInt8]) {
+    public init(
+        gameID: String,
+        seed: UInt64,
+        tickRate: UInt16 = 30,
+        lengthTicks: Tick,
+        checkpointInterval: Tick = 30,
+        players: [PlayerInfo],
+        settings: [UInt8]
+    ) {
         self.gameID = gameID
         self.seed = seed
         self.tickRate = tickRate
@@ -91,15 +103,21 @@ public struct MatchConfig: Equatable, Sendable {
             throw ConfigError.invalid("\(players.count) players (1...\(MatchConfig.maxPlayers) allowed)")
         }
         if let i = players.firstIndex(where: { $0.name.utf8.count > PlayerInfo.maxNameBytes }) {
-            throw ConfigError.invalid("player \(i)'s name is \(players[i].name.utf8.count) bytes (at most \(PlayerInfo.maxNameBytes))")
+            throw ConfigError.invalid(
+                "player \(i)'s name is \(players[i].name.utf8.count) bytes (at most \(PlayerInfo.maxNameBytes))"
+            )
         }
         guard (1...1000).contains(tickRate) else { throw ConfigError.invalid("tick rate \(tickRate) Hz") }
         guard lengthTicks > 0 && lengthTicks <= MatchConfig.maxLengthTicks else {
-            throw ConfigError.invalid("length \(lengthTicks) ticks (at most \(MatchConfig.maxLengthTicks), 4 hours at 30 Hz)")
+            throw ConfigError.invalid(
+                "length \(lengthTicks) ticks (at most \(MatchConfig.maxLengthTicks), 4 hours at 30 Hz)"
+            )
         }
         guard checkpointInterval > 0 else { throw ConfigError.invalid("checkpoint interval 0") }
         guard lengthTicks / checkpointInterval <= MatchConfig.maxCheckpoints else {
-            throw ConfigError.invalid("\(lengthTicks / checkpointInterval) checkpoints (at most \(MatchConfig.maxCheckpoints))")
+            throw ConfigError.invalid(
+                "\(lengthTicks / checkpointInterval) checkpoints (at most \(MatchConfig.maxCheckpoints))"
+            )
         }
     }
 
@@ -144,7 +162,9 @@ public struct MatchConfig: Equatable, Sendable {
 
     /// Decodes a config encoded in layout `version` (1 or 2; see `encodingVersion`).
     public static func decode(from r: inout ByteReader, version: UInt16 = encodingVersion) throws -> MatchConfig {
-        guard version == 1 || version == 2 else { throw ByteReadError(offset: r.offset, "unknown config layout \(version)") }
+        guard version == 1 || version == 2 else {
+            throw ByteReadError(offset: r.offset, "unknown config layout \(version)")
+        }
         let gameID = try r.string("game id", limit: 64)
         let seed = try r.u64("seed")
         let rate = try r.u16("tick rate")
@@ -152,7 +172,9 @@ public struct MatchConfig: Equatable, Sendable {
         let interval = try r.u32("checkpoint interval")
         let countAt = r.offset
         let n = Int(try r.u8("player count"))
-        guard (1...maxPlayers).contains(n) else { throw ByteReadError(offset: countAt, "player count \(n) out of range") }
+        guard (1...maxPlayers).contains(n) else {
+            throw ByteReadError(offset: countAt, "player count \(n) out of range")
+        }
         var players: [PlayerInfo] = []
         for i in 0..<n {
             let name = try r.string("player \(i) name", limit: PlayerInfo.maxNameBytes)
@@ -162,7 +184,7 @@ public struct MatchConfig: Equatable, Sendable {
             if let k = PlayerInfo.Kind(rawValue: kindByte) {
                 kind = k
             } else if version == 1 && kindByte == 2 {
-                kind = .human // version 1's `remote`: a human on another peer
+                kind = .human  // version 1's `remote`: a human on another peer
             } else {
                 throw ByteReadError(offset: kindAt, "unknown player kind \(kindByte)")
             }
@@ -179,8 +201,15 @@ public struct MatchConfig: Equatable, Sendable {
             players.append(PlayerInfo(name: name, kind: kind, level: level, owner: owner))
         }
         let settings = try r.blob("game settings", limit: 1 << 22)
-        let c = MatchConfig(gameID: gameID, seed: seed, tickRate: rate, lengthTicks: length,
-                            checkpointInterval: interval, players: players, settings: settings)
+        let c = MatchConfig(
+            gameID: gameID,
+            seed: seed,
+            tickRate: rate,
+            lengthTicks: length,
+            checkpointInterval: interval,
+            players: players,
+            settings: settings
+        )
         do { try c.validate() } catch { throw ByteReadError(offset: countAt, "\(error)") }
         return c
     }

@@ -66,8 +66,13 @@ public struct MatchLoop<Controller: PlayerController> {
 
     /// A loop over `match` whose tick 0 starts at `clock.origin`. With a journal, every op merged
     /// here is journaled.
-    public init(match: LocalMatch<Controller>, clock: TickClock, maxCatchUp: Int = 4, journal: (any MatchJournal)? = nil,
-                journalEvery: Tick = 10) {
+    public init(
+        match: LocalMatch<Controller>,
+        clock: TickClock,
+        maxCatchUp: Int = 4,
+        journal: (any MatchJournal)? = nil,
+        journalEvery: Tick = 10
+    ) {
         precondition(journalEvery > 0)
         self.match = match
         self.stepper = TickStepper(clock: clock, startTick: match.tick, maxCatchUp: maxCatchUp)
@@ -78,11 +83,21 @@ public struct MatchLoop<Controller: PlayerController> {
 
     /// A loop over a new match of `config` with tick 0 starting at `start` (ns on the caller's
     /// monotonic clock).
-    public init(config: MatchConfig, controllers: [PlayerID: Controller], start: UInt64, maxCatchUp: Int = 4,
-                journal: (any MatchJournal)? = nil, journalEvery: Tick = 10) throws {
-        self.init(match: try LocalMatch(config: config, controllers: controllers),
-                  clock: TickClock(tickRate: UInt32(config.tickRate), origin: start), maxCatchUp: maxCatchUp,
-                  journal: journal, journalEvery: journalEvery)
+    public init(
+        config: MatchConfig,
+        controllers: [PlayerID: Controller],
+        start: UInt64,
+        maxCatchUp: Int = 4,
+        journal: (any MatchJournal)? = nil,
+        journalEvery: Tick = 10
+    ) throws {
+        self.init(
+            match: try LocalMatch(config: config, controllers: controllers),
+            clock: TickClock(tickRate: UInt32(config.tickRate), origin: start),
+            maxCatchUp: maxCatchUp,
+            journal: journal,
+            journalEvery: journalEvery
+        )
     }
 
     public var config: MatchConfig { match.replica.config }
@@ -104,7 +119,8 @@ public struct MatchLoop<Controller: PlayerController> {
     /// ticks first. Each tick is wrapped in the hook's `willRun`/`didRun`; the journal is flushed
     /// after every tick that is a multiple of `journalEvery`. Returns what ran.
     @discardableResult
-    public mutating func advance<H: MatchHook>(now: UInt64, hook: inout H) -> Progress where H.Controller == Controller {
+    public mutating func advance<H: MatchHook>(now: UInt64, hook: inout H) -> Progress
+    where H.Controller == Controller {
         guard !match.isOver else { return Progress(ran: match.tick..<match.tick, skipped: 0) }
         let due = stepper.due(at: now)
         var skipped: Tick = 0
@@ -145,10 +161,17 @@ public struct MatchLoop<Controller: PlayerController> {
     /// `shouldStop` is asked once per wake-up (a signal, a quit message); returns whether the
     /// match ran to its end.
     @discardableResult
-    public mutating func run<H: MatchHook>(now: () -> UInt64, sleep: (UInt64) -> Void, hook: inout H,
-                                           shouldStop: () -> Bool = { false }) -> Bool where H.Controller == Controller {
+    public mutating func run<H: MatchHook>(
+        now: () -> UInt64,
+        sleep: (UInt64) -> Void,
+        hook: inout H,
+        shouldStop: () -> Bool = { false }
+    ) -> Bool where H.Controller == Controller {
         while !match.isOver {
-            if shouldStop() { flushJournal(); return false }
+            if shouldStop() {
+                flushJournal()
+                return false
+            }
             advance(now: now(), hook: &hook)
             if match.isOver { break }
             let wait = stepper.wait(from: now())

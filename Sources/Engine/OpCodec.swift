@@ -102,13 +102,15 @@ public enum OpCodec<Game: ReplicatedGame> {
     }
 
     /// Decodes one player's log of at most `maxOps` ops; returns the player and its ops.
-    public static func decodeLog(from r: inout ByteReader, config: MatchConfig, maxOps: Int) throws -> (PlayerID, [GameOp]) {
+    public static func decodeLog(from r: inout ByteReader, config: MatchConfig, maxOps: Int) throws -> (
+        PlayerID, [GameOp]
+    ) {
         let playerAt = r.offset
         let p = Int(try r.u8("log player"))
         guard p < config.players.count else {
             throw ByteReadError(offset: playerAt, "op log for player \(p), but the match has \(config.players.count)")
         }
-        let n = try r.count("op count", limit: max(0, min(maxOps, r.remaining))) // every op takes at least one byte
+        let n = try r.count("op count", limit: max(0, min(maxOps, r.remaining)))  // every op takes at least one byte
         var log: [GameOp] = []
         log.reserveCapacity(n)
         var seq: Int64 = -1
@@ -116,11 +118,16 @@ public enum OpCodec<Game: ReplicatedGame> {
         for _ in 0..<n {
             let opAt = r.offset
             seq += Int64(try r.count("seq gap", limit: Int(seqLimit))) + 1
-            guard seq < Int64(seqLimit) else { throw ByteReadError(offset: opAt, "op \(p)/\(seq): seq past \(seqLimit - 1)") }
+            guard seq < Int64(seqLimit) else {
+                throw ByteReadError(offset: opAt, "op \(p)/\(seq): seq past \(seqLimit - 1)")
+            }
             let (t, overflow) = tick.addingReportingOverflow(unzigzag(try r.varint("tick delta")))
             tick = t
             guard !overflow, tick >= 0, tick <= Int64(config.lengthTicks) else {
-                throw ByteReadError(offset: opAt, "op \(p)/\(seq) has tick \(tick) outside the match (0...\(config.lengthTicks))")
+                throw ByteReadError(
+                    offset: opAt,
+                    "op \(p)/\(seq) has tick \(tick) outside the match (0...\(config.lengthTicks))"
+                )
             }
             let payload = try Game.decode(from: &r)
             log.append(Op(player: PlayerID(p), seq: UInt32(seq), tick: Tick(tick), payload: payload))
@@ -129,11 +136,17 @@ public enum OpCodec<Game: ReplicatedGame> {
     }
 
     @inline(__always) static func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
-    @inline(__always) static func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
+    @inline(__always) static func unzigzag(_ v: UInt64) -> Int64 {
+        Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1)
+    }
 
     @inline(__always) static func varintSize(_ v: UInt64) -> Int {
-        var n = 1, x = v >> 7
-        while x != 0 { n += 1; x >>= 7 }
+        var n = 1
+        var x = v >> 7
+        while x != 0 {
+            n += 1
+            x >>= 7
+        }
         return n
     }
 }

@@ -57,8 +57,13 @@ public struct Replay<Game: ReplicatedGame> {
         finalHash = end.hash
     }
 
-    public init(config: MatchConfig, logs: [[Op<Game.Payload>]], equivocations: [Op<Game.Payload>],
-                checkpoints: [Checkpoint], finalHash: UInt64) {
+    public init(
+        config: MatchConfig,
+        logs: [[Op<Game.Payload>]],
+        equivocations: [Op<Game.Payload>],
+        checkpoints: [Checkpoint],
+        finalHash: UInt64
+    ) {
         self.config = config
         self.logs = logs
         self.equivocations = equivocations
@@ -89,7 +94,9 @@ public struct ReplayPlayer<Game: ReplicatedGame> {
         all.append(contentsOf: replay.equivocations)
         for op in all {
             guard Int(op.tick) <= length else {
-                throw ConfigError.invalid("op \(op.player)/\(op.seq) at tick \(op.tick) is after the match end \(length)")
+                throw ConfigError.invalid(
+                    "op \(op.player)/\(op.seq) at tick \(op.tick) is after the match end \(length)"
+                )
             }
             counts[Int(op.tick) + 1] += 1
         }
@@ -113,10 +120,16 @@ public struct ReplayPlayer<Game: ReplicatedGame> {
         var next = 0
         for cp in Replay<Game>.checkpointTicks(replay.config) {
             let end = tickStart[Int(cp) + 1]
-            while next < end { replica.receive(ordered[next]); next += 1 }
+            while next < end {
+                replica.receive(ordered[next])
+                next += 1
+            }
             checkpoint(cp, replica.hash)
         }
-        while next < ordered.count { replica.receive(ordered[next]); next += 1 }
+        while next < ordered.count {
+            replica.receive(ordered[next])
+            next += 1
+        }
         return replica
     }
 
@@ -134,7 +147,8 @@ public struct ReplayPlayer<Game: ReplicatedGame> {
     /// duplicates) in one global shuffle, for the final hash.
     /// Returns the per-checkpoint hashes, the windowed final hash and the global-shuffle hash.
     public func runShuffled(seed: UInt64, checkpoint: (Tick, UInt64) -> Void = { _, _ in })
-        throws -> (windowed: Replica<Game>, global: Replica<Game>) {
+        throws -> (windowed: Replica<Game>, global: Replica<Game>)
+    {
         var rng = SplitMix64(seed: seed, stream: 0x5_4FF1E)
         var replica = try Replica<Game>(config: replay.config)
         var start = 0

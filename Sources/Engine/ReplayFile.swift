@@ -27,7 +27,8 @@ public enum ReplayFile {
     public static let readableVersions: ClosedRange<UInt16> = 1...2
 
     enum Tag: UInt8 {
-        case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, journalOps = 6, signatures = 7, end = 0xFF
+        case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, journalOps = 6, signatures = 7, end =
+            0xFF
         var name: String {
             switch self {
             case .config: return "config"
@@ -103,8 +104,12 @@ public enum ReplayFile {
         OpCodec<Game>.encodeBatch(ops, into: &w)
     }
 
-    static func decodeOps<Game: ReplicatedGame>(from b: inout ByteReader, as: Game.Type, config: MatchConfig,
-                                                limit: Int) throws -> [Op<Game.Payload>] {
+    static func decodeOps<Game: ReplicatedGame>(
+        from b: inout ByteReader,
+        as: Game.Type,
+        config: MatchConfig,
+        limit: Int
+    ) throws -> [Op<Game.Payload>] {
         try OpCodec<Game>.decodeBatch(from: &b, config: config, maxOps: limit)
     }
 
@@ -140,7 +145,8 @@ public enum ReplayFile {
 
     /// Parses a replay. Never traps on bad input: every problem is a `ReplayFormatError` naming the
     /// byte offset.
-    public static func decode<Game: ReplicatedGame>(_ bytes: [UInt8], as: Game.Type = Game.self) throws -> Replay<Game> {
+    public static func decode<Game: ReplicatedGame>(_ bytes: [UInt8], as: Game.Type = Game.self) throws -> Replay<Game>
+    {
         do { return try decodeUnchecked(bytes) } catch let e as ByteReadError {
             throw ReplayFormatError(offset: e.offset, e.message)
         }
@@ -149,7 +155,10 @@ public enum ReplayFile {
     private static func decodeUnchecked<Game: ReplicatedGame>(_ bytes: [UInt8]) throws -> Replay<Game> {
         var r = ByteReader(bytes)
         guard bytes.count >= magic.count else {
-            throw ReplayFormatError(offset: bytes.count, "not a turf replay: file is \(bytes.count) bytes, shorter than the header")
+            throw ReplayFormatError(
+                offset: bytes.count,
+                "not a turf replay: file is \(bytes.count) bytes, shorter than the header"
+            )
         }
         guard Array(try r.take(magic.count, "magic")) == magic else {
             throw ReplayFormatError(offset: 0, "not a turf replay: bad magic (expected \"TURFRPLY\")")
@@ -157,7 +166,10 @@ public enum ReplayFile {
         let versionAt = r.offset
         let v = try r.u16("format version")
         guard readableVersions.contains(v) else {
-            throw ReplayFormatError(offset: versionAt, "unsupported replay format version \(v) (this turf reads versions \(readableVersions.lowerBound) to \(readableVersions.upperBound))")
+            throw ReplayFormatError(
+                offset: versionAt,
+                "unsupported replay format version \(v) (this turf reads versions \(readableVersions.lowerBound) to \(readableVersions.upperBound))"
+            )
         }
 
         var config: MatchConfig?
@@ -170,7 +182,8 @@ public enum ReplayFile {
         while true {
             let sectionAt = r.offset
             var (tag, b) = try readSection(&r)
-            let bodyAt = b.offset, length = b.remaining
+            let bodyAt = b.offset
+            let length = b.remaining
             if tag != .config && tag != .end && config == nil {
                 throw ReplayFormatError(offset: sectionAt, "\(tag.name) section before the config section")
             }
@@ -186,14 +199,18 @@ public enum ReplayFile {
             case .log:
                 let playerAt = b.offset
                 let (p, log) = try OpCodec<Game>.decodeLog(from: &b, config: config!, maxOps: length)
-                guard logs[Int(p)] == nil else { throw ReplayFormatError(offset: playerAt, "second op log for player \(p)") }
+                guard logs[Int(p)] == nil else {
+                    throw ReplayFormatError(offset: playerAt, "second op log for player \(p)")
+                }
                 try expectEnd(b, tag)
                 logs[Int(p)] = log
             case .equivocations:
                 equivocations += try decodeOps(from: &b, as: Game.self, config: config!, limit: length)
                 try expectEnd(b, tag)
             case .signatures:
-                guard signatures.isEmpty else { throw ReplayFormatError(offset: sectionAt, "second signatures section") }
+                guard signatures.isEmpty else {
+                    throw ReplayFormatError(offset: sectionAt, "second signatures section")
+                }
                 let n = try b.count("signature count", limit: config!.players.count)
                 var seen = Set<PlayerID>()
                 for _ in 0..<n {
@@ -216,7 +233,9 @@ public enum ReplayFile {
                 for _ in 0..<n {
                     let (t, overflow) = tick.addingReportingOverflow(try b.varint("checkpoint tick"))
                     tick = t
-                    guard !overflow, tick <= UInt64(config!.lengthTicks) else { throw ReplayFormatError(offset: b.offset, "checkpoint tick \(tick) after the match end") }
+                    guard !overflow, tick <= UInt64(config!.lengthTicks) else {
+                        throw ReplayFormatError(offset: b.offset, "checkpoint tick \(tick) after the match end")
+                    }
                     cps.append(.init(tick: Tick(tick), hash: try b.u64("checkpoint hash")))
                 }
                 try expectEnd(b, tag)
@@ -228,14 +247,27 @@ public enum ReplayFile {
                 throw ReplayFormatError(offset: sectionAt, "a journal section in a replay file")
             case .end:
                 guard let config, let checkpoints, let final else {
-                    throw ReplayFormatError(offset: sectionAt, "replay ends before its \(config == nil ? "config" : checkpoints == nil ? "checkpoints" : "final hash") section")
+                    throw ReplayFormatError(
+                        offset: sectionAt,
+                        "replay ends before its \(config == nil ? "config" : checkpoints == nil ? "checkpoints" : "final hash") section"
+                    )
                 }
-                guard r.isAtEnd else { throw ReplayFormatError(offset: r.offset, "\(r.remaining) unexpected bytes after the end section") }
-                var replay = Replay<Game>(config: config, logs: logs.map { $0 ?? [] }, equivocations: equivocations,
-                                          checkpoints: checkpoints, finalHash: final.hash)
+                guard r.isAtEnd else {
+                    throw ReplayFormatError(offset: r.offset, "\(r.remaining) unexpected bytes after the end section")
+                }
+                var replay = Replay<Game>(
+                    config: config,
+                    logs: logs.map { $0 ?? [] },
+                    equivocations: equivocations,
+                    checkpoints: checkpoints,
+                    finalHash: final.hash
+                )
                 replay.signatures = signatures
                 guard replay.opCount == final.ops else {
-                    throw ReplayFormatError(offset: sectionAt, "the final section promises \(final.ops) ops, the logs hold \(replay.opCount)")
+                    throw ReplayFormatError(
+                        offset: sectionAt,
+                        "the final section promises \(final.ops) ops, the logs hold \(replay.opCount)"
+                    )
                 }
                 return replay
             }
@@ -257,13 +289,21 @@ public enum ReplayFile {
         let body = try r.take(length, "\(tag.name) section (\(length) bytes)")
         let sum = try r.u64("\(tag.name) section checksum")
         guard sum == checksum(tag: tagByte, body: body) else {
-            throw ReplayFormatError(offset: at, "corrupt \(tag.name) section: checksum mismatch over bytes \(at)..<\(bodyAt + length + 8)")
+            throw ReplayFormatError(
+                offset: at,
+                "corrupt \(tag.name) section: checksum mismatch over bytes \(at)..<\(bodyAt + length + 8)"
+            )
         }
         return (tag, ByteReader(r.bytes, offset: bodyAt, end: bodyAt + length))
     }
 
     static func expectEnd(_ b: ByteReader, _ tag: Tag) throws {
-        guard b.isAtEnd else { throw ReplayFormatError(offset: b.offset, "\(b.remaining) stray bytes at the end of the \(tag.name) section") }
+        guard b.isAtEnd else {
+            throw ReplayFormatError(
+                offset: b.offset,
+                "\(b.remaining) stray bytes at the end of the \(tag.name) section"
+            )
+        }
     }
 }
 
@@ -282,7 +322,9 @@ public struct ReplayVerification: Equatable, Sendable {
 extension ReplayPlayer {
     /// Re-derives the match in tick order (or shuffled with duplicates, given a seed) and compares
     /// every checkpoint and the final hash with the recorded ones.
-    public func verify(shuffleSeed: UInt64? = nil, progress: (Int) -> Void = { _ in }) throws -> (ReplayVerification, Replica<Game>) {
+    public func verify(shuffleSeed: UInt64? = nil, progress: (Int) -> Void = { _ in }) throws -> (
+        ReplayVerification, Replica<Game>
+    ) {
         let recorded = replay.checkpoints
         var idx = 0
         var firstBad: Tick?
@@ -310,8 +352,16 @@ extension ReplayPlayer {
         if firstBad == nil && recorded.count != expected.count {
             firstBad = expected.count > recorded.count ? expected[recorded.count] : replay.config.lengthTicks
         }
-        return (ReplayVerification(ticks: replay.config.lengthTicks, ops: ordered.count, checkpointsChecked: checked,
-                                   finalHash: final.hash, firstBadTick: firstBad, finalMatches: finalMatches), final)
+        return (
+            ReplayVerification(
+                ticks: replay.config.lengthTicks,
+                ops: ordered.count,
+                checkpointsChecked: checked,
+                finalHash: final.hash,
+                firstBadTick: firstBad,
+                finalMatches: finalMatches
+            ), final
+        )
     }
 }
 

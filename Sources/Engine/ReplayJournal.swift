@@ -67,9 +67,14 @@ public enum ReplayJournal {
     /// read (then there is no match to rebuild). After that, every section that verifies is used,
     /// wherever it is: a damaged section is skipped by its length when its frame is intact, and
     /// otherwise recovery scans forward for the next section whose checksum holds.
-    public static func recover<Game: ReplicatedGame>(_ bytes: [UInt8], as: Game.Type = Game.self) throws -> Recovery<Game> {
+    public static func recover<Game: ReplicatedGame>(_ bytes: [UInt8], as: Game.Type = Game.self) throws -> Recovery<
+        Game
+    > {
         guard bytes.count >= magic.count + 2 else {
-            throw ReplayFormatError(offset: bytes.count, "not a turf journal: file is \(bytes.count) bytes, shorter than the header")
+            throw ReplayFormatError(
+                offset: bytes.count,
+                "not a turf journal: file is \(bytes.count) bytes, shorter than the header"
+            )
         }
         guard Array(bytes[0..<magic.count]) == magic else {
             throw ReplayFormatError(offset: 0, "not a turf journal: bad magic (expected \"TURFJRNL\")")
@@ -77,21 +82,35 @@ public enum ReplayJournal {
         var r = ByteReader(bytes, offset: magic.count)
         let v = try readable { try r.u16("journal version") }
         guard readableVersions.contains(v) else {
-            throw ReplayFormatError(offset: magic.count, "unsupported journal version \(v) (this turf reads versions \(readableVersions.lowerBound) to \(readableVersions.upperBound))")
+            throw ReplayFormatError(
+                offset: magic.count,
+                "unsupported journal version \(v) (this turf reads versions \(readableVersions.lowerBound) to \(readableVersions.upperBound))"
+            )
         }
         let (configTag, configBody) = try readable { try ReplayFile.readSection(&r) }
-        guard configTag == .config else { throw ReplayFormatError(offset: magic.count + 2, "journal does not start with its config") }
+        guard configTag == .config else {
+            throw ReplayFormatError(offset: magic.count + 2, "journal does not start with its config")
+        }
         var cb = configBody
         let config = try readable { try MatchConfig.decode(from: &cb, version: v) }
         guard config.gameID == Game.gameID else {
-            throw ReplayFormatError(offset: magic.count + 2, "journal is for game '\(config.gameID)', not '\(Game.gameID)'")
+            throw ReplayFormatError(
+                offset: magic.count + 2,
+                "journal is for game '\(config.gameID)', not '\(Game.gameID)'"
+            )
         }
         // The replica that merges the ops is gone before the replay re-derives its checkpoints
         // (with a replica of its own): one copy of the match in memory at a time.
         let scan = try merge(bytes, from: r.offset, config: config, as: Game.self)
         let replay = try Replay<Game>(config: config, logs: scan.logs, equivocations: scan.equivocations)
-        return Recovery(replay: replay, chunks: scan.chunks, discardedBytes: scan.discarded, damaged: scan.damaged,
-                        stoppedBy: scan.stoppedBy, lastTick: scan.lastTick)
+        return Recovery(
+            replay: replay,
+            chunks: scan.chunks,
+            discardedBytes: scan.discarded,
+            damaged: scan.damaged,
+            stoppedBy: scan.stoppedBy,
+            lastTick: scan.lastTick
+        )
     }
 
     private struct Scan<Payload: Equatable & Sendable> {
@@ -103,8 +122,12 @@ public enum ReplayJournal {
     }
 
     /// Merges every section from `start` on that verifies into a fresh replica, skipping damage.
-    private static func merge<Game: ReplicatedGame>(_ bytes: [UInt8], from start: Int, config: MatchConfig,
-                                                    as: Game.Type) throws -> Scan<Game.Payload> {
+    private static func merge<Game: ReplicatedGame>(
+        _ bytes: [UInt8],
+        from start: Int,
+        config: MatchConfig,
+        as: Game.Type
+    ) throws -> Scan<Game.Payload> {
         var replica = try Replica<Game>(config: config)
         var scan = Scan<Game.Payload>()
         var resyncBudget = bytes.count * resyncWorkFactor
@@ -145,17 +168,26 @@ public enum ReplayJournal {
     }
 
     /// Reads the journal-ops section at `at`.
-    private static func chunk<Game: ReplicatedGame>(_ bytes: [UInt8], at: Int, config: MatchConfig,
-                                                    as: Game.Type) -> Chunk<Game.Payload> {
+    private static func chunk<Game: ReplicatedGame>(
+        _ bytes: [UInt8],
+        at: Int,
+        config: MatchConfig,
+        as: Game.Type
+    ) -> Chunk<Game.Payload> {
         var r = ByteReader(bytes, offset: at)
-        let tag: ReplayFile.Tag, body: ByteReader
+        let tag: ReplayFile.Tag
+        let body: ByteReader
         do { (tag, body) = try readable { try ReplayFile.readSection(&r) } } catch let e as ReplayFormatError {
             return .unframed(e)
         } catch { return .unframed(ReplayFormatError(offset: at, "\(error)")) }
         do {
-            guard tag == .journalOps else { throw ReplayFormatError(offset: at, "unexpected \(tag.name) section in a journal") }
+            guard tag == .journalOps else {
+                throw ReplayFormatError(offset: at, "unexpected \(tag.name) section in a journal")
+            }
             var b = body
-            let ops = try readable { try ReplayFile.decodeOps(from: &b, as: Game.self, config: config, limit: b.remaining) }
+            let ops = try readable {
+                try ReplayFile.decodeOps(from: &b, as: Game.self, config: config, limit: b.remaining)
+            }
             try readable { try ReplayFile.expectEnd(b, tag) }
             return .ops(ops, end: r.offset)
         } catch let e as ReplayFormatError {
@@ -173,7 +205,8 @@ public enum ReplayJournal {
         let tag = ReplayFile.Tag.journalOps.rawValue
         while i + 13 <= bytes.count {
             if bytes[i] == tag {
-                let length = Int(bytes[i + 1]) | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3]) << 16 | Int(bytes[i + 4]) << 24
+                let length =
+                    Int(bytes[i + 1]) | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3]) << 16 | Int(bytes[i + 4]) << 24
                 if length <= bytes.count - i - 13 {
                     guard budget >= length else { return bytes.count }
                     budget -= length

@@ -94,7 +94,10 @@ public struct Replica<Game: ReplicatedGame> {
         }
         let s = Int(op.seq)
         if let existing = s < dense[p].count ? dense[p][s] : far[p][op.seq] {
-            if existing == op { stats.duplicates += 1; return .duplicate }
+            if existing == op {
+                stats.duplicates += 1
+                return .duplicate
+            }
             let h = Replica.opHash(op)
             if let seen = equivocationIndex[h], seen.contains(where: { equivocations[$0] == op }) {
                 stats.duplicates += 1
@@ -107,7 +110,10 @@ public struct Replica<Game: ReplicatedGame> {
             _ = state.merge(op)
             return .equivocation
         }
-        guard state.merge(op) else { stats.rejected += 1; return .rejected }
+        guard state.merge(op) else {
+            stats.rejected += 1
+            return .rejected
+        }
         store(op, player: p, seq: s)
         opSetHash &+= Replica.opHash(op)
         stats.merged += 1
@@ -140,8 +146,10 @@ public struct Replica<Game: ReplicatedGame> {
     @inline(__always)
     private static func opHash(_ op: Op<Game.Payload>) -> UInt64 {
         // Constants keep an all-zero op (player 0, seq 0, tick 0, payload hash 0) from hashing to 0.
-        StableHash.mix(StableHash.mix((UInt64(op.player) << 32 | UInt64(op.seq)) &+ 0x9E37_79B9_7F4A_7C15)
-                       ^ (UInt64(op.tick) &+ StableHash.mix(Game.hash(op.payload) &+ 0xD6E8_FEB8_6659_FD93)))
+        StableHash.mix(
+            StableHash.mix((UInt64(op.player) << 32 | UInt64(op.seq)) &+ 0x9E37_79B9_7F4A_7C15)
+                ^ (UInt64(op.tick) &+ StableHash.mix(Game.hash(op.payload) &+ 0xD6E8_FEB8_6659_FD93))
+        )
     }
 
     /// The contiguous prefix of a player's log (what a peer can acknowledge).

@@ -46,10 +46,14 @@ public struct ReplicaSnapshot<Game: ReplicatedGame>: Equatable {
     public static func decode(_ bytes: [UInt8], config: MatchConfig, maxOps: Int = defaultMaxOps) throws -> Self {
         var r = ByteReader(bytes)
         let v = try r.u8("snapshot version")
-        guard v == version else { throw ByteReadError(offset: 0, "unsupported snapshot version \(v) (this reads \(version))") }
+        guard v == version else {
+            throw ByteReadError(offset: 0, "unsupported snapshot version \(v) (this reads \(version))")
+        }
         let digestAt = r.offset
         let digest = try r.u64("config digest")
-        guard digest == config.digest else { throw ByteReadError(offset: digestAt, "snapshot of another match (config digest differs)") }
+        guard digest == config.digest else {
+            throw ByteReadError(offset: digestAt, "snapshot of another match (config digest differs)")
+        }
         let countAt = r.offset
         let n = Int(try r.u8("log count"))
         guard n <= config.players.count else {

@@ -56,7 +56,7 @@ public struct TickStepper: Sendable {
     /// the caller must move its tick counter to the range's lower bound before running it.
     public mutating func due(at now: UInt64) -> Range<Tick> {
         guard Int64(clamping: now) >= clock.origin else { return nextTick..<nextTick }
-        let target = clock.tick(at: now) + 1 // every tick whose start time has passed
+        let target = clock.tick(at: now) + 1  // every tick whose start time has passed
         guard target > nextTick else { return nextTick..<nextTick }
         var start = nextTick
         if Int(target - nextTick) > maxCatchUp {

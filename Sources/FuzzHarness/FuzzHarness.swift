@@ -38,11 +38,23 @@ public enum FuzzHarness {
     static func states(_ kind: HandshakeKind) throws -> (HandshakeState, HandshakeState) {
         let proto = try NoiseProtocol(name: kind.noiseName)
         let psks = kind == .xxpsk3 ? [keys.psk] : []
-        let i = try HandshakeState(protocol: proto, initiator: true, prologue: prologue,
-                                   localStatic: keys.initiatorStatic, localEphemeral: keys.initiatorEphemeral,
-                                   remoteStatic: kind == .ik ? keys.responderStatic.publicKey : nil, psks: psks)
-        let r = try HandshakeState(protocol: proto, initiator: false, prologue: prologue,
-                                   localStatic: keys.responderStatic, localEphemeral: keys.responderEphemeral, psks: psks)
+        let i = try HandshakeState(
+            protocol: proto,
+            initiator: true,
+            prologue: prologue,
+            localStatic: keys.initiatorStatic,
+            localEphemeral: keys.initiatorEphemeral,
+            remoteStatic: kind == .ik ? keys.responderStatic.publicKey : nil,
+            psks: psks
+        )
+        let r = try HandshakeState(
+            protocol: proto,
+            initiator: false,
+            prologue: prologue,
+            localStatic: keys.responderStatic,
+            localEphemeral: keys.responderEphemeral,
+            psks: psks
+        )
         return (i, r)
     }
 
@@ -63,7 +75,10 @@ public enum FuzzHarness {
                 _ = try i.writeMessage(kind == .ik ? [UInt8](repeating: 9, count: 32) : [])
                 _ = try i.readMessage(message)
             default:
-                guard kind != .ik else { _ = try r.readMessage(message); return }
+                guard kind != .ik else {
+                    _ = try r.readMessage(message)
+                    return
+                }
                 _ = try r.readMessage(try i.writeMessage())
                 _ = try i.readMessage(try r.writeMessage([UInt8](repeating: 8, count: 32)))
                 _ = try r.readMessage(message)
@@ -123,16 +138,36 @@ public enum FuzzHarness {
             ma = SessionManager(host: a, demux: da, identity: Environment.identityA)
             mb = SessionManager(host: b, demux: db, identity: Environment.identityB)
             // Indices of sessions created later (e.g. by an initiation in the input) are fixed too.
-            var nextA = Environment.indexA, nextB = Environment.indexB
-            ma.indexGenerator = { nextA &+= 1; return nextA }
-            mb.indexGenerator = { nextB &+= 1; return nextB }
-            sender = ma.adoptEstablishedSession(role: .initiator, localIndex: Environment.indexA, remoteIndex: Environment.indexB,
-                                                peer: b.localAddress, remoteKey: Environment.identityB.publicKey,
-                                                sendKey: Environment.keyAtoB, receiveKey: Environment.keyBtoA)
-            receiver = mb.adoptEstablishedSession(role: .responder, localIndex: Environment.indexB, remoteIndex: Environment.indexA,
-                                                  peer: a.localAddress, remoteKey: Environment.identityA.publicKey,
-                                                  sendKey: Environment.keyBtoA, receiveKey: Environment.keyAtoB)
-            var reliable: UInt64 = 0, unreliable: UInt64 = 0
+            var nextA = Environment.indexA
+            var nextB = Environment.indexB
+            ma.indexGenerator = {
+                nextA &+= 1
+                return nextA
+            }
+            mb.indexGenerator = {
+                nextB &+= 1
+                return nextB
+            }
+            sender = ma.adoptEstablishedSession(
+                role: .initiator,
+                localIndex: Environment.indexA,
+                remoteIndex: Environment.indexB,
+                peer: b.localAddress,
+                remoteKey: Environment.identityB.publicKey,
+                sendKey: Environment.keyAtoB,
+                receiveKey: Environment.keyBtoA
+            )
+            receiver = mb.adoptEstablishedSession(
+                role: .responder,
+                localIndex: Environment.indexB,
+                remoteIndex: Environment.indexA,
+                peer: a.localAddress,
+                remoteKey: Environment.identityA.publicKey,
+                sendKey: Environment.keyBtoA,
+                receiveKey: Environment.keyAtoB
+            )
+            var reliable: UInt64 = 0
+            var unreliable: UInt64 = 0
             receiver.reliable.onReceive = { _ in reliable += 1 }
             receiver.unreliable.onReceive = { _ in unreliable += 1 }
             delivered = { (reliable, unreliable) }
@@ -146,9 +181,15 @@ public enum FuzzHarness {
 
         var outcome: Outcome {
             let (r, u) = delivered()
-            return Outcome(datagramsSent: net.stats.sent, oversized: net.stats.oversized, reliableDelivered: r,
-                           unreliableDelivered: u, responderStats: mb.stats, receiverCounters: receiver.counters,
-                           receiverState: receiver.state)
+            return Outcome(
+                datagramsSent: net.stats.sent,
+                oversized: net.stats.oversized,
+                reliableDelivered: r,
+                unreliableDelivered: u,
+                responderStats: mb.stats,
+                receiverCounters: receiver.counters,
+                receiverState: receiver.state
+            )
         }
     }
 
@@ -202,7 +243,9 @@ public enum FuzzHarness {
     public static func framesOutcome(_ data: [UInt8]) -> Outcome? {
         _ = try? Frame.decodeAll(data)
         let e = Environment()
-        guard data.count <= Wire.maxTransportPayload, let packet = e.sender.seal(data, now: e.net.now) else { return nil }
+        guard data.count <= Wire.maxTransportPayload, let packet = e.sender.seal(data, now: e.net.now) else {
+            return nil
+        }
         e.mb.receive(packet, from: e.a.localAddress)
         e.settle()
         return e.outcome
@@ -210,11 +253,24 @@ public enum FuzzHarness {
 
     public static func transportSeeds() -> [[UInt8]] {
         var seeds: [[UInt8]] = []
-        let init1 = HandshakeMACs.seal(HandshakeInitiation(kind: .xx, senderIndex: 7, noiseMessage: Array(noiseSeeds()[0].dropFirst())).encode())
+        let init1 = HandshakeMACs.seal(
+            HandshakeInitiation(kind: .xx, senderIndex: 7, noiseMessage: Array(noiseSeeds()[0].dropFirst())).encode()
+        )
         seeds.append([0] + init1)
-        seeds.append([0] + HandshakeResponse(senderIndex: 1, receiverIndex: 2, noiseMessage: [UInt8](repeating: 1, count: 128)).encode())
+        seeds.append(
+            [0]
+                + HandshakeResponse(senderIndex: 1, receiverIndex: 2, noiseMessage: [UInt8](repeating: 1, count: 128))
+                .encode()
+        )
         seeds.append([1] + HandshakeFinal(receiverIndex: 1, noiseMessage: [UInt8](repeating: 2, count: 96)).encode())
-        seeds.append([0] + CookieReply(receiverIndex: 1, nonce: [UInt8](repeating: 3, count: 12), sealedCookie: [UInt8](repeating: 4, count: 32)).encode())
+        seeds.append(
+            [0]
+                + CookieReply(
+                    receiverIndex: 1,
+                    nonce: [UInt8](repeating: 3, count: 12),
+                    sealedCookie: [UInt8](repeating: 4, count: 32)
+                ).encode()
+        )
         var t: [UInt8] = []
         TransportHeader(receiverIndex: 1, epoch: 0, counter: 5).write(into: &t)
         seeds.append([1] + t + [UInt8](repeating: 0, count: 40))
@@ -227,11 +283,18 @@ public enum FuzzHarness {
     }
 
     public static func frameSeeds() -> [[UInt8]] {
-        let all: [Frame] = [.ping(id: 1, sent: 10), .pong(id: 2, echo: 10, received: 20, sent: 21), .unreliable(seq: 3, data: [1, 2, 3]),
-                            .segment(seq: 0, last: true, data: [4, 5]), .segment(seq: 1, last: false, data: [6]),
-                            .segment(seq: 2, last: true, data: [7]), .ack(next: 1, bits: 3), .close(.closed)]
+        let all: [Frame] = [
+            .ping(id: 1, sent: 10), .pong(id: 2, echo: 10, received: 20, sent: 21),
+            .unreliable(seq: 3, data: [1, 2, 3]),
+            .segment(seq: 0, last: true, data: [4, 5]), .segment(seq: 1, last: false, data: [6]),
+            .segment(seq: 2, last: true, data: [7]), .ack(next: 1, bits: 3), .close(.closed),
+        ]
         var seeds: [[UInt8]] = []
-        for f in all { var b: [UInt8] = []; f.encode(into: &b); seeds.append(b) }
+        for f in all {
+            var b: [UInt8] = []
+            f.encode(into: &b)
+            seeds.append(b)
+        }
         var mixed: [UInt8] = []
         for f in all.dropLast() { f.encode(into: &mixed) }
         seeds.append(mixed)

@@ -147,7 +147,10 @@ public enum LobbyMessage: Equatable, Sendable {
                 w.u8(m.path.rawValue)
                 let addrs = m.addresses.prefix(Self.maxMemberAddresses)
                 w.u8(UInt8(addrs.count))
-                for a in addrs { w.u32(a.ip); w.u16(a.port) }
+                for a in addrs {
+                    w.u32(a.ip)
+                    w.u16(a.port)
+                }
             }
         case .settings(let s):
             w.u8(Kind.settings.rawValue)
@@ -220,7 +223,9 @@ public enum LobbyMessage: Equatable, Sendable {
                     let commit = Array(try r.take(32, "member commit"))
                     let pathAt = r.offset
                     let pb = try r.u8("path")
-                    guard let path = Member.Path(rawValue: pb) else { throw ByteReadError(offset: pathAt, "unknown path \(pb)") }
+                    guard let path = Member.Path(rawValue: pb) else {
+                        throw ByteReadError(offset: pathAt, "unknown path \(pb)")
+                    }
                     let nAddrs = try r.count("address count", limit: Self.maxMemberAddresses)
                     var addrs: [PeerAddress] = []
                     for _ in 0..<nAddrs { addrs.append(PeerAddress(ip: try r.u32("ip"), port: try r.u16("port"))) }
@@ -251,7 +256,9 @@ public enum LobbyMessage: Equatable, Sendable {
             case .leave:
                 let at = r.offset
                 let b = try r.u8("reason")
-                guard let reason = LeaveReason(rawValue: b) else { throw ByteReadError(offset: at, "unknown leave reason \(b)") }
+                guard let reason = LeaveReason(rawValue: b) else {
+                    throw ByteReadError(offset: at, "unknown leave reason \(b)")
+                }
                 m = .leave(reason)
             case .ops:
                 m = .ops(Array(try r.take(r.remaining, "ops")))
@@ -263,7 +270,9 @@ public enum LobbyMessage: Equatable, Sendable {
                 for _ in 0..<n {
                     let at = r.offset
                     let p = UInt32(try r.u8("player"))
-                    guard p < UInt32(Self.maxPlayers), counts[p] == nil else { throw ByteReadError(offset: at, "bad player \(p) in done") }
+                    guard p < UInt32(Self.maxPlayers), counts[p] == nil else {
+                        throw ByteReadError(offset: at, "bad player \(p) in done")
+                    }
                     counts[p] = try r.u32("op count")
                 }
                 m = .done(counts)

@@ -3,8 +3,9 @@ import Determinism
 import Foundation
 import NetCore
 import Transport
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The small record a host keeps in the DHT as a BEP 44 mutable item signed with its identity
@@ -25,8 +26,10 @@ public struct LobbyRecord: Equatable, Sendable {
     public var value: BValue {
         var a: [UInt8] = []
         for addr in addresses.prefix(Self.maxAddresses) { a += compact(addr) }
-        return .dictionary([("a", .bytes(a)), ("n", .int(Int64(players))), ("p", .int(passphrase ? 1 : 0)),
-                            ("t", .string(topic)), ("v", .int(Int64(version)))])
+        return .dictionary([
+            ("a", .bytes(a)), ("n", .int(Int64(players))), ("p", .int(passphrase ? 1 : 0)),
+            ("t", .string(topic)), ("v", .int(Int64(version))),
+        ])
     }
 
     /// Parses a record read from the DHT (signed, but by whoever holds the key: still bounded).
@@ -34,8 +37,9 @@ public struct LobbyRecord: Equatable, Sendable {
         guard case .dict(let entries) = v else { return nil }
         func get(_ k: String) -> BValue? { entries.first { $0.key == Array(k.utf8) }?.value }
         guard case .int(let ver)? = get("v"), case .bytes(let a)? = get("a"), a.count % 6 == 0,
-              a.count / 6 <= Self.maxAddresses, case .int(let p)? = get("p"), case .int(let n)? = get("n"),
-              case .bytes(let t)? = get("t"), t.count <= Self.maxTopicBytes, let topic = String(validating: t, as: UTF8.self)
+            a.count / 6 <= Self.maxAddresses, case .int(let p)? = get("p"), case .int(let n)? = get("n"),
+            case .bytes(let t)? = get("t"), t.count <= Self.maxTopicBytes,
+            let topic = String(validating: t, as: UTF8.self)
         else { return nil }
         version = Int(clamping: ver)
         var addrs: [PeerAddress] = []
@@ -61,7 +65,10 @@ public struct LobbyRecord: Equatable, Sendable {
 }
 
 private func compact(_ a: PeerAddress) -> [UInt8] {
-    [UInt8(a.ip >> 24), UInt8(a.ip >> 16 & 255), UInt8(a.ip >> 8 & 255), UInt8(a.ip & 255), UInt8(a.port >> 8), UInt8(a.port & 255)]
+    [
+        UInt8(a.ip >> 24), UInt8(a.ip >> 16 & 255), UInt8(a.ip >> 8 & 255), UInt8(a.ip & 255), UInt8(a.port >> 8),
+        UInt8(a.port & 255),
+    ]
 }
 
 /// An invite: everything a friend needs to join without the DHT (the host's key, the topic that
@@ -87,9 +94,14 @@ public struct Invite: Equatable, Sendable {
 
     public init?(text: String) {
         guard text.hasPrefix(Self.prefix), text.utf8.count < 2000 else { return nil }
-        let parts = text.dropFirst(Self.prefix.count).split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
+        let parts = text.dropFirst(Self.prefix.count).split(
+            separator: ".",
+            maxSplits: 2,
+            omittingEmptySubsequences: false
+        )
         guard parts.count == 3, let key = PeerKey(text: String(parts[0])), parts[1].count % 2 == 0,
-              parts[1].count / 2 <= LobbyRecord.maxTopicBytes else { return nil }
+            parts[1].count / 2 <= LobbyRecord.maxTopicBytes
+        else { return nil }
         var bytes: [UInt8] = []
         var hex = parts[1][...]
         while !hex.isEmpty {

@@ -3,9 +3,9 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A file operation that failed: one line, naming the path.
@@ -125,7 +125,8 @@ public enum UntrustedFile {
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var offset: off_t = 0
         while true {
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }  // `!`: 64 KiB, not empty
+            // `!`: 64 KiB, not empty
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileError.errno("cannot read \(what)", path)
@@ -183,12 +184,16 @@ public enum DurableFile {
             let dir = directory(of: path)
             var dst = stat()
             guard stat(dir, &dst) == 0 else { throw FileError.errno("cannot write into directory", dir) }
-            guard (dst.st_mode & S_IFMT) == S_IFDIR else { throw FileError("cannot write \(path): \(dir) is not a directory") }
+            guard (dst.st_mode & S_IFMT) == S_IFDIR else {
+                throw FileError("cannot write \(path): \(dir) is not a directory")
+            }
             guard access(dir, W_OK) == 0 else { throw FileError.errno("cannot write into directory", dir) }
             return
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw FileError("refusing to replace \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file")
+            throw FileError(
+                "refusing to replace \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file"
+            )
         }
         guard overwrite else { throw FileError("\(path) already exists (pass --force to replace it)") }
     }
@@ -204,7 +209,9 @@ public enum DurableFile {
             // A FIFO without a reader fails with ENXIO: name what is there, not the errno.
             var st = stat()
             if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
-                throw FileError("refusing to write \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file")
+                throw FileError(
+                    "refusing to write \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file"
+                )
             }
             throw FileError.errno("cannot open", path, e)
         }
@@ -216,7 +223,9 @@ public enum DurableFile {
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            throw FileError("refusing to write \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file")
+            throw FileError(
+                "refusing to write \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file"
+            )
         }
         guard st.st_uid == geteuid() else {
             close(fd)
@@ -260,7 +269,8 @@ public enum DurableFile {
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + done, bytes.count - done) }  // `!`: done < count, so not empty
+            // `!`: done < count, so not empty
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + done, bytes.count - done) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileError("write failed: \(String(cString: strerror(errno)))")

@@ -8,9 +8,9 @@
 /// Nanoseconds on a monotonic clock (virtual on the simulated network).
 public typealias Nanos = UInt64
 
-public extension Nanos {
-    static func milliseconds(_ ms: Int) -> Nanos { Nanos(ms) * 1_000_000 }
-    static func seconds(_ s: Int) -> Nanos { Nanos(s) * 1_000_000_000 }
+extension Nanos {
+    public static func milliseconds(_ ms: Int) -> Nanos { Nanos(ms) * 1_000_000 }
+    public static func seconds(_ s: Int) -> Nanos { Nanos(s) * 1_000_000_000 }
 }
 
 /// One bound, unconnected UDP socket (or its simulation).

@@ -32,7 +32,9 @@ public struct PeerAddress: Hashable, Comparable, Sendable, CustomStringConvertib
         guard octets.count == 4 else { return nil }
         var v: UInt32 = 0
         for o in octets {
-            guard !o.isEmpty, o.count <= 3, o.allSatisfy({ $0.isASCII && $0.isNumber }), let b = UInt8(o) else { return nil }
+            guard !o.isEmpty, o.count <= 3, o.allSatisfy({ $0.isASCII && $0.isNumber }), let b = UInt8(o) else {
+                return nil
+            }
             v = v << 8 | UInt32(b)
         }
         return v
@@ -45,8 +47,10 @@ public struct PeerAddress: Hashable, Comparable, Sendable, CustomStringConvertib
     public var description: String { "\(ipString):\(port)" }
 
     public var compact: [UInt8] {
-        [UInt8(ip >> 24), UInt8((ip >> 16) & 0xFF), UInt8((ip >> 8) & 0xFF), UInt8(ip & 0xFF),
-         UInt8(port >> 8), UInt8(port & 0xFF)]
+        [
+            UInt8(ip >> 24), UInt8((ip >> 16) & 0xFF), UInt8((ip >> 8) & 0xFF), UInt8(ip & 0xFF),
+            UInt8(port >> 8), UInt8(port & 0xFF),
+        ]
     }
 
     public init?<C: Collection>(compact c: C) where C.Element == UInt8 {
@@ -60,7 +64,8 @@ public struct PeerAddress: Hashable, Comparable, Sendable, CustomStringConvertib
 
     /// Addresses that are not globally routable: loopback, RFC 1918, link-local, CGNAT, unspecified.
     public var isPrivate: Bool {
-        let a = ip >> 24, b = (ip >> 16) & 0xFF
+        let a = ip >> 24
+        let b = (ip >> 16) & 0xFF
         return a == 10 || a == 127 || a == 0 || (a == 172 && (16...31).contains(b)) || (a == 192 && b == 168)
             || (a == 169 && b == 254) || (a == 100 && (64...127).contains(b))
     }

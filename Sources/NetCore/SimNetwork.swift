@@ -1,9 +1,10 @@
 import Determinism
 import NIOConcurrencyHelpers
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Loss, duplication, reordering and latency for datagrams on a simulated link.
@@ -19,8 +20,14 @@ public struct LinkConditions: Sendable, Equatable {
     public var jitter: Nanos
     public var reorderDelay: Nanos
 
-    public init(loss: Double = 0, duplicate: Double = 0, reorder: Double = 0,
-                latency: Nanos = .milliseconds(1), jitter: Nanos = 0, reorderDelay: Nanos = .milliseconds(20)) {
+    public init(
+        loss: Double = 0,
+        duplicate: Double = 0,
+        reorder: Double = 0,
+        latency: Nanos = .milliseconds(1),
+        jitter: Nanos = 0,
+        reorderDelay: Nanos = .milliseconds(20)
+    ) {
         self.loss = loss
         self.duplicate = duplicate
         self.reorder = reorder
@@ -64,16 +71,19 @@ public final class SimNetwork: Scheduler {
     private var rng: SplitMix64
     private var sockets: [PeerAddress: SimSocket] = [:]
     private var linkOverrides: [Pair: LinkConditions] = [:]
-    private var group: [UInt32: Int] = [:] // ip -> partition group; absent = group 0
+    private var group: [UInt32: Int] = [:]  // ip -> partition group; absent = group 0
     private var queue = EventHeap()
     private var sequence: UInt64 = 0
     private var nextEphemeralPort: UInt16 = 40000
 
-    private struct Pair: Hashable { var from: UInt32; var to: UInt32 }
+    private struct Pair: Hashable {
+        var from: UInt32
+        var to: UInt32
+    }
 
     #if DEBUG
-    /// The thread inside `run`, if any. Read from any thread (by `isInLoop`), hence the lock.
-    private let driver = NIOLockedValueBox<pthread_t?>(nil)
+        /// The thread inside `run`, if any. Read from any thread (by `isInLoop`), hence the lock.
+        private let driver = NIOLockedValueBox<pthread_t?>(nil)
     #endif
 
     public init(seed: UInt64, conditions: LinkConditions = LinkConditions()) {
@@ -87,8 +97,10 @@ public final class SimNetwork: Scheduler {
     public func bind(_ address: PeerAddress) -> SimSocket {
         var a = address
         if a.port == 0 {
-            repeat { a.port = nextEphemeralPort; nextEphemeralPort = nextEphemeralPort == 65535 ? 40000 : nextEphemeralPort + 1 }
-            while sockets[a] != nil
+            repeat {
+                a.port = nextEphemeralPort
+                nextEphemeralPort = nextEphemeralPort == 65535 ? 40000 : nextEphemeralPort + 1
+            } while sockets[a] != nil
         }
         precondition(sockets[a] == nil, "address \(a) already bound")
         let s = SimSocket(network: self, address: a)
@@ -124,10 +136,10 @@ public final class SimNetwork: Scheduler {
     /// network between runs is its driver). Always true in release builds, where it is not tracked.
     public var isInLoop: Bool {
         #if DEBUG
-        let current = pthread_self()
-        return driver.withLockedValue { d in d.map { pthread_equal($0, current) != 0 } ?? true }
+            let current = pthread_self()
+            return driver.withLockedValue { d in d.map { pthread_equal($0, current) != 0 } ?? true }
         #else
-        return true
+            return true
         #endif
     }
 
@@ -135,21 +147,23 @@ public final class SimNetwork: Scheduler {
     @inline(__always)
     private func enter() -> pthread_t? {
         #if DEBUG
-        let current = pthread_self()
-        return driver.withLockedValue { d in
-            if let other = d { precondition(pthread_equal(other, current) != 0, "SimNetwork run from two threads at once") }
-            defer { d = current }
-            return d
-        }
+            let current = pthread_self()
+            return driver.withLockedValue { d in
+                if let other = d {
+                    precondition(pthread_equal(other, current) != 0, "SimNetwork run from two threads at once")
+                }
+                defer { d = current }
+                return d
+            }
         #else
-        return nil
+            return nil
         #endif
     }
 
     @inline(__always)
     private func leave(_ previous: pthread_t?) {
         #if DEBUG
-        driver.withLockedValue { $0 = previous }
+            driver.withLockedValue { $0 = previous }
         #endif
     }
 
@@ -218,23 +232,35 @@ public final class SimNetwork: Scheduler {
         stats.sent += 1
         stats.bytesSent += UInt64(payload.count)
         let c = linkOverrides[Pair(from: source.ip, to: destination.ip)] ?? conditions
-        if c.loss > 0 && rng.unit() < c.loss { stats.lost += 1; return }
+        if c.loss > 0 && rng.unit() < c.loss {
+            stats.lost += 1
+            return
+        }
         let copies = (c.duplicate > 0 && rng.unit() < c.duplicate) ? 2 : 1
         if copies == 2 { stats.duplicated += 1 }
         for _ in 0..<copies {
             var delay = c.latency
             if c.jitter > 0 { delay &+= rng.below(c.jitter &+ 1) }
             if c.reorder > 0 && rng.unit() < c.reorder { delay &+= c.reorderDelay }
-            push(at: now &+ delay, Event(token: nil) { [weak self] in
-                self?.deliver(payload, from: source, to: destination)
-            })
+            push(
+                at: now &+ delay,
+                Event(token: nil) { [weak self] in
+                    self?.deliver(payload, from: source, to: destination)
+                }
+            )
         }
     }
 
     private func deliver(_ payload: [UInt8], from source: PeerAddress, to destination: PeerAddress) {
         // Partitions are checked at delivery, so a partition also eats datagrams in flight.
-        if group[source.ip, default: 0] != group[destination.ip, default: 0] { stats.partitioned += 1; return }
-        guard let s = sockets[destination], let h = s.onReceive else { stats.unreachable += 1; return }
+        if group[source.ip, default: 0] != group[destination.ip, default: 0] {
+            stats.partitioned += 1
+            return
+        }
+        guard let s = sockets[destination], let h = s.onReceive else {
+            stats.unreachable += 1
+            return
+        }
         stats.delivered += 1
         h(payload, source)
     }
@@ -310,7 +336,10 @@ public final class SimSocket: NetworkHost {
     }
 
     public func send(_ payload: [UInt8], to destination: PeerAddress) {
-        guard payload.count <= maxDatagram else { network?.countOversized(); return }
+        guard payload.count <= maxDatagram else {
+            network?.countOversized()
+            return
+        }
         network?.transmit(payload, from: localAddress, to: destination)
     }
 

@@ -1,9 +1,10 @@
 import NIOCore
 import NIOPosix
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // The C functions, where UDPHost's own `bind` and `close` hide them.
@@ -58,8 +59,12 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
     private let ownedGroup: MultiThreadedEventLoopGroup?
     private var closing = false
 
-    private init(channel: Channel, localAddress: PeerAddress, group: EventLoopGroup,
-                 ownedGroup: MultiThreadedEventLoopGroup?) {
+    private init(
+        channel: Channel,
+        localAddress: PeerAddress,
+        group: EventLoopGroup,
+        ownedGroup: MultiThreadedEventLoopGroup?
+    ) {
         self.channel = channel
         self.eventLoop = channel.eventLoop
         self.localAddress = localAddress
@@ -93,8 +98,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
                 try? channel.close().wait()
                 throw UDPHostError.notIPv4
             }
-            let local = PeerAddress(ip: UInt32(bigEndian: bound.address.sin_addr.s_addr),
-                                    port: UInt16(bigEndian: bound.address.sin_port))
+            let local = PeerAddress(
+                ip: UInt32(bigEndian: bound.address.sin_addr.s_addr),
+                port: UInt16(bigEndian: bound.address.sin_port)
+            )
             let host = UDPHost(channel: channel, localAddress: local, group: g, ownedGroup: owned)
             try channel.eventLoop.submit { handler.host = host }.wait()
             return host
@@ -104,17 +111,24 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         }
     }
 
-    private static func makeChannel(on loop: EventLoop, address: PeerAddress,
-                                    handler: ReceiveHandler) -> EventLoopFuture<Channel> {
+    private static func makeChannel(
+        on loop: EventLoop,
+        address: PeerAddress,
+        handler: ReceiveHandler
+    ) -> EventLoopFuture<Channel> {
         // No SO_REUSEADDR: on Linux it would let another process bind the same UDP port and take
         // our unicast traffic. Rebinding after our own socket closed works without it (UDP has no
         // TIME_WAIT), as long as no child process inherited the socket: hence close-on-exec.
         let fd: CInt
         do { fd = try boundSocket(address) } catch { return loop.makeFailedFuture(error) }
         return DatagramBootstrap(group: loop)
-            .channelOption(ChannelOptions.recvAllocator,
-                           value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferSize))
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) } }
+            .channelOption(
+                ChannelOptions.recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferSize)
+            )
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) }
+            }
             .withBoundSocket(fd)
     }
 
@@ -122,10 +136,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
     /// the program starts would keep the port bound after we close it).
     static func boundSocket(_ address: PeerAddress) throws -> CInt {
         #if os(Linux)
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #else
-        let fd = socket(AF_INET, SOCK_DGRAM, 0)
-        if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            let fd = socket(AF_INET, SOCK_DGRAM, 0)
+            if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         #endif
         guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
         var sin = sockaddr_in()
@@ -133,7 +147,9 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         sin.sin_port = address.port.bigEndian
         sin.sin_addr.s_addr = address.ip.bigEndian
         let rc = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sysBind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sysBind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0 else {
             let e = errno
@@ -150,7 +166,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         UDPHost.makeChannel(on: eventLoop, address: localAddress, handler: handler).whenComplete { result in
             switch result {
             case .success(let ch):
-                if self.closing { ch.close(promise: nil); return }
+                if self.closing {
+                    ch.close(promise: nil)
+                    return
+                }
                 self.channel = ch
                 self.stats.rebinds += 1
             case .failure:
@@ -167,7 +186,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
             return
         }
         assertInLoop()
-        guard payload.count <= UDPHost.maxDatagram else { stats.oversizedSends += 1; return }
+        guard payload.count <= UDPHost.maxDatagram else {
+            stats.oversizedSends += 1
+            return
+        }
         var buffer = channel.allocator.buffer(capacity: payload.count)
         buffer.writeBytes(payload)
         let envelope = AddressedEnvelope(remoteAddress: UDPHost.socketAddress(destination), data: buffer)
@@ -210,7 +232,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
 
     /// Closes the socket (and the owned event loop group, if any). Not from the event loop.
     public func close() {
-        let ch = try? eventLoop.submit { () -> Channel in self.closing = true; return self.channel }.wait()
+        let ch = try? eventLoop.submit { () -> Channel in
+            self.closing = true
+            return self.channel
+        }.wait()
         try? ch?.close().wait()
         try? ownedGroup?.syncShutdownGracefully()
     }
@@ -225,10 +250,15 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
 
     fileprivate func received(_ envelope: AddressedEnvelope<ByteBuffer>) {
         assertInLoop()
-        guard case .v4(let src) = envelope.remoteAddress else { stats.unsupportedSources += 1; return }
+        guard case .v4(let src) = envelope.remoteAddress else {
+            stats.unsupportedSources += 1
+            return
+        }
         stats.received += 1
-        let source = PeerAddress(ip: UInt32(bigEndian: src.address.sin_addr.s_addr),
-                                 port: UInt16(bigEndian: src.address.sin_port))
+        let source = PeerAddress(
+            ip: UInt32(bigEndian: src.address.sin_addr.s_addr),
+            port: UInt16(bigEndian: src.address.sin_port)
+        )
         let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
         onReceive?(bytes, source)
     }

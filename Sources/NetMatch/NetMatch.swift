@@ -86,8 +86,8 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// Other peers, in config order of their first player.
     public let peers: [OwnerKey]
     private let identity: Ed25519.KeyPair
-    private let ownerLink: [Int?]   // per player: index of its owner's link, nil if mine
-    private let owned: [[PlayerID]] // per link: players its peer owns
+    private let ownerLink: [Int?]  // per player: index of its owner's link, nil if mine
+    private let owned: [[PlayerID]]  // per link: players its peer owns
     private let mine: [PlayerID]
 
     // Logs: per player, ops by seq; `verified` = authenticated (direct, own, or signature-covered).
@@ -96,15 +96,15 @@ public struct NetMatch<Game: ReplicatedGame> {
         var bytes: [UInt8]
         var verified: Bool
         var acceptedAt: UInt64
-        var via: Int? // link it came from when unverified
+        var via: Int?  // link it came from when unverified
     }
     private var log: [[Entry?]]
-    private var accepted: [Int]          // contiguous verified count per player
-    private var chain: [[[UInt8]]]        // chain[p][n] = h_n for n ≤ chainCount (h_0 first)
+    private var accepted: [Int]  // contiguous verified count per player
+    private var chain: [[[UInt8]]]  // chain[p][n] = h_n for n ≤ chainCount (h_0 first)
     private var bestStatement: [SignedStatement?]
-    private var waitingStatement: [(SignedStatement, Int?)?] // one unverifiable-yet statement per player
-    private var frontiers: [[(count: Int, tick: Tick)]]        // claims waiting for the log to catch up
-    private var finalThrough: [Int64]    // all ops with tick ≤ this are held (−1: none known)
+    private var waitingStatement: [(SignedStatement, Int?)?]  // one unverifiable-yet statement per player
+    private var frontiers: [[(count: Int, tick: Tick)]]  // claims waiting for the log to catch up
+    private var finalThrough: [Int64]  // all ops with tick ≤ this are held (−1: none known)
     private var acceptedOut: [GameOp] = []
     private var events: [NetMatchEvent] = []
     public private(set) var drops = NetMatchDrops()
@@ -121,9 +121,9 @@ public struct NetMatch<Game: ReplicatedGame> {
         var lastHeard: UInt64
         var rtt: UInt64
         var stats = LinkStats()
-        var ackSentAt: [Int]        // our ack values as last sent
+        var ackSentAt: [Int]  // our ack values as last sent
         var packetsSent: UInt64 = 0
-        var statementSent: [Int]   // count of the best statement last sent per player
+        var statementSent: [Int]  // count of the best statement last sent per player
         var statementSentAt: [UInt64]
         var statementTickSent: [Tick]
         var checkpointSent: Tick = 0
@@ -144,7 +144,12 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// Test-only: flips the hash this peer computes at this checkpoint tick (forces a desync).
     public var testingCorruptCheckpoint: Tick?
 
-    public init(config: MatchConfig, identity: Ed25519.KeyPair, now: UInt64, options: NetMatchOptions = NetMatchOptions()) throws {
+    public init(
+        config: MatchConfig,
+        identity: Ed25519.KeyPair,
+        now: UInt64,
+        options: NetMatchOptions = NetMatchOptions()
+    ) throws {
         guard let me = OwnerKey(identity.publicKey) else { throw ConfigError.invalid("identity key is not 32 bytes") }
         guard config.players.allSatisfy({ $0.owner != nil }) else {
             throw ConfigError.invalid("a networked match needs an owner for every player")
@@ -169,10 +174,17 @@ public struct NetMatch<Game: ReplicatedGame> {
         frontiers = Array(repeating: [], count: n)
         finalThrough = Array(repeating: -1, count: n)
         links = peers.map { _ in
-            Link(peerAck: Array(repeating: 0, count: n), sentOnce: Array(repeating: 0, count: n),
-                 sentTwice: Array(repeating: 0, count: n), lastHeard: now, rtt: options.defaultRTTNanos,
-                 ackSentAt: Array(repeating: -1, count: n), statementSent: Array(repeating: -1, count: n),
-                 statementSentAt: Array(repeating: 0, count: n), statementTickSent: Array(repeating: 0, count: n))
+            Link(
+                peerAck: Array(repeating: 0, count: n),
+                sentOnce: Array(repeating: 0, count: n),
+                sentTwice: Array(repeating: 0, count: n),
+                lastHeard: now,
+                rtt: options.defaultRTTNanos,
+                ackSentAt: Array(repeating: -1, count: n),
+                statementSent: Array(repeating: -1, count: n),
+                statementSentAt: Array(repeating: 0, count: n),
+                statementTickSent: Array(repeating: 0, count: n)
+            )
         }
         trail = try Replica<Game>(config: config)
         trailSeq = Array(repeating: 0, count: n)
@@ -205,7 +217,10 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// A datagram from the peer `from` (as authenticated by its session). Malformed or hostile
     /// content is dropped and counted.
     public mutating func receive(_ bytes: [UInt8], from: OwnerKey, now: UInt64) {
-        guard let l = peers.firstIndex(of: from) else { drops.unknownPeer += 1; return }
+        guard let l = peers.firstIndex(of: from) else {
+            drops.unknownPeer += 1
+            return
+        }
         links[l].stats.datagramsReceived += 1
         links[l].stats.bytesReceived += UInt64(bytes.count + options.datagramOverhead)
         guard let packet = try? Packet<Game>.decode(bytes, config: config, senderPlayers: owned[l], maxOps: 512) else {
@@ -224,7 +239,10 @@ public struct NetMatch<Game: ReplicatedGame> {
         }
         for op in packet.ops {
             let p = Int(op.player)
-            if ownerLink[p] == nil { drops.ownOpsEchoed += 1; continue }
+            if ownerLink[p] == nil {
+                drops.ownOpsEchoed += 1
+                continue
+            }
             let direct = ownerLink[p] == l
             insert(op, verified: direct, via: direct ? nil : l, now: now)
         }
@@ -318,7 +336,9 @@ public struct NetMatch<Game: ReplicatedGame> {
     private var finalsHeld: UInt8 {
         var m: UInt8 = 0
         for p in 0..<config.players.count {
-            if let st = bestStatement[p], st.asOfTick >= config.lengthTicks, Int(st.count) <= accepted[p] { m |= 1 << UInt8(p) }
+            if let st = bestStatement[p], st.asOfTick >= config.lengthTicks, Int(st.count) <= accepted[p] {
+                m |= 1 << UInt8(p)
+            }
         }
         return m
     }
@@ -328,9 +348,12 @@ public struct NetMatch<Game: ReplicatedGame> {
     private mutating func insert(_ op: GameOp, verified: Bool, via: Int?, now: UInt64) {
         let p = Int(op.player)
         let s = Int(op.seq)
-        guard s < accepted[p] + options.maxAheadOps else { drops.farAhead += 1; return }
+        guard s < accepted[p] + options.maxAheadOps else {
+            drops.farAhead += 1
+            return
+        }
         if s < log[p].count, let existing = log[p][s] {
-            if existing.verified || !verified { return } // duplicate (or an unverified copy of something held)
+            if existing.verified || !verified { return }  // duplicate (or an unverified copy of something held)
             if existing.op != op {
                 // A direct op replaces a relayed one that claimed its seq: the relayed one was forged.
                 drops.unverifiedDropped += 1
@@ -338,7 +361,13 @@ public struct NetMatch<Game: ReplicatedGame> {
             }
         }
         while log[p].count <= s { log[p].append(nil) }
-        log[p][s] = Entry(op: op, bytes: OpChain.encode(op, as: Game.self), verified: verified, acceptedAt: now, via: via)
+        log[p][s] = Entry(
+            op: op,
+            bytes: OpChain.encode(op, as: Game.self),
+            verified: verified,
+            acceptedAt: now,
+            via: via
+        )
         extendChain(p)
         if verified { advanceAccepted(p) }
         if let (st, via) = waitingStatement[p], Int(st.count) <= chain[p].count - 1 {
@@ -371,8 +400,19 @@ public struct NetMatch<Game: ReplicatedGame> {
         for p in mine {
             let n = accepted[Int(p)]
             drops.signings += 1
-            let msg = SignedStatement.message(digest: digest, player: p, count: UInt32(n), asOfTick: tick, chain: chain[Int(p)][n])
-            bestStatement[Int(p)] = SignedStatement(player: p, count: UInt32(n), asOfTick: tick, signature: identity.sign(msg))
+            let msg = SignedStatement.message(
+                digest: digest,
+                player: p,
+                count: UInt32(n),
+                asOfTick: tick,
+                chain: chain[Int(p)][n]
+            )
+            bestStatement[Int(p)] = SignedStatement(
+                player: p,
+                count: UInt32(n),
+                asOfTick: tick,
+                signature: identity.sign(msg)
+            )
         }
     }
 
@@ -385,7 +425,10 @@ public struct NetMatch<Game: ReplicatedGame> {
         guard n < chain[p].count else {
             // Not enough ops here yet to check it: keep the newest one until they arrive.
             if n <= accepted[p] + options.maxAheadOps,
-               waitingStatement[p].map({ $0.0.count < st.count }) ?? true { waitingStatement[p] = (st, l) }
+                waitingStatement[p].map({ $0.0.count < st.count }) ?? true
+            {
+                waitingStatement[p] = (st, l)
+            }
             return
         }
         drops.verifications += 1
@@ -402,11 +445,16 @@ public struct NetMatch<Game: ReplicatedGame> {
             if let first { truncateChain(p, at: first) }
             return
         }
-        if bestStatement[p].map({ $0.count < st.count || ($0.count == st.count && $0.asOfTick < st.asOfTick) }) ?? true {
+        if bestStatement[p].map({ $0.count < st.count || ($0.count == st.count && $0.asOfTick < st.asOfTick) }) ?? true
+        {
             bestStatement[p] = st
         }
         if n > accepted[p] {
-            for s in accepted[p]..<n where !(log[p][s]!.verified) { log[p][s]!.verified = true; log[p][s]!.via = nil }
+            // `!`: seqs below n are held: the chain that n was verified against runs through each of them.
+            for s in accepted[p]..<n where !(log[p][s]!.verified) {
+                log[p][s]!.verified = true
+                log[p][s]!.via = nil
+            }
         }
         advanceAccepted(p)
         addFrontier(player: p, count: n, tick: st.asOfTick)
@@ -451,7 +499,8 @@ public struct NetMatch<Game: ReplicatedGame> {
 
     private mutating func compare(link l: Int) {
         guard let theirs = links[l].peerCheckpoint,
-              let ours = checkpoints.last(where: { $0.tick == theirs.tick }) else { return }
+            let ours = checkpoints.last(where: { $0.tick == theirs.tick })
+        else { return }
         links[l].peerCheckpoint = nil
         guard ours.hash != theirs.hash else { return }
         if desyncReported.map({ theirs.tick < $0 }) ?? true {
@@ -487,10 +536,13 @@ public struct NetMatch<Game: ReplicatedGame> {
         defer { links[l] = link }
         // What to send: own ops the peer lacks; relayed ops it has lacked for a while.
         var ranges: [(p: Int, from: Int, to: Int)] = []
-        var fresh = false, secondCopy = false, retransmit = false
+        var fresh = false
+        var secondCopy = false
+        var retransmit = false
         let rto = link.rtt + 2 * tickNanos
         for p in mine.map(Int.init) {
-            let to = log[p].count, ack = link.peerAck[p]
+            let to = log[p].count
+            let ack = link.peerAck[p]
             guard ack < to else { continue }
             if link.sentOnce[p] < to { fresh = true }
             if !options.duplicateFresh && link.sentTwice[p] < link.sentOnce[p] { secondCopy = true }
@@ -518,8 +570,10 @@ public struct NetMatch<Game: ReplicatedGame> {
         }
         let keepalive = now >= link.lastSend + options.keepaliveNanos
         let ackDue = ackChanged && now >= link.lastSend + 3 * tickNanos
-        guard fresh || secondCopy || (retransmit && !ranges.isEmpty) || keepalive || ackDue || !statementsDue.isEmpty
-            || (checkpointDue && now >= link.lastSend + 3 * tickNanos) else { return nil }
+        guard
+            fresh || secondCopy || (retransmit && !ranges.isEmpty) || keepalive || ackDue || !statementsDue.isEmpty
+                || (checkpointDue && now >= link.lastSend + 3 * tickNanos)
+        else { return nil }
 
         var w = ByteWriter(capacity: 256)
         w.u8(Packet<Game>.magic)
@@ -528,7 +582,9 @@ public struct NetMatch<Game: ReplicatedGame> {
         // Acks: those that changed since the last packet, and all of them every 4th packet.
         var mask: UInt8 = 0
         let all = link.packetsSent % 4 == 0
-        for p in 0..<log.count where ownerLink[p] != nil && (all || link.ackSentAt[p] != accepted[p]) { mask |= 1 << UInt8(p) }
+        for p in 0..<log.count where ownerLink[p] != nil && (all || link.ackSentAt[p] != accepted[p]) {
+            mask |= 1 << UInt8(p)
+        }
         w.u8(mask)
         for p in 0..<log.count where mask & (1 << UInt8(p)) != 0 {
             w.varint(UInt64(accepted[p]))
@@ -548,7 +604,10 @@ public struct NetMatch<Game: ReplicatedGame> {
         for r in ranges {
             var s = r.from
             while s < r.to {
-                guard let e = log[r.p][s] else { s += 1; continue }
+                guard let e = log[r.p][s] else {
+                    s += 1
+                    continue
+                }
                 if opsW.count + e.bytes.count + 3 > budget { break }
                 opsW.bytes(e.bytes)
                 nOps += 1
@@ -570,7 +629,12 @@ public struct NetMatch<Game: ReplicatedGame> {
         if let cp = lastCheckpoint, checkpointDue {
             w.varint(UInt64(cp.tick))
             w.u64(cp.hash)
-            if link.checkpointSent == cp.tick { link.checkpointRepeats += 1 } else { link.checkpointSent = cp.tick; link.checkpointRepeats = 1 }
+            if link.checkpointSent == cp.tick {
+                link.checkpointRepeats += 1
+            } else {
+                link.checkpointSent = cp.tick
+                link.checkpointRepeats = 1
+            }
         }
         for (p, upTo) in sentUpTo where ownerLink[p] == nil {
             link.sentTwice[p] = max(link.sentTwice[p], min(link.sentOnce[p], upTo))
@@ -630,6 +694,14 @@ struct Packet<Game: ReplicatedGame> {
             cp = (Tick(try r.count("checkpoint tick", limit: Int(config.lengthTicks))), try r.u64("checkpoint hash"))
         }
         guard r.isAtEnd else { throw ByteReadError(offset: r.offset, "stray bytes") }
-        return Packet(tick: tick, frontier: frontier, acks: acks, ops: ops, statements: sts, finals: finals, checkpoint: cp)
+        return Packet(
+            tick: tick,
+            frontier: frontier,
+            acks: acks,
+            ops: ops,
+            statements: sts,
+            finals: finals,
+            checkpoint: cp
+        )
     }
 }

@@ -17,10 +17,13 @@ public struct NetMatchHook<Controller: PlayerController>: MatchHook {
     public var outbound: ([(to: OwnerKey, bytes: [UInt8])]) -> Void
     public var onEvent: (NetMatchEvent) -> Void
 
-    public init(net: NetMatch<Game>, now: @escaping () -> UInt64,
-                inbound: @escaping () -> [(from: OwnerKey, bytes: [UInt8])],
-                outbound: @escaping ([(to: OwnerKey, bytes: [UInt8])]) -> Void,
-                onEvent: @escaping (NetMatchEvent) -> Void = { _ in }) {
+    public init(
+        net: NetMatch<Game>,
+        now: @escaping () -> UInt64,
+        inbound: @escaping () -> [(from: OwnerKey, bytes: [UInt8])],
+        outbound: @escaping ([(to: OwnerKey, bytes: [UInt8])]) -> Void,
+        onEvent: @escaping (NetMatchEvent) -> Void = { _ in }
+    ) {
         self.net = net
         self.now = now
         self.inbound = inbound

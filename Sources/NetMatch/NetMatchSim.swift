@@ -53,8 +53,14 @@ public struct NetMatchSim<Controller: PlayerController> {
 
     private let makeControllers: (OwnerKey) -> [PlayerID: Controller]
 
-    public init(config: MatchConfig, keys: [Ed25519.KeyPair], conditions: Conditions, seed: UInt64,
-                options: NetMatchOptions = NetMatchOptions(), controllers: @escaping (OwnerKey) -> [PlayerID: Controller]) {
+    public init(
+        config: MatchConfig,
+        keys: [Ed25519.KeyPair],
+        conditions: Conditions,
+        seed: UInt64,
+        options: NetMatchOptions = NetMatchOptions(),
+        controllers: @escaping (OwnerKey) -> [PlayerID: Controller]
+    ) {
         self.config = config
         self.keys = keys
         self.conditions = conditions
@@ -92,7 +98,8 @@ public struct NetMatchSim<Controller: PlayerController> {
         var leftovers = [[Op<Game.Payload>]](repeating: [], count: n)
         var bytes = [[UInt64]](repeating: [UInt64](repeating: 0, count: n), count: n)
         var events = [[NetMatchEvent]](repeating: [], count: n)
-        var lag: [Double] = [], lagArrival: [Double] = []
+        var lag: [Double] = []
+        var lagArrival: [Double] = []
         let tickNs = UInt64(1_000_000_000 / UInt64(config.tickRate))
         let oneWayMs = Double(conditions.oneWayNanos) / 1e6
         let matchEnd = UInt64(config.lengthTicks + 1) * tickNs
@@ -102,7 +109,8 @@ public struct NetMatchSim<Controller: PlayerController> {
             return (a == p.peer || b == p.peer) && t >= p.from && t < p.to
         }
         func cut(_ a: Int, _ b: Int, _ t: UInt64) -> Bool {
-            partitioned(a, b, t) || conditions.cutPairs.contains { ($0.0 == a && $0.1 == b) || ($0.0 == b && $0.1 == a) }
+            partitioned(a, b, t)
+                || conditions.cutPairs.contains { ($0.0 == a && $0.1 == b) || ($0.0 == b && $0.1 == a) }
         }
 
         let lastTick = config.lengthTicks + 1 + conditions.settleTicks
@@ -140,7 +148,9 @@ public struct NetMatchSim<Controller: PlayerController> {
                     if cut(i, j, now) || rng.unit() < conditions.loss { continue }
                     let copies = rng.unit() < conditions.duplicate ? 2 : 1
                     for _ in 0..<copies {
-                        let delay = conditions.oneWayNanos + (conditions.jitterNanos > 0 ? rng.below(conditions.jitterNanos + 1) : 0)
+                        let delay =
+                            conditions.oneWayNanos
+                            + (conditions.jitterNanos > 0 ? rng.below(conditions.jitterNanos + 1) : 0)
                         order += 1
                         heap.push(Datagram(time: now + delay, order: order, from: i, to: j, bytes: d.bytes))
                     }
@@ -158,21 +168,34 @@ public struct NetMatchSim<Controller: PlayerController> {
             var r = matches[i].replica
             for op in inbox[i] + leftovers[i] { r.receive(op) }
             hashes.append(r.hash)
-            if OpChain.check(config: config, logs: r.allLogs, statements: nets[i].statements, as: Game.self) != nil { sigsOK = false }
+            if OpChain.check(config: config, logs: r.allLogs, statements: nets[i].statements, as: Game.self) != nil {
+                sigsOK = false
+            }
         }
         // The union of every owner's own log.
         var union = try Replica<Game>(config: config)
         for i in 0..<n {
-            for p in config.players(ownedBy: ownerKeys[i]) { for op in matches[i].replica.ops(of: p, from: 0) { union.receive(op) } }
+            for p in config.players(ownedBy: ownerKeys[i]) {
+                for op in matches[i].replica.ops(of: p, from: 0) { union.receive(op) }
+            }
         }
         let converged = sigsOK && hashes.allSatisfy { $0 == union.hash }
         let seconds = Double(matchEnd) / 1e9
         let maxBytes = bytes.flatMap { $0 }.max() ?? 0
-        return Result(finalHashes: hashes, converged: converged, signaturesOK: sigsOK,
-                      maxBytesPerSecPerLink: Double(maxBytes) / seconds, opLagMs: lag, opLagAtArrivalMs: lagArrival,
-                      events: events, drops: nets.map { $0.drops }, maxTickSkewMs: 0,
-                      relayed: (0..<n).reduce(0) { acc, i in
-                          acc + ownerKeys.reduce(0) { $0 + (nets[i].stats(for: $1)?.opsForwarded ?? 0) } })
+        return Result(
+            finalHashes: hashes,
+            converged: converged,
+            signaturesOK: sigsOK,
+            maxBytesPerSecPerLink: Double(maxBytes) / seconds,
+            opLagMs: lag,
+            opLagAtArrivalMs: lagArrival,
+            events: events,
+            drops: nets.map { $0.drops },
+            maxTickSkewMs: 0,
+            relayed: (0..<n).reduce(0) { acc, i in
+                acc + ownerKeys.reduce(0) { $0 + (nets[i].stats(for: $1)?.opsForwarded ?? 0) }
+            }
+        )
     }
 }
 
@@ -199,7 +222,8 @@ struct Heap<Element> {
         let top = items.removeLast()
         var i = 0
         while true {
-            let l = 2 * i + 1, r = l + 1
+            let l = 2 * i + 1
+            let r = l + 1
             var m = i
             if l < items.count && less(items[l], items[m]) { m = l }
             if r < items.count && less(items[r], items[m]) { m = r }

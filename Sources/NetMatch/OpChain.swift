@@ -29,7 +29,9 @@ public struct SignedStatement: Equatable, Sendable {
     public static let domain: [UInt8] = Array("turf/oplog/1".utf8)
 
     /// The bytes that are signed.
-    public static func message(digest: UInt64, player: PlayerID, count: UInt32, asOfTick: Tick, chain: [UInt8]) -> [UInt8] {
+    public static func message(digest: UInt64, player: PlayerID, count: UInt32, asOfTick: Tick, chain: [UInt8])
+        -> [UInt8]
+    {
         var w = ByteWriter(capacity: 64)
         w.bytes(domain)
         w.u64(digest)
@@ -41,9 +43,11 @@ public struct SignedStatement: Equatable, Sendable {
     }
 
     public func verify(digest: UInt64, chain: [UInt8], owner: OwnerKey) -> Bool {
-        Ed25519.verify(signature: signature,
-                       message: Self.message(digest: digest, player: player, count: count, asOfTick: asOfTick, chain: chain),
-                       publicKey: owner.bytes)
+        Ed25519.verify(
+            signature: signature,
+            message: Self.message(digest: digest, player: player, count: count, asOfTick: asOfTick, chain: chain),
+            publicKey: owner.bytes
+        )
     }
 
     /// Wire form: u8 player · varint count · varint asOfTick · signature[64].
@@ -57,7 +61,9 @@ public struct SignedStatement: Equatable, Sendable {
     public static func decode(from r: inout ByteReader, config: MatchConfig) throws -> SignedStatement {
         let at = r.offset
         let p = try r.u8("statement player")
-        guard Int(p) < config.players.count else { throw ByteReadError(offset: at, "statement for unknown player \(p)") }
+        guard Int(p) < config.players.count else {
+            throw ByteReadError(offset: at, "statement for unknown player \(p)")
+        }
         let n = try r.count("statement count", limit: (1 << 28))
         let t = try r.count("statement tick", limit: Int(config.lengthTicks))
         let sig = Array(try r.take(Ed25519.signatureLength, "signature"))
@@ -96,18 +102,31 @@ public enum OpChain {
     }
 
     /// Checks a replay's recorded signatures (`Replay.signatures`); see `check(config:logs:statements:as:)`.
-    public static func check<Game: ReplicatedGame>(config: MatchConfig, logs: [[Op<Game.Payload>]],
-                                                   signatures: [Replay<Game>.Signature], as: Game.Type) -> String? {
-        check(config: config, logs: logs, statements: signatures.map {
-            SignedStatement(player: $0.player, count: $0.count, asOfTick: $0.asOfTick, signature: $0.signature)
-        }, as: Game.self)
+    public static func check<Game: ReplicatedGame>(
+        config: MatchConfig,
+        logs: [[Op<Game.Payload>]],
+        signatures: [Replay<Game>.Signature],
+        as: Game.Type
+    ) -> String? {
+        check(
+            config: config,
+            logs: logs,
+            statements: signatures.map {
+                SignedStatement(player: $0.player, count: $0.count, asOfTick: $0.asOfTick, signature: $0.signature)
+            },
+            as: Game.self
+        )
     }
 
     /// Checks a recording's signatures: for each player that has an owner, `statements` must hold
     /// one whose count covers every op of its log, and it must verify. Returns nil if all is well
     /// or a description naming the first bad op.
-    public static func check<Game: ReplicatedGame>(config: MatchConfig, logs: [[Op<Game.Payload>]],
-                                                   statements: [SignedStatement], as: Game.Type) -> String? {
+    public static func check<Game: ReplicatedGame>(
+        config: MatchConfig,
+        logs: [[Op<Game.Payload>]],
+        statements: [SignedStatement],
+        as: Game.Type
+    ) -> String? {
         let digest = config.digest
         for (p, info) in config.players.enumerated() {
             guard let owner = info.owner else { continue }

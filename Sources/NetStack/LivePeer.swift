@@ -1,8 +1,8 @@
-import Dispatch
 import DHT
+import Dispatch
 import Logging
-import NetCore
 import NIOCore
+import NetCore
 import Transport
 
 /// A `Peer` on a real UDP socket, driven from other threads: the peer and its parts live on the
@@ -23,14 +23,20 @@ public final class LivePeer: Sendable {
 
     /// Binds a UDP socket on `address` (port 0: any free port) and wires a peer onto it. The DHT
     /// does not start until `start` (so a caller can load saved nodes first).
-    public static func bind(_ address: PeerAddress, dht: DHTConfig = DHTConfig(), identity: Identity? = nil,
-                            sessions: SessionManager.Config = SessionManager.Config(),
-                            logger: Logger = Logger(label: "turf.peer")) throws -> LivePeer {
+    public static func bind(
+        _ address: PeerAddress,
+        dht: DHTConfig = DHTConfig(),
+        identity: Identity? = nil,
+        sessions: SessionManager.Config = SessionManager.Config(),
+        logger: Logger = Logger(label: "turf.peer")
+    ) throws -> LivePeer {
         let udp = try UDPHost.bind(address)
         do {
             let bound = try udp.sync {
-                NIOLoopBound(Peer(host: udp, dht: dht, identity: identity, sessions: sessions, logger: logger),
-                             eventLoop: udp.eventLoop)
+                NIOLoopBound(
+                    Peer(host: udp, dht: dht, identity: identity, sessions: sessions, logger: logger),
+                    eventLoop: udp.eventLoop
+                )
             }
             return LivePeer(udp: udp, bound: bound)
         } catch {
@@ -65,8 +71,11 @@ public final class LivePeer: Sendable {
     /// Starts `work` on the event loop and waits on the calling thread until it calls back, or
     /// `timeout` seconds pass, or `interrupted` (checked every 0.1 s: a stop signal, say) returns
     /// true; nil unless it called back. Not from the loop.
-    public func waitFor<T: Sendable>(timeout: Double, interrupted: (() -> Bool)? = nil,
-                           _ work: @escaping @Sendable (Peer, @escaping (T) -> Void) -> Void) -> T? {
+    public func waitFor<T: Sendable>(
+        timeout: Double,
+        interrupted: (() -> Bool)? = nil,
+        _ work: @escaping @Sendable (Peer, @escaping (T) -> Void) -> Void
+    ) -> T? {
         let sem = DispatchSemaphore(value: 0)
         let box = NIOLoopBoundBox.makeEmptyBox(valueType: T.self, eventLoop: udp.eventLoop)
         execute { p in
@@ -80,7 +89,9 @@ public final class LivePeer: Sendable {
         let deadline = DispatchTime.now() + max(0, timeout)
         if let interrupted {
             while !interrupted() {
-                if sem.wait(timeout: min(deadline, .now() + 0.1)) == .success || DispatchTime.now() >= deadline { break }
+                if sem.wait(timeout: min(deadline, .now() + 0.1)) == .success || DispatchTime.now() >= deadline {
+                    break
+                }
             }
         } else {
             _ = sem.wait(timeout: deadline)

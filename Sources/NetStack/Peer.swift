@@ -20,9 +20,13 @@ public final class Peer {
     public let sessions: SessionManager?
 
     /// Wires the parts onto `host`, which must have no receiver yet. Call on the host's thread.
-    public init(host: NetworkHost, dht dhtConfig: DHTConfig = DHTConfig(), identity: Identity? = nil,
-                sessions sessionConfig: SessionManager.Config = SessionManager.Config(),
-                logger: Logger = Logger(label: "turf.peer")) {
+    public init(
+        host: NetworkHost,
+        dht dhtConfig: DHTConfig = DHTConfig(),
+        identity: Identity? = nil,
+        sessions sessionConfig: SessionManager.Config = SessionManager.Config(),
+        logger: Logger = Logger(label: "turf.peer")
+    ) {
         let demux = Demultiplexer(socket: host)
         self.host = host
         self.demux = demux

@@ -15,7 +15,8 @@ public struct HandshakePattern: Equatable, Sendable {
     public var usesPSK: Bool { messages.contains { $0.contains(.psk) } }
     public var pskCount: Int { messages.reduce(0) { $0 + $1.filter { $0 == .psk }.count } }
 
-    public init(name: String, initiatorPreMessage: [Token] = [], responderPreMessage: [Token] = [], messages: [[Token]]) {
+    public init(name: String, initiatorPreMessage: [Token] = [], responderPreMessage: [Token] = [], messages: [[Token]])
+    {
         self.name = name
         self.initiatorPreMessage = initiatorPreMessage
         self.responderPreMessage = responderPreMessage
@@ -30,8 +31,12 @@ public struct HandshakePattern: Equatable, Sendable {
             .init(name: "NK", responderPreMessage: [.s], messages: [[.e, .es], [.e, .ee]]),
             .init(name: "NX", messages: [[.e], [.e, .ee, .s, .es]]),
             .init(name: "KN", initiatorPreMessage: [.s], messages: [[.e], [.e, .ee, .se]]),
-            .init(name: "KK", initiatorPreMessage: [.s], responderPreMessage: [.s],
-                  messages: [[.e, .es, .ss], [.e, .ee, .se]]),
+            .init(
+                name: "KK",
+                initiatorPreMessage: [.s],
+                responderPreMessage: [.s],
+                messages: [[.e, .es, .ss], [.e, .ee, .se]]
+            ),
             .init(name: "KX", initiatorPreMessage: [.s], messages: [[.e], [.e, .ee, .se, .s, .es]]),
             .init(name: "XN", messages: [[.e], [.e, .ee], [.s, .se]]),
             .init(name: "XK", responderPreMessage: [.s], messages: [[.e, .es], [.e, .ee], [.s, .se]]),
@@ -59,8 +64,12 @@ public struct HandshakePattern: Equatable, Sendable {
                 if n == 0 { messages[0].insert(.psk, at: 0) } else { messages[n - 1].append(.psk) }
             }
         }
-        return HandshakePattern(name: fullName, initiatorPreMessage: base.initiatorPreMessage,
-                                responderPreMessage: base.responderPreMessage, messages: messages)
+        return HandshakePattern(
+            name: fullName,
+            initiatorPreMessage: base.initiatorPreMessage,
+            responderPreMessage: base.responderPreMessage,
+            messages: messages
+        )
     }
 }
 
@@ -103,9 +112,9 @@ public enum NoiseError: Error, Equatable, CustomStringConvertible {
         case .unsupportedProtocol(let p): return "unsupported Noise protocol \(p)"
         case .missingKey(let k): return "handshake needs the \(k) key"
         case .wrongKeyLength(let k): return "\(k) has the wrong length"
-        case let .wrongPSKCount(e, g): return "pattern needs \(e) pre-shared keys, got \(g)"
+        case .wrongPSKCount(let e, let g): return "pattern needs \(e) pre-shared keys, got \(g)"
         case .messageTooLong(let n): return "Noise message of \(n) bytes exceeds 65535"
-        case let .truncated(n, g): return "Noise message truncated: needed \(n) bytes, got \(g)"
+        case .truncated(let n, let g): return "Noise message truncated: needed \(n) bytes, got \(g)"
         case .decryptionFailed: return "Noise message failed authentication"
         case .invalidPublicKey: return "peer sent a low-order public key"
         case .nonceExhausted: return "cipher nonce exhausted"

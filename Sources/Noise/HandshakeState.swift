@@ -26,9 +26,15 @@ public struct HandshakeState {
     ///   - localEphemeral: fixed ephemeral key, for test vectors only; normally generated.
     ///   - remoteStatic: the peer's static public key when the pattern has it as a pre-message.
     ///   - psks: 32-byte pre-shared keys, one per psk token, in the order they are used.
-    public init(protocol proto: NoiseProtocol, initiator: Bool, prologue: [UInt8] = [],
-                localStatic: X25519.KeyPair? = nil, localEphemeral: X25519.KeyPair? = nil,
-                remoteStatic: [UInt8]? = nil, psks: [SecretBytes] = []) throws {
+    public init(
+        protocol proto: NoiseProtocol,
+        initiator: Bool,
+        prologue: [UInt8] = [],
+        localStatic: X25519.KeyPair? = nil,
+        localEphemeral: X25519.KeyPair? = nil,
+        remoteStatic: [UInt8]? = nil,
+        psks: [SecretBytes] = []
+    ) throws {
         noiseProtocol = proto
         isInitiator = initiator
         s = localStatic
@@ -39,7 +45,9 @@ public struct HandshakeState {
             throw NoiseError.wrongPSKCount(expected: pattern.pskCount, got: psks.count)
         }
         guard psks.allSatisfy({ $0.count == 32 }) else { throw NoiseError.wrongKeyLength("pre-shared key") }
-        if let rs = remoteStatic, rs.count != HandshakeState.dhLength { throw NoiseError.wrongKeyLength("remote static") }
+        if let rs = remoteStatic, rs.count != HandshakeState.dhLength {
+            throw NoiseError.wrongKeyLength("remote static")
+        }
         self.psks = psks
         symmetric = SymmetricState(protocolName: proto.name)
         symmetric.mixHash(prologue)
@@ -106,7 +114,7 @@ public struct HandshakeState {
         guard !failed else { throw NoiseError.handshakeComplete }
         guard !isComplete else { throw NoiseError.handshakeComplete }
         guard isMyTurn else { throw NoiseError.wrongTurn }
-        failed = true // cleared on success
+        failed = true  // cleared on success
         var out: [UInt8] = []
         for t in noiseProtocol.pattern.messages[messageIndex] {
             switch t {
@@ -173,7 +181,7 @@ public struct HandshakeState {
     public mutating func split() throws -> (send: CipherState, receive: CipherState) {
         guard isComplete, !failed else { throw NoiseError.handshakeNotComplete }
         let (c1, c2) = symmetric.split()
-        failed = true // the chaining key is wiped: a second split would be meaningless
+        failed = true  // the chaining key is wiped: a second split would be meaningless
         return isInitiator ? (c1, c2) : (c2, c1)
     }
 }

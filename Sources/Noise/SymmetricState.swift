@@ -17,7 +17,9 @@ enum NoiseHash {
         let innerHash = BLAKE2b.hash(concatenating: [inner])
         outer += innerHash
         let result = BLAKE2b.hash(concatenating: [outer])
-        Sodium.wipe(&k); Sodium.wipe(&inner); Sodium.wipe(&outer)
+        Sodium.wipe(&k)
+        Sodium.wipe(&inner)
+        Sodium.wipe(&outer)
         return result
     }
 
@@ -73,7 +75,12 @@ public struct CipherState {
 
     /// REKEY(k) as a function, for transports that keep their own keys and counters.
     public static func rekeyed(_ key: SecretBytes) -> SecretBytes {
-        var out = ChaChaPoly.seal(key: key, counter: UInt64.max, ad: [UInt8](), plaintext: [UInt8](repeating: 0, count: 32))
+        var out = ChaChaPoly.seal(
+            key: key,
+            counter: UInt64.max,
+            ad: [UInt8](),
+            plaintext: [UInt8](repeating: 0, count: 32)
+        )
         defer { Sodium.wipe(&out) }
         return SecretBytes(copying: out[0..<32])
     }
@@ -131,6 +138,9 @@ struct SymmetricState {
     mutating func split() -> (CipherState, CipherState) {
         let out = NoiseHash.hkdf(chainingKey: chainingKey, inputKeyMaterial: [], outputs: 2)
         Sodium.wipe(&chainingKey)
-        return (CipherState(key: SecretBytes(copying: out[0][0..<32])), CipherState(key: SecretBytes(copying: out[1][0..<32])))
+        return (
+            CipherState(key: SecretBytes(copying: out[0][0..<32])),
+            CipherState(key: SecretBytes(copying: out[1][0..<32]))
+        )
     }
 }

@@ -23,12 +23,15 @@ public enum BLAKE2b {
     /// (none of turf's is) is first replaced by its 64-byte hash, as HMAC treats long keys.
     public static func hash<C: ContiguousBytes, K: ContiguousBytes>(_ data: C, length: Length, key: K) -> [UInt8] {
         let keyLength = key.withBytes { $0.count }
-        if keyLength > maxKeyLength { return generichash(data, outputLength: length.rawValue, key: hash(key, length: .bytes64)) }
+        if keyLength > maxKeyLength {
+            return generichash(data, outputLength: length.rawValue, key: hash(key, length: .bytes64))
+        }
         return generichash(data, outputLength: length.rawValue, key: key)
     }
 
     /// The hash of `data`. Throws if the output or key length is out of range.
-    public static func hash<C: ContiguousBytes>(_ data: C, outputLength: Int = 64, key: [UInt8] = []) throws -> [UInt8] {
+    public static func hash<C: ContiguousBytes>(_ data: C, outputLength: Int = 64, key: [UInt8] = []) throws -> [UInt8]
+    {
         guard (minOutputLength...maxOutputLength).contains(outputLength) else {
             throw SodiumError.wrongLength(what: "BLAKE2b output", expected: maxOutputLength, got: outputLength)
         }
@@ -39,14 +42,22 @@ public enum BLAKE2b {
     }
 
     /// `crypto_generichash`, which fails only for lengths out of range: every caller checked them.
-    private static func generichash<C: ContiguousBytes, K: ContiguousBytes>(_ data: C, outputLength: Int, key: K) -> [UInt8] {
+    private static func generichash<C: ContiguousBytes, K: ContiguousBytes>(_ data: C, outputLength: Int, key: K)
+        -> [UInt8]
+    {
         Sodium.ensureInitialized()
         var out = [UInt8](repeating: 0, count: outputLength)
         out.withUnsafeMutableBytes { po in
             data.withBytes { pd in
                 key.withBytes { pk in
-                    _ = crypto_generichash(u8(po), outputLength, u8(pd), UInt64(pd.count),
-                                           pk.isEmpty ? nil : u8(pk), pk.count)
+                    _ = crypto_generichash(
+                        u8(po),
+                        outputLength,
+                        u8(pd),
+                        UInt64(pd.count),
+                        pk.isEmpty ? nil : u8(pk),
+                        pk.count
+                    )
                 }
             }
         }

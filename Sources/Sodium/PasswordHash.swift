@@ -17,10 +17,16 @@ public enum PasswordHash {
             passphrase.withUnsafeBytes { pp in
                 salt.withUnsafeBytes { ps in
                     pp.withMemoryRebound(to: CChar.self) { pc in
-                        crypto_pwhash(u8(po), UInt64(length), pc.baseAddress ?? UnsafePointer<CChar>(OpaquePointer(u8(ps))),
-                                      UInt64(passphrase.count), u8(ps),
-                                      UInt64(crypto_pwhash_opslimit_interactive()),
-                                      crypto_pwhash_memlimit_interactive(), crypto_pwhash_alg_argon2id13())
+                        crypto_pwhash(
+                            u8(po),
+                            UInt64(length),
+                            pc.baseAddress ?? UnsafePointer<CChar>(OpaquePointer(u8(ps))),
+                            UInt64(passphrase.count),
+                            u8(ps),
+                            UInt64(crypto_pwhash_opslimit_interactive()),
+                            crypto_pwhash_memlimit_interactive(),
+                            crypto_pwhash_alg_argon2id13()
+                        )
                     }
                 }
             }

@@ -31,7 +31,9 @@ public enum X25519 {
 
     /// The shared secret of our `secretKey` and their `publicKey`. Throws `weakPublicKey` if the
     /// result is all zeros (a low-order point), as libsodium reports.
-    public static func sharedSecret<S: ContiguousBytes, P: ContiguousBytes>(secretKey: S, publicKey: P) throws -> SecretBytes {
+    public static func sharedSecret<S: ContiguousBytes, P: ContiguousBytes>(secretKey: S, publicKey: P) throws
+        -> SecretBytes
+    {
         try requireLength(secretKey, keyLength, "X25519 secret key")
         try requireLength(publicKey, keyLength, "X25519 public key")
         let out = SecretBytes(count: keyLength)
@@ -108,10 +110,14 @@ public enum Ed25519 {
     }
 
     public static func verify<M: ContiguousBytes, S: ContiguousBytes, P: ContiguousBytes>(
-        signature: S, message: M, publicKey: P) -> Bool {
+        signature: S,
+        message: M,
+        publicKey: P
+    ) -> Bool {
         Sodium.ensureInitialized()
         guard signature.withBytes({ $0.count }) == signatureLength,
-              publicKey.withBytes({ $0.count }) == publicKeyLength else { return false }
+            publicKey.withBytes({ $0.count }) == publicKeyLength
+        else { return false }
         return signature.withBytes { ps in
             message.withBytes { pm in
                 publicKey.withBytes { pp in

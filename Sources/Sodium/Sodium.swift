@@ -66,10 +66,10 @@ public enum SodiumError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .wrongLength(what, expected, got): return "\(what) must be \(expected) bytes, got \(got)"
+        case .wrongLength(let what, let expected, let got): return "\(what) must be \(expected) bytes, got \(got)"
         case .weakPublicKey: return "the peer's X25519 public key is of low order"
         case .invalidPublicKey: return "not a valid Ed25519 public key"
-        case let .operationFailed(s): return "libsodium: \(s) failed"
+        case .operationFailed(let s): return "libsodium: \(s) failed"
         }
     }
 }

@@ -14,8 +14,17 @@ public struct ArenaScene {
     public var showHelp: Bool
     public var helpLines: [String]
 
-    public init(world: TurfWorld, tick: Tick, config: MatchConfig, focus: PlayerID?, title: String,
-                status: String = "", paused: Bool = false, showHelp: Bool = false, helpLines: [String] = []) {
+    public init(
+        world: TurfWorld,
+        tick: Tick,
+        config: MatchConfig,
+        focus: PlayerID?,
+        title: String,
+        status: String = "",
+        paused: Bool = false,
+        showHelp: Bool = false,
+        helpLines: [String] = []
+    ) {
         self.world = world
         self.tick = tick
         self.config = config
@@ -55,7 +64,8 @@ public struct ArenaRenderer {
 
     static func clock(_ ticks: Int, rate: Int) -> String {
         let secs = max(0, ticks) / max(1, rate)
-        let m = secs / 60, sec = secs % 60
+        let m = secs / 60
+        let sec = secs % 60
         return "\(m < 10 ? "0" : "")\(m):\(sec < 10 ? "0" : "")\(sec)"
     }
 
@@ -68,7 +78,9 @@ public struct ArenaRenderer {
         x = f.put("   tick \(s.tick)/\(s.config.lengthTicks)", x: x, y: 0, style: Style(color: Palette.hud))
         if s.paused { f.put("   PAUSED", x: x, y: 0, style: Style(color: Palette.hud, bold: true)) }
         let hint = "? help  q quit "
-        if f.width - hint.count > x + 12 { f.put(hint, x: f.width - hint.count, y: 0, style: Style(color: Palette.hud)) }
+        if f.width - hint.count > x + 12 {
+            f.put(hint, x: f.width - hint.count, y: 0, style: Style(color: Palette.hud))
+        }
 
         // Scores, in player order; the leader is bold, the local player marked.
         let floor = max(1, s.world.map.floorCells.count)
@@ -130,8 +142,15 @@ public struct ArenaRenderer {
                 let mx = ox + vx
                 let i = map.index(mx, my)
                 let sx = padCols + vx * cw
-                let (a, b, style) = glyphs(cell: i, map: map, world: w, avatar: avatarAt[i], pickup: pickupAt.contains(i), focus: s.focus,
-                                           narrow: cw == 1)
+                let (a, b, style) = glyphs(
+                    cell: i,
+                    map: map,
+                    world: w,
+                    avatar: avatarAt[i],
+                    pickup: pickupAt.contains(i),
+                    focus: s.focus,
+                    narrow: cw == 1
+                )
                 if sx < f.width { f[sx, sy] = FrameCell(text: a, style: style) }
                 if cw == 2 && sx + 1 < f.width { f[sx + 1, sy] = FrameCell(text: b, style: style) }
             }
@@ -141,8 +160,17 @@ public struct ArenaRenderer {
     /// The two characters (the second is used only at cell width 2) and style of one map cell.
     /// Your own avatar is your letter and `@`; at one column per cell (`narrow`) there is room for
     /// one character only, so it is `@` alone, still in your colour.
-    func glyphs(cell i: Int, map: ArenaMap, world w: TurfWorld, avatar: Int?, pickup: Bool, focus: PlayerID?, narrow: Bool = false)
-        -> (Character, Character, Style) {
+    func glyphs(
+        cell i: Int,
+        map: ArenaMap,
+        world w: TurfWorld,
+        avatar: Int?,
+        pickup: Bool,
+        focus: PlayerID?,
+        narrow: Bool = false
+    )
+        -> (Character, Character, Style)
+    {
         if let p = avatar {
             let you = focus == PlayerID(p)
             let l = Theme.letter(p)
@@ -155,7 +183,10 @@ public struct ArenaRenderer {
         case .floor:
             let o = w.owner[i]
             if pickup {
-                let style = Style(color: o == TurfWorld.noOwner ? Palette.pickup : Palette.territory(Int(o)), bold: true)
+                let style = Style(
+                    color: o == TurfWorld.noOwner ? Palette.pickup : Palette.territory(Int(o)),
+                    bold: true
+                )
                 return (theme.pickupGlyph, " ", style)
             }
             if o == TurfWorld.noOwner { return (" ", theme.floorDot, Style(color: Palette.floor, dim: true)) }
@@ -169,7 +200,8 @@ public struct ArenaRenderer {
     func drawHelp(_ lines: [String], into f: inout Frame) {
         let w = min(f.width - 2, (lines.map(\.count).max() ?? 10) + 4)
         let h = min(f.height - 2, lines.count + 2)
-        let x = (f.width - w) / 2, y = (f.height - h) / 2
+        let x = (f.width - w) / 2
+        let y = (f.height - h) / 2
         f.box(x: x, y: y, width: w, height: h, unicode: theme.unicode, style: Style(bold: true))
         for (k, line) in lines.prefix(h - 2).enumerated() { f.put(String(line.prefix(w - 4)), x: x + 2, y: y + 1 + k) }
     }

@@ -30,7 +30,10 @@ public enum CellText {
         var truncated = false
         scan: for u in text.unicodeScalars {
             scanned += 1
-            if scanned > limit { truncated = true; break }
+            if scanned > limit {
+                truncated = true
+                break
+            }
             let piece: [Character]
             if SafeText.isUnsafe(u) {
                 piece = SafeText.escaped(String(u)).map { $0 }
@@ -42,7 +45,10 @@ public enum CellText {
                 }
             }
             for c in piece {
-                if out.count == width + 1 { truncated = true; break scan }
+                if out.count == width + 1 {
+                    truncated = true
+                    break scan
+                }
                 out.append(c)
             }
         }
@@ -71,12 +77,12 @@ public enum CellText {
         }
         switch v {
         case 0x200B...0x200F, 0x2060...0x206F, 0xFE00...0xFE0F, 0xE0000...0xE0FFF: return 0
-        case 0x1160...0x11FF, 0xD7B0...0xD7FF: return 0 // Hangul vowel and final jamo join the syllable
-        case 0x1F1E6...0x1F1FF, 0x1F3FB...0x1F3FF: return 2 // regional indicators, skin-tone modifiers
+        case 0x1160...0x11FF, 0xD7B0...0xD7FF: return 0  // Hangul vowel and final jamo join the syllable
+        case 0x1F1E6...0x1F1FF, 0x1F3FB...0x1F3FF: return 2  // regional indicators, skin-tone modifiers
         case 0x1100...0x115F, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF,
-             0xA000...0xA4CF, 0xA960...0xA97F, 0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE10...0xFE19,
-             0xFE30...0xFE6F, 0xFF00...0xFF60, 0xFFE0...0xFFE6, 0x16FE0...0x18CFF, 0x1B000...0x1B2FF,
-             0x1F000...0x1FAFF, 0x20000...0x3FFFD:
+            0xA000...0xA4CF, 0xA960...0xA97F, 0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE10...0xFE19,
+            0xFE30...0xFE6F, 0xFF00...0xFF60, 0xFFE0...0xFFE6, 0x16FE0...0x18CFF, 0x1B000...0x1B2FF,
+            0x1F000...0x1FAFF, 0x20000...0x3FFFD:
             return 2
         default:
             if u.properties.isEmojiPresentation { return 2 }
@@ -94,7 +100,8 @@ extension Frame {
     /// Writes peer text into a field of `width` cells at (x, y), fitted by `CellText` (escaped, one
     /// column per cell, cut with an ellipsis). Returns the column after what was written.
     @discardableResult
-    public mutating func putField(_ text: String, x: Int, y: Int, width: Int, ascii: Bool, style: Style = .plain) -> Int {
+    public mutating func putField(_ text: String, x: Int, y: Int, width: Int, ascii: Bool, style: Style = .plain) -> Int
+    {
         var cx = x
         for c in CellText.cells(text, width: width, ascii: ascii) {
             if y >= 0 && y < height && cx >= 0 && cx < self.width { self[cx, y] = FrameCell(text: c, style: style) }

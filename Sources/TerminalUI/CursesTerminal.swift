@@ -3,7 +3,7 @@ import CursesShim
 import TextOutput
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A key press, decoded.
@@ -33,7 +33,10 @@ public final class CursesTerminal {
     /// terminal is restored, on `stop()` or in a crash.
     public init(wantColor: Bool, unicode: Bool, stderrCapture: String? = nil) throws {
         guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
-            throw TerminalError(description: "turf needs a terminal (stdin and stdout must be a TTY); for scripts use 'turf replay --headless'")
+            throw TerminalError(
+                description:
+                    "turf needs a terminal (stdin and stdout must be a TTY); for scripts use 'turf replay --headless'"
+            )
         }
         if let problem = CursesTerminal.terminalProblem() { throw TerminalError(description: problem) }
         turf_install_signal_handlers()
@@ -54,8 +57,13 @@ public final class CursesTerminal {
     /// Curses on a new pseudo-terminal of `columns`×`rows` instead of the real one, for measuring
     /// (`turf bench render`): a thread reads what curses writes, as a terminal emulator would, and
     /// nothing shows anywhere. No signal handlers are installed. One at a time per process.
-    public init(pseudoTerminalColumns columns: Int, rows: Int, termType: String = "xterm-256color",
-                wantColor: Bool, unicode: Bool) throws {
+    public init(
+        pseudoTerminalColumns columns: Int,
+        rows: Int,
+        termType: String = "xterm-256color",
+        wantColor: Bool,
+        unicode: Bool
+    ) throws {
         guard turf_pty_curses_start(Int32(columns), Int32(rows), termType) == 0 else {
             _ = turf_pty_curses_stop()
             throw TerminalError(description: "could not start curses on a pseudo-terminal (TERM type '\(termType)')")
@@ -95,8 +103,11 @@ public final class CursesTerminal {
         let fix = "set TERM to your terminal's type (e.g. export TERM=xterm-256color)"
         switch problem {
         case 1: return "TERM is not set, so turf cannot draw on this terminal: \(fix)"
-        case 2: return "unknown terminal type '\(term)' (no terminfo entry for TERM): \(fix), or install its terminfo (ncurses-term)"
-        case 3: return "no terminfo database found for TERM='\(term)': install ncurses-base (or ncurses-term), or \(fix)"
+        case 2:
+            return
+                "unknown terminal type '\(term)' (no terminfo entry for TERM): \(fix), or install its terminfo (ncurses-term)"
+        case 3:
+            return "no terminfo database found for TERM='\(term)': install ncurses-base (or ncurses-term), or \(fix)"
         case 4: return "the terminal type '\(term)' cannot move the cursor, so turf cannot draw on it: \(fix)"
         default: return "could not start curses on TERM='\(term)': \(fix)"
         }
@@ -127,8 +138,10 @@ public final class CursesTerminal {
         guard n >= 8 else { return false }
         let bright = n >= 16
         // Player colours: distinct hues first, brighter variants for players 7 and 8.
-        let hues: [Int32] = [Int32(COLOR_RED), Int32(COLOR_GREEN), Int32(COLOR_BLUE), Int32(COLOR_YELLOW),
-                             Int32(COLOR_MAGENTA), Int32(COLOR_CYAN), bright ? 9 : Int32(COLOR_WHITE), bright ? 14 : Int32(COLOR_WHITE)]
+        let hues: [Int32] = [
+            Int32(COLOR_RED), Int32(COLOR_GREEN), Int32(COLOR_BLUE), Int32(COLOR_YELLOW),
+            Int32(COLOR_MAGENTA), Int32(COLOR_CYAN), bright ? 9 : Int32(COLOR_WHITE), bright ? 14 : Int32(COLOR_WHITE),
+        ]
         for (p, hue) in hues.enumerated() {
             _ = turf_init_pair(Int32(Palette.player(p)), hue, -1)
             _ = turf_init_pair(Int32(Palette.territory(p)), Int32(COLOR_BLACK), hue)
@@ -162,7 +175,10 @@ public final class CursesTerminal {
             var x = 0
             while x < frame.width {
                 let cell = frame[x, y]
-                if let old, old[x, y] == cell { x += 1; continue }
+                if let old, old[x, y] == cell {
+                    x += 1
+                    continue
+                }
                 // A run of changed cells with the same style.
                 var run: [wchar_t] = []
                 let style = cell.style
@@ -175,7 +191,10 @@ public final class CursesTerminal {
                 let (a, pair) = attrs(style)
                 // Writing the bottom-right cell makes some terminals scroll: curses handles it, but
                 // skip it to be safe.
-                if y == frame.height - 1 && x == frame.width { run.removeLast(2); run.append(0) }
+                if y == frame.height - 1 && x == frame.width {
+                    run.removeLast(2)
+                    run.append(0)
+                }
                 run.withUnsafeBufferPointer { turf_draw(Int32(y), Int32(start), $0.baseAddress, a, pair) }
             }
         }
@@ -209,7 +228,7 @@ public final class CursesTerminal {
                 case 27: keys.append(.escape)
                 case 10, 13: keys.append(.enter)
                 case 8, 127: keys.append(.backspace)
-                case 3: keys.append(.char("q")) // Ctrl-C in case ISIG is off
+                case 3: keys.append(.char("q"))  // Ctrl-C in case ISIG is off
                 default:
                     if let u = UnicodeScalar(ch) { keys.append(.char(Character(u))) }
                 }
@@ -227,7 +246,10 @@ public final class CursesTerminal {
 
 /// Whether the terminal's locale is UTF-8 (else the ASCII look is used).
 public func localeIsUTF8(environment: [String: String]) -> Bool {
-    let v = environment["LC_ALL"].flatMap { $0.isEmpty ? nil : $0 } ?? environment["LC_CTYPE"].flatMap { $0.isEmpty ? nil : $0 }
+    let v =
+        environment["LC_ALL"].flatMap { $0.isEmpty ? nil : $0 } ?? environment["LC_CTYPE"].flatMap {
+            $0.isEmpty ? nil : $0
+        }
         ?? environment["LANG"] ?? ""
     let u = v.uppercased()
     return u.contains("UTF-8") || u.contains("UTF8")

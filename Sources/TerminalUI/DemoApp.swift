@@ -13,8 +13,14 @@ public final class DemoApp {
         public var crashAtTick: Tick?
         /// Where stderr goes while curses runs (copied back to the terminal afterwards, or after a crash).
         public var stderrCapture: String?
-        public init(config: MatchConfig, human: PlayerID = 0, wantColor: Bool, unicode: Bool, crashAtTick: Tick? = nil,
-                    stderrCapture: String? = nil) {
+        public init(
+            config: MatchConfig,
+            human: PlayerID = 0,
+            wantColor: Bool,
+            unicode: Bool,
+            crashAtTick: Tick? = nil,
+            stderrCapture: String? = nil
+        ) {
             self.stderrCapture = stderrCapture
             self.config = config
             self.human = human
@@ -24,7 +30,10 @@ public final class DemoApp {
         }
     }
 
-    public enum Outcome: Equatable { case finished, quit, signal(Int32) }
+    public enum Outcome: Equatable {
+        case finished, quit
+        case signal(Int32)
+    }
 
     public static let helpLines = [
         "turf: paint the arena, hold the most cells when time runs out",
@@ -50,8 +59,12 @@ public final class DemoApp {
     /// Ticks between journal flushes (the match loop flushes): a crash loses at most this much play.
     public static let journalEvery: Tick = 10
 
-    public init(options: Options, now: @escaping () -> UInt64, record: @escaping (TurfReplay) -> String?,
-                journal: @escaping (MatchConfig) -> RoundJournal? = { _ in nil }) {
+    public init(
+        options: Options,
+        now: @escaping () -> UInt64,
+        record: @escaping (TurfReplay) -> String?,
+        journal: @escaping (MatchConfig) -> RoundJournal? = { _ in nil }
+    ) {
         self.options = options
         self.now = now
         self.record = record
@@ -60,7 +73,11 @@ public final class DemoApp {
 
     /// Runs matches until the player quits. Returns how it ended and where replays were saved.
     public func run() throws -> (Outcome, [String]) {
-        let term = try CursesTerminal(wantColor: options.wantColor, unicode: options.unicode, stderrCapture: options.stderrCapture)
+        let term = try CursesTerminal(
+            wantColor: options.wantColor,
+            unicode: options.unicode,
+            stderrCapture: options.stderrCapture
+        )
         defer { term.stop() }
         var saved: [String] = []
         var config = options.config
@@ -68,7 +85,10 @@ public final class DemoApp {
             let journal = openJournal(config)
             let (outcome, replay) = try playRound(config: config, term: term, journal: journal)
             var kept = true
-            if let replay, replay.opCount > 0, let path = record(replay) { saved.append(path); kept = false }
+            if let replay, replay.opCount > 0, let path = record(replay) {
+                saved.append(path)
+                kept = false
+            }
             if let replay, replay.opCount == 0 { kept = false }
             journal?.close(keep: kept)
             switch outcome {
@@ -80,14 +100,23 @@ public final class DemoApp {
         }
     }
 
-    enum RoundEnd { case rematch, done(Outcome) }
+    enum RoundEnd {
+        case rematch
+        case done(Outcome)
+    }
 
-    private func playRound(config: MatchConfig, term: CursesTerminal, journal: RoundJournal?) throws -> (RoundEnd, TurfReplay?) {
+    private func playRound(config: MatchConfig, term: CursesTerminal, journal: RoundJournal?) throws -> (
+        RoundEnd, TurfReplay?
+    ) {
         let human = options.human
         let rate = Tick(config.tickRate)
-        var loop = TurfMatchLoop(match: try TurfMatch.local(config: config),
-                                 clock: TickClock(tickRate: UInt32(rate), origin: now()), maxCatchUp: 4,
-                                 journal: journal, journalEvery: DemoApp.journalEvery)
+        var loop = TurfMatchLoop(
+            match: try TurfMatch.local(config: config),
+            clock: TickClock(tickRate: UInt32(rate), origin: now()),
+            maxCatchUp: 4,
+            journal: journal,
+            journalEvery: DemoApp.journalEvery
+        )
         var hook = DemoTickHook(crashAtTick: options.crashAtTick, names: config.players.map(\.name), rate: rate)
         let renderer = ArenaRenderer(theme: term.theme)
         var paused = false
@@ -98,8 +127,17 @@ public final class DemoApp {
         while !loop.isOver {
             if let sig = term.quitSignal { return (.done(.signal(sig)), recording()) }
             for key in term.readKeys() {
-                if help { help = false; paused = false; loop.resume(at: now()); hook.dirty = true; continue }
-                if let d = steering(key) { loop.controllers[human]?.steer(d); continue }
+                if help {
+                    help = false
+                    paused = false
+                    loop.resume(at: now())
+                    hook.dirty = true
+                    continue
+                }
+                if let d = steering(key) {
+                    loop.controllers[human]?.steer(d)
+                    continue
+                }
                 switch key {
                 case .char("q"), .char("Q"): return (.done(.quit), recording())
                 case .char("p"), .char("P"), .char(" "):
@@ -128,9 +166,17 @@ public final class DemoApp {
             if loop.tick > hook.statusUntil { hook.status = "" }
             if hook.dirty {
                 let (w, h) = term.size
-                let scene = ArenaScene(world: loop.replica.state, tick: min(loop.tick, config.lengthTicks), config: config,
-                                       focus: human, title: "turf", status: paused && !help ? "paused: p or space resumes" : hook.status,
-                                       paused: paused, showHelp: help, helpLines: DemoApp.helpLines)
+                let scene = ArenaScene(
+                    world: loop.replica.state,
+                    tick: min(loop.tick, config.lengthTicks),
+                    config: config,
+                    focus: human,
+                    title: "turf",
+                    status: paused && !help ? "paused: p or space resumes" : hook.status,
+                    paused: paused,
+                    showHelp: help,
+                    helpLines: DemoApp.helpLines
+                )
                 term.draw(renderer.render(scene, width: w, height: h))
                 hook.dirty = false
             }
@@ -149,14 +195,25 @@ public final class DemoApp {
                 switch key {
                 case .char("q"), .char("Q"), .escape: return (.done(.finished), replay)
                 case .char("r"), .char("R"): return (.rematch, replay)
-                case .resize: term.invalidate(); endDirty = true
+                case .resize:
+                    term.invalidate()
+                    endDirty = true
                 default: break
                 }
             }
             if endDirty {
                 let (w, h) = term.size
-                term.draw(end.render(world: match.replica.state, config: config, history: history, focus: human,
-                                     footer: " r: play again   q: quit", width: w, height: h))
+                term.draw(
+                    end.render(
+                        world: match.replica.state,
+                        config: config,
+                        history: history,
+                        focus: human,
+                        footer: " r: play again   q: quit",
+                        width: w,
+                        height: h
+                    )
+                )
                 endDirty = false
             }
             term.wait(nanos: 200_000_000)

@@ -38,7 +38,9 @@ struct PickupNews {
     private var known: [PlayerID?] = []
 
     mutating func update(world: TurfWorld, names: [String]) -> String? {
-        if known.count != world.schedule.pickups.count { known = Array(repeating: nil, count: world.schedule.pickups.count) }
+        if known.count != world.schedule.pickups.count {
+            known = Array(repeating: nil, count: world.schedule.pickups.count)
+        }
         var news: String?
         for i in known.indices {
             let c = world.collector(of: i)

@@ -22,7 +22,10 @@ public struct TerritoryHistory: Sendable, Equatable {
         let length = player.replay.config.lengthTicks
         while true {
             let end = player.tickStart[Int(t) + 1]
-            while next < end { replica.receive(player.ordered[next]); next += 1 }
+            while next < end {
+                replica.receive(player.ordered[next])
+                next += 1
+            }
             h.record(tick: t, scores: replica.state.scores)
             if t == length { break }
             t = min(length, t + every)
@@ -36,8 +39,15 @@ public struct EndScreen {
     public var theme: Theme
     public init(theme: Theme) { self.theme = theme }
 
-    public func render(world: TurfWorld, config: MatchConfig, history: TerritoryHistory, focus: PlayerID?,
-                       footer: String, width: Int, height: Int) -> Frame {
+    public func render(
+        world: TurfWorld,
+        config: MatchConfig,
+        history: TerritoryHistory,
+        focus: PlayerID?,
+        footer: String,
+        width: Int,
+        height: Int
+    ) -> Frame {
         var f = Frame(width: width, height: height)
         guard width >= 30 && height >= 8 else {
             f.put("Round over. q quits.", x: 0, y: 0)
@@ -47,7 +57,9 @@ public struct EndScreen {
         let ranking = (0..<config.players.count).sorted { (world.scores[$0], -$0) > (world.scores[$1], -$1) }
         let winner = ranking[0]
         let tie = ranking.count > 1 && world.scores[ranking[1]] == world.scores[winner]
-        let headline = tie ? "Round over: a tie at \(world.scores[winner]) cells!"
+        let headline =
+            tie
+            ? "Round over: a tie at \(world.scores[winner]) cells!"
             : "Round over: \(config.players[winner].name) wins with \(world.scores[winner]) cells (\(world.scores[winner] * 100 / floor)%)"
         f.center(headline, y: 0, style: Style(color: Palette.player(winner), bold: true))
 
@@ -57,8 +69,12 @@ public struct EndScreen {
         for (rank, p) in ranking.enumerated() where 2 + rank < height - 4 {
             let y = 2 + rank
             let you = focus == PlayerID(p) && config.players[p].name != "you" ? " (you)" : ""
-            var x = f.put(" \(rank + 1). \(Theme.letter(p)) \(pad(config.players[p].name + you, 12)) \(pad(String(world.scores[p]), 5, right: true)) ",
-                          x: 0, y: y, style: Style(color: Palette.player(p), bold: rank == 0))
+            var x = f.put(
+                " \(rank + 1). \(Theme.letter(p)) \(pad(config.players[p].name + you, 12)) \(pad(String(world.scores[p]), 5, right: true)) ",
+                x: 0,
+                y: y,
+                style: Style(color: Palette.player(p), bold: rank == 0)
+            )
             let n = world.scores[p] * barWidth / best
             let bar = String(repeating: theme.unicode ? "█" : "#", count: n)
             x = f.put(bar, x: x, y: y, style: Style(color: Palette.player(p)))
@@ -69,15 +85,33 @@ public struct EndScreen {
         let top = 3 + ranking.count
         let chartHeight = height - top - 3
         if chartHeight >= 4 && history.samples.count >= 2 {
-            drawChart(history, players: config.players.count, rate: Int(config.tickRate), floor: floor,
-                      into: &f, x: 0, y: top, width: width, height: chartHeight + 1)
+            drawChart(
+                history,
+                players: config.players.count,
+                rate: Int(config.tickRate),
+                floor: floor,
+                into: &f,
+                x: 0,
+                y: top,
+                width: width,
+                height: chartHeight + 1
+            )
         }
         f.put(String(footer.prefix(width)), x: 0, y: height - 1, style: Style(color: Palette.hud, bold: true))
         return f
     }
 
-    func drawChart(_ h: TerritoryHistory, players: Int, rate: Int, floor: Int, into f: inout Frame,
-                   x: Int, y: Int, width: Int, height: Int) {
+    func drawChart(
+        _ h: TerritoryHistory,
+        players: Int,
+        rate: Int,
+        floor: Int,
+        into f: inout Frame,
+        x: Int,
+        y: Int,
+        width: Int,
+        height: Int
+    ) {
         let maxValue = max(1, h.samples.flatMap { $0 }.max() ?? 1)
         let labelW = 6
         let plotW = max(2, width - labelW - 1)
@@ -86,13 +120,23 @@ public struct EndScreen {
         for row in 0..<plotH {
             let value = maxValue * (plotH - 1 - row) / max(1, plotH - 1)
             if row == 0 || row == plotH - 1 || row == plotH / 2 {
-                f.put(pad("\(value * 100 / floor)%", labelW - 1, right: true), x: x, y: y + 1 + row, style: Style(dim: true))
+                f.put(
+                    pad("\(value * 100 / floor)%", labelW - 1, right: true),
+                    x: x,
+                    y: y + 1 + row,
+                    style: Style(dim: true)
+                )
             }
             f.put(theme.unicode ? "│" : "|", x: x + labelW - 1 + 1 - 1, y: y + 1 + row, style: Style(dim: true))
         }
         let axisY = y + plotH + 1
         if axisY < f.height - 1 {
-            f.put(String(repeating: theme.unicode ? "─" : "-", count: plotW), x: x + labelW, y: axisY, style: Style(dim: true))
+            f.put(
+                String(repeating: theme.unicode ? "─" : "-", count: plotW),
+                x: x + labelW,
+                y: axisY,
+                style: Style(dim: true)
+            )
             let end = ArenaRenderer.clock(Int(h.ticks.last ?? 0), rate: rate)
             f.put(end, x: x + labelW + plotW - end.count, y: axisY, style: Style(dim: true))
             f.put("00:00", x: x + labelW, y: axisY, style: Style(dim: true))
@@ -103,7 +147,12 @@ public struct EndScreen {
                 let v = h.samples[si][p]
                 let row = plotH - 1 - v * (plotH - 1) / maxValue
                 let glyph: Character = theme.unicode && theme.color ? "•" : Theme.letter(p)
-                f.put(String(glyph), x: x + labelW + col, y: y + 1 + row, style: Style(color: Palette.player(p), bold: true))
+                f.put(
+                    String(glyph),
+                    x: x + labelW + col,
+                    y: y + 1 + row,
+                    style: Style(color: Palette.player(p), bold: true)
+                )
             }
         }
     }

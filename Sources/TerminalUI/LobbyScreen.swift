@@ -38,7 +38,14 @@ public struct LobbyScreen: Sendable {
         if !v.notice.isEmpty {
             f.putField(v.notice, x: 1, y: height - 3, width: width - 2, ascii: ascii, style: Style(color: Palette.hud))
         }
-        f.putField(footer(v), x: 0, y: height - 1, width: width - 1, ascii: ascii, style: Style(color: Palette.hud, bold: true))
+        f.putField(
+            footer(v),
+            x: 0,
+            y: height - 1,
+            width: width - 1,
+            ascii: ascii,
+            style: Style(color: Palette.hud, bold: true)
+        )
         return f
     }
 
@@ -98,7 +105,9 @@ public struct LobbyScreen: Sendable {
         let c = Columns(width: f.width)
         let head = Style(bold: true, dim: true)
         f.put("Players \(v.roster.count)/\(v.maxPlayers)", x: 1, y: y, style: Style(bold: true))
-        if v.rejectedJoins > 0 { f.put("  wrong passphrase: \(v.rejectedJoins)", x: 1 + 12 + 3, y: y, style: Style(dim: true)) }
+        if v.rejectedJoins > 0 {
+            f.put("  wrong passphrase: \(v.rejectedJoins)", x: 1 + 12 + 3, y: y, style: Style(dim: true))
+        }
         y += 1
         f.put("name", x: c.name, y: y, style: head)
         if let k = c.key { f.put("key", x: k, y: y, style: head) }
@@ -118,9 +127,18 @@ public struct LobbyScreen: Sendable {
             if row.isHost { tags.append("host") }
             if row.isYou { tags.append("you") }
             let tag = tags.isEmpty ? "" : " (" + tags.joined(separator: ", ") + ")"
-            let x = f.putField(row.name, x: c.name, y: y, width: max(1, c.nameWidth - tag.count), ascii: ascii, style: style)
+            let x = f.putField(
+                row.name,
+                x: c.name,
+                y: y,
+                width: max(1, c.nameWidth - tag.count),
+                ascii: ascii,
+                style: style
+            )
             f.put(tag, x: x, y: y, style: Style(dim: true))
-            if let k = c.key { f.putField(LobbyScreen.fingerprint(row.key), x: k, y: y, width: c.ping - k - 1, ascii: ascii) }
+            if let k = c.key {
+                f.putField(LobbyScreen.fingerprint(row.key), x: k, y: y, width: c.ping - k - 1, ascii: ascii)
+            }
             let ping = row.isYou ? "-" : row.pingMs.map { "\($0) ms" } ?? "…"
             f.putField(ping, x: c.ping, y: y, width: c.path - c.ping - 1, ascii: ascii)
             let path = row.isYou ? "-" : row.path?.rawValue ?? "…"
@@ -152,8 +170,14 @@ public struct LobbyScreen: Sendable {
             f.put(mark, x: 1, y: y, style: style)
             var x = f.putField(l.hostName, x: 3, y: y, width: 16, ascii: ascii, style: style)
             x = max(x + 1, 20)
-            if f.width >= 72 { x = f.putField(LobbyScreen.fingerprint(l.hostKey), x: x, y: y, width: 17, ascii: ascii, style: style) + 1 }
-            let info = "\(l.players)/\(l.maxPlayers) players" + (l.pingMs.map { " · \($0) ms" } ?? "") + (l.passphrase ? " · passphrase" : "")
+            if f.width >= 72 {
+                x =
+                    f.putField(LobbyScreen.fingerprint(l.hostKey), x: x, y: y, width: 17, ascii: ascii, style: style)
+                    + 1
+            }
+            let info =
+                "\(l.players)/\(l.maxPlayers) players" + (l.pingMs.map { " · \($0) ms" } ?? "")
+                + (l.passphrase ? " · passphrase" : "")
             f.putField(info, x: x, y: y, width: max(0, f.width - x - 2), ascii: ascii, style: style)
             y += 1
         }
@@ -162,12 +186,14 @@ public struct LobbyScreen: Sendable {
     func footer(_ v: LobbyView) -> String {
         switch v.phase {
         case .searching: return " q: leave"
-        case .choosing: return theme.unicode ? " ↑/↓: pick · Enter: join · q: leave" : " up/down: pick · Enter: join · q: leave"
+        case .choosing:
+            return theme.unicode ? " ↑/↓: pick · Enter: join · q: leave" : " up/down: pick · Enter: join · q: leave"
         case .failed: return " q: quit"
         case .starting(let s): return " The match starts in \(max(0, s)) s…"
         case .started: return " The match starts now."
         case .waiting:
-            return v.role == .host ? " Enter: start the match (\(v.roster.count) players) · q: leave"
+            return v.role == .host
+                ? " Enter: start the match (\(v.roster.count) players) · q: leave"
                 : " Waiting for the host to start the match · q: leave"
         }
     }
@@ -176,7 +202,8 @@ public struct LobbyScreen: Sendable {
     public static func fingerprint(_ key: String) -> String {
         let scalars = Array(key.unicodeScalars.prefix(256))
         guard scalars.count > 16 else { return key }
-        return String(String.UnicodeScalarView(scalars.prefix(9))) + "…" + String(String.UnicodeScalarView(scalars.suffix(6)))
+        return String(String.UnicodeScalarView(scalars.prefix(9))) + "…"
+            + String(String.UnicodeScalarView(scalars.suffix(6)))
     }
 }
 

@@ -25,9 +25,21 @@ public struct NetMatchRenderer: Sendable {
         guard width >= ArenaRenderer.minWidth && height >= ArenaRenderer.minHeight else { return f }
         drawPlayers(scene, net: net, into: &f)
         if let warning = NetMatchRenderer.warning(net) {
-            f.fill(x: 0, y: height - 1, width: width, height: 1, style: Style(color: Palette.hud, bold: true, reverse: true))
-            f.putField(warning, x: 0, y: height - 1, width: width - 1, ascii: !theme.unicode,
-                       style: Style(color: Palette.hud, bold: true, reverse: true))
+            f.fill(
+                x: 0,
+                y: height - 1,
+                width: width,
+                height: 1,
+                style: Style(color: Palette.hud, bold: true, reverse: true)
+            )
+            f.putField(
+                warning,
+                x: 0,
+                y: height - 1,
+                width: width - 1,
+                ascii: !theme.unicode,
+                style: Style(color: Palette.hud, bold: true, reverse: true)
+            )
         }
         return f
     }
@@ -36,21 +48,29 @@ public struct NetMatchRenderer: Sendable {
     public static func warning(_ net: NetStatus) -> String? {
         var parts: [String] = []
         if let t = net.desyncTick { parts.append("DESYNC at tick \(t): states differ (logged)") }
-        if net.rejectedOps > 0 { parts.append("\(net.rejectedOps) invalid op\(net.rejectedOps == 1 ? "" : "s") rejected") }
+        if net.rejectedOps > 0 {
+            parts.append("\(net.rejectedOps) invalid op\(net.rejectedOps == 1 ? "" : "s") rejected")
+        }
         return parts.isEmpty ? nil : " ! " + parts.joined(separator: " · ")
     }
 
     /// The forms of one player's entry, longest first.
-    static func entries(letter: Character, you: Bool, name: [Character], score: Int, percent: Int, link: PeerStatus?) -> [String] {
+    static func entries(letter: Character, you: Bool, name: [Character], score: Int, percent: Int, link: PeerStatus?)
+        -> [String]
+    {
         let mark = you ? "*" : " "
         let head = "\(letter)\(mark)"
-        let long: String, short: String, tiny: String
+        let long: String
+        let short: String
+        let tiny: String
         if let link, !link.connected {
             (long, short, tiny) = ("disconnected", "lost", "x")
         } else if let link, !you {
             let ping = link.pingMs.map { "\($0)ms" } ?? "…"
             let relayed = link.path == .relayed
-            (long, short, tiny) = (ping + (link.path.map { " " + $0.rawValue } ?? ""), ping + (relayed ? "r" : ""), relayed ? "r" : "")
+            (long, short, tiny) = (
+                ping + (link.path.map { " " + $0.rawValue } ?? ""), ping + (relayed ? "r" : ""), relayed ? "r" : ""
+            )
         } else {
             (long, short, tiny) = ("", "", "")
         }
@@ -78,8 +98,14 @@ public struct NetMatchRenderer: Sendable {
             let link = net.status(of: i)
             let budget = share - 1 - (theme.color ? 1 : 0)
             let name = CellText.cells(p.name, width: 12, ascii: !theme.unicode)
-            let forms = NetMatchRenderer.entries(letter: Theme.letter(i), you: s.focus == PlayerID(i), name: name, score: score,
-                                                 percent: score * 100 / floor, link: link)
+            let forms = NetMatchRenderer.entries(
+                letter: Theme.letter(i),
+                you: s.focus == PlayerID(i),
+                name: name,
+                score: score,
+                percent: score * 100 / floor,
+                link: link
+            )
             let label = forms.first { $0.count <= budget } ?? forms[forms.count - 1]
             let lost = link.map { !$0.connected } ?? false
             let style = Style(color: Palette.player(i), bold: score == best && best > 0, dim: lost)
@@ -101,8 +127,16 @@ public struct NetEndScreen: Sendable {
     public var theme: Theme
     public init(theme: Theme) { self.theme = theme }
 
-    public func render(world: TurfWorld, config: MatchConfig, history: TerritoryHistory, focus: PlayerID?,
-                       summary: NetEndSummary, footer: String, width: Int, height: Int) -> Frame {
+    public func render(
+        world: TurfWorld,
+        config: MatchConfig,
+        history: TerritoryHistory,
+        focus: PlayerID?,
+        summary: NetEndSummary,
+        footer: String,
+        width: Int,
+        height: Int
+    ) -> Frame {
         var f = Frame(width: width, height: height)
         let ascii = !theme.unicode
         guard width >= 40 && height >= 12 else {
@@ -113,8 +147,15 @@ public struct NetEndScreen: Sendable {
         // Rows for the network part: hash, replay, counts, a heading and the links (as many as fit).
         let maxLinks = max(0, min(summary.links.count, height / 3 - 3))
         let netRows = 3 + (summary.links.isEmpty ? 0 : 1 + maxLinks + (maxLinks < summary.links.count ? 1 : 0))
-        let top = EndScreen(theme: theme).render(world: world, config: config, history: history, focus: focus, footer: "",
-                                                 width: width, height: height - netRows - 1)
+        let top = EndScreen(theme: theme).render(
+            world: world,
+            config: config,
+            history: history,
+            focus: focus,
+            footer: "",
+            width: width,
+            height: height - netRows - 1
+        )
         for y in 0..<top.height { for x in 0..<width { f[x, y] = top[x, y] } }
         var y = top.height
         let bold = Style(bold: true)
@@ -129,7 +170,12 @@ public struct NetEndScreen: Sendable {
         }
         y += 1
         let trouble = summary.desyncs > 0 || summary.rejectedOps > 0
-        f.put(" desyncs \(summary.desyncs) · rejected ops \(summary.rejectedOps)", x: 0, y: y, style: Style(bold: trouble))
+        f.put(
+            " desyncs \(summary.desyncs) · rejected ops \(summary.rejectedOps)",
+            x: 0,
+            y: y,
+            style: Style(bold: trouble)
+        )
         y += 1
         if !summary.links.isEmpty {
             f.put(" links: path, rtt p50, bytes out and in, seconds", x: 0, y: y, style: Style(dim: true))
@@ -137,16 +183,28 @@ public struct NetEndScreen: Sendable {
             for link in summary.links.prefix(maxLinks) {
                 var lx = f.putField(link.name, x: 2, y: y, width: 12, ascii: ascii)
                 lx = max(lx + 1, 15)
-                if width >= 72 { lx = f.putField(LobbyScreen.fingerprint(link.key), x: lx, y: y, width: 17, ascii: ascii) + 1 }
+                if width >= 72 {
+                    lx = f.putField(LobbyScreen.fingerprint(link.key), x: lx, y: y, width: 17, ascii: ascii) + 1
+                }
                 let rtt = link.rttMsP50.map { "\(Int($0.rounded())) ms" } ?? "-"
-                let text = "\(link.path.rawValue), \(rtt), \(NetEndScreen.bytes(link.bytesSent)) out, "
+                let text =
+                    "\(link.path.rawValue), \(rtt), \(NetEndScreen.bytes(link.bytesSent)) out, "
                     + "\(NetEndScreen.bytes(link.bytesReceived)) in, \(Int(link.seconds.rounded())) s"
                 f.putField(text, x: lx, y: y, width: width - lx - 1, ascii: ascii)
                 y += 1
             }
-            if maxLinks < summary.links.count { f.put("  … \(summary.links.count - maxLinks) more links", x: 0, y: y, style: Style(dim: true)) }
+            if maxLinks < summary.links.count {
+                f.put("  … \(summary.links.count - maxLinks) more links", x: 0, y: y, style: Style(dim: true))
+            }
         }
-        f.putField(footer, x: 0, y: height - 1, width: width - 1, ascii: ascii, style: Style(color: Palette.hud, bold: true))
+        f.putField(
+            footer,
+            x: 0,
+            y: height - 1,
+            width: width - 1,
+            ascii: ascii,
+            style: Style(color: Palette.hud, bold: true)
+        )
         return f
     }
 

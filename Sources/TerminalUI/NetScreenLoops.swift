@@ -19,7 +19,9 @@ extension CursesTerminal {
     /// (Enter: `.start` for the host, `.pick` for a joiner choosing a lobby; q: `.leave`); it
     /// should hand the action to the network loop (`NetworkMailbox.onLoop`) and return at once.
     /// Both run on the calling (UI) thread, once per key and once per `frameNanos`.
-    public func runLobby(poll: () -> LobbyView, act: (LobbyAction) -> Void, frameNanos: UInt64 = 50_000_000) -> LobbyOutcome {
+    public func runLobby(poll: () -> LobbyView, act: (LobbyAction) -> Void, frameNanos: UInt64 = 50_000_000)
+        -> LobbyOutcome
+    {
         let screen = LobbyScreen(theme: theme)
         var controller = LobbyController()
         var shown: (LobbyView, Int, Int, Int)?
@@ -28,7 +30,11 @@ extension CursesTerminal {
             var view = poll()
             if view.phase == .started { return .started }
             for key in readKeys() {
-                if key == .resize { invalidate(); shown = nil; continue }
+                if key == .resize {
+                    invalidate()
+                    shown = nil
+                    continue
+                }
                 if let action = controller.handle(key, view: view) {
                     act(action)
                     if action == .leave { return .left }
@@ -49,8 +55,14 @@ extension CursesTerminal {
 extension CursesTerminal {
     /// Shows a networked match's end screen until the player presses q, Esc or Enter (returns nil)
     /// or a signal asks turf to quit (returns it). `footer` is the screen's last line.
-    public func runNetEnd(world: TurfWorld, config: MatchConfig, history: TerritoryHistory, focus: PlayerID?,
-                          summary: NetEndSummary, footer: String = " q: quit") -> Int32? {
+    public func runNetEnd(
+        world: TurfWorld,
+        config: MatchConfig,
+        history: TerritoryHistory,
+        focus: PlayerID?,
+        summary: NetEndSummary,
+        footer: String = " q: quit"
+    ) -> Int32? {
         let screen = NetEndScreen(theme: theme)
         var dirty = true
         while true {
@@ -58,14 +70,26 @@ extension CursesTerminal {
             for key in readKeys() {
                 switch key {
                 case .char("q"), .char("Q"), .escape, .enter: return nil
-                case .resize: invalidate(); dirty = true
+                case .resize:
+                    invalidate()
+                    dirty = true
                 default: break
                 }
             }
             if dirty {
                 let (w, h) = size
-                draw(screen.render(world: world, config: config, history: history, focus: focus, summary: summary,
-                                   footer: footer, width: w, height: h))
+                draw(
+                    screen.render(
+                        world: world,
+                        config: config,
+                        history: history,
+                        focus: focus,
+                        summary: summary,
+                        footer: footer,
+                        width: w,
+                        height: h
+                    )
+                )
                 dirty = false
             }
             wait(nanos: 200_000_000)

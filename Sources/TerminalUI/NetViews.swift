@@ -31,8 +31,16 @@ public struct RosterRow: Sendable, Equatable {
     /// The player's NAT as classified by the NAT work (#8), e.g. "full cone"; nil when unknown.
     public var natKind: String?
 
-    public init(name: String, key: String, pingMs: Int? = nil, path: LinkPath? = nil, connected: Bool = true,
-                isHost: Bool = false, isYou: Bool = false, natKind: String? = nil) {
+    public init(
+        name: String,
+        key: String,
+        pingMs: Int? = nil,
+        path: LinkPath? = nil,
+        connected: Bool = true,
+        isHost: Bool = false,
+        isYou: Bool = false,
+        natKind: String? = nil
+    ) {
         self.name = name
         self.key = key
         self.pingMs = pingMs
@@ -55,7 +63,8 @@ public struct LobbyListing: Sendable, Equatable {
     public var passphrase: Bool
     public var pingMs: Int?
 
-    public init(hostKey: String, hostName: String, players: Int, maxPlayers: Int, passphrase: Bool, pingMs: Int? = nil) {
+    public init(hostKey: String, hostName: String, players: Int, maxPlayers: Int, passphrase: Bool, pingMs: Int? = nil)
+    {
         self.hostKey = hostKey
         self.hostName = hostName
         self.players = players
@@ -108,9 +117,20 @@ public struct LobbyView: Sendable, Equatable {
     /// One line of news ("carol joined", "bob left"); may quote names, so it is escaped when drawn.
     public var notice: String
 
-    public init(role: Role, phase: Phase = .waiting, topic: String? = nil, ownKey: String, invite: String? = nil,
-                mapName: String, matchSeconds: Int, passphrase: Bool = false, maxPlayers: Int = 8,
-                roster: [RosterRow] = [], rejectedJoins: Int = 0, notice: String = "") {
+    public init(
+        role: Role,
+        phase: Phase = .waiting,
+        topic: String? = nil,
+        ownKey: String,
+        invite: String? = nil,
+        mapName: String,
+        matchSeconds: Int,
+        passphrase: Bool = false,
+        maxPlayers: Int = 8,
+        roster: [RosterRow] = [],
+        rejectedJoins: Int = 0,
+        notice: String = ""
+    ) {
         self.role = role
         self.phase = phase
         self.topic = topic
@@ -182,7 +202,15 @@ public struct LinkSummary: Sendable, Equatable {
     public var bytesReceived: UInt64
     public var seconds: Double
 
-    public init(name: String, key: String, path: LinkPath, rttMsP50: Double?, bytesSent: UInt64, bytesReceived: UInt64, seconds: Double) {
+    public init(
+        name: String,
+        key: String,
+        path: LinkPath,
+        rttMsP50: Double?,
+        bytesSent: UInt64,
+        bytesReceived: UInt64,
+        seconds: Double
+    ) {
         self.name = name
         self.key = key
         self.path = path
@@ -203,7 +231,13 @@ public struct NetEndSummary: Sendable, Equatable {
     public var rejectedOps: Int
     public var links: [LinkSummary]
 
-    public init(finalHash: String, replayPath: String?, desyncs: Int = 0, rejectedOps: Int = 0, links: [LinkSummary] = []) {
+    public init(
+        finalHash: String,
+        replayPath: String?,
+        desyncs: Int = 0,
+        rejectedOps: Int = 0,
+        links: [LinkSummary] = []
+    ) {
         self.finalHash = finalHash
         self.replayPath = replayPath
         self.desyncs = desyncs

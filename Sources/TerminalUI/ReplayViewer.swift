@@ -31,7 +31,13 @@ public final class ReplayViewer {
     private var nextOp = 0
     public private(set) var shownTick: Tick = 0
 
-    public init(player: ReplayPlayer<TurfWorld>, title: String, wantColor: Bool, unicode: Bool, now: @escaping () -> UInt64) throws {
+    public init(
+        player: ReplayPlayer<TurfWorld>,
+        title: String,
+        wantColor: Bool,
+        unicode: Bool,
+        now: @escaping () -> UInt64
+    ) throws {
         self.player = player
         self.title = title
         self.wantColor = wantColor
@@ -47,11 +53,15 @@ public final class ReplayViewer {
     public func seek(to tick: Tick) {
         let t = min(tick, length)
         if t < shownTick {
+            // try!: this config already built the viewer's first replica (the player checked it).
             replica = try! Replica<TurfWorld>(config: player.replay.config)
             nextOp = 0
         }
         let end = player.tickStart[Int(t) + 1]
-        while nextOp < end { replica.receive(player.ordered[nextOp]); nextOp += 1 }
+        while nextOp < end {
+            replica.receive(player.ordered[nextOp])
+            nextOp += 1
+        }
         shownTick = t
     }
 
@@ -71,7 +81,7 @@ public final class ReplayViewer {
         var help = false
         var goto: String?
         var focus: PlayerID? = nil
-        var position = Double(shownTick) // fractional tick while playing
+        var position = Double(shownTick)  // fractional tick while playing
         var last = now()
         var dirty = true
         var history: TerritoryHistory?
@@ -81,13 +91,21 @@ public final class ReplayViewer {
             if let sig = term.quitSignal { return sig }
             for key in term.readKeys() {
                 dirty = true
-                if help { help = false; continue }
+                if help {
+                    help = false
+                    continue
+                }
                 if var g = goto {
                     switch key {
-                    case .char(let c) where c.isASCII && c.isNumber: g.append(c); goto = g
+                    case .char(let c) where c.isASCII && c.isNumber:
+                        g.append(c)
+                        goto = g
                     case .backspace: goto = String(g.dropLast())
                     case .enter:
-                        if let t = Tick(g) { seek(to: t); position = Double(shownTick) }
+                        if let t = Tick(g) {
+                            seek(to: t)
+                            position = Double(shownTick)
+                        }
                         goto = nil
                     case .escape: goto = nil
                     default: break
@@ -100,12 +118,27 @@ public final class ReplayViewer {
                 case .char(" "), .char("p"): paused.toggle()
                 case .char("+"), .char("="): speedIndex = min(ReplayViewer.speeds.count - 1, speedIndex + 1)
                 case .char("-"), .char("_"): speedIndex = max(0, speedIndex - 1)
-                case .right: seek(to: shownTick + 5 * Tick(config.tickRate)); position = Double(shownTick)
-                case .left: seek(to: shownTick >= 5 * Tick(config.tickRate) ? shownTick - 5 * Tick(config.tickRate) : 0); position = Double(shownTick)
-                case .char("]"): paused = true; seek(to: shownTick + 1); position = Double(shownTick)
-                case .char("["): paused = true; seek(to: shownTick > 0 ? shownTick - 1 : 0); position = Double(shownTick)
-                case .home: seek(to: 0); position = 0
-                case .end: seek(to: length); position = Double(length); showEnd = true
+                case .right:
+                    seek(to: shownTick + 5 * Tick(config.tickRate))
+                    position = Double(shownTick)
+                case .left:
+                    seek(to: shownTick >= 5 * Tick(config.tickRate) ? shownTick - 5 * Tick(config.tickRate) : 0)
+                    position = Double(shownTick)
+                case .char("]"):
+                    paused = true
+                    seek(to: shownTick + 1)
+                    position = Double(shownTick)
+                case .char("["):
+                    paused = true
+                    seek(to: shownTick > 0 ? shownTick - 1 : 0)
+                    position = Double(shownTick)
+                case .home:
+                    seek(to: 0)
+                    position = 0
+                case .end:
+                    seek(to: length)
+                    position = Double(length)
+                    showEnd = true
                 case .char("g"), .char("G"): goto = ""
                 case .char("\t"):
                     let n = config.players.count
@@ -119,29 +152,55 @@ public final class ReplayViewer {
             if !paused && goto == nil && !help && shownTick < length {
                 position += Double(t - last) / 1e9 * rate * ReplayViewer.speeds[speedIndex]
                 let target = Tick(min(Double(length), position))
-                if target != shownTick { seek(to: target); dirty = true }
-                if shownTick >= length { showEnd = true; dirty = true }
+                if target != shownTick {
+                    seek(to: target)
+                    dirty = true
+                }
+                if shownTick >= length {
+                    showEnd = true
+                    dirty = true
+                }
             }
             last = t
             if dirty {
                 let (w, h) = term.size
                 if showEnd {
                     if history == nil { history = try? TerritoryHistory.derive(player, every: Tick(config.tickRate)) }
-                    let frame = EndScreen(theme: term.theme).render(world: state, config: config, history: history ?? TerritoryHistory(),
-                                                                    focus: nil, footer: " replay over · Home: watch again · q: quit", width: w, height: h)
+                    let frame = EndScreen(theme: term.theme).render(
+                        world: state,
+                        config: config,
+                        history: history ?? TerritoryHistory(),
+                        focus: nil,
+                        footer: " replay over · Home: watch again · q: quit",
+                        width: w,
+                        height: h
+                    )
                     term.draw(frame)
                 } else {
                     let speed = ReplayViewer.speeds[speedIndex]
                     let speedText = speed < 1 ? "x\(speed)" : "x\(Int(speed))"
-                    let status = goto.map { "go to tick: \($0)_  (Enter to jump, Esc to cancel)" }
+                    let status =
+                        goto.map { "go to tick: \($0)_  (Enter to jump, Esc to cancel)" }
                         ?? "\(paused ? "paused" : "playing") \(speedText) · space pause · +/- speed · ←/→ seek · [ ] step · g go to · q quit"
-                    let scene = ArenaScene(world: state, tick: shownTick, config: config, focus: focus, title: "replay \(speedText) \(title)",
-                                           status: status, paused: paused, showHelp: help, helpLines: ReplayViewer.helpLines)
+                    let scene = ArenaScene(
+                        world: state,
+                        tick: shownTick,
+                        config: config,
+                        focus: focus,
+                        title: "replay \(speedText) \(title)",
+                        status: status,
+                        paused: paused,
+                        showHelp: help,
+                        helpLines: ReplayViewer.helpLines
+                    )
                     term.draw(renderer.render(scene, width: w, height: h))
                 }
                 dirty = false
             }
-            term.wait(nanos: paused || showEnd ? 100_000_000 : 1_000_000_000 / UInt64(rate * max(1, ReplayViewer.speeds[speedIndex])))
+            term.wait(
+                nanos: paused || showEnd
+                    ? 100_000_000 : 1_000_000_000 / UInt64(rate * max(1, ReplayViewer.speeds[speedIndex]))
+            )
         }
     }
 }

@@ -90,7 +90,9 @@ public struct JSONObject: Equatable, Sendable {
     public mutating func add(_ key: String, _ value: Int?) { add(key, value.map { .int(Int64($0)) } ?? .null) }
     public mutating func add(_ key: String, _ value: UInt64) { add(key, .uint(value)) }
     public mutating func add(_ key: String, _ value: Bool) { add(key, .bool(value)) }
-    public mutating func add(_ key: String, _ value: Double, digits: Int = 6) { add(key, .double(value, digits: digits)) }
+    public mutating func add(_ key: String, _ value: Double, digits: Int = 6) {
+        add(key, .double(value, digits: digits))
+    }
     public mutating func add(_ key: String, _ value: JSONObject) { add(key, .object(value)) }
     public mutating func add(_ key: String, _ values: [JSONObject]) { add(key, .array(values.map(JSONValue.object))) }
     public mutating func add(_ key: String, _ values: [String]) { add(key, .array(values.map(JSONValue.string))) }
@@ -185,7 +187,10 @@ private struct FlatKeyed<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encodeNil(forKey key: Key) throws { storage.object.addNull(key.stringValue) }
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
         guard let j = scalar(value) else {
-            throw JSONEncodingError(description: "JSONObject(encoding:): '\(key.stringValue)' is not a string, number, boolean or array of them")
+            throw JSONEncodingError(
+                description:
+                    "JSONObject(encoding:): '\(key.stringValue)' is not a string, number, boolean or array of them"
+            )
         }
         storage.object.add(key.stringValue, j)
     }
@@ -203,7 +208,9 @@ private struct FlatKeyed<Key: CodingKey>: KeyedEncodingContainerProtocol {
 private struct FailingUnkeyed: UnkeyedEncodingContainer {
     var codingPath: [CodingKey] = []
     var count = 0
-    private func fail() throws -> Never { throw JSONEncodingError(description: "JSONObject(encoding:) takes flat structs only") }
+    private func fail() throws -> Never {
+        throw JSONEncodingError(description: "JSONObject(encoding:) takes flat structs only")
+    }
     mutating func encodeNil() throws { try fail() }
     mutating func encode<T: Encodable>(_ value: T) throws { try fail() }
     mutating func nestedContainer<N: CodingKey>(keyedBy keyType: N.Type) -> KeyedEncodingContainer<N> {
@@ -215,7 +222,9 @@ private struct FailingUnkeyed: UnkeyedEncodingContainer {
 
 private struct FailingSingle: SingleValueEncodingContainer {
     var codingPath: [CodingKey] = []
-    private func fail() throws -> Never { throw JSONEncodingError(description: "JSONObject(encoding:) takes flat structs only") }
+    private func fail() throws -> Never {
+        throw JSONEncodingError(description: "JSONObject(encoding:) takes flat structs only")
+    }
     mutating func encodeNil() throws { try fail() }
     mutating func encode<T: Encodable>(_ value: T) throws { try fail() }
 }

@@ -7,7 +7,7 @@ public enum ChannelError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .messageTooLarge(n, limit): return "message of \(n) bytes exceeds the channel limit of \(limit)"
+        case .messageTooLarge(let n, let limit): return "message of \(n) bytes exceeds the channel limit of \(limit)"
         case .notEstablished: return "the session is not established yet"
         case .sessionClosed: return "the session is closed"
         }

@@ -24,7 +24,8 @@ public struct ClockSample: Sendable, Equatable {
     public init?(t1: Nanos, t2: Nanos, t3: Nanos, t4: Nanos) {
         guard t3 >= t2, t4 >= t1, t4 &- t1 >= t3 &- t2 else { return nil }
         // Clocks of two hosts are unrelated: differences are taken as signed, wrapping values.
-        let forward = Int64(bitPattern: t2 &- t1), backward = Int64(bitPattern: t3 &- t4)
+        let forward = Int64(bitPattern: t2 &- t1)
+        let backward = Int64(bitPattern: t3 &- t4)
         offset = forward / 2 &+ backward / 2 &+ (forward % 2 &+ backward % 2) / 2
         delay = (t4 &- t1) &- (t3 &- t2)
         at = t4
@@ -54,7 +55,10 @@ struct PingState {
     }
 
     /// The outcome of a pong.
-    enum PongResult { case unknown, malformed, sample(ClockSample, rtt: Nanos) }
+    enum PongResult {
+        case unknown, malformed
+        case sample(ClockSample, rtt: Nanos)
+    }
 
     /// A pong arrived at `now`: the ping it answers is done. A pong for a ping not in flight is
     /// ignored; one whose echo or times cannot be right is malformed.

@@ -5,7 +5,10 @@ import Sodium
 struct TokenBucket {
     var tokens: Double
     var last: Nanos
-    init(burst: Double, now: Nanos) { tokens = burst; last = now }
+    init(burst: Double, now: Nanos) {
+        tokens = burst
+        last = now
+    }
 
     mutating func take(now: Nanos, rate: Double, burst: Double) -> Bool {
         if now > last {
@@ -127,8 +130,14 @@ struct CookieChecker {
     mutating func hasValidMac2(_ packet: [UInt8], from source: PeerAddress, now: Nanos) -> Bool {
         rotate(now: now)
         let got = packet[Wire.mac2Offset...]
-        return Sodium.constantTimeEqual(CookieChecker.mac2(packet, cookie: CookieChecker.cookie(secret: secret, source: source)), got)
-            || Sodium.constantTimeEqual(CookieChecker.mac2(packet, cookie: CookieChecker.cookie(secret: previousSecret, source: source)), got)
+        return Sodium.constantTimeEqual(
+            CookieChecker.mac2(packet, cookie: CookieChecker.cookie(secret: secret, source: source)),
+            got
+        )
+            || Sodium.constantTimeEqual(
+                CookieChecker.mac2(packet, cookie: CookieChecker.cookie(secret: previousSecret, source: source)),
+                got
+            )
     }
 
     static func replyKey(mac1: ArraySlice<UInt8>) -> [UInt8] {
@@ -139,14 +148,23 @@ struct CookieChecker {
     mutating func reply(to packet: [UInt8], senderIndex: UInt32, from source: PeerAddress, now: Nanos) -> [UInt8] {
         rotate(now: now)
         let nonce = Sodium.randomBytes(Wire.cookieNonceLength)
-        let sealed = ChaChaPoly.seal(key: CookieChecker.replyKey(mac1: packet[Wire.mac1Offset..<Wire.mac2Offset]),
-                                     nonce: nonce, ad: [UInt8](), plaintext: CookieChecker.cookie(secret: secret, source: source))
+        let sealed = ChaChaPoly.seal(
+            key: CookieChecker.replyKey(mac1: packet[Wire.mac1Offset..<Wire.mac2Offset]),
+            nonce: nonce,
+            ad: [UInt8](),
+            plaintext: CookieChecker.cookie(secret: secret, source: source)
+        )
         return CookieReply(receiverIndex: senderIndex, nonce: nonce, sealedCookie: sealed).encode()
     }
 
     /// The initiator's side: the cookie inside a reply to the initiation whose mac1 it was.
     static func openReply(_ reply: CookieReply, initiationMac1: [UInt8]) -> [UInt8]? {
-        ChaChaPoly.open(key: replyKey(mac1: initiationMac1[...]), nonce: reply.nonce, ad: [UInt8](), ciphertext: reply.sealedCookie)
+        ChaChaPoly.open(
+            key: replyKey(mac1: initiationMac1[...]),
+            nonce: reply.nonce,
+            ad: [UInt8](),
+            ciphertext: reply.sealedCookie
+        )
     }
 }
 
@@ -157,7 +175,9 @@ public enum HandshakeMACs {
     public static func seal(_ initiation: [UInt8], cookie: [UInt8]? = nil) -> [UInt8] {
         var p = initiation
         p.replaceSubrange(Wire.mac1Offset..<Wire.mac2Offset, with: CookieChecker.mac1(p))
-        if let cookie { p.replaceSubrange(Wire.mac2Offset..<Wire.initiationLength, with: CookieChecker.mac2(p, cookie: cookie)) }
+        if let cookie {
+            p.replaceSubrange(Wire.mac2Offset..<Wire.initiationLength, with: CookieChecker.mac2(p, cookie: cookie))
+        }
         return p
     }
 }
@@ -186,7 +206,10 @@ struct HandshakeGuard {
         var tableCapacity = 8192
     }
 
-    enum Verdict: Equatable { case process, sendCookie, drop(Reason) }
+    enum Verdict: Equatable {
+        case process, sendCookie
+        case drop(Reason)
+    }
     enum Reason: Equatable { case badMac1, rateLimited, globalLimit, cookieLimit }
 
     let config: Config
@@ -203,8 +226,16 @@ struct HandshakeGuard {
     init(config: Config, now: Nanos) {
         self.config = config
         cookies = CookieChecker(now: now)
-        perSource = SourceRateLimiter(rate: config.perSourceRate, burst: config.perSourceBurst, capacity: config.tableCapacity)
-        cookieLimiter = SourceRateLimiter(rate: config.cookieRate, burst: config.cookieBurst, capacity: config.tableCapacity)
+        perSource = SourceRateLimiter(
+            rate: config.perSourceRate,
+            burst: config.perSourceBurst,
+            capacity: config.tableCapacity
+        )
+        cookieLimiter = SourceRateLimiter(
+            rate: config.cookieRate,
+            burst: config.cookieBurst,
+            capacity: config.tableCapacity
+        )
         global = TokenBucket(burst: config.globalBurst, now: now)
         freshReserve = TokenBucket(burst: config.freshBurst, now: now)
         recent = RecentSources(window: config.freshWindow, capacity: config.tableCapacity)
@@ -232,8 +263,10 @@ struct HandshakeGuard {
         }
         guard perSource.allow(source.ip, now: now) else { return .drop(.rateLimited) }
         let fresh = recent.isFresh(source.ip, now: now)
-        guard global.take(now: now, rate: config.globalRate, burst: config.globalBurst)
-                || (fresh && freshReserve.take(now: now, rate: config.freshRate, burst: config.freshBurst)) else {
+        guard
+            global.take(now: now, rate: config.globalRate, burst: config.globalBurst)
+                || (fresh && freshReserve.take(now: now, rate: config.freshRate, burst: config.freshBurst))
+        else {
             return .drop(.globalLimit)
         }
         recent.note(source.ip, now: now)

@@ -1,8 +1,9 @@
 import Foundation
 import LocalFiles
 import Sodium
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A peer's long-term public key: 32 bytes of Ed25519. The text form for pasting to a friend is
@@ -26,7 +27,8 @@ public struct PeerKey: Hashable, Sendable, CustomStringConvertible {
     public var text: String {
         let data = bytes + PeerKey.checksum(bytes)
         var out = PeerKey.prefix
-        var buffer: UInt32 = 0, bits = 0
+        var buffer: UInt32 = 0
+        var bits = 0
         for b in data {
             buffer = buffer << 8 | UInt32(b)
             bits += 8
@@ -45,7 +47,8 @@ public struct PeerKey: Hashable, Sendable, CustomStringConvertible {
     public init?(text raw: String) {
         let t = raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         guard t.hasPrefix(PeerKey.prefix) else { return nil }
-        var buffer: UInt32 = 0, bits = 0
+        var buffer: UInt32 = 0
+        var bits = 0
         var data: [UInt8] = []
         for ch in t.dropFirst(PeerKey.prefix.count) {
             guard let v = PeerKey.alphabet.firstIndex(of: ch) else { return nil }
@@ -94,15 +97,17 @@ public enum IdentityStoreError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .insecurePermissions(path, mode):
-            return "refusing to use the key file \(path): group or others have access to it (mode \(String(mode & 0o777, radix: 8))). Run `chmod 600 \(path)` if it is really yours, or delete it to make a new identity."
+        case .insecurePermissions(let path, let mode):
+            return
+                "refusing to use the key file \(path): group or others have access to it (mode \(String(mode & 0o777, radix: 8))). Run `chmod 600 \(path)` if it is really yours, or delete it to make a new identity."
         case .notOwned(let path):
             return "refusing to use the key file \(path): it belongs to another user"
         case .malformed(let path):
-            return "the key file \(path) is not a turf identity (expected the line 'turf-identity-v1' and a 64-digit hex seed)"
+            return
+                "the key file \(path) is not a turf identity (expected the line 'turf-identity-v1' and a 64-digit hex seed)"
         case .unreadable(let message):
             return message
-        case let .io(path, e, what):
+        case .io(let path, let e, let what):
             return "\(what) \(path): \(String(cString: strerror(e)))"
         }
     }
@@ -137,7 +142,9 @@ public struct IdentityStore: Sendable {
         if let id = try load() { return (id, false) }
         try makeDirectories()
         let identity = Identity.generate()
-        var text = Array("\(IdentityStore.header)\n\(identity.signing.seed.bytes.map { String(format2: $0) }.joined())\n".utf8)
+        var text = Array(
+            "\(IdentityStore.header)\n\(identity.signing.seed.bytes.map { String(format2: $0) }.joined())\n".utf8
+        )
         defer { Sodium.wipe(&text) }
         let tmp = directory + "/.identity.key.\(getpid()).\(Sodium.randomU64())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -146,7 +153,9 @@ public struct IdentityStore: Sendable {
         let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd)
         close(fd)
-        guard written == text.count, synced == 0 else { throw IdentityStoreError.io(path: tmp, errno: errno, what: "cannot write") }
+        guard written == text.count, synced == 0 else {
+            throw IdentityStoreError.io(path: tmp, errno: errno, what: "cannot write")
+        }
         if link(tmp, path) != 0 {
             let e = errno
             if e == EEXIST, let other = try load() { return (other, false) }
@@ -165,7 +174,9 @@ public struct IdentityStore: Sendable {
     public func load() throws -> Identity? {
         let fd: Int32
         do {
-            guard let opened = try UntrustedFile.openIfExists(path, what: "key file", extraFlags: O_NOFOLLOW) else { return nil }
+            guard let opened = try UntrustedFile.openIfExists(path, what: "key file", extraFlags: O_NOFOLLOW) else {
+                return nil
+            }
             fd = opened
         } catch let e as FileError {
             throw IdentityStoreError.unreadable(e.description)

@@ -68,7 +68,7 @@ final class DirectionKey {
     // @exclusivity(unchecked) here and on the per-packet fields of Session and SessionManager: they
     // are confined to the host's loop and never accessed overlappingly; `turf bench crypto` pays for
     // the checks (speed_ratio median 0.959 with, 0.946 without, 8-9 alternating runs; docs/benchmarks.md).
-    @exclusivity(unchecked) var counter: UInt64 = 0      // next counter to send
+    @exclusivity(unchecked) var counter: UInt64 = 0  // next counter to send
     @exclusivity(unchecked) var window = ReplayWindow()  // counters received
 
     init(key: SecretBytes, epoch: UInt8, since: Nanos) {
@@ -270,7 +270,9 @@ public final class Session {
             packet.removeAll(keepingCapacity: true)
             packet.append(contentsOf: repeatElement(0, count: total))
         }
-        let index = remoteIndex, epoch = key.epoch, secret = key.key
+        let index = remoteIndex
+        let epoch = key.epoch
+        let secret = key.key
         packet.withUnsafeMutableBytes { buffer in
             let base = buffer.baseAddress!  // `!`: the packet was grown to its full length above
             base.storeBytes(of: PacketType.transportData.rawValue, as: UInt8.self)
@@ -278,8 +280,13 @@ public final class Session {
             base.storeBytes(of: epoch, toByteOffset: 5, as: UInt8.self)
             base.storeBytes(of: counter.littleEndian, toByteOffset: 6, as: UInt64.self)
             payload.withUnsafeBytes { p in
-                ChaChaPoly.seal(key: secret, counter: counter, ad: UnsafeRawBufferPointer(start: base, count: h),
-                                plaintext: p, output: base + h)
+                ChaChaPoly.seal(
+                    key: secret,
+                    counter: counter,
+                    ad: UnsafeRawBufferPointer(start: base, count: h),
+                    plaintext: p,
+                    output: base + h
+                )
             }
         }
         lastSent = now
@@ -308,19 +315,37 @@ public final class Session {
         let h = Wire.transportHeaderLength
         guard let current = receive, packet.count >= h + Wire.tagLength else { return false }
         if header.epoch == current.epoch {
-            guard current.window.wouldAccept(header.counter) else { counters.replaysDropped += 1; return false }
-            guard Session.decrypt(packet, key: current.key, counter: header.counter, into: &plaintext) else {
-                counters.authFailures += 1; return false
+            guard current.window.wouldAccept(header.counter) else {
+                counters.replaysDropped += 1
+                return false
             }
-            guard current.window.accept(header.counter) else { counters.replaysDropped += 1; return false }
+            guard Session.decrypt(packet, key: current.key, counter: header.counter, into: &plaintext) else {
+                counters.authFailures += 1
+                return false
+            }
+            guard current.window.accept(header.counter) else {
+                counters.replaysDropped += 1
+                return false
+            }
         } else if let prev = previousReceive, header.epoch == prev.epoch {
-            guard prev.window.wouldAccept(header.counter) else { counters.replaysDropped += 1; return false }
+            guard prev.window.wouldAccept(header.counter) else {
+                counters.replaysDropped += 1
+                return false
+            }
             guard Session.decrypt(packet, key: prev.key, counter: header.counter, into: &plaintext),
-                  prev.window.accept(header.counter) else { counters.authFailures += 1; return false }
+                prev.window.accept(header.counter)
+            else {
+                counters.authFailures += 1
+                return false
+            }
         } else if header.epoch == current.epoch &+ 1 {
             let next = current.next(now: now)
             guard Session.decrypt(packet, key: next.key, counter: header.counter, into: &plaintext),
-                  next.window.accept(header.counter) else { counters.authFailures += 1; return false }
+                next.window.accept(header.counter)
+            else {
+                counters.authFailures += 1
+                return false
+            }
             previousReceive = current
             receive = next
             lossWindowHighest = nil
@@ -346,9 +371,13 @@ public final class Session {
         var scratch: UInt8 = 0
         return out.withUnsafeMutableBytes { o in
             packet.withUnsafeBytes { p in
-                ChaChaPoly.open(key: key, counter: counter, ad: UnsafeRawBufferPointer(rebasing: p[0..<h]),
-                                ciphertext: UnsafeRawBufferPointer(rebasing: p[h...]),
-                                output: o.baseAddress ?? withUnsafeMutableBytes(of: &scratch) { $0.baseAddress! })  // a scalar's bytes have an address
+                ChaChaPoly.open(
+                    key: key,
+                    counter: counter,
+                    ad: UnsafeRawBufferPointer(rebasing: p[0..<h]),
+                    ciphertext: UnsafeRawBufferPointer(rebasing: p[h...]),
+                    output: o.baseAddress ?? withUnsafeMutableBytes(of: &scratch) { $0.baseAddress! }
+                )  // a scalar's bytes have an address
             }
         }
     }
@@ -375,7 +404,7 @@ public final class Session {
         var challengeToAnswer: UInt64?
         for f in frames {
             switch f {
-            case let .ping(id, sent):
+            case .ping(let id, let sent):
                 pingToAnswer = (id, sent)
             case .pathChallenge(let data):
                 challengeToAnswer = data
@@ -387,21 +416,21 @@ public final class Session {
                     pathProbe = nil
                     manager?.stats.pathsValidated += 1
                 }
-            case let .pong(id, echo, received, sent):
+            case .pong(let id, let echo, let received, let sent):
                 switch pings.pong(id: id, echo: echo, received: received, sent: sent, now: now) {
-                case let .sample(sample, rtt):
+                case .sample(let sample, let rtt):
                     metrics.addRTT(rtt)
                     onClockSample?(sample)
                 case .malformed: counters.malformedFrames += 1
                 case .unknown: break
                 }
-            case let .unreliable(seq, data):
+            case .unreliable(let seq, let data):
                 unreliableMessages.append((seq, data))
-            case let .segment(seq, last, data):
+            case .segment(let seq, let last, let data):
                 reliable.handleSegment(seq: seq, last: last, data: data)
-                if isClosed { return } // over its receive budget
+                if isClosed { return }  // over its receive budget
                 requestFlush()
-            case let .ack(next, bits):
+            case .ack(let next, let bits):
                 reliable.handleAck(next: next, bits: bits)
             case .close:
                 manager?.remove(self, reason: .remote)

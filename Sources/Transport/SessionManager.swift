@@ -53,9 +53,18 @@ public final class SessionManager {
         public var tickInterval: Nanos = .milliseconds(10)
         var guardConfig = HandshakeGuard.Config()
 
-        public var underLoadThreshold: Int { get { guardConfig.underLoadThreshold } set { guardConfig.underLoadThreshold = newValue } }
-        public var perSourceHandshakesPerSecond: Double { get { guardConfig.perSourceRate } set { guardConfig.perSourceRate = newValue } }
-        public var perSourceHandshakeBurst: Double { get { guardConfig.perSourceBurst } set { guardConfig.perSourceBurst = newValue } }
+        public var underLoadThreshold: Int {
+            get { guardConfig.underLoadThreshold }
+            set { guardConfig.underLoadThreshold = newValue }
+        }
+        public var perSourceHandshakesPerSecond: Double {
+            get { guardConfig.perSourceRate }
+            set { guardConfig.perSourceRate = newValue }
+        }
+        public var perSourceHandshakeBurst: Double {
+            get { guardConfig.perSourceBurst }
+            set { guardConfig.perSourceBurst = newValue }
+        }
 
         public init() {}
     }
@@ -118,7 +127,10 @@ public final class SessionManager {
     /// The parsed protocol of `kind`. The `!` cannot fail: `protocols` has every case of HandshakeKind.
     private func noiseProtocol(_ kind: HandshakeKind) -> NoiseProtocol { SessionManager.protocols[kind]! }
 
-    struct PendingKey: Hashable { var source: PeerAddress; var index: UInt32 }
+    struct PendingKey: Hashable {
+        var source: PeerAddress
+        var index: UInt32
+    }
 
     /// What a connecting session needs until it is established: the Noise state and the messages
     /// to resend or answer again. Owned here, by session index, and dropped at establishment.
@@ -149,8 +161,13 @@ public final class SessionManager {
     private var countedInboundIP: [UInt32: UInt32] = [:]
 
     /// Registers turf's packet types on `demux` and starts the session timers.
-    public init(host: NetworkHost, demux: Demultiplexer, identity: Identity, config: Config = Config(),
-                logger: Logger = Logger(label: "turf.transport")) {
+    public init(
+        host: NetworkHost,
+        demux: Demultiplexer,
+        identity: Identity,
+        config: Config = Config(),
+        logger: Logger = Logger(label: "turf.transport")
+    ) {
         host.assertInLoop()
         self.host = host
         self.identity = identity
@@ -205,8 +222,15 @@ public final class SessionManager {
     /// Adds a session that is established with the given transport keys, without a handshake:
     /// for fuzzing and tests that need exactly the same session state every time.
     @_spi(Testing) @discardableResult
-    public func adoptEstablishedSession(role: Session.Role, localIndex: UInt32, remoteIndex: UInt32, peer: PeerAddress,
-                                        remoteKey: PeerKey, sendKey: [UInt8], receiveKey: [UInt8]) -> Session {
+    public func adoptEstablishedSession(
+        role: Session.Role,
+        localIndex: UInt32,
+        remoteIndex: UInt32,
+        peer: PeerAddress,
+        remoteKey: PeerKey,
+        sendKey: [UInt8],
+        receiveKey: [UInt8]
+    ) -> Session {
         let s = Session(role: role, kind: .xx, localIndex: localIndex, peer: peer, now: host.now)
         attach(s)
         s.remoteIndex = remoteIndex
@@ -270,7 +294,8 @@ public final class SessionManager {
     }
 
     private func retryDelay() -> Nanos {
-        config.handshakeRetry + Nanos(Sodium.randomUniform(UInt32(min(config.handshakeRetry / 10, Nanos(UInt32.max - 1)) + 1)))
+        config.handshakeRetry
+            + Nanos(Sodium.randomUniform(UInt32(min(config.handshakeRetry / 10, Nanos(UInt32.max - 1)) + 1)))
     }
 
     /// Sends a fresh initiation. A resend prompted by a cookie reply is not a new attempt.
@@ -283,9 +308,14 @@ public final class SessionManager {
         do {
             var remoteStatic: [UInt8]?
             if let k = h.expectedRemoteKey { remoteStatic = try k.x25519() }
-            var hs = try HandshakeState(protocol: noiseProtocol(s.kind), initiator: true, prologue: prologue,
-                                        localStatic: identity.agreement, remoteStatic: remoteStatic,
-                                        psks: h.psk.map { [$0] } ?? [])
+            var hs = try HandshakeState(
+                protocol: noiseProtocol(s.kind),
+                initiator: true,
+                prologue: prologue,
+                localStatic: identity.agreement,
+                remoteStatic: remoteStatic,
+                psks: h.psk.map { [$0] } ?? []
+            )
             // IK carries our identity in the first message; XX sends it in the third.
             let message = try hs.writeMessage(s.kind == .ik ? identity.signing.publicKey : [])
             h.noise = hs
@@ -293,7 +323,10 @@ public final class SessionManager {
             let mac1 = CookieChecker.mac1(packet)
             packet.replaceSubrange(Wire.mac1Offset..<Wire.mac2Offset, with: mac1)
             if let c = h.cookie, host.now &- c.received < CookieChecker.cookieLifetime {
-                packet.replaceSubrange(Wire.mac2Offset..<Wire.initiationLength, with: CookieChecker.mac2(packet, cookie: c.value))
+                packet.replaceSubrange(
+                    Wire.mac2Offset..<Wire.initiationLength,
+                    with: CookieChecker.mac2(packet, cookie: c.value)
+                )
             }
             h.lastInitiationMac1 = mac1
             host.send(packet, to: s.peerAddress)
@@ -310,7 +343,10 @@ public final class SessionManager {
     /// Entry point for datagrams whose first byte is one of turf's packet types.
     public func receive(_ packet: [UInt8], from source: PeerAddress) {
         host.assertInLoop()
-        guard let type = packet.first.flatMap(PacketType.init(rawValue:)) else { stats.malformed += 1; return }
+        guard let type = packet.first.flatMap(PacketType.init(rawValue:)) else {
+            stats.malformed += 1
+            return
+        }
         if type != .transportData { stats.bytesReceivedUnauthenticated += UInt64(packet.count) }
         switch type {
         case .transportData: receiveTransport(packet, from: source)
@@ -323,16 +359,28 @@ public final class SessionManager {
 
     /// Sends a reply to an unauthenticated packet; never more bytes than the packet had.
     private func reply(_ bytes: [UInt8], to packetLength: Int, at address: PeerAddress) {
-        guard bytes.count <= packetLength else { stats.malformed += 1; return }
+        guard bytes.count <= packetLength else {
+            stats.malformed += 1
+            return
+        }
         stats.bytesSentUnauthenticated += UInt64(bytes.count)
         host.send(bytes, to: address)
     }
 
     private func receiveTransport(_ packet: [UInt8], from source: PeerAddress) {
-        guard let header = try? TransportHeader.decode(packet) else { stats.malformed += 1; return }
-        guard let s = sessions[header.receiverIndex] else { stats.unknownIndex += 1; return }
+        guard let header = try? TransportHeader.decode(packet) else {
+            stats.malformed += 1
+            return
+        }
+        guard let s = sessions[header.receiverIndex] else {
+            stats.unknownIndex += 1
+            return
+        }
         let now = host.now
-        guard s.open(packet, header: header, now: now, into: &s.receiveBuffer) else { stats.transportRejected += 1; return }
+        guard s.open(packet, header: header, now: now, into: &s.receiveBuffer) else {
+            stats.transportRejected += 1
+            return
+        }
         if source != s.peerAddress, header.counter >= (s.receive?.window.highest ?? 0) {
             // Possibly the peer roamed (NAT rebinding), possibly a copied packet sent from a
             // forged address: the new address must answer a challenge before anything else goes
@@ -347,19 +395,32 @@ public final class SessionManager {
 
     private func receiveInitiation(_ packet: [UInt8], from source: PeerAddress) {
         stats.initiationsReceived += 1
-        guard packet.count == Wire.initiationLength else { stats.malformed += 1; return }
+        guard packet.count == Wire.initiationLength else {
+            stats.malformed += 1
+            return
+        }
         switch handshakeGuard.check(packet, from: source, now: host.now) {
-        case .drop(.badMac1): stats.badMac1 += 1; return
-        case .drop: stats.rateLimited += 1; return
+        case .drop(.badMac1):
+            stats.badMac1 += 1
+            return
+        case .drop:
+            stats.rateLimited += 1
+            return
         case .sendCookie:
             let index = readU32(packet, 2)
             stats.cookieRepliesSent += 1
-            reply(handshakeGuard.cookies.reply(to: packet, senderIndex: index, from: source, now: host.now),
-                  to: packet.count, at: source)
+            reply(
+                handshakeGuard.cookies.reply(to: packet, senderIndex: index, from: source, now: host.now),
+                to: packet.count,
+                at: source
+            )
             return
         case .process: break
         }
-        guard let initiation = try? HandshakeInitiation.decode(packet) else { stats.malformed += 1; return }
+        guard let initiation = try? HandshakeInitiation.decode(packet) else {
+            stats.malformed += 1
+            return
+        }
         let key = PendingKey(source: source, index: initiation.senderIndex)
         if let existing = pendingByInitiator[key].flatMap({ handshakes[$0] }) {
             if existing.initiationNoise == initiation.noiseMessage, let cached = existing.cachedResponse {
@@ -378,7 +439,10 @@ public final class SessionManager {
             return
         default: break
         }
-        guard inboundAllowed(from: source.ip) else { stats.inboundRefused += 1; return }
+        guard inboundAllowed(from: source.ip) else {
+            stats.inboundRefused += 1
+            return
+        }
         stats.handshakesProcessed += 1
         let s = Session(role: .responder, kind: initiation.kind, localIndex: freshIndex(), peer: source, now: host.now)
         attach(s)
@@ -386,9 +450,13 @@ public final class SessionManager {
         s.remoteIndex = initiation.senderIndex
         do {
             // The pattern check above refused .xxpsk3 without a lobby key, so `psks` is never short.
-            var hs = try HandshakeState(protocol: noiseProtocol(initiation.kind), initiator: false, prologue: prologue,
-                                        localStatic: identity.agreement,
-                                        psks: initiation.kind == .xxpsk3 ? lobbyPSK.map { [$0] } ?? [] : [])
+            var hs = try HandshakeState(
+                protocol: noiseProtocol(initiation.kind),
+                initiator: false,
+                prologue: prologue,
+                localStatic: identity.agreement,
+                psks: initiation.kind == .xxpsk3 ? lobbyPSK.map { [$0] } ?? [] : []
+            )
             let payload = try hs.readMessage(initiation.noiseMessage)
             var responsePayload: [UInt8] = []
             if initiation.kind == .ik {
@@ -398,8 +466,11 @@ public final class SessionManager {
                 responsePayload = identity.signing.publicKey
             }
             let message = try hs.writeMessage(responsePayload)
-            let response = HandshakeResponse(senderIndex: s.localIndex, receiverIndex: initiation.senderIndex,
-                                             noiseMessage: message).encode()
+            let response = HandshakeResponse(
+                senderIndex: s.localIndex,
+                receiverIndex: initiation.senderIndex,
+                noiseMessage: message
+            ).encode()
             if initiation.kind == .ik {
                 // Complete on our side; established once the initiator's first packet proves it.
                 installKeys(s, try hs.split())
@@ -418,7 +489,8 @@ public final class SessionManager {
 
     private func verifiedIdentity(_ payload: [UInt8], remoteStatic: [UInt8]?) throws -> PeerKey {
         guard let key = PeerKey(bytes: payload), let rs = remoteStatic,
-              (try? key.x25519()) == rs else { throw NoiseError.decryptionFailed }
+            (try? key.x25519()) == rs
+        else { throw NoiseError.decryptionFailed }
         return key
     }
 
@@ -443,9 +515,14 @@ public final class SessionManager {
     }
 
     private func receiveResponse(_ packet: [UInt8], from source: PeerAddress) {
-        guard let response = try? HandshakeResponse.decode(packet) else { stats.malformed += 1; return }
+        guard let response = try? HandshakeResponse.decode(packet) else {
+            stats.malformed += 1
+            return
+        }
         guard let s = sessions[response.receiverIndex], s.role == .initiator, s.state == .connecting,
-              let h = handshakes[s.localIndex], var hs = h.noise, !hs.isMyTurn, hs.nextMessageIndex == 1, source == s.peerAddress else {
+            let h = handshakes[s.localIndex], var hs = h.noise, !hs.isMyTurn, hs.nextMessageIndex == 1,
+            source == s.peerAddress
+        else {
             stats.unknownIndex += 1
             return
         }
@@ -458,7 +535,7 @@ public final class SessionManager {
                 installKeys(s, try hs.split())
                 h.noise = nil
                 establish(s)
-                s.sendPayload([]) // key confirmation for the responder
+                s.sendPayload([])  // key confirmation for the responder
             } else {
                 s.remoteKey = try verifiedIdentity(payload, remoteStatic: hs.remoteStatic)
                 let message = try hs.writeMessage(identity.signing.publicKey)
@@ -478,7 +555,10 @@ public final class SessionManager {
     }
 
     private func receiveFinal(_ packet: [UInt8], from source: PeerAddress) {
-        guard let final = try? HandshakeFinal.decode(packet) else { stats.malformed += 1; return }
+        guard let final = try? HandshakeFinal.decode(packet) else {
+            stats.malformed += 1
+            return
+        }
         guard let s = sessions[final.receiverIndex], s.role == .responder, source == s.peerAddress else {
             stats.unknownIndex += 1
             return
@@ -498,7 +578,7 @@ public final class SessionManager {
             installKeys(s, try hs.split())
             h.noise = nil
             guard establish(s) else { return }
-            s.sendPayload([]) // confirmation: the initiator is established when this arrives
+            s.sendPayload([])  // confirmation: the initiator is established when this arrives
         } catch {
             // Wrong passphrase, wrong key, or a forged final message from someone who saw our
             // index: counted; the pending handshake is left as it was (it expires on its own), so
@@ -509,10 +589,14 @@ public final class SessionManager {
     }
 
     private func receiveCookie(_ packet: [UInt8], from source: PeerAddress) {
-        guard let reply = try? CookieReply.decode(packet) else { stats.malformed += 1; return }
+        guard let reply = try? CookieReply.decode(packet) else {
+            stats.malformed += 1
+            return
+        }
         guard let s = sessions[reply.receiverIndex], s.role == .initiator, s.state == .connecting,
-              let h = handshakes[s.localIndex], h.finalMessage == nil, source == s.peerAddress,
-              let cookie = CookieChecker.openReply(reply, initiationMac1: h.lastInitiationMac1) else {
+            let h = handshakes[s.localIndex], h.finalMessage == nil, source == s.peerAddress,
+            let cookie = CookieChecker.openReply(reply, initiationMac1: h.lastInitiationMac1)
+        else {
             stats.unknownIndex += 1
             return
         }
@@ -547,7 +631,7 @@ public final class SessionManager {
             countedInboundIP[s.localIndex] = s.peerAddress.ip
         }
         s.lastReceived = host.now
-        s.pings.lastPing = host.now &- config.pingInterval // ping at the next tick for a first RTT sample
+        s.pings.lastPing = host.now &- config.pingInterval  // ping at the next tick for a first RTT sample
         if let i = pendingOrder.firstIndex(of: s.localIndex) { pendingOrder.remove(at: i) }
         forgetPending(s)
         handshakes[s.localIndex] = nil

@@ -42,8 +42,8 @@ public enum Wire {
     // is larger than what the peer sent.
     public static let initiationLength = 192
     static let initiationNoiseOffset = 8
-    public static let mac1Offset = initiationLength - 2 * macLength   // 160
-    public static let mac2Offset = initiationLength - macLength       // 176
+    public static let mac1Offset = initiationLength - 2 * macLength  // 160
+    public static let mac2Offset = initiationLength - macLength  // 176
     public static let maxInitiationNoise = mac1Offset - initiationNoiseOffset
 
     public static let responseHeaderLength = 9
@@ -99,8 +99,10 @@ func readU64(_ b: [UInt8], _ o: Int) -> UInt64 {
 
 @inline(__always)
 func appendU32(_ out: inout [UInt8], _ v: UInt32) {
-    out.append(UInt8(truncatingIfNeeded: v)); out.append(UInt8(truncatingIfNeeded: v >> 8))
-    out.append(UInt8(truncatingIfNeeded: v >> 16)); out.append(UInt8(truncatingIfNeeded: v >> 24))
+    out.append(UInt8(truncatingIfNeeded: v))
+    out.append(UInt8(truncatingIfNeeded: v >> 8))
+    out.append(UInt8(truncatingIfNeeded: v >> 16))
+    out.append(UInt8(truncatingIfNeeded: v >> 24))
 }
 
 @inline(__always)
@@ -116,8 +118,13 @@ public struct HandshakeInitiation: Equatable {
     public var mac1: [UInt8]
     public var mac2: [UInt8]
 
-    public init(kind: HandshakeKind, senderIndex: UInt32, noiseMessage: [UInt8],
-                mac1: [UInt8] = [UInt8](repeating: 0, count: 16), mac2: [UInt8] = [UInt8](repeating: 0, count: 16)) {
+    public init(
+        kind: HandshakeKind,
+        senderIndex: UInt32,
+        noiseMessage: [UInt8],
+        mac1: [UInt8] = [UInt8](repeating: 0, count: 16),
+        mac2: [UInt8] = [UInt8](repeating: 0, count: 16)
+    ) {
         self.kind = kind
         self.senderIndex = senderIndex
         self.noiseMessage = noiseMessage
@@ -133,7 +140,8 @@ public struct HandshakeInitiation: Equatable {
         out.append(PacketType.handshakeInitiation.rawValue)
         out.append(kind.rawValue)
         appendU32(&out, senderIndex)
-        out.append(UInt8(noiseMessage.count & 0xFF)); out.append(UInt8(noiseMessage.count >> 8))
+        out.append(UInt8(noiseMessage.count & 0xFF))
+        out.append(UInt8(noiseMessage.count >> 8))
         out += noiseMessage
         out += [UInt8](repeating: 0, count: Wire.mac1Offset - out.count)
         out += mac1
@@ -149,10 +157,13 @@ public struct HandshakeInitiation: Equatable {
         guard n <= Wire.maxInitiationNoise else { throw WireError.badField("noise length \(n)") }
         let end = Wire.initiationNoiseOffset + n
         guard b[end..<Wire.mac1Offset].allSatisfy({ $0 == 0 }) else { throw WireError.badField("padding") }
-        return HandshakeInitiation(kind: kind, senderIndex: readU32(b, 2),
-                                   noiseMessage: Array(b[Wire.initiationNoiseOffset..<end]),
-                                   mac1: Array(b[Wire.mac1Offset..<Wire.mac2Offset]),
-                                   mac2: Array(b[Wire.mac2Offset...]))
+        return HandshakeInitiation(
+            kind: kind,
+            senderIndex: readU32(b, 2),
+            noiseMessage: Array(b[Wire.initiationNoiseOffset..<end]),
+            mac1: Array(b[Wire.mac1Offset..<Wire.mac2Offset]),
+            mac2: Array(b[Wire.mac2Offset...])
+        )
     }
 }
 
@@ -180,8 +191,11 @@ public struct HandshakeResponse: Equatable {
             throw WireError.wrongLength(b.count)
         }
         guard b[0] == PacketType.handshakeResponse.rawValue else { throw WireError.wrongType(b[0]) }
-        return HandshakeResponse(senderIndex: readU32(b, 1), receiverIndex: readU32(b, 5),
-                                 noiseMessage: Array(b[Wire.responseHeaderLength...]))
+        return HandshakeResponse(
+            senderIndex: readU32(b, 1),
+            receiverIndex: readU32(b, 5),
+            noiseMessage: Array(b[Wire.responseHeaderLength...])
+        )
     }
 }
 
@@ -202,7 +216,9 @@ public struct HandshakeFinal: Equatable {
     }
 
     public static func decode(_ b: [UInt8]) throws -> HandshakeFinal {
-        guard b.count >= Wire.finalHeaderLength + 48, b.count <= Wire.maxDatagram else { throw WireError.wrongLength(b.count) }
+        guard b.count >= Wire.finalHeaderLength + 48, b.count <= Wire.maxDatagram else {
+            throw WireError.wrongLength(b.count)
+        }
         guard b[0] == PacketType.handshakeFinal.rawValue else { throw WireError.wrongType(b[0]) }
         return HandshakeFinal(receiverIndex: readU32(b, 1), noiseMessage: Array(b[Wire.finalHeaderLength...]))
     }
@@ -306,27 +322,51 @@ public enum Frame: Equatable {
     /// Encodes an unreliable message frame without building a `Frame`.
     @inline(__always)
     static func appendUnreliable(seq: UInt32, data: [UInt8], to out: inout [UInt8]) {
-        out.append(unreliableType); appendU32(&out, seq)
-        out.append(UInt8(data.count & 0xFF)); out.append(UInt8(data.count >> 8)); out += data
+        out.append(unreliableType)
+        appendU32(&out, seq)
+        out.append(UInt8(data.count & 0xFF))
+        out.append(UInt8(data.count >> 8))
+        out += data
     }
 
     public func encode(into out: inout [UInt8]) {
         switch self {
-        case let .ping(id, sent): out.append(Frame.pingType); appendU32(&out, id); appendU64(&out, sent)
-        case let .pong(id, echo, received, sent):
-            out.append(Frame.pongType); appendU32(&out, id)
-            appendU64(&out, echo); appendU64(&out, received); appendU64(&out, sent)
-        case let .unreliable(seq, d):
-            out.append(Frame.unreliableType); appendU32(&out, seq)
-            out.append(UInt8(d.count & 0xFF)); out.append(UInt8(d.count >> 8)); out += d
-        case let .segment(seq, last, d):
-            out.append(Frame.segmentType); appendU32(&out, seq); out.append(last ? 1 : 0)
-            out.append(UInt8(d.count & 0xFF)); out.append(UInt8(d.count >> 8)); out += d
-        case let .ack(next, bits):
-            out.append(Frame.ackType); appendU32(&out, next); appendU64(&out, bits)
-        case .close(let r): out.append(Frame.closeType); out.append(r)
-        case .pathChallenge(let d): out.append(Frame.pathChallengeType); appendU64(&out, d)
-        case .pathResponse(let d): out.append(Frame.pathResponseType); appendU64(&out, d)
+        case .ping(let id, let sent):
+            out.append(Frame.pingType)
+            appendU32(&out, id)
+            appendU64(&out, sent)
+        case .pong(let id, let echo, let received, let sent):
+            out.append(Frame.pongType)
+            appendU32(&out, id)
+            appendU64(&out, echo)
+            appendU64(&out, received)
+            appendU64(&out, sent)
+        case .unreliable(let seq, let d):
+            out.append(Frame.unreliableType)
+            appendU32(&out, seq)
+            out.append(UInt8(d.count & 0xFF))
+            out.append(UInt8(d.count >> 8))
+            out += d
+        case .segment(let seq, let last, let d):
+            out.append(Frame.segmentType)
+            appendU32(&out, seq)
+            out.append(last ? 1 : 0)
+            out.append(UInt8(d.count & 0xFF))
+            out.append(UInt8(d.count >> 8))
+            out += d
+        case .ack(let next, let bits):
+            out.append(Frame.ackType)
+            appendU32(&out, next)
+            appendU64(&out, bits)
+        case .close(let r):
+            out.append(Frame.closeType)
+            out.append(r)
+        case .pathChallenge(let d):
+            out.append(Frame.pathChallengeType)
+            appendU64(&out, d)
+        case .pathResponse(let d):
+            out.append(Frame.pathResponseType)
+            appendU64(&out, d)
         }
     }
 
@@ -339,8 +379,14 @@ public enum Frame: Equatable {
             switch type {
             case pingType: frames.append(.ping(id: try r.u32("ping id"), sent: try r.u64("ping time")))
             case pongType:
-                frames.append(.pong(id: try r.u32("pong id"), echo: try r.u64("pong echo"),
-                                    received: try r.u64("pong receive time"), sent: try r.u64("pong send time")))
+                frames.append(
+                    .pong(
+                        id: try r.u32("pong id"),
+                        echo: try r.u64("pong echo"),
+                        received: try r.u64("pong receive time"),
+                        sent: try r.u64("pong send time")
+                    )
+                )
             case unreliableType:
                 let seq = try r.u32("unreliable seq")
                 let n = Int(try r.u16("unreliable length"))

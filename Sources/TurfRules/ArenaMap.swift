@@ -10,7 +10,11 @@
 /// Grid legend: `#` wall, `.` floor, ` ` void (outside the arena: impassable, not drawn),
 /// `1`–`8` floor with that player's spawn point. Rows shorter than the widest are padded with void.
 public final class ArenaMap: Equatable, Sendable {
-    public enum Cell: UInt8, Sendable { case void = 0, wall = 1, floor = 2 }
+    public enum Cell: UInt8, Sendable {
+        case void = 0
+        case wall = 1
+        case floor = 2
+    }
 
     public let name: String
     public let width: Int
@@ -41,7 +45,12 @@ public final class ArenaMap: Equatable, Sendable {
     /// (columns count Unicode scalars, from 1).
     public init(parsing text: String, file: String = "<map>") throws {
         guard text.utf8.count <= ArenaMap.maxSourceBytes else {
-            throw MapError(file: file, line: 1, column: 1, "the map is \(text.utf8.count) bytes (at most \(ArenaMap.maxSourceBytes))")
+            throw MapError(
+                file: file,
+                line: 1,
+                column: 1,
+                "the map is \(text.utf8.count) bytes (at most \(ArenaMap.maxSourceBytes))"
+            )
         }
         source = text
         var name: String?
@@ -49,11 +58,18 @@ public final class ArenaMap: Equatable, Sendable {
         let lines = ArenaMap.lines(text)
         for (i, line) in lines.enumerated() {
             if let bad = line.firstIndex(where: ArenaMap.isForbiddenInHeader) {
-                throw MapError(file: file, line: i + 1, column: bad + 1,
-                               "control character \(ArenaMap.describe(line[bad])) in the header")
+                throw MapError(
+                    file: file,
+                    line: i + 1,
+                    column: bad + 1,
+                    "control character \(ArenaMap.describe(line[bad])) in the header"
+                )
             }
             let trimmed = line.trimmingBlanks()
-            if trimmed.elementsEqual("---".unicodeScalars) { gridStart = i + 1; break }
+            if trimmed.elementsEqual("---".unicodeScalars) {
+                gridStart = i + 1
+                break
+            }
             if trimmed.isEmpty || trimmed.first == "#" { continue }
             guard let colon = trimmed.firstIndex(of: ":") else {
                 throw MapError(file: file, line: i + 1, column: 1, "expected 'key: value' or '---' in the header")
@@ -64,44 +80,85 @@ public final class ArenaMap: Equatable, Sendable {
             switch key {
             case "name":
                 guard !valueScalars.isEmpty, valueScalars.count <= ArenaMap.maxNameLength else {
-                    throw MapError(file: file, line: i + 1, column: 1, "map name must be 1–\(ArenaMap.maxNameLength) characters")
+                    throw MapError(
+                        file: file,
+                        line: i + 1,
+                        column: 1,
+                        "map name must be 1–\(ArenaMap.maxNameLength) characters"
+                    )
                 }
                 name = value
             case "author", "description":
                 guard valueScalars.count <= ArenaMap.maxHeaderValueLength else {
-                    throw MapError(file: file, line: i + 1, column: 1, "\(key) must be at most \(ArenaMap.maxHeaderValueLength) characters")
+                    throw MapError(
+                        file: file,
+                        line: i + 1,
+                        column: 1,
+                        "\(key) must be at most \(ArenaMap.maxHeaderValueLength) characters"
+                    )
                 }
             default:
                 // Shown bounded, a tab (the one control character a header may hold) escaped.
                 var shown = String(String.UnicodeScalarView(key.unicodeScalars.prefix(40))).replacingTabs()
                 if key.unicodeScalars.count > 40 { shown += "…" }
-                throw MapError(file: file, line: i + 1, column: 1, "unknown header key '\(shown)' (known: name, author, description)")
+                throw MapError(
+                    file: file,
+                    line: i + 1,
+                    column: 1,
+                    "unknown header key '\(shown)' (known: name, author, description)"
+                )
             }
         }
         guard let start = gridStart else {
-            throw MapError(file: file, line: lines.count, column: 1, "no '---' line separating the header from the grid")
+            throw MapError(
+                file: file,
+                line: lines.count,
+                column: 1,
+                "no '---' line separating the header from the grid"
+            )
         }
-        guard let mapName = name else { throw MapError(file: file, line: 1, column: 1, "the header has no 'name:' line") }
+        guard let mapName = name else {
+            throw MapError(file: file, line: 1, column: 1, "the header has no 'name:' line")
+        }
         var rows = Array(lines[start...])
         while let last = rows.last, last.allSatisfy({ $0 == " " }) { rows.removeLast() }
         guard !rows.isEmpty else { throw MapError(file: file, line: start + 1, column: 1, "the grid is empty") }
         guard rows.count <= ArenaMap.maxSide else {
-            throw MapError(file: file, line: start + ArenaMap.maxSide + 1, column: 1, "the grid is taller than \(ArenaMap.maxSide) rows")
+            throw MapError(
+                file: file,
+                line: start + ArenaMap.maxSide + 1,
+                column: 1,
+                "the grid is taller than \(ArenaMap.maxSide) rows"
+            )
         }
         // Every grid character is checked before anything else looks at the row.
         for (y, row) in rows.enumerated() {
             for (x, u) in row.enumerated() where !ArenaMap.isGridCharacter(u) {
                 if u == "\t" {
-                    throw MapError(file: file, line: start + y + 1, column: x + 1, "tab in the grid (use spaces for void)")
+                    throw MapError(
+                        file: file,
+                        line: start + y + 1,
+                        column: x + 1,
+                        "tab in the grid (use spaces for void)"
+                    )
                 }
-                throw MapError(file: file, line: start + y + 1, column: x + 1,
-                               "unexpected character \(ArenaMap.describe(u)) (expected '#' wall, '.' floor, ' ' void or a spawn digit 1-8)")
+                throw MapError(
+                    file: file,
+                    line: start + y + 1,
+                    column: x + 1,
+                    "unexpected character \(ArenaMap.describe(u)) (expected '#' wall, '.' floor, ' ' void or a spawn digit 1-8)"
+                )
             }
         }
         let w = rows.map { $0.count }.max() ?? 0
         guard w <= ArenaMap.maxSide else {
             let r = rows.firstIndex { $0.count > ArenaMap.maxSide }!
-            throw MapError(file: file, line: start + r + 1, column: ArenaMap.maxSide + 1, "the grid is wider than \(ArenaMap.maxSide) columns")
+            throw MapError(
+                file: file,
+                line: start + r + 1,
+                column: ArenaMap.maxSide + 1,
+                "the grid is wider than \(ArenaMap.maxSide) columns"
+            )
         }
         var cells = [Cell](repeating: .void, count: w * rows.count)
         var spawnAt = [Int?](repeating: nil, count: 8)
@@ -109,30 +166,53 @@ public final class ArenaMap: Equatable, Sendable {
             for (x, u) in row.enumerated() {
                 let i = y * w + x
                 switch u.value {
-                case 0x23: cells[i] = .wall // '#'
-                case 0x2E: cells[i] = .floor // '.'
-                case 0x31...0x38: // '1'...'8'
+                case 0x23: cells[i] = .wall  // '#'
+                case 0x2E: cells[i] = .floor  // '.'
+                case 0x31...0x38:  // '1'...'8'
                     let n = Int(u.value - 0x31)
                     if spawnAt[n] != nil {
-                        throw MapError(file: file, line: start + y + 1, column: x + 1, "spawn point '\(n + 1)' appears twice")
+                        throw MapError(
+                            file: file,
+                            line: start + y + 1,
+                            column: x + 1,
+                            "spawn point '\(n + 1)' appears twice"
+                        )
                     }
                     spawnAt[n] = i
                     cells[i] = .floor
-                default: cells[i] = .void // ' ', the only other grid character
+                default: cells[i] = .void  // ' ', the only other grid character
                 }
             }
         }
         let count = spawnAt.prefix { $0 != nil }.count
         if let gap = spawnAt[count...].firstIndex(where: { $0 != nil }) {
-            throw MapError(file: file, line: start + 1, column: 1, "spawn point '\(gap + 1)' present but '\(count + 1)' missing (spawns must be numbered 1, 2, 3, …)")
+            throw MapError(
+                file: file,
+                line: start + 1,
+                column: 1,
+                "spawn point '\(gap + 1)' present but '\(count + 1)' missing (spawns must be numbered 1, 2, 3, …)"
+            )
         }
-        guard count >= 2 else { throw MapError(file: file, line: start + 1, column: 1, "the map needs at least 2 spawn points, found \(count)") }
+        guard count >= 2 else {
+            throw MapError(
+                file: file,
+                line: start + 1,
+                column: 1,
+                "the map needs at least 2 spawn points, found \(count)"
+            )
+        }
         // Every floor cell on the edge of the grid would let an avatar walk off the arena.
         for y in 0..<rows.count {
             for x in 0..<w where cells[y * w + x] == .floor {
                 let neighbours = [(x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)]
-                for (nx, ny) in neighbours where nx < 0 || ny < 0 || nx >= w || ny >= rows.count || cells[ny * w + nx] == .void {
-                    throw MapError(file: file, line: start + y + 1, column: x + 1, "floor cell touches the outside of the arena: enclose it with walls")
+                for (nx, ny) in neighbours
+                where nx < 0 || ny < 0 || nx >= w || ny >= rows.count || cells[ny * w + nx] == .void {
+                    throw MapError(
+                        file: file,
+                        line: start + y + 1,
+                        column: x + 1,
+                        "floor cell touches the outside of the arena: enclose it with walls"
+                    )
                 }
             }
         }
@@ -151,7 +231,8 @@ public final class ArenaMap: Equatable, Sendable {
 
     /// The cell one step from `i` in `d`, or nil off the grid.
     @inline(__always) public func step(_ i: Int, _ d: Direction) -> Int? {
-        let x = i % width, y = i / width
+        let x = i % width
+        let y = i / width
         switch d {
         case .up: return y > 0 ? i - width : nil
         case .down: return y + 1 < height ? i + width : nil
@@ -164,10 +245,15 @@ public final class ArenaMap: Equatable, Sendable {
 }
 
 public enum Direction: UInt8, CaseIterable, Sendable {
-    case up = 0, right = 1, down = 2, left = 3
+    case up = 0
+    case right = 1
+    case down = 2
+    case left = 3
     // `!`s: a raw value masked with 3 is 0...3, and all four are cases.
     public var opposite: Direction { Direction(rawValue: (rawValue + 2) & 3)! }
-    public var turns: [Direction] { [Direction(rawValue: (rawValue + 1) & 3)!, Direction(rawValue: (rawValue + 3) & 3)!] }
+    public var turns: [Direction] {
+        [Direction(rawValue: (rawValue + 1) & 3)!, Direction(rawValue: (rawValue + 3) & 3)!]
+    }
 }
 
 /// A bad map: names the file, line and column.

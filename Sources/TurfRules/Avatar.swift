@@ -34,7 +34,7 @@ public struct Avatar: Sendable, Equatable {
         } else if let c = map.step(here, heading), map.isFloor(c) {
             next = c
         }
-        guard let to = next else { return nil } // blocked: wait, ready to move as soon as it turns
+        guard let to = next else { return nil }  // blocked: wait, ready to move as soon as it turns
         cell = to
         nextMoveTick = tick + Tick(moveEvery)
         return .move(cell: UInt32(to))
@@ -43,7 +43,10 @@ public struct Avatar: Sendable, Equatable {
     func run(from cell: Int, _ d: Direction, _ map: ArenaMap) -> Int {
         var n = 0
         var c = cell
-        while n < 64, let s = map.step(c, d), map.isFloor(s) { n += 1; c = s }
+        while n < 64, let s = map.step(c, d), map.isFloor(s) {
+            n += 1
+            c = s
+        }
         return n
     }
 }

@@ -35,7 +35,14 @@ public struct Bot: Sendable {
                 avatar.wanted = choices[rng.below(choices.count)]
             }
         case .hard:
-            avatar.wanted = hardChoice(here: here, heading: avatar.heading, choices: choices, player: player, tick: tick, world: world)
+            avatar.wanted = hardChoice(
+                here: here,
+                heading: avatar.heading,
+                choices: choices,
+                player: player,
+                tick: tick,
+                world: world
+            )
         }
     }
 
@@ -50,15 +57,22 @@ public struct Bot: Sendable {
     /// a large one made hard bots trail whoever had just painted. With nothing in sight it walks
     /// towards the nearest cell it does not own, preferring cells away from the others.
     /// Cost per move: 4 rays of 8 cells against at most 7 avatars, plus a bounded search.
-    private mutating func hardChoice(here: Int, heading: Direction, choices: [Direction], player: PlayerID, tick: Tick,
-                                     world: TurfWorld) -> Direction {
+    private mutating func hardChoice(
+        here: Int,
+        heading: Direction,
+        choices: [Direction],
+        player: PlayerID,
+        tick: Tick,
+        world: TurfWorld
+    ) -> Direction {
         let map = world.map
         var others: [(x: Int, y: Int)] = []
         for p in 0..<world.playerCount where p != Int(player) {
             if let c = world.position(of: PlayerID(p)) { others.append((map.x(c), map.y(c))) }
         }
         func nearestOther(_ c: Int) -> Int {
-            let x = map.x(c), y = map.y(c)
+            let x = map.x(c)
+            let y = map.y(c)
             var best = Int.max
             for o in others { best = min(best, abs(o.x - x) + abs(o.y - y)) }
             return best
@@ -68,7 +82,8 @@ public struct Bot: Sendable {
         var bestFresh = 0
         let here0 = nearestOther(here)
         for d in choices {
-            var gain = 0, fresh = 0
+            var gain = 0
+            var fresh = 0
             var c = here
             for dist in 1...8 {
                 guard let s = map.step(c, d), map.isFloor(s) else { break }
@@ -90,10 +105,22 @@ public struct Bot: Sendable {
             if here0 <= Bot.crowdRadius, let n = map.step(here, d), nearestOther(n) < here0 {
                 score -= 4 * (Bot.crowdRadius + 1 - here0)
             }
-            if score > bestScore { bestScore = score; best = d; bestFresh = fresh }
+            if score > bestScore {
+                bestScore = score
+                best = d
+                bestFresh = fresh
+            }
         }
         // Nothing worth taking in sight: head for a cell that is not ours, near us and away from others.
-        if bestFresh < 12, let d = Bot.towardsOpenGround(from: here, player: player, world: world, limit: 800, nearestOther: nearestOther) {
+        if bestFresh < 12,
+            let d = Bot.towardsOpenGround(
+                from: here,
+                player: player,
+                world: world,
+                limit: 800,
+                nearestOther: nearestOther
+            )
+        {
             best = d
         }
         return best
@@ -102,8 +129,13 @@ public struct Bot: Sendable {
     /// The first step of a shortest path to the floor cell not owned by `player` that minimises its
     /// path length plus a penalty for being near another avatar (breadth-first, visiting at most
     /// `limit` cells, stopping once no farther cell can do better).
-    static func towardsOpenGround(from start: Int, player: PlayerID, world: TurfWorld, limit: Int,
-                                  nearestOther: (Int) -> Int) -> Direction? {
+    static func towardsOpenGround(
+        from start: Int,
+        player: PlayerID,
+        world: TurfWorld,
+        limit: Int,
+        nearestOther: (Int) -> Int
+    ) -> Direction? {
         let map = world.map
         var firstStep: [Int: (Direction, Int)] = [start: (.up, 0)]
         var queue = [start]
@@ -116,6 +148,7 @@ public struct Bot: Sendable {
             if let b = best, dc + 1 >= b.1 { break }
             for d in Direction.allCases {
                 guard let n = map.step(c, d), map.isFloor(n), firstStep[n] == nil else { continue }
+                // `!`: every cell dequeued other than the start was given its first step when it was queued.
                 let first = c == start ? d : firstStep[c]!.0
                 firstStep[n] = (first, dc + 1)
                 if world.owner[n] == TurfWorld.noOwner {
@@ -145,7 +178,8 @@ public struct TurfController: PlayerController {
 
     public mutating func step(tick: Tick, player: PlayerID, state: TurfWorld) -> [TurfOp] {
         bot?.steer(&avatar, player: player, tick: tick, world: state)
-        guard let op = avatar.step(tick: tick, player: player, map: state.map, moveEvery: state.settings.moveEvery) else { return [] }
+        guard let op = avatar.step(tick: tick, player: player, map: state.map, moveEvery: state.settings.moveEvery)
+        else { return [] }
         return [op]
     }
 }

@@ -11,20 +11,28 @@ public enum MapFuzz {
         let map: ArenaMap
         do { map = try ArenaMap(parsing: text, file: "fuzz.map") } catch let e as MapError {
             guard e.line >= 1, e.column >= 1 else { return "error at line \(e.line), column \(e.column)" }
-            guard !e.description.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+            guard !e.description.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+            else {
                 return "the error message holds a control character"
             }
             return nil
         } catch { return "a map error that is not a MapError: \(error)" }
         guard (1...ArenaMap.maxSide).contains(map.width), (1...ArenaMap.maxSide).contains(map.height),
-              map.cells.count == map.width * map.height else { return "grid is \(map.width)×\(map.height) with \(map.cells.count) cells" }
-        guard (2...8).contains(map.spawns.count), map.spawns.allSatisfy({ map.cells.indices.contains($0) && map.isFloor($0) }) else {
+            map.cells.count == map.width * map.height
+        else { return "grid is \(map.width)×\(map.height) with \(map.cells.count) cells" }
+        guard (2...8).contains(map.spawns.count),
+            map.spawns.allSatisfy({ map.cells.indices.contains($0) && map.isFloor($0) })
+        else {
             return "spawns \(map.spawns) are not 2–8 floor cells"
         }
         guard (1...ArenaMap.maxNameLength).contains(map.name.unicodeScalars.count),
-              !map.name.unicodeScalars.contains(where: ArenaMap.isForbiddenInHeader) else { return "bad name \(map.name.debugDescription)" }
-        guard map.floorCells == map.cells.indices.filter({ map.isFloor($0) }) else { return "floorCells disagree with the grid" }
-        guard let again = try? ArenaMap(parsing: map.source), again.cells == map.cells, again.spawns == map.spawns else {
+            !map.name.unicodeScalars.contains(where: ArenaMap.isForbiddenInHeader)
+        else { return "bad name \(map.name.debugDescription)" }
+        guard map.floorCells == map.cells.indices.filter({ map.isFloor($0) }) else {
+            return "floorCells disagree with the grid"
+        }
+        guard let again = try? ArenaMap(parsing: map.source), again.cells == map.cells, again.spawns == map.spawns
+        else {
             return "the map's own source does not parse to the same map"
         }
         let settings = TurfSettings(map: map)
@@ -51,10 +59,14 @@ public enum JournalFuzz {
         guard rec.discardedBytes <= data.count else { return "recovery discarded more bytes than it read" }
         var last = 0
         for r in rec.damaged {
-            guard r.lowerBound >= last, r.upperBound <= data.count, !r.isEmpty else { return "damaged ranges \(rec.damaged) out of order" }
+            guard r.lowerBound >= last, r.upperBound <= data.count, !r.isEmpty else {
+                return "damaged ranges \(rec.damaged) out of order"
+            }
             last = r.upperBound
         }
-        guard rec.damaged.reduce(0, { $0 + $1.count }) <= rec.discardedBytes else { return "more damaged than discarded bytes" }
+        guard rec.damaged.reduce(0, { $0 + $1.count }) <= rec.discardedBytes else {
+            return "more damaged than discarded bytes"
+        }
         return ReplayFuzz.checkJournal(data)
     }
 }

@@ -19,7 +19,9 @@ public enum ReplayFuzz {
         if data.starts(with: ReplayJournal.magic) { return checkJournal(data) }
         guard let replay = try? ReplayFile.decode(data, as: TurfWorld.self) else { return nil }
         let again = ReplayFile.encode(replay)
-        guard let back = try? ReplayFile.decode(again, as: TurfWorld.self) else { return "re-encoded replay does not decode" }
+        guard let back = try? ReplayFile.decode(again, as: TurfWorld.self) else {
+            return "re-encoded replay does not decode"
+        }
         if back.logs != replay.logs || back.checkpoints != replay.checkpoints || back.config != replay.config {
             return "replay round trip changed the replay"
         }
@@ -32,7 +34,8 @@ public enum ReplayFuzz {
         guard let rec = try? ReplayJournal.recover(data, as: TurfWorld.self) else { return nil }
         guard rec.discardedBytes <= data.count else { return "recovery discarded more bytes than it read" }
         guard let back = try? ReplayFile.decode(ReplayFile.encode(rec.replay), as: TurfWorld.self),
-              back.logs == rec.replay.logs, back.finalHash == rec.replay.finalHash else {
+            back.logs == rec.replay.logs, back.finalHash == rec.replay.finalHash
+        else {
             return "a recovered replay does not survive encoding"
         }
         guard let player = try? ReplayPlayer(back), let (v, _) = try? player.verify(), v.ok else {

@@ -31,7 +31,10 @@ public enum TurfMatch {
             let p = config.players[Int(id)]
             switch p.kind {
             case .human: controllers[id] = .human()
-            case .bot: controllers[id] = TurfController(bot: Bot(level: Bot.Level(rawValue: p.level) ?? .easy, seed: config.seed, player: id))
+            case .bot:
+                controllers[id] = TurfController(
+                    bot: Bot(level: Bot.Level(rawValue: p.level) ?? .easy, seed: config.seed, player: id)
+                )
             }
         }
         return controllers
@@ -43,11 +46,23 @@ public enum TurfMatch {
     }
 
     /// A whole bot match, simulated headlessly as fast as the CPU allows, and its recording.
-    public static func generate(settings: TurfSettings, players: Int, seconds: Int, seed: UInt64,
-                                tickRate: UInt16 = 30) throws -> TurfReplay {
-        let config = settings.matchConfig(seed: seed, players: self.players(humans: [], total: players),
-                                          seconds: seconds, tickRate: tickRate)
-        var loop = TurfMatchLoop(match: try local(config: config), clock: TickClock(tickRate: UInt32(tickRate), origin: 0))
+    public static func generate(
+        settings: TurfSettings,
+        players: Int,
+        seconds: Int,
+        seed: UInt64,
+        tickRate: UInt16 = 30
+    ) throws -> TurfReplay {
+        let config = settings.matchConfig(
+            seed: seed,
+            players: self.players(humans: [], total: players),
+            seconds: seconds,
+            tickRate: tickRate
+        )
+        var loop = TurfMatchLoop(
+            match: try local(config: config),
+            clock: TickClock(tickRate: UInt32(tickRate), origin: 0)
+        )
         loop.runToEnd()
         return try loop.recording()
     }

@@ -13,7 +13,13 @@ public struct TurfSettings: Equatable, Sendable {
     /// A collected pickup paints every floor cell within this Chebyshev radius.
     public var splatRadius: UInt8
 
-    public init(map: ArenaMap, moveEvery: UInt8 = 4, pickupInterval: Tick = 300, pickupLifetime: Tick = 240, splatRadius: UInt8 = 2) {
+    public init(
+        map: ArenaMap,
+        moveEvery: UInt8 = 4,
+        pickupInterval: Tick = 300,
+        pickupLifetime: Tick = 240,
+        splatRadius: UInt8 = 2
+    ) {
         self.map = map
         self.moveEvery = moveEvery
         self.pickupInterval = pickupInterval
@@ -37,15 +43,24 @@ public struct TurfSettings: Equatable, Sendable {
     public static func decode(_ bytes: [UInt8]) throws -> TurfSettings {
         var r = ByteReader(bytes)
         let v = try r.u8("settings version")
-        guard v == formatVersion else { throw ConfigError.invalid("turf settings version \(v) (expected \(formatVersion))") }
+        guard v == formatVersion else {
+            throw ConfigError.invalid("turf settings version \(v) (expected \(formatVersion))")
+        }
         let text = try r.string("map text", limit: ArenaMap.maxSourceBytes)
         let map = try ArenaMap(parsing: text, file: "<map recorded in the match>")
-        let s = TurfSettings(map: map, moveEvery: try r.u8("move interval"), pickupInterval: try r.u32("pickup interval"),
-                             pickupLifetime: try r.u32("pickup lifetime"), splatRadius: try r.u8("splat radius"))
+        let s = TurfSettings(
+            map: map,
+            moveEvery: try r.u8("move interval"),
+            pickupInterval: try r.u32("pickup interval"),
+            pickupLifetime: try r.u32("pickup lifetime"),
+            splatRadius: try r.u8("splat radius")
+        )
         guard s.moveEvery >= 1 else { throw ConfigError.invalid("move interval 0") }
         guard s.splatRadius <= 8 else { throw ConfigError.invalid("splat radius \(s.splatRadius) (at most 8)") }
         guard s.pickupInterval == 0 || s.pickupInterval >= TurfSettings.minPickupInterval else {
-            throw ConfigError.invalid("pickup interval \(s.pickupInterval) ticks (0 for none, else at least \(TurfSettings.minPickupInterval))")
+            throw ConfigError.invalid(
+                "pickup interval \(s.pickupInterval) ticks (0 for none, else at least \(TurfSettings.minPickupInterval))"
+            )
         }
         guard s.pickupLifetime >= 1 else { throw ConfigError.invalid("pickup lifetime 0") }
         guard r.isAtEnd else { throw ConfigError.invalid("\(r.remaining) stray bytes after turf settings") }
@@ -74,11 +89,15 @@ public struct TurfSettings: Equatable, Sendable {
     public func checkWork(lengthTicks: Tick) throws {
         let pickups = pickupCount(lengthTicks: lengthTicks)
         guard pickups <= TurfSettings.maxPickups else {
-            throw ConfigError.invalid("\(pickups) pickups in \(lengthTicks) ticks (one every \(pickupInterval) ticks; at most \(TurfSettings.maxPickups))")
+            throw ConfigError.invalid(
+                "\(pickups) pickups in \(lengthTicks) ticks (one every \(pickupInterval) ticks; at most \(TurfSettings.maxPickups))"
+            )
         }
         let side = 2 * Int(splatRadius) + 1
         guard pickups * side * side <= TurfSettings.maxSplatCells else {
-            throw ConfigError.invalid("\(pickups) pickups of splat radius \(splatRadius) cover up to \(pickups * side * side) cells (at most \(TurfSettings.maxSplatCells))")
+            throw ConfigError.invalid(
+                "\(pickups) pickups of splat radius \(splatRadius) cover up to \(pickups * side * side) cells (at most \(TurfSettings.maxSplatCells))"
+            )
         }
     }
 
@@ -88,13 +107,23 @@ public struct TurfSettings: Equatable, Sendable {
 
     /// A match config for turf with these settings. A length beyond what a config may hold is
     /// clamped to a value that `validate()` then rejects, never wrapped round.
-    public func matchConfig(seed: UInt64, players: [PlayerInfo], seconds: Int = 90, tickRate: UInt16 = 30,
-                            checkpointInterval: Tick? = nil) -> MatchConfig {
+    public func matchConfig(
+        seed: UInt64,
+        players: [PlayerInfo],
+        seconds: Int = 90,
+        tickRate: UInt16 = 30,
+        checkpointInterval: Tick? = nil
+    ) -> MatchConfig {
         let ticks = UInt64(max(0, seconds)).multipliedReportingOverflow(by: UInt64(tickRate))
-        return MatchConfig(gameID: TurfWorld.gameID, seed: seed, tickRate: tickRate,
-                    lengthTicks: ticks.overflow ? .max : Tick(min(ticks.partialValue, UInt64(Tick.max))),
-                    checkpointInterval: checkpointInterval ?? Tick(tickRate),
-                    players: players, settings: encoded())
+        return MatchConfig(
+            gameID: TurfWorld.gameID,
+            seed: seed,
+            tickRate: tickRate,
+            lengthTicks: ticks.overflow ? .max : Tick(min(ticks.partialValue, UInt64(Tick.max))),
+            checkpointInterval: checkpointInterval ?? Tick(tickRate),
+            players: players,
+            settings: encoded()
+        )
     }
 }
 
@@ -103,7 +132,7 @@ public struct PickupSchedule: Sendable {
     public struct Pickup: Equatable, Sendable {
         public var cell: Int
         public var spawn: Tick
-        public var expiry: Tick // exclusive
+        public var expiry: Tick  // exclusive
         /// Floor cells painted when it is collected.
         public var area: [Int]
     }
@@ -134,7 +163,8 @@ public struct PickupSchedule: Sendable {
                 let cell = candidates[rng.below(candidates.count)]
                 let r = Int(settings.splatRadius)
                 var area: [Int] = []
-                let cx = map.x(cell), cy = map.y(cell)
+                let cx = map.x(cell)
+                let cy = map.y(cell)
                 for y in max(0, cy - r)...min(map.height - 1, cy + r) {
                     for x in max(0, cx - r)...min(map.width - 1, cx + r) where map.isFloor(map.index(x, y)) {
                         area.append(map.index(x, y))
@@ -148,8 +178,14 @@ public struct PickupSchedule: Sendable {
             }
         }
         pickups = list
-        (atStart, atList) = PickupSchedule.rows(cells: map.cells.count, list.enumerated().map { ($0.offset, [$0.element.cell]) })
-        (coverStart, coverList) = PickupSchedule.rows(cells: map.cells.count, list.enumerated().map { ($0.offset, $0.element.area) })
+        (atStart, atList) = PickupSchedule.rows(
+            cells: map.cells.count,
+            list.enumerated().map { ($0.offset, [$0.element.cell]) }
+        )
+        (coverStart, coverList) = PickupSchedule.rows(
+            cells: map.cells.count,
+            list.enumerated().map { ($0.offset, $0.element.area) }
+        )
         // Where each (pickup, area cell) sits in coverList: cells' covering lists are filled in
         // pickup order, so walking the pickups in order and counting per cell finds each slot.
         var next = coverStart
@@ -158,7 +194,11 @@ public struct PickupSchedule: Sendable {
         var n = 0
         for (i, p) in list.enumerated() {
             starts[i] = Int32(n)
-            for c in p.area { slots[n] = next[c]; next[c] += 1; n += 1 }
+            for c in p.area {
+                slots[n] = next[c]
+                next[c] += 1
+                n += 1
+            }
         }
         starts[list.count] = Int32(n)
         areaStart = starts
@@ -171,7 +211,12 @@ public struct PickupSchedule: Sendable {
         for i in 1...cells { count[i] += count[i - 1] }
         var fill = count
         var list = [Int32](repeating: 0, count: Int(count[cells]))
-        for (i, cs) in entries { for c in cs { list[Int(fill[c])] = Int32(i); fill[c] += 1 } }
+        for (i, cs) in entries {
+            for c in cs {
+                list[Int(fill[c])] = Int32(i)
+                fill[c] += 1
+            }
+        }
         return (count, list)
     }
 

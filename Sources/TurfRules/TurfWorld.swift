@@ -57,7 +57,9 @@ public struct TurfWorld: ReplicatedGame {
     public static func settings(for config: MatchConfig) throws -> TurfSettings {
         let s = try TurfSettings.decode(config.settings)
         guard config.players.count <= s.map.spawns.count else {
-            throw ConfigError.invalid("\(config.players.count) players but map '\(s.map.name)' has \(s.map.spawns.count) spawn points")
+            throw ConfigError.invalid(
+                "\(config.players.count) players but map '\(s.map.name)' has \(s.map.spawns.count) spawn points"
+            )
         }
         try s.checkWork(lengthTicks: config.lengthTicks)
         return s
@@ -85,13 +87,17 @@ public struct TurfWorld: ReplicatedGame {
     /// so no player id is favoured; the player id in the low byte keeps keys distinct.
     @inline(__always)
     func paintKey(cell: Int, tick: Tick, player: PlayerID) -> UInt64 {
-        let tie = StableHash.mix(seed &+ UInt64(cell) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(tick) &* 0xC2B2_AE3D_27D4_EB4F &+ UInt64(player))
+        let tie = StableHash.mix(
+            seed &+ UInt64(cell) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(tick) &* 0xC2B2_AE3D_27D4_EB4F &+ UInt64(player)
+        )
         return (UInt64(tick) + 1) << 32 | (tie & 0xFF_FFFF) << 8 | UInt64(player)
     }
 
     @inline(__always)
     func claimKey(pickup: Int, tick: Tick, player: PlayerID) -> UInt64 {
-        let tie = StableHash.mix(~seed &+ UInt64(pickup) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(tick) &* 0xC2B2_AE3D_27D4_EB4F &+ UInt64(player))
+        let tie = StableHash.mix(
+            ~seed &+ UInt64(pickup) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(tick) &* 0xC2B2_AE3D_27D4_EB4F &+ UInt64(player)
+        )
         return (UInt64(tick) + 1) << 32 | (tie & 0xFF_FFFF) << 8 | UInt64(player)
     }
 
@@ -140,7 +146,11 @@ public struct TurfWorld: ReplicatedGame {
                     let area = schedule.pickups[i].area
                     for m in area.indices {
                         let c = area[m]
-                        setSplat(cell: c, slot: schedule.slot(pickup: i, areaIndex: m), key: splatKey(cell: c, winner: k))
+                        setSplat(
+                            cell: c,
+                            slot: schedule.slot(pickup: i, areaIndex: m),
+                            key: splatKey(cell: c, winner: k)
+                        )
                         refreshOwner(c)
                     }
                 }
@@ -150,8 +160,10 @@ public struct TurfWorld: ReplicatedGame {
     }
 
     public mutating func join(_ other: TurfWorld) {
-        precondition(other.direct.count == direct.count && other.playerCount == playerCount && other.seed == seed,
-                     "join of states from different matches")
+        precondition(
+            other.direct.count == direct.count && other.playerCount == playerCount && other.seed == seed,
+            "join of states from different matches"
+        )
         for c in direct.indices where other.direct[c] > direct[c] { direct[c] = other.direct[c] }
         for i in winner.indices where other.winner[i] != 0 && (winner[i] == 0 || other.winner[i] < winner[i]) {
             winner[i] = other.winner[i]
@@ -159,7 +171,10 @@ public struct TurfWorld: ReplicatedGame {
         for p in 0..<playerCount {
             let mine = (positionKey[p], position[p] == .max ? -1 : Int64(position[p]))
             let theirs = (other.positionKey[p], other.position[p] == .max ? -1 : Int64(other.position[p]))
-            if theirs > mine { positionKey[p] = other.positionKey[p]; position[p] = other.position[p] }
+            if theirs > mine {
+                positionKey[p] = other.positionKey[p]
+                position[p] = other.position[p]
+            }
         }
         rederive()
     }
@@ -170,7 +185,8 @@ public struct TurfWorld: ReplicatedGame {
         scores = Array(repeating: 0, count: playerCount)
         hashSum = 0
         for c in direct.indices {
-            let base = schedule.coverBase(c), k = schedule.coveringRange(c).count
+            let base = schedule.coverBase(c)
+            let k = schedule.coveringRange(c).count
             for j in 0..<k {
                 splatTree[2 * base + k + j] = splatKey(cell: c, winner: winner[schedule.coveringPickup(base + j)])
             }
@@ -245,7 +261,8 @@ public struct TurfWorld: ReplicatedGame {
     private func positionComponent(_ p: Int) -> UInt64 {
         // The key (seq << 32 | tick) and the cell are hashed as separate words: no bit of either is
         // lost or overlaps the other.
-        position[p] == .max ? 0 : TurfWorld.component(StableHash.combine(positionKey[p], UInt64(position[p]) &+ 1), UInt64(p), tag: 3)
+        position[p] == .max
+            ? 0 : TurfWorld.component(StableHash.combine(positionKey[p], UInt64(position[p]) &+ 1), UInt64(p), tag: 3)
     }
 
     public var stateHash: UInt64 { StableHash.combine(hashSum, UInt64(map.cells.count) << 8 | UInt64(playerCount)) }
@@ -254,7 +271,10 @@ public struct TurfWorld: ReplicatedGame {
         var w = ByteWriter(capacity: direct.count * 8 + 64)
         for k in direct { w.u64(k) }
         for k in winner { w.u64(k) }
-        for p in 0..<playerCount { w.u64(positionKey[p]); w.u32(position[p]) }
+        for p in 0..<playerCount {
+            w.u64(positionKey[p])
+            w.u32(position[p])
+        }
         return w.bytes
     }
 
@@ -277,12 +297,14 @@ public struct TurfWorld: ReplicatedGame {
     // MARK: encoding
 
     public static func hash(_ payload: TurfOp) -> UInt64 {
-        switch payload { case .move(let cell): return UInt64(cell) << 1 }
+        switch payload {
+        case .move(let cell): return UInt64(cell) << 1
+        }
     }
 
     public static func encode(_ payload: TurfOp, into w: inout ByteWriter) {
         switch payload {
-        case .move(let cell): w.varint(UInt64(cell) << 1) // low bit 0: move (room for more kinds)
+        case .move(let cell): w.varint(UInt64(cell) << 1)  // low bit 0: move (room for more kinds)
         }
     }
 

@@ -10,15 +10,25 @@ import Transport
 /// libsodium calls on the same sizes, in the same run; and full XX handshakes per second.
 struct BenchCrypto: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "crypto", abstract: "Session packet crypto vs raw libsodium, and handshakes per second.")
+        commandName: "crypto",
+        abstract: "Session packet crypto vs raw libsodium, and handshakes per second."
+    )
 
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: Limits.cryptoSize.help("Payload bytes per packet.", default: 100), transform: Limits.cryptoSize.parse)
     var size = 100
-    @Option(help: Limits.cryptoPackets.help("Packets per round.", default: 100000), transform: Limits.cryptoPackets.parse)
+    @Option(
+        help: Limits.cryptoPackets.help("Packets per round.", default: 100000),
+        transform: Limits.cryptoPackets.parse
+    )
     var packets = 100_000
-    @Option(help: Limits.cryptoRounds.help("Rounds: raw and session alternate; each round's session/raw ratio is taken from adjacent runs and the median ratio is reported.", default: 9),
-            transform: Limits.cryptoRounds.parse)
+    @Option(
+        help: Limits.cryptoRounds.help(
+            "Rounds: raw and session alternate; each round's session/raw ratio is taken from adjacent runs and the median ratio is reported.",
+            default: 9
+        ),
+        transform: Limits.cryptoRounds.parse
+    )
     var rounds = 9
     @Option(help: Limits.handshakes.help("Handshakes to time.", default: 2000), transform: Limits.handshakes.parse)
     var handshakes = 2000
@@ -36,15 +46,21 @@ struct BenchCrypto: ParsableCommand {
         Sodium.ensureInitialized()
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0) }
         let (sender, receiver, keepAlive) = try establishedPair()
-        var rawRates: [Double] = [], sessionRates: [Double] = [], ratios: [Double] = []
-        _ = rawRound(payload); _ = try sessionRound(payload, sender, receiver) // warm up
+        var rawRates: [Double] = []
+        var sessionRates: [Double] = []
+        var ratios: [Double] = []
+        _ = rawRound(payload)
+        _ = try sessionRound(payload, sender, receiver)  // warm up
         for _ in 0..<rounds {
             let r = rawRound(payload)
             let s = try sessionRound(payload, sender, receiver)
-            rawRates.append(r); sessionRates.append(s); ratios.append(s / r)
+            rawRates.append(r)
+            sessionRates.append(s)
+            ratios.append(s / r)
         }
         withExtendedLifetime(keepAlive) {}
-        let raw = BenchSupport.median(rawRates), session = BenchSupport.median(sessionRates)
+        let raw = BenchSupport.median(rawRates)
+        let session = BenchSupport.median(sessionRates)
         let hs = try handshakeRate()
         let fields: [(String, Any)] = [
             ("benchmark", "crypto"), ("payload_bytes", size), ("packets_per_round", packets), ("rounds", rounds),
@@ -74,11 +90,29 @@ struct BenchCrypto: ParsableCommand {
                                 ad.withUnsafeBufferPointer { a in
                                     // `!`s: every buffer is at least 1 byte (validate() bounds --size).
                                     _ = crypto_aead_chacha20poly1305_ietf_encrypt(
-                                        c.baseAddress!, nil, m.baseAddress!, UInt64(m.count), a.baseAddress!, UInt64(a.count),
-                                        nil, n.baseAddress!, k.baseAddress!)
+                                        c.baseAddress!,
+                                        nil,
+                                        m.baseAddress!,
+                                        UInt64(m.count),
+                                        a.baseAddress!,
+                                        UInt64(a.count),
+                                        nil,
+                                        n.baseAddress!,
+                                        k.baseAddress!
+                                    )
                                     if crypto_aead_chacha20poly1305_ietf_decrypt(
-                                        p.baseAddress!, nil, nil, c.baseAddress!, UInt64(c.count), a.baseAddress!,
-                                        UInt64(a.count), n.baseAddress!, k.baseAddress!) != 0 { failures += 1 }
+                                        p.baseAddress!,
+                                        nil,
+                                        nil,
+                                        c.baseAddress!,
+                                        UInt64(c.count),
+                                        a.baseAddress!,
+                                        UInt64(a.count),
+                                        n.baseAddress!,
+                                        k.baseAddress!
+                                    ) != 0 {
+                                        failures += 1
+                                    }
                                 }
                             }
                         }
@@ -96,12 +130,14 @@ struct BenchCrypto: ParsableCommand {
     /// reused receive buffer (epoch, replay window, authentication).
     func sessionRound(_ payload: [UInt8], _ sender: Session, _ receiver: Session) throws -> Double {
         var opened = 0
-        var packet: [UInt8] = [], plain: [UInt8] = []
+        var packet: [UInt8] = []
+        var plain: [UInt8] = []
         let start = BenchSupport.nanos()
         for _ in 0..<packets {
             guard sender.seal(payload, now: 0, into: &packet),
-                  let header = try? TransportHeader.decode(packet),
-                  receiver.open(packet, header: header, now: 0, into: &plain) else { continue }
+                let header = try? TransportHeader.decode(packet),
+                receiver.open(packet, header: header, now: 0, into: &plain)
+            else { continue }
             opened += plain.count == payload.count ? 1 : 0
         }
         let elapsed = BenchSupport.nanos() - start
@@ -112,8 +148,10 @@ struct BenchCrypto: ParsableCommand {
     /// Two sessions established over the simulated network (the real handshake code).
     func establishedPair() throws -> (Session, Session, [AnyObject]) {
         let net = SimNetwork(seed: 1, conditions: .perfect)
-        let sa = net.bind(PeerAddress(10, 0, 0, 1, port: 1)), sb = net.bind(PeerAddress(10, 0, 0, 2, port: 1))
-        let da = Demultiplexer(socket: sa), db = Demultiplexer(socket: sb)
+        let sa = net.bind(PeerAddress(10, 0, 0, 1, port: 1))
+        let sb = net.bind(PeerAddress(10, 0, 0, 2, port: 1))
+        let da = Demultiplexer(socket: sa)
+        let db = Demultiplexer(socket: sb)
         let ma = SessionManager(host: sa, demux: da, identity: .generate())
         let mb = SessionManager(host: sb, demux: db, identity: .generate())
         var inbound: Session?
@@ -129,8 +167,10 @@ struct BenchCrypto: ParsableCommand {
     /// Complete Noise XX handshakes (three messages, both sides, identity payloads, split).
     func handshakeRate() throws -> Double {
         let proto = try NoiseProtocol(name: HandshakeKind.xx.noiseName)
-        let a = X25519.KeyPair.generate(), b = X25519.KeyPair.generate()
-        let idA = Sodium.randomBytes(32), idB = Sodium.randomBytes(32)
+        let a = X25519.KeyPair.generate()
+        let b = X25519.KeyPair.generate()
+        let idA = Sodium.randomBytes(32)
+        let idB = Sodium.randomBytes(32)
         let start = BenchSupport.nanos()
         for _ in 0..<handshakes {
             var i = try HandshakeState(protocol: proto, initiator: true, localStatic: a)
@@ -138,7 +178,8 @@ struct BenchCrypto: ParsableCommand {
             _ = try r.readMessage(try i.writeMessage())
             _ = try i.readMessage(try r.writeMessage(idB))
             _ = try r.readMessage(try i.writeMessage(idA))
-            _ = try i.split(); _ = try r.split()
+            _ = try i.split()
+            _ = try r.split()
         }
         return Double(handshakes) / (Double(BenchSupport.nanos() - start) / 1e9)
     }

@@ -6,9 +6,15 @@ import TurfRules
 
 /// `turf bench replay --json`: headless replay throughput of a generated 8-player match.
 struct BenchReplay: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "replay", abstract: "Replay throughput: generate an 8-player match, verify it headlessly.")
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Replay throughput: generate an 8-player match, verify it headlessly."
+    )
 
-    @Option(help: Limits.benchMinutes.help("Match length in minutes.", default: 60), transform: Limits.benchMinutes.parse)
+    @Option(
+        help: Limits.benchMinutes.help("Match length in minutes.", default: 60),
+        transform: Limits.benchMinutes.parse
+    )
     var minutes: Double = 60
     @Option(help: Limits.benchPlayers.help("Players.", default: 8), transform: Limits.benchPlayers.parse)
     var players: Int = 8
@@ -21,7 +27,12 @@ struct BenchReplay: ParsableCommand {
     func run() throws {
         let settings = TurfSettings(map: try MapLibrary.load(map))
         let g0 = monotonicNanos()
-        let generated = try TurfMatch.generate(settings: settings, players: players, seconds: Int(minutes * 60), seed: seed)
+        let generated = try TurfMatch.generate(
+            settings: settings,
+            players: players,
+            seconds: Int(minutes * 60),
+            seed: seed
+        )
         let generateS = Double(monotonicNanos() - g0) / 1e9
         let bytes = ReplayFile.encode(generated)
 
@@ -35,7 +46,11 @@ struct BenchReplay: ParsableCommand {
             let d1 = monotonicNanos()
             let (v, _) = try player.verify()
             let d2 = monotonicNanos()
-            guard v.ok else { throw CLIError("benchmark replay failed verification at tick \(v.firstBadTick.map(String.init) ?? "end")") }
+            guard v.ok else {
+                throw CLIError(
+                    "benchmark replay failed verification at tick \(v.firstBadTick.map(String.init) ?? "end")"
+                )
+            }
             verification = v
             decodeTimes.append(Double(d1 - d0) / 1e9)
             replayTimes.append(Double(d2 - d1) / 1e9)
@@ -75,9 +90,15 @@ struct BenchReplay: ParsableCommand {
 /// before T; for "late", the ops of the `window` ticks ending 1000 ticks before T. Then only the
 /// merging of the held-back window is timed. Same machine, same run, same kind of ops.
 struct BenchLateOp: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "late-op", abstract: "Merge cost of an on-time op vs one 1000 ticks late.")
+    static let configuration = CommandConfiguration(
+        commandName: "late-op",
+        abstract: "Merge cost of an on-time op vs one 1000 ticks late."
+    )
 
-    @Option(help: Limits.benchMinutes.help("Match length in minutes.", default: 10), transform: Limits.benchMinutes.parse)
+    @Option(
+        help: Limits.benchMinutes.help("Match length in minutes.", default: 10),
+        transform: Limits.benchMinutes.parse
+    )
     var minutes: Double = 10
     @Option(help: Limits.lateness.help("How late the late ops are.", default: 1000), transform: Limits.lateness.parse)
     var lateness: Int = 1000
@@ -85,7 +106,10 @@ struct BenchLateOp: ParsableCommand {
     var samples: Int = 60
     @Option(help: Limits.lateWindow.help("Window of held-back ops.", default: 90), transform: Limits.lateWindow.parse)
     var window: Int = 90
-    @Option(help: Limits.runs.help("Repetitions, the fastest kept per scenario.", default: 5), transform: Limits.runs.parse)
+    @Option(
+        help: Limits.runs.help("Repetitions, the fastest kept per scenario.", default: 5),
+        transform: Limits.runs.parse
+    )
     var runs: Int = 5
     @Option(help: "Map name or path.") var map: String = "warren"
     @Flag(help: "Print JSON (the only output format).") var json = false
@@ -118,12 +142,15 @@ struct BenchLateOp: ParsableCommand {
         var best = (ontime: Double.infinity, late: Double.infinity)
         var counts = (ontime: 0, late: 0)
         for _ in 0..<max(1, runs) {
-            var on: (UInt64, Int) = (0, 0), late: (UInt64, Int) = (0, 0)
+            var on: (UInt64, Int) = (0, 0)
+            var late: (UInt64, Int) = (0, 0)
             for t in points {
                 let a = try timedMerge(upTo: t, holding: (t - window + 1)..<(t + 1))
                 let b = try timedMerge(upTo: t, holding: (t - lateness - window + 1)..<(t - lateness + 1))
-                on.0 += a.nanos; on.1 += a.count
-                late.0 += b.nanos; late.1 += b.count
+                on.0 += a.nanos
+                on.1 += a.count
+                late.0 += b.nanos
+                late.1 += b.count
             }
             best.ontime = min(best.ontime, Double(on.0) / Double(max(1, on.1)))
             best.late = min(best.late, Double(late.0) / Double(max(1, late.1)))

@@ -10,14 +10,25 @@ import Transport
 /// measured around its receive path) and how much expensive work the flood caused.
 struct BenchFlood: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "flood", abstract: "Handshake flood from one source: responder CPU and whether a peer still connects.")
+        commandName: "flood",
+        abstract: "Handshake flood from one source: responder CPU and whether a peer still connects."
+    )
 
     @Flag(help: "Print one JSON object.") var json = false
-    @Option(help: Limits.initiations.help("Initiations sent by the attacker.", default: 100000), transform: Limits.initiations.parse)
+    @Option(
+        help: Limits.initiations.help("Initiations sent by the attacker.", default: 100000),
+        transform: Limits.initiations.parse
+    )
     var initiations = 100_000
-    @Option(help: Limits.floodSeconds.help("Virtual seconds the flood lasts.", default: 10), transform: Limits.floodSeconds.parse)
+    @Option(
+        help: Limits.floodSeconds.help("Virtual seconds the flood lasts.", default: 10),
+        transform: Limits.floodSeconds.parse
+    )
     var seconds = 10
-    @Option(help: Limits.distinct.help("Distinct valid initiations the attacker cycles through.", default: 256), transform: Limits.distinct.parse)
+    @Option(
+        help: Limits.distinct.help("Distinct valid initiations the attacker cycles through.", default: 256),
+        transform: Limits.distinct.parse
+    )
     var distinct = 256
 
     func run() throws {
@@ -43,10 +54,18 @@ struct BenchFlood: ParsableCommand {
         let proto = try NoiseProtocol(name: HandshakeKind.xx.noiseName)
         var templates: [[UInt8]] = []
         for i in 0..<distinct {
-            var hs = try HandshakeState(protocol: proto, initiator: true, prologue: Wire.noisePrologue,
-                                        localStatic: X25519.KeyPair.generate())
-            templates.append(HandshakeMACs.seal(
-                HandshakeInitiation(kind: .xx, senderIndex: UInt32(i + 1), noiseMessage: try hs.writeMessage()).encode()))
+            var hs = try HandshakeState(
+                protocol: proto,
+                initiator: true,
+                prologue: Wire.noisePrologue,
+                localStatic: X25519.KeyPair.generate()
+            )
+            templates.append(
+                HandshakeMACs.seal(
+                    HandshakeInitiation(kind: .xx, senderIndex: UInt32(i + 1), noiseMessage: try hs.writeMessage())
+                        .encode()
+                )
+            )
         }
         var sent = 0
         let interval = Nanos.seconds(seconds) / Nanos(initiations)

@@ -11,12 +11,15 @@ import TurfRules
 /// `--chaos-runs N`, N short chaos matches (30% loss, duplicates, reordering, a 5 s partition).
 struct BenchNetMatch: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "netmatch", abstract: "Replication: bytes per link, op lag, convergence, chaos runs (virtual time).")
+        commandName: "netmatch",
+        abstract: "Replication: bytes per link, op lag, convergence, chaos runs (virtual time)."
+    )
 
     @Option(help: "Players, one per peer (2...8).") var players: Int = 8
     @Option(help: "Match length in minutes (0.1...60).") var minutes: Double = 5
     @Option(help: "Round-trip time in ms (0...2000).") var rttMs: Double = 80
-    @Option(help: "Jitter in ms, added uniformly to each datagram's one-way delay (0...1000).") var jitterMs: Double = 10
+    @Option(help: "Jitter in ms, added uniformly to each datagram's one-way delay (0...1000).") var jitterMs: Double =
+        10
     @Option(help: "Loss rate per datagram (0...0.9).") var loss: Double = 0.05
     @Option(help: "Chaos runs after the main run (0...100000).") var chaosRuns: Int = 0
     @Option(help: "Map name or path.") var map: String = "warren"
@@ -34,6 +37,7 @@ struct BenchNetMatch: ParsableCommand {
 
     func run() throws {
         let settings = TurfSettings(map: try MapLibrary.load(map))
+        // try!: fixed 32-byte seeds, valid by construction (a wrong length is the only error).
         let keys = (0..<players).map { i in try! Ed25519.KeyPair(seed: [UInt8](repeating: UInt8(i + 1), count: 32)) }
         var c = NetMatchSim<TurfController>.Conditions()
         c.oneWayNanos = UInt64(rttMs / 2 * 1e6)
@@ -44,7 +48,8 @@ struct BenchNetMatch: ParsableCommand {
         let wallS = Double(monotonicNanos() - w0) / 1e9
 
         var chaosConverged = 0
-        var chaosVerifications: UInt64 = 0, chaosBad: UInt64 = 0
+        var chaosVerifications: UInt64 = 0
+        var chaosBad: UInt64 = 0
         let c0 = monotonicNanos()
         for run in 0..<chaosRuns {
             var cc = NetMatchSim<TurfController>.Conditions()
@@ -92,8 +97,13 @@ struct BenchNetMatch: ParsableCommand {
         print(j.text)
     }
 
-    func sim(settings: TurfSettings, keys: [Ed25519.KeyPair], seconds: Int, seed: UInt64,
-             conditions: NetMatchSim<TurfController>.Conditions) throws -> NetMatchSim<TurfController> {
+    func sim(
+        settings: TurfSettings,
+        keys: [Ed25519.KeyPair],
+        seconds: Int,
+        seed: UInt64,
+        conditions: NetMatchSim<TurfController>.Conditions
+    ) throws -> NetMatchSim<TurfController> {
         var list = TurfMatch.players(humans: [], total: keys.count)
         for i in list.indices { list[i].owner = OwnerKey(keys[i].publicKey) }
         let config = settings.matchConfig(seed: seed, players: list, seconds: seconds)
@@ -105,7 +115,9 @@ struct BenchNetMatch: ParsableCommand {
     /// The crypto cost per op on the receiving side of a match like the main run: per op, one
     /// BLAKE2b chain step; per statement (every 15 ticks per player), one Ed25519 verification;
     /// divided by the ops it covers. Timed on this machine.
-    func signVerifyNanosPerOp(_ r: NetMatchSim<TurfController>.Result) throws -> (perOp: Double, chain: Double, sign: Double, verify: Double) {
+    func signVerifyNanosPerOp(_ r: NetMatchSim<TurfController>.Result) throws -> (
+        perOp: Double, chain: Double, sign: Double, verify: Double
+    ) {
         let key = try Ed25519.KeyPair(seed: [UInt8](repeating: 9, count: 32))
         let op = [UInt8](repeating: 3, count: 9)
         var h = OpChain.initial
@@ -126,6 +138,8 @@ struct BenchNetMatch: ParsableCommand {
         precondition(ok == m)
         // Ops per statement: a bot moves every 4 ticks, a statement every 15 ticks.
         let opsPerStatement = 15.0 / 4.0
-        return (chainNs * 2 + (verifyNs + signNs / Double(max(1, players - 1))) / opsPerStatement, chainNs, signNs, verifyNs)
+        return (
+            chainNs * 2 + (verifyNs + signNs / Double(max(1, players - 1))) / opsPerStatement, chainNs, signNs, verifyNs
+        )
     }
 }

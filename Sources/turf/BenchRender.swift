@@ -17,10 +17,14 @@ extension Limits {
 struct BenchRender: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "render",
-        abstract: "CPU per frame of the match screen with its HUD, into a pseudo-terminal, at 80x24 and 200x60.")
+        abstract: "CPU per frame of the match screen with its HUD, into a pseudo-terminal, at 80x24 and 200x60."
+    )
 
     @Flag(help: "Print one JSON object.") var json = false
-    @Option(help: Limits.renderFrames.help("Frames timed at each size.", default: 3000), transform: Limits.renderFrames.parse)
+    @Option(
+        help: Limits.renderFrames.help("Frames timed at each size.", default: 3000),
+        transform: Limits.renderFrames.parse
+    )
     var frames = 3000
     @Flag(help: "Draw without colour (as NO_COLOR does).") var noColor = false
     @Flag(help: "Draw with ASCII only (as --ascii does).") var ascii = false
@@ -29,23 +33,35 @@ struct BenchRender: ParsableCommand {
     static let warmup = 60
 
     func run() throws {
-        var fields: [(String, Any)] = [("benchmark", "render"), ("frames", frames), ("players", 8),
-                                       ("color", !noColor), ("unicode", !ascii)]
+        var fields: [(String, Any)] = [
+            ("benchmark", "render"), ("frames", frames), ("players", 8),
+            ("color", !noColor), ("unicode", !ascii),
+        ]
         var worst = 0.0
         for (w, h) in BenchRender.sizes {
             let r = try measure(width: w, height: h)
             let tag = "\(w)x\(h)"
-            fields += [("map_\(tag)", r.map), ("frame_us_p50_\(tag)", r.p50), ("frame_us_p99_\(tag)", r.p99),
-                       ("frame_us_max_\(tag)", r.max), ("pty_bytes_per_frame_\(tag)", r.bytesPerFrame)]
+            fields += [
+                ("map_\(tag)", r.map), ("frame_us_p50_\(tag)", r.p50), ("frame_us_p99_\(tag)", r.p99),
+                ("frame_us_max_\(tag)", r.max), ("pty_bytes_per_frame_\(tag)", r.bytesPerFrame),
+            ]
             worst = max(worst, r.p99)
         }
         let p50s = fields.compactMap { $0.0.hasPrefix("frame_us_p50_") ? $0.1 as? Double : nil }
-        fields += [("frame_us_p50", p50s.max() ?? 0), ("frame_us_p99", worst), ("target_frame_us_p99", 2000),
-                   ("within_target", worst <= 2000)]
+        fields += [
+            ("frame_us_p50", p50s.max() ?? 0), ("frame_us_p99", worst), ("target_frame_us_p99", 2000),
+            ("within_target", worst <= 2000),
+        ]
         json ? BenchSupport.printJSON(fields) : BenchSupport.printText(fields)
     }
 
-    struct Result { var map: String; var p50: Double; var p99: Double; var max: Double; var bytesPerFrame: Double }
+    struct Result {
+        var map: String
+        var p50: Double
+        var p99: Double
+        var max: Double
+        var bytesPerFrame: Double
+    }
 
     /// The largest map that fits the screen at two columns per cell, as `turf demo` picks.
     static func map(width: Int, height: Int) throws -> ArenaMap {
@@ -62,14 +78,24 @@ struct BenchRender: ParsableCommand {
         var players = TurfMatch.players(humans: [], total: 8)
         // A hostile name: combining marks up to the byte limit of a name (each costs a lookup).
         players[3].name = "x" + String(repeating: "\u{0301}", count: (PlayerInfo.maxNameBytes - 1) / 2)
-        let config = TurfSettings(map: arena).matchConfig(seed: 7, players: players,
-                                                          seconds: (frames + BenchRender.warmup) / 30 + 2)
+        let config = TurfSettings(map: arena).matchConfig(
+            seed: 7,
+            players: players,
+            seconds: (frames + BenchRender.warmup) / 30 + 2
+        )
         var match = try TurfMatch.local(config: config)
         let term = try CursesTerminal(pseudoTerminalColumns: width, rows: height, wantColor: !noColor, unicode: !ascii)
         defer { term.stop() }
         let renderer = NetMatchRenderer(theme: term.theme)
-        var net = NetStatus(peers: (0..<8).map { PeerStatus(player: $0, pingMs: $0 == 0 ? nil : 20 + 7 * $0,
-                                                            path: $0 == 0 ? nil : ($0 % 3 == 0 ? .relayed : .direct)) })
+        var net = NetStatus(
+            peers: (0..<8).map {
+                PeerStatus(
+                    player: $0,
+                    pingMs: $0 == 0 ? nil : 20 + 7 * $0,
+                    path: $0 == 0 ? nil : ($0 % 3 == 0 ? .relayed : .direct)
+                )
+            }
+        )
         var samples: [Double] = []
         samples.reserveCapacity(frames)
         for i in 0..<(frames + BenchRender.warmup) {
@@ -78,8 +104,13 @@ struct BenchRender: ParsableCommand {
             net.peers[1 + i % 7].pingMs = 20 + (i * 13) % 90
             net.peers[5].connected = (i / 300) % 2 == 0
             if i == frames / 2 { net.desyncTick = match.tick }
-            let scene = ArenaScene(world: match.replica.state, tick: min(match.tick, config.lengthTicks), config: config,
-                                   focus: 0, title: "turf")
+            let scene = ArenaScene(
+                world: match.replica.state,
+                tick: min(match.tick, config.lengthTicks),
+                config: config,
+                focus: 0,
+                title: "turf"
+            )
             let start = BenchRender.threadCPUNanos()
             term.draw(renderer.render(scene, net: net, width: width, height: height))
             let spent = BenchRender.threadCPUNanos() - start
@@ -87,8 +118,13 @@ struct BenchRender: ParsableCommand {
         }
         term.stop()
         let bytes = Double(term.pseudoTerminalBytes) / Double(frames + BenchRender.warmup)
-        return Result(map: arena.name, p50: BenchSupport.percentile(samples, 0.5), p99: BenchSupport.percentile(samples, 0.99),
-                      max: samples.max() ?? 0, bytesPerFrame: bytes)
+        return Result(
+            map: arena.name,
+            p50: BenchSupport.percentile(samples, 0.5),
+            p99: BenchSupport.percentile(samples, 0.99),
+            max: samples.max() ?? 0,
+            bytesPerFrame: bytes
+        )
     }
 
     /// This thread's CPU time in nanoseconds.

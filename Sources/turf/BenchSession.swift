@@ -1,21 +1,32 @@
 import ArgumentParser
 import Foundation
-import NetCore
 import NIOCore
+import NetCore
 import Transport
 
 /// `turf bench session`: round trips over real loopback UDP, raw echo vs an encrypted session
 /// echo, on the same two sockets in the same run.
 struct BenchSession: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "session", abstract: "Encrypted session round trip vs raw UDP echo over loopback.")
+        commandName: "session",
+        abstract: "Encrypted session round trip vs raw UDP echo over loopback."
+    )
 
     @Flag(help: "Print one JSON object.") var json = false
-    @Option(help: Limits.sessionSize.help("Payload bytes per message.", default: 100), transform: Limits.sessionSize.parse)
+    @Option(
+        help: Limits.sessionSize.help("Payload bytes per message.", default: 100),
+        transform: Limits.sessionSize.parse
+    )
     var size = 100
-    @Option(help: Limits.sessionSamples.help("Round trips per round.", default: 2000), transform: Limits.sessionSamples.parse)
+    @Option(
+        help: Limits.sessionSamples.help("Round trips per round.", default: 2000),
+        transform: Limits.sessionSamples.parse
+    )
     var samples = 2000
-    @Option(help: Limits.sessionRounds.help("Rounds, raw and session alternating.", default: 5), transform: Limits.sessionRounds.parse)
+    @Option(
+        help: Limits.sessionRounds.help("Rounds, raw and session alternating.", default: 5),
+        transform: Limits.sessionRounds.parse
+    )
     var rounds = 5
 
     /// A first byte outside turf's packet types, used only by this benchmark's raw echo.
@@ -72,8 +83,12 @@ struct BenchSession: ParsableCommand {
     }
 
     func run() throws {
-        let a = try Side(), b = try Side()
-        defer { a.host.close(); b.host.close() }
+        let a = try Side()
+        let b = try Side()
+        defer {
+            a.host.close()
+            b.host.close()
+        }
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0) }
         let rawPacket = [BenchSession.rawEchoByte] + payload
         let bAddress = b.host.localAddress
@@ -122,14 +137,20 @@ struct BenchSession: ParsableCommand {
         }
         func rtts(_ loop: NIOLoopBound<PingLoop>) throws -> [Double] { try a.host.sync { loop.value.rtts } }
         // Warm up both paths, then alternate rounds so drift hits both alike.
-        try measure(rawLoop, rawDone, 200); try measure(sessionLoop, sessionDone, 200)
-        try a.host.sync { rawLoop.value.rtts.removeAll(); sessionLoop.value.rtts.removeAll() }
+        try measure(rawLoop, rawDone, 200)
+        try measure(sessionLoop, sessionDone, 200)
+        try a.host.sync {
+            rawLoop.value.rtts.removeAll()
+            sessionLoop.value.rtts.removeAll()
+        }
         for _ in 0..<rounds {
             try measure(rawLoop, rawDone, samples)
             try measure(sessionLoop, sessionDone, samples)
         }
-        let rawRTTs = try rtts(rawLoop), sessionRTTs = try rtts(sessionLoop)
-        let raw50 = BenchSupport.percentile(rawRTTs, 0.5), ses50 = BenchSupport.percentile(sessionRTTs, 0.5)
+        let rawRTTs = try rtts(rawLoop)
+        let sessionRTTs = try rtts(sessionLoop)
+        let raw50 = BenchSupport.percentile(rawRTTs, 0.5)
+        let ses50 = BenchSupport.percentile(sessionRTTs, 0.5)
         let fields: [(String, Any)] = [
             ("benchmark", "session"), ("payload_bytes", size), ("round_trips", rawRTTs.count),
             ("raw_rtt_us_p50", raw50), ("session_rtt_us_p50", ses50), ("rtt_overhead_us_p50", ses50 - raw50),

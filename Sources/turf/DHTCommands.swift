@@ -7,10 +7,11 @@ import Logging
 import NetCore
 import NetStack
 import TextOutput
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `turf dht ...`: run a Mainline DHT node, announce or look up a topic (docs/dht.md).
@@ -18,18 +19,26 @@ struct DHTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dht",
         abstract: "The Mainline DHT: serve, announce, look up, and compute topic info-hashes.",
-        subcommands: [DHTServe.self, DHTAnnounce.self, DHTLookup.self, DHTInfohash.self])
+        subcommands: [DHTServe.self, DHTAnnounce.self, DHTLookup.self, DHTInfohash.self]
+    )
 }
 
 /// Options shared by the commands that run a node.
 struct DHTNodeOptions: ParsableArguments {
     @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
     @Option(help: "IPv4 address to bind.") var bind = "0.0.0.0"
-    @Option(name: .customLong("bootstrap"), parsing: .singleValue,
-            help: ArgumentHelp("Bootstrap node HOST:PORT (repeatable, or comma separated; 'none': start a new network). Default: $TURF_DHT_BOOTSTRAP, then the config file, then the public Mainline routers.",
-                               valueName: "host:port|none"))
+    @Option(
+        name: .customLong("bootstrap"),
+        parsing: .singleValue,
+        help: ArgumentHelp(
+            "Bootstrap node HOST:PORT (repeatable, or comma separated; 'none': start a new network). Default: $TURF_DHT_BOOTSTRAP, then the config file, then the public Mainline routers.",
+            valueName: "host:port|none"
+        )
+    )
     var bootstrap: [BootstrapArgument] = []
-    @Option(help: "Routing table state file (default: $XDG_STATE_HOME/turf/dht-PORT.state, or dht.state without --port).") var state: String?
+    @Option(
+        help: "Routing table state file (default: $XDG_STATE_HOME/turf/dht-PORT.state, or dht.state without --port)."
+    ) var state: String?
     @Flag(help: "Do not load or save the routing table.") var noState = false
     @Flag(name: .customLong("read-only"), help: "BEP 43 read-only mode: query, never answer.") var readOnly = false
 }
@@ -53,8 +62,11 @@ enum DHTCLI {
     /// read or parsed is an error: never a silent fallback to the public network.
     static func bootstrapSpecs(_ flags: [String]) throws -> [String] {
         do {
-            return try DHTBootstrap.specs(flags: flags, environment: ProcessInfo.processInfo.environment,
-                                          homeDirectory: NSHomeDirectory()) {
+            return try DHTBootstrap.specs(
+                flags: flags,
+                environment: ProcessInfo.processInfo.environment,
+                homeDirectory: NSHomeDirectory()
+            ) {
                 try UntrustedFile.readTextIfPresent($0, limit: DHTBootstrap.configLimit, what: "DHT config")
             }
         } catch let e as DHTBootstrap.SettingError {
@@ -68,7 +80,9 @@ enum DHTCLI {
         let specs = try bootstrapSpecs(flags)
         let addresses = specs.flatMap(resolve)
         if !specs.isEmpty && addresses.isEmpty {
-            throw CLIError("no bootstrap node could be resolved (\(specs.joined(separator: ", "))); give --bootstrap HOST:PORT, or --bootstrap none to start a new network")
+            throw CLIError(
+                "no bootstrap node could be resolved (\(specs.joined(separator: ", "))); give --bootstrap HOST:PORT, or --bootstrap none to start a new network"
+            )
         }
         return addresses
     }
@@ -76,14 +90,16 @@ enum DHTCLI {
     /// Resolves HOST:PORT to IPv4 addresses (here, in the shell: the DHT core never resolves names).
     static func resolve(_ spec: String) -> [PeerAddress] {
         if let a = PeerAddress(spec) { return [a] }
-        guard let colon = spec.lastIndex(of: ":"), let port = UInt16(spec[spec.index(after: colon)...]) else { return [] }
+        guard let colon = spec.lastIndex(of: ":"), let port = UInt16(spec[spec.index(after: colon)...]) else {
+            return []
+        }
         let host = String(spec[..<colon])
         var hints = addrinfo()
         hints.ai_family = AF_INET
         #if os(Linux)
-        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)  // an enum in Glibc
+            hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)  // an enum in Glibc
         #else
-        hints.ai_socktype = SOCK_DGRAM  // an Int32 in Darwin
+            hints.ai_socktype = SOCK_DGRAM  // an Int32 in Darwin
         #endif
         var res: UnsafeMutablePointer<addrinfo>?
         guard getaddrinfo(host, nil, &hints, &res) == 0, let first = res else { return [] }
@@ -117,8 +133,8 @@ enum DHTCLI {
 
     static func infoHash(topic: String?, infohash: String?) throws -> NodeID {
         switch (topic, infohash) {
-        case let (t?, nil): return Topic.infoHash(t)
-        case let (nil, h?):
+        case (let t?, nil): return Topic.infoHash(t)
+        case (nil, let h?):
             guard let id = NodeID(hex: h) else { throw ValidationError("--infohash must be 40 hex digits") }
             return id
         default: throw ValidationError("give exactly one of --topic and --infohash")
@@ -137,7 +153,9 @@ enum DHTCLI {
         init(_ o: DHTNodeOptions, verbose: Bool) throws {
             // Logs go to the log file, never between the command's output lines.
             Logs.bootstrap()
-            guard let ip = PeerAddress.parseIPv4(o.bind) else { throw ValidationError("--bind must be an IPv4 address") }
+            guard let ip = PeerAddress.parseIPv4(o.bind) else {
+                throw ValidationError("--bind must be an IPv4 address")
+            }
             var config = DHTConfig()
             config.readOnly = o.readOnly
             config.bootstrap = try bootstrapAddresses(o.bootstrap.map(\.text))
@@ -154,16 +172,28 @@ enum DHTCLI {
                 try DurableFile.ensureDirectory(DurableFile.directory(of: path))
                 lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
                 guard lockFD >= 0 else {
-                    throw CLIError("cannot use the DHT state file \(path): cannot open \(path).lock: \(String(cString: strerror(errno)))")
+                    throw CLIError(
+                        "cannot use the DHT state file \(path): cannot open \(path).lock: \(String(cString: strerror(errno)))"
+                    )
                 }
                 if flock(lockFD, LOCK_EX | LOCK_NB) == 0 {
                     owned = true
                 } else if errno == EWOULDBLOCK {
-                    if verbose { printErr("dht: \(SafeText.display(path, limit: 400)) is in use by another run; using a fresh id and not saving") }
+                    if verbose {
+                        printErr(
+                            "dht: \(SafeText.display(path, limit: 400)) is in use by another run; using a fresh id and not saving"
+                        )
+                    }
                 } else {
-                    throw CLIError("cannot use the DHT state file \(path): cannot lock \(path).lock: \(String(cString: strerror(errno)))")
+                    throw CLIError(
+                        "cannot use the DHT state file \(path): cannot lock \(path).lock: \(String(cString: strerror(errno)))"
+                    )
                 }
-                if let bytes = try UntrustedFile.readIfPresent(path, limit: DHTNode.maxStateFileSize, what: "DHT state file") {
+                if let bytes = try UntrustedFile.readIfPresent(
+                    path,
+                    limit: DHTNode.maxStateFileSize,
+                    what: "DHT state file"
+                ) {
                     let s: (id: NodeID, nodes: [NodeInfo])
                     do { s = try DHTNode.savedState(bytes) } catch {
                         throw CLIError("DHT state file \(path) is damaged (\(error)); remove it, or pass --no-state")
@@ -182,7 +212,9 @@ enum DHTCLI {
                 throw error
             }
             if verbose {
-                printErr("dht: bound \(live.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))")
+                printErr(
+                    "dht: bound \(live.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))"
+                )
             }
             live.start(savedNodes: saved)
             scheduleSave()
@@ -193,7 +225,9 @@ enum DHTCLI {
         func scheduleSave() {
             live.execute { [self] peer in
                 peer.host.schedule(after: .seconds(30)) { [self] in
-                    do { try save() } catch { Logger(label: "turf.dht").error("could not save the routing table: \(error)") }
+                    do { try save() } catch {
+                        Logger(label: "turf.dht").error("could not save the routing table: \(error)")
+                    }
                     scheduleSave()
                 }
             }
@@ -203,20 +237,26 @@ enum DHTCLI {
         /// could not (the periodic saves log it, the last one is reported).
         func save() throws {
             guard let path = statePath else { return }
-            let bytes = live.onEventLoop ? live.peer.dht.serializedState() : ((try? live.sync { $0.dht.serializedState() }) ?? [])
+            let bytes =
+                live.onEventLoop
+                ? live.peer.dht.serializedState() : ((try? live.sync { $0.dht.serializedState() }) ?? [])
             guard !bytes.isEmpty else { return }
             try DurableFile.write(bytes, to: path, mode: 0o600, overwrite: true)
         }
 
         /// Waits on the calling thread for `work`'s callback (bounded by `timeout`, and cut short
         /// by a stop signal).
-        func waitFor<T: Sendable>(timeout: Double, stop: StopSignals,
-                                  _ work: @escaping @Sendable (DHTNode, @escaping (T) -> Void) -> Void) -> T? {
+        func waitFor<T: Sendable>(
+            timeout: Double,
+            stop: StopSignals,
+            _ work: @escaping @Sendable (DHTNode, @escaping (T) -> Void) -> Void
+        ) -> T? {
             live.waitFor(timeout: timeout, interrupted: { stop.caught != nil }) { peer, done in work(peer.dht, done) }
         }
 
         func snapshot() -> (external: PeerAddress?, nat: NATType, nodes: Int, stats: DHTStats, id: NodeID) {
-            (try? live.sync { p in (p.dht.externalAddress, p.dht.natType, p.dht.routingTableSize, p.dht.stats, p.dht.id) })
+            (try? live.sync { p in (p.dht.externalAddress, p.dht.natType, p.dht.routingTableSize, p.dht.stats, p.dht.id)
+            })
                 ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
         }
 
@@ -246,7 +286,7 @@ enum DHTCLI {
 /// SIGINT, SIGTERM and SIGHUP turned into an event the main thread waits for: the signal's
 /// default action (death) is ignored, and a dispatch source (not a signal handler: no work runs
 /// in signal context) records the signal and wakes the waiter, which saves and exits.
-final class StopSignals: @unchecked Sendable { // `caught` is guarded by `lock`; the sources are only touched in init.
+final class StopSignals: @unchecked Sendable {  // `caught` is guarded by `lock`; the sources are only touched in init.
     static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
     private let lock = NSLock()
     private var received: Int32?
@@ -295,12 +335,22 @@ final class StopSignals: @unchecked Sendable { // `caught` is guarded by `lock`;
 }
 
 struct DHTServe: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run a long-lived DHT node (a LAN bootstrap or a helper for the public network).")
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run a long-lived DHT node (a LAN bootstrap or a helper for the public network)."
+    )
     @OptionGroup var node: DHTNodeOptions
-    @Option(help: Limits.dhtSeconds.help("Stop after this many seconds (default: run until stopped by SIGINT, SIGTERM or SIGHUP)."),
-            transform: Limits.dhtSeconds.parse)
+    @Option(
+        help: Limits.dhtSeconds.help(
+            "Stop after this many seconds (default: run until stopped by SIGINT, SIGTERM or SIGHUP)."
+        ),
+        transform: Limits.dhtSeconds.parse
+    )
     var duration: Double?
-    @Option(help: Limits.dhtSeconds.help("Print a status line every this many seconds (0: never).", default: 60), transform: Limits.dhtSeconds.parse)
+    @Option(
+        help: Limits.dhtSeconds.help("Print a status line every this many seconds (0: never).", default: 60),
+        transform: Limits.dhtSeconds.parse
+    )
     var statusEvery: Double = 60
 
     func run() throws {
@@ -309,13 +359,17 @@ struct DHTServe: ParsableCommand {
         DHTCLI.emit("dht serve: listening on \(r.localAddress) node id \(r.snapshot().id.hexString)")
         let end = duration.map { DispatchTime.now() + $0 }
         while stop.caught == nil {
-            let left = end.map { Double($0.uptimeNanoseconds &- min($0.uptimeNanoseconds, DispatchTime.now().uptimeNanoseconds)) / 1e9 }
+            let left = end.map {
+                Double($0.uptimeNanoseconds &- min($0.uptimeNanoseconds, DispatchTime.now().uptimeNanoseconds)) / 1e9
+            }
             if let left, left <= 0 { break }
             let step = [statusEvery > 0 ? statusEvery : nil, left].compactMap { $0 }.min()
             if stop.sleep(step) != nil { break }
             if statusEvery > 0, left.map({ $0 > statusEvery }) ?? true {
                 let s = r.snapshot()
-                DHTCLI.emit("dht: \(s.nodes) nodes; external \(s.external?.description ?? "unknown") (\(s.nat.rawValue)); answered \(s.stats.queriesAnswered), dropped malformed \(s.stats.malformed) rate-limited \(s.stats.rateLimited)")
+                DHTCLI.emit(
+                    "dht: \(s.nodes) nodes; external \(s.external?.description ?? "unknown") (\(s.nat.rawValue)); answered \(s.stats.queriesAnswered), dropped malformed \(s.stats.malformed) rate-limited \(s.stats.rateLimited)"
+                )
             }
         }
         try r.finish(stop)
@@ -331,10 +385,16 @@ struct DHTTargetOptions: ParsableArguments {
 }
 
 struct DHTAnnounce: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "announce", abstract: "Join, announce a topic with implied_port, and keep re-announcing.")
+    static let configuration = CommandConfiguration(
+        commandName: "announce",
+        abstract: "Join, announce a topic with implied_port, and keep re-announcing."
+    )
     @OptionGroup var node: DHTNodeOptions
     @OptionGroup var target: DHTTargetOptions
-    @Option(help: Limits.dhtSeconds.help("Seconds to keep announcing.", default: 1800), transform: Limits.dhtSeconds.parse)
+    @Option(
+        help: Limits.dhtSeconds.help("Seconds to keep announcing.", default: 1800),
+        transform: Limits.dhtSeconds.parse
+    )
     var duration: Double = 1800
     @Flag(help: "Print JSON lines.") var json = false
 
@@ -356,7 +416,9 @@ struct DHTAnnounce: ParsableCommand {
                     j.add("external_address", node.externalAddress?.description)
                     DHTCLI.emit(j.text)
                 } else {
-                    DHTCLI.emit("announced \(h.hexString) on \(stored) of \(result.closest.count) closest nodes (\(result.queriesSent) queries); external address \(node.externalAddress?.description ?? "unknown")")
+                    DHTCLI.emit(
+                        "announced \(h.hexString) on \(stored) of \(result.closest.count) closest nodes (\(result.queriesSent) queries); external address \(node.externalAddress?.description ?? "unknown")"
+                    )
                 }
             }
         }
@@ -366,10 +428,16 @@ struct DHTAnnounce: ParsableCommand {
 }
 
 struct DHTLookup: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "lookup", abstract: "Find the peers announced on a topic, and this node's external address.")
+    static let configuration = CommandConfiguration(
+        commandName: "lookup",
+        abstract: "Find the peers announced on a topic, and this node's external address."
+    )
     @OptionGroup var node: DHTNodeOptions
     @OptionGroup var target: DHTTargetOptions
-    @Option(help: Limits.dhtSeconds.help("Give up after this many seconds.", default: 30), transform: Limits.dhtSeconds.parse)
+    @Option(
+        help: Limits.dhtSeconds.help("Give up after this many seconds.", default: 30),
+        transform: Limits.dhtSeconds.parse
+    )
     var timeout: Double = 30
     @Flag(help: "Print one JSON object.") var json = false
 
@@ -379,10 +447,16 @@ struct DHTLookup: ParsableCommand {
         let r = try DHTCLI.Running(node, verbose: !json)
         let started = Date()
         // Join first (the node's start lookup), then the get_peers lookup.
-        _ = r.waitFor(timeout: timeout, stop: stop) { (n: DHTNode, done: @escaping (Bool) -> Void) in n.findNode(n.id) { _ in done(true) } }
+        _ = r.waitFor(timeout: timeout, stop: stop) { (n: DHTNode, done: @escaping (Bool) -> Void) in
+            n.findNode(n.id) { _ in done(true) }
+        }
         let left = max(1, timeout - Date().timeIntervalSince(started))
-        let result = stop.caught != nil ? nil
-            : r.waitFor(timeout: left, stop: stop) { (n: DHTNode, done: @escaping (LookupResult) -> Void) in n.getPeers(h, done) }
+        let result =
+            stop.caught != nil
+            ? nil
+            : r.waitFor(timeout: left, stop: stop) { (n: DHTNode, done: @escaping (LookupResult) -> Void) in
+                n.getPeers(h, done)
+            }
         let s = r.snapshot()
         try r.finish(stop)
         let peers = result?.peers ?? []
@@ -397,7 +471,9 @@ struct DHTLookup: ParsableCommand {
             j.add("queries", result?.queriesSent ?? 0)
             print(j.text)
         } else {
-            print("info-hash \(h.hexString): \(peers.count) peer\(peers.count == 1 ? "" : "s")\(result == nil ? " (lookup timed out)" : "")")
+            print(
+                "info-hash \(h.hexString): \(peers.count) peer\(peers.count == 1 ? "" : "s")\(result == nil ? " (lookup timed out)" : "")"
+            )
             for p in peers { print("  \(p)") }
             print("external address: \(s.external?.description ?? "unknown") (NAT \(s.nat.rawValue))")
         }
@@ -406,7 +482,10 @@ struct DHTLookup: ParsableCommand {
 }
 
 struct DHTInfohash: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "infohash", abstract: "Print the info-hash of a topic.")
+    static let configuration = CommandConfiguration(
+        commandName: "infohash",
+        abstract: "Print the info-hash of a topic."
+    )
     @Option(help: "The topic.") var topic: String
 
     func run() {

@@ -8,7 +8,8 @@ struct IdCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "id",
         abstract: "Print your public key (give it to a friend so they can join you by key).",
-        discussion: "The key file lives under $XDG_CONFIG_HOME/turf/ (default ~/.config/turf/), mode 0600.")
+        discussion: "The key file lives under $XDG_CONFIG_HOME/turf/ (default ~/.config/turf/), mode 0600."
+    )
 
     @Flag(help: "Print the key file's path instead of the key.")
     var path = false

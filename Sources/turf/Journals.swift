@@ -4,10 +4,11 @@ import LocalFiles
 import Logging
 import TerminalUI
 import TurfRules
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // The C calls, where JournalFile's own `open` and `close` hide them.
@@ -17,9 +18,9 @@ private func closeFile(_ fd: Int32) { _ = close(fd) }
 /// Flushes written data to the disk: fdatasync where there is one (Linux); macOS has only fsync.
 private func syncData(_ fd: Int32) {
     #if os(Linux)
-    _ = fdatasync(fd)
+        _ = fdatasync(fd)
     #else
-    _ = fsync(fd)
+        _ = fsync(fd)
     #endif
 }
 
@@ -55,9 +56,15 @@ final class JournalFile: RoundJournal {
             try StatePaths.ensure(dir)
             fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw CLIError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { throw CLIError("cannot lock \(tmp): \(String(cString: strerror(errno)))") }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                throw CLIError("cannot lock \(tmp): \(String(cString: strerror(errno)))")
+            }
             try DurableFile.writeAll(fd, ReplayJournal.header(config))
-            let path = try DurableFile.linkUnderFreeName(tmp, base: "\(dir)/\(ReplayNames.base(config))", ext: "turfjournal")
+            let path = try DurableFile.linkUnderFreeName(
+                tmp,
+                base: "\(dir)/\(ReplayNames.base(config))",
+                ext: "turfjournal"
+            )
             unlink(tmp)
             DurableFile.syncDirectory(dir)
             return JournalFile(path: path, fd: fd)
@@ -136,8 +143,11 @@ enum JournalRecovery {
         guard fstat(fd, &st) == 0, st.st_nlink > 0 else { return nil }
         let log = Logger(label: "turf.journal")
         // The magic before the size: a file that is no journal is set aside whatever its size.
-        do { try UntrustedFile.expectMagic(fd, ReplayJournal.magic, path: path, what: "journal") } catch let e as FileError {
-            return e.code == nil ? markDamaged(path, problem: "\(e)")
+        do { try UntrustedFile.expectMagic(fd, ReplayJournal.magic, path: path, what: "journal") } catch let e
+            as FileError
+        {
+            return e.code == nil
+                ? markDamaged(path, problem: "\(e)")
                 : Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(e)")
         } catch {
             return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(error)")
@@ -160,12 +170,20 @@ enum JournalRecovery {
         } catch {
             return markDamaged(path, problem: "\(error)")
         }
-        var result = Result(journal: path, ops: rec.replay.opCount, lastTick: rec.lastTick,
-                            discardedBytes: rec.discardedBytes, problem: rec.stoppedBy.map { "\($0)" })
+        var result = Result(
+            journal: path,
+            ops: rec.replay.opCount,
+            lastTick: rec.lastTick,
+            discardedBytes: rec.discardedBytes,
+            problem: rec.stoppedBy.map { "\($0)" }
+        )
         if rec.replay.opCount > 0 {
             do {
-                result.replay = try DurableFile.createNew(ReplayFile.encode(rec.replay),
-                                                 base: String(path.dropLast(".turfjournal".count)), ext: "turfreplay")
+                result.replay = try DurableFile.createNew(
+                    ReplayFile.encode(rec.replay),
+                    base: String(path.dropLast(".turfjournal".count)),
+                    ext: "turfreplay"
+                )
             } catch {
                 log.error("recovered \(path) but could not save it (\(error)); the journal stays")
                 result.problem = "could not save the recovered replay: \(error)"
@@ -175,7 +193,10 @@ enum JournalRecovery {
         if rec.isDamaged {
             // Never delete evidence: what could not be read is kept beside the recovered replay.
             let ranges = rec.damaged.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")
-            var damaged = markDamaged(path, problem: "damaged bytes \(ranges) skipped (first: \(rec.stoppedBy.map { "\($0)" } ?? "?"))")
+            var damaged = markDamaged(
+                path,
+                problem: "damaged bytes \(ranges) skipped (first: \(rec.stoppedBy.map { "\($0)" } ?? "?"))"
+            )
             damaged.replay = result.replay
             damaged.ops = result.ops
             damaged.lastTick = result.lastTick
@@ -184,7 +205,9 @@ enum JournalRecovery {
             return damaged
         }
         unlink(path)
-        log.notice("recovered \(path): \(result.ops) ops to tick \(result.lastTick) -> \(result.replay ?? "nothing to save")")
+        log.notice(
+            "recovered \(path): \(result.ops) ops to tick \(result.lastTick) -> \(result.replay ?? "nothing to save")"
+        )
         return result
     }
 
@@ -198,7 +221,13 @@ enum JournalRecovery {
             return Result(journal: damaged, ops: 0, lastTick: 0, discardedBytes: 0, problem: problem)
         } catch {
             log.error("journal \(path) is damaged (\(problem)) and could not be set aside (\(error)); left where it is")
-            return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(problem); could not keep it as .damaged: \(error)")
+            return Result(
+                journal: path,
+                ops: 0,
+                lastTick: 0,
+                discardedBytes: 0,
+                problem: "\(problem); could not keep it as .damaged: \(error)"
+            )
         }
     }
 }
@@ -211,9 +240,13 @@ enum ReplayNames {
         let name = (try? TurfWorld.settings(for: config).map.name.lowercased()) ?? "match"
         // A map's name is text from a file: only letters, digits and '-' reach a file name (a
         // name like "../x" must not pick the directory).
-        var map = String(String.UnicodeScalarView(name.unicodeScalars.map {
-            ("a"..."z").contains($0) || ("0"..."9").contains($0) ? $0 : "-"
-        }.prefix(40)))
+        var map = String(
+            String.UnicodeScalarView(
+                name.unicodeScalars.map {
+                    ("a"..."z").contains($0) || ("0"..."9").contains($0) ? $0 : "-"
+                }.prefix(40)
+            )
+        )
         if map.allSatisfy({ $0 == "-" }) { map = "match" }
         return "\(f.string(from: date))-\(map)-\(hex64(config.seed).suffix(6))"
     }

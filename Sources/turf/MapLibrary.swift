@@ -19,14 +19,18 @@ enum MapLibrary {
 
     static func path(for nameOrPath: String) throws -> String {
         if nameOrPath.contains("/") || nameOrPath.hasSuffix(".map") {
-            guard FileManager.default.fileExists(atPath: nameOrPath) else { throw CLIError("map file not found: \(nameOrPath)") }
+            guard FileManager.default.fileExists(atPath: nameOrPath) else {
+                throw CLIError("map file not found: \(nameOrPath)")
+            }
             return nameOrPath
         }
         for d in searchDirectories {
             let p = "\(d)/\(nameOrPath.lowercased()).map"
             if FileManager.default.fileExists(atPath: p) { return p }
         }
-        throw CLIError("no map named '\(nameOrPath)' (looked in: \(searchDirectories.joined(separator: ", "))); set TURF_ASSETS or pass a path")
+        throw CLIError(
+            "no map named '\(nameOrPath)' (looked in: \(searchDirectories.joined(separator: ", "))); set TURF_ASSETS or pass a path"
+        )
     }
 
     static func load(_ nameOrPath: String) throws -> ArenaMap {
@@ -37,7 +41,9 @@ enum MapLibrary {
 
     static func available() -> [String] {
         for d in searchDirectories {
-            if let names = try? FileManager.default.contentsOfDirectory(atPath: d).filter({ $0.hasSuffix(".map") }), !names.isEmpty {
+            if let names = try? FileManager.default.contentsOfDirectory(atPath: d).filter({ $0.hasSuffix(".map") }),
+                !names.isEmpty
+            {
                 return names.map { String($0.dropLast(4)) }.sorted()
             }
         }

@@ -1,8 +1,8 @@
 import Determinism
 import Engine
 import Foundation
-import LocalFiles
 import Lobby
+import LocalFiles
 import NetCore
 import TextOutput
 import Transport
@@ -54,10 +54,16 @@ final class MatchRunner {
         for (k, ns) in quiet {
             if ns >= Self.silentAfter && !silent.contains(k) && !left.contains(k) {
                 silent.insert(k)
-                rt.event("peer") { $0.add("key", k.text); $0.add("state", "disconnected") }
+                rt.event("peer") {
+                    $0.add("key", k.text)
+                    $0.add("state", "disconnected")
+                }
             } else if ns < Self.silentAfter && silent.contains(k) {
                 silent.remove(k)
-                rt.event("peer") { $0.add("key", k.text); $0.add("state", "connected") }
+                rt.event("peer") {
+                    $0.add("key", k.text)
+                    $0.add("state", "connected")
+                }
             }
         }
     }
@@ -97,7 +103,9 @@ final class MatchRunner {
                 pendingKeys[id] = key
             } else if id != hostLink {
                 // The mesh: a direct session from another player of this match.
-                if config.players.contains(where: { $0.owner?.bytes == key.bytes }) { directLinks[key] = id } else {
+                if config.players.contains(where: { $0.owner?.bytes == key.bytes }) {
+                    directLinks[key] = id
+                } else {
                     let links = rt.links
                     rt.live.execute { _ in links.close(id) }
                 }
@@ -106,15 +114,24 @@ final class MatchRunner {
             if isHost, let k = key(of: id) {
                 memberLinks[k] = nil
                 if silent.insert(k).inserted && !left.contains(k) {
-                    rt.event("peer") { $0.add("key", k.text); $0.add("state", "disconnected") }
+                    rt.event("peer") {
+                        $0.add("key", k.text)
+                        $0.add("state", "disconnected")
+                    }
                 }
             }
             if let k = directKey(of: id) { directLinks[k] = nil }
         case .message(let id, let bytes):
             let fromHost = !isHost && id == hostLink
             let sender: PeerKey? = isHost ? key(of: id) : (fromHost ? nil : directKey(of: id))
-            if !isHost && !fromHost && sender == nil { rt.dropped += 1; return }
-            guard let msg = try? LobbyMessage.decode(bytes) else { rt.dropped += 1; return }
+            if !isHost && !fromHost && sender == nil {
+                rt.dropped += 1
+                return
+            }
+            guard let msg = try? LobbyMessage.decode(bytes) else {
+                rt.dropped += 1
+                return
+            }
             switch msg {
             case .ops(let b):
                 guard let ops = try? OpCodec<TurfWorld>.decodeBatch(b, config: config, maxOps: 4096) else {
@@ -122,10 +139,13 @@ final class MatchRunner {
                     return
                 }
                 if fromHost {
-                    pending += ops // the host forwards every player's ops
+                    pending += ops  // the host forwards every player's ops
                 } else {
                     // A member (to the host, or directly to another member) sends only its own players' ops.
-                    guard let sender else { rt.dropped += 1; return }
+                    guard let sender else {
+                        rt.dropped += 1
+                        return
+                    }
                     let own = ops.filter { owner(of: $0.player) == sender }
                     rejectedOps += ops.count - own.count
                     pending += own
@@ -136,32 +156,48 @@ final class MatchRunner {
             case .done(let counts):
                 for (p, n) in counts where Int(p) < config.players.count {
                     let pid = PlayerID(p)
-                    if !fromHost { guard let sender, owner(of: pid) == sender else { rt.dropped += 1; continue } }
+                    if !fromHost {
+                        guard let sender, owner(of: pid) == sender else {
+                            rt.dropped += 1
+                            continue
+                        }
+                    }
                     done[pid] = n
                 }
                 if isHost { sendOn(.done(counts), except: id) }
             case .hello(let h) where isHost:
                 // A member back after a crash (same identity): the roster, the start and every op.
-                guard let key = pendingKeys[id], h.key == key.bytes, config.players.contains(where: { $0.owner?.bytes == key.bytes }),
-                      let start = startMessage, let roster = rosterMessage else {
+                guard let key = pendingKeys[id], h.key == key.bytes,
+                    config.players.contains(where: { $0.owner?.bytes == key.bytes }),
+                    let start = startMessage, let roster = rosterMessage
+                else {
                     rt.send(id, .leave(.started))
                     return
                 }
-                if let old = memberLinks[key], old != id { let links = rt.links; rt.live.execute { _ in links.close(old) } }
+                if let old = memberLinks[key], old != id {
+                    let links = rt.links
+                    rt.live.execute { _ in links.close(old) }
+                }
                 memberLinks[key] = id
                 silent.remove(key)
                 rejoins += 1
                 rt.send(id, roster)
                 rt.send(id, .start(start))
                 snapshotWanted.append(id)
-                rt.event("peer") { $0.add("key", key.text); $0.add("state", "rejoined") }
+                rt.event("peer") {
+                    $0.add("key", key.text)
+                    $0.add("state", "rejoined")
+                }
             case .snapshot(let b) where fromHost:
-                guard let s = try? ReplicaSnapshot<TurfWorld>.decode(b, config: config) else { rt.dropped += 1; return }
+                guard let s = try? ReplicaSnapshot<TurfWorld>.decode(b, config: config) else {
+                    rt.dropped += 1
+                    return
+                }
                 snapshot = s
             case .leave:
                 if isHost, let k = sender { left.insert(k) }
             case .settings, .roster, .revealRequest, .start:
-                break // late copies of lobby messages
+                break  // late copies of lobby messages
             default:
                 rt.dropped += 1
             }
@@ -173,7 +209,9 @@ final class MatchRunner {
     /// The ops this peer's players made, per player: what `done` announces.
     func ownCounts(_ replica: Replica<TurfWorld>) -> [UInt32: UInt32] {
         var out: [UInt32: UInt32] = [:]
-        for p in config.players(ownedBy: OwnerKey(rt.identity.publicKey.bytes)) { out[UInt32(p)] = replica.nextSeq(for: p) }
+        for p in config.players(ownedBy: OwnerKey(rt.identity.publicKey.bytes)) {
+            out[UInt32(p)] = replica.nextSeq(for: p)
+        }
         return out
     }
 
@@ -228,7 +266,10 @@ extension NetRuntime {
             // Joining a running match (a rejoin): every op the host holds, ours included, first.
             let deadline = monotonicNanos() + 5_000_000_000
             while runner.snapshot == nil && monotonicNanos() < deadline { runner.pump(wait: 0.1) }
-            guard let snap = runner.snapshot else { printErr("the host sent no snapshot of the running match"); return 1 }
+            guard let snap = runner.snapshot else {
+                printErr("the host sent no snapshot of the running match")
+                return 1
+            }
             try loop.merge(snap)
             runner.snapshot = nil
         }
@@ -239,7 +280,11 @@ extension NetRuntime {
             j.add("tick_rate", Int(config.tickRate))
             j.add("you", config.players(ownedBy: me).map { Int($0) }.first)
             j.add("clock_offset_ms", Double(offset) / 1e6)
-            if let d = runner.clockDelay { j.add("clock_uncertainty_ms", Double(d) / 2e6) } else { j.addNull("clock_uncertainty_ms") }
+            if let d = runner.clockDelay {
+                j.add("clock_uncertainty_ms", Double(d) / 2e6)
+            } else {
+                j.addNull("clock_uncertainty_ms")
+            }
             j.add("clock_samples", runner.clockSamples)
             j.add("late_ms", Double(max(0, lateBy)) / 1e6)
             j.add("resumed_seq", config.players(ownedBy: me).first.map { Int(loop.replica.nextSeq(for: $0)) })
@@ -279,7 +324,7 @@ extension NetRuntime {
             if owed != 0 { owed = loop.slewClock(by: owed, maxStep: 1_000_000) }
             if loop.isOver { break }
             let wait = loop.wait(from: monotonicNanos())
-            if wait > 0 { runner.pump(wait: Double(min(wait, 50_000_000)) / 1e9); }
+            if wait > 0 { runner.pump(wait: Double(min(wait, 50_000_000)) / 1e9) }
         }
         loop.flushJournal()
 
@@ -298,8 +343,12 @@ extension NetRuntime {
         }
         let converged = runner.complete(final)
         var linkObjects: [JSONObject] = []
-        var linkIDs: [(PeerKey, UInt32)] = runner.isHost ? runner.memberLinks.map { ($0.key, $0.value) }
-            : (hostLink.flatMap { h in config.players.first.flatMap { $0.owner }.flatMap { PeerKey(bytes: $0.bytes) }.map { [($0, h)] } } ?? [])
+        var linkIDs: [(PeerKey, UInt32)] =
+            runner.isHost
+            ? runner.memberLinks.map { ($0.key, $0.value) }
+            : (hostLink.flatMap { h in
+                config.players.first.flatMap { $0.owner }.flatMap { PeerKey(bytes: $0.bytes) }.map { [($0, h)] }
+            } ?? [])
         linkIDs += runner.directLinks.map { ($0.key, $0.value) }
         for (key, id) in linkIDs {
             let t = (try? live.sync { [links] _ in links.traffic(id) }) ?? LinkTraffic()
@@ -314,7 +363,8 @@ extension NetRuntime {
         }
         if !runner.isHost {
             for p in config.players {
-                guard let o = p.owner, o != me, let k = PeerKey(bytes: o.bytes), !linkIDs.contains(where: { $0.0 == k }) else { continue }
+                guard let o = p.owner, o != me, let k = PeerKey(bytes: o.bytes), !linkIDs.contains(where: { $0.0 == k })
+                else { continue }
                 var j = JSONObject()
                 j.add("key", k.text)
                 j.add("path", "relayed")
@@ -336,8 +386,11 @@ extension NetRuntime {
         var path: String?
         do {
             try StatePaths.ensure(StatePaths.replays)
-            path = try DurableFile.createNew(ReplayFile.encode(replay), base: "\(StatePaths.replays)/\(ReplayNames.base(config))",
-                                             ext: "turfreplay")
+            path = try DurableFile.createNew(
+                ReplayFile.encode(replay),
+                base: "\(StatePaths.replays)/\(ReplayNames.base(config))",
+                ext: "turfreplay"
+            )
         } catch {
             printErr("could not save the replay: \(error)")
         }
@@ -345,7 +398,7 @@ extension NetRuntime {
             j.add("final_hash", hex64(replay.finalHash))
             j.add("replay", path)
             j.add("converged", converged)
-            j.addNull("desyncs") // desync detection is issue #9 part 7 (not built yet)
+            j.addNull("desyncs")  // desync detection is issue #9 part 7 (not built yet)
             j.add("rejected_ops", Int(final.stats.rejected) + runner.rejectedOps)
             j.add("dropped_messages", dropped)
             j.add("ops", replay.opCount)
@@ -354,7 +407,11 @@ extension NetRuntime {
                 // Tick skew to the host: the largest gap between our tick clock and the host's
                 // estimated one, and the estimate's own uncertainty (half the best round trip).
                 j.add("tick_skew_ms_max", Double(skewSamples.max() ?? 0) / 1e6)
-                if let u = lastUncertainty { j.add("clock_uncertainty_ms", Double(u) / 1e6) } else { j.addNull("clock_uncertainty_ms") }
+                if let u = lastUncertainty {
+                    j.add("clock_uncertainty_ms", Double(u) / 1e6)
+                } else {
+                    j.addNull("clock_uncertainty_ms")
+                }
             }
             if runner.isHost {
                 let refused = (try? live.sync { $0.sessions?.stats.passphraseRejected ?? 0 }) ?? 0

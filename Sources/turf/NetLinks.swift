@@ -14,7 +14,7 @@ enum LinkEvent: Sendable {
 
 /// The one place where the event loop hands work to the thread that runs the lobby and the match
 /// (a lock and a semaphore; the loop never waits on it).
-final class LinkMailbox: @unchecked Sendable { // `events` is guarded by `lock`.
+final class LinkMailbox: @unchecked Sendable {  // `events` is guarded by `lock`.
     private let lock = NSLock()
     private var events: [LinkEvent] = []
     private let wake = DispatchSemaphore(value: 0)
@@ -64,7 +64,7 @@ struct LinkTraffic: Sendable {
 /// The sessions of this process by their local index: confined to the event loop (every method
 /// runs there, reached through `LivePeer.execute`/`sync`), so the match's thread names links by
 /// index and never touches a `Session`.
-final class Links: @unchecked Sendable { // touched only on the LivePeer's event loop
+final class Links: @unchecked Sendable {  // touched only on the LivePeer's event loop
     let mailbox: LinkMailbox
     private var sessions: [UInt32: Session] = [:]
     /// Bytes sent and received on each link, with 28 bytes of UDP/IP header per datagram counted
@@ -124,9 +124,12 @@ final class Links: @unchecked Sendable { // touched only on the LivePeer's event
         // Payload bytes plus, per segment, the transport overhead (header 14 + tag 16 + frame 7) and
         // 28 bytes of UDP/IP header.
         let perSegment: UInt64 = 14 + 16 + 7 + 28
-        return LinkTraffic(bytesSent: (sent[id] ?? 0) + st.segmentsSent * perSegment,
-                           bytesReceived: (received[id] ?? 0) + st.messagesDelivered * perSegment,
-                           rttMs: s.metrics.rttMilliseconds, clock: s.clockSamples)
+        return LinkTraffic(
+            bytesSent: (sent[id] ?? 0) + st.segmentsSent * perSegment,
+            bytesReceived: (received[id] ?? 0) + st.messagesDelivered * perSegment,
+            rttMs: s.metrics.rttMilliseconds,
+            clock: s.clockSamples
+        )
     }
 }
 

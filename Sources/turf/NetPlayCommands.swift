@@ -2,8 +2,8 @@ import ArgumentParser
 import DHT
 import Engine
 import Foundation
-import LocalFiles
 import Lobby
+import LocalFiles
 import NetCore
 import NetStack
 import TextOutput
@@ -16,8 +16,14 @@ struct NetPlayOptions: ParsableArguments {
     var name: String = ProcessInfo.processInfo.environment["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "player"
     @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
     @Option(help: "IPv4 address to bind.") var bind = "0.0.0.0"
-    @Option(name: .customLong("bootstrap"), parsing: .singleValue,
-            help: ArgumentHelp("DHT bootstrap node HOST:PORT (repeatable; default as for 'turf dht').", valueName: "host:port|none"))
+    @Option(
+        name: .customLong("bootstrap"),
+        parsing: .singleValue,
+        help: ArgumentHelp(
+            "DHT bootstrap node HOST:PORT (repeatable; default as for 'turf dht').",
+            valueName: "host:port|none"
+        )
+    )
     var bootstrap: [BootstrapArgument] = []
     @Option(help: "Read the lobby's passphrase from this file (also: $TURF_PASSPHRASE, or a prompt with --passphrase).")
     var passphraseFile: String?
@@ -65,15 +71,25 @@ enum NetPlayLimits {
 struct HostCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "host",
-        abstract: "Host a lobby on a DHT topic; friends join by topic, key or invite (docs/lobby.md).")
+        abstract: "Host a lobby on a DHT topic; friends join by topic, key or invite (docs/lobby.md)."
+    )
 
     @Option(help: "The lobby's topic (what friends type after --topic).") var topic: String
     @Option(help: "Map name (\(MapLibrary.available().joined(separator: ", "))) or path.") var map: String = "dojo"
-    @Option(help: NetPlayLimits.seconds.help("Match length.", default: 90), transform: NetPlayLimits.seconds.parse) var seconds: Int = 90
-    @Option(help: NetPlayLimits.maxPlayers.help("Most players, you included.", default: 8), transform: NetPlayLimits.maxPlayers.parse)
+    @Option(help: NetPlayLimits.seconds.help("Match length.", default: 90), transform: NetPlayLimits.seconds.parse)
+    var seconds: Int = 90
+    @Option(
+        help: NetPlayLimits.maxPlayers.help("Most players, you included.", default: 8),
+        transform: NetPlayLimits.maxPlayers.parse
+    )
     var maxPlayers: Int = 8
-    @Option(help: NetPlayLimits.startWhen.help("With --headless: start when this many players (you included) are in.", default: 2),
-            transform: NetPlayLimits.startWhen.parse)
+    @Option(
+        help: NetPlayLimits.startWhen.help(
+            "With --headless: start when this many players (you included) are in.",
+            default: 2
+        ),
+        transform: NetPlayLimits.startWhen.parse
+    )
     var startWhen: Int = 2
     @OptionGroup var net: NetPlayOptions
 
@@ -88,13 +104,21 @@ struct HostCommand: ParsableCommand {
         try net.requireHeadless()
         let arena = try MapLibrary.load(map)
         guard arena.spawns.count >= startWhen else {
-            throw CLIError("map '\(arena.name)' has \(arena.spawns.count) spawn points, fewer than --start-when \(startWhen)")
+            throw CLIError(
+                "map '\(arena.name)' has \(arena.spawns.count) spawn points, fewer than --start-when \(startWhen)"
+            )
         }
         let pass = try net.readPassphrase()
         let rt = try NetRuntime(options: net, topicForPSK: topic, passphrase: pass)
         defer { rt.close() }
-        let code = try rt.host(topic: topic, settings: TurfSettings(map: arena), mapName: map, seconds: seconds,
-                               maxPlayers: min(maxPlayers, arena.spawns.count), startWhen: startWhen)
+        let code = try rt.host(
+            topic: topic,
+            settings: TurfSettings(map: arena),
+            mapName: map,
+            seconds: seconds,
+            maxPlayers: min(maxPlayers, arena.spawns.count),
+            startWhen: startWhen
+        )
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -103,7 +127,8 @@ struct HostCommand: ParsableCommand {
 struct JoinCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "join",
-        abstract: "Join a lobby: by --topic, by the host's key (turf1…) or by an invite (docs/lobby.md).")
+        abstract: "Join a lobby: by --topic, by the host's key (turf1…) or by an invite (docs/lobby.md)."
+    )
 
     @Argument(help: "An invite (turf-invite1.…) or the host's key (turf1…).") var target: String?
     @Option(help: "Join the lobby announced on this topic.") var topic: String?
@@ -112,9 +137,13 @@ struct JoinCommand: ParsableCommand {
     @OptionGroup var net: NetPlayOptions
 
     func validate() throws {
-        guard (topic == nil) != (target == nil) else { throw ValidationError("give exactly one of --topic T, an invite, or a key") }
+        guard (topic == nil) != (target == nil) else {
+            throw ValidationError("give exactly one of --topic T, an invite, or a key")
+        }
         if let t = target, Invite(text: t) == nil, PeerKey(text: t) == nil {
-            throw ValidationError("'\(SafeText.display(t, limit: 80))' is neither an invite (turf-invite1.…) nor a key (turf1…)")
+            throw ValidationError(
+                "'\(SafeText.display(t, limit: 80))' is neither an invite (turf-invite1.…) nor a key (turf1…)"
+            )
         }
         if let l = lobby, PeerKey(text: l) == nil { throw ValidationError("--lobby must be a key (turf1…)") }
     }
@@ -143,7 +172,8 @@ struct JoinCommand: ParsableCommand {
 func processStartNanos() -> UInt64 {
     let now = monotonicNanos()
     guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return now }
+        let close = stat.lastIndex(of: ")")
+    else { return now }
     let fields = stat[stat.index(after: close)...].split(separator: " ")
     // Field 22 (starttime) is the 20th after the command name.
     guard fields.count > 19, let ticks = UInt64(fields[19]) else { return now }

@@ -3,8 +3,8 @@ import DHT
 import Determinism
 import Engine
 import Foundation
-import LocalFiles
 import Lobby
+import LocalFiles
 import Logging
 import NetCore
 import NetStack
@@ -33,7 +33,9 @@ final class NetRuntime {
         Logs.bootstrap()
         self.options = options
         self.passphrase = passphrase
-        guard let ip = PeerAddress.parseIPv4(options.bind) else { throw ValidationError("--bind must be an IPv4 address") }
+        guard let ip = PeerAddress.parseIPv4(options.bind) else {
+            throw ValidationError("--bind must be an IPv4 address")
+        }
         identity = try IdentityStore.standard().loadOrCreate().identity
         var dht = DHTConfig()
         dht.bootstrap = try DHTCLI.bootstrapAddresses(options.bootstrap.map(\.text))
@@ -71,7 +73,9 @@ final class NetRuntime {
         let bound = live.localAddress
         var out: [PeerAddress] = []
         if let ext = (try? live.sync({ $0.dht.externalAddress })) ?? nil { out.append(ext) }
-        if bound.ip != 0 { out.append(bound) } else {
+        if bound.ip != 0 {
+            out.append(bound)
+        } else {
             for ip in localIPv4Addresses() { out.append(PeerAddress(ip: ip, port: bound.port)) }
         }
         var seen = Set<PeerAddress>()
@@ -105,19 +109,33 @@ final class NetRuntime {
         var address: PeerAddress? = nil
     }
 
-    func host(topic: String, settings: TurfSettings, mapName: String, seconds: Int, maxPlayers: Int, startWhen: Int) throws -> Int32 {
+    func host(topic: String, settings: TurfSettings, mapName: String, seconds: Int, maxPlayers: Int, startWhen: Int)
+        throws -> Int32
+    {
         let infoHash = Topic.infoHash(topic)
         if let key = try psk(topic: topic) { live.execute { $0.sessions?.setLobbyKey(key) } }
         let port = live.localAddress.port
         live.execute { $0.dht.keepAnnouncing(infoHash, port: port, impliedPort: true) }
         let myContribution = SeedMix.contribution()
-        var seats = [Seat(key: identity.publicKey, name: Self.displayName(options.name), commit: SeedMix.commit(myContribution),
-                          link: nil, reveal: myContribution)]
+        var seats = [
+            Seat(
+                key: identity.publicKey,
+                name: Self.displayName(options.name),
+                commit: SeedMix.commit(myContribution),
+                link: nil,
+                reveal: myContribution
+            )
+        ]
         var recordSeq: Int64 = Int64(Date().timeIntervalSince1970 * 1000)
         func putRecord() {
             recordSeq += 1
-            let record = LobbyRecord(version: Int(LobbyMessage.protocolVersion), addresses: reachableAddresses(),
-                                     passphrase: passphrase != nil, players: seats.count, topic: topic)
+            let record = LobbyRecord(
+                version: Int(LobbyMessage.protocolVersion),
+                addresses: reachableAddresses(),
+                passphrase: passphrase != nil,
+                players: seats.count,
+                topic: topic
+            )
             let item = DHTItem.mutable(MutableItem(signedBy: identity.signing, seq: recordSeq, value: record.value))
             live.execute { $0.dht.put(item) { _ in } }
         }
@@ -133,10 +151,20 @@ final class NetRuntime {
         var pendingKeys: [UInt32: (PeerKey, PeerAddress)] = [:]
         let lobbySettings = LobbyMessage.Settings(map: mapName, seconds: UInt32(seconds))
         func roster() -> LobbyMessage {
-            .roster(.init(members: seats.map { .init(key: $0.key.bytes, name: $0.name, commit: $0.commit,
-                                                       path: $0.link == nil ? .local : .direct,
-                                                       addresses: $0.address.map { [$0] } ?? []) },
-                          maxPlayers: UInt8(maxPlayers)))
+            .roster(
+                .init(
+                    members: seats.map {
+                        .init(
+                            key: $0.key.bytes,
+                            name: $0.name,
+                            commit: $0.commit,
+                            path: $0.link == nil ? .local : .direct,
+                            addresses: $0.address.map { [$0] } ?? []
+                        )
+                    },
+                    maxPlayers: UInt8(maxPlayers)
+                )
+            )
         }
         var spectators: [PeerKey: UInt32] = [:]
         func broadcast(_ m: LobbyMessage) {
@@ -154,42 +182,73 @@ final class NetRuntime {
                     pendingKeys[id] = nil
                     if let i = seats.firstIndex(where: { $0.link == id }) {
                         let gone = seats.remove(at: i)
-                        event("peer") { $0.add("key", gone.key.text); $0.add("name", gone.name); $0.add("state", "left") }
+                        event("peer") {
+                            $0.add("key", gone.key.text)
+                            $0.add("name", gone.name)
+                            $0.add("state", "left")
+                        }
                         broadcast(roster())
                     }
                 case .message(let id, let bytes):
-                    guard let msg = try? LobbyMessage.decode(bytes) else { dropped += 1; continue }
+                    guard let msg = try? LobbyMessage.decode(bytes) else {
+                        dropped += 1
+                        continue
+                    }
                     switch msg {
                     case .hello(let h):
                         guard let (key, addr) = pendingKeys[id], h.key == key.bytes else {
-                            dropped += 1; send(id, .leave(.refused)); continue
+                            dropped += 1
+                            send(id, .leave(.refused))
+                            continue
                         }
                         if h.spectate {
                             // A spectator: no seat; it gets the roster, the settings and the start.
-                            guard spectators.count < Self.maxSpectators || spectators[key] != nil else { send(id, .leave(.full)); continue }
+                            guard spectators.count < Self.maxSpectators || spectators[key] != nil else {
+                                send(id, .leave(.full))
+                                continue
+                            }
                             spectators[key] = id
                             send(id, roster())
                             send(id, .settings(lobbySettings))
                             event("peer") { j in
-                                j.add("key", key.text); j.add("name", Self.displayName(h.name)); j.add("state", "spectating")
+                                j.add("key", key.text)
+                                j.add("name", Self.displayName(h.name))
+                                j.add("state", "spectating")
                                 j.add("address", addr.description)
                             }
                             continue
                         }
                         if let i = seats.firstIndex(where: { $0.key == key }) {
                             // The same key again (a restarted joiner): its new session replaces the old one.
-                            if let old = seats[i].link, old != id { let links = self.links; live.execute { _ in links.close(old) } }
+                            if let old = seats[i].link, old != id {
+                                let links = self.links
+                                live.execute { _ in links.close(old) }
+                            }
                             seats[i].link = id
                             seats[i].address = addr
                             seats[i].commit = h.commit
                             seats[i].name = Self.displayName(h.name)
                         } else {
-                            guard seats.count < maxPlayers else { send(id, .leave(.full)); continue }
-                            seats.append(Seat(key: key, name: Self.displayName(h.name), commit: h.commit, link: id, address: addr))
+                            guard seats.count < maxPlayers else {
+                                send(id, .leave(.full))
+                                continue
+                            }
+                            seats.append(
+                                Seat(
+                                    key: key,
+                                    name: Self.displayName(h.name),
+                                    commit: h.commit,
+                                    link: id,
+                                    address: addr
+                                )
+                            )
                         }
                         event("peer") { j in
-                            j.add("key", key.text); j.add("name", Self.displayName(h.name)); j.add("state", "joined")
-                            j.add("address", addr.description); j.add("path", "direct")
+                            j.add("key", key.text)
+                            j.add("name", Self.displayName(h.name))
+                            j.add("state", "joined")
+                            j.add("address", addr.description)
+                            j.add("path", "direct")
                         }
                         broadcast(roster())
                         broadcast(.settings(lobbySettings))
@@ -197,14 +256,21 @@ final class NetRuntime {
                     case .leave:
                         if let i = seats.firstIndex(where: { $0.link == id }) {
                             let gone = seats.remove(at: i)
-                            event("peer") { $0.add("key", gone.key.text); $0.add("name", gone.name); $0.add("state", "left") }
+                            event("peer") {
+                                $0.add("key", gone.key.text)
+                                $0.add("name", gone.name)
+                                $0.add("state", "left")
+                            }
                             broadcast(roster())
                         }
                     default: dropped += 1
                     }
                 }
             }
-            if monotonicNanos() - lastPut > 60_000_000_000 { putRecord(); lastPut = monotonicNanos() }
+            if monotonicNanos() - lastPut > 60_000_000_000 {
+                putRecord()
+                lastPut = monotonicNanos()
+            }
         }
 
         // Commit–reveal: the roster is final; every member reveals its contribution.
@@ -214,7 +280,11 @@ final class NetRuntime {
             for e in mailbox.wait(0.2) {
                 guard case .message(let id, let bytes) = e else { continue }
                 guard case .reveal(let r)? = try? LobbyMessage.decode(bytes),
-                      let i = seats.firstIndex(where: { $0.link == id }), SeedMix.opens(r, seats[i].commit) else { dropped += 1; continue }
+                    let i = seats.firstIndex(where: { $0.link == id }), SeedMix.opens(r, seats[i].commit)
+                else {
+                    dropped += 1
+                    continue
+                }
                 seats[i].reveal = r
             }
         }
@@ -294,7 +364,7 @@ final class NetRuntime {
                 guard let s = peer.sessions?.connect(to: addr, mode: mode) else { return }
                 links.adopt(s)
             }
-            let deadline = monotonicNanos() + 6_000_000_000 // a handshake retries every second
+            let deadline = monotonicNanos() + 6_000_000_000  // a handshake retries every second
             var outcome: Bool?
             while outcome == nil && monotonicNanos() < deadline {
                 for e in mailbox.wait(0.2) {
@@ -309,7 +379,9 @@ final class NetRuntime {
                             outcome = true
                         }
                     case .closed(_, let reason):
-                        if psk != nil && (reason == .handshakeFailed || reason == .handshakeTimeout) { failedOnPassphrase = true }
+                        if psk != nil && (reason == .handshakeFailed || reason == .handshakeTimeout) {
+                            failedOnPassphrase = true
+                        }
                         outcome = false
                     case .message: break
                     }
@@ -322,15 +394,26 @@ final class NetRuntime {
             if failedOnPassphrase {
                 printErr("the lobby did not accept the passphrase (or it is gone)")
             } else {
-                printErr("could not reach the lobby's host (\(candidates.count) address\(candidates.count == 1 ? "" : "es") tried)")
+                printErr(
+                    "could not reach the lobby's host (\(candidates.count) address\(candidates.count == 1 ? "" : "es") tried)"
+                )
             }
             return 1
         }
 
         let contribution = SeedMix.contribution()
         let commit = SeedMix.commit(contribution)
-        send(hostLink, .hello(.init(name: Self.boundedName(options.name), key: identity.publicKey.bytes, commit: commit,
-                                           spectate: spectate)))
+        send(
+            hostLink,
+            .hello(
+                .init(
+                    name: Self.boundedName(options.name),
+                    key: identity.publicKey.bytes,
+                    commit: commit,
+                    spectate: spectate
+                )
+            )
+        )
         var roster: LobbyMessage.Roster?
         var known = Set<[UInt8]>([identity.publicKey.bytes])
         var joinedReported = false
@@ -350,14 +433,22 @@ final class NetRuntime {
                     // The mesh: another member's session (checked against the config at the start).
                     if id != hostLink && key != hostKey { direct[key] = id }
                 case .closed(let id, let reason):
-                    if id == hostLink { printErr("the host closed the session (\(reason))"); return 1 }
+                    if id == hostLink {
+                        printErr("the host closed the session (\(reason))")
+                        return 1
+                    }
                     direct = direct.filter { $0.value != id }
                 case .message(let id, let bytes):
-                    guard id == hostLink, let msg = try? LobbyMessage.decode(bytes) else { dropped += 1; continue }
+                    guard id == hostLink, let msg = try? LobbyMessage.decode(bytes) else {
+                        dropped += 1
+                        continue
+                    }
                     switch msg {
                     case .roster(let r):
                         roster = r
-                        if !joinedReported, spectate || r.members.contains(where: { $0.key == identity.publicKey.bytes }) {
+                        if !joinedReported,
+                            spectate || r.members.contains(where: { $0.key == identity.publicKey.bytes })
+                        {
                             joinedReported = true
                             event("joined") { j in
                                 j.add("host", hostKey.text)
@@ -368,8 +459,10 @@ final class NetRuntime {
                             }
                         }
                         // The mesh: the member with the greater key dials (each pair once), by IK.
-                        for m in r.members where m.path != .local && m.key != identity.publicKey.bytes
-                            && m.key.lexicographicallyPrecedes(identity.publicKey.bytes) && !dialed.contains(m.key) {
+                        for m in r.members
+                        where m.path != .local && m.key != identity.publicKey.bytes
+                            && m.key.lexicographicallyPrecedes(identity.publicKey.bytes) && !dialed.contains(m.key)
+                        {
                             guard let k = PeerKey(bytes: m.key) else { continue }
                             dialed.insert(m.key)
                             let links = self.links
@@ -395,7 +488,9 @@ final class NetRuntime {
                         printErr("the host refused: \(reason.text)")
                         return 1
                     case .start(let s):
-                        guard let r = roster, verifySeed(s, roster: r, myKey: identity.publicKey.bytes, myContribution: contribution) else {
+                        guard let r = roster,
+                            verifySeed(s, roster: r, myKey: identity.publicKey.bytes, myContribution: contribution)
+                        else {
                             printErr("the host's match seed does not match the players' commitments; leaving")
                             send(hostLink, .leave(.quit))
                             return 1
@@ -409,7 +504,9 @@ final class NetRuntime {
                         mailbox.requeue(Array(batch[(index + 1)...]))
                         var runner = MatchRunner(rt: self, config: s.config, isHost: false, hostLink: hostLink)
                         for (k, id) in direct {
-                            if s.config.players.contains(where: { $0.owner?.bytes == k.bytes }) { runner.directLinks[k] = id } else {
+                            if s.config.players.contains(where: { $0.owner?.bytes == k.bytes }) {
+                                runner.directLinks[k] = id
+                            } else {
                                 live.execute { _ in links.close(id) }
                             }
                         }
@@ -425,10 +522,14 @@ final class NetRuntime {
 
     /// Every player's reveal opens the commit the roster showed for it, and the seed is their mix.
     /// A rejoining peer (its hello's commit is new) checks the others and trusts its own seat.
-    func verifySeed(_ s: LobbyMessage.Start, roster: LobbyMessage.Roster, myKey: [UInt8], myContribution: [UInt8]) -> Bool {
+    func verifySeed(_ s: LobbyMessage.Start, roster: LobbyMessage.Roster, myKey: [UInt8], myContribution: [UInt8])
+        -> Bool
+    {
         guard s.reveals.count == s.config.players.count, SeedMix.seed(s.reveals) == s.config.seed else { return false }
         for (i, p) in s.config.players.enumerated() {
-            guard let owner = p.owner, let m = roster.members.first(where: { $0.key == owner.bytes }) else { return false }
+            guard let owner = p.owner, let m = roster.members.first(where: { $0.key == owner.bytes }) else {
+                return false
+            }
             if owner.bytes == myKey { continue }
             guard SeedMix.opens(s.reveals[i], m.commit) else { return false }
         }
@@ -437,9 +538,13 @@ final class NetRuntime {
 
     func findAnnounced(_ topic: String) -> [PeerAddress] {
         let h = Topic.infoHash(topic)
-        _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in p.dht.findNode(p.dht.id) { _ in done(true) } }
+        _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in
+            p.dht.findNode(p.dht.id) { _ in done(true) }
+        }
         for _ in 0..<3 {
-            let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in p.dht.getPeers(h) { done($0.peers) } }
+            let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in
+                p.dht.getPeers(h) { done($0.peers) }
+            }
             if let r, !r.isEmpty { return r }
             Thread.sleep(forTimeInterval: 1)
         }
@@ -447,7 +552,9 @@ final class NetRuntime {
     }
 
     func findRecord(_ key: PeerKey) -> LobbyRecord? {
-        _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in p.dht.findNode(p.dht.id) { _ in done(true) } }
+        _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in
+            p.dht.findNode(p.dht.id) { _ in done(true) }
+        }
         for _ in 0..<3 {
             let item = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (MutableItem?) -> Void) in
                 p.dht.getMutable(publicKey: key.bytes) { done($0) }

@@ -19,7 +19,9 @@ struct OptionRange<T: Comparable & LosslessStringConvertible & Sendable>: Sendab
     }
 
     /// "lower-upper unit", as help and errors show it.
-    var text: String { "\(Self.show(range.lowerBound))-\(Self.show(range.upperBound))\(unit.isEmpty ? "" : " " + unit)" }
+    var text: String {
+        "\(Self.show(range.lowerBound))-\(Self.show(range.upperBound))\(unit.isEmpty ? "" : " " + unit)"
+    }
 
     /// The option's help: its abstract, then the range (and the default, when given).
     func help(_ abstract: String, default value: T? = nil) -> ArgumentHelp {
@@ -37,7 +39,9 @@ struct OptionRange<T: Comparable & LosslessStringConvertible & Sendable>: Sendab
     func contains(_ v: T) -> Bool { range.contains(v) }
 
     private static func show(_ v: T) -> String {
-        if let d = v as? Double { return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(format: "%g", d) }
+        if let d = v as? Double {
+            return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(format: "%g", d)
+        }
         return "\(v)"
     }
 }

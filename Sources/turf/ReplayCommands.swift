@@ -1,15 +1,15 @@
 import ArgumentParser
 import Engine
 import Foundation
-import TextOutput
 import LocalFiles
 import NetMatch
 import TerminalUI
+import TextOutput
 import Transport
 import TurfRules
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `turf replay FILE`: watch a recorded match; `--headless`: verify it and print JSON;
@@ -28,9 +28,9 @@ struct Watch: ParsableCommand {
         commandName: "watch",
         abstract: "Watch a recorded match (the default), or verify it with --headless.",
         discussion: """
-        In the viewer: space pauses, + and - change speed (x0.25 to x8), left/right seek 5 s, \
-        [ and ] step one tick, g jumps to a tick, Home/End go to the start/end, q quits.
-        """
+            In the viewer: space pauses, + and - change speed (x0.25 to x8), left/right seek 5 s, \
+            [ and ] step one tick, g jumps to a tick, Home/End go to the start/end, q quits.
+            """
     )
 
     @Argument(help: "The replay file (.turfreplay).")
@@ -42,8 +42,12 @@ struct Watch: ParsableCommand {
     @Flag(help: "Draw without colour (also: NO_COLOR=1).") var noColor = false
     @Flag(help: "Draw with ASCII only.") var ascii = false
 
-    @Option(help: ArgumentHelp("Delivery order for --headless: 'in-order', or 'shuffle:SEED' (seeded random order with duplicates).",
-                               valueName: "in-order|shuffle:SEED"))
+    @Option(
+        help: ArgumentHelp(
+            "Delivery order for --headless: 'in-order', or 'shuffle:SEED' (seeded random order with duplicates).",
+            valueName: "in-order|shuffle:SEED"
+        )
+    )
     var delivery: Delivery = .inOrder
 
     /// Ops above which headless verification draws a progress bar on stderr (a terminal only).
@@ -70,17 +74,23 @@ struct Watch: ParsableCommand {
         guard headless else {
             Logs.bootstrap()
             let env = ProcessInfo.processInfo.environment
-            let signal = try ReplayViewer(player: player, title: URL(fileURLWithPath: file).lastPathComponent,
-                                          wantColor: Theme.colorWanted(environment: env) && !noColor,
-                                          unicode: localeIsUTF8(environment: env) && !ascii, now: monotonicNanos).run()
+            let signal = try ReplayViewer(
+                player: player,
+                title: URL(fileURLWithPath: file).lastPathComponent,
+                wantColor: Theme.colorWanted(environment: env) && !noColor,
+                unicode: localeIsUTF8(environment: env) && !ascii,
+                now: monotonicNanos
+            ).run()
             // Interrupted (Ctrl-C, Ctrl-\, SIGTERM): exit 128 + signal, like the demo and any shell tool.
             if let s = signal { throw ExitCode(128 + s) }
             return
         }
 
         let seed = delivery.shuffleSeed
-        let progress = ProgressBar(total: replay.checkpoints.count,
-                                   enabled: Watch.showsProgress(ops: replay.opCount, stderrIsTerminal: isatty(2) == 1))
+        let progress = ProgressBar(
+            total: replay.checkpoints.count,
+            enabled: Watch.showsProgress(ops: replay.opCount, stderrIsTerminal: isatty(2) == 1)
+        )
         let start = monotonicNanos()
         let result: ReplayVerification
         let final: Replica<TurfWorld>
@@ -98,16 +108,21 @@ struct Watch: ParsableCommand {
         j.add("recorded_final_hash", hex64(replay.finalHash))
         if let bad = result.firstBadTick { j.add("first_bad_tick", Int(bad)) } else { j.addNull("first_bad_tick") }
         j.add("map", final.state.map.name)
-        j.add("scores", replay.config.players.enumerated().map { i, p in
-            var s = JSONObject()
-            s.add("player", i)
-            s.add("name", p.name)
-            s.add("owner", ownerText(p.owner))
-            s.add("cells", final.state.scores[i])
-            return s
-        })
+        j.add(
+            "scores",
+            replay.config.players.enumerated().map { i, p in
+                var s = JSONObject()
+                s.add("player", i)
+                s.add("name", p.name)
+                s.add("owner", ownerText(p.owner))
+                s.add("cells", final.state.scores[i])
+                return s
+            }
+        )
         // Signed op logs (docs/netmatch.md): "none" for a match that recorded no signatures (local).
-        let signatureProblem = replay.signatures.isEmpty ? nil
+        let signatureProblem =
+            replay.signatures.isEmpty
+            ? nil
             : OpChain.check(config: replay.config, logs: replay.logs, signatures: replay.signatures, as: TurfWorld.self)
         j.add("signatures", replay.signatures.isEmpty ? "none" : signatureProblem ?? "ok")
         j.add("ticks", Int(result.ticks))
@@ -134,14 +149,22 @@ extension ReplayCommand {
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Simulate a bot match headlessly and record it.")
 
-        @Option(help: Limits.generatePlayers.help("Number of bot players.", default: 8), transform: Limits.generatePlayers.parse)
+        @Option(
+            help: Limits.generatePlayers.help("Number of bot players.", default: 8),
+            transform: Limits.generatePlayers.parse
+        )
         var players: Int = 8
-        @Option(help: Limits.generateMinutes.help("Match length in minutes (fractions allowed).", default: 1.5), transform: Limits.generateMinutes.parse)
+        @Option(
+            help: Limits.generateMinutes.help("Match length in minutes (fractions allowed).", default: 1.5),
+            transform: Limits.generateMinutes.parse
+        )
         var minutes: Double = 1.5
         @Option(help: "Match seed.") var seed: UInt64 = 1
         @Option(help: "Map name or path.") var map: String = "warren"
-        @Option(help: Limits.tickRate.help("Tick rate.", default: 30), transform: Limits.tickRate.parse) var tickRate: UInt16 = 30
-        @Option(name: .shortAndLong, help: "Output file (a new file, or a regular file to replace with --force).") var output: String
+        @Option(help: Limits.tickRate.help("Tick rate.", default: 30), transform: Limits.tickRate.parse) var tickRate:
+            UInt16 = 30
+        @Option(name: .shortAndLong, help: "Output file (a new file, or a regular file to replace with --force).")
+        var output: String
         @Flag(help: "Replace the output file if it exists.") var force = false
 
         func run() throws {
@@ -150,12 +173,19 @@ extension ReplayCommand {
             try DurableFile.checkTarget(output, overwrite: force)
             let settings = TurfSettings(map: try MapLibrary.load(map))
             let t0 = monotonicNanos()
-            let replay = try TurfMatch.generate(settings: settings, players: players, seconds: Int((minutes * 60).rounded()),
-                                                seed: seed, tickRate: tickRate)
+            let replay = try TurfMatch.generate(
+                settings: settings,
+                players: players,
+                seconds: Int((minutes * 60).rounded()),
+                seed: seed,
+                tickRate: tickRate
+            )
             let bytes = ReplayFile.encode(replay)
             // Never write what turf would refuse to read.
             guard bytes.count <= FileLimits.replay else {
-                throw CLIError("the recording is \(bytes.count) bytes, over the \(FileLimits.replay)-byte limit of a replay; record a shorter match or fewer players")
+                throw CLIError(
+                    "the recording is \(bytes.count) bytes, over the \(FileLimits.replay)-byte limit of a replay; record a shorter match or fewer players"
+                )
             }
             try DurableFile.write(bytes, to: output, mode: 0o644, overwrite: force)
             var j = JSONObject()
@@ -184,8 +214,13 @@ enum Delivery: ExpressibleByArgument, CustomStringConvertible, Equatable {
     case shuffle(UInt64)
 
     init?(argument: String) {
-        if argument == "in-order" { self = .inOrder; return }
-        guard argument.hasPrefix("shuffle:"), let seed = UInt64(argument.dropFirst("shuffle:".count)) else { return nil }
+        if argument == "in-order" {
+            self = .inOrder
+            return
+        }
+        guard argument.hasPrefix("shuffle:"), let seed = UInt64(argument.dropFirst("shuffle:".count)) else {
+            return nil
+        }
         self = .shuffle(seed)
     }
 
@@ -230,7 +265,8 @@ struct RecoverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recover",
         abstract: "Turn the journals of interrupted matches into replays.",
-        discussion: "A match in progress is journaled to $XDG_STATE_HOME/turf/replays/*.turfjournal; if turf dies before saving it, this (or the next turf demo) rebuilds the replay from the journal. Journals of matches still running are left alone."
+        discussion:
+            "A match in progress is journaled to $XDG_STATE_HOME/turf/replays/*.turfjournal; if turf dies before saving it, this (or the next turf demo) rebuilds the replay from the journal. Journals of matches still running are left alone."
     )
 
     @Option(help: "The directory to look in (default: $XDG_STATE_HOME/turf/replays).") var dir: String?
@@ -266,7 +302,8 @@ struct RecoverCommand: ParsableCommand {
 
     private static func describeRaw(_ r: JournalRecovery.Result) -> String {
         if let replay = r.replay, r.salvaged {
-            return "recovered part of a damaged match: \(replay) (\(r.ops) ops, up to tick \(r.lastTick)); the journal is kept as \(r.journal): \(r.problem ?? "damaged")"
+            return
+                "recovered part of a damaged match: \(replay) (\(r.ops) ops, up to tick \(r.lastTick)); the journal is kept as \(r.journal): \(r.problem ?? "damaged")"
         }
         if let replay = r.replay {
             let torn = r.discardedBytes > 0 ? " (a torn last write of \(r.discardedBytes) bytes dropped)" : ""

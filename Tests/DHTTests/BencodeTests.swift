@@ -1,15 +1,21 @@
-@testable import DHT
 import Determinism
 import Testing
+
+@testable import DHT
 
 @Suite struct BencodeTests {
     func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 
     @Test func encodesCanonically() {
-        let v = BValue.dictionary([("zeta", .int(-3)), ("a", .list([.string("spam"), .int(0)])), ("m", .bytes([0, 255]))])
+        let v = BValue.dictionary([
+            ("zeta", .int(-3)), ("a", .list([.string("spam"), .int(0)])), ("m", .bytes([0, 255])),
+        ])
         #expect(Bencode.encode(v) == b("d1:al4:spami0ee1:m2:\u{0}") + [255] + b("4:zetai-3ee"))
         // Unsorted input entries are sorted on output; the first of duplicate keys wins.
-        let raw = BValue.dict([BEntry(key: b("b"), value: .int(1)), BEntry(key: b("a"), value: .int(2)), BEntry(key: b("b"), value: .int(3))])
+        let raw = BValue.dict([
+            BEntry(key: b("b"), value: .int(1)), BEntry(key: b("a"), value: .int(2)),
+            BEntry(key: b("b"), value: .int(3)),
+        ])
         #expect(Bencode.encode(raw) == b("d1:ai2e1:bi1ee"))
     }
 
@@ -66,23 +72,43 @@ import Testing
 
     @Test func enforcesLimits() {
         let limits = BencodeLimits(maxInput: 100, maxDepth: 3, maxString: 10, maxItems: 8)
-        #expect(throws: BencodeError.self) { try Bencode.decode(Array(repeating: UInt8(ascii: "l"), count: 4) + Array(repeating: UInt8(ascii: "e"), count: 4), limits: limits) }
+        #expect(throws: BencodeError.self) {
+            try Bencode.decode(
+                Array(repeating: UInt8(ascii: "l"), count: 4) + Array(repeating: UInt8(ascii: "e"), count: 4),
+                limits: limits
+            )
+        }
         #expect((try? Bencode.decode(b("llleee"), limits: limits)) != nil)
-        do { _ = try Bencode.decode(b("11:abcdefghijk"), limits: limits); Issue.record("long string accepted") } catch {
+        do {
+            _ = try Bencode.decode(b("11:abcdefghijk"), limits: limits)
+            Issue.record("long string accepted")
+        } catch {
             #expect(error.kind == .stringTooLong)
         }
-        do { _ = try Bencode.decode(b("li1ei2ei3ei4ei5ei6ei7ei8ee"), limits: limits); Issue.record("too many items accepted") } catch {
+        do {
+            _ = try Bencode.decode(b("li1ei2ei3ei4ei5ei6ei7ei8ee"), limits: limits)
+            Issue.record("too many items accepted")
+        } catch {
             #expect(error.kind == .tooManyItems)
         }
-        do { _ = try Bencode.decode([UInt8](repeating: 0x31, count: 101), limits: limits); Issue.record("long input accepted") } catch {
+        do {
+            _ = try Bencode.decode([UInt8](repeating: 0x31, count: 101), limits: limits)
+            Issue.record("long input accepted")
+        } catch {
             #expect(error.kind == .inputTooLong)
         }
         // A huge declared length fails on the limit, not on allocation.
-        do { _ = try Bencode.decode(b("99999999999999:x")); Issue.record("accepted") } catch {
+        do {
+            _ = try Bencode.decode(b("99999999999999:x"))
+            Issue.record("accepted")
+        } catch {
             #expect(error.kind == .stringTooLong)
         }
         // Deep nesting is bounded: no stack overflow on 100,000 'l's.
-        do { _ = try Bencode.decode([UInt8](repeating: UInt8(ascii: "l"), count: 60_000)); Issue.record("accepted") } catch {
+        do {
+            _ = try Bencode.decode([UInt8](repeating: UInt8(ascii: "l"), count: 60_000))
+            Issue.record("accepted")
+        } catch {
             #expect(error.kind == .tooDeep)
         }
     }

@@ -1,7 +1,8 @@
-@_spi(Fuzzing) @testable import DHT
 import Determinism
 import NetCore
 import Testing
+
+@_spi(Fuzzing) @testable import DHT
 
 /// The parsers over a corpus of valid KRPC messages plus seeded random mutations (the same check
 /// the libFuzzer target in Fuzz/ runs): no crash, and the strict codec's promises hold.
@@ -9,15 +10,52 @@ import Testing
     static func corpus() -> [[UInt8]] {
         let id = NodeID(hex: "0123456789abcdef0123456789abcdef01234567")!
         let h = Topic.infoHash("corpus")
-        let nodes = (0..<4).map { NodeInfo(id: NodeID(bytes: [UInt8](repeating: UInt8($0 * 40), count: 20))!, address: PeerAddress(10, 0, 0, UInt8($0), port: 6881)) }
+        let nodes = (0..<4).map {
+            NodeInfo(
+                id: NodeID(bytes: [UInt8](repeating: UInt8($0 * 40), count: 20))!,
+                address: PeerAddress(10, 0, 0, UInt8($0), port: 6881)
+            )
+        }
         let msgs: [KRPCMessage] = [
             KRPCMessage(transactionID: [1, 2], body: .query(KRPCQuery(method: .ping, id: id))),
-            KRPCMessage(transactionID: [1, 3], body: .query(KRPCQuery(method: .findNode, id: id, target: h)), version: Array("TF01".utf8)),
-            KRPCMessage(transactionID: [1, 4], body: .query(KRPCQuery(method: .getPeers, id: id, infoHash: h, readOnly: true))),
-            KRPCMessage(transactionID: [1, 5], body: .query(KRPCQuery(method: .announcePeer, id: id, infoHash: h, port: 6881, impliedPort: true, token: [1, 2, 3, 4, 5, 6, 7, 8]))),
-            KRPCMessage(transactionID: [1, 6], body: .response(KRPCResponse(id: id)), ip: PeerAddress(203, 0, 113, 1, port: 4000)),
+            KRPCMessage(
+                transactionID: [1, 3],
+                body: .query(KRPCQuery(method: .findNode, id: id, target: h)),
+                version: Array("TF01".utf8)
+            ),
+            KRPCMessage(
+                transactionID: [1, 4],
+                body: .query(KRPCQuery(method: .getPeers, id: id, infoHash: h, readOnly: true))
+            ),
+            KRPCMessage(
+                transactionID: [1, 5],
+                body: .query(
+                    KRPCQuery(
+                        method: .announcePeer,
+                        id: id,
+                        infoHash: h,
+                        port: 6881,
+                        impliedPort: true,
+                        token: [1, 2, 3, 4, 5, 6, 7, 8]
+                    )
+                )
+            ),
+            KRPCMessage(
+                transactionID: [1, 6],
+                body: .response(KRPCResponse(id: id)),
+                ip: PeerAddress(203, 0, 113, 1, port: 4000)
+            ),
             KRPCMessage(transactionID: [1, 7], body: .response(KRPCResponse(id: id, nodes: nodes, token: [9, 9, 9]))),
-            KRPCMessage(transactionID: [1, 8], body: .response(KRPCResponse(id: id, values: [PeerAddress(1, 2, 3, 4, port: 5), PeerAddress(6, 7, 8, 9, port: 10)], token: [1]))),
+            KRPCMessage(
+                transactionID: [1, 8],
+                body: .response(
+                    KRPCResponse(
+                        id: id,
+                        values: [PeerAddress(1, 2, 3, 4, port: 5), PeerAddress(6, 7, 8, 9, port: 10)],
+                        token: [1]
+                    )
+                )
+            ),
             KRPCMessage(transactionID: [1, 9], body: .error(KRPCErrorBody(code: 203, message: "bad token"))),
         ]
         return msgs.map { $0.encoded() } + [Array("li1ei-2e3:abcd1:ale1:bdeee".utf8), Array("i0e".utf8)]
@@ -34,7 +72,8 @@ import Testing
         var rng = SplitMix64(seed: 0xF022)
         // Plus a query with its keys out of order, which only the KRPC decoder's lenient path takes.
         let corpus = Self.corpus() + [Array("d1:y1:q1:t2:aa1:q4:ping1:ad2:id20:abcdefghij0123456789ee".utf8)]
-        var accepted = 0, rejected = 0
+        var accepted = 0
+        var rejected = 0
         let interesting: [UInt8] = Array("deil:0123456789-".utf8) + [0, 0xFF]
         for _ in 0..<30_000 {
             var x = corpus[rng.below(corpus.count)]
@@ -47,11 +86,13 @@ import Testing
                 case 4: x = Array(x.prefix(rng.below(x.count + 1)))
                 case 5:
                     let other = corpus[rng.below(corpus.count)]
-                    let cut = rng.below(x.count + 1), from = rng.below(other.count + 1)
+                    let cut = rng.below(x.count + 1)
+                    let from = rng.below(other.count + 1)
                     x = Array(x.prefix(cut)) + Array(other.suffix(from: from))
                 default:
                     if !x.isEmpty {
-                        let i = rng.below(x.count), n = min(x.count - i, 1 + rng.below(8))
+                        let i = rng.below(x.count)
+                        let n = min(x.count - i, 1 + rng.below(8))
                         x.insert(contentsOf: x[i..<(i + n)], at: i)
                     }
                 }
@@ -82,8 +123,10 @@ import Testing
         }
         _ = net.run(for: .seconds(5))
         #expect(node.stats.received == 5000)
-        #expect(node.stats.malformed + node.stats.queriesAnswered + node.stats.errorsSent + node.stats.unexpectedResponses
-                + node.stats.badTokens >= 4000)
+        #expect(
+            node.stats.malformed + node.stats.queriesAnswered + node.stats.errorsSent + node.stats.unexpectedResponses
+                + node.stats.badTokens >= 4000
+        )
         #expect(node.table.count <= 8 * 160)
     }
 }

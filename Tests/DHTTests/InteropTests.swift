@@ -1,10 +1,11 @@
-@testable import DHT
 import Dispatch
 import Foundation
-import NetCore
 import NIOCore
+import NetCore
 import Sodium
 import Testing
+
+@testable import DHT
 
 /// Interoperability with libtorrent's Mainline DHT (python3-libtorrent), on loopback only.
 /// scripts/dht_libtorrent_interop.py runs three libtorrent nodes; one announces an info-hash.
@@ -23,7 +24,8 @@ import Testing
     }
 
     static var scriptPath: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("scripts/dht_libtorrent_interop.py").path
     }
 
@@ -39,7 +41,10 @@ import Testing
             handle.readabilityHandler = { [weak self] h in
                 let d = h.availableData
                 guard let self else { return }
-                if d.isEmpty { h.readabilityHandler = nil; return }
+                if d.isEmpty {
+                    h.readabilityHandler = nil
+                    return
+                }
                 self.lock.lock()
                 self.buffer.append(d)
                 var found = 0
@@ -63,10 +68,19 @@ import Testing
     }
 
     /// Runs `body` on the host's loop and waits for the callback it is handed (bounded).
-    func waitFor<T: Sendable>(_ host: UDPHost, timeout: Double, _ body: @escaping @Sendable (@escaping (T) -> Void) -> Void) -> T? {
+    func waitFor<T: Sendable>(
+        _ host: UDPHost,
+        timeout: Double,
+        _ body: @escaping @Sendable (@escaping (T) -> Void) -> Void
+    ) -> T? {
         let sem = DispatchSemaphore(value: 0)
         let box = NIOLoopBoundBox.makeEmptyBox(valueType: T.self, eventLoop: host.eventLoop)
-        host.execute { body { v in box.value = v; sem.signal() } }
+        host.execute {
+            body { v in
+                box.value = v
+                sem.signal()
+            }
+        }
         guard sem.wait(timeout: .now() + timeout) == .success else { return nil }
         return try? host.sync { box.value }
     }
@@ -80,7 +94,9 @@ import Testing
         guard Self.libtorrentAvailable else {
             // CI installs python3-libtorrent (scripts/install-deps.sh): there, a missing one is a failure.
             if ProcessInfo.processInfo.environment["CI"].map({ !$0.isEmpty }) ?? false {
-                Issue.record("libtorrent is not importable by \(Self.python) on CI; scripts/install-deps.sh should install python3-libtorrent")
+                Issue.record(
+                    "libtorrent is not importable by \(Self.python) on CI; scripts/install-deps.sh should install python3-libtorrent"
+                )
             } else {
                 print("SKIPPED: libtorrent is not importable by \(Self.python); install python3-libtorrent (make deps)")
             }
@@ -91,11 +107,15 @@ import Testing
 
         let proc = Process()
         proc.executableURL = URL(fileURLWithPath: Self.python)
-        proc.arguments = [Self.scriptPath, "--announce-hash", theirHash.hexString, "--max-seconds", "\(Self.helperSeconds)"]
-        let input = Pipe(), output = Pipe()
+        proc.arguments = [
+            Self.scriptPath, "--announce-hash", theirHash.hexString, "--max-seconds", "\(Self.helperSeconds)",
+        ]
+        let input = Pipe()
+        let output = Pipe()
         proc.standardInput = input
         proc.standardOutput = output
-        proc.standardError = ProcessInfo.processInfo.environment["TURF_INTEROP_DEBUG"] != nil
+        proc.standardError =
+            ProcessInfo.processInfo.environment["TURF_INTEROP_DEBUG"] != nil
             ? FileHandle(forWritingAtPath: "/tmp/turf-interop-debug.log") : FileHandle.nullDevice
         try proc.run()
         defer {
@@ -116,14 +136,21 @@ import Testing
         // Two turf nodes on loopback, bootstrapping from the libtorrent nodes.
         let hostA = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         let hostB = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
-        defer { hostA.close(); hostB.close() }
+        defer {
+            hostA.close()
+            hostB.close()
+        }
         var config = DHTConfig()
         config.bootstrap = ports.map { PeerAddress(127, 0, 0, 1, port: UInt16($0)) }
-        let cA = config, cB = config
+        let cA = config
+        let cB = config
         // Each node lives on its host's event loop; `NIOLoopBound` checks that on every access.
         let nodeA = try hostA.sync { NIOLoopBound(DHTNode.alone(on: hostA, config: cA), eventLoop: hostA.eventLoop) }
         let nodeB = try hostB.sync { NIOLoopBound(DHTNode.alone(on: hostB, config: cB), eventLoop: hostB.eventLoop) }
-        defer { try? hostA.sync { nodeA.value.stop() }; try? hostB.sync { nodeB.value.stop() } }
+        defer {
+            try? hostA.sync { nodeA.value.stop() }
+            try? hostB.sync { nodeB.value.stop() }
+        }
 
         let joinedA = waitFor(hostA, timeout: 15) { done in nodeA.value.start { done($0) } }
         let joinedB = waitFor(hostB, timeout: 15) { done in nodeB.value.start { done($0) } }
@@ -154,18 +181,26 @@ import Testing
         let salt = Array("lobby".utf8)
         let value = BValue.dictionary([("addr", .string("127.0.0.1:\(hostB.localAddress.port)")), ("v", .int(1))])
         let item = MutableItem(signedBy: key, salt: salt, seq: 3, value: value)
-        let put = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in nodeB.value.put(.mutable(item)) { done($0) } }
+        let put = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in
+            nodeB.value.put(.mutable(item)) { done($0) }
+        }
         #expect((put ?? 0) >= 3, "mutable item stored on libtorrent and turf nodes")
         try input.fileHandleForWriting.write(contentsOf: Data("getmutable \(hex(key.publicKey)) \(hex(salt))\n".utf8))
         let got = try #require(reader.next(timeout: 40), "no getmutable reply from libtorrent")
         let gotItem = got["item"] as? [String: Any]
         #expect(gotItem?["seq"] as? Int == 3, "libtorrent got turf's item: \(got)")
         // libtorrent prints the item it verified, e.g. { 'addr': '127.0.0.1:PORT', 'v': 1 }.
-        #expect((gotItem?["value"] as? String)?.contains("'addr': '127.0.0.1:\(hostB.localAddress.port)'") == true, "\(got)")
+        #expect(
+            (gotItem?["value"] as? String)?.contains("'addr': '127.0.0.1:\(hostB.localAddress.port)'") == true,
+            "\(got)"
+        )
 
         // libtorrent's nodes also queried turf's nodes, and turf answered them.
-        let answered = try hostA.sync { nodeA.value.stats.queriesAnswered } + (try hostB.sync { nodeB.value.stats.queriesAnswered })
-        let malformed = try hostA.sync { nodeA.value.stats.malformed } + (try hostB.sync { nodeB.value.stats.malformed })
+        let answered =
+            try hostA.sync { nodeA.value.stats.queriesAnswered }
+            + (try hostB.sync { nodeB.value.stats.queriesAnswered })
+        let malformed =
+            try hostA.sync { nodeA.value.stats.malformed } + (try hostB.sync { nodeB.value.stats.malformed })
         #expect(answered > 0)
         #expect(malformed == 0, "libtorrent's messages all parsed under the strict decoder")
     }

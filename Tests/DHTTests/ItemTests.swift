@@ -1,14 +1,18 @@
-@testable import DHT
 import NetCore
 import Sodium
 import Testing
+
+@testable import DHT
 
 /// BEP 44: immutable and signed mutable items.
 @Suite struct ItemTests {
     @Test func sha1KnownAnswers() {
         #expect(hex(SHA1.hash(Array("abc".utf8))) == "a9993e364706816aba3e25717850c26c9cd0d89d")
         #expect(hex(SHA1.hash([])) == "da39a3ee5e6b4b0d3255bfef95601890afd80709")
-        #expect(hex(SHA1.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))) == "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
+        #expect(
+            hex(SHA1.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
+                == "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+        )
     }
 
     /// The mutable-item test vectors of BEP 44 (signatures verify, targets match).
@@ -17,13 +21,27 @@ import Testing
         // SHA-1 of "12:Hello World!", checked with python3 hashlib.
         #expect(DHTItem.immutableTarget(v).hexString == "e5f96f6f38320f0f33959cb4d3d656452117aadb")
         let pk = unhex("77ff84905a91936367c01360803104f92432fcd904a43511876df5cdf3e7e548")!
-        let m1 = MutableItem(publicKey: pk, salt: [], seq: 1, value: v,
-                             signature: unhex("305ac8aeb6c9c151fa120f120ea2cfb923564e11552d06a5d856091e5e853cff1260d3f39e4999684aa92eb73ffd136e6f4f3ecbfda0ce53a1608ecd7ae21f01")!)
+        let m1 = MutableItem(
+            publicKey: pk,
+            salt: [],
+            seq: 1,
+            value: v,
+            signature: unhex(
+                "305ac8aeb6c9c151fa120f120ea2cfb923564e11552d06a5d856091e5e853cff1260d3f39e4999684aa92eb73ffd136e6f4f3ecbfda0ce53a1608ecd7ae21f01"
+            )!
+        )
         #expect(m1.isValid)
         #expect(m1.target.hexString == "4a533d47ec9c7d95b1ad75f576cffc641853b750")
         #expect(MutableItem.signable(salt: [], seq: 1, value: v) == Array("3:seqi1e1:v12:Hello World!".utf8))
-        let m2 = MutableItem(publicKey: pk, salt: Array("foobar".utf8), seq: 1, value: v,
-                             signature: unhex("6834284b6b24c3204eb2fea824d82f88883a3d95e8b4a21b8c0ded553d17d17ddf9a8a7104b1258f30bed3787e6cb896fca78c58f8e03b5f18f14951a87d9a08")!)
+        let m2 = MutableItem(
+            publicKey: pk,
+            salt: Array("foobar".utf8),
+            seq: 1,
+            value: v,
+            signature: unhex(
+                "6834284b6b24c3204eb2fea824d82f88883a3d95e8b4a21b8c0ded553d17d17ddf9a8a7104b1258f30bed3787e6cb896fca78c58f8e03b5f18f14951a87d9a08"
+            )!
+        )
         #expect(m2.isValid)
         #expect(m2.target.hexString == "411eba73b6f087ca51a3795d9c8c938d365e32c1")
         var forged = m1
@@ -93,27 +111,43 @@ import Testing
         let good = MutableItem(signedBy: key, seq: 5, value: .string("x"))
         probe.query(KRPCQuery(method: .get, id: me, target: good.target), t: [1], to: node.localAddress)
         _ = net.run(for: .seconds(1))
-        guard case let .response(r)? = probe.response([1])?.body, let token = r.token else { Issue.record("no token"); return }
-        func put(_ t: UInt8, _ m: MutableItem, salt: [UInt8]? = nil, cas: Int64? = nil, v: BValue? = nil) -> KRPCErrorBody? {
-            var extra: [(String, BValue)] = [("k", .bytes(m.publicKey)), ("seq", .int(m.seq)), ("sig", .bytes(m.signature)), ("v", v ?? m.value)]
+        guard case .response(let r)? = probe.response([1])?.body, let token = r.token else {
+            Issue.record("no token")
+            return
+        }
+        func put(_ t: UInt8, _ m: MutableItem, salt: [UInt8]? = nil, cas: Int64? = nil, v: BValue? = nil)
+            -> KRPCErrorBody?
+        {
+            var extra: [(String, BValue)] = [
+                ("k", .bytes(m.publicKey)), ("seq", .int(m.seq)), ("sig", .bytes(m.signature)), ("v", v ?? m.value),
+            ]
             if let salt { extra.append(("salt", .bytes(salt))) }
             if let cas { extra.append(("cas", .int(cas))) }
             probe.query(KRPCQuery(method: .put, id: me, token: token, extra: extra), t: [t], to: node.localAddress)
             _ = net.run(for: .seconds(1))
-            if case let .error(e)? = probe.response([t])?.body { return e }
+            if case .error(let e)? = probe.response([t])?.body { return e }
             return nil
         }
         #expect(put(2, good) == nil)
         #expect(put(3, good, v: .string("tampered"))?.code == 206)
         #expect(put(4, good, salt: [UInt8](repeating: 1, count: 65))?.code == 207)
-        #expect(put(5, MutableItem(signedBy: key, seq: 6, value: .bytes([UInt8](repeating: 0, count: 1000))))?.code == 205)
+        #expect(
+            put(5, MutableItem(signedBy: key, seq: 6, value: .bytes([UInt8](repeating: 0, count: 1000))))?.code == 205
+        )
         #expect(put(6, MutableItem(signedBy: key, seq: 4, value: .string("old")))?.code == 302)
         #expect(put(7, MutableItem(signedBy: key, seq: 7, value: .string("new")), cas: 3)?.code == 301)
         #expect(put(8, MutableItem(signedBy: key, seq: 7, value: .string("new")), cas: 5) == nil)
         // get with a seq we already have returns only the number.
-        probe.query(KRPCQuery(method: .get, id: me, target: good.target, extra: [("seq", .int(7))]), t: [9], to: node.localAddress)
+        probe.query(
+            KRPCQuery(method: .get, id: me, target: good.target, extra: [("seq", .int(7))]),
+            t: [9],
+            to: node.localAddress
+        )
         _ = net.run(for: .seconds(1))
-        guard case let .response(r9)? = probe.response([9])?.body else { Issue.record("no answer"); return }
+        guard case .response(let r9)? = probe.response([9])?.body else {
+            Issue.record("no answer")
+            return
+        }
         #expect(r9.body["seq"]?.intValue == 7 && r9.body["v"] == nil)
         #expect(node.stats.itemsStored == 2 && node.stats.itemsRejected == 5)
     }

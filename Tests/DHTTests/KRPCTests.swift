@@ -1,6 +1,7 @@
-@testable import DHT
 import NetCore
 import Testing
+
+@testable import DHT
 
 @Suite struct KRPCTests {
     func b(_ s: String) -> [UInt8] { Array(s.utf8) }
@@ -9,17 +10,32 @@ import Testing
         // The examples from BEP 5, verbatim.
         let ping = try KRPCMessage.decode(b("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"))
         #expect(ping.transactionID == b("aa"))
-        guard case let .query(q) = ping.body else { Issue.record("not a query"); return }
+        guard case .query(let q) = ping.body else {
+            Issue.record("not a query")
+            return
+        }
         #expect(q.method == .ping)
         #expect(q.id == NodeID(bytes: b("abcdefghij0123456789")))
 
-        let announce = try KRPCMessage.decode(b("d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe"))
-        guard case let .query(a) = announce.body else { Issue.record("not a query"); return }
+        let announce = try KRPCMessage.decode(
+            b(
+                "d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe"
+            )
+        )
+        guard case .query(let a) = announce.body else {
+            Issue.record("not a query")
+            return
+        }
         #expect(a.port == 6881 && a.token == b("aoeusnth") && !a.impliedPort)
         #expect(a.infoHash == NodeID(bytes: b("mnopqrstuvwxyz123456")))
 
-        let values = try KRPCMessage.decode(b("d1:rd2:id20:abcdefghij01234567895:token8:aoeusnth6:valuesl6:axje.u6:idhtnmee1:t2:aa1:y1:re"))
-        guard case let .response(r) = values.body else { Issue.record("not a response"); return }
+        let values = try KRPCMessage.decode(
+            b("d1:rd2:id20:abcdefghij01234567895:token8:aoeusnth6:valuesl6:axje.u6:idhtnmee1:t2:aa1:y1:re")
+        )
+        guard case .response(let r) = values.body else {
+            Issue.record("not a response")
+            return
+        }
         #expect(r.values.count == 2 && r.token == b("aoeusnth"))
         #expect(r.values[0] == PeerAddress(compact: b("axje.u")))
 
@@ -30,15 +46,20 @@ import Testing
     /// Method names map to the typed method and back; any other name is kept as unknown, and a
     /// known method without its arguments is refused by the decoder (so the node never sees one).
     @Test func methodsAreTyped() throws {
-        let names = ["ping": KRPCMethod.ping, "find_node": .findNode, "get_peers": .getPeers,
-                     "announce_peer": .announcePeer, "get": .get, "put": .put]
+        let names = [
+            "ping": KRPCMethod.ping, "find_node": .findNode, "get_peers": .getPeers,
+            "announce_peer": .announcePeer, "get": .get, "put": .put,
+        ]
         for (name, method) in names {
             #expect(KRPCMethod(name: name) == method)
             #expect(method.name == name)
         }
         #expect(KRPCMethod(name: "vote") == .unknown("vote"))
         let unknown = try KRPCMessage.decode(b("d1:ad2:id20:abcdefghij0123456789e1:q4:vote1:t2:aa1:y1:qe"))
-        guard case let .query(q) = unknown.body else { Issue.record("not a query"); return }
+        guard case .query(let q) = unknown.body else {
+            Issue.record("not a query")
+            return
+        }
         #expect(q.method == .unknown("vote"))
         #expect(try KRPCMessage.decode(unknown.encoded()) == unknown)
         #expect(throws: KRPCDecodeError.self) {
@@ -48,15 +69,42 @@ import Testing
 
     @Test func encodesWhatItDecodes() throws {
         let id = NodeID(bytes: [UInt8](repeating: 7, count: 20))!
-        let nodes = (0..<3).map { NodeInfo(id: NodeID(bytes: [UInt8](repeating: UInt8($0), count: 20))!, address: PeerAddress(10, 0, 0, UInt8($0), port: 6881)) }
-        let m = KRPCMessage(transactionID: [1, 2], body: .response(KRPCResponse(id: id, nodes: nodes, values: [PeerAddress(1, 2, 3, 4, port: 5)], token: [9, 9])),
-                            ip: PeerAddress(203, 0, 113, 9, port: 4000), version: b("TF01"))
+        let nodes = (0..<3).map {
+            NodeInfo(
+                id: NodeID(bytes: [UInt8](repeating: UInt8($0), count: 20))!,
+                address: PeerAddress(10, 0, 0, UInt8($0), port: 6881)
+            )
+        }
+        let m = KRPCMessage(
+            transactionID: [1, 2],
+            body: .response(
+                KRPCResponse(id: id, nodes: nodes, values: [PeerAddress(1, 2, 3, 4, port: 5)], token: [9, 9])
+            ),
+            ip: PeerAddress(203, 0, 113, 9, port: 4000),
+            version: b("TF01")
+        )
         let d = try KRPCMessage.decode(m.encoded())
         #expect(d == m)
         #expect(d.ip == PeerAddress(203, 0, 113, 9, port: 4000))
-        let q = KRPCMessage(transactionID: [3], body: .query(KRPCQuery(method: .announcePeer, id: id, infoHash: id, port: 0, impliedPort: true, token: [1], readOnly: true)))
+        let q = KRPCMessage(
+            transactionID: [3],
+            body: .query(
+                KRPCQuery(
+                    method: .announcePeer,
+                    id: id,
+                    infoHash: id,
+                    port: 0,
+                    impliedPort: true,
+                    token: [1],
+                    readOnly: true
+                )
+            )
+        )
         let dq = try KRPCMessage.decode(q.encoded())
-        guard case let .query(qq) = dq.body else { Issue.record("not a query"); return }
+        guard case .query(let qq) = dq.body else {
+            Issue.record("not a query")
+            return
+        }
         #expect(qq.impliedPort && qq.readOnly && qq.token == [1])
     }
 
@@ -87,7 +135,13 @@ import Testing
             let r = a.randomInBucket(prefix: p, using: &rng)
             #expect(a.commonPrefixLength(with: r) == p)
         }
-        #expect(closer(NodeID(hex: "0000000000000000000000000000000000000001")!, NodeID(hex: "0000000000000000000000000000000000000002")!, to: .zero))
+        #expect(
+            closer(
+                NodeID(hex: "0000000000000000000000000000000000000001")!,
+                NodeID(hex: "0000000000000000000000000000000000000002")!,
+                to: .zero
+            )
+        )
     }
 
     /// BEP 42's test vectors: IP, random byte, and the id prefix they must produce.

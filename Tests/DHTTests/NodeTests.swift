@@ -1,7 +1,8 @@
-@testable import DHT
 import Determinism
 import NetCore
 import Testing
+
+@testable import DHT
 
 /// The DHT node on the simulated network: protocol behaviour, abuse limits, address learning.
 @Suite struct NodeTests {
@@ -17,7 +18,9 @@ import Testing
             }
         }
         func send(_ m: KRPCMessage, to a: PeerAddress) { socket.send(m.encoded(), to: a) }
-        func query(_ q: KRPCQuery, t: [UInt8], to a: PeerAddress) { send(KRPCMessage(transactionID: t, body: .query(q)), to: a) }
+        func query(_ q: KRPCQuery, t: [UInt8], to a: PeerAddress) {
+            send(KRPCMessage(transactionID: t, body: .query(q)), to: a)
+        }
         func response(_ t: [UInt8]) -> KRPCMessage? { received.last { $0.0.transactionID == t }?.0 }
     }
 
@@ -52,18 +55,29 @@ import Testing
         _ = net.run(for: .seconds(1))
         let pong = try #require(probe.response([1]))
         #expect(pong.ip == probe.socket.localAddress, "BEP 42: every response carries the requester's address")
-        guard case let .response(r) = pong.body else { Issue.record("no response"); return }
+        guard case .response(let r) = pong.body else {
+            Issue.record("no response")
+            return
+        }
         #expect(r.id == node.id)
         let found = try #require(probe.response([2]))
-        guard case let .response(fr) = found.body else { Issue.record("no response"); return }
+        guard case .response(let fr) = found.body else {
+            Issue.record("no response")
+            return
+        }
         #expect(fr.nodes.isEmpty, "an unverified querier is not handed out")
         #expect(probe.response([3])?.body == .error(KRPCErrorBody(code: 204, message: "method unknown")))
         // The unknown querier was pinged, not trusted: it enters the table only by answering.
-        let pings = probe.received.filter { if case let .query(q) = $0.0.body { return q.method == .ping } else { return false } }
+        let pings = probe.received.filter {
+            if case .query(let q) = $0.0.body { return q.method == .ping } else { return false }
+        }
         #expect(pings.count == 1)
         #expect(node.table.entry(for: me) == nil)
         let ping = try #require(pings.first)
-        probe.send(KRPCMessage(transactionID: ping.0.transactionID, body: .response(KRPCResponse(id: me))), to: node.localAddress)
+        probe.send(
+            KRPCMessage(transactionID: ping.0.transactionID, body: .response(KRPCResponse(id: me))),
+            to: node.localAddress
+        )
         _ = net.run(for: .seconds(1))
         #expect(node.table.entry(for: me)?.lastResponse != nil)
     }
@@ -80,28 +94,56 @@ import Testing
         let h = Topic.infoHash("tokens")
         probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [1], to: node.localAddress)
         _ = net.run(for: .seconds(1))
-        guard case let .response(r)? = probe.response([1])?.body else { Issue.record("no get_peers answer"); return }
+        guard case .response(let r)? = probe.response([1])?.body else {
+            Issue.record("no get_peers answer")
+            return
+        }
         let token = try #require(r.token)
         // A token handed to one IP is refused from another.
-        other.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, token: token), t: [2], to: node.localAddress)
+        other.query(
+            KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, token: token),
+            t: [2],
+            to: node.localAddress
+        )
         // implied_port: the source port is stored, not `port`.
-        probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, impliedPort: true, token: token), t: [3], to: node.localAddress)
+        probe.query(
+            KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, impliedPort: true, token: token),
+            t: [3],
+            to: node.localAddress
+        )
         _ = net.run(for: .seconds(1))
         #expect(other.response([2])?.body == .error(KRPCErrorBody(code: 203, message: "bad token")))
-        guard case .response? = probe.response([3])?.body else { Issue.record("announce refused"); return }
+        guard case .response? = probe.response([3])?.body else {
+            Issue.record("announce refused")
+            return
+        }
         #expect(node.stats.badTokens == 1)
         probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [4], to: node.localAddress)
         _ = net.run(for: .seconds(1))
-        guard case let .response(r2)? = probe.response([4])?.body else { Issue.record("no answer"); return }
+        guard case .response(let r2)? = probe.response([4])?.body else {
+            Issue.record("no answer")
+            return
+        }
         #expect(r2.values == [PeerAddress(203, 0, 113, 5, port: 41000)])
 
         // Still accepted 8 minutes later (within 10), refused after 11.
         _ = net.run(for: .seconds(8 * 60))
-        probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7001, token: token), t: [5], to: node.localAddress)
+        probe.query(
+            KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7001, token: token),
+            t: [5],
+            to: node.localAddress
+        )
         _ = net.run(for: .seconds(1))
-        guard case .response? = probe.response([5])?.body else { Issue.record("token refused within 10 minutes"); return }
+        guard case .response? = probe.response([5])?.body else {
+            Issue.record("token refused within 10 minutes")
+            return
+        }
         _ = net.run(for: .seconds(3 * 60))
-        probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7002, token: token), t: [6], to: node.localAddress)
+        probe.query(
+            KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7002, token: token),
+            t: [6],
+            to: node.localAddress
+        )
         _ = net.run(for: .seconds(1))
         #expect(probe.response([6])?.body == .error(KRPCErrorBody(code: 203, message: "bad token")))
     }
@@ -109,7 +151,8 @@ import Testing
     @Test func announcedPeersExpireAfterThirtyMinutes() {
         var store = PeerStore(maxPeersPerInfoHash: 2, maxInfoHashes: 2, maxPeersTotal: 3)
         var rng = SplitMixForTests(seed: 1)
-        let h1 = Topic.infoHash("a"), h2 = Topic.infoHash("b")
+        let h1 = Topic.infoHash("a")
+        let h2 = Topic.infoHash("b")
         #expect(store.add(PeerAddress(1, 1, 1, 1, port: 1), for: h1, now: 0, using: &rng) == .stored)
         #expect(store.add(PeerAddress(1, 1, 1, 1, port: 1), for: h1, now: 1, using: &rng) == .refreshed)
         #expect(store.add(PeerAddress(1, 1, 1, 2, port: 1), for: h1, now: 0, using: &rng) == .stored)
@@ -125,7 +168,9 @@ import Testing
         var store = PeerStore(maxPeersPerInfoHash: 3, maxInfoHashes: 4, maxPeersTotal: 8)
         var rng = SplitMixForTests(seed: 2)
         let h = Topic.infoHash("full")
-        for i in 0..<3 { #expect(store.add(PeerAddress(10, 0, 0, UInt8(i), port: 1), for: h, now: 0, using: &rng) == .stored) }
+        for i in 0..<3 {
+            #expect(store.add(PeerAddress(10, 0, 0, UInt8(i), port: 1), for: h, now: 0, using: &rng) == .stored)
+        }
         // The topic is full: the newcomer is stored, one of the others goes.
         let newcomer = PeerAddress(10, 0, 1, 1, port: 1)
         #expect(store.add(newcomer, for: h, now: 0, using: &rng) == .storedEvicting)
@@ -140,7 +185,12 @@ import Testing
         store.expire(now: .seconds(60 * 60))
         // Too many info-hashes: the new one still gets in.
         for i in 0..<6 {
-            let r = store.add(PeerAddress(10, 1, 0, UInt8(i), port: 1), for: Topic.infoHash("t\(i)"), now: 0, using: &rng)
+            let r = store.add(
+                PeerAddress(10, 1, 0, UInt8(i), port: 1),
+                for: Topic.infoHash("t\(i)"),
+                now: 0,
+                using: &rng
+            )
             #expect(r != .refreshed)
             #expect(store.peers(for: Topic.infoHash("t\(i)"), now: 1, max: 10, using: &rng).count == 1)
         }
@@ -173,25 +223,40 @@ import Testing
             p.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             var tok: [UInt8]? = nil
-            if case let .response(r)? = p.response([t])?.body { tok = r.token }
+            if case .response(let r)? = p.response([t])?.body { tok = r.token }
             return try #require(tok, "no get_peers answer")
         }
         let tok = try token(attacker, 0)
         for i in 0..<300 {
-            attacker.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: UInt16(10_000 + i), token: tok),
-                           t: [1, UInt8(i >> 8), UInt8(i & 0xFF)], to: node.localAddress)
+            attacker.query(
+                KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: UInt16(10_000 + i), token: tok),
+                t: [1, UInt8(i >> 8), UInt8(i & 0xFF)],
+                to: node.localAddress
+            )
             _ = net.run(for: .milliseconds(5))
         }
         #expect(node.store.total == 1, "one entry per IP per info-hash")
         let htok = try token(honest, 2)
-        honest.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 4242, token: htok), t: [3], to: node.localAddress)
+        honest.query(
+            KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 4242, token: htok),
+            t: [3],
+            to: node.localAddress
+        )
         _ = net.run(for: .milliseconds(10))
-        guard case .response? = honest.response([3])?.body else { Issue.record("the real host was refused: \(String(describing: honest.response([3])))"); return }
+        guard case .response? = honest.response([3])?.body else {
+            Issue.record("the real host was refused: \(String(describing: honest.response([3])))")
+            return
+        }
         attacker.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [4], to: node.localAddress)
         _ = net.run(for: .milliseconds(10))
-        guard case let .response(r)? = attacker.response([4])?.body else { Issue.record("no answer"); return }
-        #expect(Set(r.values) == [PeerAddress(203, 0, 113, 66, port: 10_299), PeerAddress(203, 0, 113, 77, port: 4242)],
-                "the newest port wins")
+        guard case .response(let r)? = attacker.response([4])?.body else {
+            Issue.record("no answer")
+            return
+        }
+        #expect(
+            Set(r.values) == [PeerAddress(203, 0, 113, 66, port: 10_299), PeerAddress(203, 0, 113, 77, port: 4242)],
+            "the newest port wins"
+        )
     }
 
     @Test func hostileInputIsDroppedAndCountedWhileTheNodeKeepsServing() throws {
@@ -200,7 +265,10 @@ import Testing
         let attacker = Probe(net, PeerAddress(203, 0, 113, 66, port: 666))
         var rng = SplitMix64(seed: 99)
         // Garbage, truncations and mutations of a valid query; an oversized datagram.
-        let valid = KRPCMessage(transactionID: [7, 7], body: .query(KRPCQuery(method: .getPeers, id: .zero, infoHash: .zero))).encoded()
+        let valid = KRPCMessage(
+            transactionID: [7, 7],
+            body: .query(KRPCQuery(method: .getPeers, id: .zero, infoHash: .zero))
+        ).encoded()
         var sent = 0
         for i in 0..<300 {
             var p: [UInt8]
@@ -215,7 +283,7 @@ import Testing
             sent += 1
             _ = net.run(for: .milliseconds(100))
         }
-        attacker.socket.maxDatagram = 65_507 // a raw socket, not a UDPHost: the simulation would drop it at the sender
+        attacker.socket.maxDatagram = 65_507  // a raw socket, not a UDPHost: the simulation would drop it at the sender
         attacker.socket.send([UInt8](repeating: UInt8(ascii: "d"), count: 4000), to: victim.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(victim.stats.oversized == 1)
@@ -267,7 +335,13 @@ import Testing
         // Nodes near us force splits and are all kept.
         for i in 0..<20 {
             let id = own.randomInBucket(prefix: 3 + i, using: &rng)
-            #expect(t.insert(NodeInfo(id: id, address: PeerAddress(ip: 0x0C00_0000 + UInt32(i) << 8, port: 1)), responded: true, now: 0) == .added)
+            #expect(
+                t.insert(
+                    NodeInfo(id: id, address: PeerAddress(ip: 0x0C00_0000 + UInt32(i) << 8, port: 1)),
+                    responded: true,
+                    now: 0
+                ) == .added
+            )
         }
         #expect(t.buckets.count > 10)
         #expect(t.count == 28)
@@ -276,17 +350,33 @@ import Testing
         #expect(t.insert(ninth, responded: true, now: 0) == .cached(ping: nil), "all good: nobody to ping")
         let later: Nanos = .seconds(20 * 60)
         let tenth = NodeInfo(id: own.randomInBucket(prefix: 0, using: &rng), address: PeerAddress(13, 0, 1, 1, port: 1))
-        if case .cached(ping: let p?) = t.insert(tenth, responded: true, now: later) { #expect(far.contains(p)) } else { Issue.record("no ping candidate") }
+        if case .cached(ping: let p?) = t.insert(tenth, responded: true, now: later) {
+            #expect(far.contains(p))
+        } else {
+            Issue.record("no ping candidate")
+        }
         // That node fails twice: replaced by the newest cached node.
         t.markFailed(far[0].id, now: later)
         t.markFailed(far[0].id, now: later)
         #expect(t.entry(for: far[0].id) == nil)
         #expect(t.entry(for: tenth.id) != nil)
         // Per-IP and per-/24 limits within a bucket.
-        let sameIP = NodeInfo(id: own.randomInBucket(prefix: 1, using: &rng), address: PeerAddress(14, 0, 0, 1, port: 1))
-        let sameIP2 = NodeInfo(id: own.randomInBucket(prefix: 1, using: &rng), address: PeerAddress(14, 0, 0, 1, port: 2))
-        let sameNet = NodeInfo(id: own.randomInBucket(prefix: 1, using: &rng), address: PeerAddress(14, 0, 0, 2, port: 1))
-        let sameNet3 = NodeInfo(id: own.randomInBucket(prefix: 1, using: &rng), address: PeerAddress(14, 0, 0, 3, port: 1))
+        let sameIP = NodeInfo(
+            id: own.randomInBucket(prefix: 1, using: &rng),
+            address: PeerAddress(14, 0, 0, 1, port: 1)
+        )
+        let sameIP2 = NodeInfo(
+            id: own.randomInBucket(prefix: 1, using: &rng),
+            address: PeerAddress(14, 0, 0, 1, port: 2)
+        )
+        let sameNet = NodeInfo(
+            id: own.randomInBucket(prefix: 1, using: &rng),
+            address: PeerAddress(14, 0, 0, 2, port: 1)
+        )
+        let sameNet3 = NodeInfo(
+            id: own.randomInBucket(prefix: 1, using: &rng),
+            address: PeerAddress(14, 0, 0, 3, port: 1)
+        )
         #expect(t.insert(sameIP, responded: true, now: later) == .added)
         #expect(t.insert(sameIP2, responded: true, now: later) == .rejected("IP already in bucket"))
         #expect(t.insert(sameNet, responded: true, now: later) == .added)
@@ -350,10 +440,18 @@ import Testing
         for i in 0..<4 {
             let p = Probe(net, PeerAddress(192, 0, 2, UInt8(10 + i), port: 6881))
             p.socket.onReceive = { [unowned p] payload, src in
-                guard case let .query(q)? = try? KRPCMessage.decode(payload).body, q.method == .ping,
-                      let t = try? KRPCMessage.decode(payload).transactionID else { return }
+                guard case .query(let q)? = try? KRPCMessage.decode(payload).body, q.method == .ping,
+                    let t = try? KRPCMessage.decode(payload).transactionID
+                else { return }
                 let id = NodeID(bytes: [UInt8](repeating: UInt8(i + 1), count: 20))!
-                p.send(KRPCMessage(transactionID: t, body: .response(KRPCResponse(id: id)), ip: PeerAddress(203, 0, 113, 50, port: 40000)), to: src)
+                p.send(
+                    KRPCMessage(
+                        transactionID: t,
+                        body: .response(KRPCResponse(id: id)),
+                        ip: PeerAddress(203, 0, 113, 50, port: 40000)
+                    ),
+                    to: src
+                )
             }
             responders.append(p)
             node.ping(p.socket.localAddress) { _ in }
@@ -371,8 +469,14 @@ import Testing
             p.socket.onReceive = { [unowned p] payload, src in
                 guard let m = try? KRPCMessage.decode(payload) else { return }
                 let id = NodeID(bytes: [UInt8](repeating: UInt8(i + 9), count: 20))!
-                p.send(KRPCMessage(transactionID: m.transactionID, body: .response(KRPCResponse(id: id)),
-                                   ip: PeerAddress(192, 168, 1, 2, port: UInt16(50000 + i))), to: src)
+                p.send(
+                    KRPCMessage(
+                        transactionID: m.transactionID,
+                        body: .response(KRPCResponse(id: id)),
+                        ip: PeerAddress(192, 168, 1, 2, port: UInt16(50000 + i))
+                    ),
+                    to: src
+                )
             }
             responders.append(p)
             node2.ping(p.socket.localAddress) { _ in }
@@ -390,7 +494,8 @@ import Testing
     @Test func aWaveringTallyDoesNotMakeTheNodeHopIDs() {
         let net = SimNetwork(seed: 8, conditions: .perfect)
         let node = DHTNode.alone(on: net.bind(PeerAddress(10, 0, 0, 2, port: 6881)), config: config(seed: 8))
-        let stable = PeerAddress(203, 0, 113, 50, port: 40000), other = PeerAddress(198, 18, 0, 9, port: 40000)
+        let stable = PeerAddress(203, 0, 113, 50, port: 40000)
+        let other = PeerAddress(198, 18, 0, 9, port: 40000)
         var next: UInt8 = 10
         var voters: [Probe] = []
         func votes(_ n: Int, reporting reported: PeerAddress) {
@@ -400,8 +505,14 @@ import Testing
                 let p = Probe(net, PeerAddress(192, 0, 2, i, port: 6881))
                 p.socket.onReceive = { [unowned p] payload, src in
                     guard let m = try? KRPCMessage.decode(payload), case .query = m.body else { return }
-                    p.send(KRPCMessage(transactionID: m.transactionID, body: .response(KRPCResponse(id: NodeID(bytes: [UInt8](repeating: i, count: 20))!)),
-                                       ip: reported), to: src)
+                    p.send(
+                        KRPCMessage(
+                            transactionID: m.transactionID,
+                            body: .response(KRPCResponse(id: NodeID(bytes: [UInt8](repeating: i, count: 20))!)),
+                            ip: reported
+                        ),
+                        to: src
+                    )
                 }
                 voters.append(p)
                 node.ping(p.socket.localAddress) { _ in }
@@ -411,7 +522,7 @@ import Testing
         votes(4, reporting: stable)
         #expect(node.stats.idChanges == 1 && BEP42.isValid(node.id, for: stable.ip))
         let adopted = node.id
-        votes(5, reporting: other)   // the majority flips to the other IP…
+        votes(5, reporting: other)  // the majority flips to the other IP…
         votes(2, reporting: stable)  // …and back
         #expect(node.stats.idChanges == 1, "re-adopted \(node.stats.idChanges - 1) times while the tally wavered")
         #expect(node.id == adopted && node.stats.idChangesDeferred >= 1)
@@ -434,7 +545,10 @@ import Testing
         #expect(silent.received.count == 3, "one try and two retries")
         #expect(node.stats.timeouts == 3)
         // A response from the wrong address or with an unknown transaction is not accepted.
-        silent.send(KRPCMessage(transactionID: [0, 0], body: .response(KRPCResponse(id: .zero))), to: node.localAddress)
+        silent.send(
+            KRPCMessage(transactionID: [0, 0], body: .response(KRPCResponse(id: .zero))),
+            to: node.localAddress
+        )
         _ = net.run(for: .seconds(1))
         #expect(node.stats.unexpectedResponses == 1)
     }
@@ -448,19 +562,29 @@ import Testing
         for i in 0..<24 {
             let p = Probe(net, PeerAddress(192, 0, UInt8(i), 1, port: 6881))
             probes.append(p)
-            node.addNode(NodeInfo(id: node.id.randomInBucket(prefix: i % 6, using: &rng), address: p.socket.localAddress))
+            node.addNode(
+                NodeInfo(id: node.id.randomInBucket(prefix: i % 6, using: &rng), address: p.socket.localAddress)
+            )
         }
         node.startMaintenance()
         _ = net.run(for: .seconds(14 * 60))
         func findNodes() -> [KRPCQuery] {
-            probes.flatMap { $0.received.compactMap { if case let .query(q) = $0.0.body, q.method == .findNode { return q } else { return nil } } }
+            probes.flatMap {
+                $0.received.compactMap {
+                    if case .query(let q) = $0.0.body, q.method == .findNode { return q } else { return nil }
+                }
+            }
         }
         #expect(findNodes().isEmpty, "nothing is stale before 15 minutes")
         _ = net.run(for: .seconds(3 * 60))
         let refreshes = findNodes()
         #expect(refreshes.count >= 3, "stale buckets were refreshed with lookups")
         // Each refresh targets a random id inside a stale bucket's range.
-        let buckets = Set(refreshes.compactMap { $0.target.map { min(node.id.commonPrefixLength(with: $0), node.table.buckets.count - 1) } })
+        let buckets = Set(
+            refreshes.compactMap {
+                $0.target.map { min(node.id.commonPrefixLength(with: $0), node.table.buckets.count - 1) }
+            }
+        )
         #expect(buckets.count >= 3)
     }
 
@@ -471,7 +595,8 @@ import Testing
     /// id is a new place: its far ranges must be filled again). Virtual time only, well inside
     /// those 15 minutes.
     @Test(arguments: [false, true]) func aJoiningNodeFillsItsFarBucketsAtOnce(bep42: Bool) {
-        let n = 400, base: UInt32 = 0xCB00_7100
+        let n = 400
+        let base: UInt32 = 0xCB00_7100
         let net = SimNetwork(seed: 21, conditions: LinkConditions(latency: .milliseconds(10)))
         var nodes: [DHTNode] = []
         for i in 0..<n {
@@ -481,7 +606,9 @@ import Testing
             nodes.append(DHTNode.alone(on: net.bind(PeerAddress(ip: base + UInt32(i) * 256, port: 6881)), config: c))
         }
         var joined = 0
-        for (i, node) in nodes.enumerated() { net.schedule(after: .milliseconds(100 * i)) { node.start { _ in joined += 1 } } }
+        for (i, node) in nodes.enumerated() {
+            net.schedule(after: .milliseconds(100 * i)) { node.start { _ in joined += 1 } }
+        }
         _ = net.run(for: .seconds(70))
         #expect(joined == n)
         #expect(net.now < .seconds(5 * 60), "no periodic bucket refresh can have run yet")
@@ -490,7 +617,8 @@ import Testing
         // The last 50 nodes to join (each among ≥ 350 others): every bucket farther out than the
         // closest holds what it can, k nodes or all the nodes of its range.
         let ids = nodes.map(\.id)
-        var have = 0, want = 0
+        var have = 0
+        var want = 0
         for node in nodes.suffix(50) {
             let t = node.table
             for b in 0..<(t.buckets.count - 1) {
@@ -507,14 +635,17 @@ import Testing
         let (net, nodes) = makeNetwork(20, seed: 10)
         let h = Topic.infoHash("long lobby")
         var rounds = 0
-        nodes[2].keepAnnouncing(h, port: 9999, duration: .seconds(50 * 60)) { _, stored in if stored > 0 { rounds += 1 } }
+        nodes[2].keepAnnouncing(h, port: 9999, duration: .seconds(50 * 60)) { _, stored in if stored > 0 { rounds += 1 }
+        }
         _ = net.run(for: .seconds(40 * 60))
         #expect(rounds == 3, "announced at 0, 15 and 30 minutes")
         var found: [PeerAddress] = []
         nodes[9].getPeers(h) { found = $0.peers }
         _ = net.run(for: .seconds(10))
-        #expect(found.contains(PeerAddress(ip: nodes[2].localAddress.ip, port: nodes[2].localAddress.port)),
-                "still findable 40 minutes in (30-minute expiry)")
+        #expect(
+            found.contains(PeerAddress(ip: nodes[2].localAddress.ip, port: nodes[2].localAddress.port)),
+            "still findable 40 minutes in (30-minute expiry)"
+        )
     }
 }
 
@@ -531,7 +662,11 @@ import Testing
         var game: [[UInt8]] = []
         demux.route([0x01]) { p, _ in game.append(p) }
         let peer = NodeTests.Probe(net, PeerAddress(203, 0, 113, 1, port: 1))
-        peer.query(KRPCQuery(method: .ping, id: NodeID(hex: "3300000000000000000000000000000000000000")!), t: [4], to: socket.localAddress)
+        peer.query(
+            KRPCQuery(method: .ping, id: NodeID(hex: "3300000000000000000000000000000000000000")!),
+            t: [4],
+            to: socket.localAddress
+        )
         peer.socket.send([0x01, 0xAA], to: socket.localAddress)
         peer.socket.send([0x7F], to: socket.localAddress)
         _ = net.run(for: .seconds(1))

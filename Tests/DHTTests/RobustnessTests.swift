@@ -1,7 +1,8 @@
-@_spi(Fuzzing) @testable import DHT
 import Determinism
 import NetCore
 import Testing
+
+@_spi(Fuzzing) @testable import DHT
 
 /// Tests for abuse and robustness fixes: token epochs, announce back-off, transaction ids, error
 /// replies to garbage, replacement-cache promotion, lenient key order, saved ids, bootstrap order.
@@ -26,24 +27,28 @@ import Testing
             probe.query(KRPCQuery(method: .getPeers, id: me, infoHash: h), t: [t], to: node.localAddress)
             _ = net.run(for: .milliseconds(10))
             var tok: [UInt8]? = nil
-            if case let .response(r)? = probe.response([t])?.body { tok = r.token }
+            if case .response(let r)? = probe.response([t])?.body { tok = r.token }
             return try #require(tok)
         }
         func announce(_ tok: [UInt8], _ t: UInt8) -> Bool {
-            probe.query(KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, token: tok), t: [t], to: node.localAddress)
+            probe.query(
+                KRPCQuery(method: .announcePeer, id: me, infoHash: h, port: 7000, token: tok),
+                t: [t],
+                to: node.localAddress
+            )
             _ = net.run(for: .milliseconds(10))
             if case .response? = probe.response([t])?.body { return true }
             return false
         }
-        let early = try getToken(1) // epoch 0
+        let early = try getToken(1)  // epoch 0
         _ = net.run(for: .seconds(4 * 60))
         #expect(announce(early, 2))
-        _ = net.run(for: .seconds(5 * 60)) // 9 min: epoch 1
+        _ = net.run(for: .seconds(5 * 60))  // 9 min: epoch 1
         #expect(announce(early, 3), "previous epoch still accepted")
-        _ = net.run(for: .seconds(90)) // 10.5 min: epoch 2
+        _ = net.run(for: .seconds(90))  // 10.5 min: epoch 2
         #expect(!announce(early, 4), "two epochs old: refused")
         // A gap of many epochs: neither secret from before it survives.
-        let before = try getToken(5) // epoch 2
+        let before = try getToken(5)  // epoch 2
         _ = net.run(for: .seconds(60 * 60))
         #expect(!announce(before, 6))
         #expect(announce(try getToken(7), 8))
@@ -52,7 +57,10 @@ import Testing
 
     @Test func tokenIssuerEpochs() {
         var secrets: UInt8 = 0
-        func fresh() -> [UInt8] { secrets += 1; return [UInt8](repeating: secrets, count: 32) }
+        func fresh() -> [UInt8] {
+            secrets += 1
+            return [UInt8](repeating: secrets, count: 32)
+        }
         var t = TokenIssuer(secret: fresh(), previous: fresh(), now: .seconds(299), rotation: .seconds(300))
         func valid(_ tok: [UInt8], _ ip: UInt32, _ at: Nanos) -> Bool { t.isValid(tok, for: ip, now: at, fresh: fresh) }
         let tok = t.token(for: 0x0A00_0001, now: .seconds(299), fresh: fresh)
@@ -69,7 +77,7 @@ import Testing
     @Test func announceRetryBackOffIsCapped() {
         let net = SimNetwork(seed: 42, conditions: .perfect)
         var c = config(seed: 42)
-        c.bootstrap = [PeerAddress(192, 0, 2, 1, port: 6881)] // nobody there
+        c.bootstrap = [PeerAddress(192, 0, 2, 1, port: 6881)]  // nobody there
         let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var times: [Nanos] = []
         node.keepAnnouncing(Topic.infoHash("alone"), port: 1) { _, stored in
@@ -103,7 +111,9 @@ import Testing
         let net2 = SimNetwork(seed: 43, conditions: .perfect)
         let node2 = DHTNode.alone(on: net2.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: config(seed: 43))
         let silent2 = Probe(net2, PeerAddress(192, 0, 2, 1, port: 1))
-        for _ in 0..<16 { node2.query(KRPCQuery(method: .ping, id: node2.id), to: silent2.socket.localAddress) { _ in } }
+        for _ in 0..<16 {
+            node2.query(KRPCQuery(method: .ping, id: node2.id), to: silent2.socket.localAddress) { _ in }
+        }
         _ = net2.run(for: .seconds(1))
         #expect(silent2.received.map { $0.0.transactionID } == tids)
     }
@@ -116,7 +126,9 @@ import Testing
         var replies: [[UInt8]] = []
         raw.onReceive = { p, _ in replies.append(p) }
         // get_peers with a 19-byte info_hash: the decoder's own message would be long.
-        let bad = Array("d1:ad2:id20:abcdefghij01234567899:info_hash19:abcdefghij012345678e1:q9:get_peers1:t4:aaaa1:y1:qe".utf8)
+        let bad = Array(
+            "d1:ad2:id20:abcdefghij01234567899:info_hash19:abcdefghij012345678e1:q9:get_peers1:t4:aaaa1:y1:qe".utf8
+        )
         raw.send(bad, to: node.localAddress)
         // A tiny malformed query: a fixed error would still be larger, so nothing is sent.
         raw.send(Array("d1:t1:x1:y1:q1:q1:ze".utf8), to: node.localAddress)
@@ -143,21 +155,38 @@ import Testing
         _ = net.run(for: .seconds(30))
         #expect(node.stats.unknownMethods == 1)
         let total = replies.reduce(0) { $0 + $1.count }
-        #expect(replies.count == 1 && total <= query.count, "\(replies.count) replies, \(total) bytes for a \(query.count)-byte query")
+        #expect(
+            replies.count == 1 && total <= query.count,
+            "\(replies.count) replies, \(total) bytes for a \(query.count)-byte query"
+        )
         let m = try KRPCMessage.decode(try #require(replies.first))
-        guard case let .error(e) = m.body else { Issue.record("not an error: \(m.body)"); return }
+        guard case .error(let e) = m.body else {
+            Issue.record("not an error: \(m.body)")
+            return
+        }
         #expect(e.code == 204 && m.transactionID == Array("aa".utf8))
         // The shortest well-formed unknown query (51 bytes): its error still fits.
         replies.removeAll()
         let short = Array("d1:ad2:id20:abcdefghij0123456789e1:q1:x1:t0:1:y1:qe".utf8)
         raw.send(short, to: node.localAddress)
         _ = net.run(for: .seconds(30))
-        #expect(replies.count == 1 && replies.allSatisfy { $0.count <= short.count }, "\(replies.map(\.count)) for \(short.count) bytes")
+        #expect(
+            replies.count == 1 && replies.allSatisfy { $0.count <= short.count },
+            "\(replies.map(\.count)) for \(short.count) bytes"
+        )
         // A known query from the same sender is answered and its sender verified by a ping.
         raw.send(Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:bb1:y1:qe".utf8), to: node.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(replies.contains { (try? KRPCMessage.decode($0))?.transactionID == Array("bb".utf8) })
-        #expect(replies.contains { if case let .query(q)? = (try? KRPCMessage.decode($0))?.body { return q.method == .ping } else { return false } })
+        #expect(
+            replies.contains {
+                if case .query(let q)? = (try? KRPCMessage.decode($0))?.body {
+                    return q.method == .ping
+                } else {
+                    return false
+                }
+            }
+        )
     }
 
     /// Promotion from the replacement cache respects the per-/24 limit and yields questionable
@@ -167,17 +196,31 @@ import Testing
         var t = RoutingTable(ownID: own, k: 8, now: 0)
         var rng = SplitMixForTests(seed: 45)
         // Split once so that bucket 0 (the far half) is not the last bucket, then fill it.
-        _ = t.insert(NodeInfo(id: own.randomInBucket(prefix: 3, using: &rng), address: PeerAddress(9, 9, 9, 9, port: 1)), responded: true, now: 0)
+        _ = t.insert(
+            NodeInfo(id: own.randomInBucket(prefix: 3, using: &rng), address: PeerAddress(9, 9, 9, 9, port: 1)),
+            responded: true,
+            now: 0
+        )
         var far: [NodeInfo] = []
         for i in 0..<8 {
-            far.append(NodeInfo(id: own.randomInBucket(prefix: 0, using: &rng), address: PeerAddress(11, 0, UInt8(i), 1, port: 1)))
+            far.append(
+                NodeInfo(
+                    id: own.randomInBucket(prefix: 0, using: &rng),
+                    address: PeerAddress(11, 0, UInt8(i), 1, port: 1)
+                )
+            )
             _ = t.insert(far[i], responded: true, now: 0)
         }
         #expect(t.buckets[0].entries.count == 8)
         // Three cached nodes from one /24 (each fine alone against the bucket as it was).
         var cached: [NodeInfo] = []
         for i in 0..<3 {
-            cached.append(NodeInfo(id: own.randomInBucket(prefix: 0, using: &rng), address: PeerAddress(12, 0, 0, UInt8(i + 1), port: 1)))
+            cached.append(
+                NodeInfo(
+                    id: own.randomInBucket(prefix: 0, using: &rng),
+                    address: PeerAddress(12, 0, 0, UInt8(i + 1), port: 1)
+                )
+            )
             #expect(t.insert(cached[i], responded: true, now: 0) == .cached(ping: nil))
         }
         let later: Nanos = .seconds(20 * 60)
@@ -186,7 +229,9 @@ import Testing
             t.markFailed(f.id, now: later)
             if let p = t.markFailed(f.id, now: later) { promoted.append(p) }
         }
-        let fromSubnet = t.buckets[0].entries.filter { $0.info.address.ip >> 8 == PeerAddress(12, 0, 0, 0, port: 0).ip >> 8 }
+        let fromSubnet = t.buckets[0].entries.filter {
+            $0.info.address.ip >> 8 == PeerAddress(12, 0, 0, 0, port: 0).ip >> 8
+        }
         #expect(fromSubnet.count == 2, "at most 2 per /24 in a bucket, also on promotion")
         #expect(promoted.count == 2)
         #expect(fromSubnet.allSatisfy { $0.status(now: later) == .questionable && $0.lastResponse == nil })
@@ -202,7 +247,9 @@ import Testing
         c.retries = 0
         let node = DHTNode.alone(on: net.bind(PeerAddress(198, 51, 100, 1, port: 6881)), config: c)
         var rng = SplitMixForTests(seed: 46)
-        _ = node.addNode(NodeInfo(id: node.id.randomInBucket(prefix: 4, using: &rng), address: PeerAddress(9, 9, 9, 9, port: 1)))
+        _ = node.addNode(
+            NodeInfo(id: node.id.randomInBucket(prefix: 4, using: &rng), address: PeerAddress(9, 9, 9, 9, port: 1))
+        )
         var far: [Probe] = []
         var ids: [NodeID] = []
         for i in 0..<8 {
@@ -219,7 +266,9 @@ import Testing
         _ = net.run(for: .seconds(5))
         #expect(node.table.entry(for: ids[0]) == nil)
         #expect(node.table.entry(for: spareID)?.lastResponse == nil)
-        let pings = spare.received.filter { if case let .query(q) = $0.0.body { return q.method == .ping } else { return false } }
+        let pings = spare.received.filter {
+            if case .query(let q) = $0.0.body { return q.method == .ping } else { return false }
+        }
         #expect(pings.count == 1, "the promoted node is checked")
     }
 
@@ -229,15 +278,20 @@ import Testing
         let unsorted = Array("d1:y1:q1:t2:aa1:q4:ping1:ad2:id20:abcdefghij0123456789ee".utf8)
         #expect(throws: BencodeError.self) { try Bencode.decode(unsorted) }
         let m = try KRPCMessage.decode(unsorted)
-        guard case let .query(q) = m.body else { Issue.record("not a query"); return }
+        guard case .query(let q) = m.body else {
+            Issue.record("not a query")
+            return
+        }
         #expect(q.method == .ping && m.transactionID == Array("aa".utf8))
         #expect(m.encoded() == Array("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe".utf8))
         // Still refused: duplicate keys (sorted or not), leading zeros, bad lengths.
-        for bad in ["d1:y1:q1:t2:aa1:y1:q1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
-                    "d1:t2:aa1:t2:bb1:y1:q1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
-                    "d1:y1:q1:t02:aa1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
-                    "d1:y1:q1:t2:aa1:q4:ping1:ad2:id19:abcdefghij012345678ee",
-                    "d1:y1:q1:t2:aa1:q4:ping1:ad2:id20:abcdefghij0123456789e1:vi01ee"] {
+        for bad in [
+            "d1:y1:q1:t2:aa1:y1:q1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
+            "d1:t2:aa1:t2:bb1:y1:q1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
+            "d1:y1:q1:t02:aa1:q4:ping1:ad2:id20:abcdefghij0123456789ee",
+            "d1:y1:q1:t2:aa1:q4:ping1:ad2:id19:abcdefghij012345678ee",
+            "d1:y1:q1:t2:aa1:q4:ping1:ad2:id20:abcdefghij0123456789e1:vi01ee",
+        ] {
             #expect(throws: KRPCDecodeError.self, "\(bad)") { try KRPCMessage.decode(Array(bad.utf8)) }
         }
         #expect(DHTFuzz.check(unsorted) == nil)
@@ -247,7 +301,10 @@ import Testing
         let probe = Probe(net, PeerAddress(203, 0, 113, 5, port: 5))
         probe.socket.send(unsorted, to: node.localAddress)
         _ = net.run(for: .seconds(1))
-        guard case .response? = probe.response(Array("aa".utf8))?.body else { Issue.record("no answer"); return }
+        guard case .response? = probe.response(Array("aa".utf8))?.body else {
+            Issue.record("no answer")
+            return
+        }
     }
 
     /// An id loaded from the state file gives way to a BEP 42 id; a pinned one does not.
@@ -265,8 +322,14 @@ import Testing
                 p.socket.onReceive = { [unowned p] payload, src in
                     guard let m = try? KRPCMessage.decode(payload) else { return }
                     let id = NodeID(bytes: [UInt8](repeating: UInt8(i + 1), count: 20))!
-                    p.send(KRPCMessage(transactionID: m.transactionID, body: .response(KRPCResponse(id: id)),
-                                       ip: PeerAddress(203, 0, 113, ip, port: 40000)), to: src)
+                    p.send(
+                        KRPCMessage(
+                            transactionID: m.transactionID,
+                            body: .response(KRPCResponse(id: id)),
+                            ip: PeerAddress(203, 0, 113, ip, port: 40000)
+                        ),
+                        to: src
+                    )
                 }
                 responders.append(p)
                 node.ping(p.socket.localAddress) { _ in }
@@ -291,10 +354,16 @@ import Testing
         let files = ["/cfg/turf/dht.conf": conf, "/home/u/.config/turf/dht.conf": "bootstrap=home.example:3"]
         #expect(try specs(["flag.example:1"], env, files) == ["flag.example:1"])
         #expect(try specs([], env, files) == ["env.example:1", "env2.example:2"])
-        #expect(try specs([], ["TURF_DHT_BOOTSTRAP": "", "XDG_CONFIG_HOME": "/cfg"], files) == ["conf.example:1", "conf2.example:2"])
+        #expect(
+            try specs([], ["TURF_DHT_BOOTSTRAP": "", "XDG_CONFIG_HOME": "/cfg"], files) == [
+                "conf.example:1", "conf2.example:2",
+            ]
+        )
         #expect(try specs([], [:], files) == ["home.example:3"], "XDG_CONFIG_HOME defaults to ~/.config")
         #expect(try specs([], ["XDG_CONFIG_HOME": "/elsewhere"], files) == DHTBootstrap.publicRouters)
-        #expect(try specs([], [:], ["/home/u/.config/turf/dht.conf": "# nothing set\n\n"]) == DHTBootstrap.publicRouters)
+        #expect(
+            try specs([], [:], ["/home/u/.config/turf/dht.conf": "# nothing set\n\n"]) == DHTBootstrap.publicRouters
+        )
         // None on purpose.
         #expect(try specs(["none"], env, files).isEmpty)
         #expect(try specs([], ["TURF_DHT_BOOTSTRAP": "none"], files).isEmpty)
@@ -305,9 +374,14 @@ import Testing
     /// the public routers (a privacy defect: a LAN player would land on the public DHT). CRLF
     /// line ends simply parse.
     @Test func unusableBootstrapSettingsAreErrorsNotThePublicNetwork() throws {
-        let home = "/home/u", path = "/home/u/.config/turf/dht.conf"
-        func specs(env: [String: String] = [:], flags: [String] = [], conf: String? = nil,
-                   unreadable: String? = nil) throws -> [String] {
+        let home = "/home/u"
+        let path = "/home/u/.config/turf/dht.conf"
+        func specs(
+            env: [String: String] = [:],
+            flags: [String] = [],
+            conf: String? = nil,
+            unreadable: String? = nil
+        ) throws -> [String] {
             try DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: home) { p in
                 if let unreadable { throw DHTBootstrap.SettingError(unreadable) }
                 return p == path ? conf : nil
@@ -338,6 +412,8 @@ import Testing
         refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": "host:99999"]) }, "is not HOST:PORT")
         refused({ try specs(flags: ["host:0"]) }, "is not HOST:PORT")
         #expect(DHTBootstrap.isHostPort("router.bittorrent.com:6881") && DHTBootstrap.isHostPort("127.0.0.1:1"))
-        #expect(!DHTBootstrap.isHostPort("x:") && !DHTBootstrap.isHostPort(":1") && !DHTBootstrap.isHostPort("h\u{1B}:1"))
+        #expect(
+            !DHTBootstrap.isHostPort("x:") && !DHTBootstrap.isHostPort(":1") && !DHTBootstrap.isHostPort("h\u{1B}:1")
+        )
     }
 }

@@ -11,7 +11,11 @@ import Testing
         #expect(r.next() == 7_960_286_522_194_355_700)
         #expect(r.next() == 487_617_019_471_545_679)
         var s = SplitMix64(seed: 42, stream: 7)
-        #expect((0..<3).map { _ in s.next() } == [16_048_371_878_293_047_674, 12_360_448_780_400_319_030, 6_187_756_640_478_855_738])
+        #expect(
+            (0..<3).map { _ in s.next() } == [
+                16_048_371_878_293_047_674, 12_360_448_780_400_319_030, 6_187_756_640_478_855_738,
+            ]
+        )
     }
 
     @Test func boundedDrawsAreStable() {
@@ -20,7 +24,10 @@ import Testing
         #expect(r.below(UInt64(1) << 63) == 4_037_932_687_950_419_352)
         #expect(r.unit() == 0.8186698919806352)
         var u = SplitMix64(seed: 5)
-        for _ in 0..<1000 { let x = u.unit(); #expect(x >= 0 && x < 1) }
+        for _ in 0..<1000 {
+            let x = u.unit()
+            #expect(x >= 0 && x < 1)
+        }
     }
 
     @Test func stableHashIsStable() {
@@ -30,7 +37,7 @@ import Testing
         #expect(StableHash.combine(0, 0) == 16_294_208_416_658_607_535)
         #expect(StableHash.of(1, 2, 3) == 6_360_444_296_079_011_006)
         #expect(StableHash.of() == 2_611_923_443_488_327_891)
-        #expect(StableHash.of(1, 2) != StableHash.of(2, 1)) // order-sensitive
+        #expect(StableHash.of(1, 2) != StableHash.of(2, 1))  // order-sensitive
         #expect(StableHash.bytes([UInt8]()) == 2_737_183_428_366_584_608)
         #expect(StableHash.bytes(Array("turf".utf8)) == 14_006_699_173_491_592_573)
         #expect(StableHash.bytes(Array(0..<20)) == 2_141_010_229_084_987_992)
@@ -45,9 +52,16 @@ import Testing
     @Test func fixedWidthAndVarintRoundTripAtTheExtremes() throws {
         var w = ByteWriter()
         let varints: [UInt64] = [0, 1, 127, 128, 16383, 16384, UInt64(UInt32.max), UInt64.max - 1, .max]
-        w.u8(.max); w.u16(.max); w.u32(.max); w.u64(.max); w.u16(0x0102)
+        w.u8(.max)
+        w.u16(.max)
+        w.u32(.max)
+        w.u64(.max)
+        w.u16(0x0102)
         for v in varints { w.varint(v) }
-        w.string(""); w.string("é✱"); w.blob([]); w.blob([0, 255])
+        w.string("")
+        w.string("é✱")
+        w.blob([])
+        w.blob([0, 255])
         var r = ByteReader(w.bytes)
         #expect(try r.u8() == .max)
         #expect(try r.u16() == .max)
@@ -61,9 +75,11 @@ import Testing
         #expect(try r.blob() == [0, 255])
         #expect(r.isAtEnd)
         // Little-endian, and the longest varint is 10 bytes.
-        var le = ByteWriter(); le.u32(0x0403_0201)
+        var le = ByteWriter()
+        le.u32(0x0403_0201)
         #expect(le.bytes == [1, 2, 3, 4])
-        var big = ByteWriter(); big.varint(.max)
+        var big = ByteWriter()
+        big.varint(.max)
         #expect(big.bytes == [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01])
     }
 
@@ -71,7 +87,7 @@ import Testing
         var r = ByteReader([1, 2, 3])
         _ = try? r.u8()
         #expect(throws: ByteReadError(offset: 1, "truncated: u32 needs 4 bytes, 2 left")) { try r.u32() }
-        #expect(r.offset == 1) // a failed read consumes nothing
+        #expect(r.offset == 1)  // a failed read consumes nothing
         #expect(throws: ByteReadError(offset: 1, "truncated: bytes needs 3 bytes, 2 left")) { try r.take(3) }
         // A varint whose continuation bit runs off the end: the offset is where the varint began.
         var v = ByteReader([7, 0x80, 0x80])
@@ -92,7 +108,10 @@ import Testing
 
     @Test func overlongAndOverflowingVarintsAreRejected() throws {
         // Non-minimal encodings of 0 and 1: each value has one encoding only.
-        for bytes: [UInt8] in [[0x80, 0x00], [0x81, 0x00], [0xFF, 0x80, 0x00], [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]] {
+        for bytes: [UInt8] in [
+            [0x80, 0x00], [0x81, 0x00], [0xFF, 0x80, 0x00],
+            [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00],
+        ] {
             var r = ByteReader([9] + bytes)
             _ = try? r.u8()
             #expect(throws: ByteReadError(offset: 1, "v: overlong varint (non-minimal encoding)")) { try r.varint("v") }

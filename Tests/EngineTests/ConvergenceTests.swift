@@ -8,7 +8,9 @@ import TurfRules
 /// states and equal hashes; the state join is commutative, associative and idempotent.
 @Suite struct ConvergenceTests {
     @Test func anyDeliveryOrderWithDuplicatesGivesTheSameState() async throws {
-        await propertyCheck(count: 25, input: Gen.int(in: 0...Int(Int32.max)), Gen.int(in: 0...Int(Int32.max))) { matchSeed, orderSeed in
+        await propertyCheck(count: 25, input: Gen.int(in: 0...Int(Int32.max)), Gen.int(in: 0...Int(Int32.max))) {
+            matchSeed,
+            orderSeed in
             let replay = try! smallReplay(seed: UInt64(matchSeed), seconds: 6)
             let ops = replay.logs.flatMap { $0 }
             var inOrder = try! Replica<TurfWorld>(config: replay.config)
@@ -34,15 +36,21 @@ import TurfRules
         await propertyCheck(count: 25, input: Gen.int(in: 0...Int(Int32.max))) { seed in
             let replay = try! smallReplay(seed: UInt64(seed), seconds: 6)
             var rng = SplitMix64(seed: UInt64(seed), stream: 7)
-            var parts = [try! Replica<TurfWorld>(config: replay.config), try! Replica<TurfWorld>(config: replay.config),
-                         try! Replica<TurfWorld>(config: replay.config)]
+            var parts = [
+                try! Replica<TurfWorld>(config: replay.config), try! Replica<TurfWorld>(config: replay.config),
+                try! Replica<TurfWorld>(config: replay.config),
+            ]
             var all = try! Replica<TurfWorld>(config: replay.config)
             for op in replay.logs.flatMap({ $0 }) {
                 parts[rng.below(3)].receive(op)
                 all.receive(op)
             }
             let (a, b, c) = (parts[0].state, parts[1].state, parts[2].state)
-            func join(_ x: TurfWorld, _ y: TurfWorld) -> TurfWorld { var z = x; z.join(y); return z }
+            func join(_ x: TurfWorld, _ y: TurfWorld) -> TurfWorld {
+                var z = x
+                z.join(y)
+                return z
+            }
 
             #expect(join(a, b).canonicalBytes() == join(b, a).canonicalBytes())
             #expect(join(join(a, b), c).canonicalBytes() == join(a, join(b, c)).canonicalBytes())
@@ -60,7 +68,8 @@ import TurfRules
         let replay = try smallReplay(seed: 42, seconds: 20)
         var replica = try Replica<TurfWorld>(config: replay.config)
         let player0 = replay.logs[0]
-        let held = player0.filter { $0.tick >= 30 && $0.tick < 60 } // delivered after the rest of the match: up to 19 s late
+        // delivered after the rest of the match: up to 19 s late
+        let held = player0.filter { $0.tick >= 30 && $0.tick < 60 }
         for op in try ReplayPlayer(replay).ordered where !held.contains(op) { replica.receive(op) }
         #expect(replica.hash != replay.finalHash)
         for op in held { #expect(replica.receive(op) == .merged) }
@@ -74,11 +83,11 @@ import TurfRules
         let ops = replay.logs.flatMap { $0 }
         let forged = Op(player: 1, seq: 3, tick: 50, payload: TurfOp.move(cell: UInt32(map.floorCells[10])))
         let hostile: [Op<TurfOp>] = [
-            Op(player: 0, seq: 999, tick: 10, payload: .move(cell: wall)),          // into a wall
-            Op(player: 7, seq: 0, tick: 1, payload: .move(cell: 30)),              // no such player
-            Op(player: 0, seq: 998, tick: 10, payload: .move(cell: 1_000_000)),    // off the map
-            Op(player: 0, seq: 997, tick: 1_000_000, payload: .move(cell: 30)),     // after the end
-            forged,                                                                 // reuses 1/3
+            Op(player: 0, seq: 999, tick: 10, payload: .move(cell: wall)),  // into a wall
+            Op(player: 7, seq: 0, tick: 1, payload: .move(cell: 30)),  // no such player
+            Op(player: 0, seq: 998, tick: 10, payload: .move(cell: 1_000_000)),  // off the map
+            Op(player: 0, seq: 997, tick: 1_000_000, payload: .move(cell: 30)),  // after the end
+            forged,  // reuses 1/3
         ]
         var a = try Replica<TurfWorld>(config: replay.config)
         var b = try Replica<TurfWorld>(config: replay.config)

@@ -59,7 +59,8 @@ import Testing
             #expect(r.stats.rejected == 0)
         }
         // The state join agrees with merging the union.
-        var a = try Replica<MaxBoard>(config: match.replica.config), b = a
+        var a = try Replica<MaxBoard>(config: match.replica.config)
+        var b = a
         for (i, op) in ops.enumerated() { if i % 2 == 0 { a.receive(op) } else { b.receive(op) } }
         var joined = a.state
         joined.join(b.state)
@@ -68,9 +69,12 @@ import Testing
 
     @Test func invalidOpsAreRejectedByEveryReplica() throws {
         var r = try Replica<MaxBoard>(config: MaxBoard.config(seed: 1, players: 2, slots: 4, ticks: 50))
-        #expect(r.receive(Op(player: 0, seq: 0, tick: 1, payload: .init(slot: 4, value: 1))) == .rejected) // no such slot
-        #expect(r.receive(Op(player: 2, seq: 0, tick: 1, payload: .init(slot: 0, value: 1))) == .rejected) // no such player
-        #expect(r.receive(Op(player: 0, seq: 0, tick: 51, payload: .init(slot: 0, value: 1))) == .rejected) // after the end
+        // no such slot
+        #expect(r.receive(Op(player: 0, seq: 0, tick: 1, payload: .init(slot: 4, value: 1))) == .rejected)
+        // no such player
+        #expect(r.receive(Op(player: 2, seq: 0, tick: 1, payload: .init(slot: 0, value: 1))) == .rejected)
+        // after the end
+        #expect(r.receive(Op(player: 0, seq: 0, tick: 51, payload: .init(slot: 0, value: 1))) == .rejected)
         #expect(r.receive(Op(player: 1, seq: 0, tick: 3, payload: .init(slot: 0, value: 5))) == .merged)
         #expect(r.receive(Op(player: 1, seq: 0, tick: 3, payload: .init(slot: 0, value: 5))) == .duplicate)
         #expect(r.receive(Op(player: 1, seq: 0, tick: 3, payload: .init(slot: 0, value: 9))) == .equivocation)

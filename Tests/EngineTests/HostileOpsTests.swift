@@ -32,12 +32,14 @@ import TurfRules
     @Test func farAheadSeqsAreStoredSparselyAndFoldedIn() throws {
         let replay = try smallReplay(seed: 11, players: 2, seconds: 4)
         let cell = UInt32(try TurfWorld.settings(for: replay.config).map.floorCells[5])
-        func op(_ seq: UInt32, _ tick: Tick = 10) -> Op<TurfOp> { Op(player: 0, seq: seq, tick: tick, payload: .move(cell: cell)) }
+        func op(_ seq: UInt32, _ tick: Tick = 10) -> Op<TurfOp> {
+            Op(player: 0, seq: seq, tick: tick, payload: .move(cell: cell))
+        }
         var r = try Replica<TurfWorld>(config: replay.config)
         let huge = op((1 << 28) - 1)
-        #expect(r.receive(huge) == .merged)        // would have appended 268 million slots
+        #expect(r.receive(huge) == .merged)  // would have appended 268 million slots
         #expect(r.receive(huge) == .duplicate)
-        #expect(r.receive(op(1500)) == .merged)    // beyond 2 × 1 + 1024: kept aside too
+        #expect(r.receive(op(1500)) == .merged)  // beyond 2 × 1 + 1024: kept aside too
         #expect(r.contiguousCount(for: 0) == 0)
         for s in 0..<1600 { r.receive(op(UInt32(s))) }  // the log grows over seq 1500
         #expect(r.receive(op(1500)) == .duplicate)
@@ -62,9 +64,16 @@ import TurfRules
         for op in replay.logs[0] { r.receive(op) }
         let base = replay.logs[0][0]
         var forged: [Op<TurfOp>] = []
-        for i in 0..<500 { forged.append(Op(player: 0, seq: base.seq, tick: base.tick, payload: .move(cell: UInt32(floor[i % floor.count])))) }
+        for i in 0..<500 {
+            forged.append(
+                Op(player: 0, seq: base.seq, tick: base.tick, payload: .move(cell: UInt32(floor[i % floor.count])))
+            )
+        }
         forged = forged.filter { $0 != base }
-        func cellOf(_ op: Op<TurfOp>) -> UInt32 { if case .move(let c) = op.payload { return c }; return 0 }
+        func cellOf(_ op: Op<TurfOp>) -> UInt32 {
+            if case .move(let c) = op.payload { return c }
+            return 0
+        }
         let distinct = Set(forged.map(cellOf)).count
         for op in forged + forged { r.receive(op) }
         #expect(r.stats.equivocations == UInt64(distinct))
@@ -79,27 +88,41 @@ import TurfRules
         var r = ByteReader(good, offset: ReplayFile.magic.count + 2)
         var sections: [(UInt8, [UInt8])] = []
         while !r.isAtEnd {
-            let tag = try r.u8(), n = Int(try r.u32())
+            let tag = try r.u8()
+            let n = Int(try r.u32())
             sections.append((tag, Array(try r.take(n))))
             _ = try r.u64()
         }
         func file(_ replace: (UInt8, [UInt8]) -> [UInt8]?) -> [UInt8] {
             var w = ByteWriter()
-            w.bytes(ReplayFile.magic); w.u16(ReplayFile.version)
+            w.bytes(ReplayFile.magic)
+            w.u16(ReplayFile.version)
             for (tag, body) in sections {
                 let b = replace(tag, body) ?? body
-                w.u8(tag); w.u32(UInt32(b.count)); w.bytes(b); w.u64(0)
+                w.u8(tag)
+                w.u32(UInt32(b.count))
+                w.bytes(b)
+                w.u64(0)
             }
             return ReplayFile.resealed(w.bytes)
         }
         var log = ByteWriter()
-        log.u8(0); log.varint(2)
-        log.varint(0); log.varint(10); log.varint(2 << 1)                 // tick 5
-        log.varint(0); log.varint(UInt64.max - 1); log.varint(2 << 1)     // + Int64.max: overflow
+        log.u8(0)
+        log.varint(2)
+        log.varint(0)
+        log.varint(10)
+        log.varint(2 << 1)  // tick 5
+        log.varint(0)
+        log.varint(UInt64.max - 1)
+        log.varint(2 << 1)  // + Int64.max: overflow
         let tickOverflow = file { tag, body in tag == 2 && body.first == 0 ? log.bytes : nil }
         #expect(throws: ReplayFormatError.self) { try ReplayFile.decode(tickOverflow, as: TurfWorld.self) }
         var cps = ByteWriter()
-        cps.varint(2); cps.varint(30); cps.u64(1); cps.varint(UInt64.max - 10); cps.u64(2)
+        cps.varint(2)
+        cps.varint(30)
+        cps.u64(1)
+        cps.varint(UInt64.max - 10)
+        cps.u64(2)
         let checkpointOverflow = file { tag, _ in tag == 3 ? cps.bytes : nil }
         #expect(throws: ReplayFormatError.self) { try ReplayFile.decode(checkpointOverflow, as: TurfWorld.self) }
         #expect(ReplayFuzz.check(tickOverflow) == nil && ReplayFuzz.check(checkpointOverflow) == nil)
@@ -111,7 +134,9 @@ import TurfRules
         var settings = TurfSettings(map: try loadMap("dojo"))
         let players = [PlayerInfo(name: "a", kind: .bot, level: 0), PlayerInfo(name: "b", kind: .bot, level: 0)]
         settings.pickupInterval = 1
-        #expect(throws: ConfigError.self) { try Replica<TurfWorld>(config: settings.matchConfig(seed: 1, players: players)) }
+        #expect(throws: ConfigError.self) {
+            try Replica<TurfWorld>(config: settings.matchConfig(seed: 1, players: players))
+        }
         settings.pickupInterval = 60
         settings.pickupLifetime = .max
         let ok = settings.matchConfig(seed: 1, players: players)
@@ -132,9 +157,15 @@ import TurfRules
     @Test func namesAReplayCouldNotHoldAreRefusedBeforeTheMatch() throws {
         let settings = TurfSettings(map: try loadMap("dojo"))
         let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}"
-        let long = [PlayerInfo(name: String(repeating: family, count: 12), kind: .human), PlayerInfo(name: "b", kind: .bot)]
-        #expect(throws: ConfigError.self) { try Replica<TurfWorld>(config: settings.matchConfig(seed: 1, players: long)) }
-        let fits = [PlayerInfo(name: String(repeating: "é", count: 32), kind: .human), PlayerInfo(name: "b", kind: .bot)]
+        let long = [
+            PlayerInfo(name: String(repeating: family, count: 12), kind: .human), PlayerInfo(name: "b", kind: .bot),
+        ]
+        #expect(throws: ConfigError.self) {
+            try Replica<TurfWorld>(config: settings.matchConfig(seed: 1, players: long))
+        }
+        let fits = [
+            PlayerInfo(name: String(repeating: "é", count: 32), kind: .human), PlayerInfo(name: "b", kind: .bot),
+        ]
         let config = settings.matchConfig(seed: 1, players: fits)
         _ = try Replica<TurfWorld>(config: config)
         let replay = try TurfReplay(config: config, logs: [[], []])

@@ -60,7 +60,7 @@ struct LinkHook: MatchHook {
 }
 
 @Suite struct MatchLoopTests {
-    static let tickNanos: UInt64 = 100_000_000 // MaxBoard configs run at 10 Hz
+    static let tickNanos: UInt64 = 100_000_000  // MaxBoard configs run at 10 Hz
 
     func bidders(_ config: MatchConfig, owned: [PlayerID]? = nil) -> [PlayerID: Bidder] {
         var c: [PlayerID: Bidder] = [:]
@@ -84,7 +84,7 @@ struct LinkHook: MatchHook {
             #expect(p.ran.lowerBound == before)
             // Tick t is due from start + t × 100 ms: exactly the ticks whose start has passed ran.
             #expect(loop.tick == min(Tick((now - start) / Self.tickNanos) + 1, 121))
-            now += 25_000_000 // 40 frames a second
+            now += 25_000_000  // 40 frames a second
             frames += 1
         }
         #expect(hook.before == Array(0...120))
@@ -93,7 +93,8 @@ struct LinkHook: MatchHook {
 
         var flat = try MatchLoop(config: config, controllers: bidders(config), start: 0)
         flat.runToEnd()
-        let a = try loop.recording(), b = try flat.recording()
+        let a = try loop.recording()
+        let b = try flat.recording()
         #expect(a.finalHash == b.finalHash)
         #expect(a.logs == b.logs)
         #expect(a.opCount > 20)
@@ -106,9 +107,12 @@ struct LinkHook: MatchHook {
         var loop = try MatchLoop(config: config, controllers: bidders(config), start: 0)
         var hook = ProbeHook()
         var now: UInt64 = 0
-        for _ in 0..<10 { loop.advance(now: now, hook: &hook); now += Self.tickNanos }
+        for _ in 0..<10 {
+            loop.advance(now: now, hook: &hook)
+            now += Self.tickNanos
+        }
         #expect(loop.tick == 10)
-        now += 5_000_000_000 // a 5-second stall: the clock is at tick 60
+        now += 5_000_000_000  // a 5-second stall: the clock is at tick 60
         #expect(loop.lag(at: now) == 50)
         let p = loop.advance(now: now, hook: &hook)
         #expect(p.ran == 57..<61)
@@ -126,8 +130,11 @@ struct LinkHook: MatchHook {
         let config = MaxBoard.config(seed: 2, players: 2, slots: 4, ticks: 100)
         var loop = try MatchLoop(config: config, controllers: bidders(config), start: 0)
         var now: UInt64 = 0
-        for _ in 0..<20 { loop.advance(now: now); now += Self.tickNanos }
-        now += 60_000_000_000 // paused for a minute
+        for _ in 0..<20 {
+            loop.advance(now: now)
+            now += Self.tickNanos
+        }
+        now += 60_000_000_000  // paused for a minute
         loop.resume(at: now)
         #expect(loop.advance(now: now).ran.isEmpty)
         now += Self.tickNanos
@@ -145,7 +152,14 @@ struct LinkHook: MatchHook {
         var now = start
         var sleeps = 0
         var hook = ProbeHook()
-        let finished = loop.run(now: { now }, sleep: { ns in now += ns; sleeps += 1 }, hook: &hook)
+        let finished = loop.run(
+            now: { now },
+            sleep: { ns in
+                now += ns
+                sleeps += 1
+            },
+            hook: &hook
+        )
         #expect(finished)
         #expect(loop.isOver)
         #expect(hook.before == Array(0...50))
@@ -156,7 +170,15 @@ struct LinkHook: MatchHook {
         now = start
         var stopped = try MatchLoop(config: config, controllers: bidders(config), start: start)
         var wakeups = 0
-        let ended = stopped.run(now: { now }, sleep: { now += $0 }, hook: &hook, shouldStop: { wakeups += 1; return wakeups > 5 })
+        let ended = stopped.run(
+            now: { now },
+            sleep: { now += $0 },
+            hook: &hook,
+            shouldStop: {
+                wakeups += 1
+                return wakeups > 5
+            }
+        )
         #expect(!ended)
         #expect(stopped.tick == 5)
     }
@@ -166,16 +188,28 @@ struct LinkHook: MatchHook {
     @Test func theJournalIsFlushedEveryFewTicksAndRecoversTheMatch() throws {
         let config = MaxBoard.config(seed: 11, players: 3, slots: 8, ticks: 95)
         let journal = MemoryJournal(config: config)
-        var loop = try MatchLoop(config: config, controllers: bidders(config), start: 0, journal: journal, journalEvery: 10)
+        var loop = try MatchLoop(
+            config: config,
+            controllers: bidders(config),
+            start: 0,
+            journal: journal,
+            journalEvery: 10
+        )
         var now: UInt64 = 0
-        while loop.tick < 10 { loop.advance(now: now); now += Self.tickNanos }
+        while loop.tick < 10 {
+            loop.advance(now: now)
+            now += Self.tickNanos
+        }
         #expect(journal.appends == 1)
         let afterTen = try ReplayJournal.recover(journal.bytes, as: MaxBoard.self)
         #expect(afterTen.replay.opCount == loop.replica.allLogs.reduce(0) { $0 + $1.count })
-        while !loop.isOver { loop.advance(now: now); now += Self.tickNanos }
-        #expect(journal.appends == 9) // ticks 10, 20, …, 90
+        while !loop.isOver {
+            loop.advance(now: now)
+            now += Self.tickNanos
+        }
+        #expect(journal.appends == 9)  // ticks 10, 20, …, 90
         let replay = try loop.recording()
-        #expect(journal.appends == 10) // the last 6 ticks, flushed with the recording
+        #expect(journal.appends == 10)  // the last 6 ticks, flushed with the recording
         #expect(loop.journalBytes == journal.bytes.count - ReplayJournal.header(config).count)
         let rec = try ReplayJournal.recover(journal.bytes, as: MaxBoard.self)
         #expect(rec.replay.logs == replay.logs)

@@ -13,7 +13,7 @@ import TurfRules
         var config = try smallReplay(seed: 6, players: 4, seconds: 4).config
         config.players[0].owner = Self.alice
         config.players[1].owner = Self.bob
-        config.players[2].owner = Self.alice // a bot Alice's peer runs
+        config.players[2].owner = Self.alice  // a bot Alice's peer runs
         return config
     }
 
@@ -37,11 +37,14 @@ import TurfRules
     /// tells configs apart by their owners too.
     @Test func ownersAreRecordedInReplaysAndJournals() throws {
         let config = try networkedConfig()
-        var match = try TurfLocalMatch(config: config, controllers: TurfMatch.controllers(config: config, ownedBy: Self.alice))
+        var match = try TurfLocalMatch(
+            config: config,
+            controllers: TurfMatch.controllers(config: config, ownedBy: Self.alice)
+        )
         match.runToEnd()
         let replay = try match.recording()
         let bytes = ReplayFile.encode(replay)
-        #expect(bytes[8] == 2 && bytes[9] == 0) // format version 2
+        #expect(bytes[8] == 2 && bytes[9] == 0)  // format version 2
         let decoded = try ReplayFile.decode(bytes, as: TurfWorld.self)
         #expect(decoded.config == config)
         #expect(decoded.config.players.map(\.owner) == [Self.alice, Self.bob, Self.alice, nil])
@@ -62,7 +65,7 @@ import TurfRules
         var bytes = w.bytes
         var blob = ByteWriter()
         blob.blob(config.settings)
-        let at = bytes.count - blob.count - 33 // the owner's length byte, then the key, then the settings
+        let at = bytes.count - blob.count - 33  // the owner's length byte, then the key, then the settings
         #expect(bytes[at] == 32 && Array(bytes[(at + 1)..<(at + 33)]) == Self.bob.bytes)
         bytes[at] = 5
         var r = ByteReader(bytes)
@@ -80,9 +83,17 @@ import TurfRules
         let settings = try networkedConfig().settings
         func v1(kinds: [UInt8]) -> [UInt8] {
             var w = ByteWriter()
-            w.string(TurfWorld.gameID); w.u64(9); w.u16(30); w.u32(120); w.u32(30)
+            w.string(TurfWorld.gameID)
+            w.u64(9)
+            w.u16(30)
+            w.u32(120)
+            w.u32(30)
             w.u8(UInt8(kinds.count))
-            for (i, k) in kinds.enumerated() { w.string("p\(i)"); w.u8(k); w.u8(k == 1 ? 1 : 0) }
+            for (i, k) in kinds.enumerated() {
+                w.string("p\(i)")
+                w.u8(k)
+                w.u8(k == 1 ? 1 : 0)
+            }
             w.blob(settings)
             return w.bytes
         }
@@ -104,14 +115,25 @@ import TurfRules
     @Test func aVersionOneJournalIsStillRecovered() throws {
         let source = try smallReplay(seed: 12, players: 3, seconds: 4)
         var body = ByteWriter()
-        body.string(source.config.gameID); body.u64(source.config.seed); body.u16(source.config.tickRate)
-        body.u32(source.config.lengthTicks); body.u32(source.config.checkpointInterval)
+        body.string(source.config.gameID)
+        body.u64(source.config.seed)
+        body.u16(source.config.tickRate)
+        body.u32(source.config.lengthTicks)
+        body.u32(source.config.checkpointInterval)
         body.u8(UInt8(source.config.players.count))
-        for p in source.config.players { body.string(p.name); body.u8(p.kind.rawValue); body.u8(p.level) }
+        for p in source.config.players {
+            body.string(p.name)
+            body.u8(p.kind.rawValue)
+            body.u8(p.level)
+        }
         body.blob(source.config.settings)
         var w = ByteWriter()
-        w.bytes(ReplayJournal.magic); w.u16(1)
-        w.u8(1); w.u32(UInt32(body.count)); w.bytes(body.bytes); w.u64(0) // config section, checksum resealed below
+        w.bytes(ReplayJournal.magic)
+        w.u16(1)
+        w.u8(1)
+        w.u32(UInt32(body.count))
+        w.bytes(body.bytes)
+        w.u64(0)  // config section, checksum resealed below
         var journal = ReplayFile.resealed(w.bytes)
         for log in source.logs { journal += ReplayJournal.chunk(log, as: TurfWorld.self) }
         let rec = try ReplayJournal.recover(journal, as: TurfWorld.self)

@@ -37,12 +37,20 @@ import TurfRules
         let i = replay.logs[2].firstIndex { $0.tick >= 150 }!
         let map = try TurfWorld.settings(for: replay.config).map
         let old = replay.logs[2][i]
-        let other = map.floorCells.first { UInt32($0) != { if case .move(let c) = old.payload { return c } ; return 0 }() }!
+        let other = map.floorCells.first {
+            UInt32($0)
+                != {
+                    if case .move(let c) = old.payload { return c }
+                    return 0
+                }()
+        }!
         replay.logs[2][i].payload = .move(cell: UInt32(other))
-        let bytes = ReplayFile.encode(replay) // consistent checksums: the file is well-formed
+        let bytes = ReplayFile.encode(replay)  // consistent checksums: the file is well-formed
         let (v, _) = try ReplayPlayer(try ReplayFile.decode(bytes, as: TurfWorld.self)).verify()
         #expect(!v.ok)
-        let expected = (old.tick / replay.config.checkpointInterval + (old.tick % replay.config.checkpointInterval == 0 ? 0 : 1)) * replay.config.checkpointInterval
+        let expected =
+            (old.tick / replay.config.checkpointInterval + (old.tick % replay.config.checkpointInterval == 0 ? 0 : 1))
+            * replay.config.checkpointInterval
         #expect(v.firstBadTick == max(expected, replay.config.checkpointInterval))
     }
 
@@ -69,10 +77,12 @@ import TurfRules
             for _ in 0..<flips { b[rng.below(b.count)] ^= UInt8(1 + rng.below(255)) }
             do {
                 let r = try ReplayFile.decode(b, as: TurfWorld.self)
-                _ = try ReplayPlayer(r).verify() // whatever decoded must still replay safely
-            } catch is ReplayFormatError { rejected += 1 } catch is ConfigError { rejected += 1 } catch is MapError { rejected += 1 }
+                _ = try ReplayPlayer(r).verify()  // whatever decoded must still replay safely
+            } catch is ReplayFormatError { rejected += 1 } catch is ConfigError { rejected += 1 } catch is MapError {
+                rejected += 1
+            }
         }
-        #expect(rejected == 3000) // every section is checksummed: every corruption is caught
+        #expect(rejected == 3000)  // every section is checksummed: every corruption is caught
         for len in [0, 1, 7, 8, 9, 10, 64, 4096] {
             let garbage = (0..<len).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             #expect(throws: ReplayFormatError.self) { try ReplayFile.decode(garbage, as: TurfWorld.self) }
@@ -100,7 +110,8 @@ import TurfRules
                 case 1: m = Array(m.prefix(rng.below(m.count + 1)))
                 case 2: m.insert(UInt8(truncatingIfNeeded: rng.next()), at: rng.below(m.count + 1))
                 default:
-                    let i = rng.below(m.count), j = rng.below(m.count)
+                    let i = rng.below(m.count)
+                    let j = rng.below(m.count)
                     m.swapAt(i, j)
                 }
                 #expect(ReplayFuzz.check(m) == nil)

@@ -10,8 +10,10 @@ import TurfRules
     /// order, journaling every `every` ticks as the demo does. Returns the journal and the match.
     func journaledMatch(every: Tick = 10, stopAt: Tick? = nil) throws -> ([UInt8], [Int], TurfLocalMatch, TurfReplay) {
         let source = try smallReplay(seed: 42, players: 4, seconds: 10)
-        var match = try TurfLocalMatch(config: source.config,
-                                       controllers: [0: TurfController(bot: Bot(level: .hard, seed: source.config.seed, player: 0))])
+        var match = try TurfLocalMatch(
+            config: source.config,
+            controllers: [0: TurfController(bot: Bot(level: .hard, seed: source.config.seed, player: 0))]
+        )
         match.recordJournal = true
         let remote = source.logs[1...].flatMap { $0 }
         var rng = SplitMix64(seed: 9)
@@ -118,8 +120,11 @@ import TurfRules
         let (journal, boundaries, _, _) = try journaledMatch(every: 30)
         let first = boundaries[0]..<boundaries[1]
         var rng = SplitMix64(seed: 7)
-        let positions = [first.lowerBound, first.lowerBound + 1, first.lowerBound + 3, first.lowerBound + 4,
-                         first.upperBound - 1] + (0..<12).map { _ in first.lowerBound + rng.below(first.count) }
+        let positions =
+            [
+                first.lowerBound, first.lowerBound + 1, first.lowerBound + 3, first.lowerBound + 4,
+                first.upperBound - 1,
+            ] + (0..<12).map { _ in first.lowerBound + rng.below(first.count) }
         for at in positions {
             for bit in [0, 3, 7] {
                 var bad = journal
@@ -167,7 +172,8 @@ import TurfRules
             .map { [UInt8](try Data(contentsOf: dir.appendingPathComponent($0))) }
         #expect(seeds.count >= 2)
         var rng = SplitMix64(seed: 0x10A7)
-        var damaged = 0, checked = 0
+        var damaged = 0
+        var checked = 0
         for seed in seeds where !seed.isEmpty {
             #expect(JournalFuzz.check(seed) == nil)
             for _ in 0..<600 {
@@ -176,7 +182,8 @@ import TurfRules
                 case 0: m[rng.below(m.count)] ^= UInt8(1 + rng.below(255))
                 case 1: m = Array(m.prefix(rng.below(m.count + 1)))
                 case 2:
-                    let i = rng.below(m.count), n = min(m.count - i, 1 + rng.below(64))
+                    let i = rng.below(m.count)
+                    let n = min(m.count - i, 1 + rng.below(64))
                     m.insert(contentsOf: m[i..<(i + n)], at: rng.below(m.count + 1))
                 default: m.insert(UInt8(truncatingIfNeeded: rng.next()), at: rng.below(m.count + 1))
                 }

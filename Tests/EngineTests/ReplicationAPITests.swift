@@ -27,9 +27,13 @@ import TurfRules
         let batch = OpCodec<MaxBoard>.encodeBatch(ops)
         #expect(try OpCodec<MaxBoard>.decodeBatch(batch, config: config, maxOps: ops.count) == ops)
         // The count is bounded: a batch of more ops than allowed is refused before decoding them.
-        #expect(throws: ByteReadError.self) { try OpCodec<MaxBoard>.decodeBatch(batch, config: config, maxOps: ops.count - 1) }
+        #expect(throws: ByteReadError.self) {
+            try OpCodec<MaxBoard>.decodeBatch(batch, config: config, maxOps: ops.count - 1)
+        }
         // Stray bytes after the batch are an error.
-        #expect(throws: ByteReadError.self) { try OpCodec<MaxBoard>.decodeBatch(batch + [0], config: config, maxOps: ops.count) }
+        #expect(throws: ByteReadError.self) {
+            try OpCodec<MaxBoard>.decodeBatch(batch + [0], config: config, maxOps: ops.count)
+        }
 
         // A log with gaps, delta-coded.
         let log = match.replica.allLogs[1].enumerated().filter { $0.offset % 3 != 1 }.map(\.element)
@@ -54,13 +58,17 @@ import TurfRules
                 #expect(e.offset <= n)
             }
         }
-        let unknownPlayer = OpCodec<MaxBoard>.encodeBatch([Op(player: 2, seq: 0, tick: 1, payload: MaxBoard.Bid(slot: 0, value: 1))])
+        let unknownPlayer = OpCodec<MaxBoard>.encodeBatch([
+            Op(player: 2, seq: 0, tick: 1, payload: MaxBoard.Bid(slot: 0, value: 1))
+        ])
         #expect(throws: ByteReadError(offset: 1, "op by unknown player 2")) {
             try OpCodec<MaxBoard>.decodeBatch(unknownPlayer, config: config, maxOps: 10)
         }
         // A negative bound is no bound to trap on: nothing is allowed.
         #expect(throws: ByteReadError.self) { try OpCodec<MaxBoard>.decodeBatch(batch, config: config, maxOps: -1) }
-        let late = OpCodec<MaxBoard>.encodeBatch([Op(player: 0, seq: 0, tick: 61, payload: MaxBoard.Bid(slot: 0, value: 1))])
+        let late = OpCodec<MaxBoard>.encodeBatch([
+            Op(player: 0, seq: 0, tick: 61, payload: MaxBoard.Bid(slot: 0, value: 1))
+        ])
         #expect(throws: ByteReadError.self) { try OpCodec<MaxBoard>.decodeBatch(late, config: config, maxOps: 10) }
     }
 
@@ -97,7 +105,7 @@ import TurfRules
         }
         #expect(r.ops(of: 2, from: 4, limit: 5) == Array(held.filter { $0.seq >= 4 }.prefix(5)))
         #expect(r.ops(of: 2, from: 0, limit: 0).isEmpty)
-        #expect(r.ops(of: 9, from: 0).isEmpty) // no such player
+        #expect(r.ops(of: 9, from: 0).isEmpty)  // no such player
         #expect(r.heldCount(for: 2) == held.count)
         #expect(r.contiguousCount(for: 2) == 2)
     }
@@ -126,12 +134,17 @@ import TurfRules
         early.receive(forged)
         #expect(early.equivocations.count == 1)
         let turfBytes = early.snapshot().encode()
-        var joiner = try Replica<TurfWorld>(config: source.config,
-                                            snapshot: try ReplicaSnapshot<TurfWorld>.decode(turfBytes, config: source.config))
+        var joiner = try Replica<TurfWorld>(
+            config: source.config,
+            snapshot: try ReplicaSnapshot<TurfWorld>.decode(turfBytes, config: source.config)
+        )
         #expect(joiner.hash == early.hash)
         #expect(joiner.equivocations == early.equivocations)
         var whole = early
-        for op in ordered where op.tick >= 100 { whole.receive(op); joiner.receive(op) }
+        for op in ordered where op.tick >= 100 {
+            whole.receive(op)
+            joiner.receive(op)
+        }
         #expect(joiner.hash == whole.hash)
     }
 
@@ -156,7 +169,9 @@ import TurfRules
         let config = match.replica.config
         let bytes = match.replica.snapshot().encode()
         let total = match.replica.snapshot().opCount
-        #expect(throws: ByteReadError.self) { try ReplicaSnapshot<MaxBoard>.decode(bytes, config: config, maxOps: total - 1) }
+        #expect(throws: ByteReadError.self) {
+            try ReplicaSnapshot<MaxBoard>.decode(bytes, config: config, maxOps: total - 1)
+        }
         #expect(try ReplicaSnapshot<MaxBoard>.decode(bytes, config: config, maxOps: total).opCount == total)
         var other = config
         other.seed += 1
@@ -174,7 +189,7 @@ import TurfRules
             }
         }
         var twice = bytes
-        twice[9] = 4 // four logs in a three-player match
+        twice[9] = 4  // four logs in a three-player match
         #expect(throws: ByteReadError.self) { try ReplicaSnapshot<MaxBoard>.decode(twice, config: config) }
     }
 }

@@ -34,9 +34,10 @@ import Testing
         var stalled = TickStepper(clock: shared, maxCatchUp: 4)
         var steady = TickStepper(clock: shared, maxCatchUp: 4)
         var now: UInt64 = 5_000_000_000
-        var lastStalled: Tick = 0, lastSteady: Tick = 0
+        var lastStalled: Tick = 0
+        var lastSteady: Tick = 0
         for frame in 0..<600 {
-            now += 16_000_000 // 60 frames a second
+            now += 16_000_000  // 60 frames a second
             if let t = steady.due(at: now).last { lastSteady = t }
             // The stalled peer misses every frame from 2 s to 7 s (e.g. suspended), then runs again.
             if !(125..<440).contains(frame), let t = stalled.due(at: now).last { lastStalled = t }
@@ -56,14 +57,20 @@ import Testing
         func frame(_ now: UInt64) {
             let due = s.due(at: now)
             if due.lowerBound > match.tick { match.skip(to: due.lowerBound) }
-            for t in due { #expect(match.tick == t); match.step() }
+            for t in due {
+                #expect(match.tick == t)
+                match.step()
+            }
         }
         var now: UInt64 = 0
-        for _ in 0..<20 { frame(now); now += 100_000_000 }
+        for _ in 0..<20 {
+            frame(now)
+            now += 100_000_000
+        }
         #expect(match.tick == 20)
-        now += 30_000_000_000 // a 30-second stall
+        now += 30_000_000_000  // a 30-second stall
         frame(now)
-        #expect(match.tick == 321) // the clock's tick 320 has run; 20..<317 were skipped
+        #expect(match.tick == 321)  // the clock's tick 320 has run; 20..<317 were skipped
         #expect(s.skippedTicks == 297)
         for p: PlayerID in 0..<2 {
             let asked = match.controllers[p]!.askedTicks
@@ -98,13 +105,13 @@ import Testing
                 now += 10_000_000
             }
         }
-        frames(100) // 1 s: ticks 0...29
+        frames(100)  // 1 s: ticks 0...29
         #expect(ran == Array(0...29))
         // The clock moves 200 ms later: the stepper waits until the clock is back at its next tick.
         s.shiftClock(by: 200_000_000)
         #expect(s.clock.origin == 200_000_000)
         #expect(s.nextTick == 30)
-        frames(20) // 200 ms: the shifted clock is still before tick 30
+        frames(20)  // 200 ms: the shifted clock is still before tick 30
         #expect(ran.count == 30)
         frames(100)
         #expect(ran == Array(0..<ran.count).map { Tick($0) })
@@ -137,7 +144,7 @@ import Testing
         #expect(s.clock.origin == 1_010_000_000)
         #expect(s.slewClock(by: -5_000_000, maxStep: 2_000_000) == -3_000_000)
         #expect(s.clock.origin == 1_008_000_000)
-        #expect(s.slewClock(by: 7, maxStep: 0) == 7) // a zero step moves nothing
+        #expect(s.slewClock(by: 7, maxStep: 0) == 7)  // a zero step moves nothing
         #expect(s.clock.origin == 1_008_000_000)
     }
 }

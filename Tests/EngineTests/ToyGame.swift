@@ -26,8 +26,15 @@ struct MaxBoard: ReplicatedGame, Equatable {
     }
 
     static func config(seed: UInt64, players: Int, slots: UInt8, ticks: Tick) -> MatchConfig {
-        MatchConfig(gameID: gameID, seed: seed, tickRate: 10, lengthTicks: ticks, checkpointInterval: 10,
-                    players: (0..<players).map { PlayerInfo(name: "p\($0)", kind: .bot) }, settings: [slots])
+        MatchConfig(
+            gameID: gameID,
+            seed: seed,
+            tickRate: 10,
+            lengthTicks: ticks,
+            checkpointInterval: 10,
+            players: (0..<players).map { PlayerInfo(name: "p\($0)", kind: .bot) },
+            settings: [slots]
+        )
     }
 
     init(config: MatchConfig, settings: Int) { slots = Array(repeating: 0, count: settings) }

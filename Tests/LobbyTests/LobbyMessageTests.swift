@@ -9,18 +9,38 @@ import Testing
     let commit = [UInt8](repeating: 9, count: 32)
 
     func config() -> MatchConfig {
-        MatchConfig(gameID: "turf", seed: 42, tickRate: 30, lengthTicks: 90, checkpointInterval: 30,
-                    players: [PlayerInfo(name: "a", kind: .human, owner: OwnerKey(key)),
-                              PlayerInfo(name: "b", kind: .bot, level: 1, owner: OwnerKey(commit))],
-                    settings: [1, 2, 3])
+        MatchConfig(
+            gameID: "turf",
+            seed: 42,
+            tickRate: 30,
+            lengthTicks: 90,
+            checkpointInterval: 30,
+            players: [
+                PlayerInfo(name: "a", kind: .human, owner: OwnerKey(key)),
+                PlayerInfo(name: "b", kind: .bot, level: 1, owner: OwnerKey(commit)),
+            ],
+            settings: [1, 2, 3]
+        )
     }
 
     @Test func everyMessageRoundTrips() throws {
         let messages: [LobbyMessage] = [
             .hello(.init(name: "Bob", key: key, commit: commit, spectate: true)),
-            .roster(.init(members: [.init(key: key, name: "Alice", commit: commit, path: .local),
-                                    .init(key: commit, name: "Bob", commit: key, path: .relayed,
-                                          addresses: [PeerAddress(10, 0, 0, 1, port: 5), PeerAddress(127, 0, 0, 1, port: 9)])], maxPlayers: 8)),
+            .roster(
+                .init(
+                    members: [
+                        .init(key: key, name: "Alice", commit: commit, path: .local),
+                        .init(
+                            key: commit,
+                            name: "Bob",
+                            commit: key,
+                            path: .relayed,
+                            addresses: [PeerAddress(10, 0, 0, 1, port: 5), PeerAddress(127, 0, 0, 1, port: 9)]
+                        ),
+                    ],
+                    maxPlayers: 8
+                )
+            ),
             .settings(.init(map: "warren", seconds: 90)),
             .revealRequest,
             .reveal(commit),
@@ -49,26 +69,52 @@ import Testing
         #expect(throws: LobbyError.version(2)) { try LobbyMessage.decode([2, 1]) }
         #expect(throws: LobbyError.unknownType(99)) { try LobbyMessage.decode([1, 99]) }
         var w = ByteWriter()
-        w.u8(1); w.u8(1); w.string(String(repeating: "x", count: 49)); w.bytes(key); w.bytes(commit); w.u8(0)
+        w.u8(1)
+        w.u8(1)
+        w.string(String(repeating: "x", count: 49))
+        w.bytes(key)
+        w.bytes(commit)
+        w.u8(0)
         #expect(throws: LobbyError.self) { try LobbyMessage.decode(w.bytes) }
         var r = ByteWriter()
-        r.u8(1); r.u8(2); r.u8(8); r.varint(9)
+        r.u8(1)
+        r.u8(2)
+        r.u8(8)
+        r.varint(9)
         #expect(throws: LobbyError.self) { try LobbyMessage.decode(r.bytes) }
         var p = ByteWriter()
-        p.u8(1); p.u8(2); p.u8(8); p.varint(1); p.bytes(key); p.string("a"); p.bytes(commit); p.u8(7)
+        p.u8(1)
+        p.u8(2)
+        p.u8(8)
+        p.varint(1)
+        p.bytes(key)
+        p.string("a")
+        p.bytes(commit)
+        p.u8(7)
         #expect(throws: LobbyError.self) { try LobbyMessage.decode(p.bytes) }
         // A small message may not be huge; a snapshot may be up to maxSize, not more.
-        #expect(throws: LobbyError.self) { try LobbyMessage.decode([1, 8] + [UInt8](repeating: 0, count: LobbyMessage.maxSmallSize)) }
-        #expect(throws: LobbyError.self) { try LobbyMessage.decode([1, 9] + [UInt8](repeating: 0, count: LobbyMessage.maxSize)) }
+        #expect(throws: LobbyError.self) {
+            try LobbyMessage.decode([1, 8] + [UInt8](repeating: 0, count: LobbyMessage.maxSmallSize))
+        }
+        #expect(throws: LobbyError.self) {
+            try LobbyMessage.decode([1, 9] + [UInt8](repeating: 0, count: LobbyMessage.maxSize))
+        }
         // A start whose reveals do not match the players.
         var s = ByteWriter()
-        var c = ByteWriter(); config().encode(into: &c)
-        s.u8(1); s.u8(6); s.blob(c.bytes); s.u64(0); s.varint(1); s.bytes(key)
+        var c = ByteWriter()
+        config().encode(into: &c)
+        s.u8(1)
+        s.u8(6)
+        s.blob(c.bytes)
+        s.u64(0)
+        s.varint(1)
+        s.bytes(key)
         #expect(throws: LobbyError.self) { try LobbyMessage.decode(s.bytes) }
     }
 
     @Test func seedNeedsEveryRevealAndChecksCommits() {
-        let a = SeedMix.contribution(), b = SeedMix.contribution()
+        let a = SeedMix.contribution()
+        let b = SeedMix.contribution()
         #expect(SeedMix.opens(a, SeedMix.commit(a)))
         #expect(!SeedMix.opens(b, SeedMix.commit(a)))
         let seed = SeedMix.seed([a, b])

@@ -3,7 +3,7 @@ import LocalFiles
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A fresh directory per test, removed afterwards.
@@ -120,7 +120,9 @@ private func withTempDir(_ body: (String) throws -> Void) throws {
             _ = FileManager.default.createFile(atPath: dir + "/ok", contents: Data("a\r\nb".utf8))
             #expect(try UntrustedFile.readTextIfPresent(dir + "/ok", limit: 10, what: "conf") == "a\r\nb")
             _ = FileManager.default.createFile(atPath: dir + "/bad", contents: Data([0xFF]))
-            #expect(throws: FileError.self) { try UntrustedFile.readTextIfPresent(dir + "/bad", limit: 10, what: "conf") }
+            #expect(throws: FileError.self) {
+                try UntrustedFile.readTextIfPresent(dir + "/bad", limit: 10, what: "conf")
+            }
             #expect(mkfifo(dir + "/fifo", 0o600) == 0)
             #expect(throws: FileError.self) { try UntrustedFile.readIfPresent(dir + "/fifo", limit: 10, what: "conf") }
         }
@@ -130,7 +132,10 @@ private func withTempDir(_ body: (String) throws -> Void) throws {
     @Test func checkWritableDirectory() throws {
         try withTempDir { (dir: String) throws in
             try DurableFile.checkWritableDirectory(dir + "/new/replays")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/new/replays").isEmpty, "the probe is removed")
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: dir + "/new/replays").isEmpty,
+                "the probe is removed"
+            )
             _ = FileManager.default.createFile(atPath: dir + "/file", contents: Data([1]))
             #expect(throws: FileError("\(dir)/file is not a directory (it is a regular file)")) {
                 try DurableFile.checkWritableDirectory(dir + "/file")

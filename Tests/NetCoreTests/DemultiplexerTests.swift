@@ -7,7 +7,8 @@ import Testing
     /// unclaimed first bytes are dropped and counted.
     @Test func theSocketKeepsItsDemultiplexer() {
         let net = SimNetwork(seed: 5, conditions: .perfect)
-        let a = net.bind(PeerAddress(10, 0, 0, 1, port: 1)), b = net.bind(PeerAddress(10, 0, 0, 2, port: 2))
+        let a = net.bind(PeerAddress(10, 0, 0, 1, port: 1))
+        let b = net.bind(PeerAddress(10, 0, 0, 2, port: 2))
         var got: [[UInt8]] = []
         weak var weakDemux: Demultiplexer?
         do {

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Testing
+
 @testable import NetCore
 
 /// The crossing point between the UI thread and the network loop, used from both at once: the
@@ -39,7 +40,8 @@ import Testing
         let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { host.close() }
         let mailbox = NetworkMailbox<Posted>(loop: host, capacity: 1 << 20)
-        let threads = 4, each = 5_000
+        let threads = 4
+        let each = 5_000
         let loopDone = DispatchSemaphore(value: 0)
         mailbox.onLoop {
             for i in 0..<each { mailbox.post(Posted(thread: threads, index: i)) }
@@ -80,36 +82,37 @@ import Testing
     }
 
     #if DEBUG
-    /// SimNetwork's loop is the thread inside `run`: while one runs, another thread is off the loop.
-    @Test func simNetworkLoopIsTheThreadRunningIt() throws {
-        let net = SimNetwork(seed: 1)
-        let socket = net.bind(PeerAddress(10, 0, 0, 1, port: 1))
-        #expect(socket.isInLoop, "no run in progress: the holder is the driver")
-        let inside = DispatchSemaphore(value: 0), checked = DispatchSemaphore(value: 0)
-        let finished = DispatchSemaphore(value: 0)
-        // nonisolated(unsafe): written by the run on the other thread before `inside` is
-        // signalled, read here after waiting for it.
-        nonisolated(unsafe) var onRunner = false
-        net.schedule(after: 1) {
-            onRunner = socket.isInLoop
-            inside.signal()
-            _ = checked.wait(timeout: .now() + 30)
+        /// SimNetwork's loop is the thread inside `run`: while one runs, another thread is off the loop.
+        @Test func simNetworkLoopIsTheThreadRunningIt() throws {
+            let net = SimNetwork(seed: 1)
+            let socket = net.bind(PeerAddress(10, 0, 0, 1, port: 1))
+            #expect(socket.isInLoop, "no run in progress: the holder is the driver")
+            let inside = DispatchSemaphore(value: 0)
+            let checked = DispatchSemaphore(value: 0)
+            let finished = DispatchSemaphore(value: 0)
+            // nonisolated(unsafe): written by the run on the other thread before `inside` is
+            // signalled, read here after waiting for it.
+            nonisolated(unsafe) var onRunner = false
+            net.schedule(after: 1) {
+                onRunner = socket.isInLoop
+                inside.signal()
+                _ = checked.wait(timeout: .now() + 30)
+            }
+            // nonisolated(unsafe): the network is handed to the other thread, and this one touches
+            // only `isInLoop` (thread-safe) until that thread has finished.
+            nonisolated(unsafe) let handed = net
+            Thread {
+                _ = handed.runUntilIdle()
+                finished.signal()
+            }.start()
+            #expect(inside.wait(timeout: .now() + 30) == .success)
+            let offLoop = socket.isInLoop
+            checked.signal()
+            #expect(finished.wait(timeout: .now() + 30) == .success)
+            #expect(onRunner)
+            #expect(!offLoop, "the test's thread while another runs the network")
+            #expect(socket.isInLoop, "the run is over")
         }
-        // nonisolated(unsafe): the network is handed to the other thread, and this one touches
-        // only `isInLoop` (thread-safe) until that thread has finished.
-        nonisolated(unsafe) let handed = net
-        Thread {
-            _ = handed.runUntilIdle()
-            finished.signal()
-        }.start()
-        #expect(inside.wait(timeout: .now() + 30) == .success)
-        let offLoop = socket.isInLoop
-        checked.signal()
-        #expect(finished.wait(timeout: .now() + 30) == .success)
-        #expect(onRunner)
-        #expect(!offLoop, "the test's thread while another runs the network")
-        #expect(socket.isInLoop, "the run is over")
-    }
     #endif
 }
 

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import NetCore
 
 @Suite struct SimNetworkTests {
@@ -7,7 +8,8 @@ import Testing
     @Test func oversizedDatagramsAreDroppedAndCounted() {
         let net = SimNetwork(seed: 1)
         #expect(net.maxDatagram == UDPHost.maxDatagram)
-        let a = net.bind(PeerAddress(10, 0, 0, 1, port: 1)), b = net.bind(PeerAddress(10, 0, 0, 2, port: 1))
+        let a = net.bind(PeerAddress(10, 0, 0, 1, port: 1))
+        let b = net.bind(PeerAddress(10, 0, 0, 2, port: 1))
         var got: [Int] = []
         b.onReceive = { p, _ in got.append(p.count) }
         a.send([UInt8](repeating: 1, count: UDPHost.maxDatagram), to: b.localAddress)

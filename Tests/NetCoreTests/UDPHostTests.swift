@@ -1,7 +1,8 @@
-import Testing
 import Foundation
 import NIOCore
 import NIOPosix
+import Testing
+
 @testable import NetCore
 
 /// Real UDP on 127.0.0.1 only.
@@ -44,7 +45,11 @@ import NIOPosix
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
         defer { argv.forEach { free($0) } }
         #expect(posix_spawn(&pid, "/bin/sleep", nil, nil, argv, nil) == 0)  // an empty environment
-        defer { kill(pid, SIGKILL); var st: Int32 = 0; waitpid(pid, &st, 0) }
+        defer {
+            kill(pid, SIGKILL)
+            var st: Int32 = 0
+            waitpid(pid, &st, 0)
+        }
         a.close()
         let again = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: port))
         again.close()
@@ -115,7 +120,10 @@ import NIOPosix
         let start = h.now
         let firedAt = onLoop(h, Nanos(0))
         try h.sync {
-            h.schedule(after: .milliseconds(5)) { fired.value.append(1); firedAt.value = h.now }
+            h.schedule(after: .milliseconds(5)) {
+                fired.value.append(1)
+                firedAt.value = h.now
+            }
             let t = h.schedule(after: .milliseconds(5)) { fired.value.append(2) }
             t.cancel()
         }
@@ -139,7 +147,8 @@ import NIOPosix
         defer { a.close() }
         let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { b.close() }
-        let krpc = onLoop(b, 0), turf = onLoop(b, 0)
+        let krpc = onLoop(b, 0)
+        let turf = onLoop(b, 0)
         let demux = try b.sync { () -> NIOLoopBound<Demultiplexer> in
             let d = Demultiplexer(socket: b)
             d.route([Demultiplexer.krpcFirstByte]) { _, _ in krpc.value += 1 }

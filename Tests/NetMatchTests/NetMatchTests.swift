@@ -2,8 +2,9 @@ import Determinism
 import Engine
 import Foundation
 import Sodium
-import TurfRules
 import Testing
+import TurfRules
+
 @testable import NetMatch
 
 /// Fixtures: turf matches whose players are owned by generated keys, one player per peer.
@@ -15,7 +16,8 @@ enum Fixture {
     }()
 
     static func keys(_ n: Int, seed: UInt8 = 1) -> [Ed25519.KeyPair] {
-        (0..<n).map { i in try! Ed25519.KeyPair(seed: [UInt8](repeating: seed &+ UInt8(i) &* 7, count: 31) + [UInt8(i)]) }
+        (0..<n).map { i in try! Ed25519.KeyPair(seed: [UInt8](repeating: seed &+ UInt8(i) &* 7, count: 31) + [UInt8(i)])
+        }
     }
 
     static func config(keys: [Ed25519.KeyPair], seconds: Int, seed: UInt64 = 7) throws -> MatchConfig {
@@ -26,7 +28,8 @@ enum Fixture {
     }
 
     static func sim(peers: Int, seconds: Int, seed: UInt64, conditions: NetMatchSim<TurfController>.Conditions)
-        throws -> NetMatchSim<TurfController> {
+        throws -> NetMatchSim<TurfController>
+    {
         let keys = keys(peers)
         let config = try config(keys: keys, seconds: seconds)
         return NetMatchSim(config: config, keys: keys, conditions: conditions, seed: seed) { owner in
@@ -95,7 +98,7 @@ enum Fixture {
         var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
         var c = try NetMatch<TurfWorld>(config: config, identity: keys[2], now: 0)
         let real = Op<TurfWorld.Payload>(player: 0, seq: 0, tick: 0, payload: TurfOp.move(cell: 5))
-        a.addLocal([real], ranTick: 0, now: 0) // signs: count 1 as of tick 0
+        a.addLocal([real], ranTick: 0, now: 0)  // signs: count 1 as of tick 0
         let st = a.statements[0]
         #expect(st.count == 1)
         var forged = real
@@ -167,7 +170,14 @@ enum Fixture {
         let keys = Fixture.keys(2)
         let config = try Fixture.config(keys: keys, seconds: 5)
         var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
-        let ops = (0..<5).map { Op<TurfWorld.Payload>(player: 0, seq: UInt32($0), tick: Tick($0), payload: TurfOp.move(cell: 5 + UInt32($0))) }
+        let ops = (0..<5).map {
+            Op<TurfWorld.Payload>(
+                player: 0,
+                seq: UInt32($0),
+                tick: Tick($0),
+                payload: TurfOp.move(cell: 5 + UInt32($0))
+            )
+        }
         for op in ops { a.addLocal([op], ranTick: op.tick, now: 0) }
         a.addLocal([], ranTick: 15, now: 0)
         let sts = a.statements
@@ -175,12 +185,22 @@ enum Fixture {
         var bad = ops
         bad[2].payload = .move(cell: 40)
         #expect(OpChain.check(config: config, logs: [bad, []], statements: sts, as: TurfWorld.self) != nil)
-        #expect(OpChain.check(config: config, logs: [ops + [Op(player: 0, seq: 5, tick: 16, payload: .move(cell: 3))], []],
-                                      statements: sts, as: TurfWorld.self) != nil)
+        #expect(
+            OpChain.check(
+                config: config,
+                logs: [ops + [Op(player: 0, seq: 5, tick: 16, payload: .move(cell: 3))], []],
+                statements: sts,
+                as: TurfWorld.self
+            ) != nil
+        )
     }
 
-    private func packet(config: MatchConfig, ops: [Op<TurfWorld.Payload>], statements: [SignedStatement],
-                        frontier: [Int] = [0]) -> [UInt8] {
+    private func packet(
+        config: MatchConfig,
+        ops: [Op<TurfWorld.Payload>],
+        statements: [SignedStatement],
+        frontier: [Int] = [0]
+    ) -> [UInt8] {
         var w = ByteWriter()
         w.u8(0xA7)
         w.varint(0)
@@ -201,7 +221,10 @@ enum Fixture {
         let keys = Fixture.keys(2)
         let config = try Fixture.config(keys: keys, seconds: 2)
         var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
-        var match = try LocalMatch(config: config, controllers: TurfMatch.controllers(config: config, ownedBy: OwnerKey(keys[0].publicKey)))
+        var match = try LocalMatch(
+            config: config,
+            controllers: TurfMatch.controllers(config: config, ownedBy: OwnerKey(keys[0].publicKey))
+        )
         match.recordOutbox = true
         while !match.isOver {
             let t = match.tick
@@ -214,10 +237,15 @@ enum Fixture {
         #expect(replay.signatures.count == 1)
         let decoded = try ReplayFile.decode(ReplayFile.encode(replay), as: TurfWorld.self)
         #expect(decoded.signatures == replay.signatures)
-        #expect(OpChain.check(config: config, logs: decoded.logs, signatures: decoded.signatures, as: TurfWorld.self) == nil)
+        #expect(
+            OpChain.check(config: config, logs: decoded.logs, signatures: decoded.signatures, as: TurfWorld.self) == nil
+        )
         var tampered = decoded.logs
         tampered[0][3].payload = .move(cell: 1)
-        #expect(OpChain.check(config: config, logs: tampered, signatures: decoded.signatures, as: TurfWorld.self) == "op 0/\(decoded.logs[0].count - 1): signature of player 0 does not verify")
+        #expect(
+            OpChain.check(config: config, logs: tampered, signatures: decoded.signatures, as: TurfWorld.self)
+                == "op 0/\(decoded.logs[0].count - 1): signature of player 0 does not verify"
+        )
         // A replay without the section reads with no signatures.
         replay.signatures = []
         #expect(try ReplayFile.decode(ReplayFile.encode(replay), as: TurfWorld.self).signatures.isEmpty)

@@ -27,7 +27,8 @@ final class Seen: @unchecked Sendable {
         let router = try bind(bootstrap: [], identity: nil)
         defer { router.close() }
         router.start()
-        let hostKey = Identity.generate(), joinerKey = Identity.generate()
+        let hostKey = Identity.generate()
+        let joinerKey = Identity.generate()
         let host = try bind(bootstrap: [router.localAddress], identity: hostKey)
         defer { host.close() }
         let joiner = try bind(bootstrap: [router.localAddress], identity: joinerKey)

@@ -1,6 +1,7 @@
-import Testing
-@testable import Noise
 import Sodium
+import Testing
+
+@testable import Noise
 
 @Suite struct HandshakeTests {
     @Test func patternParsing() throws {
@@ -16,17 +17,34 @@ import Sodium
         #expect(try NoiseProtocol(name: "Noise_IK_25519_ChaChaPoly_BLAKE2b").pattern.name == "IK")
     }
 
-    func run(_ name: String, initPSK: [UInt8]? = nil, respPSK: [UInt8]? = nil) throws -> (HandshakeState, HandshakeState) {
+    func run(_ name: String, initPSK: [UInt8]? = nil, respPSK: [UInt8]? = nil) throws -> (
+        HandshakeState, HandshakeState
+    ) {
         let proto = try NoiseProtocol(name: name)
-        let a = X25519.KeyPair.generate(), b = X25519.KeyPair.generate()
+        let a = X25519.KeyPair.generate()
+        let b = X25519.KeyPair.generate()
         let needsRS = proto.pattern.responderPreMessage.contains(.s)
-        var i = try HandshakeState(protocol: proto, initiator: true, prologue: [1], localStatic: a,
-                                   remoteStatic: needsRS ? b.publicKey : nil,
-                                   psks: initPSK.map { [SecretBytes(copying: $0)] } ?? [])
-        var r = try HandshakeState(protocol: proto, initiator: false, prologue: [1], localStatic: b,
-                                   psks: respPSK.map { [SecretBytes(copying: $0)] } ?? [])
+        var i = try HandshakeState(
+            protocol: proto,
+            initiator: true,
+            prologue: [1],
+            localStatic: a,
+            remoteStatic: needsRS ? b.publicKey : nil,
+            psks: initPSK.map { [SecretBytes(copying: $0)] } ?? []
+        )
+        var r = try HandshakeState(
+            protocol: proto,
+            initiator: false,
+            prologue: [1],
+            localStatic: b,
+            psks: respPSK.map { [SecretBytes(copying: $0)] } ?? []
+        )
         while !i.isComplete {
-            if i.isMyTurn { _ = try r.readMessage(try i.writeMessage([7])) } else { _ = try i.readMessage(try r.writeMessage([8])) }
+            if i.isMyTurn {
+                _ = try r.readMessage(try i.writeMessage([7]))
+            } else {
+                _ = try i.readMessage(try r.writeMessage([8]))
+            }
         }
         return (i, r)
     }
@@ -38,7 +56,8 @@ import Sodium
     }
 
     @Test func wrongPSKIsRejected() throws {
-        let good = Sodium.randomBytes(32), bad = Sodium.randomBytes(32)
+        let good = Sodium.randomBytes(32)
+        let bad = Sodium.randomBytes(32)
         _ = try run("Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b", initPSK: good, respPSK: good)
         #expect(throws: NoiseError.decryptionFailed) {
             _ = try run("Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b", initPSK: good, respPSK: bad)
@@ -47,7 +66,9 @@ import Sodium
 
     @Test func ikWithWrongResponderKeyFails() throws {
         let proto = try NoiseProtocol(name: "Noise_IK_25519_ChaChaPoly_BLAKE2b")
-        let a = X25519.KeyPair.generate(), b = X25519.KeyPair.generate(), other = X25519.KeyPair.generate()
+        let a = X25519.KeyPair.generate()
+        let b = X25519.KeyPair.generate()
+        let other = X25519.KeyPair.generate()
         var i = try HandshakeState(protocol: proto, initiator: true, localStatic: a, remoteStatic: other.publicKey)
         var r = try HandshakeState(protocol: proto, initiator: false, localStatic: b)
         let m = try i.writeMessage()

@@ -12,7 +12,8 @@ enum VectorVerifier {
 
     /// The package root, found from this file's path (Tests/NoiseTests/VectorVerifier.swift).
     static var packageRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
     }
 
     /// `../shared/vectors/noise/...` next to the package, wherever the checkout is.
@@ -47,13 +48,17 @@ enum VectorVerifier {
     static func verify(file: URL) throws -> Result {
         let data = try Data(contentsOf: file)
         guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let vectors = root["vectors"] as? [[String: Any]] else {
+            let vectors = root["vectors"] as? [[String: Any]]
+        else {
             throw CocoaError(.fileReadCorruptFile)
         }
         var result = Result()
         for (i, v) in vectors.enumerated() {
             let name = v["protocol_name"] as? String ?? "vector \(i)"
-            guard let proto = try? NoiseProtocol(name: name) else { result.skipped.append(name); continue }
+            guard let proto = try? NoiseProtocol(name: name) else {
+                result.skipped.append(name)
+                continue
+            }
             do {
                 try check(v, proto)
                 result.checked += 1
@@ -85,13 +90,23 @@ enum VectorVerifier {
             }
         }
         var initiator = try HandshakeState(
-            protocol: proto, initiator: true, prologue: try field(v, "init_prologue") ?? [],
-            localStatic: try keyPair("init_static"), localEphemeral: try keyPair("init_ephemeral"),
-            remoteStatic: try field(v, "init_remote_static"), psks: try psks("init_psks"))
+            protocol: proto,
+            initiator: true,
+            prologue: try field(v, "init_prologue") ?? [],
+            localStatic: try keyPair("init_static"),
+            localEphemeral: try keyPair("init_ephemeral"),
+            remoteStatic: try field(v, "init_remote_static"),
+            psks: try psks("init_psks")
+        )
         var responder = try HandshakeState(
-            protocol: proto, initiator: false, prologue: try field(v, "resp_prologue") ?? [],
-            localStatic: try keyPair("resp_static"), localEphemeral: try keyPair("resp_ephemeral"),
-            remoteStatic: try field(v, "resp_remote_static"), psks: try psks("resp_psks"))
+            protocol: proto,
+            initiator: false,
+            prologue: try field(v, "resp_prologue") ?? [],
+            localStatic: try keyPair("resp_static"),
+            localEphemeral: try keyPair("resp_ephemeral"),
+            remoteStatic: try field(v, "resp_remote_static"),
+            psks: try psks("resp_psks")
+        )
         guard let messages = v["messages"] as? [[String: String]], !messages.isEmpty else {
             throw Mismatch(description: "no messages")
         }

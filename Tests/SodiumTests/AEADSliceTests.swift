@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Sodium
 
 @Suite struct AEADSliceTests {
@@ -38,11 +39,20 @@ import Testing
         var out: [UInt8] = [42]
         #expect(ChaChaPoly.openPacket(key: key, counter: 3, packet: packet, headerLength: 14, appendingTo: &out))
         #expect(out == [42] + payload)
-        var bad = packet; bad[2] ^= 1   // header is authenticated
+        var bad = packet
+        bad[2] ^= 1  // header is authenticated
         out = []
         #expect(!ChaChaPoly.openPacket(key: key, counter: 3, packet: bad, headerLength: 14, appendingTo: &out))
         #expect(out.isEmpty)
         #expect(!ChaChaPoly.openPacket(key: key, counter: 4, packet: packet, headerLength: 14, appendingTo: &out))
-        #expect(!ChaChaPoly.openPacket(key: key, counter: 3, packet: Array(packet.prefix(20)), headerLength: 14, appendingTo: &out))
+        #expect(
+            !ChaChaPoly.openPacket(
+                key: key,
+                counter: 3,
+                packet: Array(packet.prefix(20)),
+                headerLength: 14,
+                appendingTo: &out
+            )
+        )
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Sodium
 
 func hex(_ s: String) -> [UInt8] {
@@ -10,8 +11,8 @@ func hex(_ s: String) -> [UInt8] {
 
 func hexString(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
 
-private extension String {
-    init(format: String, _ v: UInt8) {
+extension String {
+    fileprivate init(format: String, _ v: UInt8) {
         let digits = Array("0123456789abcdef")
         self = String([digits[Int(v >> 4)], digits[Int(v & 15)]])
     }
@@ -20,7 +21,9 @@ private extension String {
 @Suite struct X25519Tests {
     // RFC 7748 section 6.1.
     @Test func rfc7748SharedSecret() throws {
-        let alice = try X25519.KeyPair(secretKey: hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"))
+        let alice = try X25519.KeyPair(
+            secretKey: hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+        )
         let bob = try X25519.KeyPair(secretKey: hex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"))
         #expect(hexString(alice.publicKey) == "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
         #expect(hexString(bob.publicKey) == "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
@@ -40,7 +43,9 @@ private extension String {
     @Test func wrongLengthsThrow() {
         #expect(throws: SodiumError.self) { _ = try X25519.KeyPair(secretKey: [UInt8](repeating: 1, count: 31)) }
         let me = X25519.KeyPair.generate()
-        #expect(throws: SodiumError.self) { _ = try X25519.sharedSecret(secretKey: me.secretKey, publicKey: [1, 2, 3]) }
+        #expect(throws: SodiumError.self) {
+            _ = try X25519.sharedSecret(secretKey: me.secretKey, publicKey: [1, 2, 3])
+        }
     }
 }
 
@@ -50,7 +55,10 @@ private extension String {
         let kp = try Ed25519.KeyPair(seed: hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
         #expect(hexString(kp.publicKey) == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
         let sig = kp.sign([UInt8]())
-        #expect(hexString(sig) == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+        #expect(
+            hexString(sig)
+                == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        )
         #expect(Ed25519.verify(signature: sig, message: [UInt8](), publicKey: kp.publicKey))
         #expect(kp.seed.bytes == hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
     }
@@ -68,18 +76,27 @@ private extension String {
     /// The converted keys agree: DH between two identities' X25519 keys works both ways, and the
     /// public conversion matches the public half of the secret conversion.
     @Test func conversionToX25519() throws {
-        let a = Ed25519.KeyPair.generate(), b = Ed25519.KeyPair.generate()
-        let ax = try a.x25519(), bx = try b.x25519()
+        let a = Ed25519.KeyPair.generate()
+        let b = Ed25519.KeyPair.generate()
+        let ax = try a.x25519()
+        let bx = try b.x25519()
         #expect(try Ed25519.x25519PublicKey(from: a.publicKey) == ax.publicKey)
         #expect(try Ed25519.x25519PublicKey(from: b.publicKey) == bx.publicKey)
-        let s1 = try X25519.sharedSecret(secretKey: ax.secretKey, publicKey: try Ed25519.x25519PublicKey(from: b.publicKey))
-        let s2 = try X25519.sharedSecret(secretKey: bx.secretKey, publicKey: try Ed25519.x25519PublicKey(from: a.publicKey))
+        let s1 = try X25519.sharedSecret(
+            secretKey: ax.secretKey,
+            publicKey: try Ed25519.x25519PublicKey(from: b.publicKey)
+        )
+        let s2 = try X25519.sharedSecret(
+            secretKey: bx.secretKey,
+            publicKey: try Ed25519.x25519PublicKey(from: a.publicKey)
+        )
         #expect(s1.bytes == s2.bytes)
     }
 
     @Test func invalidEdPublicKeyIsRejected() {
         // y = 2 is not on the curve.
-        var bad = [UInt8](repeating: 0, count: 32); bad[0] = 2
+        var bad = [UInt8](repeating: 0, count: 32)
+        bad[0] = 2
         #expect(throws: SodiumError.invalidPublicKey) { _ = try Ed25519.x25519PublicKey(from: bad) }
     }
 }
@@ -102,7 +119,8 @@ private extension String {
         #expect(ChaChaPoly.open(key: key, counter: 8, ad: [1], ciphertext: ct) == nil)
         #expect(ChaChaPoly.open(key: key, counter: 7, ad: [2], ciphertext: ct) == nil)
         for i in [0, 50, 99, 100, 115] {
-            var bad = ct; bad[i] ^= 0x80
+            var bad = ct
+            bad[i] ^= 0x80
             #expect(ChaChaPoly.open(key: key, counter: 7, ad: [1], ciphertext: bad) == nil)
         }
         #expect(ChaChaPoly.open(key: key, counter: 7, ad: [1], ciphertext: Array(ct[0..<15])) == nil)
@@ -122,9 +140,17 @@ private extension String {
 
 @Suite struct BLAKE2bTests {
     @Test func knownAnswers() throws {
-        #expect(hexString(try BLAKE2b.hash([UInt8]())) == "786a02f742015903c6c6fd852552d272912f4740e15847618a86e217f71f5419d25e1031afee585313896444934eb04b903a685b1448b755d56f701afe9be2ce")
-        #expect(hexString(try BLAKE2b.hash(Array("abc".utf8))) == "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923")
-        #expect(BLAKE2b.hash(concatenating: [Array("a".utf8), Array("bc".utf8)]) == (try BLAKE2b.hash(Array("abc".utf8))))
+        #expect(
+            hexString(try BLAKE2b.hash([UInt8]()))
+                == "786a02f742015903c6c6fd852552d272912f4740e15847618a86e217f71f5419d25e1031afee585313896444934eb04b903a685b1448b755d56f701afe9be2ce"
+        )
+        #expect(
+            hexString(try BLAKE2b.hash(Array("abc".utf8)))
+                == "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923"
+        )
+        #expect(
+            BLAKE2b.hash(concatenating: [Array("a".utf8), Array("bc".utf8)]) == (try BLAKE2b.hash(Array("abc".utf8)))
+        )
     }
 
     @Test func variableOutputAndKey() throws {
@@ -146,7 +172,10 @@ private extension String {
         let data = Array("turf".utf8)
         let key = [UInt8](repeating: 9, count: 32)
         #expect(BLAKE2b.hash(data, length: length) == (try BLAKE2b.hash(data, outputLength: length.rawValue)))
-        #expect(BLAKE2b.hash(data, length: length, key: key) == (try BLAKE2b.hash(data, outputLength: length.rawValue, key: key)))
+        #expect(
+            BLAKE2b.hash(data, length: length, key: key)
+                == (try BLAKE2b.hash(data, outputLength: length.rawValue, key: key))
+        )
         #expect(BLAKE2b.hash(data, length: length).count == length.rawValue)
     }
 
@@ -156,8 +185,10 @@ private extension String {
         let viaHash = try BLAKE2b.hash(Array("abc".utf8), outputLength: 32, key: try BLAKE2b.hash(long))
         #expect(BLAKE2b.hash(Array("abc".utf8), length: .bytes32, key: long) == viaHash)
         let exactly64 = [UInt8](repeating: 5, count: 64)
-        #expect(BLAKE2b.hash(Array("abc".utf8), length: .bytes32, key: exactly64)
-                == (try BLAKE2b.hash(Array("abc".utf8), outputLength: 32, key: exactly64)))
+        #expect(
+            BLAKE2b.hash(Array("abc".utf8), length: .bytes32, key: exactly64)
+                == (try BLAKE2b.hash(Array("abc".utf8), outputLength: 32, key: exactly64))
+        )
     }
 }
 
@@ -170,7 +201,8 @@ private extension String {
     }
 
     @Test func randomBytesDiffer() {
-        let a = Sodium.randomBytes(32), b = Sodium.randomBytes(32)
+        let a = Sodium.randomBytes(32)
+        let b = Sodium.randomBytes(32)
         #expect(a.count == 32 && a != b)
         #expect(Sodium.randomBytes(0).isEmpty)
         #expect((0..<100).allSatisfy { _ in Sodium.randomUniform(10) < 10 })

@@ -1,5 +1,5 @@
-import Testing
 import TerminalUI
+import Testing
 
 /// The curses driver on a pseudo-terminal: what reaches the terminal when a screen with hostile
 /// peer text is drawn. (One suite: curses is process-wide state.)
@@ -7,9 +7,17 @@ import TerminalUI
     @Test func hostileNamesReachTheTerminalEscaped() throws {
         let term = try CursesTerminal(pseudoTerminalColumns: 80, rows: 24, wantColor: false, unicode: true)
         let evil = "\u{1B}]0;pwned\u{07}\u{1B}[2J" + String(repeating: "\u{0301}", count: 10_000)
-        var view = LobbyView(role: .host, topic: "t", ownKey: "turf1abc", mapName: "Dojo", matchSeconds: 90,
-                             roster: [RosterRow(name: "alice", key: "turf1abc", isHost: true, isYou: true),
-                                      RosterRow(name: evil, key: "turf1evil", pingMs: 12, path: .direct)])
+        var view = LobbyView(
+            role: .host,
+            topic: "t",
+            ownKey: "turf1abc",
+            mapName: "Dojo",
+            matchSeconds: 90,
+            roster: [
+                RosterRow(name: "alice", key: "turf1abc", isHost: true, isYou: true),
+                RosterRow(name: evil, key: "turf1evil", pingMs: 12, path: .direct),
+            ]
+        )
         let screen = LobbyScreen(theme: term.theme)
         term.draw(screen.render(view, width: 80, height: 24))
         view.roster[1].pingMs = 13

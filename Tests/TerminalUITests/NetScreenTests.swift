@@ -1,6 +1,6 @@
 import Engine
-import Testing
 import TerminalUI
+import Testing
 import TurfRules
 
 /// The screens of a networked match: lobby, HUD, end screen; and the fitting of peer text.
@@ -16,33 +16,62 @@ import TurfRules
         "ab\u{1100}\u{1161}\u{11A8}cd\u{0E33}",
     ]
 
-    func lobby(role: LobbyView.Role = .host, phase: LobbyView.Phase = .waiting, names: [String] = ["alice", "bob"]) -> LobbyView {
+    func lobby(role: LobbyView.Role = .host, phase: LobbyView.Phase = .waiting, names: [String] = ["alice", "bob"])
+        -> LobbyView
+    {
         var roster: [RosterRow] = []
         for (i, n) in names.enumerated() {
-            roster.append(RosterRow(name: n, key: i == 0 ? NetScreenTests.hostKey : NetScreenTests.bobKey, pingMs: i == 0 ? nil : 23 + i,
-                                    path: i == 0 ? nil : (i % 2 == 1 ? .direct : .relayed), connected: i != 3,
-                                    isHost: i == 0, isYou: role == .host ? i == 0 : i == 1))
+            roster.append(
+                RosterRow(
+                    name: n,
+                    key: i == 0 ? NetScreenTests.hostKey : NetScreenTests.bobKey,
+                    pingMs: i == 0 ? nil : 23 + i,
+                    path: i == 0 ? nil : (i % 2 == 1 ? .direct : .relayed),
+                    connected: i != 3,
+                    isHost: i == 0,
+                    isYou: role == .host ? i == 0 : i == 1
+                )
+            )
         }
-        return LobbyView(role: role, phase: phase, topic: "friday-night", ownKey: role == .host ? NetScreenTests.hostKey : NetScreenTests.bobKey,
-                         invite: role == .host ? "turf-invite:" + String(repeating: "q", count: 150) + "END" : nil,
-                         mapName: "Dojo", matchSeconds: 180, passphrase: true, roster: roster)
+        return LobbyView(
+            role: role,
+            phase: phase,
+            topic: "friday-night",
+            ownKey: role == .host ? NetScreenTests.hostKey : NetScreenTests.bobKey,
+            invite: role == .host ? "turf-invite:" + String(repeating: "q", count: 150) + "END" : nil,
+            mapName: "Dojo",
+            matchSeconds: 180,
+            passphrase: true,
+            roster: roster
+        )
     }
 
     /// Every cell holds exactly one scalar that takes one column: no controls, no marks, nothing wide.
     func expectSafeCells(_ f: Frame, sourceLocation: SourceLocation = #_sourceLocation) {
         for cell in f.cells {
             let scalars = Array(cell.text.unicodeScalars)
-            #expect(scalars.count == 1, "cell \(scalars.map { String($0.value, radix: 16) })", sourceLocation: sourceLocation)
+            #expect(
+                scalars.count == 1,
+                "cell \(scalars.map { String($0.value, radix: 16) })",
+                sourceLocation: sourceLocation
+            )
             if let u = scalars.first {
                 #expect(!(u.value < 0x20 || (0x7F...0x9F).contains(u.value)), sourceLocation: sourceLocation)
-                #expect(u.properties.generalCategory != .nonspacingMark && u.properties.generalCategory != .format,
-                        sourceLocation: sourceLocation)
-                #expect(!u.properties.isEmojiPresentation && !(0x4E00...0x9FFF).contains(u.value), sourceLocation: sourceLocation)
+                #expect(
+                    u.properties.generalCategory != .nonspacingMark && u.properties.generalCategory != .format,
+                    sourceLocation: sourceLocation
+                )
+                #expect(
+                    !u.properties.isEmojiPresentation && !(0x4E00...0x9FFF).contains(u.value),
+                    sourceLocation: sourceLocation
+                )
             }
         }
     }
 
-    func rows(_ f: Frame) -> [String] { f.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
+    func rows(_ f: Frame) -> [String] {
+        f.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    }
 
     // MARK: fitting peer text
 
@@ -76,8 +105,14 @@ import TurfRules
         #expect(CellText.fit("abcdefghijklm", width: 12, ascii: true) == "abcdefghijk~")
         // A name longer than the scan limit is cut, and says so.
         #expect(CellText.fit(String(repeating: "\u{0301}", count: 10_000) + "bob", width: 12) == "…")
-        #expect(CellText.fit(String(repeating: "\u{0301}", count: CellText.scanLimit(width: 12) - 3) + "bob", width: 12) == "bob")
-        #expect(CellText.fit(String(repeating: "\u{0301}", count: CellText.scanLimit(width: 12) - 2) + "bob", width: 12) == "bo…")
+        #expect(
+            CellText.fit(String(repeating: "\u{0301}", count: CellText.scanLimit(width: 12) - 3) + "bob", width: 12)
+                == "bob"
+        )
+        #expect(
+            CellText.fit(String(repeating: "\u{0301}", count: CellText.scanLimit(width: 12) - 2) + "bob", width: 12)
+                == "bo…"
+        )
     }
 
     @Test func putFieldNeverWritesOutsideItsField() {
@@ -110,7 +145,9 @@ import TurfRules
         let alice = r.first { $0.contains("alice") }!
         #expect(alice.contains("(host, you)") && alice.contains("here"))
         let bob = r.first { $0.contains("bob") }!
-        #expect(bob.contains("turf1bbbb…") && bob.contains("24 ms") && bob.contains("direct") && bob.contains("connected"))
+        #expect(
+            bob.contains("turf1bbbb…") && bob.contains("24 ms") && bob.contains("direct") && bob.contains("connected")
+        )
         let carol = r.first { $0.contains("carol") }!
         #expect(carol.contains("relayed"))
         let dave = r.first { $0.contains("dave") }!
@@ -120,7 +157,11 @@ import TurfRules
     }
 
     @Test func joinerWaitsForTheHost() {
-        let f = LobbyScreen(theme: Theme(color: true, unicode: false)).render(lobby(role: .joiner), width: 80, height: 24)
+        let f = LobbyScreen(theme: Theme(color: true, unicode: false)).render(
+            lobby(role: .joiner),
+            width: 80,
+            height: 24
+        )
         #expect(rows(f)[0].contains("you joined"))
         #expect(f.text.contains("Waiting for the host to start the match"))
         #expect(!f.text.contains("Invite"))
@@ -131,15 +172,26 @@ import TurfRules
 
     @Test func joinerPicksOneOfSeveralLobbies() {
         let lobbies = (0..<30).map {
-            LobbyListing(hostKey: "turf1host\($0)" + String(repeating: "x", count: 40), hostName: $0 == 2 ? "\u{1B}]0;evil\u{07}" : "host\($0)",
-                         players: $0 % 8 + 1, maxPlayers: 8, passphrase: $0 % 2 == 0, pingMs: 10 + $0)
+            LobbyListing(
+                hostKey: "turf1host\($0)" + String(repeating: "x", count: 40),
+                hostName: $0 == 2 ? "\u{1B}]0;evil\u{07}" : "host\($0)",
+                players: $0 % 8 + 1,
+                maxPlayers: 8,
+                passphrase: $0 % 2 == 0,
+                pingMs: 10 + $0
+            )
         }
         let view = lobby(role: .joiner, phase: .choosing(lobbies))
         var controller = LobbyController()
         #expect(controller.handle(.down, view: view) == nil)
         #expect(controller.handle(.char("j"), view: view) == nil)
         #expect(controller.selected == 2)
-        let f = LobbyScreen(theme: Theme(color: false, unicode: true)).render(view, selected: controller.selected, width: 80, height: 24)
+        let f = LobbyScreen(theme: Theme(color: false, unicode: true)).render(
+            view,
+            selected: controller.selected,
+            width: 80,
+            height: 24
+        )
         let picked = rows(f).first { $0.contains("▶") }!
         #expect(picked.contains("\\x1b]0;evil\\x07"))
         #expect(picked.contains("3/8 players · 12 ms · passphrase"))
@@ -150,7 +202,12 @@ import TurfRules
         // Scrolling: the highlighted lobby stays on screen far down the list.
         for _ in 0..<40 { _ = controller.handle(.down, view: view) }
         #expect(controller.selected == 29)
-        let end = LobbyScreen(theme: Theme(color: false, unicode: false)).render(view, selected: controller.selected, width: 80, height: 24)
+        let end = LobbyScreen(theme: Theme(color: false, unicode: false)).render(
+            view,
+            selected: controller.selected,
+            width: 80,
+            height: 24
+        )
         #expect(rows(end).contains { $0.hasPrefix(" > host29") })
         #expect(controller.handle(.up, view: view) == nil)
         #expect(controller.selected == 28)
@@ -168,10 +225,20 @@ import TurfRules
 
     @Test func lobbyPhasesSayWhatIsHappening() {
         let s = LobbyScreen(theme: Theme(color: false, unicode: true))
-        #expect(s.render(lobby(role: .joiner, phase: .searching(detail: "asking the DHT")), width: 80, height: 24).text
-            .contains("Looking for lobbies: asking the DHT"))
-        #expect(s.render(lobby(phase: .starting(secondsLeft: 3)), width: 80, height: 24).text.contains("The match starts in 3 s"))
-        let failed = s.render(lobby(role: .joiner, phase: .failed(reason: "wrong passphrase\u{1B}[31m")), width: 80, height: 24)
+        #expect(
+            s.render(lobby(role: .joiner, phase: .searching(detail: "asking the DHT")), width: 80, height: 24).text
+                .contains("Looking for lobbies: asking the DHT")
+        )
+        #expect(
+            s.render(lobby(phase: .starting(secondsLeft: 3)), width: 80, height: 24).text.contains(
+                "The match starts in 3 s"
+            )
+        )
+        let failed = s.render(
+            lobby(role: .joiner, phase: .failed(reason: "wrong passphrase\u{1B}[31m")),
+            width: 80,
+            height: 24
+        )
         #expect(failed.text.contains("wrong passphrase\\x1b[31m"))
         #expect(failed.text.contains("q: quit"))
         var v = lobby()
@@ -186,11 +253,17 @@ import TurfRules
         for size in [(80, 24), (200, 60), (40, 12)] {
             for unicode in [true, false] {
                 let names = ["alice"] + NetScreenTests.hostile
-                let f = LobbyScreen(theme: Theme(color: true, unicode: unicode)).render(lobby(names: names), width: size.0, height: size.1)
+                let f = LobbyScreen(theme: Theme(color: true, unicode: unicode)).render(
+                    lobby(names: names),
+                    width: size.0,
+                    height: size.1
+                )
                 expectSafeCells(f)
                 if size.0 >= 72 {
                     // Every roster row still has its ping and path in the ping column.
-                    let rosterRows = rows(f).filter { $0.hasPrefix(" B ") || $0.hasPrefix(" C ") || $0.hasPrefix(" D ") }
+                    let rosterRows = rows(f).filter {
+                        $0.hasPrefix(" B ") || $0.hasPrefix(" C ") || $0.hasPrefix(" D ")
+                    }
                     #expect(rosterRows.count == 3)
                     for r in rosterRows { #expect(Array(r)[40...].starts(with: Array("2"))) }
                 }
@@ -200,7 +273,11 @@ import TurfRules
 
     @Test func narrowLobbyKeepsPingAndPath() throws {
         for width in [40, 50, 71] {
-            let f = LobbyScreen(theme: Theme(color: false, unicode: true)).render(lobby(names: ["alice", "bob", "carol", "dave"]), width: width, height: 24)
+            let f = LobbyScreen(theme: Theme(color: false, unicode: true)).render(
+                lobby(names: ["alice", "bob", "carol", "dave"]),
+                width: width,
+                height: 24
+            )
             let r = rows(f)
             let bob = try #require(r.first { $0.hasPrefix(" B bob") }, "\(f.text)")
             #expect(bob.contains("24 ms") && bob.contains("direct"), "\(f.text)")
@@ -210,8 +287,11 @@ import TurfRules
             expectSafeCells(f)
         }
         // A short screen says how many rows it could not show.
-        let short = LobbyScreen(theme: Theme(color: false, unicode: true)).render(lobby(names: ["a", "b", "c", "d", "e", "f", "g", "h"]),
-                                                                                 width: 80, height: 16)
+        let short = LobbyScreen(theme: Theme(color: false, unicode: true)).render(
+            lobby(names: ["a", "b", "c", "d", "e", "f", "g", "h"]),
+            width: 80,
+            height: 16
+        )
         #expect(short.text.contains("more"))
     }
 
@@ -224,7 +304,9 @@ import TurfRules
     // MARK: the match HUD
 
     func match(names: [String], ticks: Int = 60) throws -> (ArenaScene, TurfLocalMatch) {
-        let map = try ArenaMap(parsing: "name: Tiny\n---\n############\n#1...5....2#\n#7........8#\n#3...6....4#\n############\n")
+        let map = try ArenaMap(
+            parsing: "name: Tiny\n---\n############\n#1...5....2#\n#7........8#\n#3...6....4#\n############\n"
+        )
         var s = TurfSettings(map: map)
         s.pickupInterval = 0
         var players = TurfMatch.players(humans: ["me"], total: names.count)
@@ -253,7 +335,12 @@ import TurfRules
 
     @Test func hudShowsEveryPlayersLink() throws {
         let (scene, m) = try match(names: ["alice", "bob", "carol", "dave"])
-        let f = NetMatchRenderer(theme: Theme(color: false, unicode: true)).render(scene, net: NetScreenTests.net, width: 200, height: 60)
+        let f = NetMatchRenderer(theme: Theme(color: false, unicode: true)).render(
+            scene,
+            net: NetScreenTests.net,
+            width: 200,
+            height: 60
+        )
         let hud = rows(f)[1]
         let scores = m.replica.state.scores
         #expect(hud.contains("A*alice \(scores[0])"))
@@ -264,20 +351,43 @@ import TurfRules
         #expect(f.text.contains("A@"))
 
         // At 80 columns the entries get shorter but keep the link.
-        let small = rows(NetMatchRenderer(theme: Theme(color: true, unicode: false)).render(scene, net: NetScreenTests.net, width: 80, height: 24))[1]
-        #expect(small.contains("45ms") && small.contains("130ms") && (small.contains("lost") || small.contains("disconnected")))
+        let small = rows(
+            NetMatchRenderer(theme: Theme(color: true, unicode: false)).render(
+                scene,
+                net: NetScreenTests.net,
+                width: 80,
+                height: 24
+            )
+        )[1]
+        #expect(
+            small.contains("45ms") && small.contains("130ms")
+                && (small.contains("lost") || small.contains("disconnected"))
+        )
     }
 
     @Test func hudWithEightPlayersAt80ColumnsKeepsEveryEntryInItsShare() throws {
         let names = ["alice"] + NetScreenTests.hostile + ["h"]
         let (scene, _) = try match(names: names)
-        var net = NetStatus(peers: (0..<8).map { PeerStatus(player: $0, pingMs: $0 == 0 ? nil : 100 + $0, path: $0 % 2 == 0 ? .relayed : .direct,
-                                                            connected: $0 != 5) })
+        var net = NetStatus(
+            peers: (0..<8).map {
+                PeerStatus(
+                    player: $0,
+                    pingMs: $0 == 0 ? nil : 100 + $0,
+                    path: $0 % 2 == 0 ? .relayed : .direct,
+                    connected: $0 != 5
+                )
+            }
+        )
         net.desyncTick = 1234
         net.rejectedOps = 3
         for (w, h) in [(80, 24), (200, 60)] {
             for color in [true, false] {
-                let f = NetMatchRenderer(theme: Theme(color: color, unicode: !color)).render(scene, net: net, width: w, height: h)
+                let f = NetMatchRenderer(theme: Theme(color: color, unicode: !color)).render(
+                    scene,
+                    net: net,
+                    width: w,
+                    height: h
+                )
                 expectSafeCells(f)
                 let share = w / 8
                 for p in 0..<8 {
@@ -296,15 +406,43 @@ import TurfRules
         var h = TerritoryHistory()
         for t in stride(from: 0, through: 200, by: 30) { h.record(tick: Tick(t), scores: [t / 10, t / 20, t / 30, 1]) }
         let links = [
-            LinkSummary(name: "bob", key: NetScreenTests.bobKey, path: .direct, rttMsP50: 23.4, bytesSent: 41_234, bytesReceived: 40_000, seconds: 180),
-            LinkSummary(name: NetScreenTests.hostile[2], key: "turf1carol", path: .relayed, rttMsP50: nil, bytesSent: 900, bytesReceived: 12_000_000,
-                        seconds: 179.6),
+            LinkSummary(
+                name: "bob",
+                key: NetScreenTests.bobKey,
+                path: .direct,
+                rttMsP50: 23.4,
+                bytesSent: 41_234,
+                bytesReceived: 40_000,
+                seconds: 180
+            ),
+            LinkSummary(
+                name: NetScreenTests.hostile[2],
+                key: "turf1carol",
+                path: .relayed,
+                rttMsP50: nil,
+                bytesSent: 900,
+                bytesReceived: 12_000_000,
+                seconds: 179.6
+            ),
         ]
-        let summary = NetEndSummary(finalHash: "0123456789abcdef", replayPath: "/home/a/.local/state/turf/replays/x.turfreplay",
-                                    desyncs: 0, rejectedOps: 2, links: links)
+        let summary = NetEndSummary(
+            finalHash: "0123456789abcdef",
+            replayPath: "/home/a/.local/state/turf/replays/x.turfreplay",
+            desyncs: 0,
+            rejectedOps: 2,
+            links: links
+        )
         for (w, hh) in [(80, 24), (200, 60)] {
-            let f = NetEndScreen(theme: Theme(color: false, unicode: true)).render(world: scene.world, config: scene.config, history: h, focus: 0,
-                                                                                   summary: summary, footer: " q: quit", width: w, height: hh)
+            let f = NetEndScreen(theme: Theme(color: false, unicode: true)).render(
+                world: scene.world,
+                config: scene.config,
+                history: h,
+                focus: 0,
+                summary: summary,
+                footer: " q: quit",
+                width: w,
+                height: hh
+            )
             let text = f.text
             #expect(text.contains("Round over"))
             #expect(text.contains("final hash 0123456789abcdef"))
@@ -316,8 +454,15 @@ import TurfRules
             expectSafeCells(f)
         }
         let unsaved = NetEndScreen(theme: Theme(color: false, unicode: false)).render(
-            world: scene.world, config: scene.config, history: h, focus: 0,
-            summary: NetEndSummary(finalHash: "ff", replayPath: nil), footer: "q", width: 80, height: 24)
+            world: scene.world,
+            config: scene.config,
+            history: h,
+            focus: 0,
+            summary: NetEndSummary(finalHash: "ff", replayPath: nil),
+            footer: "q",
+            width: 80,
+            height: 24
+        )
         #expect(unsaved.text.contains("replay NOT saved"))
     }
 }

@@ -69,7 +69,10 @@ import TextOutput
         j.add("list", [inner, inner])
         j.add("strs", ["a", "b"])
         j.add("opt", nil as String?)
-        #expect(j.text == #"{"z":true,"a":1.5,"nan":null,"u":18446744073709551615,"n":null,"list":[{"cells":3},{"cells":3}],"strs":["a","b"],"opt":null}"#)
+        #expect(
+            j.text
+                == #"{"z":true,"a":1.5,"nan":null,"u":18446744073709551615,"n":null,"list":[{"cells":3},{"cells":3}],"strs":["a","b"],"opt":null}"#
+        )
         #expect(try JSONSerialization.jsonObject(with: Data(j.text.utf8)) is [String: Any])
     }
 }

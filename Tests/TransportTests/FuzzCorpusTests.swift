@@ -1,6 +1,6 @@
-import Testing
 import Foundation
 import FuzzHarness
+import Testing
 
 /// The libFuzzer targets' parsers, run in the normal suite: every file of the regression corpus
 /// in Fuzz/Corpus/, the built-in seeds, and seeded random mutations of them. Fast and
@@ -23,9 +23,11 @@ import FuzzHarness
             case 0 where !b.isEmpty: b[Int(rng.next() % UInt64(b.count))] ^= UInt8(1 << (rng.next() % 8))
             case 1 where !b.isEmpty: b[Int(rng.next() % UInt64(b.count))] = UInt8(truncatingIfNeeded: rng.next())
             case 2 where !b.isEmpty: b.removeLast(Int(rng.next() % UInt64(b.count)))
-            case 3: b.insert(UInt8(truncatingIfNeeded: rng.next()), at: b.isEmpty ? 0 : Int(rng.next() % UInt64(b.count)))
+            case 3:
+                b.insert(UInt8(truncatingIfNeeded: rng.next()), at: b.isEmpty ? 0 : Int(rng.next() % UInt64(b.count)))
             case 4 where !other.isEmpty:
-                let cut = Int(rng.next() % UInt64(b.count + 1)), from = Int(rng.next() % UInt64(other.count))
+                let cut = Int(rng.next() % UInt64(b.count + 1))
+                let from = Int(rng.next() % UInt64(other.count))
                 b = Array(b[..<cut]) + other[from...]
             default: b += b.prefix(8)
             }
@@ -40,10 +42,14 @@ import FuzzHarness
         let inputs = files + FuzzHarness.seeds(target)
         var rng = SplitMix64Test(seed: 0xF022 &+ UInt64(target.rawValue.count))
         var runs = 0
-        for input in inputs { FuzzHarness.run(target, input); runs += 1 }
+        for input in inputs {
+            FuzzHarness.run(target, input)
+            runs += 1
+        }
         let mutations = target == .noise ? 600 : 1500
         for _ in 0..<mutations {
-            let a = inputs[Int(rng.next() % UInt64(inputs.count))], b = inputs[Int(rng.next() % UInt64(inputs.count))]
+            let a = inputs[Int(rng.next() % UInt64(inputs.count))]
+            let b = inputs[Int(rng.next() % UInt64(inputs.count))]
             FuzzHarness.run(target, Self.mutate(a, &rng, with: b))
             runs += 1
         }
@@ -74,10 +80,14 @@ import FuzzHarness
     /// for every input, nothing carried over from the inputs before it.
     @Test func harnessIsReproducible() throws {
         #expect(FuzzHarness.seeds(.transport) == FuzzHarness.seeds(.transport))
-        let frames = FuzzHarness.seeds(.frames), packets = FuzzHarness.seeds(.transport)
+        let frames = FuzzHarness.seeds(.frames)
+        let packets = FuzzHarness.seeds(.transport)
         let first = frames.map { FuzzHarness.framesOutcome($0) } + packets.map { FuzzHarness.transportOutcome($0) }
         // Run everything again, in reverse order, after other inputs.
-        for input in frames + packets { FuzzHarness.run(.frames, input); FuzzHarness.run(.transport, input) }
+        for input in frames + packets {
+            FuzzHarness.run(.frames, input)
+            FuzzHarness.run(.transport, input)
+        }
         let second = (frames.map { FuzzHarness.framesOutcome($0) } + packets.map { FuzzHarness.transportOutcome($0) })
         #expect(first == second)
         // The sealed reliable segment is delivered each time, not only the first (no leftover state).

@@ -1,8 +1,9 @@
-import Testing
 import Foundation
 import NetCore
 import Noise
 import Sodium
+import Testing
+
 @testable import Transport
 
 /// An attacker on the simulated network: sends valid-looking initiations (real Noise first
@@ -22,9 +23,14 @@ final class Flooder {
         self.echoCookies = echoCookies
         let proto = try NoiseProtocol(name: HandshakeKind.xx.noiseName)
         for i in 0..<distinct {
-            var hs = try HandshakeState(protocol: proto, initiator: true, prologue: Wire.noisePrologue,
-                                        localStatic: X25519.KeyPair.generate())
-            var p = HandshakeInitiation(kind: .xx, senderIndex: UInt32(i + 1), noiseMessage: try hs.writeMessage()).encode()
+            var hs = try HandshakeState(
+                protocol: proto,
+                initiator: true,
+                prologue: Wire.noisePrologue,
+                localStatic: X25519.KeyPair.generate()
+            )
+            var p = HandshakeInitiation(kind: .xx, senderIndex: UInt32(i + 1), noiseMessage: try hs.writeMessage())
+                .encode()
             let mac1 = CookieChecker.mac1(p)
             p.replaceSubrange(Wire.mac1Offset..<Wire.mac2Offset, with: mac1)
             templates.append((p, mac1, UInt32(i + 1)))
@@ -34,7 +40,8 @@ final class Flooder {
             self.largestReply = max(self.largestReply, payload.count)
             self.repliesReceived += 1
             if self.echoCookies, let reply = try? CookieReply.decode(payload),
-               let t = self.templates.first(where: { $0.index == reply.receiverIndex }) {
+                let t = self.templates.first(where: { $0.index == reply.receiverIndex })
+            {
                 self.cookie = CookieChecker.openReply(reply, initiationMac1: t.mac1)
             }
         }
@@ -43,7 +50,9 @@ final class Flooder {
     func send(_ n: Int, to target: PeerAddress) {
         let t = templates[n % templates.count]
         var p = t.packet
-        if let cookie { p.replaceSubrange(Wire.mac2Offset..<Wire.initiationLength, with: CookieChecker.mac2(p, cookie: cookie)) }
+        if let cookie {
+            p.replaceSubrange(Wire.mac2Offset..<Wire.initiationLength, with: CookieChecker.mac2(p, cookie: cookie))
+        }
         bytesSent += p.count
         socket.send(p, to: target)
     }
@@ -77,13 +86,15 @@ final class Flooder {
         let s = try #require(session)
         #expect(runUntil(net, seconds: 5) { s.isEstablished })
         let stats = responder.manager.stats
-        print("""
+        print(
+            """
             flood(echoCookies: \(echoCookies)): \(sent) initiations, responder processed \(stats.handshakesProcessed) \
             (DH), cookies \(stats.cookieRepliesSent), rate-limited \(stats.rateLimited), pending \
             \(responder.manager.pendingHandshakeCount), attacker sent \(attacker.bytesSent) B got \
             \(attacker.bytesReceived) B, legit attempts \(s.counters.handshakeAttempts), whole simulation CPU \
             \(Int(cpuMillis)) ms
-            """)
+            """
+        )
         #expect(sent == total)
         #expect(stats.initiationsReceived >= UInt64(total))
         // At most the burst plus the per-source rate for the flood's duration, plus the legit peer.
@@ -95,7 +106,10 @@ final class Flooder {
         // Measured at the attacker's own socket: no reply is larger than an initiation, and all
         // replies together are well under 1 % of what it sent (the documented figure).
         #expect(attacker.largestReply < Wire.initiationLength)
-        #expect(attacker.bytesReceived * 100 < attacker.bytesSent, "got \(attacker.bytesReceived) B for \(attacker.bytesSent) B")
+        #expect(
+            attacker.bytesReceived * 100 < attacker.bytesSent,
+            "got \(attacker.bytesReceived) B for \(attacker.bytesSent) B"
+        )
         // The responder's own count covers at least what reached the attacker.
         #expect(stats.bytesSentUnauthenticated >= UInt64(attacker.bytesReceived))
         #expect(legit.inbound.isEmpty && responder.inbound.count == 1)
@@ -112,7 +126,7 @@ final class Flooder {
         let responder = SimPeer(net, ip: 1)
         let sources = 60
         let attackers = try (0..<sources).map { try Flooder(net, ip: UInt8(100 + $0), distinct: 4, echoCookies: true) }
-        let period = Nanos.milliseconds(10) // 100 initiations per second per source
+        let period = Nanos.milliseconds(10)  // 100 initiations per second per source
         let floodEnd = Nanos.seconds(5)
         for (i, attacker) in attackers.enumerated() {
             var n = 0
@@ -133,7 +147,9 @@ final class Flooder {
         _ = net.run(until: floodEnd + .milliseconds(100))
         let stats = responder.manager.stats
         let attempts = sessions.map { $0.counters.handshakeAttempts }
-        print("flood from \(sources) sources: DH \(stats.handshakesProcessed), duplicates \(stats.duplicateInitiations), rate-limited \(stats.rateLimited), legit attempts \(attempts)")
+        print(
+            "flood from \(sources) sources: DH \(stats.handshakesProcessed), duplicates \(stats.duplicateInitiations), rate-limited \(stats.rateLimited), legit attempts \(attempts)"
+        )
         #expect(sessions.count == 5)
         #expect(sessions.allSatisfy { $0.isEstablished })
         #expect(attempts.allSatisfy { $0 == 1 }, "\(attempts)")
@@ -142,7 +158,8 @@ final class Flooder {
         #expect(stats.rateLimited > 0)
         // Diffie-Hellman stays within the global budget plus the newcomers' reserve.
         #expect(stats.handshakesProcessed <= 100 + 500 * 6 + 20 + 100 * 6)
-        let sent = attackers.reduce(0) { $0 + $1.bytesSent }, got = attackers.reduce(0) { $0 + $1.bytesReceived }
+        let sent = attackers.reduce(0) { $0 + $1.bytesSent }
+        let got = attackers.reduce(0) { $0 + $1.bytesReceived }
         #expect(got < sent)
     }
 

@@ -1,5 +1,6 @@
-import Testing
 import Foundation
+import Testing
+
 @testable import Transport
 
 @Suite struct IdentityStoreTests {
@@ -34,10 +35,18 @@ import Foundation
         let store = IdentityStore(directory: base)
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         #expect(mkfifo(store.path, 0o600) == 0)
-        #expect(throws: IdentityStoreError.unreadable("key file \(store.path) is not a regular file (a FIFO)")) { try store.load() }
+        #expect(throws: IdentityStoreError.unreadable("key file \(store.path) is not a regular file (a FIFO)")) {
+            try store.load()
+        }
         unlink(store.path)
         let big = "turf-identity-v1\n" + String(repeating: "0", count: 64) + "\n" + String(repeating: " ", count: 400)
-        #expect(FileManager.default.createFile(atPath: store.path, contents: Data(big.utf8), attributes: [.posixPermissions: 0o600]))
+        #expect(
+            FileManager.default.createFile(
+                atPath: store.path,
+                contents: Data(big.utf8),
+                attributes: [.posixPermissions: 0o600]
+            )
+        )
         do {
             _ = try store.load()
             Issue.record("an oversized key file was accepted")
@@ -50,7 +59,10 @@ import Foundation
         let store = IdentityStore.standard(environment: ["HOME": "/home/alice"])
         #expect(store.path == "/home/alice/.config/turf/identity.key")
         // A relative XDG_CONFIG_HOME is invalid per the spec and ignored.
-        #expect(IdentityStore.standard(environment: ["HOME": "/h", "XDG_CONFIG_HOME": "rel"]).path == "/h/.config/turf/identity.key")
+        #expect(
+            IdentityStore.standard(environment: ["HOME": "/h", "XDG_CONFIG_HOME": "rel"]).path
+                == "/h/.config/turf/identity.key"
+        )
     }
 
     @Test(arguments: [0o644, 0o640, 0o604, 0o660])
@@ -64,7 +76,10 @@ import Foundation
             _ = try store.loadOrCreate()
             Issue.record("a key file with mode \(String(mode, radix: 8)) was accepted")
         } catch let e as IdentityStoreError {
-            guard case .insecurePermissions = e else { Issue.record("wrong error \(e)"); return }
+            guard case .insecurePermissions = e else {
+                Issue.record("wrong error \(e)")
+                return
+            }
             #expect(e.description.contains("chmod 600"))
         }
     }
@@ -74,7 +89,11 @@ import Foundation
         defer { try? FileManager.default.removeItem(atPath: base) }
         let store = IdentityStore(directory: base)
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: store.path, contents: Data("hello\n".utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(
+            atPath: store.path,
+            contents: Data("hello\n".utf8),
+            attributes: [.posixPermissions: 0o600]
+        )
         #expect(throws: IdentityStoreError.malformed(path: store.path)) { _ = try store.loadOrCreate() }
     }
 

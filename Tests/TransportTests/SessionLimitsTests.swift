@@ -1,7 +1,8 @@
-import Testing
 import NetCore
 import Noise
 import Sodium
+import Testing
+
 @testable import Transport
 
 /// Resource limits and path handling: what one peer (or someone forging its packets) can make
@@ -9,9 +10,15 @@ import Sodium
 @Suite struct SessionLimitsTests {
     /// A valid-looking XX initiation (mac1 correct) from `index`, with a fresh ephemeral key.
     static func initiation(index: UInt32) throws -> [UInt8] {
-        var hs = try HandshakeState(protocol: try NoiseProtocol(name: HandshakeKind.xx.noiseName), initiator: true,
-                                    prologue: Wire.noisePrologue, localStatic: X25519.KeyPair.generate())
-        return HandshakeMACs.seal(HandshakeInitiation(kind: .xx, senderIndex: index, noiseMessage: try hs.writeMessage()).encode())
+        var hs = try HandshakeState(
+            protocol: try NoiseProtocol(name: HandshakeKind.xx.noiseName),
+            initiator: true,
+            prologue: Wire.noisePrologue,
+            localStatic: X25519.KeyPair.generate()
+        )
+        return HandshakeMACs.seal(
+            HandshakeInitiation(kind: .xx, senderIndex: index, noiseMessage: try hs.writeMessage()).encode()
+        )
     }
 
     // MARK: inbound caps and receive budget
@@ -56,9 +63,9 @@ import Sodium
             b.manager.receive(try #require(sa.seal(payload, now: net.now)), from: a.address)
             maxHeld = max(maxHeld, sb.reliable.bufferedBytes)
         }
-        for seq in UInt32(0)..<900 { try deliver(seq) }      // ~990 KB being assembled
+        for seq in UInt32(0)..<900 { try deliver(seq) }  // ~990 KB being assembled
         #expect(sb.isEstablished)
-        for seq in UInt32(901)..<1900 where sb.isEstablished { try deliver(seq) } // then out of order
+        for seq in UInt32(901)..<1900 where sb.isEstablished { try deliver(seq) }  // then out of order
         #expect(sb.state == .closed(.limitExceeded))
         #expect(b.manager.stats.sessionsOverBudget == 1)
         #expect(maxHeld <= ReliableChannel.defaultReceiveBudget)
@@ -89,10 +96,13 @@ import Sodium
         let channel = ReliableChannel()
         var got: [[UInt8]] = []
         channel.onReceive = { got.append($0) }
-        let segments = ReliableChannel.maxMessageSize / ReliableChannel.segmentSize + 2 // > 1 MiB in all
+        let segments = ReliableChannel.maxMessageSize / ReliableChannel.segmentSize + 2  // > 1 MiB in all
         for seq in 0..<segments {
-            channel.handleSegment(seq: UInt32(seq), last: seq == segments - 1,
-                                  data: [UInt8](repeating: UInt8(seq & 0xFF), count: ReliableChannel.segmentSize))
+            channel.handleSegment(
+                seq: UInt32(seq),
+                last: seq == segments - 1,
+                data: [UInt8](repeating: UInt8(seq & 0xFF), count: ReliableChannel.segmentSize)
+            )
         }
         channel.handleSegment(seq: UInt32(segments), last: true, data: [7, 7])
         #expect(got.count == 1 && got.first == [7, 7], "delivered sizes \(got.map { $0.count })")
@@ -130,14 +140,15 @@ import Sodium
     /// them right after the genuine one: the genuine handshake still completes on its first try.
     @Test func spoofedInitiationDoesNotReplacePendingHandshake() throws {
         let net = SimNetwork(seed: 105, conditions: LinkConditions(latency: .milliseconds(5)))
-        let a = SimPeer(net, ip: 1), b = SimPeer(net, ip: 2)
+        let a = SimPeer(net, ip: 1)
+        let b = SimPeer(net, ip: 2)
         let inner = b.socket.onReceive!
         var forged = 0
         b.socket.onReceive = { p, src in
             inner(p, src)
             if let i = try? HandshakeInitiation.decode(p), forged == 0 {
                 forged += 1
-                inner(try! Self.initiation(index: i.senderIndex), src) // same source, same index
+                inner(try! Self.initiation(index: i.senderIndex), src)  // same source, same index
             }
         }
         let s = a.manager.connect(to: b.address, mode: .discovered)
@@ -155,7 +166,8 @@ import Sodium
         var config = SessionManager.Config()
         config.pendingHandshakeTimeout = .milliseconds(300)
         let net = SimNetwork(seed: 106, conditions: LinkConditions(latency: .milliseconds(5)))
-        let a = SimPeer(net, ip: 1), b = SimPeer(net, ip: 2, config: config)
+        let a = SimPeer(net, ip: 1)
+        let b = SimPeer(net, ip: 2, config: config)
         let inner = b.socket.onReceive!
         b.socket.onReceive = { p, src in
             if p.first == PacketType.handshakeFinal.rawValue && net.now < .milliseconds(1500) { return }
@@ -176,7 +188,9 @@ import Sodium
         defer { withExtendedLifetime((a, b, sb)) {} }
         _ = net.run(for: .milliseconds(500))
         var payload: [UInt8] = []
-        for i in 0..<(Wire.maxTransportPayload / 13) { Frame.ping(id: UInt32(1000 + i), sent: 7).encode(into: &payload) }
+        for i in 0..<(Wire.maxTransportPayload / 13) {
+            Frame.ping(id: UInt32(1000 + i), sent: 7).encode(into: &payload)
+        }
         #expect(payload.count == 1170)
         let before = net.stats.sent
         b.manager.receive(try #require(sa.seal(payload, now: net.now)), from: a.address)
@@ -196,9 +210,9 @@ import Sodium
         func forge(_ payload: [UInt8]) throws {
             let p = try #require(sa.seal(payload, now: net.now))
             forgedSent += p.count
-            b.manager.receive(p, from: victim.localAddress) // as if the attacker spoofed `victim`
+            b.manager.receive(p, from: victim.localAddress)  // as if the attacker spoofed `victim`
         }
-        try forge([])                                     // 30 bytes: less than a challenge
+        try forge([])  // 30 bytes: less than a challenge
         #expect(b.manager.stats.pathChallengesSent == 0)
         var big: [UInt8] = []
         Frame.unreliable(seq: 5000, data: [UInt8](repeating: 1, count: 1000)).encode(into: &big)
@@ -226,7 +240,8 @@ import Sodium
         let sa = ma.connect(to: b.address, mode: .discovered)
         #expect(runUntil(net, seconds: 5) { sa.isEstablished && b.inbound.first?.isEstablished == true })
         let sb = b.inbound[0]
-        var gotA: [[UInt8]] = [], gotB: [[UInt8]] = []
+        var gotA: [[UInt8]] = []
+        var gotB: [[UInt8]] = []
         sa.reliable.onReceive = { gotA.append($0) }
         sb.reliable.onReceive = { gotB.append($0) }
         nat.rebind(port: 4999)
@@ -270,5 +285,7 @@ final class RebindingHost: NetworkHost {
     var now: Nanos { net.now }
     var isInLoop: Bool { net.isInLoop }
     @discardableResult
-    func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken { net.schedule(after: delay, action) }
+    func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
+        net.schedule(after: delay, action)
+    }
 }

@@ -1,6 +1,7 @@
-import Testing
 import NetCore
 import Sodium
+import Testing
+
 @testable import Transport
 
 /// Sessions on the simulated network: virtual time, seeded link conditions, fast and reproducible.
@@ -16,7 +17,8 @@ import Sodium
 
     @Test func ikWithKnownKey() throws {
         let net = SimNetwork(seed: 2)
-        let a = SimPeer(net, ip: 1), b = SimPeer(net, ip: 2)
+        let a = SimPeer(net, ip: 1)
+        let b = SimPeer(net, ip: 2)
         let s = a.manager.connect(to: b.address, mode: .knownKey(b.identity.publicKey))
         #expect(runUntil(net, seconds: 5) { s.isEstablished && b.inbound.first?.isEstablished == true })
         #expect(b.inbound.first?.remoteKey == a.identity.publicKey)
@@ -25,7 +27,8 @@ import Sodium
 
     @Test func ikWithWrongKeyFails() {
         let net = SimNetwork(seed: 3)
-        let a = SimPeer(net, ip: 1), b = SimPeer(net, ip: 2)
+        let a = SimPeer(net, ip: 1)
+        let b = SimPeer(net, ip: 2)
         let s = a.manager.connect(to: b.address, mode: .knownKey(Identity.generate().publicKey))
         #expect(runUntil(net, seconds: 30) { s.isClosed })
         #expect(s.state == .closed(.handshakeTimeout))
@@ -36,7 +39,10 @@ import Sodium
 
     @Test func passphraseLobby() {
         let net = SimNetwork(seed: 4)
-        let host = SimPeer(net, ip: 1), good = SimPeer(net, ip: 2), bad = SimPeer(net, ip: 3), plain = SimPeer(net, ip: 4)
+        let host = SimPeer(net, ip: 1)
+        let good = SimPeer(net, ip: 2)
+        let bad = SimPeer(net, ip: 3)
+        let plain = SimPeer(net, ip: 4)
         let key = SecretBytes.random(32)
         host.manager.setLobbyKey(key)
         let sGood = good.manager.connect(to: host.address, mode: .passphrase(key))
@@ -54,14 +60,18 @@ import Sodium
     /// counted, and the genuine final message still completes the handshake.
     @Test func forgedFinalMessageDoesNotCancelHandshake() {
         let net = SimNetwork(seed: 5, conditions: LinkConditions(latency: .milliseconds(5)))
-        let a = SimPeer(net, ip: 1), b = SimPeer(net, ip: 2)
+        let a = SimPeer(net, ip: 1)
+        let b = SimPeer(net, ip: 2)
         let inner = a.socket.onReceive!
         a.socket.onReceive = { p, src in
             if let r = try? HandshakeResponse.decode(p) {
                 // Delivered ahead of the real final message, from A's own address as an on-path
                 // attacker could spoof it.
-                b.manager.receive(HandshakeFinal(receiverIndex: r.senderIndex, noiseMessage: [UInt8](repeating: 7, count: 96)).encode(),
-                                  from: a.address)
+                b.manager.receive(
+                    HandshakeFinal(receiverIndex: r.senderIndex, noiseMessage: [UInt8](repeating: 7, count: 96))
+                        .encode(),
+                    from: a.address
+                )
             }
             inner(p, src)
         }
@@ -85,8 +95,14 @@ import Sodium
         let net = SimNetwork(seed: seed)
         let (a, b, sa, sb) = try #require(connectedPair(net))
         defer { withExtendedLifetime((a, b)) {} }
-        net.conditions = LinkConditions(loss: 0.3, duplicate: 0.2, reorder: 0.3, latency: .milliseconds(20),
-                                        jitter: .milliseconds(15), reorderDelay: .milliseconds(40))
+        net.conditions = LinkConditions(
+            loss: 0.3,
+            duplicate: 0.2,
+            reorder: 0.3,
+            latency: .milliseconds(20),
+            jitter: .milliseconds(15),
+            reorderDelay: .milliseconds(40)
+        )
         var rng = SplitMix64Test(seed: seed)
         var sent: [[UInt8]] = []
         var gotB: [[UInt8]] = []
@@ -104,7 +120,7 @@ import Sodium
             if i % 10 == 0 { _ = net.run(for: .milliseconds(30)) }
         }
         #expect(runUntil(net, seconds: 120) { gotB.count >= 300 && gotA.count >= 300 })
-        _ = net.run(for: .seconds(5)) // late duplicates must not be delivered again
+        _ = net.run(for: .seconds(5))  // late duplicates must not be delivered again
         #expect(gotB.count == sent.count)
         #expect(gotB.map(digest) == sent.map(digest), "messages differ or are out of order")
         #expect(gotA == (0..<300).map { [UInt8($0 & 0xFF)] })
@@ -118,8 +134,13 @@ import Sodium
         let net = SimNetwork(seed: 21)
         let (a, b, sa, sb) = try #require(connectedPair(net))
         defer { withExtendedLifetime((a, b)) {} }
-        net.conditions = LinkConditions(loss: 0.3, duplicate: 0.2, reorder: 0.3, latency: .milliseconds(10),
-                                        jitter: .milliseconds(10))
+        net.conditions = LinkConditions(
+            loss: 0.3,
+            duplicate: 0.2,
+            reorder: 0.3,
+            latency: .milliseconds(10),
+            jitter: .milliseconds(10)
+        )
         var got: [UInt32] = []
         sb.unreliable.onReceive = { got.append(UInt32($0[0]) | UInt32($0[1]) << 8) }
         sa.unreliable.redundancy = 2
@@ -136,8 +157,8 @@ import Sodium
         #expect(throws: ChannelError.self) { try sa.unreliable.send([UInt8](repeating: 0, count: 2000)) }
         // The largest message fits one datagram even with an ack riding along.
         net.conditions = .perfect
-        _ = net.run(for: .seconds(1)) // let reordered stragglers land
-        try sb.reliable.send([1]) // makes sa owe an ack
+        _ = net.run(for: .seconds(1))  // let reordered stragglers land
+        try sb.reliable.send([1])  // makes sa owe an ack
         _ = net.run(for: .milliseconds(50))
         var big: [[UInt8]] = []
         sb.unreliable.onReceive = { big.append($0) }
@@ -206,7 +227,7 @@ import Sodium
         sb.reliable.onReceive = { got.append($0) }
         for i in 0..<300 {
             try sa.reliable.send([UInt8(i & 0xFF)])
-            _ = net.run(for: .milliseconds(1)) // one packet per message
+            _ = net.run(for: .milliseconds(1))  // one packet per message
         }
         #expect(runUntil(net, seconds: 10) { got.count == 300 })
         #expect(got == (0..<300).map { [UInt8($0 & 0xFF)] })

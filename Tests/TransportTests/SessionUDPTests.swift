@@ -1,7 +1,9 @@
-import Testing
 import Foundation
-import NetCore
 import NIOCore
+import NetCore
+import Sodium
+import Testing
+
 @testable import Transport
 
 /// The same session code over real UDP on 127.0.0.1.
@@ -58,8 +60,12 @@ import NIOCore
 
     @Test(arguments: [0, 1, 2])
     func handshakeAndChannelsOverLoopback(modeIndex: Int) throws {
-        let a = try Peer(), b = try Peer()
-        defer { a.stop(); b.stop() }
+        let a = try Peer()
+        let b = try Peer()
+        defer {
+            a.stop()
+            b.stop()
+        }
         let key = SecretBytesFactory.random()
         if modeIndex == 2 { try b.host.sync { b.manager.setLobbyKey(key) } }
         let mode: ConnectMode = [.discovered, .knownKey(b.identity.publicKey), .passphrase(key)][modeIndex]
@@ -105,8 +111,12 @@ import NIOCore
     /// A 3-second blackout on real sockets (the receiver drops everything): the session stays up
     /// on the event loop's real timers, and reliable messages sent meanwhile arrive afterwards.
     @Test func sessionSurvivesBlackoutOnRealSockets() throws {
-        let a = try Peer(), b = try Peer()
-        defer { a.stop(); b.stop() }
+        let a = try Peer()
+        let b = try Peer()
+        defer {
+            a.stop()
+            b.stop()
+        }
         let bAddress = b.host.localAddress
         let s = try a.onLoop { a.manager.connect(to: bAddress, mode: .discovered) }
         #expect(try wait(b.host) { b.inbound.first?.isEstablished == true })
@@ -131,8 +141,12 @@ import NIOCore
     }
 
     @Test func wrongPassphraseOverLoopbackIsRejectedAndCounted() throws {
-        let a = try Peer(), b = try Peer()
-        defer { a.stop(); b.stop() }
+        let a = try Peer()
+        let b = try Peer()
+        defer {
+            a.stop()
+            b.stop()
+        }
         try b.host.sync { b.manager.setLobbyKey(SecretBytesFactory.random()) }
         let bAddress = b.host.localAddress
         let s = try a.onLoop { a.manager.connect(to: bAddress, mode: .passphrase(SecretBytesFactory.random())) }
@@ -142,7 +156,6 @@ import NIOCore
     }
 }
 
-import Sodium
 enum SecretBytesFactory {
     static func random() -> SecretBytes { SecretBytes.random(32) }
 }

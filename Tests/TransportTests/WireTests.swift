@@ -1,5 +1,6 @@
-import Testing
 import Sodium
+import Testing
+
 @testable import Transport
 
 @Suite struct WireTests {
@@ -9,19 +10,28 @@ import Sodium
     }
 
     @Test func initiationRoundTripAndFixedSize() throws {
-        let i = HandshakeInitiation(kind: .ik, senderIndex: 0xDEADBEEF, noiseMessage: Sodium.randomBytes(128),
-                                    mac1: Sodium.randomBytes(16), mac2: Sodium.randomBytes(16))
+        let i = HandshakeInitiation(
+            kind: .ik,
+            senderIndex: 0xDEADBEEF,
+            noiseMessage: Sodium.randomBytes(128),
+            mac1: Sodium.randomBytes(16),
+            mac2: Sodium.randomBytes(16)
+        )
         let b = i.encode()
         #expect(b.count == Wire.initiationLength)
         #expect(try HandshakeInitiation.decode(b) == i)
-        var bad = b; bad[1] = 9
+        var bad = b
+        bad[1] = 9
         #expect(throws: WireError.self) { _ = try HandshakeInitiation.decode(bad) }
-        bad = b; bad[6] = 0xFF; bad[7] = 0xFF
+        bad = b
+        bad[6] = 0xFF
+        bad[7] = 0xFF
         #expect(throws: WireError.self) { _ = try HandshakeInitiation.decode(bad) }
         #expect(throws: WireError.self) { _ = try HandshakeInitiation.decode(Array(b.dropLast())) }
         // Non-zero padding is rejected (the padding is covered by mac1 anyway).
         let short = HandshakeInitiation(kind: .xx, senderIndex: 1, noiseMessage: [1, 2, 3]).encode()
-        bad = short; bad[100] = 1
+        bad = short
+        bad[100] = 1
         #expect(throws: WireError.badField("padding")) { _ = try HandshakeInitiation.decode(bad) }
     }
 
@@ -36,14 +46,19 @@ import Sodium
         var h: [UInt8] = []
         TransportHeader(receiverIndex: 9, epoch: 3, counter: 1 << 40).write(into: &h)
         #expect(h.count == Wire.transportHeaderLength)
-        #expect(try TransportHeader.decode(h + [UInt8](repeating: 0, count: 16)) == TransportHeader(receiverIndex: 9, epoch: 3, counter: 1 << 40))
+        #expect(
+            try TransportHeader.decode(h + [UInt8](repeating: 0, count: 16))
+                == TransportHeader(receiverIndex: 9, epoch: 3, counter: 1 << 40)
+        )
         #expect(throws: WireError.self) { _ = try TransportHeader.decode(h) }
     }
 
     @Test func framesRoundTrip() throws {
-        let frames: [Frame] = [.ping(id: 1, sent: 10), .pong(id: 2, echo: 10, received: 20, sent: 21), .unreliable(seq: 3, data: [1, 2]),
-                               .segment(seq: 4, last: true, data: Array(repeating: 7, count: 1100)),
-                               .ack(next: 5, bits: 0xF0F0), .close(reason: 0), .segment(seq: 6, last: false, data: [])]
+        let frames: [Frame] = [
+            .ping(id: 1, sent: 10), .pong(id: 2, echo: 10, received: 20, sent: 21), .unreliable(seq: 3, data: [1, 2]),
+            .segment(seq: 4, last: true, data: Array(repeating: 7, count: 1100)),
+            .ack(next: 5, bits: 0xF0F0), .close(reason: 0), .segment(seq: 6, last: false, data: []),
+        ]
         var b: [UInt8] = []
         for f in frames { f.encode(into: &b) }
         #expect(b.count == frames.reduce(0) { $0 + $1.encodedLength })
@@ -104,7 +119,7 @@ import Sodium
         var seen = Set<UInt64>()
         var highest: UInt64 = 0
         var any = false
-        var rng = SplitMix64Test(seed: 0x5EED_8128) // seeded: a failure reproduces
+        var rng = SplitMix64Test(seed: 0x5EED_8128)  // seeded: a failure reproduces
         var base: UInt64 = 0
         for _ in 0..<50_000 {
             base += UInt64.random(in: 0...3, using: &rng)
@@ -112,7 +127,11 @@ import Sodium
             let fresh = !seen.contains(c) && (!any || c + ReplayWindow.size > highest)
             let got = w.accept(c)
             #expect(got == fresh, "counter \(c) highest \(highest)")
-            if got { seen.insert(c); if !any || c > highest { highest = c }; any = true }
+            if got {
+                seen.insert(c)
+                if !any || c > highest { highest = c }
+                any = true
+            }
         }
     }
 }

@@ -7,7 +7,9 @@ import TurfRules
 /// from files, each refused with a one-line error and a status in 1...127, or shown escaped.
 @Suite struct BadInputCLITests {
     static func tempDir() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-bad-\(UUID().uuidString.prefix(8))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-bad-\(UUID().uuidString.prefix(8))"
+        )
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }
@@ -24,12 +26,20 @@ import TurfRules
     }
 
     /// The error is one line, says `needle`, and the status is in 1...127.
-    static func expectOneLineError(_ r: CommandResult, _ needle: String, status: Int32? = nil,
-                                   sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectOneLineError(
+        _ r: CommandResult,
+        _ needle: String,
+        status: Int32? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect((1...127).contains(r.status), "status \(r.status)", sourceLocation: sourceLocation)
         if let status { #expect(r.status == status, "status \(r.status): \(r.stderr)", sourceLocation: sourceLocation) }
         let first = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
-        #expect(first.hasPrefix("Error: ") && first.contains(needle), "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+        #expect(
+            first.hasPrefix("Error: ") && first.contains(needle),
+            "stderr: \(r.stderr)",
+            sourceLocation: sourceLocation
+        )
     }
 
     // MARK: -o
@@ -51,7 +61,11 @@ import TurfRules
         try "target".write(toFile: target, atomically: false, encoding: .utf8)
         let link = dir.appendingPathComponent("link.turfreplay").path
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
-        Self.expectOneLineError(try run(turfBinary, gen + [link, "--force"]), "it is a symbolic link, not a regular file", status: 1)
+        Self.expectOneLineError(
+            try run(turfBinary, gen + [link, "--force"]),
+            "it is a symbolic link, not a regular file",
+            status: 1
+        )
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == target)
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "target")
 
@@ -61,8 +75,11 @@ import TurfRules
         Self.expectOneLineError(try run(turfBinary, gen + [dir.path, "--force"]), "it is a directory", status: 1)
         // A long match into an existing file: refused at once, not after the simulation.
         let start = Date()
-        Self.expectOneLineError(try run(turfBinary, ["replay", "generate", "--minutes", "240", "-o", existing], timeout: 60),
-                                "already exists", status: 1)
+        Self.expectOneLineError(
+            try run(turfBinary, ["replay", "generate", "--minutes", "240", "-o", existing], timeout: 60),
+            "already exists",
+            status: 1
+        )
         #expect(Date().timeIntervalSince(start) < 30)
     }
 
@@ -100,7 +117,10 @@ import TurfRules
             try run(turfBinary, args + ["--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         }
         let crypto = try help(["bench", "crypto"])
-        #expect(crypto.contains("(1-1170 bytes; default 100)") && crypto.contains("(1-100000000; default 100000)"), "\(crypto)")
+        #expect(
+            crypto.contains("(1-1170 bytes; default 100)") && crypto.contains("(1-100000000; default 100000)"),
+            "\(crypto)"
+        )
         let demo = try help(["demo"])
         #expect(demo.contains("(1-7; default 3)") && demo.contains("easy, hard, mixed"), "\(demo)")
         let dht = try help(["bench", "dht"])
@@ -117,11 +137,17 @@ import TurfRules
         let mode = try run(turfBinary, ["bench", "dht", "--bootstrap", "router"])
         Self.expectOneLineError(mode, "'router' is invalid for '--bootstrap <bootstrap>'", status: 64)
         #expect(mode.stderr.contains("'protocol' and 'oracle'"))
-        Self.expectOneLineError(try run(turfBinary, ["replay", "--headless", "x", "--delivery", "shuffle:x"]),
-                                "'shuffle:x' is invalid for '--delivery", status: 64)
+        Self.expectOneLineError(
+            try run(turfBinary, ["replay", "--headless", "x", "--delivery", "shuffle:x"]),
+            "'shuffle:x' is invalid for '--delivery",
+            status: 64
+        )
         for bad in ["no-port-here", "host:0", "host:65536", " , ", "none,host:1"] {
-            Self.expectOneLineError(try run(turfBinary, ["dht", "lookup", "--topic", "x", "--no-state", "--bootstrap", bad]),
-                                    "is invalid for '--bootstrap <host:port|none>'", status: 64)
+            Self.expectOneLineError(
+                try run(turfBinary, ["dht", "lookup", "--topic", "x", "--no-state", "--bootstrap", bad]),
+                "is invalid for '--bootstrap <host:port|none>'",
+                status: 64
+            )
         }
     }
 
@@ -132,7 +158,9 @@ import TurfRules
     @Test func badStateFilesGetTheRealReason() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let serve = ["dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--duration", "0.2", "--status-every", "0"]
+        let serve = [
+            "dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--duration", "0.2", "--status-every", "0",
+        ]
         let nope = try run(turfBinary, serve + ["--state", "/proc/nope/x"], environment: Self.env(dir), timeout: 30)
         Self.expectOneLineError(nope, "/proc/nope", status: 1)
         #expect(!nope.stderr.contains("in use"), "\(nope.stderr)")
@@ -140,22 +168,31 @@ import TurfRules
         let huge = dir.appendingPathComponent("huge.state").path
         #expect(FileManager.default.createFile(atPath: huge, contents: nil))
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: huge))
-        try h.truncate(atOffset: 3 << 30) // sparse: 3 GB that take no disk
+        try h.truncate(atOffset: 3 << 30)  // sparse: 3 GB that take no disk
         try h.close()
         let start = Date()
-        Self.expectOneLineError(try run(turfBinary, serve + ["--state", huge], environment: Self.env(dir), timeout: 30),
-                                "is too large", status: 1)
+        Self.expectOneLineError(
+            try run(turfBinary, serve + ["--state", huge], environment: Self.env(dir), timeout: 30),
+            "is too large",
+            status: 1
+        )
         #expect(Date().timeIntervalSince(start) < 20)
 
         let fifo = dir.appendingPathComponent("fifo.state").path
         #expect(mkfifo(fifo, 0o600) == 0)
-        Self.expectOneLineError(try run(turfBinary, serve + ["--state", fifo], environment: Self.env(dir), timeout: 30),
-                                "a FIFO", status: 1)
+        Self.expectOneLineError(
+            try run(turfBinary, serve + ["--state", fifo], environment: Self.env(dir), timeout: 30),
+            "a FIFO",
+            status: 1
+        )
 
         let damaged = dir.appendingPathComponent("damaged.state").path
         try "d2:id3:abce".write(toFile: damaged, atomically: false, encoding: .utf8)
-        Self.expectOneLineError(try run(turfBinary, serve + ["--state", damaged], environment: Self.env(dir), timeout: 30),
-                                "is damaged", status: 1)
+        Self.expectOneLineError(
+            try run(turfBinary, serve + ["--state", damaged], environment: Self.env(dir), timeout: 30),
+            "is damaged",
+            status: 1
+        )
     }
 
     /// `dht serve` stopped by SIGINT, SIGTERM or SIGHUP saves its table (at the XDG default path)
@@ -165,11 +202,20 @@ import TurfRules
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("serve.out").path
-        let pid = try spawnBackground(turfBinary, ["dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--status-every", "0"],
-                                      environment: Self.env(dir), stdout: out)
+        let pid = try spawnBackground(
+            turfBinary,
+            ["dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--status-every", "0"],
+            environment: Self.env(dir),
+            stdout: out
+        )
         var status: Int32 = 0
         var reaped = false
-        defer { if !reaped { kill(pid, SIGKILL); waitpid(pid, &status, 0) } }
+        defer {
+            if !reaped {
+                kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+            }
+        }
         _ = try #require(waitForLine(out, containing: "listening on", timeout: 60))
         kill(pid, signal)
         let deadline = Date().addingTimeInterval(30)
@@ -188,8 +234,15 @@ import TurfRules
     @Test func dhtCommandsLogToTheLogFile() throws {
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let r = try run(turfBinary, ["dht", "announce", "--bind", "127.0.0.1", "--topic", "x", "--bootstrap", "none", "--no-state",
-                                     "--duration", "0.5", "--json"], environment: Self.env(dir), timeout: 30)
+        let r = try run(
+            turfBinary,
+            [
+                "dht", "announce", "--bind", "127.0.0.1", "--topic", "x", "--bootstrap", "none", "--no-state",
+                "--duration", "0.5", "--json",
+            ],
+            environment: Self.env(dir),
+            timeout: 30
+        )
         #expect(r.status == 0, "\(r.stderr)")
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("state/turf/turf.log").path))
         for line in r.stdout.split(separator: "\n") {
@@ -214,7 +267,10 @@ import TurfRules
         let log = turfState.appendingPathComponent("turf.log").path
         if kind == "fifo" { #expect(mkfifo(log, 0o600) == 0) } else { #expect(symlink(victim.path, log) == 0) }
         // A journal that is no journal: recovery logs an error about it.
-        _ = FileManager.default.createFile(atPath: replays.appendingPathComponent("x.turfjournal").path, contents: Data("junk".utf8))
+        _ = FileManager.default.createFile(
+            atPath: replays.appendingPathComponent("x.turfjournal").path,
+            contents: Data("junk".utf8)
+        )
         let r = try run(turfBinary, ["replay", "recover"], environment: Self.env(dir), timeout: 60)
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.stderr.contains("turf: not logging: refusing to write \(log)"), "\(r.stderr)")
@@ -228,7 +284,10 @@ import TurfRules
         let replays = dir.appendingPathComponent("state/turf/replays")
         try FileManager.default.createDirectory(at: replays, withIntermediateDirectories: true)
         let name = "x\u{1B}]0;owned\u{07}\u{1B}[31m.turfjournal"
-        _ = FileManager.default.createFile(atPath: replays.appendingPathComponent(name).path, contents: Data("junk".utf8))
+        _ = FileManager.default.createFile(
+            atPath: replays.appendingPathComponent(name).path,
+            contents: Data("junk".utf8)
+        )
         let r = try run(turfBinary, ["replay", "recover"], environment: Self.env(dir), timeout: 60)
         #expect(r.status == 1, "\(r.stderr)")
         let log = try String(contentsOf: dir.appendingPathComponent("state/turf/turf.log"), encoding: .utf8)
@@ -242,7 +301,10 @@ import TurfRules
         let dir = try Self.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("e\u{1B}[31m")
-        try FileManager.default.createDirectory(at: config.appendingPathComponent("turf"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: config.appendingPathComponent("turf"),
+            withIntermediateDirectories: true
+        )
         #expect(mkfifo(config.appendingPathComponent("turf/identity.key").path, 0o600) == 0)
         let r = try run(turfBinary, ["id"], environment: Self.env(dir, ["XDG_CONFIG_HOME": config.path]), timeout: 30)
         #expect(r.status == 1)
@@ -272,18 +334,32 @@ import TurfRules
         #expect(!latin.stderr.contains("bound"), "it must not start")
 
         try Data("bootstap = 127.0.0.1:9\n".utf8).write(to: conf)
-        Self.expectOneLineError(try run(turfBinary, serve, environment: Self.env(dir), timeout: 30),
-                                "dht.conf:1: unknown setting 'bootstap'", status: 1)
+        Self.expectOneLineError(
+            try run(turfBinary, serve, environment: Self.env(dir), timeout: 30),
+            "dht.conf:1: unknown setting 'bootstap'",
+            status: 1
+        )
 
         try FileManager.default.removeItem(at: conf)
         #expect(mkfifo(conf.path, 0o600) == 0)
-        Self.expectOneLineError(try run(turfBinary, serve, environment: Self.env(dir), timeout: 30), "a FIFO", status: 1)
+        Self.expectOneLineError(
+            try run(turfBinary, serve, environment: Self.env(dir), timeout: 30),
+            "a FIFO",
+            status: 1
+        )
         try FileManager.default.removeItem(at: conf)
         try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
-        Self.expectOneLineError(try run(turfBinary, serve, environment: Self.env(dir), timeout: 30), "a directory", status: 1)
+        Self.expectOneLineError(
+            try run(turfBinary, serve, environment: Self.env(dir), timeout: 30),
+            "a directory",
+            status: 1
+        )
 
-        Self.expectOneLineError(try run(turfBinary, serve, environment: Self.env(dir, ["TURF_DHT_BOOTSTRAP": " "]), timeout: 30),
-                                "TURF_DHT_BOOTSTRAP names no bootstrap node", status: 1)
+        Self.expectOneLineError(
+            try run(turfBinary, serve, environment: Self.env(dir, ["TURF_DHT_BOOTSTRAP": " "]), timeout: 30),
+            "TURF_DHT_BOOTSTRAP names no bootstrap node",
+            status: 1
+        )
     }
 
     // MARK: escapes
@@ -291,20 +367,30 @@ import TurfRules
     static let hostile = "\u{1B}]0;pwned\u{07}\u{1B}[31m\u{9B}1m\u{202E}"
 
     static func containsTerminalControls(_ s: String) -> Bool {
-        s.unicodeScalars.contains { ($0.value < 0x20 && $0 != "\n") || (0x7F...0x9F).contains($0.value) || $0 == "\u{202E}" }
+        s.unicodeScalars.contains {
+            ($0.value < 0x20 && $0 != "\n") || (0x7F...0x9F).contains($0.value) || $0 == "\u{202E}"
+        }
     }
 
     static func recorded() throws -> TurfReplay {
         let dir = repoRoot.appendingPathComponent("Replays").path
-        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".turfreplay") }.sorted().first)
-        return try ReplayFile.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)"))), as: TurfWorld.self)
+        let name = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".turfreplay") }.sorted()
+                .first
+        )
+        return try ReplayFile.decode(
+            [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)"))),
+            as: TurfWorld.self
+        )
     }
 
     /// A crafted game id is quoted in the error escaped: it cannot re-title or recolour the terminal.
     @Test func aCraftedGameIDIsShownEscaped() throws {
         var replay = try Self.recorded()
         replay.config.gameID = Self.hostile
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("turf-esc-\(UUID().uuidString.prefix(8)).turfreplay").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-esc-\(UUID().uuidString.prefix(8)).turfreplay"
+        ).path
         defer { unlink(path) }
         try Data(ReplayFile.encode(replay)).write(to: URL(fileURLWithPath: path))
         let r = try run(turfBinary, ["replay", "--headless", path])
@@ -316,7 +402,9 @@ import TurfRules
     @Test func namesInJSONAreEscapedAndExact() throws {
         var replay = try Self.recorded()
         replay.config.players[0].name = Self.hostile
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("turf-esc-\(UUID().uuidString.prefix(8)).turfreplay").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-esc-\(UUID().uuidString.prefix(8)).turfreplay"
+        ).path
         defer { unlink(path) }
         try Data(ReplayFile.encode(replay)).write(to: URL(fileURLWithPath: path))
         let r = try run(turfBinary, ["replay", "--headless", path])
@@ -329,9 +417,15 @@ import TurfRules
 
     /// A map whose header quotes escapes: the error names the key escaped.
     @Test func aCraftedMapHeaderIsShownEscaped() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("turf-esc-\(UUID().uuidString.prefix(8)).map").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-esc-\(UUID().uuidString.prefix(8)).map"
+        ).path
         defer { unlink(path) }
-        try "name: X\n\(Self.hostile): 1\n---\n#####\n#1.2#\n#####\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try "name: X\n\(Self.hostile): 1\n---\n#####\n#1.2#\n#####\n".write(
+            toFile: path,
+            atomically: true,
+            encoding: .utf8
+        )
         let r = try run(turfBinary, ["replay", "generate", "--players", "2", "--map", path, "-o", path + ".out"])
         #expect(r.status != 0)
         #expect(!Self.containsTerminalControls(r.stderr), "\(r.stderr.debugDescription)")
@@ -341,8 +435,14 @@ import TurfRules
 
     /// Every --json output goes through the one writer: the DHT benchmark (once a JSONEncoder) too.
     @Test func benchDHTJSONComesFromTheOneWriter() throws {
-        let r = try run(turfBinary, ["bench", "dht", "--json", "--nodes", "40", "--topics", "4", "--lookups", "10",
-                                     "--window", "60", "--join-seconds", "30"], timeout: 120)
+        let r = try run(
+            turfBinary,
+            [
+                "bench", "dht", "--json", "--nodes", "40", "--topics", "4", "--lookups", "10",
+                "--window", "60", "--join-seconds", "30",
+            ],
+            timeout: 120
+        )
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("{\"benchmark\":\"dht\",\"mode\":\"protocol\",\"nodes\":40,"), "\(r.stdout)")
         let o = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])

@@ -18,7 +18,13 @@ import Testing
                 }
             }
             let p99 = try #require((o["frame_us_p99"] as? NSNumber)?.doubleValue)
-            #expect(p99 == max((o["frame_us_p99_80x24"] as? NSNumber)?.doubleValue ?? 0, (o["frame_us_p99_200x60"] as? NSNumber)?.doubleValue ?? 0))
+            #expect(
+                p99
+                    == max(
+                        (o["frame_us_p99_80x24"] as? NSNumber)?.doubleValue ?? 0,
+                        (o["frame_us_p99_200x60"] as? NSNumber)?.doubleValue ?? 0
+                    )
+            )
             #expect((o["target_frame_us_p99"] as? NSNumber)?.intValue == 2000)
             #expect(o["within_target"] is Bool)
         }

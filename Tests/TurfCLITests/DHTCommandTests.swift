@@ -7,7 +7,10 @@ import Testing
         let r = try run(turfBinary, ["dht", "infohash", "--topic", "hello"])
         #expect(r.status == 0)
         #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "c35ee8023b5cbc8578f04713d05f98c44a837c1f")
-        let bad = try run(turfBinary, ["dht", "lookup", "--infohash", "xyz", "--bootstrap", "127.0.0.1:1", "--no-state"])
+        let bad = try run(
+            turfBinary,
+            ["dht", "lookup", "--infohash", "xyz", "--bootstrap", "127.0.0.1:1", "--no-state"]
+        )
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("40 hex digits"))
     }
@@ -15,7 +18,9 @@ import Testing
     /// Bad numbers are refused with a message instead of trapping.
     @Test func durationsAreValidated() throws {
         for (cmd, value) in [("announce", "-1"), ("announce", "1e300"), ("serve", "-5"), ("serve", "nan")] {
-            var args = ["dht", cmd, "--bind", "127.0.0.1", "--bootstrap", "127.0.0.1:1", "--no-state", "--duration=\(value)"]
+            var args = [
+                "dht", cmd, "--bind", "127.0.0.1", "--bootstrap", "127.0.0.1:1", "--no-state", "--duration=\(value)",
+            ]
             if cmd == "announce" { args += ["--topic", "x"] }
             let r = try run(turfBinary, args, timeout: 30)
             #expect(r.status == 64, "\(cmd) --duration \(value): status \(r.status)")
@@ -26,20 +31,37 @@ import Testing
     /// Bootstrap nodes that do not resolve are an error, not a silent lonely node; `none` is the
     /// way to start a new network on purpose.
     @Test func unresolvableBootstrapIsAnError() throws {
-        let r = try run(turfBinary, ["dht", "lookup", "--bind", "127.0.0.1", "--topic", "x", "--bootstrap", "no-such-host.invalid:6881",
-                                     "--no-state", "--timeout", "5"], timeout: 30)
+        let r = try run(
+            turfBinary,
+            [
+                "dht", "lookup", "--bind", "127.0.0.1", "--topic", "x", "--bootstrap", "no-such-host.invalid:6881",
+                "--no-state", "--timeout", "5",
+            ],
+            timeout: 30
+        )
         #expect(r.status != 0 && r.status != 2, "status \(r.status)")
         #expect(r.stderr.contains("no bootstrap node could be resolved"), "\(r.stderr)")
-        let alone = try run(turfBinary, ["dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--no-state",
-                                         "--duration", "0.2", "--status-every", "0"], timeout: 30)
+        let alone = try run(
+            turfBinary,
+            [
+                "dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--no-state",
+                "--duration", "0.2", "--status-every", "0",
+            ],
+            timeout: 30
+        )
         #expect(alone.status == 0, "\(alone.stderr)")
         #expect(alone.stdout.contains("dht serve: listening on 127.0.0.1:"))
     }
 
     /// Runs sharing one state file: the first owns its saved id; a concurrent one takes a fresh id.
     @Test func concurrentRunsDoNotShareTheSavedID() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-dht-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: dir.appendingPathComponent("turf"), withIntermediateDirectories: true)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-dht-\(UUID().uuidString.prefix(8))"
+        )
+        try FileManager.default.createDirectory(
+            at: dir.appendingPathComponent("turf"),
+            withIntermediateDirectories: true
+        )
         defer { try? FileManager.default.removeItem(at: dir) }
         var env = ProcessInfo.processInfo.environment
         env["XDG_STATE_HOME"] = dir.path
@@ -48,20 +70,33 @@ import Testing
         let state = Data("d2:id20:\(savedID)5:nodes0:1:vi1ee".utf8)
         try state.write(to: dir.appendingPathComponent("turf/dht.state"))
         let hexID = savedID.utf8.map { String(format: "%02x", $0) }.joined()
-        let args = ["dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--duration", "3600", "--status-every", "0"]
-        let outA = dir.appendingPathComponent("a.out").path, outB = dir.appendingPathComponent("b.out").path
+        let args = [
+            "dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--duration", "3600", "--status-every", "0",
+        ]
+        let outA = dir.appendingPathComponent("a.out").path
+        let outB = dir.appendingPathComponent("b.out").path
         let a = try spawnBackground(turfBinary, args, environment: env, stdout: outA)
-        defer { kill(a, SIGKILL); var st: Int32 = 0; waitpid(a, &st, 0) }
+        defer {
+            kill(a, SIGKILL)
+            var st: Int32 = 0
+            waitpid(a, &st, 0)
+        }
         let lineA = try #require(waitForLine(outA, containing: "listening on", timeout: 60))
         let b = try spawnBackground(turfBinary, args, environment: env, stdout: outB)
-        defer { kill(b, SIGKILL); var st: Int32 = 0; waitpid(b, &st, 0) }
+        defer {
+            kill(b, SIGKILL)
+            var st: Int32 = 0
+            waitpid(b, &st, 0)
+        }
         let lineB = try #require(waitForLine(outB, containing: "listening on", timeout: 60))
         #expect(lineA.hasSuffix("node id \(hexID)"), "the first run uses the saved id: \(lineA)")
         #expect(lineB.contains("node id ") && !lineB.hasSuffix(hexID), "the second does not share it: \(lineB)")
     }
 
     @Test func anAnnouncerStartedBeforeItsBootstrapIsStillFound() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-dht-\(UUID().uuidString.prefix(8))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-dht-\(UUID().uuidString.prefix(8))"
+        )
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         var env = ProcessInfo.processInfo.environment
@@ -76,23 +111,53 @@ import Testing
         // The announcer starts first, while its bootstrap node is not up yet: it must recover on
         // its own (join retried while the table is empty, a failed announce retried after 5 s).
         // Long durations: the processes are killed at the end, whatever the machine's load.
-        let announcer = try spawnBackground(turfBinary, ["dht", "announce", "--bind", "127.0.0.1", "--topic", topic, "--bootstrap", boot,
-                                                         "--no-state", "--duration", "3600", "--json"], environment: env)
-        defer { kill(announcer, SIGKILL); var st: Int32 = 0; waitpid(announcer, &st, 0) }
+        let announcer = try spawnBackground(
+            turfBinary,
+            [
+                "dht", "announce", "--bind", "127.0.0.1", "--topic", topic, "--bootstrap", boot,
+                "--no-state", "--duration", "3600", "--json",
+            ],
+            environment: env
+        )
+        defer {
+            kill(announcer, SIGKILL)
+            var st: Int32 = 0
+            waitpid(announcer, &st, 0)
+        }
         usleep(300_000)
         holder.close()
         let serverOut = dir.appendingPathComponent("serve.out").path
-        let server = try spawnBackground(turfBinary, ["dht", "serve", "--bind", "127.0.0.1", "--port", "\(port)", "--bootstrap", "none",
-                                                      "--no-state", "--duration", "3600", "--status-every", "0"],
-                                         environment: env, stdout: serverOut)
-        defer { kill(server, SIGKILL); var st: Int32 = 0; waitpid(server, &st, 0) }
-        let listening = try #require(waitForLine(serverOut, containing: "listening on", timeout: 60), "the serving node did not start")
+        let server = try spawnBackground(
+            turfBinary,
+            [
+                "dht", "serve", "--bind", "127.0.0.1", "--port", "\(port)", "--bootstrap", "none",
+                "--no-state", "--duration", "3600", "--status-every", "0",
+            ],
+            environment: env,
+            stdout: serverOut
+        )
+        defer {
+            kill(server, SIGKILL)
+            var st: Int32 = 0
+            waitpid(server, &st, 0)
+        }
+        let listening = try #require(
+            waitForLine(serverOut, containing: "listening on", timeout: 60),
+            "the serving node did not start"
+        )
         #expect(listening.contains("listening on \(boot) "), "\(listening)")
         // Wait until the serving node answers (a probe lookup hears from it).
         var up = false
         for _ in 0..<20 where !up {
-            let probe = try run(turfBinary, ["dht", "lookup", "--bind", "127.0.0.1", "--topic", "probe", "--bootstrap", boot,
-                                             "--no-state", "--timeout", "2", "--json"], environment: env, timeout: 30)
+            let probe = try run(
+                turfBinary,
+                [
+                    "dht", "lookup", "--bind", "127.0.0.1", "--topic", "probe", "--bootstrap", boot,
+                    "--no-state", "--timeout", "2", "--json",
+                ],
+                environment: env,
+                timeout: 30
+            )
             up = probe.stdout.contains("\"nodes_answered\":") && !probe.stdout.contains("\"nodes_answered\":0")
             if !up { usleep(200_000) }
         }
@@ -105,10 +170,18 @@ import Testing
         while !found && Date() < deadline && attempts < 60 {
             attempts += 1
             usleep(500_000)
-            let r = try run(turfBinary, ["dht", "lookup", "--bind", "127.0.0.1", "--topic", topic, "--bootstrap", boot,
-                                         "--no-state", "--timeout", "5", "--json"], environment: env, timeout: 30)
+            let r = try run(
+                turfBinary,
+                [
+                    "dht", "lookup", "--bind", "127.0.0.1", "--topic", topic, "--bootstrap", boot,
+                    "--no-state", "--timeout", "5", "--json",
+                ],
+                environment: env,
+                timeout: 30
+            )
             last = r.stdout + r.stderr
-            found = r.status == 0 && r.stdout.contains("127.0.0.1:")
+            found =
+                r.status == 0 && r.stdout.contains("127.0.0.1:")
                 && r.stdout.contains("\"peers\":[") && !r.stdout.contains("\"peers\":[]")
         }
         #expect(found, "lookup never found the announced peer; last output:\n\(last)")
@@ -123,10 +196,10 @@ final class UDPPortHolder {
     init() throws {
         // CLOEXEC: the processes the test starts must not inherit (and keep) the port.
         #if os(Linux)
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #else
-        let fd = socket(AF_INET, SOCK_DGRAM, 0)
-        if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            let fd = socket(AF_INET, SOCK_DGRAM, 0)
+            if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         #endif
         guard fd >= 0 else { throw CLIFailure("socket: \(String(cString: strerror(errno)))") }
         var addr = sockaddr_in()
@@ -139,13 +212,19 @@ final class UDPPortHolder {
                 bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
             }
         }
-        guard ok else { closeDescriptor(fd); throw CLIFailure("bind: \(String(cString: strerror(errno)))") }
+        guard ok else {
+            closeDescriptor(fd)
+            throw CLIFailure("bind: \(String(cString: strerror(errno)))")
+        }
         self.fd = fd
         port = UInt16(bigEndian: addr.sin_port)
     }
 
     func close() {
-        if fd >= 0 { closeDescriptor(fd); fd = -1 }
+        if fd >= 0 {
+            closeDescriptor(fd)
+            fd = -1
+        }
     }
 
     deinit { close() }
@@ -156,7 +235,8 @@ func waitForLine(_ path: String, containing needle: String, timeout: Double) -> 
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if let text = try? String(contentsOfFile: path, encoding: .utf8),
-           let line = text.split(separator: "\n").first(where: { $0.contains(needle) }) {
+            let line = text.split(separator: "\n").first(where: { $0.contains(needle) })
+        {
             return String(line)
         }
         usleep(50_000)
@@ -165,7 +245,9 @@ func waitForLine(_ path: String, containing needle: String, timeout: Double) -> 
 }
 
 /// Starts a process and returns its pid without waiting (stdout to `stdout` or discarded, stderr discarded).
-func spawnBackground(_ executable: String, _ args: [String], environment: [String: String], stdout: String? = nil) throws -> pid_t {
+func spawnBackground(_ executable: String, _ args: [String], environment: [String: String], stdout: String? = nil)
+    throws -> pid_t
+{
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -178,7 +260,10 @@ func spawnBackground(_ executable: String, _ args: [String], environment: [Strin
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
     let argv = ([executable] + args).map { strdup($0) } + [nil]
     let envList = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { argv.forEach { free($0) }; envList.forEach { free($0) } }
+    defer {
+        argv.forEach { free($0) }
+        envList.forEach { free($0) }
+    }
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, executable, &actions, nil, argv, envList)
     guard rc == 0 else { throw CLIFailure("cannot start \(executable): \(String(cString: strerror(rc)))") }

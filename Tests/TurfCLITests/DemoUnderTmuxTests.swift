@@ -6,7 +6,9 @@ import Testing
 @Suite(.serialized) struct DemoUnderTmuxTests {
     /// The exit line and the terminal modes printed after the demo exits.
     static func exitReport(_ screen: String) -> (status: Int?, restored: Bool) {
-        guard let line = screen.split(separator: "\n").first(where: { $0.hasPrefix("EXIT:") }) else { return (nil, false) }
+        guard let line = screen.split(separator: "\n").first(where: { $0.hasPrefix("EXIT:") }) else {
+            return (nil, false)
+        }
         let status = Int(line.dropFirst(5).trimmingCharacters(in: .whitespaces))
         let lines = screen.split(separator: "\n").map(String.init)
         let modes = lines.first { $0.contains("icanon") } ?? ""
@@ -27,8 +29,12 @@ import Testing
 
     @Test(arguments: [(80, 24, "Dojo"), (200, 60, "Warren")])
     func demoShowsArenaAnimatesAndQuitsCleanly(width: Int, height: Int, map: String) throws {
-        let t = try TmuxSession(width: width, height: height, command: "\(turfBinary) demo --seconds 120 --seed 11 --ascii",
-                                environment: ["NO_COLOR": "1"])
+        let t = try TmuxSession(
+            width: width,
+            height: height,
+            command: "\(turfBinary) demo --seconds 120 --seed 11 --ascii",
+            environment: ["NO_COLOR": "1"]
+        )
         defer { t.close() }
         let (first, took) = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: map) }
         #expect(took != nil, "arena and scores never appeared; screen:\n\(first)")
@@ -58,8 +64,12 @@ import Testing
     }
 
     @Test func resizingRedrawsForTheNewSize() throws {
-        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 8 --ascii --no-record --map dojo",
-                                environment: ["NO_COLOR": "1"])
+        let t = try TmuxSession(
+            width: 80,
+            height: 24,
+            command: "\(turfBinary) demo --seconds 120 --seed 8 --ascii --no-record --map dojo",
+            environment: ["NO_COLOR": "1"]
+        )
         defer { t.close() }
         _ = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") }
         t.resize(width: 120, height: 40)
@@ -84,7 +94,11 @@ import Testing
     /// raw) both quit with 128 + the signal and a restored terminal.
     @Test(arguments: [("C-c", 130), ("C-\\", 131)])
     func interruptKeysRestoreTheTerminal(key: String, status: Int) throws {
-        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 5 --ascii --no-record")
+        let t = try TmuxSession(
+            width: 80,
+            height: 24,
+            command: "\(turfBinary) demo --seconds 120 --seed 5 --ascii --no-record"
+        )
         defer { t.close() }
         _ = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") }
         t.send(key)
@@ -97,15 +111,27 @@ import Testing
 
     /// The replay viewer, like the demo, exits 128 + the signal when interrupted (Ctrl-C: 130).
     @Test func replayViewerExits130OnCtrlC() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-view-\(UUID().uuidString.prefix(8))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-view-\(UUID().uuidString.prefix(8))"
+        )
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("viewed.turfreplay").path
-        let g = try run(turfBinary, ["replay", "generate", "--players", "2", "--minutes", "0.5", "--seed", "3", "--map", "dojo", "-o", file])
+        let g = try run(
+            turfBinary,
+            ["replay", "generate", "--players", "2", "--minutes", "0.5", "--seed", "3", "--map", "dojo", "-o", file]
+        )
         #expect(g.status == 0, "\(g.stderr)")
-        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) replay \(file) --ascii", environment: ["NO_COLOR": "1"])
+        let t = try TmuxSession(
+            width: 80,
+            height: 24,
+            command: "\(turfBinary) replay \(file) --ascii",
+            environment: ["NO_COLOR": "1"]
+        )
         defer { t.close() }
-        let (shown, ok) = t.waitFor(timeout: Self.wait) { $0.contains("viewed.turfreplay") && $0.contains("##########") }
+        let (shown, ok) = t.waitFor(timeout: Self.wait) {
+            $0.contains("viewed.turfreplay") && $0.contains("##########")
+        }
         #expect(ok != nil, "viewer never drew:\n\(shown)")
         t.send("C-c")
         let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
@@ -118,31 +144,53 @@ import Testing
     /// A replay directory that cannot be written is refused before the match starts (before
     /// curses too), with exit 1: the match used to be played, then lost, with status 0.
     @Test func anUnwritableReplayDirectoryIsRefusedBeforeTheMatch() throws {
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("turf-nosave-\(UUID().uuidString.prefix(8))")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-nosave-\(UUID().uuidString.prefix(8))"
+        )
         defer { try? FileManager.default.removeItem(at: state) }
-        try FileManager.default.createDirectory(at: state.appendingPathComponent("turf"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: state.appendingPathComponent("turf"),
+            withIntermediateDirectories: true
+        )
         // A file where the replays directory should be: saving would fail.
-        _ = FileManager.default.createFile(atPath: state.appendingPathComponent("turf/replays").path, contents: Data("x".utf8))
-        let t = try TmuxSession(width: 100, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii",
-                                environment: ["XDG_STATE_HOME": state.path])
+        _ = FileManager.default.createFile(
+            atPath: state.appendingPathComponent("turf/replays").path,
+            contents: Data("x".utf8)
+        )
+        let t = try TmuxSession(
+            width: 100,
+            height: 24,
+            command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii",
+            environment: ["XDG_STATE_HOME": state.path]
+        )
         defer { t.close() }
         let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
         #expect(ended != nil, "demo did not exit:\n\(end)")
         #expect(Self.exitReport(end).status == 1)
         #expect(Self.exitReport(end).restored)
         let joined = end.replacingOccurrences(of: "\n", with: "")
-        #expect(joined.contains("Error: cannot save replays:") && joined.contains("is not a directory") && joined.contains("--no-record"), "\(end)")
+        #expect(
+            joined.contains("Error: cannot save replays:") && joined.contains("is not a directory")
+                && joined.contains("--no-record"),
+            "\(end)"
+        )
         #expect(!end.contains("##########"), "the match must not start:\n\(end)")
     }
 
     /// A save that still fails at the end of the match (the directory went away during it) is
     /// reported after the screen is restored, and the status is 1.
     @Test func aSaveThatFailsAfterTheMatchExitsNonZero() throws {
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("turf-lostsave-\(UUID().uuidString.prefix(8))")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-lostsave-\(UUID().uuidString.prefix(8))"
+        )
         defer { try? FileManager.default.removeItem(at: state) }
         let replays = state.appendingPathComponent("turf/replays")
-        let t = try TmuxSession(width: 100, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii",
-                                environment: ["XDG_STATE_HOME": state.path])
+        let t = try TmuxSession(
+            width: 100,
+            height: 24,
+            command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii",
+            environment: ["XDG_STATE_HOME": state.path]
+        )
         defer { t.close() }
         _ = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") && $0.contains(" a ") }
         try FileManager.default.removeItem(at: replays)
@@ -159,11 +207,16 @@ import Testing
     /// error into the captured stderr and exited).
     @Test(arguments: ["TERM=nosuchterm", "env -u TERM", "TERM=dumb"])
     func anUnusableTerminalIsExplained(prefix: String) throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-term-\(UUID().uuidString.prefix(8))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-term-\(UUID().uuidString.prefix(8))"
+        )
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("v.turfreplay").path
-        let g = try run(turfBinary, ["replay", "generate", "--players", "2", "--minutes", "0.2", "--seed", "3", "--map", "dojo", "-o", file])
+        let g = try run(
+            turfBinary,
+            ["replay", "generate", "--players", "2", "--minutes", "0.2", "--seed", "3", "--map", "dojo", "-o", file]
+        )
         #expect(g.status == 0, "\(g.stderr)")
         for command in ["demo --no-record", "replay \(file)"] {
             let t = try TmuxSession(width: 160, height: 24, command: "\(prefix) \(turfBinary) \(command)")
@@ -171,15 +224,21 @@ import Testing
             let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
             #expect(ended != nil, "\(command) did not exit:\n\(end)")
             #expect(Self.exitReport(end).status == 1, "\(prefix) \(command):\n\(end)")
-            #expect(end.contains("Error: ") && end.contains("TERM") && end.contains("export TERM=xterm-256color"),
-                    "\(prefix) \(command): no explanation on the terminal:\n\(end)")
+            #expect(
+                end.contains("Error: ") && end.contains("TERM") && end.contains("export TERM=xterm-256color"),
+                "\(prefix) \(command): no explanation on the terminal:\n\(end)"
+            )
         }
     }
 
     /// A stopped process (Ctrl-Z, or any stall over a second) comes back paused, with the round's
     /// time where it was, instead of finding the time run out.
     @Test func aStoppedMatchResumesPaused() throws {
-        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii --no-record")
+        let t = try TmuxSession(
+            width: 80,
+            height: 24,
+            command: "\(turfBinary) demo --seconds 120 --seed 4 --ascii --no-record"
+        )
         defer { t.close() }
         _ = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") }
         let pid = try #require(t.programPid())
@@ -214,7 +273,9 @@ import Testing
     /// holds: the saved replay used to be unreadable, the match lost.
     @Test(arguments: ["symlink", "fifo"])
     func nothingInTheStateDirectoryIsTruncatedOrWaitedOn(kind: String) throws {
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("turf-capture-\(UUID().uuidString.prefix(8))")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-capture-\(UUID().uuidString.prefix(8))"
+        )
         defer { try? FileManager.default.removeItem(at: state) }
         let turfState = state.appendingPathComponent("turf")
         try FileManager.default.createDirectory(at: turfState, withIntermediateDirectories: true)
@@ -223,9 +284,13 @@ import Testing
         let old = turfState.appendingPathComponent("stderr-during-play.txt").path
         if kind == "fifo" { #expect(mkfifo(old, 0o600) == 0) } else { #expect(symlink(victim, old) == 0) }
         let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}"
-        let t = try TmuxSession(width: 80, height: 24,
-                                command: "\(turfBinary) demo --seconds 120 --seed 5 --ascii --name '\(String(repeating: family, count: 12))'",
-                                environment: ["XDG_STATE_HOME": state.path, "LANG": "C.UTF-8"])
+        let t = try TmuxSession(
+            width: 80,
+            height: 24,
+            command:
+                "\(turfBinary) demo --seconds 120 --seed 5 --ascii --name '\(String(repeating: family, count: 12))'",
+            environment: ["XDG_STATE_HOME": state.path, "LANG": "C.UTF-8"]
+        )
         defer { t.close() }
         let (shown, took) = t.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") }
         #expect(took != nil, "the match never started:\n\(shown)")
@@ -233,10 +298,15 @@ import Testing
         let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
         #expect(ended != nil && Self.exitReport(end).status == 0, "\(end)")
         #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
-        let replays = try FileManager.default.contentsOfDirectory(atPath: turfState.appendingPathComponent("replays").path)
+        let replays = try FileManager.default.contentsOfDirectory(
+            atPath: turfState.appendingPathComponent("replays").path
+        )
         #expect(replays.count == 1, "\(replays)")
         for f in replays {
-            let r = try run(turfBinary, ["replay", "--headless", turfState.appendingPathComponent("replays/\(f)").path])
+            let r = try run(
+                turfBinary,
+                ["replay", "--headless", turfState.appendingPathComponent("replays/\(f)").path]
+            )
             #expect(r.status == 0, "the saved replay does not read back: \(r.stderr)")
         }
         // Nothing but the log, the replays and what was planted is left in the state directory.
@@ -247,11 +317,17 @@ import Testing
     /// A crash restores the terminal, and loses no more than the last few ticks of the match: the
     /// journal it leaves behind becomes a replay that verifies, when the next `turf demo` starts.
     @Test func aCrashRestoresTheTerminalAndTheNextDemoRecoversTheMatch() throws {
-        let state = FileManager.default.temporaryDirectory.appendingPathComponent("turf-crash-\(UUID().uuidString.prefix(8))")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-crash-\(UUID().uuidString.prefix(8))"
+        )
         defer { try? FileManager.default.removeItem(at: state) }
         let replays = state.appendingPathComponent("turf/replays").path
-        let t = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 30 --seed 7 --ascii",
-                                environment: ["TURF_DEBUG_CRASH_AT_TICK": "45", "XDG_STATE_HOME": state.path])
+        let t = try TmuxSession(
+            width: 80,
+            height: 24,
+            command: "\(turfBinary) demo --seconds 30 --seed 7 --ascii",
+            environment: ["TURF_DEBUG_CRASH_AT_TICK": "45", "XDG_STATE_HOME": state.path]
+        )
         defer { t.close() }
         let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
         #expect(ended != nil, "no exit after the crash:\n\(end)")
@@ -265,8 +341,12 @@ import Testing
         #expect(left.count == 1 && left[0].hasSuffix(".turfjournal"), "expected one journal, found \(left)")
 
         // The next demo recovers it before its own match starts, and says so when it exits.
-        let next = try TmuxSession(width: 80, height: 24, command: "\(turfBinary) demo --seconds 30 --seed 8 --ascii",
-                                   environment: ["XDG_STATE_HOME": state.path])
+        let next = try TmuxSession(
+            width: 80,
+            height: 24,
+            command: "\(turfBinary) demo --seconds 30 --seed 8 --ascii",
+            environment: ["XDG_STATE_HOME": state.path]
+        )
         defer { next.close() }
         _ = next.waitFor(timeout: Self.wait) { Self.showsArenaAndScores($0, map: "Dojo") }
         next.send("q")
@@ -275,14 +355,22 @@ import Testing
         #expect(after.contains("recovered an interrupted match:"), "no recovery reported:\n\(after)")
         let files = try FileManager.default.contentsOfDirectory(atPath: replays).sorted()
         #expect(!files.contains { $0.hasSuffix(".turfjournal") }, "journal left behind: \(files)")
-        let recovered = try #require(files.first { $0.hasSuffix("-000007.turfreplay") }, "no recovered replay in \(files)")
+        let recovered = try #require(
+            files.first { $0.hasSuffix("-000007.turfreplay") },
+            "no recovered replay in \(files)"
+        )
         let v = try run(turfBinary, ["replay", "--headless", "\(replays)/\(recovered)"])
         #expect(v.status == 0, "recovered replay does not verify: \(v.stdout) \(v.stderr)")
         #expect(v.stdout.contains("\"ok\":true"))
         // Bots move from tick 0, so ticks up to the last flush before the crash hold ops.
-        let ops = v.stdout.split(separator: ",").first { $0.hasPrefix("\"ops\":") }.flatMap { Int($0.dropFirst(6)) } ?? 0
+        let ops =
+            v.stdout.split(separator: ",").first { $0.hasPrefix("\"ops\":") }.flatMap { Int($0.dropFirst(6)) } ?? 0
         #expect(ops >= 4, "recovered replay holds \(ops) ops: \(v.stdout)")
-        let again = try run(turfBinary, ["replay", "recover"], environment: ["XDG_STATE_HOME": state.path, "PATH": "/usr/bin:/bin"])
+        let again = try run(
+            turfBinary,
+            ["replay", "recover"],
+            environment: ["XDG_STATE_HOME": state.path, "PATH": "/usr/bin:/bin"]
+        )
         #expect(again.status == 0 && again.stdout.contains("no interrupted matches"), "\(again.stdout) \(again.stderr)")
     }
 }

@@ -2,7 +2,8 @@ import Foundation
 import Testing
 
 /// The repository root, from this file's path.
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
 /// The `turf` binary under test: $TURF_BIN, else the debug build in this checkout.
 var turfBinary: String {
@@ -20,15 +21,21 @@ struct CommandResult {
 /// Process misses the exit of a child that daemonises, like the tmux client). Output goes through
 /// temporary files so a daemon the command starts cannot hold a pipe open.
 @discardableResult
-func run(_ executable: String, _ args: [String], environment: [String: String]? = nil, timeout: TimeInterval = 120) throws -> CommandResult {
+func run(_ executable: String, _ args: [String], environment: [String: String]? = nil, timeout: TimeInterval = 120)
+    throws -> CommandResult
+{
     let dir = FileManager.default.temporaryDirectory.path
     let tag = UUID().uuidString
-    let outPath = "\(dir)/turf-run-\(tag).out", errPath = "\(dir)/turf-run-\(tag).err"
-    defer { unlink(outPath); unlink(errPath) }
+    let outPath = "\(dir)/turf-run-\(tag).out"
+    let errPath = "\(dir)/turf-run-\(tag).err"
+    defer {
+        unlink(outPath)
+        unlink(errPath)
+    }
     #if canImport(Darwin)
-    var actions: posix_spawn_file_actions_t?  // a pointer on Darwin, a struct in Glibc
+        var actions: posix_spawn_file_actions_t?  // a pointer on Darwin, a struct in Glibc
     #else
-    var actions = posix_spawn_file_actions_t()
+        var actions = posix_spawn_file_actions_t()
     #endif
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -37,7 +44,10 @@ func run(_ executable: String, _ args: [String], environment: [String: String]? 
     posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     let argv = ([executable] + args).map { strdup($0) } + [nil]
     let envList = (environment ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { argv.forEach { free($0) }; envList.forEach { free($0) } }
+    defer {
+        argv.forEach { free($0) }
+        envList.forEach { free($0) }
+    }
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, executable, &actions, nil, argv, envList)
     guard rc == 0 else { throw CLIFailure("cannot run \(executable): \(String(cString: strerror(rc)))") }
@@ -53,9 +63,11 @@ func run(_ executable: String, _ args: [String], environment: [String: String]? 
         usleep(5_000)
     }
     let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    return CommandResult(status: exitStatus,
-                         stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-                         stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+    return CommandResult(
+        status: exitStatus,
+        stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    )
 }
 
 func tmuxPath() -> String? {
@@ -78,13 +90,22 @@ final class TmuxSession {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-tmux-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         socket = dir.appendingPathComponent("tmux.sock").path
-        var env = ["HOME": dir.path, "XDG_STATE_HOME": dir.appendingPathComponent("state").path,
-                   "XDG_CONFIG_HOME": dir.appendingPathComponent("config").path, "LANG": "C.UTF-8", "TERM": "xterm-256color"]
+        var env = [
+            "HOME": dir.path, "XDG_STATE_HOME": dir.appendingPathComponent("state").path,
+            "XDG_CONFIG_HOME": dir.appendingPathComponent("config").path, "LANG": "C.UTF-8", "TERM": "xterm-256color",
+        ]
         for (k, v) in environment { env[k] = v }
         let exports = env.map { "\($0.key)='\($0.value)'" }.joined(separator: " ")
-        let script = "trap : INT QUIT; export \(exports); \(command); echo EXIT:$?; stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' '; echo; sleep 120"
-        let r = try run(tmux, ["-S", socket, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "\(width)", "-y", "\(height)", "/bin/sh", "-c", script],
-                        timeout: 10)
+        let script =
+            "trap : INT QUIT; export \(exports); \(command); echo EXIT:$?; stty -a | tr ' ;' '\\n\\n' | grep -E '^-?(icanon|echo)$' | tr '\\n' ' '; echo; sleep 120"
+        let r = try run(
+            tmux,
+            [
+                "-S", socket, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "\(width)", "-y", "\(height)",
+                "/bin/sh", "-c", script,
+            ],
+            timeout: 10
+        )
         guard r.status == 0 else { throw CLIFailure("tmux new-session failed: \(r.stderr)") }
     }
 
@@ -97,13 +118,20 @@ final class TmuxSession {
     }
 
     func resize(width: Int, height: Int) {
-        _ = try? run(tmux, ["-S", socket, "resize-window", "-t", name, "-x", "\(width)", "-y", "\(height)"], timeout: 10)
+        _ = try? run(
+            tmux,
+            ["-S", socket, "resize-window", "-t", name, "-x", "\(width)", "-y", "\(height)"],
+            timeout: 10
+        )
     }
 
     /// The pid of the program the pane's shell started (its first child).
     func programPid() -> Int32? {
-        guard let shell = try? run(tmux, ["-S", socket, "display-message", "-p", "-t", name, "#{pane_pid}"], timeout: 10).stdout
-            .trimmingCharacters(in: .whitespacesAndNewlines), let spid = Int32(shell) else { return nil }
+        guard
+            let shell = try? run(tmux, ["-S", socket, "display-message", "-p", "-t", name, "#{pane_pid}"], timeout: 10)
+                .stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines), let spid = Int32(shell)
+        else { return nil }
         let children = (try? String(contentsOfFile: "/proc/\(spid)/task/\(spid)/children", encoding: .utf8)) ?? ""
         return children.split(separator: " ").first.flatMap { Int32($0) }
     }

@@ -4,7 +4,9 @@ import Testing
 /// `turf id` and the transport benchmarks' JSON, run as a user would.
 @Suite(.serialized) struct IdAndBenchCommandTests {
     static func tempConfig() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-id-\(UUID().uuidString.prefix(8))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-id-\(UUID().uuidString.prefix(8))"
+        )
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }
@@ -59,7 +61,9 @@ import Testing
     @Test func benchCryptoPrintsDocumentedJSON() throws {
         let o = try Self.json(["bench", "crypto", "--json", "--packets", "2000", "--rounds", "1", "--handshakes", "20"])
         #expect(o["benchmark"] as? String == "crypto")
-        for key in ["session_packets_per_sec", "raw_packets_per_sec", "speed_ratio", "speed_ratio_min", "handshakes_per_sec"] {
+        for key in [
+            "session_packets_per_sec", "raw_packets_per_sec", "speed_ratio", "speed_ratio_min", "handshakes_per_sec",
+        ] {
             let v = try #require((o[key] as? NSNumber)?.doubleValue, "\(key) missing in \(o)")
             #expect(v > 0, "\(key) = \(v)")
         }

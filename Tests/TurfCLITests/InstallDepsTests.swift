@@ -10,11 +10,13 @@ import Testing
         var log: String { (try? String(contentsOf: dir.appendingPathComponent("calls.log"), encoding: .utf8)) ?? "" }
 
         init(uid: Int, sudo: Bool) throws {
-            dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-deps-\(UUID().uuidString.prefix(8))")
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "turf-deps-\(UUID().uuidString.prefix(8))"
+            )
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let log = dir.appendingPathComponent("calls.log").path
             var tools = [
-                "dpkg-query": "exit 1", // nothing is installed
+                "dpkg-query": "exit 1",  // nothing is installed
                 "id": "echo \(uid)",
                 "apt-get": "echo \"apt-get $*\" >> '\(log)'",
                 "swift": "exit 0",
@@ -26,12 +28,18 @@ import Testing
                 chmod(path, 0o755)
             }
             let grep = ["/usr/bin/grep", "/bin/grep"].first { FileManager.default.isExecutableFile(atPath: $0) }!
-            try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("grep").path, withDestinationPath: grep)
+            try FileManager.default.createSymbolicLink(
+                atPath: dir.appendingPathComponent("grep").path,
+                withDestinationPath: grep
+            )
         }
 
         func run() throws -> CommandResult {
-            try TurfCLITests.run("/bin/bash", [repoRoot.appendingPathComponent("scripts/install-deps.sh").path],
-                                 environment: ["PATH": dir.path, "HOME": dir.path])
+            try TurfCLITests.run(
+                "/bin/bash",
+                [repoRoot.appendingPathComponent("scripts/install-deps.sh").path],
+                environment: ["PATH": dir.path, "HOME": dir.path]
+            )
         }
     }
 

@@ -8,7 +8,9 @@ import Testing
     }
 
     func tempDir() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("turf-journal-\(UUID().uuidString.prefix(8))").path
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-journal-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         return d
     }
@@ -19,7 +21,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = "\(dir)/m.turfjournal"
         try Data(try journalFixture()).write(to: URL(fileURLWithPath: path))
-        let fd = open(path, O_RDONLY | O_CLOEXEC) // no child of a parallel test may inherit the lock
+        let fd = open(path, O_RDONLY | O_CLOEXEC)  // no child of a parallel test may inherit the lock
         #expect(flock(fd, LOCK_EX) == 0)
         let busy = try run(turfBinary, ["replay", "recover", "--dir", dir])
         #expect(busy.status == 0 && busy.stdout.contains("no interrupted matches"), "\(busy.stdout) \(busy.stderr)")
@@ -51,7 +53,7 @@ import Testing
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var bad = try journalFixture()
-        bad[12] ^= 0xFF // inside the config section: its checksum fails
+        bad[12] ^= 0xFF  // inside the config section: its checksum fails
         try Data(bad).write(to: URL(fileURLWithPath: "\(dir)/bad.turfjournal"))
         let torn = try journalFixture().dropLast(5)
         try Data(torn).write(to: URL(fileURLWithPath: "\(dir)/torn.turfjournal"))

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `turf host` / `turf join` as real processes on loopback, through a local DHT of one
@@ -15,14 +16,25 @@ import Glibc
         private var pids: [pid_t] = []
 
         init() throws {
-            dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-net-\(UUID().uuidString.prefix(8))")
+            dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "turf-net-\(UUID().uuidString.prefix(8))"
+            )
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let out = dir.appendingPathComponent("dht.out").path
-            let pid = try spawnBackground(turfBinary, ["dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--no-state",
-                                                       "--duration", "300", "--status-every", "0"],
-                                          environment: Lab.env(dir, "dht"), stdout: out)
+            let pid = try spawnBackground(
+                turfBinary,
+                [
+                    "dht", "serve", "--bind", "127.0.0.1", "--bootstrap", "none", "--no-state",
+                    "--duration", "300", "--status-every", "0",
+                ],
+                environment: Lab.env(dir, "dht"),
+                stdout: out
+            )
             pids.append(pid)
-            let line = try #require(waitForLine(out, containing: "listening on", timeout: 60), "the DHT node did not start")
+            let line = try #require(
+                waitForLine(out, containing: "listening on", timeout: 60),
+                "the DHT node did not start"
+            )
             boot = String(try #require(line.split(separator: " ").first { $0.hasPrefix("127.0.0.1:") }))
         }
 
@@ -44,8 +56,12 @@ import Glibc
         func start(_ peer: String, _ args: [String], extraEnv: [String: String] = [:]) throws -> pid_t {
             var e = env(peer)
             for (k, v) in extraEnv { e[k] = v }
-            let pid = try spawnBackground(turfBinary, args + ["--headless", "--bind", "127.0.0.1", "--bootstrap", boot],
-                                          environment: e, stdout: outPath(peer))
+            let pid = try spawnBackground(
+                turfBinary,
+                args + ["--headless", "--bind", "127.0.0.1", "--bootstrap", boot],
+                environment: e,
+                stdout: outPath(peer)
+            )
             pids.append(pid)
             return pid
         }
@@ -55,7 +71,11 @@ import Glibc
             var status: Int32 = 0
             let deadline = Date().addingTimeInterval(timeout)
             while waitpid(pid, &status, WNOHANG) == 0 {
-                if Date() > deadline { kill(pid, SIGKILL); waitpid(pid, &status, 0); return -1 }
+                if Date() > deadline {
+                    kill(pid, SIGKILL)
+                    waitpid(pid, &status, 0)
+                    return -1
+                }
                 usleep(20_000)
             }
             pids.removeAll { $0 == pid }
@@ -70,7 +90,9 @@ import Glibc
             }
         }
 
-        func event(_ peer: String, _ name: String) -> [String: Any]? { events(peer).last { $0["event"] as? String == name } }
+        func event(_ peer: String, _ name: String) -> [String: Any]? {
+            events(peer).last { $0["event"] as? String == name }
+        }
 
         func waitForEvent(_ peer: String, _ name: String, timeout: Double = 60) -> [String: Any]? {
             _ = waitForLine(outPath(peer), containing: "\"event\":\"\(name)\"", timeout: timeout)
@@ -78,7 +100,11 @@ import Glibc
         }
 
         deinit {
-            for p in pids { kill(p, SIGKILL); var st: Int32 = 0; waitpid(p, &st, 0) }
+            for p in pids {
+                kill(p, SIGKILL)
+                var st: Int32 = 0
+                waitpid(p, &st, 0)
+            }
             try? FileManager.default.removeItem(at: dir)
         }
     }
@@ -93,7 +119,10 @@ import Glibc
             let hash = try #require(end["final_hash"] as? String)
             hashes.insert(hash)
             let replay = try #require(end["replay"] as? String, "\(p) saved no replay")
-            #expect(replay.hasPrefix(lab.dir.appendingPathComponent(p).path), "\(p)'s replay is outside its XDG dirs: \(replay)")
+            #expect(
+                replay.hasPrefix(lab.dir.appendingPathComponent(p).path),
+                "\(p)'s replay is outside its XDG dirs: \(replay)"
+            )
             let v = try run(turfBinary, ["replay", "--headless", replay])
             #expect(v.status == 0, "\(p): \(v.stderr)")
             #expect(v.stdout.contains("\"final_hash\":\"\(hash)\""), "\(p): \(v.stdout)")
@@ -103,14 +132,20 @@ import Glibc
 
     @Test func fourPlayersJoinByTopicKeyAndInvite() throws {
         let lab = try Lab()
-        let host = try lab.start("host", ["host", "--topic", "quad", "--seconds", "5", "--start-when", "4", "--bot", "hard",
-                                          "--name", "Alice"])
+        let host = try lab.start(
+            "host",
+            [
+                "host", "--topic", "quad", "--seconds", "5", "--start-when", "4", "--bot", "hard",
+                "--name", "Alice",
+            ]
+        )
         let lobby = try #require(lab.waitForEvent("host", "lobby"), "no lobby event")
         let key = try #require(lobby["key"] as? String)
         let invite = try #require(lobby["invite"] as? String)
         #expect(key.hasPrefix("turf1"))
         let a = try lab.start("topic", ["join", "--topic", "quad", "--name", "Bob\u{1b}[31m"])
-        let b = try lab.start("key", ["join", key, "--name", String(repeating: "🎉", count: 30)]) // 120 bytes: cut to fit
+        // 120 bytes: cut to fit
+        let b = try lab.start("key", ["join", key, "--name", String(repeating: "🎉", count: 30)])
         let c = try lab.start("invite", ["join", invite, "--name", "Dan", "--bot", "hard"])
         for (pid, name) in [(host, "host"), (a, "topic"), (b, "key"), (c, "invite")] {
             #expect(lab.wait(pid) == 0, "\(name) failed: \(lab.events(name))")
@@ -139,17 +174,29 @@ import Glibc
         let wrong = lab.dir.appendingPathComponent("wrong.pass").path
         try "open sesame\n".write(toFile: pass, atomically: true, encoding: .utf8)
         try "open says me\n".write(toFile: wrong, atomically: true, encoding: .utf8)
-        let host = try lab.start("host", ["host", "--topic", "secret", "--seconds", "5", "--start-when", "2", "--passphrase-file", pass])
+        let host = try lab.start(
+            "host",
+            ["host", "--topic", "secret", "--seconds", "5", "--start-when", "2", "--passphrase-file", pass]
+        )
         _ = try #require(lab.waitForEvent("host", "lobby"))
         // The wrong passphrase first: it must not take a seat.
-        let bad = try run(turfBinary, ["join", "--topic", "secret", "--headless", "--bind", "127.0.0.1", "--bootstrap", lab.boot,
-                                       "--passphrase-file", wrong], environment: lab.env("wrong"))
+        let bad = try run(
+            turfBinary,
+            [
+                "join", "--topic", "secret", "--headless", "--bind", "127.0.0.1", "--bootstrap", lab.boot,
+                "--passphrase-file", wrong,
+            ],
+            environment: lab.env("wrong")
+        )
         #expect(bad.status == 1)
         #expect(bad.stdout.isEmpty || !bad.stdout.contains("\"joined\""))
         let lines = bad.stderr.split(separator: "\n")
         #expect(lines.count == 1 && lines[0].contains("passphrase"), "\(bad.stderr)")
         // A spectator (it knows the passphrase) watches: no seat, every op, the same replay.
-        let watcher = try lab.start("spectator", ["join", "--topic", "secret", "--passphrase-file", pass, "--spectate"])
+        let watcher = try lab.start(
+            "spectator",
+            ["join", "--topic", "secret", "--passphrase-file", pass, "--spectate"]
+        )
         _ = try #require(lab.waitForEvent("spectator", "joined"), "the spectator never got in")
         let good = try lab.start("good", ["join", "--topic", "secret", "--passphrase-file", pass])
         #expect(lab.wait(good) == 0, "\(lab.events("good"))")
@@ -173,7 +220,9 @@ import Glibc
         _ = lab.wait(first)
         // Silent for 5 s: the host shows it disconnected (its avatar stays).
         _ = waitForLine(lab.outPath("host"), containing: "\"state\":\"disconnected\"", timeout: 30)
-        #expect(lab.events("host").contains { $0["event"] as? String == "peer" && $0["state"] as? String == "disconnected" })
+        #expect(
+            lab.events("host").contains { $0["event"] as? String == "peer" && $0["state"] as? String == "disconnected" }
+        )
         // The same identity (same XDG dirs) joins again and resumes its own op log.
         let again = try lab.start("joiner", ["join", key])
         #expect(lab.wait(again) == 0, "\(lab.events("joiner"))")

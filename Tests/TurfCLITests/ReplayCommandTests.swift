@@ -12,7 +12,8 @@ import TurfRules
     }
 
     static func tempPath(_ name: String) -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("turf-\(UUID().uuidString.prefix(8))-\(name)").path
+        FileManager.default.temporaryDirectory.appendingPathComponent("turf-\(UUID().uuidString.prefix(8))-\(name)")
+            .path
     }
 
     @Test func thereAreRecordedMatches() {
@@ -44,7 +45,10 @@ import TurfRules
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: source)))
         let flipped = Self.tempPath("flipped.turfreplay")
         let truncated = Self.tempPath("truncated.turfreplay")
-        defer { unlink(flipped); unlink(truncated) }
+        defer {
+            unlink(flipped)
+            unlink(truncated)
+        }
         let at = bytes.count / 2
         bytes[at] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: flipped))
@@ -66,7 +70,10 @@ import TurfRules
 
     @Test func aDesyncIsReportedWithTheFirstBadTick() throws {
         let source = try #require(Self.recorded.first { $0.contains("dojo-2p") } ?? Self.recorded.first)
-        var replay = try ReplayFile.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: source))), as: TurfWorld.self)
+        var replay = try ReplayFile.decode(
+            [UInt8](try Data(contentsOf: URL(fileURLWithPath: source))),
+            as: TurfWorld.self
+        )
         // A well-formed file whose recorded hash at the 10th checkpoint is wrong.
         replay.checkpoints[9].hash ^= 1
         let path = Self.tempPath("desync.turfreplay")
@@ -83,7 +90,10 @@ import TurfRules
     /// (`turf1…`), or null for a player nobody owns (a local bot).
     @Test func headlessOutputNamesEachPlayersOwner() throws {
         let source = try #require(Self.recorded.first { $0.contains("dojo-2p") } ?? Self.recorded.first)
-        var replay = try ReplayFile.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: source))), as: TurfWorld.self)
+        var replay = try ReplayFile.decode(
+            [UInt8](try Data(contentsOf: URL(fileURLWithPath: source))),
+            as: TurfWorld.self
+        )
         replay.config.players[0].owner = OwnerKey([UInt8](repeating: 7, count: 32))
         let path = Self.tempPath("owned.turfreplay")
         defer { unlink(path) }
@@ -99,7 +109,10 @@ import TurfRules
     @Test func generateThenVerify() throws {
         let path = Self.tempPath("gen.turfreplay")
         defer { unlink(path) }
-        let g = try run(turfBinary, ["replay", "generate", "--players", "3", "--minutes", "0.25", "--seed", "9", "--map", "dojo", "-o", path])
+        let g = try run(
+            turfBinary,
+            ["replay", "generate", "--players", "3", "--minutes", "0.25", "--seed", "9", "--map", "dojo", "-o", path]
+        )
         #expect(g.status == 0, "\(g.stderr)")
         let v = try run(turfBinary, ["replay", "--headless", path, "--delivery", "shuffle:3"])
         #expect(v.status == 0)
@@ -112,7 +125,10 @@ import TurfRules
         let path = Self.tempPath("bad.map")
         defer { unlink(path) }
         try "name: Broken\n---\n#####\n#1.2#\n#.x.#\n#####\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let r = try run(turfBinary, ["replay", "generate", "--players", "2", "--map", path, "-o", Self.tempPath("never.turfreplay")])
+        let r = try run(
+            turfBinary,
+            ["replay", "generate", "--players", "2", "--map", path, "-o", Self.tempPath("never.turfreplay")]
+        )
         #expect(r.status != 0)
         #expect(r.stderr.contains("\(path):5:3: unexpected character 'x'"))
     }

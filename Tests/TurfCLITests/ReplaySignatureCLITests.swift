@@ -10,12 +10,19 @@ import TurfRules
     /// A 2-peer match in virtual time; the replay of peer 0 with the statements it holds.
     static func signedReplay() throws -> TurfReplay {
         let keys = (0..<2).map { try! Ed25519.KeyPair(seed: [UInt8](repeating: UInt8(40 + $0), count: 32)) }
-        let map = try ArenaMap(parsing: String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/dojo.map"), encoding: .utf8))
+        let map = try ArenaMap(
+            parsing: String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/dojo.map"), encoding: .utf8)
+        )
         var players = TurfMatch.players(humans: [], total: 2)
         for i in players.indices { players[i].owner = OwnerKey(keys[i].publicKey) }
         let config = TurfSettings(map: map).matchConfig(seed: 5, players: players, seconds: 3)
         var nets = try keys.map { try NetMatch<TurfWorld>(config: config, identity: $0, now: 0) }
-        var matches = try keys.map { try TurfLocalMatch(config: config, controllers: TurfMatch.controllers(config: config, ownedBy: OwnerKey($0.publicKey))) }
+        var matches = try keys.map {
+            try TurfLocalMatch(
+                config: config,
+                controllers: TurfMatch.controllers(config: config, ownedBy: OwnerKey($0.publicKey))
+            )
+        }
         var inbox: [[(OwnerKey, [UInt8])]] = [[], []]
         var late: [Op<TurfOp>] = []
         for step in 0..<Int(config.lengthTicks) + 60 {
@@ -24,7 +31,9 @@ import TurfRules
                 for (from, bytes) in inbox[i] { nets[i].receive(bytes, from: from, now: now) }
                 inbox[i] = []
                 let accepted = nets[i].takeAccepted()
-                if matches[i].isOver { if i == 0 { late += accepted } ; } else {
+                if matches[i].isOver {
+                    if i == 0 { late += accepted }
+                } else {
                     for op in accepted { matches[i].deliver(op) }
                     matches[i].recordOutbox = true
                     let t = matches[i].tick
@@ -32,7 +41,9 @@ import TurfRules
                     nets[i].addLocal(matches[i].outbox, ranTick: t, now: now)
                     matches[i].outbox.removeAll()
                 }
-                for (to, bytes) in nets[i].poll(now: now) { inbox[to == nets[0].me ? 0 : 1].append((nets[i].me, bytes)) }
+                for (to, bytes) in nets[i].poll(now: now) {
+                    inbox[to == nets[0].me ? 0 : 1].append((nets[i].me, bytes))
+                }
             }
         }
         var replica = matches[0].replica
@@ -47,7 +58,10 @@ import TurfRules
         #expect(replay.signatures.count == 2)
         let good = ReplayCommandTests.tempPath("signed.turfreplay")
         let bad = ReplayCommandTests.tempPath("badsig.turfreplay")
-        defer { unlink(good); unlink(bad) }
+        defer {
+            unlink(good)
+            unlink(bad)
+        }
         try Data(ReplayFile.encode(replay)).write(to: URL(fileURLWithPath: good))
         let r = try run(turfBinary, ["replay", "--headless", good])
         #expect(r.status == 0, "\(r.stderr)")

@@ -7,19 +7,23 @@ import TurfRules
 /// reading, and a crafted file at the limit — the densest ops the format allows, the largest
 /// config — is decoded and verified (or recovered) within 256 MB.
 @Suite(.serialized) struct SizeLimitTests {
-    static let replayLimit = 3 << 20   // FileLimits.replay
+    static let replayLimit = 3 << 20  // FileLimits.replay
     static let journalLimit = 4 << 20  // FileLimits.journal
     static let rssBudgetKB = 256 * 1024
 
     func tempDir() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("turf-limits-\(UUID().uuidString.prefix(8))").path
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-limits-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         return d
     }
 
     /// The largest config the bounds allow: 4 h, a checkpoint a second, 8 players, the most pickups.
     func largestConfig() throws -> (MatchConfig, [UInt32]) {
-        let map = try ArenaMap(parsing: String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/dojo.map"), encoding: .utf8))
+        let map = try ArenaMap(
+            parsing: String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/dojo.map"), encoding: .utf8)
+        )
         var settings = TurfSettings(map: map)
         settings.pickupInterval = 44
         let config = settings.matchConfig(seed: 1, players: TurfMatch.players(humans: [], total: 8), seconds: 4 * 3600)
@@ -34,8 +38,12 @@ import TurfRules
     func equivocations(_ n: Int, cells: [UInt32]) -> [Op<TurfOp>] {
         (0..<n).map { i in
             let j = i / 8
-            return Op(player: UInt8(i % 8), seq: UInt32(j % 128), tick: Tick((j / 128) % 128),
-                      payload: .move(cell: cells[(j / 16384) % cells.count]))
+            return Op(
+                player: UInt8(i % 8),
+                seq: UInt32(j % 128),
+                tick: Tick((j / 128) % 128),
+                payload: .move(cell: cells[(j / 16384) % cells.count])
+            )
         }
     }
 
@@ -62,10 +70,21 @@ import TurfRules
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (config, cells) = try largestConfig()
-        let empty = TurfReplay(config: config, logs: Array(repeating: [], count: 8), equivocations: [], checkpoints: [], finalHash: 0)
-        let overhead = ReplayFile.encode(empty).count + 13 + 4 + 16 // the equivocations section: frame, count
-        let replay = TurfReplay(config: config, logs: Array(repeating: [], count: 8),
-                                equivocations: equivocations((Self.replayLimit - overhead) / 4, cells: cells), checkpoints: [], finalHash: 0)
+        let empty = TurfReplay(
+            config: config,
+            logs: Array(repeating: [], count: 8),
+            equivocations: [],
+            checkpoints: [],
+            finalHash: 0
+        )
+        let overhead = ReplayFile.encode(empty).count + 13 + 4 + 16  // the equivocations section: frame, count
+        let replay = TurfReplay(
+            config: config,
+            logs: Array(repeating: [], count: 8),
+            equivocations: equivocations((Self.replayLimit - overhead) / 4, cells: cells),
+            checkpoints: [],
+            finalHash: 0
+        )
         let bytes = ReplayFile.encode(replay)
         #expect(bytes.count <= Self.replayLimit && bytes.count > Self.replayLimit - 64, "\(bytes.count) bytes")
         try Data(bytes).write(to: URL(fileURLWithPath: "\(dir)/at.turfreplay"))
@@ -73,7 +92,9 @@ import TurfRules
         let r = runMeasuringRSS(["replay", "--headless", "--delivery", "shuffle:1", "\(dir)/at.turfreplay"])
         #expect(r.status == 1, "the recorded hashes are zero: a mismatch, after all the work")
         #expect(r.maxRSSKB > 0 && r.maxRSSKB <= Self.rssBudgetKB, "peak RSS \(r.maxRSSKB) KB")
-        print("SizeLimitTests: replay at the limit (\(bytes.count) bytes, \(replay.opCount) ops), shuffled: peak RSS \(r.maxRSSKB / 1024) MB")
+        print(
+            "SizeLimitTests: replay at the limit (\(bytes.count) bytes, \(replay.opCount) ops), shuffled: peak RSS \(r.maxRSSKB / 1024) MB"
+        )
 
         let pad = [UInt8](repeating: 0, count: Self.replayLimit + 1 - bytes.count)
         try Data(bytes + pad).write(to: URL(fileURLWithPath: "\(dir)/over.turfreplay"))
@@ -100,7 +121,9 @@ import TurfRules
         #expect(r.status == 0)
         #expect(r.maxRSSKB > 0 && r.maxRSSKB <= Self.rssBudgetKB, "peak RSS \(r.maxRSSKB) KB")
         #expect(FileManager.default.fileExists(atPath: "\(dir)/at.turfreplay"))
-        print("SizeLimitTests: journal at the limit (\(journal.count) bytes, \(i) ops), recovered: peak RSS \(r.maxRSSKB / 1024) MB")
+        print(
+            "SizeLimitTests: journal at the limit (\(journal.count) bytes, \(i) ops), recovered: peak RSS \(r.maxRSSKB / 1024) MB"
+        )
 
         let pad = [UInt8](repeating: 0xEE, count: Self.journalLimit + 1 - journal.count)
         try Data(journal + pad).write(to: URL(fileURLWithPath: "\(dir)/over.turfjournal"))

@@ -8,7 +8,9 @@ import TurfRules
 /// error and an exit status in 1...127, at once, without reading more than its size limit.
 @Suite struct UntrustedFilesCommandTests {
     func tempDir() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("turf-untrusted-\(UUID().uuidString.prefix(8))").path
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-untrusted-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         return d
     }
@@ -47,21 +49,41 @@ import TurfRules
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try sparse("\(dir)/huge.turfreplay", size: 4 << 30, prefix: Array("TURFRPLY".utf8))
-        expectOneLineError(try run(turfBinary, ["replay", "--headless", "\(dir)/huge.turfreplay"], timeout: 30),
-                           containing: "too large", "4 GB replay")
+        expectOneLineError(
+            try run(turfBinary, ["replay", "--headless", "\(dir)/huge.turfreplay"], timeout: 30),
+            containing: "too large",
+            "4 GB replay"
+        )
         try sparse("\(dir)/huge.map", size: 2 << 30, prefix: Array("name: Huge\n---\n".utf8))
-        expectOneLineError(try run(turfBinary, ["replay", "generate", "--map", "\(dir)/huge.map", "-o", "\(dir)/x.turfreplay"], timeout: 30),
-                           containing: "too large", "2 GB map")
+        expectOneLineError(
+            try run(
+                turfBinary,
+                ["replay", "generate", "--map", "\(dir)/huge.map", "-o", "\(dir)/x.turfreplay"],
+                timeout: 30
+            ),
+            containing: "too large",
+            "2 GB map"
+        )
         let journals = "\(dir)/journals"
         try FileManager.default.createDirectory(atPath: journals, withIntermediateDirectories: true)
         try sparse("\(journals)/huge.turfjournal", size: 3 << 30, prefix: Array("TURFJRNL".utf8))
-        let r = try run(turfBinary, ["replay", "recover", "--dir", journals], environment: environment(dir), timeout: 30)
+        let r = try run(
+            turfBinary,
+            ["replay", "recover", "--dir", journals],
+            environment: environment(dir),
+            timeout: 30
+        )
         #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
         #expect(r.stdout.contains("too large"), "\(r.stdout)")
         #expect(FileManager.default.fileExists(atPath: "\(journals)/huge.turfjournal"), "evidence is never deleted")
         // A huge file that is no journal at all says so (its magic is read first) and is set aside.
         try sparse("\(journals)/junk.turfjournal", size: 3 << 30, prefix: [])
-        let junk = try run(turfBinary, ["replay", "recover", "--dir", journals], environment: environment(dir), timeout: 30)
+        let junk = try run(
+            turfBinary,
+            ["replay", "recover", "--dir", journals],
+            environment: environment(dir),
+            timeout: 30
+        )
         #expect(junk.status == 1 && junk.stdout.contains("does not start with \"TURFJRNL\""), "\(junk.stdout)")
         #expect(FileManager.default.fileExists(atPath: "\(journals)/junk.turfjournal.damaged"))
         let plain = try sparse4GBReplayWithoutMagic(dir)
@@ -79,17 +101,28 @@ import TurfRules
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: "\(dir)/config/turf", withIntermediateDirectories: true)
         #expect(mkfifo("\(dir)/config/turf/identity.key", 0o600) == 0)
-        expectOneLineError(try run(turfBinary, ["id"], environment: environment(dir), timeout: 20),
-                           containing: "not a regular file (a FIFO)", "FIFO key")
+        expectOneLineError(
+            try run(turfBinary, ["id"], environment: environment(dir), timeout: 20),
+            containing: "not a regular file (a FIFO)",
+            "FIFO key"
+        )
 
         let journals = "\(dir)/journals"
         try FileManager.default.createDirectory(atPath: journals, withIntermediateDirectories: true)
         #expect(mkfifo("\(journals)/a.turfjournal", 0o600) == 0)
         try Data(try journalFixture()).write(to: URL(fileURLWithPath: "\(journals)/b.turfjournal"))
-        let r = try run(turfBinary, ["replay", "recover", "--dir", journals], environment: environment(dir), timeout: 20)
+        let r = try run(
+            turfBinary,
+            ["replay", "recover", "--dir", journals],
+            environment: environment(dir),
+            timeout: 20
+        )
         #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
         #expect(r.stdout.contains("a FIFO"), "\(r.stdout)")
-        #expect(FileManager.default.fileExists(atPath: "\(journals)/b.turfreplay"), "the good journal is still recovered: \(r.stdout)")
+        #expect(
+            FileManager.default.fileExists(atPath: "\(journals)/b.turfreplay"),
+            "the good journal is still recovered: \(r.stdout)"
+        )
     }
 
     /// A replay or journal whose recorded map holds a digit with a combining mark (which used to
@@ -98,23 +131,44 @@ import TurfRules
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var w = ByteWriter()
-        w.u8(1) // turf settings version
+        w.u8(1)  // turf settings version
         w.string("name: Poison\n---\n#####\n#1\u{301}2#\n#####\n")
-        w.u8(4); w.u32(300); w.u32(240); w.u8(2)
-        let config = MatchConfig(gameID: TurfWorld.gameID, seed: 1, lengthTicks: 300, players: TurfMatch.players(humans: [], total: 2),
-                                 settings: w.bytes)
+        w.u8(4)
+        w.u32(300)
+        w.u32(240)
+        w.u8(2)
+        let config = MatchConfig(
+            gameID: TurfWorld.gameID,
+            seed: 1,
+            lengthTicks: 300,
+            players: TurfMatch.players(humans: [], total: 2),
+            settings: w.bytes
+        )
         let replay = TurfReplay(config: config, logs: [[], []], equivocations: [], checkpoints: [], finalHash: 0)
         try Data(ReplayFile.encode(replay)).write(to: URL(fileURLWithPath: "\(dir)/p.turfreplay"))
-        expectOneLineError(try run(turfBinary, ["replay", "--headless", "\(dir)/p.turfreplay"], timeout: 30),
-                           containing: "<map recorded in the match>:4:3: unexpected character U+0301", "poisoned replay")
+        expectOneLineError(
+            try run(turfBinary, ["replay", "--headless", "\(dir)/p.turfreplay"], timeout: 30),
+            containing: "<map recorded in the match>:4:3: unexpected character U+0301",
+            "poisoned replay"
+        )
 
         let journals = "\(dir)/journals"
         try FileManager.default.createDirectory(atPath: journals, withIntermediateDirectories: true)
         try Data(ReplayJournal.header(config)).write(to: URL(fileURLWithPath: "\(journals)/p.turfjournal"))
-        let r = try run(turfBinary, ["replay", "recover", "--dir", journals], environment: environment(dir), timeout: 30)
+        let r = try run(
+            turfBinary,
+            ["replay", "recover", "--dir", journals],
+            environment: environment(dir),
+            timeout: 30
+        )
         #expect(r.status == 1 && r.stdout.contains("U+0301"), "\(r.status) \(r.stdout) \(r.stderr)")
         #expect(FileManager.default.fileExists(atPath: "\(journals)/p.turfjournal.damaged"))
-        let again = try run(turfBinary, ["replay", "recover", "--dir", journals], environment: environment(dir), timeout: 30)
+        let again = try run(
+            turfBinary,
+            ["replay", "recover", "--dir", journals],
+            environment: environment(dir),
+            timeout: 30
+        )
         #expect(again.status == 0 && again.stdout.contains("no interrupted matches"), "reported once: \(again.stdout)")
     }
 
@@ -123,14 +177,21 @@ import TurfRules
     @Test func aWorkBombReplayIsRefused() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        var settings = TurfSettings(map: try ArenaMap(parsing: String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/warren.map"), encoding: .utf8)))
+        var settings = TurfSettings(
+            map: try ArenaMap(
+                parsing: String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/warren.map"), encoding: .utf8)
+            )
+        )
         settings.pickupInterval = 10
         settings.splatRadius = 8
         let config = settings.matchConfig(seed: 1, players: TurfMatch.players(humans: [], total: 2), seconds: 4 * 3600)
         let bomb = TurfReplay(config: config, logs: [[], []], equivocations: [], checkpoints: [], finalHash: 0)
         try Data(ReplayFile.encode(bomb)).write(to: URL(fileURLWithPath: "\(dir)/bomb.turfreplay"))
-        expectOneLineError(try run(turfBinary, ["replay", "--headless", "\(dir)/bomb.turfreplay"], timeout: 30),
-                           containing: "pickups", "work bomb")
+        expectOneLineError(
+            try run(turfBinary, ["replay", "--headless", "\(dir)/bomb.turfreplay"], timeout: 30),
+            containing: "pickups",
+            "work bomb"
+        )
     }
 
     /// One flipped bit in the first ops section: every other section is recovered into a replay
@@ -146,10 +207,16 @@ import TurfRules
         try Data(bytes).write(to: URL(fileURLWithPath: "\(dir)/m.turfjournal"))
         let r = try run(turfBinary, ["replay", "recover", "--dir", dir], environment: environment(dir), timeout: 60)
         #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
-        #expect(r.stdout.contains("recovered part of a damaged match") && r.stdout.contains("m.turfjournal.damaged"), "\(r.stdout)")
+        #expect(
+            r.stdout.contains("recovered part of a damaged match") && r.stdout.contains("m.turfjournal.damaged"),
+            "\(r.stdout)"
+        )
         #expect(FileManager.default.fileExists(atPath: "\(dir)/m.turfjournal.damaged"))
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/m.turfjournal"))
-        let saved = try ReplayFile.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/m.turfreplay"))), as: TurfWorld.self)
+        let saved = try ReplayFile.decode(
+            [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/m.turfreplay"))),
+            as: TurfWorld.self
+        )
         #expect(saved.opCount > 0 && saved.opCount < whole.replay.opCount)
         let v = try run(turfBinary, ["replay", "--headless", "\(dir)/m.turfreplay"], timeout: 60)
         #expect(v.status == 0 && v.stdout.contains("\"ok\":true"), "\(v.stdout) \(v.stderr)")
@@ -160,9 +227,19 @@ import TurfRules
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let text = try String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/dojo.map"), encoding: .utf8)
-        try text.replacingOccurrences(of: "\n", with: "\r\n").write(toFile: "\(dir)/dojo-crlf.map", atomically: true, encoding: .utf8)
-        let r = try run(turfBinary, ["replay", "generate", "--players", "2", "--minutes", "0.1", "--map", "\(dir)/dojo-crlf.map",
-                                     "-o", "\(dir)/c.turfreplay"], timeout: 60)
+        try text.replacingOccurrences(of: "\n", with: "\r\n").write(
+            toFile: "\(dir)/dojo-crlf.map",
+            atomically: true,
+            encoding: .utf8
+        )
+        let r = try run(
+            turfBinary,
+            [
+                "replay", "generate", "--players", "2", "--minutes", "0.1", "--map", "\(dir)/dojo-crlf.map",
+                "-o", "\(dir)/c.turfreplay",
+            ],
+            timeout: 60
+        )
         #expect(r.status == 0, "\(r.stderr)")
     }
 }

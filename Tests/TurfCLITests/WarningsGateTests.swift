@@ -6,7 +6,8 @@ import Testing
 /// warnings inside dependencies do not.
 @Suite struct WarningsGateTests {
     func gate(_ log: String) throws -> CommandResult {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("turf-gate-\(UUID().uuidString).log").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("turf-gate-\(UUID().uuidString).log")
+            .path
         defer { unlink(path) }
         try Data(log.utf8).write(to: URL(fileURLWithPath: path))
         return try run("/bin/bash", [repoRoot.appendingPathComponent("scripts/check-warnings.sh").path, path])

@@ -11,9 +11,12 @@ import TurfRules
 
     /// Totals of the two hard bots and the two easy ones, over `seeds`, on one map.
     static func totals(map name: String, seconds: Int) throws -> (hard: Int, easy: Int) {
-        let map = try ArenaMap(parsing: String(contentsOf: mapsDir.appendingPathComponent("\(name).map"), encoding: .utf8))
+        let map = try ArenaMap(
+            parsing: String(contentsOf: mapsDir.appendingPathComponent("\(name).map"), encoding: .utf8)
+        )
         let settings = TurfSettings(map: map)
-        var hard = 0, easy = 0
+        var hard = 0
+        var easy = 0
         for seed in seeds {
             // players(humans: [], total: 4) alternates hard, easy, hard, easy: ids 0 and 2 are hard.
             let replay = try TurfMatch.generate(settings: settings, players: 4, seconds: seconds, seed: seed)

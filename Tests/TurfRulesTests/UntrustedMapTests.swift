@@ -10,7 +10,10 @@ import TurfRules
     static let tiny = "name: T\n---\n####\n#12#\n####\n"
 
     func error(_ text: String) -> MapError? {
-        do { _ = try ArenaMap(parsing: text, file: "m.map"); return nil } catch let e as MapError { return e } catch {
+        do {
+            _ = try ArenaMap(parsing: text, file: "m.map")
+            return nil
+        } catch let e as MapError { return e } catch {
             Issue.record("not a MapError: \(error)")
             return nil
         }
@@ -23,8 +26,13 @@ import TurfRules
         #expect(e.line == 4 && e.column == 3, "\(e)")
         #expect(e.description.contains("U+0301"), "\(e)")
         // And everywhere else in the grid: after a wall, after floor, alone, wide characters.
-        for (row, column) in [("#\u{301}12#", 2), ("#1.\u{308}2#", 4), ("#12\u{200D}#", 4), ("#1２#", 3), ("#1\u{1F600}2#", 3)] {
-            let e = try #require(error("name: T\n---\n#####\n\(row)\n#####\n"), "\(row.unicodeScalars.map { $0.value })")
+        for (row, column) in [
+            ("#\u{301}12#", 2), ("#1.\u{308}2#", 4), ("#12\u{200D}#", 4), ("#1２#", 3), ("#1\u{1F600}2#", 3),
+        ] {
+            let e = try #require(
+                error("name: T\n---\n#####\n\(row)\n#####\n"),
+                "\(row.unicodeScalars.map { $0.value })"
+            )
             #expect(e.line == 4 && e.column == column, "\(e)")
         }
     }
@@ -44,8 +52,10 @@ import TurfRules
     /// recolour the terminal) and bidirectional overrides are refused where they stand, and
     /// lengths count Unicode scalars (one Character with a thousand combining marks is long).
     @Test func headerValuesAreBoundedAndFreeOfControlCharacters() throws {
-        for (header, column) in [("name: \u{1B}]0;pwned\u{07}", 7), ("name: A\u{9B}31m", 8), ("author: x\u{202E}y", 10),
-                                 ("description: \u{7F}", 14), ("# comment \u{1B}[2J", 11), ("name: A\u{0}B", 8)] {
+        for (header, column) in [
+            ("name: \u{1B}]0;pwned\u{07}", 7), ("name: A\u{9B}31m", 8), ("author: x\u{202E}y", 10),
+            ("description: \u{7F}", 14), ("# comment \u{1B}[2J", 11), ("name: A\u{0}B", 8),
+        ] {
             let e = try #require(error("\(header)\n---\n####\n#12#\n####\n"), "\(header.debugDescription)")
             #expect(e.line == 1 && e.column == column, "\(e)")
             #expect(e.description.contains("control character"), "\(e)")
@@ -65,13 +75,18 @@ import TurfRules
 
     /// The parser's fuzz target over its seed corpus (Fuzz/Corpus/map) and seeded mutations of it.
     @Test func mapFuzzCorpusAndMutationsKeepEveryPromise() throws {
-        let dir = mapsDir.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz/Corpus/map")
+        let dir = mapsDir.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+            "Fuzz/Corpus/map"
+        )
         let seeds = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
             .map { [UInt8](try Data(contentsOf: dir.appendingPathComponent($0))) }
         #expect(seeds.count >= 3)
         for seed in seeds {
             #expect(MapFuzz.check(seed) == nil)
-            #expect((try? ArenaMap(parsing: String(decoding: seed, as: UTF8.self))) != nil, "a corpus seed should be a good map")
+            #expect(
+                (try? ArenaMap(parsing: String(decoding: seed, as: UTF8.self))) != nil,
+                "a corpus seed should be a good map"
+            )
         }
         var rng = SplitMix64(seed: 0x3A9)
         let interesting: [UInt8] = Array("#. 12345678\n\r\t:-".utf8) + [0xCC, 0x81, 0xE2, 0x80, 0xAE, 0x1B, 0x00, 0xFF]
@@ -100,7 +115,11 @@ import TurfRules
 /// the product (docs/untrusted-input.md).
 @Suite struct WorkBoundTests {
     func settings(_ interval: Tick, radius: UInt8) throws -> TurfSettings {
-        var s = TurfSettings(map: try ArenaMap(parsing: String(contentsOf: mapsDir.appendingPathComponent("warren.map"), encoding: .utf8)))
+        var s = TurfSettings(
+            map: try ArenaMap(
+                parsing: String(contentsOf: mapsDir.appendingPathComponent("warren.map"), encoding: .utf8)
+            )
+        )
         s.pickupInterval = interval
         s.splatRadius = radius
         return s
@@ -193,7 +212,14 @@ import TurfRules
         var ops: [Op<TurfOp>] = []
         for (k, p) in pickups.enumerated().reversed() where k % 3 == 0 {
             for d: Tick in [40, 20, 1] {
-                ops.append(Op(player: UInt8(ops.count % 2), seq: UInt32(ops.count), tick: p.spawn + d, payload: .move(cell: UInt32(p.cell))))
+                ops.append(
+                    Op(
+                        player: UInt8(ops.count % 2),
+                        seq: UInt32(ops.count),
+                        tick: p.spawn + d,
+                        payload: .move(cell: UInt32(p.cell))
+                    )
+                )
             }
         }
         var w = fresh
@@ -211,15 +237,24 @@ import TurfRules
     /// repaints up to 289 cells.
     @Test func overlappingSplatsCostLogarithmicWorkPerCell() throws {
         let wall = String(repeating: "#", count: 19)
-        let rows = (0..<17).map { r in "#" + (r == 0 ? "1" : ".") + String(repeating: ".", count: 15) + (r == 16 ? "2" : ".") + "#" }
-        let fresh = try world("name: O\n---\n" + ([wall] + rows + [wall]).joined(separator: "\n") + "\n", interval: 125, lifetime: 500_000, radius: 8)
+        let rows = (0..<17).map { r in
+            "#" + (r == 0 ? "1" : ".") + String(repeating: ".", count: 15) + (r == 16 ? "2" : ".") + "#"
+        }
+        let fresh = try world(
+            "name: O\n---\n" + ([wall] + rows + [wall]).joined(separator: "\n") + "\n",
+            interval: 125,
+            lifetime: 500_000,
+            radius: 8
+        )
         let pickups = fresh.schedule.pickups
         #expect(pickups.count == 3455)
         let p = pickups[0]
         var ops: [Op<TurfOp>] = []
         var t = MatchConfig.maxLengthTicks - 1
         while t > p.spawn && ops.count < 600 {
-            ops.append(Op(player: UInt8(ops.count % 2), seq: UInt32(ops.count), tick: t, payload: .move(cell: UInt32(p.cell))))
+            ops.append(
+                Op(player: UInt8(ops.count % 2), seq: UInt32(ops.count), tick: t, payload: .move(cell: UInt32(p.cell)))
+            )
             t -= 97
         }
         var w = fresh
