@@ -92,17 +92,24 @@ public enum UntrustedFile {
             if errno == ELOOP { throw FileError("\(what) \(path) is a symbolic link; refusing it") }
             throw FileError.errno("cannot open \(what)", path)
         }
+        _ = try regularFileStatus(fd, path: path, what: what) { "\(what) \(path) is not a regular file (\($0))" }
+        return fd
+    }
+
+    /// The status of an open descriptor that must be a regular file. Otherwise `fd` is closed and
+    /// the error says why (`refusal` gets what the file is, e.g. "a FIFO").
+    static func regularFileStatus(_ fd: Int32, path: String, what: String, refusal: (String) -> String) throws -> stat {
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             let e = errno
             close(fd)
-            throw FileError.errno("cannot stat \(what)", path, e)
+            throw FileError.errno(what.isEmpty ? "cannot stat" : "cannot stat \(what)", path, e)
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            throw FileError("\(what) \(path) is not a regular file (\(fileKind(st.st_mode)))")
+            throw FileError(refusal(fileKind(st.st_mode)))
         }
-        return fd
+        return st
     }
 
     /// `open`, but nil when `path` does not exist (a key not yet created, a journal another
@@ -215,17 +222,8 @@ public enum DurableFile {
             }
             throw FileError.errno("cannot open", path, e)
         }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            let e = errno
-            close(fd)
-            throw FileError.errno("cannot stat", path, e)
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            close(fd)
-            throw FileError(
-                "refusing to write \(path): it is \(UntrustedFile.fileKind(st.st_mode)), not a regular file"
-            )
+        let st = try UntrustedFile.regularFileStatus(fd, path: path, what: "") {
+            "refusing to write \(path): it is \($0), not a regular file"
         }
         guard st.st_uid == geteuid() else {
             close(fd)

@@ -171,6 +171,17 @@ final class NetRuntime {
             for s in seats { if let l = s.link { send(l, m) } }
             for l in spectators.values { send(l, m) }
         }
+        /// A member's link closed or it said leave: off the roster, and everyone told.
+        func seatLeft(link id: UInt32) {
+            guard let i = seats.firstIndex(where: { $0.link == id }) else { return }
+            let gone = seats.remove(at: i)
+            event("peer") {
+                $0.add("key", gone.key.text)
+                $0.add("name", gone.name)
+                $0.add("state", "left")
+            }
+            broadcast(roster())
+        }
         var lastPut = monotonicNanos()
 
         // The lobby: until enough players are in.
@@ -180,15 +191,7 @@ final class NetRuntime {
                 case .opened(let id, let key, let addr): pendingKeys[id] = (key, addr)
                 case .closed(let id, _):
                     pendingKeys[id] = nil
-                    if let i = seats.firstIndex(where: { $0.link == id }) {
-                        let gone = seats.remove(at: i)
-                        event("peer") {
-                            $0.add("key", gone.key.text)
-                            $0.add("name", gone.name)
-                            $0.add("state", "left")
-                        }
-                        broadcast(roster())
-                    }
+                    seatLeft(link: id)
                 case .message(let id, let bytes):
                     guard let msg = try? LobbyMessage.decode(bytes) else {
                         dropped += 1
@@ -254,15 +257,7 @@ final class NetRuntime {
                         broadcast(.settings(lobbySettings))
                         putRecord()
                     case .leave:
-                        if let i = seats.firstIndex(where: { $0.link == id }) {
-                            let gone = seats.remove(at: i)
-                            event("peer") {
-                                $0.add("key", gone.key.text)
-                                $0.add("name", gone.name)
-                                $0.add("state", "left")
-                            }
-                            broadcast(roster())
-                        }
+                        seatLeft(link: id)
                     default: dropped += 1
                     }
                 }
