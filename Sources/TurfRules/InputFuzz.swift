@@ -3,7 +3,7 @@ import Engine
 /// The body of the map-parser fuzz target (Fuzz/Sources/fuzz-map) and of the suite's corpus test:
 /// any bytes either fail to parse with a one-line `MapError` naming a line and column, or parse
 /// to a map whose promises hold and that survives the trip through a match config.
-public enum MapFuzz {
+@_spi(Fuzzing) public enum MapFuzz {
     /// Returns a description of a broken promise, or nil. Never crashes on any input.
     public static func check(_ data: [UInt8]) -> String? {
         // Maps are read as strict UTF-8; invalid bytes are fuzzed too, as replacement characters.
@@ -47,7 +47,7 @@ public enum MapFuzz {
 /// corpus test: any bytes either are refused as a journal, or recover to a replay that survives
 /// encoding and verifies, with the skipped and damaged byte ranges inside the file. Run once as
 /// given and once with every checksum made to match, as `ReplayFuzz` does.
-public enum JournalFuzz {
+@_spi(Fuzzing) public enum JournalFuzz {
     public static func check(_ data: [UInt8]) -> String? {
         if let problem = checkOnce(data) { return problem }
         let resealed = ReplayFile.resealed(data)

@@ -5,7 +5,7 @@ import Engine
 /// replay that re-encodes to a file decoding to the same replay and that can be re-derived.
 /// Inputs that start like a journal (`TURFJRNL`) go to journal recovery instead, whose replay must
 /// survive the same round trip and verify.
-public enum ReplayFuzz {
+@_spi(Fuzzing) public enum ReplayFuzz {
     /// Returns a description of a broken promise, or nil. Never crashes on any input.
     public static func check(_ data: [UInt8]) -> String? {
         // Once as given, once with every checksum made to match, so that changes inside a section

@@ -2,7 +2,7 @@ import Determinism
 import Engine
 import Foundation
 import Testing
-import TurfRules
+@_spi(Fuzzing) import TurfRules
 
 /// Ops and files built to hurt: they must be rejected the same way everywhere, cost O(1), and
 /// never trap.

@@ -2,7 +2,7 @@ import Determinism
 import Engine
 import Foundation
 import Testing
-import TurfRules
+@_spi(Fuzzing) import TurfRules
 
 @Suite struct ReplayFileTests {
     @Test func roundTripsAndVerifies() throws {

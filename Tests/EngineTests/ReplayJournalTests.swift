@@ -2,7 +2,7 @@ import Determinism
 import Engine
 import Foundation
 import Testing
-import TurfRules
+@_spi(Fuzzing) import TurfRules
 
 /// The journal a match in progress writes, and its recovery after a crash.
 @Suite struct ReplayJournalTests {

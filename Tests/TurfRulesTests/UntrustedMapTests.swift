@@ -2,7 +2,7 @@ import Determinism
 import Engine
 import Foundation
 import Testing
-import TurfRules
+@_spi(Fuzzing) import TurfRules
 
 /// Maps travel inside every replay and journal, so the parser faces whatever a file or a peer
 /// holds: it reads Unicode scalars, never Characters, and bounds what ends up on screen.

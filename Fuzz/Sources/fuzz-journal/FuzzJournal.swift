@@ -1,4 +1,4 @@
-import TurfRules
+@_spi(Fuzzing) import TurfRules
 
 /// libFuzzer entry point for journal recovery (`turf demo` recovers every journal it finds at
 /// startup): a broken promise is a crash, so libFuzzer keeps the input.

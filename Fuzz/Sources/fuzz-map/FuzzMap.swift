@@ -1,4 +1,4 @@
-import TurfRules
+@_spi(Fuzzing) import TurfRules
 
 /// libFuzzer entry point for the map parser: maps travel inside every replay and journal, so a
 /// broken promise is a crash and libFuzzer keeps the input.

@@ -1,4 +1,4 @@
-import TurfRules
+@_spi(Fuzzing) import TurfRules
 
 /// libFuzzer entry point for the replay parser: a broken promise is a crash, so libFuzzer keeps the input.
 @_cdecl("LLVMFuzzerTestOneInput")
