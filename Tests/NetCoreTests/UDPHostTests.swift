@@ -39,7 +39,7 @@ import Testing
     /// A process started while the socket is open does not inherit it (close-on-exec), so our
     /// port is free again when we close it, even while that process runs.
     @Test func aChildProcessDoesNotKeepThePort() throws {
-        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        let a = try bindBelowEphemeralRange()
         let port = a.localAddress.port
         var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
@@ -58,7 +58,7 @@ import Testing
     /// The channel dying under the host: it rebinds the same port (without SO_REUSEADDR) and
     /// keeps receiving.
     @Test func aDeadChannelIsReboundOnTheSamePort() throws {
-        let a = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        let a = try bindBelowEphemeralRange()
         defer { a.close() }
         let b = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { b.close() }
@@ -168,3 +168,15 @@ struct Received: Sendable {
     var bytes: [UInt8]
     var source: PeerAddress
 }
+
+/// A host on a port below the kernel's ephemeral range (32768 and up here), for tests that close
+/// or lose a socket and bind its port again: no other test's port-0 bind, running in parallel,
+/// can take the port in between.
+private func bindBelowEphemeralRange() throws -> UDPHost {
+    for _ in 0..<50 {
+        if let h = try? UDPHost.bind(PeerAddress(127, 0, 0, 1, port: UInt16.random(in: 20_000..<30_000))) { return h }
+    }
+    throw UDPHostTestError.noFreePort
+}
+
+private enum UDPHostTestError: Error { case noFreePort }

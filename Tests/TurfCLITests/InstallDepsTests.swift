@@ -24,14 +24,25 @@ import Testing
             if sudo { tools["sudo"] = "echo \"sudo $1\" >> '\(log)'; \"$@\"" }
             for (name, body) in tools {
                 let path = dir.appendingPathComponent(name).path
-                try "#!/bin/sh\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
-                chmod(path, 0o755)
+                try writeScript("#!/bin/sh\n\(body)\n", to: path)
             }
             let grep = ["/usr/bin/grep", "/bin/grep"].first { FileManager.default.isExecutableFile(atPath: $0) }!
             try FileManager.default.createSymbolicLink(
                 atPath: dir.appendingPathComponent("grep").path,
                 withDestinationPath: grep
             )
+        }
+
+        /// Writes an executable script through a close-on-exec descriptor. A plain write would
+        /// leave the file open for writing in any process another test spawns meanwhile, and
+        /// running the script would then fail with ETXTBSY (exit 126).
+        private func writeScript(_ text: String, to path: String) throws {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o755)
+            guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            defer { close(fd) }
+            let bytes = Array(text.utf8)
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard n == bytes.count else { throw POSIXError(.EIO) }
         }
 
         func run() throws -> CommandResult {
