@@ -23,8 +23,9 @@ struct DHTCommand: ParsableCommand {
     )
 }
 
-/// Options shared by the commands that run a node.
-struct DHTNodeOptions: ParsableArguments {
+/// The socket a command binds and the DHT it bootstraps from: shared by `turf dht serve/announce/
+/// lookup` (through `DHTNodeOptions`) and by `turf host` / `turf join`.
+struct SocketOptions: ParsableArguments {
     @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
     @Option(help: "IPv4 address to bind.") var bind = "0.0.0.0"
     @Option(
@@ -36,6 +37,20 @@ struct DHTNodeOptions: ParsableArguments {
         )
     )
     var bootstrap: [BootstrapArgument] = []
+
+    /// `--bind` and `--port` as an address.
+    func bindAddress() throws -> PeerAddress {
+        guard let ip = PeerAddress.parseIPv4(bind) else { throw ValidationError("--bind must be an IPv4 address") }
+        return PeerAddress(ip: ip, port: port)
+    }
+
+    /// The bootstrap nodes: the flags, else the environment, the config file, the public routers.
+    func bootstrapAddresses() throws -> [PeerAddress] { try DHTCLI.bootstrapAddresses(bootstrap.map(\.text)) }
+}
+
+/// Options shared by the commands that run a node.
+struct DHTNodeOptions: ParsableArguments {
+    @OptionGroup var socket: SocketOptions
     @Option(
         help: "Routing table state file (default: $XDG_STATE_HOME/turf/dht-PORT.state, or dht.state without --port)."
     ) var state: String?
@@ -121,7 +136,7 @@ enum DHTCLI {
     /// (lookups) share one.
     static func statePath(_ o: DHTNodeOptions) -> String? {
         if o.noState { return nil }
-        return o.state ?? XDGPaths().dhtState(port: o.port)
+        return o.state ?? XDGPaths().dhtState(port: o.socket.port)
     }
 
     /// Writes one line to stdout in one write(2), newline included: a line never merges with
@@ -153,12 +168,10 @@ enum DHTCLI {
         init(_ o: DHTNodeOptions, verbose: Bool) throws {
             // Logs go to the log file, never between the command's output lines.
             Logs.bootstrap()
-            guard let ip = PeerAddress.parseIPv4(o.bind) else {
-                throw ValidationError("--bind must be an IPv4 address")
-            }
+            let address = try o.socket.bindAddress()
             var config = DHTConfig()
             config.readOnly = o.readOnly
-            config.bootstrap = try bootstrapAddresses(o.bootstrap.map(\.text))
+            config.bootstrap = try o.socket.bootstrapAddresses()
             // The state file is checked, locked and read before the socket is bound: a bad one is
             // an error at once. One run per state file owns it (its id and its saves): a second
             // run sharing it (two lookups without --port, say) reads its nodes but takes a fresh
@@ -206,7 +219,7 @@ enum DHTCLI {
             statePath = owned ? path : nil
             self.lockFD = lockFD
             do {
-                live = try LivePeer.bind(PeerAddress(ip: ip, port: o.port), dht: config)
+                live = try LivePeer.bind(address, dht: config)
             } catch {
                 if lockFD >= 0 { closeDescriptor(lockFD) }
                 throw error

@@ -14,17 +14,7 @@ import TurfRules
 struct NetPlayOptions: ParsableArguments {
     @Option(help: "Your name in the lobby (shown to others escaped, at most 24 characters).")
     var name: String = ProcessInfo.processInfo.environment["USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "player"
-    @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
-    @Option(help: "IPv4 address to bind.") var bind = "0.0.0.0"
-    @Option(
-        name: .customLong("bootstrap"),
-        parsing: .singleValue,
-        help: ArgumentHelp(
-            "DHT bootstrap node HOST:PORT (repeatable; default as for 'turf dht').",
-            valueName: "host:port|none"
-        )
-    )
-    var bootstrap: [BootstrapArgument] = []
+    @OptionGroup var socket: SocketOptions
     @Option(help: "Read the lobby's passphrase from this file (also: $TURF_PASSPHRASE, or a prompt with --passphrase).")
     var passphraseFile: String?
     @Flag(help: "Ask for a passphrase at the terminal.") var passphrase = false

@@ -33,13 +33,11 @@ final class NetRuntime {
         Logs.bootstrap()
         self.options = options
         self.passphrase = passphrase
-        guard let ip = PeerAddress.parseIPv4(options.bind) else {
-            throw ValidationError("--bind must be an IPv4 address")
-        }
+        let address = try options.socket.bindAddress()
         identity = try IdentityStore.standard().loadOrCreate().identity
         var dht = DHTConfig()
-        dht.bootstrap = try DHTCLI.bootstrapAddresses(options.bootstrap.map(\.text))
-        live = try LivePeer.bind(PeerAddress(ip: ip, port: options.port), dht: dht, identity: identity)
+        dht.bootstrap = try options.socket.bootstrapAddresses()
+        live = try LivePeer.bind(address, dht: dht, identity: identity)
         links = Links(mailbox: mailbox)
         let links = self.links
         live.execute { peer in peer.sessions?.onInbound = { s in links.adopt(s) } }
