@@ -61,6 +61,8 @@ public struct NetMatchDrops: Equatable, Sendable {
     public var badSignatures: UInt64 = 0
     public var unverifiedDropped: UInt64 = 0
     public var staleStatements: UInt64 = 0
+    /// Ops sent by a spectator (it owns no player): never taken.
+    public var watcherOps: UInt64 = 0
     /// Not a drop: signatures checked and made (their cost is the replication's crypto budget).
     public var verifications: UInt64 = 0
     public var signings: UInt64 = 0
@@ -85,6 +87,11 @@ public struct NetMatch<Game: ReplicatedGame> {
     public let digest: UInt64
     /// Other peers, in config order of their first player.
     public let peers: [OwnerKey]
+    /// Spectators linked to this peer (they own no player): every op held here is sent to them at
+    /// once (no relay delay), with the statements that cover it; ops they send are dropped.
+    public let watchers: [OwnerKey]
+    /// Every link's peer: `peers` then `watchers` (a link's index in `links`).
+    private let linkKeys: [OwnerKey]
     private let identity: Ed25519.KeyPair
     private let ownerLink: [Int?]  // per player: index of its owner's link, nil if mine
     private let owned: [[PlayerID]]  // per link: players its peer owns
@@ -131,6 +138,8 @@ public struct NetMatch<Game: ReplicatedGame> {
         var peerCheckpoint: (tick: Tick, hash: UInt64)?
         var peerTick: Tick = 0
         var peerFinals: UInt8 = 0
+        var forged = false
+        var left = false
     }
     private var links: [Link]
 
@@ -143,12 +152,16 @@ public struct NetMatch<Game: ReplicatedGame> {
     public private(set) var desyncReported: Tick?
     /// Test-only: flips the hash this peer computes at this checkpoint tick (forces a desync).
     public var testingCorruptCheckpoint: Tick?
+    /// Test-only: this peer forges the first third-party op it relays on each link (another
+    /// payload under that op's seq), to show receivers reject forged relayed ops.
+    public var testingForgeRelayed = false
 
     public init(
         config: MatchConfig,
         identity: Ed25519.KeyPair,
         now: UInt64,
-        options: NetMatchOptions = NetMatchOptions()
+        options: NetMatchOptions = NetMatchOptions(),
+        watchers: [OwnerKey] = []
     ) throws {
         guard let me = OwnerKey(identity.publicKey) else { throw ConfigError.invalid("identity key is not 32 bytes") }
         guard config.players.allSatisfy({ $0.owner != nil }) else {
@@ -162,8 +175,11 @@ public struct NetMatch<Game: ReplicatedGame> {
         var peers: [OwnerKey] = []
         for p in config.players { if let o = p.owner, o != me, !peers.contains(o) { peers.append(o) } }
         self.peers = peers
+        let watchers = watchers.filter { $0 != me && !peers.contains($0) }
+        self.watchers = watchers
+        linkKeys = peers + watchers
         ownerLink = config.players.map { info in info.owner == me ? nil : peers.firstIndex(of: info.owner!) }
-        owned = peers.map { key in config.players(ownedBy: key) }
+        owned = peers.map { key in config.players(ownedBy: key) } + watchers.map { _ in [] }
         mine = config.players(ownedBy: me)
         let n = config.players.count
         log = Array(repeating: [], count: n)
@@ -173,7 +189,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         waitingStatement = Array(repeating: nil, count: n)
         frontiers = Array(repeating: [], count: n)
         finalThrough = Array(repeating: -1, count: n)
-        links = peers.map { _ in
+        links = linkKeys.map { _ in
             Link(
                 peerAck: Array(repeating: 0, count: n),
                 sentOnce: Array(repeating: 0, count: n),
@@ -208,6 +224,26 @@ public struct NetMatch<Game: ReplicatedGame> {
         advanceCheckpoints()
     }
 
+    /// Ops this peer's match already holds, taken as authenticated without a signature check: a
+    /// rejoining peer's copy of the match (docs/netmatch.md, "Rejoining"), its own earlier ops
+    /// included, so it resumes its log at the right seq and its chain runs through them. A forged op
+    /// in it surfaces later as a bad signature (the owner's statements do not cover it).
+    public mutating func restore(_ ops: [GameOp], now: UInt64) {
+        for op in ops.sorted(by: { ($0.player, $0.seq) < ($1.player, $1.seq) }) where Int(op.player) < log.count {
+            insert(op, verified: true, via: nil, now: now)
+        }
+        for op in ops where ownerLink[Int(op.player)] == nil { ticksRun = max(ticksRun, op.tick + 1) }
+        acceptedOut.removeAll()
+        advanceCheckpoints()
+    }
+
+    /// The peer said it left (its match settled): it waits for nothing more from us, nor we from it.
+    public mutating func peerLeft(_ peer: OwnerKey) {
+        guard let l = linkKeys.firstIndex(of: peer) else { return }
+        links[l].stats.connected = false
+        links[l].left = true
+    }
+
     /// The loop jumped over ticks after a stall (`MatchHook.didSkip`).
     public mutating func didSkip(to tick: Tick) {
         ticksRun = max(ticksRun, tick)
@@ -217,7 +253,7 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// A datagram from the peer `from` (as authenticated by its session). Malformed or hostile
     /// content is dropped and counted.
     public mutating func receive(_ bytes: [UInt8], from: OwnerKey, now: UInt64) {
-        guard let l = peers.firstIndex(of: from) else {
+        guard let l = linkKeys.firstIndex(of: from) else {
             drops.unknownPeer += 1
             return
         }
@@ -228,7 +264,7 @@ public struct NetMatch<Game: ReplicatedGame> {
             links[l].stats.malformed += 1
             return
         }
-        if !links[l].stats.connected {
+        if !links[l].stats.connected && !links[l].left {
             links[l].stats.connected = true
             events.append(.linkUp(from))
         }
@@ -239,6 +275,10 @@ public struct NetMatch<Game: ReplicatedGame> {
         }
         for op in packet.ops {
             let p = Int(op.player)
+            if l >= peers.count {
+                drops.watcherOps += 1
+                continue
+            }
             if ownerLink[p] == nil {
                 drops.ownOpsEchoed += 1
                 continue
@@ -274,7 +314,7 @@ public struct NetMatch<Game: ReplicatedGame> {
 
     /// A round-trip sample for a link (from the transport's pings).
     public mutating func noteRTT(_ peer: OwnerKey, nanos: UInt64) {
-        guard let l = peers.firstIndex(of: peer) else { return }
+        guard let l = linkKeys.firstIndex(of: peer) else { return }
         links[l].rtt = nanos
         links[l].stats.lastRTTNanos = nanos
     }
@@ -290,7 +330,7 @@ public struct NetMatch<Game: ReplicatedGame> {
                 for _ in 0..<(fresh && options.duplicateFresh ? 2 : 1) {
                     links[l].stats.datagramsSent += 1
                     links[l].stats.bytesSent += UInt64(bytes.count + options.datagramOverhead)
-                    out.append((peers[l], bytes))
+                    out.append((linkKeys[l], bytes))
                 }
             }
         }
@@ -298,11 +338,11 @@ public struct NetMatch<Game: ReplicatedGame> {
     }
 
     public func stats(for peer: OwnerKey) -> LinkStats? {
-        peers.firstIndex(of: peer).map { links[$0].stats }
+        linkKeys.firstIndex(of: peer).map { links[$0].stats }
     }
 
     public func isConnected(_ peer: OwnerKey) -> Bool {
-        peers.firstIndex(of: peer).map { links[$0].stats.connected } ?? false
+        linkKeys.firstIndex(of: peer).map { links[$0].stats.connected } ?? false
     }
 
     /// Per player, the verified statement with the highest count: what a replay records.
@@ -434,7 +474,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         drops.verifications += 1
         guard st.verify(digest: digest, chain: chain[p][n], owner: owner) else {
             drops.badSignatures += 1
-            events.append(.badSignature(player: PlayerID(p), from: l.map { peers[$0] } ?? me))
+            events.append(.badSignature(player: PlayerID(p), from: l.map { linkKeys[$0] } ?? me))
             // Drop every unverified op of this player: a relay forged or mangled some of them.
             var first: Int?
             for s in accepted[p]..<log[p].count where log[p][s].map({ !$0.verified }) ?? false {
@@ -505,7 +545,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         guard ours.hash != theirs.hash else { return }
         if desyncReported.map({ theirs.tick < $0 }) ?? true {
             desyncReported = theirs.tick
-            events.append(.desync(tick: theirs.tick, peer: peers[l], ours: ours.hash, theirs: theirs.hash))
+            events.append(.desync(tick: theirs.tick, peer: linkKeys[l], ours: ours.hash, theirs: theirs.hash))
         }
     }
 
@@ -514,7 +554,7 @@ public struct NetMatch<Game: ReplicatedGame> {
     private mutating func checkLiveness(_ l: Int, now: UInt64) {
         if links[l].stats.connected && now > links[l].lastHeard + options.disconnectNanos {
             links[l].stats.connected = false
-            events.append(.linkDown(peers[l]))
+            events.append(.linkDown(linkKeys[l]))
         }
     }
 
@@ -522,9 +562,11 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// go direct); a third player's ops only when the peer has not acknowledged them within about
     /// two round trips, or when we cannot hear the owner either (so healthy links carry no relays).
     private func relayFrom(_ link: Link, _ l: Int, player p: Int, now: UInt64) -> Int? {
-        guard let o = ownerLink[p], o != l else { return nil }
+        // A spectator (it owns no player) only listens: it relays nothing.
+        guard !mine.isEmpty, let o = ownerLink[p], o != l else { return nil }
         let ack = link.peerAck[p]
         guard ack < accepted[p], let e = log[p][ack] else { return nil }
+        if l >= peers.count { return ack }  // a spectator hears only from us
         let wait = 2 * max(link.rtt, links[o].rtt) + 2 * tickNanos
         return now >= e.acceptedAt + wait ? ack : nil
     }
@@ -609,6 +651,17 @@ public struct NetMatch<Game: ReplicatedGame> {
                     continue
                 }
                 if opsW.count + e.bytes.count + 3 > budget { break }
+                if testingForgeRelayed && ownerLink[r.p] != nil && !link.forged, s > 0,
+                    let prev = log[r.p][s - 1], prev.op.payload != e.op.payload
+                {
+                    // Test-only: this relay lies once per link (another payload under the op's seq).
+                    link.forged = true
+                    let forged = GameOp(player: e.op.player, seq: e.op.seq, tick: e.op.tick, payload: prev.op.payload)
+                    opsW.bytes(OpChain.encode(forged, as: Game.self))
+                    nOps += 1
+                    s += 1
+                    continue
+                }
                 opsW.bytes(e.bytes)
                 nOps += 1
                 if ownerLink[r.p] != nil { link.stats.opsForwarded += 1 }

@@ -118,6 +118,8 @@ public final class Session {
         public var packetsSent: UInt64 = 0
         public var packetsReceived: UInt64 = 0
         public var bytesSent: UInt64 = 0
+        /// Bytes of authenticated transport packets received (UDP payload, as `bytesSent`).
+        public var bytesReceived: UInt64 = 0
         public var replaysDropped: UInt64 = 0
         public var authFailures: UInt64 = 0
         public var malformedFrames: UInt64 = 0
@@ -354,6 +356,7 @@ public final class Session {
             return false
         }
         counters.packetsReceived += 1
+        counters.bytesReceived += UInt64(packet.count)
         lossWindowReceived += 1
         lastReceived = now
         return true

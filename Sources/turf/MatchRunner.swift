@@ -4,69 +4,45 @@ import Foundation
 import Lobby
 import LocalFiles
 import NetCore
+import NetMatch
 import TextOutput
 import Transport
 import TurfRules
 
-/// The networked match on this peer, on the thread that runs the match loop: the minimal
-/// replication until the replication module of issue #9 part 5 replaces it (docs/lobby.md,
-/// "Match traffic"). Each peer sends its own ops as `ops` messages on the reliable channel: a
-/// member to the host and to every member it has a direct session with (the mesh), the host to
-/// every member; the host merges members' ops and forwards them to every other member. So every
-/// op reaches every peer at least once, in order per link, and all replicas converge (a second
-/// copy is a duplicate, which the replica ignores); where two members have no direct session,
-/// their traffic is relayed by the host (path "relayed").
+/// The networked match on this peer, on the thread that runs the match loop (docs/lobby.md,
+/// "Match traffic"). The ops travel by `NetMatch` (docs/netmatch.md) on the sessions' unreliable
+/// channels: each peer's own ops are applied at once and sent to every peer it has a session with;
+/// a peer forwards third players' ops that a receiver lacks, so a pair without a direct session
+/// converges through any peer linked to both (path "relayed"); every op is covered by its owner's
+/// signed statements. The reliable channel keeps the control messages: a rejoiner's hello, the
+/// roster, start and snapshot it gets back, and leave.
 final class MatchRunner {
-    typealias TurfOpT = Op<TurfWorld.Payload>
     unowned let rt: NetRuntime
     let config: MatchConfig
     let isHost: Bool
     let hostLink: UInt32?
-    /// Host: each member's current link, by key.
+    /// Host: each member's (and spectator's) current link, by key.
     var memberLinks: [PeerKey: UInt32] = [:]
     /// Member: direct sessions to other members (the mesh), by key.
     var directLinks: [PeerKey: UInt32] = [:]
     var pendingKeys: [UInt32: PeerKey] = [:]
     var startMessage: LobbyMessage.Start?
     var rosterMessage: LobbyMessage?
-    var pending: [TurfOpT] = []
     var snapshotWanted: [UInt32] = []
     var snapshot: ReplicaSnapshot<TurfWorld>?
-    /// Per player: how many ops its owner says it made, once its match ended.
-    var done: [PlayerID: UInt32] = [:]
+    /// Peers that said they left (their match settled); NetMatch waits for nothing more from them.
     var left: Set<PeerKey> = []
-    /// Ops refused before the replica saw them (a player the sender does not own, a bad batch).
-    var rejectedOps = 0
+    var newlyLeft: [PeerKey] = []
     var clockDelay: UInt64?
     var clockSamples = 0
     var rejoins = 0
-    /// Host: members shown as disconnected (silent for `silentAfter`); their avatars stay.
-    var silent: Set<PeerKey> = []
-    static let silentAfter: UInt64 = 5_000_000_000
-
-    /// Host, once a second: a member silent for 5 s shows as disconnected, and as connected again
-    /// when it is heard from (a rejoin is announced as such).
-    func checkSilence() {
-        guard isHost else { return }
-        let links = rt.links
-        let current = memberLinks
-        let quiet = (try? rt.live.sync { _ in current.compactMapValues { links.silence($0) } }) ?? [:]
-        for (k, ns) in quiet {
-            if ns >= Self.silentAfter && !silent.contains(k) && !left.contains(k) {
-                silent.insert(k)
-                rt.event("peer") {
-                    $0.add("key", k.text)
-                    $0.add("state", "disconnected")
-                }
-            } else if ns < Self.silentAfter && silent.contains(k) {
-                silent.remove(k)
-                rt.event("peer") {
-                    $0.add("key", k.text)
-                    $0.add("state", "connected")
-                }
-            }
-        }
-    }
+    /// Desync reports (NetMatch checkpoint mismatches), and datagrams from links that are no peer's.
+    var desyncs = 0
+    var strayDatagrams = 0
+    /// Round-trip samples per peer with a session (ns), taken once a second.
+    var rttSamples: [PeerKey: [UInt64]] = [:]
+    /// Peers a `disconnected` event was printed for (and not `connected` since).
+    var shownDown: Set<PeerKey> = []
 
     init(rt: NetRuntime, config: MatchConfig, isHost: Bool, hostLink: UInt32?) {
         self.rt = rt
@@ -75,25 +51,107 @@ final class MatchRunner {
         self.hostLink = hostLink
     }
 
-    func owner(of p: PlayerID) -> PeerKey? {
-        config.players[Int(p)].owner.flatMap { PeerKey(bytes: $0.bytes) }
+    /// The host: the first player's owner (the host takes the first seat).
+    var hostKey: PeerKey? { config.players.first?.owner.flatMap { PeerKey(bytes: $0.bytes) } }
+
+    func owns(_ k: PeerKey) -> Bool { config.players.contains { $0.owner?.bytes == k.bytes } }
+
+    /// The session currently linking us to `k`, if any.
+    func link(to k: PeerKey) -> UInt32? {
+        if isHost { return memberLinks[k] }
+        if k == hostKey, let hostLink { return hostLink }
+        return directLinks[k]
     }
 
-    func key(of link: UInt32) -> PeerKey? { memberLinks.first { $0.value == link }?.key }
+    /// The peer on session `id` (nil for a session that is no part of this match).
+    func key(of id: UInt32) -> PeerKey? {
+        if !isHost && id == hostLink { return hostKey }
+        if isHost { return memberLinks.first { $0.value == id }?.key }
+        return directLinks.first { $0.value == id }?.key
+    }
 
-    /// Sends to every other peer this one talks to (host: every member but `except`; member: the host).
-    func sendOn(_ m: LobbyMessage, except: UInt32? = nil) {
-        if isHost {
-            for l in memberLinks.values where l != except { rt.send(l, m) }
-        } else {
-            if let h = hostLink { rt.send(h, m) }
-            for l in directLinks.values { rt.send(l, m) }
+    /// Host: spectators (linked, owning no player), whom NetMatch feeds as watchers.
+    var watchers: [OwnerKey] {
+        memberLinks.keys.filter { !owns($0) }.compactMap { OwnerKey($0.bytes) }.sorted {
+            $0.description < $1.description
         }
     }
 
-    /// Handles everything the event loop posted.
+    /// Every peer with a session now, by key (for sending the leave and sampling RTTs).
+    var linked: [(PeerKey, UInt32)] {
+        var out: [(PeerKey, UInt32)] =
+            isHost ? memberLinks.map { ($0.key, $0.value) } : directLinks.map { ($0.key, $0.value) }
+        if !isHost, let hostLink, let hostKey { out.append((hostKey, hostLink)) }
+        return out
+    }
+
+    /// Handles every control message and session event the event loop posted.
     func pump(wait: Double = 0) {
         for e in wait > 0 ? rt.mailbox.wait(wait) : rt.mailbox.drain() { handle(e) }
+    }
+
+    /// The datagrams that arrived (NetMatch's inbound), named by the sending peer's key.
+    func inbound() -> [(from: OwnerKey, bytes: [UInt8])] {
+        let (items, overflow) = rt.links.datagrams.drain()
+        strayDatagrams += overflow
+        var out: [(from: OwnerKey, bytes: [UInt8])] = []
+        out.reserveCapacity(items.count)
+        for d in items {
+            guard let k = key(of: d.id), let o = OwnerKey(k.bytes) else {
+                strayDatagrams += 1
+                continue
+            }
+            out.append((o, d.bytes))
+        }
+        return out
+    }
+
+    /// NetMatch's datagrams, each on the unreliable channel of the session to its peer (a peer we
+    /// have no session with is reached only through relays: its datagrams go nowhere).
+    func outbound(_ ds: [(to: OwnerKey, bytes: [UInt8])]) {
+        var out: [(id: UInt32, bytes: [UInt8])] = []
+        for d in ds {
+            guard let k = PeerKey(bytes: d.to.bytes), let id = link(to: k) else { continue }
+            out.append((id, d.bytes))
+        }
+        guard !out.isEmpty else { return }
+        let links = rt.links
+        let batch = out
+        rt.live.execute { _ in links.sendDatagrams(batch) }
+    }
+
+    /// What NetMatch reports, as headless events. Liveness is shown for peers we have a session
+    /// with (a killed peer's lasts until the transport's 20 s timeout; a relayed peer's silence is
+    /// not observable from here).
+    func report(_ e: NetMatchEvent) {
+        switch e {
+        case .linkDown(let o):
+            guard let k = PeerKey(bytes: o.bytes), link(to: k) != nil, !left.contains(k), shownDown.insert(k).inserted
+            else { return }
+            rt.event("peer") {
+                $0.add("key", k.text)
+                $0.add("state", "disconnected")
+            }
+        case .linkUp(let o):
+            guard let k = PeerKey(bytes: o.bytes), shownDown.remove(k) != nil else { return }
+            rt.event("peer") {
+                $0.add("key", k.text)
+                $0.add("state", "connected")
+            }
+        case .desync(let tick, let peer, let ours, let theirs):
+            desyncs += 1
+            rt.event("desync") {
+                $0.add("tick", Int(tick))
+                $0.add("peer", PeerKey(bytes: peer.bytes)?.text ?? peer.description)
+                $0.add("ours", hex64(ours))
+                $0.add("theirs", hex64(theirs))
+            }
+        case .badSignature(let player, let from):
+            rt.event("bad_signature") {
+                $0.add("player", Int(player))
+                $0.add("from", PeerKey(bytes: from.bytes)?.text ?? from.description)
+            }
+        }
     }
 
     func handle(_ e: LinkEvent) {
@@ -103,7 +161,7 @@ final class MatchRunner {
                 pendingKeys[id] = key
             } else if id != hostLink {
                 // The mesh: a direct session from another player of this match.
-                if config.players.contains(where: { $0.owner?.bytes == key.bytes }) {
+                if owns(key) && !NetRuntime.testingNoMesh {
                     directLinks[key] = id
                 } else {
                     let links = rt.links
@@ -111,64 +169,19 @@ final class MatchRunner {
                 }
             }
         case .closed(let id, _):
-            if isHost, let k = key(of: id) {
-                memberLinks[k] = nil
-                if silent.insert(k).inserted && !left.contains(k) {
-                    rt.event("peer") {
-                        $0.add("key", k.text)
-                        $0.add("state", "disconnected")
-                    }
-                }
-            }
-            if let k = directKey(of: id) { directLinks[k] = nil }
+            if isHost, let k = key(of: id) { memberLinks[k] = nil }
+            if !isHost, let k = directLinks.first(where: { $0.value == id })?.key { directLinks[k] = nil }
         case .message(let id, let bytes):
+            let sender = key(of: id)
             let fromHost = !isHost && id == hostLink
-            let sender: PeerKey? = isHost ? key(of: id) : (fromHost ? nil : directKey(of: id))
-            if !isHost && !fromHost && sender == nil {
-                rt.dropped += 1
-                return
-            }
             guard let msg = try? LobbyMessage.decode(bytes) else {
                 rt.dropped += 1
                 return
             }
             switch msg {
-            case .ops(let b):
-                guard let ops = try? OpCodec<TurfWorld>.decodeBatch(b, config: config, maxOps: 4096) else {
-                    rt.dropped += 1
-                    return
-                }
-                if fromHost {
-                    pending += ops  // the host forwards every player's ops
-                } else {
-                    // A member (to the host, or directly to another member) sends only its own players' ops.
-                    guard let sender else {
-                        rt.dropped += 1
-                        return
-                    }
-                    let own = ops.filter { owner(of: $0.player) == sender }
-                    rejectedOps += ops.count - own.count
-                    pending += own
-                    if isHost && !own.isEmpty {
-                        sendOn(.ops(own.count == ops.count ? b : OpCodec<TurfWorld>.encodeBatch(own)), except: id)
-                    }
-                }
-            case .done(let counts):
-                for (p, n) in counts where Int(p) < config.players.count {
-                    let pid = PlayerID(p)
-                    if !fromHost {
-                        guard let sender, owner(of: pid) == sender else {
-                            rt.dropped += 1
-                            continue
-                        }
-                    }
-                    done[pid] = n
-                }
-                if isHost { sendOn(.done(counts), except: id) }
             case .hello(let h) where isHost:
                 // A member back after a crash (same identity): the roster, the start and every op.
-                guard let key = pendingKeys[id], h.key == key.bytes,
-                    config.players.contains(where: { $0.owner?.bytes == key.bytes }),
+                guard let key = pendingKeys[id], h.key == key.bytes, owns(key),
                     let start = startMessage, let roster = rosterMessage
                 else {
                     rt.send(id, .leave(.started))
@@ -179,7 +192,6 @@ final class MatchRunner {
                     rt.live.execute { _ in links.close(old) }
                 }
                 memberLinks[key] = id
-                silent.remove(key)
                 rejoins += 1
                 rt.send(id, roster)
                 rt.send(id, .start(start))
@@ -195,47 +207,55 @@ final class MatchRunner {
                 }
                 snapshot = s
             case .leave:
-                if isHost, let k = sender { left.insert(k) }
+                if let k = sender, left.insert(k).inserted { newlyLeft.append(k) }
             case .settings, .roster, .revealRequest, .start:
                 break  // late copies of lobby messages
             default:
-                rt.dropped += 1
+                rt.dropped += 1  // ops and done travel by NetMatch now; anything else is out of place
             }
         }
     }
 
-    func directKey(of link: UInt32) -> PeerKey? { directLinks.first { $0.value == link }?.key }
-
-    /// The ops this peer's players made, per player: what `done` announces.
-    func ownCounts(_ replica: Replica<TurfWorld>) -> [UInt32: UInt32] {
-        var out: [UInt32: UInt32] = [:]
-        for p in config.players(ownedBy: OwnerKey(rt.identity.publicKey.bytes)) {
-            out[UInt32(p)] = replica.nextSeq(for: p)
+    /// Once a second: each linked peer's latest round trip, for NetMatch's relay timing and the
+    /// end event's `rtt_ms_p50`.
+    func sampleRTTs(_ net: inout NetMatch<TurfWorld>) {
+        let ids = linked
+        let links = rt.links
+        let rtts =
+            (try? rt.live.sync { _ in ids.compactMap { k, id in links.traffic(id).lastRTT.map { (k, $0) } } }) ?? []
+        for (k, ns) in rtts {
+            rttSamples[k, default: []].append(ns)
+            if rttSamples[k]!.count > 600 { rttSamples[k]!.removeFirst() }
+            if let o = OwnerKey(k.bytes) { net.noteRTT(o, nanos: ns) }
         }
-        return out
     }
 
-    func complete(_ replica: Replica<TurfWorld>) -> Bool {
-        (0..<config.players.count).allSatisfy { p in
-            guard let n = done[PlayerID(p)] else { return false }
-            return replica.contiguousCount(for: PlayerID(p)) >= Int(n)
-        }
+    /// Tells every linked peer we are done (our match settled).
+    func sayLeave() {
+        for (_, id) in linked { rt.send(id, .leave(.quit)) }
     }
 }
 
-/// The per-tick I/O of a networked match: merge what arrived, send what this tick made.
+/// The per-tick I/O of a networked match: `NetMatchHook` (receive, deliver the authenticated ops,
+/// send what this tick made) plus the control messages, and a rejoiner's snapshot after the tick.
 struct NetHook: MatchHook {
     typealias Controller = TurfController
     let runner: MatchRunner
+    var inner: NetMatchHook<TurfController>
+
+    mutating func applyLeaves() {
+        for k in runner.newlyLeft { if let o = OwnerKey(k.bytes) { inner.net.peerLeft(o) } }
+        runner.newlyLeft.removeAll()
+    }
 
     mutating func willRun(tick: Tick, match: inout LocalMatch<TurfController>) {
-        match.recordOutbox = true
         runner.pump()
-        for op in runner.pending { match.deliver(op) }
-        runner.pending.removeAll()
+        applyLeaves()
+        inner.willRun(tick: tick, match: &match)
     }
 
     mutating func didRun(tick: Tick, match: inout LocalMatch<TurfController>) {
+        inner.didRun(tick: tick, match: &match)
         // After the tick merged everything delivered so far (ops that arrived before a rejoiner's
         // hello went to its old link: they must be in its snapshot).
         if !runner.snapshotWanted.isEmpty {
@@ -243,16 +263,39 @@ struct NetHook: MatchHook {
             for id in runner.snapshotWanted { runner.rt.send(id, .snapshot(bytes)) }
             runner.snapshotWanted.removeAll()
         }
-        guard !match.outbox.isEmpty else { return }
-        runner.sendOn(.ops(OpCodec<TurfWorld>.encodeBatch(match.outbox)))
-        match.outbox.removeAll(keepingCapacity: true)
+    }
+
+    mutating func didSkip(from: Tick, to: Tick, match: inout LocalMatch<TurfController>) {
+        inner.didSkip(from: from, to: to, match: &match)
+    }
+
+    /// Between ticks and after the match: control messages, then NetMatch; the ops it accepted.
+    mutating func pump(wait: Double = 0) -> [Op<TurfOp>] {
+        runner.pump(wait: wait)
+        applyLeaves()
+        return inner.pump()
     }
 }
 
 extension NetRuntime {
+    /// Test-only (docs/lobby.md, "Test-only switches"): `TURF_TESTING_CORRUPT_CHECKPOINT=T` flips
+    /// this peer's checkpoint hash at tick T (a forced desync); `TURF_TESTING_FORGE_RELAY=1` makes
+    /// this peer forge the first third-party op it relays on each link; `TURF_TESTING_NO_MESH=1`
+    /// makes a member keep no direct session to other members (its pairs go "relayed").
+    static func testingSwitches(_ net: inout NetMatch<TurfWorld>) {
+        let env = ProcessInfo.processInfo.environment
+        if let t = env["TURF_TESTING_CORRUPT_CHECKPOINT"].flatMap({ UInt32($0) }) {
+            net.testingCorruptCheckpoint = Tick(t)
+        }
+        if env["TURF_TESTING_FORGE_RELAY"] == "1" { net.testingForgeRelayed = true }
+    }
+
+    static var testingNoMesh: Bool { ProcessInfo.processInfo.environment["TURF_TESTING_NO_MESH"] == "1" }
+
     /// Runs the match from `start` (tick 0 at `startLocal` on our clock; `offset` is the host's
-    /// clock minus ours), then waits until every player's ops are held, saves the replay and
-    /// prints `end`. Returns the exit status.
+    /// clock minus ours), then keeps NetMatch running until it is settled (every op and final
+    /// statement held and acknowledged), saves the replay with its signatures and prints `end`.
+    /// Returns the exit status.
     func play(runner: inout MatchRunner, start: LobbyMessage.Start, startLocal: UInt64, offset: Int64) throws -> Int32 {
         let config = start.config
         let me = OwnerKey(identity.publicKey.bytes)
@@ -261,6 +304,19 @@ extension NetRuntime {
             controllers[p] = TurfController(bot: Bot(level: options.bot.level, seed: config.seed, player: p))
         }
         var loop = try TurfMatchLoop(config: config, controllers: controllers, start: startLocal)
+        var net = try NetMatch<TurfWorld>(
+            config: config,
+            identity: identity.signing,
+            now: monotonicNanos(),
+            watchers: runner.isHost ? runner.watchers : []
+        )
+        Self.testingSwitches(&net)
+        if Self.testingNoMesh && !runner.isHost {
+            let ids = Array(runner.directLinks.values)
+            let links = self.links
+            live.execute { _ in for id in ids { links.close(id) } }
+            runner.directLinks = [:]
+        }
         let lateBy = Int64(monotonicNanos()) - Int64(startLocal)
         if !runner.isHost && lateBy > 0 {
             // Joining a running match (a rejoin): every op the host holds, ours included, first.
@@ -271,6 +327,7 @@ extension NetRuntime {
                 return 1
             }
             try loop.merge(snap)
+            net.restore(snap.logs.flatMap { $0 }, now: monotonicNanos())
             runner.snapshot = nil
         }
         event("start") { j in
@@ -292,7 +349,17 @@ extension NetRuntime {
             if let t0 = processStart { j.add("playing_ms", Double(monotonicNanos() - t0) / 1e6) }
         }
         let began = monotonicNanos()
-        var hook = NetHook(runner: runner)
+        let r = runner
+        var hook = NetHook(
+            runner: runner,
+            inner: NetMatchHook(
+                net: net,
+                now: { monotonicNanos() },
+                inbound: { r.inbound() },
+                outbound: { r.outbound($0) },
+                onEvent: { r.report($0) }
+            )
+        )
         // The clock: a member re-estimates its offset to the host every second from the
         // lowest-delay pings and slews toward it (at most 1 ms a tick), so ticks stay aligned.
         var applied = offset
@@ -303,12 +370,12 @@ extension NetRuntime {
         // (the correction still owed when a new estimate came in), ns.
         var skewSamples: [Int64] = []
         let hostLink = runner.hostLink
-        var lastSilenceCheck = monotonicNanos()
+        var lastRTTSample = monotonicNanos()
         while !loop.isOver {
             loop.advance(now: monotonicNanos(), hook: &hook)
-            if monotonicNanos() - lastSilenceCheck > 1_000_000_000 {
-                lastSilenceCheck = monotonicNanos()
-                runner.checkSilence()
+            if monotonicNanos() - lastRTTSample > 1_000_000_000 {
+                lastRTTSample = monotonicNanos()
+                runner.sampleRTTs(&hook.inner.net)
             }
             if let hostLink, monotonicNanos() - lastEstimate > 1_000_000_000 {
                 lastEstimate = monotonicNanos()
@@ -327,62 +394,64 @@ extension NetRuntime {
             if wait > 0 { runner.pump(wait: Double(min(wait, 50_000_000)) / 1e9) }
         }
         loop.flushJournal()
+        // The sessions as the match ended (a peer that leaves first closes its own).
+        let linkAtEnd = Dictionary(runner.linked, uniquingKeysWith: { a, _ in a })
 
-        // Convergence: announce our counts, merge until every player's announced ops are held.
+        // Settling: NetMatch runs on until every op and final statement is held here and every
+        // linked peer has acknowledged ours; ops accepted now go into the recording's replica.
         var final = loop.replica
-        for op in runner.pending { final.receive(op) }
-        runner.pending.removeAll()
-        let mine = runner.ownCounts(final)
-        for (p, n) in mine { runner.done[PlayerID(p)] = n }
-        runner.sendOn(.done(mine))
-        let deadline = monotonicNanos() + 10_000_000_000
-        while !runner.complete(final) && monotonicNanos() < deadline {
-            runner.pump(wait: 0.05)
-            for op in runner.pending { final.receive(op) }
-            runner.pending.removeAll()
+        // A peer we have no session with now waits on nothing of ours (relays served it).
+        for p in config.players {
+            guard let o = p.owner, o != me, let k = PeerKey(bytes: o.bytes), linkAtEnd[k] == nil else { continue }
+            hook.inner.net.peerLeft(o)
         }
-        let converged = runner.complete(final)
+        let deadline = monotonicNanos() + 15_000_000_000
+        while !hook.inner.net.isSettled && monotonicNanos() < deadline {
+            for op in hook.pump(wait: 0.02) { final.receive(op) }
+        }
+        let converged = hook.inner.net.isSettled
+        // Say so, and linger a moment so our last acknowledgements reach everyone.
+        runner.sayLeave()
+        let linger = monotonicNanos() + 300_000_000
+        while monotonicNanos() < linger {
+            for op in hook.pump(wait: 0.02) { final.receive(op) }
+        }
+        let seconds = Double(monotonicNanos() - began) / 1e9
+        net = hook.inner.net
+
+        // Per other peer (players' owners; the host also lists spectators): the path, and for a
+        // direct one the session's round trips and bytes (every datagram, 28 B of UDP/IP each).
         var linkObjects: [JSONObject] = []
-        var linkIDs: [(PeerKey, UInt32)] =
-            runner.isHost
-            ? runner.memberLinks.map { ($0.key, $0.value) }
-            : (hostLink.flatMap { h in
-                config.players.first.flatMap { $0.owner }.flatMap { PeerKey(bytes: $0.bytes) }.map { [($0, h)] }
-            } ?? [])
-        linkIDs += runner.directLinks.map { ($0.key, $0.value) }
-        for (key, id) in linkIDs {
-            let t = (try? live.sync { [links] _ in links.traffic(id) }) ?? LinkTraffic()
+        var keys: [PeerKey] = []
+        for p in config.players {
+            guard let o = p.owner, o != me, let k = PeerKey(bytes: o.bytes), !keys.contains(k) else { continue }
+            keys.append(k)
+        }
+        if runner.isHost { keys += runner.memberLinks.keys.filter { !runner.owns($0) }.sorted { $0.text < $1.text } }
+        for k in keys {
             var j = JSONObject()
-            j.add("key", key.text)
-            j.add("path", "direct")
-            if let r = t.rttMs { j.add("rtt_ms", r) } else { j.addNull("rtt_ms") }
+            j.add("key", k.text)
+            let id = linkAtEnd[k]
+            j.add("path", id == nil ? "relayed" : "direct")
+            let samples = (runner.rttSamples[k] ?? []).sorted()
+            if samples.isEmpty {
+                j.addNull("rtt_ms_p50")
+            } else {
+                j.add("rtt_ms_p50", Double(samples[samples.count / 2]) / 1e6)
+            }
+            let t = id.flatMap { id in try? live.sync { [links] _ in links.traffic(id) } } ?? LinkTraffic()
             j.add("bytes_sent", t.bytesSent)
             j.add("bytes_received", t.bytesReceived)
-            j.add("seconds", Double(monotonicNanos() - began) / 1e9)
+            j.add("seconds", seconds)
+            if id != nil {
+                // Third players' ops this peer forwarded on the link (it relays for them).
+                j.add("ops_forwarded", net.stats(for: OwnerKey(k.bytes)!).map { Int($0.opsForwarded) } ?? 0)
+            }
             linkObjects.append(j)
         }
-        if !runner.isHost {
-            for p in config.players {
-                guard let o = p.owner, o != me, let k = PeerKey(bytes: o.bytes), !linkIDs.contains(where: { $0.0 == k })
-                else { continue }
-                var j = JSONObject()
-                j.add("key", k.text)
-                j.add("path", "relayed")
-                linkObjects.append(j)
-            }
-        }
-        if runner.isHost {
-            // Stay until members have what we forward (they leave once complete).
-            let until = monotonicNanos() + 3_000_000_000
-            while runner.memberLinks.keys.contains(where: { !runner.left.contains($0) }) && monotonicNanos() < until {
-                runner.pump(wait: 0.05)
-            }
-        } else {
-            runner.sendOn(.leave(.quit))
-            Thread.sleep(forTimeInterval: 0.3)
-        }
 
-        let replay = try Replay<TurfWorld>(config: config, logs: final.allLogs, equivocations: final.equivocations)
+        var replay = try Replay<TurfWorld>(config: config, logs: final.allLogs, equivocations: final.equivocations)
+        replay.signatures = net.recordedSignatures
         var path: String?
         do {
             try StatePaths.ensure(StatePaths.replays)
@@ -394,14 +463,20 @@ extension NetRuntime {
         } catch {
             printErr("could not save the replay: \(error)")
         }
+        let d = net.drops
         event("end") { j in
             j.add("final_hash", hex64(replay.finalHash))
             j.add("replay", path)
             j.add("converged", converged)
-            j.addNull("desyncs")  // desync detection is issue #9 part 7 (not built yet)
-            j.add("rejected_ops", Int(final.stats.rejected) + runner.rejectedOps)
+            j.add("desyncs", runner.desyncs)
+            if let t = net.desyncReported { j.add("first_bad_tick", Int(t)) }
+            // Ops refused: by the replica, forged or unverifiable relayed ops, a spectator's ops.
+            j.add("rejected_ops", Int(final.stats.rejected + d.unverifiedDropped + d.watcherOps))
+            j.add("bad_signatures", Int(d.badSignatures))
             j.add("dropped_messages", dropped)
+            j.add("dropped_datagrams", Int(d.malformed + d.unknownPeer + d.farAhead) + runner.strayDatagrams)
             j.add("ops", replay.opCount)
+            j.add("signatures", replay.signatures.count)
             j.add("rejoins", runner.rejoins)
             if !runner.isHost {
                 // Tick skew to the host: the largest gap between our tick clock and the host's

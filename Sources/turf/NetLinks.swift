@@ -53,11 +53,40 @@ final class LinkMailbox: @unchecked Sendable {  // `events` is guarded by `lock`
     }
 }
 
+/// The match's datagrams (the sessions' unreliable channels), from the event loop to the match's
+/// thread, which drains them once a tick: bounded (a flood beyond `limit` is dropped and counted),
+/// and separate from the `LinkMailbox` so lobby phases never see them.
+final class DatagramBox: @unchecked Sendable {  // `items` and `overflow` are guarded by `lock`.
+    private let lock = NSLock()
+    private var items: [(id: UInt32, bytes: [UInt8])] = []
+    private var overflow = 0
+    let limit: Int
+
+    init(limit: Int = 4096) { self.limit = limit }
+
+    func post(_ id: UInt32, _ bytes: [UInt8]) {
+        lock.lock()
+        if items.count < limit { items.append((id, bytes)) } else { overflow += 1 }
+        lock.unlock()
+    }
+
+    /// Everything posted so far, and how many were dropped for want of room since the last call.
+    func drain() -> (items: [(id: UInt32, bytes: [UInt8])], dropped: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        let out = (items, overflow)
+        items.removeAll()
+        overflow = 0
+        return out
+    }
+}
+
 /// Per-link traffic counters kept on the event loop.
 struct LinkTraffic: Sendable {
     var bytesSent: UInt64 = 0
     var bytesReceived: UInt64 = 0
     var rttMs: Double?
+    var lastRTT: UInt64?
     var clock: [ClockSample] = []
 }
 
@@ -66,11 +95,10 @@ struct LinkTraffic: Sendable {
 /// index and never touches a `Session`.
 final class Links: @unchecked Sendable {  // touched only on the LivePeer's event loop
     let mailbox: LinkMailbox
+    let datagrams = DatagramBox()
     private var sessions: [UInt32: Session] = [:]
-    /// Bytes sent and received on each link, with 28 bytes of UDP/IP header per datagram counted
-    /// as an estimate from the reliable channel's segments (see `traffic`).
-    private var sent: [UInt32: UInt64] = [:]
-    private var received: [UInt32: UInt64] = [:]
+    /// A closed session's last figures (an end event still reports a link its peer closed).
+    private var closedTraffic: [UInt32: LinkTraffic] = [:]
     /// When each link last showed the peer alive (a message or a pong), monotonic ns.
     private var heard: [UInt32: UInt64] = [:]
 
@@ -82,9 +110,15 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
         sessions[id] = s
         let mailbox = self.mailbox
         s.reliable.onReceive = { [weak self] bytes in
-            self?.received[id, default: 0] += UInt64(bytes.count)
             self?.heard[id] = DispatchTime.now().uptimeNanoseconds
             mailbox.post(.message(id: id, bytes: bytes))
+        }
+        // The match's datagrams (NetMatch does its own redundancy: the channel repeats nothing).
+        s.unreliable.redundancy = 0
+        let datagrams = self.datagrams
+        s.unreliable.onReceive = { [weak self] bytes in
+            self?.heard[id] = DispatchTime.now().uptimeNanoseconds
+            datagrams.post(id, bytes)
         }
         // A pong answers our keepalive ping every second: the peer is alive even when it has
         // nothing to say.
@@ -95,6 +129,7 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
             case .established:
                 if let s, let key = s.remoteKey { mailbox.post(.opened(id: id, key: key, address: s.peerAddress)) }
             case .closed(let reason):
+                if let s { self?.closedTraffic[id] = Links.traffic(of: s) }
                 self?.sessions[id] = nil
                 mailbox.post(.closed(id: id, reason: reason))
             case .connecting: break
@@ -105,8 +140,12 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
 
     func send(_ id: UInt32, _ bytes: [UInt8]) {
         guard let s = sessions[id] else { return }
-        sent[id, default: 0] += UInt64(bytes.count)
         try? s.reliable.send(bytes)
+    }
+
+    /// Sends each datagram on its link's unreliable channel (an unknown or closed link drops it).
+    func sendDatagrams(_ out: [(id: UInt32, bytes: [UInt8])]) {
+        for d in out { try? sessions[d.id]?.unreliable.send(d.bytes) }
     }
 
     func close(_ id: UInt32) { sessions.removeValue(forKey: id)?.close() }
@@ -119,15 +158,19 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
     }
 
     func traffic(_ id: UInt32) -> LinkTraffic {
-        guard let s = sessions[id] else { return LinkTraffic() }
-        let st = s.reliable.stats
-        // Payload bytes plus, per segment, the transport overhead (header 14 + tag 16 + frame 7) and
-        // 28 bytes of UDP/IP header.
-        let perSegment: UInt64 = 14 + 16 + 7 + 28
+        guard let s = sessions[id] else { return closedTraffic[id] ?? LinkTraffic() }
+        return Self.traffic(of: s)
+    }
+
+    private static func traffic(of s: Session) -> LinkTraffic {
+        // Every transport datagram of the session (reliable, unreliable, pings, acks), with 28
+        // bytes of UDP/IP header each.
+        let c = s.counters
         return LinkTraffic(
-            bytesSent: (sent[id] ?? 0) + st.segmentsSent * perSegment,
-            bytesReceived: (received[id] ?? 0) + st.messagesDelivered * perSegment,
+            bytesSent: c.bytesSent + 28 * c.packetsSent,
+            bytesReceived: c.bytesReceived + 28 * c.packetsReceived,
             rttMs: s.metrics.rttMilliseconds,
+            lastRTT: s.metrics.lastRTT,
             clock: s.clockSamples
         )
     }
