@@ -195,6 +195,77 @@ enum Fixture {
         )
     }
 
+    /// A spectator is a watcher of the peer it is linked to: it gets every op held there at once,
+    /// a third player's with the statement covering it, verifies them, and relays nothing; ops it
+    /// sends are dropped and counted.
+    @Test func testAWatcherHearsEveryOpSignedAndItsOpsAreDropped() throws {
+        let keys = Fixture.keys(3)
+        let config = try Fixture.config(keys: Array(keys[0..<2]), seconds: 5)
+        let owners = keys.map { OwnerKey($0.publicKey)! }
+        var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0, watchers: [owners[2]])
+        var b = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
+        var w = try NetMatch<TurfWorld>(config: config, identity: keys[2], now: 0)
+        #expect(a.watchers == [owners[2]] && w.ownPlayers.isEmpty)
+        let opA = Op<TurfWorld.Payload>(player: 0, seq: 0, tick: 0, payload: TurfOp.move(cell: 5))
+        let opB = Op<TurfWorld.Payload>(player: 1, seq: 0, tick: 0, payload: TurfOp.move(cell: 9))
+        b.addLocal([opB], ranTick: 0, now: 0)
+        for (to, bytes) in b.poll(now: 0) where to == owners[0] { a.receive(bytes, from: owners[1], now: 1) }
+        #expect(a.takeAccepted() == [opB])
+        a.addLocal([opA], ranTick: 0, now: 1)
+        _ = a.takeAccepted()
+        // No relay delay for a watcher: the first packet carries both ops; B's statement comes
+        // with the relayed op (statements of relayed players go at most every 300 ms).
+        var toWatcher = 0
+        for now: UInt64 in [1, 400_000_000] {
+            for (to, bytes) in a.poll(now: now) where to == owners[2] {
+                toWatcher += 1
+                w.receive(bytes, from: owners[0], now: now)
+            }
+        }
+        #expect(toWatcher >= 2)
+        #expect(Set(w.takeAccepted().map { $0.player }) == [0, 1])
+        #expect(w.drops.badSignatures == 0)
+        // The watcher relays nothing back, and an op it sends anyway is refused.
+        #expect(
+            w.poll(now: 10_000_000_000).allSatisfy { to, bytes in
+                (try? Packet<TurfWorld>.decode(bytes, config: config, senderPlayers: [], maxOps: 16))?.ops.isEmpty
+                    ?? false
+            }
+        )
+        a.receive(packet(config: config, ops: [opB], statements: [], frontier: []), from: owners[2], now: 3)
+        #expect(a.drops.watcherOps == 1)
+        #expect(a.takeAccepted() == [])
+    }
+
+    /// A rejoining peer restores its own earlier ops from a snapshot: its log resumes at the right
+    /// seq and its next statement covers the whole log, so peers holding the originals verify it.
+    @Test func testARestoredLogResumesAndItsStatementVerifiesAtPeers() throws {
+        let keys = Fixture.keys(2)
+        let config = try Fixture.config(keys: keys, seconds: 5)
+        let owners = keys.map { OwnerKey($0.publicKey)! }
+        var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
+        let first = (0..<3).map {
+            Op<TurfWorld.Payload>(player: 1, seq: UInt32($0), tick: Tick($0), payload: TurfOp.move(cell: 5 + $0))
+        }
+        var before = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
+        for (i, op) in first.enumerated() {
+            before.addLocal([op], ranTick: Tick(i), now: 0)
+            for (_, bytes) in before.poll(now: UInt64(i) * 40_000_000) { a.receive(bytes, from: owners[1], now: 0) }
+        }
+        #expect(a.acceptedCount(1) == 3)
+        // B crashed; it comes back with the ops a snapshot gave it, and plays on.
+        var again = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
+        again.restore(first, now: 0)
+        #expect(again.acceptedCount(1) == 3)
+        let next = Op<TurfWorld.Payload>(player: 1, seq: 3, tick: 15, payload: TurfOp.move(cell: 11))
+        again.addLocal([next], ranTick: 15, now: 1)
+        #expect(again.statements.first { $0.player == 1 }?.count == 4)
+        for (_, bytes) in again.poll(now: 2) { a.receive(bytes, from: owners[1], now: 2) }
+        #expect(a.acceptedCount(1) == 4)
+        #expect(a.drops.badSignatures == 0)
+        #expect(a.statements.first { $0.player == 1 }?.count == 4)
+    }
+
     private func packet(
         config: MatchConfig,
         ops: [Op<TurfWorld.Payload>],
