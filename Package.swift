@@ -175,7 +175,9 @@ let package = Package(
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI"], swiftSettings: settings),
         .testTarget(
             name: "TurfCLITests",
-            dependencies: ["Engine", "TurfRules", "Determinism", "NetMatch", "Sodium"],
+            dependencies: [
+                "Engine", "TurfRules", "Determinism", "NetMatch", "Sodium", "NetStack", "Transport", "Lobby", "NetCore",
+            ],
             swiftSettings: settings
         ),
         .testTarget(name: "SodiumTests", dependencies: ["Sodium"], swiftSettings: settings),
