@@ -301,6 +301,10 @@ public struct NetMatch<Game: ReplicatedGame> {
         advanceCheckpoints()
     }
 
+    /// The ticks a packet's sender had run when it sent it (nil for bytes that are no packet); see
+    /// docs/netmatch.md, "Liveness and statistics" (tick skew).
+    public static func packetTick(_ bytes: [UInt8]) -> Tick? { Packet<Game>.tick(of: bytes) }
+
     /// Ops that became authenticated since the last call, to deliver into the match loop.
     public mutating func takeAccepted() -> [GameOp] {
         defer { acceptedOut.removeAll(keepingCapacity: true) }
@@ -715,6 +719,15 @@ public struct NetMatch<Game: ReplicatedGame> {
 ///              · [varint checkpointTick · u64 hash]
 struct Packet<Game: ReplicatedGame> {
     static var magic: UInt8 { 0xA7 }
+
+    /// The ticks its sender had run when it sent `bytes` (nil if they are no packet): read before
+    /// `receive`, with the arrival time, to measure the tick skew between peers. Sent right after
+    /// a tick ran, a packet saying `tick` T left as its sender finished tick T − 1.
+    static func tick(of bytes: [UInt8]) -> Tick? {
+        var r = ByteReader(bytes)
+        guard (try? r.u8("magic")) == magic, let t = try? r.count("tick", limit: Int(UInt32.max)) else { return nil }
+        return Tick(t)
+    }
     var tick: Tick
     var frontier: [Int]
     var acks: [(PlayerID, Int)]

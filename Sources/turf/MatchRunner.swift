@@ -41,6 +41,36 @@ final class MatchRunner {
     var strayDatagrams = 0
     /// Round-trip samples per peer with a session (ns), taken once a second.
     var rttSamples: [PeerKey: [UInt64]] = [:]
+    /// The tick this peer is running and when it began running it (set by the hook each tick).
+    var tickNow: (tick: Tick, at: UInt64)?
+    /// Tick skew to each peer (ms, positive: we run ahead), one sample per new tick a peer reports.
+    var tickSkew: [PeerKey: [Double]] = [:]
+    var lastPeerTick: [PeerKey: Tick] = [:]
+
+    /// A packet from `k` saying it had run `p` ticks left it as it finished tick p − 1; it arrived
+    /// at `at`, one one-way delay (half the RTT) later. Where our own tick clock stood then, minus
+    /// p − 1, is how far ahead of it we run. Only the first arrival of each new tick counts.
+    func noteSkew(_ k: PeerKey, packetTick p: Tick, at: UInt64) {
+        guard let now = tickNow, p > 0, p > lastPeerTick[k] ?? 0 else { return }
+        lastPeerTick[k] = p
+        let tickNs = 1e9 / Double(config.tickRate)
+        let oneWay = Double(rttSamples[k]?.last ?? 0) / 2
+        let ours = Double(now.tick) + (Double(at) - oneWay - Double(now.at)) / tickNs
+        if tickSkew[k, default: []].count < 100_000 {
+            tickSkew[k, default: []].append((ours - Double(p - 1)) * tickNs / 1e6)
+        }
+    }
+
+    /// How long after a tick began its packets left here (ms): a peer's packets leave as late
+    /// after its own tick began, so our median stands for theirs and is taken off the skew.
+    var sendDelay: [Double] = []
+
+    /// Per peer, the median skew (ms) less the median send delay; nil without samples.
+    func medianSkew(_ k: PeerKey) -> Double? {
+        guard let s = tickSkew[k], !s.isEmpty else { return nil }
+        let delay = sendDelay.isEmpty ? 0 : sendDelay.sorted()[sendDelay.count / 2]
+        return s.sorted()[s.count / 2] - delay
+    }
     /// Peers a `disconnected` event was printed for (and not `connected` since).
     var shownDown: Set<PeerKey> = []
 
@@ -101,6 +131,7 @@ final class MatchRunner {
                 strayDatagrams += 1
                 continue
             }
+            if let p = NetMatch<TurfWorld>.packetTick(d.bytes) { noteSkew(k, packetTick: p, at: d.at) }
             out.append((o, d.bytes))
         }
         return out
@@ -109,6 +140,9 @@ final class MatchRunner {
     /// NetMatch's datagrams, each on the unreliable channel of the session to its peer (a peer we
     /// have no session with is reached only through relays: its datagrams go nowhere).
     func outbound(_ ds: [(to: OwnerKey, bytes: [UInt8])]) {
+        if let now = tickNow, !ds.isEmpty, sendDelay.count < 100_000 {
+            sendDelay.append(Double(monotonicNanos() - now.at) / 1e6)
+        }
         var out: [(id: UInt32, bytes: [UInt8])] = []
         for d in ds {
             guard let k = PeerKey(bytes: d.to.bytes), let id = link(to: k) else { continue }
@@ -249,6 +283,7 @@ struct NetHook: MatchHook {
     }
 
     mutating func willRun(tick: Tick, match: inout LocalMatch<TurfController>) {
+        runner.tickNow = (tick, monotonicNanos())
         runner.pump()
         applyLeaves()
         inner.willRun(tick: tick, match: &match)
@@ -394,6 +429,7 @@ extension NetRuntime {
             if wait > 0 { runner.pump(wait: Double(min(wait, 50_000_000)) / 1e9) }
         }
         loop.flushJournal()
+        runner.tickNow = nil
         // The sessions as the match ended (a peer that leaves first closes its own).
         let linkAtEnd = Dictionary(runner.linked, uniquingKeysWith: { a, _ in a })
 
@@ -443,6 +479,7 @@ extension NetRuntime {
             j.add("bytes_sent", t.bytesSent)
             j.add("bytes_received", t.bytesReceived)
             j.add("seconds", seconds)
+            if let s = runner.medianSkew(k) { j.add("tick_skew_ms_p50", s) } else { j.addNull("tick_skew_ms_p50") }
             if id != nil {
                 // Third players' ops this peer forwarded on the link (it relays for them).
                 j.add("ops_forwarded", net.stats(for: OwnerKey(k.bytes)!).map { Int($0.opsForwarded) } ?? 0)
@@ -478,10 +515,14 @@ extension NetRuntime {
             j.add("ops", replay.opCount)
             j.add("signatures", replay.signatures.count)
             j.add("rejoins", runner.rejoins)
+            // Tick skew measured from NetMatch's packets: the largest, over the peers we have a
+            // session with, of the median gap between our tick clock and theirs.
+            let skews = keys.compactMap { runner.medianSkew($0) }.map { abs($0) }
+            if let m = skews.max() { j.add("tick_skew_ms_max", m) } else { j.addNull("tick_skew_ms_max") }
             if !runner.isHost {
-                // Tick skew to the host: the largest gap between our tick clock and the host's
-                // estimated one, and the estimate's own uncertainty (half the best round trip).
-                j.add("tick_skew_ms_max", Double(skewSamples.max() ?? 0) / 1e6)
+                // The clock alignment to the host: the largest correction still owed when a new
+                // offset estimate came in, and the estimate's uncertainty (half the best round trip).
+                j.add("clock_correction_ms_max", Double(skewSamples.max() ?? 0) / 1e6)
                 if let u = lastUncertainty {
                     j.add("clock_uncertainty_ms", Double(u) / 1e6)
                 } else {

@@ -58,7 +58,7 @@ final class LinkMailbox: @unchecked Sendable {  // `events` is guarded by `lock`
 /// and separate from the `LinkMailbox` so lobby phases never see them.
 final class DatagramBox: @unchecked Sendable {  // `items` and `overflow` are guarded by `lock`.
     private let lock = NSLock()
-    private var items: [(id: UInt32, bytes: [UInt8])] = []
+    private var items: [(id: UInt32, bytes: [UInt8], at: UInt64)] = []
     private var overflow = 0
     let limit: Int
 
@@ -66,12 +66,13 @@ final class DatagramBox: @unchecked Sendable {  // `items` and `overflow` are gu
 
     func post(_ id: UInt32, _ bytes: [UInt8]) {
         lock.lock()
-        if items.count < limit { items.append((id, bytes)) } else { overflow += 1 }
+        if items.count < limit { items.append((id, bytes, monotonicNanos())) } else { overflow += 1 }
         lock.unlock()
     }
 
-    /// Everything posted so far, and how many were dropped for want of room since the last call.
-    func drain() -> (items: [(id: UInt32, bytes: [UInt8])], dropped: Int) {
+    /// Everything posted so far (each with its arrival time, monotonic ns), and how many were
+    /// dropped for want of room since the last call.
+    func drain() -> (items: [(id: UInt32, bytes: [UInt8], at: UInt64)], dropped: Int) {
         lock.lock()
         defer { lock.unlock() }
         let out = (items, overflow)

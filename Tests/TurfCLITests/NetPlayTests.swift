@@ -169,6 +169,11 @@ import Testing
             let links = try #require(lab.event(p, "end")?["links"] as? [[String: Any]])
             #expect(links.count == 3 && links.allSatisfy { $0["path"] as? String == "direct" }, "\(p): \(links)")
         }
+        // The tick skew measured from NetMatch's packets: the clocks are aligned within a tick.
+        for p in ["host", "topic", "key", "invite"] {
+            let skew = try #require(lab.event(p, "end")?["tick_skew_ms_max"] as? Double, "\(p): no tick skew")
+            #expect(skew < 1000.0 / 30, "\(p): \(skew) ms")
+        }
     }
 
     @Test func aWrongPassphraseIsOneLineAndExitOneAndASpectatorWatches() throws {
