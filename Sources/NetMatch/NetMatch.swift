@@ -225,7 +225,7 @@ public struct NetMatch<Game: ReplicatedGame> {
     }
 
     /// Ops this peer's match already holds, taken as authenticated without a signature check: a
-    /// rejoining peer's copy of the match (docs/netmatch.md, "Rejoining"), its own earlier ops
+    /// rejoining peer's copy of the match (docs/netmatch.md, "Spectators and rejoining"), its own earlier ops
     /// included, so it resumes its log at the right seq and its chain runs through them. A forged op
     /// in it surfaces later as a bad signature (the owner's statements do not cover it).
     public mutating func restore(_ ops: [GameOp], now: UInt64) {
@@ -302,7 +302,7 @@ public struct NetMatch<Game: ReplicatedGame> {
     }
 
     /// The ticks a packet's sender had run when it sent it (nil for bytes that are no packet); see
-    /// docs/netmatch.md, "Liveness and statistics" (tick skew).
+    /// docs/lobby.md, "Clocks" (the tick skew between peers).
     public static func packetTick(_ bytes: [UInt8]) -> Tick? { Packet<Game>.tick(of: bytes) }
 
     /// Ops that became authenticated since the last call, to deliver into the match loop.
