@@ -195,7 +195,7 @@ final class MatchRunner {
                 pendingKeys[id] = key
             } else if id != hostLink {
                 // The mesh: a direct session from another player of this match.
-                if owns(key) && !NetRuntime.testingNoMesh {
+                if owns(key) && !NetRuntime.testingNoMesh(with: key) {
                     directLinks[key] = id
                 } else {
                     let links = rt.links
@@ -316,7 +316,8 @@ extension NetRuntime {
     /// Test-only (docs/lobby.md, "Test-only switches"): `TURF_TESTING_CORRUPT_CHECKPOINT=T` flips
     /// this peer's checkpoint hash at tick T (a forced desync); `TURF_TESTING_FORGE_RELAY=1` makes
     /// this peer forge the first third-party op it relays on each link; `TURF_TESTING_NO_MESH=1`
-    /// makes a member keep no direct session to other members (its pairs go "relayed").
+    /// makes a member keep no direct session to other members (its pairs go "relayed"), and
+    /// `TURF_TESTING_NO_MESH=turf1KEY,…` none to those members only.
     static func testingSwitches(_ net: inout NetMatch<TurfWorld>) {
         let env = ProcessInfo.processInfo.environment
         if let t = env["TURF_TESTING_CORRUPT_CHECKPOINT"].flatMap({ UInt32($0) }) {
@@ -325,7 +326,11 @@ extension NetRuntime {
         if env["TURF_TESTING_FORGE_RELAY"] == "1" { net.testingForgeRelayed = true }
     }
 
-    static var testingNoMesh: Bool { ProcessInfo.processInfo.environment["TURF_TESTING_NO_MESH"] == "1" }
+    /// Whether the test-only switch forbids a direct session to member `k`.
+    static func testingNoMesh(with k: PeerKey) -> Bool {
+        guard let v = ProcessInfo.processInfo.environment["TURF_TESTING_NO_MESH"], !v.isEmpty else { return false }
+        return v == "1" || v.split(separator: ",").contains { PeerKey(text: String($0)) == k }
+    }
 
     /// Runs the match from `start` (tick 0 at `startLocal` on our clock; `offset` is the host's
     /// clock minus ours), then keeps NetMatch running until it is settled (every op and final
@@ -346,11 +351,11 @@ extension NetRuntime {
             watchers: runner.isHost ? runner.watchers : []
         )
         Self.testingSwitches(&net)
-        if Self.testingNoMesh && !runner.isHost {
-            let ids = Array(runner.directLinks.values)
+        if !runner.isHost {
+            let cut = runner.directLinks.filter { Self.testingNoMesh(with: $0.key) }
             let links = self.links
-            live.execute { _ in for id in ids { links.close(id) } }
-            runner.directLinks = [:]
+            if !cut.isEmpty { live.execute { _ in for id in cut.values { links.close(id) } } }
+            for k in cut.keys { runner.directLinks[k] = nil }
         }
         let lateBy = Int64(monotonicNanos()) - Int64(startLocal)
         if !runner.isHost && lateBy > 0 {

@@ -329,6 +329,41 @@ import Testing
         #expect(forwarded > 0, "the host relayed nothing")
     }
 
+    /// Of four players, members A and B keep no session to each other (a test-only switch naming
+    /// B's key, learnt with `turf id`): their ops reach each other through the host and through
+    /// member C, which is linked to both and forwards them too; everyone converges, signed.
+    @Test func aPairWithoutASessionConvergesThroughAMemberLinkedToBoth() throws {
+        let lab = try Lab()
+        let id = try run(turfBinary, ["id"], environment: lab.env("b"))
+        #expect(id.status == 0, "\(id.stderr)")
+        let bKey = id.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(bKey.hasPrefix("turf1"))
+        let host = try lab.start("host", ["host", "--topic", "detour", "--seconds", "5", "--start-when", "4"])
+        let lobby = try #require(lab.waitForEvent("host", "lobby"))
+        let key = try #require(lobby["key"] as? String)
+        let a = try lab.start("a", ["join", key], extraEnv: ["TURF_TESTING_NO_MESH": bKey])
+        let b = try lab.start("b", ["join", key])
+        let c = try lab.start("c", ["join", key])
+        for (pid, name) in [(host, "host"), (a, "a"), (b, "b"), (c, "c")] {
+            #expect(lab.wait(pid) == 0, "\(name) failed: \(lab.events(name))")
+        }
+        try expectConverged(lab, ["host", "a", "b", "c"])
+        let aKey = try #require(lab.event("a", "joined")?["key"] as? String)
+        for (p, other) in [("a", bKey), ("b", aKey)] {
+            let links = try #require(lab.event(p, "end")?["links"] as? [[String: Any]])
+            #expect(links.count == 3, "\(p): \(links)")
+            for l in links {
+                #expect(l["path"] as? String == (l["key"] as? String == other ? "relayed" : "direct"), "\(p): \(links)")
+            }
+        }
+        // C forwarded ops between A and B (NetMatch relays an op a linked peer lacks for ~2 RTT).
+        let cLinks = try #require(lab.event("c", "end")?["links"] as? [[String: Any]])
+        let forwarded = cLinks.filter { [aKey, bKey].contains($0["key"] as? String ?? "") }.reduce(0) {
+            $0 + ($1["ops_forwarded"] as? Int ?? 0)
+        }
+        #expect(forwarded > 0, "member C relayed nothing: \(cLinks)")
+    }
+
     /// One peer's checkpoint hash at tick 30 is corrupted (a test-only switch): both peers report a
     /// desync naming tick 30, and count it in their end events.
     @Test func aForcedDesyncIsReportedByThePeers() throws {
