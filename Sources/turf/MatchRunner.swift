@@ -4,6 +4,7 @@ import Foundation
 import Lobby
 import LocalFiles
 import NetCore
+import TerminalUI
 import TextOutput
 import Transport
 import TurfRules
@@ -256,10 +257,9 @@ extension NetRuntime {
     func play(runner: inout MatchRunner, start: LobbyMessage.Start, startLocal: UInt64, offset: Int64) throws -> Int32 {
         let config = start.config
         let me = OwnerKey(identity.publicKey.bytes)
-        var controllers: [PlayerID: TurfController] = [:]
-        for p in config.players(ownedBy: me) {
-            controllers[p] = TurfController(bot: Bot(level: options.bot.level, seed: config.seed, player: p))
-        }
+        // NetPlayUI (call site 1 of 3): a bot headless, the keyboard under curses.
+        let controllers = ui.controllers(for: config.players(ownedBy: me), config: config)
+        let focus = config.players(ownedBy: me).first
         var loop = try TurfMatchLoop(config: config, controllers: controllers, start: startLocal)
         let lateBy = Int64(monotonicNanos()) - Int64(startLocal)
         if !runner.isHost && lateBy > 0 {
@@ -306,6 +306,10 @@ extension NetRuntime {
         var lastSilenceCheck = monotonicNanos()
         while !loop.isOver {
             loop.advance(now: monotonicNanos(), hook: &hook)
+            // NetPlayUI (call site 2 of 3): keys steer our player (no input delay), the screen is drawn.
+            if !ui.frame(loop: &loop, me: focus, net: { runner.netStatus() }) {
+                return leaveMatch(runner)
+            }
             if monotonicNanos() - lastSilenceCheck > 1_000_000_000 {
                 lastSilenceCheck = monotonicNanos()
                 runner.checkSilence()
@@ -419,6 +423,17 @@ extension NetRuntime {
             }
             j.add("links", linkObjects)
         }
+        // NetPlayUI (call site 3 of 3): the end screen, until the player dismisses it.
+        ui.end(
+            world: final.state,
+            config: config,
+            me: focus,
+            summary: NetEndSummary(
+                finalHash: hex64(replay.finalHash),
+                replayPath: path,
+                rejectedOps: Int(final.stats.rejected) + runner.rejectedOps
+            )
+        )
         return converged && path != nil ? 0 : 1
     }
 }

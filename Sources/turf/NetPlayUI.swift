@@ -1,0 +1,297 @@
+import Engine
+import Foundation
+import Lobby
+import Logging
+import NetStack
+import TerminalUI
+import TextOutput
+import Transport
+import TurfRules
+
+/// The seam between the networked lobby and match (`NetRuntime`, `MatchRunner`'s `play`) and what
+/// the player sees and does. The runtime calls it, on its own thread, at a handful of points: every
+/// event (headless prints it), every turn of a lobby loop (with the lobby as it is now; the answer
+/// is what the player did), the controllers of this peer's players, every turn of the match loop,
+/// and the end. `HeadlessUI` is `--headless --bot`: JSON lines, a bot, the `--start-when` rule.
+/// `CursesUI` is the terminal: the lobby screen, the match screen with the HUD, the end screen.
+protocol NetPlayUI: AnyObject {
+    /// A headless event (docs/lobby.md). Under curses it is logged, never printed.
+    func event(_ j: JSONObject)
+    /// How long a lobby loop may wait for the network between two calls of `lobby`, seconds.
+    var lobbyWait: Double { get }
+    /// The lobby as it is now; returns what the player did since the last call, if anything.
+    func lobby(_ view: LobbyView) -> LobbyAction?
+    /// The controllers of this peer's players: a bot, or the keyboard.
+    func controllers(for players: [PlayerID], config: MatchConfig) -> [PlayerID: TurfController]
+    /// One turn of the match loop, after it advanced: read keys (steer), draw. `net` is the HUD's
+    /// link status (costly: call it at most about once a second). Returns false when the player leaves.
+    func frame(loop: inout TurfMatchLoop, me: PlayerID?, net: () -> NetStatus) -> Bool
+    /// The match is over: `world` as converged, the summary the end screen shows.
+    func end(world: TurfWorld, config: MatchConfig, me: PlayerID?, summary: NetEndSummary)
+    /// The signal (SIGINT, SIGTERM, …) that asked turf to quit, if one did.
+    var quitSignal: Int32? { get }
+    /// Gives the terminal back (before the process prints its last lines). Safe to call twice.
+    func close()
+}
+
+/// `--headless --bot LEVEL`: one JSON object per line on stdout, a bot plays; a host starts when
+/// `startWhen` players (itself included) are on the roster.
+final class HeadlessUI: NetPlayUI {
+    let bot: Bot.Level
+    let startWhen: Int?
+
+    init(bot: Bot.Level, startWhen: Int? = nil) {
+        self.bot = bot
+        self.startWhen = startWhen
+    }
+
+    func event(_ j: JSONObject) { DHTCLI.emit(j.text) }
+    var lobbyWait: Double { 0.2 }
+    func lobby(_ view: LobbyView) -> LobbyAction? { view.startAction(startWhen: startWhen) }
+
+    func controllers(for players: [PlayerID], config: MatchConfig) -> [PlayerID: TurfController] {
+        var out: [PlayerID: TurfController] = [:]
+        for p in players { out[p] = TurfController(bot: Bot(level: bot, seed: config.seed, player: p)) }
+        return out
+    }
+
+    func frame(loop: inout TurfMatchLoop, me: PlayerID?, net: () -> NetStatus) -> Bool { true }
+    func end(world: TurfWorld, config: MatchConfig, me: PlayerID?, summary: NetEndSummary) {}
+    var quitSignal: Int32? { nil }
+    func close() {}
+}
+
+/// The terminal: curses starts at the first screen (so a lookup that fails, or a wrong
+/// passphrase, is one plain line on the terminal), and stops at `close`. Peer-provided text is
+/// escaped and fitted by the screens (`CellText`).
+final class CursesUI: NetPlayUI {
+    let wantColor: Bool
+    let unicode: Bool
+    let stderrCapture: String?
+    private(set) var term: CursesTerminal?
+    private var lobbyInput = NetLobbyInput()
+    private var shownLobby: (LobbyView, Int, Int, Int)?
+    private var history = TerritoryHistory()
+    private var net = NetStatus()
+    private var lastNet: UInt64 = 0
+    private var lastTickDrawn: Tick?
+    private var lastSize = (0, 0)
+    private(set) var quitSignal: Int32?
+    /// The end screen's summary, printed again once the terminal is back (`printSummary`).
+    private(set) var ended: NetEndSummary?
+    /// Made after `Logs.bootstrap` (a logger made before it would write to stderr, over the screen).
+    lazy var log = Logger(label: "turf.net.ui")
+
+    init(wantColor: Bool, unicode: Bool, stderrCapture: String?) {
+        self.wantColor = wantColor
+        self.unicode = unicode
+        self.stderrCapture = stderrCapture
+    }
+
+    /// Before the network starts: a TTY that curses can drive, else one line saying what to fix.
+    static func check() throws {
+        guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
+            throw CLIError(
+                "turf needs a terminal (stdin and stdout must be a TTY); for scripts use --headless --bot easy"
+            )
+        }
+        if let problem = CursesTerminal.terminalProblem() { throw CLIError(problem) }
+    }
+
+    func terminal() -> CursesTerminal? {
+        if let term { return term }
+        do {
+            term = try CursesTerminal(wantColor: wantColor, unicode: unicode, stderrCapture: stderrCapture)
+        } catch {
+            printErr("\(error)")
+        }
+        return term
+    }
+
+    func event(_ j: JSONObject) { log.info("\(j.text)") }
+
+    var lobbyWait: Double { 0.05 }
+
+    func lobby(_ view: LobbyView) -> LobbyAction? {
+        guard let term = terminal() else { return .leave }
+        if let s = term.quitSignal {
+            quitSignal = s
+            return .leave
+        }
+        var shown = view
+        var action: LobbyAction?
+        for key in term.readKeys() where action == nil {
+            if key == .resize {
+                term.invalidate()
+                shownLobby = nil
+                continue
+            }
+            action = lobbyInput.handle(key, view: view)
+        }
+        if let n = lobbyInput.notice { shown.notice = n }
+        let (w, h) = term.size
+        if shownLobby.map({ $0.0 != shown || $0.1 != lobbyInput.selected || $0.2 != w || $0.3 != h }) ?? true {
+            term.draw(LobbyScreen(theme: term.theme).render(shown, selected: lobbyInput.selected, width: w, height: h))
+            shownLobby = (shown, lobbyInput.selected, w, h)
+        }
+        return action
+    }
+
+    func controllers(for players: [PlayerID], config: MatchConfig) -> [PlayerID: TurfController] {
+        var out: [PlayerID: TurfController] = [:]
+        for p in players { out[p] = .human() }
+        return out
+    }
+
+    func frame(loop: inout TurfMatchLoop, me: PlayerID?, net: () -> NetStatus) -> Bool {
+        guard let term = terminal() else { return false }
+        if let s = term.quitSignal {
+            quitSignal = s
+            return false
+        }
+        var dirty = lastTickDrawn != loop.tick
+        for key in term.readKeys() {
+            switch NetMatchKey(key) {
+            case .steer(let d)?:
+                if let me { loop.controllers[me]?.steer(d) }
+            case .leave?: return false
+            case .redraw?:
+                term.invalidate()
+                dirty = true
+            case nil: break
+            }
+        }
+        let rate = Tick(max(1, loop.config.tickRate))
+        if loop.tick % rate == 0 || history.ticks.isEmpty {
+            history.record(tick: loop.tick, scores: loop.replica.state.scores)
+        }
+        let now = monotonicNanos()
+        if now - lastNet > 1_000_000_000 {
+            lastNet = now
+            let fresh = net()
+            if fresh != self.net {
+                self.net = fresh
+                dirty = true
+            }
+        }
+        let (w, h) = term.size
+        if (w, h) != lastSize {
+            lastSize = (w, h)
+            dirty = true
+        }
+        guard dirty else { return true }
+        let scene = ArenaScene(
+            world: loop.replica.state,
+            tick: min(loop.tick, loop.config.lengthTicks),
+            config: loop.config,
+            focus: me,
+            title: "turf",
+            status: "arrows, WASD or hjkl steer · q leaves the match"
+        )
+        term.draw(NetMatchRenderer(theme: term.theme).render(scene, net: self.net, width: w, height: h))
+        lastTickDrawn = loop.tick
+        return true
+    }
+
+    func end(world: TurfWorld, config: MatchConfig, me: PlayerID?, summary: NetEndSummary) {
+        ended = summary
+        guard let term = terminal() else { return }
+        history.record(tick: config.lengthTicks, scores: world.scores)
+        if let s = term.runNetEnd(
+            world: world,
+            config: config,
+            history: history,
+            focus: me,
+            summary: summary,
+            footer: " q: quit"
+        ) {
+            quitSignal = s
+        }
+    }
+
+    func close() {
+        term?.stop()
+        term = nil
+    }
+
+    /// The final hash and where the replay went, on the terminal after curses is gone.
+    func printSummary() {
+        guard let s = ended else { return }
+        print("final hash: \(s.finalHash)")
+        if let p = s.replayPath { print("replay saved: " + SafeText.display(p, limit: 400)) }
+    }
+}
+
+extension NetRuntime {
+    /// The ping to the peer on `link`, ms (nil until measured); one call to the event loop.
+    func pings(_ ids: [UInt32]) -> [UInt32: Int] {
+        let links = self.links
+        let rtts = (try? live.sync { _ in ids.map { links.traffic($0).rttMs } }) ?? []
+        var out: [UInt32: Int] = [:]
+        for (id, r) in zip(ids, rtts) { if let r { out[id] = Int(r.rounded()) } }
+        return out
+    }
+
+    /// Wrong-passphrase handshakes the host has refused so far.
+    func passphraseRejections() -> Int {
+        Int((try? live.sync { $0.sessions?.stats.passphraseRejected ?? 0 }) ?? 0)
+    }
+}
+
+/// A lobby view refreshed at most every `every` ns where it costs a trip to the event loop (pings).
+struct Throttle {
+    var every: UInt64 = 1_000_000_000
+    private var last: UInt64 = 0
+    init(every: UInt64 = 1_000_000_000) { self.every = every }
+    mutating func due() -> Bool {
+        let now = monotonicNanos()
+        guard now - last >= every || last == 0 else { return false }
+        last = now
+        return true
+    }
+}
+
+extension MatchRunner {
+    /// The HUD's link status of every player: connected or not, ping and path as this peer sees them.
+    /// A member reaches the host and its mesh directly and everyone else through the host.
+    func netStatus() -> NetStatus {
+        let me = OwnerKey(rt.identity.publicKey.bytes)
+        var ids: [PeerKey: UInt32] = isHost ? memberLinks : directLinks
+        if !isHost, let h = hostLink, let hk = config.players.first?.owner.flatMap({ PeerKey(bytes: $0.bytes) }) {
+            ids[hk] = h
+        }
+        let pings = rt.pings(Array(ids.values))
+        var peers: [PeerStatus] = []
+        for (i, p) in config.players.enumerated() {
+            guard let o = p.owner, let k = PeerKey(bytes: o.bytes) else { continue }
+            if o == me {
+                peers.append(PeerStatus(player: i))
+                continue
+            }
+            let link = ids[k]
+            let gone = left.contains(k) || silent.contains(k)
+            let connected = isHost ? (link != nil && !gone) : true
+            peers.append(
+                PeerStatus(
+                    player: i,
+                    pingMs: link.flatMap { pings[$0] },
+                    path: link != nil ? .direct : .relayed,
+                    connected: connected
+                )
+            )
+        }
+        return NetStatus(peers: peers, rejectedOps: rejectedOps)
+    }
+}
+
+extension NetRuntime {
+    /// The player left a running match (q, Esc, or a signal under curses): the others are told, and
+    /// the match goes on without us (our avatar stays). Exit status 0: leaving is not a failure.
+    func leaveMatch(_ runner: MatchRunner) -> Int32 {
+        runner.sendOn(.leave(.quit))
+        Thread.sleep(forTimeInterval: 0.3)  // the leave goes out before the socket closes
+        ui.close()
+        printErr("you left the match")
+        return 0
+    }
+}
