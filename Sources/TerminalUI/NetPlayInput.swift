@@ -51,3 +51,40 @@ extension LobbyView {
         return roster.count >= n ? .start : nil
     }
 }
+
+/// The lobbies a joiner found on its topic, in the order their hosts answered: at most
+/// `maxLobbies`, one per host key (a host reached at two addresses is one lobby). Hosts announce
+/// only addresses; each one's key comes from the handshake, its player count and passphrase flag
+/// from its lobby record in the DHT (both untrusted: the screen escapes them).
+public struct LobbyChoices: Sendable, Equatable {
+    public static let maxLobbies = 8
+    public private(set) var listings: [LobbyListing] = []
+
+    public init() {}
+
+    public var isFull: Bool { listings.count >= Self.maxLobbies }
+
+    /// A host answered. False when it was already listed, or the list is full.
+    @discardableResult
+    public mutating func answered(hostKey: String, pingMs: Int? = nil) -> Bool {
+        guard !isFull, !listings.contains(where: { $0.hostKey == hostKey }) else { return false }
+        listings.append(
+            LobbyListing(
+                hostKey: hostKey,
+                hostName: "lobby \(listings.count + 1)",
+                players: 1,
+                maxPlayers: 8,
+                passphrase: false,
+                pingMs: pingMs
+            )
+        )
+        return true
+    }
+
+    /// What the host's lobby record says (players, clamped to 1…8; whether a passphrase is needed).
+    public mutating func describe(hostKey: String, players: Int, passphrase: Bool) {
+        guard let i = listings.firstIndex(where: { $0.hostKey == hostKey }) else { return }
+        listings[i].players = min(max(players, 1), 8)
+        listings[i].passphrase = passphrase
+    }
+}

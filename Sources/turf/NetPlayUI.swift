@@ -1,8 +1,11 @@
+import DHT
 import Engine
 import Foundation
 import Lobby
 import Logging
+import NetCore
 import NetStack
+import Sodium
 import TerminalUI
 import TextOutput
 import Transport
@@ -19,6 +22,8 @@ protocol NetPlayUI: AnyObject {
     func event(_ j: JSONObject)
     /// How long a lobby loop may wait for the network between two calls of `lobby`, seconds.
     var lobbyWait: Double { get }
+    /// Whether the player picks among several lobbies on a topic (else the first that answers).
+    var choosesLobby: Bool { get }
     /// The lobby as it is now; returns what the player did since the last call, if anything.
     func lobby(_ view: LobbyView) -> LobbyAction?
     /// The controllers of this peer's players: a bot, or the keyboard.
@@ -47,6 +52,7 @@ final class HeadlessUI: NetPlayUI {
 
     func event(_ j: JSONObject) { DHTCLI.emit(j.text) }
     var lobbyWait: Double { 0.2 }
+    var choosesLobby: Bool { false }
     func lobby(_ view: LobbyView) -> LobbyAction? { view.startAction(startWhen: startWhen) }
 
     func controllers(for players: [PlayerID], config: MatchConfig) -> [PlayerID: TurfController] {
@@ -111,6 +117,7 @@ final class CursesUI: NetPlayUI {
     func event(_ j: JSONObject) { log.info("\(j.text)") }
 
     var lobbyWait: Double { 0.05 }
+    var choosesLobby: Bool { true }
 
     func lobby(_ view: LobbyView) -> LobbyAction? {
         guard let term = terminal() else { return .leave }
@@ -293,5 +300,122 @@ extension NetRuntime {
         ui.close()
         printErr("you left the match")
         return 0
+    }
+}
+
+/// What the joiner chose among the lobbies on its topic.
+enum LobbyPick {
+    /// This host: the connect phase dials it by key at these addresses.
+    case picked(PeerKey, [PeerAddress])
+    /// Nothing to choose (one lobby answered, or none): try the addresses in order.
+    case none
+    /// The player left (q, Esc, a signal).
+    case left
+}
+
+extension NetRuntime {
+    /// How long the probe of a topic's addresses may take, and how many it tries.
+    static let probeSeconds: UInt64 = 4
+    static let maxProbes = 16
+
+    /// Several lobbies share the topic (the screens only; headless takes the first that answers):
+    /// a handshake with each announced address (at most `maxProbes`, `probeSeconds`) tells its host's
+    /// key, each host's lobby record (BEP 44) its players and passphrase, and the player picks one
+    /// from the list. The probe sessions are closed before the connect phase dials the pick.
+    func pickLobby(_ candidates: [PeerAddress], psk: SecretBytes?, topic: String) -> LobbyPick {
+        let links = self.links
+        var choices = LobbyChoices()
+        var answeredAt: [PeerKey: [PeerAddress]] = [:]
+        var probes = Set<UInt32>()
+        var keyOf: [UInt32: PeerKey] = [:]
+        var pending = 0
+        func view(_ phase: LobbyView.Phase) -> LobbyView {
+            LobbyView(
+                role: .joiner,
+                phase: phase,
+                topic: topic,
+                ownKey: identity.publicKey.text,
+                mapName: "…",
+                matchSeconds: 0,
+                passphrase: psk != nil
+            )
+        }
+        for addr in candidates.prefix(Self.maxProbes) {
+            pending += 1
+            live.execute { peer in
+                // Made here from Sendable parts: the mode itself stays on the loop.
+                let mode: ConnectMode = psk.map { .passphrase($0) } ?? .discovered
+                guard let s = peer.sessions?.connect(to: addr, mode: mode) else { return }
+                links.adopt(s)
+            }
+        }
+        let deadline = monotonicNanos() + Self.probeSeconds * 1_000_000_000
+        while pending > 0 && !choices.isFull && monotonicNanos() < deadline {
+            let n = candidates.count
+            if ui.lobby(view(.searching(detail: "\(n) addresses on this topic, asking each who hosts"))) == .leave {
+                closeProbes(probes)
+                return .left
+            }
+            for e in mailbox.wait(ui.lobbyWait) {
+                switch e {
+                case .opened(let id, let key, let addr):
+                    probes.insert(id)
+                    keyOf[id] = key
+                    pending -= 1
+                    if key != identity.publicKey {
+                        answeredAt[key, default: []].append(addr)
+                        choices.answered(hostKey: key.text)
+                    }
+                case .closed(let id, _):
+                    if !probes.contains(id) { pending -= 1 }
+                case .message: dropped += 1
+                }
+            }
+        }
+        // Pings while the sessions are up (the handshake measured a round trip).
+        let rtts = pings(Array(probes))
+        closeProbes(probes)
+        guard choices.listings.count > 1 else { return .none }
+        var listed = LobbyChoices()
+        for l in choices.listings {
+            let id = keyOf.first { $0.value.text == l.hostKey }?.key
+            listed.answered(hostKey: l.hostKey, pingMs: id.flatMap { rtts[$0] })
+        }
+        // Each host's record: bounded by a time budget, not one full lookup per host.
+        let recordsUntil = monotonicNanos() + 3_000_000_000
+        for l in listed.listings {
+            guard monotonicNanos() < recordsUntil, let key = PeerKey(text: l.hostKey) else { break }
+            let item = live.waitFor(timeout: 1.5) { (p: Peer, done: @escaping (MutableItem?) -> Void) in
+                p.dht.getMutable(publicKey: key.bytes) { done($0) }
+            }
+            if let item = item ?? nil, let r = LobbyRecord(item.value) {
+                listed.describe(hostKey: l.hostKey, players: r.players, passphrase: r.passphrase)
+            }
+        }
+        while true {
+            switch ui.lobby(view(.choosing(listed.listings))) {
+            case .pick(let text)?:
+                guard let key = PeerKey(text: text) else { continue }
+                return .picked(key, answeredAt[key] ?? [])
+            case .leave?: return .left
+            default: break
+            }
+            _ = mailbox.wait(ui.lobbyWait)  // the probes' last events: nothing to act on
+        }
+    }
+
+    /// Closes the probe sessions and waits (bounded) for their close events, so the connect phase
+    /// never mistakes one for its own attempt failing.
+    func closeProbes(_ ids: Set<UInt32>) {
+        guard !ids.isEmpty else { return }
+        let links = self.links
+        live.execute { _ in for id in ids { links.close(id) } }
+        var open = ids
+        let until = monotonicNanos() + 2_000_000_000
+        while !open.isEmpty && monotonicNanos() < until {
+            for e in mailbox.wait(0.1) {
+                if case .closed(let id, _) = e { open.remove(id) }
+            }
+        }
     }
 }

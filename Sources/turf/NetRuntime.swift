@@ -388,6 +388,16 @@ final class NetRuntime {
         let psk = try self.psk(topic: topic)
         let mine = live.localAddress
         candidates.removeAll { $0.port == mine.port && ($0.ip == mine.ip || mine.ip == 0 || $0.ip >> 24 == 127) }
+        // NetPlayUI: several lobbies on the topic and the screens up: the player picks one (NetPlayUI.swift).
+        if case .topic(_, nil) = target, ui.choosesLobby, candidates.count > 1 {
+            switch pickLobby(candidates, psk: psk, topic: topic) {
+            case .picked(let key, let addresses):
+                expected = key
+                candidates = addresses
+            case .left: return 0
+            case .none: break
+            }
+        }
 
         // Try each address until a session is up with the right key.
         var hostLink: UInt32?

@@ -18,9 +18,11 @@ import TurfRules
 
     @Test func aHostsEnterWaitsForAFriend() {
         var input = NetLobbyInput()
-        #expect(input.handle(.enter, view: view(.host, players: 1)) == nil)
+        let alone = input.handle(.enter, view: view(.host, players: 1))
+        #expect(alone == nil)
         #expect(input.notice?.contains("once a friend has joined") == true)
-        #expect(input.handle(.enter, view: view(.host, players: 2)) == .start)
+        let two = input.handle(.enter, view: view(.host, players: 2))
+        #expect(two == .start)
         #expect(input.notice == nil)
     }
 
@@ -63,5 +65,36 @@ import TurfRules
         #expect(view(.host, players: 5).startAction(startWhen: nil) == nil)
         #expect(view(.joiner, players: 5).startAction(startWhen: 2) == nil)
         #expect(view(.host, players: 5, phase: .starting(secondsLeft: 1)).startAction(startWhen: 2) == nil)
+    }
+}
+
+/// The list a joiner picks from when several lobbies share its topic.
+@Suite struct LobbyChoicesTests {
+    @Test func oneRowPerHostInAnswerOrderBounded() {
+        var c = LobbyChoices()
+        let first = c.answered(hostKey: "turf1b", pingMs: 3)
+        let second = c.answered(hostKey: "turf1a")
+        let again = c.answered(hostKey: "turf1b", pingMs: 1)  // the same host at another address
+        #expect(first && second && !again)
+        #expect(c.listings.map(\.hostKey) == ["turf1b", "turf1a"])
+        #expect(c.listings[0].pingMs == 3)
+        for i in 0..<20 { c.answered(hostKey: "turf1x\(i)") }
+        #expect(c.listings.count == LobbyChoices.maxLobbies)
+        #expect(c.isFull)
+        let late = c.answered(hostKey: "turf1late")
+        #expect(!late)
+    }
+
+    @Test func recordsFillPlayersAndPassphraseClamped() {
+        var c = LobbyChoices()
+        c.answered(hostKey: "turf1a")
+        c.describe(hostKey: "turf1a", players: 5, passphrase: true)
+        c.describe(hostKey: "turf1unknown", players: 3, passphrase: false)
+        #expect(c.listings.count == 1)
+        #expect(c.listings[0].players == 5 && c.listings[0].passphrase)
+        c.describe(hostKey: "turf1a", players: 1_000_000, passphrase: false)
+        #expect(c.listings[0].players == 8)
+        c.describe(hostKey: "turf1a", players: -4, passphrase: false)
+        #expect(c.listings[0].players == 1)
     }
 }

@@ -124,4 +124,38 @@ import Testing
         let lines = s.split(separator: "\n").filter { !$0.isEmpty && !$0.contains("icanon") }
         #expect(lines.count <= 3, "more than the one line (and the lookup note):\n\(s)")
     }
+
+    @Test func aJoinerPicksOneOfTwoLobbiesOnItsTopic() throws {
+        let lab = try NetPlayTests.Lab()
+        let topic = "tmux-\(UUID().uuidString.prefix(8))"
+        var keys: [String: String] = [:]
+        for name in ["alpha", "beta"] {
+            try lab.start(name, ["host", "--topic", topic, "--seconds", "5", "--start-when", "3", "--name", name])
+            let lobby = try #require(lab.waitForEvent(name, "lobby"), "\(name) did not open its lobby")
+            keys[name] = try #require(lobby["key"] as? String)
+        }
+        let join = try start(lab, "join --topic \(topic) --name bob")
+        defer { join.close() }
+        let (list, listed) = join.waitFor(timeout: Self.wait) { $0.contains("2 lobbies share this topic") }
+        #expect(listed != nil, "the joiner never listed both lobbies:\n\(list)")
+        join.send("Down")
+        // The highlighted row (">" in ASCII) is the second lobby: whose key it shows is whom we join.
+        let (picked, moved) = join.waitFor(timeout: Self.wait) {
+            $0.split(separator: "\n").contains { $0.contains("> lobby 2") }
+        }
+        #expect(moved != nil, "the highlight did not move:\n\(picked)")
+        let row = picked.split(separator: "\n").first { $0.contains("> lobby 2") }.map(String.init) ?? ""
+        let chosen = keys.first { row.contains(String($0.value.suffix(6))) }?.key
+        let name = try #require(chosen, "the second row shows neither host's key:\n\(picked)")
+        join.send("Enter")
+        let (roster, joined) = join.waitFor(timeout: Self.wait) {
+            $0.contains("\(name) (host)") && $0.contains("bob (you)") && $0.contains("Waiting for the host")
+        }
+        #expect(joined != nil, "the joiner did not join \(name)'s lobby:\n\(roster)")
+        let peer = lab.waitForEvent(name, "peer", timeout: Self.wait)
+        #expect(peer?["name"] as? String == "bob", "\(name) saw no bob: \(lab.events(name))")
+        // The other host had only the probe's handshake: nobody joined it.
+        let other = name == "alpha" ? "beta" : "alpha"
+        #expect(!lab.events(other).contains { $0["event"] as? String == "peer" && $0["state"] as? String == "joined" })
+    }
 }
