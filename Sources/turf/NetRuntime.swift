@@ -22,6 +22,7 @@ final class NetRuntime {
     let links: Links
     let mailbox = LinkMailbox()
     let identity: Identity
+    let lease: IdentityLease
     let options: NetPlayOptions
     /// What the player sees: JSON lines and a bot (headless), or the screens (NetPlayUI.swift).
     let ui: NetPlayUI
@@ -38,7 +39,9 @@ final class NetRuntime {
         self.ui = ui
         self.passphrase = passphrase
         let address = try options.socket.bindAddress()
-        identity = try IdentityStore.standard().loadOrCreate().identity
+        // One process per stored identity; a second on the same XDG_CONFIG_HOME plays as a guest.
+        lease = try IdentityLease.acquire()
+        identity = lease.identity
         var dht = DHTConfig()
         dht.bootstrap = try options.socket.bootstrapAddresses()
         live = try LivePeer.bind(address, dht: dht, identity: identity)
@@ -48,7 +51,10 @@ final class NetRuntime {
         live.start()
     }
 
-    func close() { live.close() }
+    func close() {
+        live.close()
+        lease.release()
+    }
 
     func emit(_ j: JSONObject) { ui.event(j) }
 
