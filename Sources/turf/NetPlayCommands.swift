@@ -66,6 +66,7 @@ struct NetPlayOptions: ParsableArguments {
         ui.close()
         (ui as? CursesUI)?.printSummary()
         if let s = ui.quitSignal { throw ExitCode(128 + s) }
+        if (ui as? CursesUI)?.failed == true { throw ExitCode(1) }
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -83,6 +83,8 @@ final class CursesUI: NetPlayUI {
     private var lastTickDrawn: Tick?
     private var lastSize = (0, 0)
     private(set) var quitSignal: Int32?
+    /// Curses could not start (said on stderr): the run fails, whatever the network did.
+    private(set) var failed = false
     /// The end screen's summary, printed again once the terminal is back (`printSummary`).
     private(set) var ended: NetEndSummary?
     /// Made after `Logs.bootstrap` (a logger made before it would write to stderr, over the screen).
@@ -106,9 +108,11 @@ final class CursesUI: NetPlayUI {
 
     func terminal() -> CursesTerminal? {
         if let term { return term }
+        guard !failed else { return nil }
         do {
             term = try CursesTerminal(wantColor: wantColor, unicode: unicode, stderrCapture: stderrCapture)
         } catch {
+            failed = true
             printErr("\(error)")
         }
         return term

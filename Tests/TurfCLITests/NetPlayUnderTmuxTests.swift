@@ -158,4 +158,26 @@ import Testing
         let other = name == "alpha" ? "beta" : "alpha"
         #expect(!lab.events(other).contains { $0["event"] as? String == "peer" && $0["state"] as? String == "joined" })
     }
+
+    /// A terminal curses cannot drive is one line saying what to set, and exit 1, before any
+    /// network work (as `turf demo` does).
+    @Test(arguments: ["TERM=dumb", "env -u TERM"])
+    func anUnusableTerminalIsExplainedBeforeTheNetwork(prefix: String) throws {
+        for command in ["host --topic t", "join --topic t"] {
+            let t = try TmuxSession(
+                width: 160,
+                height: 24,
+                command: "\(prefix) \(turfBinary) \(command) --bind 127.0.0.1 --bootstrap 127.0.0.1:9"
+            )
+            defer { t.close() }
+            let (end, ended) = t.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+            #expect(ended != nil, "\(command) did not exit:\n\(end)")
+            #expect(DemoUnderTmuxTests.exitReport(end).status == 1, "\(prefix) \(command):\n\(end)")
+            #expect(
+                end.contains("TERM") && end.contains("export TERM=xterm-256color"),
+                "\(prefix) \(command): no explanation:\n\(end)"
+            )
+            #expect(!end.contains("looking for the lobby"), "\(command) went to the network first:\n\(end)")
+        }
+    }
 }
