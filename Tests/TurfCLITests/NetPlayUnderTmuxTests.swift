@@ -180,4 +180,44 @@ import Testing
             #expect(!end.contains("looking for the lobby"), "\(command) went to the network first:\n\(end)")
         }
     }
+
+    /// q leaves a lobby and tells the others: a joiner's leave takes it off the host's roster; the
+    /// host's leave ends the joiners' wait with one line and exit 1.
+    @Test func leavingTheLobbyTellsTheOthers() throws {
+        let lab = try NetPlayTests.Lab()
+        let topic = "tmux-\(UUID().uuidString.prefix(8))"
+        let host = try start(lab, "host --topic \(topic) --seconds 5 --name alice")
+        defer { host.close() }
+        let (lobby, shown) = host.waitFor(timeout: Self.wait) { $0.contains("Enter: start") }
+        #expect(shown != nil, "the host's lobby never showed:\n\(lobby)")
+
+        let bob = try start(lab, "join --topic \(topic) --name bob")
+        defer { bob.close() }
+        let (two, joined) = host.waitFor(timeout: Self.wait) { $0.contains("Players 2/") && $0.contains(" bob ") }
+        #expect(joined != nil, "bob never joined:\n\(two)")
+        let (bobWaiting, waits) = bob.waitFor(timeout: Self.wait) { $0.contains("Waiting for the host") }
+        #expect(waits != nil, "bob's lobby never showed:\n\(bobWaiting)")
+        bob.send("q")
+        let (bobEnd, bobExited) = bob.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(bobExited != nil && DemoUnderTmuxTests.exitReport(bobEnd).status == 0, "bob:\n\(bobEnd)")
+        let (one, left) = host.waitFor(timeout: Self.wait) { $0.contains("Players 1/") && $0.contains("bob left") }
+        #expect(left != nil, "bob's leave did not reach the host's roster:\n\(one)")
+
+        let carol = try start(lab, "join --topic \(topic) --name carol")
+        defer { carol.close() }
+        let (carolWaiting, carolIn) = carol.waitFor(timeout: Self.wait) {
+            $0.contains("Waiting for the host") && $0.contains("carol (you)")
+        }
+        #expect(carolIn != nil, "carol's lobby never showed:\n\(carolWaiting)")
+        host.send("q")
+        let (hostEnd, hostExited) = host.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(hostExited != nil && DemoUnderTmuxTests.exitReport(hostEnd).status == 0, "host:\n\(hostEnd)")
+        let (carolEnd, carolExited) = carol.waitFor(timeout: Self.wait) {
+            $0.contains("EXIT:") && $0.contains("icanon")
+        }
+        #expect(carolExited != nil, "carol did not exit:\n\(carolEnd)")
+        let report = DemoUnderTmuxTests.exitReport(carolEnd)
+        #expect(report.status == 1 && report.restored, "carol:\n\(carolEnd)")
+        #expect(carolEnd.contains("the host closed the lobby"), "carol:\n\(carolEnd)")
+    }
 }
