@@ -272,6 +272,12 @@ extension MatchRunner {
             ids[hk] = h
         }
         let pings = rt.pings(Array(ids.values))
+        // A member hears only its own links: a peer it reaches directly (the host, its mesh) is
+        // disconnected after 5 s of silence; one it reaches through the host is shown connected.
+        let links = rt.links
+        let linkIDs = Array(ids.values)
+        let quiet = isHost ? [] : (try? rt.live.sync { _ in linkIDs.map { links.silence($0) } }) ?? []
+        let silence = Dictionary(zip(linkIDs, quiet), uniquingKeysWith: { a, _ in a })
         var peers: [PeerStatus] = []
         for (i, p) in config.players.enumerated() {
             guard let o = p.owner, let k = PeerKey(bytes: o.bytes) else { continue }
@@ -281,7 +287,10 @@ extension MatchRunner {
             }
             let link = ids[k]
             let gone = left.contains(k) || silent.contains(k)
-            let connected = isHost ? (link != nil && !gone) : true
+            let connected =
+                isHost
+                ? (link != nil && !gone)
+                : (link.flatMap { silence[$0] ?? nil }.map { $0 < Self.silentAfter } ?? true) && !left.contains(k)
             peers.append(
                 PeerStatus(
                     player: i,

@@ -220,4 +220,23 @@ import Testing
         #expect(report.status == 1 && report.restored, "carol:\n\(carolEnd)")
         #expect(carolEnd.contains("the host closed the lobby"), "carol:\n\(carolEnd)")
     }
+
+    /// The HUD shows a player that went silent (killed mid-match) as disconnected after 5 s.
+    @Test func theHUDShowsAKilledPlayerAsDisconnected() throws {
+        let lab = try NetPlayTests.Lab()
+        let topic = "tmux-\(UUID().uuidString.prefix(8))"
+        let host = try start(lab, "host --topic \(topic) --seconds 30 --name alice")
+        defer { host.close() }
+        let join = try start(lab, "join --topic \(topic) --name bob")
+        defer { join.close() }
+        let (two, joined) = host.waitFor(timeout: Self.wait) { $0.contains("Players 2/") && $0.contains(" bob ") }
+        #expect(joined != nil, "bob never joined:\n\(two)")
+        host.send("Enter")
+        let (hud, linked) = host.waitFor(timeout: Self.wait) { $0.contains("bob") && $0.contains("ms direct") }
+        #expect(linked != nil, "the host's HUD never showed bob's link:\n\(hud)")
+        let pid = try #require(join.programPid(), "no pid for the joiner")
+        kill(pid, SIGKILL)
+        let (lost, shown) = host.waitFor(timeout: Self.wait) { $0.contains("bob") && $0.contains("disconnected") }
+        #expect(shown != nil, "the host's HUD never showed bob as disconnected:\n\(lost)")
+    }
 }
