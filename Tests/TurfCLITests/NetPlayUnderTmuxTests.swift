@@ -157,6 +157,9 @@ import Testing
         // The other host had only the probe's handshake: nobody joined it.
         let other = name == "alpha" ? "beta" : "alpha"
         #expect(!lab.events(other).contains { $0["event"] as? String == "peer" && $0["state"] as? String == "joined" })
+        join.send("q")
+        let (end, exited) = join.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(exited != nil && DemoUnderTmuxTests.exitReport(end).status == 0, "the joiner did not leave:\n\(end)")
     }
 
     /// A terminal curses cannot drive is one line saying what to set, and exit 1, before any
@@ -238,5 +241,13 @@ import Testing
         kill(pid, SIGKILL)
         let (lost, shown) = host.waitFor(timeout: Self.wait) { $0.contains("bob") && $0.contains("disconnected") }
         #expect(shown != nil, "the host's HUD never showed bob as disconnected:\n\(lost)")
+        // SIGTERM mid-match: the host leaves, gives the terminal back and exits 128+15 (closing tmux
+        // alone would leave it waiting on its end screen for a key that never comes).
+        let hostPid = try #require(host.programPid(), "no pid for the host")
+        kill(hostPid, SIGTERM)
+        let (end, exited) = host.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(exited != nil, "the host did not exit on SIGTERM:\n\(end)")
+        let report = DemoUnderTmuxTests.exitReport(end)
+        #expect(report.status == 143 && report.restored, "host:\n\(end)")
     }
 }
