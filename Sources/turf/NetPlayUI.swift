@@ -239,7 +239,7 @@ extension NetRuntime {
         let links = self.links
         let rtts = (try? live.sync { _ in ids.map { links.traffic($0).rttMs } }) ?? []
         var out: [UInt32: Int] = [:]
-        for (id, r) in zip(ids, rtts) { if let r { out[id] = Int(r.rounded()) } }
+        for (id, r) in zip(ids, rtts) { if let r, r.isFinite, r >= 0 { out[id] = Int(min(r, 1e6).rounded()) } }
         return out
     }
 
@@ -249,9 +249,10 @@ extension NetRuntime {
     }
 }
 
-/// A lobby view refreshed at most every `every` ns where it costs a trip to the event loop (pings).
+/// Says when something that costs a trip to the event loop (pings for a screen) is due again: at
+/// the first call, then at most every `every` ns.
 struct Throttle {
-    var every: UInt64 = 1_000_000_000
+    let every: UInt64
     private var last: UInt64 = 0
     init(every: UInt64 = 1_000_000_000) { self.every = every }
     mutating func due() -> Bool {
