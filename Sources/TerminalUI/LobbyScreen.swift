@@ -57,7 +57,7 @@ public struct LobbyScreen: Sendable {
             x = f.put(" · topic ", x: x, y: 0, style: hud)
             x = f.putField(topic, x: x, y: 0, width: max(0, f.width - x - 12), ascii: ascii, style: hud)
         }
-        let role = v.role == .host ? "you host " : "you joined "
+        let role = v.role == .host ? "you host " : v.inLobby ? "you joined " : "joining "
         if f.width - role.count > x + 1 { f.put(role, x: f.width - role.count, y: 0, style: hud) }
     }
 
@@ -78,6 +78,8 @@ public struct LobbyScreen: Sendable {
         }
         wrapped("Your key", v.ownKey, maxRows: 2)
         if let invite = v.invite { wrapped("Invite", invite, maxRows: 4) }
+        // A joiner still looking for (or choosing) a lobby knows no match settings yet.
+        guard v.inLobby else { return y }
         f.put("Match", x: 1, y: y, style: Style(bold: true))
         let length = ArenaRenderer.clock(v.matchSeconds, rate: 1)
         var x = f.putField(v.mapName, x: label, y: y, width: min(24, room), ascii: ascii)
@@ -232,5 +234,15 @@ public struct LobbyController: Sendable {
         default: break
         }
         return nil
+    }
+}
+
+extension LobbyView {
+    /// In a lobby (its roster and settings are known), not still looking for or choosing one.
+    public var inLobby: Bool {
+        switch phase {
+        case .searching, .choosing: return role == .host
+        case .waiting, .starting, .started, .failed: return true
+        }
     }
 }

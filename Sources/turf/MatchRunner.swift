@@ -5,6 +5,7 @@ import Lobby
 import LocalFiles
 import NetCore
 import NetMatch
+import TerminalUI
 import TextOutput
 import Transport
 import TurfRules
@@ -339,10 +340,9 @@ extension NetRuntime {
     func play(runner: inout MatchRunner, start: LobbyMessage.Start, startLocal: UInt64, offset: Int64) throws -> Int32 {
         let config = start.config
         let me = OwnerKey(identity.publicKey.bytes)
-        var controllers: [PlayerID: TurfController] = [:]
-        for p in config.players(ownedBy: me) {
-            controllers[p] = TurfController(bot: Bot(level: options.bot.level, seed: config.seed, player: p))
-        }
+        // NetPlayUI (call site 1 of 3): a bot headless, the keyboard under curses.
+        let controllers = ui.controllers(for: config.players(ownedBy: me), config: config)
+        let focus = config.players(ownedBy: me).first
         var loop = try TurfMatchLoop(config: config, controllers: controllers, start: startLocal)
         var net = try NetMatch<TurfWorld>(
             config: config,
@@ -413,6 +413,10 @@ extension NetRuntime {
         var lastRTTSample = monotonicNanos()
         while !loop.isOver {
             loop.advance(now: monotonicNanos(), hook: &hook)
+            // NetPlayUI (call site 2 of 3): keys steer our player (no input delay), the screen is drawn.
+            if !ui.frame(loop: &loop, me: focus, net: { runner.netStatus(hook.inner.net) }) {
+                return leaveMatch(runner)
+            }
             if monotonicNanos() - lastRTTSample > 1_000_000_000 {
                 lastRTTSample = monotonicNanos()
                 runner.sampleRTTs(&hook.inner.net)
@@ -512,8 +516,7 @@ extension NetRuntime {
             j.add("converged", converged)
             j.add("desyncs", runner.desyncs)
             if let t = net.desyncReported { j.add("first_bad_tick", Int(t)) }
-            // Ops refused: by the replica, forged or unverifiable relayed ops, a spectator's ops.
-            j.add("rejected_ops", Int(final.stats.rejected + d.unverifiedDropped + d.watcherOps))
+            j.add("rejected_ops", runner.rejectedOps(net, replica: final))
             j.add("bad_signatures", Int(d.badSignatures))
             j.add("dropped_messages", dropped)
             j.add("dropped_datagrams", Int(d.malformed + d.unknownPeer + d.farAhead) + runner.strayDatagrams)
@@ -540,6 +543,17 @@ extension NetRuntime {
             }
             j.add("links", linkObjects)
         }
+        // NetPlayUI (call site 3 of 3): the end screen, until the player dismisses it.
+        ui.end(
+            world: final.state,
+            config: config,
+            me: focus,
+            summary: NetEndSummary(
+                finalHash: hex64(replay.finalHash),
+                replayPath: path,
+                rejectedOps: runner.rejectedOps(net, replica: final)
+            )
+        )
         return converged && path != nil ? 0 : 1
     }
 }

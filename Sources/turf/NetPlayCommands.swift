@@ -6,6 +6,7 @@ import Lobby
 import LocalFiles
 import NetCore
 import NetStack
+import TerminalUI
 import TextOutput
 import Transport
 import TurfRules
@@ -20,6 +21,8 @@ struct NetPlayOptions: ParsableArguments {
     @Flag(help: "Ask for a passphrase at the terminal.") var passphrase = false
     @Flag(help: "No screen: a bot plays, one JSON object per line on stdout (docs/lobby.md).") var headless = false
     @Option(help: "The bot that plays for you with --headless.") var bot: BotChoice = .easy
+    @Flag(help: "Draw without colour (also: NO_COLOR=1).") var noColor = false
+    @Flag(help: "Draw with ASCII only.") var ascii = false
 
     enum BotChoice: String, CaseIterable, ExpressibleByArgument {
         case easy, hard
@@ -44,10 +47,27 @@ struct NetPlayOptions: ParsableArguments {
         return nil
     }
 
-    func requireHeadless() throws {
-        guard headless else {
-            throw CLIError("the lobby screen is not built yet: run with --headless --bot easy|hard (docs/lobby.md)")
-        }
+    /// Headless: JSON lines and a bot (a host starts at `startWhen` players). Else the screens,
+    /// once the terminal is checked (before any network work, so a problem is one plain line).
+    func makeUI(startWhen: Int? = nil) throws -> NetPlayUI {
+        if headless { return HeadlessUI(bot: bot.level, startWhen: startWhen) }
+        try CursesUI.check()
+        Logs.bootstrap()
+        let env = ProcessInfo.processInfo.environment
+        return CursesUI(
+            wantColor: Theme.colorWanted(environment: env) && !noColor,
+            unicode: localeIsUTF8(environment: env) && !ascii,
+            stderrCapture: Demo.stderrCapturePath()
+        )
+    }
+
+    /// After the screens are gone: what the player needs on the terminal, and the exit status.
+    func finish(_ ui: NetPlayUI, code: Int32) throws {
+        ui.close()
+        (ui as? CursesUI)?.printSummary()
+        if let s = ui.quitSignal { throw ExitCode(128 + s) }
+        if (ui as? CursesUI)?.failed == true { throw ExitCode(1) }
+        if code != 0 { throw ExitCode(code) }
     }
 }
 
@@ -91,7 +111,8 @@ struct HostCommand: ParsableCommand {
     }
 
     func run() throws {
-        try net.requireHeadless()
+        let ui = try net.makeUI(startWhen: startWhen)
+        defer { ui.close() }
         let arena = try MapLibrary.load(map)
         guard arena.spawns.count >= startWhen else {
             throw CLIError(
@@ -99,17 +120,16 @@ struct HostCommand: ParsableCommand {
             )
         }
         let pass = try net.readPassphrase()
-        let rt = try NetRuntime(options: net, topicForPSK: topic, passphrase: pass)
+        let rt = try NetRuntime(options: net, ui: ui, topicForPSK: topic, passphrase: pass)
         defer { rt.close() }
         let code = try rt.host(
             topic: topic,
             settings: TurfSettings(map: arena),
             mapName: map,
             seconds: seconds,
-            maxPlayers: min(maxPlayers, arena.spawns.count),
-            startWhen: startWhen
+            maxPlayers: min(maxPlayers, arena.spawns.count)
         )
-        if code != 0 { throw ExitCode(code) }
+        try net.finish(ui, code: code)
     }
 }
 
@@ -139,7 +159,8 @@ struct JoinCommand: ParsableCommand {
     }
 
     func run() throws {
-        try net.requireHeadless()
+        let ui = try net.makeUI()
+        defer { ui.close() }
         let started = processStartNanos()
         let how: NetRuntime.JoinTarget
         if let topic {
@@ -150,10 +171,11 @@ struct JoinCommand: ParsableCommand {
             how = .key(PeerKey(text: target!)!)
         }
         let pass = try net.readPassphrase()
-        let rt = try NetRuntime(options: net, topicForPSK: nil, passphrase: pass)
+        if !net.headless { printErr("turf: looking for the lobby…") }
+        let rt = try NetRuntime(options: net, ui: ui, topicForPSK: nil, passphrase: pass)
         defer { rt.close() }
         let code = try rt.join(how, startedAt: started, spectate: spectate)
-        if code != 0 { throw ExitCode(code) }
+        try net.finish(ui, code: code)
     }
 }
 

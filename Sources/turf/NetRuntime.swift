@@ -9,6 +9,7 @@ import Logging
 import NetCore
 import NetStack
 import Sodium
+import TerminalUI
 import TextOutput
 import Transport
 import TurfRules
@@ -21,7 +22,10 @@ final class NetRuntime {
     let links: Links
     let mailbox = LinkMailbox()
     let identity: Identity
+    let lease: IdentityLease
     let options: NetPlayOptions
+    /// What the player sees: JSON lines and a bot (headless), or the screens (NetPlayUI.swift).
+    let ui: NetPlayUI
     let passphrase: String?
     let log = Logger(label: "turf.net")
     /// Lobby messages from peers that were malformed, out of place or hostile: dropped and counted.
@@ -29,12 +33,15 @@ final class NetRuntime {
     /// When this process started (a joiner's `join_ms` and `playing_ms` count from it).
     var processStart: UInt64?
 
-    init(options: NetPlayOptions, topicForPSK: String?, passphrase: String?) throws {
+    init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()
         self.options = options
+        self.ui = ui
         self.passphrase = passphrase
         let address = try options.socket.bindAddress()
-        identity = try IdentityStore.standard().loadOrCreate().identity
+        // One process per stored identity; a second on the same XDG_CONFIG_HOME plays as a guest.
+        lease = try IdentityLease.acquire()
+        identity = lease.identity
         var dht = DHTConfig()
         dht.bootstrap = try options.socket.bootstrapAddresses()
         live = try LivePeer.bind(address, dht: dht, identity: identity)
@@ -44,9 +51,12 @@ final class NetRuntime {
         live.start()
     }
 
-    func close() { live.close() }
+    func close() {
+        live.close()
+        lease.release()
+    }
 
-    func emit(_ j: JSONObject) { DHTCLI.emit(j.text) }
+    func emit(_ j: JSONObject) { ui.event(j) }
 
     func event(_ name: String, _ fill: (inout JSONObject) -> Void = { _ in }) {
         var j = JSONObject()
@@ -107,9 +117,7 @@ final class NetRuntime {
         var address: PeerAddress? = nil
     }
 
-    func host(topic: String, settings: TurfSettings, mapName: String, seconds: Int, maxPlayers: Int, startWhen: Int)
-        throws -> Int32
-    {
+    func host(topic: String, settings: TurfSettings, mapName: String, seconds: Int, maxPlayers: Int) throws -> Int32 {
         let infoHash = Topic.infoHash(topic)
         if let key = try psk(topic: topic) { live.execute { $0.sessions?.setLobbyKey(key) } }
         let port = live.localAddress.port
@@ -173,6 +181,7 @@ final class NetRuntime {
         func seatLeft(link id: UInt32) {
             guard let i = seats.firstIndex(where: { $0.link == id }) else { return }
             let gone = seats.remove(at: i)
+            notice = "\(gone.name) left"
             event("peer") {
                 $0.add("key", gone.key.text)
                 $0.add("name", gone.name)
@@ -181,10 +190,51 @@ final class NetRuntime {
             broadcast(roster())
         }
         var lastPut = monotonicNanos()
+        // What the lobby screen shows (NetPlayUI): pings and refused passphrases, once a second.
+        var notice = ""
+        var pings: [UInt32: Int] = [:]
+        var rejected = 0
+        var refresh = Throttle()
+        func lobbyView() -> LobbyView {
+            LobbyView(
+                role: .host,
+                topic: topic,
+                ownKey: identity.publicKey.text,
+                invite: invite.text,
+                mapName: mapName,
+                matchSeconds: seconds,
+                passphrase: passphrase != nil,
+                maxPlayers: maxPlayers,
+                roster: seats.map { s in
+                    RosterRow(
+                        name: s.name,
+                        key: s.key.text,
+                        pingMs: s.link.flatMap { pings[$0] },
+                        path: s.link == nil ? nil : .direct,
+                        isHost: s.link == nil,
+                        isYou: s.link == nil
+                    )
+                },
+                rejectedJoins: rejected,
+                notice: notice
+            )
+        }
 
-        // The lobby: until enough players are in.
-        while seats.count < startWhen {
-            for e in mailbox.wait(0.2) {
+        // The lobby: until the player starts the match (Enter; headless: --start-when), or leaves.
+        lobby: while true {
+            if refresh.due() {
+                pings = self.pings(seats.compactMap(\.link))
+                rejected = passphraseRejections()
+            }
+            switch ui.lobby(lobbyView()) {
+            case .start?: break lobby
+            case .leave?:
+                broadcast(.leave(.quit))
+                Thread.sleep(forTimeInterval: 0.3)  // the leave goes out before the socket closes
+                return 0
+            default: break
+            }
+            for e in mailbox.wait(ui.lobbyWait) {
                 switch e {
                 case .opened(let id, let key, let addr): pendingKeys[id] = (key, addr)
                 case .closed(let id, _):
@@ -197,7 +247,7 @@ final class NetRuntime {
                     }
                     switch msg {
                     case .hello(let h):
-                        guard let (key, addr) = pendingKeys[id], h.key == key.bytes else {
+                        guard let (key, addr) = pendingKeys[id], h.key == key.bytes, key != identity.publicKey else {
                             dropped += 1
                             send(id, .leave(.refused))
                             continue
@@ -244,6 +294,7 @@ final class NetRuntime {
                                 )
                             )
                         }
+                        notice = "\(Self.displayName(h.name)) joined"
                         event("peer") { j in
                             j.add("key", key.text)
                             j.add("name", Self.displayName(h.name))
@@ -343,6 +394,16 @@ final class NetRuntime {
         let psk = try self.psk(topic: topic)
         let mine = live.localAddress
         candidates.removeAll { $0.port == mine.port && ($0.ip == mine.ip || mine.ip == 0 || $0.ip >> 24 == 127) }
+        // NetPlayUI: several lobbies on the topic and the screens up: the player picks one (NetPlayUI.swift).
+        if case .topic(_, nil) = target, ui.choosesLobby, candidates.count > 1 {
+            switch pickLobby(candidates, psk: psk, topic: topic) {
+            case .picked(let key, let addresses):
+                expected = key
+                candidates = addresses
+            case .left: return 0
+            case .none: break
+            }
+        }
 
         // Try each address until a session is up with the right key.
         var hostLink: UInt32?
@@ -393,6 +454,12 @@ final class NetRuntime {
             }
             return 1
         }
+        guard hostKey != identity.publicKey else {
+            printErr(
+                "the host uses your identity (\(hostKey.text)): on one machine, give each player its own XDG_CONFIG_HOME (README.md)"
+            )
+            return 1
+        }
 
         let contribution = SeedMix.contribution()
         let commit = SeedMix.commit(contribution)
@@ -413,13 +480,49 @@ final class NetRuntime {
         var lastPing: UInt64 = 0
         var direct: [PeerKey: UInt32] = [:]
         var dialed = Set<[UInt8]>()
+        // What the lobby screen shows (NetPlayUI).
+        var lobbySettings: LobbyMessage.Settings?
+        var pings: [UInt32: Int] = [:]
+        var refresh = Throttle()
+        func lobbyView() -> LobbyView {
+            let mine = identity.publicKey.bytes
+            return LobbyView(
+                role: .joiner,
+                phase: roster == nil ? .searching(detail: "connected to the host, waiting for the roster") : .waiting,
+                topic: topic,
+                ownKey: identity.publicKey.text,
+                mapName: lobbySettings?.map ?? "…",
+                matchSeconds: Int(lobbySettings?.seconds ?? 0),
+                passphrase: psk != nil,
+                maxPlayers: Int(roster?.maxPlayers ?? 8),
+                roster: (roster?.members ?? []).map { m in
+                    let key = PeerKey(bytes: m.key)
+                    let isHost = m.path == .local
+                    let link = isHost ? hostLink : key.flatMap { direct[$0] }
+                    return RosterRow(
+                        name: m.name,
+                        key: key?.text ?? "?",
+                        pingMs: link.flatMap { pings[$0] },
+                        path: m.key == mine ? nil : link != nil ? .direct : .relayed,
+                        isHost: isHost,
+                        isYou: m.key == mine
+                    )
+                }
+            )
+        }
         while true {
             if monotonicNanos() - lastPing > 200_000_000 {
                 let links = self.links
                 live.execute { _ in links.ping(hostLink) }
                 lastPing = monotonicNanos()
             }
-            let batch = mailbox.wait(0.2)
+            if refresh.due() { pings = self.pings([hostLink] + Array(direct.values)) }
+            if ui.lobby(lobbyView()) == .leave {
+                send(hostLink, .leave(.quit))
+                Thread.sleep(forTimeInterval: 0.3)  // the leave goes out before the socket closes
+                return 0
+            }
+            let batch = mailbox.wait(ui.lobbyWait)
             for (index, e) in batch.enumerated() {
                 switch e {
                 case .opened(let id, let key, _):
@@ -475,10 +578,10 @@ final class NetRuntime {
                                 j.add("path", m.path == .local ? "direct" : "relayed")
                             }
                         }
-                    case .settings: break
+                    case .settings(let s): lobbySettings = s
                     case .revealRequest: send(hostLink, .reveal(contribution))
                     case .leave(let reason):
-                        printErr("the host refused: \(reason.text)")
+                        printErr(reason == .quit ? "the host closed the lobby" : "the host refused: \(reason.text)")
                         return 1
                     case .start(let s):
                         guard let r = roster,

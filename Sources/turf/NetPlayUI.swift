@@ -1,0 +1,431 @@
+import DHT
+import Engine
+import Foundation
+import Lobby
+import Logging
+import NetCore
+import NetMatch
+import NetStack
+import Sodium
+import TerminalUI
+import TextOutput
+import Transport
+import TurfRules
+
+/// The seam between the networked lobby and match (`NetRuntime`, `MatchRunner`'s `play`) and what
+/// the player sees and does. The runtime calls it, on its own thread, at a handful of points: every
+/// event (headless prints it), every turn of a lobby loop (with the lobby as it is now; the answer
+/// is what the player did), the controllers of this peer's players, every turn of the match loop,
+/// and the end. `HeadlessUI` is `--headless --bot`: JSON lines, a bot, the `--start-when` rule.
+/// `CursesUI` is the terminal: the lobby screen, the match screen with the HUD, the end screen.
+protocol NetPlayUI: AnyObject {
+    /// A headless event (docs/lobby.md). Under curses it is logged, never printed.
+    func event(_ j: JSONObject)
+    /// How long a lobby loop may wait for the network between two calls of `lobby`, seconds.
+    var lobbyWait: Double { get }
+    /// Whether the player picks among several lobbies on a topic (else the first that answers).
+    var choosesLobby: Bool { get }
+    /// The lobby as it is now; returns what the player did since the last call, if anything.
+    func lobby(_ view: LobbyView) -> LobbyAction?
+    /// The controllers of this peer's players: a bot, or the keyboard.
+    func controllers(for players: [PlayerID], config: MatchConfig) -> [PlayerID: TurfController]
+    /// One turn of the match loop, after it advanced: read keys (steer), draw. `net` is the HUD's
+    /// link status (costly: call it at most about once a second). Returns false when the player leaves.
+    func frame(loop: inout TurfMatchLoop, me: PlayerID?, net: () -> NetStatus) -> Bool
+    /// The match is over: `world` as converged, the summary the end screen shows.
+    func end(world: TurfWorld, config: MatchConfig, me: PlayerID?, summary: NetEndSummary)
+    /// The signal (SIGINT, SIGTERM, …) that asked turf to quit, if one did.
+    var quitSignal: Int32? { get }
+    /// Gives the terminal back (before the process prints its last lines). Safe to call twice.
+    func close()
+}
+
+/// `--headless --bot LEVEL`: one JSON object per line on stdout, a bot plays; a host starts when
+/// `startWhen` players (itself included) are on the roster.
+final class HeadlessUI: NetPlayUI {
+    let bot: Bot.Level
+    let startWhen: Int?
+
+    init(bot: Bot.Level, startWhen: Int? = nil) {
+        self.bot = bot
+        self.startWhen = startWhen
+    }
+
+    func event(_ j: JSONObject) { DHTCLI.emit(j.text) }
+    var lobbyWait: Double { 0.2 }
+    var choosesLobby: Bool { false }
+    func lobby(_ view: LobbyView) -> LobbyAction? { view.startAction(startWhen: startWhen) }
+
+    func controllers(for players: [PlayerID], config: MatchConfig) -> [PlayerID: TurfController] {
+        var out: [PlayerID: TurfController] = [:]
+        for p in players { out[p] = TurfController(bot: Bot(level: bot, seed: config.seed, player: p)) }
+        return out
+    }
+
+    func frame(loop: inout TurfMatchLoop, me: PlayerID?, net: () -> NetStatus) -> Bool { true }
+    func end(world: TurfWorld, config: MatchConfig, me: PlayerID?, summary: NetEndSummary) {}
+    var quitSignal: Int32? { nil }
+    func close() {}
+}
+
+/// The terminal: curses starts at the first screen (so a lookup that fails, or a wrong
+/// passphrase, is one plain line on the terminal), and stops at `close`. Peer-provided text is
+/// escaped and fitted by the screens (`CellText`).
+final class CursesUI: NetPlayUI {
+    let wantColor: Bool
+    let unicode: Bool
+    let stderrCapture: String?
+    private(set) var term: CursesTerminal?
+    private var lobbyInput = NetLobbyInput()
+    private var shownLobby: (LobbyView, Int, Int, Int)?
+    private var history = TerritoryHistory()
+    private var net = NetStatus()
+    private var lastNet: UInt64 = 0
+    private var lastTickDrawn: Tick?
+    private var lastSize = (0, 0)
+    private(set) var quitSignal: Int32?
+    /// Curses could not start (said on stderr): the run fails, whatever the network did.
+    private(set) var failed = false
+    /// The end screen's summary, printed again once the terminal is back (`printSummary`).
+    private(set) var ended: NetEndSummary?
+    /// Made after `Logs.bootstrap` (a logger made before it would write to stderr, over the screen).
+    lazy var log = Logger(label: "turf.net.ui")
+
+    init(wantColor: Bool, unicode: Bool, stderrCapture: String?) {
+        self.wantColor = wantColor
+        self.unicode = unicode
+        self.stderrCapture = stderrCapture
+    }
+
+    /// Before the network starts: a TTY that curses can drive, else one line saying what to fix.
+    static func check() throws {
+        guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
+            throw CLIError(
+                "turf needs a terminal (stdin and stdout must be a TTY); for scripts use --headless --bot easy"
+            )
+        }
+        if let problem = CursesTerminal.terminalProblem() { throw CLIError(problem) }
+    }
+
+    func terminal() -> CursesTerminal? {
+        if let term { return term }
+        guard !failed else { return nil }
+        do {
+            term = try CursesTerminal(wantColor: wantColor, unicode: unicode, stderrCapture: stderrCapture)
+        } catch {
+            failed = true
+            printErr("\(error)")
+        }
+        return term
+    }
+
+    func event(_ j: JSONObject) { log.info("\(j.text)") }
+
+    var lobbyWait: Double { 0.05 }
+    var choosesLobby: Bool { true }
+
+    func lobby(_ view: LobbyView) -> LobbyAction? {
+        guard let term = terminal() else { return .leave }
+        if let s = term.quitSignal {
+            quitSignal = s
+            return .leave
+        }
+        var shown = view
+        var action: LobbyAction?
+        for key in term.readKeys() where action == nil {
+            if key == .resize {
+                term.invalidate()
+                shownLobby = nil
+                continue
+            }
+            action = lobbyInput.handle(key, view: view)
+        }
+        if let n = lobbyInput.notice { shown.notice = n }
+        let (w, h) = term.size
+        if shownLobby.map({ $0.0 != shown || $0.1 != lobbyInput.selected || $0.2 != w || $0.3 != h }) ?? true {
+            term.draw(LobbyScreen(theme: term.theme).render(shown, selected: lobbyInput.selected, width: w, height: h))
+            shownLobby = (shown, lobbyInput.selected, w, h)
+        }
+        return action
+    }
+
+    func controllers(for players: [PlayerID], config: MatchConfig) -> [PlayerID: TurfController] {
+        var out: [PlayerID: TurfController] = [:]
+        for p in players { out[p] = .human() }
+        return out
+    }
+
+    func frame(loop: inout TurfMatchLoop, me: PlayerID?, net: () -> NetStatus) -> Bool {
+        guard let term = terminal() else { return false }
+        if let s = term.quitSignal {
+            quitSignal = s
+            return false
+        }
+        var dirty = lastTickDrawn != loop.tick
+        for key in term.readKeys() {
+            switch NetMatchKey(key) {
+            case .steer(let d)?:
+                if let me { loop.controllers[me]?.steer(d) }
+            case .leave?: return false
+            case .redraw?:
+                term.invalidate()
+                dirty = true
+            case nil: break
+            }
+        }
+        let rate = Tick(max(1, loop.config.tickRate))
+        if loop.tick % rate == 0 || history.ticks.isEmpty {
+            history.record(tick: loop.tick, scores: loop.replica.state.scores)
+        }
+        let now = monotonicNanos()
+        if now - lastNet > 1_000_000_000 {
+            lastNet = now
+            let fresh = net()
+            if fresh != self.net {
+                self.net = fresh
+                dirty = true
+            }
+        }
+        let (w, h) = term.size
+        if (w, h) != lastSize {
+            lastSize = (w, h)
+            dirty = true
+        }
+        guard dirty else { return true }
+        let scene = ArenaScene(
+            world: loop.replica.state,
+            tick: min(loop.tick, loop.config.lengthTicks),
+            config: loop.config,
+            focus: me,
+            title: "turf",
+            status: "arrows, WASD or hjkl steer · q leaves the match"
+        )
+        term.draw(NetMatchRenderer(theme: term.theme).render(scene, net: self.net, width: w, height: h))
+        lastTickDrawn = loop.tick
+        return true
+    }
+
+    func end(world: TurfWorld, config: MatchConfig, me: PlayerID?, summary: NetEndSummary) {
+        ended = summary
+        guard let term = terminal() else { return }
+        history.record(tick: config.lengthTicks, scores: world.scores)
+        if let s = term.runNetEnd(
+            world: world,
+            config: config,
+            history: history,
+            focus: me,
+            summary: summary,
+            footer: " q: quit"
+        ) {
+            quitSignal = s
+        }
+    }
+
+    func close() {
+        term?.stop()
+        term = nil
+    }
+
+    /// The final hash and where the replay went, on the terminal after curses is gone.
+    func printSummary() {
+        guard let s = ended else { return }
+        print("final hash: \(s.finalHash)")
+        if let p = s.replayPath { print("replay saved: " + SafeText.display(p, limit: 400)) }
+    }
+}
+
+extension NetRuntime {
+    /// The ping to the peer on `link`, ms (nil until measured); one call to the event loop.
+    func pings(_ ids: [UInt32]) -> [UInt32: Int] {
+        let links = self.links
+        let rtts = (try? live.sync { _ in ids.map { links.traffic($0).rttMs } }) ?? []
+        var out: [UInt32: Int] = [:]
+        for (id, r) in zip(ids, rtts) { if let r, r.isFinite, r >= 0 { out[id] = Int(min(r, 1e6).rounded()) } }
+        return out
+    }
+
+    /// Wrong-passphrase handshakes the host has refused so far.
+    func passphraseRejections() -> Int {
+        Int((try? live.sync { $0.sessions?.stats.passphraseRejected ?? 0 }) ?? 0)
+    }
+}
+
+/// Says when something that costs a trip to the event loop (pings for a screen) is due again: at
+/// the first call, then at most every `every` ns.
+struct Throttle {
+    let every: UInt64
+    private var last: UInt64 = 0
+    init(every: UInt64 = 1_000_000_000) { self.every = every }
+    mutating func due() -> Bool {
+        let now = monotonicNanos()
+        guard now - last >= every || last == 0 else { return false }
+        last = now
+        return true
+    }
+}
+
+extension MatchRunner {
+    /// The HUD's link status of every player: connected or not, ping and path as this peer sees them.
+    /// A member reaches the host and its mesh directly and everyone else through the host.
+    /// The HUD's view of the peers: per player, the ping and path of our session to its owner, and
+    /// whether it is connected: NetMatch's liveness for a peer we have a session with; a peer we reach
+    /// only through relays cannot be observed, so it shows connected until it says it left.
+    func netStatus(_ net: NetMatch<TurfWorld>) -> NetStatus {
+        let me = OwnerKey(rt.identity.publicKey.bytes)
+        let pings = rt.pings(linked.map { $0.1 })
+        var peers: [PeerStatus] = []
+        for (i, p) in config.players.enumerated() {
+            guard let o = p.owner, let k = PeerKey(bytes: o.bytes) else { continue }
+            if o == me {
+                peers.append(PeerStatus(player: i))
+                continue
+            }
+            let link = link(to: k)
+            let connected = !left.contains(k) && (link == nil || net.isConnected(o))
+            peers.append(
+                PeerStatus(
+                    player: i,
+                    pingMs: link.flatMap { pings[$0] },
+                    path: link != nil ? .direct : .relayed,
+                    connected: connected
+                )
+            )
+        }
+        return NetStatus(peers: peers, rejectedOps: rejectedOps(net))
+    }
+
+    /// Ops refused: by the replica, forged or unverifiable relayed ops, a spectator's ops.
+    func rejectedOps(_ net: NetMatch<TurfWorld>, replica: Replica<TurfWorld>? = nil) -> Int {
+        let d = net.drops
+        return Int((replica?.stats.rejected ?? 0) + d.unverifiedDropped + d.watcherOps)
+    }
+}
+
+extension NetRuntime {
+    /// The player left a running match (q, Esc, or a signal under curses): the others are told, and
+    /// the match goes on without us (our avatar stays). Exit status 0: leaving is not a failure.
+    func leaveMatch(_ runner: MatchRunner) -> Int32 {
+        runner.sayLeave()
+        Thread.sleep(forTimeInterval: 0.3)  // the leave goes out before the socket closes
+        ui.close()
+        printErr("you left the match")
+        return 0
+    }
+}
+
+/// What the joiner chose among the lobbies on its topic.
+enum LobbyPick {
+    /// This host: the connect phase dials it by key at these addresses.
+    case picked(PeerKey, [PeerAddress])
+    /// Nothing to choose (one lobby answered, or none): try the addresses in order.
+    case none
+    /// The player left (q, Esc, a signal).
+    case left
+}
+
+extension NetRuntime {
+    /// How long the probe of a topic's addresses may take, and how many it tries.
+    static let probeSeconds: UInt64 = 4
+    static let maxProbes = 16
+
+    /// Several lobbies share the topic (the screens only; headless takes the first that answers):
+    /// a handshake with each announced address (at most `maxProbes`, `probeSeconds`) tells its host's
+    /// key, each host's lobby record (BEP 44) its players and passphrase, and the player picks one
+    /// from the list. The probe sessions are closed before the connect phase dials the pick.
+    func pickLobby(_ candidates: [PeerAddress], psk: SecretBytes?, topic: String) -> LobbyPick {
+        let links = self.links
+        var choices = LobbyChoices()
+        var answeredAt: [PeerKey: [PeerAddress]] = [:]
+        var probes = Set<UInt32>()
+        var keyOf: [UInt32: PeerKey] = [:]
+        var pending = 0
+        func view(_ phase: LobbyView.Phase) -> LobbyView {
+            LobbyView(
+                role: .joiner,
+                phase: phase,
+                topic: topic,
+                ownKey: identity.publicKey.text,
+                mapName: "…",
+                matchSeconds: 0,
+                passphrase: psk != nil
+            )
+        }
+        for addr in candidates.prefix(Self.maxProbes) {
+            pending += 1
+            live.execute { peer in
+                // Made here from Sendable parts: the mode itself stays on the loop.
+                let mode: ConnectMode = psk.map { .passphrase($0) } ?? .discovered
+                guard let s = peer.sessions?.connect(to: addr, mode: mode) else { return }
+                links.adopt(s)
+            }
+        }
+        let deadline = monotonicNanos() + Self.probeSeconds * 1_000_000_000
+        while pending > 0 && !choices.isFull && monotonicNanos() < deadline {
+            let n = candidates.count
+            if ui.lobby(view(.searching(detail: "\(n) addresses on this topic, asking each who hosts"))) == .leave {
+                closeProbes(probes)
+                return .left
+            }
+            for e in mailbox.wait(ui.lobbyWait) {
+                switch e {
+                case .opened(let id, let key, let addr):
+                    probes.insert(id)
+                    keyOf[id] = key
+                    pending -= 1
+                    if key != identity.publicKey {
+                        answeredAt[key, default: []].append(addr)
+                        choices.answered(hostKey: key.text)
+                    }
+                case .closed(let id, _):
+                    if !probes.contains(id) { pending -= 1 }
+                case .message: dropped += 1
+                }
+            }
+        }
+        // Pings while the sessions are up (the handshake measured a round trip).
+        let rtts = pings(Array(probes))
+        closeProbes(probes)
+        guard choices.listings.count > 1 else { return .none }
+        var listed = LobbyChoices()
+        for l in choices.listings {
+            let id = keyOf.first { $0.value.text == l.hostKey }?.key
+            listed.answered(hostKey: l.hostKey, pingMs: id.flatMap { rtts[$0] })
+        }
+        // Each host's record: bounded by a time budget, not one full lookup per host.
+        let recordsUntil = monotonicNanos() + 3_000_000_000
+        for l in listed.listings {
+            guard monotonicNanos() < recordsUntil, let key = PeerKey(text: l.hostKey) else { break }
+            let item = live.waitFor(timeout: 1.5) { (p: Peer, done: @escaping (MutableItem?) -> Void) in
+                p.dht.getMutable(publicKey: key.bytes) { done($0) }
+            }
+            if let item = item ?? nil, let r = LobbyRecord(item.value) {
+                listed.describe(hostKey: l.hostKey, players: r.players, passphrase: r.passphrase)
+            }
+        }
+        while true {
+            switch ui.lobby(view(.choosing(listed.listings))) {
+            case .pick(let text)?:
+                guard let key = PeerKey(text: text) else { continue }
+                return .picked(key, answeredAt[key] ?? [])
+            case .leave?: return .left
+            default: break
+            }
+            _ = mailbox.wait(ui.lobbyWait)  // the probes' last events: nothing to act on
+        }
+    }
+
+    /// Closes the probe sessions and waits (bounded) for their close events, so the connect phase
+    /// never mistakes one for its own attempt failing.
+    func closeProbes(_ ids: Set<UInt32>) {
+        guard !ids.isEmpty else { return }
+        let links = self.links
+        live.execute { _ in for id in ids { links.close(id) } }
+        var open = ids
+        let until = monotonicNanos() + 2_000_000_000
+        while !open.isEmpty && monotonicNanos() < until {
+            for e in mailbox.wait(0.1) {
+                if case .closed(let id, _) = e { open.remove(id) }
+            }
+        }
+    }
+}

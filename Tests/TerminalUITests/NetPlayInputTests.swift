@@ -1,0 +1,100 @@
+import TerminalUI
+import Testing
+import TurfRules
+
+/// The keys of the networked lobby and match, and the headless start rule: what the seam between
+/// the runtime and the screens (turf's NetPlayUI) decides without a terminal.
+@Suite struct NetPlayInputTests {
+    func view(_ role: LobbyView.Role, players: Int, phase: LobbyView.Phase = .waiting) -> LobbyView {
+        LobbyView(
+            role: role,
+            phase: phase,
+            ownKey: "turf1me",
+            mapName: "dojo",
+            matchSeconds: 60,
+            roster: (0..<players).map { RosterRow(name: "p\($0)", key: "turf1k\($0)", isHost: $0 == 0) }
+        )
+    }
+
+    @Test func aHostsEnterWaitsForAFriend() {
+        var input = NetLobbyInput()
+        let alone = input.handle(.enter, view: view(.host, players: 1))
+        #expect(alone == nil)
+        #expect(input.notice?.contains("once a friend has joined") == true)
+        let two = input.handle(.enter, view: view(.host, players: 2))
+        #expect(two == .start)
+        #expect(input.notice == nil)
+    }
+
+    @Test func aJoinersEnterStartsNothingAndQOrEscapeLeaves() {
+        var input = NetLobbyInput()
+        #expect(input.handle(.enter, view: view(.joiner, players: 3)) == nil)
+        #expect(input.handle(.char("q"), view: view(.joiner, players: 3)) == .leave)
+        #expect(input.handle(.escape, view: view(.host, players: 1)) == .leave)
+    }
+
+    @Test func aJoinerPicksTheHighlightedLobby() {
+        let lobbies = (0..<3).map {
+            LobbyListing(hostKey: "turf1host\($0)", hostName: "h\($0)", players: 1, maxPlayers: 8, passphrase: false)
+        }
+        let v = view(.joiner, players: 0, phase: .choosing(lobbies))
+        var input = NetLobbyInput()
+        #expect(input.handle(.down, view: v) == nil)
+        #expect(input.handle(.down, view: v) == nil)
+        #expect(input.handle(.down, view: v) == nil)  // stays on the last
+        #expect(input.handle(.up, view: v) == nil)
+        #expect(input.handle(.enter, view: v) == .pick(hostKey: "turf1host1"))
+    }
+
+    @Test func matchKeysSteerOrLeave() {
+        #expect(NetMatchKey(.up) == .steer(.up))
+        #expect(NetMatchKey(.char("a")) == .steer(.left))
+        #expect(NetMatchKey(.char("l")) == .steer(.right))
+        #expect(NetMatchKey(.char("q")) == .leave)
+        #expect(NetMatchKey(.escape) == .leave)
+        #expect(NetMatchKey(.resize) == .redraw)
+        // No pause in a shared match.
+        #expect(NetMatchKey(.char("p")) == nil)
+        #expect(NetMatchKey(.char(" ")) == nil)
+    }
+
+    @Test func theHeadlessHostStartsAtStartWhen() {
+        #expect(view(.host, players: 1).startAction(startWhen: 2) == nil)
+        #expect(view(.host, players: 2).startAction(startWhen: 2) == .start)
+        #expect(view(.host, players: 1).startAction(startWhen: 1) == .start)
+        #expect(view(.host, players: 5).startAction(startWhen: nil) == nil)
+        #expect(view(.joiner, players: 5).startAction(startWhen: 2) == nil)
+        #expect(view(.host, players: 5, phase: .starting(secondsLeft: 1)).startAction(startWhen: 2) == nil)
+    }
+}
+
+/// The list a joiner picks from when several lobbies share its topic.
+@Suite struct LobbyChoicesTests {
+    @Test func oneRowPerHostInAnswerOrderBounded() {
+        var c = LobbyChoices()
+        let first = c.answered(hostKey: "turf1b", pingMs: 3)
+        let second = c.answered(hostKey: "turf1a")
+        let again = c.answered(hostKey: "turf1b", pingMs: 1)  // the same host at another address
+        #expect(first && second && !again)
+        #expect(c.listings.map(\.hostKey) == ["turf1b", "turf1a"])
+        #expect(c.listings[0].pingMs == 3)
+        for i in 0..<20 { c.answered(hostKey: "turf1x\(i)") }
+        #expect(c.listings.count == LobbyChoices.maxLobbies)
+        #expect(c.isFull)
+        let late = c.answered(hostKey: "turf1late")
+        #expect(!late)
+    }
+
+    @Test func recordsFillPlayersAndPassphraseClamped() {
+        var c = LobbyChoices()
+        c.answered(hostKey: "turf1a")
+        c.describe(hostKey: "turf1a", players: 5, passphrase: true)
+        c.describe(hostKey: "turf1unknown", players: 3, passphrase: false)
+        #expect(c.listings.count == 1)
+        #expect(c.listings[0].players == 5 && c.listings[0].passphrase)
+        c.describe(hostKey: "turf1a", players: 1_000_000, passphrase: false)
+        #expect(c.listings[0].players == 8)
+        c.describe(hostKey: "turf1a", players: -4, passphrase: false)
+        #expect(c.listings[0].players == 1)
+    }
+}
