@@ -140,6 +140,11 @@ public struct NetMatch<Game: ReplicatedGame> {
         var peerFinals: UInt8 = 0
         var forged = false
         var left = false
+        /// The peer's settle report (sent once its match ended): players it settles without their
+        /// final statement, and per player the count of its best verified statement (−1: none).
+        var peerSettleKnown = false
+        var peerGone: UInt8 = 0
+        var peerBest: [Int]
     }
     private var links: [Link]
 
@@ -199,7 +204,8 @@ public struct NetMatch<Game: ReplicatedGame> {
                 ackSentAt: Array(repeating: -1, count: n),
                 statementSent: Array(repeating: -1, count: n),
                 statementSentAt: Array(repeating: 0, count: n),
-                statementTickSent: Array(repeating: 0, count: n)
+                statementTickSent: Array(repeating: 0, count: n),
+                peerBest: Array(repeating: -1, count: n)
             )
         }
         trail = try Replica<Game>(config: config)
@@ -294,6 +300,14 @@ public struct NetMatch<Game: ReplicatedGame> {
         }
         for st in packet.statements { consider(st, via: l) }
         links[l].peerFinals |= packet.finals
+        if let settle = packet.settle {
+            // Counts only grow at the sender; a late, reordered report must not lower them.
+            links[l].peerSettleKnown = true
+            links[l].peerGone = settle.gone
+            for (p, n) in settle.best where Int(p) < accepted.count {
+                links[l].peerBest[Int(p)] = max(links[l].peerBest[Int(p)], n)
+            }
+        }
         if let cp = packet.checkpoint {
             links[l].peerCheckpoint = cp
             compare(link: l)
@@ -364,15 +378,65 @@ public struct NetMatch<Game: ReplicatedGame> {
     public var finalTick: Int64 { finalThrough.min() ?? -1 }
 
     /// Whether every link has acknowledged every op we hold of its interest and we hold every op
-    /// the owners stated as of the match end: nothing left to send.
+    /// the owners stated as of the match end: nothing left to send. A player whose owner went
+    /// silent (crashed) without its final statement reaching here is settled *gone* (docs/netmatch.md,
+    /// "A peer that never comes back"): every connected peer must report it gone too, holding a
+    /// best statement of the same count as ours, so the survivors keep the same verified prefix.
     public var isSettled: Bool {
-        guard finalTick >= Int64(config.lengthTicks), finalsHeld == allPlayersMask else { return false }
+        guard ticksRun > config.lengthTicks else { return false }
+        let gone = goneMask
+        let finals = finalsHeld
+        for p in 0..<config.players.count where gone & (1 << UInt8(p)) == 0 {
+            guard finals & (1 << UInt8(p)) != 0, finalThrough[p] >= Int64(config.lengthTicks) else { return false }
+        }
         for l in links.indices where links[l].stats.connected {
-            if links[l].peerFinals != allPlayersMask { return false }
+            if links[l].peerFinals & ~gone & allPlayersMask != ~gone & allPlayersMask { return false }
             for p in mine where links[l].peerAck[Int(p)] < log[Int(p)].count { return false }
+            guard gone != 0 else { continue }
+            guard links[l].peerSettleKnown, links[l].peerGone & gone == gone else { return false }
+            for p in 0..<config.players.count where gone & (1 << UInt8(p)) != 0 {
+                if links[l].peerBest[p] != bestCount(p) { return false }
+            }
         }
         return true
     }
+
+    /// Players this peer settles without their final statement: the match ended here, their
+    /// owner's link is silent (`disconnected`, or it left without a session) and no final
+    /// statement of theirs is held. Their ops count up to the best statement the survivors hold.
+    public var gonePlayers: [PlayerID] {
+        let m = goneMask
+        return (0..<config.players.count).filter { m & (1 << UInt8($0)) != 0 }.map { PlayerID($0) }
+    }
+
+    /// The ops of `player` a recording keeps: every op for a player that is not gone; for a gone
+    /// one, those covered by its best verified statement (nothing past it can be verified).
+    public func settledCount(_ player: PlayerID) -> Int? {
+        guard goneMask & (1 << UInt8(player)) != 0 else { return nil }
+        return max(0, bestCount(Int(player)))
+    }
+
+    /// `logs` (a replica's `allLogs`) cut to what the survivors agreed: each gone player's log
+    /// to its `settledCount`.
+    public func settledLogs(_ logs: [[GameOp]]) -> [[GameOp]] {
+        logs.enumerated().map { p, ops in
+            guard p < config.players.count, let n = settledCount(PlayerID(p)) else { return ops }
+            return ops.filter { Int($0.seq) < n }
+        }
+    }
+
+    private var goneMask: UInt8 {
+        guard ticksRun > config.lengthTicks else { return 0 }
+        let finals = finalsHeld
+        var m: UInt8 = 0
+        for p in 0..<config.players.count {
+            guard let o = ownerLink[p], !links[o].stats.connected, finals & (1 << UInt8(p)) == 0 else { continue }
+            m |= 1 << UInt8(p)
+        }
+        return m
+    }
+
+    private func bestCount(_ p: Int) -> Int { bestStatement[p].map { Int($0.count) } ?? -1 }
 
     private var allPlayersMask: UInt8 { UInt8(truncatingIfNeeded: (1 << config.players.count) - 1) }
 
@@ -601,16 +665,25 @@ public struct NetMatch<Game: ReplicatedGame> {
             ranges.append((p, from, accepted[p]))
         }
         let ackChanged = mineAcksChanged(link)
+        let ended = ticksRun > config.lengthTicks
         let checkpointDue = lastCheckpoint.map { $0.tick != link.checkpointSent || link.checkpointRepeats < 2 } ?? false
         var statementsDue: [SignedStatement] = []
         for p in 0..<log.count {
             guard let st = bestStatement[p] else { continue }
             let isMine = ownerLink[p] == nil
             let relaying = ranges.contains { $0.p == p && !isMine }
-            guard isMine || relaying else { continue }
+            // Settling: a peer whose best statement for a third player is weaker than ours (or that
+            // settles it gone while we hold its final one) gets ours, and the relays the ops it covers.
+            let behind =
+                ended && !isMine && ownerLink[p] != l
+                && (link.peerBest[p] < Int(st.count)
+                    || (link.peerGone & (1 << UInt8(p)) != 0 && finalsHeld & (1 << UInt8(p)) != 0))
+            guard isMine || relaying || behind else { continue }
             let changed = Int(st.count) != link.statementSent[p] || st.asOfTick != link.statementTickSent[p]
             let finalMissing = isMine && st.asOfTick >= config.lengthTicks && link.peerFinals & (1 << UInt8(p)) == 0
-            if (isMine && changed) || ((relaying || finalMissing) && now >= link.statementSentAt[p] + 300_000_000) {
+            if (isMine && changed)
+                || ((relaying || finalMissing || behind) && now >= link.statementSentAt[p] + 300_000_000)
+            {
                 statementsDue.append(st)
             }
         }
@@ -637,7 +710,7 @@ public struct NetMatch<Game: ReplicatedGame> {
             link.ackSentAt[p] = accepted[p]
         }
         // Statements (64-byte signatures: a few a second at most).
-        var budget = options.maxDatagram - w.count - 12
+        var budget = options.maxDatagram - w.count - 12 - (ended ? 3 + 5 * config.players.count : 1)
         var sts: [SignedStatement] = []
         for st in statementsDue.prefix(8) where budget > 80 {
             sts.append(st)
@@ -683,6 +756,17 @@ public struct NetMatch<Game: ReplicatedGame> {
             link.statementSentAt[Int(st.player)] = now
         }
         w.u8(finalsHeld)
+        if ended {
+            // The settle report: players settled gone here, and our best statement's count per player.
+            w.u8(1)
+            w.u8(goneMask)
+            var mask: UInt8 = 0
+            for p in 0..<log.count where bestStatement[p] != nil { mask |= 1 << UInt8(p) }
+            w.u8(mask)
+            for p in 0..<log.count where mask & (1 << UInt8(p)) != 0 { w.varint(UInt64(bestCount(p))) }
+        } else {
+            w.u8(0)
+        }
         if let cp = lastCheckpoint, checkpointDue {
             w.varint(UInt64(cp.tick))
             w.u64(cp.hash)
@@ -716,6 +800,8 @@ public struct NetMatch<Game: ReplicatedGame> {
 ///              · u8 ackMask · varint ack per set bit (contiguous counts the sender holds)
 ///              · varint opCount · op* (OpCodec) · u8 statementCount · statement*
 ///              · u8 finals (bit p: the sender holds p's final statement)
+///              · u8 settle (0, or 1 once the sender's match ended: u8 goneMask · u8 bestMask
+///                · varint count per set bit, the count of its best statement of that player)
 ///              · [varint checkpointTick · u64 hash]
 struct Packet<Game: ReplicatedGame> {
     static var magic: UInt8 { 0xA7 }
@@ -735,6 +821,8 @@ struct Packet<Game: ReplicatedGame> {
     var statements: [SignedStatement]
     /// Players whose final statement (as of the match end, covering every op held) the sender holds.
     var finals: UInt8
+    /// Sent once the sender's match ended: players it settles gone, its best statement counts.
+    var settle: (gone: UInt8, best: [(PlayerID, Int)])?
     var checkpoint: (tick: Tick, hash: UInt64)?
 
     static func decode(_ bytes: [UInt8], config: MatchConfig, senderPlayers: [PlayerID], maxOps: Int) throws -> Packet {
@@ -755,6 +843,20 @@ struct Packet<Game: ReplicatedGame> {
         var sts: [SignedStatement] = []
         for _ in 0..<nst { sts.append(try SignedStatement.decode(from: &r, config: config)) }
         let finals = try r.u8("finals")
+        var settle: (gone: UInt8, best: [(PlayerID, Int)])?
+        switch try r.u8("settle flag") {
+        case 0: break
+        case 1:
+            let gone = try r.u8("gone mask")
+            let mask = try r.u8("best mask")
+            var best: [(PlayerID, Int)] = []
+            for p in 0..<8 where mask & (1 << UInt8(p)) != 0 {
+                let n = try r.count("best count", limit: 1 << 28)
+                if p < config.players.count { best.append((PlayerID(p), n)) }
+            }
+            settle = (gone, best)
+        case let f: throw ByteReadError(offset: r.offset, "settle flag \(f)")
+        }
         var cp: (Tick, UInt64)?
         if !r.isAtEnd {
             cp = (Tick(try r.count("checkpoint tick", limit: Int(config.lengthTicks))), try r.u64("checkpoint hash"))
@@ -767,6 +869,7 @@ struct Packet<Game: ReplicatedGame> {
             ops: ops,
             statements: sts,
             finals: finals,
+            settle: settle,
             checkpoint: cp
         )
     }

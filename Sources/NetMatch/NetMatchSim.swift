@@ -19,6 +19,9 @@ public struct NetMatchSim<Controller: PlayerController> {
         public var partition: (peer: Int, from: UInt64, to: UInt64)?
         /// Pairs of peers (by index) whose direct link is down for the whole match.
         public var cutPairs: [(Int, Int)] = []
+        /// One peer (by index) crashes at this time (ns) and never comes back: it stops ticking,
+        /// sending and receiving. The survivors must settle without it (docs/netmatch.md).
+        public var crash: (peer: Int, at: UInt64)?
         /// Ticks the sim runs on after the match end for delivery to finish.
         public var settleTicks: Tick = 300
         public init() {}
@@ -27,8 +30,14 @@ public struct NetMatchSim<Controller: PlayerController> {
     public struct Result: Sendable {
         public var finalHashes: [UInt64]
         /// Every peer ended with the same replica hash, equal to the union of every owner's log,
-        /// with a verified signature covering every op.
+        /// with a verified signature covering every op. With a crash: every survivor settled, with
+        /// the same hash, equal to the union of the owners' logs where a gone player's log is cut to
+        /// the count the survivors agreed (the crashed peer's hash is not compared).
         public var converged: Bool
+        /// Per peer, the players it settled gone (a crashed peer's own entry is empty).
+        public var gone: [[PlayerID]]
+        /// Per peer, whether its `NetMatch` settled.
+        public var settled: [Bool]
         public var signaturesOK: Bool
         /// Max over directed links of bytes sent per second of match (headers included).
         public var maxBytesPerSecPerLink: Double
@@ -113,6 +122,11 @@ public struct NetMatchSim<Controller: PlayerController> {
                 || conditions.cutPairs.contains { ($0.0 == a && $0.1 == b) || ($0.0 == b && $0.1 == a) }
         }
 
+        func crashed(_ i: Int, _ t: UInt64) -> Bool {
+            guard let c = conditions.crash else { return false }
+            return c.peer == i && t >= c.at
+        }
+
         let lastTick = config.lengthTicks + 1 + conditions.settleTicks
         var tick: Tick = 0
         while tick <= lastTick {
@@ -120,13 +134,14 @@ public struct NetMatchSim<Controller: PlayerController> {
             while let d = heap.peek, d.time <= now {
                 _ = heap.pop()
                 let to = d.to
+                if crashed(to, d.time) { continue }
                 nets[to].receive(d.bytes, from: ownerKeys[d.from], now: d.time)
                 for op in nets[to].takeAccepted() {
                     lagArrival.append(Double(d.time) / 1e6 - Double(UInt64(op.tick) * tickNs) / 1e6 - oneWayMs)
                     if matches[to].isOver { leftovers[to].append(op) } else { inbox[to].append(op) }
                 }
             }
-            for i in 0..<n {
+            for i in 0..<n where !crashed(i, now) {
                 if !matches[i].isOver {
                     for op in inbox[i] {
                         matches[i].deliver(op)
@@ -157,34 +172,49 @@ public struct NetMatchSim<Controller: PlayerController> {
                 }
                 events[i].append(contentsOf: nets[i].takeEvents())
             }
-            if tick > config.lengthTicks && nets.allSatisfy({ $0.isSettled }) { break }
+            if tick > config.lengthTicks && (0..<n).allSatisfy({ crashed($0, now) || nets[$0].isSettled }) { break }
             tick += 1
         }
 
-        // Final replicas: what each match merged plus what arrived after its end.
+        // Final replicas: what each match merged plus what arrived after its end, each gone
+        // player's log cut to the count the survivors agreed (what turf records).
+        let survivors = (0..<n).filter { !crashed($0, .max) }
         var hashes: [UInt64] = []
         var sigsOK = true
         for i in 0..<n {
             var r = matches[i].replica
             for op in inbox[i] + leftovers[i] { r.receive(op) }
+            if !nets[i].gonePlayers.isEmpty {
+                var cut = try Replica<Game>(config: config)
+                for ops in nets[i].settledLogs(r.allLogs) { for op in ops { cut.receive(op) } }
+                r = cut
+            }
             hashes.append(r.hash)
-            if OpChain.check(config: config, logs: r.allLogs, statements: nets[i].statements, as: Game.self) != nil {
+            if survivors.contains(i),
+                OpChain.check(config: config, logs: r.allLogs, statements: nets[i].statements, as: Game.self) != nil
+            {
                 sigsOK = false
             }
         }
-        // The union of every owner's own log.
+        // The union of every owner's own log (a gone player's cut as the first survivor cut it).
         var union = try Replica<Game>(config: config)
+        let judge = survivors.first.map { nets[$0] }
         for i in 0..<n {
             for p in config.players(ownedBy: ownerKeys[i]) {
-                for op in matches[i].replica.ops(of: p, from: 0) { union.receive(op) }
+                let keep = judge?.settledCount(p) ?? .max
+                for op in matches[i].replica.ops(of: p, from: 0) where Int(op.seq) < keep { union.receive(op) }
             }
         }
-        let converged = sigsOK && hashes.allSatisfy { $0 == union.hash }
+        let settled = (0..<n).map { nets[$0].isSettled }
+        let converged =
+            sigsOK && survivors.allSatisfy { hashes[$0] == union.hash && (conditions.crash == nil || settled[$0]) }
         let seconds = Double(matchEnd) / 1e9
         let maxBytes = bytes.flatMap { $0 }.max() ?? 0
         return Result(
             finalHashes: hashes,
             converged: converged,
+            gone: (0..<n).map { crashed($0, .max) ? [] : nets[$0].gonePlayers },
+            settled: settled,
             signaturesOK: sigsOK,
             maxBytesPerSecPerLink: Double(maxBytes) / seconds,
             opLagMs: lag,

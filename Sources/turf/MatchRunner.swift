@@ -463,6 +463,23 @@ extension NetRuntime {
         }
         let seconds = Double(monotonicNanos() - began) / 1e9
         net = hook.inner.net
+        // A player whose owner crashed and never came back (docs/netmatch.md, "A peer that never
+        // comes back"): the survivors agreed on the ops its best signed statement covers; what it
+        // made past that cannot be verified, so the recording (and the final hash) leaves it out.
+        let gone = net.gonePlayers
+        var goneKeys: [String] = []
+        if !gone.isEmpty {
+            var cut = try Replica<TurfWorld>(config: config)
+            for ops in net.settledLogs(final.allLogs) { for op in ops { cut.receive(op) } }
+            for op in final.equivocations where net.settledCount(op.player).map({ Int(op.seq) < $0 }) ?? true {
+                cut.receive(op)
+            }
+            final = cut
+            for p in gone {
+                guard let o = config.players[Int(p)].owner, let k = PeerKey(bytes: o.bytes) else { continue }
+                if !goneKeys.contains(k.text) { goneKeys.append(k.text) }
+            }
+        }
 
         // Per other peer (players' owners; the host also lists spectators): the path, and for a
         // direct one the session's round trips and bytes (every datagram, 28 B of UDP/IP each).
@@ -514,6 +531,8 @@ extension NetRuntime {
             j.add("final_hash", hex64(replay.finalHash))
             j.add("replay", path)
             j.add("converged", converged)
+            // Owners that crashed and never came back: settled without their final statement.
+            j.add("gone", goneKeys)
             j.add("desyncs", runner.desyncs)
             if let t = net.desyncReported { j.add("first_bad_tick", Int(t)) }
             j.add("rejected_ops", runner.rejectedOps(net, replica: final))

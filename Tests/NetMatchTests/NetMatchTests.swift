@@ -65,6 +65,44 @@ enum Fixture {
         #expect(r.events[Int(seed % 8)].contains { if case .linkDown = $0 { return true } else { return false } })
     }
 
+    /// A peer crashes mid-match (or just before the end) and never comes back: every survivor
+    /// settles it gone, and they all keep the same verified prefix of its log (the ops its best
+    /// statement held by any survivor covers), so their hashes are equal, equal to the union of
+    /// the owners' logs with the gone one cut there, and every kept op is covered by a signature.
+    /// 3 to 5 peers, with and without 25% loss and reordering.
+    @Test(arguments: 0..<UInt64(24))
+    func aCrashedPeerIsSettledGoneAndSurvivorsAgree(seed: UInt64) throws {
+        let peers = 3 + Int(seed % 3)
+        var c = NetMatchSim<TurfController>.Conditions()
+        if seed % 2 == 1 {
+            c.loss = 0.25
+            c.duplicate = 0.05
+            c.jitterNanos = 60_000_000
+        }
+        let dead = Int(seed % UInt64(peers))
+        let at: UInt64 = seed % 4 == 3 ? 5_900_000_000 : 1_500_000_000 + seed * 97_000_000
+        c.crash = (peer: dead, at: at)
+        let r = try Fixture.sim(peers: peers, seconds: 6, seed: seed, conditions: c).run()
+        let converged = r.converged
+        #expect(converged, "seed \(seed): \(r.finalHashes) settled \(r.settled) gone \(r.gone)")
+        #expect(r.signaturesOK)
+        for i in 0..<peers where i != dead {
+            #expect(r.gone[i] == [PlayerID(dead)], "seed \(seed) peer \(i)")
+            #expect(r.finalHashes[i] == r.finalHashes[(dead + 1) % peers])
+        }
+    }
+
+    /// Without a crash nobody is settled gone, even with a relayed pair.
+    @Test func testNoCrashMeansNoGonePlayers() throws {
+        var c = NetMatchSim<TurfController>.Conditions()
+        c.cutPairs = [(0, 2)]
+        c.loss = 0.1
+        let r = try Fixture.sim(peers: 3, seconds: 4, seed: 5, conditions: c).run()
+        #expect(r.converged)
+        #expect(r.settled == [true, true, true])
+        #expect(r.gone == [[], [], []])
+    }
+
     @Test func testRelayCarriesOpsWhenADirectLinkIsDown() throws {
         var c = NetMatchSim<TurfController>.Conditions()
         c.cutPairs = [(0, 2)]
@@ -281,6 +319,7 @@ enum Fixture {
         w.u8(UInt8(statements.count))
         for s in statements { s.encode(into: &w) }
         w.u8(0)
+        w.u8(0)  // no settle report
         return w.bytes
     }
 }

@@ -110,11 +110,17 @@ import Testing
     }
 
     /// Every peer's end event has the same final hash, and its replay verifies with that hash.
-    func expectConverged(_ lab: Lab, _ peers: [String], expectNoRejections: Bool = true) throws {
+    func expectConverged(
+        _ lab: Lab,
+        _ peers: [String],
+        expectNoRejections: Bool = true,
+        gone: [String] = []
+    ) throws {
         var hashes = Set<String>()
         for p in peers {
             let end = try #require(lab.event(p, "end"), "\(p) printed no end event: \(lab.events(p))")
             #expect(end["converged"] as? Bool == true, "\(p): \(end)")
+            #expect(end["gone"] as? [String] == gone, "\(p): \(end)")
             if expectNoRejections { #expect(end["rejected_ops"] as? Int == 0, "\(p): \(end)") }
             let hash = try #require(end["final_hash"] as? String)
             hashes.insert(hash)
@@ -254,6 +260,32 @@ import Testing
         let playing = try #require(start["playing_ms"] as? Double)
         #expect(playing - (rejoined["join_ms"] as? Double ?? 0) < 2_000, "\(rejoined) \(start)")
         try expectConverged(lab, ["host", "joiner", "witness"])
+    }
+
+    /// A member is killed mid-match and never comes back: the two survivors settle it gone
+    /// (docs/netmatch.md, "A peer that never comes back"), exit 0 with equal final hashes and
+    /// replays that verify (the gone player's ops up to its best signed statement), and name it
+    /// in the end event's `gone`.
+    @Test func aPeerKilledForGoodLeavesTheSurvivorsConverged() throws {
+        let lab = try Lab()
+        let host = try lab.start("host", ["host", "--topic", "gone", "--seconds", "8", "--start-when", "3"])
+        let lobby = try #require(lab.waitForEvent("host", "lobby"))
+        let key = try #require(lobby["key"] as? String)
+        let victim = try lab.start("victim", ["join", key])
+        let witness = try lab.start("witness", ["join", key])
+        _ = try #require(lab.waitForEvent("victim", "start"), "the match did not start")
+        let victimKey = try #require(lab.event("victim", "joined")?["key"] as? String)
+        usleep(2_000_000)
+        kill(victim, SIGKILL)
+        _ = lab.wait(victim)
+        #expect(lab.wait(host) == 0, "\(lab.events("host"))")
+        #expect(lab.wait(witness) == 0, "\(lab.events("witness"))")
+        try expectConverged(lab, ["host", "witness"], gone: [victimKey])
+        for p in ["host", "witness"] {
+            let end = try #require(lab.event(p, "end"))
+            // The victim's ops up to its last signed statement are kept, signatures included.
+            #expect((end["signatures"] as? Int ?? 0) == 3, "\(p): \(end)")
+        }
     }
 
     @Test func eightPlayersConvergeAndEveryReplayVerifies() throws {
