@@ -27,6 +27,8 @@ final class MatchRunner {
     /// Member: direct sessions to other members (the mesh), by key.
     var directLinks: [PeerKey: UInt32] = [:]
     var pendingKeys: [UInt32: PeerKey] = [:]
+    /// Host: where each pending session's peer is (a rejoiner's new address goes into the roster).
+    var pendingAddresses: [UInt32: PeerAddress] = [:]
     var startMessage: LobbyMessage.Start?
     var rosterMessage: LobbyMessage?
     var snapshotWanted: [UInt32] = []
@@ -191,9 +193,10 @@ final class MatchRunner {
 
     func handle(_ e: LinkEvent) {
         switch e {
-        case .opened(let id, let key, _):
+        case .opened(let id, let key, let address):
             if isHost {
                 pendingKeys[id] = key
+                pendingAddresses[id] = address
             } else if id != hostLink {
                 // The mesh: a direct session from another player of this match.
                 if owns(key) && !NetRuntime.testingNoMesh(with: key) {
@@ -228,7 +231,18 @@ final class MatchRunner {
                 }
                 memberLinks[key] = id
                 rejoins += 1
-                rt.send(id, roster)
+                // The roster with the rejoiner's new address, to it and (the rejoin's announcement)
+                // to every other member, whose side of the pair dials it again (`restoreMesh`).
+                var announced = roster
+                if case .roster(var r) = roster, let address = pendingAddresses[id],
+                    let i = r.members.firstIndex(where: { $0.key == key.bytes })
+                {
+                    r.members[i].addresses = [address]
+                    announced = .roster(r)
+                    rosterMessage = announced
+                }
+                rt.send(id, announced)
+                for (k, l) in memberLinks where k != key && owns(k) { rt.send(l, announced) }
                 rt.send(id, .start(start))
                 snapshotWanted.append(id)
                 rt.event("peer") {
@@ -243,10 +257,42 @@ final class MatchRunner {
                 snapshot = s
             case .leave:
                 if let k = sender, left.insert(k).inserted { newlyLeft.append(k) }
+            case .roster(let r) where fromHost:
+                restoreMesh(r)
             case .settings, .roster, .revealRequest, .start:
                 break  // late copies of lobby messages
             default:
                 rt.dropped += 1  // ops and done travel by NetMatch now; anything else is out of place
+            }
+        }
+    }
+
+    /// Member: the host announced a rejoin (a roster during the match). Of each pair the member with
+    /// the greater key dials (the rejoiner dials those below it); here we dial every member below us
+    /// whose session is missing, silent for 2 s or at another address than the roster's, so the
+    /// mesh is whole again on both sides (not only through relays).
+    func restoreMesh(_ r: LobbyMessage.Roster) {
+        let mine = rt.identity.publicKey.bytes
+        var due: [(key: PeerKey, addresses: [PeerAddress], link: UInt32?)] = []
+        for m in r.members where m.path != .local && m.key != mine && m.key.lexicographicallyPrecedes(mine) {
+            guard let k = PeerKey(bytes: m.key), owns(k), !NetRuntime.testingNoMesh(with: k), !m.addresses.isEmpty
+            else { continue }
+            due.append((k, m.addresses, directLinks[k]))
+        }
+        guard !due.isEmpty else { return }
+        let links = rt.links
+        let wanted = due
+        rt.live.execute { peer in
+            for d in wanted {
+                if let id = d.link, let a = links.address(id), d.addresses.contains(a),
+                    (links.silence(id) ?? .max) < 2_000_000_000
+                {
+                    continue  // a live session to the same address: nothing to restore
+                }
+                for addr in d.addresses {
+                    guard let s = peer.sessions?.connect(to: addr, mode: .knownKey(d.key)) else { continue }
+                    links.adopt(s)
+                }
             }
         }
     }

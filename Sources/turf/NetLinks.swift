@@ -153,6 +153,9 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
 
     func ping(_ id: UInt32) { sessions[id]?.ping() }
 
+    /// Where the peer on `id` is (nil for an unknown or closed link).
+    func address(_ id: UInt32) -> PeerAddress? { sessions[id]?.peerAddress }
+
     /// Nanoseconds since the peer on `id` was last heard from (nil for an unknown link).
     func silence(_ id: UInt32) -> UInt64? {
         heard[id].map { DispatchTime.now().uptimeNanoseconds &- min($0, DispatchTime.now().uptimeNanoseconds) }

@@ -260,6 +260,19 @@ import Testing
         let playing = try #require(start["playing_ms"] as? Double)
         #expect(playing - (rejoined["join_ms"] as? Double ?? 0) < 2_000, "\(rejoined) \(start)")
         try expectConverged(lab, ["host", "joiner", "witness"])
+        // The mesh is whole again whichever key is greater: the rejoiner ends with a direct session
+        // to the witness, and the witness heard it again (`connected` after `disconnected`).
+        let witnessKey = try #require(lab.event("witness", "joined")?["key"] as? String)
+        let links = try #require(lab.event("joiner", "end")?["links"] as? [[String: Any]])
+        #expect(
+            links.first { $0["key"] as? String == witnessKey }?["path"] as? String == "direct",
+            "\(links)"
+        )
+        let states = lab.events("witness").filter {
+            $0["event"] as? String == "peer" && $0["key"] as? String == joinerKey
+        }
+        .compactMap { $0["state"] as? String }
+        #expect(states.last == "connected", "\(states)")
     }
 
     /// A member is killed mid-match and never comes back: the two survivors settle it gone
