@@ -1,3 +1,4 @@
+import Dispatch
 import NIOConcurrencyHelpers
 
 /// Runs closures on a network loop, from any thread, each after the ones posted before it.
@@ -6,35 +7,63 @@ public protocol LoopExecutor: Sendable {
     func execute(_ work: @escaping @Sendable () -> Void)
 }
 
+/// A datagram handed from the network loop to the UI/match thread by a `NetworkMailbox`'s
+/// datagram lane: the link (session) it came on, its payload, and when it arrived (monotonic ns,
+/// the caller's clock).
+public struct MailboxDatagram: Sendable, Equatable {
+    public var link: UInt32
+    public var bytes: [UInt8]
+    public var at: UInt64
+    public init(link: UInt32, bytes: [UInt8], at: UInt64) {
+        self.link = link
+        self.bytes = bytes
+        self.at = at
+    }
+}
+
 /// The one crossing point between the UI thread and the network loop.
 ///
 /// The terminal UI blocks on the main thread (curses input, drawing, the match's fixed timestep)
 /// while the network runs on a SwiftNIO event loop. Nothing else passes between the two:
 ///
-/// - **network → UI**: code on the loop `post`s events (an op received, a session closed); the UI
-///   `drain`s them once per frame, oldest first. The lock is held only to append one event or to
-///   take the whole queue, so neither side ever waits on the other's work.
+/// - **network → UI, events**: code on the loop `post`s events (a session opened or closed, a
+///   message arrived); the UI `drain`s them once per frame, oldest first, or blocks in `wait` until
+///   one comes (or a timeout). `requeue` puts events back at the front (a phase that ends mid-batch
+///   hands the rest to the next). The lock is held only to append or take, so neither side ever
+///   waits on the other's work.
+/// - **network → UI, datagrams**: a separate bounded lane (`postDatagram`, `drainDatagrams`) for
+///   high-rate traffic (a match's datagrams, drained once a tick). It has its own bound, so a
+///   datagram flood can never push out a control event, and `wait` does not wake for it (a flood
+///   cannot spin a lobby screen).
 /// - **UI → network**: `onLoop` runs a closure on the loop, after every closure posted before it.
 ///   Loop-confined objects (sessions, the DHT node) are reached from such a closure through a
 ///   `NIOLoopBound`, which checks the loop on every access.
 ///
-/// The queue holds at most `capacity` events: `post` to a full queue drops the event, counts it in
-/// `dropped` and returns false. A UI that leaves `capacity` events undrained is stuck, and the
+/// The event lane holds at most `capacity` events and the datagram lane `datagramCapacity`
+/// datagrams: a post to a full lane drops what was posted, counts it (`dropped`,
+/// `droppedDatagrams`) and returns false. A UI that leaves a lane undrained is stuck, and the
 /// queue must not grow without bound meanwhile.
 public final class NetworkMailbox<Event: Sendable>: Sendable {
     public let capacity: Int
+    public let datagramCapacity: Int
     private let loop: any LoopExecutor
     private let queue: NIOLockedValueBox<Queue>
+    /// Signalled once per event posted (not per datagram): `wait` sleeps on it.
+    private let wake = DispatchSemaphore(value: 0)
 
     private struct Queue {
         var events: [Event] = []
         var dropped: UInt64 = 0
+        var datagrams: [MailboxDatagram] = []
+        var droppedDatagrams: UInt64 = 0
+        var droppedDatagramsSinceDrain: UInt64 = 0
     }
 
-    public init(loop: any LoopExecutor, capacity: Int = 65_536) {
-        precondition(capacity > 0, "a mailbox needs room for at least one event")
+    public init(loop: any LoopExecutor, capacity: Int = 65_536, datagramCapacity: Int = 4096) {
+        precondition(capacity > 0 && datagramCapacity > 0, "a mailbox needs room for at least one of each")
         self.loop = loop
         self.capacity = capacity
+        self.datagramCapacity = datagramCapacity
         queue = NIOLockedValueBox(Queue())
     }
 
@@ -44,7 +73,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     /// the queue was full and the event was dropped.
     @discardableResult
     public func post(_ event: Event) -> Bool {
-        queue.withLockedValue { q in
+        let queued = queue.withLockedValue { q in
             guard q.events.count < capacity else {
                 q.dropped += 1
                 return false
@@ -52,6 +81,16 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
             q.events.append(event)
             return true
         }
+        if queued { wake.signal() }
+        return queued
+    }
+
+    /// Puts `events` back at the front, in their order (they were taken by a `drain` or `wait`
+    /// and are handed on to the next phase; never dropped).
+    public func requeue(_ events: [Event]) {
+        guard !events.isEmpty else { return }
+        queue.withLockedValue { q in q.events = events + q.events }
+        wake.signal()
     }
 
     /// Every queued event, oldest first, leaving the queue empty (the UI calls this once per frame).
@@ -62,8 +101,50 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
         }
     }
 
+    /// Waits until at least one event is queued or `seconds` pass, then drains (possibly nothing).
+    /// From the UI thread only (never the loop: it blocks). Datagrams do not wake it.
+    public func wait(_ seconds: Double) -> [Event] {
+        let deadline = DispatchTime.now() + max(0, seconds)
+        while true {
+            let got = drain()
+            if !got.isEmpty { return got }
+            // A signal left by events a `drain` already took wakes us early: look again.
+            if wake.wait(timeout: deadline) == .timedOut { return drain() }
+        }
+    }
+
     /// Events dropped because the queue was full.
     public var dropped: UInt64 { queue.withLockedValue { $0.dropped } }
+
+    /// Queues a datagram on the datagram lane (from any thread; normally the network loop). False
+    /// if that lane was full and it was dropped (counted); the event lane is never affected.
+    @discardableResult
+    public func postDatagram(_ d: MailboxDatagram) -> Bool {
+        queue.withLockedValue { q in
+            guard q.datagrams.count < datagramCapacity else {
+                q.droppedDatagrams += 1
+                q.droppedDatagramsSinceDrain += 1
+                return false
+            }
+            q.datagrams.append(d)
+            return true
+        }
+    }
+
+    /// Every queued datagram, oldest first, and how many were dropped for want of room since the
+    /// last call.
+    public func drainDatagrams() -> (datagrams: [MailboxDatagram], dropped: UInt64) {
+        queue.withLockedValue { q in
+            defer {
+                q.datagrams = []
+                q.droppedDatagramsSinceDrain = 0
+            }
+            return (q.datagrams, q.droppedDatagramsSinceDrain)
+        }
+    }
+
+    /// Datagrams dropped because their lane was full (in all).
+    public var droppedDatagrams: UInt64 { queue.withLockedValue { $0.droppedDatagrams } }
 
     // MARK: UI → network
 

@@ -125,12 +125,12 @@ final class MatchRunner {
 
     /// The datagrams that arrived (NetMatch's inbound), named by the sending peer's key.
     func inbound() -> [(from: OwnerKey, bytes: [UInt8])] {
-        let (items, overflow) = rt.links.datagrams.drain()
-        strayDatagrams += overflow
+        let (items, overflow) = rt.mailbox.drainDatagrams()
+        strayDatagrams += Int(overflow)
         var out: [(from: OwnerKey, bytes: [UInt8])] = []
         out.reserveCapacity(items.count)
         for d in items {
-            guard let k = key(of: d.id), let o = OwnerKey(k.bytes) else {
+            guard let k = key(of: d.link), let o = OwnerKey(k.bytes) else {
                 strayDatagrams += 1
                 continue
             }
@@ -583,7 +583,8 @@ extension NetRuntime {
             if let t = net.desyncReported { j.add("first_bad_tick", Int(t)) }
             j.add("rejected_ops", runner.rejectedOps(net, replica: final))
             j.add("bad_signatures", Int(d.badSignatures))
-            j.add("dropped_messages", dropped)
+            // Lobby messages dropped as hostile or out of place, and events the mailbox had no room for.
+            j.add("dropped_messages", dropped + Int(mailbox.dropped))
             j.add("dropped_datagrams", Int(d.malformed + d.unknownPeer + d.farAhead) + runner.strayDatagrams)
             j.add("ops", replay.opCount)
             j.add("signatures", replay.signatures.count)

@@ -12,75 +12,11 @@ enum LinkEvent: Sendable {
     case message(id: UInt32, bytes: [UInt8])
 }
 
-/// The one place where the event loop hands work to the thread that runs the lobby and the match
-/// (a lock and a semaphore; the loop never waits on it).
-final class LinkMailbox: @unchecked Sendable {  // `events` is guarded by `lock`.
-    private let lock = NSLock()
-    private var events: [LinkEvent] = []
-    private let wake = DispatchSemaphore(value: 0)
-
-    func post(_ e: LinkEvent) {
-        lock.lock()
-        events.append(e)
-        lock.unlock()
-        wake.signal()
-    }
-
-    /// Puts events back at the front (a phase that ends mid-batch hands the rest to the next).
-    func requeue(_ e: [LinkEvent]) {
-        guard !e.isEmpty else { return }
-        lock.lock()
-        events = e + events
-        lock.unlock()
-        wake.signal()
-    }
-
-    /// Everything posted so far (possibly nothing).
-    func drain() -> [LinkEvent] {
-        lock.lock()
-        defer { lock.unlock() }
-        let out = events
-        events.removeAll()
-        return out
-    }
-
-    /// Waits up to `seconds` for at least one event, then drains.
-    func wait(_ seconds: Double) -> [LinkEvent] {
-        let now = drain()
-        if !now.isEmpty { return now }
-        _ = wake.wait(timeout: .now() + max(0, seconds))
-        return drain()
-    }
-}
-
-/// The match's datagrams (the sessions' unreliable channels), from the event loop to the match's
-/// thread, which drains them once a tick: bounded (a flood beyond `limit` is dropped and counted),
-/// and separate from the `LinkMailbox` so lobby phases never see them.
-final class DatagramBox: @unchecked Sendable {  // `items` and `overflow` are guarded by `lock`.
-    private let lock = NSLock()
-    private var items: [(id: UInt32, bytes: [UInt8], at: UInt64)] = []
-    private var overflow = 0
-    let limit: Int
-
-    init(limit: Int = 4096) { self.limit = limit }
-
-    func post(_ id: UInt32, _ bytes: [UInt8]) {
-        lock.lock()
-        if items.count < limit { items.append((id, bytes, monotonicNanos())) } else { overflow += 1 }
-        lock.unlock()
-    }
-
-    /// Everything posted so far (each with its arrival time, monotonic ns), and how many were
-    /// dropped for want of room since the last call.
-    func drain() -> (items: [(id: UInt32, bytes: [UInt8], at: UInt64)], dropped: Int) {
-        lock.lock()
-        defer { lock.unlock() }
-        let out = (items, overflow)
-        items.removeAll()
-        overflow = 0
-        return out
-    }
-}
+/// The crossing point between the event loop and the thread that runs the lobby and the match
+/// (NetCore's `NetworkMailbox`): `LinkEvent`s on its event lane (lobby phases `wait` on them), the
+/// match's datagrams on its bounded datagram lane (drained once a tick; a flood beyond 4096 waiting
+/// is dropped and counted as `dropped_datagrams`, and never pushes out a control event).
+typealias LinkMailbox = NetworkMailbox<LinkEvent>
 
 /// Per-link traffic counters kept on the event loop.
 struct LinkTraffic: Sendable {
@@ -96,7 +32,6 @@ struct LinkTraffic: Sendable {
 /// index and never touches a `Session`.
 final class Links: @unchecked Sendable {  // touched only on the LivePeer's event loop
     let mailbox: LinkMailbox
-    let datagrams = DatagramBox()
     private var sessions: [UInt32: Session] = [:]
     /// A closed session's last figures (an end event still reports a link its peer closed).
     private var closedTraffic: [UInt32: LinkTraffic] = [:]
@@ -116,10 +51,9 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
         }
         // The match's datagrams (NetMatch does its own redundancy: the channel repeats nothing).
         s.unreliable.redundancy = 0
-        let datagrams = self.datagrams
         s.unreliable.onReceive = { [weak self] bytes in
             self?.heard[id] = DispatchTime.now().uptimeNanoseconds
-            datagrams.post(id, bytes)
+            mailbox.postDatagram(MailboxDatagram(link: id, bytes: bytes, at: monotonicNanos()))
         }
         // A pong answers our keepalive ping every second: the peer is alive even when it has
         // nothing to say.

@@ -16,11 +16,12 @@ import TurfRules
 
 /// One `turf host` or `turf join` process: its socket (DHT and sessions, a `LivePeer`), and the
 /// lobby and match run on the calling thread, which talks to the event loop only through `Links`
-/// (commands in) and the `LinkMailbox` (events out).
+/// (commands in, `LivePeer.execute`/`sync`) and the `LinkMailbox` (NetCore's `NetworkMailbox`:
+/// events and the match's datagrams out).
 final class NetRuntime {
     let live: LivePeer
     let links: Links
-    let mailbox = LinkMailbox()
+    let mailbox: LinkMailbox
     let identity: Identity
     let lease: IdentityLease
     let options: NetPlayOptions
@@ -45,6 +46,7 @@ final class NetRuntime {
         var dht = DHTConfig()
         dht.bootstrap = try options.socket.bootstrapAddresses()
         live = try LivePeer.bind(address, dht: dht, identity: identity)
+        mailbox = LinkMailbox(loop: live.udp, capacity: 65_536, datagramCapacity: 4096)
         links = Links(mailbox: mailbox)
         let links = self.links
         live.execute { peer in peer.sessions?.onInbound = { s in links.adopt(s) } }

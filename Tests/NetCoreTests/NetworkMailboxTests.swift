@@ -73,6 +73,76 @@ import Testing
         #expect(mailbox.drain() == [9])
     }
 
+    /// `wait` blocks the UI thread until the loop posts an event, and returns it at once; with
+    /// nothing posted it returns empty once the timeout has passed (never early, even with stale
+    /// wake-ups left by events an earlier `drain` took).
+    @Test func waitWakesForAnEventAndOtherwiseTimesOut() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        let mailbox = NetworkMailbox<Int>(loop: host)
+        // Posted from the loop a little later: the wait (up to 30 s) returns it, long before.
+        mailbox.onLoop {
+            usleep(20_000)
+            mailbox.post(7)
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        #expect(mailbox.wait(30) == [7])
+        #expect(DispatchTime.now().uptimeNanoseconds - t0 < 20_000_000_000)
+        // Three events taken by `drain` leave three signals behind: `wait` still waits its time.
+        for i in 0..<3 { mailbox.post(i) }
+        #expect(mailbox.drain() == [0, 1, 2])
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        #expect(mailbox.wait(0.05) == [])
+        #expect(DispatchTime.now().uptimeNanoseconds - t1 >= 45_000_000)
+    }
+
+    /// A datagram flood fills only the datagram lane: control events posted during it all arrive,
+    /// in order; the datagrams beyond the lane's bound are dropped and counted (per drain and in
+    /// all); datagrams never wake `wait`.
+    @Test func aDatagramFloodNeverPushesOutControlEvents() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        let mailbox = NetworkMailbox<Int>(loop: host, capacity: 8, datagramCapacity: 16)
+        let done = DispatchSemaphore(value: 0)
+        mailbox.onLoop {
+            for i in 0..<10_000 {
+                mailbox.postDatagram(MailboxDatagram(link: 1, bytes: [UInt8(i & 0xFF)], at: UInt64(i)))
+                if i % 2_000 == 0 { mailbox.post(i / 2_000) }
+            }
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        #expect(mailbox.drain() == [0, 1, 2, 3, 4])
+        #expect(mailbox.dropped == 0)
+        let (datagrams, dropped) = mailbox.drainDatagrams()
+        #expect(datagrams.map(\.at) == (0..<16).map { UInt64($0) })
+        #expect(dropped == 10_000 - 16)
+        #expect(mailbox.droppedDatagrams == 10_000 - 16)
+        // Counted once: the next drain reports none dropped since, and the lane has room again.
+        #expect(mailbox.postDatagram(MailboxDatagram(link: 2, bytes: [], at: 1)))
+        let again = mailbox.drainDatagrams()
+        #expect(again.datagrams.map(\.link) == [2])
+        #expect(again.dropped == 0)
+        // Datagrams alone do not wake a waiting UI thread.
+        mailbox.postDatagram(MailboxDatagram(link: 3, bytes: [], at: 2))
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        #expect(mailbox.wait(0.05) == [])
+        #expect(DispatchTime.now().uptimeNanoseconds - t0 >= 45_000_000)
+        #expect(mailbox.drainDatagrams().datagrams.count == 1)
+    }
+
+    /// `requeue` hands events taken mid-batch back, ahead of what arrived since, in their order.
+    @Test func requeuedEventsComeBackFirst() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        let mailbox = NetworkMailbox<Int>(loop: host, capacity: 4)
+        for i in 0..<3 { mailbox.post(i) }
+        let batch = mailbox.drain()
+        mailbox.post(3)
+        mailbox.requeue(Array(batch[1...]))
+        #expect(mailbox.wait(1) == [1, 2, 3])
+    }
+
     /// The loop checks components call: true on the event loop, false off it.
     @Test func udpHostKnowsItsLoop() throws {
         let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
