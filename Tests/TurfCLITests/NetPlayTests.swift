@@ -301,6 +301,25 @@ import Testing
         }
     }
 
+    /// The host is killed mid-match and never comes back: the two members (linked directly)
+    /// settle it gone and finish the match as above.
+    @Test func aHostKilledForGoodLeavesTheMembersConverged() throws {
+        let lab = try Lab()
+        let host = try lab.start("host", ["host", "--topic", "crown", "--seconds", "8", "--start-when", "3"])
+        let lobby = try #require(lab.waitForEvent("host", "lobby"))
+        let key = try #require(lobby["key"] as? String)
+        let a = try lab.start("a", ["join", key])
+        let b = try lab.start("b", ["join", key])
+        _ = try #require(lab.waitForEvent("a", "start"), "the match did not start")
+        _ = try #require(lab.waitForEvent("b", "start"), "the match did not start")
+        usleep(2_000_000)
+        kill(host, SIGKILL)
+        _ = lab.wait(host)
+        #expect(lab.wait(a) == 0, "\(lab.events("a"))")
+        #expect(lab.wait(b) == 0, "\(lab.events("b"))")
+        try expectConverged(lab, ["a", "b"], gone: [key])
+    }
+
     @Test func eightPlayersConvergeAndEveryReplayVerifies() throws {
         let lab = try Lab()
         let host = try lab.start(
