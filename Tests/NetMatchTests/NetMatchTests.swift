@@ -182,6 +182,17 @@ enum Fixture {
         b.receive(packet(config: config, ops: [mine], statements: [], frontier: [0]), from: owners[0], now: 0)
         #expect(b.drops.ownOpsEchoed == 1)
         #expect(b.takeAccepted() == [])
+        // Settle reports: an unknown flag, a count past the bound, a truncated one: malformed.
+        let before = b.drops.malformed
+        var base = packet(config: config, ops: [], statements: [], frontier: [0])
+        base.removeLast()  // the settle flag
+        for tail: [UInt8] in [[2], [1, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F], [1, 0]] {
+            b.receive(base + tail, from: owners[0], now: 0)
+        }
+        #expect(b.drops.malformed == before + 3)
+        // A well-formed one naming a player past the config's is ignored, not stored.
+        b.receive(base + [1, 0b1000_0000, 0b1000_0000, 5], from: owners[0], now: 0)
+        #expect(b.drops.malformed == before + 3)
     }
 
     @Test func testSilentLinkGoesDownAfterFiveSecondsAndComesBack() throws {
