@@ -168,6 +168,19 @@ public struct SessionChaos {
         }
     }
 
+    /// One peer's match: its loop and hook (a class, so the driver mutates them in place), and
+    /// once the loop is over, the replica that takes the ops accepted while settling.
+    final class Match {
+        var loop: TurfMatchLoop
+        var hook: NetMatchHook<TurfController>
+        var final: Replica<TurfWorld>?
+        var settled = false
+        init(loop: TurfMatchLoop, hook: NetMatchHook<TurfController>) {
+            self.loop = loop
+            self.hook = hook
+        }
+    }
+
     public func run() throws -> Result {
         let net = SimNetwork(seed: seed, conditions: conditions.link)
         net.maxDatagram = 1200  // turf's session budget: a larger datagram would be a lost one
@@ -284,7 +297,7 @@ public struct SessionChaos {
                 }
             }
         }
-        let step: Nanos = .milliseconds(5)
+        let step: Nanos = .milliseconds(20)
         func drive(until deadline: Nanos, _ body: () -> Void, while going: () -> Bool) {
             while going() && net.now < deadline {
                 net.run(until: net.now + step)
@@ -329,23 +342,22 @@ public struct SessionChaos {
         }
         // Each peer's loop starts when its start message is in (a member whose start the reliable
         // channel delivered after tick 0 joins late: its loop skips the ticks it missed).
-        var loops: [TurfMatchLoop?] = Array(repeating: nil, count: peers)
-        var hooks: [NetMatchHook<TurfController>?] = Array(repeating: nil, count: peers)
+        var matches: [Match?] = Array(repeating: nil, count: peers)
         var lateStarts = 0
         func begin(_ n: Node) throws {
-            guard loops[n.index] == nil, let s = starts[n.index] else { return }
+            guard matches[n.index] == nil, let s = starts[n.index] else { return }
             guard seedOK[n.index] else {
                 failure = failure ?? "peer \(n.index): the start's seed does not match the commits"
                 return
             }
             if net.now > s.startAt { lateStarts += 1 }
             let me = OwnerKey(n.key.bytes)!
-            loops[n.index] = try TurfMatchLoop(
+            let loop = try TurfMatchLoop(
                 config: s.config,
                 controllers: TurfMatch.controllers(config: s.config, ownedBy: me),
                 start: s.startAt
             )
-            hooks[n.index] = NetMatchHook(
+            let hook = NetMatchHook<TurfController>(
                 net: try NetMatch<TurfWorld>(config: s.config, identity: n.identity.signing, now: net.now),
                 now: { net.now },
                 inbound: { [n] in
@@ -356,9 +368,9 @@ public struct SessionChaos {
                     for d in out { try? n.links[PeerKey(bytes: d.to.bytes)!]?.unreliable.send(d.bytes) }
                 }
             )
+            matches[n.index] = Match(loop: loop, hook: hook)
         }
         for n in nodes { try begin(n) }
-        var finals: [Replica<TurfWorld>?] = Array(repeating: nil, count: peers)
         var opsHeld = 0
         let settleDeadline =
             startAt + UInt64(config.lengthTicks + 1) * 1_000_000_000 / UInt64(config.tickRate)
@@ -370,27 +382,29 @@ public struct SessionChaos {
                     lobbyStep()
                     for n in nodes { try? begin(n) }
                 }
-                for i in 0..<peers where loops[i] != nil {
-                    if !loops[i]!.isOver {
-                        loops[i]!.advance(now: net.now, hook: &hooks[i]!)
-                        if loops[i]!.isOver {
-                            finals[i] = loops[i]!.replica
+                for i in 0..<peers {
+                    guard let m = matches[i] else { continue }
+                    if m.final == nil {
+                        m.loop.advance(now: net.now, hook: &m.hook)
+                        if m.loop.isOver {
+                            m.final = m.loop.replica
                             // A peer we have no session with now waits on nothing of ours.
                             for p in config.players {
                                 guard let o = p.owner, o.bytes != nodes[i].key.bytes,
                                     nodes[i].links[PeerKey(bytes: o.bytes)!] == nil
                                 else { continue }
-                                hooks[i]!.net.peerLeft(o)
+                                m.hook.net.peerLeft(o)
                             }
                         }
                     } else {
-                        for op in hooks[i]!.pump() { finals[i]!.receive(op) }
+                        for op in m.hook.pump() { m.final!.receive(op) }
+                        m.settled = m.hook.net.isSettled
                     }
                 }
             },
-            while: { !(finals.allSatisfy { $0 != nil } && hooks.allSatisfy { $0?.net.isSettled == true }) }
+            while: { !matches.allSatisfy { $0?.settled == true } }
         )
-        guard loops.allSatisfy({ $0 != nil }), failure == nil else {
+        guard failure == nil, case let ms = matches.compactMap({ $0 }), ms.count == peers else {
             return failed(
                 failure ?? "lobby: \(starts.filter { $0 == nil }.count) starts missing",
                 net: net,
@@ -398,19 +412,19 @@ public struct SessionChaos {
                 sessions: sessionsAtStart
             )
         }
-        let settled = hooks.allSatisfy { $0?.net.isSettled == true }
+        let settled = ms.allSatisfy { $0.hook.net.isSettled }
 
         // MARK: verdict
         var hashes: [UInt64] = []
         var sigsOK = true
         for i in 0..<peers {
-            let r = finals[i] ?? loops[i]!.replica
+            let r = ms[i].final ?? ms[i].loop.replica
             hashes.append(r.hash)
             opsHeld += r.allLogs.reduce(0) { $0 + $1.count }
             if let bad = OpChain.check(
                 config: config,
                 logs: r.allLogs,
-                signatures: hooks[i]!.net.recordedSignatures,
+                signatures: ms[i].hook.net.recordedSignatures,
                 as: TurfWorld.self
             ) {
                 sigsOK = false
@@ -420,13 +434,13 @@ public struct SessionChaos {
         var union = try Replica<TurfWorld>(config: config)
         for i in 0..<peers {
             for p in config.players(ownedBy: OwnerKey(nodes[i].key.bytes)) {
-                for op in loops[i]!.replica.ops(of: p, from: 0) { union.receive(op) }
+                for op in ms[i].loop.replica.ops(of: p, from: 0) { union.receive(op) }
             }
         }
         let converged = sigsOK && settled && hashes.allSatisfy { $0 == union.hash }
         if !converged && failure == nil {
-            let unsettled = (0..<peers).filter { hooks[$0]?.net.isSettled != true }.map { i in
-                let h = hooks[i]!.net
+            let unsettled = (0..<peers).filter { !ms[$0].hook.net.isSettled }.map { i in
+                let h = ms[i].hook.net
                 let down = nodes.filter { $0.index != i && !h.isConnected(OwnerKey($0.key.bytes)!) }.map(\.index)
                 let noSession = nodes.filter { $0.index != i && nodes[i].links[$0.key] == nil }.map(\.index)
                 let rx = nodes.filter { $0.index != i }.map {
@@ -443,8 +457,8 @@ public struct SessionChaos {
                 "unsettled: \(unsettled); hashes equal \(Set(hashes).count == 1), union \(hashes.first == union.hash)"
         }
         var relayed: UInt64 = 0
-        for h in hooks.compactMap({ $0 }) {
-            for n in nodes { relayed += h.net.stats(for: OwnerKey(n.key.bytes)!)?.opsForwarded ?? 0 }
+        for m in ms {
+            for n in nodes { relayed += m.hook.net.stats(for: OwnerKey(n.key.bytes)!)?.opsForwarded ?? 0 }
         }
         return Result(
             lobbyOK: true,

@@ -138,6 +138,9 @@ struct BenchNetMatch: ParsableCommand {
         var relayed: UInt64 = 0
         var handshakes: UInt64 = 0
         var retransmissions: UInt64 = 0
+        var lateStarts = 0
+        var redials = 0
+        var virtualNanos: UInt64 = 0
         var failures: [String] = []
         for run in 0..<chaosRuns {
             var c = SessionChaos.Conditions()
@@ -161,6 +164,9 @@ struct BenchNetMatch: ParsableCommand {
             relayed += r.relayed
             handshakes += r.handshakesCompleted
             retransmissions += r.reliableRetransmissions
+            lateStarts += r.lateStarts
+            redials += r.redials
+            virtualNanos += r.endNanos
         }
         var j = JSONObject()
         j.add("lobbies_completed", lobbies)
@@ -170,6 +176,9 @@ struct BenchNetMatch: ParsableCommand {
         j.add("relayed_ops", relayed)
         j.add("handshakes_completed", handshakes)
         j.add("reliable_retransmissions", retransmissions)
+        j.add("late_starts", lateStarts)
+        j.add("lobby_redials", redials)
+        j.add("virtual_s_mean", Double(virtualNanos) / 1e9 / Double(max(1, chaosRuns)))
         j.add("first_failures", failures)
         return j
     }
