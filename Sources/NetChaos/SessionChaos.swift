@@ -238,7 +238,6 @@ public struct SessionChaos {
         func broadcast(_ m: LobbyMessage) { for s in seats.dropFirst() { host.send(m, to: s.key) } }
         var rosters = [LobbyMessage.Roster?](repeating: nil, count: peers)
         var dialed = [Set<[UInt8]>](repeating: [], count: peers)
-        var revealRequested = false
         var starts = [LobbyMessage.Start?](repeating: nil, count: peers)
         var seedOK = [Bool](repeating: true, count: peers)
 
@@ -311,9 +310,8 @@ public struct SessionChaos {
         if seats.count < peers { failure = failure ?? "lobby: only \(seats.count) of \(peers) seated" }
         // Commit–reveal, then the start.
         for s in seats.dropFirst() { host.send(.revealRequest, to: s.key) }
-        revealRequested = true
         drive(until: net.now + 30_000_000_000, lobbyStep) { seats.contains { $0.reveal == nil } }
-        guard revealRequested, !seats.contains(where: { $0.reveal == nil }) else {
+        guard !seats.contains(where: { $0.reveal == nil }) else {
             return failed(failure ?? "lobby: reveals missing", net: net, nodes: nodes, sessions: sessionsAtStart)
         }
         let reveals = seats.map { $0.reveal! }
