@@ -127,6 +127,18 @@ let package = Package(
             ]
         ),
 
+        // A whole networked match through the real stack (sessions, lobby codec, NetMatch, engine)
+        // on the simulated network in virtual time: the session chaos runs of the tests and
+        // `turf bench netmatch --chaos-stack sessions`.
+        .target(
+            name: "NetChaos",
+            dependencies: [
+                "NetCore", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "Engine", "TurfRules", "Sodium",
+                "Determinism",
+            ],
+            swiftSettings: settings
+        ),
+
         // The terminal front-end.
         .target(
             name: "TerminalUI",
@@ -142,7 +154,7 @@ let package = Package(
             name: "turf",
             dependencies: [
                 "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium",
-                "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby",
+                "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetChaos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -196,6 +208,11 @@ let package = Package(
         .testTarget(
             name: "LobbyTests",
             dependencies: ["Lobby", "Engine", "Determinism", "DHT", "NetCore", "Transport"],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "NetChaosTests",
+            dependencies: ["NetChaos", "TurfRules", "NetCore"],
             swiftSettings: settings
         ),
         .testTarget(

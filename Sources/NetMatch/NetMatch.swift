@@ -250,10 +250,13 @@ public struct NetMatch<Game: ReplicatedGame> {
         links[l].left = true
     }
 
-    /// The loop jumped over ticks after a stall (`MatchHook.didSkip`).
+    /// The loop jumped over ticks after a stall (`MatchHook.didSkip`). A jump past the match's
+    /// end (a peer that stalled, or started late, until the match was over) runs no last tick, so
+    /// the final statement is signed here: without it no peer could ever settle.
     public mutating func didSkip(to tick: Tick) {
         ticksRun = max(ticksRun, tick)
         for p in mine { finalThrough[Int(p)] = max(finalThrough[Int(p)], Int64(tick) - 1) }
+        if tick > config.lengthTicks { signOwn(asOf: config.lengthTicks) }
     }
 
     /// A datagram from the peer `from` (as authenticated by its session). Malformed or hostile

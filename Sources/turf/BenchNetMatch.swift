@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import NetChaos
 import NetMatch
 import Sodium
 import TextOutput
@@ -8,8 +9,19 @@ import TurfRules
 
 /// `turf bench netmatch --json`: a whole networked bot match, every peer running the real
 /// `NetMatch`, over the in-memory network in virtual time (seeded loss, jitter); then, with
-/// `--chaos-runs N`, N short chaos matches (30% loss, duplicates, reordering, a 5 s partition).
+/// `--chaos-runs N`, N short chaos matches (30% loss, duplicates, reordering, a 5 s partition):
+/// by default over that in-memory network (`--chaos-stack sim`), or with `--chaos-stack sessions`
+/// through the real stack on SimNetwork (Noise sessions, the lobby, NetMatch on the unreliable
+/// channels: `SessionChaos`).
 struct BenchNetMatch: ParsableCommand {
+    /// What the chaos runs run on.
+    enum ChaosStack: String, CaseIterable, ExpressibleByArgument {
+        /// `NetMatchSim`: NetMatch peers over an in-memory packet model (no transport, no lobby).
+        case sim
+        /// `SessionChaos`: `Peer`s with Noise sessions, the lobby codec, NetMatch, on SimNetwork.
+        case sessions
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "netmatch",
         abstract: "Replication: bytes per link, op lag, convergence, chaos runs (virtual time)."
@@ -22,6 +34,9 @@ struct BenchNetMatch: ParsableCommand {
         10
     @Option(help: "Loss rate per datagram (0...0.9).") var loss: Double = 0.05
     @Option(help: "Chaos runs after the main run (0...100000).") var chaosRuns: Int = 0
+    @Option(help: "What the chaos runs run on: sim (NetMatch over a packet model) or sessions (the real stack).")
+    var chaosStack: ChaosStack = .sim
+    @Option(help: "Game seconds of each chaos run (1...60).") var chaosSeconds: Int = 7
     @Option(help: "Map name or path.") var map: String = "warren"
     @Option(help: "Seed.") var seed: UInt64 = 2026
     @Flag(help: "Print JSON (the only output format).") var json = false
@@ -33,6 +48,7 @@ struct BenchNetMatch: ParsableCommand {
         guard jitterMs >= 0 && jitterMs <= 1000 else { throw ValidationError("--jitter-ms must be 0...1000") }
         guard loss >= 0 && loss <= 0.9 else { throw ValidationError("--loss must be 0...0.9") }
         guard (0...100_000).contains(chaosRuns) else { throw ValidationError("--chaos-runs must be 0...100000") }
+        guard (1...60).contains(chaosSeconds) else { throw ValidationError("--chaos-seconds must be 1...60") }
     }
 
     func run() throws {
@@ -50,14 +66,22 @@ struct BenchNetMatch: ParsableCommand {
         var chaosConverged = 0
         var chaosVerifications: UInt64 = 0
         var chaosBad: UInt64 = 0
+        var sessionFigures = JSONObject()
         let c0 = monotonicNanos()
-        for run in 0..<chaosRuns {
+        if chaosStack == .sessions { sessionFigures = try sessionChaos(settings: settings, converged: &chaosConverged) }
+        for run in 0..<(chaosStack == .sim ? chaosRuns : 0) {
             var cc = NetMatchSim<TurfController>.Conditions()
             cc.loss = 0.3
             cc.duplicate = 0.1
             cc.jitterNanos = 100_000_000
             cc.partition = (peer: run % players, from: 500_000_000, to: 5_500_000_000)
-            let r = try sim(settings: settings, keys: keys, seconds: 7, seed: seed &+ UInt64(run), conditions: cc).run()
+            let r = try sim(
+                settings: settings,
+                keys: keys,
+                seconds: chaosSeconds,
+                seed: seed &+ UInt64(run),
+                conditions: cc
+            ).run()
             if r.converged { chaosConverged += 1 }
             chaosVerifications += r.drops.reduce(0) { $0 + $1.verifications }
             chaosBad += r.drops.reduce(0) { $0 + $1.badSignatures }
@@ -89,12 +113,74 @@ struct BenchNetMatch: ParsableCommand {
         j.add("sign_ns", crypto.sign)
         j.add("verify_ns", crypto.verify)
         j.add("sim_wall_s", wallS)
+        j.add("chaos_stack", chaosStack.rawValue)
+        j.add("chaos_seconds", chaosSeconds)
         j.add("chaos_runs", chaosRuns)
         j.add("chaos_converged", chaosConverged)
         j.add("chaos_wall_s", chaosS)
-        j.add("chaos_signatures_verified", chaosVerifications)
-        j.add("chaos_bad_signatures", chaosBad)
+        if chaosStack == .sim {
+            j.add("chaos_signatures_verified", chaosVerifications)
+            j.add("chaos_bad_signatures", chaosBad)
+        } else {
+            j.add("chaos_sessions", sessionFigures)
+        }
         print(j.text)
+    }
+
+    /// The chaos runs through the real stack (`SessionChaos`): 8 peers (or `--players`), 30% loss,
+    /// 10% duplicates, 10% reordered, jitter, one peer (in turn) partitioned for 5 s from 0.5 s
+    /// into the match. Returns totals over the runs; counts the converged runs into `converged`.
+    func sessionChaos(settings: TurfSettings, converged: inout Int) throws -> JSONObject {
+        var lobbies = 0
+        var lost: UInt64 = 0
+        var sent: UInt64 = 0
+        var partitioned: UInt64 = 0
+        var relayed: UInt64 = 0
+        var handshakes: UInt64 = 0
+        var retransmissions: UInt64 = 0
+        var lateStarts = 0
+        var redials = 0
+        var virtualNanos: UInt64 = 0
+        var failures: [String] = []
+        for run in 0..<chaosRuns {
+            var c = SessionChaos.Conditions()
+            c.partitionPeer = run % players
+            let r = try SessionChaos(
+                settings: settings,
+                peers: players,
+                seconds: chaosSeconds,
+                seed: seed &+ UInt64(run),
+                conditions: c
+            ).run()
+            if r.lobbyOK { lobbies += 1 }
+            if r.converged {
+                converged += 1
+            } else if failures.count < 5 {
+                failures.append("run \(run): \(r.failure ?? "?")")
+            }
+            sent += r.network.sent
+            lost += r.network.lost
+            partitioned += r.partitionedDatagrams
+            relayed += r.relayed
+            handshakes += r.handshakesCompleted
+            retransmissions += r.reliableRetransmissions
+            lateStarts += r.lateStarts
+            redials += r.redials
+            virtualNanos += r.endNanos
+        }
+        var j = JSONObject()
+        j.add("lobbies_completed", lobbies)
+        j.add("datagrams_sent", sent)
+        j.add("datagrams_lost", lost)
+        j.add("datagrams_partitioned", partitioned)
+        j.add("relayed_ops", relayed)
+        j.add("handshakes_completed", handshakes)
+        j.add("reliable_retransmissions", retransmissions)
+        j.add("late_starts", lateStarts)
+        j.add("lobby_redials", redials)
+        j.add("virtual_s_mean", Double(virtualNanos) / 1e9 / Double(max(1, chaosRuns)))
+        j.add("first_failures", failures)
+        return j
     }
 
     func sim(

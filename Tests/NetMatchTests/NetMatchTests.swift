@@ -103,6 +103,29 @@ enum Fixture {
         #expect(r.gone == [[], [], []])
     }
 
+    /// A peer whose loop jumped past the match's end (it started late, or stalled until the end)
+    /// ran no last tick; it still signs its final statement, so both peers settle. Found by the
+    /// session chaos runs (NetChaos), where a start message delayed by loss arrived after a short
+    /// match was over.
+    @Test func aPeerThatSkipsPastTheEndStillSignsItsFinalStatementAndSettles() throws {
+        let keys = Fixture.keys(2)
+        let config = try Fixture.config(keys: keys, seconds: 1)
+        var late = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
+        var ran = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
+        for t in 0...config.lengthTicks { ran.addLocal([], ranTick: t, now: UInt64(t) * 33_000_000) }
+        late.didSkip(to: config.lengthTicks + 1)
+        let finalSigned = late.statements.contains { $0.player == 0 && $0.asOfTick == config.lengthTicks }
+        #expect(finalSigned)
+        var now: UInt64 = 2_000_000_000
+        for _ in 0..<20 {
+            now += 100_000_000
+            for d in late.poll(now: now) { ran.receive(d.bytes, from: OwnerKey(keys[0].publicKey)!, now: now) }
+            for d in ran.poll(now: now) { late.receive(d.bytes, from: OwnerKey(keys[1].publicKey)!, now: now) }
+        }
+        let settled = (late: late.isSettled, ran: ran.isSettled)
+        #expect(settled.late && settled.ran)
+    }
+
     @Test func testRelayCarriesOpsWhenADirectLinkIsDown() throws {
         var c = NetMatchSim<TurfController>.Conditions()
         c.cutPairs = [(0, 2)]

@@ -82,4 +82,23 @@ import Testing
         #expect(o["rtt_overhead_us_p50"] is NSNumber)
         #expect((o["round_trips"] as? NSNumber)?.intValue == 200)
     }
+
+    /// `--chaos-stack sessions`: the chaos runs through the real stack report their totals, and
+    /// two short runs converge with loss and a partition that actually cut datagrams.
+    @Test func benchNetMatchSessionChaosPrintsDocumentedJSON() throws {
+        let o = try Self.json([
+            "bench", "netmatch", "--json", "--minutes", "0.1", "--map", "dojo", "--chaos-stack", "sessions",
+            "--chaos-runs", "2", "--chaos-seconds", "1",
+        ])
+        #expect(o["chaos_stack"] as? String == "sessions")
+        #expect((o["chaos_runs"] as? NSNumber)?.intValue == 2)
+        #expect((o["chaos_converged"] as? NSNumber)?.intValue == 2)
+        let s = try #require(o["chaos_sessions"] as? [String: Any], "chaos_sessions missing in \(o)")
+        #expect((s["lobbies_completed"] as? NSNumber)?.intValue == 2)
+        for key in ["datagrams_lost", "datagrams_partitioned", "handshakes_completed", "virtual_s_mean"] {
+            let v = try #require((s[key] as? NSNumber)?.doubleValue, "\(key) missing in \(s)")
+            #expect(v > 0, "\(key) = \(v)")
+        }
+        #expect((s["first_failures"] as? [Any])?.isEmpty == true)
+    }
 }
