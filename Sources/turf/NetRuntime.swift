@@ -181,9 +181,11 @@ final class NetRuntime {
             broadcast(roster())
         }
         var lastPut = monotonicNanos()
+        let traversal = HostTraversal(rt: self, topic: topic)
 
         // The lobby: until enough players are in.
         while seats.count < startWhen {
+            traversal.tick()
             for e in mailbox.wait(0.2) {
                 switch e {
                 case .opened(let id, let key, let addr): pendingKeys[id] = (key, addr)
@@ -266,6 +268,8 @@ final class NetRuntime {
             }
         }
 
+        traversal.stop()
+
         // Commit–reveal: the roster is final; every member reveals its contribution.
         for s in seats { if let l = s.link { send(l, .revealRequest) } }
         let revealDeadline = monotonicNanos() + 10_000_000_000
@@ -344,47 +348,10 @@ final class NetRuntime {
         let mine = live.localAddress
         candidates.removeAll { $0.port == mine.port && ($0.ip == mine.ip || mine.ip == 0 || $0.ip >> 24 == 127) }
 
-        // Try each address until a session is up with the right key.
-        var hostLink: UInt32?
-        var hostKey: PeerKey?
-        var failedOnPassphrase = false
-        for addr in candidates {
-            let links = self.links
-            let expectedKey = expected
-            live.execute { peer in
-                // Made here from Sendable parts: the mode itself stays on the loop.
-                let mode: ConnectMode = psk.map { .passphrase($0) } ?? expectedKey.map { .knownKey($0) } ?? .discovered
-                guard let s = peer.sessions?.connect(to: addr, mode: mode) else { return }
-                links.adopt(s)
-            }
-            let deadline = monotonicNanos() + 6_000_000_000  // a handshake retries every second
-            var outcome: Bool?
-            while outcome == nil && monotonicNanos() < deadline {
-                for e in mailbox.wait(0.2) {
-                    switch e {
-                    case .opened(let id, let key, _):
-                        if let expected, key != expected {
-                            live.execute { _ in links.close(id) }
-                            outcome = false
-                        } else if hostLink == nil {
-                            hostLink = id
-                            hostKey = key
-                            outcome = true
-                        }
-                    case .closed(_, let reason):
-                        if psk != nil && (reason == .handshakeFailed || reason == .handshakeTimeout) {
-                            failedOnPassphrase = true
-                        }
-                        outcome = false
-                    case .message: break
-                    }
-                }
-            }
-            if outcome == nil && psk != nil { failedOnPassphrase = true }
-            if hostLink != nil { break }
-        }
-        guard let hostLink, let hostKey else {
-            if failedOnPassphrase {
+        // Knock, probe and try every address at once until a session is up with the right key.
+        let connection = connectToHost(candidates, topic: topic, psk: psk, expected: expected)
+        guard let hostLink = connection.link, let hostKey = connection.key else {
+            if connection.failedOnPassphrase {
                 printErr("the lobby did not accept the passphrase (or it is gone)")
             } else {
                 printErr(
