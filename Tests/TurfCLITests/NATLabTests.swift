@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+
+/// The NAT lab (scripts/natlab.sh, docs/nat.md): real Linux NATs in network namespaces this test
+/// creates (a fake internet on the documentation ranges, home LANs on 10.x, six `turf dht serve`
+/// nodes), and a headless 5-second match per case between `turf host` and `turf join --headless`.
+/// Needs root (CI runs `make test` as root); without it the test is reported as skipped.
+@Suite(.serialized) struct NATLabTests {
+    struct Run {
+        var fields: [String: Any]
+        var ok: Bool { fields["ok"] as? Bool == true }
+        func text(_ k: String) -> String? { fields[k] as? String }
+    }
+
+    static func lab(_ cases: [String]) throws -> [String: Run] {
+        let script = repoRoot.appendingPathComponent("scripts/natlab.sh").path
+        let r = try run("/bin/bash", [script, "--turf", turfBinary] + cases, timeout: 300)
+        #expect(r.status == 0, "natlab.sh exited \(r.status): \(r.stderr.suffix(2000))")
+        var out: [String: Run] = [:]
+        for line in r.stdout.split(separator: "\n") {
+            guard let data = line.data(using: .utf8),
+                let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let c = obj["case"] as? String
+            else {
+                Issue.record("natlab.sh printed a line that is not a run: \(line)")
+                continue
+            }
+            out[c] = Run(fields: obj)
+        }
+        return out
+    }
+
+    @Test(
+        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
+        .timeLimit(.minutes(6))
+    )
+    func headlessMatchesAcrossNATs() throws {
+        let runs = try Self.lab(["open-cone", "cone-cone", "same-nat", "random-open"])
+        #expect(runs.count == 4)
+        for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
+            #expect(r.ok, "case \(c) failed: \(r.fields)")
+            #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
+        }
+        // NAT classification from what the lab's DHT nodes reported.
+        #expect(runs["open-cone"]?.text("host_nat") == "open")
+        #expect(runs["open-cone"]?.text("join_nat") == "consistent")
+        #expect(runs["cone-cone"]?.text("host_nat") == "consistent")
+        #expect(runs["cone-cone"]?.text("join_nat") == "consistent")
+        #expect(runs["random-open"]?.text("join_nat") == "random")
+        // Paths: punched directly between two cone NATs; over the LAN behind one NAT (the router
+        // does not hairpin, so the public address could not have worked).
+        #expect(runs["cone-cone"]?.text("path") == "direct")
+        #expect(runs["open-cone"]?.text("path") == "direct")
+        #expect(runs["same-nat"]?.text("path") == "lan")
+    }
+}
