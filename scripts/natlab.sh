@@ -50,7 +50,8 @@ PIDS=()
 
 cleanup() {
   local pid ns
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$pid" 2>/dev/null || true; done
+  # KILL, not TERM: a parent (a test runner) may hand its children a blocked SIGTERM.
+  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$pid" 2>/dev/null || true; done
   for ns in "${NSES[@]+"${NSES[@]}"}"; do ip netns del "$ns" 2>/dev/null || true; done
   if [ -n "${NATLAB_KEEP:-}" ]; then echo "natlab: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
@@ -118,9 +119,20 @@ start_turf() {
   local name=$1 tag=$2; shift 2
   mkdir -p "$WORK/$tag/config" "$WORK/$tag/state"
   XDG_CONFIG_HOME="$WORK/$tag/config" XDG_STATE_HOME="$WORK/$tag/state" \
-    timeout 90 ip netns exec "$(ns "$name")" "$TURF" "$@" >"$WORK/$tag.out" 2>"$WORK/$tag.err" &
+    ip netns exec "$(ns "$name")" "$TURF" "$@" >"$WORK/$tag.out" 2>"$WORK/$tag.err" &
   LASTPID=$!
   PIDS+=("$LASTPID")
+}
+# Waits for process $1 at most $2 seconds (then kills it); its exit status in $WAITRC.
+wait_bounded() {
+  local pid=$1 tries=$(($2 * 10))
+  while kill -0 "$pid" 2>/dev/null && [ "$tries" -gt 0 ]; do
+    sleep 0.1
+    tries=$((tries - 1))
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  WAITRC=0
+  wait "$pid" || WAITRC=$?
 }
 # Waits (bounded) until file $1 has a line matching $2.
 wait_line() {
@@ -144,7 +156,7 @@ DHT_IPS=(198.51.100.11 203.0.113.11 192.0.2.11 198.51.100.12 203.0.113.12 192.0.
 attach dht eth0 "${DHT_IPS[@]}"
 BOOT="${DHT_IPS[0]}:6881"
 for ip in "${DHT_IPS[@]}"; do
-  start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --bootstrap "$BOOT"
+  start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 --bootstrap "$BOOT"
 done
 newns pub
 attach pub eth0 203.0.113.50
@@ -173,7 +185,7 @@ run_case() {
     random-random) hostns=c1 joinns=d1 ;;
     *) echo "natlab: unknown case $c" >&2; return 2 ;;
   esac
-  local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join"
+  local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" t0=$SECONDS
   start_turf "$hostns" "$h" host --topic "$topic" --seconds "$SECONDS_MATCH" --start-when 2 --headless \
     --bot easy --name host --bootstrap "$BOOTS"
   local hpid=$LASTPID
@@ -184,10 +196,12 @@ run_case() {
   [ "$by" = key ] && target=("$key")
   start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$BOOTS"
   local jpid=$LASTPID
-  local jrc=0 hrc=0
-  wait "$jpid" || jrc=$?
-  if [ "$jrc" -ne 0 ]; then kill "$hpid" 2>/dev/null || true; fi
-  wait "$hpid" || hrc=$?
+  local jrc hrc
+  wait_bounded "$jpid" $((SECONDS_MATCH + 45))
+  jrc=$WAITRC
+  if [ "$jrc" -ne 0 ]; then kill -KILL "$hpid" 2>/dev/null || true; fi
+  wait_bounded "$hpid" 20
+  hrc=$WAITRC
   local joined hend jend hnat jnat
   joined=$(lastevent "$WORK/$j.out" joined)
   hend=$(lastevent "$WORK/$h.out" end)
@@ -203,8 +217,8 @@ run_case() {
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc"
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"run_s":%d}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" $((SECONDS - t0))
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
   fi
