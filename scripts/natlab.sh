@@ -13,6 +13,8 @@
 #   random-open  a joiner behind a --random-fully router, an open host
 #   cone-random  a host behind a cone router, a joiner behind a --random-fully router
 #   random-random  both behind --random-fully routers
+#   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
+#                (conntrack -F) and maps to new ports (40000-40999): a router restart
 # Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, probes_sent,
 # final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards.
 #
@@ -52,7 +54,7 @@ cleanup() {
   local pid ns
   # KILL, not TERM: a parent (a test runner) may hand its children a blocked SIGTERM.
   for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do { wait "$pid"; } 2>/dev/null || true; done
   for ns in "${NSES[@]+"${NSES[@]}"}"; do ip netns del "$ns" 2>/dev/null || true; done
   if [ -n "${NATLAB_KEEP:-}" ]; then echo "natlab: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
 }
@@ -132,7 +134,7 @@ wait_bounded() {
   done
   kill -KILL "$pid" 2>/dev/null || true
   WAITRC=0
-  wait "$pid" || WAITRC=$?
+  { wait "$pid"; } 2>/dev/null || WAITRC=$?
 }
 # Waits (bounded) until file $1 has a line matching $2.
 wait_line() {
@@ -144,7 +146,8 @@ wait_line() {
   done
   return 1
 }
-field() { { grep -o "\"$2\":\"\\?[^,\"}]*" <<<"$1" || true; } | head -1 | sed 's/.*:"\?//'; }
+# A scalar field of a JSON line ("" when absent or null).
+field() { { grep -o "\"$2\":\"\\?[^,\"}]*" <<<"$1" || true; } | head -1 | sed 's/.*:"\?//; s/^null$//'; }
 lastevent() { grep "\"event\":\"$2\"" "$1" 2>/dev/null | tail -1 || true; }
 
 # --- the lab -----------------------------------------------------------------------------------
@@ -183,6 +186,7 @@ run_case() {
     random-open) hostns=pub joinns=c1 ;;
     cone-random) hostns=a1 joinns=c1 ;;
     random-random) hostns=c1 joinns=d1 ;;
+    remap) hostns=pub joinns=a1 ;;
     *) echo "natlab: unknown case $c" >&2; return 2 ;;
   esac
   local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" t0=$SECONDS
@@ -196,12 +200,26 @@ run_case() {
   [ "$by" = key ] && target=("$key")
   start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$BOOTS"
   local jpid=$LASTPID
+  if [ "$c" = remap ]; then
+    if wait_line "$WORK/$j.out" '"event":"start"' 400; then
+      sleep 1
+      nsx ra iptables -t nat -I POSTROUTING -o wan -p udp -j SNAT --to-source 198.51.100.21:40000-40999
+      nsx ra conntrack -F >/dev/null 2>&1
+    fi
+  fi
   local jrc hrc
   wait_bounded "$jpid" $((SECONDS_MATCH + 45))
   jrc=$WAITRC
   if [ "$jrc" -ne 0 ]; then kill -KILL "$hpid" 2>/dev/null || true; fi
   wait_bounded "$hpid" 20
   hrc=$WAITRC
+  # Proof the mapping changed: the router's conntrack holds a flow to the host on a new port.
+  local remapped=null
+  if [ "$c" = remap ]; then
+    remapped=false
+    nsx ra conntrack -L -p udp -d 203.0.113.50 2>/dev/null | grep -q 'dport=40[0-9][0-9][0-9] ' && remapped=true
+  fi
+  [ "$c" = remap ] && { nsx ra iptables -t nat -D POSTROUTING -o wan -p udp -j SNAT --to-source 198.51.100.21:40000-40999 || true; }
   local joined hend jend hnat jnat
   joined=$(lastevent "$WORK/$j.out" joined)
   hend=$(lastevent "$WORK/$h.out" end)
@@ -217,8 +235,8 @@ run_case() {
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"run_s":%d}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" $((SECONDS - t0))
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
   fi
