@@ -21,6 +21,8 @@ public final class HolePuncher {
     public private(set) var malformed = 0
     /// Where probes came from, first heard first (at most `maxTargets`).
     public private(set) var heardFrom: [PeerAddress] = []
+    /// Called with each probe's source (the peer resends a pending handshake to it at once).
+    public var onProbe: ((PeerAddress) -> Void)?
 
     init(host: NetworkHost, demux: Demultiplexer) {
         self.host = host
@@ -34,6 +36,7 @@ public final class HolePuncher {
         }
         probesReceived += 1
         if heardFrom.count < Self.maxTargets && !heardFrom.contains(source) { heardFrom.append(source) }
+        onProbe?(source)
     }
 
     /// LAN addresses first (a peer behind the same NAT is reached there; most routers do not
@@ -81,7 +84,8 @@ public final class KnockWatcher {
     let window: Nanos
     private var firstSeen: [PeerAddress: Nanos] = [:]
     private var timer: TimerToken?
-    private var inFlight = false
+    /// Lookups running: at most two at once (one slowed by silent nodes does not stop the next).
+    private var inFlight = 0
     public private(set) var polls = 0
     public private(set) var knocksSeen = 0
     public static let maxRemembered = 256
@@ -105,14 +109,11 @@ public final class KnockWatcher {
 
     private func poll() {
         timer = peer.host.schedule(after: interval) { [weak self] in self?.poll() }
-        // A lookup still running (a slow network) is not doubled up.
-        guard !inFlight else { return }
-        inFlight = true
+        guard inFlight < 2 else { return }
+        inFlight += 1
         polls += 1
-        peer.dht.getPeers(infoHash) { [weak self] r in
-            guard let self else { return }
-            self.inFlight = false
-            self.knocked(r.peers)
+        peer.dht.getPeers(infoHash, onPeers: { [weak self] in self?.knocked($0) }) { [weak self] _ in
+            self?.inFlight -= 1
         }
     }
 

@@ -34,9 +34,12 @@ public final class Peer {
         self.demux = demux
         dht = DHTNode(host: host, demux: demux, config: dhtConfig)
         puncher = HolePuncher(host: host, demux: demux)
-        sessions = identity.map {
+        let sessions = identity.map {
             SessionManager(host: host, demux: demux, identity: $0, config: sessionConfig, logger: logger)
         }
+        self.sessions = sessions
+        // A probe from a peer we are handshaking with: the path through its NAT is open now.
+        puncher.onProbe = { [weak sessions] source in sessions?.retryHandshakes(to: source) }
     }
 
     public var localAddress: PeerAddress { host.localAddress }

@@ -99,6 +99,8 @@ public final class SessionManager {
         public var handshakeRestarts: UInt64 = 0
         /// Path challenges sent to a peer's new address, and new addresses that answered one.
         public var pathChallengesSent: UInt64 = 0
+        /// Initiations resent early because a hole-punch probe came from the peer (`retryHandshakes`).
+        public var handshakesRetriedOnProbe: UInt64 = 0
         public var pathsValidated: UInt64 = 0
     }
 
@@ -262,6 +264,23 @@ public final class SessionManager {
         handshakes[s.localIndex] = h
         sendInitiation(s, h)
         return s
+    }
+
+    /// Resends now the initiation of each outbound handshake to `address` still waiting for an
+    /// answer, instead of at its retry timer: a hole-punch probe from `address` just showed that
+    /// the path through its NAT is open (docs/nat.md). At most one resend per 200 ms per handshake,
+    /// and it counts as an attempt like a timed resend.
+    public func retryHandshakes(to address: PeerAddress) {
+        host.assertInLoop()
+        let now = host.now
+        for s in Array(sessions.values) where s.role == .initiator && s.peerAddress == address {
+            guard case .connecting = s.state, let h = handshakes[s.localIndex], h.finalMessage == nil,
+                s.counters.handshakeAttempts < config.handshakeAttempts,
+                now &+ config.handshakeRetry >= h.nextAction &+ .milliseconds(200)
+            else { continue }
+            stats.handshakesRetriedOnProbe += 1
+            sendInitiation(s, h)
+        }
     }
 
     private func freshIndex() -> UInt32 {

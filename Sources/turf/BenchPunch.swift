@@ -51,7 +51,7 @@ struct BenchPunch: ParsableCommand {
     }
 
     static func add(_ j: inout JSONObject, _ key: String, _ v: Double?) {
-        if let v { j.add(key, v, digits: 1) } else { j.add(key, JSONValue.null) }
+        if let v { j.add(key, v, digits: 5) } else { j.add(key, JSONValue.null) }
     }
 
     func run() throws {
@@ -110,7 +110,7 @@ struct BenchPunch: ParsableCommand {
             j.add("runs", runs)
             j.add("loss", loss, digits: 3)
             j.add("cases", rows)
-            j.add("seconds", seconds, digits: 1)
+            j.add("seconds", seconds, digits: 4)
             print(j.text)
         } else {
             for r in rows { print(r.text) }

@@ -2,6 +2,7 @@ import DHT
 import NetCore
 import NetStack
 import Testing
+import Transport
 
 @Suite struct NATKindTests {
     let ours: [UInt32] = [PeerAddress.parseIPv4("10.1.0.2")!, PeerAddress.parseIPv4("203.0.113.50")!, 0x7F00_0001]
@@ -81,5 +82,32 @@ import Testing
         raw.send([HolePuncher.probeType, 1, 2], to: joiner.localAddress)
         _ = net.run(for: .seconds(1))
         #expect(joiner.puncher.malformed == 1)
+    }
+
+    /// A probe from the peer a handshake is waiting on (its NAT just opened) makes the initiation
+    /// go again at once instead of at the next one-second retry: the punch completes in one round trip.
+    @Test func probeFromThePeerResendsThePendingHandshake() throws {
+        let net = SimNetwork(seed: 7, conditions: LinkConditions(latency: .milliseconds(20)))
+        let host = Peer(host: net.bind(PeerAddress(10, 0, 0, 2, port: 6881)), identity: .generate())
+        let joiner = Peer(host: net.bind(PeerAddress(10, 0, 0, 3, port: 6881)), identity: .generate())
+        // The host's side drops everything for now, as its NAT does before it punched.
+        net.partition([host.localAddress.ip], into: 1)
+        let s = try #require(joiner.sessions).connect(to: host.localAddress, mode: .discovered)
+        _ = net.run(for: .milliseconds(300))
+        #expect(s.counters.handshakeAttempts == 1 && !s.isEstablished)
+        net.heal()
+        let t0 = net.now
+        host.puncher.probe([joiner.localAddress], times: 1)
+        #expect(net.run(until: t0 + .seconds(5), while: { !s.isEstablished }))
+        // Established in a few one-way trips after the probe, well before the timer's resend.
+        #expect(net.now - t0 < .milliseconds(400))
+        #expect(joiner.sessions?.stats.handshakesRetriedOnProbe == 1)
+        #expect(joiner.puncher.probesReceived == 1)
+        // Probes from anyone else resend nothing.
+        let other = try #require(joiner.sessions).connect(to: PeerAddress(10, 0, 0, 9, port: 1), mode: .discovered)
+        host.puncher.probe([joiner.localAddress], times: 1)
+        _ = net.run(for: .milliseconds(100))
+        #expect(other.counters.handshakeAttempts == 1)
+        #expect(joiner.sessions?.stats.handshakesRetriedOnProbe == 1)
     }
 }

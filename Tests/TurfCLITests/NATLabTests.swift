@@ -12,9 +12,11 @@ import Testing
         func text(_ k: String) -> String? { fields[k] as? String }
     }
 
-    static func lab(_ cases: [String]) throws -> [String: Run] {
+    static func lab(_ cases: [String], loss: String = "") throws -> [String: Run] {
         let script = repoRoot.appendingPathComponent("scripts/natlab.sh").path
-        let r = try run("/bin/bash", [script, "--turf", turfBinary] + cases, timeout: 300)
+        var env = ProcessInfo.processInfo.environment
+        env["LOSS"] = loss
+        let r = try run("/bin/bash", [script, "--turf", turfBinary] + cases, environment: env, timeout: 300)
         #expect(r.status == 0, "natlab.sh exited \(r.status): \(r.stderr.suffix(2000))")
         var out: [String: Run] = [:]
         for line in r.stdout.split(separator: "\n") {
@@ -35,8 +37,8 @@ import Testing
         .timeLimit(.minutes(6))
     )
     func headlessMatchesAcrossNATs() throws {
-        let runs = try Self.lab(["open-cone", "cone-cone", "same-nat", "random-open"])
-        #expect(runs.count == 4)
+        let runs = try Self.lab(["open-cone", "cone-cone", "same-nat", "random-open", "remap"])
+        #expect(runs.count == 5)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -52,5 +54,22 @@ import Testing
         #expect(runs["cone-cone"]?.text("path") == "direct")
         #expect(runs["open-cone"]?.text("path") == "direct")
         #expect(runs["same-nat"]?.text("path") == "lan")
+        // The joiner's router forgot its mappings mid-match and mapped to new ports: the match
+        // went on (the host validated the new path) and ended with the same hash on both.
+        #expect(runs["remap"]?.fields["remapped"] as? Bool == true)
+    }
+
+    /// Every router drops 20% of what it forwards: two cone NATs still punch, and the match's
+    /// final hashes agree.
+    @Test(
+        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
+        .timeLimit(.minutes(6))
+    )
+    func coneToConeUnderLoss() throws {
+        let runs = try Self.lab(["cone-cone"], loss: "0.2")
+        let r = try #require(runs["cone-cone"])
+        #expect(r.ok, "\(r.fields)")
+        #expect(r.fields["hashes_agree"] as? Bool == true)
+        #expect(r.text("path") == "direct")
     }
 }
