@@ -13,6 +13,7 @@
 #   random-open  a joiner behind a --random-fully router, an open host
 #   cone-random  a host behind a cone router, a joiner behind a --random-fully router
 #   random-random  both behind --random-fully routers
+#   three        three players: a host and a joiner behind two cone routers, a second joiner open
 #   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
 # Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, probes_sent,
@@ -178,7 +179,7 @@ sleep 1
 
 # --- the cases ---------------------------------------------------------------------------------
 run_case() {
-  local c=$1 r=$2 hostns joinns by=topic
+  local c=$1 r=$2 hostns joinns join2ns="" by=topic
   case "$c" in
     open-cone) hostns=pub joinns=a1 ;;
     cone-cone) hostns=a1 joinns=b1 ;;
@@ -187,10 +188,12 @@ run_case() {
     cone-random) hostns=a1 joinns=c1 ;;
     random-random) hostns=c1 joinns=d1 ;;
     remap) hostns=pub joinns=a1 ;;
+    three) hostns=a1 joinns=b1 join2ns=pub ;;
     *) echo "natlab: unknown case $c" >&2; return 2 ;;
   esac
-  local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" t0=$SECONDS
-  start_turf "$hostns" "$h" host --topic "$topic" --seconds "$SECONDS_MATCH" --start-when 2 --headless \
+  local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" j2="$c-$r-join2" t0=$SECONDS players=2
+  [ -n "$join2ns" ] && players=3
+  start_turf "$hostns" "$h" host --topic "$topic" --seconds "$SECONDS_MATCH" --start-when "$players" --headless \
     --bot easy --name host --bootstrap "$BOOTS"
   local hpid=$LASTPID
   # The joiner starts once the host's DHT node has heard from the network (its `nat` event).
@@ -199,7 +202,11 @@ run_case() {
   key=$(field "$(lastevent "$WORK/$h.out" lobby)" key)
   [ "$by" = key ] && target=("$key")
   start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$BOOTS"
-  local jpid=$LASTPID
+  local jpid=$LASTPID j2pid=""
+  if [ -n "$join2ns" ]; then
+    start_turf "$join2ns" "$j2" join "${target[@]}" --headless --bot easy --name joiner2 --bootstrap "$BOOTS"
+    j2pid=$LASTPID
+  fi
   if [ "$c" = remap ]; then
     if wait_line "$WORK/$j.out" '"event":"start"' 400; then
       sleep 1
@@ -207,9 +214,14 @@ run_case() {
       nsx ra conntrack -F >/dev/null 2>&1
     fi
   fi
-  local jrc hrc
+  local jrc hrc j2rc=0
   wait_bounded "$jpid" $((SECONDS_MATCH + 45))
   jrc=$WAITRC
+  if [ -n "$j2pid" ]; then
+    wait_bounded "$j2pid" 20
+    j2rc=$WAITRC
+    [ "$j2rc" -eq 0 ] || jrc=$j2rc
+  fi
   if [ "$jrc" -ne 0 ]; then kill -KILL "$hpid" 2>/dev/null || true; fi
   wait_bounded "$hpid" 20
   hrc=$WAITRC
@@ -230,6 +242,7 @@ run_case() {
   hh=$(field "$hend" final_hash)
   jh=$(field "$jend" final_hash)
   [ -n "$hh" ] && [ "$hh" = "$jh" ] && agree=true
+  if [ -n "$join2ns" ] && [ "$(field "$(lastevent "$WORK/$j2.out" end)" final_hash)" != "$hh" ]; then agree=false; fi
   [ "$jrc" -eq 0 ] && [ "$hrc" -eq 0 ] && [ -n "$joined" ] && [ "$agree" = true ] && ok=true
   local jms path probes
   jms=$(field "$joined" join_ms)
@@ -239,6 +252,7 @@ run_case() {
     "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
+    [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }
   fi
 }
 

@@ -3,7 +3,8 @@ import Testing
 
 /// The NAT lab (scripts/natlab.sh, docs/nat.md): real Linux NATs in network namespaces this test
 /// creates (a fake internet on the documentation ranges, home LANs on 10.x, six `turf dht serve`
-/// nodes), and a headless 5-second match per case between `turf host` and `turf join --headless`.
+/// nodes), and a headless 5-second match per case between `turf host` and `turf join --headless`
+/// (and a second joiner in the three-player case).
 /// Needs root (CI runs `make test` as root); without it the test is reported as skipped.
 @Suite(.serialized) struct NATLabTests {
     struct Run {
@@ -37,8 +38,8 @@ import Testing
         .timeLimit(.minutes(6))
     )
     func headlessMatchesAcrossNATs() throws {
-        let runs = try Self.lab(["open-cone", "cone-cone", "same-nat", "random-open", "remap"])
-        #expect(runs.count == 5)
+        let runs = try Self.lab(["open-cone", "cone-cone", "same-nat", "random-open", "remap", "three"])
+        #expect(runs.count == 6)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -57,6 +58,8 @@ import Testing
         // The joiner's router forgot its mappings mid-match and mapped to new ports: the match
         // went on (the host validated the new path) and ended with the same hash on both.
         #expect(runs["remap"]?.fields["remapped"] as? Bool == true)
+        // Three players (cone host, cone joiner, open joiner): all three end with one hash.
+        #expect(runs["three"]?.ok == true)
     }
 
     /// Every router drops 20% of what it forwards: two cone NATs still punch, and the match's
