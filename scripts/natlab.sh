@@ -9,6 +9,7 @@
 # Cases (host ↔ joiner):
 #   open-cone    a host on the internet, a joiner behind a cone router
 #   cone-cone    host and joiner behind two different cone routers
+#   cone-cone-key  cone-cone, joining by the host's key (its lobby record's addresses)
 #   same-nat     host and joiner behind the same cone router (by key: the lobby record's LAN address)
 #   random-open  a joiner behind a --random-fully router, an open host
 #   cone-random  a host behind a cone router, a joiner behind a --random-fully router
@@ -183,6 +184,7 @@ run_case() {
   case "$c" in
     open-cone) hostns=pub joinns=a1 ;;
     cone-cone) hostns=a1 joinns=b1 ;;
+    cone-cone-key) hostns=a1 joinns=b1 by=key ;;
     same-nat) hostns=a1 joinns=a2 by=key ;;
     random-open) hostns=pub joinns=c1 ;;
     cone-random) hostns=a1 joinns=c1 ;;

@@ -268,18 +268,18 @@ public final class SessionManager {
 
     /// Resends now the initiation of each outbound handshake to `address` still waiting for an
     /// answer, instead of at its retry timer: a hole-punch probe from `address` just showed that
-    /// the path through its NAT is open (docs/nat.md). At most one resend per 200 ms per handshake,
-    /// and it counts as an attempt like a timed resend.
+    /// the path through its NAT is open (docs/nat.md). At most one resend per 200 ms per handshake;
+    /// it does not count as an attempt (a flood of forged probes cannot use up the handshake's
+    /// attempts) and it pushes the timed resend back by one retry interval.
     public func retryHandshakes(to address: PeerAddress) {
         host.assertInLoop()
         let now = host.now
         for s in Array(sessions.values) where s.role == .initiator && s.peerAddress == address {
             guard case .connecting = s.state, let h = handshakes[s.localIndex], h.finalMessage == nil,
-                s.counters.handshakeAttempts < config.handshakeAttempts,
                 now &+ config.handshakeRetry >= h.nextAction &+ .milliseconds(200)
             else { continue }
             stats.handshakesRetriedOnProbe += 1
-            sendInitiation(s, h)
+            sendInitiation(s, h, early: true)
         }
     }
 
@@ -318,8 +318,8 @@ public final class SessionManager {
     }
 
     /// Sends a fresh initiation. A resend prompted by a cookie reply is not a new attempt.
-    private func sendInitiation(_ s: Session, _ h: Handshake, cookieResend: Bool = false) {
-        if !cookieResend {
+    private func sendInitiation(_ s: Session, _ h: Handshake, cookieResend: Bool = false, early: Bool = false) {
+        if !cookieResend && !early {
             s.counters.handshakeAttempts += 1
             h.cookieResendUsed = false
         }

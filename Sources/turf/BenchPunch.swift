@@ -12,7 +12,8 @@ struct BenchPunch: ParsableCommand {
     )
 
     static let allCases = [
-        "open-cone", "cone-cone", "same-nat", "random-open", "remap", "cone-random", "random-random",
+        "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three", "cone-random",
+        "random-random",
     ]
 
     @Option(help: Limits.runs.help("Runs per case.", default: 5), transform: Limits.runs.parse) var runs = 5

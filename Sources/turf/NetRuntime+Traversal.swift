@@ -117,6 +117,7 @@ final class HostTraversal {
     let rt: NetRuntime
     let box = WatcherBox()
     private var lastNAT: NATKind?
+    private var lastExternal: PeerAddress?
     private var lastCheck: UInt64 = 0
 
     init(rt: NetRuntime, topic: String) {
@@ -129,16 +130,22 @@ final class HostTraversal {
         }
     }
 
-    /// Called from the lobby loop: reports the NAT when its classification changes.
-    func tick() {
+    /// Called from the lobby loop: reports the NAT when its classification changes. Returns true
+    /// when the external address became known or changed once the classification settled (the
+    /// lobby record, put at the start before any DHT node answered, should then be put again so
+    /// that joining by key finds the public address).
+    func tick() -> Bool {
         let now = monotonicNanos()
-        guard now - lastCheck > 500_000_000 else { return }
+        guard now - lastCheck > 500_000_000 else { return false }
         lastCheck = now
         let s = rt.natStatus()
         if s.kind != lastNAT {
             lastNAT = s.kind
             if s.kind != .unknown { rt.emitNAT(s) }
         }
+        guard s.kind != .unknown, let ext = s.external, ext != lastExternal else { return false }
+        lastExternal = ext
+        return true
     }
 
     func stop() {

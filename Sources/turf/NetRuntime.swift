@@ -185,7 +185,7 @@ final class NetRuntime {
 
         // The lobby: until enough players are in.
         while seats.count < startWhen {
-            traversal.tick()
+            if traversal.tick() { putRecord() }
             for e in mailbox.wait(0.2) {
                 switch e {
                 case .opened(let id, let key, let addr): pendingKeys[id] = (key, addr)

@@ -103,11 +103,24 @@ import Transport
         #expect(net.now - t0 < .milliseconds(400))
         #expect(joiner.sessions?.stats.handshakesRetriedOnProbe == 1)
         #expect(joiner.puncher.probesReceived == 1)
+        // The early resend is not an attempt: forged probes cannot use up a handshake's attempts.
+        #expect(s.counters.handshakeAttempts == 1)
         // Probes from anyone else resend nothing.
-        let other = try #require(joiner.sessions).connect(to: PeerAddress(10, 0, 0, 9, port: 1), mode: .discovered)
+        let silent = PeerAddress(10, 0, 0, 9, port: 1)
+        let other = try #require(joiner.sessions).connect(to: silent, mode: .discovered)
         host.puncher.probe([joiner.localAddress], times: 1)
-        _ = net.run(for: .milliseconds(100))
-        #expect(other.counters.handshakeAttempts == 1)
+        _ = net.run(for: .milliseconds(400))
         #expect(joiner.sessions?.stats.handshakesRetriedOnProbe == 1)
+        // A burst from the right address (no identity there: the handshake stays pending) resends
+        // once; the next probe, 400 ms later, once more; none of it counts as an attempt.
+        let forger = Peer(host: net.bind(silent))
+        forger.puncher.probe([joiner.localAddress], times: 10, every: .milliseconds(10))
+        _ = net.run(for: .milliseconds(150))
+        #expect(joiner.sessions?.stats.handshakesRetriedOnProbe == 2)
+        _ = net.run(for: .milliseconds(250))
+        forger.puncher.probe([joiner.localAddress], times: 1)
+        _ = net.run(for: .milliseconds(50))
+        #expect(joiner.sessions?.stats.handshakesRetriedOnProbe == 3)
+        #expect(other.counters.handshakeAttempts == 1)
     }
 }

@@ -38,8 +38,10 @@ import Testing
         .timeLimit(.minutes(6))
     )
     func headlessMatchesAcrossNATs() throws {
-        let runs = try Self.lab(["open-cone", "cone-cone", "same-nat", "random-open", "remap", "three"])
-        #expect(runs.count == 6)
+        let runs = try Self.lab([
+            "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
+        ])
+        #expect(runs.count == 7)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -53,6 +55,8 @@ import Testing
         // Paths: punched directly between two cone NATs; over the LAN behind one NAT (the router
         // does not hairpin, so the public address could not have worked).
         #expect(runs["cone-cone"]?.text("path") == "direct")
+        // By key: the lobby record, put again once the host's external address was known.
+        #expect(runs["cone-cone-key"]?.text("path") == "direct")
         #expect(runs["open-cone"]?.text("path") == "direct")
         #expect(runs["same-nat"]?.text("path") == "lan")
         // The joiner's router forgot its mappings mid-match and mapped to new ports: the match
