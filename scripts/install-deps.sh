@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what turf needs and is missing: make, system libraries, tmux (terminal tests),
-# libtorrent's Python binding (DHT interop tests), iproute2 + iptables (NAT tests). Idempotent and
-# quiet when everything is present. Works without make (a fresh Debian 12 has none): run it first as
+# libtorrent's Python binding (DHT interop tests), iproute2 + iptables + conntrack (the NAT lab).
+# Idempotent and quiet when everything is present. Works without make (a fresh Debian 12 has none): run it first as
 # ./scripts/install-deps.sh. As root it calls apt-get directly; otherwise through sudo.
 set -euo pipefail
-pkgs=(make libsodium-dev libncursesw5-dev pkg-config tmux python3-libtorrent iproute2 iptables)
+pkgs=(make libsodium-dev libncursesw5-dev pkg-config tmux python3-libtorrent iproute2 iptables conntrack)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,20 @@ extension DHTNode {
         scheduler.assertInLoop()
         Lookup(node: self, target: infoHash, kind: .getPeers, completion: completion).start()
     }
+
+    /// A get_peers lookup that also reports peers as they arrive (`onPeers`: each new batch, once
+    /// per answer that brought new ones), before the lookup ends: hole punching acts on the first
+    /// answer instead of waiting for slow or silent nodes (docs/nat.md).
+    public func getPeers(
+        _ infoHash: NodeID,
+        onPeers: @escaping ([PeerAddress]) -> Void,
+        _ completion: @escaping (LookupResult) -> Void
+    ) {
+        scheduler.assertInLoop()
+        let l = Lookup(node: self, target: infoHash, kind: .getPeers, completion: completion)
+        l.onPeers = onPeers
+        l.start()
+    }
 }
 
 /// An iterative Kademlia lookup: α queries in flight, converging on the k closest nodes that
@@ -40,6 +54,8 @@ final class Lookup {
     let kind: Kind
     var item: DHTItem?
     let completion: (LookupResult) -> Void
+    /// New peers as answers bring them (get_peers only).
+    var onPeers: (([PeerAddress]) -> Void)?
     var candidates: [Candidate] = []
     var seenAddresses: Set<PeerAddress> = []
     var seenIDs: Set<NodeID> = []
@@ -193,10 +209,13 @@ final class Lookup {
                     default: item = found
                     }
                 }
+                var fresh: [PeerAddress] = []
                 for p in r.values where !peerSet.contains(p) {
                     peerSet.insert(p)
                     peers.append(p)
+                    fresh.append(p)
                 }
+                if !fresh.isEmpty, let onPeers { onPeers(fresh) }
                 for n in r.nodes.prefix(16) { add(n, depth: c.depth + 1, unknownID: false) }
             case .error, .timeout:
                 candidates[j].state = .failed

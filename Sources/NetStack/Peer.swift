@@ -18,6 +18,8 @@ public final class Peer {
     /// nil for a peer without an identity (the `turf dht` commands): turf's packet types then
     /// have no receiver and are dropped and counted by the demultiplexer.
     public let sessions: SessionManager?
+    /// Hole punching's probes (docs/nat.md), on the same socket.
+    public let puncher: HolePuncher
 
     /// Wires the parts onto `host`, which must have no receiver yet. Call on the host's thread.
     public init(
@@ -31,9 +33,13 @@ public final class Peer {
         self.host = host
         self.demux = demux
         dht = DHTNode(host: host, demux: demux, config: dhtConfig)
-        sessions = identity.map {
+        puncher = HolePuncher(host: host, demux: demux)
+        let sessions = identity.map {
             SessionManager(host: host, demux: demux, identity: $0, config: sessionConfig, logger: logger)
         }
+        self.sessions = sessions
+        // A probe from a peer we are handshaking with: the path through its NAT is open now.
+        puncher.onProbe = { [weak sessions] source in sessions?.retryHandshakes(to: source) }
     }
 
     public var localAddress: PeerAddress { host.localAddress }

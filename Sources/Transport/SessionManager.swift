@@ -99,6 +99,8 @@ public final class SessionManager {
         public var handshakeRestarts: UInt64 = 0
         /// Path challenges sent to a peer's new address, and new addresses that answered one.
         public var pathChallengesSent: UInt64 = 0
+        /// Initiations resent early because a hole-punch probe came from the peer (`retryHandshakes`).
+        public var handshakesRetriedOnProbe: UInt64 = 0
         public var pathsValidated: UInt64 = 0
     }
 
@@ -264,6 +266,23 @@ public final class SessionManager {
         return s
     }
 
+    /// Resends now the initiation of each outbound handshake to `address` still waiting for an
+    /// answer, instead of at its retry timer: a hole-punch probe from `address` just showed that
+    /// the path through its NAT is open (docs/nat.md). At most one resend per 200 ms per handshake;
+    /// it does not count as an attempt (a flood of forged probes cannot use up the handshake's
+    /// attempts) and it pushes the timed resend back by one retry interval.
+    public func retryHandshakes(to address: PeerAddress) {
+        host.assertInLoop()
+        let now = host.now
+        for s in Array(sessions.values) where s.role == .initiator && s.peerAddress == address {
+            guard case .connecting = s.state, let h = handshakes[s.localIndex], h.finalMessage == nil,
+                now &+ config.handshakeRetry >= h.nextAction &+ .milliseconds(200)
+            else { continue }
+            stats.handshakesRetriedOnProbe += 1
+            sendInitiation(s, h, early: true)
+        }
+    }
+
     private func freshIndex() -> UInt32 {
         while true {
             let i = indexGenerator?() ?? UInt32(truncatingIfNeeded: Sodium.randomU64())
@@ -299,8 +318,8 @@ public final class SessionManager {
     }
 
     /// Sends a fresh initiation. A resend prompted by a cookie reply is not a new attempt.
-    private func sendInitiation(_ s: Session, _ h: Handshake, cookieResend: Bool = false) {
-        if !cookieResend {
+    private func sendInitiation(_ s: Session, _ h: Handshake, cookieResend: Bool = false, early: Bool = false) {
+        if !cookieResend && !early {
             s.counters.handshakeAttempts += 1
             h.cookieResendUsed = false
         }

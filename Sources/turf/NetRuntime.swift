@@ -192,6 +192,8 @@ final class NetRuntime {
             broadcast(roster())
         }
         var lastPut = monotonicNanos()
+        let traversal = HostTraversal(rt: self, topic: topic)
+
         // What the lobby screen shows (NetPlayUI): pings and refused passphrases, once a second.
         var notice = ""
         var pings: [UInt32: Int] = [:]
@@ -224,6 +226,7 @@ final class NetRuntime {
 
         // The lobby: until the player starts the match (Enter; headless: --start-when), or leaves.
         lobby: while true {
+            if traversal.tick() { putRecord() }
             if refresh.due() {
                 pings = self.pings(seats.compactMap(\.link))
                 rejected = passphraseRejections()
@@ -319,6 +322,8 @@ final class NetRuntime {
             }
         }
 
+        traversal.stop()
+
         // Commit–reveal: the roster is final; every member reveals its contribution.
         for s in seats { if let l = s.link { send(l, .revealRequest) } }
         let revealDeadline = monotonicNanos() + 10_000_000_000
@@ -407,47 +412,10 @@ final class NetRuntime {
             }
         }
 
-        // Try each address until a session is up with the right key.
-        var hostLink: UInt32?
-        var hostKey: PeerKey?
-        var failedOnPassphrase = false
-        for addr in candidates {
-            let links = self.links
-            let expectedKey = expected
-            live.execute { peer in
-                // Made here from Sendable parts: the mode itself stays on the loop.
-                let mode: ConnectMode = psk.map { .passphrase($0) } ?? expectedKey.map { .knownKey($0) } ?? .discovered
-                guard let s = peer.sessions?.connect(to: addr, mode: mode) else { return }
-                links.adopt(s)
-            }
-            let deadline = monotonicNanos() + 6_000_000_000  // a handshake retries every second
-            var outcome: Bool?
-            while outcome == nil && monotonicNanos() < deadline {
-                for e in mailbox.wait(0.2) {
-                    switch e {
-                    case .opened(let id, let key, _):
-                        if let expected, key != expected {
-                            live.execute { _ in links.close(id) }
-                            outcome = false
-                        } else if hostLink == nil {
-                            hostLink = id
-                            hostKey = key
-                            outcome = true
-                        }
-                    case .closed(_, let reason):
-                        if psk != nil && (reason == .handshakeFailed || reason == .handshakeTimeout) {
-                            failedOnPassphrase = true
-                        }
-                        outcome = false
-                    case .message: break
-                    }
-                }
-            }
-            if outcome == nil && psk != nil { failedOnPassphrase = true }
-            if hostLink != nil { break }
-        }
-        guard let hostLink, let hostKey else {
-            if failedOnPassphrase {
+        // Knock, probe and try every address at once until a session is up with the right key.
+        let connection = connectToHost(candidates, topic: topic, psk: psk, expected: expected)
+        guard let hostLink = connection.link, let hostKey = connection.key else {
+            if connection.failedOnPassphrase {
                 printErr("the lobby did not accept the passphrase (or it is gone)")
             } else {
                 printErr(

@@ -57,6 +57,8 @@ struct Bench: ParsableCommand {
             BenchRender.self,
             // networked match (BenchNetMatch.swift)
             BenchNetMatch.self,
+            // NAT traversal in the NAT lab (BenchPunch.swift)
+            BenchPunch.self,
         ]
     )
 }

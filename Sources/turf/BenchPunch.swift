@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import TextOutput
+
+/// `turf bench punch`: NAT traversal in the NAT lab (docs/nat.md, docs/benchmarks.md). Builds the
+/// lab with scripts/natlab.sh (network namespaces, real Linux NATs; needs root), runs each case's
+/// headless match `--runs` times, removes the lab, and reports per case.
+struct BenchPunch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "punch",
+        abstract: "Connect host and joiner across real NATs in network namespaces (root); success rate and join time."
+    )
+
+    static let allCases = [
+        "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three", "cone-random",
+        "random-random",
+    ]
+
+    @Option(help: Limits.runs.help("Runs per case.", default: 5), transform: Limits.runs.parse) var runs = 5
+    @Option(
+        parsing: .upToNextOption,
+        help: "Cases (default: all): \(BenchPunch.allCases.joined(separator: ", "))."
+    ) var cases: [String] = BenchPunch.allCases
+    @Option(
+        help: Limits.loss.help("Probability that each router drops a forwarded packet.", default: 0),
+        transform: Limits.loss.parse
+    ) var loss = 0.0
+    @Option(help: "The lab script (default: scripts/natlab.sh of the checkout this binary was built in).")
+    var lab: String?
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        for c in cases where !Self.allCases.contains(c) {
+            throw ValidationError(
+                "unknown case '\(SafeText.display(c, limit: 40))': one of \(Self.allCases.joined(separator: ", "))"
+            )
+        }
+    }
+
+    /// scripts/natlab.sh above the binary (…/.build/<triple>/release/turf) or in the current directory.
+    static func findLab() -> String? {
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        for _ in 0..<6 {
+            let candidate = dir.appendingPathComponent("scripts/natlab.sh").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        let here = FileManager.default.currentDirectoryPath + "/scripts/natlab.sh"
+        return FileManager.default.isExecutableFile(atPath: here) ? here : nil
+    }
+
+    static func add(_ j: inout JSONObject, _ key: String, _ v: Double?) {
+        if let v { j.add(key, v, digits: 5) } else { j.add(key, JSONValue.null) }
+    }
+
+    func run() throws {
+        guard getuid() == 0 else {
+            throw CLIError("turf bench punch needs root: it builds network namespaces and NATs")
+        }
+        guard let script = lab ?? Self.findLab() else {
+            throw CLIError("scripts/natlab.sh not found: give its path with --lab")
+        }
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [script, "--turf", exe, "--runs", String(runs)] + cases
+        var env = ProcessInfo.processInfo.environment
+        env["LOSS"] = loss > 0 ? String(loss) : ""
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        let started = monotonicNanos()
+        try p.run()
+        // The lab prints one short line per run; bounded by what the runs can print.
+        let data = out.fileHandleForReading.readDataToEndOfFile().prefix(1 << 20)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CLIError("the NAT lab failed (exit \(p.terminationStatus))") }
+        var byCase: [String: [[String: Any]]] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let c = obj["case"] as? String
+            else { continue }
+            byCase[c, default: []].append(obj)
+        }
+        var rows: [JSONObject] = []
+        for c in cases {
+            let rs = byCase[c] ?? []
+            let ok = rs.filter { $0["ok"] as? Bool == true }
+            let ms = ok.compactMap { ($0["join_ms"] as? NSNumber)?.doubleValue }
+            let probes = rs.compactMap { ($0["probes_sent"] as? NSNumber)?.doubleValue }
+            let paths = ok.compactMap { $0["path"] as? String }
+            var j = JSONObject()
+            j.add("case", c)
+            j.add("runs", rs.count)
+            j.add("success_rate", rs.isEmpty ? 0 : Double(ok.count) / Double(rs.count), digits: 3)
+            Self.add(&j, "join_ms_p50", ms.isEmpty ? nil : BenchSupport.median(ms))
+            Self.add(&j, "join_ms_p95", ms.isEmpty ? nil : BenchSupport.percentile(ms, 0.95))
+            j.add("path", Dictionary(grouping: paths, by: { $0 }).max { $0.value.count < $1.value.count }?.key)
+            Self.add(&j, "probes_sent", probes.isEmpty ? nil : BenchSupport.median(probes))
+            j.add("host_nat", rs.last?["host_nat"] as? String)
+            j.add("join_nat", rs.last?["join_nat"] as? String)
+            rows.append(j)
+        }
+        let seconds = Double(monotonicNanos() - started) / 1e9
+        if json {
+            var j = JSONObject()
+            j.add("bench", "punch")
+            j.add("runs", runs)
+            j.add("loss", loss, digits: 3)
+            j.add("cases", rows)
+            j.add("seconds", seconds, digits: 4)
+            print(j.text)
+        } else {
+            for r in rows { print(r.text) }
+            print("seconds: \(String(format: "%.1f", seconds))")
+        }
+    }
+}

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# The NAT lab (docs/nat.md): real Linux NATs in network namespaces, and headless turf matches
+# across them. Needs root (ip netns, iptables). Nothing leaves the namespaces: no namespace has a
+# default route to the real world, the fake internet is a bridge on the documentation ranges, and
+# the home LANs are 10.x behind namespace routers.
+#
+#   scripts/natlab.sh [--turf PATH] [--runs N] [--seconds S] CASE...
+#
+# Cases (host ↔ joiner):
+#   open-cone    a host on the internet, a joiner behind a cone router
+#   cone-cone    host and joiner behind two different cone routers
+#   cone-cone-key  cone-cone, joining by the host's key (its lobby record's addresses)
+#   same-nat     host and joiner behind the same cone router (by key: the lobby record's LAN address)
+#   random-open  a joiner behind a --random-fully router, an open host
+#   cone-random  a host behind a cone router, a joiner behind a --random-fully router
+#   random-random  both behind --random-fully routers
+#   three        three players: a host and a joiner behind two cone routers, a second joiner open
+#   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
+#                (conntrack -F) and maps to new ports (40000-40999): a router restart
+# Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, probes_sent,
+# final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards.
+#
+# Topology: namespace `inet` holds the bridge; six `turf dht serve` nodes in namespace `dht` on
+# 198.51.100.11-12, 203.0.113.11-12, 192.0.2.11-12 (two per /24, the routing table's per-/24 limit);
+# `pub` is an open host (203.0.113.50); routers ra, rb (cone) and rc, rd (random) each have a LAN
+# 10.N.0.0/24 with hosts a1 a2 / b1 / c1 / d1.
+set -euo pipefail
+
+TURF=.build/debug/turf
+RUNS=1
+SECONDS_MATCH=5
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --turf) TURF=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --seconds) SECONDS_MATCH=$2; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --*) echo "natlab: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+[ $# -gt 0 ] || { echo "natlab: give at least one case (see --help)" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || { echo "natlab: needs root (network namespaces, iptables)" >&2; exit 77; }
+command -v iptables >/dev/null || { echo "natlab: iptables is missing (scripts/install-deps.sh)" >&2; exit 77; }
+TURF=$(readlink -f "$TURF")
+[ -x "$TURF" ] || { echo "natlab: no turf binary at $TURF" >&2; exit 2; }
+LOSS=${LOSS:-}
+
+# Unique per run: a prefix for every namespace, a scratch directory for logs and XDG homes.
+P="tl$$$(printf '%04x' $((RANDOM % 65536)))"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/natlab.XXXXXX")
+NSES=()
+PIDS=()
+
+cleanup() {
+  local pid ns
+  # KILL, not TERM: a parent (a test runner) may hand its children a blocked SIGTERM.
+  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do { wait "$pid"; } 2>/dev/null || true; done
+  for ns in "${NSES[@]+"${NSES[@]}"}"; do ip netns del "$ns" 2>/dev/null || true; done
+  if [ -n "${NATLAB_KEEP:-}" ]; then echo "natlab: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ns() { echo "$P-$1"; }
+nsx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+newns() {
+  ip netns add "$(ns "$1")"
+  NSES+=("$(ns "$1")")
+  nsx "$1" ip link set lo up
+}
+# A namespace on the fake internet: a veth into the bridge, its addresses, on-link routes to the
+# three documentation /24s (and nothing else).
+attach() {
+  local name=$1 ifname=$2; shift 2
+  local peer="p${#NSES[@]}x$RANDOM"
+  peer=${peer:0:15}
+  ip link add "$ifname" netns "$(ns "$name")" type veth peer name "$peer" netns "$(ns inet)"
+  ip -n "$(ns inet)" link set "$peer" master br0 up
+  local a
+  for a in "$@"; do ip -n "$(ns "$name")" addr add "$a/32" dev "$ifname"; done
+  ip -n "$(ns "$name")" link set "$ifname" up
+  local net
+  for net in 192.0.2.0/24 198.51.100.0/24 203.0.113.0/24; do
+    ip -n "$(ns "$name")" route add "$net" dev "$ifname" src "$1"
+  done
+}
+# A home router: WAN on the internet, a LAN bridge 10.N.0.1/24, NAT of the given kind.
+router() {
+  local name=$1 wan=$2 n=$3 kind=$4
+  newns "$name"
+  attach "$name" wan "$wan"
+  nsx "$name" ip link add lan type bridge
+  nsx "$name" ip addr add "10.$n.0.1/24" dev lan
+  nsx "$name" ip link set lan up
+  nsx "$name" sysctl -qw net.ipv4.ip_forward=1
+  local random=()
+  [ "$kind" = random ] && random=(--random-fully)
+  nsx "$name" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE "${random[@]+"${random[@]}"}"
+  # As home routers do: what comes in on the WAN unsolicited is dropped, not forwarded or answered.
+  nsx "$name" iptables -A FORWARD -i wan -m conntrack --ctstate NEW,INVALID -j DROP
+  nsx "$name" iptables -A INPUT -i wan -m conntrack --ctstate NEW,INVALID -j DROP
+  if [ -n "$LOSS" ]; then
+    nsx "$name" iptables -I FORWARD -m statistic --mode random --probability "$LOSS" -j DROP
+  fi
+}
+# A host on router N's LAN.
+homehost() {
+  local name=$1 rname=$2 n=$3 i=$4
+  newns "$name"
+  local peer="h${#NSES[@]}x$RANDOM"
+  peer=${peer:0:15}
+  ip link add eth0 netns "$(ns "$name")" type veth peer name "$peer" netns "$(ns "$rname")"
+  nsx "$rname" ip link set "$peer" master lan up
+  nsx "$name" ip addr add "10.$n.0.$i/24" dev eth0
+  nsx "$name" ip link set eth0 up
+  nsx "$name" ip route add default via "10.$n.0.1"
+}
+
+# Runs turf in namespace $1 with its own XDG homes, logging to $WORK/$2.{out,err}; its pid in $LASTPID.
+start_turf() {
+  local name=$1 tag=$2; shift 2
+  mkdir -p "$WORK/$tag/config" "$WORK/$tag/state"
+  XDG_CONFIG_HOME="$WORK/$tag/config" XDG_STATE_HOME="$WORK/$tag/state" \
+    ip netns exec "$(ns "$name")" "$TURF" "$@" >"$WORK/$tag.out" 2>"$WORK/$tag.err" &
+  LASTPID=$!
+  PIDS+=("$LASTPID")
+}
+# Waits for process $1 at most $2 seconds (then kills it); its exit status in $WAITRC.
+wait_bounded() {
+  local pid=$1 tries=$(($2 * 10))
+  while kill -0 "$pid" 2>/dev/null && [ "$tries" -gt 0 ]; do
+    sleep 0.1
+    tries=$((tries - 1))
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  WAITRC=0
+  { wait "$pid"; } 2>/dev/null || WAITRC=$?
+}
+# Waits (bounded) until file $1 has a line matching $2.
+wait_line() {
+  local file=$1 pattern=$2 tries=${3:-300}
+  while [ "$tries" -gt 0 ]; do
+    grep -q -- "$pattern" "$file" 2>/dev/null && return 0
+    sleep 0.1
+    tries=$((tries - 1))
+  done
+  return 1
+}
+# A scalar field of a JSON line ("" when absent or null).
+field() { { grep -o "\"$2\":\"\\?[^,\"}]*" <<<"$1" || true; } | head -1 | sed 's/.*:"\?//; s/^null$//'; }
+lastevent() { grep "\"event\":\"$2\"" "$1" 2>/dev/null | tail -1 || true; }
+
+# --- the lab -----------------------------------------------------------------------------------
+newns inet
+nsx inet ip link add br0 type bridge
+nsx inet ip link set br0 up
+newns dht
+DHT_IPS=(198.51.100.11 203.0.113.11 192.0.2.11 198.51.100.12 203.0.113.12 192.0.2.12)
+attach dht eth0 "${DHT_IPS[@]}"
+BOOT="${DHT_IPS[0]}:6881"
+for ip in "${DHT_IPS[@]}"; do
+  start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 --bootstrap "$BOOT"
+done
+newns pub
+attach pub eth0 203.0.113.50
+router ra 198.51.100.21 1 cone
+router rb 203.0.113.22 2 cone
+router rc 192.0.2.23 3 random
+router rd 198.51.100.24 4 random
+homehost a1 ra 1 2
+homehost a2 ra 1 3
+homehost b1 rb 2 2
+homehost c1 rc 3 2
+homehost d1 rd 4 2
+# Bootstrap from a few nodes (each knows the first one; a joiner's first lookup finds the rest).
+BOOTS="${DHT_IPS[0]}:6881,${DHT_IPS[1]}:6881,${DHT_IPS[2]}:6881"
+sleep 1
+
+# --- the cases ---------------------------------------------------------------------------------
+run_case() {
+  local c=$1 r=$2 hostns joinns join2ns="" by=topic
+  case "$c" in
+    open-cone) hostns=pub joinns=a1 ;;
+    cone-cone) hostns=a1 joinns=b1 ;;
+    cone-cone-key) hostns=a1 joinns=b1 by=key ;;
+    same-nat) hostns=a1 joinns=a2 by=key ;;
+    random-open) hostns=pub joinns=c1 ;;
+    cone-random) hostns=a1 joinns=c1 ;;
+    random-random) hostns=c1 joinns=d1 ;;
+    remap) hostns=pub joinns=a1 ;;
+    three) hostns=a1 joinns=b1 join2ns=pub ;;
+    *) echo "natlab: unknown case $c" >&2; return 2 ;;
+  esac
+  local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" j2="$c-$r-join2" t0=$SECONDS players=2
+  [ -n "$join2ns" ] && players=3
+  start_turf "$hostns" "$h" host --topic "$topic" --seconds "$SECONDS_MATCH" --start-when "$players" --headless \
+    --bot easy --name host --bootstrap "$BOOTS"
+  local hpid=$LASTPID
+  # The joiner starts once the host's DHT node has heard from the network (its `nat` event).
+  wait_line "$WORK/$h.out" '"event":"nat"' 200 || true
+  local key target=(--topic "$topic")
+  key=$(field "$(lastevent "$WORK/$h.out" lobby)" key)
+  [ "$by" = key ] && target=("$key")
+  start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$BOOTS"
+  local jpid=$LASTPID j2pid=""
+  if [ -n "$join2ns" ]; then
+    start_turf "$join2ns" "$j2" join "${target[@]}" --headless --bot easy --name joiner2 --bootstrap "$BOOTS"
+    j2pid=$LASTPID
+  fi
+  if [ "$c" = remap ]; then
+    if wait_line "$WORK/$j.out" '"event":"start"' 400; then
+      sleep 1
+      nsx ra iptables -t nat -I POSTROUTING -o wan -p udp -j SNAT --to-source 198.51.100.21:40000-40999
+      nsx ra conntrack -F >/dev/null 2>&1
+    fi
+  fi
+  local jrc hrc j2rc=0
+  wait_bounded "$jpid" $((SECONDS_MATCH + 45))
+  jrc=$WAITRC
+  if [ -n "$j2pid" ]; then
+    wait_bounded "$j2pid" 20
+    j2rc=$WAITRC
+    [ "$j2rc" -eq 0 ] || jrc=$j2rc
+  fi
+  if [ "$jrc" -ne 0 ]; then kill -KILL "$hpid" 2>/dev/null || true; fi
+  wait_bounded "$hpid" 20
+  hrc=$WAITRC
+  # Proof the mapping changed: the router's conntrack holds a flow to the host on a new port.
+  local remapped=null
+  if [ "$c" = remap ]; then
+    remapped=false
+    nsx ra conntrack -L -p udp -d 203.0.113.50 2>/dev/null | grep -q 'dport=40[0-9][0-9][0-9] ' && remapped=true
+  fi
+  [ "$c" = remap ] && { nsx ra iptables -t nat -D POSTROUTING -o wan -p udp -j SNAT --to-source 198.51.100.21:40000-40999 || true; }
+  local joined hend jend hnat jnat
+  joined=$(lastevent "$WORK/$j.out" joined)
+  hend=$(lastevent "$WORK/$h.out" end)
+  jend=$(lastevent "$WORK/$j.out" end)
+  hnat=$(field "$(lastevent "$WORK/$h.out" nat)" nat)
+  jnat=$(field "$(lastevent "$WORK/$j.out" nat)" nat)
+  local hh jh ok=false agree=false
+  hh=$(field "$hend" final_hash)
+  jh=$(field "$jend" final_hash)
+  [ -n "$hh" ] && [ "$hh" = "$jh" ] && agree=true
+  if [ -n "$join2ns" ] && [ "$(field "$(lastevent "$WORK/$j2.out" end)" final_hash)" != "$hh" ]; then agree=false; fi
+  [ "$jrc" -eq 0 ] && [ "$hrc" -eq 0 ] && [ -n "$joined" ] && [ "$agree" = true ] && ok=true
+  local jms path probes
+  jms=$(field "$joined" join_ms)
+  path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
+  probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
+  if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
+    tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
+    [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }
+  fi
+}
+
+for c in "$@"; do
+  for ((r = 1; r <= RUNS; r++)); do run_case "$c" "$r"; done
+done
