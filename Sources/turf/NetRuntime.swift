@@ -607,7 +607,11 @@ final class NetRuntime {
         _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in
             p.dht.findNode(p.dht.id) { _ in done(true) }
         }
-        for _ in 0..<3 {
+        // A host that just started may not have announced yet (its own lookups wait out lost
+        // queries): look again for up to 15 s before saying there is no lobby.
+        let deadline = monotonicNanos() + 15_000_000_000
+        for attempt in 0..<30 {
+            if attempt >= 3 && monotonicNanos() >= deadline { break }
             let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in
                 p.dht.getPeers(h) { done($0.peers) }
             }
@@ -621,7 +625,9 @@ final class NetRuntime {
         _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in
             p.dht.findNode(p.dht.id) { _ in done(true) }
         }
-        for _ in 0..<3 {
+        let deadline = monotonicNanos() + 15_000_000_000  // as in findAnnounced
+        for attempt in 0..<30 {
+            if attempt >= 3 && monotonicNanos() >= deadline { break }
             let item = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (MutableItem?) -> Void) in
                 p.dht.getMutable(publicKey: key.bytes) { done($0) }
             }
