@@ -47,6 +47,8 @@ final class MatchRunner {
     var rttSamples: [PeerKey: [UInt64]] = [:]
     /// The tick this peer is running and when it began running it (set by the hook each tick).
     var tickNow: (tick: Tick, at: UInt64)?
+    /// Our match loop ended (settling): a rejoiner or spectator can no longer join it.
+    var matchOver = false
     /// Tick skew to each peer (ms, positive: we run ahead), one sample per new tick a peer reports.
     var tickSkew: [PeerKey: [Double]] = [:]
     var lastPeerTick: [PeerKey: Tick] = [:]
@@ -219,7 +221,8 @@ final class MatchRunner {
             }
             switch msg {
             case .hello(let h) where isHost:
-                guard let key = pendingKeys[id], h.key == key.bytes, let roster = rosterMessage else {
+                // Once our match is over (settling) nobody can join it any more.
+                guard let key = pendingKeys[id], h.key == key.bytes, let roster = rosterMessage, !matchOver else {
                     rt.send(id, .leave(.started))
                     return
                 }
@@ -233,11 +236,7 @@ final class MatchRunner {
                     rt.send(id, .leave(.started))
                     return
                 }
-                if let old = memberLinks[key], old != id {
-                    let links = rt.links
-                    rt.live.execute { _ in links.close(old) }
-                }
-                memberLinks[key] = id
+                relink(key, to: id)
                 rejoins += 1
                 // The roster with the rejoiner's new address, to it and (the rejoin's announcement)
                 // to every other member, whose side of the pair dials it again (`restoreMesh`).
@@ -268,6 +267,15 @@ final class MatchRunner {
         }
     }
 
+    /// Host: `key`'s session is now `id` (a restarted peer's new session replaces its old one).
+    func relink(_ key: PeerKey, to id: UInt32) {
+        if let old = memberLinks[key], old != id {
+            let links = rt.links
+            rt.live.execute { _ in links.close(old) }
+        }
+        memberLinks[key] = id
+    }
+
     /// Host: a spectator says hello while the match runs (docs/lobby.md, "Spectators"). It gets
     /// what a rejoiner gets (the roster now; every op held here and the start after this tick),
     /// and from then on NetMatch feeds it as a watcher. A player's key cannot spectate, and at most
@@ -282,11 +290,7 @@ final class MatchRunner {
             rt.send(id, .leave(.full))
             return
         }
-        if let old = memberLinks[key], old != id {
-            let links = rt.links
-            rt.live.execute { _ in links.close(old) }
-        }
-        memberLinks[key] = id
+        relink(key, to: id)
         rt.send(id, roster)
         resumeWanted.append((id, key, true))
         rt.event("peer") {
@@ -531,6 +535,7 @@ extension NetRuntime {
         }
         loop.flushJournal()
         runner.tickNow = nil
+        runner.matchOver = true
         // The sessions as the match ended (a peer that leaves first closes its own).
         let linkAtEnd = Dictionary(runner.linked, uniquingKeysWith: { a, _ in a })
 
