@@ -26,6 +26,15 @@ public enum SeedMix {
         return s
     }
 
+    /// Whether the start carries `contribution` as the reveal of the seat `key` owns: the process
+    /// that made `contribution` took that seat in this lobby (so it is no rejoiner).
+    public static func revealed(_ contribution: [UInt8], in s: LobbyMessage.Start, by key: [UInt8]) -> Bool {
+        guard let i = s.config.players.firstIndex(where: { $0.owner?.bytes == key }), i < s.reveals.count else {
+            return false
+        }
+        return s.reveals[i] == contribution
+    }
+
     /// A member's (or spectator's) check of the host's start against the roster it was shown: one
     /// reveal per player, the seed is their mix, every player is on the roster and its reveal opens
     /// the commit the roster showed for it. `myContribution` is what this process revealed for the

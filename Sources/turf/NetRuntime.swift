@@ -492,14 +492,12 @@ final class NetRuntime {
         /// rejoiner or late spectator from the snapshot that came before the start.
         func begin(_ s: LobbyMessage.Start, then rest: [LinkEvent]) throws -> Int32 {
             // A first-time member checks that the start carries its own reveal: it took the seat,
-            // so nothing was ever sent under its key and its op log starts at seq 0.
+            // so nothing was ever sent under its key and its op log starts at seq 0. Such a member
+            // never resumes from a snapshot, even if a host sent one (it could forge our own ops).
+            let me = identity.publicKey.bytes
+            if resumeFrom != nil && SeedMix.revealed(contribution, in: s, by: me) { resumeFrom = nil }
             guard let r = roster,
-                SeedMix.verify(
-                    s,
-                    roster: r,
-                    myKey: identity.publicKey.bytes,
-                    myContribution: resumeFrom == nil ? contribution : nil
-                )
+                SeedMix.verify(s, roster: r, myKey: me, myContribution: resumeFrom == nil ? contribution : nil)
             else {
                 printErr("the host's match seed does not match the players' commitments; leaving")
                 send(hostLink, .leave(.quit))

@@ -59,6 +59,11 @@ import Testing
         #expect(SeedMix.verify(s, roster: l.roster, myKey: l.keys[1], myContribution: nil))
         let spectator = [UInt8](repeating: 9, count: 32)
         #expect(SeedMix.verify(s, roster: l.roster, myKey: spectator, myContribution: SeedMix.contribution()))
+        // Who took its seat in this lobby: the process whose contribution the start carries.
+        #expect(SeedMix.revealed(l.contributions[1], in: s, by: l.keys[1]))
+        #expect(!SeedMix.revealed(SeedMix.contribution(), in: s, by: l.keys[1]))
+        #expect(!SeedMix.revealed(l.contributions[1], in: s, by: l.keys[2]))
+        #expect(!SeedMix.revealed(l.contributions[1], in: s, by: spectator))
     }
 
     @Test func aStartTheHostBentIsRefused() {
