@@ -300,29 +300,3 @@ public enum LobbyError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
-
-/// The match seed, mixed from a secret contribution of every player (commit–reveal): each player
-/// commits to BLAKE2b-256(contribution) in its hello (the host in its first roster) before seeing
-/// anyone's contribution, and reveals it only when the roster is final. The seed is the first 8
-/// bytes of BLAKE2b over every contribution in player order, so no one chooses it alone, and every
-/// member checks every reveal against its commit.
-public enum SeedMix {
-    public static func contribution() -> [UInt8] { Sodium.randomBytes(LobbyMessage.contributionLength) }
-
-    public static func commit(_ contribution: [UInt8]) -> [UInt8] {
-        BLAKE2b.hash(concatenating: [Array("turf:seed-commit:v1".utf8), contribution])
-            .prefix(32).map { $0 }
-    }
-
-    /// Whether `reveal` opens `commit`.
-    public static func opens(_ reveal: [UInt8], _ commit: [UInt8]) -> Bool {
-        reveal.count == LobbyMessage.contributionLength && commit.count == 32 && Self.commit(reveal) == commit
-    }
-
-    public static func seed(_ reveals: [[UInt8]]) -> UInt64 {
-        let h = BLAKE2b.hash(concatenating: [Array("turf:seed-mix:v1".utf8)] + reveals)
-        var s: UInt64 = 0
-        for i in 0..<8 { s |= UInt64(h[i]) << (8 * UInt64(i)) }
-        return s
-    }
-}

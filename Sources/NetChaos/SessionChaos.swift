@@ -65,7 +65,9 @@ public struct SessionChaos {
         public var reliableRetransmissions: UInt64
         /// Ops in the final replicas, summed over peers.
         public var opsHeld: Int
-        /// Members whose start message arrived after tick 0 (they joined the running match).
+        /// Members whose start message arrived after tick 0: as with `turf join`, they start the
+        /// match late (no snapshot: the ticks they missed are skipped, in which their own player
+        /// made no ops; their log begins at seq 0; others' ops reach them by NetMatch's redundancy).
         public var lateStarts: Int
         /// Dials tried again in the lobby after every handshake attempt was lost.
         public var redials: Int
@@ -287,7 +289,14 @@ public struct SessionChaos {
                     case .start(let s):
                         starts[m.index] = s
                         if let r = rosters[m.index] {
-                            seedOK[m.index] = Self.verifySeed(s, roster: r, myKey: m.key.bytes)
+                            // As turf's joiner checks it: the start carries our own reveal (we took
+                            // the seat, so a late start begins our log at seq 0, never a rejoin).
+                            seedOK[m.index] = SeedMix.verify(
+                                s,
+                                roster: r,
+                                myKey: m.key.bytes,
+                                myContribution: m.contribution
+                            )
                         } else {
                             seedOK[m.index] = false
                         }
@@ -339,7 +348,8 @@ public struct SessionChaos {
             }
         }
         // Each peer's loop starts when its start message is in (a member whose start the reliable
-        // channel delivered after tick 0 joins late: its loop skips the ticks it missed).
+        // channel delivered after tick 0 starts late, as `turf join` does: its loop skips the ticks
+        // it missed).
         var matches: [Match?] = Array(repeating: nil, count: peers)
         var lateStarts = 0
         func begin(_ n: Node) throws {
@@ -503,19 +513,5 @@ public struct SessionChaos {
             endNanos: net.now,
             failure: why
         )
-    }
-
-    /// A member's check of the start (as turf's joiner does): the seed is the mix of the reveals,
-    /// and every other player's reveal opens the commit the roster showed for it.
-    static func verifySeed(_ s: LobbyMessage.Start, roster: LobbyMessage.Roster, myKey: [UInt8]) -> Bool {
-        guard s.reveals.count == s.config.players.count, SeedMix.seed(s.reveals) == s.config.seed else { return false }
-        for (i, p) in s.config.players.enumerated() {
-            guard let owner = p.owner, let m = roster.members.first(where: { $0.key == owner.bytes }) else {
-                return false
-            }
-            if owner.bytes == myKey { continue }
-            guard SeedMix.opens(s.reveals[i], m.commit) else { return false }
-        }
-        return true
     }
 }

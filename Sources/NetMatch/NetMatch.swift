@@ -89,12 +89,13 @@ public struct NetMatch<Game: ReplicatedGame> {
     public let peers: [OwnerKey]
     /// Spectators linked to this peer (they own no player): every op held here is sent to them at
     /// once (no relay delay), with the statements that cover it; ops they send are dropped.
-    public let watchers: [OwnerKey]
+    /// One that arrives during the match is added by `addWatcher`.
+    public private(set) var watchers: [OwnerKey]
     /// Every link's peer: `peers` then `watchers` (a link's index in `links`).
-    private let linkKeys: [OwnerKey]
+    private var linkKeys: [OwnerKey]
     private let identity: Ed25519.KeyPair
     private let ownerLink: [Int?]  // per player: index of its owner's link, nil if mine
-    private let owned: [[PlayerID]]  // per link: players its peer owns
+    private var owned: [[PlayerID]]  // per link: players its peer owns
     private let mine: [PlayerID]
 
     // Logs: per player, ops by seq; `verified` = authenticated (direct, own, or signature-covered).
@@ -194,26 +195,50 @@ public struct NetMatch<Game: ReplicatedGame> {
         waitingStatement = Array(repeating: nil, count: n)
         frontiers = Array(repeating: [], count: n)
         finalThrough = Array(repeating: -1, count: n)
-        links = linkKeys.map { _ in
-            Link(
-                peerAck: Array(repeating: 0, count: n),
-                sentOnce: Array(repeating: 0, count: n),
-                sentTwice: Array(repeating: 0, count: n),
-                lastHeard: now,
-                rtt: options.defaultRTTNanos,
-                ackSentAt: Array(repeating: -1, count: n),
-                statementSent: Array(repeating: -1, count: n),
-                statementSentAt: Array(repeating: 0, count: n),
-                statementTickSent: Array(repeating: 0, count: n),
-                peerBest: Array(repeating: -1, count: n)
-            )
-        }
+        links = linkKeys.map { _ in Self.newLink(players: n, now: now, rtt: options.defaultRTTNanos) }
         trail = try Replica<Game>(config: config)
         trailSeq = Array(repeating: 0, count: n)
         nextCheckpoint = config.checkpointInterval
     }
 
+    private static func newLink(players n: Int, now: UInt64, rtt: UInt64) -> Link {
+        Link(
+            peerAck: Array(repeating: 0, count: n),
+            sentOnce: Array(repeating: 0, count: n),
+            sentTwice: Array(repeating: 0, count: n),
+            lastHeard: now,
+            rtt: rtt,
+            ackSentAt: Array(repeating: -1, count: n),
+            statementSent: Array(repeating: -1, count: n),
+            statementSentAt: Array(repeating: 0, count: n),
+            statementTickSent: Array(repeating: 0, count: n),
+            peerBest: Array(repeating: -1, count: n)
+        )
+    }
+
     // MARK: - The caller's side
+
+    /// A spectator that arrives while the match runs (docs/netmatch.md, "Spectators and
+    /// rejoining"): from now on a watcher link, fed like one linked at the start. `holding` is,
+    /// per player, how many ops (from seq 0) it already holds from the match copy it was sent (turf:
+    /// the host's snapshot), so only what came after is sent; the statements covering them follow
+    /// as for any watcher. The same key again (a restarted spectator) starts its link afresh.
+    /// A player's owner is never a watcher.
+    public mutating func addWatcher(_ key: OwnerKey, holding: [Int], now: UInt64) {
+        guard key != me, !peers.contains(key) else { return }
+        var link = Self.newLink(players: config.players.count, now: now, rtt: options.defaultRTTNanos)
+        for p in link.peerAck.indices where p < holding.count {
+            link.peerAck[p] = max(0, min(holding[p], log[p].count))
+        }
+        if let l = linkKeys.firstIndex(of: key) {
+            links[l] = link
+        } else {
+            watchers.append(key)
+            linkKeys.append(key)
+            owned.append([])
+            links.append(link)
+        }
+    }
 
     /// The players this peer owns.
     public var ownPlayers: [PlayerID] { mine }

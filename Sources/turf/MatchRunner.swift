@@ -15,8 +15,8 @@ import TurfRules
 /// channels: each peer's own ops are applied at once and sent to every peer it has a session with;
 /// a peer forwards third players' ops that a receiver lacks, so a pair without a direct session
 /// converges through any peer linked to both (path "relayed"); every op is covered by its owner's
-/// signed statements. The reliable channel keeps the control messages: a rejoiner's hello, the
-/// roster, start and snapshot it gets back, and leave.
+/// signed statements. The reliable channel keeps the control messages: the hello of a rejoiner or
+/// of a spectator arriving mid-match, the roster, snapshot and start it gets back, and leave.
 final class MatchRunner {
     unowned let rt: NetRuntime
     let config: MatchConfig
@@ -31,8 +31,9 @@ final class MatchRunner {
     var pendingAddresses: [UInt32: PeerAddress] = [:]
     var startMessage: LobbyMessage.Start?
     var rosterMessage: LobbyMessage?
-    var snapshotWanted: [UInt32] = []
-    var snapshot: ReplicaSnapshot<TurfWorld>?
+    /// Host: peers that said hello while the match runs (a rejoiner, or a spectator arriving
+    /// late), owed a snapshot and the start after the current tick (`NetHook.didRun`).
+    var resumeWanted: [(link: UInt32, key: PeerKey, watcher: Bool)] = []
     /// Peers that said they left (their match settled); NetMatch waits for nothing more from them.
     var left: Set<PeerKey> = []
     var newlyLeft: [PeerKey] = []
@@ -46,6 +47,8 @@ final class MatchRunner {
     var rttSamples: [PeerKey: [UInt64]] = [:]
     /// The tick this peer is running and when it began running it (set by the hook each tick).
     var tickNow: (tick: Tick, at: UInt64)?
+    /// Our match loop ended (settling): a rejoiner or spectator can no longer join it.
+    var matchOver = false
     /// Tick skew to each peer (ms, positive: we run ahead), one sample per new tick a peer reports.
     var tickSkew: [PeerKey: [Double]] = [:]
     var lastPeerTick: [PeerKey: Tick] = [:]
@@ -218,18 +221,22 @@ final class MatchRunner {
             }
             switch msg {
             case .hello(let h) where isHost:
-                // A member back after a crash (same identity): the roster, the start and every op.
-                guard let key = pendingKeys[id], h.key == key.bytes, owns(key),
-                    let start = startMessage, let roster = rosterMessage
-                else {
+                // Once our match is over (settling) nobody can join it any more.
+                guard let key = pendingKeys[id], h.key == key.bytes, let roster = rosterMessage, !matchOver else {
                     rt.send(id, .leave(.started))
                     return
                 }
-                if let old = memberLinks[key], old != id {
-                    let links = rt.links
-                    rt.live.execute { _ in links.close(old) }
+                if h.spectate {
+                    spectatorArrived(key, link: id, name: h.name, roster: roster)
+                    return
                 }
-                memberLinks[key] = id
+                // A member back after a crash (same identity): the roster, then (after this tick)
+                // every op and the start.
+                guard owns(key) else {
+                    rt.send(id, .leave(.started))
+                    return
+                }
+                relink(key, to: id)
                 rejoins += 1
                 // The roster with the rejoiner's new address, to it and (the rejoin's announcement)
                 // to every other member, whose side of the pair dials it again (`restoreMesh`).
@@ -243,18 +250,11 @@ final class MatchRunner {
                 }
                 rt.send(id, announced)
                 for (k, l) in memberLinks where k != key && owns(k) { rt.send(l, announced) }
-                rt.send(id, .start(start))
-                snapshotWanted.append(id)
+                resumeWanted.append((id, key, false))
                 rt.event("peer") {
                     $0.add("key", key.text)
                     $0.add("state", "rejoined")
                 }
-            case .snapshot(let b) where fromHost:
-                guard let s = try? ReplicaSnapshot<TurfWorld>.decode(b, config: config) else {
-                    rt.dropped += 1
-                    return
-                }
-                snapshot = s
             case .leave:
                 if let k = sender, left.insert(k).inserted { newlyLeft.append(k) }
             case .roster(let r) where fromHost:
@@ -264,6 +264,40 @@ final class MatchRunner {
             default:
                 rt.dropped += 1  // ops and done travel by NetMatch now; anything else is out of place
             }
+        }
+    }
+
+    /// Host: `key`'s session is now `id` (a restarted peer's new session replaces its old one).
+    func relink(_ key: PeerKey, to id: UInt32) {
+        if let old = memberLinks[key], old != id {
+            let links = rt.links
+            rt.live.execute { _ in links.close(old) }
+        }
+        memberLinks[key] = id
+    }
+
+    /// Host: a spectator says hello while the match runs (docs/lobby.md, "Spectators"). It gets
+    /// what a rejoiner gets (the roster now; every op held here and the start after this tick),
+    /// and from then on NetMatch feeds it as a watcher. A player's key cannot spectate, and at most
+    /// `NetRuntime.maxSpectators` watch.
+    func spectatorArrived(_ key: PeerKey, link id: UInt32, name: String, roster: LobbyMessage) {
+        guard !owns(key), startMessage != nil else {
+            rt.send(id, .leave(.refused))
+            return
+        }
+        let watching = memberLinks.keys.filter { !owns($0) }
+        guard watching.count < NetRuntime.maxSpectators || memberLinks[key] != nil else {
+            rt.send(id, .leave(.full))
+            return
+        }
+        relink(key, to: id)
+        rt.send(id, roster)
+        resumeWanted.append((id, key, true))
+        rt.event("peer") {
+            $0.add("key", key.text)
+            $0.add("name", NetRuntime.displayName(name))
+            $0.add("state", "spectating")
+            $0.add("address", pendingAddresses[id]?.description)
         }
     }
 
@@ -318,7 +352,8 @@ final class MatchRunner {
 }
 
 /// The per-tick I/O of a networked match: `NetMatchHook` (receive, deliver the authenticated ops,
-/// send what this tick made) plus the control messages, and a rejoiner's snapshot after the tick.
+/// send what this tick made) plus the control messages, and the snapshot and start owed to a
+/// rejoiner or a late spectator after the tick.
 struct NetHook: MatchHook {
     typealias Controller = TurfController
     let runner: MatchRunner
@@ -339,11 +374,22 @@ struct NetHook: MatchHook {
     mutating func didRun(tick: Tick, match: inout LocalMatch<TurfController>) {
         inner.didRun(tick: tick, match: &match)
         // After the tick merged everything delivered so far (ops that arrived before a rejoiner's
-        // hello went to its old link: they must be in its snapshot).
-        if !runner.snapshotWanted.isEmpty {
-            let bytes = match.replica.snapshot().encode()
-            for id in runner.snapshotWanted { runner.rt.send(id, .snapshot(bytes)) }
-            runner.snapshotWanted.removeAll()
+        // hello went to its old link: they must be in its snapshot). The snapshot goes before the
+        // start: a joiner that gets a start with no snapshot before it is a first-time member
+        // whose start came late, never a rejoiner (docs/lobby.md, "Leaving and rejoining").
+        if !runner.resumeWanted.isEmpty, let start = runner.startMessage {
+            let snap = match.replica.snapshot()
+            let bytes = snap.encode()
+            // Per player, the ops from seq 0 the snapshot holds without a gap: a late spectator
+            // has those, so its watcher link sends only what comes after.
+            let held = snap.logs.map { log in log.enumerated().prefix { $0.offset == Int($0.element.seq) }.count }
+            let now = monotonicNanos()
+            for w in runner.resumeWanted {
+                runner.rt.send(w.link, .snapshot(bytes))
+                runner.rt.send(w.link, .start(start))
+                if w.watcher, let o = OwnerKey(w.key.bytes) { inner.net.addWatcher(o, holding: held, now: now) }
+            }
+            runner.resumeWanted.removeAll()
         }
     }
 
@@ -382,8 +428,16 @@ extension NetRuntime {
     /// Runs the match from `start` (tick 0 at `startLocal` on our clock; `offset` is the host's
     /// clock minus ours), then keeps NetMatch running until it is settled (every op and final
     /// statement held and acknowledged), saves the replay with its signatures and prints `end`.
-    /// Returns the exit status.
-    func play(runner: inout MatchRunner, start: LobbyMessage.Start, startLocal: UInt64, offset: Int64) throws -> Int32 {
+    /// `resume`: the host's snapshot for a rejoiner or a spectator arriving mid-match, merged before
+    /// the first tick; without one a late start simply skips the ticks it missed. Returns the exit
+    /// status.
+    func play(
+        runner: inout MatchRunner,
+        start: LobbyMessage.Start,
+        startLocal: UInt64,
+        offset: Int64,
+        resume: ReplicaSnapshot<TurfWorld>? = nil
+    ) throws -> Int32 {
         let config = start.config
         let me = OwnerKey(identity.publicKey.bytes)
         // NetPlayUI (call site 1 of 3): a bot headless, the keyboard under curses.
@@ -404,17 +458,13 @@ extension NetRuntime {
             for k in cut.keys { runner.directLinks[k] = nil }
         }
         let lateBy = Int64(monotonicNanos()) - Int64(startLocal)
-        if !runner.isHost && lateBy > 0 {
-            // Joining a running match (a rejoin): every op the host holds, ours included, first.
-            let deadline = monotonicNanos() + 5_000_000_000
-            while runner.snapshot == nil && monotonicNanos() < deadline { runner.pump(wait: 0.1) }
-            guard let snap = runner.snapshot else {
-                printErr("the host sent no snapshot of the running match")
-                return 1
-            }
+        if let snap = resume {
+            // Joining a running match (a rejoin, or a spectator arriving late): every op the host
+            // holds, ours included, first. A first-time member whose start came late has none to
+            // merge: its loop skips the ticks it missed (its player made no ops in them), its log
+            // starts at seq 0, and the others' ops reach it by NetMatch's redundancy.
             try loop.merge(snap)
             net.restore(snap.logs.flatMap { $0 }, now: monotonicNanos())
-            runner.snapshot = nil
         }
         event("start") { j in
             j.add("players", config.players.count)
@@ -485,6 +535,7 @@ extension NetRuntime {
         }
         loop.flushJournal()
         runner.tickNow = nil
+        runner.matchOver = true
         // The sessions as the match ended (a peer that leaves first closes its own).
         let linkAtEnd = Dictionary(runner.linked, uniquingKeysWith: { a, _ in a })
 

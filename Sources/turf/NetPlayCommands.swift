@@ -143,7 +143,11 @@ struct JoinCommand: ParsableCommand {
     @Argument(help: "An invite (turf-invite1.…) or the host's key (turf1…).") var target: String?
     @Option(help: "Join the lobby announced on this topic.") var topic: String?
     @Option(help: "With --topic: the host's key, when several lobbies share the topic.") var lobby: String?
-    @Flag(help: "Watch the match without playing: merge everyone's ops, send none.") var spectate = false
+    @Flag(
+        help:
+            "Watch the match without playing (from the lobby, or a match already running): merge everyone's ops, send none."
+    )
+    var spectate = false
     @OptionGroup var net: NetPlayOptions
 
     func validate() throws {

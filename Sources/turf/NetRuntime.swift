@@ -445,6 +445,13 @@ final class NetRuntime {
             )
         )
         var roster: LobbyMessage.Roster?
+        // A snapshot of the running match comes before the start only for a rejoiner or a
+        // spectator arriving mid-match (docs/lobby.md, "Leaving and rejoining").
+        var resumeFrom: [UInt8]?
+        // Test-only (docs/lobby.md, "Test-only switches"): act on the start this much later.
+        let holdStart = ProcessInfo.processInfo.environment["TURF_TESTING_LATE_START_MS"]
+            .flatMap { UInt64($0) }.map { min($0, 60_000) * 1_000_000 }
+        var heldStart: (start: LobbyMessage.Start, due: UInt64)?
         var known = Set<[UInt8]>([identity.publicKey.bytes])
         var joinedReported = false
         var lastPing: UInt64 = 0
@@ -480,7 +487,52 @@ final class NetRuntime {
                 }
             )
         }
+        /// The match starts here: a first-time member or lobby spectator from tick 0 (however late
+        /// the start came: it skips the ticks it missed, in which its player made no ops), a
+        /// rejoiner or late spectator from the snapshot that came before the start.
+        func begin(_ s: LobbyMessage.Start, then rest: [LinkEvent]) throws -> Int32 {
+            // A first-time member checks that the start carries its own reveal: it took the seat,
+            // so nothing was ever sent under its key and its op log starts at seq 0. Such a member
+            // never resumes from a snapshot, even if a host sent one (it could forge our own ops).
+            let me = identity.publicKey.bytes
+            if resumeFrom != nil && SeedMix.revealed(contribution, in: s, by: me) { resumeFrom = nil }
+            guard let r = roster,
+                SeedMix.verify(s, roster: r, myKey: me, myContribution: resumeFrom == nil ? contribution : nil)
+            else {
+                printErr("the host's match seed does not match the players' commitments; leaving")
+                send(hostLink, .leave(.quit))
+                return 1
+            }
+            var resume: ReplicaSnapshot<TurfWorld>?
+            if let bytes = resumeFrom {
+                guard let snap = try? ReplicaSnapshot<TurfWorld>.decode(bytes, config: s.config) else {
+                    printErr("the host's snapshot of the running match is malformed; leaving")
+                    send(hostLink, .leave(.quit))
+                    return 1
+                }
+                resume = snap
+            }
+            let links = self.links
+            let samples = (try? live.sync { _ in links.traffic(hostLink).clock }) ?? []
+            let est = ClockEstimate.offset(samples)
+            let offset = est?.offset ?? 0
+            let local = UInt64(max(0, Int64(clamping: s.startAt) - offset))
+            // What came after the start is the match's.
+            mailbox.requeue(rest)
+            var runner = MatchRunner(rt: self, config: s.config, isHost: false, hostLink: hostLink)
+            for (k, id) in direct {
+                if s.config.players.contains(where: { $0.owner?.bytes == k.bytes }) {
+                    runner.directLinks[k] = id
+                } else {
+                    live.execute { _ in links.close(id) }
+                }
+            }
+            runner.clockDelay = est?.delay
+            runner.clockSamples = samples.count
+            return try play(runner: &runner, start: s, startLocal: local, offset: offset, resume: resume)
+        }
         while true {
+            if let h = heldStart, monotonicNanos() >= h.due { return try begin(h.start, then: []) }
             if monotonicNanos() - lastPing > 200_000_000 {
                 let links = self.links
                 live.execute { _ in links.ping(hostLink) }
@@ -524,9 +576,10 @@ final class NetRuntime {
                                 j.add("spectating", spectate)
                             }
                         }
-                        // The mesh: the member with the greater key dials (each pair once), by IK.
+                        // The mesh: the member with the greater key dials (each pair once), by IK;
+                        // a spectator dials no one (it hears the match from the host).
                         for m in r.members
-                        where m.path != .local && m.key != identity.publicKey.bytes
+                        where !spectate && m.path != .local && m.key != identity.publicKey.bytes
                             && m.key.lexicographicallyPrecedes(identity.publicKey.bytes) && !dialed.contains(m.key)
                         {
                             guard let k = PeerKey(bytes: m.key) else { continue }
@@ -549,57 +602,22 @@ final class NetRuntime {
                             }
                         }
                     case .settings(let s): lobbySettings = s
+                    case .snapshot(let b): resumeFrom = b
                     case .revealRequest: send(hostLink, .reveal(contribution))
                     case .leave(let reason):
                         printErr(reason == .quit ? "the host closed the lobby" : "the host refused: \(reason.text)")
                         return 1
                     case .start(let s):
-                        guard let r = roster,
-                            verifySeed(s, roster: r, myKey: identity.publicKey.bytes, myContribution: contribution)
-                        else {
-                            printErr("the host's match seed does not match the players' commitments; leaving")
-                            send(hostLink, .leave(.quit))
-                            return 1
+                        if let hold = holdStart, heldStart == nil {
+                            heldStart = (s, monotonicNanos() + hold)
+                            continue
                         }
-                        let links = self.links
-                        let samples = (try? live.sync { _ in links.traffic(hostLink).clock }) ?? []
-                        let est = ClockEstimate.offset(samples)
-                        let offset = est?.offset ?? 0
-                        let local = UInt64(max(0, Int64(clamping: s.startAt) - offset))
-                        // What came after the start (a rejoiner's snapshot, ops) is the match's.
-                        mailbox.requeue(Array(batch[(index + 1)...]))
-                        var runner = MatchRunner(rt: self, config: s.config, isHost: false, hostLink: hostLink)
-                        for (k, id) in direct {
-                            if s.config.players.contains(where: { $0.owner?.bytes == k.bytes }) {
-                                runner.directLinks[k] = id
-                            } else {
-                                live.execute { _ in links.close(id) }
-                            }
-                        }
-                        runner.clockDelay = est?.delay
-                        runner.clockSamples = samples.count
-                        return try play(runner: &runner, start: s, startLocal: local, offset: offset)
+                        return try begin(s, then: Array(batch[(index + 1)...]))
                     default: dropped += 1
                     }
                 }
             }
         }
-    }
-
-    /// Every player's reveal opens the commit the roster showed for it, and the seed is their mix.
-    /// A rejoining peer (its hello's commit is new) checks the others and trusts its own seat.
-    func verifySeed(_ s: LobbyMessage.Start, roster: LobbyMessage.Roster, myKey: [UInt8], myContribution: [UInt8])
-        -> Bool
-    {
-        guard s.reveals.count == s.config.players.count, SeedMix.seed(s.reveals) == s.config.seed else { return false }
-        for (i, p) in s.config.players.enumerated() {
-            guard let owner = p.owner, let m = roster.members.first(where: { $0.key == owner.bytes }) else {
-                return false
-            }
-            if owner.bytes == myKey { continue }
-            guard SeedMix.opens(s.reveals[i], m.commit) else { return false }
-        }
-        return true
     }
 
     func findAnnounced(_ topic: String) -> [PeerAddress] {

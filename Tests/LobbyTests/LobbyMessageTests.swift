@@ -111,17 +111,4 @@ import Testing
         s.bytes(key)
         #expect(throws: LobbyError.self) { try LobbyMessage.decode(s.bytes) }
     }
-
-    @Test func seedNeedsEveryRevealAndChecksCommits() {
-        let a = SeedMix.contribution()
-        let b = SeedMix.contribution()
-        #expect(SeedMix.opens(a, SeedMix.commit(a)))
-        #expect(!SeedMix.opens(b, SeedMix.commit(a)))
-        let seed = SeedMix.seed([a, b])
-        #expect(seed == SeedMix.seed([a, b]))
-        var b2 = b
-        b2[0] ^= 1
-        #expect(seed != SeedMix.seed([a, b2]))
-        #expect(seed != SeedMix.seed([b, a]))
-    }
 }

@@ -309,6 +309,64 @@ enum Fixture {
         #expect(a.takeAccepted() == [])
     }
 
+    /// A spectator arriving mid-match: it restores the host's copy of the match, the host adds it
+    /// as a watcher holding that copy (`addWatcher`), and from then on it is sent only the ops that
+    /// came after, with the statements covering them, which verify at the spectator.
+    @Test func testALateWatcherGetsOnlyWhatItLacksAndVerifiesIt() throws {
+        let keys = Fixture.keys(3)
+        let config = try Fixture.config(keys: Array(keys[0..<2]), seconds: 5)
+        let owners = keys.map { OwnerKey($0.publicKey)! }
+        var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
+        var b = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
+        var held: [Op<TurfWorld.Payload>] = []
+        var w: NetMatch<TurfWorld>?
+        var sent: [Op<TurfWorld.Payload>] = []
+        /// A's datagrams to the spectator (none before it is a watcher), into its NetMatch.
+        func toWatcher(_ now: UInt64) throws {
+            for (to, bytes) in a.poll(now: now) where to == owners[2] {
+                sent += try Packet<TurfWorld>.decode(bytes, config: config, senderPlayers: [0], maxOps: 64).ops
+                w?.receive(bytes, from: owners[0], now: now)
+            }
+        }
+        // One op each at ticks 0, 15, 30 (before the spectator) and 45 (after): owners sign every
+        // 15 ticks, so a statement covers each.
+        func play(_ i: Int) throws -> [Op<TurfWorld.Payload>] {
+            let t = Tick(15 * i)
+            let now = UInt64(i + 1) * 1_000_000_000
+            let ops = (0..<2).map {
+                Op<TurfWorld.Payload>(
+                    player: PlayerID($0),
+                    seq: UInt32(i),
+                    tick: t,
+                    payload: TurfOp.move(cell: UInt32(5 + i))
+                )
+            }
+            b.addLocal([ops[1]], ranTick: t, now: now)
+            for (to, bytes) in b.poll(now: now) where to == owners[0] { a.receive(bytes, from: owners[1], now: now) }
+            a.addLocal([ops[0]], ranTick: t, now: now)
+            try toWatcher(now)
+            return ops
+        }
+        for i in 0..<3 { held += try play(i) }
+        _ = a.takeAccepted()
+        #expect(a.acceptedCount(1) == 3 && sent.isEmpty)
+        w = try NetMatch<TurfWorld>(config: config, identity: keys[2], now: 3_500_000_000)
+        w!.restore(held, now: 3_500_000_000)
+        a.addWatcher(owners[2], holding: [3, 3], now: 3_500_000_000)
+        #expect(a.watchers == [owners[2]])
+        let later = try play(3)
+        try toWatcher(4_500_000_000)
+        // Only the two new ops (each datagram with fresh ops goes out twice), none it holds.
+        #expect(sent.allSatisfy { later.contains($0) } && later.allSatisfy { sent.contains($0) }, "\(sent)")
+        var watcher = try #require(w)
+        let taken = watcher.takeAccepted()
+        #expect(taken.count == 2 && later.allSatisfy { taken.contains($0) }, "\(taken)")
+        #expect(watcher.acceptedCount(0) == 4 && watcher.acceptedCount(1) == 4)
+        #expect(watcher.drops.badSignatures == 0)
+        // The host's own player and the relayed one: a statement covering all four ops verified.
+        #expect(watcher.statements.filter { $0.count == 4 }.count == 2, "\(watcher.statements)")
+    }
+
     /// A rejoining peer restores its own earlier ops from a snapshot: its log resumes at the right
     /// seq and its next statement covers the whole log, so peers holding the originals verify it.
     @Test func testARestoredLogResumesAndItsStatementVerifiesAtPeers() throws {

@@ -275,6 +275,61 @@ import Testing
         #expect(states.last == "connected", "\(states)")
     }
 
+    /// A member whose `start` arrives after tick 0 (held back 2.5 s by a test-only switch, as a
+    /// lossy link's reliable channel delivers it late) is a first-time member, not a rejoiner: no
+    /// snapshot is waited for; it starts at the current tick (the ticks it missed skipped, its op
+    /// log from seq 0), gets the others' ops by NetMatch's redundancy, and ends with the same final
+    /// hash as everyone and a replay whose signatures verify.
+    @Test func aMemberWhoseStartComesLateJoinsTheRunningMatch() throws {
+        let lab = try Lab()
+        let host = try lab.start("host", ["host", "--topic", "tardy", "--seconds", "6", "--start-when", "3"])
+        let invite = try #require(lab.waitForEvent("host", "lobby")?["invite"] as? String)
+        let late = try lab.start("late", ["join", invite], extraEnv: ["TURF_TESTING_LATE_START_MS": "2500"])
+        let prompt = try lab.start("prompt", ["join", invite])
+        for (pid, name) in [(host, "host"), (late, "late"), (prompt, "prompt")] {
+            #expect(lab.wait(pid) == 0, "\(name) failed: \(lab.events(name))")
+        }
+        let start = try #require(lab.event("late", "start"), "\(lab.events("late"))")
+        #expect((start["late_ms"] as? Double ?? 0) > 1_000, "\(start)")
+        #expect(start["resumed_seq"] as? Int == 0, "\(start)")
+        #expect(lab.event("host", "end")?["rejoins"] as? Int == 0)
+        try expectConverged(lab, ["host", "late", "prompt"])
+    }
+
+    /// A spectator that arrives a second or more into the match gets what a rejoiner gets (the
+    /// host's snapshot of every op, then the start), follows the match live as the host's
+    /// watcher, sends no ops, and ends with the players' final hash and a replay whose signatures
+    /// verify.
+    @Test func aSpectatorArrivingMidMatchWatchesItLive() throws {
+        let lab = try Lab()
+        let host = try lab.start("host", ["host", "--topic", "stage", "--seconds", "8", "--start-when", "2"])
+        let invite = try #require(lab.waitForEvent("host", "lobby")?["invite"] as? String)
+        let player = try lab.start("player", ["join", invite])
+        _ = try #require(lab.waitForEvent("player", "start"), "the match did not start")
+        // Tick 0 follows the start by 1 s: the spectator comes a second or more into the match.
+        usleep(2_000_000)
+        let watcher = try lab.start("spectator", ["join", invite, "--spectate"])
+        for (pid, name) in [(host, "host"), (player, "player"), (watcher, "spectator")] {
+            #expect(lab.wait(pid) == 0, "\(name) failed: \(lab.events(name))")
+        }
+        #expect(lab.event("spectator", "joined")?["spectating"] as? Bool == true)
+        let start = try #require(lab.event("spectator", "start"), "\(lab.events("spectator"))")
+        #expect((start["late_ms"] as? Double ?? 0) > 500, "\(start)")
+        #expect(start["you"] == nil || start["you"] is NSNull, "\(start)")
+        let spectatorKey = try #require(lab.event("spectator", "joined")?["key"] as? String)
+        #expect(
+            lab.events("host").contains {
+                $0["event"] as? String == "peer" && $0["state"] as? String == "spectating"
+                    && $0["key"] as? String == spectatorKey
+            },
+            "\(lab.events("host"))"
+        )
+        try expectConverged(lab, ["host", "player", "spectator"])
+        // Every op of the match, those from before it came included.
+        let ops = lab.event("host", "end")?["ops"] as? Int
+        #expect(ops != nil && ops! > 0 && lab.event("spectator", "end")?["ops"] as? Int == ops)
+    }
+
     /// A member is killed mid-match and never comes back: the two survivors settle it gone
     /// (docs/netmatch.md, "A peer that never comes back"), exit 0 with equal final hashes and
     /// replays that verify (the gone player's ops up to its best signed statement), and name it
