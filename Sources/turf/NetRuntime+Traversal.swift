@@ -43,6 +43,7 @@ extension NetRuntime {
         let knock = HolePuncher.knockHash(topic: topic)
         let port = live.localAddress.port
         let links = self.links
+        let fast = fastKnock(topic: topic, expected: expected)
         let ids: [UInt32] =
             (try? live.sync { peer in
                 peer.dht.announce(knock, port: port, impliedPort: true) { _, _ in }
@@ -55,6 +56,9 @@ extension NetRuntime {
                     links.adopt(s)
                     out.append(s.localIndex)
                 }
+                // After the handshakes, so that our NAT lets the host's answering probes in.
+                fast.box.sender = KnockSender(peer: peer)
+                fast.box.sender?.knock(Topic.infoHash(topic), blob: fast.blob, hosts: Set(ordered))
                 return out
             }) ?? []
         var pending = Set(ids)
@@ -94,16 +98,32 @@ extension NetRuntime {
             result.failedOnPassphrase = true
         }
         let probes = (try? live.sync { $0.puncher.probesSent }) ?? 0
+        let relayed = (try? live.sync { _ in fast.box.sender?.relayed ?? 0 }) ?? 0
         event("connected") { j in
             j.add("ok", result.link != nil)
             j.add("address", winner?.description)
             j.add("path", winner.map { $0.isPrivate ? "lan" : "direct" })
             j.add("candidates", ordered.count)
             j.add("probes_sent", probes)
+            // "fast": a DHT node holding the host's announcement had relayed our knock by then.
+            j.add("knock", relayed > 0 ? "fast" : "slow")
+            j.add("knock_relays", relayed)
             j.add("connect_ms", Double(monotonicNanos() - began) / 1e6)
         }
         return result
     }
+
+    /// The joiner's fast-path knock (docs/nat.md): our addresses sealed to the host's key if we
+    /// know it, else to the topic's knock key, and the box the `KnockSender` lives in.
+    func fastKnock(topic: String, expected: PeerKey?) -> (blob: [UInt8], box: KnockSenderBox) {
+        let to = expected.flatMap { try? Ed25519.x25519PublicKey(from: $0.bytes) } ?? KnockSeal.topicKeys(topic: topic).publicKey
+        return (KnockSeal.seal(reachableAddresses(), to: to) ?? [], KnockSenderBox())
+    }
+}
+
+/// Holds the joiner's `KnockSender` across the event loop and the joining thread.
+final class KnockSenderBox: @unchecked Sendable {  // `sender` is touched only on the LivePeer's event loop.
+    var sender: KnockSender?
 }
 
 /// The host's side while the lobby is open: a `nat` event whenever the classification changes,
@@ -112,6 +132,7 @@ final class HostTraversal {
     /// The watcher, made and touched only on the event loop (the box crosses to it by reference).
     final class WatcherBox: @unchecked Sendable {  // `watcher` is touched only on the LivePeer's event loop.
         var watcher: KnockWatcher?
+        var listener: KnockListener?
     }
 
     let rt: NetRuntime
@@ -123,10 +144,15 @@ final class HostTraversal {
     init(rt: NetRuntime, topic: String) {
         self.rt = rt
         let box = self.box
+        // The fast path's knocks are sealed to our key (joining by key or invite) or the topic's.
+        let keys = [try? rt.identity.signing.x25519(), KnockSeal.topicKeys(topic: topic)].compactMap { $0 }
         rt.live.execute { peer in
             let w = KnockWatcher(peer: peer, topic: topic)
             box.watcher = w
             w.start()
+            let l = KnockListener(peer: peer, infoHash: Topic.infoHash(topic), keys: keys)
+            box.listener = l
+            l.start()
         }
     }
 
@@ -153,6 +179,8 @@ final class HostTraversal {
         rt.live.execute { _ in
             box.watcher?.stop()
             box.watcher = nil
+            box.listener?.stop()
+            box.listener = nil
         }
     }
 }

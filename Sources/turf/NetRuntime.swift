@@ -123,7 +123,8 @@ final class NetRuntime {
         let infoHash = Topic.infoHash(topic)
         if let key = try psk(topic: topic) { live.execute { $0.sessions?.setLobbyKey(key) } }
         let port = live.localAddress.port
-        live.execute { $0.dht.keepAnnouncing(infoHash, port: port, impliedPort: true) }
+        // Pinging the nodes that store the announcement keeps our NAT open to them: they relay knocks.
+        live.execute { $0.dht.keepAnnouncing(infoHash, port: port, impliedPort: true, keepAlive: .seconds(20)) }
         let myContribution = SeedMix.contribution()
         var seats = [
             Seat(
