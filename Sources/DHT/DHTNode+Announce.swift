@@ -119,7 +119,9 @@ extension DHTNode {
         guard let a = announcements[h], let every = a.keepAlive, !stopped else { return }
         announcements[h]?.keepAliveTimer = scheduler.schedule(after: every) { [weak self] in
             guard let self, let a = self.announcements[h], !self.stopped else { return }
-            for n in a.holders { self.query(KRPCQuery(method: .ping, id: self.id), to: n.address, expectedID: n.id) { _ in } }
+            for n in a.holders {
+                self.query(KRPCQuery(method: .ping, id: self.id), to: n.address, expectedID: n.id) { _ in }
+            }
             self.stats.keepAlivePings += UInt64(a.holders.count)
             self.pingHolders(h)
         }

@@ -116,7 +116,9 @@ extension NetRuntime {
     /// The joiner's fast-path knock (docs/nat.md): our addresses sealed to the host's key if we
     /// know it, else to the topic's knock key, and the box the `KnockSender` lives in.
     func fastKnock(topic: String, expected: PeerKey?) -> (blob: [UInt8], box: KnockSenderBox) {
-        let to = expected.flatMap { try? Ed25519.x25519PublicKey(from: $0.bytes) } ?? KnockSeal.topicKeys(topic: topic).publicKey
+        let to =
+            expected.flatMap { try? Ed25519.x25519PublicKey(from: $0.bytes) }
+            ?? KnockSeal.topicKeys(topic: topic).publicKey
         return (KnockSeal.seal(reachableAddresses(), to: to) ?? [], KnockSenderBox())
     }
 }
