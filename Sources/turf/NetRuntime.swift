@@ -619,9 +619,7 @@ final class NetRuntime {
     }
 
     func findRecord(_ key: PeerKey) -> LobbyRecord? {
-        _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in
-            p.dht.findNode(p.dht.id) { _ in done(true) }
-        }
+        // No separate join lookup first: the get lookup starts from the bootstrap nodes if need be.
         for _ in 0..<3 {
             let item = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (MutableItem?) -> Void) in
                 p.dht.getMutable(publicKey: key.bytes) { done($0) }

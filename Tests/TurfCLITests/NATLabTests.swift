@@ -55,6 +55,10 @@ import Testing
         // Paths: punched directly between two cone NATs; over the LAN behind one NAT (the router
         // does not hairpin, so the public address could not have worked).
         #expect(runs["cone-cone"]?.text("path") == "direct")
+        // The knock's fast path: a turf DHT node holding the host's announcement relayed the
+        // joiner's sealed knock through the host's NAT (docs/nat.md), by topic and by key.
+        #expect(runs["cone-cone"]?.text("knock") == "fast")
+        #expect(runs["cone-cone-key"]?.text("knock") == "fast")
         // By key: the lobby record, put again once the host's external address was known.
         #expect(runs["cone-cone-key"]?.text("path") == "direct")
         #expect(runs["open-cone"]?.text("path") == "direct")
