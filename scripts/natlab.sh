@@ -198,8 +198,10 @@ run_case() {
   start_turf "$hostns" "$h" host --topic "$topic" --seconds "$SECONDS_MATCH" --start-when "$players" --headless \
     --bot easy --name host --bootstrap "$BOOTS"
   local hpid=$LASTPID
-  # The joiner starts once the host's DHT node has heard from the network (its `nat` event).
+  # The joiner starts once the host's DHT node has heard from the network (its `nat` event)
   wait_line "$WORK/$h.out" '"event":"nat"' 200 || true
+  # ... and once DHT nodes hold its announcement (`announced`): join_ms is the joiner's own time.
+  wait_line "$WORK/$h.out" '"event":"announced"' 200 || true
   local key target=(--topic "$topic")
   key=$(field "$(lastevent "$WORK/$h.out" lobby)" key)
   [ "$by" = key ] && target=("$key")

@@ -114,6 +114,12 @@ extension DHTNode {
         }
     }
 
+    /// How many nodes stored the last announce of `infoHash` made by `keepAnnouncing` (0 until one did).
+    public func announcementHolders(_ infoHash: NodeID) -> Int {
+        scheduler.assertInLoop()
+        return announcements[infoHash]?.holders.count ?? 0
+    }
+
     /// Pings the nodes that stored the announce of `h`, every `keepAlive`, until it stops.
     func pingHolders(_ h: NodeID) {
         guard let a = announcements[h], let every = a.keepAlive, !stopped else { return }

@@ -142,9 +142,12 @@ final class HostTraversal {
     private var lastNAT: NATKind?
     private var lastExternal: PeerAddress?
     private var lastCheck: UInt64 = 0
+    private let infoHash: NodeID
+    private var announced = false
 
     init(rt: NetRuntime, topic: String) {
         self.rt = rt
+        infoHash = Topic.infoHash(topic)
         let box = self.box
         // The fast path's knocks are sealed to our key (joining by key or invite) or the topic's.
         let keys = [try? rt.identity.signing.x25519(), KnockSeal.topicKeys(topic: topic)].compactMap { $0 }
@@ -167,6 +170,16 @@ final class HostTraversal {
         guard now - lastCheck > 500_000_000 else { return false }
         lastCheck = now
         let s = rt.natStatus()
+        if !announced, lastExternal != nil {
+            // Once DHT nodes hold the lobby's announcement, a joiner finds it (and can knock through
+            // them); a tick after the external address was known, the record put again with it.
+            let h = infoHash
+            let n = (try? rt.live.sync { $0.dht.announcementHolders(h) }) ?? 0
+            if n > 0 {
+                announced = true
+                rt.event("announced") { j in j.add("nodes", n) }
+            }
+        }
         if s.kind != lastNAT {
             lastNAT = s.kind
             if s.kind != .unknown { rt.emitNAT(s) }
