@@ -33,11 +33,10 @@ extension NetRuntime {
     /// Knocks (the joiner announces itself on the lobby's knock info-hash, which the host polls and
     /// answers with probes that open its NAT), probes the host's candidates (LAN first), and starts
     /// a handshake to every candidate at once: the first that completes with the right key wins and
-    /// the others are closed. Emits `nat` before and `connected` after.
+    /// the others are closed. Emits `nat` and `connected` when done.
     func connectToHost(_ candidates: [PeerAddress], topic: String, psk: SecretBytes?, expected: PeerKey?)
         -> HostConnection
     {
-        emitNAT(natStatus())
         let began = monotonicNanos()
         let ordered = HolePuncher.order(candidates)
         let knock = HolePuncher.knockHash(topic: topic)
@@ -97,6 +96,9 @@ extension NetRuntime {
         if result.link == nil && psk != nil && !ids.isEmpty && pending.count == ids.count {
             result.failedOnPassphrase = true
         }
+        // After connecting: the lookups so far (a join by topic stops at the first answer) may not
+        // have brought the three reports a classification needs.
+        emitNAT(natStatus())
         let probes = (try? live.sync { $0.puncher.probesSent }) ?? 0
         let relayed = (try? live.sync { _ in fast.box.sender?.relayed ?? 0 }) ?? 0
         event("connected") { j in
