@@ -15,9 +15,11 @@
 #   cone-random  a host behind a cone router, a joiner behind a --random-fully router
 #   random-random  both behind --random-fully routers
 #   three        three players: a host and a joiner behind two cone routers, a second joiner open
+#   lt-cone-cone cone-cone, but the DHT is six libtorrent nodes only (scripts/natlab_libtorrent.py):
+#                no turf node holds the lobby, so the knock takes the slow path
 #   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
-# Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, probes_sent,
+# Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, knock, probes_sent,
 # final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards.
 #
 # Topology: namespace `inet` holds the bridge; six `turf dht serve` nodes in namespace `dht` on
@@ -34,7 +36,7 @@ while [ $# -gt 0 ]; do
     --turf) TURF=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --seconds) SECONDS_MATCH=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     --*) echo "natlab: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -178,10 +180,29 @@ homehost d1 rd 4 2
 BOOTS="${DHT_IPS[0]}:6881,${DHT_IPS[1]}:6881,${DHT_IPS[2]}:6881"
 sleep 1
 
+# Third-party DHT nodes (libtorrent), started by the first lt-* case: the lobby is announced on
+# them only, so the knock takes the slow path.
+LT_IPS=(198.51.100.13 203.0.113.13 192.0.2.13 198.51.100.14 203.0.113.14 192.0.2.14)
+LT_BOOTS=""
+start_libtorrent() {
+  [ -n "$LT_BOOTS" ] && return 0
+  local ip
+  for ip in "${LT_IPS[@]}"; do ip -n "$(ns dht)" addr add "$ip/32" dev eth0; done
+  local here
+  here=$(dirname "$(readlink -f "$0")")
+  ip netns exec "$(ns dht)" /usr/bin/python3 "$here/natlab_libtorrent.py" --seconds 900 "${LT_IPS[@]}" \
+    >"$WORK/libtorrent.out" 2>"$WORK/libtorrent.err" &
+  PIDS+=("$!")
+  wait_line "$WORK/libtorrent.out" ready 100 || { echo "natlab: libtorrent nodes did not start" >&2; return 1; }
+  sleep 2
+  LT_BOOTS="${LT_IPS[0]}:6881,${LT_IPS[1]}:6881,${LT_IPS[2]}:6881"
+}
+
 # --- the cases ---------------------------------------------------------------------------------
 run_case() {
-  local c=$1 r=$2 hostns joinns join2ns="" by=topic
+  local c=$1 r=$2 hostns joinns join2ns="" by=topic boots=$BOOTS
   case "$c" in
+    lt-cone-cone) hostns=a1 joinns=b1; start_libtorrent || return 2; boots=$LT_BOOTS ;;
     open-cone) hostns=pub joinns=a1 ;;
     cone-cone) hostns=a1 joinns=b1 ;;
     cone-cone-key) hostns=a1 joinns=b1 by=key ;;
@@ -196,17 +217,19 @@ run_case() {
   local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" j2="$c-$r-join2" t0=$SECONDS players=2
   [ -n "$join2ns" ] && players=3
   start_turf "$hostns" "$h" host --topic "$topic" --seconds "$SECONDS_MATCH" --start-when "$players" --headless \
-    --bot easy --name host --bootstrap "$BOOTS"
+    --bot easy --name host --bootstrap "$boots"
   local hpid=$LASTPID
-  # The joiner starts once the host's DHT node has heard from the network (its `nat` event).
+  # The joiner starts once the host's DHT node has heard from the network (its `nat` event)
   wait_line "$WORK/$h.out" '"event":"nat"' 200 || true
+  # ... and once DHT nodes hold its announcement (`announced`): join_ms is the joiner's own time.
+  wait_line "$WORK/$h.out" '"event":"announced"' 200 || true
   local key target=(--topic "$topic")
   key=$(field "$(lastevent "$WORK/$h.out" lobby)" key)
   [ "$by" = key ] && target=("$key")
-  start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$BOOTS"
+  start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$boots"
   local jpid=$LASTPID j2pid=""
   if [ -n "$join2ns" ]; then
-    start_turf "$join2ns" "$j2" join "${target[@]}" --headless --bot easy --name joiner2 --bootstrap "$BOOTS"
+    start_turf "$join2ns" "$j2" join "${target[@]}" --headless --bot easy --name joiner2 --bootstrap "$boots"
     j2pid=$LASTPID
   fi
   if [ "$c" = remap ]; then
@@ -250,8 +273,10 @@ run_case() {
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
+  local knock
+  knock=$(field "$(lastevent "$WORK/$j.out" connected)" knock)
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

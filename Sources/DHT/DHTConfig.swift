@@ -94,6 +94,16 @@ public struct DHTStats: Sendable, Equatable {
     public var idChangesDeferred: UInt64 = 0
     public var itemsStored: UInt64 = 0
     public var itemsRejected: UInt64 = 0
+    /// Knocks (docs/dht.md, "Knocking"): `turf_knock` queries accepted and relayed, the
+    /// `turf_knocked` datagrams that sent to announcers, knocks refused (rate, size, token),
+    /// knocks relayed to us and handed to a handler, and those for an info-hash we do not watch.
+    public var knocksRelayed: UInt64 = 0
+    public var knocksForwarded: UInt64 = 0
+    public var knocksDropped: UInt64 = 0
+    public var knocksReceived: UInt64 = 0
+    public var knocksUnclaimed: UInt64 = 0
+    /// Pings to the nodes that store our announcements (`keepAnnouncing(keepAlive:)`).
+    public var keepAlivePings: UInt64 = 0
 }
 
 /// NAT behaviour inferred from the addresses other nodes report back (BEP 42 `ip`).

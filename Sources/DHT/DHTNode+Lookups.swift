@@ -28,6 +28,20 @@ extension DHTNode {
         l.onPeers = onPeers
         l.start()
     }
+
+    /// A get_peers lookup that reports every answer carrying peers with the node that gave it
+    /// (and its token), as it arrives: those nodes store the announcements and can relay a knock
+    /// to the announcers (`knock(_:blob:via:_:)`).
+    public func getPeers(
+        _ infoHash: NodeID,
+        onValues: @escaping (PeerHolder, [PeerAddress]) -> Void,
+        _ completion: @escaping (LookupResult) -> Void
+    ) {
+        scheduler.assertInLoop()
+        let l = Lookup(node: self, target: infoHash, kind: .getPeers, completion: completion)
+        l.onValues = onValues
+        l.start()
+    }
 }
 
 /// An iterative Kademlia lookup: α queries in flight, converging on the k closest nodes that
@@ -56,6 +70,8 @@ final class Lookup {
     let completion: (LookupResult) -> Void
     /// New peers as answers bring them (get_peers only).
     var onPeers: (([PeerAddress]) -> Void)?
+    /// Every answer with peers, with who gave it (get_peers only).
+    var onValues: ((PeerHolder, [PeerAddress]) -> Void)?
     var candidates: [Candidate] = []
     var seenAddresses: Set<PeerAddress> = []
     var seenIDs: Set<NodeID> = []
@@ -216,6 +232,9 @@ final class Lookup {
                     fresh.append(p)
                 }
                 if !fresh.isEmpty, let onPeers { onPeers(fresh) }
+                if !r.values.isEmpty, let onValues, let tok = r.token {
+                    onValues(PeerHolder(node: NodeInfo(id: r.id, address: addr), token: tok), r.values)
+                }
                 for n in r.nodes.prefix(16) { add(n, depth: c.depth + 1, unknownID: false) }
             case .error, .timeout:
                 candidates[j].state = .failed

@@ -163,6 +163,10 @@ extension DHTNode {
             }
             stats.itemsStored += 1
             reply(KRPCResponse(id: id))
+        case .knock:
+            relayKnock(q, from: source, reply: reply, fail: fail)
+        case .knocked:
+            deliverKnock(q, from: source)
         case .unknown:
             return  // answered above
         }

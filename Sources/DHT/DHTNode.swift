@@ -31,6 +31,11 @@ public final class DHTNode {
     var pending: [UInt32: Pending] = [:]
     var maintenanceTimer: TimerToken?
     var announcements: [NodeID: Announcement] = [:]
+    /// Knocks relayed (docs/dht.md, "Knocking"): per source IP, and per info-hash.
+    var knockSourceLimiter = RateLimiter(ratePerSecond: 5, burst: 10, maxSources: 4096)
+    var knockHashLimiter = RateLimiter(ratePerSecond: 20, burst: 20, maxSources: 4096)
+    /// Who receives the knocks relayed to us, by the info-hash we announce.
+    var knockHandlers: [NodeID: (Knock) -> Void] = [:]
     var stopped = false
     var lastJoinVia: [PeerAddress] = []
     /// Unknown nodes that queried us and are being pinged before they may enter the table.
@@ -75,6 +80,10 @@ public final class DHTNode {
         var timer: TimerToken?
         /// Distinguishes this announcement from a later `keepAnnouncing` of the same info-hash.
         var generation: UInt64
+        /// The nodes that stored the last announce, and the timer that pings them (`keepAlive`).
+        var holders: [NodeInfo] = []
+        var keepAlive: Nanos? = nil
+        var keepAliveTimer: TimerToken? = nil
     }
 
     var announcementGeneration: UInt64 = 0
@@ -239,8 +248,12 @@ public final class DHTNode {
             p.timeoutTimer?.cancel()
         }
         pending.removeAll()
-        for (_, a) in announcements { a.timer?.cancel() }
+        for (_, a) in announcements {
+            a.timer?.cancel()
+            a.keepAliveTimer?.cancel()
+        }
         announcements.removeAll()
+        knockHandlers.removeAll()
     }
 
     func scheduleMaintenance() {

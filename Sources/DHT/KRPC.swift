@@ -52,9 +52,13 @@ enum KRPCErrorCode {
     static let sequenceTooLow = 302
 }
 
-/// A query's method: the five of BEP 5 and BEP 44 this node knows, or any other name.
+/// A query's method: the six of BEP 5 and BEP 44 this node knows, turf's two knock messages
+/// (docs/dht.md, "Knocking"), or any other name.
 enum KRPCMethod: Hashable, Sendable {
     case ping, findNode, getPeers, announcePeer, get, put
+    /// `turf_knock`: a joiner asks a node that stores an announcement to pass a small blob to the
+    /// announcers. `turf_knocked`: that node passing it on (never answered).
+    case knock, knocked
     /// A method this node does not know (answered with error 204).
     case unknown(String)
 
@@ -66,6 +70,8 @@ enum KRPCMethod: Hashable, Sendable {
         case "announce_peer": self = .announcePeer
         case "get": self = .get
         case "put": self = .put
+        case "turf_knock": self = .knock
+        case "turf_knocked": self = .knocked
         default: self = .unknown(name)
         }
     }
@@ -79,6 +85,8 @@ enum KRPCMethod: Hashable, Sendable {
         case .announcePeer: return "announce_peer"
         case .get: return "get"
         case .put: return "put"
+        case .knock: return "turf_knock"
+        case .knocked: return "turf_knocked"
         case .unknown(let name): return name
         }
     }
@@ -276,6 +284,16 @@ struct KRPCMessage: Equatable, Sendable {
             case .put:
                 guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
                 guard a["v"] != nil else { throw KRPCDecodeError(.missing("v"), transactionID: t) }
+            case .knock:
+                guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
+                guard query.token != nil else { throw KRPCDecodeError(.missing("token"), transactionID: t) }
+                guard a["blob"]?.bytesValue != nil else { throw KRPCDecodeError(.missing("blob"), transactionID: t) }
+            case .knocked:
+                guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
+                guard a["blob"]?.bytesValue != nil else { throw KRPCDecodeError(.missing("blob"), transactionID: t) }
+                guard let src = a["src"]?.bytesValue, src.count == 6 else {
+                    throw KRPCDecodeError(.missing("src"), transactionID: t)
+                }
             }
             return KRPCMessage(transactionID: t, body: .query(query), ip: ip, version: version)
         case UInt8(ascii: "r"):

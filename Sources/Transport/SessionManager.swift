@@ -150,6 +150,8 @@ public final class SessionManager {
         var initiationNoise: [UInt8] = []
         var pendingKey: PendingKey?
         var nextAction: Nanos = 0
+        /// The last resend prompted by a probe (`retryHandshakes`): at most one per 200 ms.
+        var lastEarly: Nanos?
         var cookieResendUsed = false
         var finalResends = 0
         let started: Nanos
@@ -275,9 +277,12 @@ public final class SessionManager {
         host.assertInLoop()
         let now = host.now
         for s in Array(sessions.values) where s.role == .initiator && s.peerAddress == address {
+            // Rate-limited by the last early resend only: the first probe, however soon after the
+            // initiation (a knock relayed by the DHT arrives within milliseconds), resends at once.
             guard case .connecting = s.state, let h = handshakes[s.localIndex], h.finalMessage == nil,
-                now &+ config.handshakeRetry >= h.nextAction &+ .milliseconds(200)
+                h.lastEarly.map({ now &- $0 >= .milliseconds(200) }) ?? true
             else { continue }
+            h.lastEarly = now
             stats.handshakesRetriedOnProbe += 1
             sendInitiation(s, h, early: true)
         }

@@ -13,7 +13,7 @@ struct BenchPunch: ParsableCommand {
 
     static let allCases = [
         "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three", "cone-random",
-        "random-random",
+        "random-random", "lt-cone-cone",
     ]
 
     @Option(help: Limits.runs.help("Runs per case.", default: 5), transform: Limits.runs.parse) var runs = 5
@@ -100,6 +100,8 @@ struct BenchPunch: ParsableCommand {
             Self.add(&j, "join_ms_p95", ms.isEmpty ? nil : BenchSupport.percentile(ms, 0.95))
             j.add("path", Dictionary(grouping: paths, by: { $0 }).max { $0.value.count < $1.value.count }?.key)
             Self.add(&j, "probes_sent", probes.isEmpty ? nil : BenchSupport.median(probes))
+            // Runs whose knock a DHT node relayed (the fast path) before the joiner connected.
+            j.add("knock_fast", ok.filter { $0["knock"] as? String == "fast" }.count)
             j.add("host_nat", rs.last?["host_nat"] as? String)
             j.add("join_nat", rs.last?["join_nat"] as? String)
             rows.append(j)

@@ -33,16 +33,16 @@ extension NetRuntime {
     /// Knocks (the joiner announces itself on the lobby's knock info-hash, which the host polls and
     /// answers with probes that open its NAT), probes the host's candidates (LAN first), and starts
     /// a handshake to every candidate at once: the first that completes with the right key wins and
-    /// the others are closed. Emits `nat` before and `connected` after.
+    /// the others are closed. Emits `nat` and `connected` when done.
     func connectToHost(_ candidates: [PeerAddress], topic: String, psk: SecretBytes?, expected: PeerKey?)
         -> HostConnection
     {
-        emitNAT(natStatus())
         let began = monotonicNanos()
         let ordered = HolePuncher.order(candidates)
         let knock = HolePuncher.knockHash(topic: topic)
         let port = live.localAddress.port
         let links = self.links
+        let fast = fastKnock(topic: topic, expected: expected)
         let ids: [UInt32] =
             (try? live.sync { peer in
                 peer.dht.announce(knock, port: port, impliedPort: true) { _, _ in }
@@ -55,6 +55,9 @@ extension NetRuntime {
                     links.adopt(s)
                     out.append(s.localIndex)
                 }
+                // After the handshakes, so that our NAT lets the host's answering probes in.
+                fast.box.sender = KnockSender(peer: peer)
+                fast.box.sender?.knock(Topic.infoHash(topic), blob: fast.blob, hosts: Set(ordered))
                 return out
             }) ?? []
         var pending = Set(ids)
@@ -93,17 +96,38 @@ extension NetRuntime {
         if result.link == nil && psk != nil && !ids.isEmpty && pending.count == ids.count {
             result.failedOnPassphrase = true
         }
+        // After connecting: the lookups so far (a join by topic stops at the first answer) may not
+        // have brought the three reports a classification needs.
+        emitNAT(natStatus())
         let probes = (try? live.sync { $0.puncher.probesSent }) ?? 0
+        let relayed = (try? live.sync { _ in fast.box.sender?.relayed ?? 0 }) ?? 0
         event("connected") { j in
             j.add("ok", result.link != nil)
             j.add("address", winner?.description)
             j.add("path", winner.map { $0.isPrivate ? "lan" : "direct" })
             j.add("candidates", ordered.count)
             j.add("probes_sent", probes)
+            // "fast": a DHT node holding the host's announcement had relayed our knock by then.
+            j.add("knock", relayed > 0 ? "fast" : "slow")
+            j.add("knock_relays", relayed)
             j.add("connect_ms", Double(monotonicNanos() - began) / 1e6)
         }
         return result
     }
+
+    /// The joiner's fast-path knock (docs/nat.md): our addresses sealed to the host's key if we
+    /// know it, else to the topic's knock key, and the box the `KnockSender` lives in.
+    func fastKnock(topic: String, expected: PeerKey?) -> (blob: [UInt8], box: KnockSenderBox) {
+        let to =
+            expected.flatMap { try? Ed25519.x25519PublicKey(from: $0.bytes) }
+            ?? KnockSeal.topicKeys(topic: topic).publicKey
+        return (KnockSeal.seal(reachableAddresses(), to: to) ?? [], KnockSenderBox())
+    }
+}
+
+/// Holds the joiner's `KnockSender` across the event loop and the joining thread.
+final class KnockSenderBox: @unchecked Sendable {  // `sender` is touched only on the LivePeer's event loop.
+    var sender: KnockSender?
 }
 
 /// The host's side while the lobby is open: a `nat` event whenever the classification changes,
@@ -112,6 +136,7 @@ final class HostTraversal {
     /// The watcher, made and touched only on the event loop (the box crosses to it by reference).
     final class WatcherBox: @unchecked Sendable {  // `watcher` is touched only on the LivePeer's event loop.
         var watcher: KnockWatcher?
+        var listener: KnockListener?
     }
 
     let rt: NetRuntime
@@ -119,14 +144,22 @@ final class HostTraversal {
     private var lastNAT: NATKind?
     private var lastExternal: PeerAddress?
     private var lastCheck: UInt64 = 0
+    private let infoHash: NodeID
+    private var announced = false
 
     init(rt: NetRuntime, topic: String) {
         self.rt = rt
+        infoHash = Topic.infoHash(topic)
         let box = self.box
+        // The fast path's knocks are sealed to our key (joining by key or invite) or the topic's.
+        let keys = [try? rt.identity.signing.x25519(), KnockSeal.topicKeys(topic: topic)].compactMap { $0 }
         rt.live.execute { peer in
             let w = KnockWatcher(peer: peer, topic: topic)
             box.watcher = w
             w.start()
+            let l = KnockListener(peer: peer, infoHash: Topic.infoHash(topic), keys: keys)
+            box.listener = l
+            l.start()
         }
     }
 
@@ -139,6 +172,16 @@ final class HostTraversal {
         guard now - lastCheck > 500_000_000 else { return false }
         lastCheck = now
         let s = rt.natStatus()
+        if !announced, lastExternal != nil {
+            // Once DHT nodes hold the lobby's announcement, a joiner finds it (and can knock through
+            // them); a tick after the external address was known, the record put again with it.
+            let h = infoHash
+            let n = (try? rt.live.sync { $0.dht.announcementHolders(h) }) ?? 0
+            if n > 0 {
+                announced = true
+                rt.event("announced") { j in j.add("nodes", n) }
+            }
+        }
         if s.kind != lastNAT {
             lastNAT = s.kind
             if s.kind != .unknown { rt.emitNAT(s) }
@@ -153,6 +196,8 @@ final class HostTraversal {
         rt.live.execute { _ in
             box.watcher?.stop()
             box.watcher = nil
+            box.listener?.stop()
+            box.listener = nil
         }
     }
 }

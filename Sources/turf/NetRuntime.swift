@@ -123,7 +123,8 @@ final class NetRuntime {
         let infoHash = Topic.infoHash(topic)
         if let key = try psk(topic: topic) { live.execute { $0.sessions?.setLobbyKey(key) } }
         let port = live.localAddress.port
-        live.execute { $0.dht.keepAnnouncing(infoHash, port: port, impliedPort: true) }
+        // Pinging the nodes that store the announcement keeps our NAT open to them: they relay knocks.
+        live.execute { $0.dht.keepAnnouncing(infoHash, port: port, impliedPort: true, keepAlive: .seconds(20)) }
         let myContribution = SeedMix.contribution()
         var seats = [
             Seat(
@@ -622,16 +623,15 @@ final class NetRuntime {
 
     func findAnnounced(_ topic: String) -> [PeerAddress] {
         let h = Topic.infoHash(topic)
-        _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in
-            p.dht.findNode(p.dht.id) { _ in done(true) }
-        }
         // A host that just started may not have announced yet (its own lookups wait out lost
-        // queries): look again for up to 15 s before saying there is no lobby.
+        // queries): look again for up to 15 s before saying there is no lobby. The first answer
+        // that lists lobbies is enough (the nodes near the topic store the same announcements).
+        // No separate join lookup first: this one starts from the bootstrap nodes if need be.
         let deadline = monotonicNanos() + 15_000_000_000
         for attempt in 0..<30 {
             if attempt >= 3 && monotonicNanos() >= deadline { break }
             let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in
-                p.dht.getPeers(h) { done($0.peers) }
+                p.dht.getPeers(h, onPeers: { done($0) }) { done($0.peers) }
             }
             if let r, !r.isEmpty { return r }
             Thread.sleep(forTimeInterval: 1)
@@ -640,9 +640,7 @@ final class NetRuntime {
     }
 
     func findRecord(_ key: PeerKey) -> LobbyRecord? {
-        _ = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (Bool) -> Void) in
-            p.dht.findNode(p.dht.id) { _ in done(true) }
-        }
+        // No separate join lookup first: the get lookup starts from the bootstrap nodes if need be.
         let deadline = monotonicNanos() + 15_000_000_000  // as in findAnnounced
         for attempt in 0..<30 {
             if attempt >= 3 && monotonicNanos() >= deadline { break }

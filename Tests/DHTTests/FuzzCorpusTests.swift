@@ -57,6 +57,30 @@ import Testing
                 )
             ),
             KRPCMessage(transactionID: [1, 9], body: .error(KRPCErrorBody(code: 203, message: "bad token"))),
+            // The knock's messages (docs/dht.md, "Knocking").
+            KRPCMessage(
+                transactionID: [1, 10],
+                body: .query(
+                    KRPCQuery(
+                        method: .knock,
+                        id: id,
+                        infoHash: h,
+                        token: [1, 2, 3],
+                        extra: [("blob", .bytes([7, 7]))]
+                    )
+                )
+            ),
+            KRPCMessage(
+                transactionID: [1, 11],
+                body: .query(
+                    KRPCQuery(
+                        method: .knocked,
+                        id: id,
+                        infoHash: h,
+                        extra: [("blob", .bytes([7])), ("src", .bytes(PeerAddress(10, 0, 0, 1, port: 2).compact))]
+                    )
+                )
+            ),
         ]
         return msgs.map { $0.encoded() } + [Array("li1ei-2e3:abcd1:ale1:bdeee".utf8), Array("i0e".utf8)]
     }

@@ -55,6 +55,10 @@ import Testing
         // Paths: punched directly between two cone NATs; over the LAN behind one NAT (the router
         // does not hairpin, so the public address could not have worked).
         #expect(runs["cone-cone"]?.text("path") == "direct")
+        // The knock's fast path: a turf DHT node holding the host's announcement relayed the
+        // joiner's sealed knock through the host's NAT (docs/nat.md), by topic and by key.
+        #expect(runs["cone-cone"]?.text("knock") == "fast")
+        #expect(runs["cone-cone-key"]?.text("knock") == "fast")
         // By key: the lobby record, put again once the host's external address was known.
         #expect(runs["cone-cone-key"]?.text("path") == "direct")
         #expect(runs["open-cone"]?.text("path") == "direct")
@@ -64,6 +68,26 @@ import Testing
         #expect(runs["remap"]?.fields["remapped"] as? Bool == true)
         // Three players (cone host, cone joiner, open joiner): all three end with one hash.
         #expect(runs["three"]?.ok == true)
+    }
+
+    /// libtorrent's Python binding (python3-libtorrent, `make deps`) is importable.
+    static let libtorrent = (try? run("/usr/bin/python3", ["-c", "import libtorrent"], timeout: 30))?.status == 0
+
+    /// Only third-party nodes (libtorrent) hold the lobby: they do not know turf's knock, so the
+    /// joiner's knock takes the slow path (its announce on the knock info-hash, the host's poll),
+    /// and two cone NATs still punch.
+    @Test(
+        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
+        .enabled(if: libtorrent, "needs python3-libtorrent (make deps)"),
+        .timeLimit(.minutes(6))
+    )
+    func slowPathWhenOnlyLibtorrentNodesHoldTheLobby() throws {
+        let runs = try Self.lab(["lt-cone-cone"])
+        let r = try #require(runs["lt-cone-cone"])
+        #expect(r.ok, "\(r.fields)")
+        #expect(r.fields["hashes_agree"] as? Bool == true)
+        #expect(r.text("path") == "direct")
+        #expect(r.text("knock") == "slow")
     }
 
     /// Every router drops 20% of what it forwards: two cone NATs still punch, and the match's

@@ -1,0 +1,134 @@
+import DHT
+import NetCore
+import Sodium
+
+/// The knock's fast path (docs/nat.md): the joiner's candidate addresses, sealed so that the DHT
+/// nodes relaying them learn nothing, sent through the nodes that store the host's announcement
+/// (`DHTNode.knock`), which already have a live NAT mapping to the host.
+///
+/// The blob is `0x01 · n · n × compact address` (n ≤ `maxAddresses`), sealed (`SealedBox`) to the
+/// host's key when the joiner knows it (joining by key or invite: the X25519 form of its Ed25519
+/// key), else to a key pair derived from the topic, which nodes that see only the info-hash do not
+/// know.
+public enum KnockSeal {
+    public static let version: UInt8 = 1
+    public static let maxAddresses = 8
+
+    /// The key pair a topic's knocks are sealed to when the host's key is not known.
+    public static func topicKeys(topic: String) -> X25519.KeyPair {
+        let seed = SecretBytes(copying: BLAKE2b.hash(Array("turf:knock-seal:v1:\(topic)".utf8), length: .bytes32))
+        // `!`: a 32-byte secret always gives a key pair (crypto_scalarmult_base of a clamped scalar).
+        return (try? X25519.KeyPair(secretKey: seed))!
+    }
+
+    /// The sealed blob carrying `addresses` (the first `maxAddresses`) to the holder of `publicKey`.
+    public static func seal(_ addresses: [PeerAddress], to publicKey: [UInt8]) -> [UInt8]? {
+        let list = Array(addresses.prefix(maxAddresses))
+        let plain = [version, UInt8(list.count)] + list.flatMap(\.compact)
+        return try? SealedBox.seal(plain, to: publicKey)
+    }
+
+    /// The addresses in a blob sealed to one of `keys`; nil if none opens it or it is malformed.
+    public static func open(_ blob: [UInt8], with keys: [X25519.KeyPair]) -> [PeerAddress]? {
+        guard blob.count <= DHTNode.maxKnockBlob else { return nil }
+        for k in keys {
+            guard let plain = SealedBox.open(blob, with: k) else { continue }
+            guard plain.count >= 2, plain[0] == version, Int(plain[1]) <= maxAddresses,
+                plain.count == 2 + 6 * Int(plain[1])
+            else { return nil }
+            return (0..<Int(plain[1])).compactMap { i in PeerAddress(compact: plain[(2 + 6 * i)..<(8 + 6 * i)]) }
+        }
+        return nil
+    }
+}
+
+/// The host's side of the fast path: opens each knock relayed to it for its lobby and probes the
+/// knocker at once. Where it probes: the knocker's address as the relaying node saw it (its NAT
+/// mapping), and from the blob only LAN addresses and addresses of that same IP, so a forged blob
+/// cannot aim the probes at a third party. One knocker is probed at most once per second (it
+/// knocks through several nodes at once); at most 20 knocks a second are acted on. Confined to
+/// the host's thread.
+public final class KnockListener {
+    let peer: Peer
+    let infoHash: NodeID
+    let keys: [X25519.KeyPair]
+    private var lastProbed: [PeerAddress: Nanos] = [:]
+    private var budget: (tokens: Int, at: Nanos) = (20, 0)
+    /// Knocks opened and probed, opened but already probed within the second, not opened (wrong
+    /// key, damaged, malformed), and refused over the rate.
+    public private(set) var opened = 0
+    public private(set) var repeated = 0
+    public private(set) var unopened = 0
+    public private(set) var limited = 0
+    public static let maxRemembered = 256
+
+    /// Listens for knocks on `infoHash`, sealed to any of `keys`.
+    public init(peer: Peer, infoHash: NodeID, keys: [X25519.KeyPair]) {
+        self.peer = peer
+        self.infoHash = infoHash
+        self.keys = keys
+    }
+
+    public func start() {
+        peer.dht.onKnock(infoHash) { [weak self] in self?.received($0) }
+    }
+
+    public func stop() { peer.dht.onKnock(infoHash, nil) }
+
+    func received(_ k: Knock) {
+        let now = peer.host.now
+        if now &- budget.at >= 1_000_000_000 { budget = (20, now) }
+        guard budget.tokens > 0 else {
+            limited += 1
+            return
+        }
+        budget.tokens -= 1
+        guard let listed = KnockSeal.open(k.blob, with: keys) else {
+            unopened += 1
+            return
+        }
+        if let t = lastProbed[k.source], now &- t < 1_000_000_000 {
+            repeated += 1
+            return
+        }
+        if lastProbed.count >= Self.maxRemembered { lastProbed = lastProbed.filter { now &- $0.value < 1_000_000_000 } }
+        if lastProbed.count >= Self.maxRemembered { lastProbed.removeAll() }
+        lastProbed[k.source] = now
+        opened += 1
+        let targets = [k.source] + listed.filter { $0.isPrivate || $0.ip == k.source.ip }
+        peer.puncher.probe(targets)
+    }
+}
+
+/// The joiner's side of the fast path: looks the lobby's info-hash up and, as each node that
+/// stores one of the host's addresses answers, asks it to relay the sealed blob. Confined to the
+/// host's thread.
+public final class KnockSender {
+    let peer: Peer
+    /// Knocks sent, and nodes that relayed one to at least one announcer.
+    public private(set) var sent = 0
+    public private(set) var relayed = 0
+    private var asked = Set<PeerAddress>()
+    public static let maxHolders = 8
+
+    public init(peer: Peer) { self.peer = peer }
+
+    /// Knocks at the announcers of `infoHash` through every node (at most `maxHolders`) whose
+    /// answer lists one of `hosts` (any announcer if `hosts` is empty).
+    public func knock(_ infoHash: NodeID, blob: [UInt8], hosts: Set<PeerAddress>) {
+        peer.host.assertInLoop()
+        peer.dht.getPeers(
+            infoHash,
+            onValues: { [weak self] holder, values in
+                guard let self, self.asked.count < Self.maxHolders, !self.asked.contains(holder.node.address),
+                    hosts.isEmpty || values.contains(where: hosts.contains)
+                else { return }
+                self.asked.insert(holder.node.address)
+                self.sent += 1
+                self.peer.dht.knock(infoHash, blob: blob, via: holder) { [weak self] n in
+                    if let n, n > 0 { self?.relayed += 1 }
+                }
+            }
+        ) { _ in }
+    }
+}

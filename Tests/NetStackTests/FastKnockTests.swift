@@ -1,0 +1,92 @@
+import DHT
+import NetCore
+import NetStack
+import Sodium
+import Testing
+import Transport
+
+/// The knock's fast path above the DHT (docs/nat.md): the sealed blob, and the host probing back
+/// the knocker as soon as a relayed knock arrives.
+@Suite struct FastKnockTests {
+    @Test func sealedBlobsOpenOnlyWithTheRightKey() throws {
+        let addrs = [PeerAddress(10, 1, 0, 2, port: 4000), PeerAddress(198, 51, 100, 21, port: 4000)]
+        let topic = KnockSeal.topicKeys(topic: "lobby")
+        #expect(KnockSeal.topicKeys(topic: "lobby").publicKey == topic.publicKey)
+        #expect(KnockSeal.topicKeys(topic: "lobby2").publicKey != topic.publicKey)
+        let blob = try #require(KnockSeal.seal(addrs, to: topic.publicKey))
+        #expect(blob.count == 2 + 12 + SealedBox.overhead)
+        #expect(blob.count <= DHTNode.maxKnockBlob)
+        #expect(KnockSeal.open(blob, with: [topic]) == addrs)
+        // Sealed to a host's Ed25519 identity: opened with the X25519 form of its secret key.
+        let host = Identity.generate()
+        let toHost = try #require(KnockSeal.seal(addrs, to: try Ed25519.x25519PublicKey(from: host.publicKey.bytes)))
+        #expect(KnockSeal.open(toHost, with: [topic, try host.signing.x25519()]) == addrs)
+        #expect(KnockSeal.open(toHost, with: [topic]) == nil)
+        // Changed, truncated, oversized or garbage: not opened.
+        var changed = blob
+        changed[changed.count - 1] ^= 1
+        #expect(KnockSeal.open(changed, with: [topic]) == nil)
+        #expect(KnockSeal.open(Array(blob.prefix(40)), with: [topic]) == nil)
+        #expect(KnockSeal.open([UInt8](repeating: 1, count: 500), with: [topic]) == nil)
+        // A well-sealed blob whose content lies about its length: rejected.
+        let lying = try SealedBox.seal([KnockSeal.version, 3] + addrs[0].compact, to: topic.publicKey)
+        #expect(KnockSeal.open(lying, with: [topic]) == nil)
+        // At most `maxAddresses` are carried.
+        let many = (1...20).map { PeerAddress(10, 0, 0, UInt8($0), port: 1) }
+        #expect(KnockSeal.open(try #require(KnockSeal.seal(many, to: topic.publicKey)), with: [topic])?.count == 8)
+    }
+
+    /// On the simulated network: a host announces its lobby and listens; a joiner's `KnockSender`
+    /// knocks through the nodes that store the announcement; the host probes the joiner back at
+    /// once, at its address as the relay saw it and at its LAN address, but not at a third party's
+    /// address the blob names. A blob sealed to another key is counted and not probed.
+    @Test func aRelayedKnockMakesTheHostProbeAtOnce() throws {
+        let net = SimNetwork(seed: 51, conditions: LinkConditions(latency: .milliseconds(20)))
+        func peer(_ ip: UInt8, bootstrap: [PeerAddress]) -> Peer {
+            var c = DHTConfig()
+            c.seed = UInt64(ip)
+            c.bootstrap = bootstrap
+            return Peer(host: net.bind(PeerAddress(198, 51, 100, ip, port: 6881)), dht: c, identity: nil)
+        }
+        let router = peer(1, bootstrap: [])
+        let nodes = (4...8).map { peer($0, bootstrap: [router.localAddress]) }
+        let host = peer(2, bootstrap: [router.localAddress])
+        let joiner = peer(3, bootstrap: [router.localAddress])
+        let victim = Peer(host: net.bind(PeerAddress(203, 0, 113, 66, port: 9)))
+        router.start()
+        for n in nodes { n.start() }
+        let h = Topic.infoHash("lobby")
+        var stored = 0
+        host.start { _ in host.dht.announce(h, port: 1, impliedPort: true) { _, n in stored = n } }
+        var joined = false
+        joiner.start { _ in joined = true }
+        #expect(net.run(until: net.now + .seconds(30), while: { stored == 0 || !joined }))
+        let keys = KnockSeal.topicKeys(topic: "lobby")
+        let listener = KnockListener(peer: host, infoHash: h, keys: [keys])
+        listener.start()
+        let lan = PeerAddress(10, 3, 0, 2, port: 6881)
+        let blob = try #require(KnockSeal.seal([lan, victim.localAddress], to: keys.publicKey))
+        let sender = KnockSender(peer: joiner)
+        let t0 = net.now
+        sender.knock(h, blob: blob, hosts: [host.localAddress])
+        #expect(net.run(until: t0 + .seconds(5), while: { joiner.puncher.probesReceived == 0 }))
+        // One lookup round trip, the knock and its relay: well under a second.
+        #expect(net.now - t0 < .milliseconds(500))
+        #expect(sender.sent >= 1 && sender.relayed >= 1)
+        #expect(listener.opened == 1)
+        #expect(joiner.puncher.heardFrom == [host.localAddress])
+        _ = net.run(for: .seconds(2))
+        #expect(victim.puncher.probesReceived == 0, "a third party named in the blob is not probed")
+        #expect(listener.repeated == sender.relayed - 1, "knocks through other nodes probe nothing more")
+        // A blob sealed to another key: opened by nobody, probes nothing.
+        let before = host.puncher.probesSent
+        let other = try #require(KnockSeal.seal([lan], to: KnockSeal.topicKeys(topic: "other").publicKey))
+        let second = KnockSender(peer: joiner)
+        second.knock(h, blob: other, hosts: [])
+        _ = net.run(for: .seconds(2))
+        #expect(second.relayed >= 1)
+        #expect(listener.unopened == second.relayed, "sent: \(second.sent)")
+        #expect(host.puncher.probesSent == before)
+        listener.stop()
+    }
+}
