@@ -21,7 +21,8 @@
 # final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards.
 #
 # Topology: namespace `inet` holds the bridge; six `turf dht serve` nodes in namespace `dht` on
-# 198.51.100.11-12, 203.0.113.11-12, 192.0.2.11-12 (two per /24, the routing table's per-/24 limit);
+# 198.51.100.11-12, 203.0.113.11-12, 192.0.2.11-12 (two per /24, the routing table's per-/24 limit),
+# the first one also a relay (`--relay`);
 # `pub` is an open host (203.0.113.50); routers ra, rb (cone) and rc, rd (random) each have a LAN
 # 10.N.0.0/24 with hosts a1 a2 / b1 / c1 / d1.
 set -euo pipefail
@@ -161,7 +162,11 @@ DHT_IPS=(198.51.100.11 203.0.113.11 192.0.2.11 198.51.100.12 203.0.113.12 192.0.
 attach dht eth0 "${DHT_IPS[@]}"
 BOOT="${DHT_IPS[0]}:6881"
 for ip in "${DHT_IPS[@]}"; do
-  start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 --bootstrap "$BOOT"
+  # The first node is also a volunteer relay (docs/nat.md, "Relaying"): random ↔ random runs through it.
+  relay=()
+  [ "$ip" = "${DHT_IPS[0]}" ] && relay=(--relay)
+  start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 \
+    --bootstrap "$BOOT" "${relay[@]+"${relay[@]}"}"
 done
 newns pub
 attach pub eth0 203.0.113.50

@@ -28,6 +28,8 @@ extension NetRuntime {
         var link: UInt32?
         var key: PeerKey?
         var failedOnPassphrase = false
+        /// The relay the session runs through, if it is relayed.
+        var relay: PeerAddress?
     }
 
     /// Knocks (the joiner announces itself on the lobby's knock info-hash, which the host polls and
@@ -37,8 +39,16 @@ extension NetRuntime {
     func connectToHost(_ candidates: [PeerAddress], topic: String, psk: SecretBytes?, expected: PeerKey?)
         -> HostConnection
     {
-        emitNAT(natStatus())
+        let nat = natStatus()
+        emitNAT(nat)
         let began = monotonicNanos()
+        let relay = JoinRelay(
+            rt: self,
+            topic: topic,
+            psk: psk,
+            expected: expected,
+            after: JoinRelay.delay(ownNAT: nat.kind)
+        )
         let ordered = HolePuncher.order(candidates)
         let knock = HolePuncher.knockHash(topic: topic)
         let port = live.localAddress.port
@@ -62,8 +72,9 @@ extension NetRuntime {
         var winner: PeerAddress?
         // A handshake resends every second for 10 s; the host polls knocks every second.
         let deadline = began + 12_000_000_000
-        while result.link == nil && !pending.isEmpty && monotonicNanos() < deadline {
+        while result.link == nil && (!pending.isEmpty || relay.mayStillAdd) && monotonicNanos() < deadline {
             let batch = mailbox.wait(0.2)
+            relay.tick(&pending, force: pending.isEmpty)
             for (index, e) in batch.enumerated() {
                 switch e {
                 case .opened(let id, let key, let addr) where pending.contains(id):
@@ -96,10 +107,12 @@ extension NetRuntime {
         let probes = (try? live.sync { $0.puncher.probesSent }) ?? 0
         event("connected") { j in
             j.add("ok", result.link != nil)
-            j.add("address", winner?.description)
-            j.add("path", winner.map { $0.isPrivate ? "lan" : "direct" })
+            let relayed = result.link.flatMap { relay.relay(of: $0) }
+            j.add("address", (relayed ?? winner)?.description)
+            j.add("path", relayed != nil ? "relayed" : winner.map { $0.isPrivate ? "lan" : "direct" })
             j.add("candidates", ordered.count)
             j.add("probes_sent", probes)
+            j.add("relays_found", relay.found)
             j.add("connect_ms", Double(monotonicNanos() - began) / 1e6)
         }
         return result

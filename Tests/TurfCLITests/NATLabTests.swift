@@ -40,8 +40,9 @@ import Testing
     func headlessMatchesAcrossNATs() throws {
         let runs = try Self.lab([
             "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
+            "random-random", "cone-random",
         ])
-        #expect(runs.count == 7)
+        #expect(runs.count == 9)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -64,6 +65,12 @@ import Testing
         #expect(runs["remap"]?.fields["remapped"] as? Bool == true)
         // Three players (cone host, cone joiner, open joiner): all three end with one hash.
         #expect(runs["three"]?.ok == true)
+        // Two random NATs cannot punch: the session runs through the lab's relay (a `turf dht
+        // serve --relay` node found on the DHT). A random joiner behind a cone host connects at
+        // least relayed.
+        #expect(runs["random-random"]?.text("path") == "relayed")
+        #expect(runs["random-random"]?.text("host_nat") == "random")
+        #expect(["relayed", "direct"].contains(runs["cone-random"]?.text("path") ?? ""))
     }
 
     /// Every router drops 20% of what it forwards: two cone NATs still punch, and the match's
