@@ -17,7 +17,7 @@ extension NetRuntime {
     }
 
     /// The host's side: finds relays on the DHT and registers the lobby at the two it ranks first,
-    /// again after every lookup (every 30 s; every 5 s while none is found). The returned watch,
+    /// again after every lookup (every 30 s; every 2 s while none is found). The returned watch,
     /// ticked from the lobby loop, prints a `relay` event whenever a relay's answer changes.
     func startHostRelay(topic: String) -> HostRelayWatch {
         let tag = RelayFrame.tag(topic: topic)
@@ -30,7 +30,7 @@ extension NetRuntime {
             guard let peer, let client = peer.relay else { return }
             let relays = RelayFrame.rank(r.peers, tag: tag)
             if !relays.isEmpty { client.register(tag: tag, at: Array(relays.prefix(2))) }
-            peer.host.schedule(after: .seconds(relays.isEmpty ? 5 : 30)) { [weak peer] in
+            peer.host.schedule(after: .seconds(relays.isEmpty ? 2 : 30)) { [weak peer] in
                 if let peer { findAndRegister(peer, tag: tag) }
             }
         }
@@ -75,7 +75,8 @@ final class JoinRelay {
 
     let rt: NetRuntime
     let tag: NodeID
-    let startAt: UInt64
+    private var startAt: UInt64
+    private var joinRounds = 0
     let psk: SecretBytes?
     let expected: PeerKey?
     let shared = NIOLockedValueBox(Shared())
@@ -116,6 +117,11 @@ final class JoinRelay {
     /// Starts the joins when due (or at once when `force`: every direct attempt has failed), and
     /// moves the relayed sessions started since the last call into `pending`.
     func tick(_ pending: inout Set<UInt32>, force: Bool) {
+        // Every join came back without a channel (the host had not registered yet, say): again in a second.
+        if joined, joinRounds < 5, shared.withLockedValue({ $0.outstanding == 0 && $0.relayOf.isEmpty }) {
+            joined = false
+            startAt = monotonicNanos() + 1_000_000_000
+        }
         if !joined, force || monotonicNanos() >= startAt, let relays = shared.withLockedValue({ $0.relays }) {
             if relays.isEmpty && lookups < 4 {
                 // None found yet (a relay's announcement may not have landed): ask again, 2 s apart.
@@ -137,6 +143,7 @@ final class JoinRelay {
     var found: Int? { shared.withLockedValue { $0.relays?.count } }
 
     private func start(_ relays: [PeerAddress]) {
+        joinRounds += 1
         guard !relays.isEmpty else { return }
         let (tag, psk, expected, shared, links) = (self.tag, self.psk, self.expected, self.shared, rt.links)
         shared.withLockedValue { $0.outstanding += relays.count }
