@@ -55,7 +55,15 @@ public final class Peer {
     public func serveRelay(_ config: RelayServer.Config = RelayServer.Config()) {
         precondition(relay == nil && relayServer == nil, "a relay needs a peer without sessions, made once")
         relayServer = RelayServer(host: host, demux: demux, config: config)
-        dht.keepAnnouncing(RelayFrame.relayInfoHash, port: host.localAddress.port, impliedPort: true)
+        let port = host.localAddress.port
+        dht.keepAnnouncing(RelayFrame.relayInfoHash, port: port, impliedPort: true)
+        // A node that has just started knows few others: the first announce may store nowhere
+        // (then it is retried after 5 s). Announce again while the routing table fills.
+        for s in [1, 2, 3] {
+            host.schedule(after: .seconds(s)) { [weak self] in
+                self?.dht.announce(RelayFrame.relayInfoHash, port: port, impliedPort: true) { _, _ in }
+            }
+        }
     }
 
     /// Joins the DHT (seeded by `savedNodes`, then the configured bootstrap nodes) and starts its

@@ -6,14 +6,19 @@ import NetCore
 ///
 /// A host registers its lobby's tag; a joiner's join for that tag opens a channel between the two
 /// addresses; data frames on a channel are forwarded only from one of its two addresses to the
-/// other. Everything is bounded: hosts, channels, sessions (registrations plus channels) per client
-/// IP, bytes per client IP per second (a token bucket) and per channel; idle registrations and
+/// other. Everything is bounded: hosts, channels, sessions (registrations plus channels joined) per
+/// client IP, channels per host and per (host, joiner IP), bytes per client IP per second (a token
+/// bucket) and per channel; idle registrations and
 /// channels expire. What breaks a rule is dropped and counted, never answered with more bytes than
 /// it carried. Confined to the host's thread.
 public final class RelayServer {
     public struct Config: Sendable {
-        /// Registrations plus channels one client IP may hold at once.
+        /// Registrations plus channels joined that one client IP may hold at once.
         public var sessionsPerClient = 8
+        /// Channels one registered host may have at once (a lobby's joiners) …
+        public var channelsPerHost = 16
+        /// … and of those, from one joiner IP.
+        public var channelsPerJoinerIP = 2
         /// Bytes one client IP may have forwarded per second, sustained …
         public var bytesPerSecondPerClient = 256 * 1024
         /// … and in a burst.
@@ -93,10 +98,9 @@ public final class RelayServer {
     public var hostCount: Int { hosts.count }
     public var channelCount: Int { channels.count }
 
-    /// Registrations plus channels `ip` holds.
+    /// Registrations plus channels joined that `ip` holds.
     func sessions(of ip: UInt32) -> Int {
-        hosts.values.count { $0.address.ip == ip }
-            + channels.values.count { $0.host.ip == ip || $0.joiner.ip == ip }
+        hosts.values.count { $0.address.ip == ip } + channels.values.count { $0.joiner.ip == ip }
     }
 
     func receive(_ payload: [UInt8], from source: PeerAddress) {
@@ -149,8 +153,10 @@ public final class RelayServer {
             stats.noHost += 1
             return (.noHost, 0)
         }
+        let toHost = channels.values.filter { $0.host == h.address }
         guard channels.count < config.maxChannels, sessions(of: source.ip) < config.sessionsPerClient,
-            sessions(of: h.address.ip) < config.sessionsPerClient
+            toHost.count < config.channelsPerHost,
+            toHost.count(where: { $0.joiner.ip == source.ip }) < config.channelsPerJoinerIP
         else {
             stats.sessionQuota += 1
             return (.quota, 0)

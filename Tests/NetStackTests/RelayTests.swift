@@ -136,6 +136,7 @@ import Transport
     @Test func sessionAndByteQuotas() throws {
         var config = RelayServer.Config()
         config.sessionsPerClient = 2
+        config.channelsPerJoinerIP = 1
         config.bytesPerSecondPerClient = 1000
         config.burstBytesPerClient = 2000
         let lab = Lab(config)
@@ -145,10 +146,26 @@ import Transport
         lab.send(host, .register(tag: RelayFrame.tag(topic: "b"), nonce: 2))
         lab.send(host, .register(tag: RelayFrame.tag(topic: "c"), nonce: 3))
         #expect(hostBox.frames.last == .registered(nonce: 3, status: .quota))
-        // The host holds two sessions: a channel to it would be its third.
-        lab.send(joiner, .join(tag: RelayFrame.tag(topic: "a"), nonce: 4))
+        // One joiner IP gets at most `channelsPerJoinerIP` channels to one host (a stranger who
+        // knows the topic cannot fill a lobby's channels alone); another IP gets its own.
+        lab.send(joiner, .join(tag: RelayFrame.tag(topic: "a"), nonce: 40))
+        guard case .joined(40, .ok, _)? = joinerBox.frames.last else {
+            Issue.record("no channel: \(joinerBox.frames)")
+            return
+        }
+        lab.send(joiner, .join(tag: RelayFrame.tag(topic: "b"), nonce: 4))
         #expect(joinerBox.frames.last == .joined(nonce: 4, status: .quota, channel: 0))
+        let (other, otherBox) = lab.client(3)
+        lab.send(other, .join(tag: RelayFrame.tag(topic: "a"), nonce: 42))
+        guard case .joined(42, .ok, _)? = otherBox.frames.last else {
+            Issue.record("no channel: \(otherBox.frames)")
+            return
+        }
+        #expect(lab.relay.channelCount == 2)
         #expect(lab.relay.stats.sessionQuota == 2)
+        // Idle channels expire, and the joiner's quota with them.
+        _ = lab.net.run(for: .seconds(32))
+        #expect(lab.relay.channelCount == 0)
 
         // A second host with room: the joiner's bytes are limited by its bucket (2000 B burst).
         let (host2, host2Box) = lab.client(5)
@@ -173,13 +190,14 @@ import Transport
         _ = lab.net.run(for: .milliseconds(50))
         #expect(lab.relay.stats.framesForwarded == 6)
         #expect(lab.relay.stats.byteQuota == 3)
+        #expect(lab.relay.stats.sessionQuota == 2)
     }
 }
 
 @Suite struct RelayClientTests {
     /// The end-to-end path on the simulated network: host and joiner cannot reach each other
     /// (every datagram between them is lost), both reach the relay; the host registers, the joiner
-    /// joins and runs an ordinary XX handshake to the virtual address; the session carries
+    /// joins and runs an ordinary IK handshake to the virtual address; the session carries
     /// messages both ways and the relay forwarded only what the two sent (ciphertext it has no key for).
     @Test func sessionThroughTheRelay() throws {
         let net = SimNetwork(seed: 11, conditions: LinkConditions(latency: .milliseconds(10)))
