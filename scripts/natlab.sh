@@ -13,12 +13,13 @@
 #   same-nat     host and joiner behind the same cone router (by key: the lobby record's LAN address)
 #   random-open  a joiner behind a --random-fully router, an open host
 #   cone-random  a host behind a cone router, a joiner behind a --random-fully router
-#   random-random  both behind --random-fully routers
+#   random-random  both behind --random-fully routers (they connect through the relay)
 #   three        three players: a host and a joiner behind two cone routers, a second joiner open
 #   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
 # Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, probes_sent,
-# final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards.
+# final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards, and
+# RELAY=0 for a lab without the relay (punching alone).
 #
 # Topology: namespace `inet` holds the bridge; six `turf dht serve` nodes in namespace `dht` on
 # 198.51.100.11-12, 203.0.113.11-12, 192.0.2.11-12 (two per /24, the routing table's per-/24 limit),
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --turf) TURF=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --seconds) SECONDS_MATCH=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     --*) echo "natlab: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -46,6 +47,7 @@ command -v iptables >/dev/null || { echo "natlab: iptables is missing (scripts/i
 TURF=$(readlink -f "$TURF")
 [ -x "$TURF" ] || { echo "natlab: no turf binary at $TURF" >&2; exit 2; }
 LOSS=${LOSS:-}
+RELAY=${RELAY:-1}
 
 # Unique per run: a prefix for every namespace, a scratch directory for logs and XDG homes.
 P="tl$$$(printf '%04x' $((RANDOM % 65536)))"
@@ -164,7 +166,7 @@ BOOT="${DHT_IPS[0]}:6881"
 for ip in "${DHT_IPS[@]}"; do
   # The first node is also a volunteer relay (docs/nat.md, "Relaying"): random ↔ random runs through it.
   relay=()
-  [ "$ip" = "${DHT_IPS[0]}" ] && relay=(--relay)
+  [ "$ip" = "${DHT_IPS[0]}" ] && [ "$RELAY" = 1 ] && relay=(--relay)
   start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 \
     --bootstrap "$BOOT" "${relay[@]+"${relay[@]}"}"
 done

@@ -10,8 +10,8 @@ import Transport
 /// from the virtual address, so `SessionManager` runs unchanged and the end-to-end Noise session
 /// is the same as on a direct path. Every other destination goes straight to the real socket.
 ///
-/// A host `register`s its lobby's tag at relays (again every `registerEvery`, which also keeps
-/// its NAT mapping to the relay alive); a joiner `join`s and gets the virtual address of its
+/// A host `register`s its lobby's tag at relays (every second until each answered, then every
+/// `registerEvery`, which also keeps its NAT mapping to the relay alive); a joiner `join`s and gets the virtual address of its
 /// channel to the host. Confined to the host's thread.
 public final class RelayClient: NetworkHost {
     public let inner: NetworkHost
@@ -136,7 +136,12 @@ public final class RelayClient: NetworkHost {
         for relay in r.relays {
             inner.send(RelayFrame.register(tag: r.tag, nonce: UInt64.random(in: 0...UInt64.max)).encode(), to: relay)
         }
-        registration?.timer = inner.schedule(after: registerEvery) { [weak self] in self?.sendRegistrations() }
+        // Until every relay has answered ok, again in a second (a lost register would otherwise
+        // keep joiners out for a whole `registerEvery`).
+        let answered = r.relays.allSatisfy { registeredAt[$0] == .ok }
+        registration?.timer = inner.schedule(after: answered ? registerEvery : .seconds(1)) { [weak self] in
+            self?.sendRegistrations()
+        }
     }
 
     /// The joiner's side: asks `relay` for a channel to the host of `tag` (sent up to 6 times,
