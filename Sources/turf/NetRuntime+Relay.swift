@@ -77,6 +77,11 @@ final class JoinRelay {
     let tag: NodeID
     private var startAt: UInt64
     private var joinRounds = 0
+    private var firstStarted: UInt64?
+
+    /// A relayed handshake started late (after several join rounds) gets its full 10 s: the
+    /// connect phase may run until then, past its usual 12 s.
+    var deadline: UInt64 { firstStarted.map { $0 + 10_000_000_000 } ?? 0 }
     let psk: SecretBytes?
     let expected: PeerKey?
     let shared = NIOLockedValueBox(Shared())
@@ -135,6 +140,9 @@ final class JoinRelay {
             defer { s.started = [] }
             return s.started
         }) { pending.insert(id) }
+        if firstStarted == nil && !pending.isEmpty && shared.withLockedValue({ !$0.relayOf.isEmpty }) {
+            firstStarted = monotonicNanos()
+        }
     }
 
     func relay(of id: UInt32) -> PeerAddress? { shared.withLockedValue { $0.relayOf[id] } }

@@ -72,7 +72,9 @@ extension NetRuntime {
         var winner: PeerAddress?
         // A handshake resends every second for 10 s; the host polls knocks every second.
         let deadline = began + 12_000_000_000
-        while result.link == nil && (!pending.isEmpty || relay.mayStillAdd) && monotonicNanos() < deadline {
+        while result.link == nil && (!pending.isEmpty || relay.mayStillAdd)
+            && monotonicNanos() < max(deadline, relay.deadline)
+        {
             let batch = mailbox.wait(0.2)
             relay.tick(&pending, force: pending.isEmpty)
             for (index, e) in batch.enumerated() {
