@@ -17,7 +17,8 @@
 #   three        three players: a host and a joiner behind two cone routers, a second joiner open
 #   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
-# Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, probes_sent,
+# Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path (the joiner's),
+# host_path (the host's `peer` event for the joiner), probes_sent,
 # final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards, and
 # RELAY=0 for a lab without the relay (punching alone).
 #
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --turf) TURF=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --seconds) SECONDS_MATCH=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     --*) echo "natlab: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -257,8 +258,11 @@ run_case() {
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
+  # The host's view of the joiner's link (its `peer` event): direct or relayed.
+  local hpath
+  hpath=$(field "$(grep '"event":"peer"' "$WORK/$h.out" 2>/dev/null | grep '"name":"joiner"' | tail -1 || true)" path)
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

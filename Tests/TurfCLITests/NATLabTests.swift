@@ -70,6 +70,8 @@ import Testing
         // serve --relay` node found on the DHT). A random joiner behind a cone host connects at
         // least relayed.
         #expect(runs["random-random"]?.text("path") == "relayed")
+        #expect(runs["random-random"]?.text("host_path") == "relayed")
+        #expect(runs["cone-cone"]?.text("host_path") == "direct")
         #expect(runs["random-random"]?.text("host_nat") == "random")
         #expect(["relayed", "direct"].contains(runs["cone-random"]?.text("path") ?? ""))
     }
