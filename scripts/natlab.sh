@@ -13,17 +13,20 @@
 #   same-nat     host and joiner behind the same cone router (by key: the lobby record's LAN address)
 #   random-open  a joiner behind a --random-fully router, an open host
 #   cone-random  a host behind a cone router, a joiner behind a --random-fully router
-#   random-random  both behind --random-fully routers
+#   random-random  both behind --random-fully routers (they connect through the relay)
 #   three        three players: a host and a joiner behind two cone routers, a second joiner open
 #   lt-cone-cone cone-cone, but the DHT is six libtorrent nodes only (scripts/natlab_libtorrent.py):
 #                no turf node holds the lobby, so the knock takes the slow path
 #   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
-# Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, knock, probes_sent,
-# final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards.
+# Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path (the joiner's),
+# host_path (the host's `peer` event for the joiner), knock, probes_sent,
+# final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards, and
+# RELAY=0 for a lab without the relay (punching alone).
 #
 # Topology: namespace `inet` holds the bridge; six `turf dht serve` nodes in namespace `dht` on
-# 198.51.100.11-12, 203.0.113.11-12, 192.0.2.11-12 (two per /24, the routing table's per-/24 limit);
+# 198.51.100.11-12, 203.0.113.11-12, 192.0.2.11-12 (two per /24, the routing table's per-/24 limit),
+# the first one also a relay (`--relay`);
 # `pub` is an open host (203.0.113.50); routers ra, rb (cone) and rc, rd (random) each have a LAN
 # 10.N.0.0/24 with hosts a1 a2 / b1 / c1 / d1.
 set -euo pipefail
@@ -36,7 +39,7 @@ while [ $# -gt 0 ]; do
     --turf) TURF=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --seconds) SECONDS_MATCH=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     --*) echo "natlab: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -47,6 +50,7 @@ command -v iptables >/dev/null || { echo "natlab: iptables is missing (scripts/i
 TURF=$(readlink -f "$TURF")
 [ -x "$TURF" ] || { echo "natlab: no turf binary at $TURF" >&2; exit 2; }
 LOSS=${LOSS:-}
+RELAY=${RELAY:-1}
 
 # Unique per run: a prefix for every namespace, a scratch directory for logs and XDG homes.
 P="tl$$$(printf '%04x' $((RANDOM % 65536)))"
@@ -163,7 +167,11 @@ DHT_IPS=(198.51.100.11 203.0.113.11 192.0.2.11 198.51.100.12 203.0.113.12 192.0.
 attach dht eth0 "${DHT_IPS[@]}"
 BOOT="${DHT_IPS[0]}:6881"
 for ip in "${DHT_IPS[@]}"; do
-  start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 --bootstrap "$BOOT"
+  # The first node is also a volunteer relay (docs/nat.md, "Relaying"): random ↔ random runs through it.
+  relay=()
+  [ "$ip" = "${DHT_IPS[0]}" ] && [ "$RELAY" = 1 ] && relay=(--relay)
+  start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 \
+    --bootstrap "$BOOT" "${relay[@]+"${relay[@]}"}"
 done
 newns pub
 attach pub eth0 203.0.113.50
@@ -273,10 +281,12 @@ run_case() {
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
-  local knock
+  local knock hpath
   knock=$(field "$(lastevent "$WORK/$j.out" connected)" knock)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
+  # The host's view of the joiner's link (its `peer` event): direct or relayed.
+  hpath=$(field "$(grep '"event":"peer"' "$WORK/$h.out" 2>/dev/null | grep '"name":"joiner"' | tail -1 || true)" path)
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

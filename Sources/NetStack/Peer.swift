@@ -20,6 +20,10 @@ public final class Peer {
     public let sessions: SessionManager?
     /// Hole punching's probes (docs/nat.md), on the same socket.
     public let puncher: HolePuncher
+    /// Relaying (docs/nat.md): with an identity, the client the sessions send through; without,
+    /// nil until `serveRelay` makes this peer a volunteer relay.
+    public let relay: RelayClient?
+    public private(set) var relayServer: RelayServer?
 
     /// Wires the parts onto `host`, which must have no receiver yet. Call on the host's thread.
     public init(
@@ -34,8 +38,10 @@ public final class Peer {
         self.demux = demux
         dht = DHTNode(host: host, demux: demux, config: dhtConfig)
         puncher = HolePuncher(host: host, demux: demux)
+        let relay = identity.map { _ in RelayClient(host: host, demux: demux) }
+        self.relay = relay
         let sessions = identity.map {
-            SessionManager(host: host, demux: demux, identity: $0, config: sessionConfig, logger: logger)
+            SessionManager(host: relay ?? host, demux: demux, identity: $0, config: sessionConfig, logger: logger)
         }
         self.sessions = sessions
         // A probe from a peer we are handshaking with: the path through its NAT is open now.
@@ -43,6 +49,22 @@ public final class Peer {
     }
 
     public var localAddress: PeerAddress { host.localAddress }
+
+    /// Makes this peer (one without an identity: `turf dht serve --relay`) a volunteer relay, and
+    /// announces it on the relays' info-hash so that clients find it.
+    public func serveRelay(_ config: RelayServer.Config = RelayServer.Config()) {
+        precondition(relay == nil && relayServer == nil, "a relay needs a peer without sessions, made once")
+        relayServer = RelayServer(host: host, demux: demux, config: config)
+        let port = host.localAddress.port
+        dht.keepAnnouncing(RelayFrame.relayInfoHash, port: port, impliedPort: true)
+        // A node that has just started knows few others: the first announce may store nowhere
+        // (then it is retried after 5 s). Announce again while the routing table fills.
+        for s in [1, 2, 3] {
+            host.schedule(after: .seconds(s)) { [weak self] in
+                self?.dht.announce(RelayFrame.relayInfoHash, port: port, impliedPort: true) { _, _ in }
+            }
+        }
+    }
 
     /// Joins the DHT (seeded by `savedNodes`, then the configured bootstrap nodes) and starts its
     /// maintenance. `completion` runs when the join lookup ends.
@@ -54,5 +76,7 @@ public final class Peer {
     public func stop() {
         dht.stop()
         sessions?.shutdown()
+        relay?.stopRegistering()
+        relayServer?.stop()
     }
 }

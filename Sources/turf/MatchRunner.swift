@@ -591,7 +591,7 @@ extension NetRuntime {
             var j = JSONObject()
             j.add("key", k.text)
             let id = linkAtEnd[k]
-            j.add("path", id == nil ? "relayed" : "direct")
+            j.add("path", id.map { relayedLinks.contains($0) ? "relayed" : "direct" } ?? "relayed")
             let samples = (runner.rttSamples[k] ?? []).sorted()
             if samples.isEmpty {
                 j.addNull("rtt_ms_p50")

@@ -286,7 +286,7 @@ extension MatchRunner {
                 PeerStatus(
                     player: i,
                     pingMs: link.flatMap { pings[$0] },
-                    path: link != nil ? .direct : .relayed,
+                    path: link.map { rt.relayedLinks.contains($0) ? .relayed : .direct } ?? .relayed,
                     connected: connected
                 )
             )

@@ -28,6 +28,8 @@ extension NetRuntime {
         var link: UInt32?
         var key: PeerKey?
         var failedOnPassphrase = false
+        /// The relay the session runs through, if it is relayed.
+        var relay: PeerAddress?
     }
 
     /// Knocks (the joiner announces itself on the lobby's knock info-hash, which the host polls and
@@ -37,7 +39,15 @@ extension NetRuntime {
     func connectToHost(_ candidates: [PeerAddress], topic: String, psk: SecretBytes?, expected: PeerKey?)
         -> HostConnection
     {
+        let nat = natStatus()  // the joiner's own NAT decides how soon it asks a relay
         let began = monotonicNanos()
+        let relay = JoinRelay(
+            rt: self,
+            topic: topic,
+            psk: psk,
+            expected: expected,
+            after: JoinRelay.delay(ownNAT: nat.kind)
+        )
         let ordered = HolePuncher.order(candidates)
         let knock = HolePuncher.knockHash(topic: topic)
         let port = live.localAddress.port
@@ -65,8 +75,11 @@ extension NetRuntime {
         var winner: PeerAddress?
         // A handshake resends every second for 10 s; the host polls knocks every second.
         let deadline = began + 12_000_000_000
-        while result.link == nil && !pending.isEmpty && monotonicNanos() < deadline {
+        while result.link == nil && (!pending.isEmpty || relay.mayStillAdd)
+            && monotonicNanos() < max(deadline, relay.deadline)
+        {
             let batch = mailbox.wait(0.2)
+            relay.tick(&pending, force: pending.isEmpty)
             for (index, e) in batch.enumerated() {
                 switch e {
                 case .opened(let id, let key, let addr) where pending.contains(id):
@@ -100,16 +113,18 @@ extension NetRuntime {
         // have brought the three reports a classification needs.
         emitNAT(natStatus())
         let probes = (try? live.sync { $0.puncher.probesSent }) ?? 0
-        let relayed = (try? live.sync { _ in fast.box.sender?.relayed ?? 0 }) ?? 0
+        let knockRelays = (try? live.sync { _ in fast.box.sender?.relayed ?? 0 }) ?? 0
         event("connected") { j in
             j.add("ok", result.link != nil)
-            j.add("address", winner?.description)
-            j.add("path", winner.map { $0.isPrivate ? "lan" : "direct" })
+            let viaRelay = result.link.flatMap { relay.relay(of: $0) }
+            j.add("address", (viaRelay ?? winner)?.description)
+            j.add("path", viaRelay != nil ? "relayed" : winner.map { $0.isPrivate ? "lan" : "direct" })
             j.add("candidates", ordered.count)
             j.add("probes_sent", probes)
             // "fast": a DHT node holding the host's announcement had relayed our knock by then.
-            j.add("knock", relayed > 0 ? "fast" : "slow")
-            j.add("knock_relays", relayed)
+            j.add("knock", knockRelays > 0 ? "fast" : "slow")
+            j.add("knock_relays", knockRelays)
+            j.add("relays_found", relay.found)
             j.add("connect_ms", Double(monotonicNanos() - began) / 1e6)
         }
         return result

@@ -33,6 +33,8 @@ final class NetRuntime {
     var dropped = 0
     /// When this process started (a joiner's `join_ms` and `playing_ms` count from it).
     var processStart: UInt64?
+    /// Links whose session runs through a relay (docs/nat.md): the HUD and the end event say so.
+    var relayedLinks = Set<UInt32>()
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()
@@ -167,8 +169,8 @@ final class NetRuntime {
                             key: $0.key.bytes,
                             name: $0.name,
                             commit: $0.commit,
-                            path: $0.link == nil ? .local : .direct,
-                            addresses: $0.address.map { [$0] } ?? []
+                            path: $0.link == nil ? .local : Self.path(of: $0.address),
+                            addresses: $0.address.flatMap { RelayClient.isVirtual($0) ? nil : [$0] } ?? []
                         )
                     },
                     maxPlayers: UInt8(maxPlayers)
@@ -194,6 +196,7 @@ final class NetRuntime {
         }
         var lastPut = monotonicNanos()
         let traversal = HostTraversal(rt: self, topic: topic)
+        let relayWatch = startHostRelay(topic: topic)
 
         // What the lobby screen shows (NetPlayUI): pings and refused passphrases, once a second.
         var notice = ""
@@ -215,7 +218,7 @@ final class NetRuntime {
                         name: s.name,
                         key: s.key.text,
                         pingMs: s.link.flatMap { pings[$0] },
-                        path: s.link == nil ? nil : .direct,
+                        path: s.link == nil ? nil : Self.path(of: s.address) == .relayed ? .relayed : .direct,
                         isHost: s.link == nil,
                         isYou: s.link == nil
                     )
@@ -228,6 +231,7 @@ final class NetRuntime {
         // The lobby: until the player starts the match (Enter; headless: --start-when), or leaves.
         lobby: while true {
             if traversal.tick() { putRecord() }
+            relayWatch.tick()
             if refresh.due() {
                 pings = self.pings(seats.compactMap(\.link))
                 rejected = passphraseRejections()
@@ -242,7 +246,9 @@ final class NetRuntime {
             }
             for e in mailbox.wait(ui.lobbyWait) {
                 switch e {
-                case .opened(let id, let key, let addr): pendingKeys[id] = (key, addr)
+                case .opened(let id, let key, let addr):
+                    pendingKeys[id] = (key, addr)
+                    if RelayClient.isVirtual(addr) { relayedLinks.insert(id) }
                 case .closed(let id, _):
                     pendingKeys[id] = nil
                     seatLeft(link: id)
@@ -306,7 +312,7 @@ final class NetRuntime {
                             j.add("name", Self.displayName(h.name))
                             j.add("state", "joined")
                             j.add("address", addr.description)
-                            j.add("path", "direct")
+                            j.add("path", Self.path(of: addr) == .relayed ? "relayed" : "direct")
                         }
                         broadcast(roster())
                         broadcast(.settings(lobbySettings))
@@ -432,6 +438,7 @@ final class NetRuntime {
             return 1
         }
 
+        if connection.relay != nil { relayedLinks.insert(hostLink) }
         let contribution = SeedMix.contribution()
         let commit = SeedMix.commit(contribution)
         send(
@@ -481,7 +488,8 @@ final class NetRuntime {
                         name: m.name,
                         key: key?.text ?? "?",
                         pingMs: link.flatMap { pings[$0] },
-                        path: m.key == mine ? nil : link != nil ? .direct : .relayed,
+                        path: m.key == mine
+                            ? nil : link != nil && !(isHost && connection.relay != nil) ? .direct : .relayed,
                         isHost: isHost,
                         isYou: m.key == mine
                     )

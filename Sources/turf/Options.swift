@@ -58,6 +58,10 @@ enum Limits {
     static let tickRate = OptionRange<UInt16>(1...240, unit: "Hz")
     // DHT commands: seconds that fit Nanos with room to spare (about 31 years).
     static let dhtSeconds = OptionRange(0.0...1e9, unit: "s")
+    static let relaySessions = OptionRange(1...1024)
+    static let relayKiBPerSecond = OptionRange(1...1_048_576, unit: "KiB/s")
+    static let relayChannelMiB = OptionRange(1...1_048_576, unit: "MiB")
+    static let relayChannels = OptionRange(1...65_536)
     // Benchmarks: large enough for any figure in docs/benchmarks.md, small enough to finish.
     static let benchMinutes = OptionRange(0.1...240.0)
     static let benchPlayers = OptionRange(2...8)

@@ -13,10 +13,11 @@ import Testing
         func text(_ k: String) -> String? { fields[k] as? String }
     }
 
-    static func lab(_ cases: [String], loss: String = "") throws -> [String: Run] {
+    static func lab(_ cases: [String], loss: String = "", relay: Bool = true) throws -> [String: Run] {
         let script = repoRoot.appendingPathComponent("scripts/natlab.sh").path
         var env = ProcessInfo.processInfo.environment
         env["LOSS"] = loss
+        env["RELAY"] = relay ? "1" : "0"
         let r = try run("/bin/bash", [script, "--turf", turfBinary] + cases, environment: env, timeout: 300)
         #expect(r.status == 0, "natlab.sh exited \(r.status): \(r.stderr.suffix(2000))")
         var out: [String: Run] = [:]
@@ -40,8 +41,9 @@ import Testing
     func headlessMatchesAcrossNATs() throws {
         let runs = try Self.lab([
             "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
+            "random-random", "cone-random",
         ])
-        #expect(runs.count == 7)
+        #expect(runs.count == 9)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -68,6 +70,14 @@ import Testing
         #expect(runs["remap"]?.fields["remapped"] as? Bool == true)
         // Three players (cone host, cone joiner, open joiner): all three end with one hash.
         #expect(runs["three"]?.ok == true)
+        // Two random NATs cannot punch: the session runs through the lab's relay (a `turf dht
+        // serve --relay` node found on the DHT). A random joiner behind a cone host connects at
+        // least relayed.
+        #expect(runs["random-random"]?.text("path") == "relayed")
+        #expect(runs["random-random"]?.text("host_path") == "relayed")
+        #expect(runs["cone-cone"]?.text("host_path") == "direct")
+        #expect(runs["random-random"]?.text("host_nat") == "random")
+        #expect(["relayed", "direct"].contains(runs["cone-random"]?.text("path") ?? ""))
     }
 
     /// libtorrent's Python binding (python3-libtorrent, `make deps`) is importable.
@@ -91,13 +101,14 @@ import Testing
     }
 
     /// Every router drops 20% of what it forwards: two cone NATs still punch, and the match's
-    /// final hashes agree.
+    /// final hashes agree. The lab has no relay here (a slow punch would otherwise fall back to
+    /// it): this is about punching.
     @Test(
         .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
         .timeLimit(.minutes(6))
     )
     func coneToConeUnderLoss() throws {
-        let runs = try Self.lab(["cone-cone"], loss: "0.2")
+        let runs = try Self.lab(["cone-cone"], loss: "0.2", relay: false)
         let r = try #require(runs["cone-cone"])
         #expect(r.ok, "\(r.fields)")
         #expect(r.fields["hashes_agree"] as? Bool == true)

@@ -1,0 +1,116 @@
+import DHT
+import NetCore
+
+/// Relay frames (docs/nat.md, "Relaying"): the datagrams a client exchanges with a volunteer relay
+/// (`turf dht serve --relay`) on the shared socket. First byte `0x1C`, second the operation:
+///
+/// | op | frame | bytes |
+/// |---|---|---|
+/// | `0x01` register | `1C 01` tag(20) nonce(8): a host offers itself for the lobby `tag` | 30 |
+/// | `0x02` join | `1C 02` tag(20) nonce(8): a joiner asks for a channel to that lobby's host | 30 |
+/// | `0x81` registered | `1C 81` nonce(8) status(1): the answer to a register | 11 |
+/// | `0x82` joined | `1C 82` nonce(8) status(1) channel(4): the answer to a join | 15 |
+/// | `0x04` data | `1C 04` channel(4) payload: a packet of the end-to-end session, either way | 6 + ≤ 1232 |
+///
+/// Integers are big-endian. Every answer is smaller than the request that caused it, and data is
+/// forwarded only between the two addresses of a channel: the relay cannot be used to amplify or
+/// to reach anyone who did not register. The payload is the session's own packet (Noise
+/// ciphertext); the relay never holds a key.
+public enum RelayFrame: Equatable, Sendable {
+    case register(tag: NodeID, nonce: UInt64)
+    case join(tag: NodeID, nonce: UInt64)
+    case registered(nonce: UInt64, status: RelayStatus)
+    case joined(nonce: UInt64, status: RelayStatus, channel: UInt32)
+    case data(channel: UInt32, payload: [UInt8])
+
+    public static let type: UInt8 = 0x1C
+    /// The largest payload a data frame carries: a session packet (≤ 1200 bytes) with room to spare.
+    public static let maxPayload = 1232
+    static let requestLength = 30
+
+    public func encode() -> [UInt8] {
+        var out: [UInt8] = [Self.type]
+        switch self {
+        case .register(let tag, let nonce):
+            out.append(0x01)
+            out += tag.bytes
+            Self.put(nonce, 8, &out)
+        case .join(let tag, let nonce):
+            out.append(0x02)
+            out += tag.bytes
+            Self.put(nonce, 8, &out)
+        case .registered(let nonce, let status):
+            out.append(0x81)
+            Self.put(nonce, 8, &out)
+            out.append(status.rawValue)
+        case .joined(let nonce, let status, let channel):
+            out.append(0x82)
+            Self.put(nonce, 8, &out)
+            out.append(status.rawValue)
+            Self.put(UInt64(channel), 4, &out)
+        case .data(let channel, let payload):
+            out.append(0x04)
+            Self.put(UInt64(channel), 4, &out)
+            out += payload
+        }
+        return out
+    }
+
+    /// nil for anything malformed: wrong type, unknown op, wrong length, unknown status.
+    public static func decode(_ b: [UInt8]) -> RelayFrame? {
+        guard b.count >= 2, b[0] == type else { return nil }
+        switch b[1] {
+        case 0x01, 0x02:
+            guard b.count == requestLength, let tag = NodeID(bytes: b[2..<22]) else { return nil }
+            let nonce = get(b, 22, 8)
+            return b[1] == 0x01 ? .register(tag: tag, nonce: nonce) : .join(tag: tag, nonce: nonce)
+        case 0x81:
+            guard b.count == 11, let s = RelayStatus(rawValue: b[10]) else { return nil }
+            return .registered(nonce: get(b, 2, 8), status: s)
+        case 0x82:
+            guard b.count == 15, let s = RelayStatus(rawValue: b[10]) else { return nil }
+            return .joined(nonce: get(b, 2, 8), status: s, channel: UInt32(get(b, 11, 4)))
+        case 0x04:
+            guard b.count >= 7, b.count - 6 <= maxPayload else { return nil }
+            return .data(channel: UInt32(get(b, 2, 4)), payload: Array(b[6...]))
+        default: return nil
+        }
+    }
+
+    private static func put(_ v: UInt64, _ n: Int, _ out: inout [UInt8]) {
+        for i in (0..<n).reversed() { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+    }
+
+    private static func get(_ b: [UInt8], _ at: Int, _ n: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in at..<(at + n) { v = v << 8 | UInt64(b[i]) }
+        return v
+    }
+
+    /// The info-hash volunteer relays announce themselves on; clients find them with `get_peers`.
+    public static let relayInfoHash = Topic.infoHash("turf relay v1")
+
+    /// The rendezvous tag of the lobby on `topic`: host and joiner both know the topic.
+    public static func tag(topic: String) -> NodeID { Topic.infoHash("relay\u{0}" + topic) }
+
+    /// Relays in the order both sides of `tag` prefer them (rendezvous hashing), so a host and a
+    /// joiner that found different sets still pick the same ones first. No duplicates.
+    public static func rank(_ relays: [PeerAddress], tag: NodeID) -> [PeerAddress] {
+        var seen = Set<PeerAddress>()
+        return relays.filter { $0.port != 0 && $0.ip != 0 && seen.insert($0).inserted }
+            .map { ($0, Topic.infoHash(tag.hexString + "@" + $0.description).bytes) }
+            .sorted { $0.1.lexicographicallyPrecedes($1.1) }
+            .map(\.0)
+    }
+}
+
+/// A relay's answer to a register or a join.
+public enum RelayStatus: UInt8, Sendable {
+    case ok = 0
+    /// join: no host registered for the tag.
+    case noHost = 1
+    /// register: another address holds the tag.
+    case busy = 2
+    /// the client's session quota or the relay's capacity is used up.
+    case quota = 3
+}

@@ -1,0 +1,223 @@
+import DHT
+import NetCore
+
+/// A volunteer relay (`turf dht serve --relay`, docs/nat.md): pairs a lobby's host and a joiner
+/// that cannot reach each other and forwards their session's packets, which it cannot read.
+///
+/// A host registers its lobby's tag; a joiner's join for that tag opens a channel between the two
+/// addresses; data frames on a channel are forwarded only from one of its two addresses to the
+/// other. Everything is bounded: hosts, channels, sessions (registrations plus channels joined) per
+/// client IP, channels per host and per (host, joiner IP), bytes per client IP per second (a token
+/// bucket) and per channel; idle registrations and
+/// channels expire. What breaks a rule is dropped and counted, never answered with more bytes than
+/// it carried. Confined to the host's thread.
+public final class RelayServer {
+    public struct Config: Sendable {
+        /// Registrations plus channels joined that one client IP may hold at once.
+        public var sessionsPerClient = 8
+        /// Channels one registered host may have at once (a lobby's joiners) …
+        public var channelsPerHost = 16
+        /// … and of those, from one joiner IP.
+        public var channelsPerJoinerIP = 2
+        /// Bytes one client IP may have forwarded per second, sustained …
+        public var bytesPerSecondPerClient = 256 * 1024
+        /// … and in a burst.
+        public var burstBytesPerClient = 1024 * 1024
+        /// Bytes one channel may carry in all (both ways); then it is closed.
+        public var bytesPerChannel: UInt64 = 256 * 1024 * 1024
+        public var maxHosts = 1024
+        public var maxChannels = 1024
+        /// A registration or channel with no traffic this long is forgotten.
+        public var idleTimeout: Nanos = .seconds(30)
+        public init() {}
+    }
+
+    public struct Stats: Sendable, Equatable {
+        public var registrations = 0
+        public var channelsOpened = 0
+        public var framesForwarded = 0
+        public var bytesForwarded: UInt64 = 0
+        /// Malformed relay frames, and answers (0x81, 0x82) sent to the relay.
+        public var malformed = 0
+        public var noHost = 0
+        public var busy = 0
+        /// Registers and joins refused by a session quota or the relay's capacity.
+        public var sessionQuota = 0
+        /// Data frames dropped by a byte quota (client or channel).
+        public var byteQuota = 0
+        /// Data frames for an unknown channel or from an address that is not one of its two ends.
+        public var unknownChannel = 0
+        public var expired = 0
+        public init() {}
+    }
+
+    struct HostEntry {
+        var address: PeerAddress
+        var lastSeen: Nanos
+    }
+
+    struct Channel {
+        var host: PeerAddress
+        var joiner: PeerAddress
+        var nonce: UInt64
+        var bytes: UInt64 = 0
+        var lastSeen: Nanos
+    }
+
+    struct Bucket {
+        var tokens: Double
+        var last: Nanos
+    }
+
+    let host: NetworkHost
+    public let config: Config
+    public private(set) var stats = Stats()
+    private var hosts: [NodeID: HostEntry] = [:]
+    private var channels: [UInt32: Channel] = [:]
+    private var buckets: [UInt32: Bucket] = [:]
+    private var sweepTimer: TimerToken?
+    /// Where channel ids come from; random unless set (tests).
+    var channelIDs: () -> UInt32 = { UInt32.random(in: 1...UInt32.max) }
+
+    /// Claims the relay frame type on `demux` (a peer without sessions: `turf dht serve`).
+    public init(host: NetworkHost, demux: Demultiplexer, config: Config = Config()) {
+        host.assertInLoop()
+        self.host = host
+        self.config = config
+        demux.route([RelayFrame.type]) { [weak self] payload, source in self?.receive(payload, from: source) }
+        scheduleSweep()
+    }
+
+    deinit { sweepTimer?.cancel() }
+
+    public func stop() {
+        sweepTimer?.cancel()
+        sweepTimer = nil
+    }
+
+    public var hostCount: Int { hosts.count }
+    public var channelCount: Int { channels.count }
+
+    /// Registrations plus channels joined that `ip` holds.
+    func sessions(of ip: UInt32) -> Int {
+        hosts.values.count { $0.address.ip == ip } + channels.values.count { $0.joiner.ip == ip }
+    }
+
+    func receive(_ payload: [UInt8], from source: PeerAddress) {
+        guard let frame = RelayFrame.decode(payload) else {
+            stats.malformed += 1
+            return
+        }
+        let now = host.now
+        switch frame {
+        case .register(let tag, let nonce):
+            host.send(
+                RelayFrame.registered(nonce: nonce, status: register(tag, from: source, now: now)).encode(),
+                to: source
+            )
+        case .join(let tag, let nonce):
+            let (status, channel) = join(tag, nonce: nonce, from: source, now: now)
+            host.send(RelayFrame.joined(nonce: nonce, status: status, channel: channel).encode(), to: source)
+        case .data(let id, let body):
+            forward(id, body, from: source, now: now)
+        case .registered, .joined:
+            stats.malformed += 1
+        }
+    }
+
+    private func register(_ tag: NodeID, from source: PeerAddress, now: Nanos) -> RelayStatus {
+        if var h = hosts[tag] {
+            guard h.address == source else {
+                stats.busy += 1
+                return .busy
+            }
+            h.lastSeen = now
+            hosts[tag] = h
+            return .ok
+        }
+        guard hosts.count < config.maxHosts, sessions(of: source.ip) < config.sessionsPerClient else {
+            stats.sessionQuota += 1
+            return .quota
+        }
+        hosts[tag] = HostEntry(address: source, lastSeen: now)
+        stats.registrations += 1
+        return .ok
+    }
+
+    private func join(_ tag: NodeID, nonce: UInt64, from source: PeerAddress, now: Nanos) -> (RelayStatus, UInt32) {
+        // A join sent again (its answer was lost) gets the same channel.
+        if let (id, _) = channels.first(where: { $0.value.joiner == source && $0.value.nonce == nonce }) {
+            return (.ok, id)
+        }
+        guard let h = hosts[tag] else {
+            stats.noHost += 1
+            return (.noHost, 0)
+        }
+        let toHost = channels.values.filter { $0.host == h.address }
+        guard channels.count < config.maxChannels, sessions(of: source.ip) < config.sessionsPerClient,
+            toHost.count < config.channelsPerHost,
+            toHost.count(where: { $0.joiner.ip == source.ip }) < config.channelsPerJoinerIP
+        else {
+            stats.sessionQuota += 1
+            return (.quota, 0)
+        }
+        var id = channelIDs()
+        for _ in 0..<8 where id == 0 || channels[id] != nil { id = channelIDs() }
+        guard id != 0, channels[id] == nil else {
+            stats.sessionQuota += 1
+            return (.quota, 0)
+        }
+        channels[id] = Channel(host: h.address, joiner: source, nonce: nonce, lastSeen: now)
+        stats.channelsOpened += 1
+        return (.ok, id)
+    }
+
+    private func forward(_ id: UInt32, _ body: [UInt8], from source: PeerAddress, now: Nanos) {
+        guard var c = channels[id], source == c.host || source == c.joiner else {
+            stats.unknownChannel += 1
+            return
+        }
+        let size = body.count + 6
+        guard c.bytes + UInt64(size) <= config.bytesPerChannel, charge(source.ip, bytes: size, now: now) else {
+            stats.byteQuota += 1
+            return
+        }
+        c.bytes += UInt64(size)
+        c.lastSeen = now
+        channels[id] = c
+        stats.framesForwarded += 1
+        stats.bytesForwarded += UInt64(size)
+        host.send(RelayFrame.data(channel: id, payload: body).encode(), to: source == c.host ? c.joiner : c.host)
+    }
+
+    /// Takes `bytes` from `ip`'s bucket; false (nothing taken) when it holds too few.
+    private func charge(_ ip: UInt32, bytes: Int, now: Nanos) -> Bool {
+        let rate = Double(config.bytesPerSecondPerClient)
+        let burst = Double(config.burstBytesPerClient)
+        var b = buckets[ip] ?? Bucket(tokens: burst, last: now)
+        b.tokens = min(burst, b.tokens + rate * Double(now &- b.last) / 1e9)
+        b.last = now
+        let ok = b.tokens >= Double(bytes)
+        if ok { b.tokens -= Double(bytes) }
+        buckets[ip] = b
+        return ok
+    }
+
+    private func scheduleSweep() {
+        sweepTimer = host.schedule(after: .seconds(1)) { [weak self] in
+            self?.sweep()
+            self?.scheduleSweep()
+        }
+    }
+
+    /// Forgets idle registrations and channels, and buckets of clients that hold nothing.
+    func sweep() {
+        let now = host.now
+        let before = hosts.count + channels.count
+        hosts = hosts.filter { now &- $0.value.lastSeen < config.idleTimeout }
+        channels = channels.filter { now &- $0.value.lastSeen < config.idleTimeout }
+        stats.expired += before - hosts.count - channels.count
+        let live = Set(hosts.values.map(\.address.ip) + channels.values.flatMap { [$0.host.ip, $0.joiner.ip] })
+        buckets = buckets.filter { live.contains($0.key) }
+    }
+}

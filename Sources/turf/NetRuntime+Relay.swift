@@ -1,0 +1,175 @@
+import DHT
+import Lobby
+import NIOConcurrencyHelpers
+import NetCore
+import NetStack
+import Sodium
+import Transport
+
+/// Relaying in `turf host` / `turf join` (docs/nat.md, "Relaying"): when punching cannot work
+/// (random ↔ random) or has not worked yet, the session runs through a volunteer relay found on
+/// the DHT. The host registers its lobby at relays for as long as it runs; the joiner, after a
+/// short wait, joins one and starts the same handshake there as at the host's own addresses.
+extension NetRuntime {
+    /// How a link reaches its peer, as the roster and the events say it.
+    static func path(of address: PeerAddress?) -> LobbyMessage.Member.Path {
+        address.map { RelayClient.isVirtual($0) ? .relayed : .direct } ?? .direct
+    }
+
+    /// The host's side: finds relays on the DHT and registers the lobby at the two it ranks first,
+    /// again after every lookup (every 30 s; every 2 s while none is found). The returned watch,
+    /// ticked from the lobby loop, prints a `relay` event whenever a relay's answer changes.
+    func startHostRelay(topic: String) -> HostRelayWatch {
+        let tag = RelayFrame.tag(topic: topic)
+        live.execute { peer in Self.findAndRegister(peer, tag: tag) }
+        return HostRelayWatch(rt: self)
+    }
+
+    private static func findAndRegister(_ peer: Peer, tag: NodeID) {
+        peer.dht.getPeers(RelayFrame.relayInfoHash) { [weak peer] r in
+            guard let peer, let client = peer.relay else { return }
+            let relays = RelayFrame.rank(r.peers, tag: tag)
+            if !relays.isEmpty { client.register(tag: tag, at: Array(relays.prefix(2))) }
+            peer.host.schedule(after: .seconds(relays.isEmpty ? 2 : 30)) { [weak peer] in
+                if let peer { findAndRegister(peer, tag: tag) }
+            }
+        }
+    }
+}
+
+/// The host's relay registrations as its events show them: `{"event":"relay","relay":…,"status":"ok"}`.
+final class HostRelayWatch {
+    let rt: NetRuntime
+    private var shown: [PeerAddress: String] = [:]
+    private var lastCheck: UInt64 = 0
+
+    init(rt: NetRuntime) { self.rt = rt }
+
+    func tick() {
+        let now = monotonicNanos()
+        guard now - lastCheck > 500_000_000 else { return }
+        lastCheck = now
+        let answers = (try? rt.live.sync { $0.relay?.registeredAt.mapValues { "\($0)" } ?? [:] }) ?? [:]
+        for (relay, status) in answers.sorted(by: { $0.key < $1.key }) where shown[relay] != status {
+            shown[relay] = status
+            rt.event("relay") { j in
+                j.add("relay", relay.description)
+                j.add("status", status)
+            }
+        }
+    }
+}
+
+/// The joiner's relay attempt inside `connectToHost`: looks relays up at once, and once `after`
+/// has passed without a session joins the two it ranks first and starts a handshake through each.
+/// Driven from the joiner's thread; the loop's answers come back through a lock.
+final class JoinRelay {
+    struct Shared {
+        var relays: [PeerAddress]?
+        /// Sessions started through a relay, not yet taken by `tick`.
+        var started: [UInt32] = []
+        var outstanding = 0
+        /// Relay address of each relayed session.
+        var relayOf: [UInt32: PeerAddress] = [:]
+    }
+
+    let rt: NetRuntime
+    let tag: NodeID
+    private var startAt: UInt64
+    private var joinRounds = 0
+    private var firstStarted: UInt64?
+
+    /// A relayed handshake started late (after several join rounds) gets its full 10 s: the
+    /// connect phase may run until then, past its usual 12 s.
+    var deadline: UInt64 { firstStarted.map { $0 + 10_000_000_000 } ?? 0 }
+    let psk: SecretBytes?
+    let expected: PeerKey?
+    let shared = NIOLockedValueBox(Shared())
+    private(set) var joined = false
+
+    init(rt: NetRuntime, topic: String, psk: SecretBytes?, expected: PeerKey?, after: UInt64) {
+        self.rt = rt
+        tag = RelayFrame.tag(topic: topic)
+        self.psk = psk
+        self.expected = expected
+        startAt = monotonicNanos() + after
+        lookup()
+    }
+
+    private var lookups = 0
+    private var lastLookup: UInt64 = 0
+
+    /// A `get_peers` of the relays' info-hash; its answer lands in `shared.relays`.
+    private func lookup() {
+        lookups += 1
+        lastLookup = monotonicNanos()
+        let shared = self.shared
+        shared.withLockedValue { $0.relays = nil }
+        rt.live.execute { peer in
+            peer.dht.getPeers(RelayFrame.relayInfoHash) { r in shared.withLockedValue { $0.relays = r.peers } }
+        }
+    }
+
+    /// How long a joiner waits for a direct path before it also tries relays: not long when its
+    /// own NAT maps a new port per destination (punching then needs luck or a consistent host).
+    static func delay(ownNAT: NATKind) -> UInt64 { ownNAT == .random ? 1_000_000_000 : 3_000_000_000 }
+
+    /// Whether relayed sessions may still come (so the connect loop should keep waiting).
+    var mayStillAdd: Bool {
+        !joined || shared.withLockedValue { $0.outstanding > 0 || !$0.started.isEmpty }
+    }
+
+    /// Starts the joins when due (or at once when `force`: every direct attempt has failed), and
+    /// moves the relayed sessions started since the last call into `pending`.
+    func tick(_ pending: inout Set<UInt32>, force: Bool) {
+        // Every join came back without a channel (the host had not registered yet, say): again in a second.
+        if joined, joinRounds < 5, shared.withLockedValue({ $0.outstanding == 0 && $0.relayOf.isEmpty }) {
+            joined = false
+            startAt = monotonicNanos() + 1_000_000_000
+        }
+        if !joined, force || monotonicNanos() >= startAt, let relays = shared.withLockedValue({ $0.relays }) {
+            if relays.isEmpty && lookups < 4 {
+                // None found yet (a relay's announcement may not have landed): ask again, 2 s apart.
+                if monotonicNanos() - lastLookup > 2_000_000_000 { lookup() }
+            } else {
+                joined = true
+                start(Array(RelayFrame.rank(relays, tag: tag).prefix(2)))
+            }
+        }
+        for id in shared.withLockedValue({ s in
+            defer { s.started = [] }
+            return s.started
+        }) { pending.insert(id) }
+        if firstStarted == nil && !pending.isEmpty && shared.withLockedValue({ !$0.relayOf.isEmpty }) {
+            firstStarted = monotonicNanos()
+        }
+    }
+
+    func relay(of id: UInt32) -> PeerAddress? { shared.withLockedValue { $0.relayOf[id] } }
+
+    /// How many relays the lookup found (nil: it has not answered).
+    var found: Int? { shared.withLockedValue { $0.relays?.count } }
+
+    private func start(_ relays: [PeerAddress]) {
+        joinRounds += 1
+        guard !relays.isEmpty else { return }
+        let (tag, psk, expected, shared, links) = (self.tag, self.psk, self.expected, self.shared, rt.links)
+        shared.withLockedValue { $0.outstanding += relays.count }
+        rt.live.execute { peer in
+            for relay in relays {
+                peer.relay?.join(tag: tag, relay: relay) { virtual in
+                    let mode: ConnectMode = psk.map { .passphrase($0) } ?? expected.map { .knownKey($0) } ?? .discovered
+                    let s = virtual.flatMap { peer.sessions?.connect(to: $0, mode: mode) }
+                    shared.withLockedValue { sh in
+                        sh.outstanding -= 1
+                        if let s {
+                            sh.started.append(s.localIndex)
+                            sh.relayOf[s.localIndex] = relay
+                        }
+                    }
+                    if let s { links.adopt(s) }
+                }
+            }
+        }
+    }
+}
