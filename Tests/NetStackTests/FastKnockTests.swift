@@ -43,10 +43,7 @@ import Transport
     @Test func aRelayedKnockMakesTheHostProbeAtOnce() throws {
         let net = SimNetwork(seed: 51, conditions: LinkConditions(latency: .milliseconds(20)))
         func peer(_ ip: UInt8, bootstrap: [PeerAddress]) -> Peer {
-            var c = DHTConfig()
-            c.seed = UInt64(ip)
-            c.bootstrap = bootstrap
-            return Peer(host: net.bind(PeerAddress(198, 51, 100, ip, port: 6881)), dht: c, identity: nil)
+            simPeer(net, PeerAddress(198, 51, 100, ip, port: 6881), bootstrap: bootstrap)
         }
         let router = peer(1, bootstrap: [])
         let nodes = (4...8).map { peer($0, bootstrap: [router.localAddress]) }

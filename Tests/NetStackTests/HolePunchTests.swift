@@ -44,10 +44,7 @@ import Transport
     @Test func knockIsFoundAndProbedBack() throws {
         let net = SimNetwork(seed: 41, conditions: LinkConditions(latency: .milliseconds(20)))
         func peer(_ ip: UInt8, bootstrap: [PeerAddress]) -> Peer {
-            var c = DHTConfig()
-            c.seed = UInt64(ip)
-            c.bootstrap = bootstrap
-            return Peer(host: net.bind(PeerAddress(10, 0, 0, ip, port: 6881)), dht: c, identity: nil)
+            simPeer(net, PeerAddress(10, 0, 0, ip, port: 6881), bootstrap: bootstrap)
         }
         let router = peer(1, bootstrap: [])
         let third = peer(4, bootstrap: [router.localAddress])

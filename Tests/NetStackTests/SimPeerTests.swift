@@ -12,10 +12,7 @@ import Transport
     @Test func announceLookupAndSessionOnOneSocket() throws {
         let net = SimNetwork(seed: 88, conditions: LinkConditions(latency: .milliseconds(20)))
         func peer(_ ip: UInt8, bootstrap: [PeerAddress], identity: Identity?) -> Peer {
-            var c = DHTConfig()
-            c.seed = UInt64(ip)
-            c.bootstrap = bootstrap
-            return Peer(host: net.bind(PeerAddress(10, 0, 0, ip, port: 6881)), dht: c, identity: identity)
+            simPeer(net, PeerAddress(10, 0, 0, ip, port: 6881), bootstrap: bootstrap, identity: identity)
         }
         let router = peer(1, bootstrap: [], identity: nil)
         let host = peer(2, bootstrap: [router.localAddress], identity: .generate())
