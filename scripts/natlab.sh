@@ -17,7 +17,8 @@
 #   three        three players: a host and a joiner behind two cone routers, a second joiner open
 #   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
-# Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, probes_sent,
+# Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path, probes_sent (the joiner's),
+# host_probes (the host's birthday probes, null without),
 # final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards.
 #
 # Topology: namespace `inet` holds the bridge; six `turf dht serve` nodes in namespace `dht` on
@@ -250,8 +251,11 @@ run_case() {
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
+  # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
+  local hprobes
+  hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}')
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d,"host_probes":%s}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0)) "${hprobes:-null}"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

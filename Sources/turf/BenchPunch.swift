@@ -91,6 +91,7 @@ struct BenchPunch: ParsableCommand {
             let ok = rs.filter { $0["ok"] as? Bool == true }
             let ms = ok.compactMap { ($0["join_ms"] as? NSNumber)?.doubleValue }
             let probes = rs.compactMap { ($0["probes_sent"] as? NSNumber)?.doubleValue }
+            let hostProbes = rs.compactMap { ($0["host_probes"] as? NSNumber)?.doubleValue }
             let paths = ok.compactMap { $0["path"] as? String }
             var j = JSONObject()
             j.add("case", c)
@@ -100,6 +101,7 @@ struct BenchPunch: ParsableCommand {
             Self.add(&j, "join_ms_p95", ms.isEmpty ? nil : BenchSupport.percentile(ms, 0.95))
             j.add("path", Dictionary(grouping: paths, by: { $0 }).max { $0.value.count < $1.value.count }?.key)
             Self.add(&j, "probes_sent", probes.isEmpty ? nil : BenchSupport.median(probes))
+            Self.add(&j, "host_probes_sent", hostProbes.isEmpty ? nil : BenchSupport.median(hostProbes))
             j.add("host_nat", rs.last?["host_nat"] as? String)
             j.add("join_nat", rs.last?["join_nat"] as? String)
             rows.append(j)

@@ -37,15 +37,17 @@ extension NetRuntime {
     func connectToHost(_ candidates: [PeerAddress], topic: String, psk: SecretBytes?, expected: PeerKey?)
         -> HostConnection
     {
-        emitNAT(natStatus())
+        let nat = natStatus()
+        emitNAT(nat)
         let began = monotonicNanos()
         let ordered = HolePuncher.order(candidates)
+        let birthday = JoinerBirthday(kind: nat.kind, candidates: ordered)
         let knock = HolePuncher.knockHash(topic: topic)
         let port = live.localAddress.port
         let links = self.links
         let ids: [UInt32] =
             (try? live.sync { peer in
-                peer.dht.announce(knock, port: port, impliedPort: true) { _, _ in }
+                birthday.knock(peer, infoHash: knock, port: port)
                 peer.puncher.probe(ordered, times: 3)
                 // Made here from Sendable parts: the mode itself stays on the loop.
                 let mode: ConnectMode = psk.map { .passphrase($0) } ?? expected.map { .knownKey($0) } ?? .discovered
@@ -94,12 +96,18 @@ extension NetRuntime {
             result.failedOnPassphrase = true
         }
         let probes = (try? live.sync { $0.puncher.probesSent }) ?? 0
+        let connected = result.link != nil
+        let bday = (try? live.sync { _ in birthday.finish(connected: connected) }) ?? JoinerBirthday.Report()
         event("connected") { j in
             j.add("ok", result.link != nil)
             j.add("address", winner?.description)
             j.add("path", winner.map { $0.isPrivate ? "lan" : "direct" })
             j.add("candidates", ordered.count)
-            j.add("probes_sent", probes)
+            j.add("probes_sent", probes + bday.probesSent)
+            if birthday.active {
+                j.add("birthday_sockets", bday.sockets)
+                j.add("birthday_port", bday.won)
+            }
             j.add("connect_ms", Double(monotonicNanos() - began) / 1e6)
         }
         return result
@@ -112,6 +120,7 @@ final class HostTraversal {
     /// The watcher, made and touched only on the event loop (the box crosses to it by reference).
     final class WatcherBox: @unchecked Sendable {  // `watcher` is touched only on the LivePeer's event loop.
         var watcher: KnockWatcher?
+        var probers: BirthdayProbers?
     }
 
     let rt: NetRuntime
@@ -126,6 +135,7 @@ final class HostTraversal {
         rt.live.execute { peer in
             let w = KnockWatcher(peer: peer, topic: topic)
             box.watcher = w
+            HostTraversal.attachBirthday(peer, watcher: w, box: box)
             w.start()
         }
     }
@@ -139,6 +149,7 @@ final class HostTraversal {
         guard now - lastCheck > 500_000_000 else { return false }
         lastCheck = now
         let s = rt.natStatus()
+        tickBirthday(kind: s.kind)
         if s.kind != lastNAT {
             lastNAT = s.kind
             if s.kind != .unknown { rt.emitNAT(s) }
@@ -153,6 +164,7 @@ final class HostTraversal {
         rt.live.execute { _ in
             box.watcher?.stop()
             box.watcher = nil
+            box.probers?.stopAll()
         }
     }
 }
