@@ -253,7 +253,7 @@ run_case() {
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
   # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
   local hprobes
-  hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}')
+  hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}' || true)
   printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d,"host_probes":%s}\n' \
     "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0)) "${hprobes:-null}"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then

@@ -122,7 +122,8 @@ public final class BirthdayProber {
         step()
     }
 
-    public func stop() { finish(connected: false) }
+    /// Ends the attempt now (connected if the session is up by now).
+    public func stop() { finish(connected: !sessionsFromTarget().subtracting(before).isEmpty) }
 
     private func sessionsFromTarget() -> Set<UInt32> {
         Set((peer.sessions?.activeSessions ?? []).filter { $0.peerAddress.ip == target }.map(\.localIndex))
@@ -256,16 +257,18 @@ public final class BirthdaySockets {
         self.count = max(0, min(count, Birthday.maxSockets))
     }
 
+    /// Opens the sockets. They hold this object (their receive path goes through it) until they
+    /// close: at `lifetime` without a winner, at `close`, or with the host for the winner.
     public func start(lifetime: Nanos = Birthday.socketLifetime) {
         udp.assertInLoop()
         for _ in 0..<count {
             udp.openAuxiliary(
-                onReceive: { [weak self] payload, source, socket in self?.receive(payload, from: source, on: socket) },
-                done: { [weak self] socket in self?.didOpen(socket) }
+                onReceive: { payload, source, socket in self.receive(payload, from: source, on: socket) },
+                done: { socket in self.didOpen(socket) }
             )
         }
-        timer = udp.schedule(after: lifetime) { [weak self] in
-            guard let self, self.winner == nil else { return }
+        timer = udp.schedule(after: lifetime) {
+            guard self.winner == nil else { return }
             self.close()
         }
     }

@@ -66,13 +66,14 @@ extension HostTraversal {
     }
 
     /// From the lobby loop: switches the birthday method on for a consistent (or not yet known)
-    /// NAT, and prints one `birthday` event per finished attempt.
-    func tickBirthday(kind: NATKind) {
+    /// NAT, and prints one `birthday` event per finished attempt (`stopping`: ends those running).
+    func tickBirthday(kind: NATKind, stopping: Bool = false) {
         let box = self.box
         let enabled = kind == .consistent || kind == .unknown
         let done =
             (try? rt.live.sync { _ -> [BirthdayProbers.Outcome] in
                 box.probers?.enabled = enabled
+                if stopping { box.probers?.stopAll() }
                 return box.probers?.drain() ?? []
             }) ?? []
         for o in done {

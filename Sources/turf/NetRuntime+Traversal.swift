@@ -160,11 +160,11 @@ final class HostTraversal {
     }
 
     func stop() {
+        tickBirthday(kind: lastNAT ?? .unknown, stopping: true)
         let box = self.box
         rt.live.execute { _ in
             box.watcher?.stop()
             box.watcher = nil
-            box.probers?.stopAll()
         }
     }
 }

@@ -39,9 +39,9 @@ import Testing
     )
     func headlessMatchesAcrossNATs() throws {
         let runs = try Self.lab([
-            "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
+            "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three", "cone-random",
         ])
-        #expect(runs.count == 7)
+        #expect(runs.count == 8)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -64,6 +64,12 @@ import Testing
         #expect(runs["remap"]?.fields["remapped"] as? Bool == true)
         // Three players (cone host, cone joiner, open joiner): all three end with one hash.
         #expect(runs["three"]?.ok == true)
+        // Cone host, random joiner: the birthday method (the joiner's extra sockets, the host's
+        // probes at random ports) connected them directly.
+        #expect(runs["cone-random"]?.text("host_nat") == "consistent")
+        #expect(runs["cone-random"]?.text("join_nat") == "random")
+        #expect(runs["cone-random"]?.text("path") == "direct")
+        #expect((runs["cone-random"]?.fields["host_probes"] as? Int ?? 0) > 0)
     }
 
     /// Every router drops 20% of what it forwards: two cone NATs still punch, and the match's
