@@ -164,6 +164,7 @@ public final class BirthdayProbers {
 
     let peer: Peer
     let window: Nanos
+    let range: ClosedRange<UInt16>
     private var rng: SplitMix64
     private var running: [UInt32: BirthdayProber] = [:]
     private var lastStart: [UInt32: Nanos] = [:]
@@ -174,9 +175,15 @@ public final class BirthdayProbers {
     public var enabled = true
     public static let maxRemembered = 256
 
-    public init(peer: Peer, seed: UInt64, window: Nanos = .seconds(20)) {
+    public init(
+        peer: Peer,
+        seed: UInt64,
+        window: Nanos = .seconds(20),
+        range: ClosedRange<UInt16> = Birthday.portRange
+    ) {
         self.peer = peer
         self.window = window
+        self.range = range
         rng = SplitMix64(seed: seed)
     }
 
@@ -197,7 +204,7 @@ public final class BirthdayProbers {
                 lastStart[oldest.key] = nil
             }
             lastStart[ip] = now
-            let p = BirthdayProber(peer: peer, target: ip, seed: rng.next())
+            let p = BirthdayProber(peer: peer, target: ip, seed: rng.next(), range: range)
             running[ip] = p
             p.onFinish = { [weak self] p in
                 self?.running[p.target] = nil

@@ -175,3 +175,52 @@ import Transport
         #expect(try joiner.sync { p in p.puncher.probesReceived } == 0)
     }
 }
+
+/// The host's attempts on the simulated network (virtual time): bounded in number and per IP,
+/// and an attempt stops when the joiner it probes comes up as a session.
+@Suite struct BirthdayProbersTests {
+    @Test func attemptsAreBoundedAndStopWhenTheSessionIsUp() throws {
+        let net = SimNetwork(seed: 21, conditions: LinkConditions(latency: .milliseconds(10)))
+        let host = Peer(host: net.bind(PeerAddress(10, 0, 0, 2, port: 6881)), identity: .generate())
+        // The joiner's one mapped port among the 100 the host will probe.
+        let joiner = Peer(host: net.bind(PeerAddress(10, 0, 0, 3, port: 40_042)), identity: .generate())
+        let joinerSessions = try #require(joiner.sessions)
+        var session: Session?
+        joiner.puncher.onProbe = { source in
+            if session == nil { session = joinerSessions.connect(to: source, mode: .discovered) }
+        }
+        let probers = BirthdayProbers(peer: host, seed: 5, range: 40_000...40_099)
+        let ips: [UInt32] = [
+            PeerAddress(10, 0, 0, 3, port: 0).ip, PeerAddress(10, 0, 0, 4, port: 0).ip,
+            PeerAddress(10, 0, 0, 5, port: 0).ip,
+        ]
+        probers.knocked(ips)
+        #expect(probers.runningCount == Birthday.maxConcurrent)
+        #expect(probers.skipped == 1)
+        // Knocked again on the next poll: the running attempts are not doubled.
+        probers.knocked(ips)
+        #expect(probers.runningCount == Birthday.maxConcurrent)
+        #expect(net.run(until: net.now + .seconds(5), while: { probers.runningCount > 0 }))
+        let outcomes = probers.drain().sorted { $0.ip < $1.ip }
+        #expect(outcomes.count == 2)
+        // .3 answered with a session before the range ran out; .4 had nobody: all 100 ports.
+        #expect(outcomes.first?.connected == true)
+        #expect((outcomes.first?.probesSent ?? 0) < 100)
+        #expect(outcomes.last == BirthdayProbers.Outcome(ip: ips[1], probesSent: 100, connected: false))
+        #expect(session?.isEstablished == true)
+        #expect(joiner.puncher.probesReceived == 1)
+        // Within the window an IP is not probed again; after it, it is; switched off, never.
+        probers.knocked([ips[1]])
+        #expect(probers.runningCount == 0)
+        _ = net.run(for: .seconds(20))
+        probers.enabled = false
+        probers.knocked([ips[1]])
+        #expect(probers.runningCount == 0)
+        probers.enabled = true
+        probers.knocked([ips[1]])
+        #expect(probers.runningCount == 1)
+        probers.stopAll()
+        #expect(probers.runningCount == 0)
+        #expect(probers.drain().count == 1)
+    }
+}
