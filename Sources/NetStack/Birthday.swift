@@ -23,6 +23,9 @@ public enum Birthday {
     public static let maxProbes = 2000
     /// How long the random side keeps its extra sockets open without a winner.
     public static let socketLifetime: Nanos = .seconds(12)
+    /// When the random side's sockets probe the targets a second time (a first probe lost before
+    /// it left the NAT made no mapping; the second makes one).
+    public static let secondProbe: Nanos = .milliseconds(1000)
     /// Most peer addresses the random side sends its sockets' probes to.
     public static let maxTargets = 2
     /// Most birthday attempts a consistent side runs at once (each bounded by `maxProbes`).
@@ -242,6 +245,7 @@ public final class BirthdaySockets {
     let count: Int
     private var sockets: [AuxiliarySocket] = []
     private var timer: TimerToken?
+    private var resend: TimerToken?
     public private(set) var closed = false
     public private(set) var opened = 0
     public private(set) var bindFailures = 0
@@ -278,6 +282,17 @@ public final class BirthdaySockets {
             guard self.winner == nil else { return }
             self.close()
         }
+        resend = udp.schedule(after: Birthday.secondProbe) {
+            guard !self.closed, self.winner == nil else { return }
+            for s in self.sockets { self.probeTargets(from: s) }
+        }
+    }
+
+    private func probeTargets(from socket: AuxiliarySocket) {
+        for t in targets {
+            socket.send(HolePuncher.probePacket(UInt64(probesSent)), to: t)
+            probesSent += 1
+        }
     }
 
     private func didOpen(_ socket: AuxiliarySocket?) {
@@ -291,10 +306,7 @@ public final class BirthdaySockets {
         }
         sockets.append(socket)
         opened += 1
-        for t in targets {
-            socket.send(HolePuncher.probePacket(UInt64(probesSent)), to: t)
-            probesSent += 1
-        }
+        probeTargets(from: socket)
     }
 
     private func receive(_ payload: [UInt8], from source: PeerAddress, on socket: AuxiliarySocket) {
@@ -323,6 +335,8 @@ public final class BirthdaySockets {
         sockets = [socket]
         timer?.cancel()
         timer = nil
+        resend?.cancel()
+        resend = nil
     }
 
     /// Closes every socket, the winner too (its route falls back to the main socket).
@@ -331,6 +345,8 @@ public final class BirthdaySockets {
         closed = true
         timer?.cancel()
         timer = nil
+        resend?.cancel()
+        resend = nil
         for s in sockets { s.close() }
         sockets = []
         if let w = winningPeer { udp.route(w, via: nil) }

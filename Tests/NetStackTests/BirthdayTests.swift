@@ -77,17 +77,28 @@ import Transport
 }
 
 @Suite(.serialized) struct BirthdaySocketTests {
-    func bind(_ identity: Identity) throws -> LivePeer {
-        try LivePeer.bind(PeerAddress(127, 0, 0, 1, port: 0), identity: identity)
+    let peers = PeerTests()
+
+    func bind(_ identity: Identity) throws -> LivePeer { try peers.bind(bootstrap: [], identity: identity) }
+
+    func wait(_ live: LivePeer, _ cond: @escaping @Sendable (Peer) -> Bool) throws -> Bool {
+        try peers.wait(live, cond)
     }
 
-    func wait(_ live: LivePeer, seconds: Double = 10, _ cond: @escaping @Sendable (Peer) -> Bool) throws -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try live.sync(cond) { return true }
-            usleep(2_000)
+    /// The joiner's extra sockets, kept on its event loop.
+    final class Box: @unchecked Sendable {  // `sockets` is touched only on the joiner's event loop.
+        var sockets: BirthdaySockets?
+    }
+
+    /// Opens `count` extra sockets on `joiner` aimed at `target`; returns them once all are bound.
+    func open(_ joiner: LivePeer, at target: PeerAddress, count: Int) throws -> (Box, [UInt16]) {
+        let box = Box()
+        try joiner.sync { p in
+            box.sockets = BirthdaySockets(peer: p, targets: [target], count: count)
+            box.sockets?.start()
         }
-        return false
+        #expect(try wait(joiner) { _ in box.sockets?.opened == count })
+        return (box, try joiner.sync { _ in box.sockets?.localPorts ?? [] })
     }
 
     /// Each extra socket probes the target once; the target's probe to one of them makes it the
@@ -100,20 +111,11 @@ import Transport
         let joiner = try bind(Identity.generate())
         defer { joiner.close() }
         let hostAddress = host.localAddress
-        final class Box: @unchecked Sendable {  // `sockets` is touched only on the joiner's event loop.
-            var sockets: BirthdaySockets?
-        }
-        let box = Box()
-        try joiner.sync { p in
-            box.sockets = BirthdaySockets(peer: p, targets: [hostAddress], count: 8)
-            box.sockets?.start()
-        }
-        #expect(try wait(joiner) { _ in box.sockets?.opened == 8 })
-        let ports = try joiner.sync { _ in box.sockets?.localPorts ?? [] }
+        let (box, ports) = try open(joiner, at: hostAddress, count: 8)
         #expect(ports.count == 8)
         #expect(!ports.contains(joiner.localAddress.port))
         // One probe from each socket reached the host.
-        #expect(try wait(host) { p in p.puncher.probesReceived == 8 })
+        #expect(try wait(host) { p in p.puncher.probesReceived >= 8 })
         #expect(try host.sync { p in Set(p.puncher.heardFrom.map(\.port)) } == Set(ports))
 
         // The host's birthday prober, aimed at exactly one of them.
@@ -153,17 +155,9 @@ import Transport
         defer { joiner.close() }
         let stranger = try bind(Identity.generate())
         defer { stranger.close() }
-        let target = PeerAddress(127, 0, 0, 1, port: 9)  // discard: nobody answers from there
-        final class Box: @unchecked Sendable {  // `sockets` is touched only on the joiner's event loop.
-            var sockets: BirthdaySockets?
-        }
-        let box = Box()
-        try joiner.sync { p in
-            box.sockets = BirthdaySockets(peer: p, targets: [target], count: 4)
-            box.sockets?.start()
-        }
-        #expect(try wait(joiner) { _ in box.sockets?.opened == 4 })
-        let ports = try joiner.sync { _ in box.sockets?.localPorts ?? [] }
+        // discard: nobody answers from there
+        let (box, ports) = try open(joiner, at: PeerAddress(127, 0, 0, 1, port: 9), count: 4)
+        #expect(ports.count == 4)
         try stranger.sync { p in
             for port in ports {
                 p.puncher.sendProbe(to: PeerAddress(127, 0, 0, 1, port: port))
