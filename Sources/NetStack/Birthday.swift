@@ -22,7 +22,7 @@ public enum Birthday {
     /// `portRange` the attempt misses with probability about 0.04% (`successProbability`).
     public static let maxProbes = 2000
     /// How long the random side keeps its extra sockets open without a winner.
-    public static let socketLifetime: Nanos = .seconds(12)
+    public static let socketLifetime: Nanos = .seconds(14)
     /// When the random side's sockets probe the targets a second time (a first probe lost before
     /// it left the NAT made no mapping; the second makes one).
     public static let secondProbe: Nanos = .milliseconds(1000)

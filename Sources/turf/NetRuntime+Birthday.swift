@@ -3,6 +3,7 @@ import NetCore
 import NetStack
 import Sodium
 import TextOutput
+import Transport
 
 /// The birthday method in `turf host` / `turf join` (docs/nat.md): a joiner behind a random NAT
 /// knocks with `Birthday.knockPort` and opens its extra sockets; a host behind a consistent NAT
@@ -26,6 +27,23 @@ final class JoinerBirthday: @unchecked Sendable {  // `sockets` is touched only 
     }
 
     var active: Bool { !targets.isEmpty }
+    /// How long the joiner's connect phase waits when active: as long as the sockets live, and 2 s more.
+    var deadline: UInt64 { Birthday.socketLifetime + 2_000_000_000 }
+    private var retried = false
+
+    /// When every handshake gave up (lost packets used up its attempts before a probe hit): nil
+    /// when the method has nothing more to offer (inactive, its sockets closed, or retried once),
+    /// [] while its sockets still wait for the host's probe, else the index of a fresh handshake
+    /// to the winning address (it leaves through the winner). On the loop.
+    func retry(_ peer: Peer, psk: SecretBytes?, expected: PeerKey?, links: Links) -> [UInt32]? {
+        guard let s = sockets, !retried, !s.closed else { return nil }
+        guard let target = s.winningPeer else { return [] }
+        retried = true
+        let mode: ConnectMode = psk.map { .passphrase($0) } ?? expected.map { .knownKey($0) } ?? .discovered
+        guard let session = peer.sessions?.connect(to: target, mode: mode) else { return nil }
+        links.adopt(session)
+        return [session.localIndex]
+    }
 
     /// On the loop: knocks (the birthday knock when active, else the plain one whose implied port
     /// tells the host where to probe) and opens the extra sockets.

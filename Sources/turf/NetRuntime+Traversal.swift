@@ -63,8 +63,14 @@ extension NetRuntime {
         var result = HostConnection()
         var winner: PeerAddress?
         // A handshake resends every second for 10 s; the host polls knocks every second.
-        let deadline = began + 12_000_000_000
-        while result.link == nil && !pending.isEmpty && monotonicNanos() < deadline {
+        let deadline = began + (birthday.active ? birthday.deadline : 12_000_000_000)
+        while result.link == nil && monotonicNanos() < deadline {
+            if pending.isEmpty {
+                // Every handshake gave up: the birthday method may still find a path.
+                let more = try? live.sync { peer in birthday.retry(peer, psk: psk, expected: expected, links: links) }
+                guard let more = more ?? nil else { break }
+                pending.formUnion(more)
+            }
             let batch = mailbox.wait(0.2)
             for (index, e) in batch.enumerated() {
                 switch e {
