@@ -26,6 +26,8 @@ public enum Birthday {
     /// When the random side's sockets probe the targets a second time (a first probe lost before
     /// it left the NAT made no mapping; the second makes one).
     public static let secondProbe: Nanos = .milliseconds(1000)
+    /// Handshake resends through the winning socket after the win (300 ms apart).
+    public static let resendsAfterWin = 3
     /// Most peer addresses the random side sends its sockets' probes to.
     public static let maxTargets = 2
     /// Most birthday attempts a consistent side runs at once (each bounded by `maxProbes`).
@@ -331,6 +333,15 @@ public final class BirthdaySockets {
         winner = socket
         winningPeer = peerAddress
         udp.route(peerAddress, via: socket)
+        // The probe that won makes the pending handshake resend through the winner at once; no
+        // other probe will come this way (the host probes each port once), so a few more resends
+        // follow in case that one is lost (each at most every 200 ms, not counted as attempts).
+        for k in 1...Birthday.resendsAfterWin {
+            udp.schedule(after: .milliseconds(300 * k)) { [weak self] in
+                guard let self, !self.closed else { return }
+                self.peer.sessions?.retryHandshakes(to: peerAddress)
+            }
+        }
         for s in sockets where s !== socket { s.close() }
         sockets = [socket]
         timer?.cancel()
