@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "NetStack",
             dependencies: [
-                "NetCore", "DHT", "Transport", "Sodium",
+                "NetCore", "DHT", "Transport", "Sodium", "Determinism",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

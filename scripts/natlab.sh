@@ -20,9 +20,11 @@
 #   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
 # Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path (the joiner's),
-# host_path (the host's `peer` event for the joiner), knock, probes_sent,
-# final hashes agree (hashes_agree). Add LOSS=0.2 to drop 20% of what every router forwards, and
-# RELAY=0 for a lab without the relay (punching alone).
+# host_path (the host's `peer` event for the joiner), knock, probes_sent (the joiner's),
+# host_probes (the host's birthday probes, null without), final_path (after a relayed session's
+# upgrade to direct, at upgrade_ms from the joiner's start), final hashes agree (hashes_agree).
+# Add LOSS=0.2 to drop 20% of what every router forwards, and RELAY=0 for a lab without the
+# relay (punching alone).
 #
 # Topology: namespace `inet` holds the bridge; six `turf dht serve` nodes in namespace `dht` on
 # 198.51.100.11-12, 203.0.113.11-12, 192.0.2.11-12 (two per /24, the routing table's per-/24 limit),
@@ -281,12 +283,17 @@ run_case() {
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
-  local knock hpath
+  local knock hpath hprobes fpath fms
   knock=$(field "$(lastevent "$WORK/$j.out" connected)" knock)
   # The host's view of the joiner's link (its `peer` event): direct or relayed.
   hpath=$(field "$(grep '"event":"peer"' "$WORK/$h.out" 2>/dev/null | grep '"name":"joiner"' | tail -1 || true)" path)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0))
+  # Where the joiner's session to the host ended up (a relayed one may upgrade: its `path` event).
+  fpath=$(field "$(lastevent "$WORK/$j.out" path)" path)
+  fms=$(field "$(lastevent "$WORK/$j.out" path)" after_ms)
+  # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
+  hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}' || true)
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

@@ -58,6 +58,9 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
     private let group: EventLoopGroup
     private let ownedGroup: MultiThreadedEventLoopGroup?
     private var closing = false
+    /// Destinations whose datagrams leave through an auxiliary socket instead (the birthday
+    /// method's winning socket, docs/nat.md); see `route(_:via:)` in UDPHost+Auxiliary.swift.
+    var routes: [PeerAddress: AuxiliarySocket] = [:]
 
     private init(
         channel: Channel,
@@ -190,13 +193,14 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
             stats.oversizedSends += 1
             return
         }
-        var buffer = channel.allocator.buffer(capacity: payload.count)
+        let out = routedChannel(destination) ?? channel
+        var buffer = out.allocator.buffer(capacity: payload.count)
         buffer.writeBytes(payload)
         let envelope = AddressedEnvelope(remoteAddress: UDPHost.socketAddress(destination), data: buffer)
         stats.sent += 1
         let promise = eventLoop.makePromise(of: Void.self)
         promise.futureResult.whenFailure { [weak self] _ in self?.stats.sendFailures += 1 }
-        channel.writeAndFlush(envelope, promise: promise)
+        out.writeAndFlush(envelope, promise: promise)
     }
 
     /// Whether the socket is open (on the event loop).
@@ -234,6 +238,8 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
     public func close() {
         let ch = try? eventLoop.submit { () -> Channel in
             self.closing = true
+            for s in self.routes.values { s.close() }
+            self.routes = [:]
             return self.channel
         }.wait()
         try? ch?.close().wait()

@@ -61,6 +61,8 @@ public final class KnockListener {
     public private(set) var unopened = 0
     public private(set) var limited = 0
     public static let maxRemembered = 256
+    /// Called with the knocker's IP when its knock carries `Birthday.knockMarker`.
+    public var onBirthdayKnock: (([UInt32]) -> Void)?
 
     /// Listens for knocks on `infoHash`, sealed to any of `keys`.
     public init(peer: Peer, infoHash: NodeID, keys: [X25519.KeyPair]) {
@@ -95,7 +97,11 @@ public final class KnockListener {
         if lastProbed.count >= Self.maxRemembered { lastProbed.removeAll() }
         lastProbed[k.source] = now
         opened += 1
-        let targets = [k.source] + listed.filter { $0.isPrivate || $0.ip == k.source.ip }
+        // The birthday marker: the knocker's NAT is random, so only its IP (the one the relaying
+        // node saw, token-bound) means anything; the birthday method probes that IP's ports.
+        if listed.contains(Birthday.knockMarker) { onBirthdayKnock?([k.source.ip]) }
+        let targets =
+            [k.source] + listed.filter { $0 != Birthday.knockMarker && ($0.isPrivate || $0.ip == k.source.ip) }
         peer.puncher.probe(targets)
     }
 }

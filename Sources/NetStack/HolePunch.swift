@@ -62,11 +62,18 @@ public final class HolePuncher {
     }
 
     private func sendRound(_ targets: [PeerAddress]) {
-        for t in targets {
-            let n = UInt64(probesSent)
-            host.send([Self.probeType] + (0..<8).map { UInt8(truncatingIfNeeded: n >> (56 - 8 * $0)) }, to: t)
-            probesSent += 1
-        }
+        for t in targets { sendProbe(to: t) }
+    }
+
+    /// Sends one probe to `target` now (counted in `probesSent`).
+    public func sendProbe(to target: PeerAddress) {
+        host.send(Self.probePacket(UInt64(probesSent)), to: target)
+        probesSent += 1
+    }
+
+    /// A probe datagram: the type byte and a 64-bit count, big-endian.
+    public static func probePacket(_ n: UInt64) -> [UInt8] {
+        [probeType] + (0..<8).map { UInt8(truncatingIfNeeded: n >> (56 - 8 * $0)) }
     }
 
     /// The info-hash a joiner announces itself on to knock at the lobby on `topic` (the slow path:
@@ -117,7 +124,14 @@ public final class KnockWatcher {
         }
     }
 
-    func knocked(_ addresses: [PeerAddress]) {
+    /// Called with the IPs of knocks that ask for the birthday method (`Birthday.knockPort`: the
+    /// joiner's NAT is random, so only its IP means anything); such knocks get no plain probes.
+    public var onBirthdayKnock: (([UInt32]) -> Void)?
+
+    func knocked(_ all: [PeerAddress]) {
+        let birthday = all.prefix(HolePuncher.maxTargets * 4).filter { $0.port == Birthday.knockPort }
+        if !birthday.isEmpty { onBirthdayKnock?(birthday.map(\.ip)) }
+        let addresses = all.filter { $0.port != Birthday.knockPort }
         let now = peer.host.now
         var fresh: [PeerAddress] = []
         for a in addresses.prefix(HolePuncher.maxTargets * 4) {

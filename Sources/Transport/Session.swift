@@ -140,6 +140,15 @@ public final class Session {
         var lastChallenge: Nanos?
     }
     var pathProbe: PathProbe?
+    /// The address this session moved away from (`migrate`, or a validated new path) and when:
+    /// for `Session.leftPathHold` its packets start no path challenge (a late packet on the old
+    /// path must not pull the session back there).
+    var leftPath: (address: PeerAddress, at: Nanos)?
+    static let leftPathHold: Nanos = .seconds(10)
+    /// A `migrate` not yet confirmed by a packet from the new address: the old address and when.
+    var migration: (from: PeerAddress, at: Nanos)?
+    /// How long a migration waits for the peer to answer at the new address before it goes back.
+    public static let migrationTimeout: Nanos = .seconds(3)
 
     // Transport. (@exclusivity(unchecked): per-packet fields, see DirectionKey.counter.)
     @exclusivity(unchecked) var send: DirectionKey?
@@ -186,6 +195,20 @@ public final class Session {
     }
 
     // MARK: sending
+
+    /// Moves an established session to a path found after it opened (a relayed session's direct
+    /// path, say): from now on it sends to `address`, at once a ping, and it does not go back to
+    /// the old path for `leftPathHold`. The peer sees our packets come from elsewhere and
+    /// validates the new path (a path challenge) before it answers there. Nothing from the peer
+    /// at the new address within `migrationTimeout`: the session goes back to the old path.
+    public func migrate(to address: PeerAddress) {
+        guard isEstablished, address != peerAddress, let now = manager?.host.now else { return }
+        migration = (migration?.from ?? peerAddress, now)
+        leftPath = (peerAddress, now)
+        peerAddress = address
+        pathProbe = nil
+        ping()
+    }
 
     /// Sends a ping now, besides the keepalive's: its pong gives an RTT and a clock sample. A
     /// clock estimator calls this to gather samples faster at the start of a match.
@@ -387,6 +410,7 @@ public final class Session {
 
     /// Handles the frames of an authenticated packet.
     func handle(frames payload: [UInt8], from source: PeerAddress, now: Nanos) {
+        if migration != nil && source == peerAddress { migration = nil }  // the new path works both ways
         // Fast path for game traffic: exactly one unreliable message.
         if payload.count >= 7, payload[0] == Frame.unreliableType {
             let n = Int(payload[5]) | Int(payload[6]) << 8
@@ -415,6 +439,7 @@ public final class Session {
                 if let probe = pathProbe, probe.challenge == data {
                     // Whichever address it comes from, the answer proves the peer received the
                     // challenge at the new address (as in QUIC, RFC 9000 section 8.2.2).
+                    leftPath = (peerAddress, now)
                     peerAddress = probe.address
                     pathProbe = nil
                     manager?.stats.pathsValidated += 1
@@ -463,6 +488,7 @@ public final class Session {
     /// received bytes allows); traffic keeps going to the validated address meanwhile.
     func observePath(_ source: PeerAddress, bytes: Int, now: Nanos) {
         guard let manager else { return }
+        if let left = leftPath, left.address == source, now &- left.at < Self.leftPathHold { return }
         if pathProbe?.address != source {
             pathProbe = PathProbe(address: source, challenge: manager.pathChallengeValue())
         }
@@ -484,6 +510,13 @@ public final class Session {
 
     func tick(now: Nanos, config: SessionManager.Config) {
         guard isEstablished else { return }
+        if let m = migration, now &- m.at >= Self.migrationTimeout {
+            // The peer never answered at the new address: back to the path that worked.
+            migration = nil
+            leftPath = nil
+            peerAddress = m.from
+            manager?.stats.migrationsReverted += 1
+        }
         if now &- lastReceived >= config.sessionTimeout {
             manager?.remove(self, reason: .timeout)
             return

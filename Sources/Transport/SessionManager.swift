@@ -99,6 +99,8 @@ public final class SessionManager {
         public var handshakeRestarts: UInt64 = 0
         /// Path challenges sent to a peer's new address, and new addresses that answered one.
         public var pathChallengesSent: UInt64 = 0
+        /// `Session.migrate` calls the peer never answered at the new address (gone back).
+        public var migrationsReverted: UInt64 = 0
         /// Initiations resent early because a hole-punch probe came from the peer (`retryHandshakes`).
         public var handshakesRetriedOnProbe: UInt64 = 0
         public var pathsValidated: UInt64 = 0

@@ -91,7 +91,10 @@ struct BenchPunch: ParsableCommand {
             let ok = rs.filter { $0["ok"] as? Bool == true }
             let ms = ok.compactMap { ($0["join_ms"] as? NSNumber)?.doubleValue }
             let probes = rs.compactMap { ($0["probes_sent"] as? NSNumber)?.doubleValue }
+            let hostProbes = rs.compactMap { ($0["host_probes"] as? NSNumber)?.doubleValue }
             let paths = ok.compactMap { $0["path"] as? String }
+            let finals = ok.compactMap { $0["final_path"] as? String }
+            let upgrades = ok.compactMap { ($0["upgrade_ms"] as? NSNumber)?.doubleValue }
             var j = JSONObject()
             j.add("case", c)
             j.add("runs", rs.count)
@@ -99,9 +102,19 @@ struct BenchPunch: ParsableCommand {
             Self.add(&j, "join_ms_p50", ms.isEmpty ? nil : BenchSupport.median(ms))
             Self.add(&j, "join_ms_p95", ms.isEmpty ? nil : BenchSupport.percentile(ms, 0.95))
             j.add("path", Dictionary(grouping: paths, by: { $0 }).max { $0.value.count < $1.value.count }?.key)
+            // Where sessions ended up (a relayed one may upgrade to direct): the share of all runs
+            // that ended on a direct or LAN path, and the median time of the upgrades.
+            j.add("final_path", Dictionary(grouping: finals, by: { $0 }).max { $0.value.count < $1.value.count }?.key)
+            j.add(
+                "direct_rate",
+                rs.isEmpty ? 0 : Double(finals.filter { $0 != "relayed" }.count) / Double(rs.count),
+                digits: 3
+            )
+            Self.add(&j, "upgrade_ms_p50", upgrades.isEmpty ? nil : BenchSupport.median(upgrades))
             Self.add(&j, "probes_sent", probes.isEmpty ? nil : BenchSupport.median(probes))
             // Runs whose knock a DHT node relayed (the fast path) before the joiner connected.
             j.add("knock_fast", ok.filter { $0["knock"] as? String == "fast" }.count)
+            Self.add(&j, "host_probes_sent", hostProbes.isEmpty ? nil : BenchSupport.median(hostProbes))
             j.add("host_nat", rs.last?["host_nat"] as? String)
             j.add("join_nat", rs.last?["join_nat"] as? String)
             rows.append(j)

@@ -516,6 +516,8 @@ extension NetRuntime {
             if monotonicNanos() - lastRTTSample > 1_000_000_000 {
                 lastRTTSample = monotonicNanos()
                 runner.sampleRTTs(&hook.inner.net)
+                checkPaths()
+                _ = traversal?.tick()  // the host's: birthday and NAT events
             }
             if let hostLink, monotonicNanos() - lastEstimate > 1_000_000_000 {
                 lastEstimate = monotonicNanos()

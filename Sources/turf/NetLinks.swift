@@ -87,6 +87,14 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
 
     func ping(_ id: UInt32) { sessions[id]?.ping() }
 
+    /// Moves the link's session to a newly found path (`Session.migrate`).
+    func migrate(_ id: UInt32, to address: PeerAddress) { sessions[id]?.migrate(to: address) }
+
+    /// Where every open link's peer is now (a relayed link that upgraded, a peer that roamed).
+    func addresses() -> [UInt32: (address: PeerAddress, key: PeerKey?)] {
+        sessions.mapValues { ($0.peerAddress, $0.remoteKey) }
+    }
+
     /// Where the peer on `id` is (nil for an unknown or closed link).
     func address(_ id: UInt32) -> PeerAddress? { sessions[id]?.peerAddress }
 

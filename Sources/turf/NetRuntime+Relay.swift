@@ -16,6 +16,38 @@ extension NetRuntime {
         address.map { RelayClient.isVirtual($0) ? .relayed : .direct } ?? .direct
     }
 
+    /// Where each link's session runs now, against what was seen last: a relayed link that
+    /// upgraded to a direct path, or a peer that roamed (its NAT mapping changed), gets a `path`
+    /// event, and `relayedLinks` (the HUD's and the end event's) follows. Returns the links whose
+    /// address changed. Called about once a second from the lobby and match loops.
+    @discardableResult
+    func checkPaths() -> [UInt32: PeerAddress] {
+        let links = self.links
+        let now = (try? live.sync { _ in links.addresses() }) ?? [:]
+        var changed: [UInt32: PeerAddress] = [:]
+        for (id, seen) in now.sorted(by: { $0.key < $1.key }) {
+            let addr = seen.address
+            if RelayClient.isVirtual(addr) { relayedLinks.insert(id) } else { relayedLinks.remove(id) }
+            let before = linkAddresses.updateValue(addr, forKey: id)
+            guard let before, before != addr else { continue }
+            changed[id] = addr
+            event("path") { j in
+                j.add("key", seen.key?.text)
+                j.add("path", Self.pathName(addr))
+                j.add("address", addr.description)
+                j.add("was", Self.pathName(before))
+                if let t0 = self.processStart { j.add("after_ms", Double(monotonicNanos() - t0) / 1e6) }
+            }
+        }
+        linkAddresses = linkAddresses.filter { now[$0.key] != nil }
+        return changed
+    }
+
+    /// "relayed", "lan" or "direct", as the events say a path.
+    static func pathName(_ a: PeerAddress) -> String {
+        RelayClient.isVirtual(a) ? "relayed" : a.isPrivate ? "lan" : "direct"
+    }
+
     /// The host's side: finds relays on the DHT and registers the lobby at the two it ranks first,
     /// again after every lookup (every 30 s; every 2 s while none is found). The returned watch,
     /// ticked from the lobby loop, prints a `relay` event whenever a relay's answer changes.

@@ -39,7 +39,7 @@ extension NetRuntime {
     func connectToHost(_ candidates: [PeerAddress], topic: String, psk: SecretBytes?, expected: PeerKey?)
         -> HostConnection
     {
-        let nat = natStatus()  // the joiner's own NAT decides how soon it asks a relay
+        let nat = natStatus()  // the joiner's own NAT decides how soon it asks a relay, and the birthday method
         let began = monotonicNanos()
         let relay = JoinRelay(
             rt: self,
@@ -49,13 +49,14 @@ extension NetRuntime {
             after: JoinRelay.delay(ownNAT: nat.kind)
         )
         let ordered = HolePuncher.order(candidates)
+        let birthday = JoinerBirthday(kind: nat.kind, candidates: ordered)
         let knock = HolePuncher.knockHash(topic: topic)
         let port = live.localAddress.port
         let links = self.links
-        let fast = fastKnock(topic: topic, expected: expected)
+        let fast = fastKnock(topic: topic, expected: expected, birthday: birthday.active)
         let ids: [UInt32] =
             (try? live.sync { peer in
-                peer.dht.announce(knock, port: port, impliedPort: true) { _, _ in }
+                birthday.knock(peer, infoHash: knock, port: port)
                 peer.puncher.probe(ordered, times: 3)
                 // Made here from Sendable parts: the mode itself stays on the loop.
                 let mode: ConnectMode = psk.map { .passphrase($0) } ?? expected.map { .knownKey($0) } ?? .discovered
@@ -74,10 +75,19 @@ extension NetRuntime {
         var result = HostConnection()
         var winner: PeerAddress?
         // A handshake resends every second for 10 s; the host polls knocks every second.
-        let deadline = began + 12_000_000_000
-        while result.link == nil && (!pending.isEmpty || relay.mayStillAdd)
-            && monotonicNanos() < max(deadline, relay.deadline)
-        {
+        // A handshake resends every second for 10 s; the host polls knocks every second. With the
+        // birthday method on, the joiner waits as long as its extra sockets live.
+        let deadline = began + (birthday.active ? birthday.deadline : 12_000_000_000)
+        while result.link == nil && monotonicNanos() < max(deadline, relay.deadline) {
+            if pending.isEmpty {
+                // Every handshake gave up: the birthday method may still find a path, or a relay.
+                let more = try? live.sync { peer in birthday.retry(peer, psk: psk, expected: expected, links: links) }
+                if let more = more ?? nil {
+                    pending.formUnion(more)
+                } else if !relay.mayStillAdd {
+                    break
+                }
+            }
             let batch = mailbox.wait(0.2)
             relay.tick(&pending, force: pending.isEmpty)
             for (index, e) in batch.enumerated() {
@@ -114,29 +124,41 @@ extension NetRuntime {
         emitNAT(natStatus())
         let probes = (try? live.sync { $0.puncher.probesSent }) ?? 0
         let knockRelays = (try? live.sync { _ in fast.box.sender?.relayed ?? 0 }) ?? 0
+        let connected = result.link
+        let relayedVia = result.link.flatMap { relay.relay(of: $0) }
+        let bday =
+            (try? live.sync { _ in birthday.finish(link: connected, relayed: relayedVia != nil, links: links) })
+            ?? JoinerBirthday.Report()
         event("connected") { j in
             j.add("ok", result.link != nil)
             let viaRelay = result.link.flatMap { relay.relay(of: $0) }
             j.add("address", (viaRelay ?? winner)?.description)
             j.add("path", viaRelay != nil ? "relayed" : winner.map { $0.isPrivate ? "lan" : "direct" })
             j.add("candidates", ordered.count)
-            j.add("probes_sent", probes)
+            j.add("probes_sent", probes + bday.probesSent)
             // "fast": a DHT node holding the host's announcement had relayed our knock by then.
             j.add("knock", knockRelays > 0 ? "fast" : "slow")
             j.add("knock_relays", knockRelays)
             j.add("relays_found", relay.found)
+            if birthday.active {
+                j.add("birthday_sockets", bday.sockets)
+                j.add("birthday_port", bday.won)
+            }
             j.add("connect_ms", Double(monotonicNanos() - began) / 1e6)
         }
         return result
     }
 
     /// The joiner's fast-path knock (docs/nat.md): our addresses sealed to the host's key if we
-    /// know it, else to the topic's knock key, and the box the `KnockSender` lives in.
-    func fastKnock(topic: String, expected: PeerKey?) -> (blob: [UInt8], box: KnockSenderBox) {
+    /// know it, else to the topic's knock key, and the box the `KnockSender` lives in. With the
+    /// birthday method on (`birthday`: our NAT is random), the list ends with `Birthday.knockMarker`.
+    func fastKnock(topic: String, expected: PeerKey?, birthday: Bool) -> (blob: [UInt8], box: KnockSenderBox) {
         let to =
             expected.flatMap { try? Ed25519.x25519PublicKey(from: $0.bytes) }
             ?? KnockSeal.topicKeys(topic: topic).publicKey
-        return (KnockSeal.seal(reachableAddresses(), to: to) ?? [], KnockSenderBox())
+        let listed =
+            Array(reachableAddresses().prefix(KnockSeal.maxAddresses - 1)) + (birthday ? [Birthday.knockMarker] : [])
+        return (KnockSeal.seal(listed, to: to) ?? [], KnockSenderBox())
     }
 }
 
@@ -152,6 +174,7 @@ final class HostTraversal {
     final class WatcherBox: @unchecked Sendable {  // `watcher` is touched only on the LivePeer's event loop.
         var watcher: KnockWatcher?
         var listener: KnockListener?
+        var probers: BirthdayProbers?
     }
 
     let rt: NetRuntime
@@ -171,8 +194,10 @@ final class HostTraversal {
         rt.live.execute { peer in
             let w = KnockWatcher(peer: peer, topic: topic)
             box.watcher = w
+            HostTraversal.attachBirthday(peer, watcher: w, box: box)
             w.start()
             let l = KnockListener(peer: peer, infoHash: Topic.infoHash(topic), keys: keys)
+            l.onBirthdayKnock = w.onBirthdayKnock
             box.listener = l
             l.start()
         }
@@ -197,6 +222,7 @@ final class HostTraversal {
                 rt.event("announced") { j in j.add("nodes", n) }
             }
         }
+        tickBirthday(kind: s.kind)
         if s.kind != lastNAT {
             lastNAT = s.kind
             if s.kind != .unknown { rt.emitNAT(s) }
@@ -207,6 +233,7 @@ final class HostTraversal {
     }
 
     func stop() {
+        tickBirthday(kind: lastNAT ?? .unknown, stopping: true)
         let box = self.box
         rt.live.execute { _ in
             box.watcher?.stop()

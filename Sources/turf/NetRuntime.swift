@@ -35,6 +35,10 @@ final class NetRuntime {
     var processStart: UInt64?
     /// Links whose session runs through a relay (docs/nat.md): the HUD and the end event say so.
     var relayedLinks = Set<UInt32>()
+    /// Each link's address when `checkPaths` last looked.
+    var linkAddresses: [UInt32: PeerAddress] = [:]
+    /// The host's NAT traversal (knock watcher and listener, birthday attempts) while it hosts.
+    var traversal: HostTraversal?
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()
@@ -195,7 +199,14 @@ final class NetRuntime {
             broadcast(roster())
         }
         var lastPut = monotonicNanos()
+        // Through the match too: a rejoiner behind a NAT knocks again, and a birthday attempt
+        // behind a relayed member goes on (the match loop ticks it); stopped when the match ends.
         let traversal = HostTraversal(rt: self, topic: topic)
+        self.traversal = traversal
+        defer {
+            traversal.stop()
+            self.traversal = nil
+        }
         let relayWatch = startHostRelay(topic: topic)
 
         // What the lobby screen shows (NetPlayUI): pings and refused passphrases, once a second.
@@ -235,6 +246,10 @@ final class NetRuntime {
             if refresh.due() {
                 pings = self.pings(seats.compactMap(\.link))
                 rejected = passphraseRejections()
+                // A relayed member that found a direct path (or roamed): the roster says so.
+                let moved = checkPaths()
+                for i in seats.indices { if let l = seats[i].link, let a = moved[l] { seats[i].address = a } }
+                if seats.contains(where: { $0.link.map { moved[$0] != nil } ?? false }) { broadcast(roster()) }
             }
             switch ui.lobby(lobbyView()) {
             case .start?: break lobby
@@ -328,8 +343,6 @@ final class NetRuntime {
                 lastPut = monotonicNanos()
             }
         }
-
-        traversal.stop()
 
         // Commit–reveal: the roster is final; every member reveals its contribution.
         for s in seats { if let l = s.link { send(l, .revealRequest) } }
@@ -547,7 +560,10 @@ final class NetRuntime {
                 live.execute { _ in links.ping(hostLink) }
                 lastPing = monotonicNanos()
             }
-            if refresh.due() { pings = self.pings([hostLink] + Array(direct.values)) }
+            if refresh.due() {
+                pings = self.pings([hostLink] + Array(direct.values))
+                checkPaths()
+            }
             if ui.lobby(lobbyView()) == .leave {
                 send(hostLink, .leave(.quit))
                 Thread.sleep(forTimeInterval: 0.3)  // the leave goes out before the socket closes

@@ -77,7 +77,14 @@ import Testing
         #expect(runs["random-random"]?.text("host_path") == "relayed")
         #expect(runs["cone-cone"]?.text("host_path") == "direct")
         #expect(runs["random-random"]?.text("host_nat") == "random")
+        // Cone host, random joiner: it connects through the relay first (after 1 s), and the
+        // birthday method (the joiner's extra sockets, the host's probes at random ports) moves
+        // the session to a direct path; or the birthday wins before the relay.
         #expect(["relayed", "direct"].contains(runs["cone-random"]?.text("path") ?? ""))
+        #expect(runs["cone-random"]?.text("final_path") == "direct")
+        #expect(runs["cone-random"]?.text("host_nat") == "consistent")
+        #expect(runs["cone-random"]?.text("join_nat") == "random")
+        #expect((runs["cone-random"]?.fields["host_probes"] as? Int ?? 0) > 0)
     }
 
     /// libtorrent's Python binding (python3-libtorrent, `make deps`) is importable.
