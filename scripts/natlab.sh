@@ -14,7 +14,11 @@
 #   random-open  a joiner behind a --random-fully router, an open host
 #   cone-random  a host behind a cone router, a joiner behind a --random-fully router
 #   random-random  both behind --random-fully routers (they connect through the relay)
-#   three        three players: a host and a joiner behind two cone routers, a second joiner open
+#   three        three players: a host behind a cone router, two joiners behind two --random-fully
+#                routers (each connects to the host relayed or by the birthday method; the joiners'
+#                own pair cannot punch: it goes through the host)
+#   three-cone   three players: an open host, two joiners behind two cone routers (introduced by
+#                the host's roster, the joiners punch to each other)
 #   lt-cone-cone cone-cone, but the DHT is six libtorrent nodes only (scripts/natlab_libtorrent.py):
 #                no turf node holds the lobby, so the knock takes the slow path
 #   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
@@ -22,7 +26,8 @@
 # Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path (the joiner's),
 # host_path (the host's `peer` event for the joiner), knock, probes_sent (the joiner's),
 # host_probes (the host's birthday probes, null without), final_path (after a relayed session's
-# upgrade to direct, at upgrade_ms from the joiner's start), final hashes agree (hashes_agree).
+# upgrade to direct, at upgrade_ms from the joiner's start), mesh_path (three players: the first
+# joiner's link to the second, direct or relayed through the host), final hashes agree (hashes_agree).
 # Add LOSS=0.2 to drop 20% of what every router forwards, and RELAY=0 for a lab without the
 # relay (punching alone).
 #
@@ -221,7 +226,8 @@ run_case() {
     cone-random) hostns=a1 joinns=c1 ;;
     random-random) hostns=c1 joinns=d1 ;;
     remap) hostns=pub joinns=a1 ;;
-    three) hostns=a1 joinns=b1 join2ns=pub ;;
+    three) hostns=a1 joinns=c1 join2ns=d1 ;;
+    three-cone) hostns=pub joinns=a1 join2ns=b1 ;;
     *) echo "natlab: unknown case $c" >&2; return 2 ;;
   esac
   local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" j2="$c-$r-join2" t0=$SECONDS players=2
@@ -283,7 +289,19 @@ run_case() {
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
-  local knock hpath hprobes fpath fms
+  local knock hpath hprobes fpath fms mesh=""
+  # Three players: how the first joiner's match reached the second (its `end` event's link to the
+  # key that is not the host's): direct, or relayed (through the host).
+  if [ -n "$join2ns" ]; then
+    mesh=$(lastevent "$WORK/$j.out" end | /usr/bin/python3 -c '
+import json, sys
+host = sys.argv[1]
+try:
+    e = json.loads(sys.stdin.read())
+    print(next((l["path"] for l in e.get("links", []) if l.get("key") != host), ""))
+except Exception:
+    print("")' "$key" 2>/dev/null || true)
+  fi
   knock=$(field "$(lastevent "$WORK/$j.out" connected)" knock)
   # The host's view of the joiner's link (its `peer` event): direct or relayed.
   hpath=$(field "$(grep '"event":"peer"' "$WORK/$h.out" 2>/dev/null | grep '"name":"joiner"' | tail -1 || true)" path)
@@ -292,8 +310,8 @@ run_case() {
   fms=$(field "$(lastevent "$WORK/$j.out" path)" after_ms)
   # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
   hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}' || true)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}"
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s"}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

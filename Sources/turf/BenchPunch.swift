@@ -12,7 +12,8 @@ struct BenchPunch: ParsableCommand {
     )
 
     static let allCases = [
-        "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three", "cone-random",
+        "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three", "three-cone",
+        "cone-random",
         "random-random", "lt-cone-cone",
     ]
 
@@ -115,6 +116,12 @@ struct BenchPunch: ParsableCommand {
             // Runs whose knock a DHT node relayed (the fast path) before the joiner connected.
             j.add("knock_fast", ok.filter { $0["knock"] as? String == "fast" }.count)
             Self.add(&j, "host_probes_sent", hostProbes.isEmpty ? nil : BenchSupport.median(hostProbes))
+            // Three players: how most runs' joiners reached each other (direct: punched after the
+            // host's introduction; relayed: through the host).
+            let mesh = ok.compactMap { $0["mesh_path"] as? String }.filter { !$0.isEmpty }
+            if !mesh.isEmpty {
+                j.add("mesh_path", Dictionary(grouping: mesh, by: { $0 }).max { $0.value.count < $1.value.count }?.key)
+            }
             j.add("host_nat", rs.last?["host_nat"] as? String)
             j.add("join_nat", rs.last?["join_nat"] as? String)
             rows.append(j)

@@ -478,6 +478,7 @@ final class NetRuntime {
         var lastPing: UInt64 = 0
         var direct: [PeerKey: UInt32] = [:]
         var dialed = Set<[UInt8]>()
+        var probedMembers = Set<[UInt8]>()
         // What the lobby screen shows (NetPlayUI).
         var lobbySettings: LobbyMessage.Settings?
         var pings: [UInt32: Int] = [:]
@@ -602,7 +603,17 @@ final class NetRuntime {
                             }
                         }
                         // The mesh: the member with the greater key dials (each pair once), by IK;
-                        // a spectator dials no one (it hears the match from the host).
+                        // a spectator dials no one (it hears the match from the host). The host's
+                        // roster introduces the pair: both get it at about the same moment, and
+                        // the member that does not dial probes the dialer's addresses (the host's
+                        // view of its NAT mapping), so that its own NAT lets the handshake in: a
+                        // punch, as with the host (docs/nat.md).
+                        let toProbe = r.members.filter { m in
+                            !spectate && m.path != .local && m.key != identity.publicKey.bytes
+                                && identity.publicKey.bytes.lexicographicallyPrecedes(m.key)
+                                && probedMembers.insert(m.key).inserted
+                        }.flatMap(\.addresses)
+                        if !toProbe.isEmpty { live.execute { $0.puncher.probe(toProbe, times: 3) } }
                         for m in r.members
                         where !spectate && m.path != .local && m.key != identity.publicKey.bytes
                             && m.key.lexicographicallyPrecedes(identity.publicKey.bytes) && !dialed.contains(m.key)

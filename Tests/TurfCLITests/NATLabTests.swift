@@ -41,9 +41,9 @@ import Testing
     func headlessMatchesAcrossNATs() throws {
         let runs = try Self.lab([
             "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
-            "random-random", "cone-random",
+            "three-cone", "random-random", "cone-random",
         ])
-        #expect(runs.count == 9)
+        #expect(runs.count == 10)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -68,8 +68,13 @@ import Testing
         // The joiner's router forgot its mappings mid-match and mapped to new ports: the match
         // went on (the host validated the new path) and ended with the same hash on both.
         #expect(runs["remap"]?.fields["remapped"] as? Bool == true)
-        // Three players (cone host, cone joiner, open joiner): all three end with one hash.
+        // Three players, a cone host and two random joiners (each reaches the host relayed or by
+        // the birthday method; their own pair cannot punch and goes through the host): all three
+        // end with one hash. An open host and two cone joiners: the host's roster introduces the
+        // joiners, and they punch to each other.
         #expect(runs["three"]?.ok == true)
+        #expect(["relayed", "direct"].contains(runs["three"]?.text("mesh_path") ?? ""))
+        #expect(runs["three-cone"]?.text("mesh_path") == "direct")
         // Two random NATs cannot punch: the session runs through the lab's relay (a `turf dht
         // serve --relay` node found on the DHT). A random joiner behind a cone host connects at
         // least relayed.
