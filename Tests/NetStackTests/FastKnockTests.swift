@@ -40,8 +40,9 @@ import Transport
     /// knocks through the nodes that store the announcement; the host probes the joiner back at
     /// once, at its address as the relay saw it and at its LAN address, but not at a third party's
     /// address the blob names. A blob sealed to another key is counted and not probed.
-    @Test func aRelayedKnockMakesTheHostProbeAtOnce() throws {
-        let net = SimNetwork(seed: 51, conditions: LinkConditions(latency: .milliseconds(20)))
+    /// Six turf DHT nodes on the simulated network, a host whose lobby they store, a joiner.
+    func knockLab(seed: UInt64) -> (net: SimNetwork, host: Peer, joiner: Peer, infoHash: NodeID, nodes: [Peer]) {
+        let net = SimNetwork(seed: seed, conditions: LinkConditions(latency: .milliseconds(20)))
         func peer(_ ip: UInt8, bootstrap: [PeerAddress]) -> Peer {
             simPeer(net, PeerAddress(198, 51, 100, ip, port: 6881), bootstrap: bootstrap)
         }
@@ -49,7 +50,6 @@ import Transport
         let nodes = (4...8).map { peer($0, bootstrap: [router.localAddress]) }
         let host = peer(2, bootstrap: [router.localAddress])
         let joiner = peer(3, bootstrap: [router.localAddress])
-        let victim = Peer(host: net.bind(PeerAddress(203, 0, 113, 66, port: 9)))
         router.start()
         for n in nodes { n.start() }
         let h = Topic.infoHash("lobby")
@@ -58,6 +58,13 @@ import Transport
         var joined = false
         joiner.start { _ in joined = true }
         #expect(net.run(until: net.now + .seconds(30), while: { stored == 0 || !joined }))
+        return (net, host, joiner, h, [router] + nodes)
+    }
+
+    @Test func aRelayedKnockMakesTheHostProbeAtOnce() throws {
+        let (net, host, joiner, h, nodes) = knockLab(seed: 51)
+        defer { withExtendedLifetime(nodes) {} }
+        let victim = Peer(host: net.bind(PeerAddress(203, 0, 113, 66, port: 9)))
         let keys = KnockSeal.topicKeys(topic: "lobby")
         let listener = KnockListener(peer: host, infoHash: h, keys: [keys])
         listener.start()
@@ -84,6 +91,35 @@ import Transport
         #expect(second.relayed >= 1)
         #expect(listener.unopened == second.relayed, "sent: \(second.sent)")
         #expect(host.puncher.probesSent == before)
+        listener.stop()
+    }
+
+    /// A joiner behind a random NAT ends its sealed list with `Birthday.knockMarker`: the host
+    /// hands the knocker's IP, as the relaying node saw it, to the birthday method (and probes no
+    /// 0.0.0.0:1); a knock without the marker does not.
+    @Test func theBirthdayMarkerInAKnockStartsTheBirthdayMethod() throws {
+        let (net, host, joiner, h, nodes) = knockLab(seed: 52)
+        defer { withExtendedLifetime(nodes) {} }
+        let keys = KnockSeal.topicKeys(topic: "lobby")
+        let listener = KnockListener(peer: host, infoHash: h, keys: [keys])
+        var asked: [[UInt32]] = []
+        listener.onBirthdayKnock = { asked.append($0) }
+        listener.start()
+        let plain = try #require(KnockSeal.seal([PeerAddress(10, 3, 0, 2, port: 6881)], to: keys.publicKey))
+        let first = KnockSender(peer: joiner)
+        first.knock(h, blob: plain, hosts: [host.localAddress])
+        _ = net.run(for: .seconds(2))
+        #expect(listener.opened == 1 && asked.isEmpty)
+        _ = net.run(for: .seconds(1))  // past the one-knock-a-second window
+        let marked = try #require(
+            KnockSeal.seal([PeerAddress(10, 3, 0, 2, port: 6881), Birthday.knockMarker], to: keys.publicKey)
+        )
+        let sender = KnockSender(peer: joiner)
+        sender.knock(h, blob: marked, hosts: [host.localAddress])
+        _ = net.run(for: .seconds(2))
+        #expect(listener.opened == 2)
+        #expect(asked == [[joiner.localAddress.ip]])
+        withExtendedLifetime(first) {}
         listener.stop()
     }
 }
