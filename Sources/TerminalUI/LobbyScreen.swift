@@ -110,6 +110,13 @@ public struct LobbyScreen: Sendable {
         if v.rejectedJoins > 0 {
             f.put("  wrong passphrase: \(v.rejectedJoins)", x: 1 + 12 + 3, y: y, style: Style(dim: true))
         }
+        if let nat = v.nat {
+            // Your own NAT, right-aligned: what punching can do from here (docs/nat.md).
+            let text = "your NAT: " + String(nat.prefix(12))
+            if f.width - text.count - 1 > 1 + 12 + 3 + 24 {
+                f.put(text, x: f.width - text.count - 1, y: y, style: Style(dim: true))
+            }
+        }
         y += 1
         f.put("name", x: c.name, y: y, style: head)
         if let k = c.key { f.put("key", x: k, y: y, style: head) }

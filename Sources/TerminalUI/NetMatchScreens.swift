@@ -8,7 +8,8 @@ import TurfRules
 /// Each entry is the longest form that fits the player's share of the row:
 /// `A*alice 120 14% 45ms direct`, `A*alice 120 45ms`, `A*120 45ms`, `A*120`; a disconnected player
 /// shows `lost` (or `x`) instead of its ping, a relayed one `relayed` (or a trailing `r`), so it
-/// reads without colour. Names are fitted with `CellText`.
+/// reads without colour. Your own entry ends with your NAT when it fits (`A*alice 120 14% NAT
+/// consistent`). Names are fitted with `CellText`.
 public struct NetMatchRenderer: Sendable {
     public var theme: Theme
 
@@ -55,9 +56,15 @@ public struct NetMatchRenderer: Sendable {
     }
 
     /// The forms of one player's entry, longest first.
-    static func entries(letter: Character, you: Bool, name: [Character], score: Int, percent: Int, link: PeerStatus?)
-        -> [String]
-    {
+    static func entries(
+        letter: Character,
+        you: Bool,
+        name: [Character],
+        score: Int,
+        percent: Int,
+        link: PeerStatus?,
+        nat: String? = nil
+    ) -> [String] {
         let mark = you ? "*" : " "
         let head = "\(letter)\(mark)"
         let long: String
@@ -71,6 +78,9 @@ public struct NetMatchRenderer: Sendable {
             (long, short, tiny) = (
                 ping + (link.path.map { " " + $0.rawValue } ?? ""), ping + (relayed ? "r" : ""), relayed ? "r" : ""
             )
+        } else if you, let nat {
+            // Your own entry: your NAT (the widest form only).
+            (long, short, tiny) = ("NAT " + String(nat.prefix(12)), "", "")
         } else {
             (long, short, tiny) = ("", "", "")
         }
@@ -104,7 +114,8 @@ public struct NetMatchRenderer: Sendable {
                 name: name,
                 score: score,
                 percent: score * 100 / floor,
-                link: link
+                link: link,
+                nat: net.nat
             )
             let label = forms.first { $0.count <= budget } ?? forms[forms.count - 1]
             let lost = link.map { !$0.connected } ?? false

@@ -116,6 +116,9 @@ public struct LobbyView: Sendable, Equatable {
     public var rejectedJoins: Int
     /// One line of news ("carol joined", "bob left"); may quote names, so it is escaped when drawn.
     public var notice: String
+    /// This machine's NAT as the DHT nodes' reports classify it (`open`, `consistent`, `random`,
+    /// `unknown`; docs/nat.md), nil before any report.
+    public var nat: String?
 
     public init(
         role: Role,
@@ -129,7 +132,8 @@ public struct LobbyView: Sendable, Equatable {
         maxPlayers: Int = 8,
         roster: [RosterRow] = [],
         rejectedJoins: Int = 0,
-        notice: String = ""
+        notice: String = "",
+        nat: String? = nil
     ) {
         self.role = role
         self.phase = phase
@@ -143,6 +147,7 @@ public struct LobbyView: Sendable, Equatable {
         self.roster = roster
         self.rejectedJoins = rejectedJoins
         self.notice = notice
+        self.nat = nat
     }
 }
 
@@ -182,11 +187,14 @@ public struct NetStatus: Sendable, Equatable {
     public var desyncTick: Tick?
     /// Ops rejected (bad signature, unknown player); shown with the desync line when non-zero.
     public var rejectedOps: Int
+    /// This machine's NAT (as `LobbyView.nat`): shown in your own entry.
+    public var nat: String?
 
-    public init(peers: [PeerStatus] = [], desyncTick: Tick? = nil, rejectedOps: Int = 0) {
+    public init(peers: [PeerStatus] = [], desyncTick: Tick? = nil, rejectedOps: Int = 0, nat: String? = nil) {
         self.peers = peers
         self.desyncTick = desyncTick
         self.rejectedOps = rejectedOps
+        self.nat = nat
     }
 
     public func status(of player: Int) -> PeerStatus? { peers.first { $0.player == player } }

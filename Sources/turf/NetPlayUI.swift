@@ -291,7 +291,7 @@ extension MatchRunner {
                 )
             )
         }
-        return NetStatus(peers: peers, rejectedOps: rejectedOps(net))
+        return NetStatus(peers: peers, rejectedOps: rejectedOps(net), nat: rt.natKind?.rawValue)
     }
 
     /// Ops refused: by the replica, forged or unverifiable relayed ops, a spectator's ops.

@@ -17,6 +17,7 @@ extension NetRuntime {
     }
 
     func emitNAT(_ s: (kind: NATKind, external: PeerAddress?)) {
+        natKind = s.kind
         event("nat") { j in
             j.add("nat", s.kind.rawValue)
             j.add("external_address", s.external?.description)

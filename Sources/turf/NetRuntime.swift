@@ -39,6 +39,8 @@ final class NetRuntime {
     var linkAddresses: [UInt32: PeerAddress] = [:]
     /// The host's NAT traversal (knock watcher and listener, birthday attempts) while it hosts.
     var traversal: HostTraversal?
+    /// This machine's NAT as last printed in a `nat` event (the lobby screen and the HUD show it).
+    var natKind: NATKind?
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()
@@ -235,7 +237,8 @@ final class NetRuntime {
                     )
                 },
                 rejectedJoins: rejected,
-                notice: notice
+                notice: notice,
+                nat: natKind?.rawValue
             )
         }
 
@@ -502,12 +505,14 @@ final class NetRuntime {
                         name: m.name,
                         key: key?.text ?? "?",
                         pingMs: link.flatMap { pings[$0] },
+                        // A relayed link that found its direct path since (checkPaths) says direct.
                         path: m.key == mine
-                            ? nil : link != nil && !(isHost && connection.relay != nil) ? .direct : .relayed,
+                            ? nil : link.map { relayedLinks.contains($0) ? .relayed : .direct } ?? .relayed,
                         isHost: isHost,
                         isYou: m.key == mine
                     )
-                }
+                },
+                nat: natKind?.rawValue
             )
         }
         /// The match starts here: a first-time member or lobby spectator from tick 0 (however late

@@ -365,6 +365,28 @@ import TurfRules
         )
     }
 
+    /// Your own NAT (docs/nat.md) is on the lobby's roster line and in your HUD entry when it fits.
+    @Test func lobbyAndHUDShowYourNAT() throws {
+        var v = lobby()
+        #expect(
+            !LobbyScreen(theme: Theme(color: false, unicode: true)).render(v, width: 80, height: 24).text.contains(
+                "NAT"
+            )
+        )
+        v.nat = "random"
+        let r = rows(LobbyScreen(theme: Theme(color: false, unicode: true)).render(v, width: 80, height: 24))
+        let line = try #require(r.first { $0.contains("Players 2/8") })
+        #expect(line.contains("your NAT: random"))
+        let (scene, _) = try match(names: ["alice", "bob"])
+        var net = NetScreenTests.net
+        net.peers = Array(net.peers.prefix(2))
+        net.nat = "consistent"
+        let hud = rows(
+            NetMatchRenderer(theme: Theme(color: false, unicode: true)).render(scene, net: net, width: 120, height: 40)
+        )[1]
+        #expect(hud.contains("NAT consistent") && hud.contains("45ms direct"))
+    }
+
     @Test func hudWithEightPlayersAt80ColumnsKeepsEveryEntryInItsShare() throws {
         let names = ["alice"] + NetScreenTests.hostile + ["h"]
         let (scene, _) = try match(names: names)
