@@ -23,6 +23,11 @@
 #                no turf node holds the lobby, so the knock takes the slow path
 #   remap        open-cone, and 1 s into the match the joiner's router forgets its mappings
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
+#   remap-host   the same with the roles swapped: the host behind router ra, the joiner open; the
+#                host's mapping changes mid-match
+#   rejoin       cone-cone with a 10 s match; 2 s in, the joiner is killed (kill -9) and started
+#                again with the same identity: it knocks again (the host answers knocks through the
+#                match), punches and plays on from the host's snapshot (rejoined: true)
 # Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path (the joiner's),
 # host_path (the host's `peer` event for the joiner), knock, probes_sent (the joiner's),
 # host_probes (the host's birthday probes, null without), final_path (after a relayed session's
@@ -226,13 +231,17 @@ run_case() {
     cone-random) hostns=a1 joinns=c1 ;;
     random-random) hostns=c1 joinns=d1 ;;
     remap) hostns=pub joinns=a1 ;;
+    remap-host) hostns=a1 joinns=pub ;;
+    rejoin) hostns=a1 joinns=b1 ;;
     three) hostns=a1 joinns=c1 join2ns=d1 ;;
     three-cone) hostns=pub joinns=a1 join2ns=b1 ;;
     *) echo "natlab: unknown case $c" >&2; return 2 ;;
   esac
   local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" j2="$c-$r-join2" t0=$SECONDS players=2
+  local secs=$SECONDS_MATCH
+  [ "$c" = rejoin ] && secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10))
   [ -n "$join2ns" ] && players=3
-  start_turf "$hostns" "$h" host --topic "$topic" --seconds "$SECONDS_MATCH" --start-when "$players" --headless \
+  start_turf "$hostns" "$h" host --topic "$topic" --seconds "$secs" --start-when "$players" --headless \
     --bot easy --name host --bootstrap "$boots"
   local hpid=$LASTPID
   # The joiner starts once the host's DHT node has heard from the network (its `nat` event)
@@ -248,15 +257,30 @@ run_case() {
     start_turf "$join2ns" "$j2" join "${target[@]}" --headless --bot easy --name joiner2 --bootstrap "$boots"
     j2pid=$LASTPID
   fi
-  if [ "$c" = remap ]; then
+  if [ "$c" = remap ] || [ "$c" = remap-host ]; then
     if wait_line "$WORK/$j.out" '"event":"start"' 400; then
       sleep 1
       nsx ra iptables -t nat -I POSTROUTING -o wan -p udp -j SNAT --to-source 198.51.100.21:40000-40999
       nsx ra conntrack -F >/dev/null 2>&1
     fi
   fi
+  local rejoined=null
+  if [ "$c" = rejoin ]; then
+    rejoined=false
+    if wait_line "$WORK/$j.out" '"event":"start"' 400; then
+      sleep 2
+      kill -KILL "$jpid" 2>/dev/null || true
+      wait "$jpid" 2>/dev/null || true
+      # The crashed process's output is kept aside; the restarted one (same XDG dirs, so the same
+      # identity) writes the joiner's file that the checks below read.
+      mv "$WORK/$j.out" "$WORK/$j.first.out"
+      start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$boots"
+      jpid=$LASTPID
+      rejoined=true
+    fi
+  fi
   local jrc hrc j2rc=0
-  wait_bounded "$jpid" $((SECONDS_MATCH + 45))
+  wait_bounded "$jpid" $((secs + 45))
   jrc=$WAITRC
   if [ -n "$j2pid" ]; then
     wait_bounded "$j2pid" 20
@@ -268,11 +292,11 @@ run_case() {
   hrc=$WAITRC
   # Proof the mapping changed: the router's conntrack holds a flow to the host on a new port.
   local remapped=null
-  if [ "$c" = remap ]; then
+  if [ "$c" = remap ] || [ "$c" = remap-host ]; then
     remapped=false
     nsx ra conntrack -L -p udp -d 203.0.113.50 2>/dev/null | grep -q 'dport=40[0-9][0-9][0-9] ' && remapped=true
   fi
-  [ "$c" = remap ] && { nsx ra iptables -t nat -D POSTROUTING -o wan -p udp -j SNAT --to-source 198.51.100.21:40000-40999 || true; }
+  { [ "$c" = remap ] || [ "$c" = remap-host ]; } && { nsx ra iptables -t nat -D POSTROUTING -o wan -p udp -j SNAT --to-source 198.51.100.21:40000-40999 || true; }
   local joined hend jend hnat jnat
   joined=$(lastevent "$WORK/$j.out" joined)
   hend=$(lastevent "$WORK/$h.out" end)
@@ -307,11 +331,12 @@ except Exception:
   hpath=$(field "$(grep '"event":"peer"' "$WORK/$h.out" 2>/dev/null | grep '"name":"joiner"' | tail -1 || true)" path)
   # Where the joiner's session to the host ended up (a relayed one may upgrade: its `path` event).
   fpath=$(field "$(lastevent "$WORK/$j.out" path)" path)
-  fms=$(field "$(lastevent "$WORK/$j.out" path)" after_ms)
+  fms=$(grep '"event":"path"' "$WORK/$j.out" 2>/dev/null | grep '"was":"relayed"' | head -1 || true)
+  fms=$(field "$fms" after_ms)
   # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
   hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}' || true)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s"}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh"
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s"}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

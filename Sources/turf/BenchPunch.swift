@@ -12,9 +12,8 @@ struct BenchPunch: ParsableCommand {
     )
 
     static let allCases = [
-        "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three", "three-cone",
-        "cone-random",
-        "random-random", "lt-cone-cone",
+        "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "remap-host", "rejoin",
+        "three", "three-cone", "cone-random", "random-random", "lt-cone-cone",
     ]
 
     @Option(help: Limits.runs.help("Runs per case.", default: 5), transform: Limits.runs.parse) var runs = 5
@@ -112,6 +111,15 @@ struct BenchPunch: ParsableCommand {
                 digits: 3
             )
             Self.add(&j, "upgrade_ms_p50", upgrades.isEmpty ? nil : BenchSupport.median(upgrades))
+            // Until the session ran direct: join_ms for a run that connected direct (or over the
+            // LAN), the time of the upgrade for one that connected relayed and moved.
+            let toDirect = ok.compactMap { r -> Double? in
+                guard let f = r["final_path"] as? String, f != "relayed" else { return nil }
+                if r["path"] as? String == "relayed" { return (r["upgrade_ms"] as? NSNumber)?.doubleValue }
+                return (r["join_ms"] as? NSNumber)?.doubleValue
+            }
+            Self.add(&j, "direct_ms_p50", toDirect.isEmpty ? nil : BenchSupport.median(toDirect))
+            Self.add(&j, "direct_ms_p95", toDirect.isEmpty ? nil : BenchSupport.percentile(toDirect, 0.95))
             Self.add(&j, "probes_sent", probes.isEmpty ? nil : BenchSupport.median(probes))
             // Runs whose knock a DHT node relayed (the fast path) before the joiner connected.
             j.add("knock_fast", ok.filter { $0["knock"] as? String == "fast" }.count)

@@ -583,6 +583,7 @@ extension NetRuntime {
         // Per other peer (players' owners; the host also lists spectators): the path, and for a
         // direct one the session's round trips and bytes (every datagram, 28 B of UDP/IP each).
         var linkObjects: [JSONObject] = []
+        var linkSummaries: [LinkSummary] = []  // the same, for the end screen
         var keys: [PeerKey] = []
         for p in config.players {
             guard let o = p.owner, o != me, let k = PeerKey(bytes: o.bytes), !keys.contains(k) else { continue }
@@ -593,14 +594,23 @@ extension NetRuntime {
             var j = JSONObject()
             j.add("key", k.text)
             let id = linkAtEnd[k]
-            j.add("path", id.map { relayedLinks.contains($0) ? "relayed" : "direct" } ?? "relayed")
+            let relayed = id.map { relayedLinks.contains($0) } ?? true
+            j.add("path", relayed ? "relayed" : "direct")
             let samples = (runner.rttSamples[k] ?? []).sorted()
-            if samples.isEmpty {
-                j.addNull("rtt_ms_p50")
-            } else {
-                j.add("rtt_ms_p50", Double(samples[samples.count / 2]) / 1e6)
-            }
+            let rtt = samples.isEmpty ? nil : Double(samples[samples.count / 2]) / 1e6
+            if let rtt { j.add("rtt_ms_p50", rtt) } else { j.addNull("rtt_ms_p50") }
             let t = id.flatMap { id in try? live.sync { [links] _ in links.traffic(id) } } ?? LinkTraffic()
+            linkSummaries.append(
+                LinkSummary(
+                    name: config.players.first { $0.owner == OwnerKey(k.bytes) }?.name ?? "spectator",
+                    key: k.text,
+                    path: relayed ? .relayed : .direct,
+                    rttMsP50: rtt,
+                    bytesSent: t.bytesSent,
+                    bytesReceived: t.bytesReceived,
+                    seconds: seconds
+                )
+            )
             j.add("bytes_sent", t.bytesSent)
             j.add("bytes_received", t.bytesReceived)
             j.add("seconds", seconds)
@@ -670,7 +680,9 @@ extension NetRuntime {
             summary: NetEndSummary(
                 finalHash: hex64(replay.finalHash),
                 replayPath: path,
-                rejectedOps: runner.rejectedOps(net, replica: final)
+                desyncs: runner.desyncs,
+                rejectedOps: runner.rejectedOps(net, replica: final),
+                links: linkSummaries
             )
         )
         return converged && path != nil ? 0 : 1

@@ -36,7 +36,9 @@ extension NetRuntime {
     /// Knocks (the joiner announces itself on the lobby's knock info-hash, which the host polls and
     /// answers with probes that open its NAT), probes the host's candidates (LAN first), and starts
     /// a handshake to every candidate at once: the first that completes with the right key wins and
-    /// the others are closed. Emits `nat` and `connected` when done.
+    /// the others are closed. A relay joins in after a short wait, and behind a random (or not yet
+    /// classified) NAT the birthday method (NetRuntime+Birthday.swift). Emits `nat` and
+    /// `connected` when done.
     func connectToHost(_ candidates: [PeerAddress], topic: String, psk: SecretBytes?, expected: PeerKey?)
         -> HostConnection
     {
@@ -75,7 +77,6 @@ extension NetRuntime {
         var pending = Set(ids)
         var result = HostConnection()
         var winner: PeerAddress?
-        // A handshake resends every second for 10 s; the host polls knocks every second.
         // A handshake resends every second for 10 s; the host polls knocks every second. With the
         // birthday method on, the joiner waits as long as its extra sockets live.
         let deadline = began + (birthday.active ? birthday.deadline : 12_000_000_000)
@@ -132,9 +133,8 @@ extension NetRuntime {
             ?? JoinerBirthday.Report()
         event("connected") { j in
             j.add("ok", result.link != nil)
-            let viaRelay = result.link.flatMap { relay.relay(of: $0) }
-            j.add("address", (viaRelay ?? winner)?.description)
-            j.add("path", viaRelay != nil ? "relayed" : winner.map { $0.isPrivate ? "lan" : "direct" })
+            j.add("address", (relayedVia ?? winner)?.description)
+            j.add("path", relayedVia != nil ? "relayed" : winner.map { $0.isPrivate ? "lan" : "direct" })
             j.add("candidates", ordered.count)
             j.add("probes_sent", probes + bday.probesSent)
             // "fast": a DHT node holding the host's announcement had relayed our knock by then.

@@ -41,9 +41,9 @@ import Testing
     func headlessMatchesAcrossNATs() throws {
         let runs = try Self.lab([
             "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
-            "three-cone", "random-random", "cone-random",
+            "three-cone", "random-random", "cone-random", "remap-host", "rejoin",
         ])
-        #expect(runs.count == 10)
+        #expect(runs.count == 12)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -68,6 +68,11 @@ import Testing
         // The joiner's router forgot its mappings mid-match and mapped to new ports: the match
         // went on (the host validated the new path) and ended with the same hash on both.
         #expect(runs["remap"]?.fields["remapped"] as? Bool == true)
+        // The same with the host behind the router that forgets: the joiner follows the host.
+        #expect(runs["remap-host"]?.fields["remapped"] as? Bool == true)
+        // A joiner killed mid-match and started again (same identity) knocks again: the host
+        // answers knocks through the match, and the rejoiner plays on to the same final hash.
+        #expect(runs["rejoin"]?.fields["rejoined"] as? Bool == true)
         // Three players, a cone host and two random joiners (each reaches the host relayed or by
         // the birthday method; their own pair cannot punch and goes through the host): all three
         // end with one hash. An open host and two cone joiners: the host's roster introduces the

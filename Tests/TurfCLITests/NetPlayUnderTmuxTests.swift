@@ -78,6 +78,9 @@ import Testing
             let (s, ended) = t.waitFor(timeout: Self.wait) { Self.finalHash($0) != nil && $0.contains("q: quit") }
             #expect(ended != nil, "the \(who)'s end screen never showed:\n\(s)")
             #expect(s.contains("Round over") && s.contains("replay "), "\(who):\n\(s)")
+            // The other player's link as the match ended (the headless `end` event's `links`).
+            let other = who == "host" ? "bob" : "alice"
+            #expect(s.contains("links: path") && s.contains(other) && s.contains("direct, "), "\(who):\n\(s)")
             if let h = Self.finalHash(s) { hashes.append(h) }
         }
         #expect(hashes.count == 2 && Set(hashes).count == 1, "final hashes differ: \(hashes)")
