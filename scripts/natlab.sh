@@ -13,6 +13,8 @@
 #   same-nat     host and joiner behind the same cone router (by key: the lobby record's LAN address)
 #   random-open  a joiner behind a --random-fully router, an open host
 #   cone-random  a host behind a cone router, a joiner behind a --random-fully router
+#   random-cone  the roles reversed: a host behind a --random-fully router, a joiner behind a cone
+#                one (relayed, then the reversed birthday method)
 #   random-random  both behind --random-fully routers (they connect through the relay)
 #   three        three players: a host behind a cone router, two joiners behind two --random-fully
 #                routers (each connects to the host relayed or by the birthday method; the joiners'
@@ -229,6 +231,7 @@ run_case() {
     same-nat) hostns=a1 joinns=a2 by=key ;;
     random-open) hostns=pub joinns=c1 ;;
     cone-random) hostns=a1 joinns=c1 ;;
+    random-cone) hostns=c1 joinns=a1 ;;
     random-random) hostns=c1 joinns=d1 ;;
     remap) hostns=pub joinns=a1 ;;
     remap-host) hostns=a1 joinns=pub ;;

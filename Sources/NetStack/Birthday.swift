@@ -375,3 +375,69 @@ public final class BirthdaySockets {
     /// The local ports of the sockets open now.
     public var localPorts: [UInt16] { sockets.filter { !$0.isClosed }.map(\.localAddress.port) }
 }
+
+/// The birthday method with the roles reversed (docs/nat.md): this side (a host) is behind a random
+/// NAT and a consistent peer knocked. It opens the extra sockets towards the knocker's address; the
+/// knocker, once it plays relayed, probes random ports of our IP (a `BirthdayProber`), and the
+/// socket a probe reaches wins: `onWin` gets the knocker's address and moves a session there
+/// (false: none to move, and the sockets close). One attempt at a time; an IP
+/// again only `window` after its last attempt. Confined to the host's thread.
+public final class BirthdayResponder {
+    let peer: Peer
+    let window: Nanos
+    /// On only while this side's own NAT is random.
+    public var enabled = false
+    private var current: BirthdaySockets?
+    private var lastStart: [UInt32: Nanos] = [:]
+    public private(set) var attempts = 0
+    /// Knocks not acted on (off, an attempt running, the IP tried within the window): counted.
+    public private(set) var skipped = 0
+    public var onWin: ((PeerAddress) -> Bool)?
+    public static let maxRemembered = 256
+
+    let count: Int
+    let loopback: Bool
+
+    /// `loopback`: also aim at 127.0.0.0/8 knockers (tests on one machine; a LAN or loopback
+    /// knocker needs no birthday method, so it is off in play).
+    public init(peer: Peer, window: Nanos = .seconds(20), count: Int = Birthday.maxSockets, loopback: Bool = false) {
+        self.peer = peer
+        self.window = window
+        self.count = count
+        self.loopback = loopback
+    }
+
+    /// The knocked address worth aiming at: the first public one (or loopback, when allowed).
+    public static func target(_ addresses: [PeerAddress], loopback: Bool = false) -> PeerAddress? {
+        addresses.first { a in a.port != 0 && (!a.isPrivate || (loopback && a.ip >> 24 == 127)) }
+    }
+
+    /// Whether an attempt's sockets are open and waiting for a probe.
+    public var running: Bool { current.map { !$0.closed && $0.winner == nil } ?? false }
+
+    /// The current attempt's sockets (nil before the first).
+    public var sockets: BirthdaySockets? { current }
+
+    /// Plain knocks from these addresses (a consistent knocker's NAT mapping).
+    public func knocked(_ addresses: [PeerAddress]) {
+        peer.host.assertInLoop()
+        let now = peer.host.now
+        guard enabled, !running, let target = Self.target(addresses, loopback: loopback),
+            lastStart[target.ip].map({ now &- $0 >= window }) ?? true
+        else {
+            skipped += 1
+            return
+        }
+        guard let sockets = BirthdaySockets(peer: peer, targets: [target], count: count) else { return }
+        if lastStart.count >= Self.maxRemembered, let oldest = lastStart.min(by: { $0.value < $1.value }) {
+            lastStart[oldest.key] = nil
+        }
+        lastStart[target.ip] = now
+        attempts += 1
+        sockets.onWin = { [weak self, weak sockets] address in
+            if self?.onWin?(address) != true { sockets?.close() }
+        }
+        current = sockets
+        sockets.start()
+    }
+}

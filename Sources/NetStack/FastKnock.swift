@@ -63,6 +63,8 @@ public final class KnockListener {
     public static let maxRemembered = 256
     /// Called with the knocker's IP when its knock carries `Birthday.knockMarker`.
     public var onBirthdayKnock: (([UInt32]) -> Void)?
+    /// Called with the knocker's address (as the relaying node saw it) for a knock without it.
+    public var onPlainKnock: (([PeerAddress]) -> Void)?
 
     /// Listens for knocks on `infoHash`, sealed to any of `keys`.
     public init(peer: Peer, infoHash: NodeID, keys: [X25519.KeyPair]) {
@@ -99,7 +101,11 @@ public final class KnockListener {
         opened += 1
         // The birthday marker: the knocker's NAT is random, so only its IP (the one the relaying
         // node saw, token-bound) means anything; the birthday method probes that IP's ports.
-        if listed.contains(Birthday.knockMarker) { onBirthdayKnock?([k.source.ip]) }
+        if listed.contains(Birthday.knockMarker) {
+            onBirthdayKnock?([k.source.ip])
+        } else {
+            onPlainKnock?([k.source])
+        }
         let targets =
             [k.source] + listed.filter { $0 != Birthday.knockMarker && ($0.isPrivate || $0.ip == k.source.ip) }
         peer.puncher.probe(targets)

@@ -127,6 +127,9 @@ public final class KnockWatcher {
     /// Called with the IPs of knocks that ask for the birthday method (`Birthday.knockPort`: the
     /// joiner's NAT is random, so only its IP means anything); such knocks get no plain probes.
     public var onBirthdayKnock: (([UInt32]) -> Void)?
+    /// Called with the plain knocks' addresses the first time each is seen (the birthday method
+    /// with the roles reversed starts from them: `BirthdayResponder`).
+    public var onPlainKnock: (([PeerAddress]) -> Void)?
 
     func knocked(_ all: [PeerAddress]) {
         let birthday = all.prefix(HolePuncher.maxTargets * 4).filter { $0.port == Birthday.knockPort }
@@ -134,6 +137,7 @@ public final class KnockWatcher {
         let addresses = all.filter { $0.port != Birthday.knockPort }
         let now = peer.host.now
         var fresh: [PeerAddress] = []
+        var new: [PeerAddress] = []
         for a in addresses.prefix(HolePuncher.maxTargets * 4) {
             if let t = firstSeen[a] {
                 if now &- t < window { fresh.append(a) }
@@ -146,8 +150,10 @@ public final class KnockWatcher {
                 firstSeen[a] = now
                 knocksSeen += 1
                 fresh.append(a)
+                new.append(a)
             }
         }
+        if !new.isEmpty { onPlainKnock?(new) }
         for chunk in stride(from: 0, to: fresh.count, by: HolePuncher.maxTargets) {
             peer.puncher.probe(Array(fresh[chunk..<min(fresh.count, chunk + HolePuncher.maxTargets)]))
         }

@@ -37,6 +37,8 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
     private var closedTraffic: [UInt32: LinkTraffic] = [:]
     /// When each link last showed the peer alive (a message or a pong), monotonic ns.
     private var heard: [UInt32: UInt64] = [:]
+    /// When each link was adopted, monotonic ns.
+    private var adoptedAt: [UInt32: UInt64] = [:]
 
     init(mailbox: LinkMailbox) { self.mailbox = mailbox }
 
@@ -44,6 +46,7 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
     func adopt(_ s: Session) {
         let id = s.localIndex
         sessions[id] = s
+        adoptedAt[id] = DispatchTime.now().uptimeNanoseconds
         let mailbox = self.mailbox
         s.reliable.onReceive = { [weak self] bytes in
             self?.heard[id] = DispatchTime.now().uptimeNanoseconds
@@ -66,6 +69,7 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
             case .closed(let reason):
                 if let s { self?.closedTraffic[id] = Links.traffic(of: s) }
                 self?.sessions[id] = nil
+                self?.adoptedAt[id] = nil
                 mailbox.post(.closed(id: id, reason: reason))
             case .connecting: break
             }
@@ -83,9 +87,22 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
         for d in out { try? sessions[d.id]?.unreliable.send(d.bytes) }
     }
 
-    func close(_ id: UInt32) { sessions.removeValue(forKey: id)?.close() }
+    func close(_ id: UInt32) {
+        adoptedAt[id] = nil
+        sessions.removeValue(forKey: id)?.close()
+    }
 
     func ping(_ id: UInt32) { sessions[id]?.ping() }
+
+    /// The one link that runs through a relay and was adopted within `within` ns, if exactly one
+    /// does (the session a reversed birthday attempt can move).
+    func recentRelayed(within: UInt64, isRelayed: (PeerAddress) -> Bool) -> UInt32? {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let ids = sessions.filter { id, s in
+            isRelayed(s.peerAddress) && s.isEstablished && (adoptedAt[id].map { now - $0 < within } ?? false)
+        }.map(\.key)
+        return ids.count == 1 ? ids[0] : nil
+    }
 
     /// Moves the link's session to a newly found path (`Session.migrate`).
     func migrate(_ id: UInt32, to address: PeerAddress) { sessions[id]?.migrate(to: address) }

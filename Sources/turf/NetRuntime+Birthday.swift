@@ -93,10 +93,21 @@ final class JoinerBirthday: @unchecked Sendable {  // `sockets` is touched only 
 
 extension HostTraversal {
     /// Makes the host's birthday attempts and hooks them to the knock watcher (on the loop).
-    static func attachBirthday(_ peer: Peer, watcher: KnockWatcher, box: WatcherBox) {
+    static func attachBirthday(_ peer: Peer, watcher: KnockWatcher, box: WatcherBox, links: Links) {
         let probers = BirthdayProbers(peer: peer, seed: Sodium.randomU64())
         box.probers = probers
         watcher.onBirthdayKnock = { [weak probers] ips in probers?.knocked(ips) }
+        // The roles reversed: our NAT is random, a consistent joiner knocked (docs/nat.md).
+        let responder = BirthdayResponder(peer: peer)
+        box.responder = responder
+        watcher.onPlainKnock = { [weak responder] addresses in responder?.knocked(addresses) }
+        responder.onWin = { [weak links] address in
+            // The joiner's relayed session (it opened after the knock, within the sockets' life).
+            guard let links, let id = links.recentRelayed(within: 30_000_000_000, isRelayed: RelayClient.isVirtual)
+            else { return false }
+            links.migrate(id, to: address)
+            return true
+        }
     }
 
     /// From the lobby loop: switches the birthday method on for a consistent (or not yet known)
@@ -107,6 +118,7 @@ extension HostTraversal {
         let done =
             (try? rt.live.sync { _ -> [BirthdayProbers.Outcome] in
                 box.probers?.enabled = enabled
+                box.responder?.enabled = kind == .random
                 if stopping { box.probers?.stopAll() }
                 return box.probers?.drain() ?? []
             }) ?? []

@@ -131,6 +131,21 @@ extension NetRuntime {
         let bday =
             (try? live.sync { _ in birthday.finish(link: connected, relayed: relayedVia != nil, links: links) })
             ?? JoinerBirthday.Report()
+        if relayedVia != nil && nat.kind != .random {
+            // Relayed although our NAT is not random: the host's may be (the roles of the birthday
+            // method reversed, docs/nat.md). Its extra sockets wait for our probes at random ports
+            // of its IP; the one that is hit moves the session there.
+            let ips = Array(Set(ordered.filter { !$0.isPrivate }.map(\.ip)).sorted().prefix(Birthday.maxTargets))
+            let box = upgradeProbers
+            live.execute { peer in
+                for ip in ips {
+                    let p = BirthdayProber(peer: peer, target: ip, seed: Sodium.randomU64())
+                    box.probers.append(p)
+                    p.onFinish = { [weak box] p in box?.probers.removeAll { $0 === p } }
+                    p.start()
+                }
+            }
+        }
         event("connected") { j in
             j.add("ok", result.link != nil)
             j.add("address", (relayedVia ?? winner)?.description)
@@ -163,6 +178,11 @@ extension NetRuntime {
     }
 }
 
+/// Keeps a joiner's birthday probers (the roles reversed) alive until they finish.
+final class ProberBox: @unchecked Sendable {  // `probers` is touched only on the LivePeer's event loop.
+    var probers: [BirthdayProber] = []
+}
+
 /// Holds the joiner's `KnockSender` across the event loop and the joining thread.
 final class KnockSenderBox: @unchecked Sendable {  // `sender` is touched only on the LivePeer's event loop.
     var sender: KnockSender?
@@ -176,6 +196,7 @@ final class HostTraversal {
         var watcher: KnockWatcher?
         var listener: KnockListener?
         var probers: BirthdayProbers?
+        var responder: BirthdayResponder?
     }
 
     let rt: NetRuntime
@@ -190,15 +211,17 @@ final class HostTraversal {
         self.rt = rt
         infoHash = Topic.infoHash(topic)
         let box = self.box
+        let links = rt.links
         // The fast path's knocks are sealed to our key (joining by key or invite) or the topic's.
         let keys = [try? rt.identity.signing.x25519(), KnockSeal.topicKeys(topic: topic)].compactMap { $0 }
         rt.live.execute { peer in
             let w = KnockWatcher(peer: peer, topic: topic)
             box.watcher = w
-            HostTraversal.attachBirthday(peer, watcher: w, box: box)
+            HostTraversal.attachBirthday(peer, watcher: w, box: box, links: links)
             w.start()
             let l = KnockListener(peer: peer, infoHash: Topic.infoHash(topic), keys: keys)
             l.onBirthdayKnock = w.onBirthdayKnock
+            l.onPlainKnock = w.onPlainKnock
             box.listener = l
             l.start()
         }

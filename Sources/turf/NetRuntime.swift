@@ -41,6 +41,8 @@ final class NetRuntime {
     var traversal: HostTraversal?
     /// This machine's NAT as last printed in a `nat` event (the lobby screen and the HUD show it).
     var natKind: NATKind?
+    /// A relayed joiner's probes towards a host behind a random NAT (the reversed birthday method).
+    let upgradeProbers = ProberBox()
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()

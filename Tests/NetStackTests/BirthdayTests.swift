@@ -148,6 +148,53 @@ import Transport
         #expect(try wait(host) { p in p.puncher.heardFrom.contains(joiner.localAddress) })
     }
 
+    /// The roles reversed: a host behind a random NAT answers a consistent joiner's plain knock
+    /// with extra sockets aimed at the knocker; the joiner's probe to one of them wins and is
+    /// handed to `onWin` (which says whether a session moved there; if none did, the sockets
+    /// close). Off, busy, or the same IP again within the window: counted, nothing opened.
+    @Test func theReversedMethodAnswersAPlainKnockWithSockets() throws {
+        let host = try bind(Identity.generate())
+        defer { host.close() }
+        let joiner = try bind(Identity.generate())
+        defer { joiner.close() }
+        final class R: @unchecked Sendable {  // touched only on the host's event loop
+            var responder: BirthdayResponder?
+            var won: [PeerAddress] = []
+        }
+        let r = R()
+        let knocker = PeerAddress(127, 0, 0, 1, port: joiner.localAddress.port)
+        // In play only public knockers are aimed at (a LAN one needs no birthday method).
+        let lan = PeerAddress(10, 0, 0, 5, port: 4000)
+        let wan = PeerAddress(198, 51, 100, 7, port: 4000)
+        #expect(BirthdayResponder.target([lan, wan]) == wan)
+        #expect(BirthdayResponder.target([lan, knocker]) == nil)
+        #expect(BirthdayResponder.target([lan, knocker], loopback: true) == knocker)
+        try host.sync { p in
+            let responder = BirthdayResponder(peer: p, count: 4, loopback: true)
+            responder.onWin = { a in
+                r.won.append(a)
+                return false
+            }
+            r.responder = responder
+            responder.knocked([knocker])  // off: our NAT is not random
+            responder.enabled = true
+            responder.knocked([lan])  // nothing to aim at
+            responder.knocked([knocker])
+            responder.knocked([knocker])  // busy: one attempt at a time
+        }
+        #expect(try wait(host) { _ in r.responder?.sockets?.opened == 4 })
+        #expect(try host.sync { _ in (r.responder?.attempts, r.responder?.skipped) } == (1, 3))
+        let ports = try host.sync { _ in r.responder?.sockets?.localPorts ?? [] }
+        #expect(ports.count == 4)
+        // The joiner's probe at one of them (its prober would draw random ports of the host's IP).
+        try joiner.sync { p in p.puncher.sendProbe(to: PeerAddress(127, 0, 0, 1, port: ports[2])) }
+        #expect(try wait(host) { _ in r.won == [knocker] })
+        // No session to move: the sockets closed, and the same IP is not tried again at once.
+        #expect(try wait(host) { _ in r.responder?.sockets?.closed == true })
+        try host.sync { _ in r.responder?.knocked([knocker]) }
+        #expect(try host.sync { _ in r.responder?.attempts } == 1)
+    }
+
     /// Before a winner, only a target's well-formed probe counts: anything else on the extra
     /// sockets (from elsewhere, or not a probe) is dropped and counted, and nothing wins.
     @Test func strangersAndGarbageDoNotWin() throws {
