@@ -27,7 +27,7 @@
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
 #   remap-host   the same with the roles swapped: the host behind router ra, the joiner open; the
 #                host's mapping changes mid-match
-#   rejoin       cone-cone with a 10 s match; 2 s in, the joiner is killed (kill -9) and started
+#   rejoin       cone-cone with a 10 s match (also cone-random, random-cone, three); 2 s in, the joiner is killed (kill -9) and started
 #                again with the same identity: it knocks again (the host answers knocks through the
 #                match), punches and plays on from the host's snapshot (rejoined: true)
 # Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path (the joiner's),
@@ -242,7 +242,9 @@ run_case() {
   esac
   local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" j2="$c-$r-join2" t0=$SECONDS players=2
   local secs=$SECONDS_MATCH
-  [ "$c" = rejoin ] && secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10))
+  # Cases that move a session mid-match (a rejoin, a relayed start upgraded by the birthday
+  # method, whose hit time is random) get a match long enough to show it: at least 10 s.
+  case "$c" in rejoin | cone-random | random-cone | three) secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10)) ;; esac
   [ -n "$join2ns" ] && players=3
   start_turf "$hostns" "$h" host --topic "$topic" --seconds "$secs" --start-when "$players" --headless \
     --bot easy --name host --bootstrap "$boots"

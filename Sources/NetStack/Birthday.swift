@@ -385,8 +385,16 @@ public final class BirthdaySockets {
 public final class BirthdayResponder {
     let peer: Peer
     let window: Nanos
-    /// On only while this side's own NAT is random.
-    public var enabled = false
+    /// On only while this side's own NAT is random. A knock that came while off (the
+    /// classification not settled yet) is acted on when it turns on within 10 s.
+    public var enabled = false {
+        didSet {
+            guard enabled, !oldValue, let (addresses, at) = heldKnock else { return }
+            heldKnock = nil
+            if peer.host.now &- at < .seconds(10) { knocked(addresses) }
+        }
+    }
+    private var heldKnock: ([PeerAddress], Nanos)?
     private var current: BirthdaySockets?
     private var lastStart: [UInt32: Nanos] = [:]
     public private(set) var attempts = 0
@@ -422,6 +430,7 @@ public final class BirthdayResponder {
     public func knocked(_ addresses: [PeerAddress]) {
         peer.host.assertInLoop()
         let now = peer.host.now
+        if !enabled { heldKnock = (Array(addresses.prefix(4)), now) }
         guard enabled, !running, let target = Self.target(addresses, loopback: loopback),
             lastStart[target.ip].map({ now &- $0 >= window }) ?? true
         else {

@@ -94,14 +94,16 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
 
     func ping(_ id: UInt32) { sessions[id]?.ping() }
 
-    /// The one link that runs through a relay and was adopted within `within` ns, if exactly one
-    /// does (the session a reversed birthday attempt can move).
-    func recentRelayed(within: UInt64, isRelayed: (PeerAddress) -> Bool) -> UInt32? {
+    /// The links that run through a relay and were adopted within `within` ns, if they all belong
+    /// to one peer (the session a reversed birthday attempt can move; a stale twin from a second
+    /// relayed handshake of the same joiner moves along and, unanswered, goes back). Empty when
+    /// none do, or when several peers do (which of them knocked is not known).
+    func recentRelayed(within: UInt64, isRelayed: (PeerAddress) -> Bool) -> [UInt32] {
         let now = DispatchTime.now().uptimeNanoseconds
-        let ids = sessions.filter { id, s in
+        let recent = sessions.filter { id, s in
             isRelayed(s.peerAddress) && s.isEstablished && (adoptedAt[id].map { now - $0 < within } ?? false)
-        }.map(\.key)
-        return ids.count == 1 ? ids[0] : nil
+        }
+        return Set(recent.values.map(\.remoteKey)).count == 1 ? recent.keys.sorted() : []
     }
 
     /// Moves the link's session to a newly found path (`Session.migrate`).

@@ -103,10 +103,10 @@ extension HostTraversal {
         watcher.onPlainKnock = { [weak responder] addresses in responder?.knocked(addresses) }
         responder.onWin = { [weak links] address in
             // The joiner's relayed session (it opened after the knock, within the sockets' life).
-            guard let links, let id = links.recentRelayed(within: 30_000_000_000, isRelayed: RelayClient.isVirtual)
-            else { return false }
-            links.migrate(id, to: address)
-            return true
+            guard let links else { return false }
+            let ids = links.recentRelayed(within: 30_000_000_000, isRelayed: RelayClient.isVirtual)
+            for id in ids { links.migrate(id, to: address) }
+            return !ids.isEmpty
         }
     }
 

@@ -176,14 +176,20 @@ import Transport
                 return false
             }
             r.responder = responder
-            responder.knocked([knocker])  // off: our NAT is not random
-            responder.enabled = true
-            responder.knocked([lan])  // nothing to aim at
-            responder.knocked([knocker])
+            responder.knocked([knocker])  // off (our NAT not known random yet): held
+            responder.enabled = true  // the held knock is acted on now
+            responder.knocked([lan])  // nothing to aim at (and busy)
             responder.knocked([knocker])  // busy: one attempt at a time
         }
         #expect(try wait(host) { _ in r.responder?.sockets?.opened == 4 })
         #expect(try host.sync { _ in (r.responder?.attempts, r.responder?.skipped) } == (1, 3))
+        // Off and never turned on: a knock is only counted.
+        let idle = try host.sync { p in
+            let other = BirthdayResponder(peer: p, count: 4, loopback: true)
+            other.knocked([knocker])
+            return (other.attempts, other.skipped, other.running)
+        }
+        #expect(idle == (0, 1, false))
         let ports = try host.sync { _ in r.responder?.sockets?.localPorts ?? [] }
         #expect(ports.count == 4)
         // The joiner's probe at one of them (its prober would draw random ports of the host's IP).
