@@ -27,6 +27,8 @@
 #                (conntrack -F) and maps to new ports (40000-40999): a router restart
 #   remap-host   the same with the roles swapped: the host behind router ra, the joiner open; the
 #                host's mapping changes mid-match
+#   cone-cone-late  cone-cone, but the host's router drops all UDP to and from the joiner's router
+#                until the joiner has connected (relayed): the joiner's re-punch moves it to direct
 #   rejoin       cone-cone with a 10 s match (also cone-random, random-cone, three); 2 s in, the joiner is killed (kill -9) and started
 #                again with the same identity: it knocks again (the host answers knocks through the
 #                match), punches and plays on from the host's snapshot (rejoined: true)
@@ -227,6 +229,7 @@ run_case() {
     lt-cone-cone) hostns=a1 joinns=b1; start_libtorrent || return 2; boots=$LT_BOOTS ;;
     open-cone) hostns=pub joinns=a1 ;;
     cone-cone) hostns=a1 joinns=b1 ;;
+    cone-cone-late) hostns=a1 joinns=b1 ;;
     cone-cone-key) hostns=a1 joinns=b1 by=key ;;
     same-nat) hostns=a1 joinns=a2 by=key ;;
     random-open) hostns=pub joinns=c1 ;;
@@ -244,7 +247,7 @@ run_case() {
   local secs=$SECONDS_MATCH
   # Cases that move a session mid-match (a rejoin, a relayed start upgraded by the birthday
   # method, whose hit time is random) get a match long enough to show it: at least 10 s.
-  case "$c" in rejoin | cone-random | random-cone | three) secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10)) ;; esac
+  case "$c" in rejoin | cone-random | random-cone | three | cone-cone-late) secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10)) ;; esac
   [ -n "$join2ns" ] && players=3
   start_turf "$hostns" "$h" host --topic "$topic" --seconds "$secs" --start-when "$players" --headless \
     --bot easy --name host --bootstrap "$boots"
@@ -256,8 +259,18 @@ run_case() {
   local key target=(--topic "$topic")
   key=$(field "$(lastevent "$WORK/$h.out" lobby)" key)
   [ "$by" = key ] && target=("$key")
+  if [ "$c" = cone-cone-late ]; then
+    # Nothing passes directly between the two routers until the joiner has connected (relayed).
+    nsx ra iptables -I FORWARD -p udp -s 203.0.113.22 -j DROP
+    nsx ra iptables -I FORWARD -p udp -d 203.0.113.22 -j DROP
+  fi
   start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$boots"
   local jpid=$LASTPID j2pid=""
+  if [ "$c" = cone-cone-late ]; then
+    wait_line "$WORK/$j.out" '"event":"connected"' 200 || true
+    nsx ra iptables -D FORWARD -p udp -s 203.0.113.22 -j DROP || true
+    nsx ra iptables -D FORWARD -p udp -d 203.0.113.22 -j DROP || true
+  fi
   if [ -n "$join2ns" ]; then
     start_turf "$join2ns" "$j2" join "${target[@]}" --headless --bot easy --name joiner2 --bootstrap "$boots"
     j2pid=$LASTPID

@@ -12,7 +12,8 @@ struct BenchPunch: ParsableCommand {
     )
 
     static let allCases = [
-        "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "remap-host", "rejoin",
+        "open-cone", "cone-cone", "cone-cone-key", "cone-cone-late", "same-nat", "random-open", "remap", "remap-host",
+        "rejoin",
         "three", "three-cone", "cone-random", "random-cone", "random-random", "lt-cone-cone",
     ]
 

@@ -131,6 +131,16 @@ extension NetRuntime {
         let bday =
             (try? live.sync { _ in birthday.finish(link: connected, relayed: relayedVia != nil, links: links) })
             ?? JoinerBirthday.Report()
+        if let link = connected, relayedVia != nil {
+            // Relayed: keep knocking and probing in the background, and move to the host's
+            // address once a probe from it arrived (docs/nat.md, "Upgrading a relayed session").
+            let (box, blob, infoHash) = (upgradeProbers, fast.blob, Topic.infoHash(topic))
+            live.execute { peer in
+                let r = Repunch(peer: peer, links: links, link: link, targets: ordered, infoHash: infoHash, blob: blob)
+                box.repunch = r
+                r.start()
+            }
+        }
         if relayedVia != nil && nat.kind != .random {
             // Relayed although our NAT is not random: the host's may be (the roles of the birthday
             // method reversed, docs/nat.md). Its extra sockets wait for our probes at random ports
@@ -178,9 +188,57 @@ extension NetRuntime {
     }
 }
 
-/// Keeps a joiner's birthday probers (the roles reversed) alive until they finish.
-final class ProberBox: @unchecked Sendable {  // `probers` is touched only on the LivePeer's event loop.
+/// Keeps a joiner's background upgrade attempts alive: its birthday probers (the roles reversed)
+/// until they finish, and its re-punch.
+final class ProberBox: @unchecked Sendable {  // touched only on the LivePeer's event loop
     var probers: [BirthdayProber] = []
+    var repunch: Repunch?
+}
+
+/// A relayed joiner's background re-punch: every 2 s, at most 15 times, it knocks again (the
+/// fast path: the host probes the address the relaying node sees, our NAT mapping) and probes the
+/// host's addresses; once a probe from one of them has arrived, the relayed session moves there
+/// (`Session.migrate`, which goes back after 3 s if the host never answers; each address is tried
+/// once). Stops when the link closed or no longer runs through a relay. Confined to the event loop.
+final class Repunch {
+    let peer: Peer
+    let links: Links
+    let link: UInt32
+    let targets: [PeerAddress]
+    let infoHash: NodeID
+    let blob: [UInt8]
+    private var rounds = 0
+    private var sender: KnockSender?
+    private var tried = Set<PeerAddress>()
+    static let every: Nanos = .seconds(2)
+    static let maxRounds = 15
+
+    init(peer: Peer, links: Links, link: UInt32, targets: [PeerAddress], infoHash: NodeID, blob: [UInt8]) {
+        self.peer = peer
+        self.links = links
+        self.link = link
+        self.targets = Array(targets.prefix(HolePuncher.maxTargets))
+        self.infoHash = infoHash
+        self.blob = blob
+    }
+
+    func start() { peer.host.schedule(after: Self.every) { [weak self] in self?.step() } }
+
+    private func step() {
+        guard rounds < Self.maxRounds, let now = links.address(link), RelayClient.isVirtual(now) else { return }
+        rounds += 1
+        let heard = peer.puncher.heardFrom
+        if let hit = targets.first(where: { heard.contains($0) && !tried.contains($0) }) {
+            tried.insert(hit)
+            links.migrate(link, to: hit)
+        } else {
+            let s = KnockSender(peer: peer)
+            sender = s
+            s.knock(infoHash, blob: blob, hosts: Set(targets))
+            peer.puncher.probe(targets, times: 2)
+        }
+        peer.host.schedule(after: Self.every) { [weak self] in self?.step() }
+    }
 }
 
 /// Holds the joiner's `KnockSender` across the event loop and the joining thread.

@@ -41,9 +41,9 @@ import Testing
     func headlessMatchesAcrossNATs() throws {
         let runs = try Self.lab([
             "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
-            "three-cone", "random-random", "cone-random", "random-cone", "remap-host", "rejoin",
+            "three-cone", "random-random", "cone-random", "random-cone", "remap-host", "rejoin", "cone-cone-late",
         ])
-        #expect(runs.count == 13)
+        #expect(runs.count == 14)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -95,6 +95,10 @@ import Testing
         #expect(runs["cone-random"]?.text("host_nat") == "consistent")
         #expect(runs["cone-random"]?.text("join_nat") == "random")
         #expect((runs["cone-random"]?.fields["host_probes"] as? Int ?? 0) > 0)
+        // Two cone NATs whose direct path was blocked until the joiner connected (relayed): the
+        // joiner's re-punch (knocks and probes every 2 s) moves the session to the direct path.
+        #expect(runs["cone-cone-late"]?.text("path") == "relayed")
+        #expect(runs["cone-cone-late"]?.text("final_path") == "direct")
         // The roles reversed (a random host, a cone joiner): relayed first, then the host's extra
         // sockets and the joiner's probes at random ports move it to a direct path.
         #expect(runs["random-cone"]?.text("host_nat") == "random")
