@@ -354,7 +354,7 @@ extension NetRuntime {
             pending += 1
             live.execute { peer in
                 // Made here from Sendable parts: the mode itself stays on the loop.
-                let mode: ConnectMode = psk.map { .passphrase($0) } ?? .discovered
+                let mode = ConnectMode.joining(psk: psk, expected: nil)
                 guard let s = peer.sessions?.connect(to: addr, mode: mode) else { return }
                 links.adopt(s)
             }

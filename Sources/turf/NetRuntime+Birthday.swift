@@ -45,7 +45,7 @@ final class JoinerBirthday: @unchecked Sendable {  // `sockets` is touched only 
         guard let s = sockets, !retried, !s.closed else { return nil }
         guard let target = s.winningPeer else { return [] }
         retried = true
-        let mode: ConnectMode = psk.map { .passphrase($0) } ?? expected.map { .knownKey($0) } ?? .discovered
+        let mode = ConnectMode.joining(psk: psk, expected: expected)
         guard let session = peer.sessions?.connect(to: target, mode: mode) else { return nil }
         links.adopt(session)
         return [session.localIndex]

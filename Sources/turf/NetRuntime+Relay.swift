@@ -190,7 +190,7 @@ final class JoinRelay {
         rt.live.execute { peer in
             for relay in relays {
                 peer.relay?.join(tag: tag, relay: relay) { virtual in
-                    let mode: ConnectMode = psk.map { .passphrase($0) } ?? expected.map { .knownKey($0) } ?? .discovered
+                    let mode = ConnectMode.joining(psk: psk, expected: expected)
                     let s = virtual.flatMap { peer.sessions?.connect(to: $0, mode: mode) }
                     shared.withLockedValue { sh in
                         sh.outstanding -= 1

@@ -62,7 +62,7 @@ extension NetRuntime {
                 birthday.knock(peer, infoHash: knock, port: port)
                 peer.puncher.probe(ordered, times: 3)
                 // Made here from Sendable parts: the mode itself stays on the loop.
-                let mode: ConnectMode = psk.map { .passphrase($0) } ?? expected.map { .knownKey($0) } ?? .discovered
+                let mode = ConnectMode.joining(psk: psk, expected: expected)
                 var out: [UInt32] = []
                 for addr in ordered {
                     guard let s = peer.sessions?.connect(to: addr, mode: mode) else { continue }
@@ -134,20 +134,17 @@ extension NetRuntime {
         if let link = connected, relayedVia != nil {
             // Relayed: keep knocking and probing in the background, and move to the host's
             // address once a probe from it arrived (docs/nat.md, "Upgrading a relayed session").
+            // And if our NAT is not random, the host's may be (the roles of the birthday method
+            // reversed): its extra sockets wait for our probes at random ports of its IP, and the
+            // one that is hit moves the session there.
             let (box, blob, infoHash) = (upgradeProbers, fast.blob, Topic.infoHash(topic))
+            let ips =
+                nat.kind == .random
+                ? [] : Array(Set(ordered.filter { !$0.isPrivate }.map(\.ip)).sorted().prefix(Birthday.maxTargets))
             live.execute { peer in
                 let r = Repunch(peer: peer, links: links, link: link, targets: ordered, infoHash: infoHash, blob: blob)
                 box.repunch = r
                 r.start()
-            }
-        }
-        if relayedVia != nil && nat.kind != .random {
-            // Relayed although our NAT is not random: the host's may be (the roles of the birthday
-            // method reversed, docs/nat.md). Its extra sockets wait for our probes at random ports
-            // of its IP; the one that is hit moves the session there.
-            let ips = Array(Set(ordered.filter { !$0.isPrivate }.map(\.ip)).sorted().prefix(Birthday.maxTargets))
-            let box = upgradeProbers
-            live.execute { peer in
                 for ip in ips {
                     let p = BirthdayProber(peer: peer, target: ip, seed: Sodium.randomU64())
                     box.probers.append(p)
@@ -185,6 +182,15 @@ extension NetRuntime {
         let listed =
             Array(reachableAddresses().prefix(KnockSeal.maxAddresses - 1)) + (birthday ? [Birthday.knockMarker] : [])
         return (KnockSeal.seal(listed, to: to) ?? [], KnockSenderBox())
+    }
+}
+
+extension ConnectMode {
+    /// How a joiner's handshake authenticates the host: by the lobby's passphrase, else by the
+    /// host's key when known (by key or invite), else as the host it discovers. Made on the event
+    /// loop (a mode holds key material and stays there).
+    static func joining(psk: SecretBytes?, expected: PeerKey?) -> ConnectMode {
+        psk.map { .passphrase($0) } ?? expected.map { .knownKey($0) } ?? .discovered
     }
 }
 

@@ -253,8 +253,13 @@ final class NetRuntime {
                 rejected = passphraseRejections()
                 // A relayed member that found a direct path (or roamed): the roster says so.
                 let moved = checkPaths()
-                for i in seats.indices { if let l = seats[i].link, let a = moved[l] { seats[i].address = a } }
-                if seats.contains(where: { $0.link.map { moved[$0] != nil } ?? false }) { broadcast(roster()) }
+                var rosterChanged = false
+                for i in seats.indices {
+                    guard let l = seats[i].link, let a = moved[l] else { continue }
+                    seats[i].address = a
+                    rosterChanged = true
+                }
+                if rosterChanged { broadcast(roster()) }
             }
             switch ui.lobby(lobbyView()) {
             case .start?: break lobby
@@ -665,31 +670,34 @@ final class NetRuntime {
 
     func findAnnounced(_ topic: String) -> [PeerAddress] {
         let h = Topic.infoHash(topic)
-        // A host that just started may not have announced yet (its own lookups wait out lost
-        // queries): look again for up to 15 s before saying there is no lobby. The first answer
-        // that lists lobbies is enough (the nodes near the topic store the same announcements).
-        // No separate join lookup first: this one starts from the bootstrap nodes if need be.
-        let deadline = monotonicNanos() + 15_000_000_000
-        for attempt in 0..<30 {
-            if attempt >= 3 && monotonicNanos() >= deadline { break }
+        // The first answer that lists lobbies is enough (the nodes near the topic store the same
+        // announcements).
+        return keepLooking {
             let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in
                 p.dht.getPeers(h, onPeers: { done($0) }) { done($0.peers) }
             }
-            if let r, !r.isEmpty { return r }
-            Thread.sleep(forTimeInterval: 1)
-        }
-        return []
+            return (r ?? []).isEmpty ? nil : r
+        } ?? []
     }
 
     func findRecord(_ key: PeerKey) -> LobbyRecord? {
-        // No separate join lookup first: the get lookup starts from the bootstrap nodes if need be.
-        let deadline = monotonicNanos() + 15_000_000_000  // as in findAnnounced
-        for attempt in 0..<30 {
-            if attempt >= 3 && monotonicNanos() >= deadline { break }
+        keepLooking {
             let item = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (MutableItem?) -> Void) in
                 p.dht.getMutable(publicKey: key.bytes) { done($0) }
             }
-            if let item = item ?? nil, let record = LobbyRecord(item.value) { return record }
+            return (item ?? nil).flatMap { LobbyRecord($0.value) }
+        }
+    }
+
+    /// Runs a DHT lookup until it answers: a host that just started may not have announced yet
+    /// (its own lookups wait out lost queries), so for up to 15 s, at least 3 times, 1 s apart,
+    /// before saying there is no lobby. No separate join lookup first: each lookup starts from the
+    /// bootstrap nodes if need be.
+    private func keepLooking<T>(_ lookup: () -> T?) -> T? {
+        let deadline = monotonicNanos() + 15_000_000_000
+        for attempt in 0..<30 {
+            if attempt >= 3 && monotonicNanos() >= deadline { break }
+            if let r = lookup() { return r }
             Thread.sleep(forTimeInterval: 1)
         }
         return nil
