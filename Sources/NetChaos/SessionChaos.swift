@@ -36,7 +36,8 @@ public struct SessionChaos {
             reorderDelay: .milliseconds(100)
         )
         /// This peer (by index; 0 is the host) is cut off from everyone for `partitionNanos`,
-        /// starting `partitionAfterNanos` after tick 0. nil: no partition.
+        /// starting `partitionAfterNanos` after tick 0 (not before that peer has its start). nil: no
+        /// partition.
         public var partitionPeer: Int? = 1
         public var partitionAfterNanos: UInt64 = 500_000_000
         public var partitionNanos: UInt64 = 5_000_000_000
@@ -340,12 +341,15 @@ public struct SessionChaos {
         drive(until: startAt, lobbyStep) { starts.contains { $0 == nil } }
 
         // MARK: match
-        if let p = conditions.partitionPeer {
-            let ip = nodes[p].peer.localAddress.ip
-            net.schedule(after: startAt &+ conditions.partitionAfterNanos &- net.now) { net.partition([ip], into: 1) }
-            net.schedule(after: startAt &+ conditions.partitionAfterNanos &+ conditions.partitionNanos &- net.now) {
-                net.heal()
-            }
+        /// The partition starts `partitionAfterNanos` after tick 0, but never before the partitioned
+        /// peer has its start: cut off earlier, a peer whose start the reliable channel was still
+        /// retransmitting would never begin, and the run would measure the lobby, not the match.
+        func schedulePartition(_ n: Node) {
+            guard n.index == conditions.partitionPeer else { return }
+            let ip = n.peer.localAddress.ip
+            let from = max(net.now, startAt &+ conditions.partitionAfterNanos)
+            net.schedule(after: from &- net.now) { net.partition([ip], into: 1) }
+            net.schedule(after: from &+ conditions.partitionNanos &- net.now) { net.heal() }
         }
         // Each peer's loop starts when its start message is in (a member whose start the reliable
         // channel delivered after tick 0 starts late, as `turf join` does: its loop skips the ticks
@@ -377,6 +381,7 @@ public struct SessionChaos {
                 }
             )
             matches[n.index] = Match(loop: loop, hook: hook)
+            schedulePartition(n)
         }
         for n in nodes { try begin(n) }
         var opsHeld = 0
