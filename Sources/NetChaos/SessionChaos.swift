@@ -36,10 +36,13 @@ public struct SessionChaos {
             reorderDelay: .milliseconds(100)
         )
         /// This peer (by index; 0 is the host) is cut off from everyone for `partitionNanos`,
-        /// starting `partitionAfterNanos` after tick 0 (not before that peer has its start). nil: no
-        /// partition.
+        /// starting `partitionAfterNanos` after tick 0. nil: no partition.
         public var partitionPeer: Int? = 1
         public var partitionAfterNanos: UInt64 = 500_000_000
+        /// Start the partition no earlier than the partitioned peer's start: cut off earlier, a peer
+        /// whose start the reliable channel was still retransmitting never begins, and the run
+        /// measures the lobby, not the match (a run that must get past the lobby sets this).
+        public var partitionAfterStart = false
         public var partitionNanos: UInt64 = 5_000_000_000
         public init() {}
     }
@@ -341,16 +344,15 @@ public struct SessionChaos {
         drive(until: startAt, lobbyStep) { starts.contains { $0 == nil } }
 
         // MARK: match
-        /// The partition starts `partitionAfterNanos` after tick 0, but never before the partitioned
-        /// peer has its start: cut off earlier, a peer whose start the reliable channel was still
-        /// retransmitting would never begin, and the run would measure the lobby, not the match.
+        /// The partition starts `partitionAfterNanos` after tick 0 (with `partitionAfterStart`, not
+        /// before the partitioned peer has its start).
         func schedulePartition(_ n: Node) {
-            guard n.index == conditions.partitionPeer else { return }
             let ip = n.peer.localAddress.ip
             let from = max(net.now, startAt &+ conditions.partitionAfterNanos)
             net.schedule(after: from &- net.now) { net.partition([ip], into: 1) }
             net.schedule(after: from &+ conditions.partitionNanos &- net.now) { net.heal() }
         }
+        if let p = conditions.partitionPeer, !conditions.partitionAfterStart { schedulePartition(nodes[p]) }
         // Each peer's loop starts when its start message is in (a member whose start the reliable
         // channel delivered after tick 0 starts late, as `turf join` does: its loop skips the ticks
         // it missed).
@@ -381,7 +383,7 @@ public struct SessionChaos {
                 }
             )
             matches[n.index] = Match(loop: loop, hook: hook)
-            schedulePartition(n)
+            if conditions.partitionAfterStart && n.index == conditions.partitionPeer { schedulePartition(n) }
         }
         for n in nodes { try begin(n) }
         var opsHeld = 0
