@@ -76,6 +76,12 @@ public struct LocalMatch<Controller: PlayerController> {
     public mutating func merge(_ snapshot: ReplicaSnapshot<Game>) throws {
         let before = replica.snapshot()
         try replica.merge(snapshot)
+        // Our own players resume where their logs stand, so their next ops are legal after them.
+        for p in order {
+            if let last = replica.lastApplied(of: p) {
+                controllers[p]?.resume(after: last, player: p, state: replica.state)
+            }
+        }
         guard recordJournal else { return }
         for (p, log) in snapshot.logs.enumerated() {
             let had = Set(before.logs[p].map(\.seq))

@@ -3,9 +3,17 @@ import Determinism
 /// One peer's copy of a match: the union of every player's op log, and the game state merged from
 /// it. Local ops are applied at once (zero input delay); remote ops are merged on arrival in O(1),
 /// whatever their lateness, in any order, any number of times.
+///
+/// Each player's log is applied in seq order, every op checked against its predecessor
+/// (`ReplicatedGame.violation(_:after:)`): an op whose predecessor has not arrived yet is held
+/// until it does, and the log stops for good at its first illegal op or at the first seq its
+/// owner equivocated on (two different ops for one seq). What is past that *cut* is kept (a
+/// recording holds the evidence) but never applied, so every replica that holds the same ops
+/// applies the same prefix of each log, whatever the order they came in.
 public struct Replica<Game: ReplicatedGame> {
     public let config: MatchConfig
     public private(set) var state: Game
+    private let settings: Game.Settings
     /// Per player, the ops received so far, indexed by seq (nil where a gap has not arrived yet).
     /// Kept dense only while a seq stays near the ops actually received (see `denseLimit`); a seq
     /// far ahead of them goes to `far`, so one hostile op with a huge seq costs one entry, not a
@@ -13,21 +21,45 @@ public struct Replica<Game: ReplicatedGame> {
     private var dense: [[Op<Game.Payload>?]]
     private var far: [[UInt32: Op<Game.Payload>]]
     private var received: [Int]
+    /// Per player, how many ops from seq 0 are applied to `state` (legal, in order, below the cut).
+    private var applied: [Int]
+    /// Per player, why and where its log stops (nil: it does not).
+    private var cuts: [Cheat?]
     /// Ops that reuse an already-received (player, seq) with different content: a buggy or hostile
-    /// peer. They are merged too (the join does not care), so every replica still converges.
+    /// peer. Kept as evidence (a recording holds them); the owner's log is cut at the lowest such seq.
     public private(set) var equivocations: [Op<Game.Payload>] = []
     /// Indices into `equivocations` by op hash, so a duplicate equivocation is found in O(1).
     private var equivocationIndex: [UInt64: [Int]] = [:]
     public private(set) var stats = Stats()
     private var nextLocalSeq: [UInt32]
-    /// Sum of a hash of every distinct op: the op set's contribution to `hash`.
+    /// Sum of a hash of every applied op: the op set's contribution to `hash`.
     private var opSetHash: UInt64 = 0
 
     public struct Stats: Equatable, Sendable {
+        /// Ops held (new (player, seq) with valid content), applied or waiting or past a cut.
         public var merged: UInt64 = 0
         public var duplicates: UInt64 = 0
         public var rejected: UInt64 = 0
         public var equivocations: UInt64 = 0
+        /// Logs stopped at an illegal op (at most one per player).
+        public var illegal: UInt64 = 0
+        /// Times the state was re-derived because an equivocation cut ops already applied.
+        public var rebuilds: UInt64 = 0
+    }
+
+    /// Where a player's log stops and why: the first op that broke a rule of the game, or the
+    /// first seq its owner equivocated on (`rule` "equivocation").
+    public struct Cheat: Equatable, Sendable {
+        public var player: PlayerID
+        public var seq: UInt32
+        public var tick: Tick
+        public var rule: String
+        public init(player: PlayerID, seq: UInt32, tick: Tick, rule: String) {
+            self.player = player
+            self.seq = seq
+            self.tick = tick
+            self.rule = rule
+        }
     }
 
     public init(config: MatchConfig) throws {
@@ -36,8 +68,11 @@ public struct Replica<Game: ReplicatedGame> {
             throw ConfigError.invalid("match is for game '\(config.gameID)', these rules are '\(Game.gameID)'")
         }
         self.config = config
-        state = Game(config: config, settings: try Game.settings(for: config))
+        settings = try Game.settings(for: config)
+        state = Game(config: config, settings: settings)
         dense = Array(repeating: [], count: config.players.count)
+        applied = Array(repeating: 0, count: config.players.count)
+        cuts = Array(repeating: nil, count: config.players.count)
         far = Array(repeating: [:], count: config.players.count)
         received = Array(repeating: 0, count: config.players.count)
         nextLocalSeq = Array(repeating: 0, count: config.players.count)
@@ -81,10 +116,12 @@ public struct Replica<Game: ReplicatedGame> {
 
     public enum Outcome: Equatable { case merged, duplicate, rejected, equivocation }
 
-    /// Merges an op from anywhere. Idempotent; order-independent; O(1) however late it arrives.
+    /// Merges an op from anywhere. Idempotent; order-independent; O(1) however late it arrives
+    /// (an equivocation that cuts ops already applied re-derives the state once: O(ops)).
     ///
     /// Validity is decided first, from the op and the config alone, so an invalid op is rejected
-    /// by every replica whether or not another op with its (player, seq) arrived earlier.
+    /// by every replica whether or not another op with its (player, seq) arrived earlier. A valid
+    /// new op is held (`.merged`) and applied once its predecessors are, if it is legal after them.
     @discardableResult
     public mutating func receive(_ op: Op<Game.Payload>) -> Outcome {
         let p = Int(op.player)
@@ -106,18 +143,65 @@ public struct Replica<Game: ReplicatedGame> {
             stats.equivocations += 1
             equivocationIndex[h, default: []].append(equivocations.count)
             equivocations.append(op)
-            opSetHash &+= h
-            _ = state.merge(op)
+            cut(p, at: Cheat(player: op.player, seq: op.seq, tick: min(existing.tick, op.tick), rule: "equivocation"))
             return .equivocation
         }
-        guard state.merge(op) else {
-            stats.rejected += 1
-            return .rejected
-        }
         store(op, player: p, seq: s)
-        opSetHash &+= Replica.opHash(op)
         stats.merged += 1
+        advance(p)
         return .merged
+    }
+
+    /// Applies player p's held ops in seq order from where it stands, each checked against its
+    /// predecessor, up to a gap, the cut, or the first illegal op (which becomes the cut).
+    private mutating func advance(_ p: Int) {
+        let stop = cuts[p].map { Int($0.seq) } ?? Int.max
+        while applied[p] < stop, applied[p] < dense[p].count, let op = dense[p][applied[p]] {
+            let previous = applied[p] > 0 ? dense[p][applied[p] - 1] : nil
+            if let rule = state.violation(op, after: previous) {
+                stats.illegal += 1
+                cuts[p] = Cheat(player: op.player, seq: op.seq, tick: op.tick, rule: rule)
+                return
+            }
+            _ = state.merge(op)
+            opSetHash &+= Replica.opHash(op)
+            applied[p] += 1
+        }
+    }
+
+    /// Stops player p's log at `cheat.seq` if that is before where it stops now. Ops already
+    /// applied from there on are taken out by re-deriving the state from the applied prefixes.
+    private mutating func cut(_ p: Int, at cheat: Cheat) {
+        if let c = cuts[p], c.seq <= cheat.seq { return }
+        cuts[p] = cheat
+        guard applied[p] > Int(cheat.seq) else { return }
+        applied[p] = Int(cheat.seq)
+        stats.rebuilds += 1
+        state = Game(config: config, settings: settings)
+        opSetHash = 0
+        for q in dense.indices {
+            for i in 0..<applied[q] {
+                let op = dense[q][i]!  // `!`: the first applied[q] seqs are held (they were applied)
+                _ = state.merge(op)
+                opSetHash &+= Replica.opHash(op)
+            }
+        }
+    }
+
+    /// Per player, where its log stops and why, in player order: what a replay reports as cheats.
+    public var cheats: [Cheat] { cuts.compactMap { $0 } }
+
+    /// Where player's log stops (nil: it does not).
+    public func cut(of player: PlayerID) -> Cheat? { Int(player) < cuts.count ? cuts[Int(player)] : nil }
+
+    /// How many of player's ops (from seq 0) are applied to the state.
+    public func appliedCount(for player: PlayerID) -> Int { Int(player) < applied.count ? applied[Int(player)] : 0 }
+
+    /// The newest op applied for `player` (where its avatar stands, for a game like turf).
+    public func lastApplied(of player: PlayerID) -> Op<Game.Payload>? {
+        let p = Int(player)
+        guard p < applied.count, applied[p] > 0 else { return nil }
+        return dense[p][applied[p] - 1]
     }
 
     /// How far the dense log of a player may reach: twice the ops received from it, plus slack.

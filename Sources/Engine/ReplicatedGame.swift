@@ -10,6 +10,10 @@ import Determinism
 ///   re-simulates past ticks.
 /// - Whether an op is valid depends only on the op and the match config, never on what else has
 ///   been merged, so every replica rejects the same ops.
+/// - Whether an op is *legal* (`violation(_:after:)`) depends only on the op, its predecessor in
+///   the same owner's log and the config. The replica applies each player's log in seq order and
+///   stops it at its first illegal op, so every replica (live, replay, journal, spectator) cuts a
+///   cheater's log at the same place, and checking costs O(1) per op.
 /// - `stateHash` is a pure function of the state, stable across runs and machines.
 public protocol ReplicatedGame {
     associatedtype Payload: Equatable & Sendable
@@ -27,6 +31,13 @@ public protocol ReplicatedGame {
     /// been merged), so that every replica rejects the same ops. The replica asks before anything
     /// else, so an invalid op is rejected the same way whether or not its (player, seq) was seen.
     func accepts(_ op: Op<Payload>) -> Bool
+
+    /// The rule `op` breaks when it follows `previous` in its owner's log (`previous` is nil when
+    /// `op` is seq 0), or nil when it is legal. A pure function of the two ops and the match
+    /// config, O(1): the replica calls it once per op, in seq order, and drops the op and every
+    /// later op of that player if it names a rule (the log is valid up to its first illegal op).
+    /// Rule names are short words a player reads in a cheat report ("teleport", "speed", …).
+    func violation(_ op: Op<Payload>, after previous: Op<Payload>?) -> String?
 
     /// Joins one valid op into the state. Returns false (and changes nothing) if the op is invalid.
     mutating func merge(_ op: Op<Payload>) -> Bool
@@ -55,4 +66,9 @@ public protocol PlayerController {
     associatedtype Game: ReplicatedGame
     /// Ops this player makes at `tick`, given the state as merged so far.
     mutating func step(tick: Tick, player: PlayerID, state: Game) -> [Game.Payload]
+
+    /// Picks up a player's log where it stands: `last` is the newest op applied for `player` (a
+    /// peer that rejoins after a crash resumes its own log from a snapshot), so the next op this
+    /// controller makes is legal after it.
+    mutating func resume(after last: Op<Game.Payload>, player: PlayerID, state: Game)
 }

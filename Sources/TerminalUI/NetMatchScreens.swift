@@ -25,7 +25,7 @@ public struct NetMatchRenderer: Sendable {
         var f = ArenaRenderer(theme: theme).render(scene, width: width, height: height)
         guard width >= ArenaRenderer.minWidth && height >= ArenaRenderer.minHeight else { return f }
         drawPlayers(scene, net: net, into: &f)
-        if let warning = NetMatchRenderer.warning(net) {
+        if let warning = NetMatchRenderer.warning(net, names: scene.config.players.map(\.name)) {
             f.fill(
                 x: 0,
                 y: height - 1,
@@ -46,8 +46,12 @@ public struct NetMatchRenderer: Sendable {
     }
 
     /// The warning line, or nil when all is well.
-    public static func warning(_ net: NetStatus) -> String? {
+    public static func warning(_ net: NetStatus, names: [String] = []) -> String? {
         var parts: [String] = []
+        for c in net.cheats {
+            let who = c.player < names.count ? names[c.player] : "player \(Theme.letter(c.player))"
+            parts.append("\(who) CHEATED (\(c.rule), tick \(c.tick)): later moves ignored")
+        }
         if let t = net.desyncTick { parts.append("DESYNC at tick \(t): states differ (logged)") }
         if net.rejectedOps > 0 {
             parts.append("\(net.rejectedOps) invalid op\(net.rejectedOps == 1 ? "" : "s") rejected")
@@ -63,14 +67,17 @@ public struct NetMatchRenderer: Sendable {
         score: Int,
         percent: Int,
         link: PeerStatus?,
-        nat: String? = nil
+        nat: String? = nil,
+        cheated: Bool = false
     ) -> [String] {
-        let mark = you ? "*" : " "
+        let mark = cheated ? "!" : you ? "*" : " "
         let head = "\(letter)\(mark)"
         let long: String
         let short: String
         let tiny: String
-        if let link, !link.connected {
+        if cheated {
+            (long, short, tiny) = ("CHEATER", "CHEAT", "")
+        } else if let link, !link.connected {
             (long, short, tiny) = ("disconnected", "lost", "x")
         } else if let link, !you {
             let ping = link.pingMs.map { "\($0)ms" } ?? "…"
@@ -115,7 +122,8 @@ public struct NetMatchRenderer: Sendable {
                 score: score,
                 percent: score * 100 / floor,
                 link: link,
-                nat: net.nat
+                nat: net.nat,
+                cheated: net.cheats.contains { $0.player == i }
             )
             let label = forms.first { $0.count <= budget } ?? forms[forms.count - 1]
             let lost = link.map { !$0.connected } ?? false
@@ -157,7 +165,9 @@ public struct NetEndScreen: Sendable {
         }
         // Rows for the network part: hash, replay, counts, a heading and the links (as many as fit).
         let maxLinks = max(0, min(summary.links.count, height / 3 - 3))
-        let netRows = 3 + (summary.links.isEmpty ? 0 : 1 + maxLinks + (maxLinks < summary.links.count ? 1 : 0))
+        let netRows =
+            3 + (summary.cheats.isEmpty ? 0 : 1)
+            + (summary.links.isEmpty ? 0 : 1 + maxLinks + (maxLinks < summary.links.count ? 1 : 0))
         let top = EndScreen(theme: theme).render(
             world: world,
             config: config,
@@ -180,14 +190,20 @@ public struct NetEndScreen: Sendable {
             f.put(" replay NOT saved (see turf.log)", x: 0, y: y, style: bold)
         }
         y += 1
-        let trouble = summary.desyncs > 0 || summary.rejectedOps > 0
-        f.put(
-            " desyncs \(summary.desyncs) · rejected ops \(summary.rejectedOps)",
-            x: 0,
-            y: y,
-            style: Style(bold: trouble)
-        )
+        let trouble = summary.desyncs > 0 || summary.rejectedOps > 0 || !summary.converged
+        var counts = " desyncs \(summary.desyncs) · rejected ops \(summary.rejectedOps)"
+        if !summary.converged { counts += " · NOT CONVERGED: peers ended with other hashes" }
+        f.putField(counts, x: 0, y: y, width: width - 1, ascii: ascii, style: Style(bold: trouble))
         y += 1
+        if !summary.cheats.isEmpty {
+            let names = summary.cheats.map { c in
+                let name = c.player < config.players.count ? config.players[c.player].name : "?"
+                return "\(Theme.letter(c.player)) \(name) \(c.rule) at tick \(c.tick)"
+            }
+            x = f.put(" cheated ", x: 0, y: y, style: bold)
+            f.putField(names.joined(separator: ", "), x: x, y: y, width: width - x - 1, ascii: ascii, style: bold)
+            y += 1
+        }
         if !summary.links.isEmpty {
             f.put(" links: path, rtt p50, bytes out and in, seconds", x: 0, y: y, style: Style(dim: true))
             y += 1

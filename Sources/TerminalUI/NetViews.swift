@@ -180,9 +180,25 @@ public struct PeerStatus: Sendable, Equatable {
     }
 }
 
+/// A player the rules caught cheating (docs/threat-model.md): its moves count up to `tick`, and
+/// nothing after. The HUD marks its entry, the warning line and the end screen name it.
+public struct CheatMark: Sendable, Equatable {
+    public var player: Int
+    /// The rule it broke: teleport, speed, late, future or equivocation.
+    public var rule: String
+    public var tick: Tick
+    public init(player: Int, rule: String, tick: Tick) {
+        self.player = player
+        self.rule = rule
+        self.tick = tick
+    }
+}
+
 /// The network half of the in-match HUD: every player's link, and a desync warning if one was seen.
 public struct NetStatus: Sendable, Equatable {
     public var peers: [PeerStatus]
+    /// Players caught cheating (their entries are marked, the warning line names them).
+    public var cheats: [CheatMark] = []
     /// The first tick whose checkpoint hashes disagreed, if any (the HUD shows a warning line).
     public var desyncTick: Tick?
     /// Ops rejected (bad signature, unknown player); shown with the desync line when non-zero.
@@ -238,14 +254,22 @@ public struct NetEndSummary: Sendable, Equatable {
     public var desyncs: Int
     public var rejectedOps: Int
     public var links: [LinkSummary]
+    /// Players caught cheating: named on the end screen with the rule and the tick.
+    public var cheats: [CheatMark] = []
+    /// Whether every peer we heard from ended with our final hash (false: the end screen says so).
+    public var converged = true
 
     public init(
         finalHash: String,
         replayPath: String?,
         desyncs: Int = 0,
         rejectedOps: Int = 0,
-        links: [LinkSummary] = []
+        links: [LinkSummary] = [],
+        cheats: [CheatMark] = [],
+        converged: Bool = true
     ) {
+        self.cheats = cheats
+        self.converged = converged
         self.finalHash = finalHash
         self.replayPath = replayPath
         self.desyncs = desyncs

@@ -15,6 +15,13 @@ public struct Avatar: Sendable, Equatable {
         wanted = heading
     }
 
+    /// Picks up where the player's log stands: at `cell`, where its last op (at `tick`) put it,
+    /// heading on. Its next move is due `moveEvery` ticks after that op (a rejoining peer).
+    public mutating func resume(at cell: Int, lastTick: Tick, moveEvery: UInt8) {
+        self.cell = cell
+        nextMoveTick = lastTick + Tick(moveEvery)
+    }
+
     /// The move to make at `tick`, if any (the spawn at tick 0, then steps).
     public mutating func step(tick: Tick, player: PlayerID, map: ArenaMap, moveEvery: UInt8) -> TurfOp? {
         guard let here = cell else {

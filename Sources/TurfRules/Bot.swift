@@ -176,6 +176,11 @@ public struct TurfController: PlayerController {
     /// Steers a human's avatar; the turn is taken at the next move where that way is open.
     public mutating func steer(_ d: Direction) { avatar.wanted = d }
 
+    public mutating func resume(after last: Op<TurfOp>, player: PlayerID, state: TurfWorld) {
+        guard case .move(let cell) = last.payload else { return }
+        avatar.resume(at: Int(cell), lastTick: last.tick, moveEvery: state.settings.moveEvery)
+    }
+
     public mutating func step(tick: Tick, player: PlayerID, state: TurfWorld) -> [TurfOp] {
         bot?.steer(&avatar, player: player, tick: tick, world: state)
         guard let op = avatar.step(tick: tick, player: player, map: state.map, moveEvery: state.settings.moveEvery)

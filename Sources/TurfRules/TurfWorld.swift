@@ -114,6 +114,25 @@ public struct TurfWorld: ReplicatedGame {
         }
     }
 
+    /// turf's legality contract (docs/engine.md, "Legality"), over each player's own log:
+    /// - seq 0 enters the player's spawn cell (at any tick: a member whose start came late spawns late);
+    /// - each next op is at least `moveEvery` ticks after the previous one ("speed"; a tick before
+    ///   the previous op's is "late": a move published after its owner had moved on) and
+    ///   enters a cell one step (up, down, left, right) from it ("teleport").
+    /// Pickups follow: only applied (legal) moves can claim one.
+    public func violation(_ op: Op<TurfOp>, after previous: Op<TurfOp>?) -> String? {
+        guard case .move(let to) = op.payload else { return nil }
+        guard let previous else { return Int(to) == map.spawns[Int(op.player)] ? nil : "teleport" }
+        guard case .move(let from) = previous.payload else { return nil }
+        if op.tick < previous.tick { return "late" }
+        if op.tick - previous.tick < Tick(settings.moveEvery) { return "speed" }
+        let f = Int(from)
+        let t = Int(to)
+        let w = map.width
+        let adjacent = t == f - w || t == f + w || (t == f + 1 && t % w != 0) || (t == f - 1 && f % w != 0)
+        return adjacent ? nil : "teleport"
+    }
+
     public mutating func merge(_ op: Op<TurfOp>) -> Bool {
         guard accepts(op) else { return false }
         switch op.payload {

@@ -43,6 +43,11 @@ final class MatchRunner {
     /// Desync reports (NetMatch checkpoint mismatches), and datagrams from links that are no peer's.
     var desyncs = 0
     var strayDatagrams = 0
+    /// Cheats the rules found (`cheat` events; the HUD and end screen mark the players).
+    var cheats = CheatReporter()
+    /// Bad signatures reported once per (player, relaying peer); the rest are counted.
+    var badSignaturesShown: Set<String> = []
+    var badSignatureEventsSuppressed = 0
     /// Round-trip samples per peer with a session (ns), taken once a second.
     var rttSamples: [PeerKey: [UInt64]] = [:]
     /// The tick this peer is running and when it began running it (set by the hook each tick).
@@ -187,10 +192,21 @@ final class MatchRunner {
                 $0.add("theirs", hex64(theirs))
             }
         case .badSignature(let player, let from):
+            guard badSignaturesShown.insert("\(player)/\(from.description)").inserted else {
+                badSignatureEventsSuppressed += 1
+                return
+            }
             rt.event("bad_signature") {
                 $0.add("player", Int(player))
                 $0.add("from", PeerKey(bytes: from.bytes)?.text ?? from.description)
             }
+        }
+    }
+
+    /// Prints a `cheat` event for each cheat the rules found since the last call.
+    func reportCheats(_ replica: Replica<TurfWorld>) {
+        for c in cheats.update(replica) {
+            rt.event("cheat") { addCheat(c, config: config, to: &$0) }
         }
     }
 
@@ -509,6 +525,7 @@ extension NetRuntime {
         var lastRTTSample = monotonicNanos()
         while !loop.isOver {
             loop.advance(now: monotonicNanos(), hook: &hook)
+            runner.reportCheats(loop.replica)
             // NetPlayUI (call site 2 of 3): keys steer our player (no input delay), the screen is drawn.
             if !ui.frame(loop: &loop, me: focus, net: { runner.netStatus(hook.inner.net) }) {
                 return leaveMatch(runner)
@@ -554,6 +571,7 @@ extension NetRuntime {
             for op in hook.pump(wait: 0.02) { final.receive(op) }
         }
         let converged = hook.inner.net.isSettled
+        runner.reportCheats(final)
         // Say so, and linger a moment so our last acknowledgements reach everyone.
         runner.sayLeave()
         let linger = monotonicNanos() + 300_000_000
@@ -636,6 +654,8 @@ extension NetRuntime {
             printErr("could not save the replay: \(error)")
         }
         let d = net.drops
+        // The cheats as the recording re-derives them (`turf replay --headless` lists the same).
+        let replayCheats = try ReplayPlayer(replay).run().cheats
         event("end") { j in
             j.add("final_hash", hex64(replay.finalHash))
             j.add("replay", path)
@@ -646,6 +666,9 @@ extension NetRuntime {
             if let t = net.desyncReported { j.add("first_bad_tick", Int(t)) }
             j.add("rejected_ops", runner.rejectedOps(net, replica: final))
             j.add("bad_signatures", Int(d.badSignatures))
+            j.add("cheats", replayCheats.map { cheatJSON($0, config: config) })
+            // Events not printed (rate limits): repeated bad signatures and cheat reports.
+            j.add("events_suppressed", runner.badSignatureEventsSuppressed + runner.cheats.suppressed)
             // Lobby messages dropped as hostile or out of place, and events the mailbox had no room for.
             j.add("dropped_messages", dropped + Int(mailbox.dropped))
             j.add("dropped_datagrams", Int(d.malformed + d.unknownPeer + d.farAhead) + runner.strayDatagrams)
@@ -682,7 +705,9 @@ extension NetRuntime {
                 replayPath: path,
                 desyncs: runner.desyncs,
                 rejectedOps: runner.rejectedOps(net, replica: final),
-                links: linkSummaries
+                links: linkSummaries,
+                cheats: replayCheats.map { CheatMark(player: Int($0.player), rule: $0.rule, tick: $0.tick) },
+                converged: converged
             )
         )
         return converged && path != nil ? 0 : 1

@@ -291,7 +291,9 @@ extension MatchRunner {
                 )
             )
         }
-        return NetStatus(peers: peers, rejectedOps: rejectedOps(net), nat: rt.natKind?.rawValue)
+        var status = NetStatus(peers: peers, rejectedOps: rejectedOps(net), nat: rt.natKind?.rawValue)
+        status.cheats = cheats.marks
+        return status
     }
 
     /// Ops refused: by the replica, forged or unverifiable relayed ops, a spectator's ops.

@@ -125,6 +125,8 @@ struct Watch: ParsableCommand {
             ? nil
             : OpChain.check(config: replay.config, logs: replay.logs, signatures: replay.signatures, as: TurfWorld.self)
         j.add("signatures", replay.signatures.isEmpty ? "none" : signatureProblem ?? "ok")
+        // What the rules found (docs/engine.md, "Legality"): where each cheater's log stops, and why.
+        j.add("cheats", final.cheats.map { cheatJSON($0, config: replay.config) })
         j.add("ticks", Int(result.ticks))
         j.add("ops", result.ops)
         j.add("checkpoints", result.checkpointsChecked)

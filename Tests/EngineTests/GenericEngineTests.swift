@@ -58,10 +58,11 @@ import Testing
             #expect(r.stats.duplicates == UInt64(ops.count / 3))
             #expect(r.stats.rejected == 0)
         }
-        // The state join agrees with merging the union.
+        // The state join agrees with merging the union (split by owner: each log is applied in
+        // seq order, so a replica holding every other op of a log applies only its first).
         var a = try Replica<MaxBoard>(config: match.replica.config)
         var b = a
-        for (i, op) in ops.enumerated() { if i % 2 == 0 { a.receive(op) } else { b.receive(op) } }
+        for op in ops { if op.player % 2 == 0 { a.receive(op) } else { b.receive(op) } }
         var joined = a.state
         joined.join(b.state)
         #expect(joined == match.replica.state)
@@ -77,8 +78,11 @@ import Testing
         #expect(r.receive(Op(player: 0, seq: 0, tick: 51, payload: .init(slot: 0, value: 1))) == .rejected)
         #expect(r.receive(Op(player: 1, seq: 0, tick: 3, payload: .init(slot: 0, value: 5))) == .merged)
         #expect(r.receive(Op(player: 1, seq: 0, tick: 3, payload: .init(slot: 0, value: 5))) == .duplicate)
+        #expect(r.state.holder(of: 0)! == (5, 1))
+        // Two different ops for one (player, seq): the owner's log is cut there, both taken out.
         #expect(r.receive(Op(player: 1, seq: 0, tick: 3, payload: .init(slot: 0, value: 9))) == .equivocation)
-        #expect(r.state.holder(of: 0)! == (9, 1))
+        #expect(r.state.holder(of: 0) == nil)
+        #expect(r.cheats == [.init(player: 1, seq: 0, tick: 3, rule: "equivocation")])
         #expect(r.stats.rejected == 3)
     }
 }
@@ -89,6 +93,7 @@ private struct OtherGame: ReplicatedGame {
     static func settings(for config: MatchConfig) throws -> Int { 0 }
     init(config: MatchConfig, settings: Int) {}
     func accepts(_ op: Op<UInt8>) -> Bool { true }
+    func violation(_ op: Op<UInt8>, after previous: Op<UInt8>?) -> String? { nil }
     mutating func merge(_ op: Op<UInt8>) -> Bool { true }
     mutating func join(_ other: OtherGame) {}
     var stateHash: UInt64 { 0 }

@@ -43,6 +43,12 @@ struct MaxBoard: ReplicatedGame, Equatable {
         Int(op.payload.slot) < slots.count && op.payload.value <= MaxBoard.maxValue
     }
 
+    /// The toy's one rule: a player's bids never go back in time.
+    func violation(_ op: Op<Bid>, after previous: Op<Bid>?) -> String? {
+        guard let previous else { return nil }
+        return op.tick < previous.tick ? "late" : nil
+    }
+
     mutating func merge(_ op: Op<Bid>) -> Bool {
         guard accepts(op) else { return false }
         let key = UInt64(op.payload.value) << 8 | UInt64(op.player + 1)
@@ -104,6 +110,8 @@ struct Bidder: PlayerController {
         let current = state.holder(of: slot)?.value ?? 0
         return [MaxBoard.Bid(slot: UInt8(slot), value: min(MaxBoard.maxValue, current + 1 + UInt32(rng.below(100))))]
     }
+
+    mutating func resume(after last: Op<MaxBoard.Bid>, player: PlayerID, state: MaxBoard) {}
 }
 
 func maxBoardMatch(seed: UInt64, players: Int = 3, slots: UInt8 = 8, ticks: Tick = 120) throws -> LocalMatch<Bidder> {
