@@ -89,6 +89,11 @@ public struct LocalMatch<Controller: PlayerController> {
         }
     }
 
+    /// Voids a player's whole log (`Replica.exclude`): a proven equivocator.
+    public mutating func exclude(_ player: PlayerID, rule: String, tick: Tick) {
+        replica.exclude(player, rule: rule, tick: tick)
+    }
+
     /// Runs to the end of the match.
     public mutating func runToEnd() { while !isOver { step() } }
 

@@ -14,6 +14,26 @@ public struct Replay<Game: ReplicatedGame> {
     /// signature over its log's running hash; checked by `NetMatch.OpChain.check`). Empty for a
     /// local match. Recorded in the optional signatures section (docs/replay-format.md).
     public var signatures: [Signature] = []
+    /// Players whose whole log is void by a verdict from signed evidence the engine does not read
+    /// (an equivocation proof: two contradicting signed statements, checked by the networking
+    /// layer, `SignedStatement.checkProof`). Recorded in the optional verdicts section, so the file
+    /// alone re-derives the same match; the replay applies them before any op.
+    public var verdicts: [Verdict] = []
+
+    public struct Verdict: Equatable, Sendable {
+        public var player: PlayerID
+        public var tick: Tick
+        public var rule: String
+        /// The evidence, opaque to the engine (at most `maxProofBytes`).
+        public var proof: [UInt8]
+        public static var maxProofBytes: Int { 1024 }
+        public init(player: PlayerID, tick: Tick, rule: String, proof: [UInt8]) {
+            self.player = player
+            self.tick = tick
+            self.rule = rule
+            self.proof = proof
+        }
+    }
 
     /// One player's signed statement: its first `count` ops are every op it made at ticks ≤
     /// `asOfTick`, signed (64 bytes, Ed25519) by the player's owner. Opaque to the engine.
@@ -45,10 +65,16 @@ public struct Replay<Game: ReplicatedGame> {
     /// Records a match from a replica's logs, deriving checkpoint and final hashes by re-merging
     /// the ops in tick order (so a networked match, whose ops arrived late and out of order, gets
     /// the same checkpoints as a local one).
-    public init(config: MatchConfig, logs: [[Op<Game.Payload>]], equivocations: [Op<Game.Payload>] = []) throws {
+    public init(
+        config: MatchConfig,
+        logs: [[Op<Game.Payload>]],
+        equivocations: [Op<Game.Payload>] = [],
+        verdicts: [Verdict] = []
+    ) throws {
         self.config = config
         self.logs = logs
         self.equivocations = equivocations
+        self.verdicts = verdicts
         checkpoints = []
         finalHash = 0
         var cps: [Checkpoint] = []
@@ -115,8 +141,15 @@ public struct ReplayPlayer<Game: ReplicatedGame> {
 
     /// Merges every op in tick order; calls `checkpoint(tick, hash)` at each checkpoint tick, with
     /// the state merged from exactly the ops with tick ≤ that tick. Returns the final replica.
-    public func run(checkpoint: (Tick, UInt64) -> Void = { _, _ in }) throws -> Replica<Game> {
+    /// A replica of the match with the recorded verdicts applied (before any op).
+    public func emptyReplica() throws -> Replica<Game> {
         var replica = try Replica<Game>(config: replay.config)
+        for v in replay.verdicts { replica.exclude(v.player, rule: v.rule, tick: v.tick) }
+        return replica
+    }
+
+    public func run(checkpoint: (Tick, UInt64) -> Void = { _, _ in }) throws -> Replica<Game> {
+        var replica = try emptyReplica()
         var next = 0
         for cp in Replay<Game>.checkpointTicks(replay.config) {
             let end = tickStart[Int(cp) + 1]
@@ -135,7 +168,7 @@ public struct ReplayPlayer<Game: ReplicatedGame> {
 
     /// The replica at `tick`: the merge of every op with tick ≤ `tick` (seeking).
     public func state(at tick: Tick) throws -> Replica<Game> {
-        var replica = try Replica<Game>(config: replay.config)
+        var replica = try emptyReplica()
         let end = tickStart[min(Int(tick), Int(replay.config.lengthTicks)) + 1]
         for i in 0..<end { replica.receive(ordered[i]) }
         return replica
@@ -150,7 +183,7 @@ public struct ReplayPlayer<Game: ReplicatedGame> {
         throws -> (windowed: Replica<Game>, global: Replica<Game>)
     {
         var rng = SplitMix64(seed: seed, stream: 0x5_4FF1E)
-        var replica = try Replica<Game>(config: replay.config)
+        var replica = try emptyReplica()
         var start = 0
         var order: [Int] = []
         func deliverWindow(upTo end: Int) {
@@ -168,7 +201,7 @@ public struct ReplayPlayer<Game: ReplicatedGame> {
         }
         deliverWindow(upTo: ordered.count)
 
-        var global = try Replica<Game>(config: replay.config)
+        var global = try emptyReplica()
         var all = Array(0..<ordered.count)
         if !ordered.isEmpty { for _ in 0..<(ordered.count / 4) { all.append(rng.below(ordered.count)) } }
         all.shuffle(using: &rng)

@@ -27,8 +27,8 @@ public enum ReplayFile {
     public static let readableVersions: ClosedRange<UInt16> = 1...2
 
     enum Tag: UInt8 {
-        case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, journalOps = 6, signatures = 7, end =
-            0xFF
+        case config = 1, log = 2, checkpoints = 3, final = 4, equivocations = 5, journalOps = 6, signatures = 7,
+            verdicts = 8, end = 0xFF
         var name: String {
             switch self {
             case .config: return "config"
@@ -38,6 +38,7 @@ public enum ReplayFile {
             case .equivocations: return "equivocations"
             case .journalOps: return "journal ops"
             case .signatures: return "signatures"
+            case .verdicts: return "verdicts"
             case .end: return "end"
             }
         }
@@ -78,6 +79,19 @@ public enum ReplayFile {
                 w.bytes(s.signature)
             }
             section(.signatures, w.bytes, into: &out)
+        }
+
+        if !replay.verdicts.isEmpty {
+            var w = ByteWriter()
+            w.varint(UInt64(replay.verdicts.count))
+            for v in replay.verdicts {
+                w.u8(v.player)
+                w.varint(UInt64(v.tick))
+                w.string(v.rule)
+                w.varint(UInt64(v.proof.count))
+                w.bytes(v.proof)
+            }
+            section(.verdicts, w.bytes, into: &out)
         }
 
         w = ByteWriter(capacity: 16 + replay.checkpoints.count * 10)
@@ -178,6 +192,7 @@ public enum ReplayFile {
         var checkpoints: [Replay<Game>.Checkpoint]?
         var final: (hash: UInt64, ops: Int)?
         var signatures: [Replay<Game>.Signature] = []
+        var verdicts: [Replay<Game>.Verdict]?
 
         while true {
             let sectionAt = r.offset
@@ -225,6 +240,24 @@ public enum ReplayFile {
                     signatures.append(.init(player: p, count: UInt32(count), asOfTick: Tick(tick), signature: sig))
                 }
                 try expectEnd(b, tag)
+            case .verdicts:
+                guard verdicts == nil else { throw ReplayFormatError(offset: sectionAt, "second verdicts section") }
+                let n = try b.count("verdict count", limit: config!.players.count)
+                var vs: [Replay<Game>.Verdict] = []
+                for _ in 0..<n {
+                    let at = b.offset
+                    let p = try b.u8("verdict player")
+                    guard Int(p) < config!.players.count, !vs.contains(where: { $0.player == p }) else {
+                        throw ReplayFormatError(offset: at, "verdict for player \(p): unknown or repeated")
+                    }
+                    let tick = try b.count("verdict tick", limit: Int(config!.lengthTicks))
+                    let rule = try b.string("verdict rule", limit: 32)
+                    let size = try b.count("proof size", limit: Replay<Game>.Verdict.maxProofBytes)
+                    let proof = Array(try b.take(size, "proof"))
+                    vs.append(.init(player: p, tick: Tick(tick), rule: rule, proof: proof))
+                }
+                try expectEnd(b, tag)
+                verdicts = vs
             case .checkpoints:
                 let n = try b.count("checkpoint count", limit: length / 9)
                 var cps: [Replay<Game>.Checkpoint] = []
@@ -263,6 +296,7 @@ public enum ReplayFile {
                     finalHash: final.hash
                 )
                 replay.signatures = signatures
+                replay.verdicts = verdicts ?? []
                 guard replay.opCount == final.ops else {
                     throw ReplayFormatError(
                         offset: sectionAt,

@@ -143,7 +143,10 @@ public struct Replica<Game: ReplicatedGame> {
             stats.equivocations += 1
             equivocationIndex[h, default: []].append(equivocations.count)
             equivocations.append(op)
-            cut(p, at: Cheat(player: op.player, seq: op.seq, tick: min(existing.tick, op.tick), rule: "equivocation"))
+            // An owner that made two ops for one seq told peers different things: nothing it signed
+            // can be trusted, so its whole log is void (the same verdict a proof from signed
+            // statements gives, docs/engine.md "Legality").
+            cut(p, at: Cheat(player: op.player, seq: 0, tick: min(existing.tick, op.tick), rule: "equivocation"))
             return .equivocation
         }
         store(op, player: p, seq: s)
@@ -186,6 +189,14 @@ public struct Replica<Game: ReplicatedGame> {
                 opSetHash &+= Replica.opHash(op)
             }
         }
+    }
+
+    /// Voids a player's whole log (`rule` says why, `tick` when it was proven): a verdict from
+    /// signed evidence the engine does not read itself, such as an equivocation proven by two
+    /// contradicting signed statements (docs/netmatch.md). Idempotent; O(ops) once.
+    public mutating func exclude(_ player: PlayerID, rule: String, tick: Tick) {
+        guard Int(player) < cuts.count else { return }
+        cut(Int(player), at: Cheat(player: player, seq: 0, tick: tick, rule: rule))
     }
 
     /// Per player, where its log stops and why, in player order: what a replay reports as cheats.

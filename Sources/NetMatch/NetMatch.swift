@@ -38,6 +38,13 @@ public enum NetMatchEvent: Equatable, Sendable {
     case desync(tick: Tick, peer: OwnerKey, ours: UInt64, theirs: UInt64)
     /// A signed statement for `player`, relayed by `from`, did not verify: its ops were dropped.
     case badSignature(player: PlayerID, from: OwnerKey)
+    /// After the end, `peer` holds the same players' ops as we do (same final statements, same
+    /// gone players and counts) and reports another final hash: the match is not converged.
+    case finalMismatch(peer: OwnerKey, ours: UInt64, theirs: UInt64)
+    /// `player`'s owner signed two statements as of one tick over different histories (it told
+    /// peers different things): proven, so its whole log is void here (`verdicts`), and the proof
+    /// goes to every peer so they void it too.
+    case equivocation(player: PlayerID, tick: Tick)
 }
 
 /// Per-link figures (bytes include `datagramOverhead` per datagram).
@@ -59,6 +66,10 @@ public struct NetMatchDrops: Equatable, Sendable {
     public var farAhead: UInt64 = 0
     public var ownOpsEchoed: UInt64 = 0
     public var badSignatures: UInt64 = 0
+    /// Genuine statements of an owner over another history than the one held here (an
+    /// equivocating owner, or a relay that forged ops under a genuine statement): the relayed ops
+    /// they were to cover are dropped, and nobody is blamed until a proof names the owner.
+    public var conflictingStatements: UInt64 = 0
     public var unverifiedDropped: UInt64 = 0
     public var staleStatements: UInt64 = 0
     /// Ops sent by a spectator (it owns no player): never taken.
@@ -111,6 +122,15 @@ public struct NetMatch<Game: ReplicatedGame> {
     private var chain: [[[UInt8]]]  // chain[p][n] = h_n for n ≤ chainCount (h_0 first)
     private var bestStatement: [SignedStatement?]
     private var waitingStatement: [(SignedStatement, Int?)?]  // one unverifiable-yet statement per player
+    /// Per player, statements that verified against the chain held here, by asOfTick; and
+    /// statements that verify on their own but over another history (docs/netmatch.md,
+    /// "Equivocation"). Each holds at most `statementMemory` entries.
+    private var signedAt: [[Tick: SignedStatement]]
+    private var foreignAt: [[Tick: SignedStatement]]
+    /// Players whose owner is proven to have equivocated, with the two statements that prove it.
+    public private(set) var equivocators: UInt8 = 0
+    private var proofs: [Int: (SignedStatement, SignedStatement)] = [:]
+    private var newVerdicts: [(player: PlayerID, tick: Tick)] = []
     private var frontiers: [[(count: Int, tick: Tick)]]  // claims waiting for the log to catch up
     private var finalThrough: [Int64]  // all ops with tick ≤ this are held (−1: none known)
     private var acceptedOut: [GameOp] = []
@@ -136,7 +156,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         var statementTickSent: [Tick]
         var checkpointSent: Tick = 0
         var checkpointRepeats = 0
-        var peerCheckpoint: (tick: Tick, hash: UInt64)?
+        var peerCheckpoint: Checkpoint?
         var peerTick: Tick = 0
         var peerFinals: UInt8 = 0
         var forged = false
@@ -146,6 +166,21 @@ public struct NetMatch<Game: ReplicatedGame> {
         var peerSettleKnown = false
         var peerGone: UInt8 = 0
         var peerBest: [Int]
+        /// The peer's final hash, once it holds everything it will settle on (and what it was
+        /// computed over: its gone mask and its best counts of those players).
+        var peerFinal: UInt64?
+        var peerFinalDigests: [UInt32] = []
+        var peerFinalMismatch: UInt64?
+        /// Players the peer knows to have equivocated (every packet says).
+        var peerEquivocators: UInt8 = 0
+        /// Per player: when a proof, and our best statement (gossip), were last sent on this link.
+        var proofSentAt: [UInt64]
+        var gossipSentAt: [UInt64]
+        var gossipTickSent: [Tick]
+        /// Statements checked on their own though they cover nothing new (to find a
+        /// contradiction): a budget per second, so a flood of old statements costs little.
+        var foreignBudget = 0
+        var foreignBudgetAt: UInt64 = 0
     }
     private var links: [Link]
 
@@ -153,14 +188,34 @@ public struct NetMatch<Game: ReplicatedGame> {
     private var trail: Replica<Game>
     private var trailSeq: [Int]
     private var nextCheckpoint: Tick
-    private var checkpoints: [(tick: Tick, hash: UInt64)] = []
-    public private(set) var lastCheckpoint: (tick: Tick, hash: UInt64)?
+    /// A checkpoint: the replica hash of every op through `tick`, the equivocators known when it
+    /// was taken, and per player a digest of its log through `tick` (the first 4 bytes of its
+    /// chain hash). Two peers whose digests differ hold different logs of a player: its owner
+    /// told them different things (a suspicion until a proof names it), not a desync of the peer.
+    public struct Checkpoint: Equatable, Sendable {
+        public var tick: Tick
+        public var hash: UInt64
+        public var mask: UInt8
+        public var digests: [UInt32]
+    }
+    private var checkpoints: [Checkpoint] = []
+    public private(set) var lastCheckpoint: Checkpoint?
     public private(set) var desyncReported: Tick?
+    /// The final hash (docs/netmatch.md, "Converged means one final hash"): the replica hash of
+    /// every op settled on, once everything is held here; and what it was computed from.
+    private var finalCache: (basis: [Int], hash: UInt64)?
+    /// Peers whose final hash differed from ours on the same basis (each reported once).
+    public private(set) var finalMismatches: [OwnerKey] = []
     /// Test-only: flips the hash this peer computes at this checkpoint tick (forces a desync).
     public var testingCorruptCheckpoint: Tick?
     /// Test-only: this peer forges the first third-party op it relays on each link (another
     /// payload under that op's seq), to show receivers reject forged relayed ops.
     public var testingForgeRelayed = false
+    /// Test-only: this owner equivocates. To the links at these indices (in `peers`) it sends its
+    /// own ops from seq `fromSeq` on as another history, under statements signed over that one:
+    /// every link gets a validly signed log, but not the same log (docs/netmatch.md, "Equivocation").
+    public var testingEquivocate: (fromSeq: Int, links: Set<Int>)?
+    private var altSigned: [Int: SignedStatement] = [:]
 
     public init(
         config: MatchConfig,
@@ -193,6 +248,8 @@ public struct NetMatch<Game: ReplicatedGame> {
         chain = Array(repeating: [OpChain.initial], count: n)
         bestStatement = Array(repeating: nil, count: n)
         waitingStatement = Array(repeating: nil, count: n)
+        signedAt = Array(repeating: [:], count: n)
+        foreignAt = Array(repeating: [:], count: n)
         frontiers = Array(repeating: [], count: n)
         finalThrough = Array(repeating: -1, count: n)
         links = linkKeys.map { _ in Self.newLink(players: n, now: now, rtt: options.defaultRTTNanos) }
@@ -212,7 +269,10 @@ public struct NetMatch<Game: ReplicatedGame> {
             statementSent: Array(repeating: -1, count: n),
             statementSentAt: Array(repeating: 0, count: n),
             statementTickSent: Array(repeating: 0, count: n),
-            peerBest: Array(repeating: -1, count: n)
+            peerBest: Array(repeating: -1, count: n),
+            proofSentAt: Array(repeating: 0, count: n),
+            gossipSentAt: Array(repeating: 0, count: n),
+            gossipTickSent: Array(repeating: .max, count: n)
         )
     }
 
@@ -326,7 +386,8 @@ public struct NetMatch<Game: ReplicatedGame> {
                 addFrontier(player: Int(p), count: packet.frontier[i], tick: packet.tick - 1)
             }
         }
-        for st in packet.statements { consider(st, via: l) }
+        links[l].peerEquivocators |= packet.equivocators
+        for st in packet.statements { consider(st, via: l, now: now) }
         links[l].peerFinals |= packet.finals
         if let settle = packet.settle {
             // Counts only grow at the sender; a late, reordered report must not lower them.
@@ -335,12 +396,17 @@ public struct NetMatch<Game: ReplicatedGame> {
             for (p, n) in settle.best where Int(p) < accepted.count {
                 links[l].peerBest[Int(p)] = max(links[l].peerBest[Int(p)], n)
             }
+            if let f = settle.final {
+                links[l].peerFinal = f.hash
+                links[l].peerFinalDigests = f.digests
+            }
         }
         if let cp = packet.checkpoint {
             links[l].peerCheckpoint = cp
             compare(link: l)
         }
         advanceCheckpoints()
+        if packet.settle?.final != nil { compareFinal(link: l) }
     }
 
     /// The ticks a packet's sender had run when it sent it (nil for bytes that are no packet); see
@@ -369,6 +435,8 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// on after the match ends, to finish delivery and keep links alive).
     public mutating func poll(now: UInt64) -> [(to: OwnerKey, bytes: [UInt8])] {
         var out: [(to: OwnerKey, bytes: [UInt8])] = []
+        computeFinal()
+        for l in links.indices { compareFinal(link: l) }
         for l in links.indices {
             checkLiveness(l, now: now)
             if let (bytes, fresh) = packet(for: l, now: now) {
@@ -414,11 +482,16 @@ public struct NetMatch<Game: ReplicatedGame> {
         guard ticksRun > config.lengthTicks else { return false }
         let gone = goneMask
         let finals = finalsHeld
-        for p in 0..<config.players.count where gone & (1 << UInt8(p)) == 0 {
+        for p in 0..<config.players.count where (gone | equivocators) & (1 << UInt8(p)) == 0 {
             guard finals & (1 << UInt8(p)) != 0, finalThrough[p] >= Int64(config.lengthTicks) else { return false }
         }
-        for l in links.indices where links[l].stats.connected {
-            if links[l].peerFinals & ~gone & allPlayersMask != ~gone & allPlayersMask { return false }
+        guard let ours = finalHash else { return false }
+        // A proven equivocator's peer is waited for in nothing: it never voids its own log.
+        for l in links.indices where links[l].stats.connected && !ownsEquivocator(l) {
+            let wanted = ~(gone | equivocators) & allPlayersMask
+            if links[l].peerFinals & wanted != wanted { return false }
+            // Everyone we hear from must end on our final hash (a spectator too: it records it).
+            if links[l].peerFinal != ours { return false }
             for p in mine where links[l].peerAck[Int(p)] < log[Int(p)].count { return false }
             guard gone != 0 else { continue }
             guard links[l].peerSettleKnown, links[l].peerGone & gone == gone else { return false }
@@ -427,6 +500,88 @@ public struct NetMatch<Game: ReplicatedGame> {
             }
         }
         return true
+    }
+
+    /// Whether every peer that reported a final hash on the same basis as ours reported ours: false
+    /// once one disagreed (a `finalMismatch` event said so). `converged` is `isSettled && agreed`.
+    public var agreed: Bool { finalMismatches.isEmpty }
+
+    /// The final hash once every op this peer will settle on is held: after the end, every player's
+    /// final statement held and its ops accepted, or the player settled gone (its ops cut to the
+    /// best statement held). The hash of the replica of exactly those ops (`Replica.hash`, rules
+    /// applied): what the recording's final hash must be. nil before.
+    public var finalHash: UInt64? {
+        guard let b = finalBasis, let c = finalCache, c.basis == b else { return nil }
+        return c.hash
+    }
+
+    /// What the final hash covers: the gone mask, then per player the ops settled on (nil while
+    /// something is still missing).
+    private var finalBasis: [Int]? {
+        guard ticksRun > config.lengthTicks else { return nil }
+        let gone = goneMask
+        let finals = finalsHeld
+        var basis: [Int] = [Int(gone) | Int(equivocators) << 8]
+        for p in 0..<config.players.count {
+            if equivocators & (1 << UInt8(p)) != 0 {
+                basis.append(0)  // void: nothing of it counts
+            } else if gone & (1 << UInt8(p)) != 0 {
+                basis.append(max(0, bestCount(p)))
+            } else {
+                guard finals & (1 << UInt8(p)) != 0, finalThrough[p] >= Int64(config.lengthTicks) else { return nil }
+                basis.append(accepted[p])
+            }
+        }
+        return basis
+    }
+
+    /// Computes the final hash when what it covers changed (O(ops), once or a few times a match).
+    @discardableResult
+    private mutating func computeFinal() -> UInt64? {
+        guard let basis = finalBasis else { return nil }
+        if let c = finalCache, c.basis == basis { return c.hash }
+        // `try!`: the config was validated when this NetMatch was made (the trail replica is one).
+        var r = try! Replica<Game>(config: config)
+        for p in 0..<config.players.count where equivocators & (1 << UInt8(p)) != 0 {
+            r.exclude(PlayerID(p), rule: "equivocation", tick: proofs[p]?.0.asOfTick ?? 0)
+        }
+        for p in 0..<config.players.count {
+            for s in 0..<basis[p + 1] { if let e = log[p][s] { r.receive(e.op) } }
+        }
+        finalCache = (basis, r.hash)
+        return r.hash
+    }
+
+    /// Per player, the digest of the log the final hash covers (a peer's final hash is compared
+    /// with ours only where every player's log is the same, as for checkpoints).
+    private var finalDigests: [UInt32] {
+        guard let b = finalBasis else { return [] }
+        return (0..<config.players.count).map { p in Self.digest(chain[p][min(b[p + 1], chain[p].count - 1)]) }
+    }
+
+    /// What our final hash was computed over, as the settle report carries it (gone mask, and the
+    /// best counts of the gone players): a peer's hash is compared with ours only on the same basis.
+    private func sameBasis(_ link: Link) -> Bool {
+        let gone = goneMask
+        guard link.peerSettleKnown, link.peerGone == gone, link.peerEquivocators == equivocators else { return false }
+        for p in 0..<config.players.count where gone & (1 << UInt8(p)) != 0 {
+            if link.peerBest[p] != bestCount(p) { return false }
+        }
+        return true
+    }
+
+    private func ownsEquivocator(_ l: Int) -> Bool {
+        owned[l].contains { equivocators & (1 << $0) != 0 }
+    }
+
+    private mutating func compareFinal(link l: Int) {
+        guard !ownsEquivocator(l), let theirs = links[l].peerFinal, let ours = computeFinal(), theirs != ours,
+            links[l].peerFinalDigests == finalDigests,
+            links[l].peerFinalMismatch != theirs, sameBasis(links[l])
+        else { return }
+        links[l].peerFinalMismatch = theirs
+        if !finalMismatches.contains(linkKeys[l]) { finalMismatches.append(linkKeys[l]) }
+        events.append(.finalMismatch(peer: linkKeys[l], ours: ours, theirs: theirs))
     }
 
     /// Players this peer settles without their final statement: the match ended here, their
@@ -440,18 +595,23 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// The ops of `player` a recording keeps: every op for a player that is not gone; for a gone
     /// one, those covered by its best verified statement (nothing past it can be verified).
     public func settledCount(_ player: PlayerID) -> Int? {
-        guard goneMask & (1 << UInt8(player)) != 0 else { return nil }
+        // A proven equivocator's log is void; what is kept of it (evidence) is what a verified
+        // statement of it covers, so the recording's signatures still check.
+        guard (goneMask | equivocators) & (1 << UInt8(player)) != 0 else { return nil }
         return max(0, bestCount(Int(player)))
     }
 
     /// `logs` (a replica's `allLogs`) cut to what the survivors agreed: each gone player's log
-    /// to its `settledCount`.
+    /// (and each proven equivocator's) to its `settledCount`.
     public func settledLogs(_ logs: [[GameOp]]) -> [[GameOp]] {
         logs.enumerated().map { p, ops in
             guard p < config.players.count, let n = settledCount(PlayerID(p)) else { return ops }
             return ops.filter { Int($0.seq) < n }
         }
     }
+
+    /// Whether `settledLogs` cuts anything (a gone player or a proven equivocator).
+    public var cutsLogs: Bool { (goneMask | equivocators) != 0 }
 
     private var goneMask: UInt8 {
         guard ticksRun > config.lengthTicks else { return 0 }
@@ -547,17 +707,57 @@ public struct NetMatch<Game: ReplicatedGame> {
                 player: p,
                 count: UInt32(n),
                 asOfTick: tick,
-                signature: identity.sign(msg)
+                signature: identity.sign(msg),
+                chain: chain[Int(p)][n]
             )
         }
     }
 
-    /// A statement from a link: verify it against the chain, and accept the relayed ops it covers.
-    private mutating func consider(_ st: SignedStatement, via l: Int?) {
+    /// How many statements per player `signedAt` and `foreignAt` keep (a few minutes of them).
+    private static var statementMemory: Int { 512 }
+
+    /// A statement from a link (or, `l` nil, one of ours): check its signature on its own, then
+    /// against the chain held here, and accept the relayed ops it covers. A forged signature
+    /// blames the link that sent it (an honest peer forwards only statements it verified); a
+    /// genuine one over another history blames nobody until two of them contradict each other
+    /// (`prove`).
+    private mutating func consider(_ st: SignedStatement, via l: Int?, now: UInt64 = 0) {
         let p = Int(st.player)
         guard ownerLink[p] != nil, let owner = config.players[p].owner else { return }
         let n = Int(st.count)
-        if let best = bestStatement[p], best.count >= st.count, best.asOfTick >= st.asOfTick { return }
+        let bit = UInt8(1) << UInt8(p)
+        if signedAt[p][st.asOfTick] == st { return }
+        // One already found genuine but over another history: its signature needs no new check,
+        // but the history held here may have changed since (a forged relayed op replaced).
+        let knownGenuine = foreignAt[p][st.asOfTick] == st
+        if !knownGenuine, let best = bestStatement[p], best.count >= st.count, best.asOfTick >= st.asOfTick {
+            // Nothing new to accept; worth a signature check only to find a contradiction, within
+            // a budget per link (a flood of old statements costs little).
+            guard equivocators & bit == 0, let l else { return }
+            if now >= links[l].foreignBudgetAt + 1_000_000_000 {
+                links[l].foreignBudgetAt = now
+                links[l].foreignBudget = 0
+            }
+            guard links[l].foreignBudget < 32 else { return }
+            links[l].foreignBudget += 1
+        }
+        if !knownGenuine { drops.verifications += 1 }
+        guard knownGenuine || st.verifiesOnItsOwn(digest: digest, owner: owner) else {
+            drops.badSignatures += 1
+            events.append(.badSignature(player: PlayerID(p), from: l.map { linkKeys[$0] } ?? me))
+            dropUnverified(p)
+            return
+        }
+        if equivocators & bit == 0, let other = signedAt[p][st.asOfTick] ?? foreignAt[p][st.asOfTick],
+            other.contradicts(st)
+        {
+            prove(p, other, st)
+            return
+        }
+        if let best = bestStatement[p], best.count >= st.count, best.asOfTick >= st.asOfTick {
+            remember(&foreignAt[p], st)
+            return
+        }
         guard n < chain[p].count else {
             // Not enough ops here yet to check it: keep the newest one until they arrive.
             if n <= accepted[p] + options.maxAheadOps,
@@ -567,20 +767,16 @@ public struct NetMatch<Game: ReplicatedGame> {
             }
             return
         }
-        drops.verifications += 1
-        guard st.verify(digest: digest, chain: chain[p][n], owner: owner) else {
-            drops.badSignatures += 1
-            events.append(.badSignature(player: PlayerID(p), from: l.map { linkKeys[$0] } ?? me))
-            // Drop every unverified op of this player: a relay forged or mangled some of them.
-            var first: Int?
-            for s in accepted[p]..<log[p].count where log[p][s].map({ !$0.verified }) ?? false {
-                log[p][s] = nil
-                drops.unverifiedDropped += 1
-                if first == nil { first = s }
-            }
-            if let first { truncateChain(p, at: first) }
+        guard chain[p][n] == st.chain else {
+            // The owner's signature over another history than the one held here: the ops relayed
+            // to go with it are not what it signed. Kept, to be matched against statements of the
+            // same tick (a proof of equivocation).
+            drops.conflictingStatements += 1
+            remember(&foreignAt[p], st)
+            dropUnverified(p)
             return
         }
+        remember(&signedAt[p], st)
         if bestStatement[p].map({ $0.count < st.count || ($0.count == st.count && $0.asOfTick < st.asOfTick) }) ?? true
         {
             bestStatement[p] = st
@@ -594,6 +790,60 @@ public struct NetMatch<Game: ReplicatedGame> {
         }
         advanceAccepted(p)
         addFrontier(player: p, count: n, tick: st.asOfTick)
+    }
+
+    static func digest(_ h: [UInt8]) -> UInt32 {
+        h.prefix(4).reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    private func remember(_ map: inout [Tick: SignedStatement], _ st: SignedStatement) {
+        if map.count >= Self.statementMemory, let oldest = map.keys.min() { map[oldest] = nil }
+        map[st.asOfTick] = st
+    }
+
+    /// Drops every unverified (relayed) op of player p: a relay sent ops no statement covers.
+    private mutating func dropUnverified(_ p: Int) {
+        var first: Int?
+        for s in accepted[p]..<log[p].count where log[p][s].map({ !$0.verified }) ?? false {
+            log[p][s] = nil
+            drops.unverifiedDropped += 1
+            if first == nil { first = s }
+        }
+        if let first { truncateChain(p, at: first) }
+    }
+
+    /// Two genuine statements of player p as of one tick over different histories: its owner
+    /// equivocated. Its whole log is void from here on (the checkpoint replica's, the final
+    /// hash's, and the match's through `takeVerdicts`), and the proof goes to every link.
+    private mutating func prove(_ p: Int, _ a: SignedStatement, _ b: SignedStatement) {
+        let bit = UInt8(1) << UInt8(p)
+        guard equivocators & bit == 0 else { return }
+        equivocators |= bit
+        proofs[p] = (a, b)
+        trail.exclude(PlayerID(p), rule: "equivocation", tick: a.asOfTick)
+        newVerdicts.append((PlayerID(p), a.asOfTick))
+        events.append(.equivocation(player: PlayerID(p), tick: a.asOfTick))
+    }
+
+    /// Players proven to have equivocated since the last call: void their logs in the match
+    /// (`LocalMatch.exclude`).
+    public mutating func takeVerdicts() -> [(player: PlayerID, tick: Tick)] {
+        defer { newVerdicts.removeAll() }
+        return newVerdicts
+    }
+
+    /// Every proven equivocator with its proof (`SignedStatement.encodeProof`), in player order:
+    /// what a replay records (`Replay.verdicts`), so the file alone voids the same logs.
+    public var verdicts: [Replay<Game>.Verdict] {
+        proofs.keys.sorted().map { p in
+            let (a, b) = proofs[p]!  // `!`: p is a key of proofs
+            return .init(
+                player: PlayerID(p),
+                tick: a.asOfTick,
+                rule: "equivocation",
+                proof: SignedStatement.encodeProof(a, b)
+            )
+        }
     }
 
     private mutating func addFrontier(player p: Int, count: Int, tick: Tick) {
@@ -625,9 +875,15 @@ public struct NetMatch<Game: ReplicatedGame> {
             }
             var h = trail.hash
             if testingCorruptCheckpoint == cp { h ^= 0x5A5A }
-            checkpoints.append((cp, h))
+            let c = Checkpoint(
+                tick: cp,
+                hash: h,
+                mask: equivocators,
+                digests: trailSeq.indices.map { Self.digest(chain[$0][trailSeq[$0]]) }
+            )
+            checkpoints.append(c)
             if checkpoints.count > options.checkpointMemory { checkpoints.removeFirst() }
-            lastCheckpoint = (cp, h)
+            lastCheckpoint = c
             nextCheckpoint += config.checkpointInterval
             for l in links.indices { compare(link: l) }
         }
@@ -638,7 +894,10 @@ public struct NetMatch<Game: ReplicatedGame> {
             let ours = checkpoints.last(where: { $0.tick == theirs.tick })
         else { return }
         links[l].peerCheckpoint = nil
-        guard ours.hash != theirs.hash else { return }
+        // Taken knowing other equivocators, the hashes differ by design (a voided log); over other
+        // logs of a player, its owner is to blame, not this peer (the proof follows from the
+        // statements both hold): no desync either way.
+        guard ours.hash != theirs.hash, ours.mask == theirs.mask, ours.digests == theirs.digests else { return }
         if desyncReported.map({ theirs.tick < $0 }) ?? true {
             desyncReported = theirs.tick
             events.append(.desync(tick: theirs.tick, peer: linkKeys[l], ours: ours.hash, theirs: theirs.hash))
@@ -715,6 +974,24 @@ public struct NetMatch<Game: ReplicatedGame> {
                 statementsDue.append(st)
             }
         }
+        // Equivocation (docs/netmatch.md): each third player's newest statement once a second, so
+        // peers holding other histories of it find two of one tick; a proof, to every peer that
+        // does not know it yet, until it says it does.
+        for p in 0..<log.count where ownerLink[p] != nil && ownerLink[p] != l {
+            let bit = UInt8(1) << UInt8(p)
+            if equivocators & bit != 0 {
+                if link.peerEquivocators & bit == 0, now >= link.proofSentAt[p] + 300_000_000, let (a, b) = proofs[p] {
+                    statementsDue += [a, b]
+                    link.proofSentAt[p] = now
+                }
+            } else if let st = bestStatement[p], st.asOfTick != link.gossipTickSent[p],
+                now >= link.gossipSentAt[p] + 1_000_000_000, !statementsDue.contains(st)
+            {
+                statementsDue.append(st)
+                link.gossipSentAt[p] = now
+                link.gossipTickSent[p] = st.asOfTick
+            }
+        }
         let keepalive = now >= link.lastSend + options.keepaliveNanos
         let ackDue = ackChanged && now >= link.lastSend + 3 * tickNanos
         guard
@@ -738,11 +1015,13 @@ public struct NetMatch<Game: ReplicatedGame> {
             link.ackSentAt[p] = accepted[p]
         }
         // Statements (64-byte signatures: a few a second at most).
-        var budget = options.maxDatagram - w.count - 12 - (ended ? 3 + 5 * config.players.count : 1)
+        var budget =
+            options.maxDatagram - w.count - 14 - 4 * config.players.count
+            - (ended ? 11 + 9 * config.players.count : 1)
         var sts: [SignedStatement] = []
-        for st in statementsDue.prefix(8) where budget > 80 {
+        for st in statementsDue.prefix(8) where budget > 112 {
             sts.append(st)
-            budget -= 75
+            budget -= 107
         }
         // Ops, oldest unacknowledged first, within the budget.
         var opsW = ByteWriter(capacity: 256)
@@ -767,7 +1046,12 @@ public struct NetMatch<Game: ReplicatedGame> {
                     s += 1
                     continue
                 }
-                opsW.bytes(e.bytes)
+                if let eq = testingEquivocate, eq.links.contains(l), ownerLink[r.p] == nil, s >= eq.fromSeq {
+                    // Test-only: this owner tells this link another history from `fromSeq` on.
+                    opsW.bytes(OpChain.encode(altOp(e.op), as: Game.self))
+                } else {
+                    opsW.bytes(e.bytes)
+                }
                 nOps += 1
                 if ownerLink[r.p] != nil { link.stats.opsForwarded += 1 }
                 s += 1
@@ -778,26 +1062,39 @@ public struct NetMatch<Game: ReplicatedGame> {
         w.bytes(opsW.bytes)
         w.u8(UInt8(sts.count))
         for st in sts {
-            st.encode(into: &w)
+            if let eq = testingEquivocate, eq.links.contains(l), ownerLink[Int(st.player)] == nil {
+                altStatement(st, from: eq.fromSeq).encode(into: &w)
+            } else {
+                st.encode(into: &w)
+            }
             link.statementSent[Int(st.player)] = Int(st.count)
             link.statementTickSent[Int(st.player)] = st.asOfTick
             link.statementSentAt[Int(st.player)] = now
         }
         w.u8(finalsHeld)
+        w.u8(equivocators)
         if ended {
-            // The settle report: players settled gone here, and our best statement's count per player.
-            w.u8(1)
+            // The settle report: players settled gone here, our best statement's count per player,
+            // and (flag 2) our final hash once everything we settle on is held.
+            let final = computeFinal()
+            w.u8(final == nil ? 1 : 2)
             w.u8(goneMask)
             var mask: UInt8 = 0
             for p in 0..<log.count where bestStatement[p] != nil { mask |= 1 << UInt8(p) }
             w.u8(mask)
             for p in 0..<log.count where mask & (1 << UInt8(p)) != 0 { w.varint(UInt64(bestCount(p))) }
+            if let final {
+                w.u64(final)
+                for d in finalDigests { w.u32(d) }
+            }
         } else {
             w.u8(0)
         }
         if let cp = lastCheckpoint, checkpointDue {
             w.varint(UInt64(cp.tick))
             w.u64(cp.hash)
+            w.u8(cp.mask)
+            for d in cp.digests { w.u32(d) }
             if link.checkpointSent == cp.tick {
                 link.checkpointRepeats += 1
             } else {
@@ -815,6 +1112,42 @@ public struct NetMatch<Game: ReplicatedGame> {
         return (w.bytes, fresh)
     }
 
+    // MARK: - Test-only: an equivocating owner
+
+    /// The other history a `testingEquivocate` owner tells some links: each op from the fork on
+    /// one tick later (legal under turf's rules: the spacing between moves is kept).
+    private func altOp(_ op: GameOp) -> GameOp {
+        var o = op
+        o.tick = op.tick < config.lengthTicks ? op.tick + 1 : op.tick - 1
+        return o
+    }
+
+    /// Our own statement re-signed over the other history (h_n of the altered ops from `k` on).
+    private mutating func altStatement(_ st: SignedStatement, from k: Int) -> SignedStatement {
+        let p = Int(st.player)
+        let n = Int(st.count)
+        guard n > k else { return st }
+        if let c = altSigned[p], c.count == st.count, c.asOfTick == st.asOfTick { return c }
+        var h = chain[p][k]
+        for s in k..<n { h = OpChain.next(h, opBytes: OpChain.encode(altOp(log[p][s]!.op), as: Game.self)) }
+        let msg = SignedStatement.message(
+            digest: digest,
+            player: st.player,
+            count: st.count,
+            asOfTick: st.asOfTick,
+            chain: h
+        )
+        let alt = SignedStatement(
+            player: st.player,
+            count: st.count,
+            asOfTick: st.asOfTick,
+            signature: identity.sign(msg),
+            chain: h
+        )
+        altSigned[p] = alt
+        return alt
+    }
+
     private func mineAcksChanged(_ link: Link) -> Bool {
         for p in 0..<log.count where ownerLink[p] != nil && link.ackSentAt[p] != accepted[p] { return true }
         return false
@@ -828,9 +1161,13 @@ public struct NetMatch<Game: ReplicatedGame> {
 ///              · u8 ackMask · varint ack per set bit (contiguous counts the sender holds)
 ///              · varint opCount · op* (OpCodec) · u8 statementCount · statement*
 ///              · u8 finals (bit p: the sender holds p's final statement)
+///              · u8 equivocators (bit p: the sender holds a proof that p's owner equivocated)
 ///              · u8 settle (0, or 1 once the sender's match ended: u8 goneMask · u8 bestMask
-///                · varint count per set bit, the count of its best statement of that player)
-///              · [varint checkpointTick · u64 hash]
+///                · varint count per set bit, the count of its best statement of that player;
+///                2: the same, then u64 finalHash, once it holds everything it settles on)
+///              · [varint checkpointTick · u64 hash · u8 equivocators when it was taken
+///                · u32 digest per player (first 4 bytes of its chain hash through the tick)]
+///     statement = u8 player · varint count · varint asOfTick · chain[32] · signature[64]
 struct Packet<Game: ReplicatedGame> {
     static var magic: UInt8 { 0xA7 }
 
@@ -849,9 +1186,11 @@ struct Packet<Game: ReplicatedGame> {
     var statements: [SignedStatement]
     /// Players whose final statement (as of the match end, covering every op held) the sender holds.
     var finals: UInt8
+    /// Players the sender knows to have equivocated.
+    var equivocators: UInt8
     /// Sent once the sender's match ended: players it settles gone, its best statement counts.
-    var settle: (gone: UInt8, best: [(PlayerID, Int)])?
-    var checkpoint: (tick: Tick, hash: UInt64)?
+    var settle: (gone: UInt8, best: [(PlayerID, Int)], final: (hash: UInt64, digests: [UInt32])?)?
+    var checkpoint: NetMatch<Game>.Checkpoint?
 
     static func decode(_ bytes: [UInt8], config: MatchConfig, senderPlayers: [PlayerID], maxOps: Int) throws -> Packet {
         var r = ByteReader(bytes)
@@ -871,10 +1210,11 @@ struct Packet<Game: ReplicatedGame> {
         var sts: [SignedStatement] = []
         for _ in 0..<nst { sts.append(try SignedStatement.decode(from: &r, config: config)) }
         let finals = try r.u8("finals")
-        var settle: (gone: UInt8, best: [(PlayerID, Int)])?
+        let equivocators = try r.u8("equivocators")
+        var settle: (gone: UInt8, best: [(PlayerID, Int)], final: (hash: UInt64, digests: [UInt32])?)?
         switch try r.u8("settle flag") {
         case 0: break
-        case 1:
+        case let flag where flag == 1 || flag == 2:
             let gone = try r.u8("gone mask")
             let mask = try r.u8("best mask")
             var best: [(PlayerID, Int)] = []
@@ -882,12 +1222,24 @@ struct Packet<Game: ReplicatedGame> {
                 let n = try r.count("best count", limit: 1 << 28)
                 if p < config.players.count { best.append((PlayerID(p), n)) }
             }
-            settle = (gone, best)
+            var final: (UInt64, [UInt32])?
+            if flag == 2 {
+                let h = try r.u64("final hash")
+                var digests: [UInt32] = []
+                for _ in config.players { digests.append(try r.u32("final digest")) }
+                final = (h, digests)
+            }
+            settle = (gone, best, final)
         case let f: throw ByteReadError(offset: r.offset, "settle flag \(f)")
         }
-        var cp: (Tick, UInt64)?
+        var cp: NetMatch<Game>.Checkpoint?
         if !r.isAtEnd {
-            cp = (Tick(try r.count("checkpoint tick", limit: Int(config.lengthTicks))), try r.u64("checkpoint hash"))
+            let tick = Tick(try r.count("checkpoint tick", limit: Int(config.lengthTicks)))
+            let hash = try r.u64("checkpoint hash")
+            let mask = try r.u8("checkpoint equivocators")
+            var digests: [UInt32] = []
+            for _ in config.players { digests.append(try r.u32("checkpoint digest")) }
+            cp = .init(tick: tick, hash: hash, mask: mask, digests: digests)
         }
         guard r.isAtEnd else { throw ByteReadError(offset: r.offset, "stray bytes") }
         return Packet(
@@ -897,6 +1249,7 @@ struct Packet<Game: ReplicatedGame> {
             ops: ops,
             statements: sts,
             finals: finals,
+            equivocators: equivocators,
             settle: settle,
             checkpoint: cp
         )

@@ -172,7 +172,11 @@ public struct NetMatchSim<Controller: PlayerController> {
                 }
                 events[i].append(contentsOf: nets[i].takeEvents())
             }
-            if tick > config.lengthTicks && (0..<n).allSatisfy({ crashed($0, now) || nets[$0].isSettled }) { break }
+            // (A test's equivocating peer is not waited for: the others never agree with it.)
+            let done = (0..<n).allSatisfy {
+                crashed($0, now) || nets[$0].isSettled || nets[$0].testingEquivocate != nil
+            }
+            if tick > config.lengthTicks && done { break }
             tick += 1
         }
 
@@ -184,11 +188,12 @@ public struct NetMatchSim<Controller: PlayerController> {
         for i in 0..<n {
             var r = matches[i].replica
             for op in inbox[i] + leftovers[i] { r.receive(op) }
-            if !nets[i].gonePlayers.isEmpty {
+            if nets[i].cutsLogs {
                 var cut = try Replica<Game>(config: config)
                 for ops in nets[i].settledLogs(r.allLogs) { for op in ops { cut.receive(op) } }
                 r = cut
             }
+            for v in nets[i].verdicts { r.exclude(v.player, rule: v.rule, tick: v.tick) }
             hashes.append(r.hash)
             if survivors.contains(i),
                 OpChain.check(config: config, logs: r.allLogs, statements: nets[i].statements, as: Game.self) != nil
@@ -198,16 +203,19 @@ public struct NetMatchSim<Controller: PlayerController> {
         }
         // The union of every owner's own log (a gone player's cut as the first survivor cut it).
         var union = try Replica<Game>(config: config)
-        let judge = survivors.first.map { nets[$0] }
+        // A peer told to equivocate (a test's cheater) is not judged: it never voids its own log.
+        let honest = survivors.filter { nets[$0].testingEquivocate == nil }
+        let judge = honest.first.map { nets[$0] }
         for i in 0..<n {
             for p in config.players(ownedBy: ownerKeys[i]) {
                 let keep = judge?.settledCount(p) ?? .max
                 for op in matches[i].replica.ops(of: p, from: 0) where Int(op.seq) < keep { union.receive(op) }
             }
         }
+        for v in judge?.verdicts ?? [] { union.exclude(v.player, rule: v.rule, tick: v.tick) }
         let settled = (0..<n).map { nets[$0].isSettled }
         let converged =
-            sigsOK && survivors.allSatisfy { hashes[$0] == union.hash && (conditions.crash == nil || settled[$0]) }
+            sigsOK && honest.allSatisfy { hashes[$0] == union.hash && (conditions.crash == nil || settled[$0]) }
         let seconds = Double(matchEnd) / 1e9
         let maxBytes = bytes.flatMap { $0 }.max() ?? 0
         return Result(

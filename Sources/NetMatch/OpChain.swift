@@ -18,12 +18,30 @@ public struct SignedStatement: Equatable, Sendable {
     public var count: UInt32
     public var asOfTick: Tick
     public var signature: [UInt8]
+    /// h_count, the chain hash the signature is over. On the wire it travels with the statement, so
+    /// a receiver can check the signature on its own (a forged statement blames the peer that sent
+    /// it) and tell it from a genuine statement over another history (an equivocating owner).
+    /// Empty where it is computed from the ops instead (a replay's recorded signatures).
+    public var chain: [UInt8]
 
-    public init(player: PlayerID, count: UInt32, asOfTick: Tick, signature: [UInt8]) {
+    public init(player: PlayerID, count: UInt32, asOfTick: Tick, signature: [UInt8], chain: [UInt8] = []) {
         self.player = player
         self.count = count
         self.asOfTick = asOfTick
         self.signature = signature
+        self.chain = chain
+    }
+
+    /// Whether the signature is the owner's over the statement's own chain hash.
+    public func verifiesOnItsOwn(digest: UInt64, owner: OwnerKey) -> Bool {
+        chain.count == OpChain.hashLength && verify(digest: digest, chain: chain, owner: owner)
+    }
+
+    /// Two statements of one player as of one tick over different histories: both say "these are
+    /// every op it made through asOfTick", so an owner that signed both told peers different
+    /// things (equivocation). A proof once both verify on their own.
+    public func contradicts(_ other: SignedStatement) -> Bool {
+        player == other.player && asOfTick == other.asOfTick && (count != other.count || chain != other.chain)
     }
 
     public static let domain: [UInt8] = Array("turf/oplog/1".utf8)
@@ -50,12 +68,33 @@ public struct SignedStatement: Equatable, Sendable {
         )
     }
 
-    /// Wire form: u8 player · varint count · varint asOfTick · signature[64].
+    /// Wire form: u8 player · varint count · varint asOfTick · chain[32] · signature[64].
     public func encode(into w: inout ByteWriter) {
         w.u8(player)
         w.varint(UInt64(count))
         w.varint(UInt64(asOfTick))
+        w.bytes(chain.count == OpChain.hashLength ? chain : OpChain.initial)
         w.bytes(signature)
+    }
+
+    /// An equivocation proof (two contradicting statements) as bytes: what a replay records.
+    public static func encodeProof(_ a: SignedStatement, _ b: SignedStatement) -> [UInt8] {
+        var w = ByteWriter(capacity: 2 * 110)
+        a.encode(into: &w)
+        b.encode(into: &w)
+        return w.bytes
+    }
+
+    /// Checks an equivocation proof against the config: two statements of `player` that contradict
+    /// each other and both verify on their own with its owner's key.
+    public static func checkProof(_ bytes: [UInt8], player: PlayerID, config: MatchConfig) -> Bool {
+        var r = ByteReader(bytes)
+        guard let a = try? decode(from: &r, config: config), let b = try? decode(from: &r, config: config), r.isAtEnd,
+            a.player == player, a.contradicts(b), Int(player) < config.players.count,
+            let owner = config.players[Int(player)].owner
+        else { return false }
+        return a.verifiesOnItsOwn(digest: config.digest, owner: owner)
+            && b.verifiesOnItsOwn(digest: config.digest, owner: owner)
     }
 
     public static func decode(from r: inout ByteReader, config: MatchConfig) throws -> SignedStatement {
@@ -66,8 +105,9 @@ public struct SignedStatement: Equatable, Sendable {
         }
         let n = try r.count("statement count", limit: (1 << 28))
         let t = try r.count("statement tick", limit: Int(config.lengthTicks))
+        let chain = Array(try r.take(OpChain.hashLength, "statement chain"))
         let sig = Array(try r.take(Ed25519.signatureLength, "signature"))
-        return SignedStatement(player: p, count: UInt32(n), asOfTick: Tick(t), signature: sig)
+        return SignedStatement(player: p, count: UInt32(n), asOfTick: Tick(t), signature: sig, chain: chain)
     }
 }
 

@@ -16,7 +16,7 @@ public struct TerritoryHistory: Sendable, Equatable {
     /// Samples every `every` ticks by re-deriving a finished match (for replays).
     public static func derive(_ player: ReplayPlayer<TurfWorld>, every: Tick) throws -> TerritoryHistory {
         var h = TerritoryHistory()
-        var replica = try Replica<TurfWorld>(config: player.replay.config)
+        var replica = try player.emptyReplica()
         var next = 0
         var t: Tick = 0
         let length = player.replay.config.lengthTicks

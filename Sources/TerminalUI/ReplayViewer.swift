@@ -43,7 +43,7 @@ public final class ReplayViewer {
         self.wantColor = wantColor
         self.unicode = unicode
         self.now = now
-        replica = try Replica<TurfWorld>(config: player.replay.config)
+        replica = try player.emptyReplica()
         seek(to: 0)
     }
 
@@ -54,7 +54,7 @@ public final class ReplayViewer {
         let t = min(tick, length)
         if t < shownTick {
             // try!: this config already built the viewer's first replica (the player checked it).
-            replica = try! Replica<TurfWorld>(config: player.replay.config)
+            replica = try! player.emptyReplica()
             nextOp = 0
         }
         let end = player.tickStart[Int(t) + 1]

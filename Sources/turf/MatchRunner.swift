@@ -191,6 +191,19 @@ final class MatchRunner {
                 $0.add("ours", hex64(ours))
                 $0.add("theirs", hex64(theirs))
             }
+        case .equivocation:
+            // The verdict voids the player's log in the match (NetMatchHook), and the `cheat`
+            // event follows from the replica like any other cheat.
+            break
+        case .finalMismatch(let peer, let ours, let theirs):
+            // After the end, holding the same ops as we do, a peer ended on another final hash.
+            desyncs += 1
+            rt.event("desync") {
+                $0.add("tick", "final")
+                $0.add("peer", PeerKey(bytes: peer.bytes)?.text ?? peer.description)
+                $0.add("ours", hex64(ours))
+                $0.add("theirs", hex64(theirs))
+            }
         case .badSignature(let player, let from):
             guard badSignaturesShown.insert("\(player)/\(from.description)").inserted else {
                 badSignatureEventsSuppressed += 1
@@ -570,7 +583,10 @@ extension NetRuntime {
         while !hook.inner.net.isSettled && monotonicNanos() < deadline {
             for op in hook.pump(wait: 0.02) { final.receive(op) }
         }
-        let converged = hook.inner.net.isSettled
+        // Converged: settled (every final hash we heard equals ours) and no peer ever reported
+        // another final hash on the same basis.
+        var converged = hook.inner.net.isSettled && hook.inner.net.agreed
+        for v in hook.inner.net.verdicts { final.exclude(v.player, rule: v.rule, tick: v.tick) }
         runner.reportCheats(final)
         // Say so, and linger a moment so our last acknowledgements reach everyone.
         runner.sayLeave()
@@ -585,12 +601,13 @@ extension NetRuntime {
         // made past that cannot be verified, so the recording (and the final hash) leaves it out.
         let gone = net.gonePlayers
         var goneKeys: [String] = []
-        if !gone.isEmpty {
+        if net.cutsLogs {
             var cut = try Replica<TurfWorld>(config: config)
             for ops in net.settledLogs(final.allLogs) { for op in ops { cut.receive(op) } }
             for op in final.equivocations where net.settledCount(op.player).map({ Int(op.seq) < $0 }) ?? true {
                 cut.receive(op)
             }
+            for v in net.verdicts { cut.exclude(v.player, rule: v.rule, tick: v.tick) }
             final = cut
             for p in gone {
                 guard let o = config.players[Int(p)].owner, let k = PeerKey(bytes: o.bytes) else { continue }
@@ -640,8 +657,19 @@ extension NetRuntime {
             linkObjects.append(j)
         }
 
-        var replay = try Replay<TurfWorld>(config: config, logs: final.allLogs, equivocations: final.equivocations)
+        var replay = try Replay<TurfWorld>(
+            config: config,
+            logs: final.allLogs,
+            equivocations: final.equivocations,
+            verdicts: net.verdicts
+        )
         replay.signatures = net.recordedSignatures
+        // The recording must be what the peers agreed on (it is, unless a snapshot brought ops
+        // NetMatch never accepted): else this peer did not converge either.
+        if converged, let agreedHash = net.finalHash, agreedHash != replay.finalHash {
+            printErr("the recording's final hash \(hex64(replay.finalHash)) is not the agreed \(hex64(agreedHash))")
+            converged = false
+        }
         var path: String?
         do {
             try StatePaths.ensure(StatePaths.replays)

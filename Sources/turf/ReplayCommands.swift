@@ -120,11 +120,22 @@ struct Watch: ParsableCommand {
             }
         )
         // Signed op logs (docs/netmatch.md): "none" for a match that recorded no signatures (local).
+        // A verdict voids a player's log: its proof (two contradicting statements signed by the
+        // player's owner) must verify, or the file is not what the peers agreed.
+        let badProof = replay.verdicts.first {
+            !SignedStatement.checkProof($0.proof, player: $0.player, config: replay.config)
+        }
         let signatureProblem =
-            replay.signatures.isEmpty
-            ? nil
-            : OpChain.check(config: replay.config, logs: replay.logs, signatures: replay.signatures, as: TurfWorld.self)
-        j.add("signatures", replay.signatures.isEmpty ? "none" : signatureProblem ?? "ok")
+            badProof.map { "the equivocation proof of player \($0.player) does not verify" }
+            ?? (replay.signatures.isEmpty
+                ? nil
+                : OpChain.check(
+                    config: replay.config,
+                    logs: replay.logs,
+                    signatures: replay.signatures,
+                    as: TurfWorld.self
+                ))
+        j.add("signatures", replay.signatures.isEmpty && replay.verdicts.isEmpty ? "none" : signatureProblem ?? "ok")
         // What the rules found (docs/engine.md, "Legality"): where each cheater's log stops, and why.
         j.add("cheats", final.cheats.map { cheatJSON($0, config: replay.config) })
         j.add("ticks", Int(result.ticks))

@@ -150,8 +150,10 @@ enum Fixture {
         #expect(!(clean.events.flatMap { $0 }.contains { if case .desync = $0 { return true } else { return false } }))
     }
 
-    /// A relay that alters an op of a third player: the covering signature fails, the op is
-    /// dropped and counted, and the real op sent directly by its owner still merges.
+    /// A relay that alters an op of a third player under its owner's genuine statement: the
+    /// statement does not cover it, so the op is dropped and counted; nobody is blamed (the relay
+    /// cannot be told from an owner that signed another history); the real op still merges. A
+    /// relay that forges the signature itself is named.
     @Test func testForgedRelayedOpIsRejected() throws {
         let keys = Fixture.keys(3)
         let config = try Fixture.config(keys: keys, seconds: 5)
@@ -166,6 +168,14 @@ enum Fixture {
         forged.payload = .move(cell: 6)
         // B relays the forged op and A's genuine statement to C.
         c.receive(packet(config: config, ops: [forged], statements: [st]), from: owners[1], now: 1)
+        #expect(c.takeAccepted() == [])
+        #expect(c.drops.conflictingStatements == 1)
+        #expect(c.drops.badSignatures == 0)
+        #expect(c.takeEvents() == [])
+        // A statement whose signature does not verify: the peer that sent it made it up.
+        var bad = st
+        bad.signature[3] ^= 1
+        c.receive(packet(config: config, ops: [real], statements: [bad]), from: owners[1], now: 1)
         #expect(c.takeAccepted() == [])
         #expect(c.drops.badSignatures == 1)
         #expect(c.takeEvents() == [.badSignature(player: 0, from: owners[1])])
@@ -410,9 +420,88 @@ enum Fixture {
         OpCodec<TurfWorld>.encodeBatch(ops, into: &w)
         w.u8(UInt8(statements.count))
         for s in statements { s.encode(into: &w) }
-        w.u8(0)
+        w.u8(0)  // finals
+        w.u8(0)  // equivocators
         w.u8(0)  // no settle report
         return w.bytes
+    }
+}
+
+/// Equivocation (docs/netmatch.md): an owner that tells peers different, validly signed histories
+/// is proven to have done so by two of its statements of one tick, named on every honest peer, and
+/// its whole log is void there, so every honest peer ends on one final hash.
+@Suite struct EquivocationTests {
+    func sim(peers: Int, seconds: Int, seed: UInt64, loss: Double = 0, partition: Bool = false) throws
+        -> NetMatchSim<TurfController>.Result
+    {
+        var c = NetMatchSim<TurfController>.Conditions()
+        c.loss = loss
+        if loss > 0 {
+            c.duplicate = 0.1
+            c.jitterNanos = 100_000_000
+        }
+        if partition { c.partition = (peer: 2, from: 1_000_000_000, to: 3_000_000_000) }
+        var sim = try Fixture.sim(peers: peers, seconds: seconds, seed: seed, conditions: c)
+        // Peer 0 tells peer 2 (its link 1) another history of its player from seq 10 on.
+        sim.prepare = { i, net in if i == 0 { net.testingEquivocate = (fromSeq: 10, links: [1]) } }
+        return try sim.run()
+    }
+
+    func check(_ r: NetMatchSim<TurfController>.Result, peers: Int) {
+        let cheater = OwnerKey(Fixture.keys(peers)[0].publicKey)!
+        #expect(r.converged, "\(r.finalHashes)")
+        for i in 1..<peers {
+            #expect(r.settled[i])
+            #expect(r.finalHashes[i] == r.finalHashes[1])
+            #expect(r.events[i].contains { if case .equivocation(player: 0, _) = $0 { true } else { false } })
+            // Nobody honest is blamed: no bad signature, no desync naming an honest peer.
+            for e in r.events[i] {
+                switch e {
+                case .badSignature: Issue.record("peer \(i): \(e)")
+                case .desync(_, let peer, _, _), .finalMismatch(let peer, _, _):
+                    #expect(peer == cheater, "peer \(i): \(e)")
+                default: break
+                }
+            }
+        }
+    }
+
+    @Test func aPerLinkEquivocatorIsProvenNamedAndVoided() throws {
+        let r = try sim(peers: 3, seconds: 5, seed: 2)
+        check(r, peers: 3)
+        // Without the switch, the same match has no verdict.
+        let clean = try Fixture.sim(peers: 3, seconds: 5, seed: 2, conditions: .init()).run()
+        #expect(clean.converged)
+        #expect(!clean.events.flatMap { $0 }.contains { if case .equivocation = $0 { true } else { false } })
+    }
+
+    @Test(arguments: 0..<UInt64(8))
+    func underLossAndAPartitionEveryHonestPeerEndsOnOneHash(seed: UInt64) throws {
+        check(try sim(peers: 4, seconds: 4, seed: seed, loss: 0.2, partition: true), peers: 4)
+    }
+
+    /// The proof is two statements; it verifies with the owner's key and fails once altered.
+    @Test func aProofVerifiesAndATamperedOneDoesNot() throws {
+        let keys = Fixture.keys(2)
+        let config = try Fixture.config(keys: keys, seconds: 2)
+        var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
+        var b = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
+        a.addLocal([Op(player: 0, seq: 0, tick: 0, payload: .move(cell: 5))], ranTick: 0, now: 0)
+        b.addLocal([Op(player: 0, seq: 0, tick: 0, payload: .move(cell: 6))], ranTick: 0, now: 0)
+        let proof = SignedStatement.encodeProof(a.statements[0], b.statements[0])
+        #expect(SignedStatement.checkProof(proof, player: 0, config: config))
+        #expect(!SignedStatement.checkProof(proof, player: 1, config: config))
+        var bad = proof
+        bad[bad.count - 1] ^= 1
+        #expect(!SignedStatement.checkProof(bad, player: 0, config: config))
+        // The same statement twice proves nothing.
+        #expect(
+            !SignedStatement.checkProof(
+                SignedStatement.encodeProof(a.statements[0], a.statements[0]),
+                player: 0,
+                config: config
+            )
+        )
     }
 }
 
