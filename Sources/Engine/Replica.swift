@@ -159,7 +159,13 @@ public struct Replica<Game: ReplicatedGame> {
     /// predecessor, up to a gap, the cut, or the first illegal op (which becomes the cut).
     private mutating func advance(_ p: Int) {
         let stop = cuts[p].map { Int($0.seq) } ?? Int.max
-        while applied[p] < stop, applied[p] < dense[p].count, let op = dense[p][applied[p]] {
+        while applied[p] < stop {
+            // The next op may still sit in `far` (it arrived when its seq looked far ahead):
+            // the applied prefix is contiguous, so it joins the dense log here.
+            if applied[p] == dense[p].count, let op = far[p].removeValue(forKey: UInt32(applied[p])) {
+                dense[p].append(op)
+            }
+            guard applied[p] < dense[p].count, let op = dense[p][applied[p]] else { return }
             let previous = applied[p] > 0 ? dense[p][applied[p] - 1] : nil
             if let rule = state.violation(op, after: previous) {
                 stats.illegal += 1
