@@ -429,8 +429,10 @@ final class NetRuntime {
             }
         }
         let psk = try self.psk(topic: topic)
-        let mine = live.localAddress
-        candidates.removeAll { $0.port == mine.port && ($0.ip == mine.ip || mine.ip == 0 || $0.ip >> 24 == 127) }
+        // Only what really is this socket: another home's player at the same port is a peer.
+        let (mine, localIPs) = (live.localAddress, localIPv4Addresses())
+        let external = (try? live.sync { $0.dht.externalAddress }) ?? nil
+        candidates.removeAll { HolePuncher.isOwnAddress($0, bound: mine, localIPs: localIPs, external: external) }
         // NetPlayUI: several lobbies on the topic and the screens up: the player picks one (NetPlayUI.swift).
         if case .topic(_, nil) = target, ui.choosesLobby, candidates.count > 1 {
             switch pickLobby(candidates, psk: psk, topic: topic) {
