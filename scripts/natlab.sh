@@ -10,6 +10,8 @@
 #   open-cone    a host on the internet, a joiner behind a cone router
 #   cone-cone    host and joiner behind two different cone routers
 #   cone-cone-key  cone-cone, joining by the host's key (its lobby record's addresses)
+#   same-port    cone-cone, both players on --port 7000 in their two homes (the routers keep the
+#                port): the joiner must not take the host's address for its own
 #   same-nat     host and joiner behind the same cone router (by key: the lobby record's LAN address)
 #   random-open  a joiner behind a --random-fully router, an open host
 #   cone-random  a host behind a cone router, a joiner behind a --random-fully router
@@ -224,13 +226,14 @@ start_libtorrent() {
 
 # --- the cases ---------------------------------------------------------------------------------
 run_case() {
-  local c=$1 r=$2 hostns joinns join2ns="" by=topic boots=$BOOTS
+  local c=$1 r=$2 hostns joinns join2ns="" by=topic boots=$BOOTS port=()
   case "$c" in
     lt-cone-cone) hostns=a1 joinns=b1; start_libtorrent || return 2; boots=$LT_BOOTS ;;
     open-cone) hostns=pub joinns=a1 ;;
     cone-cone) hostns=a1 joinns=b1 ;;
     cone-cone-late) hostns=a1 joinns=b1 ;;
     cone-cone-key) hostns=a1 joinns=b1 by=key ;;
+    same-port) hostns=a1 joinns=b1 port=(--port 7000) ;;
     same-nat) hostns=a1 joinns=a2 by=key ;;
     random-open) hostns=pub joinns=c1 ;;
     cone-random) hostns=a1 joinns=c1 ;;
@@ -250,7 +253,7 @@ run_case() {
   case "$c" in rejoin | cone-random | random-cone | three | cone-cone-late) secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10)) ;; esac
   [ -n "$join2ns" ] && players=3
   start_turf "$hostns" "$h" host --topic "$topic" --seconds "$secs" --start-when "$players" --headless \
-    --bot easy --name host --bootstrap "$boots"
+    --bot easy --name host --bootstrap "$boots" ${port[@]+"${port[@]}"}
   local hpid=$LASTPID
   # The joiner starts once the host's DHT node has heard from the network (its `nat` event)
   wait_line "$WORK/$h.out" '"event":"nat"' 200 || true
@@ -264,7 +267,8 @@ run_case() {
     nsx ra iptables -I FORWARD -p udp -s 203.0.113.22 -j DROP
     nsx ra iptables -I FORWARD -p udp -d 203.0.113.22 -j DROP
   fi
-  start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$boots"
+  start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$boots" \
+    ${port[@]+"${port[@]}"}
   local jpid=$LASTPID j2pid=""
   if [ "$c" = cone-cone-late ]; then
     wait_line "$WORK/$j.out" '"event":"connected"' 200 || true

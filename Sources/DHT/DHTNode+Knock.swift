@@ -14,6 +14,8 @@ public struct Knock: Sendable, Equatable {
 public struct PeerHolder: Hashable, Sendable {
     public let node: NodeInfo
     let token: [UInt8]
+    /// The token's length: an answer's size is bounded below by it (the knock watcher's budget).
+    public var tokenLength: Int { token.count }
 }
 
 /// Knocking (docs/dht.md): a joiner asks the nodes that store a host's announcement to pass a

@@ -111,6 +111,14 @@ public enum LobbyMessage: Equatable, Sendable {
 
     public enum LeaveReason: UInt8, Sendable {
         case quit = 0, full = 1, started = 2, badVersion = 3, refused = 4
+        /// The host kicked this member (docs/lobby.md, "Who may sit down"); its key is banned.
+        case kicked = 5
+        /// A hello from a key the host kicked earlier in this lobby's life.
+        case banned = 6
+        /// A friends-only lobby (`turf host --allow`) and the key is not on its list.
+        case notAllowed = 7
+        /// Too many hellos from the joiner's address in a short time.
+        case tooManyJoins = 8
         public var text: String {
             switch self {
             case .quit: return "left"
@@ -118,6 +126,21 @@ public enum LobbyMessage: Equatable, Sendable {
             case .started: return "the match has started"
             case .badVersion: return "the lobby speaks another protocol version"
             case .refused: return "refused by the host"
+            case .kicked: return "the host kicked you from the lobby"
+            case .banned: return "the host kicked your key from this lobby earlier"
+            case .notAllowed:
+                return
+                    "this lobby is for friends only and your key is not on the host's list (send the host your key: turf id)"
+            case .tooManyJoins: return "too many joins from your address; try again in a few seconds"
+            }
+        }
+
+        /// The one line a joiner prints (stderr) when the host sends this, before it exits 1.
+        public var joinerLine: String {
+            switch self {
+            case .quit: return "the host closed the lobby"
+            case .kicked: return text
+            default: return "the host refused: \(text)"
             }
         }
     }

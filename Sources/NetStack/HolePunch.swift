@@ -11,6 +11,10 @@ import NetCore
 public final class HolePuncher {
     public static let probeType: UInt8 = 0x10
     public static let probeLength = 9
+    /// An IPv4 header and a UDP header: what every datagram costs on the wire beyond its payload.
+    public static let ipUDPHeaderBytes = 28
+    /// A probe on the wire.
+    public static let probeWireBytes = probeLength + ipUDPHeaderBytes
     /// Most addresses one `probe` call sends to, and most remembered as probe sources.
     public static let maxTargets = 16
 
@@ -47,6 +51,23 @@ public final class HolePuncher {
         return Array((unique.filter(\.isPrivate) + unique.filter { !$0.isPrivate }).prefix(maxTargets))
     }
 
+    /// Whether `candidate` is this very socket: bound to `bound` (its IP 0 when bound to every
+    /// interface), on a machine whose interfaces have `localIPs`, seen from the internet at
+    /// `external` (the address DHT nodes report). Bound to 0.0.0.0, only our own interfaces'
+    /// addresses (and loopback) at our port are us: another machine at the same port — two players
+    /// who both chose `--port 7000` in different homes — is a peer to dial.
+    public static func isOwnAddress(
+        _ candidate: PeerAddress,
+        bound: PeerAddress,
+        localIPs: [UInt32],
+        external: PeerAddress?
+    ) -> Bool {
+        if let external, candidate == external { return true }
+        guard candidate.port == bound.port else { return false }
+        if bound.ip != 0 { return candidate.ip == bound.ip }
+        return candidate.ip >> 24 == 127 || localIPs.contains(candidate.ip)
+    }
+
     /// Sends a probe to each target now and `times - 1` more times, `every` apart.
     public func probe(_ targets: [PeerAddress], times: Int = 5, every: Nanos = .milliseconds(200)) {
         host.assertInLoop()
@@ -81,9 +102,18 @@ public final class HolePuncher {
     public static func knockHash(topic: String) -> NodeID { Topic.infoHash("knock\u{0}" + topic) }
 }
 
-/// The host's side of the slow path: polls the knock info-hash every `interval` and probes every
-/// address that knocked, for `window` after it was first seen. The lookups also keep the host's NAT
-/// mappings to the DHT nodes near the lobby alive. Confined to the host's thread.
+/// The host's side of the slow path: polls the knock info-hash every `interval` and probes the
+/// addresses that knocked, for `window` after each was first seen. The lookups also keep the
+/// host's NAT mappings to the DHT nodes near the lobby alive. Confined to the host's thread.
+///
+/// **No reflection** (docs/nat.md, "What a knock can make the host send"). The addresses come from
+/// whichever DHT node answers the lookup, and nothing proves they are the knockers' own: a hostile
+/// node can list 64 addresses it does not own. So every answer pays for the probes it causes: the
+/// probes one answer starts (IP and UDP headers included) never exceed the bytes of that answer
+/// (`answerBytesLowerBound`, a lower bound of what arrived), shared round-robin over the addresses
+/// it lists, at most `probeRounds` each. A knock on this path never starts the birthday method
+/// (hundreds of probes, or 256 sockets, for one answer): that takes a fast-path knock, whose relay
+/// saw the knocker's address (counted in `birthdayKnocksIgnored`).
 public final class KnockWatcher {
     let peer: Peer
     let infoHash: NodeID
@@ -95,7 +125,17 @@ public final class KnockWatcher {
     private var inFlight = 0
     public private(set) var polls = 0
     public private(set) var knocksSeen = 0
+    /// The accounting of the budget: what answers carrying knocks brought (at least), and the probe
+    /// bytes they paid for (each probe `HolePuncher.probeWireBytes`); never more than `creditBytes`.
+    public private(set) var creditBytes = 0
+    public private(set) var probeBytes = 0
+    /// Probes a knock would have had (`probeRounds` per address and answer) that no answer paid for.
+    public private(set) var probesWithheld = 0
+    /// Port-1 (birthday) knocks seen on this path: not acted on, counted.
+    public private(set) var birthdayKnocksIgnored = 0
     public static let maxRemembered = 256
+    /// Most probes one answer gives one address (200 ms apart).
+    public static let probeRounds = 5
 
     public init(peer: Peer, topic: String, interval: Nanos = .seconds(1), window: Nanos = .seconds(20)) {
         self.peer = peer
@@ -119,25 +159,43 @@ public final class KnockWatcher {
         guard inFlight < 2 else { return }
         inFlight += 1
         polls += 1
-        peer.dht.getPeers(infoHash, onPeers: { [weak self] in self?.knocked($0) }) { [weak self] _ in
+        peer.dht.getPeers(
+            infoHash,
+            onValues: { [weak self] holder, values in
+                self?.knocked(
+                    values,
+                    credit: Self.answerBytesLowerBound(values: values.count, token: holder.tokenLength)
+                )
+            }
+        ) { [weak self] _ in
             self?.inFlight -= 1
         }
     }
 
-    /// Called with the IPs of knocks that ask for the birthday method (`Birthday.knockPort`: the
-    /// joiner's NAT is random, so only its IP means anything); such knocks get no plain probes.
-    public var onBirthdayKnock: (([UInt32]) -> Void)?
-    /// Called with the plain knocks' addresses the first time each is seen (the birthday method
-    /// with the roles reversed starts from them: `BirthdayResponder`).
-    public var onPlainKnock: (([PeerAddress]) -> Void)?
+    /// The fewest bytes a KRPC `get_peers` answer listing `values` peers with a `token` of that
+    /// length can be on the wire: `d1:rd2:id20:…5:token…6:valuesl(6:……)e e1:t…1:y1:re`, with an
+    /// empty transaction id, no `nodes`, and the IPv4 and UDP headers (28 bytes).
+    public static func answerBytesLowerBound(values: Int, token: Int) -> Int {
+        let fixed =
+            "d1:rd2:id20:".utf8.count + 20 + "5:token".utf8.count + "\(token):".utf8.count + token
+            + "6:valuesl".utf8.count + "ee1:t0:1:y1:re".utf8.count
+        return fixed + 8 * values + HolePuncher.ipUDPHeaderBytes
+    }
 
-    func knocked(_ all: [PeerAddress]) {
-        let birthday = all.prefix(HolePuncher.maxTargets * 4).filter { $0.port == Birthday.knockPort }
-        if !birthday.isEmpty { onBirthdayKnock?(birthday.map(\.ip)) }
+    /// Called with the plain knocks' addresses the first time each is seen (the birthday method
+    /// with the roles reversed starts from them: `BirthdayResponder`). The slow path no longer
+    /// calls it (see above); kept for the fast path's listener, which shares the wiring.
+    public var onPlainKnock: (([PeerAddress]) -> Void)?
+    /// Called with the IPs of birthday knocks. The slow path no longer calls it (see above).
+    public var onBirthdayKnock: (([UInt32]) -> Void)?
+
+    /// One answer listed `all`, and brought at least `credit` bytes: probe the knocks within their
+    /// window, with at most `credit` bytes of probes.
+    public func knocked(_ all: [PeerAddress], credit: Int) {
+        birthdayKnocksIgnored += all.prefix(HolePuncher.maxTargets * 4).filter { $0.port == Birthday.knockPort }.count
         let addresses = all.filter { $0.port != Birthday.knockPort }
         let now = peer.host.now
         var fresh: [PeerAddress] = []
-        var new: [PeerAddress] = []
         for a in addresses.prefix(HolePuncher.maxTargets * 4) {
             if let t = firstSeen[a] {
                 if now &- t < window { fresh.append(a) }
@@ -150,12 +208,27 @@ public final class KnockWatcher {
                 firstSeen[a] = now
                 knocksSeen += 1
                 fresh.append(a)
-                new.append(a)
             }
         }
-        if !new.isEmpty { onPlainKnock?(new) }
-        for chunk in stride(from: 0, to: fresh.count, by: HolePuncher.maxTargets) {
-            peer.puncher.probe(Array(fresh[chunk..<min(fresh.count, chunk + HolePuncher.maxTargets)]))
+        guard !fresh.isEmpty else { return }
+        creditBytes += credit
+        // Round-robin: every address its first probe before any gets a second.
+        var budget = credit / HolePuncher.probeWireBytes
+        var times = [Int](repeating: 0, count: fresh.count)
+        round: for _ in 0..<Self.probeRounds {
+            for i in fresh.indices {
+                guard budget > 0 else { break round }
+                times[i] += 1
+                budget -= 1
+            }
+        }
+        probesWithheld += fresh.count * Self.probeRounds - times.reduce(0, +)
+        probeBytes += times.reduce(0, +) * HolePuncher.probeWireBytes
+        for n in Set(times) where n > 0 {
+            let group = fresh.indices.filter { times[$0] == n }.map { fresh[$0] }
+            for chunk in stride(from: 0, to: group.count, by: HolePuncher.maxTargets) {
+                peer.puncher.probe(Array(group[chunk..<min(group.count, chunk + HolePuncher.maxTargets)]), times: n)
+            }
         }
     }
 }

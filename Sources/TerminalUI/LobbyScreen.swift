@@ -33,7 +33,13 @@ public struct LobbyScreen: Sendable {
         case .failed(let reason):
             f.putField(reason, x: 1, y: y, width: width - 2, ascii: ascii, style: Style(bold: true))
         case .waiting, .starting, .started:
-            drawRoster(v, into: &f, y: y)
+            // The host's highlighted seat (↑/↓), the one k kicks.
+            drawRoster(
+                v,
+                seat: v.role == .host && v.phase == .waiting && v.roster.count > 1 ? selected : nil,
+                into: &f,
+                y: y
+            )
         }
         if !v.notice.isEmpty {
             f.putField(v.notice, x: 1, y: height - 3, width: width - 2, ascii: ascii, style: Style(color: Palette.hud))
@@ -102,7 +108,7 @@ public struct LobbyScreen: Sendable {
         var nameWidth: Int { (key ?? ping) - name - 1 }
     }
 
-    func drawRoster(_ v: LobbyView, into f: inout Frame, y start: Int) {
+    func drawRoster(_ v: LobbyView, seat: Int? = nil, into f: inout Frame, y start: Int) {
         var y = start
         let c = Columns(width: f.width)
         let head = Style(bold: true, dim: true)
@@ -130,7 +136,8 @@ public struct LobbyScreen: Sendable {
                 f.put("… \(v.roster.count - i) more", x: c.name, y: last, style: Style(dim: true))
                 break
             }
-            let style = Style(color: Palette.player(i), bold: row.isYou, dim: !row.connected)
+            let style = Style(color: Palette.player(i), bold: row.isYou, reverse: i == seat, dim: !row.connected)
+            if i == seat { f.fill(x: 1, y: y, width: f.width - 2, height: 1, style: Style(reverse: true)) }
             f.put(String(Theme.letter(i)), x: 1, y: y, style: style)
             var tags: [String] = []
             if row.isHost { tags.append("host") }
@@ -202,7 +209,9 @@ public struct LobbyScreen: Sendable {
         case .started: return " The match starts now."
         case .waiting:
             return v.role == .host
-                ? " Enter: start the match (\(v.roster.count) players) · q: leave"
+                ? " Enter: start the match (\(v.roster.count) players)"
+                    + (v.roster.count > 1 ? (theme.unicode ? " · ↑/↓ k: kick" : " · up/down k: kick") : "")
+                    + " · q: leave"
                 : " Waiting for the host to start the match · q: leave"
         }
     }
@@ -217,9 +226,11 @@ public struct LobbyScreen: Sendable {
 }
 
 /// The lobby's key handling, apart from curses so it can be tested: Enter starts (host) or joins
-/// the highlighted lobby (joiner choosing), ↑/↓ (or k/j) move the highlight, q or Esc leaves.
+/// the highlighted lobby (joiner choosing), ↑/↓ (or k/j) move the highlight, q or Esc leaves. In
+/// the host's lobby ↑/↓ (w/s, j) move over the roster's seats and k asks to kick the highlighted
+/// member (`NetLobbyInput` makes it press k twice).
 public struct LobbyController: Sendable {
-    /// The highlighted lobby when choosing.
+    /// The highlighted lobby when choosing; the highlighted seat in the host's lobby.
     public private(set) var selected = 0
 
     public init() {}
@@ -227,9 +238,14 @@ public struct LobbyController: Sendable {
     public mutating func handle(_ key: Key, view: LobbyView) -> LobbyAction? {
         var count = 0
         if case .choosing(let lobbies) = view.phase { count = lobbies.count }
+        let seating = view.role == .host && view.phase == .waiting
+        if seating { count = view.roster.count }
         selected = count == 0 ? 0 : min(selected, count - 1)
         switch key {
         case .char("q"), .char("Q"), .escape: return .leave
+        case .char("k") where seating, .char("K") where seating:
+            guard view.roster.indices.contains(selected), !view.roster[selected].isYou else { return nil }
+            return .kick(key: view.roster[selected].key)
         case .up, .char("k"), .char("w"): selected = max(0, selected - 1)
         case .down, .char("j"), .char("s"): selected = count == 0 ? 0 : min(count - 1, selected + 1)
         case .enter:

@@ -12,8 +12,27 @@ public struct NetLobbyInput: Sendable {
 
     public var selected: Int { controller.selected }
 
+    /// A kick asked for once (k): the second k on the same seat does it; any other key cancels.
+    public private(set) var pendingKick: String?
+
     public mutating func handle(_ key: Key, view: LobbyView) -> LobbyAction? {
-        guard let action = controller.handle(key, view: view) else { return nil }
+        let wanted = controller.handle(key, view: view)
+        if case .kick(let k)? = wanted {
+            if pendingKick == k {
+                pendingKick = nil
+                notice = nil
+                return wanted
+            }
+            pendingKick = k
+            let name = view.roster.first { $0.key == k }?.name ?? "?"
+            notice = "k again kicks \(name) (banned from this lobby); any other key cancels"
+            return nil
+        }
+        if pendingKick != nil {
+            pendingKick = nil
+            notice = nil
+        }
+        guard let action = wanted else { return nil }
         if action == .start && view.roster.count < 2 {
             notice = "Enter starts the match once a friend has joined (share the invite or the topic)"
             return nil

@@ -159,6 +159,9 @@ public enum LobbyAction: Sendable, Equatable {
     case pick(hostKey: String)
     /// q or Esc: leave the lobby.
     case leave
+    /// The host kicked this member (its `turf1…` key) from the lobby, and bans the key for the
+    /// lobby's life (↑/↓ to its seat, k twice).
+    case kick(key: String)
 }
 
 /// One player's link as the in-match HUD shows it. The player is identified by its index in the

@@ -255,6 +255,10 @@ final class MatchRunner {
                     rt.send(id, .leave(.started))
                     return
                 }
+                if let why = rt.refusal(of: key) {  // friends only, kicked keys (docs/lobby.md)
+                    rt.send(id, .leave(why))
+                    return
+                }
                 if h.spectate {
                     spectatorArrived(key, link: id, name: h.name, roster: roster)
                     return
@@ -720,6 +724,7 @@ extension NetRuntime {
             if runner.isHost {
                 let refused = (try? live.sync { $0.sessions?.stats.passphraseRejected ?? 0 }) ?? 0
                 j.add("passphrase_rejected", refused)
+                addAdmissionCounts(to: &j)
             }
             j.add("links", linkObjects)
         }

@@ -101,6 +101,10 @@ struct HostCommand: ParsableCommand {
         transform: NetPlayLimits.startWhen.parse
     )
     var startWhen: Int = 2
+    @Option(
+        help: "Friends only: only these keys may join (a file, one turf1… key a line, # comments; docs/lobby.md)."
+    )
+    var allow: String?
     @OptionGroup var net: NetPlayOptions
 
     func validate() throws {
@@ -120,8 +124,10 @@ struct HostCommand: ParsableCommand {
             )
         }
         let pass = try net.readPassphrase()
+        let friends = try allow.map(Self.readAllowList)
         let rt = try NetRuntime(options: net, ui: ui, topicForPSK: topic, passphrase: pass)
         defer { rt.close() }
+        rt.admission = LobbyAdmission(allowed: friends)
         let code = try rt.host(
             topic: topic,
             settings: TurfSettings(map: arena),
@@ -130,6 +136,23 @@ struct HostCommand: ParsableCommand {
             maxPlayers: min(maxPlayers, arena.spawns.count)
         )
         try net.finish(ui, code: code)
+    }
+}
+
+extension HostCommand {
+    /// Most bytes an allow list may have (a key line is 62; 64 KiB is a thousand friends).
+    static let allowListLimit = 64 * 1024
+
+    /// `--allow FILE`: one `turf1…` key a line, `#` comments. A bad line is one error naming it.
+    static func readAllowList(_ path: String) throws -> [PeerKey] {
+        let text = try UntrustedFile.readText(path, limit: allowListLimit, what: "allow list")
+        do {
+            let keys = try LobbyAdmission.parseAllowList(text)
+            guard !keys.isEmpty else { throw CLIError("the allow list \(path) has no keys (turf id prints yours)") }
+            return keys
+        } catch let e as AllowListError {
+            throw CLIError("\(path):\(e.line): not a key (turf1…): \(SafeText.display(e.text, limit: 80))")
+        }
     }
 }
 

@@ -43,6 +43,9 @@ final class NetRuntime {
     var natKind: NATKind?
     /// A relayed joiner's probes towards a host behind a random NAT (the reversed birthday method).
     let upgradeProbers = ProberBox()
+    /// The host's rules for who may sit down: the allow list (`--allow`), kicked keys, the join
+    /// rate per source address (docs/lobby.md, "Who may sit down"). NetRuntime+Admission.swift.
+    var admission = LobbyAdmission()
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()
@@ -263,6 +266,23 @@ final class NetRuntime {
             }
             switch ui.lobby(lobbyView()) {
             case .start?: break lobby
+            case .kick(let keyText)?:
+                // The host kicked a member from the lobby screen: told why, off the roster, banned.
+                guard let i = seats.firstIndex(where: { $0.key.text == keyText && $0.link != nil }),
+                    let link = seats[i].link
+                else { break }
+                let gone = seats.remove(at: i)
+                admission.kick(gone.key.bytes)
+                send(link, .leave(.kicked))
+                closeSoon(link)
+                notice = "\(gone.name) kicked (banned from this lobby)"
+                event("peer") {
+                    $0.add("key", gone.key.text)
+                    $0.add("name", gone.name)
+                    $0.add("state", "kicked")
+                }
+                broadcast(roster())
+                putRecord()
             case .leave?:
                 broadcast(.leave(.quit))
                 Thread.sleep(forTimeInterval: 0.3)  // the leave goes out before the socket closes
@@ -287,6 +307,11 @@ final class NetRuntime {
                         guard let (key, addr) = pendingKeys[id], h.key == key.bytes, key != identity.publicKey else {
                             dropped += 1
                             send(id, .leave(.refused))
+                            continue
+                        }
+                        // Friends only, kicked keys, and the join rate per source address.
+                        if case .refuse(let why) = admission.hello(key: key.bytes, from: addr, now: monotonicNanos()) {
+                            refuseJoin(link: id, key: key, name: h.name, why: why)
                             continue
                         }
                         if h.spectate {
@@ -429,8 +454,10 @@ final class NetRuntime {
             }
         }
         let psk = try self.psk(topic: topic)
-        let mine = live.localAddress
-        candidates.removeAll { $0.port == mine.port && ($0.ip == mine.ip || mine.ip == 0 || $0.ip >> 24 == 127) }
+        // Only what really is this socket: another home's player at the same port is a peer.
+        let (mine, localIPs) = (live.localAddress, localIPv4Addresses())
+        let external = (try? live.sync { $0.dht.externalAddress }) ?? nil
+        candidates.removeAll { HolePuncher.isOwnAddress($0, bound: mine, localIPs: localIPs, external: external) }
         // NetPlayUI: several lobbies on the topic and the screens up: the player picks one (NetPlayUI.swift).
         if case .topic(_, nil) = target, ui.choosesLobby, candidates.count > 1 {
             switch pickLobby(candidates, psk: psk, topic: topic) {
@@ -653,7 +680,7 @@ final class NetRuntime {
                     case .snapshot(let b): resumeFrom = b
                     case .revealRequest: send(hostLink, .reveal(contribution))
                     case .leave(let reason):
-                        printErr(reason == .quit ? "the host closed the lobby" : "the host refused: \(reason.text)")
+                        printErr(reason.joinerLine)
                         return 1
                     case .start(let s):
                         if let hold = holdStart, heldStart == nil {

@@ -98,3 +98,54 @@ import TurfRules
         #expect(c.listings[0].players == 1)
     }
 }
+
+/// The host kicks a member from the lobby screen (issue 17, part 6): ↑/↓ to the seat, k twice.
+@Suite struct LobbyKickInputTests {
+    func hostView(players: Int) -> LobbyView {
+        LobbyView(
+            role: .host,
+            ownKey: "turf1k0",
+            mapName: "dojo",
+            matchSeconds: 60,
+            roster: (0..<players).map {
+                RosterRow(name: "p\($0)", key: "turf1k\($0)", isHost: $0 == 0, isYou: $0 == 0)
+            }
+        )
+    }
+
+    @Test func kTwiceOnASeatKicksItAndAnyOtherKeyCancels() {
+        let v = hostView(players: 3)
+        var input = NetLobbyInput()
+        // The host's own seat cannot be kicked.
+        #expect(input.handle(.char("k"), view: v) == nil)
+        #expect(input.notice == nil)
+        #expect(input.handle(.down, view: v) == nil)
+        #expect(input.handle(.char("k"), view: v) == nil)
+        #expect(input.notice?.contains("k again kicks p1") == true)
+        #expect(input.handle(.down, view: v) == nil)  // cancels, and moves to p2
+        #expect(input.notice == nil)
+        #expect(input.handle(.char("k"), view: v) == nil)
+        #expect(input.handle(.char("k"), view: v) == .kick(key: "turf1k2"))
+        #expect(input.notice == nil)
+        // Down stays on the last seat; up goes back (k is kick here, not up).
+        #expect(input.handle(.down, view: v) == nil)
+        #expect(input.handle(.up, view: v) == nil)
+        #expect(input.handle(.char("k"), view: v) == nil)
+        #expect(input.handle(.char("k"), view: v) == .kick(key: "turf1k1"))
+    }
+
+    @Test func aJoinerCannotKick() {
+        var v = hostView(players: 3)
+        v.role = .joiner
+        var input = NetLobbyInput()
+        _ = input.handle(.down, view: v)
+        #expect(input.handle(.char("k"), view: v) == nil)
+        #expect(input.handle(.char("k"), view: v) == nil)
+    }
+
+    @Test func theHighlightedSeatAndTheKickKeyShow() {
+        let screen = LobbyScreen(theme: Theme(color: false, unicode: false))
+        let f = screen.render(hostView(players: 2), selected: 1, width: 100, height: 24)
+        #expect(f.text.contains("k: kick"))
+    }
+}

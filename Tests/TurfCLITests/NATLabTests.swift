@@ -42,8 +42,9 @@ import Testing
         let runs = try Self.lab([
             "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
             "three-cone", "random-random", "cone-random", "random-cone", "remap-host", "rejoin", "cone-cone-late",
+            "same-port",
         ])
-        #expect(runs.count == 14)
+        #expect(runs.count == 15)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -65,6 +66,9 @@ import Testing
         #expect(runs["cone-cone-key"]?.text("path") == "direct")
         #expect(runs["open-cone"]?.text("path") == "direct")
         #expect(runs["same-nat"]?.text("path") == "lan")
+        // Both players on --port 7000 in their two homes: the joiner tries the host's address
+        // (before, bound to 0.0.0.0 it took any address at its own port for its own, and relayed).
+        #expect(runs["same-port"]?.text("path") == "direct")
         // The joiner's router forgot its mappings mid-match and mapped to new ports: the match
         // went on (the host validated the new path) and ended with the same hash on both.
         #expect(runs["remap"]?.fields["remapped"] as? Bool == true)

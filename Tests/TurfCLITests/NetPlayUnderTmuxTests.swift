@@ -227,6 +227,48 @@ import Testing
         #expect(carolEnd.contains("the host closed the lobby"), "carol:\n\(carolEnd)")
     }
 
+    /// The host kicks bob from its lobby screen (↓ to his seat, k twice): bob's screen closes with
+    /// one line and exit 1, and bob's key cannot come back to this lobby (issue 17, part 6).
+    @Test func theHostKicksAPlayerWhoCannotComeBack() throws {
+        let lab = try NetPlayTests.Lab()
+        let topic = "tmux-\(UUID().uuidString.prefix(8))"
+        let host = try start(lab, "host --topic \(topic) --seconds 5 --name alice")
+        defer { host.close() }
+        let (lobby, shown) = host.waitFor(timeout: Self.wait) { $0.contains("Enter: start") }
+        #expect(shown != nil, "the host's lobby never showed:\n\(lobby)")
+        let bob = try start(lab, "join --topic \(topic) --name bob")
+        defer { bob.close() }
+        let (two, joined) = host.waitFor(timeout: Self.wait) { $0.contains("Players 2/") && $0.contains("k: kick") }
+        #expect(joined != nil, "bob never joined:\n\(two)")
+        let (bobWaiting, waits) = bob.waitFor(timeout: Self.wait) { $0.contains("Waiting for the host") }
+        #expect(waits != nil, "bob's lobby never showed:\n\(bobWaiting)")
+        host.send("Down")
+        host.send("k")
+        let (asked, confirm) = host.waitFor(timeout: Self.wait) { $0.contains("k again kicks bob") }
+        #expect(confirm != nil, "no confirmation asked:\n\(asked)")
+        host.send("k")
+        let (bobEnd, bobExited) = bob.waitFor(timeout: Self.wait) { $0.contains("EXIT:") && $0.contains("icanon") }
+        #expect(bobExited != nil, "bob did not exit:\n\(bobEnd)")
+        let report = DemoUnderTmuxTests.exitReport(bobEnd)
+        #expect(report.status == 1 && report.restored, "bob:\n\(bobEnd)")
+        #expect(bobEnd.contains("the host kicked you from the lobby"), "bob:\n\(bobEnd)")
+        let (one, kicked) = host.waitFor(timeout: Self.wait) { $0.contains("Players 1/") && $0.contains("bob kicked") }
+        #expect(kicked != nil, "the kick did not show on the host's roster:\n\(one)")
+        // Bob again, as himself: refused at his hello, one line, exit 1.
+        let again = try run(
+            turfBinary,
+            ["join", "--topic", topic, "--headless", "--bind", "127.0.0.1", "--bootstrap", lab.boot],
+            environment: [
+                "XDG_CONFIG_HOME": bob.dir.appendingPathComponent("config").path,
+                "XDG_STATE_HOME": bob.dir.appendingPathComponent("state").path, "TURF_DHT_BOOTSTRAP": "",
+                "TURF_PASSPHRASE": "", "HOME": bob.dir.path,
+            ]
+        )
+        #expect(again.status == 1, "\(again.stdout) \(again.stderr)")
+        let lines = again.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("kicked your key"), "\(again.stderr)")
+    }
+
     /// The HUD shows a player that went silent (killed mid-match) as disconnected after 5 s.
     @Test func theHUDShowsAKilledPlayerAsDisconnected() throws {
         let lab = try NetPlayTests.Lab()
