@@ -215,6 +215,9 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// own ops from seq `fromSeq` on as another history, under statements signed over that one:
     /// every link gets a validly signed log, but not the same log (docs/netmatch.md, "Equivocation").
     public var testingEquivocate: (fromSeq: Int, links: Set<Int>)?
+    /// Test-only: a modified client. Each op this peer makes is rewritten before it is logged,
+    /// signed and sent (its own match applied the original): teleports, speed, painting the past.
+    public var testingRewriteOwn: (@Sendable (GameOp) -> GameOp)?
     private var altSigned: [Int: SignedStatement] = [:]
 
     public init(
@@ -307,7 +310,7 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// the loop; here they are logged, hashed into the chain and queued for every link.
     public mutating func addLocal(_ ops: [GameOp], ranTick: Tick, now: UInt64) {
         for op in ops where ownerLink[Int(op.player)] == nil && Int(op.player) < log.count {
-            insert(op, verified: true, via: nil, now: now)
+            insert(testingRewriteOwn?(op) ?? op, verified: true, via: nil, now: now)
         }
         ticksRun = max(ticksRun, ranTick + 1)
         for p in mine { finalThrough[Int(p)] = max(finalThrough[Int(p)], Int64(ranTick)) }

@@ -29,6 +29,8 @@ public struct NetMatchSim<Controller: PlayerController> {
 
     public struct Result: Sendable {
         public var finalHashes: [UInt64]
+        /// Per peer, the cheats its final replica found (where each cheater's log stops, and why).
+        public var cheats: [[Replica<Game>.Cheat]]
         /// Every peer ended with the same replica hash, equal to the union of every owner's log,
         /// with a verified signature covering every op. With a crash: every survivor settled, with
         /// the same hash, equal to the union of the owners' logs where a gone player's log is cut to
@@ -184,6 +186,7 @@ public struct NetMatchSim<Controller: PlayerController> {
         // player's log cut to the count the survivors agreed (what turf records).
         let survivors = (0..<n).filter { !crashed($0, .max) }
         var hashes: [UInt64] = []
+        var cheats: [[Replica<Game>.Cheat]] = []
         var sigsOK = true
         for i in 0..<n {
             var r = matches[i].replica
@@ -195,6 +198,7 @@ public struct NetMatchSim<Controller: PlayerController> {
             }
             for v in nets[i].verdicts { r.exclude(v.player, rule: v.rule, tick: v.tick) }
             hashes.append(r.hash)
+            cheats.append(r.cheats)
             if survivors.contains(i),
                 OpChain.check(config: config, logs: r.allLogs, statements: nets[i].statements, as: Game.self) != nil
             {
@@ -220,6 +224,7 @@ public struct NetMatchSim<Controller: PlayerController> {
         let maxBytes = bytes.flatMap { $0 }.max() ?? 0
         return Result(
             finalHashes: hashes,
+            cheats: cheats,
             converged: converged,
             gone: (0..<n).map { crashed($0, .max) ? [] : nets[$0].gonePlayers },
             settled: settled,

@@ -60,6 +60,24 @@ struct BenchReplay: ParsableCommand {
         let shuffledS = Double(monotonicNanos() - s0) / 1e9
         let v = verification!  // `!`: the loop above ran at least once and set it
         let replayS = BenchSupport.median(replayTimes)
+        // The legality check alone (docs/engine.md, "Legality"): every op against its predecessor,
+        // as the replica does once per op; part of replay_s above, measured here on its own.
+        let world = try Replica<TurfWorld>(config: generated.config).state
+        var illegal = 0
+        var checks = 0
+        let l0 = monotonicNanos()
+        for _ in 0..<20 {
+            for log in generated.logs {
+                var previous: Op<TurfOp>?
+                for op in log {
+                    if world.violation(op, after: previous) != nil { illegal += 1 }
+                    previous = op
+                    checks += 1
+                }
+            }
+        }
+        let legalityNs = Double(monotonicNanos() - l0) / Double(max(1, checks))
+        guard illegal == 0 else { throw CLIError("the benchmark's bot match broke the rules \(illegal) times") }
         var j = JSONObject()
         j.add("benchmark", "replay")
         j.add("players", players)
@@ -74,6 +92,7 @@ struct BenchReplay: ParsableCommand {
         j.add("replay_s", replayS)
         j.add("replay_with_decode_s", BenchSupport.median(zip(decodeTimes, replayTimes).map { $0 + $1 }))
         j.add("ops_per_sec", Double(v.ops) / replayS)
+        j.add("legality_ns_per_op", legalityNs)
         j.add("ticks_per_sec", Double(v.ticks) / replayS)
         j.add("shuffled_s", shuffledS)
         j.add("shuffled_ok", shuffled.ok && shuffled.finalHash == v.finalHash)

@@ -505,6 +505,63 @@ enum Fixture {
     }
 }
 
+/// A modified client in virtual time: peer 0 rewrites its own ops from seq 20 on before they are
+/// signed and sent (its own match applied the originals). Every honest peer cuts its log at seq 20
+/// with the rule, and the honest peers end on one hash, with and without loss and a partition.
+@Suite struct ModifiedClientTests {
+    static func rewrite(_ cheat: String) -> @Sendable (Op<TurfOp>) -> Op<TurfOp> {
+        { op in
+            guard op.seq >= 20 else { return op }
+            var o = op
+            switch cheat {
+            case "teleport": if op.seq == 20 { o.payload = .move(cell: 111) }  // player 2's spawn: 33 columns away
+            case "speed": o.tick -= 2
+            case "late": o.tick = Tick(op.seq - 19)
+            default: break
+            }
+            return o
+        }
+    }
+
+    @Test(arguments: ["teleport", "speed", "late"], [false, true])
+    func everyHonestPeerCutsTheCheaterAndTheyAgree(cheat: String, chaos: Bool) throws {
+        var c = NetMatchSim<TurfController>.Conditions()
+        if chaos {
+            c.loss = 0.2
+            c.duplicate = 0.1
+            c.jitterNanos = 100_000_000
+            c.partition = (peer: 2, from: 1_000_000_000, to: 3_000_000_000)
+        }
+        var sim = try Fixture.sim(peers: 3, seconds: 5, seed: 3, conditions: c)
+        let f = Self.rewrite(cheat)
+        sim.prepare = { i, net in if i == 0 { net.testingRewriteOwn = f } }
+        let r = try sim.run()
+        for i in 1..<3 {
+            #expect(r.settled[i], "peer \(i)")
+            #expect(r.finalHashes[i] == r.finalHashes[1])
+            #expect(r.cheats[i].map(\.rule) == [cheat], "peer \(i): \(r.cheats[i])")
+            #expect(r.cheats[i].map(\.player) == [0])
+            #expect(r.cheats[i].map(\.seq) == [20])
+            #expect(!r.events[i].contains { if case .desync = $0 { true } else { false } }, "\(r.events[i])")
+            #expect(!r.events[i].contains { if case .badSignature = $0 { true } else { false } })
+        }
+    }
+
+    /// 0 honest players flagged: the same conditions with nobody cheating find no cheat.
+    @Test(arguments: 0..<UInt64(6))
+    func honestPeersOnBadLinksAreNeverFlagged(seed: UInt64) throws {
+        var c = NetMatchSim<TurfController>.Conditions()
+        c.loss = 0.2
+        c.duplicate = 0.1
+        c.jitterNanos = 100_000_000
+        c.oneWayNanos = 150_000_000
+        c.partition = (peer: Int(seed % 4), from: 1_000_000_000, to: 6_000_000_000)
+        let r = try Fixture.sim(peers: 4, seconds: 8, seed: seed, conditions: c).run()
+        #expect(r.converged, "\(r.finalHashes)")
+        #expect(r.cheats.allSatisfy { $0.isEmpty }, "\(r.cheats)")
+    }
+}
+
 @Suite struct NetMatchReplayTests {
     /// A networked match's replay records the signatures; they survive the file format and verify;
     /// a tampered op is named.
