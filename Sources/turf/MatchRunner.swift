@@ -455,9 +455,19 @@ extension NetRuntime {
         if let cheat = env["TURF_TESTING_CHEAT"], let settings = try? TurfSettings.decode(net.config.settings) {
             let far = UInt32(settings.map.spawns.last ?? 0)
             switch cheat {
-            case "teleport": net.testingRewriteOwn = { op in op.seq >= 20 && op.seq % 10 == 0 ? Op(player: op.player, seq: op.seq, tick: op.tick, payload: .move(cell: far)) : op }
-            case "speed": net.testingRewriteOwn = { op in op.seq >= 20 ? Op(player: op.player, seq: op.seq, tick: op.tick - 2, payload: op.payload) : op }
-            case "late": net.testingRewriteOwn = { op in op.seq >= 20 ? Op(player: op.player, seq: op.seq, tick: Tick(op.seq - 19), payload: op.payload) : op }
+            case "teleport":
+                net.testingRewriteOwn = { op in
+                    op.seq >= 20 && op.seq % 10 == 0
+                        ? Op(player: op.player, seq: op.seq, tick: op.tick, payload: .move(cell: far)) : op
+                }
+            case "speed":
+                net.testingRewriteOwn = { op in
+                    op.seq >= 20 ? Op(player: op.player, seq: op.seq, tick: op.tick - 2, payload: op.payload) : op
+                }
+            case "late":
+                net.testingRewriteOwn = { op in
+                    op.seq >= 20 ? Op(player: op.player, seq: op.seq, tick: Tick(op.seq - 19), payload: op.payload) : op
+                }
             default: break
             }
         }

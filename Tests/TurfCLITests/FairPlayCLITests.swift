@@ -73,10 +73,35 @@ import TurfRules
         let honest = try TurfMatch.generate(settings: TurfSettings(map: map), players: 3, seconds: 10, seed: 3)
         let far = UInt32(map.spawns[7])
         let cases: [(String, (inout [Op<TurfOp>]) -> [Op<TurfOp>])] = [
-            ("teleport", { log in log[25].payload = .move(cell: far); return [] }),
-            ("speed", { log in for i in 25..<log.count { log[i].tick -= 2 }; return [] }),
-            ("late", { log in for i in 25..<log.count { log[i].tick = Tick(i - 24) }; return [] }),
-            ("equivocation", { log in var o = log[25]; o.tick += 1; return [o] }),
+            (
+                "teleport",
+                { log in
+                    log[25].payload = .move(cell: far)
+                    return []
+                }
+            ),
+            (
+                "speed",
+                { log in
+                    for i in 25..<log.count { log[i].tick -= 2 }
+                    return []
+                }
+            ),
+            (
+                "late",
+                { log in
+                    for i in 25..<log.count { log[i].tick = Tick(i - 24) }
+                    return []
+                }
+            ),
+            (
+                "equivocation",
+                { log in
+                    var o = log[25]
+                    o.tick += 1
+                    return [o]
+                }
+            ),
         ]
         for (rule, cheat) in cases {
             var logs = honest.logs

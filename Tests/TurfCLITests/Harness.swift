@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The repository root, from this file's path.
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
@@ -150,7 +154,15 @@ final class TmuxSession {
     }
 
     func close() {
+        // The program in the pane gets SIGHUP when tmux goes; one that outlives its terminal all
+        // the same (seen once: a host whose lobby had just kicked a player) is killed, so no test
+        // leaves a process behind.
+        let program = programPid()
         _ = try? run(tmux, ["-S", socket, "kill-server"], timeout: 10)
+        if let program {
+            for _ in 0..<50 where kill(program, 0) == 0 { usleep(20_000) }
+            if kill(program, 0) == 0 { kill(program, SIGKILL) }
+        }
         try? FileManager.default.removeItem(at: dir)
     }
 }
