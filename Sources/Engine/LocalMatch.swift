@@ -94,6 +94,11 @@ public struct LocalMatch<Controller: PlayerController> {
         replica.exclude(player, rule: rule, tick: tick)
     }
 
+    /// Stops a player's log at `seq` on a verdict (`Replica.applyVerdict`).
+    public mutating func applyVerdict(_ player: PlayerID, fromSeq seq: UInt32, rule: String, tick: Tick) {
+        replica.applyVerdict(player, fromSeq: seq, rule: rule, tick: tick)
+    }
+
     /// Runs to the end of the match.
     public mutating func runToEnd() { while !isOver { step() } }
 

@@ -22,13 +22,16 @@ public struct Replay<Game: ReplicatedGame> {
 
     public struct Verdict: Equatable, Sendable {
         public var player: PlayerID
+        /// The first seq the verdict cuts (0: the whole log).
+        public var seq: UInt32 = 0
         public var tick: Tick
         public var rule: String
         /// The evidence, opaque to the engine (at most `maxProofBytes`).
         public var proof: [UInt8]
         public static var maxProofBytes: Int { 1024 }
-        public init(player: PlayerID, tick: Tick, rule: String, proof: [UInt8]) {
+        public init(player: PlayerID, seq: UInt32 = 0, tick: Tick, rule: String, proof: [UInt8]) {
             self.player = player
+            self.seq = seq
             self.tick = tick
             self.rule = rule
             self.proof = proof
@@ -144,7 +147,7 @@ public struct ReplayPlayer<Game: ReplicatedGame> {
     /// A replica of the match with the recorded verdicts applied (before any op).
     public func emptyReplica() throws -> Replica<Game> {
         var replica = try Replica<Game>(config: replay.config)
-        for v in replay.verdicts { replica.exclude(v.player, rule: v.rule, tick: v.tick) }
+        for v in replay.verdicts { replica.applyVerdict(v.player, fromSeq: v.seq, rule: v.rule, tick: v.tick) }
         return replica
     }
 

@@ -86,6 +86,7 @@ public enum ReplayFile {
             w.varint(UInt64(replay.verdicts.count))
             for v in replay.verdicts {
                 w.u8(v.player)
+                w.varint(UInt64(v.seq))
                 w.varint(UInt64(v.tick))
                 w.string(v.rule)
                 w.varint(UInt64(v.proof.count))
@@ -250,11 +251,12 @@ public enum ReplayFile {
                     guard Int(p) < config!.players.count, !vs.contains(where: { $0.player == p }) else {
                         throw ReplayFormatError(offset: at, "verdict for player \(p): unknown or repeated")
                     }
+                    let seq = try b.count("verdict seq", limit: 1 << 28)
                     let tick = try b.count("verdict tick", limit: Int(config!.lengthTicks))
                     let rule = try b.string("verdict rule", limit: 32)
                     let size = try b.count("proof size", limit: Replay<Game>.Verdict.maxProofBytes)
                     let proof = Array(try b.take(size, "proof"))
-                    vs.append(.init(player: p, tick: Tick(tick), rule: rule, proof: proof))
+                    vs.append(.init(player: p, seq: UInt32(seq), tick: Tick(tick), rule: rule, proof: proof))
                 }
                 try expectEnd(b, tag)
                 verdicts = vs

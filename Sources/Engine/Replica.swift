@@ -201,8 +201,15 @@ public struct Replica<Game: ReplicatedGame> {
     /// signed evidence the engine does not read itself, such as an equivocation proven by two
     /// contradicting signed statements (docs/netmatch.md). Idempotent; O(ops) once.
     public mutating func exclude(_ player: PlayerID, rule: String, tick: Tick) {
+        applyVerdict(player, fromSeq: 0, rule: rule, tick: tick)
+    }
+
+    /// Stops a player's log at `seq` on a verdict from signed evidence (`rule` says why, `tick`
+    /// is the op's): an earlier cut stands. Idempotent; re-derives the state once if applied ops
+    /// are cut.
+    public mutating func applyVerdict(_ player: PlayerID, fromSeq seq: UInt32, rule: String, tick: Tick) {
         guard Int(player) < cuts.count else { return }
-        cut(Int(player), at: Cheat(player: player, seq: 0, tick: tick, rule: rule))
+        cut(Int(player), at: Cheat(player: player, seq: seq, tick: tick, rule: rule))
     }
 
     /// Per player, where its log stops and why, in player order: what a replay reports as cheats.

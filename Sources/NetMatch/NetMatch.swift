@@ -130,7 +130,13 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// Players whose owner is proven to have equivocated, with the two statements that prove it.
     public private(set) var equivocators: UInt8 = 0
     private var proofs: [Int: (SignedStatement, SignedStatement)] = [:]
-    private var newVerdicts: [(player: PlayerID, tick: Tick)] = []
+    private var newVerdicts: [Replay<Game>.Verdict] = []
+    /// Per player, where its own signed clock cuts its log (docs/netmatch.md, "Time"): the
+    /// earliest op a verified statement of it shows stamped against that clock, with the statement.
+    private var timeCuts: [(seq: Int, rule: String, tick: Tick, evidence: SignedStatement)?]
+    /// Per player, by count n: the verified statement of count n with the latest asOfTick, whose
+    /// op n has not arrived yet (it is late if stamped at or before that tick).
+    private var lateWatch: [[Int: SignedStatement]]
     private var frontiers: [[(count: Int, tick: Tick)]]  // claims waiting for the log to catch up
     private var finalThrough: [Int64]  // all ops with tick ≤ this are held (−1: none known)
     private var acceptedOut: [GameOp] = []
@@ -171,8 +177,11 @@ public struct NetMatch<Game: ReplicatedGame> {
         var peerFinal: UInt64?
         var peerFinalDigests: [UInt32] = []
         var peerFinalMismatch: UInt64?
-        /// Players the peer knows to have equivocated (every packet says).
+        /// Players the peer knows to have equivocated (every packet says), and where it cuts each
+        /// player's log by its owner's signed clock (Int.max: nowhere).
         var peerEquivocators: UInt8 = 0
+        var peerTimeCut: [Int]
+        var timeEvidenceSentAt: [UInt64]
         /// Per player: when a proof, and our best statement (gossip), were last sent on this link.
         var proofSentAt: [UInt64]
         var gossipSentAt: [UInt64]
@@ -195,7 +204,8 @@ public struct NetMatch<Game: ReplicatedGame> {
     public struct Checkpoint: Equatable, Sendable {
         public var tick: Tick
         public var hash: UInt64
-        public var mask: UInt8
+        /// A digest of the verdicts known when it was taken (equivocators and time cuts).
+        public var verdicts: UInt32
         public var digests: [UInt32]
     }
     private var checkpoints: [Checkpoint] = []
@@ -218,6 +228,11 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// Test-only: a modified client. Each op this peer makes is rewritten before it is logged,
     /// signed and sent (its own match applied the original): teleports, speed, painting the past.
     public var testingRewriteOwn: (@Sendable (GameOp) -> GameOp)?
+    /// Test-only: a lag switch. This peer's own ops from seq `fromSeq` on are logged, signed and
+    /// sent `ticks` ticks after they were made (still stamped with the tick they were made at),
+    /// while its statements go on as usual.
+    public var testingHold: (fromSeq: Int, ticks: Tick)?
+    private var held: [(release: Tick, op: GameOp)] = []
     private var altSigned: [Int: SignedStatement] = [:]
 
     public init(
@@ -252,6 +267,8 @@ public struct NetMatch<Game: ReplicatedGame> {
         bestStatement = Array(repeating: nil, count: n)
         waitingStatement = Array(repeating: nil, count: n)
         signedAt = Array(repeating: [:], count: n)
+        timeCuts = Array(repeating: nil, count: n)
+        lateWatch = Array(repeating: [:], count: n)
         foreignAt = Array(repeating: [:], count: n)
         frontiers = Array(repeating: [], count: n)
         finalThrough = Array(repeating: -1, count: n)
@@ -273,6 +290,8 @@ public struct NetMatch<Game: ReplicatedGame> {
             statementSentAt: Array(repeating: 0, count: n),
             statementTickSent: Array(repeating: 0, count: n),
             peerBest: Array(repeating: -1, count: n),
+            peerTimeCut: Array(repeating: .max, count: n),
+            timeEvidenceSentAt: Array(repeating: 0, count: n),
             proofSentAt: Array(repeating: 0, count: n),
             gossipSentAt: Array(repeating: 0, count: n),
             gossipTickSent: Array(repeating: .max, count: n)
@@ -310,7 +329,16 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// the loop; here they are logged, hashed into the chain and queued for every link.
     public mutating func addLocal(_ ops: [GameOp], ranTick: Tick, now: UInt64) {
         for op in ops where ownerLink[Int(op.player)] == nil && Int(op.player) < log.count {
-            insert(testingRewriteOwn?(op) ?? op, verified: true, via: nil, now: now)
+            let mine = testingRewriteOwn?(op) ?? op
+            if let h = testingHold, Int(mine.seq) >= h.fromSeq {
+                held.append((ranTick + h.ticks, mine))
+            } else {
+                insert(mine, verified: true, via: nil, now: now)
+            }
+        }
+        while let first = held.first, first.release <= ranTick || ranTick >= config.lengthTicks {
+            held.removeFirst()
+            insert(first.op, verified: true, via: nil, now: now)
         }
         ticksRun = max(ticksRun, ranTick + 1)
         for p in mine { finalThrough[Int(p)] = max(finalThrough[Int(p)], Int64(ranTick)) }
@@ -390,6 +418,9 @@ public struct NetMatch<Game: ReplicatedGame> {
             }
         }
         links[l].peerEquivocators |= packet.equivocators
+        for (p, c) in packet.timeCuts where Int(p) < accepted.count {
+            links[l].peerTimeCut[Int(p)] = min(links[l].peerTimeCut[Int(p)], c)
+        }
         for st in packet.statements { consider(st, via: l, now: now) }
         links[l].peerFinals |= packet.finals
         if let settle = packet.settle {
@@ -485,13 +516,13 @@ public struct NetMatch<Game: ReplicatedGame> {
         guard ticksRun > config.lengthTicks else { return false }
         let gone = goneMask
         let finals = finalsHeld
-        for p in 0..<config.players.count where (gone | equivocators) & (1 << UInt8(p)) == 0 {
+        for p in 0..<config.players.count where (gone | judged) & (1 << UInt8(p)) == 0 {
             guard finals & (1 << UInt8(p)) != 0, finalThrough[p] >= Int64(config.lengthTicks) else { return false }
         }
         guard let ours = finalHash else { return false }
         // A proven equivocator's peer is waited for in nothing: it never voids its own log.
         for l in links.indices where links[l].stats.connected && !ownsEquivocator(l) {
-            let wanted = ~(gone | equivocators) & allPlayersMask
+            let wanted = ~(gone | judged) & allPlayersMask
             if links[l].peerFinals & wanted != wanted { return false }
             // Everyone we hear from must end on our final hash (a spectator too: it records it).
             if links[l].peerFinal != ours { return false }
@@ -524,10 +555,13 @@ public struct NetMatch<Game: ReplicatedGame> {
         guard ticksRun > config.lengthTicks else { return nil }
         let gone = goneMask
         let finals = finalsHeld
-        var basis: [Int] = [Int(gone) | Int(equivocators) << 8]
+        var basis: [Int] = [Int(gone) | Int(verdictDigest) << 8]
         for p in 0..<config.players.count {
             if equivocators & (1 << UInt8(p)) != 0 {
                 basis.append(0)  // void: nothing of it counts
+            } else if let c = timeCuts[p] {
+                guard accepted[p] >= c.seq else { return nil }  // what counts: the ops before the cut
+                basis.append(c.seq)
             } else if gone & (1 << UInt8(p)) != 0 {
                 basis.append(max(0, bestCount(p)))
             } else {
@@ -545,9 +579,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         if let c = finalCache, c.basis == basis { return c.hash }
         // `try!`: the config was validated when this NetMatch was made (the trail replica is one).
         var r = try! Replica<Game>(config: config)
-        for p in 0..<config.players.count where equivocators & (1 << UInt8(p)) != 0 {
-            r.exclude(PlayerID(p), rule: "equivocation", tick: proofs[p]?.0.asOfTick ?? 0)
-        }
+        for v in verdicts { r.applyVerdict(v.player, fromSeq: v.seq, rule: v.rule, tick: v.tick) }
         for p in 0..<config.players.count {
             for s in 0..<basis[p + 1] { if let e = log[p][s] { r.receive(e.op) } }
         }
@@ -566,15 +598,26 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// best counts of the gone players): a peer's hash is compared with ours only on the same basis.
     private func sameBasis(_ link: Link) -> Bool {
         let gone = goneMask
-        guard link.peerSettleKnown, link.peerGone == gone, link.peerEquivocators == equivocators else { return false }
+        guard link.peerSettleKnown, link.peerGone == gone,
+            Self.verdictDigest(link.peerEquivocators, link.peerTimeCut) == verdictDigest
+        else { return false }
         for p in 0..<config.players.count where gone & (1 << UInt8(p)) != 0 {
             if link.peerBest[p] != bestCount(p) { return false }
         }
         return true
     }
 
+    /// Whether link l's peer owns a player with a verdict against it (void, or cut by its own
+    /// clock): it never applies that verdict to itself, so nothing of it is waited for.
     private func ownsEquivocator(_ l: Int) -> Bool {
-        owned[l].contains { equivocators & (1 << $0) != 0 }
+        owned[l].contains { equivocators & (1 << $0) != 0 || timeCuts[Int($0)] != nil }
+    }
+
+    /// Players with a verdict against them (void or cut by their own clock).
+    private var judged: UInt8 {
+        var m = equivocators
+        for p in timeCuts.indices where timeCuts[p] != nil { m |= 1 << UInt8(p) }
+        return m
     }
 
     private mutating func compareFinal(link l: Int) {
@@ -688,6 +731,9 @@ public struct NetMatch<Game: ReplicatedGame> {
     private mutating func advanceAccepted(_ p: Int) {
         while accepted[p] < log[p].count, let e = log[p][accepted[p]], e.verified {
             acceptedOut.append(e.op)
+            if !lateWatch[p].isEmpty, let st = lateWatch[p].removeValue(forKey: accepted[p]), e.op.tick <= st.asOfTick {
+                timeVerdict(p, seq: accepted[p], rule: "late", evidence: st)
+            }
             accepted[p] += 1
         }
         settleFrontiers(p)
@@ -758,7 +804,14 @@ public struct NetMatch<Game: ReplicatedGame> {
             return
         }
         if let best = bestStatement[p], best.count >= st.count, best.asOfTick >= st.asOfTick {
-            remember(&foreignAt[p], st)
+            // Nothing new to accept. Over the history held here it may still show an op stamped
+            // against its owner's clock (a peer forwarding the evidence of a time cut).
+            if n < chain[p].count && chain[p][n] == st.chain {
+                remember(&signedAt[p], st)
+                checkTime(p, st)
+            } else {
+                remember(&foreignAt[p], st)
+            }
             return
         }
         guard n < chain[p].count else {
@@ -793,6 +846,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         }
         advanceAccepted(p)
         addFrontier(player: p, count: n, tick: st.asOfTick)
+        checkTime(p, st)
     }
 
     static func digest(_ h: [UInt8]) -> UInt32 {
@@ -824,13 +878,13 @@ public struct NetMatch<Game: ReplicatedGame> {
         equivocators |= bit
         proofs[p] = (a, b)
         trail.exclude(PlayerID(p), rule: "equivocation", tick: a.asOfTick)
-        newVerdicts.append((PlayerID(p), a.asOfTick))
+        newVerdicts.append(.init(player: PlayerID(p), seq: 0, tick: a.asOfTick, rule: "equivocation", proof: []))
         events.append(.equivocation(player: PlayerID(p), tick: a.asOfTick))
     }
 
     /// Players proven to have equivocated since the last call: void their logs in the match
     /// (`LocalMatch.exclude`).
-    public mutating func takeVerdicts() -> [(player: PlayerID, tick: Tick)] {
+    public mutating func takeVerdicts() -> [Replay<Game>.Verdict] {
         defer { newVerdicts.removeAll() }
         return newVerdicts
     }
@@ -838,15 +892,73 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// Every proven equivocator with its proof (`SignedStatement.encodeProof`), in player order:
     /// what a replay records (`Replay.verdicts`), so the file alone voids the same logs.
     public var verdicts: [Replay<Game>.Verdict] {
-        proofs.keys.sorted().map { p in
-            let (a, b) = proofs[p]!  // `!`: p is a key of proofs
-            return .init(
-                player: PlayerID(p),
-                tick: a.asOfTick,
-                rule: "equivocation",
-                proof: SignedStatement.encodeProof(a, b)
-            )
+        var out: [Replay<Game>.Verdict] = []
+        for p in 0..<config.players.count {
+            if let (a, b) = proofs[p] {
+                out.append(
+                    .init(
+                        player: PlayerID(p),
+                        tick: a.asOfTick,
+                        rule: "equivocation",
+                        proof: SignedStatement.encodeProof(a, b)
+                    )
+                )
+            } else if let c = timeCuts[p] {
+                out.append(
+                    .init(
+                        player: PlayerID(p),
+                        seq: UInt32(c.seq),
+                        tick: c.tick,
+                        rule: c.rule,
+                        proof: c.evidence.encoded()
+                    )
+                )
+            }
         }
+        return out
+    }
+
+    /// A digest of the verdicts: which players are void, and where each time cut falls. Peers
+    /// compare checkpoint and final hashes only under the same verdicts.
+    var verdictDigest: UInt32 { Self.verdictDigest(equivocators, timeCuts.map { $0?.seq ?? .max }) }
+
+    static func verdictDigest(_ equivocators: UInt8, _ cuts: [Int]) -> UInt32 {
+        var h = StableHash.mix(UInt64(equivocators) &+ 0x7E5D)
+        for (p, c) in cuts.enumerated() where c != .max && equivocators & (1 << UInt8(p)) == 0 {
+            h = StableHash.mix(h ^ (UInt64(p) << 40 | UInt64(c)))
+        }
+        return UInt32(truncatingIfNeeded: h)
+    }
+
+    /// Checks a statement verified against the chain held here for ops stamped against its
+    /// owner's own clock (`SignedStatement.timeViolation`); one whose op `count` has not arrived is
+    /// watched until it does.
+    private mutating func checkTime(_ p: Int, _ st: SignedStatement) {
+        let held = accepted[p]
+        let logP = log[p]
+        let v = st.timeViolation { s in s < held ? logP[s]?.op.tick : nil }
+        if let v {
+            timeVerdict(p, seq: v.seq, rule: v.rule, evidence: st)
+        } else if Int(st.count) >= held {
+            let n = Int(st.count)
+            if lateWatch[p][n].map({ $0.asOfTick < st.asOfTick }) ?? true {
+                if lateWatch[p].count >= Self.statementMemory, let oldest = lateWatch[p].keys.min() {
+                    lateWatch[p][oldest] = nil
+                }
+                lateWatch[p][n] = st
+            }
+        }
+    }
+
+    /// Player p's log stops at `seq` by its owner's signed clock: the checkpoint replica's, the
+    /// final hash's and the match's (`takeVerdicts`); the statement goes to every peer whose cut
+    /// of p is later, until it says it holds ours.
+    private mutating func timeVerdict(_ p: Int, seq: Int, rule: String, evidence: SignedStatement) {
+        guard ownerLink[p] != nil, timeCuts[p].map({ seq < $0.seq }) ?? true else { return }
+        let tick = seq < log[p].count ? log[p][seq]?.op.tick ?? evidence.asOfTick : evidence.asOfTick
+        timeCuts[p] = (seq, rule, tick, evidence)
+        trail.applyVerdict(PlayerID(p), fromSeq: UInt32(seq), rule: rule, tick: tick)
+        newVerdicts.append(.init(player: PlayerID(p), seq: UInt32(seq), tick: tick, rule: rule, proof: []))
     }
 
     private mutating func addFrontier(player p: Int, count: Int, tick: Tick) {
@@ -881,7 +993,7 @@ public struct NetMatch<Game: ReplicatedGame> {
             let c = Checkpoint(
                 tick: cp,
                 hash: h,
-                mask: equivocators,
+                verdicts: verdictDigest,
                 digests: trailSeq.indices.map { Self.digest(chain[$0][trailSeq[$0]]) }
             )
             checkpoints.append(c)
@@ -900,7 +1012,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         // Taken knowing other equivocators, the hashes differ by design (a voided log); over other
         // logs of a player, its owner is to blame, not this peer (the proof follows from the
         // statements both hold): no desync either way.
-        guard ours.hash != theirs.hash, ours.mask == theirs.mask, ours.digests == theirs.digests else { return }
+        guard ours.hash != theirs.hash, ours.verdicts == theirs.verdicts, ours.digests == theirs.digests else { return }
         if desyncReported.map({ theirs.tick < $0 }) ?? true {
             desyncReported = theirs.tick
             events.append(.desync(tick: theirs.tick, peer: linkKeys[l], ours: ours.hash, theirs: theirs.hash))
@@ -982,6 +1094,10 @@ public struct NetMatch<Game: ReplicatedGame> {
         // does not know it yet, until it says it does.
         for p in 0..<log.count where ownerLink[p] != nil && ownerLink[p] != l {
             let bit = UInt8(1) << UInt8(p)
+            if let c = timeCuts[p], link.peerTimeCut[p] > c.seq, now >= link.timeEvidenceSentAt[p] + 300_000_000 {
+                statementsDue.append(c.evidence)
+                link.timeEvidenceSentAt[p] = now
+            }
             if equivocators & bit != 0 {
                 if link.peerEquivocators & bit == 0, now >= link.proofSentAt[p] + 300_000_000, let (a, b) = proofs[p] {
                     statementsDue += [a, b]
@@ -1019,7 +1135,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         }
         // Statements (64-byte signatures: a few a second at most).
         var budget =
-            options.maxDatagram - w.count - 14 - 4 * config.players.count
+            options.maxDatagram - w.count - 18 - 9 * config.players.count
             - (ended ? 11 + 9 * config.players.count : 1)
         var sts: [SignedStatement] = []
         for st in statementsDue.prefix(8) where budget > 112 {
@@ -1076,6 +1192,11 @@ public struct NetMatch<Game: ReplicatedGame> {
         }
         w.u8(finalsHeld)
         w.u8(equivocators)
+        // Where we cut each player's log by its owner's clock.
+        var cutMask: UInt8 = 0
+        for p in 0..<log.count where timeCuts[p] != nil { cutMask |= 1 << UInt8(p) }
+        w.u8(cutMask)
+        for p in 0..<log.count { if let c = timeCuts[p] { w.varint(UInt64(c.seq)) } }
         if ended {
             // The settle report: players settled gone here, our best statement's count per player,
             // and (flag 2) our final hash once everything we settle on is held.
@@ -1096,7 +1217,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         if let cp = lastCheckpoint, checkpointDue {
             w.varint(UInt64(cp.tick))
             w.u64(cp.hash)
-            w.u8(cp.mask)
+            w.u32(cp.verdicts)
             for d in cp.digests { w.u32(d) }
             if link.checkpointSent == cp.tick {
                 link.checkpointRepeats += 1
@@ -1165,10 +1286,11 @@ public struct NetMatch<Game: ReplicatedGame> {
 ///              · varint opCount · op* (OpCodec) · u8 statementCount · statement*
 ///              · u8 finals (bit p: the sender holds p's final statement)
 ///              · u8 equivocators (bit p: the sender holds a proof that p's owner equivocated)
+///              · u8 timeCutMask · varint seq per set bit (where the sender cuts p's log by p's clock)
 ///              · u8 settle (0, or 1 once the sender's match ended: u8 goneMask · u8 bestMask
 ///                · varint count per set bit, the count of its best statement of that player;
 ///                2: the same, then u64 finalHash, once it holds everything it settles on)
-///              · [varint checkpointTick · u64 hash · u8 equivocators when it was taken
+///              · [varint checkpointTick · u64 hash · u32 verdicts digest when it was taken
 ///                · u32 digest per player (first 4 bytes of its chain hash through the tick)]
 ///     statement = u8 player · varint count · varint asOfTick · chain[32] · signature[64]
 struct Packet<Game: ReplicatedGame> {
@@ -1191,6 +1313,8 @@ struct Packet<Game: ReplicatedGame> {
     var finals: UInt8
     /// Players the sender knows to have equivocated.
     var equivocators: UInt8
+    /// Where the sender cuts players' logs by their owners' signed clocks.
+    var timeCuts: [(PlayerID, Int)]
     /// Sent once the sender's match ended: players it settles gone, its best statement counts.
     var settle: (gone: UInt8, best: [(PlayerID, Int)], final: (hash: UInt64, digests: [UInt32])?)?
     var checkpoint: NetMatch<Game>.Checkpoint?
@@ -1214,6 +1338,12 @@ struct Packet<Game: ReplicatedGame> {
         for _ in 0..<nst { sts.append(try SignedStatement.decode(from: &r, config: config)) }
         let finals = try r.u8("finals")
         let equivocators = try r.u8("equivocators")
+        let cutMask = try r.u8("time cut mask")
+        var timeCuts: [(PlayerID, Int)] = []
+        for p in 0..<8 where cutMask & (1 << UInt8(p)) != 0 {
+            let c = try r.count("time cut", limit: 1 << 28)
+            if p < config.players.count { timeCuts.append((PlayerID(p), c)) }
+        }
         var settle: (gone: UInt8, best: [(PlayerID, Int)], final: (hash: UInt64, digests: [UInt32])?)?
         switch try r.u8("settle flag") {
         case 0: break
@@ -1239,10 +1369,10 @@ struct Packet<Game: ReplicatedGame> {
         if !r.isAtEnd {
             let tick = Tick(try r.count("checkpoint tick", limit: Int(config.lengthTicks)))
             let hash = try r.u64("checkpoint hash")
-            let mask = try r.u8("checkpoint equivocators")
+            let verdicts = try r.u32("checkpoint verdicts")
             var digests: [UInt32] = []
             for _ in config.players { digests.append(try r.u32("checkpoint digest")) }
-            cp = .init(tick: tick, hash: hash, mask: mask, digests: digests)
+            cp = .init(tick: tick, hash: hash, verdicts: verdicts, digests: digests)
         }
         guard r.isAtEnd else { throw ByteReadError(offset: r.offset, "stray bytes") }
         return Packet(
@@ -1253,6 +1383,7 @@ struct Packet<Game: ReplicatedGame> {
             statements: sts,
             finals: finals,
             equivocators: equivocators,
+            timeCuts: timeCuts,
             settle: settle,
             checkpoint: cp
         )

@@ -38,8 +38,9 @@ public struct NetMatchHook<Controller: PlayerController>: MatchHook {
         let t = now()
         for d in inbound() { net.receive(d.bytes, from: d.from, now: t) }
         for op in net.takeAccepted() { match.deliver(op) }
-        // A proven equivocator's log is void in the match as in NetMatch's own replicas.
-        for v in net.takeVerdicts() { match.exclude(v.player, rule: "equivocation", tick: v.tick) }
+        // A verdict (a proven equivocator's log void, a log cut by its owner's own signed clock)
+        // applies in the match as in NetMatch's own replicas.
+        for v in net.takeVerdicts() { match.applyVerdict(v.player, fromSeq: v.seq, rule: v.rule, tick: v.tick) }
     }
 
     public mutating func didRun(tick: Tick, match: inout LocalMatch<Controller>) {

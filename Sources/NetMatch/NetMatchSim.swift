@@ -196,7 +196,7 @@ public struct NetMatchSim<Controller: PlayerController> {
                 for ops in nets[i].settledLogs(r.allLogs) { for op in ops { cut.receive(op) } }
                 r = cut
             }
-            for v in nets[i].verdicts { r.exclude(v.player, rule: v.rule, tick: v.tick) }
+            for v in nets[i].verdicts { r.applyVerdict(v.player, fromSeq: v.seq, rule: v.rule, tick: v.tick) }
             hashes.append(r.hash)
             cheats.append(r.cheats)
             if survivors.contains(i),
@@ -216,7 +216,7 @@ public struct NetMatchSim<Controller: PlayerController> {
                 for op in matches[i].replica.ops(of: p, from: 0) where Int(op.seq) < keep { union.receive(op) }
             }
         }
-        for v in judge?.verdicts ?? [] { union.exclude(v.player, rule: v.rule, tick: v.tick) }
+        for v in judge?.verdicts ?? [] { union.applyVerdict(v.player, fromSeq: v.seq, rule: v.rule, tick: v.tick) }
         let settled = (0..<n).map { nets[$0].isSettled }
         let converged =
             sigsOK && honest.allSatisfy { hashes[$0] == union.hash && (conditions.crash == nil || settled[$0]) }

@@ -77,6 +77,58 @@ public struct SignedStatement: Equatable, Sendable {
         w.bytes(signature)
     }
 
+    /// The first op its owner stamped against its own signed clock, by this statement alone
+    /// (docs/netmatch.md, "Time"). The statement says the first `count` ops are every op made
+    /// through `asOfTick`, so:
+    /// - `future`: an op among the first `count` stamped after `asOfTick` (the first such, found
+    ///   by a binary search over ticks, which rise along a legal log);
+    /// - `late`: op `count` itself stamped at or before `asOfTick` (published after the owner had
+    ///   said it had made no more ops through that tick: withheld and backdated, a lag switch).
+    /// `tick(s)` gives op s's tick, or nil when it is not held. The same function decides it on
+    /// every peer and in a replay.
+    public func timeViolation(tick: (Int) -> Tick?) -> (seq: Int, rule: String)? {
+        let n = Int(count)
+        if n > 0, let last = tick(n - 1), last > asOfTick {
+            var lo = 0
+            var hi = n - 1  // the answer is in lo...hi: op hi is stamped after asOfTick
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if let t = tick(mid), t > asOfTick { hi = mid } else { lo = mid + 1 }
+            }
+            return (lo, "future")
+        }
+        if let next = tick(n), next <= asOfTick { return (n, "late") }
+        return nil
+    }
+
+    /// Checks a time verdict against a recording: `proof` is one statement that verifies with the
+    /// owner's key over the log's first `count` ops, and shows the op at `seq` breaking `rule`.
+    public static func checkTimeProof<Game: ReplicatedGame>(
+        _ proof: [UInt8],
+        player: PlayerID,
+        seq: UInt32,
+        rule: String,
+        config: MatchConfig,
+        log: [Op<Game.Payload>],
+        as: Game.Type
+    ) -> Bool {
+        var r = ByteReader(proof)
+        guard let st = try? decode(from: &r, config: config), r.isAtEnd, st.player == player,
+            Int(player) < config.players.count, let owner = config.players[Int(player)].owner,
+            Int(st.count) <= log.count, OpChain.hash(log.prefix(Int(st.count)), as: Game.self) == st.chain,
+            st.verifiesOnItsOwn(digest: config.digest, owner: owner)
+        else { return false }
+        let v = st.timeViolation { s in s < log.count && log[s].seq == UInt32(s) ? log[s].tick : nil }
+        return v?.seq == Int(seq) && v?.rule == rule
+    }
+
+    /// One statement as bytes (a time verdict's proof).
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: 110)
+        encode(into: &w)
+        return w.bytes
+    }
+
     /// An equivocation proof (two contradicting statements) as bytes: what a replay records.
     public static func encodeProof(_ a: SignedStatement, _ b: SignedStatement) -> [UInt8] {
         var w = ByteWriter(capacity: 2 * 110)

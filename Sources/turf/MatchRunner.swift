@@ -450,8 +450,9 @@ extension NetRuntime {
             net.testingCorruptCheckpoint = Tick(t)
         }
         if env["TURF_TESTING_FORGE_RELAY"] == "1" { net.testingForgeRelayed = true }
-        // A modified client: `TURF_TESTING_CHEAT=teleport|speed|late` rewrites this peer's own ops
-        // from seq 20 on before they are signed and sent (docs/lobby.md, "Test-only switches").
+        // A modified client: `TURF_TESTING_CHEAT=teleport|speed|late|future` rewrites this peer's own
+        // ops from seq 20 on before they are signed and sent, `lagswitch` sends them 20 ticks late
+        // (docs/lobby.md, "Test-only switches").
         if let cheat = env["TURF_TESTING_CHEAT"], let settings = try? TurfSettings.decode(net.config.settings) {
             let far = UInt32(settings.map.spawns.last ?? 0)
             switch cheat {
@@ -464,6 +465,13 @@ extension NetRuntime {
                 net.testingRewriteOwn = { op in
                     op.seq >= 20 ? Op(player: op.player, seq: op.seq, tick: op.tick - 2, payload: op.payload) : op
                 }
+            case "future":
+                let end = net.config.lengthTicks  // past the end, a datagram would be dropped whole
+                net.testingRewriteOwn = { op in
+                    op.seq >= 20
+                        ? Op(player: op.player, seq: op.seq, tick: min(op.tick + 30, end), payload: op.payload) : op
+                }
+            case "lagswitch": net.testingHold = (fromSeq: 20, ticks: 20)
             case "late":
                 net.testingRewriteOwn = { op in
                     op.seq >= 20 ? Op(player: op.player, seq: op.seq, tick: Tick(op.seq - 19), payload: op.payload) : op
@@ -611,7 +619,7 @@ extension NetRuntime {
         // Converged: settled (every final hash we heard equals ours) and no peer ever reported
         // another final hash on the same basis.
         var converged = hook.inner.net.isSettled && hook.inner.net.agreed
-        for v in hook.inner.net.verdicts { final.exclude(v.player, rule: v.rule, tick: v.tick) }
+        for v in hook.inner.net.verdicts { final.applyVerdict(v.player, fromSeq: v.seq, rule: v.rule, tick: v.tick) }
         runner.reportCheats(final)
         // Say so, and linger a moment so our last acknowledgements reach everyone.
         runner.sayLeave()
@@ -632,7 +640,7 @@ extension NetRuntime {
             for op in final.equivocations where net.settledCount(op.player).map({ Int(op.seq) < $0 }) ?? true {
                 cut.receive(op)
             }
-            for v in net.verdicts { cut.exclude(v.player, rule: v.rule, tick: v.tick) }
+            for v in net.verdicts { cut.applyVerdict(v.player, fromSeq: v.seq, rule: v.rule, tick: v.tick) }
             final = cut
             for p in gone {
                 guard let o = config.players[Int(p)].owner, let k = PeerKey(bytes: o.bytes) else { continue }

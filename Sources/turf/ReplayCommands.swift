@@ -122,11 +122,24 @@ struct Watch: ParsableCommand {
         // Signed op logs (docs/netmatch.md): "none" for a match that recorded no signatures (local).
         // A verdict voids a player's log: its proof (two contradicting statements signed by the
         // player's owner) must verify, or the file is not what the peers agreed.
-        let badProof = replay.verdicts.first {
-            !SignedStatement.checkProof($0.proof, player: $0.player, config: replay.config)
+        let badProof = replay.verdicts.first { v in
+            guard v.rule != "equivocation" else {
+                return !SignedStatement.checkProof(v.proof, player: v.player, config: replay.config)
+            }
+            // A time cut: one statement of the owner's that shows the op at `seq` breaking `rule`.
+            let log = Int(v.player) < replay.logs.count ? replay.logs[Int(v.player)] : []
+            return !SignedStatement.checkTimeProof(
+                v.proof,
+                player: v.player,
+                seq: v.seq,
+                rule: v.rule,
+                config: replay.config,
+                log: log,
+                as: TurfWorld.self
+            )
         }
         let signatureProblem =
-            badProof.map { "the equivocation proof of player \($0.player) does not verify" }
+            badProof.map { "the \($0.rule) proof of player \($0.player) does not verify" }
             ?? (replay.signatures.isEmpty
                 ? nil
                 : OpChain.check(

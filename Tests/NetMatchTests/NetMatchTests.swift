@@ -422,6 +422,7 @@ enum Fixture {
         for s in statements { s.encode(into: &w) }
         w.u8(0)  // finals
         w.u8(0)  // equivocators
+        w.u8(0)  // time cuts
         w.u8(0)  // no settle report
         return w.bytes
     }
@@ -517,13 +518,14 @@ enum Fixture {
             case "teleport": if op.seq == 20 { o.payload = .move(cell: 111) }  // player 2's spawn: 33 columns away
             case "speed": o.tick -= 2
             case "late": o.tick = Tick(op.seq - 19)
+            case "future": o.tick = min(o.tick + 30, 150)  // ahead of the statements' clock (5 s: 150 ticks)
             default: break
             }
             return o
         }
     }
 
-    @Test(arguments: ["teleport", "speed", "late"], [false, true])
+    @Test(arguments: ["teleport", "speed", "late", "future", "lagswitch"], [false, true])
     func everyHonestPeerCutsTheCheaterAndTheyAgree(cheat: String, chaos: Bool) throws {
         var c = NetMatchSim<TurfController>.Conditions()
         if chaos {
@@ -534,12 +536,17 @@ enum Fixture {
         }
         var sim = try Fixture.sim(peers: 3, seconds: 5, seed: 3, conditions: c)
         let f = Self.rewrite(cheat)
-        sim.prepare = { i, net in if i == 0 { net.testingRewriteOwn = f } }
+        sim.prepare = { i, net in
+            guard i == 0 else { return }
+            // A lag switch: its moves from seq 20 go out 20 ticks late, stamped when made.
+            if cheat == "lagswitch" { net.testingHold = (fromSeq: 20, ticks: 20) } else { net.testingRewriteOwn = f }
+        }
         let r = try sim.run()
+        let rule = cheat == "lagswitch" ? "late" : cheat
         for i in 1..<3 {
             #expect(r.settled[i], "peer \(i)")
             #expect(r.finalHashes[i] == r.finalHashes[1])
-            #expect(r.cheats[i].map(\.rule) == [cheat], "peer \(i): \(r.cheats[i])")
+            #expect(r.cheats[i].map(\.rule) == [rule], "peer \(i): \(r.cheats[i])")
             #expect(r.cheats[i].map(\.player) == [0])
             #expect(r.cheats[i].map(\.seq) == [20])
             #expect(!r.events[i].contains { if case .desync = $0 { true } else { false } }, "\(r.events[i])")

@@ -15,8 +15,9 @@ import TurfRules
 @Suite(.serialized) struct FairPlayCLITests {
     typealias Lab = NetPlayTests.Lab
 
-    @Test(arguments: ["teleport", "speed", "late"])
+    @Test(arguments: ["teleport", "speed", "late", "future", "lagswitch"])
     func aModifiedClientIsNamedAndTheHonestPeersAgree(cheat: String) throws {
+        let rule = cheat == "lagswitch" ? "late" : cheat
         let lab = try Lab()
         let host = try lab.start("host", ["host", "--topic", "cheat-\(cheat)", "--seconds", "6", "--start-when", "3"])
         let lobby = try #require(lab.waitForEvent("host", "lobby"))
@@ -34,7 +35,7 @@ import TurfRules
             #expect(events.count == 1, "\(p): \(events)")
             let e = try #require(events.first)
             #expect(e["key"] as? String == cheaterKey)
-            #expect(e["rule"] as? String == cheat)
+            #expect(e["rule"] as? String == rule)
             #expect(e["seq"] as? Int == 20)
             // The end event lists it, and so does the replay, from the file alone.
             let end = try #require(lab.event(p, "end"))
@@ -45,7 +46,7 @@ import TurfRules
             #expect(v.status == 0, "\(v.stderr)")
             let j = try #require(try JSONSerialization.jsonObject(with: Data(v.stdout.utf8)) as? [String: Any])
             let listed = try #require(j["cheats"] as? [[String: Any]])
-            #expect(listed.map { $0["rule"] as? String } == [cheat], "\(p): \(v.stdout)")
+            #expect(listed.map { $0["rule"] as? String } == [rule], "\(p): \(v.stdout)")
             #expect(listed.map { $0["seq"] as? Int } == [20])
         }
         // The honest peers did not flag each other.
