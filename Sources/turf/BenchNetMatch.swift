@@ -37,6 +37,7 @@ struct BenchNetMatch: ParsableCommand {
     @Option(help: "What the chaos runs run on: sim (NetMatch over a packet model) or sessions (the real stack).")
     var chaosStack: ChaosStack = .sim
     @Option(help: "Game seconds of each chaos run (1...60).") var chaosSeconds: Int = 7
+    @Option(help: "Round-trip time of the chaos runs in ms (0...2000).") var chaosRttMs: Double = 80
     @Option(help: "Map name or path.") var map: String = "warren"
     @Option(help: "Seed.") var seed: UInt64 = 2026
     @Flag(help: "Print JSON (the only output format).") var json = false
@@ -49,6 +50,7 @@ struct BenchNetMatch: ParsableCommand {
         guard loss >= 0 && loss <= 0.9 else { throw ValidationError("--loss must be 0...0.9") }
         guard (0...100_000).contains(chaosRuns) else { throw ValidationError("--chaos-runs must be 0...100000") }
         guard (1...60).contains(chaosSeconds) else { throw ValidationError("--chaos-seconds must be 1...60") }
+        guard (0...2000).contains(chaosRttMs) else { throw ValidationError("--chaos-rtt-ms must be 0...2000") }
     }
 
     func run() throws {
@@ -66,6 +68,9 @@ struct BenchNetMatch: ParsableCommand {
         var chaosConverged = 0
         var chaosVerifications: UInt64 = 0
         var chaosBad: UInt64 = 0
+        // Honest players flagged: every chaos peer is honest, so any cheat found, or any desync
+        // or bad-signature event, is a false positive.
+        var chaosFlagged = 0
         var sessionFigures = JSONObject()
         let c0 = monotonicNanos()
         if chaosStack == .sessions { sessionFigures = try sessionChaos(settings: settings, converged: &chaosConverged) }
@@ -75,6 +80,7 @@ struct BenchNetMatch: ParsableCommand {
             cc.duplicate = 0.1
             cc.jitterNanos = 100_000_000
             cc.partition = (peer: run % players, from: 500_000_000, to: 5_500_000_000)
+            cc.oneWayNanos = UInt64(chaosRttMs * 500_000)
             let r = try sim(
                 settings: settings,
                 keys: keys,
@@ -85,6 +91,13 @@ struct BenchNetMatch: ParsableCommand {
             if r.converged { chaosConverged += 1 }
             chaosVerifications += r.drops.reduce(0) { $0 + $1.verifications }
             chaosBad += r.drops.reduce(0) { $0 + $1.badSignatures }
+            chaosFlagged += r.cheats.reduce(0) { $0 + $1.count }
+            for e in r.events.flatMap({ $0 }) {
+                switch e {
+                case .desync, .finalMismatch, .badSignature, .equivocation: chaosFlagged += 1
+                default: break
+                }
+            }
         }
         let chaosS = Double(monotonicNanos() - c0) / 1e9
 
@@ -121,6 +134,8 @@ struct BenchNetMatch: ParsableCommand {
         if chaosStack == .sim {
             j.add("chaos_signatures_verified", chaosVerifications)
             j.add("chaos_bad_signatures", chaosBad)
+            j.add("chaos_rtt_ms", chaosRttMs)
+            j.add("chaos_honest_flagged", chaosFlagged)
         } else {
             j.add("chaos_sessions", sessionFigures)
         }

@@ -55,6 +55,19 @@ private func settings() throws -> TurfSettings {
     /// in, outlasts the match and heals while the peers settle), one peer partitioned in turn, the
     /// host included. The partition inside a longer match is `oneRunConvergesUnderRealChaos`.
     /// `turf bench netmatch --chaos-runs 1000 --chaos-stack sessions` runs a thousand.
+    /// The same runs with the partition starting only after the partitioned peer's start (issue
+    /// #17: seed 46 so timed once settled with a hash the others did not share). Settling now
+    /// requires every peer's final hash to equal ours, so no peer says converged alone.
+    @Test(arguments: 0..<UInt64(100))
+    func chaosRunsConvergeWithThePartitionAfterTheStart(seed: UInt64) throws {
+        var c = SessionChaos.Conditions()
+        c.partitionPeer = Int(seed % 8)
+        c.partitionAfterStart = true
+        let r = try SessionChaos(settings: try settings(), peers: 8, seconds: 1, seed: 1000 + seed, conditions: c).run()
+        #expect(r.converged, "seed \(seed): \(r.failure ?? "")")
+        #expect(Set(r.finalHashes).count == 1, "seed \(seed): \(r.finalHashes)")
+    }
+
     @Test(arguments: 0..<UInt64(100))
     func chaosRunsConverge(seed: UInt64) throws {
         var c = SessionChaos.Conditions()
