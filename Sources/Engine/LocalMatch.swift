@@ -94,6 +94,12 @@ public struct LocalMatch<Controller: PlayerController> {
         replica.exclude(player, rule: rule, tick: tick)
     }
 
+    /// Forgets a player's ops from `seq` on (`Replica.retract`), and any still waiting to merge.
+    public mutating func retract(_ player: PlayerID, from seq: UInt32) {
+        inbox.removeAll { $0.player == player && $0.seq >= seq }
+        replica.retract(player, from: seq)
+    }
+
     /// Stops a player's log at `seq` on a verdict (`Replica.applyVerdict`).
     public mutating func applyVerdict(_ player: PlayerID, fromSeq seq: UInt32, rule: String, tick: Tick) {
         replica.applyVerdict(player, fromSeq: seq, rule: rule, tick: tick)

@@ -212,6 +212,31 @@ public struct Replica<Game: ReplicatedGame> {
         cut(Int(player), at: Cheat(player: player, seq: seq, tick: tick, rule: rule))
     }
 
+    /// Forgets a player's held ops from `seq` on (they were taken back: their sender lied and
+    /// the signed ones will come instead), re-deriving the state if any were applied. A cut at or
+    /// past `seq` goes too (the ops it judged are gone); one before stays. O(ops).
+    public mutating func retract(_ player: PlayerID, from seq: UInt32) {
+        let p = Int(player)
+        guard p < dense.count else { return }
+        let s = Int(seq)
+        if dense[p].count > s { dense[p].removeSubrange(s...) }
+        far[p] = far[p].filter { $0.key < seq }
+        received[p] = dense[p].reduce(0) { $0 + ($1 == nil ? 0 : 1) } + far[p].count
+        if let c = cuts[p], c.seq >= seq { cuts[p] = nil }
+        guard applied[p] > s else { return }
+        applied[p] = s
+        stats.rebuilds += 1
+        state = Game(config: config, settings: settings)
+        opSetHash = 0
+        for q in dense.indices {
+            for i in 0..<applied[q] {
+                let op = dense[q][i]!  // `!`: the first applied[q] seqs are held (they were applied)
+                _ = state.merge(op)
+                opSetHash &+= Replica.opHash(op)
+            }
+        }
+    }
+
     /// Per player, where its log stops and why, in player order: what a replay reports as cheats.
     public var cheats: [Cheat] { cuts.compactMap { $0 } }
 

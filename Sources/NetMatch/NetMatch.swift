@@ -45,6 +45,12 @@ public enum NetMatchEvent: Equatable, Sendable {
     /// peers different things): proven, so its whole log is void here (`verdicts`), and the proof
     /// goes to every peer so they void it too.
     case equivocation(player: PlayerID, tick: Tick)
+    /// `player`'s owner sent us ops directly (over its session) that its own statement, sent
+    /// directly too, does not cover: it lied to this peer without signing the lie. Only this peer
+    /// can know it (its session is the evidence), so nothing is voided: its ops from the last
+    /// statement that held are taken back here (`takeRetractions`) and taken again, signed, from
+    /// the other peers; its direct ops are not trusted any more.
+    case unsignedLie(player: PlayerID)
 }
 
 /// Per-link figures (bytes include `datagramOverhead` per datagram).
@@ -70,6 +76,8 @@ public struct NetMatchDrops: Equatable, Sendable {
     /// equivocating owner, or a relay that forged ops under a genuine statement): the relayed ops
     /// they were to cover are dropped, and nobody is blamed until a proof names the owner.
     public var conflictingStatements: UInt64 = 0
+    /// Ops an owner that lied to us directly sent directly afterwards (dropped).
+    public var distrustedOps: UInt64 = 0
     public var unverifiedDropped: UInt64 = 0
     public var staleStatements: UInt64 = 0
     /// Ops sent by a spectator (it owns no player): never taken.
@@ -129,6 +137,10 @@ public struct NetMatch<Game: ReplicatedGame> {
     private var foreignAt: [[Tick: SignedStatement]]
     /// Players whose owner is proven to have equivocated, with the two statements that prove it.
     public private(set) var equivocators: UInt8 = 0
+    /// Players whose owner lied to us directly (`unsignedLie`): their ops count here only under a
+    /// statement, and their direct ops are dropped.
+    public private(set) var distrusted: UInt8 = 0
+    private var newRetractions: [(player: PlayerID, from: UInt32)] = []
     private var proofs: [Int: (SignedStatement, SignedStatement)] = [:]
     private var newVerdicts: [Replay<Game>.Verdict] = []
     /// Per player, where its own signed clock cuts its log (docs/netmatch.md, "Time"): the
@@ -186,6 +198,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         var proofSentAt: [UInt64]
         var gossipSentAt: [UInt64]
         var gossipTickSent: [Tick]
+        var gossipAnySentAt: UInt64 = 0
         /// Statements checked on their own though they cover nothing new (to find a
         /// contradiction): a budget per second, so a flood of old statements costs little.
         var foreignBudget = 0
@@ -225,6 +238,9 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// own ops from seq `fromSeq` on as another history, under statements signed over that one:
     /// every link gets a validly signed log, but not the same log (docs/netmatch.md, "Equivocation").
     public var testingEquivocate: (fromSeq: Int, links: Set<Int>)?
+    /// Test-only, with `testingEquivocate`: the other history goes out unsigned (the statements to
+    /// those links stay over the real one).
+    public var testingEquivocateUnsigned = false
     /// Test-only: a modified client. Each op this peer makes is rewritten before it is logged,
     /// signed and sent (its own match applied the original): teleports, speed, painting the past.
     public var testingRewriteOwn: (@Sendable (GameOp) -> GameOp)?
@@ -396,7 +412,10 @@ public struct NetMatch<Game: ReplicatedGame> {
         links[l].lastHeard = now
         links[l].peerTick = max(links[l].peerTick, packet.tick)
         for (p, ack) in packet.acks where Int(p) < accepted.count {
-            links[l].peerAck[Int(p)] = max(links[l].peerAck[Int(p)], min(ack, log[Int(p)].count))
+            // A player whose ops the sender took back: its ack may go down (we relay again).
+            let taken = packet.retracted & (1 << p) != 0
+            let a = min(ack, log[Int(p)].count)
+            links[l].peerAck[Int(p)] = taken ? a : max(links[l].peerAck[Int(p)], a)
         }
         for op in packet.ops {
             let p = Int(op.player)
@@ -409,6 +428,10 @@ public struct NetMatch<Game: ReplicatedGame> {
                 continue
             }
             let direct = ownerLink[p] == l
+            if direct && distrusted & (1 << UInt8(p)) != 0 {
+                drops.distrustedOps += 1
+                continue
+            }
             insert(op, verified: direct, via: direct ? nil : l, now: now)
         }
         // The sender's frontier for its own players: every op it made through tick − 1.
@@ -829,7 +852,13 @@ public struct NetMatch<Game: ReplicatedGame> {
             // same tick (a proof of equivocation).
             drops.conflictingStatements += 1
             remember(&foreignAt[p], st)
-            dropUnverified(p)
+            if let l, l == ownerLink[p], n <= accepted[p], distrusted & bit == 0 {
+                // Its own statement, over its own session, against ops it sent us over that
+                // session: the owner lied to us.
+                distrust(p)
+            } else {
+                dropUnverified(p)
+            }
             return
         }
         remember(&signedAt[p], st)
@@ -856,6 +885,39 @@ public struct NetMatch<Game: ReplicatedGame> {
     private func remember(_ map: inout [Tick: SignedStatement], _ st: SignedStatement) {
         if map.count >= Self.statementMemory, let oldest = map.keys.min() { map[oldest] = nil }
         map[st.asOfTick] = st
+    }
+
+    /// The owner of p lied to us directly: its ops past the last statement that verified here are
+    /// taken back (here, and in the match through `takeRetractions`), its direct ops are dropped
+    /// from now on, and every peer is told (the packet's `retracted` mask) that our acks of p may
+    /// go down, so they relay p's signed ops again.
+    private mutating func distrust(_ p: Int) {
+        distrusted |= 1 << UInt8(p)
+        let keep =
+            signedAt[p].values.filter { Int($0.count) < chain[p].count && chain[p][Int($0.count)] == $0.chain }
+            .map { Int($0.count) }.max() ?? 0
+        if log[p].count > keep { log[p].removeSubrange(keep...) }
+        truncateChain(p, at: keep)
+        accepted[p] = min(accepted[p], keep)
+        acceptedOut.removeAll { Int($0.player) == p && Int($0.seq) >= keep }
+        if trailSeq[p] > keep {
+            trail.retract(PlayerID(p), from: UInt32(keep))
+            trailSeq[p] = keep
+        }
+        finalThrough[p] = -1
+        frontiers[p].removeAll()
+        bestStatement[p] = signedAt[p].values.filter { Int($0.count) <= keep }.max {
+            ($0.count, $0.asOfTick) < ($1.count, $1.asOfTick)
+        }
+        newRetractions.append((PlayerID(p), UInt32(keep)))
+        events.append(.unsignedLie(player: PlayerID(p)))
+    }
+
+    /// Players whose ops from a seq on were taken back since the last call (`unsignedLie`):
+    /// apply before the ops `takeAccepted` returns (`LocalMatch.retract`).
+    public mutating func takeRetractions() -> [(player: PlayerID, from: UInt32)] {
+        defer { newRetractions.removeAll() }
+        return newRetractions
     }
 
     /// Drops every unverified (relayed) op of player p: a relay sent ops no statement covers.
@@ -1089,9 +1151,11 @@ public struct NetMatch<Game: ReplicatedGame> {
                 statementsDue.append(st)
             }
         }
-        // Equivocation (docs/netmatch.md): each third player's newest statement once a second, so
-        // peers holding other histories of it find two of one tick; a proof, to every peer that
-        // does not know it yet, until it says it does.
+        // Equivocation (docs/netmatch.md): third players' newest statements (during the match one
+        // a second on each link, in turn: a few hundred bytes a second at most; after the end, each
+        // once a second, so final statements meet at once), so peers holding other histories of a
+        // player find two of one tick; a proof, to every peer that does not know it yet, until it
+        // says it does.
         for p in 0..<log.count where ownerLink[p] != nil && ownerLink[p] != l {
             let bit = UInt8(1) << UInt8(p)
             if let c = timeCuts[p], link.peerTimeCut[p] > c.seq, now >= link.timeEvidenceSentAt[p] + 300_000_000 {
@@ -1103,13 +1167,26 @@ public struct NetMatch<Game: ReplicatedGame> {
                     statementsDue += [a, b]
                     link.proofSentAt[p] = now
                 }
-            } else if let st = bestStatement[p], st.asOfTick != link.gossipTickSent[p],
-                now >= link.gossipSentAt[p] + 1_000_000_000, !statementsDue.contains(st)
-            {
-                statementsDue.append(st)
-                link.gossipSentAt[p] = now
-                link.gossipTickSent[p] = st.asOfTick
             }
+        }
+        // The gossip proper: the third players whose newest statement this link has not had.
+        var gossip = (0..<log.count).filter { p in
+            guard ownerLink[p] != nil, ownerLink[p] != l, equivocators & (1 << UInt8(p)) == 0,
+                let st = bestStatement[p]
+            else { return false }
+            return st.asOfTick != link.gossipTickSent[p] && now >= link.gossipSentAt[p] + 1_000_000_000
+        }
+        if !ended {
+            // During the match: one a second, the one this link has waited longest for.
+            let oldest = gossip.min { link.gossipSentAt[$0] < link.gossipSentAt[$1] }
+            gossip = now >= link.gossipAnySentAt + 1_000_000_000 ? oldest.map { [$0] } ?? [] : []
+        }
+        for p in gossip {
+            let st = bestStatement[p]!  // `!`: filtered on above
+            if !statementsDue.contains(st) { statementsDue.append(st) }
+            link.gossipSentAt[p] = now
+            link.gossipAnySentAt = now
+            link.gossipTickSent[p] = st.asOfTick
         }
         let keepalive = now >= link.lastSend + options.keepaliveNanos
         let ackDue = ackChanged && now >= link.lastSend + 3 * tickNanos
@@ -1125,7 +1202,8 @@ public struct NetMatch<Game: ReplicatedGame> {
         // Acks: those that changed since the last packet, and all of them every 4th packet.
         var mask: UInt8 = 0
         let all = link.packetsSent % 4 == 0
-        for p in 0..<log.count where ownerLink[p] != nil && (all || link.ackSentAt[p] != accepted[p]) {
+        for p in 0..<log.count
+        where ownerLink[p] != nil && (all || link.ackSentAt[p] != accepted[p] || distrusted & (1 << UInt8(p)) != 0) {
             mask |= 1 << UInt8(p)
         }
         w.u8(mask)
@@ -1181,7 +1259,9 @@ public struct NetMatch<Game: ReplicatedGame> {
         w.bytes(opsW.bytes)
         w.u8(UInt8(sts.count))
         for st in sts {
-            if let eq = testingEquivocate, eq.links.contains(l), ownerLink[Int(st.player)] == nil {
+            if let eq = testingEquivocate, eq.links.contains(l), ownerLink[Int(st.player)] == nil,
+                !testingEquivocateUnsigned
+            {
                 altStatement(st, from: eq.fromSeq).encode(into: &w)
             } else {
                 st.encode(into: &w)
@@ -1197,6 +1277,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         for p in 0..<log.count where timeCuts[p] != nil { cutMask |= 1 << UInt8(p) }
         w.u8(cutMask)
         for p in 0..<log.count { if let c = timeCuts[p] { w.varint(UInt64(c.seq)) } }
+        w.u8(distrusted)
         if ended {
             // The settle report: players settled gone here, our best statement's count per player,
             // and (flag 2) our final hash once everything we settle on is held.
@@ -1287,6 +1368,7 @@ public struct NetMatch<Game: ReplicatedGame> {
 ///              · u8 finals (bit p: the sender holds p's final statement)
 ///              · u8 equivocators (bit p: the sender holds a proof that p's owner equivocated)
 ///              · u8 timeCutMask · varint seq per set bit (where the sender cuts p's log by p's clock)
+///              · u8 retracted (bit p: the sender took back ops p's owner sent it unsigned; its ack of p may drop)
 ///              · u8 settle (0, or 1 once the sender's match ended: u8 goneMask · u8 bestMask
 ///                · varint count per set bit, the count of its best statement of that player;
 ///                2: the same, then u64 finalHash, once it holds everything it settles on)
@@ -1315,6 +1397,8 @@ struct Packet<Game: ReplicatedGame> {
     var equivocators: UInt8
     /// Where the sender cuts players' logs by their owners' signed clocks.
     var timeCuts: [(PlayerID, Int)]
+    /// Players whose ops the sender took back (an owner lied to it): their acks may go down.
+    var retracted: UInt8
     /// Sent once the sender's match ended: players it settles gone, its best statement counts.
     var settle: (gone: UInt8, best: [(PlayerID, Int)], final: (hash: UInt64, digests: [UInt32])?)?
     var checkpoint: NetMatch<Game>.Checkpoint?
@@ -1344,6 +1428,7 @@ struct Packet<Game: ReplicatedGame> {
             let c = try r.count("time cut", limit: 1 << 28)
             if p < config.players.count { timeCuts.append((PlayerID(p), c)) }
         }
+        let retracted = try r.u8("retracted")
         var settle: (gone: UInt8, best: [(PlayerID, Int)], final: (hash: UInt64, digests: [UInt32])?)?
         switch try r.u8("settle flag") {
         case 0: break
@@ -1384,6 +1469,7 @@ struct Packet<Game: ReplicatedGame> {
             finals: finals,
             equivocators: equivocators,
             timeCuts: timeCuts,
+            retracted: retracted,
             settle: settle,
             checkpoint: cp
         )

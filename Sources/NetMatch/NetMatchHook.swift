@@ -37,6 +37,8 @@ public struct NetMatchHook<Controller: PlayerController>: MatchHook {
         match.recordOutbox = true
         let t = now()
         for d in inbound() { net.receive(d.bytes, from: d.from, now: t) }
+        // Ops an owner lied about are taken back before the ones accepted since (signed) merge.
+        for r in net.takeRetractions() { match.retract(r.player, from: r.from) }
         for op in net.takeAccepted() { match.deliver(op) }
         // A verdict (a proven equivocator's log void, a log cut by its owner's own signed clock)
         // applies in the match as in NetMatch's own replicas.

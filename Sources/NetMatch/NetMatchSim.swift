@@ -107,6 +107,8 @@ public struct NetMatchSim<Controller: PlayerController> {
         var order: UInt64 = 0
         var inbox = [[Op<Game.Payload>]](repeating: [], count: n)
         var leftovers = [[Op<Game.Payload>]](repeating: [], count: n)
+        // Ops taken back after a peer's match ended (an owner lied to it), for its final replica.
+        var lateRetractions = [[(player: PlayerID, from: UInt32)]](repeating: [], count: n)
         var bytes = [[UInt64]](repeating: [UInt64](repeating: 0, count: n), count: n)
         var events = [[NetMatchEvent]](repeating: [], count: n)
         var lag: [Double] = []
@@ -138,6 +140,15 @@ public struct NetMatchSim<Controller: PlayerController> {
                 let to = d.to
                 if crashed(to, d.time) { continue }
                 nets[to].receive(d.bytes, from: ownerKeys[d.from], now: d.time)
+                for r in nets[to].takeRetractions() {
+                    inbox[to].removeAll { $0.player == r.player && $0.seq >= r.from }
+                    leftovers[to].removeAll { $0.player == r.player && $0.seq >= r.from }
+                    if matches[to].isOver {
+                        lateRetractions[to].append(r)
+                    } else {
+                        matches[to].retract(r.player, from: r.from)
+                    }
+                }
                 for op in nets[to].takeAccepted() {
                     lagArrival.append(Double(d.time) / 1e6 - Double(UInt64(op.tick) * tickNs) / 1e6 - oneWayMs)
                     if matches[to].isOver { leftovers[to].append(op) } else { inbox[to].append(op) }
@@ -190,6 +201,7 @@ public struct NetMatchSim<Controller: PlayerController> {
         var sigsOK = true
         for i in 0..<n {
             var r = matches[i].replica
+            for t in lateRetractions[i] { r.retract(t.player, from: t.from) }
             for op in inbox[i] + leftovers[i] { r.receive(op) }
             if nets[i].cutsLogs {
                 var cut = try Replica<Game>(config: config)

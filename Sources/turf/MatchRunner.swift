@@ -191,6 +191,12 @@ final class MatchRunner {
                 $0.add("ours", hex64(ours))
                 $0.add("theirs", hex64(theirs))
             }
+        case .unsignedLie(let player):
+            // Only this peer can know (its session is the evidence): said once, nothing voided.
+            rt.event("unsigned_ops") {
+                $0.add("player", Int(player))
+                $0.add("key", ownerText(config.players[Int(player)].owner))
+            }
         case .equivocation:
             // The verdict voids the player's log in the match (NetMatchHook), and the `cheat`
             // event follows from the replica like any other cheat.
@@ -614,7 +620,9 @@ extension NetRuntime {
         }
         let deadline = monotonicNanos() + 15_000_000_000
         while !hook.inner.net.isSettled && monotonicNanos() < deadline {
-            for op in hook.pump(wait: 0.02) { final.receive(op) }
+            let ops = hook.pump(wait: 0.02)
+            for r in hook.inner.net.takeRetractions() { final.retract(r.player, from: r.from) }
+            for op in ops { final.receive(op) }
         }
         // Converged: settled (every final hash we heard equals ours) and no peer ever reported
         // another final hash on the same basis.
@@ -625,7 +633,9 @@ extension NetRuntime {
         runner.sayLeave()
         let linger = monotonicNanos() + 300_000_000
         while monotonicNanos() < linger {
-            for op in hook.pump(wait: 0.02) { final.receive(op) }
+            let ops = hook.pump(wait: 0.02)
+            for r in hook.inner.net.takeRetractions() { final.retract(r.player, from: r.from) }
+            for op in ops { final.receive(op) }
         }
         let seconds = Double(monotonicNanos() - began) / 1e9
         net = hook.inner.net

@@ -423,6 +423,7 @@ enum Fixture {
         w.u8(0)  // finals
         w.u8(0)  // equivocators
         w.u8(0)  // time cuts
+        w.u8(0)  // retracted
         w.u8(0)  // no settle report
         return w.bytes
     }
@@ -479,6 +480,38 @@ enum Fixture {
     @Test(arguments: 0..<UInt64(8))
     func underLossAndAPartitionEveryHonestPeerEndsOnOneHash(seed: UInt64) throws {
         check(try sim(peers: 4, seconds: 4, seed: seed, loss: 0.2, partition: true), peers: 4)
+    }
+
+    /// An owner that sends one peer another history *unsigned* (its statements there stay over
+    /// the real one): that peer catches the lie itself (its own session carried both), takes those
+    /// ops back and takes the signed ones from the others; every honest peer ends on the owner's
+    /// signed history, and nobody honest is blamed.
+    @Test(arguments: [false, true])
+    func anUnsignedLieIsTakenBackAndTheSignedHistoryWins(chaos: Bool) throws {
+        var c = NetMatchSim<TurfController>.Conditions()
+        if chaos {
+            c.loss = 0.2
+            c.duplicate = 0.1
+            c.jitterNanos = 100_000_000
+        }
+        var sim = try Fixture.sim(peers: 3, seconds: 5, seed: 5, conditions: c)
+        sim.prepare = { i, net in
+            guard i == 0 else { return }
+            net.testingEquivocate = (fromSeq: 10, links: [1])
+            net.testingEquivocateUnsigned = true
+        }
+        let r = try sim.run()
+        #expect(r.converged, "\(r.finalHashes)")
+        #expect(r.settled[1] && r.settled[2])
+        #expect(r.events[2].contains { if case .unsignedLie(player: 0) = $0 { true } else { false } }, "\(r.events[2])")
+        for i in 1..<3 {
+            for e in r.events[i] {
+                switch e {
+                case .badSignature, .desync, .finalMismatch: Issue.record("peer \(i): \(e)")
+                default: break
+                }
+            }
+        }
     }
 
     /// The proof is two statements; it verifies with the owner's key and fails once altered.
