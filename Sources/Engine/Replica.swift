@@ -185,6 +185,12 @@ public struct Replica<Game: ReplicatedGame> {
         cuts[p] = cheat
         guard applied[p] > Int(cheat.seq) else { return }
         applied[p] = Int(cheat.seq)
+        rederive()
+    }
+
+    /// Re-derives the state and the op-set hash from the applied prefixes (after a cut or a
+    /// retraction took applied ops out; the lattice cannot un-merge). O(ops applied).
+    private mutating func rederive() {
         stats.rebuilds += 1
         state = Game(config: config, settings: settings)
         opSetHash = 0
@@ -225,16 +231,7 @@ public struct Replica<Game: ReplicatedGame> {
         if let c = cuts[p], c.seq >= seq { cuts[p] = nil }
         guard applied[p] > s else { return }
         applied[p] = s
-        stats.rebuilds += 1
-        state = Game(config: config, settings: settings)
-        opSetHash = 0
-        for q in dense.indices {
-            for i in 0..<applied[q] {
-                let op = dense[q][i]!  // `!`: the first applied[q] seqs are held (they were applied)
-                _ = state.merge(op)
-                opSetHash &+= Replica.opHash(op)
-            }
-        }
+        rederive()
     }
 
     /// Per player, where its log stops and why, in player order: what a replay reports as cheats.

@@ -134,6 +134,19 @@ import TurfRules
         for seed in 1...5 as ClosedRange<UInt64> { #expect(try shuffled(cheat, seed: seed).hash == r.hash) }
     }
 
+    /// Ops taken back (their sender lied, docs/netmatch.md) are forgotten: the state is the one
+    /// without them, and other ops for those seqs are no equivocation.
+    @Test func retractedOpsAreForgottenAndOthersTakeTheirSeqs() throws {
+        let honest = try smallReplay(seed: 8, seconds: 12)
+        var r = try ReplayPlayer(honest).run()
+        r.retract(1, from: 20)
+        #expect(r.hash == (try expected(honest, at: 20)).hash)
+        #expect(r.heldCount(for: 1) == 20)
+        for op in honest.logs[1][20...] { #expect(r.receive(op) == .merged) }
+        #expect(r.hash == (try ReplayPlayer(honest).run()).hash)
+        #expect(r.stats.equivocations == 0)
+    }
+
     /// A pickup goes only to a legal move: a teleport onto a live pickup claims nothing.
     @Test func aTeleportOntoAPickupClaimsNothing() throws {
         let honest = try smallReplay(seed: 11, seconds: 12)
