@@ -365,6 +365,46 @@ import TurfRules
         )
     }
 
+    /// A cheater (docs/threat-model.md) is marked in its HUD entry and named on the warning line;
+    /// the end screen names it with the rule and the tick, and says when peers did not converge.
+    @Test func aCheaterIsMarkedOnTheHUDAndTheEndScreen() throws {
+        let (scene, _) = try match(names: ["alice", "bob", "carol"], ticks: 60)
+        var net = NetScreenTests.net
+        net.cheats = [CheatMark(player: 1, rule: "teleport", tick: 312)]
+        for (w, hh) in [(80, 24), (200, 60)] {
+            let f = NetMatchRenderer(theme: Theme(color: false, unicode: false)).render(
+                scene,
+                net: net,
+                width: w,
+                height: hh
+            )
+            let r = rows(f)
+            #expect(r[1].contains("B!"), "\(r[1])")
+            #expect(r[1].contains("CHEAT"), "\(r[1])")
+            #expect(r[hh - 1].contains("bob CHEATED (teleport, tick 312)"), "\(r[hh - 1])")
+            expectSafeCells(f)
+        }
+        let summary = NetEndSummary(
+            finalHash: "0123456789abcdef",
+            replayPath: "/tmp/x.turfreplay",
+            cheats: [CheatMark(player: 1, rule: "teleport", tick: 312)],
+            converged: false
+        )
+        let end = NetEndScreen(theme: Theme(color: false, unicode: true)).render(
+            world: scene.world,
+            config: scene.config,
+            history: TerritoryHistory(),
+            focus: 0,
+            summary: summary,
+            footer: " q: quit",
+            width: 100,
+            height: 30
+        )
+        #expect(end.text.contains("cheated B bob teleport at tick 312"), "\(end.text)")
+        #expect(end.text.contains("NOT CONVERGED"))
+        expectSafeCells(end)
+    }
+
     /// Your own NAT (docs/nat.md) is on the lobby's roster line and in your HUD entry when it fits.
     @Test func lobbyAndHUDShowYourNAT() throws {
         var v = lobby()
