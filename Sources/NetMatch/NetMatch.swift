@@ -838,9 +838,11 @@ public struct NetMatch<Game: ReplicatedGame> {
             return
         }
         guard n < chain[p].count else {
-            // Not enough ops here yet to check it: keep the newest one until they arrive.
+            // Not enough ops here yet to check it: keep one until they arrive, the nearest (a
+            // relay's statement covers just the ops it relays; a newer one gossiped by another
+            // peer must not push it out, or those ops wait and get relayed again).
             if n <= accepted[p] + options.maxAheadOps,
-                waitingStatement[p].map({ $0.0.count < st.count }) ?? true
+                waitingStatement[p].map({ Int($0.0.count) <= accepted[p] || st.count < $0.0.count }) ?? true
             {
                 waitingStatement[p] = (st, l)
             }
@@ -1181,12 +1183,16 @@ public struct NetMatch<Game: ReplicatedGame> {
             let oldest = gossip.min { link.gossipSentAt[$0] < link.gossipSentAt[$1] }
             gossip = now >= link.gossipAnySentAt + 1_000_000_000 ? oldest.map { [$0] } ?? [] : []
         }
+        // During the match the gossip rides only on packets that go out anyway (a packet of its
+        // own would change when relays are judged due, and relay more); after the end it sends.
+        var gossipDue: [SignedStatement] = []
         for p in gossip {
             let st = bestStatement[p]!  // `!`: filtered on above
-            if !statementsDue.contains(st) { statementsDue.append(st) }
-            link.gossipSentAt[p] = now
-            link.gossipAnySentAt = now
-            link.gossipTickSent[p] = st.asOfTick
+            if !statementsDue.contains(st) && !gossipDue.contains(st) { gossipDue.append(st) }
+        }
+        if ended {
+            statementsDue += gossipDue
+            gossipDue = []
         }
         let keepalive = now >= link.lastSend + options.keepaliveNanos
         let ackDue = ackChanged && now >= link.lastSend + 3 * tickNanos
@@ -1216,9 +1222,17 @@ public struct NetMatch<Game: ReplicatedGame> {
             options.maxDatagram - w.count - 18 - 9 * config.players.count
             - (ended ? 11 + 9 * config.players.count : 1)
         var sts: [SignedStatement] = []
-        for st in statementsDue.prefix(8) where budget > 112 {
+        for st in (statementsDue + gossipDue).prefix(8) where budget > 112 {
             sts.append(st)
             budget -= 107
+        }
+        for st in sts where ownerLink[Int(st.player)] != nil && ownerLink[Int(st.player)] != l {
+            let p = Int(st.player)
+            if st == bestStatement[p] {
+                link.gossipSentAt[p] = now
+                link.gossipAnySentAt = now
+                link.gossipTickSent[p] = st.asOfTick
+            }
         }
         // Ops, oldest unacknowledged first, within the budget.
         var opsW = ByteWriter(capacity: 256)
