@@ -61,6 +61,18 @@ public final class KnockListener {
     public private(set) var unopened = 0
     public private(set) var limited = 0
     public static let maxRemembered = 256
+    /// Knocks that would have started a burst (the birthday method, or the reversed one: hundreds
+    /// of probes at one IP) but that only one relaying /24 vouched for.
+    public private(set) var uncorroborated = 0
+    /// Per knocker IP: the /24s of the nodes that relayed its knocks in the last
+    /// `corroborationNanos`, and whether its burst was started.
+    private var witnesses: [UInt32: (relays: Set<UInt32>, first: Nanos, fired: Bool)] = [:]
+    private var responderFiredAt: [UInt32: Nanos] = [:]
+    /// A burst starts only once knocks from one IP came through nodes in two different /24s
+    /// within this window: one hostile DHT node cannot aim it at a third party (docs/nat.md,
+    /// "What a knock can make the host send"). An honest joiner knocks through every node that
+    /// holds the lobby (up to 8) at once.
+    public static let corroborationNanos: Nanos = 3_000_000_000
     /// Called with the knocker's IP when its knock carries `Birthday.knockMarker`.
     public var onBirthdayKnock: (([UInt32]) -> Void)?
     /// Called with the knocker's address (as the relaying node saw it) for a knock without it.
@@ -91,6 +103,7 @@ public final class KnockListener {
             unopened += 1
             return
         }
+        burstIfCorroborated(k, birthday: listed.contains(Birthday.knockMarker), now: now)
         if let t = lastProbed[k.source], now &- t < 1_000_000_000 {
             repeated += 1
             return
@@ -99,16 +112,48 @@ public final class KnockListener {
         if lastProbed.count >= Self.maxRemembered { lastProbed.removeAll() }
         lastProbed[k.source] = now
         opened += 1
-        // The birthday marker: the knocker's NAT is random, so only its IP (the one the relaying
-        // node saw, token-bound) means anything; the birthday method probes that IP's ports.
-        if listed.contains(Birthday.knockMarker) {
-            onBirthdayKnock?([k.source.ip])
-        } else {
-            onPlainKnock?([k.source])
-        }
         let targets =
             [k.source] + listed.filter { $0 != Birthday.knockMarker && ($0.isPrivate || $0.ip == k.source.ip) }
         peer.puncher.probe(targets)
+    }
+}
+
+extension KnockListener {
+    /// Records which /24 relayed a knock from this IP, and once two have, starts the burst the
+    /// knock asks for: the birthday method for a knock with the marker (the knocker's NAT is random,
+    /// so only its IP, as the relaying nodes saw it, means anything), the reversed one otherwise.
+    func burstIfCorroborated(_ k: Knock, birthday: Bool, now: Nanos) {
+        let ip = k.source.ip
+        var w: (relays: Set<UInt32>, first: Nanos, fired: Bool) =
+            witnesses[ip].flatMap { now &- $0.first < Self.corroborationNanos ? $0 : nil } ?? ([], now, false)
+        w.relays.insert(k.relay.ip >> 8)
+        if witnesses.count >= Self.maxRemembered {
+            witnesses = witnesses.filter { now &- $0.value.first < Self.corroborationNanos }
+            if witnesses.count >= Self.maxRemembered { witnesses.removeAll() }
+        }
+        defer { witnesses[ip] = w }
+        guard !w.fired else { return }
+        if birthday {
+            // The birthday method: up to 2,000 probes at the IP. Two /24s must vouch for it.
+            guard w.relays.count >= 2 else {
+                uncorroborated += 1
+                return
+            }
+            w.fired = true
+            onBirthdayKnock?([ip])
+        } else {
+            // The reversed method (our NAT is random): one probe from each of 256 sockets at the
+            // knocker's address. A random host's announcement often matches at one node only, so
+            // one relay is enough, but an IP gets at most one such burst every 10 s.
+            if let t = responderFiredAt[ip], now &- t < 10_000_000_000 { return }
+            if responderFiredAt.count >= Self.maxRemembered {
+                responderFiredAt = responderFiredAt.filter { now &- $0.value < 10_000_000_000 }
+                if responderFiredAt.count >= Self.maxRemembered { responderFiredAt.removeAll() }
+            }
+            responderFiredAt[ip] = now
+            w.fired = true
+            onPlainKnock?([k.source])
+        }
     }
 }
 

@@ -1,9 +1,10 @@
-import DHT
 import NetCore
-import NetStack
 import Sodium
 import Testing
 import Transport
+
+@testable import DHT
+@testable import NetStack
 
 /// The knock's fast path above the DHT (docs/nat.md): the sealed blob, and the host probing back
 /// the knocker as soon as a relayed knock arrives.
@@ -47,7 +48,13 @@ import Transport
             simPeer(net, PeerAddress(198, 51, 100, ip, port: 6881), bootstrap: bootstrap)
         }
         let router = peer(1, bootstrap: [])
-        let nodes = (4...8).map { peer($0, bootstrap: [router.localAddress]) }
+        // The nodes spread over the three documentation /24s (a knock's burst needs two /24s).
+        let nets: [(UInt8, UInt8, UInt8)] = [(198, 51, 100), (203, 0, 113), (192, 0, 2)]
+        var nodes: [Peer] = []
+        for i in 4...8 {
+            let (a, b, c) = nets[i % 3]
+            nodes.append(simPeer(net, PeerAddress(a, b, c, UInt8(i), port: 6881), bootstrap: [router.localAddress]))
+        }
         let host = peer(2, bootstrap: [router.localAddress])
         let joiner = peer(3, bootstrap: [router.localAddress])
         router.start()
@@ -121,5 +128,27 @@ import Transport
         #expect(asked == [[joiner.localAddress.ip]])
         withExtendedLifetime(first) {}
         listener.stop()
+    }
+
+    /// One hostile DHT node relaying knocks that name a victim's IP cannot start a burst at it:
+    /// a burst needs knocks from that IP through nodes in two /24s.
+    @Test func aBurstNeedsKnocksThroughTwoSlash24s() throws {
+        let (net, host, _, h, nodes) = knockLab(seed: 53)
+        defer { withExtendedLifetime(nodes) {} }
+        let keys = KnockSeal.topicKeys(topic: "lobby")
+        let listener = KnockListener(peer: host, infoHash: h, keys: [keys])
+        var asked: [[UInt32]] = []
+        listener.onBirthdayKnock = { asked.append($0) }
+        let marked = try #require(KnockSeal.seal([Birthday.knockMarker], to: keys.publicKey))
+        let victim = PeerAddress(203, 0, 113, 66, port: 9)
+        let hostile = PeerAddress(192, 0, 2, 99, port: 6881)
+        for _ in 0..<10 { listener.received(Knock(infoHash: h, blob: marked, source: victim, relay: hostile)) }
+        #expect(asked.isEmpty)
+        #expect(listener.uncorroborated == 10)
+        // The same knock through a second /24: now it starts, once.
+        let other = PeerAddress(198, 51, 100, 98, port: 6881)
+        for _ in 0..<3 { listener.received(Knock(infoHash: h, blob: marked, source: victim, relay: other)) }
+        #expect(asked == [[victim.ip]])
+        _ = net
     }
 }
