@@ -89,11 +89,6 @@ public struct LocalMatch<Controller: PlayerController> {
         }
     }
 
-    /// Voids a player's whole log (`Replica.exclude`): a proven equivocator.
-    public mutating func exclude(_ player: PlayerID, rule: String, tick: Tick) {
-        replica.exclude(player, rule: rule, tick: tick)
-    }
-
     /// Forgets a player's ops from `seq` on (`Replica.retract`), and any still waiting to merge.
     public mutating func retract(_ player: PlayerID, from seq: UInt32) {
         inbox.removeAll { $0.player == player && $0.seq >= seq }
