@@ -61,6 +61,36 @@ import TurfRules
         }
     }
 
+    /// A hostile file: a verdict whose proof is garbage, or a real-looking proof for the wrong
+    /// seq, is one clear line and exit 1 (the file is not what any peers agreed), never a crash;
+    /// every truncation of the file is refused with its byte offset.
+    @Test func aReplayWithAForgedVerdictIsRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("turf-verdict-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let map = try ArenaMap(
+            parsing: String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/dojo.map"), encoding: .utf8),
+            file: "dojo.map"
+        )
+        var honest = try TurfMatch.generate(settings: TurfSettings(map: map), players: 2, seconds: 5, seed: 4)
+        honest.verdicts = [.init(player: 1, seq: 3, tick: 12, rule: "late", proof: Array(repeating: 0xEE, count: 40))]
+        let forged = try TurfReplay(config: honest.config, logs: honest.logs, verdicts: honest.verdicts)
+        let path = dir.appendingPathComponent("forged.turfreplay").path
+        let bytes = ReplayFile.encode(forged)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let v = try run(turfBinary, ["replay", "--headless", path])
+        #expect(v.status == 1, "\(v.stdout) \(v.stderr)")
+        #expect(v.stdout.contains("the late proof of player 1 does not verify"), "\(v.stdout)")
+        #expect(v.stderr.split(separator: "\n").count == 1, "\(v.stderr)")
+        // Every truncation of the file is refused with an offset, never a crash.
+        for cut in stride(from: 12, to: bytes.count, by: max(1, bytes.count / 40)) {
+            let t = dir.appendingPathComponent("cut.turfreplay").path
+            try Data(bytes.prefix(cut)).write(to: URL(fileURLWithPath: t))
+            let r = try run(turfBinary, ["replay", "--headless", t])
+            #expect(r.status == 1 && r.stderr.contains("at byte"), "cut at \(cut): \(r.stderr)")
+        }
+    }
+
     /// Crafted files: an honest bot match with one player's log rewritten by each cheat. The file
     /// verifies (its checkpoints were derived from its own ops), and lists the cheat.
     @Test func craftedReplaysWithEachCheatAreFlagged() throws {
