@@ -67,10 +67,13 @@ let package = Package(
         // Crypto, Noise, sessions.
         .target(name: "Sodium", dependencies: ["CSodium"], swiftSettings: settings),
         .target(name: "Noise", dependencies: ["Sodium"], swiftSettings: settings),
+        // The one key type (a peer's Ed25519 public key and its `turf1…` text form): the transport,
+        // the lobby, the engine (a player's owner) and the networked match all name peers by it.
+        .target(name: "Keys", dependencies: ["Sodium"], swiftSettings: settings),
         .target(
             name: "Transport",
             dependencies: [
-                "NetCore", "Noise", "Sodium", "Determinism", "LocalFiles",
+                "NetCore", "Noise", "Sodium", "Keys", "Determinism", "LocalFiles",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: settings
@@ -106,13 +109,13 @@ let package = Package(
         ),
 
         // The deterministic engine (generic over a game's rules) and turf's rules.
-        .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: settings),
-        .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: settings),
+        .target(name: "Engine", dependencies: ["Determinism", "Keys"], swiftSettings: settings),
+        .target(name: "TurfRules", dependencies: ["Engine", "Determinism", "Keys"], swiftSettings: settings),
 
         // The lobby protocol (docs/lobby.md): messages, their bounded codec, the seed's commit-reveal.
         .target(
             name: "Lobby",
-            dependencies: ["Engine", "Determinism", "Sodium", "NetCore", "DHT", "Transport"],
+            dependencies: ["Engine", "Determinism", "Sodium", "Keys", "NetCore", "DHT", "Transport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
@@ -120,7 +123,7 @@ let package = Package(
         // liveness; speaks to links (any session, or an in-memory pipe), not to the transport.
         .target(
             name: "NetMatch",
-            dependencies: ["Engine", "Determinism", "Sodium"],
+            dependencies: ["Engine", "Determinism", "Sodium", "Keys"],
             swiftSettings: [
                 .swiftLanguageMode(.v6),
                 .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
@@ -133,7 +136,7 @@ let package = Package(
         .target(
             name: "NetChaos",
             dependencies: [
-                "NetCore", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "Engine", "TurfRules", "Sodium",
+                "NetCore", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "Engine", "TurfRules", "Sodium", "Keys",
                 "Determinism",
             ],
             swiftSettings: settings
@@ -154,7 +157,7 @@ let package = Package(
             name: "turf",
             dependencies: [
                 "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium",
-                "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetChaos",
+                "Sodium", "Keys", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetChaos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -171,7 +174,7 @@ let package = Package(
         .testTarget(
             name: "EngineTests",
             dependencies: [
-                "Engine", "TurfRules",
+                "Engine", "TurfRules", "Keys",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: settings
@@ -188,7 +191,8 @@ let package = Package(
         .testTarget(
             name: "TurfCLITests",
             dependencies: [
-                "Engine", "TurfRules", "Determinism", "NetMatch", "Sodium", "NetStack", "Transport", "Lobby", "NetCore",
+                "Engine", "TurfRules", "Determinism", "NetMatch", "Sodium", "Keys", "NetStack", "Transport", "Lobby",
+                "NetCore",
             ],
             swiftSettings: settings
         ),
@@ -196,18 +200,18 @@ let package = Package(
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: settings),
         .testTarget(
             name: "TransportTests",
-            dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
+            dependencies: ["Transport", "NetCore", "Noise", "Sodium", "Keys", "FuzzHarness"],
             swiftSettings: settings
         ),
         .testTarget(
             name: "NetMatchTests",
-            dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Determinism"],
+            dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Keys", "Determinism"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: settings),
         .testTarget(
             name: "LobbyTests",
-            dependencies: ["Lobby", "Engine", "Determinism", "DHT", "NetCore", "Transport"],
+            dependencies: ["Lobby", "Engine", "Determinism", "Keys", "DHT", "NetCore", "Transport"],
             swiftSettings: settings
         ),
         .testTarget(
