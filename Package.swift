@@ -130,13 +130,24 @@ let package = Package(
             ]
         ),
 
+        // The networked game as a library with no I/O of its own (docs/lobby.md): the host's and the
+        // joiner's lobby and the match session as state machines (link events and time in, link
+        // actions and events out), driven by `turf` on the real event loop and by the chaos
+        // harness on the simulated network.
+        .target(
+            name: "NetPlay",
+            dependencies: ["Keys", "Lobby", "Engine", "NetMatch", "NetCore", "Sodium", "TextOutput"],
+            swiftSettings: settings
+        ),
+
         // A whole networked match through the real stack (sessions, lobby codec, NetMatch, engine)
         // on the simulated network in virtual time: the session chaos runs of the tests and
         // `turf bench netmatch --chaos-stack sessions`.
         .target(
             name: "NetChaos",
             dependencies: [
-                "NetCore", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "Engine", "TurfRules", "Sodium", "Keys",
+                "NetCore", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "NetPlay", "Engine", "TurfRules",
+                "Sodium", "Keys",
                 "Determinism",
             ],
             swiftSettings: settings
@@ -157,7 +168,7 @@ let package = Package(
             name: "turf",
             dependencies: [
                 "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium",
-                "Sodium", "Keys", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetChaos",
+                "Sodium", "Keys", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetPlay", "NetChaos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -212,6 +223,11 @@ let package = Package(
         .testTarget(
             name: "LobbyTests",
             dependencies: ["Lobby", "Engine", "Determinism", "Keys", "DHT", "NetCore", "Transport"],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "NetPlayTests",
+            dependencies: ["NetPlay", "Lobby", "Engine", "TurfRules", "NetMatch", "Keys", "Sodium", "NetCore"],
             swiftSettings: settings
         ),
         .testTarget(
