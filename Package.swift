@@ -87,11 +87,14 @@ let package = Package(
             swiftSettings: settings
         ),
 
+        // Bencode (BEP 3), strict and bounded: the DHT's wire format and the lobby record's.
+        .target(name: "Bencode", swiftSettings: settings),
+
         // The Mainline DHT.
         .target(
             name: "DHT",
             dependencies: [
-                "NetCore", "Sodium", "Determinism", "LocalFiles",
+                "NetCore", "Bencode", "Sodium", "Determinism", "LocalFiles",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: settings
@@ -115,7 +118,7 @@ let package = Package(
         // The lobby protocol (docs/lobby.md): messages, their bounded codec, the seed's commit-reveal.
         .target(
             name: "Lobby",
-            dependencies: ["Engine", "Determinism", "Sodium", "Keys", "NetCore", "DHT", "Transport"],
+            dependencies: ["Engine", "Determinism", "Sodium", "Keys", "NetCore", "Bencode"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
@@ -219,10 +222,10 @@ let package = Package(
             dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Keys", "Determinism"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: settings),
+        .testTarget(name: "DHTTests", dependencies: ["DHT", "Bencode", "NetCore", "Sodium"], swiftSettings: settings),
         .testTarget(
             name: "LobbyTests",
-            dependencies: ["Lobby", "Engine", "Determinism", "Keys", "DHT", "NetCore", "Transport"],
+            dependencies: ["Lobby", "Engine", "Determinism", "Keys", "Bencode", "NetCore"],
             swiftSettings: settings
         ),
         .testTarget(
@@ -237,7 +240,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NetStackTests",
-            dependencies: ["NetStack", "DHT", "Transport", "NetCore"],
+            dependencies: ["NetStack", "DHT", "Bencode", "Transport", "NetCore"],
             swiftSettings: settings
         ),
     ]
