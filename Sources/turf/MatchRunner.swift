@@ -527,6 +527,7 @@ extension NetRuntime {
         var skewSamples: [Int64] = []
         let hostLink = runner.hostLink
         var lastRTTSample = monotonicNanos()
+        var waiter = TickWait()
         while !loop.isOver {
             loop.advance(now: monotonicNanos(), hook: &hook)
             runner.reportCheats(loop.replica)
@@ -553,8 +554,8 @@ extension NetRuntime {
             }
             if owed != 0 { owed = loop.slewClock(by: owed, maxStep: 1_000_000) }
             if loop.isOver { break }
-            let wait = loop.wait(from: monotonicNanos())
-            if wait > 0 { runner.pump(wait: Double(min(wait, 50_000_000)) / 1e9) }
+            // Until the next tick, a key or network traffic, merged at once (InputWait.swift).
+            waitForNextTick(&loop, hook: &hook, waiter: &waiter)
         }
         loop.flushJournal()
         runner.tickNow = nil

@@ -289,7 +289,7 @@ final class NetRuntime {
                 return 0
             default: break
             }
-            for e in mailbox.wait(ui.lobbyWait) {
+            for e in mailbox.wait(ui.lobbyWait, alsoWatching: ui.inputFD) {
                 switch e {
                 case .opened(let id, let key, let addr):
                     pendingKeys[id] = (key, addr)
@@ -609,7 +609,7 @@ final class NetRuntime {
                 Thread.sleep(forTimeInterval: 0.3)  // the leave goes out before the socket closes
                 return 0
             }
-            let batch = mailbox.wait(ui.lobbyWait)
+            let batch = mailbox.wait(ui.lobbyWait, alsoWatching: ui.inputFD)
             for (index, e) in batch.enumerated() {
                 switch e {
                 case .opened(let id, let key, _):
