@@ -41,7 +41,7 @@ struct BenchInput: ParsableCommand {
         let own = r.own
         let peer = r.peer
         let fields: [(String, Any)] = [
-            ("bench", "input"),
+            ("benchmark", "input"),
             ("samples", own.count),
             ("missed", r.missed),
             ("skipped", r.skipped),

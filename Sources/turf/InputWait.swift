@@ -26,6 +26,8 @@ struct TickWait {
     private var lastNetwork: UInt64 = 0
     /// The terminal hung up: it is no longer watched (poll would return at once forever).
     private var inputGone = false
+    /// The test-only progress event was printed (`NetRuntime.testingProgress`).
+    var progressShown = false
 
     /// Waits until `deadline` (monotonic ns, `now` the clock), a key on `input`, or a post to
     /// the mailbox whose wake descriptor is `wakeFD`. It does not clear the wake-up: the caller
@@ -70,6 +72,7 @@ extension NetRuntime {
     /// the loop's once-a-second work keeps its pace), a key, or network traffic; what arrived is
     /// merged into the match at once, for the next `ui.frame` to draw.
     func waitForNextTick(_ loop: inout TurfMatchLoop, hook: inout NetHook, waiter: inout TickWait) {
+        waiter.progressShown = testingProgress(loop, printed: waiter.progressShown)
         let now = monotonicNanos()
         let due = loop.wait(from: now)
         guard due > 0 else { return }
