@@ -303,3 +303,23 @@ long long turf_pty_curses_stop(void) {
     if (pty_master >= 0) { close(pty_master); pty_master = -1; }
     return pty_bytes;
 }
+
+#include <pty.h>
+
+int turf_spawn_on_pty(const char *path, char *const argv[], char *const envp[], int cols, int rows, int *master) {
+    struct winsize ws;
+    memset(&ws, 0, sizeof ws);
+    ws.ws_col = (unsigned short)cols;
+    ws.ws_row = (unsigned short)rows;
+    int m = -1;
+    pid_t pid = forkpty(&m, NULL, NULL, &ws);
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        execve(path, argv, envp);
+        _exit(127);
+    }
+    fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK);
+    fcntl(m, F_SETFD, FD_CLOEXEC);
+    *master = m;
+    return (int)pid;
+}

@@ -3,7 +3,7 @@
 /// 1. each local player's controller, in player-id order, makes its ops for the tick, which are
 ///    applied at once (zero input delay) and queued for sending;
 /// 2. remote ops received since the last tick are merged, in arrival order (any order gives the
-///    same state);
+///    same state; a shell may also merge them as they arrive, between ticks: `mergeDelivered`);
 /// 3. the tick counter advances.
 ///
 /// After a stall the shell may `skip(to:)` ticks instead of running them (no ops are made for them).
@@ -50,14 +50,26 @@ public struct LocalMatch<Controller: PlayerController> {
                 if recordJournal { journal.append(op) }
             }
         }
+        mergeDelivered()
+        tick += 1
+    }
+
+    /// Merges the remote ops delivered since the last tick now, between ticks, instead of at the
+    /// next tick (a front end draws them as soon as they arrive). Merges commute, so the state
+    /// after the next tick is the same either way. Returns how many were new.
+    @discardableResult
+    public mutating func mergeDelivered() -> Int {
+        var new = 0
         for op in inbox {
             switch replica.receive(op) {
-            case .merged, .equivocation: if recordJournal { journal.append(op) }
+            case .merged, .equivocation:
+                new += 1
+                if recordJournal { journal.append(op) }
             case .duplicate, .rejected: break
             }
         }
         inbox.removeAll(keepingCapacity: true)
-        tick += 1
+        return new
     }
 
     /// Advances the tick counter to `target` without running the ticks in between: after a stall

@@ -17,12 +17,16 @@ public protocol MatchHook<Controller> {
     mutating func didRun(tick: Tick, match: inout LocalMatch<Controller>)
     /// The loop jumped from `from` to `to` after a stall without running the ticks in between.
     mutating func didSkip(from: Tick, to: Tick, match: inout LocalMatch<Controller>)
+    /// Between ticks (`MatchLoop.mergeArrivals`): deliver the remote ops received so far, as
+    /// `willRun` does; the loop merges them at once.
+    mutating func between(match: inout LocalMatch<Controller>)
 }
 
 extension MatchHook {
     public mutating func willRun(tick: Tick, match: inout LocalMatch<Controller>) {}
     public mutating func didRun(tick: Tick, match: inout LocalMatch<Controller>) {}
     public mutating func didSkip(from: Tick, to: Tick, match: inout LocalMatch<Controller>) {}
+    public mutating func between(match: inout LocalMatch<Controller>) {}
 }
 
 /// A hook that does nothing: a match with no network and nothing to show per tick.
@@ -179,6 +183,16 @@ public struct MatchLoop<Controller: PlayerController> {
         }
         flushJournal()
         return true
+    }
+
+    /// Between ticks: the hook delivers what arrived (`MatchHook.between`) and it is merged now
+    /// rather than at the next tick, so a front end can draw remote ops as soon as they come (the
+    /// state after the next tick is the same: merges commute). Returns how many ops were new.
+    @discardableResult
+    public mutating func mergeArrivals<H: MatchHook>(hook: inout H) -> Int where H.Controller == Controller {
+        guard !match.isOver else { return 0 }
+        hook.between(match: &match)
+        return match.mergeDelivered()
     }
 
     /// Nanoseconds from `now` until the next tick is due (0 if one is due already).

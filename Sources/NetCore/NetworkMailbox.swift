@@ -32,9 +32,15 @@ public struct MailboxDatagram: Sendable, Equatable {
 ///   hands the rest to the next). The lock is held only to append or take, so neither side ever
 ///   waits on the other's work.
 /// - **network → UI, datagrams**: a separate bounded lane (`postDatagram`, `drainDatagrams`) for
-///   high-rate traffic (a match's datagrams, drained once a tick). It has its own bound, so a
-///   datagram flood can never push out a control event, and `wait` does not wake for it (a flood
-///   cannot spin a lobby screen).
+///   high-rate traffic (a match's datagrams). It has its own bound, so a datagram flood can never
+///   push out a control event, and `wait` returns only for events (a flood cannot spin a lobby
+///   screen).
+/// - **the wake descriptor**: `wakeFD` becomes readable when either lane goes from empty to
+///   non-empty, so the UI thread can `poll` it together with the terminal (a key and a datagram
+///   each end the wait at once). Posts to a lane that is not empty write nothing: however many
+///   datagrams arrive, the UI wakes at most once per drain of their lane. The consumer calls
+///   `clearWake()` after the poll and *before* draining (a post between the two then leaves the
+///   descriptor readable, never lost).
 /// - **UI → network**: `onLoop` runs a closure on the loop, after every closure posted before it.
 ///   Loop-confined objects (sessions, the DHT node) are reached from such a closure through a
 ///   `NIOLoopBound`, which checks the loop on every access.
@@ -48,8 +54,8 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     public let datagramCapacity: Int
     private let loop: any LoopExecutor
     private let queue: NIOLockedValueBox<Queue>
-    /// Signalled once per event posted (not per datagram): `wait` sleeps on it.
-    private let wake = DispatchSemaphore(value: 0)
+    /// Signalled when a lane goes from empty to non-empty: `wait` and the UI's poll sleep on it.
+    private let wake = WakeSignal()
 
     private struct Queue {
         var events: [Event] = []
@@ -73,24 +79,27 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     /// the queue was full and the event was dropped.
     @discardableResult
     public func post(_ event: Event) -> Bool {
-        let queued = queue.withLockedValue { q in
+        let queued = queue.withLockedValue { q -> (ok: Bool, wake: Bool) in
             guard q.events.count < capacity else {
                 q.dropped += 1
-                return false
+                return (false, false)
             }
             q.events.append(event)
-            return true
+            return (true, q.events.count == 1)
         }
-        if queued { wake.signal() }
-        return queued
+        if queued.wake { wake.signal() }
+        return queued.ok
     }
 
     /// Puts `events` back at the front, in their order (they were taken by a `drain` or `wait`
     /// and are handed on to the next phase; never dropped).
     public func requeue(_ events: [Event]) {
         guard !events.isEmpty else { return }
-        queue.withLockedValue { q in q.events = events + q.events }
-        wake.signal()
+        let wasEmpty = queue.withLockedValue { q in
+            defer { q.events = events + q.events }
+            return q.events.isEmpty
+        }
+        if wasEmpty { wake.signal() }
     }
 
     /// Every queued event, oldest first, leaving the queue empty (the UI calls this once per frame).
@@ -102,16 +111,39 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     }
 
     /// Waits until at least one event is queued or `seconds` pass, then drains (possibly nothing).
-    /// From the UI thread only (never the loop: it blocks). Datagrams do not wake it.
-    public func wait(_ seconds: Double) -> [Event] {
-        let deadline = DispatchTime.now() + max(0, seconds)
+    /// From the UI thread only (never the loop: it blocks). Datagrams do not end it. With `input`
+    /// (a terminal's stdin) it also returns, with what was queued (possibly nothing), as soon as
+    /// that descriptor is readable, so a key is read at once; a hung-up `input` is not watched.
+    public func wait(_ seconds: Double, alsoWatching input: Int32? = nil) -> [Event] {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, min(seconds, 1e6)) * 1e9)
+        var input = input
         while true {
+            clearWake()
             let got = drain()
             if !got.isEmpty { return got }
-            // A signal left by events a `drain` already took wakes us early: look again.
-            if wake.wait(timeout: deadline) == .timedOut { return drain() }
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else { return [] }
+            // A wake-up for datagrams (or left by events a `drain` already took) finds nothing
+            // here and waits again; the datagram lane signals again only once it was drained.
+            let r = FDWait.poll([wake.fd] + (input.map { [$0] } ?? []), timeoutNanos: deadline - now)
+            if r.ready.count > 1 {
+                if r.gone[1] {
+                    input = nil
+                } else if r.ready[1] {
+                    clearWake()
+                    return drain()
+                }
+            }
         }
     }
+
+    /// The descriptor that is readable while something was posted since the last `clearWake()`
+    /// (module documentation): poll it for reading, never read or close it.
+    public var wakeFD: Int32 { wake.fd }
+
+    /// Makes `wakeFD` unreadable until the next post to an empty lane. Call it after the poll
+    /// returned and before draining.
+    public func clearWake() { wake.clear() }
 
     /// Events dropped because the queue was full.
     public var dropped: UInt64 { queue.withLockedValue { $0.dropped } }
@@ -120,15 +152,17 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     /// if that lane was full and it was dropped (counted); the event lane is never affected.
     @discardableResult
     public func postDatagram(_ d: MailboxDatagram) -> Bool {
-        queue.withLockedValue { q in
+        let queued = queue.withLockedValue { q -> (ok: Bool, wake: Bool) in
             guard q.datagrams.count < datagramCapacity else {
                 q.droppedDatagrams += 1
                 q.droppedDatagramsSinceDrain += 1
-                return false
+                return (false, false)
             }
             q.datagrams.append(d)
-            return true
+            return (true, q.datagrams.count == 1)
         }
+        if queued.wake { wake.signal() }
+        return queued.ok
     }
 
     /// Every queued datagram, oldest first, and how many were dropped for want of room since the

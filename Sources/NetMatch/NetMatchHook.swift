@@ -36,6 +36,12 @@ public struct NetMatchHook<Controller: PlayerController>: MatchHook {
     /// ticks, or after the match ended, to keep links alive: `pump`).
     public mutating func willRun(tick: Tick, match: inout LocalMatch<Controller>) {
         match.recordOutbox = true
+        between(match: &match)
+    }
+
+    /// The same between ticks (`MatchLoop.mergeArrivals`): what arrived is received, and the
+    /// authenticated ops are delivered for the loop to merge at once.
+    public mutating func between(match: inout LocalMatch<Controller>) {
         let t = now()
         for d in inbound() { net.receive(d.bytes, from: d.from, now: t) }
         // Ops an owner lied about are taken back before the ones accepted since (signed) merge.

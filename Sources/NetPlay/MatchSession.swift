@@ -349,6 +349,17 @@ public final class MatchSession<Controller: PlayerController> {
         for op in ops { final!.receive(op) }
     }
 
+    /// Between ticks: what arrived (control messages, datagrams) is merged into the match now, not
+    /// at the next tick, so a front end draws remote ops as they come (merges commute: the state
+    /// after the next tick is the same). Returns how many ops were new.
+    @discardableResult
+    public func mergeArrivals(now: UInt64) -> Int {
+        self.now = now
+        applyLeaves()
+        guard !loop.isOver else { return 0 }
+        return loop.mergeArrivals(hook: &hook!)
+    }
+
     /// Slews the tick clock toward a new estimate of the host's (at most `maxStep` ns a call);
     /// returns what is still owed.
     public func slewClock(by owed: Int64, maxStep: Int64) -> Int64 { loop.slewClock(by: owed, maxStep: maxStep) }
@@ -474,6 +485,8 @@ public struct SessionHook<Controller: PlayerController>: MatchHook {
     public mutating func didSkip(from: Tick, to: Tick, match: inout LocalMatch<Controller>) {
         inner.didSkip(from: from, to: to, match: &match)
     }
+
+    public mutating func between(match: inout LocalMatch<Controller>) { inner.between(match: &match) }
 
     public mutating func pump() -> [Op<Controller.Game.Payload>] { inner.pump() }
 }

@@ -62,4 +62,16 @@ extension NetRuntime {
         ProcessInfo.processInfo.environment["TURF_TESTING_LATE_START_MS"]
             .flatMap { UInt64($0) }.map { min($0, 60_000) * 1_000_000 }
     }
+
+    /// Test-only (docs/lobby.md, "Test-only switches"): `TURF_TESTING_PROGRESS_TICK=T` prints
+    /// `{"event":"progress","tick":T}` once this peer's match loop has run tick T, so a test can
+    /// wait for a match to be under way instead of sleeping. Returns whether it printed.
+    func testingProgress(_ loop: TurfMatchLoop, printed: Bool) -> Bool {
+        guard !printed,
+            let t = ProcessInfo.processInfo.environment["TURF_TESTING_PROGRESS_TICK"].flatMap({ UInt32($0) }),
+            loop.tick > Tick(t)
+        else { return printed }
+        event("progress") { $0.add("tick", Int(t)) }
+        return true
+    }
 }

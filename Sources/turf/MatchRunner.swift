@@ -268,6 +268,7 @@ extension NetRuntime {
         var clock = ClockFollower(applied: offset, uncertainty: clockDelay.map { $0 / 2 })
         var lastPing = monotonicNanos()
         var statsSeen = 0
+        var waiter = TickWait()
         while !session.isOver {
             takeIn(runner, wait: 0)
             session.advance(now: monotonicNanos())
@@ -289,8 +290,8 @@ extension NetRuntime {
             }
             clock.slew(session)
             if session.isOver { break }
-            let wait = session.loop.wait(from: monotonicNanos())
-            if wait > 0 { takeIn(runner, wait: Double(min(wait, 50_000_000)) / 1e9) }
+            // Until the next tick, a key or network traffic, merged at once (InputWait.swift).
+            waitForNextTick(runner, waiter: &waiter)
         }
 
         // Settling: NetMatch runs on until every op and final statement is held here and every

@@ -24,6 +24,9 @@ protocol NetPlayUI: AnyObject {
     func event(_ j: JSONObject)
     /// How long a lobby loop may wait for the network between two calls of `lobby`, seconds.
     var lobbyWait: Double { get }
+    /// The terminal's input while a screen is up (waits watch it with the network, so a key is
+    /// read at once); nil headless.
+    var inputFD: Int32? { get }
     /// Whether the player picks among several lobbies on a topic (else the first that answers).
     var choosesLobby: Bool { get }
     /// The lobby as it is now; returns what the player did since the last call, if anything.
@@ -54,6 +57,7 @@ final class HeadlessUI: NetPlayUI {
 
     func event(_ j: JSONObject) { DHTCLI.emit(j.text) }
     var lobbyWait: Double { 0.2 }
+    var inputFD: Int32? { nil }
     var choosesLobby: Bool { false }
     func lobby(_ view: LobbyView) -> LobbyAction? { view.startAction(startWhen: startWhen) }
 
@@ -83,6 +87,7 @@ final class CursesUI: NetPlayUI {
     private var net = NetStatus()
     private var lastNet: UInt64 = 0
     private var lastTickDrawn: Tick?
+    private var lastMergedDrawn: UInt64 = 0
     private var lastSize = (0, 0)
     private(set) var quitSignal: Int32?
     /// Curses could not start (said on stderr): the run fails, whatever the network did.
@@ -123,6 +128,7 @@ final class CursesUI: NetPlayUI {
     func event(_ j: JSONObject) { log.info("\(j.text)") }
 
     var lobbyWait: Double { 0.05 }
+    var inputFD: Int32? { term == nil ? nil : STDIN_FILENO }
     var choosesLobby: Bool { true }
 
     func lobby(_ view: LobbyView) -> LobbyAction? {
@@ -162,7 +168,8 @@ final class CursesUI: NetPlayUI {
             quitSignal = s
             return false
         }
-        var dirty = lastTickDrawn != loop.tick
+        // A new tick, or remote ops merged between ticks (drawn as they arrive).
+        var dirty = lastTickDrawn != loop.tick || lastMergedDrawn != loop.replica.stats.merged
         for key in term.readKeys() {
             switch NetMatchKey(key) {
             case .steer(let d)?:
@@ -203,6 +210,7 @@ final class CursesUI: NetPlayUI {
         )
         term.draw(NetMatchRenderer(theme: term.theme).render(scene, net: self.net, width: w, height: h))
         lastTickDrawn = loop.tick
+        lastMergedDrawn = loop.replica.stats.merged
         return true
     }
 
@@ -327,7 +335,7 @@ extension NetRuntime {
                 closeProbes(probes)
                 return .left
             }
-            for e in mailbox.wait(ui.lobbyWait) {
+            for e in mailbox.wait(ui.lobbyWait, alsoWatching: ui.inputFD) {
                 switch e {
                 case .opened(let id, let key, let addr):
                     probes.insert(id)
@@ -373,7 +381,7 @@ extension NetRuntime {
             case .leave?: return .left
             default: break
             }
-            _ = mailbox.wait(ui.lobbyWait)  // the probes' last events: nothing to act on
+            _ = mailbox.wait(ui.lobbyWait, alsoWatching: ui.inputFD)  // the probes' last events: nothing to act on
         }
     }
 

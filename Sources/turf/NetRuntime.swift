@@ -146,7 +146,7 @@ final class NetRuntime {
     /// (kept in `stats`, and the links' paths checked) rather than handed on.
     func nextEvents(wait: Double) -> [NetEvent] {
         var out: [NetEvent] = []
-        for e in wait > 0 ? mailbox.wait(wait) : mailbox.drain() {
+        for e in wait > 0 ? mailbox.wait(wait, alsoWatching: ui.inputFD) : mailbox.drain() {
             if case .stats(let s) = e {
                 stats = s
                 statsReceived += 1

@@ -86,4 +86,5 @@ enum Limits {
     static let lookups = OptionRange(1...1_000_000)
     static let simSeconds = OptionRange(1...1_000_000, unit: "s")
     static let loss = OptionRange(0.0...0.5)
+    static let inputSamples = OptionRange(1...10_000)
 }

@@ -59,6 +59,8 @@ struct Bench: ParsableCommand {
             BenchNetMatch.self,
             // NAT traversal in the NAT lab (BenchPunch.swift)
             BenchPunch.self,
+            // key-to-screen latency with real peers on pseudo-terminals (BenchInput.swift)
+            BenchInput.self,
         ]
     )
 }

@@ -76,18 +76,14 @@ import Testing
     /// `wait` blocks the UI thread until the loop posts an event, and returns it at once; with
     /// nothing posted it returns empty once the timeout has passed (never early, even with stale
     /// wake-ups left by events an earlier `drain` took).
-    @Test func waitWakesForAnEventAndOtherwiseTimesOut() throws {
+    @Test(.timeLimit(.minutes(1))) func waitWakesForAnEventAndOtherwiseTimesOut() throws {
         let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { host.close() }
         let mailbox = NetworkMailbox<Int>(loop: host)
-        // Posted from the loop a little later: the wait (up to 30 s) returns it, long before.
-        mailbox.onLoop {
-            usleep(20_000)
-            mailbox.post(7)
-        }
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        #expect(mailbox.wait(30) == [7])
-        #expect(DispatchTime.now().uptimeNanoseconds - t0 < 20_000_000_000)
+        // Posted from the loop: the wait (up to an hour) returns it when it comes; a wait that
+        // missed the wake-up would outlast the test's time limit.
+        mailbox.onLoop { mailbox.post(7) }
+        #expect(mailbox.wait(3600) == [7])
         // Three events taken by `drain` leave three signals behind: `wait` still waits its time.
         for i in 0..<3 { mailbox.post(i) }
         #expect(mailbox.drain() == [0, 1, 2])
@@ -189,4 +185,88 @@ import Testing
 struct Posted: Sendable, Equatable {
     var thread: Int
     var index: Int
+}
+
+/// The wake descriptor the UI thread polls together with the terminal (`NetworkMailbox.wakeFD`).
+@Suite struct MailboxWakeDescriptorTests {
+    static func readable(_ fd: Int32) -> Bool { FDWait.poll([fd], timeoutNanos: 0).ready[0] }
+
+    /// A post to an empty lane (event or datagram) makes it readable; `clearWake` takes that;
+    /// more posts to a lane not yet drained write nothing more (a flood wakes the UI once).
+    @Test func readableOnAPostToAnEmptyLaneAndClearedBeforeDraining() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        let mailbox = NetworkMailbox<Int>(loop: host)
+        #expect(!Self.readable(mailbox.wakeFD))
+        mailbox.post(1)
+        #expect(Self.readable(mailbox.wakeFD))
+        mailbox.clearWake()
+        #expect(!Self.readable(mailbox.wakeFD))
+        mailbox.post(2)  // the event lane was not drained: no new wake-up
+        #expect(!Self.readable(mailbox.wakeFD))
+        #expect(mailbox.drain() == [1, 2])
+        mailbox.post(3)
+        #expect(Self.readable(mailbox.wakeFD))
+        mailbox.clearWake()
+        _ = mailbox.drain()
+
+        let d = MailboxDatagram(link: 1, bytes: [7], at: 0)
+        mailbox.postDatagram(d)
+        #expect(Self.readable(mailbox.wakeFD))
+        mailbox.clearWake()
+        for _ in 0..<100 { mailbox.postDatagram(d) }
+        #expect(!Self.readable(mailbox.wakeFD), "a flood into an undrained lane wrote again")
+        #expect(mailbox.drainDatagrams().datagrams.count == 101)
+        mailbox.postDatagram(d)
+        #expect(Self.readable(mailbox.wakeFD))
+        mailbox.requeue([])
+        mailbox.clearWake()
+        mailbox.requeue([4])
+        #expect(Self.readable(mailbox.wakeFD))
+    }
+
+    /// A poll on the descriptor, as the match loop's wait does, returns when the network loop
+    /// posts (long before its timeout, which a hang would hit: the suite's time limit).
+    @Test(.timeLimit(.minutes(1))) func aPollReturnsWhenTheLoopPosts() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        let mailbox = NetworkMailbox<Int>(loop: host)
+        for lane in ["event", "datagram"] {
+            mailbox.onLoop {
+                if lane == "event" {
+                    mailbox.post(42)
+                } else {
+                    mailbox.postDatagram(MailboxDatagram(link: 3, bytes: [1], at: 0))
+                }
+            }
+            let r = FDWait.poll([mailbox.wakeFD], timeoutNanos: 3_600_000_000_000)
+            #expect(r.ready == [true], "\(lane)")
+            mailbox.clearWake()
+            if lane == "event" {
+                #expect(mailbox.drain() == [42])
+            } else {
+                #expect(mailbox.drainDatagrams().datagrams.map(\.link) == [3])
+            }
+        }
+    }
+
+    /// `wait(_:alsoWatching:)` returns for input on the watched descriptor (a key on the
+    /// terminal) with nothing queued, and ignores a watched descriptor that hung up.
+    @Test(.timeLimit(.minutes(1))) func waitReturnsForInputAndIgnoresAHungUpInput() throws {
+        let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { host.close() }
+        let mailbox = NetworkMailbox<Int>(loop: host)
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]) }
+        var key: UInt8 = 0x61
+        #expect(write(ends[1], &key, 1) == 1)
+        #expect(mailbox.wait(3600, alsoWatching: ends[0]).isEmpty)
+        // Hung up (the writer closed, nothing left to read once taken): the wait goes on until an event.
+        var byte: UInt8 = 0
+        #expect(read(ends[0], &byte, 1) == 1)
+        close(ends[1])
+        mailbox.onLoop { mailbox.post(5) }
+        #expect(mailbox.wait(3600, alsoWatching: ends[0]) == [5])
+    }
 }

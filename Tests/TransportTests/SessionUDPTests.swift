@@ -108,8 +108,9 @@ import Testing
         #expect(try wait(b.host) { sb.value.state == .closed(.remote) })
     }
 
-    /// A 3-second blackout on real sockets (the receiver drops everything): the session stays up
-    /// on the event loop's real timers, and reliable messages sent meanwhile arrive afterwards.
+    /// A blackout on real sockets (the receiver drops everything) spanning retransmissions of
+    /// every message: the session stays up on the event loop's real timers, and reliable messages
+    /// sent meanwhile arrive afterwards.
     @Test func sessionSurvivesBlackoutOnRealSockets() throws {
         let a = try Peer()
         let b = try Peer()
@@ -128,9 +129,15 @@ import Testing
             b.host.onReceive = { p, src in if !blackout.value { inner(p, src) } }
             sb.value.reliable.onReceive = { got.value.append($0) }
         }
+        // Each message is sent after the loop's real retransmission timer fired at least once
+        // more (the blackout spans them; with per-segment backoff up to 1 s, a few seconds).
         for i in 0..<10 {
+            let before = try a.host.sync { s.value.reliable.stats.retransmissions }
             try a.host.sync { try s.value.reliable.send([UInt8(i)]) }
-            usleep(300_000)
+            #expect(
+                try wait(a.host) { s.value.reliable.stats.retransmissions > before },
+                "no retransmission after \(i)"
+            )
         }
         #expect(try b.host.sync { got.value.isEmpty })
         try b.host.sync { blackout.value = false }

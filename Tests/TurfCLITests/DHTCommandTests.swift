@@ -124,7 +124,9 @@ import Testing
             var st: Int32 = 0
             waitpid(announcer, &st, 0)
         }
-        usleep(300_000)
+        // The announcer has tried its bootstrap while nothing answers there: a query reached the
+        // silent socket.
+        #expect(holder.waitForDatagram(timeout: 60), "the announcer never queried its bootstrap")
         holder.close()
         let serverOut = dir.appendingPathComponent("serve.out").path
         let server = try spawnBackground(
@@ -218,6 +220,12 @@ final class UDPPortHolder {
         }
         self.fd = fd
         port = UInt16(bigEndian: addr.sin_port)
+    }
+
+    /// Waits (bounded) until a datagram arrives at the held port (someone tried to reach it).
+    func waitForDatagram(timeout: Double) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, Int32(timeout * 1000)) == 1
     }
 
     func close() {

@@ -9,6 +9,10 @@ import Testing
 /// `turf dht serve` node (never the public routers); each peer has its own XDG directories, so
 /// its own identity and replays. Matches are a few seconds long.
 @Suite(.serialized) struct NetPlayTests {
+    /// The test-only switch that prints a `progress` event once a peer has run tick 30 (one
+    /// second into the match): what a test waits for to act mid-match (docs/lobby.md).
+    static let progress = ["TURF_TESTING_PROGRESS_TICK": "30"]
+
     /// A scratch directory with a DHT node; peers get sub-directories.
     final class Lab {
         let dir: URL
@@ -227,11 +231,12 @@ import Testing
         let host = try lab.start("host", ["host", "--topic", "phoenix", "--seconds", "12", "--start-when", "3"])
         let lobby = try #require(lab.waitForEvent("host", "lobby"))
         let key = try #require(lobby["key"] as? String)
-        let first = try lab.start("joiner", ["join", key])
+        let first = try lab.start("joiner", ["join", key], extraEnv: Self.progress)
         let witness = try lab.start("witness", ["join", key])
         _ = try #require(lab.waitForEvent("joiner", "start"), "the match did not start")
         let joinerKey = try #require(lab.event("joiner", "joined")?["key"] as? String)
-        usleep(2_000_000)
+        // Mid-match: the joiner has played a second (tick 30) and sent its ops.
+        _ = try #require(lab.waitForEvent("joiner", "progress"), "the joiner never reached tick 30")
         kill(first, SIGKILL)
         _ = lab.wait(first)
         // Silent for 5 s: every peer shows it disconnected (NetMatch's liveness; its avatar stays).
@@ -302,12 +307,16 @@ import Testing
     /// verify.
     @Test func aSpectatorArrivingMidMatchWatchesItLive() throws {
         let lab = try Lab()
-        let host = try lab.start("host", ["host", "--topic", "stage", "--seconds", "8", "--start-when", "2"])
+        let host = try lab.start(
+            "host",
+            ["host", "--topic", "stage", "--seconds", "8", "--start-when", "2"],
+            extraEnv: Self.progress
+        )
         let invite = try #require(lab.waitForEvent("host", "lobby")?["invite"] as? String)
         let player = try lab.start("player", ["join", invite])
         _ = try #require(lab.waitForEvent("player", "start"), "the match did not start")
-        // Tick 0 follows the start by 1 s: the spectator comes a second or more into the match.
-        usleep(2_000_000)
+        // The spectator comes a second or more into the match: once the host has run tick 30.
+        _ = try #require(lab.waitForEvent("host", "progress"), "the host never reached tick 30")
         let watcher = try lab.start("spectator", ["join", invite, "--spectate"])
         for (pid, name) in [(host, "host"), (player, "player"), (watcher, "spectator")] {
             #expect(lab.wait(pid) == 0, "\(name) failed: \(lab.events(name))")
@@ -339,11 +348,12 @@ import Testing
         let host = try lab.start("host", ["host", "--topic", "gone", "--seconds", "8", "--start-when", "3"])
         let lobby = try #require(lab.waitForEvent("host", "lobby"))
         let key = try #require(lobby["key"] as? String)
-        let victim = try lab.start("victim", ["join", key])
+        let victim = try lab.start("victim", ["join", key], extraEnv: Self.progress)
         let witness = try lab.start("witness", ["join", key])
         _ = try #require(lab.waitForEvent("victim", "start"), "the match did not start")
         let victimKey = try #require(lab.event("victim", "joined")?["key"] as? String)
-        usleep(2_000_000)
+        // Mid-match: the victim has played a second (tick 30) and sent its ops.
+        _ = try #require(lab.waitForEvent("victim", "progress"), "the victim never reached tick 30")
         kill(victim, SIGKILL)
         _ = lab.wait(victim)
         #expect(lab.wait(host) == 0, "\(lab.events("host"))")
@@ -360,14 +370,19 @@ import Testing
     /// settle it gone and finish the match as above.
     @Test func aHostKilledForGoodLeavesTheMembersConverged() throws {
         let lab = try Lab()
-        let host = try lab.start("host", ["host", "--topic", "crown", "--seconds", "8", "--start-when", "3"])
+        let host = try lab.start(
+            "host",
+            ["host", "--topic", "crown", "--seconds", "8", "--start-when", "3"],
+            extraEnv: Self.progress
+        )
         let lobby = try #require(lab.waitForEvent("host", "lobby"))
         let key = try #require(lobby["key"] as? String)
         let a = try lab.start("a", ["join", key])
         let b = try lab.start("b", ["join", key])
         _ = try #require(lab.waitForEvent("a", "start"), "the match did not start")
         _ = try #require(lab.waitForEvent("b", "start"), "the match did not start")
-        usleep(2_000_000)
+        // Mid-match: the host has played a second (tick 30) and sent its ops.
+        _ = try #require(lab.waitForEvent("host", "progress"), "the host never reached tick 30")
         kill(host, SIGKILL)
         _ = lab.wait(host)
         #expect(lab.wait(a) == 0, "\(lab.events("a"))")

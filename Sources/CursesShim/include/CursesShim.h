@@ -65,3 +65,11 @@ long long turf_pty_curses_stop(void);
    pseudo-terminal; call after turf_pty_curses_stop. Returns the bytes copied. */
 size_t turf_pty_kept(char *out, size_t capacity);
 #endif
+#ifndef TURF_SPAWN_DECLARED
+#define TURF_SPAWN_DECLARED
+/* Starts `path` with `argv` and `envp` (NULL-terminated) as the session leader of a new
+   pseudo-terminal of `cols`x`rows` (its stdin, stdout, stderr and controlling terminal), for
+   `turf bench input`. Only async-signal-safe calls run between fork and exec. Returns the child's
+   pid and the master side (nonblocking, close-on-exec) in *master; -1 on failure. */
+int turf_spawn_on_pty(const char *path, char *const argv[], char *const envp[], int cols, int rows, int *master);
+#endif
