@@ -33,6 +33,8 @@ final class MatchRunner {
     var lastPeerTick: [PeerKey: Tick] = [:]
     /// How long after a tick began its packets left here (ms).
     var sendDelay: [Double] = []
+    /// Ops the match's replica refused, as of the last `carryOut` (the HUD's figure).
+    var replicaRejected = 0
     /// Peers a `disconnected` event was printed for (and not `connected` since).
     var shownDown: Set<PeerKey> = []
 
@@ -72,7 +74,9 @@ final class MatchRunner {
         }
         rt.perform(actions)
         for e in events { report(e) }
-        reportCheats(session.final ?? session.loop.replica)
+        let replica = session.final ?? session.loop.replica
+        replicaRejected = Int(replica.stats.rejected)
+        reportCheats(replica)
     }
 
     /// On every `stats` event: each linked peer's latest round trip, for NetMatch's relay timing

@@ -274,11 +274,13 @@ extension MatchRunner {
         return status
     }
 
-    /// Ops refused: by the replica, forged or unverifiable relayed ops, a spectator's ops.
+    /// Ops refused: by the replica (`replicaRejected`: the match's as of the last `carryOut`, so
+    /// the HUD never reads the loop while the front end steers it), forged or unverifiable relayed
+    /// ops, a spectator's ops.
     func rejectedOps(replica: Replica<TurfWorld>? = nil) -> Int {
         let d = session.net.drops
-        let r = replica ?? session.final ?? session.loop.replica
-        return Int(r.stats.rejected + d.unverifiedDropped + d.watcherOps)
+        let r = replica.map { Int($0.stats.rejected) } ?? replicaRejected
+        return r + Int(d.unverifiedDropped + d.watcherOps)
     }
 }
 
