@@ -52,17 +52,24 @@ let package = Package(
         // Every file turf reads or writes: bounded reads of untrusted paths, durable writes, XDG paths.
         .target(name: "LocalFiles", swiftSettings: settings),
 
-        // Addresses, the datagram/timer interfaces, the simulated network and the real NIO UDP host.
+        // The network split as swift-nio splits itself (NIOCore / NIOPosix / NIOEmbedded):
+        // NetCore: addresses, the datagram/timer interfaces, the demultiplexer, the UI mailbox and
+        // the monotonic clock; no SwiftNIO.
+        .target(name: "NetCore", swiftSettings: settings),
+        // NetPOSIX: the real UDP host, on a SwiftNIO event loop.
         .target(
-            name: "NetCore",
+            name: "NetPOSIX",
             dependencies: [
-                "Determinism",
+                "NetCore",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: settings
         ),
+        // TESTING DOUBLE. NetSim: the simulated network (virtual time, seeded link conditioner).
+        // Used by tests, the session chaos runs, the fuzz harness and `turf bench`; the shipped
+        // game's code paths do not use it.
+        .target(name: "NetSim", dependencies: ["NetCore", "Determinism"], swiftSettings: settings),
 
         // Crypto, Noise, sessions.
         .target(name: "Sodium", dependencies: ["CSodium"], swiftSettings: settings),
@@ -80,7 +87,7 @@ let package = Package(
         // the corpus tests.
         .target(
             name: "FuzzHarness",
-            dependencies: ["Transport", "Noise", "Sodium", "NetCore"],
+            dependencies: ["Transport", "Noise", "Sodium", "NetCore", "NetSim"],
             swiftSettings: settings
         ),
 
@@ -93,12 +100,14 @@ let package = Package(
             ],
             swiftSettings: settings
         ),
+        // TESTING DOUBLE. DHTSim: thousands of real DHT nodes on NetSim (`turf bench dht`, tests).
+        .target(name: "DHTSim", dependencies: ["DHT", "NetCore", "NetSim", "Determinism"], swiftSettings: settings),
 
         // This process on the network: one socket, its demultiplexer, the DHT node and the sessions.
         .target(
             name: "NetStack",
             dependencies: [
-                "NetCore", "DHT", "Transport", "Sodium", "Determinism",
+                "NetCore", "NetPOSIX", "DHT", "Transport", "Sodium", "Determinism",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -126,14 +135,25 @@ let package = Package(
                 .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
             ]
         ),
+        // TESTING DOUBLE. NetMatchSim: a whole networked match in one process over an in-memory
+        // network in virtual time (`turf bench netmatch`, the NetMatch tests).
+        .target(
+            name: "NetMatchSim",
+            dependencies: ["NetMatch", "Engine", "Determinism", "Sodium"],
+            swiftSettings: [
+                .swiftLanguageMode(.v6),
+                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+            ]
+        ),
 
-        // A whole networked match through the real stack (sessions, lobby codec, NetMatch, engine)
-        // on the simulated network in virtual time: the session chaos runs of the tests and
-        // `turf bench netmatch --chaos-stack sessions`.
+        // TESTING DOUBLE. A whole networked match through the real stack (sessions, lobby codec,
+        // NetMatch, engine) on the simulated network in virtual time: the session chaos runs of the
+        // tests and `turf bench netmatch --chaos-stack sessions`.
         .target(
             name: "NetChaos",
             dependencies: [
-                "NetCore", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "Engine", "TurfRules", "Sodium",
+                "NetCore", "NetSim", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "Engine", "TurfRules",
+                "Sodium",
                 "Determinism",
             ],
             swiftSettings: settings
@@ -149,12 +169,14 @@ let package = Package(
             swiftSettings: settings
         ),
 
-        // The `turf` command.
+        // The `turf` command. The testing doubles (NetSim, DHTSim, NetMatchSim, NetChaos) are linked
+        // for the `turf bench` subcommands only; play, host, join and dht never reach them.
         .executableTarget(
             name: "turf",
             dependencies: [
-                "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium",
-                "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetChaos",
+                "Engine", "TurfRules", "TerminalUI", "NetCore", "NetPOSIX", "NetMatch", "LocalFiles", "TextOutput",
+                "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetChaos", "NetSim", "DHTSim",
+                "NetMatchSim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -167,7 +189,9 @@ let package = Package(
         .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: settings),
         .testTarget(name: "TextOutputTests", dependencies: ["TextOutput"], swiftSettings: settings),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: settings),
-        .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: settings),
+        .testTarget(name: "NetCoreTests", dependencies: ["NetCore", "NetSim", "NetPOSIX"], swiftSettings: settings),
+        .testTarget(name: "NetPOSIXTests", dependencies: ["NetPOSIX", "NetCore"], swiftSettings: settings),
+        .testTarget(name: "NetSimTests", dependencies: ["NetSim", "NetCore"], swiftSettings: settings),
         .testTarget(
             name: "EngineTests",
             dependencies: [
@@ -196,15 +220,19 @@ let package = Package(
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: settings),
         .testTarget(
             name: "TransportTests",
-            dependencies: ["Transport", "NetCore", "Noise", "Sodium", "FuzzHarness"],
+            dependencies: ["Transport", "NetCore", "NetSim", "NetPOSIX", "Noise", "Sodium", "FuzzHarness"],
             swiftSettings: settings
         ),
         .testTarget(
             name: "NetMatchTests",
-            dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Determinism"],
+            dependencies: ["NetMatch", "NetMatchSim", "Engine", "TurfRules", "Sodium", "Determinism"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        .testTarget(name: "DHTTests", dependencies: ["DHT", "NetCore", "Sodium"], swiftSettings: settings),
+        .testTarget(
+            name: "DHTTests",
+            dependencies: ["DHT", "DHTSim", "NetCore", "NetSim", "NetPOSIX", "Sodium"],
+            swiftSettings: settings
+        ),
         .testTarget(
             name: "LobbyTests",
             dependencies: ["Lobby", "Engine", "Determinism", "DHT", "NetCore", "Transport"],
@@ -212,12 +240,12 @@ let package = Package(
         ),
         .testTarget(
             name: "NetChaosTests",
-            dependencies: ["NetChaos", "TurfRules", "NetCore"],
+            dependencies: ["NetChaos", "TurfRules", "NetCore", "NetSim"],
             swiftSettings: settings
         ),
         .testTarget(
             name: "NetStackTests",
-            dependencies: ["NetStack", "DHT", "Transport", "NetCore"],
+            dependencies: ["NetStack", "DHT", "Transport", "NetCore", "NetSim", "NetPOSIX"],
             swiftSettings: settings
         ),
     ]

@@ -4,6 +4,7 @@ import Engine
 import Lobby
 import NetCore
 import NetMatch
+import NetSim
 import NetStack
 import Sodium
 import Transport

@@ -1,5 +1,4 @@
 import Dispatch
-import NIOConcurrencyHelpers
 
 /// Runs closures on a network loop, from any thread, each after the ones posted before it.
 /// `UDPHost` is one (its SwiftNIO event loop).
@@ -37,7 +36,7 @@ public struct MailboxDatagram: Sendable, Equatable {
 ///   cannot spin a lobby screen).
 /// - **UI → network**: `onLoop` runs a closure on the loop, after every closure posted before it.
 ///   Loop-confined objects (sessions, the DHT node) are reached from such a closure through a
-///   `NIOLoopBound`, which checks the loop on every access.
+///   `NIOLoopBound` (NetPOSIX's loop is a SwiftNIO event loop), which checks the loop on every access.
 ///
 /// The event lane holds at most `capacity` events and the datagram lane `datagramCapacity`
 /// datagrams: a post to a full lane drops what was posted, counts it (`dropped`,
@@ -47,7 +46,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     public let capacity: Int
     public let datagramCapacity: Int
     private let loop: any LoopExecutor
-    private let queue: NIOLockedValueBox<Queue>
+    private let queue: Locked<Queue>
     /// Signalled once per event posted (not per datagram): `wait` sleeps on it.
     private let wake = DispatchSemaphore(value: 0)
 
@@ -64,7 +63,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
         self.loop = loop
         self.capacity = capacity
         self.datagramCapacity = datagramCapacity
-        queue = NIOLockedValueBox(Queue())
+        queue = Locked(Queue())
     }
 
     // MARK: network → UI
@@ -73,7 +72,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     /// the queue was full and the event was dropped.
     @discardableResult
     public func post(_ event: Event) -> Bool {
-        let queued = queue.withLockedValue { q in
+        let queued = queue.withLock { q in
             guard q.events.count < capacity else {
                 q.dropped += 1
                 return false
@@ -89,13 +88,13 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     /// and are handed on to the next phase; never dropped).
     public func requeue(_ events: [Event]) {
         guard !events.isEmpty else { return }
-        queue.withLockedValue { q in q.events = events + q.events }
+        queue.withLock { q in q.events = events + q.events }
         wake.signal()
     }
 
     /// Every queued event, oldest first, leaving the queue empty (the UI calls this once per frame).
     public func drain() -> [Event] {
-        queue.withLockedValue { q in
+        queue.withLock { q in
             defer { q.events = [] }
             return q.events
         }
@@ -114,13 +113,13 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     }
 
     /// Events dropped because the queue was full.
-    public var dropped: UInt64 { queue.withLockedValue { $0.dropped } }
+    public var dropped: UInt64 { queue.withLock { $0.dropped } }
 
     /// Queues a datagram on the datagram lane (from any thread; normally the network loop). False
     /// if that lane was full and it was dropped (counted); the event lane is never affected.
     @discardableResult
     public func postDatagram(_ d: MailboxDatagram) -> Bool {
-        queue.withLockedValue { q in
+        queue.withLock { q in
             guard q.datagrams.count < datagramCapacity else {
                 q.droppedDatagrams += 1
                 q.droppedDatagramsSinceDrain += 1
@@ -134,7 +133,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     /// Every queued datagram, oldest first, and how many were dropped for want of room since the
     /// last call.
     public func drainDatagrams() -> (datagrams: [MailboxDatagram], dropped: UInt64) {
-        queue.withLockedValue { q in
+        queue.withLock { q in
             defer {
                 q.datagrams = []
                 q.droppedDatagramsSinceDrain = 0
@@ -144,7 +143,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     }
 
     /// Datagrams dropped because their lane was full (in all).
-    public var droppedDatagrams: UInt64 { queue.withLockedValue { $0.droppedDatagrams } }
+    public var droppedDatagrams: UInt64 { queue.withLock { $0.droppedDatagrams } }
 
     // MARK: UI → network
 

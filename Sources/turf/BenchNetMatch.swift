@@ -2,7 +2,9 @@ import ArgumentParser
 import Engine
 import Foundation
 import NetChaos
+import NetCore
 import NetMatch
+import NetMatchSim
 import Sodium
 import TextOutput
 import TurfRules

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Foundation
 import LocalFiles
+import NetCore
 import NetMatch
 import TerminalUI
 import TextOutput

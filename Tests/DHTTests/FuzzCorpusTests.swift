@@ -1,5 +1,6 @@
 import Determinism
 import NetCore
+import NetSim
 import Testing
 
 @_spi(Fuzzing) @testable import DHT

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import NIOCore
 import NetCore
+import NetPOSIX
 import Sodium
 import Testing
 

@@ -1,6 +1,7 @@
 import Determinism
 import Engine
 import Foundation
+import NetMatchSim
 import Sodium
 import Testing
 import TurfRules

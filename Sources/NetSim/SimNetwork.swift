@@ -1,5 +1,5 @@
 import Determinism
-import NIOConcurrencyHelpers
+import NetCore
 
 #if canImport(Glibc)
     import Glibc
@@ -67,7 +67,7 @@ public final class SimNetwork: Scheduler {
     /// with a stricter budget (turf's sessions: 1200 bytes) lower it so a violation shows up as a
     /// lost datagram and a count, and a test's attacker raises its own socket's limit to send
     /// what a raw socket could.
-    public var maxDatagram = UDPHost.maxDatagram
+    public var maxDatagram = maxUDPDatagram
     private var rng: SplitMix64
     private var sockets: [PeerAddress: SimSocket] = [:]
     private var linkOverrides: [Pair: LinkConditions] = [:]
@@ -83,7 +83,7 @@ public final class SimNetwork: Scheduler {
 
     #if DEBUG
         /// The thread inside `run`, if any. Read from any thread (by `isInLoop`), hence the lock.
-        private let driver = NIOLockedValueBox<pthread_t?>(nil)
+        private let driver = Locked<pthread_t?>(nil)
     #endif
 
     public init(seed: UInt64, conditions: LinkConditions = LinkConditions()) {
@@ -137,7 +137,7 @@ public final class SimNetwork: Scheduler {
     public var isInLoop: Bool {
         #if DEBUG
             let current = pthread_self()
-            return driver.withLockedValue { d in d.map { pthread_equal($0, current) != 0 } ?? true }
+            return driver.withLock { d in d.map { pthread_equal($0, current) != 0 } ?? true }
         #else
             return true
         #endif
@@ -148,7 +148,7 @@ public final class SimNetwork: Scheduler {
     private func enter() -> pthread_t? {
         #if DEBUG
             let current = pthread_self()
-            return driver.withLockedValue { d in
+            return driver.withLock { d in
                 if let other = d {
                     precondition(pthread_equal(other, current) != 0, "SimNetwork run from two threads at once")
                 }
@@ -163,7 +163,7 @@ public final class SimNetwork: Scheduler {
     @inline(__always)
     private func leave(_ previous: pthread_t?) {
         #if DEBUG
-            driver.withLockedValue { $0 = previous }
+            driver.withLock { $0 = previous }
         #endif
     }
 
@@ -328,7 +328,7 @@ public final class SimSocket: NetworkHost {
     public private(set) weak var network: SimNetwork?
     /// Sends larger than this are dropped and counted (`SimNetwork.Stats.oversized`), as
     /// `UDPHost` drops them. Set from `SimNetwork.maxDatagram` when bound.
-    public var maxDatagram = UDPHost.maxDatagram
+    public var maxDatagram = maxUDPDatagram
 
     init(network: SimNetwork, address: PeerAddress) {
         self.network = network

@@ -1,11 +1,13 @@
+import DHT
 import Determinism
 import NetCore
+import NetSim
 
 /// The DHT at scale on the simulated network: N real `DHTNode`s on a `SimNetwork` with virtual
 /// time, topics announced, a fraction of nodes replaced during the run, and lookups measured.
-/// `turf bench dht` prints its report; a smaller run is a test. Not part of the DHT's API: import
-/// it with `@_spi(Simulation) import DHT`.
-@_spi(Simulation) public struct DHTSimulation {
+/// `turf bench dht` prints its report; a smaller run is a test. A testing double (the DHTSim
+/// target), not part of the DHT's API: the shipped game's code paths never use it.
+public struct DHTSimulation {
     /// How the network is built before the measured window.
     public enum Bootstrap: String, Sendable, Codable, CaseIterable {
         /// Every node starts with an empty table and joins through the protocol (find_node of its
@@ -167,7 +169,7 @@ import NetCore
             }
             _ = net.run(for: .seconds(30))
         }
-        let tableSizeMean = Double(nodes.reduce(0) { $0 + $1.table.count }) / Double(nodes.count)
+        let tableSizeMean = Double(nodes.reduce(0) { $0 + $1.tableSize }) / Double(nodes.count)
         let start = net.now
         let window = Nanos.seconds(p.window)
 
@@ -245,7 +247,7 @@ import NetCore
                         successes += 1
                     } else if debugFailures {
                         print(
-                            "FAIL t=\(Double(net.now) / 1e9) topic \(topic) looker \(looker) closest \(res.closest.count) q \(res.queriesSent) r \(res.responsesReceived) rounds \(res.rounds) peers \(res.peers.count) dur \(res.duration / 1_000_000) table \(nodes[looker].table.count)"
+                            "FAIL t=\(Double(net.now) / 1e9) topic \(topic) looker \(looker) closest \(res.closest.count) q \(res.queriesSent) r \(res.responsesReceived) rounds \(res.rounds) peers \(res.peers.count) dur \(res.duration / 1_000_000) table \(nodes[looker].tableSize)"
                         )
                     }
                     rounds.append(res.rounds)
@@ -319,12 +321,12 @@ import NetCore
                 if count > 0 {
                     if count <= config.k * 2 {
                         for j in lo..<hi {
-                            n.addNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress))
+                            n.addAnsweredNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress))
                         }
                     } else {
                         for _ in 0..<(config.k * 2) {
                             let j = lo + rng.below(count)
-                            n.addNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress))
+                            n.addAnsweredNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress))
                         }
                     }
                 }

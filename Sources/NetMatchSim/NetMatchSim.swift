@@ -1,5 +1,6 @@
 import Determinism
 import Engine
+import NetMatch
 import Sodium
 
 /// A whole networked match in one process, in virtual time, over an in-memory network with a
