@@ -74,10 +74,13 @@ let package = Package(
         // Crypto, Noise, sessions.
         .target(name: "Sodium", dependencies: ["CSodium"], swiftSettings: settings),
         .target(name: "Noise", dependencies: ["Sodium"], swiftSettings: settings),
+        // The one key type (a peer's Ed25519 public key and its `turf1…` text form): the transport,
+        // the lobby, the engine (a player's owner) and the networked match all name peers by it.
+        .target(name: "Keys", dependencies: ["Sodium"], swiftSettings: settings),
         .target(
             name: "Transport",
             dependencies: [
-                "NetCore", "Noise", "Sodium", "Determinism", "LocalFiles",
+                "NetCore", "Noise", "Sodium", "Keys", "Determinism", "LocalFiles",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: settings
@@ -115,13 +118,13 @@ let package = Package(
         ),
 
         // The deterministic engine (generic over a game's rules) and turf's rules.
-        .target(name: "Engine", dependencies: ["Determinism"], swiftSettings: settings),
-        .target(name: "TurfRules", dependencies: ["Engine", "Determinism"], swiftSettings: settings),
+        .target(name: "Engine", dependencies: ["Determinism", "Keys"], swiftSettings: settings),
+        .target(name: "TurfRules", dependencies: ["Engine", "Determinism", "Keys"], swiftSettings: settings),
 
         // The lobby protocol (docs/lobby.md): messages, their bounded codec, the seed's commit-reveal.
         .target(
             name: "Lobby",
-            dependencies: ["Engine", "Determinism", "Sodium", "NetCore", "DHT", "Transport"],
+            dependencies: ["Engine", "Determinism", "Sodium", "Keys", "NetCore", "DHT", "Transport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
@@ -129,7 +132,7 @@ let package = Package(
         // liveness; speaks to links (any session, or an in-memory pipe), not to the transport.
         .target(
             name: "NetMatch",
-            dependencies: ["Engine", "Determinism", "Sodium"],
+            dependencies: ["Engine", "Determinism", "Sodium", "Keys"],
             swiftSettings: [
                 .swiftLanguageMode(.v6),
                 .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
@@ -139,7 +142,7 @@ let package = Package(
         // network in virtual time (`turf bench netmatch`, the NetMatch tests).
         .target(
             name: "NetMatchSim",
-            dependencies: ["NetMatch", "Engine", "Determinism", "Sodium"],
+            dependencies: ["NetMatch", "Engine", "Determinism", "Sodium", "Keys"],
             swiftSettings: [
                 .swiftLanguageMode(.v6),
                 .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
@@ -153,7 +156,7 @@ let package = Package(
             name: "NetChaos",
             dependencies: [
                 "NetCore", "NetSim", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "Engine", "TurfRules",
-                "Sodium",
+                "Sodium", "Keys",
                 "Determinism",
             ],
             swiftSettings: settings
@@ -175,8 +178,8 @@ let package = Package(
             name: "turf",
             dependencies: [
                 "Engine", "TurfRules", "TerminalUI", "NetCore", "NetPOSIX", "NetMatch", "LocalFiles", "TextOutput",
-                "CSodium", "Sodium", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetChaos", "NetSim", "DHTSim",
-                "NetMatchSim",
+                "CSodium", "Sodium", "Keys", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetChaos", "NetSim",
+                "DHTSim", "NetMatchSim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -195,7 +198,7 @@ let package = Package(
         .testTarget(
             name: "EngineTests",
             dependencies: [
-                "Engine", "TurfRules",
+                "Engine", "TurfRules", "Keys",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: settings
@@ -212,7 +215,8 @@ let package = Package(
         .testTarget(
             name: "TurfCLITests",
             dependencies: [
-                "Engine", "TurfRules", "Determinism", "NetMatch", "Sodium", "NetStack", "Transport", "Lobby", "NetCore",
+                "Engine", "TurfRules", "Determinism", "NetMatch", "Sodium", "Keys", "NetStack", "Transport", "Lobby",
+                "NetCore",
             ],
             swiftSettings: settings
         ),
@@ -220,12 +224,12 @@ let package = Package(
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: settings),
         .testTarget(
             name: "TransportTests",
-            dependencies: ["Transport", "NetCore", "NetSim", "NetPOSIX", "Noise", "Sodium", "FuzzHarness"],
+            dependencies: ["Transport", "NetCore", "NetSim", "NetPOSIX", "Noise", "Sodium", "Keys", "FuzzHarness"],
             swiftSettings: settings
         ),
         .testTarget(
             name: "NetMatchTests",
-            dependencies: ["NetMatch", "NetMatchSim", "Engine", "TurfRules", "Sodium", "Determinism"],
+            dependencies: ["NetMatch", "NetMatchSim", "Engine", "TurfRules", "Sodium", "Keys", "Determinism"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
@@ -235,7 +239,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LobbyTests",
-            dependencies: ["Lobby", "Engine", "Determinism", "DHT", "NetCore", "Transport"],
+            dependencies: ["Lobby", "Engine", "Determinism", "Keys", "DHT", "NetCore", "Transport"],
             swiftSettings: settings
         ),
         .testTarget(

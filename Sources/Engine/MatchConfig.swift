@@ -1,24 +1,5 @@
 import Determinism
-
-/// The public key of the peer that owns a player: the one peer that makes the player's ops. The
-/// engine treats it as 32 opaque bytes (turf puts a peer's Ed25519 identity key here); every peer
-/// holds the same config, so a replay says who played without anyone's point of view in it.
-public struct OwnerKey: Hashable, Sendable, CustomStringConvertible {
-    public static let length = 32
-    public let bytes: [UInt8]
-
-    /// Nil unless `bytes` is exactly `OwnerKey.length` bytes.
-    public init?(_ bytes: [UInt8]) {
-        guard bytes.count == OwnerKey.length else { return nil }
-        self.bytes = bytes
-    }
-
-    /// Lowercase hex.
-    public var description: String {
-        let digits = Array("0123456789abcdef")
-        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
-    }
-}
+import Keys
 
 /// Who plays: a name, whether a human or a bot drives the player, and which peer owns it.
 public struct PlayerInfo: Equatable, Sendable {
@@ -38,9 +19,9 @@ public struct PlayerInfo: Equatable, Sendable {
     public var level: UInt8
     /// The public key of the peer that owns this player; nil in a local match (this peer owns
     /// every player) and for players nobody else needs to tell apart.
-    public var owner: OwnerKey?
+    public var owner: PeerKey?
 
-    public init(name: String, kind: Kind, level: UInt8 = 0, owner: OwnerKey? = nil) {
+    public init(name: String, kind: Kind, level: UInt8 = 0, owner: PeerKey? = nil) {
         self.name = name
         self.kind = kind
         self.level = level
@@ -123,7 +104,7 @@ public struct MatchConfig: Equatable, Sendable {
 
     /// The players a peer owns: those whose owner is `key` (with `key` nil, the players that have
     /// no owner: every player of a local match).
-    public func players(ownedBy key: OwnerKey?) -> [PlayerID] {
+    public func players(ownedBy key: PeerKey?) -> [PlayerID] {
         players.indices.filter { players[$0].owner == key }.map { PlayerID($0) }
     }
 
@@ -151,7 +132,7 @@ public struct MatchConfig: Equatable, Sendable {
             w.u8(p.kind.rawValue)
             w.u8(p.level)
             if let owner = p.owner {
-                w.u8(UInt8(OwnerKey.length))
+                w.u8(UInt8(PeerKey.length))
                 w.bytes(owner.bytes)
             } else {
                 w.u8(0)
@@ -189,14 +170,14 @@ public struct MatchConfig: Equatable, Sendable {
                 throw ByteReadError(offset: kindAt, "unknown player kind \(kindByte)")
             }
             let level = try r.u8("bot level")
-            var owner: OwnerKey?
+            var owner: PeerKey?
             if version >= 2 {
                 let keyAt = r.offset
                 let n = Int(try r.u8("owner key length"))
-                guard n == 0 || n == OwnerKey.length else {
-                    throw ByteReadError(offset: keyAt, "owner key of \(n) bytes (0 or \(OwnerKey.length) allowed)")
+                guard n == 0 || n == PeerKey.length else {
+                    throw ByteReadError(offset: keyAt, "owner key of \(n) bytes (0 or \(PeerKey.length) allowed)")
                 }
-                if n > 0 { owner = OwnerKey(Array(try r.take(n, "owner key"))) }
+                if n > 0 { owner = PeerKey(bytes: Array(try r.take(n, "owner key"))) }
             }
             players.append(PlayerInfo(name: name, kind: kind, level: level, owner: owner))
         }

@@ -1,6 +1,7 @@
 import DHT
 import Determinism
 import Foundation
+import Keys
 import NetCore
 import Transport
 

@@ -1,6 +1,7 @@
 import DHT
 import Determinism
 import Engine
+import Keys
 import Lobby
 import NetCore
 import NetMatch
@@ -110,7 +111,7 @@ public struct SessionChaos {
         let peer: Peer
         var links: [PeerKey: Session] = [:]
         var lobbyInbox: [(from: PeerKey, bytes: [UInt8])] = []
-        var datagrams: [(from: OwnerKey, bytes: [UInt8])] = []
+        var datagrams: [(from: PeerKey, bytes: [UInt8])] = []
         let contribution: [UInt8]
         var key: PeerKey { identity.publicKey }
 
@@ -130,7 +131,7 @@ public struct SessionChaos {
                 self.lobbyInbox.append((k, bytes))
             }
             s.unreliable.onReceive = { [weak self, weak s] bytes in
-                guard let self, let k = s?.remoteKey, let o = OwnerKey(k.bytes) else { return }
+                guard let self, let k = s?.remoteKey, let o = PeerKey(bytes: k.bytes) else { return }
                 self.datagrams.append((o, bytes))
             }
             s.onStateChange = { [weak self, weak s] state in
@@ -334,7 +335,7 @@ public struct SessionChaos {
                 name: s.name,
                 kind: .bot,
                 level: (i % 2 == 0 ? Bot.Level.hard : .easy).rawValue,
-                owner: OwnerKey(s.key.bytes)
+                owner: PeerKey(bytes: s.key.bytes)
             )
         }
         let config = settings.matchConfig(seed: SeedMix.seed(reveals), players: players, seconds: seconds)
@@ -366,7 +367,7 @@ public struct SessionChaos {
                 return
             }
             if net.now > s.startAt { lateStarts += 1 }
-            let me = OwnerKey(n.key.bytes)!
+            let me = PeerKey(bytes: n.key.bytes)!
             let loop = try TurfMatchLoop(
                 config: s.config,
                 controllers: TurfMatch.controllers(config: s.config, ownedBy: me),
@@ -449,7 +450,7 @@ public struct SessionChaos {
         }
         var union = try Replica<TurfWorld>(config: config)
         for i in 0..<peers {
-            for p in config.players(ownedBy: OwnerKey(nodes[i].key.bytes)) {
+            for p in config.players(ownedBy: PeerKey(bytes: nodes[i].key.bytes)) {
                 for op in ms[i].loop.replica.ops(of: p, from: 0) { union.receive(op) }
             }
         }
@@ -457,13 +458,13 @@ public struct SessionChaos {
         if !converged && failure == nil {
             let unsettled = (0..<peers).filter { !ms[$0].hook.net.isSettled }.map { i in
                 let h = ms[i].hook.net
-                let down = nodes.filter { $0.index != i && !h.isConnected(OwnerKey($0.key.bytes)!) }.map(\.index)
+                let down = nodes.filter { $0.index != i && !h.isConnected(PeerKey(bytes: $0.key.bytes)!) }.map(\.index)
                 let noSession = nodes.filter { $0.index != i && nodes[i].links[$0.key] == nil }.map(\.index)
                 let rx = nodes.filter { $0.index != i }.map {
-                    h.stats(for: OwnerKey($0.key.bytes)!)?.datagramsReceived ?? 0
+                    h.stats(for: PeerKey(bytes: $0.key.bytes)!)?.datagramsReceived ?? 0
                 }
                 let tx = nodes.filter { $0.index != i }.map {
-                    h.stats(for: OwnerKey($0.key.bytes)!)?.datagramsSent ?? 0
+                    h.stats(for: PeerKey(bytes: $0.key.bytes)!)?.datagramsSent ?? 0
                 }
                 let uni = nodes.filter { $0.index != i }.map { nodes[i].links[$0.key]?.unreliable.delivered ?? 0 }
                 return
@@ -474,7 +475,7 @@ public struct SessionChaos {
         }
         var relayed: UInt64 = 0
         for m in ms {
-            for n in nodes { relayed += m.hook.net.stats(for: OwnerKey(n.key.bytes)!)?.opsForwarded ?? 0 }
+            for n in nodes { relayed += m.hook.net.stats(for: PeerKey(bytes: n.key.bytes)!)?.opsForwarded ?? 0 }
         }
         return Result(
             lobbyOK: true,

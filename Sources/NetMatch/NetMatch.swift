@@ -1,5 +1,6 @@
 import Determinism
 import Engine
+import Keys
 import Sodium
 
 /// Tunables of a `NetMatch`. The defaults are the ones docs/netmatch.md describes and
@@ -32,15 +33,15 @@ public struct NetMatchOptions: Sendable {
 public enum NetMatchEvent: Equatable, Sendable {
     /// A link has been silent for `disconnectNanos` (its players' avatars stay; ops forwarded by
     /// others still merge).
-    case linkDown(OwnerKey)
-    case linkUp(OwnerKey)
+    case linkDown(PeerKey)
+    case linkUp(PeerKey)
     /// A peer's state hash at checkpoint `tick` differs from ours: the first bad tick seen.
-    case desync(tick: Tick, peer: OwnerKey, ours: UInt64, theirs: UInt64)
+    case desync(tick: Tick, peer: PeerKey, ours: UInt64, theirs: UInt64)
     /// A signed statement for `player`, relayed by `from`, did not verify: its ops were dropped.
-    case badSignature(player: PlayerID, from: OwnerKey)
+    case badSignature(player: PlayerID, from: PeerKey)
     /// After the end, `peer` holds the same players' ops as we do (same final statements, same
     /// gone players and counts) and reports another final hash: the match is not converged.
-    case finalMismatch(peer: OwnerKey, ours: UInt64, theirs: UInt64)
+    case finalMismatch(peer: PeerKey, ours: UInt64, theirs: UInt64)
     /// `player`'s owner signed two statements as of one tick over different histories (it told
     /// peers different things): proven, so its whole log is void here (`verdicts`), and the proof
     /// goes to every peer so they void it too.
@@ -101,17 +102,17 @@ public struct NetMatch<Game: ReplicatedGame> {
     public typealias GameOp = Op<Game.Payload>
 
     public let config: MatchConfig
-    public let me: OwnerKey
+    public let me: PeerKey
     public let options: NetMatchOptions
     public let digest: UInt64
     /// Other peers, in config order of their first player.
-    public let peers: [OwnerKey]
+    public let peers: [PeerKey]
     /// Spectators linked to this peer (they own no player): every op held here is sent to them at
     /// once (no relay delay), with the statements that cover it; ops they send are dropped.
     /// One that arrives during the match is added by `addWatcher`.
-    public private(set) var watchers: [OwnerKey]
+    public private(set) var watchers: [PeerKey]
     /// Every link's peer: `peers` then `watchers` (a link's index in `links`).
-    private var linkKeys: [OwnerKey]
+    private var linkKeys: [PeerKey]
     private let identity: Ed25519.KeyPair
     private let ownerLink: [Int?]  // per player: index of its owner's link, nil if mine
     private var owned: [[PlayerID]]  // per link: players its peer owns
@@ -228,7 +229,7 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// every op settled on, once everything is held here; and what it was computed from.
     private var finalCache: (basis: [Int], hash: UInt64)?
     /// Peers whose final hash differed from ours on the same basis (each reported once).
-    public private(set) var finalMismatches: [OwnerKey] = []
+    public private(set) var finalMismatches: [PeerKey] = []
     /// Test-only: flips the hash this peer computes at this checkpoint tick (forces a desync).
     public var testingCorruptCheckpoint: Tick?
     /// Test-only: this peer forges the first third-party op it relays on each link (another
@@ -256,9 +257,11 @@ public struct NetMatch<Game: ReplicatedGame> {
         identity: Ed25519.KeyPair,
         now: UInt64,
         options: NetMatchOptions = NetMatchOptions(),
-        watchers: [OwnerKey] = []
+        watchers: [PeerKey] = []
     ) throws {
-        guard let me = OwnerKey(identity.publicKey) else { throw ConfigError.invalid("identity key is not 32 bytes") }
+        guard let me = PeerKey(bytes: identity.publicKey) else {
+            throw ConfigError.invalid("identity key is not 32 bytes")
+        }
         guard config.players.allSatisfy({ $0.owner != nil }) else {
             throw ConfigError.invalid("a networked match needs an owner for every player")
         }
@@ -267,7 +270,7 @@ public struct NetMatch<Game: ReplicatedGame> {
         self.identity = identity
         self.options = options
         digest = config.digest
-        var peers: [OwnerKey] = []
+        var peers: [PeerKey] = []
         for p in config.players { if let o = p.owner, o != me, !peers.contains(o) { peers.append(o) } }
         self.peers = peers
         let watchers = watchers.filter { $0 != me && !peers.contains($0) }
@@ -322,7 +325,7 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// the host's snapshot), so only what came after is sent; the statements covering them follow
     /// as for any watcher. The same key again (a restarted spectator) starts its link afresh.
     /// A player's owner is never a watcher.
-    public mutating func addWatcher(_ key: OwnerKey, holding: [Int], now: UInt64) {
+    public mutating func addWatcher(_ key: PeerKey, holding: [Int], now: UInt64) {
         guard key != me, !peers.contains(key) else { return }
         var link = Self.newLink(players: config.players.count, now: now, rtt: options.defaultRTTNanos)
         for p in link.peerAck.indices where p < holding.count {
@@ -376,7 +379,7 @@ public struct NetMatch<Game: ReplicatedGame> {
     }
 
     /// The peer said it left (its match settled): it waits for nothing more from us, nor we from it.
-    public mutating func peerLeft(_ peer: OwnerKey) {
+    public mutating func peerLeft(_ peer: PeerKey) {
         guard let l = linkKeys.firstIndex(of: peer) else { return }
         links[l].stats.connected = false
         links[l].left = true
@@ -393,7 +396,7 @@ public struct NetMatch<Game: ReplicatedGame> {
 
     /// A datagram from the peer `from` (as authenticated by its session). Malformed or hostile
     /// content is dropped and counted.
-    public mutating func receive(_ bytes: [UInt8], from: OwnerKey, now: UInt64) {
+    public mutating func receive(_ bytes: [UInt8], from: PeerKey, now: UInt64) {
         guard let l = linkKeys.firstIndex(of: from) else {
             drops.unknownPeer += 1
             return
@@ -482,7 +485,7 @@ public struct NetMatch<Game: ReplicatedGame> {
     }
 
     /// A round-trip sample for a link (from the transport's pings).
-    public mutating func noteRTT(_ peer: OwnerKey, nanos: UInt64) {
+    public mutating func noteRTT(_ peer: PeerKey, nanos: UInt64) {
         guard let l = linkKeys.firstIndex(of: peer) else { return }
         links[l].rtt = nanos
         links[l].stats.lastRTTNanos = nanos
@@ -490,8 +493,8 @@ public struct NetMatch<Game: ReplicatedGame> {
 
     /// The datagrams due at `now`, each for one link's unreliable channel. Call once per tick (and
     /// on after the match ends, to finish delivery and keep links alive).
-    public mutating func poll(now: UInt64) -> [(to: OwnerKey, bytes: [UInt8])] {
-        var out: [(to: OwnerKey, bytes: [UInt8])] = []
+    public mutating func poll(now: UInt64) -> [(to: PeerKey, bytes: [UInt8])] {
+        var out: [(to: PeerKey, bytes: [UInt8])] = []
         computeFinal()
         for l in links.indices { compareFinal(link: l) }
         for l in links.indices {
@@ -508,11 +511,11 @@ public struct NetMatch<Game: ReplicatedGame> {
         return out
     }
 
-    public func stats(for peer: OwnerKey) -> LinkStats? {
+    public func stats(for peer: PeerKey) -> LinkStats? {
         linkKeys.firstIndex(of: peer).map { links[$0].stats }
     }
 
-    public func isConnected(_ peer: OwnerKey) -> Bool {
+    public func isConnected(_ peer: PeerKey) -> Bool {
         linkKeys.firstIndex(of: peer).map { links[$0].stats.connected } ?? false
     }
 

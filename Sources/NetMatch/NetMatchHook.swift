@@ -1,4 +1,5 @@
 import Engine
+import Keys
 
 /// The `MatchHook` that runs a `NetMatch` around each tick of a `MatchLoop`, on the loop's thread.
 /// The closures are the crossing point to the network (for turf: a `NetworkMailbox` drained and
@@ -12,16 +13,16 @@ public struct NetMatchHook<Controller: PlayerController>: MatchHook {
     /// Monotonic ns (the loop's clock).
     public var now: () -> UInt64
     /// Datagrams that arrived since the last call: (sending peer as its session authenticated it, bytes).
-    public var inbound: () -> [(from: OwnerKey, bytes: [UInt8])]
+    public var inbound: () -> [(from: PeerKey, bytes: [UInt8])]
     /// Datagrams to send, each on the unreliable channel of the session to `to`.
-    public var outbound: ([(to: OwnerKey, bytes: [UInt8])]) -> Void
+    public var outbound: ([(to: PeerKey, bytes: [UInt8])]) -> Void
     public var onEvent: (NetMatchEvent) -> Void
 
     public init(
         net: NetMatch<Game>,
         now: @escaping () -> UInt64,
-        inbound: @escaping () -> [(from: OwnerKey, bytes: [UInt8])],
-        outbound: @escaping ([(to: OwnerKey, bytes: [UInt8])]) -> Void,
+        inbound: @escaping () -> [(from: PeerKey, bytes: [UInt8])],
+        outbound: @escaping ([(to: PeerKey, bytes: [UInt8])]) -> Void,
         onEvent: @escaping (NetMatchEvent) -> Void = { _ in }
     ) {
         self.net = net

@@ -1,5 +1,6 @@
 import Determinism
 import Engine
+import Keys
 import Sodium
 
 /// A player's signed op log (docs/netmatch.md, "Signed op logs").
@@ -33,7 +34,7 @@ public struct SignedStatement: Equatable, Sendable {
     }
 
     /// Whether the signature is the owner's over the statement's own chain hash.
-    public func verifiesOnItsOwn(digest: UInt64, owner: OwnerKey) -> Bool {
+    public func verifiesOnItsOwn(digest: UInt64, owner: PeerKey) -> Bool {
         chain.count == OpChain.hashLength && verify(digest: digest, chain: chain, owner: owner)
     }
 
@@ -60,7 +61,7 @@ public struct SignedStatement: Equatable, Sendable {
         return w.bytes
     }
 
-    public func verify(digest: UInt64, chain: [UInt8], owner: OwnerKey) -> Bool {
+    public func verify(digest: UInt64, chain: [UInt8], owner: PeerKey) -> Bool {
         Ed25519.verify(
             signature: signature,
             message: Self.message(digest: digest, player: player, count: count, asOfTick: asOfTick, chain: chain),

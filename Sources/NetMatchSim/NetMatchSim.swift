@@ -1,5 +1,6 @@
 import Determinism
 import Engine
+import Keys
 import NetMatch
 import Sodium
 
@@ -63,7 +64,7 @@ public struct NetMatchSim<Controller: PlayerController> {
     /// Test hook: called once per peer after it is built (e.g. to force a desync).
     public var prepare: (Int, inout NetMatch<Game>) -> Void = { _, _ in }
 
-    private let makeControllers: (OwnerKey) -> [PlayerID: Controller]
+    private let makeControllers: (PeerKey) -> [PlayerID: Controller]
 
     public init(
         config: MatchConfig,
@@ -71,7 +72,7 @@ public struct NetMatchSim<Controller: PlayerController> {
         conditions: Conditions,
         seed: UInt64,
         options: NetMatchOptions = NetMatchOptions(),
-        controllers: @escaping (OwnerKey) -> [PlayerID: Controller]
+        controllers: @escaping (PeerKey) -> [PlayerID: Controller]
     ) {
         self.config = config
         self.keys = keys
@@ -91,7 +92,7 @@ public struct NetMatchSim<Controller: PlayerController> {
 
     public func run() throws -> Result {
         let n = keys.count
-        let ownerKeys = keys.map { OwnerKey($0.publicKey)! }
+        let ownerKeys = keys.map { PeerKey(bytes: $0.publicKey)! }
         var rng = SplitMix64(seed: seed, stream: 0x6E65_746D)
         var nets: [NetMatch<Game>] = []
         var matches: [LocalMatch<Controller>] = []

@@ -1,3 +1,4 @@
+import Keys
 import NetCore
 import Noise
 import Sodium

@@ -1,3 +1,4 @@
+import Keys
 import Logging
 import NetCore
 import Noise

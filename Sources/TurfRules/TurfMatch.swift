@@ -1,4 +1,5 @@
 import Engine
+import Keys
 
 public typealias TurfReplay = Replay<TurfWorld>
 public typealias TurfLocalMatch = LocalMatch<TurfController>
@@ -25,7 +26,7 @@ public enum TurfMatch {
     /// nil, every player of a local match): humans get input-driven controllers, bots get bots
     /// seeded from the match seed and their player id. Other peers' players get none: their ops
     /// arrive over the network.
-    public static func controllers(config: MatchConfig, ownedBy owner: OwnerKey? = nil) -> [PlayerID: TurfController] {
+    public static func controllers(config: MatchConfig, ownedBy owner: PeerKey? = nil) -> [PlayerID: TurfController] {
         var controllers: [PlayerID: TurfController] = [:]
         for id in config.players(ownedBy: owner) {
             let p = config.players[Int(id)]

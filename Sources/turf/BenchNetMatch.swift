@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Keys
 import NetChaos
 import NetCore
 import NetMatch
@@ -208,7 +209,7 @@ struct BenchNetMatch: ParsableCommand {
         conditions: NetMatchSim<TurfController>.Conditions
     ) throws -> NetMatchSim<TurfController> {
         var list = TurfMatch.players(humans: [], total: keys.count)
-        for i in list.indices { list[i].owner = OwnerKey(keys[i].publicKey) }
+        for i in list.indices { list[i].owner = PeerKey(bytes: keys[i].publicKey) }
         let config = settings.matchConfig(seed: seed, players: list, seconds: seconds)
         return NetMatchSim(config: config, keys: keys, conditions: conditions, seed: seed) { owner in
             TurfMatch.controllers(config: config, ownedBy: owner)

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Keys
 import NetMatch
 import Transport
 import TurfRules

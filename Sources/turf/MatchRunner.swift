@@ -1,6 +1,7 @@
 import Determinism
 import Engine
 import Foundation
+import Keys
 import Lobby
 import LocalFiles
 import NetCore
@@ -112,8 +113,8 @@ final class MatchRunner {
     }
 
     /// Host: spectators (linked, owning no player), whom NetMatch feeds as watchers.
-    var watchers: [OwnerKey] {
-        memberLinks.keys.filter { !owns($0) }.compactMap { OwnerKey($0.bytes) }.sorted {
+    var watchers: [PeerKey] {
+        memberLinks.keys.filter { !owns($0) }.compactMap { PeerKey(bytes: $0.bytes) }.sorted {
             $0.description < $1.description
         }
     }
@@ -132,13 +133,13 @@ final class MatchRunner {
     }
 
     /// The datagrams that arrived (NetMatch's inbound), named by the sending peer's key.
-    func inbound() -> [(from: OwnerKey, bytes: [UInt8])] {
+    func inbound() -> [(from: PeerKey, bytes: [UInt8])] {
         let (items, overflow) = rt.mailbox.drainDatagrams()
         strayDatagrams += Int(overflow)
-        var out: [(from: OwnerKey, bytes: [UInt8])] = []
+        var out: [(from: PeerKey, bytes: [UInt8])] = []
         out.reserveCapacity(items.count)
         for d in items {
-            guard let k = key(of: d.link), let o = OwnerKey(k.bytes) else {
+            guard let k = key(of: d.link), let o = PeerKey(bytes: k.bytes) else {
                 strayDatagrams += 1
                 continue
             }
@@ -150,7 +151,7 @@ final class MatchRunner {
 
     /// NetMatch's datagrams, each on the unreliable channel of the session to its peer (a peer we
     /// have no session with is reached only through relays: its datagrams go nowhere).
-    func outbound(_ ds: [(to: OwnerKey, bytes: [UInt8])]) {
+    func outbound(_ ds: [(to: PeerKey, bytes: [UInt8])]) {
         if let now = tickNow, !ds.isEmpty, sendDelay.count < 100_000 {
             sendDelay.append(Double(monotonicNanos() - now.at) / 1e6)
         }
@@ -380,7 +381,7 @@ final class MatchRunner {
         for (k, ns) in rtts {
             rttSamples[k, default: []].append(ns)
             if rttSamples[k]!.count > 600 { rttSamples[k]!.removeFirst() }
-            if let o = OwnerKey(k.bytes) { net.noteRTT(o, nanos: ns) }
+            if let o = PeerKey(bytes: k.bytes) { net.noteRTT(o, nanos: ns) }
         }
     }
 
@@ -399,7 +400,7 @@ struct NetHook: MatchHook {
     var inner: NetMatchHook<TurfController>
 
     mutating func applyLeaves() {
-        for k in runner.newlyLeft { if let o = OwnerKey(k.bytes) { inner.net.peerLeft(o) } }
+        for k in runner.newlyLeft { if let o = PeerKey(bytes: k.bytes) { inner.net.peerLeft(o) } }
         runner.newlyLeft.removeAll()
     }
 
@@ -426,7 +427,7 @@ struct NetHook: MatchHook {
             for w in runner.resumeWanted {
                 runner.rt.send(w.link, .snapshot(bytes))
                 runner.rt.send(w.link, .start(start))
-                if w.watcher, let o = OwnerKey(w.key.bytes) { inner.net.addWatcher(o, holding: held, now: now) }
+                if w.watcher, let o = PeerKey(bytes: w.key.bytes) { inner.net.addWatcher(o, holding: held, now: now) }
             }
             runner.resumeWanted.removeAll()
         }
@@ -459,7 +460,7 @@ extension NetRuntime {
         resume: ReplicaSnapshot<TurfWorld>? = nil
     ) throws -> Int32 {
         let config = start.config
-        let me = OwnerKey(identity.publicKey.bytes)
+        let me = PeerKey(bytes: identity.publicKey.bytes)
         // NetPlayUI (call site 1 of 3): a bot headless, the keyboard under curses.
         let controllers = ui.controllers(for: config.players(ownedBy: me), config: config)
         let focus = config.players(ownedBy: me).first
@@ -632,7 +633,7 @@ extension NetRuntime {
             let t = id.flatMap { id in try? live.sync { [links] _ in links.traffic(id) } } ?? LinkTraffic()
             linkSummaries.append(
                 LinkSummary(
-                    name: config.players.first { $0.owner == OwnerKey(k.bytes) }?.name ?? "spectator",
+                    name: config.players.first { $0.owner == PeerKey(bytes: k.bytes) }?.name ?? "spectator",
                     key: k.text,
                     path: relayed ? .relayed : .direct,
                     rttMsP50: rtt,
@@ -647,7 +648,7 @@ extension NetRuntime {
             if let s = runner.medianSkew(k) { j.add("tick_skew_ms_p50", s) } else { j.addNull("tick_skew_ms_p50") }
             if id != nil {
                 // Third players' ops this peer forwarded on the link (it relays for them).
-                j.add("ops_forwarded", net.stats(for: OwnerKey(k.bytes)!).map { Int($0.opsForwarded) } ?? 0)
+                j.add("ops_forwarded", net.stats(for: PeerKey(bytes: k.bytes)!).map { Int($0.opsForwarded) } ?? 0)
             }
             linkObjects.append(j)
         }

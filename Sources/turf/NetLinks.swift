@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Keys
 import NetCore
 import NetStack
 import Transport

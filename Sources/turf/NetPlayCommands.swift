@@ -2,6 +2,7 @@ import ArgumentParser
 import DHT
 import Engine
 import Foundation
+import Keys
 import Lobby
 import LocalFiles
 import NetCore

@@ -1,6 +1,7 @@
 import DHT
 import Engine
 import Foundation
+import Keys
 import Lobby
 import Logging
 import NetCore
@@ -271,7 +272,7 @@ extension MatchRunner {
     /// whether it is connected: NetMatch's liveness for a peer we have a session with; a peer we reach
     /// only through relays cannot be observed, so it shows connected until it says it left.
     func netStatus(_ net: NetMatch<TurfWorld>) -> NetStatus {
-        let me = OwnerKey(rt.identity.publicKey.bytes)
+        let me = PeerKey(bytes: rt.identity.publicKey.bytes)
         let pings = rt.pings(linked.map { $0.1 })
         var peers: [PeerStatus] = []
         for (i, p) in config.players.enumerated() {

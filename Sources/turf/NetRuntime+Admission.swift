@@ -1,3 +1,4 @@
+import Keys
 import Lobby
 import NetCore
 import TextOutput

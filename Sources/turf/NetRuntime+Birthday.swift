@@ -1,4 +1,5 @@
 import DHT
+import Keys
 import NetCore
 import NetStack
 import Sodium

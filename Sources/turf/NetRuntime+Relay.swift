@@ -1,4 +1,5 @@
 import DHT
+import Keys
 import Lobby
 import NIOConcurrencyHelpers
 import NetCore

@@ -1,5 +1,6 @@
 import DHT
 import Foundation
+import Keys
 import Lobby
 import NetCore
 import NetStack

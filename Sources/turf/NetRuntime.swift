@@ -3,6 +3,7 @@ import DHT
 import Determinism
 import Engine
 import Foundation
+import Keys
 import Lobby
 import LocalFiles
 import Logging
@@ -400,7 +401,7 @@ final class NetRuntime {
             seats.removeAll { $0.reveal == nil }
         }
         let reveals = seats.map { $0.reveal! }
-        let players = seats.map { PlayerInfo(name: $0.name, kind: .human, owner: OwnerKey($0.key.bytes)) }
+        let players = seats.map { PlayerInfo(name: $0.name, kind: .human, owner: PeerKey(bytes: $0.key.bytes)) }
         let config = settings.matchConfig(seed: SeedMix.seed(reveals), players: players, seconds: seconds)
         let startAt = monotonicNanos() + 1_000_000_000
         let start = LobbyMessage.Start(config: config, startAt: startAt, reveals: reveals)

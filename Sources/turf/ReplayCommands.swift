@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Keys
 import LocalFiles
 import NetCore
 import NetMatch
@@ -229,9 +230,8 @@ extension ReplayCommand {
 }
 
 /// Who owned a player: its key as `turf id` prints it (`turf1…`), or nil (JSON null).
-func ownerText(_ owner: OwnerKey?) -> String? {
-    guard let owner, let key = PeerKey(bytes: owner.bytes) else { return nil }
-    return key.text
+func ownerText(_ owner: PeerKey?) -> String? {
+    owner?.text
 }
 
 /// `--delivery`: the order in which `--headless` feeds a replay's ops to the replica.

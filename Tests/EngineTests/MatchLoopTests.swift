@@ -1,5 +1,6 @@
 import Determinism
 import Engine
+import Keys
 import Testing
 
 /// A journal that keeps what it is given, in memory.
@@ -220,7 +221,7 @@ struct LinkHook: MatchHook {
     /// owning its player (by key), exchange ops through their hooks over a delayed link. All end
     /// with the same state, and each one's replay says who played.
     @Test func peersOwningTheirPlayersConvergeThroughTheirHooks() throws {
-        let keys = (0..<3).map { i in OwnerKey([UInt8](repeating: UInt8(0xA0 + i), count: 32))! }
+        let keys = (0..<3).map { i in PeerKey(bytes: [UInt8](repeating: UInt8(0xA0 + i), count: 32))! }
         var config = MaxBoard.config(seed: 17, players: 3, slots: 6, ticks: 150)
         for i in 0..<3 { config.players[i].owner = keys[i] }
         let link = DelayLink(delay: 3)

@@ -1,13 +1,14 @@
 import Determinism
 import Engine
 import Foundation
+import Keys
 import Testing
 import TurfRules
 
 /// Players owned by keys: every peer holds the same config, and a replay says who played.
 @Suite struct PlayerOwnershipTests {
-    static let alice = OwnerKey([UInt8](repeating: 0xA1, count: 32))!
-    static let bob = OwnerKey(Array(0..<32))!
+    static let alice = PeerKey(bytes: [UInt8](repeating: 0xA1, count: 32))!
+    static let bob = PeerKey(bytes: Array(0..<32))!
 
     func networkedConfig() throws -> MatchConfig {
         var config = try smallReplay(seed: 6, players: 4, seconds: 4).config
@@ -18,9 +19,9 @@ import TurfRules
     }
 
     @Test func ownerKeysAreThirtyTwoBytes() {
-        #expect(OwnerKey([1, 2, 3]) == nil)
-        #expect(OwnerKey([UInt8](repeating: 0, count: 33)) == nil)
-        #expect(Self.bob.description == "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+        #expect(PeerKey(bytes: [1, 2, 3]) == nil)
+        #expect(PeerKey(bytes: [UInt8](repeating: 0, count: 33)) == nil)
+        #expect(Self.bob.hex == "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
     }
 
     @Test func eachPeerOwnsThePlayersOfItsKey() throws {

@@ -1,5 +1,6 @@
 import Determinism
 import Engine
+import Keys
 import Lobby
 import NetCore
 import Testing
@@ -16,8 +17,8 @@ import Testing
             lengthTicks: 90,
             checkpointInterval: 30,
             players: [
-                PlayerInfo(name: "a", kind: .human, owner: OwnerKey(key)),
-                PlayerInfo(name: "b", kind: .bot, level: 1, owner: OwnerKey(commit)),
+                PlayerInfo(name: "a", kind: .human, owner: PeerKey(bytes: key)),
+                PlayerInfo(name: "b", kind: .bot, level: 1, owner: PeerKey(bytes: commit)),
             ],
             settings: [1, 2, 3]
         )

@@ -1,4 +1,5 @@
 import Engine
+import Keys
 import Lobby
 import Testing
 
@@ -43,7 +44,7 @@ import Testing
                 tickRate: 30,
                 lengthTicks: 90,
                 checkpointInterval: 30,
-                players: keys.indices.map { PlayerInfo(name: "p\($0)", kind: .human, owner: OwnerKey(keys[$0])) },
+                players: keys.indices.map { PlayerInfo(name: "p\($0)", kind: .human, owner: PeerKey(bytes: keys[$0])) },
                 settings: []
             )
             return LobbyMessage.Start(config: config, startAt: 1, reveals: reveals)

@@ -1,6 +1,7 @@
 import Determinism
 import Engine
 import Foundation
+import Keys
 import NetMatchSim
 import Sodium
 import Testing
@@ -24,7 +25,7 @@ enum Fixture {
     static func config(keys: [Ed25519.KeyPair], seconds: Int, seed: UInt64 = 7) throws -> MatchConfig {
         let settings = TurfSettings(map: try ArenaMap(parsing: mapText, file: "dojo.map"))
         var players = TurfMatch.players(humans: [], total: keys.count)
-        for i in players.indices { players[i].owner = OwnerKey(keys[i].publicKey) }
+        for i in players.indices { players[i].owner = PeerKey(bytes: keys[i].publicKey) }
         return settings.matchConfig(seed: seed, players: players, seconds: seconds)
     }
 
@@ -120,8 +121,8 @@ enum Fixture {
         var now: UInt64 = 2_000_000_000
         for _ in 0..<20 {
             now += 100_000_000
-            for d in late.poll(now: now) { ran.receive(d.bytes, from: OwnerKey(keys[0].publicKey)!, now: now) }
-            for d in ran.poll(now: now) { late.receive(d.bytes, from: OwnerKey(keys[1].publicKey)!, now: now) }
+            for d in late.poll(now: now) { ran.receive(d.bytes, from: PeerKey(bytes: keys[0].publicKey)!, now: now) }
+            for d in ran.poll(now: now) { late.receive(d.bytes, from: PeerKey(bytes: keys[1].publicKey)!, now: now) }
         }
         let settled = (late: late.isSettled, ran: ran.isSettled)
         #expect(settled.late && settled.ran)
@@ -132,7 +133,7 @@ enum Fixture {
         c.cutPairs = [(0, 2)]
         let r = try Fixture.sim(peers: 3, seconds: 5, seed: 3, conditions: c).run()
         #expect(r.converged, "\(r.finalHashes)")
-        #expect(r.events[0].contains(.linkDown(OwnerKey(Fixture.keys(3)[2].publicKey)!)))
+        #expect(r.events[0].contains(.linkDown(PeerKey(bytes: Fixture.keys(3)[2].publicKey)!)))
         #expect(r.relayed > 0)
     }
 
@@ -140,8 +141,8 @@ enum Fixture {
         var sim = try Fixture.sim(peers: 3, seconds: 5, seed: 4, conditions: .init())
         sim.prepare = { i, net in if i == 1 { net.testingCorruptCheckpoint = 60 } }
         let r = try sim.run()
-        let peer1 = OwnerKey(Fixture.keys(3)[1].publicKey)!
-        let seen = r.events[0].compactMap { e -> (Tick, OwnerKey)? in
+        let peer1 = PeerKey(bytes: Fixture.keys(3)[1].publicKey)!
+        let seen = r.events[0].compactMap { e -> (Tick, PeerKey)? in
             if case .desync(let t, let p, _, _) = e { return (t, p) } else { return nil }
         }
         #expect(seen.map { $0.0 } == [60])
@@ -158,7 +159,7 @@ enum Fixture {
     @Test func testForgedRelayedOpIsRejected() throws {
         let keys = Fixture.keys(3)
         let config = try Fixture.config(keys: keys, seconds: 5)
-        let owners = keys.map { OwnerKey($0.publicKey)! }
+        let owners = keys.map { PeerKey(bytes: $0.publicKey)! }
         var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
         var c = try NetMatch<TurfWorld>(config: config, identity: keys[2], now: 0)
         let real = Op<TurfWorld.Payload>(player: 0, seq: 0, tick: 0, payload: TurfOp.move(cell: 5))
@@ -196,7 +197,7 @@ enum Fixture {
     @Test func testHostileBytesAreDroppedAndCounted() throws {
         let keys = Fixture.keys(2)
         let config = try Fixture.config(keys: keys, seconds: 5)
-        let owners = keys.map { OwnerKey($0.publicKey)! }
+        let owners = keys.map { PeerKey(bytes: $0.publicKey)! }
         var b = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
         var rng = SplitMix64(seed: 9)
         for _ in 0..<2000 {
@@ -205,7 +206,7 @@ enum Fixture {
         }
         #expect(b.drops.malformed > 1900)
         // An unknown peer.
-        b.receive([0xA7, 0], from: OwnerKey([UInt8](repeating: 9, count: 32))!, now: 0)
+        b.receive([0xA7, 0], from: PeerKey(bytes: [UInt8](repeating: 9, count: 32))!, now: 0)
         #expect(b.drops.unknownPeer == 1)
         // Ops far ahead of what is held: dropped, not stored.
         let far = Op<TurfWorld.Payload>(player: 0, seq: 100_000, tick: 0, payload: TurfOp.move(cell: 5))
@@ -232,7 +233,7 @@ enum Fixture {
     @Test func testSilentLinkGoesDownAfterFiveSecondsAndComesBack() throws {
         let keys = Fixture.keys(2)
         let config = try Fixture.config(keys: keys, seconds: 30)
-        let owners = keys.map { OwnerKey($0.publicKey)! }
+        let owners = keys.map { PeerKey(bytes: $0.publicKey)! }
         var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
         var b = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
         _ = a.poll(now: 4_900_000_000)
@@ -284,7 +285,7 @@ enum Fixture {
     @Test func testAWatcherHearsEveryOpSignedAndItsOpsAreDropped() throws {
         let keys = Fixture.keys(3)
         let config = try Fixture.config(keys: Array(keys[0..<2]), seconds: 5)
-        let owners = keys.map { OwnerKey($0.publicKey)! }
+        let owners = keys.map { PeerKey(bytes: $0.publicKey)! }
         var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0, watchers: [owners[2]])
         var b = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
         var w = try NetMatch<TurfWorld>(config: config, identity: keys[2], now: 0)
@@ -326,7 +327,7 @@ enum Fixture {
     @Test func testALateWatcherGetsOnlyWhatItLacksAndVerifiesIt() throws {
         let keys = Fixture.keys(3)
         let config = try Fixture.config(keys: Array(keys[0..<2]), seconds: 5)
-        let owners = keys.map { OwnerKey($0.publicKey)! }
+        let owners = keys.map { PeerKey(bytes: $0.publicKey)! }
         var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
         var b = try NetMatch<TurfWorld>(config: config, identity: keys[1], now: 0)
         var held: [Op<TurfWorld.Payload>] = []
@@ -383,7 +384,7 @@ enum Fixture {
     @Test func testARestoredLogResumesAndItsStatementVerifiesAtPeers() throws {
         let keys = Fixture.keys(2)
         let config = try Fixture.config(keys: keys, seconds: 5)
-        let owners = keys.map { OwnerKey($0.publicKey)! }
+        let owners = keys.map { PeerKey(bytes: $0.publicKey)! }
         var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
         let first = (0..<3).map {
             Op<TurfWorld.Payload>(player: 1, seq: UInt32($0), tick: Tick($0), payload: TurfOp.move(cell: 5 + $0))
@@ -451,7 +452,7 @@ enum Fixture {
     }
 
     func check(_ r: NetMatchSim<TurfController>.Result, peers: Int) {
-        let cheater = OwnerKey(Fixture.keys(peers)[0].publicKey)!
+        let cheater = PeerKey(bytes: Fixture.keys(peers)[0].publicKey)!
         #expect(r.converged, "\(r.finalHashes)")
         for i in 1..<peers {
             #expect(r.settled[i])
@@ -612,7 +613,7 @@ enum Fixture {
         var a = try NetMatch<TurfWorld>(config: config, identity: keys[0], now: 0)
         var match = try LocalMatch(
             config: config,
-            controllers: TurfMatch.controllers(config: config, ownedBy: OwnerKey(keys[0].publicKey))
+            controllers: TurfMatch.controllers(config: config, ownedBy: PeerKey(bytes: keys[0].publicKey))
         )
         match.recordOutbox = true
         while !match.isOver {

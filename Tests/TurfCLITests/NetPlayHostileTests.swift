@@ -1,6 +1,7 @@
 import Determinism
 import Engine
 import Foundation
+import Keys
 import Lobby
 import NetCore
 import NetStack

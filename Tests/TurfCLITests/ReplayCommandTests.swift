@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Keys
 import Testing
 import TurfRules
 
@@ -94,7 +95,7 @@ import TurfRules
             [UInt8](try Data(contentsOf: URL(fileURLWithPath: source))),
             as: TurfWorld.self
         )
-        replay.config.players[0].owner = OwnerKey([UInt8](repeating: 7, count: 32))
+        replay.config.players[0].owner = PeerKey(bytes: [UInt8](repeating: 7, count: 32))
         let path = Self.tempPath("owned.turfreplay")
         defer { unlink(path) }
         try Data(ReplayFile.encode(replay)).write(to: URL(fileURLWithPath: path))

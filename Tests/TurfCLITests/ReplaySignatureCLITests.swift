@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Keys
 import NetMatch
 import Sodium
 import Testing
@@ -14,16 +15,16 @@ import TurfRules
             parsing: String(contentsOf: repoRoot.appendingPathComponent("Assets/maps/dojo.map"), encoding: .utf8)
         )
         var players = TurfMatch.players(humans: [], total: 2)
-        for i in players.indices { players[i].owner = OwnerKey(keys[i].publicKey) }
+        for i in players.indices { players[i].owner = PeerKey(bytes: keys[i].publicKey) }
         let config = TurfSettings(map: map).matchConfig(seed: 5, players: players, seconds: 3)
         var nets = try keys.map { try NetMatch<TurfWorld>(config: config, identity: $0, now: 0) }
         var matches = try keys.map {
             try TurfLocalMatch(
                 config: config,
-                controllers: TurfMatch.controllers(config: config, ownedBy: OwnerKey($0.publicKey))
+                controllers: TurfMatch.controllers(config: config, ownedBy: PeerKey(bytes: $0.publicKey))
             )
         }
-        var inbox: [[(OwnerKey, [UInt8])]] = [[], []]
+        var inbox: [[(PeerKey, [UInt8])]] = [[], []]
         var late: [Op<TurfOp>] = []
         for step in 0..<Int(config.lengthTicks) + 60 {
             let now = UInt64(step) * 33_333_333
