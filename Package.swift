@@ -80,7 +80,7 @@ let package = Package(
         .target(
             name: "Transport",
             dependencies: [
-                "NetCore", "Noise", "Sodium", "Keys", "Determinism", "LocalFiles",
+                "NetCore", "Noise", "Sodium", "Keys", "Determinism",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: settings
@@ -94,11 +94,12 @@ let package = Package(
             swiftSettings: settings
         ),
 
-        // The Mainline DHT.
+        // The Mainline DHT. It takes its bootstrap nodes as addresses: where they come from
+        // (flags, $TURF_DHT_BOOTSTRAP, dht.conf, the public routers) is the app's (Sources/turf).
         .target(
             name: "DHT",
             dependencies: [
-                "NetCore", "Sodium", "Determinism", "LocalFiles",
+                "NetCore", "Sodium", "Determinism",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: settings
@@ -217,6 +218,8 @@ let package = Package(
             dependencies: [
                 "Engine", "TurfRules", "Determinism", "NetMatch", "Sodium", "Keys", "NetStack", "Transport", "Lobby",
                 "NetCore",
+                // `@testable import turf`: the app's own configuration and identity store.
+                "turf",
             ],
             swiftSettings: settings
         ),
