@@ -24,9 +24,11 @@ import TurfRules
 /// time, so they share one clock: the real members' clock-offset estimation is not exercised).
 /// Discovery is skipped (members dial the host's address by its key, as with an invite).
 ///
-/// The conditioner and the match are seeded; the transport's own randomness (ephemeral keys,
-/// session indices, handshake-retry jitter) is real, so two runs of one seed may take different
-/// paths, and each must converge.
+/// Everything is seeded: the conditioner, the match, the identities, the DHT, and the transport's
+/// own randomness (ephemeral keys, session indices, cookie secrets, path challenges,
+/// handshake-retry jitter: each peer's `RandomSource` is seeded from the run's seed). So a run
+/// repeats exactly from its seed (final hashes, network stats, end time), and a failing seed can
+/// be replayed; production peers draw from the system CSPRNG instead.
 public struct SessionChaos {
     public struct Conditions: Sendable {
         public var link = LinkConditions(
@@ -203,7 +205,8 @@ public struct SessionChaos {
             let peer = Peer(
                 host: net.bind(PeerAddress(10, 0, 0, UInt8(i + 1), port: 7000)),
                 dht: dht,
-                identity: identity
+                identity: identity,
+                random: .seeded(StableHash.of(seed, 0x7A5E_5E55, UInt64(i)))
             )
             nodes.append(Node(index: i, identity: identity, peer: peer, contribution: bytes32()))
         }

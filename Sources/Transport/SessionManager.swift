@@ -163,24 +163,30 @@ public final class SessionManager {
     }
 
     /// Handshakes of the sessions still connecting, by local index.
+    /// The randomness of this manager and its handshake guard (see `init`).
+    let random: RandomSource
     private var handshakes: [UInt32: Handshake] = [:]
     /// Established inbound sessions counted against the caps, by local index: their source IP.
     private var countedInboundIP: [UInt32: UInt32] = [:]
 
-    /// Registers turf's packet types on `demux` and starts the session timers.
+    /// Registers turf's packet types on `demux` and starts the session timers. `random` is where
+    /// ephemeral keys, session indices, cookie secrets, path challenges and retry jitter come from:
+    /// the system CSPRNG unless a simulation that must repeat from its seed passes a seeded one.
     public init(
         host: NetworkHost,
         demux: Demultiplexer,
         identity: Identity,
         config: Config = Config(),
+        random: RandomSource = .system(),
         logger: Logger = Logger(label: "turf.transport")
     ) {
         host.assertInLoop()
         self.host = host
         self.identity = identity
         self.config = config
+        self.random = random
         self.logger = logger
-        handshakeGuard = HandshakeGuard(config: config.guardConfig, now: host.now)
+        handshakeGuard = HandshakeGuard(config: config.guardConfig, now: host.now, random: random)
         demux.route(PacketType.allFirstBytes) { [weak self] payload, source in self?.receive(payload, from: source) }
         scheduleTick()
     }
@@ -293,7 +299,7 @@ public final class SessionManager {
 
     private func freshIndex() -> UInt32 {
         while true {
-            let i = indexGenerator?() ?? UInt32(truncatingIfNeeded: Sodium.randomU64())
+            let i = indexGenerator?() ?? UInt32(truncatingIfNeeded: random.u64())
             if i != 0 && sessions[i] == nil { return i }
         }
     }
@@ -313,7 +319,12 @@ public final class SessionManager {
     }
 
     /// The unpredictable data of a path challenge.
-    func pathChallengeValue() -> UInt64 { Sodium.randomU64() }
+    func pathChallengeValue() -> UInt64 { random.u64() }
+
+    /// The handshake's ephemeral key when the randomness is seeded (a simulation that must repeat);
+    /// nil in production, where Noise draws it from the system CSPRNG only once a message needs it
+    /// (so an initiation that fails to decrypt costs no key generation).
+    private func injectedEphemeral() -> X25519.KeyPair? { random.isSeeded ? random.x25519KeyPair() : nil }
 
     /// Whether another inbound session from `ip` fits under the caps.
     private func inboundAllowed(from ip: UInt32) -> Bool {
@@ -322,7 +333,7 @@ public final class SessionManager {
 
     private func retryDelay() -> Nanos {
         config.handshakeRetry
-            + Nanos(Sodium.randomUniform(UInt32(min(config.handshakeRetry / 10, Nanos(UInt32.max - 1)) + 1)))
+            + Nanos(random.uniform(UInt32(min(config.handshakeRetry / 10, Nanos(UInt32.max - 1)) + 1)))
     }
 
     /// Sends a fresh initiation. A resend prompted by a cookie reply is not a new attempt.
@@ -340,6 +351,7 @@ public final class SessionManager {
                 initiator: true,
                 prologue: prologue,
                 localStatic: identity.agreement,
+                localEphemeral: injectedEphemeral(),
                 remoteStatic: remoteStatic,
                 psks: h.psk.map { [$0] } ?? []
             )
@@ -482,6 +494,7 @@ public final class SessionManager {
                 initiator: false,
                 prologue: prologue,
                 localStatic: identity.agreement,
+                localEphemeral: injectedEphemeral(),
                 psks: initiation.kind == .xxpsk3 ? lobbyPSK.map { [$0] } ?? [] : []
             )
             let payload = try hs.readMessage(initiation.noiseMessage)
