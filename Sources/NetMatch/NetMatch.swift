@@ -146,24 +146,24 @@ public struct NetMatch<Game: ReplicatedGame> {
     /// Peers whose final hash differed from ours on the same basis (each reported once).
     public internal(set) var finalMismatches: [PeerKey] = []
     /// Test-only: flips the hash this peer computes at this checkpoint tick (forces a desync).
-    public var testingCorruptCheckpoint: Tick?
+    package var testingCorruptCheckpoint: Tick?
     /// Test-only: this peer forges the first third-party op it relays on each link (another
     /// payload under that op's seq), to show receivers reject forged relayed ops.
-    public var testingForgeRelayed = false
+    package var testingForgeRelayed = false
     /// Test-only: this owner equivocates. To the links at these indices (in `peers`) it sends its
     /// own ops from seq `fromSeq` on as another history, under statements signed over that one:
     /// every link gets a validly signed log, but not the same log (docs/netmatch.md, "Equivocation").
-    public var testingEquivocate: (fromSeq: Int, links: Set<Int>)?
+    package var testingEquivocate: (fromSeq: Int, links: Set<Int>)?
     /// Test-only, with `testingEquivocate`: the other history goes out unsigned (the statements to
     /// those links stay over the real one).
-    public var testingEquivocateUnsigned = false
+    package var testingEquivocateUnsigned = false
     /// Test-only: a modified client. Each op this peer makes is rewritten before it is logged,
     /// signed and sent (its own match applied the original): teleports, speed, painting the past.
-    public var testingRewriteOwn: (@Sendable (GameOp) -> GameOp)?
+    package var testingRewriteOwn: (@Sendable (GameOp) -> GameOp)?
     /// Test-only: a lag switch. This peer's own ops from seq `fromSeq` on are logged, signed and
     /// sent `ticks` ticks after they were made (still stamped with the tick they were made at),
     /// while its statements go on as usual.
-    public var testingHold: (fromSeq: Int, ticks: Tick)?
+    package var testingHold: (fromSeq: Int, ticks: Tick)?
     var held: [(release: Tick, op: GameOp)] = []
     var altSigned: [Int: SignedStatement] = [:]
 

@@ -9,8 +9,8 @@ import Sodium
 extension SessionManager {
     /// Adds a session that is established with the given transport keys, without a handshake:
     /// for fuzzing and tests that need exactly the same session state every time.
-    @_spi(Testing) @discardableResult
-    public func adoptEstablishedSession(
+    @discardableResult
+    package func adoptEstablishedSession(
         role: Session.Role,
         localIndex: UInt32,
         remoteIndex: UInt32,

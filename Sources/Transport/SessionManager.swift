@@ -221,7 +221,7 @@ public final class SessionManager {
     var pendingMapCount: Int { pendingByInitiator.count }
     public var inboundSessionCount: Int { inboundCount }
     /// Where new session indices come from; random unless set (reproducible fuzzing and tests).
-    @_spi(Testing) public var indexGenerator: (() -> UInt32)?
+    package var indexGenerator: (() -> UInt32)?
     var trackedSources: Int { handshakeGuard.trackedSources }
 
     /// Stops timers and closes every session.
