@@ -55,4 +55,11 @@ extension NetRuntime {
         guard let v = ProcessInfo.processInfo.environment["TURF_TESTING_NO_MESH"], !v.isEmpty else { return false }
         return v == "1" || v.split(separator: ",").contains { PeerKey(text: String($0)) == k }
     }
+
+    /// Test-only (docs/lobby.md, "Test-only switches"): `TURF_TESTING_LATE_START_MS=N` makes a
+    /// joiner act on the start N ms late (at most a minute).
+    static func testingHoldStart() -> UInt64? {
+        ProcessInfo.processInfo.environment["TURF_TESTING_LATE_START_MS"]
+            .flatMap { UInt64($0) }.map { min($0, 60_000) * 1_000_000 }
+    }
 }

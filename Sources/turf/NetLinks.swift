@@ -2,22 +2,57 @@ import Dispatch
 import Foundation
 import Keys
 import NetCore
+import NetPlay
 import NetStack
 import Transport
 
-/// What the event loop tells the match's thread: a session opened or closed, a lobby message
-/// arrived. Plain values, so they cross threads.
-enum LinkEvent: Sendable {
+/// What the event loop tells the lobby's and the match's thread: a session opened or closed, a
+/// lobby message arrived, and once a second (and when asked) the links' figures. Plain values,
+/// so they cross threads; the thread never asks the loop a question and waits for the answer.
+enum NetEvent: Sendable {
     case opened(id: UInt32, key: PeerKey, address: PeerAddress)
     case closed(id: UInt32, reason: CloseReason)
     case message(id: UInt32, bytes: [UInt8])
+    /// Every open link's figures, and this process's (pushed by `Links.startStats`).
+    case stats(NetStats)
+    /// The links `Links.closeWhenFlushed` was given are closed: what was sent on them went out.
+    case flushed
+
+    /// The link event as the NetPlay state machines take it (nil for the shell's own events).
+    var link: LinkEvent? {
+        switch self {
+        case .opened(let id, let key, let address):
+            return .opened(id, key: key, address: address, relayed: RelayClient.isVirtual(address))
+        case .closed(let id, let reason): return .closed(id, reason: "\(reason)")
+        case .message(let id, let bytes): return .message(id, bytes: bytes)
+        case .stats, .flushed: return nil
+        }
+    }
+}
+
+/// The figures the event loop pushes once a second: per link its traffic, round trips, clock
+/// samples and where its peer is; for the process, refused passphrases and the external address.
+struct NetStats: Sendable {
+    var links: [UInt32: LinkTraffic] = [:]
+    var addresses: [UInt32: (address: PeerAddress, key: PeerKey?)] = [:]
+    var passphraseRejected: UInt64 = 0
+    var externalAddress: PeerAddress?
+
+    /// Each link's smoothed round trip in whole ms (a link without one is left out).
+    func pings(_ ids: [UInt32]) -> [UInt32: Int] {
+        var out: [UInt32: Int] = [:]
+        for id in ids {
+            if let r = links[id]?.rttMs, r.isFinite, r >= 0 { out[id] = Int(min(r, 1e6).rounded()) }
+        }
+        return out
+    }
 }
 
 /// The crossing point between the event loop and the thread that runs the lobby and the match
-/// (NetCore's `NetworkMailbox`): `LinkEvent`s on its event lane (lobby phases `wait` on them), the
+/// (NetCore's `NetworkMailbox`): `NetEvent`s on its event lane (lobby phases `wait` on them), the
 /// match's datagrams on its bounded datagram lane (drained once a tick; a flood beyond 4096 waiting
 /// is dropped and counted as `dropped_datagrams`, and never pushes out a control event).
-typealias LinkMailbox = NetworkMailbox<LinkEvent>
+typealias LinkMailbox = NetworkMailbox<NetEvent>
 
 /// Per-link traffic counters kept on the event loop.
 struct LinkTraffic: Sendable {
@@ -26,6 +61,11 @@ struct LinkTraffic: Sendable {
     var rttMs: Double?
     var lastRTT: UInt64?
     var clock: [ClockSample] = []
+    /// Nanoseconds since the peer was last heard from (a message or a pong).
+    var silence: UInt64?
+
+    /// The offset of the peer's clock to ours, from the lowest-delay samples.
+    var clockEstimate: (offset: Int64, delay: UInt64)? { ClockEstimate.offset(clock) }
 }
 
 /// The sessions of this process by their local index: confined to the event loop (every method
@@ -86,6 +126,52 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
     /// Sends each datagram on its link's unreliable channel (an unknown or closed link drops it).
     func sendDatagrams(_ out: [(id: UInt32, bytes: [UInt8])]) {
         for d in out { try? sessions[d.id]?.unreliable.send(d.bytes) }
+    }
+
+    /// Pushes a `stats` event now and then every second, until the peer stops.
+    func startStats(_ peer: Peer) {
+        postStats(peer)
+        _ = peer.host.schedule(after: .seconds(1)) { [weak self, weak peer] in
+            guard let self, let peer else { return }
+            self.startStats(peer)
+        }
+    }
+
+    /// A `stats` event now (the end of a match reports the figures as they are).
+    func postStats(_ peer: Peer) {
+        var s = NetStats()
+        for id in sessions.keys {
+            s.links[id] = traffic(id)
+            s.links[id]?.silence = silence(id)
+        }
+        for (id, t) in closedTraffic { s.links[id] = t }
+        s.addresses = addresses()
+        s.passphraseRejected = peer.sessions?.stats.passphraseRejected ?? 0
+        s.externalAddress = peer.dht.externalAddress
+        mailbox.post(.stats(s))
+    }
+
+    /// Closes each link once what was sent on its reliable channel is acknowledged (a leave, a
+    /// refusal), or after `within` at the latest; then posts `flushed` if `announce`.
+    func closeWhenFlushed(_ ids: [UInt32], host: any NetworkHost, within: Nanos = .seconds(2), announce: Bool) {
+        var left = ids.filter { sessions[$0] != nil }
+        let deadline = DispatchTime.now().uptimeNanoseconds + within
+        func check() {
+            left.removeAll { id in
+                guard let s = sessions[id] else { return true }
+                guard s.reliable.unacknowledged == 0 || DispatchTime.now().uptimeNanoseconds >= deadline else {
+                    return false
+                }
+                close(id)
+                return true
+            }
+            if left.isEmpty {
+                if announce { mailbox.post(.flushed) }
+                return
+            }
+            _ = host.schedule(after: .milliseconds(10)) { check() }
+        }
+        check()
     }
 
     func close(_ id: UInt32) {

@@ -235,54 +235,23 @@ final class CursesUI: NetPlayUI {
     }
 }
 
-extension NetRuntime {
-    /// The ping to the peer on `link`, ms (nil until measured); one call to the event loop.
-    func pings(_ ids: [UInt32]) -> [UInt32: Int] {
-        let links = self.links
-        let rtts = (try? live.sync { _ in ids.map { links.traffic($0).rttMs } }) ?? []
-        var out: [UInt32: Int] = [:]
-        for (id, r) in zip(ids, rtts) { if let r, r.isFinite, r >= 0 { out[id] = Int(min(r, 1e6).rounded()) } }
-        return out
-    }
-
-    /// Wrong-passphrase handshakes the host has refused so far.
-    func passphraseRejections() -> Int {
-        Int((try? live.sync { $0.sessions?.stats.passphraseRejected ?? 0 }) ?? 0)
-    }
-}
-
-/// Says when something that costs a trip to the event loop (pings for a screen) is due again: at
-/// the first call, then at most every `every` ns.
-struct Throttle {
-    let every: UInt64
-    private var last: UInt64 = 0
-    init(every: UInt64 = 1_000_000_000) { self.every = every }
-    mutating func due() -> Bool {
-        let now = monotonicNanos()
-        guard now - last >= every || last == 0 else { return false }
-        last = now
-        return true
-    }
-}
-
 extension MatchRunner {
-    /// The HUD's link status of every player: connected or not, ping and path as this peer sees them.
-    /// A member reaches the host and its mesh directly and everyone else through the host.
     /// The HUD's view of the peers: per player, the ping and path of our session to its owner, and
     /// whether it is connected: NetMatch's liveness for a peer we have a session with; a peer we reach
-    /// only through relays cannot be observed, so it shows connected until it says it left.
-    func netStatus(_ net: NetMatch<TurfWorld>) -> NetStatus {
-        let me = PeerKey(bytes: rt.identity.publicKey.bytes)
-        let pings = rt.pings(linked.map { $0.1 })
+    /// only through relays cannot be observed, so it shows connected until it says it left. A
+    /// member reaches the host and its mesh directly and everyone else through the host.
+    func netStatus() -> NetStatus {
+        let me = rt.identity.publicKey
+        let pings = rt.stats.pings(Array(session.links.values))
         var peers: [PeerStatus] = []
         for (i, p) in config.players.enumerated() {
-            guard let o = p.owner, let k = PeerKey(bytes: o.bytes) else { continue }
-            if o == me {
+            guard let k = p.owner else { continue }
+            if k == me {
                 peers.append(PeerStatus(player: i))
                 continue
             }
             let link = link(to: k)
-            let connected = !left.contains(k) && (link == nil || net.isConnected(o))
+            let connected = !session.left.contains(k) && (link == nil || session.net.isConnected(k))
             peers.append(
                 PeerStatus(
                     player: i,
@@ -292,27 +261,16 @@ extension MatchRunner {
                 )
             )
         }
-        var status = NetStatus(peers: peers, rejectedOps: rejectedOps(net), nat: rt.natKind?.rawValue)
+        var status = NetStatus(peers: peers, rejectedOps: rejectedOps(), nat: rt.natKind?.rawValue)
         status.cheats = cheats.marks
         return status
     }
 
     /// Ops refused: by the replica, forged or unverifiable relayed ops, a spectator's ops.
-    func rejectedOps(_ net: NetMatch<TurfWorld>, replica: Replica<TurfWorld>? = nil) -> Int {
-        let d = net.drops
-        return Int((replica?.stats.rejected ?? 0) + d.unverifiedDropped + d.watcherOps)
-    }
-}
-
-extension NetRuntime {
-    /// The player left a running match (q, Esc, or a signal under curses): the others are told, and
-    /// the match goes on without us (our avatar stays). Exit status 0: leaving is not a failure.
-    func leaveMatch(_ runner: MatchRunner) -> Int32 {
-        runner.sayLeave()
-        Thread.sleep(forTimeInterval: 0.3)  // the leave goes out before the socket closes
-        ui.close()
-        printErr("you left the match")
-        return 0
+    func rejectedOps(replica: Replica<TurfWorld>? = nil) -> Int {
+        let d = session.net.drops
+        let r = replica ?? session.final ?? session.loop.replica
+        return Int(r.stats.rejected + d.unverifiedDropped + d.watcherOps)
     }
 }
 
@@ -382,11 +340,13 @@ extension NetRuntime {
                 case .closed(let id, _):
                     if !probes.contains(id) { pending -= 1 }
                 case .message: dropped += 1
+                case .stats, .flushed: break
                 }
             }
         }
         // Pings while the sessions are up (the handshake measured a round trip).
-        let rtts = pings(Array(probes))
+        freshStats()
+        let rtts = stats.pings(Array(probes))
         closeProbes(probes)
         guard choices.listings.count > 1 else { return .none }
         var listed = LobbyChoices()

@@ -20,11 +20,10 @@ extension NetRuntime {
     /// Where each link's session runs now, against what was seen last: a relayed link that
     /// upgraded to a direct path, or a peer that roamed (its NAT mapping changed), gets a `path`
     /// event, and `relayedLinks` (the HUD's and the end event's) follows. Returns the links whose
-    /// address changed. Called about once a second from the lobby and match loops.
+    /// address changed. Called on every `stats` event (once a second) with the addresses it carries.
     @discardableResult
     func checkPaths() -> [UInt32: PeerAddress] {
-        let links = self.links
-        let now = (try? live.sync { _ in links.addresses() }) ?? [:]
+        let now = stats.addresses
         var changed: [UInt32: PeerAddress] = [:]
         for (id, seen) in now.sorted(by: { $0.key < $1.key }) {
             let addr = seen.address

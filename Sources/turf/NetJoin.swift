@@ -1,0 +1,259 @@
+import DHT
+import Determinism
+import Engine
+import Foundation
+import Keys
+import Lobby
+import NetCore
+import NetPlay
+import NetStack
+import Sodium
+import TerminalUI
+import TextOutput
+import Transport
+import TurfRules
+
+/// `turf join`: finds the lobby (topic, key or invite), connects to its host (NetRuntime+Traversal),
+/// then drives NetPlay's `LobbyJoiner` until the start, and plays.
+extension NetRuntime {
+    // MARK: Join
+
+    enum JoinTarget {
+        case topic(String, expected: PeerKey?)
+        case key(PeerKey)
+        case invite(Invite)
+    }
+
+    /// Finds the host, connects (verifying its key in the handshake), and plays.
+    func join(_ target: JoinTarget, startedAt: UInt64, spectate: Bool = false) throws -> Int32 {
+        processStart = startedAt
+        // Where to try, which key to expect, and the topic that salts a passphrase.
+        var candidates: [PeerAddress] = []
+        var expected: PeerKey?
+        var topic: String
+        switch target {
+        case .invite(let i):
+            candidates = i.addresses
+            expected = i.key
+            topic = i.topic
+        case .key(let k):
+            expected = k
+            guard let record = findRecord(k) else {
+                printErr("no lobby record found for \(k.text) in the DHT")
+                return 1
+            }
+            candidates = record.addresses
+            topic = record.topic
+        case .topic(let t, let k):
+            topic = t
+            expected = k
+            candidates = findAnnounced(t)
+            if candidates.isEmpty {
+                printErr("no lobby found on topic '\(SafeText.display(t, limit: 80))'")
+                return 1
+            }
+        }
+        let psk = try self.psk(topic: topic)
+        // Only what really is this socket: another home's player at the same port is a peer.
+        let (mine, localIPs) = (live.localAddress, localIPv4Addresses())
+        let external = stats.externalAddress ?? ((try? live.sync { $0.dht.externalAddress }) ?? nil)
+        candidates.removeAll { HolePuncher.isOwnAddress($0, bound: mine, localIPs: localIPs, external: external) }
+        // NetPlayUI: several lobbies on the topic and the screens up: the player picks one (NetPlayUI.swift).
+        if case .topic(_, nil) = target, ui.choosesLobby, candidates.count > 1 {
+            switch pickLobby(candidates, psk: psk, topic: topic) {
+            case .picked(let key, let addresses):
+                expected = key
+                candidates = addresses
+            case .left: return 0
+            case .none: break
+            }
+        }
+
+        // Knock, probe and try every address at once until a session is up with the right key.
+        let connection = connectToHost(candidates, topic: topic, psk: psk, expected: expected)
+        guard let hostLink = connection.link, let hostKey = connection.key else {
+            if connection.failedOnPassphrase {
+                printErr("the lobby did not accept the passphrase (or it is gone)")
+            } else {
+                printErr(
+                    "could not reach the lobby's host (\(candidates.count) address\(candidates.count == 1 ? "" : "es") tried)"
+                )
+            }
+            return 1
+        }
+        guard hostKey != identity.publicKey else {
+            printErr(
+                "the host uses your identity (\(hostKey.text)): on one machine, give each player its own XDG_CONFIG_HOME (README.md)"
+            )
+            return 1
+        }
+
+        if connection.relay != nil { relayedLinks.insert(hostLink) }
+        var lobby = LobbyJoiner(
+            config: .init(
+                me: identity.publicKey,
+                name: options.name,
+                contribution: SeedMix.contribution(),
+                spectate: spectate,
+                holdStartNanos: Self.testingHoldStart()
+            ),
+            hostLink: hostLink,
+            hostKey: hostKey
+        )
+        var lastPing: UInt64 = 0
+        func lobbyView() -> LobbyView {
+            let roster = lobby.roster
+            let pings = stats.pings([hostLink] + Array(lobby.direct.values))
+            return LobbyView(
+                role: .joiner,
+                phase: roster == nil ? .searching(detail: "connected to the host, waiting for the roster") : .waiting,
+                topic: topic,
+                ownKey: identity.publicKey.text,
+                mapName: lobby.settings?.map ?? "…",
+                matchSeconds: Int(lobby.settings?.seconds ?? 0),
+                passphrase: psk != nil,
+                maxPlayers: Int(roster?.maxPlayers ?? 8),
+                roster: (roster?.members ?? []).map { m in
+                    let key = PeerKey(bytes: m.key)
+                    let isHost = m.path == .local
+                    let link = isHost ? hostLink : key.flatMap { lobby.direct[$0] }
+                    let isYou = key == identity.publicKey
+                    return RosterRow(
+                        name: m.name,
+                        key: key?.text ?? "?",
+                        pingMs: link.flatMap { pings[$0] },
+                        // A relayed link that found its direct path since (checkPaths) says direct.
+                        path: isYou ? nil : link.map { relayedLinks.contains($0) ? .relayed : .direct } ?? .relayed,
+                        isHost: isHost,
+                        isYou: isYou
+                    )
+                },
+                nat: natKind?.rawValue
+            )
+        }
+        func carryOut() {
+            let (actions, events) = lobby.take()
+            perform(actions)
+            for e in events {
+                switch e {
+                case .joined(let players):
+                    event("joined") { j in
+                        j.add("host", hostKey.text)
+                        j.add("key", identity.publicKey.text)
+                        j.add("join_ms", Double(monotonicNanos() - startedAt) / 1e6)
+                        j.add("players", players)
+                        j.add("spectating", spectate)
+                    }
+                case .member(let key, let name, let path):
+                    event("peer") { j in
+                        j.add("key", key.text)
+                        j.add("name", name)
+                        j.add("state", "joined")
+                        j.add("path", path == .local ? "direct" : "relayed")
+                    }
+                }
+            }
+        }
+        carryOut()
+        var rest: [NetEvent] = []
+        while lobby.outcome == nil {
+            lobby.tick(now: monotonicNanos())
+            if lobby.outcome != nil { break }
+            if monotonicNanos() - lastPing > 200_000_000 {
+                // Pings sample the clock offset to the host that the start is read against.
+                let links = self.links
+                live.execute { _ in links.ping(hostLink) }
+                lastPing = monotonicNanos()
+            }
+            if ui.lobby(lobbyView()) == .leave {
+                lobby.leave()
+                performAndFlush(lobby.take().actions)
+                return 0
+            }
+            let batch = nextEvents(wait: ui.lobbyWait)
+            for (index, e) in batch.enumerated() {
+                guard let l = e.link else { continue }
+                lobby.handle(l, now: monotonicNanos())
+                if lobby.outcome != nil {
+                    // What came after the start is the match's.
+                    rest = Array(batch[(index + 1)...])
+                    break
+                }
+            }
+            carryOut()
+        }
+        carryOut()
+        dropped += lobby.dropped
+        switch lobby.outcome {
+        case .start(let s, _, let snapshotBytes)?:
+            var resume: ReplicaSnapshot<TurfWorld>?
+            if let bytes = snapshotBytes {
+                guard let snap = try? ReplicaSnapshot<TurfWorld>.decode(bytes, config: s.config) else {
+                    printErr("the host's snapshot of the running match is malformed; leaving")
+                    performAndFlush([.send(hostLink, LobbyMessage.leave(.quit).encode())])
+                    return 1
+                }
+                resume = snap
+            }
+            // The clock offset to the host, from the lowest-delay pings of the lobby.
+            let est = stats.links[hostLink]?.clockEstimate
+            let offset = est?.offset ?? 0
+            let local = UInt64(max(0, Int64(clamping: s.startAt) - offset))
+            mailbox.requeue(rest)
+            var links = lobby.direct
+            links[hostKey] = hostLink
+            return try play(
+                start: s,
+                roster: nil,
+                links: links,
+                hostLink: hostLink,
+                startLocal: local,
+                offset: offset,
+                clockDelay: est?.delay,
+                clockSamples: stats.links[hostLink]?.clock.count ?? 0,
+                resume: resume
+            )
+        case .failed(let line)?:
+            if !line.isEmpty { printErr(line) }
+            performAndFlush([.closeWhenFlushed(hostLink)])
+            return 1
+        case nil:
+            return 1
+        }
+    }
+
+    func findAnnounced(_ topic: String) -> [PeerAddress] {
+        let h = Topic.infoHash(topic)
+        // The first answer that lists lobbies is enough (the nodes near the topic store the same
+        // announcements).
+        return keepLooking {
+            let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in
+                p.dht.getPeers(h, onPeers: { done($0) }) { done($0.peers) }
+            }
+            return (r ?? []).isEmpty ? nil : r
+        } ?? []
+    }
+
+    func findRecord(_ key: PeerKey) -> LobbyRecord? {
+        keepLooking {
+            let item = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (MutableItem?) -> Void) in
+                p.dht.getMutable(publicKey: key.bytes) { done($0) }
+            }
+            return (item ?? nil).flatMap { LobbyRecord($0.value) }
+        }
+    }
+
+    /// Runs a DHT lookup until it answers: a host that just started may not have announced yet
+    /// (its own lookups wait out lost queries), so for up to 15 s, at least 3 times, 1 s apart,
+    /// before saying there is no lobby. No separate join lookup first: each lookup starts from the
+    /// bootstrap nodes if need be.
+    private func keepLooking<T>(_ lookup: () -> T?) -> T? {
+        let deadline = monotonicNanos() + 15_000_000_000
+        for attempt in 0..<30 {
+            if attempt >= 3 && monotonicNanos() >= deadline { break }
+            if let r = lookup() { return r }
+            _ = nextEvents(wait: 1)  // no session yet: only the loop's stats come in
+        }
+        return nil
+    }
+}
