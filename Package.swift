@@ -94,12 +94,15 @@ let package = Package(
             swiftSettings: settings
         ),
 
+        // Bencode (BEP 3), strict and bounded: the DHT's wire format and the lobby record's.
+        .target(name: "Bencode", swiftSettings: settings),
+
         // The Mainline DHT. It takes its bootstrap nodes as addresses: where they come from
         // (flags, $TURF_DHT_BOOTSTRAP, dht.conf, the public routers) is the app's (Sources/turf).
         .target(
             name: "DHT",
             dependencies: [
-                "NetCore", "Sodium", "Determinism",
+                "NetCore", "Bencode", "Sodium", "Determinism",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: settings
@@ -125,7 +128,7 @@ let package = Package(
         // The lobby protocol (docs/lobby.md): messages, their bounded codec, the seed's commit-reveal.
         .target(
             name: "Lobby",
-            dependencies: ["Engine", "Determinism", "Sodium", "Keys", "NetCore", "DHT", "Transport"],
+            dependencies: ["Engine", "Determinism", "Sodium", "Keys", "NetCore", "Bencode"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
@@ -248,21 +251,19 @@ let package = Package(
         ),
         .testTarget(
             name: "DHTTests",
-            dependencies: ["DHT", "DHTSim", "NetCore", "NetSim", "NetPOSIX", "Sodium"],
+            dependencies: ["DHT", "DHTSim", "Bencode", "NetCore", "NetSim", "NetPOSIX", "Sodium"],
             swiftSettings: settings
         ),
         .testTarget(
             name: "LobbyTests",
-            dependencies: ["Lobby", "Engine", "Determinism", "Keys", "DHT", "NetCore", "Transport"],
+            dependencies: ["Lobby", "Engine", "Determinism", "Keys", "Bencode", "NetCore"],
             swiftSettings: settings
         ),
-        // NetPlayTests: declared on main by aac4987 without a Tests/NetPlayTests folder, which SwiftPM
-        // refuses; left out on lib-split until its sources land.
-        // .testTarget(
-        //     name: "NetPlayTests",
-        //     dependencies: ["NetPlay", "Lobby", "Engine", "TurfRules", "NetMatch", "Keys", "Sodium", "NetCore"],
-        //     swiftSettings: settings
-        // ),
+        .testTarget(
+            name: "NetPlayTests",
+            dependencies: ["NetPlay", "Lobby", "Engine", "TurfRules", "NetMatch", "Keys", "Sodium", "NetCore"],
+            swiftSettings: settings
+        ),
         .testTarget(
             name: "NetChaosTests",
             dependencies: ["NetChaos", "TurfRules", "NetCore", "NetSim"],
@@ -270,7 +271,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NetStackTests",
-            dependencies: ["NetStack", "DHT", "Transport", "NetCore", "NetSim", "NetPOSIX"],
+            dependencies: ["NetStack", "DHT", "Bencode", "Transport", "NetCore", "NetSim", "NetPOSIX"],
             swiftSettings: settings
         ),
     ]

@@ -1,3 +1,4 @@
+import Bencode
 import Determinism
 import Logging
 import NetCore

@@ -1,3 +1,5 @@
+import Bencode
+
 /// The body of the libFuzzer target for the DHT's parsers (Fuzz/Sources/fuzz-krpc) and of the
 /// in-suite mutation test: parse, and check what the strict codec promises. Not part of the DHT's
 /// API: import it with `@_spi(Fuzzing) import DHT`.

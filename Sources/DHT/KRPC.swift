@@ -1,3 +1,4 @@
+import Bencode
 import NetCore
 
 /// A node as the DHT passes it around: id and UDP address (26 bytes in compact form).

@@ -1,3 +1,4 @@
+import Bencode
 import NetCore
 
 /// One routing-table entry and what we know of its liveness.

@@ -1,7 +1,6 @@
 import Foundation
 import Keys
 import NetCore
-import Transport
 
 /// Who may sit down in a host's lobby (docs/lobby.md, "Who may sit down"): the host's decisions
 /// on each hello, apart from the network so they can be tested.

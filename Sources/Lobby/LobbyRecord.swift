@@ -1,9 +1,8 @@
-import DHT
+import Bencode
 import Determinism
 import Foundation
 import Keys
 import NetCore
-import Transport
 
 #if canImport(Glibc)
     import Glibc

@@ -5,6 +5,7 @@ import Keys
 import Lobby
 import NetCore
 import NetMatch
+import NetPlay
 import NetSim
 import NetStack
 import Sodium
@@ -13,9 +14,9 @@ import TurfRules
 
 /// A whole networked turf match through the real stack on the simulated network, in virtual time:
 /// `Peer`s (one socket each: demultiplexer and session manager) with real Noise handshakes and
-/// real reliable/unreliable channels, the lobby exchange in the real `LobbyMessage` codec (hello,
-/// roster, settings, commit–reveal, start with the mixed seed), then on every peer a `MatchLoop`
-/// of bots driven through `NetMatchHook`, with `NetMatch` on the sessions' unreliable channels
+/// real reliable/unreliable channels, the lobby as `turf` runs it (NetPlay's `LobbyHost` and
+/// `LobbyJoiner`: hello, roster, settings, commit–reveal, start with the mixed seed), then on every
+/// peer NetPlay's `MatchSession` of bots, with `NetMatch` on the sessions' unreliable channels
 /// (redundancy 0), settled and checked: every peer's final replica hash, and its recorded replay
 /// signatures verified against its own logs.
 ///
@@ -106,16 +107,23 @@ package struct SessionChaos {
         self.conditions = conditions
     }
 
-    /// One peer of the run: its stack, its sessions by remote key, what arrived on them.
+    /// One peer of the run: its stack, its sessions by link, what arrived on them (as turf's
+    /// `Links` posts it: link events, and the match's datagrams apart).
     final class Node {
         let index: Int
         let identity: Identity
         let peer: Peer
-        var links: [PeerKey: Session] = [:]
-        var lobbyInbox: [(from: PeerKey, bytes: [UInt8])] = []
-        var datagrams: [(from: PeerKey, bytes: [UInt8])] = []
+        var sessions: [LinkID: Session] = [:]
+        var inbox: [LinkEvent] = []
+        var datagrams: [(link: LinkID, bytes: [UInt8])] = []
         let contribution: [UInt8]
         var key: PeerKey { identity.publicKey }
+        /// Established sessions by the peer's key (the mesh as the run checks it).
+        var links: [PeerKey: Session] {
+            var out: [PeerKey: Session] = [:]
+            for s in sessions.values where s.isEstablished { if let k = s.remoteKey { out[k] = s } }
+            return out
+        }
 
         init(index: Int, identity: Identity, peer: Peer, contribution: [UInt8]) {
             self.index = index
@@ -127,24 +135,25 @@ package struct SessionChaos {
         /// Wires a session as turf's `Links.adopt` does: lobby bytes from the reliable channel,
         /// the match's datagrams from the unreliable one (NetMatch does its own redundancy).
         func adopt(_ s: Session) {
+            let id = s.localIndex
+            sessions[id] = s
             s.unreliable.redundancy = 0
-            s.reliable.onReceive = { [weak self, weak s] bytes in
-                guard let self, let k = s?.remoteKey else { return }
-                self.lobbyInbox.append((k, bytes))
-            }
-            s.unreliable.onReceive = { [weak self, weak s] bytes in
-                guard let self, let k = s?.remoteKey, let o = PeerKey(bytes: k.bytes) else { return }
-                self.datagrams.append((o, bytes))
-            }
+            s.reliable.onReceive = { [weak self] bytes in self?.inbox.append(.message(id, bytes: bytes)) }
+            s.unreliable.onReceive = { [weak self] bytes in self?.datagrams.append((id, bytes)) }
             s.onStateChange = { [weak self, weak s] state in
-                guard let self, let s, let k = s.remoteKey else { return }
+                guard let self, let s else { return }
                 switch state {
-                case .established: self.links[k] = s
-                case .closed: if self.links[k] === s { self.links[k] = nil }
+                case .established:
+                    if let k = s.remoteKey { inbox.append(.opened(id, key: k, address: s.peerAddress, relayed: false)) }
+                case .closed(let reason):
+                    sessions[id] = nil
+                    inbox.append(.closed(id, reason: "\(reason)"))
                 case .connecting: break
                 }
             }
-            if s.isEstablished, let k = s.remoteKey { links[k] = s }
+            if s.isEstablished, let k = s.remoteKey {
+                inbox.append(.opened(id, key: k, address: s.peerAddress, relayed: false))
+            }
         }
 
         /// Sessions this peer dialed, by the key dialed, and how many times it dialed again.
@@ -168,26 +177,22 @@ package struct SessionChaos {
             }
         }
 
-        func send(_ m: LobbyMessage, to k: PeerKey) { try? links[k]?.reliable.send(m.encode()) }
-
-        func takeLobby() -> [(from: PeerKey, message: LobbyMessage)] {
-            let batch = lobbyInbox
-            lobbyInbox.removeAll()
-            // Hostile bytes are dropped (none are expected here: every peer is honest).
-            return batch.compactMap { m in (try? LobbyMessage.decode(m.bytes)).map { (m.from, $0) } }
+        /// Carries out a state machine's actions, as turf's `NetRuntime.perform` does.
+        func perform(_ actions: [LinkAction]) {
+            for a in actions {
+                switch a {
+                case .send(let id, let bytes): try? sessions[id]?.reliable.send(bytes)
+                case .datagram(let id, let bytes): try? sessions[id]?.unreliable.send(bytes)
+                case .close(let id), .closeWhenFlushed(let id): sessions.removeValue(forKey: id)?.close()
+                case .dial(let k, let addresses): if let a = addresses.first { dial(k, at: a) }
+                case .probe(let addresses): peer.puncher.probe(addresses, times: 3)
+                }
+            }
         }
-    }
 
-    /// One peer's match: its loop and hook (a class, so the driver mutates them in place), and
-    /// once the loop is over, the replica that takes the ops accepted while settling.
-    final class Match {
-        var loop: TurfMatchLoop
-        var hook: NetMatchHook<TurfController>
-        var final: Replica<TurfWorld>?
-        var settled = false
-        init(loop: TurfMatchLoop, hook: NetMatchHook<TurfController>) {
-            self.loop = loop
-            self.hook = hook
+        func takeInbox() -> [LinkEvent] {
+            defer { inbox.removeAll() }
+            return inbox
         }
     }
 
@@ -213,105 +218,52 @@ package struct SessionChaos {
         for n in nodes { n.peer.sessions?.onInbound = { [weak n] s in n?.adopt(s) } }
         var failure: String?
         let host = nodes[0]
-        let members = nodes.dropFirst()
+        let members = Array(nodes.dropFirst())
 
-        // MARK: lobby
-        // Members join the host by its key (Noise IK) and say hello with their seed commit.
+        // MARK: lobby (NetPlay's LobbyHost and LobbyJoiner, as `turf host` and `turf join` drive them)
+        var lobby = LobbyHost(
+            config: .init(
+                me: host.key,
+                name: "host",
+                settings: .init(map: settings.map.name, seconds: UInt32(seconds)),
+                maxPlayers: peers
+            ),
+            contribution: host.contribution
+        )
+        // Members join the host by its key (Noise IK); once the session is up, they say hello.
         for m in members { m.dial(host.key, at: host.peer.localAddress) }
-        var helloSent = Set<Int>()
-        struct Seat {
-            var key: PeerKey
-            var name: String
-            var commit: [UInt8]
-            var address: PeerAddress?
-            var reveal: [UInt8]?
-        }
-        var seats = [
-            Seat(key: host.key, name: "host", commit: SeedMix.commit(host.contribution), reveal: host.contribution)
-        ]
-        let lobbySettings = LobbyMessage.Settings(map: settings.map.name, seconds: UInt32(seconds))
-        func roster() -> LobbyMessage {
-            .roster(
-                .init(
-                    members: seats.enumerated().map { i, s in
-                        .init(
-                            key: s.key.bytes,
-                            name: s.name,
-                            commit: s.commit,
-                            path: i == 0 ? .local : .direct,
-                            addresses: s.address.map { [$0] } ?? []
-                        )
-                    },
-                    maxPlayers: UInt8(peers)
-                )
-            )
-        }
-        func broadcast(_ m: LobbyMessage) { for s in seats.dropFirst() { host.send(m, to: s.key) } }
-        var rosters = [LobbyMessage.Roster?](repeating: nil, count: peers)
-        var dialed = [Set<[UInt8]>](repeating: [], count: peers)
-        var starts = [LobbyMessage.Start?](repeating: nil, count: peers)
-        var seedOK = [Bool](repeating: true, count: peers)
+        var joiners = [LobbyJoiner?](repeating: nil, count: peers)
+        // Each peer's match session, once it has its start (a peer with one no longer takes part
+        // in the lobby: its events are the session's).
+        var matches = [MatchSession<TurfController>?](repeating: nil, count: peers)
+        /// Events that came before a member's joiner existed (the mesh's sessions), handed to it.
+        var early = [[LinkEvent]](repeating: [], count: peers)
 
-        /// One step of every peer's lobby logic (run between slices of network time).
+        /// One step of every peer's lobby (run between slices of network time).
         func lobbyStep() {
-            for m in members { m.redialFailed() }
-            for m in members where !helloSent.contains(m.index) && m.links[host.key] != nil {
-                helloSent.insert(m.index)
-                m.send(
-                    .hello(.init(name: "p\(m.index)", key: m.key.bytes, commit: SeedMix.commit(m.contribution))),
-                    to: host.key
-                )
+            for m in members where matches[m.index] == nil { m.redialFailed() }
+            if matches[0] == nil {
+                for e in host.takeInbox() { lobby.handle(e, now: net.now) }
+                host.perform(lobby.take().actions)
             }
-            for (from, msg) in host.takeLobby() {
-                switch msg {
-                case .hello(let h) where h.key == from.bytes && seats.count < peers:
-                    guard !seats.contains(where: { $0.key == from }) else { continue }
-                    seats.append(
-                        Seat(key: from, name: h.name, commit: h.commit, address: host.links[from]?.peerAddress)
-                    )
-                    broadcast(roster())
-                    broadcast(.settings(lobbySettings))
-                case .reveal(let r):
-                    guard let i = seats.firstIndex(where: { $0.key == from }), SeedMix.opens(r, seats[i].commit) else {
-                        failure = failure ?? "host: a reveal that does not open its commit"
+            for m in members where matches[m.index] == nil {
+                for e in m.takeInbox() {
+                    if joiners[m.index] == nil, case .opened(let id, let key, _, _) = e, key == host.key {
+                        joiners[m.index] = LobbyJoiner(
+                            config: .init(me: m.key, name: "p\(m.index)", contribution: m.contribution),
+                            hostLink: id,
+                            hostKey: host.key
+                        )
+                        for earlier in early[m.index] { joiners[m.index]!.handle(earlier, now: net.now) }
                         continue
                     }
-                    seats[i].reveal = r
-                default: break
-                }
-            }
-            for m in members {
-                for (from, msg) in m.takeLobby() where from == host.key {
-                    switch msg {
-                    case .roster(let r):
-                        rosters[m.index] = r
-                        // The mesh: the member with the greater key dials (each pair once), by IK.
-                        for other in r.members
-                        where other.path != .local && other.key != m.key.bytes
-                            && other.key.lexicographicallyPrecedes(m.key.bytes) && !dialed[m.index].contains(other.key)
-                        {
-                            guard let k = PeerKey(bytes: other.key) else { continue }
-                            dialed[m.index].insert(other.key)
-                            if let a = other.addresses.first { m.dial(k, at: a) }
-                        }
-                    case .revealRequest: m.send(.reveal(m.contribution), to: host.key)
-                    case .start(let s):
-                        starts[m.index] = s
-                        if let r = rosters[m.index] {
-                            // As turf's joiner checks it: the start carries our own reveal (we took
-                            // the seat, so a late start begins our log at seq 0, never a rejoin).
-                            seedOK[m.index] = SeedMix.verify(
-                                s,
-                                roster: r,
-                                myKey: m.key.bytes,
-                                myContribution: m.contribution
-                            )
-                        } else {
-                            seedOK[m.index] = false
-                        }
-                    default: break
+                    if joiners[m.index] == nil {
+                        early[m.index].append(e)
+                    } else {
+                        joiners[m.index]!.handle(e, now: net.now)
                     }
                 }
+                if joiners[m.index] != nil { m.perform(joiners[m.index]!.take().actions) }
             }
         }
         let step: Nanos = .milliseconds(20)
@@ -323,32 +275,38 @@ package struct SessionChaos {
         }
         // Everyone seated and (as a player waiting for the room before pressing Enter) the mesh up.
         let meshUp = { nodes.allSatisfy { $0.links.count == peers - 1 } }
-        drive(until: 60_000_000_000, lobbyStep) { seats.count < peers || !meshUp() }
+        drive(until: 60_000_000_000, lobbyStep) { lobby.seats.count < peers || !meshUp() }
         let sessionsAtStart = nodes.map { $0.links.count }
-        if seats.count < peers { failure = failure ?? "lobby: only \(seats.count) of \(peers) seated" }
-        // Commit–reveal, then the start.
-        for s in seats.dropFirst() { host.send(.revealRequest, to: s.key) }
-        drive(until: net.now + 30_000_000_000, lobbyStep) { seats.contains { $0.reveal == nil } }
-        guard !seats.contains(where: { $0.reveal == nil }) else {
+        if lobby.seats.count < peers { failure = failure ?? "lobby: only \(lobby.seats.count) of \(peers) seated" }
+        // Commit–reveal, then the start: bots of alternating strength play.
+        lobby.requestReveals(now: net.now)
+        var start: LobbyMessage.Start?
+        drive(
+            until: net.now + 30_000_000_000,
+            {
+                lobbyStep()
+                start = lobby.startIfReady(now: net.now, startAt: net.now + 1_000_000_000) { seed, players in
+                    let bots = players.enumerated().map { i, p in
+                        PlayerInfo(
+                            name: p.name,
+                            kind: .bot,
+                            level: (i % 2 == 0 ? Bot.Level.hard : .easy).rawValue,
+                            owner: p.owner
+                        )
+                    }
+                    return settings.matchConfig(seed: seed, players: bots, seconds: seconds)
+                }
+                host.perform(lobby.take().actions)
+            },
+            while: { start == nil }
+        )
+        guard let start, start.config.players.count == peers else {
             return failed(failure ?? "lobby: reveals missing", net: net, nodes: nodes, sessions: sessionsAtStart)
         }
-        let reveals = seats.map { $0.reveal! }
-        let players = seats.enumerated().map { i, s in
-            PlayerInfo(
-                name: s.name,
-                kind: .bot,
-                level: (i % 2 == 0 ? Bot.Level.hard : .easy).rawValue,
-                owner: PeerKey(bytes: s.key.bytes)
-            )
-        }
-        let config = settings.matchConfig(seed: SeedMix.seed(reveals), players: players, seconds: seconds)
-        let startAt = net.now + 1_000_000_000
-        let start = LobbyMessage.Start(config: config, startAt: startAt, reveals: reveals)
-        starts[0] = start
-        broadcast(.start(start))
-        drive(until: startAt, lobbyStep) { starts.contains { $0 == nil } }
+        let config = start.config
+        let startAt = start.startAt
 
-        // MARK: match
+        // MARK: match (NetPlay's MatchSession on every peer)
         /// The partition starts `partitionAfterNanos` after tick 0 (with `partitionAfterStart`, not
         /// before the partitioned peer has its start).
         func schedulePartition(_ n: Node) {
@@ -358,85 +316,86 @@ package struct SessionChaos {
             net.schedule(after: from &+ conditions.partitionNanos &- net.now) { net.heal() }
         }
         if let p = conditions.partitionPeer, !conditions.partitionAfterStart { schedulePartition(nodes[p]) }
-        // Each peer's loop starts when its start message is in (a member whose start the reliable
+        // Each peer's session starts when its start is in (a member whose start the reliable
         // channel delivered after tick 0 starts late, as `turf join` does: its loop skips the ticks
         // it missed).
-        var matches: [Match?] = Array(repeating: nil, count: peers)
+        var settled = [Bool](repeating: false, count: peers)
         var lateStarts = 0
         func begin(_ n: Node) throws {
-            guard matches[n.index] == nil, let s = starts[n.index] else { return }
-            guard seedOK[n.index] else {
-                failure = failure ?? "peer \(n.index): the start's seed does not match the commits"
-                return
-            }
-            if net.now > s.startAt { lateStarts += 1 }
-            let me = PeerKey(bytes: n.key.bytes)!
-            let loop = try TurfMatchLoop(
-                config: s.config,
-                controllers: TurfMatch.controllers(config: s.config, ownedBy: me),
-                start: s.startAt
-            )
-            let hook = NetMatchHook<TurfController>(
-                net: try NetMatch<TurfWorld>(config: s.config, identity: n.identity.signing, now: net.now),
-                now: { net.now },
-                inbound: { [n] in
-                    defer { n.datagrams.removeAll() }
-                    return n.datagrams
-                },
-                outbound: { [n] out in
-                    for d in out { try? n.links[PeerKey(bytes: d.to.bytes)!]?.unreliable.send(d.bytes) }
+            guard matches[n.index] == nil else { return }
+            var links: [PeerKey: LinkID] = [:]
+            var hostLink: LinkID?
+            if n.index == 0 {
+                for s in lobby.seats { if let l = s.link { links[s.key] = l } }
+            } else {
+                guard let j = joiners[n.index], let outcome = j.outcome else { return }
+                guard case .start(let s, _, _) = outcome else {
+                    failure = failure ?? "peer \(n.index): \(outcome)"
+                    return
                 }
+                guard s == start else {
+                    failure = failure ?? "peer \(n.index): another start than the host's"
+                    return
+                }
+                links = j.direct
+                links[host.key] = j.hostLink
+                hostLink = j.hostLink
+                if net.now > startAt { lateStarts += 1 }
+            }
+            matches[n.index] = try MatchSession(
+                options: .init(
+                    me: n.key,
+                    identity: n.identity.signing,
+                    isHost: n.index == 0,
+                    hostLink: hostLink,
+                    start: start
+                ),
+                controllers: TurfMatch.controllers(config: config, ownedBy: n.key),
+                links: links,
+                startLocal: startAt,
+                now: net.now
             )
-            matches[n.index] = Match(loop: loop, hook: hook)
             if conditions.partitionAfterStart && n.index == conditions.partitionPeer { schedulePartition(n) }
         }
         for n in nodes { try begin(n) }
-        var opsHeld = 0
         let settleDeadline =
-            startAt + UInt64(config.lengthTicks + 1) * 1_000_000_000 / UInt64(config.tickRate)
-            + 30_000_000_000
+            startAt + UInt64(config.lengthTicks + 1) * 1_000_000_000 / UInt64(config.tickRate) + 30_000_000_000
         drive(
             until: settleDeadline,
             {
-                if starts.contains(where: { $0 == nil }) {
+                if matches.contains(where: { $0 == nil }) {
                     lobbyStep()
                     for n in nodes { try? begin(n) }
                 }
-                for i in 0..<peers {
-                    guard let m = matches[i] else { continue }
-                    if m.final == nil {
-                        m.loop.advance(now: net.now, hook: &m.hook)
-                        if m.loop.isOver {
-                            m.final = m.loop.replica
-                            // A peer we have no session with now waits on nothing of ours.
-                            for p in config.players {
-                                guard let o = p.owner, o.bytes != nodes[i].key.bytes,
-                                    nodes[i].links[PeerKey(bytes: o.bytes)!] == nil
-                                else { continue }
-                                m.hook.net.peerLeft(o)
-                            }
-                        }
+                for n in nodes {
+                    guard let m = matches[n.index] else { continue }
+                    for e in n.takeInbox() { m.handle(e, now: net.now) }
+                    for d in n.datagrams { m.receive(d.bytes, on: d.link) }
+                    n.datagrams.removeAll()
+                    if !m.isOver {
+                        m.advance(now: net.now)
                     } else {
-                        for op in m.hook.pump() { m.final!.receive(op) }
-                        m.settled = m.hook.net.isSettled
+                        settled[n.index] = m.settle(now: net.now)
                     }
+                    n.perform(m.take().actions)
                 }
             },
-            while: { !matches.allSatisfy { $0?.settled == true } }
+            while: { !settled.allSatisfy { $0 } }
         )
         guard failure == nil, case let ms = matches.compactMap({ $0 }), ms.count == peers else {
             return failed(
-                failure ?? "lobby: \(starts.filter { $0 == nil }.count) starts missing",
+                failure ?? "lobby: \(matches.filter { $0 == nil }.count) starts missing",
                 net: net,
                 nodes: nodes,
                 sessions: sessionsAtStart
             )
         }
-        let settled = ms.allSatisfy { $0.hook.net.isSettled }
+        let allSettled = ms.allSatisfy { $0.net.isSettled }
 
         // MARK: verdict
         var hashes: [UInt64] = []
         var sigsOK = true
+        var opsHeld = 0
         for i in 0..<peers {
             let r = ms[i].final ?? ms[i].loop.replica
             hashes.append(r.hash)
@@ -444,7 +403,7 @@ package struct SessionChaos {
             if let bad = OpChain.check(
                 config: config,
                 logs: r.allLogs,
-                signatures: ms[i].hook.net.recordedSignatures,
+                signatures: ms[i].net.recordedSignatures,
                 as: TurfWorld.self
             ) {
                 sigsOK = false
@@ -453,32 +412,27 @@ package struct SessionChaos {
         }
         var union = try Replica<TurfWorld>(config: config)
         for i in 0..<peers {
-            for p in config.players(ownedBy: PeerKey(bytes: nodes[i].key.bytes)) {
+            for p in config.players(ownedBy: nodes[i].key) {
                 for op in ms[i].loop.replica.ops(of: p, from: 0) { union.receive(op) }
             }
         }
-        let converged = sigsOK && settled && hashes.allSatisfy { $0 == union.hash }
+        let converged = sigsOK && allSettled && hashes.allSatisfy { $0 == union.hash }
         if !converged && failure == nil {
-            let unsettled = (0..<peers).filter { !ms[$0].hook.net.isSettled }.map { i in
-                let h = ms[i].hook.net
-                let down = nodes.filter { $0.index != i && !h.isConnected(PeerKey(bytes: $0.key.bytes)!) }.map(\.index)
+            let unsettled = (0..<peers).filter { !ms[$0].net.isSettled }.map { i in
+                let h = ms[i].net
+                let down = nodes.filter { $0.index != i && !h.isConnected($0.key) }.map(\.index)
                 let noSession = nodes.filter { $0.index != i && nodes[i].links[$0.key] == nil }.map(\.index)
-                let rx = nodes.filter { $0.index != i }.map {
-                    h.stats(for: PeerKey(bytes: $0.key.bytes)!)?.datagramsReceived ?? 0
-                }
-                let tx = nodes.filter { $0.index != i }.map {
-                    h.stats(for: PeerKey(bytes: $0.key.bytes)!)?.datagramsSent ?? 0
-                }
-                let uni = nodes.filter { $0.index != i }.map { nodes[i].links[$0.key]?.unreliable.delivered ?? 0 }
+                let rx = nodes.filter { $0.index != i }.map { h.stats(for: $0.key)?.datagramsReceived ?? 0 }
+                let tx = nodes.filter { $0.index != i }.map { h.stats(for: $0.key)?.datagramsSent ?? 0 }
                 return
-                    "peer \(i) (final tick \(h.finalTick), down \(down), no session \(noSession), rx \(rx), tx \(tx), uni \(uni), drops \(h.drops))"
+                    "peer \(i) (final tick \(h.finalTick), down \(down), no session \(noSession), rx \(rx), tx \(tx), drops \(h.drops))"
             }
             failure =
                 "unsettled: \(unsettled); hashes equal \(Set(hashes).count == 1), union \(hashes.first == union.hash)"
         }
         var relayed: UInt64 = 0
         for m in ms {
-            for n in nodes { relayed += m.hook.net.stats(for: PeerKey(bytes: n.key.bytes)!)?.opsForwarded ?? 0 }
+            for n in nodes { relayed += m.net.stats(for: n.key)?.opsForwarded ?? 0 }
         }
         return Result(
             lobbyOK: true,
@@ -487,7 +441,7 @@ package struct SessionChaos {
             finalHashes: hashes,
             converged: converged,
             signaturesOK: sigsOK,
-            settled: settled,
+            settled: allSettled,
             network: net.stats,
             partitionedDatagrams: net.stats.partitioned,
             relayed: relayed,
@@ -502,7 +456,7 @@ package struct SessionChaos {
     }
 
     static func retransmissions(_ nodes: [Node]) -> UInt64 {
-        nodes.reduce(0) { acc, n in acc + n.links.values.reduce(0) { $0 + $1.reliable.stats.retransmissions } }
+        nodes.reduce(0) { acc, n in acc + n.sessions.values.reduce(0) { $0 + $1.reliable.stats.retransmissions } }
     }
 
     private func failed(_ why: String, net: SimNetwork, nodes: [Node], sessions: [Int]) -> Result {

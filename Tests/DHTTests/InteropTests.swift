@@ -1,3 +1,4 @@
+import Bencode
 import Dispatch
 import Foundation
 import NIOCore

@@ -1,3 +1,4 @@
+import Bencode
 import NetCore
 import Testing
 

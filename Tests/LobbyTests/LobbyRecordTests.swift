@@ -1,3 +1,4 @@
+import Bencode
 import DHT
 import Lobby
 import NetCore

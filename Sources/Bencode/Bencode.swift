@@ -60,7 +60,7 @@ public struct BEntry: Equatable, Sendable {
 }
 
 /// Lower-case hexadecimal.
-func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+package func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
     let digits = Array("0123456789abcdef".utf8)
     var out: [UInt8] = []
     out.reserveCapacity(bytes.count * 2)
@@ -72,7 +72,7 @@ func hex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
 }
 
 /// Parses hexadecimal (either case); nil on odd length or a non-hex digit.
-func unhex(_ s: String) -> [UInt8]? {
+package func unhex(_ s: String) -> [UInt8]? {
     let u = Array(s.utf8)
     guard u.count % 2 == 0 else { return nil }
     func nib(_ c: UInt8) -> UInt8? {
