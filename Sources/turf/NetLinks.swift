@@ -1,3 +1,4 @@
+import DHT
 import Dispatch
 import Foundation
 import Keys
@@ -37,6 +38,8 @@ struct NetStats: Sendable {
     var addresses: [UInt32: (address: PeerAddress, key: PeerKey?)] = [:]
     var passphraseRejected: UInt64 = 0
     var externalAddress: PeerAddress?
+    /// What DHT nodes' reports say of our NAT so far; nil until the first `stats` event.
+    var natType: NATType?
 
     /// Each link's smoothed round trip in whole ms (a link without one is left out).
     func pings(_ ids: [UInt32]) -> [UInt32: Int] {
@@ -148,6 +151,7 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
         s.addresses = addresses()
         s.passphraseRejected = peer.sessions?.stats.passphraseRejected ?? 0
         s.externalAddress = peer.dht.externalAddress
+        s.natType = peer.dht.natType
         mailbox.post(.stats(s))
     }
 

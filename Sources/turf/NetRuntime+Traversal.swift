@@ -12,8 +12,11 @@ import Transport
 /// watcher, and the joiner's connect phase that knocks and tries every candidate at once.
 extension NetRuntime {
     /// The NAT classification from what DHT nodes reported so far, and the external address.
+    /// From the latest `stats` event (once a second); before the first one, asked of the loop.
     func natStatus() -> (kind: NATKind, external: PeerAddress?) {
-        let (type, ext) = (try? live.sync { ($0.dht.natType, $0.dht.externalAddress) }) ?? (.unknown, nil)
+        let (type, ext) =
+            stats.natType.map { ($0, stats.externalAddress) }
+            ?? ((try? live.sync { ($0.dht.natType, $0.dht.externalAddress) }) ?? (.unknown, nil))
         return (NATKind.classify(dht: type, external: ext, localIPs: localIPv4Addresses()), ext)
     }
 
@@ -43,6 +46,7 @@ extension NetRuntime {
     func connectToHost(_ candidates: [PeerAddress], topic: String, psk: SecretBytes?, expected: PeerKey?)
         -> HostConnection
     {
+        freshStats()
         let nat = natStatus()  // the joiner's own NAT decides how soon it asks a relay, and the birthday method
         let began = monotonicNanos()
         let relay = JoinRelay(
@@ -124,6 +128,7 @@ extension NetRuntime {
         }
         // After connecting: the lookups so far (a join by topic stops at the first answer) may not
         // have brought the three reports a classification needs.
+        freshStats()
         emitNAT(natStatus())
         let probes = (try? live.sync { $0.puncher.probesSent }) ?? 0
         let knockRelays = (try? live.sync { _ in fast.box.sender?.relayed ?? 0 }) ?? 0
