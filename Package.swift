@@ -52,17 +52,24 @@ let package = Package(
         // Every file turf reads or writes: bounded reads of untrusted paths, durable writes, XDG paths.
         .target(name: "LocalFiles", swiftSettings: settings),
 
-        // Addresses, the datagram/timer interfaces, the simulated network and the real NIO UDP host.
+        // The network split as swift-nio splits itself (NIOCore / NIOPosix / NIOEmbedded):
+        // NetCore: addresses, the datagram/timer interfaces, the demultiplexer, the UI mailbox and
+        // the monotonic clock; no SwiftNIO.
+        .target(name: "NetCore", swiftSettings: settings),
+        // NetPOSIX: the real UDP host, on a SwiftNIO event loop.
         .target(
-            name: "NetCore",
+            name: "NetPOSIX",
             dependencies: [
-                "Determinism",
+                "NetCore",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: settings
         ),
+        // TESTING DOUBLE. NetSim: the simulated network (virtual time, seeded link conditioner).
+        // Used by tests, the session chaos runs, the fuzz harness and `turf bench`; the shipped
+        // game's code paths do not use it.
+        .target(name: "NetSim", dependencies: ["NetCore", "Determinism"], swiftSettings: settings),
 
         // Crypto, Noise, sessions.
         .target(name: "Sodium", dependencies: ["CSodium"], swiftSettings: settings),
@@ -73,7 +80,7 @@ let package = Package(
         .target(
             name: "Transport",
             dependencies: [
-                "NetCore", "Noise", "Sodium", "Keys", "Determinism", "LocalFiles",
+                "NetCore", "Noise", "Sodium", "Keys", "Determinism",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: settings
@@ -83,28 +90,31 @@ let package = Package(
         // the corpus tests.
         .target(
             name: "FuzzHarness",
-            dependencies: ["Transport", "Noise", "Sodium", "NetCore"],
+            dependencies: ["Transport", "Noise", "Sodium", "NetCore", "NetSim"],
             swiftSettings: settings
         ),
 
         // Bencode (BEP 3), strict and bounded: the DHT's wire format and the lobby record's.
         .target(name: "Bencode", swiftSettings: settings),
 
-        // The Mainline DHT.
+        // The Mainline DHT. It takes its bootstrap nodes as addresses: where they come from
+        // (flags, $TURF_DHT_BOOTSTRAP, dht.conf, the public routers) is the app's (Sources/turf).
         .target(
             name: "DHT",
             dependencies: [
-                "NetCore", "Bencode", "Sodium", "Determinism", "LocalFiles",
+                "NetCore", "Bencode", "Sodium", "Determinism",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: settings
         ),
+        // TESTING DOUBLE. DHTSim: thousands of real DHT nodes on NetSim (`turf bench dht`, tests).
+        .target(name: "DHTSim", dependencies: ["DHT", "NetCore", "NetSim", "Determinism"], swiftSettings: settings),
 
         // This process on the network: one socket, its demultiplexer, the DHT node and the sessions.
         .target(
             name: "NetStack",
             dependencies: [
-                "NetCore", "DHT", "Transport", "Sodium", "Determinism",
+                "NetCore", "NetPOSIX", "DHT", "Transport", "Sodium", "Determinism",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -132,6 +142,16 @@ let package = Package(
                 .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
             ]
         ),
+        // TESTING DOUBLE. NetMatchSim: a whole networked match in one process over an in-memory
+        // network in virtual time (`turf bench netmatch`, the NetMatch tests).
+        .target(
+            name: "NetMatchSim",
+            dependencies: ["NetMatch", "Engine", "Determinism", "Sodium", "Keys"],
+            swiftSettings: [
+                .swiftLanguageMode(.v6),
+                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+            ]
+        ),
 
         // The networked game as a library with no I/O of its own (docs/lobby.md): the host's and the
         // joiner's lobby and the match session as state machines (link events and time in, link
@@ -143,13 +163,14 @@ let package = Package(
             swiftSettings: settings
         ),
 
-        // A whole networked match through the real stack (sessions, lobby codec, NetMatch, engine)
-        // on the simulated network in virtual time: the session chaos runs of the tests and
-        // `turf bench netmatch --chaos-stack sessions`.
+        // TESTING DOUBLE. A whole networked match through the real stack (sessions, lobby codec,
+        // NetMatch, engine) on the simulated network in virtual time: the session chaos runs of the
+        // tests and `turf bench netmatch --chaos-stack sessions`.
         .target(
             name: "NetChaos",
             dependencies: [
-                "NetCore", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "NetPlay", "Engine", "TurfRules",
+                "NetCore", "NetSim", "NetStack", "Transport", "DHT", "Lobby", "NetMatch", "NetPlay", "Engine",
+                "TurfRules",
                 "Sodium", "Keys",
                 "Determinism",
             ],
@@ -166,12 +187,14 @@ let package = Package(
             swiftSettings: settings
         ),
 
-        // The `turf` command.
+        // The `turf` command. The testing doubles (NetSim, DHTSim, NetMatchSim, NetChaos) are linked
+        // for the `turf bench` subcommands only; play, host, join and dht never reach them.
         .executableTarget(
             name: "turf",
             dependencies: [
-                "Engine", "TurfRules", "TerminalUI", "NetCore", "NetMatch", "LocalFiles", "TextOutput", "CSodium",
-                "Sodium", "Keys", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetPlay", "NetChaos",
+                "Engine", "TurfRules", "TerminalUI", "NetCore", "NetPOSIX", "NetMatch", "LocalFiles", "TextOutput",
+                "CSodium", "Sodium", "Keys", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetPlay", "NetChaos",
+                "NetSim", "DHTSim", "NetMatchSim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -184,7 +207,9 @@ let package = Package(
         .testTarget(name: "DeterminismTests", dependencies: ["Determinism"], swiftSettings: settings),
         .testTarget(name: "TextOutputTests", dependencies: ["TextOutput"], swiftSettings: settings),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: settings),
-        .testTarget(name: "NetCoreTests", dependencies: ["NetCore"], swiftSettings: settings),
+        .testTarget(name: "NetCoreTests", dependencies: ["NetCore", "NetSim", "NetPOSIX"], swiftSettings: settings),
+        .testTarget(name: "NetPOSIXTests", dependencies: ["NetPOSIX", "NetCore"], swiftSettings: settings),
+        .testTarget(name: "NetSimTests", dependencies: ["NetSim", "NetCore"], swiftSettings: settings),
         .testTarget(
             name: "EngineTests",
             dependencies: [
@@ -207,6 +232,8 @@ let package = Package(
             dependencies: [
                 "Engine", "TurfRules", "Determinism", "NetMatch", "Sodium", "Keys", "NetStack", "Transport", "Lobby",
                 "NetCore",
+                // `@testable import turf`: the app's own configuration and identity store.
+                "turf",
             ],
             swiftSettings: settings
         ),
@@ -214,15 +241,19 @@ let package = Package(
         .testTarget(name: "NoiseTests", dependencies: ["Noise", "Sodium"], swiftSettings: settings),
         .testTarget(
             name: "TransportTests",
-            dependencies: ["Transport", "NetCore", "Noise", "Sodium", "Keys", "FuzzHarness"],
+            dependencies: ["Transport", "NetCore", "NetSim", "NetPOSIX", "Noise", "Sodium", "Keys", "FuzzHarness"],
             swiftSettings: settings
         ),
         .testTarget(
             name: "NetMatchTests",
-            dependencies: ["NetMatch", "Engine", "TurfRules", "Sodium", "Keys", "Determinism"],
+            dependencies: ["NetMatch", "NetMatchSim", "Engine", "TurfRules", "Sodium", "Keys", "Determinism"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        .testTarget(name: "DHTTests", dependencies: ["DHT", "Bencode", "NetCore", "Sodium"], swiftSettings: settings),
+        .testTarget(
+            name: "DHTTests",
+            dependencies: ["DHT", "DHTSim", "Bencode", "NetCore", "NetSim", "NetPOSIX", "Sodium"],
+            swiftSettings: settings
+        ),
         .testTarget(
             name: "LobbyTests",
             dependencies: ["Lobby", "Engine", "Determinism", "Keys", "Bencode", "NetCore"],
@@ -235,12 +266,12 @@ let package = Package(
         ),
         .testTarget(
             name: "NetChaosTests",
-            dependencies: ["NetChaos", "TurfRules", "NetCore"],
+            dependencies: ["NetChaos", "TurfRules", "NetCore", "NetSim"],
             swiftSettings: settings
         ),
         .testTarget(
             name: "NetStackTests",
-            dependencies: ["NetStack", "DHT", "Bencode", "Transport", "NetCore"],
+            dependencies: ["NetStack", "DHT", "Bencode", "Transport", "NetCore", "NetSim", "NetPOSIX"],
             swiftSettings: settings
         ),
     ]

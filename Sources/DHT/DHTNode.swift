@@ -18,6 +18,8 @@ public final class DHTNode {
     public let config: DHTConfig
     public internal(set) var id: NodeID
     var table: RoutingTable
+    /// Nodes in the routing table (for the simulation's report).
+    package var tableSize: Int { table.count }
     public internal(set) var stats = DHTStats()
     var store: PeerStore
     var items = ItemStore()
@@ -230,13 +232,16 @@ public final class DHTNode {
     }
 
     /// Starts maintenance only (for a node whose table was filled some other way).
-    func startMaintenance() { scheduleMaintenance() }
+    package func startMaintenance() { scheduleMaintenance() }
 
     /// Adds a node as if it had just answered (simulations build tables directly with this).
     @discardableResult
     func addNode(_ n: NodeInfo, responded: Bool = true) -> RoutingTable.InsertResult {
         table.insert(n, responded: responded, now: now)
     }
+
+    /// `addNode` for the simulation (DHTSim), which builds converged tables directly.
+    package func addAnsweredNode(_ n: NodeInfo) { addNode(n) }
 
     /// Stops timers and forgets pending queries (their callbacks do not run).
     public func stop() {

@@ -6,14 +6,14 @@ import NetCore
 /// comparison cost a few instructions (the 10,000-node simulation compares ids millions of times).
 public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Bits 0-63 (most significant first), 64-127, and 128-159 in the high half of `c`.
-    var a: UInt64
-    var b: UInt64
-    var c: UInt64  // low 32 bits always zero
+    package var a: UInt64
+    package var b: UInt64
+    package var c: UInt64  // low 32 bits always zero
 
     public static let byteCount = 20
     public static let zero = NodeID(a: 0, b: 0, c: 0)
 
-    init(a: UInt64, b: UInt64, c: UInt64) {
+    package init(a: UInt64, b: UInt64, c: UInt64) {
         self.a = a
         self.b = b
         self.c = c & 0xFFFF_FFFF_0000_0000
@@ -72,13 +72,13 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public func commonPrefixLength(with o: NodeID) -> Int { (self ^ o).leadingZeroBitCount }
 
     /// Bit `i` counting from the most significant (0...159).
-    func bit(_ i: Int) -> Bool {
+    package func bit(_ i: Int) -> Bool {
         let w = i < 64 ? a : (i < 128 ? b : c)
         return (w >> (63 - UInt64(i % 64))) & 1 == 1
     }
 
     /// This id with bit `i` set to `v`.
-    func setting(bit i: Int, to v: Bool) -> NodeID {
+    package func setting(bit i: Int, to v: Bool) -> NodeID {
         var x = self
         let m: UInt64 = 1 << (63 - UInt64(i % 64))
         switch i / 64 {

@@ -1,7 +1,8 @@
 import NetCore
+import NetSim
 import Noise
 import Sodium
-@_spi(Testing) import Transport
+import Transport
 
 /// The entry points that feed untrusted bytes to every network parser, shared by the libFuzzer
 /// targets in `Fuzz/` and by the corpus tests in the normal suite. Each must return normally for

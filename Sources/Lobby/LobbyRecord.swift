@@ -25,7 +25,7 @@ public struct LobbyRecord: Equatable, Sendable {
 
     public var value: BValue {
         var a: [UInt8] = []
-        for addr in addresses.prefix(Self.maxAddresses) { a += compact(addr) }
+        for addr in addresses.prefix(Self.maxAddresses) { a += addr.compact }
         return .dictionary([
             ("a", .bytes(a)), ("n", .int(Int64(players))), ("p", .int(passphrase ? 1 : 0)),
             ("t", .string(topic)), ("v", .int(Int64(version))),
@@ -42,14 +42,8 @@ public struct LobbyRecord: Equatable, Sendable {
             let topic = String(validating: t, as: UTF8.self)
         else { return nil }
         version = Int(clamping: ver)
-        var addrs: [PeerAddress] = []
-        for i in stride(from: 0, to: a.count, by: 6) {
-            var ip: UInt32 = 0
-            for b in a[i..<i + 4] { ip = ip << 8 | UInt32(b) }
-            let port = UInt16(a[i + 4]) << 8 | UInt16(a[i + 5])
-            addrs.append(PeerAddress(ip: ip, port: port))
-        }
-        addresses = addrs
+        // `!`: every slice is 6 bytes (`a.count % 6 == 0` above).
+        addresses = stride(from: 0, to: a.count, by: 6).map { PeerAddress(compact: a[$0..<$0 + 6])! }
         passphrase = p != 0
         players = Int(clamping: n)
         self.topic = topic
@@ -62,13 +56,6 @@ public struct LobbyRecord: Equatable, Sendable {
         self.players = players
         self.topic = topic
     }
-}
-
-private func compact(_ a: PeerAddress) -> [UInt8] {
-    [
-        UInt8(a.ip >> 24), UInt8(a.ip >> 16 & 255), UInt8(a.ip >> 8 & 255), UInt8(a.ip & 255), UInt8(a.port >> 8),
-        UInt8(a.port & 255),
-    ]
 }
 
 /// An invite: everything a friend needs to join without the DHT (the host's key, the topic that

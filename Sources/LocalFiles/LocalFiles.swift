@@ -310,9 +310,7 @@ public enum DurableFile {
     /// Writes `bytes` to a new, uniquely named temporary file in `dir` and flushes it to disk;
     /// returns its path. Nothing is left behind on failure.
     private static func writeFlushedTemporary(_ bytes: [UInt8], in dir: String, mode: mode_t) throws -> String {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        let tmp = "\(dir)/.new-\(getpid())-\(ts.tv_sec)\(ts.tv_nsec).tmp"
+        let tmp = temporaryName(in: dir, prefix: "new")
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileError.errno("cannot write", tmp) }
         do {

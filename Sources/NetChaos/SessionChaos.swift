@@ -6,6 +6,7 @@ import Lobby
 import NetCore
 import NetMatch
 import NetPlay
+import NetSim
 import NetStack
 import Sodium
 import Transport
@@ -24,12 +25,14 @@ import TurfRules
 /// time, so they share one clock: the real members' clock-offset estimation is not exercised).
 /// Discovery is skipped (members dial the host's address by its key, as with an invite).
 ///
-/// The conditioner and the match are seeded; the transport's own randomness (ephemeral keys,
-/// session indices, handshake-retry jitter) is real, so two runs of one seed may take different
-/// paths, and each must converge.
-public struct SessionChaos {
-    public struct Conditions: Sendable {
-        public var link = LinkConditions(
+/// Everything is seeded: the conditioner, the match, the identities, the DHT, and the transport's
+/// own randomness (ephemeral keys, session indices, cookie secrets, path challenges,
+/// handshake-retry jitter: each peer's `RandomSource` is seeded from the run's seed). So a run
+/// repeats exactly from its seed (final hashes, network stats, end time), and a failing seed can
+/// be replayed; production peers draw from the system CSPRNG instead.
+package struct SessionChaos {
+    package struct Conditions: Sendable {
+        package var link = LinkConditions(
             loss: 0.3,
             duplicate: 0.1,
             reorder: 0.1,
@@ -39,57 +42,57 @@ public struct SessionChaos {
         )
         /// This peer (by index; 0 is the host) is cut off from everyone for `partitionNanos`,
         /// starting `partitionAfterNanos` after tick 0. nil: no partition.
-        public var partitionPeer: Int? = 1
-        public var partitionAfterNanos: UInt64 = 500_000_000
+        package var partitionPeer: Int? = 1
+        package var partitionAfterNanos: UInt64 = 500_000_000
         /// Start the partition no earlier than the partitioned peer's start: cut off earlier, a peer
         /// whose start the reliable channel was still retransmitting never begins, and the run
         /// measures the lobby, not the match (a run that must get past the lobby sets this).
-        public var partitionAfterStart = false
-        public var partitionNanos: UInt64 = 5_000_000_000
-        public init() {}
+        package var partitionAfterStart = false
+        package var partitionNanos: UInt64 = 5_000_000_000
+        package init() {}
     }
 
-    public struct Result: Sendable {
+    package struct Result: Sendable {
         /// The lobby finished: every member got a start whose seed it verified against the roster's
         /// commits (and the host checked every reveal against its member's hello).
-        public var lobbyOK: Bool
-        public var seed: UInt64
+        package var lobbyOK: Bool
+        package var seed: UInt64
         /// Established sessions per peer when the match started (a full mesh: peers − 1 each).
-        public var sessionsAtStart: [Int]
-        public var finalHashes: [UInt64]
+        package var sessionsAtStart: [Int]
+        package var finalHashes: [UInt64]
         /// Every peer's hash equals the union of every owner's own log, and every peer's replay
         /// signatures verify over every op it holds.
-        public var converged: Bool
-        public var signaturesOK: Bool
-        public var settled: Bool
-        public var network: SimNetwork.Stats
+        package var converged: Bool
+        package var signaturesOK: Bool
+        package var settled: Bool
+        package var network: SimNetwork.Stats
         /// Datagrams eaten by the partition while it was up.
-        public var partitionedDatagrams: UInt64
+        package var partitionedDatagrams: UInt64
         /// Ops sent by a peer other than their owner (relays).
-        public var relayed: UInt64
-        public var handshakesCompleted: UInt64
-        public var reliableRetransmissions: UInt64
+        package var relayed: UInt64
+        package var handshakesCompleted: UInt64
+        package var reliableRetransmissions: UInt64
         /// Ops in the final replicas, summed over peers.
-        public var opsHeld: Int
+        package var opsHeld: Int
         /// Members whose start message arrived after tick 0: as with `turf join`, they start the
         /// match late (no snapshot: the ticks they missed are skipped, in which their own player
         /// made no ops; their log begins at seq 0; others' ops reach them by NetMatch's redundancy).
-        public var lateStarts: Int
+        package var lateStarts: Int
         /// Dials tried again in the lobby after every handshake attempt was lost.
-        public var redials: Int
+        package var redials: Int
         /// Virtual time at the end (ns).
-        public var endNanos: UInt64
+        package var endNanos: UInt64
         /// What failed, if something did (for a test's message).
-        public var failure: String?
+        package var failure: String?
     }
 
-    public let settings: TurfSettings
-    public let peers: Int
-    public let seconds: Int
-    public let seed: UInt64
-    public var conditions: Conditions
+    package let settings: TurfSettings
+    package let peers: Int
+    package let seconds: Int
+    package let seed: UInt64
+    package var conditions: Conditions
 
-    public init(
+    package init(
         settings: TurfSettings,
         peers: Int = 8,
         seconds: Int,
@@ -193,7 +196,7 @@ public struct SessionChaos {
         }
     }
 
-    public func run() throws -> Result {
+    package func run() throws -> Result {
         let net = SimNetwork(seed: seed, conditions: conditions.link)
         net.maxDatagram = 1200  // turf's session budget: a larger datagram would be a lost one
         var rng = SplitMix64(seed: seed, stream: 0xC4A0)
@@ -207,7 +210,8 @@ public struct SessionChaos {
             let peer = Peer(
                 host: net.bind(PeerAddress(10, 0, 0, UInt8(i + 1), port: 7000)),
                 dht: dht,
-                identity: identity
+                identity: identity,
+                random: .seeded(StableHash.of(seed, 0x7A5E_5E55, UInt64(i)))
             )
             nodes.append(Node(index: i, identity: identity, peer: peer, contribution: bytes32()))
         }

@@ -2,8 +2,9 @@
 ///
 /// Components (DHT node, secure sessions, hole punching) are written against these protocols only,
 /// and are confined to the host's single thread: the NIO event loop for real UDP, or the caller's
-/// thread for the simulated network. Two implementations exist: `UDPHost` (NetCore, real sockets)
-/// and `SimNetwork` (in-memory, virtual time, seeded link conditioner).
+/// thread for the simulated network. Two implementations exist: `UDPHost` (the NetPOSIX target, real
+/// sockets on SwiftNIO) and `SimNetwork` (the NetSim target, a testing double: in-memory, virtual
+/// time, seeded link conditioner). NetCore itself has no SwiftNIO dependency.
 
 /// Nanoseconds on a monotonic clock (virtual on the simulated network).
 public typealias Nanos = UInt64
@@ -12,6 +13,11 @@ extension Nanos {
     public static func milliseconds(_ ms: Int) -> Nanos { Nanos(ms) * 1_000_000 }
     public static func seconds(_ s: Int) -> Nanos { Nanos(s) * 1_000_000_000 }
 }
+
+/// The largest datagram turf sends: one unfragmented IPv4 UDP datagram on a 1500-byte MTU (1500
+/// less 20 bytes of IP header and 8 of UDP). `UDPHost` drops larger sends, and `SimNetwork` does
+/// the same by default.
+public let maxUDPDatagram = 1472
 
 /// One bound, unconnected UDP socket (or its simulation).
 public protocol DatagramSocket: AnyObject {

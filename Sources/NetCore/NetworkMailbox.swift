@@ -1,5 +1,4 @@
 import Dispatch
-import NIOConcurrencyHelpers
 
 /// Runs closures on a network loop, from any thread, each after the ones posted before it.
 /// `UDPHost` is one (its SwiftNIO event loop).
@@ -43,7 +42,7 @@ public struct MailboxDatagram: Sendable, Equatable {
 ///   descriptor readable, never lost).
 /// - **UI → network**: `onLoop` runs a closure on the loop, after every closure posted before it.
 ///   Loop-confined objects (sessions, the DHT node) are reached from such a closure through a
-///   `NIOLoopBound`, which checks the loop on every access.
+///   `NIOLoopBound` (NetPOSIX's loop is a SwiftNIO event loop), which checks the loop on every access.
 ///
 /// The event lane holds at most `capacity` events and the datagram lane `datagramCapacity`
 /// datagrams: a post to a full lane drops what was posted, counts it (`dropped`,
@@ -53,7 +52,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     public let capacity: Int
     public let datagramCapacity: Int
     private let loop: any LoopExecutor
-    private let queue: NIOLockedValueBox<Queue>
+    private let queue: Locked<Queue>
     /// Signalled when a lane goes from empty to non-empty: `wait` and the UI's poll sleep on it.
     private let wake = WakeSignal()
 
@@ -70,7 +69,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
         self.loop = loop
         self.capacity = capacity
         self.datagramCapacity = datagramCapacity
-        queue = NIOLockedValueBox(Queue())
+        queue = Locked(Queue())
     }
 
     // MARK: network → UI
@@ -79,7 +78,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     /// the queue was full and the event was dropped.
     @discardableResult
     public func post(_ event: Event) -> Bool {
-        let queued = queue.withLockedValue { q -> (ok: Bool, wake: Bool) in
+        let queued = queue.withLock { q -> (ok: Bool, wake: Bool) in
             guard q.events.count < capacity else {
                 q.dropped += 1
                 return (false, false)
@@ -95,7 +94,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     /// and are handed on to the next phase; never dropped).
     public func requeue(_ events: [Event]) {
         guard !events.isEmpty else { return }
-        let wasEmpty = queue.withLockedValue { q in
+        let wasEmpty = queue.withLock { q in
             defer { q.events = events + q.events }
             return q.events.isEmpty
         }
@@ -104,7 +103,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
 
     /// Every queued event, oldest first, leaving the queue empty (the UI calls this once per frame).
     public func drain() -> [Event] {
-        queue.withLockedValue { q in
+        queue.withLock { q in
             defer { q.events = [] }
             return q.events
         }
@@ -146,13 +145,13 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     public func clearWake() { wake.clear() }
 
     /// Events dropped because the queue was full.
-    public var dropped: UInt64 { queue.withLockedValue { $0.dropped } }
+    public var dropped: UInt64 { queue.withLock { $0.dropped } }
 
     /// Queues a datagram on the datagram lane (from any thread; normally the network loop). False
     /// if that lane was full and it was dropped (counted); the event lane is never affected.
     @discardableResult
     public func postDatagram(_ d: MailboxDatagram) -> Bool {
-        let queued = queue.withLockedValue { q -> (ok: Bool, wake: Bool) in
+        let queued = queue.withLock { q -> (ok: Bool, wake: Bool) in
             guard q.datagrams.count < datagramCapacity else {
                 q.droppedDatagrams += 1
                 q.droppedDatagramsSinceDrain += 1
@@ -168,7 +167,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     /// Every queued datagram, oldest first, and how many were dropped for want of room since the
     /// last call.
     public func drainDatagrams() -> (datagrams: [MailboxDatagram], dropped: UInt64) {
-        queue.withLockedValue { q in
+        queue.withLock { q in
             defer {
                 q.datagrams = []
                 q.droppedDatagramsSinceDrain = 0
@@ -178,7 +177,7 @@ public final class NetworkMailbox<Event: Sendable>: Sendable {
     }
 
     /// Datagrams dropped because their lane was full (in all).
-    public var droppedDatagrams: UInt64 { queue.withLockedValue { $0.droppedDatagrams } }
+    public var droppedDatagrams: UInt64 { queue.withLock { $0.droppedDatagrams } }
 
     // MARK: UI → network
 

@@ -1,5 +1,6 @@
 import Determinism
 import NetCore
+import NetPOSIX
 
 /// The birthday method (docs/nat.md): how a peer behind a random NAT (a new external port per
 /// destination) and one behind a consistent NAT whose firewall drops unsolicited packets meet.

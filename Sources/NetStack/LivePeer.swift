@@ -3,6 +3,7 @@ import Dispatch
 import Logging
 import NIOCore
 import NetCore
+import NetPOSIX
 import Transport
 
 /// A `Peer` on a real UDP socket, driven from other threads: the peer and its parts live on the

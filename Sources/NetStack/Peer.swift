@@ -1,6 +1,7 @@
 import DHT
 import Logging
 import NetCore
+import Sodium
 import Transport
 
 /// This process on the network: one socket, its demultiplexer, the DHT node and (with an
@@ -24,13 +25,19 @@ public final class Peer {
     /// nil until `serveRelay` makes this peer a volunteer relay.
     public let relay: RelayClient?
     public private(set) var relayServer: RelayServer?
+    /// The randomness of the sessions and relaying (the DHT's is `DHTConfig.seed`): the system
+    /// CSPRNG, or a seeded source in a simulation that must repeat from its seed.
+    private let random: RandomSource
 
     /// Wires the parts onto `host`, which must have no receiver yet. Call on the host's thread.
+    /// `random` defaults to the system CSPRNG; a simulation passes a seeded source (and a
+    /// `dhtConfig.seed`) so that a run repeats exactly.
     public init(
         host: NetworkHost,
         dht dhtConfig: DHTConfig = DHTConfig(),
         identity: Identity? = nil,
         sessions sessionConfig: SessionManager.Config = SessionManager.Config(),
+        random: RandomSource = .system(),
         logger: Logger = Logger(label: "turf.peer")
     ) {
         let demux = Demultiplexer(socket: host)
@@ -38,10 +45,18 @@ public final class Peer {
         self.demux = demux
         dht = DHTNode(host: host, demux: demux, config: dhtConfig)
         puncher = HolePuncher(host: host, demux: demux)
-        let relay = identity.map { _ in RelayClient(host: host, demux: demux) }
+        self.random = random
+        let relay = identity.map { _ in RelayClient(host: host, demux: demux, random: random) }
         self.relay = relay
         let sessions = identity.map {
-            SessionManager(host: relay ?? host, demux: demux, identity: $0, config: sessionConfig, logger: logger)
+            SessionManager(
+                host: relay ?? host,
+                demux: demux,
+                identity: $0,
+                config: sessionConfig,
+                random: random,
+                logger: logger
+            )
         }
         self.sessions = sessions
         // A probe from a peer we are handshaking with: the path through its NAT is open now.
@@ -54,7 +69,7 @@ public final class Peer {
     /// announces it on the relays' info-hash so that clients find it.
     public func serveRelay(_ config: RelayServer.Config = RelayServer.Config()) {
         precondition(relay == nil && relayServer == nil, "a relay needs a peer without sessions, made once")
-        relayServer = RelayServer(host: host, demux: demux, config: config)
+        relayServer = RelayServer(host: host, demux: demux, config: config, random: random)
         let port = host.localAddress.port
         dht.keepAnnouncing(RelayFrame.relayInfoHash, port: port, impliedPort: true)
         // A node that has just started knows few others: the first announce may store nowhere

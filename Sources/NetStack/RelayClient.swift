@@ -1,5 +1,6 @@
 import DHT
 import NetCore
+import Sodium
 import Transport
 
 /// The client side of relaying (docs/nat.md): the socket the session manager sends through.
@@ -47,9 +48,13 @@ public final class RelayClient: NetworkHost {
     private var pendingJoins: [UInt64: (relay: PeerAddress, done: (PeerAddress?) -> Void)] = [:]
     public var registerEvery: Nanos = .seconds(10)
 
-    public init(host: NetworkHost, demux: Demultiplexer) {
+    /// Where registration and join nonces come from (seeded in simulations that must repeat).
+    private let random: RandomSource
+
+    public init(host: NetworkHost, demux: Demultiplexer, random: RandomSource = .system()) {
         inner = host
         self.demux = demux
+        self.random = random
         demux.route([RelayFrame.type]) { [weak self] payload, source in self?.receive(payload, from: source) }
     }
 
@@ -134,7 +139,7 @@ public final class RelayClient: NetworkHost {
     private func sendRegistrations() {
         guard let r = registration else { return }
         for relay in r.relays {
-            inner.send(RelayFrame.register(tag: r.tag, nonce: UInt64.random(in: 0...UInt64.max)).encode(), to: relay)
+            inner.send(RelayFrame.register(tag: r.tag, nonce: random.u64()).encode(), to: relay)
         }
         // Until every relay has answered ok, again in a second (a lost register would otherwise
         // keep joiners out for a whole `registerEvery`).
@@ -149,7 +154,7 @@ public final class RelayClient: NetworkHost {
     public func join(tag: NodeID, relay: PeerAddress, done: @escaping (PeerAddress?) -> Void) {
         inner.assertInLoop()
         relays.insert(relay)
-        let nonce = UInt64.random(in: 0...UInt64.max)
+        let nonce = random.u64()
         pendingJoins[nonce] = (relay, done)
         let frame = RelayFrame.join(tag: tag, nonce: nonce).encode()
         for k in 0..<6 {

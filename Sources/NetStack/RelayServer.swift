@@ -1,5 +1,6 @@
 import DHT
 import NetCore
+import Sodium
 
 /// A volunteer relay (`turf dht serve --relay`, docs/nat.md): pairs a lobby's host and a joiner
 /// that cannot reach each other and forwards their session's packets, which it cannot read.
@@ -77,13 +78,15 @@ public final class RelayServer {
     private var buckets: [UInt32: Bucket] = [:]
     private var sweepTimer: TimerToken?
     /// Where channel ids come from; random unless set (tests).
-    var channelIDs: () -> UInt32 = { UInt32.random(in: 1...UInt32.max) }
+    var channelIDs: () -> UInt32
 
     /// Claims the relay frame type on `demux` (a peer without sessions: `turf dht serve`).
-    public init(host: NetworkHost, demux: Demultiplexer, config: Config = Config()) {
+    /// `random`: where channel ids come from (seeded in simulations that must repeat).
+    public init(host: NetworkHost, demux: Demultiplexer, config: Config = Config(), random: RandomSource = .system()) {
         host.assertInLoop()
         self.host = host
         self.config = config
+        channelIDs = { random.uniform(UInt32.max) + 1 }
         demux.route([RelayFrame.type]) { [weak self] payload, source in self?.receive(payload, from: source) }
         scheduleSweep()
     }

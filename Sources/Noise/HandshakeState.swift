@@ -23,7 +23,9 @@ public struct HandshakeState {
 
     /// - Parameters:
     ///   - localStatic: needed when the pattern sends `s` from this side or has it as a pre-message.
-    ///   - localEphemeral: fixed ephemeral key, for test vectors only; normally generated.
+    ///   - localEphemeral: a fixed ephemeral key: test vectors, and simulations whose randomness is
+    ///     seeded (the caller draws it from its `RandomSource`); nil: generated from the system
+    ///     CSPRNG when the first message that sends `e` is written.
     ///   - remoteStatic: the peer's static public key when the pattern has it as a pre-message.
     ///   - psks: 32-byte pre-shared keys, one per psk token, in the order they are used.
     public init(

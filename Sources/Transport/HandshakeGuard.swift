@@ -97,11 +97,17 @@ struct CookieChecker {
 
     private static let mac1Key: [UInt8] = BLAKE2b.hash(Array("turf mac1 v1".utf8), length: .bytes32)
 
-    private var secret = Sodium.randomBytes(32)
-    private var previousSecret = Sodium.randomBytes(32)
+    private let random: RandomSource
+    private var secret: [UInt8]
+    private var previousSecret: [UInt8]
     private var secretBorn: Nanos
 
-    init(now: Nanos) { secretBorn = now }
+    init(now: Nanos, random: RandomSource) {
+        self.random = random
+        secret = random.bytes(32)
+        previousSecret = random.bytes(32)
+        secretBorn = now
+    }
 
     static func mac1(_ packet: [UInt8]) -> [UInt8] {
         BLAKE2b.hash(packet[0..<Wire.mac1Offset], length: macLength, key: mac1Key)
@@ -118,7 +124,7 @@ struct CookieChecker {
     private mutating func rotate(now: Nanos) {
         if now &- secretBorn >= CookieChecker.secretLifetime {
             previousSecret = secret
-            secret = Sodium.randomBytes(32)
+            secret = random.bytes(32)
             secretBorn = now
         }
     }
@@ -147,7 +153,7 @@ struct CookieChecker {
     /// The cookie reply to an initiation (smaller than the initiation: no amplification).
     mutating func reply(to packet: [UInt8], senderIndex: UInt32, from source: PeerAddress, now: Nanos) -> [UInt8] {
         rotate(now: now)
-        let nonce = Sodium.randomBytes(Wire.cookieNonceLength)
+        let nonce = random.bytes(Wire.cookieNonceLength)
         let sealed = ChaChaPoly.seal(
             key: CookieChecker.replyKey(mac1: packet[Wire.mac1Offset..<Wire.mac2Offset]),
             nonce: nonce,
@@ -223,9 +229,9 @@ struct HandshakeGuard {
     private var windowCount = 0
     private var lastWindowCount = 0
 
-    init(config: Config, now: Nanos) {
+    init(config: Config, now: Nanos, random: RandomSource) {
         self.config = config
-        cookies = CookieChecker(now: now)
+        cookies = CookieChecker(now: now, random: random)
         perSource = SourceRateLimiter(
             rate: config.perSourceRate,
             burst: config.perSourceBurst,

@@ -2,6 +2,7 @@ import ArgumentParser
 import CSodium
 import Foundation
 import NetCore
+import NetSim
 import Noise
 import Sodium
 import Transport

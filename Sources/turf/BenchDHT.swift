@@ -1,5 +1,6 @@
 import ArgumentParser
-@_spi(Simulation) import DHT
+import DHT
+import DHTSim
 import Foundation
 import TextOutput
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NetCore
+import NetSim
 import Noise
 import Sodium
 import Transport

@@ -3,7 +3,9 @@ import Engine
 import Foundation
 import Keys
 import NetChaos
+import NetCore
 import NetMatch
+import NetMatchSim
 import Sodium
 import TextOutput
 import TurfRules

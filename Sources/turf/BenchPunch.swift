@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NetCore
 import TextOutput
 
 /// `turf bench punch`: NAT traversal in the NAT lab (docs/nat.md, docs/benchmarks.md). Builds the

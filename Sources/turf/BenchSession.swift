@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import NetCore
+import NetPOSIX
 import Transport
 
 /// `turf bench session`: round trips over real loopback UDP, raw echo vs an encrypted session

@@ -1,4 +1,5 @@
 import Foundation
+import NetCore
 import TextOutput
 
 /// Shared helpers for `turf bench` commands.

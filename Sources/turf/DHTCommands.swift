@@ -183,23 +183,15 @@ enum DHTCLI {
             if let path {
                 try DurableFile.checkTarget(path, overwrite: true)
                 try DurableFile.ensureDirectory(DurableFile.directory(of: path))
-                lockFD = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
-                guard lockFD >= 0 else {
-                    throw CLIError(
-                        "cannot use the DHT state file \(path): cannot open \(path).lock: \(String(cString: strerror(errno)))"
-                    )
+                do {
+                    lockFD = try FileLock.acquire(path + ".lock") ?? -1
+                } catch let e as FileError {
+                    throw CLIError("cannot use the DHT state file \(path): \(e)")
                 }
-                if flock(lockFD, LOCK_EX | LOCK_NB) == 0 {
-                    owned = true
-                } else if errno == EWOULDBLOCK {
-                    if verbose {
-                        printErr(
-                            "dht: \(SafeText.display(path, limit: 400)) is in use by another run; using a fresh id and not saving"
-                        )
-                    }
-                } else {
-                    throw CLIError(
-                        "cannot use the DHT state file \(path): cannot lock \(path).lock: \(String(cString: strerror(errno)))"
+                owned = lockFD >= 0
+                if !owned && verbose {
+                    printErr(
+                        "dht: \(SafeText.display(path, limit: 400)) is in use by another run; using a fresh id and not saving"
                     )
                 }
                 if let bytes = try UntrustedFile.readIfPresent(
@@ -378,11 +370,9 @@ struct DHTServe: ParsableCommand {
                 "dht serve: relaying (\(config.sessionsPerClient) sessions and \(config.bytesPerSecondPerClient / 1024) KiB/s per client, \(config.bytesPerChannel >> 20) MiB per channel, \(config.maxChannels) channels)"
             )
         }
-        let end = duration.map { DispatchTime.now() + $0 }
+        let end = duration.map { monotonicNanos() + Nanos($0 * 1e9) }
         while stop.caught == nil {
-            let left = end.map {
-                Double($0.uptimeNanoseconds &- min($0.uptimeNanoseconds, DispatchTime.now().uptimeNanoseconds)) / 1e9
-            }
+            let left = end.map { Double($0 &- min($0, monotonicNanos())) / 1e9 }
             if let left, left <= 0 { break }
             let step = [statusEvery > 0 ? statusEvery : nil, left].compactMap { $0 }.min()
             if stop.sleep(step) != nil { break }

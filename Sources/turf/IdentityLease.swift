@@ -1,4 +1,5 @@
 import Foundation
+import LocalFiles
 import TextOutput
 import Transport
 
@@ -20,15 +21,11 @@ struct IdentityLease {
 
     static func acquire(_ store: IdentityStore = .standard()) throws -> IdentityLease {
         let id = try store.loadOrCreate().identity
-        let lock = store.path + ".lock"
-        let fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
-        guard fd >= 0 else {
-            throw CLIError("cannot open \(lock): \(String(cString: strerror(errno)))")
+        let held: Int32?
+        do { held = try FileLock.acquire(store.path + ".lock") } catch let e as FileError {
+            throw CLIError(e.description)
         }
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return IdentityLease(identity: id, stored: true, lockFD: fd) }
-        let why = errno
-        close(fd)
-        guard why == EWOULDBLOCK else { throw CLIError("cannot lock \(lock): \(String(cString: strerror(why)))") }
+        if let fd = held { return IdentityLease(identity: id, stored: true, lockFD: fd) }
         let guest = Identity.generate()
         printErr(
             "turf: your identity is in use by another turf on this machine; this one plays as a guest key "

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import LocalFiles
 import Logging
+import NetCore
 import TerminalUI
 import TurfRules
 
@@ -50,15 +51,14 @@ final class JournalFile: RoundJournal {
     /// match goes on without one).
     static func open(_ config: MatchConfig) -> JournalFile? {
         let dir = StatePaths.replays
-        let tmp = "\(dir)/.journal-\(getpid())-\(monotonicNanos()).tmp"
+        let tmp = DurableFile.temporaryName(in: dir, prefix: "journal")
         var fd: Int32 = -1
         do {
             try StatePaths.ensure(dir)
             fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw CLIError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-                throw CLIError("cannot lock \(tmp): \(String(cString: strerror(errno)))")
-            }
+            // A file just made with O_EXCL: nobody else can hold its lock.
+            guard try FileLock.tryExclusive(fd, path: tmp) else { throw CLIError("cannot lock \(tmp): it is in use") }
             try DurableFile.writeAll(fd, ReplayJournal.header(config))
             let path = try DurableFile.linkUnderFreeName(
                 tmp,
@@ -137,7 +137,7 @@ enum JournalRecovery {
             return Result(journal: path, ops: 0, lastTick: 0, discardedBytes: 0, problem: "\(error)")
         }
         defer { closeFile(fd) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return nil }
+        guard (try? FileLock.tryExclusive(fd, path: path)) == true else { return nil }
         // Another recovery may have finished with this file between our open and our lock.
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_nlink > 0 else { return nil }

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import Keys
 import LocalFiles
+import NetCore
 import NetMatch
 import NetPlay
 import TerminalUI

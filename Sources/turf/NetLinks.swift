@@ -90,22 +90,22 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
     func adopt(_ s: Session) {
         let id = s.localIndex
         sessions[id] = s
-        adoptedAt[id] = DispatchTime.now().uptimeNanoseconds
+        adoptedAt[id] = monotonicNanos()
         let mailbox = self.mailbox
         s.reliable.onReceive = { [weak self] bytes in
-            self?.heard[id] = DispatchTime.now().uptimeNanoseconds
+            self?.heard[id] = monotonicNanos()
             mailbox.post(.message(id: id, bytes: bytes))
         }
         // The match's datagrams (NetMatch does its own redundancy: the channel repeats nothing).
         s.unreliable.redundancy = 0
         s.unreliable.onReceive = { [weak self] bytes in
-            self?.heard[id] = DispatchTime.now().uptimeNanoseconds
+            self?.heard[id] = monotonicNanos()
             mailbox.postDatagram(MailboxDatagram(link: id, bytes: bytes, at: monotonicNanos()))
         }
         // A pong answers our keepalive ping every second: the peer is alive even when it has
         // nothing to say.
-        s.onClockSample = { [weak self] _ in self?.heard[id] = DispatchTime.now().uptimeNanoseconds }
-        heard[id] = DispatchTime.now().uptimeNanoseconds
+        s.onClockSample = { [weak self] _ in self?.heard[id] = monotonicNanos() }
+        heard[id] = monotonicNanos()
         s.onStateChange = { [weak self, weak s] state in
             switch state {
             case .established:
@@ -159,11 +159,11 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
     /// refusal), or after `within` at the latest; then posts `flushed` if `announce`.
     func closeWhenFlushed(_ ids: [UInt32], host: any NetworkHost, within: Nanos = .seconds(2), announce: Bool) {
         var left = ids.filter { sessions[$0] != nil }
-        let deadline = DispatchTime.now().uptimeNanoseconds + within
+        let deadline = monotonicNanos() + within
         func check() {
             left.removeAll { id in
                 guard let s = sessions[id] else { return true }
-                guard s.reliable.unacknowledged == 0 || DispatchTime.now().uptimeNanoseconds >= deadline else {
+                guard s.reliable.unacknowledged == 0 || monotonicNanos() >= deadline else {
                     return false
                 }
                 close(id)
@@ -190,7 +190,7 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
     /// relayed handshake of the same joiner moves along and, unanswered, goes back). Empty when
     /// none do, or when several peers do (which of them knocked is not known).
     func recentRelayed(within: UInt64, isRelayed: (PeerAddress) -> Bool) -> [UInt32] {
-        let now = DispatchTime.now().uptimeNanoseconds
+        let now = monotonicNanos()
         let recent = sessions.filter { id, s in
             isRelayed(s.peerAddress) && s.isEstablished && (adoptedAt[id].map { now - $0 < within } ?? false)
         }
@@ -210,7 +210,7 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
 
     /// Nanoseconds since the peer on `id` was last heard from (nil for an unknown link).
     func silence(_ id: UInt32) -> UInt64? {
-        heard[id].map { DispatchTime.now().uptimeNanoseconds &- min($0, DispatchTime.now().uptimeNanoseconds) }
+        heard[id].map { monotonicNanos() &- min($0, monotonicNanos()) }
     }
 
     func traffic(_ id: UInt32) -> LinkTraffic {

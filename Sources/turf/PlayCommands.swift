@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import LocalFiles
 import Logging
+import NetCore
 import TerminalUI
 import TextOutput
 import TurfRules

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import Keys
 import LocalFiles
+import NetCore
 import NetMatch
 import TerminalUI
 import TextOutput

@@ -1,6 +1,8 @@
 import DHT
 import Foundation
 import NetCore
+import NetPOSIX
+import NetSim
 import Testing
 
 /// A node is confined to its host's loop, and a debug build proves it: a call from any other

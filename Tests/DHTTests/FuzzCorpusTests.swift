@@ -1,6 +1,7 @@
 import Bencode
 import Determinism
 import NetCore
+import NetSim
 import Testing
 
 @_spi(Fuzzing) @testable import DHT

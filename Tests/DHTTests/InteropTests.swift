@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import NIOCore
 import NetCore
+import NetPOSIX
 import Sodium
 import Testing
 

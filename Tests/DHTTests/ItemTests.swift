@@ -1,5 +1,6 @@
 import Bencode
 import NetCore
+import NetSim
 import Sodium
 import Testing
 

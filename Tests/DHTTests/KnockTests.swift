@@ -1,5 +1,6 @@
 import Determinism
 import NetCore
+import NetSim
 import Testing
 
 @testable import DHT

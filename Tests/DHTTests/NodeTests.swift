@@ -1,5 +1,7 @@
 import Determinism
 import NetCore
+import NetPOSIX
+import NetSim
 import Testing
 
 @testable import DHT

@@ -1,4 +1,5 @@
-@_spi(Simulation) import DHT
+import DHT
+import DHTSim
 import Testing
 
 @Suite struct SimulationTests {

@@ -37,6 +37,23 @@ private func settings() throws -> TurfSettings {
         #expect(r.opsHeld > 8 * 8 * 10)
     }
 
+    /// A run repeats exactly from its seed: the transport's randomness (ephemeral keys, session
+    /// indices, cookie secrets, retry jitter) is seeded from it like the conditioner and the match,
+    /// so the same datagrams are sent, lost and delivered at the same virtual times.
+    @Test func oneSeedRunTwiceTakesTheSamePath() throws {
+        var c = SessionChaos.Conditions()
+        c.partitionPeer = 2
+        let chaos = SessionChaos(settings: try settings(), peers: 5, seconds: 1, seed: 1234, conditions: c)
+        let a = try chaos.run()
+        let b = try chaos.run()
+        #expect(a.converged, "\(a.failure ?? "")")
+        #expect(a.finalHashes == b.finalHashes)
+        #expect(a.network == b.network)
+        #expect(a.endNanos == b.endNanos)
+        #expect(a.handshakesCompleted == b.handshakesCompleted && a.redials == b.redials)
+        #expect(a.relayed == b.relayed && a.reliableRetransmissions == b.reliableRetransmissions)
+    }
+
     /// Without the partition's heal the partitioned peer cannot converge within the bound: the
     /// verdict can say no (the check is not vacuous).
     @Test func aPermanentPartitionDoesNotConverge() throws {

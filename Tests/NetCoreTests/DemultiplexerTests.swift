@@ -1,4 +1,5 @@
 import NetCore
+import NetSim
 import Testing
 
 /// The demultiplexer is a socket's one receiver; components register by first byte.

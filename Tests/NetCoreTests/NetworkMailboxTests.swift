@@ -1,5 +1,7 @@
 import Dispatch
 import Foundation
+import NetPOSIX
+import NetSim
 import Testing
 
 @testable import NetCore

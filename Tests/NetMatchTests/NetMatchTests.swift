@@ -2,6 +2,7 @@ import Determinism
 import Engine
 import Foundation
 import Keys
+import NetMatchSim
 import Sodium
 import Testing
 import TurfRules

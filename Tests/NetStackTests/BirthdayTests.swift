@@ -1,6 +1,7 @@
 import DHT
 import Foundation
 import NetCore
+import NetSim
 import Testing
 import Transport
 

@@ -1,5 +1,6 @@
 import DHT
 import NetCore
+import NetSim
 import NetStack
 import Testing
 import Transport

@@ -1,6 +1,7 @@
 import Bencode
 import DHT
 import NetCore
+import NetSim
 import NetStack
 import Testing
 

@@ -216,3 +216,21 @@ extension String {
         #expect(plain == [0, 0, 0])
     }
 }
+
+/// The injectable randomness of the network components (`RandomSource`).
+@Suite struct RandomSourceTests {
+    /// One seed, one stream; another seed, another; the system source is not repeatable.
+    @Test func seededSourcesRepeatAndSystemSourcesDoNot() {
+        let a = RandomSource.seeded(7)
+        let b = RandomSource.seeded(7)
+        let c = RandomSource.seeded(8)
+        let drawsA = (0..<4).map { _ in a.bytes(16) }
+        #expect(drawsA == (0..<4).map { _ in b.bytes(16) })
+        #expect(Set(drawsA).count == 4)
+        #expect(c.bytes(16) != drawsA[0])
+        #expect(RandomSource.seeded(9).x25519KeyPair().publicKey == RandomSource.seeded(9).x25519KeyPair().publicKey)
+        #expect((0..<1000).allSatisfy { _ in a.uniform(10) < 10 })
+        #expect(RandomSource.system().bytes(32) != RandomSource.system().bytes(32))
+        #expect(!RandomSource.system().isSeeded && a.isSeeded)
+    }
+}

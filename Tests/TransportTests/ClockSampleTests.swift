@@ -1,4 +1,5 @@
 import NetCore
+import NetSim
 import Testing
 
 @testable import Transport

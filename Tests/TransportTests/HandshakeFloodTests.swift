@@ -1,5 +1,6 @@
 import Foundation
 import NetCore
+import NetSim
 import Noise
 import Sodium
 import Testing

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NetCore
+import NetPOSIX
 import Sodium
 import Testing
 

@@ -1,4 +1,5 @@
 import NetCore
+import NetSim
 import Sodium
 
 @testable import Transport

@@ -1,8 +1,9 @@
 import Foundation
 import Keys
 import Testing
+import Transport
 
-@testable import Transport
+@testable import turf
 
 @Suite struct IdentityStoreTests {
     func tempDir() -> String {

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NetCore
 
 /// An extra UDP socket on a `UDPHost`'s event loop, for a short while: the birthday method's
 /// random side opens many of them so that its NAT maps many ports towards one peer (docs/nat.md).

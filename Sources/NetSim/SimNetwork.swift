@@ -1,5 +1,5 @@
 import Determinism
-import NIOConcurrencyHelpers
+import NetCore
 
 #if canImport(Glibc)
     import Glibc
@@ -8,19 +8,19 @@ import NIOConcurrencyHelpers
 #endif
 
 /// Loss, duplication, reordering and latency for datagrams on a simulated link.
-public struct LinkConditions: Sendable, Equatable {
+package struct LinkConditions: Sendable, Equatable {
     /// Probability that a datagram is dropped.
-    public var loss: Double
+    package var loss: Double
     /// Probability that a delivered datagram is delivered twice.
-    public var duplicate: Double
+    package var duplicate: Double
     /// Probability that a datagram is held back by an extra `reorderDelay`, so later ones overtake it.
-    public var reorder: Double
-    public var latency: Nanos
+    package var reorder: Double
+    package var latency: Nanos
     /// Uniform extra delay in 0...jitter.
-    public var jitter: Nanos
-    public var reorderDelay: Nanos
+    package var jitter: Nanos
+    package var reorderDelay: Nanos
 
-    public init(
+    package init(
         loss: Double = 0,
         duplicate: Double = 0,
         reorder: Double = 0,
@@ -36,7 +36,7 @@ public struct LinkConditions: Sendable, Equatable {
         self.reorderDelay = reorderDelay
     }
 
-    public static let perfect = LinkConditions(latency: 0)
+    package static let perfect = LinkConditions(latency: 0)
 }
 
 /// An in-memory network with virtual time: sockets bound to addresses, a seeded link conditioner,
@@ -45,29 +45,29 @@ public struct LinkConditions: Sendable, Equatable {
 /// Single-threaded: everything runs on the thread that calls `run`. It has no thread of its own,
 /// so its "loop" is whichever thread is inside `run` now; while one is, `isInLoop` is false on every
 /// other thread (tracked in debug builds only, where components assert it).
-public final class SimNetwork: Scheduler {
-    public struct Stats: Sendable, Equatable {
-        public var sent: UInt64 = 0
-        public var delivered: UInt64 = 0
-        public var lost: UInt64 = 0
-        public var duplicated: UInt64 = 0
-        public var partitioned: UInt64 = 0
-        public var unreachable: UInt64 = 0
-        public var bytesSent: UInt64 = 0
+package final class SimNetwork: Scheduler {
+    package struct Stats: Sendable, Equatable {
+        package var sent: UInt64 = 0
+        package var delivered: UInt64 = 0
+        package var lost: UInt64 = 0
+        package var duplicated: UInt64 = 0
+        package var partitioned: UInt64 = 0
+        package var unreachable: UInt64 = 0
+        package var bytesSent: UInt64 = 0
         /// Sends larger than `maxDatagram`, dropped at the sender (as `UDPHost` drops them).
-        public var oversized: UInt64 = 0
+        package var oversized: UInt64 = 0
     }
 
-    public private(set) var now: Nanos = 0
-    public var conditions: LinkConditions
-    public private(set) var stats = Stats()
+    package private(set) var now: Nanos = 0
+    package var conditions: LinkConditions
+    package private(set) var stats = Stats()
     /// Largest datagram a socket bound from now on may send (`SimSocket.maxDatagram`); larger
     /// ones are dropped at the sender and counted in `stats.oversized`. Defaults to what `UDPHost`
     /// sends (1472 bytes, one unfragmented IPv4 datagram on a 1500-byte MTU); tests of a protocol
     /// with a stricter budget (turf's sessions: 1200 bytes) lower it so a violation shows up as a
     /// lost datagram and a count, and a test's attacker raises its own socket's limit to send
     /// what a raw socket could.
-    public var maxDatagram = UDPHost.maxDatagram
+    package var maxDatagram = maxUDPDatagram
     private var rng: SplitMix64
     private var sockets: [PeerAddress: SimSocket] = [:]
     private var linkOverrides: [Pair: LinkConditions] = [:]
@@ -83,10 +83,10 @@ public final class SimNetwork: Scheduler {
 
     #if DEBUG
         /// The thread inside `run`, if any. Read from any thread (by `isInLoop`), hence the lock.
-        private let driver = NIOLockedValueBox<pthread_t?>(nil)
+        private let driver = Locked<pthread_t?>(nil)
     #endif
 
-    public init(seed: UInt64, conditions: LinkConditions = LinkConditions()) {
+    package init(seed: UInt64, conditions: LinkConditions = LinkConditions()) {
         rng = SplitMix64(seed: seed, stream: 0x5E7)
         self.conditions = conditions
     }
@@ -94,7 +94,7 @@ public final class SimNetwork: Scheduler {
     // MARK: sockets
 
     /// Binds a socket at `address`; port 0 picks a free ephemeral port.
-    public func bind(_ address: PeerAddress) -> SimSocket {
+    package func bind(_ address: PeerAddress) -> SimSocket {
         var a = address
         if a.port == 0 {
             repeat {
@@ -115,29 +115,29 @@ public final class SimNetwork: Scheduler {
         if sockets[socket.localAddress] === socket { sockets[socket.localAddress] = nil }
     }
 
-    public var boundCount: Int { sockets.count }
+    package var boundCount: Int { sockets.count }
 
     // MARK: link conditions and partitions
 
     /// Conditions for datagrams from hosts with IP `from` to hosts with IP `to` (one direction).
-    public func setConditions(_ c: LinkConditions?, from: UInt32, to: UInt32) {
+    package func setConditions(_ c: LinkConditions?, from: UInt32, to: UInt32) {
         linkOverrides[Pair(from: from, to: to)] = c
     }
 
     /// Puts each listed host IP into partition group `id`. Hosts in different groups cannot talk.
-    public func partition(_ ips: [UInt32], into id: Int) { for ip in ips { group[ip] = id } }
+    package func partition(_ ips: [UInt32], into id: Int) { for ip in ips { group[ip] = id } }
 
     /// Removes all partitions.
-    public func heal() { group.removeAll() }
+    package func heal() { group.removeAll() }
 
     // MARK: scheduling
 
     /// True on the thread inside `run`, and on every thread while none is (the caller that holds the
     /// network between runs is its driver). Always true in release builds, where it is not tracked.
-    public var isInLoop: Bool {
+    package var isInLoop: Bool {
         #if DEBUG
             let current = pthread_self()
-            return driver.withLockedValue { d in d.map { pthread_equal($0, current) != 0 } ?? true }
+            return driver.withLock { d in d.map { pthread_equal($0, current) != 0 } ?? true }
         #else
             return true
         #endif
@@ -148,7 +148,7 @@ public final class SimNetwork: Scheduler {
     private func enter() -> pthread_t? {
         #if DEBUG
             let current = pthread_self()
-            return driver.withLockedValue { d in
+            return driver.withLock { d in
                 if let other = d {
                     precondition(pthread_equal(other, current) != 0, "SimNetwork run from two threads at once")
                 }
@@ -163,12 +163,12 @@ public final class SimNetwork: Scheduler {
     @inline(__always)
     private func leave(_ previous: pthread_t?) {
         #if DEBUG
-            driver.withLockedValue { $0 = previous }
+            driver.withLock { $0 = previous }
         #endif
     }
 
     @discardableResult
-    public func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
+    package func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
         let token = TimerToken()
         push(at: now &+ delay, Event(token: token, action: action))
         return token
@@ -182,7 +182,7 @@ public final class SimNetwork: Scheduler {
     /// Runs events until virtual time `deadline` (inclusive); time then stands at `deadline`.
     /// `maxEvents` bounds the work so a runaway protocol cannot hang a test.
     @discardableResult
-    public func run(until deadline: Nanos, maxEvents: Int = 50_000_000) -> Int {
+    package func run(until deadline: Nanos, maxEvents: Int = 50_000_000) -> Int {
         let previous = enter()
         defer { leave(previous) }
         var n = 0
@@ -197,19 +197,19 @@ public final class SimNetwork: Scheduler {
         return n
     }
 
-    public func run(for duration: Nanos, maxEvents: Int = 50_000_000) -> Int {
+    package func run(for duration: Nanos, maxEvents: Int = 50_000_000) -> Int {
         run(until: now &+ duration, maxEvents: maxEvents)
     }
 
     /// Runs until no events remain (or the bound is hit); returns the number of events run.
     @discardableResult
-    public func runUntilIdle(maxEvents: Int = 50_000_000) -> Int {
+    package func runUntilIdle(maxEvents: Int = 50_000_000) -> Int {
         run(until: .max, maxEvents: maxEvents)
     }
 
     /// Runs until `condition` holds, time passes `deadline`, or the event bound is hit.
     /// Returns whether the condition held.
-    public func run(until deadline: Nanos, maxEvents: Int = 50_000_000, while keepGoing: () -> Bool) -> Bool {
+    package func run(until deadline: Nanos, maxEvents: Int = 50_000_000, while keepGoing: () -> Bool) -> Bool {
         let previous = enter()
         defer { leave(previous) }
         var n = 0
@@ -224,7 +224,7 @@ public final class SimNetwork: Scheduler {
         return true
     }
 
-    public var pendingEvents: Int { queue.count }
+    package var pendingEvents: Int { queue.count }
 
     // MARK: delivery
 
@@ -322,20 +322,20 @@ public final class SimNetwork: Scheduler {
 }
 
 /// A socket on a `SimNetwork`. It is also a `NetworkHost`: its scheduler is the network's clock.
-public final class SimSocket: NetworkHost {
-    public let localAddress: PeerAddress
-    public var onReceive: (([UInt8], PeerAddress) -> Void)?
-    public private(set) weak var network: SimNetwork?
+package final class SimSocket: NetworkHost {
+    package let localAddress: PeerAddress
+    package var onReceive: (([UInt8], PeerAddress) -> Void)?
+    package private(set) weak var network: SimNetwork?
     /// Sends larger than this are dropped and counted (`SimNetwork.Stats.oversized`), as
     /// `UDPHost` drops them. Set from `SimNetwork.maxDatagram` when bound.
-    public var maxDatagram = UDPHost.maxDatagram
+    package var maxDatagram = maxUDPDatagram
 
     init(network: SimNetwork, address: PeerAddress) {
         self.network = network
         localAddress = address
     }
 
-    public func send(_ payload: [UInt8], to destination: PeerAddress) {
+    package func send(_ payload: [UInt8], to destination: PeerAddress) {
         guard payload.count <= maxDatagram else {
             network?.countOversized()
             return
@@ -346,20 +346,20 @@ public final class SimSocket: NetworkHost {
     /// How far this host's clock reads ahead of the network's virtual time (wrapping: a "negative"
     /// offset is a large one). Hosts' monotonic clocks start at unrelated points; a test of clock
     /// estimation gives a peer its own. Timers are relative, so they are unaffected.
-    public var clockOffset: Nanos = 0
+    package var clockOffset: Nanos = 0
 
-    public var now: Nanos { (network?.now ?? 0) &+ clockOffset }
+    package var now: Nanos { (network?.now ?? 0) &+ clockOffset }
 
-    public var isInLoop: Bool { network?.isInLoop ?? true }
+    package var isInLoop: Bool { network?.isInLoop ?? true }
 
     @discardableResult
-    public func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
+    package func schedule(after delay: Nanos, _ action: @escaping () -> Void) -> TimerToken {
         guard let network else { return TimerToken() }
         return network.schedule(after: delay, action)
     }
 
     /// Unbinds: datagrams to this address are then counted as unreachable (a node leaving).
-    public func close() {
+    package func close() {
         onReceive = nil
         network?.unbind(self)
     }

@@ -1,71 +1,72 @@
 import Determinism
 import Engine
 import Keys
+import NetMatch
 import Sodium
 
 /// A whole networked match in one process, in virtual time, over an in-memory network with a
 /// seeded link conditioner: every peer runs the real `NetMatch` and its own `LocalMatch`. Used by
 /// the chaos tests and `turf bench netmatch`. Deterministic for a seed.
-public struct NetMatchSim<Controller: PlayerController> {
-    public typealias Game = Controller.Game
+package struct NetMatchSim<Controller: PlayerController> {
+    package typealias Game = Controller.Game
 
-    public struct Conditions: Sendable {
+    package struct Conditions: Sendable {
         /// Base one-way delay (half the RTT).
-        public var oneWayNanos: UInt64 = 40_000_000
+        package var oneWayNanos: UInt64 = 40_000_000
         /// Added to each datagram's delay: uniform in 0...jitterNanos (so datagrams reorder).
-        public var jitterNanos: UInt64 = 10_000_000
-        public var loss: Double = 0
-        public var duplicate: Double = 0
+        package var jitterNanos: UInt64 = 10_000_000
+        package var loss: Double = 0
+        package var duplicate: Double = 0
         /// One peer (by index) cut off from every other between these times (ns).
-        public var partition: (peer: Int, from: UInt64, to: UInt64)?
+        package var partition: (peer: Int, from: UInt64, to: UInt64)?
         /// Pairs of peers (by index) whose direct link is down for the whole match.
-        public var cutPairs: [(Int, Int)] = []
+        package var cutPairs: [(Int, Int)] = []
         /// One peer (by index) crashes at this time (ns) and never comes back: it stops ticking,
         /// sending and receiving. The survivors must settle without it (docs/netmatch.md).
-        public var crash: (peer: Int, at: UInt64)?
+        package var crash: (peer: Int, at: UInt64)?
         /// Ticks the sim runs on after the match end for delivery to finish.
-        public var settleTicks: Tick = 300
-        public init() {}
+        package var settleTicks: Tick = 300
+        package init() {}
     }
 
-    public struct Result: Sendable {
-        public var finalHashes: [UInt64]
+    package struct Result: Sendable {
+        package var finalHashes: [UInt64]
         /// Per peer, the cheats its final replica found (where each cheater's log stops, and why).
-        public var cheats: [[Replica<Game>.Cheat]]
+        package var cheats: [[Replica<Game>.Cheat]]
         /// Every peer ended with the same replica hash, equal to the union of every owner's log,
         /// with a verified signature covering every op. With a crash: every survivor settled, with
         /// the same hash, equal to the union of the owners' logs where a gone player's log is cut to
         /// the count the survivors agreed (the crashed peer's hash is not compared).
-        public var converged: Bool
+        package var converged: Bool
         /// Per peer, the players it settled gone (a crashed peer's own entry is empty).
-        public var gone: [[PlayerID]]
+        package var gone: [[PlayerID]]
         /// Per peer, whether its `NetMatch` settled.
-        public var settled: [Bool]
-        public var signaturesOK: Bool
+        package var settled: [Bool]
+        package var signaturesOK: Bool
         /// Max over directed links of bytes sent per second of match (headers included).
-        public var maxBytesPerSecPerLink: Double
+        package var maxBytesPerSecPerLink: Double
         /// Per remote op merged into a peer's match: merge time − make time − base one-way (ms).
-        public var opLagMs: [Double]
+        package var opLagMs: [Double]
         /// The same, when the op was accepted (arrival), before waiting for the next tick.
-        public var opLagAtArrivalMs: [Double]
-        public var events: [[NetMatchEvent]]
-        public var drops: [NetMatchDrops]
-        public var maxTickSkewMs: Double
+        package var opLagAtArrivalMs: [Double]
+        package var events: [[NetMatchEvent]]
+        package var drops: [NetMatchDrops]
+        package var maxTickSkewMs: Double
         /// Ops sent by a peer other than their owner, over all links.
-        public var relayed: UInt64
+        package var relayed: UInt64
     }
 
-    public let config: MatchConfig
-    public let keys: [Ed25519.KeyPair]
-    public var conditions: Conditions
-    public var options: NetMatchOptions
-    public var seed: UInt64
+    package let config: MatchConfig
+    package let keys: [Ed25519.KeyPair]
+    package var conditions: Conditions
+    package var options: NetMatchOptions
+    package var seed: UInt64
     /// Test hook: called once per peer after it is built (e.g. to force a desync).
-    public var prepare: (Int, inout NetMatch<Game>) -> Void = { _, _ in }
+    package var prepare: (Int, inout NetMatch<Game>) -> Void = { _, _ in }
 
     private let makeControllers: (PeerKey) -> [PlayerID: Controller]
 
-    public init(
+    package init(
         config: MatchConfig,
         keys: [Ed25519.KeyPair],
         conditions: Conditions,
@@ -89,7 +90,7 @@ public struct NetMatchSim<Controller: PlayerController> {
         var bytes: [UInt8]
     }
 
-    public func run() throws -> Result {
+    package func run() throws -> Result {
         let n = keys.count
         let ownerKeys = keys.map { PeerKey(bytes: $0.publicKey)! }
         var rng = SplitMix64(seed: seed, stream: 0x6E65_746D)

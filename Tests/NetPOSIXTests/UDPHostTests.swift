@@ -1,9 +1,10 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NetCore
 import Testing
 
-@testable import NetCore
+@testable import NetPOSIX
 
 /// Real UDP on 127.0.0.1 only.
 @Suite(.serialized) struct UDPHostTests {

@@ -1,26 +1,29 @@
 import LocalFiles
 
-/// Where `turf dht` finds its bootstrap nodes: pure logic, so it is testable without a network.
+/// The app's configuration that the libraries never read: where `turf dht` (and `turf host`/`join`)
+/// find their bootstrap nodes (`--bootstrap`, `$TURF_DHT_BOOTSTRAP`, `dht.conf`, the public routers).
+/// The DHT itself takes a plain address list (`DHTConfig.bootstrap`). Pure logic, so it is testable
+/// without a network.
 ///
 /// A bootstrap setting decides which network a node joins, so one that cannot be read or parsed is
 /// an error, never a silent fallback to the public routers (a player who set a LAN bootstrap must
 /// not end up on the public DHT).
-public enum DHTBootstrap {
+enum DHTBootstrap {
     /// The public Mainline routers, used when nothing else is configured.
-    public static let publicRouters = [
+    static let publicRouters = [
         "router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "router.utorrent.com:6881",
     ]
 
     /// The word that means "no bootstrap nodes, on purpose" (the first node of a new network).
-    public static let none = "none"
+    static let none = "none"
 
     /// The largest `dht.conf` read (it holds a line or two).
-    public static let configLimit = 64 << 10
+    static let configLimit = 64 << 10
 
     /// A bootstrap setting that cannot be used: one line, naming where it came from.
-    public struct SettingError: Error, CustomStringConvertible, Equatable {
-        public var description: String
-        public init(_ description: String) { self.description = description }
+    struct SettingError: Error, CustomStringConvertible, Equatable {
+        var description: String
+        init(_ description: String) { self.description = description }
     }
 
     /// HOST:PORT specs, first source that applies: `flags`; `$TURF_DHT_BOOTSTRAP` (comma or space
@@ -29,7 +32,7 @@ public enum DHTBootstrap {
     /// means none on purpose: a source that says `none`, or a `bootstrap =` line with nothing
     /// after it. `readFile` returns a file's text, nil if there is no such file, and throws if it
     /// exists but cannot be read (not UTF-8, too large, not a regular file…): that is an error here.
-    public static func specs(
+    static func specs(
         flags: [String],
         environment: [String: String],
         homeDirectory: String,
@@ -56,7 +59,7 @@ public enum DHTBootstrap {
 
     /// A list of HOST:PORT separated by commas or spaces, or `none`. Every entry must be well
     /// formed; a list that names nothing at all (only spaces or commas) is an error, not `none`.
-    public static func parseList(_ s: String, source: String) throws -> [String] {
+    static func parseList(_ s: String, source: String) throws -> [String] {
         let parts = s.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" }).map(String.init)
         guard !parts.isEmpty else {
             throw SettingError(
@@ -84,7 +87,7 @@ public enum DHTBootstrap {
 
     /// Whether `s` is HOST:PORT: a host name or dotted IPv4 address (letters, digits, '-', '.'),
     /// and a decimal port 1-65535.
-    public static func isHostPort(_ s: String) -> Bool {
+    static func isHostPort(_ s: String) -> Bool {
         guard let colon = s.lastIndex(of: ":") else { return false }
         let host = s[..<colon]
         let port = s[s.index(after: colon)...]
@@ -101,7 +104,7 @@ public enum DHTBootstrap {
     /// `key = value`; blank lines and lines starting with `#` are skipped; any line ending (LF,
     /// CRLF, CR) is accepted. An unknown key, a line without `=`, a second `bootstrap` line or a
     /// bad value is an error naming `path:line`.
-    public static func parseConfig(_ text: String, path: String) throws -> [String]? {
+    static func parseConfig(_ text: String, path: String) throws -> [String]? {
         var result: [String]?
         var lineNumber = 0
         for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
@@ -123,7 +126,7 @@ public enum DHTBootstrap {
 
     /// `$XDG_CONFIG_HOME/turf/dht.conf`, by the rules of every turf path (`XDGPaths`): `$HOME`
     /// (else `homeDirectory`) + `/.config` when `$XDG_CONFIG_HOME` is unset or relative.
-    public static func configPath(environment: [String: String], homeDirectory: String) -> String {
+    static func configPath(environment: [String: String], homeDirectory: String) -> String {
         var env = environment
         if env["HOME"]?.isEmpty ?? true { env["HOME"] = homeDirectory }
         return XDGPaths(environment: env).dhtConfig

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NetCore
 
 #if canImport(Glibc)
     import Glibc
@@ -41,7 +42,7 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
 
     /// turf never sends datagrams larger than this, and the receive buffer is larger still, so
     /// nothing is silently truncated (NIO does not check MSG_TRUNC).
-    public static let maxDatagram = 1472
+    public static let maxDatagram = maxUDPDatagram
     static let receiveBufferSize = 2048
 
     public let eventLoop: EventLoop
@@ -209,7 +210,7 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
     // MARK: Scheduler
 
     /// Monotonic nanoseconds (CLOCK_MONOTONIC, via NIO's deadline clock).
-    public var now: Nanos { NIODeadline.now().uptimeNanoseconds }
+    public var now: Nanos { monotonicNanos() }
 
     public var isInLoop: Bool { eventLoop.inEventLoop }
 

@@ -1,13 +1,15 @@
+import DHT
 import Determinism
 import NetCore
+import NetSim
 
 /// The DHT at scale on the simulated network: N real `DHTNode`s on a `SimNetwork` with virtual
 /// time, topics announced, a fraction of nodes replaced during the run, and lookups measured.
-/// `turf bench dht` prints its report; a smaller run is a test. Not part of the DHT's API: import
-/// it with `@_spi(Simulation) import DHT`.
-@_spi(Simulation) public struct DHTSimulation {
+/// `turf bench dht` prints its report; a smaller run is a test. A testing double (the DHTSim
+/// target), not part of the DHT's API: the shipped game's code paths never use it.
+package struct DHTSimulation {
     /// How the network is built before the measured window.
-    public enum Bootstrap: String, Sendable, Codable, CaseIterable {
+    package enum Bootstrap: String, Sendable, Codable, CaseIterable {
         /// Every node starts with an empty table and joins through the protocol (find_node of its
         /// own id via the router nodes) at a staggered time; maintenance runs throughout.
         case `protocol`
@@ -17,79 +19,79 @@ import NetCore
         case oracle
     }
 
-    public struct Parameters: Sendable {
-        public var bootstrap = Bootstrap.protocol
-        public var nodes = 10_000
+    package struct Parameters: Sendable {
+        package var bootstrap = Bootstrap.protocol
+        package var nodes = 10_000
         /// Fraction of nodes that leave during the window; as many new nodes join (via the protocol).
-        public var churn = 0.2
-        public var hopMs = 50
-        public var topics = 100
-        public var lookups = 2000
+        package var churn = 0.2
+        package var hopMs = 50
+        package var topics = 100
+        package var lookups = 2000
         /// Virtual time over which churn and lookups are spread (nil: 3000 s in protocol mode,
         /// 600 s in oracle mode).
-        public var windowSeconds: Int? = nil
+        package var windowSeconds: Int? = nil
         /// Protocol mode: virtual time over which the initial nodes join, one after another.
-        public var joinSeconds = 1200
+        package var joinSeconds = 1200
         /// Protocol mode: the first nodes, which everyone else bootstraps from (like the public
         /// router nodes). They join first and never leave.
-        public var routers = 3
-        public var seed: UInt64 = 1
+        package var routers = 3
+        package var seed: UInt64 = 1
         /// Probability that any datagram is lost.
-        public var loss = 0.0
-        public init() {}
+        package var loss = 0.0
+        package init() {}
 
-        public var window: Int { windowSeconds ?? (bootstrap == .protocol ? 3000 : 600) }
+        package var window: Int { windowSeconds ?? (bootstrap == .protocol ? 3000 : 600) }
     }
 
-    public struct Report: Sendable, Codable {
-        public var mode: String
-        public var nodes: Int
-        public var churn: Double
-        public var hop_ms: Int
-        public var loss: Double
-        public var topics: Int
-        public var lookups: Int
-        public var lookups_completed: Int
+    package struct Report: Sendable, Codable {
+        package var mode: String
+        package var nodes: Int
+        package var churn: Double
+        package var hop_ms: Int
+        package var loss: Double
+        package var topics: Int
+        package var lookups: Int
+        package var lookups_completed: Int
         /// Lookups counted in `success_rate`: those whose topic's announcer was still there.
-        public var lookups_measured: Int
+        package var lookups_measured: Int
         /// Lookups of a topic whose announcer had left (not in `success_rate`).
-        public var lookups_announcer_gone: Int
+        package var lookups_announcer_gone: Int
         /// Of those, lookups that still returned the departed announcer (its entry not yet expired).
-        public var stale_hits: Int
-        public var success_rate: Double
-        public var rounds_p50: Int
-        public var rounds_p99: Int
-        public var messages_per_lookup: Double
-        public var messages_p99: Int
-        public var latency_ms_p50: Double
-        public var latency_ms_p99: Double
-        public var announces_stored_mean: Double
+        package var stale_hits: Int
+        package var success_rate: Double
+        package var rounds_p50: Int
+        package var rounds_p99: Int
+        package var messages_per_lookup: Double
+        package var messages_p99: Int
+        package var latency_ms_p50: Double
+        package var latency_ms_p99: Double
+        package var announces_stored_mean: Double
         /// Announce rounds (first announces plus re-announces) that completed.
-        public var announce_rounds: Int
-        public var table_size_mean: Double
-        public var nodes_left: Int
-        public var announcers_left: Int
-        public var nodes_joined: Int
-        public var joins_completed: Int
-        public var join_seconds: Int
-        public var window_seconds: Int
-        public var datagrams_total: UInt64
-        public var virtual_seconds: Double
+        package var announce_rounds: Int
+        package var table_size_mean: Double
+        package var nodes_left: Int
+        package var announcers_left: Int
+        package var nodes_joined: Int
+        package var joins_completed: Int
+        package var join_seconds: Int
+        package var window_seconds: Int
+        package var datagrams_total: UInt64
+        package var virtual_seconds: Double
     }
 
-    public let p: Parameters
+    package let p: Parameters
     var debugFailures = false
-    public init(_ p: Parameters, debug: Bool = false) {
+    package init(_ p: Parameters, debug: Bool = false) {
         self.p = p
         debugFailures = debug
     }
 
     private static func address(_ i: Int) -> PeerAddress {
-        // One node per /24 in 11.0.0.0/8: public addresses, so no exemptions apply.
+        // One node per /24 in 11.0.0.0/8: package addresses, so no exemptions apply.
         PeerAddress(ip: 0x0B00_0001 &+ UInt32(i) << 8, port: 6881)
     }
 
-    public func run() -> Report {
+    package func run() -> Report {
         let hop = Nanos.milliseconds(p.hopMs)
         let net = SimNetwork(seed: p.seed, conditions: LinkConditions(loss: p.loss, latency: hop))
         var rng = SplitMix64(seed: p.seed, stream: 0xB0B)
@@ -167,7 +169,7 @@ import NetCore
             }
             _ = net.run(for: .seconds(30))
         }
-        let tableSizeMean = Double(nodes.reduce(0) { $0 + $1.table.count }) / Double(nodes.count)
+        let tableSizeMean = Double(nodes.reduce(0) { $0 + $1.tableSize }) / Double(nodes.count)
         let start = net.now
         let window = Nanos.seconds(p.window)
 
@@ -245,7 +247,7 @@ import NetCore
                         successes += 1
                     } else if debugFailures {
                         print(
-                            "FAIL t=\(Double(net.now) / 1e9) topic \(topic) looker \(looker) closest \(res.closest.count) q \(res.queriesSent) r \(res.responsesReceived) rounds \(res.rounds) peers \(res.peers.count) dur \(res.duration / 1_000_000) table \(nodes[looker].table.count)"
+                            "FAIL t=\(Double(net.now) / 1e9) topic \(topic) looker \(looker) closest \(res.closest.count) q \(res.queriesSent) r \(res.responsesReceived) rounds \(res.rounds) peers \(res.peers.count) dur \(res.duration / 1_000_000) table \(nodes[looker].tableSize)"
                         )
                     }
                     rounds.append(res.rounds)
@@ -319,12 +321,12 @@ import NetCore
                 if count > 0 {
                     if count <= config.k * 2 {
                         for j in lo..<hi {
-                            n.addNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress))
+                            n.addAnsweredNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress))
                         }
                     } else {
                         for _ in 0..<(config.k * 2) {
                             let j = lo + rng.below(count)
-                            n.addNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress))
+                            n.addAnsweredNode(NodeInfo(id: sortedIDs[j], address: nodes[sorted[j]].localAddress))
                         }
                     }
                 }

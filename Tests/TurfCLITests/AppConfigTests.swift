@@ -1,0 +1,80 @@
+import Testing
+
+@testable import turf
+
+/// The app's configuration (Sources/turf/AppConfig.swift): where the DHT's bootstrap nodes come
+/// from. The DHT library only ever sees the resulting address list.
+@Suite struct AppConfigTests {
+    /// Flag > $TURF_DHT_BOOTSTRAP > dht.conf > public routers; `none` means none on purpose.
+    @Test func bootstrapPrecedence() throws {
+        let conf = "# turf\nbootstrap = conf.example:1, conf2.example:2\n"
+        func specs(_ flags: [String], _ env: [String: String], _ files: [String: String]) throws -> [String] {
+            try DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: "/home/u") { files[$0] }
+        }
+        let env = ["TURF_DHT_BOOTSTRAP": "env.example:1,env2.example:2", "XDG_CONFIG_HOME": "/cfg"]
+        let files = ["/cfg/turf/dht.conf": conf, "/home/u/.config/turf/dht.conf": "bootstrap=home.example:3"]
+        #expect(try specs(["flag.example:1"], env, files) == ["flag.example:1"])
+        #expect(try specs([], env, files) == ["env.example:1", "env2.example:2"])
+        #expect(
+            try specs([], ["TURF_DHT_BOOTSTRAP": "", "XDG_CONFIG_HOME": "/cfg"], files) == [
+                "conf.example:1", "conf2.example:2",
+            ]
+        )
+        #expect(try specs([], [:], files) == ["home.example:3"], "XDG_CONFIG_HOME defaults to ~/.config")
+        #expect(try specs([], ["XDG_CONFIG_HOME": "/elsewhere"], files) == DHTBootstrap.publicRouters)
+        #expect(
+            try specs([], [:], ["/home/u/.config/turf/dht.conf": "# nothing set\n\n"]) == DHTBootstrap.publicRouters
+        )
+        // None on purpose.
+        #expect(try specs(["none"], env, files).isEmpty)
+        #expect(try specs([], ["TURF_DHT_BOOTSTRAP": "none"], files).isEmpty)
+        #expect(try specs([], [:], ["/home/u/.config/turf/dht.conf": "bootstrap =\n"]).isEmpty)
+    }
+
+    /// A bootstrap setting that cannot be read or parsed is an error, never a silent fallback to
+    /// the public routers (a privacy defect: a LAN player would land on the public DHT). CRLF
+    /// line ends simply parse.
+    @Test func unusableBootstrapSettingsAreErrorsNotThePublicNetwork() throws {
+        let home = "/home/u"
+        let path = "/home/u/.config/turf/dht.conf"
+        func specs(
+            env: [String: String] = [:],
+            flags: [String] = [],
+            conf: String? = nil,
+            unreadable: String? = nil
+        ) throws -> [String] {
+            try DHTBootstrap.specs(flags: flags, environment: env, homeDirectory: home) { p in
+                if let unreadable { throw DHTBootstrap.SettingError(unreadable) }
+                return p == path ? conf : nil
+            }
+        }
+        #expect(try specs(conf: "# LAN party\r\nbootstrap = 10.0.0.5:6881\r\n") == ["10.0.0.5:6881"])
+        #expect(try specs(conf: "bootstrap = 10.0.0.5:6881\r") == ["10.0.0.5:6881"])
+        func refused(_ f: () throws -> [String], _ needle: String) {
+            do {
+                let got = try f()
+                Issue.record("accepted: \(got)")
+            } catch {
+                #expect("\(error)".contains(needle), "\(error)")
+            }
+        }
+        // The file exists but cannot be read (not UTF-8, a directory, a FIFO, too large).
+        refused({ try specs(unreadable: "DHT config \(path) is not UTF-8 text") }, "not UTF-8")
+        refused({ try specs(unreadable: "DHT config \(path) is not a regular file (a FIFO)") }, "a FIFO")
+        // It cannot be parsed.
+        refused({ try specs(conf: "bootstap = 10.0.0.5:6881\n") }, "\(path):1: unknown setting 'bootstap'")
+        refused({ try specs(conf: "# x\nbootstrap 10.0.0.5:6881\n") }, "\(path):2: expected 'key = value'")
+        refused({ try specs(conf: "bootstrap = 10.0.0.5\n") }, "'10.0.0.5' is not HOST:PORT")
+        refused({ try specs(conf: "bootstrap = a:1\nbootstrap = b:2\n") }, "a second 'bootstrap' line")
+        refused({ try specs(conf: "bootstrap = none, a:1\n") }, "'none' cannot be combined")
+        // An environment variable that names nothing is not `none`.
+        refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": " "]) }, "TURF_DHT_BOOTSTRAP names no bootstrap node")
+        refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": " , "]) }, "names no bootstrap node")
+        refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": "host:99999"]) }, "is not HOST:PORT")
+        refused({ try specs(flags: ["host:0"]) }, "is not HOST:PORT")
+        #expect(DHTBootstrap.isHostPort("router.bittorrent.com:6881") && DHTBootstrap.isHostPort("127.0.0.1:1"))
+        #expect(
+            !DHTBootstrap.isHostPort("x:") && !DHTBootstrap.isHostPort(":1") && !DHTBootstrap.isHostPort("h\u{1B}:1")
+        )
+    }
+}
