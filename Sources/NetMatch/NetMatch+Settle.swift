@@ -33,9 +33,20 @@ extension NetMatch {
     /// silent (crashed) without its final statement reaching here is settled *gone* (docs/netmatch.md,
     /// "A peer that never comes back"): every connected peer must report it gone too, holding a
     /// best statement of the same count as ours, so the survivors keep the same verified prefix.
+    ///
+    /// A peer cut off from everyone cannot tell that from everyone else crashing: players whose
+    /// owners went silent (not those that said they left) are settled gone only while they are a
+    /// minority of the match's players. A peer partitioned from the rest waits (and settles once
+    /// the partition heals); a lone survivor of a two-player match whose opponent vanished without
+    /// a word ends unsettled, its recording holding what it verified.
     public var isSettled: Bool {
         guard ticksRun > config.lengthTicks else { return false }
         let gone = goneMask
+        var silent = 0
+        for p in 0..<config.players.count where gone & (1 << UInt8(p)) != 0 {
+            if let o = ownerLink[p], !links[o].left { silent += 1 }
+        }
+        guard silent * 2 < config.players.count else { return false }
         let finals = finalsHeld
         for p in 0..<config.players.count where (gone | judged) & (1 << UInt8(p)) == 0 {
             guard finals & (1 << UInt8(p)) != 0, finalThrough[p] >= Int64(config.lengthTicks) else { return false }
