@@ -195,11 +195,13 @@ extension NetRuntime {
                 }
                 resume = snap
             }
-            // The clock offset to the host, from the lowest-delay pings of the lobby.
+            // The clock offset to the host, from the lowest-delay pings of the lobby (as they
+            // stand now: the start may come within a second of the last stats event).
+            mailbox.requeue(rest)
+            freshStats()
             let est = stats.links[hostLink]?.clockEstimate
             let offset = est?.offset ?? 0
             let local = UInt64(max(0, Int64(clamping: s.startAt) - offset))
-            mailbox.requeue(rest)
             var links = lobby.direct
             links[hostKey] = hostLink
             return try play(
