@@ -40,6 +40,8 @@ struct NetStats: Sendable {
     var externalAddress: PeerAddress?
     /// What DHT nodes' reports say of our NAT so far; nil until the first `stats` event.
     var natType: NATType?
+    /// The `freshStats` request this event answers (0 for the once-a-second ones).
+    var token = 0
 
     /// Each link's smoothed round trip in whole ms (a link without one is left out).
     func pings(_ ids: [UInt32]) -> [UInt32: Int] {
@@ -141,8 +143,9 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
     }
 
     /// A `stats` event now (the end of a match reports the figures as they are).
-    func postStats(_ peer: Peer) {
+    func postStats(_ peer: Peer, token: Int = 0) {
         var s = NetStats()
+        s.token = token
         for id in sessions.keys {
             s.links[id] = traffic(id)
             s.links[id]?.silence = silence(id)

@@ -36,6 +36,8 @@ final class NetRuntime {
     var stats = NetStats()
     /// How many `stats` events came in (a loop acts on each new one once).
     var statsReceived = 0
+    /// How many `freshStats` asked for (each waits for the event answering it).
+    var statsRequests = 0
     /// When this process started (a joiner's `join_ms` and `playing_ms` count from it).
     var processStart: UInt64?
     /// Links whose session runs through a relay (docs/nat.md): the HUD and the end event say so.
@@ -133,12 +135,13 @@ final class NetRuntime {
     /// Asks the loop for a `stats` event now and takes it in (bounded: 1 s); the other events that
     /// come meanwhile are put back for the caller.
     func freshStats() {
-        let before = statsReceived
+        statsRequests += 1
+        let token = statsRequests
         let links = self.links
-        live.execute { peer in links.postStats(peer) }
+        live.execute { peer in links.postStats(peer, token: token) }
         var held: [NetEvent] = []
         let until = monotonicNanos() + 1_000_000_000
-        while statsReceived == before && monotonicNanos() < until { held += nextEvents(wait: 0.05) }
+        while stats.token != token && monotonicNanos() < until { held += nextEvents(wait: 0.05) }
         mailbox.requeue(held)
     }
 
