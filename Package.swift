@@ -256,7 +256,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LobbyTests",
-            dependencies: ["Lobby", "Engine", "Determinism", "Keys", "Bencode", "NetCore"],
+            dependencies: ["Lobby", "Engine", "Determinism", "Keys", "Bencode", "NetCore", "DHT", "Transport"],
             swiftSettings: settings
         ),
         .testTarget(
