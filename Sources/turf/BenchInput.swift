@@ -117,13 +117,19 @@ final class PtyPeer {
         var status: Int32 = 0
         let until = monotonicNanos() + 3_000_000_000
         while waitpid(pid, &status, WNOHANG) == 0 {
-            if monotonicNanos() > until {
+            let now = monotonicNanos()
+            guard now < until else {
                 kill(pid, SIGKILL)
                 waitpid(pid, &status, 0)
                 break
             }
-            _ = readAvailable()  // keep the terminal drained so it can write its last lines
-            usleep(10_000)
+            // Woken by its last lines (drained, so it can write them) or by the hang-up its exit
+            // makes: once the terminal is gone the process has closed it, exiting.
+            let gone = FDWait.poll([master], timeoutNanos: until - now).gone[0]
+            if !readAvailable() || gone {
+                waitpid(pid, &status, 0)
+                break
+            }
         }
         close(master)
     }
@@ -169,8 +175,7 @@ final class InputLab {
 
     /// Starts a local DHT node on loopback; its address.
     func startDHT(seconds: Int) throws -> String {
-        let out = dir.appendingPathComponent("dht.out")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        let out = Pipe()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: turf)
         p.arguments = [
@@ -178,20 +183,33 @@ final class InputLab {
             "--status-every", "0",
         ]
         p.environment = env("dht")
-        p.standardOutput = try FileHandle(forWritingTo: out)
+        p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         try p.run()
         dht = p
+        // Its output, read as it comes (bounded: the first 64 KiB) until it says where it listens.
+        let fd = out.fileHandleForReading.fileDescriptor
+        var text = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 4096)
         let until = monotonicNanos() + 30_000_000_000
-        while monotonicNanos() < until {
-            let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
-            if let line = text.split(separator: "\n").first(where: { $0.contains("listening on") }),
+        while text.count < 65_536 {
+            let now = monotonicNanos()
+            guard now < until, FDWait.poll([fd], timeoutNanos: until - now).ready[0] else { break }
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { break }  // end of output: the node exited
+            text += buf[0..<n]
+            if let line = String(decoding: text, as: UTF8.self).split(separator: "\n").first(where: {
+                $0.contains("listening on")
+            }),
                 let addr = line.split(separator: " ").first(where: { $0.hasPrefix("127.0.0.1:") })
             {
+                // The rest of its output is read and dropped, so the node never blocks on a full pipe
+                // (until its end: an empty read, after which nothing more is watched).
+                out.fileHandleForReading.readabilityHandler = { h in
+                    if h.availableData.isEmpty { h.readabilityHandler = nil }
+                }
                 return String(addr)
             }
-            guard p.isRunning else { break }
-            usleep(20_000)
         }
         throw CLIError("the local DHT node did not start")
     }
