@@ -64,8 +64,13 @@ public struct LobbyAdmission: Sendable {
     }
 
     /// Whether `key` may be in this lobby at all (mid-match spectators, who pass no rate check here).
-    public func admits(_ key: [UInt8]) -> Bool {
-        !banned.contains(key) && (allowed?.contains(key) ?? true)
+    public func admits(_ key: [UInt8]) -> Bool { refusal(of: key) == nil }
+
+    /// Mid-match (a spectator arriving, a rejoiner): why `key` may not come in, if it may not.
+    public func refusal(of key: [UInt8]) -> LobbyMessage.LeaveReason? {
+        if banned.contains(key) { return .banned }
+        if let allowed, !allowed.contains(key) { return .notAllowed }
+        return nil
     }
 
     /// The host kicked `key`: banned for the lobby's life.

@@ -231,10 +231,7 @@ extension NetRuntime {
                 start: start,
                 roster: roster,
                 maxSpectators: Self.maxSpectators,
-                refusal: { key in
-                    if admission.banned.contains(key.bytes) { return .banned }
-                    return admission.admits(key.bytes) ? nil : .notAllowed
-                },
+                refusal: { admission.refusal(of: $0.bytes) },
                 noMesh: { Self.testingNoMesh(with: $0) },
                 configureNet: { Self.testingSwitches(&$0) }
             ),

@@ -23,7 +23,7 @@ extension NetRuntime {
         var lobby = LobbyHost(
             config: .init(
                 me: identity.publicKey,
-                name: Self.displayName(options.name),
+                name: NetPlayNames.display(options.name),
                 settings: LobbyMessage.Settings(map: mapName, seconds: UInt32(seconds)),
                 maxPlayers: maxPlayers,
                 maxSpectators: Self.maxSpectators

@@ -12,11 +12,6 @@ import Transport
 /// the DHT. The host registers its lobby at relays for as long as it runs; the joiner, after a
 /// short wait, joins one and starts the same handshake there as at the host's own addresses.
 extension NetRuntime {
-    /// How a link reaches its peer, as the roster and the events say it.
-    static func path(of address: PeerAddress?) -> LobbyMessage.Member.Path {
-        address.map { RelayClient.isVirtual($0) ? .relayed : .direct } ?? .direct
-    }
-
     /// Where each link's session runs now, against what was seen last: a relayed link that
     /// upgraded to a direct path, or a peer that roamed (its NAT mapping changed), gets a `path`
     /// event, and `relayedLinks` (the HUD's and the end event's) follows. Returns the links whose

@@ -181,6 +181,4 @@ final class NetRuntime {
 
     /// The most spectators a host lets watch.
     static let maxSpectators = 8
-
-    static func displayName(_ raw: String) -> String { NetPlayNames.display(raw) }
 }
