@@ -78,8 +78,11 @@ public struct LobbyAdmission: Sendable {
         if banned.insert(key).inserted { kicks += 1 }
     }
 
+    /// Per source: an IPv4 address or an IPv6 /64; on loopback (several players on one machine)
+    /// per port as well.
     static func sourceKey(_ a: PeerAddress) -> UInt64 {
-        a.isLoopback ? UInt64(a.ip) << 16 | UInt64(a.port) : UInt64(a.ip) << 16
+        guard a.isLoopback else { return a.sourceKey }
+        return (a.isIPv6 ? 1 << 62 : UInt64(a.ip) << 16) | UInt64(a.port)
     }
 
     private mutating func take(_ source: PeerAddress, now: UInt64) -> Bool {

@@ -15,6 +15,7 @@ public final class AuxiliarySocket {
     /// The bound address (port resolved).
     public let localAddress: PeerAddress
     let channel: Channel
+    var dualStack: Bool { localAddress.ip6?.isUnspecified == true }
     public private(set) var isClosed = false
     public private(set) var received: UInt64 = 0
     public private(set) var sent: UInt64 = 0
@@ -32,7 +33,7 @@ public final class AuxiliarySocket {
         buffer.writeBytes(payload)
         sent += 1
         channel.writeAndFlush(
-            AddressedEnvelope(remoteAddress: UDPHost.socketAddress(destination), data: buffer),
+            AddressedEnvelope(remoteAddress: UDPHost.socketAddress(destination, mapped: dualStack), data: buffer),
             promise: nil
         )
     }
@@ -51,12 +52,12 @@ public final class AuxiliarySocket {
 extension UDPHost {
     /// Opens an auxiliary socket on this host's IP, any free port, on the event loop. `done` runs
     /// on the loop with the socket, or nil when it could not be bound (out of descriptors, say).
-    /// `onReceive` runs on the loop for every IPv4 datagram the socket receives while open.
+    /// `onReceive` runs on the loop for every datagram the socket receives while open.
     public func openAuxiliary(onReceive: @escaping AuxiliarySocket.Receiver, done: @escaping (AuxiliarySocket?) -> Void)
     {
         assertInLoop()
         let fd: CInt
-        do { fd = try UDPHost.boundSocket(PeerAddress(ip: localAddress.ip, port: 0)) } catch {
+        do { fd = try UDPHost.boundSocket(localAddress.with(port: 0)) } catch {
             done(nil)
             return
         }
@@ -71,18 +72,13 @@ extension UDPHost {
             .hop(to: loop)
             .assumeIsolated()
             .whenComplete { result in
-                guard case .success(let ch) = result, case .v4(let bound)? = ch.localAddress else {
+                guard case .success(let ch) = result, let bound = ch.localAddress.flatMap(PeerAddress.init(socketAddress:))
+                else {
                     if case .success(let ch) = result { ch.close(promise: nil) }
                     done(nil)
                     return
                 }
-                let socket = AuxiliarySocket(
-                    channel: ch,
-                    localAddress: PeerAddress(
-                        ip: UInt32(bigEndian: bound.address.sin_addr.s_addr),
-                        port: UInt16(bigEndian: bound.address.sin_port)
-                    )
-                )
+                let socket = AuxiliarySocket(channel: ch, localAddress: bound)
                 handler.socket = socket
                 done(socket)
             }
@@ -119,12 +115,10 @@ private final class AuxiliaryHandler: ChannelInboundHandler, @unchecked Sendable
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         context.eventLoop.assertInEventLoop()
         let envelope = unwrapInboundIn(data)
-        guard let socket, !socket.isClosed, case .v4(let src) = envelope.remoteAddress else { return }
+        guard let socket, !socket.isClosed, let source = PeerAddress(socketAddress: envelope.remoteAddress) else {
+            return
+        }
         socket.countReceived()
-        let source = PeerAddress(
-            ip: UInt32(bigEndian: src.address.sin_addr.s_addr),
-            port: UInt16(bigEndian: src.address.sin_port)
-        )
         onReceive(
             envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? [],
             source,

@@ -12,7 +12,12 @@ import NetCore
 private func sysBind(_ fd: CInt, _ a: UnsafePointer<sockaddr>, _ len: socklen_t) -> CInt { bind(fd, a, len) }
 private func sysClose(_ fd: CInt) { _ = close(fd) }
 
-/// The real `NetworkHost`: one bound, unconnected IPv4 UDP socket on a SwiftNIO event loop.
+/// The real `NetworkHost`: one bound, unconnected UDP socket on a SwiftNIO event loop.
+///
+/// Bound to `[::]` (`PeerAddress.anyDualStack`) it is one dual-stack socket: IPv6 peers, and IPv4
+/// peers as `::ffff:a.b.c.d`, which it hands on and takes as plain IPv4 addresses. Where the
+/// system has no IPv6 it falls back to `0.0.0.0` (IPv4 only). Bound to one address it speaks that
+/// address's family; a send to the other family is dropped and counted.
 ///
 /// Everything a component does with the host happens on `eventLoop`: `onReceive` is called there,
 /// timers fire there, and `send` from another thread hops there. Sends to closed ports, non-IPv4
@@ -31,8 +36,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         public var channelErrors: UInt64 = 0
         /// Sends that failed (no route, buffer full, refused), swallowed.
         public var sendFailures: UInt64 = 0
-        /// Datagrams from a non-IPv4 source, dropped.
+        /// Datagrams from a source of no IP family, dropped.
         public var unsupportedSources: UInt64 = 0
+        /// Sends to an address of a family the socket cannot reach (IPv6 from an IPv4 socket), dropped.
+        public var unreachableFamily: UInt64 = 0
         /// Sends larger than `maxDatagram`, dropped.
         public var oversizedSends: UInt64 = 0
         /// Times the socket was closed by an error and bound again on the same address.
@@ -97,15 +104,22 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         }
         let handler = ReceiveHandler()
         do {
-            let channel = try makeChannel(on: g.next(), address: address, handler: handler).wait()
-            guard case .v4(let bound)? = channel.localAddress else {
-                try? channel.close().wait()
-                throw UDPHostError.notIPv4
+            let loop = g.next()
+            let channel: Channel
+            do {
+                channel = try makeChannel(on: loop, address: address, handler: handler).wait()
+            } catch let e as IOError
+                where address == .anyDualStack(port: address.port)
+                && [EAFNOSUPPORT, EADDRNOTAVAIL, EPROTONOSUPPORT].contains(e.errnoCode)
+            {
+                // No IPv6 here (a kernel without it, a namespace with it disabled): IPv4 alone.
+                channel = try makeChannel(on: loop, address: PeerAddress(ip: 0, port: address.port), handler: handler)
+                    .wait()
             }
-            let local = PeerAddress(
-                ip: UInt32(bigEndian: bound.address.sin_addr.s_addr),
-                port: UInt16(bigEndian: bound.address.sin_port)
-            )
+            guard let local = channel.localAddress.flatMap(PeerAddress.init(socketAddress:)) else {
+                try? channel.close().wait()
+                throw UDPHostError.unbound
+            }
             let host = UDPHost(channel: channel, localAddress: local, group: g, ownedGroup: owned)
             try channel.eventLoop.submit { handler.host = host }.wait()
             return host
@@ -136,25 +150,23 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
             .withBoundSocket(fd)
     }
 
-    /// An IPv4 UDP socket bound to `address`, close-on-exec (NIO's own sockets are not: a process
-    /// the program starts would keep the port bound after we close it).
+    /// A UDP socket bound to `address`, close-on-exec (NIO's own sockets are not: a process the
+    /// program starts would keep the port bound after we close it). An IPv6 socket bound to `::`
+    /// is dual-stack (IPV6_V6ONLY off); bound to one IPv6 address it is IPv6 only.
     static func boundSocket(_ address: PeerAddress) throws -> CInt {
+        let family = address.isIPv6 ? AF_INET6 : AF_INET
         #if os(Linux)
-            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #else
-            let fd = socket(AF_INET, SOCK_DGRAM, 0)
+            let fd = socket(family, SOCK_DGRAM, 0)
             if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         #endif
         guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = address.port.bigEndian
-        sin.sin_addr.s_addr = address.ip.bigEndian
-        let rc = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sysBind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
+        if let ip6 = address.ip6 {
+            var v6only: CInt = ip6.isUnspecified ? 0 : 1
+            _ = setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_V6ONLY, &v6only, socklen_t(MemoryLayout<CInt>.size))
         }
+        let rc = UDPHost.withSockaddr(address) { sysBind(fd, $0, $1) }
         guard rc == 0 else {
             let e = errno
             sysClose(fd)
@@ -194,10 +206,14 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
             stats.oversizedSends += 1
             return
         }
+        guard isDualStack || destination.isIPv6 == localAddress.isIPv6 else {
+            stats.unreachableFamily += 1
+            return
+        }
         let out = routedChannel(destination) ?? channel
         var buffer = out.allocator.buffer(capacity: payload.count)
         buffer.writeBytes(payload)
-        let envelope = AddressedEnvelope(remoteAddress: UDPHost.socketAddress(destination), data: buffer)
+        let envelope = AddressedEnvelope(remoteAddress: socketAddress(destination), data: buffer)
         stats.sent += 1
         let promise = eventLoop.makePromise(of: Void.self)
         promise.futureResult.whenFailure { [weak self] _ in self?.stats.sendFailures += 1 }
@@ -247,7 +263,26 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         try? ownedGroup?.syncShutdownGracefully()
     }
 
-    static func socketAddress(_ a: PeerAddress) -> SocketAddress {
+    /// Whether the socket is a dual-stack IPv6 one (bound to `::`).
+    public var isDualStack: Bool { localAddress.ip6?.isUnspecified == true }
+
+    /// Where a datagram to `a` goes from this socket: IPv4 destinations of a dual-stack socket
+    /// as `::ffff:a.b.c.d`.
+    func socketAddress(_ a: PeerAddress) -> SocketAddress {
+        UDPHost.socketAddress(a, mapped: isDualStack)
+    }
+
+    static func socketAddress(_ a: PeerAddress, mapped: Bool) -> SocketAddress {
+        if a.isIPv6 || mapped {
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = a.port.bigEndian
+            let bytes = (a.ip6 ?? IPv6Address(mapping: a.ip)).bytes
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { raw in
+                for (i, b) in bytes.enumerated() { raw[i] = b }
+            }
+            return SocketAddress(sin6, host: "")
+        }
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
         sin.sin_port = a.port.bigEndian
@@ -255,25 +290,63 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         return SocketAddress(sin, host: "")
     }
 
+    /// Calls `body` with `a` as a `sockaddr` and its length (for `bind`).
+    static func withSockaddr<T>(_ a: PeerAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        switch socketAddress(a, mapped: false) {
+        case .v6(let v6):
+            var sin6 = v6.address
+            return withUnsafePointer(to: &sin6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
+            }
+        case .v4(let v4):
+            var sin = v4.address
+            return withUnsafePointer(to: &sin) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        case .unixDomainSocket:
+            preconditionFailure("a PeerAddress is never a Unix socket")
+        }
+    }
+
     fileprivate func received(_ envelope: AddressedEnvelope<ByteBuffer>) {
         assertInLoop()
-        guard case .v4(let src) = envelope.remoteAddress else {
+        guard let source = PeerAddress(socketAddress: envelope.remoteAddress) else {
             stats.unsupportedSources += 1
             return
         }
         stats.received += 1
-        let source = PeerAddress(
-            ip: UInt32(bigEndian: src.address.sin_addr.s_addr),
-            port: UInt16(bigEndian: src.address.sin_port)
-        )
         let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
         onReceive?(bytes, source)
     }
 }
 
 public enum UDPHostError: Error, CustomStringConvertible {
-    case notIPv4
-    public var description: String { "the UDP socket is not bound to an IPv4 address" }
+    case unbound
+    public var description: String { "the UDP socket is not bound to an IP address" }
+}
+
+extension PeerAddress {
+    /// `[::]:port`: a dual-stack socket (`UDPHost.bind` falls back to `0.0.0.0:port` without IPv6).
+    public static func anyDualStack(port: UInt16) -> PeerAddress { PeerAddress(ip6: .any, port: port) }
+
+    /// A socket address as a peer address (IPv4-mapped IPv6 as IPv4); nil for a Unix socket.
+    public init?(socketAddress: SocketAddress) {
+        switch socketAddress {
+        case .v4(let a):
+            self.init(ip: UInt32(bigEndian: a.address.sin_addr.s_addr), port: UInt16(bigEndian: a.address.sin_port))
+        case .v6(let a):
+            var sin6 = a.address
+            let bytes = withUnsafeBytes(of: &sin6.sin6_addr) { Array($0) }
+            guard let ip6 = IPv6Address(bytes: bytes) else { return nil }
+            self.init(ip6: ip6, port: UInt16(bigEndian: sin6.sin6_port))
+        case .unixDomainSocket:
+            return nil
+        }
+    }
 }
 
 /// Hands datagrams to the host and swallows every error, so the channel is never closed by one.

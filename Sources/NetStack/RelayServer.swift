@@ -75,7 +75,7 @@ public final class RelayServer {
     public private(set) var stats = Stats()
     private var hosts: [NodeID: HostEntry] = [:]
     private var channels: [UInt32: Channel] = [:]
-    private var buckets: [UInt32: Bucket] = [:]
+    private var buckets: [UInt64: Bucket] = [:]
     private var sweepTimer: TimerToken?
     /// Where channel ids come from; random unless set (tests).
     var channelIDs: () -> UInt32
@@ -102,8 +102,8 @@ public final class RelayServer {
     public var channelCount: Int { channels.count }
 
     /// Registrations plus channels joined that `ip` holds.
-    func sessions(of ip: UInt32) -> Int {
-        hosts.values.count { $0.address.ip == ip } + channels.values.count { $0.joiner.ip == ip }
+    func sessions(of ip: UInt64) -> Int {
+        hosts.values.count { $0.address.sourceKey == ip } + channels.values.count { $0.joiner.sourceKey == ip }
     }
 
     func receive(_ payload: [UInt8], from source: PeerAddress) {
@@ -138,7 +138,7 @@ public final class RelayServer {
             hosts[tag] = h
             return .ok
         }
-        guard hosts.count < config.maxHosts, sessions(of: source.ip) < config.sessionsPerClient else {
+        guard hosts.count < config.maxHosts, sessions(of: source.sourceKey) < config.sessionsPerClient else {
             stats.sessionQuota += 1
             return .quota
         }
@@ -157,9 +157,9 @@ public final class RelayServer {
             return (.noHost, 0)
         }
         let toHost = channels.values.filter { $0.host == h.address }
-        guard channels.count < config.maxChannels, sessions(of: source.ip) < config.sessionsPerClient,
+        guard channels.count < config.maxChannels, sessions(of: source.sourceKey) < config.sessionsPerClient,
             toHost.count < config.channelsPerHost,
-            toHost.count(where: { $0.joiner.ip == source.ip }) < config.channelsPerJoinerIP
+            toHost.count(where: { $0.joiner.sourceKey == source.sourceKey }) < config.channelsPerJoinerIP
         else {
             stats.sessionQuota += 1
             return (.quota, 0)
@@ -181,7 +181,7 @@ public final class RelayServer {
             return
         }
         let size = body.count + 6
-        guard c.bytes + UInt64(size) <= config.bytesPerChannel, charge(source.ip, bytes: size, now: now) else {
+        guard c.bytes + UInt64(size) <= config.bytesPerChannel, charge(source.sourceKey, bytes: size, now: now) else {
             stats.byteQuota += 1
             return
         }
@@ -194,7 +194,7 @@ public final class RelayServer {
     }
 
     /// Takes `bytes` from `ip`'s bucket; false (nothing taken) when it holds too few.
-    private func charge(_ ip: UInt32, bytes: Int, now: Nanos) -> Bool {
+    private func charge(_ ip: UInt64, bytes: Int, now: Nanos) -> Bool {
         let rate = Double(config.bytesPerSecondPerClient)
         let burst = Double(config.burstBytesPerClient)
         var b = buckets[ip] ?? Bucket(tokens: burst, last: now)
@@ -220,7 +220,7 @@ public final class RelayServer {
         hosts = hosts.filter { now &- $0.value.lastSeen < config.idleTimeout }
         channels = channels.filter { now &- $0.value.lastSeen < config.idleTimeout }
         stats.expired += before - hosts.count - channels.count
-        let live = Set(hosts.values.map(\.address.ip) + channels.values.flatMap { [$0.host.ip, $0.joiner.ip] })
+        let live = Set(hosts.values.map(\.address.sourceKey) + channels.values.flatMap { [$0.host.sourceKey, $0.joiner.sourceKey] })
         buckets = buckets.filter { live.contains($0.key) }
     }
 }

@@ -27,7 +27,7 @@ struct SourceRateLimiter {
     let rate: Double
     let burst: Double
     let capacity: Int
-    private var buckets: [UInt32: TokenBucket] = [:]
+    private var buckets: [UInt64: TokenBucket] = [:]
 
     init(rate: Double, burst: Double, capacity: Int) {
         self.rate = rate
@@ -37,7 +37,7 @@ struct SourceRateLimiter {
 
     var count: Int { buckets.count }
 
-    mutating func allow(_ ip: UInt32, now: Nanos) -> Bool {
+    mutating func allow(_ ip: UInt64, now: Nanos) -> Bool {
         if buckets[ip] == nil {
             if buckets.count >= capacity { prune(now: now) }
             buckets[ip] = TokenBucket(burst: burst, now: now)
@@ -58,7 +58,7 @@ struct SourceRateLimiter {
 struct RecentSources {
     let window: Nanos
     let capacity: Int
-    private var last: [UInt32: Nanos] = [:]
+    private var last: [UInt64: Nanos] = [:]
 
     init(window: Nanos, capacity: Int) {
         self.window = window
@@ -68,14 +68,14 @@ struct RecentSources {
     var count: Int { last.count }
 
     /// No handshake from `ip` within the window.
-    func isFresh(_ ip: UInt32, now: Nanos) -> Bool {
+    func isFresh(_ ip: UInt64, now: Nanos) -> Bool {
         guard let t = last[ip] else { return true }
         return now &- t >= window
     }
 
     /// Records a handshake. When the table is full, entries older than the window go first; if
     /// that frees nothing it is cleared, which at worst lets each source count as fresh once more.
-    mutating func note(_ ip: UInt32, now: Nanos) {
+    mutating func note(_ ip: UInt64, now: Nanos) {
         if last[ip] == nil, last.count >= capacity {
             last = last.filter { now &- $0.value < window }
             if last.count >= capacity { last.removeAll(keepingCapacity: true) }
@@ -265,17 +265,17 @@ struct HandshakeGuard {
         guard CookieChecker.hasValidMac1(packet) else { return .drop(.badMac1) }
         let underLoad = countInitiation(now: now)
         if underLoad && !cookies.hasValidMac2(packet, from: source, now: now) {
-            return cookieLimiter.allow(source.ip, now: now) ? .sendCookie : .drop(.cookieLimit)
+            return cookieLimiter.allow(source.sourceKey, now: now) ? .sendCookie : .drop(.cookieLimit)
         }
-        guard perSource.allow(source.ip, now: now) else { return .drop(.rateLimited) }
-        let fresh = recent.isFresh(source.ip, now: now)
+        guard perSource.allow(source.sourceKey, now: now) else { return .drop(.rateLimited) }
+        let fresh = recent.isFresh(source.sourceKey, now: now)
         guard
             global.take(now: now, rate: config.globalRate, burst: config.globalBurst)
                 || (fresh && freshReserve.take(now: now, rate: config.freshRate, burst: config.freshBurst))
         else {
             return .drop(.globalLimit)
         }
-        recent.note(source.ip, now: now)
+        recent.note(source.sourceKey, now: now)
         return .process
     }
 }

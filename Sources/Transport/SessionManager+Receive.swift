@@ -106,7 +106,7 @@ extension SessionManager {
             return
         default: break
         }
-        guard inboundAllowed(from: source.ip) else {
+        guard inboundAllowed(from: source.sourceKey) else {
             stats.inboundRefused += 1
             return
         }

@@ -126,7 +126,7 @@ public final class SessionManager {
     var pendingOrder: [UInt32] = []
     /// Established inbound sessions, in total and per source IP (for the inbound caps).
     var inboundCount = 0
-    var inboundByIP: [UInt32: Int] = [:]
+    var inboundByIP: [UInt64: Int] = [:]
     var handshakeGuard: HandshakeGuard
     var lobbyPSK: SecretBytes?
     var tickTimer: TimerToken?
@@ -172,7 +172,7 @@ public final class SessionManager {
     let random: RandomSource
     var handshakes: [UInt32: Handshake] = [:]
     /// Established inbound sessions counted against the caps, by local index: their source IP.
-    var countedInboundIP: [UInt32: UInt32] = [:]
+    var countedInboundIP: [UInt32: UInt64] = [:]
 
     /// Registers turf's packet types on `demux` and starts the session timers. `random` is where
     /// ephemeral keys, session indices, cookie secrets, path challenges and retry jitter come from:
@@ -264,7 +264,7 @@ public final class SessionManager {
     func pathChallengeValue() -> UInt64 { random.u64() }
 
     /// Whether another inbound session from `ip` fits under the caps.
-    func inboundAllowed(from ip: UInt32) -> Bool {
+    func inboundAllowed(from ip: UInt64) -> Bool {
         inboundCount < config.maxInboundSessions && inboundByIP[ip, default: 0] < config.maxInboundSessionsPerIP
     }
 
@@ -300,14 +300,14 @@ public final class SessionManager {
     func establish(_ s: Session) -> Bool {
         guard s.state == .connecting else { return s.isEstablished }
         if s.role == .responder {
-            guard inboundAllowed(from: s.peerAddress.ip) else {
+            guard inboundAllowed(from: s.peerAddress.sourceKey) else {
                 stats.inboundRefused += 1
                 remove(s, reason: .handshakeFailed)
                 return false
             }
             inboundCount += 1
-            inboundByIP[s.peerAddress.ip, default: 0] += 1
-            countedInboundIP[s.localIndex] = s.peerAddress.ip
+            inboundByIP[s.peerAddress.sourceKey, default: 0] += 1
+            countedInboundIP[s.localIndex] = s.peerAddress.sourceKey
         }
         s.lastReceived = host.now
         s.pings.lastPing = host.now &- config.pingInterval  // ping at the next tick for a first RTT sample

@@ -27,7 +27,7 @@ struct DHTCommand: ParsableCommand {
 /// lookup` (through `DHTNodeOptions`) and by `turf host` / `turf join`.
 struct SocketOptions: ParsableArguments {
     @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
-    @Option(help: "IPv4 address to bind.") var bind = "0.0.0.0"
+    @Option(help: "Address to bind: IPv4 or IPv6 (\"::\": both families on one socket).") var bind = "0.0.0.0"
     @Option(
         name: .customLong("bootstrap"),
         parsing: .singleValue,
@@ -40,8 +40,10 @@ struct SocketOptions: ParsableArguments {
 
     /// `--bind` and `--port` as an address.
     func bindAddress() throws -> PeerAddress {
-        guard let ip = PeerAddress.parseIPv4(bind) else { throw ValidationError("--bind must be an IPv4 address") }
-        return PeerAddress(ip: ip, port: port)
+        guard let a = PeerAddress(host: bind, port: port) else {
+            throw ValidationError("--bind must be an IPv4 or IPv6 address")
+        }
+        return a
     }
 
     /// The bootstrap nodes: the flags, else the environment, the config file, the public routers.

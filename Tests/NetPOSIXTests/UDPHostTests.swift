@@ -87,6 +87,38 @@ import Testing
         #expect(received.allSatisfy { $0.source == a.localAddress })
     }
 
+    /// A dual-stack socket (`[::]`) talks to an IPv6 peer on ::1 and an IPv4 peer on 127.0.0.1, and
+    /// names the IPv4 one by its plain IPv4 address (not `::ffff:127.0.0.1`); an IPv4-only
+    /// socket drops a send to IPv6 and counts it.
+    @Test func dualStackSocketSpeaksBothFamilies() throws {
+        let dual = try UDPHost.bind(.anyDualStack(port: 0))
+        defer { dual.close() }
+        #expect(dual.isDualStack && dual.localAddress.port != 0)
+        let v6 = try UDPHost.bind(PeerAddress(ip6: .loopback, port: 0))
+        defer { v6.close() }
+        let v4 = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        defer { v4.close() }
+        let got = onLoop(dual, [Received]())
+        try dual.sync { dual.onReceive = { got.value.append(Received(bytes: $0, source: $1)) } }
+        v6.send([6], to: PeerAddress(ip6: .loopback, port: dual.localAddress.port))
+        v4.send([4], to: PeerAddress(127, 0, 0, 1, port: dual.localAddress.port))
+        #expect(try wait(dual) { got.value.count == 2 })
+        let sources = try dual.sync { Dictionary(uniqueKeysWithValues: got.value.map { ($0.bytes[0], $0.source) }) }
+        #expect(sources[6] == v6.localAddress)
+        #expect(sources[4] == v4.localAddress)
+        // And back, to each family from the one socket.
+        let back6 = onLoop(v6, 0)
+        let back4 = onLoop(v4, 0)
+        try v6.sync { v6.onReceive = { _, _ in back6.value += 1 } }
+        try v4.sync { v4.onReceive = { _, _ in back4.value += 1 } }
+        dual.send([1], to: v6.localAddress)
+        dual.send([1], to: v4.localAddress)
+        #expect(try wait(v6) { back6.value == 1 })
+        #expect(try wait(v4) { back4.value == 1 })
+        v4.send([1], to: v6.localAddress)
+        #expect(try wait(v4) { v4.stats.unreachableFamily == 1 })
+    }
+
     /// Sending to a closed port brings back ICMP port unreachable. The unconnected socket never
     /// hears of it (no IP_RECVERR), so the channel is never torn down: every datagram sent to it
     /// meanwhile arrives, and no rebind happens.
