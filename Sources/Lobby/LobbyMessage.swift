@@ -6,7 +6,7 @@ import Sodium
 /// The lobby protocol: what peers say to each other on a session's reliable channel before and
 /// around a match (docs/lobby.md). Every message is
 ///
-///     message = u8 protocolVersion (1) · u8 type · body
+///     message = u8 protocolVersion (2) · u8 type · body
 ///
 /// and is decoded from hostile bytes: each field is bounded, every problem is a `LobbyError` (the
 /// caller drops the message and counts it), nothing is trusted for display until escaped.
@@ -38,7 +38,7 @@ public enum LobbyMessage: Equatable, Sendable {
     /// know when they hold every op.
     case done([UInt32: UInt32])
 
-    public static let protocolVersion: UInt8 = 1
+    public static let protocolVersion: UInt8 = 2
     /// The most bytes any message may have: a snapshot of a long match (about 4 bytes an op).
     public static let maxSize = 1 << 20
     /// Bound for every other message.
@@ -170,10 +170,7 @@ public enum LobbyMessage: Equatable, Sendable {
                 w.u8(m.path.rawValue)
                 let addrs = m.addresses.prefix(Self.maxMemberAddresses)
                 w.u8(UInt8(addrs.count))
-                for a in addrs {
-                    w.u32(a.ip)
-                    w.u16(a.port)
-                }
+                w.bytes(PeerAddress.tagged(Array(addrs)))
             }
         case .settings(let s):
             w.u8(Kind.settings.rawValue)
@@ -251,7 +248,13 @@ public enum LobbyMessage: Equatable, Sendable {
                     }
                     let nAddrs = try r.count("address count", limit: Self.maxMemberAddresses)
                     var addrs: [PeerAddress] = []
-                    for _ in 0..<nAddrs { addrs.append(PeerAddress(ip: try r.u32("ip"), port: try r.u16("port"))) }
+                    for _ in 0..<nAddrs {
+                        let at = r.offset
+                        let size = try r.u8("address size")
+                        guard size == 6 || size == 18, let a = PeerAddress(compact: try r.take(Int(size), "address"))
+                        else { throw ByteReadError(offset: at, "address size \(size)") }
+                        addrs.append(a)
+                    }
                     members.append(Member(key: key, name: name, commit: commit, path: path, addresses: addrs))
                 }
                 m = .roster(Roster(members: members, maxPlayers: maxPlayers))

@@ -4,15 +4,15 @@ import Foundation
 import Keys
 import NetCore
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// The small record a host keeps in the DHT as a BEP 44 mutable item signed with its identity
 /// key (docs/lobby.md): joining by key reads it. Bencoded:
 ///
-///     { "a": compact addresses (6 bytes each: IPv4, port), "n": players, "p": 0|1 passphrase,
-///       "t": topic, "v": lobby protocol version }
+///     { "a": compact IPv4 addresses (6 bytes each: IPv4, port), "a6": compact IPv6 addresses
+///       (18 bytes each; absent without any), "n": players, "p": 0|1 passphrase, "t": topic,
+///       "v": lobby protocol version }
+///
+/// The families are apart, as BEP 32 keeps `nodes` and `nodes6`: a reader that knows only `a`
+/// still reads the IPv4 addresses.
 public struct LobbyRecord: Equatable, Sendable {
     public var version: Int
     public var addresses: [PeerAddress]
@@ -24,26 +24,37 @@ public struct LobbyRecord: Equatable, Sendable {
     public static let maxTopicBytes = 200
 
     public var value: BValue {
-        var a: [UInt8] = []
-        for addr in addresses.prefix(Self.maxAddresses) { a += addr.compact }
-        return .dictionary([
-            ("a", .bytes(a)), ("n", .int(Int64(players))), ("p", .int(passphrase ? 1 : 0)),
-            ("t", .string(topic)), ("v", .int(Int64(version))),
-        ])
+        let kept = addresses.prefix(Self.maxAddresses)
+        let a = kept.filter { !$0.isIPv6 }.flatMap(\.compact)
+        let a6 = kept.filter(\.isIPv6).flatMap(\.compact)
+        return .dictionary(
+            [("a", .bytes(a))] + (a6.isEmpty ? [] : [("a6", .bytes(a6))]) + [
+                ("n", .int(Int64(players))), ("p", .int(passphrase ? 1 : 0)), ("t", .string(topic)),
+                ("v", .int(Int64(version))),
+            ]
+        )
     }
 
     /// Parses a record read from the DHT (signed, but by whoever holds the key: still bounded).
     public init?(_ v: BValue) {
         guard case .dict(let entries) = v else { return nil }
         func get(_ k: String) -> BValue? { entries.first { $0.key == Array(k.utf8) }?.value }
-        guard case .int(let ver)? = get("v"), case .bytes(let a)? = get("a"), a.count % 6 == 0,
-            a.count / 6 <= Self.maxAddresses, case .int(let p)? = get("p"), case .int(let n)? = get("n"),
+        var a6: [UInt8] = []
+        if let v6 = get("a6") {
+            guard case .bytes(let b) = v6 else { return nil }
+            a6 = b
+        }
+        guard case .int(let ver)? = get("v"), case .bytes(let a)? = get("a"), a.count % 6 == 0, a6.count % 18 == 0,
+            a.count / 6 + a6.count / 18 <= Self.maxAddresses, case .int(let p)? = get("p"),
+            case .int(let n)? = get("n"),
             case .bytes(let t)? = get("t"), t.count <= Self.maxTopicBytes,
             let topic = String(validating: t, as: UTF8.self)
         else { return nil }
         version = Int(clamping: ver)
-        // `!`: every slice is 6 bytes (`a.count % 6 == 0` above).
-        addresses = stride(from: 0, to: a.count, by: 6).map { PeerAddress(compact: a[$0..<$0 + 6])! }
+        // `!`: every slice is 6 or 18 bytes (checked above).
+        addresses =
+            stride(from: 0, to: a.count, by: 6).map { PeerAddress(compact: a[$0..<$0 + 6])! }
+            + stride(from: 0, to: a6.count, by: 18).map { PeerAddress(compact: a6[$0..<$0 + 18])! }
         passphrase = p != 0
         players = Int(clamping: n)
         self.topic = topic
@@ -101,23 +112,4 @@ public struct Invite: Equatable, Sendable {
         guard !addrs.isEmpty, addrs.count <= LobbyRecord.maxAddresses else { return nil }
         self.init(key: key, topic: topic, addresses: addrs)
     }
-}
-
-/// This machine's IPv4 addresses (LAN and loopback), for the record and the invite.
-public func localIPv4Addresses() -> [UInt32] {
-    var out: [UInt32] = []
-    var list: UnsafeMutablePointer<ifaddrs>?
-    guard getifaddrs(&list) == 0, let first = list else { return [0x7F00_0001] }
-    defer { freeifaddrs(first) }
-    var p: UnsafeMutablePointer<ifaddrs>? = first
-    while let ifa = p {
-        if let sa = ifa.pointee.ifa_addr, sa.pointee.sa_family == sa_family_t(AF_INET) {
-            let sin = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
-            let ip = UInt32(bigEndian: sin.sin_addr.s_addr)
-            if !out.contains(ip) { out.append(ip) }
-        }
-        p = ifa.pointee.ifa_next
-    }
-    // Loopback last: a friend on another machine tries the LAN addresses first.
-    return out.filter { $0 >> 24 != 127 } + [0x7F00_0001]
 }

@@ -75,6 +75,35 @@ public struct PeerAddress: Hashable, Comparable, Sendable, CustomStringConvertib
 
     public var isIPv6: Bool { ip6 != nil }
 
+    /// 0.0.0.0 or `::`: a socket bound to every address, never a peer's address.
+    public var isUnspecified: Bool { ip6.map(\.isUnspecified) ?? (ip == 0) }
+
+    /// The same host (an IPv4 address, or an IPv6 address exactly).
+    public func sameHost(_ other: PeerAddress) -> Bool { ip == other.ip && ip6 == other.ip6 }
+
+    /// A list of addresses of either family, each as its compact size (6 or 18) then its compact
+    /// form: how the lobby's messages and the knock carry candidates.
+    public static func tagged(_ list: [PeerAddress]) -> [UInt8] {
+        list.flatMap { [UInt8($0.compactSize)] + $0.compact }
+    }
+
+    /// The addresses of a `tagged` list; nil if it is malformed (a size other than 6 or 18, a
+    /// short entry) or holds more than `limit`.
+    public static func untagged<C: Collection>(_ bytes: C, limit: Int) -> [PeerAddress]? where C.Element == UInt8 {
+        let b = Array(bytes)
+        var out: [PeerAddress] = []
+        var i = 0
+        while i < b.count {
+            let n = Int(b[i])
+            guard n == 6 || n == 18, i + 1 + n <= b.count, out.count < limit,
+                let a = PeerAddress(compact: b[(i + 1)..<(i + 1 + n)])
+            else { return nil }
+            out.append(a)
+            i += 1 + n
+        }
+        return out
+    }
+
     /// The same host on another port.
     public func with(port: UInt16) -> PeerAddress {
         var a = self

@@ -42,6 +42,9 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         public var unreachableFamily: UInt64 = 0
         /// Sends larger than `maxDatagram`, dropped.
         public var oversizedSends: UInt64 = 0
+        /// IPv6 datagrams from an address this socket had not sent to lately: what a stateful
+        /// firewall in front of it would have dropped, so one of them shows inbound IPv6 is open.
+        public var unsolicitedIPv6: UInt64 = 0
         /// Times the socket was closed by an error and bound again on the same address.
         public var rebinds: UInt64 = 0
         public var rebindFailures: UInt64 = 0
@@ -69,6 +72,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
     /// Destinations whose datagrams leave through an auxiliary socket instead (the birthday
     /// method's winning socket, docs/nat.md); see `route(_:via:)` in UDPHost+Auxiliary.swift.
     var routes: [PeerAddress: AuxiliarySocket] = [:]
+    /// IPv6 addresses sent to lately (forgotten all at once past `maxContacted`), for
+    /// `stats.unsolicitedIPv6`.
+    private var contactedIPv6 = Set<PeerAddress>()
+    static let maxContacted = 4096
 
     private init(
         channel: Channel,
@@ -210,6 +217,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
             stats.unreachableFamily += 1
             return
         }
+        if destination.isIPv6 {
+            if contactedIPv6.count >= UDPHost.maxContacted { contactedIPv6.removeAll(keepingCapacity: true) }
+            contactedIPv6.insert(destination)
+        }
         let out = routedChannel(destination) ?? channel
         var buffer = out.allocator.buffer(capacity: payload.count)
         buffer.writeBytes(payload)
@@ -319,6 +330,7 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
             return
         }
         stats.received += 1
+        if source.isIPv6 && !contactedIPv6.contains(source) { stats.unsolicitedIPv6 += 1 }
         let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
         onReceive?(bytes, source)
     }

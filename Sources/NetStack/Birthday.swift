@@ -39,10 +39,10 @@ public enum Birthday {
     /// The same signal in a fast-path knock's sealed list (an address no one can be reached at).
     public static let knockMarker = PeerAddress(ip: 0, port: knockPort)
 
-    /// The addresses the random side aims its sockets at: the peer's public candidates (a LAN
-    /// address needs no birthday), at most `maxTargets`.
+    /// The addresses the random side aims its sockets at: the peer's public IPv4 candidates (a LAN
+    /// address needs no birthday, nor does IPv6, which has no NAT), at most `maxTargets`.
     public static func targets(_ candidates: [PeerAddress]) -> [PeerAddress] {
-        capped(candidates.filter { !$0.isPrivate })
+        capped(candidates.filter { !$0.isPrivate && !$0.isIPv6 })
     }
 
     /// No port 0, no duplicates, at most `maxTargets`, in order.
@@ -418,7 +418,7 @@ public final class BirthdayResponder {
 
     /// The knocked address worth aiming at: the first public one (or loopback, when allowed).
     public static func target(_ addresses: [PeerAddress], loopback: Bool = false) -> PeerAddress? {
-        addresses.first { a in a.port != 0 && (!a.isPrivate || (loopback && a.ip >> 24 == 127)) }
+        addresses.first { a in a.port != 0 && !a.isIPv6 && (!a.isPrivate || (loopback && a.ip >> 24 == 127)) }
     }
 
     /// Whether an attempt's sockets are open and waiting for a probe.

@@ -6,12 +6,13 @@ import Sodium
 /// nodes relaying them learn nothing, sent through the nodes that store the host's announcement
 /// (`DHTNode.knock`), which already have a live NAT mapping to the host.
 ///
-/// The blob is `0x01 · n · n × compact address` (n ≤ `maxAddresses`), sealed (`SealedBox`) to the
+/// The blob is `0x02 · n · n × (size · compact address)` (n ≤ `maxAddresses`, size 6 for IPv4 and
+/// 18 for IPv6: `PeerAddress.tagged`), sealed (`SealedBox`) to the
 /// host's key when the joiner knows it (joining by key or invite: the X25519 form of its Ed25519
 /// key), else to a key pair derived from the topic, which nodes that see only the info-hash do not
 /// know.
 public enum KnockSeal {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     public static let maxAddresses = 8
 
     /// The key pair a topic's knocks are sealed to when the host's key is not known.
@@ -24,7 +25,7 @@ public enum KnockSeal {
     /// The sealed blob carrying `addresses` (the first `maxAddresses`) to the holder of `publicKey`.
     public static func seal(_ addresses: [PeerAddress], to publicKey: [UInt8]) -> [UInt8]? {
         let list = Array(addresses.prefix(maxAddresses))
-        let plain = [version, UInt8(list.count)] + list.flatMap(\.compact)
+        let plain = [version, UInt8(list.count)] + PeerAddress.tagged(list)
         return try? SealedBox.seal(plain, to: publicKey)
     }
 
@@ -34,9 +35,9 @@ public enum KnockSeal {
         for k in keys {
             guard let plain = SealedBox.open(blob, with: k) else { continue }
             guard plain.count >= 2, plain[0] == version, Int(plain[1]) <= maxAddresses,
-                plain.count == 2 + 6 * Int(plain[1])
+                let list = PeerAddress.untagged(plain.dropFirst(2), limit: maxAddresses), list.count == Int(plain[1])
             else { return nil }
-            return (0..<Int(plain[1])).compactMap { i in PeerAddress(compact: plain[(2 + 6 * i)..<(8 + 6 * i)]) }
+            return list
         }
         return nil
     }
@@ -44,7 +45,8 @@ public enum KnockSeal {
 
 /// The host's side of the fast path: opens each knock relayed to it for its lobby and probes the
 /// knocker at once. Where it probes: the knocker's address as the relaying node saw it (its NAT
-/// mapping), and from the blob only LAN addresses and addresses of that same IP, so a forged blob
+/// mapping), and from the blob only LAN addresses and addresses of that same IP (an IPv6 knock: that
+/// same IPv6 address; the joiner knocks over both families to have both probed), so a forged blob
 /// cannot aim the probes at a third party. One knocker is probed at most once per second (it
 /// knocks through several nodes at once); at most 20 knocks a second are acted on. Confined to
 /// the host's thread.
@@ -103,7 +105,8 @@ public final class KnockListener {
             unopened += 1
             return
         }
-        burstIfCorroborated(k, birthday: listed.contains(Birthday.knockMarker), now: now)
+        // IPv6 has no NAT to guess ports behind: no birthday bursts for a knock that came over it.
+        if !k.source.isIPv6 { burstIfCorroborated(k, birthday: listed.contains(Birthday.knockMarker), now: now) }
         if let t = lastProbed[k.source], now &- t < 1_000_000_000 {
             repeated += 1
             return
@@ -113,7 +116,7 @@ public final class KnockListener {
         lastProbed[k.source] = now
         opened += 1
         let targets =
-            [k.source] + listed.filter { $0 != Birthday.knockMarker && ($0.isPrivate || $0.ip == k.source.ip) }
+            [k.source] + listed.filter { $0 != Birthday.knockMarker && ($0.isPrivate || $0.sameHost(k.source)) }
         peer.puncher.probe(targets)
     }
 }

@@ -47,12 +47,12 @@ public final class HolePuncher {
     /// hairpin), then public ones; at most `maxTargets`, no duplicates.
     public static func order(_ targets: [PeerAddress]) -> [PeerAddress] {
         var seen = Set<PeerAddress>()
-        let unique = targets.filter { $0.port != 0 && $0.ip != 0 && seen.insert($0).inserted }
+        let unique = targets.filter { $0.port != 0 && !$0.isUnspecified && seen.insert($0).inserted }
         return Array((unique.filter(\.isPrivate) + unique.filter { !$0.isPrivate }).prefix(maxTargets))
     }
 
     /// Whether `candidate` is this very socket: bound to `bound` (its IP 0 when bound to every
-    /// interface), on a machine whose interfaces have `localIPs`, seen from the internet at
+    /// interface), on a machine whose interfaces have `localIPs` (and `localIPv6`), seen from the internet at
     /// `external` (the address DHT nodes report). Bound to 0.0.0.0, only our own interfaces'
     /// addresses (and loopback) at our port are us: another machine at the same port — two players
     /// who both chose `--port 7000` in different homes — is a peer to dial.
@@ -60,11 +60,13 @@ public final class HolePuncher {
         _ candidate: PeerAddress,
         bound: PeerAddress,
         localIPs: [UInt32],
+        localIPv6: [IPv6Address] = [],
         external: PeerAddress?
     ) -> Bool {
         if let external, candidate == external { return true }
         guard candidate.port == bound.port else { return false }
-        if bound.ip != 0 { return candidate.ip == bound.ip }
+        if !bound.isUnspecified { return candidate.sameHost(bound) }
+        if let v6 = candidate.ip6 { return v6.isLoopback || localIPv6.contains(v6) }
         return candidate.ip >> 24 == 127 || localIPs.contains(candidate.ip)
     }
 
@@ -230,5 +232,35 @@ public final class KnockWatcher {
                 peer.puncher.probe(Array(group[chunk..<min(group.count, chunk + HolePuncher.maxTargets)]), times: n)
             }
         }
+    }
+}
+
+/// Happy eyeballs (RFC 8305) for a joiner's handshakes: the IPv6 candidates first, the IPv4 ones
+/// `delay` later; the first session to complete wins and the others are closed. With no IPv6
+/// candidate (or no IPv4 one) everything starts at once.
+public struct HappyEyeballs: Sendable {
+    /// RFC 8305 recommends 250 ms with a 100 ms floor; the floor: a game's join is waited on, and
+    /// a LAN or direct IPv6 handshake that is going to work completes well within it.
+    public static let delay: Nanos = .milliseconds(100)
+    /// Handshakes to start now, and `delay` after the start.
+    public let first: [PeerAddress]
+    public let later: [PeerAddress]
+
+    public init(_ ordered: [PeerAddress]) {
+        let v6 = ordered.filter(\.isIPv6)
+        let v4 = ordered.filter { !$0.isIPv6 }
+        if v6.isEmpty || v4.isEmpty {
+            first = ordered
+            later = []
+        } else {
+            first = v6
+            later = v4
+        }
+    }
+
+    /// Seconds to wait, from a start at `began` (monotonic ns), until the IPv4 handshakes are due.
+    public static func wait(since began: Nanos, now: Nanos = monotonicNanos()) -> Double {
+        let due = began &+ delay
+        return now >= due ? 0 : max(0.001, Double(due - now) / 1e9)
     }
 }

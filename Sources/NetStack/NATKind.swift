@@ -30,3 +30,20 @@ public enum NATKind: String, Sendable, CaseIterable {
         }
     }
 }
+
+/// Whether peers on the internet can reach this player over IPv6 (`"ipv6"` in the `nat` event,
+/// the lobby screen): IPv6 has no NAT, but homes put a stateful firewall in front of it that
+/// drops what was not asked for, which punching opens as it opens a cone NAT (docs/nat.md).
+public enum IPv6Reach: String, Sendable, CaseIterable {
+    /// An IPv6 datagram came in from an address this socket had not sent to: nothing dropped it.
+    case open
+    /// A global IPv6 address, and nothing unsolicited has come in (yet): reachable once punched.
+    case firewalled
+    /// No global IPv6 address, or a socket that does not speak IPv6.
+    case none
+
+    public static func classify(socketSpeaksIPv6: Bool, hasGlobalAddress: Bool, unsolicited: UInt64) -> IPv6Reach {
+        guard socketSpeaksIPv6, hasGlobalAddress else { return .none }
+        return unsolicited > 0 ? .open : .firewalled
+    }
+}

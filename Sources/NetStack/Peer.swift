@@ -1,6 +1,7 @@
 import DHT
 import Logging
 import NetCore
+import NetPOSIX
 import Sodium
 import Transport
 
@@ -19,6 +20,8 @@ public final class Peer {
     /// nil for a peer without an identity (the `turf dht` commands): turf's packet types then
     /// have no receiver and are dropped and counted by the demultiplexer.
     public let sessions: SessionManager?
+    /// IPv6 datagrams that came in unsolicited (`UDPHost.Stats.unsolicitedIPv6`; 0 on a simulated socket).
+    public var unsolicitedIPv6: UInt64 { (host as? UDPHost)?.stats.unsolicitedIPv6 ?? 0 }
     /// Hole punching's probes (docs/nat.md), on the same socket.
     public let puncher: HolePuncher
     /// Relaying (docs/nat.md): with an identity, the client the sessions send through; without,

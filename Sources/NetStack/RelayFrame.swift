@@ -97,7 +97,7 @@ public enum RelayFrame: Equatable, Sendable {
     /// joiner that found different sets still pick the same ones first. No duplicates.
     public static func rank(_ relays: [PeerAddress], tag: NodeID) -> [PeerAddress] {
         var seen = Set<PeerAddress>()
-        return relays.filter { $0.port != 0 && $0.ip != 0 && seen.insert($0).inserted }
+        return relays.filter { $0.port != 0 && !$0.isUnspecified && seen.insert($0).inserted }
             .map { ($0, Topic.infoHash(tag.hexString + "@" + $0.description).bytes) }
             .sorted { $0.1.lexicographicallyPrecedes($1.1) }
             .map(\.0)

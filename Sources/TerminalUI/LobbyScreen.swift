@@ -117,10 +117,13 @@ public struct LobbyScreen: Sendable {
             f.put("  wrong passphrase: \(v.rejectedJoins)", x: 1 + 12 + 3, y: y, style: Style(dim: true))
         }
         if let nat = v.nat {
-            // Your own NAT, right-aligned: what punching can do from here (docs/nat.md).
-            let text = "your NAT: " + String(nat.prefix(12))
-            if f.width - text.count - 1 > 1 + 12 + 3 + 24 {
+            // Your own NAT, right-aligned: what punching can do from here (docs/nat.md); and
+            // IPv6 (open, firewalled, none) where there is room.
+            let short = "your NAT: " + String(nat.prefix(12))
+            let long = short + (v.ipv6.map { " · IPv6: " + String($0.prefix(10)) } ?? "")
+            for text in [long, short] where f.width - text.count - 1 > 1 + 12 + 3 + 24 {
                 f.put(text, x: f.width - text.count - 1, y: y, style: Style(dim: true))
+                break
             }
         }
         y += 1

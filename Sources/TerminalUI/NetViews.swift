@@ -119,6 +119,8 @@ public struct LobbyView: Sendable, Equatable {
     /// This machine's NAT as the DHT nodes' reports classify it (`open`, `consistent`, `random`,
     /// `unknown`; docs/nat.md), nil before any report.
     public var nat: String?
+    /// Whether peers can reach this machine over IPv6 (`open`, `firewalled`, `none`), nil unknown.
+    public var ipv6: String?
 
     public init(
         role: Role,
@@ -133,7 +135,8 @@ public struct LobbyView: Sendable, Equatable {
         roster: [RosterRow] = [],
         rejectedJoins: Int = 0,
         notice: String = "",
-        nat: String? = nil
+        nat: String? = nil,
+        ipv6: String? = nil
     ) {
         self.role = role
         self.phase = phase
@@ -148,6 +151,7 @@ public struct LobbyView: Sendable, Equatable {
         self.rejectedJoins = rejectedJoins
         self.notice = notice
         self.nat = nat
+        self.ipv6 = ipv6
     }
 }
 

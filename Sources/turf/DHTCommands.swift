@@ -27,7 +27,8 @@ struct DHTCommand: ParsableCommand {
 /// lookup` (through `DHTNodeOptions`) and by `turf host` / `turf join`.
 struct SocketOptions: ParsableArguments {
     @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
-    @Option(help: "Address to bind: IPv4 or IPv6 (\"::\": both families on one socket).") var bind = "0.0.0.0"
+    @Option(help: "Address to bind: IPv4 or IPv6; \"::\" (the default) is both families on one socket.")
+    var bind = "::"
     @Option(
         name: .customLong("bootstrap"),
         parsing: .singleValue,

@@ -89,7 +89,8 @@ extension NetRuntime {
                 },
                 rejectedJoins: Int(stats.passphraseRejected),
                 notice: notice,
-                nat: natKind?.rawValue
+                nat: natKind?.rawValue,
+                ipv6: natKind == nil ? nil : ipv6Reach().rawValue
             )
         }
         /// What the state machine asked for, done; what happened, said.

@@ -5,6 +5,7 @@ import Foundation
 import Keys
 import Lobby
 import NetCore
+import NetPOSIX
 import NetPlay
 import NetStack
 import Sodium
@@ -55,9 +56,17 @@ extension NetRuntime {
         }
         let psk = try self.psk(topic: topic)
         // Only what really is this socket: another home's player at the same port is a peer.
-        let (mine, localIPs) = (live.localAddress, localIPv4Addresses())
+        let (mine, localIPs, localIPv6) = (live.localAddress, LocalInterfaces.ipv4(), LocalInterfaces.ipv6())
         let external = stats.externalAddress ?? ((try? live.sync { $0.dht.externalAddress }) ?? nil)
-        candidates.removeAll { HolePuncher.isOwnAddress($0, bound: mine, localIPs: localIPs, external: external) }
+        candidates.removeAll {
+            HolePuncher.isOwnAddress(
+                $0,
+                bound: mine,
+                localIPs: localIPs,
+                localIPv6: localIPv6,
+                external: external
+            )
+        }
         // NetPlayUI: several lobbies on the topic and the screens up: the player picks one (NetPlayUI.swift).
         if case .topic(_, nil) = target, ui.choosesLobby, candidates.count > 1 {
             switch pickLobby(candidates, psk: psk, topic: topic) {
@@ -128,7 +137,8 @@ extension NetRuntime {
                         isYou: isYou
                     )
                 },
-                nat: natKind?.rawValue
+                nat: natKind?.rawValue,
+                ipv6: natKind == nil ? nil : ipv6Reach().rawValue
             )
         }
         func carryOut() {

@@ -40,6 +40,8 @@ struct NetStats: Sendable {
     var externalAddress: PeerAddress?
     /// What DHT nodes' reports say of our NAT so far; nil until the first `stats` event.
     var natType: NATType?
+    /// IPv6 datagrams that came in unsolicited (`IPv6Reach`).
+    var unsolicitedIPv6: UInt64 = 0
     /// The `freshStats` request this event answers (0 for the once-a-second ones).
     var token = 0
 
@@ -155,6 +157,7 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
         s.passphraseRejected = peer.sessions?.stats.passphraseRejected ?? 0
         s.externalAddress = peer.dht.externalAddress
         s.natType = peer.dht.natType
+        s.unsolicitedIPv6 = peer.unsolicitedIPv6
         mailbox.post(.stats(s))
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Keys
 import Lobby
 import NetCore
+import NetPOSIX
 import NetStack
 import Sodium
 import TextOutput
@@ -17,15 +18,26 @@ extension NetRuntime {
         let (type, ext) =
             stats.natType.map { ($0, stats.externalAddress) }
             ?? ((try? live.sync { ($0.dht.natType, $0.dht.externalAddress) }) ?? (.unknown, nil))
-        return (NATKind.classify(dht: type, external: ext, localIPs: localIPv4Addresses()), ext)
+        return (NATKind.classify(dht: type, external: ext, localIPs: LocalInterfaces.ipv4()), ext)
     }
 
     func emitNAT(_ s: (kind: NATKind, external: PeerAddress?)) {
         natKind = s.kind
+        let v6 = ipv6Reach()
         event("nat") { j in
             j.add("nat", s.kind.rawValue)
             j.add("external_address", s.external?.description)
+            j.add("ipv6", v6.rawValue)
         }
+    }
+
+    /// IPv6: open, firewalled or none (`IPv6Reach`), from the latest `stats` event.
+    func ipv6Reach() -> IPv6Reach {
+        IPv6Reach.classify(
+            socketSpeaksIPv6: live.localAddress.isIPv6,
+            hasGlobalAddress: LocalInterfaces.hasGlobalIPv6(),
+            unsolicited: stats.unsolicitedIPv6
+        )
     }
 
     /// The outcome of `connectToHost`.
@@ -62,31 +74,28 @@ extension NetRuntime {
         let port = live.localAddress.port
         let links = self.links
         let fast = fastKnock(topic: topic, expected: expected, birthday: birthday.active)
-        let ids: [UInt32] =
-            (try? live.sync { peer in
-                birthday.knock(peer, infoHash: knock, port: port)
-                peer.puncher.probe(ordered, times: 3)
-                // Made here from Sendable parts: the mode itself stays on the loop.
-                let mode = ConnectMode.joining(psk: psk, expected: expected)
-                var out: [UInt32] = []
-                for addr in ordered {
-                    guard let s = peer.sessions?.connect(to: addr, mode: mode) else { continue }
-                    links.adopt(s)
-                    out.append(s.localIndex)
-                }
-                // After the handshakes, so that our NAT lets the host's answering probes in.
-                fast.box.sender = KnockSender(peer: peer)
-                fast.box.sender?.knock(Topic.infoHash(topic), blob: fast.blob, hosts: Set(ordered))
-                return out
-            }) ?? []
+        // Happy eyeballs (RFC 8305): handshakes to the IPv6 candidates first, to the IPv4 ones a
+        // moment later (at once when there is no IPv6 candidate); the first session to complete wins.
+        let race = HappyEyeballs(ordered)
+        try? live.sync { peer in
+            birthday.knock(peer, infoHash: knock, port: port)
+            peer.puncher.probe(ordered, times: 3)
+        }
+        let ids = dial(race.first, psk: psk, expected: expected)
+        try? live.sync { peer in
+            // After the handshakes, so that our NAT lets the host's answering probes in.
+            fast.box.sender = KnockSender(peer: peer)
+            fast.box.sender?.knock(Topic.infoHash(topic), blob: fast.blob, hosts: Set(ordered))
+        }
         var pending = Set(ids)
+        var later = race.later
         var result = HostConnection()
         var winner: PeerAddress?
         // A handshake resends every second for 10 s; the host polls knocks every second. With the
         // birthday method on, the joiner waits as long as its extra sockets live.
         let deadline = began + (birthday.active ? birthday.deadline : 12_000_000_000)
         while result.link == nil && monotonicNanos() < max(deadline, relay.deadline) {
-            if pending.isEmpty {
+            if pending.isEmpty && later.isEmpty {
                 // Every handshake gave up: the birthday method may still find a path, or a relay.
                 let more = try? live.sync { peer in birthday.retry(peer, psk: psk, expected: expected, links: links) }
                 if let more = more ?? nil {
@@ -95,8 +104,12 @@ extension NetRuntime {
                     break
                 }
             }
-            let batch = mailbox.wait(0.2)
-            relay.tick(&pending, force: pending.isEmpty)
+            if !later.isEmpty && monotonicNanos() &- began >= HappyEyeballs.delay {
+                pending.formUnion(dial(later, psk: psk, expected: expected))
+                later = []
+            }
+            let batch = mailbox.wait(later.isEmpty ? 0.2 : HappyEyeballs.wait(since: began))
+            relay.tick(&pending, force: pending.isEmpty && later.isEmpty)
             for (index, e) in batch.enumerated() {
                 switch e {
                 case .opened(let id, let key, let addr) where pending.contains(id):
@@ -146,7 +159,10 @@ extension NetRuntime {
             let (box, blob, infoHash) = (upgradeProbers, fast.blob, Topic.infoHash(topic))
             let ips =
                 nat.kind == .random
-                ? [] : Array(Set(ordered.filter { !$0.isPrivate }.map(\.ip)).sorted().prefix(Birthday.maxTargets))
+                ? []
+                : Array(
+                    Set(ordered.filter { !$0.isPrivate && !$0.isIPv6 }.map(\.ip)).sorted().prefix(Birthday.maxTargets)
+                )
             live.execute { peer in
                 let r = Repunch(peer: peer, links: links, link: link, targets: ordered, infoHash: infoHash, blob: blob)
                 box.repunch = r
@@ -163,6 +179,7 @@ extension NetRuntime {
             j.add("ok", result.link != nil)
             j.add("address", (relayedVia ?? winner)?.description)
             j.add("path", relayedVia != nil ? "relayed" : winner.map { $0.isPrivate ? "lan" : "direct" })
+            j.add("family", relayedVia != nil ? nil : winner.map { $0.isIPv6 ? "ipv6" : "ipv4" })
             j.add("candidates", ordered.count)
             j.add("probes_sent", probes + bday.probesSent)
             // "fast": a DHT node holding the host's announcement had relayed our knock by then.
@@ -176,6 +193,24 @@ extension NetRuntime {
             j.add("connect_ms", Double(monotonicNanos() - began) / 1e6)
         }
         return result
+    }
+
+    /// Starts a handshake to each address; the sessions' ids.
+    func dial(_ addresses: [PeerAddress], psk: SecretBytes?, expected: PeerKey?) -> [UInt32] {
+        guard !addresses.isEmpty else { return [] }
+        let links = self.links
+        return
+            (try? live.sync { peer in
+                // Made here from Sendable parts: the mode itself stays on the loop.
+                let mode = ConnectMode.joining(psk: psk, expected: expected)
+                var out: [UInt32] = []
+                for addr in addresses {
+                    guard let s = peer.sessions?.connect(to: addr, mode: mode) else { continue }
+                    links.adopt(s)
+                    out.append(s.localIndex)
+                }
+                return out
+            }) ?? []
     }
 
     /// The joiner's fast-path knock (docs/nat.md): our addresses sealed to the host's key if we

@@ -7,6 +7,7 @@ import Keys
 import Lobby
 import LocalFiles
 import NetCore
+import NetPOSIX
 import NetPlay
 import NetStack
 import Sodium
@@ -165,15 +166,21 @@ final class NetRuntime {
     }
 
     /// The addresses friends can reach us at: the external one DHT nodes report, the bound one
-    /// (if specific), else every local IPv4 address, with our port.
+    /// (if specific), else every local IPv4 address, and with a dual-stack socket every global and
+    /// unique-local IPv6 address, with our port.
     func reachableAddresses() -> [PeerAddress] {
         let bound = live.localAddress
         var out: [PeerAddress] = []
         if let ext = stats.externalAddress ?? ((try? live.sync({ $0.dht.externalAddress })) ?? nil) { out.append(ext) }
-        if bound.ip != 0 {
+        if !bound.isUnspecified {
             out.append(bound)
         } else {
-            for ip in localIPv4Addresses() { out.append(PeerAddress(ip: ip, port: bound.port)) }
+            for ip in LocalInterfaces.ipv4() { out.append(PeerAddress(ip: ip, port: bound.port)) }
+        }
+        // IPv6 (no NAT: a global address is what friends reach, once our firewall let them in),
+        // when the socket speaks it.
+        if bound.isIPv6 && bound.isUnspecified {
+            for v6 in LocalInterfaces.ipv6() { out.append(PeerAddress(ip6: v6, port: bound.port)) }
         }
         var seen = Set<PeerAddress>()
         return out.filter { seen.insert($0).inserted }

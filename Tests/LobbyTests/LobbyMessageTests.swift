@@ -36,7 +36,10 @@ import Testing
                             name: "Bob",
                             commit: key,
                             path: .relayed,
-                            addresses: [PeerAddress(10, 0, 0, 1, port: 5), PeerAddress(127, 0, 0, 1, port: 9)]
+                            addresses: [
+                                PeerAddress(10, 0, 0, 1, port: 5), PeerAddress(127, 0, 0, 1, port: 9),
+                                PeerAddress("[2001:db8::9]:7000")!,
+                            ]
                         ),
                     ],
                     maxPlayers: 8
@@ -67,10 +70,11 @@ import Testing
 
     @Test func hostileFieldsAreRefused() throws {
         // Another version, an unknown type, an oversized name, too many members, a bad path.
-        #expect(throws: LobbyError.version(2)) { try LobbyMessage.decode([2, 1]) }
-        #expect(throws: LobbyError.unknownType(99)) { try LobbyMessage.decode([1, 99]) }
+        #expect(throws: LobbyError.version(1)) { try LobbyMessage.decode([1, 1]) }
+        #expect(throws: LobbyError.version(3)) { try LobbyMessage.decode([3, 1]) }
+        #expect(throws: LobbyError.unknownType(99)) { try LobbyMessage.decode([2, 99]) }
         var w = ByteWriter()
-        w.u8(1)
+        w.u8(LobbyMessage.protocolVersion)
         w.u8(1)
         w.string(String(repeating: "x", count: 49))
         w.bytes(key)
@@ -78,13 +82,13 @@ import Testing
         w.u8(0)
         #expect(throws: LobbyError.self) { try LobbyMessage.decode(w.bytes) }
         var r = ByteWriter()
-        r.u8(1)
+        r.u8(LobbyMessage.protocolVersion)
         r.u8(2)
         r.u8(8)
         r.varint(9)
         #expect(throws: LobbyError.self) { try LobbyMessage.decode(r.bytes) }
         var p = ByteWriter()
-        p.u8(1)
+        p.u8(LobbyMessage.protocolVersion)
         p.u8(2)
         p.u8(8)
         p.varint(1)
@@ -93,18 +97,36 @@ import Testing
         p.bytes(commit)
         p.u8(7)
         #expect(throws: LobbyError.self) { try LobbyMessage.decode(p.bytes) }
+        // A member address of a size that is neither IPv4's 6 nor IPv6's 18.
+        var q = ByteWriter()
+        q.u8(LobbyMessage.protocolVersion)
+        q.u8(2)
+        q.u8(8)
+        q.varint(1)
+        q.bytes(key)
+        q.string("a")
+        q.bytes(commit)
+        q.u8(1)
+        q.varint(1)
+        q.u8(7)
+        q.bytes([UInt8](repeating: 1, count: 7))
+        #expect(throws: LobbyError.self) { try LobbyMessage.decode(q.bytes) }
         // A small message may not be huge; a snapshot may be up to maxSize, not more.
         #expect(throws: LobbyError.self) {
-            try LobbyMessage.decode([1, 8] + [UInt8](repeating: 0, count: LobbyMessage.maxSmallSize))
+            try LobbyMessage.decode(
+                [LobbyMessage.protocolVersion, 8] + [UInt8](repeating: 0, count: LobbyMessage.maxSmallSize)
+            )
         }
         #expect(throws: LobbyError.self) {
-            try LobbyMessage.decode([1, 9] + [UInt8](repeating: 0, count: LobbyMessage.maxSize))
+            try LobbyMessage.decode(
+                [LobbyMessage.protocolVersion, 9] + [UInt8](repeating: 0, count: LobbyMessage.maxSize)
+            )
         }
         // A start whose reveals do not match the players.
         var s = ByteWriter()
         var c = ByteWriter()
         config().encode(into: &c)
-        s.u8(1)
+        s.u8(LobbyMessage.protocolVersion)
         s.u8(6)
         s.blob(c.bytes)
         s.u64(0)

@@ -16,9 +16,14 @@ import Transport
         #expect(KnockSeal.topicKeys(topic: "lobby").publicKey == topic.publicKey)
         #expect(KnockSeal.topicKeys(topic: "lobby2").publicKey != topic.publicKey)
         let blob = try #require(KnockSeal.seal(addrs, to: topic.publicKey))
-        #expect(blob.count == 2 + 12 + SealedBox.overhead)
+        #expect(blob.count == 2 + 2 * 7 + SealedBox.overhead)
         #expect(blob.count <= DHTNode.maxKnockBlob)
         #expect(KnockSeal.open(blob, with: [topic]) == addrs)
+        // Both families: an IPv6 address is its 18-byte compact form.
+        let both = addrs + [try #require(PeerAddress("[2001:db8:1::5]:4000"))]
+        let mixed = try #require(KnockSeal.seal(both, to: topic.publicKey))
+        #expect(mixed.count == 2 + 2 * 7 + 19 + SealedBox.overhead)
+        #expect(KnockSeal.open(mixed, with: [topic]) == both)
         // Sealed to a host's Ed25519 identity: opened with the X25519 form of its secret key.
         let host = Identity.generate()
         let toHost = try #require(KnockSeal.seal(addrs, to: try Ed25519.x25519PublicKey(from: host.publicKey.bytes)))

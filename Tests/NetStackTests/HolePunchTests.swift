@@ -25,6 +25,44 @@ import Transport
     }
 }
 
+@Suite struct IPv6PathTests {
+    let v6 = PeerAddress("[2001:db8:1::2]:7000")!
+    let lan6 = PeerAddress("[fd00::2]:7000")!
+    let v4 = PeerAddress(203, 0, 113, 7, port: 7000)
+    let lan4 = PeerAddress(10, 1, 0, 2, port: 7000)
+
+    /// Open only once something came in unasked; none without a global address or an IPv6 socket.
+    @Test func ipv6ReachFromTheSocketAndTheInterfaces() {
+        #expect(IPv6Reach.classify(socketSpeaksIPv6: true, hasGlobalAddress: true, unsolicited: 0) == .firewalled)
+        #expect(IPv6Reach.classify(socketSpeaksIPv6: true, hasGlobalAddress: true, unsolicited: 3) == .open)
+        #expect(IPv6Reach.classify(socketSpeaksIPv6: true, hasGlobalAddress: false, unsolicited: 3) == .none)
+        #expect(IPv6Reach.classify(socketSpeaksIPv6: false, hasGlobalAddress: true, unsolicited: 3) == .none)
+    }
+
+    /// IPv6 first, IPv4 `delay` later; one family alone starts at once.
+    @Test func happyEyeballsStartsIPv6First() {
+        let race = HappyEyeballs(HolePuncher.order([v4, v6, lan4, lan6]))
+        #expect(race.first == [lan6, v6])
+        #expect(race.later == [lan4, v4])
+        #expect(HappyEyeballs([v4, lan4]).first == [v4, lan4] && HappyEyeballs([v4, lan4]).later.isEmpty)
+        #expect(HappyEyeballs([v6]).first == [v6] && HappyEyeballs([v6]).later.isEmpty)
+        #expect(HappyEyeballs.wait(since: 0, now: HappyEyeballs.delay) == 0)
+        #expect(abs(HappyEyeballs.wait(since: 0, now: 0) - 0.1) < 1e-9)
+    }
+
+    /// The unspecified addresses are never candidates; our own IPv6 address at our port is us.
+    @Test func ownIPv6AddressIsNotACandidate() {
+        #expect(HolePuncher.order([PeerAddress.anyDualStack(port: 7000), v6]) == [v6])
+        let bound = PeerAddress.anyDualStack(port: 7000)
+        #expect(HolePuncher.isOwnAddress(v6, bound: bound, localIPs: [], localIPv6: [v6.ip6!], external: nil))
+        #expect(!HolePuncher.isOwnAddress(v6, bound: bound, localIPs: [], localIPv6: [lan6.ip6!], external: nil))
+        #expect(HolePuncher.isOwnAddress(PeerAddress("[::1]:7000")!, bound: bound, localIPs: [], external: nil))
+        // Bound to one IPv6 address: only that address is us.
+        #expect(HolePuncher.isOwnAddress(v6, bound: v6, localIPs: [], external: nil))
+        #expect(!HolePuncher.isOwnAddress(lan6, bound: v6, localIPs: [], external: nil))
+    }
+}
+
 @Suite struct HolePunchTests {
     @Test func candidatesLANFirstUniqueAndBounded() {
         let pub = PeerAddress(203, 0, 113, 7, port: 1000)
