@@ -34,10 +34,19 @@
 #   rejoin       cone-cone with a 10 s match (also cone-random, three; random-cone 15 s); 2 s in, the joiner is killed (kill -9) and started
 #                again with the same identity: it knocks again (the host answers knocks through the
 #                match), punches and plays on from the host's snapshot (rejoined: true)
+# IPv6 cases (docs/nat.md, "IPv6"; the lab's IPv6 internet is 2001:db8::/32, homes get a routed
+# /64 behind an ip6tables stateful firewall that drops what was not asked for; six IPv6 `turf dht
+# serve` nodes in different /48s, and a relay node that has both families):
+#   v6-v6        host and joiner in two IPv6-only homes behind stateful firewalls: both punch, direct
+#   cgnat-v6     host and joiner each behind a --random-fully IPv4 NAT (IPv4 alone would be relayed)
+#                and a firewalled IPv6 /64: direct over IPv6
+#   v6-v4-relay  an IPv6-only host, an IPv4-only joiner (behind a cone router) by invite: no common
+#                family, so the session runs through the relay that has both
 # Each run prints one JSON line: case, run, ok, join_ms, host_nat, join_nat, path (the joiner's),
 # host_path (the host's `peer` event for the joiner), knock, probes_sent (the joiner's),
 # host_probes (the host's birthday probes, null without), final_path (after a relayed session's
-# upgrade to direct, at upgrade_ms from the joiner's start), mesh_path (three players: the first
+# upgrade to direct, at upgrade_ms from the joiner's start), family (ipv4 or ipv6, of a direct
+# path), host_ipv6 (the host's `nat` event: open, firewalled or none), mesh_path (three players: the first
 # joiner's link to the second, direct or relayed through the host), final hashes agree (hashes_agree).
 # Add LOSS=0.2 to drop 20% of what every router forwards, and RELAY=0 for a lab without the
 # relay (punching alone).
@@ -206,6 +215,102 @@ homehost d1 rd 4 2
 BOOTS="${DHT_IPS[0]}:6881,${DHT_IPS[1]}:6881,${DHT_IPS[2]}:6881"
 sleep 1
 
+# IPv6, built by the first IPv6 case. The internet's namespaces reach 2001:db8::/32 on the
+# bridge (no DAD: addresses are usable at once) and each home's /64 through its router's WAN.
+DHT6_IPS=(2001:db8:11::11 2001:db8:12::12 2001:db8:13::13 2001:db8:14::14 2001:db8:15::15 2001:db8:16::16)
+BOOTS6=""
+V6_INET=()
+V6_HOMES=()
+# Namespace $1's interface $2 gets IPv6 addresses $3... (/128) and the on-link internet route.
+attach6() {
+  local name=$1 ifname=$2 a; shift 2
+  nsx "$name" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.all.accept_dad=0 \
+    net.ipv6.conf.default.accept_dad=0
+  for a in "$@"; do ip -n "$(ns "$name")" -6 addr add "$a/128" dev "$ifname" nodad; done
+  ip -n "$(ns "$name")" -6 route add 2001:db8::/32 dev "$ifname"
+  V6_INET+=("$name")
+}
+# An IPv6 home: router $1 with WAN address $2 routes 2001:db8:10$3::/64 to its LAN, and its
+# firewall drops what comes in on the WAN unsolicited (ICMPv6 passes: neighbour discovery).
+# $4 "v4": the router also exists for IPv4 (made by `router`); else an IPv6-only router.
+router6() {
+  local name=$1 wan6=$2 n=$3 v4=${4:-}
+  if [ -z "$v4" ]; then
+    newns "$name"
+    local peer="p${#NSES[@]}x$RANDOM"
+    peer=${peer:0:15}
+    ip link add wan netns "$(ns "$name")" type veth peer name "$peer" netns "$(ns inet)"
+    ip -n "$(ns inet)" link set "$peer" master br0 up
+    nsx "$name" ip link set wan up
+    nsx "$name" ip link add lan type bridge
+    nsx "$name" ip link set lan up
+  fi
+  attach6 "$name" wan "$wan6"
+  nsx "$name" sysctl -qw net.ipv6.conf.all.forwarding=1
+  ip -n "$(ns "$name")" -6 addr add "2001:db8:10$n::1/64" dev lan nodad
+  nsx "$name" ip6tables -A INPUT -i wan -p ipv6-icmp -j ACCEPT
+  nsx "$name" ip6tables -A INPUT -i wan -m conntrack --ctstate NEW,INVALID -j DROP
+  nsx "$name" ip6tables -A FORWARD -i wan -p ipv6-icmp -j ACCEPT
+  nsx "$name" ip6tables -A FORWARD -i wan -m conntrack --ctstate NEW,INVALID -j DROP
+  V6_HOMES+=("$n $wan6")
+}
+# Host $1 on router $2's LAN gets 2001:db8:10$3::$4/64; $5 "v4": it exists already (homehost).
+homehost6() {
+  local name=$1 rname=$2 n=$3 i=$4 v4=${5:-}
+  if [ -z "$v4" ]; then
+    newns "$name"
+    local peer="h${#NSES[@]}x$RANDOM"
+    peer=${peer:0:15}
+    ip link add eth0 netns "$(ns "$name")" type veth peer name "$peer" netns "$(ns "$rname")"
+    nsx "$rname" ip link set "$peer" master lan up
+    nsx "$name" ip link set eth0 up
+  fi
+  nsx "$name" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.all.accept_dad=0 \
+    net.ipv6.conf.default.accept_dad=0
+  ip -n "$(ns "$name")" -6 addr add "2001:db8:10$n::$i/64" dev eth0 nodad
+  ip -n "$(ns "$name")" -6 route add default via "2001:db8:10$n::1"
+}
+start_ipv6() {
+  [ -n "$BOOTS6" ] && return 0
+  attach6 dht eth0 "${DHT6_IPS[@]}"
+  local ip
+  for ip in "${DHT6_IPS[@]}"; do
+    start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 \
+      --bootstrap "[${DHT6_IPS[0]}]:6881"
+  done
+  # The relay with both families: one IPv4 and one IPv6 address, a dual-stack socket.
+  if [ "$RELAY" = 1 ]; then
+    newns relay
+    attach relay eth0 198.51.100.30
+    attach6 relay eth0 2001:db8:30::30
+    start_turf relay relay dht serve --port 6881 --no-state --status-every 0 --duration 900 --relay \
+      --bootstrap "$BOOT,[${DHT6_IPS[0]}]:6881"
+  fi
+  # Two IPv6-only homes (e, f), and two homes with a random IPv4 NAT (CGNAT-like) and IPv6 (g, h).
+  router6 re 2001:db8:25::1 5
+  homehost6 e1 re 5 2
+  router6 rf 2001:db8:26::1 6
+  homehost6 f1 rf 6 2
+  router rg 192.0.2.27 7 random
+  router6 rg 2001:db8:27::1 7 v4
+  homehost g1 rg 7 2
+  homehost6 g1 rg 7 2 v4
+  router rh 203.0.113.28 8 random
+  router6 rh 2001:db8:28::1 8 v4
+  homehost h1 rh 8 2
+  homehost6 h1 rh 8 2 v4
+  # Every namespace on the IPv6 internet reaches every home's /64 through that home's router.
+  local inet home n wan6
+  for inet in "${V6_INET[@]}"; do
+    for home in "${V6_HOMES[@]}"; do
+      read -r n wan6 <<<"$home"
+      [ "$(ip -n "$(ns "$inet")" -6 addr show | grep -c "inet6 $wan6/")" -gt 0 ] && continue
+      ip -n "$(ns "$inet")" -6 route add "2001:db8:10$n::/64" via "$wan6"
+    done
+  done
+  BOOTS6="[${DHT6_IPS[0]}]:6881,[${DHT6_IPS[1]}]:6881,[${DHT6_IPS[2]}]:6881"
+}
+
 # Third-party DHT nodes (libtorrent), started by the first lt-* case: the lobby is announced on
 # them only, so the knock takes the slow path.
 LT_IPS=(198.51.100.13 203.0.113.13 192.0.2.13 198.51.100.14 203.0.113.14 192.0.2.14)
@@ -226,7 +331,7 @@ start_libtorrent() {
 
 # --- the cases ---------------------------------------------------------------------------------
 run_case() {
-  local c=$1 r=$2 hostns joinns join2ns="" by=topic boots=$BOOTS port=()
+  local c=$1 r=$2 hostns joinns join2ns="" by=topic boots=$BOOTS jboots="" port=()
   case "$c" in
     lt-cone-cone) hostns=a1 joinns=b1; start_libtorrent || return 2; boots=$LT_BOOTS ;;
     open-cone) hostns=pub joinns=a1 ;;
@@ -244,6 +349,9 @@ run_case() {
     rejoin) hostns=a1 joinns=b1 ;;
     three) hostns=a1 joinns=c1 join2ns=d1 ;;
     three-cone) hostns=pub joinns=a1 join2ns=b1 ;;
+    v6-v6) start_ipv6 && hostns=e1 joinns=f1 boots=$BOOTS6 ;;
+    cgnat-v6) start_ipv6 && hostns=g1 joinns=h1 boots="$BOOTS,$BOOTS6" ;;
+    v6-v4-relay) start_ipv6 && hostns=e1 joinns=b1 by=invite boots=$BOOTS6 jboots=$BOOTS ;;
     *) echo "natlab: unknown case $c" >&2; return 2 ;;
   esac
   local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" j2="$c-$r-join2" t0=$SECONDS players=2
@@ -265,12 +373,14 @@ run_case() {
   local key target=(--topic "$topic")
   key=$(field "$(lastevent "$WORK/$h.out" lobby)" key)
   [ "$by" = key ] && target=("$key")
+  [ "$by" = invite ] && target=("$(field "$(lastevent "$WORK/$h.out" lobby)" invite)")
+  jboots=${jboots:-$boots}
   if [ "$c" = cone-cone-late ]; then
     # Nothing passes directly between the two routers until the joiner has connected (relayed).
     nsx ra iptables -I FORWARD -p udp -s 203.0.113.22 -j DROP
     nsx ra iptables -I FORWARD -p udp -d 203.0.113.22 -j DROP
   fi
-  start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$boots" \
+  start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$jboots" \
     ${port[@]+"${port[@]}"}
   local jpid=$LASTPID j2pid=""
   if [ "$c" = cone-cone-late ]; then
@@ -352,6 +462,9 @@ except Exception:
     print("")' "$key" 2>/dev/null || true)
   fi
   knock=$(field "$(lastevent "$WORK/$j.out" connected)" knock)
+  local family hv6
+  family=$(field "$(lastevent "$WORK/$j.out" connected)" family)
+  hv6=$(field "$(lastevent "$WORK/$h.out" nat)" ipv6)
   # The host's view of the joiner's link (its `peer` event): direct or relayed.
   hpath=$(field "$(grep '"event":"peer"' "$WORK/$h.out" 2>/dev/null | grep '"name":"joiner"' | tail -1 || true)" path)
   # Where the joiner's session to the host ended up (a relayed one may upgrade: its `path` event).
@@ -360,8 +473,8 @@ except Exception:
   fms=$(field "$fms" after_ms)
   # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
   hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}' || true)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s"}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh"
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s","family":"%s","host_ipv6":"%s"}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh" "${family:-}" "${hv6:-}"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }
