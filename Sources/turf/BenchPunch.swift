@@ -16,6 +16,8 @@ struct BenchPunch: ParsableCommand {
         "open-cone", "cone-cone", "cone-cone-key", "cone-cone-late", "same-nat", "random-open", "remap", "remap-host",
         "rejoin",
         "three", "three-cone", "cone-random", "random-cone", "random-random", "lt-cone-cone",
+        // IPv6 (docs/nat.md, "IPv6"): stateful firewalls, a random IPv4 NAT beside IPv6, no common family.
+        "v6-v6", "cgnat-v6", "v6-v4-relay",
     ]
 
     @Option(help: Limits.runs.help("Runs per case.", default: 5), transform: Limits.runs.parse) var runs = 5
@@ -132,7 +134,13 @@ struct BenchPunch: ParsableCommand {
             if !mesh.isEmpty {
                 j.add("mesh_path", Dictionary(grouping: mesh, by: { $0 }).max { $0.value.count < $1.value.count }?.key)
             }
+            // The family of the direct paths (ipv4, ipv6), the most common one.
+            let families = ok.compactMap { $0["family"] as? String }.filter { !$0.isEmpty }
+            if !families.isEmpty {
+                j.add("family", Dictionary(grouping: families, by: { $0 }).max { $0.value.count < $1.value.count }?.key)
+            }
             j.add("host_nat", rs.last?["host_nat"] as? String)
+            if let v6 = rs.last?["host_ipv6"] as? String, !v6.isEmpty { j.add("host_ipv6", v6) }
             j.add("join_nat", rs.last?["join_nat"] as? String)
             rows.append(j)
         }
