@@ -120,8 +120,11 @@ extension DHTNode {
         logger.info("adopted BEP 42 node id \(newID) for external address")
         // A new id is a new place in the network: join it as at start (own id, then the far
         // ranges), in every family.
-        FamilyLookups(node: self, target: newID, kind: .findNode, families: families) { [weak self] _, perFamily in
+        let l = FamilyLookups(node: self, target: newID, kind: .findNode, families: families) {
+            [weak self] _, perFamily in
             for (f, result) in perFamily { self?.refreshFarRanges(after: result, family: f) }
-        }.start()
+        }
+        l.crossFeed = true
+        l.start()
     }
 }

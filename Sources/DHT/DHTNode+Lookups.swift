@@ -6,9 +6,13 @@ import Sodium
 /// Iterative lookups (find_node, get_peers; BEP 44 get in DHTNode+Items.swift), in every address
 /// family the socket reaches (BEP 32), merged.
 extension DHTNode {
+    /// A find_node lookup. One of our own id is a join: on a dual-stack node it asks for both
+    /// families' nodes (BEP 32), as `start` does, so each family's table fills from the other's.
     public func findNode(_ target: NodeID, _ completion: @escaping (LookupResult) -> Void) {
         scheduler.assertInLoop()
-        FamilyLookups(node: self, target: target, kind: .findNode, families: families) { r, _ in completion(r) }.start()
+        let l = FamilyLookups(node: self, target: target, kind: .findNode, families: families) { r, _ in completion(r) }
+        l.crossFeed = target == id
+        l.start()
     }
 
     public func getPeers(_ infoHash: NodeID, _ completion: @escaping (LookupResult) -> Void) {
