@@ -72,7 +72,8 @@ extension UDPHost {
             .hop(to: loop)
             .assumeIsolated()
             .whenComplete { result in
-                guard case .success(let ch) = result, let bound = ch.localAddress.flatMap(PeerAddress.init(socketAddress:))
+                guard case .success(let ch) = result,
+                    let bound = ch.localAddress.flatMap(PeerAddress.init(socketAddress:))
                 else {
                     if case .success(let ch) = result { ch.close(promise: nil) }
                     done(nil)

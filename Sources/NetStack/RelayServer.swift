@@ -220,7 +220,10 @@ public final class RelayServer {
         hosts = hosts.filter { now &- $0.value.lastSeen < config.idleTimeout }
         channels = channels.filter { now &- $0.value.lastSeen < config.idleTimeout }
         stats.expired += before - hosts.count - channels.count
-        let live = Set(hosts.values.map(\.address.sourceKey) + channels.values.flatMap { [$0.host.sourceKey, $0.joiner.sourceKey] })
+        let live = Set(
+            hosts.values.map(\.address.sourceKey)
+                + channels.values.flatMap { [$0.host.sourceKey, $0.joiner.sourceKey] }
+        )
         buckets = buckets.filter { live.contains($0.key) }
     }
 }
