@@ -60,17 +60,28 @@ extension DHTNode {
             guard let h = q.infoHash else { return malformed() }
             // BEP 32: peers of the requester's family only, whatever it wants of nodes (6-byte
             // values over IPv4, 18-byte over IPv6); IPv6 ones a quarter as many, as libtorrent.
+            // And no more than fit the answer in 1024 bytes (BEP 32's limit, which only an IPv4
+            // requester that wants both families' nodes of a busy topic comes near).
             let f = source.family
+            let (nodes, nodes6) = closestNodes(to: h, want: q.want, from: source)
+            let sizing = [UInt8](repeating: 0, count: TokenIssuer.tokenLength)  // every token's length
+            let bare = KRPCMessage(
+                transactionID: t,
+                body: .response(KRPCResponse(id: id, nodes: nodes, nodes6: nodes6, token: sizing)),
+                ip: source,
+                version: config.version
+            ).encoded().count
+            // Each value costs its compact form and a length prefix; the key and list 10 bytes.
+            let room = max(0, DHTNode.maxReply - bare - 10) / (f == .v4 ? 8 : 21)
             var r = rng
             let values = store.peers(
                 for: h,
                 family: f,
                 now: now,
-                max: f == .v4 ? config.maxValuesPerResponse : config.maxValuesPerResponse / 4,
+                max: min(room, f == .v4 ? config.maxValuesPerResponse : config.maxValuesPerResponse / 4),
                 using: &r
             )
             rng = r
-            let (nodes, nodes6) = closestNodes(to: h, want: q.want, from: source)
             reply(KRPCResponse(id: id, nodes: nodes, nodes6: nodes6, values: values, token: issueToken(for: source)))
         case .announcePeer:
             guard let h = q.infoHash, let token = q.token, let port = q.impliedPort ? source.port : q.port else {

@@ -112,6 +112,9 @@ public final class DHTNode {
     var announcementGeneration: UInt64 = 0
     /// The whole text of the error 203 sent for a malformed query.
     static let malformedMessage = "malformed"
+    /// The largest answer sent (BEP 32: no UDP payload over 1024 bytes, so it crosses any IPv6
+    /// path, Teredo included, unfragmented).
+    static let maxReply = 1024
     /// First retry delay for an announce that reached no node (doubling up to `reannounceInterval`).
     static let announceRetry: Nanos = .seconds(5)
 

@@ -388,6 +388,45 @@ import Testing
         #expect(node.store.total == 2)
     }
 
+    /// BEP 32: no answer over 1024 bytes. An IPv4 requester that wants both families' nodes of a
+    /// busy topic gets fewer values instead; without `want` it gets the usual 50.
+    @Test func answersStayWithin1024Bytes() throws {
+        let net = SimNetwork(seed: 7, conditions: .perfect)
+        let node = dualNode(
+            net,
+            v4: PeerAddress(198, 51, 100, 1, port: 6881),
+            v6: Self.v6("2001:db8::1"),
+            config: config(seed: 10)
+        )
+        for i in 0..<8 {
+            node.addNode(NodeInfo(id: id(UInt8(0x10 + i)), address: PeerAddress(11, 0, UInt8(i), 1, port: 6881)))
+            node.addNode(NodeInfo(id: id(UInt8(0x90 + i)), address: Self.v6("2001:db8:\(i + 1)::1")))
+        }
+        let h = Topic.infoHash("busy")
+        var rng = SplitMixForTests(seed: 1)
+        for i in 0..<120 {
+            node.store.add(PeerAddress(ip: 0x0C00_0000 | UInt32(i) << 8, port: 1), for: h, now: net.now, using: &rng)
+            node.store.add(Self.v6("2001:db8:\(String(0x100 + i, radix: 16))::1"), for: h, now: net.now, using: &rng)
+        }
+        let p4 = Probe(net, PeerAddress(203, 0, 113, 5, port: 5555))
+        let p6 = Probe(net, Self.v6("2001:db8:50::5", port: 5555))
+        let to4 = PeerAddress(198, 51, 100, 1, port: 6881)
+        let to6 = Self.v6("2001:db8::1")
+        p4.query(KRPCQuery(method: .getPeers, id: id(0x42), infoHash: h, want: [.v4, .v6]), t: [1], to: to4)
+        p4.query(KRPCQuery(method: .getPeers, id: id(0x42), infoHash: h), t: [2], to: to4)
+        p6.query(KRPCQuery(method: .getPeers, id: id(0x42), infoHash: h, want: [.v4, .v6]), t: [3], to: to6)
+        _ = net.run(for: .seconds(1))
+        let both4 = try #require(p4.response([1]))
+        let plain4 = try #require(p4.response([2]))
+        let both6 = try #require(p6.response([3]))
+        for m in [both4, plain4, both6] { #expect(m.encoded().count <= 1024, "\(m.encoded().count) bytes") }
+        let (b4, n4, b6) = (response(both4), response(plain4), response(both6))
+        #expect(b4?.nodes.count == 8 && b4?.nodes6.count == 8)
+        #expect((b4?.values.count ?? 0) >= 40 && (b4?.values.count ?? 0) < 50)
+        #expect(n4?.values.count == 50)
+        #expect(b6?.values.count == 12 && b6?.values.allSatisfy(\.isIPv6) == true)
+    }
+
     /// Two addresses of one /64 share one query budget (per-source rate limit).
     @Test func rateLimitCountsPerSlash64() {
         let net = SimNetwork(seed: 5, conditions: .perfect)
