@@ -2,13 +2,14 @@
 """Three libtorrent DHT nodes on loopback, for turf's interop test (Tests/DHTTests/InteropTests.swift).
 
 libtorrent (python3-libtorrent) is an independent Mainline DHT implementation. This script:
-  1. starts N sessions with only the DHT enabled, bound to 127.0.0.1, and introduces them to each
-     other (plus any extra nodes given with --node HOST:PORT);
+  1. starts N sessions with only the DHT enabled, bound to 127.0.0.1 (with --v6: to [::1], so
+     their DHT is the IPv6 one of BEP 32), and introduces them to each other (plus any extra
+     nodes given with --node HOST:PORT or --node [V6]:PORT);
   2. has session 0 announce --announce-hash (as a torrent, on its listen port = its DHT port);
   3. prints one JSON line: {"ready": true, "ports": [...], ...};
   4. then reads commands on stdin, one per line, and answers each with one JSON line:
-       lookup HEX   -> get_peers from session 1: {"lookup": HEX, "peers": ["ip:port", ...]}
-       add HOST:PORT -> add a DHT node to every session: {"added": "HOST:PORT"}
+       lookup HEX   -> get_peers from session 1: {"lookup": HEX, "peers": ["ip:port" or "[v6]:port", ...]}
+       add HOST:PORT -> add a DHT node to every session: {"added": "HOST:PORT"} (HOST may be [V6])
        getmutable KEYHEX SALTHEX -> BEP 44 get from session 1: {"item": {"seq", "value"} or null}
        quit          -> exit
 Everything is bounded in time; nothing leaves loopback.
@@ -29,9 +30,9 @@ except ImportError as e:  # the Swift test skips with this message
     sys.exit(3)
 
 
-def make_session():
+def make_session(v6):
     s = lt.session({
-        "listen_interfaces": "127.0.0.1:0",
+        "listen_interfaces": "[::1]:0" if v6 else "127.0.0.1:0",
         "enable_dht": True,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -44,6 +45,16 @@ def make_session():
         "alert_mask": 0x7FFFFFFF,
     })
     return s
+
+
+def split_endpoint(text):
+    """HOST:PORT or [V6]:PORT -> (host, port), the host without brackets."""
+    h, p = text.rsplit(":", 1)
+    return h.strip("[]"), int(p)
+
+
+def show_endpoint(host, port):
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
 def dht_port(s, deadline):
@@ -62,18 +73,19 @@ def main():
     ap.add_argument("--node", action="append", default=[])
     ap.add_argument("--settle", type=float, default=4.0)
     ap.add_argument("--max-seconds", type=float, default=90.0)
+    ap.add_argument("--v6", action="store_true", help="bind the sessions to [::1] (BEP 32's IPv6 DHT)")
     args = ap.parse_args()
     end = time.time() + args.max_seconds
+    loopback = "::1" if args.v6 else "127.0.0.1"
 
-    sessions = [make_session() for _ in range(args.sessions)]
+    sessions = [make_session(args.v6) for _ in range(args.sessions)]
     ports = [dht_port(s, end) for s in sessions]
     for i, s in enumerate(sessions):
         for j, p in enumerate(ports):
             if i != j:
-                s.add_dht_node(("127.0.0.1", p))
+                s.add_dht_node((loopback, p))
         for n in args.node:
-            h, p = n.rsplit(":", 1)
-            s.add_dht_node((h, int(p)))
+            s.add_dht_node(split_endpoint(n))
     time.sleep(args.settle / 2)
     # The binding does not expose dht_announce's flag type, so announce the way a BitTorrent
     # client does: add a torrent (by magnet) and let session 0 announce it on the DHT with its
@@ -85,7 +97,7 @@ def main():
     sessions[0].add_torrent(params)
     time.sleep(args.settle / 2)
     print(json.dumps({"ready": True, "ports": ports, "announce_hash": args.announce_hash,
-                      "announce_peer": "127.0.0.1:%d" % ports[0]}), flush=True)
+                      "announce_peer": show_endpoint(loopback, ports[0])}), flush=True)
 
     for line in sys.stdin:
         if time.time() > end:
@@ -96,9 +108,8 @@ def main():
         if cmd[0] == "quit":
             break
         if cmd[0] == "add" and len(cmd) == 2:
-            h, p = cmd[1].rsplit(":", 1)
             for s in sessions:
-                s.add_dht_node((h, int(p)))
+                s.add_dht_node(split_endpoint(cmd[1]))
             print(json.dumps({"added": cmd[1]}), flush=True)
         elif cmd[0] == "getmutable" and len(cmd) == 3:
             # BEP 44: fetch a mutable item by public key (hex) and salt (hex).
@@ -139,7 +150,7 @@ def main():
                     for a in s.pop_alerts():
                         if isinstance(a, lt.dht_get_peers_reply_alert) and str(a.info_hash) == cmd[1]:
                             for ep in a.peers():
-                                found.add("%s:%d" % (ep[0], ep[1]))
+                                found.add(show_endpoint(ep[0], ep[1]))
                             done = True
                 if found:
                     break

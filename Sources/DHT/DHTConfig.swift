@@ -21,11 +21,13 @@ public struct DHTConfig: Sendable {
     public var maxVerifications = 64
     /// Attempts at joining before `start`'s completion reports an empty result.
     public var joinAttempts = 3
-    /// Where to start when the routing table is empty. Host names are resolved by the caller.
+    /// Where to start when the routing table is empty, of either family (each family's lookups
+    /// start from the addresses of that family). Host names are resolved by the caller.
     public var bootstrap: [PeerAddress] = []
     /// BEP 43: send `ro=1`, do not answer queries.
     public var readOnly = false
-    /// Per-bucket limits: one node per IP, `maxPerSubnetInBucket` per /24 (loopback exempt).
+    /// Per-bucket limits: one node per IPv4 address or IPv6 /64, `maxPerSubnetInBucket` per IPv4
+    /// /24 or IPv6 /48 (loopback exempt).
     public var restrictIPs = true
     public var maxPerSubnetInBucket = 2
     /// BEP 42: adopt an id derived from the external address once it is known and public.
@@ -40,7 +42,8 @@ public struct DHTConfig: Sendable {
     /// Datagrams longer than this are dropped unparsed.
     public var maxDatagram = 1500
     var peerStore = PeerStore()
-    /// Most peers returned in one get_peers answer (keeps the answer under ~1000 bytes).
+    /// Most IPv4 peers returned in one get_peers answer (keeps the answer under ~1000 bytes);
+    /// IPv6 peers, three times the size, a quarter of that (as libtorrent does).
     public var maxValuesPerResponse = 50
     public var tokenRotation: Nanos = .seconds(300)
     /// How often announces are repeated; below the 30-minute expiry.
@@ -84,6 +87,15 @@ public struct DHTStats: Sendable, Equatable {
     public var errorsReceived: UInt64 = 0
     /// Responses whose transaction id we did not issue or that came from the wrong address.
     public var unexpectedResponses: UInt64 = 0
+    /// Node entries left out of answers as unusable (BEP 32: an IPv4-mapped, unspecified or
+    /// multicast address in `nodes6`).
+    public var droppedNodeEntries: UInt64 = 0
+    /// BEP 42 `ip` reports of the other family than the responder's (an IPv4 node reporting an
+    /// IPv6 address, or the reverse), ignored.
+    public var ipFamilyMismatches: UInt64 = 0
+    /// Peers in `values` of a family the socket cannot reach (an IPv6 peer for an IPv4 socket),
+    /// left out of lookup results.
+    public var unreachablePeers: UInt64 = 0
     public var timeouts: UInt64 = 0
     public var badTokens: UInt64 = 0
     public var peersStored: UInt64 = 0

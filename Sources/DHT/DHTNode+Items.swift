@@ -4,25 +4,27 @@ import Logging
 import NetCore
 import Sodium
 
-/// BEP 44: storing and finding immutable and mutable items.
+/// BEP 44: storing and finding immutable and mutable items, in every family the socket reaches.
 extension DHTNode {
     /// Finds a mutable item by its public key and salt; the newest valid version wins.
     public func getMutable(publicKey: [UInt8], salt: [UInt8] = [], _ completion: @escaping (MutableItem?) -> Void) {
         scheduler.assertInLoop()
-        let l = Lookup(
+        FamilyLookups(
             node: self,
             target: MutableItem.target(publicKey: publicKey, salt: salt),
-            kind: .getItem(salt: salt)
-        ) { r in
+            kind: .getItem(salt: salt),
+            families: families
+        ) { r, _ in
             if case .mutable(let m)? = r.item { completion(m) } else { completion(nil) }
-        }
-        l.start()
+        }.start()
     }
 
     /// Finds an immutable item by its target (SHA-1 of its bencoded value).
     public func getImmutable(_ target: NodeID, _ completion: @escaping (BValue?) -> Void) {
         scheduler.assertInLoop()
-        Lookup(node: self, target: target, kind: .getItem(salt: [])) { r in completion(r.item?.value) }.start()
+        FamilyLookups(node: self, target: target, kind: .getItem(salt: []), families: families) { r, _ in
+            completion(r.item?.value)
+        }.start()
     }
 
     /// Stores an item on the closest nodes that hand out tokens. Calls back with how many stored it.
@@ -30,7 +32,8 @@ extension DHTNode {
         scheduler.assertInLoop()
         let salt: [UInt8]
         if case .mutable(let m) = item { salt = m.salt } else { salt = [] }
-        Lookup(node: self, target: item.target, kind: .getItem(salt: salt)) { [weak self] result in
+        FamilyLookups(node: self, target: item.target, kind: .getItem(salt: salt), families: families) {
+            [weak self] result, _ in
             guard let self else { return }
             let targets = result.closest.filter { result.tokens[$0] != nil }
             if targets.isEmpty {

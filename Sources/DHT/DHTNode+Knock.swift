@@ -26,7 +26,7 @@ public struct PeerHolder: Hashable, Sendable {
 /// `turf_knock` (joiner → holder): `{id, info_hash, token, blob}`, the token from the holder's
 /// get_peers answer. Answered with `{id, n}`, the number of announcers it was relayed to.
 /// `turf_knocked` (holder → each announcer): `{id, info_hash, blob, src}`, `src` the knocker's
-/// compact address as the holder saw it; never answered. Other implementations answer
+/// compact address as the holder saw it (6 bytes, or 18 for an IPv6 knocker); never answered. Other implementations answer
 /// `turf_knock` with error 204 and never send `turf_knocked`.
 ///
 /// Bounds: a blob of at most `maxKnockBlob` bytes; at most `maxKnockForwards` announcers per knock
@@ -83,7 +83,7 @@ extension DHTNode {
             stats.knocksDropped += 1
             return fail(KRPCErrorCode.messageTooBig, "blob too big")
         }
-        guard tokenIsValid(token, for: source.ip) else {
+        guard tokenIsValid(token, for: source) else {
             stats.badTokens += 1
             stats.knocksDropped += 1
             return fail(KRPCErrorCode.protocolError, "bad token")
@@ -93,8 +93,9 @@ extension DHTNode {
             return
         }
         var r = rng
+        // Announcers of either family the socket reaches (an announcer over IPv6 is reached there).
         let announcers = store.peers(for: h, now: now, max: Self.maxKnockForwards + 1, using: &r)
-            .filter { $0 != source }.prefix(Self.maxKnockForwards)
+            .filter { $0 != source && speaks($0.family) }.prefix(Self.maxKnockForwards)
         rng = r
         let forward = KRPCMessage(
             transactionID: Array("kn".utf8),

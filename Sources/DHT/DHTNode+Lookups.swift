@@ -3,16 +3,22 @@ import Logging
 import NetCore
 import Sodium
 
-/// Iterative lookups (find_node, get_peers; BEP 44 get in DHTNode+Items.swift).
+/// Iterative lookups (find_node, get_peers; BEP 44 get in DHTNode+Items.swift), in every address
+/// family the socket reaches (BEP 32), merged.
 extension DHTNode {
+    /// A find_node lookup. One of our own id is a join: on a dual-stack node it asks for both
+    /// families' nodes (BEP 32), as `start` does, so each family's table fills from the other's.
     public func findNode(_ target: NodeID, _ completion: @escaping (LookupResult) -> Void) {
         scheduler.assertInLoop()
-        Lookup(node: self, target: target, kind: .findNode, completion: completion).start()
+        let l = FamilyLookups(node: self, target: target, kind: .findNode, families: families) { r, _ in completion(r) }
+        l.crossFeed = target == id
+        l.start()
     }
 
     public func getPeers(_ infoHash: NodeID, _ completion: @escaping (LookupResult) -> Void) {
         scheduler.assertInLoop()
-        Lookup(node: self, target: infoHash, kind: .getPeers, completion: completion).start()
+        FamilyLookups(node: self, target: infoHash, kind: .getPeers, families: families) { r, _ in completion(r) }
+            .start()
     }
 
     /// A get_peers lookup that also reports peers as they arrive (`onPeers`: each new batch, once
@@ -24,7 +30,9 @@ extension DHTNode {
         _ completion: @escaping (LookupResult) -> Void
     ) {
         scheduler.assertInLoop()
-        let l = Lookup(node: self, target: infoHash, kind: .getPeers, completion: completion)
+        let l = FamilyLookups(node: self, target: infoHash, kind: .getPeers, families: families) { r, _ in
+            completion(r)
+        }
         l.onPeers = onPeers
         l.start()
     }
@@ -38,15 +46,167 @@ extension DHTNode {
         _ completion: @escaping (LookupResult) -> Void
     ) {
         scheduler.assertInLoop()
-        let l = Lookup(node: self, target: infoHash, kind: .getPeers, completion: completion)
+        let l = FamilyLookups(node: self, target: infoHash, kind: .getPeers, families: families) { r, _ in
+            completion(r)
+        }
         l.onValues = onValues
         l.start()
     }
 }
 
-/// An iterative Kademlia lookup: α queries in flight, converging on the k closest nodes that
-/// answered. Nodes that stay silent past `slowAfter` stop holding a slot; past `queryTimeout` they
-/// have failed.
+/// One lookup per address family, run side by side (BEP 32: the IPv4 and the IPv6 DHT are
+/// separate networks, and a topic's announcements live at the closest nodes of each), and their
+/// results merged: the closest nodes of both families with their tokens, so an announce or a
+/// put reaches both; the peers of both; the newest item.
+///
+/// With `crossFeed` (a dual-stack node joining), every query asks for both families' nodes
+/// (`want` n4 and n6) and the other family's nodes in an answer feed that family's lookup; a
+/// family with nothing to start from (no known node, no bootstrap node of its own) starts
+/// when the first such nodes arrive.
+///
+/// Ownership: each lookup's callbacks hold this object; it holds its lookups weakly (they live
+/// as long as their queries are pending), so nothing outlives a stopped node's queries.
+final class FamilyLookups {
+    unowned let node: DHTNode
+    let target: NodeID
+    let kind: Lookup.Kind
+    let families: [AddressFamily]
+    let completion: (LookupResult, [(AddressFamily, LookupResult)]) -> Void
+    /// Where to start without known nodes (default: the configured bootstrap nodes); each family
+    /// takes the addresses of its own.
+    var bootstrap: [PeerAddress]?
+    var seeds: [NodeInfo] = []
+    var crossFeed = false
+    var onPeers: (([PeerAddress]) -> Void)?
+    var onValues: ((PeerHolder, [PeerAddress]) -> Void)?
+
+    private struct WeakLookup {
+        weak var lookup: Lookup?
+    }
+    private var live: [AddressFamily: WeakLookup] = [:]
+    /// Lookups started and not yet ended (plus one while `start` runs).
+    private var running = 0
+    private var results: [(AddressFamily, LookupResult)] = []
+    private var done = false
+
+    init(
+        node: DHTNode,
+        target: NodeID,
+        kind: Lookup.Kind,
+        families: [AddressFamily],
+        completion: @escaping (LookupResult, [(AddressFamily, LookupResult)]) -> Void
+    ) {
+        self.node = node
+        self.target = target
+        self.kind = kind
+        self.families = families
+        self.completion = completion
+    }
+
+    private var feeds: Bool { crossFeed && families.count == 2 }
+
+    func start() {
+        let bootstrap = self.bootstrap ?? node.config.bootstrap
+        running += 1  // a lookup that ends at once must not complete the others before they start
+        for f in families {
+            let own = seeds.filter { $0.address.family == f }
+            let routers = bootstrap.filter { $0.family == f }
+            // Nothing to start from in this family: the other family's answers may bring some.
+            if feeds && node.table(f).count == 0 && own.isEmpty && routers.isEmpty { continue }
+            launch(f, seeds: own, bootstrap: routers)
+        }
+        running -= 1
+        if running == 0 { complete() }
+    }
+
+    private func launch(_ f: AddressFamily, seeds: [NodeInfo], bootstrap: [PeerAddress]) {
+        let l = Lookup(node: node, family: f, target: target, kind: kind) { [self] r in finished(f, r) }
+        l.bootstrap = bootstrap
+        l.seeds = seeds
+        l.onPeers = onPeers
+        l.onValues = onValues
+        if feeds {
+            l.want = [.v4, .v6]
+            l.onOtherFamily = { [self] nodes in offer(nodes, to: f.other) }
+        }
+        live[f] = WeakLookup(lookup: l)
+        running += 1
+        l.start()
+    }
+
+    /// Nodes of family `f` from the other family's answers: to its lookup, or to start one.
+    private func offer(_ nodes: [NodeInfo], to f: AddressFamily) {
+        guard !done, node.speaks(f) else { return }
+        if let entry = live[f] {
+            entry.lookup?.offer(nodes)
+        } else {
+            launch(f, seeds: nodes, bootstrap: [])
+        }
+    }
+
+    private func finished(_ f: AddressFamily, _ r: LookupResult) {
+        results.append((f, r))
+        running -= 1
+        if running == 0 { complete() }
+    }
+
+    private func complete() {
+        guard !done else { return }
+        done = true
+        results.sort { $0.0 < $1.0 }
+        completion(FamilyLookups.merge(target: target, results.map(\.1)), results)
+    }
+
+    /// One result from several lookups of the same target: the closest nodes of all (by distance),
+    /// the tokens, the peers (in order, once each), the sums of queries and answers, the deepest
+    /// round, the longest duration, and the newest item. For one lookup, its own result.
+    static func merge(target: NodeID, _ results: [LookupResult]) -> LookupResult {
+        guard results.count > 1 else {
+            return results.first
+                ?? LookupResult(
+                    target: target,
+                    closest: [],
+                    tokens: [:],
+                    peers: [],
+                    queriesSent: 0,
+                    responsesReceived: 0,
+                    rounds: 0,
+                    duration: 0
+                )
+        }
+        var peers: [PeerAddress] = []
+        var seen: Set<PeerAddress> = []
+        var tokens: [NodeInfo: [UInt8]] = [:]
+        var item: DHTItem?
+        for r in results {
+            for p in r.peers where seen.insert(p).inserted { peers.append(p) }
+            tokens.merge(r.tokens) { a, _ in a }
+            if let found = r.item {
+                switch (item, found) {
+                case (nil, _): item = found
+                case (.mutable(let old)?, .mutable(let new)) where new.seq > old.seq: item = found
+                default: break
+                }
+            }
+        }
+        let closest = results.flatMap(\.closest).sorted { closer($0.id, $1.id, to: target) }
+        return LookupResult(
+            target: target,
+            closest: closest,
+            tokens: tokens,
+            peers: peers,
+            queriesSent: results.reduce(0) { $0 + $1.queriesSent },
+            responsesReceived: results.reduce(0) { $0 + $1.responsesReceived },
+            rounds: results.map(\.rounds).max() ?? 0,
+            duration: results.map(\.duration).max() ?? 0,
+            item: item
+        )
+    }
+}
+
+/// An iterative Kademlia lookup in one address family: α queries in flight, converging on the k
+/// closest nodes that answered. Nodes that stay silent past `slowAfter` stop holding a slot; past
+/// `queryTimeout` they have failed.
 final class Lookup {
     enum State { case fresh, inFlight, slow, answered, failed }
     struct Candidate {
@@ -64,8 +224,14 @@ final class Lookup {
     }
 
     unowned let node: DHTNode
+    /// The family of every node it queries (and of the routing table it starts from).
+    let family: AddressFamily
     let target: NodeID
     let kind: Kind
+    /// BEP 32 `want` sent with every query (nil: none, so answers carry this family's nodes).
+    var want: Set<AddressFamily>?
+    /// Nodes of the other family that answers carried (with `want`).
+    var onOtherFamily: (([NodeInfo]) -> Void)?
     var item: DHTItem?
     let completion: (LookupResult) -> Void
     /// New peers as answers bring them (get_peers only).
@@ -89,8 +255,15 @@ final class Lookup {
     lazy var bootstrap: [PeerAddress] = node.config.bootstrap
     var seeds: [NodeInfo] = []
 
-    init(node: DHTNode, target: NodeID, kind: Kind, completion: @escaping (LookupResult) -> Void) {
+    init(
+        node: DHTNode,
+        family: AddressFamily = .v4,
+        target: NodeID,
+        kind: Kind,
+        completion: @escaping (LookupResult) -> Void
+    ) {
         self.node = node
+        self.family = family
         self.target = target
         self.kind = kind
         self.completion = completion
@@ -99,7 +272,7 @@ final class Lookup {
     }
 
     func start() {
-        let initial = node.table.closest(to: target, count: node.config.k, now: node.now)
+        let initial = node.table(family).closest(to: target, count: node.config.k, now: node.now)
         for n in initial { add(n, depth: 1, unknownID: false) }
         for n in seeds { add(n, depth: 1, unknownID: false) }
         if candidates.count < node.config.k {
@@ -120,8 +293,17 @@ final class Lookup {
         step()
     }
 
+    /// Nodes of this family from elsewhere (the other family's answers), asked like any found.
+    func offer(_ nodes: [NodeInfo]) {
+        guard !finished else { return }
+        for n in nodes.prefix(16) { add(n, depth: maxDepth + 1, unknownID: false) }
+        step()
+    }
+
     private func add(_ n: NodeInfo, depth: Int, unknownID: Bool) {
-        guard n.id != node.id, n.address.port != 0, !seenAddresses.contains(n.address), !seenIDs.contains(n.id) else {
+        guard n.address.family == family, n.id != node.id, n.address.port != 0, !seenAddresses.contains(n.address),
+            !seenIDs.contains(n.id)
+        else {
             return
         }
         seenAddresses.insert(n.address)
@@ -179,9 +361,9 @@ final class Lookup {
         let addr = c.info.address
         let q: KRPCQuery
         switch kind {
-        case .findNode: q = KRPCQuery(method: .findNode, id: node.id, target: target)
-        case .getPeers: q = KRPCQuery(method: .getPeers, id: node.id, infoHash: target)
-        case .getItem: q = KRPCQuery(method: .get, id: node.id, target: target)
+        case .findNode: q = KRPCQuery(method: .findNode, id: node.id, target: target, want: want)
+        case .getPeers: q = KRPCQuery(method: .getPeers, id: node.id, infoHash: target, want: want)
+        case .getItem: q = KRPCQuery(method: .get, id: node.id, target: target, want: want)
         }
         node.query(
             q,
@@ -225,17 +407,22 @@ final class Lookup {
                     default: item = found
                     }
                 }
+                // Peers of a family the socket cannot reach are of no use to anyone here.
+                let values = r.values.filter { node.speaks($0.family) }
+                node.stats.unreachablePeers += UInt64(r.values.count - values.count)
                 var fresh: [PeerAddress] = []
-                for p in r.values where !peerSet.contains(p) {
+                for p in values where !peerSet.contains(p) {
                     peerSet.insert(p)
                     peers.append(p)
                     fresh.append(p)
                 }
                 if !fresh.isEmpty, let onPeers { onPeers(fresh) }
-                if !r.values.isEmpty, let onValues, let tok = r.token {
-                    onValues(PeerHolder(node: NodeInfo(id: r.id, address: addr), token: tok), r.values)
+                if !values.isEmpty, let onValues, let tok = r.token {
+                    onValues(PeerHolder(node: NodeInfo(id: r.id, address: addr), token: tok), values)
                 }
-                for n in r.nodes.prefix(16) { add(n, depth: c.depth + 1, unknownID: false) }
+                let (own, other) = family == .v4 ? (r.nodes, r.nodes6) : (r.nodes6, r.nodes)
+                for n in own.prefix(16) { add(n, depth: c.depth + 1, unknownID: false) }
+                if !other.isEmpty, let onOtherFamily { onOtherFamily(Array(other.prefix(16))) }
             case .error, .timeout:
                 candidates[j].state = .failed
             }

@@ -49,7 +49,9 @@ extension DHTNode {
             guard let self, let p = self.pending.removeValue(forKey: t) else { return }
             p.slowTimer?.cancel()
             self.stats.timeouts += 1
-            if let id = p.expectedID, let promoted = self.table.markFailed(id, now: self.now) {
+            if let id = p.expectedID,
+                let promoted = self.withTable(p.destination.family, { $0.markFailed(id, now: self.now) })
+            {
                 self.pingPromoted(promoted)
             }
             p.callback(.timeout)

@@ -59,9 +59,8 @@ extension DHTNode {
         return false
     }
 
-    func sourceKey(_ a: PeerAddress) -> UInt64 {
-        a.isLoopback ? UInt64(a.ip) << 16 | UInt64(a.port) : UInt64(a.ip) << 16
-    }
+    /// Per-source limits count per IPv4 address or IPv6 /64 (per address and port on loopback).
+    func sourceKey(_ a: PeerAddress) -> UInt64 { a.dhtSourceKey }
 
     func handleReply(_ m: KRPCMessage, outcome: QueryOutcome, from source: PeerAddress, responderID: NodeID?) {
         guard m.transactionID.count == 4 else {
@@ -77,12 +76,15 @@ extension DHTNode {
         p.slowTimer?.cancel()
         p.timeoutTimer?.cancel()
         switch outcome {
-        case .response:
+        case .response(let r, _):
             stats.responses += 1
+            stats.droppedNodeEntries += UInt64(r.droppedNodes)
             let rtt = now &- p.sentAt
             smoothedRTT = smoothedRTT == 0 ? rtt : (smoothedRTT * 7 + rtt) / 8
             if let rid = responderID {
-                if let e = p.expectedID, e != rid, let promoted = table.remove(e) { pingPromoted(promoted) }
+                if let e = p.expectedID, e != rid, let promoted = withTable(source.family, { $0.remove(e) }) {
+                    pingPromoted(promoted)
+                }
                 if let ip = m.ip { recordVote(ip, from: source) }
                 noteNode(NodeInfo(id: rid, address: source), responded: true)
             }
@@ -101,7 +103,7 @@ extension DHTNode {
     }
 
     func noteNode(_ n: NodeInfo, responded: Bool) {
-        let r = table.insert(n, responded: responded, now: now)
+        let r = withTable(n.address.family) { $0.insert(n, responded: responded, now: now) }
         if case .cached(ping: let q?) = r {
             // Make room if the questionable node is gone; `query` marks it failed on timeout.
             query(KRPCQuery(method: .ping, id: id), to: q.address, expectedID: q.id) { _ in }
@@ -111,12 +113,13 @@ extension DHTNode {
     /// A node queried us. Known nodes are refreshed; an unknown one is pinged first and enters
     /// the table only when it answers from that address, so spoofed queries cannot fill it.
     func heardFrom(_ n: NodeInfo) {
-        if let e = table.entry(for: n.id) {
-            if e.info.address == n.address { table.insert(n, responded: false, now: now) }
+        let f = n.address.family
+        if let e = table(f).entry(for: n.id) {
+            if e.info.address == n.address { withTable(f) { $0.insert(n, responded: false, now: now) } }
             return
         }
         guard verifying.count < config.maxVerifications, !verifying.contains(n.address),
-            n.id != id, n.address.port != 0, table.hasRoom(for: n.id, now: now)
+            n.id != id, n.address.port != 0, table(f).hasRoom(for: n.id, now: now)
         else { return }
         verifying.insert(n.address)
         query(KRPCQuery(method: .ping, id: id), to: n.address, expectedID: n.id) { [weak self] _ in

@@ -54,25 +54,40 @@ extension DHTNode {
             reply(KRPCResponse(id: id))
         case .findNode:
             guard let target = q.target else { return malformed() }
-            reply(KRPCResponse(id: id, nodes: table.closest(to: target, count: config.k, now: now)))
+            let (nodes, nodes6) = closestNodes(to: target, want: q.want, from: source)
+            reply(KRPCResponse(id: id, nodes: nodes, nodes6: nodes6))
         case .getPeers:
             guard let h = q.infoHash else { return malformed() }
+            // BEP 32: peers of the requester's family only, whatever it wants of nodes (6-byte
+            // values over IPv4, 18-byte over IPv6); IPv6 ones a quarter as many, as libtorrent.
+            // And no more than fit the answer in 1024 bytes (BEP 32's limit, which only an IPv4
+            // requester that wants both families' nodes of a busy topic comes near).
+            let f = source.family
+            let (nodes, nodes6) = closestNodes(to: h, want: q.want, from: source)
+            let sizing = [UInt8](repeating: 0, count: TokenIssuer.tokenLength)  // every token's length
+            let bare = KRPCMessage(
+                transactionID: t,
+                body: .response(KRPCResponse(id: id, nodes: nodes, nodes6: nodes6, token: sizing)),
+                ip: source,
+                version: config.version
+            ).encoded().count
+            // Each value costs its compact form and a length prefix; the key and list 10 bytes.
+            let room = max(0, DHTNode.maxReply - bare - 10) / (f == .v4 ? 8 : 21)
             var r = rng
-            let values = store.peers(for: h, now: now, max: config.maxValuesPerResponse, using: &r)
-            rng = r
-            reply(
-                KRPCResponse(
-                    id: id,
-                    nodes: table.closest(to: h, count: config.k, now: now),
-                    values: values,
-                    token: issueToken(for: source.ip)
-                )
+            let values = store.peers(
+                for: h,
+                family: f,
+                now: now,
+                max: min(room, f == .v4 ? config.maxValuesPerResponse : config.maxValuesPerResponse / 4),
+                using: &r
             )
+            rng = r
+            reply(KRPCResponse(id: id, nodes: nodes, nodes6: nodes6, values: values, token: issueToken(for: source)))
         case .announcePeer:
             guard let h = q.infoHash, let token = q.token, let port = q.impliedPort ? source.port : q.port else {
                 return malformed()
             }
-            guard tokenIsValid(token, for: source.ip) else {
+            guard tokenIsValid(token, for: source) else {
                 stats.badTokens += 1
                 fail(KRPCErrorCode.protocolError, "bad token")
                 return
@@ -82,7 +97,8 @@ extension DHTNode {
                 return
             }
             var r = rng
-            let added = store.add(PeerAddress(ip: source.ip, port: port), for: h, now: now, using: &r)
+            // BEP 32: the announcer's own address, so an announce over IPv6 stores an IPv6 peer.
+            let added = store.add(source.with(port: port), for: h, now: now, using: &r)
             rng = r
             stats.peersStored += 1
             if added == .storedEvicting { stats.peersEvicted += 1 }
@@ -102,17 +118,11 @@ extension DHTNode {
                     }
                 }
             }
-            reply(
-                KRPCResponse(
-                    id: id,
-                    nodes: table.closest(to: target, count: config.k, now: now),
-                    token: issueToken(for: source.ip),
-                    extra: extra
-                )
-            )
+            let (nodes, nodes6) = closestNodes(to: target, want: q.want, from: source)
+            reply(KRPCResponse(id: id, nodes: nodes, nodes6: nodes6, token: issueToken(for: source), extra: extra))
         case .put:
             guard let token = q.token, let v = q.args["v"] else { return malformed() }
-            guard tokenIsValid(token, for: source.ip) else {
+            guard tokenIsValid(token, for: source) else {
                 stats.badTokens += 1
                 fail(KRPCErrorCode.protocolError, "bad token")
                 return
@@ -171,5 +181,19 @@ extension DHTNode {
         case .unknown:
             return  // answered above
         }
+    }
+
+    /// The closest nodes an answer carries (BEP 32): those of the families in `want` (`n4`:
+    /// `nodes`, `n6`: `nodes6`), or without `want` those of the family the query came over.
+    /// A node that does not reach a family has none of it to give.
+    func closestNodes(
+        to target: NodeID,
+        want: Set<AddressFamily>?,
+        from source: PeerAddress
+    ) -> (nodes: [NodeInfo], nodes6: [NodeInfo]) {
+        let wanted = want ?? [source.family]
+        let v4 = wanted.contains(.v4) ? table.closest(to: target, count: config.k, now: now) : []
+        let v6 = wanted.contains(.v6) ? table6.closest(to: target, count: config.k, now: now) : []
+        return (v4, v6)
     }
 }

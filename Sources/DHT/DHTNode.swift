@@ -3,8 +3,12 @@ import Logging
 import NetCore
 import Sodium
 
-/// One Mainline DHT node (BEP 5, 42, 43), single-threaded on its host's thread: its public entry
-/// points assert that in debug builds (`LoopConfinement.assertInLoop`).
+/// One Mainline DHT node (BEP 5, 32, 42, 43, 44), single-threaded on its host's thread: its public
+/// entry points assert that in debug builds (`LoopConfinement.assertInLoop`).
+///
+/// On a dual-stack socket (`[::]`) it takes part in both DHTs (BEP 32): one routing table per
+/// address family with the same id, lookups and announces run in both and merged. On an IPv4 or
+/// an IPv6 socket it is a single-family node.
 ///
 /// It is written against `DatagramSocket` and `Scheduler` only, so the same code runs on the real
 /// UDP host and on the simulated network. It answers queries, keeps a routing table and a peer
@@ -17,9 +21,14 @@ import Sodium
 public final class DHTNode {
     public let config: DHTConfig
     public internal(set) var id: NodeID
+    /// The IPv4 routing table.
     var table: RoutingTable
-    /// Nodes in the routing table (for the simulation's report).
-    package var tableSize: Int { table.count }
+    /// The IPv6 routing table (BEP 32); empty unless the socket reaches IPv6.
+    var table6: RoutingTable
+    /// The families the socket reaches: both on a dual-stack socket (bound to `::`), else its own.
+    let families: [AddressFamily]
+    /// Nodes in the routing tables (for the simulation's report).
+    package var tableSize: Int { table.count + table6.count }
     public internal(set) var stats = DHTStats()
     var store: PeerStore
     var items = ItemStore()
@@ -50,12 +59,24 @@ public final class DHTNode {
         smoothedRTT == 0 ? config.slowAfter : min(config.slowAfter, max(config.minSlowAfter, smoothedRTT * 3))
     }
 
-    // One vote per responder IP (per IP and port on loopback, where many nodes share an address).
-    var votes: [UInt64: (address: PeerAddress, at: Nanos)] = [:]
-    public internal(set) var externalAddress: PeerAddress?
+    /// The addresses other nodes report for us (BEP 42 `ip`), one tally per family.
+    var votes = AddressVotes()
+    var votes6 = AddressVotes()
+    /// Our IPv4 address and port as the majority of IPv4 responders saw it.
+    public var externalAddress: PeerAddress? { votes.address }
+    /// Our IPv6 address and port as the majority of IPv6 responders saw it (BEP 32 nodes).
+    public var externalAddress6: PeerAddress? { votes6.address }
+    /// The IPv4 NAT's behaviour, from the IPv4 votes.
+    public var natType: NATType { votes.natType }
+    /// The same from the IPv6 votes (a firewall that rewrites ports, rare; usually unknown or
+    /// consistent).
+    public var natType6: NATType { votes6.natType }
     /// When the node last adopted a BEP 42 id.
     var lastIDChange: Nanos?
-    public internal(set) var natType: NATType = .unknown
+    /// Joins made by maintenance for one family's empty table while the other family's is not
+    /// (a dual-stack node on a network with little IPv6): spaced out, doubling, from a minute.
+    var sparseFamilyJoins = 0
+    var nextSparseFamilyJoin: Nanos = 0
 
     struct Pending {
         var destination: PeerAddress
@@ -91,6 +112,9 @@ public final class DHTNode {
     var announcementGeneration: UInt64 = 0
     /// The whole text of the error 203 sent for a malformed query.
     static let malformedMessage = "malformed"
+    /// The largest answer sent (BEP 32: no UDP payload over 1024 bytes, so it crosses any IPv6
+    /// path, Teredo included, unfragmented).
+    static let maxReply = 1024
     /// First retry delay for an announce that reached no node (doubling up to `reannounceInterval`).
     static let announceRetry: Nanos = .seconds(5)
 
@@ -114,8 +138,18 @@ public final class DHTNode {
         var r = rng
         id = config.nodeID ?? config.savedNodeID ?? NodeID.random(using: &r)
         rng = r
+        families = DHTNode.families(of: socket.localAddress)
         table = RoutingTable(
             ownID: id,
+            family: .v4,
+            k: config.k,
+            restrictIPs: config.restrictIPs,
+            maxPerSubnetInBucket: config.maxPerSubnetInBucket,
+            now: scheduler.now
+        )
+        table6 = RoutingTable(
+            ownID: id,
+            family: .v6,
             k: config.k,
             restrictIPs: config.restrictIPs,
             maxPerSubnetInBucket: config.maxPerSubnetInBucket,
@@ -146,17 +180,38 @@ public final class DHTNode {
 
     var now: Nanos { scheduler.now }
 
+    /// The families a socket bound at `local` reaches: `::` is dual-stack, any other IPv6
+    /// address IPv6 only, an IPv4 address IPv4 only.
+    static func families(of local: PeerAddress) -> [AddressFamily] {
+        guard let ip6 = local.ip6 else { return [.v4] }
+        return ip6.isUnspecified ? [.v4, .v6] : [.v6]
+    }
+
+    func speaks(_ f: AddressFamily) -> Bool { families.contains(f) }
+
+    /// The routing table of a family.
+    func table(_ f: AddressFamily) -> RoutingTable { f == .v4 ? table : table6 }
+
+    /// Changes the routing table of a family in place.
+    @discardableResult
+    func withTable<T>(_ f: AddressFamily, _ body: (inout RoutingTable) -> T) -> T {
+        switch f {
+        case .v4: return body(&table)
+        case .v6: return body(&table6)
+        }
+    }
+
     /// Tokens follow the clock (5-minute epochs), not the maintenance timer.
-    func issueToken(for ip: UInt32) -> [UInt8] {
+    func issueToken(for address: PeerAddress) -> [UInt8] {
         var t = tokens
-        let tok = t.token(for: ip, now: now) { freshSecret() }
+        let tok = t.token(for: address, now: now) { freshSecret() }
         tokens = t
         return tok
     }
 
-    func tokenIsValid(_ token: [UInt8], for ip: UInt32) -> Bool {
+    func tokenIsValid(_ token: [UInt8], for address: PeerAddress) -> Bool {
         var t = tokens
-        let ok = t.isValid(token, for: ip, now: now) { freshSecret() }
+        let ok = t.isValid(token, for: address, now: now) { freshSecret() }
         tokens = t
         return ok
     }
@@ -179,18 +234,24 @@ public final class DHTNode {
         joinLookup(via: via, seeds: [], attempt: 0, completion: completion)
     }
 
-    /// Looks up our own id. A join that reached nobody (every bootstrap datagram lost, say) is
-    /// retried a few times before giving up; maintenance tries again while the table is empty.
-    /// A join that reached someone then fills the ranges farther out (`refreshFarRanges`).
+    /// Looks up our own id, in every family the socket reaches. A join that reached nobody (every
+    /// bootstrap datagram lost, say) is retried a few times before giving up; maintenance tries
+    /// again while the table is empty. A join that reached someone then fills the ranges farther
+    /// out (`refreshFarRanges`), in each family.
+    ///
+    /// A dual-stack node asks for both families' nodes while joining (BEP 32, `want` n4 and n6),
+    /// so that bootstrap nodes of one family fill both tables: the nodes of the other family
+    /// feed that family's lookup, which waits for them while it has nobody to ask.
     func joinLookup(via: [PeerAddress]?, seeds: [NodeInfo], attempt: Int, completion: ((LookupResult) -> Void)?) {
-        let l = Lookup(node: self, target: id, kind: .findNode) { [weak self] r in
+        let l = FamilyLookups(node: self, target: id, kind: .findNode, families: families) {
+            [weak self] r, perFamily in
             guard let self, !self.stopped else { return }
             if r.closest.isEmpty && attempt < self.config.joinAttempts - 1 {
                 self.scheduler.schedule(after: self.config.queryTimeout) { [weak self] in
                     self?.joinLookup(via: via, seeds: seeds, attempt: attempt + 1, completion: completion)
                 }
             } else {
-                self.refreshFarRanges(after: r)
+                for (f, result) in perFamily { self.refreshFarRanges(after: result, family: f) }
                 completion?(r)
             }
         }
@@ -199,6 +260,7 @@ public final class DHTNode {
             lastJoinVia = via
         }
         l.seeds = seeds
+        l.crossFeed = families.count == 2
         l.start()
     }
 
@@ -212,12 +274,15 @@ public final class DHTNode {
     /// length, not from the buckets as they are: the answers split the table as they arrive.
     /// `lookup` is a lookup of our own id; nothing happens if it found nobody or if our id changed
     /// since (a BEP 42 id adopted meanwhile does its own lookup and refresh).
-    func refreshFarRanges(after lookup: LookupResult) {
+    ///
+    /// Each family has its own table and its own ranges: `lookup` is that family's part of the
+    /// join, and the refreshing lookups run in that family only.
+    func refreshFarRanges(after lookup: LookupResult, family: AddressFamily = .v4) {
         guard lookup.target == id, let closest = lookup.closest.first else { return }
         let depth = min(id.commonPrefixLength(with: closest.id), 159)
         guard depth > 0 else { return }
         var held = [Int](repeating: 0, count: depth)
-        for e in table.allEntries {
+        for e in table(family).allEntries {
             let p = id.commonPrefixLength(with: e.info.id)
             if p < depth { held[p] += 1 }
         }
@@ -226,8 +291,8 @@ public final class DHTNode {
         for p in 0..<depth where held[p] < config.k { targets.append(id.randomInBucket(prefix: p, using: &r)) }
         rng = r
         for t in targets {
-            table.touchBucket(for: t, now: now)
-            findNode(t) { _ in }
+            withTable(family) { $0.touchBucket(for: t, now: now) }
+            FamilyLookups(node: self, target: t, kind: .findNode, families: [family]) { _, _ in }.start()
         }
     }
 
@@ -237,7 +302,7 @@ public final class DHTNode {
     /// Adds a node as if it had just answered (simulations build tables directly with this).
     @discardableResult
     func addNode(_ n: NodeInfo, responded: Bool = true) -> RoutingTable.InsertResult {
-        table.insert(n, responded: responded, now: now)
+        withTable(n.address.family) { $0.insert(n, responded: responded, now: now) }
     }
 
     /// `addNode` for the simulation (DHTSim), which builds converged tables directly.
@@ -263,8 +328,8 @@ public final class DHTNode {
 
     func scheduleMaintenance() {
         maintenanceTimer?.cancel()
-        // With an empty table (bootstrap unreachable so far), try again soon rather than in a minute.
-        let delay = table.count == 0 ? min(config.maintenanceInterval, .seconds(5)) : config.maintenanceInterval
+        // With empty tables (bootstrap unreachable so far), try again soon rather than in a minute.
+        let delay = tableSize == 0 ? min(config.maintenanceInterval, .seconds(5)) : config.maintenanceInterval
         maintenanceTimer = scheduler.schedule(after: delay) { [weak self] in
             guard let self, !self.stopped else { return }
             self.maintain()
@@ -274,27 +339,49 @@ public final class DHTNode {
 
     func maintain() {
         let t = now
-        if table.count == 0 && (!config.bootstrap.isEmpty || !lastJoinVia.isEmpty) {
+        if tableSize == 0 && (!config.bootstrap.isEmpty || !lastJoinVia.isEmpty) {
             // Cut off (or never joined): try the bootstrap nodes again.
-            joinLookup(
-                via: lastJoinVia.isEmpty ? nil : lastJoinVia,
-                seeds: [],
-                attempt: config.joinAttempts - 1,
-                completion: nil
-            )
-        } else if table.count < config.k {
-            // A sparse table (we joined a young network): look ourselves up again to fill it.
-            findNode(id) { _ in }
+            rejoin()
+        } else {
+            for f in families where table(f).count < config.k {
+                if table(f).count == 0 && families.count == 2 {
+                    // One family's table is empty while the other's is not (little IPv6 around,
+                    // or bootstrap nodes of one family only): a join asks the other family's
+                    // nodes for this one's. Spaced out, doubling up to half an hour, as the host
+                    // may have no route in this family at all.
+                    guard t >= nextSparseFamilyJoin else { continue }
+                    sparseFamilyJoins += 1
+                    let wait = config.maintenanceInterval &* Nanos(1 << min(sparseFamilyJoins - 1, 5))
+                    nextSparseFamilyJoin = t &+ min(wait, .seconds(30 * 60))
+                    rejoin()
+                    break
+                }
+                // A sparse table (we joined a young network): look ourselves up again to fill it.
+                FamilyLookups(node: self, target: id, kind: .findNode, families: [f]) { _, _ in }.start()
+            }
+            if families.allSatisfy({ table($0).count > 0 }) { sparseFamilyJoins = 0 }
         }
         store.expire(now: t)
         items.expire(now: t)
-        var r = rng
-        let stale = table.staleBuckets(now: t, staleAfter: config.bucketRefresh, using: &r)
-        rng = r
-        for target in stale.prefix(3) {
-            table.touchBucket(for: target, now: t)
-            findNode(target) { _ in }
+        for f in families {
+            var r = rng
+            let stale = table(f).staleBuckets(now: t, staleAfter: config.bucketRefresh, using: &r)
+            rng = r
+            for target in stale.prefix(3) {
+                withTable(f) { $0.touchBucket(for: target, now: t) }
+                FamilyLookups(node: self, target: target, kind: .findNode, families: [f]) { _, _ in }.start()
+            }
         }
+    }
+
+    /// A join from maintenance: through the nodes last joined through, else the bootstrap nodes.
+    func rejoin() {
+        joinLookup(
+            via: lastJoinVia.isEmpty ? nil : lastJoinVia,
+            seeds: [],
+            attempt: config.joinAttempts - 1,
+            completion: nil
+        )
     }
 
     // MARK: persistence
@@ -302,17 +389,21 @@ public final class DHTNode {
     /// Our id and live nodes, for the state file.
     public func serializedState() -> [UInt8] {
         scheduler.assertInLoop()
-        return table.serialized(now: now)
+        return RoutingTable.serialized(id: id, tables: [table, table6], now: now)
     }
 
     /// The largest state file worth reading (far above a full table).
     public static let maxStateFileSize = RoutingTable.maxStateFileSize
 
-    /// The id and nodes of a state file written from `serializedState()`; throws if it is not one.
+    /// The id and nodes (both families) of a state file written from `serializedState()`; throws
+    /// if it is not one. A file written before BEP 32 support (IPv4 nodes only) loads as well.
     public static func savedState(_ bytes: [UInt8]) throws -> (id: NodeID, nodes: [NodeInfo]) {
         try RoutingTable.deserialize(bytes)
     }
 
-    /// Nodes in the routing table.
-    public var routingTableSize: Int { table.count }
+    /// Nodes in the routing tables (both families).
+    public var routingTableSize: Int { table.count + table6.count }
+
+    /// Nodes in the IPv4 and in the IPv6 routing table.
+    public var routingTableSizes: (v4: Int, v6: Int) { (table.count, table6.count) }
 }

@@ -35,6 +35,13 @@ import Bencode
         if data.count % 26 == 0, let nodes = NodeInfo.parseCompact(data), NodeInfo.compact(nodes) != data {
             return "compact node info round trip"
         }
+        // IPv6 node info (BEP 32): whatever is kept re-encodes to its own entries.
+        if data.count % 38 == 0, let parsed = NodeInfo.parseCompact(data, family: .v6) {
+            if parsed.nodes.count + parsed.dropped != data.count / 38 { return "IPv6 node info lost entries" }
+            if parsed.dropped == 0 && NodeInfo.compact(parsed.nodes) != data {
+                return "compact IPv6 node info round trip"
+            }
+        }
         return nil
     }
 }

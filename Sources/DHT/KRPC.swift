@@ -1,7 +1,8 @@
 import Bencode
 import NetCore
 
-/// A node as the DHT passes it around: id and UDP address (26 bytes in compact form).
+/// A node as the DHT passes it around: id and UDP address (26 bytes in compact form for IPv4,
+/// 38 for IPv6).
 public struct NodeInfo: Hashable, Sendable, CustomStringConvertible {
     public var id: NodeID
     public var address: PeerAddress
@@ -13,9 +14,11 @@ public struct NodeInfo: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(id.hexString.prefix(8))@\(address)" }
 
+    /// Compact node info: each node's id, then its compact address. The caller passes nodes of
+    /// one family (`nodes` holds IPv4 nodes, `nodes6` IPv6 ones).
     public static func compact(_ nodes: [NodeInfo]) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(nodes.count * 26)
+        out.reserveCapacity(nodes.count * 38)
         for n in nodes {
             out.append(contentsOf: n.id.bytes)
             out.append(contentsOf: n.address.compact)
@@ -23,20 +26,33 @@ public struct NodeInfo: Hashable, Sendable, CustomStringConvertible {
         return out
     }
 
-    /// Parses compact node info; nil unless the length is a multiple of 26.
-    public static func parseCompact(_ b: [UInt8]) -> [NodeInfo]? {
-        guard b.count % 26 == 0 else { return nil }
+    /// Parses IPv4 compact node info; nil unless the length is a multiple of 26.
+    public static func parseCompact(_ b: [UInt8]) -> [NodeInfo]? { parseCompact(b, family: .v4)?.nodes }
+
+    /// Parses compact node info of one family (26-byte entries for IPv4, 38 for IPv6); nil unless
+    /// the length is a multiple of the entry size. An IPv6 entry that cannot name an IPv6 node
+    /// (an IPv4-mapped address, which belongs in `nodes`; the unspecified address; multicast) is
+    /// left out and counted in `dropped`.
+    static func parseCompact(_ b: [UInt8], family: AddressFamily) -> (nodes: [NodeInfo], dropped: Int)? {
+        let size = family.nodeInfoSize
+        guard b.count % size == 0 else { return nil }
         var out: [NodeInfo] = []
-        out.reserveCapacity(b.count / 26)
+        out.reserveCapacity(b.count / size)
+        var dropped = 0
         var i = 0
         while i < b.count {
-            // `!`s: 20 and 6 bytes exactly (the length is a multiple of 26, checked above).
-            out.append(
-                NodeInfo(id: NodeID(bytes: b[i..<(i + 20)])!, address: PeerAddress(compact: b[(i + 20)..<(i + 26)])!)
-            )
-            i += 26
+            // `!`s: 20 bytes of id, and 6 or 18 of address (the length is a multiple of the entry
+            // size, checked above; 16 address bytes always make an IPv6Address).
+            let id = NodeID(bytes: b[i..<(i + 20)])!
+            let address = PeerAddress(compact: b[(i + 20)..<(i + size)])!
+            if family == .v6 && (address.family != .v6 || !address.isUsableUnicast) {
+                dropped += 1
+            } else {
+                out.append(NodeInfo(id: id, address: address))
+            }
+            i += size
         }
-        return out
+        return (out, dropped)
     }
 }
 
@@ -107,6 +123,9 @@ struct KRPCQuery: Equatable, Sendable {
     var token: [UInt8]?
     /// BEP 43: the sender is read-only and must not enter routing tables.
     var readOnly: Bool
+    /// BEP 32: the families of nodes the sender asks for (`want`: `n4`, `n6`); nil without
+    /// `want` (then the answer carries the family the query came over).
+    var want: Set<AddressFamily>?
     var args: BValue
 
     init(
@@ -118,6 +137,7 @@ struct KRPCQuery: Equatable, Sendable {
         impliedPort: Bool = false,
         token: [UInt8]? = nil,
         readOnly: Bool = false,
+        want: Set<AddressFamily>? = nil,
         extra: [(String, BValue)] = []
     ) {
         self.method = method
@@ -128,12 +148,14 @@ struct KRPCQuery: Equatable, Sendable {
         self.impliedPort = impliedPort
         self.token = token
         self.readOnly = readOnly
+        self.want = want
         var a: [(String, BValue)] = [("id", .bytes(id.bytes))]
         if let target { a.append(("target", .bytes(target.bytes))) }
         if let infoHash { a.append(("info_hash", .bytes(infoHash.bytes))) }
         if let port { a.append(("port", .int(Int64(port)))) }
         if impliedPort { a.append(("implied_port", .int(1))) }
         if let token { a.append(("token", .bytes(token))) }
+        if let want { a.append(("want", .list(want.sorted().map { .string($0.want) }))) }
         a.append(contentsOf: extra)
         args = .dictionary(a)
     }
@@ -141,25 +163,34 @@ struct KRPCQuery: Equatable, Sendable {
 
 struct KRPCResponse: Equatable, Sendable {
     var id: NodeID
+    /// IPv4 nodes (`nodes`, 26-byte entries).
     var nodes: [NodeInfo]
+    /// IPv6 nodes (BEP 32 `nodes6`, 38-byte entries).
+    var nodes6: [NodeInfo]
+    /// Peers of either family (BEP 32: receivers must accept a mixed list).
     var values: [PeerAddress]
     var token: [UInt8]?
+    /// Entries of `nodes6` left out by the decoder as unusable (the node counts them).
+    var droppedNodes: Int = 0
     /// Everything in `r`, for extensions (BEP 44).
     var body: BValue
 
     init(
         id: NodeID,
         nodes: [NodeInfo] = [],
+        nodes6: [NodeInfo] = [],
         values: [PeerAddress] = [],
         token: [UInt8]? = nil,
         extra: [(String, BValue)] = []
     ) {
         self.id = id
         self.nodes = nodes
+        self.nodes6 = nodes6
         self.values = values
         self.token = token
         var r: [(String, BValue)] = [("id", .bytes(id.bytes))]
         if !nodes.isEmpty { r.append(("nodes", .bytes(NodeInfo.compact(nodes)))) }
+        if !nodes6.isEmpty { r.append(("nodes6", .bytes(NodeInfo.compact(nodes6)))) }
         if !values.isEmpty { r.append(("values", .list(values.map { .bytes($0.compact) }))) }
         if let token { r.append(("token", .bytes(token))) }
         r.append(contentsOf: extra)
@@ -232,8 +263,8 @@ struct KRPCMessage: Equatable, Sendable {
         guard let y = v["y"]?.bytesValue, y.count == 1 else { throw KRPCDecodeError(.missing("y"), transactionID: t) }
         var ip: PeerAddress? = nil
         if let ipb = v["ip"]?.bytesValue {
-            // BEP 42 allows 6 (IPv4) or 18 (IPv6) bytes; turf speaks IPv4 and ignores the rest.
-            if ipb.count == 6 { ip = PeerAddress(compact: ipb) }
+            // BEP 42: 6 bytes (IPv4) or 18 (IPv6); any other length is ignored.
+            ip = PeerAddress(compact: ipb)
         }
         let version = v["v"]?.bytesValue
         func id(_ d: BValue, _ key: String = "id") throws(KRPCDecodeError) -> NodeID {
@@ -267,6 +298,19 @@ struct KRPCMessage: Equatable, Sendable {
                 query.token = tb
             }
             if let ro = v["ro"]?.intValue { query.readOnly = ro == 1 }
+            if let w = a["want"] {
+                // BEP 32: a list of strings; strings other than n4 and n6 are ignored.
+                guard let list = w.listValue else {
+                    throw KRPCDecodeError(.invalid("want", "not a list"), transactionID: t)
+                }
+                var want = Set<AddressFamily>()
+                for e in list {
+                    if let f = AddressFamily.allCases.first(where: { Array($0.want.utf8) == e.bytesValue }) {
+                        want.insert(f)
+                    }
+                }
+                query.want = want
+            }
             // Method-specific required arguments.
             switch query.method {
             case .ping, .unknown: break
@@ -292,7 +336,7 @@ struct KRPCMessage: Equatable, Sendable {
             case .knocked:
                 guard query.infoHash != nil else { throw KRPCDecodeError(.missing("info_hash"), transactionID: t) }
                 guard a["blob"]?.bytesValue != nil else { throw KRPCDecodeError(.missing("blob"), transactionID: t) }
-                guard let src = a["src"]?.bytesValue, src.count == 6 else {
+                guard let src = a["src"]?.bytesValue, src.count == 6 || src.count == 18 else {
                     throw KRPCDecodeError(.missing("src"), transactionID: t)
                 }
             }
@@ -310,16 +354,26 @@ struct KRPCMessage: Equatable, Sendable {
                 }
                 resp.nodes = nodes
             }
+            if let n = r["nodes6"] {
+                guard let nb = n.bytesValue, let parsed = NodeInfo.parseCompact(nb, family: .v6) else {
+                    throw KRPCDecodeError(
+                        .invalid("nodes6", "not compact IPv6 node info (38-byte entries)"),
+                        transactionID: t
+                    )
+                }
+                resp.nodes6 = parsed.nodes
+                resp.droppedNodes = parsed.dropped
+            }
             if let vals = r["values"] {
                 guard let list = vals.listValue else {
                     throw KRPCDecodeError(.invalid("values", "not a list"), transactionID: t)
                 }
                 for e in list {
-                    // 18-byte IPv6 peers are legal (BEP 32 style); turf keeps the IPv4 ones.
-                    guard let b = e.bytesValue, b.count == 6 || b.count == 18 else {
+                    // BEP 32: 6-byte IPv4 and 18-byte IPv6 peers, in any mixture.
+                    guard let b = e.bytesValue, let peer = PeerAddress(compact: b) else {
                         throw KRPCDecodeError(.invalid("values", "entries must be compact peers"), transactionID: t)
                     }
-                    if b.count == 6 { resp.values.append(PeerAddress(compact: b)!) }  // `!`: 6 bytes, checked
+                    resp.values.append(peer)
                 }
             }
             if let tok = r["token"] {

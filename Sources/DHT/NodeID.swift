@@ -126,7 +126,9 @@ enum CRC32C {
     }
 }
 
-/// BEP 42: node ids bound to the node's external IPv4 address.
+/// BEP 42: node ids bound to the node's external address. For IPv4 the CRC covers the address
+/// masked with 0x030f3fff; for IPv6 its first 64 bits masked with 0x0103070f1f3f7fff; in both,
+/// the random number `r` (0-7) goes into the top three bits of the first byte.
 enum BEP42 {
     /// Addresses exempt from the rule (BEP 42's list: 10/8, 172.16/12, 192.168/16, 169.254/16, 127/8).
     static func isExempt(_ ip: UInt32) -> Bool {
@@ -136,6 +138,14 @@ enum BEP42 {
             || (a == 169 && b == 254)
     }
 
+    /// IPv4 as above; IPv6 addresses that are not global (loopback, unspecified, link-local,
+    /// site-local fec0::/10, unique local fc00::/7, multicast), as libtorrent exempts them.
+    static func isExempt(_ a: PeerAddress) -> Bool {
+        guard let ip6 = a.ip6 else { return isExempt(a.ip) }
+        return ip6.isLoopback || ip6.isUnspecified || ip6.isLinkLocal || ip6.hi >> 54 == 0x3FB || ip6.isUniqueLocal
+            || ip6.isMulticast
+    }
+
     static func crc(ip: UInt32, r: UInt8) -> UInt32 {
         let masked = (ip & 0x030F_3FFF) | (UInt32(r & 7) << 29)
         return CRC32C.checksum([
@@ -143,10 +153,26 @@ enum BEP42 {
         ])
     }
 
+    /// The IPv6 form: the first 8 bytes of the address, masked, `r` in the top three bits.
+    static func crc(ip6: IPv6Address, r: UInt8) -> UInt32 {
+        let masked = (ip6.hi & 0x0103_070F_1F3F_7FFF) | (UInt64(r & 7) << 61)
+        return CRC32C.checksum((0..<8).map { UInt8(truncatingIfNeeded: masked >> (56 - 8 * UInt64($0))) })
+    }
+
+    static func crc(_ a: PeerAddress, r: UInt8) -> UInt32 {
+        if let ip6 = a.ip6 { return crc(ip6: ip6, r: r) }
+        return crc(ip: a.ip, r: r)
+    }
+
     /// A node id valid for `ip`: 21 bits from the CRC, random middle, last byte `rand`.
     static func nodeID<G: RandomNumberGenerator>(for ip: UInt32, using g: inout G) -> NodeID {
+        nodeID(for: PeerAddress(ip: ip, port: 0), using: &g)
+    }
+
+    /// A node id valid for the address's IP (either family).
+    static func nodeID<G: RandomNumberGenerator>(for address: PeerAddress, using g: inout G) -> NodeID {
         let rand = UInt8(truncatingIfNeeded: g.next())
-        let crc = crc(ip: ip, r: rand)
+        let crc = crc(address, r: rand)
         var bytes = NodeID.random(using: &g).bytes
         bytes[0] = UInt8(crc >> 24)
         bytes[1] = UInt8((crc >> 16) & 0xFF)
@@ -156,10 +182,13 @@ enum BEP42 {
     }
 
     /// Whether `id` is valid for `ip` (always true for exempt addresses).
-    static func isValid(_ id: NodeID, for ip: UInt32) -> Bool {
-        if isExempt(ip) { return true }
+    static func isValid(_ id: NodeID, for ip: UInt32) -> Bool { isValid(id, for: PeerAddress(ip: ip, port: 0)) }
+
+    /// Whether `id` is valid for the address's IP (either family; true for exempt addresses).
+    static func isValid(_ id: NodeID, for address: PeerAddress) -> Bool {
+        if isExempt(address) { return true }
         let bytes = id.bytes
-        let crc = crc(ip: ip, r: bytes[19])
+        let crc = crc(address, r: bytes[19])
         return bytes[0] == UInt8(crc >> 24) && bytes[1] == UInt8((crc >> 16) & 0xFF)
             && (bytes[2] & 0xF8) == (UInt8((crc >> 8) & 0xF8))
     }

@@ -31,12 +31,21 @@ struct RoutingEntry: Sendable, Equatable {
 }
 
 /// Kademlia routing table: 160-bit ids, buckets of `k` nodes, the bucket holding our own id split
-/// when full; a replacement cache per bucket; per-IP and per-/24 limits within a bucket.
+/// when full; a replacement cache per bucket; per-address and per-subnet limits within a bucket.
+///
+/// One table holds one address family (BEP 32: the IPv4 and IPv6 DHTs are separate). The limits:
+/// for IPv4 one node per IP and `maxPerSubnetInBucket` per /24; for IPv6 one node per /64 and
+/// `maxPerSubnetInBucket` per /48. Whoever holds one address of a /64 holds all 2^64 of them (a
+/// subscriber's LAN is a /64), so a per-address limit would limit nothing: the /64 plays the part
+/// of the single IPv4 address. A /48 is the usual assignment to one site, the part a /24 plays
+/// for IPv4 (libtorrent allows one node per /64 in a bucket, and one per /24 for IPv4).
 ///
 /// Bucket `i` (for i < count-1) holds the nodes whose id shares exactly `i` leading bits with ours;
 /// the last bucket holds everything closer. This is the usual unbalanced split tree, flattened.
 struct RoutingTable: Sendable {
     let ownID: NodeID
+    /// The family of every node in it; nodes of the other family are refused.
+    let family: AddressFamily
     let k: Int
     var restrictIPs: Bool
     /// Nodes from one /24 allowed in one bucket (one node per IP).
@@ -57,8 +66,16 @@ struct RoutingTable: Sendable {
         case rejected(String)
     }
 
-    init(ownID: NodeID, k: Int = 8, restrictIPs: Bool = true, maxPerSubnetInBucket: Int = 2, now: Nanos = 0) {
+    init(
+        ownID: NodeID,
+        family: AddressFamily = .v4,
+        k: Int = 8,
+        restrictIPs: Bool = true,
+        maxPerSubnetInBucket: Int = 2,
+        now: Nanos = 0
+    ) {
         self.ownID = ownID
+        self.family = family
         self.k = k
         self.restrictIPs = restrictIPs
         self.maxPerSubnetInBucket = maxPerSubnetInBucket
@@ -77,18 +94,13 @@ struct RoutingTable: Sendable {
         return buckets[b].entries.first { $0.info.id == id }
     }
 
-    /// Loopback addresses are exempt from per-IP limits (many nodes per host is normal there);
-    /// each loopback port counts as its own source.
-    static func ipKey(_ a: PeerAddress) -> UInt64 {
-        a.isLoopback ? UInt64(a.ip) << 16 | UInt64(a.port) : UInt64(a.ip) << 16
-    }
-
     /// Adds or refreshes a node. `responded`: it answered a query of ours just now (otherwise it
     /// queried us, which proves less).
     @discardableResult
     mutating func insert(_ node: NodeInfo, responded: Bool, now: Nanos) -> InsertResult {
         if node.id == ownID { return .rejected("own id") }
         if node.address.port == 0 { return .rejected("port 0") }
+        if node.address.family != family { return .rejected("other address family") }
         var b = bucketIndex(for: node.id)
         if let i = buckets[b].entries.firstIndex(where: { $0.info.id == node.id }) {
             guard buckets[b].entries[i].info.address == node.address else {
@@ -143,10 +155,20 @@ struct RoutingTable: Sendable {
         return buckets[b].entries.contains { $0.status(now: now) == .bad }
     }
 
+    /// Loopback addresses are exempt (many nodes per host is normal there).
     private func violatesIPLimits(_ a: PeerAddress, bucket b: Int) -> String? {
         if a.isLoopback { return nil }
         var sameSubnet = 0
-        for e in buckets[b].entries {
+        if let ip6 = a.ip6 {
+            for e in buckets[b].entries {
+                guard let other = e.info.address.ip6 else { continue }
+                if other.hi == ip6.hi { return "/64 already in bucket" }
+                if other.hi >> 16 == ip6.hi >> 16 { sameSubnet += 1 }
+            }
+            if sameSubnet >= maxPerSubnetInBucket { return "too many nodes from this /48 in bucket" }
+            return nil
+        }
+        for e in buckets[b].entries where !e.info.address.isIPv6 {
             if e.info.address.ip == a.ip { return "IP already in bucket" }
             if e.info.address.ip >> 8 == a.ip >> 8 { sameSubnet += 1 }
         }
@@ -265,18 +287,26 @@ struct RoutingTable: Sendable {
 
     // MARK: persistence
 
-    /// Our id and the nodes worth keeping, bencoded: `{id: 20 bytes, nodes: compact node info}`.
-    func serialized(now: Nanos) -> [UInt8] {
-        let keep = allEntries.filter { $0.status(now: now) != .bad }.map(\.info)
-        return Bencode.encode(
-            .dictionary([("id", .bytes(ownID.bytes)), ("nodes", .bytes(NodeInfo.compact(keep))), ("v", .int(1))])
-        )
+    /// Our id and the nodes worth keeping from each table, bencoded:
+    /// `{id: 20 bytes, nodes: IPv4 compact node info, nodes6: IPv6 compact node info, v: 1}`
+    /// (`nodes6` only when there are IPv6 nodes; a file without it is an IPv4-only one, as
+    /// written before BEP 32 support).
+    static func serialized(id: NodeID, tables: [RoutingTable], now: Nanos) -> [UInt8] {
+        let keep = tables.flatMap(\.allEntries).filter { $0.status(now: now) != .bad }.map(\.info)
+        let v4 = keep.filter { !$0.address.isIPv6 }
+        let v6 = keep.filter { $0.address.isIPv6 }
+        var d: [(String, BValue)] = [("id", .bytes(id.bytes)), ("nodes", .bytes(NodeInfo.compact(v4))), ("v", .int(1))]
+        if !v6.isEmpty { d.append(("nodes6", .bytes(NodeInfo.compact(v6)))) }
+        return Bencode.encode(.dictionary(d))
     }
 
-    /// The largest state file read: far above a full table (160 buckets of 8 nodes, 26 bytes each).
+    /// The largest state file read: far above two full tables (160 buckets of 8 nodes, 26 or 38
+    /// bytes each).
     static let maxStateFileSize = 1 << 20
 
-    /// Reads what `serialized` wrote: the saved id and nodes (which the caller pings back in).
+    /// Reads what `serialized` wrote: the saved id and nodes of both families, IPv4 first (which
+    /// the caller pings back in). A `nodes6` that is not whole 38-byte entries makes the file
+    /// damaged, as a bad `nodes` does; entries that cannot be IPv6 nodes are left out.
     static func deserialize(_ bytes: [UInt8]) throws -> (id: NodeID, nodes: [NodeInfo]) {
         let v = try Bencode.decode(
             bytes,
@@ -286,7 +316,14 @@ struct RoutingTable: Sendable {
         guard let nb = v["nodes"]?.bytesValue, let nodes = NodeInfo.parseCompact(nb) else {
             throw StateFileError.malformed("nodes")
         }
-        return (id, nodes)
+        var nodes6: [NodeInfo] = []
+        if let n6 = v["nodes6"] {
+            guard let b = n6.bytesValue, let parsed = NodeInfo.parseCompact(b, family: .v6) else {
+                throw StateFileError.malformed("nodes6")
+            }
+            nodes6 = parsed.nodes
+        }
+        return (id, nodes + nodes6)
     }
 }
 

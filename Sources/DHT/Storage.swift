@@ -5,8 +5,10 @@ import Sodium
 /// Peers announced to this node, per info-hash, with expiry and caps so that an attacker cannot
 /// make the node hold unbounded state nor lock honest peers out.
 ///
-/// One entry per source IP per info-hash (BEP 5 practice; the newest port wins), so one host cannot
-/// fill a topic. Loopback sources are keyed by IP and port, as in the routing table. A full topic
+/// One entry per source per info-hash (BEP 5 practice; the newest port wins), so one host cannot
+/// fill a topic: per IPv4 address, per IPv6 /64 (`dhtSourceKey`). Loopback sources are keyed by
+/// address and port, as in the routing table. Peers of both families share the caps; each is
+/// handed only to requesters of its own family (BEP 32). A full topic
 /// or a full store evicts instead of refusing: an expired entry if the topic has one, else a random
 /// entry; a full set of info-hashes drops the smaller of two randomly chosen ones. Every add is
 /// O(peers of that info-hash) at worst, never a scan of the whole store.
@@ -57,10 +59,8 @@ struct PeerStore: Sendable {
 
     var infoHashCount: Int { swarms.count }
 
-    /// Entries are per source: the IP, or the IP and port on loopback.
-    static func sourceKey(_ a: PeerAddress) -> UInt64 {
-        a.isLoopback ? UInt64(a.ip) << 16 | UInt64(a.port) : UInt64(a.ip) << 16
-    }
+    /// Entries are per source: the IPv4 address or IPv6 /64, with the port on loopback.
+    static func sourceKey(_ a: PeerAddress) -> UInt64 { a.dhtSourceKey }
 
     @discardableResult
     mutating func add<G: RandomNumberGenerator>(
@@ -130,10 +130,18 @@ struct PeerStore: Sendable {
         }
     }
 
-    /// Up to `max` unexpired peers for `hash`, chosen by `rng` when there are more.
-    func peers<G: RandomNumberGenerator>(for hash: NodeID, now: Nanos, max: Int, using g: inout G) -> [PeerAddress] {
+    /// Up to `max` unexpired peers for `hash` (of `family` only, if given), chosen by `rng` when
+    /// there are more.
+    func peers<G: RandomNumberGenerator>(
+        for hash: NodeID,
+        family: AddressFamily? = nil,
+        now: Nanos,
+        max: Int,
+        using g: inout G
+    ) -> [PeerAddress] {
         guard let s = swarms[hash] else { return [] }
-        var live = s.slots.values.filter { $0.expiry > now }.map(\.peer).sorted()
+        var live = s.slots.values.filter { $0.expiry > now && (family == nil || $0.peer.family == family) }.map(\.peer)
+            .sorted()
         if live.count > max {
             live.shuffle(using: &g)
             live = Array(live.prefix(max))
@@ -154,7 +162,8 @@ struct PeerStore: Sendable {
     }
 }
 
-/// announce_peer tokens (BEP 5): keyed BLAKE2b of the requester's IP under a secret per time epoch
+/// announce_peer tokens (BEP 5): keyed BLAKE2b of the requester's IP address (4 bytes for IPv4,
+/// the whole 16 for IPv6: a token is good only for the address it was handed to) under a secret per time epoch
 /// of `rotation` (5 minutes). A token is accepted in the epoch it was issued and the next one only,
 /// so it lives between one and two rotations (5 to 10 minutes), whenever maintenance happens to
 /// run: the epoch is computed from the clock on every `token` and `isValid`, and after a gap of
@@ -189,20 +198,23 @@ struct TokenIssuer: Sendable {
         epoch = e
     }
 
-    static func token(secret: [UInt8], ip: UInt32) -> [UInt8] {
-        let data: [UInt8] = [UInt8(ip >> 24), UInt8((ip >> 16) & 0xFF), UInt8((ip >> 8) & 0xFF), UInt8(ip & 0xFF)]
-        let h = BLAKE2b.hash(data, length: .bytes16, key: secret)
+    /// `ip`: the address bytes (`PeerAddress.addressBytes`), 4 or 16.
+    static func token(secret: [UInt8], ip: [UInt8]) -> [UInt8] {
+        let h = BLAKE2b.hash(ip, length: .bytes16, key: secret)
         return Array(h.prefix(tokenLength))
     }
 
-    mutating func token(for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> [UInt8] {
+    mutating func token(for address: PeerAddress, now: Nanos, fresh: () -> [UInt8]) -> [UInt8] {
         advance(now: now, fresh: fresh)
-        return TokenIssuer.token(secret: current, ip: ip)
+        return TokenIssuer.token(secret: current, ip: address.addressBytes)
     }
 
-    mutating func isValid(_ token: [UInt8], for ip: UInt32, now: Nanos, fresh: () -> [UInt8]) -> Bool {
+    /// Whether `token` was issued to `address`'s IP (its port does not matter) in this epoch or
+    /// the one before.
+    mutating func isValid(_ token: [UInt8], for address: PeerAddress, now: Nanos, fresh: () -> [UInt8]) -> Bool {
         advance(now: now, fresh: fresh)
         guard token.count == TokenIssuer.tokenLength else { return false }
+        let ip = address.addressBytes
         return Sodium.constantTimeEqual(token, TokenIssuer.token(secret: current, ip: ip))
             || Sodium.constantTimeEqual(token, TokenIssuer.token(secret: previous, ip: ip))
     }

@@ -38,7 +38,17 @@ package struct DHTSimulation {
         package var seed: UInt64 = 1
         /// Probability that any datagram is lost.
         package var loss = 0.0
+        /// Protocol mode, BEP 32: the share of the non-router nodes that are dual-stack (a socket
+        /// on `[::]`: DualStackSimHost) and the share that are IPv6-only; the rest are IPv4-only.
+        /// With either set, the routers are dual-stack and the topics' hosts too, so that every
+        /// looker shares a family with every host. A dual-stack node or host bootstraps through
+        /// the routers' IPv4 addresses only (its IPv6 table fills from `nodes6`), an IPv6-only one
+        /// through their IPv6 addresses.
+        package var dualStackShare = 0.0
+        package var ipv6OnlyShare = 0.0
         package init() {}
+
+        package var mixed: Bool { dualStackShare > 0 || ipv6OnlyShare > 0 }
 
         package var window: Int { windowSeconds ?? (bootstrap == .protocol ? 3000 : 600) }
     }
@@ -91,6 +101,21 @@ package struct DHTSimulation {
         PeerAddress(ip: 0x0B00_0001 &+ UInt32(i) << 8, port: 6881)
     }
 
+    /// One node per /48 in 2001:db8::/32 (the documentation prefix, not exempt from anything).
+    private static func address6(_ i: Int) -> PeerAddress {
+        PeerAddress(ip6: IPv6Address(hi: 0x2001_0DB8 << 32 | UInt64(i) << 16, lo: 1), port: 6881)
+    }
+
+    /// A node's address families in a mixed network (fixed by the seed and the node's index).
+    enum Stack { case v4, v6, dual }
+
+    private func stack(_ i: Int, routers: Int) -> Stack {
+        guard p.mixed else { return .v4 }
+        if i < routers { return .dual }
+        let u = Double(StableHash.of(p.seed, UInt64(i), 0x6) >> 11) / Double(1 << 53)
+        return u < p.dualStackShare ? .dual : (u < p.dualStackShare + p.ipv6OnlyShare ? .v6 : .v4)
+    }
+
     package func run() -> Report {
         let hop = Nanos.milliseconds(p.hopMs)
         let net = SimNetwork(seed: p.seed, conditions: LinkConditions(loss: p.loss, latency: hop))
@@ -103,22 +128,51 @@ package struct DHTSimulation {
         config.maintenanceInterval = .seconds(60)
         let routerCount = honest ? min(max(1, p.routers), p.nodes / 4) : 0
         config.bootstrap = (0..<routerCount).map { DHTSimulation.address($0) }
+        precondition(!p.mixed || honest, "a mixed IPv4/IPv6 network is built through the protocol")
 
         var nodes: [DHTNode] = []
-        var sockets: [SimSocket] = []
+        var closers: [() -> Void] = []
         var alive: [Bool] = []
+        var stacks: [Stack] = []
         func makeNode(_ i: Int) -> DHTNode {
             var c = config
             c.seed = StableHash.of(p.seed, UInt64(i))
-            if i < routerCount { c.bootstrap = (0..<i).map { DHTSimulation.address($0) } }
-            let s = net.bind(DHTSimulation.address(i))
-            let n = DHTNode(host: s, demux: Demultiplexer(socket: s), config: c)
-            sockets.append(s)
+            let stack = self.stack(i, routers: routerCount)
+            let routers = i < routerCount ? i : routerCount
+            c.bootstrap = (0..<routers).map { stack == .v6 ? DHTSimulation.address6($0) : DHTSimulation.address($0) }
+            let host: NetworkHost
+            switch stack {
+            case .v4:
+                let s = net.bind(DHTSimulation.address(i))
+                host = s
+                closers.append(s.close)
+            case .v6:
+                let s = net.bind(DHTSimulation.address6(i))
+                host = s
+                closers.append(s.close)
+            case .dual:
+                let s = DualStackSimHost(network: net, v4: DHTSimulation.address(i), v6: DHTSimulation.address6(i))
+                host = s
+                closers.append(s.close)
+            }
+            let n = DHTNode(host: host, demux: Demultiplexer(socket: host), config: c)
             nodes.append(n)
             alive.append(true)
+            stacks.append(stack)
             return n
         }
+        /// Where lookers of `stack` can find node `i` (its addresses of the families they share).
+        func addresses(of i: Int, for stack: Stack) -> Set<PeerAddress> {
+            var out: Set<PeerAddress> = []
+            if stacks[i] != .v6 && stack != .v6 { out.insert(DHTSimulation.address(i)) }
+            if stacks[i] != .v4 && stack != .v4 { out.insert(DHTSimulation.address6(i)) }
+            return out
+        }
         for i in 0..<p.nodes { _ = makeNode(i) }
+        precondition(
+            !p.mixed || stacks[routerCount...].filter { $0 == .dual }.count >= p.topics,
+            "a mixed network needs a dual-stack node per topic"
+        )
         var joinsCompleted = 0
 
         if honest {
@@ -138,13 +192,14 @@ package struct DHTSimulation {
             for n in nodes { n.startMaintenance() }
         }
 
-        // Topics, each announced by its own node (never a router).
+        // Topics, each announced by its own node (never a router; dual-stack in a mixed network,
+        // so that every looker shares a family with it).
         let topicHashes = (0..<p.topics).map { Topic.infoHash("bench-topic-\(p.seed)-\($0)") }
         var announcer: [Int] = []
         var announcerSet: Set<Int> = []
         while announcer.count < p.topics {
             let i = routerCount + rng.below(p.nodes - routerCount)
-            if announcerSet.insert(i).inserted { announcer.append(i) }
+            if (!p.mixed || stacks[i] == .dual) && announcerSet.insert(i).inserted { announcer.append(i) }
         }
         var stored: [Int] = Array(repeating: 0, count: p.topics)
         var announceRounds = 0
@@ -188,7 +243,7 @@ package struct DHTSimulation {
             let joinAt = rng.below(window)
             net.schedule(after: at) {
                 nodes[i].stop()
-                sockets[i].close()
+                closers[i]()
                 alive[i] = false
                 if announcerSet.contains(i) { announcerGoneAt[i] = net.now }
             }
@@ -237,10 +292,10 @@ package struct DHTSimulation {
                 // A topic whose host has left is not expected to be found; counted apart.
                 let announcerGone = !alive[announcer[topic]]
                 if announcerGone { gone += 1 } else { measured += 1 }
-                let expected = nodes[announcer[topic]].localAddress
+                let expected = addresses(of: announcer[topic], for: stacks[looker])
                 nodes[looker].getPeers(topicHashes[topic]) { res in
                     completed += 1
-                    let found = res.peers.contains(expected)
+                    let found = !expected.isDisjoint(with: res.peers)
                     if announcerGone {
                         if found { staleHits += 1 }
                     } else if found {

@@ -1,4 +1,5 @@
 import LocalFiles
+import NetCore
 
 /// The app's configuration that the libraries never read: where `turf dht` (and `turf host`/`join`)
 /// find their bootstrap nodes (`--bootstrap`, `$TURF_DHT_BOOTSTRAP`, `dht.conf`, the public routers).
@@ -69,7 +70,7 @@ enum DHTBootstrap {
         for p in parts where p != none {
             guard isHostPort(p) else {
                 throw SettingError(
-                    "\(source): '\(p)' is not HOST:PORT (a host name or IPv4 address, a port 1-65535) or 'none'"
+                    "\(source): '\(p)' is not HOST:PORT (a host name, an IPv4 address or [an IPv6 address], a port 1-65535) or 'none'"
                 )
             }
         }
@@ -86,8 +87,12 @@ enum DHTBootstrap {
     }
 
     /// Whether `s` is HOST:PORT: a host name or dotted IPv4 address (letters, digits, '-', '.'),
-    /// and a decimal port 1-65535.
+    /// or an IPv6 address in brackets (`[2001:db8::1]:6881`), and a decimal port 1-65535.
     static func isHostPort(_ s: String) -> Bool {
+        if s.hasPrefix("[") {
+            guard let a = PeerAddress(s), a.port != 0 else { return false }
+            return true
+        }
         guard let colon = s.lastIndex(of: ":") else { return false }
         let host = s[..<colon]
         let port = s[s.index(after: colon)...]

@@ -24,7 +24,9 @@ struct DHTCommand: ParsableCommand {
 }
 
 /// The socket a command binds and the DHT it bootstraps from: shared by `turf dht serve/announce/
-/// lookup` (through `DHTNodeOptions`) and by `turf host` / `turf join`.
+/// lookup` (through `DHTNodeOptions`) and by `turf host` / `turf join`. The default address is
+/// `::`: one dual-stack socket, so the node takes part in the IPv4 and the IPv6 DHT (BEP 32) and
+/// sessions reach peers of both families (where the system has no IPv6, `UDPHost` binds 0.0.0.0).
 struct SocketOptions: ParsableArguments {
     @Option(help: "UDP port to bind (0: any free port).") var port: UInt16 = 0
     @Option(help: "Address to bind: IPv4 or IPv6; \"::\" (the default) is both families on one socket.")
@@ -105,15 +107,19 @@ enum DHTCLI {
         return addresses
     }
 
-    /// Resolves HOST:PORT to IPv4 addresses (here, in the shell: the DHT core never resolves names).
+    /// Resolves HOST:PORT (an IPv4 address, `[IPv6]:PORT`, or a host name) to addresses of both
+    /// families (here, in the shell: the DHT core never resolves names). The node uses those of
+    /// the families its socket reaches (BEP 32: each family bootstraps its own DHT).
     static func resolve(_ spec: String) -> [PeerAddress] {
         if let a = PeerAddress(spec) { return [a] }
-        guard let colon = spec.lastIndex(of: ":"), let port = UInt16(spec[spec.index(after: colon)...]) else {
+        guard !spec.hasPrefix("["), let colon = spec.lastIndex(of: ":"),
+            let port = UInt16(spec[spec.index(after: colon)...])
+        else {
             return []
         }
         let host = String(spec[..<colon])
         var hints = addrinfo()
-        hints.ai_family = AF_INET
+        hints.ai_family = AF_UNSPEC
         #if os(Linux)
             hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)  // an enum in Glibc
         #else
@@ -125,14 +131,27 @@ enum DHTCLI {
         var out: [PeerAddress] = []
         var p: UnsafeMutablePointer<addrinfo>? = first
         while let ai = p {
-            if ai.pointee.ai_family == AF_INET, let sa = ai.pointee.ai_addr {
-                let sin = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
-                let a = PeerAddress(ip: UInt32(bigEndian: sin.sin_addr.s_addr), port: port)
-                if !out.contains(a) { out.append(a) }
+            if let sa = ai.pointee.ai_addr {
+                var a: PeerAddress?
+                if ai.pointee.ai_family == AF_INET {
+                    let sin = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+                    a = PeerAddress(ip: UInt32(bigEndian: sin.sin_addr.s_addr), port: port)
+                } else if ai.pointee.ai_family == AF_INET6 {
+                    let sin6 = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
+                    let bytes = withUnsafeBytes(of: sin6.sin6_addr) { Array($0) }
+                    a = IPv6Address(bytes: bytes).map { PeerAddress(ip6: $0, port: port) }
+                }
+                if let a, !out.contains(a) { out.append(a) }
             }
             p = ai.pointee.ai_next
         }
         return out
+    }
+
+    /// Whether a socket bound at `local` reaches `a`: `::` reaches both families, any other
+    /// address its own.
+    static func reaches(_ local: PeerAddress, _ a: PeerAddress) -> Bool {
+        local.ip6?.isUnspecified == true || local.isIPv6 == a.isIPv6
     }
 
     /// `--state`, else `XDGPaths.dhtState`: a fixed port keeps its own table; ephemeral-port runs
@@ -219,6 +238,16 @@ enum DHTCLI {
                 if lockFD >= 0 { closeDescriptor(lockFD) }
                 throw error
             }
+            // Bootstrap nodes only of a family the socket cannot reach would leave the node alone.
+            if !config.bootstrap.isEmpty && !config.bootstrap.contains(where: { DHTCLI.reaches(live.localAddress, $0) })
+            {
+                let bound = live.localAddress
+                live.close()
+                if lockFD >= 0 { closeDescriptor(lockFD) }
+                throw CLIError(
+                    "no bootstrap node can be reached from \(bound) (bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))); bind another address family (--bind)"
+                )
+            }
             if verbose {
                 printErr(
                     "dht: bound \(live.localAddress); bootstrap \(config.bootstrap.map(\.description).joined(separator: ", "))"
@@ -262,10 +291,41 @@ enum DHTCLI {
             live.waitFor(timeout: timeout, interrupted: { stop.caught != nil }) { peer, done in work(peer.dht, done) }
         }
 
-        func snapshot() -> (external: PeerAddress?, nat: NATType, nodes: Int, stats: DHTStats, id: NodeID) {
-            (try? live.sync { p in (p.dht.externalAddress, p.dht.natType, p.dht.routingTableSize, p.dht.stats, p.dht.id)
+        /// What the node knows of itself: its external address per family (IPv4 with the NAT's
+        /// kind; IPv6, if any IPv6 node reported one), routing table sizes, stats and id.
+        struct Snapshot: Sendable {
+            var external: PeerAddress?
+            var nat: NATType
+            var external6: PeerAddress?
+            var nodes4: Int
+            var nodes6: Int
+            var stats: DHTStats
+            var id: NodeID
+            var nodes: Int { nodes4 + nodes6 }
+        }
+
+        func snapshot() -> Snapshot {
+            (try? live.sync { p in
+                let d = p.dht
+                return Snapshot(
+                    external: d.externalAddress,
+                    nat: d.natType,
+                    external6: d.externalAddress6,
+                    nodes4: d.routingTableSizes.v4,
+                    nodes6: d.routingTableSizes.v6,
+                    stats: d.stats,
+                    id: d.id
+                )
             })
-                ?? (nil, .unknown, 0, DHTStats(), NodeID.zero)
+                ?? Snapshot(
+                    external: nil,
+                    nat: .unknown,
+                    external6: nil,
+                    nodes4: 0,
+                    nodes6: 0,
+                    stats: DHTStats(),
+                    id: .zero
+                )
         }
 
         /// Saves the table, stops the node and closes the socket. A save that fails is reported
@@ -385,7 +445,7 @@ struct DHTServe: ParsableCommand {
                     DHTCLI.emit(line)
                 }
                 DHTCLI.emit(
-                    "dht: \(s.nodes) nodes; external \(s.external?.description ?? "unknown") (\(s.nat.rawValue)); answered \(s.stats.queriesAnswered), dropped malformed \(s.stats.malformed) rate-limited \(s.stats.rateLimited)"
+                    "dht: \(s.nodes) nodes (IPv4 \(s.nodes4), IPv6 \(s.nodes6)); external \(s.external?.description ?? "unknown") (\(s.nat.rawValue)), IPv6 \(s.external6?.description ?? "none"); answered \(s.stats.queriesAnswered), dropped malformed \(s.stats.malformed) rate-limited \(s.stats.rateLimited)"
                 )
             }
         }
@@ -474,10 +534,11 @@ struct DHTAnnounce: ParsableCommand {
                     j.add("closest", result.closest.count)
                     j.add("queries", result.queriesSent)
                     j.add("external_address", node.externalAddress?.description)
+                    j.add("external_address_ipv6", node.externalAddress6?.description)
                     DHTCLI.emit(j.text)
                 } else {
                     DHTCLI.emit(
-                        "announced \(h.hexString) on \(stored) of \(result.closest.count) closest nodes (\(result.queriesSent) queries); external address \(node.externalAddress?.description ?? "unknown")"
+                        "announced \(h.hexString) on \(stored) of \(result.closest.count) closest nodes (\(result.queriesSent) queries); external address \(node.externalAddress?.description ?? "unknown"), IPv6 \(node.externalAddress6?.description ?? "none")"
                     )
                 }
             }
@@ -524,6 +585,7 @@ struct DHTLookup: ParsableCommand {
             var j = JSONObject()
             j.add("completed", result != nil)
             j.add("external_address", s.external?.description)
+            j.add("external_address_ipv6", s.external6?.description)
             j.add("info_hash", h.hexString)
             j.add("nat", s.nat.rawValue)
             j.add("nodes_answered", result?.closest.count ?? 0)
@@ -536,6 +598,7 @@ struct DHTLookup: ParsableCommand {
             )
             for p in peers { print("  \(p)") }
             print("external address: \(s.external?.description ?? "unknown") (NAT \(s.nat.rawValue))")
+            print("IPv6 external address: \(s.external6?.description ?? "none")")
         }
         if result == nil { throw ExitCode(2) }
     }

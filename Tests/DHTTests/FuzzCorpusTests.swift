@@ -1,4 +1,5 @@
 import Bencode
+import DHTSim
 import Determinism
 import NetCore
 import NetSim
@@ -16,6 +17,12 @@ import Testing
             NodeInfo(
                 id: NodeID(bytes: [UInt8](repeating: UInt8($0 * 40), count: 20))!,
                 address: PeerAddress(10, 0, 0, UInt8($0), port: 6881)
+            )
+        }
+        let nodes6 = (0..<3).map {
+            NodeInfo(
+                id: NodeID(bytes: [UInt8](repeating: UInt8(200 - $0 * 40), count: 20))!,
+                address: PeerAddress(host: "2001:db8::\($0 + 1)", port: 6881)!
             )
         }
         let msgs: [KRPCMessage] = [
@@ -80,6 +87,37 @@ import Testing
                         id: id,
                         infoHash: h,
                         extra: [("blob", .bytes([7])), ("src", .bytes(PeerAddress(10, 0, 0, 1, port: 2).compact))]
+                    )
+                )
+            ),
+            // BEP 32: want, nodes6, 18-byte values, ip and src.
+            KRPCMessage(
+                transactionID: [1, 12],
+                body: .query(KRPCQuery(method: .getPeers, id: id, infoHash: h, want: [.v4, .v6]))
+            ),
+            KRPCMessage(
+                transactionID: [1, 13],
+                body: .response(
+                    KRPCResponse(
+                        id: id,
+                        nodes: nodes,
+                        nodes6: nodes6,
+                        values: [PeerAddress(1, 2, 3, 4, port: 5), PeerAddress(host: "2001:db8::7", port: 7)!],
+                        token: [2]
+                    )
+                ),
+                ip: PeerAddress(host: "2001:db8::1", port: 4000)
+            ),
+            KRPCMessage(
+                transactionID: [1, 14],
+                body: .query(
+                    KRPCQuery(
+                        method: .knocked,
+                        id: id,
+                        infoHash: h,
+                        extra: [
+                            ("blob", .bytes([7])), ("src", .bytes(PeerAddress(host: "2001:db8::9", port: 2)!.compact)),
+                        ]
                     )
                 )
             ),
@@ -154,5 +192,36 @@ import Testing
                 + node.stats.badTokens >= 4000
         )
         #expect(node.table.count <= 8 * 160)
+    }
+
+    /// The same against a dual-stack node, from IPv4 and IPv6 sources alike.
+    @Test func feedingMutationsToADualStackNodeIsHarmless() {
+        let net = SimNetwork(seed: 2, conditions: .perfect)
+        var c = DHTConfig()
+        c.seed = 2
+        c.queryRate = 1e9
+        c.queryBurst = 1e9
+        let host = DualStackSimHost(
+            network: net,
+            v4: PeerAddress(198, 51, 100, 1, port: 6881),
+            v6: PeerAddress(host: "2001:db8::1", port: 6881)!
+        )
+        let node = DHTNode.alone(on: host, config: c)
+        var rng = SplitMix64(seed: 78)
+        let corpus = Self.corpus()
+        for i in 0..<5000 {
+            var x = corpus[rng.below(corpus.count)]
+            x[rng.below(x.count)] = UInt8(truncatingIfNeeded: rng.next())
+            let source =
+                i % 2 == 0
+                ? PeerAddress(ip: 0xCB00_7100 | UInt32(i % 200), port: UInt16(1000 + i % 7))
+                : PeerAddress(ip6: IPv6Address(hi: 0x2001_0DB8_0000_0000 | UInt64(i % 200) << 16, lo: 1), port: 1000)
+            node.receive(x, from: source)
+        }
+        _ = net.run(for: .seconds(5))
+        #expect(node.stats.received == 5000)
+        #expect(node.table.count <= 8 * 160 && node.table6.count <= 8 * 160)
+        #expect(node.table6.allEntries.allSatisfy { $0.info.address.isIPv6 })
+        #expect(node.table.allEntries.allSatisfy { !$0.info.address.isIPv6 })
     }
 }

@@ -11,6 +11,8 @@ import Testing
 
 /// Interoperability with libtorrent's Mainline DHT (python3-libtorrent), on loopback only.
 /// scripts/dht_libtorrent_interop.py runs three libtorrent nodes; one announces an info-hash.
+/// Twice: on 127.0.0.1 (the IPv4 DHT), and on [::1] (BEP 32's IPv6 DHT) against a dual-stack
+/// turf node and an IPv6-only one.
 @Suite(.serialized) struct InteropTests {
     static let python = "/usr/bin/python3"
 
@@ -91,8 +93,8 @@ import Testing
     /// the waits below (40 + 15 + 15 + 20 + 20 + 40 + 20 + 40 = 210 s), for a loaded CI machine.
     static let helperSeconds = 300
 
-    @Test(.timeLimit(.minutes(6)))
-    func bothDirectionsWithLibtorrent() throws {
+    @Test(.timeLimit(.minutes(6)), arguments: [false, true])
+    func bothDirectionsWithLibtorrent(v6: Bool) throws {
         guard Self.libtorrentAvailable else {
             // CI installs python3-libtorrent (scripts/install-deps.sh): there, a missing one is a failure.
             if ProcessInfo.processInfo.environment["CI"].map({ !$0.isEmpty }) ?? false {
@@ -104,14 +106,19 @@ import Testing
             }
             return
         }
+        if v6 {
+            // A machine without an IPv6 loopback cannot run this half (the IPv4 one still runs).
+            guard let probe = LoopbackIPv6Tests.loopbackHost() else { return }
+            probe.close()
+        }
         let theirHash = Topic.infoHash("interop: libtorrent announces \(UUID().uuidString)")
         let ourHash = Topic.infoHash("interop: turf announces \(UUID().uuidString)")
 
         let proc = Process()
         proc.executableURL = URL(fileURLWithPath: Self.python)
-        proc.arguments = [
-            Self.scriptPath, "--announce-hash", theirHash.hexString, "--max-seconds", "\(Self.helperSeconds)",
-        ]
+        proc.arguments =
+            [Self.scriptPath, "--announce-hash", theirHash.hexString, "--max-seconds", "\(Self.helperSeconds)"]
+            + (v6 ? ["--v6"] : [])
         let input = Pipe()
         let output = Pipe()
         proc.standardInput = input
@@ -135,15 +142,17 @@ import Testing
         let peerText = try #require(ready["announce_peer"] as? String)
         let theirPeer = try #require(PeerAddress(peerText))
 
-        // Two turf nodes on loopback, bootstrapping from the libtorrent nodes.
-        let hostA = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
-        let hostB = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
+        // Two turf nodes on loopback, bootstrapping from the libtorrent nodes. Over IPv6, A is
+        // dual-stack (bound to `::`, its IPv4 side idle) and B IPv6-only (bound to ::1).
+        let loopback = v6 ? PeerAddress(ip6: .loopback, port: 0) : PeerAddress(127, 0, 0, 1, port: 0)
+        let hostA = try UDPHost.bind(v6 ? .anyDualStack(port: 0) : loopback)
+        let hostB = try UDPHost.bind(loopback)
         defer {
             hostA.close()
             hostB.close()
         }
         var config = DHTConfig()
-        config.bootstrap = ports.map { PeerAddress(127, 0, 0, 1, port: UInt16($0)) }
+        config.bootstrap = ports.map { loopback.with(port: UInt16($0)) }
         // The libtorrent helper is a Python process: on a loaded 2-core machine (the whole suite
         // running beside it) one of its nodes can take longer than the default 3 s to answer, and
         // the join would then count it as gone. This test is about the protocol, not latency.
@@ -166,11 +175,18 @@ import Testing
         // Direction 1: turf finds what libtorrent announced.
         let found = waitFor(hostA, timeout: 20) { done in nodeA.value.getPeers(theirHash) { done($0) } }
         #expect(found?.peers.contains(theirPeer) == true, "turf found libtorrent's announce: \(found?.peers ?? [])")
-        // libtorrent's responses carry BEP 42's `ip`: turf learned its address from them.
-        let ext = try hostA.sync { nodeA.value.externalAddress }
-        #expect(ext == hostA.localAddress.withIP(0x7F00_0001))
+        // libtorrent's responses carry BEP 42's `ip` (18 bytes over IPv6): turf learned its
+        // address from them.
+        let ext = try hostA.sync { v6 ? nodeA.value.externalAddress6 : nodeA.value.externalAddress }
+        #expect(ext == loopback.with(port: hostA.localAddress.port))
         // Three libtorrent nodes saw the same port: a consistent mapping (no NAT here).
-        #expect(try hostA.sync { nodeA.value.natType } == .consistent)
+        #expect(try hostA.sync { v6 ? nodeA.value.natType6 : nodeA.value.natType } == .consistent)
+        if v6 {
+            #expect(
+                try hostA.sync { nodeA.value.routingTableSizes.v6 } >= 3,
+                "libtorrent's nodes6 filled the IPv6 table"
+            )
+        }
 
         // Direction 2: libtorrent finds what turf announced (implied_port: our socket's port).
         let announced = waitFor(hostB, timeout: 20) { (done: @escaping (Int) -> Void) in
@@ -180,7 +196,10 @@ import Testing
         try input.fileHandleForWriting.write(contentsOf: Data("lookup \(ourHash.hexString)\n".utf8))
         let reply = try #require(reader.next(timeout: 40), "no lookup reply from libtorrent")
         let peers = (reply["peers"] as? [String]) ?? []
-        #expect(peers.contains("127.0.0.1:\(hostB.localAddress.port)"), "libtorrent found turf's announce: \(peers)")
+        #expect(
+            peers.contains(loopback.with(port: hostB.localAddress.port).description),
+            "libtorrent found turf's announce: \(peers)"
+        )
 
         // BEP 44: libtorrent fetches and verifies a signed mutable item that turf stored.
         let key = try Ed25519.KeyPair(seed: [UInt8](repeating: 7, count: 32))
@@ -205,13 +224,10 @@ import Testing
         let answered =
             try hostA.sync { nodeA.value.stats.queriesAnswered }
             + (try hostB.sync { nodeB.value.stats.queriesAnswered })
-        let malformed =
-            try hostA.sync { nodeA.value.stats.malformed } + (try hostB.sync { nodeB.value.stats.malformed })
+        let (statsA, statsB) = (try hostA.sync { nodeA.value.stats }, try hostB.sync { nodeB.value.stats })
         #expect(answered > 0)
-        #expect(malformed == 0, "libtorrent's messages all parsed under the strict decoder")
+        #expect(statsA.malformed + statsB.malformed == 0, "libtorrent's messages all parsed under the strict decoder")
+        #expect(statsA.droppedNodeEntries + statsB.droppedNodeEntries == 0)
+        #expect(statsA.ipFamilyMismatches + statsB.ipFamilyMismatches == 0)
     }
-}
-
-extension PeerAddress {
-    func withIP(_ ip: UInt32) -> PeerAddress { PeerAddress(ip: ip, port: port) }
 }

@@ -64,13 +64,15 @@ import Testing
             return [UInt8](repeating: secrets, count: 32)
         }
         var t = TokenIssuer(secret: fresh(), previous: fresh(), now: .seconds(299), rotation: .seconds(300))
-        func valid(_ tok: [UInt8], _ ip: UInt32, _ at: Nanos) -> Bool { t.isValid(tok, for: ip, now: at, fresh: fresh) }
-        let tok = t.token(for: 0x0A00_0001, now: .seconds(299), fresh: fresh)
+        func valid(_ tok: [UInt8], _ ip: UInt32, _ at: Nanos) -> Bool {
+            t.isValid(tok, for: PeerAddress(ip: ip, port: 1), now: at, fresh: fresh)
+        }
+        let tok = t.token(for: PeerAddress(ip: 0x0A00_0001, port: 2), now: .seconds(299), fresh: fresh)
         #expect(valid(tok, 0x0A00_0001, .seconds(300)), "next epoch")
         #expect(!valid(tok, 0x0A00_0002, .seconds(300)), "another IP")
         #expect(valid(tok, 0x0A00_0001, .seconds(599)))
         #expect(!valid(tok, 0x0A00_0001, .seconds(600)), "issued 301 s ago but two epochs back")
-        let tok2 = t.token(for: 0x0A00_0001, now: .seconds(600), fresh: fresh)
+        let tok2 = t.token(for: PeerAddress(ip: 0x0A00_0001, port: 3), now: .seconds(600), fresh: fresh)
         #expect(!valid(tok2, 0x0A00_0001, .seconds(1200)), "after a gap both secrets are new")
     }
 

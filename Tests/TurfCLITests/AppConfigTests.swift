@@ -1,3 +1,4 @@
+import NetCore
 import Testing
 
 @testable import turf
@@ -73,6 +74,16 @@ import Testing
         refused({ try specs(env: ["TURF_DHT_BOOTSTRAP": "host:99999"]) }, "is not HOST:PORT")
         refused({ try specs(flags: ["host:0"]) }, "is not HOST:PORT")
         #expect(DHTBootstrap.isHostPort("router.bittorrent.com:6881") && DHTBootstrap.isHostPort("127.0.0.1:1"))
+        // IPv6 addresses in brackets (BEP 32 bootstrap nodes); a bare one is ambiguous.
+        #expect(DHTBootstrap.isHostPort("[2001:db8::1]:6881") && DHTBootstrap.isHostPort("[::1]:1"))
+        #expect(
+            !DHTBootstrap.isHostPort("[::1]:0") && !DHTBootstrap.isHostPort("[::1]")
+                && !DHTBootstrap.isHostPort("::1:6881")
+                && !DHTBootstrap.isHostPort("[zz::1]:1") && !DHTBootstrap.isHostPort("[::1]:6881x")
+        )
+        #expect(try DHTBootstrap.parseList("[::1]:6881, 10.0.0.1:1", source: "t") == ["[::1]:6881", "10.0.0.1:1"])
+        #expect(DHTCLI.resolve("[2001:db8::5]:6881") == [PeerAddress(host: "2001:db8::5", port: 6881)!])
+        #expect(DHTCLI.resolve("[::1]") == [] && DHTCLI.resolve("[::1]:x") == [])
         #expect(
             !DHTBootstrap.isHostPort("x:") && !DHTBootstrap.isHostPort(":1") && !DHTBootstrap.isHostPort("h\u{1B}:1")
         )

@@ -188,6 +188,82 @@ import Testing
         }
         #expect(found, "lookup never found the announced peer; last output:\n\(last)")
     }
+
+    /// The `turf dht` commands bind `::` by default (BEP 32: both families on one socket). An
+    /// announcer that knows the serving node only as `[::1]:PORT` is found, at its IPv6 address,
+    /// by a lookup that knows the same node only as `127.0.0.1:PORT` (a dual-stack join asks for
+    /// both families' nodes), and the lookup reports its own IPv6 external address. A socket of
+    /// one family with bootstrap nodes only of the other is an error.
+    @Test func defaultBindIsDualStackAndFindsIPv6Announces() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "turf-dht6-\(UUID().uuidString.prefix(8))"
+        )
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["XDG_STATE_HOME"] = dir.path
+        env["XDG_CONFIG_HOME"] = dir.path
+        let serverOut = dir.appendingPathComponent("serve.out").path
+        let server = try spawnBackground(
+            turfBinary,
+            ["dht", "serve", "--bootstrap", "none", "--no-state", "--duration", "3600", "--status-every", "0"],
+            environment: env,
+            stdout: serverOut
+        )
+        defer {
+            kill(server, SIGKILL)
+            var st: Int32 = 0
+            waitpid(server, &st, 0)
+        }
+        let listening = try #require(waitForLine(serverOut, containing: "listening on", timeout: 60))
+        guard listening.contains("listening on [::]:") else {
+            // UDPHost falls back to 0.0.0.0 where the system has no IPv6.
+            print("SKIPPED: no IPv6 here (\(listening))")
+            return
+        }
+        let port = try #require(
+            listening.split(separator: " ").first { $0.hasPrefix("[::]:") }.flatMap { UInt16($0.dropFirst(5)) }
+        )
+        let topic = "turf-cli-v6-\(UUID().uuidString.prefix(6))"
+        let announceOut = dir.appendingPathComponent("announce.out").path
+        let announcer = try spawnBackground(
+            turfBinary,
+            [
+                "dht", "announce", "--topic", topic, "--bootstrap", "[::1]:\(port)", "--no-state", "--duration", "3600",
+                "--json",
+            ],
+            environment: env,
+            stdout: announceOut
+        )
+        defer {
+            kill(announcer, SIGKILL)
+            var st: Int32 = 0
+            waitpid(announcer, &st, 0)
+        }
+        let announced = waitForLine(announceOut, containing: "\"stored_on\":1", timeout: 60)
+        #expect(announced?.contains("\"external_address_ipv6\":\"[::1]:") == true, "\(announced ?? "none")")
+        let r = try run(
+            turfBinary,
+            [
+                "dht", "lookup", "--topic", topic, "--bootstrap", "127.0.0.1:\(port)", "--no-state", "--timeout", "20",
+                "--json",
+            ],
+            environment: env,
+            timeout: 60
+        )
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("\"peers\":[\"[::1]:"), "\(r.stdout)")
+        #expect(r.stdout.contains("\"external_address_ipv6\":\"[::1]:"), "\(r.stdout)")
+
+        let wrongFamily = try run(
+            turfBinary,
+            ["dht", "lookup", "--bind", "127.0.0.1", "--topic", "x", "--bootstrap", "[::1]:\(port)", "--no-state"],
+            environment: env,
+            timeout: 30
+        )
+        #expect(wrongFamily.status == 1)
+        #expect(wrongFamily.stderr.contains("no bootstrap node can be reached"), "\(wrongFamily.stderr)")
+    }
 }
 
 /// A UDP socket on 127.0.0.1 with a kernel-chosen port, which says nothing, held until `close`.
