@@ -183,6 +183,14 @@ wait_line() {
 }
 # A scalar field of a JSON line ("" when absent or null).
 field() { { grep -o "\"$2\":\"\\?[^,\"}]*" <<<"$1" || true; } | head -1 | sed 's/.*:"\?//; s/^null$//'; }
+# Any field of a JSON line, parsed as JSON (for values with commas or colons: an invite).
+jfield() {
+  /usr/bin/python3 -c 'import json, sys
+try:
+    print(json.loads(sys.stdin.read()).get(sys.argv[1]) or "")
+except Exception:
+    print("")' "$2" <<<"$1"
+}
 lastevent() { grep "\"event\":\"$2\"" "$1" 2>/dev/null | tail -1 || true; }
 
 # --- the lab -----------------------------------------------------------------------------------
@@ -278,6 +286,11 @@ start_ipv6() {
     start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 \
       --bootstrap "[${DHT6_IPS[0]}]:6881"
   done
+  for ip in "${DHT6_IPS[@]}"; do wait_line "$WORK/dht-$ip.out" listening 100 || true; done
+  # A first lookup among them, so that they know each other before the first player asks (as
+  # the IPv4 nodes have had the lab's setup time to).
+  XDG_CONFIG_HOME="$WORK/warm" XDG_STATE_HOME="$WORK/warm" timeout 20 ip netns exec "$(ns dht)" "$TURF" dht lookup \
+    --bind "${DHT6_IPS[5]}" --no-state --topic natlab-warm-up --bootstrap "[${DHT6_IPS[0]}]:6881" >/dev/null 2>&1 || true
   # The relay with both families: one IPv4 and one IPv6 address, a dual-stack socket.
   if [ "$RELAY" = 1 ]; then
     newns relay
@@ -285,6 +298,7 @@ start_ipv6() {
     attach6 relay eth0 2001:db8:30::30
     start_turf relay relay dht serve --port 6881 --no-state --status-every 0 --duration 900 --relay \
       --bootstrap "$BOOT,[${DHT6_IPS[0]}]:6881"
+    wait_line "$WORK/relay.out" listening 100 || true
   fi
   # Two IPv6-only homes (e, f), and two homes with a random IPv4 NAT (CGNAT-like) and IPv6 (g, h).
   router6 re 2001:db8:25::1 5
@@ -370,10 +384,12 @@ run_case() {
   wait_line "$WORK/$h.out" '"event":"nat"' 200 || true
   # ... and once DHT nodes hold its announcement (`announced`): join_ms is the joiner's own time.
   wait_line "$WORK/$h.out" '"event":"announced"' 200 || true
+  # An IPv6 host: until IPv6 nodes hold it as well (the IPv6 DHT answers lookups apart, BEP 32).
+  case "$c" in v6-* | cgnat-v6) wait_line "$WORK/$h.out" '"nodes_ipv6":[1-9]' 200 || true ;; esac
   local key target=(--topic "$topic")
   key=$(field "$(lastevent "$WORK/$h.out" lobby)" key)
   [ "$by" = key ] && target=("$key")
-  [ "$by" = invite ] && target=("$(field "$(lastevent "$WORK/$h.out" lobby)" invite)")
+  [ "$by" = invite ] && target=("$(jfield "$(lastevent "$WORK/$h.out" lobby)" invite)")
   jboots=${jboots:-$boots}
   if [ "$c" = cone-cone-late ]; then
     # Nothing passes directly between the two routers until the joiner has connected (relayed).

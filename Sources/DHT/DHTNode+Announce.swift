@@ -103,7 +103,15 @@ extension DHTNode {
                 self.announcements[h]?.holders = holders
                 if a.keepAlive != nil && self.announcements[h]?.keepAliveTimer == nil { self.pingHolders(h) }
             }
-            let failed = stored == 0
+            // Failed also when a family with nodes to ask (in its table or among the bootstrap
+            // nodes) stored nothing (its DHT answers lookups apart, BEP 32): a dual-stack host
+            // whose first IPv6 announce went unanswered must not stay out of the IPv6 DHT until
+            // the re-announce interval.
+            let missing = self.families.contains { f in
+                (self.table(f).count > 0 || self.config.bootstrap.contains { $0.family == f })
+                    && !holders.contains { $0.address.family == f }
+            }
+            let failed = stored == 0 || missing
             let interval = self.config.reannounceInterval
             let delay = failed ? min(retry, interval) : interval
             // Doubling stops at the re-announce interval, so any number of failures cannot overflow it.
@@ -118,6 +126,15 @@ extension DHTNode {
     public func announcementHolders(_ infoHash: NodeID) -> Int {
         scheduler.assertInLoop()
         return announcements[infoHash]?.holders.count ?? 0
+    }
+
+    /// The nodes holding our announcement of `infoHash`, per family (BEP 32: the IPv6 DHT stores
+    /// our IPv6 address, the IPv4 one our IPv4 address).
+    public func announcementHoldersByFamily(_ infoHash: NodeID) -> (v4: Int, v6: Int) {
+        scheduler.assertInLoop()
+        let holders = announcements[infoHash]?.holders ?? []
+        let v6 = holders.count { $0.address.isIPv6 }
+        return (holders.count - v6, v6)
     }
 
     /// Pings the nodes that stored the announce of `h`, every `keepAlive`, until it stops.

@@ -237,10 +237,28 @@ extension NetRuntime {
     func findAnnounced(_ topic: String) -> [PeerAddress] {
         let h = Topic.infoHash(topic)
         // The first answer that lists lobbies is enough (the nodes near the topic store the same
-        // announcements).
+        // announcements) — per family: the IPv4 and IPv6 DHTs answer apart (BEP 32), so on a
+        // dual-stack socket with a global IPv6 address the first answer of one family waits up to `otherFamilyGrace` for
+        // the other's, which may hold the host's IPv6 address (a direct path where IPv4 is not).
+        let both = live.localAddress.isIPv6 && live.localAddress.isUnspecified && LocalInterfaces.hasGlobalIPv6()
         return keepLooking {
             let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in
-                p.dht.getPeers(h, onPeers: { done($0) }) { done($0.peers) }
+                let found = FoundPeers()
+                p.dht.getPeers(
+                    h,
+                    onPeers: { batch in
+                        found.add(batch)
+                        if !both || found.hasBothFamilies {
+                            done(found.list)
+                        } else if !found.waiting {
+                            found.waiting = true
+                            p.host.schedule(after: Self.otherFamilyGrace) { done(found.list) }
+                        }
+                    }
+                ) {
+                    found.add($0.peers)
+                    done(found.list)
+                }
             }
             return (r ?? []).isEmpty ? nil : r
         } ?? []
@@ -268,4 +286,19 @@ extension NetRuntime {
         }
         return nil
     }
+}
+
+extension NetRuntime {
+    /// How long a topic lookup's first answer of one family waits for the other family's.
+    static let otherFamilyGrace: Nanos = .milliseconds(250)
+}
+
+/// Peers a topic lookup found so far, in order, without duplicates. Confined to the event loop.
+final class FoundPeers {
+    private(set) var list: [PeerAddress] = []
+    var waiting = false
+    func add(_ batch: [PeerAddress]) {
+        for a in batch where !list.contains(a) { list.append(a) }
+    }
+    var hasBothFamilies: Bool { list.contains(where: \.isIPv6) && list.contains { !$0.isIPv6 } }
 }

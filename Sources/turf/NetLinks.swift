@@ -38,6 +38,8 @@ struct NetStats: Sendable {
     var addresses: [UInt32: (address: PeerAddress, key: PeerKey?)] = [:]
     var passphraseRejected: UInt64 = 0
     var externalAddress: PeerAddress?
+    /// Our IPv6 address as DHT nodes report it (BEP 32's `ip`), nil before any IPv6 report.
+    var externalAddress6: PeerAddress?
     /// What DHT nodes' reports say of our NAT so far; nil until the first `stats` event.
     var natType: NATType?
     /// IPv6 datagrams that came in unsolicited (`IPv6Reach`).
@@ -157,6 +159,7 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
         s.passphraseRejected = peer.sessions?.stats.passphraseRejected ?? 0
         s.externalAddress = peer.dht.externalAddress
         s.natType = peer.dht.natType
+        s.externalAddress6 = peer.dht.externalAddress6
         s.unsolicitedIPv6 = peer.unsolicitedIPv6
         mailbox.post(.stats(s))
     }

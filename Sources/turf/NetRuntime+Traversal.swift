@@ -24,10 +24,12 @@ extension NetRuntime {
     func emitNAT(_ s: (kind: NATKind, external: PeerAddress?)) {
         natKind = s.kind
         let v6 = ipv6Reach()
+        let ext6 = stats.externalAddress6
         event("nat") { j in
             j.add("nat", s.kind.rawValue)
             j.add("external_address", s.external?.description)
             j.add("ipv6", v6.rawValue)
+            j.add("external_address_ipv6", ext6?.description)
         }
     }
 
@@ -307,10 +309,12 @@ final class HostTraversal {
     let rt: NetRuntime
     let box = WatcherBox()
     private var lastNAT: NATKind?
+    private var lastIPv6: IPv6Reach?
     private var lastExternal: PeerAddress?
     private var lastCheck: UInt64 = 0
     private let infoHash: NodeID
     private var announced = false
+    private var announcedIPv6 = false
 
     init(rt: NetRuntime, topic: String) {
         self.rt = rt
@@ -341,20 +345,30 @@ final class HostTraversal {
         guard now - lastCheck > 500_000_000 else { return false }
         lastCheck = now
         let s = rt.natStatus()
-        if !announced, lastExternal != nil {
+        let ext6 = rt.stats.externalAddress6
+        if !announcedIPv6, lastExternal != nil || ext6 != nil {
             // Once DHT nodes hold the lobby's announcement, a joiner finds it (and can knock through
             // them); a tick after the external address was known, the record put again with it.
+            // Again once IPv6 nodes hold it too (the IPv6 DHT answers apart: BEP 32).
             let h = infoHash
-            let n = (try? rt.live.sync { $0.dht.announcementHolders(h) }) ?? 0
-            if n > 0 {
+            let n = (try? rt.live.sync { $0.dht.announcementHoldersByFamily(h) }) ?? (v4: 0, v6: 0)
+            if (!announced && n.v4 + n.v6 > 0) || n.v6 > 0 {
                 announced = true
-                rt.event("announced") { j in j.add("nodes", n) }
+                announcedIPv6 = n.v6 > 0
+                rt.event("announced") { j in
+                    j.add("nodes", n.v4 + n.v6)
+                    j.add("nodes_ipv6", n.v6)
+                }
             }
         }
         tickBirthday(kind: s.kind)
-        if s.kind != lastNAT {
+        // Reported when the IPv4 classification settles or changes, and when IPv6 becomes known
+        // or its reach changes (an IPv6-only host has no IPv4 NAT to report).
+        let v6 = ext6 == nil ? nil : rt.ipv6Reach()
+        if s.kind != lastNAT || v6 != lastIPv6 {
             lastNAT = s.kind
-            if s.kind != .unknown { rt.emitNAT(s) }
+            lastIPv6 = v6
+            if s.kind != .unknown || v6 != nil { rt.emitNAT(s) }
         }
         guard s.kind != .unknown, let ext = s.external, ext != lastExternal else { return false }
         lastExternal = ext

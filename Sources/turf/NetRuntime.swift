@@ -172,6 +172,8 @@ final class NetRuntime {
         let bound = live.localAddress
         var out: [PeerAddress] = []
         if let ext = stats.externalAddress ?? ((try? live.sync({ $0.dht.externalAddress })) ?? nil) { out.append(ext) }
+        // IPv6 has no NAT as a rule, but a network may translate prefixes (NPTv6): what nodes see.
+        if bound.isIPv6, let ext6 = stats.externalAddress6 { out.append(ext6) }
         if !bound.isUnspecified {
             out.append(bound)
         } else {
