@@ -38,6 +38,24 @@ public enum Birthday {
     public static let knockPort: UInt16 = 1
     /// The same signal in a fast-path knock's sealed list (an address no one can be reached at).
     public static let knockMarker = PeerAddress(ip: 0, port: knockPort)
+    /// Ends a fast-path knock's sealed list when the knocker's NAT is not classified yet (a join by
+    /// topic often connects before three DHT nodes have reported its address): it may be random
+    /// (a consistent host answers with the birthday method) or consistent (a random host answers
+    /// with the reversed one), and the host does what its own NAT allows.
+    public static let unsureMarker = PeerAddress(ip: 0, port: 2)
+
+    /// The marker a knock's sealed list ends with for the knocker's own NAT: `knockMarker` when
+    /// random, `unsureMarker` when not classified yet, none when consistent or open.
+    public static func marker(for kind: NATKind) -> PeerAddress? {
+        switch kind {
+        case .random: knockMarker
+        case .unknown: unsureMarker
+        case .consistent, .open: nil
+        }
+    }
+
+    /// Whether `address` is one of the markers (never an address to probe).
+    public static func isMarker(_ address: PeerAddress) -> Bool { address == knockMarker || address == unsureMarker }
 
     /// The addresses the random side aims its sockets at: the peer's public IPv4 candidates (a LAN
     /// address needs no birthday, nor does IPv6, which has no NAT), at most `maxTargets`.
@@ -237,6 +255,109 @@ public final class BirthdayProbers {
     }
 }
 
+/// The reversed method's probing side (a consistent joiner whose session runs through a relay
+/// because the host's NAT is random): a `BirthdayProber` at each of the host's public IPs, and,
+/// when a round ends without a session from one of them, a fresh round after a pause (`pause`,
+/// doubled each time), at most `maxRounds` in all, while `wanted` says the session still runs
+/// relayed. The host's sockets for a knock live 14 s and it opens new ones for an IP at most every
+/// 20 s (`BirthdayResponder`): one round of 10 s can miss them (they were not open yet, or no
+/// longer), the next one probes the sockets the joiner's later knocks open. Confined to the host's
+/// thread.
+public final class BirthdayProberRounds {
+    public static let maxRounds = 3
+    public static let firstPause: Nanos = .seconds(2)
+    let peer: Peer
+    public let targets: [UInt32]
+    let rounds: Int
+    let pause: Nanos
+    let maxProbes: Int
+    let range: ClosedRange<UInt16>
+    let wanted: () -> Bool
+    private var rng: SplitMix64
+    private var running: [BirthdayProber] = []
+    private var timer: TimerToken?
+    /// Rounds started, probes sent by the finished probers, and whether a round connected.
+    public private(set) var started = 0
+    public private(set) var probesSent = 0
+    public private(set) var connected = false
+    public private(set) var finished = false
+    /// Called once when no round will follow: connected, out of rounds, or no longer wanted.
+    public var onFinish: ((BirthdayProberRounds) -> Void)?
+
+    public init(
+        peer: Peer,
+        targets: [UInt32],
+        seed: UInt64,
+        rounds: Int = BirthdayProberRounds.maxRounds,
+        pause: Nanos = BirthdayProberRounds.firstPause,
+        maxProbes: Int = Birthday.maxProbes,
+        range: ClosedRange<UInt16> = Birthday.portRange,
+        wanted: @escaping () -> Bool
+    ) {
+        self.peer = peer
+        self.targets = Array(Set(targets).sorted().prefix(Birthday.maxTargets))
+        self.rounds = max(1, min(rounds, Self.maxRounds))
+        self.pause = pause
+        self.maxProbes = maxProbes
+        self.range = range
+        self.wanted = wanted
+        rng = SplitMix64(seed: seed)
+    }
+
+    /// Whether a round's probers are running now.
+    public var probing: Bool { !running.isEmpty }
+
+    public func start() {
+        peer.host.assertInLoop()
+        round()
+    }
+
+    /// Ends the attempt now (the current round's probers too).
+    public func stop() {
+        timer?.cancel()
+        timer = nil
+        let probers = running
+        end()
+        for p in probers { p.stop() }
+    }
+
+    private func round() {
+        timer = nil
+        guard !finished else { return }
+        guard started < rounds, !targets.isEmpty, wanted() else { return end() }
+        started += 1
+        let probers = targets.map {
+            BirthdayProber(peer: peer, target: $0, seed: rng.next(), maxProbes: maxProbes, range: range)
+        }
+        running = probers
+        for p in probers {
+            p.onFinish = { [weak self] p in self?.proberFinished(p) }
+        }
+        for p in probers { p.start() }
+    }
+
+    private func proberFinished(_ p: BirthdayProber) {
+        guard running.contains(where: { $0 === p }) else { return }
+        running.removeAll { $0 === p }
+        probesSent += p.probesSent
+        if p.connected { connected = true }
+        guard running.isEmpty, !finished else { return }
+        if connected { return end() }
+        if started >= rounds { return end() }
+        // A session from the IP ends a prober at once; otherwise the next round after a pause
+        // that doubles (2 s, 4 s).
+        let wait = pause &* (1 << Nanos(started - 1))
+        timer = peer.host.schedule(after: wait) { [weak self] in self?.round() }
+    }
+
+    private func end() {
+        guard !finished else { return }
+        finished = true
+        onFinish?(self)
+        onFinish = nil
+    }
+}
+
 /// The random side: up to `Birthday.maxSockets` extra sockets, each sending a probe to the
 /// targets (opening one NAT mapping each). The first probe that comes back from a target on one
 /// of them makes it the winner: sends to that target leave through it from then on
@@ -262,6 +383,9 @@ public final class BirthdaySockets {
     public private(set) var winningPeer: PeerAddress?
     /// Called once with `winningPeer` when a probe wins (a relayed session moves there).
     public var onWin: ((PeerAddress) -> Void)?
+    /// Called once when the sockets close (`close`, or `lifetime` without a winner): whether a
+    /// probe had won.
+    public var onClose: ((Bool) -> Void)?
 
     /// nil unless the peer is on a real socket and there is something to aim at (at most
     /// `Birthday.maxTargets`; `Birthday.targets` picks them from a peer's candidates).
@@ -360,6 +484,7 @@ public final class BirthdaySockets {
     /// Closes every socket, the winner too (its route falls back to the main socket).
     public func close() {
         udp.assertInLoop()
+        guard !closed else { return }
         closed = true
         timer?.cancel()
         timer = nil
@@ -368,6 +493,9 @@ public final class BirthdaySockets {
         for s in sockets { s.close() }
         sockets = []
         if let w = winningPeer { udp.route(w, via: nil) }
+        let done = onClose
+        onClose = nil
+        done?(winner != nil)
     }
 
     /// Sockets open now.
@@ -379,39 +507,74 @@ public final class BirthdaySockets {
 
 /// The birthday method with the roles reversed (docs/nat.md): this side (a host) is behind a random
 /// NAT and a consistent peer knocked. It opens the extra sockets towards the knocker's address; the
-/// knocker, once it plays relayed, probes random ports of our IP (a `BirthdayProber`), and the
+/// knocker, once it plays relayed, probes random ports of our IP (`BirthdayProberRounds`), and the
 /// socket a probe reaches wins: `onWin` gets the knocker's address and moves a session there
-/// (false: none to move, and the sockets close). One attempt at a time; an IP
-/// again only `window` after its last attempt. Confined to the host's thread.
+/// (false: none to move, and the sockets close). One attempt at a time; an IP again only `window`
+/// after its last attempt started. A knock that cannot be acted on now (off, an attempt running,
+/// its IP tried within the window) is held, the latest one: it is acted on as soon as it can be
+/// (the classification settles within 10 s, the window ends), so a joiner that keeps knocking
+/// gets fresh sockets when the old ones expired, without waiting for its next knock to get
+/// through. Confined to the host's thread.
 public final class BirthdayResponder {
     let peer: Peer
     let window: Nanos
+    let lifetime: Nanos
     /// On only while this side's own NAT is random. A knock that came while off (the
-    /// classification not settled yet) is acted on when it turns on within 10 s.
+    /// classification not settled yet) is acted on when it turns on within `holdWhileOff`.
     public var enabled = false {
         didSet {
-            guard enabled, !oldValue, let (addresses, at) = heldKnock else { return }
-            heldKnock = nil
-            if peer.host.now &- at < .seconds(10) { knocked(addresses) }
+            guard enabled, !oldValue, let h = held else { return }
+            if peer.host.now &- h.at < Self.holdWhileOff { act(on: h) } else { held = nil }
         }
     }
-    private var heldKnock: ([PeerAddress], Nanos)?
+    /// How long a knock held while off stays good.
+    public static let holdWhileOff: Nanos = .seconds(10)
+    private var held: HeldKnock?
+    private var retry: TimerToken?
+    private var stopped = false
     private var current: BirthdaySockets?
+    /// When the last attempt started (0 before the first).
+    public private(set) var currentStart: Nanos = 0
     private var lastStart: [UInt32: Nanos] = [:]
     public private(set) var attempts = 0
-    /// Knocks not acted on (off, an attempt running, the IP tried within the window): counted.
+    /// Knocks not acted on when they came (off, an attempt running, the IP tried within the
+    /// window, nothing to aim at): counted. Held ones acted on later count as attempts too.
     public private(set) var skipped = 0
+    /// Attempts started from a held knock, once the window or the running attempt ended.
+    public private(set) var reopened = 0
     public var onWin: ((PeerAddress) -> Bool)?
+    /// How an attempt ended: the knocker's address it aimed at, the sockets that opened, whether
+    /// a probe won and a session moved there.
+    public struct Outcome: Sendable, Equatable {
+        public var address: PeerAddress
+        public var sockets: Int
+        public var moved: Bool
+    }
+    /// Called when an attempt ends.
+    public var onFinish: ((Outcome) -> Void)?
     public static let maxRemembered = 256
+
+    /// A knock: the addresses it named (the first public one is aimed at) and when it came.
+    struct HeldKnock {
+        var addresses: [PeerAddress]
+        var at: Nanos
+    }
 
     let count: Int
     let loopback: Bool
 
     /// `loopback`: also aim at 127.0.0.0/8 knockers (tests on one machine; a LAN or loopback
     /// knocker needs no birthday method, so it is off in play).
-    public init(peer: Peer, window: Nanos = .seconds(20), count: Int = Birthday.maxSockets, loopback: Bool = false) {
+    public init(
+        peer: Peer,
+        window: Nanos = .seconds(20),
+        lifetime: Nanos = Birthday.socketLifetime,
+        count: Int = Birthday.maxSockets,
+        loopback: Bool = false
+    ) {
         self.peer = peer
         self.window = window
+        self.lifetime = min(lifetime, Birthday.socketLifetime)
         self.count = count
         self.loopback = loopback
     }
@@ -424,6 +587,9 @@ public final class BirthdayResponder {
     /// Whether an attempt's sockets are open and waiting for a probe.
     public var running: Bool { current.map { !$0.closed && $0.winner == nil } ?? false }
 
+    /// Whether a knock waits to be acted on.
+    public var holding: Bool { held != nil }
+
     /// The current attempt's sockets (nil before the first).
     public var sockets: BirthdaySockets? { current }
 
@@ -431,23 +597,82 @@ public final class BirthdayResponder {
     public func knocked(_ addresses: [PeerAddress]) {
         peer.host.assertInLoop()
         let now = peer.host.now
-        if !enabled { heldKnock = (Array(addresses.prefix(4)), now) }
-        guard enabled, !running, let target = Self.target(addresses, loopback: loopback),
-            lastStart[target.ip].map({ now &- $0 >= window }) ?? true
-        else {
+        guard Self.target(addresses, loopback: loopback) != nil else {
             skipped += 1
             return
         }
-        guard let sockets = BirthdaySockets(peer: peer, targets: [target], count: count) else { return }
+        if !act(on: HeldKnock(addresses: Array(addresses.prefix(4)), at: now)) { skipped += 1 }
+    }
+
+    /// Forgets a held knock and closes sockets still waiting for a probe (a winner stays: it
+    /// carries a session); knocks are ignored from then on. When hosting ends.
+    public func stop() {
+        peer.host.assertInLoop()
+        stopped = true
+        retry?.cancel()
+        retry = nil
+        held = nil
+        if running { current?.close() }
+    }
+
+    /// Opens an attempt for `knock` if it can now; else holds it (the latest knock wins) and, when
+    /// on, looks again when the running attempt or the IP's window ends. True if it opened.
+    @discardableResult
+    private func act(on knock: HeldKnock) -> Bool {
+        let now = peer.host.now
+        // A held knock comes due at most `window` after it came (its IP's window ends, or the
+        // running attempt does); one much older than that is stale and dropped.
+        guard !stopped, now &- knock.at <= 2 &* window, let target = Self.target(knock.addresses, loopback: loopback)
+        else {
+            held = nil
+            return false
+        }
+        let ready = max(
+            running ? currentStart &+ lifetime : now,
+            lastStart[target.ip].map { $0 &+ window } ?? now
+        )
+        guard enabled, ready <= now else {
+            held = knock
+            if enabled { retryAt(ready) }
+            return false
+        }
+        guard let sockets = BirthdaySockets(peer: peer, targets: [target], count: count) else { return false }
+        if held.map({ Self.target($0.addresses, loopback: loopback) == target }) ?? false { held = nil }
         if lastStart.count >= Self.maxRemembered, let oldest = lastStart.min(by: { $0.value < $1.value }) {
             lastStart[oldest.key] = nil
         }
         lastStart[target.ip] = now
+        currentStart = now
         attempts += 1
         sockets.onWin = { [weak self, weak sockets] address in
-            if self?.onWin?(address) != true { sockets?.close() }
+            let moved = self?.onWin?(address) == true
+            let opened = sockets?.opened ?? 0
+            if !moved { sockets?.close() }
+            self?.finished(Outcome(address: target, sockets: opened, moved: moved))
+        }
+        sockets.onClose = { [weak self, weak sockets] won in
+            if !won { self?.finished(Outcome(address: target, sockets: sockets?.opened ?? 0, moved: false)) }
         }
         current = sockets
-        sockets.start()
+        sockets.start(lifetime: lifetime)
+        return true
+    }
+
+    private func finished(_ o: Outcome) {
+        // A session moved to that IP: a knock it sent before is answered.
+        if o.moved, let h = held, Self.target(h.addresses, loopback: loopback)?.ip == o.address.ip { held = nil }
+        onFinish?(o)
+        // Another knock waiting for the attempt to end (its window may still run: `act` says).
+        if let h = held, enabled, !running { act(on: h) }
+    }
+
+    /// Looks at the held knock again at `at` (or now, if that is past).
+    private func retryAt(_ at: Nanos) {
+        retry?.cancel()
+        retry = peer.host.schedule(after: at &- min(at, peer.host.now)) { [weak self] in
+            guard let self, let h = self.held else { return }
+            self.retry = nil
+            if self.act(on: h) { self.reopened += 1 }
+        }
     }
 }

@@ -75,9 +75,12 @@ public final class KnockListener {
     /// "What a knock can make the host send"). An honest joiner knocks through every node that
     /// holds the lobby (up to 8) at once.
     public static let corroborationNanos: Nanos = 3_000_000_000
-    /// Called with the knocker's IP when its knock carries `Birthday.knockMarker`.
+    /// Called with the knocker's IP when its knock carries `Birthday.knockMarker` (its NAT is
+    /// random) or `Birthday.unsureMarker` (not classified yet).
     public var onBirthdayKnock: (([UInt32]) -> Void)?
-    /// Called with the knocker's address (as the relaying node saw it) for a knock without it.
+    /// Called with the knocker's address (as the relaying node saw it) for a knock without
+    /// `Birthday.knockMarker`: a plain one, or one whose knocker is not sure (the reversed method,
+    /// if our own NAT is random, is the way for a consistent knocker).
     public var onPlainKnock: (([PeerAddress]) -> Void)?
 
     /// Listens for knocks on `infoHash`, sealed to any of `keys`.
@@ -106,7 +109,14 @@ public final class KnockListener {
             return
         }
         // IPv6 has no NAT to guess ports behind: no birthday bursts for a knock that came over it.
-        if !k.source.isIPv6 { burstIfCorroborated(k, birthday: listed.contains(Birthday.knockMarker), now: now) }
+        if !k.source.isIPv6 {
+            burstIfCorroborated(
+                k,
+                birthday: listed.contains(Birthday.knockMarker) || listed.contains(Birthday.unsureMarker),
+                reversed: !listed.contains(Birthday.knockMarker),
+                now: now
+            )
+        }
         if let t = lastProbed[k.source], now &- t < 1_000_000_000 {
             repeated += 1
             return
@@ -116,16 +126,25 @@ public final class KnockListener {
         lastProbed[k.source] = now
         opened += 1
         let targets =
-            [k.source] + listed.filter { $0 != Birthday.knockMarker && ($0.isPrivate || $0.sameHost(k.source)) }
+            [k.source] + listed.filter { !Birthday.isMarker($0) && ($0.isPrivate || $0.sameHost(k.source)) }
         peer.puncher.probe(targets)
     }
 }
 
 extension KnockListener {
-    /// Records which /24 relayed a knock from this IP, and once two have, starts the burst the
-    /// knock asks for: the birthday method for a knock with the marker (the knocker's NAT is random,
-    /// so only its IP, as the relaying nodes saw it, means anything), the reversed one otherwise.
-    func burstIfCorroborated(_ k: Knock, birthday: Bool, now: Nanos) {
+    /// Starts the bursts a knock asks for. `birthday` (the knock carries a marker: the knocker's
+    /// NAT is random or not classified yet): the birthday method at the knocker's IP, as the
+    /// relaying nodes saw it, once knocks from it came through two /24s. `reversed` (no
+    /// `Birthday.knockMarker`: the knocker's NAT is consistent, or may be): the reversed method
+    /// at the knocker's address. A knock of a joiner that is not sure asks for both; the host's
+    /// own NAT decides which one runs (`BirthdayProbers.enabled`, `BirthdayResponder.enabled`).
+    func burstIfCorroborated(_ k: Knock, birthday: Bool, reversed: Bool, now: Nanos) {
+        if birthday { corroborate(k, now: now) }
+        if reversed { reverse(k, now: now) }
+    }
+
+    /// The birthday method: up to 2,000 probes at the IP. Two /24s must vouch for it.
+    private func corroborate(_ k: Knock, now: Nanos) {
         let ip = k.source.ip
         var w: (relays: Set<UInt32>, first: Nanos, fired: Bool) =
             witnesses[ip].flatMap { now &- $0.first < Self.corroborationNanos ? $0 : nil } ?? ([], now, false)
@@ -136,27 +155,26 @@ extension KnockListener {
         }
         defer { witnesses[ip] = w }
         guard !w.fired else { return }
-        if birthday {
-            // The birthday method: up to 2,000 probes at the IP. Two /24s must vouch for it.
-            guard w.relays.count >= 2 else {
-                uncorroborated += 1
-                return
-            }
-            w.fired = true
-            onBirthdayKnock?([ip])
-        } else {
-            // The reversed method (our NAT is random): one probe from each of 256 sockets at the
-            // knocker's address. A random host's announcement often matches at one node only, so
-            // one relay is enough, but an IP gets at most one such burst every 10 s.
-            if let t = responderFiredAt[ip], now &- t < 10_000_000_000 { return }
-            if responderFiredAt.count >= Self.maxRemembered {
-                responderFiredAt = responderFiredAt.filter { now &- $0.value < 10_000_000_000 }
-                if responderFiredAt.count >= Self.maxRemembered { responderFiredAt.removeAll() }
-            }
-            responderFiredAt[ip] = now
-            w.fired = true
-            onPlainKnock?([k.source])
+        guard w.relays.count >= 2 else {
+            uncorroborated += 1
+            return
         }
+        w.fired = true
+        onBirthdayKnock?([ip])
+    }
+
+    /// The reversed method (our NAT is random): one probe from each of 256 sockets at the
+    /// knocker's address. A random host's announcement often matches at one node only, so one
+    /// relay is enough, but an IP gets at most one such burst every 10 s.
+    private func reverse(_ k: Knock, now: Nanos) {
+        let ip = k.source.ip
+        if let t = responderFiredAt[ip], now &- t < 10_000_000_000 { return }
+        if responderFiredAt.count >= Self.maxRemembered {
+            responderFiredAt = responderFiredAt.filter { now &- $0.value < 10_000_000_000 }
+            if responderFiredAt.count >= Self.maxRemembered { responderFiredAt.removeAll() }
+        }
+        responderFiredAt[ip] = now
+        onPlainKnock?([k.source])
     }
 }
 

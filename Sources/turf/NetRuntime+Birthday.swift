@@ -102,6 +102,11 @@ extension HostTraversal {
         let responder = BirthdayResponder(peer: peer)
         box.responder = responder
         watcher.onPlainKnock = { [weak responder] addresses in responder?.knocked(addresses) }
+        responder.onFinish = { [weak box] o in
+            if let box, box.responderOutcomes.count < BirthdayResponder.maxRemembered {
+                box.responderOutcomes.append(o)
+            }
+        }
         responder.onWin = { [weak links] address in
             // The joiner's relayed session (it opened after the knock, within the sockets' life).
             guard let links else { return false }
@@ -116,18 +121,28 @@ extension HostTraversal {
     func tickBirthday(kind: NATKind, stopping: Bool = false) {
         let box = self.box
         let enabled = kind == .consistent || kind == .unknown
-        let done =
-            (try? rt.live.sync { _ -> [BirthdayProbers.Outcome] in
+        let (done, reversed) =
+            (try? rt.live.sync { _ -> ([BirthdayProbers.Outcome], [BirthdayResponder.Outcome]) in
                 box.probers?.enabled = enabled
                 box.responder?.enabled = kind == .random
                 if stopping { box.probers?.stopAll() }
-                return box.probers?.drain() ?? []
-            }) ?? []
+                defer { box.responderOutcomes = [] }
+                return (box.probers?.drain() ?? [], box.responderOutcomes)
+            }) ?? ([], [])
         for o in done {
             rt.event("birthday") { j in
                 j.add("address", PeerAddress(ip: o.ip, port: 0).ipString)
                 j.add("probes_sent", o.probesSent)
                 j.add("ok", o.connected)
+            }
+        }
+        // The roles reversed: our sockets, aimed at a consistent knocker.
+        for o in reversed {
+            rt.event("birthday") { j in
+                j.add("address", o.address.description)
+                j.add("reversed", true)
+                j.add("sockets", o.sockets)
+                j.add("ok", o.moved)
             }
         }
     }

@@ -13,10 +13,13 @@ import Transport
 /// watcher, and the joiner's connect phase that knocks and tries every candidate at once.
 extension NetRuntime {
     /// The NAT classification from what DHT nodes reported so far, and the external address.
-    /// From the latest `stats` event (once a second); before the first one, asked of the loop.
+    /// From the latest `stats` event (once a second); before the first one, and while it says
+    /// unknown, asked of the loop: a `stats` event taken before the classification settled may
+    /// still wait in the mailbox, and must not take back what the loop answered a moment ago (the
+    /// host's birthday methods switched off and on again, the `nat` event printed twice).
     func natStatus() -> (kind: NATKind, external: PeerAddress?) {
         let (type, ext) =
-            stats.natType.map { ($0, stats.externalAddress) }
+            stats.natType.flatMap { $0 == .unknown ? nil : ($0, stats.externalAddress) }
             ?? ((try? live.sync { ($0.dht.natType, $0.dht.externalAddress) }) ?? (.unknown, nil))
         return (NATKind.classify(dht: type, external: ext, localIPs: LocalInterfaces.ipv4()), ext)
     }
@@ -75,7 +78,10 @@ extension NetRuntime {
         let knock = HolePuncher.knockHash(topic: topic)
         let port = live.localAddress.port
         let links = self.links
-        let fast = fastKnock(topic: topic, expected: expected, birthday: birthday.active)
+        // The knock says what we know of our NAT (`Birthday.marker(for:)`); a re-knock once
+        // relayed says what we know then (`Repunch`).
+        let blobs = knockBlobs(topic: topic, expected: expected)
+        let fast = (blob: blobs.blob(for: nat.kind), box: KnockSenderBox())
         // Happy eyeballs (RFC 8305): handshakes to the IPv6 candidates first, to the IPv4 ones a
         // moment later (at once when there is no IPv6 candidate); the first session to complete wins.
         let race = HappyEyeballs(ordered)
@@ -157,24 +163,36 @@ extension NetRuntime {
             // address once a probe from it arrived (docs/nat.md, "Upgrading a relayed session").
             // And if our NAT is not random, the host's may be (the roles of the birthday method
             // reversed): its extra sockets wait for our probes at random ports of its IP, and the
-            // one that is hit moves the session there.
-            let (box, blob, infoHash) = (upgradeProbers, fast.blob, Topic.infoHash(topic))
+            // one that is hit moves the session there. Our own NAT as known now (a join by topic
+            // often connects before it is classified), not as it was when we started.
+            let (box, infoHash) = (upgradeProbers, Topic.infoHash(topic))
             let ips =
-                nat.kind == .random
+                (natKind ?? nat.kind) == .random
                 ? []
                 : Array(
                     Set(ordered.filter { !$0.isPrivate && !$0.isIPv6 }.map(\.ip)).sorted().prefix(Birthday.maxTargets)
                 )
+            let seed = Sodium.randomU64()
             live.execute { peer in
-                let r = Repunch(peer: peer, links: links, link: link, targets: ordered, infoHash: infoHash, blob: blob)
+                let r = Repunch(
+                    peer: peer,
+                    links: links,
+                    link: link,
+                    targets: ordered,
+                    infoHash: infoHash,
+                    blobs: blobs
+                )
                 box.repunch = r
                 r.start()
-                for ip in ips {
-                    let p = BirthdayProber(peer: peer, target: ip, seed: Sodium.randomU64())
-                    box.probers.append(p)
-                    p.onFinish = { [weak box] p in box?.probers.removeAll { $0 === p } }
-                    p.start()
+                box.rounds?.stop()
+                guard !ips.isEmpty else { return }
+                // While the session runs relayed and our NAT has not turned out random.
+                let rounds = BirthdayProberRounds(peer: peer, targets: ips, seed: seed) { [weak peer] in
+                    guard let peer, peer.dht.natType != .random, let now = links.address(link) else { return false }
+                    return RelayClient.isVirtual(now)
                 }
+                box.rounds = rounds
+                rounds.start()
             }
         }
         event("connected") { j in
@@ -215,16 +233,34 @@ extension NetRuntime {
             }) ?? []
     }
 
-    /// The joiner's fast-path knock (docs/nat.md): our addresses sealed to the host's key if we
-    /// know it, else to the topic's knock key, and the box the `KnockSender` lives in. With the
-    /// birthday method on (`birthday`: our NAT is random), the list ends with `Birthday.knockMarker`.
-    func fastKnock(topic: String, expected: PeerKey?, birthday: Bool) -> (blob: [UInt8], box: KnockSenderBox) {
+    /// The joiner's fast-path knocks (docs/nat.md): our addresses sealed to the host's key if we
+    /// know it, else to the topic's knock key, one blob per thing we may know of our own NAT: the
+    /// list ends with `Birthday.marker(for:)` (random: `knockMarker`; not classified yet:
+    /// `unsureMarker`; consistent or open: nothing).
+    func knockBlobs(topic: String, expected: PeerKey?) -> KnockBlobs {
         let to =
             expected.flatMap { try? Ed25519.x25519PublicKey(from: $0.bytes) }
             ?? KnockSeal.topicKeys(topic: topic).publicKey
-        let listed =
-            Array(reachableAddresses().prefix(KnockSeal.maxAddresses - 1)) + (birthday ? [Birthday.knockMarker] : [])
-        return (KnockSeal.seal(listed, to: to) ?? [], KnockSenderBox())
+        let addresses = Array(reachableAddresses().prefix(KnockSeal.maxAddresses - 1))
+        func seal(_ kind: NATKind) -> [UInt8] {
+            KnockSeal.seal(addresses + [Birthday.marker(for: kind)].compactMap { $0 }, to: to) ?? []
+        }
+        return KnockBlobs(plain: seal(.consistent), random: seal(.random), unsure: seal(.unknown))
+    }
+}
+
+/// A joiner's sealed knocks, one per thing it may know of its own NAT (`knockBlobs`).
+struct KnockBlobs: Sendable {
+    var plain: [UInt8]
+    var random: [UInt8]
+    var unsure: [UInt8]
+
+    func blob(for kind: NATKind) -> [UInt8] {
+        switch kind {
+        case .random: random
+        case .unknown: unsure
+        case .consistent, .open: plain
+        }
     }
 }
 
@@ -238,9 +274,9 @@ extension ConnectMode {
 }
 
 /// Keeps a joiner's background upgrade attempts alive: its birthday probers (the roles reversed)
-/// until they finish, and its re-punch.
+/// and its re-punch.
 final class ProberBox: @unchecked Sendable {  // touched only on the LivePeer's event loop
-    var probers: [BirthdayProber] = []
+    var rounds: BirthdayProberRounds?
     var repunch: Repunch?
 }
 
@@ -248,27 +284,30 @@ final class ProberBox: @unchecked Sendable {  // touched only on the LivePeer's 
 /// fast path: the host probes the address the relaying node sees, our NAT mapping) and probes the
 /// host's addresses; once a probe from one of them has arrived, the relayed session moves there
 /// (`Session.migrate`, which goes back after 3 s if the host never answers; each address is tried
-/// once). Stops when the link closed or no longer runs through a relay. Confined to the event loop.
+/// once). Each knock says what we know of our NAT by then (`KnockBlobs`): a joiner that connected
+/// before its NAT was classified knocked as unsure, and once it is known consistent a random
+/// host's reversed method answers the plain knock. Stops when the link closed or no longer runs
+/// through a relay. Confined to the event loop.
 final class Repunch {
     let peer: Peer
     let links: Links
     let link: UInt32
     let targets: [PeerAddress]
     let infoHash: NodeID
-    let blob: [UInt8]
+    let blobs: KnockBlobs
     private var rounds = 0
     private var sender: KnockSender?
     private var tried = Set<PeerAddress>()
     static let every: Nanos = .seconds(2)
     static let maxRounds = 15
 
-    init(peer: Peer, links: Links, link: UInt32, targets: [PeerAddress], infoHash: NodeID, blob: [UInt8]) {
+    init(peer: Peer, links: Links, link: UInt32, targets: [PeerAddress], infoHash: NodeID, blobs: KnockBlobs) {
         self.peer = peer
         self.links = links
         self.link = link
         self.targets = Array(targets.prefix(HolePuncher.maxTargets))
         self.infoHash = infoHash
-        self.blob = blob
+        self.blobs = blobs
     }
 
     func start() { peer.host.schedule(after: Self.every) { [weak self] in self?.step() } }
@@ -283,7 +322,9 @@ final class Repunch {
         } else {
             let s = KnockSender(peer: peer)
             sender = s
-            s.knock(infoHash, blob: blob, hosts: Set(targets))
+            // What the DHT's reports say of our NAT now (open counts as consistent here).
+            let kind = NATKind.classify(dht: peer.dht.natType, external: nil, localIPs: [])
+            s.knock(infoHash, blob: blobs.blob(for: kind), hosts: Set(targets))
             peer.puncher.probe(targets, times: 2)
         }
         peer.host.schedule(after: Self.every) { [weak self] in self?.step() }
@@ -304,6 +345,7 @@ final class HostTraversal {
         var listener: KnockListener?
         var probers: BirthdayProbers?
         var responder: BirthdayResponder?
+        var responderOutcomes: [BirthdayResponder.Outcome] = []
     }
 
     let rt: NetRuntime
@@ -383,6 +425,7 @@ final class HostTraversal {
             box.watcher = nil
             box.listener?.stop()
             box.listener = nil
+            box.responder?.stop()
         }
     }
 }

@@ -202,6 +202,52 @@ import Transport
         #expect(try host.sync { _ in r.responder?.attempts } == 1)
     }
 
+    /// A joiner that keeps knocking gets fresh sockets once the old ones expired, and no sooner
+    /// than the IP's window allows: a knock that came while an attempt ran (or within the window)
+    /// is held, and acted on when the window ends, without waiting for the next knock to get
+    /// through. One attempt from one held knock; none without a knock.
+    @Test func aKnockHeldDuringAnAttemptReopensTheSocketsWhenTheWindowEnds() throws {
+        let host = try bind(Identity.generate())
+        defer { host.close() }
+        final class R: @unchecked Sendable {  // touched only on the host's event loop
+            var responder: BirthdayResponder?
+            var outcomes: [BirthdayResponder.Outcome] = []
+        }
+        let r = R()
+        let knocker = PeerAddress(127, 0, 0, 1, port: 9)  // discard: nobody probes back
+        let window: Nanos = .milliseconds(1000)
+        let lifetime: Nanos = .milliseconds(300)
+        try host.sync { p in
+            let responder = BirthdayResponder(peer: p, window: window, lifetime: lifetime, count: 4, loopback: true)
+            responder.onFinish = { r.outcomes.append($0) }
+            responder.enabled = true
+            r.responder = responder
+            responder.knocked([knocker])
+            responder.knocked([knocker])  // an attempt is running: held
+        }
+        let first = try host.sync { _ in r.responder?.currentStart ?? 0 }
+        #expect(
+            try host.sync { _ in (r.responder?.attempts, r.responder?.skipped, r.responder?.holding) } == (1, 1, true)
+        )
+        // The first attempt's sockets expire (no probe came); the held knock opens the second one
+        // when the window ends.
+        #expect(try wait(host) { _ in r.responder?.attempts == 2 })
+        let (reopened, holding, second, outcomes) = try host.sync { _ in
+            (r.responder?.reopened, r.responder?.holding, r.responder?.currentStart ?? 0, r.outcomes)
+        }
+        #expect(reopened == 1)
+        #expect(holding == false)
+        #expect(second &- first >= window, "not before the window ended")
+        #expect(outcomes == [BirthdayResponder.Outcome(address: knocker, sockets: 4, moved: false)])
+        // It expires too, and nothing reopens it: no knock came since.
+        #expect(try wait(host) { _ in r.outcomes.count == 2 })
+        #expect(
+            try host.sync { _ in (r.responder?.attempts, r.responder?.holding, r.responder?.running) } == (
+                2, false, false
+            )
+        )
+    }
+
     /// Before a winner, only a target's well-formed probe counts: anything else on the extra
     /// sockets (from elsewhere, or not a probe) is dropped and counted, and nothing wins.
     @Test func strangersAndGarbageDoNotWin() throws {
@@ -270,5 +316,84 @@ import Transport
         probers.stopAll()
         #expect(probers.runningCount == 0)
         #expect(probers.drain().count == 1)
+    }
+}
+
+/// The joiner's side of the reversed method on the simulated network (virtual time): rounds of
+/// probers at the host's IP, a fresh one after each that ends without a session (pauses of 2 s,
+/// then 4 s), at most `BirthdayProberRounds.maxRounds`; none once the session no longer needs
+/// it, and none after one that connected.
+@Suite struct BirthdayProberRoundsTests {
+    func lab(seed: UInt64) -> (SimNetwork, Peer, UInt32) {
+        let net = SimNetwork(seed: seed, conditions: LinkConditions(latency: .milliseconds(10)))
+        let joiner = Peer(host: net.bind(PeerAddress(198, 51, 100, 21, port: 6881)), identity: .generate())
+        return (net, joiner, PeerAddress(192, 0, 2, 23, port: 0).ip)
+    }
+
+    @Test func aRoundThatMissedIsFollowedByAFreshOneUpToTheBound() {
+        let (net, joiner, hostIP) = lab(seed: 31)
+        let t0 = net.now
+        var roundStarts: [Nanos] = []
+        var wanted = 0
+        let rounds = BirthdayProberRounds(
+            peer: joiner,
+            targets: [hostIP, hostIP],
+            seed: 7,
+            maxProbes: 10,
+            range: 40_000...40_099
+        ) {
+            wanted += 1
+            roundStarts.append(net.now - t0)
+            return true
+        }
+        var ended = false
+        rounds.onFinish = { _ in ended = true }
+        rounds.start()
+        #expect(rounds.targets == [hostIP])
+        #expect(net.run(until: t0 + .seconds(30), while: { !ended }))
+        #expect(rounds.started == BirthdayProberRounds.maxRounds)
+        #expect(rounds.probesSent == 10 * BirthdayProberRounds.maxRounds)
+        #expect(joiner.puncher.probesSent == 10 * BirthdayProberRounds.maxRounds)
+        #expect(!rounds.connected)
+        // Each round is 10 probes (3 ticks of 20 ms); then 2 s, then 4 s.
+        #expect(roundStarts.count == 3)
+        #expect(roundStarts[1] - roundStarts[0] >= .seconds(2) && roundStarts[1] - roundStarts[0] < .seconds(3))
+        #expect(roundStarts[2] - roundStarts[1] >= .seconds(4) && roundStarts[2] - roundStarts[1] < .seconds(5))
+        _ = net.run(for: .seconds(20))
+        #expect(joiner.puncher.probesSent == 30, "nothing after the last round")
+    }
+
+    @Test func noFreshRoundOnceTheSessionMovedOrAfterAHit() throws {
+        let (net, joiner, hostIP) = lab(seed: 32)
+        // The session no longer runs relayed after the first round.
+        var relayed = true
+        let stopped = BirthdayProberRounds(peer: joiner, targets: [hostIP], seed: 8, maxProbes: 10) { relayed }
+        var ended = false
+        stopped.onFinish = { _ in ended = true }
+        stopped.start()
+        _ = net.run(for: .seconds(1))
+        #expect(stopped.started == 1 && !ended)
+        relayed = false
+        #expect(net.run(until: net.now + .seconds(10), while: { !ended }))
+        #expect(stopped.started == 1)
+
+        // A round that brings up a session from the target ends the attempt: the host (whose one
+        // mapped port the joiner's probes reach) answers the probe with a handshake.
+        let host = Peer(host: net.bind(PeerAddress(192, 0, 2, 23, port: 40_042)), identity: .generate())
+        let hostSessions = try #require(host.sessions)
+        var session: Session?
+        host.puncher.onProbe = { source in
+            if session == nil { session = hostSessions.connect(to: source, mode: .discovered) }
+        }
+        // (A range wide enough that the handshake completes before the round has drawn every port.)
+        let hit = BirthdayProberRounds(peer: joiner, targets: [hostIP], seed: 9, range: 40_000...40_999) { true }
+        var hitEnded = false
+        hit.onFinish = { _ in hitEnded = true }
+        hit.start()
+        #expect(net.run(until: net.now + .seconds(10), while: { !hitEnded }))
+        #expect(hit.connected)
+        #expect(hit.started == 1)
+        #expect(hit.probesSent < 1000)
+        #expect(session?.isEstablished == true)
     }
 }

@@ -157,4 +157,53 @@ import Transport
         #expect(asked == [[victim.ip]])
         _ = net
     }
+    /// A joiner whose NAT is not classified yet (a join by topic often connects first) ends its
+    /// list with `Birthday.unsureMarker`: the host offers the knock to both methods, the birthday
+    /// method (corroborated by two /24s, as with `knockMarker`) and the reversed one (the
+    /// knocker's address, at most once per 10 s per IP), and its own NAT decides which runs. A
+    /// joiner sure to be random asks for the birthday method only, a consistent one for the
+    /// reversed one only; a marker is never probed.
+    @Test func anUnsureKnockAsksForBothMethods() throws {
+        let net = SimNetwork(seed: 54, conditions: LinkConditions(latency: .milliseconds(20)))
+        let host = Peer(host: net.bind(PeerAddress(192, 0, 2, 23, port: 6881)), identity: .generate())
+        let h = Topic.infoHash("lobby")
+        let keys = KnockSeal.topicKeys(topic: "lobby")
+        let listener = KnockListener(peer: host, infoHash: h, keys: [keys])
+        var birthday: [[UInt32]] = []
+        var reversed: [[PeerAddress]] = []
+        listener.onBirthdayKnock = { birthday.append($0) }
+        listener.onPlainKnock = { reversed.append($0) }
+        let relays = [PeerAddress(198, 51, 100, 11, port: 6881), PeerAddress(203, 0, 113, 11, port: 6881)]
+        func knock(_ from: PeerAddress, _ listed: [PeerAddress]) throws {
+            let blob = try #require(KnockSeal.seal(listed, to: keys.publicKey))
+            for r in relays { listener.received(Knock(infoHash: h, blob: blob, source: from, relay: r)) }
+        }
+        #expect(Birthday.marker(for: .unknown) == Birthday.unsureMarker)
+        #expect(Birthday.marker(for: .random) == Birthday.knockMarker)
+        #expect(Birthday.marker(for: .consistent) == nil && Birthday.marker(for: .open) == nil)
+
+        let unsure = PeerAddress(198, 51, 100, 21, port: 49_346)
+        try knock(unsure, [Birthday.unsureMarker])
+        #expect(birthday == [[unsure.ip]])
+        #expect(reversed == [[unsure]])
+        #expect(host.puncher.probesSent == 1, "the first round of probes: the knocker's address only, no marker")
+
+        let random = PeerAddress(203, 0, 113, 22, port: 1000)
+        try knock(random, [Birthday.knockMarker])
+        #expect(birthday == [[unsure.ip], [random.ip]])
+        #expect(reversed == [[unsure]], "a random knocker is not aimed at")
+
+        let consistent = PeerAddress(192, 0, 2, 77, port: 2000)
+        try knock(consistent, [])
+        #expect(birthday.count == 2)
+        #expect(reversed == [[unsure], [consistent]])
+
+        // The same knocker again (a re-knock every 2 s): the reversed method at most every 10 s.
+        _ = net.run(for: .seconds(5))
+        try knock(unsure, [Birthday.unsureMarker])
+        #expect(reversed.count == 2)
+        _ = net.run(for: .seconds(6))
+        try knock(unsure, [])
+        #expect(reversed == [[unsure], [consistent], [unsure]])
+    }
 }
