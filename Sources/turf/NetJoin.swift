@@ -238,9 +238,11 @@ extension NetRuntime {
         let h = Topic.infoHash(topic)
         // The first answer that lists lobbies is enough (the nodes near the topic store the same
         // announcements) — per family: the IPv4 and IPv6 DHTs answer apart (BEP 32), so on a
-        // dual-stack socket with a global IPv6 address the first answer of one family waits up to `otherFamilyGrace` for
+        // dual-stack socket of a machine with IPv4 and a global IPv6 address the first answer of one family waits up to `otherFamilyGrace` for
         // the other's, which may hold the host's IPv6 address (a direct path where IPv4 is not).
-        let both = live.localAddress.isIPv6 && live.localAddress.isUnspecified && LocalInterfaces.hasGlobalIPv6()
+        let both =
+            live.localAddress.isIPv6 && live.localAddress.isUnspecified && LocalInterfaces.hasGlobalIPv6()
+            && LocalInterfaces.ipv4().contains { $0 >> 24 != 127 }
         return keepLooking {
             let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in
                 let found = FoundPeers()
