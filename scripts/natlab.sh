@@ -280,6 +280,7 @@ homehost6() {
 }
 start_ipv6() {
   [ -n "$BOOTS6" ] && return 0
+  command -v ip6tables >/dev/null || { echo "natlab: ip6tables is missing (scripts/install-deps.sh)" >&2; return 2; }
   attach6 dht eth0 "${DHT6_IPS[@]}"
   local ip
   for ip in "${DHT6_IPS[@]}"; do
@@ -363,9 +364,9 @@ run_case() {
     rejoin) hostns=a1 joinns=b1 ;;
     three) hostns=a1 joinns=c1 join2ns=d1 ;;
     three-cone) hostns=pub joinns=a1 join2ns=b1 ;;
-    v6-v6) start_ipv6 && hostns=e1 joinns=f1 boots=$BOOTS6 ;;
-    cgnat-v6) start_ipv6 && hostns=g1 joinns=h1 boots="$BOOTS,$BOOTS6" ;;
-    v6-v4-relay) start_ipv6 && hostns=e1 joinns=b1 by=invite boots=$BOOTS6 jboots=$BOOTS ;;
+    v6-v6) start_ipv6 || return 2; hostns=e1 joinns=f1 boots=$BOOTS6 ;;
+    cgnat-v6) start_ipv6 || return 2; hostns=g1 joinns=h1 boots="$BOOTS,$BOOTS6" ;;
+    v6-v4-relay) start_ipv6 || return 2; hostns=e1 joinns=b1 by=invite boots=$BOOTS6 jboots=$BOOTS ;;
     *) echo "natlab: unknown case $c" >&2; return 2 ;;
   esac
   local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join" j2="$c-$r-join2" t0=$SECONDS players=2

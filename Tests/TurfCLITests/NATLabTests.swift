@@ -110,6 +110,34 @@ import Testing
         #expect(runs["random-cone"]?.text("final_path") == "direct")
     }
 
+    /// IPv6 (docs/nat.md, "IPv6"): homes with a routed /64 of 2001:db8::/32 behind an ip6tables
+    /// stateful firewall. Two IPv6-only homes punch directly over IPv6; two homes whose IPv4 is
+    /// behind random NATs (relayed over IPv4 alone) meet directly over IPv6; an IPv6-only host and
+    /// an IPv4-only joiner share no family and meet through the relay that has both.
+    @Test(
+        .enabled(if: getuid() == 0, "needs root: network namespaces and ip6tables (CI runs make test as root)"),
+        .timeLimit(.minutes(6))
+    )
+    func ipv6BehindStatefulFirewalls() throws {
+        let runs = try Self.lab(["v6-v6", "cgnat-v6", "v6-v4-relay"])
+        #expect(runs.count == 3)
+        for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
+            #expect(r.ok, "case \(c) failed: \(r.fields)")
+            #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
+        }
+        #expect(runs["v6-v6"]?.text("path") == "direct")
+        #expect(runs["v6-v6"]?.text("family") == "ipv6")
+        #expect(runs["v6-v6"]?.text("host_path") == "direct")
+        // Nothing came in unasked: the host's firewall is seen as such.
+        #expect(runs["v6-v6"]?.text("host_ipv6") == "firewalled")
+        #expect(runs["cgnat-v6"]?.text("host_nat") == "random")
+        #expect(runs["cgnat-v6"]?.text("join_nat") == "random")
+        #expect(runs["cgnat-v6"]?.text("final_path") == "direct")
+        #expect(runs["cgnat-v6"]?.text("family") == "ipv6")
+        #expect(runs["v6-v4-relay"]?.text("path") == "relayed")
+        #expect(runs["v6-v4-relay"]?.text("host_path") == "relayed")
+    }
+
     /// libtorrent's Python binding (python3-libtorrent, `make deps`) is importable.
     static let libtorrent = (try? run("/usr/bin/python3", ["-c", "import libtorrent"], timeout: 30))?.status == 0
 
