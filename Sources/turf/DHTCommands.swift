@@ -5,6 +5,7 @@ import Foundation
 import LocalFiles
 import Logging
 import NetCore
+import NetPOSIX
 import NetStack
 import TextOutput
 
@@ -297,6 +298,8 @@ enum DHTCLI {
             var external: PeerAddress?
             var nat: NATType
             var external6: PeerAddress?
+            /// IPv6: open, firewalled or none (`IPv6Reach`).
+            var ipv6: IPv6Reach
             var nodes4: Int
             var nodes6: Int
             var stats: DHTStats
@@ -311,6 +314,11 @@ enum DHTCLI {
                     external: d.externalAddress,
                     nat: d.natType,
                     external6: d.externalAddress6,
+                    ipv6: IPv6Reach.classify(
+                        socketSpeaksIPv6: p.dht.localAddress.isIPv6,
+                        hasGlobalAddress: LocalInterfaces.hasGlobalIPv6(),
+                        unsolicited: p.unsolicitedIPv6
+                    ),
                     nodes4: d.routingTableSizes.v4,
                     nodes6: d.routingTableSizes.v6,
                     stats: d.stats,
@@ -321,6 +329,7 @@ enum DHTCLI {
                     external: nil,
                     nat: .unknown,
                     external6: nil,
+                    ipv6: .none,
                     nodes4: 0,
                     nodes6: 0,
                     stats: DHTStats(),
@@ -587,6 +596,7 @@ struct DHTLookup: ParsableCommand {
             j.add("external_address", s.external?.description)
             j.add("external_address_ipv6", s.external6?.description)
             j.add("info_hash", h.hexString)
+            j.add("ipv6", s.ipv6.rawValue)
             j.add("nat", s.nat.rawValue)
             j.add("nodes_answered", result?.closest.count ?? 0)
             j.add("peers", peers.map(\.description))
@@ -598,7 +608,7 @@ struct DHTLookup: ParsableCommand {
             )
             for p in peers { print("  \(p)") }
             print("external address: \(s.external?.description ?? "unknown") (NAT \(s.nat.rawValue))")
-            print("IPv6 external address: \(s.external6?.description ?? "none")")
+            print("IPv6 external address: \(s.external6?.description ?? "none") (IPv6: \(s.ipv6.rawValue))")
         }
         if result == nil { throw ExitCode(2) }
     }

@@ -254,6 +254,9 @@ import Testing
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("\"peers\":[\"[::1]:"), "\(r.stdout)")
         #expect(r.stdout.contains("\"external_address_ipv6\":\"[::1]:"), "\(r.stdout)")
+        // Whether peers can reach us over IPv6 (this machine's interfaces decide between none and
+        // firewalled; open once something came in unasked).
+        #expect(["none", "firewalled", "open"].contains { r.stdout.contains("\"ipv6\":\"\($0)\"") }, "\(r.stdout)")
 
         let wrongFamily = try run(
             turfBinary,
