@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TerminalUI
 import TextOutput
 
 /// The `turf` command. Each command group lives in its own file.
@@ -20,6 +21,16 @@ struct Turf: ParsableCommand {
             Bench.self,
         ]
     )
+
+    /// `turf` alone: the start screen on a terminal (StartCommand.swift), the help elsewhere.
+    func run() throws {
+        guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 && CursesTerminal.terminalProblem() == nil
+        else {
+            print(Turf.helpMessage())
+            return
+        }
+        try StartFlow.run()
+    }
 
     /// As ArgumentParser's `main`, but every error is one line, shown through `SafeText`: an
     /// error may quote a file's or a peer's text (a replay's game id, a map's header key, a
