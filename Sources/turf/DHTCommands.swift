@@ -96,12 +96,12 @@ enum DHTCLI {
     static func bootstrapAddresses(_ flags: [String]) throws -> [PeerAddress] {
         let specs = try bootstrapSpecs(flags)
         let addresses = specs.flatMap(resolve)
-        if !specs.isEmpty && addresses.isEmpty {
-            throw CLIError(
-                "no bootstrap node could be resolved (\(specs.joined(separator: ", "))); give --bootstrap HOST:PORT, or --bootstrap none to start a new network"
-            )
-        }
+        if !specs.isEmpty && addresses.isEmpty { throw CLIError(unresolvedMessage(specs)) }
         return addresses
+    }
+
+    static func unresolvedMessage(_ specs: [String]) -> String {
+        "no bootstrap node could be resolved (\(specs.joined(separator: ", "))); give --bootstrap HOST:PORT, or --bootstrap none to start a new network"
     }
 
     /// Resolves HOST:PORT to IPv4 addresses (here, in the shell: the DHT core never resolves names).

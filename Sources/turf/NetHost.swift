@@ -20,6 +20,7 @@ extension NetRuntime {
         let port = live.localAddress.port
         // Pinging the nodes that store the announcement keeps our NAT open to them: they relay knocks.
         live.execute { $0.dht.keepAnnouncing(infoHash, port: port, impliedPort: true, keepAlive: .seconds(20)) }
+        startLAN(role: .host, infoHash: infoHash)  // and on the LAN (BEP 14), for a party with no DHT
         var lobby = LobbyHost(
             config: .init(
                 me: identity.publicKey,
@@ -82,7 +83,7 @@ extension NetRuntime {
                         name: s.name,
                         key: s.key.text,
                         pingMs: s.link.flatMap { pings[$0] },
-                        path: s.link == nil ? nil : s.relayed ? .relayed : .direct,
+                        path: s.link.map { s.relayed ? .relayed : linkPath($0, address: s.address) },
                         isHost: s.link == nil,
                         isYou: s.link == nil
                     )

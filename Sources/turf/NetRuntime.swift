@@ -55,6 +55,10 @@ final class NetRuntime {
     /// The host's rules for who may sit down: the allow list (`--allow`), kicked keys, the join
     /// rate per source address (docs/lobby.md, "Who may sit down"). NetRuntime+Admission.swift.
     var admission = LobbyAdmission()
+    /// LAN discovery (docs/nat.md, "LAN parties"): on unless `--no-lan` or `lan_discovery = off`;
+    /// its service once started (NetRuntime+LAN.swift).
+    let lanEnabled: Bool
+    var lan: LocalDiscoveryService?
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()
@@ -66,7 +70,10 @@ final class NetRuntime {
         lease = try IdentityLease.acquire()
         identity = lease.identity
         var dht = DHTConfig()
-        dht.bootstrap = try options.socket.bootstrapAddresses()
+        lanEnabled = try !options.noLan && DHTCLI.lanDiscoverySetting() != false
+        // With LAN discovery, no resolvable bootstrap node is a warning, not an error (NetRuntime+LAN.swift).
+        let boot = try DHTCLI.bootstrapForPlay(options.socket.bootstrap.map(\.text), lan: lanEnabled)
+        dht.bootstrap = boot.addresses
         live = try LivePeer.bind(address, dht: dht, identity: identity)
         mailbox = LinkMailbox(loop: live.udp, capacity: 65_536, datagramCapacity: 4096)
         links = Links(mailbox: mailbox)
@@ -76,9 +83,16 @@ final class NetRuntime {
             links.startStats(peer)
         }
         live.start()
+        if let w = boot.warning {
+            event("dht") { j in
+                j.add("status", "unreachable")
+                j.add("detail", SafeText.display(w, limit: 400))
+            }
+        }
     }
 
     func close() {
+        stopLAN()
         live.close()
         lease.release()
     }
