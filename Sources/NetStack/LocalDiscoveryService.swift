@@ -26,6 +26,10 @@ public final class LocalDiscoveryService: @unchecked Sendable {
     private var timer: TimerToken?
     private var stopped = false
     private let shared: Locked<Snapshot>
+    /// Called on the loop for each lobby found (after `snapshot` has it), and after every
+    /// datagram handled (`onReceived`, for tests that wait on what arrived).
+    public var onFound: ((PeerAddress) -> Void)?
+    public var onReceived: (() -> Void)?
 
     /// Opens BEP 14's groups on `host`'s loop (blocking: not from the loop) for `config`, on the
     /// interfaces the host's socket is reachable at: the one holding its address when it is bound
@@ -85,6 +89,7 @@ public final class LocalDiscoveryService: @unchecked Sendable {
     private func received(_ bytes: [UInt8], from source: PeerAddress) {
         guard !stopped else { return }
         carryOut(machine.receive(bytes, from: source, now: scheduler.now))
+        onReceived?()
     }
 
     private func carryOut(_ outputs: [LocalDiscovery.Output]) {
@@ -98,6 +103,7 @@ public final class LocalDiscoveryService: @unchecked Sendable {
         }
         publish(found: found, at: now)
         rearm()
+        for a in found { onFound?(a) }
     }
 
     private func publish(found: [PeerAddress] = [], at now: Nanos = 0) {

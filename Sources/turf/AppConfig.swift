@@ -133,6 +133,7 @@ enum DHTBootstrap {
     /// The bootstrap nodes a `dht.conf` names: nil when it has no `bootstrap` line. A bad value,
     /// or anything `settings` refuses, is an error naming `path:line`.
     static func parseConfig(_ text: String, path: String) throws -> [String]? {
+        _ = try parseLANDiscovery(text, path: path)  // one file, one verdict: a bad line anywhere is an error
         guard let line = try settings(text, path: path).first(where: { $0.key == "bootstrap" }) else { return nil }
         return line.value.isEmpty ? [] : try parseList(line.value, source: line.at)
     }
