@@ -132,11 +132,12 @@ public struct LocalDiscovery {
             scheduledCount += 1
             switch config.role {
             case .host:
-                // An answer just sent counts as this announce.
+                // An answer just sent counts as this announce. The schedule's announces do not
+                // count against the answers (a joiner that starts just after one is answered at
+                // once): at most two more datagrams in a minute.
                 if out.isEmpty {
                     stats.announcesSent += 1
                     out.append(.multicast(message))
-                    limiter.sent(now: now)
                 }
                 nextScheduled = now + (scheduledCount == 1 ? config.secondAnnounce : config.announceEvery)
             case .join:
@@ -254,12 +255,5 @@ public struct LSDAnswerLimiter: Sendable, Equatable {
         pendingAt = nil
         lastSent = now
         return true
-    }
-
-    /// An announce went out for another reason (the schedule): it answers the searches waiting
-    /// for one, and those that come within the interval wait for the next.
-    public mutating func sent(now: Nanos) {
-        lastSent = now
-        pendingAt = nil
     }
 }

@@ -15,7 +15,7 @@ struct BenchPunch: ParsableCommand {
     static let allCases = [
         "open-cone", "cone-cone", "cone-cone-key", "cone-cone-late", "same-nat", "random-open", "remap", "remap-host",
         "rejoin",
-        "three", "three-cone", "cone-random", "random-cone", "random-random", "lt-cone-cone",
+        "three", "three-cone", "cone-random", "random-cone", "random-random", "lt-cone-cone", "lan-party",
     ]
 
     @Option(help: Limits.runs.help("Runs per case.", default: 5), transform: Limits.runs.parse) var runs = 5

@@ -66,7 +66,7 @@ extension NetRuntime {
         let relayWatch = startHostRelay(topic: topic)
 
         // What the lobby screen shows (NetPlayUI): the notice of the last thing that happened.
-        var notice = ""
+        var notice = dhtWarning == nil ? "" : "no DHT reachable: only players on this LAN can find the lobby"
         func lobbyView() -> LobbyView {
             let pings = stats.pings(lobby.seats.compactMap(\.link))
             return LobbyView(
@@ -107,7 +107,7 @@ extension NetRuntime {
                         j.add("name", name)
                         j.add("state", "joined")
                         j.add("address", address.description)
-                        j.add("path", relayed ? "relayed" : "direct")
+                        j.add("path", relayed ? "relayed" : Self.pathName(address))
                     }
                 case .spectating(let key, let name, let address):
                     event("peer") { j in

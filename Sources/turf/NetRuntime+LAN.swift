@@ -92,7 +92,7 @@ extension NetRuntime {
                 if !ui.choosesLobby || now - firstLAN! >= Self.lanGather { break }
             }
             if !(lookup.result.withLock { $0 }).isEmpty && now - began >= Self.lanGrace { break }
-            _ = nextEvents(wait: 0.02)  // no session yet: only the loop's stats come in
+            _ = nextEvents(wait: 0.01)  // no session yet: only the loop's stats come in
         }
         let lanSet = Set(lanFound)
         let fromDHT = lookup.result.withLock { $0 }.filter { !lanSet.contains($0) }

@@ -59,6 +59,8 @@ final class NetRuntime {
     /// its service once started (NetRuntime+LAN.swift).
     let lanEnabled: Bool
     var lan: LocalDiscoveryService?
+    /// Why there is no DHT (no bootstrap node resolved) when discovery plays on without one.
+    let dhtWarning: String?
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()
@@ -74,6 +76,7 @@ final class NetRuntime {
         // With LAN discovery, no resolvable bootstrap node is a warning, not an error (NetRuntime+LAN.swift).
         let boot = try DHTCLI.bootstrapForPlay(options.socket.bootstrap.map(\.text), lan: lanEnabled)
         dht.bootstrap = boot.addresses
+        dhtWarning = boot.warning
         live = try LivePeer.bind(address, dht: dht, identity: identity)
         mailbox = LinkMailbox(loop: live.udp, capacity: 65_536, datagramCapacity: 4096)
         links = Links(mailbox: mailbox)
@@ -84,6 +87,8 @@ final class NetRuntime {
         }
         live.start()
         if let w = boot.warning {
+            // On the screens, before they start: the player sees why only the LAN is searched.
+            if !options.headless { printErr("turf: \(SafeText.display(w, limit: 400))") }
             event("dht") { j in
                 j.add("status", "unreachable")
                 j.add("detail", SafeText.display(w, limit: 400))
