@@ -26,6 +26,7 @@ extension NetRuntime {
             nonce: String(format: "%016llx", Sodium.randomU64())
         )
         config.maxLobbies = NetRuntime.maxProbes
+        let began = monotonicNanos()
         do {
             let service = try LocalDiscoveryService.open(on: live.udp, config: config, interfaces: Self.lanInterfaces())
             lan = service
@@ -33,6 +34,7 @@ extension NetRuntime {
                 j.add("state", "listening")
                 j.add("role", role.rawValue)
                 j.add("interfaces", service.group.joined)
+                j.add("open_ms", Double(monotonicNanos() - began) / 1e6)
             }
             return true
         } catch {
@@ -56,21 +58,24 @@ extension NetRuntime {
         _ = try? live.sync { _ in lan.stop() }
     }
 
-    /// The joiner's search by topic: the LAN and the DHT at once, until one of them lists a lobby
-    /// (15 s at most, as the DHT lookup alone waited). A lobby found on the LAN ends it at once
-    /// headless; on the screens after `lanGather`, so that the picker lists every lobby of the
-    /// LAN (and the DHT's, if they came by then). A DHT answer ends it once the first searches
-    /// had their time to be answered (`lanGrace`): LAN lobbies are tried first, and a host on
-    /// this LAN is reached over it even when the DHT knows only its public address. Prints one
-    /// `lan` event per lobby found on the LAN. Returns every address, LAN first, and which came
-    /// from the LAN.
+    /// The joiner's search by topic: the DHT and the LAN at once, until one of them lists a lobby
+    /// (15 s at most, as the DHT lookup alone waited). The DHT lookup starts first (it runs on the
+    /// loop while the multicast sockets open). A lobby found on the LAN ends it at once headless;
+    /// on the screens after `lanGather`, so that the picker lists every lobby of the LAN (and the
+    /// DHT's, if they came by then). A DHT answer ends it once the LAN's first search had
+    /// `lanGrace` to be answered (a LAN answers in a millisecond or two): LAN lobbies are tried
+    /// first, and a host on this LAN is reached over it even when the DHT knows only its public
+    /// address. Prints one `lan` event per lobby found on the LAN. Returns every address, LAN
+    /// first, and which came from the LAN.
     func findByTopic(_ topic: String) -> (addresses: [PeerAddress], lan: Set<PeerAddress>) {
         let h = Topic.infoHash(topic)
         let began = monotonicNanos()
-        guard startLAN(role: .join, infoHash: h) else { return (findAnnounced(topic), []) }
+        guard lanEnabled else { return (findAnnounced(topic), []) }
         let lookup = TopicLookup()
         live.execute { peer in lookup.run(peer, infoHash: h) }
         defer { live.execute { _ in lookup.cancel() } }
+        let searching = startLAN(role: .join, infoHash: h)
+        let searchedAt = monotonicNanos()
         var firstLAN: UInt64?
         var shown = 0
         var lanFound: [PeerAddress] = []
@@ -91,7 +96,7 @@ extension NetRuntime {
                 if firstLAN == nil { firstLAN = now }
                 if !ui.choosesLobby || now - firstLAN! >= Self.lanGather { break }
             }
-            if !(lookup.result.withLock { $0 }).isEmpty && now - began >= Self.lanGrace { break }
+            if !(lookup.result.withLock { $0 }).isEmpty && (!searching || now - searchedAt >= Self.lanGrace) { break }
             _ = nextEvents(wait: 0.01)  // no session yet: only the loop's stats come in
         }
         let lanSet = Set(lanFound)
@@ -103,7 +108,7 @@ extension NetRuntime {
     /// and how long a DHT answer waits for the LAN's.
     static let findSeconds: UInt64 = 15
     static let lanGather: UInt64 = 500_000_000
-    static let lanGrace: UInt64 = 50_000_000
+    static let lanGrace: UInt64 = 20_000_000
 
     /// The `end` event's discovery counters (docs/lobby.md): what came, what was refused and why,
     /// what was sent. Nothing when discovery was off.
