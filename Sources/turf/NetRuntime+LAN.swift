@@ -1,4 +1,5 @@
 import DHT
+import Dispatch
 import Foundation
 import LocalFiles
 import NetCore
@@ -71,11 +72,15 @@ extension NetRuntime {
         let h = Topic.infoHash(topic)
         let began = monotonicNanos()
         guard lanEnabled else { return (findAnnounced(topic), []) }
-        let lookup = TopicLookup()
+        // Woken by what either finds (the loop signals), not by polling.
+        let wake = DispatchSemaphore(value: 0)
+        let lookup = TopicLookup(wake: wake)
         live.execute { peer in lookup.run(peer, infoHash: h) }
         defer { live.execute { _ in lookup.cancel() } }
         let searching = startLAN(role: .join, infoHash: h)
         let searchedAt = monotonicNanos()
+        if let lan { live.execute { _ in lan.onFound = { _ in wake.signal() } } }
+        defer { if let lan { live.execute { _ in lan.onFound = nil } } }
         var firstLAN: UInt64?
         var shown = 0
         var lanFound: [PeerAddress] = []
@@ -92,12 +97,18 @@ extension NetRuntime {
             }
             shown = found.count
             let now = monotonicNanos()
+            var until = now + 100_000_000
             if !lanFound.isEmpty {
                 if firstLAN == nil { firstLAN = now }
                 if !ui.choosesLobby || now - firstLAN! >= Self.lanGather { break }
+                until = min(until, firstLAN! + Self.lanGather)
             }
-            if !(lookup.result.withLock { $0 }).isEmpty && (!searching || now - searchedAt >= Self.lanGrace) { break }
-            _ = nextEvents(wait: 0.01)  // no session yet: only the loop's stats come in
+            if !(lookup.result.withLock { $0 }).isEmpty {
+                if !searching || now - searchedAt >= Self.lanGrace { break }
+                until = min(until, searchedAt + Self.lanGrace)
+            }
+            _ = wake.wait(timeout: .now() + .nanoseconds(Int(until > now ? until - now : 0)))
+            _ = nextEvents(wait: 0)  // no session yet: only the loop's stats come in
         }
         let lanSet = Set(lanFound)
         let fromDHT = lookup.result.withLock { $0 }.filter { !lanSet.contains($0) }
@@ -108,7 +119,7 @@ extension NetRuntime {
     /// and how long a DHT answer waits for the LAN's.
     static let findSeconds: UInt64 = 15
     static let lanGather: UInt64 = 500_000_000
-    static let lanGrace: UInt64 = 20_000_000
+    static let lanGrace: UInt64 = 10_000_000
 
     /// The `end` event's discovery counters (docs/lobby.md): what came, what was refused and why,
     /// what was sent. Nothing when discovery was off.
@@ -153,17 +164,27 @@ extension NetRuntime {
 final class TopicLookup: @unchecked Sendable {
     let result = Locked<[PeerAddress]>([])
     private var cancelled = false
+    /// Signalled when `result` is set.
+    let wake: DispatchSemaphore
+
+    init(wake: DispatchSemaphore) { self.wake = wake }
 
     func run(_ peer: Peer, infoHash: NodeID) {
         guard !cancelled else { return }
-        let result = self.result
-        peer.dht.getPeers(
-            infoHash,
-            onPeers: { peers in result.withLock { if $0.isEmpty { $0 = peers } } }
-        ) { [weak self, weak peer] r in
+        let (result, wake) = (self.result, self.wake)
+        func take(_ peers: [PeerAddress]) {
+            guard !peers.isEmpty else { return }
+            let first = result.withLock { r -> Bool in
+                guard r.isEmpty else { return false }
+                r = peers
+                return true
+            }
+            if first { wake.signal() }
+        }
+        peer.dht.getPeers(infoHash, onPeers: { take($0) }) { [weak self, weak peer] r in
             guard let self, let peer, !self.cancelled else { return }
             if !r.peers.isEmpty {
-                result.withLock { if $0.isEmpty { $0 = r.peers } }
+                take(r.peers)
             } else if result.withLock({ $0.isEmpty }) {
                 peer.host.schedule(after: .seconds(1)) { [weak self, weak peer] in
                     guard let self, let peer else { return }
