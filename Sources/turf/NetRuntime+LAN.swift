@@ -29,7 +29,7 @@ extension NetRuntime {
         config.maxLobbies = NetRuntime.maxProbes
         let began = monotonicNanos()
         do {
-            let service = try LocalDiscoveryService.open(on: live.udp, config: config, interfaces: Self.lanInterfaces())
+            let service = try LocalDiscoveryService.open(on: live.udp, config: config)
             lan = service
             event("lan") { j in
                 j.add("state", "listening")
@@ -146,15 +146,6 @@ extension NetRuntime {
         o.add("datagrams_sent", s.socket.sent)
         o.add("send_failures", s.socket.sendFailures)
         j.add("lan", o)
-    }
-
-    /// `TURF_TESTING_LAN_INTERFACES=lo` (comma separated names): discovery on these interfaces
-    /// only. For the tests, whose multicast must stay on loopback (docs/lobby.md, test-only switches).
-    static func lanInterfaces() -> [String]? {
-        guard let v = ProcessInfo.processInfo.environment["TURF_TESTING_LAN_INTERFACES"], !v.isEmpty else {
-            return nil
-        }
-        return v.split(separator: ",").map(String.init)
     }
 }
 

@@ -306,6 +306,23 @@ struct SplitMix {
         #expect(j.1.snapshot.stats.malformedTotal == 0)
     }
 
+    /// Interfaces named by the caller are the only ones used, loopback included (a socket bound
+    /// to every address would otherwise use every LAN interface).
+    @Test func namedInterfacesOnly() throws {
+        let udp = try UDPHost.bind(PeerAddress(ip: 0, port: 0))
+        defer { udp.close() }
+        let config = LocalDiscovery.Config(
+            role: .host,
+            infoHash: Topic.infoHash("lsd-\(UUID().uuidString)"),
+            port: udp.localAddress.port,
+            nonce: "0000000000000001"
+        )
+        let s = try LocalDiscoveryService.open(on: udp, config: config, interfaces: ["lo"])
+        #expect(s.group.joined == ["lo"])
+        #expect(s.group.config.group6 == nil, "an IPv4 socket has no use for the IPv6 group")
+        try udp.sync { s.stop() }
+    }
+
     @Test func aHostStartedAfterTheJoinerIsFoundByItsFirstAnnounce() throws {
         let topic = "lsd-\(UUID().uuidString)"
         let j = try host(.join, topic: topic)

@@ -23,11 +23,7 @@ import Testing
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         }
 
-        func env(_ peer: String) -> [String: String] {
-            var e = NetPlayTests.Lab.env(dir, peer)
-            e["TURF_TESTING_LAN_INTERFACES"] = nil
-            return e
-        }
+        func env(_ peer: String) -> [String: String] { NetPlayTests.Lab.env(dir, peer) }
 
         func outPath(_ peer: String) -> String { dir.appendingPathComponent("\(peer).out").path }
 
