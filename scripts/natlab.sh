@@ -31,6 +31,9 @@
 #                host's mapping changes mid-match
 #   cone-cone-late  cone-cone, but the host's router drops all UDP to and from the joiner's router
 #                until the joiner has connected (relayed): the joiner's re-punch moves it to direct
+#   lan-party    two players on one LAN bridge (10.77.0.0/24) with no DHT node anywhere and no
+#                way out (the public bootstrap cannot even be resolved): they meet by BEP 14 local
+#                discovery and play over the LAN (its own namespaces; see lan_party below)
 #   rejoin       cone-cone with a 10 s match (also cone-random, three; random-cone 15 s); 2 s in, the joiner is killed (kill -9) and started
 #                again with the same identity: it knocks again (the host answers knocks through the
 #                match), punches and plays on from the host's snapshot (rejoined: true)
@@ -66,7 +69,7 @@ while [ $# -gt 0 ]; do
     --turf) TURF=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     --seconds) SECONDS_MATCH=$2; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     --*) echo "natlab: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -192,6 +195,76 @@ except Exception:
     print("")' "$2" <<<"$1"
 }
 lastevent() { grep "\"event\":\"$2\"" "$1" 2>/dev/null | tail -1 || true; }
+
+# --- lan-party: a LAN with no DHT (docs/nat.md, "LAN parties") --------------------------------
+# Its own bridge and two namespaces on it, nothing else: no router, no DHT node, no default route,
+# no name server in reach. The host keeps the default bootstrap (the public routers, which cannot
+# be resolved here: a warning, not an error, with discovery on); the joiner's --bootstrap points
+# at 10.77.0.99:6881, where nothing answers. They must meet by BEP 14 discovery alone. The bridge
+# floods multicast (no IGMP snooping: nothing here would query).
+LAN_UP=""
+lan_up() {
+  [ -n "$LAN_UP" ] && return 0
+  newns lanbr
+  nsx lanbr ip link add br0 type bridge mcast_snooping 0
+  nsx lanbr ip link set br0 up
+  local i peer
+  for i in 2 3; do
+    newns "lan$i"
+    peer="l${#NSES[@]}x$RANDOM"
+    peer=${peer:0:15}
+    ip link add eth0 netns "$(ns "lan$i")" type veth peer name "$peer" netns "$(ns lanbr)"
+    ip -n "$(ns lanbr)" link set "$peer" master br0 up
+    nsx "lan$i" ip addr add "10.77.0.$i/24" dev eth0
+    nsx "lan$i" ip link set eth0 up
+  done
+  LAN_UP=1
+}
+lan_party() {
+  local r=$1 c=lan-party t0=$SECONDS
+  lan_up
+  local topic="natlab-$P-$c-$r" h="$c-$r-host" j="$c-$r-join"
+  start_turf lan2 "$h" host --topic "$topic" --seconds "$SECONDS_MATCH" --start-when 2 --headless --bot easy \
+    --name host
+  local hpid=$LASTPID
+  # The joiner starts once the host listens on the LAN (join_ms is the joiner's own time).
+  wait_line "$WORK/$h.out" '"event":"lan","state":"listening"' 200 || true
+  start_turf lan3 "$j" join --topic "$topic" --headless --bot easy --name joiner --bootstrap 10.77.0.99:6881
+  local jpid=$LASTPID jrc hrc
+  wait_bounded "$jpid" $((SECONDS_MATCH + 45))
+  jrc=$WAITRC
+  [ "$jrc" -eq 0 ] || kill -KILL "$hpid" 2>/dev/null || true
+  wait_bounded "$hpid" 20
+  hrc=$WAITRC
+  local joined hh jh conn found ok=false agree=false dhtwarn=false
+  joined=$(lastevent "$WORK/$j.out" joined)
+  hh=$(field "$(lastevent "$WORK/$h.out" end)" final_hash)
+  jh=$(field "$(lastevent "$WORK/$j.out" end)" final_hash)
+  [ -n "$hh" ] && [ "$hh" = "$jh" ] && agree=true
+  conn=$(lastevent "$WORK/$j.out" connected)
+  found=$(grep '"event":"lan","state":"found"' "$WORK/$j.out" 2>/dev/null | head -1 || true)
+  grep -q '"event":"dht","status":"unreachable"' "$WORK/$h.out" 2>/dev/null && dhtwarn=true
+  [ "$jrc" -eq 0 ] && [ "$hrc" -eq 0 ] && [ -n "$joined" ] && [ "$agree" = true ] && [ -n "$found" ] && ok=true
+  local path
+  path=$(field "$conn" path)
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":null,"rejoined":null,"run_s":%d,"host_probes":null,"final_path":"%s","upgrade_ms":null,"mesh_path":"","lan_found":"%s","lan_after_ms":%s,"host_dht_unreachable":%s,"host_announced":%s}\n' \
+    "$c" "$r" "$ok" "$(field "$joined" join_ms | sed 's/^$/null/')" "$path" \
+    "$(field "$(grep '"event":"peer"' "$WORK/$h.out" 2>/dev/null | grep '"name":"joiner"' | tail -1 || true)" path)" \
+    "$(field "$conn" knock)" "$(field "$conn" probes_sent | sed 's/^$/null/')" \
+    "$(field "$(lastevent "$WORK/$h.out" nat)" nat)" "$(field "$(lastevent "$WORK/$j.out" nat)" nat)" \
+    "$agree" "$hrc" "$jrc" $((SECONDS - t0)) "$path" \
+    "$({ grep -o '"address":"[^"]*"' <<<"$found" || true; } | head -1 | cut -d'"' -f4)" \
+    "$(field "$found" after_ms | sed 's/^$/null/')" "$dhtwarn" \
+    "$(grep -q '"event":"announced"' "$WORK/$h.out" 2>/dev/null && echo true || echo false)"
+  if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true; fi
+}
+# lan-party alone needs none of the NAT lab below.
+LAN_ONLY=1
+for c in "$@"; do [ "$c" = lan-party ] || LAN_ONLY=""; done
+if [ -n "$LAN_ONLY" ]; then
+  for ((r = 1; r <= RUNS; r++)); do lan_party "$r"; done
+  exit 0
+fi
 
 # --- the lab -----------------------------------------------------------------------------------
 newns inet
@@ -348,6 +421,7 @@ start_libtorrent() {
 run_case() {
   local c=$1 r=$2 hostns joinns join2ns="" by=topic boots=$BOOTS jboots="" port=()
   case "$c" in
+    lan-party) lan_party "$r"; return ;;
     lt-cone-cone) hostns=a1 joinns=b1; start_libtorrent || return 2; boots=$LT_BOOTS ;;
     open-cone) hostns=pub joinns=a1 ;;
     cone-cone) hostns=a1 joinns=b1 ;;

@@ -195,7 +195,8 @@ public struct LobbyScreen: Sendable {
                     + 1
             }
             let info =
-                "\(l.players)/\(l.maxPlayers) players" + (l.pingMs.map { " · \($0) ms" } ?? "")
+                (l.lan ? "LAN · " : "") + "\(l.players)/\(l.maxPlayers) players"
+                + (l.pingMs.map { " · \($0) ms" } ?? "")
                 + (l.passphrase ? " · passphrase" : "")
             f.putField(info, x: x, y: y, width: max(0, f.width - x - 2), ascii: ascii, style: style)
             y += 1

@@ -83,21 +83,38 @@ public struct LobbyChoices: Sendable, Equatable {
 
     public var isFull: Bool { listings.count >= Self.maxLobbies }
 
-    /// A host answered. False when it was already listed, or the list is full.
+    /// A host answered (`lan`: at an address LAN discovery found). False when it was already
+    /// listed, or the list is full. LAN lobbies come first, each group in answer order; the rows
+    /// are numbered in list order. A host listed from the DHT that answers on the LAN too moves up.
     @discardableResult
-    public mutating func answered(hostKey: String, pingMs: Int? = nil) -> Bool {
-        guard !isFull, !listings.contains(where: { $0.hostKey == hostKey }) else { return false }
-        listings.append(
+    public mutating func answered(hostKey: String, pingMs: Int? = nil, lan: Bool = false) -> Bool {
+        if let i = listings.firstIndex(where: { $0.hostKey == hostKey }) {
+            if lan && !listings[i].lan {
+                var l = listings.remove(at: i)
+                l.lan = true
+                insert(l)
+            }
+            return false
+        }
+        guard !isFull else { return false }
+        insert(
             LobbyListing(
                 hostKey: hostKey,
-                hostName: "lobby \(listings.count + 1)",
+                hostName: "",
                 players: 1,
                 maxPlayers: 8,
                 passphrase: false,
-                pingMs: pingMs
+                pingMs: pingMs,
+                lan: lan
             )
         )
         return true
+    }
+
+    private mutating func insert(_ l: LobbyListing) {
+        let at = l.lan ? (listings.firstIndex { !$0.lan } ?? listings.count) : listings.count
+        listings.insert(l, at: at)
+        for i in listings.indices { listings[i].hostName = "lobby \(i + 1)" }
     }
 
     /// What the host's lobby record says (players, clamped to 1…8; whether a passphrase is needed).

@@ -9,9 +9,11 @@ import Engine
 // renderers escape it (`SafeText`) and fit it to its cell width (`CellText`). Fill them with the
 // text as received; do not pre-format it.
 
-/// How a link's packets travel: straight to the peer, or through another peer (issue #9, part 3).
+/// How a link's packets travel: straight to the peer, straight over the local network (a private
+/// address: a LAN party, docs/nat.md), or through another peer (issue #9, part 3).
 public enum LinkPath: String, Sendable, Equatable, CaseIterable {
     case direct
+    case lan
     case relayed
 }
 
@@ -62,15 +64,25 @@ public struct LobbyListing: Sendable, Equatable {
     public var maxPlayers: Int
     public var passphrase: Bool
     public var pingMs: Int?
+    /// Found on this LAN (BEP 14 local discovery): listed first, marked `LAN`.
+    public var lan: Bool
 
-    public init(hostKey: String, hostName: String, players: Int, maxPlayers: Int, passphrase: Bool, pingMs: Int? = nil)
-    {
+    public init(
+        hostKey: String,
+        hostName: String,
+        players: Int,
+        maxPlayers: Int,
+        passphrase: Bool,
+        pingMs: Int? = nil,
+        lan: Bool = false
+    ) {
         self.hostKey = hostKey
         self.hostName = hostName
         self.players = players
         self.maxPlayers = maxPlayers
         self.passphrase = passphrase
         self.pingMs = pingMs
+        self.lan = lan
     }
 }
 

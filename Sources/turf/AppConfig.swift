@@ -105,12 +105,14 @@ enum DHTBootstrap {
         return true
     }
 
-    /// The bootstrap nodes a `dht.conf` names: nil when it has no `bootstrap` line. Lines are
-    /// `key = value`; blank lines and lines starting with `#` are skipped; any line ending (LF,
-    /// CRLF, CR) is accepted. An unknown key, a line without `=`, a second `bootstrap` line or a
-    /// bad value is an error naming `path:line`.
-    static func parseConfig(_ text: String, path: String) throws -> [String]? {
-        var result: [String]?
+    /// The settings `dht.conf` may hold: `bootstrap`, and `lan_discovery` (docs/nat.md, "LAN parties").
+    static let settingNames = ["bootstrap", "lan_discovery"]
+
+    /// A `dht.conf`'s `key = value` lines, each with `path:line`. Blank lines and lines starting
+    /// with `#` are skipped; any line ending (LF, CRLF, CR) is accepted. An unknown key, a line
+    /// without `=` or a key given twice is an error naming `path:line`.
+    static func settings(_ text: String, path: String) throws -> [(key: String, value: String, at: String)] {
+        var out: [(key: String, value: String, at: String)] = []
         var lineNumber = 0
         for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             lineNumber += 1
@@ -120,13 +122,39 @@ enum DHTBootstrap {
                 .map { $0.trimmingCharacters(in: " \t") }
             let at = "\(path):\(lineNumber)"
             guard parts.count == 2 else { throw SettingError("\(at): expected 'key = value'") }
-            guard parts[0] == "bootstrap" else {
-                throw SettingError("\(at): unknown setting '\(parts[0].prefix(40))' (the one setting is 'bootstrap')")
+            guard settingNames.contains(parts[0]) else {
+                throw SettingError(
+                    "\(at): unknown setting '\(parts[0].prefix(40))' (the settings are 'bootstrap' and 'lan_discovery')"
+                )
             }
-            guard result == nil else { throw SettingError("\(at): a second 'bootstrap' line") }
-            result = parts[1].isEmpty ? [] : try parseList(parts[1], source: at)
+            guard !out.contains(where: { $0.key == parts[0] }) else {
+                throw SettingError("\(at): a second '\(parts[0])' line")
+            }
+            out.append((parts[0], parts[1], at))
         }
-        return result
+        return out
+    }
+
+    /// The bootstrap nodes a `dht.conf` names: nil when it has no `bootstrap` line. A bad value,
+    /// or anything `settings` refuses, is an error naming `path:line`.
+    static func parseConfig(_ text: String, path: String) throws -> [String]? {
+        _ = try parseLANDiscovery(text, path: path)  // one file, one verdict: a bad line anywhere is an error
+        guard let line = try settings(text, path: path).first(where: { $0.key == "bootstrap" }) else { return nil }
+        return line.value.isEmpty ? [] : try parseList(line.value, source: line.at)
+    }
+
+    /// Whether `dht.conf` turns local discovery on or off (`lan_discovery = on|off`): nil when it
+    /// says nothing. Any other value, or anything `settings` refuses, is an error naming `path:line`.
+    static func parseLANDiscovery(_ text: String, path: String) throws -> Bool? {
+        guard let line = try settings(text, path: path).first(where: { $0.key == "lan_discovery" }) else {
+            return nil
+        }
+        switch line.value {
+        case "on": return true
+        case "off": return false
+        default:
+            throw SettingError("\(line.at): lan_discovery must be 'on' or 'off', not '\(line.value.prefix(40))'")
+        }
     }
 
     /// `$XDG_CONFIG_HOME/turf/dht.conf`, by the rules of every turf path (`XDGPaths`): `$HOME`

@@ -100,12 +100,12 @@ enum DHTCLI {
     static func bootstrapAddresses(_ flags: [String]) throws -> [PeerAddress] {
         let specs = try bootstrapSpecs(flags)
         let addresses = specs.flatMap(resolve)
-        if !specs.isEmpty && addresses.isEmpty {
-            throw CLIError(
-                "no bootstrap node could be resolved (\(specs.joined(separator: ", "))); give --bootstrap HOST:PORT, or --bootstrap none to start a new network"
-            )
-        }
+        if !specs.isEmpty && addresses.isEmpty { throw CLIError(unresolvedMessage(specs)) }
         return addresses
+    }
+
+    static func unresolvedMessage(_ specs: [String]) -> String {
+        "no bootstrap node could be resolved (\(specs.joined(separator: ", "))); give --bootstrap HOST:PORT, or --bootstrap none to start a new network"
     }
 
     /// Resolves HOST:PORT (an IPv4 address, `[IPv6]:PORT`, or a host name) to addresses of both

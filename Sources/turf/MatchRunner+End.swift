@@ -127,6 +127,7 @@ extension NetRuntime {
                 j.add("passphrase_rejected", stats.passphraseRejected)
                 addAdmissionCounts(to: &j)
             }
+            addLANCounts(to: &j)
             j.add("links", linkObjects)
         }
         // NetPlayUI (call site 3 of 3): the end screen, until the player dismisses it.

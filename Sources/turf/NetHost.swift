@@ -20,6 +20,7 @@ extension NetRuntime {
         let port = live.localAddress.port
         // Pinging the nodes that store the announcement keeps our NAT open to them: they relay knocks.
         live.execute { $0.dht.keepAnnouncing(infoHash, port: port, impliedPort: true, keepAlive: .seconds(20)) }
+        startLAN(role: .host, infoHash: infoHash)  // and on the LAN (BEP 14), for a party with no DHT
         var lobby = LobbyHost(
             config: .init(
                 me: identity.publicKey,
@@ -65,7 +66,7 @@ extension NetRuntime {
         let relayWatch = startHostRelay(topic: topic)
 
         // What the lobby screen shows (NetPlayUI): the notice of the last thing that happened.
-        var notice = ""
+        var notice = dhtWarning == nil ? "" : "no DHT reachable: only players on this LAN can find the lobby"
         func lobbyView() -> LobbyView {
             let pings = stats.pings(lobby.seats.compactMap(\.link))
             return LobbyView(
@@ -82,7 +83,7 @@ extension NetRuntime {
                         name: s.name,
                         key: s.key.text,
                         pingMs: s.link.flatMap { pings[$0] },
-                        path: s.link == nil ? nil : s.relayed ? .relayed : .direct,
+                        path: s.link.map { s.relayed ? .relayed : linkPath($0, address: s.address) },
                         isHost: s.link == nil,
                         isYou: s.link == nil
                     )
@@ -107,7 +108,7 @@ extension NetRuntime {
                         j.add("name", name)
                         j.add("state", "joined")
                         j.add("address", address.description)
-                        j.add("path", relayed ? "relayed" : "direct")
+                        j.add("path", relayed ? "relayed" : Self.pathName(address))
                     }
                 case .spectating(let key, let name, let address):
                     event("peer") { j in

@@ -30,6 +30,7 @@ extension NetRuntime {
         processStart = startedAt
         // Where to try, which key to expect, and the topic that salts a passphrase.
         var candidates: [PeerAddress] = []
+        var lanCandidates = Set<PeerAddress>()  // found by LAN discovery (NetRuntime+LAN.swift)
         var expected: PeerKey?
         var topic: String
         switch target {
@@ -48,7 +49,7 @@ extension NetRuntime {
         case .topic(let t, let k):
             topic = t
             expected = k
-            candidates = findAnnounced(t)
+            (candidates, lanCandidates) = findByTopic(t)
             if candidates.isEmpty {
                 printErr("no lobby found on topic '\(SafeText.display(t, limit: 80))'")
                 return 1
@@ -69,7 +70,7 @@ extension NetRuntime {
         }
         // NetPlayUI: several lobbies on the topic and the screens up: the player picks one (NetPlayUI.swift).
         if case .topic(_, nil) = target, ui.choosesLobby, candidates.count > 1 {
-            switch pickLobby(candidates, psk: psk, topic: topic) {
+            switch pickLobby(candidates, psk: psk, topic: topic, lan: lanCandidates) {
             case .picked(let key, let addresses):
                 expected = key
                 candidates = addresses
@@ -80,6 +81,7 @@ extension NetRuntime {
 
         // Knock, probe and try every address at once until a session is up with the right key.
         let connection = connectToHost(candidates, topic: topic, psk: psk, expected: expected)
+        stopLANSearch()
         guard let hostLink = connection.link, let hostKey = connection.key else {
             if connection.failedOnPassphrase {
                 printErr("the lobby did not accept the passphrase (or it is gone)")
@@ -132,7 +134,7 @@ extension NetRuntime {
                         key: key?.text ?? "?",
                         pingMs: link.flatMap { pings[$0] },
                         // A relayed link that found its direct path since (checkPaths) says direct.
-                        path: isYou ? nil : link.map { relayedLinks.contains($0) ? .relayed : .direct } ?? .relayed,
+                        path: isYou ? nil : link.map { linkPath($0) } ?? .relayed,
                         isHost: isHost,
                         isYou: isYou
                     )

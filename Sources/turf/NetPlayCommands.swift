@@ -22,6 +22,11 @@ struct NetPlayOptions: ParsableArguments {
     @Flag(help: "Ask for a passphrase at the terminal.") var passphrase = false
     @Flag(help: "No screen: a bot plays, one JSON object per line on stdout (docs/lobby.md).") var headless = false
     @Option(help: "The bot that plays for you with --headless.") var bot: BotChoice = .easy
+    @Flag(
+        help:
+            "No LAN discovery: do not announce or search on the local network (BEP 14; also: lan_discovery = off in dht.conf)."
+    )
+    var noLan = false
     @Flag(help: "Draw without colour (also: NO_COLOR=1).") var noColor = false
     @Flag(help: "Draw with ASCII only.") var ascii = false
 

@@ -264,7 +264,7 @@ extension MatchRunner {
                 PeerStatus(
                     player: i,
                     pingMs: link.flatMap { pings[$0] },
-                    path: link.map { rt.relayedLinks.contains($0) ? .relayed : .direct } ?? .relayed,
+                    path: link.map { rt.linkPath($0) } ?? .relayed,
                     connected: connected
                 )
             )
@@ -302,8 +302,11 @@ extension NetRuntime {
     /// Several lobbies share the topic (the screens only; headless takes the first that answers):
     /// a handshake with each announced address (at most `maxProbes`, `probeSeconds`) tells its host's
     /// key, each host's lobby record (BEP 44) its players and passphrase, and the player picks one
-    /// from the list. The probe sessions are closed before the connect phase dials the pick.
-    func pickLobby(_ candidates: [PeerAddress], psk: SecretBytes?, topic: String) -> LobbyPick {
+    /// from the list, LAN lobbies (a host that answered at an address of `lan`, found by LAN
+    /// discovery) first. The probe sessions are closed before the connect phase dials the pick.
+    func pickLobby(_ candidates: [PeerAddress], psk: SecretBytes?, topic: String, lan: Set<PeerAddress> = [])
+        -> LobbyPick
+    {
         let links = self.links
         var choices = LobbyChoices()
         var answeredAt: [PeerKey: [PeerAddress]] = [:]
@@ -345,7 +348,7 @@ extension NetRuntime {
                     pending -= 1
                     if key != identity.publicKey {
                         answeredAt[key, default: []].append(addr)
-                        choices.answered(hostKey: key.text)
+                        choices.answered(hostKey: key.text, lan: lan.contains(addr))
                     }
                 case .closed(let id, _):
                     if !probes.contains(id) { pending -= 1 }
@@ -362,7 +365,7 @@ extension NetRuntime {
         var listed = LobbyChoices()
         for l in choices.listings {
             let id = keyOf.first { $0.value.text == l.hostKey }?.key
-            listed.answered(hostKey: l.hostKey, pingMs: id.flatMap { rtts[$0] })
+            listed.answered(hostKey: l.hostKey, pingMs: id.flatMap { rtts[$0] }, lan: l.lan)
         }
         // Each host's record: bounded by a time budget, not one full lookup per host.
         let recordsUntil = monotonicNanos() + 3_000_000_000

@@ -56,6 +56,12 @@ final class NetRuntime {
     /// The host's rules for who may sit down: the allow list (`--allow`), kicked keys, the join
     /// rate per source address (docs/lobby.md, "Who may sit down"). NetRuntime+Admission.swift.
     var admission = LobbyAdmission()
+    /// LAN discovery (docs/nat.md, "LAN parties"): on unless `--no-lan` or `lan_discovery = off`;
+    /// its service once started (NetRuntime+LAN.swift).
+    let lanEnabled: Bool
+    var lan: LocalDiscoveryService?
+    /// Why there is no DHT (no bootstrap node resolved) when discovery plays on without one.
+    let dhtWarning: String?
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()
@@ -67,7 +73,11 @@ final class NetRuntime {
         lease = try IdentityLease.acquire()
         identity = lease.identity
         var dht = DHTConfig()
-        dht.bootstrap = try options.socket.bootstrapAddresses()
+        lanEnabled = try !options.noLan && DHTCLI.lanDiscoverySetting() != false
+        // With LAN discovery, no resolvable bootstrap node is a warning, not an error (NetRuntime+LAN.swift).
+        let boot = try DHTCLI.bootstrapForPlay(options.socket.bootstrap.map(\.text), lan: lanEnabled)
+        dht.bootstrap = boot.addresses
+        dhtWarning = boot.warning
         live = try LivePeer.bind(address, dht: dht, identity: identity)
         mailbox = LinkMailbox(loop: live.udp, capacity: 65_536, datagramCapacity: 4096)
         links = Links(mailbox: mailbox)
@@ -77,9 +87,18 @@ final class NetRuntime {
             links.startStats(peer)
         }
         live.start()
+        if let w = boot.warning {
+            // On the screens, before they start: the player sees why only the LAN is searched.
+            if !options.headless { printErr("turf: \(SafeText.display(w, limit: 400))") }
+            event("dht") { j in
+                j.add("status", "unreachable")
+                j.add("detail", SafeText.display(w, limit: 400))
+            }
+        }
     }
 
     func close() {
+        stopLAN()
         live.close()
         lease.release()
     }

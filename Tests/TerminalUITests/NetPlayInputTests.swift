@@ -85,6 +85,22 @@ import TurfRules
         #expect(!late)
     }
 
+    /// Lobbies found on the LAN (BEP 14 discovery) are listed first, each group in answer order,
+    /// numbered in list order; a DHT lobby that also answers on the LAN moves up.
+    @Test func lanLobbiesComeFirst() {
+        var c = LobbyChoices()
+        c.answered(hostKey: "turf1a")
+        c.answered(hostKey: "turf1b", lan: true)
+        c.answered(hostKey: "turf1c")
+        c.answered(hostKey: "turf1d", lan: true)
+        #expect(c.listings.map(\.hostKey) == ["turf1b", "turf1d", "turf1a", "turf1c"])
+        #expect(c.listings.map(\.hostName) == ["lobby 1", "lobby 2", "lobby 3", "lobby 4"])
+        #expect(c.listings.map(\.lan) == [true, true, false, false])
+        let again = c.answered(hostKey: "turf1c", lan: true)
+        #expect(!again)
+        #expect(c.listings.map(\.hostKey) == ["turf1b", "turf1d", "turf1c", "turf1a"])
+    }
+
     @Test func recordsFillPlayersAndPassphraseClamped() {
         var c = LobbyChoices()
         c.answered(hostKey: "turf1a")

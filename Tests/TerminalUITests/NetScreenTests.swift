@@ -178,7 +178,8 @@ import TurfRules
                 players: $0 % 8 + 1,
                 maxPlayers: 8,
                 passphrase: $0 % 2 == 0,
-                pingMs: 10 + $0
+                pingMs: 10 + $0,
+                lan: $0 == 0
             )
         }
         let view = lobby(role: .joiner, phase: .choosing(lobbies))
@@ -195,6 +196,8 @@ import TurfRules
         let picked = rows(f).first { $0.contains("▶") }!
         #expect(picked.contains("\\x1b]0;evil\\x07"))
         #expect(picked.contains("3/8 players · 12 ms · passphrase"))
+        // A lobby found on the LAN says so (docs/nat.md, "LAN parties").
+        #expect(rows(f).first { $0.contains("host0") }?.contains("LAN · 1/8 players · 10 ms") == true)
         #expect(f.text.contains("30 lobbies share this topic"))
         #expect(f.text.contains("↑/↓: pick · Enter: join · q: leave"))
         expectSafeCells(f)

@@ -88,4 +88,47 @@ import Testing
             !DHTBootstrap.isHostPort("x:") && !DHTBootstrap.isHostPort(":1") && !DHTBootstrap.isHostPort("h\u{1B}:1")
         )
     }
+
+    /// `lan_discovery = on|off` in the same file (docs/nat.md, "LAN parties"): absent means on;
+    /// anything else, or a second line, is an error naming the line, like the bootstrap setting.
+    @Test func lanDiscoverySetting() throws {
+        let path = "/cfg/turf/dht.conf"
+        #expect(try DHTBootstrap.parseLANDiscovery("bootstrap = a.example:1\n", path: path) == nil)
+        #expect(try DHTBootstrap.parseLANDiscovery("# party\r\nlan_discovery = off\r\n", path: path) == false)
+        #expect(try DHTBootstrap.parseLANDiscovery("lan_discovery=on", path: path) == true)
+        // The bootstrap line still reads with the other setting beside it.
+        #expect(
+            try DHTBootstrap.parseConfig("lan_discovery = off\nbootstrap = a.example:1\n", path: path) == [
+                "a.example:1"
+            ]
+        )
+        func refused(_ text: String, _ needle: String) {
+            do {
+                let got = try DHTBootstrap.parseLANDiscovery(text, path: path)
+                Issue.record("accepted: \(String(describing: got))")
+            } catch {
+                #expect("\(error)".contains(needle), "\(error)")
+            }
+        }
+        refused("lan_discovery = maybe\n", "\(path):1: lan_discovery must be 'on' or 'off'")
+        refused("lan_discovery = on\nlan_discovery = off\n", "\(path):2: a second 'lan_discovery' line")
+        refused("lan = off\n", "\(path):1: unknown setting 'lan'")
+        // A bad lan_discovery line makes the bootstrap setting unreadable too: one file, one verdict.
+        #expect(throws: DHTBootstrap.SettingError.self) {
+            try DHTBootstrap.parseConfig("bootstrap = a.example:1\nlan_discovery = yes\n", path: path)
+        }
+    }
+
+    /// With discovery on, configured bootstrap nodes of which none resolves are a warning (the
+    /// players on this LAN find each other without a DHT); without it, the error it always was.
+    /// Nodes given as addresses need no resolver, so this stays off the network.
+    @Test func bootstrapForPlayKeepsResolvedNodes() throws {
+        let r = try DHTCLI.bootstrapForPlay(["127.0.0.1:9"], lan: true)
+        #expect(r.addresses.map(\.description) == ["127.0.0.1:9"] && r.warning == nil)
+        let none = try DHTCLI.bootstrapForPlay(["none"], lan: false)
+        #expect(none.addresses.isEmpty && none.warning == nil)
+        #expect(
+            DHTCLI.unresolvedMessage(["x.example:1"]).hasPrefix("no bootstrap node could be resolved (x.example:1)")
+        )
+    }
 }

@@ -55,7 +55,8 @@ import Testing
         }
         #expect(joined != nil, "the joiner's lobby never showed the roster:\n\(waiting)")
         let (roster, listed) = host.waitFor(timeout: Self.wait) {
-            $0.contains("Players 2/") && $0.contains(" bob ") && $0.contains("direct")
+            // Both on loopback: a private address, so the roster says `lan` (docs/nat.md, "LAN parties").
+            $0.contains("Players 2/") && $0.contains(" bob ") && $0.contains("lan")
         }
         #expect(listed != nil, "bob never appeared on the host's roster:\n\(roster)")
 
@@ -69,8 +70,8 @@ import Testing
         join.send("Up")
         host.send("l")
         join.send("h")
-        // The HUD shows the other player's link.
-        let (hud, linked) = host.waitFor(timeout: Self.wait) { $0.contains("bob") && $0.contains("ms direct") }
+        // The HUD shows the other player's link (over loopback: `lan`).
+        let (hud, linked) = host.waitFor(timeout: Self.wait) { $0.contains("bob") && $0.contains("ms lan") }
         #expect(linked != nil, "the host's HUD never showed bob's link:\n\(hud)")
 
         var hashes: [String] = []
@@ -280,7 +281,7 @@ import Testing
         let (two, joined) = host.waitFor(timeout: Self.wait) { $0.contains("Players 2/") && $0.contains(" bob ") }
         #expect(joined != nil, "bob never joined:\n\(two)")
         host.send("Enter")
-        let (hud, linked) = host.waitFor(timeout: Self.wait) { $0.contains("bob") && $0.contains("ms direct") }
+        let (hud, linked) = host.waitFor(timeout: Self.wait) { $0.contains("bob") && $0.contains("ms lan") }
         #expect(linked != nil, "the host's HUD never showed bob's link:\n\(hud)")
         let pid = try #require(join.programPid(), "no pid for the joiner")
         kill(pid, SIGKILL)
