@@ -293,8 +293,11 @@ extension NetRuntime {
 }
 
 extension NetRuntime {
-    /// How long a topic lookup's first answer of one family waits for the other family's.
-    static let otherFamilyGrace: Nanos = .milliseconds(250)
+    /// How long a topic lookup's first answer of one family waits for the other family's (the
+    /// lookup's end, both families done, ends the wait sooner). A second: a loaded machine's IPv6
+    /// lookup may answer a few hundred ms after its IPv4 one, and without the host's IPv6 address
+    /// a pair behind random IPv4 NATs would play relayed.
+    static let otherFamilyGrace: Nanos = .seconds(1)
 }
 
 /// Peers a topic lookup found so far, in order, without duplicates. Confined to the event loop.
