@@ -236,38 +236,6 @@ extension NetRuntime {
         }
     }
 
-    func findAnnounced(_ topic: String) -> [PeerAddress] {
-        let h = Topic.infoHash(topic)
-        // The first answer that lists lobbies is enough (the nodes near the topic store the same
-        // announcements) — per family: the IPv4 and IPv6 DHTs answer apart (BEP 32), so on a
-        // dual-stack socket of a machine with IPv4 and a global IPv6 address the first answer of one family waits up to `otherFamilyGrace` for
-        // the other's, which may hold the host's IPv6 address (a direct path where IPv4 is not).
-        let both =
-            live.localAddress.isIPv6 && live.localAddress.isUnspecified && LocalInterfaces.hasGlobalIPv6()
-            && LocalInterfaces.ipv4().contains { $0 >> 24 != 127 }
-        return keepLooking {
-            let r = live.waitFor(timeout: 15) { (p: Peer, done: @escaping ([PeerAddress]) -> Void) in
-                let found = FoundPeers()
-                p.dht.getPeers(
-                    h,
-                    onPeers: { batch in
-                        found.add(batch)
-                        if !both || found.hasBothFamilies {
-                            done(found.list)
-                        } else if !found.waiting {
-                            found.waiting = true
-                            p.host.schedule(after: Self.otherFamilyGrace) { done(found.list) }
-                        }
-                    }
-                ) {
-                    found.add($0.peers)
-                    done(found.list)
-                }
-            }
-            return (r ?? []).isEmpty ? nil : r
-        } ?? []
-    }
-
     func findRecord(_ key: PeerKey) -> LobbyRecord? {
         keepLooking {
             let item = live.waitFor(timeout: 15) { (p: Peer, done: @escaping (MutableItem?) -> Void) in
@@ -290,22 +258,4 @@ extension NetRuntime {
         }
         return nil
     }
-}
-
-extension NetRuntime {
-    /// How long a topic lookup's first answer of one family waits for the other family's (the
-    /// lookup's end, both families done, ends the wait sooner). A second: a loaded machine's IPv6
-    /// lookup may answer a few hundred ms after its IPv4 one, and without the host's IPv6 address
-    /// a pair behind random IPv4 NATs would play relayed.
-    static let otherFamilyGrace: Nanos = .seconds(1)
-}
-
-/// Peers a topic lookup found so far, in order, without duplicates. Confined to the event loop.
-final class FoundPeers {
-    private(set) var list: [PeerAddress] = []
-    var waiting = false
-    func add(_ batch: [PeerAddress]) {
-        for a in batch where !list.contains(a) { list.append(a) }
-    }
-    var hasBothFamilies: Bool { list.contains(where: \.isIPv6) && list.contains { !$0.isIPv6 } }
 }

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import LocalFiles
 import NetCore
+import NetPOSIX
 import NetStack
 import Sodium
 import TerminalUI
@@ -71,13 +72,12 @@ extension NetRuntime {
     func findByTopic(_ topic: String) -> (addresses: [PeerAddress], lan: Set<PeerAddress>) {
         let h = Topic.infoHash(topic)
         let began = monotonicNanos()
-        guard lanEnabled else { return (findAnnounced(topic), []) }
         // Woken by what either finds (the loop signals), not by polling.
         let wake = DispatchSemaphore(value: 0)
-        let lookup = TopicLookup(wake: wake)
+        let lookup = TopicLookup(wake: wake, bothFamilies: TopicLookup.bothFamilies(live.localAddress))
         live.execute { peer in lookup.run(peer, infoHash: h) }
         defer { live.execute { _ in lookup.cancel() } }
-        let searching = startLAN(role: .join, infoHash: h)
+        let searching = lanEnabled && startLAN(role: .join, infoHash: h)
         let searchedAt = monotonicNanos()
         if let lan { live.execute { _ in lan.onFound = { _ in wake.signal() } } }
         defer { if let lan { live.execute { _ in lan.onFound = nil } } }
@@ -151,32 +151,68 @@ extension NetRuntime {
 
 /// The joiner's DHT lookup of a topic while the LAN is searched too: again a second after each
 /// lookup that found nobody, until cancelled. `result` holds the first answer that listed lobbies.
-// @unchecked Sendable: `cancelled` is touched only on the LivePeer's event loop; `result` is locked.
+// @unchecked Sendable: `cancelled`, `found` and `waiting` are touched only on the LivePeer's event loop; `result` is locked.
 final class TopicLookup: @unchecked Sendable {
     let result = Locked<[PeerAddress]>([])
     private var cancelled = false
     /// Signalled when `result` is set.
     let wake: DispatchSemaphore
+    /// Whether to wait for the other family's answer (`otherFamilyGrace`) after one family's.
+    let bothFamilies: Bool
+    /// Touched on the loop only.
+    private var found: [PeerAddress] = []
+    private var waiting = false
 
-    init(wake: DispatchSemaphore) { self.wake = wake }
+    init(wake: DispatchSemaphore, bothFamilies: Bool) {
+        self.wake = wake
+        self.bothFamilies = bothFamilies
+    }
+
+    /// The first answer that lists lobbies is enough (the nodes near the topic store the same
+    /// announcements) — per family: the IPv4 and IPv6 DHTs answer apart (BEP 32), so on a
+    /// dual-stack socket of a machine with IPv4 and a global IPv6 address the first answer of one
+    /// family waits up to `otherFamilyGrace` (or the lookup's end) for the other's, which may hold
+    /// the host's IPv6 address: a direct path where IPv4 is not.
+    static func bothFamilies(_ bound: PeerAddress) -> Bool {
+        bound.isIPv6 && bound.isUnspecified && LocalInterfaces.hasGlobalIPv6()
+            && LocalInterfaces.ipv4().contains { $0 >> 24 != 127 }
+    }
+
+    /// A second: a loaded machine's IPv6 lookup may answer a few hundred ms after its IPv4 one,
+    /// and without the host's IPv6 address a pair behind random IPv4 NATs would play relayed.
+    static let otherFamilyGrace: Nanos = .seconds(1)
 
     func run(_ peer: Peer, infoHash: NodeID) {
         guard !cancelled else { return }
+        found = []
+        waiting = false
         let (result, wake) = (self.result, self.wake)
-        func take(_ peers: [PeerAddress]) {
-            guard !peers.isEmpty else { return }
+        func publish() {
+            let list = found
+            guard !list.isEmpty else { return }
             let first = result.withLock { r -> Bool in
                 guard r.isEmpty else { return false }
-                r = peers
+                r = list
                 return true
             }
             if first { wake.signal() }
         }
+        func take(_ peers: [PeerAddress]) {
+            for a in peers where !found.contains(a) { found.append(a) }
+            guard !found.isEmpty else { return }
+            let hasBoth = found.contains(where: \.isIPv6) && found.contains { !$0.isIPv6 }
+            if !bothFamilies || hasBoth {
+                publish()
+            } else if !waiting {
+                waiting = true
+                peer.host.schedule(after: Self.otherFamilyGrace) { publish() }
+            }
+        }
         peer.dht.getPeers(infoHash, onPeers: { take($0) }) { [weak self, weak peer] r in
             guard let self, let peer, !self.cancelled else { return }
-            if !r.peers.isEmpty {
-                take(r.peers)
-            } else if result.withLock({ $0.isEmpty }) {
+            take(r.peers)
+            publish()
+            if result.withLock({ $0.isEmpty }) {
                 peer.host.schedule(after: .seconds(1)) { [weak self, weak peer] in
                     guard let self, let peer else { return }
                     self.run(peer, infoHash: infoHash)
