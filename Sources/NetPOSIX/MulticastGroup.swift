@@ -70,7 +70,6 @@ public final class MulticastGroup: @unchecked Sendable {
     }
 
     public static let maxInterfaces = 8
-    static let receiveBufferSize = 2048
 
     public let eventLoop: EventLoop
     public let config: Config
@@ -311,16 +310,7 @@ public final class MulticastGroup: @unchecked Sendable {
     }
 
     static func channel(on loop: EventLoop, fd: CInt, handler: GroupHandler) throws -> Channel {
-        try DatagramBootstrap(group: loop)
-            .channelOption(
-                ChannelOptions.recvAllocator,
-                value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferSize)
-            )
-            .channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) }
-            }
-            .withBoundSocket(fd)
-            .wait()
+        try UDPHost.datagramChannel(on: loop, fd: fd, handler: handler).wait()
     }
 }
 

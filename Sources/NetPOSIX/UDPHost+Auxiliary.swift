@@ -63,12 +63,7 @@ extension UDPHost {
         }
         let handler = AuxiliaryHandler(onReceive: onReceive)
         let loop = eventLoop
-        DatagramBootstrap(group: eventLoop)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 2048))
-            .channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(handler) }
-            }
-            .withBoundSocket(fd)
+        UDPHost.datagramChannel(on: eventLoop, fd: fd, handler: handler)
             .hop(to: loop)
             .assumeIsolated()
             .whenComplete { result in

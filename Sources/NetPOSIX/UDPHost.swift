@@ -146,7 +146,18 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         // TIME_WAIT), as long as no child process inherited the socket: hence close-on-exec.
         let fd: CInt
         do { fd = try boundSocket(address) } catch { return loop.makeFailedFuture(error) }
-        return DatagramBootstrap(group: loop)
+        return datagramChannel(on: loop, fd: fd, handler: handler)
+    }
+
+    /// A SwiftNIO datagram channel on the bound socket `fd`, its receive buffer `receiveBufferSize`
+    /// (larger than any datagram turf sends: NIO does not check MSG_TRUNC) and `handler` its only
+    /// handler: the main socket, the birthday method's auxiliary ones, the LAN discovery groups.
+    static func datagramChannel<H: ChannelInboundHandler & Sendable>(
+        on loop: EventLoop,
+        fd: CInt,
+        handler: H
+    ) -> EventLoopFuture<Channel> {
+        DatagramBootstrap(group: loop)
             .channelOption(
                 ChannelOptions.recvAllocator,
                 value: FixedSizeRecvByteBufferAllocator(capacity: receiveBufferSize)
