@@ -255,6 +255,17 @@ public enum DurableFile {
         throw FileError("no free name for \(base).\(ext)")
     }
 
+    /// Removes the file `path` names (a symlink itself, never what it points to) and flushes its
+    /// directory, so the removal survives a crash. A directory is refused; a file already gone is
+    /// an error (the caller said which file it meant).
+    public static func remove(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw FileError.errno("cannot remove", path) }
+        guard (st.st_mode & S_IFMT) != S_IFDIR else { throw FileError("refusing to remove \(path): it is a directory") }
+        guard unlink(path) == 0 else { throw FileError.errno("cannot remove", path) }
+        syncDirectory(directory(of: path))
+    }
+
     /// Flushes a directory's entries (a new or renamed file's name) to disk.
     public static func syncDirectory(_ dir: String) {
         let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -348,7 +359,86 @@ public struct XDGPaths: Sendable {
     public var log: String { state + "/turf.log" }
     /// The DHT's bootstrap settings (docs/dht.md).
     public var dhtConfig: String { config + "/dht.conf" }
+    /// Your friends: names and keys (`turf friends`; docs/lobby.md, "Friends").
+    public var friends: String { config + "/friends" }
     /// The DHT routing table of a node on `port`: a fixed port keeps its own table; runs on an
     /// ephemeral port (port 0: lookups) share `dht.state`.
     public func dhtState(port: UInt16) -> String { state + (port == 0 ? "/dht.state" : "/dht-\(port).state") }
+}
+
+/// Listing a directory that anyone (a user, a script, a download) may have filled: the work is
+/// bounded whatever it holds, and nothing in it is opened.
+public enum UntrustedDirectory {
+    /// A file found: its name, its path, and what `stat` says (following a symlink); `modified`
+    /// and `size` are nil when it cannot be stat'ed (a dangling link).
+    public struct Entry: Sendable, Equatable {
+        public var name: String
+        public var path: String
+        public var modified: Date?
+        public var size: Int64?
+    }
+
+    public struct Listing: Sendable, Equatable {
+        /// The newest entries, newest first (by modification time, then name; unknown times last).
+        public var entries: [Entry]
+        /// How many names matched (`entries` keeps at most `keep` of them).
+        public var matched: Int
+        /// The scan stopped at `scanLimit` names, so older files may not have been seen.
+        public var scanStopped: Bool
+    }
+
+    /// The `keep` newest files in `dir` whose names end in `suffix`, after looking at no more than
+    /// `scanLimit` names. Names starting with a dot (temporary files) and names that are not UTF-8
+    /// are skipped. A directory that does not exist is an empty listing; one that cannot be read
+    /// throws one line.
+    public static func newest(in dir: String, suffix: String, keep: Int, scanLimit: Int = 100_000) throws -> Listing {
+        guard let d = opendir(dir) else {
+            if errno == ENOENT { return Listing(entries: [], matched: 0, scanStopped: false) }
+            throw FileError.errno("cannot list", dir)
+        }
+        defer { closedir(d) }
+        let fd = dirfd(d)
+        var found: [Entry] = []
+        var scanned = 0
+        var stopped = false
+        while let e = readdir(d) {
+            scanned += 1
+            if scanned > scanLimit {
+                stopped = true
+                break
+            }
+            let name = withUnsafePointer(to: &e.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(validatingCString: $0) }
+            }
+            guard let name, !name.hasPrefix("."), name.hasSuffix(suffix) else { continue }
+            var st = stat()
+            let known = fstatat(fd, name, &st, 0) == 0
+            var modified: Date?
+            if known {
+                #if os(Linux)
+                    let t = st.st_mtim
+                #else
+                    let t = st.st_mtimespec
+                #endif
+                modified = Date(timeIntervalSince1970: Double(t.tv_sec) + Double(t.tv_nsec) / 1e9)
+            }
+            found.append(
+                Entry(
+                    name: name,
+                    path: dir.hasSuffix("/") ? dir + name : dir + "/" + name,
+                    modified: modified,
+                    size: known ? Int64(st.st_size) : nil
+                )
+            )
+        }
+        found.sort { a, b in
+            switch (a.modified, b.modified) {
+            case (let x?, let y?) where x != y: return x > y
+            case (.some, nil): return true
+            case (nil, .some): return false
+            default: return a.name > b.name
+            }
+        }
+        return Listing(entries: Array(found.prefix(max(0, keep))), matched: found.count, scanStopped: stopped)
+    }
 }

@@ -145,17 +145,29 @@ public struct LobbyScreen: Sendable {
             var tags: [String] = []
             if row.isHost { tags.append("host") }
             if row.isYou { tags.append("you") }
+            // A friend's label (the name you gave the key) names the key better than its
+            // fingerprint: the row's name and label may run over the key column.
+            if let friend = row.friend { tags.append("friend: " + CellText.fit(friend, width: 12, ascii: ascii)) }
             let tag = tags.isEmpty ? "" : " (" + tags.joined(separator: ", ") + ")"
+            let room = row.friend != nil ? (c.key.map { c.ping - $0 } ?? 0) + c.nameWidth : c.nameWidth
+            // The chosen name shows no brackets of its own (`RosterRow.chosen`): the label is turf's.
             let x = f.putField(
-                row.name,
+                RosterRow.chosen(row.name),
                 x: c.name,
                 y: y,
-                width: max(1, c.nameWidth - tag.count),
+                width: max(min(6, room), room - tag.count),
                 ascii: ascii,
                 style: style
             )
-            f.put(tag, x: x, y: y, style: Style(dim: true))
-            if let k = c.key {
+            f.putField(
+                tag,
+                x: x,
+                y: y,
+                width: max(0, c.name + room - x),
+                ascii: ascii,
+                style: Style(bold: row.friend != nil, dim: row.friend == nil)
+            )
+            if let k = c.key, row.friend == nil {
                 f.putField(LobbyScreen.fingerprint(row.key), x: k, y: y, width: c.ping - k - 1, ascii: ascii)
             }
             let ping = row.isYou ? "-" : row.pingMs.map { "\($0) ms" } ?? "…"

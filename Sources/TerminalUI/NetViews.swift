@@ -32,6 +32,9 @@ public struct RosterRow: Sendable, Equatable {
     public var isYou: Bool
     /// The player's NAT as classified by the NAT work (#8), e.g. "full cone"; nil when unknown.
     public var natKind: String?
+    /// The name you gave this player's key in your friends file (`turf friends`); nil for anyone
+    /// else. Shown after the chosen name, `bob (friend: Bobby)`.
+    public var friend: String?
 
     public init(
         name: String,
@@ -41,7 +44,8 @@ public struct RosterRow: Sendable, Equatable {
         connected: Bool = true,
         isHost: Bool = false,
         isYou: Bool = false,
-        natKind: String? = nil
+        natKind: String? = nil,
+        friend: String? = nil
     ) {
         self.name = name
         self.key = key
@@ -51,6 +55,28 @@ public struct RosterRow: Sendable, Equatable {
         self.isHost = isHost
         self.isYou = isYou
         self.natKind = natKind
+        self.friend = friend
+    }
+
+    /// A name a peer chose, as rosters and notices show it: every opening bracket of any kind
+    /// (Unicode's open punctuation: `(`, `（`, `⁽`, `❨`, …) drawn as `[` and every closing one as
+    /// `]`. So `(friend: …)`, `(host)` and `(you)` after a name are always turf's own labels: a
+    /// stranger who calls himself `mallory (friend: Bobby)` reads `mallory [friend: Bobby]`.
+    public static func chosen(_ name: String) -> String {
+        var out = String.UnicodeScalarView()
+        for u in name.unicodeScalars {
+            switch u.properties.generalCategory {
+            case .openPunctuation: out.append("[")
+            case .closePunctuation: out.append("]")
+            default: out.append(u)
+            }
+        }
+        return String(out)
+    }
+
+    /// A chosen name and, for a friend, the name you gave them: `bob (friend: Bobby)`.
+    public static func label(_ name: String, friend: String?) -> String {
+        chosen(name) + (friend.map { " (friend: \($0))" } ?? "")
     }
 }
 

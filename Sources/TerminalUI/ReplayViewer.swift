@@ -73,6 +73,13 @@ public final class ReplayViewer {
     public func run() throws -> Int32? {
         let term = try CursesTerminal(wantColor: wantColor, unicode: unicode)
         defer { term.stop() }
+        return run(on: term)
+    }
+
+    /// Runs on a terminal that is already up (the replay browser's), and leaves it up: q returns
+    /// to the caller, which redraws its own screen.
+    public func run(on term: CursesTerminal) -> Int32? {
+        term.invalidate()
         let config = player.replay.config
         let rate = Double(config.tickRate)
         let renderer = ArenaRenderer(theme: term.theme)

@@ -129,6 +129,7 @@ final class MatchRunner {
             rt.event("peer") {
                 $0.add("key", k.text)
                 $0.add("name", name)
+                $0.add("friend", rt.friends.name(of: k))
                 $0.add("state", "spectating")
                 $0.add("address", address?.description)
             }

@@ -85,7 +85,8 @@ extension NetRuntime {
                         pingMs: s.link.flatMap { pings[$0] },
                         path: s.link.map { s.relayed ? .relayed : linkPath($0, address: s.address) },
                         isHost: s.link == nil,
-                        isYou: s.link == nil
+                        isYou: s.link == nil,
+                        friend: friends.name(of: s.key)
                     )
                 },
                 rejectedJoins: Int(stats.passphraseRejected),
@@ -101,11 +102,12 @@ extension NetRuntime {
             for e in events {
                 switch e {
                 case .joined(let key, let name, let address, let relayed):
-                    notice = "\(name) joined"
+                    notice = "\(RosterRow.label(name, friend: friends.name(of: key))) joined"
                     if relayed { relayedLinks.formUnion(lobby.seats.filter { $0.key == key }.compactMap(\.link)) }
                     event("peer") { j in
                         j.add("key", key.text)
                         j.add("name", name)
+                        j.add("friend", friends.name(of: key))
                         j.add("state", "joined")
                         j.add("address", address.description)
                         j.add("path", relayed ? "relayed" : Self.pathName(address))
@@ -114,19 +116,21 @@ extension NetRuntime {
                     event("peer") { j in
                         j.add("key", key.text)
                         j.add("name", name)
+                        j.add("friend", friends.name(of: key))
                         j.add("state", "spectating")
                         j.add("address", address.description)
                     }
                 case .left(let key, let name):
-                    notice = "\(name) left"
+                    notice = "\(RosterRow.label(name, friend: friends.name(of: key))) left"
                     peerEvent(key, name: name, state: "left")
                 case .kicked(let key, let name):
-                    notice = "\(name) kicked (banned from this lobby)"
+                    notice = "\(RosterRow.label(name, friend: friends.name(of: key))) kicked (banned from this lobby)"
                     peerEvent(key, name: name, state: "kicked")
                 case .refused(let key, let name, let reason):
                     event("peer") { j in
                         j.add("key", key.text)
                         j.add("name", name)
+                        j.add("friend", friends.name(of: key))
                         j.add("state", "refused")
                         j.add("reason", reason == .banned ? "banned" : "not_allowed")
                     }
@@ -207,6 +211,7 @@ extension NetRuntime {
         event("peer") {
             $0.add("key", key.text)
             $0.add("name", name)
+            $0.add("friend", friends.name(of: key))
             $0.add("state", state)
         }
     }

@@ -136,7 +136,8 @@ extension NetRuntime {
                         // A relayed link that found its direct path since (checkPaths) says direct.
                         path: isYou ? nil : link.map { linkPath($0) } ?? .relayed,
                         isHost: isHost,
-                        isYou: isYou
+                        isYou: isYou,
+                        friend: key.flatMap { friends.name(of: $0) }
                     )
                 },
                 nat: natKind?.rawValue,
@@ -160,6 +161,7 @@ extension NetRuntime {
                     event("peer") { j in
                         j.add("key", key.text)
                         j.add("name", name)
+                        j.add("friend", friends.name(of: key))
                         j.add("state", "joined")
                         j.add("path", path == .local ? "direct" : "relayed")
                     }

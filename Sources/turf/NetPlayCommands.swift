@@ -108,7 +108,8 @@ struct HostCommand: ParsableCommand {
     )
     var startWhen: Int = 2
     @Option(
-        help: "Friends only: only these keys may join (a file, one turf1… key a line, # comments; docs/lobby.md)."
+        help:
+            "Friends only: only these keys may join: 'friends' (your friends file, turf friends) or a file, one turf1… key a line, # comments (docs/lobby.md)."
     )
     var allow: String?
     @OptionGroup var net: NetPlayOptions
@@ -130,10 +131,12 @@ struct HostCommand: ParsableCommand {
             )
         }
         let pass = try net.readPassphrase()
-        let friends = try allow.map(Self.readAllowList)
+        let friendList = try FriendsFile.load()
+        let friends = try allow.map { try Self.readAllowList($0, friends: friendList) }
         let rt = try NetRuntime(options: net, ui: ui, topicForPSK: topic, passphrase: pass)
         defer { rt.close() }
         rt.admission = LobbyAdmission(allowed: friends)
+        rt.friends = friendList
         let code = try rt.host(
             topic: topic,
             settings: TurfSettings(map: arena),
@@ -149,8 +152,21 @@ extension HostCommand {
     /// Most bytes an allow list may have (a key line is 62; 64 KiB is a thousand friends).
     static let allowListLimit = 64 * 1024
 
-    /// `--allow FILE`: one `turf1…` key a line, `#` comments. A bad line is one error naming it.
-    static func readAllowList(_ path: String) throws -> [PeerKey] {
+    /// The `--allow` value that means the friends file rather than a file of keys.
+    static let allowFriends = "friends"
+
+    /// `--allow friends`: the keys in your friends file (`turf friends`; a file named `friends`
+    /// is `./friends`). `--allow FILE`: one `turf1…` key a line, `#` comments. A bad line is one
+    /// error naming it.
+    static func readAllowList(_ path: String, friends: FriendList) throws -> [PeerKey] {
+        if path == allowFriends {
+            guard !friends.isEmpty else {
+                throw CLIError(
+                    "--allow friends: your friends file (\(FriendsFile.path)) has no friends yet (turf friends add NAME turf1…)"
+                )
+            }
+            return friends.friends.map(\.key)
+        }
         let text = try UntrustedFile.readText(path, limit: allowListLimit, what: "allow list")
         do {
             let keys = try LobbyAdmission.parseAllowList(text)
@@ -166,12 +182,15 @@ extension HostCommand {
 struct JoinCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "join",
-        abstract: "Join a lobby: by --topic, by the host's key (turf1…) or by an invite (docs/lobby.md)."
+        abstract:
+            "Join a lobby: by --topic, by the host's key (turf1…), by an invite, or by a friend's name (docs/lobby.md)."
     )
 
-    @Argument(help: "An invite (turf-invite1.…) or the host's key (turf1…).") var target: String?
+    @Argument(help: "An invite (turf-invite1.…), the host's key (turf1…) or a friend's name (turf friends).")
+    var target: String?
     @Option(help: "Join the lobby announced on this topic.") var topic: String?
-    @Option(help: "With --topic: the host's key, when several lobbies share the topic.") var lobby: String?
+    @Option(help: "With --topic: the host's key or a friend's name, when several lobbies share the topic.")
+    var lobby: String?
     @Flag(
         help:
             "Watch the match without playing (from the lobby, or a match already running): merge everyone's ops, send none."
@@ -181,32 +200,48 @@ struct JoinCommand: ParsableCommand {
 
     func validate() throws {
         guard (topic == nil) != (target == nil) else {
-            throw ValidationError("give exactly one of --topic T, an invite, or a key")
+            throw ValidationError("give exactly one of --topic T, an invite, a key or a friend's name")
         }
-        if let t = target, Invite(text: t) == nil, PeerKey(text: t) == nil {
+        if let t = target, Invite(text: t) == nil, PeerKey(text: t) == nil, !FriendName.isValid(t) {
             throw ValidationError(
-                "'\(SafeText.display(t, limit: 80))' is neither an invite (turf-invite1.…) nor a key (turf1…)"
+                "'\(SafeText.display(t, limit: 80))' is not an invite (turf-invite1.…), a key (turf1…) or a friend's name (turf friends list)"
             )
         }
-        if let l = lobby, PeerKey(text: l) == nil { throw ValidationError("--lobby must be a key (turf1…)") }
+        if let l = lobby, PeerKey(text: l) == nil, !FriendName.isValid(l) {
+            throw ValidationError("--lobby must be a key (turf1…) or a friend's name")
+        }
+    }
+
+    /// A key, or the key of the friend with this name (the friends file; docs/lobby.md, "Friends").
+    static func hostKey(_ text: String, friends: FriendList) throws -> PeerKey {
+        if let k = PeerKey(text: text) { return k }
+        guard let f = friends.friend(named: text) else {
+            throw CLIError(
+                "'\(SafeText.display(text, limit: 80))' is not one of your friends (turf friends list shows them; turf friends add NAME turf1… adds one)"
+            )
+        }
+        return f.key
     }
 
     func run() throws {
-        let ui = try net.makeUI()
-        defer { ui.close() }
-        let started = processStartNanos()
+        // Before the screens and the network: a name that is no friend, or a bad friends file, is one plain line.
+        let friends = try FriendsFile.load()
         let how: NetRuntime.JoinTarget
         if let topic {
-            how = .topic(topic, expected: lobby.flatMap { PeerKey(text: $0) })
+            how = .topic(topic, expected: try lobby.map { try Self.hostKey($0, friends: friends) })
         } else if let t = target, let invite = Invite(text: t) {
             how = .invite(invite)
         } else {
-            how = .key(PeerKey(text: target!)!)
+            how = .key(try Self.hostKey(target!, friends: friends))  // `!`: validate() requires --topic or a target
         }
+        let ui = try net.makeUI()
+        defer { ui.close() }
+        let started = processStartNanos()
         let pass = try net.readPassphrase()
         if !net.headless { printErr("turf: looking for the lobby…") }
         let rt = try NetRuntime(options: net, ui: ui, topicForPSK: nil, passphrase: pass)
         defer { rt.close() }
+        rt.friends = friends
         let code = try rt.join(how, startedAt: started, spectate: spectate)
         try net.finish(ui, code: code)
     }

@@ -62,6 +62,9 @@ final class NetRuntime {
     var lan: LocalDiscoveryService?
     /// Why there is no DHT (no bootstrap node resolved) when discovery plays on without one.
     let dhtWarning: String?
+    /// Your friends (`turf friends`): the roster and `peer` events label their keys with the names
+    /// you gave them (docs/lobby.md, "Friends").
+    var friends = FriendList()
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()

@@ -19,8 +19,8 @@ import TurfRules
 struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
-        abstract: "Watch, verify, generate or recover recorded matches.",
-        subcommands: [Watch.self, Generate.self, RecoverCommand.self],
+        abstract: "Browse, watch, verify, generate or recover recorded matches.",
+        subcommands: [Watch.self, ListCommand.self, Generate.self, RecoverCommand.self],
         defaultSubcommand: Watch.self
     )
 }
@@ -31,12 +31,15 @@ struct Watch: ParsableCommand {
         abstract: "Watch a recorded match (the default), or verify it with --headless.",
         discussion: """
             In the viewer: space pauses, + and - change speed (x0.25 to x8), left/right seek 5 s, \
-            [ and ] step one tick, g jumps to a tick, Home/End go to the start/end, q quits.
+            [ and ] step one tick, g jumps to a tick, Home/End go to the start/end, q quits. \
+            Without a FILE: the saved matches in $XDG_STATE_HOME/turf/replays, newest first, in a \
+            browser on a terminal (up/down or j/k move, Enter watches, d deletes, q quits), else \
+            printed as a list (turf replay list).
             """
     )
 
-    @Argument(help: "The replay file (.turfreplay).")
-    var file: String
+    @Argument(help: "The replay file (.turfreplay); without one, browse the saved matches.")
+    var file: String?
 
     @Flag(help: "Re-derive the match without a screen, check every state hash, print one JSON object.")
     var headless = false
@@ -62,13 +65,35 @@ struct Watch: ParsableCommand {
         stderrIsTerminal && ops > progressThresholdOps
     }
 
-    func run() throws {
-        let decodeStart = monotonicNanos()
-        let bytes = try UntrustedFile.read(file, limit: FileLimits.replay, what: "replay", magic: ReplayFile.magic)
-        let replay: TurfReplay
-        do { replay = try ReplayFile.decode(bytes, as: TurfWorld.self) } catch let e as ReplayFormatError {
-            throw CLIError("\(file): \(e)")
+    func validate() throws {
+        if file == nil && headless {
+            throw ValidationError(
+                "--headless verifies one replay: give its FILE (turf replay list --json lists the saved ones)"
+            )
         }
+    }
+
+    func run() throws {
+        guard let file else {
+            // The saved matches: a browser on a terminal, else the list as text.
+            guard isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 else {
+                for line in ReplayCatalog.text(try ReplayCatalog.list(StatePaths.replays).readAll(), verified: false) {
+                    print(line)
+                }
+                return
+            }
+            Logs.bootstrap()
+            let env = ProcessInfo.processInfo.environment
+            let browser = ReplayBrowser(
+                listing: try ReplayCatalog.list(StatePaths.replays),
+                wantColor: Theme.colorWanted(environment: env) && !noColor,
+                unicode: localeIsUTF8(environment: env) && !ascii
+            )
+            if let s = try browser.run() { throw ExitCode(128 + s) }
+            return
+        }
+        let decodeStart = monotonicNanos()
+        let replay = try ReplayCatalog.open(file)
         let player: ReplayPlayer<TurfWorld>
         do { player = try ReplayPlayer(replay) } catch { throw CLIError("\(file): \(error)") }
         let decodeNanos = monotonicNanos() - decodeStart
@@ -121,35 +146,7 @@ struct Watch: ParsableCommand {
                 return s
             }
         )
-        // Signed op logs (docs/netmatch.md): "none" for a match that recorded no signatures (local).
-        // A verdict voids a player's log: its proof (two contradicting statements signed by the
-        // player's owner) must verify, or the file is not what the peers agreed.
-        let badProof = replay.verdicts.first { v in
-            guard v.rule != "equivocation" else {
-                return !SignedStatement.checkProof(v.proof, player: v.player, config: replay.config)
-            }
-            // A time cut: one statement of the owner's that shows the op at `seq` breaking `rule`.
-            let log = Int(v.player) < replay.logs.count ? replay.logs[Int(v.player)] : []
-            return !SignedStatement.checkTimeProof(
-                v.proof,
-                player: v.player,
-                seq: v.seq,
-                rule: v.rule,
-                config: replay.config,
-                log: log,
-                as: TurfWorld.self
-            )
-        }
-        let signatureProblem =
-            badProof.map { "the \($0.rule) proof of player \($0.player) does not verify" }
-            ?? (replay.signatures.isEmpty
-                ? nil
-                : OpChain.check(
-                    config: replay.config,
-                    logs: replay.logs,
-                    signatures: replay.signatures,
-                    as: TurfWorld.self
-                ))
+        let signatureProblem = ReplayCatalog.signatureProblem(replay)
         j.add("signatures", replay.signatures.isEmpty && replay.verdicts.isEmpty ? "none" : signatureProblem ?? "ok")
         // What the rules found (docs/engine.md, "Legality"): where each cheater's log stops, and why.
         j.add("cheats", final.cheats.map { cheatJSON($0, config: replay.config) })
@@ -173,6 +170,36 @@ struct Watch: ParsableCommand {
 }
 
 extension ReplayCommand {
+    /// `turf replay list`: the saved matches, newest first, as text or one JSON document.
+    struct ListCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "list",
+            abstract: "List the saved matches, newest first (date, map, players, winner, length, kind).",
+            discussion: """
+                Reads the newest \(ReplayCatalog.keep) replays in $XDG_STATE_HOME/turf/replays (each at most \
+                \(FileLimits.replay) bytes); a file that cannot be read or decoded is listed with its problem. \
+                Verifying re-derives every match, so it is done only with --verify (docs/replay-format.md).
+                """
+        )
+
+        @Option(help: "The directory to list (default: $XDG_STATE_HOME/turf/replays).") var dir: String?
+        @Flag(help: "Print one JSON document (docs/replay-format.md, \"Listing saved matches\").") var json = false
+        @Flag(help: "Also verify every replay, as --headless does (every checkpoint hash and signature).")
+        var verify = false
+
+        func run() throws {
+            var listing = try ReplayCatalog.list(dir ?? StatePaths.replays).readAll()
+            if verify {
+                for i in listing.items.indices where listing.items[i].summary != nil { listing.items[i].verify() }
+            }
+            if json {
+                print(ReplayCatalog.json(listing, verified: verify).text)
+            } else {
+                for line in ReplayCatalog.text(listing, verified: verify) { print(line) }
+            }
+        }
+    }
+
     /// `turf replay generate`: a bot match simulated headlessly as fast as the CPU allows.
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Simulate a bot match headlessly and record it.")

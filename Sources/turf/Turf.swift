@@ -15,8 +15,8 @@ struct Turf: ParsableCommand {
             Demo.self, ReplayCommand.self,
             // Play together (NetPlayCommands.swift, NetRuntime.swift, MatchRunner.swift)
             HostCommand.self, JoinCommand.self,
-            // Networking (IdCommand.swift, DHTCommands.swift)
-            IdCommand.self,
+            // Networking (IdCommand.swift, FriendsCommands.swift, DHTCommands.swift)
+            IdCommand.self, FriendsCommand.self,
             DHTCommand.self,
             Bench.self,
         ]

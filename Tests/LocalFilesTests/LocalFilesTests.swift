@@ -196,3 +196,53 @@ private func withTempDir(_ body: (String) throws -> Void) throws {
         #expect(throws: FileError.self) { _ = try DurableFile.openForAppend("/dev/null") }
     }
 }
+
+@Suite struct UntrustedDirectoryTests {
+    private func touch(_ path: String, secondsAgo: Double) {
+        _ = FileManager.default.createFile(atPath: path, contents: Data([1]))
+        let t = Date().timeIntervalSince1970 - secondsAgo
+        let spec = timespec(tv_sec: Int(t), tv_nsec: 0)
+        _ = utimensat(AT_FDCWD, path, [spec, spec], AT_SYMLINK_NOFOLLOW)
+    }
+
+    /// The newest files of a kind, newest first; dot files and other kinds are not listed, a
+    /// dangling link is listed last with no time, and only `keep` are kept of all that matched.
+    @Test func listsTheNewestOfAKindBounded() throws {
+        try withTempDir { dir in
+            touch(dir + "/old.r", secondsAgo: 300)
+            touch(dir + "/new.r", secondsAgo: 10)
+            touch(dir + "/mid.r", secondsAgo: 100)
+            touch(dir + "/.tmp.r", secondsAgo: 0)
+            touch(dir + "/other.txt", secondsAgo: 0)
+            #expect(symlink(dir + "/nowhere", dir + "/dangling.r") == 0)
+            let all = try UntrustedDirectory.newest(in: dir, suffix: ".r", keep: 10)
+            #expect(all.entries.map(\.name) == ["new.r", "mid.r", "old.r", "dangling.r"])
+            #expect(all.entries.last?.modified == nil && all.entries.last?.size == nil)
+            #expect(all.entries.first?.path == dir + "/new.r" && all.entries.first?.size == 1)
+            #expect(all.matched == 4 && !all.scanStopped)
+            let two = try UntrustedDirectory.newest(in: dir, suffix: ".r", keep: 2)
+            #expect(two.entries.map(\.name) == ["new.r", "mid.r"] && two.matched == 4)
+            let few = try UntrustedDirectory.newest(in: dir, suffix: ".r", keep: 10, scanLimit: 3)
+            #expect(few.scanStopped && few.entries.count <= 3)
+            let none = try UntrustedDirectory.newest(in: dir + "/missing", suffix: ".r", keep: 10)
+            #expect(none.entries.isEmpty && none.matched == 0)
+            #expect(throws: FileError.self) { try UntrustedDirectory.newest(in: dir + "/new.r", suffix: ".r", keep: 1) }
+        }
+    }
+
+    /// Removing takes the name away (a link itself, never its target) and refuses a directory.
+    @Test func removeTakesTheNameNotTheTarget() throws {
+        try withTempDir { dir in
+            touch(dir + "/target", secondsAgo: 0)
+            #expect(symlink(dir + "/target", dir + "/link") == 0)
+            try DurableFile.remove(dir + "/link")
+            #expect(FileManager.default.fileExists(atPath: dir + "/target"))
+            try DurableFile.remove(dir + "/target")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/target"))
+            #expect(throws: FileError.self) { try DurableFile.remove(dir + "/target") }
+            try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: false)
+            #expect(throws: FileError.self) { try DurableFile.remove(dir + "/sub") }
+            #expect(FileManager.default.fileExists(atPath: dir + "/sub"))
+        }
+    }
+}
