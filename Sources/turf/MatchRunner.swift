@@ -57,7 +57,7 @@ final class MatchRunner {
         let (items, overflow) = rt.mailbox.drainDatagrams()
         session.noteStray(Int(overflow))
         for d in items {
-            if let k = session.peerOf[d.link], let p = NetMatch<TurfWorld>.packetTick(d.bytes) {
+            if let k = session.peerOf[d.link], let p = session.packetTick(d.bytes) {
                 noteSkew(k, packetTick: p, at: d.at)
             }
             session.receive(d.bytes, on: d.link)

@@ -131,6 +131,7 @@ extension NetRuntime {
                     }
                 case .recordChanged:
                     putRecord()
+                default: break
                 }
             }
             admission = lobby.admission

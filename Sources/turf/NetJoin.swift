@@ -161,6 +161,7 @@ extension NetRuntime {
                         j.add("state", "joined")
                         j.add("path", path == .local ? "direct" : "relayed")
                     }
+                default: break
                 }
             }
         }
@@ -229,7 +230,7 @@ extension NetRuntime {
             if !line.isEmpty { printErr(line) }
             performAndFlush([.closeWhenFlushed(hostLink)])
             return 1
-        case nil:
+        case nil, .ended?:
             return 1
         }
     }
