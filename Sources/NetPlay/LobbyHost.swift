@@ -348,9 +348,13 @@ public struct LobbyHost: Sendable {
     /// A line from a member: within its sender's allowance, relayed to everyone (the sender too:
     /// the echo is its confirmation, and every screen shows the lines in the host's order).
     private mutating func chat(_ text: String, on id: LinkID, now: UInt64) {
-        guard let seat = seats.first(where: { $0.link == id && $0.link != nil }) else {
+        guard let seat = seats.first(where: { $0.link == id }) else {
             dropped += 1  // spectators and strangers do not chat
             return
+        }
+        // One allowance per seated key (the others' went with their seats).
+        if chatBuckets.count > seats.count {
+            chatBuckets = chatBuckets.filter { k, _ in seats.contains { $0.key == k } }
         }
         var bucket = chatBuckets[seat.key] ?? config.chatLimit.full(now: now)
         guard config.chatLimit.take(&bucket, now: now) else {
@@ -431,7 +435,7 @@ public struct LobbyHost: Sendable {
     }
 
     private mutating func answer(_ a: LobbyMessage.RematchAnswer, on id: LinkID, now: UInt64) {
-        guard isOffering, let i = seats.firstIndex(where: { $0.link == id && $0.link != nil }),
+        guard isOffering, let i = seats.firstIndex(where: { $0.link == id }),
             awaitingAnswer.contains(seats[i].key)
         else {
             dropped += 1

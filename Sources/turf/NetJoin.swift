@@ -216,7 +216,6 @@ extension NetRuntime {
         /// accepted rematch), or the series is over (the host left, or we did).
         func afterMatch(_ played: UInt32) {
             var accepted: UInt32?
-            var notice = ""
             while true {
                 let rematch: AfterMatchView.Rematch
                 switch lobby.outcome {
@@ -233,9 +232,10 @@ extension NetRuntime {
                     }
                 default: return  // the next start, or a start that failed its check
                 }
+                lobby.tick(now: monotonicNanos())  // a held start (test-only)
                 ping()
                 let role: AfterMatchView.Role = spectate ? .spectator : .member
-                switch ui.afterMatch(afterMatchView(role: role, match: played, rematch: rematch, notice: notice)) {
+                switch ui.afterMatch(afterMatchView(role: role, match: played, rematch: rematch, notice: "")) {
                 case .leave?:
                     if case .ended? = lobby.outcome { return }
                     if lobby.offer != nil { rematchEvent("declined", match: lobby.offer, key: identity.publicKey) }
@@ -246,7 +246,6 @@ extension NetRuntime {
                     accepted = lobby.offer
                     lobby.acceptRematch(contribution: SeedMix.contribution())
                     rematchEvent("accepted", match: accepted, key: identity.publicKey)
-                    notice = ""
                     carryOut()
                 case .chat(let text)?:
                     lobby.say(text)
