@@ -34,6 +34,18 @@ import Testing
         }
     }
 
+    /// `--matches` has a range and `--say` a length, checked before any work (status 64).
+    @Test func badSeriesAndChatOptionsAreRefusedBeforeAnyWork() throws {
+        let matches = try run(turfBinary, ["host", "--topic", "t", "--matches", "0"], timeout: 30)
+        #expect(matches.status == 64 && matches.stderr.contains("'--matches <matches>': must be 1-100"), "\(matches)")
+        for (command, say) in [("host", ""), ("join", String(repeating: "x", count: 201))] {
+            var args = [command, "--topic", "t", "--say", say, "--headless"]
+            args += ["--bind", "127.0.0.1", "--bootstrap", "127.0.0.1:9"]
+            let r = try run(turfBinary, args, timeout: 30)
+            #expect(r.status == 64 && r.stderr.contains("--say must be 1-200 bytes"), "\(command): \(r)")
+        }
+    }
+
     @Test func aHostAndAJoinerPlayTwoMatchesInARowAndChatBothWays() throws {
         let lab = try Lab()
         let host = try lab.start(
