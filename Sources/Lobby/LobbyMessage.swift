@@ -6,7 +6,7 @@ import Sodium
 /// The lobby protocol: what peers say to each other on a session's reliable channel before and
 /// around a match (docs/lobby.md). Every message is
 ///
-///     message = u8 protocolVersion (2) · u8 type · body
+///     message = u8 protocolVersion (3) · u8 type · body
 ///
 /// and is decoded from hostile bytes: each field is bounded, every problem is a `LobbyError` (the
 /// caller drops the message and counts it), nothing is trusted for display until escaped.
@@ -37,8 +37,22 @@ public enum LobbyMessage: Equatable, Sendable {
     /// A peer's match ended: how many ops each player it owns made (player id → count), so peers
     /// know when they hold every op.
     case done([UInt32: UInt32])
+    /// Any peer → its linked peers: this peer's match is settled (every op and final statement
+    /// held, ours acknowledged): wait for nothing more from it. The session stays, for the lobby
+    /// after the match (chat, a rematch). Version 2 sent `leave` here.
+    case settled
+    /// Host → members and spectators, after a match: the host offers another match of the series,
+    /// the `match`th (2 for the first rematch).
+    case rematchOffer(match: UInt32)
+    /// Member → host: the answer to a rematch offer; an accept commits to a new seed contribution
+    /// (commit–reveal again: the host's commit is in the roster that follows).
+    case rematchAnswer(RematchAnswer)
+    /// A player → host: one line of chat (1…`maxChatBytes` bytes of UTF-8), to relay to everyone.
+    case chat(String)
+    /// Host → everyone: a line of chat the host accepted, and the key of who said it.
+    case chatRelay(key: [UInt8], text: String)
 
-    public static let protocolVersion: UInt8 = 2
+    public static let protocolVersion: UInt8 = 3
     /// The most bytes any message may have: a snapshot of a long match (about 4 bytes an op).
     public static let maxSize = 1 << 20
     /// Bound for every other message.
@@ -48,6 +62,15 @@ public enum LobbyMessage: Equatable, Sendable {
     public static let maxPlayers = MatchConfig.maxPlayers
     public static let contributionLength = 32
     public static let maxMemberAddresses = 4
+    /// The longest line of chat, in bytes of UTF-8.
+    public static let maxChatBytes = 200
+
+    public enum RematchAnswer: Equatable, Sendable {
+        /// Plays again, committing to a new contribution (BLAKE2b-256, as in hello).
+        case accept(commit: [UInt8])
+        /// Does not: the member leaves the lobby.
+        case decline
+    }
 
     public struct Hello: Equatable, Sendable {
         public var name: String
@@ -102,10 +125,13 @@ public enum LobbyMessage: Equatable, Sendable {
         public var startAt: UInt64
         /// (key, contribution) of every player, in player order.
         public var reveals: [[UInt8]]
-        public init(config: MatchConfig, startAt: UInt64, reveals: [[UInt8]]) {
+        /// The match's number in the lobby's series: 1, then one more for each rematch.
+        public var match: UInt32
+        public init(config: MatchConfig, startAt: UInt64, reveals: [[UInt8]], match: UInt32 = 1) {
             self.config = config
             self.startAt = startAt
             self.reveals = reveals
+            self.match = match
         }
     }
 
@@ -119,6 +145,8 @@ public enum LobbyMessage: Equatable, Sendable {
         case notAllowed = 7
         /// Too many hellos from the joiner's address in a short time.
         case tooManyJoins = 8
+        /// A member that did not answer a rematch offer in time: its seat is gone.
+        case noAnswer = 9
         public var text: String {
             switch self {
             case .quit: return "left"
@@ -132,6 +160,7 @@ public enum LobbyMessage: Equatable, Sendable {
                 return
                     "this lobby is for friends only and your key is not on the host's list (send the host your key: turf id)"
             case .tooManyJoins: return "too many joins from your address; try again in a few seconds"
+            case .noAnswer: return "you did not answer the rematch in time"
             }
         }
 
@@ -147,6 +176,7 @@ public enum LobbyMessage: Equatable, Sendable {
 
     enum Kind: UInt8 {
         case hello = 1, roster, settings, revealRequest, reveal, start, leave, ops, snapshot, done
+        case settled, rematchOffer, rematchAnswer, chat, chatRelay
     }
 
     public func encode() -> [UInt8] {
@@ -189,6 +219,7 @@ public enum LobbyMessage: Equatable, Sendable {
             w.u64(s.startAt)
             w.u8(UInt8(s.reveals.count))
             for r in s.reveals { w.bytes(r) }
+            w.varint(UInt64(s.match))
         case .leave(let reason):
             w.u8(Kind.leave.rawValue)
             w.u8(reason.rawValue)
@@ -205,6 +236,27 @@ public enum LobbyMessage: Equatable, Sendable {
                 w.u8(UInt8(p))
                 w.u32(n)
             }
+        case .settled:
+            w.u8(Kind.settled.rawValue)
+        case .rematchOffer(let n):
+            w.u8(Kind.rematchOffer.rawValue)
+            w.varint(UInt64(n))
+        case .rematchAnswer(let a):
+            w.u8(Kind.rematchAnswer.rawValue)
+            switch a {
+            case .accept(let commit):
+                w.u8(1)
+                w.bytes(commit)
+            case .decline:
+                w.u8(0)
+            }
+        case .chat(let text):
+            w.u8(Kind.chat.rawValue)
+            w.string(text)
+        case .chatRelay(let key, let text):
+            w.u8(Kind.chatRelay.rawValue)
+            w.bytes(key)
+            w.string(text)
         }
         return w.bytes
     }
@@ -278,7 +330,10 @@ public enum LobbyMessage: Equatable, Sendable {
                 }
                 var reveals: [[UInt8]] = []
                 for _ in 0..<n { reveals.append(Array(try r.take(contributionLength, "reveal"))) }
-                m = .start(Start(config: config, startAt: startAt, reveals: reveals))
+                let at = r.offset
+                let match = try r.count("match number", limit: Int(UInt32.max))
+                guard match >= 1 else { throw ByteReadError(offset: at, "match number 0") }
+                m = .start(Start(config: config, startAt: startAt, reveals: reveals, match: UInt32(match)))
             case .leave:
                 let at = r.offset
                 let b = try r.u8("reason")
@@ -302,12 +357,41 @@ public enum LobbyMessage: Equatable, Sendable {
                     counts[p] = try r.u32("op count")
                 }
                 m = .done(counts)
+            case .settled:
+                m = .settled
+            case .rematchOffer:
+                let at = r.offset
+                let n = try r.count("match number", limit: Int(UInt32.max))
+                guard n >= 2 else { throw ByteReadError(offset: at, "a rematch offer for match \(n)") }
+                m = .rematchOffer(match: UInt32(n))
+            case .rematchAnswer:
+                let at = r.offset
+                switch try r.u8("answer") {
+                case 0: m = .rematchAnswer(.decline)
+                case 1: m = .rematchAnswer(.accept(commit: Array(try r.take(32, "commit"))))
+                case let b: throw ByteReadError(offset: at, "unknown rematch answer \(b)")
+                }
+            case .chat:
+                m = .chat(try Self.chatText(&r))
+            case .chatRelay:
+                let key = Array(try r.take(32, "key"))
+                m = .chatRelay(key: key, text: try Self.chatText(&r))
             }
             guard r.isAtEnd else { throw ByteReadError(offset: r.offset, "\(r.remaining) stray bytes") }
             return m
         } catch let e as ByteReadError {
             throw LobbyError.malformed(e.description)
         }
+    }
+}
+
+extension LobbyMessage {
+    /// A line of chat: 1…`maxChatBytes` bytes of valid UTF-8 (escaped only when shown).
+    static func chatText(_ r: inout ByteReader) throws -> String {
+        let at = r.offset
+        let text = try r.string("chat text", limit: maxChatBytes)
+        guard !text.isEmpty else { throw ByteReadError(offset: at, "an empty line of chat") }
+        return text
     }
 }
 

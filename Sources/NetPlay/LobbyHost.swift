@@ -11,7 +11,11 @@ import TextOutput
 ///
 /// Phases: `open` (hellos seat members and spectators, leaves and closed links unseat them, the
 /// host may kick), then `revealing` (`requestReveals`: every member opens its seed commit), then
-/// `started` (`startIfReady` made the start message and broadcast it).
+/// `started` (`startIfReady` made the start message and broadcast it). After the match
+/// (`matchEnded`) `ended`: the same seats on the same sessions, chat goes on; `offerRematch` makes
+/// it `offering` (each member accepts with a new commit, or declines and leaves), and once every
+/// member answered, `revealing` again: the next match of the series starts as the first did.
+/// Chat is relayed in every phase the driver feeds it (docs/lobby.md, "Chat").
 public struct LobbyHost: Sendable {
     public struct Config: Sendable {
         public var me: PeerKey
@@ -21,13 +25,19 @@ public struct LobbyHost: Sendable {
         public var maxSpectators: Int
         /// How long members have to reveal their contributions before the start leaves them out.
         public var revealTimeoutNanos: UInt64
+        /// How long members have to answer a rematch offer before their seats go.
+        public var rematchTimeoutNanos: UInt64
+        /// Each sender's chat allowance (the host enforces it; more is dropped and counted).
+        public var chatLimit: ChatLimit
         public init(
             me: PeerKey,
             name: String,
             settings: LobbyMessage.Settings,
             maxPlayers: Int,
             maxSpectators: Int = 8,
-            revealTimeoutNanos: UInt64 = 10_000_000_000
+            revealTimeoutNanos: UInt64 = 10_000_000_000,
+            rematchTimeoutNanos: UInt64 = 60_000_000_000,
+            chatLimit: ChatLimit = ChatLimit()
         ) {
             self.me = me
             self.name = name
@@ -35,6 +45,8 @@ public struct LobbyHost: Sendable {
             self.maxPlayers = maxPlayers
             self.maxSpectators = maxSpectators
             self.revealTimeoutNanos = revealTimeoutNanos
+            self.rematchTimeoutNanos = rematchTimeoutNanos
+            self.chatLimit = chatLimit
         }
     }
 
@@ -59,12 +71,26 @@ public struct LobbyHost: Sendable {
         case refused(PeerKey, name: String, reason: LobbyMessage.LeaveReason)
         /// The lobby record (players, addresses) changed: the driver puts it on the DHT again.
         case recordChanged
+        /// A line of chat the host relayed to everyone (its own too): the sender's escaped name
+        /// and the text escaped (`SafeText`: no control or bidi character left).
+        case chat(PeerKey, name: String, text: String)
+        /// A member accepted the rematch offer.
+        case accepted(PeerKey, name: String)
+        /// A member declined the rematch offer (it leaves the lobby).
+        case declined(PeerKey, name: String)
+        /// Every member answered the rematch offer (or its time ran out) and none plays again:
+        /// back to `ended`, with the host alone.
+        case rematchCancelled
     }
 
     public enum Phase: Sendable, Equatable {
         case open
         case revealing(deadline: UInt64)
         case started
+        /// After a match: the end screens, chat; the host may offer a rematch.
+        case ended
+        /// A rematch offered: waiting for every member's answer until `deadline`.
+        case offering(deadline: UInt64)
     }
 
     public let config: Config
@@ -75,6 +101,14 @@ public struct LobbyHost: Sendable {
     public private(set) var admission: LobbyAdmission
     /// Lobby messages that were malformed, out of place or hostile: dropped and counted.
     public private(set) var dropped = 0
+    /// The number of the match this lobby started last (or starts next while revealing): 1, then
+    /// one more for each rematch.
+    public private(set) var match: UInt32 = 1
+    /// Lines of chat dropped because their sender was over its allowance.
+    public private(set) var chatDropped = 0
+    /// Members whose answer to the rematch offer is still due.
+    public private(set) var awaitingAnswer: Set<PeerKey> = []
+    private var chatBuckets: [PeerKey: ChatLimit.Bucket] = [:]
     /// Sessions up whose peer has not said hello yet: its verified key and address.
     private var pending: [LinkID: (key: PeerKey, address: PeerAddress, relayed: Bool)] = [:]
     private var out: [LinkAction] = []
@@ -142,7 +176,7 @@ public struct LobbyHost: Sendable {
         case .closed(let id, _):
             pending[id] = nil
             if let k = spectators.first(where: { $0.value == id })?.key { spectators[k] = nil }
-            seatLeft(link: id)
+            seatLeft(link: id, now: now)
         case .message(let id, let bytes):
             guard let msg = try? LobbyMessage.decode(bytes) else {
                 dropped += 1
@@ -150,8 +184,11 @@ public struct LobbyHost: Sendable {
             }
             switch msg {
             case .hello(let h): hello(h, on: id, now: now)
-            case .leave: seatLeft(link: id)
+            case .leave: seatLeft(link: id, now: now)
             case .reveal(let r): reveal(r, on: id)
+            case .chat(let text): chat(text, on: id, now: now)
+            case .rematchAnswer(let a): answer(a, on: id, now: now)
+            case .settled: break  // a member's match settled after ours: nothing to do
             default: dropped += 1
             }
         }
@@ -173,8 +210,13 @@ public struct LobbyHost: Sendable {
 
     private mutating func hello(_ h: LobbyMessage.Hello, on id: LinkID, now: UInt64) {
         guard phase == .open else {
-            // Past the lobby, a hello is the match session's (a rejoiner or a late spectator).
+            // Past the lobby, a hello is the match session's (a rejoiner or a late spectator);
+            // between the matches of a series nobody new sits down (not built yet).
             dropped += 1
+            if phase == .ended || isOffering {
+                send(id, .leave(.started))
+                out.append(.closeWhenFlushed(id))
+            }
             return
         }
         guard let p = pending[id], h.key == p.key.bytes, p.key != config.me else {
@@ -235,11 +277,23 @@ public struct LobbyHost: Sendable {
     }
 
     /// A member's link closed or it said leave: off the roster, and everyone told.
-    private mutating func seatLeft(link id: LinkID) {
+    private mutating func seatLeft(link id: LinkID, now: UInt64) {
         guard let i = seats.firstIndex(where: { $0.link == id }) else { return }
         let gone = seats.remove(at: i)
+        chatBuckets[gone.key] = nil
         events.append(.left(gone.key, name: gone.name))
-        broadcast(roster)
+        if isOffering {
+            // Its answer is no longer due; the roster goes out with the rematch's commits.
+            awaitingAnswer.remove(gone.key)
+            rematchAnswered(now: now)
+        } else {
+            broadcast(roster)
+        }
+    }
+
+    private var isOffering: Bool {
+        if case .offering = phase { return true }
+        return false
     }
 
     private mutating func reveal(_ r: [UInt8], on id: LinkID) {
@@ -282,6 +336,143 @@ public struct LobbyHost: Sendable {
         for s in seats { if let l = s.link { send(l, .revealRequest) } }
     }
 
+    // MARK: chat
+
+    /// The host says a line: relayed to everyone at once (the host's own lines are not limited).
+    public mutating func say(_ text: String) {
+        let line = NetPlayChat.bounded(text)
+        guard !line.isEmpty else { return }
+        relay(line, from: config.me, name: config.name)
+    }
+
+    /// A line from a member: within its sender's allowance, relayed to everyone (the sender too:
+    /// the echo is its confirmation, and every screen shows the lines in the host's order).
+    private mutating func chat(_ text: String, on id: LinkID, now: UInt64) {
+        guard let seat = seats.first(where: { $0.link == id }) else {
+            dropped += 1  // spectators and strangers do not chat
+            return
+        }
+        // One allowance per seated key (the others' went with their seats).
+        if chatBuckets.count > seats.count {
+            chatBuckets = chatBuckets.filter { k, _ in seats.contains { $0.key == k } }
+        }
+        var bucket = chatBuckets[seat.key] ?? config.chatLimit.full(now: now)
+        guard config.chatLimit.take(&bucket, now: now) else {
+            chatBuckets[seat.key] = bucket
+            chatDropped += 1
+            return
+        }
+        chatBuckets[seat.key] = bucket
+        relay(text, from: seat.key, name: seat.name)
+    }
+
+    private mutating func relay(_ text: String, from key: PeerKey, name: String) {
+        broadcast(.chatRelay(key: key.bytes, text: text))
+        events.append(.chat(key, name: name, text: NetPlayChat.display(text)))
+    }
+
+    // MARK: after the match: the series
+
+    /// The match is over on this peer: the lobby again, on the sessions the match ended with.
+    /// `links`: each peer's session now (a rejoiner's new one; spectators that arrived mid-match);
+    /// `gone`: members that left during the match or never came back (their seats go).
+    public mutating func matchEnded(links: [PeerKey: LinkID], gone: Set<PeerKey>) {
+        guard phase == .started else { return }
+        phase = .ended
+        pending.removeAll()
+        var kept: [Seat] = []
+        for var s in seats {
+            guard s.link != nil else {
+                kept.append(s)
+                continue
+            }
+            guard let l = links[s.key], !gone.contains(s.key) else {
+                events.append(.left(s.key, name: s.name))
+                if let l = links[s.key] {
+                    send(l, .leave(.quit))
+                    out.append(.closeWhenFlushed(l))
+                }
+                continue
+            }
+            s.link = l
+            s.reveal = nil
+            kept.append(s)
+        }
+        seats = kept
+        spectators = [:]
+        for (k, l) in links where !seats.contains(where: { $0.key == k }) && !gone.contains(k) {
+            spectators[k] = l
+        }
+        events.append(.recordChanged)
+    }
+
+    /// The host offers the next match of the series: every member answers (a new commit, or a
+    /// decline) within `rematchTimeoutNanos`; the host's own seat commits to `contribution`.
+    public mutating func offerRematch(contribution: [UInt8], now: UInt64) {
+        guard phase == .ended, seats.count > 1 else { return }
+        match += 1
+        phase = .offering(deadline: now + config.rematchTimeoutNanos)
+        seats[0].commit = SeedMix.commit(contribution)
+        seats[0].reveal = contribution
+        awaitingAnswer = Set(seats.dropFirst().map(\.key))
+        broadcast(.rematchOffer(match: match))
+    }
+
+    /// Time passes: a rematch offer whose members did not all answer by its deadline goes on
+    /// without them (told `leave(noAnswer)`).
+    public mutating func tick(now: UInt64) {
+        guard case .offering(let deadline) = phase, now >= deadline else { return }
+        for s in seats where awaitingAnswer.contains(s.key) {
+            if let l = s.link {
+                send(l, .leave(.noAnswer))
+                out.append(.closeWhenFlushed(l))
+            }
+            events.append(.left(s.key, name: s.name))
+        }
+        seats.removeAll { awaitingAnswer.contains($0.key) }
+        awaitingAnswer.removeAll()
+        rematchAnswered(now: now)
+    }
+
+    private mutating func answer(_ a: LobbyMessage.RematchAnswer, on id: LinkID, now: UInt64) {
+        guard isOffering, let i = seats.firstIndex(where: { $0.link == id }),
+            awaitingAnswer.contains(seats[i].key)
+        else {
+            dropped += 1
+            return
+        }
+        awaitingAnswer.remove(seats[i].key)
+        switch a {
+        case .accept(let commit):
+            seats[i].commit = commit
+            seats[i].reveal = nil
+            events.append(.accepted(seats[i].key, name: seats[i].name))
+        case .decline:
+            let gone = seats.remove(at: i)
+            chatBuckets[gone.key] = nil
+            events.append(.declined(gone.key, name: gone.name))
+            out.append(.closeWhenFlushed(id))
+        }
+        rematchAnswered(now: now)
+    }
+
+    /// Every answer is in: the roster with the new commits, then the reveals as for the first
+    /// match (`startIfReady` starts it). Nobody accepted: back to `ended`.
+    private mutating func rematchAnswered(now: UInt64) {
+        guard isOffering, awaitingAnswer.isEmpty else { return }
+        guard seats.count > 1 else {
+            phase = .ended
+            broadcast(roster)
+            events.append(.rematchCancelled)
+            return
+        }
+        phase = .revealing(deadline: now + config.revealTimeoutNanos)
+        broadcast(roster)
+        broadcast(.settings(config.settings))
+        for s in seats { if let l = s.link { send(l, .revealRequest) } }
+        events.append(.recordChanged)
+    }
+
     /// Once every member revealed (or the reveal deadline passed: the silent ones are told and
     /// left out), the start: the seed mixed from every reveal, the config `makeConfig` builds for
     /// the seated players, tick 0 at `startAt` on the host's clock. Broadcast to members and
@@ -300,7 +491,7 @@ public struct LobbyHost: Sendable {
         let reveals = seats.compactMap(\.reveal)
         let players = seats.map { PlayerInfo(name: $0.name, kind: .human, owner: $0.key) }
         let matchConfig = try makeConfig(SeedMix.seed(reveals), players)
-        let start = LobbyMessage.Start(config: matchConfig, startAt: startAt, reveals: reveals)
+        let start = LobbyMessage.Start(config: matchConfig, startAt: startAt, reveals: reveals, match: match)
         phase = .started
         broadcast(.start(start))
         return start
@@ -320,5 +511,57 @@ public enum NetPlayNames {
             out.append(c)
         }
         return out
+    }
+}
+
+/// Lines of chat as sent and as shown: whole characters, at most `LobbyMessage.maxChatBytes`
+/// bytes of UTF-8 on the wire; escaped for display (`SafeText`: control, C1 and bidi characters
+/// become visible escapes, so a line never moves the cursor or reorders the screen).
+public enum NetPlayChat {
+    public static func bounded(_ raw: String) -> String {
+        var out = ""
+        var bytes = 0
+        for c in raw {
+            let n = String(c).utf8.count
+            guard bytes + n <= LobbyMessage.maxChatBytes else { break }
+            out.append(c)
+            bytes += n
+        }
+        return out
+    }
+
+    public static func display(_ text: String) -> String { SafeText.escaped(text) }
+}
+
+/// Each sender's chat allowance, a token bucket: `burst` lines at once, then one line each
+/// `refillNanos` (the host drops what is over and counts it).
+public struct ChatLimit: Sendable, Equatable {
+    public var burst: Int
+    public var refillNanos: UInt64
+
+    public struct Bucket: Sendable, Equatable {
+        var tokens: Int
+        var at: UInt64
+    }
+
+    public init(burst: Int = 5, refillNanos: UInt64 = 1_000_000_000) {
+        self.burst = max(1, burst)
+        self.refillNanos = max(1, refillNanos)
+    }
+
+    func full(now: UInt64) -> Bucket { Bucket(tokens: burst, at: now) }
+
+    /// Takes a token if there is one (after refilling for the time that passed).
+    func take(_ b: inout Bucket, now: UInt64) -> Bool {
+        if now > b.at {
+            let earned = (now - b.at) / refillNanos
+            if earned > 0 {
+                b.tokens = min(burst, b.tokens + Int(min(earned, UInt64(burst))))
+                b.at = b.tokens == burst ? now : b.at + earned * refillNanos
+            }
+        }
+        guard b.tokens > 0 else { return false }
+        b.tokens -= 1
+        return true
     }
 }

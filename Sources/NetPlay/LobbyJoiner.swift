@@ -8,6 +8,11 @@ import NetCore
 /// the greater key dials, the other probes), the settings, the reveal, and the start, checked
 /// against the roster's commits. Link events and time in; link actions, lobby events and at the
 /// end an outcome out. No sockets, no clock, no randomness of its own (the contribution is passed in).
+///
+/// After a match (`matchEnded`) it is the lobby again on the same sessions: chat goes on, and the
+/// host may offer a rematch, which the player accepts (`acceptRematch`, with a new contribution:
+/// the next start must carry it) or declines (`declineRematch`: it leaves). The host leaving, or
+/// its session closing, ends the series (`Outcome.ended`).
 public struct LobbyJoiner: Sendable {
     public struct Config: Sendable {
         public var me: PeerKey
@@ -37,6 +42,11 @@ public struct LobbyJoiner: Sendable {
         case joined(players: Int)
         /// A member the roster shows for the first time.
         case member(PeerKey, name: String, path: LobbyMessage.Member.Path)
+        /// A line of chat the host relayed: the sender's escaped name (from the roster) and the
+        /// text escaped (`SafeText`).
+        case chat(PeerKey, name: String, text: String)
+        /// After a match, the host offers the `match`th of the series.
+        case rematchOffered(match: UInt32)
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -46,9 +56,12 @@ public struct LobbyJoiner: Sendable {
         case start(LobbyMessage.Start, roster: LobbyMessage.Roster, snapshot: [UInt8]?)
         /// The lobby ended without a match: the line to show.
         case failed(String)
+        /// After a match, the series is over: the host left or its session closed (the line to
+        /// show; empty when this player left).
+        case ended(String)
     }
 
-    public let config: Config
+    public private(set) var config: Config
     public let hostLink: LinkID
     public let hostKey: PeerKey
     public private(set) var roster: LobbyMessage.Roster?
@@ -58,6 +71,14 @@ public struct LobbyJoiner: Sendable {
     public private(set) var outcome: Outcome?
     /// Lobby messages that were malformed or out of place: dropped and counted.
     public private(set) var dropped = 0
+    /// After a match (`matchEnded`) until the next start.
+    public private(set) var afterMatch = false
+    /// The rematch the host offered (the match's number), until this player answers it.
+    public private(set) var offer: UInt32?
+    /// This player accepted the rematch: the roster, the reveal request and the start follow.
+    public private(set) var accepted = false
+    /// The escaped names of the players every roster showed, by key (who said a line of chat).
+    private var names: [PeerKey: String] = [:]
     private var snapshot: [UInt8]?
     private var heldStart: (start: LobbyMessage.Start, due: UInt64)?
     private var known: Set<PeerKey>
@@ -102,7 +123,8 @@ public struct LobbyJoiner: Sendable {
             if id != hostLink && key != hostKey { direct[key] = id }
         case .closed(let id, let reason):
             if id == hostLink {
-                outcome = .failed("the host closed the session (\(reason))")
+                let line = "the host closed the session (\(reason))"
+                outcome = afterMatch ? .ended(line) : .failed(line)
                 return
             }
             direct = direct.filter { $0.value != id }
@@ -126,11 +148,77 @@ public struct LobbyJoiner: Sendable {
         guard outcome == nil else { return }
         send(.leave(.quit))
         out.append(.closeWhenFlushed(hostLink))
-        outcome = .failed("")
+        outcome = afterMatch ? .ended("") : .failed("")
+    }
+
+    /// A line of chat, to the host (which relays it to everyone, us too). Spectators do not chat.
+    public mutating func say(_ text: String) {
+        let line = NetPlayChat.bounded(text)
+        guard outcome == nil, !config.spectate, !line.isEmpty else { return }
+        send(.chat(line))
+    }
+
+    // MARK: after the match: the series
+
+    /// Our match is over: the lobby again. `direct`: the sessions with other members the match
+    /// ended with; `hostGone`: the host left during the match, or crashed and never came back
+    /// (the series is over).
+    public mutating func matchEnded(direct: [PeerKey: LinkID], hostGone: Bool) {
+        afterMatch = true
+        outcome = hostGone ? .ended("the host closed the lobby") : nil
+        self.direct = direct
+        snapshot = nil
+        heldStart = nil
+        offer = nil
+        accepted = false
+    }
+
+    /// Plays the offered rematch: commits to `contribution` (the next start must carry it). A
+    /// spectator only watches on (it sends no answer).
+    public mutating func acceptRematch(contribution: [UInt8]) {
+        guard outcome == nil, offer != nil, !accepted else { return }
+        offer = nil
+        accepted = true
+        guard !config.spectate else { return }
+        config.contribution = contribution
+        send(.rematchAnswer(.accept(commit: SeedMix.commit(contribution))))
+    }
+
+    /// Does not play the offered rematch: the host is told, and this player leaves the lobby.
+    public mutating func declineRematch() {
+        guard outcome == nil else { return }
+        if offer != nil && !config.spectate { send(.rematchAnswer(.decline)) }
+        offer = nil
+        leave()
     }
 
     private mutating func message(_ msg: LobbyMessage, now: UInt64) {
+        if afterMatch && !accepted {
+            // Between matches, before this player accepted a rematch: no reveal, no start.
+            switch msg {
+            case .revealRequest, .start, .snapshot:
+                dropped += 1
+                return
+            default: break
+            }
+        }
         switch msg {
+        case .settled: break  // the host's match settled after ours
+        case .rematchOffer(let n):
+            guard afterMatch, !accepted else {
+                dropped += 1
+                return
+            }
+            offer = n
+            events.append(.rematchOffered(match: n))
+        case .chatRelay(let key, let text):
+            guard let k = PeerKey(bytes: key), let name = names[k] else {
+                dropped += 1
+                return
+            }
+            events.append(.chat(k, name: name, text: NetPlayChat.display(text)))
+        case .leave(let reason) where afterMatch:
+            outcome = .ended(reason.joinerLine)
         case .roster(let r):
             roster = r
             if !joinedReported, config.spectate || r.members.contains(where: { $0.key == config.me.bytes }) {
@@ -139,7 +227,9 @@ public struct LobbyJoiner: Sendable {
             }
             mesh(r)
             for m in r.members {
-                guard let k = PeerKey(bytes: m.key), known.insert(k).inserted else { continue }
+                guard let k = PeerKey(bytes: m.key) else { continue }
+                names[k] = NetPlayNames.display(m.name)
+                guard known.insert(k).inserted else { continue }
                 events.append(.member(k, name: NetPlayNames.display(m.name), path: m.path))
             }
         case .settings(let s): settings = s
@@ -189,5 +279,7 @@ public struct LobbyJoiner: Sendable {
             return
         }
         outcome = .start(s, roster: r, snapshot: snapshot)
+        afterMatch = false
+        accepted = false
     }
 }

@@ -16,7 +16,11 @@ import Sodium
 /// The lifecycle: `advance(now:)` while `isOver` is false (a front end steers `loop`'s
 /// controllers and draws between calls); then `settle(now:)` until it returns true (every op and
 /// final statement held, acknowledged, final hashes compared) or the driver's deadline; then
-/// `leave()` and a short linger of `pump(now:)`; then `recording()`.
+/// `announceSettled()` and a short linger of `pump(now:)`; then `recording()`. The sessions stay
+/// for the lobby after the match (chat, a rematch): the lobby's messages that arrive while the
+/// match still runs here are kept for it (`takeLobbyMessages`). Each match of a series tags its
+/// datagrams with its number, so a late datagram of the previous match is never taken for one of
+/// this match.
 public final class MatchSession<Controller: PlayerController> {
     public typealias Game = Controller.Game
 
@@ -67,8 +71,9 @@ public final class MatchSession<Controller: PlayerController> {
         case net(NetMatchEvent)
         case rejoined(PeerKey)
         case spectating(PeerKey, name: String, address: PeerAddress?)
-        /// A peer said it left (its match settled, or it quit).
-        case left(PeerKey)
+        /// A peer said it is done with this match: its match settled, or it quit (`quit`: it
+        /// left the lobby too).
+        case left(PeerKey, quit: Bool)
     }
 
     public let options: Options
@@ -81,8 +86,10 @@ public final class MatchSession<Controller: PlayerController> {
     public private(set) var links: [PeerKey: LinkID] = [:]
     /// Which peer each link reaches (the inverse of `links`).
     public private(set) var peerOf: [LinkID: PeerKey] = [:]
-    /// Peers that said they left; NetMatch waits for nothing more from them.
+    /// Peers that said they settled or left; NetMatch waits for nothing more from them.
     public private(set) var left: Set<PeerKey> = []
+    /// Peers that said they left the lobby (`leave`), not only this match.
+    public private(set) var quit: Set<PeerKey> = []
     public private(set) var rejoins = 0
     /// Control messages dropped as malformed or out of place; datagrams from links that are no peer's.
     public private(set) var dropped = 0
@@ -93,6 +100,10 @@ public final class MatchSession<Controller: PlayerController> {
     public private(set) var linksAtEnd: [PeerKey: LinkID] = [:]
 
     var inbox: [(from: PeerKey, bytes: [UInt8])] = []
+    /// The lobby's messages that came during the match (chat, a rematch offer or answer), for
+    /// the lobby after it; at most `maxLobbyMessages`, the rest dropped and counted.
+    private var lobbyMessages: [LinkEvent] = []
+    public static var maxLobbyMessages: Int { 256 }
     var outbox: [LinkAction] = []
     var events: [Event] = []
     private var pending: [LinkID: (key: PeerKey, address: PeerAddress)] = [:]
@@ -153,7 +164,8 @@ public final class MatchSession<Controller: PlayerController> {
                     return self.inbox
                 },
                 outbound: { [unowned self] ds in
-                    for d in ds { if let id = self.links[d.to] { self.outbox.append(.datagram(id, d.bytes)) } }
+                    let tag = self.tag
+                    for d in ds { if let id = self.links[d.to] { self.outbox.append(.datagram(id, [tag] + d.bytes)) } }
                 },
                 onEvent: { [unowned self] e in self.events.append(.net(e)) }
             )
@@ -182,13 +194,30 @@ public final class MatchSession<Controller: PlayerController> {
 
     // MARK: input
 
-    /// A datagram that arrived on `link` (NetMatch's; merged at the next tick or `pump`).
+    /// The first byte of this match's datagrams: its number in the series (the start's), mod 256.
+    var tag: UInt8 { UInt8(truncatingIfNeeded: options.start.match) }
+
+    /// A datagram that arrived on `link` (NetMatch's, after the match's tag; merged at the next
+    /// tick or `pump`). One of another match (a late one of the previous) is dropped and counted.
     public func receive(_ bytes: [UInt8], on link: LinkID) {
-        guard let k = peerOf[link] else {
+        guard let k = peerOf[link], bytes.first == tag else {
             strayDatagrams += 1
             return
         }
-        inbox.append((k, bytes))
+        inbox.append((k, Array(bytes.dropFirst())))
+    }
+
+    /// The ticks the sender of a datagram of this match had run (nil if it is none): for the
+    /// driver's tick-skew measurement, read before `receive`.
+    public func packetTick(_ bytes: [UInt8]) -> Tick? {
+        guard bytes.first == tag else { return nil }
+        return NetMatch<Game>.packetTick(Array(bytes.dropFirst()))
+    }
+
+    /// The lobby's messages that came during the match, oldest first, for the lobby after it.
+    public func takeLobbyMessages() -> [LinkEvent] {
+        defer { lobbyMessages.removeAll() }
+        return lobbyMessages
     }
 
     /// Datagrams the driver dropped before they reached the session (its queue was full).
@@ -268,11 +297,23 @@ public final class MatchSession<Controller: PlayerController> {
             for (k, l) in links where k != p.key && owns(k) { send(l, announced) }
             resumeWanted.append((id, p.key, false))
             events.append(.rejoined(p.key))
-        case .leave:
-            if let k = peerOf[id], left.insert(k).inserted {
+        case .leave, .settled:
+            guard let k = peerOf[id] else { break }
+            var isQuit = false
+            if case .leave = msg { isQuit = quit.insert(k).inserted }
+            if left.insert(k).inserted {
                 newlyLeft.append(k)
-                events.append(.left(k))
+                events.append(.left(k, quit: isQuit))
+            } else if isQuit {
+                events.append(.left(k, quit: true))
             }
+        case .chat, .chatRelay, .rematchOffer, .rematchAnswer:
+            // The lobby's, after the match (a peer whose match ended first).
+            guard lobbyMessages.count < Self.maxLobbyMessages else {
+                dropped += 1
+                return
+            }
+            lobbyMessages.append(.message(id, bytes: msg.encode()))
         case .roster(let r) where fromHost:
             restoreMesh(r)
         case .settings, .roster, .revealRequest, .start:
@@ -388,9 +429,15 @@ public final class MatchSession<Controller: PlayerController> {
         return hook.inner.net.isSettled
     }
 
-    /// Tells every linked peer we are done (our match settled, or the player quit).
+    /// Tells every linked peer the player quit (the match and the lobby).
     public func leave() {
         for id in links.values.sorted() { send(id, .leave(.quit)) }
+    }
+
+    /// Tells every linked peer our match settled: they wait for nothing more from us (the
+    /// sessions stay, for the lobby after the match).
+    public func announceSettled() {
+        for id in links.values.sorted() { send(id, .settled) }
     }
 
     /// Host, after each tick: the snapshot and the start owed to rejoiners and late spectators.

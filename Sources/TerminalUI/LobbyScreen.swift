@@ -41,6 +41,7 @@ public struct LobbyScreen: Sendable {
                 y: y
             )
         }
+        drawChat(v, into: &f)
         if !v.notice.isEmpty {
             f.putField(v.notice, x: 1, y: height - 3, width: width - 2, ascii: ascii, style: Style(color: Palette.hud))
         }
@@ -133,7 +134,7 @@ public struct LobbyScreen: Sendable {
         f.put("path", x: c.path, y: y, style: head)
         if let s = c.state { f.put("state", x: s, y: y, style: head) }
         y += 1
-        let last = f.height - 4
+        let last = f.height - 4 - LobbyScreen.chatRows(v, height: f.height)
         for (i, row) in v.roster.enumerated() {
             if y > last {
                 f.put("… \(v.roster.count - i) more", x: c.name, y: last, style: Style(dim: true))
@@ -215,7 +216,26 @@ public struct LobbyScreen: Sendable {
         }
     }
 
+    /// Rows of chat shown above the notice line: the last few lines, while the screen has room.
+    static func chatRows(_ v: LobbyView, height: Int) -> Int {
+        guard v.phase == .waiting else { return 0 }
+        return min(v.chat.count, 4, max(0, (height - LobbyScreen.minHeight) / 2))
+    }
+
+    /// The last lines of chat (each one row, escaped and fitted: a line never moves the cursor
+    /// or scrolls), and the line being typed.
+    func drawChat(_ v: LobbyView, into f: inout Frame) {
+        let n = LobbyScreen.chatRows(v, height: f.height)
+        for (i, line) in v.chat.suffix(n).enumerated() {
+            f.putChat(line, x: 1, y: f.height - 3 - n + i, width: f.width - 2, ascii: ascii)
+        }
+        if let typed = v.chatInput, v.phase == .waiting {
+            f.putInput(typed, y: f.height - 2, width: f.width, ascii: ascii)
+        }
+    }
+
     func footer(_ v: LobbyView) -> String {
+        if v.chatInput != nil && v.phase == .waiting { return " Enter: send · Esc: cancel" }
         switch v.phase {
         case .searching: return " q: leave"
         case .choosing:
@@ -227,8 +247,8 @@ public struct LobbyScreen: Sendable {
             return v.role == .host
                 ? " Enter: start the match (\(v.roster.count) players)"
                     + (v.roster.count > 1 ? (theme.unicode ? " · ↑/↓ k: kick" : " · up/down k: kick") : "")
-                    + " · q: leave"
-                : " Waiting for the host to start the match · q: leave"
+                    + " · c: chat · q: leave"
+                : " Waiting for the host to start the match · c: chat · q: leave"
         }
     }
 
@@ -283,5 +303,47 @@ extension LobbyView {
         case .searching, .choosing: return role == .host
         case .waiting, .starting, .started, .failed: return true
         }
+    }
+}
+
+extension Frame {
+    /// One line of chat in one row: the sender's name, its key's fingerprint (where there is
+    /// room), the text; every part escaped and fitted (`CellText`), so nothing a peer typed can
+    /// move the cursor, scroll, or spill into the next row.
+    public mutating func putChat(_ line: ChatLine, x: Int, y: Int, width: Int, ascii: Bool) {
+        let end = x + width
+        var cx = putField(
+            line.name,
+            x: x,
+            y: y,
+            width: min(16, max(1, width / 4)),
+            ascii: ascii,
+            style: Style(bold: true)
+        )
+        if width >= 60 {
+            cx = put(" ", x: cx, y: y)
+            cx = putField(
+                LobbyScreen.fingerprint(line.key),
+                x: cx,
+                y: y,
+                width: 16,
+                ascii: ascii,
+                style: Style(dim: true)
+            )
+        }
+        cx = put(": ", x: cx, y: y)
+        putField(line.text, x: cx, y: y, width: max(0, end - cx), ascii: ascii)
+    }
+
+    /// The chat input's row: a prompt and the end of what is typed, with a cursor mark.
+    public mutating func putInput(_ typed: String, y: Int, width: Int, ascii: Bool) {
+        let style = Style(bold: true)
+        let cx = put(" say: ", x: 0, y: y, style: style)
+        let room = max(1, width - cx - 2)
+        // The end of a long line stays in view (what is typed last).
+        let cells = CellText.cells(typed, width: 4 * room + 32, ascii: ascii)
+        let tail = String(cells.suffix(room - 1))
+        let after = putField(tail, x: cx, y: y, width: room, ascii: ascii, style: style)
+        put("_", x: after, y: y, style: Style(bold: true, reverse: true))
     }
 }

@@ -141,7 +141,8 @@ public struct NetMatchRenderer: Sendable {
 }
 
 /// The end screen of a networked match: the local end screen (ranking, territory chart), then the
-/// final hash, where the replay was saved, desyncs and rejected ops, and one line per link.
+/// final hash, where the replay was saved, desyncs and rejected ops, and one line per link; while
+/// the lobby goes on after the match (`after`), the series' tally, the rematch, and the chat.
 public struct NetEndScreen: Sendable {
     public var theme: Theme
     public init(theme: Theme) { self.theme = theme }
@@ -153,6 +154,7 @@ public struct NetEndScreen: Sendable {
         focus: PlayerID?,
         summary: NetEndSummary,
         footer: String,
+        after: AfterMatchView? = nil,
         width: Int,
         height: Int
     ) -> Frame {
@@ -165,9 +167,11 @@ public struct NetEndScreen: Sendable {
         }
         // Rows for the network part: hash, replay, counts, a heading and the links (as many as fit).
         let maxLinks = max(0, min(summary.links.count, height / 3 - 3))
+        let chatRows = after.map { min($0.chat.count, 3, max(0, (height - 12) / 4)) } ?? 0
+        let afterRows = after.map { 2 + chatRows + ($0.chatInput == nil ? 0 : 1) } ?? 0
         let netRows =
             3 + (summary.cheats.isEmpty ? 0 : 1)
-            + (summary.links.isEmpty ? 0 : 1 + maxLinks + (maxLinks < summary.links.count ? 1 : 0))
+            + (summary.links.isEmpty ? 0 : 1 + maxLinks + (maxLinks < summary.links.count ? 1 : 0)) + afterRows
         let top = EndScreen(theme: theme).render(
             world: world,
             config: config,
@@ -222,7 +226,11 @@ public struct NetEndScreen: Sendable {
             }
             if maxLinks < summary.links.count {
                 f.put("  … \(summary.links.count - maxLinks) more links", x: 0, y: y, style: Style(dim: true))
+                y += 1
             }
+        }
+        if let after {
+            drawAfter(after, chatRows: chatRows, into: &f, y: y)
         }
         f.putField(
             footer,
@@ -233,6 +241,41 @@ public struct NetEndScreen: Sendable {
             style: Style(color: Palette.hud, bold: true)
         )
         return f
+    }
+
+    /// The series' tally, where the rematch stands, the last lines of chat and the chat input.
+    func drawAfter(_ a: AfterMatchView, chatRows: Int, into f: inout Frame, y start: Int) {
+        let ascii = !theme.unicode
+        let width = f.width
+        var y = start
+        let matches = a.match == 1 ? "1 match" : "\(a.match) matches"
+        var x = f.put(" series (\(matches)) ", x: 0, y: y, style: Style(bold: true))
+        for (i, row) in a.tally.enumerated() where x < width - 4 {
+            if i > 0 { x = f.put(" · ", x: x, y: y) }
+            x = f.putField(row.name, x: x, y: y, width: min(12, max(1, width - x - 6)), ascii: ascii)
+            x = f.put(" \(row.wins)", x: x, y: y, style: Style(bold: true))
+        }
+        if a.ties > 0 && x < width - 10 { f.put(" · ties \(a.ties)", x: x, y: y) }
+        y += 1
+        let line: String
+        switch a.rematch {
+        case .canOffer(let n): line = "r offers a rematch (match \(n))"
+        case .offered(let n, let waiting):
+            line =
+                "rematch (match \(n)) offered: waiting for " + (waiting.isEmpty ? "…" : waiting.joined(separator: ", "))
+        case .offeredToYou(let n): line = "the host offers a rematch (match \(n)): y plays again, q leaves"
+        case .accepted(let n): line = "rematch (match \(n)) accepted: it starts once everyone answered"
+        case .waiting: line = "waiting for the host: a rematch, or the end"
+        case .over(let why): line = why
+        }
+        let text = a.notice.isEmpty ? line : line + " · " + a.notice
+        f.putField(" " + text, x: 0, y: y, width: width - 1, ascii: ascii, style: Style(color: Palette.hud, bold: true))
+        y += 1
+        for chat in a.chat.suffix(chatRows) {
+            f.putChat(chat, x: 1, y: y, width: width - 2, ascii: ascii)
+            y += 1
+        }
+        if let typed = a.chatInput { f.putInput(typed, y: y, width: width, ascii: ascii) }
     }
 
     static func bytes(_ n: UInt64) -> String {

@@ -1,10 +1,51 @@
+import TextOutput
 import TurfRules
+
+/// The one-line chat input of the lobby and end screens: `c` opens it, typed characters go in
+/// (control and format characters never do; at most `maxBytes` bytes of UTF-8), Backspace
+/// deletes, Enter sends the line (a blank one is not sent), Esc cancels. While it is open every
+/// key is the input's (q types a q).
+public struct ChatInput: Sendable, Equatable {
+    public static let maxBytes = 200
+    /// The line so far; nil while the input is closed.
+    public private(set) var text: String?
+
+    public init() {}
+
+    public var isOpen: Bool { text != nil }
+    public mutating func open() { text = "" }
+
+    /// A key while the input is open: the line to send on Enter, else nil.
+    public mutating func handle(_ key: Key) -> String? {
+        guard var t = text else { return nil }
+        switch key {
+        case .escape:
+            text = nil
+        case .enter:
+            text = nil
+            return t.contains(where: { !$0.isWhitespace }) ? t : nil
+        case .backspace:
+            if !t.isEmpty { t.removeLast() }
+            text = t
+        case .char(let c):
+            guard !c.unicodeScalars.contains(where: SafeText.isUnsafe),
+                t.utf8.count + String(c).utf8.count <= Self.maxBytes
+            else { return nil }
+            t.append(c)
+            text = t
+        default: break
+        }
+        return nil
+    }
+}
 
 /// The keys of a networked lobby, apart from curses so they can be tested: `LobbyController`'s
 /// keys, plus the rule that a host's Enter starts the match only once at least one friend is on
-/// the roster (else a notice says so and nothing is sent).
+/// the roster (else a notice says so and nothing is sent), and the chat input (`c`).
 public struct NetLobbyInput: Sendable {
     public private(set) var controller = LobbyController()
+    /// The line of chat being typed.
+    public private(set) var chat = ChatInput()
     /// What the screen's notice line shows instead of the network's, after a refused key.
     public private(set) var notice: String?
 
@@ -16,6 +57,15 @@ public struct NetLobbyInput: Sendable {
     public private(set) var pendingKick: String?
 
     public mutating func handle(_ key: Key, view: LobbyView) -> LobbyAction? {
+        if chat.isOpen {
+            return chat.handle(key).map { .chat($0) }
+        }
+        if key == .char("c") && view.phase == .waiting {
+            chat.open()
+            pendingKick = nil
+            notice = nil
+            return nil
+        }
         let wanted = controller.handle(key, view: view)
         if case .kick(let k)? = wanted {
             if pendingKick == k {
@@ -39,6 +89,46 @@ public struct NetLobbyInput: Sendable {
         }
         notice = nil
         return action
+    }
+}
+
+/// The keys of a networked match's end screen while the lobby goes on after it: q, Esc or Enter
+/// leave (a member with an offer declines so), `r` offers the host's rematch, `y` accepts an
+/// offer, `c` opens the chat input.
+public struct NetEndInput: Sendable {
+    public private(set) var chat = ChatInput()
+
+    public init() {}
+
+    public mutating func handle(_ key: Key, view: AfterMatchView) -> AfterMatchAction? {
+        if chat.isOpen {
+            return chat.handle(key).map { .chat($0) }
+        }
+        switch key {
+        case .char("q"), .char("Q"), .escape, .enter: return .leave
+        case .char("c") where view.canChat:
+            chat.open()
+        case .char("r"), .char("R"):
+            if view.role == .host, case .canOffer = view.rematch { return .rematch }
+        case .char("y"), .char("Y"):
+            if case .offeredToYou = view.rematch { return .accept }
+        default: break
+        }
+        return nil
+    }
+
+    /// The end screen's last line for `view`.
+    public static func footer(_ view: AfterMatchView, chatting: Bool) -> String {
+        if chatting { return " Enter: send · Esc: cancel" }
+        var parts: [String] = []
+        switch view.rematch {
+        case .canOffer where view.role == .host: parts.append("r: rematch")
+        case .offeredToYou: parts.append(view.role == .spectator ? "y: watch the rematch" : "y: play again")
+        default: break
+        }
+        if view.canChat { parts.append("c: chat") }
+        parts.append("q: quit")
+        return " " + parts.joined(separator: " · ")
     }
 }
 

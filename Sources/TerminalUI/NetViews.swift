@@ -159,6 +159,11 @@ public struct LobbyView: Sendable, Equatable {
     public var nat: String?
     /// Whether peers can reach this machine over IPv6 (`open`, `firewalled`, `none`), nil unknown.
     public var ipv6: String?
+    /// The lobby's last lines of chat, oldest first (untrusted: escaped and fitted when drawn).
+    public var chat: [ChatLine] = []
+    /// The line being typed (`c` opens it, Enter sends, Esc cancels); nil when closed. The screens
+    /// fill it in, not the network side.
+    public var chatInput: String?
 
     public init(
         role: Role,
@@ -204,6 +209,104 @@ public enum LobbyAction: Sendable, Equatable {
     /// The host kicked this member (its `turf1…` key) from the lobby, and bans the key for the
     /// lobby's life (↑/↓ to its seat, k twice).
     case kick(key: String)
+    /// The player typed a line of chat (c, the line, Enter).
+    case chat(String)
+}
+
+/// One line of the lobby's chat as the host relayed it: who said it (its name and `turf1…` key,
+/// shown as a fingerprint) and what (every field untrusted: escaped and fitted when drawn).
+public struct ChatLine: Sendable, Equatable {
+    public var name: String
+    public var key: String
+    public var text: String
+    public init(name: String, key: String, text: String) {
+        self.name = name
+        self.key = key
+        self.text = text
+    }
+}
+
+/// What the end screen of a networked match shows beside the match's summary, while the lobby
+/// goes on after it: the series' tally, where a rematch stands, the chat.
+public struct AfterMatchView: Sendable, Equatable {
+    public enum Role: Sendable, Equatable { case host, member, spectator }
+
+    /// Where the next match of the series stands, as this player sees it.
+    public enum Rematch: Sendable, Equatable {
+        /// Host: members are still in; `r` offers the `match`th.
+        case canOffer(match: Int)
+        /// Host: offered; the names of the members whose answer is still due.
+        case offered(match: Int, waitingFor: [String])
+        /// Member or spectator: the host offers the `match`th (`y` plays, `q` leaves).
+        case offeredToYou(match: Int)
+        /// Member or spectator: accepted; the next match starts when everyone answered.
+        case accepted(match: Int)
+        /// Member: nothing offered yet.
+        case waiting
+        /// No rematch: the host left, or nobody else is in (the line says which).
+        case over(String)
+    }
+
+    /// One player's wins in the series (untrusted name).
+    public struct TallyRow: Sendable, Equatable {
+        public var name: String
+        public var key: String
+        public var wins: Int
+        public init(name: String, key: String, wins: Int) {
+            self.name = name
+            self.key = key
+            self.wins = wins
+        }
+    }
+
+    public var role: Role
+    /// The number of the match that just ended (1 for the first).
+    public var match: Int
+    public var tally: [TallyRow]
+    public var ties: Int
+    public var rematch: Rematch
+    public var chat: [ChatLine]
+    /// As `LobbyView.chatInput`: filled in by the screens.
+    public var chatInput: String?
+    public var notice: String
+
+    public init(
+        role: Role,
+        match: Int,
+        tally: [TallyRow] = [],
+        ties: Int = 0,
+        rematch: Rematch,
+        chat: [ChatLine] = [],
+        chatInput: String? = nil,
+        notice: String = ""
+    ) {
+        self.role = role
+        self.match = match
+        self.tally = tally
+        self.ties = ties
+        self.rematch = rematch
+        self.chat = chat
+        self.chatInput = chatInput
+        self.notice = notice
+    }
+
+    /// Whether the lobby is still there to chat in.
+    public var canChat: Bool {
+        if case .over = rematch { return false }
+        return role != .spectator
+    }
+}
+
+/// What the player did on the end screen.
+public enum AfterMatchAction: Sendable, Equatable {
+    /// q, Esc or Enter: leave (a member declines an offer so).
+    case leave
+    /// Host: offer the next match (r).
+    case rematch
+    /// Member or spectator: play (watch) the offered match (y).
+    case accept
+    /// A line of chat (c, the line, Enter).
+    case chat(String)
 }
 
 /// One player's link as the in-match HUD shows it. The player is identified by its index in the

@@ -11,7 +11,7 @@ import TurfRules
 
 /// The end of a networked match on this peer: the recording saved, the `end` event, the end screen.
 extension NetRuntime {
-    func finish(_ runner: MatchRunner, began: UInt64, clock: ClockFollower, focus: PlayerID?) throws -> Int32 {
+    func finish(_ runner: MatchRunner, began: UInt64, clock: ClockFollower, focus: PlayerID?) throws -> MatchResult {
         let session = runner.session
         let config = session.config
         let me = identity.publicKey
@@ -27,10 +27,14 @@ extension NetRuntime {
         runner.reportCheats(final)
         // Owners that crashed and never came back: settled without their final statement.
         var goneKeys: [String] = []
+        var gone = session.quit
         for p in recording.gone {
             guard let k = config.players[Int(p)].owner, !goneKeys.contains(k.text) else { continue }
             goneKeys.append(k.text)
+            gone.insert(k)
         }
+        // The series: one more match, its winner by the scores every converged peer holds.
+        tally.record(players: config.players, scores: final.state.scores)
 
         // Per other peer (players' owners; the host also lists spectators): the path, and for a
         // direct one the session's round trips and bytes (every datagram, 28 B of UDP/IP each).
@@ -53,7 +57,13 @@ extension NetRuntime {
             let samples = (runner.rttSamples[k] ?? []).sorted()
             let rtt = samples.isEmpty ? nil : Double(samples[samples.count / 2]) / 1e6
             if let rtt { j.add("rtt_ms_p50", rtt) } else { j.addNull("rtt_ms_p50") }
-            let t = id.flatMap { stats.links[$0] } ?? LinkTraffic()
+            // This match's share of the session's traffic: a session that played an earlier
+            // match of the series counts from that match's end.
+            var t = id.flatMap { stats.links[$0] } ?? LinkTraffic()
+            if let id, let before = trafficAtLastEnd[id] {
+                t.bytesSent -= min(t.bytesSent, before.sent)
+                t.bytesReceived -= min(t.bytesReceived, before.received)
+            }
             linkSummaries.append(
                 LinkSummary(
                     name: config.players.first { $0.owner == k }?.name ?? "spectator",
@@ -76,6 +86,8 @@ extension NetRuntime {
             linkObjects.append(j)
         }
 
+        for (id, t) in stats.links { trafficAtLastEnd[id] = (t.bytesSent, t.bytesReceived) }
+
         var path: String?
         do {
             try StatePaths.ensure(StatePaths.replays)
@@ -92,6 +104,8 @@ extension NetRuntime {
         // The cheats of the replica recorded (`turf replay --headless` re-derives the same).
         let replayCheats = final.cheats
         event("end") { j in
+            j.add("match", Int(session.options.start.match))
+            j.add("seed", hex64(config.seed))
             j.add("final_hash", hex64(replay.finalHash))
             j.add("replay", path)
             j.add("converged", converged)
@@ -104,7 +118,7 @@ extension NetRuntime {
             // Events not printed (rate limits): repeated bad signatures and cheat reports.
             j.add("events_suppressed", runner.badSignatureEventsSuppressed + runner.cheats.suppressed)
             // Lobby messages dropped as hostile or out of place, and events the mailbox had no room for.
-            j.add("dropped_messages", dropped + session.dropped + Int(mailbox.dropped))
+            j.add("dropped_messages", dropped + lobbyDropped + session.dropped + Int(mailbox.dropped))
             j.add("dropped_datagrams", Int(d.malformed + d.unknownPeer + d.farAhead) + session.strayDatagrams)
             j.add("ops", replay.opCount)
             j.add("signatures", replay.signatures.count)
@@ -126,11 +140,14 @@ extension NetRuntime {
             if session.isHost {
                 j.add("passphrase_rejected", stats.passphraseRejected)
                 addAdmissionCounts(to: &j)
+                // Lines of chat over their sender's allowance (docs/lobby.md, "Chat").
+                j.add("chat_rate_limited", chatRateLimited)
             }
             addLANCounts(to: &j)
             j.add("links", linkObjects)
+            j.add("series", seriesJSON())
         }
-        // NetPlayUI (call site 3 of 3): the end screen, until the player dismisses it.
+        // NetPlayUI (call site 3 of 3): the end screen (the lobby after the match draws it on).
         ui.end(
             world: final.state,
             config: config,
@@ -145,6 +162,31 @@ extension NetRuntime {
                 converged: converged
             )
         )
-        return converged && path != nil ? 0 : 1
+        return MatchResult(
+            status: converged && path != nil ? 0 : 1,
+            quit: false,
+            match: session.options.start.match,
+            links: session.links,
+            gone: gone,
+            lobbyMessages: session.takeLobbyMessages()
+        )
+    }
+
+    /// The series so far, for the `end` event: matches, ties, each player's wins.
+    func seriesJSON() -> JSONObject {
+        var j = JSONObject()
+        j.add("matches", tally.matches)
+        j.add("ties", tally.ties)
+        j.add(
+            "wins",
+            tally.entries.map { e in
+                var w = JSONObject()
+                w.add("key", e.key.text)
+                w.add("name", e.name)
+                w.add("wins", e.wins)
+                return w
+            }
+        )
+        return j
     }
 }

@@ -57,7 +57,7 @@ final class MatchRunner {
         let (items, overflow) = rt.mailbox.drainDatagrams()
         session.noteStray(Int(overflow))
         for d in items {
-            if let k = session.peerOf[d.link], let p = NetMatch<TurfWorld>.packetTick(d.bytes) {
+            if let k = session.peerOf[d.link], let p = session.packetTick(d.bytes) {
                 noteSkew(k, packetTick: p, at: d.at)
             }
             session.receive(d.bytes, on: d.link)
@@ -199,13 +199,30 @@ final class MatchRunner {
     }
 }
 
+/// How a match ended on this peer, for the lobby after it (docs/lobby.md, "Rematch").
+struct MatchResult {
+    /// 0: completed, converged and saved; else 1.
+    var status: Int32
+    /// The player left the running match (q, Esc, a signal): no lobby after it.
+    var quit: Bool
+    /// The match's number in the series.
+    var match: UInt32
+    /// The sessions the match ended with, by peer.
+    var links: [PeerKey: UInt32] = [:]
+    /// Peers that left the lobby during the match, or crashed and never came back.
+    var gone: Set<PeerKey> = []
+    /// The lobby's messages that came while the match still ran here (chat, a rematch).
+    var lobbyMessages: [LinkEvent] = []
+}
+
 extension NetRuntime {
     /// Runs the match from `start` (tick 0 at `startLocal` on our clock; `offset` is the host's
     /// clock minus ours), then keeps NetMatch running until it is settled (every op and final
-    /// statement held and acknowledged), saves the replay with its signatures and prints `end`.
-    /// `links`: the sessions the lobby left (by peer). `resume`: the host's snapshot for a
-    /// rejoiner or a spectator arriving mid-match, merged before the first tick; without one a
-    /// late start simply skips the ticks it missed. Returns the exit status.
+    /// statement held and acknowledged), says so to its peers, saves the replay with its
+    /// signatures and prints `end`. `links`: the sessions the lobby left (by peer). `resume`: the
+    /// host's snapshot for a rejoiner or a spectator arriving mid-match, merged before the first
+    /// tick; without one a late start simply skips the ticks it missed. The sessions stay open
+    /// for the lobby after the match.
     func play(
         start: LobbyMessage.Start,
         roster: LobbyMessage?,
@@ -216,7 +233,7 @@ extension NetRuntime {
         clockDelay: UInt64? = nil,
         clockSamples: Int = 0,
         resume: ReplicaSnapshot<TurfWorld>? = nil
-    ) throws -> Int32 {
+    ) throws -> MatchResult {
         let config = start.config
         let me = identity.publicKey
         // NetPlayUI (call site 1 of 3): a bot headless, the keyboard under curses.
@@ -247,6 +264,7 @@ extension NetRuntime {
         let lateBy = Int64(monotonicNanos()) - Int64(startLocal)
         event("start") { j in
             j.add("players", config.players.count)
+            j.add("match", Int(start.match))
             j.add("seed", hex64(config.seed))
             j.add("ticks", Int(config.lengthTicks))
             j.add("tick_rate", Int(config.tickRate))
@@ -262,6 +280,8 @@ extension NetRuntime {
             j.add("resumed_seq", focus.map { Int(session.loop.replica.nextSeq(for: $0)) })
             // From process start until the match runs here (for a rejoin: until it plays on).
             if let t0 = processStart { j.add("playing_ms", Double(monotonicNanos() - t0) / 1e6) }
+            // Host, a rematch: from every member's answer to tick 0.
+            if let t = rematchAgreedAt { j.add("rematch_ms", Double(Int64(startLocal) - Int64(t)) / 1e6) }
         }
         let began = monotonicNanos()
         // The clock: a member re-estimates its offset to the host on every `stats` event (once a
@@ -305,8 +325,9 @@ extension NetRuntime {
             runner.carryOut()
             if settled { break }
         }
-        // Say so, and linger a moment (still answering) so our last acknowledgements reach everyone.
-        session.leave()
+        // Say so (the sessions stay, for the lobby after the match), and linger a moment (still
+        // answering) so our last acknowledgements reach everyone.
+        session.announceSettled()
         runner.carryOut()
         let linger = monotonicNanos() + 300_000_000
         while monotonicNanos() < linger {
@@ -327,14 +348,18 @@ extension NetRuntime {
     /// The player left a running match (q, Esc, or a signal under curses): the others are told
     /// (the process exits once the leave went out), and the match goes on without us (our avatar
     /// stays). Exit status 0: leaving is not a failure.
-    func leaveMatch(_ runner: MatchRunner) -> Int32 {
+    func leaveMatch(_ runner: MatchRunner) -> MatchResult {
         runner.session.leave()
         let (actions, _) = runner.session.take()
         performAndFlush(actions + runner.session.links.values.sorted().map { .closeWhenFlushed($0) })
         ui.close()
         printErr("you left the match")
-        return 0
+        return MatchResult(status: 0, quit: true, match: runner.session.options.start.match)
     }
+
+    /// Between matches the datagram lane holds only stragglers of the match that ended (or the
+    /// first of the next, which NetMatch sends again): dropped.
+    func discardDatagrams() { _ = mailbox.drainDatagrams() }
 }
 
 /// A member's tick clock following the host's: each new estimate of the offset adds what it

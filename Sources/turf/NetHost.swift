@@ -12,7 +12,8 @@ import TurfRules
 
 /// `turf host`: the shell around NetPlay's `LobbyHost`. It announces the lobby (DHT announce and
 /// lobby record), runs the host's NAT traversal and relay registration, feeds the state machine
-/// the link events and the player's keys, carries out what it asks, and starts the match.
+/// the link events and the player's keys, carries out what it asks, and starts the match; after
+/// it, the lobby again on the same sessions (chat, a rematch: docs/lobby.md, "Rematch").
 extension NetRuntime {
     func host(topic: String, settings: TurfSettings, mapName: String, seconds: Int, maxPlayers: Int) throws -> Int32 {
         let infoHash = Topic.infoHash(topic)
@@ -69,7 +70,7 @@ extension NetRuntime {
         var notice = dhtWarning == nil ? "" : "no DHT reachable: only players on this LAN can find the lobby"
         func lobbyView() -> LobbyView {
             let pings = stats.pings(lobby.seats.compactMap(\.link))
-            return LobbyView(
+            var v = LobbyView(
                 role: .host,
                 topic: topic,
                 ownKey: identity.publicKey.text,
@@ -94,6 +95,8 @@ extension NetRuntime {
                 nat: natKind?.rawValue,
                 ipv6: natKind == nil ? nil : ipv6Reach().rawValue
             )
+            v.chat = chatLines
+            return v
         }
         /// What the state machine asked for, done; what happened, said.
         func carryOut() {
@@ -136,9 +139,21 @@ extension NetRuntime {
                     }
                 case .recordChanged:
                     putRecord()
+                case .chat(let key, let name, let text):
+                    heardChat(key, name: name, text: text)
+                case .accepted(let key, let name):
+                    notice = "\(name) plays again"
+                    rematchEvent("accepted", key: key, name: name)
+                case .declined(let key, let name):
+                    notice = "\(name) declined the rematch"
+                    rematchEvent("declined", key: key, name: name)
+                case .rematchCancelled:
+                    notice = "nobody else plays again"
+                    rematchEvent("cancelled")
                 }
             }
             admission = lobby.admission
+            chatRateLimited = lobby.chatDropped
         }
 
         // The lobby: until the player starts the match (Enter; headless: --start-when), or leaves.
@@ -155,6 +170,9 @@ extension NetRuntime {
             case .start?: break lobby
             case .kick(let keyText)?:
                 if let key = PeerKey(text: keyText) { lobby.kick(key) }
+                carryOut()
+            case .chat(let text)?:
+                lobby.say(text)
                 carryOut()
             case .leave?:
                 lobby.leave()
@@ -173,38 +191,96 @@ extension NetRuntime {
             }
         }
 
-        // Commit–reveal: the roster is final; every member reveals its contribution.
-        lobby.requestReveals(now: monotonicNanos())
-        carryOut()
-        var start: LobbyMessage.Start?
-        while start == nil {
-            start = lobby.startIfReady(now: monotonicNanos(), startAt: monotonicNanos() + 1_000_000_000) {
-                seed,
-                players in
-                settings.matchConfig(seed: seed, players: players, seconds: seconds)
+        /// After a match: the end screen (the tally, chat) until the host offers a rematch that
+        /// every member answered (true: its reveals are due) or leaves (false).
+        func afterMatch(_ played: UInt32) -> Bool {
+            notice = ""
+            while true {
+                if traversal.tick() { putRecord() }
+                relayWatch.tick()
+                lobby.tick(now: monotonicNanos())
+                carryOut()
+                if case .revealing = lobby.phase {
+                    rematchAgreedAt = monotonicNanos()
+                    return true
+                }
+                let rematch: AfterMatchView.Rematch
+                if case .offering = lobby.phase {
+                    let waiting = lobby.seats.filter { lobby.awaitingAnswer.contains($0.key) }.map(\.name)
+                    rematch = .offered(match: Int(lobby.match), waitingFor: waiting)
+                } else if lobby.seats.count > 1 {
+                    rematch = .canOffer(match: Int(lobby.match) + 1)
+                } else {
+                    rematch = .over("everyone else left: no rematch")
+                }
+                switch ui.afterMatch(afterMatchView(role: .host, match: played, rematch: rematch, notice: notice)) {
+                case .leave?: return false
+                case .rematch?:
+                    lobby.offerRematch(contribution: SeedMix.contribution(), now: monotonicNanos())
+                    rematchEvent("offered", match: lobby.match)
+                    carryOut()
+                case .chat(let text)?:
+                    lobby.say(text)
+                    carryOut()
+                case .accept?, nil: break
+                }
+                for e in nextEvents(wait: ui.lobbyWait) {
+                    guard let l = e.link else { continue }
+                    lobby.handle(l, now: monotonicNanos())
+                }
+                discardDatagrams()
             }
-            if start != nil { break }
-            for e in nextEvents(wait: 0.2) {
-                guard let l = e.link else { continue }
-                lobby.handle(l, now: monotonicNanos())
+        }
+
+        // Commit–reveal: the roster is final; every member reveals its contribution. After a
+        // rematch offer everyone answered, the reveals are already requested.
+        lobby.requestReveals(now: monotonicNanos())
+        var status: Int32 = 0
+        while true {
+            carryOut()
+            // A rematch starts sooner: the clocks are aligned already.
+            let lead: UInt64 = lobby.match > 1 ? 500_000_000 : 1_000_000_000
+            var start: LobbyMessage.Start?
+            while start == nil {
+                start = lobby.startIfReady(now: monotonicNanos(), startAt: monotonicNanos() + lead) {
+                    seed,
+                    players in
+                    settings.matchConfig(seed: seed, players: players, seconds: seconds)
+                }
+                if start != nil { break }
+                for e in nextEvents(wait: 0.2) {
+                    guard let l = e.link else { continue }
+                    lobby.handle(l, now: monotonicNanos())
+                }
+                carryOut()
             }
             carryOut()
+            lobbyDropped = lobby.dropped
+            var links: [PeerKey: UInt32] = [:]
+            for s in lobby.seats { if let l = s.link { links[s.key] = l } }
+            // Spectators get every op forwarded like members; they own no player, so any op they
+            // send is refused.
+            for (k, l) in lobby.spectators { links[k] = l }
+            let result = try play(
+                start: start!,
+                roster: lobby.roster,
+                links: links,
+                hostLink: nil,
+                startLocal: start!.startAt,
+                offset: 0
+            )
+            status = max(status, result.status)
+            if result.quit { return status }
+            // The lobby again, on the sessions the match ended with (docs/lobby.md, "Rematch").
+            lobby.matchEnded(links: result.links, gone: result.gone)
+            for e in result.lobbyMessages { lobby.handle(e, now: monotonicNanos()) }
+            carryOut()
+            guard afterMatch(result.match) else {
+                lobby.leave()
+                performAndFlush(lobby.take().actions)
+                return status
+            }
         }
-        carryOut()
-        dropped += lobby.dropped
-        var links: [PeerKey: UInt32] = [:]
-        for s in lobby.seats { if let l = s.link { links[s.key] = l } }
-        // Spectators get every op forwarded like members; they own no player, so any op they
-        // send is refused.
-        for (k, l) in lobby.spectators { links[k] = l }
-        return try play(
-            start: start!,
-            roster: lobby.roster,
-            links: links,
-            hostLink: nil,
-            startLocal: start!.startAt,
-            offset: 0
-        )
     }
 
     func peerEvent(_ key: PeerKey, name: String, state: String) {

@@ -15,7 +15,8 @@ import Transport
 import TurfRules
 
 /// `turf join`: finds the lobby (topic, key or invite), connects to its host (NetRuntime+Traversal),
-/// then drives NetPlay's `LobbyJoiner` until the start, and plays.
+/// then drives NetPlay's `LobbyJoiner` until the start, and plays; after the match, the lobby
+/// again on the same sessions until the host offers a rematch or the series ends.
 extension NetRuntime {
     // MARK: Join
 
@@ -115,7 +116,7 @@ extension NetRuntime {
         func lobbyView() -> LobbyView {
             let roster = lobby.roster
             let pings = stats.pings([hostLink] + Array(lobby.direct.values))
-            return LobbyView(
+            var v = LobbyView(
                 role: .joiner,
                 phase: roster == nil ? .searching(detail: "connected to the host, waiting for the roster") : .waiting,
                 topic: topic,
@@ -143,6 +144,8 @@ extension NetRuntime {
                 nat: natKind?.rawValue,
                 ipv6: natKind == nil ? nil : ipv6Reach().rawValue
             )
+            v.chat = chatLines
+            return v
         }
         func carryOut() {
             let (actions, events) = lobby.take()
@@ -165,76 +168,159 @@ extension NetRuntime {
                         j.add("state", "joined")
                         j.add("path", path == .local ? "direct" : "relayed")
                     }
+                case .chat(let key, let name, let text):
+                    heardChat(key, name: name, text: text)
+                case .rematchOffered(let n):
+                    rematchEvent("offered", match: n)
                 }
             }
         }
         carryOut()
         var rest: [NetEvent] = []
-        while lobby.outcome == nil {
-            lobby.tick(now: monotonicNanos())
-            if lobby.outcome != nil { break }
-            if monotonicNanos() - lastPing > 200_000_000 {
-                // Pings sample the clock offset to the host that the start is read against.
-                let links = self.links
-                live.execute { _ in links.ping(hostLink) }
-                lastPing = monotonicNanos()
-            }
-            if ui.lobby(lobbyView()) == .leave {
-                lobby.leave()
-                performAndFlush(lobby.take().actions)
-                return 0
-            }
-            let batch = nextEvents(wait: ui.lobbyWait)
+        /// Pings sample the clock offset to the host that a start is read against.
+        func ping() {
+            guard monotonicNanos() - lastPing > 200_000_000 else { return }
+            let links = self.links
+            live.execute { _ in links.ping(hostLink) }
+            lastPing = monotonicNanos()
+        }
+        /// The host's messages until the lobby machine has an outcome; what came after it in the
+        /// same batch is the match's.
+        func takeIn(_ batch: [NetEvent]) {
             for (index, e) in batch.enumerated() {
                 guard let l = e.link else { continue }
                 lobby.handle(l, now: monotonicNanos())
                 if lobby.outcome != nil {
-                    // What came after the start is the match's.
                     rest = Array(batch[(index + 1)...])
                     break
                 }
             }
             carryOut()
         }
-        carryOut()
-        dropped += lobby.dropped
-        switch lobby.outcome {
-        case .start(let s, _, let snapshotBytes)?:
-            var resume: ReplicaSnapshot<TurfWorld>?
-            if let bytes = snapshotBytes {
-                guard let snap = try? ReplicaSnapshot<TurfWorld>.decode(bytes, config: s.config) else {
-                    printErr("the host's snapshot of the running match is malformed; leaving")
-                    performAndFlush([.send(hostLink, LobbyMessage.leave(.quit).encode())])
-                    return 1
+        /// The lobby before the first match.
+        func firstLobby() {
+            while lobby.outcome == nil {
+                lobby.tick(now: monotonicNanos())
+                if lobby.outcome != nil { break }
+                ping()
+                switch ui.lobby(lobbyView()) {
+                case .leave?:
+                    lobby.leave()
+                    performAndFlush(lobby.take().actions)
+                    return
+                case .chat(let text)?:
+                    lobby.say(text)
+                    carryOut()
+                default: break
                 }
-                resume = snap
+                takeIn(nextEvents(wait: ui.lobbyWait))
             }
-            // The clock offset to the host, from the lowest-delay pings of the lobby (as they
-            // stand now: the start may come within a second of the last stats event).
-            mailbox.requeue(rest)
-            freshStats()
-            let est = stats.links[hostLink]?.clockEstimate
-            let offset = est?.offset ?? 0
-            let local = UInt64(max(0, Int64(clamping: s.startAt) - offset))
-            var links = lobby.direct
-            links[hostKey] = hostLink
-            return try play(
-                start: s,
-                roster: nil,
-                links: links,
-                hostLink: hostLink,
-                startLocal: local,
-                offset: offset,
-                clockDelay: est?.delay,
-                clockSamples: stats.links[hostLink]?.clock.count ?? 0,
-                resume: resume
-            )
-        case .failed(let line)?:
-            if !line.isEmpty { printErr(line) }
-            performAndFlush([.closeWhenFlushed(hostLink)])
-            return 1
-        case nil:
-            return 1
+        }
+        /// After a match: the end screen (the tally, chat) until the host's next start (an
+        /// accepted rematch), or the series is over (the host left, or we did).
+        func afterMatch(_ played: UInt32) {
+            var accepted: UInt32?
+            while true {
+                let rematch: AfterMatchView.Rematch
+                switch lobby.outcome {
+                case .ended(let line)?:
+                    guard !line.isEmpty else { return }  // we left
+                    rematch = .over(line + ": no rematch")
+                case nil:
+                    if let n = lobby.offer {
+                        rematch = .offeredToYou(match: Int(n))
+                    } else if let n = accepted {
+                        rematch = .accepted(match: Int(n))
+                    } else {
+                        rematch = .waiting
+                    }
+                default: return  // the next start, or a start that failed its check
+                }
+                lobby.tick(now: monotonicNanos())  // a held start (test-only)
+                ping()
+                let role: AfterMatchView.Role = spectate ? .spectator : .member
+                switch ui.afterMatch(afterMatchView(role: role, match: played, rematch: rematch, notice: "")) {
+                case .leave?:
+                    if case .ended? = lobby.outcome { return }
+                    if lobby.offer != nil { rematchEvent("declined", match: lobby.offer, key: identity.publicKey) }
+                    lobby.declineRematch()
+                    performAndFlush(lobby.take().actions)
+                    return
+                case .accept?:
+                    accepted = lobby.offer
+                    lobby.acceptRematch(contribution: SeedMix.contribution())
+                    rematchEvent("accepted", match: accepted, key: identity.publicKey)
+                    carryOut()
+                case .chat(let text)?:
+                    lobby.say(text)
+                    carryOut()
+                case .rematch?, nil: break
+                }
+                takeIn(nextEvents(wait: ui.lobbyWait))
+                // Stragglers of the match that ended (never the next one's: its start is in).
+                if lobby.outcome == nil { discardDatagrams() }
+            }
+        }
+
+        var status: Int32 = 0
+        var played: UInt32?
+        while true {
+            if let played { afterMatch(played) } else { firstLobby() }
+            carryOut()
+            lobbyDropped = lobby.dropped
+            switch lobby.outcome {
+            case .start(let s, _, let snapshotBytes)?:
+                var resume: ReplicaSnapshot<TurfWorld>?
+                if let bytes = snapshotBytes {
+                    guard let snap = try? ReplicaSnapshot<TurfWorld>.decode(bytes, config: s.config) else {
+                        printErr("the host's snapshot of the running match is malformed; leaving")
+                        performAndFlush([.send(hostLink, LobbyMessage.leave(.quit).encode())])
+                        return 1
+                    }
+                    resume = snap
+                }
+                // The clock offset to the host, from the lowest-delay pings of the lobby (as they
+                // stand now: the start may come within a second of the last stats event).
+                mailbox.requeue(rest)
+                rest = []
+                freshStats()
+                let est = stats.links[hostLink]?.clockEstimate
+                let offset = est?.offset ?? 0
+                let local = UInt64(max(0, Int64(clamping: s.startAt) - offset))
+                var links = lobby.direct
+                links[hostKey] = hostLink
+                let result = try play(
+                    start: s,
+                    roster: nil,
+                    links: links,
+                    hostLink: hostLink,
+                    startLocal: local,
+                    offset: offset,
+                    clockDelay: est?.delay,
+                    clockSamples: stats.links[hostLink]?.clock.count ?? 0,
+                    resume: resume
+                )
+                status = max(status, result.status)
+                if result.quit { return status }
+                // The lobby again, on the sessions the match ended with (docs/lobby.md, "Rematch").
+                played = result.match
+                var direct = result.links
+                direct[hostKey] = nil
+                let hostGone = result.gone.contains(hostKey) || result.links[hostKey] == nil
+                lobby.matchEnded(direct: direct, hostGone: hostGone)
+                for e in result.lobbyMessages { lobby.handle(e, now: monotonicNanos()) }
+                carryOut()
+            case .failed(let line)?:
+                if !line.isEmpty { printErr(line) }
+                performAndFlush([.closeWhenFlushed(hostLink)])
+                return line.isEmpty ? status : 1
+            case .ended?:
+                // The series is over: the host left (the end screen said so), or we did.
+                performAndFlush([.closeWhenFlushed(hostLink)])
+                return status
+            case nil:
+                return 1
+            }
         }
     }
 

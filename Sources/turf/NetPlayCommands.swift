@@ -27,6 +27,13 @@ struct NetPlayOptions: ParsableArguments {
             "No LAN discovery: do not announce or search on the local network (BEP 14; also: lan_discovery = off in dht.conf)."
     )
     var noLan = false
+    @Option(
+        help: ArgumentHelp(
+            "With --headless: say this line of chat in the lobby once someone can hear it (repeatable; at most \(LobbyMessage.maxChatBytes) bytes each).",
+            valueName: "text"
+        )
+    )
+    var say: [String] = []
     @Flag(help: "Draw without colour (also: NO_COLOR=1).") var noColor = false
     @Flag(help: "Draw with ASCII only.") var ascii = false
 
@@ -53,10 +60,21 @@ struct NetPlayOptions: ParsableArguments {
         return nil
     }
 
-    /// Headless: JSON lines and a bot (a host starts at `startWhen` players). Else the screens,
-    /// once the terminal is checked (before any network work, so a problem is one plain line).
-    func makeUI(startWhen: Int? = nil) throws -> NetPlayUI {
-        if headless { return HeadlessUI(bot: bot.level, startWhen: startWhen) }
+    /// `--say`: each line 1…200 bytes, at most 8 of them.
+    func validateSay() throws {
+        guard say.count <= 8 else { throw ValidationError("--say may be given at most 8 times") }
+        for line in say where line.isEmpty || line.utf8.count > LobbyMessage.maxChatBytes {
+            throw ValidationError("--say must be 1-\(LobbyMessage.maxChatBytes) bytes")
+        }
+    }
+
+    /// Headless: JSON lines and a bot (a host starts at `startWhen` players and plays `matches`
+    /// in a row; a member accepts rematches if `rematch`). Else the screens, once the terminal is
+    /// checked (before any network work, so a problem is one plain line).
+    func makeUI(startWhen: Int? = nil, matches: Int = 1, rematch: Bool = true) throws -> NetPlayUI {
+        if headless {
+            return HeadlessUI(bot: bot.level, startWhen: startWhen, matches: matches, rematch: rematch, say: say)
+        }
         try CursesUI.check()
         Logs.bootstrap()
         let env = ProcessInfo.processInfo.environment
@@ -81,6 +99,7 @@ enum NetPlayLimits {
     static let seconds = OptionRange(5...3600, unit: "s")
     static let maxPlayers = OptionRange(2...8)
     static let startWhen = OptionRange(1...8)
+    static let matches = OptionRange(1...100)
 }
 
 /// `turf host`: open a lobby on a DHT topic and host the match.
@@ -108,6 +127,14 @@ struct HostCommand: ParsableCommand {
     )
     var startWhen: Int = 2
     @Option(
+        help: NetPlayLimits.matches.help(
+            "With --headless: play this many matches in a row in this lobby (a rematch is offered after each; on the screens, r offers one).",
+            default: 1
+        ),
+        transform: NetPlayLimits.matches.parse
+    )
+    var matches: Int = 1
+    @Option(
         help:
             "Friends only: only these keys may join: 'friends' (your friends file, turf friends) or a file, one turf1… key a line, # comments (docs/lobby.md)."
     )
@@ -119,10 +146,11 @@ struct HostCommand: ParsableCommand {
             throw ValidationError("--topic must be 1-\(LobbyRecord.maxTopicBytes) bytes")
         }
         guard startWhen <= maxPlayers else { throw ValidationError("--start-when must not exceed --max-players") }
+        try net.validateSay()
     }
 
     func run() throws {
-        let ui = try net.makeUI(startWhen: startWhen)
+        let ui = try net.makeUI(startWhen: startWhen, matches: matches)
         defer { ui.close() }
         let arena = try MapLibrary.load(map)
         guard arena.spawns.count >= startWhen else {
@@ -196,6 +224,8 @@ struct JoinCommand: ParsableCommand {
             "Watch the match without playing (from the lobby, or a match already running): merge everyone's ops, send none."
     )
     var spectate = false
+    @Flag(help: "With --headless: decline a rematch the host offers (leave after the match) instead of playing on.")
+    var noRematch = false
     @OptionGroup var net: NetPlayOptions
 
     func validate() throws {
@@ -210,6 +240,7 @@ struct JoinCommand: ParsableCommand {
         if let l = lobby, PeerKey(text: l) == nil, !FriendName.isValid(l) {
             throw ValidationError("--lobby must be a key (turf1…) or a friend's name")
         }
+        try net.validateSay()
     }
 
     /// A key, or the key of the friend with this name (the friends file; docs/lobby.md, "Friends").
@@ -234,7 +265,7 @@ struct JoinCommand: ParsableCommand {
         } else {
             how = .key(try Self.hostKey(target!, friends: friends))  // `!`: validate() requires --topic or a target
         }
-        let ui = try net.makeUI()
+        let ui = try net.makeUI(rematch: !noRematch)
         defer { ui.close() }
         let started = processStartNanos()
         let pass = try net.readPassphrase()

@@ -17,7 +17,8 @@ import TurfRules
 /// the player sees and does. The runtime calls it, on its own thread, at a handful of points: every
 /// event (headless prints it), every turn of a lobby loop (with the lobby as it is now; the answer
 /// is what the player did), the controllers of this peer's players, every turn of the match loop,
-/// and the end. `HeadlessUI` is `--headless --bot`: JSON lines, a bot, the `--start-when` rule.
+/// the end, and every turn of the lobby after it (the end screen: chat, the rematch). `HeadlessUI`
+/// is `--headless --bot`: JSON lines, a bot, the `--start-when` and `--matches` rules, `--say`.
 /// `CursesUI` is the terminal: the lobby screen, the match screen with the HUD, the end screen.
 protocol NetPlayUI: AnyObject {
     /// A headless event (docs/lobby.md). Under curses it is logged, never printed.
@@ -36,8 +37,12 @@ protocol NetPlayUI: AnyObject {
     /// One turn of the match loop, after it advanced: read keys (steer), draw. `net` is the HUD's
     /// link status (costly: call it at most about once a second). Returns false when the player leaves.
     func frame(loop: inout TurfMatchLoop, me: PlayerID?, net: () -> NetStatus) -> Bool
-    /// The match is over: `world` as converged, the summary the end screen shows.
+    /// The match is over: `world` as converged, the summary the end screen shows (from now on,
+    /// with `afterMatch`'s view).
     func end(world: TurfWorld, config: MatchConfig, me: PlayerID?, summary: NetEndSummary)
+    /// One turn of the lobby after a match (the end screen with the tally, the rematch, the
+    /// chat); returns what the player did since the last call, if anything.
+    func afterMatch(_ view: AfterMatchView) -> AfterMatchAction?
     /// The signal (SIGINT, SIGTERM, …) that asked turf to quit, if one did.
     var quitSignal: Int32? { get }
     /// Gives the terminal back (before the process prints its last lines). Safe to call twice.
@@ -45,21 +50,43 @@ protocol NetPlayUI: AnyObject {
 }
 
 /// `--headless --bot LEVEL`: one JSON object per line on stdout, a bot plays; a host starts when
-/// `startWhen` players (itself included) are on the roster.
+/// `startWhen` players (itself included) are on the roster and offers rematches until `matches`
+/// were played; a member accepts every rematch unless told not to (`rematch` false: it leaves).
+/// The `say` lines are said in the lobby once this player is in with someone to hear them (a
+/// member: on the roster; the host: once a member joined).
 final class HeadlessUI: NetPlayUI {
     let bot: Bot.Level
     let startWhen: Int?
+    let matches: Int
+    let rematch: Bool
+    private var toSay: [String]
 
-    init(bot: Bot.Level, startWhen: Int? = nil) {
+    init(bot: Bot.Level, startWhen: Int? = nil, matches: Int = 1, rematch: Bool = true, say: [String] = []) {
         self.bot = bot
         self.startWhen = startWhen
+        self.matches = matches
+        self.rematch = rematch
+        toSay = say
     }
 
     func event(_ j: JSONObject) { DHTCLI.emit(j.text) }
     var lobbyWait: Double { 0.2 }
     var inputFD: Int32? { nil }
     var choosesLobby: Bool { false }
-    func lobby(_ view: LobbyView) -> LobbyAction? { view.startAction(startWhen: startWhen) }
+    func lobby(_ view: LobbyView) -> LobbyAction? {
+        let heard = view.role == .host ? view.roster.count > 1 : view.roster.contains { $0.isYou }
+        if heard && view.phase == .waiting && !toSay.isEmpty { return .chat(toSay.removeFirst()) }
+        return view.startAction(startWhen: startWhen)
+    }
+
+    func afterMatch(_ view: AfterMatchView) -> AfterMatchAction? {
+        switch view.rematch {
+        case .canOffer: return view.match < matches ? .rematch : .leave
+        case .offeredToYou: return rematch ? .accept : .leave
+        case .over: return .leave
+        case .offered, .accepted, .waiting: return nil
+        }
+    }
 
     func controllers(for players: [PlayerID], config: MatchConfig) -> [PlayerID: TurfController] {
         var out: [PlayerID: TurfController] = [:]
@@ -82,6 +109,10 @@ final class CursesUI: NetPlayUI {
     let stderrCapture: String?
     private(set) var term: CursesTerminal?
     private var lobbyInput = NetLobbyInput()
+    private var endInput = NetEndInput()
+    /// The match the end screen shows (set by `end`), and what was drawn last.
+    private var endShown: (world: TurfWorld, config: MatchConfig, me: PlayerID?, summary: NetEndSummary)?
+    private var endDrawn: (AfterMatchView, Int, Int)?
     private var shownLobby: (LobbyView, Int, Int, Int)?
     private var history = TerritoryHistory()
     private var net = NetStatus()
@@ -148,6 +179,7 @@ final class CursesUI: NetPlayUI {
             action = lobbyInput.handle(key, view: view)
         }
         if let n = lobbyInput.notice { shown.notice = n }
+        shown.chatInput = lobbyInput.chat.text
         let (w, h) = term.size
         if shownLobby.map({ $0.0 != shown || $0.1 != lobbyInput.selected || $0.2 != w || $0.3 != h }) ?? true {
             term.draw(LobbyScreen(theme: term.theme).render(shown, selected: lobbyInput.selected, width: w, height: h))
@@ -157,6 +189,12 @@ final class CursesUI: NetPlayUI {
     }
 
     func controllers(for players: [PlayerID], config: MatchConfig) -> [PlayerID: TurfController] {
+        // A new match of the series: its own chart and frames.
+        history = TerritoryHistory()
+        lastTickDrawn = nil
+        lastMergedDrawn = 0
+        endShown = nil
+        endDrawn = nil
         var out: [PlayerID: TurfController] = [:]
         for p in players { out[p] = .human() }
         return out
@@ -216,18 +254,46 @@ final class CursesUI: NetPlayUI {
 
     func end(world: TurfWorld, config: MatchConfig, me: PlayerID?, summary: NetEndSummary) {
         ended = summary
-        guard let term = terminal() else { return }
         history.record(tick: config.lengthTicks, scores: world.scores)
-        if let s = term.runNetEnd(
-            world: world,
-            config: config,
-            history: history,
-            focus: me,
-            summary: summary,
-            footer: " q: quit"
-        ) {
+        endShown = (world, config, me, summary)
+        endDrawn = nil
+    }
+
+    func afterMatch(_ view: AfterMatchView) -> AfterMatchAction? {
+        guard let term = terminal(), let end = endShown else { return .leave }
+        if let s = term.quitSignal {
             quitSignal = s
+            return .leave
         }
+        var action: AfterMatchAction?
+        for key in term.readKeys() where action == nil {
+            if key == .resize {
+                term.invalidate()
+                endDrawn = nil
+                continue
+            }
+            action = endInput.handle(key, view: view)
+        }
+        var shown = view
+        shown.chatInput = endInput.chat.text
+        let (w, h) = term.size
+        if endDrawn.map({ $0.0 != shown || $0.1 != w || $0.2 != h }) ?? true {
+            term.draw(
+                NetEndScreen(theme: term.theme).render(
+                    world: end.world,
+                    config: end.config,
+                    history: history,
+                    focus: end.me,
+                    summary: end.summary,
+                    footer: NetEndInput.footer(shown, chatting: shown.chatInput != nil),
+                    after: shown,
+                    width: w,
+                    height: h
+                )
+            )
+            endDrawn = (shown, w, h)
+        }
+        return action
     }
 
     func close() {

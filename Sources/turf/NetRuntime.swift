@@ -65,6 +65,19 @@ final class NetRuntime {
     /// Your friends (`turf friends`): the roster and `peer` events label their keys with the names
     /// you gave them (docs/lobby.md, "Friends").
     var friends = FriendList()
+    /// The lobby's messages dropped as hostile or out of place (the lobby machine's count, as of
+    /// the last match start), for the `end` event's `dropped_messages`.
+    var lobbyDropped = 0
+    /// Host: lines of chat dropped over their sender's allowance.
+    var chatRateLimited = 0
+    /// The series played in this lobby so far (NetSeries.swift).
+    var tally = SeriesTally()
+    /// The lobby's last lines of chat, for the lobby and end screens.
+    var chatLines: [ChatLine] = []
+    /// Each session's bytes as the last match ended: the next match's `end` reports its own.
+    var trafficAtLastEnd: [UInt32: (sent: UInt64, received: UInt64)] = [:]
+    /// Host: when every member had answered the rematch offer (the `start` event's `rematch_ms`).
+    var rematchAgreedAt: UInt64?
 
     init(options: NetPlayOptions, ui: NetPlayUI, topicForPSK: String?, passphrase: String?) throws {
         Logs.bootstrap()

@@ -49,10 +49,19 @@ import Testing
             .revealRequest,
             .reveal(commit),
             .start(.init(config: config(), startAt: 123_456_789, reveals: [key, commit])),
+            .start(.init(config: config(), startAt: 1, reveals: [key, commit], match: 300)),
             .leave(.full),
             .ops([1, 2, 3]),
             .snapshot([4, 5]),
             .done([0: 12, 3: 4]),
+            .settled,
+            .rematchOffer(match: 2),
+            .rematchAnswer(.accept(commit: commit)),
+            .rematchAnswer(.decline),
+            .chat("gg \u{1b}[31m wp"),
+            .chat(String(repeating: "é", count: 100)),
+            .chatRelay(key: key, text: "well played"),
+            .leave(.noAnswer),
         ]
         for m in messages {
             #expect(try LobbyMessage.decode(m.encode()) == m)
@@ -71,8 +80,19 @@ import Testing
     @Test func hostileFieldsAreRefused() throws {
         // Another version, an unknown type, an oversized name, too many members, a bad path.
         #expect(throws: LobbyError.version(1)) { try LobbyMessage.decode([1, 1]) }
-        #expect(throws: LobbyError.version(3)) { try LobbyMessage.decode([3, 1]) }
-        #expect(throws: LobbyError.unknownType(99)) { try LobbyMessage.decode([2, 99]) }
+        #expect(throws: LobbyError.version(2)) { try LobbyMessage.decode([2, 1]) }
+        #expect(throws: LobbyError.version(4)) { try LobbyMessage.decode([4, 1]) }
+        #expect(throws: LobbyError.unknownType(99)) { try LobbyMessage.decode([3, 99]) }
+        // Chat: empty, over 200 bytes, not UTF-8; a rematch for match 1, an unknown answer, an
+        // accept without its commit.
+        let v = LobbyMessage.protocolVersion
+        for bad: [UInt8] in [
+            [v, 14, 0], [v, 14, 0xC9, 0x01] + [UInt8](repeating: 0x61, count: 201), [v, 14, 2, 0xC3, 0x28],
+            [v, 15] + key + [0], [v, 12, 1], [v, 12, 0], [v, 13, 2], [v, 13, 1] + [UInt8](repeating: 1, count: 31),
+            [v, 11, 0],
+        ] {
+            #expect(throws: LobbyError.self) { try LobbyMessage.decode(bad) }
+        }
         var w = ByteWriter()
         w.u8(LobbyMessage.protocolVersion)
         w.u8(1)

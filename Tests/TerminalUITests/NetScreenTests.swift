@@ -152,7 +152,7 @@ import TurfRules
         #expect(carol.contains("relayed"))
         let dave = r.first { $0.contains("dave") }!
         #expect(dave.contains("disconnected"))
-        #expect(r[23].contains("Enter: start the match (4 players) · ↑/↓ k: kick · q: leave"))
+        #expect(r[23].contains("Enter: start the match (4 players) · ↑/↓ k: kick · c: chat · q: leave"))
         expectSafeCells(f)
     }
 

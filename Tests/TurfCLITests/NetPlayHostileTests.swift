@@ -81,9 +81,10 @@ import TurfRules
         // player 1 (the member's, not ours), and a flood of lobby `ops` messages.
         let theirs = Op<TurfOp>(player: 1, seq: 0, tick: 1, payload: .move(cell: 3))
         let nobody = Op<TurfOp>(player: 7, seq: 0, tick: 1, payload: .move(cell: 3))
-        // statements 0, finals 0, equivocators 0, time cuts 0, retracted 0, no settle report
+        // The match's tag (its number in the series: 1), then the packet: statements 0, finals 0,
+        // equivocators 0, time cuts 0, retracted 0, no settle report.
         func packet(_ op: Op<TurfOp>) -> [UInt8] {
-            [0xA7, 1, 0] + OpCodec<TurfWorld>.encodeBatch([op]) + [0, 0, 0, 0, 0, 0]
+            [1, 0xA7, 1, 0] + OpCodec<TurfWorld>.encodeBatch([op]) + [0, 0, 0, 0, 0, 0]
         }
         for _ in 0..<10 {
             datagrams((0..<500).map { _ in (0..<rng.below(200)).map { _ in UInt8(truncatingIfNeeded: rng.next()) } })
