@@ -17,7 +17,6 @@ final class ReplayBrowser {
     /// moves the others), and the worker's switches.
     struct Shared: Sendable {
         var items: [ReplayCatalog.Item]
-        var paused = false
         var stopped = false
         /// Bumped at every change to `items` (the screen rebuilds its rows only then).
         var version = 0
@@ -28,6 +27,8 @@ final class ReplayBrowser {
     let wantColor: Bool
     let unicode: Bool
     private let shared: Locked<Shared>
+    /// Closed while a replay is watched: the worker waits there (woken, not polling).
+    private let gate = PauseGate()
     private let log = Logger(label: "turf.replay.browser")
 
     init(listing: ReplayCatalog.Listing, wantColor: Bool, unicode: Bool) {
@@ -43,6 +44,7 @@ final class ReplayBrowser {
         let term = try CursesTerminal(wantColor: wantColor, unicode: unicode)
         defer {
             shared.withLock { $0.stopped = true }
+            gate.open()
             term.stop()
         }
         startWorker()
@@ -99,8 +101,8 @@ final class ReplayBrowser {
     /// Watches `item` in the replay viewer, on this terminal; nil unless a signal ended it. A file
     /// that no longer reads is a notice, not an exit.
     private func watch(_ item: ReplayCatalog.Item, on term: CursesTerminal, notice: inout String) -> Int32? {
-        shared.withLock { $0.paused = true }
-        defer { shared.withLock { $0.paused = false } }
+        gate.close()
+        defer { gate.open() }
         do {
             let replay = try ReplayCatalog.open(item.path)
             let viewer = try ReplayViewer(
@@ -138,19 +140,14 @@ final class ReplayBrowser {
     /// Reads every file, newest first, then verifies every readable one; pauses while a replay is
     /// watched, stops when the browser closes.
     private func startWorker() {
-        let shared = self.shared
+        let (shared, gate) = (self.shared, self.gate)
         let paths = shared.withLock { $0.items.map(\.path) }
         let thread = Thread {
             /// The item at `path` (nil once deleted or stopped), after any pause.
             func next(_ path: String) -> ReplayCatalog.Item? {
-                while true {
-                    let (paused, stopped, item) = shared.withLock { s in
-                        (s.paused, s.stopped, s.items.first { $0.path == path })
-                    }
-                    if stopped { return nil }
-                    if !paused { return item }
-                    usleep(50_000)
-                }
+                gate.waitWhileClosed()
+                let (stopped, item) = shared.withLock { s in (s.stopped, s.items.first { $0.path == path }) }
+                return stopped ? nil : item
             }
             func store(_ item: ReplayCatalog.Item) {
                 shared.withLock { s in
@@ -211,5 +208,31 @@ final class ReplayBrowser {
         if bytes < 1024 { return "\(bytes) bytes" }
         if bytes < 1 << 20 { return "\((bytes + 512) / 1024) KB" }
         return String(format: "%.1f MB", Double(bytes) / Double(1 << 20))
+    }
+}
+
+/// A gate a thread waits at while it is closed, woken when it opens (no polling).
+// @unchecked Sendable: `closed` is read and written only with `condition` locked.
+final class PauseGate: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var closed = false
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.unlock()
+    }
+
+    func open() {
+        condition.lock()
+        closed = false
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func waitWhileClosed() {
+        condition.lock()
+        while closed { condition.wait() }
+        condition.unlock()
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NetCore
 import Testing
 
 #if canImport(Glibc)
@@ -168,4 +169,25 @@ final class TmuxSession {
 struct CLIFailure: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
+}
+
+/// Waits for child `pid` to exit, at most `timeout` seconds (then kills it); its exit status
+/// (128 + the signal for a killed child), -1 after a timeout. Woken by the exit itself: a
+/// blocking `waitpid` on another thread, no polling.
+func waitForExit(_ pid: pid_t, timeout: Double) -> Int32 {
+    let status = Locked<Int32>(0)
+    let exited = DispatchSemaphore(value: 0)
+    Thread {
+        var s: Int32 = 0
+        while waitpid(pid, &s, 0) < 0 && errno == EINTR {}
+        status.withLock { $0 = s }
+        exited.signal()
+    }.start()
+    guard exited.wait(timeout: .now() + max(0, timeout)) == .success else {
+        kill(pid, SIGKILL)
+        exited.wait()
+        return -1
+    }
+    let s = status.withLock { $0 }
+    return (s & 0x7f) == 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f)
 }

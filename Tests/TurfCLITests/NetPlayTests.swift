@@ -72,18 +72,9 @@ import Testing
 
         /// Waits for a process (bounded); its exit status.
         func wait(_ pid: pid_t, timeout: Double = 90) -> Int32 {
-            var status: Int32 = 0
-            let deadline = Date().addingTimeInterval(timeout)
-            while waitpid(pid, &status, WNOHANG) == 0 {
-                if Date() > deadline {
-                    kill(pid, SIGKILL)
-                    waitpid(pid, &status, 0)
-                    return -1
-                }
-                usleep(20_000)
-            }
+            let status = waitForExit(pid, timeout: timeout)
             pids.removeAll { $0 == pid }
-            return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            return status
         }
 
         /// The JSON events a peer printed.
