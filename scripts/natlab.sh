@@ -31,6 +31,10 @@
 #                host's mapping changes mid-match
 #   cone-cone-late  cone-cone, but the host's router drops all UDP to and from the joiner's router
 #                until the joiner has connected (relayed): the joiner's re-punch moves it to direct
+#   cone-cone-later  the same, but the block stays 40 s after the joiner connected (60 s match):
+#                past the re-punch's first 30 s, its backed-off rounds still find the direct path
+#   remap-relayed  random-random (relayed), and 1 s into the match the joiner's router forgets its
+#                mappings (conntrack -F): new random ports; the relay moves the channel's end
 #   lan-party    two players on one LAN bridge (10.77.0.0/24) with no DHT node anywhere and no
 #                way out (the public bootstrap cannot even be resolved): they meet by BEP 14 local
 #                discovery and play over the LAN (its own namespaces; see lan_party below)
@@ -276,10 +280,11 @@ attach dht eth0 "${DHT_IPS[@]}"
 BOOT="${DHT_IPS[0]}:6881"
 for ip in "${DHT_IPS[@]}"; do
   # The first node is also a volunteer relay (docs/nat.md, "Relaying"): random ↔ random runs through it.
-  relay=()
-  [ "$ip" = "${DHT_IPS[0]}" ] && [ "$RELAY" = 1 ] && relay=(--relay)
-  start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --status-every 0 --duration 900 \
-    --bootstrap "$BOOT" "${relay[@]+"${relay[@]}"}"
+  # The relay prints its status line (channels, bytes, `moved`) every 2 s: remap-relayed reads it.
+  relay=(--status-every 0)
+  [ "$ip" = "${DHT_IPS[0]}" ] && [ "$RELAY" = 1 ] && relay=(--relay --status-every 2)
+  start_turf dht "dht-$ip" dht serve --bind "$ip" --port 6881 --no-state --duration 900 \
+    --bootstrap "$BOOT" "${relay[@]}"
 done
 newns pub
 attach pub eth0 203.0.113.50
@@ -425,7 +430,8 @@ run_case() {
     lt-cone-cone) hostns=a1 joinns=b1; start_libtorrent || return 2; boots=$LT_BOOTS ;;
     open-cone) hostns=pub joinns=a1 ;;
     cone-cone) hostns=a1 joinns=b1 ;;
-    cone-cone-late) hostns=a1 joinns=b1 ;;
+    cone-cone-late | cone-cone-later) hostns=a1 joinns=b1 ;;
+    remap-relayed) hostns=c1 joinns=d1 ;;
     cone-cone-key) hostns=a1 joinns=b1 by=key ;;
     same-port) hostns=a1 joinns=b1 port=(--port 7000) ;;
     same-nat) hostns=a1 joinns=a2 by=key ;;
@@ -447,7 +453,8 @@ run_case() {
   local secs=$SECONDS_MATCH
   # Cases that move a session mid-match (a rejoin, a relayed start upgraded by the birthday
   # method, whose hit time is random) get a match long enough to show it: at least 10 s.
-  case "$c" in rejoin | cone-random | three | cone-cone-late) secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10)) ;; esac
+  case "$c" in rejoin | cone-random | three | cone-cone-late | remap-relayed) secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10)) ;; esac
+  case "$c" in cone-cone-later) secs=$((SECONDS_MATCH > 60 ? SECONDS_MATCH : 60)) ;; esac
   # The reversed birthday upgrade takes 4-7 s from the joiner's start unloaded (bench punch), more
   # on a 2-core machine running the whole test suite: its match runs 15 s so the upgrade fits in it.
   case "$c" in random-cone) secs=$((SECONDS_MATCH > 15 ? SECONDS_MATCH : 15)) ;; esac
@@ -466,16 +473,17 @@ run_case() {
   [ "$by" = key ] && target=("$key")
   [ "$by" = invite ] && target=("$(jfield "$(lastevent "$WORK/$h.out" lobby)" invite)")
   jboots=${jboots:-$boots}
-  if [ "$c" = cone-cone-late ]; then
+  if [ "$c" = cone-cone-late ] || [ "$c" = cone-cone-later ]; then
     # Nothing passes directly between the two routers until the joiner has connected (relayed).
     nsx ra iptables -I FORWARD -p udp -s 203.0.113.22 -j DROP
     nsx ra iptables -I FORWARD -p udp -d 203.0.113.22 -j DROP
   fi
   start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$jboots" \
     ${port[@]+"${port[@]}"}
-  local jpid=$LASTPID j2pid=""
-  if [ "$c" = cone-cone-late ]; then
+  local jpid=$LASTPID j2pid="" remapped=null
+  if [ "$c" = cone-cone-late ] || [ "$c" = cone-cone-later ]; then
     wait_line "$WORK/$j.out" '"event":"connected"' 200 || true
+    [ "$c" = cone-cone-later ] && sleep 40
     nsx ra iptables -D FORWARD -p udp -s 203.0.113.22 -j DROP || true
     nsx ra iptables -D FORWARD -p udp -d 203.0.113.22 -j DROP || true
   fi
@@ -489,6 +497,11 @@ run_case() {
       nsx ra iptables -t nat -I POSTROUTING -o wan -p udp -j SNAT --to-source 198.51.100.21:40000-40999
       nsx ra conntrack -F >/dev/null 2>&1
     fi
+  fi
+  if [ "$c" = remap-relayed ] && wait_line "$WORK/$j.out" '"event":"start"' 400; then
+    sleep 1
+    nsx rd conntrack -F >/dev/null 2>&1 || true
+    remapped=false
   fi
   local rejoined=null
   if [ "$c" = rejoin ]; then
@@ -517,12 +530,15 @@ run_case() {
   wait_bounded "$hpid" 20
   hrc=$WAITRC
   # Proof the mapping changed: the router's conntrack holds a flow to the host on a new port.
-  local remapped=null
   if [ "$c" = remap ] || [ "$c" = remap-host ]; then
     remapped=false
     nsx ra conntrack -L -p udp -d 203.0.113.50 2>/dev/null | grep -q 'dport=40[0-9][0-9][0-9] ' && remapped=true
   fi
   { [ "$c" = remap ] || [ "$c" = remap-host ]; } && { nsx ra iptables -t nat -D POSTROUTING -o wan -p udp -j SNAT --to-source 198.51.100.21:40000-40999 || true; }
+  # Proof the relay moved the channel's end: its status line (every 2 s) counts `moved`.
+  if [ "$c" = remap-relayed ]; then
+    grep -h 'moved [1-9]' "$WORK/dht-${DHT_IPS[0]}.out" "$WORK/dht-${DHT_IPS[0]}.err" >/dev/null 2>&1 && remapped=true
+  fi
   local joined hend jend hnat jnat
   joined=$(lastevent "$WORK/$j.out" joined)
   hend=$(lastevent "$WORK/$h.out" end)
@@ -535,6 +551,7 @@ run_case() {
   [ -n "$hh" ] && [ "$hh" = "$jh" ] && agree=true
   if [ -n "$join2ns" ] && [ "$(field "$(lastevent "$WORK/$j2.out" end)" final_hash)" != "$hh" ]; then agree=false; fi
   [ "$jrc" -eq 0 ] && [ "$hrc" -eq 0 ] && [ -n "$joined" ] && [ "$agree" = true ] && ok=true
+  [ "$c" = remap-relayed ] && [ "$remapped" != true ] && ok=false
   local jms path probes
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)

@@ -25,6 +25,8 @@ public final class HolePuncher {
     public private(set) var malformed = 0
     /// Where probes came from, first heard first (at most `maxTargets`).
     public private(set) var heardFrom: [PeerAddress] = []
+    /// When the last probe from each address in `heardFrom` arrived.
+    public private(set) var lastHeard: [PeerAddress: Nanos] = [:]
     /// Called with each probe's source (the peer resends a pending handshake to it at once).
     public var onProbe: ((PeerAddress) -> Void)?
 
@@ -40,6 +42,7 @@ public final class HolePuncher {
         }
         probesReceived += 1
         if heardFrom.count < Self.maxTargets && !heardFrom.contains(source) { heardFrom.append(source) }
+        if heardFrom.contains(source) { lastHeard[source] = host.now }
         onProbe?(source)
     }
 

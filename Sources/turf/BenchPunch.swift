@@ -13,8 +13,9 @@ struct BenchPunch: ParsableCommand {
     )
 
     static let allCases = [
-        "open-cone", "cone-cone", "cone-cone-key", "cone-cone-late", "same-nat", "random-open", "remap", "remap-host",
-        "rejoin",
+        "open-cone", "cone-cone", "cone-cone-key", "cone-cone-late", "cone-cone-later", "same-nat", "random-open",
+        "remap",
+        "remap-host", "remap-relayed", "rejoin",
         "three", "three-cone", "cone-random", "random-cone", "random-random", "lt-cone-cone", "lan-party",
         // IPv6 (docs/nat.md, "IPv6"): stateful firewalls, a random IPv4 NAT beside IPv6, no common family.
         "v6-v6", "cgnat-v6", "v6-v4-relay",

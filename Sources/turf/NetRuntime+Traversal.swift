@@ -280,14 +280,18 @@ final class ProberBox: @unchecked Sendable {  // touched only on the LivePeer's 
     var repunch: Repunch?
 }
 
-/// A relayed joiner's background re-punch: every 2 s, at most 15 times, it knocks again (the
-/// fast path: the host probes the address the relaying node sees, our NAT mapping) and probes the
-/// host's addresses; once a probe from one of them has arrived, the relayed session moves there
-/// (`Session.migrate`, which goes back after 3 s if the host never answers; each address is tried
-/// once). Each knock says what we know of our NAT by then (`KnockBlobs`): a joiner that connected
-/// before its NAT was classified knocked as unsure, and once it is known consistent a random
-/// host's reversed method answers the plain knock. Stops when the link closed or no longer runs
-/// through a relay. Confined to the event loop.
+/// A relayed joiner's background re-punch, for the whole match: every 2 s for the first 30 s (15
+/// rounds), then backing off (4, 8, 16, 32 s, then every 60 s) while the link runs relayed, it
+/// knocks again (the fast path: the host probes the address the relaying node sees, our NAT
+/// mapping) and probes the host's addresses; once a probe from one of them has arrived, the
+/// relayed session moves there (`Session.migrate`, which goes back after 3 s if the host never
+/// answers; an address is tried again only when a probe from it arrived since, and not within
+/// `retryAfter`). A path that opens late (a
+/// firewall rule lifted, a router restarted into a friendlier mapping, a host that moved to a
+/// cone NAT) is still found. Each knock says what we know of our NAT by then (`KnockBlobs`): a
+/// joiner that connected before its NAT was classified knocked as unsure, and once it is known
+/// consistent a random host's reversed method answers the plain knock. Stops when the link closed
+/// or no longer runs through a relay. Confined to the event loop.
 final class Repunch {
     let peer: Peer
     let links: Links
@@ -297,9 +301,22 @@ final class Repunch {
     let blobs: KnockBlobs
     private var rounds = 0
     private var sender: KnockSender?
-    private var tried = Set<PeerAddress>()
+    /// When each address was last tried (a migration there that did not stick).
+    private var tried: [PeerAddress: Nanos] = [:]
     static let every: Nanos = .seconds(2)
-    static let maxRounds = 15
+    /// Rounds at `every` before backing off.
+    static let fastRounds = 15
+    static let maxBackoff: Nanos = .seconds(60)
+    static let retryAfter: Nanos = .seconds(60)
+
+    /// The wait before round `n + 1`, once round `n` (counted from 1) is done: 2 s through round
+    /// 15, then 4, 8, 16, 32 s and every 60 s after (a knock costs a get_peers and announces to
+    /// about 8 DHT nodes, so a long match behind a relay adds one small lookup a minute).
+    static func delay(afterRound n: Int) -> Nanos {
+        guard n >= fastRounds else { return every }
+        let doublings = min(n - fastRounds + 1, 6)
+        return min(every << Nanos(doublings), maxBackoff)
+    }
 
     init(peer: Peer, links: Links, link: UInt32, targets: [PeerAddress], infoHash: NodeID, blobs: KnockBlobs) {
         self.peer = peer
@@ -313,11 +330,19 @@ final class Repunch {
     func start() { peer.host.schedule(after: Self.every) { [weak self] in self?.step() } }
 
     private func step() {
-        guard rounds < Self.maxRounds, let now = links.address(link), RelayClient.isVirtual(now) else { return }
+        guard let now = links.address(link), RelayClient.isVirtual(now) else { return }
         rounds += 1
-        let heard = peer.puncher.heardFrom
-        if let hit = targets.first(where: { heard.contains($0) && !tried.contains($0) }) {
-            tried.insert(hit)
+        // An address we heard a probe from, never tried, or heard from again since a try that did
+        // not stick (and not within `retryAfter` of it: a failed move costs the match up to 3 s).
+        let heard = peer.puncher.lastHeard
+        let t = peer.host.now
+        let fresh = { (a: PeerAddress) -> Bool in
+            guard let at = heard[a] else { return false }
+            guard let was = self.tried[a] else { return true }
+            return at > was && t &- was >= Self.retryAfter
+        }
+        if let hit = targets.first(where: fresh) {
+            tried[hit] = t
             links.migrate(link, to: hit)
         } else {
             let s = KnockSender(peer: peer)
@@ -327,7 +352,7 @@ final class Repunch {
             s.knock(infoHash, blob: blobs.blob(for: kind), hosts: Set(targets))
             peer.puncher.probe(targets, times: 2)
         }
-        peer.host.schedule(after: Self.every) { [weak self] in self?.step() }
+        peer.host.schedule(after: Self.delay(afterRound: rounds)) { [weak self] in self?.step() }
     }
 }
 

@@ -42,9 +42,9 @@ import Testing
         let runs = try Self.lab([
             "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
             "three-cone", "random-random", "cone-random", "random-cone", "remap-host", "rejoin", "cone-cone-late",
-            "same-port",
+            "same-port", "remap-relayed",
         ])
-        #expect(runs.count == 15)
+        #expect(runs.count == 16)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -74,6 +74,11 @@ import Testing
         #expect(runs["remap"]?.fields["remapped"] as? Bool == true)
         // The same with the host behind the router that forgets: the joiner follows the host.
         #expect(runs["remap-host"]?.fields["remapped"] as? Bool == true)
+        // Two random NATs play through the relay, and the joiner's router forgets its mappings
+        // mid-match: the relay moved the channel's end to the joiner's new port (its `moved`
+        // count), and the match ended with one hash.
+        #expect(runs["remap-relayed"]?.text("path") == "relayed")
+        #expect(runs["remap-relayed"]?.fields["remapped"] as? Bool == true)
         // A joiner killed mid-match and started again (same identity) knocks again: the host
         // answers knocks through the match, and the rejoiner plays on to the same final hash.
         #expect(runs["rejoin"]?.fields["rejoined"] as? Bool == true)
