@@ -18,6 +18,10 @@
 #   random-cone  the roles reversed: a host behind a --random-fully router, a joiner behind a cone
 #                one (relayed, then the reversed birthday method)
 #   random-random  both behind --random-fully routers (they connect through the relay)
+#   random-random-player  random-random with no volunteer relay anywhere (needs RELAY=0, which it
+#                sets when it is the only case): a third player, an open `turf host` on another
+#                topic in `pub` started first, relays for the pair (docs/nat.md, "Players relay for
+#                each other"); the joiner's session must run through that player's address
 #   three        three players: a host behind a cone router, two joiners behind two --random-fully
 #                routers (each connects to the host relayed or by the birthday method; the joiners'
 #                own pair cannot punch: it goes through the host)
@@ -50,7 +54,8 @@
 # host_probes (the host's birthday probes, null without), final_path (after a relayed session's
 # upgrade to direct, at upgrade_ms from the joiner's start), family (ipv4 or ipv6, of a direct
 # path), host_ipv6 (the host's `nat` event: open, firewalled or none), mesh_path (three players: the first
-# joiner's link to the second, direct or relayed through the host), final hashes agree (hashes_agree).
+# joiner's link to the second, direct or relayed through the host), final hashes agree (hashes_agree),
+# relay (a relayed joiner's relay address).
 # Add LOSS=0.2 to drop 20% of what every router forwards, and RELAY=0 for a lab without the
 # relay (punching alone).
 #
@@ -80,6 +85,8 @@ command -v iptables >/dev/null || { echo "natlab: iptables is missing (scripts/i
 TURF=$(readlink -f "$TURF")
 [ -x "$TURF" ] || { echo "natlab: no turf binary at $TURF" >&2; exit 2; }
 LOSS=${LOSS:-}
+# random-random-player is about a lab with no volunteer relay: alone, it makes RELAY=0 the default.
+if [ -z "${RELAY:-}" ] && [ "$*" = random-random-player ]; then RELAY=0; fi
 RELAY=${RELAY:-1}
 
 # Unique per run: a prefix for every namespace, a scratch directory for logs and XDG homes.
@@ -433,6 +440,9 @@ run_case() {
     cone-random) hostns=a1 joinns=c1 ;;
     random-cone) hostns=c1 joinns=a1 ;;
     random-random) hostns=c1 joinns=d1 ;;
+    random-random-player)
+      [ "$RELAY" = 0 ] || { echo "natlab: random-random-player needs a lab without a volunteer relay (RELAY=0)" >&2; return 2; }
+      hostns=c1 joinns=d1 ;;
     remap) hostns=pub joinns=a1 ;;
     remap-host) hostns=a1 joinns=pub ;;
     rejoin) hostns=a1 joinns=b1 ;;
@@ -452,6 +462,15 @@ run_case() {
   # on a 2-core machine running the whole test suite: its match runs 15 s so the upgrade fits in it.
   case "$c" in random-cone) secs=$((SECONDS_MATCH > 15 ? SECONDS_MATCH : 15)) ;; esac
   [ -n "$join2ns" ] && players=3
+  local ppid="" player="$c-$r-player"
+  if [ "$c" = random-random-player ]; then
+    # A third player, open, hosting a lobby of its own that nobody joins: its relay service comes
+    # on once its NAT is classified, and it is the only relay the pair can find.
+    start_turf pub "$player" host --topic "natlab-$P-elsewhere-$r" --seconds 5 --start-when 8 --headless \
+      --bot easy --name player --bootstrap "$boots"
+    ppid=$LASTPID
+    wait_line "$WORK/$player.out" '"event":"relay_service","status":"on"' 200 || true
+  fi
   start_turf "$hostns" "$h" host --topic "$topic" --seconds "$secs" --start-when "$players" --headless \
     --bot easy --name host --bootstrap "$boots" ${port[@]+"${port[@]}"}
   local hpid=$LASTPID
@@ -516,6 +535,7 @@ run_case() {
   if [ "$jrc" -ne 0 ]; then kill -KILL "$hpid" 2>/dev/null || true; fi
   wait_bounded "$hpid" 20
   hrc=$WAITRC
+  [ -n "$ppid" ] && wait_bounded "$ppid" 0
   # Proof the mapping changed: the router's conntrack holds a flow to the host on a new port.
   local remapped=null
   if [ "$c" = remap ] || [ "$c" = remap-host ]; then
@@ -535,9 +555,12 @@ run_case() {
   [ -n "$hh" ] && [ "$hh" = "$jh" ] && agree=true
   if [ -n "$join2ns" ] && [ "$(field "$(lastevent "$WORK/$j2.out" end)" final_hash)" != "$hh" ]; then agree=false; fi
   [ "$jrc" -eq 0 ] && [ "$hrc" -eq 0 ] && [ -n "$joined" ] && [ "$agree" = true ] && ok=true
-  local jms path probes
+  local jms path probes relay=""
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
+  [ "$path" = relayed ] && relay=$(jfield "$(lastevent "$WORK/$j.out" connected)" address)
+  # Through the third player's relay, and nowhere else.
+  if [ "$c" = random-random-player ] && { [ "$path" != relayed ] || [ "${relay%:*}" != 203.0.113.50 ]; }; then ok=false; fi
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
   local knock hpath hprobes fpath fms mesh=""
   # Three players: how the first joiner's match reached the second (its `end` event's link to the
@@ -564,8 +587,8 @@ except Exception:
   fms=$(field "$fms" after_ms)
   # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
   hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}' || true)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s","family":"%s","host_ipv6":"%s"}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh" "${family:-}" "${hv6:-}"
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s","family":"%s","host_ipv6":"%s","relay":"%s"}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh" "${family:-}" "${hv6:-}" "$relay"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

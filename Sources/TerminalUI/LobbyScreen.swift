@@ -122,7 +122,8 @@ public struct LobbyScreen: Sendable {
             // IPv6 (open, firewalled, none) where there is room.
             let short = "your NAT: " + String(nat.prefix(12))
             let long = short + (v.ipv6.map { " · IPv6: " + String($0.prefix(10)) } ?? "")
-            for text in [long, short] where f.width - text.count - 1 > 1 + 12 + 3 + 24 {
+            let longest = long + (v.relaying.map { " · relaying for others: " + ($0 ? "on" : "off") } ?? "")
+            for text in [longest, long, short] where f.width - text.count - 1 > 1 + 12 + 3 + 24 {
                 f.put(text, x: f.width - text.count - 1, y: y, style: Style(dim: true))
                 break
             }

@@ -41,7 +41,8 @@ extension NetRuntime {
                 addresses: reachableAddresses(),
                 passphrase: passphrase != nil,
                 players: lobby.seats.count,
-                topic: topic
+                topic: topic,
+                relays: lobby.memberRelays
             )
             let item = DHTItem.mutable(MutableItem(signedBy: identity.signing, seq: recordSeq, value: record.value))
             live.execute { $0.dht.put(item) { _ in } }
@@ -95,6 +96,7 @@ extension NetRuntime {
                 nat: natKind?.rawValue,
                 ipv6: natKind == nil ? nil : ipv6Reach().rawValue
             )
+            v.relaying = relayingShown
             v.chat = chatLines
             return v
         }
@@ -139,6 +141,7 @@ extension NetRuntime {
                     }
                 case .recordChanged:
                     putRecord()
+                    relayWatch.members(lobby.memberRelays)
                 case .chat(let key, let name, let text):
                     heardChat(key, name: name, text: text)
                 case .accepted(let key, let name):
