@@ -67,10 +67,8 @@ public struct LobbyHost: Sendable {
 
     /// Most `relayService` changes a member may announce (each one puts the lobby record again).
     public static let maxRelayServiceChanges = 16
-
-    /// The members that relay for others, where the host's sessions reach them directly (at most
-    /// `LobbyRecord.maxRelays`, in seat order): the host registers its lobby there first, and the
-    /// lobby record lists them (`r`).
+    /// The members that relay for others, reached directly (at most `LobbyRecord.maxRelays`, in
+    /// seat order): the host registers its lobby there first; the lobby record lists them (`r`).
     public var memberRelays: [PeerAddress] {
         Array(
             seats.filter { $0.link != nil && $0.relaysForOthers && !$0.relayed }.compactMap(\.address)

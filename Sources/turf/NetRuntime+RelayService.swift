@@ -1,7 +1,7 @@
 import DHT
 import Foundation
-import LocalFiles
 import Lobby
+import LocalFiles
 import NetCore
 import NetStack
 import TextOutput
@@ -145,7 +145,11 @@ extension DHTCLI {
         )
         do {
             guard
-                let text = try UntrustedFile.readTextIfPresent(path, limit: DHTBootstrap.configLimit, what: "DHT config")
+                let text = try UntrustedFile.readTextIfPresent(
+                    path,
+                    limit: DHTBootstrap.configLimit,
+                    what: "DHT config"
+                )
             else { return (nil, nil) }
             return try DHTBootstrap.parseRelayService(text, path: path)
         } catch let e as DHTBootstrap.SettingError {

@@ -1,4 +1,5 @@
 import NetCore
+import NetStack
 import Testing
 
 @testable import turf
@@ -117,6 +118,48 @@ import Testing
         #expect(throws: DHTBootstrap.SettingError.self) {
             try DHTBootstrap.parseConfig("bootstrap = a.example:1\nlan_discovery = yes\n", path: path)
         }
+    }
+
+    /// `relay_service = on|off` and `relay_kib_per_second = N` (docs/nat.md, "Players relay for
+    /// each other"): absent means on at the default 64 KiB/s; a bad value is an error naming the line.
+    @Test func relayServiceSetting() throws {
+        let path = "/cfg/turf/dht.conf"
+        let none = try DHTBootstrap.parseRelayService("bootstrap = a.example:1\n", path: path)
+        #expect(none.on == nil && none.kibPerSecond == nil)
+        let off = try DHTBootstrap.parseRelayService("relay_service = off\nlan_discovery = on\n", path: path)
+        #expect(off.on == false)
+        let some = try DHTBootstrap.parseRelayService("relay_service=on\r\nrelay_kib_per_second = 16\r\n", path: path)
+        #expect(some.on == true && some.kibPerSecond == 16)
+        // What `turf host` / `turf join` make of it: the player's quotas, the total as set.
+        #expect(RelayServiceState(optedOut: nil, kibPerSecond: 16).config.totalBytesPerSecond == 16 * 1024)
+        #expect(RelayServiceState(optedOut: nil, kibPerSecond: nil).config.totalBytesPerSecond == 64 * 1024)
+        func refused(_ text: String, _ needle: String) {
+            do {
+                let got = try DHTBootstrap.parseRelayService(text, path: path)
+                Issue.record("accepted: \(got)")
+            } catch {
+                #expect("\(error)".contains(needle), "\(error)")
+            }
+        }
+        refused("relay_service = no\n", "\(path):1: relay_service must be 'on' or 'off'")
+        for bad in ["0", "-5", "102401", "lots", "1e3", "9999999999999999999999"] {
+            refused("relay_kib_per_second = \(bad)\n", "\(path):1: relay_kib_per_second must be a whole number")
+        }
+        refused("relay_service = on\nrelay_service = off\n", "\(path):2: a second 'relay_service' line")
+        // A bad relay line makes the bootstrap setting unreadable too: one file, one verdict.
+        #expect(throws: DHTBootstrap.SettingError.self) {
+            try DHTBootstrap.parseConfig("bootstrap = a.example:1\nrelay_service = maybe\n", path: path)
+        }
+    }
+
+    /// Whether a player relays for others, from its NAT: when others can reach it unasked (open,
+    /// or a consistent mapping; or IPv6 open), not when its NAT maps per destination or is unknown.
+    @Test func relayServiceFollowsTheNAT() {
+        #expect(RelayServiceState.decide(nat: .open, ipv6: .none) == (true, "nat_open"))
+        #expect(RelayServiceState.decide(nat: .consistent, ipv6: .firewalled) == (true, "nat_consistent"))
+        #expect(RelayServiceState.decide(nat: .random, ipv6: .open) == (true, "ipv6_open"))
+        #expect(RelayServiceState.decide(nat: .random, ipv6: .firewalled) == (false, "nat_random"))
+        #expect(RelayServiceState.decide(nat: .unknown, ipv6: .none) == (false, "nat_unknown"))
     }
 
     /// With discovery on, configured bootstrap nodes of which none resolves are a warning (the

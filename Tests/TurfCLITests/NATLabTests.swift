@@ -158,6 +158,24 @@ import Testing
         #expect(r.text("knock") == "slow")
     }
 
+    /// Players relay for each other (docs/nat.md, "Players relay for each other"): a lab with no
+    /// volunteer relay anywhere, and a third player (an open `turf host` on another topic) whose
+    /// relay service came on: the random ↔ random pair, which cannot punch, plays through it.
+    @Test(
+        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
+        .timeLimit(.minutes(6))
+    )
+    func randomToRandomThroughAPlayerRelay() throws {
+        let runs = try Self.lab(["random-random-player"], relay: false)
+        let r = try #require(runs["random-random-player"])
+        #expect(r.ok, "\(r.fields)")
+        #expect(r.fields["hashes_agree"] as? Bool == true)
+        #expect(r.text("path") == "relayed")
+        #expect(r.text("host_path") == "relayed")
+        // The third player's address (`pub`), not a volunteer's: there is none.
+        #expect(r.text("relay")?.hasPrefix("203.0.113.50:") == true, "\(r.fields)")
+    }
+
     /// Every router drops 20% of what it forwards: two cone NATs still punch, and the match's
     /// final hashes agree. The lab has no relay here (a slow punch would otherwise fall back to
     /// it): this is about punching.
