@@ -31,11 +31,17 @@ struct RelayServiceState {
         config = c
     }
 
-    /// Whether to serve, and why, given the NAT now.
-    static func decide(nat: NATKind, ipv6: IPv6Reach) -> (serve: Bool, reason: String) {
+    /// Whether to serve, and why, given the NAT now: open; or consistent with a mapping that
+    /// strangers can use (an IPv4 datagram came in from an address we had not sent to: a NAT that
+    /// filters by address would have dropped it, and would drop a relay's clients too); or IPv6
+    /// open. Not behind a random NAT, nor while the classification is unknown.
+    static func decide(nat: NATKind, ipv6: IPv6Reach, unsolicitedIPv4: UInt64) -> (serve: Bool, reason: String) {
         switch nat {
-        case .open, .consistent: return (true, "nat_" + nat.rawValue)
-        default: return ipv6 == .open ? (true, "ipv6_open") : (false, "nat_" + nat.rawValue)
+        case .open: return (true, "nat_open")
+        case .consistent where unsolicitedIPv4 > 0: return (true, "nat_consistent")
+        default:
+            if ipv6 == .open { return (true, "ipv6_open") }
+            return (false, nat == .consistent ? "nat_consistent_filtered" : "nat_" + nat.rawValue)
         }
     }
 
@@ -88,7 +94,11 @@ extension NetRuntime {
             }
             return
         }
-        let d = RelayServiceState.decide(nat: natStatus().kind, ipv6: ipv6Reach())
+        let d = RelayServiceState.decide(
+            nat: natStatus().kind,
+            ipv6: ipv6Reach(),
+            unsolicitedIPv4: stats.unsolicitedIPv4
+        )
         if d.serve != relayService.on {
             relayService.set(d.serve)
             let config = relayService.config

@@ -153,13 +153,20 @@ import Testing
     }
 
     /// Whether a player relays for others, from its NAT: when others can reach it unasked (open,
-    /// or a consistent mapping; or IPv6 open), not when its NAT maps per destination or is unknown.
+    /// a consistent mapping that let a stranger in, or IPv6 open), not when its NAT maps per
+    /// destination, filters by address, or is unknown.
     @Test func relayServiceFollowsTheNAT() {
-        #expect(RelayServiceState.decide(nat: .open, ipv6: .none) == (true, "nat_open"))
-        #expect(RelayServiceState.decide(nat: .consistent, ipv6: .firewalled) == (true, "nat_consistent"))
-        #expect(RelayServiceState.decide(nat: .random, ipv6: .open) == (true, "ipv6_open"))
-        #expect(RelayServiceState.decide(nat: .random, ipv6: .firewalled) == (false, "nat_random"))
-        #expect(RelayServiceState.decide(nat: .unknown, ipv6: .none) == (false, "nat_unknown"))
+        func decide(_ nat: NATKind, _ v6: IPv6Reach, _ unsolicited: UInt64 = 0) -> (Bool, String) {
+            let d = RelayServiceState.decide(nat: nat, ipv6: v6, unsolicitedIPv4: unsolicited)
+            return (d.serve, d.reason)
+        }
+        #expect(decide(.open, .none) == (true, "nat_open"))
+        #expect(decide(.consistent, .firewalled, 3) == (true, "nat_consistent"))
+        #expect(decide(.consistent, .firewalled) == (false, "nat_consistent_filtered"))
+        #expect(decide(.consistent, .open) == (true, "ipv6_open"))
+        #expect(decide(.random, .open) == (true, "ipv6_open"))
+        #expect(decide(.random, .firewalled, 9) == (false, "nat_random"))
+        #expect(decide(.unknown, .none) == (false, "nat_unknown"))
     }
 
     /// With discovery on, configured bootstrap nodes of which none resolves are a warning (the
