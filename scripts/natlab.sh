@@ -18,6 +18,10 @@
 #   random-cone  the roles reversed: a host behind a --random-fully router, a joiner behind a cone
 #                one (relayed, then the reversed birthday method)
 #   random-random  both behind --random-fully routers (they connect through the relay)
+#   member-relay three players, the volunteer relay present: a host behind a --random-fully router,
+#                an open member (pub) that relays for others, then a joiner behind another
+#                --random-fully router, by key: the lobby record lists the member (`r`), and the
+#                joiner's session to the host runs through the member, not the volunteer
 #   random-random-player  random-random with no volunteer relay anywhere (needs RELAY=0, which it
 #                sets when it is the only case): a third player, an open `turf host` on another
 #                topic in `pub` started first, relays for the pair (docs/nat.md, "Players relay for
@@ -55,7 +59,7 @@
 # upgrade to direct, at upgrade_ms from the joiner's start), family (ipv4 or ipv6, of a direct
 # path), host_ipv6 (the host's `nat` event: open, firewalled or none), mesh_path (three players: the first
 # joiner's link to the second, direct or relayed through the host), final hashes agree (hashes_agree),
-# relay (a relayed joiner's relay address).
+# relay (a relayed joiner's relay address), join2_path and join2_relay (the second joiner's).
 # Add LOSS=0.2 to drop 20% of what every router forwards, and RELAY=0 for a lab without the
 # relay (punching alone).
 #
@@ -448,6 +452,7 @@ run_case() {
     rejoin) hostns=a1 joinns=b1 ;;
     three) hostns=a1 joinns=c1 join2ns=d1 ;;
     three-cone) hostns=pub joinns=a1 join2ns=b1 ;;
+    member-relay) hostns=c1 joinns=pub join2ns=d1 by=key ;;
     v6-v6) start_ipv6 || return 2; hostns=e1 joinns=f1 boots=$BOOTS6 ;;
     cgnat-v6) start_ipv6 || return 2; hostns=g1 joinns=h1 boots="$BOOTS,$BOOTS6" ;;
     v6-v4-relay) start_ipv6 || return 2; hostns=e1 joinns=b1 by=invite boots=$BOOTS6 jboots=$BOOTS ;;
@@ -497,6 +502,12 @@ run_case() {
     wait_line "$WORK/$j.out" '"event":"connected"' 200 || true
     nsx ra iptables -D FORWARD -p udp -s 203.0.113.22 -j DROP || true
     nsx ra iptables -D FORWARD -p udp -d 203.0.113.22 -j DROP || true
+  fi
+  if [ "$c" = member-relay ]; then
+    # The second joiner comes once the host lists the member as a relay (its record, put again
+    # at that moment, says so: `r`), and the put has had a moment to land.
+    wait_line "$WORK/$h.out" '"event":"member_relays","relays":\["203.0.113.50' 300 || true
+    sleep 1
   fi
   if [ -n "$join2ns" ]; then
     start_turf "$join2ns" "$j2" join "${target[@]}" --headless --bot easy --name joiner2 --bootstrap "$boots"
@@ -561,6 +572,13 @@ run_case() {
   [ "$path" = relayed ] && relay=$(jfield "$(lastevent "$WORK/$j.out" connected)" address)
   # Through the third player's relay, and nowhere else.
   if [ "$c" = random-random-player ] && { [ "$path" != relayed ] || [ "${relay%:*}" != 203.0.113.50 ]; }; then ok=false; fi
+  local path2="" relay2=""
+  if [ -n "$join2ns" ]; then
+    path2=$(field "$(lastevent "$WORK/$j2.out" connected)" path)
+    [ "$path2" = relayed ] && relay2=$(jfield "$(lastevent "$WORK/$j2.out" connected)" address)
+  fi
+  # The second joiner through the member (pub), before the volunteer.
+  if [ "$c" = member-relay ] && { [ "$path2" != relayed ] || [ "${relay2%:*}" != 203.0.113.50 ]; }; then ok=false; fi
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
   local knock hpath hprobes fpath fms mesh=""
   # Three players: how the first joiner's match reached the second (its `end` event's link to the
@@ -587,8 +605,8 @@ except Exception:
   fms=$(field "$fms" after_ms)
   # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
   hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}' || true)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s","family":"%s","host_ipv6":"%s","relay":"%s"}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh" "${family:-}" "${hv6:-}" "$relay"
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s","family":"%s","host_ipv6":"%s","relay":"%s","join2_path":"%s","join2_relay":"%s"}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh" "${family:-}" "${hv6:-}" "$relay" "$path2" "$relay2"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

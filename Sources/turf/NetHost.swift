@@ -100,6 +100,14 @@ extension NetRuntime {
             v.chat = chatLines
             return v
         }
+        /// Members that relay for others (they said so, and the host reaches them directly):
+        /// registered at first and listed in the record. True when they changed (the record is
+        /// then due again), with a `member_relays` event.
+        func syncMemberRelays() -> Bool {
+            guard relayWatch.members(lobby.memberRelays) else { return false }
+            event("member_relays") { $0.add("relays", lobby.memberRelays.map(\.description)) }
+            return true
+        }
         /// What the state machine asked for, done; what happened, said.
         func carryOut() {
             let (actions, events) = lobby.take()
@@ -140,8 +148,8 @@ extension NetRuntime {
                         j.add("reason", reason == .banned ? "banned" : "not_allowed")
                     }
                 case .recordChanged:
+                    _ = syncMemberRelays()
                     putRecord()
-                    relayWatch.members(lobby.memberRelays)
                 case .chat(let key, let name, let text):
                     heardChat(key, name: name, text: text)
                 case .accepted(let key, let name):
@@ -168,6 +176,8 @@ extension NetRuntime {
                 lobby.moved(id, to: a, relayed: RelayClient.isVirtual(a))
             }
             pathsMoved.removeAll()
+            // A member that relays and whose own link just went direct can now carry others.
+            if syncMemberRelays() { putRecord() }
             carryOut()
             switch ui.lobby(lobbyView()) {
             case .start?: break lobby

@@ -127,12 +127,14 @@ final class HostRelayWatch {
     }
 
     /// The members that relay for others (the lobby's roster, where the host's sessions see
-    /// them): the registration puts them first.
-    func members(_ addresses: [PeerAddress]) {
-        guard addresses != members else { return }
+    /// them): the registration puts them first. Returns whether they changed.
+    @discardableResult
+    func members(_ addresses: [PeerAddress]) -> Bool {
+        guard addresses != members else { return false }
         members = addresses
         let finder = self.finder
         rt.live.execute { peer in finder.setMembers(addresses, peer: peer) }
+        return true
     }
 
     func tick() {

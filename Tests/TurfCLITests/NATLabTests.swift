@@ -42,9 +42,9 @@ import Testing
         let runs = try Self.lab([
             "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
             "three-cone", "random-random", "cone-random", "random-cone", "remap-host", "rejoin", "cone-cone-late",
-            "same-port",
+            "same-port", "member-relay",
         ])
-        #expect(runs.count == 15)
+        #expect(runs.count == 16)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -108,6 +108,12 @@ import Testing
         #expect(runs["random-cone"]?.text("host_nat") == "random")
         #expect(runs["random-cone"]?.text("join_nat") == "consistent")
         #expect(runs["random-cone"]?.text("final_path") == "direct")
+        // Members relay for each other before strangers: a random host, an open member that
+        // relays, then a random joiner by key. The host lists the member in its lobby record
+        // (`r`) and registers there; the joiner's session runs through the member although the
+        // lab's volunteer relay is there too.
+        #expect(runs["member-relay"]?.text("join2_path") == "relayed")
+        #expect(runs["member-relay"]?.text("join2_relay")?.hasPrefix("203.0.113.50:") == true)
     }
 
     /// IPv6 (docs/nat.md, "IPv6"): homes with a routed /64 of 2001:db8::/32 behind an ip6tables
