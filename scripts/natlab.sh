@@ -18,10 +18,11 @@
 #   random-cone  the roles reversed: a host behind a --random-fully router, a joiner behind a cone
 #                one (relayed, then the reversed birthday method)
 #   random-random  both behind --random-fully routers (they connect through the relay)
-#   member-relay three players, the volunteer relay present: a host behind a --random-fully router,
-#                an open member (pub) that relays for others, then a joiner behind another
-#                --random-fully router, by key: the lobby record lists the member (`r`), and the
-#                joiner's session to the host runs through the member, not the volunteer
+#   member-relay three players, the volunteer relay present: a host behind cone router ra, an open
+#                member (pub) that relays for others, then a joiner behind cone router rb, by key,
+#                with all UDP between the two routers dropped (they cannot punch): the lobby record
+#                lists the member (`r`), and the joiner's session to the host runs through the
+#                member, not the volunteer
 #   random-random-player  random-random with no volunteer relay anywhere (needs RELAY=0, which it
 #                sets when it is the only case): a third player, an open `turf host` on another
 #                topic in `pub` started first, relays for the pair (docs/nat.md, "Players relay for
@@ -452,7 +453,7 @@ run_case() {
     rejoin) hostns=a1 joinns=b1 ;;
     three) hostns=a1 joinns=c1 join2ns=d1 ;;
     three-cone) hostns=pub joinns=a1 join2ns=b1 ;;
-    member-relay) hostns=c1 joinns=pub join2ns=d1 by=key ;;
+    member-relay) hostns=a1 joinns=pub join2ns=b1 by=key ;;
     v6-v6) start_ipv6 || return 2; hostns=e1 joinns=f1 boots=$BOOTS6 ;;
     cgnat-v6) start_ipv6 || return 2; hostns=g1 joinns=h1 boots="$BOOTS,$BOOTS6" ;;
     v6-v4-relay) start_ipv6 || return 2; hostns=e1 joinns=b1 by=invite boots=$BOOTS6 jboots=$BOOTS ;;
@@ -490,8 +491,9 @@ run_case() {
   [ "$by" = key ] && target=("$key")
   [ "$by" = invite ] && target=("$(jfield "$(lastevent "$WORK/$h.out" lobby)" invite)")
   jboots=${jboots:-$boots}
-  if [ "$c" = cone-cone-late ]; then
-    # Nothing passes directly between the two routers until the joiner has connected (relayed).
+  if [ "$c" = cone-cone-late ] || [ "$c" = member-relay ]; then
+    # Nothing passes directly between the two routers (cone-cone-late: until the joiner has
+    # connected, relayed; member-relay: at all, the second joiner must go through a relay).
     nsx ra iptables -I FORWARD -p udp -s 203.0.113.22 -j DROP
     nsx ra iptables -I FORWARD -p udp -d 203.0.113.22 -j DROP
   fi
@@ -547,6 +549,10 @@ run_case() {
   wait_bounded "$hpid" 20
   hrc=$WAITRC
   [ -n "$ppid" ] && wait_bounded "$ppid" 0
+  if [ "$c" = member-relay ]; then
+    nsx ra iptables -D FORWARD -p udp -s 203.0.113.22 -j DROP || true
+    nsx ra iptables -D FORWARD -p udp -d 203.0.113.22 -j DROP || true
+  fi
   # Proof the mapping changed: the router's conntrack holds a flow to the host on a new port.
   local remapped=null
   if [ "$c" = remap ] || [ "$c" = remap-host ]; then

@@ -99,6 +99,20 @@ final class HostRelayFinder: @unchecked Sendable {
     private func register(_ peer: Peer) -> Bool {
         guard let client = peer.relay else { return false }
         let own = Set([peer.dht.externalAddress, peer.dht.externalAddress6, peer.localAddress].compactMap { $0 })
+        let chosen = Self.choose(members: members, volunteers: volunteers, players: players, tag: tag, own: own)
+        if !chosen.relays.isEmpty { client.register(tag: tag, at: chosen.relays) }
+        return chosen.strangers > 0
+    }
+
+    /// Where the host registers: up to two members that relay, then the two strangers ranked
+    /// first (volunteers before players), never `own`; and how many strangers there were.
+    static func choose(
+        members: [PeerAddress],
+        volunteers: [PeerAddress],
+        players: [PeerAddress],
+        tag: NodeID,
+        own: Set<PeerAddress>
+    ) -> (relays: [PeerAddress], strangers: Int) {
         let mine = RelayFrame.order(members: members, volunteers: [], players: [], tag: tag, excluding: own)
         let strangers = RelayFrame.order(
             members: [],
@@ -107,9 +121,7 @@ final class HostRelayFinder: @unchecked Sendable {
             tag: tag,
             excluding: own.union(mine)
         )
-        let chosen = Array(mine.prefix(2)) + Array(strangers.prefix(2))
-        if !chosen.isEmpty { client.register(tag: tag, at: chosen) }
-        return !strangers.isEmpty
+        return (Array(mine.prefix(2)) + Array(strangers.prefix(2)), strangers.count)
     }
 }
 
@@ -260,7 +272,10 @@ final class JoinRelay {
                 if monotonicNanos() - lastLookup > 2_000_000_000 { lookup() }
             } else {
                 joined = true
-                start(Array(relays.prefix(2)))
+                // Members first: the first round goes to the lobby's own relaying members alone
+                // (else a stranger's channel might win the race); strangers follow if they fail.
+                let mine = relays.prefix(2).filter { members.contains($0) }
+                start(joinRounds == 0 && !mine.isEmpty ? mine : Array(relays.prefix(2)))
             }
         }
         for id in shared.withLockedValue({ s in

@@ -152,6 +152,32 @@ import Testing
         }
     }
 
+    /// Where `turf host` registers its lobby: its members that relay first (two at most), then
+    /// the two strangers it ranks first, volunteers before players, never itself.
+    @Test func theHostRegistersAtItsMembersBeforeStrangers() {
+        let tag = RelayFrame.tag(topic: "members")
+        let me = PeerAddress(203, 0, 113, 2, port: 5000)
+        let members = (1...3).map { PeerAddress(198, 51, 100, UInt8($0), port: 7000) }
+        let volunteer = PeerAddress(198, 51, 100, 11, port: 6881)
+        let players = (1...3).map { PeerAddress(192, 0, 2, UInt8($0), port: 5000) }
+        let c = HostRelayFinder.choose(
+            members: members,
+            volunteers: [volunteer, me],
+            players: players + [me, members[0]],
+            tag: tag,
+            own: [me]
+        )
+        #expect(c.relays.count == 4)
+        #expect(Set(c.relays.prefix(2)).isSubset(of: Set(members)))
+        #expect(c.relays[2] == volunteer)
+        #expect(players.contains(c.relays[3]))
+        #expect(!c.relays.contains(me))
+        // No member: the two strangers alone; nothing found: nothing, and a quick look again.
+        let strangers = HostRelayFinder.choose(members: [], volunteers: [], players: players, tag: tag, own: [me])
+        #expect(strangers.relays.count == 2 && strangers.strangers == 3)
+        #expect(HostRelayFinder.choose(members: [], volunteers: [me], players: [], tag: tag, own: [me]).strangers == 0)
+    }
+
     /// Whether a player relays for others, from its NAT: when others can reach it unasked (open,
     /// a consistent mapping that let a stranger in, or IPv6 open), not when its NAT maps per
     /// destination, filters by address, or is unknown.
