@@ -23,6 +23,10 @@ struct RelayServiceState {
     var toldHost: Bool?
     /// What servers stopped earlier in this process forwarded (the `end` event adds the running one).
     var earlier = RelayServiceFigures()
+    /// Ticks in a row that said "stop" while serving: a classification that wavers for a moment
+    /// (a few disagreeing reports) does not drop the channels of the pairs we carry.
+    var stopVotes = 0
+    static let stopAfter = 10
 
     init(optedOut: String?, kibPerSecond: Int?) {
         self.optedOut = optedOut
@@ -99,7 +103,8 @@ extension NetRuntime {
             ipv6: ipv6Reach(),
             unsolicitedIPv4: stats.unsolicitedIPv4
         )
-        if d.serve != relayService.on {
+        relayService.stopVotes = relayService.on && !d.serve ? relayService.stopVotes + 1 : 0
+        if d.serve != relayService.on && (d.serve || relayService.stopVotes >= RelayServiceState.stopAfter) {
             relayService.set(d.serve)
             let config = relayService.config
             if d.serve {
