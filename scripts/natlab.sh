@@ -18,6 +18,15 @@
 #   random-cone  the roles reversed: a host behind a --random-fully router, a joiner behind a cone
 #                one (relayed, then the reversed birthday method)
 #   random-random  both behind --random-fully routers (they connect through the relay)
+#   member-relay three players, the volunteer relay present: a host behind cone router ra, an open
+#                member (pub) that relays for others, then a joiner behind cone router rb, by key,
+#                with all UDP between the two routers dropped (they cannot punch): the lobby record
+#                lists the member (`r`), and the joiner's session to the host runs through the
+#                member, not the volunteer
+#   random-random-player  random-random with no volunteer relay anywhere (needs RELAY=0, which it
+#                sets when it is the only case): a third player, an open `turf host` on another
+#                topic in `pub` started first, relays for the pair (docs/nat.md, "Players relay for
+#                each other"); the joiner's session must run through that player's address
 #   three        three players: a host behind a cone router, two joiners behind two --random-fully
 #                routers (each connects to the host relayed or by the birthday method; the joiners'
 #                own pair cannot punch: it goes through the host)
@@ -54,7 +63,8 @@
 # host_probes (the host's birthday probes, null without), final_path (after a relayed session's
 # upgrade to direct, at upgrade_ms from the joiner's start), family (ipv4 or ipv6, of a direct
 # path), host_ipv6 (the host's `nat` event: open, firewalled or none), mesh_path (three players: the first
-# joiner's link to the second, direct or relayed through the host), final hashes agree (hashes_agree).
+# joiner's link to the second, direct or relayed through the host), final hashes agree (hashes_agree),
+# relay (a relayed joiner's relay address), join2_path and join2_relay (the second joiner's).
 # Add LOSS=0.2 to drop 20% of what every router forwards, and RELAY=0 for a lab without the
 # relay (punching alone).
 #
@@ -84,6 +94,8 @@ command -v iptables >/dev/null || { echo "natlab: iptables is missing (scripts/i
 TURF=$(readlink -f "$TURF")
 [ -x "$TURF" ] || { echo "natlab: no turf binary at $TURF" >&2; exit 2; }
 LOSS=${LOSS:-}
+# random-random-player is about a lab with no volunteer relay: alone, it makes RELAY=0 the default.
+if [ -z "${RELAY:-}" ] && [ "$*" = random-random-player ]; then RELAY=0; fi
 RELAY=${RELAY:-1}
 
 # Unique per run: a prefix for every namespace, a scratch directory for logs and XDG homes.
@@ -439,11 +451,15 @@ run_case() {
     cone-random) hostns=a1 joinns=c1 ;;
     random-cone) hostns=c1 joinns=a1 ;;
     random-random) hostns=c1 joinns=d1 ;;
+    random-random-player)
+      [ "$RELAY" = 0 ] || { echo "natlab: random-random-player needs a lab without a volunteer relay (RELAY=0)" >&2; return 2; }
+      hostns=c1 joinns=d1 ;;
     remap) hostns=pub joinns=a1 ;;
     remap-host) hostns=a1 joinns=pub ;;
     rejoin) hostns=a1 joinns=b1 ;;
     three) hostns=a1 joinns=c1 join2ns=d1 ;;
     three-cone) hostns=pub joinns=a1 join2ns=b1 ;;
+    member-relay) hostns=a1 joinns=pub join2ns=b1 by=key ;;
     v6-v6) start_ipv6 || return 2; hostns=e1 joinns=f1 boots=$BOOTS6 ;;
     cgnat-v6) start_ipv6 || return 2; hostns=g1 joinns=h1 boots="$BOOTS,$BOOTS6" ;;
     v6-v4-relay) start_ipv6 || return 2; hostns=e1 joinns=b1 by=invite boots=$BOOTS6 jboots=$BOOTS ;;
@@ -459,6 +475,15 @@ run_case() {
   # on a 2-core machine running the whole test suite: its match runs 15 s so the upgrade fits in it.
   case "$c" in random-cone) secs=$((SECONDS_MATCH > 15 ? SECONDS_MATCH : 15)) ;; esac
   [ -n "$join2ns" ] && players=3
+  local ppid="" player="$c-$r-player"
+  if [ "$c" = random-random-player ]; then
+    # A third player, open, hosting a lobby of its own that nobody joins: its relay service comes
+    # on once its NAT is classified, and it is the only relay the pair can find.
+    start_turf pub "$player" host --topic "natlab-$P-elsewhere-$r" --seconds 5 --start-when 8 --headless \
+      --bot easy --name player --bootstrap "$boots"
+    ppid=$LASTPID
+    wait_line "$WORK/$player.out" '"event":"relay_service","status":"on"' 200 || true
+  fi
   start_turf "$hostns" "$h" host --topic "$topic" --seconds "$secs" --start-when "$players" --headless \
     --bot easy --name host --bootstrap "$boots" ${port[@]+"${port[@]}"}
   local hpid=$LASTPID
@@ -473,8 +498,9 @@ run_case() {
   [ "$by" = key ] && target=("$key")
   [ "$by" = invite ] && target=("$(jfield "$(lastevent "$WORK/$h.out" lobby)" invite)")
   jboots=${jboots:-$boots}
-  if [ "$c" = cone-cone-late ] || [ "$c" = cone-cone-later ]; then
-    # Nothing passes directly between the two routers until the joiner has connected (relayed).
+  if [ "$c" = cone-cone-late ] || [ "$c" = cone-cone-later ] || [ "$c" = member-relay ]; then
+    # Nothing passes directly between the two routers (cone-cone-late/-later: until the joiner has
+    # connected, relayed; member-relay: at all, the second joiner must go through a relay).
     nsx ra iptables -I FORWARD -p udp -s 203.0.113.22 -j DROP
     nsx ra iptables -I FORWARD -p udp -d 203.0.113.22 -j DROP
   fi
@@ -486,6 +512,12 @@ run_case() {
     [ "$c" = cone-cone-later ] && sleep 40
     nsx ra iptables -D FORWARD -p udp -s 203.0.113.22 -j DROP || true
     nsx ra iptables -D FORWARD -p udp -d 203.0.113.22 -j DROP || true
+  fi
+  if [ "$c" = member-relay ]; then
+    # The second joiner comes once the host lists the member as a relay (its record, put again
+    # at that moment, says so: `r`), and the put has had a moment to land.
+    wait_line "$WORK/$h.out" '"event":"member_relays","relays":\["203.0.113.50' 300 || true
+    sleep 1
   fi
   if [ -n "$join2ns" ]; then
     start_turf "$join2ns" "$j2" join "${target[@]}" --headless --bot easy --name joiner2 --bootstrap "$boots"
@@ -529,6 +561,11 @@ run_case() {
   if [ "$jrc" -ne 0 ]; then kill -KILL "$hpid" 2>/dev/null || true; fi
   wait_bounded "$hpid" 20
   hrc=$WAITRC
+  [ -n "$ppid" ] && wait_bounded "$ppid" 0
+  if [ "$c" = member-relay ]; then
+    nsx ra iptables -D FORWARD -p udp -s 203.0.113.22 -j DROP || true
+    nsx ra iptables -D FORWARD -p udp -d 203.0.113.22 -j DROP || true
+  fi
   # Proof the mapping changed: the router's conntrack holds a flow to the host on a new port.
   if [ "$c" = remap ] || [ "$c" = remap-host ]; then
     remapped=false
@@ -552,9 +589,19 @@ run_case() {
   if [ -n "$join2ns" ] && [ "$(field "$(lastevent "$WORK/$j2.out" end)" final_hash)" != "$hh" ]; then agree=false; fi
   [ "$jrc" -eq 0 ] && [ "$hrc" -eq 0 ] && [ -n "$joined" ] && [ "$agree" = true ] && ok=true
   [ "$c" = remap-relayed ] && [ "$remapped" != true ] && ok=false
-  local jms path probes
+  local jms path probes relay=""
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
+  [ "$path" = relayed ] && relay=$(jfield "$(lastevent "$WORK/$j.out" connected)" address)
+  # Through the third player's relay, and nowhere else.
+  if [ "$c" = random-random-player ] && { [ "$path" != relayed ] || [ "${relay%:*}" != 203.0.113.50 ]; }; then ok=false; fi
+  local path2="" relay2=""
+  if [ -n "$join2ns" ]; then
+    path2=$(field "$(lastevent "$WORK/$j2.out" connected)" path)
+    [ "$path2" = relayed ] && relay2=$(jfield "$(lastevent "$WORK/$j2.out" connected)" address)
+  fi
+  # The second joiner through the member (pub), before the volunteer.
+  if [ "$c" = member-relay ] && { [ "$path2" != relayed ] || [ "${relay2%:*}" != 203.0.113.50 ]; }; then ok=false; fi
   probes=$(field "$(lastevent "$WORK/$j.out" connected)" probes_sent)
   local knock hpath hprobes fpath fms mesh=""
   # Three players: how the first joiner's match reached the second (its `end` event's link to the
@@ -581,8 +628,8 @@ except Exception:
   fms=$(field "$fms" after_ms)
   # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
   hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}' || true)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s","family":"%s","host_ipv6":"%s"}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh" "${family:-}" "${hv6:-}"
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s","family":"%s","host_ipv6":"%s","relay":"%s","join2_path":"%s","join2_relay":"%s"}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh" "${family:-}" "${hv6:-}" "$relay" "$path2" "$relay2"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

@@ -51,6 +51,10 @@ public enum LobbyMessage: Equatable, Sendable {
     case chat(String)
     /// Host → everyone: a line of chat the host accepted, and the key of who said it.
     case chatRelay(key: [UInt8], text: String)
+    /// Member → host: whether this member relays for others now (docs/nat.md, "Players relay
+    /// for each other"): the host registers its lobby there first and lists it in the lobby
+    /// record's `r`. Sent when it changes. A version 3 host that predates it drops and counts it.
+    case relayService(Bool)
 
     public static let protocolVersion: UInt8 = 3
     /// The most bytes any message may have: a snapshot of a long match (about 4 bytes an op).
@@ -176,7 +180,7 @@ public enum LobbyMessage: Equatable, Sendable {
 
     enum Kind: UInt8 {
         case hello = 1, roster, settings, revealRequest, reveal, start, leave, ops, snapshot, done
-        case settled, rematchOffer, rematchAnswer, chat, chatRelay
+        case settled, rematchOffer, rematchAnswer, chat, chatRelay, relayService
     }
 
     public func encode() -> [UInt8] {
@@ -257,6 +261,9 @@ public enum LobbyMessage: Equatable, Sendable {
             w.u8(Kind.chatRelay.rawValue)
             w.bytes(key)
             w.string(text)
+        case .relayService(let on):
+            w.u8(Kind.relayService.rawValue)
+            w.u8(on ? 1 : 0)
         }
         return w.bytes
     }
@@ -376,6 +383,13 @@ public enum LobbyMessage: Equatable, Sendable {
             case .chatRelay:
                 let key = Array(try r.take(32, "key"))
                 m = .chatRelay(key: key, text: try Self.chatText(&r))
+            case .relayService:
+                let at = r.offset
+                switch try r.u8("relay service") {
+                case 0: m = .relayService(false)
+                case 1: m = .relayService(true)
+                case let b: throw ByteReadError(offset: at, "unknown relay service flag \(b)")
+                }
             }
             guard r.isAtEnd else { throw ByteReadError(offset: r.offset, "\(r.remaining) stray bytes") }
             return m

@@ -9,18 +9,25 @@ import NetCore
 ///
 ///     { "a": compact IPv4 addresses (6 bytes each: IPv4, port), "a6": compact IPv6 addresses
 ///       (18 bytes each; absent without any), "n": players, "p": 0|1 passphrase, "t": topic,
-///       "v": lobby protocol version }
+///       "v": lobby protocol version, "r": members that relay for others (absent without any) }
 ///
 /// The families are apart, as BEP 32 keeps `nodes` and `nodes6`: a reader that knows only `a`
-/// still reads the IPv4 addresses.
+/// still reads the IPv4 addresses. `r` holds at most `maxRelays` compact addresses of either
+/// family, one after another, each with its length first (6 or 18): a joiner that cannot punch
+/// joins through one of the lobby's own members before strangers (docs/nat.md, "Players relay
+/// for each other"). A reader that does not know `r` ignores it; one that does drops an `r` that
+/// is malformed and keeps the rest of the record.
 public struct LobbyRecord: Equatable, Sendable {
     public var version: Int
     public var addresses: [PeerAddress]
     public var passphrase: Bool
     public var players: Int
     public var topic: String
+    /// Members of the lobby that relay for others, where the host's sessions see them.
+    public var relays: [PeerAddress]
 
     public static let maxAddresses = 16
+    public static let maxRelays = 4
     public static let maxTopicBytes = 200
 
     public var value: BValue {
@@ -31,8 +38,20 @@ public struct LobbyRecord: Equatable, Sendable {
             [("a", .bytes(a))] + (a6.isEmpty ? [] : [("a6", .bytes(a6))]) + [
                 ("n", .int(Int64(players))), ("p", .int(passphrase ? 1 : 0)), ("t", .string(topic)),
                 ("v", .int(Int64(version))),
-            ]
+            ] + (r.isEmpty ? [] : [("r", .bytes(r))])
         )
+    }
+
+    /// `r`: each relay's compact form after its size (`PeerAddress.tagged`).
+    private var r: [UInt8] { PeerAddress.tagged(Array(relays.prefix(Self.maxRelays))) }
+
+    /// Parses `r` (nil when it is malformed: a wrong size byte, a short address, more than
+    /// `maxRelays`, a port 0 or an unspecified address).
+    static func parseRelays(_ b: [UInt8]) -> [PeerAddress]? {
+        guard let out = PeerAddress.untagged(b, limit: maxRelays),
+            out.allSatisfy({ $0.port != 0 && !$0.isUnspecified })
+        else { return nil }
+        return out
     }
 
     /// Parses a record read from the DHT (signed, but by whoever holds the key: still bounded).
@@ -58,14 +77,28 @@ public struct LobbyRecord: Equatable, Sendable {
         passphrase = p != 0
         players = Int(clamping: n)
         self.topic = topic
+        // Optional, and only a hint: a malformed `r` is ignored, not the record.
+        if case .bytes(let rb)? = get("r"), rb.count <= Self.maxRelays * 19, let rs = Self.parseRelays(rb) {
+            relays = rs
+        } else {
+            relays = []
+        }
     }
 
-    public init(version: Int, addresses: [PeerAddress], passphrase: Bool, players: Int, topic: String) {
+    public init(
+        version: Int,
+        addresses: [PeerAddress],
+        passphrase: Bool,
+        players: Int,
+        topic: String,
+        relays: [PeerAddress] = []
+    ) {
         self.version = version
         self.addresses = addresses
         self.passphrase = passphrase
         self.players = players
         self.topic = topic
+        self.relays = Array(relays.prefix(Self.maxRelays))
     }
 }
 

@@ -45,6 +45,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         /// IPv6 datagrams from an address this socket had not sent to lately: what a stateful
         /// firewall in front of it would have dropped, so one of them shows inbound IPv6 is open.
         public var unsolicitedIPv6: UInt64 = 0
+        /// IPv4 datagrams from a public address this socket had not sent to lately: the NAT in front
+        /// lets strangers in on our mapping (no NAT, or one that filters by nothing), so others
+        /// can reach a relay here (docs/nat.md, "Players relay for each other").
+        public var unsolicitedIPv4: UInt64 = 0
         /// Times the socket was closed by an error and bound again on the same address.
         public var rebinds: UInt64 = 0
         public var rebindFailures: UInt64 = 0
@@ -76,6 +80,10 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
     /// `stats.unsolicitedIPv6`.
     private var contactedIPv6 = Set<PeerAddress>()
     static let maxContacted = 4096
+    /// IPv4 addresses sent to lately, in two generations (the older one kept while the newer one
+    /// fills up to `maxContacted`, so a late answer is not taken for a stranger), for
+    /// `stats.unsolicitedIPv4`.
+    private var contactedIPv4 = (now: Set<PeerAddress>(), before: Set<PeerAddress>())
 
     private init(
         channel: Channel,
@@ -231,6 +239,9 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
         if destination.isIPv6 {
             if contactedIPv6.count >= UDPHost.maxContacted { contactedIPv6.removeAll(keepingCapacity: true) }
             contactedIPv6.insert(destination)
+        } else if !contactedIPv4.now.contains(destination) {
+            if contactedIPv4.now.count >= UDPHost.maxContacted { contactedIPv4 = ([], contactedIPv4.now) }
+            contactedIPv4.now.insert(destination)
         }
         let out = routedChannel(destination) ?? channel
         var buffer = out.allocator.buffer(capacity: payload.count)
@@ -341,7 +352,12 @@ public final class UDPHost: NetworkHost, LoopExecutor, @unchecked Sendable {
             return
         }
         stats.received += 1
-        if source.isIPv6 && !contactedIPv6.contains(source) { stats.unsolicitedIPv6 += 1 }
+        if source.isIPv6 {
+            if !contactedIPv6.contains(source) { stats.unsolicitedIPv6 += 1 }
+        } else if !source.isPrivate, !contactedIPv4.now.contains(source), !contactedIPv4.before.contains(source) {
+            // From the internet only: a LAN neighbour reaches us without crossing the NAT.
+            stats.unsolicitedIPv4 += 1
+        }
         let bytes = envelope.data.getBytes(at: envelope.data.readerIndex, length: envelope.data.readableBytes) ?? []
         onReceive?(bytes, source)
     }

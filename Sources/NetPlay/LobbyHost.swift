@@ -59,6 +59,21 @@ public struct LobbyHost: Sendable {
         public var reveal: [UInt8]?
         public var address: PeerAddress?
         public var relayed: Bool
+        /// The member says it relays for others (`LobbyMessage.relayService`).
+        public var relaysForOthers = false
+        /// How often it said so, or took it back: past `maxRelayServiceChanges`, dropped.
+        var relayServiceChanges = 0
+    }
+
+    /// Most `relayService` changes a member may announce (each one puts the lobby record again).
+    public static let maxRelayServiceChanges = 16
+    /// The members that relay for others, reached directly (at most `LobbyRecord.maxRelays`, in
+    /// seat order): the host registers its lobby there first; the lobby record lists them (`r`).
+    public var memberRelays: [PeerAddress] {
+        Array(
+            seats.filter { $0.link != nil && $0.relaysForOthers && !$0.relayed }.compactMap(\.address)
+                .prefix(LobbyRecord.maxRelays)
+        )
     }
 
     /// What happened, for the player (the lobby screen's notice, headless `peer` events).
@@ -189,9 +204,25 @@ public struct LobbyHost: Sendable {
             case .chat(let text): chat(text, on: id, now: now)
             case .rematchAnswer(let a): answer(a, on: id, now: now)
             case .settled: break  // a member's match settled after ours: nothing to do
+            case .relayService(let on): relayService(on, on: id)
             default: dropped += 1
             }
         }
+    }
+
+    /// A member says whether it relays for others now. From anyone but a seated member, or past
+    /// `maxRelayServiceChanges` changes, dropped and counted.
+    private mutating func relayService(_ on: Bool, on id: LinkID) {
+        guard let i = seats.firstIndex(where: { $0.link == id }),
+            seats[i].relayServiceChanges < Self.maxRelayServiceChanges
+        else {
+            dropped += 1
+            return
+        }
+        guard seats[i].relaysForOthers != on else { return }
+        seats[i].relaysForOthers = on
+        seats[i].relayServiceChanges += 1
+        events.append(.recordChanged)
     }
 
     /// A link's session moved (a relayed member found its direct path, or roamed): the roster says so.

@@ -22,6 +22,9 @@ public final class Peer {
     public let sessions: SessionManager?
     /// IPv6 datagrams that came in unsolicited (`UDPHost.Stats.unsolicitedIPv6`; 0 on a simulated socket).
     public var unsolicitedIPv6: UInt64 { (host as? UDPHost)?.stats.unsolicitedIPv6 ?? 0 }
+    /// IPv4 datagrams that came in unsolicited (`UDPHost.Stats.unsolicitedIPv4`; 0 on a simulated
+    /// socket): our NAT lets strangers reach us, so we can relay for them.
+    public var unsolicitedIPv4: UInt64 { (host as? UDPHost)?.stats.unsolicitedIPv4 ?? 0 }
     /// Hole punching's probes (docs/nat.md), on the same socket.
     public let puncher: HolePuncher
     /// Relaying (docs/nat.md): with an identity, the client the sessions send through (nil

@@ -105,6 +105,26 @@ public enum RelayFrame: Equatable, Sendable {
             .sorted { $0.1.lexicographicallyPrecedes($1.1) }
             .map(\.0)
     }
+
+    /// The relays a pair tries, in order (docs/nat.md, "Players relay for each other"): the
+    /// match's own members that relay first, then volunteers (`turf dht serve --relay`), then
+    /// players that relay for strangers, each class ranked by `rank`. A relay listed in an
+    /// earlier class is not repeated, and `excluding` (this process's own addresses, the other
+    /// end of the pair) never appears: a process is never its own relay.
+    public static func order(
+        members: [PeerAddress],
+        volunteers: [PeerAddress],
+        players: [PeerAddress],
+        tag: NodeID,
+        excluding: Set<PeerAddress>
+    ) -> [PeerAddress] {
+        var seen = excluding
+        var out: [PeerAddress] = []
+        for cls in [members, volunteers, players] {
+            for a in rank(cls, tag: tag) where seen.insert(a).inserted { out.append(a) }
+        }
+        return out
+    }
 }
 
 /// A relay's answer to a register or a join.

@@ -122,7 +122,11 @@ public struct LobbyScreen: Sendable {
             // IPv6 (open, firewalled, none) where there is room.
             let short = "your NAT: " + String(nat.prefix(12))
             let long = short + (v.ipv6.map { " · IPv6: " + String($0.prefix(10)) } ?? "")
-            for text in [long, short] where f.width - text.count - 1 > 1 + 12 + 3 + 24 {
+            // And whether this machine relays for others (docs/nat.md), shorter where room is short.
+            let state = v.relaying.map { $0 ? "on" : "off" }
+            let longest = long + (state.map { " · relaying for others: " + $0 } ?? "")
+            let relaying = short + (state.map { " · relaying: " + $0 } ?? "")
+            for text in [longest, relaying, long, short] where f.width - text.count - 1 > 1 + 12 + 3 + 24 {
                 f.put(text, x: f.width - text.count - 1, y: y, style: Style(dim: true))
                 break
             }

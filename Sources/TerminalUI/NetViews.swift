@@ -159,6 +159,9 @@ public struct LobbyView: Sendable, Equatable {
     public var nat: String?
     /// Whether peers can reach this machine over IPv6 (`open`, `firewalled`, `none`), nil unknown.
     public var ipv6: String?
+    /// Whether this machine relays for others now (docs/nat.md, "Players relay for each
+    /// other"), shown after the NAT where there is room; nil: not shown.
+    public var relaying: Bool?
     /// The lobby's last lines of chat, oldest first (untrusted: escaped and fitted when drawn).
     public var chat: [ChatLine] = []
     /// The line being typed (`c` opens it, Enter sends, Esc cancels); nil when closed. The screens

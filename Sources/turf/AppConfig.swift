@@ -105,8 +105,9 @@ enum DHTBootstrap {
         return true
     }
 
-    /// The settings `dht.conf` may hold: `bootstrap`, and `lan_discovery` (docs/nat.md, "LAN parties").
-    static let settingNames = ["bootstrap", "lan_discovery"]
+    /// The settings `dht.conf` may hold: `bootstrap`, `lan_discovery` (docs/nat.md, "LAN parties"),
+    /// and `relay_service` and `relay_kib_per_second` (docs/nat.md, "Players relay for each other").
+    static let settingNames = ["bootstrap", "lan_discovery", "relay_service", "relay_kib_per_second"]
 
     /// A `dht.conf`'s `key = value` lines, each with `path:line`. Blank lines and lines starting
     /// with `#` are skipped; any line ending (LF, CRLF, CR) is accepted. An unknown key, a line
@@ -124,7 +125,7 @@ enum DHTBootstrap {
             guard parts.count == 2 else { throw SettingError("\(at): expected 'key = value'") }
             guard settingNames.contains(parts[0]) else {
                 throw SettingError(
-                    "\(at): unknown setting '\(parts[0].prefix(40))' (the settings are 'bootstrap' and 'lan_discovery')"
+                    "\(at): unknown setting '\(parts[0].prefix(40))' (the settings are \(settingNames.map { "'\($0)'" }.joined(separator: ", ")))"
                 )
             }
             guard !out.contains(where: { $0.key == parts[0] }) else {
@@ -138,7 +139,9 @@ enum DHTBootstrap {
     /// The bootstrap nodes a `dht.conf` names: nil when it has no `bootstrap` line. A bad value,
     /// or anything `settings` refuses, is an error naming `path:line`.
     static func parseConfig(_ text: String, path: String) throws -> [String]? {
-        _ = try parseLANDiscovery(text, path: path)  // one file, one verdict: a bad line anywhere is an error
+        // One file, one verdict: a bad line anywhere is an error.
+        _ = try parseLANDiscovery(text, path: path)
+        _ = try parseRelayService(text, path: path)
         guard let line = try settings(text, path: path).first(where: { $0.key == "bootstrap" }) else { return nil }
         return line.value.isEmpty ? [] : try parseList(line.value, source: line.at)
     }
@@ -155,6 +158,34 @@ enum DHTBootstrap {
         default:
             throw SettingError("\(line.at): lan_discovery must be 'on' or 'off', not '\(line.value.prefix(40))'")
         }
+    }
+
+    /// What `dht.conf` says of relaying for others while playing: `relay_service = on|off` (nil
+    /// when absent) and `relay_kib_per_second = N` (the total a player's relay forwards, 1–102400
+    /// KiB/s; nil when absent). Any other value is an error naming `path:line`.
+    static func parseRelayService(_ text: String, path: String) throws -> (on: Bool?, kibPerSecond: Int?) {
+        let lines = try settings(text, path: path)
+        var on: Bool?
+        if let line = lines.first(where: { $0.key == "relay_service" }) {
+            switch line.value {
+            case "on": on = true
+            case "off": on = false
+            default:
+                throw SettingError("\(line.at): relay_service must be 'on' or 'off', not '\(line.value.prefix(40))'")
+            }
+        }
+        var kib: Int?
+        if let line = lines.first(where: { $0.key == "relay_kib_per_second" }) {
+            guard line.value.count <= 6, line.value.allSatisfy(\.isASCII), let n = Int(line.value),
+                (1...102_400).contains(n)
+            else {
+                throw SettingError(
+                    "\(line.at): relay_kib_per_second must be a whole number from 1 to 102400, not '\(line.value.prefix(40))'"
+                )
+            }
+            kib = n
+        }
+        return (on, kib)
     }
 
     /// `$XDG_CONFIG_HOME/turf/dht.conf`, by the rules of every turf path (`XDGPaths`): `$HOME`

@@ -17,9 +17,13 @@ struct BenchPunch: ParsableCommand {
         "remap",
         "remap-host", "remap-relayed", "rejoin",
         "three", "three-cone", "cone-random", "random-cone", "random-random", "lt-cone-cone", "lan-party",
+        // Players relay for each other (docs/nat.md): through a member first; with no volunteer at all.
+        "member-relay", "random-random-player",
         // IPv6 (docs/nat.md, "IPv6"): stateful firewalls, a random IPv4 NAT beside IPv6, no common family.
         "v6-v6", "cgnat-v6", "v6-v4-relay",
     ]
+    /// Cases about a lab with no volunteer relay: run in a lab of their own (`RELAY=0`).
+    static let noVolunteerCases: Set<String> = ["random-random-player"]
 
     @Option(help: Limits.runs.help("Runs per case.", default: 5), transform: Limits.runs.parse) var runs = 5
     @Option(
@@ -56,6 +60,28 @@ struct BenchPunch: ParsableCommand {
         return FileManager.default.isExecutableFile(atPath: here) ? here : nil
     }
 
+    /// Runs `cases` in one lab (none: nothing) and returns what it printed, one line per run.
+    func runLab(_ script: String, _ cases: [String], volunteer: Bool) throws -> Data {
+        guard !cases.isEmpty else { return Data() }
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [script, "--turf", exe, "--runs", String(runs)] + cases
+        var env = ProcessInfo.processInfo.environment
+        env["LOSS"] = loss > 0 ? String(loss) : ""
+        env["RELAY"] = volunteer ? env["RELAY"] ?? "1" : "0"
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        // The lab prints one short line per run; bounded by what the runs can print.
+        let data = out.fileHandleForReading.readDataToEndOfFile().prefix(1 << 20)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw CLIError("the NAT lab failed (exit \(p.terminationStatus))") }
+        return Data(data)
+    }
+
     static func add(_ j: inout JSONObject, _ key: String, _ v: Double?) {
         if let v { j.add(key, v, digits: 5) } else { j.add(key, JSONValue.null) }
     }
@@ -67,22 +93,11 @@ struct BenchPunch: ParsableCommand {
         guard let script = lab ?? Self.findLab() else {
             throw CLIError("scripts/natlab.sh not found: give its path with --lab")
         }
-        let exe =
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [script, "--turf", exe, "--runs", String(runs)] + cases
-        var env = ProcessInfo.processInfo.environment
-        env["LOSS"] = loss > 0 ? String(loss) : ""
-        p.environment = env
-        let out = Pipe()
-        p.standardOutput = out
         let started = monotonicNanos()
-        try p.run()
-        // The lab prints one short line per run; bounded by what the runs can print.
-        let data = out.fileHandleForReading.readDataToEndOfFile().prefix(1 << 20)
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw CLIError("the NAT lab failed (exit \(p.terminationStatus))") }
+        // The cases that need a lab without the volunteer relay get one of their own.
+        let apart = cases.filter { Self.noVolunteerCases.contains($0) }
+        var data = try runLab(script, cases.filter { !Self.noVolunteerCases.contains($0) }, volunteer: true)
+        data += try runLab(script, apart, volunteer: false)
         var byCase: [String: [[String: Any]]] = [:]
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
@@ -134,6 +149,14 @@ struct BenchPunch: ParsableCommand {
             let mesh = ok.compactMap { $0["mesh_path"] as? String }.filter { !$0.isEmpty }
             if !mesh.isEmpty {
                 j.add("mesh_path", Dictionary(grouping: mesh, by: { $0 }).max { $0.value.count < $1.value.count }?.key)
+            }
+            // Three players, the second joiner's path to the host (member-relay: through the member).
+            let second = ok.compactMap { $0["join2_path"] as? String }.filter { !$0.isEmpty }
+            if !second.isEmpty {
+                j.add(
+                    "join2_path",
+                    Dictionary(grouping: second, by: { $0 }).max { $0.value.count < $1.value.count }?.key
+                )
             }
             // The family of the direct paths (ipv4, ipv6), the most common one.
             let families = ok.compactMap { $0["family"] as? String }.filter { !$0.isEmpty }

@@ -144,6 +144,8 @@ extension NetRuntime {
                 j.add("chat_rate_limited", chatRateLimited)
             }
             addLANCounts(to: &j)
+            // What this machine relayed for others (docs/nat.md, "Players relay for each other").
+            j.add("relay_service", relayServiceJSON())
             j.add("links", linkObjects)
             j.add("series", seriesJSON())
         }

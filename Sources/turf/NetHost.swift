@@ -41,7 +41,8 @@ extension NetRuntime {
                 addresses: reachableAddresses(),
                 passphrase: passphrase != nil,
                 players: lobby.seats.count,
-                topic: topic
+                topic: topic,
+                relays: lobby.memberRelays
             )
             let item = DHTItem.mutable(MutableItem(signedBy: identity.signing, seq: recordSeq, value: record.value))
             live.execute { $0.dht.put(item) { _ in } }
@@ -95,8 +96,17 @@ extension NetRuntime {
                 nat: natKind?.rawValue,
                 ipv6: natKind == nil ? nil : ipv6Reach().rawValue
             )
+            v.relaying = relayingShown
             v.chat = chatLines
             return v
+        }
+        /// Members that relay for others (they said so, and the host reaches them directly):
+        /// registered at first and listed in the record. True when they changed (the record is
+        /// then due again), with a `member_relays` event.
+        func syncMemberRelays() -> Bool {
+            guard relayWatch.members(lobby.memberRelays) else { return false }
+            event("member_relays") { $0.add("relays", lobby.memberRelays.map(\.description)) }
+            return true
         }
         /// What the state machine asked for, done; what happened, said.
         func carryOut() {
@@ -138,6 +148,7 @@ extension NetRuntime {
                         j.add("reason", reason == .banned ? "banned" : "not_allowed")
                     }
                 case .recordChanged:
+                    _ = syncMemberRelays()
                     putRecord()
                 case .chat(let key, let name, let text):
                     heardChat(key, name: name, text: text)
@@ -165,6 +176,8 @@ extension NetRuntime {
                 lobby.moved(id, to: a, relayed: RelayClient.isVirtual(a))
             }
             pathsMoved.removeAll()
+            // A member that relays and whose own link just went direct can now carry others.
+            if syncMemberRelays() { putRecord() }
             carryOut()
             switch ui.lobby(lobbyView()) {
             case .start?: break lobby

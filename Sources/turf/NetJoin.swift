@@ -34,6 +34,7 @@ extension NetRuntime {
         var lanCandidates = Set<PeerAddress>()  // found by LAN discovery (NetRuntime+LAN.swift)
         var expected: PeerKey?
         var topic: String
+        var memberRelays: [PeerAddress] = []  // the lobby record's `r`: members that relay for others
         switch target {
         case .invite(let i):
             candidates = i.addresses
@@ -47,6 +48,7 @@ extension NetRuntime {
             }
             candidates = record.addresses
             topic = record.topic
+            memberRelays = record.relays
         case .topic(let t, let k):
             topic = t
             expected = k
@@ -81,7 +83,13 @@ extension NetRuntime {
         }
 
         // Knock, probe and try every address at once until a session is up with the right key.
-        let connection = connectToHost(candidates, topic: topic, psk: psk, expected: expected)
+        let connection = connectToHost(
+            candidates,
+            topic: topic,
+            psk: psk,
+            expected: expected,
+            memberRelays: memberRelays
+        )
         stopLANSearch()
         guard let hostLink = connection.link, let hostKey = connection.key else {
             if connection.failedOnPassphrase {
@@ -144,6 +152,7 @@ extension NetRuntime {
                 nat: natKind?.rawValue,
                 ipv6: natKind == nil ? nil : ipv6Reach().rawValue
             )
+            v.relaying = relayingShown
             v.chat = chatLines
             return v
         }
@@ -153,6 +162,12 @@ extension NetRuntime {
             for e in events {
                 switch e {
                 case .joined(let players):
+                    // Seated: the host hears from now on whether we relay for others (it lists
+                    // its relaying members in the lobby record and registers there first).
+                    if !spectate && relayService.hostLink == nil {
+                        relayService.hostLink = hostLink
+                        relayService.toldHost = false
+                    }
                     event("joined") { j in
                         j.add("host", hostKey.text)
                         j.add("key", identity.publicKey.text)

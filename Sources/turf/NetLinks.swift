@@ -44,6 +44,8 @@ struct NetStats: Sendable {
     var natType: NATType?
     /// IPv6 datagrams that came in unsolicited (`IPv6Reach`).
     var unsolicitedIPv6: UInt64 = 0
+    /// IPv4 datagrams that came in unsolicited: a consistent NAT that lets strangers in.
+    var unsolicitedIPv4: UInt64 = 0
     /// The `freshStats` request this event answers (0 for the once-a-second ones).
     var token = 0
 
@@ -161,6 +163,7 @@ final class Links: @unchecked Sendable {  // touched only on the LivePeer's even
         s.natType = peer.dht.natType
         s.externalAddress6 = peer.dht.externalAddress6
         s.unsolicitedIPv6 = peer.unsolicitedIPv6
+        s.unsolicitedIPv4 = peer.unsolicitedIPv4
         mailbox.post(.stats(s))
     }
 

@@ -27,6 +27,11 @@ struct NetPlayOptions: ParsableArguments {
             "No LAN discovery: do not announce or search on the local network (BEP 14; also: lan_discovery = off in dht.conf)."
     )
     var noLan = false
+    @Flag(
+        help:
+            "Do not relay for other players while turf runs (by default a machine whose NAT lets others in relays at most 64 KiB/s for pairs that cannot punch; also: relay_service = off in dht.conf)."
+    )
+    var noRelayService = false
     @Option(
         help: ArgumentHelp(
             "With --headless: say this line of chat in the lobby once someone can hear it (repeatable; at most \(LobbyMessage.maxChatBytes) bytes each).",

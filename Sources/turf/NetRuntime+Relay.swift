@@ -43,34 +43,111 @@ extension NetRuntime {
         RelayClient.isVirtual(a) ? "relayed" : a.isPrivate ? "lan" : "direct"
     }
 
-    /// The host's side: finds relays on the DHT and registers the lobby at the two it ranks first,
-    /// again after every lookup (every 30 s; every 2 s while none is found). The returned watch,
-    /// ticked from the lobby loop, prints a `relay` event whenever a relay's answer changes.
+    /// The host's side: finds relays on the DHT (volunteers and players that relay for others)
+    /// and registers the lobby at the two it ranks first, again after every lookup (every 30 s;
+    /// every 2 s while none is found), and at up to two of its own members that relay (they come
+    /// first: `memberRelays`, set from the lobby loop). The returned watch, ticked from the lobby
+    /// loop, prints a `relay` event whenever a relay's answer changes.
     func startHostRelay(topic: String) -> HostRelayWatch {
         let tag = RelayFrame.tag(topic: topic)
-        live.execute { peer in Self.findAndRegister(peer, tag: tag) }
-        return HostRelayWatch(rt: self)
+        let finder = HostRelayFinder(tag: tag)
+        live.execute { peer in finder.find(peer) }
+        return HostRelayWatch(rt: self, finder: finder)
     }
+}
 
-    private static func findAndRegister(_ peer: Peer, tag: NodeID) {
-        peer.dht.getPeers(RelayFrame.relayInfoHash) { [weak peer] r in
-            guard let peer, let client = peer.relay else { return }
-            let relays = RelayFrame.rank(r.peers, tag: tag)
-            if !relays.isEmpty { client.register(tag: tag, at: Array(relays.prefix(2))) }
-            peer.host.schedule(after: .seconds(relays.isEmpty ? 2 : 30)) { [weak peer] in
-                if let peer { findAndRegister(peer, tag: tag) }
+/// The host's relay lookups and registration, on the event loop: both classes of relay found on
+/// the DHT (volunteers and players), its members that relay, and the registration built from them.
+final class HostRelayFinder: @unchecked Sendable {
+    let tag: NodeID
+    /// Confined to the loop.
+    private var volunteers: [PeerAddress] = []
+    private var players: [PeerAddress] = []
+    private var members: [PeerAddress] = []
+
+    init(tag: NodeID) { self.tag = tag }
+
+    /// Looks both info-hashes up; registers when both answered, and again 30 s later (2 s while
+    /// it found none).
+    func find(_ peer: Peer) {
+        var answers = 0
+        for (hash, volunteer) in [(RelayFrame.relayInfoHash, true), (RelayFrame.playerRelayInfoHash, false)] {
+            peer.dht.getPeers(hash) { [weak peer] r in
+                guard let peer else { return }
+                if volunteer { self.volunteers = r.peers } else { self.players = r.peers }
+                answers += 1
+                guard answers == 2 else { return }
+                let found = self.register(peer)
+                peer.host.schedule(after: .seconds(found ? 30 : 2)) { [weak peer] in
+                    if let peer { self.find(peer) }
+                }
             }
         }
+    }
+
+    /// The lobby's members that relay for others, at the addresses its sessions see: registered
+    /// at first (at most two), at once when they change.
+    func setMembers(_ addresses: [PeerAddress], peer: Peer) {
+        guard addresses != members else { return }
+        members = addresses
+        register(peer)
+    }
+
+    /// Registers at up to two members and the two strangers ranked first (volunteers before
+    /// players), never at this peer itself. Returns whether any stranger was found.
+    @discardableResult
+    private func register(_ peer: Peer) -> Bool {
+        guard let client = peer.relay else { return false }
+        let own = Set([peer.dht.externalAddress, peer.dht.externalAddress6, peer.localAddress].compactMap { $0 })
+        let chosen = Self.choose(members: members, volunteers: volunteers, players: players, tag: tag, own: own)
+        if !chosen.relays.isEmpty { client.register(tag: tag, at: chosen.relays) }
+        return chosen.strangers > 0
+    }
+
+    /// Where the host registers: up to two members that relay, then the two strangers ranked
+    /// first (volunteers before players), never `own`; and how many strangers there were.
+    static func choose(
+        members: [PeerAddress],
+        volunteers: [PeerAddress],
+        players: [PeerAddress],
+        tag: NodeID,
+        own: Set<PeerAddress>
+    ) -> (relays: [PeerAddress], strangers: Int) {
+        let mine = RelayFrame.order(members: members, volunteers: [], players: [], tag: tag, excluding: own)
+        let strangers = RelayFrame.order(
+            members: [],
+            volunteers: volunteers,
+            players: players,
+            tag: tag,
+            excluding: own.union(mine)
+        )
+        return (Array(mine.prefix(2)) + Array(strangers.prefix(2)), strangers.count)
     }
 }
 
 /// The host's relay registrations as its events show them: `{"event":"relay","relay":…,"status":"ok"}`.
 final class HostRelayWatch {
     let rt: NetRuntime
+    let finder: HostRelayFinder
     private var shown: [PeerAddress: String] = [:]
     private var lastCheck: UInt64 = 0
+    private var members: [PeerAddress] = []
 
-    init(rt: NetRuntime) { self.rt = rt }
+    init(rt: NetRuntime, finder: HostRelayFinder) {
+        self.rt = rt
+        self.finder = finder
+    }
+
+    /// The members that relay for others (the lobby's roster, where the host's sessions see
+    /// them): the registration puts them first. Returns whether they changed.
+    @discardableResult
+    func members(_ addresses: [PeerAddress]) -> Bool {
+        guard addresses != members else { return false }
+        members = addresses
+        let finder = self.finder
+        rt.live.execute { peer in finder.setMembers(addresses, peer: peer) }
+        return true
+    }
 
     func tick() {
         let now = monotonicNanos()
@@ -92,7 +169,11 @@ final class HostRelayWatch {
 /// Driven from the joiner's thread; the loop's answers come back through a lock.
 final class JoinRelay {
     struct Shared {
-        var relays: [PeerAddress]?
+        /// What each lookup found: volunteers (`turf dht serve --relay`) and players that relay.
+        var volunteers: [PeerAddress]?
+        var players: [PeerAddress]?
+        /// Relays whose join came back without a channel, and how often (later rounds try others first).
+        var failures: [PeerAddress: Int] = [:]
         /// Sessions started through a relay, not yet taken by `tick`.
         var started: [UInt32] = []
         var outstanding = 0
@@ -111,14 +192,28 @@ final class JoinRelay {
     var deadline: UInt64 { firstStarted.map { $0 + 10_000_000_000 } ?? 0 }
     let psk: SecretBytes?
     let expected: PeerKey?
+    /// The lobby's members that relay for others (its record's `r`): tried before strangers.
+    let members: [PeerAddress]
+    /// Never a relay: this process's own addresses, and the host's.
+    let excluding: Set<PeerAddress>
     let shared = NIOLockedValueBox(Shared())
     private(set) var joined = false
 
-    init(rt: NetRuntime, topic: String, psk: SecretBytes?, expected: PeerKey?, after: UInt64) {
+    init(
+        rt: NetRuntime,
+        topic: String,
+        psk: SecretBytes?,
+        expected: PeerKey?,
+        after: UInt64,
+        members: [PeerAddress] = [],
+        excluding: Set<PeerAddress> = []
+    ) {
         self.rt = rt
         tag = RelayFrame.tag(topic: topic)
         self.psk = psk
         self.expected = expected
+        self.members = members
+        self.excluding = excluding
         startAt = monotonicNanos() + after
         lookup()
     }
@@ -126,15 +221,32 @@ final class JoinRelay {
     private var lookups = 0
     private var lastLookup: UInt64 = 0
 
-    /// A `get_peers` of the relays' info-hash; its answer lands in `shared.relays`.
+    /// A `get_peers` of each class's info-hash (volunteers, players); the answers land in `shared`.
     private func lookup() {
         lookups += 1
         lastLookup = monotonicNanos()
         let shared = self.shared
-        shared.withLockedValue { $0.relays = nil }
-        rt.live.execute { peer in
-            peer.dht.getPeers(RelayFrame.relayInfoHash) { r in shared.withLockedValue { $0.relays = r.peers } }
+        shared.withLockedValue {
+            $0.volunteers = nil
+            $0.players = nil
         }
+        rt.live.execute { peer in
+            peer.dht.getPeers(RelayFrame.relayInfoHash) { r in shared.withLockedValue { $0.volunteers = r.peers } }
+            peer.dht.getPeers(RelayFrame.playerRelayInfoHash) { r in shared.withLockedValue { $0.players = r.peers } }
+        }
+    }
+
+    /// Every relay found so far, in the order to try them: members, volunteers, players
+    /// (`RelayFrame.order`), then those that failed fewer times first. Nil until both lookups answered.
+    private var ordered: [PeerAddress]? {
+        let (v, p, failures) = shared.withLockedValue { ($0.volunteers, $0.players, $0.failures) }
+        guard let v, let p else { return nil }
+        let all = RelayFrame.order(members: members, volunteers: v, players: p, tag: tag, excluding: excluding)
+        // A stable sort: within one failure count the order above stays.
+        return all.enumerated().sorted { a, b in
+            let (fa, fb) = (failures[a.element] ?? 0, failures[b.element] ?? 0)
+            return fa != fb ? fa < fb : a.offset < b.offset
+        }.map(\.element)
     }
 
     /// How long a joiner waits for a direct path before it also tries relays: not long when its
@@ -154,13 +266,16 @@ final class JoinRelay {
             joined = false
             startAt = monotonicNanos() + 1_000_000_000
         }
-        if !joined, force || monotonicNanos() >= startAt, let relays = shared.withLockedValue({ $0.relays }) {
+        if !joined, force || monotonicNanos() >= startAt, let relays = ordered {
             if relays.isEmpty && lookups < 4 {
                 // None found yet (a relay's announcement may not have landed): ask again, 2 s apart.
                 if monotonicNanos() - lastLookup > 2_000_000_000 { lookup() }
             } else {
                 joined = true
-                start(Array(RelayFrame.rank(relays, tag: tag).prefix(2)))
+                // Members first: the first round goes to the lobby's own relaying members alone
+                // (else a stranger's channel might win the race); strangers follow if they fail.
+                let mine = relays.prefix(2).filter { members.contains($0) }
+                start(joinRounds == 0 && !mine.isEmpty ? mine : Array(relays.prefix(2)))
             }
         }
         for id in shared.withLockedValue({ s in
@@ -174,8 +289,8 @@ final class JoinRelay {
 
     func relay(of id: UInt32) -> PeerAddress? { shared.withLockedValue { $0.relayOf[id] } }
 
-    /// How many relays the lookup found (nil: it has not answered).
-    var found: Int? { shared.withLockedValue { $0.relays?.count } }
+    /// How many relays the lookups found, members included (nil: they have not answered).
+    var found: Int? { ordered?.count }
 
     private func start(_ relays: [PeerAddress]) {
         joinRounds += 1
@@ -192,6 +307,8 @@ final class JoinRelay {
                         if let s {
                             sh.started.append(s.localIndex)
                             sh.relayOf[s.localIndex] = relay
+                        } else {
+                            sh.failures[relay, default: 0] += 1
                         }
                     }
                     if let s { links.adopt(s) }

@@ -60,18 +60,26 @@ extension NetRuntime {
     /// the others are closed. A relay joins in after a short wait, and behind a random (or not yet
     /// classified) NAT the birthday method (NetRuntime+Birthday.swift). Emits `nat` and
     /// `connected` when done.
-    func connectToHost(_ candidates: [PeerAddress], topic: String, psk: SecretBytes?, expected: PeerKey?)
-        -> HostConnection
-    {
+    func connectToHost(
+        _ candidates: [PeerAddress],
+        topic: String,
+        psk: SecretBytes?,
+        expected: PeerKey?,
+        memberRelays: [PeerAddress] = []
+    ) -> HostConnection {
         freshStats()
         let nat = natStatus()  // the joiner's own NAT decides how soon it asks a relay, and the birthday method
         let began = monotonicNanos()
+        // Never through ourselves, nor through the host (a relay that is the other end is no help).
+        let own = [nat.external, stats.externalAddress6, live.localAddress].compactMap { $0 }
         let relay = JoinRelay(
             rt: self,
             topic: topic,
             psk: psk,
             expected: expected,
-            after: JoinRelay.delay(ownNAT: nat.kind)
+            after: JoinRelay.delay(ownNAT: nat.kind),
+            members: memberRelays,
+            excluding: Set(own + candidates)
         )
         let ordered = HolePuncher.order(candidates)
         let birthday = JoinerBirthday(kind: nat.kind, candidates: ordered)

@@ -60,6 +60,10 @@ final class NetRuntime {
     /// its service once started (NetRuntime+LAN.swift).
     let lanEnabled: Bool
     var lan: LocalDiscoveryService?
+    /// Relaying for others while this process runs (docs/nat.md, "Players relay for each other"):
+    /// on once our NAT lets others in, unless `--no-relay-service` or `relay_service = off`
+    /// (NetRuntime+RelayService.swift).
+    var relayService: RelayServiceState
     /// Why there is no DHT (no bootstrap node resolved) when discovery plays on without one.
     let dhtWarning: String?
     /// Your friends (`turf friends`): the roster and `peer` events label their keys with the names
@@ -90,6 +94,11 @@ final class NetRuntime {
         identity = lease.identity
         var dht = DHTConfig()
         lanEnabled = try !options.noLan && DHTCLI.lanDiscoverySetting() != false
+        let relaySetting = try DHTCLI.relayServiceSetting()
+        relayService = RelayServiceState(
+            optedOut: options.noRelayService ? "flag" : relaySetting.on == false ? "config" : nil,
+            kibPerSecond: relaySetting.kibPerSecond
+        )
         // With LAN discovery, no resolvable bootstrap node is a warning, not an error (NetRuntime+LAN.swift).
         let boot = try DHTCLI.bootstrapForPlay(options.socket.bootstrap.map(\.text), lan: lanEnabled)
         dht.bootstrap = boot.addresses
@@ -190,6 +199,7 @@ final class NetRuntime {
                 stats = s
                 statsReceived += 1
                 pathsMoved.merge(checkPaths()) { _, b in b }
+                tickRelayService()
             } else {
                 out.append(e)
             }

@@ -62,6 +62,8 @@ import Testing
             .chat(String(repeating: "é", count: 100)),
             .chatRelay(key: key, text: "well played"),
             .leave(.noAnswer),
+            .relayService(true),
+            .relayService(false),
         ]
         for m in messages {
             #expect(try LobbyMessage.decode(m.encode()) == m)
@@ -90,6 +92,8 @@ import Testing
             [v, 14, 0], [v, 14, 0xC9, 0x01] + [UInt8](repeating: 0x61, count: 201), [v, 14, 2, 0xC3, 0x28],
             [v, 15] + key + [0], [v, 12, 1], [v, 12, 0], [v, 13, 2], [v, 13, 1] + [UInt8](repeating: 1, count: 31),
             [v, 11, 0],
+            // The relay service flag: only 0 or 1, exactly one byte.
+            [v, 16], [v, 16, 2], [v, 16, 0xFF], [v, 16, 1, 0],
         ] {
             #expect(throws: LobbyError.self) { try LobbyMessage.decode(bad) }
         }

@@ -42,6 +42,53 @@ import Transport
         #expect(LobbyRecord(.list([])) == nil)
     }
 
+    /// `r`: the lobby's members that relay for others (docs/nat.md, "Players relay for each
+    /// other"). Either family, at most 4; a reader drops a malformed `r` and keeps the record.
+    @Test func memberRelaysRoundTripAndHostileOnesAreDropped() throws {
+        let relays = [
+            PeerAddress(198, 51, 100, 21, port: 40_000), try #require(PeerAddress("[2001:db8:7::2]:6881")),
+            PeerAddress(203, 0, 113, 50, port: 1),
+        ]
+        let r = LobbyRecord(
+            version: 3,
+            addresses: [PeerAddress(192, 0, 2, 1, port: 9)],
+            passphrase: false,
+            players: 2,
+            topic: "t",
+            relays: relays + relays
+        )  // more than 4: the first 4 kept
+        #expect(r.relays.count == LobbyRecord.maxRelays)
+        let back = try #require(LobbyRecord(try Bencode.decode(Bencode.encode(r.value))))
+        #expect(back == r)
+        #expect(Array(back.relays.prefix(3)) == relays)
+        // Without relays, no `r` at all: what an older host writes, and what an older reader reads.
+        let plain = LobbyRecord(version: 3, addresses: [], passphrase: false, players: 1, topic: "t")
+        #expect(plain.value["r"] == nil)
+        #expect(LobbyRecord(plain.value)?.relays == [])
+
+        let ok: [(String, BValue)] = [
+            ("a", .bytes([127, 0, 0, 1, 0, 80])), ("n", .int(1)), ("p", .int(0)), ("t", .string("x")), ("v", .int(1)),
+        ]
+        func relaysOf(_ v: BValue) -> [PeerAddress]? { LobbyRecord(.dictionary(ok + [("r", v)]))?.relays }
+        let one: [UInt8] = [6, 198, 51, 100, 21, 0x9C, 0x40]
+        #expect(relaysOf(.bytes(one)) == [PeerAddress(198, 51, 100, 21, port: 40_000)])
+        let hostile: [BValue] = [
+            .int(5), .list([.bytes(one)]), .string("relay"),
+            .bytes([7] + one.dropFirst()),  // a size that is neither 6 nor 18
+            .bytes(Array(one.dropLast())),  // cut short
+            .bytes(one + [6]),  // a size with nothing after it
+            .bytes([UInt8](repeating: 0, count: 0) + [18] + [UInt8](repeating: 0x20, count: 17)),  // short IPv6
+            .bytes(Array([[UInt8]](repeating: one, count: 5).joined())),  // 5 relays
+            .bytes([6, 198, 51, 100, 21, 0, 0]),  // port 0
+            .bytes([6, 0, 0, 0, 0, 0x1A, 0xE1]),  // 0.0.0.0
+            .bytes([UInt8](repeating: 6, count: 100_000)),  // far too long
+        ]
+        for v in hostile {
+            // The record still parses (r is only a hint), without relays.
+            #expect(relaysOf(v) == [], "\(v)")
+        }
+    }
+
     @Test func invitesRoundTripAndRefuseGarbage() throws {
         let i = Invite(
             key: key,

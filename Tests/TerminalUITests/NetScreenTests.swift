@@ -420,6 +420,16 @@ import TurfRules
         let r = rows(LobbyScreen(theme: Theme(color: false, unicode: true)).render(v, width: 80, height: 24))
         let line = try #require(r.first { $0.contains("Players 2/8") })
         #expect(line.contains("your NAT: random"))
+        // Whether this machine relays for others: in full on a wide screen, shorter on 80 columns.
+        v.nat = "open"
+        v.ipv6 = "none"
+        v.relaying = true
+        let wide = rows(LobbyScreen(theme: Theme(color: false, unicode: true)).render(v, width: 120, height: 24))
+        #expect(wide.contains { $0.contains("your NAT: open · IPv6: none · relaying for others: on") })
+        let narrow = rows(LobbyScreen(theme: Theme(color: false, unicode: true)).render(v, width: 80, height: 24))
+        #expect(narrow.contains { $0.contains("your NAT: open · relaying: on") })
+        v.relaying = nil
+        v.nat = "random"
         let (scene, _) = try match(names: ["alice", "bob"])
         var net = NetScreenTests.net
         net.peers = Array(net.peers.prefix(2))

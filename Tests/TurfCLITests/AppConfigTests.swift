@@ -1,4 +1,5 @@
 import NetCore
+import NetStack
 import Testing
 
 @testable import turf
@@ -117,6 +118,81 @@ import Testing
         #expect(throws: DHTBootstrap.SettingError.self) {
             try DHTBootstrap.parseConfig("bootstrap = a.example:1\nlan_discovery = yes\n", path: path)
         }
+    }
+
+    /// `relay_service = on|off` and `relay_kib_per_second = N` (docs/nat.md, "Players relay for
+    /// each other"): absent means on at the default 64 KiB/s; a bad value is an error naming the line.
+    @Test func relayServiceSetting() throws {
+        let path = "/cfg/turf/dht.conf"
+        let none = try DHTBootstrap.parseRelayService("bootstrap = a.example:1\n", path: path)
+        #expect(none.on == nil && none.kibPerSecond == nil)
+        let off = try DHTBootstrap.parseRelayService("relay_service = off\nlan_discovery = on\n", path: path)
+        #expect(off.on == false)
+        let some = try DHTBootstrap.parseRelayService("relay_service=on\r\nrelay_kib_per_second = 16\r\n", path: path)
+        #expect(some.on == true && some.kibPerSecond == 16)
+        // What `turf host` / `turf join` make of it: the player's quotas, the total as set.
+        #expect(RelayServiceState(optedOut: nil, kibPerSecond: 16).config.totalBytesPerSecond == 16 * 1024)
+        #expect(RelayServiceState(optedOut: nil, kibPerSecond: nil).config.totalBytesPerSecond == 64 * 1024)
+        func refused(_ text: String, _ needle: String) {
+            do {
+                let got = try DHTBootstrap.parseRelayService(text, path: path)
+                Issue.record("accepted: \(got)")
+            } catch {
+                #expect("\(error)".contains(needle), "\(error)")
+            }
+        }
+        refused("relay_service = no\n", "\(path):1: relay_service must be 'on' or 'off'")
+        for bad in ["0", "-5", "102401", "lots", "1e3", "9999999999999999999999"] {
+            refused("relay_kib_per_second = \(bad)\n", "\(path):1: relay_kib_per_second must be a whole number")
+        }
+        refused("relay_service = on\nrelay_service = off\n", "\(path):2: a second 'relay_service' line")
+        // A bad relay line makes the bootstrap setting unreadable too: one file, one verdict.
+        #expect(throws: DHTBootstrap.SettingError.self) {
+            try DHTBootstrap.parseConfig("bootstrap = a.example:1\nrelay_service = maybe\n", path: path)
+        }
+    }
+
+    /// Where `turf host` registers its lobby: its members that relay first (two at most), then
+    /// the two strangers it ranks first, volunteers before players, never itself.
+    @Test func theHostRegistersAtItsMembersBeforeStrangers() {
+        let tag = RelayFrame.tag(topic: "members")
+        let me = PeerAddress(203, 0, 113, 2, port: 5000)
+        let members = (1...3).map { PeerAddress(198, 51, 100, UInt8($0), port: 7000) }
+        let volunteer = PeerAddress(198, 51, 100, 11, port: 6881)
+        let players = (1...3).map { PeerAddress(192, 0, 2, UInt8($0), port: 5000) }
+        let c = HostRelayFinder.choose(
+            members: members,
+            volunteers: [volunteer, me],
+            players: players + [me, members[0]],
+            tag: tag,
+            own: [me]
+        )
+        #expect(c.relays.count == 4)
+        #expect(Set(c.relays.prefix(2)).isSubset(of: Set(members)))
+        #expect(c.relays[2] == volunteer)
+        #expect(players.contains(c.relays[3]))
+        #expect(!c.relays.contains(me))
+        // No member: the two strangers alone; nothing found: nothing, and a quick look again.
+        let strangers = HostRelayFinder.choose(members: [], volunteers: [], players: players, tag: tag, own: [me])
+        #expect(strangers.relays.count == 2 && strangers.strangers == 3)
+        #expect(HostRelayFinder.choose(members: [], volunteers: [me], players: [], tag: tag, own: [me]).strangers == 0)
+    }
+
+    /// Whether a player relays for others, from its NAT: when others can reach it unasked (open,
+    /// a consistent mapping that let a stranger in, or IPv6 open), not when its NAT maps per
+    /// destination, filters by address, or is unknown.
+    @Test func relayServiceFollowsTheNAT() {
+        func decide(_ nat: NATKind, _ v6: IPv6Reach, _ unsolicited: UInt64 = 0) -> (Bool, String) {
+            let d = RelayServiceState.decide(nat: nat, ipv6: v6, unsolicitedIPv4: unsolicited)
+            return (d.serve, d.reason)
+        }
+        #expect(decide(.open, .none) == (true, "nat_open"))
+        #expect(decide(.consistent, .firewalled, 3) == (true, "nat_consistent"))
+        #expect(decide(.consistent, .firewalled) == (false, "nat_consistent_filtered"))
+        #expect(decide(.consistent, .open) == (true, "ipv6_open"))
+        #expect(decide(.random, .open) == (true, "ipv6_open"))
+        #expect(decide(.random, .firewalled, 9) == (false, "nat_random"))
+        #expect(decide(.unknown, .none) == (false, "nat_unknown"))
     }
 
     /// With discovery on, configured bootstrap nodes of which none resolves are a warning (the

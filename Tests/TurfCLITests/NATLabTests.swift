@@ -42,9 +42,9 @@ import Testing
         let runs = try Self.lab([
             "open-cone", "cone-cone", "cone-cone-key", "same-nat", "random-open", "remap", "three",
             "three-cone", "random-random", "cone-random", "random-cone", "remap-host", "rejoin", "cone-cone-late",
-            "same-port", "remap-relayed",
+            "same-port", "remap-relayed", "member-relay",
         ])
-        #expect(runs.count == 16)
+        #expect(runs.count == 17)
         for (c, r) in runs.sorted(by: { $0.key < $1.key }) {
             #expect(r.ok, "case \(c) failed: \(r.fields)")
             #expect(r.fields["hashes_agree"] as? Bool == true, "case \(c): final hashes differ")
@@ -113,6 +113,12 @@ import Testing
         #expect(runs["random-cone"]?.text("host_nat") == "random")
         #expect(runs["random-cone"]?.text("join_nat") == "consistent")
         #expect(runs["random-cone"]?.text("final_path") == "direct")
+        // Members relay for each other before strangers: a random host, an open member that
+        // relays, then a random joiner by key. The host lists the member in its lobby record
+        // (`r`) and registers there; the joiner's session runs through the member although the
+        // lab's volunteer relay is there too.
+        #expect(runs["member-relay"]?.text("join2_path") == "relayed")
+        #expect(runs["member-relay"]?.text("join2_relay")?.hasPrefix("203.0.113.50:") == true)
     }
 
     /// IPv6 (docs/nat.md, "IPv6"): homes with a routed /64 of 2001:db8::/32 behind an ip6tables
@@ -161,6 +167,24 @@ import Testing
         #expect(r.fields["hashes_agree"] as? Bool == true)
         #expect(r.text("path") == "direct")
         #expect(r.text("knock") == "slow")
+    }
+
+    /// Players relay for each other (docs/nat.md, "Players relay for each other"): a lab with no
+    /// volunteer relay anywhere, and a third player (an open `turf host` on another topic) whose
+    /// relay service came on: the random ↔ random pair, which cannot punch, plays through it.
+    @Test(
+        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
+        .timeLimit(.minutes(6))
+    )
+    func randomToRandomThroughAPlayerRelay() throws {
+        let runs = try Self.lab(["random-random-player"], relay: false)
+        let r = try #require(runs["random-random-player"])
+        #expect(r.ok, "\(r.fields)")
+        #expect(r.fields["hashes_agree"] as? Bool == true)
+        #expect(r.text("path") == "relayed")
+        #expect(r.text("host_path") == "relayed")
+        // The third player's address (`pub`), not a volunteer's: there is none.
+        #expect(r.text("relay")?.hasPrefix("203.0.113.50:") == true, "\(r.fields)")
     }
 
     /// Every router drops 20% of what it forwards: two cone NATs still punch, and the match's
