@@ -56,10 +56,16 @@ package final class SimNetwork: Scheduler {
         package var bytesSent: UInt64 = 0
         /// Sends larger than `maxDatagram`, dropped at the sender (as `UDPHost` drops them).
         package var oversized: UInt64 = 0
+        /// Dropped by a NAT or firewall (`SimNAT`): no mapping, filtered, or no hairpinning.
+        package var filtered: UInt64 = 0
     }
 
     package private(set) var now: Nanos = 0
     package var conditions: LinkConditions
+    /// Conditions per datagram from its (public, translated) source and its destination, in
+    /// place of `conditions` (`bench internet`'s latency and loss model); `setConditions`
+    /// overrides still win. Must be a pure function of its arguments, for determinism.
+    package var linkModel: ((PeerAddress, PeerAddress) -> LinkConditions)?
     package private(set) var stats = Stats()
     /// Largest datagram a socket bound from now on may send (`SimSocket.maxDatagram`); larger
     /// ones are dropped at the sender and counted in `stats.oversized`. Defaults to what `UDPHost`
@@ -75,6 +81,9 @@ package final class SimNetwork: Scheduler {
     private var queue = EventHeap()
     private var sequence: UInt64 = 0
     private var nextEphemeralPort: UInt16 = 40000
+    /// NATs (SimNAT.swift): by the inside hosts' addresses (port 0), and by their public IPs.
+    var natInside: [PeerAddress: SimNAT] = [:]
+    var natPublic: [PeerAddress: SimNAT] = [:]
 
     private struct Pair: Hashable {
         var from: UInt32
@@ -228,10 +237,26 @@ package final class SimNetwork: Scheduler {
 
     // MARK: delivery
 
-    func transmit(_ payload: [UInt8], from source: PeerAddress, to destination: PeerAddress) {
+    func transmit(_ payload: [UInt8], from origin: PeerAddress, to destination: PeerAddress) {
         stats.sent += 1
         stats.bytesSent += UInt64(payload.count)
-        let c = linkOverrides[Pair(from: source.ip, to: destination.ip)] ?? conditions
+        var source = origin
+        if !natInside.isEmpty, let nat = natInside[origin.with(port: 0)],
+            natInside[destination.with(port: 0)] !== nat
+        {
+            if nat.owns(destination) {
+                nat.countHairpin(dropped: !nat.hairpin)
+                guard nat.hairpin else {
+                    stats.filtered += 1
+                    return
+                }
+            }
+            source = nat.outbound(from: origin, to: destination, now: now)
+        }
+        let c =
+            linkOverrides.isEmpty
+            ? (linkModel?(source, destination) ?? conditions)
+            : linkOverrides[Pair(from: source.ip, to: destination.ip)] ?? conditions
         if c.loss > 0 && rng.unit() < c.loss {
             stats.lost += 1
             return
@@ -251,7 +276,17 @@ package final class SimNetwork: Scheduler {
         }
     }
 
-    private func deliver(_ payload: [UInt8], from source: PeerAddress, to destination: PeerAddress) {
+    private func deliver(_ payload: [UInt8], from source: PeerAddress, to outside: PeerAddress) {
+        var destination = outside
+        if !natPublic.isEmpty, let nat = natPublic[outside.with(port: 0)],
+            natInside[source.with(port: 0)] !== nat || nat.owns(outside)
+        {
+            guard let inside = nat.inbound(from: source, to: outside, now: now) else {
+                stats.filtered += 1
+                return
+            }
+            destination = inside
+        }
         // Partitions are checked at delivery, so a partition also eats datagrams in flight.
         if group[source.ip, default: 0] != group[destination.ip, default: 0] {
             stats.partitioned += 1
