@@ -24,10 +24,14 @@ public final class Peer {
     public var unsolicitedIPv6: UInt64 { (host as? UDPHost)?.stats.unsolicitedIPv6 ?? 0 }
     /// Hole punching's probes (docs/nat.md), on the same socket.
     public let puncher: HolePuncher
-    /// Relaying (docs/nat.md): with an identity, the client the sessions send through; without,
-    /// nil until `serveRelay` makes this peer a volunteer relay.
+    /// Relaying (docs/nat.md): with an identity, the client the sessions send through (nil
+    /// without one). `serveRelay` makes this peer a relay for others as well: a volunteer
+    /// (`turf dht serve --relay`) or a player whose NAT lets others reach it.
     public let relay: RelayClient?
     public private(set) var relayServer: RelayServer?
+    private var relayAnnounce: NodeID?
+    /// Relay frames that came to a peer that neither uses relays nor is one (dropped).
+    public private(set) var unhandledRelayFrames = 0
     /// The randomness of the sessions and relaying (the DHT's is `DHTConfig.seed`): the system
     /// CSPRNG, or a seeded source in a simulation that must repeat from its seed.
     private let random: RandomSource
@@ -49,7 +53,7 @@ public final class Peer {
         dht = DHTNode(host: host, demux: demux, config: dhtConfig)
         puncher = HolePuncher(host: host, demux: demux)
         self.random = random
-        let relay = identity.map { _ in RelayClient(host: host, demux: demux, random: random) }
+        let relay = identity.map { _ in RelayClient(host: host, demux: demux, random: random, claimRoute: false) }
         self.relay = relay
         let sessions = identity.map {
             SessionManager(
@@ -64,24 +68,68 @@ public final class Peer {
         self.sessions = sessions
         // A probe from a peer we are handshaking with: the path through its NAT is open now.
         puncher.onProbe = { [weak sessions] source in sessions?.retryHandshakes(to: source) }
+        demux.route([RelayFrame.type]) { [weak self] payload, source in self?.receiveRelay(payload, from: source) }
+    }
+
+    /// Relay frames go to this peer's relay server or its relay client: requests (register,
+    /// join) to the server; answers to the client; a data frame to the server when its source is
+    /// an end of one of the server's channels, else to the client (which takes data only from
+    /// relays it used). Whoever gets a frame it cannot use drops and counts it.
+    private func receiveRelay(_ payload: [UInt8], from source: PeerAddress) {
+        let op = payload.count > 1 ? payload[1] : 0
+        if let server = relayServer {
+            let toServer: Bool
+            switch op {
+            case 0x01, 0x02: toServer = true
+            case 0x04:
+                let channel = payload.count >= 6 ? payload[2..<6].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } : 0
+                toServer = server.isEnd(source, of: channel) || relay?.uses(source) != true
+            default: toServer = relay == nil
+            }
+            if toServer {
+                server.receive(payload, from: source)
+                return
+            }
+        }
+        if let relay {
+            relay.receive(payload, from: source)
+        } else {
+            unhandledRelayFrames += 1
+        }
     }
 
     public var localAddress: PeerAddress { host.localAddress }
 
-    /// Makes this peer (one without an identity: `turf dht serve --relay`) a volunteer relay, and
-    /// announces it on the relays' info-hash so that clients find it.
-    public func serveRelay(_ config: RelayServer.Config = RelayServer.Config()) {
-        precondition(relay == nil && relayServer == nil, "a relay needs a peer without sessions, made once")
-        relayServer = RelayServer(host: host, demux: demux, config: config, random: random)
+    /// Makes this peer a relay for others and announces it on `infoHash` so that clients find
+    /// it: a volunteer (`turf dht serve --relay`, a peer without an identity, on
+    /// `RelayFrame.relayInfoHash`) or a player (`RelayServer.Config.player`, on
+    /// `RelayFrame.playerRelayInfoHash`). Once; `stopServingRelay` ends it.
+    public func serveRelay(
+        _ config: RelayServer.Config = RelayServer.Config(),
+        infoHash: NodeID = RelayFrame.relayInfoHash
+    ) {
+        precondition(relayServer == nil, "this peer already relays")
+        relayServer = RelayServer(host: host, config: config, random: random)
+        relayAnnounce = infoHash
         let port = host.localAddress.port
-        dht.keepAnnouncing(RelayFrame.relayInfoHash, port: port, impliedPort: true)
+        dht.keepAnnouncing(infoHash, port: port, impliedPort: true)
         // A node that has just started knows few others: the first announce may store nowhere
         // (then it is retried after 5 s). Announce again while the routing table fills.
         for s in [1, 2, 3] {
             host.schedule(after: .seconds(s)) { [weak self] in
-                self?.dht.announce(RelayFrame.relayInfoHash, port: port, impliedPort: true) { _, _ in }
+                guard let self, self.relayAnnounce == infoHash else { return }
+                self.dht.announce(infoHash, port: port, impliedPort: true) { _, _ in }
             }
         }
+    }
+
+    /// Stops relaying for others (a player whose NAT turned out not to let others in, or who
+    /// opted out): no more announces, and the relay's registrations and channels are dropped.
+    public func stopServingRelay() {
+        if let h = relayAnnounce { dht.stopAnnouncing(h) }
+        relayAnnounce = nil
+        relayServer?.stop()
+        relayServer = nil
     }
 
     /// Joins the DHT (seeded by `savedNodes`, then the configured bootstrap nodes) and starts its

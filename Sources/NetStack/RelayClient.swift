@@ -13,7 +13,14 @@ import Transport
 ///
 /// A host `register`s its lobby's tag at relays (every second until each answered, then every
 /// `registerEvery`, which also keeps its NAT mapping to the relay alive); a joiner `join`s and gets the virtual address of its
-/// channel to the host. Confined to the host's thread.
+/// channel to the host.
+///
+/// Following a NAT remap: a registration keeps one nonce per relay, and a joined channel keeps its
+/// join's nonce; the client sends them again every `registerEvery`, and at once when a channel
+/// through that relay has been quiet for `quietAfter` (the session's 1 s pings stopped arriving).
+/// A relay that hears a known nonce from a new address moves the registration or channel end there
+/// (`RelayServer.Stats.moved`), so a relayed session outlives a router restart on either side.
+/// Confined to the host's thread.
 public final class RelayClient: NetworkHost {
     public let inner: NetworkHost
     let demux: Demultiplexer
@@ -42,7 +49,15 @@ public final class RelayClient: NetworkHost {
     private var nextVirtual: UInt32 = 1
     /// Relays we registered or joined at: only their data frames are accepted.
     private var relays = Set<PeerAddress>()
-    private var registration: (tag: NodeID, relays: [PeerAddress], timer: TimerToken?)?
+    private var registration: (tag: NodeID, relays: [PeerAddress], nonces: [PeerAddress: UInt64], timer: TimerToken?)?
+    /// Each joined channel's join, kept to send again (keepalive, and to follow a remap).
+    private var joins: [PeerAddress: (tag: NodeID, nonce: UInt64, sentAt: Nanos)] = [:]
+    /// When each relay we use last sent us anything.
+    private var lastHeard: [PeerAddress: Nanos] = [:]
+    private var tick: TimerToken?
+    /// A channel through a relay that has sent nothing this long is re-joined (or, the host's,
+    /// re-registered) at once: our NAT may have given us a new address.
+    public var quietAfter: Nanos = .seconds(3)
     /// The last answer each relay gave to our registration.
     public private(set) var registeredAt: [PeerAddress: RelayStatus] = [:]
     private var pendingJoins: [UInt64: (relay: PeerAddress, done: (PeerAddress?) -> Void)] = [:]
@@ -51,12 +66,25 @@ public final class RelayClient: NetworkHost {
     /// Where registration and join nonces come from (seeded in simulations that must repeat).
     private let random: RandomSource
 
-    public init(host: NetworkHost, demux: Demultiplexer, random: RandomSource = .system()) {
+    public convenience init(host: NetworkHost, demux: Demultiplexer, random: RandomSource = .system()) {
+        self.init(host: host, demux: demux, random: random, claimRoute: true)
+    }
+
+    /// `claimRoute: false`: `Peer` routes relay frames, between this client and its own
+    /// `RelayServer` when the player relays for others.
+    init(host: NetworkHost, demux: Demultiplexer, random: RandomSource, claimRoute: Bool) {
         inner = host
         self.demux = demux
         self.random = random
-        demux.route([RelayFrame.type]) { [weak self] payload, source in self?.receive(payload, from: source) }
+        if claimRoute {
+            demux.route([RelayFrame.type]) { [weak self] payload, source in self?.receive(payload, from: source) }
+        }
     }
+
+    deinit { tick?.cancel() }
+
+    /// Whether `source` is a relay this client registered or joined at.
+    func uses(_ source: PeerAddress) -> Bool { relays.contains(source) }
 
     public var localAddress: PeerAddress { inner.localAddress }
     public var now: Nanos { inner.now }
@@ -116,6 +144,7 @@ public final class RelayClient: NetworkHost {
     /// Forgets a virtual address whose session is over.
     public func forget(_ virtual: PeerAddress) {
         lastUsed[virtual] = nil
+        joins[virtual] = nil
         guard let v = channelByVirtual.removeValue(forKey: virtual) else { return }
         virtualByChannel[v.relay]?[v.channel] = nil
     }
@@ -127,8 +156,15 @@ public final class RelayClient: NetworkHost {
         registration?.timer?.cancel()
         let chosen = Array(relays.prefix(4))
         self.relays.formUnion(chosen)
-        registration = (tag, chosen, nil)
+        // One nonce per relay for as long as this tag stays registered there: the relay knows the
+        // host by it when the host's NAT gives it a new address.
+        var nonces: [PeerAddress: UInt64] = [:]
+        for relay in chosen {
+            nonces[relay] = registration?.tag == tag ? registration?.nonces[relay] ?? random.u64() : random.u64()
+        }
+        registration = (tag, chosen, nonces, nil)
         sendRegistrations()
+        startTick()
     }
 
     public func stopRegistering() {
@@ -139,7 +175,7 @@ public final class RelayClient: NetworkHost {
     private func sendRegistrations() {
         guard let r = registration else { return }
         for relay in r.relays {
-            inner.send(RelayFrame.register(tag: r.tag, nonce: random.u64()).encode(), to: relay)
+            inner.send(RelayFrame.register(tag: r.tag, nonce: r.nonces[relay] ?? 0).encode(), to: relay)
         }
         // Until every relay has answered ok, again in a second (a lost register would otherwise
         // keep joiners out for a whole `registerEvery`).
@@ -155,8 +191,14 @@ public final class RelayClient: NetworkHost {
         inner.assertInLoop()
         relays.insert(relay)
         let nonce = random.u64()
-        pendingJoins[nonce] = (relay, done)
         let frame = RelayFrame.join(tag: tag, nonce: nonce).encode()
+        pendingJoins[nonce] = (
+            relay,
+            { [weak self] virtual in
+                if let self, let virtual { self.joins[virtual] = (tag, nonce, self.inner.now) }
+                done(virtual)
+            }
+        )
         for k in 0..<6 {
             inner.schedule(after: .milliseconds(500) * Nanos(k)) { [weak self] in
                 guard let self, self.pendingJoins[nonce] != nil else { return }
@@ -167,13 +209,50 @@ public final class RelayClient: NetworkHost {
                 }
             }
         }
+        startTick()
     }
 
-    private func receive(_ payload: [UInt8], from source: PeerAddress) {
+    private func startTick() {
+        guard tick == nil else { return }
+        tick = inner.schedule(after: .seconds(1)) { [weak self] in
+            guard let self else { return }
+            self.tick = nil
+            self.keepChannels()
+            if self.registration != nil || !self.joins.isEmpty || !self.pendingJoins.isEmpty { self.startTick() }
+        }
+    }
+
+    /// Once a second: sends each joined channel's join again when it is due (`registerEvery`) or
+    /// its relay has gone quiet, and the registration at once when a relay with our channels on
+    /// it has gone quiet (both harmless when nothing changed: the relay answers with the same
+    /// channel, or `ok`).
+    private func keepChannels() {
+        let now = inner.now
+        let quiet = { (relay: PeerAddress) in now &- (self.lastHeard[relay] ?? 0) >= self.quietAfter }
+        for (virtual, j) in joins.sorted(by: { $0.value.nonce < $1.value.nonce }) {
+            guard let v = channelByVirtual[virtual] else {
+                joins[virtual] = nil
+                continue
+            }
+            let due = now &- j.sentAt >= registerEvery || (quiet(v.relay) && now &- j.sentAt >= quietAfter)
+            guard due else { continue }
+            joins[virtual]?.sentAt = now
+            inner.send(RelayFrame.join(tag: j.tag, nonce: j.nonce).encode(), to: v.relay)
+        }
+        guard let r = registration else { return }
+        let busyRelays = Set(channelByVirtual.values.map(\.relay))
+        for relay in r.relays where busyRelays.contains(relay) && quiet(relay) {
+            lastHeard[relay] = now &- quietAfter &+ .seconds(1)  // again in 2 s if still quiet
+            inner.send(RelayFrame.register(tag: r.tag, nonce: r.nonces[relay] ?? 0).encode(), to: relay)
+        }
+    }
+
+    func receive(_ payload: [UInt8], from source: PeerAddress) {
         guard relays.contains(source), let frame = RelayFrame.decode(payload) else {
             stats.dropped += 1
             return
         }
+        lastHeard[source] = inner.now
         switch frame {
         case .data(let channel, let body):
             guard let first = body.first, PacketType(rawValue: first) != nil,
@@ -187,6 +266,18 @@ public final class RelayClient: NetworkHost {
         case .registered(_, let status):
             registeredAt[source] = status
         case .joined(let nonce, let status, let channel):
+            if let (virtual, _) = joins.first(where: { $0.value.nonce == nonce }),
+                let v = channelByVirtual[virtual], v.relay == source
+            {
+                // The answer to a keepalive join. A relay that had forgotten the channel opened a
+                // new one: the virtual address (the session's peer) now stands for it.
+                if status == .ok, v.channel != channel {
+                    virtualByChannel[source]?[v.channel] = nil
+                    virtualByChannel[source, default: [:]][channel] = virtual
+                    channelByVirtual[virtual] = (source, channel)
+                }
+                return
+            }
             guard let j = pendingJoins[nonce], j.relay == source else {
                 stats.dropped += 1
                 return

@@ -89,6 +89,9 @@ public enum RelayFrame: Equatable, Sendable {
 
     /// The info-hash volunteer relays announce themselves on; clients find them with `get_peers`.
     public static let relayInfoHash = Topic.infoHash("turf relay v1")
+    /// Where players that relay for others announce (`RelayServer.Config.player`): clients try
+    /// a match's own members first, then volunteers (`relayInfoHash`), then these.
+    public static let playerRelayInfoHash = Topic.infoHash("turf player relay v1")
 
     /// The rendezvous tag of the lobby on `topic`: host and joiner both know the topic.
     public static func tag(topic: String) -> NodeID { Topic.infoHash("relay\u{0}" + topic) }

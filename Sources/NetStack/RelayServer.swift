@@ -30,7 +30,29 @@ public final class RelayServer {
         public var maxChannels = 1024
         /// A registration or channel with no traffic this long is forgotten.
         public var idleTimeout: Nanos = .seconds(30)
+        /// Bytes the relay forwards per second for all its clients together, sustained and in a
+        /// burst: the share of its upload a player gives to others (nil: no cap, a volunteer).
+        public var totalBytesPerSecond: Int? = nil
+        public var totalBurstBytes = 64 * 1024
         public init() {}
+
+        /// A player's relay (docs/nat.md, "Players relay for each other"): it runs beside the
+        /// player's own match, so every quota is far below a volunteer's. A relayed match link
+        /// carries at most about 3 KB/s each way (docs/benchmarks.md, `bench netmatch`), so 64 KiB/s
+        /// in all is about ten relayed pairs, and 32 MiB per channel an hour-long series.
+        public static var player: Config {
+            var c = Config()
+            c.sessionsPerClient = 4
+            c.channelsPerHost = 8
+            c.channelsPerJoinerIP = 2
+            c.bytesPerSecondPerClient = 16 * 1024
+            c.burstBytesPerClient = 64 * 1024
+            c.bytesPerChannel = 32 * 1024 * 1024
+            c.maxHosts = 16
+            c.maxChannels = 16
+            c.totalBytesPerSecond = 64 * 1024
+            return c
+        }
     }
 
     public struct Stats: Sendable, Equatable {
@@ -46,6 +68,11 @@ public final class RelayServer {
         public var sessionQuota = 0
         /// Data frames dropped by a byte quota (client or channel).
         public var byteQuota = 0
+        /// Data frames dropped by the relay's total cap (`Config.totalBytesPerSecond`).
+        public var totalQuota = 0
+        /// Registrations and channel ends that moved to a new address (a NAT remapped the
+        /// client): a register or join from a new address with the first one's nonce.
+        public var moved = 0
         /// Data frames for an unknown channel or from an address that is not one of its two ends.
         public var unknownChannel = 0
         public var expired = 0
@@ -54,10 +81,14 @@ public final class RelayServer {
 
     struct HostEntry {
         var address: PeerAddress
+        /// The register's nonce: a register from another address with the same nonce is this
+        /// host after its NAT remapped it (the nonce is known only to the host and the relay).
+        var nonce: UInt64
         var lastSeen: Nanos
     }
 
     struct Channel {
+        var tag: NodeID
         var host: PeerAddress
         var joiner: PeerAddress
         var nonce: UInt64
@@ -76,20 +107,45 @@ public final class RelayServer {
     private var hosts: [NodeID: HostEntry] = [:]
     private var channels: [UInt32: Channel] = [:]
     private var buckets: [UInt64: Bucket] = [:]
+    private var total: Bucket?
     private var sweepTimer: TimerToken?
     /// Where channel ids come from; random unless set (tests).
     var channelIDs: () -> UInt32
 
     /// Claims the relay frame type on `demux` (a peer without sessions: `turf dht serve`).
     /// `random`: where channel ids come from (seeded in simulations that must repeat).
-    public init(host: NetworkHost, demux: Demultiplexer, config: Config = Config(), random: RandomSource = .system()) {
+    public convenience init(
+        host: NetworkHost,
+        demux: Demultiplexer,
+        config: Config = Config(),
+        random: RandomSource = .system()
+    ) {
+        self.init(host: host, config: config, random: random)
+        demux.route([RelayFrame.type]) { [weak self] payload, source in self?.receive(payload, from: source) }
+    }
+
+    /// Without claiming the frame type: `Peer` routes relay frames between this server and its
+    /// own `RelayClient` (a player both uses relays and is one).
+    init(host: NetworkHost, config: Config, random: RandomSource) {
         host.assertInLoop()
         self.host = host
         self.config = config
         channelIDs = { random.uniform(UInt32.max) + 1 }
-        demux.route([RelayFrame.type]) { [weak self] payload, source in self?.receive(payload, from: source) }
         scheduleSweep()
     }
+
+    /// Whether a data frame on `channel` from `source` is this relay's to forward (it is one of
+    /// the channel's two ends).
+    func isEnd(_ source: PeerAddress, of channel: UInt32) -> Bool {
+        guard let c = channels[channel] else { return false }
+        return c.host == source || c.joiner == source
+    }
+
+    /// Bytes forwarded per second over the last whole second, and the most seen so far (the
+    /// figures a player's relay reports against `Config.totalBytesPerSecond`).
+    public private(set) var lastSecondBytes: UInt64 = 0
+    public private(set) var peakSecondBytes: UInt64 = 0
+    private var secondStartBytes: UInt64 = 0
 
     deinit { sweepTimer?.cancel() }
 
@@ -100,6 +156,8 @@ public final class RelayServer {
 
     public var hostCount: Int { hosts.count }
     public var channelCount: Int { channels.count }
+    /// The ids of the open channels (tests).
+    var openChannels: [UInt32] { channels.keys.sorted() }
 
     /// Registrations plus channels joined that `ip` holds.
     func sessions(of ip: UInt64) -> Int {
@@ -115,7 +173,8 @@ public final class RelayServer {
         switch frame {
         case .register(let tag, let nonce):
             host.send(
-                RelayFrame.registered(nonce: nonce, status: register(tag, from: source, now: now)).encode(),
+                RelayFrame.registered(nonce: nonce, status: register(tag, nonce: nonce, from: source, now: now))
+                    .encode(),
                 to: source
             )
         case .join(let tag, let nonce):
@@ -128,11 +187,22 @@ public final class RelayServer {
         }
     }
 
-    private func register(_ tag: NodeID, from source: PeerAddress, now: Nanos) -> RelayStatus {
+    private func register(_ tag: NodeID, nonce: UInt64, from source: PeerAddress, now: Nanos) -> RelayStatus {
         if var h = hosts[tag] {
-            guard h.address == source else {
-                stats.busy += 1
-                return .busy
+            if h.address != source {
+                // The same host from a new address (its NAT remapped it): move the registration
+                // and its channels. Anyone else is busy.
+                guard h.nonce == nonce else {
+                    stats.busy += 1
+                    return .busy
+                }
+                guard sessions(of: source.sourceKey) < config.sessionsPerClient else {
+                    stats.sessionQuota += 1
+                    return .quota
+                }
+                for (id, c) in channels where c.host == h.address { channels[id]?.host = source }
+                h.address = source
+                stats.moved += 1
             }
             h.lastSeen = now
             hosts[tag] = h
@@ -142,14 +212,23 @@ public final class RelayServer {
             stats.sessionQuota += 1
             return .quota
         }
-        hosts[tag] = HostEntry(address: source, lastSeen: now)
+        hosts[tag] = HostEntry(address: source, nonce: nonce, lastSeen: now)
         stats.registrations += 1
         return .ok
     }
 
     private func join(_ tag: NodeID, nonce: UInt64, from source: PeerAddress, now: Nanos) -> (RelayStatus, UInt32) {
-        // A join sent again (its answer was lost) gets the same channel.
-        if let (id, _) = channels.first(where: { $0.value.joiner == source && $0.value.nonce == nonce }) {
+        // A join sent again (its answer was lost, or it keeps the channel alive) gets the same
+        // channel; from a new address (the joiner's NAT remapped it) the channel moves there.
+        if let (id, c) = channels.first(where: { $0.value.nonce == nonce && $0.value.tag == tag }) {
+            guard c.joiner != source else { return (.ok, id) }
+            guard sessions(of: source.sourceKey) < config.sessionsPerClient else {
+                stats.sessionQuota += 1
+                return (.quota, 0)
+            }
+            channels[id]?.joiner = source
+            channels[id]?.lastSeen = now
+            stats.moved += 1
             return (.ok, id)
         }
         guard let h = hosts[tag] else {
@@ -170,7 +249,7 @@ public final class RelayServer {
             stats.sessionQuota += 1
             return (.quota, 0)
         }
-        channels[id] = Channel(host: h.address, joiner: source, nonce: nonce, lastSeen: now)
+        channels[id] = Channel(tag: tag, host: h.address, joiner: source, nonce: nonce, lastSeen: now)
         stats.channelsOpened += 1
         return (.ok, id)
     }
@@ -183,6 +262,10 @@ public final class RelayServer {
         let size = body.count + 6
         guard c.bytes + UInt64(size) <= config.bytesPerChannel, charge(source.sourceKey, bytes: size, now: now) else {
             stats.byteQuota += 1
+            return
+        }
+        guard chargeTotal(size, now: now) else {
+            stats.totalQuota += 1
             return
         }
         c.bytes += UInt64(size)
@@ -206,6 +289,19 @@ public final class RelayServer {
         return ok
     }
 
+    /// Takes `bytes` from the relay's total allowance (always true without a cap).
+    private func chargeTotal(_ bytes: Int, now: Nanos) -> Bool {
+        guard let rate = config.totalBytesPerSecond else { return true }
+        let burst = Double(config.totalBurstBytes)
+        var b = total ?? Bucket(tokens: burst, last: now)
+        b.tokens = min(burst, b.tokens + Double(rate) * Double(now &- b.last) / 1e9)
+        b.last = now
+        let ok = b.tokens >= Double(bytes)
+        if ok { b.tokens -= Double(bytes) }
+        total = b
+        return ok
+    }
+
     private func scheduleSweep() {
         sweepTimer = host.schedule(after: .seconds(1)) { [weak self] in
             self?.sweep()
@@ -216,6 +312,9 @@ public final class RelayServer {
     /// Forgets idle registrations and channels, and buckets of clients that hold nothing.
     func sweep() {
         let now = host.now
+        lastSecondBytes = stats.bytesForwarded - secondStartBytes
+        secondStartBytes = stats.bytesForwarded
+        peakSecondBytes = max(peakSecondBytes, lastSecondBytes)
         let before = hosts.count + channels.count
         hosts = hosts.filter { now &- $0.value.lastSeen < config.idleTimeout }
         channels = channels.filter { now &- $0.value.lastSeen < config.idleTimeout }
