@@ -1,0 +1,128 @@
+import DHT
+import NetCore
+import NetSim
+import NetStack
+import Sodium
+import Transport
+
+/// One player of `bench internet`: turf's whole network stack (`Peer`: a real DHT node, real
+/// Noise sessions, hole punching, the relay client and, when its NAT lets others in, a player
+/// relay) on one simulated socket behind its NAT. What it does as a host or a joiner is what
+/// `turf host` and `turf join` do (Sources/turf/NetHost.swift, NetRuntime+Traversal.swift,
+/// NetRuntime+Relay.swift), driven by timers in virtual time instead of a thread.
+final class SimPlayer {
+    let index: Int
+    let nat: PlayerNAT
+    let peer: Peer
+    let identity: Identity
+    /// The socket's own address (inside its NAT).
+    let inside: PeerAddress
+    /// Sessions this player accepted (a host's joiners), kept alive.
+    var inbound: [Session] = []
+    /// Game traffic sent on relayed sessions, for `matchSeconds` after they opened.
+    var trafficSeconds = 60
+
+    init(index: Int, nat: PlayerNAT, peer: Peer, identity: Identity, inside: PeerAddress) {
+        self.index = index
+        self.nat = nat
+        self.peer = peer
+        self.identity = identity
+        self.inside = inside
+    }
+
+    var now: Nanos { peer.host.now }
+
+    /// How turf classifies this player's NAT now (the DHT's reports, against the socket's own IP).
+    var natKind: NATKind {
+        NATKind.classify(dht: peer.dht.natType, external: peer.dht.externalAddress, localIPs: [inside.ip])
+    }
+
+    /// Joins the DHT from `saved` (a converged table: turf starts from the nodes it saved) and,
+    /// once the join lookup ends, relays for others if its NAT is open or consistent.
+    func goOnline(saved: [NodeInfo], playerRelays: Bool, onRelay: @escaping (SimPlayer) -> Void) {
+        peer.start(savedNodes: saved) { [weak self] _ in
+            guard let self, playerRelays else { return }
+            let kind = self.natKind
+            if kind == .open || kind == .consistent {
+                self.peer.serveRelay(.player, infoHash: RelayFrame.playerRelayInfoHash)
+                onRelay(self)
+            }
+        }
+        peer.sessions?.onInbound = { [weak self] s in
+            guard let self else { return }
+            self.inbound.append(s)
+            s.onStateChange = { [weak self, weak s] state in
+                guard let self, let s, state == .established, RelayClient.isVirtual(s.peerAddress) else { return }
+                self.sendTraffic(on: s)
+            }
+        }
+    }
+
+    /// A match's traffic on a relayed session: 20 messages a second of 150 bytes (about 3 KB/s,
+    /// what a relayed match link carries: RelayServer.Config.player), for `trafficSeconds`.
+    func sendTraffic(on s: Session) {
+        var left = trafficSeconds * 20
+        func tick() {
+            guard left > 0, s.isEstablished else { return }
+            left -= 1
+            try? s.unreliable.send([UInt8](repeating: 0x5A, count: 150))
+            peer.host.schedule(after: .milliseconds(50)) { tick() }
+        }
+        tick()
+    }
+
+    // MARK: relays (NetRuntime+Relay.swift)
+
+    /// Looks relays up as turf does: volunteers first, then players (`RelayFrame.rank` within
+    /// each), by `tag`. `done` gets the ranked list (maybe empty).
+    func findRelays(tag: NodeID, done: @escaping ([PeerAddress]) -> Void) {
+        var volunteers: [PeerAddress]?
+        var players: [PeerAddress]?
+        let me = peer.dht.externalAddress
+        func finish() {
+            guard let v = volunteers, let p = players else { return }
+            let vs = RelayFrame.rank(v, tag: tag)
+            let ps = RelayFrame.rank(p.filter { !v.contains($0) && $0 != me }, tag: tag)
+            done(vs + ps)
+        }
+        peer.dht.getPeers(RelayFrame.relayInfoHash) { r in
+            volunteers = r.peers
+            finish()
+        }
+        peer.dht.getPeers(RelayFrame.playerRelayInfoHash) { r in
+            players = r.peers
+            finish()
+        }
+    }
+
+    // MARK: hosting (NetHost.swift, HostTraversal, startHostRelay)
+
+    private var watcher: KnockWatcher?
+    private var listener: KnockListener?
+
+    /// Opens a lobby on `topic`: announces it (re-announcing, keeping the NAT mappings to the
+    /// nodes that hold it alive every 20 s), polls the knocks, listens for fast knocks, and
+    /// registers at the two relays it ranks first (again every 30 s; every 2 s while none).
+    func host(topic: String) {
+        let h = Topic.infoHash(topic)
+        peer.dht.keepAnnouncing(h, port: inside.port, impliedPort: true, keepAlive: .seconds(20))
+        let w = KnockWatcher(peer: peer, topic: topic)
+        watcher = w
+        w.start()
+        let keys = [try? identity.signing.x25519(), KnockSeal.topicKeys(topic: topic)].compactMap { $0 }
+        let l = KnockListener(peer: peer, infoHash: h, keys: keys)
+        listener = l
+        l.start()
+        registerAtRelays(tag: RelayFrame.tag(topic: topic))
+    }
+
+    private func registerAtRelays(tag: NodeID) {
+        findRelays(tag: tag) { [weak self] relays in
+            guard let self, let client = self.peer.relay else { return }
+            if !relays.isEmpty { client.register(tag: tag, at: Array(relays.prefix(2))) }
+            self.peer.host.schedule(after: .seconds(relays.isEmpty ? 2 : 30)) { [weak self] in
+                self?.registerAtRelays(tag: tag)
+            }
+        }
+    }
+}
