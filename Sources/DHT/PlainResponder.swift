@@ -16,9 +16,11 @@ package struct PlainResponder {
     private var store: [NodeID: [PeerAddress: Nanos]]?
     private let secret: UInt64
 
-    /// BEP 5 expiry of a stored peer (libtorrent: 30 minutes), and the most values in one answer.
+    /// BEP 5 expiry of a stored peer (libtorrent: 30 minutes), and the most values in one answer
+    /// (64 compact peers and 8 nodes fit a 1024-byte reply). A node keeps at most `maxStored` per info-hash.
     package static let peerLifetime: Nanos = .seconds(1800)
-    package static let maxValues = 50
+    package static let maxValues = 64
+    package static let maxStored = 500
     /// Tokens: a secret rotated every 5 minutes, the previous one accepted too (BEP 5).
     static let tokenEpoch: Nanos = .seconds(300)
 
@@ -61,11 +63,18 @@ package struct PlainResponder {
             guard let h = q.infoHash else { return (fail(KRPCErrorCode.protocolError, "bad query"), .ignored) }
             var values: [PeerAddress] = []
             if let peers = store?[h] {
-                values = peers.filter { now &- $0.value < Self.peerLifetime && $0.key.isIPv6 == source.isIPv6 }
-                    .keys.sorted().prefix(Self.maxValues).map { $0 }
+                // A random sample when there are more than fit (as libtorrent answers), drawn
+                // from a hash of the query, so a run repeats.
+                let salt = StableHash.of(secret, source.sourceKey, UInt64(source.port), now)
+                var keyed: [(key: UInt64, peer: PeerAddress)] = []
+                for (peer, at) in peers where now &- at < Self.peerLifetime && peer.isIPv6 == source.isIPv6 {
+                    keyed.append((StableHash.of(salt, peer.sourceKey, UInt64(peer.port)), peer))
+                }
+                keyed.sort { a, b in a.key != b.key ? a.key < b.key : a.peer < b.peer }
+                values = keyed.prefix(Self.maxValues).map(\.peer)
             }
             let token = self.token(for: source, epoch: now / Self.tokenEpoch)
-            let nodes = values.isEmpty ? closest(h) : closest(h)
+            let nodes = closest(h)
             return (reply(KRPCResponse(id: id, nodes: nodes, values: values, token: token)), .answered)
         case .announcePeer:
             guard let h = q.infoHash, let token = q.token, let port = q.impliedPort ? source.port : q.port, port != 0
@@ -75,8 +84,8 @@ package struct PlainResponder {
             else { return (fail(KRPCErrorCode.protocolError, "bad token"), .ignored) }
             var s = store ?? [:]
             var peers = s[h] ?? [:]
-            if peers.count >= 200 { peers = peers.filter { now &- $0.value < Self.peerLifetime } }
-            if peers.count < 200 || peers[source.with(port: port)] != nil { peers[source.with(port: port)] = now }
+            if peers.count >= Self.maxStored { peers = peers.filter { now &- $0.value < Self.peerLifetime } }
+            if peers.count < Self.maxStored || peers[source.with(port: port)] != nil { peers[source.with(port: port)] = now }
             s[h] = peers
             store = s
             return (reply(KRPCResponse(id: id)), .stored)

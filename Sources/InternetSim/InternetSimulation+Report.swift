@@ -78,7 +78,8 @@ extension InternetSimulation {
             paths: paths,
             nat_mix: natCounts,
             relayed_joins_by_pair: relayedPairs,
-            failed_joins_by_pair: failedPairs
+            failed_joins_by_pair: failedPairs,
+            failure_reasons: joins.compactMap(\.failure).reduce(into: [:]) { $0[$1, default: 0] += 1 }
         )
         return (r, b)
     }

@@ -10,9 +10,10 @@ import Transport
 /// path (announce on the knock info-hash), probe the candidates three times, start a handshake to
 /// each, and knock on the fast path (through the nodes holding the lobby: plain Mainline nodes
 /// answer "method unknown"); look relays up at once and, after 3 s without a session (1 s when our
-/// NAT is random, at once when every handshake gave up), join the two ranked first and start a
-/// handshake through each (a join round that found no channel is retried a second later, five
-/// rounds at most). The first session up wins. The connect phase gives up after 12 s, or 10 s
+/// NAT is random, at once when every handshake gave up), join two relays and start a handshake
+/// through each (a join round that found no channel is retried a second later, five rounds at
+/// most; round r joins ranks 2r and 2r + 1 of the four the host registered at, where turf's
+/// volunteer path joins the first two again: a player relay may be unreachable). The first session up wins. The connect phase gives up after 12 s, or 10 s
 /// after the first relayed handshake started if that is later.
 final class SimJoin {
     enum Outcome: String, Sendable {
@@ -30,6 +31,8 @@ final class SimJoin {
     private(set) var finishedAt: Nanos = 0
     private(set) var relayUsed: PeerAddress?
     private(set) var relaysFound: Int?
+    /// Relay joins that gave a channel, and handshakes started through one.
+    private(set) var relayChannels = 0
     var onDone: ((SimJoin) -> Void)?
 
     private var pending: [Session] = []
@@ -57,6 +60,20 @@ final class SimJoin {
     }
 
     var dhtMessages: UInt64 { player.peer.dht.stats.sent &- dhtSentAtStart }
+
+    /// Why a join failed, for the report: no lobby found, no relay found, no relay gave a
+    /// channel (unreachable, full, or the host not registered there), or the relayed handshake
+    /// did not complete.
+    var failure: String? {
+        switch outcome {
+        case .connected?, nil: return nil
+        case .notFound?: return "lobby_not_found"
+        case .timedOut?:
+            if relaysFound ?? 0 == 0 { return "no_relay_found" }
+            if joinRounds == 0 { return "relay_not_tried" }
+            return relayChannels == 0 ? "no_relay_channel" : "relayed_handshake_failed"
+        }
+    }
     var joinNanos: Nanos { finishedAt &- began }
 
     func start() { lookup() }
@@ -165,7 +182,10 @@ final class SimJoin {
                 if now &- lastRelayLookup > .seconds(2) { lookupRelays() }
             } else {
                 relayJoined = true
-                joinRelays(Array(relays.prefix(2)))
+                // Round r joins the ranks 2r and 2r + 1 of the four the host registered at (turf's
+                // volunteer path joins the first two every round).
+                let first = (2 * joinRounds) % 4
+                joinRelays(Array(relays.dropFirst(first).prefix(2)))
             }
         }
         let deadline = max(connectStarted &+ Self.connectSeconds, firstRelayed.map { $0 &+ .seconds(10) } ?? 0)
@@ -187,6 +207,7 @@ final class SimJoin {
                 guard let self else { return }
                 self.outstandingJoins -= 1
                 guard self.outcome == nil, let virtual else { return }
+                self.relayChannels += 1
                 if self.firstRelayed == nil { self.firstRelayed = self.player.now }
                 self.adopt(self.player.peer.sessions?.connect(to: virtual, mode: .discovered), relay: relay)
             }

@@ -21,6 +21,8 @@ final class SimPlayer {
     var inbound: [Session] = []
     /// Game traffic sent on relayed sessions, for `matchSeconds` after they opened.
     var trafficSeconds = 60
+    /// `InternetSimulation.Parameters.relayShards`.
+    var relayShards = 1
 
     init(index: Int, nat: PlayerNAT, peer: Peer, identity: Identity, inside: PeerAddress) {
         self.index = index
@@ -44,7 +46,8 @@ final class SimPlayer {
             guard let self, playerRelays else { return }
             let kind = self.natKind
             if kind == .open || kind == .consistent {
-                self.peer.serveRelay(.player, infoHash: RelayFrame.playerRelayInfoHash)
+                let shard = Int(self.peer.dht.id.a % UInt64(self.relayShards))
+                self.peer.serveRelay(.player, infoHash: Self.playerRelayHash(shard: shard, of: self.relayShards))
                 onRelay(self)
             }
         }
@@ -73,6 +76,11 @@ final class SimPlayer {
 
     // MARK: relays (NetRuntime+Relay.swift)
 
+    /// Where player relays of `shard` announce (`RelayFrame.playerRelayInfoHash` when unsharded).
+    static func playerRelayHash(shard: Int, of shards: Int) -> NodeID {
+        shards <= 1 ? RelayFrame.playerRelayInfoHash : Topic.infoHash("turf player relay v1/\(shard)")
+    }
+
     /// Looks relays up as turf does: volunteers first, then players (`RelayFrame.rank` within
     /// each), by `tag`. `done` gets the ranked list (maybe empty).
     func findRelays(tag: NodeID, done: @escaping ([PeerAddress]) -> Void) {
@@ -89,7 +97,8 @@ final class SimPlayer {
             volunteers = r.peers
             finish()
         }
-        peer.dht.getPeers(RelayFrame.playerRelayInfoHash) { r in
+        let shard = Self.playerRelayHash(shard: Int(tag.a % UInt64(max(1, relayShards))), of: relayShards)
+        peer.dht.getPeers(shard) { r in
             players = r.peers
             finish()
         }
@@ -99,12 +108,14 @@ final class SimPlayer {
 
     private var watcher: KnockWatcher?
     private var listener: KnockListener?
+    private var lobby: NodeID?
 
     /// Opens a lobby on `topic`: announces it (re-announcing, keeping the NAT mappings to the
     /// nodes that hold it alive every 20 s), polls the knocks, listens for fast knocks, and
-    /// registers at the two relays it ranks first (again every 30 s; every 2 s while none).
+    /// registers at the four relays it ranks first (again every 30 s; every 2 s while none).
     func host(topic: String) {
         let h = Topic.infoHash(topic)
+        lobby = h
         peer.dht.keepAnnouncing(h, port: inside.port, impliedPort: true, keepAlive: .seconds(20))
         let w = KnockWatcher(peer: peer, topic: topic)
         watcher = w
@@ -116,10 +127,24 @@ final class SimPlayer {
         registerAtRelays(tag: RelayFrame.tag(topic: topic))
     }
 
+    /// The match starts: the lobby is no longer announced, knocks are no longer watched for, and
+    /// no more relays are looked up (the registrations already made stay, as do the sessions).
+    func closeLobby() {
+        guard let h = lobby else { return }
+        lobby = nil
+        peer.dht.stopAnnouncing(h)
+        watcher?.stop()
+        listener?.stop()
+        watcher = nil
+        listener = nil
+    }
+
     private func registerAtRelays(tag: NodeID) {
         findRelays(tag: tag) { [weak self] relays in
-            guard let self, let client = self.peer.relay else { return }
-            if !relays.isEmpty { client.register(tag: tag, at: Array(relays.prefix(2))) }
+            guard let self, self.lobby != nil, let client = self.peer.relay else { return }
+            // The four ranked first (RelayClient's most): a player relay may turn out unreachable
+            // (a consistent NAT that filters), and the joiner walks down the same ranking.
+            if !relays.isEmpty { client.register(tag: tag, at: Array(relays.prefix(4))) }
             self.peer.host.schedule(after: .seconds(relays.isEmpty ? 2 : 30)) { [weak self] in
                 self?.registerAtRelays(tag: tag)
             }

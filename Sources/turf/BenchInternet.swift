@@ -49,6 +49,15 @@ struct BenchInternet: ParsableCommand {
         transform: Limits.share.parse
     )
     var sameHome = 0.03
+    @Option(
+        name: .customLong("relay-shards"),
+        help: Limits.relayShards.help(
+            "Info-hashes player relays spread over (1: the single one turf uses).",
+            default: 1
+        ),
+        transform: Limits.relayShards.parse
+    )
+    var relayShards = 1
     @Flag(name: .customLong("no-player-relays"), help: "Players do not relay for each other.")
     var noPlayerRelays = false
     @Option(help: "Seed of the simulation (same seed, same figures).") var seed: UInt64 = 1
@@ -64,6 +73,7 @@ struct BenchInternet: ParsableCommand {
         p.churnPerHour = churnPerHour
         p.sameHome = sameHome
         p.playerRelays = !noPlayerRelays
+        p.relayShards = relayShards
         p.seed = seed
         let t0 = Date()
         let (r, b) = try InternetSimulation(p).run()
@@ -81,7 +91,9 @@ struct BenchInternet: ParsableCommand {
             j.add("nat_mix", object(b.nat_mix))
             j.add("relayed_joins_by_pair", object(b.relayed_joins_by_pair))
             j.add("failed_joins_by_pair", object(b.failed_joins_by_pair))
+            j.add("failure_reasons", object(b.failure_reasons))
             j.add("player_relays_enabled", !noPlayerRelays)
+            j.add("relay_shards", relayShards)
             j.add("wall_seconds", (wall * 100).rounded() / 100)
             print(j.text)
         } else {

@@ -95,4 +95,5 @@ enum Limits {
     static let volunteers = OptionRange(0...1000)
     static let share = OptionRange(0.0...1.0)
     static let churnPerHour = OptionRange(0.0...10.0)
+    static let relayShards = OptionRange(1...4096)
 }
