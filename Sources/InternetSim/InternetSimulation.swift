@@ -34,6 +34,9 @@ package struct InternetSimulation {
         /// lobby looks up the one its tag picks, so that host and joiner see the same few relays
         /// and rank them alike. 1: the single `RelayFrame.playerRelayInfoHash`, as turf has it.
         package var relayShards = 1
+        /// Milliseconds without a session before a joiner tries relays (nil: turf's 3 s, 1 s
+        /// behind a random NAT).
+        package var relayAfterMs: Int?
         package var seed: UInt64 = 1
         package init() {}
     }
@@ -220,10 +223,10 @@ package struct InternetSimulation {
             c.seed = StableHash.of(p.seed, 0xD7, UInt64(i))
             c.bep42NodeIDs = false
             c.bootstrap = []
-            // The sessions' timer wheel turns every 50 ms instead of 10 ms: 10,000 idle wheels
-            // at 100 Hz were most of the run's events; a resend lands up to 50 ms later.
+            // The sessions' timer wheel turns every 100 ms instead of 10 ms: 10,000 idle wheels
+            // at 100 Hz were most of the run's events; a resend lands up to 100 ms later.
             var sessions = SessionManager.Config()
-            sessions.tickInterval = .milliseconds(50)
+            sessions.tickInterval = .milliseconds(100)
             let peer = Peer(
                 host: net.bind(insideOf[i]),
                 dht: c,
@@ -267,6 +270,7 @@ package struct InternetSimulation {
                 net.schedule(after: joinAt) {
                     guard let pl = players[i] else { return }
                     let j = SimJoin(player: pl, topic: topic, lanHost: lanHostOf[i])
+                    j.relayAfter = p.relayAfterMs.map { Nanos.milliseconds($0) }
                     j.onDone = { _ in
                         waiting[l] -= 1
                         if waiting[l] == 0 { players[hostIndex]?.closeLobby() }

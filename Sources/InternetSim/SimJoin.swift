@@ -34,6 +34,8 @@ final class SimJoin {
     /// Relay joins that gave a channel, and handshakes started through one.
     private(set) var relayChannels = 0
     var onDone: ((SimJoin) -> Void)?
+    /// When relays join in (nil: turf's `JoinRelay.delay`, 3 s, 1 s behind a random NAT).
+    var relayAfter: Nanos?
 
     private var pending: [Session] = []
     private var relayOf: [ObjectIdentifier: PeerAddress] = [:]
@@ -110,7 +112,7 @@ final class SimJoin {
         let ordered = HolePuncher.order(([lanHost].compactMap { $0 } + found).filter { $0 != me && $0 != player.inside })
         connectStarted = player.now
         let kind = player.natKind
-        relayStartAt = connectStarted &+ (kind == .random ? .seconds(1) : .seconds(3))
+        relayStartAt = connectStarted &+ (relayAfter ?? (kind == .random ? .seconds(1) : .seconds(3)))
         lookupRelays()
         // The slow path's knock (the birthday method is not simulated: see docs/benchmarks.md).
         peer.dht.announce(HolePuncher.knockHash(topic: topic), port: player.inside.port, impliedPort: true) { _, _ in }

@@ -61,15 +61,15 @@ final class SimPlayer {
         }
     }
 
-    /// A match's traffic on a relayed session: 20 messages a second of 150 bytes (about 3 KB/s,
+    /// A match's traffic on a relayed session: 10 messages a second of 300 bytes (about 3 KB/s,
     /// what a relayed match link carries: RelayServer.Config.player), for `trafficSeconds`.
     func sendTraffic(on s: Session) {
-        var left = trafficSeconds * 20
+        var left = trafficSeconds * 10
         func tick() {
             guard left > 0, s.isEstablished else { return }
             left -= 1
-            try? s.unreliable.send([UInt8](repeating: 0x5A, count: 150))
-            peer.host.schedule(after: .milliseconds(50)) { tick() }
+            try? s.unreliable.send([UInt8](repeating: 0x5A, count: 300))
+            peer.host.schedule(after: .milliseconds(100)) { tick() }
         }
         tick()
     }

@@ -58,6 +58,14 @@ struct BenchInternet: ParsableCommand {
         transform: Limits.relayShards.parse
     )
     var relayShards = 1
+    @Option(
+        name: .customLong("relay-after-ms"),
+        help: Limits.relayAfterMs.help(
+            "Milliseconds without a session before a joiner tries relays (default: turf's, 3000; 1000 behind a random NAT)."
+        ),
+        transform: Limits.relayAfterMs.parse
+    )
+    var relayAfterMs: Int?
     @Flag(name: .customLong("no-player-relays"), help: "Players do not relay for each other.")
     var noPlayerRelays = false
     @Option(help: "Seed of the simulation (same seed, same figures).") var seed: UInt64 = 1
@@ -74,6 +82,7 @@ struct BenchInternet: ParsableCommand {
         p.sameHome = sameHome
         p.playerRelays = !noPlayerRelays
         p.relayShards = relayShards
+        p.relayAfterMs = relayAfterMs
         p.seed = seed
         let t0 = Date()
         let (r, b) = try InternetSimulation(p).run()
@@ -94,6 +103,7 @@ struct BenchInternet: ParsableCommand {
             j.add("failure_reasons", object(b.failure_reasons))
             j.add("player_relays_enabled", !noPlayerRelays)
             j.add("relay_shards", relayShards)
+            j.add("relay_after_ms", relayAfterMs)
             j.add("wall_seconds", (wall * 100).rounded() / 100)
             print(j.text)
         } else {

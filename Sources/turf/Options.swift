@@ -96,4 +96,5 @@ enum Limits {
     static let share = OptionRange(0.0...1.0)
     static let churnPerHour = OptionRange(0.0...10.0)
     static let relayShards = OptionRange(1...4096)
+    static let relayAfterMs = OptionRange(0...60_000, unit: "ms")
 }
