@@ -75,6 +75,7 @@ package final class SimNetwork: Scheduler {
     /// what a raw socket could.
     package var maxDatagram = maxUDPDatagram
     private var rng: SplitMix64
+    private let seed: UInt64
     private var sockets: [PeerAddress: SimSocket] = [:]
     private var linkOverrides: [Pair: LinkConditions] = [:]
     private var group: [UInt32: Int] = [:]  // ip -> partition group; absent = group 0
@@ -97,6 +98,7 @@ package final class SimNetwork: Scheduler {
 
     package init(seed: UInt64, conditions: LinkConditions = LinkConditions()) {
         rng = SplitMix64(seed: seed, stream: 0x5E7)
+        self.seed = seed
         self.conditions = conditions
     }
 
@@ -257,16 +259,31 @@ package final class SimNetwork: Scheduler {
             linkOverrides.isEmpty
             ? (linkModel?(source, destination) ?? conditions)
             : linkOverrides[Pair(from: source.ip, to: destination.ip)] ?? conditions
-        if c.loss > 0 && rng.unit() < c.loss {
+        // With a link model, each datagram's fate is drawn from a hash of the datagram (its
+        // endpoints, size and send time) instead of the network's one stream: the order in which
+        // same-instant sends happen (a dictionary's iteration order, which Swift seeds per
+        // process and per instance) then cannot shift every later draw, and a run repeats.
+        var draws = linkModel == nil ? nil : datagramDraws(source, destination, payload.count)
+        func unit() -> Double {
+            guard var d = draws else { return rng.unit() }
+            defer { draws = d }
+            return d.unit()
+        }
+        func below(_ n: UInt64) -> UInt64 {
+            guard var d = draws else { return rng.below(n) }
+            defer { draws = d }
+            return d.below(n)
+        }
+        if c.loss > 0 && unit() < c.loss {
             stats.lost += 1
             return
         }
-        let copies = (c.duplicate > 0 && rng.unit() < c.duplicate) ? 2 : 1
+        let copies = (c.duplicate > 0 && unit() < c.duplicate) ? 2 : 1
         if copies == 2 { stats.duplicated += 1 }
         for _ in 0..<copies {
             var delay = c.latency
-            if c.jitter > 0 { delay &+= rng.below(c.jitter &+ 1) }
-            if c.reorder > 0 && rng.unit() < c.reorder { delay &+= c.reorderDelay }
+            if c.jitter > 0 { delay &+= below(c.jitter &+ 1) }
+            if c.reorder > 0 && unit() < c.reorder { delay &+= c.reorderDelay }
             push(
                 at: now &+ delay,
                 Event(token: nil) { [weak self] in
@@ -274,6 +291,19 @@ package final class SimNetwork: Scheduler {
                 }
             )
         }
+    }
+
+    /// A generator seeded by one datagram (see `transmit`).
+    private func datagramDraws(_ s: PeerAddress, _ d: PeerAddress, _ size: Int) -> SplitMix64 {
+        let h = StableHash.of(
+            seed,
+            s.sourceKey,
+            UInt64(s.port) << 16 | UInt64(d.port),
+            d.sourceKey,
+            now,
+            UInt64(size)
+        )
+        return SplitMix64(seed: h, stream: 0xD6)
     }
 
     private func deliver(_ payload: [UInt8], from source: PeerAddress, to outside: PeerAddress) {

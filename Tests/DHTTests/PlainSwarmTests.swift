@@ -50,12 +50,14 @@ import Testing
 
     @Test func plainNodesAnswerTurfsExtensionsWithMethodUnknown() {
         var r = PlainResponder(id: NodeID(a: 1, b: 2, c: 3), secret: 1)
-        let knock = Array("d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q10:turf_knock1:t2:xy1:y1:qe".utf8)
+        // A query of a method it does not know (the simulation's `dht_plain_unknown_method` counts
+        // the real `turf_knock`s that reach plain nodes).
+        let knock = Array("d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q11:turf_future1:t2:xy1:y1:qe".utf8)
         let (reply, outcome) = r.answer(knock, from: PeerAddress(11, 0, 0, 9, port: 1), now: 0) { _ in [] }
         #expect(outcome == .unknownMethod)
         #expect(reply.map { String(decoding: $0, as: UTF8.self).contains("i204e") } == true)
         let ping = Array("d1:ad2:id20:aaaaaaaaaaaaaaaaaaaae1:q4:ping1:t2:xy1:y1:qe".utf8)
-        #expect(r.answer(ping, from: PeerAddress(11, 0, 0, 9, port: 1), now: 0).outcome == .answered)
+        #expect(r.answer(ping, from: PeerAddress(11, 0, 0, 9, port: 1), now: 0) { _ in [] }.outcome == .answered)
     }
 
     /// Churn: nodes leave and join over the window; a node that left stays listed (stale) for a while.
