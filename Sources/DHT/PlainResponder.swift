@@ -85,7 +85,9 @@ package struct PlainResponder {
             var s = store ?? [:]
             var peers = s[h] ?? [:]
             if peers.count >= Self.maxStored { peers = peers.filter { now &- $0.value < Self.peerLifetime } }
-            if peers.count < Self.maxStored || peers[source.with(port: port)] != nil { peers[source.with(port: port)] = now }
+            if peers.count < Self.maxStored || peers[source.with(port: port)] != nil {
+                peers[source.with(port: port)] = now
+            }
             s[h] = peers
             store = s
             return (reply(KRPCResponse(id: id)), .stored)

@@ -138,7 +138,8 @@ package struct InternetSimulation {
         for lobby in lobbies {
             let hostIndex = lobby[0]
             for i in lobby {
-                let shares = i != hostIndex && natOf[hostIndex] != .cgnat && natOf[hostIndex] != .open
+                let shares =
+                    i != hostIndex && natOf[hostIndex] != .cgnat && natOf[hostIndex] != .open
                     && Double(StableHash.of(p.seed, UInt64(i), 0x40E) >> 11) / Double(1 << 53) < p.sameHome
                 if shares, var h = homeOfHost[hostIndex] {
                     natOf[i] = natOf[hostIndex]

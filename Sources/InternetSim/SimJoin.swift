@@ -12,8 +12,8 @@ import Transport
 /// answer "method unknown"); look relays up at once and, after 3 s without a session (1 s when our
 /// NAT is random, at once when every handshake gave up), join two relays and start a handshake
 /// through each (a join round that found no channel is retried a second later, five rounds at
-/// most; round r joins ranks 2r and 2r + 1 of the four the host registered at, where turf's
-/// volunteer path joins the first two again: a player relay may be unreachable). The first session up wins. The connect phase gives up after 12 s, or 10 s
+/// most; round r joins ranks 2r and 2r + 1, where turf's volunteer path joins the first two
+/// again: a player relay may be unreachable, and the host's view of the relays may differ). The first session up wins. The connect phase gives up after 12 s, or 10 s
 /// after the first relayed handshake started if that is later.
 final class SimJoin {
     enum Outcome: String, Sendable {
@@ -49,6 +49,7 @@ final class SimJoin {
     private var outstandingJoins = 0
     private var firstRelayed: Nanos?
     private var knockSender: KnockSender?
+    private var hostAddresses: Set<PeerAddress> = []
 
     static let findSeconds: Nanos = .seconds(15)
     static let connectSeconds: Nanos = .seconds(12)
@@ -109,7 +110,10 @@ final class SimJoin {
     private func connect(_ found: [PeerAddress]) {
         let peer = player.peer
         let me = peer.dht.externalAddress
-        let ordered = HolePuncher.order(([lanHost].compactMap { $0 } + found).filter { $0 != me && $0 != player.inside })
+        let ordered = HolePuncher.order(
+            ([lanHost].compactMap { $0 } + found).filter { $0 != me && $0 != player.inside }
+        )
+        hostAddresses = Set(ordered)
         connectStarted = player.now
         let kind = player.natKind
         relayStartAt = connectStarted &+ (relayAfter ?? (kind == .random ? .seconds(1) : .seconds(3)))
@@ -167,7 +171,9 @@ final class SimJoin {
         relayLookups += 1
         lastRelayLookup = player.now
         relays = nil
-        player.findRelays(tag: RelayFrame.tag(topic: topic)) { [weak self] found in self?.relays = found }
+        player.findRelays(tag: RelayFrame.tag(topic: topic), host: hostAddresses) { [weak self] found in
+            self?.relays = found
+        }
     }
 
     /// Every 200 ms, as the connect loop wakes: the relay's steps, and the deadline.
@@ -186,8 +192,13 @@ final class SimJoin {
                 relayJoined = true
                 // Round r joins the ranks 2r and 2r + 1 of the four the host registered at (turf's
                 // volunteer path joins the first two every round).
-                let first = (2 * joinRounds) % 4
-                joinRelays(Array(relays.dropFirst(first).prefix(2)))
+                // Round r joins ranks 2r and 2r + 1: the host registered at the four it ranked
+                // first, but its view of the relays (a sample, taken earlier) may differ from
+                // ours; a relay without the host answers at once (noHost). Our own relay keeps
+                // its place in the ranking but is not joined.
+                let first = 2 * joinRounds
+                let me = player.peer.dht.externalAddress
+                joinRelays(Array(relays.dropFirst(first).prefix(2)).filter { $0 != me })
             }
         }
         let deadline = max(connectStarted &+ Self.connectSeconds, firstRelayed.map { $0 &+ .seconds(10) } ?? 0)

@@ -82,15 +82,15 @@ final class SimPlayer {
     }
 
     /// Looks relays up as turf does: volunteers first, then players (`RelayFrame.rank` within
-    /// each), by `tag`. `done` gets the ranked list (maybe empty).
-    func findRelays(tag: NodeID, done: @escaping ([PeerAddress]) -> Void) {
+    /// each), by `tag`, leaving out the lobby's host (`host`: its addresses), so that host and
+    /// joiner rank the same list. `done` gets the ranked list (maybe empty).
+    func findRelays(tag: NodeID, host: Set<PeerAddress>, done: @escaping ([PeerAddress]) -> Void) {
         var volunteers: [PeerAddress]?
         var players: [PeerAddress]?
-        let me = peer.dht.externalAddress
         func finish() {
             guard let v = volunteers, let p = players else { return }
-            let vs = RelayFrame.rank(v, tag: tag)
-            let ps = RelayFrame.rank(p.filter { !v.contains($0) && $0 != me }, tag: tag)
+            let vs = RelayFrame.rank(v.filter { !host.contains($0) }, tag: tag)
+            let ps = RelayFrame.rank(p.filter { !v.contains($0) && !host.contains($0) }, tag: tag)
             done(vs + ps)
         }
         peer.dht.getPeers(RelayFrame.relayInfoHash) { r in
@@ -140,7 +140,8 @@ final class SimPlayer {
     }
 
     private func registerAtRelays(tag: NodeID) {
-        findRelays(tag: tag) { [weak self] relays in
+        let me = Set([peer.dht.externalAddress, inside].compactMap { $0 })
+        findRelays(tag: tag, host: me) { [weak self] relays in
             guard let self, self.lobby != nil, let client = self.peer.relay else { return }
             // The four ranked first (RelayClient's most): a player relay may turn out unreachable
             // (a consistent NAT that filters), and the joiner walks down the same ranking.

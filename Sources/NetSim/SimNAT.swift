@@ -154,7 +154,8 @@ package final class SimNAT {
             external[key] = ext
             stats.mappingsCreated += 1
         }
-        var b = bindings[ext].flatMap { $0.inside == inside && now &- $0.lastOut < timeout ? $0 : nil }
+        var b =
+            bindings[ext].flatMap { $0.inside == inside && now &- $0.lastOut < timeout ? $0 : nil }
             ?? Binding(inside: inside, lastOut: now)
         b.lastOut = now
         b.peers.insert(destination)
