@@ -37,6 +37,10 @@ package struct InternetSimulation {
         /// Milliseconds without a session before a joiner tries relays (nil: turf's 3 s, 1 s
         /// behind a random NAT).
         package var relayAfterMs: Int?
+        /// Players relay only when others can reach them unsolicited (open, or a consistent NAT
+        /// that does not filter): what a reachability check would give. Off: every open or
+        /// consistent player relays, as turf's classification alone says.
+        package var reachableRelaysOnly = false
         package var seed: UInt64 = 1
         package init() {}
     }
@@ -135,6 +139,8 @@ package struct InternetSimulation {
         var subscribers = 0
         var cgnats: [SimNAT] = []
         var natCounts: [String: Int] = [:]
+        // Whether others can reach a player unsolicited (no NAT, or a NAT that does not filter).
+        var unfiltered = [Bool](repeating: false, count: p.players)
         for lobby in lobbies {
             let hostIndex = lobby[0]
             for i in lobby {
@@ -147,6 +153,7 @@ package struct InternetSimulation {
                     h.members += 1
                     homeOfHost[hostIndex] = h
                     if let nat = h.nat { net.attach(nat, inside: [insideOf[i]]) }
+                    unfiltered[i] = h.nat.map { $0.filtering == .endpointIndependent } ?? true
                     lanHostOf[i] = insideOf[hostIndex]
                     natCounts[natOf[i].rawValue, default: 0] += 1
                     continue
@@ -157,6 +164,7 @@ package struct InternetSimulation {
                 switch kind {
                 case .open:
                     insideOf[i] = PeerAddress(ip: AddressPlan.homePublic(homes), port: AddressPlan.port)
+                    unfiltered[i] = true
                     homeOfHost[i] = (nil, homes, 1)
                     homes += 1
                 case .consistent, .random:
@@ -177,6 +185,7 @@ package struct InternetSimulation {
                     }
                     insideOf[i] = AddressPlan.homeInside(home, member: 0)
                     net.attach(nat, inside: [insideOf[i]])
+                    unfiltered[i] = nat.filtering == .endpointIndependent
                     homeOfHost[i] = (nat, home, 1)
                 case .cgnat:
                     // 200 subscribers per carrier NAT, on 4 public IPs.
@@ -284,7 +293,9 @@ package struct InternetSimulation {
         func online(_ pl: SimPlayer) {
             pl.goOnline(
                 saved: swarm.table(for: pl.peer.dht.id, key: StableHash.of(p.seed, 0xAB, UInt64(pl.index))),
-                playerRelays: p.playerRelays
+                playerRelays: p.playerRelays,
+                reachableOnly: p.reachableRelaysOnly,
+                reachable: unfiltered[pl.index]
             ) { relay in
                 if let s = relay.peer.relayServer { relayServers.append((s, true)) }
             }

@@ -41,9 +41,17 @@ final class SimPlayer {
 
     /// Joins the DHT from `saved` (a converged table: turf starts from the nodes it saved) and,
     /// once the join lookup ends, relays for others if its NAT is open or consistent.
-    func goOnline(saved: [NodeInfo], playerRelays: Bool, onRelay: @escaping (SimPlayer) -> Void) {
+    /// `reachableOnly`: relay only if others can reach this player unsolicited (open, or a
+    /// consistent NAT that does not filter), as a reachability check would tell it.
+    func goOnline(
+        saved: [NodeInfo],
+        playerRelays: Bool,
+        reachableOnly: Bool = false,
+        reachable: Bool = true,
+        onRelay: @escaping (SimPlayer) -> Void
+    ) {
         peer.start(savedNodes: saved) { [weak self] _ in
-            guard let self, playerRelays else { return }
+            guard let self, playerRelays, reachable || !reachableOnly else { return }
             let kind = self.natKind
             if kind == .open || kind == .consistent {
                 let shard = Int(self.peer.dht.id.a % UInt64(self.relayShards))

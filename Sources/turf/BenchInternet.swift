@@ -66,6 +66,11 @@ struct BenchInternet: ParsableCommand {
         transform: Limits.relayAfterMs.parse
     )
     var relayAfterMs: Int?
+    @Flag(
+        name: .customLong("reachable-relays-only"),
+        help: "Players relay only if others can reach them unsolicited (as a reachability check would tell)."
+    )
+    var reachableRelaysOnly = false
     @Flag(name: .customLong("no-player-relays"), help: "Players do not relay for each other.")
     var noPlayerRelays = false
     @Option(help: "Seed of the simulation (same seed, same figures).") var seed: UInt64 = 1
@@ -83,6 +88,7 @@ struct BenchInternet: ParsableCommand {
         p.playerRelays = !noPlayerRelays
         p.relayShards = relayShards
         p.relayAfterMs = relayAfterMs
+        p.reachableRelaysOnly = reachableRelaysOnly
         p.seed = seed
         let t0 = Date()
         let (r, b) = try InternetSimulation(p).run()
@@ -104,6 +110,7 @@ struct BenchInternet: ParsableCommand {
             j.add("player_relays_enabled", !noPlayerRelays)
             j.add("relay_shards", relayShards)
             j.add("relay_after_ms", relayAfterMs)
+            j.add("reachable_relays_only", reachableRelaysOnly)
             j.add("wall_seconds", (wall * 100).rounded() / 100)
             print(j.text)
         } else {
