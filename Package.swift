@@ -121,6 +121,16 @@ let package = Package(
             swiftSettings: settings
         ),
 
+        // TESTING DOUBLE. InternetSim: turf's players on a simulated internet (`turf bench internet`):
+        // a plain Mainline DHT at scale, NATs, real-world latency and loss, lobbies, player relays.
+        .target(
+            name: "InternetSim",
+            dependencies: [
+                "NetCore", "NetSim", "DHT", "DHTSim", "NetStack", "Transport", "Sodium", "Determinism",
+            ],
+            swiftSettings: settings
+        ),
+
         // The deterministic engine (generic over a game's rules) and turf's rules.
         .target(name: "Engine", dependencies: ["Determinism", "Keys"], swiftSettings: settings),
         .target(name: "TurfRules", dependencies: ["Engine", "Determinism", "Keys"], swiftSettings: settings),
@@ -194,7 +204,7 @@ let package = Package(
             dependencies: [
                 "Engine", "TurfRules", "TerminalUI", "NetCore", "NetPOSIX", "NetMatch", "LocalFiles", "TextOutput",
                 "CSodium", "Sodium", "Keys", "Noise", "Transport", "DHT", "NetStack", "Lobby", "NetPlay", "NetChaos",
-                "NetSim", "DHTSim", "NetMatchSim",
+                "NetSim", "DHTSim", "NetMatchSim", "InternetSim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -267,6 +277,11 @@ let package = Package(
         .testTarget(
             name: "NetChaosTests",
             dependencies: ["NetChaos", "TurfRules", "NetCore", "NetSim"],
+            swiftSettings: settings
+        ),
+        .testTarget(
+            name: "InternetSimTests",
+            dependencies: ["InternetSim", "NetSim", "NetCore", "DHT", "DHTSim"],
             swiftSettings: settings
         ),
         .testTarget(

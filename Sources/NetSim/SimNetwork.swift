@@ -56,10 +56,16 @@ package final class SimNetwork: Scheduler {
         package var bytesSent: UInt64 = 0
         /// Sends larger than `maxDatagram`, dropped at the sender (as `UDPHost` drops them).
         package var oversized: UInt64 = 0
+        /// Dropped by a NAT or firewall (`SimNAT`): no mapping, filtered, or no hairpinning.
+        package var filtered: UInt64 = 0
     }
 
     package private(set) var now: Nanos = 0
     package var conditions: LinkConditions
+    /// Conditions per datagram from its (public, translated) source and its destination, in
+    /// place of `conditions` (`bench internet`'s latency and loss model); `setConditions`
+    /// overrides still win. Must be a pure function of its arguments, for determinism.
+    package var linkModel: ((PeerAddress, PeerAddress) -> LinkConditions)?
     package private(set) var stats = Stats()
     /// Largest datagram a socket bound from now on may send (`SimSocket.maxDatagram`); larger
     /// ones are dropped at the sender and counted in `stats.oversized`. Defaults to what `UDPHost`
@@ -69,12 +75,16 @@ package final class SimNetwork: Scheduler {
     /// what a raw socket could.
     package var maxDatagram = maxUDPDatagram
     private var rng: SplitMix64
+    private let seed: UInt64
     private var sockets: [PeerAddress: SimSocket] = [:]
     private var linkOverrides: [Pair: LinkConditions] = [:]
     private var group: [UInt32: Int] = [:]  // ip -> partition group; absent = group 0
     private var queue = EventHeap()
     private var sequence: UInt64 = 0
     private var nextEphemeralPort: UInt16 = 40000
+    /// NATs (SimNAT.swift): by the inside hosts' addresses (port 0), and by their public IPs.
+    var natInside: [PeerAddress: SimNAT] = [:]
+    var natPublic: [PeerAddress: SimNAT] = [:]
 
     private struct Pair: Hashable {
         var from: UInt32
@@ -88,6 +98,7 @@ package final class SimNetwork: Scheduler {
 
     package init(seed: UInt64, conditions: LinkConditions = LinkConditions()) {
         rng = SplitMix64(seed: seed, stream: 0x5E7)
+        self.seed = seed
         self.conditions = conditions
     }
 
@@ -228,20 +239,51 @@ package final class SimNetwork: Scheduler {
 
     // MARK: delivery
 
-    func transmit(_ payload: [UInt8], from source: PeerAddress, to destination: PeerAddress) {
+    func transmit(_ payload: [UInt8], from origin: PeerAddress, to destination: PeerAddress) {
         stats.sent += 1
         stats.bytesSent += UInt64(payload.count)
-        let c = linkOverrides[Pair(from: source.ip, to: destination.ip)] ?? conditions
-        if c.loss > 0 && rng.unit() < c.loss {
+        var source = origin
+        if !natInside.isEmpty, let nat = natInside[origin.with(port: 0)],
+            natInside[destination.with(port: 0)] !== nat
+        {
+            if nat.owns(destination) {
+                nat.countHairpin(dropped: !nat.hairpin)
+                guard nat.hairpin else {
+                    stats.filtered += 1
+                    return
+                }
+            }
+            source = nat.outbound(from: origin, to: destination, now: now)
+        }
+        let c =
+            linkOverrides.isEmpty
+            ? (linkModel?(source, destination) ?? conditions)
+            : linkOverrides[Pair(from: source.ip, to: destination.ip)] ?? conditions
+        // With a link model, each datagram's fate is drawn from a hash of the datagram (its
+        // endpoints, size and send time) instead of the network's one stream: the order in which
+        // same-instant sends happen (a dictionary's iteration order, which Swift seeds per
+        // process and per instance) then cannot shift every later draw, and a run repeats.
+        var draws = linkModel == nil ? nil : datagramDraws(source, destination, payload.count)
+        func unit() -> Double {
+            guard var d = draws else { return rng.unit() }
+            defer { draws = d }
+            return d.unit()
+        }
+        func below(_ n: UInt64) -> UInt64 {
+            guard var d = draws else { return rng.below(n) }
+            defer { draws = d }
+            return d.below(n)
+        }
+        if c.loss > 0 && unit() < c.loss {
             stats.lost += 1
             return
         }
-        let copies = (c.duplicate > 0 && rng.unit() < c.duplicate) ? 2 : 1
+        let copies = (c.duplicate > 0 && unit() < c.duplicate) ? 2 : 1
         if copies == 2 { stats.duplicated += 1 }
         for _ in 0..<copies {
             var delay = c.latency
-            if c.jitter > 0 { delay &+= rng.below(c.jitter &+ 1) }
-            if c.reorder > 0 && rng.unit() < c.reorder { delay &+= c.reorderDelay }
+            if c.jitter > 0 { delay &+= below(c.jitter &+ 1) }
+            if c.reorder > 0 && unit() < c.reorder { delay &+= c.reorderDelay }
             push(
                 at: now &+ delay,
                 Event(token: nil) { [weak self] in
@@ -251,7 +293,30 @@ package final class SimNetwork: Scheduler {
         }
     }
 
-    private func deliver(_ payload: [UInt8], from source: PeerAddress, to destination: PeerAddress) {
+    /// A generator seeded by one datagram (see `transmit`).
+    private func datagramDraws(_ s: PeerAddress, _ d: PeerAddress, _ size: Int) -> SplitMix64 {
+        let h = StableHash.of(
+            seed,
+            s.sourceKey,
+            UInt64(s.port) << 16 | UInt64(d.port),
+            d.sourceKey,
+            now,
+            UInt64(size)
+        )
+        return SplitMix64(seed: h, stream: 0xD6)
+    }
+
+    private func deliver(_ payload: [UInt8], from source: PeerAddress, to outside: PeerAddress) {
+        var destination = outside
+        if !natPublic.isEmpty, let nat = natPublic[outside.with(port: 0)],
+            natInside[source.with(port: 0)] !== nat || nat.owns(outside)
+        {
+            guard let inside = nat.inbound(from: source, to: outside, now: now) else {
+                stats.filtered += 1
+                return
+            }
+            destination = inside
+        }
         // Partitions are checked at delivery, so a partition also eats datagrams in flight.
         if group[source.ip, default: 0] != group[destination.ip, default: 0] {
             stats.partitioned += 1

@@ -87,4 +87,14 @@ enum Limits {
     static let simSeconds = OptionRange(1...1_000_000, unit: "s")
     static let loss = OptionRange(0.0...0.5)
     static let inputSamples = OptionRange(1...10_000)
+    // bench internet.
+    static let internetNodes = OptionRange(1000...1_000_000)
+    static let internetPlayers = OptionRange(2...100_000)
+    static let internetWindow = OptionRange(10...3600, unit: "s")
+    static let matchSeconds = OptionRange(0...3600, unit: "s")
+    static let volunteers = OptionRange(0...1000)
+    static let share = OptionRange(0.0...1.0)
+    static let churnPerHour = OptionRange(0.0...10.0)
+    static let relayShards = OptionRange(1...4096)
+    static let relayAfterMs = OptionRange(0...60_000, unit: "ms")
 }

@@ -64,6 +64,8 @@ struct Bench: ParsableCommand {
             BenchCrypto.self, BenchSession.self, BenchFlood.self,
             // dht (BenchDHT.swift)
             BenchDHT.self,
+            // a simulated internet: DHT, NATs, lobbies, player relays (BenchInternet.swift)
+            BenchInternet.self,
             // terminal (BenchRender.swift)
             BenchRender.self,
             // networked match (BenchNetMatch.swift)

@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import InternetSim
+import TextOutput
+
+/// `turf bench internet`: turf's players on a simulated internet (docs/benchmarks.md).
+struct BenchInternet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "internet",
+        abstract:
+            "Simulate players behind NATs on a Mainline-like DHT; report join success, join times, paths and relay load."
+    )
+
+    @Option(
+        help: Limits.internetNodes.help("Plain Mainline DHT nodes.", default: 100_000),
+        transform: Limits.internetNodes.parse
+    )
+    var nodes = 100_000
+    @Option(
+        help: Limits.internetPlayers.help("Players (hosting and joining lobbies of 2-8).", default: 10_000),
+        transform: Limits.internetPlayers.parse
+    )
+    var players = 10_000
+    @Option(
+        help: Limits.internetWindow.help("Virtual seconds over which lobbies open.", default: 300),
+        transform: Limits.internetWindow.parse
+    )
+    var window = 300
+    @Option(
+        name: .customLong("match-seconds"),
+        help: Limits.matchSeconds.help("Seconds of match traffic on each relayed session.", default: 60),
+        transform: Limits.matchSeconds.parse
+    )
+    var matchSeconds = 60
+    @Option(
+        help: Limits.volunteers.help("Volunteer relays (turf dht serve --relay).", default: 0),
+        transform: Limits.volunteers.parse
+    )
+    var volunteers = 0
+    @Option(
+        name: .customLong("churn-per-hour"),
+        help: Limits.churnPerHour.help("Fraction of DHT nodes replaced per hour.", default: 0.2),
+        transform: Limits.churnPerHour.parse
+    )
+    var churnPerHour = 0.2
+    @Option(
+        name: .customLong("same-home"),
+        help: Limits.share.help("Share of joiners in their host's home (LAN).", default: 0.03),
+        transform: Limits.share.parse
+    )
+    var sameHome = 0.03
+    @Option(
+        name: .customLong("relay-shards"),
+        help: Limits.relayShards.help(
+            "Info-hashes player relays spread over (1: the single one turf uses).",
+            default: 1
+        ),
+        transform: Limits.relayShards.parse
+    )
+    var relayShards = 1
+    @Option(
+        name: .customLong("relay-after-ms"),
+        help: Limits.relayAfterMs.help(
+            "Milliseconds without a session before a joiner tries relays (default: turf's, 3000; 1000 behind a random NAT)."
+        ),
+        transform: Limits.relayAfterMs.parse
+    )
+    var relayAfterMs: Int?
+    @Flag(
+        name: .customLong("reachable-relays-only"),
+        help: "Players relay only if others can reach them unsolicited (as a reachability check would tell)."
+    )
+    var reachableRelaysOnly = false
+    @Flag(name: .customLong("no-player-relays"), help: "Players do not relay for each other.")
+    var noPlayerRelays = false
+    @Option(help: "Seed of the simulation (same seed, same figures).") var seed: UInt64 = 1
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        var p = InternetSimulation.Parameters()
+        p.nodes = nodes
+        p.players = players
+        p.windowSeconds = window
+        p.matchSeconds = matchSeconds
+        p.volunteers = volunteers
+        p.churnPerHour = churnPerHour
+        p.sameHome = sameHome
+        p.playerRelays = !noPlayerRelays
+        p.relayShards = relayShards
+        p.relayAfterMs = relayAfterMs
+        p.reachableRelaysOnly = reachableRelaysOnly
+        p.seed = seed
+        let t0 = Date()
+        let (r, b) = try InternetSimulation(p).run()
+        let wall = Date().timeIntervalSince(t0)
+        if json {
+            var j = JSONObject()
+            j.add("benchmark", "internet")
+            j.merge(try JSONObject(encoding: r))
+            func object(_ d: [String: Int]) -> JSONObject {
+                var o = JSONObject()
+                for (k, v) in d.sorted(by: { $0.key < $1.key }) { o.add(k, v) }
+                return o
+            }
+            j.add("paths", object(b.paths))
+            j.add("nat_mix", object(b.nat_mix))
+            j.add("relayed_joins_by_pair", object(b.relayed_joins_by_pair))
+            j.add("failed_joins_by_pair", object(b.failed_joins_by_pair))
+            j.add("failure_reasons", object(b.failure_reasons))
+            j.add("player_relays_enabled", !noPlayerRelays)
+            j.add("relay_shards", relayShards)
+            j.add("relay_after_ms", relayAfterMs)
+            j.add("reachable_relays_only", reachableRelaysOnly)
+            j.add("wall_seconds", (wall * 100).rounded() / 100)
+            print(j.text)
+        } else {
+            print(
+                """
+                Simulated internet: \(r.nodes) DHT nodes, \(r.players) players in \(r.lobbies) lobbies, \
+                \(r.volunteers) volunteer relays, \(r.player_relays) player relays
+                joins: \(r.joins), success rate \(r.join_success_rate); join ms p50 \(r.join_ms_p50), \
+                p95 \(r.join_ms_p95), p99 \(r.join_ms_p99)
+                paths: \(b.paths.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+                relay bytes/s max \(r.relay_bytes_per_sec_max) (quota \(r.relay_quota_total_bytes_per_sec)); \
+                over quota \(r.relays_over_quota); DHT messages per join \(r.dht_messages_per_join)
+                wall \(String(format: "%.1f", wall)) s, virtual \(r.virtual_seconds) s
+                """
+            )
+        }
+    }
+}
