@@ -240,6 +240,12 @@ extension DHTCLI {
     /// `lan_discovery` in dht.conf (nil when it says nothing); a file that cannot be read or
     /// parsed is an error, as for the bootstrap setting.
     static func lanDiscoverySetting() throws -> Bool? {
+        try dhtConfSetting { text, path in try DHTBootstrap.parseLANDiscovery(text, path: path) } ?? nil
+    }
+
+    /// Reads dht.conf (bounded, as untrusted) and hands its text to `parse`; nil when there is no
+    /// file. A file that cannot be read or parsed is one clean error naming it.
+    static func dhtConfSetting<T>(_ parse: (String, String) throws -> T) throws -> T? {
         let path = DHTBootstrap.configPath(
             environment: ProcessInfo.processInfo.environment,
             homeDirectory: NSHomeDirectory()
@@ -252,7 +258,7 @@ extension DHTCLI {
                     what: "DHT config"
                 )
             else { return nil }
-            return try DHTBootstrap.parseLANDiscovery(text, path: path)
+            return try parse(text, path)
         } catch let e as DHTBootstrap.SettingError {
             throw CLIError(SafeText.display(e.description, limit: 400))
         }

@@ -154,21 +154,6 @@ extension DHTCLI {
     /// `relay_service` and `relay_kib_per_second` in dht.conf (nil when it says nothing); a file
     /// that cannot be read or parsed is an error, as for the bootstrap setting.
     static func relayServiceSetting() throws -> (on: Bool?, kibPerSecond: Int?) {
-        let path = DHTBootstrap.configPath(
-            environment: ProcessInfo.processInfo.environment,
-            homeDirectory: NSHomeDirectory()
-        )
-        do {
-            guard
-                let text = try UntrustedFile.readTextIfPresent(
-                    path,
-                    limit: DHTBootstrap.configLimit,
-                    what: "DHT config"
-                )
-            else { return (nil, nil) }
-            return try DHTBootstrap.parseRelayService(text, path: path)
-        } catch let e as DHTBootstrap.SettingError {
-            throw CLIError(SafeText.display(e.description, limit: 400))
-        }
+        try dhtConfSetting { text, path in try DHTBootstrap.parseRelayService(text, path: path) } ?? (nil, nil)
     }
 }
