@@ -469,7 +469,7 @@ run_case() {
   local secs=$SECONDS_MATCH
   # Cases that move a session mid-match (a rejoin, a relayed start upgraded by the birthday
   # method, whose hit time is random) get a match long enough to show it: at least 10 s.
-  case "$c" in rejoin | cone-random | three | cone-cone-late | remap-relayed) secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10)) ;; esac
+  case "$c" in rejoin | cone-random | three | cone-cone-late | remap-relayed | lt-cone-cone) secs=$((SECONDS_MATCH > 10 ? SECONDS_MATCH : 10)) ;; esac
   case "$c" in cone-cone-later) secs=$((SECONDS_MATCH > 60 ? SECONDS_MATCH : 60)) ;; esac
   # The reversed birthday upgrade takes 4-7 s from the joiner's start unloaded (bench punch), more
   # on a 2-core machine running the whole test suite: its match runs 15 s so the upgrade fits in it.

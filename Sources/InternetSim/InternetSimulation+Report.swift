@@ -22,11 +22,21 @@ extension InternetSimulation {
         for l in lobbyOf { for i in l.dropFirst() { hostOf[i] = l[0] } }
         let finished = joins.filter { $0.outcome != nil }
         let ok = finished.filter { $0.outcome == .connected }
-        let ms = ok.map { Double($0.joinNanos) / 1e6 }.sorted()
-        func pct(_ q: Double) -> Double {
+        func pct(_ q: Double, of values: [Double]) -> Double {
+            let ms = values.sorted()
             guard !ms.isEmpty else { return 0 }
             let v = ms[min(ms.count - 1, max(0, Int((Double(ms.count) * q).rounded(.up)) - 1))]
             return (v * 10).rounded() / 10
+        }
+        let joinMs = ok.map { Double($0.joinNanos) / 1e6 }
+        func pct(_ q: Double) -> Double { pct(q, of: joinMs) }
+        // The two phases: finding the lobby, then connecting (by the path that won).
+        let findMs = ok.compactMap { j in j.foundAt.map { Double($0 &- j.began) / 1e6 } }
+        var connectMs: [String: [Double]] = [:]
+        for j in ok {
+            if let path = j.path, let f = j.foundAt {
+                connectMs[path, default: []].append(Double(j.finishedAt &- f) / 1e6)
+            }
         }
         var paths: [String: Int] = ["direct": 0, "lan": 0, "relayed": 0]
         var relayedPairs: [String: Int] = [:]
@@ -52,6 +62,8 @@ extension InternetSimulation {
             join_ms_p50: pct(0.5),
             join_ms_p95: pct(0.95),
             join_ms_p99: pct(0.99),
+            find_ms_p50: pct(0.5, of: findMs),
+            find_ms_p95: pct(0.95, of: findMs),
             failures_not_found: joins.filter { $0.outcome == .notFound }.count,
             failures_timed_out: joins.count - ok.count - joins.filter { $0.outcome == .notFound }.count,
             volunteers: p.volunteers,
@@ -79,7 +91,10 @@ extension InternetSimulation {
             nat_mix: natCounts,
             relayed_joins_by_pair: relayedPairs,
             failed_joins_by_pair: failedPairs,
-            failure_reasons: joins.compactMap(\.failure).reduce(into: [:]) { $0[$1, default: 0] += 1 }
+            failure_reasons: joins.compactMap(\.failure).reduce(into: [:]) { $0[$1, default: 0] += 1 },
+            relayed_joins_by_round: ok.compactMap(\.relayRound).reduce(into: [:]) { $0["\($1)", default: 0] += 1 },
+            connect_ms_p50_by_path: connectMs.mapValues { Int(pct(0.5, of: $0)) },
+            connect_ms_p95_by_path: connectMs.mapValues { Int(pct(0.95, of: $0)) }
         )
         return (r, b)
     }

@@ -30,17 +30,18 @@ package struct InternetSimulation {
         package var matchSeconds = 60
         package var playerRelays = true
         package var volunteers = 0
-        /// Player relays announce on one of this many info-hashes (by their node id), and a
-        /// lobby looks up the one its tag picks, so that host and joiner see the same few relays
-        /// and rank them alike. 1: the single `RelayFrame.playerRelayInfoHash`, as turf has it.
-        package var relayShards = 1
+        /// Player relays announce on one of this many shard info-hashes too (by their node id),
+        /// and a lobby looks up the one its tag picks, so that host and joiner see the same few
+        /// relays and rank them alike (`Peer.servePlayerRelay`, `Peer.findRelays`). 1: the single
+        /// `RelayFrame.playerRelayInfoHash` alone.
+        package var relayShards = RelayFrame.playerRelayShards
         /// Milliseconds without a session before a joiner tries relays (nil: turf's 3 s, 1 s
         /// behind a random NAT).
         package var relayAfterMs: Int?
         /// Players relay only when others can reach them unsolicited (open, or a consistent NAT
-        /// that does not filter): what a reachability check would give. Off: every open or
-        /// consistent player relays, as turf's classification alone says.
-        package var reachableRelaysOnly = false
+        /// that does not filter), as turf does (it waits for a stranger's datagram to come in:
+        /// `RelayServiceState.decide`). Off: every open or consistent player relays.
+        package var reachableRelaysOnly = true
         package var seed: UInt64 = 1
         package init() {}
     }
@@ -55,6 +56,9 @@ package struct InternetSimulation {
         package var join_ms_p50: Double
         package var join_ms_p95: Double
         package var join_ms_p99: Double
+        /// Of the joins that connected, how long finding the lobby took.
+        package var find_ms_p50: Double
+        package var find_ms_p95: Double
         package var failures_not_found: Int
         package var failures_timed_out: Int
         package var volunteers: Int
@@ -83,6 +87,11 @@ package struct InternetSimulation {
         package var relayed_joins_by_pair: [String: Int]
         package var failed_joins_by_pair: [String: Int]
         package var failure_reasons: [String: Int]
+        /// Relayed joins by the join round (1: the first) whose relay carried them.
+        package var relayed_joins_by_round: [String: Int]
+        /// From finding the lobby to the session being up, by the path that won.
+        package var connect_ms_p50_by_path: [String: Int]
+        package var connect_ms_p95_by_path: [String: Int]
     }
 
     package let p: Parameters

@@ -6,15 +6,17 @@ import Transport
 
 /// One join of `bench internet`, as `turf join <topic>` does it (NetRuntime+LAN.swift's
 /// `findByTopic`, NetRuntime+Traversal.swift's `connectToHost`, NetRuntime+Relay.swift's
-/// `JoinRelay`), in virtual time: look the topic up (up to 15 s); then at once knock on the slow
-/// path (announce on the knock info-hash), probe the candidates three times, start a handshake to
-/// each, and knock on the fast path (through the nodes holding the lobby: plain Mainline nodes
-/// answer "method unknown"); look relays up at once and, after 3 s without a session (1 s when our
-/// NAT is random, at once when every handshake gave up), join two relays and start a handshake
-/// through each (a join round that found no channel is retried a second later, five rounds at
-/// most; round r joins ranks 2r and 2r + 1, where turf's volunteer path joins the first two
-/// again: a player relay may be unreachable, and the host's view of the relays may differ). The first session up wins. The connect phase gives up after 12 s, or 10 s
-/// after the first relayed handshake started if that is later.
+/// `RelayLookup` and `JoinRelay`), in virtual time: look the topic up (up to 15 s) and, beside
+/// it, the relays (`Peer.findRelays`, acting on the first answers); once the lobby is found, at
+/// once knock on the slow path (announce on the knock info-hash), probe the candidates three
+/// times, start a handshake to each, and knock on the fast path (through the nodes holding the
+/// lobby: plain Mainline nodes answer "method unknown"); after `RelayClient.joinDelay` without a
+/// session (at once when every handshake gave up), join two relays and start a handshake through
+/// each. A round whose joins all came back without a channel is followed at once by the next two
+/// ranks (turf sends later rounds to the relays that failed fewer times: the same walk down the
+/// ranking), or a second later once all were tried; five rounds at most. The first session up
+/// wins. The connect phase gives up after 12 s, or 10 s after the first relayed handshake
+/// started if that is later.
 final class SimJoin {
     enum Outcome: String, Sendable {
         case connected, notFound, timedOut
@@ -30,18 +32,36 @@ final class SimJoin {
     private(set) var path: String?
     private(set) var finishedAt: Nanos = 0
     private(set) var relayUsed: PeerAddress?
+    /// When the lookup found the lobby (the connect phase began).
+    private(set) var foundAt: Nanos?
     private(set) var relaysFound: Int?
     /// Relay joins that gave a channel, and handshakes started through one.
     private(set) var relayChannels = 0
     var onDone: ((SimJoin) -> Void)?
-    /// When relays join in (nil: turf's `JoinRelay.delay`, 3 s, 1 s behind a random NAT).
+    /// When relays join in (nil: turf's, `RelayClient.joinDelay`).
     var relayAfter: Nanos?
 
     private var pending: [Session] = []
     private var relayOf: [ObjectIdentifier: PeerAddress] = [:]
+    private var roundOf: [ObjectIdentifier: Int] = [:]
     private var connectStarted: Nanos = 0
     private var relayStartAt: Nanos = 0
-    private var relays: [PeerAddress]?
+    /// What the relay lookups found (nil while they run); ordered on use, without the host.
+    private var found: RelaysFound?
+    /// Every relay lookup has ended (`found` is all they will find).
+    private var relaysComplete = false
+    private var relays: [PeerAddress]? {
+        found.map {
+            RelayFrame.order(
+                members: [],
+                volunteers: $0.volunteers,
+                players: $0.players,
+                tag: tag,
+                excluding: hostAddresses
+            )
+        }
+    }
+    private let tag: NodeID
     private var relayLookups = 0
     private var lastRelayLookup: Nanos = 0
     private var relayJoined = false
@@ -60,6 +80,7 @@ final class SimJoin {
         self.lanHost = lanHost
         began = player.now
         dhtSentAtStart = player.peer.dht.stats.sent
+        tag = RelayFrame.tag(topic: topic)
     }
 
     var dhtMessages: UInt64 { player.peer.dht.stats.sent &- dhtSentAtStart }
@@ -79,7 +100,12 @@ final class SimJoin {
     }
     var joinNanos: Nanos { finishedAt &- began }
 
-    func start() { lookup() }
+    /// The topic lookup, and at the same time the relay lookups (turf's `RelayLookup`: the topic
+    /// names the relay shard, so they need not wait for the lobby).
+    func start() {
+        lookup()
+        lookupRelays()
+    }
 
     // MARK: finding the lobby
 
@@ -115,9 +141,9 @@ final class SimJoin {
         )
         hostAddresses = Set(ordered)
         connectStarted = player.now
+        foundAt = connectStarted
         let kind = player.natKind
-        relayStartAt = connectStarted &+ (relayAfter ?? (kind == .random ? .seconds(1) : .seconds(3)))
-        lookupRelays()
+        relayStartAt = connectStarted &+ (relayAfter ?? RelayClient.joinDelay)
         // The slow path's knock (the birthday method is not simulated: see docs/benchmarks.md).
         peer.dht.announce(HolePuncher.knockHash(topic: topic), port: player.inside.port, impliedPort: true) { _, _ in }
         peer.puncher.probe(ordered, times: 3)
@@ -133,7 +159,10 @@ final class SimJoin {
     private func adopt(_ s: Session?, relay: PeerAddress?) {
         guard let s else { return }
         pending.append(s)
-        if let relay { relayOf[ObjectIdentifier(s)] = relay }
+        if let relay {
+            relayOf[ObjectIdentifier(s)] = relay
+            roundOf[ObjectIdentifier(s)] = joinRounds
+        }
         s.onStateChange = { [weak self, weak s] state in
             guard let self, let s else { return }
             switch state {
@@ -144,9 +173,13 @@ final class SimJoin {
         }
     }
 
+    /// The join round whose relay carried the session (1 is the first), for the report.
+    private(set) var relayRound: Int?
+
     private func won(_ s: Session) {
         guard outcome == nil else { return }
         relayUsed = relayOf[ObjectIdentifier(s)]
+        if relayUsed != nil { relayRound = roundOf[ObjectIdentifier(s)] }
         let a = s.peerAddress
         path = RelayClient.isVirtual(a) ? "relayed" : a.isPrivate ? "lan" : "direct"
         for other in pending where other !== s { other.close() }
@@ -170,9 +203,19 @@ final class SimJoin {
     private func lookupRelays() {
         relayLookups += 1
         lastRelayLookup = player.now
-        relays = nil
-        player.findRelays(tag: RelayFrame.tag(topic: topic), host: hostAddresses) { [weak self] found in
-            self?.relays = found
+        found = nil
+        relaysComplete = false
+        player.peer.findRelays(
+            tag: tag,
+            shards: player.relayShards,
+            onUpdate: { [weak self] found in
+                guard let self else { return }
+                self.found = found
+            }
+        ) { [weak self] found in
+            guard let self else { return }
+            self.found = found
+            self.relaysComplete = true
         }
     }
 
@@ -182,12 +225,15 @@ final class SimJoin {
         let now = player.now
         let force = pending.isEmpty
         if relayJoined, joinRounds < 5, outstandingJoins == 0, relayOf.isEmpty {
+            // The next ranks at once while there are untried ones (turf's `JoinRelay` does the
+            // same); the same again a second later (the host had not registered yet, say).
             relayJoined = false
-            relayStartAt = now &+ .seconds(1)
+            relayStartAt = (relays?.count ?? 0) > 2 * joinRounds ? now : now &+ .seconds(1)
         }
         if !relayJoined, force || now >= relayStartAt, let relays {
-            if relays.isEmpty && relayLookups < 4 {
-                if now &- lastRelayLookup > .seconds(2) { lookupRelays() }
+            if relays.isEmpty && (!relaysComplete || relayLookups < 4) {
+                // Nothing yet: wait for the lookups, and once they ended empty ask again, 2 s apart.
+                if relaysComplete && now &- lastRelayLookup > .seconds(2) { lookupRelays() }
             } else {
                 relayJoined = true
                 // Round r joins the ranks 2r and 2r + 1 of the four the host registered at (turf's
@@ -213,7 +259,6 @@ final class SimJoin {
     private func joinRelays(_ list: [PeerAddress]) {
         joinRounds += 1
         guard !list.isEmpty, let client = player.peer.relay else { return }
-        let tag = RelayFrame.tag(topic: topic)
         outstandingJoins += list.count
         for relay in list {
             client.join(tag: tag, relay: relay) { [weak self] virtual in

@@ -22,7 +22,7 @@ final class SimPlayer {
     /// Game traffic sent on relayed sessions, for `matchSeconds` after they opened.
     var trafficSeconds = 60
     /// `InternetSimulation.Parameters.relayShards`.
-    var relayShards = 1
+    var relayShards = RelayFrame.playerRelayShards
 
     init(index: Int, nat: PlayerNAT, peer: Peer, identity: Identity, inside: PeerAddress) {
         self.index = index
@@ -54,8 +54,7 @@ final class SimPlayer {
             guard let self, playerRelays, reachable || !reachableOnly else { return }
             let kind = self.natKind
             if kind == .open || kind == .consistent {
-                let shard = Int(self.peer.dht.id.a % UInt64(self.relayShards))
-                self.peer.serveRelay(.player, infoHash: Self.playerRelayHash(shard: shard, of: self.relayShards))
+                self.peer.servePlayerRelay(shards: self.relayShards)
                 onRelay(self)
             }
         }
@@ -84,31 +83,21 @@ final class SimPlayer {
 
     // MARK: relays (NetRuntime+Relay.swift)
 
-    /// Where player relays of `shard` announce (`RelayFrame.playerRelayInfoHash` when unsharded).
-    static func playerRelayHash(shard: Int, of shards: Int) -> NodeID {
-        shards <= 1 ? RelayFrame.playerRelayInfoHash : Topic.infoHash("turf player relay v1/\(shard)")
-    }
-
-    /// Looks relays up as turf does: volunteers first, then players (`RelayFrame.rank` within
-    /// each), by `tag`, leaving out the lobby's host (`host`: its addresses), so that host and
-    /// joiner rank the same list. `done` gets the ranked list (maybe empty).
+    /// Looks relays up as turf does (`Peer.findRelays`: volunteers, the tag's shard of player
+    /// relays, a sample of all of them) and orders them as turf does (`RelayFrame.order`),
+    /// leaving out the lobby's host (`host`: its addresses), so that host and joiner rank the
+    /// same list. `done` gets the ranked list (maybe empty).
     func findRelays(tag: NodeID, host: Set<PeerAddress>, done: @escaping ([PeerAddress]) -> Void) {
-        var volunteers: [PeerAddress]?
-        var players: [PeerAddress]?
-        func finish() {
-            guard let v = volunteers, let p = players else { return }
-            let vs = RelayFrame.rank(v.filter { !host.contains($0) }, tag: tag)
-            let ps = RelayFrame.rank(p.filter { !v.contains($0) && !host.contains($0) }, tag: tag)
-            done(vs + ps)
-        }
-        peer.dht.getPeers(RelayFrame.relayInfoHash) { r in
-            volunteers = r.peers
-            finish()
-        }
-        let shard = Self.playerRelayHash(shard: Int(tag.a % UInt64(max(1, relayShards))), of: relayShards)
-        peer.dht.getPeers(shard) { r in
-            players = r.peers
-            finish()
+        peer.findRelays(tag: tag, shards: relayShards) { found in
+            done(
+                RelayFrame.order(
+                    members: [],
+                    volunteers: found.volunteers,
+                    players: found.players,
+                    tag: tag,
+                    excluding: host
+                )
+            )
         }
     }
 
@@ -153,7 +142,7 @@ final class SimPlayer {
             guard let self, self.lobby != nil, let client = self.peer.relay else { return }
             // The four ranked first (RelayClient's most): a player relay may turn out unreachable
             // (a consistent NAT that filters), and the joiner walks down the same ranking.
-            if !relays.isEmpty { client.register(tag: tag, at: Array(relays.prefix(4))) }
+            if !relays.isEmpty { client.register(tag: tag, at: Array(relays.prefix(RelayClient.maxRegistrations))) }
             self.peer.host.schedule(after: .seconds(relays.isEmpty ? 2 : 30)) { [weak self] in
                 self?.registerAtRelays(tag: tag)
             }

@@ -339,19 +339,32 @@ package final class SimNetwork: Scheduler {
 
     /// A binary min-heap on (time, insertion order). One array of entries, so a sift moves one
     /// value instead of three (the 10,000-node DHT simulation pops tens of millions of events).
+    /// A binary min-heap of (time, sequence) keys; the events sit in a side table, so sifting
+    /// moves plain integers only (moving the events themselves, closures and byte arrays, cost
+    /// a retain and a release per step: about 8% of `bench internet`'s time).
     private struct EventHeap {
         private struct Entry {
             var time: Nanos
             var seq: UInt64
-            var event: Event
+            var slot: Int
             @inline(__always) func less(_ o: Entry) -> Bool { time < o.time || (time == o.time && seq < o.seq) }
         }
         private var entries: [Entry] = []
+        private var events: [Event?] = []
+        private var free: [Int] = []
         var count: Int { entries.count }
         var peekTime: Nanos? { entries.first?.time }
 
         mutating func push(time: Nanos, seq: UInt64, _ e: Event) {
-            let new = Entry(time: time, seq: seq, event: e)
+            let slot: Int
+            if let f = free.popLast() {
+                slot = f
+                events[f] = e
+            } else {
+                slot = events.count
+                events.append(e)
+            }
+            let new = Entry(time: time, seq: seq, slot: slot)
             entries.append(new)
             // Sift up by moving parents down into the hole, then place the new entry once.
             var i = entries.count - 1
@@ -365,7 +378,9 @@ package final class SimNetwork: Scheduler {
         }
 
         mutating func pop() -> Event {
-            let top = entries[0].event
+            let slot = entries[0].slot
+            let top = events[slot].take()!
+            free.append(slot)
             let last = entries.removeLast()
             let n = entries.count
             guard n > 0 else { return top }

@@ -32,7 +32,7 @@ public final class Peer {
     /// (`turf dht serve --relay`) or a player whose NAT lets others reach it.
     public let relay: RelayClient?
     public private(set) var relayServer: RelayServer?
-    private var relayAnnounce: NodeID?
+    private var relayAnnounce: [NodeID] = []
     /// Relay frames that came to a peer that neither uses relays nor is one (dropped).
     public private(set) var unhandledRelayFrames = 0
     /// The randomness of the sessions and relaying (the DHT's is `DHTConfig.seed`): the system
@@ -103,34 +103,84 @@ public final class Peer {
 
     public var localAddress: PeerAddress { host.localAddress }
 
-    /// Makes this peer a relay for others and announces it on `infoHash` so that clients find
+    /// Makes this peer a relay for others and announces it on `infoHashes` so that clients find
     /// it: a volunteer (`turf dht serve --relay`, a peer without an identity, on
-    /// `RelayFrame.relayInfoHash`) or a player (`RelayServer.Config.player`, on
-    /// `RelayFrame.playerRelayInfoHash`). Once; `stopServingRelay` ends it.
+    /// `RelayFrame.relayInfoHash`) or a player (`servePlayerRelay`). Once; `stopServingRelay`
+    /// ends it.
     public func serveRelay(
         _ config: RelayServer.Config = RelayServer.Config(),
-        infoHash: NodeID = RelayFrame.relayInfoHash
+        infoHashes: [NodeID] = [RelayFrame.relayInfoHash]
     ) {
         precondition(relayServer == nil, "this peer already relays")
         relayServer = RelayServer(host: host, config: config, random: random)
-        relayAnnounce = infoHash
+        relayAnnounce = infoHashes
         let port = host.localAddress.port
-        dht.keepAnnouncing(infoHash, port: port, impliedPort: true)
+        for h in infoHashes { dht.keepAnnouncing(h, port: port, impliedPort: true) }
         // A node that has just started knows few others: the first announce may store nowhere
         // (then it is retried after 5 s). Announce again while the routing table fills.
         for s in [1, 2, 3] {
             host.schedule(after: .seconds(s)) { [weak self] in
-                guard let self, self.relayAnnounce == infoHash else { return }
-                self.dht.announce(infoHash, port: port, impliedPort: true) { _, _ in }
+                guard let self, self.relayAnnounce == infoHashes else { return }
+                for h in infoHashes { self.dht.announce(h, port: port, impliedPort: true) { _, _ in } }
             }
         }
+    }
+
+    /// Relays for others as a player (`RelayServer.Config.player`, or `config`): announced on
+    /// `RelayFrame.playerRelayInfoHash` and on this node's shard of `shards`
+    /// (`RelayFrame.playerRelayShard(for:)`).
+    public func servePlayerRelay(_ config: RelayServer.Config = .player, shards: Int = RelayFrame.playerRelayShards) {
+        var hashes = [RelayFrame.playerRelayInfoHash]
+        if shards > 1 { hashes.append(RelayFrame.playerRelayShard(for: dht.id, of: shards)) }
+        serveRelay(config, infoHashes: hashes)
+    }
+
+    /// Looks the relays a pair on `tag` can use up on the DHT: volunteers, and player relays (a
+    /// sample of all of them, and the whole of the tag's shard of `shards`). `done` runs once,
+    /// when every lookup has ended. `onUpdate`, if given, runs each time an answer brought
+    /// relays, with all found so far: a joiner acts on the first ones instead of waiting for the
+    /// slowest nodes of three lookups (about a second more in `bench internet`; the nodes that
+    /// answer first with values hold about all of a shard).
+    public func findRelays(
+        tag: NodeID,
+        shards: Int = RelayFrame.playerRelayShards,
+        onUpdate: ((RelaysFound) -> Void)? = nil,
+        done: @escaping (RelaysFound) -> Void
+    ) {
+        var found = RelaysFound()
+        var waiting = shards > 1 ? 3 : 2
+        func lookup(_ hash: NodeID, _ store: @escaping (inout RelaysFound, [PeerAddress]) -> Void) {
+            dht.getPeers(
+                hash,
+                onPeers: { peers in
+                    store(&found, peers)
+                    onUpdate?(found)
+                }
+            ) { r in
+                store(&found, r.peers)
+                waiting -= 1
+                if waiting == 0 { done(found) }
+            }
+        }
+        lookup(RelayFrame.relayInfoHash) { f, p in f.volunteers = Self.merged(f.volunteers, p) }
+        lookup(RelayFrame.playerRelayInfoHash) { f, p in f.players.all = Self.merged(f.players.all, p) }
+        if shards > 1 {
+            lookup(RelayFrame.playerRelayShard(for: tag, of: shards)) { f, p in
+                f.players.shard = Self.merged(f.players.shard, p)
+            }
+        }
+    }
+
+    private static func merged(_ a: [PeerAddress], _ b: [PeerAddress]) -> [PeerAddress] {
+        var seen = Set(a)
+        return a + b.filter { seen.insert($0).inserted }
     }
 
     /// Stops relaying for others (a player whose NAT turned out not to let others in, or who
     /// opted out): no more announces, and the relay's registrations and channels are dropped.
     public func stopServingRelay() {
-        if let h = relayAnnounce { dht.stopAnnouncing(h) }
-        relayAnnounce = nil
+        for h in relayAnnounce { dht.stopAnnouncing(h) }
+        relayAnnounce = []
         relayServer?.stop()
         relayServer = nil
     }

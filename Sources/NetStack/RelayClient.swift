@@ -41,6 +41,11 @@ public final class RelayClient: NetworkHost {
     public private(set) var stats = Stats()
     /// Most virtual addresses at once (each one relayed session).
     public static let maxVirtual = 256
+    /// The most relays a host registers a tag at.
+    public static let maxRegistrations = 4
+    /// How long a joiner waits for a direct path before it also tries relays (turf's
+    /// `JoinRelay.delay`, which says why; `bench internet` uses the same).
+    public static let joinDelay: Nanos = .milliseconds(500)
     private var virtualByChannel: [PeerAddress: [UInt32: PeerAddress]] = [:]
     private var channelByVirtual: [PeerAddress: (relay: PeerAddress, channel: UInt32)] = [:]
     /// When each virtual address last carried a packet: when the table is full, one idle for a
@@ -149,12 +154,12 @@ public final class RelayClient: NetworkHost {
         virtualByChannel[v.relay]?[v.channel] = nil
     }
 
-    /// The host's side: registers `tag` at `relays` (at most 4) now and every `registerEvery`
+    /// The host's side: registers `tag` at `relays` (at most `maxRegistrations`) now and every `registerEvery`
     /// until `stopRegistering`. Joiners' channels then arrive as inbound sessions.
     public func register(tag: NodeID, at relays: [PeerAddress]) {
         inner.assertInLoop()
         registration?.timer?.cancel()
-        let chosen = Array(relays.prefix(4))
+        let chosen = Array(relays.prefix(Self.maxRegistrations))
         self.relays.formUnion(chosen)
         // One nonce per relay for as long as this tag stays registered there: the relay knows the
         // host by it when the host's NAT gives it a new address.

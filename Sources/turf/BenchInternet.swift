@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import InternetSim
+import NetStack
 import TextOutput
 
 /// `turf bench internet`: turf's players on a simulated internet (docs/benchmarks.md).
@@ -52,25 +53,26 @@ struct BenchInternet: ParsableCommand {
     @Option(
         name: .customLong("relay-shards"),
         help: Limits.relayShards.help(
-            "Info-hashes player relays spread over (1: the single one turf uses).",
-            default: 1
+            "Shards of player relays (1: the single info-hash alone, as turf had it before sharding).",
+            default: RelayFrame.playerRelayShards
         ),
         transform: Limits.relayShards.parse
     )
-    var relayShards = 1
+    var relayShards = RelayFrame.playerRelayShards
     @Option(
         name: .customLong("relay-after-ms"),
         help: Limits.relayAfterMs.help(
-            "Milliseconds without a session before a joiner tries relays (default: turf's, 3000; 1000 behind a random NAT)."
+            "Milliseconds without a session before a joiner tries relays (default: turf's, 500)."
         ),
         transform: Limits.relayAfterMs.parse
     )
     var relayAfterMs: Int?
     @Flag(
-        name: .customLong("reachable-relays-only"),
-        help: "Players relay only if others can reach them unsolicited (as a reachability check would tell)."
+        name: .customLong("unreachable-relays"),
+        help:
+            "Players behind a consistent NAT relay even when it filters strangers (turf relays only once a stranger's datagram came in)."
     )
-    var reachableRelaysOnly = false
+    var unreachableRelays = false
     @Flag(name: .customLong("no-player-relays"), help: "Players do not relay for each other.")
     var noPlayerRelays = false
     @Option(help: "Seed of the simulation (same seed, same figures).") var seed: UInt64 = 1
@@ -88,7 +90,7 @@ struct BenchInternet: ParsableCommand {
         p.playerRelays = !noPlayerRelays
         p.relayShards = relayShards
         p.relayAfterMs = relayAfterMs
-        p.reachableRelaysOnly = reachableRelaysOnly
+        p.reachableRelaysOnly = !unreachableRelays
         p.seed = seed
         let t0 = Date()
         let (r, b) = try InternetSimulation(p).run()
@@ -107,10 +109,13 @@ struct BenchInternet: ParsableCommand {
             j.add("relayed_joins_by_pair", object(b.relayed_joins_by_pair))
             j.add("failed_joins_by_pair", object(b.failed_joins_by_pair))
             j.add("failure_reasons", object(b.failure_reasons))
+            j.add("relayed_joins_by_round", object(b.relayed_joins_by_round))
+            j.add("connect_ms_p50_by_path", object(b.connect_ms_p50_by_path))
+            j.add("connect_ms_p95_by_path", object(b.connect_ms_p95_by_path))
             j.add("player_relays_enabled", !noPlayerRelays)
             j.add("relay_shards", relayShards)
             j.add("relay_after_ms", relayAfterMs)
-            j.add("reachable_relays_only", reachableRelaysOnly)
+            j.add("reachable_relays_only", !unreachableRelays)
             j.add("wall_seconds", (wall * 100).rounded() / 100)
             print(j.text)
         } else {

@@ -35,11 +35,13 @@ extension NetRuntime {
         var expected: PeerKey?
         var topic: String
         var memberRelays: [PeerAddress] = []  // the lobby record's `r`: members that relay for others
+        var relayLookup: RelayLookup?  // started once the topic is known, beside the lobby's lookup
         switch target {
         case .invite(let i):
             candidates = i.addresses
             expected = i.key
             topic = i.topic
+            relayLookup = RelayLookup(rt: self, topic: topic)
         case .key(let k):
             expected = k
             guard let record = findRecord(k) else {
@@ -49,9 +51,11 @@ extension NetRuntime {
             candidates = record.addresses
             topic = record.topic
             memberRelays = record.relays
+            relayLookup = RelayLookup(rt: self, topic: topic)
         case .topic(let t, let k):
             topic = t
             expected = k
+            relayLookup = RelayLookup(rt: self, topic: t)
             (candidates, lanCandidates) = findByTopic(t)
             if candidates.isEmpty {
                 printErr("no lobby found on topic '\(SafeText.display(t, limit: 80))'")
@@ -88,7 +92,8 @@ extension NetRuntime {
             topic: topic,
             psk: psk,
             expected: expected,
-            memberRelays: memberRelays
+            memberRelays: memberRelays,
+            relayLookup: relayLookup
         )
         stopLANSearch()
         guard let hostLink = connection.link, let hostKey = connection.key else {

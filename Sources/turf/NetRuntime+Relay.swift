@@ -61,26 +61,20 @@ extension NetRuntime {
 final class HostRelayFinder: @unchecked Sendable {
     let tag: NodeID
     /// Confined to the loop.
-    private var volunteers: [PeerAddress] = []
-    private var players: [PeerAddress] = []
+    private var found = RelaysFound()
     private var members: [PeerAddress] = []
 
     init(tag: NodeID) { self.tag = tag }
 
-    /// Looks both info-hashes up; registers when both answered, and again 30 s later (2 s while
-    /// it found none).
+    /// Looks the relays up (`Peer.findRelays`); registers when every lookup answered, and again
+    /// 30 s later (2 s while it found none).
     func find(_ peer: Peer) {
-        var answers = 0
-        for (hash, volunteer) in [(RelayFrame.relayInfoHash, true), (RelayFrame.playerRelayInfoHash, false)] {
-            peer.dht.getPeers(hash) { [weak peer] r in
-                guard let peer else { return }
-                if volunteer { self.volunteers = r.peers } else { self.players = r.peers }
-                answers += 1
-                guard answers == 2 else { return }
-                let found = self.register(peer)
-                peer.host.schedule(after: .seconds(found ? 30 : 2)) { [weak peer] in
-                    if let peer { self.find(peer) }
-                }
+        peer.findRelays(tag: tag) { [weak peer] found in
+            guard let peer else { return }
+            self.found = found
+            let any = self.register(peer)
+            peer.host.schedule(after: .seconds(any ? 30 : 2)) { [weak peer] in
+                if let peer { self.find(peer) }
             }
         }
     }
@@ -99,29 +93,32 @@ final class HostRelayFinder: @unchecked Sendable {
     private func register(_ peer: Peer) -> Bool {
         guard let client = peer.relay else { return false }
         let own = Set([peer.dht.externalAddress, peer.dht.externalAddress6, peer.localAddress].compactMap { $0 })
-        let chosen = Self.choose(members: members, volunteers: volunteers, players: players, tag: tag, own: own)
+        let chosen = Self.choose(members: members, found: found, tag: tag, own: own)
         if !chosen.relays.isEmpty { client.register(tag: tag, at: chosen.relays) }
         return chosen.strangers > 0
     }
 
-    /// Where the host registers: up to two members that relay, then the two strangers ranked
-    /// first (volunteers before players), never `own`; and how many strangers there were.
+    /// Where the host registers: up to two members that relay, then strangers ranked first
+    /// (volunteers before players) up to `RelayClient`'s four, never `own`; and how many
+    /// strangers there were. More than two strangers: a player relay may turn out unreachable or
+    /// full, and the joiner walks down the same ranking.
     static func choose(
         members: [PeerAddress],
-        volunteers: [PeerAddress],
-        players: [PeerAddress],
+        found: RelaysFound,
         tag: NodeID,
         own: Set<PeerAddress>
     ) -> (relays: [PeerAddress], strangers: Int) {
-        let mine = RelayFrame.order(members: members, volunteers: [], players: [], tag: tag, excluding: own)
+        let mine = Array(
+            RelayFrame.order(members: members, volunteers: [], players: [], tag: tag, excluding: own).prefix(2)
+        )
         let strangers = RelayFrame.order(
             members: [],
-            volunteers: volunteers,
-            players: players,
+            volunteers: found.volunteers,
+            players: found.players,
             tag: tag,
             excluding: own.union(mine)
         )
-        return (Array(mine.prefix(2)) + Array(strangers.prefix(2)), strangers.count)
+        return (mine + Array(strangers.prefix(RelayClient.maxRegistrations - mine.count)), strangers.count)
     }
 }
 
@@ -164,14 +161,41 @@ final class HostRelayWatch {
     }
 }
 
-/// The joiner's relay attempt inside `connectToHost`: looks relays up at once, and once `after`
-/// has passed without a session joins the two it ranks first and starts a handshake through each.
-/// Driven from the joiner's thread; the loop's answers come back through a lock.
+/// A joiner's relay lookups (`Peer.findRelays`), started as soon as the topic is known: the
+/// topic names the relay shard, so they run beside the lobby's lookup instead of after it.
+final class RelayLookup: Sendable {
+    struct State {
+        /// What the lookups found so far (nil: nothing yet), and whether they all ended.
+        var found: RelaysFound?
+        var complete = false
+    }
+    let state = NIOLockedValueBox(State())
+    let started = monotonicNanos()
+
+    init(rt: NetRuntime, tag: NodeID) {
+        let state = self.state
+        rt.live.execute { peer in
+            peer.findRelays(
+                tag: tag,
+                onUpdate: { found in state.withLockedValue { $0.found = found } }
+            ) { found in
+                state.withLockedValue {
+                    $0.found = found
+                    $0.complete = true
+                }
+            }
+        }
+    }
+
+    convenience init(rt: NetRuntime, topic: String) { self.init(rt: rt, tag: RelayFrame.tag(topic: topic)) }
+}
+
+/// The joiner's relay attempt inside `connectToHost`: looks relays up (or takes the lookup the
+/// join started with the topic), and once `after` has passed without a session joins the two it
+/// ranks first and starts a handshake through each. Driven from the joiner's thread; the loop's
+/// answers come back through a lock.
 final class JoinRelay {
     struct Shared {
-        /// What each lookup found: volunteers (`turf dht serve --relay`) and players that relay.
-        var volunteers: [PeerAddress]?
-        var players: [PeerAddress]?
         /// Relays whose join came back without a channel, and how often (later rounds try others first).
         var failures: [PeerAddress: Int] = [:]
         /// Sessions started through a relay, not yet taken by `tick`.
@@ -206,7 +230,8 @@ final class JoinRelay {
         expected: PeerKey?,
         after: UInt64,
         members: [PeerAddress] = [],
-        excluding: Set<PeerAddress> = []
+        excluding: Set<PeerAddress> = [],
+        lookup: RelayLookup? = nil
     ) {
         self.rt = rt
         tag = RelayFrame.tag(topic: topic)
@@ -215,33 +240,27 @@ final class JoinRelay {
         self.members = members
         self.excluding = excluding
         startAt = monotonicNanos() + after
-        lookup()
+        current = lookup ?? RelayLookup(rt: rt, tag: tag)
     }
 
-    private var lookups = 0
-    private var lastLookup: UInt64 = 0
-
-    /// A `get_peers` of each class's info-hash (volunteers, players); the answers land in `shared`.
-    private func lookup() {
-        lookups += 1
-        lastLookup = monotonicNanos()
-        let shared = self.shared
-        shared.withLockedValue {
-            $0.volunteers = nil
-            $0.players = nil
-        }
-        rt.live.execute { peer in
-            peer.dht.getPeers(RelayFrame.relayInfoHash) { r in shared.withLockedValue { $0.volunteers = r.peers } }
-            peer.dht.getPeers(RelayFrame.playerRelayInfoHash) { r in shared.withLockedValue { $0.players = r.peers } }
-        }
-    }
+    /// The lookup whose answers are used (the latest), and how many were started.
+    private var current: RelayLookup
+    private var lookups = 1
 
     /// Every relay found so far, in the order to try them: members, volunteers, players
-    /// (`RelayFrame.order`), then those that failed fewer times first. Nil until both lookups answered.
+    /// (`RelayFrame.order`), then those that failed fewer times first. Nil until a lookup
+    /// found one or they all ended (members alone are known from the start).
     private var ordered: [PeerAddress]? {
-        let (v, p, failures) = shared.withLockedValue { ($0.volunteers, $0.players, $0.failures) }
-        guard let v, let p else { return nil }
-        let all = RelayFrame.order(members: members, volunteers: v, players: p, tag: tag, excluding: excluding)
+        let failures = shared.withLockedValue { $0.failures }
+        let state = current.state.withLockedValue { $0 }
+        guard let found = state.found ?? (state.complete || !members.isEmpty ? RelaysFound() : nil) else { return nil }
+        let all = RelayFrame.order(
+            members: members,
+            volunteers: found.volunteers,
+            players: found.players,
+            tag: tag,
+            excluding: excluding
+        )
         // A stable sort: within one failure count the order above stays.
         return all.enumerated().sorted { a, b in
             let (fa, fb) = (failures[a.element] ?? 0, failures[b.element] ?? 0)
@@ -249,9 +268,14 @@ final class JoinRelay {
         }.map(\.element)
     }
 
-    /// How long a joiner waits for a direct path before it also tries relays: not long when its
-    /// own NAT maps a new port per destination (punching then needs luck or a consistent host).
-    static func delay(ownNAT: NATKind) -> UInt64 { ownNAT == .random ? 1_000_000_000 : 3_000_000_000 }
+    /// How long a joiner waits for a direct path before it also tries relays: half a second.
+    /// A direct path that exists is usually up by then (the lab's cone ↔ cone: 41 ms; through
+    /// libtorrent nodes only, 300–400 ms); one that takes longer (the knock's slow path on a DHT
+    /// of plain nodes, the birthday method) may still win the race, and a relayed session moves
+    /// to the direct path once a probe gets through (`Repunch`). `bench internet` measured the
+    /// wait: join p95 4.8 s with 3 s (1 s behind a random NAT), about 2.7 s with 0.5 s, while
+    /// with no wait at all the first rounds went to relays the host had not registered at.
+    static let delay: UInt64 = RelayClient.joinDelay
 
     /// Whether relayed sessions may still come (so the connect loop should keep waiting).
     var mayStillAdd: Bool {
@@ -261,15 +285,23 @@ final class JoinRelay {
     /// Starts the joins when due (or at once when `force`: every direct attempt has failed), and
     /// moves the relayed sessions started since the last call into `pending`.
     func tick(_ pending: inout Set<UInt32>, force: Bool) {
-        // Every join came back without a channel (the host had not registered yet, say): again in a second.
+        // Every join came back without a channel: the next ranks at once while some are untried
+        // (our view of the relays and the host's may differ), else again in a second (the host
+        // had not registered yet, say).
         if joined, joinRounds < 5, shared.withLockedValue({ $0.outstanding == 0 && $0.relayOf.isEmpty }) {
             joined = false
-            startAt = monotonicNanos() + 1_000_000_000
+            let untried = (ordered?.count ?? 0) > shared.withLockedValue { $0.failures.count }
+            startAt = monotonicNanos() + (untried ? 0 : 1_000_000_000)
         }
         if !joined, force || monotonicNanos() >= startAt, let relays = ordered {
-            if relays.isEmpty && lookups < 4 {
-                // None found yet (a relay's announcement may not have landed): ask again, 2 s apart.
-                if monotonicNanos() - lastLookup > 2_000_000_000 { lookup() }
+            let complete = current.state.withLockedValue { $0.complete }
+            if relays.isEmpty && (!complete || lookups < 4) {
+                // None found yet (a relay's announcement may not have landed): once the lookups
+                // ended empty, ask again, 2 s apart.
+                if complete && monotonicNanos() - current.started > 2_000_000_000 {
+                    lookups += 1
+                    current = RelayLookup(rt: rt, tag: tag)
+                }
             } else {
                 joined = true
                 // Members first: the first round goes to the lobby's own relaying members alone

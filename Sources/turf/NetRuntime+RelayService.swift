@@ -9,7 +9,7 @@ import TextOutput
 /// Relaying for others while `turf host` / `turf join` runs (docs/nat.md, "Players relay for each
 /// other"): once this machine's NAT lets others in (`open`, `consistent`, or IPv6 `open`), its
 /// peer serves as a player relay (`RelayServer.Config.player`, announced on
-/// `RelayFrame.playerRelayInfoHash`), and stops when the classification turns `random` or
+/// `RelayFrame.playerRelayInfoHash` and its shard: `Peer.servePlayerRelay`), and stops when the classification turns `random` or
 /// `unknown`. Off with `--no-relay-service` or `relay_service = off` in dht.conf.
 struct RelayServiceState {
     /// Why the service never runs (`flag`, `config`), nil when it may.
@@ -108,7 +108,7 @@ extension NetRuntime {
             relayService.set(d.serve)
             let config = relayService.config
             if d.serve {
-                live.execute { $0.serveRelay(config, infoHash: RelayFrame.playerRelayInfoHash) }
+                live.execute { $0.servePlayerRelay(config) }
             } else {
                 let stopped = try? live.sync { peer -> RelayServiceFigures in
                     let f = peer.relayServer.map(RelayServiceFigures.init) ?? RelayServiceFigures()

@@ -65,10 +65,11 @@ extension NetRuntime {
         topic: String,
         psk: SecretBytes?,
         expected: PeerKey?,
-        memberRelays: [PeerAddress] = []
+        memberRelays: [PeerAddress] = [],
+        relayLookup: RelayLookup? = nil
     ) -> HostConnection {
         freshStats()
-        let nat = natStatus()  // the joiner's own NAT decides how soon it asks a relay, and the birthday method
+        let nat = natStatus()  // the joiner's own NAT decides the birthday method
         let began = monotonicNanos()
         // Never through ourselves, nor through the host (a relay that is the other end is no help).
         let own = [nat.external, stats.externalAddress6, live.localAddress].compactMap { $0 }
@@ -77,9 +78,10 @@ extension NetRuntime {
             topic: topic,
             psk: psk,
             expected: expected,
-            after: JoinRelay.delay(ownNAT: nat.kind),
+            after: JoinRelay.delay,
             members: memberRelays,
-            excluding: Set(own + candidates)
+            excluding: Set(own + candidates),
+            lookup: relayLookup
         )
         let ordered = HolePuncher.order(candidates)
         let birthday = JoinerBirthday(kind: nat.kind, candidates: ordered)

@@ -52,7 +52,7 @@ import Transport
     @Test func theHostRegistersAtAMemberAndTheJoinerUsesItBeforeAStranger() throws {
         let net = SimNetwork(seed: 7, conditions: LinkConditions(latency: .milliseconds(10)))
         let memberPeer = Peer(host: net.bind(member), identity: .generate())
-        memberPeer.serveRelay(.player, infoHash: RelayFrame.playerRelayInfoHash)
+        memberPeer.servePlayerRelay()
         let volunteer = Peer(host: net.bind(volunteers[0]))
         volunteer.serveRelay()
         let host = Peer(host: net.bind(PeerAddress(203, 0, 113, 2, port: 5000)), identity: .generate())

@@ -71,7 +71,7 @@ final class RemappingHost: NetworkHost {
     @Test func aPlayerRelaysWhileItPlays() throws {
         let net = SimNetwork(seed: 21, conditions: LinkConditions(latency: .milliseconds(10)))
         let relayPeer = Peer(host: net.bind(PeerAddress(198, 51, 100, 7, port: 5000)), identity: .generate())
-        relayPeer.serveRelay(.player, infoHash: RelayFrame.playerRelayInfoHash)
+        relayPeer.servePlayerRelay()
         let host = Peer(host: net.bind(PeerAddress(203, 0, 113, 2, port: 5000)), identity: .generate())
         let joiner = Peer(host: net.bind(PeerAddress(192, 0, 2, 3, port: 5000)), identity: .generate())
         // The relaying player's own session with the host, direct.
@@ -114,7 +114,7 @@ final class RemappingHost: NetworkHost {
     @Test func aRelayedSessionFollowsANATRemapOfEitherSide() throws {
         let net = SimNetwork(seed: 22, conditions: LinkConditions(latency: .milliseconds(10)))
         let relayPeer = Peer(host: net.bind(PeerAddress(198, 51, 100, 7, port: 5000)), identity: .generate())
-        relayPeer.serveRelay(.player, infoHash: RelayFrame.playerRelayInfoHash)
+        relayPeer.servePlayerRelay()
         let hostNAT = RemappingHost(net, PeerAddress(203, 0, 113, 2, port: 5000))
         let joinerNAT = RemappingHost(net, PeerAddress(192, 0, 2, 3, port: 5000))
         let host = Peer(host: hostNAT, identity: .generate())
@@ -151,7 +151,7 @@ final class RemappingHost: NetworkHost {
         let net = SimNetwork(seed: 23, conditions: LinkConditions(latency: .milliseconds(5)))
         let relayPeer = Peer(host: net.bind(PeerAddress(198, 51, 100, 7, port: 5000)), identity: .generate())
         let config = RelayServer.Config.player
-        relayPeer.serveRelay(config, infoHash: RelayFrame.playerRelayInfoHash)
+        relayPeer.servePlayerRelay(config)
         let relay = try #require(relayPeer.relayServer)
         let target = relayPeer.localAddress
         // The honest pair: registered and joined before the flood.

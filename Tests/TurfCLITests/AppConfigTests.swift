@@ -153,17 +153,23 @@ import Testing
     }
 
     /// Where `turf host` registers its lobby: its members that relay first (two at most), then
-    /// the two strangers it ranks first, volunteers before players, never itself.
+    /// the strangers it ranks first up to four in all, volunteers before players, the players of
+    /// the lobby's shard before the sample of all player relays, never itself.
     @Test func theHostRegistersAtItsMembersBeforeStrangers() {
         let tag = RelayFrame.tag(topic: "members")
         let me = PeerAddress(203, 0, 113, 2, port: 5000)
         let members = (1...3).map { PeerAddress(198, 51, 100, UInt8($0), port: 7000) }
         let volunteer = PeerAddress(198, 51, 100, 11, port: 6881)
         let players = (1...3).map { PeerAddress(192, 0, 2, UInt8($0), port: 5000) }
+        func found(_ v: [PeerAddress], shard: [PeerAddress] = [], all: [PeerAddress]) -> RelaysFound {
+            var f = RelaysFound()
+            f.volunteers = v
+            f.players = .init(shard: shard, all: all)
+            return f
+        }
         let c = HostRelayFinder.choose(
             members: members,
-            volunteers: [volunteer, me],
-            players: players + [me, members[0]],
+            found: found([volunteer, me], all: players + [me, members[0]]),
             tag: tag,
             own: [me]
         )
@@ -172,10 +178,18 @@ import Testing
         #expect(c.relays[2] == volunteer)
         #expect(players.contains(c.relays[3]))
         #expect(!c.relays.contains(me))
-        // No member: the two strangers alone; nothing found: nothing, and a quick look again.
-        let strangers = HostRelayFinder.choose(members: [], volunteers: [], players: players, tag: tag, own: [me])
-        #expect(strangers.relays.count == 2 && strangers.strangers == 3)
-        #expect(HostRelayFinder.choose(members: [], volunteers: [me], players: [], tag: tag, own: [me]).strangers == 0)
+        // No member: four strangers at most; the shard's players come first, whatever their rank.
+        let shard = (1...2).map { PeerAddress(192, 0, 2, UInt8(100 + $0), port: 5000) }
+        let strangers = HostRelayFinder.choose(
+            members: [],
+            found: found([], shard: shard, all: players),
+            tag: tag,
+            own: [me]
+        )
+        #expect(strangers.relays.count == 4 && strangers.strangers == 5)
+        #expect(Set(strangers.relays.prefix(2)) == Set(shard))
+        // Nothing found: nothing, and a quick look again.
+        #expect(HostRelayFinder.choose(members: [], found: found([me], all: []), tag: tag, own: [me]).strangers == 0)
     }
 
     /// Whether a player relays for others, from its NAT: when others can reach it unasked (open,

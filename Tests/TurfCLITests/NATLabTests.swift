@@ -154,7 +154,9 @@ import Testing
 
     /// Only third-party nodes (libtorrent) hold the lobby: they do not know turf's knock, so the
     /// joiner's knock takes the slow path (its announce on the knock info-hash, the host's poll),
-    /// and two cone NATs still punch.
+    /// and two cone NATs still punch: directly at once, or, when the slow path took longer than
+    /// the joiner's wait before it asks a relay (0.5 s), relayed first and then moved to the
+    /// direct path by the re-punch.
     @Test(
         .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
         .enabled(if: libtorrent, "needs python3-libtorrent (make deps)"),
@@ -165,7 +167,8 @@ import Testing
         let r = try #require(runs["lt-cone-cone"])
         #expect(r.ok, "\(r.fields)")
         #expect(r.fields["hashes_agree"] as? Bool == true)
-        #expect(r.text("path") == "direct")
+        #expect(["direct", "relayed"].contains(r.text("path") ?? ""), "\(r.fields)")
+        #expect(r.text("final_path") == "direct", "\(r.fields)")
         #expect(r.text("knock") == "slow")
     }
 

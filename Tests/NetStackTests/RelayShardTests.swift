@@ -1,0 +1,104 @@
+import DHT
+import NetCore
+import NetSim
+import Testing
+import Transport
+
+@testable import NetStack
+
+/// Player relays announce on their shard as well as on the single info-hash, and a pair looks
+/// both up (`Peer.findRelays`): host and joiner see the whole of their tag's shard and rank it
+/// first, so they pick the same relays even where one DHT answer lists only a sample of all.
+@Suite struct RelayShardTests {
+    @Test func hostAndJoinerFindTheirShardWholeAndRankItFirst() throws {
+        let net = SimNetwork(seed: 33, conditions: LinkConditions(latency: .milliseconds(15)))
+        let router = simPeer(net, PeerAddress(198, 51, 100, 1, port: 6881), bootstrap: [])
+        let nets: [(UInt8, UInt8, UInt8)] = [(198, 51, 100), (203, 0, 113), (192, 0, 2)]
+        var nodes: [Peer] = []
+        for i in 10..<22 {
+            let (a, b, c) = nets[i % 3]
+            nodes.append(simPeer(net, PeerAddress(a, b, c, UInt8(i), port: 6881), bootstrap: [router.localAddress]))
+        }
+        let shards = 4
+        var relays: [Peer] = []
+        for i in 40..<48 {
+            let (a, b, c) = nets[i % 3]
+            let p = simPeer(
+                net,
+                PeerAddress(a, b, c, UInt8(i), port: 7000),
+                bootstrap: [router.localAddress],
+                identity: .generate()
+            )
+            relays.append(p)
+        }
+        let host = simPeer(
+            net,
+            PeerAddress(203, 0, 113, 2, port: 5000),
+            bootstrap: [router.localAddress],
+            identity: .generate()
+        )
+        let joiner = simPeer(
+            net,
+            PeerAddress(192, 0, 2, 3, port: 5000),
+            bootstrap: [router.localAddress],
+            identity: .generate()
+        )
+        router.start()
+        for n in nodes + [host, joiner] { n.start() }
+        var started = 0
+        // Each relay's shard, from its node id when it began to serve (an id may change later,
+        // once the node knows its external address: the announcements keep the first shard).
+        var shardAt: [PeerAddress: NodeID] = [:]
+        for r in relays {
+            r.start { _ in
+                shardAt[r.localAddress] = RelayFrame.playerRelayShard(for: r.dht.id, of: shards)
+                r.servePlayerRelay(shards: shards)
+                started += 1
+            }
+        }
+        #expect(net.run(until: net.now + .seconds(30), while: { started < relays.count }))
+        _ = net.run(for: .seconds(10))  // the announces land (and are repeated at 1, 2 and 3 s)
+
+        // A tag whose shard holds some relays but not the one ranked first over all of them.
+        let shardOf = { (p: Peer) in shardAt[p.localAddress] }
+        let all = relays.map(\.localAddress)
+        let tag = try #require(
+            (0..<64).map { RelayFrame.tag(topic: "shard \($0)") }.first { t in
+                let members = relays.filter { shardOf($0) == RelayFrame.playerRelayShard(for: t, of: shards) }
+                let top = RelayFrame.rank(all, tag: t).first
+                return !members.isEmpty && members.count < relays.count && !members.contains { $0.localAddress == top }
+            }
+        )
+        let inShard = Set(
+            relays.filter { shardOf($0) == RelayFrame.playerRelayShard(for: tag, of: shards) }.map(\.localAddress)
+        )
+
+        var hostFound: RelaysFound?
+        var joinerFound: RelaysFound?
+        var updates = 0
+        host.findRelays(tag: tag, shards: shards) { hostFound = $0 }
+        joiner.findRelays(tag: tag, shards: shards, onUpdate: { _ in updates += 1 }) { joinerFound = $0 }
+        #expect(net.run(until: net.now + .seconds(20), while: { hostFound == nil || joinerFound == nil }))
+        let h = try #require(hostFound)
+        let j = try #require(joinerFound)
+        #expect(Set(h.players.shard) == inShard && Set(j.players.shard) == inShard)
+        #expect(Set(j.players.all) == Set(all), "every relay also announces on the single info-hash")
+        #expect(j.volunteers.isEmpty)
+        #expect(updates > 0, "answers that carried relays were passed on before the lookups ended")
+        // Both rank the shard first, in the same order.
+        func order(_ f: RelaysFound, excluding: Set<PeerAddress>) -> [PeerAddress] {
+            RelayFrame.order(members: [], volunteers: f.volunteers, players: f.players, tag: tag, excluding: excluding)
+        }
+        let ho = order(h, excluding: [host.localAddress])
+        let jo = order(j, excluding: [host.localAddress])
+        #expect(ho == jo)
+        #expect(Set(ho.prefix(inShard.count)) == inShard)
+        #expect(ho.first != RelayFrame.rank(all, tag: tag).first)
+
+        // Unsharded (shards 1): the single info-hash alone, no shard lookup.
+        var plain: RelaysFound?
+        joiner.findRelays(tag: tag, shards: 1) { plain = $0 }
+        #expect(net.run(until: net.now + .seconds(20), while: { plain == nil }))
+        #expect(plain?.players.shard == [] && Set(plain?.players.all ?? []) == Set(all))
+    }
+}
