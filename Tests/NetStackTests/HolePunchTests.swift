@@ -112,6 +112,8 @@ import Transport
         _ = net.run(for: .seconds(5))
         #expect(host.puncher.probesSent == sent)
         #expect(watcher.polls > 20)
+        // A lookup every tenth poll; in between, a query to each node the last one found closest.
+        #expect(watcher.lookups >= 3 && watcher.lookups <= watcher.polls / KnockWatcher.lookupEvery + 1)
         watcher.stop()
         // A datagram of the probe type but the wrong length: dropped and counted.
         let raw = net.bind(PeerAddress(10, 0, 0, 9, port: 1))
