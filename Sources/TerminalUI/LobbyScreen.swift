@@ -249,7 +249,7 @@ public struct LobbyScreen: Sendable {
         case .started: return " The match starts now."
         case .waiting:
             return v.role == .host
-                ? " Enter: start the match (\(v.roster.count) players)"
+                ? " Enter: start the match (\(v.roster.count) player\(v.roster.count == 1 ? "" : "s"))"
                     + (v.roster.count > 1 ? (theme.unicode ? " · ↑/↓ k: kick" : " · up/down k: kick") : "")
                     + " · c: chat · q: leave"
                 : " Waiting for the host to start the match · c: chat · q: leave"

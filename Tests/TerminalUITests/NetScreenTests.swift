@@ -154,6 +154,9 @@ import TurfRules
         #expect(dave.contains("disconnected"))
         #expect(r[23].contains("Enter: start the match (4 players) · ↑/↓ k: kick · c: chat · q: leave"))
         expectSafeCells(f)
+        // Alone in the lobby: one player, and no one to kick.
+        let alone = rows(screen.render(lobby(names: ["alice"]), width: 80, height: 24))
+        #expect(alone[23].contains("Enter: start the match (1 player) · c: chat · q: leave"))
     }
 
     @Test func joinerWaitsForTheHost() {
