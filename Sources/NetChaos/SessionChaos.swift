@@ -171,7 +171,7 @@ package struct SessionChaos {
         /// A dial whose handshake gave up (every attempt lost) is tried again, as a person would
         /// join again: the lobby waits for the whole room.
         func redialFailed() {
-            for (k, d) in dials where d.session.isClosed && links[k] == nil {
+            for (k, d) in dials.sorted(by: { $0.key < $1.key }) where d.session.isClosed && links[k] == nil {
                 redials += 1
                 dial(k, at: d.address)
             }

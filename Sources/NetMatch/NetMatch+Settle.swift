@@ -47,6 +47,17 @@ extension NetMatch {
             if let o = ownerLink[p], !links[o].left { silent += 1 }
         }
         guard silent * 2 < config.players.count else { return false }
+        // Nor alone: with an owner silent, another owner must say the same: one we still hear (its
+        // report is checked below), or one that left settled on the same players gone. Cut off
+        // from everyone, a peer holding most finals (that reached it before the cut) would
+        // otherwise settle the rest gone with nobody to disagree.
+        if silent > 0
+            && !(0..<peers.count).contains(where: { l in
+                !ownsJudged(l) && (links[l].stats.connected || (links[l].left && reportsGone(links[l], gone)))
+            })
+        {
+            return false
+        }
         let finals = finalsHeld
         for p in 0..<config.players.count where (gone | judged) & (1 << UInt8(p)) == 0 {
             guard finals & (1 << UInt8(p)) != 0, finalThrough[p] >= Int64(config.lengthTicks) else { return false }
@@ -59,11 +70,17 @@ extension NetMatch {
             // Everyone we hear from must end on our final hash (a spectator too: it records it).
             if links[l].peerFinal != ours { return false }
             for p in mine where links[l].peerAck[Int(p)] < log[Int(p)].count { return false }
-            guard gone != 0 else { continue }
-            guard links[l].peerSettleKnown, links[l].peerGone & gone == gone else { return false }
-            for p in 0..<config.players.count where gone & (1 << UInt8(p)) != 0 {
-                if links[l].peerBest[p] != bestCount(p) { return false }
-            }
+            if gone != 0 && !reportsGone(links[l], gone) { return false }
+        }
+        return true
+    }
+
+    /// Whether a link's settle report has every player of `gone` gone, each with the best count
+    /// held here.
+    func reportsGone(_ link: Link, _ gone: UInt8) -> Bool {
+        guard link.peerSettleKnown, link.peerGone & gone == gone else { return false }
+        for p in 0..<config.players.count where gone & (1 << UInt8(p)) != 0 {
+            if link.peerBest[p] != bestCount(p) { return false }
         }
         return true
     }

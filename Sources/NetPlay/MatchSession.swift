@@ -138,7 +138,7 @@ public final class MatchSession<Controller: PlayerController> {
         let config = options.start.config
         loop = try MatchLoop(config: config, controllers: controllers, start: startLocal)
         let owners = Set(config.players.compactMap(\.owner))
-        for (k, id) in links {
+        for (k, id) in links.sorted(by: { $0.value < $1.value }) {
             if !options.isHost && (options.noMesh(k) || !owners.contains(k)) && id != options.hostLink {
                 outbox.append(.close(id))
                 continue
@@ -294,7 +294,7 @@ public final class MatchSession<Controller: PlayerController> {
                 rosterMessage = announced
             }
             send(id, announced)
-            for (k, l) in links where k != p.key && owns(k) { send(l, announced) }
+            for (k, l) in links.sorted(by: { $0.value < $1.value }) where k != p.key && owns(k) { send(l, announced) }
             resumeWanted.append((id, p.key, false))
             events.append(.rejoined(p.key))
         case .leave, .settled:

@@ -246,7 +246,7 @@ public final class KnockWatcher {
         }
         probesWithheld += fresh.count * Self.probeRounds - times.reduce(0, +)
         probeBytes += times.reduce(0, +) * HolePuncher.probeWireBytes
-        for n in Set(times) where n > 0 {
+        for n in Set(times).sorted() where n > 0 {
             let group = fresh.indices.filter { times[$0] == n }.map { fresh[$0] }
             for chunk in stride(from: 0, to: group.count, by: HolePuncher.maxTargets) {
                 peer.puncher.probe(Array(group[chunk..<min(group.count, chunk + HolePuncher.maxTargets)]), times: n)

@@ -60,7 +60,7 @@ extension SessionManager {
     public func retryHandshakes(to address: PeerAddress) {
         host.assertInLoop()
         let now = host.now
-        for s in Array(sessions.values) where s.role == .initiator && s.peerAddress == address {
+        for s in sessionsInOrder where s.role == .initiator && s.peerAddress == address {
             // Rate-limited by the last early resend only: the first probe, however soon after the
             // initiation (a knock relayed by the DHT arrives within milliseconds), resends at once.
             guard case .connecting = s.state, let h = handshakes[s.localIndex], h.finalMessage == nil,

@@ -17,7 +17,9 @@ extension SessionManager {
     func tick() {
         host.assertInLoop()
         let now = host.now
-        for s in Array(sessions.values) {
+        // In index order, not the dictionary's (Swift seeds that per process): what each session
+        // sends, and the retry jitter it draws, then happen in the same order on every run.
+        for s in sessionsInOrder {
             switch s.state {
             case .established:
                 s.tick(now: now, config: config)

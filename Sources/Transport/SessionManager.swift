@@ -215,7 +215,10 @@ public final class SessionManager {
         lobbyPSK = key
     }
 
-    public var activeSessions: [Session] { sessions.values.filter { $0.isEstablished } }
+    public var activeSessions: [Session] { sessionsInOrder.filter { $0.isEstablished } }
+    /// The sessions by local index: an order that is the same on every run (a dictionary's is
+    /// seeded per process), for loops whose sends or random draws must repeat from a seed.
+    var sessionsInOrder: [Session] { sessions.keys.sorted().compactMap { sessions[$0] } }
     public var sessionCount: Int { sessions.count }
     public var pendingHandshakeCount: Int { pendingOrder.count }
     var pendingMapCount: Int { pendingByInitiator.count }
@@ -229,7 +232,7 @@ public final class SessionManager {
         host.assertInLoop()
         tickTimer?.cancel()
         tickTimer = nil
-        for s in Array(sessions.values) {
+        for s in sessionsInOrder {
             if s.isEstablished { s.sendFrames([.close(.shutdown)], includeAck: false) }
             remove(s, reason: .shutdown)
         }

@@ -128,6 +128,46 @@ enum Fixture {
         #expect(settled.late && settled.ran)
     }
 
+    /// A peer cut off from everyone does not settle a silent owner gone on its own, even when it
+    /// holds every other final statement (a minority silent): with nobody connected to report the
+    /// same players gone, it would save a log cut where nobody else cut it. Found by the session
+    /// chaos runs (issue: seed 86 failed once): a partitioned peer that started late got most finals
+    /// before the cut, its links went down just before the heal, and it settled in between.
+    @Test func aPeerCutOffFromEveryoneSettlesNobodyGoneAlone() throws {
+        let keys = Fixture.keys(3)
+        let config = try Fixture.config(keys: keys, seconds: 1)
+        let owners = keys.map { PeerKey(bytes: $0.publicKey)! }
+        var nets = try keys.map { try NetMatch<TurfWorld>(config: config, identity: $0, now: 0) }
+        for i in nets.indices {
+            for t in 0...config.lengthTicks { nets[i].addLocal([], ranTick: t, now: UInt64(t) * 33_000_000) }
+        }
+        var now: UInt64 = 1_100_000_000
+        /// One round: every peer polls; what goes between two peers of `linked` arrives.
+        func round(_ linked: Set<Int>) {
+            now += 100_000_000
+            for i in nets.indices {
+                for d in nets[i].poll(now: now) {
+                    guard let j = owners.firstIndex(of: d.to), linked.contains(i), linked.contains(j) else { continue }
+                    nets[j].receive(d.bytes, from: owners[i], now: now)
+                }
+            }
+        }
+        // Peers 0 and 1 hear each other (each holds the other's final statement); 2 is silent.
+        for _ in 0..<10 { round([0, 1]) }
+        let finals = nets[0].finalsHeld
+        #expect(finals == 0b011)
+        // Then 0 hears nobody: its links go down, player 2 is gone there, 1 is not (final held).
+        for _ in 0..<60 { round([]) }
+        let cutOff = (nets[0].isConnected(owners[1]), nets[0].isConnected(owners[2]), nets[0].gonePlayers)
+        #expect(cutOff == (false, false, [2]))
+        let settledAlone = nets[0].isSettled
+        #expect(!settledAlone)
+        // Once everyone hears everyone, all three settle with nobody gone.
+        for _ in 0..<30 { round([0, 1, 2]) }
+        let settled = nets.map { $0.isSettled && $0.gonePlayers.isEmpty }
+        #expect(settled == [true, true, true])
+    }
+
     @Test func testRelayCarriesOpsWhenADirectLinkIsDown() throws {
         var c = NetMatchSim<TurfController>.Conditions()
         c.cutPairs = [(0, 2)]
