@@ -30,11 +30,11 @@ package struct InternetSimulation {
         package var matchSeconds = 60
         package var playerRelays = true
         package var volunteers = 0
-        /// Player relays announce on one of this many shard info-hashes too (by their node id),
-        /// and a lobby looks up the one its tag picks, so that host and joiner see the same few
-        /// relays and rank them alike (`Peer.servePlayerRelay`, `Peer.findRelays`). 1: the single
-        /// `RelayFrame.playerRelayInfoHash` alone.
-        package var relayShards = RelayFrame.playerRelayShards
+        /// The shard levels: player relays announce on one shard info-hash per level too (by
+        /// their node id), and a lobby looks up the one its tag picks at each level, so that host
+        /// and joiner see the same few relays and rank them alike (`Peer.servePlayerRelay`,
+        /// `Peer.findRelays`). Empty: the single `RelayFrame.playerRelayInfoHash` alone.
+        package var relayShards = RelayFrame.playerRelayShardLevels
         /// Milliseconds without a session before a joiner tries relays (nil: turf's 3 s, 1 s
         /// behind a random NAT).
         package var relayAfterMs: Int?

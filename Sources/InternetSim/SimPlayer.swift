@@ -22,7 +22,7 @@ final class SimPlayer {
     /// Game traffic sent on relayed sessions, for `matchSeconds` after they opened.
     var trafficSeconds = 60
     /// `InternetSimulation.Parameters.relayShards`.
-    var relayShards = RelayFrame.playerRelayShards
+    var relayShards = RelayFrame.playerRelayShardLevels
 
     init(index: Int, nat: PlayerNAT, peer: Peer, identity: Identity, inside: PeerAddress) {
         self.index = index

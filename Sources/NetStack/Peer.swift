@@ -127,28 +127,36 @@ public final class Peer {
     }
 
     /// Relays for others as a player (`RelayServer.Config.player`, or `config`): announced on
-    /// `RelayFrame.playerRelayInfoHash` and on this node's shard of `shards`
-    /// (`RelayFrame.playerRelayShard(for:)`).
-    public func servePlayerRelay(_ config: RelayServer.Config = .player, shards: Int = RelayFrame.playerRelayShards) {
-        var hashes = [RelayFrame.playerRelayInfoHash]
-        if shards > 1 { hashes.append(RelayFrame.playerRelayShard(for: dht.id, of: shards)) }
-        serveRelay(config, infoHashes: hashes)
+    /// `RelayFrame.playerRelayInfoHash` and on this node's shard at each level of `shards`
+    /// (`RelayFrame.playerRelayShardLevels`; empty: the single info-hash alone).
+    public func servePlayerRelay(
+        _ config: RelayServer.Config = .player,
+        shards: [Int] = RelayFrame.playerRelayShardLevels
+    ) {
+        let id = dht.id
+        serveRelay(
+            config,
+            infoHashes: [RelayFrame.playerRelayInfoHash]
+                + shards.filter { $0 > 1 }.map { RelayFrame.playerRelayShard(for: id, of: $0) }
+        )
     }
 
     /// Looks the relays a pair on `tag` can use up on the DHT: volunteers, and player relays (a
-    /// sample of all of them, and the whole of the tag's shard of `shards`). `done` runs once,
+    /// sample of all of them, and the tag's shard at each level of `shards`). `done` runs once,
     /// when every lookup has ended. `onUpdate`, if given, runs each time an answer brought
     /// relays, with all found so far: a joiner acts on the first ones instead of waiting for the
-    /// slowest nodes of three lookups (about a second more in `bench internet`; the nodes that
+    /// slowest nodes of several lookups (about a second more in `bench internet`; the nodes that
     /// answer first with values hold about all of a shard).
     public func findRelays(
         tag: NodeID,
-        shards: Int = RelayFrame.playerRelayShards,
+        shards: [Int] = RelayFrame.playerRelayShardLevels,
         onUpdate: ((RelaysFound) -> Void)? = nil,
         done: @escaping (RelaysFound) -> Void
     ) {
+        let levels = shards.filter { $0 > 1 }
         var found = RelaysFound()
-        var waiting = shards > 1 ? 3 : 2
+        found.players.shards = levels.map { _ in [] }
+        var waiting = 2 + levels.count
         func lookup(_ hash: NodeID, _ store: @escaping (inout RelaysFound, [PeerAddress]) -> Void) {
             dht.getPeers(
                 hash,
@@ -164,9 +172,9 @@ public final class Peer {
         }
         lookup(RelayFrame.relayInfoHash) { f, p in f.volunteers = Self.merged(f.volunteers, p) }
         lookup(RelayFrame.playerRelayInfoHash) { f, p in f.players.all = Self.merged(f.players.all, p) }
-        if shards > 1 {
-            lookup(RelayFrame.playerRelayShard(for: tag, of: shards)) { f, p in
-                f.players.shard = Self.merged(f.players.shard, p)
+        for (i, n) in levels.enumerated() {
+            lookup(RelayFrame.playerRelayShard(for: tag, of: n)) { f, p in
+                f.players.shards[i] = Self.merged(f.players.shards[i], p)
             }
         }
     }

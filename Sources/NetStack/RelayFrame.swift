@@ -92,21 +92,23 @@ public enum RelayFrame: Equatable, Sendable {
     /// Where players that relay for others announce (`RelayServer.Config.player`): clients try
     /// a match's own members first, then volunteers (`relayInfoHash`), then these.
     public static let playerRelayInfoHash = Topic.infoHash("turf player relay v1")
-    /// Player relays also announce on one of this many shard info-hashes (picked by their node
-    /// id), and a pair looks up the shard its tag picks: one DHT answer lists a sample of at most
-    /// 50–64 relays, so with thousands of player relays a host and a joiner would each rank a
-    /// different sample of the single info-hash, and rarely pick the same relay. A shard holds
-    /// few enough that both see all of it. `bench internet` measured it: 99.7% of joins with
-    /// 128 shards against 91.8% without (docs/benchmarks.md).
-    public static let playerRelayShards = 128
+    /// Player relays also announce on one shard info-hash per level (picked by their node id),
+    /// and a pair looks up the shard its tag picks at each level: one DHT answer lists a sample
+    /// of at most 50–64 relays, so with hundreds or thousands of player relays a host and a
+    /// joiner would each rank a different sample of the single info-hash and rarely pick the
+    /// same relay. A shard small enough that one answer lists it whole is seen alike by both: at
+    /// 16 shards up to about 1,000 player relays, at 256 up to about 16,000, and the single
+    /// info-hash up to 64. Both rank the finest level first. `bench internet` measured it
+    /// (docs/benchmarks.md).
+    public static let playerRelayShardLevels = [16, 256]
 
-    /// The info-hash of player-relay shard `shard` of `shards` (1: `playerRelayInfoHash` alone).
-    public static func playerRelayShard(_ shard: Int, of shards: Int = playerRelayShards) -> NodeID {
-        shards <= 1 ? playerRelayInfoHash : Topic.infoHash("turf player relay v1/\(shard % shards)")
+    /// The info-hash of player-relay shard `shard` of `shards` (1: `playerRelayInfoHash`).
+    public static func playerRelayShard(_ shard: Int, of shards: Int) -> NodeID {
+        shards <= 1 ? playerRelayInfoHash : Topic.infoHash("turf player relay v1/\(shards)/\(shard % shards)")
     }
 
-    /// The shard a relay (by its node id) or a pair (by its tag) uses.
-    public static func playerRelayShard(for id: NodeID, of shards: Int = playerRelayShards) -> NodeID {
+    /// The shard of `shards` a relay (by its node id) or a pair (by its tag) uses.
+    public static func playerRelayShard(for id: NodeID, of shards: Int) -> NodeID {
         playerRelayShard(Int(id.a % UInt64(max(1, shards))), of: shards)
     }
 
@@ -138,14 +140,14 @@ public enum RelayFrame: Equatable, Sendable {
         order(
             members: members,
             volunteers: volunteers,
-            players: RelaysFound.Players(shard: players),
+            players: RelaysFound.Players(all: players),
             tag: tag,
             excluding: excluding
         )
     }
 
-    /// As above, with the players found in two lookups: those of the pair's shard (which both
-    /// sides see whole) come before the sample of all player relays.
+    /// As above, with the players found by `Peer.findRelays`: those of the pair's shards, finest
+    /// level first (a shard both sides see whole), before the sample of all player relays.
     public static func order(
         members: [PeerAddress],
         volunteers: [PeerAddress],
@@ -155,7 +157,7 @@ public enum RelayFrame: Equatable, Sendable {
     ) -> [PeerAddress] {
         var seen = excluding
         var out: [PeerAddress] = []
-        for cls in [members, volunteers, players.shard, players.all] {
+        for cls in [members, volunteers] + players.shards.reversed() + [players.all] {
             for a in rank(cls, tag: tag) where seen.insert(a).inserted { out.append(a) }
         }
         return out
@@ -175,15 +177,16 @@ public enum RelayStatus: UInt8, Sendable {
 
 /// What a pair's relay lookups found (`Peer.findRelays`).
 public struct RelaysFound: Sendable, Equatable {
-    /// The player relays found: the whole of the pair's shard, and a sample of all of them.
+    /// The player relays found: those of the pair's shard at each level (in the order of the
+    /// levels looked up, coarsest first), and a sample of all of them.
     public struct Players: Sendable, Equatable {
-        public var shard: [PeerAddress]
+        public var shards: [[PeerAddress]]
         public var all: [PeerAddress]
-        public init(shard: [PeerAddress] = [], all: [PeerAddress] = []) {
-            self.shard = shard
+        public init(shards: [[PeerAddress]] = [], all: [PeerAddress] = []) {
+            self.shards = shards
             self.all = all
         }
-        public var isEmpty: Bool { shard.isEmpty && all.isEmpty }
+        public var isEmpty: Bool { shards.allSatisfy(\.isEmpty) && all.isEmpty }
     }
     /// Volunteers (`turf dht serve --relay`).
     public var volunteers: [PeerAddress] = []

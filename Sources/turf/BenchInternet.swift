@@ -52,13 +52,12 @@ struct BenchInternet: ParsableCommand {
     var sameHome = 0.03
     @Option(
         name: .customLong("relay-shards"),
-        help: Limits.relayShards.help(
-            "Shards of player relays (1: the single info-hash alone, as turf had it before sharding).",
-            default: RelayFrame.playerRelayShards
+        help: ArgumentHelp(
+            "Shard levels of player relays, comma-separated (each 2-4096; 1 or none: the single info-hash alone; default \(RelayFrame.playerRelayShardLevels.map(String.init).joined(separator: ",")))."
         ),
-        transform: Limits.relayShards.parse
+        transform: BenchInternet.parseShardLevels
     )
-    var relayShards = RelayFrame.playerRelayShards
+    var relayShards = RelayFrame.playerRelayShardLevels
     @Option(
         name: .customLong("relay-after-ms"),
         help: Limits.relayAfterMs.help(
@@ -77,6 +76,19 @@ struct BenchInternet: ParsableCommand {
     var noPlayerRelays = false
     @Option(help: "Seed of the simulation (same seed, same figures).") var seed: UInt64 = 1
     @Flag(help: "Print one JSON object.") var json = false
+
+    /// `--relay-shards`: "16,256", or "1" / "none" for none.
+    @Sendable static func parseShardLevels(_ s: String) throws -> [Int] {
+        if s == "1" || s == "none" { return [] }
+        let levels = try s.split(separator: ",", omittingEmptySubsequences: false).map { part -> Int in
+            guard let n = Int(part), Limits.relayShards.contains(n), n > 1 else {
+                throw ValidationError("--relay-shards: each level must be 2-4096 (or 1 / none alone)")
+            }
+            return n
+        }
+        guard levels.count <= 4 else { throw ValidationError("--relay-shards: at most 4 levels") }
+        return levels
+    }
 
     func run() throws {
         var p = InternetSimulation.Parameters()
@@ -113,7 +125,7 @@ struct BenchInternet: ParsableCommand {
             j.add("connect_ms_p50_by_path", object(b.connect_ms_p50_by_path))
             j.add("connect_ms_p95_by_path", object(b.connect_ms_p95_by_path))
             j.add("player_relays_enabled", !noPlayerRelays)
-            j.add("relay_shards", relayShards)
+            j.add("relay_shards", relayShards.map(String.init).joined(separator: ","))
             j.add("relay_after_ms", relayAfterMs)
             j.add("reachable_relays_only", !unreachableRelays)
             j.add("wall_seconds", (wall * 100).rounded() / 100)

@@ -20,6 +20,7 @@ import Transport
             nodes.append(simPeer(net, PeerAddress(a, b, c, UInt8(i), port: 6881), bootstrap: [router.localAddress]))
         }
         let shards = 4
+        let levels = [shards]
         var relays: [Peer] = []
         for i in 40..<48 {
             let (a, b, c) = nets[i % 3]
@@ -52,7 +53,7 @@ import Transport
         for r in relays {
             r.start { _ in
                 shardAt[r.localAddress] = RelayFrame.playerRelayShard(for: r.dht.id, of: shards)
-                r.servePlayerRelay(shards: shards)
+                r.servePlayerRelay(shards: levels)
                 started += 1
             }
         }
@@ -76,12 +77,12 @@ import Transport
         var hostFound: RelaysFound?
         var joinerFound: RelaysFound?
         var updates = 0
-        host.findRelays(tag: tag, shards: shards) { hostFound = $0 }
-        joiner.findRelays(tag: tag, shards: shards, onUpdate: { _ in updates += 1 }) { joinerFound = $0 }
+        host.findRelays(tag: tag, shards: levels) { hostFound = $0 }
+        joiner.findRelays(tag: tag, shards: levels, onUpdate: { _ in updates += 1 }) { joinerFound = $0 }
         #expect(net.run(until: net.now + .seconds(20), while: { hostFound == nil || joinerFound == nil }))
         let h = try #require(hostFound)
         let j = try #require(joinerFound)
-        #expect(Set(h.players.shard) == inShard && Set(j.players.shard) == inShard)
+        #expect(Set(h.players.shards[0]) == inShard && Set(j.players.shards[0]) == inShard)
         #expect(Set(j.players.all) == Set(all), "every relay also announces on the single info-hash")
         #expect(j.volunteers.isEmpty)
         #expect(updates > 0, "answers that carried relays were passed on before the lookups ended")
@@ -95,10 +96,42 @@ import Transport
         #expect(Set(ho.prefix(inShard.count)) == inShard)
         #expect(ho.first != RelayFrame.rank(all, tag: tag).first)
 
-        // Unsharded (shards 1): the single info-hash alone, no shard lookup.
+        // Unsharded (no level): the single info-hash alone, no shard lookup.
         var plain: RelaysFound?
-        joiner.findRelays(tag: tag, shards: 1) { plain = $0 }
+        joiner.findRelays(tag: tag, shards: []) { plain = $0 }
         #expect(net.run(until: net.now + .seconds(20), while: { plain == nil }))
-        #expect(plain?.players.shard == [] && Set(plain?.players.all ?? []) == Set(all))
+        #expect(plain?.players.shards == [] && Set(plain?.players.all ?? []) == Set(all))
+    }
+
+    /// The order both sides try relays in: members, volunteers, then the players of the pair's
+    /// shards from the finest level to the coarsest (a finer shard is more likely seen whole by
+    /// both), then the sample of all players; each class ranked by the tag, none twice.
+    @Test func theFinestShardComesFirst() {
+        let tag = RelayFrame.tag(topic: "levels")
+        let a = (1...3).map { PeerAddress(192, 0, 2, UInt8($0), port: 7000) }
+        let b = (1...3).map { PeerAddress(198, 51, 100, UInt8($0), port: 7000) }
+        let c = (1...3).map { PeerAddress(203, 0, 113, UInt8($0), port: 7000) }
+        let volunteer = PeerAddress(198, 51, 100, 200, port: 6881)
+        // Levels as looked up, coarsest first: b is the coarse shard, a the fine one.
+        let players = RelaysFound.Players(shards: [b + [a[0]], a], all: c + b + a)
+        let order = RelayFrame.order(
+            members: [],
+            volunteers: [volunteer],
+            players: players,
+            tag: tag,
+            excluding: [c[0]]
+        )
+        #expect(order.first == volunteer)
+        #expect(Array(order[1...3]) == RelayFrame.rank(a, tag: tag))
+        #expect(Array(order[4...6]) == RelayFrame.rank(b, tag: tag))
+        #expect(Array(order[7...]) == RelayFrame.rank([c[1], c[2]], tag: tag))
+        #expect(Set(order).count == order.count && !order.contains(c[0]))
+        // The levels turf uses, and distinct info-hashes for each level's shards.
+        #expect(RelayFrame.playerRelayShardLevels == [16, 256])
+        let hashes = Set(
+            (0..<16).map { RelayFrame.playerRelayShard($0, of: 16) }
+                + (0..<256).map { RelayFrame.playerRelayShard($0, of: 256) }
+        )
+        #expect(hashes.count == 16 + 256 && !hashes.contains(RelayFrame.playerRelayInfoHash))
     }
 }

@@ -164,7 +164,7 @@ import Testing
         func found(_ v: [PeerAddress], shard: [PeerAddress] = [], all: [PeerAddress]) -> RelaysFound {
             var f = RelaysFound()
             f.volunteers = v
-            f.players = .init(shard: shard, all: all)
+            f.players = .init(shards: [shard], all: all)
             return f
         }
         let c = HostRelayFinder.choose(
