@@ -35,8 +35,8 @@ package struct InternetSimulation {
         /// and joiner see the same few relays and rank them alike (`Peer.servePlayerRelay`,
         /// `Peer.findRelays`). Empty: the single `RelayFrame.playerRelayInfoHash` alone.
         package var relayShards = RelayFrame.playerRelayShardLevels
-        /// Milliseconds without a session before a joiner tries relays (nil: turf's 3 s, 1 s
-        /// behind a random NAT).
+        /// Milliseconds without a session before a joiner tries relays (nil: turf's,
+        /// `RelayClient.joinDelay`, 0.5 s).
         package var relayAfterMs: Int?
         /// Players relay only when others can reach them unsolicited (open, or a consistent NAT
         /// that does not filter), as turf does (it waits for a stranger's datagram to come in:

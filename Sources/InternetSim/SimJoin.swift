@@ -236,8 +236,6 @@ final class SimJoin {
                 if relaysComplete && now &- lastRelayLookup > .seconds(2) { lookupRelays() }
             } else {
                 relayJoined = true
-                // Round r joins the ranks 2r and 2r + 1 of the four the host registered at (turf's
-                // volunteer path joins the first two every round).
                 // Round r joins ranks 2r and 2r + 1: the host registered at the four it ranked
                 // first, but its view of the relays (a sample, taken earlier) may differ from
                 // ours; a relay without the host answers at once (noHost). Our own relay keeps
