@@ -78,14 +78,16 @@ import Testing
     /// `wait` blocks the UI thread until the loop posts an event, and returns it at once; with
     /// nothing posted it returns empty once the timeout has passed (never early, even with stale
     /// wake-ups left by events an earlier `drain` took).
-    @Test(.timeLimit(.minutes(1))) func waitWakesForAnEventAndOtherwiseTimesOut() throws {
+    @Test func waitWakesForAnEventAndOtherwiseTimesOut() throws {
         let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { host.close() }
         let mailbox = NetworkMailbox<Int>(loop: host)
-        // Posted from the loop: the wait (up to an hour) returns it when it comes; a wait that
-        // missed the wake-up would outlast the test's time limit.
+        // Posted from the loop: the wait (up to two minutes) returns it when it comes; a wait that
+        // missed the wake-up would only find it at its deadline.
+        let t0 = DispatchTime.now().uptimeNanoseconds
         mailbox.onLoop { mailbox.post(7) }
-        #expect(mailbox.wait(3600) == [7])
+        #expect(mailbox.wait(120) == [7])
+        #expect(DispatchTime.now().uptimeNanoseconds - t0 < 60_000_000_000, "the wait missed the loop's wake-up")
         // Three events taken by `drain` leave three signals behind: `wait` still waits its time.
         for i in 0..<3 { mailbox.post(i) }
         #expect(mailbox.drain() == [0, 1, 2])
@@ -228,8 +230,8 @@ struct Posted: Sendable, Equatable {
     }
 
     /// A poll on the descriptor, as the match loop's wait does, returns when the network loop
-    /// posts (long before its timeout, which a hang would hit: the suite's time limit).
-    @Test(.timeLimit(.minutes(1))) func aPollReturnsWhenTheLoopPosts() throws {
+    /// posts (long before its two-minute timeout, which a missed wake-up would hit: `ready` false).
+    @Test func aPollReturnsWhenTheLoopPosts() throws {
         let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { host.close() }
         let mailbox = NetworkMailbox<Int>(loop: host)
@@ -241,7 +243,7 @@ struct Posted: Sendable, Equatable {
                     mailbox.postDatagram(MailboxDatagram(link: 3, bytes: [1], at: 0))
                 }
             }
-            let r = FDWait.poll([mailbox.wakeFD], timeoutNanos: 3_600_000_000_000)
+            let r = FDWait.poll([mailbox.wakeFD], timeoutNanos: 120_000_000_000)
             #expect(r.ready == [true], "\(lane)")
             mailbox.clearWake()
             if lane == "event" {
@@ -254,7 +256,7 @@ struct Posted: Sendable, Equatable {
 
     /// `wait(_:alsoWatching:)` returns for input on the watched descriptor (a key on the
     /// terminal) with nothing queued, and ignores a watched descriptor that hung up.
-    @Test(.timeLimit(.minutes(1))) func waitReturnsForInputAndIgnoresAHungUpInput() throws {
+    @Test func waitReturnsForInputAndIgnoresAHungUpInput() throws {
         let host = try UDPHost.bind(PeerAddress(127, 0, 0, 1, port: 0))
         defer { host.close() }
         let mailbox = NetworkMailbox<Int>(loop: host)
@@ -263,12 +265,14 @@ struct Posted: Sendable, Equatable {
         defer { close(ends[0]) }
         var key: UInt8 = 0x61
         #expect(write(ends[1], &key, 1) == 1)
-        #expect(mailbox.wait(3600, alsoWatching: ends[0]).isEmpty)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        #expect(mailbox.wait(120, alsoWatching: ends[0]).isEmpty)
         // Hung up (the writer closed, nothing left to read once taken): the wait goes on until an event.
         var byte: UInt8 = 0
         #expect(read(ends[0], &byte, 1) == 1)
         close(ends[1])
         mailbox.onLoop { mailbox.post(5) }
-        #expect(mailbox.wait(3600, alsoWatching: ends[0]) == [5])
+        #expect(mailbox.wait(120, alsoWatching: ends[0]) == [5])
+        #expect(DispatchTime.now().uptimeNanoseconds - t0 < 60_000_000_000, "a wait outlived its key or event")
     }
 }

@@ -9,8 +9,7 @@ import Testing
 /// over the LAN. Needs root (CI runs `make test` as root); without it the test is skipped.
 @Suite(.serialized) struct LANPartyLabTests {
     @Test(
-        .enabled(if: getuid() == 0, "needs root: network namespaces (CI runs make test as root)"),
-        .timeLimit(.minutes(3))
+        .enabled(if: getuid() == 0, "needs root: network namespaces (CI runs make test as root)")
     )
     func twoNamespacesWithNoDHTMeetByDiscoveryAndPlay() throws {
         let runs = try NATLabTests.lab(["lan-party"])

@@ -35,8 +35,7 @@ import Testing
     }
 
     @Test(
-        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
-        .timeLimit(.minutes(6))
+        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)")
     )
     func headlessMatchesAcrossNATs() throws {
         let runs = try Self.lab([
@@ -126,8 +125,7 @@ import Testing
     /// behind random NATs (relayed over IPv4 alone) meet directly over IPv6; an IPv6-only host and
     /// an IPv4-only joiner share no family and meet through the relay that has both.
     @Test(
-        .enabled(if: getuid() == 0, "needs root: network namespaces and ip6tables (CI runs make test as root)"),
-        .timeLimit(.minutes(6))
+        .enabled(if: getuid() == 0, "needs root: network namespaces and ip6tables (CI runs make test as root)")
     )
     func ipv6BehindStatefulFirewalls() throws {
         let runs = try Self.lab(["v6-v6", "cgnat-v6", "v6-v4-relay"])
@@ -159,8 +157,7 @@ import Testing
     /// direct path by the re-punch.
     @Test(
         .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
-        .enabled(if: libtorrent, "needs python3-libtorrent (make deps)"),
-        .timeLimit(.minutes(6))
+        .enabled(if: libtorrent, "needs python3-libtorrent (make deps)")
     )
     func slowPathWhenOnlyLibtorrentNodesHoldTheLobby() throws {
         let runs = try Self.lab(["lt-cone-cone"])
@@ -176,8 +173,7 @@ import Testing
     /// volunteer relay anywhere, and a third player (an open `turf host` on another topic) whose
     /// relay service came on: the random ↔ random pair, which cannot punch, plays through it.
     @Test(
-        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
-        .timeLimit(.minutes(6))
+        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)")
     )
     func randomToRandomThroughAPlayerRelay() throws {
         let runs = try Self.lab(["random-random-player"], relay: false)
@@ -194,8 +190,7 @@ import Testing
     /// final hashes agree. The lab has no relay here (a slow punch would otherwise fall back to
     /// it): this is about punching.
     @Test(
-        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)"),
-        .timeLimit(.minutes(6))
+        .enabled(if: getuid() == 0, "needs root: network namespaces and iptables (CI runs make test as root)")
     )
     func coneToConeUnderLoss() throws {
         let runs = try Self.lab(["cone-cone"], loss: "0.2", relay: false)
