@@ -13,8 +13,8 @@ import Transport
 /// lobby: plain Mainline nodes answer "method unknown"); after `RelayClient.joinDelay` without a
 /// session (at once when every handshake gave up), join two relays and start a handshake through
 /// each. A round whose joins all came back without a channel is followed at once by the next two
-/// ranks (turf sends later rounds to the relays that failed fewer times: the same walk down the
-/// ranking), or a second later once all were tried; five rounds at most. The first session up
+/// (`RelayWalk`, as turf's: those that failed fewer times first; also when a round's channels
+/// carried no session within 2.5 s), or a second later once all were tried; five rounds at most. The first session up
 /// wins. The connect phase gives up after 12 s, or 10 s after the first relayed handshake
 /// started if that is later.
 final class SimJoin {
@@ -50,14 +50,20 @@ final class SimJoin {
     private var found: RelaysFound?
     /// Every relay lookup has ended (`found` is all they will find).
     private var relaysComplete = false
+    /// The rounds of relay joins, and the relays that failed.
+    private var walk = RelayWalk()
+    /// Every relay found so far, in the order to try them: never the host, never this player.
     private var relays: [PeerAddress]? {
         found.map {
-            RelayFrame.order(
-                members: [],
-                volunteers: $0.volunteers,
-                players: $0.players,
-                tag: tag,
-                excluding: hostAddresses
+            walk.ordered(
+                RelayFrame.order(
+                    members: [],
+                    holders: $0.holders,
+                    volunteers: $0.volunteers,
+                    players: $0.players,
+                    tag: tag,
+                    excluding: hostAddresses.union([player.peer.dht.externalAddress, player.inside].compactMap { $0 })
+                )
             )
         }
     }
@@ -65,8 +71,6 @@ final class SimJoin {
     private var relayLookups = 0
     private var lastRelayLookup: Nanos = 0
     private var relayJoined = false
-    private var joinRounds = 0
-    private var outstandingJoins = 0
     private var firstRelayed: Nanos?
     private var knockSender: KnockSender?
     private var hostAddresses: Set<PeerAddress> = []
@@ -94,7 +98,7 @@ final class SimJoin {
         case .notFound?: return "lobby_not_found"
         case .timedOut?:
             if relaysFound ?? 0 == 0 { return "no_relay_found" }
-            if joinRounds == 0 { return "relay_not_tried" }
+            if walk.rounds == 0 { return "relay_not_tried" }
             return relayChannels == 0 ? "no_relay_channel" : "relayed_handshake_failed"
         }
     }
@@ -161,7 +165,7 @@ final class SimJoin {
         pending.append(s)
         if let relay {
             relayOf[ObjectIdentifier(s)] = relay
-            roundOf[ObjectIdentifier(s)] = joinRounds
+            roundOf[ObjectIdentifier(s)] = walk.rounds
         }
         s.onStateChange = { [weak self, weak s] state in
             guard let self, let s else { return }
@@ -224,11 +228,11 @@ final class SimJoin {
         guard outcome == nil else { return }
         let now = player.now
         let force = pending.isEmpty
-        if relayJoined, joinRounds < 5, outstandingJoins == 0, relayOf.isEmpty {
+        if relayJoined, walk.endRound(now: now) {
             // The next ranks at once while there are untried ones (turf's `JoinRelay` does the
             // same); the same again a second later (the host had not registered yet, say).
             relayJoined = false
-            relayStartAt = (relays?.count ?? 0) > 2 * joinRounds ? now : now &+ .seconds(1)
+            relayStartAt = walk.hasUntried(relays ?? []) ? now : now &+ .seconds(1)
         }
         if !relayJoined, force || now >= relayStartAt, let relays {
             if relays.isEmpty && (!relaysComplete || relayLookups < 4) {
@@ -236,18 +240,15 @@ final class SimJoin {
                 if relaysComplete && now &- lastRelayLookup > .seconds(2) { lookupRelays() }
             } else {
                 relayJoined = true
-                // Round r joins ranks 2r and 2r + 1: the host registered at the four it ranked
-                // first, but its view of the relays (a sample, taken earlier) may differ from
-                // ours; a relay without the host answers at once (noHost). Our own relay keeps
-                // its place in the ranking but is not joined.
-                let first = 2 * joinRounds
-                let me = player.peer.dht.externalAddress
-                joinRelays(Array(relays.dropFirst(first).prefix(2)).filter { $0 != me })
+                // The host registered at the four it ranked first, but its view of the relays (a
+                // sample, taken earlier) may differ from ours; a relay without the host answers
+                // at once (noHost), and goes behind the untried ones.
+                joinRelays(walk.nextRound(relays))
             }
         }
         let deadline = max(connectStarted &+ Self.connectSeconds, firstRelayed.map { $0 &+ .seconds(10) } ?? 0)
-        let mayStillAdd = !relayJoined || outstandingJoins > 0
-        if now >= deadline || (pending.isEmpty && !mayStillAdd && relays != nil && joinRounds >= 5) {
+        let mayStillAdd = !relayJoined || walk.outstanding > 0
+        if now >= deadline || (pending.isEmpty && !mayStillAdd && relays != nil && walk.rounds >= RelayWalk.maxRounds) {
             finish(.timedOut)
             return
         }
@@ -255,13 +256,12 @@ final class SimJoin {
     }
 
     private func joinRelays(_ list: [PeerAddress]) {
-        joinRounds += 1
-        guard !list.isEmpty, let client = player.peer.relay else { return }
-        outstandingJoins += list.count
+        guard let client = player.peer.relay else { return walk.begin([]) }
+        walk.begin(list)
         for relay in list {
             client.join(tag: tag, relay: relay) { [weak self] virtual in
                 guard let self else { return }
-                self.outstandingJoins -= 1
+                self.walk.answered(relay, channel: virtual != nil, now: self.player.now)
                 guard self.outcome == nil, let virtual else { return }
                 self.relayChannels += 1
                 if self.firstRelayed == nil { self.firstRelayed = self.player.now }

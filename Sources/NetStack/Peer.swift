@@ -112,9 +112,14 @@ public final class Peer {
         infoHashes: [NodeID] = [RelayFrame.relayInfoHash]
     ) {
         precondition(relayServer == nil, "this peer already relays")
-        relayServer = RelayServer(host: host, config: config, random: random)
+        let server = RelayServer(host: host, config: config, random: random)
+        relayServer = server
         relayAnnounce = infoHashes
         let port = host.localAddress.port
+        // Tells joiners which relay holds their host (they look it up first: `findRelays`).
+        server.onNewTag = { [weak self] tag in
+            self?.dht.announce(RelayFrame.holderHash(tag), port: port, impliedPort: true) { _, _ in }
+        }
         for h in infoHashes { dht.keepAnnouncing(h, port: port, impliedPort: true) }
         // A node that has just started knows few others: the first announce may store nowhere
         // (then it is retried after 5 s). Announce again while the routing table fills.
@@ -156,7 +161,7 @@ public final class Peer {
         let levels = shards.filter { $0 > 1 }
         var found = RelaysFound()
         found.players.shards = levels.map { _ in [] }
-        var waiting = 2 + levels.count
+        var waiting = 3 + levels.count
         func lookup(_ hash: NodeID, _ store: @escaping (inout RelaysFound, [PeerAddress]) -> Void) {
             dht.getPeers(
                 hash,
@@ -170,6 +175,7 @@ public final class Peer {
                 if waiting == 0 { done(found) }
             }
         }
+        lookup(RelayFrame.holderHash(tag)) { f, p in f.holders = Self.merged(f.holders, p) }
         lookup(RelayFrame.relayInfoHash) { f, p in f.volunteers = Self.merged(f.volunteers, p) }
         lookup(RelayFrame.playerRelayInfoHash) { f, p in f.players.all = Self.merged(f.players.all, p) }
         for (i, n) in levels.enumerated() {

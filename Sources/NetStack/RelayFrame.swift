@@ -112,6 +112,14 @@ public enum RelayFrame: Equatable, Sendable {
         playerRelayShard(Int(id.a % UInt64(max(1, shards))), of: shards)
     }
 
+    /// Where relays that hold a registration for `tag` announce themselves (`RelayServer.onNewTag`):
+    /// a joiner looks it up beside the shards and tries those relays first.
+    public static func holderHash(_ tag: NodeID) -> NodeID { Topic.infoHash("turf relay holds v1/" + tag.hexString) }
+
+    /// Holders a joiner tries at most (ranked by the tag): the host registers at
+    /// `RelayClient.maxRegistrations`; more answers are stale or forged.
+    public static let maxHolders = 2 * RelayClient.maxRegistrations
+
     /// The rendezvous tag of the lobby on `topic`: host and joiner both know the topic.
     public static func tag(topic: String) -> NodeID { Topic.infoHash("relay\u{0}" + topic) }
 
@@ -147,9 +155,13 @@ public enum RelayFrame: Equatable, Sendable {
     }
 
     /// As above, with the players found by `Peer.findRelays`: those of the pair's shards, finest
-    /// level first (a shard both sides see whole), before the sample of all player relays.
+    /// level first (a shard both sides see whole), before the sample of all player relays. A
+    /// joiner passes `holders` (relays that announced they hold the tag, at most `maxHolders`):
+    /// tried after members, before volunteers. The host does not: an announce on the holder
+    /// hash is anyone's to make, and must not steer where the host registers.
     public static func order(
         members: [PeerAddress],
+        holders: [PeerAddress] = [],
         volunteers: [PeerAddress],
         players: RelaysFound.Players,
         tag: NodeID,
@@ -157,7 +169,8 @@ public enum RelayFrame: Equatable, Sendable {
     ) -> [PeerAddress] {
         var seen = excluding
         var out: [PeerAddress] = []
-        for cls in [members, volunteers] + players.shards.reversed() + [players.all] {
+        let held = Array(rank(holders, tag: tag).prefix(maxHolders))
+        for cls in [members, held, volunteers] + players.shards.reversed() + [players.all] {
             for a in rank(cls, tag: tag) where seen.insert(a).inserted { out.append(a) }
         }
         return out
@@ -188,8 +201,84 @@ public struct RelaysFound: Sendable, Equatable {
         }
         public var isEmpty: Bool { shards.allSatisfy(\.isEmpty) && all.isEmpty }
     }
+    /// Relays that announced they hold a registration for the tag (`RelayFrame.holderHash`).
+    public var holders: [PeerAddress] = []
     /// Volunteers (`turf dht serve --relay`).
     public var volunteers: [PeerAddress] = []
     public var players = Players()
     public init() {}
+}
+
+/// A joiner's walk down the relays, round by round (turf's `JoinRelay`, and `bench internet`'s
+/// joins, so both walk alike). Each round joins the first `perRound` of the ranking
+/// (`RelayFrame.order`), those that failed fewer times first: the ranking may grow between rounds
+/// (the lookups answer as they go), and a relay found late but ranked high is still tried before
+/// one that failed. A round is over when every join came back without a channel, or when its
+/// channels carried no session within `handshakeGrace` (then those relays count as failed): a
+/// relay that answers joins but forwards nothing (full, or hostile) must not end the join.
+public struct RelayWalk: Sendable, Equatable {
+    /// Relays whose join failed (no channel, or no session through it), and how often.
+    public private(set) var failures: [PeerAddress: Int] = [:]
+    /// Rounds begun, and joins not answered yet.
+    public private(set) var rounds = 0
+    public private(set) var outstanding = 0
+    /// The relays of the current round that gave a channel, and when the first did.
+    private var channels: [PeerAddress] = []
+    private var channelAt: Nanos?
+
+    /// Relays joined per round (two: one may be full or unreachable), and rounds at most.
+    public static let perRound = 2
+    public static let maxRounds = 5
+    /// How long a round's channels may go without a session: a handshake resends every second,
+    /// so this is two resends, well above a relayed round trip.
+    public static let handshakeGrace: Nanos = .milliseconds(2500)
+
+    public init() {}
+
+    /// `ranked` with the relays that failed fewer times first; a stable sort, so within one
+    /// failure count the ranking stays.
+    public func ordered(_ ranked: [PeerAddress]) -> [PeerAddress] {
+        ranked.enumerated().sorted { a, b in
+            let (fa, fb) = (failures[a.element] ?? 0, failures[b.element] ?? 0)
+            return fa != fb ? fa < fb : a.offset < b.offset
+        }.map(\.element)
+    }
+
+    /// The relays the next round joins.
+    public func nextRound(_ ranked: [PeerAddress]) -> [PeerAddress] { Array(ordered(ranked).prefix(Self.perRound)) }
+
+    /// Whether `ranked` holds a relay not joined yet (the next round may go at once).
+    public func hasUntried(_ ranked: [PeerAddress]) -> Bool { ranked.contains { failures[$0] == nil } }
+
+    /// A round joins `relays` (maybe none: it still counts).
+    public mutating func begin(_ relays: [PeerAddress]) {
+        rounds += 1
+        outstanding += relays.count
+        channels = []
+        channelAt = nil
+    }
+
+    /// `relay` answered a join of this walk: with a channel (a session started through it) or not.
+    public mutating func answered(_ relay: PeerAddress, channel: Bool, now: Nanos) {
+        outstanding = max(0, outstanding - 1)
+        if channel {
+            channels.append(relay)
+            if channelAt == nil { channelAt = now }
+        } else {
+            failures[relay, default: 0] += 1
+        }
+    }
+
+    /// Whether another round may begin now (rounds left, and this one over); a round that gave
+    /// channels and no session counts them as failed, once.
+    public mutating func endRound(now: Nanos) -> Bool {
+        guard rounds < Self.maxRounds, outstanding == 0 else { return false }
+        if let at = channelAt {
+            guard now &- at > Self.handshakeGrace else { return false }
+            for r in channels { failures[r, default: 0] += 1 }
+        }
+        channels = []
+        channelAt = nil
+        return true
+    }
 }

@@ -34,6 +34,9 @@ public final class RelayServer {
         /// burst: the share of its upload a player gives to others (nil: no cap, a volunteer).
         public var totalBytesPerSecond: Int? = nil
         public var totalBurstBytes = 64 * 1024
+        /// New tags a minute the relay tells the DHT it holds (`onNewTag`): each costs a lookup
+        /// and announce on other people's nodes, so a client churning tags cannot make it spam.
+        public var tagAnnouncesPerMinute = 16
         public init() {}
 
         /// A player's relay (docs/nat.md, "Players relay for each other"): it runs beside the
@@ -51,6 +54,7 @@ public final class RelayServer {
             c.maxHosts = 16
             c.maxChannels = 16
             c.totalBytesPerSecond = 64 * 1024
+            c.tagAnnouncesPerMinute = 8
             return c
         }
     }
@@ -76,6 +80,9 @@ public final class RelayServer {
         /// Data frames for an unknown channel or from an address that is not one of its two ends.
         public var unknownChannel = 0
         public var expired = 0
+        /// New tags announced as held (`onNewTag`), and those over `tagAnnouncesPerMinute`.
+        public var tagsAnnounced = 0
+        public var tagAnnouncesOverQuota = 0
         public init() {}
     }
 
@@ -111,6 +118,10 @@ public final class RelayServer {
     private var sweepTimer: TimerToken?
     /// Where channel ids come from; random unless set (tests).
     var channelIDs: () -> UInt32
+    /// Runs when a host registers a tag this relay did not hold (within
+    /// `Config.tagAnnouncesPerMinute`): `Peer` announces the relay on `RelayFrame.holderHash`.
+    public var onNewTag: ((NodeID) -> Void)?
+    private var tagMinute: (start: Nanos, count: Int) = (0, 0)
 
     /// Claims the relay frame type on `demux` (a peer without sessions: `turf dht serve`).
     /// `random`: where channel ids come from (seeded in simulations that must repeat).
@@ -214,6 +225,16 @@ public final class RelayServer {
         }
         hosts[tag] = HostEntry(address: source, nonce: nonce, lastSeen: now)
         stats.registrations += 1
+        if let onNewTag {
+            if now &- tagMinute.start >= .seconds(60) { tagMinute = (now, 0) }
+            if tagMinute.count < config.tagAnnouncesPerMinute {
+                tagMinute.count += 1
+                stats.tagsAnnounced += 1
+                onNewTag(tag)
+            } else {
+                stats.tagAnnouncesOverQuota += 1
+            }
+        }
         return .ok
     }
 

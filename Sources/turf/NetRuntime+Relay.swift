@@ -196,11 +196,10 @@ final class RelayLookup: Sendable {
 /// answers come back through a lock.
 final class JoinRelay {
     struct Shared {
-        /// Relays whose join came back without a channel, and how often (later rounds try others first).
-        var failures: [PeerAddress: Int] = [:]
+        /// The rounds of joins, and the relays that failed (later rounds try others first).
+        var walk = RelayWalk()
         /// Sessions started through a relay, not yet taken by `tick`.
         var started: [UInt32] = []
-        var outstanding = 0
         /// Relay address of each relayed session.
         var relayOf: [UInt32: PeerAddress] = [:]
     }
@@ -208,7 +207,6 @@ final class JoinRelay {
     let rt: NetRuntime
     let tag: NodeID
     private var startAt: UInt64
-    private var joinRounds = 0
     private var firstStarted: UInt64?
 
     /// A relayed handshake started late (after several join rounds) gets its full 10 s: the
@@ -251,21 +249,19 @@ final class JoinRelay {
     /// (`RelayFrame.order`), then those that failed fewer times first. Nil until a lookup
     /// found one or they all ended (members alone are known from the start).
     private var ordered: [PeerAddress]? {
-        let failures = shared.withLockedValue { $0.failures }
+        let walk = shared.withLockedValue { $0.walk }
         let state = current.state.withLockedValue { $0 }
         guard let found = state.found ?? (state.complete || !members.isEmpty ? RelaysFound() : nil) else { return nil }
-        let all = RelayFrame.order(
-            members: members,
-            volunteers: found.volunteers,
-            players: found.players,
-            tag: tag,
-            excluding: excluding
+        return walk.ordered(
+            RelayFrame.order(
+                members: members,
+                holders: found.holders,
+                volunteers: found.volunteers,
+                players: found.players,
+                tag: tag,
+                excluding: excluding
+            )
         )
-        // A stable sort: within one failure count the order above stays.
-        return all.enumerated().sorted { a, b in
-            let (fa, fb) = (failures[a.element] ?? 0, failures[b.element] ?? 0)
-            return fa != fb ? fa < fb : a.offset < b.offset
-        }.map(\.element)
     }
 
     /// How long a joiner waits for a direct path before it also tries relays: half a second.
@@ -279,18 +275,21 @@ final class JoinRelay {
 
     /// Whether relayed sessions may still come (so the connect loop should keep waiting).
     var mayStillAdd: Bool {
-        !joined || shared.withLockedValue { $0.outstanding > 0 || !$0.started.isEmpty }
+        !joined || shared.withLockedValue { $0.walk.outstanding > 0 || !$0.started.isEmpty }
     }
 
     /// Starts the joins when due (or at once when `force`: every direct attempt has failed), and
     /// moves the relayed sessions started since the last call into `pending`.
     func tick(_ pending: inout Set<UInt32>, force: Bool) {
-        // Every join came back without a channel: the next ranks at once while some are untried
-        // (our view of the relays and the host's may differ), else again in a second (the host
-        // had not registered yet, say).
-        if joined, joinRounds < 5, shared.withLockedValue({ $0.outstanding == 0 && $0.relayOf.isEmpty }) {
+        // Every join of the round came back without a channel, or the channels carried no
+        // session within `RelayWalk.handshakeGrace`: the next ranks at once while some are
+        // untried (our view of the relays and the host's may differ), else again in a second
+        // (the host had not registered yet, say).
+        let now = monotonicNanos()
+        if joined, shared.withLockedValue({ $0.walk.endRound(now: now) }) {
             joined = false
-            let untried = (ordered?.count ?? 0) > shared.withLockedValue { $0.failures.count }
+            let walk = shared.withLockedValue { $0.walk }
+            let untried = walk.hasUntried(ordered ?? [])
             startAt = monotonicNanos() + (untried ? 0 : 1_000_000_000)
         }
         if !joined, force || monotonicNanos() >= startAt, let relays = ordered {
@@ -306,8 +305,9 @@ final class JoinRelay {
                 joined = true
                 // Members first: the first round goes to the lobby's own relaying members alone
                 // (else a stranger's channel might win the race); strangers follow if they fail.
-                let mine = relays.prefix(2).filter { members.contains($0) }
-                start(joinRounds == 0 && !mine.isEmpty ? mine : Array(relays.prefix(2)))
+                let next = Array(relays.prefix(RelayWalk.perRound))
+                let mine = next.filter { members.contains($0) }
+                start(shared.withLockedValue { $0.walk.rounds } == 0 && !mine.isEmpty ? mine : next)
             }
         }
         for id in shared.withLockedValue({ s in
@@ -325,22 +325,19 @@ final class JoinRelay {
     var found: Int? { ordered?.count }
 
     private func start(_ relays: [PeerAddress]) {
-        joinRounds += 1
+        shared.withLockedValue { $0.walk.begin(relays) }
         guard !relays.isEmpty else { return }
         let (tag, psk, expected, shared, links) = (self.tag, self.psk, self.expected, self.shared, rt.links)
-        shared.withLockedValue { $0.outstanding += relays.count }
         rt.live.execute { peer in
             for relay in relays {
                 peer.relay?.join(tag: tag, relay: relay) { virtual in
                     let mode = ConnectMode.joining(psk: psk, expected: expected)
                     let s = virtual.flatMap { peer.sessions?.connect(to: $0, mode: mode) }
                     shared.withLockedValue { sh in
-                        sh.outstanding -= 1
+                        sh.walk.answered(relay, channel: s != nil, now: monotonicNanos())
                         if let s {
                             sh.started.append(s.localIndex)
                             sh.relayOf[s.localIndex] = relay
-                        } else {
-                            sh.failures[relay, default: 0] += 1
                         }
                     }
                     if let s { links.adopt(s) }

@@ -96,6 +96,28 @@ import Transport
         #expect(Set(ho.prefix(inShard.count)) == inShard)
         #expect(ho.first != RelayFrame.rank(all, tag: tag).first)
 
+        // The host registers at two relays outside the shard: they announce that they hold the
+        // tag, and the joiner's next lookup finds them (`holders`) and tries them first.
+        let chosen = Array(RelayFrame.rank(all.filter { !inShard.contains($0) }, tag: tag).suffix(2))
+        try #require(host.relay).register(tag: tag, at: chosen)
+        #expect(net.run(until: net.now + .seconds(10), while: { host.relay?.registeredAt.count != 2 }))
+        _ = net.run(for: .seconds(5))  // the holders' announces land
+        var again: RelaysFound?
+        joiner.findRelays(tag: tag, shards: levels) { again = $0 }
+        #expect(net.run(until: net.now + .seconds(20), while: { again == nil }))
+        let a = try #require(again)
+        #expect(Set(a.holders) == Set(chosen))
+        let held = RelayFrame.order(
+            members: [],
+            holders: a.holders,
+            volunteers: a.volunteers,
+            players: a.players,
+            tag: tag,
+            excluding: [host.localAddress]
+        )
+        #expect(Set(held.prefix(2)) == Set(chosen) && held.count == ho.count)
+        #expect(relays.map { $0.relayServer?.stats.tagsAnnounced ?? 0 }.reduce(0, +) == 2)
+
         // Unsharded (no level): the single info-hash alone, no shard lookup.
         var plain: RelaysFound?
         joiner.findRelays(tag: tag, shards: []) { plain = $0 }
@@ -133,5 +155,52 @@ import Transport
                 + (0..<256).map { RelayFrame.playerRelayShard($0, of: 256) }
         )
         #expect(hashes.count == 16 + 256 && !hashes.contains(RelayFrame.playerRelayInfoHash))
+    }
+
+    /// A joiner's rounds (`RelayWalk`): the first two of the ranking, then the next two once
+    /// those failed, while a relay the lookups found later but ranked higher goes before every
+    /// relay that failed; a relay that failed twice goes behind one that failed once.
+    @Test func laterRoundsTryUntriedRelaysFirst() {
+        let r = (1...6).map { PeerAddress(192, 0, 2, UInt8($0), port: 7000) }
+        var walk = RelayWalk()
+        #expect(walk.nextRound(r) == [r[0], r[1]] && walk.hasUntried(r))
+        walk.begin([r[0], r[1]])
+        walk.answered(r[0], channel: false, now: 0)
+        let early = walk.endRound(now: 0)
+        #expect(!early, "a join is still out")
+        walk.answered(r[1], channel: false, now: 0)
+        let first = walk.endRound(now: 0)
+        #expect(first)
+        #expect(walk.nextRound(r) == [r[2], r[3]])
+        // The lookups answered more: r[5] now ranks first (a shard seen whole at last).
+        let grown = [r[5]] + r
+        #expect(walk.nextRound(grown) == [r[5], r[2]])
+        walk.begin([r[5], r[2]])
+        for x in [r[5], r[2]] { walk.answered(x, channel: false, now: 0) }
+        let second = walk.endRound(now: 0)
+        #expect(second && walk.rounds == 2)
+        walk.begin([r[0]])
+        walk.answered(r[0], channel: false, now: 0)
+        #expect(walk.ordered(r) == [r[3], r[4], r[1], r[2], r[5], r[0]])
+        #expect(RelayWalk().ordered(r) == r)
+    }
+
+    /// A round whose relay gave a channel but no session (a relay that forwards nothing) ends
+    /// after `handshakeGrace`, and that relay counts as failed; five rounds at most.
+    @Test func aChannelWithoutASessionEndsTheRoundAfterTheGrace() {
+        let r = (1...4).map { PeerAddress(198, 51, 100, UInt8($0), port: 7000) }
+        var walk = RelayWalk()
+        walk.begin([r[0], r[1]])
+        walk.answered(r[0], channel: true, now: .seconds(1))
+        walk.answered(r[1], channel: false, now: .seconds(1))
+        let within = walk.endRound(now: .seconds(1) + RelayWalk.handshakeGrace)
+        #expect(!within, "still within the grace")
+        let after = walk.endRound(now: .seconds(1) + RelayWalk.handshakeGrace + 1)
+        #expect(after)
+        #expect(walk.failures == [r[0]: 1, r[1]: 1])
+        #expect(walk.nextRound(r) == [r[2], r[3]])
+        for _ in 0..<4 { walk.begin([]) }
+        let sixth = walk.endRound(now: .seconds(60))
+        #expect(walk.rounds == RelayWalk.maxRounds && !sixth)
     }
 }

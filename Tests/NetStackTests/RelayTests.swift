@@ -193,6 +193,34 @@ import Transport
         #expect(lab.relay.stats.byteQuota == 3)
         #expect(lab.relay.stats.sessionQuota == 2)
     }
+
+    /// Each tag a host newly registers is announced as held (`onNewTag`), a refresh is not, and
+    /// clients churning tags get at most `tagAnnouncesPerMinute` announces out of the relay.
+    @Test func newTagsAreAnnouncedWithinTheirQuota() throws {
+        var config = RelayServer.Config()
+        config.tagAnnouncesPerMinute = 3
+        let lab = Lab(config)
+        var told: [NodeID] = []
+        lab.relay.onNewTag = { told.append($0) }
+        let (host, _) = lab.client(1)
+        let tags = (0..<6).map { RelayFrame.tag(topic: "churn \($0)") }
+        lab.send(host, .register(tag: tags[0], nonce: 1))
+        lab.send(host, .register(tag: tags[0], nonce: 1))  // a refresh
+        #expect(told == [tags[0]])
+        for (i, t) in tags.enumerated().dropFirst() {
+            let (c, _) = lab.client(UInt8(10 + i))
+            lab.send(c, .register(tag: t, nonce: UInt64(10 + i)))
+        }
+        #expect(told == Array(tags.prefix(3)))
+        #expect(lab.relay.stats.tagsAnnounced == 3 && lab.relay.stats.tagAnnouncesOverQuota == 3)
+        #expect(lab.relay.stats.registrations == 6, "the quota limits announces, not registrations")
+        // A minute later there is room again.
+        _ = lab.net.run(for: .seconds(61))
+        let (late, _) = lab.client(30)
+        let t = RelayFrame.tag(topic: "late")
+        lab.send(late, .register(tag: t, nonce: 30))
+        #expect(told.last == t && lab.relay.stats.tagsAnnounced == 4)
+    }
 }
 
 @Suite struct RelayClientTests {
