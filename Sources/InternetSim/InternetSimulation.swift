@@ -42,6 +42,9 @@ package struct InternetSimulation {
         /// that does not filter), as turf does (it waits for a stranger's datagram to come in:
         /// `RelayServiceState.decide`). Off: every open or consistent player relays.
         package var reachableRelaysOnly = true
+        /// Relays announce the tags they hold and joiners look them up (`RelayFrame.holderHash`),
+        /// as turf does. Off: the ranking alone.
+        package var relayHolders = true
         package var seed: UInt64 = 1
         package init() {}
     }
@@ -256,6 +259,7 @@ package struct InternetSimulation {
             let player = SimPlayer(index: i, nat: natOf[i], peer: peer, identity: identity, inside: insideOf[i])
             player.trafficSeconds = p.matchSeconds
             player.relayShards = p.relayShards
+            player.relayHolders = p.relayHolders
             return player
         }
 

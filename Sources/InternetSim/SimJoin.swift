@@ -212,6 +212,7 @@ final class SimJoin {
         player.peer.findRelays(
             tag: tag,
             shards: player.relayShards,
+            holders: player.relayHolders,
             onUpdate: { [weak self] found in
                 guard let self else { return }
                 self.found = found

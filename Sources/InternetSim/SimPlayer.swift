@@ -21,8 +21,9 @@ final class SimPlayer {
     var inbound: [Session] = []
     /// Game traffic sent on relayed sessions, for `matchSeconds` after they opened.
     var trafficSeconds = 60
-    /// `InternetSimulation.Parameters.relayShards`.
+    /// `InternetSimulation.Parameters.relayShards` and `.relayHolders`.
     var relayShards = RelayFrame.playerRelayShardLevels
+    var relayHolders = true
 
     init(index: Int, nat: PlayerNAT, peer: Peer, identity: Identity, inside: PeerAddress) {
         self.index = index
@@ -55,6 +56,7 @@ final class SimPlayer {
             let kind = self.natKind
             if kind == .open || kind == .consistent {
                 self.peer.servePlayerRelay(shards: self.relayShards)
+                if !self.relayHolders { self.peer.relayServer?.onNewTag = nil }
                 onRelay(self)
             }
         }
@@ -88,7 +90,7 @@ final class SimPlayer {
     /// leaving out the lobby's host (`host`: its addresses), so that host and joiner rank the
     /// same list. `done` gets the ranked list (maybe empty).
     func findRelays(tag: NodeID, host: Set<PeerAddress>, done: @escaping ([PeerAddress]) -> Void) {
-        peer.findRelays(tag: tag, shards: relayShards) { found in
+        peer.findRelays(tag: tag, shards: relayShards, holders: false) { found in
             done(
                 RelayFrame.order(
                     members: [],

@@ -146,8 +146,9 @@ public final class Peer {
         )
     }
 
-    /// Looks the relays a pair on `tag` can use up on the DHT: volunteers, and player relays (a
-    /// sample of all of them, and the tag's shard at each level of `shards`). `done` runs once,
+    /// Looks the relays a pair on `tag` can use up on the DHT: the relays that hold the tag (when
+    /// `holders`: a joiner's lookup; the host does not trust them), volunteers, and player relays
+    /// (a sample of all of them, and the tag's shard at each level of `shards`). `done` runs once,
     /// when every lookup has ended. `onUpdate`, if given, runs each time an answer brought
     /// relays, with all found so far: a joiner acts on the first ones instead of waiting for the
     /// slowest nodes of several lookups (about a second more in `bench internet`; the nodes that
@@ -155,13 +156,14 @@ public final class Peer {
     public func findRelays(
         tag: NodeID,
         shards: [Int] = RelayFrame.playerRelayShardLevels,
+        holders: Bool = true,
         onUpdate: ((RelaysFound) -> Void)? = nil,
         done: @escaping (RelaysFound) -> Void
     ) {
         let levels = shards.filter { $0 > 1 }
         var found = RelaysFound()
         found.players.shards = levels.map { _ in [] }
-        var waiting = 3 + levels.count
+        var waiting = (holders ? 3 : 2) + levels.count
         func lookup(_ hash: NodeID, _ store: @escaping (inout RelaysFound, [PeerAddress]) -> Void) {
             dht.getPeers(
                 hash,
@@ -175,7 +177,7 @@ public final class Peer {
                 if waiting == 0 { done(found) }
             }
         }
-        lookup(RelayFrame.holderHash(tag)) { f, p in f.holders = Self.merged(f.holders, p) }
+        if holders { lookup(RelayFrame.holderHash(tag)) { f, p in f.holders = Self.merged(f.holders, p) } }
         lookup(RelayFrame.relayInfoHash) { f, p in f.volunteers = Self.merged(f.volunteers, p) }
         lookup(RelayFrame.playerRelayInfoHash) { f, p in f.players.all = Self.merged(f.players.all, p) }
         for (i, n) in levels.enumerated() {

@@ -96,11 +96,12 @@ public enum RelayFrame: Equatable, Sendable {
     /// and a pair looks up the shard its tag picks at each level: one DHT answer lists a sample
     /// of at most 50–64 relays, so with hundreds or thousands of player relays a host and a
     /// joiner would each rank a different sample of the single info-hash and rarely pick the
-    /// same relay. A shard small enough that one answer lists it whole is seen alike by both: at
-    /// 16 shards up to about 1,000 player relays, at 256 up to about 16,000, and the single
-    /// info-hash up to 64. Both rank the finest level first. `bench internet` measured it
-    /// (docs/benchmarks.md).
-    public static let playerRelayShardLevels = [16, 256]
+    /// same relay. A shard is a smaller list, seen whole by both up to about 1,000 player relays
+    /// at 16 shards (and mostly alike above). Both rank the finest level first. Since relays
+    /// announce the tags they hold (`holderHash`), the shard is the joiner's fallback, for a
+    /// holder's announce not landed yet: `bench internet` measured one level of 16 against two
+    /// (16 and 256: the same joins, 16 more DHT messages a join) and none (docs/benchmarks.md).
+    public static let playerRelayShardLevels = [16]
 
     /// The info-hash of player-relay shard `shard` of `shards` (1: `playerRelayInfoHash`).
     public static func playerRelayShard(_ shard: Int, of shards: Int) -> NodeID {

@@ -72,6 +72,11 @@ struct BenchInternet: ParsableCommand {
             "Players behind a consistent NAT relay even when it filters strangers (turf relays only once a stranger's datagram came in)."
     )
     var unreachableRelays = false
+    @Flag(
+        name: .customLong("no-relay-holders"),
+        help: "Relays do not announce the lobbies they hold; joiners rank relays alone (turf announces them)."
+    )
+    var noRelayHolders = false
     @Flag(name: .customLong("no-player-relays"), help: "Players do not relay for each other.")
     var noPlayerRelays = false
     @Option(help: "Seed of the simulation (same seed, same figures).") var seed: UInt64 = 1
@@ -103,6 +108,7 @@ struct BenchInternet: ParsableCommand {
         p.relayShards = relayShards
         p.relayAfterMs = relayAfterMs
         p.reachableRelaysOnly = !unreachableRelays
+        p.relayHolders = !noRelayHolders
         p.seed = seed
         let t0 = Date()
         let (r, b) = try InternetSimulation(p).run()
@@ -128,6 +134,7 @@ struct BenchInternet: ParsableCommand {
             j.add("relay_shards", relayShards.map(String.init).joined(separator: ","))
             j.add("relay_after_ms", relayAfterMs)
             j.add("reachable_relays_only", !unreachableRelays)
+            j.add("relay_holders", !noRelayHolders)
             j.add("wall_seconds", (wall * 100).rounded() / 100)
             print(j.text)
         } else {

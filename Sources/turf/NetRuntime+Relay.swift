@@ -69,7 +69,7 @@ final class HostRelayFinder: @unchecked Sendable {
     /// Looks the relays up (`Peer.findRelays`); registers when every lookup answered, and again
     /// 30 s later (2 s while it found none).
     func find(_ peer: Peer) {
-        peer.findRelays(tag: tag) { [weak peer] found in
+        peer.findRelays(tag: tag, holders: false) { [weak peer] found in
             guard let peer else { return }
             self.found = found
             let any = self.register(peer)

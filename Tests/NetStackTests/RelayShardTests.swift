@@ -149,7 +149,7 @@ import Transport
         #expect(Array(order[7...]) == RelayFrame.rank([c[1], c[2]], tag: tag))
         #expect(Set(order).count == order.count && !order.contains(c[0]))
         // The levels turf uses, and distinct info-hashes for each level's shards.
-        #expect(RelayFrame.playerRelayShardLevels == [16, 256])
+        #expect(RelayFrame.playerRelayShardLevels == [16])
         let hashes = Set(
             (0..<16).map { RelayFrame.playerRelayShard($0, of: 16) }
                 + (0..<256).map { RelayFrame.playerRelayShard($0, of: 256) }
