@@ -64,7 +64,9 @@
 # upgrade to direct, at upgrade_ms from the joiner's start), family (ipv4 or ipv6, of a direct
 # path), host_ipv6 (the host's `nat` event: open, firewalled or none), mesh_path (three players: the first
 # joiner's link to the second, direct or relayed through the host), final hashes agree (hashes_agree),
-# relay (a relayed joiner's relay address), join2_path and join2_relay (the second joiner's).
+# relay (a relayed joiner's relay address), join2_path and join2_relay (the second joiner's),
+# relay_held (random-random with the volunteer: its status line counts the lobbies it announced
+# holding, docs/nat.md "Holders"; null in other cases).
 # Add LOSS=0.2 to drop 20% of what every router forwards, and RELAY=0 for a lab without the
 # relay (punching alone).
 #
@@ -506,7 +508,7 @@ run_case() {
   fi
   start_turf "$joinns" "$j" join "${target[@]}" --headless --bot easy --name joiner --bootstrap "$jboots" \
     ${port[@]+"${port[@]}"}
-  local jpid=$LASTPID j2pid="" remapped=null
+  local jpid=$LASTPID j2pid="" remapped=null held=""
   if [ "$c" = cone-cone-late ] || [ "$c" = cone-cone-later ]; then
     wait_line "$WORK/$j.out" '"event":"connected"' 200 || true
     [ "$c" = cone-cone-later ] && sleep 40
@@ -576,6 +578,11 @@ run_case() {
   if [ "$c" = remap-relayed ]; then
     grep -h 'moved [1-9]' "$WORK/dht-${DHT_IPS[0]}.out" "$WORK/dht-${DHT_IPS[0]}.err" >/dev/null 2>&1 && remapped=true
   fi
+  # Proof the volunteer told the DHT it held the lobby (a holder, docs/nat.md): its status line.
+  if [ "$c" = random-random ] && [ "$RELAY" = 1 ]; then
+    held=true
+    grep -h 'lobbies announced [1-9]' "$WORK/dht-${DHT_IPS[0]}.out" "$WORK/dht-${DHT_IPS[0]}.err" >/dev/null 2>&1 || held=false
+  fi
   local joined hend jend hnat jnat
   joined=$(lastevent "$WORK/$j.out" joined)
   hend=$(lastevent "$WORK/$h.out" end)
@@ -589,6 +596,7 @@ run_case() {
   if [ -n "$join2ns" ] && [ "$(field "$(lastevent "$WORK/$j2.out" end)" final_hash)" != "$hh" ]; then agree=false; fi
   [ "$jrc" -eq 0 ] && [ "$hrc" -eq 0 ] && [ -n "$joined" ] && [ "$agree" = true ] && ok=true
   [ "$c" = remap-relayed ] && [ "$remapped" != true ] && ok=false
+  [ "$held" = false ] && ok=false
   local jms path probes relay=""
   jms=$(field "$joined" join_ms)
   path=$(field "$(lastevent "$WORK/$j.out" connected)" path)
@@ -628,8 +636,8 @@ except Exception:
   fms=$(field "$fms" after_ms)
   # The host's birthday probes (cone-random): the sum over its `birthday` events, null without one.
   hprobes=$(grep -o '"event":"birthday".*"probes_sent":[0-9]*' "$WORK/$h.out" 2>/dev/null | sed 's/.*://' | awk '{s += $1} END {if (NR) print s}' || true)
-  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s","family":"%s","host_ipv6":"%s","relay":"%s","join2_path":"%s","join2_relay":"%s"}\n' \
-    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh" "${family:-}" "${hv6:-}" "$relay" "$path2" "$relay2"
+  printf '{"case":"%s","run":%d,"ok":%s,"join_ms":%s,"path":"%s","host_path":"%s","knock":"%s","probes_sent":%s,"host_nat":"%s","join_nat":"%s","hashes_agree":%s,"host_exit":%d,"join_exit":%d,"remapped":%s,"rejoined":%s,"run_s":%d,"host_probes":%s,"final_path":"%s","upgrade_ms":%s,"mesh_path":"%s","family":"%s","host_ipv6":"%s","relay":"%s","join2_path":"%s","join2_relay":"%s","relay_held":%s}\n' \
+    "$c" "$r" "$ok" "${jms:-null}" "${path:-}" "${hpath:-}" "${knock:-}" "${probes:-null}" "${hnat:-}" "${jnat:-}" "$agree" "$hrc" "$jrc" "$remapped" "$rejoined" $((SECONDS - t0)) "${hprobes:-null}" "${fpath:-${path:-}}" "${fms:-null}" "$mesh" "${family:-}" "${hv6:-}" "$relay" "$path2" "$relay2" "${held:-null}"
   if [ "$ok" != true ] && [ -n "${NATLAB_VERBOSE:-}" ]; then
     tail -5 "$WORK/$h.err" "$WORK/$j.err" >&2 || true
     [ -n "$join2ns" ] && { tail -5 "$WORK/$j2.err" >&2 || true; }

@@ -99,6 +99,6 @@ struct RelayOptions: ParsableArguments {
     static func status(_ s: RelayServer) -> String {
         let t = s.stats
         return
-            "relay: \(s.hostCount) hosts, \(s.channelCount) channels; forwarded \(t.framesForwarded) frames \(t.bytesForwarded) bytes; dropped malformed \(t.malformed) unknown-channel \(t.unknownChannel) over-quota \(t.sessionQuota + t.byteQuota + t.totalQuota) no-host \(t.noHost) busy \(t.busy); moved \(t.moved)"
+            "relay: \(s.hostCount) hosts, \(s.channelCount) channels; forwarded \(t.framesForwarded) frames \(t.bytesForwarded) bytes; dropped malformed \(t.malformed) unknown-channel \(t.unknownChannel) over-quota \(t.sessionQuota + t.byteQuota + t.totalQuota) no-host \(t.noHost) busy \(t.busy); moved \(t.moved); lobbies announced \(t.tagsAnnounced) (over quota \(t.tagAnnouncesOverQuota))"
     }
 }

@@ -59,6 +59,8 @@ struct RelayServiceFigures: Sendable {
     var bytesForwarded: UInt64 = 0
     var peakBytesPerSecond: UInt64 = 0
     var quotaDrops = 0
+    /// Lobbies this relay told the DHT it holds (`RelayServer.onNewTag`).
+    var tagsAnnounced = 0
 
     init() {}
 
@@ -69,6 +71,7 @@ struct RelayServiceFigures: Sendable {
         bytesForwarded = s.bytesForwarded
         peakBytesPerSecond = server.peakSecondBytes
         quotaDrops = s.sessionQuota + s.byteQuota + s.totalQuota
+        tagsAnnounced = s.tagsAnnounced
     }
 
     static func + (a: Self, b: Self) -> Self {
@@ -78,6 +81,7 @@ struct RelayServiceFigures: Sendable {
         c.bytesForwarded += b.bytesForwarded
         c.peakBytesPerSecond = max(a.peakBytesPerSecond, b.peakBytesPerSecond)
         c.quotaDrops += b.quotaDrops
+        c.tagsAnnounced += b.tagsAnnounced
         return c
     }
 }
@@ -143,6 +147,7 @@ extension NetRuntime {
         j.add("bytes_forwarded", f.bytesForwarded)
         j.add("peak_bytes_per_second", f.peakBytesPerSecond)
         j.add("quota_drops", f.quotaDrops)
+        j.add("tags_announced", f.tagsAnnounced)
         return j
     }
 
