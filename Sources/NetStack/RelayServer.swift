@@ -106,6 +106,16 @@ public final class RelayServer {
     struct Bucket {
         var tokens: Double
         var last: Nanos
+
+        /// Refills at `rate` a second up to `burst`, then takes `amount`; false (nothing taken)
+        /// when it holds too few.
+        mutating func take(_ amount: Int, rate: Double, burst: Double, now: Nanos) -> Bool {
+            tokens = min(burst, tokens + rate * Double(now &- last) / 1e9)
+            last = now
+            guard tokens >= Double(amount) else { return false }
+            tokens -= Double(amount)
+            return true
+        }
     }
 
     let host: NetworkHost
@@ -299,13 +309,9 @@ public final class RelayServer {
 
     /// Takes `bytes` from `ip`'s bucket; false (nothing taken) when it holds too few.
     private func charge(_ ip: UInt64, bytes: Int, now: Nanos) -> Bool {
-        let rate = Double(config.bytesPerSecondPerClient)
         let burst = Double(config.burstBytesPerClient)
         var b = buckets[ip] ?? Bucket(tokens: burst, last: now)
-        b.tokens = min(burst, b.tokens + rate * Double(now &- b.last) / 1e9)
-        b.last = now
-        let ok = b.tokens >= Double(bytes)
-        if ok { b.tokens -= Double(bytes) }
+        let ok = b.take(bytes, rate: Double(config.bytesPerSecondPerClient), burst: burst, now: now)
         buckets[ip] = b
         return ok
     }
@@ -315,10 +321,7 @@ public final class RelayServer {
         guard let rate = config.totalBytesPerSecond else { return true }
         let burst = Double(config.totalBurstBytes)
         var b = total ?? Bucket(tokens: burst, last: now)
-        b.tokens = min(burst, b.tokens + Double(rate) * Double(now &- b.last) / 1e9)
-        b.last = now
-        let ok = b.tokens >= Double(bytes)
-        if ok { b.tokens -= Double(bytes) }
+        let ok = b.take(bytes, rate: Double(rate), burst: burst, now: now)
         total = b
         return ok
     }
