@@ -14,9 +14,9 @@ import Transport
 /// session (at once when every handshake gave up), join two relays and start a handshake through
 /// each. A round whose joins all came back without a channel is followed at once by the next two
 /// (`RelayWalk`, as turf's: those that failed fewer times first; also when a round's channels
-/// carried no session within 2.5 s), or a second later once all were tried; five rounds at most. The first session up
-/// wins. The connect phase gives up after 12 s, or 10 s after the first relayed handshake
-/// started if that is later.
+/// carried no session within 2.5 s), or a second later once all were tried; five rounds at
+/// most. The first session up wins. The connect phase gives up after 12 s, or 10 s after the
+/// first relayed handshake started if that is later.
 final class SimJoin {
     enum Outcome: String, Sendable {
         case connected, notFound, timedOut

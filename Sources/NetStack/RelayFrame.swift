@@ -170,9 +170,11 @@ public enum RelayFrame: Equatable, Sendable {
     ) -> [PeerAddress] {
         var seen = excluding
         var out: [PeerAddress] = []
-        let held = Array(rank(holders, tag: tag).prefix(maxHolders))
-        for cls in [members, held, volunteers] + players.shards.reversed() + [players.all] {
-            for a in rank(cls, tag: tag) where seen.insert(a).inserted { out.append(a) }
+        let ranked =
+            [rank(members, tag: tag), Array(rank(holders, tag: tag).prefix(maxHolders)), rank(volunteers, tag: tag)]
+            + (players.shards.reversed() + [players.all]).map { rank($0, tag: tag) }
+        for cls in ranked {
+            for a in cls where seen.insert(a).inserted { out.append(a) }
         }
         return out
     }

@@ -288,9 +288,8 @@ final class JoinRelay {
         let now = monotonicNanos()
         if joined, shared.withLockedValue({ $0.walk.endRound(now: now) }) {
             joined = false
-            let walk = shared.withLockedValue { $0.walk }
-            let untried = walk.hasUntried(ordered ?? [])
-            startAt = monotonicNanos() + (untried ? 0 : 1_000_000_000)
+            let untried = shared.withLockedValue { $0.walk }.hasUntried(ordered ?? [])
+            startAt = now + (untried ? 0 : 1_000_000_000)
         }
         if !joined, force || monotonicNanos() >= startAt, let relays = ordered {
             let complete = current.state.withLockedValue { $0.complete }
